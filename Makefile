@@ -1,0 +1,45 @@
+# The commands people and CI both run. `make run` and `make test` work on a fresh
+# machine with Python 3.11: they install uv into .tools/ and the locked
+# dependencies into .venv/ (a second run reuses both).
+PYTHON ?= python3.11
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-fast lint format bench sim clean
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml tools/runware-sim/pyproject.toml
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+run: $(VENV)/.synced
+	$(BIN)/python -m reelflow_common.devrun
+
+sim: $(VENV)/.synced
+	$(BIN)/reelflow-runware-sim
+
+test: $(VENV)/.synced
+	$(BIN)/pytest
+
+test-fast: $(VENV)/.synced
+	$(BIN)/pytest tests/unit
+
+lint: $(VENV)/.synced
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.synced
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(VENV)/.synced
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .tools .run

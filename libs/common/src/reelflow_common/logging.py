@@ -1,0 +1,81 @@
+"""structlog set-up: JSON lines in production, a readable console in development.
+
+Context (``service``, ``request_id``, ``project_id``, ``task_uuid``) is bound
+with :func:`bound_context` and appears on every line logged inside it. Values
+that look like secrets are masked before a line is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from reelflow_common.settings import LogSettings
+
+_SECRET_KEYS = ("api_key", "apikey", "token", "authorization", "password", "secret")
+
+
+def _mask_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if any(word in key.lower() for word in _SECRET_KEYS):
+            event_dict[key] = "***"
+    return event_dict
+
+
+def configure_logging(settings: LogSettings, *, service: str) -> None:
+    """Route structlog and the standard library (uvicorn, aio_pika, pymongo) through one formatter."""
+    use_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _mask_secrets,
+    ]
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("aio_pika", "aiormq", "pymongo", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+@contextmanager
+def bound_context(**values: str | None) -> Iterator[None]:
+    """Bind correlation ids (request_id, project_id, task_uuid) for the lines logged inside."""
+    present = {key: value for key, value in values.items() if value is not None}
+    with structlog.contextvars.bound_contextvars(**present):
+        yield
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]

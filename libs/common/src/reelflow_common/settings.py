@@ -1,0 +1,83 @@
+"""Typed settings, one mixin per dependency, combined per service.
+
+Every variable has the prefix ``REELFLOW_`` (``REELFLOW_AMQP_URL``,
+``REELFLOW_MONGO_URL``, …). The Runware key also answers to the plain
+``RUNWARE_API_KEY`` that Runware's own SDKs read. Tests pass values as
+arguments and never edit ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ReelflowSettings(BaseSettings):
+    """Base of every settings class: the ``REELFLOW_`` prefix, no .env magic."""
+
+    model_config = SettingsConfigDict(env_prefix="REELFLOW_", extra="ignore", populate_by_name=True)
+
+
+class LogSettings(ReelflowSettings):
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+
+
+class AmqpSettings(ReelflowSettings):
+    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_prefix: str = Field(
+        default="", description="prefix for every exchange and queue name (test isolation)"
+    )
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    max_deliveries: int = Field(
+        default=5, ge=1, description="deliveries of one message before it goes to the DLQ"
+    )
+
+
+class MongoSettings(ReelflowSettings):
+    mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
+    mongo_database: str = "reelflow"
+    mongo_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class RunwareSettings(ReelflowSettings):
+    runware_base_url: str = "https://api.runware.ai"
+    runware_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REELFLOW_RUNWARE_API_KEY", "RUNWARE_API_KEY", "runware_api_key"),
+    )
+    runware_timeout_s: float = Field(default=30.0, gt=0, description="per HTTP request")
+    runware_max_in_flight: int = Field(
+        default=16, ge=1, description="Runware HTTP requests in flight per process"
+    )
+    runware_poll_batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="getResponse tasks per HTTP request (1 as the official SDKs do)",
+    )
+
+
+class HttpSettings(ReelflowSettings):
+    """Where a service listens for /healthz, /readyz and /metrics (and its own API)."""
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+
+
+class TopologySettings(AmqpSettings):
+    """The delay ladders. Every service declares the same topology from these."""
+
+    poll_initial_delay_s: float = Field(
+        default=20.0, gt=0, description="first getResponse this long after a clip is submitted"
+    )
+    poll_backoff: float = Field(default=1.5, ge=1.0, description="each recheck waits this x longer")
+    poll_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the recheck delay")
+    retry_initial_delay_s: float = Field(
+        default=2.0, gt=0, description="first retry after a transient failure"
+    )
+    retry_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the retry delay")

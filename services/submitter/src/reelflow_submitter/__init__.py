@@ -1,0 +1,1 @@
+"""reelflow submitter service."""

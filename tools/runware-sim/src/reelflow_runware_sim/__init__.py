@@ -1,0 +1,1 @@
+"""A local simulator of Runware's REST API for video inference."""
