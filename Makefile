@@ -18,7 +18,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml service
 	touch $@
 
 run: $(VENV)/.synced
-	$(BIN)/python -m reelflow_common.devrun
+	$(BIN)/reelflow-dev
 
 sim: $(VENV)/.synced
 	$(BIN)/reelflow-runware-sim

@@ -1,0 +1,3 @@
+"""Fixtures shared by every test; each lives in ``tests/fixtures/``."""
+
+pytest_plugins = ["tests.fixtures.infra", "tests.fixtures.runware"]

@@ -1,0 +1,1 @@
+"""Development tools for reelflow: the `make run` launcher and the embedded MongoDB."""

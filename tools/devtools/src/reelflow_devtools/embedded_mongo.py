@@ -1,0 +1,91 @@
+"""Start the embedded, MongoDB-wire-compatible SecantusDB server as a child process.
+
+Used by ``make run`` (data in a local folder) and by the tests (data in a temporary
+folder) when no ``REELFLOW_MONGO_URL`` is given. Production uses real MongoDB.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
+
+class EmbeddedMongoError(RuntimeError):
+    """The embedded MongoDB did not start."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _server_command() -> str:
+    beside_python = Path(sys.executable).with_name("secantusd-py")
+    found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
+    if not found:
+        raise EmbeddedMongoError("secantusd-py not found: install the dev dependencies (make run)")
+    return found
+
+
+def wait_until_answering(url: str, *, deadline_s: float, process: subprocess.Popen[bytes]) -> None:
+    """Ping until the server answers, the process dies, or the deadline passes."""
+    stop_at = time.monotonic() + deadline_s
+    while time.monotonic() < stop_at:
+        if process.poll() is not None:
+            raise EmbeddedMongoError(f"embedded MongoDB exited with code {process.returncode}")
+        client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=500)
+        try:
+            client.admin.command("ping")
+            return
+        except PyMongoError:
+            time.sleep(0.1)  # polling a starting server; the deadline bounds it
+        finally:
+            client.close()
+    raise EmbeddedMongoError(f"embedded MongoDB did not answer within {deadline_s:.0f} s")
+
+
+@contextmanager
+def embedded_mongo(
+    storage_path: Path | str, *, port: int | None = None, log_path: Path | None = None
+) -> Iterator[str]:
+    """Run SecantusDB on ``port`` (a free one if None); yield its MongoDB URL."""
+    port = port or free_port()
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    process = subprocess.Popen(  # noqa: S603 (our own dev dependency, fixed arguments)
+        [
+            _server_command(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage_path),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    url = f"mongodb://127.0.0.1:{port}/"
+    try:
+        wait_until_answering(url, deadline_s=60, process=process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log_path and log is not subprocess.DEVNULL:
+            log.close()  # type: ignore[union-attr]
