@@ -1,0 +1,35 @@
+"""Runware client: submit video tasks, poll them, parse webhook bodies, typed errors."""
+
+from reelflow_common.runware.client import RunwareClient
+from reelflow_common.runware.errors import (
+    ErrorCategory,
+    RunwareError,
+    RunwareRequestError,
+    RunwareTaskError,
+    RunwareTransportError,
+    classify_code,
+)
+from reelflow_common.runware.models import (
+    SubmitResult,
+    TaskFailure,
+    TaskState,
+    TaskStatus,
+    VideoRequest,
+)
+from reelflow_common.runware.parsing import parse_task_states
+
+__all__ = [
+    "ErrorCategory",
+    "RunwareClient",
+    "RunwareError",
+    "RunwareRequestError",
+    "RunwareTaskError",
+    "RunwareTransportError",
+    "SubmitResult",
+    "TaskFailure",
+    "TaskState",
+    "TaskStatus",
+    "VideoRequest",
+    "classify_code",
+    "parse_task_states",
+]

@@ -1,0 +1,254 @@
+"""The Runware REST client: submit a video task, ask where tasks stand.
+
+It never retries and never resubmits: a retryable error goes back to the caller,
+who tries again with the same task UUID (a duplicate answers ``conflictTaskUUID``,
+which :meth:`RunwareClient.submit_video` reports as ``already_submitted``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from reelflow_common.logging import get_logger
+from reelflow_common.runware.errors import (
+    ErrorCategory,
+    RunwareError,
+    RunwareRequestError,
+    RunwareTaskError,
+    RunwareTransportError,
+    is_retryable_status,
+)
+from reelflow_common.runware.models import SubmitResult, TaskState, VideoRequest
+from reelflow_common.runware.parsing import (
+    build_poll_task,
+    build_video_task,
+    error_entries,
+    failure_from_entry,
+    parse_task_states,
+    request_level_errors,
+)
+from reelflow_common.settings import RunwareSettings
+
+log = get_logger(__name__)
+
+_CONFLICT = "conflictTaskUUID"
+
+
+class _Answer:
+    """One HTTP answer: its status and its JSON body (empty when unreadable)."""
+
+    def __init__(self, status: int, body: Mapping[str, Any], readable: bool) -> None:
+        self.status = status
+        self.body = body
+        self.readable = readable
+
+    def whole_request_error(self, task_uuid: str | None = None) -> RunwareRequestError:
+        """The error for a request that failed as a whole (status or unscoped error)."""
+        entries = request_level_errors(self.body) or error_entries(self.body)
+        if entries:
+            failure = failure_from_entry(entries[0])
+            return RunwareRequestError(
+                failure.message or f"Runware refused the request (HTTP {self.status})",
+                code=failure.code,
+                http_status=self.status,
+                task_uuid=task_uuid,
+                parameter=failure.parameter,
+                allowed_values=failure.allowed_values,
+            )
+        if not self.readable:
+            # A garbled answer is the server's fault; asking again is safe with our own UUIDs.
+            return RunwareRequestError(
+                f"Runware answered HTTP {self.status} without a JSON object",
+                code="invalidResponse",
+                category=None if self.status >= 300 else ErrorCategory.SERVER_ERROR,
+                http_status=self.status,
+                task_uuid=task_uuid,
+            )
+        return RunwareRequestError(
+            f"Runware answered HTTP {self.status}", http_status=self.status, task_uuid=task_uuid
+        )
+
+
+class RunwareClient:
+    """Async client for Runware's REST API (``POST {base_url}/v1``)."""
+
+    def __init__(self, settings: RunwareSettings, http: httpx.AsyncClient | None = None) -> None:
+        self._settings = settings
+        self._url = f"{settings.runware_base_url.rstrip('/')}/v1"
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=settings.runware_timeout_s)
+        self._in_flight = asyncio.Semaphore(settings.runware_max_in_flight)
+
+    def __repr__(self) -> str:
+        return f"RunwareClient(url={self._url!r})"
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: RunwareSettings) -> AsyncIterator[RunwareClient]:
+        """A client that owns its HTTP connection pool; fails at once without an API key."""
+        _api_key(settings)
+        client = cls(settings)
+        try:
+            yield client
+        finally:
+            await client.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connection pool if this client created it."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult:
+        """Submit one async ``videoInference`` task under the caller's task UUID."""
+        task_uuid = request.task_uuid
+        answer = await self._post([build_video_task(request)], "videoInference", [task_uuid])
+        entries = error_entries(answer.body)
+        mine = [e for e in entries if e.get("taskUUID") in (task_uuid, None)]
+        if any(entry.get("code") == _CONFLICT for entry in mine):
+            return SubmitResult(task_uuid=task_uuid, already_submitted=True)
+        if is_retryable_status(answer.status):
+            raise answer.whole_request_error(task_uuid)
+        state = parse_task_states(answer.body).get(task_uuid)
+        if state is not None and state.error is not None:
+            raise state.error.to_error(task_uuid, http_status=answer.status)
+        if request_level_errors(answer.body) or not 200 <= answer.status < 300:
+            raise answer.whole_request_error(task_uuid)
+        if not answer.readable:
+            raise answer.whole_request_error(task_uuid)
+        # The ack may be empty ({"data": []}); a 2xx without errors means accepted.
+        return SubmitResult(task_uuid=task_uuid)
+
+    async def get_response(self, task_uuid: str) -> TaskState:
+        """Where one task stands; raises when Runware cannot tell (see :meth:`get_responses`)."""
+        outcome = (await self.get_responses([task_uuid]))[task_uuid]
+        if isinstance(outcome, RunwareError):
+            raise outcome
+        return outcome
+
+    async def get_responses(self, task_uuids: Iterable[str]) -> dict[str, TaskState | RunwareError]:
+        """Where each task stands, or why Runware could not say.
+
+        A finished-with-error task is a :class:`TaskState` with ``status="error"``;
+        an unknown task, a refused request or a lost answer is a :class:`RunwareError`.
+        Up to ``runware_poll_batch_size`` tasks share one HTTP request; chunks run concurrently.
+        """
+        unique = list(dict.fromkeys(task_uuids))
+        size = self._settings.runware_poll_batch_size
+        chunks = [unique[start : start + size] for start in range(0, len(unique), size)]
+        results = await asyncio.gather(*(self._poll_chunk(chunk) for chunk in chunks))
+        merged: dict[str, TaskState | RunwareError] = {}
+        for result in results:
+            merged.update(result)
+        return merged
+
+    async def _poll_chunk(self, task_uuids: list[str]) -> dict[str, TaskState | RunwareError]:
+        tasks = [build_poll_task(task_uuid) for task_uuid in task_uuids]
+        try:
+            answer = await self._post(tasks, "getResponse", task_uuids)
+        except RunwareTransportError as exc:
+            return dict.fromkeys(task_uuids, exc)
+        if is_retryable_status(answer.status):
+            # A struggling server's body is not trusted for any task in the request.
+            return {task_uuid: answer.whole_request_error(task_uuid) for task_uuid in task_uuids}
+        states = parse_task_states(answer.body)
+        outcomes: dict[str, TaskState | RunwareError] = {}
+        for task_uuid in task_uuids:
+            state = states.get(task_uuid)
+            if state is None:
+                outcomes[task_uuid] = self._missing(answer, task_uuid)
+            elif state.error is not None and state.error.category is ErrorCategory.NOT_FOUND:
+                outcomes[task_uuid] = state.error.to_error(task_uuid, http_status=answer.status)
+            else:
+                outcomes[task_uuid] = state
+        return outcomes
+
+    @staticmethod
+    def _missing(answer: _Answer, task_uuid: str) -> RunwareError:
+        if request_level_errors(answer.body) or not 200 <= answer.status < 300:
+            return answer.whole_request_error(task_uuid)
+        if not answer.readable:
+            return answer.whole_request_error(task_uuid)
+        # Runware said nothing about the task; asking again later is the only sensible reading.
+        return RunwareTaskError(
+            "Runware's answer did not mention the task",
+            code="missingResult",
+            category=ErrorCategory.SERVER_ERROR,
+            http_status=answer.status,
+            task_uuid=task_uuid,
+        )
+
+    async def _post(
+        self, tasks: list[dict[str, Any]], task_type: str, task_uuids: list[str]
+    ) -> _Answer:
+        """One HTTP request under the in-flight bound, logged once, transport errors typed."""
+        headers = {"Authorization": f"Bearer {_api_key(self._settings)}"}
+        timeout = self._settings.runware_timeout_s
+        task_uuid = task_uuids[0] if len(task_uuids) == 1 else None
+        async with self._in_flight:
+            started = time.perf_counter()
+            try:
+                # httpx's timeout is per socket operation; this bounds the whole exchange.
+                async with asyncio.timeout(timeout):
+                    response = await self._http.post(
+                        self._url, json=tasks, headers=headers, timeout=timeout
+                    )
+            except (httpx.TransportError, TimeoutError) as exc:
+                duration_ms = round((time.perf_counter() - started) * 1000)
+                error = _transport_error(exc, task_uuid)
+                log.warning(
+                    "runware_call_failed",
+                    task_type=task_type,
+                    task_uuid=task_uuid,
+                    task_count=len(task_uuids),
+                    error=type(exc).__name__,
+                    duration_ms=duration_ms,
+                )
+                raise error from exc
+        duration_ms = round((time.perf_counter() - started) * 1000)
+        answer = _read(response)
+        level = log.info if task_type == "videoInference" else log.debug
+        level(
+            "runware_call_finished",
+            task_type=task_type,
+            task_uuid=task_uuid,
+            task_count=len(task_uuids),
+            status_code=response.status_code,
+            duration_ms=duration_ms,
+        )
+        return answer
+
+
+def _api_key(settings: RunwareSettings) -> str:
+    key = settings.runware_api_key
+    if key is None or not key.get_secret_value():
+        raise RunwareRequestError(
+            "no Runware API key configured (set REELFLOW_RUNWARE_API_KEY or RUNWARE_API_KEY)",
+            code="missingApiKey",
+        )
+    return key.get_secret_value()
+
+
+def _read(response: httpx.Response) -> _Answer:
+    try:
+        body = response.json()
+    except ValueError:
+        return _Answer(response.status_code, {}, readable=False)
+    if not isinstance(body, Mapping):
+        return _Answer(response.status_code, {}, readable=False)
+    return _Answer(response.status_code, body, readable=True)
+
+
+def _transport_error(exc: Exception, task_uuid: str | None) -> RunwareTransportError:
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    return RunwareTransportError(
+        f"no answer from Runware: {type(exc).__name__}",
+        code="timeout" if timed_out else "connectionError",
+        category=ErrorCategory.TIMEOUT if timed_out else ErrorCategory.CONNECTION,
+        task_uuid=task_uuid,
+    )
