@@ -81,3 +81,22 @@ class TopologySettings(AmqpSettings):
         default=2.0, gt=0, description="first retry after a transient failure"
     )
     retry_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the retry delay")
+
+
+class WebhookSettings(ReelflowSettings):
+    """Where Runware can reach reelflow. Without ``public_base_url`` only polling is used."""
+
+    public_base_url: str | None = Field(
+        default=None, description="e.g. https://reelflow.example.com; enables Runware webhooks"
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="secret path segment of the webhook URL (per deployment)"
+    )
+
+    def webhook_url(self, project_id: str) -> str | None:
+        """The ``webhookURL`` to give Runware for a clip of this project, or None."""
+        if not self.public_base_url or self.webhook_secret is None:
+            return None
+        base = self.public_base_url.rstrip("/")
+        secret = self.webhook_secret.get_secret_value()
+        return f"{base}/v1/webhooks/runware/{secret}?project_id={project_id}"

@@ -1,0 +1,52 @@
+"""Dependencies of the routes, read from the state the lifespan built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from reelflow_api.problems import Problem
+from reelflow_api.settings import Settings
+from reelflow_common.broker import Publisher
+from reelflow_common.store import ApiKeyStore, ProjectStore
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the lifespan builds once and every request shares."""
+
+    settings: Settings
+    projects: ProjectStore
+    api_keys: ApiKeyStore
+    publisher: Publisher
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.reelflow
+    return state
+
+
+State = Annotated[AppState, Depends(_state)]
+
+
+async def _tenant(request: Request, state: State) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Problem(
+            401,
+            "Unauthorized",
+            "Send your API key as 'Authorization: Bearer <key>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    tenant_id = await state.api_keys.tenant_for_key(key.strip())
+    if tenant_id is None:
+        raise Problem(
+            401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return tenant_id
+
+
+TenantId = Annotated[str, Depends(_tenant)]

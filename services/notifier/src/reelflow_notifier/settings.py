@@ -1,0 +1,16 @@
+"""The notifier's settings: its own fields on top of the shared mixins."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from reelflow_common.settings import HttpSettings, LogSettings, MongoSettings, TopologySettings
+
+
+class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
+    http_port: int = Field(default=8001, ge=0, le=65535)
+    ws_ping_interval_s: float = Field(default=20, gt=0, description="server ping interval")
+    ws_ping_timeout_s: float = Field(default=20, gt=0, description="drop a client silent this long")
+    ws_max_backlog: int = Field(
+        default=100, ge=1, description="queued messages before a slow client gets a fresh snapshot"
+    )
