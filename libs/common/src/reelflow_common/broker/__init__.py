@@ -1,0 +1,15 @@
+"""RabbitMQ: robust connections, the one Publisher, the one consume() policy."""
+
+from reelflow_common.broker.connection import amqp_channel, amqp_connection
+from reelflow_common.broker.consume import consume
+from reelflow_common.broker.policy import is_transient
+from reelflow_common.broker.publisher import Publisher, PublishError
+
+__all__ = [
+    "PublishError",
+    "Publisher",
+    "amqp_channel",
+    "amqp_connection",
+    "consume",
+    "is_transient",
+]

@@ -1,0 +1,51 @@
+"""Robust RabbitMQ connections and confirm-mode channels."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aio_pika
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
+
+from reelflow_common.settings import AmqpSettings
+
+
+@asynccontextmanager
+async def amqp_connection(
+    settings: AmqpSettings, *, name: str, reconnect_interval_s: float = 2.0
+) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection that reconnects by itself and restores its channels and consumers.
+
+    ``name`` shows in the RabbitMQ management UI, so an operator can tell the
+    services' connections apart. The first connect fails fast: a process that
+    cannot reach the broker at start should exit and be restarted, not hang.
+    """
+    connection = await aio_pika.connect_robust(
+        settings.amqp_url.get_secret_value(),
+        client_properties={"connection_name": name},
+        reconnect_interval=reconnect_interval_s,
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def amqp_channel(
+    connection: AbstractRobustConnection, *, prefetch: int = 0
+) -> AsyncIterator[AbstractRobustChannel]:
+    """A channel with publisher confirms on and unroutable publishes raised as errors.
+
+    ``prefetch`` bounds the unacknowledged deliveries of each consumer on this
+    channel (0: unbounded, fine for a channel that only publishes).
+    """
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        if prefetch:
+            await channel.set_qos(prefetch_count=prefetch)
+        yield channel
+    finally:
+        if not channel.is_closed:
+            await channel.close()

@@ -1,0 +1,130 @@
+"""The one way to publish: persistent, confirmed, bounded in time, unroutable is an error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    HeadersType,
+)
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import PublishError as ReturnedError
+
+from reelflow_common.errors import TransientError
+from reelflow_common.messages import Message
+from reelflow_common.metrics import PUBLISHED_TOTAL
+from reelflow_common.topology import Topology
+
+CONTENT_TYPE = "application/json"
+
+#: what a failed publish can raise underneath; all of it means "not known to be stored"
+_PUBLISH_FAILURES = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
+
+
+class PublishError(TransientError):
+    """Not confirmed by the broker (nack, timeout, lost connection) or could not route it."""
+
+
+class Publisher:
+    """Publishes commands to work queues and events to the event exchange."""
+
+    def __init__(self, channel: AbstractChannel, topology: Topology, *, timeout_s: float) -> None:
+        self._channel = channel
+        self._topology = topology
+        self._timeout_s = timeout_s
+        self._events: AbstractExchange | None = None
+
+    async def send(
+        self, work_queue: str, message: Message, *, delay_s: float | None = None
+    ) -> None:
+        """Put a command on ``work_queue`` (unprefixed name), now or after about ``delay_s``.
+
+        A delay goes through the work queue's wait queue whose TTL best fits it,
+        so the actual delay is a rung of the queue's ladder, never more than asked
+        unless ``delay_s`` is below the shortest rung.
+        """
+        if delay_s is None:
+            routing_key = self._topology.queue(work_queue)
+        else:
+            routing_key = self._topology.wait_queue_for(work_queue, delay_s)
+        await self._publish(
+            self._channel.default_exchange,
+            _amqp_message(message, message.headers()),
+            routing_key,
+            mandatory=True,
+            kind="command",
+        )
+
+    async def publish_event(self, event: Message) -> None:
+        """Announce ``event`` on the event exchange; having no subscriber is fine."""
+        if self._events is None:
+            # Declared by declare_topology(); not re-checked on every publish.
+            self._events = await self._channel.get_exchange(
+                self._topology.events_exchange, ensure=False
+            )
+        await self._publish(
+            self._events,
+            _amqp_message(event, event.headers()),
+            event.message_type,
+            mandatory=False,
+            kind="event",
+        )
+
+    async def republish(
+        self, routing_key: str, original: AbstractIncomingMessage, *, headers: HeadersType
+    ) -> None:
+        """Publish a received message again, same body and properties, with ``headers``."""
+        message = aio_pika.Message(
+            original.body,
+            headers=headers,
+            content_type=original.content_type,
+            content_encoding=original.content_encoding,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=original.message_id,
+            correlation_id=original.correlation_id,
+            timestamp=original.timestamp,
+            type=original.type,
+            app_id=original.app_id,
+        )
+        await self._publish(
+            self._channel.default_exchange, message, routing_key, mandatory=True, kind="retry"
+        )
+
+    async def _publish(
+        self,
+        exchange: AbstractExchange,
+        message: aio_pika.Message,
+        routing_key: str,
+        *,
+        mandatory: bool,
+        kind: str,
+    ) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                await exchange.publish(message, routing_key, mandatory=mandatory)
+        except ReturnedError as exc:
+            PUBLISHED_TOTAL.labels(kind=kind, result="unroutable").inc()
+            raise PublishError(f"no queue for routing key {routing_key!r}") from exc
+        except _PUBLISH_FAILURES as exc:
+            PUBLISHED_TOTAL.labels(kind=kind, result="unconfirmed").inc()
+            raise PublishError(f"publish to {routing_key!r} not confirmed: {exc!r}") from exc
+        PUBLISHED_TOTAL.labels(kind=kind, result="confirmed").inc()
+
+
+def _amqp_message(message: Message, headers: Mapping[str, Any]) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.model_dump_json().encode(),
+        headers=dict(headers),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.occurred_at,
+        type=message.message_type,
+    )

@@ -1,0 +1,30 @@
+"""Prometheus metrics shared by every service.
+
+The metric objects live at module level on purpose: prometheus_client keeps one
+process-wide registry, and defining a metric twice raises. They hold no
+connections and read no settings, so importing this module has no side effects
+beyond registering the names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+MESSAGES_TOTAL = Counter(
+    "reelflow_messages_total",
+    "Messages consumed, by work queue and outcome.",
+    ["queue", "outcome"],
+)
+
+MESSAGE_SECONDS = Histogram(
+    "reelflow_message_seconds",
+    "Time spent handling one message, acknowledgement included.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+PUBLISHED_TOTAL = Counter(
+    "reelflow_published_total",
+    "Messages published, by routing key kind and result.",
+    ["kind", "result"],
+)

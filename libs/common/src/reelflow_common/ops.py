@@ -1,0 +1,119 @@
+"""Operations endpoints every service answers: ``/healthz``, ``/readyz``, ``/metrics``.
+
+Workers serve them on their own port with :func:`serve_ops`; the API adds
+:func:`ops_routes` to its FastAPI app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+
+import uvicorn
+from aio_pika.abc import AbstractConnection
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from reelflow_common.logging import get_logger
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+log = get_logger(__name__)
+
+
+def ops_routes(
+    readiness: Mapping[str, ReadinessCheck], *, check_timeout_s: float = 2.0
+) -> list[Route]:
+    """The three routes, for any Starlette or FastAPI app.
+
+    ``readiness`` is read on every request, so an app may fill it in its
+    lifespan after building the routes.
+    """
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        names = list(readiness)
+        results = await asyncio.gather(
+            *(_run_check(readiness[name], check_timeout_s) for name in names)
+        )
+        checks = dict(zip(names, results, strict=True))
+        if all(results):
+            return JSONResponse({"status": "ok", "checks": checks})
+        log.warning("not_ready", checks=checks)
+        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+
+    async def metrics(_request: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"], include_in_schema=False),
+        Route("/readyz", readyz, methods=["GET"], include_in_schema=False),
+        Route("/metrics", metrics, methods=["GET"], include_in_schema=False),
+    ]
+
+
+def ops_app(readiness: Mapping[str, ReadinessCheck]) -> Starlette:
+    """A bare app with only the operations routes (the workers' ops port)."""
+    return Starlette(routes=ops_routes(readiness))
+
+
+async def _run_check(check: ReadinessCheck, timeout_s: float) -> bool:
+    # A probe must answer quickly: a hung dependency is an unavailable one.
+    try:
+        async with asyncio.timeout(timeout_s):
+            return bool(await check())
+    except Exception:
+        return False
+
+
+def amqp_ready(connection: AbstractConnection) -> ReadinessCheck:
+    """Ready while the connection is open (false while a robust one reconnects)."""
+
+    async def check() -> bool:
+        return connection.connected.is_set() and not connection.is_closed
+
+    return check
+
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The service owns SIGTERM/SIGINT (lifecycle.shutdown_event); this server
+        # stops through ``stop`` like everything else.
+        yield
+
+
+async def serve_ops(
+    app: Starlette,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    *,
+    sock: socket.socket | None = None,
+) -> None:
+    """Serve ``app`` in the running loop until ``stop`` is set.
+
+    ``sock``, an already bound socket, is used instead of ``host``/``port``
+    (tests bind port 0 to get a free one).
+    """
+    config = uvicorn.Config(
+        app, host=host, port=port, log_config=None, access_log=False, lifespan="off"
+    )
+    server = _Server(config)
+
+    async def exit_on_stop() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(exit_on_stop())
+    try:
+        await server.serve(sockets=[sock] if sock is not None else None)
+    finally:
+        watcher.cancel()
