@@ -1,0 +1,45 @@
+"""A malformed message on any work queue ends in that queue's DLQ; the services carry on."""
+
+from __future__ import annotations
+
+import aio_pika
+import httpx
+import pytest
+
+from reelflow_common.topology import WORK_QUEUES
+from tests.e2e.stack import Stack, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_malformed_messages_go_to_each_dlq_and_work_continues(shared_stack: Stack) -> None:
+    connection = await aio_pika.connect_robust(shared_stack.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for work_queue in WORK_QUEUES:
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"{not json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=f"{shared_stack.prefix}{work_queue}",
+            )
+        for work_queue in WORK_QUEUES:
+            dlq = await channel.get_queue(f"{shared_stack.prefix}{work_queue}.dlq")
+
+            async def dead_letter(dlq: aio_pika.abc.AbstractQueue = dlq) -> bytes | None:
+                message = await dlq.get(fail=False, no_ack=True)
+                return message.body if message else None
+
+            assert await eventually(dead_letter, deadline_s=30, what=f"{work_queue}.dlq") == (
+                b"{not json"
+            )
+
+    key = await shared_stack.issue_key("tenant-after-poison")
+    async with httpx.AsyncClient(
+        base_url=shared_stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    ) as api:
+        answer = await api.post(
+            "/v1/projects",
+            params={"wait": 30},
+            json={"scenes": [{"prompt": "after the poison [sim:latency=10]"}]},
+        )
+    assert answer.json()["all_complete"] is True
+    assert answer.json()["completed"] == 1
