@@ -31,6 +31,7 @@ from reelflow_devtools.processes import (
 T = TypeVar("T")
 
 SERVICES = ("api", "notifier", "submitter", "poller")
+WEBHOOK_SECRET = "e2e-webhook-secret"
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Stack:
             {"RUNWARE_SIM_SPEEDUP": str(self.sim_speedup)},
         )
         self.sim_url = wait_for_sim_url(sim)
+        self.ports = {name: free_port() for name in SERVICES}
         self.env = {
             "REELFLOW_AMQP_URL": self.amqp_url,
             "REELFLOW_AMQP_PREFIX": self.prefix,
@@ -82,9 +84,10 @@ class Stack:
             "REELFLOW_SWEEP_GRACE_S": "5",
             "REELFLOW_LOG_FORMAT": "json",
             "REELFLOW_HTTP_HOST": "127.0.0.1",
+            "REELFLOW_PUBLIC_BASE_URL": self.api_url,
+            "REELFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
         for name in SERVICES:
-            self.ports[name] = free_port()
             self.start_service(name)
 
     def start_service(self, name: str) -> Child:
