@@ -1,0 +1,113 @@
+"""Serve a simulator with uvicorn on a socket bound up front, so `port=0` can be reported."""
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Generator
+
+import uvicorn
+
+from .app import Simulator, create_app
+from .config import SimConfig
+
+_START_TIMEOUT = 10.0  # seconds; binding is done already, so only the lifespan can be slow
+# Above uvicorn's graceful-shutdown bound (5 s) plus its 0.1 s ticks.
+_STOP_TIMEOUT = 10.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn with a `ready` event, and signal handling only when asked for."""
+
+    def __init__(self, config: uvicorn.Config, *, handle_signals: bool) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+        self._handle_signals = handle_signals
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.ready.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # In tests several servers share one process; each would steal and restore
+        # SIGINT out of order, and Ctrl-C would stop reaching pytest.
+        if self._handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
+
+
+class SimServer:
+    """One simulator behind uvicorn: `start()` and `stop()`, or `serve()` until a signal."""
+
+    def __init__(self, config: SimConfig, *, in_process: bool = False) -> None:
+        self.sim = Simulator(config)
+        self._socket = _bind(config.host, config.port)
+        port = self._socket.getsockname()[1]
+        self.url = f"http://{_url_host(config.host)}:{port}"
+        if not self.sim.state.public_url:
+            self.sim.state.public_url = self.url
+        uvicorn_config = uvicorn.Config(
+            create_app(self.sim),
+            log_level=config.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            # In process, leave the host's logging alone: records propagate to the root logger.
+            log_config=None if in_process else uvicorn.config.LOGGING_CONFIG,
+        )
+        self._server = _Server(uvicorn_config, handle_signals=not in_process)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start serving in a background task; return once it accepts connections."""
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
+        ready = asyncio.create_task(self._server.ready.wait())
+        timeout = _START_TIMEOUT
+        done, _ = await asyncio.wait(
+            {self._task, ready}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready in done:
+            return
+        ready.cancel()
+        if self._task in done:
+            self._task.result()  # raises what stopped it
+            raise RuntimeError("the simulator stopped while starting")
+        await self.stop()
+        raise TimeoutError(f"the simulator did not start within {timeout} s")
+
+    async def wait(self) -> None:
+        """Wait until the server stops (on SIGINT/SIGTERM when it handles signals)."""
+        if self._task is not None:
+            await self._task
+
+    async def stop(self) -> None:
+        """Stop gracefully: finish open requests, cancel webhook deliveries, close the socket."""
+        self._server.should_exit = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, _STOP_TIMEOUT)
+            finally:
+                self._socket.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url_host(host: str) -> str:
+    """A host to put in a URL: loopback for a wildcard bind, brackets for IPv6."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,223 @@
+"""The simulator's memory: accepted tasks, their drawn futures, and request counters.
+
+A task's future is drawn once, on its first accepted submit, from a random generator
+seeded with the simulator seed and the taskUUID, so the same seed gives every task the
+same latency, outcome and videoUUID whatever order tasks arrive in. Its state is then a
+pure function of the time since submit (`time.monotonic()`).
+"""
+
+import asyncio
+import math
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .config import SimConfig
+from .models import ModelSpec, price
+from .validation import VideoRequest
+
+Outcome = Literal["success", "error", "hang"]
+ItemState = Literal["processing", "success", "error"]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One of a task's `numberResults` videos."""
+
+    video_uuid: str
+    seed: int
+    latency: float  # real seconds from submit to the end
+    cost: float
+
+
+@dataclass
+class SimTask:
+    """An accepted videoInference task and what has happened to it."""
+
+    request: VideoRequest
+    submitted_at: float
+    outcome: Outcome
+    error_code: str | None
+    generations: list[Generation]
+    drop_first_answer: bool
+    webhook_plan: Literal["deliver", "drop", "duplicate"]
+    submissions: int = 1
+    dropped_answers: int = 0
+    polls: int = 0
+    webhook_attempts: int = 0
+    webhook_deliveries: int = 0
+    timers: list[asyncio.TimerHandle] = field(default_factory=list, repr=False)
+
+    def item_state(self, generation: Generation, now: float) -> ItemState:
+        """Where one generation stands at monotonic time `now`."""
+        if self.outcome == "hang" or now - self.submitted_at < generation.latency:
+            return "processing"
+        return "success" if self.outcome == "success" else "error"
+
+    def progress(self, generation: Generation, now: float) -> int:
+        """A 0-99 percentage for a processing item; a hanging task creeps toward 99."""
+        if generation.latency <= 0:
+            return 99
+        return min(99, int(100 * (now - self.submitted_at) / generation.latency))
+
+    def state(self, now: float) -> Literal["processing", "success", "error", "hang"]:
+        """The whole task's ground-truth state."""
+        if self.outcome == "hang":
+            return "hang"
+        if any(self.item_state(g, now) == "processing" for g in self.generations):
+            return "processing"
+        return self.outcome
+
+    def view(self, now: float) -> dict[str, Any]:
+        """The ground truth served at `/__sim/tasks/{taskUUID}`."""
+        state = self.state(now)
+        return {
+            "task_uuid": self.request.task_uuid,
+            "model": self.request.spec.air,
+            "submissions": self.submissions,
+            "accepted": True,
+            "billed": self.outcome != "error",
+            "cost": round(sum(g.cost for g in self.generations), 4),
+            "state": state,
+            "outcome": self.outcome,
+            "error_code": self.error_code,
+            "number_results": len(self.generations),
+            "latency_seconds": [g.latency for g in self.generations],
+            "elapsed_seconds": now - self.submitted_at,
+            "video_uuids": [g.video_uuid for g in self.generations],
+            "polls": self.polls,
+            "dropped_answers": self.dropped_answers,
+            "webhook_url": self.request.webhook_url,
+            "webhook_plan": self.webhook_plan if self.request.webhook_url else None,
+            "webhook_attempts": self.webhook_attempts,
+            "webhook_deliveries": self.webhook_deliveries,
+        }
+
+
+class SimState:
+    """Everything the simulator remembers, for one server."""
+
+    def __init__(self, config: SimConfig, clock: Callable[[], float]) -> None:
+        self.config = config
+        self.clock = clock
+        seed = config.seed
+        self.seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
+        self.public_url = (config.public_url or "").rstrip("/")
+        self.fault_rng = random.Random(self.seed)  # one draw per request, in arrival order
+        self.tasks: dict[str, SimTask] = {}
+        self.videos: dict[str, str] = {}  # videoUUID -> taskUUID
+        self.requests: Counter[str] = Counter()  # per taskType
+        self.endpoints: Counter[str] = Counter()
+        self.http_status: Counter[str] = Counter()
+        self._changed = asyncio.Event()
+
+    def reset(self) -> None:
+        """Forget every task and counter; the seed stays, so the same draws repeat."""
+        for task in self.tasks.values():
+            for timer in task.timers:
+                timer.cancel()
+        self.fault_rng.seed(self.seed)
+        for container in (self.tasks, self.videos, self.requests, self.endpoints):
+            container.clear()
+        self.http_status.clear()
+        self.notify()
+
+    def accept(self, request: VideoRequest) -> SimTask:
+        """Store a task with a new taskUUID and draw its future."""
+        task = self._draw(request)
+        self.tasks[request.task_uuid] = task
+        for generation in task.generations:
+            self.videos[generation.video_uuid] = request.task_uuid
+            if task.outcome != "hang":
+                # Wakes wait_for() when the task finishes, since nothing else happens then.
+                delay = max(0.0, generation.latency)
+                task.timers.append(asyncio.get_running_loop().call_later(delay, self.notify))
+        self.notify()
+        return task
+
+    def _draw(self, request: VideoRequest) -> SimTask:
+        rng = random.Random(f"{self.seed}:{request.task_uuid}")
+        # Always draw every number, so a changed rate never shifts the other draws.
+        hang_roll, error_roll, drop_roll = rng.random(), rng.random(), rng.random()
+        webhook_drop_roll, webhook_duplicate_roll = rng.random(), rng.random()
+        directives, config = request.directives, self.config
+        outcome: Outcome = "success"
+        if directives.hang or (directives.fail is None and hang_roll < config.hang_rate):
+            outcome = "hang"
+        elif directives.fail is not None or error_roll < config.task_error_rate:
+            outcome = "error"
+        generations = []
+        for _ in range(request.number_results):
+            simulated = directives.latency
+            if simulated is None:
+                simulated = _draw_latency(rng, request.spec)
+            cost = price(request.spec, request.duration, request.resolution, request.audio)
+            generations.append(
+                Generation(
+                    video_uuid=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    seed=request.seed if request.seed is not None else rng.randrange(1, 2**31),
+                    latency=config.real_seconds(simulated),
+                    cost=cost,
+                )
+            )
+        webhook_plan: Literal["deliver", "drop", "duplicate"] = "deliver"
+        if directives.webhook is not None:
+            webhook_plan = directives.webhook
+        elif webhook_drop_roll < config.webhook_drop_rate:
+            webhook_plan = "drop"
+        elif webhook_duplicate_roll < config.webhook_duplicate_rate:
+            webhook_plan = "duplicate"
+        return SimTask(
+            request=request,
+            submitted_at=self.clock(),
+            outcome=outcome,
+            error_code=(directives.fail or config.task_error_code) if outcome == "error" else None,
+            generations=generations,
+            drop_first_answer=directives.drop or drop_roll < config.drop_rate,
+            webhook_plan=webhook_plan,
+        )
+
+    def video_ready(self, video_uuid: str) -> bool:
+        """Whether a generation with this videoUUID has succeeded by now."""
+        task = self.tasks.get(self.videos.get(video_uuid, ""))
+        if task is None:
+            return False
+        now = self.clock()
+        return any(
+            g.video_uuid == video_uuid and task.item_state(g, now) == "success"
+            for g in task.generations
+        )
+
+    def notify(self) -> None:
+        """Wake everyone in wait_for() to re-check their condition."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, condition: Callable[[], bool]) -> None:
+        """Return once `condition()` holds; bound it with `asyncio.timeout()`."""
+        while not condition():
+            await self._changed.wait()
+
+    def stats(self) -> dict[str, Any]:
+        """Request counters, served at `/__sim/stats`."""
+        now = self.clock()
+        states = Counter(task.state(now) for task in self.tasks.values())
+        billed = [task for task in self.tasks.values() if task.outcome != "error"]
+        return {
+            "requests": dict(self.requests),
+            "endpoints": dict(self.endpoints),
+            "http_status": dict(self.http_status),
+            "tasks": len(self.tasks),
+            "task_states": dict(states),
+            "billed_cost": round(sum(t.view(now)["cost"] for t in billed), 4),
+            "seed": self.seed,
+        }
+
+
+def _draw_latency(rng: random.Random, spec: ModelSpec) -> float:
+    """Simulated seconds from a log-normal around the model's median: a long right tail."""
+    latency = spec.latency
+    return max(latency.floor, latency.median * math.exp(latency.sigma * rng.gauss(0.0, 1.0)))
