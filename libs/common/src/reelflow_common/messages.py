@@ -110,6 +110,8 @@ class ClipUpdated(Message):
     seq: int
     clip: ClipView
     counts: Counts
+    #: on a retry, the failed task this clip replaces (same scene); clients drop that entry
+    replaces_task_uuid: str | None = None
 
     @property
     def task_uuid(self) -> str:
