@@ -204,9 +204,8 @@ def test_retry_replaces_a_failed_clip_and_reopens_the_project() -> None:
     (event,) = change.events
     assert isinstance(event, ClipUpdated)
     assert (event.clip.task_uuid, event.replaces_task_uuid, event.counts.pending) == ("t9", "t0", 1)
-    assert [(clip.task_uuid, clip.scene_index, clip.prompt) for clip in change.new_clips] == [
-        ("t9", 0, "scene 0")
-    ]
+    new_clip = change.set["clips.t9"]
+    assert (new_clip["scene_index"], new_clip["prompt"], new_clip["duration"]) == (0, "scene 0", 4)
 
 
 def _stored(*seqs: int) -> list[dict[str, object]]:

@@ -1,5 +1,6 @@
 """MongoDB stores shared by the services: projects (with their clips and events) and API keys."""
 
+from reelflow_common.messages import Event
 from reelflow_common.store.auth import ApiKeyStore, hash_key
 from reelflow_common.store.errors import (
     ContendedProject,
@@ -14,7 +15,6 @@ from reelflow_common.store.models import (
     NewProject,
     Outcome,
     Project,
-    RetryOutcome,
 )
 from reelflow_common.store.projects import IDEMPOTENCY_TTL, ProjectStore
 
@@ -24,6 +24,7 @@ __all__ = [
     "Clip",
     "ContendedProject",
     "CreateResult",
+    "Event",
     "IdempotencyConflict",
     "InvalidCursor",
     "KeyOfAnotherTenant",
@@ -32,6 +33,5 @@ __all__ = [
     "Outcome",
     "Project",
     "ProjectStore",
-    "RetryOutcome",
     "hash_key",
 ]

@@ -33,8 +33,6 @@ class Change:
     set: Document = field(default_factory=dict)
     unset: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    #: clips this change adds, which the caller is to submit
-    new_clips: list[Clip] = field(default_factory=list)
 
     def filter(self, project_id: str) -> Document:
         """Matches the project only as it was decided on."""
@@ -194,5 +192,4 @@ def retry_change(
     if change is None:
         return None
     change.set["dispatched"] = False  # the new clips are in the outbox until published
-    change.new_clips.extend(move.after for move in moves)
     return change

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import ClipView, Event
+from reelflow_common.messages import ClipUpdated, ClipView, Event
 from reelflow_common.store.timefmt import rfc3339
 
 
@@ -145,14 +145,18 @@ class CreateResult(_Frozen):
     created: bool
 
 
-class Outcome(_Frozen):
+class Outcome(NamedTuple):
     """A project after a change, with the events the caller is to publish (maybe none)."""
 
     project: Project
     events: list[Event]
 
-
-class RetryOutcome(Outcome):
-    """A retry: besides the events, the new clips the caller is to submit."""
-
-    clips: list[Clip]
+    @property
+    def new_clips(self) -> list[Clip]:
+        """The clips a retry added, which the caller is to submit."""
+        replacing = [
+            event.task_uuid
+            for event in self.events
+            if isinstance(event, ClipUpdated) and event.replaces_task_uuid
+        ]
+        return [clip for task_uuid in replacing if (clip := self.project.clip(task_uuid))]

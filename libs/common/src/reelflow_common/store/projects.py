@@ -29,7 +29,6 @@ from reelflow_common.store.models import (
     NewProject,
     Outcome,
     Project,
-    RetryOutcome,
 )
 from reelflow_common.store.timefmt import as_utc, utcnow
 
@@ -108,32 +107,6 @@ class ProjectStore:
             query["tenant_id"] = tenant_id
         doc = await self._projects.find_one(query, _WITHOUT_EVENTS)
         return None if doc is None else project_from_document(doc)
-
-    async def list_projects(
-        self,
-        tenant_id: str,
-        *,
-        status: ProjectStatus | None = None,
-        limit: int = 20,
-        cursor: str | None = None,
-    ) -> tuple[list[Project], str | None]:
-        """A page of the tenant's projects, newest first, and the cursor of the next page."""
-        query: Document = {"tenant_id": tenant_id}
-        if status is not None:
-            query["status"] = status.value
-        if cursor is not None:
-            created_at, project_id = decode_cursor(cursor)
-            query["$or"] = [
-                {"created_at": {"$lt": created_at}},
-                {"created_at": created_at, "_id": {"$lt": project_id}},
-            ]
-        found = self._projects.find(query, _WITHOUT_EVENTS)
-        found = found.sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)
-        projects = [project_from_document(doc) for doc in await found.to_list()]
-        if len(projects) <= limit:
-            return projects, None
-        last = projects[limit - 1]
-        return projects[:limit], encode_cursor(last.created_at, last.id)
 
     # --- the outbox flag --------------------------------------------------------
 
@@ -242,19 +215,13 @@ class ProjectStore:
 
         return await self._update(project_id, decide, tenant_id=tenant_id)
 
-    async def retry_failed(self, project_id: str, *, tenant_id: str) -> RetryOutcome | None:
-        """Give every failed clip a new task; the caller submits ``clips`` and marks dispatched."""
-        decided: list[Change] = []
+    async def retry_failed(self, project_id: str, *, tenant_id: str) -> Outcome | None:
+        """Give every failed clip a new task (``Outcome.new_clips``), for the caller to submit."""
 
         def decide(project: Project, now: datetime) -> Change | None:
-            decided[:] = [change] if (change := changes.retry_change(project, now=now)) else []
-            return change
+            return changes.retry_change(project, now=now)
 
-        outcome = await self._update(project_id, decide, tenant_id=tenant_id)
-        if outcome is None:
-            return None
-        clips = decided[0].new_clips if decided else []
-        return RetryOutcome(project=outcome.project, events=outcome.events, clips=clips)
+        return await self._update(project_id, decide, tenant_id=tenant_id)
 
     async def _update(
         self,
@@ -301,3 +268,30 @@ class ProjectStore:
         """
         doc = await self._projects.find_one({"_id": project_id}, {"events": 1})
         return [] if doc is None else eventlog.about_clip(doc["events"], task_uuid)
+
+    # Last in the class on purpose: below this method, ``list`` names it, not the builtin.
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        status: ProjectStatus | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Project], str | None]:
+        """A page of the tenant's projects, newest first, and the cursor of the next page."""
+        query: Document = {"tenant_id": tenant_id}
+        if status is not None:
+            query["status"] = status.value
+        if cursor is not None:
+            created_at, project_id = decode_cursor(cursor)
+            query["$or"] = [
+                {"created_at": {"$lt": created_at}},
+                {"created_at": created_at, "_id": {"$lt": project_id}},
+            ]
+        found = self._projects.find(query, _WITHOUT_EVENTS)
+        found = found.sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)
+        projects = [project_from_document(doc) for doc in await found.to_list()]
+        if len(projects) <= limit:
+            return projects, None
+        last = projects[limit - 1]
+        return projects[:limit], encode_cursor(last.created_at, last.id)
