@@ -86,7 +86,7 @@ def create_app(sim: Simulator) -> FastAPI:
             tasks = None
         if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) for t in tasks):
             return respond(400, {"errors": [_BAD_BODY]})
-        state.requests.update(str(task.get("taskType")) for task in tasks)
+        state.task_types.update(str(task.get("taskType")) for task in tasks)
         fault = roll_http_fault(state.fault_rng, sim.config)
         if fault is not None:
             return respond(fault.status, {"errors": [fault.body()]})
@@ -117,13 +117,11 @@ def create_app(sim: Simulator) -> FastAPI:
 
     @app.get("/__sim/tasks/{task_uuid}")
     async def get_task(task_uuid: str) -> dict[str, Any]:
+        """Ground truth; `accepted: false` for a UUID the simulator never accepted."""
         try:
-            task = state.tasks.get(task_uuid_of({"taskUUID": task_uuid}))
+            return state.view(task_uuid_of({"taskUUID": task_uuid}))
         except TaskRejected:
-            task = None
-        if task is None:
-            raise HTTPException(404, "no task with this taskUUID was accepted")
-        return task.view(state.clock())
+            raise HTTPException(404, "not a UUID") from None
 
     @app.get("/__sim/stats")
     async def stats() -> dict[str, Any]:

@@ -77,7 +77,7 @@ class SimTask:
         return {
             "task_uuid": self.request.task_uuid,
             "model": self.request.spec.air,
-            "submissions": self.submissions,
+            "submissions": self.submissions,  # every videoInference with this UUID that arrived
             "accepted": True,
             "billed": self.outcome != "error",
             "cost": round(sum(g.cost for g in self.generations), 4),
@@ -109,7 +109,8 @@ class SimState:
         self.fault_rng = random.Random(self.seed)  # one draw per request, in arrival order
         self.tasks: dict[str, SimTask] = {}
         self.videos: dict[str, str] = {}  # videoUUID -> taskUUID
-        self.requests: Counter[str] = Counter()  # per taskType
+        self.rejected: Counter[str] = Counter()  # refused submits per taskUUID
+        self.task_types: Counter[str] = Counter()
         self.endpoints: Counter[str] = Counter()
         self.http_status: Counter[str] = Counter()
         self._changed = asyncio.Event()
@@ -120,8 +121,9 @@ class SimState:
             for timer in task.timers:
                 timer.cancel()
         self.fault_rng.seed(self.seed)
-        for container in (self.tasks, self.videos, self.requests, self.endpoints):
+        for container in (self.tasks, self.videos, self.rejected, self.task_types):
             container.clear()
+        self.endpoints.clear()
         self.http_status.clear()
         self.notify()
 
@@ -180,6 +182,23 @@ class SimState:
             webhook_plan=webhook_plan,
         )
 
+    def view(self, task_uuid: str) -> dict[str, Any]:
+        """Ground truth for a taskUUID, including one that was never accepted."""
+        task = self.tasks.get(task_uuid)
+        if task is not None:
+            return task.view(self.clock())
+        return {
+            "task_uuid": task_uuid,
+            "model": None,
+            "submissions": self.rejected[task_uuid],
+            "accepted": False,
+            "billed": False,
+            "cost": 0.0,
+            "state": None,
+            "webhook_attempts": 0,
+            "webhook_deliveries": 0,
+        }
+
     def video_ready(self, video_uuid: str) -> bool:
         """Whether a generation with this videoUUID has succeeded by now."""
         task = self.tasks.get(self.videos.get(video_uuid, ""))
@@ -207,7 +226,8 @@ class SimState:
         states = Counter(task.state(now) for task in self.tasks.values())
         billed = [task for task in self.tasks.values() if task.outcome != "error"]
         return {
-            "requests": dict(self.requests),
+            "requests": self.endpoints["POST /v1"],
+            "task_types": dict(self.task_types),
             "endpoints": dict(self.endpoints),
             "http_status": dict(self.http_status),
             "tasks": len(self.tasks),

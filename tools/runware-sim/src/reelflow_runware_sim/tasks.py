@@ -61,7 +61,12 @@ def _submit(state: SimState, webhooks: WebhookSender, task: dict[str, Any], answ
         state.notify()
         message = "A task with this taskUUID already exists. Use a new taskUUID."
         raise TaskRejected(task_error("conflictTaskUUID", message, task, parameter="taskUUID"))
-    sim_task = state.accept(validate_video(task))
+    try:
+        request = validate_video(task)
+    except TaskRejected:
+        state.rejected[task_uuid] += 1
+        raise
+    sim_task = state.accept(request)
     webhooks.schedule(sim_task)
     answer.data.append({"taskType": "videoInference", "taskUUID": task_uuid})
     if sim_task.drop_first_answer:
