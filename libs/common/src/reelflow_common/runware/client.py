@@ -35,8 +35,6 @@ from reelflow_common.runware.parsing import (
 )
 from reelflow_common.settings import RunwareSettings
 
-log = get_logger(__name__)
-
 _CONFLICT = "conflictTaskUUID"
 
 
@@ -190,6 +188,13 @@ class RunwareClient:
         headers = {"Authorization": f"Bearer {_api_key(self._settings)}"}
         timeout = self._settings.runware_timeout_s
         task_uuid = task_uuids[0] if len(task_uuids) == 1 else None
+        about: dict[str, Any] = {"task_type": task_type}
+        if task_uuid is not None:
+            about["task_uuid"] = task_uuid
+        else:
+            about["task_uuids"] = task_uuids
+        # A fresh logger per call, so capture_logs() sees it whatever got cached before.
+        log = get_logger(__name__)
         async with self._in_flight:
             started = time.perf_counter()
             try:
@@ -199,29 +204,26 @@ class RunwareClient:
                         self._url, json=tasks, headers=headers, timeout=timeout
                     )
             except (httpx.TransportError, TimeoutError) as exc:
-                duration_ms = round((time.perf_counter() - started) * 1000)
-                error = _transport_error(exc, task_uuid)
                 log.warning(
                     "runware_call_failed",
-                    task_type=task_type,
-                    task_uuid=task_uuid,
-                    task_count=len(task_uuids),
+                    **about,
                     error=type(exc).__name__,
-                    duration_ms=duration_ms,
+                    duration_ms=_ms_since(started),
                 )
-                raise error from exc
-        duration_ms = round((time.perf_counter() - started) * 1000)
+                raise _transport_error(exc, task_uuid) from exc
         answer = _read(response)
         level = log.info if task_type == "videoInference" else log.debug
         level(
             "runware_call_finished",
-            task_type=task_type,
-            task_uuid=task_uuid,
-            task_count=len(task_uuids),
+            **about,
             status_code=response.status_code,
-            duration_ms=duration_ms,
+            duration_ms=_ms_since(started),
         )
         return answer
+
+
+def _ms_since(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
 
 
 def _api_key(settings: RunwareSettings) -> str:
