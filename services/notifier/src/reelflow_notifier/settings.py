@@ -14,3 +14,6 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
     ws_max_backlog: int = Field(
         default=100, ge=1, description="queued messages before a slow client gets a fresh snapshot"
     )
+    ws_max_subscriptions: int = Field(
+        default=100, ge=1, description="projects one multiplexed connection may watch at once"
+    )

@@ -1,0 +1,28 @@
+"""The notifier's Prometheus metrics (module level: prometheus_client has one registry)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+WS_CONNECTIONS = Gauge(
+    "reelflow_ws_connections",
+    "WebSocket connections open on this replica.",
+)
+
+WS_EVENTS_TOTAL = Counter(
+    "reelflow_ws_events_total",
+    "Events a connection took from the fan-out, by outcome (sent, duplicate, replayed).",
+    ["outcome"],
+)
+
+WS_SNAPSHOTS_TOTAL = Counter(
+    "reelflow_ws_snapshots_total",
+    "Snapshots sent, by reason (connect, not_replayable, slow_reader).",
+    ["reason"],
+)
+
+FANOUT_EVENTS_TOTAL = Counter(
+    "reelflow_fanout_events_total",
+    "Events this replica received from its fan-out queue, by outcome (routed, unwatched, invalid).",
+    ["outcome"],
+)

@@ -1,0 +1,86 @@
+"""The client messages of ``/v1/ws``: subscribe and unsubscribe, answered without closing.
+
+* ``{"type": "subscribe", "project_id": "…", "after_seq": N}`` (``after_seq``
+  optional): a snapshot, or the changes after ``N``, then live changes. Subscribing
+  again to the same project starts it over.
+* ``{"type": "unsubscribe", "project_id": "…"}``: answered with
+  ``{"type": "unsubscribed", "project_id": "…"}``; nothing of that project follows.
+* Anything else: ``{"type": "error", "message": "…"}`` (with ``project_id`` when known).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from reelflow_common.store import ProjectStore
+from reelflow_notifier.session import Session
+from reelflow_notifier.wire import error_message
+
+
+class _ClientMessage(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    project_id: str = Field(min_length=1, max_length=200)
+
+
+class Subscribe(_ClientMessage):
+    type: Literal["subscribe"]
+    after_seq: int | None = Field(default=None, ge=0)
+
+
+class Unsubscribe(_ClientMessage):
+    type: Literal["unsubscribe"]
+
+
+CLIENT_MESSAGE: TypeAdapter[Subscribe | Unsubscribe] = TypeAdapter(
+    Annotated[Subscribe | Unsubscribe, Field(discriminator="type")]
+)
+
+
+class Subscriptions:
+    """Applies one connection's client messages to its session."""
+
+    def __init__(
+        self, session: Session, *, tenant_id: str, projects: ProjectStore, limit: int
+    ) -> None:
+        self._session = session
+        self._tenant_id = tenant_id
+        self._projects = projects
+        self._limit = limit
+
+    async def handle(self, text: str) -> None:
+        try:
+            message = CLIENT_MESSAGE.validate_json(text)
+        except ValidationError as exc:
+            self._session.notice(error_message(_describe(exc)))
+            return
+        if isinstance(message, Unsubscribe):
+            self._session.unwatch(message.project_id)
+            self._session.notice({"type": "unsubscribed", "project_id": message.project_id})
+            return
+        await self._subscribe(message)
+
+    async def _subscribe(self, message: Subscribe) -> None:
+        project_id = message.project_id
+        if not self._session.watching(project_id) and self._session.watch_count() >= self._limit:
+            self._session.notice(
+                error_message(
+                    f"at most {self._limit} subscriptions per connection", project_id=project_id
+                )
+            )
+            return
+        # Another tenant's project reads as missing, so ids cannot be probed.
+        if await self._projects.get(project_id, tenant_id=self._tenant_id) is None:
+            self._session.notice(error_message("project not found", project_id=project_id))
+            return
+        self._session.watch(project_id, message.after_seq)
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:3]:
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+    return "invalid message: " + "; ".join(problems)

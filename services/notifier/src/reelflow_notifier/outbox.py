@@ -1,0 +1,96 @@
+"""A connection's queue of things to send, bounded in events: a slow reader gets a snapshot.
+
+Items are kept in arrival order, each tagged with its project. The sender takes
+them one at a time; only it reads the store and writes to the socket, so the
+order a client sees is the order decided here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
+from reelflow_notifier.wire import WireMessage
+
+
+@dataclass(frozen=True)
+class Start:
+    """A new watch: a snapshot, or the changes after ``after_seq`` when given."""
+
+    after_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Send the project afresh (the client fell too far behind)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class CatchUp:
+    """Events may have been lost on the way: send what the store has after the client's seq."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A message about no project's sequence (errors, acknowledgements); kept on overflow."""
+
+    message: WireMessage
+
+
+Item = Event | Start | Snapshot | CatchUp
+Entry = tuple[str, Item] | Notice
+
+_EVENT_TYPES = (ClipUpdated, ProjectFinished)
+
+
+class Outbox:
+    """FIFO of entries holding at most ``max_backlog`` events."""
+
+    def __init__(self, max_backlog: int) -> None:
+        self._entries: deque[Entry] = deque()
+        self._events = 0
+        self._max_backlog = max_backlog
+        self._ready = asyncio.Event()
+
+    def put(self, project_id: str, item: Item) -> None:
+        self._append((project_id, item))
+
+    def notice(self, message: WireMessage) -> None:
+        self._append(Notice(message))
+
+    def put_event(self, event: Event) -> bool:
+        """Queue ``event``; False, and nothing queued, when the backlog is full."""
+        if self._events >= self._max_backlog:
+            return False
+        self._events += 1
+        self._append((event.project_id, event))
+        return True
+
+    def reset(self, project_ids: Iterable[str], *, reason: str) -> None:
+        """Drop every queued project item; queue one snapshot per project instead."""
+        notices = [entry for entry in self._entries if isinstance(entry, Notice)]
+        self._entries = deque(notices)
+        self._events = 0
+        for project_id in project_ids:
+            self._append((project_id, Snapshot(reason)))
+
+    async def get(self) -> Entry:
+        while not self._entries:
+            self._ready.clear()
+            await self._ready.wait()
+        entry = self._entries.popleft()
+        if isinstance(entry, tuple) and isinstance(entry[1], _EVENT_TYPES):
+            self._events -= 1
+        return entry
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _append(self, entry: Entry) -> None:
+        self._entries.append(entry)
+        self._ready.set()

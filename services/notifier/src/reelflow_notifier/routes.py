@@ -1,0 +1,122 @@
+"""The WebSocket endpoints: ``/v1/ws/projects/{project_id}`` and ``/v1/ws`` (multiplexed).
+
+Refusals happen after the handshake, as a close frame with a code and a reason,
+because a browser cannot see the HTTP status of a refused handshake:
+
+====  ========================================  ====================================
+code  meaning                                   what a client does
+====  ========================================  ====================================
+4400  bad query (``after_seq`` not an int ≥ 0)   fix the URL
+4401  no API key, or an unknown one              stop; ask for a valid key
+4404  no such project for this key's tenant      stop (another tenant's project too)
+1011  server error (e.g. database unreachable)   reconnect later with ``after_seq``
+1012  server restarting (a deploy)              reconnect with ``after_seq``
+====  ========================================  ====================================
+
+Keepalive is uvicorn's: the server pings every ``ws_ping_interval_s`` and drops
+a client that has not answered within ``ws_ping_timeout_s`` (close 1011,
+"keepalive ping timeout"). Browsers answer pings by themselves. Text the client
+sends on the single-project endpoint is ignored.
+"""
+
+from __future__ import annotations
+
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
+
+from reelflow_common.logging import bound_context, get_logger
+from reelflow_notifier.auth import authenticate
+from reelflow_notifier.multiplex import Subscriptions
+from reelflow_notifier.session import CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR, Session
+from reelflow_notifier.state import NotifierState, state_of
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+
+log = get_logger(__name__)
+
+
+async def project_socket(websocket: WebSocket) -> None:
+    """Live changes of one project."""
+    state = state_of(websocket)
+    project_id: str = websocket.path_params["project_id"]
+    with bound_context(project_id=project_id):
+        tenant_id = await _accept(websocket, state)
+        if tenant_id is None:
+            return
+        raw_after = websocket.query_params.get("after_seq")
+        after_seq = _parse_seq(raw_after)
+        if raw_after is not None and after_seq is None:
+            await websocket.close(CLOSE_BAD_REQUEST, "after_seq must be an integer >= 0")
+            return
+        # Another tenant's project reads as missing, so ids cannot be probed.
+        try:
+            project = await state.projects.get(project_id, tenant_id=tenant_id)
+        except Exception:
+            log.exception("ws_project_lookup_failed")
+            await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
+            return
+        if project is None:
+            await websocket.close(CLOSE_NOT_FOUND, "project not found")
+            return
+        session = _session(websocket, state, tenant_id, close_when_gone=True)
+        session.watch(project_id, after_seq)
+        log.info("ws_opened", after_seq=after_seq)
+        await session.serve()
+
+
+async def multiplex_socket(websocket: WebSocket) -> None:
+    """Live changes of the projects the client subscribes to."""
+    state = state_of(websocket)
+    tenant_id = await _accept(websocket, state)
+    if tenant_id is None:
+        return
+    session = _session(websocket, state, tenant_id, close_when_gone=False)
+    subscriptions = Subscriptions(
+        session,
+        tenant_id=tenant_id,
+        projects=state.projects,
+        limit=state.settings.ws_max_subscriptions,
+    )
+    log.info("ws_opened", multiplexed=True)
+    await session.serve(subscriptions.handle)
+
+
+def routes() -> list[WebSocketRoute]:
+    return [
+        WebSocketRoute("/v1/ws/projects/{project_id}", project_socket),
+        WebSocketRoute("/v1/ws", multiplex_socket),
+    ]
+
+
+async def _accept(websocket: WebSocket, state: NotifierState) -> str | None:
+    """Accept, then the tenant; a client without a valid key is closed with 4401."""
+    await websocket.accept()
+    try:
+        tenant_id = await authenticate(websocket, state.api_keys)
+    except Exception:
+        log.exception("ws_authentication_failed")
+        await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
+        return None
+    if tenant_id is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "missing or unknown API key")
+    return tenant_id
+
+
+def _session(
+    websocket: WebSocket, state: NotifierState, tenant_id: str, *, close_when_gone: bool
+) -> Session:
+    return Session(
+        websocket,
+        tenant_id=tenant_id,
+        projects=state.projects,
+        hub=state.hub,
+        max_backlog=state.settings.ws_max_backlog,
+        close_when_gone=close_when_gone,
+    )
+
+
+def _parse_seq(raw: str | None) -> int | None:
+    if raw is None or not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)

@@ -1,0 +1,169 @@
+"""One WebSocket connection: the projects it watches, one outbox, one sender.
+
+Only the sender task writes to the socket, so messages leave in the order the
+outbox holds them. The hub calls :meth:`Session.deliver` with no I/O; a client
+that reads too slowly overflows its outbox and is sent a snapshot instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from reelflow_common.logging import get_logger
+from reelflow_common.messages import Event
+from reelflow_common.store import ProjectStore
+from reelflow_notifier.feed import Feed, ProjectGone
+from reelflow_notifier.hub import Hub
+from reelflow_notifier.metrics import WS_CONNECTIONS
+from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
+from reelflow_notifier.wire import WireMessage, error_message
+
+#: close codes; 4xxx are reelflow's own (see reelflow_notifier.routes)
+CLOSE_NOT_FOUND = 4404
+CLOSE_SERVER_ERROR = 1011
+
+TextHandler = Callable[[str], Awaitable[None]]
+
+log = get_logger(__name__)
+
+
+class Session:
+    """The server side of one connection, for one tenant."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        *,
+        tenant_id: str,
+        projects: ProjectStore,
+        hub: Hub,
+        max_backlog: int,
+        close_when_gone: bool,
+    ) -> None:
+        self._websocket = websocket
+        self._tenant_id = tenant_id
+        self._projects = projects
+        self._hub = hub
+        self._outbox = Outbox(max_backlog)
+        self._feeds: dict[str, Feed] = {}
+        self._close_when_gone = close_when_gone
+        self._sent = 0
+
+    # --- called by the endpoint ------------------------------------------------
+
+    def watch(self, project_id: str, after_seq: int | None = None) -> None:
+        """Start sending ``project_id``'s changes (the caller checked that the tenant owns it).
+
+        The listener is registered before the snapshot is read (the sender reads it
+        later), so no change can fall between the two; events queued meanwhile
+        with ``seq <= snapshot seq`` are dropped by the feed.
+        """
+        self.unwatch(project_id)
+        self._feeds[project_id] = Feed(
+            project_id, tenant_id=self._tenant_id, projects=self._projects
+        )
+        self._hub.add(project_id, self)
+        self._outbox.put(project_id, Start(after_seq))
+
+    def unwatch(self, project_id: str) -> None:
+        """Stop; items of the project still queued are skipped by the sender."""
+        if self._feeds.pop(project_id, None) is not None:
+            self._hub.discard(project_id, self)
+
+    def watching(self, project_id: str) -> bool:
+        return project_id in self._feeds
+
+    def watch_count(self) -> int:
+        return len(self._feeds)
+
+    def notice(self, message: WireMessage) -> None:
+        self._outbox.notice(message)
+
+    async def serve(self, on_text: TextHandler | None = None) -> None:
+        """Send until the client leaves or the connection fails; client text goes to ``on_text``."""
+        WS_CONNECTIONS.inc()
+        started = time.monotonic()
+        sender = asyncio.create_task(self._send_loop())
+        receiver = asyncio.create_task(self._receive_loop(on_text))
+        try:
+            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            if receiver in done and (exc := receiver.exception()) is not None:
+                log.error("ws_receive_failed", exc_info=exc)
+                await self._close(CLOSE_SERVER_ERROR, "server error; reconnect with after_seq")
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+            for project_id in list(self._feeds):
+                self.unwatch(project_id)
+            WS_CONNECTIONS.dec()
+            log.info(
+                "ws_closed", messages_sent=self._sent, seconds=round(time.monotonic() - started, 1)
+            )
+
+    # --- called by the hub (no I/O) ----------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        if event.project_id not in self._feeds:
+            return
+        if not self._outbox.put_event(event):
+            log.warning("ws_slow_reader", watched=len(self._feeds))
+            self._outbox.reset(list(self._feeds), reason="slow_reader")
+
+    def catch_up(self) -> None:
+        for project_id in self._feeds:
+            self._outbox.put(project_id, CatchUp())
+
+    # --- the two tasks -----------------------------------------------------------------
+
+    async def _send_loop(self) -> None:
+        try:
+            while True:
+                for message in await self._render(await self._outbox.get()):
+                    await self._websocket.send_text(json.dumps(message))
+                    self._sent += 1
+        except ProjectGone:
+            await self._close(CLOSE_NOT_FOUND, "project not found")
+        except (WebSocketDisconnect, OSError):
+            return  # the client left while we were writing
+        except Exception:
+            # Most likely MongoDB is unreachable: the client reconnects with after_seq later.
+            log.exception("ws_send_failed")
+            await self._close(CLOSE_SERVER_ERROR, "server error; reconnect with after_seq")
+
+    async def _render(self, entry: Entry) -> list[WireMessage]:
+        if isinstance(entry, Notice):
+            return [entry.message]
+        project_id, item = entry
+        feed = self._feeds.get(project_id)
+        if feed is None:
+            return []
+        try:
+            return await feed.render(item)
+        except ProjectGone:
+            if self._close_when_gone:
+                raise
+            self.unwatch(project_id)
+            return [error_message("project not found", project_id=project_id)]
+
+    async def _receive_loop(self, on_text: TextHandler | None) -> None:
+        while True:
+            message = await self._websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None and (data := message.get("bytes")) is not None:
+                text = bytes(data).decode("utf-8", errors="replace")
+            if on_text is not None and text is not None:
+                await on_text(text)
+
+    async def _close(self, code: int, reason: str) -> None:
+        # Closing twice, or after the client left, raises; either way it is closed.
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await self._websocket.close(code=code, reason=reason)

@@ -1,0 +1,24 @@
+"""What the lifespan builds once and every connection shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket
+
+from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_notifier.hub import Hub
+from reelflow_notifier.settings import Settings
+
+
+@dataclass(frozen=True)
+class NotifierState:
+    settings: Settings
+    projects: ProjectStore
+    api_keys: ApiKeyStore
+    hub: Hub
+
+
+def state_of(websocket: WebSocket) -> NotifierState:
+    state: NotifierState = websocket.app.state.notifier
+    return state
