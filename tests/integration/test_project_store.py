@@ -201,6 +201,22 @@ async def test_undispatched_projects_are_found_until_marked(store: ProjectStore)
     assert await store.undispatched(older_than=NOW) == []
 
 
+async def test_a_retried_project_is_undispatched_from_the_retry_on(
+    store: ProjectStore, clock: Clock
+) -> None:
+    project = await created(store, 1)
+    await store.mark_dispatched(project.id)
+    await fail(store, project, 0)
+    clock.now += timedelta(hours=1)
+    retried_at = clock.now
+
+    await store.retry_failed(project.id, tenant_id="tenant-a")
+
+    assert await store.undispatched(older_than=retried_at) == []
+    found = await store.undispatched(older_than=retried_at + timedelta(minutes=1))
+    assert [p.id for p in found] == [project.id]
+
+
 # --- clip transitions --------------------------------------------------------------------
 
 

@@ -191,5 +191,6 @@ def retry_change(
     change = _apply(project, moves, now=now)
     if change is None:
         return None
-    change.set["dispatched"] = False  # the new clips are in the outbox until published
+    # The new clips are in the outbox until published; the sweeper's grace starts now.
+    change.set.update(dispatched=False, undispatched_since=now)
     return change

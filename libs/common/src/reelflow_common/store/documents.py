@@ -2,7 +2,9 @@
 
 One document per project: ``_id`` is the project id, ``clips`` maps each task UUID
 to its clip, ``events`` holds the recent change events as the JSON of their
-messages (with ``type``), ``seq`` counts public changes.
+messages (with ``type``), ``seq`` counts public changes. ``dispatched`` is an
+outbox flag: False from the moment clips are queued (``undispatched_since``)
+until every ``SubmitClip`` for them has been published.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ PROJECT_INDEXES = [
         unique=True,
         partialFilterExpression={"idempotency_key": {"$type": "string"}},
     ),
-    IndexModel([("dispatched", ASCENDING), ("created_at", ASCENDING)], name="undispatched"),
+    IndexModel([("dispatched", ASCENDING), ("undispatched_since", ASCENDING)], name="undispatched"),
 ]
 
 _EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
@@ -83,6 +85,7 @@ def new_project_document(
         "idempotency_key": new.idempotency_key,
         "request_hash": new.request_hash,
         "dispatched": False,
+        "undispatched_since": now,
         "created_at": now,
         "updated_at": now,
         "finished_at": None,

@@ -115,11 +115,15 @@ class ProjectStore:
         await self._projects.update_one({"_id": project_id}, {"$set": {"dispatched": True}})
 
     async def undispatched(self, *, older_than: datetime, limit: int = 100) -> list[Project]:
-        """Projects created before ``older_than`` whose clips may never have been published."""
+        """Projects whose queued clips, queued before ``older_than``, may never have been published.
+
+        Counted from when clips were last queued (creation or a retry), not from creation,
+        so a retried project gets the same grace as a new one.
+        """
         found = self._projects.find(
-            {"dispatched": False, "created_at": {"$lt": older_than}}, _WITHOUT_EVENTS
+            {"dispatched": False, "undispatched_since": {"$lt": older_than}}, _WITHOUT_EVENTS
         )
-        docs = await found.sort("created_at", ASCENDING).limit(limit).to_list()
+        docs = await found.sort("undispatched_since", ASCENDING).limit(limit).to_list()
         return [project_from_document(doc) for doc in docs]
 
     # --- clip transitions -------------------------------------------------------
