@@ -1,0 +1,1 @@
+"""The Runware client against the simulator, over real HTTP."""

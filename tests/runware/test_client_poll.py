@@ -1,0 +1,148 @@
+"""Polling tasks: progress to success, both failure shapes, unknown tasks, batching, the bound."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from reelflow_common.runware import ErrorCategory, RunwareError, RunwareTaskError, TaskState
+from tests.runware.helpers import sim_and_client, video
+
+
+async def test_a_task_is_processing_then_succeeds_with_a_video_and_its_cost() -> None:
+    async with sim_and_client() as (sim, client):
+        # The simulator's clock stands still until the test moves it: no race with real time.
+        now = [1000.0]
+        sim.state.clock = lambda: now[0]
+        request = video("a paper boat on a river [sim:latency=40]")
+        await client.submit_video(request)
+
+        now[0] += 20
+        halfway = await client.get_response(request.task_uuid)
+        now[0] += 21
+        finished = await client.get_response(request.task_uuid)
+
+        assert halfway == TaskState(task_uuid=request.task_uuid, status="processing", progress=50)
+        assert finished.status == "success"
+        assert finished.video_url is not None
+        assert finished.video_url.endswith(f"/video/{finished.video_uuid}.mp4")
+        truth = await sim.task(request.task_uuid)
+        assert finished.cost == pytest.approx(truth["cost"])
+        assert finished.seed is not None
+
+
+@pytest.mark.parametrize("shape", ["errors", "data"])
+async def test_a_failed_generation_is_an_error_state_in_either_shape(shape: str) -> None:
+    async with sim_and_client(failure_shape=shape) as (_sim, client):
+        request = video("a storm [sim:fail=timeoutProvider] [sim:latency=0]")
+        await client.submit_video(request)
+
+        state = await client.get_response(request.task_uuid)
+
+        assert state.status == "error"
+        assert state.error is not None
+        assert state.error.code == "timeoutProvider"
+        assert state.error.retryable
+
+
+async def test_an_unknown_task_is_a_not_found_error() -> None:
+    async with sim_and_client() as (_sim, client):
+        unknown = str(uuid.uuid4())
+
+        with pytest.raises(RunwareTaskError) as caught:
+            await client.get_response(unknown)
+
+        assert caught.value.category is ErrorCategory.NOT_FOUND
+        assert caught.value.task_uuid == unknown
+        assert not caught.value.retryable
+
+
+@pytest.mark.parametrize(("batch", "expected_posts"), [(1, 7), (3, 3)])
+async def test_polls_share_http_requests_up_to_the_batch_size(
+    batch: int, expected_posts: int
+) -> None:
+    overrides = {"runware_poll_batch_size": batch}
+    async with sim_and_client(client_overrides=overrides) as (sim, client):
+        requests = [video() for _ in range(6)]
+        for request in requests:
+            await client.submit_video(request)
+        unknown = str(uuid.uuid4())
+        before = await sim.stats()
+
+        outcomes = await client.get_responses([r.task_uuid for r in requests] + [unknown])
+
+        after = await sim.stats()
+        assert after["requests"] - before["requests"] == expected_posts
+        assert all(
+            isinstance(outcomes[r.task_uuid], TaskState)
+            and outcomes[r.task_uuid].status == "processing"  # type: ignore[union-attr]
+            for r in requests
+        )
+        assert isinstance(outcomes[unknown], RunwareError)
+
+
+async def test_a_capacity_answer_fails_each_polled_task_with_a_retryable_error() -> None:
+    async with sim_and_client(rate_503=1.0) as (_sim, client):
+        uuids = [str(uuid.uuid4()) for _ in range(2)]
+
+        outcomes = await client.get_responses(uuids)
+
+        for task_uuid in uuids:
+            outcome = outcomes[task_uuid]
+            assert isinstance(outcome, RunwareError)
+            assert outcome.retryable
+            assert outcome.http_status == 503
+
+
+class _GatedTransport(httpx.AsyncBaseTransport):
+    """Real HTTP, but every request waits at a gate, so concurrency can be counted."""
+
+    def __init__(self, gate: asyncio.Event, watch_for: int) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._gate = gate
+        self._watch_for = watch_for
+        self.reached = asyncio.Event()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        if self.in_flight >= self._watch_for:
+            self.reached.set()
+        try:
+            await self._gate.wait()
+            return await self._inner.handle_async_request(request)
+        finally:
+            self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_no_more_requests_are_in_flight_than_configured() -> None:
+    gate = asyncio.Event()
+    transport = _GatedTransport(gate, watch_for=2)
+    async with (
+        httpx.AsyncClient(transport=transport) as http,
+        sim_and_client(http=http, client_overrides={"runware_max_in_flight": 2}) as (_, client),
+    ):
+        uuids = [str(uuid.uuid4()) for _ in range(6)]
+        polls = asyncio.create_task(client.get_responses(uuids))
+
+        await asyncio.wait_for(transport.reached.wait(), timeout=30)
+        # Give the other four polls every chance to slip past the bound before opening the gate.
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert transport.in_flight == 2
+        gate.set()
+        outcomes = await polls
+
+    assert transport.most_in_flight == 2
+    assert transport.requests == 6
+    assert set(outcomes) == set(uuids)

@@ -1,0 +1,141 @@
+"""Submitting video tasks: acks, duplicates, refusals and lost answers."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from structlog.testing import capture_logs
+
+from reelflow_common.runware import (
+    ErrorCategory,
+    RunwareClient,
+    RunwareRequestError,
+    RunwareTaskError,
+    RunwareTransportError,
+)
+from reelflow_common.settings import RunwareSettings
+from tests.runware.helpers import sim_and_client, video
+
+BAD_KEY = "rw-not-a-real-key-5f1e2d"
+
+
+async def test_submit_is_acknowledged_and_the_simulator_holds_the_task() -> None:
+    async with sim_and_client() as (sim, client):
+        request = video()
+
+        result = await client.submit_video(request)
+
+        assert result.task_uuid == request.task_uuid
+        assert not result.already_submitted
+        truth = await sim.task(request.task_uuid)
+        assert truth["accepted"]
+        assert truth["submissions"] == 1
+
+
+async def test_resubmitting_the_same_task_reports_already_submitted_and_bills_once() -> None:
+    async with sim_and_client() as (sim, client):
+        request = video()
+        await client.submit_video(request)
+
+        again = await client.submit_video(request)
+
+        assert again.already_submitted
+        truth = await sim.task(request.task_uuid)
+        assert truth["submissions"] == 2
+        assert (await sim.stats())["billed_cost"] == truth["cost"]
+
+
+async def test_unsupported_duration_is_a_task_error_that_names_the_parameter() -> None:
+    async with sim_and_client() as (_sim, client):
+        request = video(duration=5)
+
+        with pytest.raises(RunwareTaskError) as caught:
+            await client.submit_video(request)
+
+        error = caught.value
+        assert error.code == "unsupportedDuration"
+        assert error.category is ErrorCategory.VALIDATION
+        assert not error.retryable
+        assert error.task_uuid == request.task_uuid
+        assert error.parameter == "duration"
+        assert error.allowed_values == (4, 6, 7, 8)
+
+
+async def test_a_bad_api_key_is_an_auth_error_that_does_not_leak_the_key() -> None:
+    async with sim_and_client(api_key=BAD_KEY) as (_sim, client):
+        with capture_logs() as logs, pytest.raises(RunwareRequestError) as caught:
+            await client.submit_video(video())
+
+    error = caught.value
+    assert error.code == "invalidApiKey"
+    assert error.category is ErrorCategory.AUTH
+    assert error.http_status == 401
+    assert not error.retryable
+    assert BAD_KEY not in f"{error} {error!r} {logs}"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"), [("rate_429", 429), ("rate_503", 503), ("rate_504", 504)]
+)
+async def test_capacity_answers_are_retryable_request_errors(fault: str, status: int) -> None:
+    faults: dict[str, Any] = {fault: 1.0}
+    async with sim_and_client(**faults) as (sim, client):
+        request = video()
+
+        with pytest.raises(RunwareRequestError) as caught:
+            await client.submit_video(request)
+
+        assert caught.value.http_status == status
+        assert caught.value.retryable
+        assert request.task_uuid not in {task["task_uuid"] for task in await sim.tasks()}
+
+
+async def test_a_lost_answer_is_retryable_and_a_resubmit_finds_the_task_billed_once() -> None:
+    async with sim_and_client() as (sim, client):
+        request = video("a lighthouse at dusk [sim:drop]")
+
+        with pytest.raises(RunwareTransportError) as caught:
+            await client.submit_video(request)
+        assert caught.value.retryable
+        assert (await sim.task(request.task_uuid))["accepted"]
+
+        again = await client.submit_video(request)
+
+        assert again.already_submitted
+        truth = await sim.task(request.task_uuid)
+        assert truth["submissions"] == 2
+        assert (await sim.stats())["billed_cost"] == truth["cost"]
+
+
+async def test_no_server_is_a_retryable_transport_error_without_the_key() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The port is closed again: nothing listens there.
+    settings = RunwareSettings(
+        runware_base_url=f"http://127.0.0.1:{port}", runware_api_key=SecretStr(BAD_KEY)
+    )
+    async with RunwareClient.open(settings) as client:
+        with pytest.raises(RunwareTransportError) as caught:
+            await client.submit_video(video())
+
+    assert caught.value.category is ErrorCategory.CONNECTION
+    assert caught.value.retryable
+    assert BAD_KEY not in f"{caught.value} {caught.value!r}"
+
+
+async def test_each_call_logs_one_line_with_task_status_and_duration() -> None:
+    async with sim_and_client() as (sim, client):
+        request = video()
+        with capture_logs() as logs:
+            await client.submit_video(request)
+
+    assert [line["event"] for line in logs] == ["runware_call_finished"]
+    line = logs[0]
+    assert line["task_uuid"] == request.task_uuid
+    assert line["status_code"] == 200
+    assert isinstance(line["duration_ms"], int)
+    assert sim.api_key not in str(logs)
