@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from reelflow_common.runware import RunwareClient, VideoRequest
 from reelflow_common.settings import RunwareSettings
-from reelflow_runware_sim.testing import running_simulator
+from reelflow_runware_sim.testing import RunningSimulator, running_simulator
 
 
 def client_settings(base_url: str, api_key: str, **overrides: Any) -> RunwareSettings:
@@ -31,7 +31,7 @@ async def sim_and_client(
     http: httpx.AsyncClient | None = None,
     client_overrides: dict[str, Any] | None = None,
     **sim_overrides: Any,
-) -> AsyncIterator[tuple[Any, RunwareClient]]:
+) -> AsyncIterator[tuple[RunningSimulator, RunwareClient]]:
     """A fresh simulator and a client for it (the client owns its pool unless ``http`` is given)."""
     sim_overrides.setdefault("seed", 7)
     async with running_simulator(**sim_overrides) as sim:
