@@ -109,7 +109,9 @@ class Stack:
         self.group.stop_all()
 
     async def issue_key(self, tenant_name: str) -> str:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(self.mongo_url, timeoutMS=10_000)
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            self.mongo_url, timeoutMS=10_000
+        )
         try:
             keys = ApiKeyStore(client[self.database])
             await keys.ensure_indexes()
@@ -148,9 +150,7 @@ async def eventually(
         await asyncio.sleep(0.2)  # between probes; the deadline bounds the wait
 
 
-async def watch_until_finished(
-    url: str, *, deadline_s: float = 90
-) -> list[dict[str, Any]]:
+async def watch_until_finished(url: str, *, deadline_s: float = 90) -> list[dict[str, Any]]:
     """Every WebSocket message up to and including ``project.finished``."""
     received: list[dict[str, Any]] = []
     async with asyncio.timeout(deadline_s):

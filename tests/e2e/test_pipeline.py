@@ -51,20 +51,32 @@ async def test_five_scene_project_is_watched_live_to_a_partial_finish(shared_sta
         assert finished["type"] == "project.finished"
         assert finished["status"] == "partial"
         counts = finished["counts"]
-        assert (counts["total_clips"], counts["completed"], counts["pending"], counts["failed"]) == (
-            5, 4, 0, 1
-        )
+        assert (
+            counts["total_clips"],
+            counts["completed"],
+            counts["pending"],
+            counts["failed"],
+        ) == (5, 4, 0, 1)
         final_status = {r["task_uuid"]: r["status"] for r in snapshot["project"]["results"]}
         for change in changes[:-1]:
             assert change["type"] == "clip.updated"
             final_status[change["clip"]["task_uuid"]] = change["clip"]["status"]
-        assert sorted(final_status.values()) == ["failed", "success", "success", "success", "success"]
+        assert sorted(final_status.values()) == [
+            "failed",
+            "success",
+            "success",
+            "success",
+            "success",
+        ]
 
         status = (await api.get(f"/v1/projects/{project_id}")).json()
         assert status["success"] is True
-        assert (status["total_clips"], status["completed"], status["pending"], status["failed"]) == (
-            5, 4, 0, 1
-        )
+        assert (
+            status["total_clips"],
+            status["completed"],
+            status["pending"],
+            status["failed"],
+        ) == (5, 4, 0, 1)
         assert status["all_complete"] is True
         assert status["status"] == "partial"
         failed = [r for r in status["results"] if r["status"] == "failed"]
@@ -90,7 +102,9 @@ async def test_wait_returns_clips_that_finish_within_it(shared_stack: Stack) -> 
     async with httpx.AsyncClient(
         base_url=shared_stack.api_url, headers=auth(key), timeout=60
     ) as api:
-        answer = await api.post("/v1/projects", params={"wait": 30}, json={"scenes": scenes(FAST, FAST)})
+        answer = await api.post(
+            "/v1/projects", params={"wait": 30}, json={"scenes": scenes(FAST, FAST)}
+        )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["all_complete"] is True
@@ -125,7 +139,9 @@ async def test_a_tenant_cannot_read_or_watch_another_tenants_project(shared_stac
         assert (await api.get(f"/v1/projects/{project_id}", headers=auth(owner))).status_code == 200
 
     url = f"{shared_stack.ws_url}/v1/ws/projects/{project_id}?token={stranger}"
-    with pytest.raises((websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)):
+    with pytest.raises(
+        (websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)
+    ):
         async with websockets.connect(url) as ws:
             await ws.recv()
 
@@ -169,7 +185,9 @@ async def test_crashed_services_lose_no_clip_and_bill_none_twice(own_stack: Stac
 
         clip_uuids: set[str] = set()
         for pid in (project_id, second.json()["project_id"]):
-            body = await eventually(lambda pid=pid: finished(pid), deadline_s=90, what=f"{pid} done")
+            body = await eventually(
+                lambda pid=pid: finished(pid), deadline_s=90, what=f"{pid} done"
+            )
             assert body["status"] == "completed", body
             clip_uuids |= set(body["clips"])
 

@@ -30,7 +30,7 @@ def _mask_secrets(
 
 
 def configure_logging(settings: LogSettings, *, service: str) -> None:
-    """Route structlog and the standard library (uvicorn, aio_pika, pymongo) through one formatter."""
+    """Route structlog and the stdlib loggers (uvicorn, aio_pika, pymongo) through one formatter."""
     use_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
@@ -78,4 +78,4 @@ def bound_context(**values: str | None) -> Iterator[None]:
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.stdlib.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.stdlib.get_logger(name)

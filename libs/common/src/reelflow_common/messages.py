@@ -79,7 +79,7 @@ class RecordRunwareResult(Message):
     message_type: ClassVar[str] = "record_runware_result"
     project_id: str
     task_uuid: str
-    #: Runware's own answer body for the task, as received (``{"data": [...]}`` or ``{"errors": [...]}``)
+    #: Runware's answer body for the task as received: ``{"data": [...]}`` or ``{"errors": [...]}``
     body: dict[str, Any]
 
 

@@ -48,7 +48,9 @@ class RunwareSettings(ReelflowSettings):
     runware_base_url: str = "https://api.runware.ai"
     runware_api_key: SecretStr | None = Field(
         default=None,
-        validation_alias=AliasChoices("REELFLOW_RUNWARE_API_KEY", "RUNWARE_API_KEY", "runware_api_key"),
+        validation_alias=AliasChoices(
+            "REELFLOW_RUNWARE_API_KEY", "RUNWARE_API_KEY", "runware_api_key"
+        ),
     )
     runware_timeout_s: float = Field(default=30.0, gt=0, description="per HTTP request")
     runware_max_in_flight: int = Field(

@@ -7,9 +7,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from pymongo.errors import ConnectionFailure
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
@@ -79,7 +78,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
         return problem_response(
-            Problem(exc.status_code, title, str(exc.detail), headers=exc.headers)
+            Problem(exc.status_code, title, str(exc.detail), headers=dict(exc.headers or {}))
         )
 
     async def on_idempotency(_: Request, exc: Exception) -> JSONResponse:

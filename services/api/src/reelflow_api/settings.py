@@ -14,8 +14,12 @@ from reelflow_common.settings import (
 
 
 class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, WebhookSettings):
-    default_model: str = Field(default="google:3@3", description="model of a project that names none")
-    default_duration: float = Field(default=4, gt=0, description="seconds, for a scene that names none")
+    default_model: str = Field(
+        default="google:3@3", description="model of a project that names none"
+    )
+    default_duration: float = Field(
+        default=4, gt=0, description="seconds, for a scene that names none"
+    )
     default_width: int = Field(default=1280, ge=64, le=4096)
     default_height: int = Field(default=720, ge=64, le=4096)
     max_wait_s: float = Field(default=120, ge=0, description="upper bound of ?wait=")

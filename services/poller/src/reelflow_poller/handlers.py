@@ -1,4 +1,4 @@
-"""``CheckClip`` (a due poll) and ``RecordRunwareResult`` (a webhook): one code path to the store."""
+"""``CheckClip`` (a due poll) and ``RecordRunwareResult`` (a webhook): one path to the store."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class ClipRecorder:
             log.info("clip_not_tracked")
             return None
         if clip.status.is_terminal:
-            # A crash may have come between the write and the publish; duplicates are dropped by seq.
+            # A crash may have come between write and publish; consumers drop duplicate seqs.
             await self.publish(await self.projects.events_for_clip(project_id, task_uuid))
             return None
         return clip
@@ -53,7 +53,11 @@ class ClipRecorder:
             log.info("clip_succeeded", cost=state.cost)
         else:
             events = await self.projects.record_failure(
-                project_id, task_uuid, code=decision.code, message=decision.message, completed_at=now
+                project_id,
+                task_uuid,
+                code=decision.code,
+                message=decision.message,
+                completed_at=now,
             )
             log.warning("clip_failed", code=decision.code, reason=decision.message)
         await self.publish(events)
@@ -99,7 +103,7 @@ class CheckHandler:
 
 
 class RecordResultHandler:
-    """A task state from a webhook: recorded like a poll result; polling stays on as a safety net."""
+    """A webhook's task state, recorded like a poll result; polling stays on as a safety net."""
 
     def __init__(self, recorder: ClipRecorder) -> None:
         self._recorder = recorder

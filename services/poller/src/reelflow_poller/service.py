@@ -47,7 +47,9 @@ class Policy:
                 TIMED_OUT, f"Runware had not finished the task {age_s:.0f} s after submission."
             )
         return CheckAgain(
-            next_check_delay_s(attempt, initial_s=self.initial_s, backoff=self.backoff, cap_s=self.cap_s)
+            next_check_delay_s(
+                attempt, initial_s=self.initial_s, backoff=self.backoff, cap_s=self.cap_s
+            )
         )
 
     def after_state(self, state: TaskState, *, attempt: int, age_s: float) -> Decision:

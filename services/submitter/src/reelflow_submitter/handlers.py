@@ -47,14 +47,7 @@ class SubmitHandler:
         if clip is None:
             await self._already_past_submit(message)
             return
-        project = await self._projects.get(message.project_id)
-        if project is None:  # deleted between the two reads
-            raise InvalidMessage(f"project {message.project_id} does not exist")
-        request = video_request(
-            clip,
-            model=project.model,
-            webhook_url=self._settings.webhook_url(message.project_id),
-        )
+        request = video_request(clip, webhook_url=self._settings.webhook_url(message.project_id))
         try:
             result = await self._runware.submit_video(request)
         except RunwareError as error:

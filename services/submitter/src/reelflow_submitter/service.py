@@ -24,10 +24,10 @@ class GiveUp:
     message: str
 
 
-def video_request(clip: Clip, *, model: str, webhook_url: str | None) -> VideoRequest:
+def video_request(clip: Clip, *, webhook_url: str | None) -> VideoRequest:
     return VideoRequest(
         task_uuid=clip.task_uuid,
-        model=model,
+        model=clip.model,
         positive_prompt=clip.prompt,
         duration=clip.duration,
         width=clip.width,
@@ -40,9 +40,9 @@ def video_request(clip: Clip, *, model: str, webhook_url: str | None) -> VideoRe
 
 
 def retry_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: between half and all of ``base * 2**(attempt-1)``, capped."""
+    """Exponential backoff with jitter: half to all of ``base * 2**(attempt-1)``, capped."""
     ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return float(ceiling * rng.uniform(0.5, 1.0))
 
 
 def after_submit_error(

@@ -20,7 +20,9 @@ class Settings(
     http_port: int = Field(default=8002, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     submit_concurrency: int = Field(default=16, ge=1, description="SubmitClip messages in flight")
     submit_max_attempts: int = Field(
-        default=20, ge=1, description="Runware submits of one clip before it fails (20 ≈ 30 min of outage)"
+        default=20,
+        ge=1,
+        description="Runware submits of one clip before it fails (20 ≈ 30 min of outage)",
     )
     sweep_interval_s: float = Field(
         default=30, gt=0, description="how often undispatched projects are looked for"

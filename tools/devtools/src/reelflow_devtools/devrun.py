@@ -118,8 +118,13 @@ def main() -> None:
             sim_url = wait_for_sim_url(sim)
             env |= {"REELFLOW_RUNWARE_BASE_URL": sim_url, "REELFLOW_RUNWARE_API_KEY": "sim-key"}
             # Simulated clips finish in seconds; check them at a matching pace.
-            env.setdefault("REELFLOW_POLL_INITIAL_DELAY_S", os.environ.get("REELFLOW_POLL_INITIAL_DELAY_S", "2"))
-            env.setdefault("REELFLOW_POLL_MAX_DELAY_S", os.environ.get("REELFLOW_POLL_MAX_DELAY_S", "10"))
+            env.setdefault(
+                "REELFLOW_POLL_INITIAL_DELAY_S",
+                os.environ.get("REELFLOW_POLL_INITIAL_DELAY_S", "2"),
+            )
+            env.setdefault(
+                "REELFLOW_POLL_MAX_DELAY_S", os.environ.get("REELFLOW_POLL_MAX_DELAY_S", "10")
+            )
             say(f"  runware    simulator at {sim_url} (speedup {speedup}, RUNWARE_SIM_SPEEDUP)")
 
         database = os.environ.get("REELFLOW_MONGO_DATABASE", "reelflow")

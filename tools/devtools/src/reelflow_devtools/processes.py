@@ -100,14 +100,18 @@ def wait_healthy(child: Child, url: str, *, deadline_s: float = 60) -> None:
     stop_at = time.monotonic() + deadline_s
     while time.monotonic() < stop_at:
         if not child.alive():
-            raise StartError(f"{child.name} exited ({child.process.returncode}):\n{child.log_tail()}")
+            raise StartError(
+                f"{child.name} exited ({child.process.returncode}):\n{child.log_tail()}"
+            )
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.1)  # polling a starting process; bounded by the deadline
-    raise StartError(f"{child.name} not healthy at {url} within {deadline_s:.0f} s:\n{child.log_tail()}")
+    raise StartError(
+        f"{child.name} not healthy at {url} within {deadline_s:.0f} s:\n{child.log_tail()}"
+    )
 
 
 def wait_for_sim_url(child: Child, *, deadline_s: float = 30) -> str:

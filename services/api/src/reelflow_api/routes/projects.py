@@ -29,7 +29,9 @@ def _request_hash(body: CreateProjectIn) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _new_project(body: CreateProjectIn, state: AppState, tenant_id: str, **extra: Any) -> NewProject:
+def _new_project(
+    body: CreateProjectIn, state: AppState, tenant_id: str, **extra: Any
+) -> NewProject:
     settings = state.settings
     return NewProject(
         tenant_id=tenant_id,
@@ -39,7 +41,9 @@ def _new_project(body: CreateProjectIn, state: AppState, tenant_id: str, **extra
             NewClip(
                 prompt=scene.prompt,
                 negative_prompt=scene.negative_prompt,
-                duration=scene.duration if scene.duration is not None else settings.default_duration,
+                duration=scene.duration
+                if scene.duration is not None
+                else settings.default_duration,
                 width=scene.width if scene.width is not None else settings.default_width,
                 height=scene.height if scene.height is not None else settings.default_height,
                 seed=scene.seed,
@@ -60,7 +64,7 @@ async def _dispatch(state: AppState, project: Project, request_id: str | None) -
 
 
 async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -> Project:
-    """Re-read the project until no clip is pending or ``wait_s`` has passed (the seed's hybrid mode)."""
+    """Re-read the project until no clip is pending or ``wait_s`` has passed (hybrid mode)."""
     deadline = time.monotonic() + wait_s
     while project.counts.pending and time.monotonic() < deadline:
         remaining = deadline - time.monotonic()
@@ -162,4 +166,3 @@ async def cancel_project(project_id: str, state: State, tenant_id: TenantId) -> 
     for event in events:
         await state.publisher.publish_event(event)
     return _status_response(project, status_code=202)
-
