@@ -1,0 +1,57 @@
+"""Request builders and waits shared by the simulator's contract tests."""
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from reelflow_runware_sim.testing import RunningSimulator
+
+# Generous for a slow 2-core machine; a passing test never waits this long.
+DEADLINE_S = 20.0
+
+
+def video(prompt: str = "a red fox running through fresh snow", **fields: Any) -> dict[str, Any]:
+    """A videoInference task Veo 3.1 Fast accepts, with a fresh taskUUID."""
+    task: dict[str, Any] = {
+        "taskType": "videoInference",
+        "taskUUID": str(uuid.uuid4()),
+        "model": "google:3@3",
+        "positivePrompt": prompt,
+        "duration": 4,
+        "width": 1280,
+        "height": 720,
+    }
+    task.update(fields)
+    return task
+
+
+def poll(task_uuid: str) -> dict[str, Any]:
+    """A getResponse task for `task_uuid`."""
+    return {"taskType": "getResponse", "taskUUID": task_uuid}
+
+
+@asynccontextmanager
+async def client_for(sim: RunningSimulator) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client that authenticates to `sim` with a Bearer header."""
+    headers = {"Authorization": f"Bearer {sim.api_key}"}
+    async with httpx.AsyncClient(base_url=sim.base_url, headers=headers, timeout=10) as client:
+        yield client
+
+
+async def send(http: httpx.AsyncClient, *tasks: dict[str, Any]) -> httpx.Response:
+    """POST the tasks as one Runware request."""
+    return await http.post("/v1", json=list(tasks))
+
+
+async def poll_until_done(http: httpx.AsyncClient, task_uuid: str) -> dict[str, Any]:
+    """Poll until no item is processing any more; return that body."""
+    async with asyncio.timeout(DEADLINE_S):
+        while True:
+            body: dict[str, Any] = (await send(http, poll(task_uuid))).json()
+            if all(item.get("status") != "processing" for item in body.get("data", [])):
+                return body
+            await asyncio.sleep(0.01)
