@@ -14,8 +14,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
-
 import httpx
 
 SIM_URL_PATTERN = re.compile(r"listening on (http://\S+)")
@@ -69,15 +67,14 @@ class ProcessGroup:
     children: list[Child] = field(default_factory=list)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
-        out: int | IO[bytes] = subprocess.DEVNULL
         log_path = None
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{name}.log"
-            out = open(log_path, "ab")  # noqa: SIM115 (the child owns it for its life)
-        process = subprocess.Popen(  # noqa: S603 (our own console scripts)
-            argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
+        with open(log_path or os.devnull, "ab") as out:  # the child keeps its own copy
+            process = subprocess.Popen(  # noqa: S603 (our own console scripts)
+                argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
         child = Child(name, process, log_path)
         self.children.append(child)
         return child
