@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import httpx
 
 SIM_URL_PATTERN = re.compile(r"listening on (http://\S+)")
