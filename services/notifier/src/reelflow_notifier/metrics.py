@@ -21,6 +21,11 @@ WS_SNAPSHOTS_TOTAL = Counter(
     ["reason"],
 )
 
+WS_OVERFLOWS_TOTAL = Counter(
+    "reelflow_ws_overflows_total",
+    "Outboxes cleared because their client read too slowly (each gets a snapshot instead).",
+)
+
 FANOUT_EVENTS_TOTAL = Counter(
     "reelflow_fanout_events_total",
     "Events this replica received from its fan-out queue, by outcome (routed, unwatched, invalid).",

@@ -20,7 +20,7 @@ from reelflow_common.messages import Event
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.hub import Hub
-from reelflow_notifier.metrics import WS_CONNECTIONS
+from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
 from reelflow_notifier.wire import WireMessage, error_message
 
@@ -113,6 +113,7 @@ class Session:
         if event.project_id not in self._feeds:
             return
         if not self._outbox.put_event(event):
+            WS_OVERFLOWS_TOTAL.inc()
             log.warning("ws_slow_reader", watched=len(self._feeds))
             self._outbox.reset(list(self._feeds), reason="slow_reader")
 

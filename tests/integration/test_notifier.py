@@ -1,0 +1,432 @@
+"""The notifier against a real RabbitMQ and MongoDB, through real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from reelflow_common.broker import Publisher, amqp_channel
+from reelflow_common.messages import Event
+from reelflow_common.store import ApiKeyStore, NewClip, NewProject, Project, ProjectStore
+from reelflow_common.topology import Topology
+from reelflow_notifier.settings import Settings
+from tests.integration.notifier_helpers import (
+    DEADLINE_S,
+    RunningNotifier,
+    client,
+    close_of,
+    eventually,
+    metric,
+    receive,
+    running_notifier,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class World:
+    """A tenant with a key, the stores, and a publisher on the test's event exchange."""
+
+    projects: ProjectStore
+    api_keys: ApiKeyStore
+    publisher: Publisher
+    tenant_id: str
+    key: str
+
+    async def new_project(self, clips: int = 2, *, tenant_id: str | None = None) -> Project:
+        new = NewProject(
+            tenant_id=tenant_id or self.tenant_id,
+            title="Trip to Lisbon",
+            model="google:3@3",
+            scenes=[NewClip(prompt=f"scene {n}") for n in range(clips)],
+        )
+        return (await self.projects.create(new)).project
+
+    async def processing(self, project: Project, index: int) -> list[Event]:
+        return await self.projects.mark_processing(
+            project.id, project.clips[index].task_uuid, submitted_at=datetime.now(UTC)
+        )
+
+    async def success(self, project: Project, index: int) -> list[Event]:
+        task_uuid = project.clips[index].task_uuid
+        return await self.projects.record_success(
+            project.id,
+            task_uuid,
+            video_url=f"https://cdn.example/{task_uuid}.mp4",
+            video_uuid=None,
+            cost=0.12,
+            seed=None,
+            completed_at=datetime.now(UTC),
+        )
+
+    async def publish(self, *events: Event) -> None:
+        for event in events:
+            await self.publisher.publish_event(event)
+
+
+@pytest.fixture
+def settings(settings_for: Callable[..., Any]) -> Settings:
+    settings: Settings = settings_for(Settings, http_host="127.0.0.1", http_port=0)
+    return settings
+
+
+@pytest.fixture
+async def notifier(settings: Settings, amqp_connection: Any) -> AsyncIterator[RunningNotifier]:
+    # Depends on ``amqp_connection`` so that it stops first: that fixture's clean-up
+    # deletes the test's queues, and this replica's exclusive queue is locked while it runs.
+    async with running_notifier(settings) as running:
+        yield running
+
+
+@pytest.fixture
+async def world(
+    settings: Settings, mongo_db: Any, amqp_connection: Any, notifier: RunningNotifier
+) -> AsyncIterator[World]:
+    # Depends on ``notifier``: its start declares the event exchange published to here.
+    api_keys = ApiKeyStore(mongo_db)
+    tenant_id = await api_keys.create_tenant("acme")
+    key = await api_keys.issue_key(tenant_id)
+    async with amqp_channel(amqp_connection) as channel:
+        publisher = Publisher(channel, Topology.from_settings(settings), timeout_s=DEADLINE_S)
+        yield World(ProjectStore(mongo_db), api_keys, publisher, tenant_id, key)
+
+
+def project_url(notifier: RunningNotifier, project: Project, query: str = "") -> str:
+    return f"{notifier.base_url}/v1/ws/projects/{project.id}{query}"
+
+
+# --- one project ---------------------------------------------------------------------
+
+
+async def test_snapshot_then_each_change_in_seq_order(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project(clips=2)
+    async with client(project_url(notifier, project), key=world.key) as ws:
+        snapshot = await receive(ws)
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["seq"] == 0
+        assert snapshot["project"]["project_id"] == project.id
+        assert snapshot["project"]["pending"] == 2
+        assert [r["status"] for r in snapshot["project"]["results"]] == ["queued", "queued"]
+
+        await world.publish(*await world.processing(project, 0))
+        await world.publish(*await world.success(project, 0))
+        await world.publish(*await world.success(project, 1))
+
+        first, second, third, finished = [await receive(ws) for _ in range(4)]
+
+    assert first == {
+        "type": "clip.updated",
+        "seq": 1,
+        "project_id": project.id,
+        "clip": {
+            "task_uuid": project.clips[0].task_uuid,
+            "scene_index": 0,
+            "status": "processing",
+            "submitted_at": first["clip"]["submitted_at"],
+        },
+        "counts": {"total_clips": 2, "completed": 0, "pending": 2, "failed": 0},
+    }
+    assert (second["seq"], second["clip"]["status"]) == (2, "success")
+    assert second["clip"]["video_url"] == f"https://cdn.example/{project.clips[0].task_uuid}.mp4"
+    assert second["counts"] == {"total_clips": 2, "completed": 1, "pending": 1, "failed": 0}
+    assert (third["seq"], third["clip"]["scene_index"]) == (3, 1)
+    assert finished == {
+        "type": "project.finished",
+        "seq": 4,
+        "project_id": project.id,
+        "status": "completed",
+        "counts": {"total_clips": 2, "completed": 2, "pending": 0, "failed": 0},
+    }
+    assert not {"message_id", "occurred_at", "tenant_id", "schema_version"} & set(second)
+
+
+async def test_a_duplicate_event_is_dropped(notifier: RunningNotifier, world: World) -> None:
+    project = await world.new_project()
+    async with client(project_url(notifier, project), key=world.key) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        events = await world.processing(project, 0)
+        # Services publish again after a crash; the client must see the change once.
+        await world.publish(*events, *events)
+        await world.publish(*await world.processing(project, 1))
+
+        assert [(await receive(ws))["seq"] for _ in range(2)] == [1, 2]
+
+
+async def test_a_gap_is_filled_from_the_store(notifier: RunningNotifier, world: World) -> None:
+    project = await world.new_project()
+    async with client(project_url(notifier, project), key=world.key) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        await world.processing(project, 0)  # stored, never published: lost on the way
+        await world.publish(*await world.processing(project, 1))
+
+        first, second = await receive(ws), await receive(ws)
+
+    assert (first["seq"], first["clip"]["task_uuid"]) == (1, project.clips[0].task_uuid)
+    assert (second["seq"], second["clip"]["task_uuid"]) == (2, project.clips[1].task_uuid)
+
+
+async def test_reconnecting_with_after_seq_replays_the_missed_changes(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project()
+    await world.processing(project, 0)
+    await world.processing(project, 1)
+    await world.success(project, 0)
+
+    async with client(project_url(notifier, project, "?after_seq=1"), key=world.key) as ws:
+        replayed = [await receive(ws) for _ in range(2)]
+        await world.publish(*await world.success(project, 1))
+        live = [await receive(ws) for _ in range(2)]
+
+    assert [(m["type"], m["seq"]) for m in replayed] == [("clip.updated", 2), ("clip.updated", 3)]
+    assert [(m["type"], m["seq"]) for m in live] == [("clip.updated", 4), ("project.finished", 5)]
+
+
+async def test_after_seq_no_longer_replayable_gets_a_fresh_snapshot(
+    notifier: RunningNotifier, world: World, mongo_db: Any
+) -> None:
+    short_log = ProjectStore(mongo_db, event_log_size=1)
+    project = await world.new_project()
+    for clip in project.clips:
+        await short_log.mark_processing(project.id, clip.task_uuid, submitted_at=datetime.now(UTC))
+
+    async with client(project_url(notifier, project, "?after_seq=0"), key=world.key) as ws:
+        snapshot = await receive(ws)
+
+    assert (snapshot["type"], snapshot["seq"]) == ("snapshot", 2)
+    assert [r["status"] for r in snapshot["project"]["results"]] == ["processing", "processing"]
+
+
+async def test_a_bad_after_seq_is_refused_with_4400(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project()
+    async with client(project_url(notifier, project, "?after_seq=-1"), key=world.key) as ws:
+        assert (await close_of(ws))[0] == 4400
+
+
+# --- who may watch -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", [None, "rf_not-a-key"])
+async def test_a_missing_or_unknown_key_is_refused_with_4401(
+    notifier: RunningNotifier, world: World, key: str | None
+) -> None:
+    project = await world.new_project()
+    async with client(project_url(notifier, project), key=key) as ws:
+        code, reason = await close_of(ws)
+    assert code == 4401
+    assert "API key" in reason
+
+
+async def test_a_tenant_cannot_watch_another_tenants_project(
+    notifier: RunningNotifier, world: World
+) -> None:
+    other_tenant = await world.api_keys.create_tenant("globex")
+    theirs = await world.new_project(tenant_id=other_tenant)
+    async with client(project_url(notifier, theirs), key=world.key) as ws:
+        assert await close_of(ws) == (4404, "project not found")
+
+    async with client(f"{notifier.base_url}/v1/ws/projects/nope", key=world.key) as ws:
+        assert await close_of(ws) == (4404, "project not found")
+
+
+async def test_the_key_may_come_as_a_token_query_parameter(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project()
+    async with client(project_url(notifier, project, f"?token={world.key}")) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+
+
+# --- replicas, pings, slow readers ---------------------------------------------------------
+
+
+async def test_two_replicas_each_deliver_to_their_own_clients(
+    notifier: RunningNotifier, world: World, settings: Settings
+) -> None:
+    project = await world.new_project()
+    async with (
+        running_notifier(settings) as second,
+        client(project_url(notifier, project), key=world.key) as on_first,
+        client(project_url(second, project), key=world.key) as on_second,
+    ):
+        assert (await receive(on_first))["type"] == "snapshot"
+        assert (await receive(on_second))["type"] == "snapshot"
+        await world.publish(*await world.processing(project, 0))
+
+        assert (await receive(on_first))["seq"] == 1
+        assert (await receive(on_second))["seq"] == 1
+
+
+async def test_a_client_that_stops_answering_pings_is_dropped(
+    settings_for: Callable[..., Any], world: World
+) -> None:
+    settings = settings_for(Settings, ws_ping_interval_s=0.2, ws_ping_timeout_s=0.2)
+    project = await world.new_project()
+    async with running_notifier(settings) as notifier:
+        port = int(notifier.base_url.rsplit(":", 1)[1])
+        # A raw socket: it completes the handshake, then never reads, so never pongs.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            (
+                f"GET /v1/ws/projects/{project.id}?token={world.key} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE_S)
+        assert head.startswith(b"HTTP/1.1 101")
+
+        # The server closes the TCP connection: reading reaches the end.
+        rest = await asyncio.wait_for(reader.read(), DEADLINE_S)
+        writer.close()
+
+    assert b"keepalive ping timeout" in rest
+
+
+async def test_a_slow_reader_gets_a_snapshot_instead_of_a_backlog(
+    settings_for: Callable[..., Any], world: World
+) -> None:
+    # Driven through the ASGI interface: a client whose socket stops taking data
+    # is a send() that does not return, which is what a blocked TCP buffer means.
+    settings = settings_for(Settings, ws_max_backlog=2)
+    project = await world.new_project(clips=5)
+    sent: list[dict[str, Any]] = []
+    stuck, release = asyncio.Event(), asyncio.Event()
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await incoming.put({"type": "websocket.connect"})
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] != "websocket.send":
+            return
+        sent.append(json.loads(message["text"]))
+        if len(sent) == 2:  # the first change after the snapshot: the client stops reading
+            stuck.set()
+            await release.wait()
+
+    scope = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "scheme": "ws",
+        "path": f"/v1/ws/projects/{project.id}",
+        "raw_path": f"/v1/ws/projects/{project.id}".encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {world.key}".encode())],
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 80),
+        "subprotocols": [],
+    }
+    before = metric("reelflow_ws_overflows_total")
+    async with running_notifier(settings) as notifier:
+        connection = asyncio.create_task(notifier.app(scope, incoming.get, send))
+        await eventually(lambda: len(sent) == 1, "snapshot sent")
+        await world.publish(*await world.processing(project, 0))
+        await asyncio.wait_for(stuck.wait(), DEADLINE_S)
+        for index in (1, 2, 3):  # two fill the backlog, the third overflows it
+            await world.publish(*await world.processing(project, index))
+        await eventually(
+            lambda: metric("reelflow_ws_overflows_total") > before,
+            "backlog overflowed",
+        )
+        release.set()
+        await eventually(lambda: len(sent) == 3, "snapshot after the overflow")
+        await world.publish(*await world.processing(project, 4))
+        await eventually(lambda: len(sent) == 4, "the next change")
+        await incoming.put({"type": "websocket.disconnect", "code": 1000})
+        await asyncio.wait_for(connection, DEADLINE_S)
+
+    assert [(m["type"], m["seq"]) for m in sent] == [
+        ("snapshot", 0),
+        ("clip.updated", 1),
+        ("snapshot", 4),
+        ("clip.updated", 5),
+    ]
+
+
+# --- many projects on one connection -------------------------------------------------
+
+
+async def test_multiplexed_subscribe_and_unsubscribe(
+    notifier: RunningNotifier, world: World
+) -> None:
+    first, second = await world.new_project(), await world.new_project()
+    await world.processing(first, 0)
+    async with client(f"{notifier.base_url}/v1/ws", key=world.key) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "project_id": first.id, "after_seq": 0}))
+        replayed = await receive(ws)
+        await ws.send(json.dumps({"type": "subscribe", "project_id": second.id}))
+        snapshot = await receive(ws)
+
+        await world.publish(*await world.processing(first, 1))
+        live = await receive(ws)
+
+        await ws.send(json.dumps({"type": "unsubscribe", "project_id": first.id}))
+        unsubscribed = await receive(ws)
+        await world.publish(*await world.success(first, 0))
+        await world.publish(*await world.processing(second, 0))
+        after = await receive(ws)
+
+    assert (replayed["type"], replayed["project_id"], replayed["seq"]) == (
+        "clip.updated",
+        first.id,
+        1,
+    )
+    assert (snapshot["type"], snapshot["project"]["project_id"]) == ("snapshot", second.id)
+    assert (live["project_id"], live["seq"]) == (first.id, 2)
+    assert unsubscribed == {"type": "unsubscribed", "project_id": first.id}
+    assert (after["project_id"], after["seq"]) == (second.id, 1)
+
+
+async def test_multiplexed_bad_messages_get_errors_without_closing(
+    notifier: RunningNotifier, world: World
+) -> None:
+    other_tenant = await world.api_keys.create_tenant("globex")
+    theirs = await world.new_project(tenant_id=other_tenant)
+    ours = await world.new_project()
+    async with client(f"{notifier.base_url}/v1/ws", key=world.key) as ws:
+        await ws.send("not json")
+        not_json = await receive(ws)
+        await ws.send(json.dumps({"type": "shout", "project_id": ours.id}))
+        unknown_type = await receive(ws)
+        await ws.send(json.dumps({"type": "subscribe", "project_id": theirs.id}))
+        not_found = await receive(ws)
+        await ws.send(json.dumps({"type": "subscribe", "project_id": ours.id}))
+        snapshot = await receive(ws)
+
+    assert not_json["type"] == unknown_type["type"] == "error"
+    assert "invalid" in not_json["message"]
+    assert not_found == {"type": "error", "message": "project not found", "project_id": theirs.id}
+    assert (snapshot["type"], snapshot["project"]["project_id"]) == ("snapshot", ours.id)
+
+
+# --- operations ------------------------------------------------------------------------
+
+
+async def test_health_readiness_and_connection_gauge(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project()
+    async with httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as http:
+        assert (await http.get("/healthz")).status_code == 200
+        ready = await http.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"rabbitmq": True, "mongodb": True}
+        async with client(project_url(notifier, project), key=world.key) as ws:
+            await receive(ws)
+            metrics = (await http.get("/metrics")).text
+    gauge = next(
+        line for line in metrics.splitlines() if line.startswith("reelflow_ws_connections")
+    )
+    assert float(gauge.split()[-1]) >= 1
