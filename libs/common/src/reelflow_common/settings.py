@@ -21,36 +21,50 @@ class ReelflowSettings(BaseSettings):
 
 
 class LogSettings(ReelflowSettings):
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="lowest level logged"
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )
 
 
 class AmqpSettings(ReelflowSettings):
-    amqp_url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"), description="RabbitMQ (secret)"
+    )
     amqp_prefix: str = Field(
         default="", description="prefix for every exchange and queue name (test isolation)"
     )
-    publish_timeout_s: float = Field(default=10.0, gt=0)
+    publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="wait this long for the broker to confirm a publish"
+    )
+    drain_timeout_s: float = Field(
+        default=20.0, gt=0, description="on SIGTERM, wait this long for messages in flight"
+    )
     max_deliveries: int = Field(
         default=5, ge=1, description="deliveries of one message before it goes to the DLQ"
     )
 
 
 class MongoSettings(ReelflowSettings):
-    mongo_url: SecretStr = SecretStr("mongodb://127.0.0.1:27017")
-    mongo_database: str = "reelflow"
-    mongo_timeout_s: float = Field(default=10.0, gt=0)
+    mongo_url: SecretStr = Field(
+        default=SecretStr("mongodb://127.0.0.1:27017"), description="MongoDB (secret)"
+    )
+    mongo_database: str = Field(default="reelflow", description="database name")
+    mongo_timeout_s: float = Field(default=10.0, gt=0, description="per MongoDB operation")
 
 
 class RunwareSettings(ReelflowSettings):
-    runware_base_url: str = "https://api.runware.ai"
+    runware_base_url: str = Field(
+        default="https://api.runware.ai", description="Runware REST base (POST {base}/v1)"
+    )
     runware_api_key: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices(
             "REELFLOW_RUNWARE_API_KEY", "RUNWARE_API_KEY", "runware_api_key"
         ),
+        description="Runware API key (secret); unset under make run: the simulator",
     )
     runware_timeout_s: float = Field(default=30.0, gt=0, description="per HTTP request")
     runware_max_in_flight: int = Field(
@@ -67,8 +81,13 @@ class RunwareSettings(ReelflowSettings):
 class HttpSettings(ReelflowSettings):
     """Where a service listens for /healthz, /readyz and /metrics (and its own API)."""
 
-    http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8000, ge=0, le=65535)
+    http_host: str = Field(default="0.0.0.0", description="listen address")
+    http_port: int = Field(
+        default=8000,
+        ge=0,
+        le=65535,
+        description="HTTP port (the API, or /healthz /readyz /metrics)",
+    )
 
 
 class TopologySettings(AmqpSettings):

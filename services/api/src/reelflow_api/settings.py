@@ -20,8 +20,8 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, Webho
     default_duration: float = Field(
         default=4, gt=0, description="seconds, for a scene that names none"
     )
-    default_width: int = Field(default=1280, ge=64, le=4096)
-    default_height: int = Field(default=720, ge=64, le=4096)
+    default_width: int = Field(default=1280, ge=64, le=4096, description="pixels, if none given")
+    default_height: int = Field(default=720, ge=64, le=4096, description="pixels, if none given")
     max_wait_s: float = Field(default=120, ge=0, description="upper bound of ?wait=")
     wait_check_interval_s: float = Field(
         default=0.5, gt=0, description="how often a waiting POST re-reads its project"
