@@ -3,6 +3,8 @@
 import argparse
 import asyncio
 import logging
+import signal
+from types import FrameType
 from typing import Any
 
 from .config import SimConfig, SimSettings
@@ -34,10 +36,18 @@ async def main(config: SimConfig) -> None:
     await server.wait()
 
 
+def _exit_cleanly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run() -> None:
     """Console-script entry point."""
     config = SimSettings(**parse_args())
     logging.basicConfig(level=config.log_level.upper(), format="%(levelname)s %(name)s %(message)s")
+    # uvicorn shuts down gracefully on these, then re-raises the signal to the handler it
+    # found: make that an exit with status 0 rather than death by signal or a traceback.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_cleanly)
     asyncio.run(main(config))
 
 

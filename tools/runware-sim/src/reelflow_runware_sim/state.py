@@ -49,6 +49,7 @@ class SimTask:
     polls: int = 0
     webhook_attempts: int = 0
     webhook_deliveries: int = 0
+    webhook_dropped: int = 0  # items whose webhook was due and deliberately not sent
     timers: list[asyncio.TimerHandle] = field(default_factory=list, repr=False)
 
     def item_state(self, generation: Generation, now: float) -> ItemState:
@@ -94,6 +95,7 @@ class SimTask:
             "webhook_plan": self.webhook_plan if self.request.webhook_url else None,
             "webhook_attempts": self.webhook_attempts,
             "webhook_deliveries": self.webhook_deliveries,
+            "webhook_dropped": self.webhook_dropped,
         }
 
 

@@ -70,7 +70,7 @@ class RunningSimulator:
 
 @asynccontextmanager
 async def running_simulator(
-    config: SimConfig | None = None, **overrides: Any
+    config: SimConfig | None = None, /, **overrides: Any
 ) -> AsyncIterator[RunningSimulator]:
     """Serve a simulator on 127.0.0.1 and a free port for the duration of the block.
 

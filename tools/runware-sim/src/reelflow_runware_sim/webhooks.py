@@ -47,6 +47,8 @@ class WebhookSender:
         await asyncio.sleep(max(0.0, task.submitted_at + generation.latency - state.clock()))
         if task.webhook_plan == "drop":
             log.info("webhook_dropped task_uuid=%s", task.request.task_uuid)
+            task.webhook_dropped += 1
+            state.notify()
             return
         answer = Answer()
         # Render at the finish time itself, so the item is terminal even if the clock lags.
