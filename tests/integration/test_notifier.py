@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from reelflow_common.broker import Publisher, amqp_channel
 from reelflow_common.messages import Event
 from reelflow_common.store import ApiKeyStore, NewClip, NewProject, Project, ProjectStore
 from reelflow_common.topology import Topology
+from reelflow_notifier.redact import redact_tokens_in_uvicorn_logs
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
     DEADLINE_S,
@@ -241,12 +243,32 @@ async def test_a_tenant_cannot_watch_another_tenants_project(
         assert await close_of(ws) == (4404, "project not found")
 
 
-async def test_the_key_may_come_as_a_token_query_parameter(
+async def test_the_key_may_come_as_a_token_query_parameter_and_is_not_logged(
+    notifier: RunningNotifier, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    redact_tokens_in_uvicorn_logs()  # as main() does
+    project = await world.new_project()
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+        async with client(project_url(notifier, project, f"?token={world.key}")) as ws:
+            assert (await receive(ws))["type"] == "snapshot"
+
+    accepted = [r.getMessage() for r in caplog.records if "[accepted]" in r.getMessage()]
+    assert accepted
+    assert all(world.key not in line and "token=***" in line for line in accepted)
+
+
+async def test_after_a_broker_reconnect_lost_changes_are_caught_up(
     notifier: RunningNotifier, world: World
 ) -> None:
     project = await world.new_project()
-    async with client(project_url(notifier, project, f"?token={world.key}")) as ws:
+    async with client(project_url(notifier, project), key=world.key) as ws:
         assert (await receive(ws))["type"] == "snapshot"
+        # The last change of a project lost with the connection: no later event shows the gap.
+        await world.processing(project, 0)
+        notifier.app.state.notifier.hub.catch_up_all()  # what the reconnect callback does
+        caught_up = await receive(ws)
+
+    assert (caught_up["type"], caught_up["seq"]) == ("clip.updated", 1)
 
 
 # --- replicas, pings, slow readers ---------------------------------------------------------

@@ -49,11 +49,12 @@ _EVENT_TYPES = (ClipUpdated, ProjectFinished)
 
 
 class Outbox:
-    """FIFO of entries holding at most ``max_backlog`` events."""
+    """FIFO of entries holding at most ``max_backlog`` events and as many notices."""
 
     def __init__(self, max_backlog: int) -> None:
         self._entries: deque[Entry] = deque()
         self._events = 0
+        self._notices = 0
         self._max_backlog = max_backlog
         self._ready = asyncio.Event()
 
@@ -61,6 +62,14 @@ class Outbox:
         self._append((project_id, item))
 
     def notice(self, message: WireMessage) -> None:
+        """Queue ``message``; dropped when the backlog of notices is full.
+
+        Only a client that keeps sending while it does not read fills it: the
+        answers it would miss are about its own bad requests.
+        """
+        if self._notices >= self._max_backlog:
+            return
+        self._notices += 1
         self._append(Notice(message))
 
     def put_event(self, event: Event) -> bool:
@@ -84,7 +93,9 @@ class Outbox:
             self._ready.clear()
             await self._ready.wait()
         entry = self._entries.popleft()
-        if isinstance(entry, tuple) and isinstance(entry[1], _EVENT_TYPES):
+        if isinstance(entry, Notice):
+            self._notices -= 1
+        elif isinstance(entry[1], _EVENT_TYPES):
             self._events -= 1
         return entry
 
