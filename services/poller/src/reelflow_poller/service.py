@@ -30,7 +30,13 @@ TIMED_OUT = "timedOut"
 
 def next_check_delay_s(attempt: int, *, initial_s: float, backoff: float, cap_s: float) -> float:
     """Delay before check number ``attempt + 1``: ``initial * backoff**attempt``, capped."""
-    return float(min(cap_s, initial_s * backoff**attempt))
+    delay = initial_s
+    # Grown step by step, not by ``backoff**attempt``, which overflows for a long-lived clip.
+    for _ in range(attempt):
+        if delay >= cap_s or backoff <= 1.0:
+            break
+        delay *= backoff
+    return float(min(cap_s, delay))
 
 
 @dataclass(frozen=True)

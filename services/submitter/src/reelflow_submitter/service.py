@@ -41,7 +41,8 @@ def video_request(clip: Clip, *, webhook_url: str | None) -> VideoRequest:
 
 def retry_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
     """Exponential backoff with jitter: half to all of ``base * 2**(attempt-1)``, capped."""
-    ceiling = min(cap_s, base_s * 2 ** (attempt - 1))
+    # The exponent is bounded: 2**attempt as a float overflows for a large attempt.
+    ceiling = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
     return float(ceiling * rng.uniform(0.5, 1.0))
 
 

@@ -1,0 +1,165 @@
+"""The submitter's decisions: backoff with jitter, retry or give up, the Runware request."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from reelflow_common.domain import ClipStatus
+from reelflow_common.runware import (
+    RunwareError,
+    RunwareRequestError,
+    RunwareTaskError,
+    RunwareTransportError,
+)
+from reelflow_common.runware.errors import ErrorCategory
+from reelflow_common.store import Clip
+from reelflow_submitter.service import (
+    GiveUp,
+    RetryLater,
+    after_submit_error,
+    retry_delay_s,
+    video_request,
+)
+
+
+class _Extreme(random.Random):
+    """A Random whose ``uniform`` returns one end of the range: the jitter's bounds."""
+
+    def __init__(self, end: str) -> None:
+        super().__init__(0)
+        self._end = end
+
+    def uniform(self, a: float, b: float) -> float:
+        return a if self._end == "low" else b
+
+
+@pytest.mark.parametrize(
+    ("attempt", "ceiling"),
+    [(1, 2.0), (2, 4.0), (3, 8.0), (6, 64.0), (7, 120.0), (30, 120.0)],
+)
+def test_retry_delay_doubles_per_attempt_up_to_the_cap(attempt: int, ceiling: float) -> None:
+    kwargs = {"base_s": 2.0, "cap_s": 120.0}
+    assert retry_delay_s(attempt, rng=_Extreme("high"), **kwargs) == ceiling
+    assert retry_delay_s(attempt, rng=_Extreme("low"), **kwargs) == ceiling / 2
+
+
+def test_retry_delay_jitter_stays_between_half_and_all_of_the_ceiling() -> None:
+    rng = random.Random(42)
+    delays = [retry_delay_s(4, base_s=1.0, cap_s=60.0, rng=rng) for _ in range(500)]
+    assert all(4.0 <= delay <= 8.0 for delay in delays)
+    # Jitter spreads retries of many clips instead of bunching them on one instant.
+    assert len(set(delays)) == len(delays)
+    assert min(delays) < 4.5
+    assert max(delays) > 7.5
+
+
+def test_retry_delay_for_a_huge_attempt_is_the_cap_not_an_overflow() -> None:
+    assert retry_delay_s(5000, base_s=2.0, cap_s=120.0, rng=_Extreme("high")) == 120.0
+
+
+def _decide(error: RunwareError, *, attempt: int, max_attempts: int = 5) -> RetryLater | GiveUp:
+    return after_submit_error(
+        error,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        base_s=2.0,
+        cap_s=120.0,
+        rng=random.Random(1),
+    )
+
+
+def _unavailable() -> RunwareError:
+    return RunwareRequestError(
+        "Temporary capacity constraint. Retry later.", code="serviceUnavailable", http_status=503
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _unavailable(),
+        RunwareRequestError("Too many requests", code="rateLimitExceeded", http_status=429),
+        RunwareTransportError(
+            "no answer from Runware: RemoteProtocolError",
+            code="connectionError",
+            category=ErrorCategory.CONNECTION,
+        ),
+        RunwareTaskError("provider timed out", code="timeoutProvider", task_uuid="t"),
+        RunwareRequestError("gateway", http_status=502),
+    ],
+    ids=["503", "429", "transport", "provider-timeout", "bare-502"],
+)
+def test_retryable_error_below_max_attempts_retries_later(error: RunwareError) -> None:
+    decision = _decide(error, attempt=4, max_attempts=5)
+    assert isinstance(decision, RetryLater)
+    assert 8.0 <= decision.delay_s <= 16.0
+
+
+def test_retryable_error_at_max_attempts_gives_up_with_runwares_code() -> None:
+    decision = _decide(_unavailable(), attempt=5, max_attempts=5)
+    assert decision == GiveUp("serviceUnavailable", "Temporary capacity constraint. Retry later.")
+
+
+def test_retryable_error_past_max_attempts_gives_up() -> None:
+    assert isinstance(_decide(_unavailable(), attempt=9, max_attempts=5), GiveUp)
+
+
+def test_one_allowed_attempt_means_no_retry() -> None:
+    assert isinstance(_decide(_unavailable(), attempt=1, max_attempts=1), GiveUp)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (
+            RunwareTaskError(
+                "Duration 5 is not supported", code="unsupportedDuration", task_uuid="t"
+            ),
+            "unsupportedDuration",
+        ),
+        (RunwareRequestError("bad key", code="invalidApiKey", http_status=401), "invalidApiKey"),
+        (RunwareTaskError("blocked", code="contentPolicyViolation"), "contentPolicyViolation"),
+        (RunwareRequestError("pay up", code="insufficientCredits"), "insufficientCredits"),
+    ],
+)
+def test_non_retryable_error_gives_up_at_once_with_runwares_code_and_message(
+    error: RunwareError, code: str
+) -> None:
+    decision = _decide(error, attempt=1, max_attempts=20)
+    assert decision == GiveUp(code, error.message)
+
+
+def test_an_error_without_a_code_gives_up_with_its_category() -> None:
+    error = RunwareRequestError("Runware answered HTTP 400", http_status=400)
+    assert _decide(error, attempt=1) == GiveUp(ErrorCategory.VALIDATION.value, error.message)
+
+
+def test_video_request_carries_the_clips_task_uuid_and_fields() -> None:
+    clip = Clip(
+        task_uuid="9d1c",
+        scene_index=0,
+        status=ClipStatus.SUBMITTING,
+        model="google:3@3",
+        prompt="a fox",
+        negative_prompt="blur",
+        duration=4,
+        width=1280,
+        height=720,
+        seed=7,
+        fps=24,
+    )
+    request = video_request(clip, webhook_url="https://reelflow.example/v1/webhooks/runware/s")
+    assert request.model_dump() == {
+        "task_uuid": "9d1c",
+        "model": "google:3@3",
+        "positive_prompt": "a fox",
+        "duration": 4,
+        "width": 1280,
+        "height": 720,
+        "negative_prompt": "blur",
+        "seed": 7,
+        "fps": 24,
+        "webhook_url": "https://reelflow.example/v1/webhooks/runware/s",
+    }
