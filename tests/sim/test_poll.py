@@ -12,8 +12,8 @@ from tests.sim.helpers import client_for, poll, poll_until_done, send, video
 async def test_a_task_is_processing_with_progress_then_succeeds_with_video_seed_and_cost(
     http: httpx.AsyncClient, runware_sim: RunningSimulator
 ) -> None:
-    # 1000 simulated seconds at speedup 1000: one real second, ample to see "processing".
-    task = video("a paper boat on a river [sim:latency=1000]", includeCost=True, seed=99)
+    # 2000 simulated seconds at speedup 1000: two real seconds, ample to see "processing".
+    task = video("a paper boat on a river [sim:latency=2000]", includeCost=True, seed=99)
     await send(http, task)
 
     first = (await send(http, poll(task["taskUUID"]))).json()
