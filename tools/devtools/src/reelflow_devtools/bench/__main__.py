@@ -1,0 +1,3 @@
+from reelflow_devtools.bench.main import run
+
+run()

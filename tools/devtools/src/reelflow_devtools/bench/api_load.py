@@ -1,0 +1,92 @@
+"""Latency of ``GET /v1/projects/{id}`` and ``POST /v1/projects`` under C concurrent clients.
+
+Each client sends its next request as soon as the last one is answered (a closed
+loop), so C bounds the requests in flight. Every POSTed clip goes on through the
+pipeline, as it would in production, and is checked against the simulator later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reelflow_devtools.bench.client import api_client, scene
+from reelflow_devtools.bench.launcher import BenchStack
+from reelflow_devtools.bench.stats import summary_ms
+
+
+@dataclass(frozen=True)
+class ApiPlan:
+    concurrency: int = 20
+    requests: int = 1000  # of each kind
+    #: simulated seconds of the one clip of every POSTed project
+    latency_s: float = 50
+
+
+Send = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+
+
+async def _closed_loop(
+    api: httpx.AsyncClient, send: Send, *, requests: int, concurrency: int
+) -> tuple[dict[str, Any], list[httpx.Response]]:
+    numbers = iter(range(requests))
+    durations: list[float] = []
+    answers: list[httpx.Response] = []
+    errors: dict[str, int] = {}
+
+    async def client() -> None:
+        for number in numbers:  # one shared iterator: every number is sent once
+            began = time.perf_counter()
+            try:
+                answer = await send(api, number)
+            except httpx.HTTPError as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                continue
+            durations.append(time.perf_counter() - began)
+            if answer.is_success:
+                answers.append(answer)
+            else:
+                errors[str(answer.status_code)] = errors.get(str(answer.status_code), 0) + 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - began
+    return {
+        "requests": requests,
+        "concurrency": concurrency,
+        "errors": errors,
+        "requests_per_s": round(requests / elapsed, 1),
+        **summary_ms(durations),
+    }, answers
+
+
+async def run_api_load(
+    stack: BenchStack, plan: ApiPlan, *, get_key: str, get_ids: list[str]
+) -> tuple[str, list[str], dict[str, Any]]:
+    """GET load on existing projects, then POST load; the POST tenant's key and project ids."""
+    ids = itertools.cycle(get_ids)
+    async with api_client(stack.api_url, get_key, connections=plan.concurrency) as api:
+
+        async def get(client: httpx.AsyncClient, _number: int) -> httpx.Response:
+            return await client.get(f"/v1/projects/{next(ids)}")
+
+        gets, _ = await _closed_loop(api, get, requests=plan.requests, concurrency=plan.concurrency)
+
+    post_key = await stack.issue_key("bench-api")
+    async with api_client(stack.api_url, post_key, connections=plan.concurrency) as api:
+
+        async def post(client: httpx.AsyncClient, number: int) -> httpx.Response:
+            body = {"title": f"api {number}", "scenes": [scene(f"api {number}", plan.latency_s)]}
+            return await client.post("/v1/projects", json=body)
+
+        posts, answers = await _closed_loop(
+            api, post, requests=plan.requests, concurrency=plan.concurrency
+        )
+    project_ids = [answer.json()["project_id"] for answer in answers]
+    return post_key, project_ids, {"get_project": gets, "create_project": posts}

@@ -1,0 +1,130 @@
+"""``make bench``: start reelflow as processes, run the phases in order, report and check.
+
+1. throughput and poll lag (K projects x N clips, created at once);
+2. WebSocket fan-out (M watchers on one project, the system otherwise idle);
+3. API latency (GET, then POST, under C concurrent clients);
+4. ground truth: every clip of every phase against the simulator's tasks;
+5. memory of every process after all of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reelflow_devtools.bench.api_load import ApiPlan, run_api_load
+from reelflow_devtools.bench.client import BenchError
+from reelflow_devtools.bench.fanout import FanoutPlan, run_fanout
+from reelflow_devtools.bench.ground_truth import check_ground_truth
+from reelflow_devtools.bench.launcher import BenchStack, StackConfig, running_stack
+from reelflow_devtools.bench.report import Targets, checks, table, write_json
+from reelflow_devtools.bench.throughput import ThroughputPlan, run_throughput
+from reelflow_devtools.processes import StartError
+
+RUN_DIR = Path(".run/bench")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reelflow_devtools.bench", description=__doc__)
+    add = parser.add_argument
+    add("--projects", type=int, default=40, help="throughput: projects created at once")
+    add("--clips", type=int, default=10, help="throughput: clips (scenes) per project")
+    add("--post-concurrency", type=int, default=20, help="throughput: POSTs in flight")
+    add("--speedup", type=float, default=100, help="simulated seconds per real second")
+    add("--watchers", type=int, default=200, help="fan-out: WebSockets on one project")
+    add("--api-requests", type=int, default=1000, help="API latency: requests of each kind")
+    add("--api-concurrency", type=int, default=20, help="API latency: clients in flight")
+    add("--webhooks", action="store_true", help="let the simulator call back (default: poll only)")
+    add("--log-level", default="INFO", help="the services' log level")
+    add("--amqp-url", default=os.environ.get("REELFLOW_AMQP_URL", StackConfig.amqp_url))
+    add("--out", type=Path, default=RUN_DIR / "results.json")
+    add("--strict", action="store_true", help="exit non-zero on a missed performance target too")
+    return parser.parse_args(argv)
+
+
+async def run_phases(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
+    say = _say
+    say(f"throughput: {args.projects} projects x {args.clips} clips")
+    throughput = await run_throughput(
+        stack,
+        ThroughputPlan(projects=args.projects, clips=args.clips, concurrency=args.post_concurrency),
+    )
+    say(f"fan-out: {args.watchers} watchers on one project")
+    fanout_key, fanout = await run_fanout(stack, FanoutPlan(watchers=args.watchers), args.speedup)
+    say(f"API latency: {args.api_requests} GET then POST at concurrency {args.api_concurrency}")
+    api_key, _ids, api = await run_api_load(
+        stack,
+        ApiPlan(concurrency=args.api_concurrency, requests=args.api_requests),
+        get_key=throughput.key,
+        get_ids=throughput.project_ids,
+    )
+    say("ground truth: every clip against the simulator's tasks")
+    truth = await check_ground_truth(stack, [throughput.key, api_key, fanout_key], deadline_s=120)
+    return {
+        "throughput": throughput.results,
+        "fanout": fanout,
+        "api": api,
+        "ground_truth": truth,
+    }
+
+
+def _say(line: str) -> None:
+    print(f"bench: {line}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = StackConfig(
+        amqp_url=args.amqp_url,
+        sim_speedup=args.speedup,
+        webhooks=args.webhooks,
+        log_level=args.log_level,
+    )
+    shutil.rmtree(RUN_DIR / "mongo-data", ignore_errors=True)
+    shutil.rmtree(RUN_DIR / "logs", ignore_errors=True)
+    began = time.monotonic()
+    results: dict[str, Any] = {
+        "config": {
+            "cpus": os.cpu_count(),
+            "load_before": [round(load, 2) for load in os.getloadavg()],
+            "sim_speedup": config.sim_speedup,
+            "webhooks": config.webhooks,
+            "log_level": config.log_level,
+            "poll_initial_delay_s": config.poll_initial_delay_s,
+            "poll_backoff": config.poll_backoff,
+            "poll_max_delay_s": config.poll_max_delay_s,
+            "poll_ladder_ms": list(config.poll_ladder_ms()),
+            "mongo": "embedded SecantusDB",
+        }
+    }
+    try:
+        with running_stack(config, RUN_DIR) as stack:
+            _say(f"stack up in {time.monotonic() - began:.1f} s (logs in {RUN_DIR / 'logs'})")
+            results |= asyncio.run(run_phases(stack, args))
+            results["memory_kib"] = stack.rss_kib()
+            results["dead_processes"] = stack.dead_children()
+    except (BenchError, StartError, TimeoutError) as exc:
+        print(f"bench: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    results["duration_s"] = round(time.monotonic() - began, 1)
+    targets = Targets()
+    found = checks(results, targets)
+    print("\nreelflow benchmark\n" + table(results) + "\n\nchecks")
+    print("\n".join(check.line() for check in found))
+    write_json(args.out, results, found, targets)
+    print(f"\nresults: {args.out}")
+    if any(not check.passed for check in found if check.correctness):
+        return 1
+    if args.strict and any(not check.passed for check in found):
+        return 2
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
