@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, HeadersType
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, HeadersType
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
@@ -46,6 +46,7 @@ M = TypeVar("M", bound=Message)
 
 #: set by quorum queues on a redelivery: how many earlier deliveries failed
 HEADER_DELIVERY_COUNT = "x-delivery-count"
+_CANCEL_TIMEOUT_S = 5.0
 
 log = get_logger(__name__)
 
@@ -89,12 +90,23 @@ async def consume(
     try:
         await stop.wait()
     finally:
-        try:
-            await queue.cancel(consumer_tag)
-        except (AMQPError, ChannelInvalidStateError, ConnectionError):
-            log.warning("consumer_cancel_failed", queue=work_queue)
+        await _cancel(channel, queue, consumer_tag, work_queue)
         await _drain(in_flight, work_queue, drain_timeout_s)
     log.info("consumer_stopped", queue=work_queue)
+
+
+async def _cancel(
+    channel: AbstractChannel, queue: AbstractQueue, consumer_tag: str, work_queue: str
+) -> None:
+    if channel.is_closed:  # nothing more can arrive
+        return
+    try:
+        # A robust channel waits for the connection to come back before it
+        # cancels; during an outage that could be forever.
+        async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+            await queue.cancel(consumer_tag)
+    except (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError):
+        log.warning("consumer_cancel_failed", queue=work_queue)
 
 
 async def _drain(tasks: set[asyncio.Task[Any]], work_queue: str, timeout_s: float) -> None:
