@@ -1,0 +1,112 @@
+"""The operations endpoints: liveness, readiness per dependency, Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+
+import httpx
+from fastapi import FastAPI
+
+from reelflow_common.metrics import MESSAGES_TOTAL
+from reelflow_common.ops import ops_app, ops_routes, serve_ops
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def answers(value: bool) -> Check:
+    async def check() -> bool:
+        return value
+
+    return check
+
+
+async def raises() -> bool:
+    raise ConnectionError("mongo is gone")
+
+
+async def hangs() -> bool:
+    await asyncio.Event().wait()
+    return True
+
+
+def client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops")  # type: ignore[arg-type]
+
+
+async def test_healthz_answers_ok() -> None:
+    async with client(ops_app({"rabbitmq": answers(False)})) as http:
+        response = await http.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_ok_when_every_dependency_answers() -> None:
+    async with client(ops_app({"rabbitmq": answers(True), "mongodb": answers(True)})) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"rabbitmq": True, "mongodb": True}}
+
+
+async def test_readyz_names_the_dependency_that_is_down() -> None:
+    async with client(ops_app({"rabbitmq": answers(False), "mongodb": answers(True)})) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"rabbitmq": False, "mongodb": True},
+    }
+
+
+async def test_a_check_that_raises_or_hangs_counts_as_down() -> None:
+    app = FastAPI()
+    app.router.routes.extend(
+        ops_routes({"mongodb": raises, "rabbitmq": hangs}, check_timeout_s=0.05)
+    )
+    async with client(app) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"] == {"mongodb": False, "rabbitmq": False}
+
+
+async def test_checks_added_after_the_routes_are_built_are_used() -> None:
+    readiness: dict[str, Check] = {}
+    app = ops_app(readiness)
+    readiness["mongodb"] = answers(False)
+
+    async with client(app) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 503
+
+
+async def test_metrics_are_in_prometheus_text_format() -> None:
+    MESSAGES_TOTAL.labels(queue="ops.test", outcome="acked").inc()
+    async with client(ops_app({})) as http:
+        response = await http.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'reelflow_messages_total{outcome="acked",queue="ops.test"}' in response.text
+
+
+async def test_serve_ops_answers_on_its_port_until_stopped() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()  # connections wait in the backlog until the server accepts them
+    port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    server = asyncio.create_task(serve_ops(ops_app({}), "127.0.0.1", port, stop, sock=sock))
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            response = await http.get("/healthz")
+        assert response.json() == {"status": "ok"}
+    finally:
+        stop.set()
+        await asyncio.wait_for(server, timeout=10)
+        sock.close()
