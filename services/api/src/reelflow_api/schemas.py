@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class SceneIn(BaseModel):
@@ -17,6 +17,14 @@ class SceneIn(BaseModel):
     height: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
     seed: int | None = Field(default=None, ge=1, le=9223372036854775807)
     fps: int | None = Field(default=None, ge=1, le=120)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        # Only whitespace describes nothing; Runware would fail the clip after a 202.
+        if not prompt.strip():
+            raise ValueError("must not be blank")
+        return prompt
 
 
 class CreateProjectIn(BaseModel):

@@ -10,17 +10,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
+from pymongo.errors import PyMongoError
 
 from reelflow_api.deps import AppState, State, TenantId
-from reelflow_api.problems import not_found
+from reelflow_api.problems import not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
 from reelflow_common.dispatch import dispatch_project
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.store import NewClip, NewProject, Project
+from reelflow_common.store import Event, NewClip, NewProject, Project
 
-router = APIRouter(prefix="/v1/projects", tags=["projects"])
+router = APIRouter(
+    prefix="/v1/projects", tags=["projects"], responses=problem_responses(401, 422, 503)
+)
 log = get_logger(__name__)
 
 
@@ -58,9 +61,23 @@ def _new_project(
 async def _dispatch(state: AppState, project: Project, request_id: str | None) -> None:
     try:
         await dispatch_project(state.publisher, state.projects, project, correlation_id=request_id)
+    except (TransientError, PyMongoError) as exc:
+        # The project is stored and not marked dispatched: the submitter's sweeper
+        # dispatches it when the broker (or MongoDB) is back. The answer stays a 202.
+        log.warning("dispatch_deferred", project_id=project.id, error=repr(exc))
+
+
+async def _announce(state: AppState, events: list[Event]) -> None:
+    """Publish the events of a change already stored; a broker outage must not undo the answer.
+
+    WebSocket clients that miss them catch up from the event log at their next
+    event or reconnect.
+    """
+    try:
+        for event in events:
+            await state.publisher.publish_event(event)
     except TransientError as exc:
-        # The project is stored; the submitter's sweeper dispatches it when the broker is back.
-        log.warning("dispatch_deferred", project_id=project.id, error=str(exc))
+        log.warning("events_not_published", events=len(events), error=repr(exc))
 
 
 async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -> Project:
@@ -69,7 +86,12 @@ async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -
     while project.counts.pending and time.monotonic() < deadline:
         remaining = deadline - time.monotonic()
         await asyncio.sleep(min(state.settings.wait_check_interval_s, max(remaining, 0)))
-        project = await state.projects.get(project.id) or project
+        try:
+            project = await state.projects.get(project.id) or project
+        except PyMongoError as exc:
+            # The project is stored; answer with what is known rather than a 503.
+            log.warning("wait_interrupted", error=repr(exc))
+            break
     return project
 
 
@@ -88,7 +110,7 @@ async def create_project(
     state: State,
     tenant_id: TenantId,
     wait: Annotated[float, Query(ge=0, le=120, description="seconds to wait for clips")] = 0,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Create a project: one Runware task per scene. ``wait`` returns finished clips at once."""
     request_id = request.headers.get("x-request-id")
@@ -114,7 +136,7 @@ async def create_project(
         return _status_response(project, status_code=200 if done else 202)
 
 
-@router.get("/{project_id}")
+@router.get("/{project_id}", responses=problem_responses(404))
 async def get_project(project_id: str, state: State, tenant_id: TenantId) -> dict[str, Any]:
     """The project status; its first fields are exactly the seed's ``check-clips-status``."""
     project = await state.projects.get(project_id, tenant_id=tenant_id)
@@ -141,7 +163,7 @@ async def list_projects(
     )
 
 
-@router.post("/{project_id}/retry", status_code=202)
+@router.post("/{project_id}/retry", status_code=202, responses=problem_responses(404))
 async def retry_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> JSONResponse:
@@ -150,19 +172,20 @@ async def retry_project(
     if retried is None:
         raise not_found()
     project, events = retried
-    for event in events:
-        await state.publisher.publish_event(event)
-    await _dispatch(state, project, request.headers.get("x-request-id"))
+    await _announce(state, events)
+    if retried.new_clips:
+        with bound_context(project_id=project.id):
+            await _dispatch(state, project, request.headers.get("x-request-id"))
+            log.info("project_retried", clips=len(retried.new_clips))
     return _status_response(project, status_code=202)
 
 
-@router.post("/{project_id}/cancel", status_code=202)
+@router.post("/{project_id}/cancel", status_code=202, responses=problem_responses(404))
 async def cancel_project(project_id: str, state: State, tenant_id: TenantId) -> JSONResponse:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``."""
     cancelled = await state.projects.cancel(project_id, tenant_id=tenant_id)
     if cancelled is None:
         raise not_found()
     project, events = cancelled
-    for event in events:
-        await state.publisher.publish_event(event)
+    await _announce(state, events)
     return _status_response(project, status_code=202)

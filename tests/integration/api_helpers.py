@@ -1,0 +1,172 @@
+"""Running the API in-process (ASGI, with its lifespan) and talking to it like a client."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
+
+from reelflow_api.app import create_app
+from reelflow_api.settings import Settings
+from reelflow_common.broker import amqp_channel
+from reelflow_common.mongo import Database
+from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.topology import SUBMIT_CLIP, Topology
+from tests.fixtures.infra import _delete_prefixed_queues
+
+PROBLEM_JSON = "application/problem+json"
+
+#: a body every test can post: two scenes, one with every field, one with the defaults
+TWO_SCENES: dict[str, Any] = {
+    "title": "Trip to Lisbon",
+    "model": "google:3@3",
+    "scenes": [
+        {
+            "prompt": "tram climbing a steep street at dawn",
+            "duration": 4,
+            "width": 1280,
+            "height": 720,
+        },
+        {"prompt": "sunset over the river"},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Received:
+    """A message taken off a work queue."""
+
+    body: dict[str, Any]
+    headers: dict[str, Any]
+    type: str | None
+
+
+@dataclass(frozen=True)
+class Api:
+    """The app under test, an HTTP client for it, and direct access to its stores and queues."""
+
+    app: FastAPI
+    client: httpx.AsyncClient
+    settings: Settings
+    projects: ProjectStore
+    keys: ApiKeyStore
+    topology: Topology
+    connection: AbstractRobustConnection
+
+    async def tenant(self, name: str = "acme") -> dict[str, str]:
+        """Headers authenticating as a new tenant."""
+        tenant_id = await self.keys.create_tenant(name)
+        key = await self.keys.issue_key(tenant_id)
+        return {"Authorization": f"Bearer {key}"}
+
+    async def create(
+        self,
+        auth: dict[str, str],
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/v1/projects",
+            json=TWO_SCENES if body is None else body,
+            headers=auth | (headers or {}),
+            params=params,
+        )
+
+    async def drain(self, work_queue: str = SUBMIT_CLIP) -> list[Received]:
+        """Every message now on ``work_queue`` (unprefixed name), taken off it.
+
+        The API answers only after the broker confirmed its publishes, so
+        whatever it sent is on the queue by the time a test calls this.
+        """
+        async with amqp_channel(self.connection) as channel:
+            queue = await channel.get_queue(self.topology.queue(work_queue), ensure=False)
+            received: list[Received] = []
+            while (message := await queue.get(no_ack=True, fail=False)) is not None:
+                received.append(_received(message))
+            return received
+
+
+def _received(message: AbstractIncomingMessage) -> Received:
+    return Received(json.loads(message.body), dict(message.headers), message.type)
+
+
+@asynccontextmanager
+async def running_api(
+    settings: Settings, db: Database, connection: AbstractRobustConnection
+) -> AsyncIterator[Api]:
+    """``create_app(settings)`` with its lifespan running, and a client for it."""
+    app = create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=30) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(manager.app), base_url="http://api.test"
+        ) as client,
+    ):
+        yield Api(
+            app=app,
+            client=client,
+            settings=settings,
+            projects=ProjectStore(db),
+            keys=ApiKeyStore(db),
+            topology=Topology.from_settings(settings),
+            connection=connection,
+        )
+
+
+@asynccontextmanager
+async def isolated_api(amqp_url: str, mongo_url: str, **overrides: Any) -> AsyncIterator[Api]:
+    """An API with a queue prefix and a database of its own, removed afterwards.
+
+    For module-scoped fixtures, which cannot use the per-test ones: tests that
+    only read, or that each use a tenant of their own, share one app and save
+    its start and clean-up.
+    """
+    prefix = f"test-{uuid.uuid4().hex[:10]}."
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    settings = Settings(
+        amqp_url=SecretStr(amqp_url),
+        amqp_prefix=prefix,
+        mongo_url=SecretStr(mongo_url),
+        mongo_database=database,
+        **overrides,
+    )
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, uuidRepresentation="standard", tz_aware=True, timeoutMS=10_000
+    )
+    connection = await aio_pika.connect_robust(amqp_url)
+    try:
+        async with running_api(settings, client[database], connection) as api:
+            yield api
+    finally:
+        await _delete_prefixed_queues(connection, prefix)
+        await connection.close()
+        await client.drop_database(database)
+        await client.close()
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is a problem+json of ``status``; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    problem: dict[str, Any] = response.json()
+    assert problem["status"] == status
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+def error_locs(problem: dict[str, Any]) -> list[list[Any]]:
+    return [error["loc"] for error in problem.get("errors", [])]

@@ -1,0 +1,199 @@
+"""The API in-process: bad input is a 4xx problem+json that names what is wrong, never a 5xx."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from tests.integration.api_helpers import Api, assert_problem, error_locs, isolated_api
+
+# Every case is one request that must change nothing: one app serves the module.
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(amqp_url: str, mongo_url: str) -> AsyncIterator[Api]:
+    async with isolated_api(amqp_url, mongo_url) as api:
+        yield api
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def auth(api: Api) -> dict[str, str]:
+    return await api.tenant()
+
+
+def scenes(count: int, **fields: Any) -> dict[str, Any]:
+    return {"scenes": [{"prompt": f"scene {i}"} | fields for i in range(count)]}
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        pytest.param({"scenes": []}, ["body", "scenes"], id="no-scenes"),
+        pytest.param(scenes(51), ["body", "scenes"], id="51-scenes"),
+        pytest.param({"title": "x"}, ["body", "scenes"], id="scenes-missing"),
+        pytest.param(scenes(1, prompt=""), ["body", "scenes", 0, "prompt"], id="empty-prompt"),
+        pytest.param(scenes(1, prompt=" \n"), ["body", "scenes", 0, "prompt"], id="blank-prompt"),
+        pytest.param(
+            scenes(1, prompt="p" * 2001), ["body", "scenes", 0, "prompt"], id="long-prompt"
+        ),
+        pytest.param(scenes(1) | {"model": "not a model"}, ["body", "model"], id="bad-model"),
+        pytest.param(scenes(1, width=1001), ["body", "scenes", 0, "width"], id="width-not-x8"),
+        pytest.param(scenes(1, duration=0), ["body", "scenes", 0, "duration"], id="duration-0"),
+        pytest.param(scenes(1) | {"colour": "red"}, ["body", "colour"], id="unknown-field"),
+        pytest.param(
+            scenes(1, camera="pan"), ["body", "scenes", 0, "camera"], id="unknown-scene-field"
+        ),
+        pytest.param(scenes(1, prompt=None), ["body", "scenes", 0, "prompt"], id="null-prompt"),
+        pytest.param({"scenes": [None]}, ["body", "scenes", 0], id="null-scene"),
+        pytest.param({"scenes": None}, ["body", "scenes"], id="null-scenes"),
+        pytest.param(
+            {"scenes": [{"prompt": {"a": None}}]},
+            ["body", "scenes", 0, "prompt"],
+            id="nested-object-prompt",
+        ),
+        pytest.param(scenes(1, seed=2**70), ["body", "scenes", 0, "seed"], id="huge-seed"),
+        pytest.param([{"prompt": "x"}], ["body"], id="json-array"),
+        pytest.param("a string", ["body"], id="json-string"),
+        pytest.param(None, ["body"], id="json-null"),
+    ],
+)
+async def test_an_invalid_create_body_is_a_422_naming_the_field(
+    api: Api, auth: dict[str, str], body: Any, loc: list[Any]
+) -> None:
+    response = await api.client.post("/v1/projects", json=body, headers=auth)
+
+    problem = assert_problem(response, 422)
+    assert loc in error_locs(problem)
+    assert await api.drain() == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b"\xff\xfe", b'{"scenes": [{"prompt": "a"}]', b"[1, 2"],
+    ids=["broken", "empty", "not-utf8", "unclosed", "unclosed-array"],
+)
+async def test_a_body_that_is_not_json_is_a_422(
+    api: Api, auth: dict[str, str], content: bytes
+) -> None:
+    response = await api.client.post(
+        "/v1/projects", content=content, headers=auth | {"Content-Type": "application/json"}
+    )
+
+    problem = assert_problem(response, 422)
+    assert all(loc[0] == "body" for loc in error_locs(problem))
+
+
+@pytest.mark.parametrize("wait", ["121", "-1", "soon", "nan", "inf"])
+async def test_a_wait_outside_0_to_120_is_a_422(api: Api, auth: dict[str, str], wait: str) -> None:
+    response = await api.create(auth, wait=wait)
+
+    problem = assert_problem(response, 422)
+    assert ["query", "wait"] in error_locs(problem)
+    assert await api.drain() == []
+
+
+@pytest.mark.parametrize(
+    ("params", "loc"),
+    [
+        ({"limit": "0"}, ["query", "limit"]),
+        ({"limit": "101"}, ["query", "limit"]),
+        ({"limit": "ten"}, ["query", "limit"]),
+        ({"status": "done"}, ["query", "status"]),
+        ({"cursor": "not-a-cursor"}, ["query", "cursor"]),
+        ({"cursor": "eyJ4IjogMX0"}, ["query", "cursor"]),  # base64 of a JSON without our fields
+        ({"cursor": ""}, ["query", "cursor"]),
+    ],
+)
+async def test_a_bad_list_query_is_a_422_naming_the_parameter(
+    api: Api, auth: dict[str, str], params: dict[str, str], loc: list[str]
+) -> None:
+    response = await api.client.get("/v1/projects", params=params, headers=auth)
+
+    problem = assert_problem(response, 422)
+    assert loc in error_locs(problem)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic Zm9vOmJhcg=="},
+        {"Authorization": "Bearer rf_not-a-key-anyone-has"},
+    ],
+    ids=["missing", "no-key", "blank-key", "basic", "unknown"],
+)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/projects"),
+        ("GET", "/v1/projects"),
+        ("GET", "/v1/projects/{id}"),
+        ("POST", "/v1/projects/{id}/retry"),
+        ("POST", "/v1/projects/{id}/cancel"),
+    ],
+)
+async def test_without_a_valid_key_every_project_route_is_a_401(
+    api: Api, headers: dict[str, str], method: str, path: str
+) -> None:
+    url = path.format(id=uuid.uuid4())
+    json = {"scenes": [{"prompt": "a"}]} if method == "POST" else None
+
+    response = await api.client.request(method, url, json=json, headers=headers)
+
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_a_401_comes_before_a_422(api: Api) -> None:
+    response = await api.client.post("/v1/projects", json={"scenes": []})
+
+    assert_problem(response, 401)
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize(
+    "path", ["/v1/projects/{id}", "/v1/projects/{id}/retry", "/v1/projects/{id}/cancel"]
+)
+async def test_unknown_projects_are_a_404_on_every_route(
+    api: Api, auth: dict[str, str], method: str, path: str
+) -> None:
+    url = path.format(id=uuid.uuid4())
+
+    response = await api.client.request(method, url, headers=auth)
+
+    expected = 404 if (method == "GET") == (path == "/v1/projects/{id}") else 405
+    assert_problem(response, expected)
+
+
+async def test_an_unknown_path_is_a_problem_404(api: Api) -> None:
+    assert_problem(await api.client.get("/v2/nothing"), 404)
+
+
+async def test_a_body_nested_too_deep_is_a_4xx_problem(api: Api, auth: dict[str, str]) -> None:
+    response = await api.client.post(
+        "/v1/projects", content=b"[" * 100_000, headers=auth | {"Content-Type": "application/json"}
+    )
+
+    problem = assert_problem(response, response.status_code)
+    assert 400 <= response.status_code < 500
+    assert problem["title"] != "Error"
+
+
+@pytest.mark.parametrize("key", ["k" * 256, ""], ids=["too-long", "empty"])
+async def test_an_idempotency_key_outside_1_to_255_characters_is_a_422(
+    api: Api, auth: dict[str, str], key: str
+) -> None:
+    response = await api.create(auth, headers={"Idempotency-Key": key})
+
+    problem = assert_problem(response, 422)
+    assert ["header", "idempotency-key"] in [
+        [part.lower() if isinstance(part, str) else part for part in loc]
+        for loc in error_locs(problem)
+    ]

@@ -1,0 +1,201 @@
+"""The API in-process: creating and reading projects, as a client of the contract sees them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from reelflow_api.settings import Settings
+from reelflow_common.domain import ClipStatus
+from reelflow_common.messages import SubmitClip
+from tests.integration.api_helpers import Api, assert_problem, running_api
+
+pytestmark = pytest.mark.integration
+
+SEED_FIELDS = [
+    "success",
+    "project_id",
+    "total_clips",
+    "completed",
+    "pending",
+    "failed",
+    "all_complete",
+    "clips",
+]
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> AsyncIterator[Api]:
+    settings = settings_for(Settings, default_duration=5, default_width=1024, default_height=576)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        yield api
+
+
+async def test_create_answers_202_with_the_seed_compatible_status(api: Api) -> None:
+    response = await api.create(await api.tenant())
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/v1/projects/{body['project_id']}"
+    assert list(body)[: len(SEED_FIELDS)] == SEED_FIELDS
+    assert body["success"] is True
+    assert (body["total_clips"], body["completed"], body["pending"], body["failed"]) == (2, 0, 2, 0)
+    assert body["all_complete"] is False
+    assert body["status"] == "generating"
+    assert body["title"] == "Trip to Lisbon"
+    assert body["clips"] == {result["task_uuid"]: "pending" for result in body["results"]}
+    assert [(r["scene_index"], r["status"]) for r in body["results"]] == [
+        (0, "queued"),
+        (1, "queued"),
+    ]
+    assert body["created_at"].endswith("Z") or body["created_at"].endswith("+00:00")
+    assert body["updated_at"]
+
+
+async def test_create_publishes_one_submit_clip_per_clip_and_marks_the_project_dispatched(
+    api: Api,
+) -> None:
+    response = await api.create(await api.tenant(), headers={"X-Request-ID": "req-42"})
+    body = response.json()
+
+    received = await api.drain()
+
+    assert sorted(m.body["task_uuid"] for m in received) == sorted(body["clips"])
+    for message in received:
+        command = SubmitClip.model_validate(message.body)
+        assert command.project_id == body["project_id"]
+        assert command.correlation_id == "req-42"
+        assert message.type == "submit_clip"
+        assert message.headers["project_id"] == body["project_id"]
+        assert message.headers["task_uuid"] == command.task_uuid
+        assert message.headers["request_id"] == "req-42"
+    stored = await api.projects.get(body["project_id"])
+    assert stored is not None
+    assert stored.dispatched
+
+
+async def test_create_applies_the_configured_defaults(api: Api) -> None:
+    body = {"scenes": [{"prompt": "a fox in the snow"}]}
+
+    response = await api.create(await api.tenant(), body)
+
+    stored = await api.projects.get(response.json()["project_id"])
+    assert stored is not None
+    assert stored.model == api.settings.default_model
+    assert stored.title == ""
+    [clip] = stored.clips
+    assert (clip.duration, clip.width, clip.height) == (5, 1024, 576)
+    assert clip.status is ClipStatus.QUEUED
+
+
+async def test_create_keeps_the_fields_a_scene_names(api: Api) -> None:
+    scene = {
+        "prompt": "a fox",
+        "negative_prompt": "blur",
+        "duration": 6,
+        "width": 640,
+        "height": 480,
+        "seed": 7,
+        "fps": 24,
+    }
+
+    response = await api.create(await api.tenant(), {"model": "klingai:5@3", "scenes": [scene]})
+
+    stored = await api.projects.get(response.json()["project_id"])
+    assert stored is not None
+    assert stored.model == "klingai:5@3"
+    [clip] = stored.clips
+    assert clip.model_dump(include=set(scene)) == scene
+
+
+async def test_get_answers_the_same_status_as_create(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+
+    response = await api.client.get(f"/v1/projects/{created['project_id']}", headers=auth)
+
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+async def test_another_tenants_project_is_not_found(api: Api) -> None:
+    created = (await api.create(await api.tenant("a"))).json()
+    other = await api.tenant("b")
+
+    response = await api.client.get(f"/v1/projects/{created['project_id']}", headers=other)
+
+    assert_problem(response, 404)
+
+
+async def test_an_unknown_project_is_not_found(api: Api) -> None:
+    response = await api.client.get(f"/v1/projects/{uuid.uuid4()}", headers=await api.tenant())
+
+    assert_problem(response, 404)
+
+
+# --- Idempotency-Key -------------------------------------------------------------
+
+
+async def test_same_key_and_body_return_the_first_project_and_submit_once(api: Api) -> None:
+    auth = await api.tenant()
+    key = {"Idempotency-Key": "order-1"}
+
+    first = await api.create(auth, headers=key)
+    again = await api.create(auth, headers=key)
+
+    assert first.status_code == 202
+    assert again.status_code in (200, 202)
+    assert again.json()["project_id"] == first.json()["project_id"]
+    assert again.json()["clips"] == first.json()["clips"]
+    assert len(await api.drain()) == 2
+    listed = (await api.client.get("/v1/projects", headers=auth)).json()
+    assert [item["project_id"] for item in listed["items"]] == [first.json()["project_id"]]
+
+
+async def test_same_key_with_another_body_is_a_422_naming_the_header(api: Api) -> None:
+    auth = await api.tenant()
+    key = {"Idempotency-Key": "order-1"}
+    await api.create(auth, headers=key)
+
+    response = await api.create(auth, {"scenes": [{"prompt": "something else"}]}, headers=key)
+
+    problem = assert_problem(response, 422)
+    assert ["header", "Idempotency-Key"] in [e["loc"] for e in problem["errors"]]
+
+
+async def test_the_same_key_of_another_tenant_makes_another_project(api: Api) -> None:
+    key = {"Idempotency-Key": "order-1"}
+
+    first = await api.create(await api.tenant("a"), headers=key)
+    second = await api.create(await api.tenant("b"), headers=key)
+
+    assert second.status_code == 202
+    assert second.json()["project_id"] != first.json()["project_id"]
+    assert len(await api.drain()) == 4
+
+
+async def test_a_replayed_create_does_not_resubmit_clips_already_dispatched(api: Api) -> None:
+    auth = await api.tenant()
+    key = {"Idempotency-Key": "order-1"}
+    await api.create(auth, headers=key)
+    await api.drain()
+
+    await api.create(auth, headers=key)
+
+    assert await api.drain() == []
+
+
+async def test_a_key_with_an_equivalent_body_is_a_replay(api: Api) -> None:
+    auth = await api.tenant()
+    key = {"Idempotency-Key": "order-1"}
+    explicit = {"title": "", "scenes": [{"prompt": "a fox", "seed": None}]}
+
+    first = await api.create(auth, {"scenes": [{"prompt": "a fox"}]}, headers=key)
+    again = await api.create(auth, explicit, headers=key)
+
+    assert again.json()["project_id"] == first.json()["project_id"]
