@@ -68,8 +68,9 @@ async def consume(
     Up to ``concurrency`` messages are handled at once. After ``stop``, no new
     message is taken; handlers still running get ``drain_timeout_s`` to finish
     and are cancelled after that (their messages go back to the queue when the
-    channel closes). Give the channel to this consumer alone: the prefetch is
-    set on it.
+    channel closes). The prefetch applies per consumer, but a robust channel
+    restores only the last one set after a reconnect: consumers sharing a
+    channel should use the same ``concurrency``.
     """
     policy = _Policy(topology, work_queue, model, handler, publisher)
     in_flight: set[asyncio.Task[Any]] = set()
@@ -118,7 +119,7 @@ async def _drain(tasks: set[asyncio.Task[Any]], work_queue: str, timeout_s: floa
         log.warning("consumer_drain_timed_out", queue=work_queue, cancelled=len(pending))
         for task in pending:
             task.cancel()
-        await asyncio.wait(pending)
+        await asyncio.wait(pending, timeout=_CANCEL_TIMEOUT_S)
 
 
 class _Policy:
@@ -190,8 +191,11 @@ class _Policy:
     async def _retry(
         self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
     ) -> str:
+        ladder = self._topology.ladders.get(self._queue)
+        if not ladder:  # a queue without wait queues cannot be retried later
+            return await self._crashed(incoming, headers)
         retries = _count(headers.get(HEADER_RETRIES))
-        delay_ms = retry_delay_ms(self._topology.ladders[self._queue], retries)
+        delay_ms = retry_delay_ms(ladder, retries)
         # Broker bookkeeping (x-death, x-delivery-count) describes the old copy, not this one.
         forwarded: dict[str, Any] = {k: v for k, v in headers.items() if not k.startswith("x-")}
         forwarded[HEADER_RETRIES] = retries + 1
