@@ -92,11 +92,15 @@ class CheckHandler:
         else:
             decision = self._policy.after_state(state, attempt=message.attempt, age_s=age_s)
         if isinstance(decision, CheckAgain):
-            await self._publisher.send(
-                CHECK_CLIP,
-                message.model_copy(update={"attempt": message.attempt + 1}),
-                delay_s=decision.delay_s,
+            # A fresh message (new id and time): the next check is a new command.
+            following = CheckClip(
+                project_id=message.project_id,
+                task_uuid=message.task_uuid,
+                attempt=message.attempt + 1,
+                submitted_at=message.submitted_at,
+                correlation_id=message.correlation_id,
             )
+            await self._publisher.send(CHECK_CLIP, following, delay_s=decision.delay_s)
             log.info("clip_check_scheduled", attempt=message.attempt + 1, delay_s=decision.delay_s)
             return
         await self._recorder.apply(message.project_id, message.task_uuid, decision)

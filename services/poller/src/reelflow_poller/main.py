@@ -21,6 +21,17 @@ from reelflow_poller.settings import Settings
 log = get_logger(__name__)
 
 
+def poll_policy(settings: Settings) -> Policy:
+    """The polling schedule the settings describe (the same numbers as the poll ladder)."""
+    return Policy(
+        initial_s=settings.poll_initial_delay_s,
+        backoff=settings.poll_backoff,
+        cap_s=settings.poll_max_delay_s,
+        max_age_s=settings.poll_max_age_s,
+        not_found_grace_s=settings.not_found_grace_s,
+    )
+
+
 async def main(settings: Settings | None = None, *, stop: asyncio.Event | None = None) -> None:
     """Track Runware tasks until SIGTERM."""
     settings = settings or Settings()
@@ -39,13 +50,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
         await projects.ensure_indexes()
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         recorder = ClipRecorder(projects, publisher)
-        policy = Policy(
-            initial_s=settings.poll_initial_delay_s,
-            backoff=settings.poll_backoff,
-            cap_s=settings.poll_max_delay_s,
-            max_age_s=settings.poll_max_age_s,
-            not_found_grace_s=settings.not_found_grace_s,
-        )
+        policy = poll_policy(settings)
         ops = ops_app({"rabbitmq": amqp_ready(connection), "mongodb": lambda: ping(db)})
         log.info("poller_started", runware=settings.runware_base_url)
         await asyncio.gather(
@@ -58,6 +63,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 publisher=publisher,
                 concurrency=settings.poll_concurrency,
                 stop=stop,
+                drain_timeout_s=settings.drain_timeout_s,
             ),
             consume(
                 channel,
@@ -68,6 +74,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 publisher=publisher,
                 concurrency=settings.poll_concurrency,
                 stop=stop,
+                drain_timeout_s=settings.drain_timeout_s,
             ),
             serve_ops(ops, settings.http_host, settings.http_port, stop),
         )

@@ -88,7 +88,13 @@ class SubmitHandler:
             rng=self._rng,
         )
         if isinstance(decision, RetryLater):
-            retry = message.model_copy(update={"attempt": message.attempt + 1})
+            # A fresh message (new id and time): the retry is a new command, not a redelivery.
+            retry = SubmitClip(
+                project_id=message.project_id,
+                task_uuid=message.task_uuid,
+                attempt=message.attempt + 1,
+                correlation_id=message.correlation_id,
+            )
             await self._publisher.send(SUBMIT_CLIP, retry, delay_s=decision.delay_s)
             log.warning(
                 "clip_submit_retry_scheduled",

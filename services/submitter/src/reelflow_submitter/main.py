@@ -51,6 +51,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 publisher=publisher,
                 concurrency=settings.submit_concurrency,
                 stop=stop,
+                drain_timeout_s=settings.drain_timeout_s,
             ),
             every(
                 settings.sweep_interval_s,

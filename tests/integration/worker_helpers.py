@@ -1,0 +1,318 @@
+"""What the submitter and poller tests share: a world of stores, broker and simulator.
+
+Messages are watched, not polled for: an ``Inbox`` consumes a queue (or the
+event exchange) from the moment it is opened. Waits have deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from pydantic import SecretStr
+
+from reelflow_common.broker import Publisher, amqp_channel
+from reelflow_common.messages import ClipUpdated, Event, Message, ProjectFinished
+from reelflow_common.runware import RunwareClient
+from reelflow_common.settings import RunwareSettings, TopologySettings
+from reelflow_common.store import NewClip, NewProject, Project, ProjectStore
+from reelflow_common.topology import Topology, declare_topology
+from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.service import video_request
+
+DEADLINE_S = 10.0
+
+M = TypeVar("M", bound=Message)
+
+#: ladders of tens of milliseconds, so a delayed message comes back at once
+FAST_LADDERS: dict[str, Any] = {
+    "poll_initial_delay_s": 0.05,
+    "poll_backoff": 2.0,
+    "poll_max_delay_s": 0.2,
+    "retry_initial_delay_s": 0.05,
+    "retry_max_delay_s": 0.2,
+}
+
+
+def runware_settings(sim: RunningSimulator) -> dict[str, Any]:
+    """Settings fields that point a service at the simulator."""
+    return {
+        "runware_base_url": sim.base_url,
+        "runware_api_key": SecretStr(sim.api_key),
+        "runware_timeout_s": 5.0,
+    }
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = DEADLINE_S
+) -> None:
+    """Wait until ``condition`` holds, checking often, failing after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.02)
+
+
+class Inbox:
+    """Every message that reaches one queue from now on, acknowledged on arrival."""
+
+    def __init__(self) -> None:
+        self.arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+    async def next(self) -> AbstractIncomingMessage:
+        return await asyncio.wait_for(self.arrived.get(), DEADLINE_S)
+
+    async def next_of(self, model: type[M]) -> tuple[M, AbstractIncomingMessage]:
+        raw = await self.next()
+        assert raw.type == model.message_type
+        return model.model_validate_json(raw.body), raw
+
+    def drain(self) -> list[AbstractIncomingMessage]:
+        """What has arrived so far, without waiting."""
+        found = []
+        while not self.arrived.empty():
+            found.append(self.arrived.get_nowait())
+        return found
+
+
+def parse_event(raw: AbstractIncomingMessage) -> Event:
+    if raw.type == ProjectFinished.message_type:
+        return ProjectFinished.model_validate_json(raw.body)
+    return ClipUpdated.model_validate_json(raw.body)
+
+
+def died_in(raw: AbstractIncomingMessage) -> str | None:
+    """The queue a message expired in before reaching its work queue (its wait queue)."""
+    deaths = (raw.headers or {}).get("x-death")
+    if not isinstance(deaths, list) or not deaths:
+        return None
+    first = deaths[-1]  # the oldest death is last
+    assert isinstance(first, dict)
+    queue = first.get("queue")
+    return queue.decode() if isinstance(queue, bytes) else str(queue)
+
+
+@dataclass(frozen=True)
+class Sent:
+    work_queue: str
+    message: Message
+    delay_s: float | None
+
+
+class RecordingPublisher(Publisher):
+    """A real publisher that also remembers every command it sent, in order."""
+
+    def __init__(self, channel: AbstractChannel, topology: Topology) -> None:
+        super().__init__(channel, topology, timeout_s=5)
+        self.sent: list[Sent] = []
+
+    async def send(
+        self, work_queue: str, message: Message, *, delay_s: float | None = None
+    ) -> None:
+        await super().send(work_queue, message, delay_s=delay_s)
+        self.sent.append(Sent(work_queue, message, delay_s))
+
+    def sent_to(self, work_queue: str) -> list[Any]:
+        return [sent.message for sent in self.sent if sent.work_queue == work_queue]
+
+
+@dataclass
+class World:
+    """One test's project store, broker names, publisher, simulator and Runware client."""
+
+    projects: ProjectStore
+    topology: Topology
+    connection: AbstractRobustConnection
+    channel: AbstractChannel
+    publisher: RecordingPublisher
+    sim: RunningSimulator
+    runware: RunwareClient
+    tenant_id: str = "tenant-1"
+    _inboxes: list[Inbox] = field(default_factory=list)
+
+    async def new_project(self, *prompts: str, **clip_fields: Any) -> Project:
+        fields = {"duration": 4, "width": 1280, "height": 720} | clip_fields
+        new = NewProject(
+            tenant_id=self.tenant_id,
+            title="Trip to Lisbon",
+            model="google:3@3",
+            scenes=[NewClip(prompt=prompt, **fields) for prompt in prompts or ("a fox",)],
+        )
+        return (await self.projects.create(new)).project
+
+    async def processing(self, project: Project, *, age_s: float = 0.0) -> Project:
+        """Submit every clip to the simulator and mark it processing, as the submitter would."""
+        submitted_at = datetime.now(UTC) - timedelta(seconds=age_s)
+        for clip in project.clips:
+            await self.runware.submit_video(video_request(clip, webhook_url=None))
+            await self.projects.mark_processing(
+                project.id, clip.task_uuid, submitted_at=submitted_at
+            )
+        return await self.project(project.id)
+
+    async def project(self, project_id: str) -> Project:
+        found = await self.projects.get(project_id)
+        assert found is not None
+        return found
+
+    async def until_finished_at_runware(self, *task_uuids: str) -> None:
+        async def finished() -> bool:
+            views = [await self.sim.task(task_uuid) for task_uuid in task_uuids]
+            return all(view["state"] in ("success", "error") for view in views)
+
+        await eventually(finished, f"Runware finished {task_uuids}")
+
+    async def ready_count(self, queue_name: str) -> int:
+        """Messages ready in a queue (full name); a fresh channel, so the count is current."""
+        async with amqp_channel(self.connection) as channel:
+            queue = await channel.declare_queue(queue_name, passive=True)
+            return queue.declaration_result.message_count or 0
+
+    async def inbox(self, work_queue: str) -> Inbox:
+        """Messages arriving in ``work_queue`` (unprefixed name)."""
+        inbox = Inbox()
+        queue = await self.channel.get_queue(self.topology.queue(work_queue))
+        await queue.consume(inbox.arrived.put, no_ack=True)
+        return inbox
+
+    async def events(self) -> Inbox:
+        """Every event published on the test's event exchange from now on."""
+        inbox = Inbox()
+        queue = await self.channel.declare_queue(exclusive=True, auto_delete=True)
+        await queue.bind(self.topology.events_exchange, routing_key="#")
+        await queue.consume(inbox.arrived.put, no_ack=True)
+        return inbox
+
+    async def settle_events(self, inbox: Inbox) -> list[Event]:
+        """Every event published so far: a marker published last is received last."""
+        marker = ClipUpdated.model_validate(
+            {
+                "project_id": "marker",
+                "tenant_id": "marker",
+                "seq": 0,
+                "clip": {"task_uuid": "marker", "scene_index": 0, "status": "queued"},
+                "counts": {"total_clips": 0, "completed": 0, "pending": 0, "failed": 0},
+            }
+        )
+        await self.publisher.publish_event(marker)
+        events: list[Event] = []
+        while True:
+            event = parse_event(await inbox.next())
+            if event.message_id == marker.message_id:
+                return events
+            events.append(event)
+
+
+@asynccontextmanager
+async def open_world(
+    connection: AbstractRobustConnection,
+    settings: TopologySettings,
+    projects: ProjectStore,
+    sim: RunningSimulator,
+) -> AsyncIterator[World]:
+    """A world on the test's topology; the caller owns the connection and the database."""
+    topology = Topology.from_settings(settings)
+    async with (
+        amqp_channel(connection) as channel,
+        RunwareClient.open(RunwareSettings(**runware_settings(sim))) as runware,
+    ):
+        await declare_topology(channel, topology)
+        publisher = RecordingPublisher(channel, topology)
+        yield World(projects, topology, connection, channel, publisher, sim, runware)
+
+
+@asynccontextmanager
+async def running(coro: Awaitable[None], stop: asyncio.Event) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``coro`` (a consume loop or a main) in a task; stop it on exit, within the deadline."""
+    task: asyncio.Task[None] = asyncio.ensure_future(coro)
+    try:
+        yield task
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, DEADLINE_S)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+class TcpProxy:
+    """A TCP relay in front of a server, to cut it off and bring it back (an outage)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._down = False
+        self._stalled = False
+        self.port = 0
+
+    async def __aenter__(self) -> TcpProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cut()
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    def go_down(self) -> None:
+        """Drop every open connection and refuse new ones until ``come_back``."""
+        self._down = True
+        self._cut()
+
+    def stall(self) -> None:
+        """Accept new connections but never answer on them (a hung server)."""
+        self._stalled = True
+
+    def come_back(self) -> None:
+        self._down = self._stalled = False
+
+    def _cut(self) -> None:
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._down:
+            writer.transport.abort()
+            return
+        if self._stalled:
+            self._writers.add(writer)
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+        self._writers -= {writer, up_writer}
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.transport.abort()
