@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from reelflow_common.broker import amqp_channel, consume
 from reelflow_common.domain import ClipStatus, ProjectStatus
+from reelflow_common.errors import InvalidMessage
 from reelflow_common.messages import CheckClip, ClipUpdated, ProjectFinished, SubmitClip
 from reelflow_common.store import NewClip, NewProject, Project, ProjectStore
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
@@ -282,6 +283,18 @@ async def test_duplicate_submit_for_a_finished_clip_only_repeats_its_events(
         ("ProjectFinished", 2),
     ]
     assert world.publisher.sent == []
+
+
+async def test_submit_for_a_clip_that_does_not_exist_is_an_invalid_message(
+    world: World, handler: SubmitHandler
+) -> None:
+    project = await world.new_project("a fox")
+    stray = SubmitClip(project_id=project.id, task_uuid="not-a-clip-of-this-project")
+
+    with pytest.raises(InvalidMessage):
+        await handler(stray)
+
+    assert (await world.sim.stats())["requests"] == 0
 
 
 async def test_sweeper_dispatches_a_project_left_undispatched_past_the_grace(

@@ -43,6 +43,10 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
         channel = await stack.enter_async_context(
             amqp_channel(connection, prefetch=settings.poll_concurrency)
         )
+        # consume() sets the prefetch of the channel it is given: one channel per consumer.
+        webhook_channel = await stack.enter_async_context(
+            amqp_channel(connection, prefetch=settings.poll_concurrency)
+        )
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         topology = Topology.from_settings(settings)
         await declare_topology(channel, topology)
@@ -66,7 +70,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 drain_timeout_s=settings.drain_timeout_s,
             ),
             consume(
-                channel,
+                webhook_channel,
                 topology,
                 RECORD_RESULT,
                 RecordRunwareResult,
