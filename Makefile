@@ -39,7 +39,7 @@ format: $(VENV)/.synced
 	$(BIN)/ruff check --fix .
 
 bench: $(VENV)/.synced
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m reelflow_devtools.bench
 
 clean:
 	rm -rf $(VENV) .tools .run

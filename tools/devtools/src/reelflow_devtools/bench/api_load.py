@@ -24,7 +24,8 @@ from reelflow_devtools.bench.stats import summary_ms
 @dataclass(frozen=True)
 class ApiPlan:
     concurrency: int = 20
-    requests: int = 1000  # of each kind
+    get_requests: int = 1500
+    post_requests: int = 500
     #: simulated seconds of the one clip of every POSTed project
     latency_s: float = 50
 
@@ -76,7 +77,9 @@ async def run_api_load(
         async def get(client: httpx.AsyncClient, _number: int) -> httpx.Response:
             return await client.get(f"/v1/projects/{next(ids)}")
 
-        gets, _ = await _closed_loop(api, get, requests=plan.requests, concurrency=plan.concurrency)
+        gets, _ = await _closed_loop(
+            api, get, requests=plan.get_requests, concurrency=plan.concurrency
+        )
 
     post_key = await stack.issue_key("bench-api")
     async with api_client(stack.api_url, post_key, connections=plan.concurrency) as api:
@@ -86,7 +89,7 @@ async def run_api_load(
             return await client.post("/v1/projects", json=body)
 
         posts, answers = await _closed_loop(
-            api, post, requests=plan.requests, concurrency=plan.concurrency
+            api, post, requests=plan.post_requests, concurrency=plan.concurrency
         )
     project_ids = [answer.json()["project_id"] for answer in answers]
     return post_key, project_ids, {"get_project": gets, "create_project": posts}

@@ -17,13 +17,13 @@ import websockets
 
 from reelflow_devtools.bench.client import BenchError, api_client, scene
 from reelflow_devtools.bench.launcher import BenchStack
-from reelflow_devtools.bench.stats import parse_time, summary_ms
+from reelflow_devtools.bench.stats import parse_time, sim_finished_at, summary_ms
 
 
 @dataclass(frozen=True)
 class FanoutPlan:
     watchers: int = 200
-    clips: int = 10
+    clips: int = 20
     #: real seconds until the first clip finishes: time enough for every watcher to connect
     first_finish_s: float = 6.0
     spacing_s: float = 0.25
@@ -36,6 +36,7 @@ class Watcher:
     snapshot_seq: int = -1
     received: dict[int, float] = field(default_factory=dict)  # seq -> wall time
     changed_at: dict[int, float] = field(default_factory=dict)  # seq -> clip completed_at
+    task_of: dict[int, str] = field(default_factory=dict)  # seq -> the clip's task UUID
     finished: bool = False
 
 
@@ -67,6 +68,7 @@ async def _watch(
                 completed_at = message["clip"].get("completed_at")
                 if completed_at:
                     watcher.changed_at[message["seq"]] = parse_time(completed_at)
+                    watcher.task_of[message["seq"]] = message["clip"]["task_uuid"]
             elif kind == "project.finished":
                 watcher.finished = True
                 return
@@ -106,7 +108,19 @@ async def run_fanout(
         finally:
             for task in tasks:
                 task.cancel()
-    return key, _summarise(plan, watchers, connect_s, project_id)
+    results = _summarise(plan, watchers, connect_s, project_id)
+    # The system was otherwise idle: the poll lag here is the ladder's, not a backlog's.
+    finished_at = {seq: at for w in watchers for seq, at in w.changed_at.items()}
+    task_of = {seq: task for w in watchers for seq, task in w.task_of.items()}
+    sim_now = time.time()
+    truth = {task["task_uuid"]: task for task in await stack.sim_get("/__sim/tasks")}
+    lags = [
+        finished_at[seq] - sim_finished_at(truth[task], sim_now)
+        for seq, task in task_of.items()
+        if task in truth
+    ]
+    results["poll_lag_idle"] = summary_ms(lags)
+    return key, results
 
 
 def _summarise(

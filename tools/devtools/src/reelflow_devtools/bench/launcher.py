@@ -7,6 +7,7 @@ the queues are deleted again at the end so runs leave nothing on the broker.
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,7 +17,8 @@ from typing import Any
 
 import aio_pika
 import httpx
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
+from pymongo.errors import PyMongoError
 
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import (
@@ -54,6 +56,8 @@ class StackConfig:
     retry_max_delay_s: float = 1.0
     webhooks: bool = False
     log_level: str = "INFO"
+    #: a real MongoDB; None starts the embedded SecantusDB
+    mongo_url: str | None = None
 
     def poll_ladder_ms(self) -> tuple[int, ...]:
         return delay_ladder(self.poll_initial_delay_s, self.poll_backoff, self.poll_max_delay_s)
@@ -113,17 +117,47 @@ class BenchStack:
             env["REELFLOW_WEBHOOK_SECRET"] = WEBHOOK_SECRET
         return env
 
-    def rss_kib(self) -> dict[str, dict[str, int]]:
-        """VmRSS and VmHWM (peak) of each live child, in KiB, from /proc."""
-        found: dict[str, dict[str, int]] = {}
-        for name, child in self.children.items():
-            if not child.alive():
+    def process_ids(self) -> dict[str, int]:
+        """Every process of the stack: our children, and the embedded MongoDB among them."""
+        found = {name: child.process.pid for name, child in self.children.items() if child.alive()}
+        known = set(found.values())
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) in known:
                 continue
-            status = Path(f"/proc/{child.process.pid}/status").read_text()
+            try:
+                stat = (entry / "stat").read_text()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:  # it exited while we looked
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"secantusd" in cmdline:
+                found["mongo"] = int(entry.name)
+        return found
+
+    def memory_kib(self) -> dict[str, dict[str, int]]:
+        """VmRSS and VmHWM (peak) of each process, in KiB, from /proc/<pid>/status."""
+        found: dict[str, dict[str, int]] = {}
+        for name, pid in self.process_ids().items():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
             fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
             found[name] = {
                 key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields
             }
+        return found
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU time each process has used so far, from /proc/<pid>/stat."""
+        tick = os.sysconf("SC_CLK_TCK")
+        found: dict[str, float] = {}
+        for name, pid in self.process_ids().items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         return found
 
     def dead_children(self) -> list[str]:
@@ -185,9 +219,13 @@ def running_stack(config: StackConfig, run_dir: Path) -> Iterator[BenchStack]:
     group = ProcessGroup(log_dir=run_dir / "logs")
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     with ExitStack() as exits:
-        stack.mongo_url = exits.enter_context(
-            embedded_mongo(run_dir / "mongo-data", log_path=run_dir / "logs" / "mongo.log")
-        )
+        if config.mongo_url:
+            stack.mongo_url = config.mongo_url
+            exits.callback(_drop_database, stack)
+        else:
+            stack.mongo_url = exits.enter_context(
+                embedded_mongo(run_dir / "mongo-data", log_path=run_dir / "logs" / "mongo.log")
+            )
         # Exits run in reverse: the services stop first, then their queues go.
         exits.callback(_delete_queues, stack)
         exits.callback(group.stop_all)
@@ -215,3 +253,13 @@ def _delete_queues(stack: BenchStack) -> None:
         asyncio.run(stack.delete_queues())
     except (aio_pika.exceptions.AMQPError, OSError) as exc:
         print(f"bench: could not delete the queues of {stack.prefix}: {exc}", flush=True)
+
+
+def _drop_database(stack: BenchStack) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo_url, timeoutMS=10_000)
+    try:
+        client.drop_database(stack.database)
+    except PyMongoError as exc:
+        print(f"bench: could not drop the database {stack.database}: {exc}", flush=True)
+    finally:
+        client.close()

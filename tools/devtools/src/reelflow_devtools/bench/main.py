@@ -38,39 +38,76 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--post-concurrency", type=int, default=20, help="throughput: POSTs in flight")
     add("--speedup", type=float, default=100, help="simulated seconds per real second")
     add("--watchers", type=int, default=200, help="fan-out: WebSockets on one project")
-    add("--api-requests", type=int, default=1000, help="API latency: requests of each kind")
+    add("--get-requests", type=int, default=1500, help="API latency: GET /v1/projects/{id}")
+    add("--post-requests", type=int, default=500, help="API latency: POST /v1/projects")
     add("--api-concurrency", type=int, default=20, help="API latency: clients in flight")
     add("--webhooks", action="store_true", help="let the simulator call back (default: poll only)")
     add("--log-level", default="INFO", help="the services' log level")
     add("--amqp-url", default=os.environ.get("REELFLOW_AMQP_URL", StackConfig.amqp_url))
+    add(
+        "--mongo-url",
+        default=os.environ.get("REELFLOW_MONGO_URL"),
+        help="a real MongoDB (a fresh database is used and dropped); default: embedded SecantusDB",
+    )
     add("--out", type=Path, default=RUN_DIR / "results.json")
     add("--strict", action="store_true", help="exit non-zero on a missed performance target too")
     return parser.parse_args(argv)
 
 
+class CpuMeter:
+    """CPU seconds each process spent, and wall seconds, per phase."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self._stack = stack
+        self.phases: dict[str, dict[str, float]] = {}
+        self._mark()
+
+    def _mark(self) -> None:
+        self._cpu = self._stack.cpu_seconds() | {"bench": time.process_time()}
+        self._wall = time.monotonic()
+
+    def phase_done(self, phase: str) -> None:
+        before, wall = self._cpu, self._wall
+        self._mark()
+        spent = {name: round(self._cpu[name] - before.get(name, 0.0), 2) for name in self._cpu}
+        self.phases[phase] = {"wall_s": round(self._wall - wall, 2), **spent}
+
+
 async def run_phases(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
-    say = _say
-    say(f"throughput: {args.projects} projects x {args.clips} clips")
+    cpu = CpuMeter(stack)
+    _say(f"throughput: {args.projects} projects x {args.clips} clips")
     throughput = await run_throughput(
         stack,
         ThroughputPlan(projects=args.projects, clips=args.clips, concurrency=args.post_concurrency),
     )
-    say(f"fan-out: {args.watchers} watchers on one project")
+    cpu.phase_done("throughput")
+    _say(f"fan-out: {args.watchers} watchers on one project")
     fanout_key, fanout = await run_fanout(stack, FanoutPlan(watchers=args.watchers), args.speedup)
-    say(f"API latency: {args.api_requests} GET then POST at concurrency {args.api_concurrency}")
+    cpu.phase_done("fanout")
+    _say(
+        f"API latency: {args.get_requests} GET then {args.post_requests} POST"
+        f" at concurrency {args.api_concurrency}"
+    )
     api_key, _ids, api = await run_api_load(
         stack,
-        ApiPlan(concurrency=args.api_concurrency, requests=args.api_requests),
+        ApiPlan(
+            concurrency=args.api_concurrency,
+            get_requests=args.get_requests,
+            post_requests=args.post_requests,
+        ),
         get_key=throughput.key,
         get_ids=throughput.project_ids,
     )
-    say("ground truth: every clip against the simulator's tasks")
+    cpu.phase_done("api")
+    _say("ground truth: every clip against the simulator's tasks")
     truth = await check_ground_truth(stack, [throughput.key, api_key, fanout_key], deadline_s=120)
+    cpu.phase_done("drain_and_check")
     return {
         "throughput": throughput.results,
         "fanout": fanout,
         "api": api,
         "ground_truth": truth,
+        "cpu_s": cpu.phases,
     }
 
 
@@ -85,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_speedup=args.speedup,
         webhooks=args.webhooks,
         log_level=args.log_level,
+        mongo_url=args.mongo_url,
     )
     shutil.rmtree(RUN_DIR / "mongo-data", ignore_errors=True)
     shutil.rmtree(RUN_DIR / "logs", ignore_errors=True)
@@ -100,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             "poll_backoff": config.poll_backoff,
             "poll_max_delay_s": config.poll_max_delay_s,
             "poll_ladder_ms": list(config.poll_ladder_ms()),
-            "mongo": "embedded SecantusDB",
+            "mongo": "given MongoDB" if config.mongo_url else "embedded SecantusDB",
         }
     }
     try:
         with running_stack(config, RUN_DIR) as stack:
             _say(f"stack up in {time.monotonic() - began:.1f} s (logs in {RUN_DIR / 'logs'})")
             results |= asyncio.run(run_phases(stack, args))
-            results["memory_kib"] = stack.rss_kib()
+            results["memory_kib"] = stack.memory_kib()
             results["dead_processes"] = stack.dead_children()
     except (BenchError, StartError, TimeoutError) as exc:
         print(f"bench: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -33,3 +34,14 @@ def summary_ms(samples_s: Sequence[float]) -> dict[str, float]:
 def parse_time(value: str) -> float:
     """An RFC 3339 timestamp as POSIX seconds."""
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def sim_finished_at(task: dict[str, Any], sim_now: float) -> float:
+    """When the simulator finished a task, as POSIX seconds.
+
+    ``task`` is a ``/__sim/tasks`` entry read at ``sim_now`` (taken just before the
+    request, so the simulator's own "now" is at most a request's time later).
+    """
+    elapsed: float = task["elapsed_seconds"]
+    latency: float = max(task["latency_seconds"])
+    return sim_now - elapsed + latency

@@ -21,7 +21,7 @@ from reelflow_devtools.bench.client import (
     wait_all_terminal,
 )
 from reelflow_devtools.bench.launcher import BenchStack
-from reelflow_devtools.bench.stats import parse_time, summary_ms
+from reelflow_devtools.bench.stats import parse_time, sim_finished_at, summary_ms
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,7 @@ async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> ThroughputR
                 continue
             done = parse_time(clip["completed_at"])
             completed_at.append(done)
-            finished_in_sim = sim_now - truth["elapsed_seconds"] + max(truth["latency_seconds"])
-            lags.append(done - finished_in_sim)
+            lags.append(done - sim_finished_at(truth, sim_now))
             if clip.get("cost") is not None and abs(clip["cost"] - truth["cost"]) > 1e-6:
                 cost_mismatches += 1
 
