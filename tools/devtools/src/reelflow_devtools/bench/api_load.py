@@ -26,6 +26,8 @@ class ApiPlan:
     concurrency: int = 20
     get_requests: int = 1500
     post_requests: int = 500
+    #: requests of each kind sent one at a time first: the latency with no queue in front
+    serial_requests: int = 50
     #: simulated seconds of the one clip of every POSTed project
     latency_s: float = 50
 
@@ -77,6 +79,7 @@ async def run_api_load(
         async def get(client: httpx.AsyncClient, _number: int) -> httpx.Response:
             return await client.get(f"/v1/projects/{next(ids)}")
 
+        gets_c1, _ = await _closed_loop(api, get, requests=plan.serial_requests, concurrency=1)
         gets, _ = await _closed_loop(
             api, get, requests=plan.get_requests, concurrency=plan.concurrency
         )
@@ -88,8 +91,20 @@ async def run_api_load(
             body = {"title": f"api {number}", "scenes": [scene(f"api {number}", plan.latency_s)]}
             return await client.post("/v1/projects", json=body)
 
+        posts_c1, first = await _closed_loop(
+            api, post, requests=plan.serial_requests, concurrency=1
+        )
         posts, answers = await _closed_loop(
             api, post, requests=plan.post_requests, concurrency=plan.concurrency
         )
-    project_ids = [answer.json()["project_id"] for answer in answers]
-    return post_key, project_ids, {"get_project": gets, "create_project": posts}
+    project_ids = [answer.json()["project_id"] for answer in first + answers]
+    return (
+        post_key,
+        project_ids,
+        {
+            "get_project": gets,
+            "create_project": posts,
+            "get_project_serial": gets_c1,
+            "create_project_serial": posts_c1,
+        },
+    )

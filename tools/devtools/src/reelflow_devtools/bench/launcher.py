@@ -183,7 +183,7 @@ class BenchStack:
     async def dead_letters(self) -> dict[str, int]:
         """Messages in each dead-letter queue (a passive declare reads the count)."""
         topology = self.config.topology(self.prefix)
-        connection = await aio_pika.connect(self.config.amqp_url)
+        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
         try:
             channel = await connection.channel()
             depths = {}
@@ -202,7 +202,7 @@ class BenchStack:
         for work_queue in WORK_QUEUES:
             names += [topology.queue(work_queue), topology.dead_letter_queue(work_queue)]
             names += [topology.wait_queue(work_queue, ms) for ms in topology.ladders[work_queue]]
-        connection = await aio_pika.connect(self.config.amqp_url)
+        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
         try:
             channel = await connection.channel()
             for name in names:
@@ -251,7 +251,7 @@ def running_stack(config: StackConfig, run_dir: Path) -> Iterator[BenchStack]:
 def _delete_queues(stack: BenchStack) -> None:
     try:
         asyncio.run(stack.delete_queues())
-    except (aio_pika.exceptions.AMQPError, OSError) as exc:
+    except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
         print(f"bench: could not delete the queues of {stack.prefix}: {exc}", flush=True)
 
 
