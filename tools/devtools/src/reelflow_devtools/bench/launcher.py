@@ -212,6 +212,16 @@ class BenchStack:
             await connection.close()
 
 
+async def broker_answers(amqp_url: str, *, timeout_s: float = 10) -> str | None:
+    """None if RabbitMQ completes a handshake within the timeout, else what went wrong."""
+    try:
+        connection = await aio_pika.connect(amqp_url, timeout=timeout_s)
+    except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await connection.close()
+    return None
+
+
 @contextmanager
 def running_stack(config: StackConfig, run_dir: Path) -> Iterator[BenchStack]:
     """Start everything, yield the stack, stop everything in reverse order."""

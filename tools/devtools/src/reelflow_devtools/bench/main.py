@@ -22,7 +22,12 @@ from reelflow_devtools.bench.api_load import ApiPlan, run_api_load
 from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.bench.fanout import FanoutPlan, run_fanout
 from reelflow_devtools.bench.ground_truth import check_ground_truth
-from reelflow_devtools.bench.launcher import BenchStack, StackConfig, running_stack
+from reelflow_devtools.bench.launcher import (
+    BenchStack,
+    StackConfig,
+    broker_answers,
+    running_stack,
+)
 from reelflow_devtools.bench.report import Targets, checks, table, write_json
 from reelflow_devtools.bench.throughput import ThroughputPlan, run_throughput
 from reelflow_devtools.processes import StartError
@@ -124,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level,
         mongo_url=args.mongo_url,
     )
+    problem = asyncio.run(broker_answers(config.amqp_url))
+    if problem is not None:
+        print(f"bench: RabbitMQ does not answer at {config.amqp_url}: {problem}", file=sys.stderr)
+        return 1
     shutil.rmtree(RUN_DIR / "mongo-data", ignore_errors=True)
     shutil.rmtree(RUN_DIR / "logs", ignore_errors=True)
     began = time.monotonic()
