@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from reelflow_common.broker import Publisher
 from reelflow_common.domain import ClipStatus
-from reelflow_common.errors import InvalidMessage
+from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import CheckClip, SubmitClip
 from reelflow_common.runware import RunwareClient, RunwareError
@@ -119,9 +119,14 @@ class SubmitHandler:
         log.warning("clip_submit_failed", code=decision.code, error=str(error))
 
     async def _runware_has_task(self, task_uuid: str) -> bool:
+        """Whether Runware holds the task; raises ``TransientError`` while it cannot say."""
         try:
             await self._runware.get_response(task_uuid)
-        except RunwareError:
+        except RunwareError as error:
+            if error.retryable:
+                # Failing the clip now could leave a billed task behind a "failed" clip:
+                # keep the message on the retry ladder until Runware can answer.
+                raise TransientError(f"cannot tell whether Runware has {task_uuid}") from error
             return False
         return True
 
