@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
+from reelflow_api.indexes import Indexes
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import projects, webhooks
 from reelflow_api.settings import Settings
@@ -16,6 +17,9 @@ from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import amqp_ready, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import Topology, declare_topology
+
+#: pause between attempts to create the indexes while MongoDB is unreachable
+_INDEX_RETRY_S = 2.0
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -32,15 +36,24 @@ def create_app(settings: Settings) -> FastAPI:
             await declare_topology(channel, topology)
             projects_store = ProjectStore(db)
             api_keys = ApiKeyStore(db)
-            await projects_store.ensure_indexes()
-            await api_keys.ensure_indexes()
+            indexes = await stack.enter_async_context(
+                Indexes(
+                    [projects_store.ensure_indexes, api_keys.ensure_indexes],
+                    retry_s=min(settings.mongo_timeout_s, _INDEX_RETRY_S),
+                ).in_background()
+            )
+
+            async def mongodb_ready() -> bool:
+                return indexes.ensured.is_set() and await ping(db)
+
             readiness["rabbitmq"] = amqp_ready(connection)
-            readiness["mongodb"] = lambda: ping(db)
+            readiness["mongodb"] = mongodb_ready
             app.state.reelflow = AppState(
                 settings=settings,
                 projects=projects_store,
                 api_keys=api_keys,
                 publisher=Publisher(channel, topology, timeout_s=settings.publish_timeout_s),
+                indexes=indexes,
             )
             yield
 

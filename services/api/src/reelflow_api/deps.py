@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from reelflow_api.indexes import Indexes
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher
+from reelflow_common.errors import TransientError
 from reelflow_common.store import ApiKeyStore, ProjectStore
 
 
@@ -21,6 +24,7 @@ class AppState:
     projects: ProjectStore
     api_keys: ApiKeyStore
     publisher: Publisher
+    indexes: Indexes
 
 
 def _state(request: Request) -> AppState:
@@ -50,3 +54,16 @@ async def _tenant(request: Request, state: State) -> str:
 
 
 TenantId = Annotated[str, Depends(_tenant)]
+
+
+async def _indexes_ensured(state: State) -> None:
+    # Creating before the unique index exists could let one Idempotency-Key make two projects.
+    try:
+        async with asyncio.timeout(state.settings.mongo_timeout_s):
+            await state.indexes.ensured.wait()
+    except TimeoutError as exc:
+        raise TransientError("MongoDB indexes are not ensured yet") from exc
+
+
+#: for routes that rely on the indexes (a unique one): waits for them, else 503
+IndexesEnsured = Depends(_indexes_ensured)

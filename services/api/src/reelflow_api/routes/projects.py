@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from reelflow_api.deps import AppState, State, TenantId
+from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
 from reelflow_api.problems import not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
 from reelflow_common.dispatch import dispatch_project
@@ -103,7 +103,12 @@ def _status_response(project: Project, *, status_code: int) -> JSONResponse:
     )
 
 
-@router.post("", status_code=202, responses={200: {"description": "every clip already terminal"}})
+@router.post(
+    "",
+    status_code=202,
+    dependencies=[IndexesEnsured],
+    responses={200: {"description": "`wait` was given and every clip is terminal"}},
+)
 async def create_project(
     body: CreateProjectIn,
     request: Request,

@@ -1,0 +1,295 @@
+"""The API in-process: ``?wait=``, cancel, retry, and what a broker outage does to them."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from reelflow_api.deps import AppState
+from reelflow_api.settings import Settings
+from reelflow_common.broker import Publisher, PublishError, amqp_channel
+from reelflow_common.messages import Message, SubmitClip
+from reelflow_common.store import Project
+from reelflow_common.topology import SUBMIT_CLIP
+from tests.integration.api_helpers import DEADLINE_S, Api, assert_problem, eventually, running_api
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> AsyncIterator[Api]:
+    settings = settings_for(Settings, wait_check_interval_s=0.02)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        yield api
+
+
+async def finish(api: Api, project_id: str, task_uuid: str) -> None:
+    now = datetime.now(UTC)
+    await api.projects.mark_processing(project_id, task_uuid, submitted_at=now)
+    await api.projects.record_success(
+        project_id,
+        task_uuid,
+        video_url=f"https://cdn.test/{task_uuid}.mp4",
+        video_uuid=None,
+        cost=0.5,
+        seed=None,
+        completed_at=now,
+    )
+
+
+async def fail(api: Api, project_id: str, task_uuid: str) -> None:
+    now = datetime.now(UTC)
+    await api.projects.mark_processing(project_id, task_uuid, submitted_at=now)
+    await api.projects.record_failure(
+        project_id, task_uuid, code="providerError", message="boom", completed_at=now
+    )
+
+
+async def stored(api: Api, project_id: str) -> Project:
+    project = await api.projects.get(project_id)
+    assert project is not None
+    return project
+
+
+# --- ?wait= ------------------------------------------------------------------------
+
+
+async def test_wait_with_no_clip_finishing_answers_202_with_clips_pending(api: Api) -> None:
+    response = await api.create(await api.tenant(), wait=0.2)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["pending"] == 2
+    assert body["all_complete"] is False
+    assert set(body["clips"].values()) == {"pending"}
+
+
+async def test_wait_answers_200_with_the_videos_once_every_clip_finishes(api: Api) -> None:
+    auth = await api.tenant()
+    tenant_id = await api.keys.tenant_for_key(auth["Authorization"].removeprefix("Bearer "))
+    assert tenant_id is not None
+    request = asyncio.create_task(api.create(auth, wait=60))
+
+    listed = await eventually(
+        lambda: api.projects.list(tenant_id), lambda page: bool(page[0]), "the project stored"
+    )
+    project = listed[0][0]
+    for clip in project.clips:
+        await finish(api, project.id, clip.task_uuid)
+    response = await asyncio.wait_for(request, DEADLINE_S)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["all_complete"] is True
+    assert (body["completed"], body["pending"], body["status"]) == (2, 0, "completed")
+    assert body["clips"] == {
+        c.task_uuid: f"https://cdn.test/{c.task_uuid}.mp4" for c in project.clips
+    }
+    assert [r["status"] for r in body["results"]] == ["success", "success"]
+
+
+async def test_a_replay_with_wait_of_a_finished_project_answers_200_at_once(api: Api) -> None:
+    auth = await api.tenant()
+    key = {"Idempotency-Key": "k-1"}
+    first = (await api.create(auth, headers=key)).json()
+    for task_uuid in first["clips"]:
+        await finish(api, first["project_id"], task_uuid)
+
+    again = await asyncio.wait_for(api.create(auth, headers=key, wait=120), DEADLINE_S)
+
+    assert again.status_code == 200
+    assert again.json()["all_complete"] is True
+
+
+async def test_without_wait_a_finished_project_replay_answers_202(api: Api) -> None:
+    auth = await api.tenant()
+    key = {"Idempotency-Key": "k-1"}
+    first = (await api.create(auth, headers=key)).json()
+    for task_uuid in first["clips"]:
+        await finish(api, first["project_id"], task_uuid)
+
+    again = await api.create(auth, headers=key)
+
+    assert again.status_code == 202
+    assert again.json()["status"] == "completed"
+
+
+# --- cancel ------------------------------------------------------------------------
+
+
+async def test_cancel_makes_every_unfinished_clip_cancelled(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    done = next(iter(created["clips"]))
+    await finish(api, created["project_id"], done)
+    events = await api.events_queue()
+
+    response = await api.client.post(f"/v1/projects/{created['project_id']}/cancel", headers=auth)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "partial"  # one video exists: the store calls that partial
+    statuses = {r["task_uuid"]: r["status"] for r in body["results"]}
+    assert statuses.pop(done) == "success"
+    assert set(statuses.values()) == {"cancelled"}
+    assert (body["completed"], body["pending"], body["all_complete"]) == (1, 0, True)
+    got = await api.client.get(f"/v1/projects/{created['project_id']}", headers=auth)
+    assert got.json() == body
+    announced = [m.body for m in await api.take(events)]
+    assert [e.get("clip", {}).get("status") for e in announced] == ["cancelled", None]
+    assert announced[-1]["status"] == body["status"]
+
+
+async def test_cancel_of_an_untouched_project_makes_it_cancelled(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+
+    response = await api.client.post(f"/v1/projects/{created['project_id']}/cancel", headers=auth)
+
+    body = response.json()
+    assert response.status_code == 202
+    assert body["status"] == "cancelled"
+    assert {r["status"] for r in body["results"]} == {"cancelled"}
+    assert set(body["clips"].values()) == {"failed"}  # the seed's column knows no cancel
+
+
+async def test_cancel_twice_changes_nothing_the_second_time(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    url = f"/v1/projects/{created['project_id']}/cancel"
+    first = await api.client.post(url, headers=auth)
+
+    second = await api.client.post(url, headers=auth)
+
+    assert second.status_code == 202
+    assert second.json() == first.json()
+
+
+# --- retry -------------------------------------------------------------------------
+
+
+async def test_retry_gives_failed_clips_new_tasks_and_submits_only_those(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    project_id = created["project_id"]
+    failed, ok = list(created["clips"])
+    await fail(api, project_id, failed)
+    await finish(api, project_id, ok)
+    await api.drain()
+
+    response = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert failed not in body["clips"]
+    [new] = [uuid for uuid in body["clips"] if uuid != ok]
+    assert body["clips"] == {ok: f"https://cdn.test/{ok}.mp4", new: "pending"}
+    assert (body["status"], body["pending"], body["failed"]) == ("generating", 1, 0)
+    by_uuid = {r["task_uuid"]: r for r in body["results"]}
+    assert by_uuid[new]["status"] == "queued"
+    assert by_uuid[new]["scene_index"] == 0
+    [message] = await api.drain()
+    command = SubmitClip.model_validate(message.body)
+    assert (command.project_id, command.task_uuid) == (project_id, new)
+    assert (await stored(api, project_id)).dispatched
+
+
+async def test_retry_without_failed_clips_changes_and_submits_nothing(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    await api.drain()
+
+    response = await api.client.post(f"/v1/projects/{created['project_id']}/retry", headers=auth)
+
+    assert response.status_code == 202
+    assert response.json()["clips"] == created["clips"]
+    assert await api.drain() == []
+
+
+@pytest.mark.parametrize("operation", ["retry", "cancel"])
+async def test_retry_and_cancel_of_another_tenants_project_are_404(
+    api: Api, operation: str
+) -> None:
+    created = (await api.create(await api.tenant("owner"))).json()
+    await fail(api, created["project_id"], next(iter(created["clips"])))
+    intruder = await api.tenant("intruder")
+
+    response = await api.client.post(
+        f"/v1/projects/{created['project_id']}/{operation}", headers=intruder
+    )
+
+    assert_problem(response, 404)
+    project = await stored(api, created["project_id"])
+    assert [clip.task_uuid for clip in project.clips] == list(created["clips"])
+    assert project.status.value == "generating"
+
+
+# --- the broker fails ---------------------------------------------------------------
+
+
+class BrokenPublisher(Publisher):
+    """A publisher whose broker never confirms anything."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def send(
+        self, work_queue: str, message: Message, *, delay_s: float | None = None
+    ) -> None:
+        raise PublishError("not confirmed")
+
+    async def publish_event(self, event: Message) -> None:
+        raise PublishError("not confirmed")
+
+
+def break_publisher(api: Api) -> None:
+    state: AppState = api.app.state.reelflow
+    api.app.state.reelflow = dataclasses.replace(state, publisher=BrokenPublisher())
+
+
+async def test_a_create_the_broker_does_not_confirm_is_stored_undispatched(api: Api) -> None:
+    break_publisher(api)
+
+    response = await api.create(await api.tenant())
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "generating"
+    assert body["pending"] == 2
+    project = await stored(api, body["project_id"])
+    assert not project.dispatched
+    assert await api.drain() == []
+
+
+async def test_a_create_whose_work_queue_is_gone_is_stored_undispatched(api: Api) -> None:
+    async with amqp_channel(api.connection) as channel:
+        await channel.queue_delete(api.topology.queue(SUBMIT_CLIP))
+
+    response = await api.create(await api.tenant())
+
+    assert response.status_code == 202
+    assert not (await stored(api, response.json()["project_id"])).dispatched
+
+
+async def test_cancel_and_retry_answer_202_when_their_events_cannot_be_published(
+    api: Api,
+) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    project_id = created["project_id"]
+    await fail(api, project_id, next(iter(created["clips"])))
+    break_publisher(api)
+
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    cancelled = await api.client.post(f"/v1/projects/{project_id}/cancel", headers=auth)
+
+    assert retried.status_code == 202
+    assert cancelled.status_code == 202
+    assert cancelled.json()["status"] == "cancelled"
