@@ -28,6 +28,10 @@ WORK_QUEUES = (SUBMIT_CLIP, CHECK_CLIP, RECORD_RESULT)
 #: routing keys on the event exchange: ``<entity>.<past tense>``
 CLIP_UPDATED = "clip.updated"
 PROJECT_FINISHED = "project.finished"
+EVENT_BINDING_KEYS = ("clip.*", "project.*")
+
+#: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
+NOTIFIER_FANOUT = "notifier.fanout"
 
 #: AMQP headers
 HEADER_PROJECT_ID = "project_id"
@@ -94,6 +98,10 @@ class Topology:
 
     def wait_queue(self, work_queue: str, delay_ms: int) -> str:
         return self.name(f"{work_queue}.wait.{delay_ms}ms")
+
+    def fanout_queue(self, replica_id: str) -> str:
+        """A notifier replica's own event queue (exclusive, auto-delete, classic)."""
+        return self.name(f"{NOTIFIER_FANOUT}.{replica_id}")
 
     def wait_queue_for(self, work_queue: str, delay_s: float) -> str:
         """The wait queue whose TTL best matches ``delay_s`` (never longer, if any fits)."""

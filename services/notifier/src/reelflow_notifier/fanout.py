@@ -30,13 +30,9 @@ from pydantic import ValidationError
 
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
-from reelflow_common.topology import Topology
+from reelflow_common.topology import EVENT_BINDING_KEYS, Topology
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
-
-FANOUT_QUEUE = "notifier.fanout"
-#: every event about clips and projects, today ``clip.updated`` and ``project.finished``
-BINDING_KEYS = ("clip.*", "project.*")
 
 _EVENT_MODELS: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
     ClipUpdated.message_type: ClipUpdated,
@@ -64,13 +60,13 @@ async def fanout(
 ) -> AsyncIterator[str]:
     """Consume this replica's queue into ``hub`` until exit; yields the queue's name."""
     queue = await channel.declare_queue(
-        topology.name(f"{FANOUT_QUEUE}.{uuid.uuid4().hex}"),
+        topology.fanout_queue(uuid.uuid4().hex),
         durable=False,
         exclusive=True,
         auto_delete=True,
         arguments={"x-queue-type": "classic"},
     )
-    for key in BINDING_KEYS:
+    for key in EVENT_BINDING_KEYS:
         await queue.bind(topology.events_exchange, key)
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:

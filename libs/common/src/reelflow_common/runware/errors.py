@@ -210,6 +210,10 @@ class RunwareError(ReelflowError):
 class RunwareTransportError(RunwareError):
     """No usable HTTP answer (connection refused or dropped, timeout); always retryable."""
 
+    def __init__(self, message: str, **details: Any) -> None:
+        details.setdefault("category", ErrorCategory.CONNECTION)
+        super().__init__(message, **details)
+
 
 class RunwareRequestError(RunwareError):
     """The whole request was refused (HTTP status, authentication, an unreadable body)."""
