@@ -11,7 +11,7 @@ import aio_pika
 import pytest
 
 from tests.e2e.stack import Stack
-from tests.fixtures.infra import _delete_prefixed_queues
+from tests.fixtures.infra import delete_topology_queues
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def _make_stack(amqp_url: str, mongo_url: str, log_dir: Path) -> Stack:
 async def _cleanup(stack: Stack) -> None:
     connection = await aio_pika.connect_robust(stack.amqp_url)
     try:
-        await _delete_prefixed_queues(connection, stack.prefix)
+        await delete_topology_queues(connection, stack.topology_settings())
     finally:
         await connection.close()
 

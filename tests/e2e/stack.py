@@ -18,6 +18,7 @@ import httpx
 import websockets
 from pymongo import AsyncMongoClient
 
+from reelflow_common.settings import TopologySettings
 from reelflow_common.store import ApiKeyStore
 from reelflow_devtools.embedded_mongo import free_port
 from reelflow_devtools.processes import (
@@ -89,6 +90,18 @@ class Stack:
         }
         for name in SERVICES:
             self.start_service(name)
+
+    def topology_settings(self) -> TopologySettings:
+        """The services' topology settings, as their environment gives them."""
+        return TopologySettings(
+            amqp_prefix=self.prefix,
+            poll_initial_delay_s=float(self.env["REELFLOW_POLL_INITIAL_DELAY_S"]),
+            poll_backoff=float(self.env["REELFLOW_POLL_BACKOFF"]),
+            poll_max_delay_s=float(self.env["REELFLOW_POLL_MAX_DELAY_S"]),
+            retry_initial_delay_s=float(self.env["REELFLOW_RETRY_INITIAL_DELAY_S"]),
+            retry_max_delay_s=float(self.env["REELFLOW_RETRY_MAX_DELAY_S"]),
+            max_deliveries=int(self.env["REELFLOW_MAX_DELIVERIES"]),
+        )
 
     def start_service(self, name: str) -> Child:
         argv = [console_script(f"reelflow-{name}")]

@@ -103,6 +103,14 @@ class Topology:
         """A notifier replica's own event queue (exclusive, auto-delete, classic)."""
         return self.name(f"{NOTIFIER_FANOUT}.{replica_id}")
 
+    def queue_names(self) -> list[str]:
+        """Every durable queue this topology declares (not the notifiers' own queues)."""
+        names: list[str] = []
+        for work_queue in WORK_QUEUES:
+            names += [self.queue(work_queue), self.dead_letter_queue(work_queue)]
+            names += [self.wait_queue(work_queue, ms) for ms in self.ladders.get(work_queue, ())]
+        return names
+
     def wait_queue_for(self, work_queue: str, delay_s: float) -> str:
         """The wait queue whose TTL best matches ``delay_s`` (never longer, if any fits)."""
         return self.wait_queue(work_queue, pick_rung(self.ladders[work_queue], delay_s))

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
+from reelflow_common.logging import get_logger
 from reelflow_common.settings import AmqpSettings
+
+log = get_logger(__name__)
 
 
 @asynccontextmanager
 async def amqp_connection(
-    settings: AmqpSettings, *, name: str, reconnect_interval_s: float = 2.0
+    settings: AmqpSettings,
+    *,
+    name: str,
+    reconnect_interval_s: float = 2.0,
+    close_timeout_s: float = 10.0,
 ) -> AsyncIterator[AbstractRobustConnection]:
     """A connection that reconnects by itself and restores its channels and consumers.
 
@@ -29,7 +37,11 @@ async def amqp_connection(
     try:
         yield connection
     finally:
-        await connection.close()
+        try:
+            # A broker that stopped answering must not keep a stopping process alive.
+            await asyncio.wait_for(connection.close(), timeout=close_timeout_s)
+        except TimeoutError:
+            log.warning("amqp_close_timed_out", connection=name)
 
 
 @asynccontextmanager
@@ -48,4 +60,7 @@ async def amqp_channel(
         yield channel
     finally:
         if not channel.is_closed:
-            await channel.close()
+            try:
+                await asyncio.wait_for(channel.close(), timeout=10.0)
+            except TimeoutError:
+                log.warning("amqp_channel_close_timed_out")
