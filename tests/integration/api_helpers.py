@@ -19,12 +19,13 @@ from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from reelflow_api.app import create_app
+from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.broker import amqp_channel
 from reelflow_common.mongo import Database
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import SUBMIT_CLIP, Topology
-from tests.fixtures.infra import _delete_prefixed_queues
+from tests.fixtures.infra import delete_topology_queues
 
 PROBLEM_JSON = "application/problem+json"
 DEADLINE_S = 15.0
@@ -121,9 +122,19 @@ def _received(message: AbstractIncomingMessage) -> Received:
 
 @asynccontextmanager
 async def running_api(
-    settings: Settings, db: Database, connection: AbstractRobustConnection
+    settings: Settings,
+    db: Database,
+    connection: AbstractRobustConnection,
+    *,
+    wait_for_indexes: bool = True,
 ) -> AsyncIterator[Api]:
-    """``create_app(settings)`` with its lifespan running, and a client for it."""
+    """``create_app(settings)`` with its lifespan running, and a client for it.
+
+    Like a readiness probe, it waits until the app has ensured its indexes
+    (unless told not to): tests then write to the database only once the app's
+    index builds are done. The embedded SecantusDB hangs when an index is built
+    on a collection while another client's insert creates that collection.
+    """
     app = create_app(settings)
     async with (
         LifespanManager(app, startup_timeout=30) as manager,
@@ -131,6 +142,9 @@ async def running_api(
             transport=httpx.ASGITransport(manager.app), base_url="http://api.test"
         ) as client,
     ):
+        if wait_for_indexes:
+            state: AppState = app.state.reelflow
+            await asyncio.wait_for(state.indexes.ensured.wait(), DEADLINE_S)
         yield Api(
             app=app,
             client=client,
@@ -168,7 +182,7 @@ async def isolated_api(amqp_url: str, mongo_url: str, **overrides: Any) -> Async
         async with running_api(settings, client[database], connection) as api:
             yield api
     finally:
-        await _delete_prefixed_queues(connection, prefix)
+        await delete_topology_queues(connection, settings)
         await connection.close()
         await client.drop_database(database)
         await client.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +13,6 @@ from pydantic import SecretStr
 from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from tests.integration.api_helpers import (
-    DEADLINE_S,
     PROBLEM_JSON,
     Api,
     TcpSwitch,
@@ -73,7 +71,7 @@ async def test_an_api_without_mongodb_starts_is_unready_and_recovers(
             mongo_url=SecretStr(f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true"),
             mongo_timeout_s=0.3,
         )
-        async with running_api(settings, mongo_db, amqp_connection) as api:
+        async with running_api(settings, mongo_db, amqp_connection, wait_for_indexes=False) as api:
             healthz = await api.client.get("/healthz")
             readyz = await api.client.get("/readyz")
             auth = await api.tenant()  # through the test's own client, not the switch
@@ -102,7 +100,6 @@ async def test_a_create_while_indexes_are_missing_is_a_503_not_a_duplicate_risk(
     settings = settings_for(Settings, mongo_timeout_s=0.5)
     async with running_api(settings, mongo_db, amqp_connection) as api:
         state: AppState = api.app.state.reelflow
-        await asyncio.wait_for(state.indexes.ensured.wait(), DEADLINE_S)
         state.indexes.ensured.clear()  # as if MongoDB had not answered yet
 
         response = await api.create(await api.tenant())
