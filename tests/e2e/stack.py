@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 
 from reelflow_common.settings import TopologySettings
 from reelflow_common.store import ApiKeyStore
+from reelflow_devtools.database import prepare_database
 from reelflow_devtools.embedded_mongo import free_port
 from reelflow_devtools.processes import (
     Child,
@@ -67,6 +68,7 @@ class Stack:
             {"RUNWARE_SIM_SPEEDUP": str(self.sim_speedup)},
         )
         self.sim_url = wait_for_sim_url(sim)
+        asyncio.run(prepare_database(self.mongo_url, self.database))
         self.ports = {name: free_port() for name in SERVICES}
         self.env = {
             "REELFLOW_AMQP_URL": self.amqp_url,

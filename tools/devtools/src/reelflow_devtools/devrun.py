@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from pymongo import AsyncMongoClient
 
 from reelflow_common.store import ApiKeyStore
+from reelflow_devtools.database import prepare_database
 from reelflow_devtools.embedded_mongo import embedded_mongo
 from reelflow_devtools.processes import (
     ProcessGroup,
@@ -79,7 +80,6 @@ async def ensure_dev_key(mongo_url: str, database: str) -> str:
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_url, timeoutMS=10_000)
     try:
         keys = ApiKeyStore(client[database])
-        await keys.ensure_indexes()
         _tenant, key = await keys.ensure_dev_key(os.environ.get("REELFLOW_DEV_API_KEY"))
         return key
     finally:
@@ -128,6 +128,7 @@ def main() -> None:
             say(f"  runware    simulator at {sim_url} (speedup {speedup}, RUNWARE_SIM_SPEEDUP)")
 
         database = os.environ.get("REELFLOW_MONGO_DATABASE", "reelflow")
+        asyncio.run(prepare_database(mongo_url, database))
         dev_key = asyncio.run(ensure_dev_key(mongo_url, database))
 
         for name, port in SERVICES:

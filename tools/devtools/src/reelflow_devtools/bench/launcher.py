@@ -30,6 +30,7 @@ from reelflow_common.topology import (
     Topology,
     delay_ladder,
 )
+from reelflow_devtools.database import prepare_database
 from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
 from reelflow_devtools.processes import (
     Child,
@@ -246,6 +247,7 @@ def running_stack(config: StackConfig, run_dir: Path) -> Iterator[BenchStack]:
         )
         stack.children["runware-sim"] = sim
         stack.sim_url = wait_for_sim_url(sim)
+        asyncio.run(prepare_database(stack.mongo_url, stack.database))
         stack.ports = {name: free_port() for name in SERVICES}
         env = stack.service_env()
         for name in SERVICES:
