@@ -135,7 +135,7 @@ async def test_cancel_makes_every_unfinished_clip_cancelled(api: Api) -> None:
 
     assert response.status_code == 202
     body = response.json()
-    assert body["status"] == "partial"  # one video exists: the store calls that partial
+    assert body["status"] == "cancelled"  # though one video exists
     statuses = {r["task_uuid"]: r["status"] for r in body["results"]}
     assert statuses.pop(done) == "success"
     assert set(statuses.values()) == {"cancelled"}

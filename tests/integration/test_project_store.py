@@ -321,7 +321,7 @@ async def test_cancel_stops_every_unfinished_clip_and_finishes_the_project(
     assert [clip.status for clip in cancelled.clips] == ["success", "cancelled", "cancelled"]
     assert [e.message_type for e in events] == ["clip.updated", "clip.updated", "project.finished"]
     assert [e.seq for e in events] == [2, 3, 4]
-    assert cancelled.status is ProjectStatus.PARTIAL  # one clip did finish
+    assert cancelled.status is ProjectStatus.CANCELLED  # though one clip did finish
     assert again == (cancelled, [])
     assert await store.cancel(project.id, tenant_id="tenant-b") is None
     assert await succeed(store, project, 1) == []

@@ -19,9 +19,9 @@ def counts(*, completed: int = 0, pending: int = 0, failed: int = 0, cancelled: 
     [
         (counts(completed=3), ProjectStatus.COMPLETED),
         (counts(completed=2, failed=1), ProjectStatus.PARTIAL),
-        (counts(completed=1, cancelled=2), ProjectStatus.PARTIAL),
+        (counts(completed=1, cancelled=2), ProjectStatus.CANCELLED),
         (counts(failed=3), ProjectStatus.FAILED),
-        (counts(failed=1, cancelled=2), ProjectStatus.FAILED),
+        (counts(failed=1, cancelled=2), ProjectStatus.CANCELLED),
         (counts(cancelled=3), ProjectStatus.CANCELLED),
         (counts(completed=2, pending=1), ProjectStatus.GENERATING),
         (counts(failed=2, pending=1), ProjectStatus.GENERATING),

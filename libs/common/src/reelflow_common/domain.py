@@ -50,13 +50,17 @@ class Counts(BaseModel):
 
 
 def final_project_status(counts: Counts) -> ProjectStatus:
-    """The status of a project none of whose clips is pending any more."""
+    """The status of a project none of whose clips is pending any more.
+
+    A project someone cancelled stays ``cancelled`` whatever had finished before:
+    clips are only ever cancelled by that request, and the status says what happened.
+    """
     if counts.pending:
         return ProjectStatus.GENERATING
+    if counts.cancelled:
+        return ProjectStatus.CANCELLED
     if counts.completed == counts.total_clips:
         return ProjectStatus.COMPLETED
-    if counts.cancelled and counts.completed == 0 and counts.failed == 0:
-        return ProjectStatus.CANCELLED
     if counts.completed == 0:
-        return ProjectStatus.FAILED if counts.failed else ProjectStatus.CANCELLED
+        return ProjectStatus.FAILED
     return ProjectStatus.PARTIAL
