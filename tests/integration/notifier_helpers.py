@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from reelflow_notifier.main import server_config
 from reelflow_notifier.settings import Settings
+from tests.waiting import eventually
 
 DEADLINE_S = 15.0
 
@@ -58,23 +59,6 @@ async def running_notifier(settings: Settings) -> AsyncIterator[RunningNotifier]
         server.should_exit = True
         await asyncio.wait_for(task, DEADLINE_S)
         sock.close()
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = DEADLINE_S
-) -> None:
-    """Wait until ``condition`` holds, checking often, failing after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager

@@ -36,19 +36,6 @@ Handler = Callable[[SubmitClip], Awaitable[None]]
 
 
 @pytest.fixture
-def topology(settings_for: Callable[..., Any]) -> Topology:
-    settings = settings_for(
-        TopologySettings,
-        retry_initial_delay_s=0.05,
-        retry_max_delay_s=0.2,
-        poll_initial_delay_s=0.05,
-        poll_max_delay_s=0.2,
-        max_deliveries=2,
-    )
-    return Topology.from_settings(settings)
-
-
-@pytest.fixture
 async def channel(
     amqp_connection: AbstractRobustConnection, topology: Topology
 ) -> AsyncIterator[AbstractChannel]:

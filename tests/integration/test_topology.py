@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.broker import amqp_channel
-from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import WORK_QUEUES, Topology, declare_topology
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def topology(settings_for: Callable[..., Any]) -> Topology:
-    settings = settings_for(
-        TopologySettings,
-        retry_initial_delay_s=0.05,
-        retry_max_delay_s=0.2,
-        poll_initial_delay_s=0.05,
-        poll_max_delay_s=0.2,
-        max_deliveries=2,
-    )
-    return Topology.from_settings(settings)
 
 
 async def test_declaring_twice_is_harmless_and_creates_every_queue(

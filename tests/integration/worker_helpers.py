@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +25,7 @@ from reelflow_common.store import NewClip, NewProject, Project, ProjectStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
+from tests.waiting import eventually
 
 DEADLINE_S = 10.0
 
@@ -47,23 +48,6 @@ def runware_settings(sim: RunningSimulator) -> dict[str, Any]:
         "runware_api_key": SecretStr(sim.api_key),
         "runware_timeout_s": 5.0,
     }
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = DEADLINE_S
-) -> None:
-    """Wait until ``condition`` holds, checking often, failing after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.02)
 
 
 class Inbox:
