@@ -80,8 +80,8 @@ def check(world: World, settings: Settings) -> CheckHandler:
 
 
 @pytest.fixture
-def record(world: World) -> RecordResultHandler:
-    return RecordResultHandler(ClipRecorder(world.projects, world.publisher))
+def record(world: World, settings: Settings) -> RecordResultHandler:
+    return RecordResultHandler(ClipRecorder(world.projects, world.publisher), poll_policy(settings))
 
 
 def check_of(project: Project, index: int = 0, *, attempt: int = 1) -> CheckClip:

@@ -194,18 +194,38 @@ async def test_undispatched_projects_are_found_until_marked(store: ProjectStore)
     project = await created(store)
 
     found = await store.undispatched(older_than=NOW + timedelta(hours=1))
-    await store.mark_dispatched(project.id)
+    await store.mark_dispatched(project)
 
     assert [p.id for p in found] == [project.id]
     assert await store.undispatched(older_than=NOW + timedelta(hours=1)) == []
     assert await store.undispatched(older_than=NOW) == []
 
 
+async def test_a_dispatch_of_an_older_read_does_not_cover_clips_a_retry_queued(
+    store: ProjectStore, clock: Clock
+) -> None:
+    project = await created(store, 1)
+    await fail(store, project, 0)
+    stale_read = await store.get(project.id)
+    assert stale_read is not None
+    clock.now += timedelta(seconds=1)
+    await store.retry_failed(project.id, tenant_id="tenant-a")
+
+    await store.mark_dispatched(stale_read)
+
+    after = await store.get(project.id)
+    assert after is not None
+    assert after.dispatched is False
+    assert [p.id for p in await store.undispatched(older_than=clock.now + timedelta(hours=1))] == [
+        project.id
+    ]
+
+
 async def test_a_retried_project_is_undispatched_from_the_retry_on(
     store: ProjectStore, clock: Clock
 ) -> None:
     project = await created(store, 1)
-    await store.mark_dispatched(project.id)
+    await store.mark_dispatched(project)
     await fail(store, project, 0)
     clock.now += timedelta(hours=1)
     retried_at = clock.now

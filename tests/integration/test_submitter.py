@@ -284,11 +284,22 @@ async def test_duplicate_submit_for_a_finished_clip_only_repeats_its_events(
     assert world.publisher.sent == []
 
 
-async def test_submit_for_a_clip_that_does_not_exist_is_an_invalid_message(
+async def test_submit_for_a_clip_no_longer_in_its_project_is_dropped_without_a_call(
     world: World, handler: SubmitHandler
 ) -> None:
     project = await world.new_project("a fox")
-    stray = SubmitClip(project_id=project.id, task_uuid="not-a-clip-of-this-project")
+    stray = SubmitClip(project_id=project.id, task_uuid="replaced-by-a-retry")
+
+    await handler(stray)
+
+    assert (await world.sim.stats())["requests"] == 0
+    assert (await world.project(project.id)).clips == project.clips
+
+
+async def test_submit_for_a_project_that_does_not_exist_is_an_invalid_message(
+    world: World, handler: SubmitHandler
+) -> None:
+    stray = SubmitClip(project_id="no-such-project", task_uuid="no-such-clip")
 
     with pytest.raises(InvalidMessage):
         await handler(stray)

@@ -130,13 +130,18 @@ def test_when_runware_cannot_say_the_clip_is_kept_tracking(error: RunwareError) 
     assert POLICY.after_error(error, attempt=5, age_s=4000) == CheckAgain(120.0)
 
 
-def test_when_runware_cannot_say_past_the_maximum_age_the_clip_times_out() -> None:
+def test_when_runware_cannot_say_past_the_maximum_age_the_clip_is_checked_again() -> None:
+    # The task may have finished (and be billed): only Runware's "processing" times it out.
     error = RunwareTransportError(
         "no answer", code="connectionError", category=ErrorCategory.CONNECTION
     )
     decision = POLICY.after_error(error, attempt=80, age_s=8000)
-    assert isinstance(decision, Failed)
-    assert decision.code == TIMED_OUT
+    assert isinstance(decision, CheckAgain)
+
+
+def test_a_success_without_a_video_url_is_checked_again() -> None:
+    state = TaskState(task_uuid="t", status="success")
+    assert isinstance(POLICY.after_state(state, attempt=1, age_s=10), CheckAgain)
 
 
 @pytest.mark.parametrize(

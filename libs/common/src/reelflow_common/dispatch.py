@@ -36,5 +36,5 @@ async def dispatch_project(
                 ),
             )
             sent += 1
-    await projects.mark_dispatched(project.id)
+    await projects.mark_dispatched(project)
     return sent

@@ -109,25 +109,19 @@ class CheckHandler:
 class RecordResultHandler:
     """A webhook's task state, recorded like a poll result; polling stays on as a safety net."""
 
-    def __init__(self, recorder: ClipRecorder) -> None:
+    def __init__(self, recorder: ClipRecorder, policy: Policy) -> None:
         self._recorder = recorder
+        self._policy = policy
 
     async def __call__(self, message: RecordRunwareResult) -> None:
         state = parse_task_states(message.body).get(message.task_uuid)
         if state is None or state.status == "processing":
             return
         clip = await self._recorder.tracked_clip(message.project_id, message.task_uuid)
-        if clip is None:
+        if clip is None or clip.submitted_at is None:
             return
-        if state.status == "success":
-            await self._recorder.apply(message.project_id, message.task_uuid, Succeeded(state))
-            return
-        failure = state.error
-        await self._recorder.apply(
-            message.project_id,
-            message.task_uuid,
-            Failed(
-                (failure.code if failure else None) or "taskFailed",
-                failure.message if failure else "Runware reported an error.",
-            ),
-        )
+        age_s = (datetime.now(UTC) - clip.submitted_at).total_seconds()
+        decision = self._policy.after_state(state, attempt=1, age_s=age_s)
+        if isinstance(decision, CheckAgain):
+            return  # nothing final in it; the clip's own checks carry on
+        await self._recorder.apply(message.project_id, message.task_uuid, decision)

@@ -74,7 +74,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 topology,
                 RECORD_RESULT,
                 RecordRunwareResult,
-                RecordResultHandler(recorder),
+                RecordResultHandler(recorder, policy),
                 publisher=publisher,
                 concurrency=settings.poll_concurrency,
                 stop=stop,

@@ -62,7 +62,8 @@ class SubmitHandler:
         events = await self._projects.mark_processing(
             message.project_id, message.task_uuid, submitted_at=submitted_at
         )
-        await self._start_polling(message, submitted_at)
+        if events:  # else another submitter recorded it first and started its polling
+            await self._start_polling(message, submitted_at)
         await self._publish(events)
         log.info("clip_submitted", attempt=message.attempt)
 
@@ -103,8 +104,9 @@ class SubmitHandler:
                 error=str(error),
             )
             return
-        if error.retryable and await self._runware_has_task(message.task_uuid):
-            # Every answer was lost, yet one submit got through: track it, don't fail it.
+        may_hold_task = error.retryable or message.attempt > 1
+        if may_hold_task and await self._runware_has_task(message.task_uuid):
+            # An earlier answer was lost, yet that submit got through: track it, don't fail it.
             await self._accepted(message)
             return
         assert isinstance(decision, GiveUp)
@@ -114,6 +116,8 @@ class SubmitHandler:
             code=decision.code,
             message=decision.message,
             completed_at=datetime.now(UTC),
+            # Another submitter may have got it to Runware meanwhile: never fail that.
+            allowed_from=(ClipStatus.QUEUED, ClipStatus.SUBMITTING),
         )
         await self._publish(events)
         log.warning("clip_submit_failed", code=decision.code, error=str(error))
@@ -134,8 +138,12 @@ class SubmitHandler:
         """A duplicate or redelivered message: repair what a crash may have left undone."""
         project = await self._projects.get(message.project_id)
         current: Clip | None = project.clip(message.task_uuid) if project else None
-        if project is None or current is None:
-            raise InvalidMessage(f"no clip {message.task_uuid} in project {message.project_id}")
+        if project is None:
+            raise InvalidMessage(f"project {message.project_id} does not exist")
+        if current is None:
+            # A retry replaced this clip with a new task: this message is stale.
+            log.info("clip_not_tracked")
+            return
         if current.status is ClipStatus.PROCESSING and current.submitted_at is not None:
             # The crash may have come before the first CheckClip was published.
             await self._start_polling(message, current.submitted_at)

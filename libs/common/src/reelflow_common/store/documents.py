@@ -116,6 +116,7 @@ def project_from_document(doc: Document) -> Project:
         clips=clips,
         correlation_id=doc.get("correlation_id"),
         dispatched=doc.get("dispatched", False),
+        undispatched_since=doc.get("undispatched_since"),
         created_at=as_utc(doc["created_at"]),
         updated_at=as_utc(doc["updated_at"]),
         finished_at=_utc_or_none(doc.get("finished_at")),

@@ -103,6 +103,8 @@ class Project(_Frozen):
     clips: list[Clip]
     correlation_id: str | None = None
     dispatched: bool = False
+    #: when clips were last queued (creation or a retry); names the dispatch that covers them
+    undispatched_since: datetime | None = None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -110,9 +110,16 @@ class ProjectStore:
 
     # --- the outbox flag --------------------------------------------------------
 
-    async def mark_dispatched(self, project_id: str) -> None:
-        """Every SubmitClip of the project has been published."""
-        await self._projects.update_one({"_id": project_id}, {"$set": {"dispatched": True}})
+    async def mark_dispatched(self, project: Project) -> None:
+        """Every SubmitClip of ``project``, as read, has been published.
+
+        Conditional on the clips queued since then being the ones dispatched: a retry
+        that queued new clips in between keeps the project undispatched for the sweeper.
+        """
+        await self._projects.update_one(
+            {"_id": project.id, "undispatched_since": project.undispatched_since},
+            {"$set": {"dispatched": True}},
+        )
 
     async def undispatched(self, *, older_than: datetime, limit: int = 100) -> list[Project]:
         """Projects whose queued clips, queued before ``older_than``, may never have been published.
@@ -190,13 +197,20 @@ class ProjectStore:
         )
 
     async def record_failure(
-        self, project_id: str, task_uuid: str, *, code: str, message: str, completed_at: datetime
+        self,
+        project_id: str,
+        task_uuid: str,
+        *,
+        code: str,
+        message: str,
+        completed_at: datetime,
+        allowed_from: Collection[ClipStatus] = NOT_TERMINAL,
     ) -> list[Event]:
-        """Runware gave up on the task. ``[]`` when the clip was terminal already."""
+        """The task failed. ``[]`` when the clip was not in ``allowed_from`` (e.g. terminal)."""
         return await self._change_clip(
             project_id,
             task_uuid,
-            allowed_from=NOT_TERMINAL,
+            allowed_from=allowed_from,
             to=ClipStatus.FAILED,
             error={"code": code, "message": message},
             completed_at=completed_at,
