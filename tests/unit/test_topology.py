@@ -39,9 +39,18 @@ def test_delay_ladder_never_has_a_zero_ttl() -> None:
 
 @pytest.mark.parametrize(
     ("delay_s", "expected_ms"),
-    [(0.0, 50), (0.01, 50), (0.05, 50), (0.099, 50), (0.1, 100), (0.15, 100), (60, 200)],
+    [
+        (0.0, 50),
+        (0.01, 50),
+        (0.05, 50),
+        (0.07, 50),
+        (0.072, 100),
+        (0.1, 100),
+        (0.15, 200),
+        (60, 200),
+    ],
 )
-def test_pick_rung_takes_the_longest_rung_not_above_the_delay(
+def test_pick_rung_takes_the_rung_nearest_the_delay_on_a_log_scale(
     delay_s: float, expected_ms: int
 ) -> None:
     assert pick_rung((50, 100, 200), delay_s) == expected_ms
@@ -84,3 +93,15 @@ def test_only_outages_are_transient() -> None:
     assert not is_transient(DuplicateKeyError("dup"))
     assert not is_transient(InvalidMessage("garbage"))
     assert not is_transient(KeyError("bug"))
+
+
+def test_jittered_retry_delays_land_on_more_than_one_rung() -> None:
+    import random
+
+    from reelflow_submitter.service import retry_delay_s
+
+    rungs = delay_ladder(2.0, 2.0, 120.0)
+    rng = random.Random(7)
+    picked = {pick_rung(rungs, retry_delay_s(3, base_s=2, cap_s=120, rng=rng)) for _ in range(200)}
+    # The third attempt's ceiling is 8 s: a jittered delay waits 4 s or 8 s, not always 4 s.
+    assert picked == {4000, 8000}

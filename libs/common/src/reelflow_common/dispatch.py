@@ -3,8 +3,8 @@
 The project document is written first with ``dispatched: false``; then one
 ``SubmitClip`` per queued clip is published; then the flag is set. A process that
 dies in between leaves the flag unset, and the submitter's sweeper dispatches the
-project again. Duplicate ``SubmitClip`` messages are harmless: the submitter's
-conditional update and Runware's ``conflictTaskUUID`` absorb them.
+project again. Duplicate ``SubmitClip`` messages bill nothing twice: the
+submitter's conditional update and Runware's ``conflictTaskUUID`` absorb them.
 """
 
 from __future__ import annotations

@@ -74,7 +74,10 @@ class RunwareSettings(ReelflowSettings):
         default=1,
         ge=1,
         le=100,
-        description="getResponse tasks per HTTP request (1 as the official SDKs do)",
+        description=(
+            "getResponse tasks per HTTP request in RunwareClient.get_responses"
+            " (1 as the SDKs do); the poller checks one clip per message"
+        ),
     )
 
 

@@ -4,12 +4,13 @@ Work queues are durable quorum queues with a delivery limit; a message that is
 rejected, or delivered too often, dead-letters into ``<queue>.dlq``. Delays are
 fixed-TTL quorum queues (``<queue>.wait.<ms>ms``) that dead-letter back into
 their work queue: one TTL per queue, so a long delay never holds a short one
-behind it. The WebSocket fan-out uses one server-named, exclusive queue per
-notifier replica, bound to the event exchange.
+behind it. The WebSocket fan-out uses one exclusive, auto-delete queue per
+notifier replica (``notifier.fanout.<uuid>``), bound to the event exchange.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -57,10 +58,13 @@ def delay_ladder(first_s: float, factor: float, cap_s: float) -> tuple[int, ...]
 
 
 def pick_rung(rungs: Sequence[int], delay_s: float) -> int:
-    """The longest rung not above ``delay_s`` (the shortest rung if all are above)."""
-    wanted = delay_s * 1000
-    fitting = [ms for ms in rungs if ms <= wanted]
-    return fitting[-1] if fitting else rungs[0]
+    """The rung nearest to ``delay_s`` on a log scale (the shortest one for tiny delays).
+
+    Nearest rather than "not above", so that a jittered delay between two rungs
+    lands on either, and the jitter survives the ladder's granularity.
+    """
+    wanted = max(delay_s * 1000, 1e-9)
+    return min(rungs, key=lambda ms: abs(math.log(ms / wanted)))
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ class Topology:
         return names
 
     def wait_queue_for(self, work_queue: str, delay_s: float) -> str:
-        """The wait queue whose TTL best matches ``delay_s`` (never longer, if any fits)."""
+        """The wait queue whose TTL best matches ``delay_s`` (see :func:`pick_rung`)."""
         return self.wait_queue(work_queue, pick_rung(self.ladders[work_queue], delay_s))
 
 

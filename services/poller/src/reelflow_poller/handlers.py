@@ -9,7 +9,7 @@ from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import CheckClip, RecordRunwareResult
 from reelflow_common.runware import RunwareClient, RunwareError, parse_task_states
-from reelflow_common.store import Clip, Event, ProjectStore
+from reelflow_common.store import Clip, ProjectStore
 from reelflow_common.topology import CHECK_CLIP
 from reelflow_poller.service import CheckAgain, Decision, Failed, Policy, Succeeded
 
@@ -33,7 +33,9 @@ class ClipRecorder:
             return None
         if clip.status.is_terminal:
             # A crash may have come between write and publish; consumers drop duplicate seqs.
-            await self.publish(await self.projects.events_for_clip(project_id, task_uuid))
+            await self._publisher.publish_events(
+                await self.projects.events_for_clip(project_id, task_uuid)
+            )
             return None
         return clip
 
@@ -60,11 +62,7 @@ class ClipRecorder:
                 completed_at=now,
             )
             log.warning("clip_failed", code=decision.code, reason=decision.message)
-        await self.publish(events)
-
-    async def publish(self, events: list[Event]) -> None:
-        for event in events:
-            await self._publisher.publish_event(event)
+        await self._publisher.publish_events(events)
 
 
 class CheckHandler:

@@ -11,7 +11,7 @@ from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import CheckClip, SubmitClip
 from reelflow_common.runware import RunwareClient, RunwareError
-from reelflow_common.store import Clip, Event, ProjectStore
+from reelflow_common.store import Clip, ProjectStore
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_submitter.service import GiveUp, RetryLater, after_submit_error, video_request
 from reelflow_submitter.settings import Settings
@@ -64,7 +64,7 @@ class SubmitHandler:
         )
         if events:  # else another submitter recorded it first and started its polling
             await self._start_polling(message, submitted_at)
-        await self._publish(events)
+        await self._publisher.publish_events(events)
         log.info("clip_submitted", attempt=message.attempt)
 
     async def _start_polling(self, message: SubmitClip, submitted_at: datetime) -> None:
@@ -119,7 +119,7 @@ class SubmitHandler:
             # Another submitter may have got it to Runware meanwhile: never fail that.
             allowed_from=(ClipStatus.QUEUED, ClipStatus.SUBMITTING),
         )
-        await self._publish(events)
+        await self._publisher.publish_events(events)
         log.warning("clip_submit_failed", code=decision.code, error=str(error))
 
     async def _runware_has_task(self, task_uuid: str) -> bool:
@@ -147,11 +147,7 @@ class SubmitHandler:
         if current.status is ClipStatus.PROCESSING and current.submitted_at is not None:
             # The crash may have come before the first CheckClip was published.
             await self._start_polling(message, current.submitted_at)
-        await self._publish(
+        await self._publisher.publish_events(
             await self._projects.events_for_clip(message.project_id, message.task_uuid)
         )
         log.info("clip_submit_skipped", status=current.status.value)
-
-    async def _publish(self, events: list[Event]) -> None:
-        for event in events:
-            await self._publisher.publish_event(event)

@@ -22,7 +22,7 @@ class Settings(
     submit_max_attempts: int = Field(
         default=20,
         ge=1,
-        description="Runware submits of one clip before it fails (20 ≈ 30 min of outage)",
+        description="Runware submits of one clip before it may fail (20 ≈ 20 min of refusals)",
     )
     sweep_interval_s: float = Field(
         default=30, gt=0, description="how often undispatched projects are looked for"

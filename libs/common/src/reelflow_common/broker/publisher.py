@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import aio_pika
@@ -75,6 +75,11 @@ class Publisher:
             mandatory=False,
             kind="event",
         )
+
+    async def publish_events(self, events: Iterable[Message]) -> None:
+        """Announce each of ``events``, in order."""
+        for event in events:
+            await self.publish_event(event)
 
     async def republish(
         self, routing_key: str, original: AbstractIncomingMessage, *, headers: HeadersType

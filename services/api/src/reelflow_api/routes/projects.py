@@ -74,8 +74,7 @@ async def _announce(state: AppState, events: list[Event]) -> None:
     event or reconnect.
     """
     try:
-        for event in events:
-            await state.publisher.publish_event(event)
+        await state.publisher.publish_events(events)
     except TransientError as exc:
         log.warning("events_not_published", events=len(events), error=repr(exc))
 
