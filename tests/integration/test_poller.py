@@ -304,6 +304,22 @@ async def test_webhook_success_is_recorded(world: World, record: RecordResultHan
     assert get_responses(await world.sim.stats()) == 0
 
 
+async def test_a_webhook_that_beats_the_submitters_write_is_still_recorded(
+    world: World, record: RecordResultHandler
+) -> None:
+    project = await world.new_project("a fox")  # still queued: no submitted_at yet
+    task_uuid = project.clips[0].task_uuid
+    body = _webhook(task_uuid, status="success", videoURL="https://im.runware.ai/video/x.mp4")
+
+    await record(RecordRunwareResult(project_id=project.id, task_uuid=task_uuid, body=body))
+
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.video_url) == (
+        ClipStatus.SUCCESS,
+        "https://im.runware.ai/video/x.mp4",
+    )
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -116,9 +116,11 @@ class RecordResultHandler:
         if state is None or state.status == "processing":
             return
         clip = await self._recorder.tracked_clip(message.project_id, message.task_uuid)
-        if clip is None or clip.submitted_at is None:
+        if clip is None:
             return
-        age_s = (datetime.now(UTC) - clip.submitted_at).total_seconds()
+        # A quick task's webhook can beat the submitter's own write: not yet submitted_at.
+        submitted_at = clip.submitted_at or datetime.now(UTC)
+        age_s = (datetime.now(UTC) - submitted_at).total_seconds()
         decision = self._policy.after_state(state, attempt=1, age_s=age_s)
         if isinstance(decision, CheckAgain):
             return  # nothing final in it; the clip's own checks carry on
