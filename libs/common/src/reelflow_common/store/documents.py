@@ -45,14 +45,12 @@ _EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
 }
 
 #: clip fields that belong to the Runware request, copied as they are onto a retry
-REQUEST_FIELDS = ("prompt", "negative_prompt", "duration", "width", "height", "seed", "fps")
+REQUEST_FIELDS = tuple(NewClip.model_fields)
 _OUTCOME_FIELDS = ("video_url", "video_uuid", "cost", "error", "submitted_at", "completed_at")
 _DATETIME_FIELDS = ("created_at", "submitted_at", "completed_at", "updated_at")
 
 
-def clip_document(
-    task_uuid: str, scene_index: int, request: NewClip | Clip, *, now: datetime
-) -> Document:
+def clip_document(task_uuid: str, scene_index: int, request: NewClip, *, now: datetime) -> Document:
     """A new, queued clip."""
     doc: Document = {"task_uuid": task_uuid, "scene_index": scene_index}
     doc["status"] = ClipStatus.QUEUED.value

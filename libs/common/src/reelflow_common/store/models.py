@@ -40,21 +40,17 @@ class NewProject(_Frozen):
     correlation_id: str | None = None
 
 
-class Clip(_Frozen):
-    """One clip of a project: one Runware task, keyed by the task UUID reelflow chose."""
+class Clip(NewClip):
+    """One clip of a project: one Runware task, keyed by the task UUID reelflow chose.
+
+    Its request fields are :class:`NewClip`'s; the rest is what became of it.
+    """
 
     task_uuid: str
     scene_index: int
     status: ClipStatus
     #: the project's model, repeated here so a submitter needs nothing else
     model: str
-    prompt: str
-    negative_prompt: str | None = None
-    duration: float | None = None
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    fps: int | None = None
     video_url: str | None = None
     video_uuid: str | None = None
     cost: float | None = None
