@@ -15,7 +15,6 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 
-from reelflow_common.broker import amqp_channel, consume
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import (
     CheckClip,
@@ -387,35 +386,23 @@ def messages_handled(queue: str, outcome: str) -> float:
 
 
 async def test_webhook_for_a_task_retried_away_is_acknowledged_and_changes_nothing(
-    world: World, record: RecordResultHandler, amqp_connection: AbstractRobustConnection
+    world: World, record: RecordResultHandler
 ) -> None:
     project = await world.processing(await world.new_project("a fox [sim:hang]"))
     gone = "00000000-0000-4000-8000-00000000dead"  # a task the clip no longer stands for
     body = _webhook(gone, status="success", videoURL="https://im.runware.ai/video/x.mp4")
     acked = messages_handled(RECORD_RESULT, "acked")
-    stop = asyncio.Event()
-    async with amqp_channel(amqp_connection) as channel:
-        loop = consume(
-            channel,
-            world.topology,
-            RECORD_RESULT,
-            RecordRunwareResult,
-            record,
-            publisher=world.publisher,
-            concurrency=1,
-            stop=stop,
-        )
-        async with running(loop, stop):
-            message = RecordRunwareResult(project_id=project.id, task_uuid=gone, body=body)
-            await world.publisher.send(RECORD_RESULT, message)
-            await eventually(lambda: messages_handled(RECORD_RESULT, "acked") > acked, "acked")
+    async with world.consuming(RECORD_RESULT, RecordRunwareResult, record):
+        message = RecordRunwareResult(project_id=project.id, task_uuid=gone, body=body)
+        await world.publisher.send(RECORD_RESULT, message)
+        await eventually(lambda: messages_handled(RECORD_RESULT, "acked") > acked, "acked")
 
     assert (await world.project(project.id)).seq == project.seq
     assert await world.ready_count(world.topology.dead_letter_queue(RECORD_RESULT)) == 0
 
 
 async def test_many_clips_finishing_at_once_finish_the_project_exactly_once(
-    world: World, check: CheckHandler, amqp_connection: AbstractRobustConnection
+    world: World, check: CheckHandler
 ) -> None:
     clips = 8
     project = await world.new_project(*(f"scene {n}" for n in range(clips)))
@@ -430,20 +417,8 @@ async def test_many_clips_finishing_at_once_finish_the_project_exactly_once(
         await check(message)
         handled.append(message)
 
-    stop = asyncio.Event()
-    async with amqp_channel(amqp_connection) as channel:
-        loop = consume(
-            channel,
-            world.topology,
-            CHECK_CLIP,
-            CheckClip,
-            counting,
-            publisher=world.publisher,
-            concurrency=clips,
-            stop=stop,
-        )
-        async with running(loop, stop):
-            await eventually(lambda: len(handled) == clips, "every check handled")
+    async with world.consuming(CHECK_CLIP, CheckClip, counting, concurrency=clips):
+        await eventually(lambda: len(handled) == clips, "every check handled")
 
     published = await world.settle_events(events)
     finished = [event for event in published if isinstance(event, ProjectFinished)]

@@ -18,7 +18,6 @@ from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from reelflow_common.broker import amqp_channel, consume
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import InvalidMessage
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
@@ -175,7 +174,7 @@ async def test_when_every_answer_is_lost_a_task_runware_has_is_tracked_not_faile
     "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
 )
 async def test_a_clip_outlives_a_runware_outage_longer_than_its_attempts(
-    world: World, handler: SubmitHandler, amqp_connection: AbstractRobustConnection
+    world: World, handler: SubmitHandler
 ) -> None:
     project = await world.new_project("a fox")
     task_uuid = project.clips[0].task_uuid
@@ -189,30 +188,18 @@ async def test_a_clip_outlives_a_runware_outage_longer_than_its_attempts(
     async def status() -> ClipStatus:
         return (await world.project(project.id)).clips[0].status
 
-    stop = asyncio.Event()
-    async with amqp_channel(amqp_connection) as channel:
-        loop = consume(
-            channel,
-            world.topology,
-            SUBMIT_CLIP,
-            SubmitClip,
-            recording,
-            publisher=world.publisher,
-            concurrency=1,
-            stop=stop,
-        )
-        async with running(loop, stop):
-            await world.publisher.send(SUBMIT_CLIP, submit_of(project))
-            # Past the last attempt Runware still cannot say whether it holds the task,
-            # so the clip is not failed: the last attempt comes back until it can.
-            await eventually(lambda: seen.count(MAX_ATTEMPTS) >= 2, "the last attempt retried")
-            assert await status() is ClipStatus.SUBMITTING
-            world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    async with world.consuming(SUBMIT_CLIP, SubmitClip, recording):
+        await world.publisher.send(SUBMIT_CLIP, submit_of(project))
+        # Past the last attempt Runware still cannot say whether it holds the task,
+        # so the clip is not failed: the last attempt comes back until it can.
+        await eventually(lambda: seen.count(MAX_ATTEMPTS) >= 2, "the last attempt retried")
+        assert await status() is ClipStatus.SUBMITTING
+        world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
 
-            async def processing() -> bool:
-                return await status() is ClipStatus.PROCESSING
+        async def processing() -> bool:
+            return await status() is ClipStatus.PROCESSING
 
-            await eventually(processing, "the clip accepted once Runware is back")
+        await eventually(processing, "the clip accepted once Runware is back")
 
     assert seen[:MAX_ATTEMPTS] == list(range(1, MAX_ATTEMPTS + 1))
     (accepted,) = await world.settle_events(events)

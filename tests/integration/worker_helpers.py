@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import SecretStr
 
-from reelflow_common.broker import Publisher, amqp_channel
+from reelflow_common.broker import Publisher, amqp_channel, consume
 from reelflow_common.messages import ClipUpdated, Event, Message, ProjectFinished
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings, TopologySettings
@@ -126,6 +126,31 @@ class World:
     runware: RunwareClient
     tenant_id: str = "tenant-1"
     _inboxes: list[Inbox] = field(default_factory=list)
+
+    @asynccontextmanager
+    async def consuming(
+        self,
+        work_queue: str,
+        model: type[M],
+        handler: Callable[[M], Awaitable[None]],
+        *,
+        concurrency: int = 1,
+    ) -> AsyncIterator[None]:
+        """Run the consume policy on ``work_queue`` (a channel of its own) until the block ends."""
+        stop = asyncio.Event()
+        async with amqp_channel(self.connection) as channel:
+            loop = consume(
+                channel,
+                self.topology,
+                work_queue,
+                model,
+                handler,
+                publisher=self.publisher,
+                concurrency=concurrency,
+                stop=stop,
+            )
+            async with running(loop, stop):
+                yield
 
     async def new_project(self, *prompts: str, **clip_fields: Any) -> Project:
         fields = {"duration": 4, "width": 1280, "height": 720} | clip_fields
