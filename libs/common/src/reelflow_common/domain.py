@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ClipStatus(StrEnum):
-    """Public clip states. ``submitting`` is internal and shown as ``queued``."""
+    """Clip states, as stored and as shown."""
 
     QUEUED = "queued"
-    SUBMITTING = "submitting"
     PROCESSING = "processing"
     SUCCESS = "success"
     FAILED = "failed"
@@ -22,11 +22,25 @@ class ClipStatus(StrEnum):
         return self in TERMINAL_CLIP_STATUSES
 
     @property
-    def public(self) -> ClipStatus:
-        return ClipStatus.QUEUED if self is ClipStatus.SUBMITTING else self
+    def bucket(self) -> Bucket:
+        """The ``counts`` field this state is counted in."""
+        return _BUCKETS[self]
 
 
 TERMINAL_CLIP_STATUSES = frozenset({ClipStatus.SUCCESS, ClipStatus.FAILED, ClipStatus.CANCELLED})
+#: states a clip leaves only by a transition guarded on one of them (the ``pending`` bucket)
+OPEN_CLIP_STATUSES = (ClipStatus.QUEUED, ClipStatus.PROCESSING)
+
+#: the ``counts`` fields a clip is counted in
+Bucket = Literal["pending", "completed", "failed", "cancelled"]
+
+_BUCKETS: dict[ClipStatus, Bucket] = {
+    ClipStatus.QUEUED: "pending",
+    ClipStatus.PROCESSING: "pending",
+    ClipStatus.SUCCESS: "completed",
+    ClipStatus.FAILED: "failed",
+    ClipStatus.CANCELLED: "cancelled",
+}
 
 
 class ProjectStatus(StrEnum):
@@ -47,6 +61,29 @@ class Counts(BaseModel):
     pending: int
     failed: int
     cancelled: int = 0
+
+    def moved(self, from_bucket: Bucket, to_bucket: Bucket, *, by: int = 1) -> Counts:
+        """These counts after ``by`` clips moved from one bucket to another."""
+        if from_bucket == to_bucket:
+            return self
+        values = self.model_dump()
+        values[from_bucket] -= by
+        values[to_bucket] += by
+        return Counts.model_validate(values)
+
+
+class ClipRequest(BaseModel):
+    """What one scene asks Runware for: the request fields of its ``videoInference`` task."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    negative_prompt: str | None = None
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    seed: int | None = None
+    fps: int | None = None
 
 
 def final_project_status(counts: Counts) -> ProjectStatus:

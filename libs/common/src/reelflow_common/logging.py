@@ -2,7 +2,8 @@
 
 Context (``service``, ``request_id``, ``project_id``, ``task_uuid``) is bound
 with :func:`bound_context` and appears on every line logged inside it. Values
-that look like secrets are masked before a line is written.
+that look like secrets are masked before a line is written, and secrets inside
+URLs (``?token=``, the webhook path) are redacted on every line, uvicorn's too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from reelflow_common.redact import RedactUrlSecrets, redact_event
 from reelflow_common.settings import LogSettings
 
 _SECRET_KEYS = ("api_key", "apikey", "token", "authorization", "password", "secret")
@@ -40,6 +42,7 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_secrets,
+        redact_event,
     ]
     renderer: Any = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -60,6 +63,8 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
+    # On the handler, not on loggers: a logger's filter misses what its children propagate.
+    handler.addFilter(RedactUrlSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

@@ -1,21 +1,28 @@
 """Every message that travels over RabbitMQ, as a frozen pydantic model.
 
 Commands are imperative and have exactly one consumer (``SubmitClip``,
-``CheckClip``, ``RecordRunwareResult``); events are past tense and fan out
+``CheckClip``, ``CheckHintedTasks``); events are past tense and fan out
 (``ClipUpdated``, ``ProjectFinished``). Each message carries its own envelope
 fields: ``message_id``, ``correlation_id`` (the HTTP request that started the
 chain), ``occurred_at`` and ``schema_version``.
+
+Commands carry what their consumer needs, so that handling one reads nothing
+from the database on the way that matters: a ``SubmitClip`` holds the request
+to send, a ``CheckClip`` the lease of the chain it belongs to.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+
+#: task UUIDs one webhook hint may name; Runware sends one task per delivery
+MAX_HINTED_TASKS = 100
 
 
 def _now() -> datetime:
@@ -24,6 +31,15 @@ def _now() -> datetime:
 
 def _new_id() -> str:
     return uuid.uuid4().hex
+
+
+def _canonical_uuid(value: str) -> str:
+    # UUID() also accepts braces, URNs and missing hyphens; the canonical form is what we store.
+    return str(uuid.UUID(value))
+
+
+#: a task UUID as reelflow writes them (lowercase, hyphenated)
+TaskUuid = Annotated[str, Field(min_length=32, max_length=45), AfterValidator(_canonical_uuid)]
 
 
 class Message(BaseModel):
@@ -38,6 +54,11 @@ class Message(BaseModel):
 
     #: the AMQP ``type`` property; consumers check it before parsing
     message_type: ClassVar[str]
+
+    def following(self, **changes: Any) -> Self:
+        """A fresh message (new id and time) with ``changes``: the next step of a chain is a
+        new command, not a redelivery of this one."""
+        return self.model_copy(update={"message_id": _new_id(), "occurred_at": _now(), **changes})
 
     def headers(self) -> dict[str, str]:
         """Correlation ids that travel as AMQP headers and are bound into log lines."""
@@ -55,39 +76,83 @@ class Message(BaseModel):
 
 
 class SubmitClip(Message):
-    """Send one clip to Runware (``videoInference``, async delivery)."""
+    """Send one clip to Runware (``videoInference``, async delivery), as attempt ``attempt``.
+
+    ``token`` names the chain this message belongs to: the clip's lease holds the
+    token of its one live chain, and only that chain may record ``processing``.
+    """
 
     message_type: ClassVar[str] = "submit_clip"
     project_id: str
+    tenant_id: str
+    scene_index: int = Field(ge=0)
     task_uuid: str
+    token: str
+    lease_until: datetime
+    model: str
+    request: ClipRequest
     attempt: int = Field(default=1, ge=1)
+    #: when this chain first called Runware (database clock); the visibility grace counts from it
+    first_attempt_at: datetime | None = None
+    #: set once the submits are over: the error the clip fails with unless Runware turns out
+    #: to hold the task; such a message only asks Runware (``getResponse``)
+    final_error: dict[str, str] | None = None
 
 
 class CheckClip(Message):
-    """Ask Runware for the state of one task (``getResponse``)."""
+    """Ask Runware for the state of one task (``getResponse``), check number ``check``."""
 
     message_type: ClassVar[str] = "check_clip"
     project_id: str
+    scene_index: int = Field(ge=0)
     task_uuid: str
-    attempt: int = Field(default=1, ge=1)
+    token: str
+    lease_until: datetime
     submitted_at: datetime
+    #: when the current watch began (database clock); the ceiling counts from it
+    watched_since: datetime
+    model: str
+    duration: float | None = None
+    width: int | None = None
+    height: int | None = None
+    webhooks: bool = False
+    check: int = Field(default=1, ge=1)
+    #: the last error a check of this chain met, shown if the clip times out
+    last_error: str | None = None
 
 
-class RecordRunwareResult(Message):
-    """A task state that reached us without a poll (a Runware webhook)."""
+class CheckHintedTasks(Message):
+    """A webhook named these tasks: ask Runware about them now. Never the body's results."""
 
-    message_type: ClassVar[str] = "record_runware_result"
+    message_type: ClassVar[str] = "check_hinted_tasks"
     project_id: str
-    task_uuid: str
-    #: Runware's answer body for the task as received: ``{"data": [...]}`` or ``{"errors": [...]}``
-    body: dict[str, Any]
+    scene_index: int | None = Field(default=None, ge=0)
+    task_uuids: list[TaskUuid] = Field(min_length=1, max_length=MAX_HINTED_TASKS)
 
 
 # --- events -------------------------------------------------------------------
 
 
+class AttemptView(BaseModel):
+    """An earlier attempt of a clip (a task it no longer stands for), as frontends see it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_uuid: str
+    status: ClipStatus
+    video_url: str | None = None
+    cost: float | None = None
+    error: dict[str, str] | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
 class ClipView(BaseModel):
-    """A clip as frontends see it (REST ``results`` items and WebSocket ``clip``)."""
+    """A clip as frontends see it (REST ``results`` items and WebSocket ``clip``).
+
+    ``attempts`` (earlier tasks of a retried clip) appears in REST results and
+    snapshots; an event carries the clip's current attempt only.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -99,6 +164,7 @@ class ClipView(BaseModel):
     error: dict[str, str] | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    attempts: list[AttemptView] | None = None
 
 
 class ClipUpdated(Message):
@@ -130,3 +196,23 @@ class ProjectFinished(Message):
 
 
 Event = ClipUpdated | ProjectFinished
+
+#: the one table of event types: AMQP ``type`` (and stored ``type``) -> model
+EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
+    ClipUpdated.message_type: ClipUpdated,
+    ProjectFinished.message_type: ProjectFinished,
+}
+EVENT_CLASSES = (ClipUpdated, ProjectFinished)
+
+
+def parse_event(message_type: str | None, body: bytes | str | dict[str, Any]) -> Event | None:
+    """The event of that type in ``body``; None for a type that is no event.
+
+    Raises pydantic's ``ValidationError`` for a body that is not that event.
+    """
+    model = EVENT_TYPES.get(message_type or "")
+    if model is None:
+        return None
+    if isinstance(body, dict):
+        return model.model_validate(body)
+    return model.model_validate_json(body)

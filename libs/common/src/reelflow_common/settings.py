@@ -9,9 +9,12 @@ arguments and never edit ``os.environ``.
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlencode
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reelflow_common.polling import FixedLadderPlanner
 
 
 class ReelflowSettings(BaseSettings):
@@ -106,6 +109,35 @@ class TopologySettings(AmqpSettings):
     )
     retry_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the retry delay")
 
+    def poll_planner(self) -> FixedLadderPlanner:
+        """The poll schedule these settings describe (the same numbers as the poll ladder)."""
+        return FixedLadderPlanner(
+            initial_s=self.poll_initial_delay_s,
+            backoff=self.poll_backoff,
+            cap_s=self.poll_max_delay_s,
+        )
+
+
+class LeaseSettings(ReelflowSettings):
+    """How long a clip's one live chain (submit or poll) holds it before the reconciler steps in."""
+
+    lease_s: float = Field(
+        default=600,
+        gt=0,
+        description=(
+            "a chain renews its clip's lease before this runs out; an expired lease lets the"
+            " reconciler re-arm the clip"
+        ),
+    )
+
+
+class VisibilitySettings(ReelflowSettings):
+    not_found_grace_s: float = Field(
+        default=120,
+        ge=0,
+        description="an unknown-task answer this soon after submit is taken as 'not visible yet'",
+    )
+
 
 class WebhookSettings(ReelflowSettings):
     """Where Runware can reach reelflow. Without ``public_base_url`` only polling is used."""
@@ -117,10 +149,11 @@ class WebhookSettings(ReelflowSettings):
         default=None, description="secret path segment of the webhook URL (per deployment)"
     )
 
-    def webhook_url(self, project_id: str) -> str | None:
-        """The ``webhookURL`` to give Runware for a clip of this project, or None."""
+    def webhook_url(self, project_id: str, scene_index: int) -> str | None:
+        """The ``webhookURL`` to give Runware for one clip, or None without webhooks."""
         if not self.public_base_url or self.webhook_secret is None:
             return None
         base = self.public_base_url.rstrip("/")
         secret = self.webhook_secret.get_secret_value()
-        return f"{base}/v1/webhooks/runware/{secret}?project_id={project_id}"
+        query = urlencode({"project_id": project_id, "scene": scene_index})
+        return f"{base}/v1/webhooks/runware/{secret}?{query}"

@@ -23,8 +23,8 @@ EVENTS_EXCHANGE = "reelflow.events"
 
 SUBMIT_CLIP = "submitter.submit_clip"
 CHECK_CLIP = "poller.check_clip"
-RECORD_RESULT = "poller.record_result"
-WORK_QUEUES = (SUBMIT_CLIP, CHECK_CLIP, RECORD_RESULT)
+HINTED_CHECK = "poller.check_hinted"
+WORK_QUEUES = (SUBMIT_CLIP, CHECK_CLIP, HINTED_CHECK)
 
 #: routing keys on the event exchange: ``<entity>.<past tense>``
 CLIP_UPDATED = "clip.updated"
@@ -83,7 +83,7 @@ class Topology:
         )
         return cls(
             prefix=settings.amqp_prefix,
-            ladders={SUBMIT_CLIP: retry, CHECK_CLIP: poll, RECORD_RESULT: retry},
+            ladders={SUBMIT_CLIP: retry, CHECK_CLIP: poll, HINTED_CHECK: retry},
             max_deliveries=settings.max_deliveries,
         )
 

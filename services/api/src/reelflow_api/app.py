@@ -13,6 +13,7 @@ from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import projects, webhooks
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
+from reelflow_common.clock import DbClock
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import amqp_ready, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
@@ -34,7 +35,8 @@ def create_app(settings: Settings) -> FastAPI:
             channel = await stack.enter_async_context(amqp_channel(connection))
             topology = Topology.from_settings(settings)
             await declare_topology(channel, topology)
-            projects_store = ProjectStore(db)
+            clock = await stack.enter_async_context(DbClock(db).running())
+            projects_store = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
             api_keys = ApiKeyStore(db)
             indexes = await stack.enter_async_context(
                 Indexes(

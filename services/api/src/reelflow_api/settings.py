@@ -6,6 +6,7 @@ from pydantic import Field
 
 from reelflow_common.settings import (
     HttpSettings,
+    LeaseSettings,
     LogSettings,
     MongoSettings,
     TopologySettings,
@@ -13,7 +14,9 @@ from reelflow_common.settings import (
 )
 
 
-class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, WebhookSettings):
+class Settings(
+    TopologySettings, MongoSettings, LogSettings, HttpSettings, WebhookSettings, LeaseSettings
+):
     default_model: str = Field(
         default="google:3@3", description="model of a project that names none"
     )
@@ -25,4 +28,9 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, Webho
     max_wait_s: float = Field(default=120, ge=0, description="upper bound of ?wait=")
     wait_check_interval_s: float = Field(
         default=0.5, gt=0, description="how often a waiting POST re-reads its project"
+    )
+    webhook_max_body_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="a Runware webhook body larger than this is refused (413) before it is parsed",
     )

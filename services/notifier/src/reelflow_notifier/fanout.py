@@ -29,26 +29,19 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
 from reelflow_common.logging import get_logger
-from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
+from reelflow_common.messages import Event
+from reelflow_common.messages import parse_event as parse_event_body
 from reelflow_common.topology import EVENT_BINDING_KEYS, Topology
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
-
-_EVENT_MODELS: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
-    ClipUpdated.message_type: ClipUpdated,
-    ProjectFinished.message_type: ProjectFinished,
-}
 
 log = get_logger(__name__)
 
 
 def parse_event(incoming: AbstractIncomingMessage) -> Event | None:
     """The event in a delivery; None for a type this notifier does not show or a bad body."""
-    model = _EVENT_MODELS.get(incoming.type or "")
-    if model is None:
-        return None
     try:
-        return model.model_validate_json(incoming.body)
+        return parse_event_body(incoming.type, incoming.body)
     except ValidationError as exc:
         log.warning("fanout_event_invalid", message_type=incoming.type, errors=exc.error_count())
         return None

@@ -8,7 +8,6 @@ import uvicorn
 
 from reelflow_common.logging import configure_logging
 from reelflow_notifier.app import create_app
-from reelflow_notifier.redact import redact_tokens_in_uvicorn_logs
 from reelflow_notifier.settings import Settings
 
 
@@ -34,6 +33,5 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     """Serve until SIGTERM/SIGINT (uvicorn handles both)."""
     settings = settings or Settings()
     configure_logging(settings, service="notifier")
-    redact_tokens_in_uvicorn_logs()
     server = uvicorn.Server(server_config(settings))
     await server.serve(sockets=[sock] if sock is not None else None)

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
+from reelflow_common.messages import EVENT_CLASSES, Event
 from reelflow_notifier.wire import WireMessage
 
 
@@ -44,8 +44,6 @@ class Notice:
 
 Item = Event | Start | Snapshot | CatchUp
 Entry = tuple[str, Item] | Notice
-
-_EVENT_TYPES = (ClipUpdated, ProjectFinished)
 
 
 class Outbox:
@@ -95,7 +93,7 @@ class Outbox:
         entry = self._entries.popleft()
         if isinstance(entry, Notice):
             self._notices -= 1
-        elif isinstance(entry[1], _EVENT_TYPES):
+        elif isinstance(entry[1], EVENT_CLASSES):
             self._events -= 1
         return entry
 

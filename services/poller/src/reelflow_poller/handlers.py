@@ -1,127 +1,209 @@
-"""``CheckClip`` (a due poll) and ``RecordRunwareResult`` (a webhook): one path to the store."""
+"""``CheckClip`` (a due poll) and ``CheckHintedTasks`` (a webhook): Runware's answer, recorded.
+
+A check of a task still processing reads and writes nothing in the database:
+the message carries the chain's lease, and only a next check that would come
+too close to the lease's end renews it (a renewal that matches nothing means
+this chain is stale, and it stops). A terminal answer is recorded whatever the
+chain's token: what Runware says is the truth. A webhook only makes the poller
+ask Runware now; its body is never recorded.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
+from reelflow_common import leases
 from reelflow_common.broker import Publisher
-from reelflow_common.domain import ClipStatus
-from reelflow_common.logging import get_logger
-from reelflow_common.messages import CheckClip, RecordRunwareResult
-from reelflow_common.runware import RunwareClient, RunwareError, parse_task_states
-from reelflow_common.store import Clip, ProjectStore
+from reelflow_common.clock import Clock
+from reelflow_common.errors import TransientError
+from reelflow_common.logging import bound_context, get_logger
+from reelflow_common.messages import CheckClip, CheckHintedTasks
+from reelflow_common.polling import ClipProfile, PollPlanner
+from reelflow_common.runware import RunwareClient, RunwareError, TaskState
+from reelflow_common.store import Change, ProjectStore, TaskResult, TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP
-from reelflow_poller.service import CheckAgain, Decision, Failed, Policy, Succeeded
+from reelflow_poller.service import Keep, Policy, Record, Watch, terminal_result
 
 log = get_logger(__name__)
 
 
+def profile_of(message: CheckClip) -> ClipProfile:
+    return ClipProfile(
+        model=message.model,
+        duration=message.duration,
+        width=message.width,
+        height=message.height,
+        webhooks=message.webhooks,
+    )
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds()
+
+
 class ClipRecorder:
-    """Applies a decision to the store and publishes what changed."""
+    """Records a task's end on its clip and publishes what changed."""
 
     def __init__(self, projects: ProjectStore, publisher: Publisher) -> None:
         self.projects = projects
         self._publisher = publisher
 
-    async def tracked_clip(self, project_id: str, task_uuid: str) -> Clip | None:
-        """The clip if it is still being tracked; re-publishes the events of a finished one."""
-        project = await self.projects.get(project_id)
-        clip = project.clip(task_uuid) if project else None
-        if clip is None:
-            # A retried clip got a new task UUID, or the project is gone: nothing to track.
-            log.info("clip_not_tracked")
-            return None
-        if clip.status.is_terminal:
-            # A crash may have come between write and publish; consumers drop duplicate seqs.
-            await self._publisher.publish_events(
-                await self.projects.events_for_clip(project_id, task_uuid)
-            )
-            return None
-        return clip
-
-    async def apply(self, project_id: str, task_uuid: str, decision: Succeeded | Failed) -> None:
-        now = datetime.now(UTC)
-        if isinstance(decision, Succeeded):
-            state = decision.state
-            events = await self.projects.record_success(
-                project_id,
-                task_uuid,
-                video_url=state.video_url or "",
-                video_uuid=state.video_uuid,
-                cost=state.cost,
-                seed=state.seed,
-                completed_at=now,
-            )
-            log.info("clip_succeeded", cost=state.cost)
+    async def record(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        result: TaskResult,
+        *,
+        submitted_at: datetime | None = None,
+        correlation_id: str | None = None,
+    ) -> Change:
+        change = await self.projects.record(
+            project_id,
+            scene_index,
+            task_uuid,
+            result,
+            submitted_at=submitted_at,
+            correlation_id=correlation_id,
+        )
+        await self._publisher.publish_events(change.events)
+        if not change.applied:
+            log.info("clip_result_known", task_uuid=task_uuid, republished=len(change.events))
+        elif isinstance(result, TaskSucceeded):
+            log.info("clip_succeeded", task_uuid=task_uuid, cost=result.cost)
         else:
-            events = await self.projects.record_failure(
-                project_id,
-                task_uuid,
-                code=decision.code,
-                message=decision.message,
-                completed_at=now,
-            )
-            log.warning("clip_failed", code=decision.code, reason=decision.message)
-        await self._publisher.publish_events(events)
+            log.warning("clip_failed", task_uuid=task_uuid, code=result.code, reason=result.message)
+        return change
 
 
 class CheckHandler:
-    """Asks Runware where a processing clip stands; schedules the next check if unfinished."""
+    """Asks Runware where a task stands; records its end or schedules the next check."""
 
     def __init__(
-        self, recorder: ClipRecorder, runware: RunwareClient, publisher: Publisher, policy: Policy
+        self,
+        recorder: ClipRecorder,
+        runware: RunwareClient,
+        publisher: Publisher,
+        *,
+        policy: Policy,
+        planner: PollPlanner,
+        clock: Clock,
+        lease_s: float,
     ) -> None:
         self._recorder = recorder
         self._runware = runware
         self._publisher = publisher
         self._policy = policy
+        self._planner = planner
+        self._now = clock
+        self._lease_s = lease_s
 
     async def __call__(self, message: CheckClip) -> None:
-        clip = await self._recorder.tracked_clip(message.project_id, message.task_uuid)
-        if clip is None or clip.status is not ClipStatus.PROCESSING:
-            return
-        age_s = (datetime.now(UTC) - message.submitted_at).total_seconds()
-        decision: Decision
+        outcome: TaskState | RunwareError
         try:
-            state = await self._runware.get_response(message.task_uuid)
+            outcome = await self._runware.get_response(message.task_uuid)
         except RunwareError as error:
             log.warning("clip_check_failed", error=str(error), retryable=error.retryable)
-            decision = self._policy.after_error(error, attempt=message.attempt, age_s=age_s)
-        else:
-            decision = self._policy.after_state(state, attempt=message.attempt, age_s=age_s)
-        if isinstance(decision, CheckAgain):
-            # A fresh message (new id and time): the next check is a new command.
-            following = CheckClip(
-                project_id=message.project_id,
-                task_uuid=message.task_uuid,
-                attempt=message.attempt + 1,
+            outcome = error
+        now = self._now()
+        watch = Watch(
+            since_submit_s=seconds_between(message.submitted_at, now),
+            watched_s=seconds_between(message.watched_since, now),
+            last_error=message.last_error,
+        )
+        decision = self._policy.decide(outcome, watch)
+        if isinstance(decision, Record):
+            await self._recorder.record(
+                message.project_id,
+                message.scene_index,
+                message.task_uuid,
+                decision.result,
                 submitted_at=message.submitted_at,
                 correlation_id=message.correlation_id,
             )
-            await self._publisher.send(CHECK_CLIP, following, delay_s=decision.delay_s)
-            log.info("clip_check_scheduled", attempt=message.attempt + 1, delay_s=decision.delay_s)
+            if isinstance(decision.result, TaskSucceeded):
+                self._planner.observe_completion(
+                    profile_of(message), elapsed_s=watch.since_submit_s
+                )
             return
-        await self._recorder.apply(message.project_id, message.task_uuid, decision)
+        await self._check_again(message, decision, watch, now)
+
+    async def _check_again(
+        self, message: CheckClip, decision: Keep, watch: Watch, now: datetime
+    ) -> None:
+        delay_s = self._planner.next_check_s(
+            profile_of(message), elapsed_s=watch.since_submit_s, progress=decision.progress
+        )
+        delay_s = leases.bounded_step_s(delay_s, self._lease_s)
+        lease_until = message.lease_until
+        next_at = now + timedelta(seconds=delay_s)
+        if leases.renewal_due(next_at=next_at, lease_until=lease_until, lease_s=self._lease_s):
+            lease_until = leases.renewed_until(now, self._lease_s)
+            renewed = await self._recorder.projects.renew_lease(
+                message.project_id, message.scene_index, token=message.token, until=lease_until
+            )
+            if not renewed:
+                # Another chain holds the clip now (or it ended): this one stops here.
+                log.info("clip_check_chain_stale", check=message.check)
+                return
+        following = message.following(
+            check=message.check + 1, lease_until=lease_until, last_error=decision.last_error
+        )
+        await self._publisher.send(CHECK_CLIP, following, delay_s=delay_s)
+        log.debug("clip_check_scheduled", check=following.check, delay_s=round(delay_s, 3))
 
 
-class RecordResultHandler:
-    """A webhook's task state, recorded like a poll result; polling stays on as a safety net."""
+class HintHandler:
+    """A webhook named tasks: ask Runware about each now and record what it says."""
 
-    def __init__(self, recorder: ClipRecorder, policy: Policy) -> None:
+    def __init__(self, recorder: ClipRecorder, runware: RunwareClient) -> None:
         self._recorder = recorder
-        self._policy = policy
+        self._runware = runware
 
-    async def __call__(self, message: RecordRunwareResult) -> None:
-        state = parse_task_states(message.body).get(message.task_uuid)
-        if state is None or state.status == "processing":
-            return
-        clip = await self._recorder.tracked_clip(message.project_id, message.task_uuid)
-        if clip is None:
-            return
-        # A quick task's webhook can beat the submitter's own write: not yet submitted_at.
-        submitted_at = clip.submitted_at or datetime.now(UTC)
-        age_s = (datetime.now(UTC) - submitted_at).total_seconds()
-        decision = self._policy.after_state(state, attempt=1, age_s=age_s)
-        if isinstance(decision, CheckAgain):
-            return  # nothing final in it; the clip's own checks carry on
-        await self._recorder.apply(message.project_id, message.task_uuid, decision)
+    async def __call__(self, message: CheckHintedTasks) -> None:
+        outcomes = await self._runware.get_responses(message.task_uuids)
+        unanswered = [
+            task_uuid
+            for task_uuid, outcome in outcomes.items()
+            if isinstance(outcome, RunwareError) and outcome.retryable
+        ]
+        for task_uuid, outcome in outcomes.items():
+            with bound_context(task_uuid=task_uuid):
+                result = terminal_result(outcome) if isinstance(outcome, TaskState) else None
+                if result is None:
+                    # Still running, unknown, or Runware cannot say: the clip's own chain
+                    # and the reconciler carry on; nothing from the webhook is believed.
+                    log.info("hint_without_result", outcome=_describe(outcome))
+                    continue
+                scene_index = message.scene_index
+                if scene_index is None:
+                    scene_index = await self._scene_of(message.project_id, task_uuid)
+                    if scene_index is None:
+                        log.info("hint_for_unknown_task")
+                        continue
+                await self._recorder.record(
+                    message.project_id,
+                    scene_index,
+                    task_uuid,
+                    result,
+                    correlation_id=message.correlation_id,
+                )
+        if unanswered:
+            # Ask again later (the retry ladder), for a fast result once Runware is back.
+            raise TransientError(f"Runware could not say where {len(unanswered)} tasks stand")
+
+    async def _scene_of(self, project_id: str, task_uuid: str) -> int | None:
+        """The scene a task belongs to (current or earlier attempt): one read, for old URLs."""
+        project = await self._recorder.projects.get(project_id)
+        if project is None:
+            return None
+        for clip in project.clips:
+            if clip.task_uuid == task_uuid or task_uuid in clip.attempts:
+                return clip.scene_index
+        return None
+
+
+def _describe(outcome: TaskState | RunwareError) -> str:
+    if isinstance(outcome, TaskState):
+        return outcome.status
+    return f"{type(outcome).__name__}: {outcome}"

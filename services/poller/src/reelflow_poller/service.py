@@ -1,98 +1,121 @@
-"""The poller's decisions, pure: no broker, no database, no HTTP."""
+"""The poller's decisions, pure: no broker, no database, no HTTP.
+
+One function reads what Runware said about a task (a state, or an error) and
+decides: record the end, or keep watching. It is shared by the poll chains, the
+webhook hints and the reconciler, so all three agree on what a task's answer
+means. Every path that keeps watching has the same ceiling.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reelflow_common.runware import ErrorCategory, RunwareError, TaskState
+from reelflow_common.runware import (
+    ErrorCategory,
+    RunwareError,
+    TaskState,
+    is_task_not_found,
+)
+from reelflow_common.store import TIMED_OUT, TaskFailed, TaskResult, TaskSucceeded
+
+__all__ = ["TIMED_OUT", "Keep", "Policy", "Record", "Watch", "terminal_result"]
 
 
 @dataclass(frozen=True)
-class Succeeded:
-    state: TaskState
+class Record:
+    """The task is over: record this on its clip."""
+
+    result: TaskResult
 
 
 @dataclass(frozen=True)
-class Failed:
-    code: str
-    message: str
+class Keep:
+    """Not over yet (or Runware cannot say): keep watching; ``last_error`` if there was one."""
+
+    progress: int | None = None
+    last_error: str | None = None
+
+
+Decision = Record | Keep
 
 
 @dataclass(frozen=True)
-class CheckAgain:
-    delay_s: float
+class Watch:
+    """How long a clip has been followed, in seconds on the database's clock."""
+
+    #: since Runware accepted the task (the planner and the visibility grace count from here)
+    since_submit_s: float
+    #: since the current watch began (the ceiling counts from here)
+    watched_s: float
+    #: the last error an earlier check met
+    last_error: str | None = None
 
 
-Decision = Succeeded | Failed | CheckAgain
+def terminal_result(state: TaskState) -> TaskResult | None:
+    """What a state from Runware records, if it ends the task; None while it does not.
 
-TIMED_OUT = "timedOut"
-
-
-def next_check_delay_s(attempt: int, *, initial_s: float, backoff: float, cap_s: float) -> float:
-    """Delay before check number ``attempt + 1``: ``initial * backoff**attempt``, capped."""
-    delay = initial_s
-    # Grown step by step, not by ``backoff**attempt``, which overflows for a long-lived clip.
-    for _ in range(attempt):
-        if delay >= cap_s or backoff <= 1.0:
-            break
-        delay *= backoff
-    return float(min(cap_s, delay))
+    A success without a video is of no use to anyone and ends nothing; neither does
+    an error state that only says the task is unknown (it may not be visible yet).
+    """
+    if state.status == "success":
+        if not state.video_url:
+            return None
+        return TaskSucceeded(
+            video_url=state.video_url, video_uuid=state.video_uuid, cost=state.cost
+        )
+    if state.status == "error":
+        failure = state.error
+        if failure is not None and failure.category is ErrorCategory.NOT_FOUND:
+            return None
+        code = (failure.code if failure else None) or "taskFailed"
+        message = (failure.message if failure else "") or "Runware reported an error."
+        return TaskFailed(code=code, message=message)
+    return None
 
 
 @dataclass(frozen=True)
 class Policy:
-    initial_s: float
-    backoff: float
-    cap_s: float
+    """How long a clip is followed: the ceiling, and the grace for a task not visible yet."""
+
     max_age_s: float
     not_found_grace_s: float
 
-    def check_again(self, attempt: int, age_s: float) -> Decision:
-        """Runware says the task is unfinished: check later, or give up past the maximum age."""
-        if age_s >= self.max_age_s:
-            return Failed(
-                TIMED_OUT, f"Runware had not finished the task {age_s:.0f} s after submission."
-            )
-        return self.next_check(attempt)
+    def decide(self, outcome: TaskState | RunwareError, watch: Watch) -> Decision:
+        """What Runware's answer about a task means for its clip."""
+        if isinstance(outcome, TaskState):
+            result = terminal_result(outcome)
+            if result is not None:
+                return Record(result)  # Runware's answer: recorded past the ceiling too
+            if outcome.status == "error" and outcome.error is not None:  # unknown task
+                return self._not_found(
+                    outcome.error.code or "taskFailedOrNotFound", outcome.error.message, watch
+                )
+            if outcome.status == "success":
+                return self._keep(watch, "Runware reported success without a video URL")
+            return self._keep(watch, None, progress=outcome.progress)
+        if is_task_not_found(outcome):
+            return self._not_found(outcome.code or "taskFailedOrNotFound", outcome.message, watch)
+        # An outage, a refused request, a rotated key: nothing is known about the task.
+        return self._keep(watch, str(outcome))
 
-    def next_check(self, attempt: int) -> CheckAgain:
-        return CheckAgain(
-            next_check_delay_s(
-                attempt, initial_s=self.initial_s, backoff=self.backoff, cap_s=self.cap_s
-            )
-        )
-
-    def failure(self, state: TaskState, *, attempt: int, age_s: float) -> Decision:
-        """A task Runware reports in error: failed, unless it is only not visible yet."""
-        failure = state.error
-        code = (failure.code if failure else None) or "taskFailed"
-        if failure is not None and failure.category is ErrorCategory.NOT_FOUND:
-            return self.after_not_found(code, failure.message, attempt=attempt, age_s=age_s)
-        return Failed(code, failure.message if failure else "Runware reported an error.")
-
-    def after_state(self, state: TaskState, *, attempt: int, age_s: float) -> Decision:
-        """What a task state (from a poll or a webhook) means for the clip."""
-        if state.status == "success":
-            if not state.video_url:
-                # A success without a video is of no use to anyone: ask again.
-                return self.next_check(attempt)
-            return Succeeded(state)
-        if state.status == "error":
-            return self.failure(state, attempt=attempt, age_s=age_s)
-        return self.check_again(attempt, age_s)
-
-    def after_error(self, error: RunwareError, *, attempt: int, age_s: float) -> Decision:
-        """Runware could not say where the task stands."""
-        if error.category is ErrorCategory.NOT_FOUND and error.task_uuid is not None:
-            return self.after_not_found(
-                error.code or "taskFailedOrNotFound", error.message, attempt=attempt, age_s=age_s
-            )
-        # An outage, a refused request or a misconfigured key: nothing is known about
-        # the task, which may well finish (and be billed); never time it out on that.
-        return self.next_check(attempt)
-
-    def after_not_found(self, code: str, message: str, *, attempt: int, age_s: float) -> Decision:
+    def _not_found(self, code: str, message: str, watch: Watch) -> Decision:
         # Right after a submit the task may not be visible yet (runware-api.md §3.3).
-        if age_s < self.not_found_grace_s:
-            return self.check_again(attempt, age_s)
-        return Failed(code, message or "Runware does not know this task.")
+        if watch.since_submit_s < self.not_found_grace_s:
+            return self._keep(watch, f"{code}: {message}")
+        return Record(TaskFailed(code=code, message=message or "Runware does not know this task."))
+
+    def _keep(self, watch: Watch, error: str | None, *, progress: int | None = None) -> Decision:
+        last_error = error or watch.last_error
+        if watch.watched_s >= self.max_age_s:
+            return Record(self.timed_out(watch, last_error))
+        return Keep(progress=progress, last_error=last_error)
+
+    def timed_out(self, watch: Watch, last_error: str | None) -> TaskFailed:
+        """The ceiling: the clip fails on our side, saying what was last seen."""
+        message = f"Runware had not finished the task {watch.watched_s:.0f} s into its watch."
+        if last_error:
+            message += f" Last error: {last_error}"
+        return TaskFailed(code=TIMED_OUT, message=message)
+
+    def past_ceiling(self, watch: Watch) -> bool:
+        return watch.watched_s >= self.max_age_s

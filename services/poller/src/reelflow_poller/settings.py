@@ -6,23 +6,42 @@ from pydantic import Field
 
 from reelflow_common.settings import (
     HttpSettings,
+    LeaseSettings,
     LogSettings,
     MongoSettings,
     RunwareSettings,
     TopologySettings,
+    VisibilitySettings,
 )
 
 
-class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, RunwareSettings):
+class Settings(
+    TopologySettings,
+    MongoSettings,
+    LogSettings,
+    HttpSettings,
+    RunwareSettings,
+    LeaseSettings,
+    VisibilitySettings,
+):
     http_port: int = Field(default=8003, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     poll_concurrency: int = Field(default=32, ge=1, description="CheckClip messages in flight")
     poll_max_age_s: float = Field(
         default=7200,
         gt=0,
-        description="a clip still processing this long after submit fails as timedOut",
+        description=(
+            "the ceiling: a clip not finished this long after submit (or queued this long)"
+            " fails as timedOut with the last error seen"
+        ),
     )
-    not_found_grace_s: float = Field(
-        default=120,
+    reconcile_interval_s: float = Field(
+        default=10, gt=0, description="how often the reconciler looks for clips whose lease ran out"
+    )
+    reconcile_grace_s: float = Field(
+        default=30,
         ge=0,
-        description="an unknown-task answer this soon after submit is taken as 'not visible yet'",
+        description="a lease must have run out this long before the reconciler re-arms its clip",
+    )
+    reconcile_batch_size: int = Field(
+        default=100, ge=1, description="projects one reconciler pass takes at most"
     )

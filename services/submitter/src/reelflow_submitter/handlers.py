@@ -1,26 +1,44 @@
-"""``SubmitClip``: send one clip to Runware and record that Runware has it."""
+"""``SubmitClip``: send one clip to Runware and record that Runware has it.
+
+Nothing is read on the way: the message carries the request, and the one write
+(``queued → processing``) is guarded on the clip's task and the chain's token.
+Only the chain whose write applied starts the clip's polling; a duplicate whose
+guard fails re-publishes the clip's stored events and stops, and a winner that
+crashed before starting its checks is covered by its lease and the reconciler.
+"""
 
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
+from reelflow_common import leases
 from reelflow_common.broker import Publisher
+from reelflow_common.clock import Clock
+from reelflow_common.commands import first_check
 from reelflow_common.domain import ClipStatus
-from reelflow_common.errors import InvalidMessage, TransientError
+from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
-from reelflow_common.messages import CheckClip, SubmitClip
-from reelflow_common.runware import RunwareClient, RunwareError
-from reelflow_common.store import Clip, ProjectStore
+from reelflow_common.messages import SubmitClip
+from reelflow_common.polling import PollPlanner
+from reelflow_common.runware import RunwareClient, RunwareError, is_task_not_found
+from reelflow_common.store import ProjectStore, TaskFailed
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_submitter.service import GiveUp, RetryLater, after_submit_error, video_request
+from reelflow_submitter.service import (
+    GiveUp,
+    after_not_found,
+    after_submit_error,
+    may_hold_task,
+    profile,
+    video_request,
+)
 from reelflow_submitter.settings import Settings
 
 log = get_logger(__name__)
 
 
 class SubmitHandler:
-    """Moves a clip ``queued → submitting → processing`` (or ``failed``).
+    """Moves a clip ``queued → processing`` (or ``failed``).
 
     Safe to run twice for the same message: the task UUID was chosen before the
     first submit, so a resubmit after a crash answers ``conflictTaskUUID`` and
@@ -34,22 +52,29 @@ class SubmitHandler:
         publisher: Publisher,
         settings: Settings,
         *,
+        planner: PollPlanner,
+        clock: Clock,
         rng: random.Random | None = None,
     ) -> None:
         self._projects = projects
         self._runware = runware
         self._publisher = publisher
         self._settings = settings
+        self._planner = planner
+        self._now = clock
         self._rng = rng or random.Random()
 
     async def __call__(self, message: SubmitClip) -> None:
-        clip = await self._projects.start_submitting(message.project_id, message.task_uuid)
-        if clip is None:
-            await self._already_past_submit(message)
+        if message.first_attempt_at is None:
+            message = message.model_copy(update={"first_attempt_at": self._now()})
+        if message.final_error is not None:
+            await self._verify(message)
             return
-        request = video_request(clip, webhook_url=self._settings.webhook_url(message.project_id))
+        webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
         try:
-            result = await self._runware.submit_video(request)
+            result = await self._runware.submit_video(
+                video_request(message, webhook_url=webhook_url)
+            )
         except RunwareError as error:
             await self._on_error(message, error)
             return
@@ -58,26 +83,43 @@ class SubmitHandler:
         await self._accepted(message)
 
     async def _accepted(self, message: SubmitClip) -> None:
-        submitted_at = datetime.now(UTC)
-        events = await self._projects.mark_processing(
-            message.project_id, message.task_uuid, submitted_at=submitted_at
+        change = await self._projects.mark_processing(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            token=message.token,
+            correlation_id=message.correlation_id,
         )
-        if events:  # else another submitter recorded it first and started its polling
-            await self._start_polling(message, submitted_at)
-        await self._publisher.publish_events(events)
-        log.info("clip_submitted", attempt=message.attempt)
+        if change.applied:
+            assert change.at is not None
+            assert change.lease_until is not None
+            await self._start_polling(message, change.at, change.lease_until)
+            log.info("clip_submitted", attempt=message.attempt)
+        else:
+            # Another chain recorded it, or the clip is past this point: no second chain.
+            log.info("clip_submit_not_recorded", attempt=message.attempt)
+        await self._publisher.publish_events(change.events)
 
-    async def _start_polling(self, message: SubmitClip, submitted_at: datetime) -> None:
-        await self._publisher.send(
-            CHECK_CLIP,
-            CheckClip(
-                project_id=message.project_id,
-                task_uuid=message.task_uuid,
-                submitted_at=submitted_at,
-                correlation_id=message.correlation_id,
-            ),
-            delay_s=self._settings.poll_initial_delay_s,
+    async def _start_polling(
+        self, message: SubmitClip, submitted_at: datetime, until: datetime
+    ) -> None:
+        webhooks = self._settings.webhook_url(message.project_id, message.scene_index) is not None
+        check = first_check(
+            message, submitted_at=submitted_at, lease_until=until, webhooks=webhooks
         )
+        delay_s = leases.bounded_step_s(
+            self._planner.first_check_s(profile(message, webhooks=webhooks)),
+            self._settings.lease_s,
+        )
+        try:
+            await self._publisher.send(CHECK_CLIP, check, delay_s=delay_s)
+        except TransientError:
+            # This chain cannot go on: let the reconciler re-arm the clip without waiting
+            # out the lease. The retried message then finds the clip processing and stops.
+            await self._projects.expire_leases(
+                message.project_id, {message.scene_index: message.token}
+            )
+            raise
 
     async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
         decision = after_submit_error(
@@ -88,15 +130,9 @@ class SubmitHandler:
             cap_s=self._settings.retry_max_delay_s,
             rng=self._rng,
         )
-        if isinstance(decision, RetryLater):
-            # A fresh message (new id and time): the retry is a new command, not a redelivery.
-            retry = SubmitClip(
-                project_id=message.project_id,
-                task_uuid=message.task_uuid,
-                attempt=message.attempt + 1,
-                correlation_id=message.correlation_id,
-            )
-            await self._publisher.send(SUBMIT_CLIP, retry, delay_s=decision.delay_s)
+        if not isinstance(decision, GiveUp):
+            retry = message.model_copy(update={"attempt": message.attempt + 1})
+            await self._again(retry, decision.delay_s)
             log.warning(
                 "clip_submit_retry_scheduled",
                 attempt=message.attempt,
@@ -104,50 +140,70 @@ class SubmitHandler:
                 error=str(error),
             )
             return
-        may_hold_task = error.retryable or message.attempt > 1
-        if may_hold_task and await self._runware_has_task(message.task_uuid):
-            # An earlier answer was lost, yet that submit got through: track it, don't fail it.
-            await self._accepted(message)
+        final_error = {"code": decision.code, "message": decision.message}
+        if may_hold_task(error, attempt=message.attempt):
+            # An earlier answer may have been lost after Runware stored the task: ask it.
+            await self._verify(message.model_copy(update={"final_error": final_error}))
             return
-        assert isinstance(decision, GiveUp)
-        events = await self._projects.record_failure(
-            message.project_id,
-            message.task_uuid,
-            code=decision.code,
-            message=decision.message,
-            completed_at=datetime.now(UTC),
-            # Another submitter may have got it to Runware meanwhile: never fail that.
-            allowed_from=(ClipStatus.QUEUED, ClipStatus.SUBMITTING),
-        )
-        await self._publisher.publish_events(events)
-        log.warning("clip_submit_failed", code=decision.code, error=str(error))
+        await self._fail(message, final_error)
 
-    async def _runware_has_task(self, task_uuid: str) -> bool:
-        """Whether Runware holds the task; raises ``TransientError`` while it cannot say."""
+    async def _verify(self, message: SubmitClip) -> None:
+        """The submits are over: track the task if Runware has it, else fail the clip."""
+        assert message.final_error is not None
+        assert message.first_attempt_at is not None
         try:
-            await self._runware.get_response(task_uuid)
+            await self._runware.get_response(message.task_uuid)
         except RunwareError as error:
-            if error.retryable:
+            if not is_task_not_found(error):
                 # Failing the clip now could leave a billed task behind a "failed" clip:
                 # keep the message on the retry ladder until Runware can answer.
-                raise TransientError(f"cannot tell whether Runware has {task_uuid}") from error
-            return False
-        return True
-
-    async def _already_past_submit(self, message: SubmitClip) -> None:
-        """A duplicate or redelivered message: repair what a crash may have left undone."""
-        project = await self._projects.get(message.project_id)
-        current: Clip | None = project.clip(message.task_uuid) if project else None
-        if project is None:
-            raise InvalidMessage(f"project {message.project_id} does not exist")
-        if current is None:
-            # A retry replaced this clip with a new task: this message is stale.
-            log.info("clip_not_tracked")
+                raise TransientError(
+                    f"cannot tell whether Runware has {message.task_uuid}: {error}"
+                ) from error
+            wait = after_not_found(
+                now=self._now(),
+                first_attempt_at=message.first_attempt_at,
+                grace_s=self._settings.not_found_grace_s,
+                base_s=self._settings.retry_initial_delay_s,
+                cap_s=self._settings.retry_max_delay_s,
+            )
+            if wait is None:
+                await self._fail(message, message.final_error)
+            else:
+                await self._again(message, wait.delay_s)
+                log.info("clip_not_visible_yet", delay_s=round(wait.delay_s, 3))
             return
-        if current.status is ClipStatus.PROCESSING and current.submitted_at is not None:
-            # The crash may have come before the first CheckClip was published.
-            await self._start_polling(message, current.submitted_at)
-        await self._publisher.publish_events(
-            await self._projects.events_for_clip(message.project_id, message.task_uuid)
+        # Runware holds it: an earlier submit got through. Track it, don't fail it.
+        log.info("clip_found_at_runware", attempt=message.attempt)
+        await self._accepted(message)
+
+    async def _again(self, message: SubmitClip, delay_s: float) -> None:
+        """The next step of this chain, renewing its lease if the step would come too late."""
+        lease_s = self._settings.lease_s
+        delay_s = leases.bounded_step_s(delay_s, lease_s)
+        now = self._now()
+        next_at = now + timedelta(seconds=delay_s)
+        if leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s):
+            until = leases.renewed_until(now, lease_s)
+            renewed = await self._projects.renew_lease(
+                message.project_id, message.scene_index, token=message.token, until=until
+            )
+            if not renewed:
+                log.info("clip_submit_chain_stale")  # the clip moved on, or another chain has it
+                return
+            message = message.model_copy(update={"lease_until": until})
+        await self._publisher.send(SUBMIT_CLIP, message.following(), delay_s=delay_s)
+
+    async def _fail(self, message: SubmitClip, final_error: dict[str, str]) -> None:
+        change = await self._projects.record(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            TaskFailed(code=final_error["code"], message=final_error["message"]),
+            correlation_id=message.correlation_id,
+            # Only this chain's clip, and only before anyone got it to Runware.
+            token=message.token,
+            statuses=(ClipStatus.QUEUED,),
         )
-        log.info("clip_submit_skipped", status=current.status.value)
+        await self._publisher.publish_events(change.events)
+        log.warning("clip_submit_failed", code=final_error["code"], error=final_error["message"])

@@ -6,7 +6,8 @@ import asyncio
 from contextlib import AsyncExitStack
 
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
-from reelflow_common.lifecycle import every, shutdown_event
+from reelflow_common.clock import DbClock
+from reelflow_common.lifecycle import shutdown_event
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import SubmitClip
 from reelflow_common.mongo import mongo_database, ping
@@ -16,7 +17,6 @@ from reelflow_common.store import ProjectStore
 from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_topology
 from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.settings import Settings
-from reelflow_submitter.sweeper import sweep_undispatched
 
 log = get_logger(__name__)
 
@@ -35,10 +35,18 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         topology = Topology.from_settings(settings)
         await declare_topology(channel, topology)
-        projects = ProjectStore(db)
+        clock = DbClock(db)
+        projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
         await projects.ensure_indexes()
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
-        handler = SubmitHandler(projects, runware, publisher, settings)
+        handler = SubmitHandler(
+            projects,
+            runware,
+            publisher,
+            settings,
+            planner=settings.poll_planner(),
+            clock=clock.now,
+        )
         ops = ops_app({"rabbitmq": amqp_ready(connection), "mongodb": lambda: ping(db)})
         log.info("submitter_started", runware=settings.runware_base_url)
         await asyncio.gather(
@@ -53,12 +61,7 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 stop=stop,
                 drain_timeout_s=settings.drain_timeout_s,
             ),
-            every(
-                settings.sweep_interval_s,
-                lambda: sweep_undispatched(projects, publisher, grace_s=settings.sweep_grace_s),
-                stop=stop,
-                name="sweep_undispatched",
-            ),
+            clock.run(stop),
             serve_ops(ops, settings.http_host, settings.http_port, stop),
         )
     log.info("submitter_stopped")

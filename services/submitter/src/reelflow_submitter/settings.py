@@ -6,16 +6,25 @@ from pydantic import Field
 
 from reelflow_common.settings import (
     HttpSettings,
+    LeaseSettings,
     LogSettings,
     MongoSettings,
     RunwareSettings,
     TopologySettings,
+    VisibilitySettings,
     WebhookSettings,
 )
 
 
 class Settings(
-    TopologySettings, MongoSettings, LogSettings, HttpSettings, RunwareSettings, WebhookSettings
+    TopologySettings,
+    MongoSettings,
+    LogSettings,
+    HttpSettings,
+    RunwareSettings,
+    WebhookSettings,
+    LeaseSettings,
+    VisibilitySettings,
 ):
     http_port: int = Field(default=8002, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     submit_concurrency: int = Field(default=16, ge=1, description="SubmitClip messages in flight")
@@ -23,10 +32,4 @@ class Settings(
         default=20,
         ge=1,
         description="Runware submits of one clip before it may fail (20 ≈ 20 min of refusals)",
-    )
-    sweep_interval_s: float = Field(
-        default=30, gt=0, description="how often undispatched projects are looked for"
-    )
-    sweep_grace_s: float = Field(
-        default=60, gt=0, description="age after which an undispatched project is dispatched again"
     )

@@ -6,21 +6,31 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from reelflow_common.clock import DbClock
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.migration import migrate_v1_projects
 
 
-async def prepare_database(mongo_url: str, database: str) -> None:
-    """Create every index once, before the services start.
+async def prepare_database(mongo_url: str, database: str) -> int:
+    """Create every index once, and upgrade old project documents; how many were upgraded.
 
     Each service ensures the indexes too. Doing it first keeps four processes
     from building them at the moment the first writes create the collections:
     SecantusDB, the embedded development database, can hang on exactly that race
     (an index build meeting an insert that creates the collection).
+
+    Project documents of the first landing (v1) are upgraded in place, so an old
+    ``.run/mongo-data`` keeps working; a second run finds none left to upgrade.
     """
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, timeoutMS=30_000)
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, uuidRepresentation="standard", tz_aware=True, timeoutMS=30_000
+    )
     try:
         db = client[database]
         await ProjectStore(db).ensure_indexes()
         await ApiKeyStore(db).ensure_indexes()
+        clock = DbClock(db)
+        await clock.sync()
+        return await migrate_v1_projects(db, now=clock.now())
     finally:
         await client.close()

@@ -128,7 +128,9 @@ def main() -> None:
             say(f"  runware    simulator at {sim_url} (speedup {speedup}, RUNWARE_SIM_SPEEDUP)")
 
         database = os.environ.get("REELFLOW_MONGO_DATABASE", "reelflow")
-        asyncio.run(prepare_database(mongo_url, database))
+        upgraded = asyncio.run(prepare_database(mongo_url, database))
+        if upgraded:
+            say(f"  mongodb    upgraded {upgraded} project documents to the current shape")
         dev_key = asyncio.run(ensure_dev_key(mongo_url, database))
 
         for name, port in SERVICES:

@@ -8,6 +8,7 @@ from reelflow_common.runware.errors import (
     RunwareTaskError,
     RunwareTransportError,
     classify_code,
+    is_task_not_found,
 )
 from reelflow_common.runware.models import (
     SubmitResult,
@@ -31,5 +32,6 @@ __all__ = [
     "TaskStatus",
     "VideoRequest",
     "classify_code",
+    "is_task_not_found",
     "parse_task_states",
 ]

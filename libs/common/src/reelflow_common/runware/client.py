@@ -59,17 +59,23 @@ class _Answer:
                 parameter=failure.parameter,
                 allowed_values=failure.allowed_values,
             )
+        # No error entry: a bare status, an HTML page of a proxy or a load balancer. That is
+        # not Runware's word on the request (a bare 404 is no "task not found"), so it counts
+        # as an outage, and asking again is safe with our own task UUIDs.
         if not self.readable:
-            # A garbled answer is the server's fault; asking again is safe with our own UUIDs.
             return RunwareRequestError(
                 f"Runware answered HTTP {self.status} without a JSON object",
                 code="invalidResponse",
-                category=None if self.status >= 300 else ErrorCategory.SERVER_ERROR,
+                category=ErrorCategory.SERVER_ERROR,
                 http_status=self.status,
                 task_uuid=task_uuid,
             )
         return RunwareRequestError(
-            f"Runware answered HTTP {self.status}", http_status=self.status, task_uuid=task_uuid
+            f"Runware answered HTTP {self.status} without an error entry",
+            code="invalidResponse",
+            category=ErrorCategory.SERVER_ERROR,
+            http_status=self.status,
+            task_uuid=task_uuid,
         )
 
 

@@ -221,3 +221,16 @@ class RunwareRequestError(RunwareError):
 
 class RunwareTaskError(RunwareError):
     """Runware refused or does not know one task, named by ``task_uuid``."""
+
+
+def is_task_not_found(error: RunwareError) -> bool:
+    """Runware's own word that it does not know the task: an error entry naming that task.
+
+    A not-found status without such an entry (a bare 404, a proxy's page) is no answer
+    about the task at all; the client reports it as an outage.
+    """
+    return (
+        isinstance(error, RunwareTaskError)
+        and error.category is ErrorCategory.NOT_FOUND
+        and error.task_uuid is not None
+    )

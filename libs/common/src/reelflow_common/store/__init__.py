@@ -3,35 +3,47 @@
 from reelflow_common.messages import Event
 from reelflow_common.store.auth import ApiKeyStore, hash_key
 from reelflow_common.store.errors import (
-    ContendedProject,
     IdempotencyConflict,
     InvalidCursor,
     KeyOfAnotherTenant,
 )
 from reelflow_common.store.models import (
-    Clip,
+    Attempt,
+    ClipState,
+    CostTotals,
     CreateResult,
-    NewClip,
+    Lease,
     NewProject,
     Outcome,
     Project,
+    TaskFailed,
+    TaskResult,
+    TaskSucceeded,
 )
-from reelflow_common.store.projects import IDEMPOTENCY_TTL, ProjectStore
+from reelflow_common.store.projects import IDEMPOTENCY_TTL, Change, ProjectStore, new_token
+from reelflow_common.store.transitions import TIMED_OUT
 
 __all__ = [
     "IDEMPOTENCY_TTL",
+    "TIMED_OUT",
     "ApiKeyStore",
-    "Clip",
-    "ContendedProject",
+    "Attempt",
+    "Change",
+    "ClipState",
+    "CostTotals",
     "CreateResult",
     "Event",
     "IdempotencyConflict",
     "InvalidCursor",
     "KeyOfAnotherTenant",
-    "NewClip",
+    "Lease",
     "NewProject",
     "Outcome",
     "Project",
     "ProjectStore",
+    "TaskFailed",
+    "TaskResult",
+    "TaskSucceeded",
     "hash_key",
+    "new_token",
 ]

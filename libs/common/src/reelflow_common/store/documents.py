@@ -1,10 +1,11 @@
 """Project documents <-> models. The shape of the ``projects`` collection lives here.
 
-One document per project: ``_id`` is the project id, ``clips`` maps each task UUID
-to its clip, ``events`` holds the recent change events as the JSON of their
-messages (with ``type``), ``seq`` counts public changes. ``dispatched`` is an
-outbox flag: False from the moment clips are queued (``undispatched_since``)
-until every ``SubmitClip`` for them has been published.
+One document per project (``schema: 2``): ``clips`` maps each scene index (a
+decimal string) to the scene's clip state, ``requests`` holds each scene's
+Runware request (written once), ``events`` the recent changes as stored events
+(:mod:`reelflow_common.store.eventlog`), ``seq`` counts public changes,
+``due_at`` is a lower bound of the open clips' lease expiries (the reconciler's
+index), ``cost`` the totals of finished tasks.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
-from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.mongo import Document
-from reelflow_common.store.models import Clip, NewClip, NewProject, Project
+from reelflow_common.store.models import Attempt, ClipState, CostTotals, NewProject, Project
 from reelflow_common.store.timefmt import as_utc
+
+SCHEMA = 2
 
 PROJECT_INDEXES = [
     IndexModel(
@@ -36,54 +38,84 @@ PROJECT_INDEXES = [
         unique=True,
         partialFilterExpression={"idempotency_key": {"$type": "string"}},
     ),
-    IndexModel([("dispatched", ASCENDING), ("undispatched_since", ASCENDING)], name="undispatched"),
+    # The reconciler's query: generating projects whose earliest lease may have expired.
+    IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="reconcile_due"),
 ]
 
-_EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
-    ClipUpdated.message_type: ClipUpdated,
-    ProjectFinished.message_type: ProjectFinished,
-}
+#: what every read leaves out unless it needs it: the requests and the event log
+WITHOUT_REQUESTS_AND_EVENTS: Document = {"requests": 0, "events": 0}
+#: what a (re-)submission reads: everything but the event log
+WITHOUT_EVENTS: Document = {"events": 0}
 
-#: clip fields that belong to the Runware request, copied as they are onto a retry
-REQUEST_FIELDS = tuple(NewClip.model_fields)
-_OUTCOME_FIELDS = ("video_url", "video_uuid", "cost", "error", "submitted_at", "completed_at")
-_DATETIME_FIELDS = ("created_at", "submitted_at", "completed_at", "updated_at")
+_DATETIME_FIELDS = (
+    "queued_at",
+    "submitted_at",
+    "completed_at",
+    "updated_at",
+    "watched_since",
+)
 
 
-def clip_document(task_uuid: str, scene_index: int, request: NewClip, *, now: datetime) -> Document:
-    """A new, queued clip."""
-    doc: Document = {"task_uuid": task_uuid, "scene_index": scene_index}
-    doc["status"] = ClipStatus.QUEUED.value
-    doc |= {field: getattr(request, field) for field in REQUEST_FIELDS}
-    doc |= dict.fromkeys(_OUTCOME_FIELDS)
-    doc |= {"created_at": now, "updated_at": now}
-    return doc
+def clip_path(scene_index: int) -> str:
+    """The dotted path of a scene's clip state (no positional ``$`` needed)."""
+    return f"clips.{scene_index}"
+
+
+def queued_clip_document(
+    scene_index: int, task_uuid: str, *, token: str, lease_until: datetime, now: datetime
+) -> Document:
+    """A clip queued for a new task, leased to the chain of ``token``."""
+    return {
+        "scene_index": scene_index,
+        "task_uuid": task_uuid,
+        "status": ClipStatus.QUEUED.value,
+        "video_url": None,
+        "video_uuid": None,
+        "cost": None,
+        "error": None,
+        "queued_at": now,
+        "submitted_at": None,
+        "completed_at": None,
+        "updated_at": now,
+        "watched_since": now,
+        "lease": {"token": token, "until": lease_until},
+    }
 
 
 def new_project_document(
-    new: NewProject, *, project_id: str, task_uuids: list[str], now: datetime
+    new: NewProject,
+    *,
+    project_id: str,
+    task_uuids: list[str],
+    tokens: list[str],
+    now: datetime,
+    lease_until: datetime,
 ) -> Document:
-    """The document of a project just accepted: every clip queued, nothing dispatched yet."""
+    """The document of a project just accepted: every clip queued and leased."""
     clips = {
-        task_uuid: clip_document(task_uuid, index, scene, now=now)
-        for index, (task_uuid, scene) in enumerate(zip(task_uuids, new.scenes, strict=True))
+        str(index): queued_clip_document(
+            index, task_uuid, token=token, lease_until=lease_until, now=now
+        )
+        for index, (task_uuid, token) in enumerate(zip(task_uuids, tokens, strict=True))
     }
     counts = Counts(total_clips=len(clips), completed=0, pending=len(clips), failed=0)
     return {
         "_id": project_id,
+        "schema": SCHEMA,
         "tenant_id": new.tenant_id,
         "title": new.title,
         "model": new.model,
         "status": ProjectStatus.GENERATING.value,
         "seq": 0,
         "counts": counts.model_dump(),
+        "cost": CostTotals().model_dump(),
         "clips": clips,
+        "requests": [scene.model_dump() for scene in new.scenes],
         "events": [],
+        "due_at": lease_until,
         "correlation_id": new.correlation_id,
         "idempotency_key": new.idempotency_key,
         "request_hash": new.request_hash,
-        "dispatched": False,
-        "undispatched_since": now,
         "created_at": now,
         "updated_at": now,
         "finished_at": None,
@@ -94,15 +126,31 @@ def _utc_or_none(value: Any) -> Any:
     return as_utc(value) if isinstance(value, datetime) else value
 
 
-def clip_from_document(doc: Document, *, model: str) -> Clip:
-    values = {key: _utc_or_none(value) for key, value in doc.items()}
-    return Clip.model_validate(values | {"model": model})
+def _with_utc(doc: Document, fields: tuple[str, ...]) -> Document:
+    return {key: _utc_or_none(value) if key in fields else value for key, value in doc.items()}
+
+
+def attempt_from_document(doc: Document) -> Attempt:
+    return Attempt.model_validate(_with_utc(doc, _DATETIME_FIELDS))
+
+
+def clip_from_document(doc: Document) -> ClipState:
+    values = _with_utc(doc, _DATETIME_FIELDS)
+    lease = values.get("lease")
+    if isinstance(lease, dict):
+        values["lease"] = {"token": lease["token"], "until": as_utc(lease["until"])}
+    attempts = values.get("attempts") or {}
+    values["attempts"] = {key: attempt_from_document(value) for key, value in attempts.items()}
+    return ClipState.model_validate(values)
 
 
 def project_from_document(doc: Document) -> Project:
-    """The project of a document read with or without its ``events``."""
-    clips = [clip_from_document(clip, model=doc["model"]) for clip in doc["clips"].values()]
-    clips.sort(key=lambda clip: (clip.scene_index, clip.created_at or doc["created_at"]))
+    """The project of a document read with or without its ``requests`` (never its ``events``)."""
+    clips = sorted(
+        (clip_from_document(clip) for clip in doc["clips"].values()),
+        key=lambda clip: clip.scene_index,
+    )
+    requests = doc.get("requests")
     return Project(
         id=doc["_id"],
         tenant_id=doc["tenant_id"],
@@ -111,22 +159,12 @@ def project_from_document(doc: Document) -> Project:
         status=doc["status"],
         seq=doc["seq"],
         counts=Counts.model_validate(doc["counts"]),
+        cost=CostTotals.model_validate(doc.get("cost") or {}),
         clips=clips,
+        requests=None if requests is None else [ClipRequest.model_validate(r) for r in requests],
         correlation_id=doc.get("correlation_id"),
-        dispatched=doc.get("dispatched", False),
-        undispatched_since=doc.get("undispatched_since"),
+        due_at=_utc_or_none(doc.get("due_at")),
         created_at=as_utc(doc["created_at"]),
         updated_at=as_utc(doc["updated_at"]),
         finished_at=_utc_or_none(doc.get("finished_at")),
     )
-
-
-def event_document(event: Event) -> Document:
-    """An event as stored: the JSON of its message, with its ``type``."""
-    return {"type": event.message_type} | event.model_dump(mode="json")
-
-
-def event_from_document(doc: Document) -> Event:
-    fields = dict(doc)
-    event_type = _EVENT_TYPES[fields.pop("type")]
-    return event_type.model_validate(fields)

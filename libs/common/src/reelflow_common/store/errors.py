@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reelflow_common.errors import ReelflowError, TransientError
+from reelflow_common.errors import ReelflowError
 
 
 class IdempotencyConflict(ReelflowError):
@@ -15,7 +15,3 @@ class InvalidCursor(ReelflowError):
 
 class KeyOfAnotherTenant(ReelflowError):
     """An API key cannot be issued to a tenant: another tenant already holds it."""
-
-
-class ContendedProject(TransientError):
-    """A project changed under every attempt to update it; the same update may succeed later."""

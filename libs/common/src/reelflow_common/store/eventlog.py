@@ -1,37 +1,141 @@
-"""Reading the capped event log a project document keeps: pure functions, no I/O."""
+"""The capped event log of a project document, numbered by position: pure functions, no I/O.
+
+An update cannot read the document's ``seq`` or ``counts`` while it writes, so a
+stored event holds only what its writer knew: for ``clip.updated`` the clip as
+the writer saw it after the change and the move between count buckets
+(``delta``), for ``project.finished`` the final status. The numbers come from
+the log's position. Every update that adds ``k`` to ``seq`` pushes exactly ``k``
+events in the same update, so ``events[-1]`` has the document's ``seq``, the one
+before it ``seq - 1``, and so on; the counts after ``events[j]`` are the
+document's counts minus the deltas of the events after ``j``.
+
+:func:`materialize` turns a log and the document's ``(seq, counts)`` into full
+``ClipUpdated`` / ``ProjectFinished`` messages: for a writer, from the ``seq``
+and ``counts`` its own update returned; for a replay, from a read.
+"""
 
 from __future__ import annotations
 
-from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from reelflow_common.domain import Bucket, Counts, ProjectStatus
+from reelflow_common.messages import ClipUpdated, ClipView, Event, ProjectFinished
 from reelflow_common.mongo import Document
-from reelflow_common.store.documents import event_from_document
+from reelflow_common.store.timefmt import as_utc
+
+_ID_NAMESPACE = uuid.UUID("6f1c1a8e-1d0e-4b59-9b8e-6a3f1c0de7a5")
 
 
-def replay_after(seq: int, stored: list[Document], after_seq: int) -> list[Event] | None:
-    """The events after ``after_seq`` of a project now at ``seq``.
+@dataclass(frozen=True)
+class LogHead:
+    """What a log's events are numbered from: the document's ``seq`` and ``counts`` with it."""
+
+    project_id: str
+    tenant_id: str
+    seq: int
+    counts: Counts
+
+
+def clip_event(
+    clip: ClipView,
+    *,
+    from_bucket: Bucket,
+    to_bucket: Bucket,
+    occurred_at: datetime,
+    correlation_id: str | None,
+    replaces_task_uuid: str | None = None,
+) -> Document:
+    """A stored ``clip.updated``: the clip as the writer knew it and its move between buckets."""
+    doc: Document = {
+        "type": ClipUpdated.message_type,
+        "clip": clip.model_dump(mode="json", exclude_none=True),
+        "delta": {"from": from_bucket, "to": to_bucket},
+        "occurred_at": occurred_at,
+    }
+    if replaces_task_uuid is not None:
+        doc["replaces_task_uuid"] = replaces_task_uuid
+    if correlation_id is not None:
+        doc["correlation_id"] = correlation_id
+    return doc
+
+
+def finish_event(
+    status: ProjectStatus, *, occurred_at: datetime, correlation_id: str | None
+) -> Document:
+    """A stored ``project.finished``."""
+    doc: Document = {
+        "type": ProjectFinished.message_type,
+        "status": status.value,
+        "occurred_at": occurred_at,
+    }
+    if correlation_id is not None:
+        doc["correlation_id"] = correlation_id
+    return doc
+
+
+def message_id(project_id: str, seq: int) -> str:
+    """One id per (project, seq), whoever builds the message: a re-publish is the same message."""
+    return uuid.uuid5(_ID_NAMESPACE, f"{project_id}/{seq}").hex
+
+
+def materialize(head: LogHead, stored: Sequence[Document]) -> list[Event]:
+    """The messages of the last ``len(stored)`` changes of a project at ``head``."""
+    after: list[Counts] = []
+    counts = head.counts
+    for doc in reversed(stored):
+        after.append(counts)
+        delta = doc.get("delta")
+        if delta:
+            counts = counts.moved(delta["to"], delta["from"])  # undo the move
+    after.reverse()
+    first_seq = head.seq - len(stored) + 1
+    return [_message(head, doc, seq=first_seq + j, counts=after[j]) for j, doc in enumerate(stored)]
+
+
+def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event:
+    common = {
+        "message_id": message_id(head.project_id, seq),
+        "project_id": head.project_id,
+        "tenant_id": head.tenant_id,
+        "seq": seq,
+        "counts": counts,
+        "correlation_id": doc.get("correlation_id"),
+        "occurred_at": as_utc(doc["occurred_at"]),
+    }
+    if doc["type"] == ProjectFinished.message_type:
+        return ProjectFinished(status=ProjectStatus(doc["status"]), **common)
+    return ClipUpdated(
+        clip=ClipView.model_validate(doc["clip"]),
+        replaces_task_uuid=doc.get("replaces_task_uuid"),
+        **common,
+    )
+
+
+def replay_after(head: LogHead, stored: Sequence[Document], after_seq: int) -> list[Event] | None:
+    """The events after ``after_seq`` of a project at ``head``.
 
     None when they cannot all be given: some have dropped out of the capped log,
     or ``after_seq`` is not a sequence number this project ever had.
     """
-    if after_seq < 0 or after_seq > seq:
+    if after_seq < 0 or after_seq > head.seq:
         return None
-    wanted = [event for event in map(event_from_document, stored) if event.seq > after_seq]
-    if after_seq < seq and (not wanted or wanted[0].seq != after_seq + 1):
+    if head.seq - after_seq > len(stored):
         return None
-    return wanted
+    keep = head.seq - after_seq
+    return materialize(head, stored)[len(stored) - keep :] if keep else []
 
 
-def about_clip(stored: list[Document], task_uuid: str) -> list[Event]:
-    """The events about a clip, each followed by the ``project.finished`` it caused."""
-    events = [event_from_document(doc) for doc in stored]
-    clip_seqs = {
-        event.seq
-        for event in events
-        if isinstance(event, ClipUpdated) and event.task_uuid == task_uuid
-    }
+def about_scene(events: Sequence[Event], scene_index: int) -> list[Event]:
+    """The events about one scene's clip, and the ``project.finished`` events among them.
+
+    What a handler re-publishes when it finds its change already made: a crash may
+    have come between the write and the publish. Consumers drop a ``seq`` they have.
+    """
     return [
         event
         for event in events
-        if event.seq in clip_seqs
-        or (isinstance(event, ProjectFinished) and event.seq - 1 in clip_seqs)
+        if isinstance(event, ProjectFinished) or event.clip.scene_index == scene_index
     ]

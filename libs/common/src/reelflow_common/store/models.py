@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import ClipUpdated, ClipView, Event
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.messages import AttemptView, ClipView, Event
 from reelflow_common.store.timefmt import rfc3339
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class NewClip(_Frozen):
-    """One scene of a project to create: the request fields of its Runware task."""
-
-    prompt: str = Field(min_length=1)
-    negative_prompt: str | None = None
-    duration: float | None = None
-    width: int | None = None
-    height: int | None = None
-    seed: int | None = None
-    fps: int | None = None
 
 
 class NewProject(_Frozen):
@@ -34,41 +22,90 @@ class NewProject(_Frozen):
     tenant_id: str
     title: str
     model: str
-    scenes: list[NewClip] = Field(min_length=1)
+    scenes: list[ClipRequest] = Field(min_length=1)
     idempotency_key: str | None = None
     request_hash: str | None = None
     correlation_id: str | None = None
 
 
-class Clip(NewClip):
-    """One clip of a project: one Runware task, keyed by the task UUID reelflow chose.
+class Lease(_Frozen):
+    """Who follows an open clip: the token of its one live chain, until when (database clock)."""
 
-    Its request fields are :class:`NewClip`'s; the rest is what became of it.
-    """
+    token: str
+    until: datetime
 
-    task_uuid: str
-    scene_index: int
+
+class Attempt(_Frozen):
+    """An earlier task of a clip, kept when a retry gave the clip a new one."""
+
     status: ClipStatus
-    #: the project's model, repeated here so a submitter needs nothing else
-    model: str
     video_url: str | None = None
     video_uuid: str | None = None
     cost: float | None = None
     error: dict[str, str] | None = None
-    created_at: datetime | None = None
+    queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
-    updated_at: datetime | None = None
 
-    def view(self) -> ClipView:
-        """The clip as frontends see it; ``submitting`` shows as ``queued``."""
-        return ClipView(
-            task_uuid=self.task_uuid,
-            scene_index=self.scene_index,
-            status=self.status.public,
+    def view(self, task_uuid: str) -> AttemptView:
+        return AttemptView(
+            task_uuid=task_uuid,
+            status=self.status,
             video_url=self.video_url,
             cost=self.cost,
             error=self.error,
+            submitted_at=self.submitted_at,
+            completed_at=self.completed_at,
+        )
+
+
+class ClipState(_Frozen):
+    """One scene's clip: its current task, what became of it, its lease and its past tasks."""
+
+    scene_index: int
+    task_uuid: str
+    status: ClipStatus
+    video_url: str | None = None
+    video_uuid: str | None = None
+    cost: float | None = None
+    error: dict[str, str] | None = None
+    queued_at: datetime | None = None
+    submitted_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = None
+    #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
+    watched_since: datetime | None = None
+    lease: Lease | None = None
+    #: earlier tasks of this scene, by task UUID
+    attempts: dict[str, Attempt] = Field(default_factory=dict)
+
+    def view(self, *, with_attempts: bool = True) -> ClipView:
+        """The clip as frontends see it."""
+        attempts = None
+        if with_attempts and self.attempts:
+            ordered = sorted(self.attempts.items(), key=_attempt_order)
+            attempts = [attempt.view(task_uuid) for task_uuid, attempt in ordered]
+        return ClipView(
+            task_uuid=self.task_uuid,
+            scene_index=self.scene_index,
+            status=self.status,
+            video_url=self.video_url,
+            cost=self.cost,
+            error=self.error,
+            submitted_at=self.submitted_at,
+            completed_at=self.completed_at,
+            attempts=attempts,
+        )
+
+    def as_attempt(self) -> Attempt:
+        """This clip's current task, as an earlier attempt once a retry replaces it."""
+        return Attempt(
+            status=self.status,
+            video_url=self.video_url,
+            video_uuid=self.video_uuid,
+            cost=self.cost,
+            error=self.error,
+            queued_at=self.queued_at,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
         )
@@ -86,6 +123,20 @@ class Clip(NewClip):
         return "pending"
 
 
+def _attempt_order(item: tuple[str, Attempt]) -> tuple[float, str]:
+    _task_uuid, attempt = item
+    when = attempt.queued_at or attempt.submitted_at
+    return (when.timestamp() if when else 0.0, item[0])
+
+
+class CostTotals(_Frozen):
+    """What the project's finished tasks cost: ``known`` of them said how much, ``unknown`` not."""
+
+    usd: float = 0.0
+    known: int = 0
+    unknown: int = 0
+
+
 class Project(_Frozen):
     """A project as stored, without its event log; ``clips`` ordered by scene."""
 
@@ -96,16 +147,23 @@ class Project(_Frozen):
     status: ProjectStatus
     seq: int
     counts: Counts
-    clips: list[Clip]
+    cost: CostTotals = CostTotals()
+    clips: list[ClipState]
+    #: the request of each scene; only when read for a (re-)submission
+    requests: list[ClipRequest] | None = None
     correlation_id: str | None = None
-    dispatched: bool = False
-    #: when clips were last queued (creation or a retry); names the dispatch that covers them
-    undispatched_since: datetime | None = None
+    due_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None = None
 
-    def clip(self, task_uuid: str) -> Clip | None:
+    def clip(self, scene_index: int) -> ClipState | None:
+        if 0 <= scene_index < len(self.clips):
+            return self.clips[scene_index]
+        return None
+
+    def clip_of_task(self, task_uuid: str) -> ClipState | None:
+        """The clip whose current task is ``task_uuid``."""
         return next((clip for clip in self.clips if clip.task_uuid == task_uuid), None)
 
     def public_status(self, *, include_results: bool = True) -> dict[str, Any]:
@@ -113,6 +171,8 @@ class Project(_Frozen):
 
         ``failed`` counts cancelled clips too, as the seed's ``clips`` map shows them,
         so ``completed + pending + failed == total_clips`` holds as it did in the seed.
+        ``clips`` is keyed by each scene's current task; a retried scene's earlier
+        tasks are in its ``results`` entry under ``attempts``.
         """
         counts = self.counts
         status: dict[str, Any] = {
@@ -126,6 +186,7 @@ class Project(_Frozen):
             "clips": {clip.task_uuid: clip.seed_value() for clip in self.clips},
             "status": self.status.value,
             "title": self.title,
+            "cost": self.cost.model_dump(),
         }
         if include_results:
             status["results"] = [
@@ -143,18 +204,30 @@ class CreateResult(_Frozen):
     created: bool
 
 
-class Outcome(NamedTuple):
-    """A project after a change, with the events the caller is to publish (maybe none)."""
+class Outcome(_Frozen):
+    """A project after an API operation, the events to publish, and the commands it calls for."""
 
     project: Project
     events: list[Event]
+    #: scenes given a new task (retry): their SubmitClip is the caller's to publish
+    resubmit: list[int] = Field(default_factory=list)
+    #: scenes to watch again under a fresh lease (retry of a timed-out clip): their CheckClip
+    rewatch: list[int] = Field(default_factory=list)
 
-    @property
-    def new_clips(self) -> list[Clip]:
-        """The clips a retry added, which the caller is to submit."""
-        replacing = [
-            event.task_uuid
-            for event in self.events
-            if isinstance(event, ClipUpdated) and event.replaces_task_uuid
-        ]
-        return [clip for task_uuid in replacing if (clip := self.project.clip(task_uuid))]
+
+class TaskSucceeded(_Frozen):
+    """Runware says the task finished with a video."""
+
+    video_url: str
+    video_uuid: str | None = None
+    cost: float | None = None
+
+
+class TaskFailed(_Frozen):
+    """The task is over without a video: Runware's failure, or one of ours (``timedOut``)."""
+
+    code: str
+    message: str
+
+
+TaskResult = TaskSucceeded | TaskFailed

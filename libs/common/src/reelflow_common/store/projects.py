@@ -1,41 +1,86 @@
-"""MongoDB access for projects: one document per project, one conditional update per change."""
+"""MongoDB access for projects: one insert per project, one guarded update per public change.
+
+The decisions are :mod:`transitions` (pure); this module applies them, turns
+what an update returned into the events to publish (:mod:`eventlog`), finishes
+a project whose last open clip ended, and repairs what a crash may have left
+undone when a duplicate or redelivered message finds its change already made.
+State changes are written with majority write concern; the repair read uses
+majority read concern, so "already terminal" is never a write a failover rolls back.
+"""
 
 from __future__ import annotations
 
+import secrets
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo import DESCENDING, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import DuplicateKeyError
+from pymongo.read_concern import ReadConcern
 
-from reelflow_common.domain import ClipStatus, ProjectStatus
+from reelflow_common.domain import (
+    OPEN_CLIP_STATUSES,
+    ClipStatus,
+    Counts,
+    ProjectStatus,
+    final_project_status,
+)
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Database, Document
-from reelflow_common.store import changes, eventlog
-from reelflow_common.store.changes import NOT_TERMINAL, Change
+from reelflow_common.store import transitions
 from reelflow_common.store.cursor import decode_cursor, encode_cursor
 from reelflow_common.store.documents import (
     PROJECT_INDEXES,
+    WITHOUT_EVENTS,
+    WITHOUT_REQUESTS_AND_EVENTS,
     clip_from_document,
+    clip_path,
     new_project_document,
     project_from_document,
 )
-from reelflow_common.store.errors import ContendedProject, IdempotencyConflict
+from reelflow_common.store.errors import IdempotencyConflict
+from reelflow_common.store.eventlog import LogHead, about_scene, materialize, replay_after
 from reelflow_common.store.models import (
-    Clip,
+    ClipState,
     CreateResult,
     NewProject,
     Outcome,
     Project,
+    TaskResult,
 )
-from reelflow_common.store.timefmt import as_utc, utcnow
+from reelflow_common.store.timefmt import Clock, as_utc, utcnow
+from reelflow_common.store.transitions import Write
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-_WITHOUT_EVENTS = {"events": 0}
-#: attempts of one optimistic update; each failed one means another writer got there first
-_MAX_ATTEMPTS = 100
+#: what a writer reads back from its own update: enough to number its events and finish
+_HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlation_id": 1}
+#: inserts of one create; each failed one means an expired idempotency key was released
+_CREATE_ATTEMPTS = 3
+#: attempts of a repair built from a read, which a concurrent writer may overtake
+_REPAIR_ATTEMPTS = 3
+
+
+def new_token() -> str:
+    """A chain's token: unguessable, so a stale or forged message cannot take a clip over."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a transition did: whether this writer's update applied, and what to publish.
+
+    ``events`` are the writer's own (and a ``project.finished`` it caused) when it
+    applied; when it did not, the stored events about the clip, for a re-publish.
+    """
+
+    applied: bool
+    events: list[Event] = field(default_factory=list)
+    #: when an applied ``processing`` change happened and the lease it gave (database clock)
+    at: datetime | None = None
+    lease_until: datetime | None = None
 
 
 class ProjectStore:
@@ -45,12 +90,23 @@ class ProjectStore:
         self,
         db: Database,
         *,
-        event_log_size: int = 500,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Clock = utcnow,
+        lease_s: float = 600.0,
+        event_log_size: int = 64,
     ) -> None:
-        self._projects = db["projects"]
-        self._event_log_size = event_log_size
+        self._projects = db.get_collection("projects", write_concern=WriteConcern(w="majority"))
+        self._majority_reads = self._projects.with_options(read_concern=ReadConcern("majority"))
         self._now = clock
+        self._lease = timedelta(seconds=lease_s)
+        self._log_size = event_log_size
+
+    @property
+    def lease_s(self) -> float:
+        return self._lease.total_seconds()
+
+    def now(self) -> datetime:
+        """The store's clock (the database's, in the services)."""
+        return self._now()
 
     async def ensure_indexes(self) -> None:
         """Create the indexes the queries below rely on; safe to call at every start."""
@@ -59,18 +115,20 @@ class ProjectStore:
     # --- creating and reading -------------------------------------------------
 
     async def create(self, new: NewProject) -> CreateResult:
-        """Store a new project, or return the one an earlier request with the same key made.
+        """Store a new project (one insert), or return the one an earlier request with its key made.
 
         The unique index on (tenant, key) decides races: of two concurrent requests
         with one key, one inserts and the other finds the first's project.
         """
-        for _ in range(_MAX_ATTEMPTS):
+        for _ in range(_CREATE_ATTEMPTS):
             now = self._now()
             doc = new_project_document(
                 new,
                 project_id=str(uuid.uuid4()),
                 task_uuids=[str(uuid.uuid4()) for _ in new.scenes],
+                tokens=[new_token() for _ in new.scenes],
                 now=now,
+                lease_until=now + self._lease,
             )
             try:
                 await self._projects.insert_one(doc)
@@ -80,13 +138,13 @@ class ProjectStore:
                     return CreateResult(project=existing, created=False)
                 continue  # the key was released (expired or gone): insert again
             return CreateResult(project=project_from_document(doc), created=True)
-        raise ContendedProject("idempotency key kept changing hands")
+        raise IdempotencyConflict("this Idempotency-Key is being reused concurrently; try again")
 
     async def _replay(self, new: NewProject, *, now: datetime) -> Project | None:
         """The project an idempotency key still stands for; an expired key is released."""
         doc = await self._projects.find_one(
             {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
-            _WITHOUT_EVENTS,
+            WITHOUT_REQUESTS_AND_EVENTS,
         )
         if doc is None:
             return None
@@ -100,192 +158,344 @@ class ProjectStore:
             raise IdempotencyConflict("this Idempotency-Key was used with another request body")
         return project_from_document(doc)
 
-    async def get(self, project_id: str, *, tenant_id: str | None = None) -> Project | None:
+    async def get(
+        self, project_id: str, *, tenant_id: str | None = None, with_requests: bool = False
+    ) -> Project | None:
         """The project, or None when there is none (or it belongs to another tenant)."""
         query: Document = {"_id": project_id}
         if tenant_id is not None:
             query["tenant_id"] = tenant_id
-        doc = await self._projects.find_one(query, _WITHOUT_EVENTS)
+        projection = WITHOUT_EVENTS if with_requests else WITHOUT_REQUESTS_AND_EVENTS
+        doc = await self._projects.find_one(query, projection)
         return None if doc is None else project_from_document(doc)
 
-    # --- the outbox flag --------------------------------------------------------
-
-    async def mark_dispatched(self, project: Project) -> None:
-        """Every SubmitClip of ``project``, as read, has been published.
-
-        Conditional on the clips queued since then being the ones dispatched: a retry
-        that queued new clips in between keeps the project undispatched for the sweeper.
-        """
-        await self._projects.update_one(
-            {"_id": project.id, "undispatched_since": project.undispatched_since},
-            {"$set": {"dispatched": True}},
-        )
-
-    async def undispatched(self, *, older_than: datetime, limit: int = 100) -> list[Project]:
-        """Projects whose queued clips, queued before ``older_than``, may never have been published.
-
-        Counted from when clips were last queued (creation or a retry), not from creation,
-        so a retried project gets the same grace as a new one.
-        """
-        found = self._projects.find(
-            {"dispatched": False, "undispatched_since": {"$lt": older_than}}, _WITHOUT_EVENTS
-        )
-        docs = await found.sort("undispatched_since", ASCENDING).limit(limit).to_list()
-        return [project_from_document(doc) for doc in docs]
-
-    # --- clip transitions -------------------------------------------------------
-
-    async def start_submitting(self, project_id: str, task_uuid: str) -> Clip | None:
-        """Claim a clip for (re)submission: the clip, or None when it is past that point.
-
-        ``submitting`` reads as ``queued`` from outside, so this is no public change:
-        no event and no ``seq``. A clip found ``submitting`` is returned again because
-        the submitter that claimed it may have crashed; the task UUID makes a second
-        submission of the same task harmless.
-        """
-        path = f"clips.{task_uuid}"
-        allowed = [ClipStatus.QUEUED.value, ClipStatus.SUBMITTING.value]
-        doc = await self._projects.find_one_and_update(
-            {"_id": project_id, f"{path}.status": {"$in": allowed}},
-            {
-                "$set": {
-                    f"{path}.status": ClipStatus.SUBMITTING.value,
-                    f"{path}.updated_at": self._now(),
-                }
-            },
-            projection={"model": 1, path: 1},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            return None
-        return clip_from_document(doc["clips"][task_uuid], model=doc["model"])
+    # --- the hot path: one guarded update per public change --------------------
 
     async def mark_processing(
-        self, project_id: str, task_uuid: str, *, submitted_at: datetime
-    ) -> list[Event]:
-        """Runware holds the task. ``[]`` when the clip was past ``queued`` already."""
-        return await self._change_clip(
-            project_id,
-            task_uuid,
-            allowed_from=(ClipStatus.QUEUED, ClipStatus.SUBMITTING),
-            to=ClipStatus.PROCESSING,
-            submitted_at=submitted_at,
-        )
-
-    async def record_success(
         self,
         project_id: str,
+        scene_index: int,
         task_uuid: str,
         *,
-        video_url: str,
-        video_uuid: str | None,
-        cost: float | None,
-        seed: int | None,
-        completed_at: datetime,
-    ) -> list[Event]:
-        """The video is ready. ``[]`` when the clip was terminal already."""
-        fields: dict[str, Any] = {
-            "video_url": video_url,
-            "video_uuid": video_uuid,
-            "cost": cost,
-            "completed_at": completed_at,
-        }
-        if seed is not None:
-            fields["seed"] = seed
-        return await self._change_clip(
-            project_id, task_uuid, allowed_from=NOT_TERMINAL, to=ClipStatus.SUCCESS, **fields
-        )
-
-    async def record_failure(
-        self,
-        project_id: str,
-        task_uuid: str,
-        *,
-        code: str,
-        message: str,
-        completed_at: datetime,
-        allowed_from: Collection[ClipStatus] = NOT_TERMINAL,
-    ) -> list[Event]:
-        """The task failed. ``[]`` when the clip was not in ``allowed_from`` (e.g. terminal)."""
-        return await self._change_clip(
+        token: str | None,
+        correlation_id: str | None = None,
+        new_token: str | None = None,
+    ) -> Change:
+        """Runware holds the queued task: ``processing``, if ``token``'s chain holds the clip."""
+        now = self._now()
+        lease_until = now + self._lease
+        write = transitions.to_processing(
             project_id,
+            scene_index,
             task_uuid,
-            allowed_from=allowed_from,
-            to=ClipStatus.FAILED,
-            error={"code": code, "message": message},
-            completed_at=completed_at,
+            token=token,
+            new_token=new_token,
+            now=now,
+            lease_until=lease_until,
+            correlation_id=correlation_id,
+            log_size=self._log_size,
         )
+        change = await self._transition(write, project_id, scene_index, task_uuid)
+        if not change.applied:
+            return change
+        return Change(True, change.events, at=now, lease_until=lease_until)
 
-    async def _change_clip(self, project_id: str, task_uuid: str, **how: Any) -> list[Event]:
-        def decide(project: Project, now: datetime) -> Change | None:
-            return changes.clip_change(project, task_uuid, now=now, **how)
-
-        outcome = await self._update(project_id, decide)
-        return [] if outcome is None else outcome.events
-
-    # --- project operations -----------------------------------------------------
-
-    async def cancel(self, project_id: str, *, tenant_id: str) -> Outcome | None:
-        """Cancel every clip not yet terminal. None when the tenant has no such project."""
-
-        def decide(project: Project, now: datetime) -> Change | None:
-            return changes.cancel_change(project, now=now)
-
-        return await self._update(project_id, decide, tenant_id=tenant_id)
-
-    async def retry_failed(self, project_id: str, *, tenant_id: str) -> Outcome | None:
-        """Give every failed clip a new task (``Outcome.new_clips``), for the caller to submit."""
-
-        def decide(project: Project, now: datetime) -> Change | None:
-            return changes.retry_change(project, now=now)
-
-        return await self._update(project_id, decide, tenant_id=tenant_id)
-
-    async def _update(
+    async def record(
         self,
         project_id: str,
-        decide: Callable[[Project, datetime], Change | None],
+        scene_index: int,
+        task_uuid: str,
+        result: TaskResult,
         *,
-        tenant_id: str | None = None,
-    ) -> Outcome | None:
-        """Read, decide, write if ``seq`` has not moved; again when it has.
+        correlation_id: str | None = None,
+        submitted_at: datetime | None = None,
+        token: str | None = None,
+        statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
+    ) -> Change:
+        """The task is over: record it on its clip (or, for an earlier task, in ``attempts``).
 
-        None when there is no such project. Without a change, the project as read and
-        no events: a duplicate or a late message leaves the document untouched.
+        ``token`` and ``statuses`` narrow the guard (a submit chain fails only a queued
+        clip it still holds); without them any chain's result is recorded.
         """
-        for _ in range(_MAX_ATTEMPTS):
-            project = await self.get(project_id, tenant_id=tenant_id)
-            if project is None:
-                return None
-            change = decide(project, self._now())
-            if change is None:
-                return Outcome(project=project, events=[])
-            doc = await self._projects.find_one_and_update(
-                change.filter(project_id),
-                change.update(event_log_size=self._event_log_size),
-                projection=_WITHOUT_EVENTS,
-                return_document=ReturnDocument.AFTER,
-            )
-            if doc is not None:
-                return Outcome(project=project_from_document(doc), events=change.events)
-        raise ContendedProject(f"project {project_id} changed under {_MAX_ATTEMPTS} attempts")
+        write = transitions.to_terminal(
+            project_id,
+            scene_index,
+            task_uuid,
+            result,
+            now=self._now(),
+            correlation_id=correlation_id,
+            log_size=self._log_size,
+            submitted_at=submitted_at,
+            token=token,
+            statuses=statuses,
+        )
+        return await self._transition(write, project_id, scene_index, task_uuid, result=result)
 
-    # --- the event log ------------------------------------------------------------
+    async def renew_lease(
+        self, project_id: str, scene_index: int, *, token: str, until: datetime
+    ) -> bool:
+        """Extend the lease of the chain of ``token``; False when that chain is stale."""
+        write = transitions.renew_lease(project_id, scene_index, token=token, until=until)
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
+    async def expire_leases(self, project_id: str, tokens: dict[int, str]) -> None:
+        """Chains that could not be started (a publish failed): the reconciler takes them next.
+
+        One round trip; each clip only while its lease still has the token given.
+        """
+        if not tokens:
+            return
+        now = self._now()
+        writes = [
+            transitions.expire_lease(project_id, scene, token=token, now=now)
+            for scene, token in tokens.items()
+        ]
+        await self._projects.bulk_write(
+            [UpdateOne(write.filter, write.update) for write in writes], ordered=False
+        )
+
+    async def _transition(
+        self,
+        write: Write,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        *,
+        result: TaskResult | None = None,
+    ) -> Change:
+        applied = await self._apply(write, project_id)
+        if applied is not None:
+            return Change(True, applied)
+        return Change(False, await self._repair(project_id, scene_index, task_uuid, result))
+
+    async def _apply(self, write: Write, project_id: str) -> list[Event] | None:
+        """Apply one write; its events and those of the finish it caused, or None if not applied."""
+        head = await self._projects.find_one_and_update(
+            write.filter, write.update, projection=_HEAD, return_document=ReturnDocument.AFTER
+        )
+        if head is None:
+            return None
+        events = self._events_of(write, project_id, head)
+        return events + await self._finish_if_done(project_id, head)
+
+    def _events_of(self, write: Write, project_id: str, head: Document) -> list[Event]:
+        if not write.events:
+            return []
+        pushed: list[Document] = write.update["$push"]["events"]["$each"]
+        # The update is atomic, so the seq and counts it returned are exactly those
+        # right after its own events.
+        return materialize(_log_head(project_id, head), pushed)
+
+    async def _finish_if_done(self, project_id: str, head: Document) -> list[Event]:
+        """The finisher: only a writer that saw no clip pending tries; one of them wins."""
+        counts = Counts.model_validate(head["counts"])
+        status = ProjectStatus(head["status"])
+        if counts.pending:
+            return []
+        if status is ProjectStatus.GENERATING:
+            write = transitions.finish(
+                project_id,
+                counts,
+                now=self._now(),
+                correlation_id=head.get("correlation_id"),
+                log_size=self._log_size,
+            )
+        elif final_project_status(counts) is not status:
+            # A late video changed a finished project's counts: it finishes again.
+            write = transitions.finish(
+                project_id,
+                counts,
+                now=self._now(),
+                correlation_id=head.get("correlation_id"),
+                log_size=self._log_size,
+                from_status=status,
+            )
+        else:
+            return []
+        finished = await self._projects.find_one_and_update(
+            write.filter, write.update, projection=_HEAD, return_document=ReturnDocument.AFTER
+        )
+        # None: another writer finished it, or the counts moved and their writer will.
+        return [] if finished is None else self._events_of(write, project_id, finished)
+
+    # --- the repair path: a guard failed --------------------------------------------
+
+    async def _repair(
+        self, project_id: str, scene_index: int, task_uuid: str, result: TaskResult | None
+    ) -> list[Event]:
+        """A duplicate or late message: re-publish what a crash may have left unpublished.
+
+        Never re-applies. A result of one of the clip's earlier tasks is recorded
+        where it belongs (``attempts``, or as the clip's video if it has none).
+        """
+        for _ in range(_REPAIR_ATTEMPTS):
+            doc = await self._majority_reads.find_one(
+                {"_id": project_id}, _HEAD | {"events": 1, clip_path(scene_index): 1}
+            )
+            raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+            if doc is None or raw_clip is None:
+                return []
+            clip = clip_from_document(raw_clip)
+            if clip.task_uuid != task_uuid:
+                if result is None:
+                    return []
+                late = await self._record_late(project_id, clip, task_uuid, result, doc)
+                if late is None:
+                    continue  # the clip moved between the read and the write: read again
+                return late
+            events = about_scene(
+                materialize(_log_head(project_id, doc), doc["events"]), scene_index
+            )
+            if clip.status.is_terminal:
+                events += await self._finish_if_done(project_id, doc)
+            return events
+        return []
+
+    async def _record_late(
+        self, project_id: str, clip: ClipState, task_uuid: str, result: TaskResult, doc: Document
+    ) -> list[Event] | None:
+        write = transitions.late_result(
+            project_id,
+            clip,
+            task_uuid,
+            result,
+            now=self._now(),
+            correlation_id=doc.get("correlation_id"),
+            log_size=self._log_size,
+        )
+        if write is None:
+            return []  # not a task of this clip, or nothing new about it
+        return await self._apply(write, project_id)
+
+    # --- the API's operations ----------------------------------------------------------
+
+    async def cancel(
+        self, project_id: str, *, tenant_id: str, correlation_id: str | None = None
+    ) -> Outcome | None:
+        """Cancel every clip not yet terminal. None when the tenant has no such project."""
+        project = await self.get(project_id, tenant_id=tenant_id)
+        if project is None:
+            return None
+        events: list[Event] = []
+        for clip in project.clips:
+            if clip.status.is_terminal:
+                continue
+            write = transitions.cancel(
+                project_id,
+                tenant_id,
+                clip,
+                now=self._now(),
+                correlation_id=correlation_id,
+                log_size=self._log_size,
+            )
+            # Not applied: the clip ended meanwhile, which is what cancelling wanted anyway.
+            events += await self._apply(write, project_id) or []
+        if not events:
+            return Outcome(project=project, events=[])
+        return Outcome(project=await self._must_get(project_id), events=events)
+
+    async def retry(
+        self, project_id: str, *, tenant_id: str, correlation_id: str | None = None
+    ) -> Outcome | None:
+        """Follow every failed clip again: a new task where Runware failed the old one, the same
+        task where only our ceiling ran out (``timedOut``). Cancelled clips stay cancelled.
+
+        The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
+        for ``Outcome.rewatch``, from the project returned (read with its requests).
+        """
+        project = await self.get(project_id, tenant_id=tenant_id)
+        if project is None:
+            return None
+        events: list[Event] = []
+        resubmit: list[int] = []
+        rewatch: list[int] = []
+        for clip in project.clips:
+            if clip.status is not ClipStatus.FAILED:
+                continue
+            now = self._now()
+            common: dict[str, Any] = {
+                "token": new_token(),
+                "now": now,
+                "lease_until": now + self._lease,
+                "correlation_id": correlation_id,
+                "log_size": self._log_size,
+            }
+            timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
+            if timed_out:
+                write = transitions.rewatch(project_id, tenant_id, clip, **common)
+            else:
+                write = transitions.retry_with_new_task(
+                    project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
+                )
+            applied = await self._apply(write, project_id)
+            if applied is None:
+                continue  # a concurrent retry got there first; it sends the commands
+            events += applied
+            (rewatch if timed_out else resubmit).append(clip.scene_index)
+        if not events:
+            return Outcome(project=project, events=[])
+        after = await self.get(project_id, with_requests=True)
+        assert after is not None  # projects are never deleted
+        return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch)
+
+    async def _must_get(self, project_id: str) -> Project:
+        project = await self.get(project_id)
+        assert project is not None  # projects are never deleted
+        return project
+
+    # --- the reconciler -------------------------------------------------------------------
+
+    async def due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Generating projects whose earliest lease ran out before ``before``: (id, due_at)."""
+        found = self._projects.find(
+            {"status": ProjectStatus.GENERATING.value, "due_at": {"$lt": before}},
+            {"due_at": 1},
+        )
+        docs = await found.sort("due_at", 1).limit(limit).to_list()
+        return [(doc["_id"], doc["due_at"]) for doc in docs]
+
+    async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
+        """Take a due project for one pass (with its requests); None if another reconciler did."""
+        write = transitions.claim(project_id, due_at=due_at, until=until)
+        doc = await self._projects.find_one_and_update(
+            write.filter,
+            write.update,
+            projection=WITHOUT_EVENTS,
+            return_document=ReturnDocument.AFTER,
+        )
+        return None if doc is None else project_from_document(doc)
+
+    async def release(self, project_id: str, *, claimed: datetime, due_at: datetime) -> None:
+        """End a pass: the project is due next at ``due_at``."""
+        write = transitions.release(project_id, claimed=claimed, due_at=due_at)
+        await self._projects.update_one(write.filter, write.update)
+
+    async def rearm(self, project_id: str, clip: ClipState, *, token: str, until: datetime) -> bool:
+        """Lease an open clip, as read, to a new chain; False if it moved since the read."""
+        write = transitions.rearm(project_id, clip, new_token=token, until=until)
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
+    async def finish_if_done(self, project: Project) -> list[Event]:
+        """Finish a project none of whose clips is pending (a crash before its finisher)."""
+        head = {
+            "tenant_id": project.tenant_id,
+            "seq": project.seq,
+            "counts": project.counts.model_dump(),
+            "status": project.status.value,
+            "correlation_id": project.correlation_id,
+        }
+        return await self._finish_if_done(project.id, head)
+
+    # --- the event log --------------------------------------------------------------------
 
     async def events_after(self, project_id: str, after_seq: int) -> list[Event] | None:
         """The changes after ``after_seq``; None when they can no longer all be replayed."""
-        doc = await self._projects.find_one({"_id": project_id}, {"seq": 1, "events": 1})
-        return None if doc is None else eventlog.replay_after(doc["seq"], doc["events"], after_seq)
-
-    async def events_for_clip(self, project_id: str, task_uuid: str) -> list[Event]:
-        """The stored events about a clip, each followed by the ``project.finished`` it caused.
-
-        A handler that crashed between its write and its publish finds the write
-        already done on redelivery; it publishes these again, and consumers drop
-        the ``seq`` they already have.
-        """
-        doc = await self._projects.find_one({"_id": project_id}, {"events": 1})
-        return [] if doc is None else eventlog.about_clip(doc["events"], task_uuid)
+        doc = await self._projects.find_one({"_id": project_id}, _HEAD | {"events": 1})
+        if doc is None:
+            return None
+        return replay_after(_log_head(project_id, doc), doc["events"], after_seq)
 
     # Last in the class on purpose: below this method, ``list`` names it, not the builtin.
     async def list(
@@ -306,10 +516,19 @@ class ProjectStore:
                 {"created_at": {"$lt": created_at}},
                 {"created_at": created_at, "_id": {"$lt": project_id}},
             ]
-        found = self._projects.find(query, _WITHOUT_EVENTS)
+        found = self._projects.find(query, WITHOUT_REQUESTS_AND_EVENTS)
         found = found.sort([("created_at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1)
         projects = [project_from_document(doc) for doc in await found.to_list()]
         if len(projects) <= limit:
             return projects, None
         last = projects[limit - 1]
         return projects[:limit], encode_cursor(last.created_at, last.id)
+
+
+def _log_head(project_id: str, doc: Document) -> LogHead:
+    return LogHead(
+        project_id=project_id,
+        tenant_id=doc["tenant_id"],
+        seq=doc["seq"],
+        counts=Counts.model_validate(doc["counts"]),
+    )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+#: something that says what time it is (``DbClock.now`` in the services)
+Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
@@ -23,3 +27,8 @@ def as_utc(value: datetime) -> datetime:
 def rfc3339(value: datetime) -> str:
     """RFC 3339 in UTC with a ``Z``, written exactly as pydantic writes the event messages."""
     return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def millis(value: datetime) -> datetime:
+    """``value`` truncated to the millisecond, as MongoDB stores it."""
+    return value.replace(microsecond=value.microsecond - value.microsecond % 1000)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -15,11 +16,13 @@ from pymongo.errors import PyMongoError
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
 from reelflow_api.problems import not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
-from reelflow_common.dispatch import dispatch_project
-from reelflow_common.domain import ProjectStatus
+from reelflow_common.commands import check_command, send_all, submit_command
+from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.store import Event, NewClip, NewProject, Project
+from reelflow_common.messages import CheckClip, Message, SubmitClip
+from reelflow_common.store import Event, NewProject, Project
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 
 router = APIRouter(
     prefix="/v1/projects", tags=["projects"], responses=problem_responses(401, 422, 503)
@@ -41,7 +44,7 @@ def _new_project(
         title=body.title,
         model=body.model or settings.default_model,
         scenes=[
-            NewClip(
+            ClipRequest(
                 prompt=scene.prompt,
                 negative_prompt=scene.negative_prompt,
                 duration=scene.duration
@@ -58,13 +61,39 @@ def _new_project(
     )
 
 
-async def _dispatch(state: AppState, project: Project, request_id: str | None) -> None:
+async def _dispatch(
+    state: AppState,
+    project: Project,
+    *,
+    submit: Sequence[int],
+    check: Sequence[int] = (),
+    request_id: str | None,
+) -> None:
+    """Start the chains of these scenes: every publish started at once, every confirm awaited.
+
+    A publish the broker does not confirm leaves its clip's lease to run out; this
+    expires those leases at once instead, so the reconciler re-dispatches the clips
+    after its grace. An API that dies before publishing is covered by the leases too.
+    """
+    webhooks = state.settings.public_base_url is not None
+    submits = [submit_command(project, i, correlation_id=request_id) for i in submit]
+    checks = [
+        check_command(project, i, webhooks=webhooks, correlation_id=request_id) for i in check
+    ]
+    failed: list[Message] = []
+    if submits:
+        failed += await send_all(state.publisher, SUBMIT_CLIP, submits)
+    if checks:
+        failed += await send_all(state.publisher, CHECK_CLIP, checks)
+    if not failed:
+        return
+    log.warning("dispatch_deferred", project_id=project.id, clips=len(failed))
+    tokens = {m.scene_index: m.token for m in failed if isinstance(m, SubmitClip | CheckClip)}
     try:
-        await dispatch_project(state.publisher, state.projects, project, correlation_id=request_id)
-    except (TransientError, PyMongoError) as exc:
-        # The project is stored and not marked dispatched: the submitter's sweeper
-        # dispatches it when the broker (or MongoDB) is back. The answer stays a 202.
-        log.warning("dispatch_deferred", project_id=project.id, error=repr(exc))
+        await state.projects.expire_leases(project.id, tokens)
+    except PyMongoError as exc:
+        # The leases run out by themselves; the reconciler only takes longer to come.
+        log.warning("leases_not_expired", project_id=project.id, error=repr(exc))
 
 
 async def _announce(state: AppState, events: list[Event]) -> None:
@@ -131,7 +160,8 @@ async def create_project(
     project = result.project
     with bound_context(project_id=project.id, request_id=request_id):
         if result.created:
-            await _dispatch(state, project, request_id)
+            scenes = [clip.scene_index for clip in project.clips]
+            await _dispatch(state, project, submit=scenes, request_id=request_id)
             log.info("project_created", clips=len(project.clips), model=project.model)
         wait_s = min(wait, state.settings.max_wait_s)
         if wait_s > 0:
@@ -171,25 +201,43 @@ async def list_projects(
 async def retry_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> JSONResponse:
-    """Give every failed clip a new task and queue it again."""
-    retried = await state.projects.retry_failed(project_id, tenant_id=tenant_id)
+    """Follow every failed clip again.
+
+    A clip whose task Runware failed gets a new task (the failed one stays in its
+    ``attempts``); a clip that only ran out of time on our side (``timedOut``) is
+    watched again, same task, since Runware may still finish and bill it.
+    Cancelled clips stay cancelled.
+    """
+    request_id = request.headers.get("x-request-id")
+    retried = await state.projects.retry(project_id, tenant_id=tenant_id, correlation_id=request_id)
     if retried is None:
         raise not_found()
-    project, events = retried
-    await _announce(state, events)
-    if retried.new_clips:
+    project = retried.project
+    await _announce(state, retried.events)
+    if retried.resubmit or retried.rewatch:
         with bound_context(project_id=project.id):
-            await _dispatch(state, project, request.headers.get("x-request-id"))
-            log.info("project_retried", clips=len(retried.new_clips))
+            await _dispatch(
+                state,
+                project,
+                submit=retried.resubmit,
+                check=retried.rewatch,
+                request_id=request_id,
+            )
+            log.info(
+                "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
+            )
     return _status_response(project, status_code=202)
 
 
 @router.post("/{project_id}/cancel", status_code=202, responses=problem_responses(404))
-async def cancel_project(project_id: str, state: State, tenant_id: TenantId) -> JSONResponse:
+async def cancel_project(
+    project_id: str, request: Request, state: State, tenant_id: TenantId
+) -> JSONResponse:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``."""
-    cancelled = await state.projects.cancel(project_id, tenant_id=tenant_id)
+    cancelled = await state.projects.cancel(
+        project_id, tenant_id=tenant_id, correlation_id=request.headers.get("x-request-id")
+    )
     if cancelled is None:
         raise not_found()
-    project, events = cancelled
-    await _announce(state, events)
-    return _status_response(project, status_code=202)
+    await _announce(state, cancelled.events)
+    return _status_response(cancelled.project, status_code=202)

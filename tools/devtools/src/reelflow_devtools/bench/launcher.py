@@ -24,7 +24,7 @@ from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import (
     CHECK_CLIP,
     EVENTS_EXCHANGE,
-    RECORD_RESULT,
+    HINTED_CHECK,
     SUBMIT_CLIP,
     WORK_QUEUES,
     Topology,
@@ -67,7 +67,7 @@ class StackConfig:
         retry = delay_ladder(self.retry_initial_delay_s, 2.0, self.retry_max_delay_s)
         return Topology(
             prefix=prefix,
-            ladders={SUBMIT_CLIP: retry, CHECK_CLIP: self.poll_ladder_ms(), RECORD_RESULT: retry},
+            ladders={SUBMIT_CLIP: retry, CHECK_CLIP: self.poll_ladder_ms(), HINTED_CHECK: retry},
         )
 
 

@@ -1,0 +1,603 @@
+"""Every change of a project document, as a pure builder of ONE guarded update. No I/O.
+
+A builder returns a :class:`Write`: the filter (the project, plus the guard on
+the clip's state that makes the change happen at most once), the update (the
+clip's new fields, the move between count buckets, ``seq`` and the events that
+go with it) and how many events it pushes. :mod:`reelflow_common.store.projects`
+applies it with one ``find_one_and_update``; a filter that matches nothing means
+the change was made already, or can no longer be made, and nothing is written.
+
+Nothing here needs a read first, except the API's rare operations (cancel,
+retry) and the repair of a late result, which are built from a clip as read and
+guarded on exactly what was read. Every transition's allowed from-states share
+one count bucket, so the counts it moves are known without reading them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from reelflow_common.domain import (
+    OPEN_CLIP_STATUSES,
+    Bucket,
+    ClipStatus,
+    Counts,
+    ProjectStatus,
+    final_project_status,
+)
+from reelflow_common.messages import ClipView
+from reelflow_common.mongo import Document
+from reelflow_common.store.documents import clip_path, queued_clip_document
+from reelflow_common.store.eventlog import clip_event, finish_event
+from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
+
+#: the error code of a clip that ran out of time on our side (Runware never said it failed)
+TIMED_OUT = "timedOut"
+
+_OPEN = [status.value for status in OPEN_CLIP_STATUSES]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One guarded update of one project document; ``events`` is what it adds to ``seq``."""
+
+    filter: Document
+    update: Document
+    events: int = 0
+
+
+@dataclass
+class _Update:
+    """An update document under construction."""
+
+    set: Document = field(default_factory=dict)
+    unset: list[str] = field(default_factory=list)
+    inc: dict[str, float] = field(default_factory=dict)
+    min: Document = field(default_factory=dict)
+    events: list[Document] = field(default_factory=list)
+
+    def move(self, from_bucket: Bucket, to_bucket: Bucket) -> None:
+        if from_bucket != to_bucket:
+            self.inc[f"counts.{from_bucket}"] = self.inc.get(f"counts.{from_bucket}", 0) - 1
+            self.inc[f"counts.{to_bucket}"] = self.inc.get(f"counts.{to_bucket}", 0) + 1
+
+    def cost(self, cost: float | None) -> None:
+        if cost is None:
+            self.inc["cost.unknown"] = self.inc.get("cost.unknown", 0) + 1
+        else:
+            self.inc["cost.usd"] = self.inc.get("cost.usd", 0) + cost
+            self.inc["cost.known"] = self.inc.get("cost.known", 0) + 1
+
+    def build(self, filter_: Document, *, now: datetime, log_size: int) -> Write:
+        update: Document = {}
+        to_set = dict(self.set)
+        inc = dict(self.inc)
+        if self.events:
+            # The invariant of the log: seq grows by exactly the number of events pushed.
+            inc["seq"] = len(self.events)
+            update["$push"] = {"events": {"$each": self.events, "$slice": -log_size}}
+            to_set["updated_at"] = now
+        if to_set:
+            update["$set"] = to_set
+        if self.unset:
+            update["$unset"] = dict.fromkeys(self.unset, "")
+        if inc:
+            update["$inc"] = inc
+        if self.min:
+            update["$min"] = self.min
+        return Write(filter_, update, len(self.events))
+
+
+def _guard(
+    project_id: str,
+    scene_index: int,
+    *,
+    tenant_id: str | None = None,
+    **clip_fields: Any,
+) -> Document:
+    path = clip_path(scene_index)
+    found: Document = {"_id": project_id}
+    if tenant_id is not None:
+        found["tenant_id"] = tenant_id
+    for name, value in clip_fields.items():
+        found[f"{path}.{name.replace('__', '.')}"] = value
+    return found
+
+
+def _set_clip(update: _Update, scene_index: int, **fields: Any) -> None:
+    path = clip_path(scene_index)
+    for name, value in fields.items():
+        update.set[f"{path}.{name}"] = value.value if isinstance(value, ClipStatus) else value
+
+
+# --- the hot path: a chain moves its clip ---------------------------------------
+
+
+def to_processing(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    *,
+    token: str | None,
+    now: datetime,
+    lease_until: datetime,
+    correlation_id: str | None,
+    log_size: int,
+    new_token: str | None = None,
+) -> Write:
+    """Runware holds the queued task: the chain of ``token`` records it and extends its lease.
+
+    The reconciler, finding a queued clip Runware already has, takes the clip over
+    under ``new_token`` in the same update (``token`` None: a clip without a lease).
+    """
+    update = _Update()
+    lease = {"token": new_token or token, "until": lease_until}
+    _set_clip(
+        update,
+        scene_index,
+        status=ClipStatus.PROCESSING,
+        submitted_at=now,
+        watched_since=now,
+        updated_at=now,
+        lease=lease,
+    )
+    view = ClipView(
+        task_uuid=task_uuid,
+        scene_index=scene_index,
+        status=ClipStatus.PROCESSING,
+        submitted_at=now,
+    )
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="pending",
+            to_bucket="pending",
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+    if new_token is not None:
+        update.min["due_at"] = lease_until
+    guard = _guard(
+        project_id,
+        scene_index,
+        status=ClipStatus.QUEUED.value,
+        task_uuid=task_uuid,
+        lease__token=token,
+    )
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def to_terminal(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    result: TaskResult,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+    submitted_at: datetime | None = None,
+    token: str | None = None,
+    statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
+) -> Write:
+    """The clip's current task is over: success with its video, or failed with a reason.
+
+    Recorded whatever chain learnt it (Runware's answer is the truth) unless
+    ``token`` is given: a submit chain fails a clip only while it still holds it.
+    """
+    update = _Update()
+    fields: dict[str, Any] = {"completed_at": now, "updated_at": now}
+    if isinstance(result, TaskSucceeded):
+        status = ClipStatus.SUCCESS
+        fields |= {
+            "video_url": result.video_url,
+            "video_uuid": result.video_uuid,
+            "cost": result.cost,
+        }
+        update.cost(result.cost)
+        error = None
+    else:
+        status = ClipStatus.FAILED
+        error = {"code": result.code, "message": result.message}
+        fields["error"] = error
+    _set_clip(update, scene_index, status=status, **fields)
+    update.unset.append(f"{clip_path(scene_index)}.lease")
+    update.move("pending", status.bucket)
+    view = ClipView(
+        task_uuid=task_uuid,
+        scene_index=scene_index,
+        status=status,
+        video_url=fields.get("video_url"),
+        cost=fields.get("cost"),
+        error=error,
+        submitted_at=submitted_at,
+        completed_at=now,
+    )
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="pending",
+            to_bucket=status.bucket,
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+    allowed = [status.value for status in statuses]
+    guard = _guard(project_id, scene_index, status={"$in": allowed}, task_uuid=task_uuid)
+    if token is not None:
+        guard[f"{clip_path(scene_index)}.lease.token"] = token
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def renew_lease(project_id: str, scene_index: int, *, token: str, until: datetime) -> Write:
+    """The chain of ``token`` goes on, its lease to ``until``; matches nothing for a stale chain.
+
+    A renewal only ever pushes a lease later, so ``due_at`` (a lower bound) stays right.
+    """
+    path = clip_path(scene_index)
+    return Write(
+        {"_id": project_id, f"{path}.lease.token": token}, {"$set": {f"{path}.lease.until": until}}
+    )
+
+
+def expire_lease(project_id: str, scene_index: int, *, token: str, now: datetime) -> Write:
+    """The chain of ``token`` could not be started: let the reconciler take the clip at once."""
+    path = clip_path(scene_index)
+    return Write(
+        {"_id": project_id, f"{path}.lease.token": token},
+        {"$set": {f"{path}.lease.until": now}, "$min": {"due_at": now}},
+    )
+
+
+def finish(
+    project_id: str,
+    counts: Counts,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+    from_status: ProjectStatus = ProjectStatus.GENERATING,
+) -> Write:
+    """End a project whose last open clip has ended, as the counts ``counts`` show.
+
+    Guarded on every count (dotted fields: an embedded-document equality would
+    depend on field order), so of all writers that saw pending reach zero only
+    one finishes, and none does after the counts moved again. ``from_status``
+    other than generating re-finishes a project whose counts a late video changed.
+    """
+    status = final_project_status(counts)
+    update = _Update()
+    update.set |= {"status": status.value, "finished_at": now}
+    update.events.append(finish_event(status, occurred_at=now, correlation_id=correlation_id))
+    guard = {
+        "_id": project_id,
+        "status": from_status.value,
+        "counts.pending": 0,
+        "counts.completed": counts.completed,
+        "counts.failed": counts.failed,
+        "counts.cancelled": counts.cancelled,
+    }
+    return update.build(guard, now=now, log_size=log_size)
+
+
+# --- the API's operations: built from the clip as read --------------------------
+
+
+def cancel(
+    project_id: str,
+    tenant_id: str,
+    clip: ClipState,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """An open clip becomes cancelled (one update per clip: cancel is rare)."""
+    update = _Update()
+    _set_clip(update, clip.scene_index, status=ClipStatus.CANCELLED, updated_at=now)
+    update.unset.append(f"{clip_path(clip.scene_index)}.lease")
+    update.move("pending", "cancelled")
+    view = clip.model_copy(update={"status": ClipStatus.CANCELLED}).view(with_attempts=False)
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="pending",
+            to_bucket="cancelled",
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        tenant_id=tenant_id,
+        status={"$in": _OPEN},
+        task_uuid=clip.task_uuid,
+    )
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def _reopen(update: _Update, *, lease_until: datetime) -> None:
+    update.set["status"] = ProjectStatus.GENERATING.value
+    update.unset.append("finished_at")
+    update.min["due_at"] = lease_until
+
+
+def retry_with_new_task(
+    project_id: str,
+    tenant_id: str,
+    clip: ClipState,
+    *,
+    new_task_uuid: str,
+    token: str,
+    now: datetime,
+    lease_until: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """A clip whose task Runware failed gets a new task; the failed one moves to ``attempts``."""
+    path = clip_path(clip.scene_index)
+    update = _Update()
+    fresh = queued_clip_document(
+        clip.scene_index, new_task_uuid, token=token, lease_until=lease_until, now=now
+    )
+    for name, value in fresh.items():
+        if name != "scene_index":
+            update.set[f"{path}.{name}"] = value
+    update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+    update.move("failed", "pending")
+    _reopen(update, lease_until=lease_until)
+    view = ClipView(task_uuid=new_task_uuid, scene_index=clip.scene_index, status=ClipStatus.QUEUED)
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="failed",
+            to_bucket="pending",
+            occurred_at=now,
+            correlation_id=correlation_id,
+            replaces_task_uuid=clip.task_uuid,
+        )
+    )
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        tenant_id=tenant_id,
+        status=ClipStatus.FAILED.value,
+        task_uuid=clip.task_uuid,
+    )
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def rewatch(
+    project_id: str,
+    tenant_id: str,
+    clip: ClipState,
+    *,
+    token: str,
+    now: datetime,
+    lease_until: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """A clip that timed out on our side is watched again: same task, fresh lease and ceiling.
+
+    Runware never said the task failed, so it may still finish (and be billed):
+    buying a second task would pay twice.
+    """
+    update = _Update()
+    _set_clip(
+        update,
+        clip.scene_index,
+        status=ClipStatus.PROCESSING,
+        error=None,
+        completed_at=None,
+        updated_at=now,
+        watched_since=now,
+        lease={"token": token, "until": lease_until},
+    )
+    update.move("failed", "pending")
+    _reopen(update, lease_until=lease_until)
+    view = ClipView(
+        task_uuid=clip.task_uuid,
+        scene_index=clip.scene_index,
+        status=ClipStatus.PROCESSING,
+        submitted_at=clip.submitted_at,
+    )
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="failed",
+            to_bucket="pending",
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        tenant_id=tenant_id,
+        status=ClipStatus.FAILED.value,
+        task_uuid=clip.task_uuid,
+        error__code=TIMED_OUT,
+    )
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def attempt_document(attempt: Attempt) -> Document:
+    doc = attempt.model_dump()
+    doc["status"] = attempt.status.value
+    return doc
+
+
+# --- the reconciler ---------------------------------------------------------------
+
+
+def rearm(
+    project_id: str,
+    clip: ClipState,
+    *,
+    new_token: str,
+    until: datetime,
+) -> Write:
+    """Give an open clip whose lease expired a new chain: matches only the clip as read.
+
+    Guarded on the old token, so of two reconcilers that read the same clip only
+    one re-arms it, and a chain that renewed in between keeps the clip.
+    """
+    path = clip_path(clip.scene_index)
+    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
+    guard[f"{path}.lease.token"] = (
+        clip.lease.token if clip.lease is not None else {"$exists": False}
+    )
+    update = {
+        "$set": {f"{path}.lease": {"token": new_token, "until": until}},
+        "$min": {"due_at": until},
+    }
+    return Write(guard, update)
+
+
+def claim(project_id: str, *, due_at: datetime, until: datetime) -> Write:
+    """Take a due project for one reconciler pass: only the reconciler that read ``due_at`` wins.
+
+    ``until`` is when another reconciler may take it, should this one die on the way.
+    """
+    return Write(
+        {"_id": project_id, "status": ProjectStatus.GENERATING.value, "due_at": due_at},
+        {"$set": {"due_at": until}},
+    )
+
+
+def release(project_id: str, *, claimed: datetime, due_at: datetime) -> Write:
+    """After a pass: ``due_at`` is the real earliest lease, unless a writer lowered it meanwhile."""
+    return Write({"_id": project_id, "due_at": claimed}, {"$set": {"due_at": due_at}})
+
+
+# --- late results: a result for a task that is not the clip's open current task ----
+
+
+def late_result(
+    project_id: str,
+    clip: ClipState,
+    task_uuid: str,
+    result: TaskResult,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write | None:
+    """What a terminal result of one of the clip's EARLIER tasks changes, as the clip was read.
+
+    - A video of an earlier task, while the clip has none: the clip becomes a
+      success with that task as its current one, and the task it replaces moves
+      to ``attempts`` (if it is still running there, its chain records its end).
+    - Otherwise the earlier attempt's own entry records the end, if it was open.
+
+    None when there is nothing to record. Guarded on the clip as read.
+    """
+    attempt = clip.attempts.get(task_uuid)
+    if attempt is None:
+        return None
+    path = clip_path(clip.scene_index)
+    if isinstance(result, TaskSucceeded) and clip.status in (
+        ClipStatus.QUEUED,
+        ClipStatus.PROCESSING,
+        ClipStatus.FAILED,
+    ):
+        return _earlier_task_succeeded(
+            project_id,
+            clip,
+            task_uuid,
+            attempt,
+            result,
+            now=now,
+            correlation_id=correlation_id,
+            log_size=log_size,
+        )
+    if attempt.status.is_terminal and not (
+        isinstance(result, TaskSucceeded) and attempt.status is not ClipStatus.SUCCESS
+    ):
+        return None
+    # History only: no public change of the clip, so no event and no seq.
+    update = _Update()
+    prefix = f"{path}.attempts.{task_uuid}"
+    if isinstance(result, TaskSucceeded):
+        update.set |= {
+            f"{prefix}.status": ClipStatus.SUCCESS.value,
+            f"{prefix}.video_url": result.video_url,
+            f"{prefix}.video_uuid": result.video_uuid,
+            f"{prefix}.cost": result.cost,
+            f"{prefix}.error": None,
+        }
+        update.cost(result.cost)
+    else:
+        update.set |= {
+            f"{prefix}.status": ClipStatus.FAILED.value,
+            f"{prefix}.error": {"code": result.code, "message": result.message},
+        }
+    update.set[f"{prefix}.completed_at"] = now
+    guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def _earlier_task_succeeded(
+    project_id: str,
+    clip: ClipState,
+    task_uuid: str,
+    attempt: Attempt,
+    result: TaskSucceeded,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    path = clip_path(clip.scene_index)
+    update = _Update()
+    update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+    update.unset += [f"{path}.attempts.{task_uuid}", f"{path}.lease"]
+    _set_clip(
+        update,
+        clip.scene_index,
+        task_uuid=task_uuid,
+        status=ClipStatus.SUCCESS,
+        video_url=result.video_url,
+        video_uuid=result.video_uuid,
+        cost=result.cost,
+        error=None,
+        queued_at=attempt.queued_at,
+        submitted_at=attempt.submitted_at,
+        completed_at=now,
+        updated_at=now,
+    )
+    update.cost(result.cost)
+    update.move(clip.status.bucket, "completed")
+    view = ClipView(
+        task_uuid=task_uuid,
+        scene_index=clip.scene_index,
+        status=ClipStatus.SUCCESS,
+        video_url=result.video_url,
+        cost=result.cost,
+        submitted_at=attempt.submitted_at,
+        completed_at=now,
+    )
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket=clip.status.bucket,
+            to_bucket="completed",
+            occurred_at=now,
+            correlation_id=correlation_id,
+            replaces_task_uuid=clip.task_uuid,
+        )
+    )
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        status=clip.status.value,
+        task_uuid=clip.task_uuid,
+    )
+    guard[f"{path}.attempts.{task_uuid}.status"] = attempt.status.value
+    return update.build(guard, now=now, log_size=log_size)
