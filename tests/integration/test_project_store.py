@@ -1,4 +1,4 @@
-"""The project store on a real database: idempotency, paging, and races between writers."""
+"""The project store on a real database: idempotency, paging, guarded changes and races."""
 
 from __future__ import annotations
 
@@ -10,22 +10,26 @@ from typing import Any
 
 import pytest
 
-from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
 from reelflow_common.mongo import Database
 from reelflow_common.store import (
+    TIMED_OUT,
+    Change,
     IdempotencyConflict,
     InvalidCursor,
-    NewClip,
     NewProject,
     Project,
     ProjectStore,
+    TaskFailed,
+    TaskSucceeded,
 )
 from reelflow_common.store.timefmt import utcnow
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+LEASE_S = 600.0
 
 
 class Clock:
@@ -46,7 +50,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def store(mongo_db: Database, clock: Clock) -> ProjectStore:
-    store = ProjectStore(mongo_db, clock=clock)
+    store = ProjectStore(mongo_db, clock=clock, lease_s=LEASE_S)
     await store.ensure_indexes()
     return store
 
@@ -58,7 +62,7 @@ def new_project(
         tenant_id=tenant,
         title="Trip to Lisbon",
         model="google:3@3",
-        scenes=[NewClip(prompt=f"scene {i}", duration=4, width=1280) for i in range(scenes)],
+        scenes=[ClipRequest(prompt=f"scene {i}", duration=4, width=1280) for i in range(scenes)],
         idempotency_key=key,
         request_hash=body,
         correlation_id="req-1",
@@ -75,39 +79,60 @@ async def raw(mongo_db: Database, project_id: str) -> dict[str, Any]:
     return doc
 
 
-def succeed(store: ProjectStore, project: Project, index: int) -> Any:
-    return store.record_success(
-        project.id,
-        project.clips[index].task_uuid,
-        video_url=f"https://v/{index}.mp4",
-        video_uuid=f"v{index}",
-        cost=0.1,
-        seed=7,
-        completed_at=NOW,
-    )
+async def reread(store: ProjectStore, project: Project) -> Project:
+    found = await store.get(project.id)
+    assert found is not None
+    return found
 
 
-def fail(store: ProjectStore, project: Project, index: int) -> Any:
-    return store.record_failure(
-        project.id, project.clips[index].task_uuid, code="x", message="boom", completed_at=NOW
-    )
+def token(project: Project, index: int) -> str:
+    lease = project.clips[index].lease
+    assert lease is not None
+    return lease.token
+
+
+def processing(store: ProjectStore, project: Project, index: int) -> Any:
+    clip = project.clips[index]
+    return store.mark_processing(project.id, index, clip.task_uuid, token=token(project, index))
+
+
+def succeed(store: ProjectStore, project: Project, index: int, cost: float = 0.1) -> Any:
+    result = TaskSucceeded(video_url=f"https://v/{index}.mp4", video_uuid=f"v{index}", cost=cost)
+    return store.record(project.id, index, project.clips[index].task_uuid, result)
+
+
+def fail(store: ProjectStore, project: Project, index: int, code: str = "x") -> Any:
+    failure = TaskFailed(code=code, message="boom")
+    return store.record(project.id, index, project.clips[index].task_uuid, failure)
 
 
 # --- create, get, list --------------------------------------------------------------------
 
 
-async def test_a_created_project_reads_back_only_for_its_own_tenant(store: ProjectStore) -> None:
+async def test_a_created_project_reads_back_only_for_its_own_tenant(
+    store: ProjectStore, mongo_db: Database
+) -> None:
     result = await store.create(new_project(3))
 
     assert result.created
     project = result.project
-    assert await store.get(project.id) == project
-    assert await store.get(project.id, tenant_id="tenant-a") == project
+    stored = await store.get(project.id)
+    assert stored == project.model_copy(update={"requests": None})
+    assert await store.get(project.id, tenant_id="tenant-a") == stored
     assert await store.get(project.id, tenant_id="tenant-b") is None
     assert await store.get("no-such-project") is None
+    with_requests = await store.get(project.id, with_requests=True)
+    assert with_requests is not None
+    assert [r.prompt for r in with_requests.requests or []] == ["scene 0", "scene 1", "scene 2"]
     assert [clip.scene_index for clip in project.clips] == [0, 1, 2]
     assert len({clip.task_uuid for clip in project.clips}) == 3
-    assert not project.dispatched
+    assert len({token(project, i) for i in range(3)}) == 3
+    doc = await raw(mongo_db, project.id)
+    assert doc["schema"] == 2
+    assert sorted(doc["clips"]) == ["0", "1", "2"]
+    leases = {clip["lease"]["until"].replace(tzinfo=UTC) for clip in doc["clips"].values()}
+    assert leases == {project.created_at + timedelta(seconds=LEASE_S)}
+    assert doc["due_at"].replace(tzinfo=UTC) == project.created_at + timedelta(seconds=LEASE_S)
 
 
 async def test_the_same_key_and_body_return_the_first_project(store: ProjectStore) -> None:
@@ -116,7 +141,7 @@ async def test_the_same_key_and_body_return_the_first_project(store: ProjectStor
     other_tenant = await store.create(new_project(key="k1", tenant="tenant-b"))
 
     assert (first.created, again.created, other_tenant.created) == (True, False, True)
-    assert again.project == first.project
+    assert again.project == first.project.model_copy(update={"requests": None})
     assert other_tenant.project.id != first.project.id
 
 
@@ -137,9 +162,8 @@ async def test_a_key_older_than_a_day_starts_a_new_project(
 
     assert later.created
     assert later.project.id != first.project.id
-    assert await store.create(new_project(key="k1", body="another body")) == later.model_copy(
-        update={"created": False}
-    )
+    replay = await store.create(new_project(key="k1", body="another body"))
+    assert (replay.created, replay.project.id) == (False, later.project.id)
 
 
 async def test_concurrent_creates_with_one_key_make_one_project(
@@ -166,6 +190,7 @@ async def test_listing_pages_newest_first_and_filters_by_status(store: ProjectSt
     assert [p.id for p in page1 + page2 + page3] == newest_first
     assert (cursor1 is not None, cursor2 is not None, cursor3) == (True, True, None)
     assert [p.id for p in done] == [made[1].id]
+    assert all(p.requests is None for p in page1)
 
 
 async def test_projects_created_in_the_same_millisecond_page_without_loss(
@@ -190,105 +215,80 @@ async def test_a_garbage_cursor_is_refused(store: ProjectStore) -> None:
         await store.list("tenant-a", limit=2, cursor="not-a-cursor")
 
 
-async def test_undispatched_projects_are_found_until_marked(store: ProjectStore) -> None:
-    project = await created(store)
-
-    found = await store.undispatched(older_than=NOW + timedelta(hours=1))
-    await store.mark_dispatched(project)
-
-    assert [p.id for p in found] == [project.id]
-    assert await store.undispatched(older_than=NOW + timedelta(hours=1)) == []
-    assert await store.undispatched(older_than=NOW) == []
-
-
-async def test_a_dispatch_of_an_older_read_does_not_cover_clips_a_retry_queued(
-    store: ProjectStore, clock: Clock
-) -> None:
-    project = await created(store, 1)
-    await fail(store, project, 0)
-    stale_read = await store.get(project.id)
-    assert stale_read is not None
-    clock.now += timedelta(seconds=1)
-    await store.retry_failed(project.id, tenant_id="tenant-a")
-
-    await store.mark_dispatched(stale_read)
-
-    after = await store.get(project.id)
-    assert after is not None
-    assert after.dispatched is False
-    assert [p.id for p in await store.undispatched(older_than=clock.now + timedelta(hours=1))] == [
-        project.id
-    ]
-
-
-async def test_a_retried_project_is_undispatched_from_the_retry_on(
-    store: ProjectStore, clock: Clock
-) -> None:
-    project = await created(store, 1)
-    await store.mark_dispatched(project)
-    await fail(store, project, 0)
-    clock.now += timedelta(hours=1)
-    retried_at = clock.now
-
-    await store.retry_failed(project.id, tenant_id="tenant-a")
-
-    assert await store.undispatched(older_than=retried_at) == []
-    found = await store.undispatched(older_than=retried_at + timedelta(minutes=1))
-    assert [p.id for p in found] == [project.id]
-
-
 # --- clip transitions --------------------------------------------------------------------
 
 
-async def test_a_clip_goes_queued_submitting_processing_success(
+async def test_a_clip_goes_queued_processing_success_with_one_event_each(
     store: ProjectStore, mongo_db: Database
 ) -> None:
     project = await created(store)
     task = project.clips[0].task_uuid
 
-    claimed = await store.start_submitting(project.id, task)
-    after_claim = await store.get(project.id)
-    processing = await store.mark_processing(project.id, task, submitted_at=NOW)
-    done = await succeed(store, project, 0)
+    started: Change = await processing(store, project, 0)
+    done: Change = await succeed(store, project, 0, cost=0.25)
 
-    assert claimed is not None
-    assert (claimed.status, claimed.prompt, claimed.model) == (
-        "submitting",
-        "scene 0",
-        "google:3@3",
+    assert started.applied
+    assert started.at is not None
+    assert started.lease_until == started.at + timedelta(seconds=LEASE_S)
+    (event,) = started.events
+    assert isinstance(event, ClipUpdated)
+    assert (event.seq, event.clip.status, event.clip.submitted_at) == (
+        1,
+        ClipStatus.PROCESSING,
+        started.at,
     )
-    assert after_claim is not None
-    assert after_claim.seq == 0  # submitting is not a public change
-    assert after_claim.public_status()["results"][0]["status"] == "queued"
-    assert [(e.seq, e.clip.status) for e in processing if isinstance(e, ClipUpdated)] == [
-        (1, ClipStatus.PROCESSING)
-    ]
-    (event,) = done
+    assert event.counts == Counts(total_clips=2, completed=0, pending=2, failed=0)
+    assert done.applied
+    (event,) = done.events
     assert isinstance(event, ClipUpdated)
     assert (event.seq, event.clip.status, event.clip.video_url) == (2, "success", "https://v/0.mp4")
     assert event.counts == Counts(total_clips=2, completed=1, pending=1, failed=0)
     assert event.correlation_id == "req-1"
     doc = await raw(mongo_db, project.id)
     assert doc["seq"] == 2
-    assert doc["clips"][task]["seed"] == 7
-    assert [e["seq"] for e in doc["events"]] == [1, 2]
+    assert doc["clips"]["0"]["task_uuid"] == task
+    assert "lease" not in doc["clips"]["0"]
+    assert doc["cost"] == {"usd": 0.25, "known": 1, "unknown": 0}
+    assert len(doc["events"]) == 2
 
 
-async def test_duplicate_and_late_updates_change_nothing(
+async def test_a_chain_without_the_clips_token_cannot_record_processing(
+    store: ProjectStore,
+) -> None:
+    project = await created(store, 1)
+    clip = project.clips[0]
+
+    stale = await store.mark_processing(project.id, 0, clip.task_uuid, token="not-the-token")
+
+    assert not stale.applied
+    assert (await reread(store, project)).clips[0].status is ClipStatus.QUEUED
+
+
+async def test_duplicate_and_late_updates_change_nothing_but_repeat_the_events(
     store: ProjectStore, mongo_db: Database
 ) -> None:
     project = await created(store)
-    task = project.clips[0].task_uuid
-    await store.mark_processing(project.id, task, submitted_at=NOW)
+    await processing(store, project, 0)
     await succeed(store, project, 0)
     before = await raw(mongo_db, project.id)
 
-    assert await succeed(store, project, 0) == []
-    assert await fail(store, project, 0) == []
-    assert await store.mark_processing(project.id, task, submitted_at=NOW) == []
-    assert await store.start_submitting(project.id, task) is None
-    assert await store.start_submitting(project.id, "no-such-task") is None
-    assert await store.mark_processing("no-such-project", task, submitted_at=NOW) == []
+    again: Change = await succeed(store, project, 0)
+    failed: Change = await fail(store, project, 0)
+    processing_again: Change = await processing(store, project, 0)
+
+    for change in (again, failed, processing_again):
+        assert not change.applied
+        # What a crash between write and publish may have left unpublished, again.
+        assert [(type(e).__name__, e.seq) for e in change.events] == [
+            ("ClipUpdated", 1),
+            ("ClipUpdated", 2),
+        ]
+    elsewhere = await store.record("no-such-project", 0, "t", TaskFailed(code="x", message="y"))
+    assert elsewhere == Change(False, [])
+    wrong_task = await store.record(
+        project.id, 1, "not-its-task", TaskFailed(code="x", message="y")
+    )
+    assert wrong_task == Change(False, [])
     assert await raw(mongo_db, project.id) == before
 
 
@@ -310,18 +310,123 @@ async def test_racing_writers_finish_a_project_exactly_once(
         # every clip is reported twice, as a poll and a webhook would
         writers += [functools.partial(record, store, project, index)] * 2
 
-    results: list[list[Event]] = await asyncio.gather(*(write() for write in writers))
+    results: list[Change] = await asyncio.gather(*(write() for write in writers))
 
-    events = sorted((e for batch in results for e in batch), key=lambda e: e.seq)
-    finished = [e for e in events if isinstance(e, ProjectFinished)]
-    assert [e.seq for e in events] == list(range(1, len(outcomes) + 2))
+    # A duplicate whose guard failed may run the finisher itself (the repair path): what
+    # counts is what all writers published together, by seq.
+    published = {e.seq: e for change in results for e in change.events}
+    finished = [e for e in published.values() if isinstance(e, ProjectFinished)]
+    assert sorted(published) == list(range(1, len(outcomes) + 2))
+    assert sum(change.applied for change in results) == len(outcomes)
     assert len(finished) == 1
     assert finished[0].status is expected
     assert finished[0].seq == len(outcomes) + 1
-    final = await store.get(project.id)
-    assert final is not None
+    stored = await store.events_after(project.id, 0)
+    assert sum(isinstance(e, ProjectFinished) for e in stored or []) == 1
+    final = await reread(store, project)
     assert (final.status, final.seq, final.counts.pending) == (expected, len(outcomes) + 1, 0)
     assert final.finished_at is not None
+
+
+async def test_the_events_a_writer_publishes_are_those_a_replay_gives(store: ProjectStore) -> None:
+    project = await created(store, 2)
+    published: list[Event] = []
+    for change in [
+        await processing(store, project, 0),
+        await processing(store, project, 1),
+        await succeed(store, project, 1),
+        await fail(store, project, 0),
+    ]:
+        published += change.events
+
+    replayed = await store.events_after(project.id, 0)
+
+    assert replayed == published
+    assert [e.seq for e in published] == [1, 2, 3, 4, 5]
+    assert isinstance(published[-1], ProjectFinished)
+    assert published[-1].status is ProjectStatus.PARTIAL
+
+
+# --- leases ------------------------------------------------------------------------------
+
+
+async def test_a_lease_is_renewed_only_by_its_chain(
+    store: ProjectStore, mongo_db: Database
+) -> None:
+    project = await created(store, 1)
+    later = NOW + timedelta(hours=1)
+
+    assert await store.renew_lease(project.id, 0, token=token(project, 0), until=later)
+    assert not await store.renew_lease(
+        project.id, 0, token="stale", until=later + timedelta(hours=1)
+    )
+    doc = await raw(mongo_db, project.id)
+    assert doc["clips"]["0"]["lease"]["until"].replace(tzinfo=UTC) == later
+
+
+async def test_expiring_a_lease_makes_the_project_due_at_once(
+    store: ProjectStore, clock: Clock
+) -> None:
+    project = await created(store, 2)
+
+    await store.expire_leases(project.id, {1: token(project, 1), 0: "stale-token"})
+
+    after = await reread(store, project)
+    lease0, lease1 = after.clips[0].lease, after.clips[1].lease
+    assert lease0 is not None
+    assert lease1 is not None
+    assert lease0.until == project.created_at + timedelta(seconds=LEASE_S)
+    assert lease1.until < project.created_at + timedelta(seconds=1)
+    due = await store.due(before=clock.now + timedelta(seconds=1), limit=10)
+    assert [project_id for project_id, _ in due] == [project.id]
+
+
+async def test_one_of_two_reconcilers_claims_a_due_project(
+    store: ProjectStore, clock: Clock
+) -> None:
+    project = await created(store, 1)
+    ((project_id, due_at),) = await store.due(before=NOW + timedelta(hours=1), limit=10)
+    until = NOW + timedelta(hours=1, seconds=LEASE_S)  # a claim lasts a lease from now
+
+    claims = await asyncio.gather(
+        *(store.claim(project_id, due_at=due_at, until=until) for _ in range(4))
+    )
+
+    won = [claim for claim in claims if claim is not None]
+    assert len(won) == 1
+    assert won[0].requests is not None  # a re-dispatch needs them
+    await store.release(project_id, claimed=until, due_at=NOW + timedelta(minutes=5))
+    assert (await reread(store, project)).due_at == NOW + timedelta(minutes=5)
+    assert await store.claim(project_id, due_at=due_at, until=until) is None
+
+
+async def test_a_release_never_raises_a_due_at_someone_lowered_meanwhile(
+    store: ProjectStore, clock: Clock
+) -> None:
+    project = await created(store, 1)
+    ((project_id, due_at),) = await store.due(before=NOW + timedelta(hours=1), limit=10)
+    until = NOW + timedelta(hours=1, seconds=LEASE_S)
+    assert await store.claim(project_id, due_at=due_at, until=until) is not None
+    await store.expire_leases(project_id, {0: token(project, 0)})
+    lowered = (await reread(store, project)).due_at
+
+    await store.release(project_id, claimed=until, due_at=until)
+
+    assert (await reread(store, project)).due_at == lowered
+
+
+async def test_a_rearm_takes_the_clip_only_as_it_was_read(store: ProjectStore) -> None:
+    project = await created(store, 1)
+    clip = project.clips[0]
+    until = NOW + timedelta(hours=1)
+
+    first = await store.rearm(project.id, clip, token="fresh-1", until=until)
+    second = await store.rearm(project.id, clip, token="fresh-2", until=until)
+
+    assert (first, second) == (True, False)
+    lease = (await reread(store, project)).clips[0].lease
+    assert lease is not None
+    assert lease.token == "fresh-1"
 
 
 # --- project operations ------------------------------------------------------------------
@@ -337,43 +442,170 @@ async def test_cancel_stops_every_unfinished_clip_and_finishes_the_project(
     again = await store.cancel(project.id, tenant_id="tenant-a")
 
     assert outcome is not None
-    cancelled, events = outcome
+    cancelled = outcome.project
     assert [clip.status for clip in cancelled.clips] == ["success", "cancelled", "cancelled"]
-    assert [e.message_type for e in events] == ["clip.updated", "clip.updated", "project.finished"]
-    assert [e.seq for e in events] == [2, 3, 4]
+    assert [e.message_type for e in outcome.events] == [
+        "clip.updated",
+        "clip.updated",
+        "project.finished",
+    ]
+    assert [e.seq for e in outcome.events] == [2, 3, 4]
     assert cancelled.status is ProjectStatus.CANCELLED  # though one clip did finish
-    assert again == (cancelled, [])
+    assert again is not None
+    assert (again.project, again.events) == (cancelled, [])
     assert await store.cancel(project.id, tenant_id="tenant-b") is None
-    assert await succeed(store, project, 1) == []
+    assert not (await succeed(store, project, 1)).applied
 
 
-async def test_retry_gives_failed_clips_new_tasks_and_reopens_the_project(
+async def test_retry_gives_a_runware_failed_clip_a_new_task_and_keeps_the_old_one(
     store: ProjectStore,
 ) -> None:
     project = await created(store, 2)
     await succeed(store, project, 0)
-    await fail(store, project, 1)
+    await fail(store, project, 1, code="contentPolicyViolation")
     failed_task = project.clips[1].task_uuid
 
-    outcome = await store.retry_failed(project.id, tenant_id="tenant-a")
+    outcome = await store.retry(project.id, tenant_id="tenant-a")
 
     assert outcome is not None
-    retried, events = outcome
-    (new_clip,) = outcome.new_clips
+    assert (outcome.resubmit, outcome.rewatch) == ([1], [])
+    retried = outcome.project
+    new_clip = retried.clips[1]
     assert new_clip.task_uuid != failed_task
-    assert (new_clip.scene_index, new_clip.status, new_clip.prompt) == (1, "queued", "scene 1")
-    assert [clip.task_uuid for clip in retried.clips] == [
-        project.clips[0].task_uuid,
-        new_clip.task_uuid,
-    ]
-    assert (retried.status, retried.finished_at, retried.dispatched) == ("generating", None, False)
+    assert (new_clip.scene_index, new_clip.status) == (1, ClipStatus.QUEUED)
+    assert new_clip.lease is not None
+    assert retried.requests is not None  # for the SubmitClip the caller sends
+    (earlier,) = new_clip.attempts.values()
+    assert list(new_clip.attempts) == [failed_task]
+    assert (earlier.status, earlier.error) == (
+        ClipStatus.FAILED,
+        {"code": "contentPolicyViolation", "message": "boom"},
+    )
+    assert (retried.status, retried.finished_at) == ("generating", None)
     assert retried.counts == Counts(total_clips=2, completed=1, pending=1, failed=0)
-    (event,) = events
+    (event,) = outcome.events
     assert isinstance(event, ClipUpdated)
-    assert (event.seq, event.replaces_task_uuid) == (4, failed_task)
-    assert await fail(store, project, 1) == []  # the old task is gone
-    assert await store.retry_failed(project.id, tenant_id="tenant-b") is None
-    assert await store.retry_failed(project.id, tenant_id="tenant-a") == (retried, [])
+    assert (event.seq, event.replaces_task_uuid, event.clip.task_uuid) == (
+        4,
+        failed_task,
+        new_clip.task_uuid,
+    )
+    status = retried.public_status()
+    assert failed_task not in status["clips"]
+    assert status["clips"][new_clip.task_uuid] == "pending"
+    assert status["results"][1]["attempts"][0]["task_uuid"] == failed_task
+    assert await store.retry(project.id, tenant_id="tenant-b") is None
+    nothing = await store.retry(project.id, tenant_id="tenant-a")
+    assert nothing is not None
+    assert (nothing.events, nothing.resubmit) == ([], [])
+
+
+async def test_retry_of_a_timed_out_clip_watches_the_same_task_again(store: ProjectStore) -> None:
+    project = await created(store, 1)
+    await processing(store, project, 0)
+    await fail(store, project, 0, code=TIMED_OUT)
+
+    outcome = await store.retry(project.id, tenant_id="tenant-a")
+
+    assert outcome is not None
+    assert (outcome.resubmit, outcome.rewatch) == ([], [0])
+    clip = outcome.project.clips[0]
+    assert (clip.task_uuid, clip.status, clip.error) == (
+        project.clips[0].task_uuid,
+        ClipStatus.PROCESSING,
+        None,
+    )
+    assert clip.attempts == {}
+    assert clip.lease is not None
+    assert clip.watched_since is not None
+    assert clip.submitted_at is not None
+    assert clip.watched_since > clip.submitted_at  # a fresh ceiling
+    assert outcome.project.status is ProjectStatus.GENERATING
+
+
+async def test_cancelled_clips_are_not_retried(store: ProjectStore) -> None:
+    project = await created(store, 1)
+    await store.cancel(project.id, tenant_id="tenant-a")
+
+    outcome = await store.retry(project.id, tenant_id="tenant-a")
+
+    assert outcome is not None
+    assert (outcome.events, outcome.resubmit, outcome.rewatch) == ([], [], [])
+
+
+async def test_a_late_success_of_an_earlier_attempt_becomes_the_clips_video(
+    store: ProjectStore,
+) -> None:
+    project = await created(store, 1)
+    first_task = project.clips[0].task_uuid
+    await fail(store, project, 0, code="taskFailedOrNotFound")
+    retried = await store.retry(project.id, tenant_id="tenant-a")
+    assert retried is not None
+    second = retried.project
+    second_task = second.clips[0].task_uuid
+    await processing(store, second, 0)
+
+    late: Change = await store.record(
+        project.id,
+        0,
+        first_task,
+        TaskSucceeded(video_url="https://v/late.mp4", video_uuid="late", cost=0.4),
+    )
+
+    assert late.applied
+    clip = (await reread(store, project)).clips[0]
+    assert (clip.task_uuid, clip.status, clip.video_url) == (
+        first_task,
+        ClipStatus.SUCCESS,
+        "https://v/late.mp4",
+    )
+    assert clip.attempts[second_task].status is ClipStatus.PROCESSING
+    updated, finished = late.events
+    assert isinstance(updated, ClipUpdated)
+    assert updated.replaces_task_uuid == second_task
+    assert isinstance(finished, ProjectFinished)
+    assert finished.status is ProjectStatus.COMPLETED
+
+    # The task that kept running ends later: recorded in its attempt, the clip unchanged.
+    ended: Change = await store.record(
+        project.id,
+        0,
+        second_task,
+        TaskSucceeded(video_url="https://v/second.mp4", video_uuid="second", cost=0.4),
+    )
+
+    after = await reread(store, project)
+    assert ended.events == []
+    assert after.clips[0].video_url == "https://v/late.mp4"
+    assert after.clips[0].attempts[second_task].status is ClipStatus.SUCCESS
+    assert after.clips[0].attempts[second_task].video_url == "https://v/second.mp4"
+    assert after.cost.known == 2
+    assert after.cost.usd == pytest.approx(0.8)
+    assert after.seq == finished.seq
+
+
+async def test_a_late_video_after_the_project_finished_finishes_it_again(
+    store: ProjectStore,
+) -> None:
+    project = await created(store, 1)
+    first_task = project.clips[0].task_uuid
+    await fail(store, project, 0, code="taskFailedOrNotFound")
+    retried = await store.retry(project.id, tenant_id="tenant-a")
+    assert retried is not None
+    await fail(store, retried.project, 0, code="contentPolicyViolation")
+    assert (await reread(store, project)).status is ProjectStatus.FAILED
+
+    late: Change = await store.record(
+        project.id, 0, first_task, TaskSucceeded(video_url="https://v/late.mp4")
+    )
+
+    after = await reread(store, project)
+    assert (after.status, after.counts.completed, after.counts.failed) == (
+        ProjectStatus.COMPLETED,
+        1,
+        0,
+    )
+    assert [type(e).__name__ for e in late.events] == ["ClipUpdated", "ProjectFinished"]
 
 
 # --- the event log -----------------------------------------------------------------------
@@ -385,32 +617,17 @@ async def test_events_replay_after_a_seq_until_the_log_has_dropped_them(
     store = ProjectStore(mongo_db, event_log_size=3, clock=utcnow)
     project = await created(store, 3)
     for index in range(3):
-        await store.mark_processing(project.id, project.clips[index].task_uuid, submitted_at=NOW)
+        await processing(store, project, index)
     for index in range(3):
         await succeed(store, project, index)  # seq 4..6, then project.finished at 7
 
-    assert [e.seq for e in await store.events_after(project.id, 4) or []] == [5, 6, 7]
+    replayed = await store.events_after(project.id, 4)
+    assert [e.seq for e in replayed or []] == [5, 6, 7]
+    assert [e.counts.completed for e in replayed or []] == [2, 3, 3]
     assert await store.events_after(project.id, 7) == []
     assert await store.events_after(project.id, 3) is None
+    assert await store.events_after(project.id, 8) is None
     assert await store.events_after("no-such-project", 0) is None
-
-
-async def test_events_for_a_clip_are_those_it_caused(store: ProjectStore) -> None:
-    project = await created(store, 2)
-    first, last = project.clips
-    await store.mark_processing(project.id, first.task_uuid, submitted_at=NOW)
-    await succeed(store, project, 1)
-    await succeed(store, project, 0)
-
-    about_first = await store.events_for_clip(project.id, first.task_uuid)
-    about_last = await store.events_for_clip(project.id, last.task_uuid)
-
-    assert [(e.message_type, e.seq) for e in about_first] == [
-        ("clip.updated", 1),
-        ("clip.updated", 3),
-        ("project.finished", 4),
-    ]
-    assert [(e.message_type, e.seq) for e in about_last] == [("clip.updated", 2)]
 
 
 async def test_public_status_of_a_stored_project_matches_the_seed_shape(
@@ -418,8 +635,7 @@ async def test_public_status_of_a_stored_project_matches_the_seed_shape(
 ) -> None:
     project = await created(store, 2)
     await succeed(store, project, 0)
-    stored = await store.get(project.id)
-    assert stored is not None
+    stored = await reread(store, project)
 
     status = stored.public_status()
 
@@ -434,4 +650,5 @@ async def test_public_status_of_a_stored_project_matches_the_seed_shape(
         "all_complete": False,
         "clips": {first: "https://v/0.mp4", second: "pending"},
     }
+    assert status["cost"] == {"usd": 0.1, "known": 1, "unknown": 0}
     assert status["updated_at"] > status["created_at"]

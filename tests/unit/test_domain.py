@@ -1,4 +1,4 @@
-"""A project's final status follows from its clip counts; ``submitting`` shows as ``queued``."""
+"""A project's final status follows from its clip counts; each clip state has one bucket."""
 
 from __future__ import annotations
 
@@ -31,11 +31,21 @@ def test_final_project_status_follows_the_counts(given: Counts, expected: Projec
     assert final_project_status(given) is expected
 
 
-def test_submitting_is_shown_as_queued_and_others_as_themselves() -> None:
-    assert ClipStatus.SUBMITTING.public is ClipStatus.QUEUED
-    assert [status.public for status in ClipStatus if status is not ClipStatus.SUBMITTING] == [
-        status for status in ClipStatus if status is not ClipStatus.SUBMITTING
-    ]
+def test_open_states_share_the_pending_bucket_and_each_end_has_its_own() -> None:
+    assert {status: status.bucket for status in ClipStatus} == {
+        ClipStatus.QUEUED: "pending",
+        ClipStatus.PROCESSING: "pending",
+        ClipStatus.SUCCESS: "completed",
+        ClipStatus.FAILED: "failed",
+        ClipStatus.CANCELLED: "cancelled",
+    }
+
+
+def test_counts_move_between_buckets() -> None:
+    before = counts(pending=2, failed=1)
+
+    assert before.moved("failed", "pending") == counts(pending=3)
+    assert before.moved("pending", "pending") == before
 
 
 def test_only_success_failed_and_cancelled_are_terminal() -> None:

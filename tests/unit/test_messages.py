@@ -2,30 +2,54 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
-from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import (
+    EVENT_TYPES,
     CheckClip,
+    CheckHintedTasks,
     ClipUpdated,
     ClipView,
     ProjectFinished,
-    RecordRunwareResult,
     SubmitClip,
+    parse_event,
 )
 
 COUNTS = Counts(total_clips=2, completed=1, pending=1, failed=0)
+T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def submit(**fields: object) -> SubmitClip:
+    values: dict[str, object] = {
+        "project_id": "p1",
+        "tenant_id": "tenant-a",
+        "scene_index": 0,
+        "task_uuid": "t1",
+        "token": "k1",
+        "lease_until": T0,
+        "model": "google:3@3",
+        "request": ClipRequest(prompt="a fox", duration=4),
+    }
+    return SubmitClip.model_validate(values | fields)
 
 
 def test_command_round_trips_through_json() -> None:
     sent = CheckClip(
         project_id="p1",
+        scene_index=2,
         task_uuid="t1",
-        attempt=3,
-        submitted_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        token="k1",
+        lease_until=T0,
+        submitted_at=T0,
+        watched_since=T0,
+        model="google:3@3",
+        duration=4,
+        check=3,
         correlation_id="req-1",
     )
 
@@ -33,6 +57,15 @@ def test_command_round_trips_through_json() -> None:
 
     assert received == sent
     assert received.submitted_at.tzinfo is not None
+
+
+def test_a_submit_carries_the_request_it_sends() -> None:
+    sent = submit(attempt=2, first_attempt_at=T0)
+
+    received = SubmitClip.model_validate_json(sent.model_dump_json())
+
+    assert received == sent
+    assert received.request.prompt == "a fox"
 
 
 def test_event_with_nested_models_round_trips_through_json() -> None:
@@ -47,21 +80,35 @@ def test_event_with_nested_models_round_trips_through_json() -> None:
     assert ClipUpdated.model_validate_json(sent.model_dump_json()) == sent
 
 
-def test_runware_body_round_trips_unchanged() -> None:
-    body = {"data": [{"taskUUID": "t1", "status": "success", "videoURL": "https://v"}]}
-    sent = RecordRunwareResult(project_id="p1", task_uuid="t1", body=body)
+def test_a_hint_names_tasks_as_canonical_uuids_and_nothing_else() -> None:
+    task = uuid.uuid4()
 
-    assert RecordRunwareResult.model_validate_json(sent.model_dump_json()).body == body
+    hint = CheckHintedTasks(project_id="p1", task_uuids=[str(task).upper()])
+
+    assert hint.task_uuids == [str(task)]
+    assert set(CheckHintedTasks.model_fields) - {
+        "schema_version", "message_id", "correlation_id", "occurred_at"
+    } == {"project_id", "scene_index", "task_uuids"}  # fmt: skip
 
 
-def test_each_message_gets_its_own_id() -> None:
-    assert SubmitClip(project_id="p", task_uuid="t").message_id != (
-        SubmitClip(project_id="p", task_uuid="t").message_id
-    )
+@pytest.mark.parametrize("bad", [[], ["not-a-uuid"], ["\ud800"], [str(uuid.uuid4())] * 101])
+def test_a_hint_refuses_what_is_not_a_list_of_task_uuids(bad: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        CheckHintedTasks(project_id="p1", task_uuids=bad)
+
+
+def test_each_message_gets_its_own_id_and_a_following_one_a_new_id() -> None:
+    first = submit()
+
+    following = first.following(attempt=2)
+
+    assert submit().message_id != first.message_id
+    assert following.message_id != first.message_id
+    assert (following.attempt, following.task_uuid) == (2, first.task_uuid)
 
 
 def test_headers_carry_the_correlation_ids() -> None:
-    message = SubmitClip(project_id="p1", task_uuid="t1", correlation_id="req-9")
+    message = submit(correlation_id="req-9")
 
     assert message.headers() == {"project_id": "p1", "task_uuid": "t1", "request_id": "req-9"}
 
@@ -87,21 +134,31 @@ def test_clip_updated_headers_name_the_clip() -> None:
 
 
 def test_unknown_fields_are_refused() -> None:
-    body = SubmitClip(project_id="p", task_uuid="t").model_dump() | {"surprise": 1}
+    body = submit().model_dump() | {"surprise": 1}
 
     with pytest.raises(ValidationError, match="surprise"):
         SubmitClip.model_validate(body)
 
 
 def test_messages_are_immutable() -> None:
-    message = SubmitClip(project_id="p", task_uuid="t")
+    message = submit()
 
     with pytest.raises(ValidationError):
         message.task_uuid = "other"  # type: ignore[misc]
 
 
 def test_message_types_are_distinct() -> None:
-    types = [m.message_type for m in (SubmitClip, CheckClip, RecordRunwareResult)]
+    types = [m.message_type for m in (SubmitClip, CheckClip, CheckHintedTasks)]
     types += [m.message_type for m in (ClipUpdated, ProjectFinished)]
 
     assert len(set(types)) == len(types)
+
+
+def test_one_table_parses_every_event_type() -> None:
+    finished = ProjectFinished(
+        project_id="p1", tenant_id="x", seq=9, status=ProjectStatus.PARTIAL, counts=COUNTS
+    )
+
+    assert set(EVENT_TYPES) == {"clip.updated", "project.finished"}
+    assert parse_event("project.finished", finished.model_dump_json()) == finished
+    assert parse_event("submit_clip", b"{}") is None

@@ -1,4 +1,8 @@
-"""The poller's decisions: what a task state or a failed poll means for the clip."""
+"""The poller's decisions: what Runware's answer about a task means for its clip.
+
+One function serves the poll chains, the webhook hints and the reconciler; every
+way of not knowing ends at the same ceiling, with the last error shown.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +17,27 @@ from reelflow_common.runware import (
     TaskFailure,
     TaskState,
 )
-from reelflow_poller.service import (
-    TIMED_OUT,
-    CheckAgain,
-    Failed,
-    Policy,
-    Succeeded,
-    next_check_delay_s,
-)
+from reelflow_common.store import TaskFailed, TaskSucceeded
+from reelflow_poller.service import TIMED_OUT, Keep, Policy, Record, Watch, terminal_result
 
-POLICY = Policy(initial_s=20, backoff=1.5, cap_s=120, max_age_s=7200, not_found_grace_s=120)
+POLICY = Policy(max_age_s=7200, not_found_grace_s=120)
 TASK = "24cd5dff-0000-4000-8000-000000000000"
 
 
-def _processing() -> TaskState:
-    return TaskState(task_uuid=TASK, status="processing")
+def watch(since_submit_s: float = 60, watched_s: float | None = None, **kw: object) -> Watch:
+    watched = since_submit_s if watched_s is None else watched_s
+    return Watch(since_submit_s=since_submit_s, watched_s=watched, **kw)  # type: ignore[arg-type]
+
+
+def _processing(progress: int | None = None) -> TaskState:
+    return TaskState(task_uuid=TASK, status="processing", progress=progress)
 
 
 def _failed(code: str | None, message: str = "it broke") -> TaskState:
     return TaskState(task_uuid=TASK, status="error", error=TaskFailure(code=code, message=message))
 
 
-def test_success_is_recorded_with_everything_runware_said() -> None:
+def test_success_is_recorded_with_the_video_and_cost() -> None:
     state = TaskState(
         task_uuid=TASK,
         status="success",
@@ -43,43 +46,52 @@ def test_success_is_recorded_with_everything_runware_said() -> None:
         cost=0.18,
         seed=42,
     )
-    assert POLICY.after_state(state, attempt=3, age_s=95) == Succeeded(state)
+    assert POLICY.decide(state, watch(95)) == Record(
+        TaskSucceeded(
+            video_url="https://im.runware.ai/video/b7db.mp4", video_uuid="b7db", cost=0.18
+        )
+    )
 
 
-def test_success_is_recorded_even_past_the_maximum_age() -> None:
+def test_success_is_recorded_even_past_the_ceiling() -> None:
     state = TaskState(task_uuid=TASK, status="success", video_url="https://x/v.mp4")
-    assert POLICY.after_state(state, attempt=99, age_s=10_000) == Succeeded(state)
+    assert POLICY.decide(state, watch(10_000)) == Record(TaskSucceeded(video_url="https://x/v.mp4"))
 
 
 @pytest.mark.parametrize(
     "code", ["timeoutProvider", "contentPolicyViolation", "taskFailed", "somethingNew"]
 )
 def test_task_error_fails_the_clip_with_runwares_code_and_message(code: str) -> None:
-    decision = POLICY.after_state(_failed(code, "provider gave up"), attempt=2, age_s=60)
-    assert decision == Failed(code, "provider gave up")
+    decision = POLICY.decide(_failed(code, "provider gave up"), watch(60))
+    assert decision == Record(TaskFailed(code=code, message="provider gave up"))
 
 
 def test_task_error_without_details_fails_as_task_failed() -> None:
     state = TaskState(task_uuid=TASK, status="error")
-    assert POLICY.after_state(state, attempt=1, age_s=30) == Failed(
-        "taskFailed", "Runware reported an error."
+    assert POLICY.decide(state, watch(30)) == Record(
+        TaskFailed(code="taskFailed", message="Runware reported an error.")
     )
 
 
-def test_still_processing_checks_again_after_the_next_delay() -> None:
-    assert POLICY.after_state(_processing(), attempt=1, age_s=20) == CheckAgain(30.0)
-    assert POLICY.after_state(_processing(), attempt=2, age_s=50) == CheckAgain(45.0)
+def test_still_processing_keeps_watching_with_its_progress() -> None:
+    assert POLICY.decide(_processing(40), watch(20)) == Keep(progress=40)
 
 
-def test_still_processing_past_the_maximum_age_times_out() -> None:
-    decision = POLICY.after_state(_processing(), attempt=70, age_s=7200)
-    assert isinstance(decision, Failed)
-    assert decision.code == TIMED_OUT == "timedOut"
-    assert "7200 s" in decision.message
+def test_still_processing_at_the_ceiling_times_out() -> None:
+    decision = POLICY.decide(_processing(), watch(7300, watched_s=7200))
+    assert isinstance(decision, Record)
+    assert isinstance(decision.result, TaskFailed)
+    assert decision.result.code == TIMED_OUT == "timedOut"
+    assert "7200 s" in decision.result.message
 
 
-def test_just_below_the_maximum_age_still_checks_again() -> None:
-    assert isinstance(POLICY.after_state(_processing(), attempt=70, age_s=7199.9), CheckAgain)
+def test_just_below_the_ceiling_keeps_watching() -> None:
+    assert isinstance(POLICY.decide(_processing(), watch(7199.9)), Keep)
+
+
+def test_the_ceiling_counts_from_the_watch_not_the_submit() -> None:
+    # A timed-out clip watched again gets a fresh ceiling.
+    assert isinstance(POLICY.decide(_processing(), watch(9000, watched_s=60)), Keep)
 
 
 def _not_found(task_uuid: str | None = TASK) -> RunwareError:
@@ -92,25 +104,48 @@ def _not_found(task_uuid: str | None = TASK) -> RunwareError:
 
 
 def test_unknown_task_soon_after_submit_is_taken_as_not_visible_yet() -> None:
-    assert POLICY.after_error(_not_found(), attempt=1, age_s=20) == CheckAgain(30.0)
+    decision = POLICY.decide(_not_found(), watch(20))
+    assert isinstance(decision, Keep)
+    assert decision.last_error is not None
+    assert "taskFailedOrNotFound" in decision.last_error
 
 
 def test_unknown_task_after_the_grace_fails_with_runwares_code() -> None:
-    decision = POLICY.after_error(_not_found(), attempt=5, age_s=120)
-    assert decision == Failed(
-        "taskFailedOrNotFound", "The task was not found, or it failed and is no longer available."
+    decision = POLICY.decide(_not_found(), watch(120))
+    assert decision == Record(
+        TaskFailed(
+            code="taskFailedOrNotFound",
+            message="The task was not found, or it failed and is no longer available.",
+        )
     )
 
 
 def test_unknown_task_reported_as_an_error_item_follows_the_same_grace() -> None:
     state = _failed("taskExpired", "gone")
-    assert isinstance(POLICY.after_state(state, attempt=1, age_s=10), CheckAgain)
-    assert POLICY.after_state(state, attempt=9, age_s=500) == Failed("taskExpired", "gone")
+    assert isinstance(POLICY.decide(state, watch(10)), Keep)
+    assert POLICY.decide(state, watch(500)) == Record(
+        TaskFailed(code="taskExpired", message="gone")
+    )
 
 
-def test_a_not_found_without_a_task_is_about_the_request_and_checks_again() -> None:
-    decision = POLICY.after_error(_not_found(task_uuid=None), attempt=5, age_s=500)
-    assert isinstance(decision, CheckAgain)
+@pytest.mark.parametrize(
+    "error",
+    [
+        _not_found(task_uuid=None),
+        RunwareRequestError(
+            "Runware answered HTTP 404 without an error entry",
+            code="invalidResponse",
+            category=ErrorCategory.SERVER_ERROR,
+            http_status=404,
+            task_uuid=TASK,
+        ),
+        RunwareRequestError("not found", code="taskNotFound", http_status=404, task_uuid=TASK),
+    ],
+    ids=["no-task-named", "bare-404", "request-level-not-found"],
+)
+def test_only_runwares_own_not_found_for_the_task_fails_a_clip(error: RunwareError) -> None:
+    decision = POLICY.decide(error, watch(500))
+    assert isinstance(decision, Keep)
 
 
 @pytest.mark.parametrize(
@@ -122,34 +157,42 @@ def test_a_not_found_without_a_task_is_about_the_request_and_checks_again() -> N
         RunwareRequestError("capacity", code="serviceUnavailable", http_status=503),
         RunwareRequestError("slow down", code="rateLimitExceeded", http_status=429),
         RunwareRequestError("bad key", code="invalidApiKey", http_status=401, task_uuid=TASK),
+        RunwareRequestError("purged", code="invalidTaskUUID", http_status=400, task_uuid=TASK),
         RunwareRequestError("pay", code="insufficientCredits", http_status=402, task_uuid=TASK),
     ],
-    ids=["transport", "503", "429", "auth", "quota"],
+    ids=["transport", "503", "429", "401-after-key-rotation", "400-after-purge", "quota"],
 )
-def test_when_runware_cannot_say_the_clip_is_kept_tracking(error: RunwareError) -> None:
-    assert POLICY.after_error(error, attempt=5, age_s=4000) == CheckAgain(120.0)
+def test_when_runware_cannot_say_the_clip_is_watched_until_the_ceiling(
+    error: RunwareError,
+) -> None:
+    before = POLICY.decide(error, watch(4000))
+    at_ceiling = POLICY.decide(error, watch(7200))
+
+    assert before == Keep(last_error=str(error))
+    assert isinstance(at_ceiling, Record)
+    assert isinstance(at_ceiling.result, TaskFailed)
+    assert at_ceiling.result.code == TIMED_OUT
+    assert str(error) in at_ceiling.result.message  # the last error is shown
 
 
-def test_when_runware_cannot_say_past_the_maximum_age_the_clip_is_checked_again() -> None:
-    # The task may have finished (and be billed): only Runware's "processing" times it out.
-    error = RunwareTransportError(
-        "no answer", code="connectionError", category=ErrorCategory.CONNECTION
-    )
-    decision = POLICY.after_error(error, attempt=80, age_s=8000)
-    assert isinstance(decision, CheckAgain)
+def test_a_success_without_a_video_url_is_watched_until_the_ceiling() -> None:
+    state = TaskState(task_uuid=TASK, status="success")
+
+    assert isinstance(POLICY.decide(state, watch(10)), Keep)
+    timed_out = POLICY.decide(state, watch(7200))
+    assert isinstance(timed_out, Record)
+    assert "without a video URL" in timed_out.result.message  # type: ignore[union-attr]
 
 
-def test_a_success_without_a_video_url_is_checked_again() -> None:
-    state = TaskState(task_uuid="t", status="success")
-    assert isinstance(POLICY.after_state(state, attempt=1, age_s=10), CheckAgain)
+def test_the_last_error_of_an_earlier_check_is_shown_at_the_ceiling() -> None:
+    decision = POLICY.decide(_processing(), watch(7200, last_error="invalidApiKey HTTP 401"))
+
+    assert isinstance(decision, Record)
+    assert "invalidApiKey HTTP 401" in decision.result.message  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    ("attempt", "delay"), [(0, 20.0), (1, 30.0), (2, 45.0), (3, 67.5), (4, 101.25), (5, 120.0)]
-)
-def test_check_delay_grows_by_the_backoff_and_is_capped(attempt: int, delay: float) -> None:
-    assert next_check_delay_s(attempt, initial_s=20, backoff=1.5, cap_s=120) == delay
-
-
-def test_check_delay_for_a_huge_attempt_is_the_cap_not_an_overflow() -> None:
-    assert next_check_delay_s(10_000, initial_s=20, backoff=1.5, cap_s=120) == 120.0
+def test_only_ends_are_terminal_results() -> None:
+    assert terminal_result(_processing()) is None
+    assert terminal_result(TaskState(task_uuid=TASK, status="success")) is None
+    assert terminal_result(_failed("taskFailedOrNotFound")) is None
+    assert terminal_result(_failed("x")) == TaskFailed(code="x", message="it broke")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reelflow_common.domain import ClipStatus
+from reelflow_common.domain import ClipRequest
+from reelflow_common.messages import SubmitClip
 from reelflow_common.runware import (
     RunwareError,
     RunwareRequestError,
@@ -14,11 +16,13 @@ from reelflow_common.runware import (
     RunwareTransportError,
 )
 from reelflow_common.runware.errors import ErrorCategory
-from reelflow_common.store import Clip
 from reelflow_submitter.service import (
     GiveUp,
+    NotVisibleYet,
     RetryLater,
+    after_not_found,
     after_submit_error,
+    may_hold_task,
     retry_delay_s,
     video_request,
 )
@@ -137,20 +141,26 @@ def test_an_error_without_a_code_gives_up_with_its_category() -> None:
 
 
 def test_video_request_carries_the_clips_task_uuid_and_fields() -> None:
-    clip = Clip(
-        task_uuid="9d1c",
+    T0 = datetime(2026, 11, 24, tzinfo=UTC)
+    message = SubmitClip(
+        project_id="p1",
+        tenant_id="tenant-a",
         scene_index=0,
-        status=ClipStatus.SUBMITTING,
+        task_uuid="9d1c",
+        token="k",
+        lease_until=T0,
         model="google:3@3",
-        prompt="a fox",
-        negative_prompt="blur",
-        duration=4,
-        width=1280,
-        height=720,
-        seed=7,
-        fps=24,
+        request=ClipRequest(
+            prompt="a fox",
+            negative_prompt="blur",
+            duration=4,
+            width=1280,
+            height=720,
+            seed=7,
+            fps=24,
+        ),
     )
-    request = video_request(clip, webhook_url="https://reelflow.example/v1/webhooks/runware/s")
+    request = video_request(message, webhook_url="https://reelflow.example/v1/webhooks/runware/s")
     assert request.model_dump() == {
         "task_uuid": "9d1c",
         "model": "google:3@3",
@@ -163,3 +173,31 @@ def test_video_request_carries_the_clips_task_uuid_and_fields() -> None:
         "fps": 24,
         "webhook_url": "https://reelflow.example/v1/webhooks/runware/s",
     }
+
+
+def test_runware_may_hold_a_task_after_a_retryable_answer_or_any_later_attempt() -> None:
+    refused = RunwareRequestError("bad", code="invalidPrompt", http_status=400)
+    lost = RunwareTransportError("no answer", code="timeout")
+
+    assert not may_hold_task(refused, attempt=1)
+    assert may_hold_task(refused, attempt=2)
+    assert may_hold_task(lost, attempt=1)
+
+
+T_FIRST = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def test_an_unknown_task_is_waited_for_until_the_grace_from_the_first_submit_is_over() -> None:
+    def decide(waited_s: float) -> NotVisibleYet | None:
+        return after_not_found(
+            now=T_FIRST + timedelta(seconds=waited_s),
+            first_attempt_at=T_FIRST,
+            grace_s=120,
+            base_s=2,
+            cap_s=30,
+        )
+
+    assert decide(0) == NotVisibleYet(30)
+    assert decide(110) == NotVisibleYet(10)
+    assert decide(119.5) == NotVisibleYet(2)
+    assert decide(120) is None

@@ -9,7 +9,7 @@ from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import (
     CHECK_CLIP,
-    RECORD_RESULT,
+    HINTED_CHECK,
     SUBMIT_CLIP,
     Topology,
     delay_ladder,
@@ -77,7 +77,7 @@ def test_topology_gives_each_work_queue_its_ladder() -> None:
     topology = Topology.from_settings(settings)
 
     assert topology.ladders[SUBMIT_CLIP] == (1000, 2000, 4000)
-    assert topology.ladders[RECORD_RESULT] == (1000, 2000, 4000)
+    assert topology.ladders[HINTED_CHECK] == (1000, 2000, 4000)
     assert topology.ladders[CHECK_CLIP] == (10000, 15000, 20000)
     assert topology.wait_queue_for(CHECK_CLIP, 17) == "poller.check_clip.wait.15000ms"
 

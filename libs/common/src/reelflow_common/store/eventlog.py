@@ -37,6 +37,8 @@ class LogHead:
     tenant_id: str
     seq: int
     counts: Counts
+    #: the request that created the project: an event's own, when its writer knew none
+    correlation_id: str | None = None
 
 
 def clip_event(
@@ -102,7 +104,7 @@ def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event
         "tenant_id": head.tenant_id,
         "seq": seq,
         "counts": counts,
-        "correlation_id": doc.get("correlation_id"),
+        "correlation_id": doc.get("correlation_id") or head.correlation_id,
         "occurred_at": as_utc(doc["occurred_at"]),
     }
     if doc["type"] == ProjectFinished.message_type:

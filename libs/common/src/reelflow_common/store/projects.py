@@ -267,7 +267,7 @@ class ProjectStore:
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
-        return Change(False, await self._repair(project_id, scene_index, task_uuid, result))
+        return await self._repair(project_id, scene_index, task_uuid, result)
 
     async def _apply(self, write: Write, project_id: str) -> list[Event] | None:
         """Apply one write; its events and those of the finish it caused, or None if not applied."""
@@ -323,11 +323,12 @@ class ProjectStore:
 
     async def _repair(
         self, project_id: str, scene_index: int, task_uuid: str, result: TaskResult | None
-    ) -> list[Event]:
+    ) -> Change:
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
         Never re-applies. A result of one of the clip's earlier tasks is recorded
-        where it belongs (``attempts``, or as the clip's video if it has none).
+        where it belongs (``attempts``, or as the clip's video if it has none): then
+        the change is applied.
         """
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
@@ -335,26 +336,26 @@ class ProjectStore:
             )
             raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
             if doc is None or raw_clip is None:
-                return []
+                return Change(False)
             clip = clip_from_document(raw_clip)
             if clip.task_uuid != task_uuid:
                 if result is None:
-                    return []
+                    return Change(False)
                 late = await self._record_late(project_id, clip, task_uuid, result, doc)
                 if late is None:
                     continue  # the clip moved between the read and the write: read again
                 return late
-            events = about_scene(
-                materialize(_log_head(project_id, doc), doc["events"]), scene_index
-            )
+            head = _log_head(project_id, doc)
+            events = about_scene(materialize(head, doc["events"]), scene_index)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
-            return events
-        return []
+            return Change(False, events)
+        return Change(False)
 
     async def _record_late(
         self, project_id: str, clip: ClipState, task_uuid: str, result: TaskResult, doc: Document
-    ) -> list[Event] | None:
+    ) -> Change | None:
+        """Record a result of an earlier task; None when the clip moved since ``doc`` was read."""
         write = transitions.late_result(
             project_id,
             clip,
@@ -365,8 +366,9 @@ class ProjectStore:
             log_size=self._log_size,
         )
         if write is None:
-            return []  # not a task of this clip, or nothing new about it
-        return await self._apply(write, project_id)
+            return Change(False)  # not a task of this clip, or nothing new about it
+        events = await self._apply(write, project_id)
+        return None if events is None else Change(True, events)
 
     # --- the API's operations ----------------------------------------------------------
 
@@ -531,4 +533,5 @@ def _log_head(project_id: str, doc: Document) -> LogHead:
         tenant_id=doc["tenant_id"],
         seq=doc["seq"],
         counts=Counts.model_validate(doc["counts"]),
+        correlation_id=doc.get("correlation_id"),
     )

@@ -1,0 +1,35 @@
+"""Old documents are upgraded by prepare_database, once, however often it runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reelflow_common.mongo import Database
+from reelflow_common.store import ProjectStore
+from reelflow_devtools.database import prepare_database
+from tests.unit.test_migration import v1_project
+
+pytestmark = pytest.mark.integration
+
+
+async def test_prepare_database_upgrades_v1_projects_once(
+    mongo_db: Database, mongo_url: str, mongo_database: str
+) -> None:
+    projects = mongo_db["projects"]
+    await projects.create_index([("dispatched", 1), ("undispatched_since", 1)], name="undispatched")
+    await projects.insert_one(v1_project())
+
+    first = await prepare_database(mongo_url, mongo_database)
+    upgraded: dict[str, Any] | None = await projects.find_one({"_id": "p1"})
+    second = await prepare_database(mongo_url, mongo_database)
+
+    assert (first, second) == (1, 0)
+    assert upgraded is not None
+    assert upgraded["schema"] == 2
+    assert await projects.find_one({"_id": "p1"}) == upgraded
+    assert "undispatched" not in await projects.index_information()
+    project = await ProjectStore(mongo_db).get("p1")
+    assert project is not None
+    assert [clip.task_uuid for clip in project.clips] == ["t0", "t1", "t2"]

@@ -1,0 +1,368 @@
+"""The store's transitions, pure: each is one guarded update carrying its own events.
+
+A document is followed through many changes with a few lines of MongoDB's update
+semantics (``mongo_like``), so the invariants are checked after every step:
+``seq`` grows by the events pushed, ``events[-1]`` has the document's ``seq``, the
+counts add up, and a change whose guard fails writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.messages import ClipUpdated, ProjectFinished
+from reelflow_common.store import NewProject, TaskFailed, TaskSucceeded
+from reelflow_common.store import transitions as t
+from reelflow_common.store.documents import new_project_document, project_from_document
+from reelflow_common.store.eventlog import LogHead, materialize
+from tests.unit.mongo_like import find_one_and_update, matches
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=10)
+LOG = 64
+
+
+def new_doc(scenes: int = 2) -> dict[str, Any]:
+    new = NewProject(
+        tenant_id="tenant-a",
+        title="Trip to Lisbon",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt=f"scene {i}") for i in range(scenes)],
+        correlation_id="req-1",
+    )
+    return new_project_document(
+        new,
+        project_id="p1",
+        task_uuids=[f"t{i}" for i in range(scenes)],
+        tokens=[f"k{i}" for i in range(scenes)],
+        now=T0,
+        lease_until=T0 + LEASE,
+    )
+
+
+def step(doc: dict[str, Any], write: t.Write) -> dict[str, Any]:
+    """Apply ``write``, which must match, and check the document's invariants after it."""
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None, f"guard did not match: {write.filter}"
+    assert after["seq"] - doc["seq"] == write.events == len(write.update.get("$push", {}).get(
+        "events", {}).get("$each", []))  # fmt: skip
+    counts = after["counts"]
+    assert (
+        counts["completed"] + counts["pending"] + counts["failed"] + counts["cancelled"]
+        == (counts["total_clips"])
+    )
+    pending = sum(c["status"] in ("queued", "processing") for c in after["clips"].values())
+    assert pending == counts["pending"]
+    if after["events"]:
+        # Every event numbered by its position: the last one is the document's seq.
+        events = materialize(head(after), after["events"])
+        assert events[-1].seq == after["seq"]
+        assert events[-1].counts == Counts.model_validate(after["counts"])
+    return after
+
+
+def head(doc: dict[str, Any]) -> LogHead:
+    counts = Counts.model_validate(doc["counts"])
+    return LogHead("p1", doc["tenant_id"], doc["seq"], counts, doc["correlation_id"])
+
+
+def to_processing(doc: dict[str, Any], scene: int, *, token: str | None = None) -> t.Write:
+    return t.to_processing(
+        "p1",
+        scene,
+        f"t{scene}",
+        token=token or f"k{scene}",
+        now=T0,
+        lease_until=T0 + LEASE,
+        correlation_id=None,
+        log_size=LOG,
+    )
+
+
+def to_terminal(scene: int, result: Any, task: str | None = None, **kwargs: Any) -> t.Write:
+    return t.to_terminal(
+        "p1",
+        scene,
+        task or f"t{scene}",
+        result,
+        now=T0,
+        correlation_id=None,
+        log_size=LOG,
+        **kwargs,
+    )
+
+
+def finish(doc: dict[str, Any]) -> t.Write:
+    return t.finish(
+        "p1", Counts.model_validate(doc["counts"]), now=T0, correlation_id=None, log_size=LOG
+    )
+
+
+VIDEO = TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.5)
+BROKEN = TaskFailed(code="contentPolicyViolation", message="no")
+
+
+def test_processing_is_one_event_with_no_move_between_buckets() -> None:
+    doc = new_doc()
+
+    after = step(doc, to_processing(doc, 0))
+
+    clip = after["clips"]["0"]
+    assert (clip["status"], clip["submitted_at"], clip["lease"]) == (
+        "processing",
+        T0,
+        {"token": "k0", "until": T0 + LEASE},
+    )
+    assert after["counts"] == doc["counts"]
+    (event,) = materialize(head(after), after["events"])
+    assert isinstance(event, ClipUpdated)
+    assert (event.seq, event.clip.status, event.correlation_id) == (1, "processing", "req-1")
+
+
+def test_processing_needs_the_chains_token_and_a_queued_clip() -> None:
+    doc = new_doc()
+
+    assert not matches(doc, to_processing(doc, 0, token="k1").filter)
+    started = step(doc, to_processing(doc, 0))
+    assert not matches(started, to_processing(started, 0).filter)  # a duplicate
+
+
+def test_a_result_ends_the_clip_whatever_chain_brings_it() -> None:
+    doc = step(new_doc(), to_processing(new_doc(), 0))
+
+    after = step(doc, to_terminal(0, VIDEO))
+
+    clip = after["clips"]["0"]
+    assert (clip["status"], clip["video_url"], clip["cost"]) == ("success", "https://v/0.mp4", 0.5)
+    assert "lease" not in clip
+    assert after["cost"] == {"usd": 0.5, "known": 1, "unknown": 0}
+    assert after["counts"]["completed"] == 1
+    assert not matches(after, to_terminal(0, BROKEN).filter)  # terminal never changes
+
+
+def test_a_result_also_ends_a_clip_still_queued() -> None:
+    # A webhook-hinted check can beat the submitter's own write.
+    doc = new_doc()
+
+    after = step(doc, to_terminal(0, VIDEO))
+
+    assert after["clips"]["0"]["status"] == "success"
+
+
+def test_a_submit_chain_fails_only_the_queued_clip_it_holds() -> None:
+    doc = new_doc()
+    queued_only = {"token": "k0", "statuses": (ClipStatus.QUEUED,)}
+
+    assert not matches(
+        doc, to_terminal(0, BROKEN, token="stale", statuses=(ClipStatus.QUEUED,)).filter
+    )
+    started = step(doc, to_processing(doc, 0))
+    assert not matches(started, to_terminal(0, BROKEN, **queued_only).filter)
+    assert matches(doc, to_terminal(0, BROKEN, **queued_only).filter)
+
+
+def test_a_result_of_another_task_matches_nothing() -> None:
+    doc = new_doc()
+
+    assert not matches(doc, to_terminal(0, VIDEO, task="t1").filter)
+
+
+def test_the_finisher_matches_only_the_counts_it_saw() -> None:
+    doc = new_doc(1)
+    done = step(doc, to_terminal(0, BROKEN))
+    write = finish(done)
+
+    finished = step(done, write)
+
+    assert finished["status"] == "failed"
+    events = materialize(head(finished), finished["events"])
+    assert isinstance(events[-1], ProjectFinished)
+    assert (events[-1].seq, events[-1].status) == (2, ProjectStatus.FAILED)
+    assert not matches(finished, write.filter)  # only once
+    moved = {**done, "counts": {**done["counts"], "failed": 0, "pending": 1}}
+    assert not matches(moved, write.filter)  # the counts moved (a retry): not this finish
+    # Dotted count fields, never a subdocument equality (that depends on field order).
+    assert not any(isinstance(value, dict) for value in write.filter.values())
+
+
+def test_a_renewal_needs_the_token_and_only_moves_the_lease() -> None:
+    doc = new_doc()
+    later = T0 + 2 * LEASE
+
+    renewal = t.renew_lease("p1", 0, token="k0", until=later)
+
+    after = find_one_and_update(doc, renewal.filter, renewal.update)
+    assert after is not None
+    assert after["clips"]["0"]["lease"] == {"token": "k0", "until": later}
+    assert (after["seq"], after["due_at"]) == (doc["seq"], doc["due_at"])
+    assert not matches(doc, t.renew_lease("p1", 0, token="k1", until=later).filter)
+
+
+def test_an_expired_lease_lowers_due_at() -> None:
+    doc = new_doc()
+
+    write = t.expire_lease("p1", 1, token="k1", now=T0)
+
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert (after["clips"]["1"]["lease"]["until"], after["due_at"]) == (T0, T0)
+
+
+def test_cancel_moves_an_open_clip_to_cancelled() -> None:
+    doc = new_doc()
+    clip = project_from_document(doc).clips[0]
+
+    after = step(doc, t.cancel("p1", "tenant-a", clip, now=T0, correlation_id=None, log_size=LOG))
+
+    assert after["clips"]["0"]["status"] == "cancelled"
+    assert after["counts"]["cancelled"] == 1
+    other_tenant = t.cancel("p1", "tenant-b", clip, now=T0, correlation_id=None, log_size=LOG)
+    assert not matches(doc, other_tenant.filter)
+
+
+def test_a_retry_keeps_the_failed_task_in_attempts_and_queues_a_new_one() -> None:
+    doc = step(new_doc(1), to_terminal(0, BROKEN))
+    doc = step(doc, finish(doc))
+    clip = project_from_document(doc).clips[0]
+
+    after = step(
+        doc,
+        t.retry_with_new_task(
+            "p1", "tenant-a", clip, new_task_uuid="t9", token="k9", now=T0 + LEASE,
+            lease_until=T0 + 2 * LEASE, correlation_id=None, log_size=LOG,
+        ),
+    )  # fmt: skip
+
+    new = after["clips"]["0"]
+    assert (new["task_uuid"], new["status"], new["lease"]["token"]) == ("t9", "queued", "k9")
+    assert new["attempts"]["t0"]["status"] == "failed"
+    assert new["attempts"]["t0"]["error"] == {"code": "contentPolicyViolation", "message": "no"}
+    assert (after["status"], "finished_at" in after) == ("generating", False)
+    assert after["due_at"] == T0 + LEASE  # $min: never raised
+    event = materialize(head(after), after["events"])[-1]
+    assert isinstance(event, ClipUpdated)
+    assert (event.replaces_task_uuid, event.clip.task_uuid) == ("t0", "t9")
+
+
+def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
+    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    doc = step(step(new_doc(1), to_processing(new_doc(1), 0)), to_terminal(0, timed_out))
+    clip = project_from_document(doc).clips[0]
+    later = T0 + 3 * LEASE
+
+    after = step(
+        doc,
+        t.rewatch(
+            "p1", "tenant-a", clip, token="k9", now=later, lease_until=later + LEASE,
+            correlation_id=None, log_size=LOG,
+        ),
+    )  # fmt: skip
+
+    again = after["clips"]["0"]
+    assert (again["task_uuid"], again["status"], again["error"]) == ("t0", "processing", None)
+    assert (again["watched_since"], again["submitted_at"]) == (later, T0)
+    runware_failed = step(new_doc(1), to_terminal(0, BROKEN))
+    failed_clip = project_from_document(runware_failed).clips[0]
+    rewatch = t.rewatch(
+        "p1", "tenant-a", failed_clip, token="k", now=later, lease_until=later,
+        correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+    assert not matches(runware_failed, rewatch.filter)  # Runware said failed: a new task instead
+
+
+def test_a_rearm_is_guarded_on_the_lease_as_read() -> None:
+    doc = new_doc()
+    clip = project_from_document(doc).clips[0]
+
+    write = t.rearm("p1", clip, new_token="k9", until=T0 + 2 * LEASE)
+
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["lease"]["token"] == "k9"
+    assert not matches(after, write.filter)  # a second reconciler with the same read
+
+
+def test_a_claim_matches_only_the_due_at_that_was_read() -> None:
+    doc = new_doc()
+
+    write = t.claim("p1", due_at=doc["due_at"], until=T0 + 2 * LEASE)
+
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["due_at"] == T0 + 2 * LEASE
+    assert not matches(after, write.filter)
+
+
+@pytest.mark.parametrize("current", ["queued", "processing", "failed"])
+def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str) -> None:
+    doc = step(new_doc(1), to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
+    clip = project_from_document(doc).clips[0]
+    doc = step(
+        doc,
+        t.retry_with_new_task(
+            "p1", "tenant-a", clip, new_task_uuid="t9", token="k9", now=T0,
+            lease_until=T0 + LEASE, correlation_id=None, log_size=LOG,
+        ),
+    )  # fmt: skip
+    if current == "processing":
+        doc = step(doc, t.to_processing("p1", 0, "t9", token="k9", now=T0, lease_until=T0 + LEASE,
+                                        correlation_id=None, log_size=LOG))  # fmt: skip
+    if current == "failed":
+        doc = step(doc, to_terminal(0, BROKEN, task="t9"))
+    clip = project_from_document(doc).clips[0]
+
+    write = t.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+
+    assert write is not None
+    after = step(doc, write)
+    now_clip = after["clips"]["0"]
+    assert (now_clip["task_uuid"], now_clip["status"]) == ("t0", "success")
+    assert now_clip["attempts"]["t9"]["status"] == current
+    assert "t0" not in now_clip["attempts"]
+    assert after["counts"]["completed"] == 1
+    event = materialize(head(after), after["events"])[-1]
+    assert isinstance(event, ClipUpdated)
+    assert event.replaces_task_uuid == "t9"
+
+
+def test_a_late_end_of_an_attempt_still_running_is_history_only() -> None:
+    doc = new_doc(1)
+    doc["clips"]["0"]["status"] = "success"
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing"}}
+    doc["counts"] = {**doc["counts"], "pending": 0, "completed": 1}
+    clip = project_from_document(doc).clips[0]
+
+    write = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
+
+    assert write is not None
+    assert write.events == 0
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["attempts"]["t8"]["status"] == "failed"
+    assert after["seq"] == doc["seq"]
+    assert (
+        t.late_result("p1", clip, "t7", BROKEN, now=T0, correlation_id=None, log_size=LOG) is None
+    )
+
+
+def test_the_event_log_keeps_only_the_last_events() -> None:
+    doc = new_doc(3)
+    for scene in range(3):
+        write = t.to_processing(
+            "p1",
+            scene,
+            f"t{scene}",
+            token=f"k{scene}",
+            now=T0,
+            lease_until=T0 + LEASE,
+            correlation_id=None,
+            log_size=2,
+        )
+        doc = step(doc, write)
+
+    assert len(doc["events"]) == 2
+    assert [e.seq for e in materialize(head(doc), doc["events"])] == [2, 3]
