@@ -350,16 +350,22 @@ async def test_the_events_a_writer_publishes_are_those_a_replay_gives(store: Pro
 # --- leases ------------------------------------------------------------------------------
 
 
-async def test_a_lease_is_renewed_only_by_its_chain(
+async def test_a_lease_is_renewed_only_by_its_chain_and_only_once_per_lease(
     store: ProjectStore, mongo_db: Database
 ) -> None:
     project = await created(store, 1)
+    lease = project.clips[0].lease
+    assert lease is not None
     later = NOW + timedelta(hours=1)
 
-    assert await store.renew_lease(project.id, 0, token=token(project, 0), until=later)
-    assert not await store.renew_lease(
-        project.id, 0, token="stale", until=later + timedelta(hours=1)
+    renewals = await asyncio.gather(
+        # the same chain twice (a fork after a lost ack), and a stale chain
+        store.renew_lease(project.id, 0, token=lease.token, until_was=lease.until, until=later),
+        store.renew_lease(project.id, 0, token=lease.token, until_was=lease.until, until=later),
+        store.renew_lease(project.id, 0, token="stale", until_was=lease.until, until=later),
     )
+
+    assert sorted(renewals) == [False, False, True]
     doc = await raw(mongo_db, project.id)
     assert doc["clips"]["0"]["lease"]["until"].replace(tzinfo=UTC) == later
 

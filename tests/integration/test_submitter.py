@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from reelflow_common.domain import ClipStatus, ProjectStatus
-from reelflow_common.errors import InvalidMessage
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
-from reelflow_common.store import NewClip, NewProject, Project, ProjectStore
+from reelflow_common.store import Project, ProjectStore
+from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
@@ -29,7 +29,6 @@ from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.main import main
 from reelflow_submitter.service import video_request
 from reelflow_submitter.settings import Settings
-from reelflow_submitter.sweeper import sweep_undispatched
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     TcpProxy,
@@ -44,6 +43,7 @@ from tests.integration.worker_helpers import (
 pytestmark = pytest.mark.integration
 
 MAX_ATTEMPTS = 4
+LEASE_S = 600.0
 
 
 @pytest.fixture
@@ -53,6 +53,8 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         http_host="127.0.0.1",
         http_port=0,
         submit_max_attempts=MAX_ATTEMPTS,
+        lease_s=LEASE_S,
+        not_found_grace_s=0,
         **FAST_LADDERS,
         **runware_settings(runware_sim),
     )
@@ -66,13 +68,33 @@ async def world(
     settings: Settings,
     runware_sim: RunningSimulator,
 ) -> AsyncIterator[World]:
-    async with open_world(amqp_connection, settings, ProjectStore(mongo_db), runware_sim) as world:
+    store = ProjectStore(mongo_db, lease_s=LEASE_S)
+    await store.ensure_indexes()
+    async with open_world(amqp_connection, settings, store, runware_sim) as world:
         yield world
 
 
-def submit_handler(world: World, settings: Settings) -> SubmitHandler:
+class Clock:
+    """The database's clock, as the handler sees it; a test moves it forward."""
+
+    def __init__(self) -> None:
+        self.ahead = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.ahead
+
+
+def submit_handler(
+    world: World, settings: Settings, clock: Callable[[], datetime] = utcnow
+) -> SubmitHandler:
     return SubmitHandler(
-        world.projects, world.runware, world.publisher, settings, rng=random.Random(0)
+        world.projects,
+        world.runware,
+        world.publisher,
+        settings,
+        planner=settings.poll_planner(),
+        clock=clock,
+        rng=random.Random(0),
     )
 
 
@@ -81,10 +103,8 @@ def handler(world: World, settings: Settings) -> SubmitHandler:
     return submit_handler(world, settings)
 
 
-def submit_of(project: Project, index: int = 0) -> SubmitClip:
-    return SubmitClip(
-        project_id=project.id, task_uuid=project.clips[index].task_uuid, correlation_id="req-1"
-    )
+def submit_of(world: World, project: Project, index: int = 0) -> SubmitClip:
+    return world.submit_of(project, index)
 
 
 async def test_queued_clip_is_submitted_once_then_processing_and_polled(
@@ -94,20 +114,30 @@ async def test_queued_clip_is_submitted_once_then_processing_and_polled(
     task_uuid = project.clips[0].task_uuid
     events = await world.events()
     checks = await world.inbox(CHECK_CLIP)
+    message = submit_of(world, project)
 
-    await handler(submit_of(project))
+    await handler(message)
 
     clip = (await world.project(project.id)).clips[0]
     assert clip.status is ClipStatus.PROCESSING
     assert clip.submitted_at is not None
+    assert clip.lease is not None
+    assert clip.lease.token == message.token
     [event] = await world.settle_events(events)
     assert isinstance(event, ClipUpdated)
     assert (event.seq, event.clip.status, event.task_uuid) == (1, ClipStatus.PROCESSING, task_uuid)
     assert event.counts.pending == 1
     check, raw = await checks.next_of(CheckClip)
-    assert (check.project_id, check.task_uuid, check.attempt) == (project.id, task_uuid, 1)
+    assert (check.project_id, check.scene_index, check.task_uuid, check.check) == (
+        project.id,
+        0,
+        task_uuid,
+        1,
+    )
+    assert (check.token, check.lease_until) == (message.token, clip.lease.until)
+    assert (check.model, check.duration, check.width, check.height) == ("google:3@3", 4, 1280, 720)
     assert check.correlation_id == "req-1"
-    assert abs(check.submitted_at - clip.submitted_at) < timedelta(milliseconds=2)
+    assert check.submitted_at == clip.submitted_at
     # It came through the poll ladder's first rung, not straight to the work queue.
     first_rung = world.topology.wait_queue_for(CHECK_CLIP, settings.poll_initial_delay_s)
     assert died_in(raw) == first_rung
@@ -122,13 +152,15 @@ async def test_lost_answer_is_retried_and_the_retry_finds_the_task_already_there
     task_uuid = project.clips[0].task_uuid
     retries = await world.inbox(SUBMIT_CLIP)
 
-    first = submit_of(project)
+    first = submit_of(world, project)
     await handler(first)
 
     # The answer was lost: the clip still reads as queued, and a retry is on its way.
-    assert (await world.project(project.id)).clips[0].status is ClipStatus.SUBMITTING
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
     retry, raw = await retries.next_of(SubmitClip)
     assert (retry.task_uuid, retry.attempt, retry.correlation_id) == (task_uuid, 2, "req-1")
+    assert (retry.token, retry.request) == (first.token, first.request)
+    assert retry.first_attempt_at is not None
     assert retry.message_id != first.message_id
     assert (died_in(raw) or "").startswith(world.topology.queue(f"{SUBMIT_CLIP}.wait."))
 
@@ -144,30 +176,61 @@ async def test_redelivery_after_a_crash_between_runware_and_the_database_bills_o
     world: World, handler: SubmitHandler
 ) -> None:
     project = await world.new_project("a fox")
-    clip = project.clips[0]
+    message = submit_of(world, project)
     # The crashed submitter got this far: Runware accepted the task, nothing was written.
-    await world.runware.submit_video(video_request(clip, webhook_url=None))
+    await world.runware.submit_video(video_request(message, webhook_url=None))
 
-    await handler(submit_of(project))
+    await handler(message)
 
     assert (await world.project(project.id)).clips[0].status is ClipStatus.PROCESSING
-    assert [m.task_uuid for m in world.publisher.sent_to(CHECK_CLIP)] == [clip.task_uuid]
+    assert [m.task_uuid for m in world.publisher.sent_to(CHECK_CLIP)] == [message.task_uuid]
     assert world.publisher.sent_to(SUBMIT_CLIP) == []
-    truth = await world.sim.task(clip.task_uuid)
+    truth = await world.sim.task(message.task_uuid)
     assert (truth["submissions"], truth["billed"]) == (2, True)
     assert (await world.sim.stats())["tasks"] == 1
 
 
-async def test_when_every_answer_is_lost_a_task_runware_has_is_tracked_not_failed(
+async def test_a_clip_accepted_on_the_last_attempt_is_tracked_not_failed(
     world: World, settings: Settings
 ) -> None:
     one_try = settings.model_copy(update={"submit_max_attempts": 1})
-    project = await world.new_project("a fox [sim:drop]")
+    project = await world.new_project("a fox [sim:drop]")  # stored and billed, answer lost
 
-    await submit_handler(world, one_try)(submit_of(project))
+    await submit_handler(world, one_try)(submit_of(world, project))
 
     assert (await world.project(project.id)).clips[0].status is ClipStatus.PROCESSING
     assert len(world.publisher.sent_to(CHECK_CLIP)) == 1
+
+
+async def test_after_the_last_attempt_an_unknown_task_is_awaited_for_the_visibility_grace(
+    world: World, settings: Settings
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox", duration=5)  # refused: 5 s is not offered
+    # A later attempt: an earlier one may have reached Runware, so Runware is asked first.
+    second = submit_of(world, project).model_copy(
+        update={"attempt": 2, "first_attempt_at": clock()}
+    )
+
+    await handler(second)
+
+    # Runware does not know the task, but it may not be visible yet: ask again later.
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert again.final_error is not None
+    assert again.final_error["code"] == "unsupportedDuration"
+    assert again.first_attempt_at == second.first_attempt_at
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+
+    clock.ahead = timedelta(seconds=121)
+    await handler(again)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.FAILED
+    assert clip.error is not None
+    assert clip.error["code"] == "unsupportedDuration"
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 2}
 
 
 @pytest.mark.parametrize(
@@ -189,16 +252,17 @@ async def test_a_clip_outlives_a_runware_outage_longer_than_its_attempts(
         return (await world.project(project.id)).clips[0].status
 
     async with world.consuming(SUBMIT_CLIP, SubmitClip, recording):
-        await world.publisher.send(SUBMIT_CLIP, submit_of(project))
+        await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
         # Past the last attempt Runware still cannot say whether it holds the task,
         # so the clip is not failed: the last attempt comes back until it can.
         await eventually(lambda: seen.count(MAX_ATTEMPTS) >= 2, "the last attempt retried")
-        assert await status() is ClipStatus.SUBMITTING
+        assert await status() is ClipStatus.QUEUED
         world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
 
         async def processing() -> bool:
             return await status() is ClipStatus.PROCESSING
 
+        # The last attempt, retried, gets through once Runware is back.
         await eventually(processing, "the clip accepted once Runware is back")
 
     assert seen[:MAX_ATTEMPTS] == list(range(1, MAX_ATTEMPTS + 1))
@@ -216,7 +280,7 @@ async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message
     project = await world.new_project("a fox", duration=5)  # Veo 3.1 Fast: 4, 6, 7 or 8 s
     events = await world.events()
 
-    await handler(submit_of(project))
+    await handler(submit_of(world, project))
 
     after = await world.project(project.id)
     clip = after.clips[0]
@@ -231,93 +295,83 @@ async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message
     assert (await world.sim.stats())["task_types"] == {"videoInference": 1}
 
 
-async def test_duplicate_submit_for_a_processing_clip_calls_runware_no_more(
+async def test_a_duplicate_submit_starts_no_second_chain_and_repeats_the_events(
     world: World, handler: SubmitHandler
 ) -> None:
     project = await world.new_project("a fox")
-    await handler(submit_of(project))
-    requests = (await world.sim.stats())["requests"]
+    message = submit_of(world, project)
+    await handler(message)
     events = await world.events()
 
-    await handler(submit_of(project))
+    await handler(message)
 
-    assert (await world.sim.stats())["requests"] == requests
     [event] = await world.settle_events(events)
     assert isinstance(event, ClipUpdated)
     assert (event.seq, event.clip.status) == (1, ClipStatus.PROCESSING)
-    # A crash may have come before the first CheckClip: the duplicate publishes it again.
-    stored = (await world.project(project.id)).clips[0]
-    checks: list[CheckClip] = world.publisher.sent_to(CHECK_CLIP)
-    assert len(checks) == 2
-    assert checks[1].submitted_at == stored.submitted_at
+    assert len(world.publisher.sent_to(CHECK_CLIP)) == 1  # one live chain
+    truth = await world.sim.task(message.task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (2, True)  # the second: a conflict
+    assert (await world.sim.stats())["tasks"] == 1
 
 
-async def test_duplicate_submit_for_a_finished_clip_only_repeats_its_events(
+async def test_a_duplicate_submit_for_a_finished_clip_only_repeats_its_events(
     world: World, handler: SubmitHandler
 ) -> None:
     project = await world.new_project("a fox", duration=5)
-    await handler(submit_of(project))
-    requests = (await world.sim.stats())["requests"]
+    message = submit_of(world, project)
+    await handler(message)
     events = await world.events()
 
-    await handler(submit_of(project))
+    await handler(message)
 
-    assert (await world.sim.stats())["requests"] == requests
     published = await world.settle_events(events)
     assert [(type(e).__name__, e.seq) for e in published] == [
         ("ClipUpdated", 1),
         ("ProjectFinished", 2),
     ]
     assert world.publisher.sent == []
+    assert (await world.project(project.id)).seq == 2
 
 
-async def test_submit_for_a_clip_no_longer_in_its_project_is_dropped_without_a_call(
+async def test_a_chain_whose_clip_another_chain_took_starts_nothing(
     world: World, handler: SubmitHandler
 ) -> None:
     project = await world.new_project("a fox")
-    stray = SubmitClip(project_id=project.id, task_uuid="replaced-by-a-retry")
+    message = submit_of(world, project)
+    stale = message.model_copy(update={"token": "taken-over-by-the-reconciler"})
 
-    await handler(stray)
+    await handler(stale)
 
-    assert (await world.sim.stats())["requests"] == 0
-    assert (await world.project(project.id)).clips == project.clips
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+    assert world.publisher.sent == []
 
 
-async def test_submit_for_a_project_that_does_not_exist_is_an_invalid_message(
-    world: World, handler: SubmitHandler
+async def test_a_retry_close_to_the_end_of_its_lease_renews_it_and_a_stale_one_stops(
+    world: World, handler: SubmitHandler, settings: Settings
 ) -> None:
-    stray = SubmitClip(project_id="no-such-project", task_uuid="no-such-clip")
-
-    with pytest.raises(InvalidMessage):
-        await handler(stray)
-
-    assert (await world.sim.stats())["requests"] == 0
-
-
-async def test_sweeper_dispatches_a_project_left_undispatched_past_the_grace(
-    world: World, mongo_db: Any
-) -> None:
-    ten_minutes_ago = ProjectStore(
-        mongo_db, clock=lambda: datetime.now(UTC) - timedelta(minutes=10)
+    project = await world.new_project("a fox [sim:drop]")
+    message = submit_of(world, project)
+    soon = utcnow() + timedelta(seconds=1)
+    await world.projects.renew_lease(
+        project.id, 0, token=message.token, until_was=message.lease_until, until=soon
     )
-    left_behind = NewProject(
-        tenant_id=world.tenant_id,
-        title="Left behind",
-        model="google:3@3",
-        scenes=[NewClip(prompt=prompt, duration=4) for prompt in ("scene one", "scene two")],
-    )
-    stale = (await ten_minutes_ago.create(left_behind)).project
-    fresh = await world.new_project("just stored")
+    ending = message.model_copy(update={"lease_until": soon})
 
-    assert await sweep_undispatched(world.projects, world.publisher, grace_s=60) == 1
+    await handler(ending)
 
-    sent: list[SubmitClip] = world.publisher.sent_to(SUBMIT_CLIP)
-    assert [(m.project_id, m.task_uuid) for m in sent] == [
-        (stale.id, clip.task_uuid) for clip in stale.clips
-    ]
-    assert (await world.project(stale.id)).dispatched
-    assert not (await world.project(fresh.id)).dispatched
-    assert await sweep_undispatched(world.projects, world.publisher, grace_s=60) == 0
+    (retry,) = world.publisher.sent_to(SUBMIT_CLIP)
+    lease = (await world.project(project.id)).clips[0].lease
+    assert lease is not None
+    assert retry.lease_until == lease.until > utcnow() + timedelta(seconds=LEASE_S / 2)
+
+    stale = ending.model_copy(update={"token": "another-chain"})
+    await submit_handler(world, settings)(stale)
+    assert len(world.publisher.sent_to(SUBMIT_CLIP)) == 1  # no retry for the stale chain
+
+
+def world_settings(handler: SubmitHandler) -> Settings:
+    settings: Settings = handler._settings
+    return settings
 
 
 def messages_handled(outcome: str) -> float:
@@ -337,7 +391,7 @@ async def test_main_submits_clips_and_returns_soon_after_stop(
     project = await world.new_project("a fox")
     stop = asyncio.Event()
     async with running(main(settings, stop=stop), stop) as task:
-        await world.publisher.send(SUBMIT_CLIP, submit_of(project))
+        await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
         await eventually(
             lambda: _is(clip_status(world, project), ClipStatus.PROCESSING), "clip processing"
         )
@@ -356,10 +410,8 @@ async def test_main_stops_within_the_drain_timeout_and_leaves_the_message_queued
         )
         stop = asyncio.Event()
         async with running(main(hung, stop=stop), stop) as task:
-            await world.publisher.send(SUBMIT_CLIP, submit_of(project))
-            await eventually(
-                lambda: _is(clip_status(world, project), ClipStatus.SUBMITTING), "submit in flight"
-            )
+            await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
+            await eventually(lambda: runware.connections > 0, "submit in flight")
         assert task.exception() is None
 
     # Cancelled in flight, never acknowledged: the broker has it for the next submitter.
@@ -384,14 +436,13 @@ async def test_main_rides_out_a_runware_outage_and_a_mongodb_outage(
                 "mongo_url": SecretStr(_via(mongo_url, mongo.port)),
                 "mongo_timeout_s": 0.5,
                 "submit_max_attempts": 10_000,
-                "sweep_interval_s": 0.05,
             }
         )
         stop = asyncio.Event()
         async with running(main(flaky, stop=stop), stop) as task:
             runware.go_down()
             acked = messages_handled("acked")
-            await world.publisher.send(SUBMIT_CLIP, submit_of(first))
+            await world.publisher.send(SUBMIT_CLIP, submit_of(world, first))
             # Each failed submit is acknowledged and comes back as a retry with attempt + 1.
             await eventually(lambda: messages_handled("acked") >= acked + 3, "submit retries")
             runware.come_back()
@@ -401,7 +452,7 @@ async def test_main_rides_out_a_runware_outage_and_a_mongodb_outage(
 
             mongo.go_down()
             retried = messages_handled("retried")
-            await world.publisher.send(SUBMIT_CLIP, submit_of(second))
+            await world.publisher.send(SUBMIT_CLIP, submit_of(world, second))
             await eventually(lambda: messages_handled("retried") >= retried + 2, "outage retries")
             assert not task.done()
             mongo.come_back()

@@ -11,17 +11,19 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import SecretStr
 
 from reelflow_common.broker import Publisher, amqp_channel, consume
-from reelflow_common.messages import ClipUpdated, Event, Message, ProjectFinished
+from reelflow_common.commands import check_command, submit_command
+from reelflow_common.domain import ClipRequest
+from reelflow_common.messages import CheckClip, ClipUpdated, Event, Message, SubmitClip, parse_event
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings, TopologySettings
-from reelflow_common.store import NewClip, NewProject, Project, ProjectStore
+from reelflow_common.store import NewProject, Project, ProjectStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -72,10 +74,10 @@ class Inbox:
         return found
 
 
-def parse_event(raw: AbstractIncomingMessage) -> Event:
-    if raw.type == ProjectFinished.message_type:
-        return ProjectFinished.model_validate_json(raw.body)
-    return ClipUpdated.model_validate_json(raw.body)
+def event_of(raw: AbstractIncomingMessage) -> Event:
+    event = parse_event(raw.type, raw.body)
+    assert event is not None, f"not an event: {raw.type}"
+    return event
 
 
 def died_in(raw: AbstractIncomingMessage) -> str | None:
@@ -153,27 +155,52 @@ class World:
                 yield
 
     async def new_project(self, *prompts: str, **clip_fields: Any) -> Project:
+        """A project as the API creates it: queued clips, each leased to its first chain."""
         fields = {"duration": 4, "width": 1280, "height": 720} | clip_fields
         new = NewProject(
             tenant_id=self.tenant_id,
             title="Trip to Lisbon",
             model="google:3@3",
-            scenes=[NewClip(prompt=prompt, **fields) for prompt in prompts or ("a fox",)],
+            scenes=[ClipRequest(prompt=prompt, **fields) for prompt in prompts or ("a fox",)],
+            correlation_id="req-1",
         )
         return (await self.projects.create(new)).project
 
-    async def processing(self, project: Project, *, age_s: float = 0.0) -> Project:
-        """Submit every clip to the simulator and mark it processing, as the submitter would."""
-        submitted_at = datetime.now(UTC) - timedelta(seconds=age_s)
+    async def processing(self, project: Project) -> Project:
+        """Submit every clip to the simulator and record it processing, as the submitter would."""
         for clip in project.clips:
-            await self.runware.submit_video(video_request(clip, webhook_url=None))
-            await self.projects.mark_processing(
-                project.id, clip.task_uuid, submitted_at=submitted_at
+            message = self.submit_of(project, clip.scene_index)
+            await self.runware.submit_video(video_request(message, webhook_url=None))
+            change = await self.projects.mark_processing(
+                project.id, clip.scene_index, clip.task_uuid, token=message.token
             )
+            assert change.applied
         return await self.project(project.id)
 
+    def submit_of(self, project: Project, index: int = 0) -> SubmitClip:
+        """The first SubmitClip of a clip, as the API sends it (``project`` read with requests)."""
+        if project.requests is None:
+            raise AssertionError("read the project with its requests")
+        return submit_command(project, index, correlation_id="req-1")
+
+    async def check_of(
+        self, project: Project, index: int = 0, *, check: int = 1, age_s: float = 0.0
+    ) -> CheckClip:
+        """The CheckClip of a processing clip's chain, as if submitted ``age_s`` ago."""
+        stored = await self.projects.get(project.id, with_requests=True)
+        assert stored is not None
+        message = check_command(stored, index, correlation_id="req-1")
+        earlier = timedelta(seconds=age_s)
+        return message.model_copy(
+            update={
+                "check": check,
+                "submitted_at": message.submitted_at - earlier,
+                "watched_since": message.watched_since - earlier,
+            }
+        )
+
     async def project(self, project_id: str) -> Project:
-        found = await self.projects.get(project_id)
+        found = await self.projects.get(project_id, with_requests=True)
         assert found is not None
         return found
 
@@ -219,7 +246,7 @@ class World:
         await self.publisher.publish_event(marker)
         events: list[Event] = []
         while True:
-            event = parse_event(await inbox.next())
+            event = event_of(await inbox.next())
             if event.message_id == marker.message_id:
                 return events
             events.append(event)
@@ -290,6 +317,11 @@ class TcpProxy:
     def stall(self) -> None:
         """Accept new connections but never answer on them (a hung server)."""
         self._stalled = True
+
+    @property
+    def connections(self) -> int:
+        """Connections open through (or held by) the proxy now."""
+        return len(self._writers)
 
     def come_back(self) -> None:
         self._down = self._stalled = False

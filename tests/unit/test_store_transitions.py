@@ -189,17 +189,19 @@ def test_the_finisher_matches_only_the_counts_it_saw() -> None:
     assert not any(isinstance(value, dict) for value in write.filter.values())
 
 
-def test_a_renewal_needs_the_token_and_only_moves_the_lease() -> None:
+def test_a_renewal_needs_the_token_and_the_lease_it_saw_and_only_moves_the_lease() -> None:
     doc = new_doc()
     later = T0 + 2 * LEASE
 
-    renewal = t.renew_lease("p1", 0, token="k0", until=later)
+    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=later)
 
     after = find_one_and_update(doc, renewal.filter, renewal.update)
     assert after is not None
     assert after["clips"]["0"]["lease"] == {"token": "k0", "until": later}
     assert (after["seq"], after["due_at"]) == (doc["seq"], doc["due_at"])
-    assert not matches(doc, t.renew_lease("p1", 0, token="k1", until=later).filter)
+    stale = t.renew_lease("p1", 0, token="k1", until_was=T0 + LEASE, until=later)
+    assert not matches(doc, stale.filter)
+    assert not matches(after, renewal.filter)  # a fork of the chain renewing second stops
 
 
 def test_an_expired_lease_lowers_due_at() -> None:

@@ -140,10 +140,15 @@ class CheckHandler:
         if leases.renewal_due(next_at=next_at, lease_until=lease_until, lease_s=self._lease_s):
             lease_until = leases.renewed_until(now, self._lease_s)
             renewed = await self._recorder.projects.renew_lease(
-                message.project_id, message.scene_index, token=message.token, until=lease_until
+                message.project_id,
+                message.scene_index,
+                token=message.token,
+                until_was=message.lease_until,
+                until=lease_until,
             )
             if not renewed:
-                # Another chain holds the clip now (or it ended): this one stops here.
+                # Another chain holds the clip now, or a fork of this one renewed first,
+                # or the clip ended: this chain stops here.
                 log.info("clip_check_chain_stale", check=message.check)
                 return
         following = message.following(

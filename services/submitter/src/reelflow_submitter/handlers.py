@@ -186,7 +186,11 @@ class SubmitHandler:
         if leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s):
             until = leases.renewed_until(now, lease_s)
             renewed = await self._projects.renew_lease(
-                message.project_id, message.scene_index, token=message.token, until=until
+                message.project_id,
+                message.scene_index,
+                token=message.token,
+                until_was=message.lease_until,
+                until=until,
             )
             if not renewed:
                 log.info("clip_submit_chain_stale")  # the clip moved on, or another chain has it

@@ -232,10 +232,12 @@ class ProjectStore:
         return await self._transition(write, project_id, scene_index, task_uuid, result=result)
 
     async def renew_lease(
-        self, project_id: str, scene_index: int, *, token: str, until: datetime
+        self, project_id: str, scene_index: int, *, token: str, until_was: datetime, until: datetime
     ) -> bool:
         """Extend the lease of the chain of ``token``; False when that chain is stale."""
-        write = transitions.renew_lease(project_id, scene_index, token=token, until=until)
+        write = transitions.renew_lease(
+            project_id, scene_index, token=token, until_was=until_was, until=until
+        )
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 

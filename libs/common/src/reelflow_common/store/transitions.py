@@ -233,15 +233,19 @@ def to_terminal(
     return update.build(guard, now=now, log_size=log_size)
 
 
-def renew_lease(project_id: str, scene_index: int, *, token: str, until: datetime) -> Write:
-    """The chain of ``token`` goes on, its lease to ``until``; matches nothing for a stale chain.
+def renew_lease(
+    project_id: str, scene_index: int, *, token: str, until_was: datetime, until: datetime
+) -> Write:
+    """The chain of ``token`` goes on: its lease, which ran to ``until_was``, now runs to ``until``.
 
-    A renewal only ever pushes a lease later, so ``due_at`` (a lower bound) stays right.
+    Guarded on both, so a chain that forked (a message handled twice after a lost ack
+    carries the same token) stops at its first renewal: the other copy moved ``until``
+    first. Matches nothing either for a stale chain, or once the lease was expired for
+    the reconciler. A renewal only ever pushes a lease later, so ``due_at`` stays right.
     """
     path = clip_path(scene_index)
-    return Write(
-        {"_id": project_id, f"{path}.lease.token": token}, {"$set": {f"{path}.lease.until": until}}
-    )
+    guard = {"_id": project_id, f"{path}.lease.token": token, f"{path}.lease.until": until_was}
+    return Write(guard, {"$set": {f"{path}.lease.until": until}})
 
 
 def expire_lease(project_id: str, scene_index: int, *, token: str, now: datetime) -> Write:
