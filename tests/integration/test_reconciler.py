@@ -1,0 +1,372 @@
+"""The reconciler, and the chains it heals, on a real RabbitMQ, MongoDB and the simulator.
+
+Leases here last a second, so a lost chain is noticed within a test's patience.
+Chains are run with the same handlers the poller runs, through the recording
+publisher, so every ``CheckClip`` of every chain is seen with its token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
+from reelflow_common.lifecycle import every
+from reelflow_common.messages import CheckClip, ProjectFinished, SubmitClip
+from reelflow_common.store import TIMED_OUT, NewProject, Project, ProjectStore
+from reelflow_common.store.timefmt import utcnow
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_poller.handlers import CheckHandler, ClipRecorder
+from reelflow_poller.main import poll_policy
+from reelflow_poller.reconciler import Reconciler
+from reelflow_poller.settings import Settings
+from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.service import video_request
+from tests.integration.worker_helpers import (
+    FAST_LADDERS,
+    World,
+    eventually,
+    open_world,
+    running,
+    runware_settings,
+)
+
+pytestmark = pytest.mark.integration
+
+LEASE_S = 1.0
+GRACE_S = 0.1
+MAX_AGE_S = 60.0
+
+
+@pytest.fixture
+def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) -> Settings:
+    settings: Settings = settings_for(
+        Settings,
+        http_host="127.0.0.1",
+        http_port=0,
+        lease_s=LEASE_S,
+        reconcile_interval_s=0.1,
+        reconcile_grace_s=GRACE_S,
+        poll_max_age_s=MAX_AGE_S,
+        not_found_grace_s=0,
+        **FAST_LADDERS,
+        **runware_settings(runware_sim),
+    )
+    return settings
+
+
+@pytest.fixture
+async def world(
+    amqp_connection: AbstractRobustConnection,
+    mongo_db: Any,
+    settings: Settings,
+    runware_sim: RunningSimulator,
+) -> AsyncIterator[World]:
+    store = ProjectStore(mongo_db, lease_s=LEASE_S)
+    await store.ensure_indexes()
+    async with open_world(amqp_connection, settings, store, runware_sim) as world:
+        yield world
+
+
+def reconciler(
+    world: World, settings: Settings, projects: ProjectStore | None = None
+) -> Reconciler:
+    projects = projects or world.projects
+    return Reconciler(
+        projects,
+        world.runware,
+        world.publisher,
+        ClipRecorder(projects, world.publisher),
+        policy=poll_policy(settings),
+        planner=settings.poll_planner(),
+        clock=utcnow,
+        grace_s=settings.reconcile_grace_s,
+        batch_size=settings.reconcile_batch_size,
+    )
+
+
+def checks(world: World, settings: Settings) -> CheckHandler:
+    return CheckHandler(
+        ClipRecorder(world.projects, world.publisher),
+        world.runware,
+        world.publisher,
+        policy=poll_policy(settings),
+        planner=settings.poll_planner(),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+    )
+
+
+async def expired(world: World, project: Project) -> Project:
+    """Wait until every open clip's lease has run out by the grace (a second or so)."""
+
+    async def all_expired() -> bool:
+        stored = await world.project(project.id)
+        limit = utcnow() - timedelta(seconds=GRACE_S)
+        return all(c.lease is None or c.lease.until < limit for c in stored.clips)
+
+    await eventually(all_expired, "the leases ran out", timeout_s=5)
+    return await world.project(project.id)
+
+
+def tokens(messages: list[Any]) -> list[str]:
+    return [message.token for message in messages]
+
+
+# --- one pass ---------------------------------------------------------------------------------
+
+
+async def test_a_clip_whose_chain_was_lost_gets_what_runware_says(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))  # no CheckClip: lost
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    await expired(world, project)
+    events = await world.events()
+
+    assert await reconciler(world, settings).run_once() == 1
+
+    after = await world.project(project.id)
+    assert after.clips[0].status is ClipStatus.SUCCESS
+    assert after.status is ProjectStatus.COMPLETED
+    assert after.due_at is not None
+    assert after.due_at > utcnow()  # released: nothing open is due any more
+    published = await world.settle_events(events)
+    assert [type(e).__name__ for e in published] == ["ClipUpdated", "ProjectFinished"]
+    assert world.publisher.sent == []
+    assert await reconciler(world, settings).run_once() == 0  # finished: never due again
+
+
+async def test_a_clip_still_running_gets_exactly_one_new_chain_under_a_fresh_token(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:hang]"))
+    old = project.clips[0].lease
+    assert old is not None
+    stale = await expired(world, project)
+
+    claimed = await asyncio.gather(
+        reconciler(world, settings).run_once(), reconciler(world, settings).run_once()
+    )
+
+    assert sorted(claimed) == [0, 1]  # two replicas, one claim
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    lease = (await world.project(project.id)).clips[0].lease
+    assert lease is not None
+    assert (rearmed.token, rearmed.lease_until) == (lease.token, lease.until)
+    assert rearmed.token != old.token
+    assert rearmed.submitted_at == stale.clips[0].submitted_at
+    assert (await world.sim.task(project.clips[0].task_uuid))["polls"] == 1
+
+
+async def test_a_queued_clip_runware_does_not_know_is_submitted_again(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("a fox", "a cat")  # the API died before publishing
+    await expired(world, project)
+
+    await reconciler(world, settings).run_once()
+
+    sent: list[SubmitClip] = world.publisher.sent_to(SUBMIT_CLIP)
+    stored = await world.project(project.id)
+    assert sorted((m.scene_index, m.task_uuid) for m in sent) == [
+        (clip.scene_index, clip.task_uuid) for clip in stored.clips
+    ]
+    assert {m.token for m in sent} == {c.lease.token for c in stored.clips if c.lease}
+    assert [m.request.prompt for m in sorted(sent, key=lambda m: m.scene_index)] == [
+        "a fox",
+        "a cat",
+    ]
+    assert all(clip.status is ClipStatus.QUEUED for clip in stored.clips)
+
+
+async def test_a_queued_clip_runware_holds_becomes_processing_and_is_checked(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("a fox [sim:hang]")
+    # The submitter died after Runware accepted the task, before it recorded anything.
+    await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    await expired(world, project)
+    events = await world.events()
+
+    await reconciler(world, settings).run_once()
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.PROCESSING
+    (check,) = world.publisher.sent_to(CHECK_CLIP)
+    assert clip.lease is not None
+    assert check.token == clip.lease.token
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    (event,) = await world.settle_events(events)
+    assert event.seq == 1
+    assert (await world.sim.task(clip.task_uuid))["submissions"] == 1
+
+
+async def test_past_the_ceiling_a_clip_runware_still_runs_times_out(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    # Submitted long ago (the store's clock says so), still running at Runware.
+    long_ago = ProjectStore(
+        mongo_db, lease_s=LEASE_S, clock=lambda: utcnow() - timedelta(seconds=MAX_AGE_S + 5)
+    )
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="old",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt="a fox [sim:hang]", duration=4)],
+    )
+    project = (await long_ago.create(new)).project
+    message = world.submit_of(project)
+    await world.runware.submit_video(video_request(message, webhook_url=None))
+    await long_ago.mark_processing(project.id, 0, message.task_uuid, token=message.token)
+
+    await reconciler(world, settings).run_once()
+
+    after = (await world.project(project.id)).clips[0]
+    assert after.status is ClipStatus.FAILED
+    assert after.error is not None
+    assert after.error["code"] == TIMED_OUT
+    assert world.publisher.sent == []
+
+
+async def test_a_project_left_unfinished_by_a_crash_is_finished(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox")
+    clip = project.clips[0]
+    # The last clip ended, then the writer died before its finisher ran.
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {
+            "$set": {"clips.0.status": "success", "clips.0.video_url": "https://v/0.mp4"},
+            "$unset": {"clips.0.lease": ""},
+            "$inc": {"counts.pending": -1, "counts.completed": 1},
+        },
+    )
+    await mongo_db["projects"].update_one(
+        {"_id": project.id}, {"$set": {"due_at": utcnow() - timedelta(seconds=1)}}
+    )
+    events = await world.events()
+
+    await reconciler(world, settings).run_once()
+
+    after = await world.project(project.id)
+    assert after.status is ProjectStatus.COMPLETED
+    (finished,) = await world.settle_events(events)
+    assert isinstance(finished, ProjectFinished)
+    assert clip.task_uuid == after.clips[0].task_uuid
+
+
+async def test_leases_still_running_are_left_alone_and_set_the_next_due(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox")
+    await mongo_db["projects"].update_one(
+        {"_id": project.id}, {"$set": {"due_at": utcnow() - timedelta(seconds=1)}}
+    )
+
+    assert await reconciler(world, settings).run_once() == 1
+
+    after = await world.project(project.id)
+    lease = after.clips[0].lease
+    assert lease is not None
+    assert after.due_at == lease.until
+    assert world.publisher.sent == []
+    assert (await world.sim.stats())["requests"] == 0
+
+
+# --- chains lost, dead-lettered, forked: all end in one chain and Runware's answer ----------
+
+
+async def heal(world: World, settings: Settings, project: Project) -> list[CheckClip]:
+    """Run the checks and the reconciler until the clip ends; every CheckClip sent meanwhile."""
+    stop = asyncio.Event()
+
+    async def ended() -> bool:
+        return (await world.project(project.id)).clips[0].status.is_terminal
+
+    async with (
+        world.consuming(CHECK_CLIP, CheckClip, checks(world, settings), concurrency=4),
+        running(every(0.1, reconciler(world, settings).run_once, stop=stop, name="t"), stop),
+    ):
+        await eventually(ended, "the clip ended", timeout_s=20)
+    sent: list[CheckClip] = world.publisher.sent_to(CHECK_CLIP)
+    return sent
+
+
+async def test_a_check_lost_from_the_queue_is_rearmed_and_the_clip_ends(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=3000]"))
+    original = project.clips[0].lease
+    assert original is not None
+    # The first CheckClip was lost: nothing is published for this chain at all.
+
+    sent = await heal(world, settings, project)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.SUCCESS
+    assert original.token not in tokens(sent)
+    assert len(set(tokens(sent))) == 1  # exactly one chain, the re-armed one
+
+
+async def test_a_check_in_its_dlq_is_rearmed_and_moving_it_back_changes_nothing(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=3000]"))
+    poisoned = await world.check_of(project)
+    dlq = world.topology.dead_letter_queue(CHECK_CLIP)
+    await world.channel.default_exchange.publish(
+        _amqp(poisoned), routing_key=dlq
+    )  # where a chain ends after its delivery limit
+
+    sent = await heal(world, settings, project)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.SUCCESS
+    assert poisoned.token not in tokens(sent)
+    assert len(set(tokens(sent))) == 1
+    assert await world.ready_count(dlq) == 1
+    # An operator moves it back: it is one more check of a finished clip, and starts nothing.
+    seq = (await world.project(project.id)).seq
+    before = len(world.publisher.sent_to(CHECK_CLIP))
+    await checks(world, settings)(poisoned)
+    assert (await world.project(project.id)).seq == seq
+    assert len(world.publisher.sent_to(CHECK_CLIP)) == before
+
+
+async def test_a_forked_chain_is_one_chain_again_after_a_renewal(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=4000]"))
+    first = await world.check_of(project)
+    # A lost ack: the same check handled twice, each copy goes on with the same token.
+    await world.publisher.send(CHECK_CLIP, first)
+    await world.publisher.send(CHECK_CLIP, first)
+
+    sent = await heal(world, settings, project)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.SUCCESS
+    per_check = Counter(message.check for message in sent if message.token == first.token)
+    last_checks = sorted(per_check)[-3:]
+    # Both copies run until the first renewal; from then on each check is sent once.
+    assert per_check[2] == 2
+    assert [per_check[n] for n in last_checks] == [1, 1, 1]
+    assert len(set(tokens(sent))) == 1
+
+
+def _amqp(message: CheckClip) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.model_dump_json().encode(),
+        type=message.message_type,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
