@@ -23,7 +23,14 @@ from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.broker import amqp_channel
 from reelflow_common.mongo import Database
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import (
+    ApiKeyStore,
+    Project,
+    ProjectStore,
+    TaskFailed,
+    TaskResult,
+    TaskSucceeded,
+)
 from reelflow_common.topology import SUBMIT_CLIP, Topology
 from tests.fixtures.infra import delete_topology_queues
 
@@ -116,6 +123,31 @@ class Api:
             return queue.name
 
 
+async def stored(api: Api, project_id: str) -> Project:
+    project = await api.projects.get(project_id)
+    assert project is not None
+    return project
+
+
+async def move_clip(api: Api, project_id: str, task_uuid: str, result: TaskResult) -> None:
+    """Take a clip through processing to ``result``, as the submitter and poller would."""
+    clip = (await stored(api, project_id)).clip_of_task(task_uuid)
+    assert clip is not None
+    assert clip.lease is not None
+    scene = clip.scene_index
+    await api.projects.mark_processing(project_id, scene, task_uuid, token=clip.lease.token)
+    await api.projects.record(project_id, scene, task_uuid, result)
+
+
+async def finish(api: Api, project_id: str, task_uuid: str) -> None:
+    video = TaskSucceeded(video_url=f"https://cdn.test/{task_uuid}.mp4", cost=0.5)
+    await move_clip(api, project_id, task_uuid, video)
+
+
+async def fail(api: Api, project_id: str, task_uuid: str, code: str = "providerError") -> None:
+    await move_clip(api, project_id, task_uuid, TaskFailed(code=code, message="boom"))
+
+
 def _received(message: AbstractIncomingMessage) -> Received:
     return Received(json.loads(message.body), dict(message.headers), message.type)
 
@@ -150,7 +182,7 @@ async def running_api(
             client=client,
             settings=settings,
             db=db,
-            projects=ProjectStore(db),
+            projects=ProjectStore(db, lease_s=settings.lease_s),
             keys=ApiKeyStore(db),
             topology=Topology.from_settings(settings),
             connection=connection,

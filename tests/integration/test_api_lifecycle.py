@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,10 +12,20 @@ import pytest
 from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, PublishError, amqp_channel
-from reelflow_common.messages import Message, SubmitClip
-from reelflow_common.store import Project
-from reelflow_common.topology import SUBMIT_CLIP
-from tests.integration.api_helpers import DEADLINE_S, Api, assert_problem, eventually, running_api
+from reelflow_common.messages import CheckClip, Message, SubmitClip
+from reelflow_common.store import TIMED_OUT
+from reelflow_common.store.timefmt import utcnow
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from tests.integration.api_helpers import (
+    DEADLINE_S,
+    Api,
+    assert_problem,
+    eventually,
+    fail,
+    finish,
+    running_api,
+    stored,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,34 +37,6 @@ async def api(
     settings = settings_for(Settings, wait_check_interval_s=0.02)
     async with running_api(settings, mongo_db, amqp_connection) as api:
         yield api
-
-
-async def finish(api: Api, project_id: str, task_uuid: str) -> None:
-    now = datetime.now(UTC)
-    await api.projects.mark_processing(project_id, task_uuid, submitted_at=now)
-    await api.projects.record_success(
-        project_id,
-        task_uuid,
-        video_url=f"https://cdn.test/{task_uuid}.mp4",
-        video_uuid=None,
-        cost=0.5,
-        seed=None,
-        completed_at=now,
-    )
-
-
-async def fail(api: Api, project_id: str, task_uuid: str) -> None:
-    now = datetime.now(UTC)
-    await api.projects.mark_processing(project_id, task_uuid, submitted_at=now)
-    await api.projects.record_failure(
-        project_id, task_uuid, code="providerError", message="boom", completed_at=now
-    )
-
-
-async def stored(api: Api, project_id: str) -> Project:
-    project = await api.projects.get(project_id)
-    assert project is not None
-    return project
 
 
 # --- ?wait= ------------------------------------------------------------------------
@@ -175,7 +156,9 @@ async def test_cancel_twice_changes_nothing_the_second_time(api: Api) -> None:
 # --- retry -------------------------------------------------------------------------
 
 
-async def test_retry_gives_failed_clips_new_tasks_and_submits_only_those(api: Api) -> None:
+async def test_retry_gives_a_clip_runware_failed_a_new_task_and_keeps_the_old_one(
+    api: Api,
+) -> None:
     auth = await api.tenant()
     created = (await api.create(auth)).json()
     project_id = created["project_id"]
@@ -195,10 +178,40 @@ async def test_retry_gives_failed_clips_new_tasks_and_submits_only_those(api: Ap
     by_uuid = {r["task_uuid"]: r for r in body["results"]}
     assert by_uuid[new]["status"] == "queued"
     assert by_uuid[new]["scene_index"] == 0
+    [earlier] = by_uuid[new]["attempts"]
+    assert (earlier["task_uuid"], earlier["status"], earlier["error"]["code"]) == (
+        failed,
+        "failed",
+        "providerError",
+    )
     [message] = await api.drain()
     command = SubmitClip.model_validate(message.body)
-    assert (command.project_id, command.task_uuid) == (project_id, new)
-    assert (await stored(api, project_id)).dispatched
+    assert (command.project_id, command.task_uuid, command.scene_index) == (project_id, new, 0)
+    assert command.request.prompt == "tram climbing a steep street at dawn"
+    lease = (await stored(api, project_id)).clips[0].lease
+    assert lease is not None
+    assert command.token == lease.token
+
+
+async def test_retry_of_a_timed_out_clip_watches_the_same_task_again(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    project_id = created["project_id"]
+    timed_out, ok = list(created["clips"])
+    await fail(api, project_id, timed_out, code=TIMED_OUT)
+    await finish(api, project_id, ok)
+    await api.drain()
+
+    response = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    body = response.json()
+    assert body["clips"] == {timed_out: "pending", ok: f"https://cdn.test/{ok}.mp4"}
+    assert body["results"][0]["status"] == "processing"
+    assert "attempts" not in body["results"][0]
+    assert await api.drain() == []  # no new task is bought
+    [message] = await api.drain(CHECK_CLIP)
+    check = CheckClip.model_validate(message.body)
+    assert (check.task_uuid, check.scene_index, check.check) == (timed_out, 0, 1)
 
 
 async def test_retry_without_failed_clips_changes_and_submits_nothing(api: Api) -> None:
@@ -254,7 +267,9 @@ def break_publisher(api: Api) -> None:
     api.app.state.reelflow = dataclasses.replace(state, publisher=BrokenPublisher())
 
 
-async def test_a_create_the_broker_does_not_confirm_is_stored_undispatched(api: Api) -> None:
+async def test_a_create_the_broker_does_not_confirm_is_stored_for_the_reconciler(
+    api: Api,
+) -> None:
     break_publisher(api)
 
     response = await api.create(await api.tenant())
@@ -264,18 +279,23 @@ async def test_a_create_the_broker_does_not_confirm_is_stored_undispatched(api: 
     assert body["status"] == "generating"
     assert body["pending"] == 2
     project = await stored(api, body["project_id"])
-    assert not project.dispatched
+    # Every lease already ran out: the reconciler submits the clips after its grace.
+    assert all(clip.lease is not None and clip.lease.until <= utcnow() for clip in project.clips)
+    assert project.due_at is not None
+    assert project.due_at <= utcnow()
     assert await api.drain() == []
 
 
-async def test_a_create_whose_work_queue_is_gone_is_stored_undispatched(api: Api) -> None:
+async def test_a_create_whose_work_queue_is_gone_is_stored_for_the_reconciler(api: Api) -> None:
     async with amqp_channel(api.connection) as channel:
         await channel.queue_delete(api.topology.queue(SUBMIT_CLIP))
 
     response = await api.create(await api.tenant())
 
     assert response.status_code == 202
-    assert not (await stored(api, response.json()["project_id"])).dispatched
+    project = await stored(api, response.json()["project_id"])
+    assert project.due_at is not None
+    assert project.due_at <= utcnow()
 
 
 async def test_cancel_and_retry_answer_202_when_their_events_cannot_be_published(

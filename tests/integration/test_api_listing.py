@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from reelflow_common.store import NewClip, NewProject, Project, ProjectStore
-from tests.integration.api_helpers import Api, isolated_api
+from reelflow_common.domain import ClipRequest
+from reelflow_common.store import NewProject, Project, ProjectStore
+from tests.integration.api_helpers import Api, finish, isolated_api
 
 # Every test lists the projects of a tenant of its own: one app serves the module.
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -42,7 +43,7 @@ class Tenant:
             tenant_id=self.tenant_id,
             title=title,
             model="google:3@3",
-            scenes=[NewClip(prompt=f"{title} {i}") for i in range(clips)],
+            scenes=[ClipRequest(prompt=f"{title} {i}") for i in range(clips)],
         )
         return (await self.store.create(new)).project
 
@@ -137,17 +138,7 @@ async def test_the_status_filter_lists_only_projects_in_that_status(api: Api) ->
     cancelled = await me.project("cancelled")
     await me.project("generating")
     [clip] = done.clips
-    now = datetime.now(UTC)
-    await api.projects.mark_processing(done.id, clip.task_uuid, submitted_at=now)
-    await api.projects.record_success(
-        done.id,
-        clip.task_uuid,
-        video_url="https://cdn.test/v.mp4",
-        video_uuid=None,
-        cost=None,
-        seed=None,
-        completed_at=now,
-    )
+    await finish(api, done.id, clip.task_uuid)
     await api.projects.cancel(cancelled.id, tenant_id=me.tenant_id)
 
     assert titles(await me.list(status="completed")) == ["done"]

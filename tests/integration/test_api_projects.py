@@ -57,7 +57,7 @@ async def test_create_answers_202_with_the_seed_compatible_status(api: Api) -> N
     assert body["updated_at"]
 
 
-async def test_create_publishes_one_submit_clip_per_clip_and_marks_the_project_dispatched(
+async def test_create_publishes_one_submit_clip_per_clip_carrying_its_request_and_lease(
     api: Api,
 ) -> None:
     response = await api.create(await api.tenant(), headers={"X-Request-ID": "req-42"})
@@ -76,7 +76,17 @@ async def test_create_publishes_one_submit_clip_per_clip_and_marks_the_project_d
         assert message.headers["request_id"] == "req-42"
     stored = await api.projects.get(body["project_id"])
     assert stored is not None
-    assert stored.dispatched
+    commands = {m.body["scene_index"]: SubmitClip.model_validate(m.body) for m in received}
+    for clip in stored.clips:
+        command = commands[clip.scene_index]
+        assert clip.lease is not None
+        assert (command.task_uuid, command.token, command.lease_until) == (
+            clip.task_uuid,
+            clip.lease.token,
+            clip.lease.until,
+        )
+    assert commands[1].request.prompt == "sunset over the river"
+    assert commands[1].model == stored.model
 
 
 async def test_create_applies_the_configured_defaults(api: Api) -> None:
@@ -84,13 +94,13 @@ async def test_create_applies_the_configured_defaults(api: Api) -> None:
 
     response = await api.create(await api.tenant(), body)
 
-    stored = await api.projects.get(response.json()["project_id"])
+    stored = await api.projects.get(response.json()["project_id"], with_requests=True)
     assert stored is not None
     assert stored.model == api.settings.default_model
     assert stored.title == ""
-    [clip] = stored.clips
-    assert (clip.duration, clip.width, clip.height) == (5, 1024, 576)
-    assert clip.status is ClipStatus.QUEUED
+    assert stored.clips[0].status is ClipStatus.QUEUED
+    [request] = stored.requests or []
+    assert (request.duration, request.width, request.height) == (5, 1024, 576)
 
 
 async def test_create_keeps_the_fields_a_scene_names(api: Api) -> None:
@@ -106,11 +116,11 @@ async def test_create_keeps_the_fields_a_scene_names(api: Api) -> None:
 
     response = await api.create(await api.tenant(), {"model": "klingai:5@3", "scenes": [scene]})
 
-    stored = await api.projects.get(response.json()["project_id"])
+    stored = await api.projects.get(response.json()["project_id"], with_requests=True)
     assert stored is not None
     assert stored.model == "klingai:5@3"
-    [clip] = stored.clips
-    assert clip.model_dump(include=set(scene)) == scene
+    [request] = stored.requests or []
+    assert request.model_dump(include=set(scene)) == scene
 
 
 async def test_get_answers_the_same_status_as_create(api: Api) -> None:
@@ -179,7 +189,7 @@ async def test_the_same_key_of_another_tenant_makes_another_project(api: Api) ->
     assert len(await api.drain()) == 4
 
 
-async def test_a_replayed_create_does_not_resubmit_clips_already_dispatched(api: Api) -> None:
+async def test_a_replayed_create_submits_nothing_again(api: Api) -> None:
     auth = await api.tenant()
     key = {"Idempotency-Key": "order-1"}
     await api.create(auth, headers=key)

@@ -7,7 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import (
+    ClipRequest,
+    ClipStatus,
+    Counts,
+    ProjectStatus,
+    final_project_status,
+)
 from reelflow_common.messages import AttemptView, ClipView, Event
 from reelflow_common.store.timefmt import rfc3339
 
@@ -166,6 +172,18 @@ class Project(_Frozen):
         """The clip whose current task is ``task_uuid``."""
         return next((clip for clip in self.clips if clip.task_uuid == task_uuid), None)
 
+    @property
+    def shown_status(self) -> ProjectStatus:
+        """The status a reader sees: decided by the counts once no clip is pending.
+
+        The finisher stores it in an update of its own just after the last clip's; a
+        read in between (or after a crash in between, until the reconciler finishes the
+        project) would otherwise show a project with nothing pending as generating.
+        """
+        if self.status is ProjectStatus.GENERATING and self.counts.pending == 0:
+            return final_project_status(self.counts)
+        return self.status
+
     def public_status(self, *, include_results: bool = True) -> dict[str, Any]:
         """The project status of the public API; its first fields are the seed's response.
 
@@ -184,7 +202,7 @@ class Project(_Frozen):
             "failed": counts.failed + counts.cancelled,
             "all_complete": counts.pending == 0,
             "clips": {clip.task_uuid: clip.seed_value() for clip in self.clips},
-            "status": self.status.value,
+            "status": self.shown_status.value,
             "title": self.title,
             "cost": self.cost.model_dump(),
         }
