@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from reelflow_common.broker import Publisher, amqp_channel
+from reelflow_common.domain import ClipRequest
+from reelflow_common.logging import configure_logging
 from reelflow_common.messages import Event
-from reelflow_common.store import ApiKeyStore, NewClip, NewProject, Project, ProjectStore
+from reelflow_common.settings import LogSettings
+from reelflow_common.store import (
+    ApiKeyStore,
+    NewProject,
+    Project,
+    ProjectStore,
+    TaskSucceeded,
+)
 from reelflow_common.topology import Topology
-from reelflow_notifier.redact import redact_tokens_in_uvicorn_logs
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
     DEADLINE_S,
@@ -48,26 +54,24 @@ class World:
             tenant_id=tenant_id or self.tenant_id,
             title="Trip to Lisbon",
             model="google:3@3",
-            scenes=[NewClip(prompt=f"scene {n}") for n in range(clips)],
+            scenes=[ClipRequest(prompt=f"scene {n}") for n in range(clips)],
         )
         return (await self.projects.create(new)).project
 
-    async def processing(self, project: Project, index: int) -> list[Event]:
-        return await self.projects.mark_processing(
-            project.id, project.clips[index].task_uuid, submitted_at=datetime.now(UTC)
+    async def processing(
+        self, project: Project, index: int, *, projects: ProjectStore | None = None
+    ) -> list[Event]:
+        clip = project.clips[index]
+        assert clip.lease is not None
+        change = await (projects or self.projects).mark_processing(
+            project.id, index, clip.task_uuid, token=clip.lease.token
         )
+        return change.events
 
     async def success(self, project: Project, index: int) -> list[Event]:
         task_uuid = project.clips[index].task_uuid
-        return await self.projects.record_success(
-            project.id,
-            task_uuid,
-            video_url=f"https://cdn.example/{task_uuid}.mp4",
-            video_uuid=None,
-            cost=0.12,
-            seed=None,
-            completed_at=datetime.now(UTC),
-        )
+        video = TaskSucceeded(video_url=f"https://cdn.example/{task_uuid}.mp4", cost=0.12)
+        return (await self.projects.record(project.id, index, task_uuid, video)).events
 
     async def publish(self, *events: Event) -> None:
         for event in events:
@@ -199,8 +203,8 @@ async def test_after_seq_no_longer_replayable_gets_a_fresh_snapshot(
 ) -> None:
     short_log = ProjectStore(mongo_db, event_log_size=1)
     project = await world.new_project()
-    for clip in project.clips:
-        await short_log.mark_processing(project.id, clip.task_uuid, submitted_at=datetime.now(UTC))
+    for index in range(len(project.clips)):
+        await world.processing(project, index, projects=short_log)
 
     async with client(project_url(notifier, project, "?after_seq=0"), key=world.key) as ws:
         snapshot = await receive(ws)
@@ -244,17 +248,18 @@ async def test_a_tenant_cannot_watch_another_tenants_project(
 
 
 async def test_the_key_may_come_as_a_token_query_parameter_and_is_not_logged(
-    notifier: RunningNotifier, world: World, caplog: pytest.LogCaptureFixture
+    notifier: RunningNotifier, world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    redact_tokens_in_uvicorn_logs()  # as main() does
+    configure_logging(LogSettings(log_format="json"), service="notifier")  # as main() does
     project = await world.new_project()
-    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
-        async with client(project_url(notifier, project, f"?token={world.key}")) as ws:
-            assert (await receive(ws))["type"] == "snapshot"
+    async with client(project_url(notifier, project, f"?token={world.key}")) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
 
-    accepted = [r.getMessage() for r in caplog.records if "[accepted]" in r.getMessage()]
+    logged = capsys.readouterr().err
+    accepted = [line for line in logged.splitlines() if "[accepted]" in line]
     assert accepted
-    assert all(world.key not in line and "token=***" in line for line in accepted)
+    assert all("token=***" in line for line in accepted)
+    assert world.key not in logged
 
 
 async def test_after_a_broker_reconnect_lost_changes_are_caught_up(

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from reelflow_common.redact import RedactUrlSecrets, redact_event
+from reelflow_common.redact import redact_event
 from reelflow_common.settings import LogSettings
 
 _SECRET_KEYS = ("api_key", "apikey", "token", "authorization", "password", "secret")
@@ -42,6 +42,7 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _mask_secrets,
+        # Here, not as a filter on uvicorn's loggers: every line of every logger passes.
         redact_event,
     ]
     renderer: Any = (
@@ -63,8 +64,6 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
-    # On the handler, not on loggers: a logger's filter misses what its children propagate.
-    handler.addFilter(RedactUrlSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

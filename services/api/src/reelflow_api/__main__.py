@@ -9,16 +9,23 @@ from reelflow_api.settings import Settings
 from reelflow_common.logging import configure_logging
 
 
-def run() -> None:
-    settings = Settings()
-    configure_logging(settings, service="api")
-    uvicorn.run(
+def server_config(settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration of the API (tests serve through the same one)."""
+    return uvicorn.Config(
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
-        log_config=None,  # our structlog set-up formats uvicorn's lines too
+        # Our structlog set-up formats uvicorn's lines too, and redacts the webhook
+        # secret in the access log's paths (reelflow_common.redact).
+        log_config=None,
         proxy_headers=True,
     )
+
+
+def run() -> None:
+    settings = Settings()
+    configure_logging(settings, service="api")
+    uvicorn.Server(server_config(settings)).run()
 
 
 if __name__ == "__main__":

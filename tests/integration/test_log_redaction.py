@@ -1,0 +1,79 @@
+"""No secret that travels in a URL reaches a log line: the API served for real, a canary secret.
+
+A canary secret is configured, a webhook is delivered to it, and every line the
+process's log handler wrote is searched for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from reelflow_api.__main__ import server_config
+from reelflow_api.settings import Settings
+from reelflow_common.logging import configure_logging
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+CANARY = f"canary-{uuid.uuid4().hex}"
+
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # pytest owns the process's signal handlers
+
+
+async def test_the_webhook_secret_is_in_no_log_line(
+    settings_for: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings: Settings = settings_for(
+        Settings,
+        http_host="127.0.0.1",
+        webhook_secret=SecretStr(CANARY),
+        public_base_url="https://reelflow.test",
+        log_format="json",
+    )
+    configure_logging(settings, service="api")  # as the api's run() does
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _Server(server_config(settings))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started, "the api serving")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            await eventually(_ready(http), "the api ready")
+            body = {"data": [{"taskUUID": str(uuid.uuid4()), "status": "success"}]}
+            hint = await http.post(
+                f"/v1/webhooks/runware/{CANARY}", params={"project_id": "p-1"}, json=body
+            )
+            probe = await http.post(f"/v1/webhooks/runware/{CANARY}x", params={"project_id": "p"})
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+        sock.close()
+
+    assert (hint.status_code, probe.status_code) == (202, 404)
+    logged = capsys.readouterr().err
+    access = [line for line in logged.splitlines() if "/v1/webhooks/runware/" in line]
+    assert len(access) >= 2  # the access log did log both deliveries
+    assert all("/v1/webhooks/runware/***" in line for line in access)
+    assert CANARY not in logged
+
+
+def _ready(http: httpx.AsyncClient) -> Callable[[], Any]:
+    async def ready() -> bool:
+        return (await http.get("/readyz")).status_code == 200
+
+    return ready
