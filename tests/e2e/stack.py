@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ from reelflow_devtools.processes import (
 T = TypeVar("T")
 
 SERVICES = ("api", "notifier", "submitter", "poller")
-WEBHOOK_SECRET = "e2e-webhook-secret"
+#: lease of a clip's chain here: a crashed service's clips are re-armed within seconds
+LEASE_S = 3.0
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     sim_url: str = ""
     children: dict[str, Child] = field(default_factory=dict)
+    #: a canary: unique per stack, so a test can search every log line for it
+    webhook_secret: str = field(default_factory=lambda: f"e2e-canary-{uuid.uuid4().hex}")
 
     def __post_init__(self) -> None:
         self.group = ProcessGroup(log_dir=self.log_dir)
@@ -83,12 +87,13 @@ class Stack:
             "REELFLOW_RETRY_INITIAL_DELAY_S": "0.2",
             "REELFLOW_RETRY_MAX_DELAY_S": "1.0",
             "REELFLOW_MAX_DELIVERIES": "3",
-            "REELFLOW_SWEEP_INTERVAL_S": "1",
-            "REELFLOW_SWEEP_GRACE_S": "5",
+            "REELFLOW_LEASE_S": str(LEASE_S),
+            "REELFLOW_RECONCILE_INTERVAL_S": "0.5",
+            "REELFLOW_RECONCILE_GRACE_S": "0.5",
             "REELFLOW_LOG_FORMAT": "json",
             "REELFLOW_HTTP_HOST": "127.0.0.1",
             "REELFLOW_PUBLIC_BASE_URL": self.api_url,
-            "REELFLOW_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "REELFLOW_WEBHOOK_SECRET": self.webhook_secret,
         }
         for name in SERVICES:
             self.start_service(name)
@@ -116,6 +121,11 @@ class Stack:
         self.children[name] = child
         wait_healthy(child, f"http://127.0.0.1:{self.ports[name]}/readyz")
         return child
+
+    def logs(self, name: str) -> str:
+        """Everything the service has logged so far."""
+        path = self.children[name].log_path
+        return "" if path is None or not path.exists() else path.read_text(errors="replace")
 
     def kill_hard(self, name: str) -> None:
         self.children[name].kill_hard()
