@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aio_pika
 import httpx
 import websockets
 from pymongo import AsyncMongoClient
@@ -30,6 +31,7 @@ from reelflow_devtools.processes import (
     wait_for_sim_url,
     wait_healthy,
 )
+from tests.fixtures.infra import delete_topology_queues
 
 T = TypeVar("T")
 
@@ -51,6 +53,8 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     sim_url: str = ""
     children: dict[str, Child] = field(default_factory=dict)
+    #: settings that differ from the ones below (an empty value unsets an optional one)
+    extra_env: dict[str, str] = field(default_factory=dict)
     #: a canary: unique per stack, so a test can search every log line for it
     webhook_secret: str = field(default_factory=lambda: f"e2e-canary-{uuid.uuid4().hex}")
 
@@ -94,7 +98,7 @@ class Stack:
             "REELFLOW_HTTP_HOST": "127.0.0.1",
             "REELFLOW_PUBLIC_BASE_URL": self.api_url,
             "REELFLOW_WEBHOOK_SECRET": self.webhook_secret,
-        }
+        } | self.extra_env
         for name in SERVICES:
             self.start_service(name)
 
@@ -186,3 +190,24 @@ async def watch_until_finished(url: str, *, deadline_s: float = 90) -> list[dict
                 if message["type"] == "project.finished":
                     return received
     raise AssertionError(f"the WebSocket closed before project.finished: {received}")
+
+
+def make_stack(amqp_url: str, mongo_url: str, log_dir: Path, **env: str) -> Stack:
+    """A stack of its own prefix and database; ``env`` overrides the services' settings."""
+    tag = uuid.uuid4().hex[:8]
+    return Stack(
+        amqp_url=amqp_url,
+        mongo_url=mongo_url,
+        prefix=f"e2e-{tag}.",
+        database=f"e2e_{tag}",
+        log_dir=log_dir,
+        extra_env=env,
+    )
+
+
+async def cleanup(stack: Stack) -> None:
+    connection = await aio_pika.connect_robust(stack.amqp_url)
+    try:
+        await delete_topology_queues(connection, stack.topology_settings())
+    finally:
+        await connection.close()

@@ -1,0 +1,105 @@
+"""Database operations per clip, create to terminal, through the real services.
+
+Counted by the server itself (the admin ``top`` command, per namespace of the
+stack's database), for projects of 1, 10 and 50 scenes. Nothing watches the
+projects through the database: the test waits for ``project.finished`` on the
+event exchange. The reconciler's periodic query is left out by a long interval
+(it costs one query per interval per poller, whatever the number of clips), and
+webhooks are off (polling alone; a poll never touches the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from pymongo import AsyncMongoClient
+
+from tests.e2e.stack import Stack, cleanup, make_stack
+
+pytestmark = pytest.mark.e2e
+
+#: issue 8's target, for every project size
+MAX_OPS_PER_CLIP = 5
+FAST = "[sim:latency=10]"
+
+
+@pytest.fixture
+def quiet_stack(amqp_url: str, mongo_url: str, tmp_path: Path) -> Iterator[Stack]:
+    stack = make_stack(
+        amqp_url,
+        mongo_url,
+        tmp_path / "logs",
+        REELFLOW_PUBLIC_BASE_URL="",
+        REELFLOW_RECONCILE_INTERVAL_S="3600",
+        REELFLOW_LEASE_S="600",
+    )
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        asyncio.run(cleanup(stack))
+
+
+async def operations(stack: Stack) -> dict[str, int]:
+    """Operations the server has counted so far, per collection of the stack's database."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, timeoutMS=10_000)
+    try:
+        top = await client.admin.command("top")
+    finally:
+        await client.close()
+    prefix = f"{stack.database}."
+    return {
+        namespace.removeprefix(prefix): counters["total"]["count"]
+        for namespace, counters in top["totals"].items()
+        if namespace.startswith(prefix)
+    }
+
+
+async def test_a_clip_costs_at_most_five_database_operations_at_any_project_size(
+    quiet_stack: Stack,
+) -> None:
+    key = await quiet_stack.issue_key("tenant-ops")
+    connection = await aio_pika.connect_robust(quiet_stack.amqp_url)
+    figures: dict[int, dict[str, int]] = {}
+    async with (
+        connection,
+        httpx.AsyncClient(
+            base_url=quiet_stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as api,
+    ):
+        channel = await connection.channel()
+        finished = await channel.declare_queue(exclusive=True)
+        await finished.bind(f"{quiet_stack.prefix}reelflow.events", "project.finished")
+        for scenes in (1, 10, 50):
+            before = await operations(quiet_stack)
+            body = {"scenes": [{"prompt": f"scene {i} {FAST}"} for i in range(scenes)]}
+            created = await api.post("/v1/projects", json=body)
+            assert created.status_code == 202, created.text
+            project_id = created.json()["project_id"]
+            async with asyncio.timeout(60), finished.iterator() as events:
+                async for message in events:
+                    await message.ack()
+                    if json.loads(message.body)["project_id"] == project_id:
+                        break
+            after = await operations(quiet_stack)
+            figures[scenes] = {
+                name: after.get(name, 0) - before.get(name, 0)
+                for name in after
+                if after.get(name, 0) != before.get(name, 0)
+            }
+            status = (await api.get(f"/v1/projects/{project_id}")).json()
+            assert status["status"] == "completed"
+
+    per_clip = {scenes: sum(ops.values()) / scenes for scenes, ops in figures.items()}
+    print(f"database operations per clip (by collection): {figures}; per clip: {per_clip}")
+    assert all(value <= MAX_OPS_PER_CLIP for value in per_clip.values()), per_clip
+    # Polls read nothing: what a 50-scene project costs grows with its clips, two each.
+    assert sum(figures[50].values()) <= 2 * 50 + 3
