@@ -8,8 +8,15 @@ import uuid
 import httpx
 import pytest
 
-from reelflow_common.runware import ErrorCategory, RunwareError, RunwareTaskError, TaskState
-from tests.runware.helpers import sim_and_client, video
+from reelflow_common.runware import (
+    ErrorCategory,
+    RunwareClient,
+    RunwareError,
+    RunwareTaskError,
+    TaskState,
+    is_task_not_found,
+)
+from tests.runware.helpers import client_settings, sim_and_client, video
 
 
 async def test_a_task_is_processing_then_succeeds_with_a_video_and_its_cost() -> None:
@@ -146,3 +153,54 @@ async def test_no_more_requests_are_in_flight_than_configured() -> None:
     assert transport.most_in_flight == 2
     assert transport.requests == 6
     assert set(outcomes) == set(uuids)
+
+
+def _answering(status: int, content: bytes, content_type: str) -> httpx.AsyncClient:
+    def answer(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=content, headers={"content-type": content_type})
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "content_type"),
+    [
+        (404, b"", "text/plain"),
+        (404, b"<html><body>404 Not Found</body></html>", "text/html"),
+        (404, b'{"message": "no such route"}', "application/json"),
+        (200, b"{}", "application/json"),
+        (502, b"<html>Bad Gateway</html>", "text/html"),
+    ],
+    ids=["bare-404", "html-404", "404-without-error-entries", "empty-200", "html-502"],
+)
+async def test_an_answer_that_is_not_runwares_word_is_an_outage_never_task_not_found(
+    status: int, content: bytes, content_type: str
+) -> None:
+    task_uuid = str(uuid.uuid4())
+    settings = client_settings("https://runware.test", "key")
+    async with _answering(status, content, content_type) as http:
+        client = RunwareClient(settings, http)
+
+        with pytest.raises(RunwareError) as caught:
+            await client.get_response(task_uuid)
+
+    assert not is_task_not_found(caught.value)
+    assert caught.value.retryable
+    assert caught.value.category is not ErrorCategory.NOT_FOUND
+
+
+async def test_runwares_own_not_found_entry_is_task_not_found() -> None:
+    task_uuid = str(uuid.uuid4())
+    body = (
+        b'{"errors": [{"code": "taskFailedOrNotFound", "message": "gone", "taskUUID": "'
+        + task_uuid.encode()
+        + b'"}]}'
+    )
+    settings = client_settings("https://runware.test", "key")
+    async with _answering(400, body, "application/json") as http:
+        client = RunwareClient(settings, http)
+
+        with pytest.raises(RunwareError) as caught:
+            await client.get_response(task_uuid)
+
+    assert is_task_not_found(caught.value)
