@@ -11,6 +11,7 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -20,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from prometheus_client import REGISTRY
 
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection, consume
-from reelflow_common.domain import ClipStatus, Counts
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts
 from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import ClipUpdated, ClipView, SubmitClip
@@ -116,7 +117,17 @@ def recorder() -> tuple[Handler, asyncio.Queue[SubmitClip]]:
 
 
 def clip(task_uuid: str = "t1", **fields: Any) -> SubmitClip:
-    return SubmitClip(project_id="p1", task_uuid=task_uuid, **fields)
+    values: dict[str, Any] = {
+        "project_id": "p1",
+        "tenant_id": "tenant-a",
+        "scene_index": 0,
+        "task_uuid": task_uuid,
+        "token": "k1",
+        "lease_until": datetime(2030, 1, 1, tzinfo=UTC),
+        "model": "google:3@3",
+        "request": ClipRequest(prompt="a fox"),
+    }
+    return SubmitClip(**(values | fields))
 
 
 async def publish_raw(
