@@ -22,12 +22,21 @@ from reelflow_common.logging import get_logger
 from reelflow_common.mongo import Database
 from reelflow_common.store.timefmt import Clock, as_utc, millis
 
-__all__ = ["REFRESH_S", "Clock", "DbClock"]
+__all__ = ["REFRESH_S", "Clock", "DbClock", "server_time_of"]
 
 #: how often the server's time is read again
 REFRESH_S = 60.0
 
 log = get_logger(__name__)
+
+
+async def server_time_of(db: Database) -> datetime:
+    """The database server's time now (``hello`` answers ``localTime``, MongoDB and SecantusDB)."""
+    answer = await db.command("hello")
+    server_time = answer.get("localTime")
+    if not isinstance(server_time, datetime):
+        raise RuntimeError("the database's hello answer has no localTime")
+    return as_utc(server_time)
 
 
 class DbClock:
@@ -52,11 +61,8 @@ class DbClock:
     async def sync(self) -> None:
         """Read the server's time; the round trip's midpoint stands for the moment it was read."""
         before = time.monotonic()
-        answer = await self._db.command("hello")
+        server_time = await server_time_of(self._db)
         after = time.monotonic()
-        server_time = answer.get("localTime")
-        if not isinstance(server_time, datetime):
-            raise RuntimeError("the database's hello answer has no localTime")
         first = self._anchor is None
         self._anchor = (as_utc(server_time), (before + after) / 2)
         if first:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from reelflow_common.clock import DbClock
+from reelflow_common.clock import server_time_of
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.migration import migrate_v1_projects
 
@@ -29,8 +29,6 @@ async def prepare_database(mongo_url: str, database: str) -> int:
         db = client[database]
         await ProjectStore(db).ensure_indexes()
         await ApiKeyStore(db).ensure_indexes()
-        clock = DbClock(db)
-        await clock.sync()
-        return await migrate_v1_projects(db, now=clock.now())
+        return await migrate_v1_projects(db, now=await server_time_of(db))
     finally:
         await client.close()
