@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, CheckHintedTasks, ClipUpdated, ProjectFinished
+from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import TIMED_OUT, ProjectStore
@@ -28,7 +29,9 @@ from reelflow_poller.main import main, poll_policy
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.service import video_request
+from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -430,6 +433,62 @@ async def test_a_hint_naming_tasks_that_are_not_the_projects_changes_nothing(
     assert (await world.project(project.id)).seq == project.seq
     assert (await world.project(other.id)).seq == other.seq
     assert await world.ready_count(world.topology.dead_letter_queue(HINTED_CHECK)) == 0
+
+
+async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
+    world: World, check: CheckHandler, hint: HintHandler
+) -> None:
+    project = await world.new_project("a fox")
+    first = world.submit_of(project)
+    # Recorded processing, never seen by Runware within the grace: failed as not found.
+    await world.projects.mark_processing(project.id, 0, first.task_uuid, token=first.token)
+    await check(await world.check_of(project, age_s=NOT_FOUND_GRACE_S + 1))
+    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+    assert retried is not None
+    second = world.submit_of(retried.project)
+    assert second.task_uuid != first.task_uuid
+    # Then the first task turns up at Runware after all, and finishes.
+    await world.runware.submit_video(video_request(first, webhook_url=None))
+    await world.until_finished_at_runware(first.task_uuid)
+
+    await hint(CheckHintedTasks(project_id=project.id, scene_index=0, task_uuids=[first.task_uuid]))
+
+    after = await world.project(project.id)
+    clip = after.clips[0]
+    truth = await world.sim.task(first.task_uuid)
+    assert (clip.task_uuid, clip.status, clip.video_uuid) == (
+        first.task_uuid,
+        ClipStatus.SUCCESS,
+        truth["video_uuids"][0],
+    )
+    assert clip.attempts[second.task_uuid].status is ClipStatus.QUEUED
+    assert after.status is ProjectStatus.COMPLETED
+    status = after.public_status()
+    assert status["clips"] == {first.task_uuid: clip.video_url}
+    assert [a["task_uuid"] for a in status["results"][0]["attempts"]] == [second.task_uuid]
+
+    # The retry's task was still on its way to Runware: it is bought all the same, so it
+    # is followed to its end and recorded among the attempts, cost included.
+    handler = SubmitHandler(
+        world.projects,
+        world.runware,
+        world.publisher,
+        SubmitterSettings(**runware_settings(world.sim)),
+        planner=FixedLadderPlanner(initial_s=0.05, backoff=2, cap_s=0.2),
+        clock=utcnow,
+    )
+    await handler(second)
+    (follow,) = world.publisher.sent_to(CHECK_CLIP)
+    assert follow.task_uuid == second.task_uuid
+    await world.until_finished_at_runware(second.task_uuid)
+    await check(follow)
+
+    final = await world.project(project.id)
+    earlier = final.clips[0].attempts[second.task_uuid]
+    assert (earlier.status, earlier.cost) == (ClipStatus.SUCCESS, truth["cost"])
+    assert final.clips[0].task_uuid == first.task_uuid
+    assert final.cost.known == 2
+    assert final.seq == after.seq
 
 
 def messages_handled(queue: str, outcome: str) -> float:

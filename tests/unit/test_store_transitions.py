@@ -368,3 +368,18 @@ def test_the_event_log_keeps_only_the_last_events() -> None:
 
     assert len(doc["events"]) == 2
     assert [e.seq for e in materialize(head(doc), doc["events"])] == [2, 3]
+
+
+def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_attempt() -> None:
+    doc = new_doc(1)
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued"}}
+    clip = project_from_document(doc).clips[0]
+
+    write = t.earlier_task_submitted("p1", clip, "t8", now=T0)
+
+    assert write is not None
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
+    assert not matches(after, write.filter)  # once
+    assert t.earlier_task_submitted("p1", clip, "t7", now=T0) is None

@@ -200,6 +200,17 @@ class ProjectStore:
             return change
         return Change(True, change.events, at=now, lease_until=lease_until)
 
+    async def _earlier_submitted(self, project_id: str, clip: ClipState, task_uuid: str) -> Change:
+        now = self._now()
+        write = transitions.earlier_task_submitted(project_id, clip, task_uuid, now=now)
+        if write is None:
+            return Change(False)
+        found = await self._projects.update_one(write.filter, write.update)
+        if found.matched_count == 0:
+            return Change(False)
+        # Applied: the submit chain goes on checking its task, which is no longer the clip's.
+        return Change(True, [], at=now, lease_until=now + self._lease)
+
     async def record(
         self,
         project_id: str,
@@ -341,8 +352,8 @@ class ProjectStore:
                 return Change(False)
             clip = clip_from_document(raw_clip)
             if clip.task_uuid != task_uuid:
-                if result is None:
-                    return Change(False)
+                if result is None:  # a submit Runware took, of a task the clip no longer has
+                    return await self._earlier_submitted(project_id, clip, task_uuid)
                 late = await self._record_late(project_id, clip, task_uuid, result, doc)
                 if late is None:
                     continue  # the clip moved between the read and the write: read again

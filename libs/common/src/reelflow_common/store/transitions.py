@@ -547,6 +547,25 @@ def late_result(
     return update.build(guard, now=now, log_size=log_size)
 
 
+def earlier_task_submitted(
+    project_id: str, clip: ClipState, task_uuid: str, *, now: datetime
+) -> Write | None:
+    """Runware took an earlier task that was still queued: its attempt is processing now.
+
+    What happens when an earlier task delivered the clip's video while the task that
+    replaced it was still on its way to Runware: that task is bought all the same,
+    so its chain follows it and its end is recorded in ``attempts`` (history: no seq).
+    """
+    attempt = clip.attempts.get(task_uuid)
+    if attempt is None or attempt.status is not ClipStatus.QUEUED:
+        return None
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
+    return Write(
+        {"_id": project_id, f"{prefix}.status": ClipStatus.QUEUED.value},
+        {"$set": {f"{prefix}.status": ClipStatus.PROCESSING.value, f"{prefix}.submitted_at": now}},
+    )
+
+
 def _earlier_task_succeeded(
     project_id: str,
     clip: ClipState,
