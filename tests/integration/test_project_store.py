@@ -658,3 +658,15 @@ async def test_public_status_of_a_stored_project_matches_the_seed_shape(
     }
     assert status["cost"] == {"usd": 0.1, "known": 1, "unknown": 0}
     assert status["updated_at"] > status["created_at"]
+
+
+async def test_a_chain_that_renewed_after_the_read_keeps_its_clip(store: ProjectStore) -> None:
+    project = await created(store, 1)
+    clip = project.clips[0]
+    assert clip.lease is not None
+    later = NOW + timedelta(hours=1)
+    await store.renew_lease(
+        project.id, 0, token=clip.lease.token, until_was=clip.lease.until, until=later
+    )
+
+    assert not await store.rearm(project.id, clip, token="fresh", until=later)

@@ -449,14 +449,17 @@ def rearm(
 ) -> Write:
     """Give an open clip whose lease expired a new chain: matches only the clip as read.
 
-    Guarded on the old token, so of two reconcilers that read the same clip only
+    Guarded on the lease as read, so of two reconcilers that read the same clip only
     one re-arms it, and a chain that renewed in between keeps the clip.
     """
     path = clip_path(clip.scene_index)
     guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
-    guard[f"{path}.lease.token"] = (
-        clip.lease.token if clip.lease is not None else {"$exists": False}
-    )
+    if clip.lease is None:
+        guard[f"{path}.lease"] = {"$exists": False}
+    else:
+        # The token and its end as read: a chain that renewed meanwhile is alive, keep it.
+        guard[f"{path}.lease.token"] = clip.lease.token
+        guard[f"{path}.lease.until"] = clip.lease.until
     update = {
         "$set": {f"{path}.lease": {"token": new_token, "until": until}},
         "$min": {"due_at": until},
