@@ -28,6 +28,7 @@ from reelflow_common.domain import (
     ProjectStatus,
     final_project_status,
 )
+from reelflow_common.errors import TransientError
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Database, Document
 from reelflow_common.store import transitions
@@ -138,7 +139,7 @@ class ProjectStore:
                     return CreateResult(project=existing, created=False)
                 continue  # the key was released (expired or gone): insert again
             return CreateResult(project=project_from_document(doc), created=True)
-        raise IdempotencyConflict("this Idempotency-Key is being reused concurrently; try again")
+        raise TransientError("an Idempotency-Key kept changing hands; the request may be retried")
 
     async def _replay(self, new: NewProject, *, now: datetime) -> Project | None:
         """The project an idempotency key still stands for; an expired key is released."""
