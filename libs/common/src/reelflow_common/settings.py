@@ -75,8 +75,8 @@ class RunwareSettings(ReelflowSettings):
         ge=1,
         le=100,
         description=(
-            "getResponse tasks per HTTP request in RunwareClient.get_responses"
-            " (1 as the SDKs do); the poller checks one clip per message"
+            "getResponse tasks per HTTP request (1 as the SDKs do; more is unconfirmed on"
+            " the real service); see poll_batch_window_s"
         ),
     )
 
@@ -171,7 +171,7 @@ class PollingSettings(ReelflowSettings):
         default=7, ge=1, description="completion counts older than this many days are ignored"
     )
     poll_batch_window_s: float = Field(
-        default=0.5,
+        default=1.0,
         ge=0,
         description=(
             "with runware_poll_batch_size > 1, getResponse calls arriving this close"
