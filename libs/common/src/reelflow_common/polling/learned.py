@@ -112,8 +112,8 @@ class LearnedPlanner:
             delay = plan.next_after(elapsed_s + self.config.min_interval_s) - elapsed_s
         return min(bound, max(self.config.min_interval_s, delay))
 
-    def previous_check_s(self, profile: ClipProfile, elapsed_s: float) -> float | None:
-        """When the plan had the check before the one at ``elapsed_s`` (None: the first).
+    def previous_check_s(self, profile: ClipProfile, elapsed_s: float) -> float:
+        """When the plan had the check before the one at ``elapsed_s`` (0: submission).
 
         For a caller that does not carry the previous check's time: a fair guess when
         the check followed the plan, a guess only when progress moved it.
@@ -127,7 +127,7 @@ class LearnedPlanner:
                 steps = int((elapsed_s - tolerance - last) // plan.tail_interval_s)
                 return last + steps * plan.tail_interval_s
             return last
-        return None
+        return 0.0
 
     def observe_completion(
         self,
