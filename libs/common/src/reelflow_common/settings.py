@@ -75,8 +75,8 @@ class RunwareSettings(ReelflowSettings):
         ge=1,
         le=100,
         description=(
-            "getResponse tasks per HTTP request in RunwareClient.get_responses"
-            " (1 as the SDKs do); the poller checks one clip per message"
+            "getResponse tasks per HTTP request (1 as the SDKs do; more is unconfirmed on"
+            " the real service); see poll_batch_window_s"
         ),
     )
 
@@ -124,3 +124,57 @@ class WebhookSettings(ReelflowSettings):
         base = self.public_base_url.rstrip("/")
         secret = self.webhook_secret.get_secret_value()
         return f"{base}/v1/webhooks/runware/{secret}?project_id={project_id}"
+
+
+class PollingSettings(ReelflowSettings):
+    """How the poller plans its checks and shares what it learns (``reelflow_common.polling``)."""
+
+    poll_max_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="longest wait between two checks of a processing clip (freshness guarantee)",
+    )
+    poll_delay_target_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="detection delay (finished at Runware → recorded) the learned plan aims under",
+    )
+    poll_late_fraction: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="share of clips the plan may see later than poll_delay_target_s",
+    )
+    poll_first_quantile: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="no check before this quantile of the model's observed completion times",
+    )
+    poll_webhook_quantile: float = Field(
+        default=0.99,
+        ge=0,
+        lt=1,
+        description="with webhooks, the first safety-net check comes at this quantile",
+    )
+    poll_webhook_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="with webhooks, the safety net's interval after its first check",
+    )
+    poll_stats_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="completion counts are written to and re-read from poll_stats this often",
+    )
+    poll_stats_days: int = Field(
+        default=7, ge=1, description="completion counts older than this many days are ignored"
+    )
+    poll_batch_window_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "with runware_poll_batch_size > 1, getResponse calls arriving this close"
+            " together share one HTTP request"
+        ),
+    )

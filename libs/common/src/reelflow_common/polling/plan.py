@@ -36,8 +36,21 @@ class PollPlanner(Protocol):
         """Seconds from now to the next check of a task still processing ``elapsed_s`` in."""
         ...
 
-    def observe_completion(self, profile: ClipProfile, *, elapsed_s: float) -> None:
-        """A task of this profile was seen finished ``elapsed_s`` after submission."""
+    def observe_completion(
+        self,
+        profile: ClipProfile,
+        *,
+        elapsed_s: float,
+        since_s: float | None = None,
+        since_progress: int | None = None,
+    ) -> None:
+        """A task of this profile was seen finished ``elapsed_s`` after submission.
+
+        ``since_s``: when it was last seen processing (the previous check; 0 for the
+        first), so the finish lies in ``(since_s, elapsed_s]``, and ``since_progress``
+        the progress Runware reported then. ``since_s=None``: ``elapsed_s`` is the
+        finish itself (a webhook).
+        """
         ...
 
 
@@ -65,5 +78,12 @@ class FixedLadderPlanner:
             return self.cap_s
         return min(self.cap_s, delay * self.backoff) if self.backoff > 1.0 else delay
 
-    def observe_completion(self, profile: ClipProfile, *, elapsed_s: float) -> None:
+    def observe_completion(
+        self,
+        profile: ClipProfile,
+        *,
+        elapsed_s: float,
+        since_s: float | None = None,
+        since_progress: int | None = None,
+    ) -> None:
         return None
