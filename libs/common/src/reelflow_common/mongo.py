@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from reelflow_common.lifecycle import in_background, wait_for
+from reelflow_common.logging import get_logger
 from reelflow_common.settings import MongoSettings
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
+
+log = get_logger(__name__)
 
 
 @asynccontextmanager
@@ -42,3 +47,39 @@ async def ping(db: Database) -> bool:
     except Exception:
         return False
     return True
+
+
+class Indexes:
+    """Every ``ensure_indexes`` step of a service, run until all of them succeed once.
+
+    In the background, so a service starts while MongoDB is down: it answers
+    ``/healthz``, reports ``mongodb`` unready on ``/readyz`` (Kubernetes keeps
+    traffic away without restarting it), and becomes ready by itself once
+    MongoDB answers and the indexes exist. Nothing may write before that: the
+    unique indexes are what make idempotency keys and task UUIDs safe.
+    """
+
+    def __init__(self, db: Database, steps: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        self._db = db
+        self._steps = steps
+        self.ensured = asyncio.Event()
+
+    async def ensure(self) -> None:
+        """Run every step, waiting out MongoDB outages (see ``lifecycle.wait_for``)."""
+        await wait_for("mongodb", self._run_steps)
+        self.ensured.set()
+        log.info("indexes_ensured")
+
+    async def ready(self) -> bool:
+        """The readiness check: indexes ensured, and MongoDB answering now."""
+        return self.ensured.is_set() and await ping(self._db)
+
+    @asynccontextmanager
+    async def in_background(self) -> AsyncIterator[Indexes]:
+        """Ensure the indexes in a task of their own, cancelled on exit if still waiting."""
+        async with in_background(self.ensure(), name="ensure_indexes"):
+            yield self
+
+    async def _run_steps(self) -> None:
+        for step in self._steps:
+            await step()
