@@ -22,6 +22,8 @@ from reelflow_common.logging import get_logger
 from reelflow_common.metrics import DEAD_LETTERS
 from reelflow_common.topology import WORK_QUEUES, Topology
 
+#: how often a worker reads the depth of its DLQs into the gauge
+DEPTH_INTERVAL_S = 15.0
 #: a depth read that takes longer than this is skipped (the broker is in trouble)
 _READ_TIMEOUT_S = 10.0
 
@@ -52,6 +54,8 @@ async def report_dead_letter_depths(
     On a channel of its own: a queue that is missing closes the channel it was
     asked about, which must not be a consumer's.
     """
+    if not connection.connected.is_set():
+        return {}  # reconnecting: the gauge keeps its last value, readiness says the rest
     async with asyncio.timeout(_READ_TIMEOUT_S), amqp_channel(connection) as channel:
         depths = await dead_letter_depths(channel, topology, work_queues)
     for work_queue, depth in depths.items():
