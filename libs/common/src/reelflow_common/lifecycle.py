@@ -84,19 +84,6 @@ async def stopped_within(stop: asyncio.Event, timeout_s: float) -> bool:
     return True
 
 
-async def until_set(event: asyncio.Event, *, stop: asyncio.Event, what: str) -> None:
-    """Wait for ``event``; :class:`Stopped` if ``stop`` comes first."""
-    waiting = asyncio.ensure_future(event.wait())
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-        stopping.cancel()
-    if not event.is_set():
-        raise Stopped(what)
-
-
 @asynccontextmanager
 async def in_background(
     work: Coroutine[Any, Any, None], *, name: str

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
-from reelflow_common.lifecycle import Stopped, every, shutdown_event, until_set, wait_for
+from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import CheckClip, RecordRunwareResult
 from reelflow_common.mongo import Indexes, mongo_database
@@ -73,7 +73,7 @@ async def main(
             )
             topology = Topology.from_settings(settings)
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
-            await until_set(indexes.ensured, stop=stop, what="mongodb")
+            await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("poller_stopped_while_waiting", dependency=str(stopped))
             return
