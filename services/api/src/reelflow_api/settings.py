@@ -32,7 +32,7 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, Webho
         description="largest request body, in bytes (413 past it, before parsing)",
     )
     max_in_flight: int = Field(
-        default=64,
+        default=32,
         ge=1,
         description="requests in progress before new ones get an immediate 503 with Retry-After",
     )
