@@ -12,13 +12,23 @@ notifier replica (``notifier.fanout.<uuid>``), bound to the event exchange.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel
+from aio_pika.exceptions import ChannelPreconditionFailed
 
 from reelflow_common.backoff import Backoff
+from reelflow_common.logging import get_logger
 from reelflow_common.settings import TopologySettings
+
+Arguments = dict[str, Any]
+
+_REOPEN_TIMEOUT_S = 10.0
+
+log = get_logger(__name__)
 
 EVENTS_EXCHANGE = "reelflow.events"
 
@@ -134,15 +144,13 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
         topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
     for work_queue in WORK_QUEUES:
-        await channel.declare_queue(
-            topology.dead_letter_queue(work_queue),
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
+        await _declare_queue(
+            channel, topology.dead_letter_queue(work_queue), {"x-queue-type": "quorum"}
         )
-        await channel.declare_queue(
+        await _declare_queue(
+            channel,
             topology.queue(work_queue),
-            durable=True,
-            arguments={
+            {
                 "x-queue-type": "quorum",
                 "x-delivery-limit": topology.delivery_limit,
                 "x-dead-letter-exchange": "",
@@ -156,10 +164,10 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
             },
         )
         for delay_ms in topology.ladders.get(work_queue, ()):
-            await channel.declare_queue(
+            await _declare_queue(
+                channel,
                 topology.wait_queue(work_queue, delay_ms),
-                durable=True,
-                arguments={
+                {
                     "x-queue-type": "quorum",
                     "x-message-ttl": delay_ms,
                     "x-dead-letter-exchange": "",
@@ -170,3 +178,43 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
                     "x-max-length": topology.wait_queue_max_length,
                 },
             )
+
+
+async def _declare_queue(channel: AbstractChannel, name: str, arguments: Arguments) -> None:
+    """Declare ``name`` durable with ``arguments``; an existing queue made otherwise is used as is.
+
+    A queue's arguments are fixed when it is created, and RabbitMQ refuses a
+    declare that differs (406, which also closes the channel). A release that
+    changes them (a length limit, the delivery limit) finds its queues as an
+    earlier one made them: refusing to start would stop every replica of a
+    rolling update, so the service runs on the queue as it is and says so at
+    error level. An operator recreates the queue once it is drained (stop its
+    consumers, wait for it to empty, delete it; the next start declares it anew).
+    """
+    try:
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+        return
+    except ChannelPreconditionFailed as exc:
+        log.error("queue_arguments_outdated", queue=name, wanted=arguments, error=str(exc))
+    await _reopened(channel)
+    await channel.declare_queue(name, passive=True)
+
+
+async def _reopened(channel: AbstractChannel) -> None:
+    """Until a channel the broker closed is open again (a robust one reopens by itself)."""
+    async with asyncio.timeout(_REOPEN_TIMEOUT_S):
+        if not isinstance(channel, AbstractRobustChannel):
+            await channel.reopen()
+            return
+        reopened = asyncio.Event()
+
+        def on_reopen(_channel: AbstractRobustChannel | None, /) -> None:
+            reopened.set()
+
+        channel.reopen_callbacks.add(on_reopen)
+        try:
+            if channel.is_closed:
+                await reopened.wait()
+        finally:
+            channel.reopen_callbacks.discard(on_reopen)
+        await channel.ready()
