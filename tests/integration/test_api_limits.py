@@ -248,3 +248,29 @@ async def test_a_bug_is_a_500_problem(api: Api, auth: dict[str, str]) -> None:
 
     problem: dict[str, Any] = assert_problem(response, 500)
     assert "a bug" not in problem["detail"]  # nothing of the internals leaks
+
+
+async def test_a_webhook_the_full_result_queue_refuses_is_a_503(
+    amqp_url: str, mongo_url: str
+) -> None:
+    async with isolated_api(
+        amqp_url,
+        mongo_url,
+        work_queue_max_length=1,
+        public_base_url="https://reelflow.test",
+        webhook_secret=SecretStr(SECRET),
+    ) as small:
+        answers = [
+            await small.client.post(
+                f"/v1/webhooks/runware/{SECRET}",
+                params={"project_id": "p-1"},
+                json={"data": [{"taskUUID": f"t{n}", "status": "success"}]},
+            )
+            for n in range(3)
+        ]
+
+        # A quorum queue takes one message past its limit, then refuses.
+        assert [answer.status_code for answer in answers[:2]] == [200, 200]
+        assert_problem(answers[2], 503)
+        assert answers[2].headers["retry-after"]
+        assert len(await small.drain(RECORD_RESULT)) == 2
