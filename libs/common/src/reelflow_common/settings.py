@@ -43,7 +43,9 @@ class AmqpSettings(ReelflowSettings):
         default=20.0, gt=0, description="on SIGTERM, wait this long for messages in flight"
     )
     max_deliveries: int = Field(
-        default=5, ge=1, description="deliveries of one message before it goes to the DLQ"
+        default=5,
+        ge=1,
+        description="handler failures (bugs, not outages) of one message before it goes to the DLQ",
     )
 
 
@@ -105,6 +107,16 @@ class TopologySettings(AmqpSettings):
         default=2.0, gt=0, description="first retry after a transient failure"
     )
     retry_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the retry delay")
+    work_queue_max_length: int = Field(
+        default=100_000,
+        ge=1,
+        description="messages one work queue holds; past it the broker refuses publishes (503)",
+    )
+    wait_queue_max_length: int = Field(
+        default=100_000,
+        ge=1,
+        description="messages one wait (delay) queue holds; past it retries back off in-process",
+    )
 
 
 class WebhookSettings(ReelflowSettings):

@@ -8,11 +8,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from reelflow_api.indexes import Indexes
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
+from reelflow_common.mongo import Indexes
 from reelflow_common.store import ApiKeyStore, ProjectStore
 
 

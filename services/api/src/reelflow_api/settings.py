@@ -26,3 +26,18 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, Webho
     wait_check_interval_s: float = Field(
         default=0.5, gt=0, description="how often a waiting POST re-reads its project"
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="largest request body, in bytes (413 past it, before parsing)",
+    )
+    max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        description="requests in progress before new ones get an immediate 503 with Retry-After",
+    )
+    max_waiters: int = Field(
+        default=100,
+        ge=0,
+        description="POSTs waiting on ?wait= at once; past it a POST answers at once (202)",
+    )

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
-from reelflow_common.lifecycle import shutdown_event
+from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
+from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import CheckClip, RecordRunwareResult
-from reelflow_common.mongo import mongo_database, ping
-from reelflow_common.ops import amqp_ready, ops_app, serve_ops
+from reelflow_common.mongo import Indexes, mongo_database
+from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import CHECK_CLIP, RECORD_RESULT, Topology, declare_topology
@@ -32,30 +34,53 @@ def poll_policy(settings: Settings) -> Policy:
     )
 
 
-async def main(settings: Settings | None = None, *, stop: asyncio.Event | None = None) -> None:
-    """Track Runware tasks until SIGTERM."""
+async def main(
+    settings: Settings | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Track Runware tasks until SIGTERM; wait for RabbitMQ and MongoDB first, however long.
+
+    ``sock``, an already bound socket, serves the operations endpoints instead
+    of ``http_host``/``http_port`` (tests bind port 0 to get a free one).
+    """
     settings = settings or Settings()
     configure_logging(settings, service="poller")
     stop = stop or shutdown_event()
+    readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            ops_server(ops_app(readiness), settings.http_host, settings.http_port, sock=sock)
+        )
         db = await stack.enter_async_context(mongo_database(settings))
-        connection = await stack.enter_async_context(amqp_connection(settings, name="poller"))
-        channel = await stack.enter_async_context(
-            amqp_channel(connection, prefetch=settings.poll_concurrency)
-        )
-        # consume() sets the prefetch of the channel it is given: one channel per consumer.
-        webhook_channel = await stack.enter_async_context(
-            amqp_channel(connection, prefetch=settings.poll_concurrency)
-        )
-        runware = await stack.enter_async_context(RunwareClient.open(settings))
-        topology = Topology.from_settings(settings)
-        await declare_topology(channel, topology)
         projects = ProjectStore(db)
-        await projects.ensure_indexes()
+        indexes = await stack.enter_async_context(
+            Indexes(db, [projects.ensure_indexes]).in_background()
+        )
+        readiness["mongodb"] = indexes.ready
+        try:
+            connection = await stack.enter_async_context(
+                amqp_connection(settings, name="poller", stop=stop)
+            )
+            readiness["rabbitmq"] = amqp_ready(connection)
+            channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.poll_concurrency)
+            )
+            # consume() sets the prefetch of the channel it is given: one channel per consumer.
+            webhook_channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.poll_concurrency)
+            )
+            topology = Topology.from_settings(settings)
+            await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
+            await indexes.wait(stop=stop)
+        except Stopped as stopped:
+            log.info("poller_stopped_while_waiting", dependency=str(stopped))
+            return
+        runware = await stack.enter_async_context(RunwareClient.open(settings))
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         recorder = ClipRecorder(projects, publisher)
         policy = poll_policy(settings)
-        ops = ops_app({"rabbitmq": amqp_ready(connection), "mongodb": lambda: ping(db)})
         log.info("poller_started", runware=settings.runware_base_url)
         await asyncio.gather(
             consume(
@@ -80,6 +105,13 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 stop=stop,
                 drain_timeout_s=settings.drain_timeout_s,
             ),
-            serve_ops(ops, settings.http_host, settings.http_port, stop),
+            every(
+                DEPTH_INTERVAL_S,
+                lambda: report_dead_letter_depths(
+                    connection, topology, [CHECK_CLIP, RECORD_RESULT]
+                ),
+                stop=stop,
+                name="dead_letter_depths",
+            ),
         )
     log.info("poller_stopped")
