@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.polling.book import CompletionBook
 from reelflow_common.polling.evaluate import (
     ProgressModel,
@@ -38,7 +39,6 @@ from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
 from reelflow_common.polling.plan import ClipProfile, FixedLadderPlanner, PollPlanner
 from reelflow_common.polling.reference import sdk_planner, seed_planner
 from reelflow_common.settings import PollingSettings
-from reelflow_common.topology import delay_ladder, pick_rung
 from reelflow_runware_sim.models import MODELS
 
 #: reelflow's first ladder: 20 s, x1.5, capped at 120 s
@@ -89,12 +89,12 @@ def draw_latencies(model: str, count: int, seed: int) -> list[float]:
 class OnLadder:
     """A planner whose delays are rounded to the nearest wait queue, as the poller sends them."""
 
-    def __init__(self, planner: PollPlanner, rungs_ms: Sequence[int]) -> None:
+    def __init__(self, planner: PollPlanner, ladder: Backoff) -> None:
         self._planner = planner
-        self._rungs = rungs_ms
+        self._ladder = ladder
 
     def _round(self, delay_s: float) -> float:
-        return pick_rung(self._rungs, delay_s) / 1000
+        return self._ladder.nearest_rung_ms(delay_s) / 1000
 
     def first_check_s(self, profile: ClipProfile) -> float:
         return self._round(self._planner.first_check_s(profile))
@@ -161,9 +161,10 @@ def compare(setup: Setup) -> list[Row]:
     if setup.ladder is not None:
         first, factor = setup.ladder
         top = max(config.max_interval_s, config.webhook_interval_s)
-        rungs = delay_ladder(first, factor, top)
+        ladder = Backoff(first_s=first, cap_s=top, factor=factor)
+        rungs = ladder.rungs_ms()
         for name in ("ignored", "linear"):
-            on_ladder = OnLadder(trained[name], rungs)
+            on_ladder = OnLadder(trained[name], ladder)
             label = (
                 f"learned, trained, delays on a {first:g} s x{factor:g} ladder"
                 f" ({len(rungs)} queues)"
