@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
 from reelflow_api.indexes import Indexes
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import projects, webhooks
+from reelflow_api.routes import projects, tickets, webhooks
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import amqp_ready, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 
 #: pause between attempts to create the indexes while MongoDB is unreachable
@@ -36,9 +38,14 @@ def create_app(settings: Settings) -> FastAPI:
             await declare_topology(channel, topology)
             projects_store = ProjectStore(db)
             api_keys = ApiKeyStore(db)
+            ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(
                 Indexes(
-                    [projects_store.ensure_indexes, api_keys.ensure_indexes],
+                    [
+                        projects_store.ensure_indexes,
+                        api_keys.ensure_indexes,
+                        ws_tickets.ensure_indexes,
+                    ],
                     retry_s=min(settings.mongo_timeout_s, _INDEX_RETRY_S),
                 ).in_background()
             )
@@ -54,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
                 api_keys=api_keys,
                 publisher=Publisher(channel, topology, timeout_s=settings.publish_timeout_s),
                 indexes=indexes,
+                tickets=ws_tickets,
             )
             yield
 
@@ -66,5 +74,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(projects.router)
     app.include_router(webhooks.router)
+    app.include_router(tickets.router)
     app.router.routes.extend(ops_routes(readiness))
     return app

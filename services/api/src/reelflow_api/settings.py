@@ -26,3 +26,14 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, Webho
     wait_check_interval_s: float = Field(
         default=0.5, gt=0, description="how often a waiting POST re-reads its project"
     )
+    public_ws_url: str | None = Field(
+        default=None,
+        pattern=r"^wss?://[^/?#]+$",
+        description=(
+            "where browsers reach the notifier, e.g. wss://reelflow.example.com;"
+            " unset: port 8001 on the host the dashboard was loaded from"
+        ),
+    )
+    ws_ticket_ttl_s: float = Field(
+        default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
+    )

@@ -11,9 +11,11 @@ from reelflow_common.broker import amqp_channel, amqp_connection
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import ReadinessCheck, amqp_ready, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.routes import routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
@@ -35,8 +37,17 @@ def create_app(settings: Settings) -> Starlette:
             await stack.enter_async_context(fanout(connection, channel, topology, hub))
             readiness["rabbitmq"] = amqp_ready(connection)
             readiness["mongodb"] = lambda: ping(db)
+            api_keys = ApiKeyStore(db)
+            key_watch = await stack.enter_async_context(
+                KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
+            )
             app.state.notifier = NotifierState(
-                settings=settings, projects=ProjectStore(db), api_keys=ApiKeyStore(db), hub=hub
+                settings=settings,
+                projects=ProjectStore(db),
+                api_keys=api_keys,
+                hub=hub,
+                tickets=WsTicketStore(db),
+                key_watch=key_watch,
             )
             yield
 

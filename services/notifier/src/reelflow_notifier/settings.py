@@ -17,3 +17,6 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
     ws_max_subscriptions: int = Field(
         default=100, ge=1, description="projects one multiplexed connection may watch at once"
     )
+    ws_key_check_interval_s: float = Field(
+        default=5, gt=0, description="how often open sockets' API keys are re-validated"
+    )
