@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from reelflow_api.deps import AppState
 from reelflow_api.indexes import Indexes
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import projects, tickets, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, webhooks
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.mongo import mongo_database, ping
@@ -75,5 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
     return app
