@@ -95,6 +95,7 @@ export function mountProject(container, { api, live }, projectId) {
     card.className = `clip status-${clip.status}`;
     card.dataset.sceneIndex = String(clip.scene_index);
     card.dataset.status = clip.status;
+    card.dataset.taskUuid = clip.task_uuid;
     const parts = [
       h('div', { class: 'clip-head' },
         h('span', { class: 'scene-number' }, `Scene ${clip.scene_index + 1}`),
