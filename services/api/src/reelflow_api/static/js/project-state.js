@@ -51,7 +51,8 @@ export function apply(state, message) {
 }
 
 export function isFinished(state) {
-  return Boolean(state) && state.counts.pending === 0;
+  // The last clip.updated is followed by project.finished, which brings the final status.
+  return Boolean(state) && state.counts.pending === 0 && state.status !== 'generating';
 }
 
 export function failedClips(state) {
