@@ -192,6 +192,10 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
              v.readyState >= 2 && v.duration > 0 && v.currentTime > 0 && !v.paused && !v.error)"""
     )
     dashboard.assert_same_document()
+    # The README's picture (docs/dashboard.png is a copy): sized for it, and after Chromium
+    # has faded the controls it shows over a video that starts playing (about 3 s).
+    page.set_viewport_size({"width": 960, "height": 640})
+    page.wait_for_timeout(3500)
     dashboard.shot("finished")
 
     page.set_viewport_size({"width": 390, "height": 844})

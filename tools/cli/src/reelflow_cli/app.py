@@ -231,7 +231,8 @@ def _watch(client: Client, project_id: str, as_json: bool) -> None:
     if not as_json:
         out.print(
             f"Finished: {render.styled(state.status)}, {state.completed} completed / "
-            f"{state.pending} pending / {state.failed} failed of {state.total}"
+            f"{state.pending} pending / {state.failed} failed of {state.total}",
+            highlight=False,
         )
     if state.failed:
         raise typer.Exit(EXIT_FAILED_CLIPS)

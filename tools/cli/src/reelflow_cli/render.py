@@ -67,18 +67,34 @@ def project_list(console: Console, page: Json) -> None:
     if not items:
         console.print("No projects.")
         return
-    table = Table("project", "title", "status", "clips", "created", box=None, pad_edge=False)
+    table = Table(
+        Column("project", no_wrap=True),
+        Column("title", overflow="ellipsis", no_wrap=True, max_width=30),
+        "status",
+        Column("clips", no_wrap=True),
+        Column("created", no_wrap=True),
+        box=None,
+        pad_edge=False,
+    )
     for item in items:
         table.add_row(
             item["project_id"],
             item.get("title") or "",
             styled(item["status"]),
-            totals(item),
-            item.get("created_at", ""),
+            clips_done(item),
+            str(item.get("created_at", ""))[:16].replace("T", " "),
         )
     console.print(table)
     if page.get("next_cursor"):
         console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")
+
+
+def clips_done(counts: Json) -> str:
+    """``2/3 done, 1 failed``: short enough for a table."""
+    text = f"{counts['completed']}/{counts['total_clips']} done"
+    if counts["failed"]:
+        text += f", {counts['failed']} failed"
+    return text
 
 
 class ClipBars:
