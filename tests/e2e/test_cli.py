@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pexpect
 import pyte
 import pytest
@@ -121,8 +122,12 @@ def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
     assert [item["project_id"] for item in listed["items"]] == [project_id]
 
     async def first_clip_done() -> bool | None:
-        got = json.loads(reelflow(env, "get", project_id, "--json").stdout)
-        return True if got["results"][0]["status"] == "success" else None
+        async with httpx.AsyncClient() as http:
+            got = await http.get(
+                f"{env['REELFLOW_URL']}/v1/projects/{project_id}",
+                headers={"Authorization": f"Bearer {env['REELFLOW_API_KEY']}"},
+            )
+        return True if got.json()["results"][0]["status"] == "success" else None
 
     asyncio.run(eventually(first_clip_done, deadline_s=DEADLINE_S, what="the first clip done"))
     cancelled = json.loads(reelflow(env, "cancel", project_id, "--json").stdout)
