@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import projects, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, webhooks
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 
 
@@ -38,9 +40,15 @@ def create_app(settings: Settings) -> FastAPI:
             publisher = Publisher(None, topology, timeout_s=settings.publish_timeout_s)
             projects_store = ProjectStore(db)
             api_keys = ApiKeyStore(db)
+            ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(
                 Indexes(
-                    db, [projects_store.ensure_indexes, api_keys.ensure_indexes]
+                    db,
+                    [
+                        projects_store.ensure_indexes,
+                        api_keys.ensure_indexes,
+                        ws_tickets.ensure_indexes,
+                    ],
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
@@ -53,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
                 api_keys=api_keys,
                 publisher=publisher,
                 indexes=indexes,
+                tickets=ws_tickets,
             )
             yield
 
@@ -73,6 +82,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(projects.router)
     app.include_router(webhooks.router)
+    app.include_router(tickets.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
     return app
 

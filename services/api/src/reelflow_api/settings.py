@@ -41,3 +41,14 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, Webho
         ge=0,
         description="POSTs waiting on ?wait= at once; past it a POST answers at once (202)",
     )
+    public_ws_url: str | None = Field(
+        default=None,
+        pattern=r"^wss?://[^/?#]+$",
+        description=(
+            "where browsers reach the notifier, e.g. wss://reelflow.example.com;"
+            " unset: port 8001 on the host the dashboard was loaded from"
+        ),
+    )
+    ws_ticket_ttl_s: float = Field(
+        default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
+    )

@@ -13,9 +13,11 @@ from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.routes import routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
@@ -36,11 +38,20 @@ def create_app(settings: Settings) -> Starlette:
             db = await stack.enter_async_context(mongo_database(settings))
             hub = Hub()
             readiness["mongodb"] = lambda: ping(db)
+            api_keys = ApiKeyStore(db)
+            key_watch = await stack.enter_async_context(
+                KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
+            )
             await stack.enter_async_context(
                 in_background(_link_broker(settings, hub, readiness), name="amqp")
             )
             app.state.notifier = NotifierState(
-                settings=settings, projects=ProjectStore(db), api_keys=ApiKeyStore(db), hub=hub
+                settings=settings,
+                projects=ProjectStore(db),
+                api_keys=api_keys,
+                hub=hub,
+                tickets=WsTicketStore(db),
+                key_watch=key_watch,
             )
             yield
 

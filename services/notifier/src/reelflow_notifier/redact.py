@@ -1,8 +1,9 @@
-"""Keep API keys out of uvicorn's lines: browsers send them as ``?token=`` in the URL.
+"""Keep credentials out of uvicorn's lines: ``?token=`` (an API key) and ``?ticket=``.
 
 uvicorn logs each WebSocket's path with its query string ("WebSocket
-/v1/ws?token=… [accepted]"); this filter rewrites the token before any handler
-formats the line.
+/v1/ws?token=… [accepted]"); this filter rewrites both before any handler
+formats the line. A ticket is single-use, but a line logged before it was used
+would still open a socket.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-_TOKEN = re.compile(r"(?<=[?&]token=)[^&\s\"']+")
+_TOKEN = re.compile(r"(?<=[?&]token=)[^&\s\"']+|(?<=[?&]ticket=)[^&\s\"']+")
 _LOGGERS = ("uvicorn.error", "uvicorn.access")
 
 

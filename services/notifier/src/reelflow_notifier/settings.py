@@ -26,3 +26,6 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
     fanout_prefetch: int = Field(
         default=256, ge=1, description="events this replica holds in memory at once"
     )
+    ws_key_check_interval_s: float = Field(
+        default=5, gt=0, description="how often open sockets' API keys are re-validated"
+    )

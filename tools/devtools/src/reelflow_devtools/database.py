@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 
 
 async def prepare_database(mongo_url: str, database: str) -> None:
@@ -22,5 +23,6 @@ async def prepare_database(mongo_url: str, database: str) -> None:
         db = client[database]
         await ProjectStore(db).ensure_indexes()
         await ApiKeyStore(db).ensure_indexes()
+        await WsTicketStore(db).ensure_indexes()
     finally:
         await client.close()
