@@ -97,6 +97,7 @@ class Stack:
             "REELFLOW_LOG_FORMAT": "json",
             "REELFLOW_HTTP_HOST": "127.0.0.1",
             "REELFLOW_PUBLIC_BASE_URL": self.api_url,
+            "REELFLOW_PUBLIC_WS_URL": self.ws_url,
             "REELFLOW_WEBHOOK_SECRET": self.webhook_secret,
         } | self.extra_env
         for name in SERVICES:

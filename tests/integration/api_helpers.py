@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from reelflow_api.app import create_app
-from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.broker import amqp_channel
 from reelflow_common.mongo import Database
@@ -158,14 +157,15 @@ async def running_api(
     db: Database,
     connection: AbstractRobustConnection,
     *,
-    wait_for_indexes: bool = True,
+    wait_until_ready: bool = True,
 ) -> AsyncIterator[Api]:
     """``create_app(settings)`` with its lifespan running, and a client for it.
 
-    Like a readiness probe, it waits until the app has ensured its indexes
-    (unless told not to): tests then write to the database only once the app's
-    index builds are done. The embedded SecantusDB hangs when an index is built
-    on a collection while another client's insert creates that collection.
+    Like a readiness probe, it waits until ``/readyz`` answers 200 (unless told
+    not to): the broker is linked, and tests write to the database only once
+    the app's index builds are done. The embedded SecantusDB hangs when an
+    index is built on a collection while another client's insert creates that
+    collection.
     """
     app = create_app(settings)
     async with (
@@ -174,9 +174,10 @@ async def running_api(
             transport=httpx.ASGITransport(manager.app), base_url="http://api.test"
         ) as client,
     ):
-        if wait_for_indexes:
-            state: AppState = app.state.reelflow
-            await asyncio.wait_for(state.indexes.ensured.wait(), DEADLINE_S)
+        if wait_until_ready:
+            await eventually(
+                lambda: client.get("/readyz"), lambda r: r.status_code == 200, "the API ready"
+            )
         yield Api(
             app=app,
             client=client,

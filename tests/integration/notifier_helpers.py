@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import uvicorn
 from prometheus_client import REGISTRY
 from starlette.applications import Starlette
@@ -38,8 +39,14 @@ class RunningNotifier:
 
 
 @asynccontextmanager
-async def running_notifier(settings: Settings) -> AsyncIterator[RunningNotifier]:
-    """A notifier served by uvicorn on a free port, with its lifespan, until exit."""
+async def running_notifier(
+    settings: Settings, *, wait_until_ready: bool = True
+) -> AsyncIterator[RunningNotifier]:
+    """A notifier served by uvicorn on a free port, with its lifespan, until exit.
+
+    Like a readiness probe, it waits until ``/readyz`` answers 200 (unless told
+    not to): the fan-out queue exists, so no event published afterwards is missed.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -54,11 +61,19 @@ async def running_notifier(settings: Settings) -> AsyncIterator[RunningNotifier]
             raise RuntimeError("the notifier stopped during start-up")
         app = config.app
         assert isinstance(app, Starlette)
-        yield RunningNotifier(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", app)
+        running = RunningNotifier(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", app)
+        if wait_until_ready:
+            await eventually(lambda: _ready(running), "notifier ready")
+        yield running
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, DEADLINE_S)
         sock.close()
+
+
+async def _ready(notifier: RunningNotifier) -> bool:
+    async with httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as http:
+        return (await http.get("/readyz")).status_code == 200
 
 
 @asynccontextmanager

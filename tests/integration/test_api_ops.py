@@ -71,9 +71,13 @@ async def test_an_api_without_mongodb_starts_is_unready_and_recovers(
             mongo_url=SecretStr(f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true"),
             mongo_timeout_s=0.3,
         )
-        async with running_api(settings, mongo_db, amqp_connection, wait_for_indexes=False) as api:
+        async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
             healthz = await api.client.get("/healthz")
-            readyz = await api.client.get("/readyz")
+            readyz = await eventually(
+                lambda: api.client.get("/readyz"),
+                lambda r: r.json()["checks"]["rabbitmq"] is True,
+                "the broker linked",
+            )
             auth = await api.tenant()  # through the test's own client, not the switch
             refused = await api.create(auth)
 

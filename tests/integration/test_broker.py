@@ -8,10 +8,10 @@ sleeps and hopes.
 from __future__ import annotations
 
 import asyncio
+import math
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -21,13 +21,21 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from prometheus_client import REGISTRY
 
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection, consume
-from reelflow_common.domain import ClipRequest, ClipStatus, Counts
+from reelflow_common.domain import ClipStatus, Counts
 from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import ClipUpdated, ClipView, SubmitClip
 from reelflow_common.ops import amqp_ready
 from reelflow_common.settings import TopologySettings
-from reelflow_common.topology import HEADER_RETRIES, SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.topology import (
+    HEADER_FAILURES,
+    HEADER_RETRIES,
+    SUBMIT_CLIP,
+    Topology,
+    declare_topology,
+)
+from tests.integration.sample_messages import submit_clip as clip
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +86,7 @@ async def consuming(
     *,
     concurrency: int = 4,
     drain_timeout_s: float = DEADLINE_S,
+    publisher_for: Callable[[AbstractChannel], Publisher] | None = None,
 ) -> AsyncIterator[asyncio.Event]:
     """Run consume() on a channel of its own; stop and close the channel on exit.
 
@@ -86,7 +95,10 @@ async def consuming(
     """
     stop = asyncio.Event()
     async with amqp_channel(connection) as channel:
-        publisher = Publisher(channel, topology, timeout_s=5)
+        if publisher_for is None:
+            publisher = Publisher(channel, topology, timeout_s=5)
+        else:
+            publisher = publisher_for(channel)
         task = asyncio.create_task(
             consume(
                 channel,
@@ -114,20 +126,6 @@ def recorder() -> tuple[Handler, asyncio.Queue[SubmitClip]]:
         await handled.put(message)
 
     return handle, handled
-
-
-def clip(task_uuid: str = "t1", **fields: Any) -> SubmitClip:
-    values: dict[str, Any] = {
-        "project_id": "p1",
-        "tenant_id": "tenant-a",
-        "scene_index": 0,
-        "task_uuid": task_uuid,
-        "token": "k1",
-        "lease_until": datetime(2030, 1, 1, tzinfo=UTC),
-        "model": "google:3@3",
-        "request": ClipRequest(prompt="a fox"),
-    }
-    return SubmitClip(**(values | fields))
 
 
 async def publish_raw(
@@ -392,7 +390,7 @@ async def test_retried_message_keeps_its_properties_and_counts_retries(
     }
 
 
-async def test_poison_message_goes_to_the_dlq_after_the_delivery_limit(
+async def test_a_handler_bug_goes_to_the_dlq_after_max_deliveries_failures(
     amqp_connection: AbstractRobustConnection,
     channel: AbstractChannel,
     publisher: Publisher,
@@ -417,9 +415,203 @@ async def test_poison_message_goes_to_the_dlq_after_the_delivery_limit(
 
     assert SubmitClip.model_validate_json(dead_lettered.body).task_uuid == "poison"
     assert len(poison_calls) == topology.max_deliveries
+    # Counted in our own header on the copy, never by the broker's redeliveries.
+    assert (dead_lettered.headers or {})[HEADER_FAILURES] == topology.max_deliveries - 1
+    deaths: Any = (dead_lettered.headers or {})["x-death"]
+    assert deaths[0]["reason"] == "rejected"
     failed = logs.named("message_failed") + logs.named("message_dead_lettered")
-    assert [line["deliveries"] for line in failed] == [1, 2]
+    assert [line["failures"] for line in failed] == [1, 2]
     assert all(line["exc_info"] for line in failed)
+    assert logs.named("message_dead_lettered")[0]["reason"] == "handler failed on every delivery"
+
+
+async def test_redeliveries_after_lost_channels_do_not_count_toward_the_dlq(
+    amqp_connection: AbstractRobustConnection,
+    publisher: Publisher,
+    topology: Topology,
+) -> None:
+    started = asyncio.Event()
+
+    async def hang(_message: SubmitClip) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    await publisher.send(SUBMIT_CLIP, clip())
+    # More lost channels with the message in flight than max_deliveries allows bug failures.
+    for _ in range(topology.max_deliveries + 1):
+        started.clear()
+        async with consuming(amqp_connection, topology, hang, drain_timeout_s=0.05):
+            await asyncio.wait_for(started.wait(), DEADLINE_S)
+
+    calls: list[AbstractIncomingMessage] = []
+    done = asyncio.Event()
+
+    async def buggy_once(_message: SubmitClip) -> None:
+        calls.append(_message)
+        if len(calls) == 1:
+            raise RuntimeError("a bug, once")
+        done.set()
+
+    async with consuming(amqp_connection, topology, buggy_once):
+        await asyncio.wait_for(done.wait(), DEADLINE_S)
+
+    assert len(calls) == 2
+    assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
+    assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 0
+
+
+class RefusingPublisher(Publisher):
+    """A real publisher whose retries the broker "refuses" the first ``refusals`` times."""
+
+    def __init__(self, channel: AbstractChannel, topology: Topology, refusals: float) -> None:
+        super().__init__(channel, topology, timeout_s=5)
+        self.refusals = refusals
+        self.refused = 0
+        self.refusing = asyncio.Event()
+
+    async def republish(
+        self, routing_key: str, original: AbstractIncomingMessage, *, headers: Any
+    ) -> None:
+        if self.refused < self.refusals:
+            self.refused += 1
+            self.refusing.set()
+            raise PublishError("the wait queue is full")
+        await super().republish(routing_key, original, headers=headers)
+
+
+async def test_a_retry_the_broker_refuses_is_published_again_in_process(
+    amqp_connection: AbstractRobustConnection,
+    publisher: Publisher,
+    topology: Topology,
+    logs: LogWatch,
+) -> None:
+    calls: list[SubmitClip] = []
+    done = asyncio.Event()
+
+    async def handle(message: SubmitClip) -> None:
+        calls.append(message)
+        if len(calls) == 1:
+            raise TransientError("mongo is down")
+        done.set()
+
+    async with (
+        amqp_channel(amqp_connection) as side,
+        consuming(
+            amqp_connection,
+            topology,
+            handle,
+            publisher_for=lambda ch: RefusingPublisher(ch, topology, refusals=3),
+        ),
+    ):
+        del side
+        await publisher.send(SUBMIT_CLIP, clip())
+        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        await logs.wait_for("message_handled", outcome="acked")
+
+    # Handled once as delivered and once as the retry: never redelivered, never nacked.
+    assert len(calls) == 2
+    refused = logs.named("message_republish_failed")
+    assert [line["attempt"] for line in refused] == [1, 2, 3]
+    assert [line["retry_in_s"] for line in refused] == [0.05, 0.1, 0.2]
+    assert [line["outcome"] for line in logs.named("message_handled")] == ["retried", "acked"]
+    assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
+
+
+async def test_a_retry_that_cannot_be_published_goes_back_when_its_channel_dies(
+    amqp_connection: AbstractRobustConnection,
+    publisher: Publisher,
+    topology: Topology,
+    logs: LogWatch,
+) -> None:
+    calls: list[SubmitClip] = []
+    done = asyncio.Event()
+
+    async def handle(message: SubmitClip) -> None:
+        calls.append(message)
+        if len(calls) == 1:
+            raise TransientError("mongo is down")
+        done.set()
+
+    stop = asyncio.Event()
+    async with amqp_channel(amqp_connection) as doomed:
+        refusing = RefusingPublisher(doomed, topology, refusals=math.inf)
+        task = asyncio.create_task(
+            consume(
+                doomed,
+                topology,
+                SUBMIT_CLIP,
+                SubmitClip,
+                handle,
+                publisher=refusing,
+                concurrency=1,
+                stop=stop,
+            )
+        )
+        await publisher.send(SUBMIT_CLIP, clip())
+        await asyncio.wait_for(refusing.refusing.wait(), DEADLINE_S)
+        # What a lost connection does to the delivery's channel (aiormq also cancels the
+        # handlers running on it, which ends the wait for the republish at once).
+        await doomed.close()
+        stop.set()
+        await asyncio.wait_for(task, DEADLINE_S)
+
+    # The broker gave the original to the next consumer; no failure was counted.
+    async with consuming(amqp_connection, topology, handle):
+        await asyncio.wait_for(done.wait(), DEADLINE_S)
+    assert len(calls) == 2
+    assert logs.named("message_republish_failed")
+    assert not logs.named("message_failed")
+    assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
+
+
+async def test_stop_while_a_retry_cannot_be_published_leaves_the_message_queued(
+    amqp_connection: AbstractRobustConnection,
+    publisher: Publisher,
+    topology: Topology,
+    logs: LogWatch,
+) -> None:
+    async def handle(_message: SubmitClip) -> None:
+        raise TransientError("mongo is down")
+
+    async with consuming(
+        amqp_connection,
+        topology,
+        handle,
+        publisher_for=lambda ch: RefusingPublisher(ch, topology, refusals=math.inf),
+    ):
+        await publisher.send(SUBMIT_CLIP, clip())
+        await logs.wait_for("message_republish_failed")
+
+    assert logs.named("message_republish_abandoned")[0]["reason"] == "stopping"
+    assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
+    assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
+
+
+async def test_a_full_work_queue_refuses_publishes_with_publish_error(
+    settings_for: Callable[..., Any], amqp_connection: AbstractRobustConnection
+) -> None:
+    small = Topology.from_settings(settings_for(TopologySettings, work_queue_max_length=1))
+    async with amqp_channel(amqp_connection) as channel:
+        await declare_topology(channel, small)
+        publisher = Publisher(channel, small, timeout_s=5)
+        refused_before = sample("reelflow_published_total", kind="command", result="refused")
+
+        # A quorum queue checks its length after each enqueue: it takes one message past
+        # the limit, then refuses every publish until it has room again.
+        await publisher.send(SUBMIT_CLIP, clip("first"))
+        await publisher.send(SUBMIT_CLIP, clip("second"))
+        with pytest.raises(PublishError, match="refused"):
+            await publisher.send(SUBMIT_CLIP, clip("third"))
+
+    assert await ready_count(amqp_connection, small.queue(SUBMIT_CLIP)) == 2
+    assert sample("reelflow_published_total", kind="command", result="refused") == (
+        refused_before + 1
+    )
+
+
+async def test_a_publisher_without_a_channel_yet_raises_publish_error(topology: Topology) -> None:
+    with pytest.raises(PublishError, match="not connected"):
+        await Publisher(None, topology, timeout_s=1).send(SUBMIT_CLIP, clip())
 
 
 async def test_stop_waits_for_handlers_in_flight(
@@ -480,7 +672,12 @@ async def test_handler_still_running_after_the_drain_timeout_leaves_its_message_
         await asyncio.wait_for(started.wait(), DEADLINE_S)
 
     assert cancelled.is_set()
-    assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
+
+    # The broker requeues a closed channel's unacked messages on its own schedule.
+    async def back_in_queue() -> bool:
+        return await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
+
+    await eventually(back_in_queue, "the message back in its queue")
 
 
 async def test_handler_logs_carry_the_message_correlation_ids(

@@ -86,7 +86,7 @@ def check_handler(
         runware or world.runware,
         world.publisher,
         policy=poll_policy(settings),
-        planner=settings.poll_planner(),
+        planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         lease_s=settings.lease_s,
     )

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractRobustConnection
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.lifecycle import every
 from reelflow_common.messages import CheckClip, ProjectFinished, SubmitClip
+from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.store import TIMED_OUT, NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
@@ -85,7 +86,7 @@ def reconciler(
         world.publisher,
         ClipRecorder(projects, world.publisher),
         policy=poll_policy(settings),
-        planner=settings.poll_planner(),
+        planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         grace_s=settings.reconcile_grace_s,
         batch_size=settings.reconcile_batch_size,
@@ -98,7 +99,7 @@ def checks(world: World, settings: Settings) -> CheckHandler:
         world.runware,
         world.publisher,
         policy=poll_policy(settings),
-        planner=settings.poll_planner(),
+        planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         lease_s=settings.lease_s,
     )

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
+from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
@@ -92,7 +93,7 @@ def submit_handler(
         world.runware,
         world.publisher,
         settings,
-        planner=settings.poll_planner(),
+        planner=FixedLadderPlanner.from_settings(settings),
         clock=clock,
         rng=random.Random(0),
     )

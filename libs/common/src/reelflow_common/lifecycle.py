@@ -1,14 +1,27 @@
-"""Process life: a stop event set by SIGTERM or SIGINT, and periodic background work."""
+"""Process life: a stop event, waiting for a dependency, and background and periodic work."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.logging import get_logger
+from reelflow_common.transient import is_transient
+
+T = TypeVar("T")
+
+#: how long a service waits between attempts to reach a dependency that is down
+WAIT_BACKOFF = Backoff(first_s=0.25, cap_s=5.0, factor=2.0, jitter=0.2)
 
 log = get_logger(__name__)
+
+
+class Stopped(Exception):
+    """``stop`` was set while the service was still waiting for a dependency."""
 
 
 def shutdown_event() -> asyncio.Event:
@@ -20,6 +33,80 @@ def shutdown_event() -> asyncio.Event:
     return stop
 
 
+async def wait_for(
+    dependency: str,
+    attempt: Callable[[], Awaitable[T]],
+    *,
+    stop: asyncio.Event | None = None,
+    backoff: Backoff = WAIT_BACKOFF,
+) -> T:
+    """``attempt()`` until it succeeds; while it fails with an outage, log it and back off.
+
+    The one way a service waits for RabbitMQ, MongoDB or anything else at start.
+    An error that is not an outage (see ``is_transient``) is raised at once: a
+    bug or a bad setting needs a person, not patience. Raises :class:`Stopped`
+    when ``stop`` is set first.
+    """
+    failures = 0
+    while True:
+        if stop is not None and stop.is_set():
+            raise Stopped(dependency)
+        try:
+            result = await attempt()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            pause_s = backoff.delay_s(failures)
+            failures += 1
+            log.warning(
+                "waiting_for_dependency",
+                dependency=dependency,
+                attempts=failures,
+                retry_in_s=round(pause_s, 2),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            if failures:
+                log.info("dependency_available", dependency=dependency, attempts=failures + 1)
+            return result
+        if stop is None:
+            await asyncio.sleep(pause_s)
+        elif await stopped_within(stop, pause_s):
+            raise Stopped(dependency)
+
+
+async def stopped_within(stop: asyncio.Event, timeout_s: float) -> bool:
+    """Wait ``timeout_s``, or less if ``stop`` is set; whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=timeout_s)
+    except TimeoutError:
+        return False
+    return True
+
+
+@asynccontextmanager
+async def in_background(
+    work: Coroutine[Any, Any, None], *, name: str
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run ``work`` in a task of its own while the block runs; cancel it on exit.
+
+    For start-up work a service must not wait for before it answers (a
+    connection, indexes): a crash is logged, since nothing else awaits the task.
+    """
+    task = asyncio.create_task(work, name=name)
+    task.add_done_callback(_log_crash)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.error("background_work_crashed", work=task.get_name(), error=repr(exc), exc_info=exc)
+
+
 async def every(
     interval_s: float, work: Callable[[], Awaitable[object]], *, stop: asyncio.Event, name: str
 ) -> None:
@@ -29,7 +116,5 @@ async def every(
             await work()
         except Exception:
             log.exception("periodic_work_failed", work=name)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            continue
+        if await stopped_within(stop, interval_s):
+            return

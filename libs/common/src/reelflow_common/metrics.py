@@ -8,7 +8,7 @@ beyond registering the names.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 MESSAGES_TOTAL = Counter(
     "reelflow_messages_total",
@@ -21,6 +21,12 @@ MESSAGE_SECONDS = Histogram(
     "Time spent handling one message, acknowledgement included.",
     ["queue"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+DEAD_LETTERS = Gauge(
+    "reelflow_dead_letters",
+    "Messages in a work queue's DLQ, read by every replica of its consumer (aggregate with max).",
+    ["queue"],
 )
 
 PUBLISHED_TOTAL = Counter(

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from reelflow_common.lifecycle import Stopped, in_background, wait_for
+from reelflow_common.logging import get_logger
 from reelflow_common.settings import MongoSettings
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
+
+log = get_logger(__name__)
 
 
 @asynccontextmanager
@@ -42,3 +47,59 @@ async def ping(db: Database) -> bool:
     except Exception:
         return False
     return True
+
+
+class Indexes:
+    """Every ``ensure_indexes`` step of a service, run until all of them succeed once.
+
+    In the background, so a service starts while MongoDB is down: it answers
+    ``/healthz``, reports ``mongodb`` unready on ``/readyz`` (Kubernetes keeps
+    traffic away without restarting it), and becomes ready by itself once
+    MongoDB answers and the indexes exist. Nothing may write before that: the
+    unique indexes are what make idempotency keys and task UUIDs safe.
+    """
+
+    def __init__(self, db: Database, steps: Sequence[Callable[[], Awaitable[None]]]) -> None:
+        self._db = db
+        self._steps = steps
+        self._build: asyncio.Task[None] | None = None
+        self.ensured = asyncio.Event()
+
+    async def ensure(self) -> None:
+        """Run every step, waiting out MongoDB outages (see ``lifecycle.wait_for``)."""
+        await wait_for("mongodb", self._run_steps)
+        self.ensured.set()
+        log.info("indexes_ensured")
+
+    async def ready(self) -> bool:
+        """The readiness check: indexes ensured, and MongoDB answering now."""
+        return self.ensured.is_set() and await ping(self._db)
+
+    async def wait(self, *, stop: asyncio.Event) -> None:
+        """Until the indexes exist (see :meth:`in_background`).
+
+        Raises :class:`~reelflow_common.lifecycle.Stopped` when ``stop`` comes
+        first, and the build's own error when it failed with something other
+        than an outage (a bad setting or a bug, which waiting cannot mend).
+        """
+        if self._build is None:
+            raise RuntimeError("the index build has not been started (in_background)")
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({self._build, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not self._build.done():
+            raise Stopped("mongodb")
+        self._build.result()
+
+    @asynccontextmanager
+    async def in_background(self) -> AsyncIterator[Indexes]:
+        """Ensure the indexes in a task of their own, cancelled on exit if still waiting."""
+        async with in_background(self.ensure(), name="ensure_indexes") as build:
+            self._build = build
+            yield self
+
+    async def _run_steps(self) -> None:
+        for step in self._steps:
+            await step()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 
 import uvicorn
 from aio_pika.abc import AbstractConnection
@@ -22,6 +22,9 @@ from starlette.routing import Route
 from reelflow_common.logging import get_logger
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+
+#: the operations paths: never load-shed, never behind authentication
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 log = get_logger(__name__)
 
@@ -73,6 +76,11 @@ async def _run_check(check: ReadinessCheck, timeout_s: float) -> bool:
         return False
 
 
+async def not_yet() -> bool:
+    """The readiness check of a dependency the service is still waiting for."""
+    return False
+
+
 def amqp_ready(connection: AbstractConnection) -> ReadinessCheck:
     """Ready while the connection is open (false while a robust one reconnects)."""
 
@@ -117,3 +125,21 @@ async def serve_ops(
         await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         watcher.cancel()
+
+
+@asynccontextmanager
+async def ops_server(
+    app: Starlette, host: str, port: int, *, sock: socket.socket | None = None
+) -> AsyncIterator[None]:
+    """Serve ``app`` while the block runs: a worker answers ``/healthz`` from its first moment.
+
+    Entered before the worker waits for RabbitMQ and MongoDB, so the probes
+    answer (and ``/readyz`` names what is missing) while it waits.
+    """
+    done = asyncio.Event()
+    server = asyncio.create_task(serve_ops(app, host, port, done, sock=sock), name="ops_server")
+    try:
+        yield
+    finally:
+        done.set()
+        await server

@@ -1,7 +1,9 @@
 """Secrets that travel in URLs never reach a log line.
 
-Two do: a browser's API key as ``?token=`` on the WebSocket URL, and the webhook
-secret as a path segment of ``/v1/webhooks/runware/{secret}``. uvicorn logs both
+Three do: a browser's API key as ``?token=`` on the WebSocket URL, a WebSocket
+ticket as ``?ticket=`` (single-use, but a line logged before it was used would
+still open a socket), and the webhook secret as a path segment of
+``/v1/webhooks/runware/{secret}``. uvicorn logs these
 URLs (its access log, the WebSocket "[accepted]" lines). :func:`redact_event` is
 one structlog processor in the chain every line goes through, structlog's own
 and the stdlib's (uvicorn, aio-pika, pymongo) alike, so every service that calls
@@ -18,9 +20,10 @@ MASK = "***"
 
 _URL_SECRETS = (
     re.compile(r"(?<=[?&]token=)[^&\s\"']+"),
+    re.compile(r"(?<=[?&]ticket=)[^&\s\"']+"),
     re.compile(r"(?<=/webhooks/runware/)[^/?#\s\"']+"),
 )
-_MARKERS = ("token=", "/webhooks/runware/")
+_MARKERS = ("token=", "ticket=", "/webhooks/runware/")
 
 
 def redact(text: str) -> str:

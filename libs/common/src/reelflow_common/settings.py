@@ -14,8 +14,6 @@ from urllib.parse import urlencode
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from reelflow_common.polling import FixedLadderPlanner
-
 
 class ReelflowSettings(BaseSettings):
     """Base of every settings class: the ``REELFLOW_`` prefix, no .env magic."""
@@ -46,7 +44,9 @@ class AmqpSettings(ReelflowSettings):
         default=20.0, gt=0, description="on SIGTERM, wait this long for messages in flight"
     )
     max_deliveries: int = Field(
-        default=5, ge=1, description="deliveries of one message before it goes to the DLQ"
+        default=5,
+        ge=1,
+        description="handler failures (bugs, not outages) of one message before it goes to the DLQ",
     )
 
 
@@ -78,8 +78,8 @@ class RunwareSettings(ReelflowSettings):
         ge=1,
         le=100,
         description=(
-            "getResponse tasks per HTTP request in RunwareClient.get_responses"
-            " (1 as the SDKs do); the poller checks one clip per message"
+            "getResponse tasks per HTTP request (1 as the SDKs do; more is unconfirmed on"
+            " the real service); see poll_batch_window_s"
         ),
     )
 
@@ -108,14 +108,16 @@ class TopologySettings(AmqpSettings):
         default=2.0, gt=0, description="first retry after a transient failure"
     )
     retry_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the retry delay")
-
-    def poll_planner(self) -> FixedLadderPlanner:
-        """The poll schedule these settings describe (the same numbers as the poll ladder)."""
-        return FixedLadderPlanner(
-            initial_s=self.poll_initial_delay_s,
-            backoff=self.poll_backoff,
-            cap_s=self.poll_max_delay_s,
-        )
+    work_queue_max_length: int = Field(
+        default=100_000,
+        ge=1,
+        description="messages one work queue holds; past it the broker refuses publishes (503)",
+    )
+    wait_queue_max_length: int = Field(
+        default=100_000,
+        ge=1,
+        description="messages one wait (delay) queue holds; past it retries back off in-process",
+    )
 
 
 class LeaseSettings(ReelflowSettings):
@@ -157,3 +159,57 @@ class WebhookSettings(ReelflowSettings):
         secret = self.webhook_secret.get_secret_value()
         query = urlencode({"project_id": project_id, "scene": scene_index})
         return f"{base}/v1/webhooks/runware/{secret}?{query}"
+
+
+class PollingSettings(ReelflowSettings):
+    """How the poller plans its checks and shares what it learns (``reelflow_common.polling``)."""
+
+    poll_max_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="longest wait between two checks of a processing clip (freshness guarantee)",
+    )
+    poll_delay_target_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="detection delay (finished at Runware → recorded) the learned plan aims under",
+    )
+    poll_late_fraction: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="share of clips the plan may see later than poll_delay_target_s",
+    )
+    poll_first_quantile: float = Field(
+        default=0.01,
+        ge=0,
+        lt=1,
+        description="no check before this quantile of the model's observed completion times",
+    )
+    poll_webhook_quantile: float = Field(
+        default=0.99,
+        ge=0,
+        lt=1,
+        description="with webhooks, the first safety-net check comes at this quantile",
+    )
+    poll_webhook_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="with webhooks, the safety net's interval after its first check",
+    )
+    poll_stats_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="completion counts are written to and re-read from poll_stats this often",
+    )
+    poll_stats_days: int = Field(
+        default=7, ge=1, description="completion counts older than this many days are ignored"
+    )
+    poll_batch_window_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "with runware_poll_batch_size > 1, getResponse calls arriving this close"
+            " together share one HTTP request"
+        ),
+    )

@@ -1,23 +1,34 @@
 """Every exchange, queue, routing key and header name, declared in one place.
 
-Work queues are durable quorum queues with a delivery limit; a message that is
-rejected, or delivered too often, dead-letters into ``<queue>.dlq``. Delays are
+Work queues are durable quorum queues; a message that is rejected, or delivered
+too often (a crash loop), dead-letters into ``<queue>.dlq``. Delays are
 fixed-TTL quorum queues (``<queue>.wait.<ms>ms``) that dead-letter back into
 their work queue: one TTL per queue, so a long delay never holds a short one
-behind it. The WebSocket fan-out uses one exclusive, auto-delete queue per
+behind it. Work and wait queues have a length limit past which the broker
+refuses publishes (``reject-publish``): overload is an error the publisher sees,
+never a message silently dropped. The WebSocket fan-out uses one exclusive, auto-delete queue per
 notifier replica (``notifier.fanout.<uuid>``), bound to the event exchange.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel
+from aio_pika.exceptions import ChannelPreconditionFailed
 
+from reelflow_common.backoff import Backoff
+from reelflow_common.logging import get_logger
 from reelflow_common.settings import TopologySettings
+
+Arguments = dict[str, Any]
+
+_REOPEN_TIMEOUT_S = 10.0
+
+log = get_logger(__name__)
 
 EVENTS_EXCHANGE = "reelflow.events"
 
@@ -39,53 +50,56 @@ HEADER_PROJECT_ID = "project_id"
 HEADER_TASK_UUID = "task_uuid"
 HEADER_REQUEST_ID = "request_id"
 HEADER_RETRIES = "x-reelflow-retries"
+#: how many times a handler failed on this message with a bug (not an outage)
+HEADER_FAILURES = "x-reelflow-failures"
 
 
-def delay_ladder(first_s: float, factor: float, cap_s: float) -> tuple[int, ...]:
-    """Delays in whole milliseconds: ``first``, ``first*factor``, … up to and including ``cap``."""
-    rungs: list[int] = []
-    delay = first_s
-    while True:
-        ms = max(1, round(min(delay, cap_s) * 1000))
-        if not rungs or ms > rungs[-1]:
-            rungs.append(ms)
-        if delay >= cap_s or factor <= 1.0:
-            break
-        delay *= factor
-    if rungs[-1] < round(cap_s * 1000):
-        rungs.append(round(cap_s * 1000))
-    return tuple(rungs)
-
-
-def pick_rung(rungs: Sequence[int], delay_s: float) -> int:
-    """The rung nearest to ``delay_s`` on a log scale (the shortest one for tiny delays).
-
-    Nearest rather than "not above", so that a jittered delay between two rungs
-    lands on either, and the jitter survives the ladder's granularity.
-    """
-    wanted = max(delay_s * 1000, 1e-9)
-    return min(rungs, key=lambda ms: abs(math.log(ms / wanted)))
+#: The broker's own count of deliveries (``x-delivery-limit``), a backstop for crash loops
+#: only: a message that kills its consumer outright is never settled, so nothing but the
+#: broker can count it. Every lost connection or channel also counts one delivery for each
+#: message in flight on it (and a message waiting out a broker problem in-process stays in
+#: flight), so the limit is far above any plausible run of reconnects; handler bugs are
+#: counted by ``consume()`` in ``HEADER_FAILURES`` and reach the DLQ after
+#: ``max_deliveries``. At one restart every few minutes (Kubernetes' crash-loop backoff),
+#: a crash loop still ends in the DLQ within hours instead of blocking a queue for good.
+BACKSTOP_DELIVERY_LIMIT = 100
 
 
 @dataclass(frozen=True)
 class Topology:
-    """Names with the deployment's prefix, and the delay ladder of each work queue."""
+    """Names with the deployment's prefix, each work queue's backoff, and the queue limits."""
 
     prefix: str
-    ladders: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: each work queue's delays; one wait queue per rung of its ladder
+    backoffs: dict[str, Backoff] = field(default_factory=dict)
+    #: how long ``consume()`` waits, in-process, before publishing a retry the broker refused
+    retry: Backoff = field(default_factory=lambda: Backoff(first_s=2.0, cap_s=120.0))
     max_deliveries: int = 5
+    delivery_limit: int = BACKSTOP_DELIVERY_LIMIT
+    work_queue_max_length: int = 100_000
+    wait_queue_max_length: int = 100_000
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:
-        retry = delay_ladder(settings.retry_initial_delay_s, 2.0, settings.retry_max_delay_s)
-        poll = delay_ladder(
-            settings.poll_initial_delay_s, settings.poll_backoff, settings.poll_max_delay_s
+        retry = Backoff(first_s=settings.retry_initial_delay_s, cap_s=settings.retry_max_delay_s)
+        poll = Backoff(
+            first_s=settings.poll_initial_delay_s,
+            cap_s=settings.poll_max_delay_s,
+            factor=settings.poll_backoff,
         )
         return cls(
             prefix=settings.amqp_prefix,
-            ladders={SUBMIT_CLIP: retry, CHECK_CLIP: poll, HINTED_CHECK: retry},
+            backoffs={SUBMIT_CLIP: retry, CHECK_CLIP: poll, HINTED_CHECK: retry},
+            retry=retry,
             max_deliveries=settings.max_deliveries,
+            work_queue_max_length=settings.work_queue_max_length,
+            wait_queue_max_length=settings.wait_queue_max_length,
         )
+
+    @property
+    def ladders(self) -> dict[str, tuple[int, ...]]:
+        """Each work queue's wait-queue TTLs in milliseconds (its backoff's rungs)."""
+        return {work_queue: backoff.rungs_ms() for work_queue, backoff in self.backoffs.items()}
 
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
@@ -107,6 +121,10 @@ class Topology:
         """A notifier replica's own event queue (exclusive, auto-delete, classic)."""
         return self.name(f"{NOTIFIER_FANOUT}.{replica_id}")
 
+    def fanout_overflow_queue(self, replica_id: str) -> str:
+        """Where a replica's fan-out queue drops the events it has no room for (a signal)."""
+        return self.name(f"{NOTIFIER_FANOUT}.{replica_id}.overflow")
+
     def queue_names(self) -> list[str]:
         """Every durable queue this topology declares (not the notifiers' own queues)."""
         names: list[str] = []
@@ -116,8 +134,8 @@ class Topology:
         return names
 
     def wait_queue_for(self, work_queue: str, delay_s: float) -> str:
-        """The wait queue whose TTL best matches ``delay_s`` (see :func:`pick_rung`)."""
-        return self.wait_queue(work_queue, pick_rung(self.ladders[work_queue], delay_s))
+        """The wait queue whose TTL best matches ``delay_s`` (``Backoff.nearest_rung_ms``)."""
+        return self.wait_queue(work_queue, self.backoffs[work_queue].nearest_rung_ms(delay_s))
 
 
 async def declare_topology(channel: AbstractChannel, topology: Topology) -> None:
@@ -126,26 +144,30 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
         topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
     for work_queue in WORK_QUEUES:
-        await channel.declare_queue(
-            topology.dead_letter_queue(work_queue),
-            durable=True,
-            arguments={"x-queue-type": "quorum"},
+        await _declare_queue(
+            channel, topology.dead_letter_queue(work_queue), {"x-queue-type": "quorum"}
         )
-        await channel.declare_queue(
+        await _declare_queue(
+            channel,
             topology.queue(work_queue),
-            durable=True,
-            arguments={
+            {
                 "x-queue-type": "quorum",
-                "x-delivery-limit": topology.max_deliveries,
+                "x-delivery-limit": topology.delivery_limit,
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": topology.dead_letter_queue(work_queue),
+                # A message rejected to the DLQ leaves only once the DLQ confirms it.
+                "x-dead-letter-strategy": "at-least-once",
+                # Full: the broker refuses publishes (a PublishError, a 503 at the API)
+                # rather than dropping the oldest message.
+                "x-overflow": "reject-publish",
+                "x-max-length": topology.work_queue_max_length,
             },
         )
         for delay_ms in topology.ladders.get(work_queue, ()):
-            await channel.declare_queue(
+            await _declare_queue(
+                channel,
                 topology.wait_queue(work_queue, delay_ms),
-                durable=True,
-                arguments={
+                {
                     "x-queue-type": "quorum",
                     "x-message-ttl": delay_ms,
                     "x-dead-letter-exchange": "",
@@ -153,5 +175,46 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
                     # Expired messages move on only once the work queue confirms them.
                     "x-dead-letter-strategy": "at-least-once",
                     "x-overflow": "reject-publish",
+                    "x-max-length": topology.wait_queue_max_length,
                 },
             )
+
+
+async def _declare_queue(channel: AbstractChannel, name: str, arguments: Arguments) -> None:
+    """Declare ``name`` durable with ``arguments``; an existing queue made otherwise is used as is.
+
+    A queue's arguments are fixed when it is created, and RabbitMQ refuses a
+    declare that differs (406, which also closes the channel). A release that
+    changes them (a length limit, the delivery limit) finds its queues as an
+    earlier one made them: refusing to start would stop every replica of a
+    rolling update, so the service runs on the queue as it is and says so at
+    error level. An operator recreates the queue once it is drained (stop its
+    consumers, wait for it to empty, delete it; the next start declares it anew).
+    """
+    try:
+        await channel.declare_queue(name, durable=True, arguments=arguments)
+        return
+    except ChannelPreconditionFailed as exc:
+        log.error("queue_arguments_outdated", queue=name, wanted=arguments, error=str(exc))
+    await _reopened(channel)
+    await channel.declare_queue(name, passive=True)
+
+
+async def _reopened(channel: AbstractChannel) -> None:
+    """Until a channel the broker closed is open again (a robust one reopens by itself)."""
+    async with asyncio.timeout(_REOPEN_TIMEOUT_S):
+        if not isinstance(channel, AbstractRobustChannel):
+            await channel.reopen()
+            return
+        reopened = asyncio.Event()
+
+        def on_reopen(_channel: AbstractRobustChannel | None, /) -> None:
+            reopened.set()
+
+        channel.reopen_callbacks.add(on_reopen)
+        try:
+            if channel.is_closed:
+                await reopened.wait()
+        finally:
+            channel.reopen_callbacks.discard(on_reopen)
+        await channel.ready()

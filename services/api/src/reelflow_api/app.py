@@ -2,60 +2,70 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
-from reelflow_api.indexes import Indexes
+from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import projects, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, webhooks
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
-from reelflow_common.mongo import mongo_database, ping
-from reelflow_common.ops import amqp_ready, ops_routes
+from reelflow_common.lifecycle import in_background, wait_for
+from reelflow_common.mongo import Indexes, mongo_database
+from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
-
-#: pause between attempts to create the indexes while MongoDB is unreachable
-_INDEX_RETRY_S = 2.0
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the app; nothing connects until the lifespan starts."""
-    readiness: dict[str, Callable[[], Awaitable[bool]]] = {}
+    """Build the app; nothing connects until the lifespan starts.
+
+    The lifespan never waits for RabbitMQ or MongoDB: the API answers at once,
+    ``/readyz`` names what it still waits for, and it carries on once they answer.
+    """
+    readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             db = await stack.enter_async_context(mongo_database(settings))
-            connection = await stack.enter_async_context(amqp_connection(settings, name="api"))
-            channel = await stack.enter_async_context(amqp_channel(connection))
             topology = Topology.from_settings(settings)
-            await declare_topology(channel, topology)
+            # Publishes fail until RabbitMQ answers: a dispatch that fails expires its
+            # clips' leases, and the reconciler dispatches them again.
+            publisher = Publisher(None, topology, timeout_s=settings.publish_timeout_s)
+            # Local time until the first reading: the clock never waits for MongoDB.
             clock = await stack.enter_async_context(DbClock(db).running())
             projects_store = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
             api_keys = ApiKeyStore(db)
+            ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(
                 Indexes(
-                    [projects_store.ensure_indexes, api_keys.ensure_indexes],
-                    retry_s=min(settings.mongo_timeout_s, _INDEX_RETRY_S),
+                    db,
+                    [
+                        projects_store.ensure_indexes,
+                        api_keys.ensure_indexes,
+                        ws_tickets.ensure_indexes,
+                    ],
                 ).in_background()
             )
-
-            async def mongodb_ready() -> bool:
-                return indexes.ensured.is_set() and await ping(db)
-
-            readiness["rabbitmq"] = amqp_ready(connection)
-            readiness["mongodb"] = mongodb_ready
+            readiness["mongodb"] = indexes.ready
+            await stack.enter_async_context(
+                in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
+            )
             app.state.reelflow = AppState(
                 settings=settings,
                 projects=projects_store,
                 api_keys=api_keys,
-                publisher=Publisher(channel, topology, timeout_s=settings.publish_timeout_s),
+                publisher=publisher,
                 indexes=indexes,
+                tickets=ws_tickets,
             )
             yield
 
@@ -66,7 +76,39 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    # The last one added runs first: shed load before reading any body.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        InFlightLimit,
+        limit=settings.max_in_flight,
+        max_waiters=settings.max_waiters,
+        exempt=OPS_PATHS,
+    )
     app.include_router(projects.router)
     app.include_router(webhooks.router)
+    app.include_router(tickets.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
     return app
+
+
+async def _link_broker(
+    settings: Settings,
+    topology: Topology,
+    publisher: Publisher,
+    readiness: dict[str, ReadinessCheck],
+) -> None:
+    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher.
+
+    Holds the connection until the lifespan cancels it; the connection
+    reconnects by itself after that first success.
+    """
+    async with (
+        amqp_connection(settings, name="api") as connection,
+        amqp_channel(connection) as channel,
+    ):
+        await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
+        publisher.attach(channel)
+        readiness["rabbitmq"] = amqp_ready(connection)
+        await asyncio.get_running_loop().create_future()

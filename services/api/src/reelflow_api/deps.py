@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from reelflow_api.indexes import Indexes
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
+from reelflow_common.mongo import Indexes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class AppState:
     api_keys: ApiKeyStore
     publisher: Publisher
     indexes: Indexes
+    tickets: WsTicketStore
 
 
 def _state(request: Request) -> AppState:
@@ -35,7 +37,8 @@ def _state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(_state)]
 
 
-async def _tenant(request: Request, state: State) -> str:
+def bearer_key(request: Request) -> str:
+    """The key of ``Authorization: Bearer <key>``; a 401 without one (not yet checked)."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
@@ -45,7 +48,11 @@ async def _tenant(request: Request, state: State) -> str:
             "Send your API key as 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    tenant_id = await state.api_keys.tenant_for_key(key.strip())
+    return key.strip()
+
+
+async def _tenant(request: Request, state: State) -> str:
+    tenant_id = await state.api_keys.tenant_for_key(bearer_key(request))
     if tenant_id is None:
         raise Problem(
             401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"}

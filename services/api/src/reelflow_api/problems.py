@@ -8,16 +8,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.store import IdempotencyConflict, InvalidCursor
+from reelflow_common.transient import BACKING_SERVICE_ERRORS, is_transient
 
 log = get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+#: seconds a client should wait after a 503: the API was full (it drains in moments) ...
+RETRY_AFTER_OVERLOADED_S = 1
+#: ... or a backing service did not answer (a restart or a failover takes longer)
+RETRY_AFTER_UNAVAILABLE_S = 5
 
 _PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
@@ -45,8 +49,9 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
 _MEANINGS = {
     401: "No API key, or an unknown one.",
     404: "No such resource (or it belongs to another tenant).",
+    413: "The request body is larger than the API accepts.",
     422: "Invalid request: `errors` names each bad field.",
-    503: "A backing service is unavailable; try again after `Retry-After` seconds.",
+    503: "Too busy, or a backing service is unavailable; retry after `Retry-After` seconds.",
 }
 
 
@@ -61,8 +66,12 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-class Problem(Exception):
-    """An error answer: raise it from a route."""
+class Problem(StarletteHTTPException):
+    """An error answer: raise it from a route, a dependency, or a middleware's ``receive``.
+
+    An ``HTTPException`` so that it passes through FastAPI's body parsing, which
+    turns any other error raised while reading the body into a bare 400.
+    """
 
     def __init__(
         self,
@@ -73,7 +82,7 @@ class Problem(Exception):
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(detail)
+        super().__init__(status, detail, headers)
         self.status = status
         self.title = title
         self.detail = detail
@@ -97,6 +106,11 @@ def problem_response(problem: Problem) -> JSONResponse:
 
 def not_found(what: str = "project") -> Problem:
     return Problem(404, "Not Found", f"No such {what}.")
+
+
+def unavailable(detail: str, *, retry_after_s: int = RETRY_AFTER_UNAVAILABLE_S) -> Problem:
+    """A 503 that tells the client when to try again."""
+    return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_s)})
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -137,15 +151,18 @@ def install_problem_handlers(app: FastAPI) -> None:
             Problem(422, "Invalid Request", "query.cursor: invalid cursor", errors=errors)
         )
 
-    async def on_transient(_: Request, exc: Exception) -> JSONResponse:
-        log.warning("dependency_unavailable", error=str(exc))
+    async def on_backing_service(_: Request, exc: Exception) -> JSONResponse:
+        error = f"{type(exc).__name__}: {exc}"
+        if is_transient(exc):
+            log.warning("dependency_unavailable", error=error)
+        else:  # refused rather than unreachable (a write concern, an operation failure)
+            log.error("dependency_failed", error=error, exc_info=exc)
+        return problem_response(unavailable("A backing service is unavailable; try again shortly."))
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # A bug. Starlette logs the traceback once this answer is sent.
         return problem_response(
-            Problem(
-                503,
-                "Service Unavailable",
-                "A backing service is unavailable; try again shortly.",
-                headers={"Retry-After": "5"},
-            )
+            Problem(500, "Internal Server Error", "The server failed to answer this request.")
         )
 
     app.add_exception_handler(Problem, on_problem)
@@ -153,5 +170,6 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(IdempotencyConflict, on_idempotency)
     app.add_exception_handler(InvalidCursor, on_cursor)
-    app.add_exception_handler(TransientError, on_transient)
-    app.add_exception_handler(ConnectionFailure, on_transient)
+    for error_type in BACKING_SERVICE_ERRORS:
+        app.add_exception_handler(error_type, on_backing_service)
+    app.add_exception_handler(Exception, on_unexpected)

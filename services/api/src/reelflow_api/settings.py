@@ -34,3 +34,29 @@ class Settings(
         ge=1024,
         description="a Runware webhook body larger than this is refused (413) before it is parsed",
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="largest request body, in bytes (413 past it, before parsing)",
+    )
+    max_in_flight: int = Field(
+        default=32,
+        ge=1,
+        description="requests in progress before new ones get an immediate 503 with Retry-After",
+    )
+    max_waiters: int = Field(
+        default=100,
+        ge=0,
+        description="POSTs waiting on ?wait= at once; past it a POST answers at once (202)",
+    )
+    public_ws_url: str | None = Field(
+        default=None,
+        pattern=r"^wss?://[^/?#]+$",
+        description=(
+            "where browsers reach the notifier, e.g. wss://reelflow.example.com;"
+            " unset: port 8001 on the host the dashboard was loaded from"
+        ),
+    )
+    ws_ticket_ttl_s: float = Field(
+        default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
+    )

@@ -2,42 +2,74 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from starlette.applications import Starlette
 
 from reelflow_common.broker import amqp_channel, amqp_connection
+from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import mongo_database, ping
-from reelflow_common.ops import ReadinessCheck, amqp_ready, ops_routes
+from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_routes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.routes import routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
 
 
 def create_app(settings: Settings) -> Starlette:
-    """Build the app; nothing connects until the lifespan starts."""
-    readiness: dict[str, ReadinessCheck] = {}
+    """Build the app; nothing connects until the lifespan starts.
+
+    The lifespan never waits for RabbitMQ or MongoDB: the notifier answers at
+    once, ``/readyz`` names what it still waits for, and live events start
+    flowing once the broker answers (connections opened before then catch up).
+    """
+    readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             db = await stack.enter_async_context(mongo_database(settings))
-            connection = await stack.enter_async_context(amqp_connection(settings, name="notifier"))
-            channel = await stack.enter_async_context(amqp_channel(connection))
-            topology = Topology.from_settings(settings)
-            await declare_topology(channel, topology)
             hub = Hub()
-            await stack.enter_async_context(fanout(connection, channel, topology, hub))
-            readiness["rabbitmq"] = amqp_ready(connection)
             readiness["mongodb"] = lambda: ping(db)
+            api_keys = ApiKeyStore(db)
+            key_watch = await stack.enter_async_context(
+                KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
+            )
+            await stack.enter_async_context(
+                in_background(_link_broker(settings, hub, readiness), name="amqp")
+            )
             app.state.notifier = NotifierState(
-                settings=settings, projects=ProjectStore(db), api_keys=ApiKeyStore(db), hub=hub
+                settings=settings,
+                projects=ProjectStore(db),
+                api_keys=api_keys,
+                hub=hub,
+                tickets=WsTicketStore(db),
+                key_watch=key_watch,
             )
             yield
 
     return Starlette(routes=[*routes(), *ops_routes(readiness)], lifespan=lifespan)
+
+
+async def _link_broker(settings: Settings, hub: Hub, readiness: dict[str, ReadinessCheck]) -> None:
+    """Connect (waiting for RabbitMQ), then feed the hub from the fan-out until cancelled."""
+    topology = Topology.from_settings(settings)
+    async with (
+        amqp_connection(settings, name="notifier") as connection,
+        amqp_channel(connection, prefetch=settings.fanout_prefetch) as channel,
+    ):
+        await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
+        async with fanout(
+            connection, channel, topology, hub, max_length=settings.fanout_max_length
+        ):
+            # Connections opened while the broker was away may have missed events.
+            hub.catch_up_all()
+            readiness["rabbitmq"] = amqp_ready(connection)
+            await asyncio.get_running_loop().create_future()

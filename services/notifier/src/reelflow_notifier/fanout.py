@@ -6,16 +6,23 @@ chosen here, ``<prefix>notifier.fanout.<uuid>``, not by the server: aio-pika's
 robust channel re-declares a queue under the name it knows after a reconnect,
 and a readable name tells an operator whose queue it is.
 
-Deliveries are not acknowledged (``no_ack``): the queue is exclusive, so an
-unacknowledged event could only ever go back to this same consumer, and one
-lost with a dead connection is recovered anyway. Each connection fills a gap in
-``seq`` from the store's event log, and after a reconnect every connection
-catches up from the store, since the last event of a project may be among those
-lost (no later event would reveal the gap).
+Bounded at every step, so a replica that falls behind cannot grow its memory:
+deliveries are acknowledged after routing, with a prefetch (the channel's), so
+the broker holds the backlog, not this process; the queue holds at most
+``max_length`` events and drops the oldest past that. Each dropped event is
+dead-lettered into a second exclusive queue, ``….overflow``, which keeps only
+the latest one: a signal, not a store. On that signal every connection catches
+up from the store's event log (or gets a snapshot when the log no longer
+reaches back), since a dropped event may be a project's last one and no later
+event would reveal the gap.
+
+Each connection also fills a gap in ``seq`` from the event log, and after a
+reconnect every connection catches up from the store, for the same reason.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,15 +56,38 @@ def parse_event(incoming: AbstractIncomingMessage) -> Event | None:
 
 @asynccontextmanager
 async def fanout(
-    connection: AbstractRobustConnection, channel: AbstractChannel, topology: Topology, hub: Hub
+    connection: AbstractRobustConnection,
+    channel: AbstractChannel,
+    topology: Topology,
+    hub: Hub,
+    *,
+    max_length: int,
 ) -> AsyncIterator[str]:
-    """Consume this replica's queue into ``hub`` until exit; yields the queue's name."""
-    queue = await channel.declare_queue(
-        topology.fanout_queue(uuid.uuid4().hex),
+    """Consume this replica's queue into ``hub`` until exit; yields the queue's name.
+
+    ``channel`` needs a prefetch (see ``amqp_channel``): it bounds the events
+    this process holds at once.
+    """
+    replica_id = uuid.uuid4().hex
+    overflow = await channel.declare_queue(
+        topology.fanout_overflow_queue(replica_id),
         durable=False,
         exclusive=True,
         auto_delete=True,
-        arguments={"x-queue-type": "classic"},
+        arguments={"x-queue-type": "classic", "x-max-length": 1},
+    )
+    queue = await channel.declare_queue(
+        topology.fanout_queue(replica_id),
+        durable=False,
+        exclusive=True,
+        auto_delete=True,
+        arguments={
+            "x-queue-type": "classic",
+            "x-max-length": max_length,
+            "x-overflow": "drop-head",
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": overflow.name,
+        },
     )
     for key in EVENT_BINDING_KEYS:
         await queue.bind(topology.events_exchange, key)
@@ -68,22 +98,39 @@ async def fanout(
         event = parse_event(incoming)
         if event is None:
             FANOUT_EVENTS_TOTAL.labels(outcome="invalid").inc()
-            return
-        routed = hub.route(event)
-        FANOUT_EVENTS_TOTAL.labels(outcome="routed" if routed else "unwatched").inc()
+        else:
+            routed = hub.route(event)
+            FANOUT_EVENTS_TOTAL.labels(outcome="routed" if routed else "unwatched").inc()
+        await _ack(incoming)
+
+    async def on_overflow(incoming: AbstractIncomingMessage) -> None:
+        FANOUT_EVENTS_TOTAL.labels(outcome="dropped").inc()
+        log.warning("fanout_overflowed", watched_projects=hub.watched(), max_length=max_length)
+        hub.catch_up_all()
+        await _ack(incoming)
 
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         log.warning("fanout_reconnected", watched_projects=hub.watched())
         hub.catch_up_all()
 
-    consumer_tag = await queue.consume(on_message, no_ack=True)
+    consumer_tags = [
+        (overflow, await overflow.consume(on_overflow)),
+        (queue, await queue.consume(on_message)),
+    ]
     connection.reconnect_callbacks.add(on_reconnect)
-    log.info("fanout_started", queue=queue.name)
+    log.info("fanout_started", queue=queue.name, max_length=max_length)
     try:
         yield queue.name
     finally:
         connection.reconnect_callbacks.discard(on_reconnect)
-        try:
-            await queue.cancel(consumer_tag)
-        except (AMQPError, ChannelInvalidStateError, ConnectionError):
-            log.warning("fanout_cancel_failed")
+        for consumed, tag in consumer_tags:
+            try:
+                await consumed.cancel(tag)
+            except (AMQPError, ChannelInvalidStateError, ConnectionError):
+                log.warning("fanout_cancel_failed", queue=consumed.name)
+
+
+async def _ack(incoming: AbstractIncomingMessage) -> None:
+    # A channel lost meanwhile drops the queue with it (exclusive): nothing to settle.
+    with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+        await incoming.ack()

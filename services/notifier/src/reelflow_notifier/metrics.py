@@ -28,6 +28,6 @@ WS_OVERFLOWS_TOTAL = Counter(
 
 FANOUT_EVENTS_TOTAL = Counter(
     "reelflow_fanout_events_total",
-    "Events this replica received from its fan-out queue, by outcome (routed, unwatched, invalid).",
+    "Events this replica's fan-out queue received (routed, unwatched, invalid) or dropped.",
     ["outcome"],
 )

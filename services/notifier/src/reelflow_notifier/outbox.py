@@ -1,8 +1,14 @@
-"""A connection's queue of things to send, bounded in events: a slow reader gets a snapshot.
+"""A connection's queue of things to send, bounded: a slow reader gets a snapshot.
 
 Items are kept in arrival order, each tagged with its project. The sender takes
 them one at a time; only it reads the store and writes to the socket, so the
 order a client sees is the order decided here.
+
+Bounded whatever a client does: at most ``max_backlog`` events, as many
+notices, and one pending Start, Snapshot or CatchUp per watched project (each
+reads the store when it is sent, so a second one queued behind it would add
+nothing). A client that subscribes again and again, or a replica that catches
+up again and again, without the client reading, queues nothing more.
 """
 
 from __future__ import annotations
@@ -53,10 +59,21 @@ class Outbox:
         self._entries: deque[Entry] = deque()
         self._events = 0
         self._notices = 0
+        #: projects with a Start, Snapshot or CatchUp queued
+        self._pending_reads: set[str] = set()
         self._max_backlog = max_backlog
         self._ready = asyncio.Event()
 
-    def put(self, project_id: str, item: Item) -> None:
+    def put(self, project_id: str, item: Start | Snapshot | CatchUp) -> None:
+        """Queue a read of the store for ``project_id`` (at most one is ever pending).
+
+        A Start replaces whatever the project had queued: the watch starts over.
+        """
+        if isinstance(item, Start):
+            self._drop(project_id)
+        elif project_id in self._pending_reads:
+            return  # the read already queued happens later, so it sees at least as much
+        self._pending_reads.add(project_id)
         self._append((project_id, item))
 
     def notice(self, message: WireMessage) -> None:
@@ -83,8 +100,9 @@ class Outbox:
         notices = [entry for entry in self._entries if isinstance(entry, Notice)]
         self._entries = deque(notices)
         self._events = 0
-        for project_id in project_ids:
-            self._append((project_id, Snapshot(reason)))
+        self._pending_reads.clear()
+        for project_id in dict.fromkeys(project_ids):
+            self.put(project_id, Snapshot(reason))
 
     async def get(self) -> Entry:
         while not self._entries:
@@ -95,10 +113,23 @@ class Outbox:
             self._notices -= 1
         elif isinstance(entry[1], EVENT_CLASSES):
             self._events -= 1
+        else:
+            self._pending_reads.discard(entry[0])
         return entry
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def _drop(self, project_id: str) -> None:
+        """Forget every item queued for ``project_id``."""
+        kept: deque[Entry] = deque()
+        for entry in self._entries:
+            if isinstance(entry, Notice) or entry[0] != project_id:
+                kept.append(entry)
+            elif isinstance(entry[1], EVENT_CLASSES):
+                self._events -= 1
+        self._entries = kept
+        self._pending_reads.discard(project_id)
 
     def _append(self, entry: Entry) -> None:
         self._entries.append(entry)

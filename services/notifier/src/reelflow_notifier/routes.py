@@ -7,7 +7,9 @@ because a browser cannot see the HTTP status of a refused handshake:
 code  meaning                                   what a client does
 ====  ========================================  ====================================
 4400  bad query (``after_seq`` not an int ≥ 0)   fix the URL
-4401  no API key, or an unknown one              stop; ask for a valid key
+4401  no API key, an unknown one, a used or      a new ticket if the key is valid,
+      expired ticket; or the key was revoked     else stop and ask for a valid key
+      while connected
 4404  no such project for this key's tenant      stop (another tenant's project too)
 1011  server error (e.g. database unreachable)   reconnect later with ``after_seq``
 1012  server restarting (a deploy)              reconnect with ``after_seq``
@@ -25,13 +27,13 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_notifier.auth import authenticate
+from reelflow_notifier.auth import Credential, authenticate
+from reelflow_notifier.keywatch import CLOSE_UNAUTHORIZED
 from reelflow_notifier.multiplex import Subscriptions
 from reelflow_notifier.session import CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR, Session
 from reelflow_notifier.state import NotifierState, state_of
 
 CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
 
 log = get_logger(__name__)
 
@@ -41,9 +43,10 @@ async def project_socket(websocket: WebSocket) -> None:
     state = state_of(websocket)
     project_id: str = websocket.path_params["project_id"]
     with bound_context(project_id=project_id):
-        tenant_id = await _accept(websocket, state)
-        if tenant_id is None:
+        credential = await _accept(websocket, state)
+        if credential is None:
             return
+        tenant_id = credential.tenant_id
         raw_after = websocket.query_params.get("after_seq")
         after_seq = _parse_seq(raw_after)
         if raw_after is not None and after_seq is None:
@@ -62,24 +65,26 @@ async def project_socket(websocket: WebSocket) -> None:
         session = _session(websocket, state, tenant_id, close_when_gone=True)
         session.watch(project_id, after_seq)
         log.info("ws_opened", after_seq=after_seq)
-        await session.serve()
+        with state.key_watch.watching(credential, session):
+            await session.serve()
 
 
 async def multiplex_socket(websocket: WebSocket) -> None:
     """Live changes of the projects the client subscribes to."""
     state = state_of(websocket)
-    tenant_id = await _accept(websocket, state)
-    if tenant_id is None:
+    credential = await _accept(websocket, state)
+    if credential is None:
         return
-    session = _session(websocket, state, tenant_id, close_when_gone=False)
+    session = _session(websocket, state, credential.tenant_id, close_when_gone=False)
     subscriptions = Subscriptions(
         session,
-        tenant_id=tenant_id,
+        tenant_id=credential.tenant_id,
         projects=state.projects,
         limit=state.settings.ws_max_subscriptions,
     )
     log.info("ws_opened", multiplexed=True)
-    await session.serve(subscriptions.handle)
+    with state.key_watch.watching(credential, session):
+        await session.serve(subscriptions.handle)
 
 
 def routes() -> list[WebSocketRoute]:
@@ -89,18 +94,18 @@ def routes() -> list[WebSocketRoute]:
     ]
 
 
-async def _accept(websocket: WebSocket, state: NotifierState) -> str | None:
-    """Accept, then the tenant; a client without a valid key is closed with 4401."""
+async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | None:
+    """Accept, then the credential; a client without a valid one is closed with 4401."""
     await websocket.accept()
     try:
-        tenant_id = await authenticate(websocket, state.api_keys)
+        credential = await authenticate(websocket, state.api_keys, state.tickets)
     except Exception:
         log.exception("ws_authentication_failed")
         await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
         return None
-    if tenant_id is None:
-        await websocket.close(CLOSE_UNAUTHORIZED, "missing or unknown API key")
-    return tenant_id
+    if credential is None:
+        await websocket.close(CLOSE_UNAUTHORIZED, "missing or unknown API key or ticket")
+    return credential
 
 
 def _session(

@@ -54,6 +54,8 @@ class Session:
         self._feeds: dict[str, Feed] = {}
         self._close_when_gone = close_when_gone
         self._sent = 0
+        self._ending: tuple[int, str] | None = None
+        self._ended = asyncio.Event()
 
     # --- called by the endpoint ------------------------------------------------
 
@@ -85,21 +87,34 @@ class Session:
     def notice(self, message: WireMessage) -> None:
         self._outbox.notice(message)
 
+    def end(self, code: int, reason: str) -> None:
+        """Close the connection with ``code`` as soon as :meth:`serve` sees it (no I/O here)."""
+        if self._ending is None:
+            self._ending = (code, reason)
+            self._ended.set()
+
     async def serve(self, on_text: TextHandler | None = None) -> None:
         """Send until the client leaves or the connection fails; client text goes to ``on_text``."""
         WS_CONNECTIONS.inc()
         started = time.monotonic()
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop(on_text))
+        ended = asyncio.create_task(self._ended.wait())
+        tasks = (sender, receiver, ended)
         try:
-            done, _ = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done and (exc := receiver.exception()) is not None:
                 log.error("ws_receive_failed", exc_info=exc)
                 await self._close(CLOSE_SERVER_ERROR, "server error; reconnect with after_seq")
+            elif ended in done and self._ending is not None:
+                # The sender is stopped first: only one task ever writes to the socket.
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+                await self._close(*self._ending)
         finally:
-            for task in (sender, receiver):
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             for project_id in list(self._feeds):
                 self.unwatch(project_id)
             WS_CONNECTIONS.dec()

@@ -17,3 +17,15 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
     ws_max_subscriptions: int = Field(
         default=100, ge=1, description="projects one multiplexed connection may watch at once"
     )
+    fanout_max_length: int = Field(
+        default=10_000,
+        ge=1,
+        description="events queued for this replica; past it the oldest are dropped and"
+        " every connection catches up from the store",
+    )
+    fanout_prefetch: int = Field(
+        default=256, ge=1, description="events this replica holds in memory at once"
+    )
+    ws_key_check_interval_s: float = Field(
+        default=5, gt=0, description="how often open sockets' API keys are re-validated"
+    )

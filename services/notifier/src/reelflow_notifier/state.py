@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket
 
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.settings import Settings
 
 
@@ -17,6 +19,8 @@ class NotifierState:
     projects: ProjectStore
     api_keys: ApiKeyStore
     hub: Hub
+    tickets: WsTicketStore
+    key_watch: KeyWatch
 
 
 def state_of(websocket: WebSocket) -> NotifierState:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from contextlib import AsyncExitStack
 
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
+from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
 from reelflow_common.clock import DbClock
-from reelflow_common.lifecycle import every, shutdown_event
+from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import CheckClip, CheckHintedTasks
-from reelflow_common.mongo import mongo_database, ping
-from reelflow_common.ops import amqp_ready, ops_app, serve_ops
+from reelflow_common.mongo import Indexes, mongo_database
+from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
+from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, Topology, declare_topology
@@ -28,31 +31,56 @@ def poll_policy(settings: Settings) -> Policy:
     return Policy(max_age_s=settings.poll_max_age_s, not_found_grace_s=settings.not_found_grace_s)
 
 
-async def main(settings: Settings | None = None, *, stop: asyncio.Event | None = None) -> None:
-    """Track Runware tasks until SIGTERM."""
+async def main(
+    settings: Settings | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+) -> None:
+    """Track Runware tasks until SIGTERM; wait for RabbitMQ and MongoDB first, however long.
+
+    ``sock``, an already bound socket, serves the operations endpoints instead
+    of ``http_host``/``http_port`` (tests bind port 0 to get a free one).
+    """
     settings = settings or Settings()
     configure_logging(settings, service="poller")
     stop = stop or shutdown_event()
+    readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            ops_server(ops_app(readiness), settings.http_host, settings.http_port, sock=sock)
+        )
         db = await stack.enter_async_context(mongo_database(settings))
-        connection = await stack.enter_async_context(amqp_connection(settings, name="poller"))
-        channel = await stack.enter_async_context(
-            amqp_channel(connection, prefetch=settings.poll_concurrency)
-        )
-        # consume() sets the prefetch of the channel it is given: one channel per consumer.
-        hint_channel = await stack.enter_async_context(
-            amqp_channel(connection, prefetch=settings.poll_concurrency)
-        )
-        runware = await stack.enter_async_context(RunwareClient.open(settings))
-        topology = Topology.from_settings(settings)
-        await declare_topology(channel, topology)
-        clock = DbClock(db)
+        # Local time until the first reading: the clock never waits for MongoDB.
+        clock = await stack.enter_async_context(DbClock(db).running())
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
-        await projects.ensure_indexes()
+        indexes = await stack.enter_async_context(
+            Indexes(db, [projects.ensure_indexes]).in_background()
+        )
+        readiness["mongodb"] = indexes.ready
+        try:
+            connection = await stack.enter_async_context(
+                amqp_connection(settings, name="poller", stop=stop)
+            )
+            readiness["rabbitmq"] = amqp_ready(connection)
+            channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.poll_concurrency)
+            )
+            # consume() sets the prefetch of the channel it is given: one channel per consumer.
+            hint_channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.poll_concurrency)
+            )
+            topology = Topology.from_settings(settings)
+            await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
+            await indexes.wait(stop=stop)
+        except Stopped as stopped:
+            log.info("poller_stopped_while_waiting", dependency=str(stopped))
+            return
+        runware = await stack.enter_async_context(RunwareClient.open(settings))
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         recorder = ClipRecorder(projects, publisher)
         policy = poll_policy(settings)
-        planner = settings.poll_planner()
+        planner = FixedLadderPlanner.from_settings(settings)
         checks = CheckHandler(
             recorder,
             runware,
@@ -73,7 +101,6 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
             grace_s=settings.reconcile_grace_s,
             batch_size=settings.reconcile_batch_size,
         )
-        ops = ops_app({"rabbitmq": amqp_ready(connection), "mongodb": lambda: ping(db)})
         log.info("poller_started", runware=settings.runware_base_url)
         await asyncio.gather(
             consume(
@@ -99,7 +126,11 @@ async def main(settings: Settings | None = None, *, stop: asyncio.Event | None =
                 drain_timeout_s=settings.drain_timeout_s,
             ),
             every(settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"),
-            clock.run(stop),
-            serve_ops(ops, settings.http_host, settings.http_port, stop),
+            every(
+                DEPTH_INTERVAL_S,
+                lambda: report_dead_letter_depths(connection, topology, [CHECK_CLIP, HINTED_CHECK]),
+                stop=stop,
+                name="dead_letter_depths",
+            ),
         )
     log.info("poller_stopped")

@@ -9,6 +9,7 @@ from pymongo import AsyncMongoClient
 from reelflow_common.clock import server_time_of
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.migration import migrate_v1_projects
+from reelflow_common.store.tickets import WsTicketStore
 
 
 async def prepare_database(mongo_url: str, database: str) -> int:
@@ -29,6 +30,7 @@ async def prepare_database(mongo_url: str, database: str) -> int:
         db = client[database]
         await ProjectStore(db).ensure_indexes()
         await ApiKeyStore(db).ensure_indexes()
+        await WsTicketStore(db).ensure_indexes()
         return await migrate_v1_projects(db, now=await server_time_of(db))
     finally:
         await client.close()

@@ -142,6 +142,7 @@ def main() -> None:
 
         say()
         say("reelflow is running.")
+        say("  Dashboard  http://127.0.0.1:8000/   (sign in with the key below)")
         say("  REST API   http://127.0.0.1:8000/v1/projects   (docs: http://127.0.0.1:8000/docs)")
         say("  WebSocket  ws://127.0.0.1:8001/v1/ws/projects/{project_id}?token=<key>")
         say(f"  dev key    {dev_key}")

@@ -66,10 +66,11 @@ class SimServer:
             self.sim.state.public_url = self.url
         uvicorn_config = uvicorn.Config(
             create_app(self.sim),
-            log_level=config.log_level,
+            # In process, leave the host's logging alone: records propagate to the root logger,
+            # and uvicorn's loggers keep the host's levels (they are process-wide).
+            log_level=None if in_process else config.log_level,
             access_log=False,
             timeout_graceful_shutdown=5,
-            # In process, leave the host's logging alone: records propagate to the root logger.
             log_config=None if in_process else uvicorn.config.LOGGING_CONFIG,
         )
         self._server = _Server(uvicorn_config, handle_signals=not in_process)

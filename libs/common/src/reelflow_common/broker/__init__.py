@@ -2,8 +2,8 @@
 
 from reelflow_common.broker.connection import amqp_channel, amqp_connection
 from reelflow_common.broker.consume import consume
-from reelflow_common.broker.policy import is_transient
 from reelflow_common.broker.publisher import Publisher, PublishError
+from reelflow_common.transient import is_transient
 
 __all__ = [
     "PublishError",

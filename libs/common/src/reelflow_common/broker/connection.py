@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
+from reelflow_common.lifecycle import wait_for
 from reelflow_common.logging import get_logger
 from reelflow_common.settings import AmqpSettings
 
@@ -20,19 +21,27 @@ async def amqp_connection(
     settings: AmqpSettings,
     *,
     name: str,
+    stop: asyncio.Event | None = None,
     reconnect_interval_s: float = 2.0,
     close_timeout_s: float = 10.0,
 ) -> AsyncIterator[AbstractRobustConnection]:
     """A connection that reconnects by itself and restores its channels and consumers.
 
     ``name`` shows in the RabbitMQ management UI, so an operator can tell the
-    services' connections apart. The first connect fails fast: a process that
-    cannot reach the broker at start should exit and be restarted, not hang.
+    services' connections apart. The first connect waits for the broker, logging
+    each failed attempt, until it answers (or ``stop`` is set: ``Stopped``): a
+    service started before RabbitMQ serves ``/healthz``, reports itself unready,
+    and carries on once the broker is there, instead of exiting.
     """
-    connection = await aio_pika.connect_robust(
-        settings.amqp_url.get_secret_value(),
-        client_properties={"connection_name": name},
-        reconnect_interval=reconnect_interval_s,
+    url = settings.amqp_url.get_secret_value()
+    connection = await wait_for(
+        "rabbitmq",
+        lambda: aio_pika.connect_robust(
+            url,
+            client_properties={"connection_name": name},
+            reconnect_interval=reconnect_interval_s,
+        ),
+        stop=stop,
     )
     try:
         yield connection

@@ -6,15 +6,28 @@ what happened                      what the consumer does
 handler returned                   ack
 body not JSON / not the model /    reject → ``<queue>.dlq``, never retried
 wrong ``type`` / ``InvalidMessage``
-transient failure (outage)         republish to the wait queue with
+transient failure (an outage)      republish to the wait queue with
                                    ``x-reelflow-retries`` + 1, then ack;
                                    retried for as long as the outage lasts
-anything else (a bug)              nack + requeue; on the last allowed
-                                   delivery reject → ``<queue>.dlq``
+anything else (a bug)              republish to the wait queue with
+                                   ``x-reelflow-failures`` + 1, then ack; the
+                                   ``max_deliveries``-th failure is rejected
+                                   → ``<queue>.dlq`` with a log line
 =================================  ==========================================
 
-Publishing the retry before acknowledging the original means a crash in
+Publishing the copy before acknowledging the original means a crash in
 between makes a duplicate, never a loss; handlers are idempotent for that.
+
+When the broker refuses the copy (unconfirmed, queue full, connection lost),
+the original is neither acked nor nacked: the consumer waits (``Topology.retry``)
+and publishes again, in-process, until the broker takes it, the delivery's
+channel dies (the broker then redelivers the original), or ``stop`` is set (the
+original goes back when the channel closes). So a broker problem never spends a
+message's failure count. Bugs are counted in our own header, never from the
+broker's ``x-delivery-count``, which also counts the redeliveries of lost
+connections; the broker's ``x-delivery-limit`` stays, far higher, as the
+backstop for a message that crashes its consumer outright (see
+``topology.BACKSTOP_DELIVERY_LIMIT``).
 """
 
 from __future__ import annotations
@@ -28,24 +41,26 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from reelflow_common.broker.policy import is_transient, retry_delay_ms
 from reelflow_common.broker.publisher import Publisher, PublishError
 from reelflow_common.errors import InvalidMessage
+from reelflow_common.lifecycle import stopped_within
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Message
 from reelflow_common.metrics import MESSAGE_SECONDS, MESSAGES_TOTAL
 from reelflow_common.topology import (
+    HEADER_FAILURES,
     HEADER_PROJECT_ID,
     HEADER_REQUEST_ID,
     HEADER_RETRIES,
     HEADER_TASK_UUID,
     Topology,
 )
+from reelflow_common.transient import is_transient
 
 M = TypeVar("M", bound=Message)
 
-#: set by quorum queues on a redelivery: how many earlier deliveries failed
-HEADER_DELIVERY_COUNT = "x-delivery-count"
+#: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
+HEADER_PREFIX = "x-reelflow-"
 _CANCEL_TIMEOUT_S = 5.0
 
 log = get_logger(__name__)
@@ -72,7 +87,7 @@ async def consume(
     restores only the last one set after a reconnect: consumers sharing a
     channel should use the same ``concurrency``.
     """
-    policy = _Policy(topology, work_queue, model, handler, publisher)
+    policy = _Policy(topology, work_queue, model, handler, publisher, stop)
     in_flight: set[asyncio.Task[Any]] = set()
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
@@ -132,13 +147,17 @@ class _Policy:
         model: type[M],
         handler: Callable[[M], Awaitable[None]],
         publisher: Publisher,
+        stop: asyncio.Event,
     ) -> None:
         self._topology = topology
         self._queue = work_queue
+        # A work queue without a ladder could not be retried: refuse to consume it at all.
+        self._backoff = topology.backoffs[work_queue]
         self._model: type[Message] = model
         # The handler's parameter type matches ``model``; consume()'s signature checks that.
         self._handler: Callable[[Any], Awaitable[None]] = handler
         self._publisher = publisher
+        self._stop = stop
 
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
         headers = incoming.headers or {}
@@ -171,7 +190,7 @@ class _Policy:
         except Exception as exc:
             if is_transient(exc):
                 return await self._retry(incoming, headers, exc)
-            return await self._crashed(incoming, headers)
+            return await self._failed(incoming, headers, exc)
         return await _act(incoming.ack(), "acked")
 
     def _parse(self, incoming: AbstractIncomingMessage) -> Message:
@@ -191,23 +210,10 @@ class _Policy:
     async def _retry(
         self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
     ) -> str:
-        ladder = self._topology.ladders.get(self._queue)
-        if not ladder:  # a queue without wait queues cannot be retried later
-            return await self._crashed(incoming, headers)
         retries = _count(headers.get(HEADER_RETRIES))
-        delay_ms = retry_delay_ms(ladder, retries)
-        # Broker bookkeeping (x-death, x-delivery-count) describes the old copy, not this one.
-        forwarded: dict[str, Any] = {k: v for k, v in headers.items() if not k.startswith("x-")}
-        forwarded[HEADER_RETRIES] = retries + 1
-        try:
-            await self._publisher.republish(
-                self._topology.wait_queue(self._queue, delay_ms), incoming, headers=forwarded
-            )
-        except PublishError as publish_exc:
-            log.warning(
-                "message_retry_failed", queue=self._queue, error=str(publish_exc), cause=repr(exc)
-            )
-            return await _act(incoming.nack(requeue=True), "requeued")
+        delay_ms = self._backoff.rung_ms(retries)
+        if not await self._republish(incoming, headers, delay_ms, {HEADER_RETRIES: retries + 1}):
+            return "unsettled"
         log.warning(
             "message_retry_scheduled",
             queue=self._queue,
@@ -217,18 +223,70 @@ class _Policy:
         )
         return await _act(incoming.ack(), "retried")
 
-    async def _crashed(self, incoming: AbstractIncomingMessage, headers: HeadersType) -> str:
-        deliveries = _count(headers.get(HEADER_DELIVERY_COUNT)) + 1
-        if deliveries >= self._topology.max_deliveries:
-            log.exception(
+    async def _failed(
+        self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
+    ) -> str:
+        failures = _count(headers.get(HEADER_FAILURES)) + 1
+        if failures >= self._topology.max_deliveries:
+            log.error(
                 "message_dead_lettered",
                 queue=self._queue,
                 reason="handler failed on every delivery",
-                deliveries=deliveries,
+                failures=failures,
+                exc_info=exc,
             )
             return await _act(incoming.reject(requeue=False), "dead_lettered")
-        log.exception("message_failed", queue=self._queue, deliveries=deliveries)
-        return await _act(incoming.nack(requeue=True), "requeued")
+        log.error("message_failed", queue=self._queue, failures=failures, exc_info=exc)
+        # Later rather than at once: a bug that depends on timing may not recur.
+        delay_ms = self._backoff.rung_ms(failures - 1)
+        if not await self._republish(incoming, headers, delay_ms, {HEADER_FAILURES: failures}):
+            return "unsettled"
+        return await _act(incoming.ack(), "failed")
+
+    async def _republish(
+        self,
+        incoming: AbstractIncomingMessage,
+        headers: HeadersType,
+        delay_ms: int,
+        counters: dict[str, int],
+    ) -> bool:
+        """Publish the copy to the wait queue, however long the broker refuses it.
+
+        False when it gave up without publishing: the delivery's channel is gone
+        (the broker redelivers the original) or ``stop`` was set (the original
+        goes back when the channel closes). Either way the original stays unsettled.
+        """
+        # Broker bookkeeping (x-death, x-delivery-count) describes the old copy; ours carries on.
+        forwarded: dict[str, Any] = {
+            key: value
+            for key, value in headers.items()
+            if not key.startswith("x-") or key.startswith(HEADER_PREFIX)
+        }
+        forwarded |= counters
+        routing_key = self._topology.wait_queue(self._queue, delay_ms)
+        attempt = 0
+        while True:
+            try:
+                await self._publisher.republish(routing_key, incoming, headers=forwarded)
+                return True
+            except PublishError as exc:
+                if not _channel_open(incoming):
+                    log.warning(
+                        "message_republish_abandoned", queue=self._queue, reason="channel closed"
+                    )
+                    return False
+                pause_s = self._topology.retry.delay_s(attempt)
+                attempt += 1
+                log.warning(
+                    "message_republish_failed",
+                    queue=self._queue,
+                    attempt=attempt,
+                    retry_in_s=round(pause_s, 3),
+                    error=str(exc),
+                )
+            if await stopped_within(self._stop, pause_s):
+                log.warning("message_republish_abandoned", queue=self._queue, reason="stopping")
+                return False
 
 
 async def _act(settle: Awaitable[None], outcome: str) -> str:
@@ -239,6 +297,15 @@ async def _act(settle: Awaitable[None], outcome: str) -> str:
         log.warning("message_settle_failed", outcome=outcome, error=repr(exc))
         return "unsettled"
     return outcome
+
+
+def _channel_open(incoming: AbstractIncomingMessage) -> bool:
+    """Whether the delivery can still be settled: its own channel, not a reopened one, is open."""
+    try:
+        incoming.channel  # noqa: B018 (the property raises once that channel is closed)
+    except ChannelInvalidStateError:
+        return False
+    return True
 
 
 def _text(value: Any) -> str | None:

@@ -13,7 +13,7 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     HeadersType,
 )
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryError
 from aio_pika.exceptions import PublishError as ReturnedError
 
 from reelflow_common.errors import TransientError
@@ -28,17 +28,34 @@ _PUBLISH_FAILURES = (AMQPError, ChannelInvalidStateError, ConnectionError, Timeo
 
 
 class PublishError(TransientError):
-    """Not confirmed by the broker (nack, timeout, lost connection) or could not route it."""
+    """Not confirmed by the broker (refused, timeout, lost connection) or could not route it."""
 
 
 class Publisher:
-    """Publishes commands to work queues and events to the event exchange."""
+    """Publishes commands to work queues and events to the event exchange.
 
-    def __init__(self, channel: AbstractChannel, topology: Topology, *, timeout_s: float) -> None:
+    ``channel`` may be None at first, for a service that starts before RabbitMQ
+    answers: every publish is then a :class:`PublishError` until :meth:`attach`.
+    """
+
+    def __init__(
+        self, channel: AbstractChannel | None, topology: Topology, *, timeout_s: float
+    ) -> None:
         self._channel = channel
         self._topology = topology
         self._timeout_s = timeout_s
         self._events: AbstractExchange | None = None
+
+    def attach(self, channel: AbstractChannel) -> None:
+        """Publish on ``channel`` from now on (a confirm-mode channel, see ``amqp_channel``)."""
+        self._channel = channel
+        self._events = None
+
+    def _open_channel(self) -> AbstractChannel:
+        if self._channel is None:
+            PUBLISHED_TOTAL.labels(kind="any", result="not_connected").inc()
+            raise PublishError("not connected to RabbitMQ yet")
+        return self._channel
 
     async def send(
         self, work_queue: str, message: Message, *, delay_s: float | None = None
@@ -54,7 +71,7 @@ class Publisher:
         else:
             routing_key = self._topology.wait_queue_for(work_queue, delay_s)
         await self._publish(
-            self._channel.default_exchange,
+            self._open_channel().default_exchange,
             _amqp_message(message, message.headers()),
             routing_key,
             mandatory=True,
@@ -65,7 +82,7 @@ class Publisher:
         """Announce ``event`` on the event exchange; having no subscriber is fine."""
         if self._events is None:
             # Declared by declare_topology(); not re-checked on every publish.
-            self._events = await self._channel.get_exchange(
+            self._events = await self._open_channel().get_exchange(
                 self._topology.events_exchange, ensure=False
             )
         await self._publish(
@@ -98,7 +115,11 @@ class Publisher:
             app_id=original.app_id,
         )
         await self._publish(
-            self._channel.default_exchange, message, routing_key, mandatory=True, kind="retry"
+            self._open_channel().default_exchange,
+            message,
+            routing_key,
+            mandatory=True,
+            kind="retry",
         )
 
     async def _publish(
@@ -116,6 +137,10 @@ class Publisher:
         except ReturnedError as exc:
             PUBLISHED_TOTAL.labels(kind=kind, result="unroutable").inc()
             raise PublishError(f"no queue for routing key {routing_key!r}") from exc
+        except DeliveryError as exc:
+            # A nack: the queue is full (x-overflow reject-publish) or the broker is in trouble.
+            PUBLISHED_TOTAL.labels(kind=kind, result="refused").inc()
+            raise PublishError(f"broker refused the publish to {routing_key!r}") from exc
         except _PUBLISH_FAILURES as exc:
             PUBLISHED_TOTAL.labels(kind=kind, result="unconfirmed").inc()
             raise PublishError(f"publish to {routing_key!r} not confirmed: {exc!r}") from exc

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from reelflow_common.settings import TopologySettings
+
 
 @dataclass(frozen=True)
 class ClipProfile:
@@ -36,8 +38,21 @@ class PollPlanner(Protocol):
         """Seconds from now to the next check of a task still processing ``elapsed_s`` in."""
         ...
 
-    def observe_completion(self, profile: ClipProfile, *, elapsed_s: float) -> None:
-        """A task of this profile was seen finished ``elapsed_s`` after submission."""
+    def observe_completion(
+        self,
+        profile: ClipProfile,
+        *,
+        elapsed_s: float,
+        since_s: float | None = None,
+        since_progress: int | None = None,
+    ) -> None:
+        """A task of this profile was seen finished ``elapsed_s`` after submission.
+
+        ``since_s``: when it was last seen processing (the previous check; 0 for the
+        first), so the finish lies in ``(since_s, elapsed_s]``, and ``since_progress``
+        the progress Runware reported then. ``since_s=None``: ``elapsed_s`` is the
+        finish itself (a webhook).
+        """
         ...
 
 
@@ -48,6 +63,15 @@ class FixedLadderPlanner:
     initial_s: float
     backoff: float
     cap_s: float
+
+    @classmethod
+    def from_settings(cls, settings: TopologySettings) -> FixedLadderPlanner:
+        """The poll schedule the settings describe (the same numbers as the poll ladder)."""
+        return cls(
+            initial_s=settings.poll_initial_delay_s,
+            backoff=settings.poll_backoff,
+            cap_s=settings.poll_max_delay_s,
+        )
 
     def first_check_s(self, profile: ClipProfile) -> float:
         return self.initial_s
@@ -65,5 +89,12 @@ class FixedLadderPlanner:
             return self.cap_s
         return min(self.cap_s, delay * self.backoff) if self.backoff > 1.0 else delay
 
-    def observe_completion(self, profile: ClipProfile, *, elapsed_s: float) -> None:
+    def observe_completion(
+        self,
+        profile: ClipProfile,
+        *,
+        elapsed_s: float,
+        since_s: float | None = None,
+        since_progress: int | None = None,
+    ) -> None:
         return None

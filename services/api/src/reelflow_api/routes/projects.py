@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
+from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
 from reelflow_common.commands import check_command, send_all, submit_command
@@ -164,7 +165,8 @@ async def create_project(
             await _dispatch(state, project, submit=scenes, request_id=request_id)
             log.info("project_created", clips=len(project.clips), model=project.model)
         wait_s = min(wait, state.settings.max_wait_s)
-        if wait_s > 0:
+        # With too many POSTs waiting already, this one answers at once (202, clips pending).
+        if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
         done = wait_s > 0 and project.counts.pending == 0
         return _status_response(project, status_code=200 if done else 202)

@@ -20,6 +20,7 @@ import httpx
 from pymongo import AsyncMongoClient, MongoClient
 from pymongo.errors import PyMongoError
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import (
     CHECK_CLIP,
@@ -28,7 +29,6 @@ from reelflow_common.topology import (
     SUBMIT_CLIP,
     WORK_QUEUES,
     Topology,
-    delay_ladder,
 )
 from reelflow_devtools.database import prepare_database
 from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
@@ -60,14 +60,24 @@ class StackConfig:
     #: a real MongoDB; None starts the embedded SecantusDB
     mongo_url: str | None = None
 
+    def poll_backoff_schedule(self) -> Backoff:
+        return Backoff(
+            first_s=self.poll_initial_delay_s, cap_s=self.poll_max_delay_s, factor=self.poll_backoff
+        )
+
     def poll_ladder_ms(self) -> tuple[int, ...]:
-        return delay_ladder(self.poll_initial_delay_s, self.poll_backoff, self.poll_max_delay_s)
+        return self.poll_backoff_schedule().rungs_ms()
 
     def topology(self, prefix: str) -> Topology:
-        retry = delay_ladder(self.retry_initial_delay_s, 2.0, self.retry_max_delay_s)
+        retry = Backoff(first_s=self.retry_initial_delay_s, cap_s=self.retry_max_delay_s)
         return Topology(
             prefix=prefix,
-            ladders={SUBMIT_CLIP: retry, CHECK_CLIP: self.poll_ladder_ms(), HINTED_CHECK: retry},
+            backoffs={
+                SUBMIT_CLIP: retry,
+                CHECK_CLIP: self.poll_backoff_schedule(),
+                HINTED_CHECK: retry,
+            },
+            retry=retry,
         )
 
 

@@ -3,8 +3,9 @@
 1. throughput and poll lag (K projects x N clips, created at once);
 2. WebSocket fan-out (M watchers on one project, the system otherwise idle);
 3. API latency (GET, then POST, under C concurrent clients);
-4. ground truth: every clip of every phase against the simulator's tasks;
-5. memory of every process after all of it.
+4. overload: a burst of B concurrent POSTs, each a 202 or an immediate 503;
+5. ground truth: every clip of every phase against the simulator's tasks;
+6. memory of every process after all of it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from reelflow_devtools.bench.launcher import (
     broker_answers,
     running_stack,
 )
+from reelflow_devtools.bench.overload import OverloadPlan, run_overload
 from reelflow_devtools.bench.report import Targets, checks, table, write_json
 from reelflow_devtools.bench.throughput import ThroughputPlan, run_throughput
 from reelflow_devtools.processes import StartError
@@ -46,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--get-requests", type=int, default=1500, help="API latency: GET /v1/projects/{id}")
     add("--post-requests", type=int, default=500, help="API latency: POST /v1/projects")
     add("--api-concurrency", type=int, default=20, help="API latency: clients in flight")
+    add("--burst", type=int, default=1000, help="overload: POSTs sent at once")
     add("--webhooks", action="store_true", help="let the simulator call back (default: poll only)")
     add("--log-level", default="INFO", help="the services' log level")
     add("--amqp-url", default=os.environ.get("REELFLOW_AMQP_URL", StackConfig.amqp_url))
@@ -104,13 +107,18 @@ async def run_phases(stack: BenchStack, args: argparse.Namespace) -> dict[str, A
         get_ids=throughput.project_ids,
     )
     cpu.phase_done("api")
+    _say(f"overload: {args.burst} POSTs at once")
+    overload_key, overload = await run_overload(stack, OverloadPlan(burst=args.burst))
+    cpu.phase_done("overload")
     _say("ground truth: every clip against the simulator's tasks")
-    truth = await check_ground_truth(stack, [throughput.key, api_key, fanout_key], deadline_s=120)
+    keys = [throughput.key, api_key, fanout_key, overload_key]
+    truth = await check_ground_truth(stack, keys, deadline_s=120)
     cpu.phase_done("drain_and_check")
     return {
         "throughput": throughput.results,
         "fanout": fanout,
         "api": api,
+        "overload": overload,
         "ground_truth": truth,
         "cpu_s": cpu.phases,
     }

@@ -22,6 +22,8 @@ class Targets:
     #: the poll lag may exceed the longest rung of the poll ladder by this much
     poll_lag_slack_ms: float = 250
     clips_per_s: float = 10
+    #: the slowest answer to a burst of ``--burst`` concurrent POSTs (202 or 503)
+    overload_max_ms: float = 5000
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ def checks(results: dict[str, Any], targets: Targets) -> list[Check]:
     api = results["api"]
     for kind in ("create_project", "get_project", "create_project_serial", "get_project_serial"):
         correct(f"{kind} requests that failed", sum(api[kind]["errors"].values()))
+    overload = results["overload"]
+    correct("burst answers neither 202 nor 503", overload["unexpected"])
+    correct(
+        "burst 503s without problem+json or Retry-After",
+        overload["refused_without_problem_or_retry_after"],
+    )
     correct("service processes that died", len(results["dead_processes"]))
 
     clips_per_s = throughput["clips_per_s"] or 0.0
@@ -96,6 +104,12 @@ def checks(results: dict[str, Any], targets: Targets) -> list[Check]:
         if label.endswith("="):
             label += str(stats["concurrency"])
         at_most(label, _ms(stats.get("p95_ms")), limit, "ms")
+    at_most(
+        f"slowest answer to {overload['burst']} POSTs at once",
+        _ms(overload["all"].get("max_ms")),
+        targets.overload_max_ms,
+        "ms",
+    )
     at_most(
         f"fan-out p95, change -> all {fanout['watchers']} watchers",
         _ms(fanout["change_to_all_watchers"].get("p95_ms")),
@@ -158,7 +172,15 @@ def table(results: dict[str, Any]) -> str:
                 f"{_pcts(stats)}, {stats['requests_per_s']} req/s",
             )
         )
+    overload = results["overload"]
     rows += [
+        (
+            f"burst of {overload['burst']} POSTs",
+            f"answered in {overload['wall_s']:.2f} s: {overload['statuses']}",
+        ),
+        ("  202", _pcts(overload["accepted"])),
+        ("  503", _pcts(overload["refused"])),
+        ("  /healthz meanwhile", _pcts(overload["healthz"])),
         (
             "fan-out",
             f"{fanout['watchers']} watchers connected in {fanout['connect_all_s']:.2f} s, "

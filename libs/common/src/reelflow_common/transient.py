@@ -1,8 +1,9 @@
-"""Which failures are worth a retry: decided by exception type, never by message text."""
+"""Which failures are outages worth waiting out: decided by exception type, never by text."""
 
 from __future__ import annotations
 
-from aio_pika.exceptions import AMQPConnectionError, ChannelInvalidStateError
+import httpx
+from aio_pika.exceptions import AMQPConnectionError, AMQPError, ChannelInvalidStateError
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from reelflow_common.errors import TransientError
@@ -25,6 +26,15 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) and exc.timeout
 
 
-def retry_delay_ms(ladder: tuple[int, ...], retries: int) -> int:
-    """The delay before retry number ``retries + 1``: up the ladder, then stay at its cap."""
-    return ladder[min(retries, len(ladder) - 1)]
+#: Anything MongoDB, RabbitMQ or an HTTP API can raise, outage or not. A request that met
+#: one is answered 503 (its cause is behind us, not in the request), whether or not a
+#: retry of the same message would help (that is :func:`is_transient`).
+BACKING_SERVICE_ERRORS: tuple[type[Exception], ...] = (
+    TransientError,
+    PyMongoError,  # ExecutionTimeout, WriteConcernError, AutoReconnect, OperationFailure, ...
+    AMQPError,
+    ChannelInvalidStateError,
+    httpx.HTTPError,
+    ConnectionError,
+    TimeoutError,
+)

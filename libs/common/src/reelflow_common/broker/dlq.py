@@ -1,0 +1,113 @@
+"""Dead-letter queues: how full they are, and moving their messages back to work.
+
+Only three kinds of message reach a DLQ (see ``broker.consume``): one that
+cannot be parsed, one a handler failed on ``max_deliveries`` times, and one
+caught in a crash loop. Each worker reports the depth of its own queues' DLQs
+as a gauge; an operator moves messages back once the cause is fixed
+(``reelflow-admin dlq requeue``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection, HeadersType
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+
+from reelflow_common.broker.connection import amqp_channel
+from reelflow_common.broker.publisher import Publisher
+from reelflow_common.logging import get_logger
+from reelflow_common.metrics import DEAD_LETTERS
+from reelflow_common.topology import WORK_QUEUES, Topology
+
+#: how often a worker reads the depth of its DLQs into the gauge
+DEPTH_INTERVAL_S = 15.0
+#: a depth read that takes longer than this is skipped (the broker is in trouble)
+_READ_TIMEOUT_S = 10.0
+
+log = get_logger(__name__)
+
+
+async def dead_letter_depths(
+    channel: AbstractChannel, topology: Topology, work_queues: Sequence[str] = WORK_QUEUES
+) -> dict[str, int]:
+    """Messages ready in each work queue's DLQ, keyed by work queue (unprefixed name)."""
+    depths: dict[str, int] = {}
+    for work_queue in work_queues:
+        # Straight to the broker: aio-pika answers a passive declare of a queue this
+        # channel declared before from its own cache, with the count of that time.
+        underlay = await channel.get_underlay_channel()
+        declared = await underlay.queue_declare(
+            topology.dead_letter_queue(work_queue), passive=True
+        )
+        depths[work_queue] = declared.message_count or 0
+    return depths
+
+
+async def report_dead_letter_depths(
+    connection: AbstractRobustConnection, topology: Topology, work_queues: Sequence[str]
+) -> dict[str, int]:
+    """Read the DLQs of ``work_queues`` into the ``reelflow_dead_letters`` gauge.
+
+    On a channel of its own: a queue that is missing closes the channel it was
+    asked about, which must not be a consumer's.
+    """
+    if not connection.connected.is_set():
+        return {}  # reconnecting: the gauge keeps its last value, readiness says the rest
+    async with asyncio.timeout(_READ_TIMEOUT_S), amqp_channel(connection) as channel:
+        depths = await dead_letter_depths(channel, topology, work_queues)
+    for work_queue, depth in depths.items():
+        DEAD_LETTERS.labels(queue=work_queue).set(depth)
+    return depths
+
+
+async def requeue_dead_letters(
+    channel: AbstractChannel,
+    topology: Topology,
+    work_queue: str,
+    *,
+    limit: int,
+    timeout_s: float = 10.0,
+) -> int:
+    """Move up to ``limit`` messages from ``work_queue``'s DLQ back to it; how many moved.
+
+    ``channel`` must be in confirm mode (``amqp_channel``): each message is
+    removed from the DLQ only once the broker has confirmed its copy on the work
+    queue, so a failure part-way loses nothing (at worst one message is in both).
+    The copy starts afresh: the broker's bookkeeping and our failure and retry
+    counters are dropped. At most the messages present at the start are moved,
+    so one that fails again at once is not moved twice. A refused copy (work
+    queue full) is left in the DLQ and raises ``PublishError``.
+    """
+    if work_queue not in WORK_QUEUES:
+        raise ValueError(f"not a work queue: {work_queue!r} (one of {', '.join(WORK_QUEUES)})")
+    depth = (await dead_letter_depths(channel, topology, [work_queue]))[work_queue]
+    dlq = await channel.get_queue(topology.dead_letter_queue(work_queue), ensure=False)
+    publisher = Publisher(channel, topology, timeout_s=timeout_s)
+    moved = 0
+    try:
+        while moved < min(limit, depth):
+            message = await dlq.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            try:
+                await publisher.republish(
+                    topology.queue(work_queue), message, headers=_fresh(message.headers)
+                )
+            except BaseException:
+                # Back to the DLQ at once; if the channel is gone the broker does that anyway.
+                with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+                    await message.nack(requeue=True)
+                raise
+            await message.ack()
+            moved += 1
+    finally:
+        log.info("dead_letters_requeued", queue=work_queue, moved=moved, limit=limit)
+    return moved
+
+
+def _fresh(headers: HeadersType) -> HeadersType:
+    """The message's own headers, without any ``x-`` bookkeeping (the broker's or ours)."""
+    return {key: value for key, value in headers.items() if not key.startswith("x-")}

@@ -1,0 +1,142 @@
+"""Completion times as a histogram on log-spaced buckets, and the generic prior.
+
+Bucket ``k`` holds times in ``[2**(k/16), 2**((k+1)/16))`` seconds: 16 buckets per
+doubling (4.4 % wide) from 1 s to 2**14 s (4.5 h); anything shorter counts in the
+first bucket, anything longer in the last. The scheme is fixed, so bucket numbers
+can be shared counters in MongoDB. Inside a bucket, mass is spread evenly in
+``log t``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from bisect import bisect_right
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+BUCKETS_PER_DOUBLING = 16
+N_BUCKETS = BUCKETS_PER_DOUBLING * 14
+_MAX_S = 2.0 ** (N_BUCKETS / BUCKETS_PER_DOUBLING)
+
+#: The generic prior for a model nobody has observed yet: log-normal, median 110 s,
+#: sigma 0.7 (5-95 % ≈ 35-350 s, 99.5 % ≈ 10 min). From public reports of Runware
+#: video generation (about 40 s to 5 min, a tail to about 10 min under load), not
+#: from any measurement of ours; observations replace it.
+PRIOR_MEDIAN_S = 110.0
+PRIOR_SIGMA = 0.7
+
+
+def edge(k: int) -> float:
+    """Lower edge of bucket ``k`` in seconds (``edge(N_BUCKETS)`` is the top)."""
+    return float(2.0 ** (k / BUCKETS_PER_DOUBLING))
+
+
+def bucket_of(seconds: float) -> int:
+    """The bucket that counts a completion ``seconds`` after submission."""
+    if seconds < 1.0:
+        return 0
+    return min(N_BUCKETS - 1, math.floor(BUCKETS_PER_DOUBLING * math.log2(seconds)))
+
+
+def _position(seconds: float) -> float:
+    """Continuous bucket coordinate: ``k + fraction`` of the way through bucket ``k``."""
+    if seconds <= 1.0:
+        return 0.0
+    if seconds >= _MAX_S:
+        return float(N_BUCKETS)
+    return BUCKETS_PER_DOUBLING * math.log2(seconds)
+
+
+def _normal_cdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A distribution of completion times; ``masses`` need not sum to one."""
+
+    masses: tuple[float, ...]
+    _cumulative: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.masses) != N_BUCKETS:
+            raise ValueError(f"a histogram has {N_BUCKETS} buckets, not {len(self.masses)}")
+        if any(m < 0 or not math.isfinite(m) for m in self.masses) or sum(self.masses) <= 0:
+            raise ValueError("bucket masses must be finite, non-negative and not all zero")
+        running, cumulative = 0.0, [0.0]
+        for mass in self.masses:
+            running += mass
+            cumulative.append(running)
+        object.__setattr__(self, "_cumulative", tuple(cumulative))
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[int, float]) -> Histogram:
+        masses = [0.0] * N_BUCKETS
+        for k, count in counts.items():
+            masses[k] += count
+        return cls(tuple(masses))
+
+    @classmethod
+    def log_normal(cls, median_s: float, sigma: float) -> Histogram:
+        """``median * exp(sigma * N(0, 1))``, with both tails folded into the end buckets."""
+        mu = math.log(median_s)
+        cdfs = [_normal_cdf((math.log(edge(k)) - mu) / sigma) for k in range(N_BUCKETS + 1)]
+        cdfs[0], cdfs[-1] = 0.0, 1.0
+        return cls(tuple(max(0.0, hi - lo) for lo, hi in itertools.pairwise(cdfs)))
+
+    @property
+    def total(self) -> float:
+        return self._cumulative[-1]
+
+    def normalized(self) -> Histogram:
+        total = self.total
+        return Histogram(tuple(m / total for m in self.masses))
+
+    def plus(self, counts: Mapping[int, float], prior_weight: float) -> Histogram:
+        """``counts`` with this distribution, scaled to ``prior_weight`` observations, added."""
+        scale = prior_weight / self.total
+        masses = [m * scale for m in self.masses]
+        for k, count in counts.items():
+            masses[k] += count
+        return Histogram(tuple(masses))
+
+    def cdf(self, seconds: float) -> float:
+        """P(completion ≤ seconds)."""
+        position = _position(seconds)
+        k = min(N_BUCKETS - 1, int(position))
+        below = self._cumulative[k] + self.masses[k] * (position - k)
+        return min(1.0, below / self.total)
+
+    def quantile(self, q: float) -> float:
+        """The smallest time by which a fraction ``q`` of completions are done."""
+        target = min(max(q, 0.0), 1.0) * self.total
+        k = min(N_BUCKETS - 1, max(0, bisect_right(self._cumulative, target) - 1))
+        while k > 0 and self.masses[k] == 0 and self._cumulative[k] >= target:
+            k -= 1
+        mass = self.masses[k]
+        fraction = 0.0 if mass == 0 else min(1.0, (target - self._cumulative[k]) / mass)
+        return float(2.0 ** ((k + fraction) / BUCKETS_PER_DOUBLING))
+
+    def spread(self, after_s: float, until_s: float) -> dict[int, float]:
+        """One completion known to lie in ``(after_s, until_s]``, split over the buckets
+        in proportion to this distribution there (one step of the EM estimate for
+        interval-censored data); evenly in ``log t`` where the distribution is empty."""
+        lo, hi = _position(max(0.0, after_s)), _position(until_s)
+        if hi <= lo:
+            return {bucket_of(until_s): 1.0}
+        shares: dict[int, float] = {}
+        for k in range(int(lo), min(N_BUCKETS - 1, int(hi)) + 1):
+            overlap = min(hi, k + 1.0) - max(lo, float(k))
+            if overlap > 0:
+                shares[k] = overlap
+        weighted = {k: share * self.masses[k] for k, share in shares.items()}
+        total = sum(weighted.values())
+        if total <= 0:
+            weighted, total = shares, sum(shares.values())
+        return {k: w / total for k, w in weighted.items() if w > 0}
+
+
+def generic_prior() -> Histogram:
+    """The prior of a model with no observations (see :data:`PRIOR_MEDIAN_S`)."""
+    return Histogram.log_normal(PRIOR_MEDIAN_S, PRIOR_SIGMA)

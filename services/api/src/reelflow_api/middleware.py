@@ -1,0 +1,209 @@
+"""Load shedding and body limits, as ASGI middleware: they act before any route or parser runs.
+
+* :class:`InFlightLimit` admits at most ``limit`` requests at once; one more is
+  answered ``503`` problem+json with ``Retry-After`` at once, without reading
+  its body or touching a backing service (the probes and ``/metrics`` are never
+  refused). Overload thus costs a client milliseconds, not a timeout, and the
+  requests admitted stay fast. A POST that waits for its clips (``?wait=``)
+  trades its slot for one of ``max_waiters`` (:func:`start_waiting`): waiting
+  costs the API almost nothing, and must not keep others out.
+* :class:`BodyLimit` answers ``413`` problem+json for a body over ``max_bytes``:
+  at once when ``Content-Length`` says so, else as soon as the bytes that
+  arrived pass it; and ``422`` for JSON text with an escaped lone surrogate
+  (``"\\ud800"``). Python's ``json`` accepts those and builds strings that
+  cannot be encoded again, so the route, MongoDB or the broker would fail later
+  with a 500; refusing them where the bytes enter covers every route.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+import pydantic_core
+from prometheus_client import Counter, Gauge
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reelflow_api.problems import (
+    RETRY_AFTER_OVERLOADED_S,
+    Problem,
+    problem_response,
+    unavailable,
+)
+
+#: where a request's in-flight slot is kept in its ASGI scope
+_SLOT_KEY = "reelflow.in_flight_slot"
+#: ``\ud800`` to ``\udfff`` as a JSON escape: only then is the body checked further
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+SHED_TOTAL = Counter(
+    "reelflow_api_requests_shed_total",
+    "Requests answered 503 at once because the API had too many in progress.",
+)
+IN_FLIGHT = Gauge("reelflow_api_requests_in_flight", "Requests in progress (waiters excluded).")
+WAITING = Gauge("reelflow_api_requests_waiting", "POSTs waiting for their clips (?wait=).")
+
+
+class _Slot:
+    """One admitted request: in flight, then perhaps waiting."""
+
+    __slots__ = ("limiter", "waiting")
+
+    def __init__(self, limiter: InFlightLimit) -> None:
+        self.limiter = limiter
+        self.waiting = False
+
+
+class InFlightLimit:
+    """At most ``limit`` requests in progress and ``max_waiters`` waiting; the rest get 503."""
+
+    def __init__(
+        self, app: ASGIApp, *, limit: int, max_waiters: int, exempt: Collection[str]
+    ) -> None:
+        self.app = app
+        self._limit = limit
+        self._max_waiters = max_waiters
+        self._exempt = frozenset(exempt)
+        self.in_flight = 0
+        self.waiting = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self._limit:
+            SHED_TOTAL.inc()
+            detail = "Too many requests in progress; try again after Retry-After seconds."
+            response = problem_response(unavailable(detail, retry_after_s=RETRY_AFTER_OVERLOADED_S))
+            await response(scope, receive, send)
+            return
+        slot = _Slot(self)
+        scope[_SLOT_KEY] = slot
+        self._count(in_flight=1)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if slot.waiting:
+                self._count(waiting=-1)
+            else:
+                self._count(in_flight=-1)
+
+    def start_waiting(self, slot: _Slot) -> bool:
+        if slot.waiting:
+            return True
+        if self.waiting >= self._max_waiters:
+            return False
+        slot.waiting = True
+        self._count(in_flight=-1, waiting=1)
+        return True
+
+    def _count(self, *, in_flight: int = 0, waiting: int = 0) -> None:
+        self.in_flight += in_flight
+        self.waiting += waiting
+        IN_FLIGHT.set(self.in_flight)
+        WAITING.set(self.waiting)
+
+
+def start_waiting(request: Request) -> bool:
+    """Turn this request's in-flight slot into a waiter's; False when too many wait already.
+
+    A route calls it before it waits for something slow that costs nothing
+    meanwhile (``?wait=``); on False it answers at once instead of waiting.
+    """
+    slot = request.scope.get(_SLOT_KEY)
+    if not isinstance(slot, _Slot):  # not admitted by the limiter (an exempt path)
+        return True
+    return slot.limiter.start_waiting(slot)
+
+
+class BodyLimit:
+    """Request bodies of at most ``max_bytes``, and no escaped lone surrogate in them."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self._max_bytes:
+            await problem_response(_too_large(self._max_bytes))(scope, receive, send)
+            return
+        body = _CheckedBody(receive, self._max_bytes)
+        started = False
+
+        async def send_watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, body.receive, send_watched)
+        except Problem as problem:
+            # Raised from ``receive`` where no exception handler was around to answer it.
+            if started or problem is not body.refused:
+                raise
+            await problem_response(problem)(scope, receive, send)
+
+
+class _CheckedBody:
+    """A ``receive`` that counts the body's bytes and checks the whole body before its end."""
+
+    def __init__(self, receive: Receive, max_bytes: int) -> None:
+        self._receive = receive
+        self._max_bytes = max_bytes
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.refused: Problem | None = None
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request":
+            return message
+        chunk: bytes = message.get("body", b"")
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
+            self._chunks.clear()
+            self.refused = _too_large(self._max_bytes)
+            raise self.refused
+        self._chunks.append(chunk)
+        if not message.get("more_body", False):
+            body = b"".join(self._chunks)
+            self._chunks.clear()
+            if (problem := _text_problem(body)) is not None:
+                self.refused = problem
+                raise problem
+        return message
+
+
+def _too_large(max_bytes: int) -> Problem:
+    return Problem(413, "Content Too Large", f"The request body is larger than {max_bytes} bytes.")
+
+
+def _text_problem(body: bytes) -> Problem | None:
+    """A 422 when ``body`` has an escaped lone surrogate (or is no JSON at all)."""
+    if _ESCAPED_SURROGATE.search(body) is None:
+        return None
+    try:
+        # pydantic-core's parser refuses lone surrogates, which Python's json accepts.
+        pydantic_core.from_json(body)
+    except ValueError as exc:
+        msg = (
+            "not valid JSON text (a \\ud800-\\udfff escape must be one half of"
+            f" a surrogate pair): {exc}"
+        )
+        return Problem(
+            422, "Invalid Request", f"body: {msg}", errors=[{"loc": ["body"], "msg": msg}]
+        )
+    return None
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = Headers(scope=scope).get("content-length")
+    if raw is None or not raw.isdigit():
+        return None  # absent or malformed: the bytes are counted as they arrive instead
+    return int(raw)

@@ -1,0 +1,161 @@
+"""The dashboard: static files at ``/`` and ``/static``, and ``GET /v1/config`` for clients.
+
+No build step: the page is plain JavaScript modules and CSS inside this package.
+``/v1/config`` tells a client where the notifier is and what a project may hold,
+so neither the page nor the CLI hard-codes a URL or a limit.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import annotated_types
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+from pydantic import BaseModel
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from reelflow_api.deps import State
+from reelflow_api.schemas import CreateProjectIn, SceneIn
+from reelflow_api.settings import Settings
+
+STATIC_DIR = Path(str(files("reelflow_api") / "static"))
+#: the notifier's default port: where ``make run`` puts it
+DEFAULT_NOTIFIER_PORT = 8001
+
+#: on every dashboard file; revalidated (ETag) so a new version shows on reload
+_FILE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+    "Referrer-Policy": "no-referrer",
+}
+
+router = APIRouter()
+
+
+class Defaults(BaseModel):
+    model: str
+    duration: float
+    width: int
+    height: int
+
+
+class Limits(BaseModel):
+    scenes: int
+    title_chars: int
+    prompt_chars: int
+    duration_max: float
+    size_min: int
+    size_max: int
+    size_step: int
+
+
+class ClientConfig(BaseModel):
+    ws_url: str
+    defaults: Defaults
+    limits: Limits
+
+
+@router.get("/v1/config", response_model=ClientConfig, tags=["clients"])
+async def client_config(request: Request, state: State) -> ClientConfig:
+    """Where the WebSocket is, and a project's defaults and limits (no API key needed)."""
+    settings = state.settings
+    return ClientConfig(
+        ws_url=ws_url(request, settings),
+        defaults=Defaults(
+            model=settings.default_model,
+            duration=settings.default_duration,
+            width=settings.default_width,
+            height=settings.default_height,
+        ),
+        limits=_LIMITS,
+    )
+
+
+@router.get("/", include_in_schema=False)
+async def dashboard(request: Request, state: State) -> Response:
+    return FileResponse(
+        STATIC_DIR / "index.html",
+        headers=_FILE_HEADERS | page_security_headers(ws_url(request, state.settings)),
+    )
+
+
+class DashboardFiles(StaticFiles):
+    """``/static``: the dashboard's modules, styles and icon, with its headers."""
+
+    def __init__(self) -> None:
+        super().__init__(directory=STATIC_DIR)
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(_FILE_HEADERS)
+        return response
+
+
+def ws_url(request: Request, settings: Settings) -> str:
+    """``public_ws_url``, or else the notifier's default port on the host the page came from."""
+    if settings.public_ws_url:
+        return settings.public_ws_url
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    host = request.url.hostname or "127.0.0.1"
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{DEFAULT_NOTIFIER_PORT}"
+
+
+def page_security_headers(ws_origin: str) -> dict[str, str]:
+    """The page may run only its own code and talk only to the API and the notifier.
+
+    Videos are the exception: their URLs are Runware's (or the simulator's), on
+    hosts the contract does not fix, so media may come from any http(s) origin;
+    a video cannot run script.
+    """
+    policy = "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            "media-src https: http:",
+            f"connect-src 'self' {ws_origin}",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "X-Frame-Options": "DENY",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+def _bound(model: type[BaseModel], field: str, kind: type[Any]) -> Any:
+    """One constraint of a field (``annotated_types.MaxLen``, ``Le``, …), read from the model."""
+    for constraint in model.model_fields[field].metadata:
+        if isinstance(constraint, kind):
+            return constraint
+    raise LookupError(f"{model.__name__}.{field} has no {kind.__name__}")
+
+
+# Read from the request models, so the form's limits are the ones the API enforces.
+_LIMITS = Limits(
+    scenes=_bound(CreateProjectIn, "scenes", annotated_types.MaxLen).max_length,
+    title_chars=_bound(CreateProjectIn, "title", annotated_types.MaxLen).max_length,
+    prompt_chars=_bound(SceneIn, "prompt", annotated_types.MaxLen).max_length,
+    duration_max=_bound(SceneIn, "duration", annotated_types.Le).le,
+    size_min=_bound(SceneIn, "width", annotated_types.Ge).ge,
+    size_max=_bound(SceneIn, "width", annotated_types.Le).le,
+    size_step=_bound(SceneIn, "width", annotated_types.MultipleOf).multiple_of,
+)

@@ -1,0 +1,40 @@
+"""``POST /v1/ws-tickets``: a single-use ticket that opens one WebSocket, for browsers.
+
+A browser cannot set headers on a WebSocket, and an API key in a URL ends up in
+proxy and ingress logs. A ticket lives a minute, opens one socket, and names no
+key: the notifier takes it as ``?ticket=``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from reelflow_api.deps import IndexesEnsured, State, TenantId, bearer_key
+from reelflow_api.problems import problem_responses
+from reelflow_common.store.timefmt import rfc3339
+
+router = APIRouter(prefix="/v1/ws-tickets", tags=["live updates"])
+
+
+class WsTicket(BaseModel):
+    ticket: str
+    expires_at: str
+    expires_in: int
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=WsTicket,
+    dependencies=[IndexesEnsured],
+    responses=problem_responses(401, 503),
+)
+async def create_ws_ticket(request: Request, state: State, tenant_id: TenantId) -> WsTicket:
+    """A ticket for ``/v1/ws?ticket=…``: valid for ``expires_in`` seconds, for one connection."""
+    issued = await state.tickets.issue(tenant_id, bearer_key(request))
+    return WsTicket(
+        ticket=issued.ticket,
+        expires_at=rfc3339(issued.expires_at),
+        expires_in=round(state.settings.ws_ticket_ttl_s),
+    )

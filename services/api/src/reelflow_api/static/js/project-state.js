@@ -1,0 +1,115 @@
+// A project as the page shows it, built from the WebSocket's messages. Pure: no DOM, no I/O.
+//
+// Messages are applied by seq: one at or below the seq already applied is old news
+// and changes nothing, so a clip never goes backwards on screen, whatever the order
+// in which a snapshot, a replay and live events arrive.
+
+const RANK = { queued: 0, processing: 1, success: 2, failed: 2, cancelled: 2 };
+export const TERMINAL = new Set(['success', 'failed', 'cancelled']);
+
+/** A state from a REST project status (no seq: any message replaces it). */
+export function fromStatus(status) {
+  return {
+    seq: -1,
+    id: status.project_id,
+    title: status.title ?? '',
+    status: status.status,
+    counts: countsOf(status),
+    cost: costOf(status.cost),
+    createdAt: status.created_at ?? null,
+    clips: clipsOf(status.results),
+    missing: false,
+  };
+}
+
+/** The state after ``message``; the same object when the message changes nothing. */
+export function apply(state, message) {
+  if (message.type === 'error') {
+    return /not found/.test(message.message ?? '') ? { ...(state ?? {}), missing: true } : state;
+  }
+  if (typeof message.seq !== 'number') return state;
+  if (state && message.seq <= state.seq) return state;
+  if (message.type === 'snapshot') {
+    return { ...fromStatus(message.project), seq: message.seq };
+  }
+  if (!state) return state; // an event before any snapshot: the snapshot will cover it
+  if (message.type === 'clip.updated') {
+    const counts = { ...message.counts };
+    return {
+      ...state,
+      seq: message.seq,
+      counts,
+      // A retry makes a finished project pending again; its final status comes with project.finished.
+      status: counts.pending > 0 ? 'generating' : state.status,
+      cost: withCost(state.cost, message.clip),
+      clips: withClip(state.clips, message.clip),
+    };
+  }
+  if (message.type === 'project.finished') {
+    return { ...state, seq: message.seq, status: message.status, counts: { ...message.counts } };
+  }
+  return { ...state, seq: message.seq };
+}
+
+export function isFinished(state) {
+  // The last clip.updated is followed by project.finished, which brings the final status.
+  return Boolean(state) && state.counts.pending === 0 && state.status !== 'generating';
+}
+
+export function failedClips(state) {
+  return state ? state.clips.filter((clip) => clip.status === 'failed') : [];
+}
+
+/** The project's cost totals as the API gives them: {usd, known, unknown}; null if absent. */
+function costOf(cost) {
+  if (!cost || typeof cost !== 'object' || typeof cost.usd !== 'number') return null;
+  return { usd: cost.usd, known: cost.known ?? 0, unknown: cost.unknown ?? 0 };
+}
+
+/** The totals after a clip.updated: the server adds a task's cost when it records its video. */
+function withCost(cost, clip) {
+  if (!cost || clip.status !== 'success') return cost;
+  return typeof clip.cost === 'number'
+    ? { ...cost, usd: cost.usd + clip.cost, known: cost.known + 1 }
+    : { ...cost, unknown: cost.unknown + 1 };
+}
+
+function countsOf(status) {
+  return {
+    total_clips: status.total_clips,
+    completed: status.completed,
+    pending: status.pending,
+    failed: status.failed,
+  };
+}
+
+function clipsOf(results) {
+  return (results ?? []).map((clip) => ({ ...clip })).sort((a, b) => a.scene_index - b.scene_index);
+}
+
+/** One clip per scene: a retry's new task replaces the failed one of its scene.
+ *
+ * An event carries the clip's current task only; its earlier tasks (``attempts``,
+ * from REST and snapshots) are kept, and a task that stops being the current one
+ * joins them, as the server records it.
+ */
+function withClip(clips, clip) {
+  const index = clips.findIndex((known) => known.scene_index === clip.scene_index);
+  if (index === -1) return clipsOf([...clips, clip]);
+  const known = clips[index];
+  // Belt and braces: the same task never moves to an earlier stage.
+  if (known.task_uuid === clip.task_uuid && RANK[clip.status] < RANK[known.status]) return clips;
+  let attempts = clip.attempts ?? known.attempts;
+  if (known.task_uuid !== clip.task_uuid) {
+    const earlier = (known.attempts ?? []).filter((attempt) => attempt.task_uuid !== clip.task_uuid);
+    attempts = [...earlier, attemptOf(known)];
+  }
+  const next = [...clips];
+  next[index] = attempts?.length ? { ...clip, attempts } : { ...clip };
+  return next;
+}
+
+function attemptOf(clip) {
+  const { task_uuid, status, video_url, cost, error, submitted_at, completed_at } = clip;
+  return { task_uuid, status, video_url, cost, error, submitted_at, completed_at };
+}

@@ -1,0 +1,138 @@
+// A new project: title, model, and scenes (prompt, duration, size). The API validates;
+// each error of its 422 answer is shown next to the field it names.
+
+import { h } from '../dom.js';
+
+export function mountNewProject(container, { api, config }) {
+  const { defaults, limits } = config;
+  const scenes = h('ol', { class: 'scenes', id: 'scenes', 'aria-describedby': 'error-scenes' });
+  const addScene = h('button', { type: 'button', onclick: () => { appendScene(); renumber(); focusLastPrompt(); } }, '+ Add scene');
+  const formError = h('p', { class: 'alert', role: 'alert', tabindex: '-1', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'primary' }, 'Create project');
+
+  const form = h('form', { class: 'card', novalidate: true },
+    h('h1', { tabindex: '-1' }, 'New project'),
+    formError,
+    field('title', 'Title', h('input', { id: 'title', name: 'title', maxlength: limits.title_chars, placeholder: 'Trip to Lisbon' })),
+    field('model', 'Model', h('input', { id: 'model', name: 'model', placeholder: defaults.model, spellcheck: 'false' }),
+      `Runware model (AIR id). Empty: ${defaults.model}.`),
+    h('fieldset', {},
+      h('legend', {}, `Scenes (1 to ${limits.scenes})`),
+      scenes,
+      h('p', { id: 'error-scenes', class: 'field-error' }),
+      addScene),
+    h('div', { class: 'actions' }, submit, h('a', { class: 'button', href: '#/' }, 'Cancel')),
+  );
+
+  function appendScene() {
+    scenes.append(h('li', { class: 'scene' }));
+  }
+
+  /** Ids follow the API's error locations (scenes.0.prompt), so errors find their field. */
+  function renumber() {
+    [...scenes.children].forEach((item, index) => {
+      const values = Object.fromEntries([...item.querySelectorAll('[name]')].map((el) => [el.name, el.value]));
+      item.replaceChildren(...sceneFields(index, values));
+    });
+    addScene.disabled = scenes.children.length >= limits.scenes;
+  }
+
+  function sceneFields(index, values) {
+    const id = (name) => `scenes.${index}.${name}`;
+    const input = (name, props) => h('input', {
+      id: id(name), name, type: 'number', inputmode: 'numeric', value: values[name] ?? '', ...props,
+    });
+    const remove = scenes.children.length > 1 && h('button', {
+      type: 'button', class: 'quiet', 'aria-label': `Remove scene ${index + 1}`,
+      onclick: () => { scenes.children[index].remove(); renumber(); focusLastPrompt(); },
+    }, 'Remove');
+    const prompt = h('textarea', {
+      id: id('prompt'), name: 'prompt', rows: 2, maxlength: limits.prompt_chars, required: true,
+      placeholder: 'tram climbing a steep street at dawn',
+    });
+    prompt.value = values.prompt ?? '';
+    return [
+      h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index + 1}`), remove),
+      field(id('prompt'), 'Prompt', prompt),
+      h('div', { class: 'row' },
+        field(id('duration'), 'Duration (s)', input('duration', { min: 1, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' })),
+        field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.width })),
+        field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.height }))),
+    ];
+  }
+
+  function focusLastPrompt() {
+    scenes.lastElementChild?.querySelector('textarea')?.focus();
+  }
+
+  function body() {
+    const value = (id) => form.querySelector(`[id="${id}"]`).value.trim();
+    const project = {
+      title: value('title'),
+      scenes: [...scenes.children].map((_, index) => {
+        const scene = { prompt: form.querySelector(`[id="scenes.${index}.prompt"]`).value };
+        for (const name of ['duration', 'width', 'height']) {
+          const raw = value(`scenes.${index}.${name}`);
+          if (raw !== '') scene[name] = Number(raw);
+        }
+        return scene;
+      }),
+    };
+    if (value('model')) project.model = value('model');
+    return project;
+  }
+
+  function clearErrors() {
+    formError.hidden = true;
+    for (const element of form.querySelectorAll('.field-error')) element.textContent = '';
+    for (const element of form.querySelectorAll('[aria-invalid]')) element.removeAttribute('aria-invalid');
+  }
+
+  /** Each error next to its field (loc ["body", "scenes", 0, "prompt"] -> #scenes.0.prompt). */
+  function showErrors(error) {
+    const unplaced = [];
+    for (const { loc = [], msg } of error.errors) {
+      const path = (loc[0] === 'body' ? loc.slice(1) : loc).join('.');
+      const slot = form.querySelector(`[id="error-${path || 'form'}"]`);
+      if (!slot) {
+        unplaced.push(path ? `${path}: ${msg}` : msg);
+        continue;
+      }
+      slot.textContent = slot.textContent ? `${slot.textContent}; ${msg}` : msg;
+      form.querySelector(`[id="${path}"]`)?.setAttribute('aria-invalid', 'true');
+    }
+    if (unplaced.length || !error.errors.length) {
+      formError.textContent = unplaced.length ? unplaced.join('\n') : error.message;
+      formError.hidden = false;
+    }
+    (form.querySelector('[aria-invalid="true"]') ?? formError).focus?.();
+  }
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    clearErrors();
+    submit.disabled = true;
+    try {
+      const project = await api.createProject(body());
+      location.hash = `#/projects/${encodeURIComponent(project.project_id)}`;
+    } catch (error) {
+      submit.disabled = false;
+      showErrors(error);
+    }
+  });
+
+  appendScene();
+  renumber();
+  container.append(form);
+}
+
+/** A label, the control, an optional hint, and the slot its errors go to. */
+function field(id, label, control, hint = '') {
+  const described = [hint && `hint-${id}`, `error-${id}`].filter(Boolean).join(' ');
+  control.setAttribute('aria-describedby', described);
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    control,
+    hint && h('p', { id: `hint-${id}`, class: 'muted' }, hint),
+    h('p', { id: `error-${id}`, class: 'field-error' }));
+}

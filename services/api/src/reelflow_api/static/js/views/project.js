@@ -1,0 +1,148 @@
+// One project: a card per clip in scene order, live; videos play in place; Retry and Cancel.
+
+import { h, formatCost, formatTotals, plural } from '../dom.js';
+import { TERMINAL, apply, failedClips, isFinished } from '../project-state.js';
+
+const STATUS_TEXT = {
+  queued: 'Queued',
+  processing: 'Generating…',
+  success: 'Done',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+};
+
+const FINISHED_TEXT = {
+  completed: 'Finished: every clip is ready.',
+  partial: 'Finished, but some clips failed.',
+  failed: 'Finished: every clip failed.',
+  cancelled: 'Cancelled.',
+};
+
+export function mountProject(container, { api, live }, projectId) {
+  let state = null;
+  const cards = new Map(); // scene_index -> {card, taskUuid, status}
+
+  const title = h('h1', { tabindex: '-1' }, 'Project');
+  const badge = h('span', { class: 'badge' });
+  const totals = h('p', { class: 'totals', id: 'totals', 'aria-live': 'polite' });
+  const cost = h('span', { class: 'cost' });
+  const finished = h('p', { class: 'finished', id: 'finished', role: 'status', hidden: true });
+  const actionError = h('p', { class: 'alert', role: 'alert', hidden: true });
+  const retry = h('button', { type: 'button', onclick: () => act(() => api.retry(projectId), retry) }, 'Retry failed');
+  const cancel = h('button', { type: 'button', class: 'danger', onclick: () => act(() => api.cancel(projectId), cancel) }, 'Cancel');
+  const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
+  const loading = h('p', { class: 'muted' }, 'Loading…');
+
+  container.append(
+    h('p', {}, h('a', { href: '#/' }, '← Projects')),
+    h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'meta' }, badge, cost)),
+      h('div', { class: 'actions' }, retry, cancel)),
+    totals, finished, actionError, loading, grid,
+  );
+
+  async function act(request, button) {
+    button.disabled = true;
+    actionError.hidden = true;
+    try {
+      await request(); // what changes arrives over the WebSocket, in order
+    } catch (error) {
+      actionError.textContent = error.message;
+      actionError.hidden = false;
+    } finally {
+      draw();
+    }
+  }
+
+  function draw() {
+    if (!state) return;
+    if (state.missing && state.seq === undefined) {
+      loading.textContent = 'No such project.';
+      return;
+    }
+    loading.hidden = true;
+    title.textContent = state.title || 'Untitled project';
+    document.title = `${title.textContent} · reelflow`;
+    badge.textContent = state.status;
+    badge.className = `badge status-${state.status}`;
+    const { counts } = state;
+    totals.textContent = `${counts.completed} completed / ${counts.pending} pending / ${counts.failed} failed of ${plural(counts.total_clips, 'clip')}`;
+    const spent = formatTotals(state.cost);
+    cost.textContent = spent ? `Cost ${spent}` : '';
+    const done = isFinished(state);
+    finished.hidden = !done;
+    finished.textContent = done ? (FINISHED_TEXT[state.status] ?? 'Finished.') : '';
+    finished.className = `finished status-${state.status}`;
+    retry.hidden = failedClips(state).length === 0;
+    retry.disabled = false;
+    cancel.hidden = done;
+    cancel.disabled = false;
+    for (const clip of state.clips) drawClip(clip);
+  }
+
+  /** Update a clip's card in place; its video element is made once per task, so it keeps playing. */
+  function drawClip(clip) {
+    let entry = cards.get(clip.scene_index);
+    if (!entry) {
+      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null };
+      cards.set(clip.scene_index, entry);
+      const after = [...cards.keys()].sort((a, b) => a - b).filter((index) => index > clip.scene_index)[0];
+      grid.insertBefore(entry.card, after === undefined ? null : cards.get(after).card);
+    }
+    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status) return;
+    entry.taskUuid = clip.task_uuid;
+    entry.status = clip.status;
+    const { card } = entry;
+    card.className = `clip status-${clip.status}`;
+    card.dataset.sceneIndex = String(clip.scene_index);
+    card.dataset.status = clip.status;
+    card.dataset.taskUuid = clip.task_uuid;
+    const parts = [
+      h('div', { class: 'clip-head' },
+        h('span', { class: 'scene-number' }, `Scene ${clip.scene_index + 1}`),
+        h('span', { class: `badge status-${clip.status}` }, STATUS_TEXT[clip.status] ?? clip.status)),
+      media(clip),
+    ];
+    if (clip.error) {
+      parts.push(h('p', { class: 'clip-error' }, clip.error.message ?? 'failed', clip.error.code ? ` (${clip.error.code})` : ''));
+    }
+    if (typeof clip.cost === 'number') parts.push(h('p', { class: 'muted' }, formatCost(clip.cost)));
+    if (clip.attempts?.length) parts.push(h('p', { class: 'muted attempts' }, earlierText(clip.attempts)));
+    card.replaceChildren(...parts);
+  }
+
+  const stopWatching = live.watch(projectId, (message) => {
+    const next = apply(state, message);
+    if (next !== state) {
+      state = next;
+      draw();
+    }
+  });
+  return stopWatching;
+}
+
+/** "Earlier tasks: failed (timeoutProvider), …": what a retried scene went through. */
+function earlierText(attempts) {
+  const each = attempts.map((attempt) => {
+    const code = attempt.error?.code ? ` (${attempt.error.code})` : '';
+    const cost = typeof attempt.cost === 'number' ? `, ${formatCost(attempt.cost)}` : '';
+    return `${attempt.status}${code}${cost}`;
+  });
+  return `Earlier ${attempts.length === 1 ? 'task' : 'tasks'}: ${each.join('; ')}`;
+}
+
+function media(clip) {
+  const label = `Scene ${clip.scene_index + 1}`;
+  if (clip.status === 'success' && clip.video_url) {
+    const video = h('video', {
+      src: clip.video_url, controls: true, autoplay: true, loop: true, playsinline: true,
+      preload: 'auto', 'aria-label': `${label} video`,
+    });
+    video.muted = true; // the attribute alone does not mute a video made by script; autoplay needs it
+    return video;
+  }
+  if (TERMINAL.has(clip.status)) return h('div', { class: 'placeholder' }, STATUS_TEXT[clip.status]);
+  // Runware reports no percentage: queued is an empty bar, generating an indeterminate one.
+  return h('div', { class: 'placeholder' }, h('progress', {
+    'aria-label': `${label}: ${STATUS_TEXT[clip.status]}`, value: clip.status === 'queued' ? 0 : null, max: 1,
+  }));
+}

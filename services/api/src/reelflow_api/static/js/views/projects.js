@@ -1,0 +1,86 @@
+// The tenant's projects, newest first, a page at a time (the list endpoint's cursor), live.
+
+import { h, formatDate, formatTotals } from '../dom.js';
+import { apply, fromStatus } from '../project-state.js';
+
+const PAGE_SIZE = 20;
+
+export function mountProjects(container, { api, live }) {
+  const cursors = [null]; // cursors[i] fetches page i; going back pops
+  let unwatchAll = [];
+  let disposed = false;
+
+  const list = h('ol', { class: 'project-list', 'aria-label': 'Projects' });
+  const newer = h('button', { type: 'button', onclick: () => { cursors.pop(); load(); } }, '← Newer');
+  const older = h('button', { type: 'button' }, 'Older →');
+  const pageInfo = h('span', { class: 'muted' });
+  const message = h('p', { class: 'muted', role: 'status' });
+
+  container.append(
+    h('div', { class: 'page-head' },
+      h('h1', { tabindex: '-1' }, 'Projects'),
+      h('a', { class: 'button primary', href: '#/new' }, 'New project')),
+    message,
+    list,
+    h('nav', { class: 'pager', 'aria-label': 'Pages' }, newer, pageInfo, older),
+  );
+
+  async function load() {
+    stopWatching();
+    message.textContent = 'Loading…';
+    let page;
+    try {
+      page = await api.listProjects({ cursor: cursors.at(-1), limit: PAGE_SIZE });
+    } catch (error) {
+      message.textContent = error.message;
+      return;
+    }
+    if (disposed) return;
+    message.textContent = page.items.length ? '' : (cursors.length === 1 ? 'No projects yet. Create one!' : 'No older projects.');
+    list.replaceChildren(...page.items.map((item) => row(fromStatus(item))));
+    newer.disabled = cursors.length === 1;
+    older.disabled = !page.next_cursor;
+    older.onclick = () => { cursors.push(page.next_cursor); load(); };
+    pageInfo.textContent = `Page ${cursors.length}`;
+  }
+
+  /** One project: rendered now from the list, then kept up to date from the WebSocket. */
+  function row(initial) {
+    let state = initial;
+    const item = h('li', { class: 'project-row', dataset: { projectId: state.id } });
+    const draw = () => item.replaceChildren(...rowContent(state));
+    draw();
+    unwatchAll.push(live.watch(state.id, (message) => {
+      const next = apply(state, message);
+      if (next !== state) {
+        state = next;
+        draw();
+      }
+    }));
+    return item;
+  }
+
+  function stopWatching() {
+    for (const unwatch of unwatchAll) unwatch();
+    unwatchAll = [];
+  }
+
+  load();
+  return () => {
+    disposed = true;
+    stopWatching();
+  };
+}
+
+function rowContent(state) {
+  const { counts } = state;
+  return [
+    h('a', { class: 'project-title', href: `#/projects/${encodeURIComponent(state.id)}` },
+      state.title || 'Untitled project'),
+    h('span', { class: `badge status-${state.status}` }, state.status),
+    h('span', { class: 'counts' },
+      `${counts.completed} done · ${counts.pending} pending · ${counts.failed} failed of ${counts.total_clips}`),
+    h('span', { class: 'cost' }, formatTotals(state.cost)),
+    h('time', { datetime: state.createdAt ?? '' }, formatDate(state.createdAt)),
+  ];
+}

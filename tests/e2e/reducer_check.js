@@ -1,0 +1,38 @@
+async () => {
+  // Run in the page by tests/e2e/test_dashboard.py: the dashboard's reducer, fed messages
+  // out of order (older than a snapshot, duplicated, a stale snapshot); returns
+  // "seq:clip status:project status" after each one.
+  const { apply } = await import('/static/js/project-state.js');
+  const clip = (status) => ({ task_uuid: 't0', scene_index: 0, status });
+  const counts = (done) => ({ total_clips: 1, completed: done ? 1 : 0, pending: done ? 0 : 1, failed: 0 });
+  const snapshot = (seq, status) => ({
+    type: 'snapshot',
+    seq,
+    project: {
+      project_id: 'p', title: '', status: 'generating', total_clips: 1, completed: 0,
+      pending: 1, failed: 0, results: [clip(status)],
+    },
+  });
+  const updated = (seq, status) => ({
+    type: 'clip.updated', seq, project_id: 'p', clip: clip(status), counts: counts(status === 'success'),
+  });
+  const finished = (seq) => ({
+    type: 'project.finished', seq, project_id: 'p', status: 'completed', counts: counts(true),
+  });
+
+  let state = null;
+  const shown = [];
+  for (const message of [
+    snapshot(2, 'processing'),
+    updated(1, 'queued'), // older than the snapshot
+    updated(3, 'success'),
+    updated(2, 'processing'), // a duplicate, late
+    snapshot(2, 'processing'), // a stale snapshot
+    finished(4),
+    updated(3, 'success'),
+  ]) {
+    state = apply(state, message);
+    shown.push(`${state.seq}:${state.clips[0].status}:${state.status}`);
+  }
+  return shown;
+}

@@ -1,0 +1,264 @@
+"""The ``reelflow`` command line against the whole stack, as a person and as a script use it.
+
+What a terminal shows is read through a pseudo-terminal (pexpect) and rendered by a
+terminal emulator (pyte), so the assertions are about the screen, not escape codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pexpect
+import pyte
+import pytest
+
+from reelflow_devtools.processes import console_script
+from tests.e2e.stack import Stack, eventually
+
+pytestmark = pytest.mark.e2e
+
+REELFLOW = console_script("reelflow")
+COLUMNS, LINES = 100, 40
+DEADLINE_S = 90
+
+
+@pytest.fixture
+def env(shared_stack: Stack, tmp_path: Path) -> dict[str, str]:
+    """A tenant of the test's own; HOME in a temporary folder, so no real config file is read."""
+    key = asyncio.run(shared_stack.issue_key("cli"))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("REELFLOW_", "XDG_"))}
+    return clean | {
+        "HOME": str(tmp_path),
+        "REELFLOW_URL": shared_stack.api_url,
+        "REELFLOW_API_KEY": key,
+        "COLUMNS": str(COLUMNS),
+    }
+
+
+def reelflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a script would: no terminal, output captured."""
+    return subprocess.run(
+        [REELFLOW, *args], env=env, capture_output=True, text=True, timeout=DEADLINE_S, check=False
+    )
+
+
+def in_terminal(env: dict[str, str], *args: str) -> tuple[list[str], int]:
+    """Run the CLI in a pseudo-terminal; the screen it leaves, and its exit status."""
+    child = pexpect.spawn(
+        REELFLOW,
+        list(args),
+        env=env | {"TERM": "xterm-256color"},
+        dimensions=(LINES, COLUMNS),
+        encoding="utf-8",
+        timeout=DEADLINE_S,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = pyte.Screen(COLUMNS, LINES)
+    pyte.Stream(screen).feed(child.before or "")
+    lines = [line.rstrip() for line in screen.display]
+    return [line for line in lines if line], child.exitstatus
+
+
+def created(env: dict[str, str], *prompts: str, title: str = "cli") -> dict[str, Any]:
+    answer = reelflow(env, "create", *prompts, "--title", title, "--json")
+    assert answer.returncode == 0, answer.stderr
+    project: dict[str, Any] = json.loads(answer.stdout)
+    return project
+
+
+# --- a person at a terminal ---------------------------------------------------------
+
+
+def test_create_and_watch_shows_a_bar_per_clip_and_ends_finished(env: dict[str, str]) -> None:
+    screen, status = in_terminal(
+        env,
+        "create",
+        "tram at dawn [sim:latency=20]",
+        "sunset over the river [sim:latency=40]",
+        "fado singer [sim:latency=30]",
+        "--title",
+        "Trip to Lisbon",
+        "--watch",
+    )
+
+    assert status == 0, screen
+    text = "\n".join(screen)
+    assert "Trip to Lisbon" in text
+    bars = [line for line in screen if line.lstrip().startswith("scene ")]
+    assert [line.split()[1] for line in bars] == ["1", "2", "3"], text
+    assert all("━" in line and line.endswith("done") for line in bars), text
+    assert screen[-1] == "Finished: completed, 3 completed / 0 pending / 0 failed of 3"
+    assert "Traceback" not in text
+
+
+def test_a_failed_clip_shows_its_error_and_the_exit_status_is_1(env: dict[str, str]) -> None:
+    project = created(env, "ok [sim:latency=10]", "bad [sim:latency=20][sim:fail=timeoutProvider]")
+
+    screen, status = in_terminal(env, "watch", project["project_id"])
+
+    assert status == 1
+    [failed] = [line for line in screen if line.lstrip().startswith("scene 2")] or [screen]
+    assert "failed" in failed
+    assert "timeoutProvider" in failed
+    assert screen[-1] == "Finished: partial, 1 completed / 0 pending / 1 failed of 2"
+
+
+def test_get_shows_the_cost_and_a_retried_scenes_earlier_task(env: dict[str, str]) -> None:
+    project = created(env, "ok [sim:latency=10]", "bad [sim:latency=20][sim:fail=timeoutProvider]")
+    project_id = project["project_id"]
+    first_task = project["results"][1]["task_uuid"]
+    assert reelflow(env, "watch", project_id).returncode == 1
+    assert reelflow(env, "retry", project_id).returncode == 0
+    assert reelflow(env, "watch", project_id).returncode == 1  # the simulator fails it again
+
+    shown = reelflow(env | {"COLUMNS": "200"}, "get", project_id)
+
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    usd = json.loads(reelflow(env, "get", project_id, "--json").stdout)["cost"]["usd"]
+    assert f"cost ${usd:.2f}" in lines
+    [earlier] = [line for line in lines if "earlier: failed" in line]
+    assert first_task in earlier
+    assert "timeoutProvider" in earlier
+
+
+# --- scripts ------------------------------------------------------------------------------
+
+
+def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
+    project = created(env, "one [sim:latency=10]", "two [sim:hang]", title="for scripts")
+    project_id = project["project_id"]
+    assert project["total_clips"] == 2
+
+    listed = json.loads(reelflow(env, "list", "--json").stdout)
+    assert [item["project_id"] for item in listed["items"]] == [project_id]
+
+    async def first_clip_done() -> bool | None:
+        async with httpx.AsyncClient() as http:
+            got = await http.get(
+                f"{env['REELFLOW_URL']}/v1/projects/{project_id}",
+                headers={"Authorization": f"Bearer {env['REELFLOW_API_KEY']}"},
+            )
+        return True if got.json()["results"][0]["status"] == "success" else None
+
+    asyncio.run(eventually(first_clip_done, deadline_s=DEADLINE_S, what="the first clip done"))
+    cancelled = json.loads(reelflow(env, "cancel", project_id, "--json").stdout)
+    assert cancelled["status"] == "cancelled"
+
+    got = json.loads(reelflow(env, "get", project_id, "--json").stdout)
+    assert [clip["status"] for clip in got["results"]] == ["success", "cancelled"]
+    retried = json.loads(reelflow(env, "retry", project_id, "--json").stdout)
+    assert retried["project_id"] == project_id
+
+    saved = reelflow(env, "download", project_id, str(tmp_path / "videos"), "--json")
+    assert saved.returncode == 0, saved.stderr
+    report = json.loads(saved.stdout)
+    assert report["not_ready"] == 1
+    [video] = report["saved"]
+    data = Path(video["path"]).read_bytes()
+    assert data[4:8] == b"ftyp"  # an MP4 file
+    assert len(data) == video["bytes"] > 1000
+    assert Path(video["path"]).name.startswith("scene-01-")
+
+    # Live: the snapshot, then the changes another client (cancel) makes, to the finish.
+    live = created(env, "three [sim:hang]")
+    watcher = subprocess.Popen(
+        [REELFLOW, "watch", live["project_id"], "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        assert json.loads(watcher.stdout.readline())["type"] == "snapshot"
+        assert reelflow(env, "cancel", live["project_id"]).returncode == 0
+        rest, _ = watcher.communicate(timeout=DEADLINE_S)
+    finally:
+        watcher.kill()
+    messages = [json.loads(line) for line in rest.splitlines()]
+    assert [message["type"] for message in messages] == ["clip.updated", "project.finished"]
+    assert messages[-1]["status"] == "cancelled"
+    assert watcher.returncode == 1  # a cancelled clip is a clip not made
+
+
+def test_watch_without_a_terminal_prints_one_line_per_change(env: dict[str, str]) -> None:
+    project = created(env, "a [sim:latency=10]", "b [sim:latency=30]")
+
+    watched = reelflow(env, "watch", project["project_id"])
+
+    assert watched.returncode == 0, watched.stderr
+    lines = watched.stdout.splitlines()
+    assert lines[-1] == "Finished: completed, 2 completed / 0 pending / 0 failed of 2"
+    assert "scene 1: success" in lines
+    assert "scene 2: success" in lines
+    assert "\x1b[" not in watched.stdout  # no escape codes in a pipe
+
+
+def test_watch_rides_out_a_notifier_restart(env: dict[str, str], shared_stack: Stack) -> None:
+    project = created(env, "a [sim:latency=100]", "b [sim:latency=120]")
+    watcher = subprocess.Popen(
+        [REELFLOW, "watch", project["project_id"]],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        first = watcher.stdout.readline()  # it is connected once it has shown something
+        assert first.startswith("scene 1:"), first
+        shared_stack.kill_hard("notifier")
+        shared_stack.start_service("notifier")
+        out, err = watcher.communicate(timeout=DEADLINE_S)
+    finally:
+        watcher.kill()
+    assert watcher.returncode == 0, err
+    assert "reconnecting" in out
+    assert out.splitlines()[-1] == "Finished: completed, 2 completed / 0 pending / 0 failed of 2"
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "args", "code", "says"),
+    [
+        ({"REELFLOW_API_KEY": "rf_wrong"}, ["list"], 4, "the API key was not accepted"),
+        ({"REELFLOW_API_KEY": ""}, ["list"], 4, "no API key: set REELFLOW_API_KEY"),
+        ({"REELFLOW_URL": "http://127.0.0.1:9"}, ["list"], 3, "cannot reach reelflow"),
+        ({}, ["get", "no-such-project"], 5, "no such project"),
+        ({}, ["create", "x", "--duration", "1000"], 2, "scenes.0.duration"),
+        ({}, ["create"], 2, "Missing argument"),
+        ({}, ["list", "--limit", "500"], 2, "--limit"),
+        ({}, ["download", "no-such-project", "videos"], 5, "no such project"),
+    ],
+)
+def test_errors_are_one_clear_message_and_an_exit_code(
+    env: dict[str, str], change: dict[str, str], args: list[str], code: int, says: str
+) -> None:
+    answer = reelflow(env | change, *args)
+
+    assert answer.returncode == code, answer.stderr
+    assert says in answer.stderr
+    assert "Traceback" not in answer.stderr + answer.stdout
+
+
+def test_the_config_file_is_read_when_the_environment_is_silent(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / ".config" / "reelflow" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'url = "{env["REELFLOW_URL"]}"\napi_key = "{env["REELFLOW_API_KEY"]}"\n')
+    silent = {k: v for k, v in env.items() if not k.startswith("REELFLOW_")}
+
+    answer = reelflow(silent, "list", "--json")
+
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["items"] == []

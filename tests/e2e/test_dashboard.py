@@ -1,0 +1,465 @@
+"""The dashboard in a real browser (Debian's Chromium) against the whole stack as processes.
+
+Each test signs in as a tenant of its own on one shared stack, then looks only at
+what a person would see: text, cards, badges, playing videos. Screenshots land in
+``test-results/browser/``; no test may leave an unexpected console error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from tests.e2e.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    OUTPUT_DIR,
+    WEBSOCKET_REFUSED,
+    Console,
+    failed_load,
+    require_chromium,
+)
+
+require_chromium()
+
+from playwright.sync_api import (  # noqa: E402
+    Browser,
+    Page,
+    WebSocket,
+    expect,
+    sync_playwright,
+)
+
+from tests.e2e.stack import Stack, eventually  # noqa: E402
+
+pytestmark = pytest.mark.e2e
+
+T = TypeVar("T")
+
+DEADLINE_MS = 60_000
+#: feeds the page's own reducer messages out of order; returns what it showed after each
+REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
+#: the same for cost totals and a retried scene's earlier tasks
+REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to its end; in a thread, as Playwright's own loop owns this one."""
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        return worker.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="module")
+def browser(shared_stack: Stack) -> Iterator[Browser]:
+    # After the stack (which starts with asyncio.run): Playwright's loop then owns the thread.
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Dashboard:
+    """A signed-out browser tab on the stack's dashboard, and the tenant's key."""
+
+    page: Page
+    console: Console
+    stack: Stack
+    key: str
+    name: str
+    #: every WebSocket frame the page sent and received, parsed
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+    def record_frames(self) -> None:
+        def on_socket(socket: WebSocket) -> None:
+            socket.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
+            socket.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
+
+        self.page.on("websocket", on_socket)
+
+    def open(self, fragment: str = "") -> None:
+        self.page.goto(f"{self.stack.api_url}/{fragment}")
+
+    def sign_in(self) -> None:
+        self.page.get_by_label("API key").fill(self.key)
+        self.page.keyboard.press("Enter")
+        expect(self.page.locator("#live-status")).to_have_text("Live")
+
+    def shot(self, step: str) -> None:
+        OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=OUTPUT_DIR / f"{self.name}-{step}.png", full_page=True)
+
+    def create(self, *prompts: str, title: str = "") -> str:
+        """A project made through the API (not the page); its id."""
+        answer = httpx.post(
+            f"{self.stack.api_url}/v1/projects",
+            headers={"Authorization": f"Bearer {self.key}"},
+            json={"title": title, "scenes": [{"prompt": prompt} for prompt in prompts]},
+        )
+        assert answer.status_code == 202, answer.text
+        project_id: str = answer.json()["project_id"]
+        return project_id
+
+    def status(self, project_id: str) -> dict[str, Any]:
+        answer = httpx.get(
+            f"{self.stack.api_url}/v1/projects/{project_id}",
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
+        answer.raise_for_status()
+        status: dict[str, Any] = answer.json()
+        return status
+
+    def mark_document(self) -> None:
+        """Tag the loaded document: still tagged later means the page was never reloaded."""
+        self.page.evaluate("window.__sameDocument = true")
+
+    def assert_same_document(self) -> None:
+        assert self.page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+
+    def assert_no_console_errors(self, *allowed: str) -> None:
+        assert self.console.unexpected(allowed) == []
+
+
+@pytest.fixture
+def dashboard(
+    browser: Browser, shared_stack: Stack, request: pytest.FixtureRequest
+) -> Iterator[Dashboard]:
+    name = request.node.name.removeprefix("test_")
+    key = run_async(shared_stack.issue_key(f"browser-{name}"))
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    context.set_default_timeout(20_000)
+    page = context.new_page()
+    console = Console()
+    console.watch(page)
+    dashboard = Dashboard(page, console, shared_stack, key, name)
+    dashboard.record_frames()
+    try:
+        yield dashboard
+    finally:
+        context.close()
+
+
+def clip(page: Page, scene_index: int) -> Any:
+    return page.locator(f'.clip[data-scene-index="{scene_index}"]')
+
+
+# --- the tests -------------------------------------------------------------------------
+
+
+def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open()
+    dashboard.sign_in()
+    page.get_by_role("link", name="New project").first.click()
+    page.get_by_label("Title").fill("Trip to Lisbon")
+    page.get_by_label("Prompt").fill("tram climbing a steep street at dawn [sim:latency=30]")
+    page.get_by_role("button", name="+ Add scene").click()
+    page.locator('[id="scenes.1.prompt"]').fill("sunset over the river [sim:latency=50]")
+    page.get_by_role("button", name="+ Add scene").click()
+    page.locator('[id="scenes.2.prompt"]').fill("fado singer in a small bar [sim:latency=40]")
+    page.locator('[id="scenes.2.duration"]').fill("6")
+    dashboard.shot("form")
+    page.get_by_role("button", name="Create project").click()
+
+    expect(page).to_have_url(re.compile(r"#/projects/[0-9a-f-]+$"))
+    dashboard.mark_document()
+    expect(page.get_by_role("heading", name="Trip to Lisbon")).to_be_visible()
+    expect(page.locator(".clip")).to_have_count(3)
+    expect(page.locator("#finished")).to_have_text(
+        "Finished: every clip is ready.", timeout=DEADLINE_MS
+    )
+    expect(page.locator("#totals")).to_have_text("3 completed / 0 pending / 0 failed of 3 clips")
+    # Told live, clip by clip, the page's total is the API's.
+    project_id = page.url.rsplit("/", 1)[-1]
+    expect(page.locator(".meta .cost")).to_have_text(cost_text(dashboard.status(project_id)))
+    assert page.locator(".clip").evaluate_all("cards => cards.map(c => c.dataset.sceneIndex)") == [
+        "0",
+        "1",
+        "2",
+    ]
+    expect(page.locator('.clip[data-status="success"] video')).to_have_count(3)
+    # Every video has loaded a playable source and is actually playing.
+    page.mouse.move(0, 0)  # no hover controls over the videos in the screenshot
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('video')].every(v =>
+             v.readyState >= 2 && v.duration > 0 && v.currentTime > 0 && !v.paused && !v.error)"""
+    )
+    dashboard.assert_same_document()
+    # The README's picture (docs/dashboard.png is a copy): sized for it, and after Chromium
+    # has faded the controls it shows over a video that starts playing (about 3 s).
+    page.set_viewport_size({"width": 960, "height": 640})
+    page.wait_for_timeout(3500)
+    dashboard.shot("finished")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(page.get_by_role("button", name="Retry failed")).to_be_hidden()
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page scrolls sideways on a phone"
+    dashboard.shot("finished-phone")
+    dashboard.assert_no_console_errors()
+
+
+def test_the_apis_errors_show_next_to_their_fields(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open("#/new")
+    dashboard.sign_in()
+    expect(page.get_by_role("heading", name="New project")).to_be_visible()
+    page.locator('[id="scenes.0.prompt"]').fill("   ")
+    page.get_by_role("button", name="+ Add scene").click()
+    page.locator('[id="scenes.1.prompt"]').fill("a tram")
+    page.locator('[id="scenes.1.width"]').fill("1001")
+    page.get_by_role("button", name="Create project").click()
+
+    expect(page.locator('[id="error-scenes.0.prompt"]')).to_contain_text("must not be blank")
+    expect(page.locator('[id="error-scenes.1.width"]')).to_contain_text("multiple of 8")
+    expect(page.locator('[id="scenes.0.prompt"]')).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[id="scenes.1.width"]')).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[id="error-scenes.1.prompt"]')).to_be_empty()
+    dashboard.shot("errors")
+    assert page.url.endswith("#/new")
+
+    page.locator('[id="scenes.0.prompt"]').fill("a quiet square [sim:latency=10]")
+    page.locator('[id="scenes.1.width"]').fill("1280")
+    page.get_by_role("button", name="Create project").click()
+    expect(page).to_have_url(re.compile(r"#/projects/[0-9a-f-]+$"))
+    expect(page.locator(".clip")).to_have_count(2)
+    dashboard.assert_no_console_errors(failed_load(422))
+
+
+def test_a_failed_clip_is_retried_from_the_page(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    # The simulator fails this prompt every time, so the retried task fails again:
+    # what is checked is that a new task replaces the failed one, live, on the page.
+    failing = "fado singer [sim:latency=50][sim:fail=timeoutProvider]"
+    project_id = dashboard.create("a tram [sim:latency=10]", failing, title="Retry me")
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+    dashboard.mark_document()
+
+    expect(page.locator("#finished")).to_have_text(
+        "Finished, but some clips failed.", timeout=DEADLINE_MS
+    )
+    failed = clip(page, 1)
+    expect(failed).to_have_attribute("data-status", "failed")
+    expect(failed.locator(".clip-error")).to_contain_text("timeoutProvider")
+    first_task = failed.get_attribute("data-task-uuid")
+    dashboard.shot("failed")
+
+    page.get_by_role("button", name="Retry failed").click()
+    expect(failed).not_to_have_attribute("data-task-uuid", first_task or "")
+    expect(failed).to_have_attribute("data-status", re.compile("queued|processing"))
+    expect(page.locator("#finished")).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    dashboard.shot("retrying")
+    expect(failed.locator(".attempts")).to_have_text("Earlier task: failed (timeoutProvider)")
+    expect(failed).to_have_attribute("data-status", "failed", timeout=DEADLINE_MS)
+    expect(page.locator("#finished")).to_be_visible()
+    expect(page.locator("#totals")).to_have_text("1 completed / 0 pending / 1 failed of 2 clips")
+
+    # Runware (the simulator) got a second task for the scene, and it ran to its end.
+    second_task = failed.get_attribute("data-task-uuid")
+    assert second_task not in (None, first_task)
+    truth = run_async(dashboard.stack.sim_task(second_task or ""))
+    assert (truth["accepted"], truth["state"]) == (True, "error")
+    # Both tasks are on the card, as the API has them; so after a reload too.
+    earlier = dashboard.status(project_id)["results"][1]["attempts"]
+    assert [attempt["task_uuid"] for attempt in earlier] == [first_task]
+    expect(failed.locator(".attempts")).to_have_text("Earlier task: failed (timeoutProvider)")
+    dashboard.assert_same_document()
+    page.reload()
+    expect(clip(page, 1).locator(".attempts")).to_have_text(
+        "Earlier task: failed (timeoutProvider)"
+    )
+    dashboard.assert_no_console_errors()
+
+
+def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    project_id = dashboard.create(
+        "a tram [sim:latency=10]", "never ends [sim:hang]", "nor this [sim:hang]", title="Stop"
+    )
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+    expect(clip(page, 0)).to_have_attribute("data-status", "success", timeout=DEADLINE_MS)
+
+    page.get_by_role("button", name="Cancel").click()
+
+    expect(page.locator("#finished")).to_have_text("Cancelled.")
+    expect(page.locator('.clip[data-status="cancelled"]')).to_have_count(2)
+    expect(page.locator(".meta .badge")).to_have_text("cancelled")
+    expect(page.locator("#totals")).to_have_text("1 completed / 0 pending / 2 failed of 3 clips")
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    assert dashboard.status(project_id)["status"] == "cancelled"
+    dashboard.shot("cancelled")
+    dashboard.assert_no_console_errors()
+
+
+def test_the_page_catches_up_after_a_notifier_restart(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    stack = dashboard.stack
+    project_id = dashboard.create(
+        # 5 to 6 s at the stack's speed-up: long enough to kill the notifier before they end.
+        "first [sim:latency=100]",
+        "second [sim:latency=110]",
+        "third [sim:latency=120]",
+        title="Through a restart",
+    )
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+    dashboard.mark_document()
+    expect(page.locator(".clip")).to_have_count(3)
+
+    stack.kill_hard("notifier")
+    expect(page.locator("#live-status")).to_have_text("Reconnecting…")
+    seen_seq = max(frame["seq"] for frame in dashboard.received if "seq" in frame)
+    seen_frames = len(dashboard.received)
+    # The clips finish while no notifier runs: the page cannot have seen it.
+    run_async(_until_finished(dashboard, project_id))
+    expect(page.locator("#finished")).to_be_hidden()
+    dashboard.shot("reconnecting")
+
+    stack.start_service("notifier")
+
+    expect(page.locator("#live-status")).to_have_text("Live", timeout=DEADLINE_MS)
+    expect(page.locator("#finished")).to_have_text("Finished: every clip is ready.")
+    expect(page.locator("#totals")).to_have_text("3 completed / 0 pending / 0 failed of 3 clips")
+    expect(page.locator('.clip[data-status="success"] video')).to_have_count(3)
+    # It resumed where it was: after_seq, then only the changes it had missed, in order.
+    resubscribe = {"type": "subscribe", "project_id": project_id, "after_seq": seen_seq}
+    assert resubscribe in dashboard.sent
+    missed = dashboard.received[seen_frames:]
+    assert [frame["type"] for frame in missed][-1] == "project.finished"
+    assert "snapshot" not in [frame["type"] for frame in missed]
+    assert [frame["seq"] for frame in missed] == list(
+        range(seen_seq + 1, seen_seq + 1 + len(missed))
+    )
+    dashboard.assert_same_document()
+    dashboard.shot("caught-up")
+    dashboard.assert_no_console_errors(WEBSOCKET_REFUSED)
+
+
+def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    for n in range(20):
+        dashboard.create(f"quick {n} [sim:latency=0]", title=f"older {n:02d}")
+    newest = dashboard.create("waits [sim:hang]", title="the newest")
+    dashboard.open()
+    dashboard.sign_in()
+    dashboard.mark_document()
+
+    rows = page.locator(".project-row")
+    expect(rows).to_have_count(20)
+    expect(rows.first.locator(".project-title")).to_have_text("the newest")
+    expect(rows.first.locator(".badge")).to_have_text("generating")
+    expect(rows.nth(1).locator(".badge")).to_have_text("completed", timeout=DEADLINE_MS)
+    # Another client (here: the API directly) changes the project; the row follows live.
+    cancelled = httpx.post(
+        f"{dashboard.stack.api_url}/v1/projects/{newest}/cancel",
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+    )
+    assert cancelled.status_code == 202
+    expect(rows.first.locator(".badge")).to_have_text("cancelled")
+    expect(rows.first.locator(".counts")).to_have_text("0 done · 0 pending · 1 failed of 1")
+    dashboard.shot("list")
+
+    page.get_by_role("button", name="Older →").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(".project-title")).to_have_text("older 00")
+    expect(page.get_by_role("button", name="Older →")).to_be_disabled()
+    page.get_by_role("button", name="← Newer").click()
+    expect(rows.first.locator(".project-title")).to_have_text("the newest")
+
+    # By keyboard: the project's link, then Enter.
+    rows.first.locator(".project-title").focus()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(f"#/projects/{newest}$"))
+    expect(page.get_by_role("heading", name="the newest")).to_be_focused()
+    dashboard.assert_same_document()
+    dashboard.assert_no_console_errors()
+
+
+def test_a_wrong_key_is_refused_at_sign_in(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open()
+    page.get_by_label("API key").fill("rf_not-a-key")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_have_text("That API key was not accepted.")
+    expect(page.locator(".topbar")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('reelflow.apiKey')") is None
+    dashboard.assert_no_console_errors(failed_load(401))
+
+
+def test_the_key_lives_in_the_tab_session_only(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open()
+    dashboard.sign_in()
+
+    assert page.evaluate("sessionStorage.getItem('reelflow.apiKey')") == dashboard.key
+    assert page.evaluate("localStorage.length") == 0
+    assert dashboard.key not in page.evaluate("document.cookie")
+    page.reload()
+    expect(page.locator("#live-status")).to_have_text("Live")  # the same tab keeps it
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("API key")).to_be_visible()
+    assert page.evaluate("sessionStorage.length") == 0
+    dashboard.assert_no_console_errors()
+
+
+def test_a_clip_never_goes_backwards_whatever_the_order_of_messages(
+    dashboard: Dashboard,
+) -> None:
+    """The page's reducer, run in the browser: old news (seq at or below the last) is ignored."""
+    dashboard.open()
+    seen = dashboard.page.evaluate(REDUCER_CHECK.read_text())
+    assert seen == [
+        "2:processing:generating",
+        "2:processing:generating",
+        "3:success:generating",
+        "3:success:generating",
+        "3:success:generating",
+        "4:success:completed",
+        "4:success:completed",
+    ]
+    dashboard.assert_no_console_errors()
+
+
+def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
+    dashboard: Dashboard,
+) -> None:
+    """The API's cost totals ({usd, known, unknown}) grow with each video the page is told of."""
+    dashboard.open()
+    seen = dashboard.page.evaluate(REDUCER_COST_CHECK.read_text())
+    assert seen == [
+        {"cost": "$0.40", "task": "a1", "earlier": []},
+        {"cost": "$0.40", "task": "a2", "earlier": ["a1:failed"]},
+        {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},
+        {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},  # a duplicate adds nothing
+        {"cost": "$0.90 + 1 unpriced", "task": "a3", "earlier": ["a1:failed", "a2:success"]},
+    ]
+    dashboard.assert_no_console_errors()
+
+
+def cost_text(status: dict[str, Any]) -> str:
+    """What the page shows for a project's cost totals, from the API's answer."""
+    usd = status["cost"]["usd"]
+    return f"Cost ${usd:.{3 if usd < 0.1 else 2}f}"
+
+
+async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
+    async def finished() -> bool | None:
+        return True if dashboard.status(project_id)["all_complete"] else None
+
+    await eventually(finished, deadline_s=DEADLINE_MS / 1000, what="the project finished")

@@ -1,0 +1,127 @@
+"""The dashboard's files and ``GET /v1/config``, served by the API with their security headers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from reelflow_api.settings import Settings
+from tests.integration.api_helpers import Api, running_api
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> AsyncIterator[Api]:
+    async with running_api(settings_for(Settings), mongo_db, amqp_connection) as api:
+        yield api
+
+
+async def test_config_says_where_the_notifier_is_and_what_a_project_may_hold(api: Api) -> None:
+    answer = await api.client.get("/v1/config", headers={"Host": "127.0.0.1:8000"})
+
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "ws_url": "ws://127.0.0.1:8001",
+        "defaults": {"model": "google:3@3", "duration": 4.0, "width": 1280, "height": 720},
+        "limits": {
+            "scenes": 50,
+            "title_chars": 500,
+            "prompt_chars": 2000,
+            "duration_max": 60.0,
+            "size_min": 64,
+            "size_max": 4096,
+            "size_step": 8,
+        },
+    }
+
+
+async def test_public_ws_url_overrides_the_derived_one(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    settings = settings_for(Settings, public_ws_url="wss://reelflow.example.com")
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        config = (await api.client.get("/v1/config")).json()
+        page = await api.client.get("/")
+
+    assert config["ws_url"] == "wss://reelflow.example.com"
+    assert (
+        "connect-src 'self' wss://reelflow.example.com;" in page.headers["content-security-policy"]
+    )
+
+
+async def test_the_page_allows_only_its_own_code_and_the_notifier(api: Api) -> None:
+    page = await api.client.get("/", headers={"Host": "localhost:8000"})
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/static/js/main.js">' in page.text
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in page.headers["content-security-policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == "'self'"
+    assert policy["style-src"] == "'self'"
+    assert policy["connect-src"] == "'self' ws://localhost:8001"
+    assert policy["frame-ancestors"] == "'none'"
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type"),
+    [
+        ("/static/js/main.js", "text/javascript"),
+        ("/static/css/app.css", "text/css"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ],
+)
+async def test_static_files_are_served_with_their_type_and_nosniff(
+    api: Api, path: str, content_type: str
+) -> None:
+    answer = await api.client.get(path)
+
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith(content_type)
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["cache-control"] == "no-cache"
+
+
+async def test_every_module_the_page_imports_is_served(api: Api) -> None:
+    """A missing or misspelt module would break the page only in a browser; catch it here."""
+    pending, seen = ["/static/js/main.js"], set()
+    while pending:
+        path = pending.pop()
+        seen.add(path)
+        answer = await api.client.get(path)
+        assert answer.status_code == 200, path
+        base = path.rsplit("/", 1)[0]
+        for relative in re.findall(r"from '(\.{1,2}/[^']+)'", answer.text):
+            resolved = _resolve(base, relative)
+            if resolved not in seen:
+                pending.append(resolved)
+    assert "/static/js/views/project.js" in seen
+
+
+def _resolve(base: str, relative: str) -> str:
+    parts = base.split("/")
+    for part in relative.split("/"):
+        if part == "..":
+            parts.pop()
+        elif part != ".":
+            parts.append(part)
+    return "/".join(parts)
+
+
+async def test_a_path_outside_the_static_folder_is_not_served(api: Api) -> None:
+    # Encoded, so the client sends the dots as they are: the package's code stays private.
+    answer = await api.client.get("/static/%2E%2E/settings.py")
+
+    assert answer.status_code == 404

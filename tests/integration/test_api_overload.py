@@ -1,0 +1,137 @@
+"""The API in-process under overload: 202 or an immediate 503 with Retry-After, never a 500.
+
+The requests admitted are held at a gate inside the project store, so "the
+refused ones were answered at once" is an order of events, not a timing: every
+503 arrives while the admitted requests are still blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from reelflow_api.deps import AppState
+from reelflow_api.settings import Settings
+from reelflow_common.store import ProjectStore
+from tests.integration.api_helpers import DEADLINE_S, Api, assert_problem, running_api
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 5
+WAITERS = 2
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> AsyncIterator[Api]:
+    settings = settings_for(Settings, max_in_flight=LIMIT, max_waiters=WAITERS)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        yield api
+
+
+class GatedStore:
+    """The app's project store, except that ``create`` waits at ``gate``."""
+
+    def __init__(self, store: ProjectStore) -> None:
+        self._store = store
+        self.gate = asyncio.Event()
+        self.entered = 0
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        self.entered += 1
+        await self.gate.wait()
+        return await self._store.create(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@contextmanager
+def gated_creates(api: Api) -> Iterator[GatedStore]:
+    state: AppState = api.app.state.reelflow
+    gated = GatedStore(state.projects)
+    api.app.state.reelflow = dataclasses.replace(state, projects=gated)
+    try:
+        yield gated
+    finally:
+        gated.gate.set()
+        api.app.state.reelflow = state
+
+
+def waiting_gauge() -> float:
+    return REGISTRY.get_sample_value("reelflow_api_requests_waiting") or 0.0
+
+
+async def test_1000_concurrent_creates_get_202_or_an_immediate_503(api: Api) -> None:
+    auth = await api.tenant()
+    with gated_creates(api) as gated:
+        requests = [asyncio.create_task(api.create(auth)) for _ in range(1000)]
+
+        def refused_all_answered() -> bool:
+            return sum(request.done() for request in requests) == 1000 - LIMIT
+
+        await eventually(lambda: gated.entered == LIMIT, "the admitted requests at the gate")
+        await eventually(refused_all_answered, "every refused request answered")
+        # The API is full, and the probes still answer.
+        assert (await api.client.get("/healthz")).status_code == 200
+        assert (await api.client.get("/readyz")).status_code == 200
+        assert gated.entered == LIMIT
+        refused = [request.result() for request in requests if request.done()]
+        gated.gate.set()
+        answers: list[httpx.Response] = await asyncio.wait_for(
+            asyncio.gather(*requests), DEADLINE_S
+        )
+
+    for response in refused:
+        assert_problem(response, 503)
+        assert response.headers["retry-after"] == "1"
+    statuses = Counter(response.status_code for response in answers)
+    assert statuses == {202: LIMIT, 503: 1000 - LIMIT}
+    assert len(await api.drain()) == 2 * LIMIT  # two scenes per project
+
+
+async def test_a_post_waiting_for_its_clips_does_not_hold_an_in_flight_slot(api: Api) -> None:
+    auth = await api.tenant()
+    waiting = [asyncio.create_task(api.create(auth, wait=60)) for _ in range(WAITERS)]
+    try:
+        await eventually(lambda: waiting_gauge() == WAITERS, "the POSTs waiting")
+        with gated_creates(api) as gated:
+            creates = [asyncio.create_task(api.create(auth)) for _ in range(LIMIT)]
+            await eventually(lambda: gated.entered == LIMIT, "every create admitted")
+            one_more = await api.create(auth)
+            gated.gate.set()
+            answers = await asyncio.wait_for(asyncio.gather(*creates), DEADLINE_S)
+        assert_problem(one_more, 503)
+        assert [answer.status_code for answer in answers] == [202] * LIMIT
+        assert not any(request.done() for request in waiting)
+    finally:
+        for request in waiting:
+            request.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_a_post_finding_too_many_waiters_answers_at_once(api: Api) -> None:
+    auth = await api.tenant()
+    waiting = [asyncio.create_task(api.create(auth, wait=60)) for _ in range(WAITERS)]
+    try:
+        await eventually(lambda: waiting_gauge() == WAITERS, "the POSTs waiting")
+
+        response = await api.create(auth, wait=60)
+
+        assert response.status_code == 202
+        assert response.json()["pending"] == 2
+        assert not any(request.done() for request in waiting)
+    finally:
+        for request in waiting:
+            request.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)

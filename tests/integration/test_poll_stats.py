@@ -1,0 +1,99 @@
+"""Completion statistics shared through MongoDB by replicas and across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from reelflow_common.polling.book import CompletionBook, profile_key
+from reelflow_common.polling.learned import LearnedPlanner
+from reelflow_common.polling.plan import ClipProfile
+from reelflow_common.polling.stats import COLLECTION, PollStats
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+VEO = ClipProfile("google:3@3", duration=4, width=1280, height=720)
+LITE = ClipProfile("google:veo@3.1-lite", duration=8, width=1280, height=720)
+TODAY = 20_000
+
+
+def clock_on(day: int) -> float:
+    return day * 86_400.0 + 3_600.0
+
+
+async def replica(db: Any, *, day: int = TODAY) -> PollStats:
+    stats = PollStats(db, CompletionBook(), days=7, clock=lambda: clock_on(day))
+    await stats.ensure_indexes()
+    return stats
+
+
+async def test_two_replicas_share_their_counts_with_a_third_that_starts_later(
+    mongo_db: Any,
+) -> None:
+    first, second = await replica(mongo_db), await replica(mongo_db)
+    for latency in (80.0, 90.0, 100.0):
+        first.observe(VEO, elapsed_s=latency)
+    for latency in (85.0, 95.0):
+        second.observe(VEO, elapsed_s=latency, since_s=latency - 10.0)
+    second.observe(LITE, elapsed_s=70.0)  # a model name with a dot in it
+
+    assert await first.flush() == 1
+    assert await second.flush() == 2
+    restarted = await replica(mongo_db)
+    await restarted.load()
+
+    assert restarted.book.observations(VEO) == pytest.approx(5.0)
+    assert restarted.book.observations(LITE) == pytest.approx(1.0)
+    assert await mongo_db[COLLECTION].count_documents({}) == 2  # one per profile and day
+    doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
+    assert doc["n"] == pytest.approx(5.0)
+    assert doc["model"] == "google:3@3"
+
+
+async def test_a_restarted_planner_plans_what_the_old_one_learned(mongo_db: Any) -> None:
+    before = await replica(mongo_db)
+    for i in range(300):
+        before.observe(VEO, elapsed_s=250.0 + i % 60)
+    await before.flush()
+    await before.load()
+    planned = LearnedPlanner(before.book).first_check_s(VEO)
+
+    after = await replica(mongo_db)
+    await after.load()
+
+    assert LearnedPlanner(after.book).first_check_s(VEO) == pytest.approx(planned)
+    assert planned > 200.0
+
+
+async def test_counts_older_than_the_window_are_left_out(mongo_db: Any) -> None:
+    old = await replica(mongo_db, day=TODAY - 10)
+    old.observe(VEO, elapsed_s=500.0)
+    await old.flush()
+    recent = await replica(mongo_db, day=TODAY - 2)
+    recent.observe(VEO, elapsed_s=90.0)
+    await recent.flush()
+
+    today = await replica(mongo_db)
+    await today.load()
+
+    assert today.book.observations(VEO) == pytest.approx(1.0)
+
+
+async def test_the_loop_writes_and_rereads_until_stopped_then_writes_once_more(
+    mongo_db: Any,
+) -> None:
+    stats = await replica(mongo_db)
+    stop = asyncio.Event()
+    running = asyncio.create_task(stats.run(stop, interval_s=0.05))
+    stats.observe(VEO, elapsed_s=90.0)
+
+    await eventually(lambda: stats.book.observations(VEO) == 1.0, "own count read back")
+    stats.observe(VEO, elapsed_s=91.0)
+    stop.set()
+    await asyncio.wait_for(running, timeout=10)
+
+    doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
+    assert doc["n"] == pytest.approx(2.0)

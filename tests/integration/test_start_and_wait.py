@@ -1,0 +1,296 @@
+"""Every service starts while RabbitMQ or MongoDB is down, says what it waits for, and carries on.
+
+RabbitMQ is cut off by a TCP relay in front of the shared broker (never the
+broker itself); MongoDB is a free port where nothing listens, until an
+embedded SecantusDB is started on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import ExitStack, asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology
+from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
+from reelflow_notifier.settings import Settings as NotifierSettings
+from reelflow_poller.main import main as poller_main
+from reelflow_poller.settings import Settings as PollerSettings
+from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.main import main as submitter_main
+from reelflow_submitter.settings import Settings as SubmitterSettings
+from tests.integration.api_helpers import assert_problem, running_api
+from tests.integration.notifier_helpers import running_notifier
+from tests.integration.worker_helpers import FAST_LADDERS, TcpProxy, running, runware_settings
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 15.0
+#: SecantusDB takes a few seconds to start on a busy machine
+MONGO_START_S = 60.0
+
+Main = Callable[..., Awaitable[None]]
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    """A relay to the shared broker, down until the test brings it back."""
+    target = urlsplit(amqp_url)
+    async with TcpProxy(target.hostname or "127.0.0.1", target.port or 5672) as relay:
+        relay.go_down()
+        yield relay
+
+
+def via(url: str, port: int) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{port}"
+    return parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host).geturl()
+
+
+def bound_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def running_worker(main: Main, settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """``main(settings)`` in a task; a client for its operations port. Stops it on exit."""
+    sock = bound_socket()
+    port = sock.getsockname()[1]
+    stop = asyncio.Event()
+    try:
+        async with (
+            running(main(settings, stop=stop, sock=sock), stop) as task,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=DEADLINE_S) as ops,
+        ):
+
+            async def answering() -> bool:
+                assert not task.done(), "the worker exited while it should wait"
+                try:
+                    await ops.get("/healthz")
+                except httpx.TransportError:
+                    return False
+                return True
+
+            await eventually(answering, "the operations port answering")
+            yield ops
+        assert task.exception() is None
+    finally:
+        sock.close()
+
+
+async def checks(ops: httpx.AsyncClient) -> tuple[int, dict[str, bool]]:
+    response = await ops.get("/readyz")
+    return response.status_code, response.json()["checks"]
+
+
+async def until_checks(ops: httpx.AsyncClient, status: int, expected: dict[str, bool]) -> None:
+    async def reached() -> bool:
+        return await checks(ops) == (status, expected)
+
+    await eventually(reached, f"/readyz {status} with {expected}")
+
+
+@asynccontextmanager
+async def mongodb_later(port: int, storage: Path) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """A function that starts SecantusDB on ``port``; it is stopped on exit.
+
+    In a thread both ways: starting and stopping it blocks, and the service under
+    test shares this event loop.
+    """
+    with ExitStack() as stack:
+
+        async def start() -> None:
+            await asyncio.to_thread(stack.enter_context, embedded_mongo(storage, port=port))
+
+        try:
+            yield start
+        finally:
+            await asyncio.to_thread(stack.close)
+
+
+async def poison(amqp_url: str, topology: Topology, work_queue: str) -> bytes:
+    """Publish an unparseable message to ``work_queue``; what its DLQ gets once it is consumed."""
+    body = b"{not json"
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=topology.queue(work_queue),
+        )
+    return body
+
+
+async def dead_lettered(amqp_url: str, topology: Topology, work_queue: str) -> bytes | None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        dlq = await channel.get_queue(topology.dead_letter_queue(work_queue), ensure=False)
+        message = await dlq.get(no_ack=True, fail=False)
+        return message.body if message else None
+
+
+# --- workers -----------------------------------------------------------------------
+
+
+async def test_a_poller_started_while_mongodb_is_down_becomes_ready_when_it_comes_back(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    runware_sim: RunningSimulator,
+    tmp_path: Path,
+) -> None:
+    mongo_port = free_port()  # nothing listens here yet
+    settings: PollerSettings = settings_for(
+        PollerSettings,
+        mongo_url=SecretStr(f"mongodb://127.0.0.1:{mongo_port}/?directConnection=true"),
+        mongo_timeout_s=0.5,
+        **FAST_LADDERS,
+        **runware_settings(runware_sim),
+    )
+    topology = Topology.from_settings(settings)
+    async with (
+        mongodb_later(mongo_port, tmp_path) as start_mongodb,
+        running_worker(poller_main, settings) as ops,
+    ):
+        assert (await ops.get("/healthz")).status_code == 200
+        await until_checks(ops, 503, {"rabbitmq": True, "mongodb": False})
+
+        await start_mongodb()
+        await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+        sent = await poison(amqp_url, topology, CHECK_CLIP)
+        got = await eventually_value(lambda: dead_lettered(amqp_url, topology, CHECK_CLIP))
+        assert got == sent  # consuming: the poller carried on
+
+
+async def test_a_submitter_started_while_rabbitmq_is_down_becomes_ready_when_it_comes_back(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    broker: TcpProxy,
+    runware_sim: RunningSimulator,
+) -> None:
+    settings: SubmitterSettings = settings_for(
+        SubmitterSettings,
+        amqp_url=SecretStr(via(amqp_url, broker.port)),
+        **FAST_LADDERS,
+        **runware_settings(runware_sim),
+    )
+    topology = Topology.from_settings(settings)
+    async with running_worker(submitter_main, settings) as ops:
+        assert (await ops.get("/healthz")).status_code == 200
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+
+        broker.come_back()
+        await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+        sent = await poison(amqp_url, topology, SUBMIT_CLIP)
+        got = await eventually_value(lambda: dead_lettered(amqp_url, topology, SUBMIT_CLIP))
+        assert got == sent
+
+
+async def test_a_worker_stopped_while_it_waits_returns_at_once(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    broker: TcpProxy,
+    runware_sim: RunningSimulator,
+) -> None:
+    settings: PollerSettings = settings_for(
+        PollerSettings,
+        amqp_url=SecretStr(via(amqp_url, broker.port)),
+        **runware_settings(runware_sim),
+    )
+    async with running_worker(poller_main, settings) as ops:
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+    # running_worker set stop and found the task finished without an error.
+
+
+# --- the api and the notifier --------------------------------------------------------
+
+
+async def test_the_api_started_while_rabbitmq_is_down_takes_projects_and_links_up_later(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    broker: TcpProxy,
+    mongo_db: Any,
+    amqp_connection: Any,
+) -> None:
+    settings: ApiSettings = settings_for(
+        ApiSettings,
+        amqp_url=SecretStr(via(amqp_url, broker.port)),
+        public_base_url="https://reelflow.test",
+        webhook_secret=SecretStr("s3cret"),
+    )
+    async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
+        await until_checks(api.client, 503, {"rabbitmq": False, "mongodb": True})
+        auth = await api.tenant()
+
+        # Stored, its clips' leases expired at once for the reconciler: still a 202.
+        early = await api.create(auth)
+        webhook = await api.client.post(
+            "/v1/webhooks/runware/s3cret?project_id=p1",
+            json={"data": [{"taskUUID": str(uuid.uuid4()), "status": "success"}]},
+        )
+        assert early.status_code == 202
+        problem = assert_problem(webhook, 503)
+        assert webhook.headers["retry-after"]
+        assert "unavailable" in problem["detail"]
+        stored = await api.projects.get(early.json()["project_id"])
+        assert stored is not None
+        # A lease normally runs lease_s (600 s) from the create; these ran out at once.
+        ends = [clip.lease.until - stored.created_at for clip in stored.clips if clip.lease]
+        assert len(ends) == len(stored.clips)
+        assert all(end < timedelta(seconds=settings.lease_s / 10) for end in ends)
+
+        broker.come_back()
+        await until_checks(api.client, 200, {"rabbitmq": True, "mongodb": True})
+        later = await api.create(auth)
+        assert later.status_code == 202
+        assert [m.body["project_id"] for m in await api.drain()] == [later.json()["project_id"]] * 2
+
+
+async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it_comes_back(
+    settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy
+) -> None:
+    settings: NotifierSettings = settings_for(
+        NotifierSettings,
+        amqp_url=SecretStr(via(amqp_url, broker.port)),
+        http_host="127.0.0.1",
+        http_port=0,
+    )
+    async with (
+        running_notifier(settings, wait_until_ready=False) as notifier,
+        httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
+    ):
+        assert (await ops.get("/healthz")).status_code == 200
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+
+        broker.come_back()
+        await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+
+
+async def eventually_value(probe: Callable[[], Awaitable[bytes | None]]) -> bytes:
+    found: list[bytes] = []
+
+    async def arrived() -> bool:
+        value = await probe()
+        if value is not None:
+            found.append(value)
+        return bool(found)
+
+    await eventually(arrived, "a dead letter")
+    return found[0]

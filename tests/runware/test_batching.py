@@ -1,0 +1,163 @@
+"""GetResponseBatcher: RunwareClient.get_response's contract, with checks sharing requests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from reelflow_common.runware import (
+    ErrorCategory,
+    RunwareError,
+    RunwareTaskError,
+    TaskState,
+)
+from reelflow_common.runware.batching import GetResponseBatcher
+from tests.runware.helpers import sim_and_client, video
+
+DEADLINE_S = 10.0
+# The client splits longer lists itself: the batcher is built with the same setting.
+BATCHING = {"runware_poll_batch_size": 50}
+
+
+async def _requests(sim: object) -> int:
+    stats = await sim.stats()  # type: ignore[attr-defined]
+    return int(stats["requests"])
+
+
+async def test_with_batch_size_one_every_check_is_its_own_request() -> None:
+    async with sim_and_client() as (sim, client):
+        requests = [video() for _ in range(4)]
+        for request in requests:
+            await client.submit_video(request)
+        batcher = GetResponseBatcher(client, batch_size=1, window_s=60.0)
+        before = await _requests(sim)
+
+        states = await asyncio.wait_for(
+            asyncio.gather(*(batcher.get_response(r.task_uuid) for r in requests)), DEADLINE_S
+        )
+
+        assert await _requests(sim) - before == 4
+        assert [s.task_uuid for s in states] == [r.task_uuid for r in requests]
+
+
+async def test_checks_arriving_together_share_one_request_up_to_the_batch_size() -> None:
+    async with sim_and_client(client_overrides=BATCHING) as (sim, client):
+        now = [1000.0]
+        sim.state.clock = lambda: now[0]
+        done = [video("a quick one [sim:latency=10]") for _ in range(3)]
+        slow = [video("a slow one [sim:latency=100]") for _ in range(3)]
+        for request in done + slow:
+            await client.submit_video(request)
+        now[0] += 50
+        # A window far longer than the deadline: only a full batch can answer in time.
+        batcher = GetResponseBatcher(client, batch_size=3, window_s=3600.0)
+        before = await _requests(sim)
+
+        states = await asyncio.wait_for(
+            asyncio.gather(*(batcher.get_response(r.task_uuid) for r in done + slow)),
+            DEADLINE_S,
+        )
+
+        assert await _requests(sim) - before == 2
+        assert [s.task_uuid for s in states] == [r.task_uuid for r in done + slow]
+        assert [s.status for s in states] == ["success"] * 3 + ["processing"] * 3
+        assert all(s.video_url for s in states[:3])
+        assert [s.progress for s in states[3:]] == [50, 50, 50]
+
+
+async def test_a_check_alone_goes_out_when_the_window_closes() -> None:
+    async with sim_and_client(client_overrides=BATCHING) as (sim, client):
+        requests = [video() for _ in range(2)]
+        for request in requests:
+            await client.submit_video(request)
+        batcher = GetResponseBatcher(client, batch_size=50, window_s=0.05)
+        before = await _requests(sim)
+
+        states = await asyncio.wait_for(
+            asyncio.gather(*(batcher.get_response(r.task_uuid) for r in requests)), DEADLINE_S
+        )
+
+        assert await _requests(sim) - before == 1
+        assert {s.task_uuid for s in states} == {r.task_uuid for r in requests}
+
+
+async def test_an_unknown_task_fails_only_its_own_caller_as_the_client_would() -> None:
+    async with sim_and_client(client_overrides=BATCHING) as (_sim, client):
+        known = video()
+        await client.submit_video(known)
+        unknown = str(uuid.uuid4())
+        batcher = GetResponseBatcher(client, batch_size=2, window_s=3600.0)
+
+        state, failure = await asyncio.wait_for(
+            asyncio.gather(
+                batcher.get_response(known.task_uuid),
+                batcher.get_response(unknown),
+                return_exceptions=True,
+            ),
+            DEADLINE_S,
+        )
+        with pytest.raises(RunwareTaskError) as direct:
+            await client.get_response(unknown)
+
+        assert isinstance(state, TaskState)
+        assert state.task_uuid == known.task_uuid
+        assert isinstance(failure, RunwareTaskError)
+        assert failure.category is ErrorCategory.NOT_FOUND
+        assert (failure.code, failure.task_uuid) == (direct.value.code, direct.value.task_uuid)
+
+
+async def test_a_refused_request_fails_every_check_in_it_with_a_retryable_error() -> None:
+    async with sim_and_client(rate_503=1.0, client_overrides=BATCHING) as (_sim, client):
+        uuids = [str(uuid.uuid4()) for _ in range(3)]
+        batcher = GetResponseBatcher(client, batch_size=3, window_s=3600.0)
+
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(*(batcher.get_response(u) for u in uuids), return_exceptions=True),
+            DEADLINE_S,
+        )
+
+        for task_uuid, outcome in zip(uuids, outcomes, strict=True):
+            assert isinstance(outcome, RunwareError)
+            assert outcome.retryable
+            assert outcome.http_status == 503
+            assert outcome.task_uuid == task_uuid
+
+
+async def test_a_caller_that_gives_up_does_not_hold_back_the_others() -> None:
+    async with sim_and_client(client_overrides=BATCHING) as (sim, client):
+        requests = [video() for _ in range(2)]
+        for request in requests:
+            await client.submit_video(request)
+        batcher = GetResponseBatcher(client, batch_size=3, window_s=0.05)
+        impatient = asyncio.create_task(batcher.get_response(requests[0].task_uuid))
+        patient = asyncio.create_task(batcher.get_response(requests[1].task_uuid))
+        await asyncio.sleep(0)  # both are waiting in the batcher now
+        impatient.cancel()
+        before = await _requests(sim)
+
+        state = await asyncio.wait_for(patient, DEADLINE_S)
+
+        assert state.task_uuid == requests[1].task_uuid
+        assert impatient.cancelled()
+        assert await _requests(sim) - before == 1
+
+
+async def test_closing_sends_what_is_waiting_at_once() -> None:
+    async with sim_and_client(client_overrides=BATCHING) as (_sim, client):
+        request = video()
+        await client.submit_video(request)
+        batcher = GetResponseBatcher(client, batch_size=10, window_s=3600.0)
+        waiting = asyncio.create_task(batcher.get_response(request.task_uuid))
+        await asyncio.sleep(0)
+
+        await asyncio.wait_for(batcher.aclose(), DEADLINE_S)
+
+        assert waiting.done()
+        assert (await waiting).task_uuid == request.task_uuid
+
+
+def test_a_batch_size_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        GetResponseBatcher(object(), batch_size=0, window_s=1.0)  # type: ignore[arg-type]

@@ -1,0 +1,110 @@
+"""The histogram of completion times and the optimal check schedule built from it."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from reelflow_common.polling.histogram import (
+    N_BUCKETS,
+    Histogram,
+    bucket_of,
+    edge,
+    generic_prior,
+)
+from reelflow_common.polling.schedule import Plan, Target, measure, optimal_plan
+
+TARGET = Target(delay_s=10.0, late_fraction=0.05, max_interval_s=60.0, first_quantile=0.01)
+
+
+def test_buckets_are_log_spaced_and_clamp_at_both_ends() -> None:
+    assert bucket_of(0.2) == 0
+    assert bucket_of(1.0) == 0
+    assert bucket_of(2.0) == 16
+    assert bucket_of(90.0) == 103  # 2**(103/16) ≈ 86.9 ≤ 90 < 2**(104/16) ≈ 90.5
+    assert edge(103) <= 90.0 < edge(104)
+    assert bucket_of(10**6) == N_BUCKETS - 1
+
+
+def test_a_log_normal_has_its_median_and_spread() -> None:
+    dist = Histogram.log_normal(90.0, 0.6)
+
+    assert dist.quantile(0.5) == pytest.approx(90.0, rel=0.01)
+    assert dist.cdf(90.0) == pytest.approx(0.5, abs=0.005)
+    # exp(0.6 * 1.645) ≈ 2.68: the 95th percentile of the simulator-like shape
+    assert dist.quantile(0.95) == pytest.approx(90.0 * 2.683, rel=0.02)
+    assert all(a <= b for a, b in itertools.pairwise(dist.cdf(t) for t in range(1, 2000, 7)))
+
+
+def test_a_quantile_of_counts_falls_inside_the_counted_bucket() -> None:
+    dist = Histogram.from_counts({bucket_of(100.0): 3.0, bucket_of(200.0): 1.0})
+
+    assert edge(bucket_of(100.0)) <= dist.quantile(0.5) <= edge(bucket_of(100.0) + 1)
+    assert dist.quantile(0.0) == pytest.approx(edge(bucket_of(100.0)))
+    assert dist.quantile(1.0) == pytest.approx(edge(bucket_of(200.0) + 1))
+    assert dist.cdf(150.0) == pytest.approx(0.75)
+
+
+def test_an_interval_is_spread_over_its_buckets_only_and_sums_to_one() -> None:
+    shares = generic_prior().spread(40.0, 60.0)
+
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert min(shares) == bucket_of(40.0)
+    assert max(shares) == bucket_of(60.0)
+
+
+def test_a_histogram_without_mass_is_refused() -> None:
+    with pytest.raises(ValueError, match="not all zero"):
+        Histogram((0.0,) * N_BUCKETS)
+
+
+def test_the_optimal_plan_meets_its_target_within_its_bounds() -> None:
+    dist = Histogram.log_normal(90.0, 0.6)
+
+    plan = optimal_plan(dist, TARGET)
+
+    calls, late = measure(dist, plan, TARGET.delay_s)
+    assert late <= TARGET.late_fraction
+    assert calls == pytest.approx(plan.expected_calls, rel=1e-6)
+    assert late == pytest.approx(plan.late_fraction, abs=1e-6)
+    assert plan.checks[0] >= dist.quantile(TARGET.first_quantile)
+    gaps = [b - a for a, b in itertools.pairwise(plan.checks)]
+    assert max(gaps) <= TARGET.max_interval_s + 1e-9
+    assert plan.tail_interval_s == TARGET.max_interval_s
+
+
+def test_a_looser_delay_target_costs_fewer_calls() -> None:
+    dist = Histogram.log_normal(90.0, 0.6)
+    costs = [
+        optimal_plan(dist, Target(delay, 0.05, 60.0, 0.01)).expected_calls
+        for delay in (5.0, 10.0, 20.0, 40.0)
+    ]
+
+    assert costs == sorted(costs, reverse=True)
+    assert costs[0] > 1.5 * costs[-1]
+
+
+def test_checks_are_densest_where_completions_are() -> None:
+    plan = optimal_plan(Histogram.log_normal(300.0, 0.3), TARGET)
+
+    assert plan.checks[0] > 100.0  # nothing finishes in the first minutes
+    near_median = [t for t in plan.checks if 250.0 <= t <= 350.0]
+    far_tail = [t for t in plan.checks if 700.0 <= t <= 800.0]
+    assert len(near_median) > len(far_tail)
+
+
+def test_the_tail_of_a_plan_keeps_moving_forward_despite_rounding() -> None:
+    plan = Plan((0.1,), 0.1)
+    at, seen = 0.1, []
+    for _ in range(1000):
+        at = plan.next_after(at)
+        seen.append(at)
+
+    assert all(b > a for a, b in itertools.pairwise(seen))
+    assert seen[-1] == pytest.approx(100.1)
+
+
+def test_a_plan_refuses_times_that_do_not_increase() -> None:
+    with pytest.raises(ValueError, match="increase"):
+        Plan((10.0, 10.0), 5.0)

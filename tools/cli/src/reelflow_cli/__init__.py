@@ -1,0 +1,1 @@
+"""``reelflow``: the command line client of reelflow's public API."""

@@ -1,0 +1,238 @@
+"""The commands. Each prints for people, or JSON with ``--json``; errors are one line, no traceback.
+
+Exit codes: 0 done; 1 a watched project ended with failed or cancelled clips;
+2 a bad argument (or a request the API refused); 3 the server is unreachable;
+4 no API key, or one that is not accepted; 5 no such project; 6 any other
+server error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from reelflow_cli import render
+from reelflow_cli.client import Client, download
+from reelflow_cli.config import load_config, require_key
+from reelflow_cli.errors import EXIT_FAILED_CLIPS, CliError
+from reelflow_cli.watch import watch as watch_project
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+app = typer.Typer(
+    name="reelflow",
+    help=(
+        "Turn a story into video clips with reelflow, from the terminal.\n\n"
+        "Server and key: REELFLOW_URL (default http://127.0.0.1:8000) and REELFLOW_API_KEY,"
+        " or url and api_key in ~/.config/reelflow/config.toml (REELFLOW_CONFIG names"
+        " another file).\n\n"
+        "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable,"
+        " 4 API key missing or refused, 5 no such project, 6 other server error."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ProjectId = Annotated[str, typer.Argument(help="The project's id.", show_default=False)]
+
+
+def _client() -> Client:
+    config = load_config()
+    return Client(config.url, require_key(config))
+
+
+def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
+    """A ``CliError`` becomes one line on stderr and its exit code; Ctrl-C exits 130."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except CliError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return run
+
+
+def _command(name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Register a command whose ``CliError`` ends in a message and an exit code."""
+
+    def register(function: Callable[P, R]) -> Callable[P, R]:
+        app.command(name=name)(_errors_as_exit_codes(function))
+        return function
+
+    return register
+
+
+@_command()
+def create(
+    prompts: Annotated[
+        list[str], typer.Argument(help="One prompt per scene, in order.", show_default=False)
+    ],
+    title: Annotated[str, typer.Option(help="The project's title.")] = "",
+    model: Annotated[
+        str | None, typer.Option(help="Runware model (AIR id); the server's default if omitted.")
+    ] = None,
+    duration: Annotated[
+        float | None, typer.Option(help="Seconds per clip; the server's default if omitted.")
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Then follow it live.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a project: one clip per PROMPT."""
+    scenes: list[dict[str, Any]] = [{"prompt": prompt} for prompt in prompts]
+    if duration is not None:
+        for scene in scenes:
+            scene["duration"] = duration
+    body: dict[str, Any] = {"title": title, "scenes": scenes}
+    if model:
+        body["model"] = model
+    with _client() as client:
+        project = client.create(body)
+        if not watch:
+            if as_json:
+                render.print_json(project)
+            else:
+                render.project_summary(out, project)
+            return
+        if not as_json:
+            out.print(f"Created {project['project_id']}; watching it (Ctrl-C stops watching).")
+        _watch(client, project["project_id"], as_json)
+
+
+@_command()
+def watch(project_id: ProjectId, as_json: JsonFlag = False) -> None:
+    """Follow a project live until every clip is done; exit 1 if any failed."""
+    with _client() as client:
+        _watch(client, project_id, as_json)
+
+
+@_command(name="list")
+def list_projects(
+    status: Annotated[
+        str | None, typer.Option(help="Only projects in this status (e.g. generating).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Projects per page.")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="The next page's cursor.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Your projects, newest first."""
+    with _client() as client:
+        page = client.list(status=status, limit=limit, cursor=cursor)
+    if as_json:
+        render.print_json(page)
+    else:
+        render.project_list(out, page)
+
+
+@_command()
+def get(project_id: ProjectId, as_json: JsonFlag = False) -> None:
+    """A project's status and its clips."""
+    with _client() as client:
+        project = client.get(project_id)
+    if as_json:
+        render.print_json(project)
+    else:
+        render.project_details(out, project)
+
+
+@_command()
+def retry(project_id: ProjectId, as_json: JsonFlag = False) -> None:
+    """Give every failed clip a new task."""
+    with _client() as client:
+        project = client.retry(project_id)
+    if as_json:
+        render.print_json(project)
+    else:
+        render.project_summary(out, project)
+
+
+@_command()
+def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
+    """Stop every clip that has not finished."""
+    with _client() as client:
+        project = client.cancel(project_id)
+    if as_json:
+        render.print_json(project)
+    else:
+        render.project_summary(out, project)
+
+
+@_command(name="download")
+def download_videos(
+    project_id: ProjectId,
+    directory: Annotated[
+        Path, typer.Argument(file_okay=False, help="Where to save the MP4s (created if needed).")
+    ],
+    as_json: JsonFlag = False,
+) -> None:
+    """Save the finished clips' MP4s into DIRECTORY, named by scene."""
+    with _client() as client:
+        project = client.get(project_id)
+    ready = [
+        clip
+        for clip in project.get("results", [])
+        if clip["status"] == "success" and clip.get("video_url")
+    ]
+    if not ready:
+        raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot create {directory}: {exc.strerror}", exit_code=2) from exc
+    saved = []
+    for clip in ready:
+        target = directory / f"scene-{clip['scene_index'] + 1:02d}-{clip['task_uuid']}.mp4"
+        size = download(clip["video_url"], target)
+        saved.append({"scene_index": clip["scene_index"], "path": str(target), "bytes": size})
+        if not as_json:
+            out.print(f"saved {target} ({size} bytes)", highlight=False)
+    skipped = len(project.get("results", [])) - len(ready)
+    if as_json:
+        render.print_json({"project_id": project_id, "saved": saved, "not_ready": skipped})
+    elif skipped:
+        out.print(f"{skipped} clip(s) not downloaded: not finished or not successful.")
+
+
+def _watch(client: Client, project_id: str, as_json: bool) -> None:
+    display: render.ClipBars | render.ClipLines | render.JsonLines
+    if as_json:
+        display = render.JsonLines()
+    elif out.is_terminal:
+        display = render.ClipBars(out)
+    else:
+        display = render.ClipLines(out)
+
+    async def follow() -> Any:
+        return await watch_project(
+            client, project_id, on_message=display.show, on_state=display.connection
+        )
+
+    if isinstance(display, render.ClipBars):
+        with display:
+            state = asyncio.run(follow())
+    else:
+        state = asyncio.run(follow())
+    if not as_json:
+        out.print(
+            f"Finished: {render.styled(state.status)}, {state.completed} completed / "
+            f"{state.pending} pending / {state.failed} failed of {state.total}",
+            highlight=False,
+        )
+    if state.failed:
+        raise typer.Exit(EXIT_FAILED_CLIPS)

@@ -1,0 +1,133 @@
+"""The REST API as the contract describes it, with every failure turned into a ``CliError``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reelflow_cli.errors import BadArgument, CliError, NotFound, Unauthorized, Unreachable
+
+TIMEOUT_S = 30.0
+
+Json = dict[str, Any]
+
+
+class Client:
+    """One tenant's view of the API (``Authorization: Bearer <key>``)."""
+
+    def __init__(self, url: str, api_key: str, *, transport: httpx.BaseTransport | None = None):
+        self.url = url
+        self._http = httpx.Client(
+            base_url=url,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "reelflow-cli"},
+            timeout=TIMEOUT_S,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- the API ------------------------------------------------------------------
+
+    def config(self) -> Json:
+        return self._call("GET", "/v1/config")
+
+    def create(self, body: Json) -> Json:
+        return self._call("POST", "/v1/projects", json=body)
+
+    def get(self, project_id: str) -> Json:
+        return self._call("GET", f"/v1/projects/{project_id}")
+
+    def list(self, *, status: str | None, limit: int, cursor: str | None) -> Json:
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        return self._call("GET", "/v1/projects", params=params)
+
+    def retry(self, project_id: str) -> Json:
+        return self._call("POST", f"/v1/projects/{project_id}/retry")
+
+    def cancel(self, project_id: str) -> Json:
+        return self._call("POST", f"/v1/projects/{project_id}/cancel")
+
+    def ws_ticket(self) -> str:
+        ticket: str = self._call("POST", "/v1/ws-tickets")["ticket"]
+        return ticket
+
+    # --- plumbing -----------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Json:
+        with _transport_errors(self.url):
+            answer = self._http.request(method, path, **kwargs)
+        if answer.is_success:
+            body: Json = answer.json()
+            return body
+        raise _problem(answer, self.url)
+
+
+def download(url: str, target: Path) -> int:
+    """Save ``url`` (a video: no API key is sent with it) to ``target``; the bytes written."""
+    written = 0
+    partial = target.with_name(target.name + ".part")
+    with _transport_errors(url), httpx.stream("GET", url, timeout=TIMEOUT_S) as answer:
+        if not answer.is_success:
+            raise CliError(f"could not download {url}: HTTP {answer.status_code}")
+        with partial.open("wb") as out:
+            for chunk in answer.iter_bytes():
+                out.write(chunk)
+                written += len(chunk)
+    partial.replace(target)
+    return written
+
+
+@contextmanager
+def _transport_errors(url: str) -> Iterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise Unreachable(f"{url} did not answer within {TIMEOUT_S:.0f} s") from exc
+    except httpx.TransportError as exc:
+        raise Unreachable(
+            f"cannot reach reelflow at {url} ({type(exc).__name__}); is it running?"
+            " Set REELFLOW_URL if it runs elsewhere."
+        ) from exc
+
+
+def _problem(answer: httpx.Response, url: str) -> CliError:
+    try:
+        problem = answer.json()
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    detail = str(problem.get("detail") or problem.get("title") or answer.reason_phrase)
+    if answer.status_code == 401:
+        return Unauthorized(f"the API key was not accepted by {url}: {detail}")
+    if answer.status_code == 404:
+        return NotFound("no such project (or it belongs to another tenant)")
+    if answer.status_code == 422:
+        errors = problem.get("errors") or []
+        lines = [_describe(error) for error in errors if isinstance(error, dict)] or [detail]
+        return BadArgument("the request was refused:\n  " + "\n  ".join(lines))
+    if answer.status_code in (429, 503):
+        retry = answer.headers.get("retry-after")
+        later = f"; try again in {retry} s" if retry else "; try again shortly"
+        return CliError(f"reelflow is busy or degraded ({answer.status_code}){later}")
+    return CliError(f"reelflow answered {answer.status_code}: {detail}")
+
+
+def _describe(error: Json) -> str:
+    loc = [str(part) for part in error.get("loc", []) if part != "body"]
+    return f"{'.'.join(loc)}: {error.get('msg', '')}" if loc else str(error.get("msg", ""))

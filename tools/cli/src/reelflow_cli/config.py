@@ -1,0 +1,65 @@
+"""Where the server is and which key to use: the environment, else a config file.
+
+``REELFLOW_URL`` and ``REELFLOW_API_KEY`` win; otherwise ``url`` and ``api_key``
+from the TOML file at ``REELFLOW_CONFIG``, or ``$XDG_CONFIG_HOME/reelflow/config.toml``
+(``~/.config/reelflow/config.toml``)::
+
+    url = "http://127.0.0.1:8000"
+    api_key = "rf_…"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from reelflow_cli.errors import BadArgument, Unauthorized
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class Config:
+    url: str
+    api_key: str | None
+    #: the config file that was (or would have been) read
+    path: Path
+
+
+def config_path(env: Mapping[str, str]) -> Path:
+    if explicit := env.get("REELFLOW_CONFIG"):
+        return Path(explicit)
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "reelflow" / "config.toml"
+
+
+def load_config(env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    path = config_path(env)
+    values: dict[str, object] = {}
+    if path.is_file():
+        try:
+            values = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise BadArgument(f"cannot read the config file {path}: {exc}") from exc
+    url = env.get("REELFLOW_URL") or _text(values, "url", path) or DEFAULT_URL
+    key = env.get("REELFLOW_API_KEY") or _text(values, "api_key", path)
+    return Config(url=url.rstrip("/"), api_key=key, path=path)
+
+
+def require_key(config: Config) -> str:
+    if not config.api_key:
+        raise Unauthorized(f"no API key: set REELFLOW_API_KEY, or api_key in {config.path}")
+    return config.api_key
+
+
+def _text(values: Mapping[str, object], name: str, path: Path) -> str | None:
+    value = values.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadArgument(f"{path}: {name} must be a string")
+    return value

@@ -1,0 +1,46 @@
+"""What can go wrong, each with the exit code a script can test."""
+
+from __future__ import annotations
+
+#: exit codes; 2 is also what a wrong option or argument exits with (click's usage error)
+EXIT_FAILED_CLIPS = 1
+EXIT_BAD_ARGUMENT = 2
+EXIT_UNREACHABLE = 3
+EXIT_UNAUTHORIZED = 4
+EXIT_NOT_FOUND = 5
+EXIT_SERVER_ERROR = 6
+
+
+class CliError(Exception):
+    """An error to print as one clear message (no traceback) and exit with ``exit_code``."""
+
+    exit_code = EXIT_SERVER_ERROR
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class BadArgument(CliError):
+    """The API refused the request (422), or the command line makes no sense."""
+
+    exit_code = EXIT_BAD_ARGUMENT
+
+
+class Unreachable(CliError):
+    """No answer from the server at the configured URL."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class Unauthorized(CliError):
+    """No API key, or one the server does not accept."""
+
+    exit_code = EXIT_UNAUTHORIZED
+
+
+class NotFound(CliError):
+    """No such project for this key."""
+
+    exit_code = EXIT_NOT_FOUND

@@ -1,0 +1,201 @@
+"""What a person sees: tables, and one progress bar per clip while a project is watched."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Column, Table
+
+from reelflow_cli.project import ClipState, ProjectState
+
+STYLES = {
+    "queued": "dim",
+    "processing": "yellow",
+    "generating": "yellow",
+    "success": "green",
+    "completed": "green",
+    "partial": "yellow",
+    "failed": "red",
+    "cancelled": "red",
+}
+
+Json = dict[str, Any]
+
+
+def styled(status: str) -> str:
+    return f"[{STYLES.get(status, 'default')}]{status}[/]"
+
+
+def totals(counts: Json) -> str:
+    return (
+        f"{counts['completed']} completed / {counts['pending']} pending / "
+        f"{counts['failed']} failed of {counts['total_clips']}"
+    )
+
+
+def print_json(value: Any) -> None:
+    """For scripts: plain JSON on stdout, whatever the terminal."""
+    print(json.dumps(value, indent=2), flush=True)
+
+
+def project_summary(console: Console, project: Json) -> None:
+    console.print(
+        f"[bold]{project.get('title') or 'Untitled'}[/]  {project['project_id']}  "
+        f"{styled(project['status'])}  {totals(project)}"
+    )
+
+
+def cost_totals(cost: Json | None) -> str:
+    """``$1.20``, ``$1.20 + 1 unpriced`` (a task that reported no cost), or "" before any."""
+    if not cost or not (cost.get("known") or cost.get("unknown")):
+        return ""
+    parts = [f"${cost['usd']:.2f}"] if cost.get("known") else []
+    if cost.get("unknown"):
+        parts.append(f"{cost['unknown']} unpriced")
+    return " + ".join(parts)
+
+
+def project_details(console: Console, project: Json) -> None:
+    """A project with a row per clip, and a dim row per earlier task of a retried scene."""
+    project_summary(console, project)
+    if spent := cost_totals(project.get("cost")):
+        console.print(f"cost {spent}", highlight=False)
+    table = Table("scene", "status", "task", "video / error", box=None, pad_edge=False)
+    for clip in project.get("results", []):
+        scene = str(clip["scene_index"] + 1)
+        table.add_row(scene, styled(clip["status"]), clip["task_uuid"], _outcome(clip))
+        for attempt in clip.get("attempts") or []:
+            table.add_row(
+                "", f"[dim]earlier: {attempt['status']}[/]", attempt["task_uuid"], _outcome(attempt)
+            )
+    console.print(table)
+
+
+def _outcome(clip: Json) -> str:
+    error = clip.get("error") or {}
+    video: str = clip.get("video_url") or ""
+    return video or (
+        f"[red]{error.get('message', '')} ({error.get('code', '')})[/]" if error else ""
+    )
+
+
+def project_list(console: Console, page: Json) -> None:
+    items = page["items"]
+    if not items:
+        console.print("No projects.")
+        return
+    table = Table(
+        Column("project", no_wrap=True),
+        Column("title", overflow="ellipsis", no_wrap=True, max_width=30),
+        "status",
+        Column("clips", no_wrap=True),
+        Column("created", no_wrap=True),
+        box=None,
+        pad_edge=False,
+    )
+    for item in items:
+        table.add_row(
+            item["project_id"],
+            item.get("title") or "",
+            styled(item["status"]),
+            clips_done(item),
+            str(item.get("created_at", ""))[:16].replace("T", " "),
+        )
+    console.print(table)
+    if page.get("next_cursor"):
+        console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")
+
+
+def clips_done(counts: Json) -> str:
+    """``2/3 done, 1 failed``: short enough for a table."""
+    text = f"{counts['completed']}/{counts['total_clips']} done"
+    if counts["failed"]:
+        text += f", {counts['failed']} failed"
+    return text
+
+
+class ClipBars:
+    """One progress bar per clip, in scene order; Runware reports no percentage, so a
+    generating clip pulses and a finished one is full (or marked failed)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._progress = Progress(
+            TextColumn("{task.description}", table_column=Column(no_wrap=True, min_width=8)),
+            BarColumn(bar_width=30),
+            # Long error messages wrap rather than squeeze the scene names.
+            TextColumn("{task.fields[status]}", table_column=Column(ratio=1, overflow="fold")),
+            console=console,
+        )
+        self._tasks: dict[int, TaskID] = {}
+        self._header_shown = False
+
+    def __enter__(self) -> ClipBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def show(self, message: Json, state: ProjectState, changed: bool) -> None:
+        if not changed:
+            return
+        if not self._header_shown:
+            self._progress.console.print(
+                f"[bold]{state.title or 'Untitled'}[/]  {state.project_id}"
+            )
+            self._header_shown = True
+        for scene in sorted(state.clips):
+            self._draw(state.clips[scene])
+
+    def connection(self, state: str) -> None:
+        if state == "reconnecting":
+            self._progress.console.print("[yellow]connection lost; reconnecting…[/]")
+
+    def _draw(self, clip: ClipState) -> None:
+        task = self._tasks.get(clip.scene_index)
+        if task is None:
+            task = self._progress.add_task(f"scene {clip.scene_index + 1}", status="")
+            self._tasks[clip.scene_index] = task
+        if clip.status == "success":
+            self._progress.update(task, total=1, completed=1, status="[green]done[/]")
+        elif clip.status in ("failed", "cancelled"):
+            text = f"[red]{clip.status}[/]" + (f" [red]{clip.error}[/]" if clip.error else "")
+            self._progress.update(task, total=1, completed=0, status=text)
+        elif clip.status == "processing":
+            self._progress.update(task, total=None, status="[yellow]generating[/]")
+        else:
+            self._progress.update(task, total=1, completed=0, status="[dim]queued[/]")
+
+
+class ClipLines:
+    """The same as lines, for a log or a pipe: one line per change of a clip."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+        self._last: dict[int, str] = {}
+
+    def show(self, message: Json, state: ProjectState, changed: bool) -> None:
+        for scene in sorted(state.clips):
+            clip = state.clips[scene]
+            line = f"scene {scene + 1}: {clip.status}" + (f" {clip.error}" if clip.error else "")
+            if self._last.get(scene) != line:
+                self._last[scene] = line
+                self._console.print(line, highlight=False)
+
+    def connection(self, state: str) -> None:
+        if state == "reconnecting":
+            self._console.print("connection lost; reconnecting…")
+
+
+class JsonLines:
+    """Every message as it arrived, one JSON document per line (``--json``)."""
+
+    def show(self, message: Json, state: ProjectState, changed: bool) -> None:
+        print(json.dumps(message), flush=True)
+
+    def connection(self, state: str) -> None:
+        pass

@@ -1,0 +1,323 @@
+"""Poll schedules side by side, computed exactly on the simulator's latency model.
+
+``python -m reelflow_devtools.bench.polling`` draws completion times from the
+Runware simulator's own model for one video model (``google:3@3`` by default: a
+log-normal, median 90 s, sigma 0.6, floored at 20 s), trains the learned planner
+on one sample the way the poller would (each completion bracketed by two checks,
+counts shared every 100 completions), and evaluates every schedule on a second
+sample with :mod:`reelflow_common.polling.evaluate`: getResponse calls and HTTP
+requests per clip, detection delay (finished at Runware → seen) percentiles.
+Production settings (``PollingSettings()``) unless told otherwise. No clock, no
+network: the same seed gives the same table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reelflow_common.backoff import Backoff
+from reelflow_common.polling.book import CompletionBook
+from reelflow_common.polling.evaluate import (
+    ProgressModel,
+    Summary,
+    evaluate,
+    evaluate_batched,
+    evaluate_webhooks,
+    linear_progress,
+    power_progress,
+    staggered_starts,
+)
+from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
+from reelflow_common.polling.plan import ClipProfile, FixedLadderPlanner, PollPlanner
+from reelflow_common.polling.reference import sdk_planner, seed_planner
+from reelflow_common.settings import PollingSettings
+from reelflow_runware_sim.models import MODELS
+
+#: reelflow's first ladder: 20 s, x1.5, capped at 120 s
+OLD_LADDER = FixedLadderPlanner(initial_s=20.0, backoff=1.5, cap_s=120.0)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What the comparison varies."""
+
+    model: str = "google:3@3"
+    clips: int = 2000
+    seed: int = 1
+    settings: PollingSettings = field(default_factory=PollingSettings)
+    #: batching: clips followed at once (staggered submissions), tasks per request
+    in_flight: int = 500
+    batch_size: int = 50
+    #: webhooks: seconds from the finish to Runware's call reaching reelflow
+    webhook_delivery_s: float = 0.0
+    #: the wait-queue ladder a delay is rounded to (first, factor); None: exact delays
+    ladder: tuple[float, float] | None = (1.0, 1.2)
+
+    @property
+    def profile(self) -> ClipProfile:
+        return ClipProfile(self.model, duration=4, width=1280, height=720)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One schedule's figures."""
+
+    schedule: str
+    progress: str
+    summary: Summary
+    group: str = "polling"
+
+
+def draw_latencies(model: str, count: int, seed: int) -> list[float]:
+    """Completion times the simulator would draw for ``model`` (``models.Latency``)."""
+    latency = MODELS[model].latency
+    rng = random.Random(seed)
+    return [
+        max(latency.floor, latency.median * math.exp(latency.sigma * rng.gauss(0.0, 1.0)))
+        for _ in range(count)
+    ]
+
+
+class OnLadder:
+    """A planner whose delays are rounded to the nearest wait queue, as the poller sends them."""
+
+    def __init__(self, planner: PollPlanner, ladder: Backoff) -> None:
+        self._planner = planner
+        self._ladder = ladder
+
+    def _round(self, delay_s: float) -> float:
+        return self._ladder.nearest_rung_ms(delay_s) / 1000
+
+    def first_check_s(self, profile: ClipProfile) -> float:
+        return self._round(self._planner.first_check_s(profile))
+
+    def next_check_s(
+        self, profile: ClipProfile, *, elapsed_s: float, progress: int | None
+    ) -> float:
+        wanted = self._planner.next_check_s(profile, elapsed_s=elapsed_s, progress=progress)
+        return self._round(wanted)
+
+    def observe_completion(
+        self,
+        profile: ClipProfile,
+        *,
+        elapsed_s: float,
+        since_s: float | None = None,
+        since_progress: int | None = None,
+    ) -> None:
+        self._planner.observe_completion(
+            profile, elapsed_s=elapsed_s, since_s=since_s, since_progress=since_progress
+        )
+
+
+def trained_planner(
+    setup: Setup, latencies: Sequence[float], progress: ProgressModel | None
+) -> LearnedPlanner:
+    """A learned planner after following ``latencies`` as the poller would."""
+    book = CompletionBook()
+    planner = LearnedPlanner(book, PlannerConfig.from_settings(setup.settings))
+    evaluate(
+        planner, setup.profile, latencies, progress=progress, learn=True, commit=book.commit_pending
+    )
+    return planner
+
+
+def compare(setup: Setup) -> list[Row]:
+    """Every schedule on the same test sample (see the module docstring)."""
+    train = draw_latencies(setup.model, setup.clips, setup.seed)
+    test = draw_latencies(setup.model, setup.clips, setup.seed + 1)
+    profile, config = setup.profile, PlannerConfig.from_settings(setup.settings)
+    progress_models: dict[str, ProgressModel | None] = {
+        "ignored": None,
+        "linear": linear_progress,
+        "ahead (sqrt)": power_progress(0.5),
+        "behind (square)": power_progress(2.0),
+    }
+
+    def run(planner: PollPlanner, progress: str) -> Summary:
+        return evaluate(planner, profile, test, progress=progress_models[progress])
+
+    rows = [
+        Row("Runware SDK: 1 s, +0.5 s, x1.5, cap 10 s", "-", run(sdk_planner(), "ignored")),
+        Row(
+            "seed: SDK every 2 s to 120 s, browser every 15 s", "-", run(seed_planner(), "ignored")
+        ),
+        Row("reelflow's old ladder: 20 s, x1.5, cap 120 s", "-", run(OLD_LADDER, "ignored")),
+    ]
+    cold = LearnedPlanner(CompletionBook(), config)
+    rows += [Row("learned, cold (priors only)", p, run(cold, p)) for p in ("ignored", "linear")]
+    trained = {
+        name: trained_planner(setup, train, model) for name, model in progress_models.items()
+    }
+    rows += [Row("learned, trained", name, run(trained[name], name)) for name in progress_models]
+    if setup.ladder is not None:
+        first, factor = setup.ladder
+        top = max(config.max_interval_s, config.webhook_interval_s)
+        ladder = Backoff(first_s=first, cap_s=top, factor=factor)
+        rungs = ladder.rungs_ms()
+        for name in ("ignored", "linear"):
+            on_ladder = OnLadder(trained[name], ladder)
+            label = (
+                f"learned, trained, delays on a {first:g} s x{factor:g} ladder"
+                f" ({len(rungs)} queues)"
+            )
+            rows.append(Row(label, name, run(on_ladder, name)))
+
+    starts = staggered_starts(len(test), setup.in_flight, sum(test) / len(test))
+    for name in ("ignored", "linear"):
+        summary = evaluate_batched(
+            trained[name],
+            profile,
+            test,
+            starts,
+            window_s=setup.settings.poll_batch_window_s,
+            batch_size=setup.batch_size,
+            progress=progress_models[name],
+        )
+        label = (
+            f"learned + batching ({setup.in_flight} in flight, <= {setup.batch_size} per request,"
+            f" {setup.settings.poll_batch_window_s:g} s window)"
+        )
+        rows.append(Row(label, name, summary, group="batching"))
+
+    hooked = ClipProfile(profile.model, profile.duration, profile.width, profile.height, True)
+    safety = trained["ignored"]
+    rows.append(
+        Row(
+            f"learned + webhooks (delivered {setup.webhook_delivery_s:g} s after the finish)",
+            "-",
+            evaluate_webhooks(safety, hooked, test, delivery_s=setup.webhook_delivery_s),
+            group="webhooks",
+        )
+    )
+    rows.append(
+        Row(
+            "learned + webhooks, every webhook lost (the safety net alone)",
+            "-",
+            evaluate_webhooks(safety, hooked, test, delivered=lambda _: False),
+            group="webhooks",
+        )
+    )
+    return rows
+
+
+def render(rows: Sequence[Row]) -> str:
+    """A Markdown table, with each schedule's calls and requests as a share of the SDK's."""
+    sdk = rows[0].summary
+    lines = [
+        "| schedule | progress | calls/clip | vs SDK | HTTP requests/clip | vs SDK"
+        " | p50 delay s | p95 | p99 | max |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        s = row.summary
+        lines.append(
+            f"| {row.schedule} | {row.progress} | {s.calls_per_clip:.2f}"
+            f" | {s.calls_per_clip / sdk.calls_per_clip:.2f}"
+            f" | {s.requests_per_clip:.2f} | {s.requests_per_clip / sdk.requests_per_clip:.3f}"
+            f" | {s.p50_delay_s:.1f} | {s.p95_delay_s:.1f} | {s.p99_delay_s:.1f}"
+            f" | {s.max_delay_s:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(rows: Sequence[Row]) -> list[tuple[str, bool]]:
+    """Issue 8's polling targets, each with whether this run meets it."""
+    sdk = rows[0].summary
+    found: list[tuple[str, bool]] = []
+    for row in rows:
+        s = row.summary
+        if row.schedule == "learned, trained" and row.progress in ("ignored", "linear"):
+            found.append(
+                (
+                    f"progress {row.progress}: p95 {s.p95_delay_s:.1f} s <= SDK"
+                    f" {sdk.p95_delay_s:.1f} s + 2 s",
+                    s.p95_delay_s <= sdk.p95_delay_s + 2.0,
+                )
+            )
+            found.append(
+                (
+                    f"progress {row.progress}: {s.calls_per_clip:.2f} calls/clip <= SDK"
+                    f" {sdk.calls_per_clip:.2f} / 3",
+                    s.calls_per_clip <= sdk.calls_per_clip / 3,
+                )
+            )
+        if row.group == "batching":
+            found.append(
+                (
+                    f"batching, progress {row.progress}: {s.requests_per_clip:.2f} requests/clip"
+                    f" <= SDK {sdk.requests_per_clip:.2f} / 20",
+                    s.requests_per_clip <= sdk.requests_per_clip / 20,
+                )
+            )
+        if row.group == "webhooks" and "lost" not in row.schedule:
+            found.append(
+                (
+                    f"webhooks: {s.calls_per_clip:.3f} getResponse/clip <= 1.5",
+                    s.calls_per_clip <= 1.5,
+                )
+            )
+    return found
+
+
+def results(setup: Setup, rows: Sequence[Row]) -> dict[str, Any]:
+    """The figures as JSON-ready data, for a benchmark's ``results.json``."""
+    return {
+        "model": setup.model,
+        "clips": setup.clips,
+        "seed": setup.seed,
+        "in_flight": setup.in_flight,
+        "batch_size": setup.batch_size,
+        "settings": setup.settings.model_dump(),
+        "rows": [
+            {"schedule": r.schedule, "progress": r.progress, "group": r.group} | r.summary.as_dict()
+            for r in rows
+        ],
+        "targets": [{"target": text, "met": met} for text, met in targets(rows)],
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m reelflow_devtools.bench.polling", description=__doc__
+    )
+    add = parser.add_argument
+    add("--model", default=Setup.model, choices=sorted(MODELS), help="the simulator's model")
+    add("--clips", type=int, default=Setup.clips, help="latencies per sample (train and test)")
+    add("--seed", type=int, default=Setup.seed, help="the training sample's seed (test: +1)")
+    add("--in-flight", type=int, default=Setup.in_flight, help="batching: clips at once")
+    add("--batch-size", type=int, default=Setup.batch_size, help="batching: tasks per request")
+    add("--json", type=Path, default=None, help="also write the figures here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, *, out: Callable[[str], object] = print) -> None:
+    args = parse_args(argv)
+    setup = Setup(
+        model=args.model,
+        clips=args.clips,
+        seed=args.seed,
+        in_flight=args.in_flight,
+        batch_size=args.batch_size,
+    )
+    rows = compare(setup)
+    out(f"{setup.model}: {setup.clips} latencies to train on, {setup.clips} to test on\n")
+    out(render(rows))
+    out("")
+    for text, met in targets(rows):
+        out(f"{'met   ' if met else 'MISSED'}  {text}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results(setup, rows), indent=2))
+        print(f"wrote {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
