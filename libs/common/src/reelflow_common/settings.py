@@ -124,3 +124,17 @@ class WebhookSettings(ReelflowSettings):
         base = self.public_base_url.rstrip("/")
         secret = self.webhook_secret.get_secret_value()
         return f"{base}/v1/webhooks/runware/{secret}?project_id={project_id}"
+
+
+class AuthSettings(ReelflowSettings):
+    """How long a process trusts what it read about an API key (the api and the notifier)."""
+
+    auth_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "an API key's tenant is remembered this long (0: never); a revoked key"
+            " still works for at most this long"
+        ),
+    )
+    auth_cache_size: int = Field(default=10_000, ge=1, description="API keys remembered")

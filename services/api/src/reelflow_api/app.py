@@ -15,7 +15,8 @@ from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import amqp_ready, ops_routes
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import ProjectStore
+from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.topology import Topology, declare_topology
 
 #: pause between attempts to create the indexes while MongoDB is unreachable
@@ -35,7 +36,9 @@ def create_app(settings: Settings) -> FastAPI:
             topology = Topology.from_settings(settings)
             await declare_topology(channel, topology)
             projects_store = ProjectStore(db)
-            api_keys = ApiKeyStore(db)
+            api_keys = CachedApiKeyStore(
+                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+            )
             indexes = await stack.enter_async_context(
                 Indexes(
                     [projects_store.ensure_indexes, api_keys.ensure_indexes],

@@ -10,7 +10,8 @@ from starlette.applications import Starlette
 from reelflow_common.broker import amqp_channel, amqp_connection
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import ReadinessCheck, amqp_ready, ops_routes
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import ProjectStore
+from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
@@ -35,8 +36,11 @@ def create_app(settings: Settings) -> Starlette:
             await stack.enter_async_context(fanout(connection, channel, topology, hub))
             readiness["rabbitmq"] = amqp_ready(connection)
             readiness["mongodb"] = lambda: ping(db)
+            api_keys = CachedApiKeyStore(
+                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+            )
             app.state.notifier = NotifierState(
-                settings=settings, projects=ProjectStore(db), api_keys=ApiKeyStore(db), hub=hub
+                settings=settings, projects=ProjectStore(db), api_keys=api_keys, hub=hub
             )
             yield
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from reelflow_common.settings import HttpSettings, LogSettings, MongoSettings, TopologySettings
+from reelflow_common.settings import (
+    AuthSettings,
+    HttpSettings,
+    LogSettings,
+    MongoSettings,
+    TopologySettings,
+)
 
 
-class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
+class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, AuthSettings):
     http_port: int = Field(default=8001, ge=0, le=65535)
     ws_ping_interval_s: float = Field(default=20, gt=0, description="server ping interval")
     ws_ping_timeout_s: float = Field(default=20, gt=0, description="drop a client silent this long")
