@@ -387,6 +387,13 @@ def test_no_image_pulls_secantusdb_or_the_devtools(name: str) -> None:
     assert not closure & FORBIDDEN_IN_IMAGES
 
 
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_image_ships_reelflow_admin(name: str) -> None:
+    # reelflow-common carries the operators' command; every service depends on it.
+    assert "reelflow-common" in runtime_closure(f"reelflow-{name}")
+    assert console_scripts("libs/common")["reelflow-admin"] == "reelflow_common.admin.cli:run"
+
+
 def test_the_closure_would_notice_secantusdb() -> None:
     assert "secantusdb" in runtime_closure("reelflow-devtools")
     # Extras are followed: uvicorn[standard] brings uvloop into the service images.
