@@ -9,7 +9,9 @@ port cannot come back unnoticed.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import json
 import re
 import stat
 import subprocess
@@ -20,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+import jsonschema
 import pytest
 import yaml
 from pydantic import AliasChoices, AliasPath
@@ -39,6 +42,7 @@ from reelflow_submitter.settings import Settings as SubmitterSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+COMPOSE_SCHEMA = ROOT / "tests" / "fixtures" / "schemas" / "compose-spec.json"
 COMPOSE_ENV_SCRIPT = ROOT / "tools" / "devtools" / "src" / "reelflow_devtools" / "compose_env.py"
 
 SETTINGS: dict[str, type[BaseSettings]] = {
@@ -254,6 +258,20 @@ def runtime_closure(root: str) -> set[str]:
             todo += [(edge["name"], edge_extra) for edge_extra in edge.get("extra", [])]
     seen = {name for name, _extra in visited}
     return seen
+
+
+# --- the compose specification --------------------------------------------------------
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification() -> None:
+    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    errors = [
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(compose())
+    ]
+    assert errors == []
+    broken = copy.deepcopy(compose())
+    broken["services"]["api"]["restart_policy"] = "always"  # not a compose key
+    assert list(validator.iter_errors(broken))
 
 
 # --- make compose-env ------------------------------------------------------------------
