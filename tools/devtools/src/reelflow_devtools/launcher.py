@@ -131,7 +131,7 @@ class Stack:
             "REELFLOW_MONGO_URL": self.mongo_url,
             "REELFLOW_MONGO_DATABASE": config.database,
             "REELFLOW_LOG_FORMAT": config.log_format,
-            "REELFLOWDRAIN_TIMEOUT_S": str(config.drain_timeout_s),
+            "REELFLOW_DRAIN_TIMEOUT_S": str(config.drain_timeout_s),
         }
         if config.amqp_prefix:
             env["REELFLOW_AMQP_PREFIX"] = config.amqp_prefix
