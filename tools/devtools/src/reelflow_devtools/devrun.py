@@ -80,7 +80,8 @@ def config_from_environment(
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Start, wait for Ctrl-C, stop: 0, or 1 when a process died on its own."""
     config = config_from_environment(parse_args(argv))
     say("reelflow: starting")
     state = ensure_rabbitmq(config.amqp_url)
@@ -97,15 +98,16 @@ def main(argv: list[str] | None = None) -> None:
         say(f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}?token=<key>")
         say(f"  dev key    {dev_key}")
         say("Press Ctrl-C to stop.")
-        _wait_for_stop(stack)
+        asked = _wait_for_stop(stack)
         say("reelflow: stopping")
     finally:
         took = stack.stop()
     say(f"reelflow: stopped in {took:.1f} s")
+    return 0 if asked else 1
 
 
-def _wait_for_stop(stack: Stack) -> None:
-    """Until SIGINT or SIGTERM, or until a child dies (then say which, and why)."""
+def _wait_for_stop(stack: Stack) -> bool:
+    """Until SIGINT or SIGTERM (True), or until a child dies (False, saying which and why)."""
     stopping = False
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
@@ -121,15 +123,18 @@ def _wait_for_stop(stack: Stack) -> None:
         dead = stack.first_dead()
         if dead is not None:
             say(f"{dead.name} exited with code {dead.process.returncode}:\n{dead.log_tail()}")
-            return
+            return False
         time.sleep(0.2)  # a supervisor's idle loop
+    return True
 
 
 def run() -> None:
     try:
-        main(sys.argv[1:])
+        sys.exit(main(sys.argv[1:]))
     except StartError as exc:
         sys.exit(f"reelflow: could not start: {exc}")
+    except KeyboardInterrupt:  # Ctrl-C while starting: what had started is stopped
+        sys.exit(130)
 
 
 if __name__ == "__main__":
