@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.stack import WEBHOOK_SECRET, Stack, eventually
+from reelflow_devtools.launcher import Stack
+from tests.e2e.stack import WEBHOOK_SECRET
+from tests.waiting import eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +50,8 @@ async def test_a_webhook_finishes_a_clip_that_polling_would_never_see_finish(
             status = (await api.get(f"/v1/projects/{project_id}")).json()
             return status if status["completed"] == 1 else None
 
-        status = await eventually(succeeded, deadline_s=30, what="the webhook's result recorded")
+        status = await eventually_returns(
+            succeeded, "the webhook's result recorded", 30, pause_s=0.2
+        )
     assert status["clips"] == {task_uuid: "https://example.invalid/video.mp4"}
     assert status["status"] == "completed"

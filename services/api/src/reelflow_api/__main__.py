@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import uvicorn
 
 from reelflow_api.app import create_app
@@ -18,6 +20,9 @@ def run() -> None:
         port=settings.http_port,
         log_config=None,  # our structlog set-up formats uvicorn's lines too
         proxy_headers=True,
+        # Requests in flight (a ?wait= long poll among them) get the same bound as
+        # the workers' messages, then are cancelled: SIGTERM never waits minutes.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
 
 

@@ -18,7 +18,8 @@ from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import ProjectStore
+from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 
@@ -39,7 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
             # Publishes fail (503, or a dispatch left to the sweeper) until RabbitMQ answers.
             publisher = Publisher(None, topology, timeout_s=settings.publish_timeout_s)
             projects_store = ProjectStore(db)
-            api_keys = ApiKeyStore(db)
+            api_keys = CachedApiKeyStore(
+                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+            )
             ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(
                 Indexes(
