@@ -147,7 +147,7 @@ class Stack:
                 "REELFLOW_PUBLIC_BASE_URL": self.api_url,
                 "REELFLOW_WEBHOOK_SECRET": config.webhook_secret,
             }
-        if self.ports["notifier"] != DEFAULT_PORTS["notifier"]:
+        if self.ports.get("notifier", DEFAULT_PORTS["notifier"]) != DEFAULT_PORTS["notifier"]:
             # The dashboard otherwise looks for the notifier on its default port of the
             # page's host (which, left unset, also works from another machine).
             env["REELFLOW_PUBLIC_WS_URL"] = self.ws_url
