@@ -463,6 +463,19 @@ def test_ingress_sends_rest_to_the_api_and_websockets_to_the_notifier() -> None:
     assert routes["/v1/ws"][0] == "reelflow-notifier"
 
 
+def test_ingress_serves_the_dashboard_and_only_the_api_s_public_paths() -> None:
+    routes = ingress_routes()
+    assert routes["/"][0] == routes["/static"][0] == "reelflow-api"
+    assert set(routes) == {"/", "/static", "/v1", "/v1/ws"}  # never /healthz or /metrics
+    paths = {
+        path["path"]: path["pathType"]
+        for ingress in objects("Ingress").values()
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert paths["/"] == "Exact"
+
+
 def test_ingress_timeouts_fit_long_polls_and_websockets() -> None:
     routes = ingress_routes()
     api = routes["/v1"][1]
@@ -478,8 +491,10 @@ def test_public_base_url_is_the_ingress_host() -> None:
     hosts = {
         rule["host"] for ingress in objects("Ingress").values() for rule in ingress["spec"]["rules"]
     }
-    public = objects("ConfigMap")[CONFIG_MAP]["data"]["REELFLOW_PUBLIC_BASE_URL"]
-    assert hosts == {public.removeprefix("https://")}
+    data = objects("ConfigMap")[CONFIG_MAP]["data"]
+    assert hosts == {data["REELFLOW_PUBLIC_BASE_URL"].removeprefix("https://")}
+    # The dashboard's browsers reach the notifier through the same Ingress.
+    assert hosts == {data["REELFLOW_PUBLIC_WS_URL"].removeprefix("wss://")}
 
 
 # --- reelflow-admin --------------------------------------------------------------------
