@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint format bench sim clean
+.PHONY: run test test-fast lint format bench sim clean compose-env
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -40,6 +40,10 @@ format: $(VENV)/.synced
 
 bench: $(VENV)/.synced
 	$(BIN)/python -m reelflow_devtools.bench
+
+# The secrets docker-compose.yml requires, random, in .env (never overwritten).
+compose-env:
+	$(PYTHON) tools/devtools/src/reelflow_devtools/compose_env.py .env
 
 clean:
 	rm -rf $(VENV) .tools .run

@@ -4,22 +4,46 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DEADLINE_S = 15.0
+PAUSE_S = 0.02
 
 
 async def eventually(
     condition: Callable[[], bool | Awaitable[bool]], what: str, timeout_s: float = DEADLINE_S
 ) -> None:
     """Wait until ``condition`` holds, checking often, failing after ``timeout_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
+
+    async def probe() -> bool | None:
         result = condition()
         if not isinstance(result, bool):
             result = await result
-        if result:
-            return
+        return True if result else None
+
+    await eventually_returns(probe, what, timeout_s)
+
+
+async def eventually_returns(
+    probe: Callable[[], Awaitable[T | None]],
+    what: str,
+    timeout_s: float = DEADLINE_S,
+    *,
+    pause_s: float = PAUSE_S,
+) -> T:
+    """Call ``probe`` until it returns something other than None, and return that.
+
+    Fails after ``timeout_s`` saying what never happened. A probe that costs a
+    request to a running process is better spaced out with a longer ``pause_s``.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        found = await probe()
+        if found is not None:
+            return found
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.02)  # between checks; the deadline bounds the wait
+        await asyncio.sleep(pause_s)  # between checks; the deadline bounds the wait

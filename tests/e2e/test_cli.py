@@ -18,8 +18,9 @@ import pexpect
 import pyte
 import pytest
 
+from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
-from tests.e2e.stack import Stack, eventually
+from tests.waiting import eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -148,7 +149,7 @@ def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
             )
         return True if got.json()["results"][0]["status"] == "success" else None
 
-    asyncio.run(eventually(first_clip_done, deadline_s=DEADLINE_S, what="the first clip done"))
+    asyncio.run(eventually_returns(first_clip_done, "the first clip done", DEADLINE_S, pause_s=0.2))
     cancelled = json.loads(reelflow(env, "cancel", project_id, "--json").stdout)
     assert cancelled["status"] == "cancelled"
 

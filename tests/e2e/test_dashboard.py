@@ -39,7 +39,8 @@ from playwright.sync_api import (  # noqa: E402
     sync_playwright,
 )
 
-from tests.e2e.stack import Stack, eventually  # noqa: E402
+from reelflow_devtools.launcher import Stack  # noqa: E402
+from tests.waiting import eventually_returns  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -271,7 +272,7 @@ def test_a_failed_clip_is_retried_from_the_page(dashboard: Dashboard) -> None:
     # Runware (the simulator) got a second task for the scene, and it ran to its end.
     second_task = failed.get_attribute("data-task-uuid")
     assert second_task not in (None, first_task)
-    truth = run_async(dashboard.stack.sim_task(second_task or ""))
+    truth = run_async(dashboard.stack.sim_get(f"/__sim/tasks/{second_task}"))
     assert (truth["accepted"], truth["state"]) == (True, "error")
     # Both tasks are on the card, as the API has them; so after a reload too.
     earlier = dashboard.status(project_id)["results"][1]["attempts"]
@@ -462,4 +463,4 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     async def finished() -> bool | None:
         return True if dashboard.status(project_id)["all_complete"] else None
 
-    await eventually(finished, deadline_s=DEADLINE_MS / 1000, what="the project finished")
+    await eventually_returns(finished, "the project finished", DEADLINE_MS / 1000, pause_s=0.2)

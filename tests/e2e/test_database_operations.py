@@ -21,7 +21,8 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.e2e.stack import Stack, cleanup, make_stack
+from reelflow_devtools.launcher import Stack
+from tests.e2e.stack import e2e_config, started
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +33,16 @@ FAST = "[sim:latency=10]"
 
 @pytest.fixture
 def quiet_stack(amqp_url: str, mongo_url: str, tmp_path: Path) -> Iterator[Stack]:
-    stack = make_stack(
-        amqp_url,
-        mongo_url,
-        tmp_path / "logs",
-        REELFLOW_PUBLIC_BASE_URL="",
-        REELFLOW_RECONCILE_INTERVAL_S="3600",
-        REELFLOW_LEASE_S="600",
+    yield from started(
+        e2e_config(
+            amqp_url,
+            mongo_url,
+            tmp_path / "stack",
+            webhooks=False,
+            REELFLOW_RECONCILE_INTERVAL_S="3600",
+            REELFLOW_LEASE_S="600",
+        )
     )
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        asyncio.run(cleanup(stack))
 
 
 async def operations(stack: Stack) -> dict[str, int]:
@@ -55,7 +52,7 @@ async def operations(stack: Stack) -> dict[str, int]:
         top = await client.admin.command("top")
     finally:
         await client.close()
-    prefix = f"{stack.database}."
+    prefix = f"{stack.config.database}."
     return {
         namespace.removeprefix(prefix): counters["total"]["count"]
         for namespace, counters in top["totals"].items()
@@ -67,7 +64,7 @@ async def test_a_clip_costs_at_most_five_database_operations_at_any_project_size
     quiet_stack: Stack,
 ) -> None:
     key = await quiet_stack.issue_key("tenant-ops")
-    connection = await aio_pika.connect_robust(quiet_stack.amqp_url)
+    connection = await aio_pika.connect_robust(quiet_stack.config.amqp_url)
     figures: dict[int, dict[str, int]] = {}
     async with (
         connection,
@@ -77,7 +74,7 @@ async def test_a_clip_costs_at_most_five_database_operations_at_any_project_size
     ):
         channel = await connection.channel()
         finished = await channel.declare_queue(exclusive=True)
-        await finished.bind(f"{quiet_stack.prefix}reelflow.events", "project.finished")
+        await finished.bind(f"{quiet_stack.config.amqp_prefix}reelflow.events", "project.finished")
         for scenes in (1, 10, 50):
             before = await operations(quiet_stack)
             body = {"scenes": [{"prompt": f"scene {i} {FAST}"} for i in range(scenes)]}

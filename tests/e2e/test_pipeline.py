@@ -8,7 +8,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.e2e.stack import Stack, eventually, watch_until_finished
+from reelflow_devtools.launcher import Stack
+from tests.e2e.stack import watch_until_finished
+from tests.waiting import eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +94,7 @@ async def test_five_scene_project_is_watched_live_to_a_partial_finish(shared_sta
         assert video.headers["content-type"] == "video/mp4"
 
     for task_uuid in status["clips"]:
-        truth = await shared_stack.sim_task(task_uuid)
+        truth = await shared_stack.sim_get(f"/__sim/tasks/{task_uuid}")
         assert truth["accepted"] is True
         assert truth["submissions"] == 1, truth
 
@@ -171,7 +173,7 @@ async def test_crashed_services_lose_no_clip_and_bill_none_twice(own_stack: Stac
             body = (await api.get(f"/v1/projects/{project_id}")).json()
             return True if any(r["status"] == "processing" for r in body["results"]) else None
 
-        await eventually(some_processing, what="a clip processing")
+        await eventually_returns(some_processing, "a clip processing", 60, pause_s=0.2)
         own_stack.kill_hard("poller")
         own_stack.start_service("poller")
 
@@ -185,8 +187,8 @@ async def test_crashed_services_lose_no_clip_and_bill_none_twice(own_stack: Stac
 
         clip_uuids: set[str] = set()
         for pid in (project_id, second.json()["project_id"]):
-            body = await eventually(
-                lambda pid=pid: finished(pid), deadline_s=90, what=f"{pid} done"
+            body = await eventually_returns(
+                lambda pid=pid: finished(pid), f"{pid} done", 90, pause_s=0.2
             )
             assert body["status"] == "completed", body
             clip_uuids |= set(body["clips"])

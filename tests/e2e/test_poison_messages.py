@@ -7,28 +7,29 @@ import httpx
 import pytest
 
 from reelflow_common.topology import WORK_QUEUES
-from tests.e2e.stack import Stack, eventually
+from reelflow_devtools.launcher import Stack
+from tests.waiting import eventually_returns
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_malformed_messages_go_to_each_dlq_and_work_continues(shared_stack: Stack) -> None:
-    connection = await aio_pika.connect_robust(shared_stack.amqp_url)
+    connection = await aio_pika.connect_robust(shared_stack.config.amqp_url)
     async with connection:
         channel = await connection.channel()
         for work_queue in WORK_QUEUES:
             await channel.default_exchange.publish(
                 aio_pika.Message(b"{not json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                routing_key=f"{shared_stack.prefix}{work_queue}",
+                routing_key=f"{shared_stack.config.amqp_prefix}{work_queue}",
             )
         for work_queue in WORK_QUEUES:
-            dlq = await channel.get_queue(f"{shared_stack.prefix}{work_queue}.dlq")
+            dlq = await channel.get_queue(f"{shared_stack.config.amqp_prefix}{work_queue}.dlq")
 
             async def dead_letter(dlq: aio_pika.abc.AbstractQueue = dlq) -> bytes | None:
                 message = await dlq.get(fail=False, no_ack=True)
                 return message.body if message else None
 
-            assert await eventually(dead_letter, deadline_s=30, what=f"{work_queue}.dlq") == (
+            assert await eventually_returns(dead_letter, f"{work_queue}.dlq", 30, pause_s=0.2) == (
                 b"{not json"
             )
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.e2e.stack import Stack, eventually
+from reelflow_devtools.launcher import Stack
+from tests.waiting import eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -14,7 +15,8 @@ async def test_a_forged_webhook_changes_nothing_and_its_secret_is_in_no_log(
     shared_stack: Stack,
 ) -> None:
     key = await shared_stack.issue_key("tenant-webhook")
-    secret = shared_stack.webhook_secret
+    secret = shared_stack.config.webhook_secret
+    assert secret is not None
     async with httpx.AsyncClient(
         base_url=shared_stack.api_url, headers={"Authorization": f"Bearer {key}"}
     ) as api:
@@ -28,7 +30,7 @@ async def test_a_forged_webhook_changes_nothing_and_its_secret_is_in_no_log(
             status = (await api.get(f"/v1/projects/{project_id}")).json()
             return status if status["results"][0]["status"] == "processing" else None
 
-        await eventually(processing, deadline_s=30, what="the clip at Runware")
+        await eventually_returns(processing, "the clip at Runware", 30, pause_s=0.2)
         forged = {
             "data": [
                 {
@@ -58,7 +60,7 @@ async def test_a_forged_webhook_changes_nothing_and_its_secret_is_in_no_log(
                 any("hint_without_result" in line and task_uuid in line for line in lines) or None
             )
 
-        await eventually(asked, deadline_s=30, what="the hint checked with Runware")
+        await eventually_returns(asked, "the hint checked with Runware", 30, pause_s=0.2)
         status = (await api.get(f"/v1/projects/{project_id}")).json()
 
     assert status["results"][0]["status"] == "processing"

@@ -1,11 +1,17 @@
-"""API keys on a real database: stored hashed, one tenant each, idempotent to issue."""
+"""API keys on a real database: stored hashed, one tenant each, labelled, expiring, revocable."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable
+from datetime import timedelta
 
 import pytest
 
 from reelflow_common.mongo import Database
 from reelflow_common.store import ApiKeyStore, KeyOfAnotherTenant, hash_key
+from reelflow_common.store.auth import CachedApiKeyStore, UnknownApiKey, UnknownTenant
+from reelflow_common.store.timefmt import utcnow
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +28,7 @@ async def test_an_issued_key_finds_its_tenant_and_is_not_stored_in_clear(
 ) -> None:
     tenant = await keys.create_tenant("acme")
 
-    key = await keys.issue_key(tenant, name="ci")
+    key = await keys.issue_key(tenant, label="ci")
 
     assert key.startswith("rf_")
     assert len(key) > 40
@@ -74,3 +80,123 @@ async def test_the_dev_key_lands_on_one_dev_tenant_across_runs(
     assert fresh_key.startswith("rf_")
     assert await keys.tenant_for_key(fresh_key) == tenant
     assert await mongo_db["tenants"].count_documents({"name": "dev"}) == 1
+
+
+async def test_a_key_is_listed_by_its_id_prefix_and_label_never_in_clear(
+    keys: ApiKeyStore,
+) -> None:
+    acme = await keys.create_tenant("acme")
+    other = await keys.create_tenant("other")
+    expires = utcnow() + timedelta(days=30)
+    key, created = await keys.create_key(acme, label="ci", expires_at=expires)
+    await keys.create_key(other)
+
+    (listed,) = await keys.list_keys(acme)
+
+    assert listed == created
+    assert listed.key_id == hash_key(key)[:16]
+    assert listed.prefix == key[:7]
+    assert (listed.label, listed.tenant_id, listed.revoked_at) == ("ci", acme, None)
+    assert listed.expires_at == expires
+    assert key not in repr(listed)
+    assert [tenant.name for tenant in await keys.list_tenants()] == ["acme", "other"]
+
+
+async def test_an_expired_key_authenticates_as_no_key(keys: ApiKeyStore) -> None:
+    tenant = await keys.create_tenant("acme")
+    expired, _ = await keys.create_key(tenant, expires_at=utcnow() - timedelta(seconds=1))
+    valid, _ = await keys.create_key(tenant, expires_at=utcnow() + timedelta(hours=1))
+
+    assert await keys.tenant_for_key(expired) is None
+    assert await keys.tenant_for_key(valid) == tenant
+
+
+async def test_a_revoked_key_authenticates_as_no_key_and_revoking_again_changes_nothing(
+    keys: ApiKeyStore,
+) -> None:
+    tenant = await keys.create_tenant("acme")
+    key, info = await keys.create_key(tenant)
+    kept, _ = await keys.create_key(tenant)
+
+    revoked = await keys.revoke_key(info.key_id)
+    again = await keys.revoke_key(info.key_id)
+
+    assert revoked.revoked_at is not None
+    assert again.revoked_at == revoked.revoked_at
+    assert await keys.tenant_for_key(key) is None
+    assert await keys.tenant_for_key(kept) == tenant
+    listed = {entry.key_id: entry.revoked_at for entry in await keys.list_keys(tenant)}
+    assert listed[info.key_id] == revoked.revoked_at
+
+
+async def test_unknown_tenants_and_key_ids_are_refused(keys: ApiKeyStore) -> None:
+    with pytest.raises(UnknownTenant):
+        await keys.create_key("no-such-tenant")
+    with pytest.raises(UnknownApiKey):
+        await keys.revoke_key("0123456789abcdef")
+    with pytest.raises(UnknownApiKey):
+        await keys.revoke_key("rf_not-an-id")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_cache_answers_without_the_database_until_its_time_is_up(
+    keys: ApiKeyStore, mongo_db: Database
+) -> None:
+    clock = FakeClock()
+    cached = CachedApiKeyStore(mongo_db, ttl_s=5, max_entries=100, clock=clock)
+    tenant = await keys.create_tenant("acme")
+    key, info = await keys.create_key(tenant)
+    assert await cached.tenant_for_key(key) == tenant
+    assert await cached.tenant_for_key("rf_unknown") is None
+
+    await keys.revoke_key(info.key_id)
+    await keys.issue_key(tenant, key="rf_unknown")  # now known, but remembered as unknown
+    clock.now += 4.9
+    assert await cached.tenant_for_key(key) == tenant
+    assert await cached.tenant_for_key("rf_unknown") is None
+
+    clock.now += 0.2
+    assert await cached.tenant_for_key(key) is None
+    assert await cached.tenant_for_key("rf_unknown") == tenant
+
+
+async def test_the_cache_forgets_the_least_recently_used_key_first(
+    keys: ApiKeyStore, mongo_db: Database
+) -> None:
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=2, clock=FakeClock())
+    tenant = await keys.create_tenant("acme")
+    (first, _), (second, _), (third, _) = [await keys.create_key(tenant) for _ in range(3)]
+    for key in (first, second, first, third):  # second is now the least recently used
+        assert await cached.tenant_for_key(key) == tenant
+
+    await mongo_db["api_keys"].delete_many({})
+
+    assert await cached.tenant_for_key(first) == tenant
+    assert await cached.tenant_for_key(third) == tenant
+    assert await cached.tenant_for_key(second) is None  # forgotten, so read again
+
+
+async def test_the_cache_never_outlives_the_keys_expiry(
+    keys: ApiKeyStore, mongo_db: Database
+) -> None:
+    clock = FakeClock()
+    cached = CachedApiKeyStore(mongo_db, ttl_s=3600, max_entries=100, clock=clock)
+    tenant = await keys.create_tenant("acme")
+    key, _ = await keys.create_key(tenant, expires_at=utcnow() + timedelta(seconds=1))
+    assert await cached.tenant_for_key(key) == tenant
+
+    await eventually(lambda: _is_none(keys.tenant_for_key(key)), "the key to expire", timeout_s=10)
+    clock.now += 1.5  # past the expiry, far within the cache's hour
+
+    assert await cached.tenant_for_key(key) is None
+
+
+async def _is_none(value: Awaitable[object]) -> bool:
+    return await value is None

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -233,6 +234,20 @@ async def test_a_missing_or_unknown_key_is_refused_with_4401(
         code, reason = await close_of(ws)
     assert code == 4401
     assert "API key" in reason
+
+
+async def test_an_expired_or_revoked_key_is_refused_with_4401(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project()
+    expired, _ = await world.api_keys.create_key(
+        world.tenant_id, expires_at=datetime.now(UTC) - timedelta(seconds=1)
+    )
+    revoked, info = await world.api_keys.create_key(world.tenant_id)
+    await world.api_keys.revoke_key(info.key_id)  # before the notifier ever saw it
+    for key in (expired, revoked):
+        async with client(project_url(notifier, project), key=key) as ws:
+            assert (await close_of(ws))[0] == 4401
 
 
 async def test_a_tenant_cannot_watch_another_tenants_project(

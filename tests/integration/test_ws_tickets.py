@@ -13,7 +13,10 @@ from reelflow_common.domain import ClipRequest
 from reelflow_common.logging import configure_logging
 from reelflow_common.settings import LogSettings
 from reelflow_common.store import ApiKeyStore, NewProject, ProjectStore, hash_key
+from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
+from reelflow_notifier.auth import Credential
+from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.settings import Settings as NotifierSettings
 from tests.integration.api_helpers import Api, assert_problem, running_api
 from tests.integration.notifier_helpers import (
@@ -40,8 +43,14 @@ async def notifier(
     settings_for: Callable[..., Any], api: Api, amqp_connection: Any
 ) -> AsyncIterator[RunningNotifier]:
     # After ``api``: its indexes exist before the notifier reads the collections.
+    # Keys are cached, as in production, but briefly: a revoked key's sockets close
+    # within auth_cache_ttl_s + ws_key_check_interval_s.
     settings = settings_for(
-        NotifierSettings, http_host="127.0.0.1", http_port=0, ws_key_check_interval_s=0.1
+        NotifierSettings,
+        http_host="127.0.0.1",
+        http_port=0,
+        ws_key_check_interval_s=0.1,
+        auth_cache_ttl_s=0.5,
     )
     async with running_notifier(settings) as running:
         yield running
@@ -195,6 +204,34 @@ async def test_open_sockets_of_a_revoked_key_close_with_4401(
         assert (await receive(bystander))["type"] == "unsubscribed"
 
     assert (code, reason) == (4401, "API key revoked or expired")
+
+
+class EndedSocket:
+    def __init__(self) -> None:
+        self.ended: list[tuple[int, str]] = []
+
+    def end(self, code: int, reason: str) -> None:
+        self.ended.append((code, reason))
+
+
+async def test_the_key_watch_sees_a_revocation_once_the_cache_forgets_the_key(api: Api) -> None:
+    """Through the notifier's cached store: at most auth_cache_ttl_s late, never later."""
+    now = [0.0]
+    keys = CachedApiKeyStore(api.db, ttl_s=5, max_entries=10, clock=lambda: now[0])
+    watch = KeyWatch(keys, interval_s=1)
+    key = await new_key(api)
+    tenant_id = await keys.tenant_for_key(key)
+    assert tenant_id is not None
+    socket = EndedSocket()
+
+    with watch.watching(Credential(tenant_id, key), socket):
+        await revoke(api, key)
+        now[0] += 4.9
+        assert await watch.check_all() == 0  # still remembered as valid
+        now[0] += 0.1
+        assert await watch.check_all() == 1
+
+    assert socket.ended == [(4401, "API key revoked or expired")]
 
 
 async def test_a_ticket_in_the_url_is_not_logged(

@@ -1,27 +1,39 @@
-"""docker-compose.yml and the Dockerfile agree with the code they run.
+"""docker-compose.yml and the Dockerfile agree with the code they run, and are safe.
 
 Nothing here starts a container: the files are read as data and checked against
-the settings classes, the console scripts and the lock, so renaming a setting, a
-port or a script breaks a test instead of a deployment.
+the settings classes, the console scripts, the lock and a ``.env`` that
+``make compose-env`` writes, so renaming a setting, a port or a script breaks a
+test instead of a deployment, and a default password or a published database
+port cannot come back unnoticed.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
+import json
 import re
+import stat
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+import jsonschema
 import pytest
 import yaml
 from pydantic import AliasChoices, AliasPath
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.admin.cli import AdminSettings
 from reelflow_common.broker import consume
+from reelflow_common.runware import RunwareClient
+from reelflow_common.runware.errors import RunwareRequestError
+from reelflow_devtools import compose_env
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.config import SimSettings
@@ -30,6 +42,8 @@ from reelflow_submitter.settings import Settings as SubmitterSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+COMPOSE_SCHEMA = ROOT / "tests" / "fixtures" / "schemas" / "compose-spec.json"
+COMPOSE_ENV_SCRIPT = ROOT / "tools" / "devtools" / "src" / "reelflow_devtools" / "compose_env.py"
 
 SETTINGS: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
@@ -38,8 +52,20 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "notifier": NotifierSettings,
 }
 SERVICES = sorted(SETTINGS)
+#: the compose services that run reelflow code, to the settings each reads
+COMPOSE_SETTINGS: dict[str, type[BaseSettings]] = {
+    **SETTINGS,
+    "submitter-sim": SubmitterSettings,
+    "poller-sim": PollerSettings,
+    "admin": AdminSettings,
+}
+REELFLOW = sorted(COMPOSE_SETTINGS)
+#: every long-running reelflow service, whichever profile it belongs to
+RUNNING = sorted(set(COMPOSE_SETTINGS) - {"admin"})
+WORKERS = {"real-runware": ("submitter", "poller"), "dev": ("submitter-sim", "poller-sim")}
 INFRASTRUCTURE = ("rabbitmq", "mongo")
 SIMULATOR = "runware-sim"
+DEV_PORTS = "dev-ports"
 # Where each image's code lives, by the Dockerfile's SERVICE build argument.
 PACKAGE_DIRS = {
     "api": "services/api",
@@ -50,7 +76,7 @@ PACKAGE_DIRS = {
 }
 FORBIDDEN_IN_IMAGES = {"reelflow-devtools", "secantusdb"}
 
-_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?P<op>:?-)?(?P<default>[^}]*)\}")
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?P<op>:?[-?])?(?P<arg>[^}]*)\}")
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -65,22 +91,44 @@ def service(name: str) -> dict[str, Any]:
     return cast(dict[str, Any], compose()["services"][name])
 
 
-def interpolate(value: object) -> str:
-    """The value compose passes when no variable is set in the shell: every default."""
-    text = str(value)
-
-    def default(match: re.Match[str]) -> str:
-        if match["op"] is None:
-            raise AssertionError(f"{match[0]} has no default: compose would pass ''")
-        return match["default"]
-
-    return _VARIABLE.sub(default, text)
+@cache
+def dot_env() -> dict[str, str]:
+    """What ``make compose-env`` writes, as compose reads it."""
+    return dict(compose_env.values())
 
 
-def environment(name: str) -> dict[str, str]:
-    env = service(name).get("environment", {})
-    assert isinstance(env, dict), f"{name}: write environment as a mapping (anchors merge)"
-    return {key: interpolate(value) for key, value in env.items()}
+def interpolate(value: object, env: Mapping[str, str] | None = None) -> str:
+    """``value`` as compose passes it with ``env`` (default: the generated .env) and nothing else.
+
+    ``${X:?msg}`` must be in ``env`` (compose refuses to start otherwise); a bare
+    ``${X}`` is not allowed, since compose would pass '' and only warn.
+    """
+    env = dot_env() if env is None else env
+
+    def substitute(match: re.Match[str]) -> str:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if op is None:
+            raise AssertionError(f"{match[0]}: say what happens when it is unset")
+        if op.endswith("?"):
+            if not env.get(name):
+                raise AssertionError(f"{name} is required ({arg}) but not in the .env")
+            return env[name]
+        if op == ":-":
+            return env.get(name) or arg
+        return env.get(name, arg)
+
+    return _VARIABLE.sub(substitute, str(value)).replace("$$", "$")
+
+
+def required_variables() -> set[str]:
+    """Every variable compose refuses to run without."""
+    return {m["name"] for m in _VARIABLE.finditer(COMPOSE.read_text()) if m["op"] == ":?"}
+
+
+def environment(name: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    values = service(name).get("environment", {})
+    assert isinstance(values, dict), f"{name}: write environment as a mapping (anchors merge)"
+    return {key: interpolate(value, env) for key, value in values.items()}
 
 
 def env_names(settings: type[BaseSettings]) -> dict[str, str]:
@@ -125,25 +173,30 @@ def validate_without_environment(
     return cast(BaseSettings, isolated(**values))
 
 
-def service_settings(name: str) -> BaseSettings:
-    settings = SETTINGS[name]
+def service_settings(name: str, env: Mapping[str, str] | None = None) -> Any:
+    settings = COMPOSE_SETTINGS[name]
     names = env_names(settings)
     return validate_without_environment(
-        settings, {names[key.upper()]: value for key, value in environment(name).items()}
+        settings, {names[key.upper()]: value for key, value in environment(name, env).items()}
     )
 
 
-def published_ports(name: str) -> set[tuple[int, int]]:
-    pairs = set()
+def published_ports(name: str) -> set[tuple[str, int, int]]:
+    """(host address, host port, container port); the address is '' for every interface."""
+    found = set()
     for entry in service(name).get("ports", []):
-        *_host_ip, host, container = str(entry).split(":")
-        pairs.add((int(host), int(container)))
-    return pairs
+        *address, host, container = str(entry).split(":")
+        found.add(("".join(address), int(host), int(container)))
+    return found
 
 
 def healthcheck_text(name: str) -> str:
     test = service(name)["healthcheck"]["test"]
     return " ".join(test) if isinstance(test, list) else str(test)
+
+
+def profiles(name: str) -> list[str]:
+    return cast(list[str], service(name).get("profiles", []))
 
 
 def console_scripts(package_dir: str) -> dict[str, str]:
@@ -207,21 +260,205 @@ def runtime_closure(root: str) -> set[str]:
     return seen
 
 
-# --- the compose file ------------------------------------------------------------------
+# --- the compose specification --------------------------------------------------------
 
 
-def test_compose_runs_the_services_the_infrastructure_and_the_simulator() -> None:
-    assert set(compose()["services"]) == {*SERVICES, *INFRASTRUCTURE, SIMULATOR}
+def test_the_compose_file_is_valid_against_the_compose_specification() -> None:
+    validator = jsonschema.Draft7Validator(json.loads(COMPOSE_SCHEMA.read_text()))
+    errors = [
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(compose())
+    ]
+    assert errors == []
+    broken = copy.deepcopy(compose())
+    broken["services"]["api"]["restart_policy"] = "always"  # not a compose key
+    assert list(validator.iter_errors(broken))
 
 
-@pytest.mark.parametrize("name", SERVICES)
+# --- make compose-env ------------------------------------------------------------------
+
+
+def test_compose_env_writes_random_secrets_privately_and_never_overwrites(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / ".env"
+    run = [sys.executable, str(COMPOSE_ENV_SCRIPT), str(path)]  # as make compose-env runs it
+
+    first = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
+    written = path.read_text()
+    second = subprocess.run(run, capture_output=True, text=True, check=True, timeout=60)
+
+    assert "wrote" in first.stdout
+    assert "left unchanged" in second.stdout
+    assert path.read_text() == written
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    values = dict(
+        line.split("=", 1) for line in written.splitlines() if line and not line.startswith("#")
+    )
+    assert set(values) == required_variables()
+    for name in ("RABBITMQ_PASSWORD", "MONGO_ROOT_PASSWORD", "REELFLOW_WEBHOOK_SECRET"):
+        assert re.fullmatch(r"[A-Za-z0-9_-]{40,}", values[name]), name  # safe inside URLs
+    assert compose_env.values()["RABBITMQ_PASSWORD"] != compose_env.values()["RABBITMQ_PASSWORD"]
+
+
+def test_makefile_target_runs_the_script_without_the_virtualenv() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    target = makefile.split("\ncompose-env:", 1)[1].split("\n\n", 1)[0]
+    assert "$(PYTHON) tools/devtools/src/reelflow_devtools/compose_env.py .env" in target
+    assert "compose-env" in makefile.split(".PHONY:", 1)[1].splitlines()[0]
+    # Standard library only: it runs before anything is installed.
+    imports = re.findall(r"^(?:from|import) (\w+)", COMPOSE_ENV_SCRIPT.read_text(), re.M)
+    assert set(imports) <= set(sys.stdlib_module_names) | {"__future__"}
+
+
+def test_the_env_file_stays_out_of_git_and_of_the_images() -> None:
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    assert "**/.env" in (ROOT / ".dockerignore").read_text().split()
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+
+def test_compose_requires_every_secret_and_defaults_none() -> None:
+    assert required_variables() == {
+        "RABBITMQ_USER",
+        "RABBITMQ_PASSWORD",
+        "MONGO_ROOT_USER",
+        "MONGO_ROOT_PASSWORD",
+        "MONGO_REPLICA_SET_KEY",
+        "REELFLOW_WEBHOOK_SECRET",
+    }
+    text = COMPOSE.read_text()
+    assert "guest" not in text
+    for match in _VARIABLE.finditer(text):
+        if any(word in match["name"] for word in ("PASSWORD", "SECRET", "KEY")):
+            # Required, or (the Runware key) empty by default and refused by the workers.
+            assert match["op"] == ":?" or match["arg"] == "", match[0]
+
+
+def test_without_the_env_file_compose_refuses_to_start() -> None:
+    with pytest.raises(AssertionError, match="RABBITMQ_USER is required"):
+        environment("api", env={})
+
+
+def test_rabbitmq_has_only_the_generated_user_and_the_services_use_it() -> None:
+    broker = environment("rabbitmq")
+    assert broker == {
+        "RABBITMQ_DEFAULT_USER": dot_env()["RABBITMQ_USER"],
+        "RABBITMQ_DEFAULT_PASS": dot_env()["RABBITMQ_PASSWORD"],
+    }
+    user, password = broker["RABBITMQ_DEFAULT_USER"], broker["RABBITMQ_DEFAULT_PASS"]
+    for name in REELFLOW:
+        url = service_settings(name).amqp_url.get_secret_value()
+        assert url == f"amqp://{user}:{password}@rabbitmq:5672/", name
+
+
+def test_mongo_runs_with_authentication_and_the_services_log_in() -> None:
+    database = environment("mongo")
+    user = database["MONGO_INITDB_ROOT_USERNAME"]
+    password = database["MONGO_INITDB_ROOT_PASSWORD"]
+    assert (user, password) == (dot_env()["MONGO_ROOT_USER"], dot_env()["MONGO_ROOT_PASSWORD"])
+    script = interpolate(service("mongo")["command"][0])
+    assert service("mongo")["entrypoint"] == ["bash", "-c"]
+    assert "--keyFile /tmp/replica-set.key" in script
+    assert "printf '%s' \"$MONGO_REPLICA_SET_KEY\" > /tmp/replica-set.key" in script
+    assert "exec docker-entrypoint.sh mongod --replSet rs0" in script
+    replica_set = script.split("--replSet ", 1)[1].split()[0]
+    for name in REELFLOW:
+        url = service_settings(name).mongo_url.get_secret_value()
+        assert url == (
+            f"mongodb://{user}:{password}@mongo:27017/?replicaSet={replica_set}&authSource=admin"
+        ), name
+
+
+def test_mongos_health_check_logs_in_and_initiates_the_replica_set() -> None:
+    test = service("mongo")["healthcheck"]["test"]
+    assert test[0] == "CMD-SHELL"  # the container's shell expands the credentials
+    text = interpolate(test[1])
+    assert '-u "$MONGO_INITDB_ROOT_USERNAME" -p "$MONGO_INITDB_ROOT_PASSWORD"' in text
+    assert "--authenticationDatabase admin" in text
+    assert "rs.status().ok" in text
+    assert "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'mongo:27017'}]})" in text
+
+
+def test_rabbitmq_is_health_checked() -> None:
+    assert service("rabbitmq")["healthcheck"]["test"] == [
+        "CMD",
+        "rabbitmq-diagnostics",
+        "-q",
+        "ping",
+    ]
+
+
+# --- ports and profiles ----------------------------------------------------------------
+
+
+def test_compose_runs_the_services_the_infrastructure_and_the_tools() -> None:
+    assert set(compose()["services"]) == {
+        *REELFLOW,
+        *INFRASTRUCTURE,
+        SIMULATOR,
+        DEV_PORTS,
+    }
+
+
+def test_only_the_api_and_the_websocket_are_published_without_a_profile() -> None:
+    published = {
+        name: published_ports(name)
+        for name in compose()["services"]
+        if not profiles(name) and published_ports(name)
+    }
+    assert published == {"api": {("", 8000, 8000)}, "notifier": {("", 8001, 8001)}}
+    for name in RUNNING:
+        if name not in published:
+            assert not published_ports(name), f"{name} publishes its ops port"
+
+
+def test_the_dev_profile_forwards_broker_and_database_to_loopback_only() -> None:
+    assert profiles(DEV_PORTS) == ["dev"]
+    forwarded = published_ports(DEV_PORTS)
+    assert forwarded == {("127.0.0.1", p, p) for p in (5672, 15672, 27017)}
+    command = service(DEV_PORTS)["command"][0]
+    for port, target in ((5672, "rabbitmq"), (15672, "rabbitmq"), (27017, "mongo")):
+        assert f"TCP-LISTEN:{port},fork,reuseaddr TCP:{target}:{port}" in command
+    for name in INFRASTRUCTURE:
+        assert "ports" not in service(name)
+    assert published_ports(SIMULATOR) == {("127.0.0.1", 8090, 8090)}
+
+
+def test_each_worker_runs_in_exactly_one_profile_and_the_rest_in_none() -> None:
+    for profile, workers in WORKERS.items():
+        for name in workers:
+            assert profiles(name) == [profile]
+    assert profiles(SIMULATOR) == ["dev"]
+    assert profiles("admin") == ["admin"]
+    for name in (*INFRASTRUCTURE, "api", "notifier"):
+        assert not profiles(name), f"{name} must start without a profile"
+
+
+@pytest.mark.parametrize("name", RUNNING)
+def test_health_checked_port_is_the_services_http_port(name: str) -> None:
+    port = service_settings(name).http_port
+    assert f"http://127.0.0.1:{port}/healthz" in healthcheck_text(name)
+    assert "urllib.request.urlopen" in healthcheck_text(name)  # slim images have no curl
+
+
+@pytest.mark.parametrize("name", ["api", "notifier"])
+def test_the_public_services_publish_their_http_port(name: str) -> None:
+    port = service_settings(name).http_port
+    assert ("", port, port) in published_ports(name)
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", REELFLOW)
 def test_every_variable_of_a_service_is_one_of_its_settings(name: str) -> None:
-    known = env_names(SETTINGS[name])
+    known = env_names(COMPOSE_SETTINGS[name])
     unknown = {key for key in environment(name) if key.upper() not in known}
     assert not unknown, f"{name} does not read {sorted(unknown)}"
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", REELFLOW)
 def test_every_value_of_a_service_validates_against_its_settings(name: str) -> None:
     service_settings(name)
 
@@ -241,22 +478,14 @@ def test_settings_are_validated_without_the_test_process_environment() -> None:
     assert settings.model_dump()["http_port"] == ApiSettings.model_fields["http_port"].default
 
 
-@pytest.mark.parametrize("name", SERVICES)
-def test_published_and_health_checked_port_is_the_services_http_port(name: str) -> None:
-    port = service_settings(name).model_dump()["http_port"]
-    assert (port, port) in published_ports(name)
-    assert f"http://127.0.0.1:{port}/healthz" in healthcheck_text(name)
-    assert "urllib.request.urlopen" in healthcheck_text(name)  # slim images have no curl
-
-
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", REELFLOW)
 def test_services_start_after_a_healthy_broker_and_database(name: str) -> None:
     depends_on = service(name)["depends_on"]
     for dependency in INFRASTRUCTURE:
         assert depends_on[dependency]["condition"] == "service_healthy"
 
 
-@pytest.mark.parametrize("name", SERVICES)
+@pytest.mark.parametrize("name", RUNNING)
 def test_stop_grace_period_outlasts_the_drain(name: str) -> None:
     drain_s = inspect.signature(consume).parameters["drain_timeout_s"].default
     grace = str(service(name)["stop_grace_period"])
@@ -264,88 +493,90 @@ def test_stop_grace_period_outlasts_the_drain(name: str) -> None:
     assert float(grace.removesuffix("s")) > drain_s
 
 
-def test_rabbitmq_and_mongo_are_health_checked() -> None:
-    assert service("rabbitmq")["healthcheck"]["test"] == [
-        "CMD",
-        "rabbitmq-diagnostics",
-        "-q",
-        "ping",
-    ]
-    assert "rs.initiate" in healthcheck_text("mongo")
-    assert "rs.status().ok" in healthcheck_text("mongo")
-
-
-def test_mongo_url_names_the_replica_set_mongo_runs() -> None:
-    command = service("mongo")["command"]
-    replica_set = command[command.index("--replSet") + 1]
-    assert f"_id: '{replica_set}'" in healthcheck_text("mongo")
-    assert "host: 'mongo:27017'" in healthcheck_text("mongo")
-    for name in SERVICES:
-        url = service_settings(name).model_dump()["mongo_url"].get_secret_value()
-        assert url.startswith("mongodb://mongo:27017/")
-        assert f"replicaSet={replica_set}" in url
-
-
-def test_amqp_url_points_at_the_rabbitmq_service() -> None:
-    for name in SERVICES:
-        url = service_settings(name).model_dump()["amqp_url"].get_secret_value()
-        assert "@rabbitmq:5672/" in url
-
-
-def test_the_simulator_is_only_in_the_dev_profile_and_nothing_waits_for_it() -> None:
-    assert service(SIMULATOR)["profiles"] == ["dev"]
-    for name in compose()["services"]:
-        if name != SIMULATOR:
-            assert "profiles" not in service(name), f"{name} must start without a profile"
-            assert SIMULATOR not in service(name).get("depends_on", {})
+# --- Runware: real or simulated --------------------------------------------------------
 
 
 def simulator_port() -> int:
     command = service(SIMULATOR)["command"]
     port = int(command[command.index("--port") + 1])
     assert command[command.index("--host") + 1] == "0.0.0.0"
-    assert (port, port) in published_ports(SIMULATOR)
     assert f"'127.0.0.1', {port}" in healthcheck_text(SIMULATOR)
     return port
 
 
-def test_runware_base_url_defaults_to_the_simulator() -> None:
-    expected = f"http://{SIMULATOR}:{simulator_port()}"
-    users = [n for n in SERVICES if "runware_base_url" in SETTINGS[n].model_fields]
-    assert sorted(users) == ["poller", "submitter"]
-    for name in users:
-        assert service_settings(name).model_dump()["runware_base_url"] == expected
-
-
-def test_the_simulator_accepts_the_default_runware_key() -> None:
+def test_the_dev_workers_use_the_simulator_with_a_key_it_accepts() -> None:
     sim_env = {key: interpolate(value) for key, value in service(SIMULATOR)["environment"].items()}
     fields = {f"RUNWARE_SIM_{name}".upper() for name in SimSettings.model_fields}
     assert set(sim_env) <= fields
     sim_keys = {key.strip() for key in sim_env["RUNWARE_SIM_API_KEYS"].split(",")}
-    for name in ("submitter", "poller"):
-        key = service_settings(name).model_dump()["runware_api_key"]
-        assert key is not None, f"{name} has no Runware key"
-        assert key.get_secret_value() in sim_keys
+    for name in WORKERS["dev"]:
+        settings = service_settings(name)
+        assert settings.runware_base_url == f"http://{SIMULATOR}:{simulator_port()}"
+        assert settings.runware_api_key.get_secret_value() in sim_keys
+    assert not set(sim_env.values()) & set(dot_env().values())  # no real secret in it
+
+
+def test_the_real_workers_call_runware_with_the_operators_key() -> None:
+    for name in WORKERS["real-runware"]:
+        settings = service_settings(name, dot_env() | {"RUNWARE_API_KEY": "rw-key"})
+        assert settings.runware_base_url == "https://api.runware.ai"
+        assert settings.runware_api_key.get_secret_value() == "rw-key"
+
+
+async def test_the_real_workers_refuse_to_start_without_a_runware_key() -> None:
+    # Compose cannot require a variable of one profile only; the Runware client can.
+    for name in WORKERS["real-runware"]:
+        settings = service_settings(name)
+        assert settings.runware_api_key.get_secret_value() == ""
+        with pytest.raises(RunwareRequestError, match="no Runware API key"):
+            async with RunwareClient.open(settings):
+                pass
 
 
 def test_webhooks_reach_the_api_with_the_secret_it_expects() -> None:
-    submitter = service_settings("submitter").model_dump()
-    api = service_settings("api").model_dump()
-    api_port = api["http_port"]
-    assert submitter["public_base_url"] == f"http://api:{api_port}"
-    assert submitter["webhook_secret"] is not None
-    assert submitter["webhook_secret"] == api["webhook_secret"]
+    api = service_settings("api")
+    secret = dot_env()["REELFLOW_WEBHOOK_SECRET"]
+    assert api.webhook_secret.get_secret_value() == secret
+    (simulated, real) = (service_settings("submitter-sim"), service_settings("submitter"))
+    assert simulated.public_base_url == f"http://api:{api.http_port}"
+    assert simulated.webhook_secret.get_secret_value() == secret
+    assert simulated.webhook_url("p1", 0).startswith(
+        f"http://api:8000/v1/webhooks/runware/{secret}"
+    )
+    # Against the real Runware, webhooks only once REELFLOW_PUBLIC_BASE_URL is set.
+    assert real.webhook_url("p1", 0) is None
+    public = service_settings("submitter", dot_env() | {"REELFLOW_PUBLIC_BASE_URL": "https://x.io"})
+    assert public.webhook_url("p1", 0).startswith(f"https://x.io/v1/webhooks/runware/{secret}")
+
+
+# --- the admin command -----------------------------------------------------------------
+
+
+def test_admin_runs_reelflow_admin_on_demand_with_the_services_settings() -> None:
+    admin = service("admin")
+    assert admin["entrypoint"] == ["reelflow-admin"]
+    assert admin["restart"] == "no"
+    assert admin["image"] == service("api")["image"]
+    assert admin["build"] == service("api")["build"]
+    settings = service_settings("admin")
+    api = service_settings("api")
+    assert settings.mongo_url == api.mongo_url
+    assert settings.mongo_database == api.mongo_database
+    assert settings.amqp_prefix == api.amqp_prefix
 
 
 # --- the Dockerfile --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*SERVICES, SIMULATOR])
+@pytest.mark.parametrize("name", [*REELFLOW, SIMULATOR])
 def test_compose_builds_each_image_from_the_one_dockerfile(name: str) -> None:
     build = service(name)["build"]
     assert build["context"] == "."
     assert (ROOT / build["dockerfile"]).resolve() == DOCKERFILE
-    assert build["args"]["SERVICE"] == name
+    image = build["args"]["SERVICE"]
+    expected = {"admin": "api", SIMULATOR: SIMULATOR}.get(name, name.removesuffix("-sim"))
+    assert image == expected
+    assert service(name)["image"] == f"reelflow-{image}:dev"
 
 
 def test_dockerfile_accepts_exactly_the_packages_with_a_console_script() -> None:
@@ -385,6 +616,13 @@ def test_no_image_pulls_secantusdb_or_the_devtools(name: str) -> None:
     closure = runtime_closure(f"reelflow-{name}")
     assert f"reelflow-{name}" in closure
     assert not closure & FORBIDDEN_IN_IMAGES
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_image_ships_reelflow_admin(name: str) -> None:
+    # reelflow-common carries the operators' command; every service depends on it.
+    assert "reelflow-common" in runtime_closure(f"reelflow-{name}")
+    assert console_scripts("libs/common")["reelflow-admin"] == "reelflow_common.admin.cli:run"
 
 
 def test_the_closure_would_notice_secantusdb() -> None:

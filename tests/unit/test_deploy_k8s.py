@@ -1,11 +1,17 @@
-"""The Kubernetes manifests in deploy/k8s agree with the code they run.
+"""The Kubernetes manifests: valid against the Kubernetes schemas, and in step with the code.
 
-Read as data: settings names and ports come from the settings classes, the drain
-bound from ``consume()``, so a rename in the code breaks a test, not a rollout.
+Each overlay is rendered by kustomize (the one built into kubectl, which the
+development machines and CI have) and every object is validated against the
+Kubernetes API's OpenAPI schemas, strictly (unknown fields are errors), by
+kubernetes-validate (PyPI; it ships the schemas, so nothing is fetched). Then the
+rendered objects are read as data: settings names and ports come from the
+settings classes, the drain bound from ``consume()``, so a rename in the code
+breaks a test, not a rollout.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import shutil
 import subprocess
@@ -13,18 +19,25 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+import kubernetes_validate
 import pytest
 import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.admin.cli import AdminSettings
 from reelflow_common.broker import consume
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
 
-K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("dev", "prod")
+NAMESPACES = {"dev": "reelflow-dev", "prod": "reelflow"}
+#: the Kubernetes version the manifests are checked against: the oldest we support
+KUBERNETES_VERSION = "1.30.0"
 SETTINGS: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
     "submitter": SubmitterSettings,
@@ -32,9 +45,12 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "notifier": NotifierSettings,
 }
 SERVICES = sorted(SETTINGS)
+PUBLIC = ("api", "notifier")
+WORKERS = ("submitter", "poller")
 CONFIG_MAP = "reelflow-config"
 SECRET = "reelflow-secrets"
-EXAMPLE_SECRET_FILE = "secret.example.yaml"
+EXAMPLE_SECRET = K8S / "overlays" / "dev" / "secret.example.yaml"
+ADMIN_JOB = K8S / "examples" / "admin-job.yaml"
 LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -50,44 +66,45 @@ SECRET_SETTINGS = {
 }
 
 
-# --- helpers ---------------------------------------------------------------------------
+# --- rendering and validating ----------------------------------------------------------
 
 
 @cache
-def documents() -> dict[str, list[dict[str, Any]]]:
-    """Every manifest file's documents, by file name (kustomization.yaml excluded)."""
-    found = {}
-    for path in sorted(K8S.glob("*.yaml")):
-        if path.name != "kustomization.yaml":
-            found[path.name] = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    return found
+def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
+    """The overlay as kustomize builds it."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with its built-in kustomize) is needed to render deploy/k8s"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
 
 
-def objects(kind: str) -> dict[str, dict[str, Any]]:
-    """Objects of ``kind`` by name, from the files kustomization.yaml applies."""
-    applied = set(kustomization()["resources"])
-    return {
-        doc["metadata"]["name"]: doc
-        for name, docs in documents().items()
-        if name in applied
-        for doc in docs
-        if doc["kind"] == kind
-    }
+def objects(kind: str, overlay: str = "prod") -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in rendered(overlay) if doc["kind"] == kind}
 
 
-@cache
-def kustomization() -> dict[str, Any]:
-    return cast(dict[str, Any], yaml.safe_load((K8S / "kustomization.yaml").read_text()))
+def deployment(name: str, overlay: str = "prod") -> dict[str, Any]:
+    return objects("Deployment", overlay)[f"reelflow-{name}"]
 
 
-def deployment(name: str) -> dict[str, Any]:
-    return objects("Deployment")[f"reelflow-{name}"]
+def pod_spec(name: str, overlay: str = "prod") -> dict[str, Any]:
+    return cast(dict[str, Any], deployment(name, overlay)["spec"]["template"]["spec"])
 
 
-def container(name: str) -> dict[str, Any]:
-    containers = deployment(name)["spec"]["template"]["spec"]["containers"]
+def container(name: str, overlay: str = "prod") -> dict[str, Any]:
+    containers = pod_spec(name, overlay)["containers"]
     assert len(containers) == 1
     return cast(dict[str, Any], containers[0])
+
+
+def pod_labels(name: str) -> dict[str, str]:
+    return cast(dict[str, str], deployment(name)["spec"]["template"]["metadata"]["labels"])
 
 
 def env_names(settings: type[BaseSettings]) -> dict[str, str]:
@@ -136,71 +153,137 @@ def pre_stop_seconds(name: str) -> float:
     return float(argv[1]) if argv[:1] == ["sleep"] else 0.0
 
 
-# --- files and kustomization -----------------------------------------------------------
+def example_secret() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(EXAMPLE_SECRET.read_text()))
 
 
-def test_every_manifest_parses_into_objects_with_a_kind_and_a_name() -> None:
-    assert documents()
-    for name, docs in documents().items():
-        assert docs, f"{name} is empty"
-        for doc in docs:
-            assert doc["apiVersion"]
-            assert doc["kind"]
-            assert doc["metadata"]["name"]
+def admin_job() -> dict[str, Any]:
+    return cast(dict[str, Any], yaml.safe_load(ADMIN_JOB.read_text()))
 
 
-def test_kustomization_lists_every_manifest_but_the_example_secret() -> None:
-    listed = kustomization()["resources"]
-    assert len(listed) == len(set(listed))
-    assert set(listed) == set(documents()) - {EXAMPLE_SECRET_FILE}
-    # Applying placeholder secrets would overwrite the real ones.
-    assert EXAMPLE_SECRET_FILE not in listed
-    assert not objects("Secret")
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels and In-expressions) selects ``labels``."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        assert expression["operator"] == "In", "only In is read here"
+        if labels.get(expression["key"]) not in expression["values"]:
+            return False
+    return True
 
 
-def test_kustomization_pins_the_image_of_every_deployment() -> None:
-    pinned = {image["name"] for image in kustomization()["images"]}
-    assert pinned == {container(name)["image"] for name in SERVICES}
+# --- schemas ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_rendered_object_is_valid_against_the_kubernetes_schemas(overlay: str) -> None:
+    assert rendered(overlay)
+    for doc in rendered(overlay):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_examples_are_valid_against_the_kubernetes_schemas() -> None:
+    for doc in (admin_job(), example_secret()):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_validation_would_notice_a_broken_manifest() -> None:
+    broken = copy.deepcopy(deployment("api"))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSecond"] = 5
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+    broken = copy.deepcopy(deployment("api"))
+    broken["spec"]["revisionHistoryLimit"] = "five"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+# --- overlays --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_overlay_puts_everything_in_its_own_namespace(overlay: str) -> None:
+    namespace = NAMESPACES[overlay]
+    assert set(objects("Namespace", overlay)) == {namespace}
+    for doc in rendered(overlay):
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, doc["metadata"]["name"]
+
+
+def test_production_references_the_secret_and_never_defines_it() -> None:
+    # Applying placeholder values would overwrite the real ones.
+    assert not objects("Secret", "prod")
+    assert {SECRET} == {
+        entry["valueFrom"]["secretKeyRef"]["name"]
+        for name in SERVICES
+        for entry in container(name).get("env", [])
+        if "valueFrom" in entry
+    }
+
+
+def test_dev_brings_the_example_secret_with_every_key_the_services_read() -> None:
+    (secret,) = objects("Secret", "dev").values()
+    assert secret["metadata"]["name"] == SECRET
+    assert all("dev" in value for value in secret["stringData"].values())  # never real
+    wanted = {
+        entry["valueFrom"]["secretKeyRef"]["key"]
+        for name in SERVICES
+        for entry in container(name, "dev").get("env", [])
+        if "valueFrom" in entry
+    }
+    assert wanted == set(secret["stringData"])
+
+
+def test_production_images_are_pinned_in_a_registry_and_dev_uses_local_builds() -> None:
     for name in SERVICES:
-        assert container(name)["image"] == f"reelflow-{name}"  # built with SERVICE=<name>
-
-
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
-def test_kustomize_builds_the_directory() -> None:
-    result = subprocess.run(
-        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    built = [d for d in yaml.safe_load_all(result.stdout) if d]
-    kinds = sorted(d["kind"] for d in built)
-    assert kinds.count("Deployment") == len(SERVICES)
-    assert all(
-        d["metadata"].get("namespace") == "reelflow" for d in built if d["kind"] != "Namespace"
-    )
+        image = container(name)["image"]
+        assert image == f"registry.example.com/reelflow/reelflow-{name}:0.1.0"
+        assert container(name, "dev")["image"] == f"reelflow-{name}:dev"  # built with SERVICE=
 
 
 # --- deployments -----------------------------------------------------------------------
 
 
-def test_there_is_one_deployment_and_one_service_per_service() -> None:
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_there_is_one_deployment_service_budget_and_autoscaler_per_service(overlay: str) -> None:
     expected = {f"reelflow-{name}" for name in SERVICES}
-    assert set(objects("Deployment")) == expected
     # Submitter and poller take no traffic; their Services are for metrics scraping.
-    assert set(objects("Service")) == expected
+    for kind in ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
+        assert set(objects(kind, overlay)) == expected, kind
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_deployment_pods_and_selector_carry_the_recommended_labels(name: str) -> None:
     spec = deployment(name)["spec"]
-    for labels in (deployment(name)["metadata"]["labels"], spec["template"]["metadata"]["labels"]):
+    for labels in (deployment(name)["metadata"]["labels"], pod_labels(name)):
         for label in LABELS:
             assert labels.get(label), f"{name}: {label}"
         assert labels["app.kubernetes.io/name"] == f"reelflow-{name}"
         assert labels["app.kubernetes.io/part-of"] == "reelflow"
-    selector = spec["selector"]["matchLabels"]
-    assert selector.items() <= spec["template"]["metadata"]["labels"].items()
-    service = objects("Service")[f"reelflow-{name}"]
-    assert service["spec"]["selector"] == selector
+    assert selects(spec["selector"], pod_labels(name))
+    assert (
+        objects("Service")[f"reelflow-{name}"]["spec"]["selector"]
+        == spec["selector"]["matchLabels"]
+    )
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_autoscaler_owns_the_replica_count_and_the_budget_guards_the_pods(name: str) -> None:
+    assert "replicas" not in deployment(name)["spec"]  # an apply would reset the HPA's count
+    hpa = objects("HorizontalPodAutoscaler")[f"reelflow-{name}"]["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": f"reelflow-{name}",
+    }
+    assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]  # a rollout or a lost node keeps one
+    assert objects("HorizontalPodAutoscaler", "dev")[f"reelflow-{name}"]["spec"]["minReplicas"] == 1
+    # CPU utilisation is measured against the request, so there must be one.
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    assert container(name)["resources"]["requests"]["cpu"]
+    budget = objects("PodDisruptionBudget")[f"reelflow-{name}"]["spec"]
+    assert selects(budget["selector"], pod_labels(name))
+    assert budget["maxUnavailable"] == 1
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -233,9 +316,11 @@ def test_settings_come_from_the_config_map(name: str) -> None:
 
 def test_every_config_map_key_is_a_setting_of_some_service() -> None:
     known = set().union(*(env_names(settings) for settings in SETTINGS.values()))
-    keys = set(objects("ConfigMap")[CONFIG_MAP]["data"])
-    assert keys
-    assert not keys - known, f"no service reads {sorted(keys - known)}"
+    for overlay in OVERLAYS:
+        keys = set(objects("ConfigMap", overlay)[CONFIG_MAP]["data"])
+        assert keys
+        assert not keys - known, f"no service reads {sorted(keys - known)}"
+    assert objects("ConfigMap", "dev")[CONFIG_MAP]["data"]["REELFLOW_LOG_LEVEL"] == "DEBUG"
 
 
 def test_no_secret_is_in_the_config_map() -> None:
@@ -257,9 +342,7 @@ def test_every_variable_of_a_deployment_is_one_of_its_settings(name: str) -> Non
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_secrets_come_by_secret_key_ref_from_keys_the_example_defines(name: str) -> None:
-    (example,) = documents()[EXAMPLE_SECRET_FILE]
-    assert example["metadata"]["name"] == SECRET
-    example_keys = set(example["stringData"])
+    example_keys = set(example_secret()["stringData"])
     names = env_names(SETTINGS[name])
     from_secret = set()
     for entry in container(name).get("env", []):
@@ -275,7 +358,7 @@ def test_secrets_come_by_secret_key_ref_from_keys_the_example_defines(name: str)
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_grace_period_outlasts_pre_stop_and_drain(name: str) -> None:
-    grace = deployment(name)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    grace = pod_spec(name)["terminationGracePeriodSeconds"]
     assert grace > pre_stop_seconds(name) + drain_timeout_s()
 
 
@@ -287,15 +370,74 @@ def test_every_container_has_requests_and_limits(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_pods_run_as_the_images_non_root_user(name: str) -> None:
-    pod = deployment(name)["spec"]["template"]["spec"]["securityContext"]
-    assert pod["runAsNonRoot"] is True
-    assert pod["runAsUser"] == 10001  # USER in deploy/docker/Dockerfile
-    assert container(name)["securityContext"]["allowPrivilegeEscalation"] is False
+def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(name: str) -> None:
+    pod = pod_spec(name)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # USER in deploy/docker/Dockerfile
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    security = container(name)["securityContext"]
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["capabilities"]["drop"] == ["ALL"]
+    # The one writable place, for the libraries that want a temporary file.
+    (mount,) = container(name)["volumeMounts"]
+    assert mount["mountPath"] == "/tmp"  # noqa: S108 (a path in the pod, not here)
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert "emptyDir" in volumes[mount["name"]]
 
 
-def test_notifier_runs_at_least_two_replicas() -> None:
-    assert deployment("notifier")["spec"]["replicas"] >= 2
+# --- network policy --------------------------------------------------------------------
+
+
+def policies_selecting(name: str) -> list[dict[str, Any]]:
+    return [
+        policy["spec"]
+        for policy in objects("NetworkPolicy").values()
+        if selects(policy["spec"]["podSelector"], pod_labels(name))
+    ]
+
+
+def test_everything_is_denied_unless_a_policy_allows_it() -> None:
+    deny = objects("NetworkPolicy")["reelflow-default-deny"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_only_the_api_and_the_websocket_are_reachable_from_the_ingress(name: str) -> None:
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for spec in policies_selecting(name)
+        for rule in spec.get("ingress", [])
+        for peer in rule["from"]
+    }
+    expected = {"ingress-nginx", "monitoring"} if name in PUBLIC else {"monitoring"}
+    assert sources == expected
+    for spec in policies_selecting(name):
+        for rule in spec.get("ingress", []):
+            assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_https(
+    name: str,
+) -> None:
+    ports = {
+        (port["protocol"], port["port"])
+        for spec in policies_selecting(name)
+        for rule in spec.get("egress", [])
+        for port in rule["ports"]
+    }
+    expected = {("UDP", 53), ("TCP", 53), ("TCP", 5671), ("TCP", 5672), ("TCP", 27017)}
+    if name in WORKERS:
+        expected.add(("TCP", 443))  # Runware
+    assert ports == expected
+
+
+def test_the_ingress_policy_names_the_ingress_controllers_namespace() -> None:
+    assert all(
+        ingress["spec"]["ingressClassName"] == "nginx" for ingress in objects("Ingress").values()
+    )
 
 
 # --- ingress ---------------------------------------------------------------------------
@@ -321,6 +463,19 @@ def test_ingress_sends_rest_to_the_api_and_websockets_to_the_notifier() -> None:
     assert routes["/v1/ws"][0] == "reelflow-notifier"
 
 
+def test_ingress_serves_the_dashboard_and_only_the_api_s_public_paths() -> None:
+    routes = ingress_routes()
+    assert routes["/"][0] == routes["/static"][0] == "reelflow-api"
+    assert set(routes) == {"/", "/static", "/v1", "/v1/ws"}  # never /healthz or /metrics
+    paths = {
+        path["path"]: path["pathType"]
+        for ingress in objects("Ingress").values()
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert paths["/"] == "Exact"
+
+
 def test_ingress_timeouts_fit_long_polls_and_websockets() -> None:
     routes = ingress_routes()
     api = routes["/v1"][1]
@@ -336,5 +491,28 @@ def test_public_base_url_is_the_ingress_host() -> None:
     hosts = {
         rule["host"] for ingress in objects("Ingress").values() for rule in ingress["spec"]["rules"]
     }
-    public = objects("ConfigMap")[CONFIG_MAP]["data"]["REELFLOW_PUBLIC_BASE_URL"]
-    assert hosts == {public.removeprefix("https://")}
+    data = objects("ConfigMap")[CONFIG_MAP]["data"]
+    assert hosts == {data["REELFLOW_PUBLIC_BASE_URL"].removeprefix("https://")}
+    # The dashboard's browsers reach the notifier through the same Ingress.
+    assert hosts == {data["REELFLOW_PUBLIC_WS_URL"].removeprefix("wss://")}
+
+
+# --- reelflow-admin --------------------------------------------------------------------
+
+
+def test_the_admin_job_runs_reelflow_admin_with_the_services_settings() -> None:
+    spec = admin_job()["spec"]["template"]["spec"]
+    (job,) = spec["containers"]
+    assert job["command"] == ["reelflow-admin"]
+    assert job["image"] == container("api")["image"]  # any service image has the command
+    assert {"configMapRef": {"name": CONFIG_MAP}} in job["envFrom"]
+    names = env_names(AdminSettings)
+    refs = {names[entry["name"]]: entry["valueFrom"]["secretKeyRef"] for entry in job["env"]}
+    assert refs == {
+        "amqp_url": {"name": SECRET, "key": "amqp-url"},
+        "mongo_url": {"name": SECRET, "key": "mongo-url"},
+    }
+    assert spec["securityContext"] == pod_spec("api")["securityContext"]
+    assert job["securityContext"] == container("api")["securityContext"]
+    assert spec["restartPolicy"] == "Never"
+    assert admin_job()["spec"]["backoffLimit"] == 0

@@ -1,17 +1,45 @@
-"""The README promises what the code does."""
+"""The README promises what the code does, and every command it shows would run."""
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 
+import yaml
+
+from reelflow_common.admin.cli import build_parser
 from reelflow_devtools.config_table import BEGIN, END, render, rows
 
 ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def code_blocks(language: str = "sh") -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def commands() -> list[list[str]]:
+    """Every one-line shell command of the README's sh blocks, and each ``$(...)`` in one.
+
+    Continuation lines are joined; lines inside a multi-line quoted argument (a
+    JSON body) do not parse on their own and are left out.
+    """
+    found = []
+    for block in code_blocks():
+        for line in block.replace("\\\n", " ").splitlines():
+            try:
+                words = shlex.split(line, comments=True)
+            except ValueError:
+                continue
+            if words:
+                found.append(words)
+                found += [shlex.split(inner) for inner in re.findall(r"\$\(([^()]*)\)", line)]
+    return found
 
 
 def test_configuration_table_matches_the_settings_classes() -> None:
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index(BEGIN) : readme.index(END) + len(END)]
+    table = README[README.index(BEGIN) : README.index(END) + len(END)]
     assert table == render(), "run: .venv/bin/python -m reelflow_devtools.config_table --write"
 
 
@@ -20,7 +48,82 @@ def test_every_setting_is_described() -> None:
     assert undescribed == []
 
 
-def test_readme_shows_the_two_setup_commands() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert "make run" in readme
-    assert "make test" in readme
+def test_the_quick_start_sets_up_with_exactly_make_run_and_make_test() -> None:
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    first_block = re.search(r"```sh\n(.*?)```", quick_start, flags=re.S)
+    assert first_block is not None
+    lines = [line.split("#", 1)[0].strip() for line in first_block[1].splitlines()]
+    assert lines == ["make run", "make test"]
+
+
+def test_every_make_target_the_readme_uses_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
+    used = set(re.findall(r"`make ([\w-]+)`", README))
+    used |= {words[1] for words in commands() if words[:1] == ["make"]}
+    assert used
+    assert used <= targets, sorted(used - targets)
+
+
+def test_every_reelflow_admin_command_in_the_readme_parses() -> None:
+    shown = []
+    for words in commands():
+        for command in (
+            words,
+            *[shlex.split(c) for c in re.findall(r"\$\(([^()]*)\)", shlex.join(words))],
+        ):
+            for start, word in enumerate(command):
+                if word == "reelflow-admin" or (word == "admin" and "run" in command[:start]):
+                    shown.append(command[start + 1 :])
+                    break
+    shown += [shlex.split(c)[1:] for c in re.findall(r"`(reelflow-admin [^`]*)`", README)]
+    assert len(shown) >= 10
+    parser = build_parser()
+    for argv in shown:
+        # Placeholders as the README writes them: NAME, ID, "$TENANT", [--label L], ...
+        argv = [word for word in argv if not word.startswith("[") and not word.endswith("]")]
+        parser.parse_args(argv)
+
+
+def test_the_compose_commands_name_services_and_profiles_that_exist() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    profiles = {p for service in compose["services"].values() for p in service.get("profiles", [])}
+    compose_commands = [
+        command
+        for words in commands()
+        for command in [
+            words,
+            *[shlex.split(c) for c in re.findall(r"\$\(([^()]*)\)", shlex.join(words))],
+        ]
+        if command[:2] == ["docker", "compose"] or "docker" in command[:3]
+    ]
+    assert compose_commands
+    for command in compose_commands:
+        for index, word in enumerate(command):
+            if word == "--profile":
+                assert command[index + 1] in profiles
+        if "run" in command:
+            service = next(
+                word for word in command[command.index("run") + 1 :] if not word.startswith("-")
+            )
+            assert service in compose["services"]
+
+
+def test_every_path_and_link_in_the_readme_is_inside_the_repository_and_exists() -> None:
+    links = re.findall(r"\]\(([^)#]+)\)", README)
+    paths = set(re.findall(r"`((?:deploy|docs|tools|tests)/[\w./-]+)`", README))
+    paths |= {  # what kubectl applies
+        words[index + 1]
+        for words in commands()
+        for index, word in enumerate(words[:-1])
+        if words[0] == "kubectl" and word in ("-k", "-f")
+    }
+    assert links
+    assert paths
+    for target in [*links, *paths]:
+        assert not target.startswith(("/", "..")), target
+        assert "://" not in target or target.startswith("http"), target
+        if "://" not in target:
+            resolved = (ROOT / target).resolve()
+            assert resolved.is_relative_to(ROOT), target
+            assert resolved.exists(), target

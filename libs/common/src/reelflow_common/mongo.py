@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -18,6 +19,9 @@ Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 
 log = get_logger(__name__)
+
+#: how long closing a client may try to end its sessions on the server
+CLOSE_TIMEOUT_S = 1.0
 
 
 @asynccontextmanager
@@ -37,6 +41,19 @@ async def mongo_database(settings: MongoSettings) -> AsyncIterator[Database]:
     try:
         yield client[settings.mongo_database]
     finally:
+        await close_client(client)
+
+
+async def close_client(client: AsyncMongoClient[Document]) -> None:
+    """Close ``client`` without waiting long for a server that is gone.
+
+    ``close()`` first sends ``endSessions``, a courtesy (the server expires idle
+    sessions by itself), and selects a server for it with the 30 s default
+    ``serverSelectionTimeoutMS``, which the client's ``timeoutMS`` does not
+    cover. A process stopping while MongoDB is down would wait all of that; a
+    ``pymongo.timeout`` block bounds the selection.
+    """
+    with pymongo.timeout(CLOSE_TIMEOUT_S):
         await client.close()
 
 

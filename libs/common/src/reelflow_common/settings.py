@@ -213,3 +213,17 @@ class PollingSettings(ReelflowSettings):
             " together share one HTTP request"
         ),
     )
+
+
+class AuthSettings(ReelflowSettings):
+    """How long a process trusts what it read about an API key (the api and the notifier)."""
+
+    auth_cache_ttl_s: float = Field(
+        default=5.0,
+        ge=0,
+        description=(
+            "an API key's tenant is remembered this long (0: never); a revoked key"
+            " still works for at most this long"
+        ),
+    )
+    auth_cache_size: int = Field(default=10_000, ge=1, description="API keys remembered")

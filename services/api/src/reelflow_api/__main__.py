@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import uvicorn
 
 from reelflow_api.app import create_app
@@ -19,6 +21,9 @@ def server_config(settings: Settings) -> uvicorn.Config:
         # secret in the access log's paths (reelflow_common.redact).
         log_config=None,
         proxy_headers=True,
+        # Requests in flight (a ?wait= long poll among them) get the same bound as
+        # the workers' messages, then are cancelled: SIGTERM never waits minutes.
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
     )
 
 

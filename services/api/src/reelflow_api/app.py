@@ -19,7 +19,8 @@ from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import ProjectStore
+from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 
@@ -43,7 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
             # Local time until the first reading: the clock never waits for MongoDB.
             clock = await stack.enter_async_context(DbClock(db).running())
             projects_store = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
-            api_keys = ApiKeyStore(db)
+            api_keys = CachedApiKeyStore(
+                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+            )
             ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(
                 Indexes(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from reelflow_common.settings import (
+    AuthSettings,
     HttpSettings,
     LeaseSettings,
     LogSettings,
@@ -15,7 +16,13 @@ from reelflow_common.settings import (
 
 
 class Settings(
-    TopologySettings, MongoSettings, LogSettings, HttpSettings, WebhookSettings, LeaseSettings
+    TopologySettings,
+    MongoSettings,
+    LogSettings,
+    HttpSettings,
+    WebhookSettings,
+    LeaseSettings,
+    AuthSettings,
 ):
     default_model: str = Field(
         default="google:3@3", description="model of a project that names none"

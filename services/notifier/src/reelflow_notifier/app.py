@@ -12,7 +12,8 @@ from reelflow_common.broker import amqp_channel, amqp_connection
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_routes
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import ProjectStore
+from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
@@ -38,7 +39,11 @@ def create_app(settings: Settings) -> Starlette:
             db = await stack.enter_async_context(mongo_database(settings))
             hub = Hub()
             readiness["mongodb"] = lambda: ping(db)
-            api_keys = ApiKeyStore(db)
+            # One store for the handshake and the key watch: a revoked key's sockets
+            # close within auth_cache_ttl_s + ws_key_check_interval_s.
+            api_keys = CachedApiKeyStore(
+                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+            )
             key_watch = await stack.enter_async_context(
                 KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
             )

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from reelflow_common.settings import HttpSettings, LogSettings, MongoSettings, TopologySettings
+from reelflow_common.settings import (
+    AuthSettings,
+    HttpSettings,
+    LogSettings,
+    MongoSettings,
+    TopologySettings,
+)
 
 
-class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
+class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, AuthSettings):
     http_port: int = Field(default=8001, ge=0, le=65535)
     ws_ping_interval_s: float = Field(default=20, gt=0, description="server ping interval")
     ws_ping_timeout_s: float = Field(default=20, gt=0, description="drop a client silent this long")
@@ -27,5 +33,10 @@ class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings):
         default=256, ge=1, description="events this replica holds in memory at once"
     )
     ws_key_check_interval_s: float = Field(
-        default=5, gt=0, description="how often open sockets' API keys are re-validated"
+        default=5,
+        gt=0,
+        description=(
+            "how often open sockets' API keys are re-validated; a revoked key's sockets"
+            " close within this plus auth_cache_ttl_s"
+        ),
     )

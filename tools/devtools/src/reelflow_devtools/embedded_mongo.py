@@ -6,6 +6,7 @@ folder) when no ``REELFLOW_MONGO_URL`` is given. Production uses real MongoDB.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+
+from reelflow_devtools.processes import spawn
 
 
 class EmbeddedMongoError(RuntimeError):
@@ -54,14 +57,36 @@ def wait_until_answering(url: str, *, deadline_s: float, process: subprocess.Pop
     raise EmbeddedMongoError(f"embedded MongoDB did not answer within {deadline_s:.0f} s")
 
 
+def _stop(process: subprocess.Popen[bytes], port: int, *, deadline_s: float = 15) -> None:
+    """SIGTERM, then wait for the server to close its storage; SIGKILL past the deadline.
+
+    SecantusDB stops by closing its listening socket and joining its accept
+    thread for up to 2 s, but a close does not wake a thread blocked in
+    ``accept()`` on Linux: each stop took those 2 s. A connection does wake it,
+    so the server is knocked on until it has exited (one that arrives before
+    the stop begins is just a client that hangs up).
+    """
+    process.terminate()
+    stop_at = time.monotonic() + deadline_s
+    while time.monotonic() < stop_at:
+        try:
+            process.wait(timeout=0.1)
+            return
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    process.kill()
+    process.wait()
+
+
 @contextmanager
 def embedded_mongo(
     storage_path: Path | str, *, port: int | None = None, log_path: Path | None = None
 ) -> Iterator[str]:
     """Run SecantusDB on ``port`` (a free one if None); yield its MongoDB URL."""
     port = port or free_port()
-    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    process = subprocess.Popen(  # noqa: S603 (our own dev dependency, fixed arguments)
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
+    process = spawn(
         [
             _server_command(),
             "--host",
@@ -73,19 +98,13 @@ def embedded_mongo(
             "--log-level",
             "WARNING",
         ],
-        stdout=log,
-        stderr=log,
+        output=log,
     )
     url = f"mongodb://127.0.0.1:{port}/"
     try:
         wait_until_answering(url, deadline_s=60, process=process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, port)
         if log_path and log is not subprocess.DEVNULL:
             log.close()  # type: ignore[union-attr]

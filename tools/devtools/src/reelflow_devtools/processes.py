@@ -1,23 +1,29 @@
-"""Start reelflow's services as child processes, wait until they answer, stop them cleanly.
+"""Child processes of a launcher: started, waited for with deadlines, stopped cleanly.
 
-Shared by ``make run`` and the end-to-end tests, so both run the services the
-way an operator does: as separate processes, configured only by environment.
+Every child runs in a process group of its own, so a terminal's Ctrl-C reaches
+only the launcher, which then stops the children in order (the services while
+their database is still up, the database last). On Linux a child also gets
+SIGTERM when the launcher dies without stopping it, so no orphan keeps a port.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 
 SIM_URL_PATTERN = re.compile(r"listening on (http://\S+)")
+_PR_SET_PDEATHSIG = 1
 
 
 class StartError(RuntimeError):
@@ -30,11 +36,45 @@ def console_script(name: str) -> str:
     return str(path) if path.exists() else name
 
 
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to send SIGTERM to the child when its parent dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, called after
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
+
+
+def spawn(
+    argv: list[str], *, env: Mapping[str, str] | None = None, output: IO[bytes] | int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in a process group of its own, tied to this process's life.
+
+    ``env`` is added to this process's environment; ``output`` takes stdout and stderr.
+    The parent-death signal follows the thread that starts the child: start children
+    from the thread that lives as long as they should (the main thread, here).
+    """
+    return subprocess.Popen(  # noqa: S603 (our own console scripts and dev servers)
+        argv,
+        env={**os.environ, **(env or {})},
+        stdout=output,
+        stderr=subprocess.STDOUT if output is not None else None,
+        process_group=0,
+        preexec_fn=_parent_death_signal(),  # only prctl between fork and exec
+    )
+
+
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path | None = None
+    #: where this child's own output begins in ``log_path`` (a restart appends)
+    log_offset: int = 0
+    _terminated: bool = field(default=False, init=False)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -44,49 +84,77 @@ class Child:
         self.process.kill()
         self.process.wait()
 
-    def stop(self, timeout_s: float = 25) -> None:
-        if not self.alive():
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+    def terminate(self) -> None:
+        """SIGTERM, once: a second one makes some servers skip their graceful stop."""
+        if self.alive() and not self._terminated:
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
 
-    def log_tail(self, lines: int = 30) -> str:
+    def stop(self, timeout_s: float = 25) -> None:
+        stop_children([self], timeout_s=timeout_s)
+
+    def output(self) -> str:
+        """What this child has printed so far (never an earlier child's lines)."""
         if self.log_path is None or not self.log_path.exists():
             return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+
+def stop_children(children: Iterable[Child], *, timeout_s: float) -> None:
+    """SIGTERM to every child at once, then wait for all; SIGKILL whoever outlasts the bound."""
+    children = list(children)
+    for child in children:
+        child.terminate()
+    wait_stopped(children, timeout_s=timeout_s)
+
+
+def wait_stopped(children: Iterable[Child], *, timeout_s: float) -> None:
+    """Wait for children already told to stop; SIGKILL whoever outlasts ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    for child in children:
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill_hard()
 
 
 @dataclass
 class ProcessGroup:
-    """Children started in order and stopped in reverse."""
+    """Children started in order; each run's logs start empty."""
 
     log_dir: Path | None = None
     children: list[Child] = field(default_factory=list)
+    _logged: set[str] = field(default_factory=set)
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Child:
+    def start(self, name: str, argv: list[str], env: Mapping[str, str]) -> Child:
         log_path = None
+        offset = 0
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{name}.log"
+            if name not in self._logged:  # the first start in this run: a fresh file
+                log_path.write_bytes(b"")
+                self._logged.add(name)
+            offset = log_path.stat().st_size
         with open(log_path or os.devnull, "ab") as out:  # the child keeps its own copy
-            process = subprocess.Popen(  # noqa: S603 (our own console scripts)
-                argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-            )
-        child = Child(name, process, log_path)
+            process = spawn(argv, env=env, output=out)
+        child = Child(name, process, log_path, offset)
         self.children.append(child)
         return child
 
-    def restart(self, child: Child, argv: list[str], env: dict[str, str]) -> Child:
+    def restart(self, child: Child, argv: list[str], env: Mapping[str, str]) -> Child:
         self.children.remove(child)
         return self.start(child.name, argv, env)
 
-    def stop_all(self) -> None:
+    def stop_all(self, timeout_s: float = 25) -> None:
+        """Every child, last started first, each within ``timeout_s``."""
         for child in reversed(self.children):
-            child.stop()
+            child.stop(timeout_s)
         self.children.clear()
 
     def first_dead(self) -> Child | None:
@@ -113,13 +181,12 @@ def wait_healthy(child: Child, url: str, *, deadline_s: float = 60) -> None:
 
 
 def wait_for_sim_url(child: Child, *, deadline_s: float = 30) -> str:
-    """The simulator prints its URL once it listens; read it from its log."""
+    """The URL this simulator printed once it listened (read from its own output only)."""
     stop_at = time.monotonic() + deadline_s
     while time.monotonic() < stop_at:
-        if child.log_path and child.log_path.exists():
-            found = SIM_URL_PATTERN.search(child.log_path.read_text(errors="replace"))
-            if found:
-                return found.group(1)
+        found = SIM_URL_PATTERN.search(child.output())
+        if found:
+            return found.group(1)
         if not child.alive():
             raise StartError(f"simulator exited:\n{child.log_tail()}")
         time.sleep(0.05)  # waiting for a line in a file; bounded by the deadline

@@ -1,19 +1,45 @@
-"""Tenants and their API keys. A key is stored only as its SHA-256, never in clear."""
+"""Tenants and their API keys. A key is stored only as its SHA-256, never in clear.
+
+A key may carry a label and an expiry, and may be revoked; an expired or revoked
+key authenticates as no key at all. Operators name a key by its id, the first
+16 hex digits of its hash: enough to tell keys apart, useless to rebuild one.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
+import time
 import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from reelflow_common.errors import ReelflowError
 from reelflow_common.mongo import Database
 from reelflow_common.store.errors import KeyOfAnotherTenant
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import as_utc, utcnow
 
 DEV_TENANT = "dev"
+KEY_PREFIX = "rf_"
+#: characters of a key shown in listings (``rf_`` and four random ones)
+SHOWN_PREFIX_CHARS = 7
+KEY_ID_LENGTH = 16
+_KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_LENGTH}}}")
+
+
+class UnknownTenant(ReelflowError):
+    """No tenant has this id."""
+
+
+class UnknownApiKey(ReelflowError):
+    """No API key has this id."""
 
 
 def hash_key(key: str) -> str:
@@ -26,7 +52,39 @@ def hash_key(key: str) -> str:
 
 
 def new_key() -> str:
-    return "rf_" + secrets.token_urlsafe(32)
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyInfo:
+    """What may be shown of a key: never the key itself."""
+
+    key_id: str
+    #: the key's first characters, so its holder can tell which one it is
+    prefix: str
+    tenant_id: str
+    label: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def valid_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A valid key's tenant, and until when the key is valid (None: until revoked)."""
+
+    tenant_id: str
+    expires_at: datetime | None
 
 
 class ApiKeyStore:
@@ -40,13 +98,33 @@ class ApiKeyStore:
         await self._keys.create_index([("tenant_id", ASCENDING)], name="tenant")
         await self._tenants.create_index([("name", ASCENDING)], name="name")
 
+    # --- tenants -----------------------------------------------------------------------
+
     async def create_tenant(self, name: str) -> str:
         """A new tenant's id."""
         tenant_id = str(uuid.uuid4())
         await self._tenants.insert_one({"_id": tenant_id, "name": name, "created_at": utcnow()})
         return tenant_id
 
-    async def issue_key(self, tenant_id: str, *, key: str | None = None, name: str = "") -> str:
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        doc = await self._tenants.find_one({"_id": tenant_id})
+        return None if doc is None else _tenant(doc)
+
+    async def list_tenants(self) -> list[Tenant]:
+        """Every tenant, oldest first."""
+        docs = await self._tenants.find({}).sort([("created_at", ASCENDING)]).to_list(None)
+        return [_tenant(doc) for doc in docs]
+
+    # --- keys --------------------------------------------------------------------------
+
+    async def issue_key(
+        self,
+        tenant_id: str,
+        *,
+        key: str | None = None,
+        label: str = "",
+        expires_at: datetime | None = None,
+    ) -> str:
         """Give the tenant a key (a new one unless ``key`` is given) and return it.
 
         Issuing the same key to the same tenant again changes nothing; a key that
@@ -56,18 +134,62 @@ class ApiKeyStore:
         digest = hash_key(key)
         try:
             await self._keys.insert_one(
-                {"_id": digest, "tenant_id": tenant_id, "name": name, "created_at": utcnow()}
+                {
+                    "_id": digest,
+                    "tenant_id": tenant_id,
+                    "label": label,
+                    "prefix": key[:SHOWN_PREFIX_CHARS],
+                    "created_at": utcnow(),
+                    "expires_at": expires_at,
+                    "revoked_at": None,
+                }
             )
         except DuplicateKeyError:
-            holder = await self.tenant_for_key(key)
-            if holder != tenant_id:
+            holder = await self._keys.find_one({"_id": digest}, {"tenant_id": 1})
+            if holder is None or holder["tenant_id"] != tenant_id:
                 raise KeyOfAnotherTenant("this API key belongs to another tenant") from None
         return key
 
+    async def create_key(
+        self, tenant_id: str, *, label: str = "", expires_at: datetime | None = None
+    ) -> tuple[str, ApiKeyInfo]:
+        """A new key of an existing tenant, and what may be shown of it later."""
+        if await self.tenant(tenant_id) is None:
+            raise UnknownTenant(f"no tenant {tenant_id!r}")
+        key = await self.issue_key(tenant_id, label=label, expires_at=expires_at)
+        info = await self._key_info(hash_key(key))
+        assert info is not None  # just inserted
+        return key, info
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKeyInfo]:
+        """The tenant's keys, revoked and expired ones included, oldest first."""
+        docs = await self._keys.find({"tenant_id": tenant_id}).to_list(None)
+        return sorted((_key_info(doc) for doc in docs), key=lambda info: info.created_at)
+
+    async def revoke_key(self, key_id: str) -> ApiKeyInfo:
+        """Revoke the key ``key_id`` names (again: nothing changes); the key as it now is."""
+        digest = await self._digest_of(key_id)
+        await self._keys.update_one(
+            {"_id": digest, "revoked_at": None}, {"$set": {"revoked_at": utcnow()}}
+        )
+        info = await self._key_info(digest)
+        assert info is not None  # keys are never deleted
+        return info
+
+    async def grant_for_key(self, key: str) -> Grant | None:
+        """The tenant of a valid key; None for an unknown, expired or revoked one."""
+        doc = await self._keys.find_one({"_id": hash_key(key)})
+        if doc is None:
+            return None
+        info = _key_info(doc)
+        if not info.valid_at(utcnow()):
+            return None
+        return Grant(info.tenant_id, info.expires_at)
+
     async def tenant_for_key(self, key: str) -> str | None:
-        """The tenant a key belongs to, or None for an unknown key."""
-        doc = await self._keys.find_one({"_id": hash_key(key)}, {"tenant_id": 1})
-        return None if doc is None else str(doc["tenant_id"])
+        """The tenant a key belongs to, or None for an unknown, expired or revoked key."""
+        grant = await self.grant_for_key(key)
+        return None if grant is None else grant.tenant_id
 
     async def ensure_dev_key(self, key: str | None = None) -> tuple[str, str]:
         """The ``dev`` tenant (created on first use) and a key of it: ``key``, or a new one."""
@@ -79,4 +201,82 @@ class ApiKeyStore:
         )
         assert doc is not None  # an upsert returning the document after always finds one
         tenant_id = str(doc["_id"])
-        return tenant_id, await self.issue_key(tenant_id, key=key, name="dev")
+        return tenant_id, await self.issue_key(tenant_id, key=key, label="dev")
+
+    async def _digest_of(self, key_id: str) -> str:
+        """The stored hash a key id begins, found by a range on ``_id`` (its index)."""
+        if not _KEY_ID.fullmatch(key_id):
+            raise UnknownApiKey(f"{key_id!r} is not a key id ({KEY_ID_LENGTH} hex digits)")
+        # Hex digits sort below "g": every hash that starts with key_id lies in this range.
+        docs = await self._keys.find(
+            {"_id": {"$gte": key_id, "$lt": key_id + "g"}}, {"_id": 1}
+        ).to_list(2)
+        if len(docs) != 1:
+            raise UnknownApiKey(f"no API key {key_id!r}")
+        return str(docs[0]["_id"])
+
+    async def _key_info(self, digest: str) -> ApiKeyInfo | None:
+        doc = await self._keys.find_one({"_id": digest})
+        return None if doc is None else _key_info(doc)
+
+
+class CachedApiKeyStore(ApiKeyStore):
+    """An ``ApiKeyStore`` that remembers each key's tenant for ``ttl_s`` seconds.
+
+    So an authenticated request costs no database read most of the time. The
+    price: a key revoked (or another change made) elsewhere still works here for
+    up to ``ttl_s``; an expiry is honoured to the second. Unknown keys are
+    remembered too, within the same bound of ``max_entries`` (least recently
+    used first out), so a flood of wrong keys cannot grow the memory.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        ttl_s: float,
+        max_entries: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(db)
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+
+    async def tenant_for_key(self, key: str) -> str | None:
+        if self._ttl_s <= 0:
+            return await super().tenant_for_key(key)
+        digest = hash_key(key)
+        now = self._clock()
+        cached = self._entries.get(digest)
+        if cached is not None and now < cached[1]:
+            self._entries.move_to_end(digest)
+            return cached[0]
+        grant = await self.grant_for_key(key)
+        until = now + self._ttl_s
+        if grant is not None and grant.expires_at is not None:
+            until = min(until, now + (grant.expires_at - utcnow()).total_seconds())
+        self._entries[digest] = (None if grant is None else grant.tenant_id, until)
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+        return None if grant is None else grant.tenant_id
+
+
+def _tenant(doc: dict[str, Any]) -> Tenant:
+    return Tenant(str(doc["_id"]), str(doc.get("name", "")), as_utc(doc["created_at"]))
+
+
+def _key_info(doc: dict[str, Any]) -> ApiKeyInfo:
+    expires_at, revoked_at = doc.get("expires_at"), doc.get("revoked_at")
+    return ApiKeyInfo(
+        key_id=str(doc["_id"])[:KEY_ID_LENGTH],
+        prefix=str(doc.get("prefix", "")),
+        tenant_id=str(doc["tenant_id"]),
+        # Keys issued before labels existed kept theirs under "name".
+        label=str(doc.get("label", doc.get("name", ""))),
+        created_at=as_utc(doc["created_at"]),
+        expires_at=None if expires_at is None else as_utc(expires_at),
+        revoked_at=None if revoked_at is None else as_utc(revoked_at),
+    )

@@ -113,7 +113,7 @@ async def run_fanout(
     finished_at = {seq: at for w in watchers for seq, at in w.changed_at.items()}
     task_of = {seq: task for w in watchers for seq, task in w.task_of.items()}
     sim_now = time.time()
-    truth = {task["task_uuid"]: task for task in await stack.sim_get("/__sim/tasks")}
+    truth = {task["task_uuid"]: task for task in await stack.sim_tasks()}
     lags = [
         finished_at[seq] - sim_finished_at(truth[task], sim_now)
         for seq, task in task_of.items()

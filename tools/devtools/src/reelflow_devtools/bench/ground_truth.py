@@ -26,7 +26,7 @@ async def check_ground_truth(
             for project in await list_projects(api):
                 not_terminal += project["status"] == "generating"
                 clips |= project["clips"]
-    tasks = {task["task_uuid"]: task for task in await stack.sim_get("/__sim/tasks")}
+    tasks = {task["task_uuid"]: task for task in await stack.sim_tasks()}
     stats = await stack.sim_get("/__sim/stats")
 
     not_succeeded = [uuid for uuid, value in clips.items() if value in ("pending", "failed")]

@@ -69,7 +69,7 @@ async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> ThroughputR
         projects = await get_projects(api, project_ids, plan.concurrency)
 
     sim_now = time.time()  # just before the simulator computes its own "now"
-    sim_tasks = {task["task_uuid"]: task for task in await stack.sim_get("/__sim/tasks")}
+    sim_tasks = {task["task_uuid"]: task for task in await stack.sim_tasks()}
 
     lags: list[float] = []
     submit_delays: list[float] = []

@@ -1,0 +1,269 @@
+"""``reelflow-admin``: the command line. Each command prints what a person needs, and
+the one secret it ever prints (a new key) alone on stdout, so a script can take it.
+
+    reelflow-admin tenant create NAME
+    reelflow-admin tenant list
+    reelflow-admin key create --tenant ID [--label L] [--expires-in 30d]
+    reelflow-admin key list --tenant ID
+    reelflow-admin key revoke KEY_ID
+    reelflow-admin dlq list [--queue Q] [--peek N]
+    reelflow-admin dlq requeue --queue Q [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from aio_pika.abc import AbstractChannel
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
+from pymongo.errors import PyMongoError
+
+from reelflow_common.admin import dlq
+from reelflow_common.broker import PublishError, amqp_channel, amqp_connection
+from reelflow_common.broker.dlq import dead_letter_depths, requeue_dead_letters
+from reelflow_common.errors import ReelflowError
+from reelflow_common.logging import configure_logging
+from reelflow_common.mongo import mongo_database
+from reelflow_common.settings import AuthSettings, LogSettings, MongoSettings, TopologySettings
+from reelflow_common.store.auth import ApiKeyStore
+from reelflow_common.store.timefmt import rfc3339, utcnow
+from reelflow_common.topology import Topology
+
+PROG = "reelflow-admin"
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+Command = Callable[[argparse.Namespace, "AdminSettings"], Coroutine[Any, Any, int]]
+
+
+class AdminSettings(TopologySettings, MongoSettings, LogSettings):
+    """The services' broker, database, topology and log settings, from the same variables."""
+
+
+def duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``2w``, ``45s`` as a timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30d, 12h or 90m")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def _when(value: datetime | None, empty: str = "-") -> str:
+    return empty if value is None else rfc3339(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in [header, *rows]
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+# --- tenants and keys ------------------------------------------------------------------
+
+
+async def tenant_create(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        keys = ApiKeyStore(db)
+        await keys.ensure_indexes()
+        tenant_id = await keys.create_tenant(args.name)
+    print(tenant_id)
+    _note(
+        f"tenant {args.name!r} created; create its first key with: "
+        f"{PROG} key create --tenant {tenant_id}"
+    )
+    return 0
+
+
+async def tenant_list(_args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        tenants = await ApiKeyStore(db).list_tenants()
+    rows = [(t.tenant_id, t.name, rfc3339(t.created_at)) for t in tenants]
+    print(_table(("TENANT", "NAME", "CREATED"), rows))
+    return 0
+
+
+async def key_create(args: argparse.Namespace, settings: AdminSettings) -> int:
+    expires_at = None if args.expires_in is None else utcnow() + args.expires_in
+    async with mongo_database(settings) as db:
+        keys = ApiKeyStore(db)
+        await keys.ensure_indexes()
+        key, info = await keys.create_key(args.tenant, label=args.label, expires_at=expires_at)
+    print(key)
+    _note(
+        f"key {info.key_id} created for tenant {info.tenant_id}, "
+        f"expires {_when(info.expires_at, 'never')}. "
+        "Store it now: it is shown this once and kept only as a hash."
+    )
+    return 0
+
+
+async def key_list(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        keys = ApiKeyStore(db)
+        if await keys.tenant(args.tenant) is None:
+            raise ReelflowError(f"no tenant {args.tenant!r}")
+        listed = await keys.list_keys(args.tenant)
+    now = utcnow()
+    rows = [
+        (
+            info.key_id,
+            f"{info.prefix}…" if info.prefix else "",
+            info.label,
+            rfc3339(info.created_at),
+            _when(info.expires_at, "never"),
+            _when(info.revoked_at),
+            "valid" if info.valid_at(now) else ("revoked" if info.revoked_at else "expired"),
+        )
+        for info in listed
+    ]
+    header = ("KEY_ID", "PREFIX", "LABEL", "CREATED", "EXPIRES", "REVOKED", "STATE")
+    print(_table(header, rows))
+    return 0
+
+
+async def key_revoke(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        info = await ApiKeyStore(db).revoke_key(args.key_id)
+    print(f"{info.key_id} revoked at {_when(info.revoked_at)}")
+    _note(
+        "services that have the key cached accept it for up to REELFLOW_AUTH_CACHE_TTL_S "
+        f"more seconds ({AuthSettings.model_fields['auth_cache_ttl_s'].default:g} by default);"
+        " its open WebSockets close within that plus REELFLOW_WS_KEY_CHECK_INTERVAL_S"
+    )
+    return 0
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+
+async def dlq_list(args: argparse.Namespace, settings: AdminSettings) -> int:
+    topology = Topology.from_settings(settings)
+    async with (
+        amqp_connection(settings, name=PROG) as connection,
+        amqp_channel(connection) as channel,
+    ):
+        for work_queue in dlq.work_queues(args.queue):
+            name = topology.dead_letter_queue(work_queue)
+            count = await _depth(channel, topology, work_queue)
+            print(f"{name}  {count} message(s)")
+            for peeked in await dlq.peek(channel, topology, work_queue, args.peek):
+                print(f"  {peeked.message_id}  {peeked.type}  {peeked.reason}")
+                print(f"    {peeked.body}")
+    return 0
+
+
+async def dlq_requeue(args: argparse.Namespace, settings: AdminSettings) -> int:
+    topology = Topology.from_settings(settings)
+    (work_queue,) = dlq.work_queues(args.queue)
+    async with (
+        amqp_connection(settings, name=PROG) as connection,
+        amqp_channel(connection) as channel,
+    ):
+        before = await _depth(channel, topology, work_queue)  # also: does it exist?
+        moved = await requeue_dead_letters(
+            channel, topology, work_queue, limit=args.limit, timeout_s=settings.publish_timeout_s
+        )
+    # Counted, not read back: a quorum queue applies acknowledgements a moment later.
+    left = max(0, before - moved)
+    print(
+        f"moved {moved} message(s) from {topology.dead_letter_queue(work_queue)} "
+        f"to {topology.queue(work_queue)}; {left} left"
+    )
+    return 0
+
+
+async def _depth(channel: AbstractChannel, topology: Topology, work_queue: str) -> int:
+    try:
+        return (await dead_letter_depths(channel, topology, [work_queue]))[work_queue]
+    except ChannelNotFoundEntity as exc:
+        raise ReelflowError(
+            f"{topology.dead_letter_queue(work_queue)} does not exist: has reelflow run "
+            "with this REELFLOW_AMQP_PREFIX?"
+        ) from exc
+
+
+# --- the parser ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Manage reelflow's tenants, API keys and dead-letter queues.",
+        epilog="Connects with the services' REELFLOW_MONGO_URL, REELFLOW_AMQP_URL and "
+        "REELFLOW_AMQP_PREFIX.",
+    )
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    tenant = groups.add_parser("tenant", help="create and list tenants").add_subparsers(
+        dest="action", required=True
+    )
+    create = tenant.add_parser("create", help="create a tenant; prints its id")
+    create.add_argument("name")
+    create.set_defaults(command=tenant_create)
+    tenant.add_parser("list", help="every tenant").set_defaults(command=tenant_list)
+
+    key = groups.add_parser("key", help="create, list and revoke API keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = key.add_parser("create", help="create a key; prints it, this once")
+    create.add_argument("--tenant", required=True, help="the tenant's id")
+    create.add_argument("--label", default="", help="what the key is for")
+    create.add_argument("--expires-in", type=duration, help="e.g. 30d, 12h, 90m (default: never)")
+    create.set_defaults(command=key_create)
+    listing = key.add_parser("list", help="a tenant's keys (ids and prefixes, never the keys)")
+    listing.add_argument("--tenant", required=True, help="the tenant's id")
+    listing.set_defaults(command=key_list)
+    revoke = key.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id", help="the KEY_ID that key list shows")
+    revoke.set_defaults(command=key_revoke)
+
+    dead = groups.add_parser("dlq", help="inspect and requeue dead letters").add_subparsers(
+        dest="action", required=True
+    )
+    listing = dead.add_parser("list", help="messages in each DLQ, and a peek at the first")
+    listing.add_argument("--queue", help="one work queue, e.g. submitter.submit_clip")
+    listing.add_argument("--peek", type=int, default=3, help="messages shown per DLQ")
+    listing.set_defaults(command=dlq_list)
+    requeue = dead.add_parser("requeue", help="move dead letters back to their work queue")
+    requeue.add_argument("--queue", required=True, help="the work queue, e.g. poller.check_clip")
+    requeue.add_argument("--limit", type=int, default=100, help="at most this many messages")
+    requeue.set_defaults(command=dlq_requeue)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, settings: AdminSettings | None = None) -> int:
+    """Run one command; 0 on success, 1 when it could not be done (said on stderr)."""
+    args = build_parser().parse_args(argv)
+    command: Command = args.command
+    try:
+        return asyncio.run(command(args, settings or AdminSettings()))
+    except (ReelflowError, ValueError) as exc:
+        _note(f"{PROG}: {exc}")
+    except (PyMongoError, AMQPError, PublishError, OSError) as exc:
+        _note(f"{PROG}: {type(exc).__name__}: {exc}")
+    return 1
+
+
+def run() -> None:
+    """The console script: settings from the environment, log lines on stderr."""
+    try:
+        settings = AdminSettings()
+    except ValueError as exc:
+        _note(f"{PROG}: {exc}")
+        sys.exit(1)
+    # stdout is for what the command prints (a new key alone, for scripts).
+    configure_logging(settings, service=PROG)
+    sys.exit(main(settings=settings))

@@ -1,0 +1,75 @@
+"""Dead-letter queues as an operator sees them: which ones, and what is in them.
+
+A peek takes messages without acknowledging them and returns each at once
+(``nack`` with requeue), so they stay in the DLQ. Depths and requeueing are
+``reelflow_common.broker.dlq``'s, the same functions the workers use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from reelflow_common.topology import WORK_QUEUES, Topology
+
+#: bytes of a message body shown by a peek
+BODY_SHOWN = 300
+
+
+@dataclass(frozen=True)
+class Peeked:
+    message_id: str | None
+    type: str | None
+    #: why and from where the broker dead-lettered it, from ``x-death``
+    reason: str
+    body: str
+
+
+def work_queues(queue: str | None) -> tuple[str, ...]:
+    """The work queues a command is about: ``queue`` (checked), or all of them."""
+    if queue is None:
+        return WORK_QUEUES
+    if queue not in WORK_QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; one of: {', '.join(WORK_QUEUES)}")
+    return (queue,)
+
+
+async def peek(
+    channel: AbstractChannel, topology: Topology, work_queue: str, limit: int
+) -> list[Peeked]:
+    """Up to ``limit`` messages of the DLQ, each returned to it right away."""
+    queue = await channel.get_queue(topology.dead_letter_queue(work_queue), ensure=False)
+    taken: list[AbstractIncomingMessage] = []
+    try:
+        while len(taken) < limit:
+            message = await queue.get(no_ack=False, fail=False)
+            if message is None:
+                break
+            taken.append(message)
+    finally:
+        # Returned only after taking them all, or the same first message would come back.
+        for message in taken:
+            await message.nack(requeue=True)
+    return [_peeked(message) for message in taken]
+
+
+def _peeked(message: AbstractIncomingMessage) -> Peeked:
+    body = message.body[:BODY_SHOWN].decode(errors="replace")
+    if len(message.body) > BODY_SHOWN:
+        body += "…"
+    return Peeked(message.message_id, message.type, _death_reason(message.headers or {}), body)
+
+
+def _death_reason(headers: dict[str, Any]) -> str:
+    deaths = headers.get("x-death")
+    if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
+        return "unknown"
+    death = deaths[0]
+    reason, queue = death.get("reason", "?"), death.get("queue", "?")
+    return f"{_text(reason)} from {_text(queue)} ({death.get('count', 1)}x)"
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

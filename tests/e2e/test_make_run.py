@@ -1,0 +1,175 @@
+"""``make run`` twice in a row: each run finishes a project and stops promptly on Ctrl-C.
+
+The launcher runs as a process in a session of its own, as under a terminal; the
+test reads what it prints, uses the printed dev key like a person would, and
+stops it with the SIGINT a terminal's Ctrl-C sends to the foreground group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from reelflow_devtools.devrun import config_from_environment, parse_args
+from reelflow_devtools.launcher import Stack
+from reelflow_devtools.processes import console_script
+from tests.waiting import eventually_returns
+
+pytestmark = pytest.mark.e2e
+
+START_DEADLINE_S = 120
+#: well under the 30 s a stop took when every service waited for its vanished database
+STOP_DEADLINE_S = 15
+FAST_SCENE = {"prompt": "a tram at dawn [sim:latency=10]", "duration": 4}
+
+
+@dataclass
+class Launched:
+    process: asyncio.subprocess.Process
+    printed: list[str]
+    api_url: str
+    dashboard_url: str
+    ws_url: str
+    dev_key: str
+    sim_url: str
+
+
+def _launcher_environment(amqp_url: str, prefix: str) -> dict[str, str]:
+    """This process's environment as a developer's shell would have it for make run."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("REELFLOW_", "RUNWARE_"))  # the defaults, as on a fresh shell
+    }
+    return env | {
+        "REELFLOW_AMQP_URL": amqp_url,
+        "REELFLOW_AMQP_PREFIX": prefix,  # its queues stay apart from other tests'
+        "REELFLOW_LOG_FORMAT": "json",
+    }
+
+
+async def _read_until(process: asyncio.subprocess.Process, marker: str, printed: list[str]) -> None:
+    assert process.stdout is not None
+    async with asyncio.timeout(START_DEADLINE_S):
+        while True:
+            line = (await process.stdout.readline()).decode()
+            if not line:
+                raise AssertionError("make run exited while starting:\n" + "".join(printed))
+            printed.append(line)
+            if marker in line:
+                return
+
+
+def _found(pattern: str, printed: list[str]) -> str:
+    match = re.search(pattern, "".join(printed))
+    assert match, f"{pattern!r} not in:\n{''.join(printed)}"
+    return match.group(1)
+
+
+async def _start(args: list[str], env: dict[str, str]) -> Launched:
+    process = await asyncio.create_subprocess_exec(
+        console_script("reelflow-dev"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, like a job in a terminal
+    )
+    printed: list[str] = []
+    try:
+        await _read_until(process, "Press Ctrl-C to stop.", printed)
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return Launched(
+        process,
+        printed,
+        api_url=_found(r"REST API\s+(http://\S+)/v1/projects", printed),
+        dashboard_url=_found(r"Dashboard\s+(http://\S+/)\s", printed),
+        ws_url=_found(r"WebSocket\s+(ws://\S+)/v1/ws/", printed),
+        dev_key=_found(r"dev key\s+(rf_\S+)", printed),
+        sim_url=_found(r"simulator at (http://\S+)", printed),
+    )
+
+
+async def _finish_a_project(launched: Launched) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {launched.dev_key}"}
+    async with httpx.AsyncClient(base_url=launched.api_url, headers=headers, timeout=30) as api:
+        # The printed dashboard is served, and sends browsers to the notifier's free port.
+        page = await api.get(launched.dashboard_url)
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert (await api.get("/v1/config")).json()["ws_url"] == launched.ws_url
+        created = await api.post("/v1/projects", json={"title": "twice", "scenes": [FAST_SCENE]})
+        assert created.status_code == 202, created.text
+        project_id = created.json()["project_id"]
+
+        async def finished() -> dict[str, Any] | None:
+            body: dict[str, Any] = (await api.get(f"/v1/projects/{project_id}")).json()
+            return body if body["all_complete"] else None
+
+        return await eventually_returns(finished, f"{project_id} finished", 60, pause_s=0.2)
+
+
+async def _stop_with_ctrl_c(launched: Launched) -> str:
+    os.killpg(launched.process.pid, signal.SIGINT)
+    async with asyncio.timeout(STOP_DEADLINE_S):
+        rest, _ = await launched.process.communicate()
+    assert launched.process.returncode == 0, rest.decode()
+    return rest.decode()
+
+
+def _refuses_connections(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    prefix = f"makerun-{uuid.uuid4().hex[:8]}."
+    env = _launcher_environment(amqp_url, prefix)
+    run_dir = tmp_path / "run"
+    seen_sim_urls = []
+    project_ids = []
+    args = ["--run-dir", str(run_dir), "--free-ports"]
+    try:
+        for _run in range(2):
+            launched = await _start(args, env)
+            try:
+                project = await _finish_a_project(launched)
+            except BaseException:
+                launched.process.kill()
+                await launched.process.wait()
+                raise
+            assert project["status"] == "completed", project
+            rest = await _stop_with_ctrl_c(launched)
+
+            assert "reelflow: stopped in" in rest
+            assert _refuses_connections(launched.api_url)
+            assert _refuses_connections(launched.sim_url)
+            seen_sim_urls.append(launched.sim_url)
+            project_ids.append(project["project_id"])
+            # This run's logs hold this run's lines only.
+            api_log = (run_dir / "logs" / "api.log").read_text()
+            assert project_ids[-1] in api_log
+            assert all(earlier not in api_log for earlier in project_ids[:-1])
+    finally:
+        await Stack(config_from_environment(parse_args(args), env)).delete_queues()
+    # The simulator listened on a new port the second time, and the launcher used it.
+    assert len(set(seen_sim_urls)) == 2

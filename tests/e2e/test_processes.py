@@ -1,0 +1,72 @@
+"""The launcher's child processes: fresh logs per run, own output only, stopped in bounds."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reelflow_devtools.processes import Child, ProcessGroup, stop_children, wait_for_sim_url
+
+pytestmark = pytest.mark.e2e
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def wait_for_line(child: Child, line: str, deadline_s: float = 30) -> None:
+    stop_at = time.monotonic() + deadline_s
+    while line not in child.output().splitlines():
+        assert child.alive(), child.output()
+        assert time.monotonic() < stop_at, f"{child.name} never printed {line!r}"
+        time.sleep(0.01)  # between reads of its log; the deadline bounds the wait
+
+
+def test_a_new_run_reads_only_what_its_own_simulator_printed(tmp_path: Path) -> None:
+    log_dir = tmp_path / "logs"
+    old = ProcessGroup(log_dir=log_dir)
+    first = old.start("runware-sim", python("print('listening on http://127.0.0.1:1111')"), {})
+    first.process.wait()
+
+    new = ProcessGroup(log_dir=log_dir)
+    second = new.start("runware-sim", python("print('listening on http://127.0.0.1:2222')"), {})
+
+    assert wait_for_sim_url(second, deadline_s=30) == "http://127.0.0.1:2222"
+    second.process.wait()
+    assert "1111" not in (log_dir / "runware-sim.log").read_text()
+
+
+def test_a_restart_within_a_run_keeps_the_earlier_lines_but_reads_its_own(
+    tmp_path: Path,
+) -> None:
+    group = ProcessGroup(log_dir=tmp_path)
+    first = group.start("svc", python("print('first life')"), {})
+    first.process.wait()
+
+    second = group.restart(first, python("print('second life')"), {})
+    second.process.wait()
+
+    assert second.output() == "second life\n"
+    assert (tmp_path / "svc.log").read_text() == "first life\nsecond life\n"
+
+
+def test_children_are_stopped_together_and_a_stubborn_one_is_killed(tmp_path: Path) -> None:
+    group = ProcessGroup(log_dir=tmp_path)
+    ignore_term = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN)"
+    polite = group.start(
+        "polite", python("import time; print('up', flush=True); time.sleep(60)"), {}
+    )
+    stubborn = group.start(
+        "stubborn", python(f"{ignore_term}; print('up', flush=True); time.sleep(60)"), {}
+    )
+    for child in (polite, stubborn):  # both have started, and the stubborn one ignores SIGTERM
+        wait_for_line(child, "up")
+
+    stop_children([polite, stubborn], timeout_s=1)
+
+    assert polite.process.returncode == -signal.SIGTERM
+    assert stubborn.process.returncode == -signal.SIGKILL

@@ -1,0 +1,358 @@
+"""``reelflow-admin`` against a real MongoDB and RabbitMQ: what it prints and what it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import aio_pika
+import pytest
+import structlog
+from pymongo import AsyncMongoClient, MongoClient
+
+from reelflow_common.admin.cli import AdminSettings, main
+from reelflow_common.store.auth import ApiKeyStore
+from reelflow_common.store.timefmt import utcnow
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
+from reelflow_devtools.processes import console_script
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def settings(settings_for: Callable[..., Any]) -> AdminSettings:
+    built: AdminSettings = settings_for(AdminSettings)
+    return built
+
+
+@pytest.fixture
+def admin(settings: AdminSettings, capsys: pytest.CaptureFixture[str]) -> Run:
+    """``reelflow-admin ARGS`` in this process: (exit code, stdout, stderr)."""
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        # The console script sends log lines to stderr (configure_logging); here they
+        # are kept out of the way, as this process's logging is pytest's.
+        with structlog.testing.capture_logs():
+            code = main(argv, settings=settings)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def db(mongo_url: str, mongo_database: str) -> Iterator[Any]:
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_url, tz_aware=True)
+    try:
+        yield client[mongo_database]
+        client.drop_database(mongo_database)
+    finally:
+        client.close()
+
+
+def tenant_of(settings: AdminSettings, key: str) -> str | None:
+    """What the api and the notifier conclude from the key."""
+
+    async def look_up() -> str | None:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            settings.mongo_url.get_secret_value()
+        )
+        try:
+            return await ApiKeyStore(client[settings.mongo_database]).tenant_for_key(key)
+        finally:
+            await client.close()
+
+    return asyncio.run(look_up())
+
+
+# --- tenants and keys ------------------------------------------------------------------
+
+
+def test_tenant_create_prints_the_id_and_tenant_list_shows_it(admin: Run, db: Any) -> None:
+    code, out, err = admin("tenant", "create", "acme")
+
+    assert code == 0, err
+    tenant_id = out.strip()
+    assert db["tenants"].find_one({"_id": tenant_id})["name"] == "acme"
+    assert f"key create --tenant {tenant_id}" in err
+
+    code, out, _ = admin("tenant", "list")
+    assert code == 0
+    header, row = out.splitlines()
+    assert header.split() == ["TENANT", "NAME", "CREATED"]
+    assert row.split()[:2] == [tenant_id, "acme"]
+
+
+def test_a_created_key_is_printed_once_listed_without_it_and_authenticates(
+    admin: Run, db: Any, settings: AdminSettings
+) -> None:
+    tenant_id = admin("tenant", "create", "acme")[1].strip()
+
+    code, out, err = admin(
+        "key", "create", "--tenant", tenant_id, "--label", "ci", "--expires-in", "30d"
+    )
+
+    assert code == 0, err
+    key = out.strip()
+    assert re.fullmatch(r"rf_[\w-]{40,}", key)
+    assert "shown this once" in err
+    assert tenant_of(settings, key) == tenant_id
+    assert key not in str(list(db["api_keys"].find()))
+
+    code, out, _ = admin("key", "list", "--tenant", tenant_id)
+    assert code == 0
+    assert key not in out
+    header, row = out.splitlines()
+    assert header.split() == ["KEY_ID", "PREFIX", "LABEL", "CREATED", "EXPIRES", "REVOKED", "STATE"]
+    key_id, prefix, label, _created, expires, revoked, state = row.split()
+    assert prefix == f"{key[:7]}…"
+    assert (label, revoked, state) == ("ci", "-", "valid")
+    assert expires.startswith((utcnow() + timedelta(days=30)).date().isoformat())
+    assert len(key_id) == 16
+
+
+def test_key_revoke_makes_the_key_unknown_and_key_list_says_so(
+    admin: Run, settings: AdminSettings, db: Any
+) -> None:
+    tenant_id = admin("tenant", "create", "acme")[1].strip()
+    key = admin("key", "create", "--tenant", tenant_id)[1].strip()
+    kept = admin("key", "create", "--tenant", tenant_id)[1].strip()
+    key_id = next(
+        line.split()[0]
+        for line in admin("key", "list", "--tenant", tenant_id)[1].splitlines()[1:]
+        if line.split()[1] == f"{key[:7]}…"
+    )
+
+    code, out, err = admin("key", "revoke", key_id)
+
+    assert code == 0, err
+    assert out.startswith(f"{key_id} revoked at ")
+    assert "REELFLOW_AUTH_CACHE_TTL_S" in err
+    assert tenant_of(settings, key) is None
+    assert tenant_of(settings, kept) == tenant_id
+    states = {
+        line.split()[0]: line.split()[-1]
+        for line in admin("key", "list", "--tenant", tenant_id)[1].splitlines()[1:]
+    }
+    assert states[key_id] == "revoked"
+    assert sorted(states.values()) == ["revoked", "valid"]
+
+
+def test_unknown_tenants_keys_and_durations_are_refused(admin: Run, db: Any) -> None:
+    code, _, err = admin("key", "create", "--tenant", "no-such-tenant")
+    assert code == 1
+    assert "no tenant 'no-such-tenant'" in err
+    assert db["api_keys"].count_documents({}) == 0
+
+    code, _, err = admin("key", "list", "--tenant", "no-such-tenant")
+    assert (code, "no tenant" in err) == (1, True)
+
+    code, _, err = admin("key", "revoke", "0123456789abcdef")
+    assert (code, "no API key" in err) == (1, True)
+
+    with pytest.raises(SystemExit) as exited:
+        admin("key", "create", "--tenant", "x", "--expires-in", "soon")
+    assert exited.value.code == 2
+
+
+def test_the_console_script_reads_the_services_settings_from_the_environment(
+    mongo_url: str, mongo_database: str, db: Any
+) -> None:
+    env = os.environ | {"REELFLOW_MONGO_URL": mongo_url, "REELFLOW_MONGO_DATABASE": mongo_database}
+    created = subprocess.run(
+        [console_script("reelflow-admin"), "tenant", "create", "globex"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    listed = subprocess.run(
+        [console_script("reelflow-admin"), "tenant", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert f"{created.stdout.strip()}  globex" in listed.stdout
+
+
+# --- dead letters ----------------------------------------------------------------------
+
+
+async def _dead_letter(settings: AdminSettings, work_queue: str, bodies: list[bytes]) -> None:
+    """Put ``bodies`` on the work queue and reject each: the broker moves them to its DLQ."""
+    topology = Topology.from_settings(settings)
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        await declare_topology(channel, topology)
+        for index, body in enumerate(bodies):
+            await channel.default_exchange.publish(
+                aio_pika.Message(
+                    body,
+                    message_id=f"m{index}",
+                    type="SubmitClip",
+                    headers={"project_id": "p1", "x-reelflow-retries": 7},
+                ),
+                routing_key=topology.queue(work_queue),
+            )
+        queue = await channel.get_queue(topology.queue(work_queue))
+        for _ in bodies:
+            message = await queue.get(timeout=10)
+            assert message is not None
+            await message.reject(requeue=False)
+
+
+async def _depths(settings: AdminSettings, *names: str) -> list[int]:
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        counts = []
+        for name in names:
+            queue = await channel.declare_queue(name, passive=True)
+            counts.append(queue.declaration_result.message_count or 0)
+        return counts
+
+
+async def _take_all(
+    settings: AdminSettings, name: str
+) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(name)
+        taken = []
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            taken.append(message)
+        return taken
+
+
+def wait_for_depth(settings: AdminSettings, name: str, count: int) -> None:
+    """Until ``name`` holds ``count`` (the broker dead-letters and applies acks a moment later)."""
+
+    async def reached() -> bool:
+        return (await _depths(settings, name))[0] == count
+
+    asyncio.run(eventually(reached, f"{name} holding {count} message(s)"))
+
+
+def test_dlq_list_counts_and_peeks_without_consuming(admin: Run, settings: AdminSettings) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']))
+    wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 3)
+
+    code, out, err = admin("dlq", "list", "--peek", "2")
+
+    assert code == 0, err
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    assert f"{dlq}  3 message(s)" in out
+    assert f"{topology.dead_letter_queue(CHECK_CLIP)}  0 message(s)" in out
+    assert f"  m0  SubmitClip  rejected from {topology.queue(SUBMIT_CLIP)}" in out
+    assert '    {"n": 0}' in out
+    assert "  m1  " in out
+    assert "  m2  " not in out
+    wait_for_depth(settings, dlq, 3)  # every peeked message is back
+
+    code, out, _ = admin("dlq", "list", "--queue", CHECK_CLIP)
+    assert (code, out.strip()) == (0, f"{topology.dead_letter_queue(CHECK_CLIP)}  0 message(s)")
+
+
+def test_dlq_requeue_moves_messages_back_with_a_fresh_start(
+    admin: Run, settings: AdminSettings
+) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']))
+    wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 3)
+
+    code, out, err = admin("dlq", "requeue", "--queue", SUBMIT_CLIP, "--limit", "2")
+
+    assert code == 0, err
+    assert out.strip() == (
+        f"moved 2 message(s) from {topology.dead_letter_queue(SUBMIT_CLIP)} "
+        f"to {topology.queue(SUBMIT_CLIP)}; 1 left"
+    )
+    back = asyncio.run(_take_all(settings, topology.queue(SUBMIT_CLIP)))
+    assert [(m.message_id, m.body, m.type) for m in back] == [
+        ("m0", b'{"n": 0}', "SubmitClip"),
+        ("m1", b'{"n": 1}', "SubmitClip"),
+    ]
+    for message in back:
+        # No x-death, and the retries start again; x-delivery-count is this delivery's.
+        assert message.headers.get("x-delivery-count", 0) == 0
+        assert {k: v for k, v in message.headers.items() if k != "x-delivery-count"} == {
+            "project_id": "p1"
+        }
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)
+
+
+def test_the_console_script_logs_on_stderr_and_prints_only_its_answer(
+    settings: AdminSettings,
+) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}']))
+    wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)
+    env = os.environ | {
+        "REELFLOW_AMQP_URL": settings.amqp_url.get_secret_value(),
+        "REELFLOW_AMQP_PREFIX": settings.amqp_prefix,
+        "REELFLOW_LOG_FORMAT": "json",
+    }
+
+    requeued = subprocess.run(
+        [console_script("reelflow-admin"), "dlq", "requeue", "--queue", SUBMIT_CLIP],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert requeued.stdout.splitlines() == [
+        f"moved 1 message(s) from {topology.dead_letter_queue(SUBMIT_CLIP)} "
+        f"to {topology.queue(SUBMIT_CLIP)}; 0 left"
+    ]
+    assert '"event": "dead_letters_requeued"' in requeued.stderr
+
+
+def test_dlq_requeue_keeps_the_dead_letter_when_the_broker_cannot_take_the_copy(
+    admin: Run, settings: AdminSettings
+) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}']))
+    wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)
+    asyncio.run(_delete_queue(settings, topology.queue(SUBMIT_CLIP)))  # nowhere to route
+
+    code, _, err = admin("dlq", "requeue", "--queue", SUBMIT_CLIP)
+
+    assert code == 1
+    assert "no queue for routing key" in err
+    wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)
+
+
+def test_dlq_commands_name_unknown_queues_and_missing_topologies(admin: Run) -> None:
+    code, _, err = admin("dlq", "requeue", "--queue", "nope")
+    assert code == 1
+    assert "unknown queue 'nope'" in err
+
+    code, _, err = admin("dlq", "list", "--queue", SUBMIT_CLIP)  # nothing declared yet
+    assert code == 1
+    assert "does not exist" in err
+
+
+async def _delete_queue(settings: AdminSettings, name: str) -> None:
+    connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+    async with connection:
+        channel = await connection.channel()
+        await channel.queue_delete(name)

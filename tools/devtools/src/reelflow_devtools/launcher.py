@@ -1,0 +1,327 @@
+"""reelflow as processes on one machine: the one launcher of ``make run``, the benchmark
+and the end-to-end tests.
+
+A :class:`Stack` starts the embedded MongoDB (unless given a URL), the Runware
+simulator (unless told to use the real Runware), prepares the database, then
+starts the four services, each configured only by its environment, and waits
+until each answers. It stops them the other way round: the services
+together, each draining its in-flight messages, then the simulator, then the
+database. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+from aio_pika.abc import AbstractConnection
+from pymongo import AsyncMongoClient
+
+from reelflow_common.settings import AmqpSettings, TopologySettings
+from reelflow_common.store import ApiKeyStore
+from reelflow_common.topology import Topology
+from reelflow_devtools.database import prepare_database
+from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
+from reelflow_devtools.processes import (
+    Child,
+    ProcessGroup,
+    console_script,
+    stop_children,
+    wait_for_sim_url,
+    wait_healthy,
+    wait_stopped,
+)
+from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL
+
+#: they start together and stop together
+SERVICES = ("api", "notifier", "submitter", "poller")
+DEFAULT_PORTS = {"api": 8000, "notifier": 8001, "submitter": 8002, "poller": 8003}
+SIMULATOR = "runware-sim"
+SIM_API_KEY = "sim-key"
+#: beyond the drain: a stopping process still closes its connections and exits
+STOP_MARGIN_S = 5.0
+DRAIN_TIMEOUT_S = float(AmqpSettings.model_fields["drain_timeout_s"].default)
+
+Announce = Callable[[str, str], None]
+_PREFIX = "REELFLOW_"
+
+
+def _quiet(_what: str, _detail: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """The Runware simulator in place of Runware."""
+
+    speedup: float = 10.0
+    #: a fixed seed makes latencies and faults repeat run after run
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where a stack runs and how its services are configured."""
+
+    #: logs in ``run_dir/logs``; the embedded MongoDB's data in ``run_dir/mongo-data``
+    run_dir: Path
+    amqp_url: str = LOCAL_AMQP_URL
+    amqp_prefix: str = ""
+    #: a MongoDB to use; None starts the embedded SecantusDB
+    mongo_url: str | None = None
+    database: str = "reelflow"
+    #: None: the services call the real Runware as their environment configures it
+    simulator: Simulator | None = field(default_factory=Simulator)
+    #: by service; None picks free ports
+    ports: Mapping[str, int] | None = None
+    #: more ``REELFLOW_*`` variables for every service
+    settings: Mapping[str, str] = field(default_factory=dict)
+    #: set: Runware (the simulator) calls the api back at its own URL with this secret
+    webhook_secret: str | None = None
+    #: ``REELFLOW_HTTP_HOST``; None leaves the services' default (every interface)
+    http_host: str | None = None
+    log_format: str = "json"
+    #: what a service must answer 200 on before the next one starts
+    ready_path: str = "/readyz"
+    drain_timeout_s: float = DRAIN_TIMEOUT_S
+
+
+class Stack:
+    """The running processes of one configuration, and how to reach them."""
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.group = ProcessGroup(log_dir=config.run_dir / "logs")
+        self.children: dict[str, Child] = {}
+        self.ports: dict[str, int] = {}
+        self.mongo_url = config.mongo_url or ""
+        self.sim_url = ""
+        self._exits = ExitStack()
+
+    # --- where things are --------------------------------------------------------------
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url("api")
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.ports['notifier']}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.config.run_dir / "logs"
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service gets (each adds its ``REELFLOW_HTTP_PORT``)."""
+        config = self.config
+        env = {
+            "REELFLOW_AMQP_URL": config.amqp_url,
+            "REELFLOW_MONGO_URL": self.mongo_url,
+            "REELFLOW_MONGO_DATABASE": config.database,
+            "REELFLOW_LOG_FORMAT": config.log_format,
+            "REELFLOW_DRAIN_TIMEOUT_S": str(config.drain_timeout_s),
+        }
+        if config.amqp_prefix:
+            env["REELFLOW_AMQP_PREFIX"] = config.amqp_prefix
+        if config.http_host is not None:
+            env["REELFLOW_HTTP_HOST"] = config.http_host
+        if config.simulator is not None:
+            env |= {
+                "REELFLOW_RUNWARE_BASE_URL": self.sim_url,
+                "REELFLOW_RUNWARE_API_KEY": SIM_API_KEY,
+            }
+        if config.webhook_secret is not None:
+            env |= {
+                "REELFLOW_PUBLIC_BASE_URL": self.api_url,
+                "REELFLOW_WEBHOOK_SECRET": config.webhook_secret,
+            }
+        if self.ports.get("notifier", DEFAULT_PORTS["notifier"]) != DEFAULT_PORTS["notifier"]:
+            # The dashboard otherwise looks for the notifier on its default port of the
+            # page's host (which, left unset, also works from another machine).
+            env["REELFLOW_PUBLIC_WS_URL"] = self.ws_url
+        return env | dict(config.settings)
+
+    def topology_settings(self) -> TopologySettings:
+        """The topology settings the services read: their environment, as they get it."""
+        environment = {**os.environ, **self.service_env()}
+        fields = TopologySettings.model_fields
+        values = {
+            name.removeprefix(_PREFIX).lower(): value
+            for name, value in environment.items()
+            if name.startswith(_PREFIX) and name.removeprefix(_PREFIX).lower() in fields
+        }
+        return TopologySettings.model_validate(values)
+
+    # --- start and stop ----------------------------------------------------------------
+
+    def start(self, announce: Announce = _quiet) -> None:
+        """Start everything, in order; on any failure stop what did start, then raise."""
+        try:
+            self._start(announce)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, announce: Announce) -> None:
+        config = self.config
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        if config.mongo_url is None:
+            data = config.run_dir / "mongo-data"
+            self.mongo_url = self._exits.enter_context(
+                embedded_mongo(data, log_path=self.log_dir / "mongo.log")
+            )
+            announce("mongodb", f"embedded SecantusDB at {self.mongo_url} (data in {data})")
+        else:
+            announce("mongodb", "the given MongoDB")
+        if config.simulator is not None:
+            self._start_simulator(config.simulator)
+            announce(
+                "runware", f"simulator at {self.sim_url} (speedup {config.simulator.speedup:g})"
+            )
+        else:
+            announce("runware", "the real Runware API")
+        upgraded = asyncio.run(prepare_database(self.mongo_url, config.database))
+        if upgraded:
+            announce("mongodb", f"upgraded {upgraded} project documents to the current shape")
+        self.ports = dict(config.ports or {name: free_port() for name in SERVICES})
+        # Together: none needs another to start, and the database is prepared.
+        started = [self._spawn_service(name) for name in SERVICES]
+        for child in started:
+            wait_healthy(child, f"{self.url(child.name)}{self.config.ready_path}")
+            announce(child.name, f"{self.url(child.name)}  (log: {child.log_path})")
+
+    def _start_simulator(self, simulator: Simulator) -> None:
+        argv = [console_script("reelflow-runware-sim"), "--port", "0"]
+        if simulator.seed is not None:
+            argv += ["--seed", str(simulator.seed)]
+        sim = self.group.start(SIMULATOR, argv, {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)})
+        self.children[SIMULATOR] = sim
+        self.sim_url = wait_for_sim_url(sim)
+
+    def start_service(self, name: str) -> Child:
+        """Start ``name`` (again, if it ran before) and wait until it answers."""
+        child = self._spawn_service(name)
+        wait_healthy(child, f"{self.url(name)}{self.config.ready_path}")
+        return child
+
+    def _spawn_service(self, name: str) -> Child:
+        argv = [console_script(f"reelflow-{name}")]
+        env = self.service_env() | {"REELFLOW_HTTP_PORT": str(self.ports[name])}
+        previous = self.children.get(name)
+        if previous is not None:
+            child = self.group.restart(previous, argv, env)
+        else:
+            child = self.group.start(name, argv, env)
+        self.children[name] = child
+        return child
+
+    def logs(self, name: str) -> str:
+        """Everything ``name`` has logged so far."""
+        path = self.children[name].log_path
+        return "" if path is None or not path.exists() else path.read_text(errors="replace")
+
+    def kill_hard(self, name: str) -> None:
+        self.children[name].kill_hard()
+
+    def first_dead(self) -> Child | None:
+        return self.group.first_dead()
+
+    def stop(self) -> float:
+        """Stop everything: the services together (each drains), then the rest; seconds taken."""
+        began = time.monotonic()
+        services = [self.children[name] for name in SERVICES if name in self.children]
+        stop_children(services, timeout_s=self.config.drain_timeout_s + STOP_MARGIN_S)
+        # Nothing needs the simulator or the database any more: both stop at once.
+        rest = [child for child in self.group.children if child.name not in SERVICES]
+        for child in rest:
+            child.terminate()
+        self._exits.close()
+        wait_stopped(rest, timeout_s=STOP_MARGIN_S)
+        self.group.children.clear()
+        self.children.clear()
+        return time.monotonic() - began
+
+    # --- working with a running stack --------------------------------------------------
+
+    async def issue_key(self, tenant_name: str) -> str:
+        """A key of a new tenant called ``tenant_name``."""
+        async with self._api_keys() as keys:
+            return await keys.issue_key(await keys.create_tenant(tenant_name))
+
+    async def ensure_dev_key(self, key: str | None = None) -> str:
+        """A key of the ``dev`` tenant: ``key``, or a new one."""
+        async with self._api_keys() as keys:
+            _tenant, issued = await keys.ensure_dev_key(key)
+            return issued
+
+    @asynccontextmanager
+    async def _api_keys(self) -> AsyncIterator[ApiKeyStore]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            self.mongo_url, timeoutMS=10_000
+        )
+        try:
+            yield ApiKeyStore(client[self.config.database])
+        finally:
+            await client.close()
+
+    async def sim_get(self, path: str) -> Any:
+        """A GET on the simulator's own API (``/__sim/...``), as JSON."""
+        async with httpx.AsyncClient(base_url=self.sim_url, timeout=60) as client:
+            answer = await client.get(path)
+            answer.raise_for_status()
+            return answer.json()
+
+    async def sim_tasks(self) -> list[dict[str, Any]]:
+        """Every task the simulator has seen."""
+        body = await self.sim_get("/__sim/tasks")
+        tasks: list[dict[str, Any]] = body["tasks"] if isinstance(body, dict) else body
+        return tasks
+
+    async def delete_queues(self) -> None:
+        """Every queue and the exchange of this stack's topology (its prefix's)."""
+        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
+        try:
+            await delete_topology_queues(connection, self.topology_settings())
+        finally:
+            await connection.close()
+
+
+async def delete_topology_queues(
+    connection: AbstractConnection, settings: TopologySettings
+) -> None:
+    """Delete every queue (and the event exchange) a topology of these settings declares.
+
+    By name, over AMQP: listing queues would need ``rabbitmqctl``, whose queries
+    were seen to wedge RabbitMQ 3.10 while quorum queues were being deleted.
+    """
+    topology = Topology.from_settings(settings)
+    channel = await connection.channel()
+    try:
+        for name in topology.queue_names():
+            await channel.queue_delete(name)
+        await channel.exchange_delete(topology.events_exchange)
+    finally:
+        await channel.close()
+
+
+@contextmanager
+def running(config: StackConfig, announce: Announce = _quiet) -> Iterator[Stack]:
+    """A started stack, stopped again on the way out."""
+    stack = Stack(config)
+    stack.start(announce)
+    try:
+        yield stack
+    finally:
+        stack.stop()
