@@ -365,7 +365,9 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     expect(rows.first.locator(".project-title")).to_have_text("the newest")
     expect(rows.first.locator(".badge")).to_have_text("generating")
     expect(rows.nth(1).locator(".badge")).to_have_text("completed", timeout=DEADLINE_MS)
-    # Another client (here: the API directly) changes the project; the row follows live.
+    # Another client (here: the API directly) changes the project; the row follows live,
+    # and a keyboard user's place on it stays where it was.
+    rows.first.locator(".project-title").focus()
     cancelled = httpx.post(
         f"{dashboard.stack.api_url}/v1/projects/{newest}/cancel",
         headers={"Authorization": f"Bearer {dashboard.key}"},
@@ -373,6 +375,7 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     assert cancelled.status_code == 202
     expect(rows.first.locator(".badge")).to_have_text("cancelled")
     expect(rows.first.locator(".counts")).to_have_text("0 done · 0 pending · 1 failed of 1")
+    expect(rows.first.locator(".project-title")).to_be_focused()
     dashboard.shot("list")
 
     page.get_by_role("button", name="Older →").click()

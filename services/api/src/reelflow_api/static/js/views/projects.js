@@ -48,7 +48,12 @@ export function mountProjects(container, { api, live }) {
   function row(initial) {
     let state = initial;
     const item = h('li', { class: 'project-row', dataset: { projectId: state.id } });
-    const draw = () => item.replaceChildren(...rowContent(state));
+    const draw = () => {
+      // A live update must not take the keyboard's place away: the link keeps the focus.
+      const focused = item.contains(document.activeElement);
+      item.replaceChildren(...rowContent(state));
+      if (focused) item.querySelector('.project-title').focus();
+    };
     draw();
     unwatchAll.push(live.watch(state.id, (message) => {
       const next = apply(state, message);
