@@ -24,8 +24,9 @@ from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import TIMED_OUT, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK
-from reelflow_poller.handlers import CheckHandler, ClipRecorder, HintHandler
-from reelflow_poller.main import main, poll_policy
+from reelflow_common.tracking import ClipRecorder, Policy
+from reelflow_poller.handlers import CheckHandler, HintHandler
+from reelflow_poller.main import main
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
@@ -85,7 +86,7 @@ def check_handler(
         ClipRecorder(projects or world.projects, world.publisher),
         runware or world.runware,
         world.publisher,
-        policy=poll_policy(settings),
+        policy=Policy.from_settings(settings),
         planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         lease_s=settings.lease_s,

@@ -24,9 +24,8 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.store import TIMED_OUT, NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_poller.handlers import CheckHandler, ClipRecorder
-from reelflow_poller.main import poll_policy
-from reelflow_poller.reconciler import Reconciler
+from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -85,7 +84,7 @@ def reconciler(
         world.runware,
         world.publisher,
         ClipRecorder(projects, world.publisher),
-        policy=poll_policy(settings),
+        policy=Policy.from_settings(settings),
         planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         grace_s=settings.reconcile_grace_s,
@@ -98,7 +97,7 @@ def checks(world: World, settings: Settings) -> CheckHandler:
         ClipRecorder(world.projects, world.publisher),
         world.runware,
         world.publisher,
-        policy=poll_policy(settings),
+        policy=Policy.from_settings(settings),
         planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         lease_s=settings.lease_s,

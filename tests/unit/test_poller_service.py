@@ -18,7 +18,7 @@ from reelflow_common.runware import (
     TaskState,
 )
 from reelflow_common.store import TaskFailed, TaskSucceeded
-from reelflow_poller.service import TIMED_OUT, Keep, Policy, Record, Watch, terminal_result
+from reelflow_common.tracking import TIMED_OUT, Keep, Policy, Record, Watch, terminal_result
 
 POLICY = Policy(max_age_s=7200, not_found_grace_s=120)
 TASK = "24cd5dff-0000-4000-8000-000000000000"

@@ -141,6 +141,19 @@ class VisibilitySettings(ReelflowSettings):
     )
 
 
+class CeilingSettings(ReelflowSettings):
+    """How long a clip is followed (the poller, and ``reelflow-admin reconcile``)."""
+
+    poll_max_age_s: float = Field(
+        default=7200,
+        gt=0,
+        description=(
+            "the ceiling: a clip not finished this long after submit (or queued this long)"
+            " fails as timedOut with the last error seen"
+        ),
+    )
+
+
 class WebhookSettings(ReelflowSettings):
     """Where Runware can reach reelflow. Without ``public_base_url`` only polling is used."""
 

@@ -18,62 +18,23 @@ from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, CheckHintedTasks
-from reelflow_common.polling import ClipProfile, PollPlanner
+from reelflow_common.polling import PollPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, TaskState
-from reelflow_common.store import Change, ProjectStore, TaskResult, TaskSucceeded
+from reelflow_common.store import TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP
-from reelflow_poller.service import Keep, Policy, Record, Watch, terminal_result
+from reelflow_common.tracking import (
+    ClipRecorder,
+    Keep,
+    Policy,
+    Record,
+    Watch,
+    describe,
+    profile_of,
+    seconds_between,
+    terminal_result,
+)
 
 log = get_logger(__name__)
-
-
-def profile_of(message: CheckClip) -> ClipProfile:
-    return ClipProfile(
-        model=message.model,
-        duration=message.duration,
-        width=message.width,
-        height=message.height,
-        webhooks=message.webhooks,
-    )
-
-
-def seconds_between(start: datetime, end: datetime) -> float:
-    return (end - start).total_seconds()
-
-
-class ClipRecorder:
-    """Records a task's end on its clip and publishes what changed."""
-
-    def __init__(self, projects: ProjectStore, publisher: Publisher) -> None:
-        self.projects = projects
-        self._publisher = publisher
-
-    async def record(
-        self,
-        project_id: str,
-        scene_index: int,
-        task_uuid: str,
-        result: TaskResult,
-        *,
-        submitted_at: datetime | None = None,
-        correlation_id: str | None = None,
-    ) -> Change:
-        change = await self.projects.record(
-            project_id,
-            scene_index,
-            task_uuid,
-            result,
-            submitted_at=submitted_at,
-            correlation_id=correlation_id,
-        )
-        await self._publisher.publish_events(change.events)
-        if not change.applied:
-            log.info("clip_result_known", task_uuid=task_uuid, republished=len(change.events))
-        elif isinstance(result, TaskSucceeded):
-            log.info("clip_succeeded", task_uuid=task_uuid, cost=result.cost)
-        else:
-            log.warning("clip_failed", task_uuid=task_uuid, code=result.code, reason=result.message)
-        return change
 
 
 class CheckHandler:
@@ -178,7 +139,7 @@ class HintHandler:
                 if result is None:
                     # Still running, unknown, or Runware cannot say: the clip's own chain
                     # and the reconciler carry on; nothing from the webhook is believed.
-                    log.info("hint_without_result", outcome=_describe(outcome))
+                    log.info("hint_without_result", outcome=describe(outcome))
                     continue
                 scene_index = message.scene_index
                 if scene_index is None:
@@ -206,9 +167,3 @@ class HintHandler:
             if clip.task_uuid == task_uuid or task_uuid in clip.attempts:
                 return clip.scene_index
         return None
-
-
-def _describe(outcome: TaskState | RunwareError) -> str:
-    if isinstance(outcome, TaskState):
-        return outcome.status
-    return f"{type(outcome).__name__}: {outcome}"

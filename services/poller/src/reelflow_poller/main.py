@@ -18,17 +18,11 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, Topology, declare_topology
-from reelflow_poller.handlers import CheckHandler, ClipRecorder, HintHandler
-from reelflow_poller.reconciler import Reconciler
-from reelflow_poller.service import Policy
+from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
 
 log = get_logger(__name__)
-
-
-def poll_policy(settings: Settings) -> Policy:
-    """How long a clip is followed, as the settings say."""
-    return Policy(max_age_s=settings.poll_max_age_s, not_found_grace_s=settings.not_found_grace_s)
 
 
 async def main(
@@ -79,7 +73,7 @@ async def main(
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         recorder = ClipRecorder(projects, publisher)
-        policy = poll_policy(settings)
+        policy = Policy.from_settings(settings)
         planner = FixedLadderPlanner.from_settings(settings)
         checks = CheckHandler(
             recorder,

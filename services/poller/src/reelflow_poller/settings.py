@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from reelflow_common.settings import (
+    CeilingSettings,
     HttpSettings,
     LeaseSettings,
     LogSettings,
@@ -23,17 +24,10 @@ class Settings(
     RunwareSettings,
     LeaseSettings,
     VisibilitySettings,
+    CeilingSettings,
 ):
     http_port: int = Field(default=8003, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     poll_concurrency: int = Field(default=32, ge=1, description="CheckClip messages in flight")
-    poll_max_age_s: float = Field(
-        default=7200,
-        gt=0,
-        description=(
-            "the ceiling: a clip not finished this long after submit (or queued this long)"
-            " fails as timedOut with the last error seen"
-        ),
-    )
     reconcile_interval_s: float = Field(
         default=10, gt=0, description="how often the reconciler looks for clips whose lease ran out"
     )

@@ -1,15 +1,20 @@
-"""The poller's decisions, pure: no broker, no database, no HTTP.
+"""What Runware's answer about a task means for its clip, pure: no broker, no database, no HTTP.
 
 One function reads what Runware said about a task (a state, or an error) and
 decides: record the end, or keep watching. It is shared by the poll chains, the
-webhook hints and the reconciler, so all three agree on what a task's answer
-means. Every path that keeps watching has the same ceiling.
+webhook hints and the reconciler (the poller's passes and ``reelflow-admin
+reconcile``), so all agree on what a task's answer means. Every path that keeps
+watching has the same ceiling.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
+from reelflow_common.messages import CheckClip
+from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import (
     ErrorCategory,
     RunwareError,
@@ -18,7 +23,39 @@ from reelflow_common.runware import (
 )
 from reelflow_common.store import TIMED_OUT, TaskFailed, TaskResult, TaskSucceeded
 
-__all__ = ["TIMED_OUT", "Keep", "Policy", "Record", "Watch", "terminal_result"]
+__all__ = [
+    "TIMED_OUT",
+    "Keep",
+    "Policy",
+    "Record",
+    "Watch",
+    "describe",
+    "profile_of",
+    "seconds_between",
+    "terminal_result",
+]
+
+
+def profile_of(message: CheckClip) -> ClipProfile:
+    """What the planner knows a clip by, from the check that follows it."""
+    return ClipProfile(
+        model=message.model,
+        duration=message.duration,
+        width=message.width,
+        height=message.height,
+        webhooks=message.webhooks,
+    )
+
+
+def seconds_between(start: datetime, end: datetime) -> float:
+    return (end - start).total_seconds()
+
+
+def describe(outcome: TaskState | RunwareError) -> str:
+    """Runware's answer about a task, in a few words (for logs and operators)."""
+    if isinstance(outcome, TaskState):
+        return outcome.status
+    return f"{type(outcome).__name__}: {outcome}"
 
 
 @dataclass(frozen=True)
@@ -73,12 +110,23 @@ def terminal_result(state: TaskState) -> TaskResult | None:
     return None
 
 
+class PolicySettings(Protocol):
+    """``CeilingSettings`` with ``VisibilitySettings``."""
+
+    poll_max_age_s: float
+    not_found_grace_s: float
+
+
 @dataclass(frozen=True)
 class Policy:
     """How long a clip is followed: the ceiling, and the grace for a task not visible yet."""
 
     max_age_s: float
     not_found_grace_s: float
+
+    @classmethod
+    def from_settings(cls, settings: PolicySettings) -> Policy:
+        return cls(max_age_s=settings.poll_max_age_s, not_found_grace_s=settings.not_found_grace_s)
 
     def decide(self, outcome: TaskState | RunwareError, watch: Watch) -> Decision:
         """What Runware's answer about a task means for its clip."""

@@ -1,5 +1,8 @@
 """The reconciler: the safety net under every chain. Any number of replicas, no leader.
 
+It runs in every poller (:meth:`Reconciler.run_once`) and, for one project on an
+operator's word, in ``reelflow-admin reconcile`` (:meth:`Reconciler.reconcile_now`).
+
 Every ``reconcile_interval_s`` it looks for generating projects whose ``due_at``
 (a lower bound of their open clips' lease expiries) is more than
 ``reconcile_grace_s`` in the past. It claims each with a conditional update on
@@ -21,13 +24,15 @@ forked chain, or a crashed service, so ends in Runware's truth within
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from reelflow_common import leases
 from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.commands import check_command, submit_command
-from reelflow_common.domain import ClipStatus
+from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Message
@@ -35,10 +40,57 @@ from reelflow_common.polling import PollPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, TaskState, is_task_not_found
 from reelflow_common.store import ClipState, Lease, Project, ProjectStore, new_token
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_poller.handlers import ClipRecorder, profile_of, seconds_between
-from reelflow_poller.service import Keep, Policy, Record, Watch, terminal_result
+from reelflow_common.tracking.policy import (
+    Keep,
+    Policy,
+    Record,
+    Watch,
+    describe,
+    profile_of,
+    seconds_between,
+    terminal_result,
+)
+from reelflow_common.tracking.recorder import ClipRecorder
 
 log = get_logger(__name__)
+
+
+class Action(StrEnum):
+    """What a pass did with one open clip."""
+
+    #: Runware's end of the task (or the ceiling, ``timedOut``) recorded
+    RECORDED = "recorded"
+    #: a queued clip Runware has: now processing, followed by a new check chain
+    TAKEN_OVER = "taken over"
+    CHECK_REARMED = "check re-armed"
+    SUBMIT_REARMED = "submit re-armed"
+    #: another writer changed the clip since the claim: it is theirs to follow
+    MOVED = "moved meanwhile"
+    #: the re-armed chain's first command could not be published: due again at once
+    NOT_STARTED = "not started"
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One open clip after a pass."""
+
+    scene_index: int
+    task_uuid: str
+    #: what Runware said about the task
+    runware: str
+    action: Action
+    #: the end of the lease its chain holds now; None once over, or when it moved
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Pass:
+    """What one pass over one project did."""
+
+    project_id: str
+    settled: list[Settled] = field(default_factory=list)
+    #: this pass finished a project none of whose clips was pending
+    finished: bool = False
 
 
 class Reconciler:
@@ -75,52 +127,76 @@ class Reconciler:
         for project_id, due_at in due:
             with bound_context(project_id=project_id):
                 try:
-                    claimed += await self._reconcile(project_id, due_at)
+                    done = await self._reconcile(project_id, due_at, every_open_clip=False)
                 except Exception:
                     # One project's trouble (a bug, an outage) must not stall the others.
                     log.exception("reconcile_failed")
+                    continue
+                claimed += done is not None
         return claimed
 
-    async def _reconcile(self, project_id: str, due_at: datetime) -> int:
+    async def reconcile_now(self, project: Project) -> Pass | None:
+        """One pass over ``project`` at once, taking every open clip whatever its lease.
+
+        For an operator (``reelflow-admin reconcile``) who will not wait for leases to
+        run out. A chain still running under a clip's old lease is stale from now on
+        and stops at its next renewal, as any stale chain does. None when the project
+        is not generating or changed since it was read (or another pass holds it).
+        """
+        if project.status is not ProjectStatus.GENERATING or project.due_at is None:
+            return None
+        with bound_context(project_id=project.id):
+            return await self._reconcile(project.id, project.due_at, every_open_clip=True)
+
+    async def _reconcile(
+        self, project_id: str, due_at: datetime, *, every_open_clip: bool
+    ) -> Pass | None:
         now = self._now()
         claimed_until = now + self._lease
         project = await self._projects.claim(project_id, due_at=due_at, until=claimed_until)
         if project is None:
-            return 0  # another replica took it
+            return None  # another replica took it
         expired = [
             clip
             for clip in project.clips
             if not clip.status.is_terminal
-            and (clip.lease is None or clip.lease.until < now - self._grace)
+            and (every_open_clip or clip.lease is None or clip.lease.until < now - self._grace)
         ]
         leases_after: list[datetime] = [
             clip.lease.until
             for clip in project.clips
             if not clip.status.is_terminal and clip.lease is not None and clip not in expired
         ]
+        done = Pass(project_id)
         try:
             if expired:
                 outcomes = await self._runware.get_responses(clip.task_uuid for clip in expired)
                 for clip in expired:
+                    outcome = outcomes[clip.task_uuid]
                     with bound_context(task_uuid=clip.task_uuid):
-                        until = await self._settle(project, clip, outcomes[clip.task_uuid])
+                        action, until = await self._settle(project, clip, outcome)
                     if until is not None:
                         leases_after.append(until)
+                    done.settled.append(
+                        Settled(clip.scene_index, clip.task_uuid, describe(outcome), action, until)
+                    )
                 log.warning("clips_reconciled", clips=len(expired))
             elif project.counts.pending == 0:
-                await self._publisher.publish_events(await self._projects.finish_if_done(project))
+                finished = await self._projects.finish_if_done(project)
+                await self._publisher.publish_events(finished)
+                done = Pass(project_id, finished=bool(finished))
                 log.warning("project_finished_by_reconciler")
         finally:
             # Even after a failure half-way: the clips not settled keep their (expired) leases
             # in this minimum, so the project is due again at once.
             next_due = min(leases_after, default=claimed_until)
             await self._projects.release(project_id, claimed=claimed_until, due_at=next_due)
-        return 1
+        return done
 
     async def _settle(
         self, project: Project, clip: ClipState, outcome: TaskState | RunwareError
-    ) -> datetime | None:
-        """Record, or re-arm one chain; the new lease's end (None once the clip is over)."""
+    ) -> tuple[Action, datetime | None]:
+        """Record, or re-arm one chain; what was done, and the new lease's end."""
         now = self._now()
         watch = Watch(
             since_submit_s=seconds_between(clip.submitted_at or now, now),
@@ -136,18 +212,18 @@ class Reconciler:
                     decision.result,
                     submitted_at=clip.submitted_at,
                 )
-                return None
+                return Action.RECORDED, None
             return await self._rearm_check(project, clip, decision, watch)
         return await self._settle_queued(project, clip, outcome, watch)
 
     async def _settle_queued(
         self, project: Project, clip: ClipState, outcome: TaskState | RunwareError, watch: Watch
-    ) -> datetime | None:
+    ) -> tuple[Action, datetime | None]:
         if isinstance(outcome, TaskState):
             result = terminal_result(outcome)
             if result is not None:
                 await self._recorder.record(project.id, clip.scene_index, clip.task_uuid, result)
-                return None
+                return Action.RECORDED, None
             if outcome.status != "error":
                 return await self._take_over_processing(project, clip)
         if self._policy.past_ceiling(watch):
@@ -155,14 +231,16 @@ class Reconciler:
             await self._recorder.record(
                 project.id, clip.scene_index, clip.task_uuid, self._policy.timed_out(watch, error)
             )
-            return None
+            return Action.RECORDED, None
         if isinstance(outcome, RunwareError) and not is_task_not_found(outcome):
             log.warning("clip_resubmitted_unanswered", error=str(outcome))
         # Runware does not know the task (or cannot say): submitting it again is safe, the
         # task UUID makes a second submit of a task Runware has a conflict, never a new task.
         return await self._rearm_submit(project, clip)
 
-    async def _take_over_processing(self, project: Project, clip: ClipState) -> datetime | None:
+    async def _take_over_processing(
+        self, project: Project, clip: ClipState
+    ) -> tuple[Action, datetime | None]:
         """Runware has the queued task (its submitter died before recording it)."""
         token = new_token()
         change = await self._projects.mark_processing(
@@ -175,35 +253,43 @@ class Reconciler:
         )
         await self._publisher.publish_events(change.events)
         if not change.applied:
-            return None  # it moved since the claim: whoever moved it follows it
+            return Action.MOVED, None  # whoever moved it since the claim follows it
         assert change.at is not None
         assert change.lease_until is not None
         lease = Lease(token=token, until=change.lease_until)
         check = check_command(project, clip.scene_index, lease=lease, submitted_at=change.at)
         delay_s = self._planner.first_check_s(profile_of(check))
-        return await self._start(project, clip, lease, CHECK_CLIP, check, delay_s)
+        return await self._start(
+            project, clip, lease, CHECK_CLIP, check, delay_s, Action.TAKEN_OVER
+        )
 
     async def _rearm_check(
         self, project: Project, clip: ClipState, decision: Keep, watch: Watch
-    ) -> datetime | None:
+    ) -> tuple[Action, datetime | None]:
         lease = Lease(token=new_token(), until=self._now() + self._lease)
         if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
-            return None
+            return Action.MOVED, None
         check = check_command(project, clip.scene_index, lease=lease)
         check = check.model_copy(update={"last_error": decision.last_error})
         delay_s = self._planner.next_check_s(
             profile_of(check), elapsed_s=watch.since_submit_s, progress=decision.progress
         )
         log.warning("clip_check_rearmed")
-        return await self._start(project, clip, lease, CHECK_CLIP, check, delay_s)
+        return await self._start(
+            project, clip, lease, CHECK_CLIP, check, delay_s, Action.CHECK_REARMED
+        )
 
-    async def _rearm_submit(self, project: Project, clip: ClipState) -> datetime | None:
+    async def _rearm_submit(
+        self, project: Project, clip: ClipState
+    ) -> tuple[Action, datetime | None]:
         lease = Lease(token=new_token(), until=self._now() + self._lease)
         if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
-            return None
+            return Action.MOVED, None
         submit = submit_command(project, clip.scene_index, lease=lease)
         log.warning("clip_submit_rearmed")
-        return await self._start(project, clip, lease, SUBMIT_CLIP, submit, None)
+        return await self._start(
+            project, clip, lease, SUBMIT_CLIP, submit, None, Action.SUBMIT_REARMED
+        )
 
     async def _start(
         self,
@@ -213,7 +299,8 @@ class Reconciler:
         work_queue: str,
         command: Message,
         delay_s: float | None,
-    ) -> datetime:
+        action: Action,
+    ) -> tuple[Action, datetime]:
         """Publish the first command of the chain that now holds ``lease``; its end."""
         if delay_s is not None:
             delay_s = leases.bounded_step_s(delay_s, self._projects.lease_s)
@@ -222,5 +309,5 @@ class Reconciler:
         except TransientError:
             # No chain runs under this lease: due again at once, for the next pass.
             await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})
-            return self._now()
-        return lease.until
+            return Action.NOT_STARTED, self._now()
+        return action, lease.until
