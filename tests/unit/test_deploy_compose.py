@@ -563,6 +563,11 @@ def test_admin_runs_reelflow_admin_on_demand_with_the_services_settings() -> Non
     assert settings.mongo_url == api.mongo_url
     assert settings.mongo_database == api.mongo_database
     assert settings.amqp_prefix == api.amqp_prefix
+    # reconcile asks Runware as the poller does
+    poller = service_settings("poller", dot_env() | {"RUNWARE_API_KEY": "k"})
+    admin_env = service_settings("admin", dot_env() | {"RUNWARE_API_KEY": "k"})
+    assert admin_env.runware_base_url == poller.runware_base_url
+    assert admin_env.runware_api_key == poller.runware_api_key
 
 
 # --- the Dockerfile --------------------------------------------------------------------

@@ -511,6 +511,7 @@ def test_the_admin_job_runs_reelflow_admin_with_the_services_settings() -> None:
     assert refs == {
         "amqp_url": {"name": SECRET, "key": "amqp-url"},
         "mongo_url": {"name": SECRET, "key": "mongo-url"},
+        "runware_api_key": {"name": SECRET, "key": "runware-api-key"},
     }
     assert spec["securityContext"] == pod_spec("api")["securityContext"]
     assert job["securityContext"] == container("api")["securityContext"]

@@ -8,15 +8,19 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin key revoke KEY_ID
     reelflow-admin dlq list [--queue Q] [--peek N]
     reelflow-admin dlq requeue --queue Q [--limit N]
+    reelflow-admin project show PROJECT_ID [--json]
+    reelflow-admin reconcile PROJECT_ID
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,15 +29,31 @@ from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from pymongo.errors import PyMongoError
 
 from reelflow_common.admin import dlq
-from reelflow_common.broker import PublishError, amqp_channel, amqp_connection
+from reelflow_common.admin.projects import project_state, render_pass, render_project
+from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
 from reelflow_common.broker.dlq import dead_letter_depths, requeue_dead_letters
+from reelflow_common.clock import DbClock
+from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import configure_logging
 from reelflow_common.mongo import mongo_database
-from reelflow_common.settings import AuthSettings, LogSettings, MongoSettings, TopologySettings
+from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.runware import RunwareClient
+from reelflow_common.settings import (
+    AuthSettings,
+    CeilingSettings,
+    LeaseSettings,
+    LogSettings,
+    MongoSettings,
+    RunwareSettings,
+    TopologySettings,
+    VisibilitySettings,
+)
+from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.timefmt import rfc3339, utcnow
 from reelflow_common.topology import Topology
+from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 
 PROG = "reelflow-admin"
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -42,8 +62,17 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 Command = Callable[[argparse.Namespace, "AdminSettings"], Coroutine[Any, Any, int]]
 
 
-class AdminSettings(TopologySettings, MongoSettings, LogSettings):
-    """The services' broker, database, topology and log settings, from the same variables."""
+class AdminSettings(
+    TopologySettings,
+    MongoSettings,
+    LogSettings,
+    RunwareSettings,
+    LeaseSettings,
+    VisibilitySettings,
+    CeilingSettings,
+):
+    """The services' settings, from the same variables: the broker, the database, the
+    topology and the logs, and for ``reconcile`` Runware and how the poller follows clips."""
 
 
 def duration(text: str) -> timedelta:
@@ -195,15 +224,69 @@ async def _depth(channel: AbstractChannel, topology: Topology, work_queue: str) 
         ) from exc
 
 
+# --- projects --------------------------------------------------------------------------
+
+
+async def project_show(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        found = await ProjectStore(db).get_with_events(args.project_id)
+    if found is None:
+        raise ReelflowError(f"no project {args.project_id!r}")
+    state = project_state(*found)
+    print(json.dumps(state, indent=2) if args.json else render_project(state, now=utcnow()))
+    return 0
+
+
+async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """The poller's reconciler, for one project, now: every open clip, whatever its lease."""
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(mongo_database(settings))
+        clock = DbClock(db)
+        await clock.sync()  # one reading: every stamp and age on the database's clock
+        projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+        project = await projects.get(args.project_id, with_requests=True)
+        if project is None:
+            raise ReelflowError(f"no project {args.project_id!r}")
+        if project.status is not ProjectStatus.GENERATING:
+            print(f"project {project.id} is {project.status.value}: no clip is open")
+            return 0
+        runware = await stack.enter_async_context(RunwareClient.open(settings))
+        connection = await stack.enter_async_context(amqp_connection(settings, name=PROG))
+        channel = await stack.enter_async_context(amqp_channel(connection))
+        publisher = Publisher(
+            channel, Topology.from_settings(settings), timeout_s=settings.publish_timeout_s
+        )
+        reconciler = Reconciler(
+            projects,
+            runware,
+            publisher,
+            ClipRecorder(projects, publisher),
+            policy=Policy.from_settings(settings),
+            planner=FixedLadderPlanner.from_settings(settings),
+            clock=clock.now,
+            grace_s=0,  # unused by one project's pass
+            batch_size=1,
+        )
+        done = await reconciler.reconcile_now(project)
+        if done is None:
+            raise ReelflowError(
+                f"project {project.id} changed since it was read, or a poller is reconciling"
+                " it right now; try again"
+            )
+        after = await projects.get(project.id)
+    print(render_pass(done, project, after))
+    return 0
+
+
 # --- the parser ------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Manage reelflow's tenants, API keys and dead-letter queues.",
+        description="Manage reelflow's tenants, API keys, dead-letter queues and projects.",
         epilog="Connects with the services' REELFLOW_MONGO_URL, REELFLOW_AMQP_URL and "
-        "REELFLOW_AMQP_PREFIX.",
+        "REELFLOW_AMQP_PREFIX (reconcile: also the poller's Runware and lease settings).",
     )
     groups = parser.add_subparsers(dest="group", required=True)
 
@@ -241,6 +324,26 @@ def build_parser() -> argparse.ArgumentParser:
     requeue.add_argument("--queue", required=True, help="the work queue, e.g. poller.check_clip")
     requeue.add_argument("--limit", type=int, default=100, help="at most this many messages")
     requeue.set_defaults(command=dlq_requeue)
+
+    project = groups.add_parser("project", help="look at a project").add_subparsers(
+        dest="action", required=True
+    )
+    show = project.add_parser(
+        "show", help="everything stored: clips, attempts, leases, counts, cost, event log"
+    )
+    show.add_argument("project_id")
+    show.add_argument("--json", action="store_true", help="as one JSON document")
+    show.set_defaults(command=project_show)
+
+    heal = groups.add_parser(
+        "reconcile",
+        help="ask Runware about every open clip of a project now; record, or re-arm its chain",
+        description="What the poller's reconciler does once a clip's lease has run out, for"
+        " every open clip of one project, at once. A chain still running under a clip's"
+        " old lease stops at its next renewal.",
+    )
+    heal.add_argument("project_id")
+    heal.set_defaults(command=reconcile)
     return parser
 
 

@@ -89,8 +89,7 @@ class ClipState(_Frozen):
         """The clip as frontends see it."""
         attempts = None
         if with_attempts and self.attempts:
-            ordered = sorted(self.attempts.items(), key=_attempt_order)
-            attempts = [attempt.view(task_uuid) for task_uuid, attempt in ordered]
+            attempts = [attempt.view(task_uuid) for task_uuid, attempt in self.earlier_attempts()]
         return ClipView(
             task_uuid=self.task_uuid,
             scene_index=self.scene_index,
@@ -102,6 +101,10 @@ class ClipState(_Frozen):
             completed_at=self.completed_at,
             attempts=attempts,
         )
+
+    def earlier_attempts(self) -> list[tuple[str, Attempt]]:
+        """The earlier tasks as (task UUID, attempt), oldest first."""
+        return sorted(self.attempts.items(), key=_attempt_order)
 
     def as_attempt(self) -> Attempt:
         """This clip's current task, as an earlier attempt once a retry replaces it."""

@@ -506,6 +506,13 @@ class ProjectStore:
 
     # --- the event log --------------------------------------------------------------------
 
+    async def get_with_events(self, project_id: str) -> tuple[Project, list[Event]] | None:
+        """The whole project, with its requests, and the events still in its log (operators)."""
+        doc = await self._projects.find_one({"_id": project_id})
+        if doc is None:
+            return None
+        return project_from_document(doc), materialize(_log_head(project_id, doc), doc["events"])
+
     async def events_after(self, project_id: str, after_seq: int) -> list[Event] | None:
         """The changes after ``after_seq``; None when they can no longer all be replayed."""
         doc = await self._projects.find_one({"_id": project_id}, _HEAD | {"events": 1})
