@@ -76,6 +76,13 @@ def _when(value: str | None, now: datetime) -> str:
     return f"{value} ({relative})"
 
 
+def _due(state: Json, now: datetime) -> str:
+    """When a poller's reconciler looks at the project next (it looks only while generating)."""
+    if state["status"] != "generating":
+        return "- (only a generating project is reconciled)"
+    return _when(state["due_at"], now)
+
+
 def _usd(cost: float | None) -> str:
     return "-" if cost is None else f"${cost:.2f}"
 
@@ -99,7 +106,7 @@ def render_project(state: Json, *, now: datetime) -> str:
         f"  created      {state['created_at']}",
         f"  updated      {state['updated_at']}",
         f"  finished     {state['finished_at'] or '-'}",
-        f"  due at       {_when(state['due_at'], now)}",
+        f"  due at       {_due(state, now)}",
         f"  correlation  {state['correlation_id'] or '-'}",
         "",
         "Clips",
