@@ -67,6 +67,11 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    # uvicorn may have set up its loggers already in this process (a Config with
+    # access_log=False silences "uvicorn.access" for every server after it): reset.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
     for noisy in ("aio_pika", "aiormq", "pymongo", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
