@@ -115,7 +115,7 @@ async def test_requeue_moves_dead_letters_back_to_work_with_a_fresh_start(
     assert back[0].type == "submit_clip"
     # Our failure and retry counts and the broker's bookkeeping start over.
     own = {key: value for key, value in back[0].headers.items() if key != "x-delivery-count"}
-    assert own == {"project_id": "p1", "task_uuid": "t0", "request_id": "req-1"}
+    assert own == {"project_id": "p1", "task_uuid": "t0", "correlation_id": "req-1"}
     assert back[0].headers.get("x-delivery-count", 0) == 0
     assert (await dead_letter_depths(channel, topology))[SUBMIT_CLIP] == 0
 

@@ -14,6 +14,7 @@ from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.telemetry import CorrelationId, HttpTelemetry
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -87,6 +88,9 @@ def create_app(settings: Settings) -> FastAPI:
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )
+    # Outside the limits, so that a shed or refused request is counted, traced and has its id.
+    app.add_middleware(HttpTelemetry, routes=app.router.routes)
+    app.add_middleware(CorrelationId)
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)

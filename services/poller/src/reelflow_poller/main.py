@@ -18,6 +18,7 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, Topology, declare_topology
+from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
@@ -38,6 +39,7 @@ async def main(
     """
     settings = settings or Settings()
     configure_logging(settings, service="poller")
+    configure_tracing(settings, service="poller")
     stop = stop or shutdown_event()
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:

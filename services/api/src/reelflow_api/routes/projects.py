@@ -17,6 +17,7 @@ from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
+from reelflow_api.telemetry import correlation_id
 from reelflow_common.commands import check_command, send_all, submit_command
 from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
@@ -68,7 +69,7 @@ async def _dispatch(
     *,
     submit: Sequence[int],
     check: Sequence[int] = (),
-    request_id: str | None,
+    correlation: str | None,
 ) -> None:
     """Start the chains of these scenes: every publish started at once, every confirm awaited.
 
@@ -77,9 +78,9 @@ async def _dispatch(
     after its grace. An API that dies before publishing is covered by the leases too.
     """
     webhooks = state.settings.public_base_url is not None
-    submits = [submit_command(project, i, correlation_id=request_id) for i in submit]
+    submits = [submit_command(project, i, correlation_id=correlation) for i in submit]
     checks = [
-        check_command(project, i, webhooks=webhooks, correlation_id=request_id) for i in check
+        check_command(project, i, webhooks=webhooks, correlation_id=correlation) for i in check
     ]
     failed: list[Message] = []
     if submits:
@@ -147,7 +148,7 @@ async def create_project(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Create a project: one Runware task per scene. ``wait`` returns finished clips at once."""
-    request_id = request.headers.get("x-request-id")
+    correlation = correlation_id(request)
     result = await state.projects.create(
         _new_project(
             body,
@@ -155,14 +156,14 @@ async def create_project(
             tenant_id,
             idempotency_key=idempotency_key,
             request_hash=_request_hash(body),
-            correlation_id=request_id,
+            correlation_id=correlation,
         )
     )
     project = result.project
-    with bound_context(project_id=project.id, request_id=request_id):
+    with bound_context(project_id=project.id):
         if result.created:
             scenes = [clip.scene_index for clip in project.clips]
-            await _dispatch(state, project, submit=scenes, request_id=request_id)
+            await _dispatch(state, project, submit=scenes, correlation=correlation)
             log.info("project_created", clips=len(project.clips), model=project.model)
         wait_s = min(wait, state.settings.max_wait_s)
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
@@ -210,8 +211,10 @@ async def retry_project(
     watched again, same task, since Runware may still finish and bill it.
     Cancelled clips stay cancelled.
     """
-    request_id = request.headers.get("x-request-id")
-    retried = await state.projects.retry(project_id, tenant_id=tenant_id, correlation_id=request_id)
+    correlation = correlation_id(request)
+    retried = await state.projects.retry(
+        project_id, tenant_id=tenant_id, correlation_id=correlation
+    )
     if retried is None:
         raise not_found()
     project = retried.project
@@ -223,7 +226,7 @@ async def retry_project(
                 project,
                 submit=retried.resubmit,
                 check=retried.rewatch,
-                request_id=request_id,
+                correlation=correlation,
             )
             log.info(
                 "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
@@ -237,7 +240,7 @@ async def cancel_project(
 ) -> JSONResponse:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``."""
     cancelled = await state.projects.cancel(
-        project_id, tenant_id=tenant_id, correlation_id=request.headers.get("x-request-id")
+        project_id, tenant_id=tenant_id, correlation_id=correlation_id(request)
     )
     if cancelled is None:
         raise not_found()
