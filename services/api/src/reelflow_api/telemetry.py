@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
@@ -129,6 +129,11 @@ class HttpTelemetry:
             try:
                 await self.app(scope, receive, send_watched)
             finally:
+                # FastAPI names the route it took (a route of an included router among them).
+                if (taken := _path_of(scope.get("route"))) is not None and taken != route:
+                    route = taken
+                    current.update_name(f"{method} {route}")
+                    current.set_attribute("http.route", route)
                 current.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     mark_error(current, f"HTTP {status}")
@@ -141,18 +146,36 @@ class HttpTelemetry:
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The path template of the route that takes this request; ``unmatched`` for none.
 
-    A route that matches the path but not the method (a 405) still names it.
+    Known before the request runs, so that one refused before routing (a 503, a
+    413) is labelled too. A route that matches the path but not the method (a
+    405) still names it.
     """
     partial: BaseRoute | None = None
-    for route in routes:
+    for route in _flattened(routes):
         match, _child = route.matches(scope)
         if match is Match.FULL:
-            return _template(route)
+            return _path_of(route) or UNMATCHED
         if match is Match.PARTIAL and partial is None:
             partial = route
-    return _template(partial) if partial is not None else UNMATCHED
+    return _path_of(partial) or UNMATCHED
 
 
-def _template(route: BaseRoute) -> str:
+def _flattened(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """``routes`` with the routes of included routers in their place.
+
+    Recent FastAPI keeps an included router as one entry (``original_router``)
+    that matches without naming the route it took; where that shape is unknown,
+    the route FastAPI puts in the scope names it after the request.
+    """
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        inner_routes = getattr(inner, "routes", None)
+        if isinstance(inner_routes, list):
+            yield from _flattened(inner_routes)
+        else:
+            yield route
+
+
+def _path_of(route: object) -> str | None:
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else UNMATCHED
+    return path if isinstance(path, str) and path else None
