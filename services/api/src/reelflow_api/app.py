@@ -78,6 +78,10 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Story to video: one project of N scenes, tracked to the last clip.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans would be a second, unlinked root per request:
+        # HttpTelemetry's span is the request's (outermost, so sheds and 413s have one too,
+        # with the service's name and the correlation id).
+        telemetry={"tracing": False, "operation_spans": False, "metrics": False, "logs": False},
     )
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
