@@ -118,3 +118,14 @@ async def test_the_webhook_secret_never_reaches_a_metric_label(api: Api) -> None
     exposition = (await api.client.get("/metrics")).text
     assert SECRET not in exposition
     assert 'route="/v1/webhooks/runware/{secret}"' in exposition
+
+
+async def test_a_request_refused_before_routing_is_labelled_by_its_route(api: Api) -> None:
+    before = requests_counted("POST", "/v1/projects", 413)
+    too_large = b"x" * (api.settings.max_body_bytes + 1)
+
+    response = await api.client.post("/v1/projects", content=too_large)
+
+    assert response.status_code == 413
+    assert response.headers[HTTP_CORRELATION_ID]
+    assert requests_counted("POST", "/v1/projects", 413) == before + 1

@@ -44,6 +44,8 @@ TRACER_NAME = "reelflow"
 SERVICE_ATTRIBUTE = "reelflow.service"
 
 _service: ContextVar[str] = ContextVar("reelflow_tracing_service", default="reelflow")
+#: the last provider asked and its tracer (tests swap the provider)
+_cached: tuple[trace.TracerProvider, trace.Tracer] | None = None
 
 __all__ = [
     "Context",
@@ -92,14 +94,22 @@ def span(
     ``parent`` is a context from :func:`extract` or :func:`current_context`
     (default: the current one).
     """
-    tracer = trace.get_tracer(TRACER_NAME)
-    with tracer.start_as_current_span(
+    with _tracer().start_as_current_span(
         name,
         context=parent,
         kind=kind,
         attributes={SERVICE_ATTRIBUTE: _service.get(), **(attributes or {})},
     ) as current:
         yield current
+
+
+def _tracer() -> trace.Tracer:
+    """The current provider's tracer, made once per provider (no provider: a no-op one)."""
+    global _cached
+    provider = trace.get_tracer_provider()
+    if _cached is None or _cached[0] is not provider:
+        _cached = (provider, provider.get_tracer(TRACER_NAME))
+    return _cached[1]
 
 
 def mark_error(current: Span, description: str) -> None:

@@ -104,7 +104,8 @@ class HttpTelemetry:
             await self.app(scope, receive, send)
             return
         method = scope["method"] if scope["method"] in _METHODS else "other"
-        route = route_template(self._routes, scope)
+        # As the request arrived: a Mount rewrites the scope's paths on the way in.
+        arrived = {key: scope[key] for key in ("type", "method", "path", "root_path")}
         status = 500  # unless the app starts an answer: an exception that escaped everything
         started = time.perf_counter()
 
@@ -114,14 +115,12 @@ class HttpTelemetry:
                 status = message["status"]
             await send(message)
 
-        attributes: dict[str, str | int | float | bool] = {
-            "http.request.method": method,
-            "http.route": route,
-        }
+        attributes: dict[str, str | int | float | bool] = {"http.request.method": method}
         if (given := scope.get(_SCOPE_KEY)) is not None:
             attributes["reelflow.correlation_id"] = given
+        # Named once the route is known, after the request.
         with span(
-            f"{method} {route}",
+            method,
             kind=SpanKind.SERVER,
             parent=extract(Headers(scope=scope)),
             attributes=attributes,
@@ -129,11 +128,11 @@ class HttpTelemetry:
             try:
                 await self.app(scope, receive, send_watched)
             finally:
-                # FastAPI names the route it took (a route of an included router among them).
-                if (taken := _path_of(scope.get("route"))) is not None and taken != route:
-                    route = taken
-                    current.update_name(f"{method} {route}")
-                    current.set_attribute("http.route", route)
+                # FastAPI names the route it took; for anything else (a Starlette route, a
+                # request refused before routing: a 503, a 413) the routes are matched here.
+                route = _path_of(scope.get("route")) or route_template(self._routes, arrived)
+                current.update_name(f"{method} {route}")
+                current.set_attribute("http.route", route)
                 current.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     mark_error(current, f"HTTP {status}")
@@ -146,9 +145,9 @@ class HttpTelemetry:
 def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     """The path template of the route that takes this request; ``unmatched`` for none.
 
-    Known before the request runs, so that one refused before routing (a 503, a
-    413) is labelled too. A route that matches the path but not the method (a
-    405) still names it.
+    For a request that FastAPI did not route (a Starlette route, a mount, one
+    refused before routing: a 503, a 413). A route that matches the path but
+    not the method (a 405) still names it.
     """
     partial: BaseRoute | None = None
     for route in _flattened(routes):
