@@ -114,6 +114,7 @@ async def fanout(
                 ),
             ):
                 routed = hub.route(event)
+                log.debug("fanout_event_routed", seq=event.seq, connections=routed)
             FANOUT_EVENTS_TOTAL.labels(outcome="routed" if routed else "unwatched").inc()
         await _ack(incoming)
 

@@ -176,7 +176,12 @@ class Session:
                 attributes={"messaging.system": "websocket", "reelflow.seq": event.seq},
             ),
         ):
-            await self._send(await self._render((event.project_id, event)))
+            messages = await self._render((event.project_id, event))
+            await self._send(messages)
+            # Debug: one line per event and socket; bound to the request's correlation id.
+            log.debug(
+                "ws_event_pushed", seq=event.seq, event_type=event.message_type, sent=len(messages)
+            )
 
     async def _send(self, messages: list[WireMessage]) -> None:
         for message in messages:
