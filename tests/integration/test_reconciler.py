@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import REGISTRY
 
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.lifecycle import every
@@ -370,3 +371,20 @@ def _amqp(message: CheckClip) -> aio_pika.Message:
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
+
+
+async def test_the_gauges_show_projects_past_their_lease_and_what_was_done(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))  # no CheckClip: lost
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    await expired(world, project)
+    recorded = {"action": "recorded"}
+    before = REGISTRY.get_sample_value("reelflow_clips_reconciled_total", recorded) or 0.0
+
+    assert await reconciler(world, settings).run_once() == 1
+    assert REGISTRY.get_sample_value("reelflow_projects_past_lease") == 1.0
+    assert REGISTRY.get_sample_value("reelflow_clips_reconciled_total", recorded) == before + 1
+
+    assert await reconciler(world, settings).run_once() == 0
+    assert REGISTRY.get_sample_value("reelflow_projects_past_lease") == 0.0
