@@ -275,11 +275,11 @@ class VideoLinkSettings(ReelflowSettings):
 
 
 class StorageSettings(VideoLinkSettings):
-    """Where finished videos are copied to and how a copy is checked (``reelflow_common.storage``)."""
+    """Where finished videos are copied to, and how a copy is checked."""
 
     storage_backend: Literal["none", "local", "s3"] = Field(
         default="none",
-        description="none: keep Runware's URL only; local: storage_dir; s3: an S3-compatible bucket",
+        description="none: Runware's URL only; local: storage_dir; s3: an S3-compatible bucket",
     )
     storage_dir: str = Field(
         default="videos", description="local backend: the directory the videos are kept in"

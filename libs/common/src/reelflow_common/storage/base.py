@@ -37,7 +37,7 @@ class VideoStorage(Protocol):
     :class:`StorageError`."""
 
     async def put(self, key: str, source: Path, *, content_type: str = MP4) -> None:
-        """Store the file ``source`` under ``key``, replacing what is there (copies are idempotent)."""
+        """Store the file ``source`` under ``key``, replacing what is there (idempotent)."""
         ...
 
     async def size(self, key: str) -> int | None:

@@ -389,7 +389,7 @@ class ProjectStore:
         message: str,
         attempts: int,
     ) -> bool:
-        """No copy of the clip's video will land; False if it is stored (or not a success) after all."""
+        """No copy of the clip's video will land; False if it is stored (or no success) now."""
         write = transitions.copy_failed(
             project_id,
             scene_index,
