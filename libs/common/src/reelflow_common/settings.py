@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlencode
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -313,6 +313,14 @@ class StorageSettings(VideoLinkSettings):
         description="copies of one video tried (on the copy ladder) before it is marked failed",
     )
     copy_concurrency: int = Field(default=4, ge=1, description="videos copied at once, per poller")
+
+    @field_validator(
+        "s3_bucket", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable as "" (``${REELFLOW_S3_BUCKET:-}``).
+        return None if value == "" else value
 
     @property
     def copies_enabled(self) -> bool:
