@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,12 @@ import httpx
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import ClipStored, ClipUpdated, StoreVideo
-from reelflow_common.storage import LocalStorage, VideoCopier, VideoLinks
-from reelflow_common.store import ProjectStore, TaskSucceeded
+from reelflow_common.storage import LocalStorage, VideoCopier
+from reelflow_common.store import ClipState, ProjectStore, TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.main import main
@@ -33,6 +31,7 @@ from reelflow_poller.settings import Settings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
+from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -41,11 +40,10 @@ from tests.integration.worker_helpers import (
     running,
     runware_settings,
 )
+from tests.waiting import eventually_returns
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
-SECRET = SecretStr("video-url-secret")
 #: simulated seconds: Runware's shortest URL lifetime is a minute; ten here, so that the
 #: copy (a poll and a download, well under a real second) lands before it runs out
 LINK_TTL = 600.0
@@ -185,27 +183,21 @@ async def test_a_signed_url_is_refused_once_expired_or_tampered_with(
     storage_dir: Path,
 ) -> None:
     key = "videos/p/0/t.mp4"
-    await LocalStorage(storage_dir).put(key, _sample_file(storage_dir.parent))
+    await LocalStorage(storage_dir).put(key, sample_file(storage_dir.parent))
     api_settings = settings_for(ApiSettings, **storage_settings)
     async with running_api(api_settings, mongo_db, amqp_connection) as api:
-        links = VideoLinks(SECRET.get_secret_value().encode(), ttl_s=60)
-        good = links.url(key)
+        signed = links()
+        good = signed.url(key)
         assert (await api.client.get(good)).status_code == 200
         tampered = await api.client.get(good.replace("/0/", "/1/"))
         assert tampered.status_code == 403
         assert tampered.headers["content-type"] == "application/problem+json"
-        expired = VideoLinks(SECRET.get_secret_value().encode(), ttl_s=-1).url(key)
+        expired = links(ttl_s=-1).url(key)
         assert (await api.client.get(expired)).status_code == 410
-        missing = links.url("videos/p/0/none.mp4")
+        missing = signed.url("videos/p/0/none.mp4")
         assert (await api.client.get(missing)).status_code == 404
         unsigned = await api.client.get(f"/v1/videos/{key}")
         assert unsigned.status_code == 422
-
-
-def _sample_file(directory: Path) -> Path:
-    path = directory / "sample.mp4"
-    path.write_bytes(SAMPLE)
-    return path
 
 
 # --- retries and failures: the copy handler with a CDN that misbehaves -------------------------
@@ -240,9 +232,25 @@ def _handler(world: World, storage_dir: Path, cdn: FlakyCdn) -> StoreHandler:
         world.projects,
         VideoCopier(http, LocalStorage(storage_dir), max_bytes=1 << 20),
         world.publisher,
-        VideoLinks(SECRET.get_secret_value().encode(), ttl_s=60),
+        links(),
         backoff=world.topology.backoffs[STORE_VIDEO],
         max_attempts=MAX_ATTEMPTS,
+    )
+
+
+async def given_up(world: World, project_id: str) -> ClipState:
+    """The first clip of the project once its copy was recorded as failed."""
+
+    async def probe() -> ClipState | None:
+        clip = (await world.project(project_id)).clips[0]
+        return clip if clip.asset is not None and clip.asset.status == "failed" else None
+
+    return await eventually_returns(probe, "the copy was given up on")
+
+
+def store_command(project_id: str, task_uuid: str) -> StoreVideo:
+    return StoreVideo(
+        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url="https://cdn.test/v"
     )
 
 
@@ -252,9 +260,7 @@ async def test_a_copy_that_fails_is_retried_with_backoff_until_it_lands(
     project_id, task_uuid = await _succeeded_clip(world)
     cdn = FlakyCdn(failures=MAX_ATTEMPTS - 1)
     retried = copies("retried")
-    command = StoreVideo(
-        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url="https://cdn.test/v"
-    )
+    command = store_command(project_id, task_uuid)
     async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, cdn)):
         await world.publisher.send(STORE_VIDEO, command)
         clip = await stored_clip(world, project_id)
@@ -271,20 +277,12 @@ async def test_a_copy_that_keeps_failing_is_recorded_counted_and_listed(
 ) -> None:
     project_id, task_uuid = await _succeeded_clip(world)
     failed = copies("failed")
-    command = StoreVideo(
-        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url="https://cdn.test/v"
-    )
+    command = store_command(project_id, task_uuid)
     async with world.consuming(
         STORE_VIDEO, StoreVideo, _handler(world, storage_dir, FlakyCdn(failures=99))
     ):
         await world.publisher.send(STORE_VIDEO, command)
-
-        async def given_up() -> bool:
-            asset = (await world.project(project_id)).clips[0].asset
-            return asset is not None and asset.status == "failed"
-
-        await eventually(given_up, "the copy was given up on")
-    clip = (await world.project(project_id)).clips[0]
+        clip = await given_up(world, project_id)
     assert clip.asset is not None
     assert clip.asset.attempts == MAX_ATTEMPTS
     assert clip.asset.error == {
@@ -302,18 +300,10 @@ async def test_an_expired_link_is_given_up_on_at_once_with_a_clear_error(
 ) -> None:
     project_id, task_uuid = await _succeeded_clip(world)
     cdn = FlakyCdn(failures=99, status=404)
-    command = StoreVideo(
-        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url="https://cdn.test/v"
-    )
+    command = store_command(project_id, task_uuid)
     async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, cdn)):
         await world.publisher.send(STORE_VIDEO, command)
-
-        async def given_up() -> bool:
-            asset = (await world.project(project_id)).clips[0].asset
-            return asset is not None and asset.status == "failed"
-
-        await eventually(given_up, "the copy was given up on")
-    clip = (await world.project(project_id)).clips[0]
+        clip = await given_up(world, project_id)
     assert clip.asset is not None
     assert clip.asset.error is not None
     assert clip.asset.error["code"] == "providerLinkExpired"

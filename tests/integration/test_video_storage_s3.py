@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from reelflow_common.storage import (
     Redirect,
     StorageError,
     VideoCopier,
-    VideoLinks,
     open_storage,
 )
 from reelflow_common.store import ProjectStore, TaskSucceeded
@@ -36,12 +34,11 @@ from reelflow_common.topology import STORE_VIDEO
 from reelflow_poller.copies import StoreHandler
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
+from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file
 from tests.integration.worker_helpers import World, eventually, open_world
 
 pytestmark = pytest.mark.integration
 
-SAMPLE = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
-SECRET = SecretStr("video-url-secret")
 CREDENTIALS = {"s3_access_key_id": SecretStr("testing"), "s3_secret_access_key": SecretStr("x")}
 
 
@@ -77,18 +74,12 @@ async def s3_settings(s3_endpoint: str) -> dict[str, Any]:
     }
 
 
-def _sample_file(tmp_path: Path) -> Path:
-    path = tmp_path / "sample.mp4"
-    path.write_bytes(SAMPLE)
-    return path
-
-
 async def test_the_bucket_takes_a_video_tells_its_size_and_presigns_a_get(
     s3_settings: dict[str, Any], tmp_path: Path
 ) -> None:
     async with open_storage(StorageSettings(**s3_settings)) as storage:
         assert storage is not None
-        await storage.put("videos/p/0/t.mp4", _sample_file(tmp_path))
+        await storage.put("videos/p/0/t.mp4", sample_file(tmp_path))
         assert await storage.size("videos/p/0/t.mp4") == len(SAMPLE)
         assert await storage.size("videos/p/0/none.mp4") is None
         delivery = await storage.delivery("videos/p/0/t.mp4")
@@ -114,7 +105,7 @@ async def test_a_storage_that_does_not_answer_is_a_copy_to_try_again(tmp_path: P
     async with open_storage(settings) as storage:
         assert storage is not None
         with pytest.raises(StorageError):
-            await storage.put("videos/p/0/t.mp4", _sample_file(tmp_path))
+            await storage.put("videos/p/0/t.mp4", sample_file(tmp_path))
         http = httpx.AsyncClient(
             transport=httpx.MockTransport(lambda _: httpx.Response(200, content=SAMPLE))
         )
@@ -165,7 +156,7 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
                 world.projects,
                 VideoCopier(http, storage, max_bytes=1 << 20),
                 world.publisher,
-                VideoLinks(SECRET.get_secret_value().encode(), ttl_s=60),
+                links(),
                 backoff=world.topology.backoffs[STORE_VIDEO],
                 max_attempts=3,
             )
