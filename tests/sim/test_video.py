@@ -50,7 +50,7 @@ async def test_a_video_link_stops_serving_once_its_ttl_has_passed() -> None:
         done = accepted.submitted_at + accepted.generations[0].latency
         sim.state.clock = lambda: done  # the moment the video was done
         fresh = await http.get(url)
-        sim.state.clock = lambda: done + sim.config.real_seconds(60)
+        sim.state.clock = lambda: done + sim.config.real_seconds(61)  # a second past the ttl
         expired = await http.get(url)
         stats = await sim.stats()
 
