@@ -189,6 +189,8 @@ async def test_a_signed_url_is_refused_once_expired_or_tampered_with(
         signed = links()
         good = signed.url(key)
         assert (await api.client.get(good)).status_code == 200
+        head = await api.client.head(good)
+        assert (head.status_code, head.headers["content-length"]) == (200, str(len(SAMPLE)))
         tampered = await api.client.get(good.replace("/0/", "/1/"))
         assert tampered.status_code == 403
         assert tampered.headers["content-type"] == "application/problem+json"

@@ -19,9 +19,8 @@ from reelflow_common.storage import MP4, LocalFile
 router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=problem_responses(422, 503))
 
 
-@router.api_route(
+@router.get(
     "/{key:path}",
-    methods=["GET", "HEAD"],
     responses={
         200: {"content": {MP4: {}}, "description": "the video (local storage)"},
         307: {"description": "to a short-lived URL of the bucket (S3 storage)"},
@@ -53,3 +52,9 @@ async def get_video(
     if isinstance(delivery, LocalFile):
         return FileResponse(delivery.path, media_type=MP4, headers={"Cache-Control": "private"})
     return RedirectResponse(delivery.url, status_code=307)
+
+
+# HEAD as well (players and downloaders ask for the size first); one operation in the schema.
+router.add_api_route(
+    "/{key:path}", get_video, methods=["HEAD"], include_in_schema=False, response_class=Response
+)
