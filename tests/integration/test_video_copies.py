@@ -31,7 +31,7 @@ from reelflow_poller.settings import Settings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
-from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file
+from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, signed_in
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -134,8 +134,7 @@ async def test_a_finished_clip_still_plays_from_reelflows_url_an_hour_after_runw
 ) -> None:
     api_settings = settings_for(ApiSettings, **storage_settings)
     async with running_api(api_settings, mongo_db, amqp_connection) as api:
-        auth = await api.tenant()
-        world.tenant_id = await api.keys.tenant_for_key(auth["Authorization"].split()[1]) or ""
+        auth = await signed_in(api, world)
         project = await world.processing(await world.new_project("a fox [sim:latency=5]"))
         inbox = await world.events()
         stop = asyncio.Event()

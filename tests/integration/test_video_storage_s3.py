@@ -34,7 +34,7 @@ from reelflow_common.topology import STORE_VIDEO
 from reelflow_poller.copies import StoreHandler
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
-from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file
+from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, signed_in
 from tests.integration.worker_helpers import World, eventually, open_world
 
 pytestmark = pytest.mark.integration
@@ -137,8 +137,7 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
 ) -> None:
     api_settings = settings_for(ApiSettings, **s3_settings)
     async with running_api(api_settings, mongo_db, amqp_connection) as api:
-        auth = await api.tenant()
-        world.tenant_id = await api.keys.tenant_for_key(auth["Authorization"].split()[1]) or ""
+        auth = await signed_in(api, world)
         project = await world.processing(await world.new_project("a fox [sim:latency=5]"))
         clip = project.clips[0]
         await world.until_finished_at_runware(clip.task_uuid)
