@@ -66,3 +66,10 @@ CLIPS_RECONCILED_TOTAL = Counter(
     "Clips the reconciler settled after their chain stopped (lease run out), by action.",
     ["action"],
 )
+
+VIDEO_COPIES_TOTAL = Counter(
+    "reelflow_video_copies_total",
+    "Copies of finished videos to reelflow's storage: stored, retried (after a failed try),"
+    " failed (given up on: see reelflow-admin assets list --failed), duplicate.",
+    ["outcome"],
+)
