@@ -17,6 +17,7 @@ from reelflow_api.telemetry import UNMATCHED, route_template
         ("POST", "/v1/projects/3f9c2a7d/retry", "/v1/projects/{project_id}/retry"),
         ("POST", "/v1/webhooks/runware/the-secret", "/v1/webhooks/runware/{secret}"),
         ("DELETE", "/v1/projects/3f9c2a7d", "/v1/projects/{project_id}"),  # a 405 names it
+        ("GET", "/v1/videos/p1/0/t1.mp4", "/v1/videos/{key:path}"),
         ("GET", "/static/js/main.js", "/static"),
         ("GET", "/metrics", "/metrics"),
         ("GET", "/wp-admin/setup.php", UNMATCHED),
