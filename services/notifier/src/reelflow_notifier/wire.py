@@ -50,7 +50,7 @@ def snapshot_message(project: Project) -> WireMessage:
     return {
         "type": "snapshot",
         "seq": project.seq,
-        "project": project.public_status(include_results=True),
+        "project": project.public_status(include_results=True).wire(),
     }
 
 
