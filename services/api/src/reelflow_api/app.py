@@ -15,6 +15,7 @@ from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import BodyDeadline
 from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
@@ -85,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
+    app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimit,
