@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.session import Session
-from reelflow_notifier.wire import error_message
+from reelflow_notifier.wire import UNSUBSCRIBED, error_message
 
 
 class _ClientMessage(BaseModel):
@@ -58,7 +58,7 @@ class Subscriptions:
             return
         if isinstance(message, Unsubscribe):
             self._session.unwatch(message.project_id)
-            self._session.notice({"type": "unsubscribed", "project_id": message.project_id})
+            self._session.notice({"type": UNSUBSCRIBED, "project_id": message.project_id})
             return
         await self._subscribe(message)
 

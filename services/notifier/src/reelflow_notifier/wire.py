@@ -17,6 +17,11 @@ from reelflow_common.store import Project
 
 WireMessage = dict[str, Any]
 
+#: the ``type`` of each message the server sends besides the events (docs/API.md lists them all)
+SNAPSHOT = "snapshot"
+ERROR = "error"
+UNSUBSCRIBED = "unsubscribed"
+
 _ENVELOPE = frozenset(
     {"schema_version", "message_id", "correlation_id", "occurred_at", "tenant_id"}
 )
@@ -48,14 +53,14 @@ def event_message(event: Event) -> WireMessage:
 def snapshot_message(project: Project) -> WireMessage:
     """``{"type": "snapshot", "seq": …, "project": <the REST project status>}``."""
     return {
-        "type": "snapshot",
+        "type": SNAPSHOT,
         "seq": project.seq,
         "project": project.public_status(include_results=True).wire(),
     }
 
 
 def error_message(message: str, *, project_id: str | None = None) -> WireMessage:
-    error: WireMessage = {"type": "error", "message": message}
+    error: WireMessage = {"type": ERROR, "message": message}
     if project_id is not None:
         error["project_id"] = project_id
     return error

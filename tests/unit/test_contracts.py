@@ -1,0 +1,136 @@
+"""The contracts in docs/ cannot drift from the code: AsyncAPI, OpenAPI and docs/API.md.
+
+Regenerate the JSON documents with ``python -m reelflow_devtools.contracts``.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from starlette.routing import Mount, Route
+
+from reelflow_api.app import create_app
+from reelflow_api.problems import _MEANINGS
+from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.messages import EVENT_TYPES, Message
+from reelflow_devtools.contracts import (
+    ASYNCAPI_PATH,
+    COMMANDS,
+    EVENTS,
+    asyncapi_document,
+    generated,
+)
+from reelflow_notifier import keywatch, routes, session, wire
+from reelflow_notifier.multiplex import Subscribe, Unsubscribe
+
+ROOT = Path(__file__).resolve().parents[2]
+API_MD = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
+REGENERATE = "run: .venv/bin/python -m reelflow_devtools.contracts"
+
+#: uvicorn's close code for open WebSockets when the notifier shuts down (a deploy)
+CLOSE_SERVICE_RESTART = 1012
+
+
+@pytest.mark.parametrize("path", list(generated()), ids=lambda p: p.name)
+def test_the_committed_document_is_what_the_code_generates(path: Path) -> None:
+    assert path.exists(), REGENERATE
+    assert path.read_text(encoding="utf-8") == generated()[path], REGENERATE
+
+
+def _all_subclasses(cls: type[Message]) -> set[type[Message]]:
+    found: set[type[Message]] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _all_subclasses(sub)
+    return found
+
+
+def test_the_asyncapi_document_has_every_message_type() -> None:
+    document = asyncapi_document()
+    concrete = {cls for cls in _all_subclasses(Message) if "message_type" in cls.__dict__}
+
+    documented = {model for model, _, _ in COMMANDS.values()} | set(EVENTS.values())
+    assert documented == concrete
+    assert set(EVENTS) == set(EVENT_TYPES)
+    assert set(document["components"]["messages"]) == {cls.__name__ for cls in concrete}
+    assert document["asyncapi"].startswith("3.")
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_every_reference_in_the_asyncapi_document_resolves() -> None:
+    document = asyncapi_document()
+    for ref in _refs(document):
+        assert ref.startswith("#/"), ref
+        node: Any = document
+        for part in ref[2:].split("/"):
+            assert part in node, f"{ref} does not resolve"
+            node = node[part]
+    assert ASYNCAPI_PATH.suffix == ".json"
+
+
+# --- docs/API.md ---------------------------------------------------------------------------
+
+
+def _http_paths() -> set[str]:
+    app = create_app(ApiSettings.model_construct())
+    # The dashboard's page and files, and the document API.md points to, are not API routes.
+    not_api = {"/", "/static", "/openapi.json"}
+    return {
+        route.path
+        for route in app.routes
+        if isinstance(route, APIRoute | Route | Mount) and route.path not in not_api
+    }
+
+
+def test_api_md_names_every_http_route() -> None:
+    missing = [
+        path for path in sorted(_http_paths()) if f"`{path}" not in API_MD and path not in API_MD
+    ]
+    assert missing == []
+
+
+def test_api_md_names_every_websocket_route() -> None:
+    for route in routes.routes():
+        assert route.path in API_MD
+
+
+def _literal(model: type[Subscribe] | type[Unsubscribe]) -> str:
+    (value,) = typing.get_args(model.model_fields["type"].annotation)
+    return str(value)
+
+
+def test_api_md_describes_every_websocket_message_type() -> None:
+    types = set(EVENT_TYPES) | {wire.SNAPSHOT, wire.ERROR, wire.UNSUBSCRIBED}
+    types |= {_literal(Subscribe), _literal(Unsubscribe)}
+    missing = [name for name in sorted(types) if f'"type": "{name}"' not in API_MD]
+    assert missing == []
+
+
+def test_api_md_describes_every_websocket_close_code() -> None:
+    codes = {
+        routes.CLOSE_BAD_REQUEST,
+        keywatch.CLOSE_UNAUTHORIZED,
+        session.CLOSE_NOT_FOUND,
+        session.CLOSE_SERVER_ERROR,
+        CLOSE_SERVICE_RESTART,
+    }
+    table_rows = set(re.findall(r"^\| `?(\d{4})`? \|", API_MD, flags=re.M))
+    assert {str(code) for code in codes} <= table_rows
+
+
+def test_api_md_describes_every_error_status() -> None:
+    statuses = set(_MEANINGS) | {408}
+    table_rows = set(re.findall(r"^\| `?(\d{3})`? \|", API_MD, flags=re.M))
+    assert {str(status) for status in statuses} <= table_rows
