@@ -17,6 +17,7 @@ import base64
 import hashlib
 import os
 import re
+from collections.abc import Mapping
 from importlib.resources import files
 from pathlib import Path
 
@@ -76,8 +77,12 @@ def install_cors(app: FastAPI, origins: list[str]) -> None:
     )
 
 
-class _DocsAssets(StaticFiles):
-    """Swagger UI's files: revalidated (ETag), like the dashboard's."""
+class FilesWithHeaders(StaticFiles):
+    """Static files from ``directory``, each answered with ``headers``."""
+
+    def __init__(self, directory: Path, headers: Mapping[str, str]) -> None:
+        super().__init__(directory=directory)
+        self._headers = dict(headers)
 
     def file_response(
         self,
@@ -87,7 +92,7 @@ class _DocsAssets(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Cache-Control"] = "no-cache"
+        response.headers.update(self._headers)
         return response
 
 
@@ -109,7 +114,9 @@ def install_docs(app: FastAPI) -> None:
     async def docs() -> HTMLResponse:
         return HTMLResponse(body, headers=headers)
 
-    app.mount(DOCS_ASSETS_PATH, _DocsAssets(directory=_ASSETS_DIR), name="docs-assets")
+    # Revalidated (ETag), like the dashboard's files.
+    assets = FilesWithHeaders(_ASSETS_DIR, {"Cache-Control": "no-cache"})
+    app.mount(DOCS_ASSETS_PATH, assets, name="docs-assets")
 
 
 def docs_security_headers(html: str) -> dict[str, str]:
