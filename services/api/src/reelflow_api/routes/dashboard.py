@@ -14,7 +14,7 @@ from typing import Any
 import annotated_types
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from reelflow_api.deps import State
@@ -54,7 +54,12 @@ class Limits(BaseModel):
 
 
 class ClientConfig(BaseModel):
-    ws_url: str
+    """Where the notifier is, and a project's defaults and limits (the API's own)."""
+
+    ws_url: str = Field(
+        description="the notifier's origin: connect to {ws_url}/v1/ws?ticket=…",
+        examples=["wss://reelflow.example.com"],
+    )
     defaults: Defaults
     limits: Limits
 
