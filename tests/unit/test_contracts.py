@@ -5,13 +5,16 @@ Regenerate the JSON documents with ``python -m reelflow_devtools.contracts``.
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi.routing import APIRoute
+from openapi_spec_validator import validate
 from starlette.routing import Mount, Route
 
 from reelflow_api.app import create_app
@@ -24,6 +27,7 @@ from reelflow_devtools.contracts import (
     EVENTS,
     asyncapi_document,
     generated,
+    openapi_document,
 )
 from reelflow_notifier import keywatch, routes, session, wire
 from reelflow_notifier.multiplex import Subscribe, Unsubscribe
@@ -58,6 +62,19 @@ def test_the_asyncapi_document_has_every_message_type() -> None:
     assert set(EVENTS) == set(EVENT_TYPES)
     assert set(document["components"]["messages"]) == {cls.__name__ for cls in concrete}
     assert document["asyncapi"].startswith("3.")
+
+
+def test_the_asyncapi_document_is_valid_asyncapi_3() -> None:
+    schema = json.loads((ROOT / "tests/fixtures/schemas/asyncapi-3.0.0.json").read_text())
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(asyncapi_document())
+    ]
+    assert errors == []
+
+
+def test_the_openapi_document_is_valid_openapi() -> None:
+    validate(openapi_document())  # raises, naming what is wrong
 
 
 def _refs(node: Any) -> list[str]:
