@@ -219,7 +219,7 @@ _VIDEO = "https://vm.runware.ai/video/ws/5/vi/9d1c2f0e.mp4"
 
 
 class ProjectStatusView(BaseModel):
-    """A project's status as the API answers it; the fields up to ``clips`` are the seed's.
+    """A project's status as the API answers it; the fields up to ``clips`` are the prototype's.
 
     Written as JSON by :meth:`wire`: ``results`` (and every unset field of a
     clip) is left out rather than ``null``.
@@ -274,7 +274,7 @@ class ProjectStatusView(BaseModel):
     failed: int = Field(ge=0, description="failed and cancelled clips")
     all_complete: bool = Field(description="no clip is pending")
     clips: dict[str, str] = Field(
-        description='task UUID -> the video URL, "pending" or "failed" (the seed\'s column)'
+        description='task UUID -> the video URL, "pending" or "failed"'
     )
     status: ProjectStatus
     title: str
