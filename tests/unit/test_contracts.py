@@ -15,18 +15,20 @@ import jsonschema
 import pytest
 from fastapi.routing import APIRoute
 from openapi_spec_validator import validate
+from pydantic import BaseModel
 from starlette.routing import Mount, Route
 
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_common.messages import EVENT_TYPES, Message
+from reelflow_common.messages import EVENT_TYPES, ClipUpdated, Message, ProjectFinished
 from reelflow_devtools.contracts import (
-    ASYNCAPI_PATH,
+    CLOSE_CODES,
     COMMANDS,
     EVENTS,
     asyncapi_document,
     generated,
     openapi_document,
+    websocket_asyncapi_document,
 )
 from reelflow_notifier import keywatch, routes, session, wire
 from reelflow_notifier.multiplex import Subscribe, Unsubscribe
@@ -34,9 +36,7 @@ from reelflow_notifier.multiplex import Subscribe, Unsubscribe
 ROOT = Path(__file__).resolve().parents[2]
 API_MD = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
 REGENERATE = "run: .venv/bin/python -m reelflow_devtools.contracts"
-
-#: uvicorn's close code for open WebSockets when the notifier shuts down (a deploy)
-CLOSE_SERVICE_RESTART = 1012
+ASYNCAPI_DOCUMENTS = {"rabbitmq": asyncapi_document, "websocket": websocket_asyncapi_document}
 
 
 @pytest.mark.parametrize("path", list(generated()), ids=lambda p: p.name)
@@ -63,17 +63,31 @@ def test_the_asyncapi_document_has_every_message_type() -> None:
     assert document["asyncapi"].startswith("3.")
 
 
-def test_the_asyncapi_document_is_valid_asyncapi_3() -> None:
+@pytest.mark.parametrize("name", list(ASYNCAPI_DOCUMENTS))
+def test_the_asyncapi_documents_are_valid_asyncapi_3(name: str) -> None:
     schema = json.loads((ROOT / "tests/fixtures/schemas/asyncapi-3.0.0.json").read_text())
+    document = ASYNCAPI_DOCUMENTS[name]()
     errors = [
         f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}"
-        for error in jsonschema.Draft7Validator(schema).iter_errors(asyncapi_document())
+        for error in jsonschema.Draft7Validator(schema).iter_errors(document)
     ]
     assert errors == []
 
 
 def test_the_openapi_document_is_valid_openapi() -> None:
     validate(openapi_document())  # raises, naming what is wrong
+
+
+def _literal(model: type[BaseModel]) -> str:
+    (value,) = typing.get_args(model.model_fields["type"].annotation)
+    return str(value)
+
+
+def _websocket_message_types() -> set[str]:
+    types = {_literal(model) for model in wire.SERVER_MESSAGES}
+    types |= {_literal(Subscribe), _literal(Unsubscribe)}
+    assert set(EVENT_TYPES) | {wire.SNAPSHOT, wire.ERROR, wire.UNSUBSCRIBED} <= types
+    return types
 
 
 def _refs(node: Any) -> list[str]:
@@ -85,15 +99,30 @@ def _refs(node: Any) -> list[str]:
     return []
 
 
-def test_every_reference_in_the_asyncapi_document_resolves() -> None:
-    document = asyncapi_document()
+@pytest.mark.parametrize("name", list(ASYNCAPI_DOCUMENTS))
+def test_every_reference_in_the_asyncapi_documents_resolves(name: str) -> None:
+    document = ASYNCAPI_DOCUMENTS[name]()
     for ref in _refs(document):
         assert ref.startswith("#/"), ref
         node: Any = document
         for part in ref[2:].split("/"):
             assert part in node, f"{ref} does not resolve"
             node = node[part]
-    assert ASYNCAPI_PATH.suffix == ".json"
+
+
+def test_the_websocket_document_has_every_message_and_close_code() -> None:
+    document = websocket_asyncapi_document()
+    names = {message["name"] for message in document["components"]["messages"].values()}
+
+    assert names == _websocket_message_types()
+    assert set(document["channels"]["project"]["x-close-codes"]) == {
+        str(code) for code in CLOSE_CODES
+    }
+
+
+def test_the_websocket_event_messages_are_the_events() -> None:
+    assert _literal(wire.ClipUpdatedMessage) == ClipUpdated.message_type
+    assert _literal(wire.ProjectFinishedMessage) == ProjectFinished.message_type
 
 
 # --- docs/API.md ---------------------------------------------------------------------------
@@ -122,15 +151,10 @@ def test_api_md_names_every_websocket_route() -> None:
         assert route.path in API_MD
 
 
-def _literal(model: type[Subscribe] | type[Unsubscribe]) -> str:
-    (value,) = typing.get_args(model.model_fields["type"].annotation)
-    return str(value)
-
-
 def test_api_md_describes_every_websocket_message_type() -> None:
-    types = set(EVENT_TYPES) | {wire.SNAPSHOT, wire.ERROR, wire.UNSUBSCRIBED}
-    types |= {_literal(Subscribe), _literal(Unsubscribe)}
-    missing = [name for name in sorted(types) if f'"type": "{name}"' not in API_MD]
+    missing = [
+        name for name in sorted(_websocket_message_types()) if f'"type": "{name}"' not in API_MD
+    ]
     assert missing == []
 
 
@@ -140,10 +164,10 @@ def test_api_md_describes_every_websocket_close_code() -> None:
         keywatch.CLOSE_UNAUTHORIZED,
         session.CLOSE_NOT_FOUND,
         session.CLOSE_SERVER_ERROR,
-        CLOSE_SERVICE_RESTART,
     }
+    assert codes <= set(CLOSE_CODES)
     table_rows = set(re.findall(r"^\| `?(\d{4})`? \|", API_MD, flags=re.M))
-    assert {str(code) for code in codes} <= table_rows
+    assert {str(code) for code in CLOSE_CODES} <= table_rows
 
 
 def test_api_md_describes_every_error_status() -> None:

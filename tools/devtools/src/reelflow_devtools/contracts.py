@@ -4,6 +4,9 @@
   (the commands on the work queues and the events on the event exchange), its
   payload schemas taken from the pydantic models in :mod:`reelflow_common.messages`
   and its names from :mod:`reelflow_common.topology`.
+* ``docs/asyncapi-websocket.json``: an AsyncAPI 3 document of the notifier's
+  WebSocket protocol, from the message models in :mod:`reelflow_notifier.wire`
+  and :mod:`reelflow_notifier.multiplex`, with its close codes.
 * ``docs/openapi.json``: the API's OpenAPI document for the default settings.
 
 ``python -m reelflow_devtools.contracts`` writes both; ``--check`` only reports
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +36,12 @@ from reelflow_common.messages import (
     ProjectFinished,
     SubmitClip,
 )
+from reelflow_notifier import keywatch, routes, session, wire
+from reelflow_notifier.multiplex import Subscribe, Unsubscribe
 
 ROOT = Path(__file__).resolve().parents[4]
 ASYNCAPI_PATH = ROOT / "docs" / "asyncapi.json"
+WEBSOCKET_PATH = ROOT / "docs" / "asyncapi-websocket.json"
 OPENAPI_PATH = ROOT / "docs" / "openapi.json"
 
 _AMQP_BINDING = "0.3.0"
@@ -113,9 +120,13 @@ def _message(model: type[Message]) -> dict[str, Any]:
     }
 
 
-def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
+def _schemas(
+    models: list[type[BaseModel]], incoming: tuple[type[BaseModel], ...] = ()
+) -> dict[str, Any]:
+    """JSON schemas as the models write them (``incoming`` ones: as they are parsed)."""
     _, document = models_json_schema(
-        [(model, "serialization") for model in models], ref_template=_SCHEMA_REF
+        [(model, "validation" if model in incoming else "serialization") for model in models],
+        ref_template=_SCHEMA_REF,
     )
     defs: dict[str, Any] = document["$defs"]
     return dict(sorted(defs.items()))
@@ -251,6 +262,162 @@ def asyncapi_document() -> dict[str, Any]:
     }
 
 
+#: uvicorn's close code for open WebSockets when the notifier shuts down (a deploy)
+CLOSE_SERVICE_RESTART = 1012
+#: every close code the notifier sends, what it means and what a client does
+CLOSE_CODES: dict[int, str] = {
+    routes.CLOSE_BAD_REQUEST: "bad query (after_seq not an integer >= 0): fix the URL",
+    keywatch.CLOSE_UNAUTHORIZED: "no valid key or ticket, or the key was revoked while"
+    " connected: get a new ticket; if POST /v1/ws-tickets answers 401, stop",
+    session.CLOSE_NOT_FOUND: "no such project for this tenant: stop",
+    session.CLOSE_SERVER_ERROR: "server error, or the keepalive ping went unanswered:"
+    " reconnect later with after_seq",
+    CLOSE_SERVICE_RESTART: "the notifier is restarting (a deploy): reconnect with after_seq",
+}
+
+_QUERY_AUTH: dict[str, Any] = {
+    "ticket": {
+        "type": "string",
+        "description": "a single-use ticket from POST /v1/ws-tickets (browsers)",
+    },
+    "token": {
+        "type": "string",
+        "description": "the API key itself; prefer a ticket, or the Authorization header",
+    },
+}
+
+
+def _ws_message(model: type[BaseModel]) -> dict[str, Any]:
+    message_type = typing.get_args(model.model_fields["type"].annotation)[0]
+    doc = (model.__doc__ or "").strip()
+    return {
+        "name": message_type,
+        "title": model.__name__,
+        "summary": doc.splitlines()[0],
+        "contentType": "application/json",
+        "payload": {"$ref": _SCHEMA_REF.format(model=model.__name__)},
+    }
+
+
+def _ws_binding(query: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "ws": {
+            "method": "GET",
+            "query": {"type": "object", "properties": query},
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "Authorization": {
+                        "type": "string",
+                        "description": "`Bearer <api key>`, for clients that can set headers",
+                    }
+                },
+            },
+            "bindingVersion": "0.1.0",
+        }
+    }
+
+
+def websocket_asyncapi_document() -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the notifier's WebSocket protocol, as the notifier sees it."""
+    server_models: list[type[BaseModel]] = list(wire.SERVER_MESSAGES)
+    client_models: tuple[type[BaseModel], ...] = (Subscribe, Unsubscribe)
+    project_models: list[type[BaseModel]] = [
+        wire.SnapshotMessage,
+        wire.ClipUpdatedMessage,
+        wire.ProjectFinishedMessage,
+    ]
+    messages = {model.__name__: _ws_message(model) for model in [*server_models, *client_models]}
+
+    def refs(models: list[type[BaseModel]] | tuple[type[BaseModel], ...]) -> dict[str, Any]:
+        return {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in models}
+
+    close_codes = {str(code): meaning for code, meaning in sorted(CLOSE_CODES.items())}
+    after_seq = {
+        "type": "integer",
+        "minimum": 0,
+        "description": "the last seq received: every change after it is sent (or a snapshot)",
+    }
+    channels = {
+        "project": {
+            "address": "/v1/ws/projects/{project_id}",
+            "title": "one project",
+            "description": "A snapshot (or the changes after `after_seq`), then every change"
+            " of the project. Text the client sends is ignored.",
+            "parameters": {"project_id": {"description": "the project to follow"}},
+            "messages": refs(project_models),
+            "bindings": _ws_binding(_QUERY_AUTH | {"after_seq": after_seq}),
+            "x-close-codes": close_codes,
+        },
+        "multiplexed": {
+            "address": "/v1/ws",
+            "title": "many projects on one connection",
+            "description": "The client subscribes to projects; each one's messages are those"
+            " of the one-project channel.",
+            "messages": refs([*server_models, *client_models]),
+            "bindings": _ws_binding(_QUERY_AUTH),
+            "x-close-codes": {
+                code: meaning for code, meaning in close_codes.items() if code != "4404"
+            },
+        },
+    }
+    operations = {
+        "sendProjectUpdates": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/project"},
+            "summary": "The notifier sends the project's snapshot and changes, in seq order.",
+            "messages": [
+                {"$ref": f"#/channels/project/messages/{m.__name__}"} for m in project_models
+            ],
+        },
+        "sendSubscribedUpdates": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/multiplexed"},
+            "summary": "The notifier sends each subscribed project's messages, and answers"
+            " to the client's messages.",
+            "messages": [
+                {"$ref": f"#/channels/multiplexed/messages/{m.__name__}"} for m in server_models
+            ],
+        },
+        "receiveSubscriptions": {
+            "action": "receive",
+            "channel": {"$ref": "#/channels/multiplexed"},
+            "summary": "The client subscribes to and unsubscribes from projects.",
+            "messages": [
+                {"$ref": f"#/channels/multiplexed/messages/{m.__name__}"} for m in client_models
+            ],
+        },
+    }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "reelflow live updates",
+            "version": "1.0.0",
+            "description": (
+                "The notifier's WebSocket protocol for frontends (docs/API.md explains it"
+                " with a browser client). Every message is a JSON object whose `type` names"
+                " it; a project's messages carry its `seq`, which grows by one with every"
+                " change. Refusals are close frames with a code (`x-close-codes`). Generated"
+                " by `python -m reelflow_devtools.contracts` from reelflow_notifier.wire."
+            ),
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "notifier": {
+                "host": "127.0.0.1:8001",
+                "protocol": "ws",
+                "description": "`ws_url` of GET /v1/config (REELFLOW_PUBLIC_WS_URL in production).",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "schemas": _schemas([*server_models, *client_models], incoming=client_models),
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     """The API's OpenAPI document for the default settings (no environment read)."""
     return create_app(ApiSettings.model_construct()).openapi()
@@ -264,6 +431,7 @@ def generated() -> dict[Path, str]:
     """Each contract file and the text it should hold."""
     return {
         ASYNCAPI_PATH: render(asyncapi_document()),
+        WEBSOCKET_PATH: render(websocket_asyncapi_document()),
         OPENAPI_PATH: render(openapi_document()),
     }
 
