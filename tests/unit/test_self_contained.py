@@ -87,3 +87,17 @@ def test_the_checks_catch_what_they_look_for() -> None:
         "../../x.md",
         "https://e.org",
     ]
+
+
+def test_every_section_cited_from_runware_md_exists(tracked: list[Path]) -> None:
+    runware = (ROOT / "docs" / "RUNWARE.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^#+ (\d+(?:\.\d+)?)\.? ", runware, flags=re.M))
+    cited = {
+        (str(path.relative_to(ROOT)), section)
+        for path in tracked
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if "RUNWARE.md §" in line
+        for section in re.findall(r"§(\d+(?:\.\d+)?)", line)
+    }
+    assert len(cited) > 5
+    assert [(where, section) for where, section in sorted(cited) if section not in headings] == []
