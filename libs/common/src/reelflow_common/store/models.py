@@ -273,9 +273,7 @@ class ProjectStatusView(BaseModel):
     pending: int = Field(ge=0, description="clips not yet terminal (queued or processing)")
     failed: int = Field(ge=0, description="failed and cancelled clips")
     all_complete: bool = Field(description="no clip is pending")
-    clips: dict[str, str] = Field(
-        description='task UUID -> the video URL, "pending" or "failed"'
-    )
+    clips: dict[str, str] = Field(description='task UUID -> the video URL, "pending" or "failed"')
     status: ProjectStatus
     title: str
     cost: CostTotals
