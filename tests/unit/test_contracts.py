@@ -20,7 +20,14 @@ from starlette.routing import Mount, Route
 
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_common.messages import EVENT_TYPES, ClipUpdated, Message, ProjectFinished
+from reelflow_common import topology
+from reelflow_common.messages import (
+    EVENT_TYPES,
+    ClipStored,
+    ClipUpdated,
+    Message,
+    ProjectFinished,
+)
 from reelflow_devtools.contracts import (
     CLOSE_CODES,
     COMMANDS,
@@ -59,6 +66,7 @@ def test_the_asyncapi_document_has_every_message_type() -> None:
     documented = {model for model, _, _ in COMMANDS.values()} | set(EVENTS.values())
     assert documented == concrete
     assert set(EVENTS) == set(EVENT_TYPES)
+    assert set(COMMANDS) == set(topology.WORK_QUEUES)
     assert set(document["components"]["messages"]) == {cls.__name__ for cls in concrete}
     assert document["asyncapi"].startswith("3.")
 
@@ -123,6 +131,7 @@ def test_the_websocket_document_has_every_message_and_close_code() -> None:
 def test_the_websocket_event_messages_are_the_events() -> None:
     assert _literal(wire.ClipUpdatedMessage) == ClipUpdated.message_type
     assert _literal(wire.ProjectFinishedMessage) == ProjectFinished.message_type
+    assert _literal(wire.ClipStoredMessage) == ClipStored.message_type
 
 
 # --- docs/API.md ---------------------------------------------------------------------------
@@ -133,7 +142,7 @@ def _http_paths() -> set[str]:
     # The dashboard's page and files, and the document API.md points to, are not API routes.
     not_api = {"/", "/static", "/openapi.json"}
     return {
-        route.path
+        re.sub(r":\w+}", "}", route.path)  # {key:path} is written {key}
         for route in app.routes
         if isinstance(route, APIRoute | Route | Mount) and route.path not in not_api
     }

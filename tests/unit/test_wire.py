@@ -6,10 +6,19 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import BaseModel
 
 from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import AttemptView, ClipUpdated, ClipView, Event, ProjectFinished
+from reelflow_common.messages import (
+    AttemptView,
+    ClipStored,
+    ClipUpdated,
+    ClipView,
+    Event,
+    ProjectFinished,
+)
 from reelflow_notifier.wire import (
+    ClipStoredMessage,
     ClipUpdatedMessage,
     ErrorMessage,
     ProjectFinishedMessage,
@@ -49,17 +58,33 @@ EVENTS: list[Event] = [
     ProjectFinished(
         project_id="p1", tenant_id="t1", seq=6, status=ProjectStatus.PARTIAL, counts=COUNTS
     ),
+    ClipStored(
+        project_id="p1",
+        tenant_id="t1",
+        seq=7,
+        counts=COUNTS,
+        scene_index=0,
+        task_uuid="9d1c2f0e-5a7b-4c3d-8e9f-0a1b2c3d4e5f",
+        stored_url="https://reelflow.test/v1/videos/k?sig=x",
+        size_bytes=1234,
+    ),
 ]
+MODELS: dict[str, type[BaseModel]] = {
+    model.model_fields["type"].default: model
+    for model in (ClipUpdatedMessage, ProjectFinishedMessage, ClipStoredMessage)
+}
 
 
 @pytest.mark.parametrize("event", EVENTS, ids=lambda e: f"{e.message_type}-{e.seq}")
 def test_an_event_message_is_its_model_written_as_json(event: Event) -> None:
     rendered = event_message(event)
-    model = ClipUpdatedMessage if isinstance(event, ClipUpdated) else ProjectFinishedMessage
+    model = MODELS[event.message_type]
 
     parsed = model.model_validate(rendered)  # extra="forbid": no field the model lacks
 
-    assert json.dumps(parsed.wire()) == json.dumps(rendered)  # same fields, same order
+    assert json.dumps(parsed.model_dump(mode="json", exclude_none=True)) == json.dumps(
+        rendered
+    )  # same fields, same order
     assert rendered["counts"]["failed"] == COUNTS.failed + COUNTS.cancelled
     assert "tenant_id" not in rendered
     assert "correlation_id" not in rendered

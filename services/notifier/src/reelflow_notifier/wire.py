@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import Counts, ProjectStatus
 from reelflow_common.messages import ClipView, Event
+from reelflow_common.storage import VideoLinks
 from reelflow_common.store import Project, ProjectStatusView
 
 WireMessage = dict[str, Any]
@@ -79,6 +80,23 @@ class ProjectFinishedMessage(_ServerMessage):
     counts: WireCounts
 
 
+class ClipStoredMessage(_ServerMessage):
+    """A successful clip's video is in reelflow's own storage: play it from ``stored_url``.
+
+    The clip's status does not change; ``stored_url`` is signed and expires (REST
+    answers and snapshots always carry a fresh one).
+    """
+
+    type: Literal["clip.stored"] = "clip.stored"
+    seq: int
+    project_id: str
+    scene_index: int
+    task_uuid: str
+    stored_url: str
+    size_bytes: int
+    counts: WireCounts
+
+
 class ErrorMessage(_ServerMessage):
     """A client message was refused (``/v1/ws`` only); the connection stays open."""
 
@@ -99,6 +117,7 @@ SERVER_MESSAGES: tuple[type[_ServerMessage], ...] = (
     SnapshotMessage,
     ClipUpdatedMessage,
     ProjectFinishedMessage,
+    ClipStoredMessage,
     ErrorMessage,
     UnsubscribedMessage,
 )
@@ -122,7 +141,7 @@ _HEAD = frozenset({"project_id", "seq", "counts"})
 
 
 def event_message(event: Event) -> WireMessage:
-    """``{"type": "clip.updated" | "project.finished", "seq": …, "project_id": …, …}``.
+    """``{"type": "clip.updated" | "project.finished" | "clip.stored", "seq": …, …}``.
 
     Rendered once per watching connection for every event, so built straight from
     the event's own dump (twice as fast as through :class:`ClipUpdatedMessage`);
@@ -138,9 +157,10 @@ def event_message(event: Event) -> WireMessage:
     }
 
 
-def snapshot_message(project: Project) -> WireMessage:
+def snapshot_message(project: Project, *, links: VideoLinks | None = None) -> WireMessage:
     """``{"type": "snapshot", "seq": …, "project": <the REST project status>}``."""
-    return SnapshotMessage(seq=project.seq, project=project.public_status()).wire()
+    status = project.public_status(include_results=True, links=links)
+    return SnapshotMessage(seq=project.seq, project=status).wire()
 
 
 def error_message(message: str, *, project_id: str | None = None) -> WireMessage:

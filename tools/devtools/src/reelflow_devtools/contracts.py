@@ -31,9 +31,11 @@ from reelflow_common import topology
 from reelflow_common.messages import (
     CheckClip,
     CheckHintedTasks,
+    ClipStored,
     ClipUpdated,
     Message,
     ProjectFinished,
+    StoreVideo,
     SubmitClip,
 )
 from reelflow_notifier import keywatch, routes, session, wire
@@ -66,11 +68,18 @@ COMMANDS: dict[str, tuple[type[Message], str, str]] = {
         "the api, for each Runware webhook delivery",
         "the poller",
     ),
+    topology.STORE_VIDEO: (
+        StoreVideo,
+        "the poller when it records a clip's success (copies on), the poller again (a failed"
+        " copy, delayed) and `reelflow-admin assets retry`",
+        "the poller",
+    ),
 }
 #: every event, by routing key on the event exchange
 EVENTS: dict[str, type[Message]] = {
     topology.CLIP_UPDATED: ClipUpdated,
     topology.PROJECT_FINISHED: ProjectFinished,
+    topology.CLIP_STORED: ClipStored,
 }
 
 _HEADERS: dict[str, Any] = {
