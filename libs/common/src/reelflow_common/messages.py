@@ -119,6 +119,11 @@ class CheckClip(Message):
     check: int = Field(default=1, ge=1)
     #: the last error a check of this chain met, shown if the clip times out
     last_error: str | None = None
+    #: when a check of this chain last saw the task processing (database clock), and the
+    #: progress Runware reported then: the poll planner learns that a task finished
+    #: between that check and the one that sees it done (None: since submission)
+    seen_processing_at: datetime | None = None
+    seen_progress: int | None = None
 
 
 class CheckHintedTasks(Message):

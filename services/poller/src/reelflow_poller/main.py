@@ -14,8 +14,8 @@ from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import CheckClip, CheckHintedTasks
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
-from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.runware import RunwareClient
+from reelflow_common.polling import shared_planner
+from reelflow_common.runware import GetResponseBatcher, RunwareClient, TaskChecker
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, Topology, declare_topology
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
@@ -48,8 +48,10 @@ async def main(
         # Local time until the first reading: the clock never waits for MongoDB.
         clock = await stack.enter_async_context(DbClock(db).running())
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+        topology = Topology.from_settings(settings)
+        planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
         indexes = await stack.enter_async_context(
-            Indexes(db, [projects.ensure_indexes]).in_background()
+            Indexes(db, [projects.ensure_indexes, planning.stats.ensure_indexes]).in_background()
         )
         readiness["mongodb"] = indexes.ready
         try:
@@ -64,20 +66,34 @@ async def main(
             hint_channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.poll_concurrency)
             )
-            topology = Topology.from_settings(settings)
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
             await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("poller_stopped_while_waiting", dependency=str(stopped))
             return
         runware = await stack.enter_async_context(RunwareClient.open(settings))
+        checker: TaskChecker = runware
+        if settings.runware_poll_batch_size > 1:
+            batcher = GetResponseBatcher(
+                runware,
+                batch_size=settings.runware_poll_batch_size,
+                window_s=settings.poll_batch_window_s,
+            )
+            stack.push_async_callback(batcher.aclose)
+            checker = batcher
+            if settings.poll_concurrency < settings.runware_poll_batch_size:
+                log.warning(
+                    "poll_batches_never_full",
+                    poll_concurrency=settings.poll_concurrency,
+                    runware_poll_batch_size=settings.runware_poll_batch_size,
+                )
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         recorder = ClipRecorder(projects, publisher)
         policy = Policy.from_settings(settings)
-        planner = FixedLadderPlanner.from_settings(settings)
+        planner = planning.planner
         checks = CheckHandler(
             recorder,
-            runware,
+            checker,
             publisher,
             policy=policy,
             planner=planner,
@@ -96,35 +112,47 @@ async def main(
             batch_size=settings.reconcile_batch_size,
         )
         log.info("poller_started", runware=settings.runware_base_url)
-        await asyncio.gather(
-            consume(
-                channel,
-                topology,
-                CHECK_CLIP,
-                CheckClip,
-                checks,
-                publisher=publisher,
-                concurrency=settings.poll_concurrency,
-                stop=stop,
-                drain_timeout_s=settings.drain_timeout_s,
-            ),
-            consume(
-                hint_channel,
-                topology,
-                HINTED_CHECK,
-                CheckHintedTasks,
-                HintHandler(recorder, runware),
-                publisher=publisher,
-                concurrency=settings.poll_concurrency,
-                stop=stop,
-                drain_timeout_s=settings.drain_timeout_s,
-            ),
-            every(settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"),
-            every(
-                DEPTH_INTERVAL_S,
-                lambda: report_dead_letter_depths(connection, topology, [CHECK_CLIP, HINTED_CHECK]),
-                stop=stop,
-                name="dead_letter_depths",
-            ),
-        )
+        # Completion counts: read at once, then written and re-read every interval, and
+        # written a last time once the consumers have drained.
+        drained = asyncio.Event()
+        stats = asyncio.create_task(planning.stats.run(drained, settings.poll_stats_interval_s))
+        try:
+            await asyncio.gather(
+                consume(
+                    channel,
+                    topology,
+                    CHECK_CLIP,
+                    CheckClip,
+                    checks,
+                    publisher=publisher,
+                    concurrency=settings.poll_concurrency,
+                    stop=stop,
+                    drain_timeout_s=settings.drain_timeout_s,
+                ),
+                consume(
+                    hint_channel,
+                    topology,
+                    HINTED_CHECK,
+                    CheckHintedTasks,
+                    HintHandler(recorder, runware),
+                    publisher=publisher,
+                    concurrency=settings.poll_concurrency,
+                    stop=stop,
+                    drain_timeout_s=settings.drain_timeout_s,
+                ),
+                every(
+                    settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"
+                ),
+                every(
+                    DEPTH_INTERVAL_S,
+                    lambda: report_dead_letter_depths(
+                        connection, topology, [CHECK_CLIP, HINTED_CHECK]
+                    ),
+                    stop=stop,
+                    name="dead_letter_depths",
+                ),
+            )
+        finally:
+            drained.set()
+            await stats
     log.info("poller_stopped")
