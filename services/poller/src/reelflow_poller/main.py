@@ -112,8 +112,9 @@ async def main(
             batch_size=settings.reconcile_batch_size,
         )
         log.info("poller_started", runware=settings.runware_base_url)
-        # Completion counts: read at once, then written and re-read every interval, and
-        # written a last time once the consumers have drained.
+        # Completion counts: read before the first check, then written and re-read every
+        # interval, and written a last time once the consumers have drained.
+        await planning.stats.refresh()
         drained = asyncio.Event()
         stats = asyncio.create_task(planning.stats.run(drained, settings.poll_stats_interval_s))
         try:

@@ -78,6 +78,7 @@ async def main(
             planner=planning.planner,
             clock=clock.now,
         )
+        await planning.stats.refresh()  # the first checks planned from the shared counts
         log.info("submitter_started", runware=settings.runware_base_url)
         await asyncio.gather(
             consume(

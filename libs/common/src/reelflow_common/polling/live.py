@@ -77,9 +77,10 @@ def shared_planner(db: Database, settings: PollingSettings, ladder: Backoff) -> 
     """A learned planner on ``ladder`` whose counts are shared through ``poll_stats``.
 
     Until the first :meth:`PollStats.load` (and for a model nobody has seen finish
-    yet) it plans from the generic prior. Call ``stats.run(stop,
-    settings.poll_stats_interval_s)`` to write this process's completions and
-    re-read everyone's; a process that only plans (never observes) writes nothing.
+    yet) it plans from the generic prior. A service calls ``stats.refresh()`` before
+    it takes messages, then runs ``stats.run(stop, settings.poll_stats_interval_s)``
+    to write its completions and re-read everyone's; a process that only plans
+    (never observes) writes nothing.
     """
     book = CompletionBook()
     stats = PollStats(db, book, days=settings.poll_stats_days)
