@@ -3,8 +3,9 @@
 Counted by the server itself (the admin ``top`` command, per namespace of the
 stack's database), for projects of 1, 10 and 50 scenes. Nothing watches the
 projects through the database: the test waits for ``project.finished`` on the
-event exchange. The reconciler's periodic query is left out by a long interval
-(it costs one query per interval per poller, whatever the number of clips), and
+event exchange. The reconciler's periodic query and the poll statistics' periodic
+write and read (``poll_stats``) are left out by long intervals (each costs one or two
+operations per interval per replica, whatever the number of clips), and
 webhooks are off (polling alone; a poll never touches the database).
 """
 
@@ -40,6 +41,7 @@ def quiet_stack(amqp_url: str, mongo_url: str, tmp_path: Path) -> Iterator[Stack
             tmp_path / "stack",
             webhooks=False,
             REELFLOW_RECONCILE_INTERVAL_S="3600",
+            REELFLOW_POLL_STATS_INTERVAL_S="3600",
             REELFLOW_LEASE_S="600",
         )
     )
