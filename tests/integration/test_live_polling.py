@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
+from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import ClipUpdated
 from reelflow_common.polling import ClipProfile, CompletionBook, profile_key, shared_planner
@@ -61,23 +62,19 @@ LIVE_POLLING: dict[str, Any] = {
 
 
 @pytest.fixture
-def poller_settings(
-    settings_for: Callable[..., Any], runware_sim: RunningSimulator
-) -> PollerSettings:
-    settings: PollerSettings = settings_for(
-        PollerSettings, **LIVE_POLLING, **runware_settings(runware_sim)
-    )
-    return settings
+def live(settings_for: Callable[..., Any], runware_sim: RunningSimulator) -> Callable[..., Any]:
+    """Settings of a service class, pointed at this test's broker, database and simulator."""
+    return lambda cls: settings_for(cls, **LIVE_POLLING, **runware_settings(runware_sim))
 
 
 @pytest.fixture
-def submitter_settings(
-    settings_for: Callable[..., Any], runware_sim: RunningSimulator
-) -> SubmitterSettings:
-    settings: SubmitterSettings = settings_for(
-        SubmitterSettings, **LIVE_POLLING, **runware_settings(runware_sim)
-    )
-    return settings
+def poller_settings(live: Callable[..., PollerSettings]) -> PollerSettings:
+    return live(PollerSettings)
+
+
+@pytest.fixture
+def submitter_settings(live: Callable[..., SubmitterSettings]) -> SubmitterSettings:
+    return live(SubmitterSettings)
 
 
 @pytest.fixture
@@ -91,6 +88,37 @@ async def world(
     await store.ensure_indexes()
     async with open_world(amqp_connection, poller_settings, store, runware_sim) as world:
         yield world
+
+
+@asynccontextmanager
+async def mains(
+    world: World, *services: tuple[Callable[..., Awaitable[None]], Any]
+) -> AsyncIterator[None]:
+    """Each service's main running with its settings until the block ends (then stopped).
+
+    The block starts once every main consumes its work queue: none is still starting
+    when a message it should take comes due.
+    """
+    async with AsyncExitStack() as running_mains:
+        for main, settings in services:
+            stop = asyncio.Event()
+            await running_mains.enter_async_context(running(main(settings, stop=stop), stop))
+        work_queues = {SUBMIT_CLIP: 0, CHECK_CLIP: 0}
+        for main, _ in services:
+            work_queues[SUBMIT_CLIP if main is submitter_main else CHECK_CLIP] += 1
+
+        async def consumed() -> bool:
+            for work_queue, wanted in work_queues.items():
+                async with amqp_channel(world.connection) as channel:
+                    queue = await channel.declare_queue(
+                        world.topology.queue(work_queue), passive=True
+                    )
+                if (queue.declaration_result.consumer_count or 0) < wanted:
+                    return False
+            return True
+
+        await eventually(consumed, "every main consuming")
+        yield
 
 
 async def learned(db: Any, settings: PollerSettings) -> float:
@@ -148,25 +176,18 @@ async def test_the_first_check_lands_at_the_earliest_plausible_finish_learned_fr
     await seen_finishing_in_about_three_seconds(mongo_db)
     expected = await learned(mongo_db, poller_settings)
     assert 2.0 <= expected <= 3.4  # the learned earliest finish, on the ladder
-    assert (
-        abs(expected - cold(mongo_db, poller_settings)) > 1.0
-    )  # the prior alone would check elsewhere
+    # The prior alone would check elsewhere.
+    assert abs(expected - cold(mongo_db, poller_settings)) > 1.0
     project = await world.new_project(f"a fox {THREE_SECONDS}")
     task_uuid = project.clips[0].task_uuid
 
-    async with AsyncExitStack() as services:
-        for service, settings in (
-            (submitter_main, submitter_settings),
-            (poller_main, poller_settings),
-        ):
-            stop = asyncio.Event()
-            await services.enter_async_context(running(service(settings, stop=stop), stop))
+    async with mains(world, (submitter_main, submitter_settings), (poller_main, poller_settings)):
         await world.publisher.send(SUBMIT_CLIP, world.submit_of(project))
 
         first = await first_poll_s(world.sim, task_uuid)
         await succeeded(world, project)
 
-    assert first == pytest.approx(expected, abs=0.4)
+    assert expected - 0.2 <= first <= expected + 0.8  # a loaded machine delivers late
     # Seen finished at the first or second check: the progress at the first one says when.
     assert (await world.sim.task(task_uuid))["polls"] <= 2
 
@@ -182,12 +203,9 @@ async def test_what_two_pollers_learn_is_shared_through_mongodb_and_survives_a_r
         await world.new_project(*(f"scene {i} {THREE_SECONDS}" for i in range(4)))
     )
 
-    async with AsyncExitStack() as pollers:
-        for _ in range(2):  # two replicas on the same queue
-            stop = asyncio.Event()
-            await pollers.enter_async_context(
-                running(poller_main(poller_settings, stop=stop), stop)
-            )
+    async with mains(
+        world, (poller_main, poller_settings), (poller_main, poller_settings)
+    ):  # 2 replicas
         for clip in project.clips:
             await world.publisher.send(CHECK_CLIP, await world.check_of(project, clip.scene_index))
         await succeeded(world, project)
@@ -199,18 +217,12 @@ async def test_what_two_pollers_learn_is_shared_through_mongodb_and_survives_a_r
 
     # A fresh submitter and poller (a restart) plan from what the others learned.
     second = await world.new_project(f"one more {THREE_SECONDS}")
-    async with AsyncExitStack() as services:
-        for service, settings in (
-            (submitter_main, submitter_settings),
-            (poller_main, poller_settings),
-        ):
-            stop = asyncio.Event()
-            await services.enter_async_context(running(service(settings, stop=stop), stop))
+    async with mains(world, (submitter_main, submitter_settings), (poller_main, poller_settings)):
         await world.publisher.send(SUBMIT_CLIP, world.submit_of(second))
         first = await first_poll_s(world.sim, second.clips[0].task_uuid)
         await succeeded(world, second)
 
-    assert first == pytest.approx(expected, abs=0.4)
+    assert expected - 0.2 <= first <= expected + 0.8
     assert await stats_total(mongo_db) == pytest.approx(5.0)
 
 
