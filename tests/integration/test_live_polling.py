@@ -21,7 +21,15 @@ from pydantic import SecretStr
 from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import ClipUpdated
-from reelflow_common.polling import ClipProfile, CompletionBook, profile_key, shared_planner
+from reelflow_common.polling import (
+    ClipProfile,
+    CompletionBook,
+    LearnedPlanner,
+    OnLadder,
+    profile_key,
+    shared_planner,
+)
+from reelflow_common.polling.histogram import bucket_of
 from reelflow_common.polling.stats import COLLECTION, PollStats
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
@@ -341,3 +349,36 @@ async def test_with_webhooks_polling_is_a_slow_safety_net(
     assert polled.delay_s is not None
     assert hooked.delay_s >= poller_settings.poll_webhook_interval_s / 1.5
     assert polled.delay_s <= poller_settings.poll_max_interval_s
+
+
+async def test_a_success_is_learned_between_the_last_check_that_saw_it_running_and_this_one(
+    world: World, poller_settings: PollerSettings
+) -> None:
+    book = CompletionBook()
+    planner = OnLadder(LearnedPlanner(book), world.topology.backoffs[CHECK_CLIP], bound_s=1.0)
+    check = CheckHandler(
+        ClipRecorder(world.projects, world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(poller_settings),
+        planner=planner,
+        clock=utcnow,
+        lease_s=LEASE_S,
+    )
+    project = await world.processing(await world.new_project(f"a fox {THREE_SECONDS}"))
+    first = await world.check_of(project, age_s=2.0)  # as if submitted 2 s earlier
+
+    await check(first)  # still running
+    [following] = world.publisher.sent_to(CHECK_CLIP)
+    assert following.seen_processing_at is not None
+    seen_s = (following.seen_processing_at - following.submitted_at).total_seconds()
+    assert 2.0 <= seen_s < 3.0
+    assert following.seen_progress is not None
+    assert 0 <= following.seen_progress < 99
+    assert book.take_pending() == {}  # nothing finished yet
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    await check(following)  # done: learned once, after the check that saw it running
+
+    [counted] = book.take_pending().values()
+    assert counted.total == pytest.approx(1.0)
+    assert min(counted.counts) >= bucket_of(seen_s)
