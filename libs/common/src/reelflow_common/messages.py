@@ -169,6 +169,8 @@ class ClipView(BaseModel):
     error: dict[str, str] | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    #: Runware's estimate (0-99) while the clip is processing, as last stored
+    progress: int | None = None
     attempts: list[AttemptView] | None = None
 
 

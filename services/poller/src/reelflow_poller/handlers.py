@@ -36,6 +36,7 @@ from reelflow_common.tracking import (
     Watch,
     describe,
     profile_of,
+    progress_to_store,
     seconds_between,
     terminal_result,
 )
@@ -56,6 +57,7 @@ class CheckHandler:
         planner: PollPlanner,
         clock: Clock,
         lease_s: float,
+        progress_step: int = 0,
     ) -> None:
         self._recorder = recorder
         self._runware = runware
@@ -64,6 +66,7 @@ class CheckHandler:
         self._planner = planner
         self._now = clock
         self._lease_s = lease_s
+        self._progress_step = progress_step
 
     async def __call__(self, message: CheckClip) -> None:
         outcome: TaskState | RunwareError
@@ -92,7 +95,26 @@ class CheckHandler:
                 self._observe(message, watch)
             return
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
+        if running:
+            await self._store_progress(message, decision.progress)
         await self._check_again(message, decision, watch, now, running=running)
+
+    async def _store_progress(self, message: CheckClip, progress: int | None) -> None:
+        """Runware's progress on the clip, for the people watching: a write now and then."""
+        value = progress_to_store(
+            progress, seen_before=message.seen_progress, step=self._progress_step
+        )
+        if value is None:
+            return
+        change = await self._recorder.projects.record_progress(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            value,
+            submitted_at=message.submitted_at,
+            correlation_id=message.correlation_id,
+        )
+        await self._publisher.publish_events(change.events)
 
     def _observe(self, message: CheckClip, watch: Watch) -> None:
         """The task finished after this chain last saw it processing (or its submission)."""

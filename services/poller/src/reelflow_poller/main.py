@@ -99,6 +99,7 @@ async def main(
             planner=planner,
             clock=clock.now,
             lease_s=settings.lease_s,
+            progress_step=settings.progress_step,
         )
         reconciler = Reconciler(
             projects,

@@ -41,3 +41,12 @@ class Settings(
     reconcile_batch_size: int = Field(
         default=100, ge=1, description="projects one reconciler pass takes at most"
     )
+    progress_step: int = Field(
+        default=25,
+        ge=0,
+        le=99,
+        description=(
+            "a processing clip's Runware progress is stored (one write and one clip.updated)"
+            " each time it passes another step of this many points; 0: never"
+        ),
+    )

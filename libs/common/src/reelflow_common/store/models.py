@@ -82,6 +82,8 @@ class ClipState(_Frozen):
     #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
     watched_since: datetime | None = None
     lease: Lease | None = None
+    #: Runware's progress of the current task (0-99), stored now and then while processing
+    progress: int | None = None
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
 
@@ -99,6 +101,7 @@ class ClipState(_Frozen):
             error=self.error,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            progress=self.progress if self.status is ClipStatus.PROCESSING else None,
             attempts=attempts,
         )
 
