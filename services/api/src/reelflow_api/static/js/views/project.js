@@ -141,7 +141,15 @@ function media(clip) {
     return video;
   }
   if (TERMINAL.has(clip.status)) return h('div', { class: 'placeholder' }, STATUS_TEXT[clip.status]);
-  // Runware reports no percentage: queued is an empty bar, generating an indeterminate one.
+  // Queued is an empty bar; generating shows Runware's progress once the server has stored
+  // one (clip.progress, 0-99), an indeterminate bar until then.
+  if (clip.status === 'processing' && typeof clip.progress === 'number') {
+    return h('div', { class: 'placeholder' },
+      h('progress', {
+        'aria-label': `${label}: ${STATUS_TEXT[clip.status]}, ${clip.progress} %`, value: clip.progress, max: 100,
+      }),
+      h('span', { class: 'muted progress-text' }, `${clip.progress} %`));
+  }
   return h('div', { class: 'placeholder' }, h('progress', {
     'aria-label': `${label}: ${STATUS_TEXT[clip.status]}`, value: clip.status === 'queued' ? 0 : null, max: 1,
   }));
