@@ -83,14 +83,16 @@ export function mountProject(container, { api, live }, projectId) {
   function drawClip(clip) {
     let entry = cards.get(clip.scene_index);
     if (!entry) {
-      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null };
+      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, progress: null };
       cards.set(clip.scene_index, entry);
       const after = [...cards.keys()].sort((a, b) => a - b).filter((index) => index > clip.scene_index)[0];
       grid.insertBefore(entry.card, after === undefined ? null : cards.get(after).card);
     }
-    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status) return;
+    const progress = clip.progress ?? null;
+    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status && entry.progress === progress) return;
     entry.taskUuid = clip.task_uuid;
     entry.status = clip.status;
+    entry.progress = progress;
     const { card } = entry;
     card.className = `clip status-${clip.status}`;
     card.dataset.sceneIndex = String(clip.scene_index);
