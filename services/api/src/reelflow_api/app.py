@@ -11,9 +11,12 @@ from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
+from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, videos, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import BodyDeadline
+from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -81,9 +84,13 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Story to video: one project of N scenes, tracked to the last clip.",
         lifespan=lifespan,
+        # Swagger UI from local files (install_docs); no ReDoc, which only a CDN would serve.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
+    app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimit,
@@ -98,6 +105,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
+    install_docs(app)
+    install_openapi(app, settings)
+    # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
+    install_cors(app, settings.cors_allow_origins)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
