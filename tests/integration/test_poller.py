@@ -243,7 +243,7 @@ async def test_progress_is_stored_and_announced_once_per_step_then_dropped_at_th
     assert stored.clip.status is ClipStatus.PROCESSING
     after = await world.project(project.id)
     assert after.clips[0].progress == progress
-    assert after.public_status()["results"][0]["progress"] == progress
+    assert after.public_status().wire()["results"][0]["progress"] == progress
     assert after.seq == project.seq + 1
 
     # A check that sees the same step again (or less) writes nothing.
@@ -269,7 +269,7 @@ async def test_progress_is_stored_and_announced_once_per_step_then_dropped_at_th
     await check(following)
     done = await world.project(project.id)
     assert done.clips[0].status is ClipStatus.SUCCESS
-    assert "progress" not in done.public_status()["results"][0]
+    assert "progress" not in done.public_status().wire()["results"][0]
 
 
 async def test_a_check_near_the_end_of_its_lease_renews_it(
