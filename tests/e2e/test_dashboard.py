@@ -214,6 +214,28 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     dashboard.assert_no_console_errors()
 
 
+def test_a_generating_clip_shows_runwares_progress(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open()
+    dashboard.sign_in()
+    page.get_by_role("link", name="New project").first.click()
+    page.get_by_label("Title").fill("A long take")
+    # 10 s at the stack's speedup: checked about every second, its progress stored per 25 points.
+    page.get_by_label("Prompt").fill("the harbour from dawn to noon [sim:latency=200]")
+    page.get_by_role("button", name="Create project").click()
+
+    bar = page.locator('.clip[data-status="processing"] progress[max="100"]')
+    expect(bar).to_have_count(1, timeout=DEADLINE_MS)
+    expect(page.locator(".clip .progress-text")).to_have_text(re.compile(r"^\d{1,2} %$"))
+    assert 25 <= int(bar.get_attribute("value") or 0) <= 99
+    dashboard.shot("progress")
+    expect(page.locator("#finished")).to_have_text(
+        "Finished: every clip is ready.", timeout=DEADLINE_MS
+    )
+    expect(page.locator(".clip progress")).to_have_count(0)
+    dashboard.assert_no_console_errors()
+
+
 def test_the_apis_errors_show_next_to_their_fields(dashboard: Dashboard) -> None:
     page = dashboard.page
     dashboard.open("#/new")

@@ -3,8 +3,9 @@
 Counted by the server itself (the admin ``top`` command, per namespace of the
 stack's database), for projects of 1, 10 and 50 scenes. Nothing watches the
 projects through the database: the test waits for ``project.finished`` on the
-event exchange. The reconciler's periodic query is left out by a long interval
-(it costs one query per interval per poller, whatever the number of clips), and
+event exchange. The reconciler's periodic query and the poll statistics' periodic
+write and read (``poll_stats``) are left out by long intervals (each costs one or two
+operations per interval per replica, whatever the number of clips), and
 webhooks are off (polling alone; a poll never touches the database).
 
 Copies of the videos are off for the target (the e2e stacks keep none); a second
@@ -34,7 +35,11 @@ MAX_OPS_PER_CLIP = 5
 FAST = "[sim:latency=10]"
 
 
-QUIET = {"REELFLOW_RECONCILE_INTERVAL_S": "3600", "REELFLOW_LEASE_S": "600"}
+QUIET = {
+    "REELFLOW_RECONCILE_INTERVAL_S": "3600",
+    "REELFLOW_POLL_STATS_INTERVAL_S": "3600",
+    "REELFLOW_LEASE_S": "600",
+}
 
 
 @pytest.fixture

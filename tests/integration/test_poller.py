@@ -210,6 +210,68 @@ async def test_a_check_of_a_task_still_processing_touches_no_database(
     assert (await world.sim.task(task_uuid))["polls"] == 2
 
 
+async def test_progress_is_stored_and_announced_once_per_step_then_dropped_at_the_end(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=3000]"))
+    task_uuid = project.clips[0].task_uuid
+
+    async def past(fraction: float) -> bool:
+        view = await world.sim.task(task_uuid)
+        return bool(view["elapsed_seconds"] >= fraction * view["latency_seconds"][0])
+
+    check = CheckHandler(
+        ClipRecorder(world.projects, world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(settings),
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+        progress_step=25,
+    )
+    events = await world.events()
+    await eventually(lambda: past(0.3), "Runware 30 % into the task")
+
+    await check(await world.check_of(project))
+
+    [stored] = await world.settle_events(events)
+    assert isinstance(stored, ClipUpdated)
+    progress = stored.clip.progress
+    assert progress is not None
+    assert 25 <= progress < 99
+    assert stored.clip.status is ClipStatus.PROCESSING
+    after = await world.project(project.id)
+    assert after.clips[0].progress == progress
+    assert after.public_status().wire()["results"][0]["progress"] == progress
+    assert after.seq == project.seq + 1
+
+    # A check that sees the same step again (or less) writes nothing.
+    following = world.publisher.sent_to(CHECK_CLIP)[-1]
+    assert following.seen_progress == progress
+    same_step = following.model_copy(update={"seen_progress": progress + 24 - progress % 25})
+    quiet = CheckHandler(
+        ClipRecorder(NoDatabase(), world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(settings),
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+        progress_step=25,
+    )
+    if not await past(1.0):
+        await quiet(same_step)
+    lower = await world.projects.record_progress(project.id, 0, task_uuid, progress)
+    assert not lower.applied
+
+    await world.until_finished_at_runware(task_uuid)
+    await check(following)
+    done = await world.project(project.id)
+    assert done.clips[0].status is ClipStatus.SUCCESS
+    assert "progress" not in done.public_status().wire()["results"][0]
+
+
 async def test_a_check_near_the_end_of_its_lease_renews_it(
     world: World, check: CheckHandler
 ) -> None:

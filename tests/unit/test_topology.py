@@ -25,7 +25,11 @@ def test_topology_prefixes_every_name() -> None:
 
 def test_topology_gives_each_work_queue_its_ladder() -> None:
     settings = TopologySettings(
-        retry_initial_delay_s=1, retry_max_delay_s=4, poll_initial_delay_s=10, poll_max_delay_s=20
+        retry_initial_delay_s=1,
+        retry_max_delay_s=4,
+        poll_initial_delay_s=10,
+        poll_backoff=1.5,
+        poll_max_delay_s=20,
     )
     topology = Topology.from_settings(settings)
 

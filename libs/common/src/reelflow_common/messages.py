@@ -121,6 +121,11 @@ class CheckClip(Message):
     check: int = Field(default=1, ge=1)
     #: the last error a check of this chain met, shown if the clip times out
     last_error: str | None = None
+    #: when a check of this chain last saw the task processing (database clock), and the
+    #: progress Runware reported then: the poll planner learns that a task finished
+    #: between that check and the one that sees it done (None: since submission)
+    seen_processing_at: datetime | None = None
+    seen_progress: int | None = None
 
 
 class CheckHintedTasks(Message):
@@ -182,6 +187,8 @@ class ClipView(BaseModel):
     completed_at: datetime | None = None
     #: reelflow's own signed URL of the video, once copied (``video_url`` stays Runware's)
     stored_url: str | None = None
+    #: Runware's estimate (0-99) while the clip is processing, as last stored
+    progress: int | None = None
     attempts: list[AttemptView] | None = None
 
 
