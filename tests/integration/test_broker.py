@@ -35,11 +35,10 @@ from reelflow_common.topology import (
     declare_topology,
 )
 from tests.integration.sample_messages import submit_clip as clip
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
-DEADLINE_S = 10.0
 
 Handler = Callable[[SubmitClip], Awaitable[None]]
 
@@ -443,11 +442,11 @@ async def test_redeliveries_after_lost_channels_do_not_count_toward_the_dlq(
         async with consuming(amqp_connection, topology, hang, drain_timeout_s=0.05):
             await asyncio.wait_for(started.wait(), DEADLINE_S)
 
-    calls: list[AbstractIncomingMessage] = []
+    calls: list[SubmitClip] = []
     done = asyncio.Event()
 
-    async def buggy_once(_message: SubmitClip) -> None:
-        calls.append(_message)
+    async def buggy_once(message: SubmitClip) -> None:
+        calls.append(message)
         if len(calls) == 1:
             raise RuntimeError("a bug, once")
         done.set()

@@ -37,11 +37,11 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     died_in,
-    eventually,
     open_world,
     running,
     runware_settings,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

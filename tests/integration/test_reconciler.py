@@ -32,11 +32,11 @@ from reelflow_submitter.service import video_request
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
-    eventually,
     open_world,
     running,
     runware_settings,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

@@ -32,14 +32,14 @@ from reelflow_submitter.service import video_request
 from reelflow_submitter.settings import Settings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
-    TcpProxy,
     World,
     died_in,
-    eventually,
     open_world,
     running,
     runware_settings,
 )
+from tests.relay import TcpProxy
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
