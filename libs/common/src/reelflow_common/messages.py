@@ -20,6 +20,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.topology import CLIP_UPDATED, PROJECT_FINISHED
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
 MAX_HINTED_TASKS = 100
@@ -170,7 +171,7 @@ class ClipView(BaseModel):
 class ClipUpdated(Message):
     """A clip's public status changed; ``seq`` is the project's sequence after the change."""
 
-    message_type: ClassVar[str] = "clip.updated"
+    message_type: ClassVar[str] = CLIP_UPDATED
     project_id: str
     tenant_id: str
     seq: int
@@ -187,7 +188,7 @@ class ClipUpdated(Message):
 class ProjectFinished(Message):
     """The last clip of a project became terminal. Emitted exactly once per finish."""
 
-    message_type: ClassVar[str] = "project.finished"
+    message_type: ClassVar[str] = PROJECT_FINISHED
     project_id: str
     tenant_id: str
     seq: int
@@ -202,7 +203,7 @@ EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
     ClipUpdated.message_type: ClipUpdated,
     ProjectFinished.message_type: ProjectFinished,
 }
-EVENT_CLASSES = (ClipUpdated, ProjectFinished)
+EVENT_CLASSES = tuple(EVENT_TYPES.values())
 
 
 def parse_event(message_type: str | None, body: bytes | str | dict[str, Any]) -> Event | None:

@@ -49,9 +49,11 @@ NOTIFIER_FANOUT = "notifier.fanout"
 HEADER_PROJECT_ID = "project_id"
 HEADER_TASK_UUID = "task_uuid"
 HEADER_REQUEST_ID = "request_id"
-HEADER_RETRIES = "x-reelflow-retries"
+#: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
+HEADER_PREFIX = "x-reelflow-"
+HEADER_RETRIES = f"{HEADER_PREFIX}retries"
 #: how many times a handler failed on this message with a bug (not an outage)
-HEADER_FAILURES = "x-reelflow-failures"
+HEADER_FAILURES = f"{HEADER_PREFIX}failures"
 
 
 #: The broker's own count of deliveries (``x-delivery-limit``), a backstop for crash loops

@@ -49,6 +49,7 @@ from reelflow_common.messages import Message
 from reelflow_common.metrics import MESSAGE_SECONDS, MESSAGES_TOTAL
 from reelflow_common.topology import (
     HEADER_FAILURES,
+    HEADER_PREFIX,
     HEADER_PROJECT_ID,
     HEADER_REQUEST_ID,
     HEADER_RETRIES,
@@ -59,8 +60,6 @@ from reelflow_common.transient import is_transient
 
 M = TypeVar("M", bound=Message)
 
-#: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
-HEADER_PREFIX = "x-reelflow-"
 _CANCEL_TIMEOUT_S = 5.0
 
 log = get_logger(__name__)
