@@ -6,11 +6,9 @@ import asyncio
 from typing import Any
 
 import pytest
-import structlog
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 from structlog.testing import capture_logs
 
-from reelflow_common import lifecycle
 from reelflow_common.backoff import Backoff
 from reelflow_common.errors import TransientError
 from reelflow_common.lifecycle import Stopped, wait_for
@@ -18,13 +16,6 @@ from reelflow_common.mongo import Indexes
 from tests.waiting import eventually
 
 FAST = Backoff(first_s=0.001, cap_s=0.004)
-
-
-@pytest.fixture(autouse=True)
-def fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A logger not yet cached: once a service's main() configured logging, the module's
-    logger keeps that configuration, and capture_logs() would see nothing."""
-    monkeypatch.setattr(lifecycle, "log", structlog.get_logger("reelflow_common.lifecycle"))
 
 
 class Flaky:
