@@ -23,6 +23,7 @@ from reelflow_common.broker import amqp_channel
 from reelflow_common.mongo import Database
 from reelflow_common.store import (
     ApiKeyStore,
+    Change,
     Project,
     ProjectStore,
     TaskFailed,
@@ -127,19 +128,22 @@ async def stored(api: Api, project_id: str) -> Project:
     return project
 
 
-async def move_clip(api: Api, project_id: str, task_uuid: str, result: TaskResult) -> None:
-    """Take a clip through processing to ``result``, as the submitter and poller would."""
+async def move_clip(api: Api, project_id: str, task_uuid: str, result: TaskResult) -> Change:
+    """Take a clip through processing to ``result``, as the submitter and poller would.
+
+    The change it stored, with the events the poller would publish.
+    """
     clip = (await stored(api, project_id)).clip_of_task(task_uuid)
     assert clip is not None
     assert clip.lease is not None
     scene = clip.scene_index
     await api.projects.mark_processing(project_id, scene, task_uuid, token=clip.lease.token)
-    await api.projects.record(project_id, scene, task_uuid, result)
+    return await api.projects.record(project_id, scene, task_uuid, result)
 
 
-async def finish(api: Api, project_id: str, task_uuid: str) -> None:
+async def finish(api: Api, project_id: str, task_uuid: str) -> Change:
     video = TaskSucceeded(video_url=f"https://cdn.test/{task_uuid}.mp4", cost=0.5)
-    await move_clip(api, project_id, task_uuid, video)
+    return await move_clip(api, project_id, task_uuid, video)
 
 
 async def fail(api: Api, project_id: str, task_uuid: str, code: str = "providerError") -> None:

@@ -30,6 +30,7 @@ from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import (
     HEADER_FAILURES,
     HEADER_RETRIES,
+    RETRY_JITTER,
     SUBMIT_CLIP,
     Topology,
     declare_topology,
@@ -511,7 +512,11 @@ async def test_a_retry_the_broker_refuses_is_published_again_in_process(
     assert len(calls) == 2
     refused = logs.named("message_republish_failed")
     assert [line["attempt"] for line in refused] == [1, 2, 3]
-    assert [line["retry_in_s"] for line in refused] == [0.05, 0.1, 0.2]
+    # The retry ladder's delays (0.05 s, doubling), each drawn from its upper half (jitter).
+    pauses = [line["retry_in_s"] for line in refused]
+    assert len(pauses) == 3
+    for pause, ceiling in zip(pauses, [0.05, 0.1, 0.2], strict=True):
+        assert ceiling * (1 - RETRY_JITTER) - 0.001 <= pause <= ceiling
     assert [line["outcome"] for line in logs.named("message_handled")] == ["retried", "acked"]
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
 

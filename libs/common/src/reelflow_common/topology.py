@@ -44,6 +44,9 @@ EVENT_BINDING_KEYS = ("clip.*", "project.*")
 
 #: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
 NOTIFIER_FANOUT = "notifier.fanout"
+#: base name of each api replica's own queue of ``project.finished`` events, which wake
+#: the replica's ``?wait=`` requests (``<prefix>api.wakeups.<uuid>``)
+API_WAKEUPS = "api.wakeups"
 
 #: AMQP headers
 HEADER_PROJECT_ID = "project_id"
@@ -67,6 +70,21 @@ HEADER_FAILURES = f"{HEADER_PREFIX}failures"
 BACKSTOP_DELIVERY_LIMIT = 100
 
 
+#: a retry's delay is drawn from the upper half of its rung's: clips that failed together
+#: (a 429 storm) do not all come back at the same moment
+RETRY_JITTER = 0.5
+
+
+def retry_backoff(settings: TopologySettings) -> Backoff:
+    """The retry ladder (``SubmitClip``, ``CheckHintedTasks``, a refused republish):
+    doubling from ``retry_initial_delay_s`` to ``retry_max_delay_s``, jittered."""
+    return Backoff(
+        first_s=settings.retry_initial_delay_s,
+        cap_s=settings.retry_max_delay_s,
+        jitter=RETRY_JITTER,
+    )
+
+
 @dataclass(frozen=True)
 class Topology:
     """Names with the deployment's prefix, each work queue's backoff, and the queue limits."""
@@ -83,7 +101,7 @@ class Topology:
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:
-        retry = Backoff(first_s=settings.retry_initial_delay_s, cap_s=settings.retry_max_delay_s)
+        retry = retry_backoff(settings)
         poll = Backoff(
             first_s=settings.poll_initial_delay_s,
             cap_s=settings.poll_max_delay_s,
@@ -126,6 +144,10 @@ class Topology:
     def fanout_overflow_queue(self, replica_id: str) -> str:
         """Where a replica's fan-out queue drops the events it has no room for (a signal)."""
         return self.name(f"{NOTIFIER_FANOUT}.{replica_id}.overflow")
+
+    def wakeups_queue(self, replica_id: str) -> str:
+        """An api replica's own queue of ``project.finished`` events (exclusive, auto-delete)."""
+        return self.name(f"{API_WAKEUPS}.{replica_id}")
 
     def queue_names(self) -> list[str]:
         """Every durable queue this topology declares (not the notifiers' own queues)."""

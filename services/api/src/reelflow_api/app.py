@@ -14,6 +14,7 @@ from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.wakeups import Wakeups, subscribed
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -59,8 +60,11 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            wakeups = Wakeups()
             await stack.enter_async_context(
-                in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
+                in_background(
+                    _link_broker(settings, topology, publisher, wakeups, readiness), name="amqp"
+                )
             )
             app.state.reelflow = AppState(
                 settings=settings,
@@ -69,6 +73,7 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                wakeups=wakeups,
             )
             yield
 
@@ -100,9 +105,11 @@ async def _link_broker(
     settings: Settings,
     topology: Topology,
     publisher: Publisher,
+    wakeups: Wakeups,
     readiness: dict[str, ReadinessCheck],
 ) -> None:
-    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher.
+    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
+    and subscribe this process's ``?wait=`` requests to ``project.finished``.
 
     Holds the connection until the lifespan cancels it; the connection
     reconnects by itself after that first success.
@@ -110,8 +117,11 @@ async def _link_broker(
     async with (
         amqp_connection(settings, name="api") as connection,
         amqp_channel(connection) as channel,
+        amqp_channel(connection) as events_channel,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
-        readiness["rabbitmq"] = amqp_ready(connection)
-        await asyncio.get_running_loop().create_future()
+        async with subscribed(connection, events_channel, topology, wakeups):
+            wakeups.wake_all()  # events before the subscription were missed: read once
+            readiness["rabbitmq"] = amqp_ready(connection)
+            await asyncio.get_running_loop().create_future()

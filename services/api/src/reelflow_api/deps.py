@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
+from reelflow_api.wakeups import Wakeups
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
@@ -27,6 +28,7 @@ class AppState:
     publisher: Publisher
     indexes: Indexes
     tickets: WsTicketStore
+    wakeups: Wakeups
 
 
 def _state(request: Request) -> AppState:
