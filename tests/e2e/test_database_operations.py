@@ -23,6 +23,7 @@ from pymongo import AsyncMongoClient
 
 from reelflow_devtools.launcher import Stack
 from tests.e2e.stack import e2e_config, started
+from tests.waiting import PROCESS_DEADLINE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +82,7 @@ async def test_a_clip_costs_at_most_five_database_operations_at_any_project_size
             created = await api.post("/v1/projects", json=body)
             assert created.status_code == 202, created.text
             project_id = created.json()["project_id"]
-            async with asyncio.timeout(60), finished.iterator() as events:
+            async with asyncio.timeout(PROCESS_DEADLINE_S), finished.iterator() as events:
                 async for message in events:
                     await message.ack()
                     if json.loads(message.body)["project_id"] == project_id:
