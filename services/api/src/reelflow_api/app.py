@@ -118,10 +118,16 @@ async def _link_broker(
         amqp_connection(settings, name="api") as connection,
         amqp_channel(connection) as channel,
         amqp_channel(connection) as events_channel,
+        AsyncExitStack() as stack,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
-        async with subscribed(connection, events_channel, topology, wakeups):
-            wakeups.wake_all()  # events before the subscription were missed: read once
-            readiness["rabbitmq"] = amqp_ready(connection)
-            await asyncio.get_running_loop().create_future()
+        await wait_for(
+            "rabbitmq",
+            lambda: stack.enter_async_context(
+                subscribed(connection, events_channel, topology, wakeups)
+            ),
+        )
+        wakeups.wake_all()  # events before the subscription were missed: read once
+        readiness["rabbitmq"] = amqp_ready(connection)
+        await asyncio.get_running_loop().create_future()
