@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
+
 PACKAGES = sorted(path.parent for path in ROOT.glob("*/*/pyproject.toml"))
 
 

@@ -6,7 +6,6 @@ import importlib.util
 import re
 import shlex
 import tomllib
-from pathlib import Path
 
 import typer
 import yaml
@@ -14,8 +13,8 @@ import yaml
 from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
 from reelflow_devtools.config_table import BEGIN, END, render, rows
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 # The README's placeholders for values, as the programs would be given them.
 PLACEHOLDERS = {"PROJECT_ID": "3f9c2a7d-51e0-4b88-9c1a-2d3e4f5a6b7c", "DIR": "videos"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.settings import TopologySettings
@@ -16,6 +15,7 @@ from reelflow_common.topology import (
     Topology,
 )
 from reelflow_common.transient import is_transient
+from tests import ROOT
 
 
 def test_topology_prefixes_every_name() -> None:
@@ -64,7 +64,7 @@ def test_topology_takes_the_queue_limits_and_keeps_the_broker_limit_as_a_backsto
 
 def test_the_architecture_retry_table_shows_the_ladders_as_built() -> None:
     """ARCHITECTURE.md's one retry table: each ladder's rungs and jitter, as the code has them."""
-    doc = (Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md").read_text()
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
     section = doc.split("### Retries and delays", 1)[1].split("\n#", 1)[0]
     rows = {
         line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("|")
