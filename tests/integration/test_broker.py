@@ -443,21 +443,28 @@ async def test_redeliveries_after_lost_channels_do_not_count_toward_the_dlq(
         async with consuming(amqp_connection, topology, hang, drain_timeout_s=0.05):
             await asyncio.wait_for(started.wait(), DEADLINE_S)
 
-    calls: list[SubmitClip] = []
-    done = asyncio.Event()
-
-    async def buggy_once(message: SubmitClip) -> None:
-        calls.append(message)
-        if len(calls) == 1:
-            raise RuntimeError("a bug, once")
-        done.set()
-
+    buggy_once = FailsOnce(RuntimeError("a bug, once"))
     async with consuming(amqp_connection, topology, buggy_once):
-        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        await asyncio.wait_for(buggy_once.done.wait(), DEADLINE_S)
 
-    assert len(calls) == 2
+    assert len(buggy_once.calls) == 2
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
     assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 0
+
+
+class FailsOnce:
+    """A handler that raises ``error`` on its first call and sets ``done`` on the next."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls: list[SubmitClip] = []
+        self.done = asyncio.Event()
+
+    async def __call__(self, message: SubmitClip) -> None:
+        self.calls.append(message)
+        if len(self.calls) == 1:
+            raise self.error
+        self.done.set()
 
 
 class RefusingPublisher(Publisher):
@@ -485,15 +492,7 @@ async def test_a_retry_the_broker_refuses_is_published_again_in_process(
     topology: Topology,
     logs: LogWatch,
 ) -> None:
-    calls: list[SubmitClip] = []
-    done = asyncio.Event()
-
-    async def handle(message: SubmitClip) -> None:
-        calls.append(message)
-        if len(calls) == 1:
-            raise TransientError("mongo is down")
-        done.set()
-
+    handle = FailsOnce(TransientError("mongo is down"))
     async with (
         amqp_channel(amqp_connection) as side,
         consuming(
@@ -505,11 +504,11 @@ async def test_a_retry_the_broker_refuses_is_published_again_in_process(
     ):
         del side
         await publisher.send(SUBMIT_CLIP, clip())
-        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        await asyncio.wait_for(handle.done.wait(), DEADLINE_S)
         await logs.wait_for("message_handled", outcome="acked")
 
     # Handled once as delivered and once as the retry: never redelivered, never nacked.
-    assert len(calls) == 2
+    assert len(handle.calls) == 2
     refused = logs.named("message_republish_failed")
     assert [line["attempt"] for line in refused] == [1, 2, 3]
     # The retry ladder's delays (0.05 s, doubling), each drawn from its upper half (jitter).
@@ -527,15 +526,7 @@ async def test_a_retry_that_cannot_be_published_goes_back_when_its_channel_dies(
     topology: Topology,
     logs: LogWatch,
 ) -> None:
-    calls: list[SubmitClip] = []
-    done = asyncio.Event()
-
-    async def handle(message: SubmitClip) -> None:
-        calls.append(message)
-        if len(calls) == 1:
-            raise TransientError("mongo is down")
-        done.set()
-
+    handle = FailsOnce(TransientError("mongo is down"))
     stop = asyncio.Event()
     async with amqp_channel(amqp_connection) as doomed:
         refusing = RefusingPublisher(doomed, topology, refusals=math.inf)
@@ -561,8 +552,8 @@ async def test_a_retry_that_cannot_be_published_goes_back_when_its_channel_dies(
 
     # The broker gave the original to the next consumer; no failure was counted.
     async with consuming(amqp_connection, topology, handle):
-        await asyncio.wait_for(done.wait(), DEADLINE_S)
-    assert len(calls) == 2
+        await asyncio.wait_for(handle.done.wait(), DEADLINE_S)
+    assert len(handle.calls) == 2
     assert logs.named("message_republish_failed")
     assert not logs.named("message_failed")
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
