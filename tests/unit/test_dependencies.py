@@ -34,10 +34,24 @@ def declared(pyproject: Path) -> set[str]:
 
 
 def imported(source: Path) -> Iterator[tuple[str, int, str]]:
-    """(top-level module, line, file) of each absolute import under ``source``."""
+    """(top-level module, line, file) of each absolute import under ``source``.
+
+    Imports under ``if TYPE_CHECKING:`` are left out: they never run, and the stub
+    packages they name are the workspace's dev dependencies (for mypy).
+    """
     for path in sorted(source.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
+        tree = ast.parse(path.read_text(), str(path))
+        type_only = {
+            id(node)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and ast.unparse(block.test).endswith("TYPE_CHECKING")
+            for statement in block.body
+            for node in ast.walk(statement)
+        }
+        for node in ast.walk(tree):
+            if id(node) in type_only:
+                continue
+            elif isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules = [node.module]

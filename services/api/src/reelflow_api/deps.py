@@ -14,6 +14,7 @@ from reelflow_api.wakeups import Wakeups
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
+from reelflow_common.storage import VideoLinks, VideoStorage
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 
@@ -29,6 +30,9 @@ class AppState:
     indexes: Indexes
     tickets: WsTicketStore
     wakeups: Wakeups
+    #: reelflow's copies of the videos; None when they are not kept
+    storage: VideoStorage | None = None
+    links: VideoLinks | None = None
 
 
 def _state(request: Request) -> AppState:
