@@ -119,6 +119,19 @@ async def consuming(
             await asyncio.wait_for(task, timeout=DEADLINE_S + drain_timeout_s)
 
 
+async def back_in_queue(connection: AbstractRobustConnection, queue: str) -> None:
+    """Wait for the one message of ``queue`` to be ready again after its channel closed.
+
+    A quorum queue takes back a closed channel's unacknowledged deliveries on its own
+    schedule, a moment after the close.
+    """
+
+    async def ready() -> bool:
+        return await ready_count(connection, queue) == 1
+
+    await eventually(ready, f"the message back in {queue}")
+
+
 def recorder() -> tuple[Handler, asyncio.Queue[SubmitClip]]:
     handled: asyncio.Queue[SubmitClip] = asyncio.Queue()
 
@@ -578,7 +591,8 @@ async def test_stop_while_a_retry_cannot_be_published_leaves_the_message_queued(
         await logs.wait_for("message_republish_failed")
 
     assert logs.named("message_republish_abandoned")[0]["reason"] == "stopping"
-    assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
+
+    await back_in_queue(amqp_connection, topology.queue(SUBMIT_CLIP))
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
 
 
@@ -668,11 +682,7 @@ async def test_handler_still_running_after_the_drain_timeout_leaves_its_message_
 
     assert cancelled.is_set()
 
-    # The broker requeues a closed channel's unacked messages on its own schedule.
-    async def back_in_queue() -> bool:
-        return await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
-
-    await eventually(back_in_queue, "the message back in its queue")
+    await back_in_queue(amqp_connection, topology.queue(SUBMIT_CLIP))
 
 
 async def test_handler_logs_carry_the_message_correlation_ids(
