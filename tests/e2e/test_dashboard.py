@@ -486,3 +486,27 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     await eventually_returns(
         finished, "the project finished", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
     )
+
+
+def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.create("a red kite over the hills", title="Kites")
+    page.goto(f"{dashboard.stack.api_url}/docs")
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("reelflow")
+    page.locator("button.authorize").first.click()
+    page.locator(".modal-ux input").first.fill(dashboard.key)
+    page.locator(".modal-ux button.authorize").click()
+    page.locator(".modal-ux button.btn-done").click()
+    operation = page.locator("#operations-projects-list_projects_v1_projects_get")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_have_text("200")
+    expect(operation.locator(".live-responses-table")).to_contain_text("Kites")
+    # A CSP violation, or an asset from elsewhere, would be a console error.
+    dashboard.assert_no_console_errors()

@@ -51,10 +51,16 @@ NOTIFIER_FANOUT = "notifier.fanout"
 #: the replica's ``?wait=`` requests (``<prefix>api.wakeups.<uuid>``)
 API_WAKEUPS = "api.wakeups"
 
-#: AMQP headers
+#: AMQP headers. The correlation id names the HTTP request that started a chain, under one
+#: name everywhere: this header, the messages' ``correlation_id`` field, the log key, and
+#: the HTTP header ``X-Correlation-ID`` (``HTTP_CORRELATION_ID``).
 HEADER_PROJECT_ID = "project_id"
 HEADER_TASK_UUID = "task_uuid"
-HEADER_REQUEST_ID = "request_id"
+HEADER_CORRELATION_ID = "correlation_id"
+#: the HTTP request and response header of the correlation id
+HTTP_CORRELATION_ID = "X-Correlation-ID"
+#: W3C trace context, written and read by ``reelflow_common.tracing`` (OpenTelemetry's names)
+TRACE_HEADERS = ("traceparent", "tracestate")
 #: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
 HEADER_PREFIX = "x-reelflow-"
 HEADER_RETRIES = f"{HEADER_PREFIX}retries"

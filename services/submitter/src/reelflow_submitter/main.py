@@ -18,6 +18,7 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.tracing import configure_tracing
 from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.settings import Settings
 
@@ -37,6 +38,7 @@ async def main(
     """
     settings = settings or Settings()
     configure_logging(settings, service="submitter")
+    configure_tracing(settings, service="submitter")
     stop = stop or shutdown_event()
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
