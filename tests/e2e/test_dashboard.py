@@ -40,13 +40,13 @@ from playwright.sync_api import (  # noqa: E402
 )
 
 from reelflow_devtools.launcher import Stack  # noqa: E402
-from tests.waiting import eventually_returns  # noqa: E402
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 
-DEADLINE_MS = 60_000
+DEADLINE_MS = PROCESS_DEADLINE_S * 1000
 #: feeds the page's own reducer messages out of order; returns what it showed after each
 REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 #: the same for cost totals and a retried scene's earlier tasks
@@ -505,7 +505,9 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     async def finished() -> bool | None:
         return True if dashboard.status(project_id)["all_complete"] else None
 
-    await eventually_returns(finished, "the project finished", DEADLINE_MS / 1000, pause_s=0.2)
+    await eventually_returns(
+        finished, "the project finished", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+    )
 
 
 def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(

@@ -27,6 +27,7 @@ from pymongo import AsyncMongoClient
 
 from reelflow_devtools.launcher import Stack
 from tests.e2e.stack import e2e_config, started
+from tests.waiting import PROCESS_DEADLINE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -121,7 +122,7 @@ async def measure(stack: Stack, *, until: str) -> dict[int, dict[str, int]]:
             assert created.status_code == 202, created.text
             project_id = created.json()["project_id"]
             seen = set()
-            async with asyncio.timeout(60), finished.iterator() as events:
+            async with asyncio.timeout(PROCESS_DEADLINE_S), finished.iterator() as events:
                 async for message in events:
                     await message.ack()
                     body = json.loads(message.body)

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus
-from reelflow_common.messages import ClipUpdated
+from reelflow_common.messages import CheckClip, ClipUpdated
 from reelflow_common.polling import (
     ClipProfile,
     CompletionBook,
@@ -172,7 +172,7 @@ async def seen_finishing_in_about_three_seconds(db: Any) -> None:
 
 
 async def stats_total(db: Any) -> float:
-    return sum([doc["n"] async for doc in db[COLLECTION].find({"key": profile_key(VEO)})])
+    return float(sum([doc["n"] async for doc in db[COLLECTION].find({"key": profile_key(VEO)})]))
 
 
 async def test_the_first_check_lands_at_the_earliest_plausible_finish_learned_from_poll_stats(
@@ -333,10 +333,12 @@ async def test_with_webhooks_polling_is_a_slow_safety_net(
 
     await submitter(submit)
     [first] = world.publisher.sent
-    assert first.message.webhooks
-    await poller(first.message)  # still processing: the next check is the safety net's
+    check = first.message
+    assert isinstance(check, CheckClip)
+    assert check.webhooks
+    await poller(check)  # still processing: the next check is the safety net's
     hooked = world.publisher.sent[-1]
-    await poller(first.message.model_copy(update={"webhooks": False}))
+    await poller(check.model_copy(update={"webhooks": False}))
     polled = world.publisher.sent[-1]
 
     # The first check: past nearly every finish seen (the 99 % quantile, on the ladder), not

@@ -7,12 +7,11 @@ submitted to the simulator under the clip's task UUID and the store is told.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
@@ -37,11 +36,10 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     died_in,
-    eventually,
-    open_world,
     running,
     runware_settings,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -63,19 +61,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db, lease_s=LEASE_S)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
-        yield world
 
 
 def check_handler(

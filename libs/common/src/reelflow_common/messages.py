@@ -20,7 +20,13 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
-from reelflow_common.topology import HEADER_CORRELATION_ID, HEADER_PROJECT_ID, HEADER_TASK_UUID
+from reelflow_common.topology import (
+    CLIP_UPDATED,
+    HEADER_CORRELATION_ID,
+    HEADER_PROJECT_ID,
+    HEADER_TASK_UUID,
+    PROJECT_FINISHED,
+)
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
 MAX_HINTED_TASKS = 100
@@ -195,7 +201,7 @@ class ClipView(BaseModel):
 class ClipUpdated(Message):
     """A clip's public status changed; ``seq`` is the project's sequence after the change."""
 
-    message_type: ClassVar[str] = "clip.updated"
+    message_type: ClassVar[str] = CLIP_UPDATED
     project_id: str
     tenant_id: str
     seq: int
@@ -212,7 +218,7 @@ class ClipUpdated(Message):
 class ProjectFinished(Message):
     """The last clip of a project became terminal. Emitted exactly once per finish."""
 
-    message_type: ClassVar[str] = "project.finished"
+    message_type: ClassVar[str] = PROJECT_FINISHED
     project_id: str
     tenant_id: str
     seq: int
@@ -247,7 +253,7 @@ EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished] | type[ClipStor
     ProjectFinished.message_type: ProjectFinished,
     ClipStored.message_type: ClipStored,
 }
-EVENT_CLASSES = (ClipUpdated, ProjectFinished, ClipStored)
+EVENT_CLASSES = tuple(EVENT_TYPES.values())
 
 
 def parse_event(message_type: str | None, body: bytes | str | dict[str, Any]) -> Event | None:

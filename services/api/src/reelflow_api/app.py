@@ -17,6 +17,7 @@ from reelflow_api.routes import dashboard, projects, tickets, videos, webhooks
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import BodyDeadline
 from reelflow_api.telemetry import CorrelationId, HttpTelemetry
+from reelflow_api.wakeups import Wakeups, subscribed
 from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
@@ -64,9 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            wakeups = Wakeups()
             storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
-                in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
+                in_background(
+                    _link_broker(settings, topology, publisher, wakeups, readiness), name="amqp"
+                )
             )
             app.state.reelflow = AppState(
                 settings=settings,
@@ -75,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                wakeups=wakeups,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )
@@ -125,9 +130,11 @@ async def _link_broker(
     settings: Settings,
     topology: Topology,
     publisher: Publisher,
+    wakeups: Wakeups,
     readiness: dict[str, ReadinessCheck],
 ) -> None:
-    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher.
+    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
+    and subscribe this process's ``?wait=`` requests to ``project.finished``.
 
     Holds the connection until the lifespan cancels it; the connection
     reconnects by itself after that first success.
@@ -135,8 +142,17 @@ async def _link_broker(
     async with (
         amqp_connection(settings, name="api") as connection,
         amqp_channel(connection) as channel,
+        amqp_channel(connection) as events_channel,
+        AsyncExitStack() as stack,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
+        await wait_for(
+            "rabbitmq",
+            lambda: stack.enter_async_context(
+                subscribed(connection, events_channel, topology, wakeups)
+            ),
+        )
+        wakeups.wake_all()  # events before the subscription were missed: read once
         readiness["rabbitmq"] = amqp_ready(connection)
         await asyncio.get_running_loop().create_future()
