@@ -5,6 +5,9 @@ Runware's side is an ``httpx.MockTransport``; the storage a local directory.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import threading
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from pathlib import Path
@@ -109,3 +112,24 @@ def test_the_mp4_signature_is_the_ftyp_box() -> None:
 def test_local_storage_never_leaves_its_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         LocalStorage(tmp_path).path("../etc/passwd")
+
+
+async def test_two_puts_of_one_key_at_once_both_land_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both writes finish their temporary file before either renames it: the worst overlap.
+    both_written = threading.Barrier(2, timeout=10)
+    copyfile = shutil.copyfile
+
+    def copy_then_wait(source: Path, target: Path) -> None:
+        copyfile(source, target)
+        both_written.wait()
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_wait)
+    storage = LocalStorage(tmp_path / "store")
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    first.write_bytes(SAMPLE)
+    second.write_bytes(SAMPLE[:-1])
+    await asyncio.gather(storage.put(KEY, first), storage.put(KEY, second))
+    assert storage.path(KEY).read_bytes() in (SAMPLE, SAMPLE[:-1])
+    assert [p.name for p in storage.path(KEY).parent.iterdir()] == ["t.mp4"]
