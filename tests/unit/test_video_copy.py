@@ -11,11 +11,13 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from reelflow_common.storage import CopyFailed, LocalStorage, VideoCopier, check_mp4_head
+from tests.waiting import DEADLINE_S
 
 SAMPLE = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
 URL = "https://cdn.example/video/v.mp4"
@@ -23,10 +25,14 @@ KEY = "videos/p/0/t.mp4"
 
 
 def _copier(
-    tmp_path: Path, answer: Callable[[httpx.Request], httpx.Response], *, max_bytes: int = 1 << 20
+    tmp_path: Path,
+    answer: Callable[[httpx.Request], httpx.Response],
+    *,
+    max_bytes: int = 1 << 20,
+    **options: Any,
 ) -> VideoCopier:
     http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    return VideoCopier(http, LocalStorage(tmp_path), max_bytes=max_bytes)
+    return VideoCopier(http, LocalStorage(tmp_path), max_bytes=max_bytes, **options)
 
 
 async def test_a_valid_mp4_is_stored_with_its_size_and_checksum(tmp_path: Path) -> None:
@@ -48,6 +54,33 @@ async def test_an_expired_link_fails_for_good_with_a_clear_code(
         await copier.copy(URL, KEY)
     assert (failed.value.code, failed.value.retryable) == ("providerLinkExpired", False)
     assert "expired" in str(failed.value)
+    assert not (tmp_path / KEY).exists()
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+async def test_a_link_not_served_yet_is_tried_again_on_the_first_attempts(
+    tmp_path: Path, status: int
+) -> None:
+    copier = _copier(tmp_path, lambda _: httpx.Response(status, text="gone"), gone_retries=2)
+    for attempt, retryable in ((1, True), (2, True), (3, False)):
+        with pytest.raises(CopyFailed) as failed:
+            await copier.copy(URL, KEY, attempt=attempt)
+        assert (failed.value.code, failed.value.retryable) == ("providerLinkExpired", retryable)
+
+
+async def test_a_copy_that_trickles_past_its_deadline_is_worth_another_try(
+    tmp_path: Path,
+) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield SAMPLE[:8]
+        while True:  # a byte now and then: no socket timeout ever fires
+            await asyncio.sleep(0.01)
+            yield b"\x00"
+
+    copier = _copier(tmp_path, lambda _: httpx.Response(200, content=trickle()), timeout_s=0.2)
+    with pytest.raises(CopyFailed) as failed:
+        await asyncio.wait_for(copier.copy(URL, KEY), DEADLINE_S)
+    assert (failed.value.code, failed.value.retryable) == ("copyTimedOut", True)
     assert not (tmp_path / KEY).exists()
 
 

@@ -330,7 +330,20 @@ class StorageSettings(VideoLinkSettings):
         description="a video larger than this is not copied (the copy fails as videoTooLarge)",
     )
     copy_timeout_s: float = Field(
-        default=300, gt=0, description="one download from Runware and upload to storage"
+        default=300,
+        gt=0,
+        description=(
+            "deadline of one whole copy (download from Runware and upload to storage);"
+            " past it, the copy is tried again"
+        ),
+    )
+    copy_gone_retries: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "first copies of a video on which a 403/404/410 from Runware's CDN is tried again"
+            " (right after a task ends, the video may not be served yet); later ones give up"
+        ),
     )
     copy_max_attempts: int = Field(
         default=8,

@@ -137,7 +137,13 @@ async def main(
             )
             copies = StoreHandler(
                 projects,
-                VideoCopier(http, storage, max_bytes=settings.video_max_bytes),
+                VideoCopier(
+                    http,
+                    storage,
+                    max_bytes=settings.video_max_bytes,
+                    timeout_s=settings.copy_timeout_s,
+                    gone_retries=settings.copy_gone_retries,
+                ),
                 publisher,
                 links,
                 backoff=topology.backoffs[STORE_VIDEO],

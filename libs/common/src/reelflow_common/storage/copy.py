@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ from reelflow_common.storage.base import MP4, StorageError, VideoStorage
 #: an ISO base media file (MP4) begins with a box whose type, at bytes 4-8, is ``ftyp``
 _MP4_BRAND_AT = slice(4, 8)
 _MP4_BRAND = b"ftyp"
-#: answers of a link that will not come back: Runware's URL lifetime is over
+#: answers of a link that will not come back (Runware's URL lifetime is over), or not yet:
+#: right after a task ends, its CDN may not serve the video everywhere
 _GONE = frozenset({403, 404, 410})
 
 
@@ -43,34 +45,68 @@ def check_mp4_head(head: bytes) -> bool:
 
 
 class VideoCopier:
-    """Downloads a video to a temporary file (size-bounded, MP4-checked), then stores it."""
+    """Downloads a video to a temporary file (size-bounded, MP4-checked), then stores it.
 
-    def __init__(self, http: httpx.AsyncClient, storage: VideoStorage, *, max_bytes: int) -> None:
+    ``timeout_s`` bounds a whole copy (download and upload): httpx's own timeout is per
+    socket operation, so a server trickling bytes would hold a copy forever.
+    ``gone_retries``: the first attempts on which a 403/404/410 is tried again.
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        storage: VideoStorage,
+        *,
+        max_bytes: int,
+        timeout_s: float | None = None,
+        gone_retries: int = 0,
+    ) -> None:
         self._http = http
         self._storage = storage
         self._max_bytes = max_bytes
+        self._timeout_s = timeout_s
+        self._gone_retries = gone_retries
 
     @property
     def storage(self) -> VideoStorage:
         return self._storage
 
-    async def copy(self, url: str, key: str) -> CopiedVideo:
-        """Copy ``url`` to ``key``. Raises :class:`CopyFailed`."""
+    async def copy(self, url: str, key: str, *, attempt: int = 1) -> CopiedVideo:
+        """Copy ``url`` to ``key`` (``attempt`` 1: the first try). Raises :class:`CopyFailed`."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._copy(url, key, attempt)
+        except TimeoutError as exc:
+            raise CopyFailed(
+                "copyTimedOut",
+                f"the copy took longer than copy_timeout_s ({self._timeout_s})",
+                retryable=True,
+            ) from exc
+
+    async def _copy(self, url: str, key: str, attempt: int) -> CopiedVideo:
         with tempfile.TemporaryDirectory(prefix="reelflow-copy-") as tmp:
             path = Path(tmp) / "video.mp4"
-            size, digest = await self._download(url, path)
+            size, digest = await self._download(url, path, attempt)
             try:
                 await self._storage.put(key, path, content_type=MP4)
             except StorageError as exc:
                 raise CopyFailed("storageUnavailable", str(exc), retryable=True) from exc
         return CopiedVideo(key=key, size_bytes=size, sha256=digest)
 
-    async def _download(self, url: str, path: Path) -> tuple[int, str]:
+    async def _download(self, url: str, path: Path, attempt: int) -> tuple[int, str]:
         digest = hashlib.sha256()
         size = 0
         head = b""
         try:
             async with self._http.stream("GET", url) as response:
+                if response.status_code in _GONE and attempt <= self._gone_retries:
+                    raise CopyFailed(
+                        "providerLinkExpired",
+                        f"Runware's video URL answers {response.status_code}: not served yet,"
+                        f" or expired; tried again (attempt {attempt} of {self._gone_retries}"
+                        " that may)",
+                        retryable=True,
+                    )
                 if response.status_code in _GONE:
                     raise CopyFailed(
                         "providerLinkExpired",
