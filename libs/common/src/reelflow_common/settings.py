@@ -351,6 +351,14 @@ class StorageSettings(VideoLinkSettings):
         description="copies of one video tried (on the copy ladder) before it is marked failed",
     )
     copy_concurrency: int = Field(default=4, ge=1, description="videos copied at once, per poller")
+    copy_sweep_after_s: float = Field(
+        default=3600,
+        gt=0,
+        description=(
+            "a success still without a copy (stored or failed) this long after it ended gets its"
+            " StoreVideo again (a lost or dead-lettered command); keep it above the copy ladder"
+        ),
+    )
 
     @field_validator(
         "s3_bucket", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", mode="before"

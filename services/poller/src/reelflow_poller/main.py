@@ -30,6 +30,7 @@ from reelflow_common.topology import (
 )
 from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.copysweep import CopySweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
@@ -148,6 +149,16 @@ async def main(
                 links,
                 backoff=topology.backoffs[STORE_VIDEO],
                 max_attempts=settings.copy_max_attempts,
+            )
+            sweep = CopySweep(
+                projects,
+                publisher,
+                clock=clock.now,
+                after_s=settings.copy_sweep_after_s,
+                batch_size=settings.reconcile_batch_size,
+            )
+            copying.append(
+                every(settings.reconcile_interval_s, sweep.run_once, stop=stop, name="copy_sweep")
             )
             copying.append(
                 consume(
