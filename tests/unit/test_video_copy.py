@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from reelflow_common.storage import CopyFailed, LocalStorage, VideoCopier, check_mp4_head
+from reelflow_common.storage.copy import MAX_REDIRECTS
 from tests.waiting import DEADLINE_S
 
 SAMPLE = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
@@ -166,3 +167,44 @@ async def test_two_puts_of_one_key_at_once_both_land_whole(
     await asyncio.gather(storage.put(KEY, first), storage.put(KEY, second))
     assert storage.path(KEY).read_bytes() in (SAMPLE, SAMPLE[:-1])
     assert [p.name for p in storage.path(KEY).parent.iterdir()] == ["t.mp4"]
+
+
+def _redirects(*hops: str) -> Callable[[httpx.Request], httpx.Response]:
+    """A CDN that sends URL ``i`` on to ``hops[i]`` (absolute), then answers the video."""
+    chain = [URL, *hops]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        at = chain.index(str(request.url))
+        if at + 1 < len(chain):
+            return httpx.Response(302, headers={"location": chain[at + 1]})
+        return httpx.Response(200, content=SAMPLE)
+
+    return answer
+
+
+async def test_a_video_is_fetched_only_from_allowed_hosts_and_redirects(tmp_path: Path) -> None:
+    allowed = {"allowed_hosts": ["example", "runware.ai"]}
+    ok = _copier(tmp_path, _redirects("https://im.runware.ai/v.mp4"), **allowed)
+    assert (await ok.copy(URL, KEY)).size_bytes == len(SAMPLE)
+    for hops in (
+        ["http://169.254.169.254/latest/meta-data"],
+        ["https://im.runware.ai/a", "https://evilrunware.ai/v.mp4"],
+        ["file:///etc/passwd"],
+    ):
+        copier = _copier(tmp_path / "refused", _redirects(*hops), **allowed)
+        with pytest.raises(CopyFailed) as failed:
+            await copier.copy(URL, KEY)
+        assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False), hops
+    with pytest.raises(CopyFailed) as failed:
+        await _copier(tmp_path, _redirects(), **allowed).copy("ftp://im.runware.ai/v.mp4", KEY)
+    assert failed.value.code == "urlNotAllowed"
+    assert not (tmp_path / "refused").exists()
+
+
+async def test_redirects_are_followed_a_bounded_number_of_times(tmp_path: Path) -> None:
+    hops = [f"https://cdn.example/{i}" for i in range(MAX_REDIRECTS)]
+    assert (await _copier(tmp_path, _redirects(*hops)).copy(URL, KEY)).size_bytes == len(SAMPLE)
+    looping = _copier(tmp_path, _redirects(*hops, "https://cdn.example/one-more"))
+    with pytest.raises(CopyFailed) as failed:
+        await looping.copy(URL, KEY)
+    assert failed.value.code == "tooManyRedirects"

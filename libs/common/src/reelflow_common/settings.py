@@ -351,6 +351,13 @@ class StorageSettings(VideoLinkSettings):
         description="copies of one video tried (on the copy ladder) before it is marked failed",
     )
     copy_concurrency: int = Field(default=4, ge=1, description="videos copied at once, per poller")
+    video_copy_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "host suffixes a video may be copied from, the URL and every redirect, as a JSON"
+            ' list, e.g. ["runware.ai"]; empty: any host (the simulator, development)'
+        ),
+    )
     copy_sweep_after_s: float = Field(
         default=3600,
         gt=0,

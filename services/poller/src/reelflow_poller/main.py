@@ -131,7 +131,7 @@ async def main(
         links = VideoLinks.from_settings(settings)
         if storage is not None and links is not None:
             http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.copy_timeout_s, follow_redirects=True)
+                httpx.AsyncClient(timeout=settings.copy_timeout_s)
             )
             store_channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.copy_concurrency)
@@ -144,6 +144,7 @@ async def main(
                     max_bytes=settings.video_max_bytes,
                     timeout_s=settings.copy_timeout_s,
                     gone_retries=settings.copy_gone_retries,
+                    allowed_hosts=settings.video_copy_allowed_hosts,
                 ),
                 publisher,
                 links,
