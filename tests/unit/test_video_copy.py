@@ -11,13 +11,19 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
+from botocore.exceptions import NoCredentialsError
 
 from reelflow_common.storage import CopyFailed, LocalStorage, VideoCopier, check_mp4_head
+from reelflow_common.storage.base import StorageError
 from reelflow_common.storage.copy import MAX_REDIRECTS
+from reelflow_common.storage.s3 import S3Storage
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
 from tests.waiting import DEADLINE_S
 
 SAMPLE = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
@@ -183,7 +189,7 @@ def _redirects(*hops: str) -> Callable[[httpx.Request], httpx.Response]:
 
 
 async def test_a_video_is_fetched_only_from_allowed_hosts_and_redirects(tmp_path: Path) -> None:
-    allowed = {"allowed_hosts": ["example", "runware.ai"]}
+    allowed: dict[str, Any] = {"allowed_hosts": ["example", "runware.ai"]}
     ok = _copier(tmp_path, _redirects("https://im.runware.ai/v.mp4"), **allowed)
     assert (await ok.copy(URL, KEY)).size_bytes == len(SAMPLE)
     for hops in (
@@ -208,3 +214,13 @@ async def test_redirects_are_followed_a_bounded_number_of_times(tmp_path: Path) 
     with pytest.raises(CopyFailed) as failed:
         await looping.copy(URL, KEY)
     assert failed.value.code == "tooManyRedirects"
+
+
+async def test_a_bucket_url_that_cannot_be_presigned_is_a_storage_error() -> None:
+    class NoCredentials:
+        async def generate_presigned_url(self, *_args: Any, **_kwargs: Any) -> str:
+            raise NoCredentialsError()
+
+    storage = S3Storage(cast("S3Client", NoCredentials()), "bucket", presign_ttl_s=60)
+    with pytest.raises(StorageError, match="presign"):
+        await storage.delivery(KEY)
