@@ -201,7 +201,7 @@ async def main(
                     topology,
                     HINTED_CHECK,
                     CheckHintedTasks,
-                    HintHandler(recorder, runware),
+                    HintHandler(recorder, runware, planner=planner),
                     publisher=publisher,
                     concurrency=settings.poll_concurrency,
                     stop=stop,
