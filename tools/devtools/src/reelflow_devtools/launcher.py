@@ -65,6 +65,8 @@ class Simulator:
     speedup: float = 10.0
     #: a fixed seed makes latencies and faults repeat run after run
     seed: int | None = None
+    #: more ``RUNWARE_SIM_*`` variables: fault rates, webhook faults (see its README)
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,8 @@ class Stack:
         argv = [console_script("reelflow-runware-sim"), "--port", "0"]
         if simulator.seed is not None:
             argv += ["--seed", str(simulator.seed)]
-        sim = self.group.start(SIMULATOR, argv, {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)})
+        env = {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup), **simulator.settings}
+        sim = self.group.start(SIMULATOR, argv, env)
         self.children[SIMULATOR] = sim
         self.sim_url = wait_for_sim_url(sim)
 

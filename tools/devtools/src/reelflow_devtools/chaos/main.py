@@ -1,0 +1,295 @@
+"""``make chaos``: start reelflow as killable processes, run the workload under chaos, judge.
+
+1. its own RabbitMQ node, the embedded MongoDB, the simulator at Runware's
+   fault rates, and the four services, each a process of its own;
+2. for the window (``--duration``): projects created at a steady pace, forged
+   webhooks, poison messages and reconnecting WebSocket watchers, while the
+   monkey SIGKILLs a service, the broker or the database at random moments and
+   starts it again;
+3. then everything runs, and every clip must end within ``--converge-deadline``;
+4. every clip is compared with the simulator's ground truth, the DLQs with the
+   poison messages. Exit status 1 on any loss, double billing, stuck clip,
+   forged result accepted, DLQ other than the poison, or a watcher that saw a
+   gap or a clip go backwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from reelflow_common.topology import Topology
+from reelflow_devtools.chaos.monkey import MonkeyLog, supervise, unleash
+from reelflow_devtools.chaos.plan import QUICK, ChaosPlan
+from reelflow_devtools.chaos.stack import WEBHOOK_SECRET, ChaosStack
+from reelflow_devtools.chaos.truth import (
+    Verdict,
+    compare_dead_letters,
+    judge,
+    read_dead_letters,
+)
+from reelflow_devtools.chaos.workload import Target, Workload, WorkloadLog
+from reelflow_devtools.processes import StartError
+
+RUN_DIR = Path(".run/chaos")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m reelflow_devtools.chaos", description=__doc__)
+    add = parser.add_argument
+    add("--quick", action="store_true", help="a small run (tens of clips, about a minute)")
+    add("--clips", type=int, help=f"clips in all (default {ChaosPlan.clips})")
+    add("--scenes", type=int, help=f"clips per project (default {ChaosPlan.scenes_per_project})")
+    add("--duration", type=float, help=f"seconds of chaos (default {ChaosPlan.duration_s:g})")
+    add("--seed", type=int, help=f"fixes every draw (default {ChaosPlan.seed})")
+    add(
+        "--speedup",
+        type=float,
+        help=f"simulated seconds per second (default {ChaosPlan.speedup:g})",
+    )
+    add("--converge-deadline", type=float, help="seconds after the window for every clip to end")
+    add("--run-dir", type=Path, default=RUN_DIR, help="logs, the broker's and the database's data")
+    add("--out", type=Path, help="results as JSON (default RUN_DIR/results.json)")
+    return parser.parse_args(argv)
+
+
+def plan_of(args: argparse.Namespace) -> ChaosPlan:
+    plan = QUICK if args.quick else ChaosPlan()
+    given = {
+        "clips": args.clips,
+        "scenes_per_project": args.scenes,
+        "duration_s": args.duration,
+        "seed": args.seed,
+        "speedup": args.speedup,
+        "converge_deadline_s": args.converge_deadline,
+    }
+    return dataclasses.replace(plan, **{k: v for k, v in given.items() if v is not None})
+
+
+def say(line: str) -> None:
+    print(f"chaos: {line}", flush=True)
+
+
+def wait_converged(stack: ChaosStack, key: str, deadline_s: float, log: MonkeyLog) -> float | None:
+    """Seconds until no project is generating, or None past the deadline (restarting the dead)."""
+    began = time.monotonic()
+    url = f"{stack.services.api_url}/v1/projects"
+    while time.monotonic() - began < deadline_s:
+        try:
+            answer = httpx.get(
+                url,
+                params={"status": "generating", "limit": 1},
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            if answer.status_code == 200 and not answer.json()["items"]:
+                return time.monotonic() - began
+        except httpx.HTTPError:
+            pass
+        supervise(1.0, stack, log, began)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    plan = plan_of(args)
+    run_dir: Path = args.run_dir
+    shutil.rmtree(run_dir, ignore_errors=True)
+    say(
+        f"{plan.clips} clips in {plan.projects} projects over {plan.duration_s:g} s,"
+        f" seed {plan.seed}, speedup {plan.speedup:g} (logs in {run_dir / 'logs'})"
+    )
+    stack = ChaosStack(plan, run_dir)
+    began = time.monotonic()
+    try:
+        stack.start()
+    except StartError as exc:
+        print(f"chaos: could not start: {exc}", file=sys.stderr, flush=True)
+        return 2
+    results: dict[str, Any] = {}
+    try:
+        say(
+            f"stack up in {time.monotonic() - began:.1f} s; RabbitMQ node {stack.rabbitmq.node_name}"
+        )
+        results = run(stack, plan)
+    finally:
+        stack.stop()
+    results["duration_s"] = round(time.monotonic() - began, 1)
+    out = args.out or run_dir / "results.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print("\n" + report(results) + f"\n\nresults: {out}", flush=True)
+    return 0 if results["passed"] else 1
+
+
+def run(stack: ChaosStack, plan: ChaosPlan) -> dict[str, Any]:
+    services = stack.services
+    key = asyncio.run(services.issue_key("chaos"))
+    topology = Topology.from_settings(services.topology_settings())
+    target = Target(
+        api_url=services.api_url,
+        ws_url=services.ws_url,
+        sim_url=services.sim_url,
+        amqp_url=stack.rabbitmq.url,
+        topology=topology,
+        webhook_secret=WEBHOOK_SECRET,
+        key=key,
+    )
+    workload = Workload(target, plan, deadline_s=plan.duration_s + plan.converge_deadline_s)
+    thread = workload.start()
+    monkey = MonkeyLog()
+    unleash(stack, plan, random.Random(f"{plan.seed}:monkey"), monkey)
+    say("window over: everything runs again; waiting for every clip to end")
+    window_over = time.monotonic()
+    workload.log.creations_done.wait(timeout=plan.converge_deadline_s)
+    left = plan.converge_deadline_s - (time.monotonic() - window_over)
+    converged = wait_converged(stack, key, max(0.0, left), monkey)
+    converge_s = None if converged is None else round(time.monotonic() - window_over, 1)
+    say(f"converged in {converge_s} s after the window" if converge_s else "did NOT converge")
+    thread.join(timeout=60)  # the watchers end with their projects
+    tasks = asyncio.run(services.sim_tasks())
+    verdict = asyncio.run(judge(target, workload.log, tasks))
+    compare_dead_letters(
+        verdict, asyncio.run(read_dead_letters(target.amqp_url, topology)), workload.log.poison
+    )
+    sim_stats = asyncio.run(services.sim_get("/__sim/stats"))
+    return figures(plan, verdict, workload.log, monkey, tasks, sim_stats, converge_s)
+
+
+def figures(
+    plan: ChaosPlan,
+    verdict: Verdict,
+    work: WorkloadLog,
+    monkey: MonkeyLog,
+    tasks: list[dict[str, Any]],
+    sim_stats: dict[str, Any],
+    converge_s: float | None,
+) -> dict[str, Any]:
+    buckets = verdict.buckets
+    attempted = plan.clips
+    not_created = attempted - verdict.created
+    violations = [v for watcher in work.watchers for v in watcher.violations]
+    failures = {
+        "lost": buckets["lost"],
+        "stuck": buckets["stuck"],
+        "billed_twice": verdict.billed_twice,
+        "forged_accepted": buckets["forged_accepted"],
+        "not_created": not_created,
+        "dlq_not_exactly_poison": 0 if verdict.dlq_matches_poison else 1,
+        "watcher_violations": len(violations),
+        "did_not_converge": 1 if converge_s is None else 0,
+        "workload_error": 0 if work.error is None else 1,
+    }
+    plans = [task.get("webhook_plan") for task in tasks]
+    return {
+        "plan": dataclasses.asdict(plan),
+        "passed": not any(failures.values()),
+        "failures": failures,
+        "clips": {
+            "attempted": attempted,
+            "created": verdict.created,
+            "succeeded": buckets["succeeded"],
+            "failed_as_injected": buckets["failed_as_injected"],
+            "failed_as_injected_by_cause": dict(verdict.injected),
+            "lost": buckets["lost"],
+            "stuck": buckets["stuck"],
+            "forged_accepted": buckets["forged_accepted"],
+            "billed_twice": verdict.billed_twice,
+            "duplicate_projects": verdict.duplicate_projects,
+        },
+        "time_to_converge_s": converge_s,
+        "dead_letters": {
+            "poison_published": len(work.poison),
+            "found": {queue: len(bodies) for queue, bodies in verdict.dead_letters.items()},
+            "exactly_the_poison": verdict.dlq_matches_poison,
+            "unexpected": verdict.unexpected_dead_letters[:10],
+            "missing": verdict.missing_poison,
+        },
+        "injected": {
+            "kills": monkey.counts(),
+            "kill_log": [dataclasses.asdict(kill) for kill in monkey.kills],
+            "died_on_their_own": monkey.died_on_their_own,
+            "sim_http_status": sim_stats.get("http_status"),
+            "sim_task_states": sim_stats.get("task_states"),
+            "dropped_submit_answers": sum(task.get("dropped_answers", 0) for task in tasks),
+            "resubmissions": sum(task.get("submissions", 1) - 1 for task in tasks),
+            "webhooks_dropped": plans.count("drop"),
+            "webhooks_duplicated": plans.count("duplicate"),
+            "forged_webhooks": len(work.forgeries),
+            "forged_webhooks_answered": dict(
+                _count(str(forgery.status) for forgery in work.forgeries)
+            ),
+            "forged_on_running_or_hung_tasks": sum(
+                forgery.sim_state in ("processing", "hang") for forgery in work.forgeries
+            ),
+            "post_answers": dict(work.post_answers),
+        },
+        "watchers": {
+            "projects": len(work.watchers),
+            "connections": sum(watcher.connections for watcher in work.watchers),
+            "messages": sum(watcher.messages for watcher in work.watchers),
+            "snapshots": sum(watcher.snapshots for watcher in work.watchers),
+            "finished": sum(watcher.finished for watcher in work.watchers),
+            "violations": violations[:20],
+        },
+        "examples": verdict.examples,
+        "workload_error": work.error,
+        "sim_billed_cost": sim_stats.get("billed_cost"),
+    }
+
+
+def _count(values: Any) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for value in values:
+        found[value] = found.get(value, 0) + 1
+    return found
+
+
+def report(results: dict[str, Any]) -> str:
+    clips, dlq, injected = results["clips"], results["dead_letters"], results["injected"]
+    watchers = results["watchers"]
+    lines = [
+        "reelflow chaos run",
+        f"  attempted            {clips['attempted']} clips ({clips['created']} created)",
+        f"  succeeded            {clips['succeeded']}",
+        f"  failed as injected   {clips['failed_as_injected']}  {clips['failed_as_injected_by_cause']}",
+        f"  lost                 {clips['lost']}",
+        f"  stuck                {clips['stuck']}",
+        f"  billed twice         {clips['billed_twice']}  (duplicate projects: {clips['duplicate_projects']})",
+        f"  forged accepted      {clips['forged_accepted']}  (of {injected['forged_webhooks']} forged webhooks"
+        f", {injected['forged_on_running_or_hung_tasks']} on running or hung tasks)",
+        f"  DLQ                  {dlq['found']}  exactly the {dlq['poison_published']} poison messages:"
+        f" {dlq['exactly_the_poison']}",
+        f"  time to converge     {results['time_to_converge_s']} s after the chaos window",
+        f"  kills                {injected['kills']}",
+        f"  died on their own    {injected['died_on_their_own']}",
+        f"  Runware faults       HTTP {injected['sim_http_status']}, tasks {injected['sim_task_states']},"
+        f" dropped answers {injected['dropped_submit_answers']},"
+        f" webhooks dropped {injected['webhooks_dropped']} / duplicated {injected['webhooks_duplicated']}",
+        f"  watchers             {watchers['projects']} projects, {watchers['connections']} connections,"
+        f" {watchers['messages']} messages, {watchers['finished']} saw the end,"
+        f" violations: {watchers['violations'] or 'none'}",
+        f"  POST answers         {injected['post_answers']}",
+        f"  whole run            {results['duration_s']} s",
+    ]
+    if results["examples"]:
+        lines.append(f"  examples             {json.dumps(results['examples'], indent=2)}")
+    if results["workload_error"]:
+        lines.append(f"  workload error       {results['workload_error']}")
+    failed = [name for name, count in results["failures"].items() if count]
+    lines.append("PASSED" if results["passed"] else f"FAILED: {', '.join(failed)}")
+    return "\n".join(lines)
+
+
+def run_cli() -> None:
+    sys.exit(main())
