@@ -155,7 +155,7 @@ def run(stack: ChaosStack, plan: ChaosPlan) -> dict[str, Any]:
     left = plan.converge_deadline_s - (time.monotonic() - window_over)
     converged = wait_converged(stack, key, max(0.0, left), monkey)
     converge_s = None if converged is None else round(time.monotonic() - window_over, 1)
-    say(f"converged in {converge_s} s after the window" if converge_s else "did NOT converge")
+    say("did NOT converge" if converge_s is None else f"converged {converge_s} s after the window")
     thread.join(timeout=60)  # the watchers end with their projects
     tasks = asyncio.run(services.sim_tasks())
     verdict = asyncio.run(judge(target, workload.log, tasks))
@@ -282,8 +282,9 @@ def report(results: dict[str, Any]) -> str:
         f"  POST answers         {injected['post_answers']}",
         f"  whole run            {results['duration_s']} s",
     ]
-    if results["examples"]:
-        lines.append(f"  examples             {json.dumps(results['examples'], indent=2)}")
+    examples = {k: v for k, v in results["examples"].items() if k != "failed_as_injected"}
+    if examples:
+        lines.append(f"  examples             {json.dumps(examples, indent=2)}")
     if results["workload_error"]:
         lines.append(f"  workload error       {results['workload_error']}")
     failed = [name for name, count in results["failures"].items() if count]

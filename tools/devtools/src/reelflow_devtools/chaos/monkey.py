@@ -1,9 +1,9 @@
 """The chaos monkey: SIGKILL one process at a random moment, restart it after a random pause.
 
 It runs in the main thread, which started every process (see ``chaos.stack``).
-Its first kills take every target once, in a random order, so even a short run
-kills each service, the broker and the database; after that the targets are
-drawn at random. A process found dead that was not killed is counted and
+Its first kills take every target once, in a random order (the window lasts
+until they are done), so even a short run kills each service, the broker and
+the database; after that the targets are drawn at random. A process found dead that was not killed is counted and
 started again, so the run carries on and the report says so.
 """
 
@@ -45,7 +45,7 @@ def unleash(stack: ChaosStack, plan: ChaosPlan, rng: random.Random, log: MonkeyL
 
     while True:
         supervise(rng.uniform(plan.kill_every_min_s, plan.kill_every_max_s), stack, log, began)
-        if elapsed() >= plan.duration_s:
+        if elapsed() >= plan.duration_s and not first_round:
             return
         target = first_round.pop() if first_round else rng.choice(TARGETS)
         killed_at = time.monotonic()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import threading
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,6 +112,10 @@ class Workload:
         return thread
 
     def _thread(self) -> None:
+        # A connection attempt to a broker that is down: aio-pika logs it and leaves a
+        # coroutine unawaited; the publish is retried, so both are noise here.
+        logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore", "coroutine 'Connection.close' was never awaited")
         try:
             asyncio.run(self._run())
         except Exception as exc:  # reported by the run, which then fails
