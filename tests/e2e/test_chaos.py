@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def test_a_quick_chaos_run_kills_everything_once_and_finds_nothing_lost(tmp_path: Path) -> None:
     run_dir = tmp_path / "chaos"
-    done = subprocess.run(  # noqa: S603 (our own module, by the running Python)
+    done = subprocess.run(
         [sys.executable, "-m", "reelflow_devtools.chaos", "--quick", "--run-dir", str(run_dir)],
         capture_output=True,
         text=True,

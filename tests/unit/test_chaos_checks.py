@@ -83,7 +83,8 @@ def test_the_dead_letters_must_be_exactly_the_poison_messages() -> None:
         poison,
     )
 
-    assert exact.dlq_matches_poison and twice.dlq_matches_poison
+    assert exact.dlq_matches_poison
+    assert twice.dlq_matches_poison
     assert not extra.dlq_matches_poison
     assert len(extra.unexpected_dead_letters) == 1
     assert len(extra.missing_poison) == 1

@@ -1,1 +1,1 @@
-"""``make chaos``: reelflow under crashes, outages, faults and forgeries, checked against Runware's truth."""
+"""``make chaos``: reelflow under crashes, outages, faults and forgeries, judged by Runware."""

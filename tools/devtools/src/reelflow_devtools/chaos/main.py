@@ -31,14 +31,10 @@ import httpx
 from reelflow_common.topology import Topology
 from reelflow_devtools.chaos.monkey import MonkeyLog, supervise, unleash
 from reelflow_devtools.chaos.plan import QUICK, ChaosPlan
+from reelflow_devtools.chaos.report import figures, report
 from reelflow_devtools.chaos.stack import WEBHOOK_SECRET, ChaosStack
-from reelflow_devtools.chaos.truth import (
-    Verdict,
-    compare_dead_letters,
-    judge,
-    read_dead_letters,
-)
-from reelflow_devtools.chaos.workload import Target, Workload, WorkloadLog
+from reelflow_devtools.chaos.truth import compare_dead_letters, judge, read_dead_letters
+from reelflow_devtools.chaos.workload import Target, Workload
 from reelflow_devtools.processes import StartError
 
 RUN_DIR = Path(".run/chaos")
@@ -118,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results: dict[str, Any] = {}
     try:
-        say(
-            f"stack up in {time.monotonic() - began:.1f} s; RabbitMQ node {stack.rabbitmq.node_name}"
-        )
+        up_s = time.monotonic() - began
+        say(f"stack up in {up_s:.1f} s; RabbitMQ node {stack.rabbitmq.node_name}")
         results = run(stack, plan)
     finally:
         stack.stop()
@@ -164,132 +159,6 @@ def run(stack: ChaosStack, plan: ChaosPlan) -> dict[str, Any]:
     )
     sim_stats = asyncio.run(services.sim_get("/__sim/stats"))
     return figures(plan, verdict, workload.log, monkey, tasks, sim_stats, converge_s)
-
-
-def figures(
-    plan: ChaosPlan,
-    verdict: Verdict,
-    work: WorkloadLog,
-    monkey: MonkeyLog,
-    tasks: list[dict[str, Any]],
-    sim_stats: dict[str, Any],
-    converge_s: float | None,
-) -> dict[str, Any]:
-    buckets = verdict.buckets
-    attempted = plan.clips
-    not_created = attempted - verdict.created
-    violations = [v for watcher in work.watchers for v in watcher.violations]
-    failures = {
-        "lost": buckets["lost"],
-        "stuck": buckets["stuck"],
-        "billed_twice": verdict.billed_twice,
-        "forged_accepted": buckets["forged_accepted"],
-        "not_created": not_created,
-        "dlq_not_exactly_poison": 0 if verdict.dlq_matches_poison else 1,
-        "watcher_violations": len(violations),
-        "did_not_converge": 1 if converge_s is None else 0,
-        "workload_error": 0 if work.error is None else 1,
-    }
-    plans = [task.get("webhook_plan") for task in tasks]
-    return {
-        "plan": dataclasses.asdict(plan),
-        "passed": not any(failures.values()),
-        "failures": failures,
-        "clips": {
-            "attempted": attempted,
-            "created": verdict.created,
-            "succeeded": buckets["succeeded"],
-            "failed_as_injected": buckets["failed_as_injected"],
-            "failed_as_injected_by_cause": dict(verdict.injected),
-            "lost": buckets["lost"],
-            "stuck": buckets["stuck"],
-            "forged_accepted": buckets["forged_accepted"],
-            "billed_twice": verdict.billed_twice,
-            "duplicate_projects": verdict.duplicate_projects,
-        },
-        "time_to_converge_s": converge_s,
-        "dead_letters": {
-            "poison_published": len(work.poison),
-            "found": {queue: len(bodies) for queue, bodies in verdict.dead_letters.items()},
-            "exactly_the_poison": verdict.dlq_matches_poison,
-            "unexpected": verdict.unexpected_dead_letters[:10],
-            "missing": verdict.missing_poison,
-        },
-        "injected": {
-            "kills": monkey.counts(),
-            "kill_log": [dataclasses.asdict(kill) for kill in monkey.kills],
-            "died_on_their_own": monkey.died_on_their_own,
-            "sim_http_status": sim_stats.get("http_status"),
-            "sim_task_states": sim_stats.get("task_states"),
-            "dropped_submit_answers": sum(task.get("dropped_answers", 0) for task in tasks),
-            "resubmissions": sum(task.get("submissions", 1) - 1 for task in tasks),
-            "webhooks_dropped": plans.count("drop"),
-            "webhooks_duplicated": plans.count("duplicate"),
-            "forged_webhooks": len(work.forgeries),
-            "forged_webhooks_answered": dict(
-                _count(str(forgery.status) for forgery in work.forgeries)
-            ),
-            "forged_on_running_or_hung_tasks": sum(
-                forgery.sim_state in ("processing", "hang") for forgery in work.forgeries
-            ),
-            "post_answers": dict(work.post_answers),
-        },
-        "watchers": {
-            "projects": len(work.watchers),
-            "connections": sum(watcher.connections for watcher in work.watchers),
-            "messages": sum(watcher.messages for watcher in work.watchers),
-            "snapshots": sum(watcher.snapshots for watcher in work.watchers),
-            "finished": sum(watcher.finished for watcher in work.watchers),
-            "violations": violations[:20],
-        },
-        "examples": verdict.examples,
-        "workload_error": work.error,
-        "sim_billed_cost": sim_stats.get("billed_cost"),
-    }
-
-
-def _count(values: Any) -> dict[str, int]:
-    found: dict[str, int] = {}
-    for value in values:
-        found[value] = found.get(value, 0) + 1
-    return found
-
-
-def report(results: dict[str, Any]) -> str:
-    clips, dlq, injected = results["clips"], results["dead_letters"], results["injected"]
-    watchers = results["watchers"]
-    lines = [
-        "reelflow chaos run",
-        f"  attempted            {clips['attempted']} clips ({clips['created']} created)",
-        f"  succeeded            {clips['succeeded']}",
-        f"  failed as injected   {clips['failed_as_injected']}  {clips['failed_as_injected_by_cause']}",
-        f"  lost                 {clips['lost']}",
-        f"  stuck                {clips['stuck']}",
-        f"  billed twice         {clips['billed_twice']}  (duplicate projects: {clips['duplicate_projects']})",
-        f"  forged accepted      {clips['forged_accepted']}  (of {injected['forged_webhooks']} forged webhooks"
-        f", {injected['forged_on_running_or_hung_tasks']} on running or hung tasks)",
-        f"  DLQ                  {dlq['found']}  exactly the {dlq['poison_published']} poison messages:"
-        f" {dlq['exactly_the_poison']}",
-        f"  time to converge     {results['time_to_converge_s']} s after the chaos window",
-        f"  kills                {injected['kills']}",
-        f"  died on their own    {injected['died_on_their_own']}",
-        f"  Runware faults       HTTP {injected['sim_http_status']}, tasks {injected['sim_task_states']},"
-        f" dropped answers {injected['dropped_submit_answers']},"
-        f" webhooks dropped {injected['webhooks_dropped']} / duplicated {injected['webhooks_duplicated']}",
-        f"  watchers             {watchers['projects']} projects, {watchers['connections']} connections,"
-        f" {watchers['messages']} messages, {watchers['finished']} saw the end,"
-        f" violations: {watchers['violations'] or 'none'}",
-        f"  POST answers         {injected['post_answers']}",
-        f"  whole run            {results['duration_s']} s",
-    ]
-    examples = {k: v for k, v in results["examples"].items() if k != "failed_as_injected"}
-    if examples:
-        lines.append(f"  examples             {json.dumps(examples, indent=2)}")
-    if results["workload_error"]:
-        lines.append(f"  workload error       {results['workload_error']}")
-    failed = [name for name, count in results["failures"].items() if count]
-    lines.append("PASSED" if results["passed"] else f"FAILED: {', '.join(failed)}")
-    return "\n".join(lines)
 
 
 def run_cli() -> None:

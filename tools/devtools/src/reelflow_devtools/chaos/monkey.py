@@ -3,8 +3,9 @@
 It runs in the main thread, which started every process (see ``chaos.stack``).
 Its first kills take every target once, in a random order (the window lasts
 until they are done), so even a short run kills each service, the broker and
-the database; after that the targets are drawn at random. A process found dead that was not killed is counted and
-started again, so the run carries on and the report says so.
+the database; after that the targets are drawn at random. A process found
+dead that was not killed is counted and started again, so the run carries on
+and the report says so.
 """
 
 from __future__ import annotations
