@@ -27,9 +27,8 @@ def test_a_quick_chaos_run_kills_everything_once_and_finds_nothing_lost(tmp_path
         timeout=280,
         check=False,
     )
-    results = json.loads((run_dir / "results.json").read_text())
-
     assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads((run_dir / "results.json").read_text())
     assert results["passed"] is True
     assert all(results["injected"]["kills"][target] >= 1 for target in TARGETS)
     assert results["clips"]["attempted"] == QUICK.clips == results["clips"]["created"]

@@ -128,12 +128,21 @@ class OwnNode:
 
     def start(self, *, deadline_s: float = _START_DEADLINE_S) -> None:
         """Start the node (again) and wait until it takes connections."""
+        self.spawn()
+        self.wait_listening(deadline_s=deadline_s)
+
+    def spawn(self) -> None:
+        """Start the node (again), without waiting for it."""
         argv = [_node_command()]
         env = self._environment()
         if self.child is None:
             self.child = self.group.start("rabbitmq", argv, env)
         else:
             self.child = self.group.restart(self.child, argv, env)
+
+    def wait_listening(self, *, deadline_s: float = _START_DEADLINE_S) -> None:
+        """Until the node takes connections; StartError if it exits or the deadline passes."""
+        assert self.child is not None, "spawn() first"
         stop_at = time.monotonic() + deadline_s
         while not _reachable("127.0.0.1", self.amqp_port):
             if not self.child.alive():

@@ -23,6 +23,7 @@ import random
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -112,11 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         print(f"chaos: could not start: {exc}", file=sys.stderr, flush=True)
         return 2
-    results: dict[str, Any] = {}
     try:
         up_s = time.monotonic() - began
         say(f"stack up in {up_s:.1f} s; RabbitMQ node {stack.rabbitmq.node_name}")
         results = run(stack, plan)
+    except Exception:  # the harness failed: say where, and fail the run
+        traceback.print_exc()
+        print("chaos: FAILED: the harness itself stopped (above)", file=sys.stderr, flush=True)
+        return 1
     finally:
         stack.stop()
     results["duration_s"] = round(time.monotonic() - began, 1)

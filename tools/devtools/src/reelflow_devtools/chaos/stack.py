@@ -21,7 +21,7 @@ from reelflow_devtools.embedded_mongo import (
     wait_until_answering,
 )
 from reelflow_devtools.launcher import Simulator, StackConfig
-from reelflow_devtools.processes import Child, ProcessGroup, wait_stopped
+from reelflow_devtools.processes import Child, ProcessGroup, wait_healthy, wait_stopped
 from reelflow_devtools.rabbitmq import OwnNode
 
 WEBHOOK_SECRET = "chaos-webhook-secret"  # noqa: S105 (a local run's path segment, known to the forger)
@@ -56,11 +56,15 @@ class ChaosStack:
         )
 
     def start(self) -> None:
-        """The broker node, the database, then the launcher's simulator and services."""
+        """The broker node, the database, the launcher's simulator and services; until all are ready."""
         try:
-            self.rabbitmq.start()
+            self.rabbitmq.spawn()  # the slowest to start: the rest starts meanwhile
             self._start_mongo()
-            self.services.start()
+            self.services.start()  # each service waits for the broker by itself
+            self.rabbitmq.wait_listening()
+            for name in SERVICES:
+                child = self.services.children[name]
+                wait_healthy(child, f"{self.services.url(name)}/readyz", deadline_s=120)
         except BaseException:
             self.stop()
             raise

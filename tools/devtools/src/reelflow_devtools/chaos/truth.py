@@ -18,22 +18,25 @@ tasks of a project created twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
+import httpx
 
 from reelflow_common.topology import WORK_QUEUES, Topology
 from reelflow_devtools.bench.client import api_client, get_projects, list_projects
 from reelflow_devtools.chaos.workload import FORGED_CODE, FORGED_URL, Target, WorkloadLog
 
 OPEN = ("queued", "processing")
+T = TypeVar("T")
 
 
 @dataclass
 class Verdict:
-    attempted: int = 0
     created: int = 0
     buckets: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)  # failed as injected, by cause
@@ -79,15 +82,25 @@ def classify(clip: dict[str, Any], task: dict[str, Any] | None) -> tuple[str, st
     return "lost", ""
 
 
+async def _patiently(read: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
+    """``read()``, again after a pause if the API cannot answer yet (it sheds load with 503)."""
+    for _ in range(attempts - 1):
+        try:
+            return await read()
+        except httpx.HTTPError:
+            await asyncio.sleep(2)  # between attempts; their number bounds the wait
+    return await read()
+
+
 async def judge(target: Target, work: WorkloadLog, tasks: list[dict[str, Any]]) -> Verdict:
     """Read every project through the API and compare it with the simulator's tasks."""
     verdict = Verdict()
     by_uuid = {task["task_uuid"]: task for task in tasks}
     known: set[str] = set()
-    verdict.attempted = sum(len(project.tasks) for project in work.created)
+    ids = [project.project_id for project in work.created]
     async with api_client(target.api_url, target.key, connections=8) as api:
-        listed = await list_projects(api)
-        projects = await get_projects(api, [project.project_id for project in work.created], 8)
+        listed = await _patiently(lambda: list_projects(api))
+        projects = await _patiently(lambda: get_projects(api, ids, 8))
     # The idempotency key makes a retried POST find its project: one title, one project.
     titles = Counter(project["title"] for project in listed)
     extra = {title: count - 1 for title, count in titles.items() if count > 1}
