@@ -56,7 +56,7 @@ class ChaosStack:
         )
 
     def start(self) -> None:
-        """The broker node, the database, the launcher's simulator and services; until all are ready."""
+        """The broker node, the database, the simulator and the services, until all are ready."""
         try:
             self.rabbitmq.spawn()  # the slowest to start: the rest starts meanwhile
             self._start_mongo()
