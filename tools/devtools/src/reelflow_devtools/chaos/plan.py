@@ -32,7 +32,7 @@ class ChaosPlan:
     clips: int = 1000
     scenes_per_project: int = 10
     #: projects are created and processes killed during this window
-    duration_s: float = 600.0
+    duration_s: float = 900.0
     seed: int = 1
     #: simulated seconds per real second
     speedup: float = 20.0
@@ -46,7 +46,7 @@ class ChaosPlan:
     down_min_s: float = 0.5
     down_max_s: float = 6.0
     watchers: int = 6
-    forged_webhooks: int = 40
+    forged_webhooks: int = 60
     poison_messages: int = 6
     #: after the window: every clip must be terminal within this
     converge_deadline_s: float = 600.0

@@ -59,6 +59,7 @@ def figures(
             "poison_published": len(work.poison),
             "found": {queue: len(bodies) for queue, bodies in verdict.dead_letters.items()},
             "exactly_the_poison": verdict.dlq_matches_poison,
+            "contents": {q: bodies[:10] for q, bodies in verdict.dead_letters.items()},
             "unexpected": verdict.unexpected_dead_letters[:10],
             "missing": verdict.missing_poison,
         },
@@ -120,6 +121,7 @@ def report(results: dict[str, Any]) -> str:
             f"{dlq['found']}; exactly the {dlq['poison_published']} poison messages:"
             f" {dlq['exactly_the_poison']}",
         ),
+        ("DLQ contents", dlq["contents"]),
         ("time to converge", f"{results['time_to_converge_s']} s after the chaos window"),
         ("kills", injected["kills"]),
         ("died on their own", injected["died_on_their_own"] or "none"),

@@ -258,23 +258,24 @@ class Workload:
             self.log.forgeries.append(Forgery(task_uuid, kind, state, status))
 
     async def _forgery_target(self, http: httpx.AsyncClient) -> tuple[str, str, int, str | None]:
-        """A few random clips; the first whose task is hung or still running, else the last."""
-        choice: tuple[str, str, int, str | None] | None = None
-        for _ in range(4):
-            project = self.rng.choice(self.log.created)
-            scene_index = self.rng.choice(sorted(project.tasks))
-            task_uuid = project.tasks[scene_index]
-            state: str | None = None
-            try:
-                answer = await http.get(f"{self.target.sim_url}/__sim/tasks/{task_uuid}")
-                state = answer.json().get("state")
-            except (httpx.HTTPError, ValueError):
-                pass
-            choice = (task_uuid, project.project_id, scene_index, state)
-            if state in ("hang", "processing"):
-                break
-        assert choice is not None
-        return choice
+        """A clip whose task Runware is still working on (or hung), else any clip."""
+        where = {
+            task_uuid: (project.project_id, scene_index)
+            for project in self.log.created
+            for scene_index, task_uuid in project.tasks.items()
+        }
+        states: dict[str, str] = {}
+        try:
+            answer = await http.get(f"{self.target.sim_url}/__sim/tasks")
+            body = answer.json()
+            tasks = body["tasks"] if isinstance(body, dict) else body
+            states = {task["task_uuid"]: task["state"] for task in tasks}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            pass  # no ground truth this time: any clip will do
+        running = sorted(t for t in where if states.get(t) in ("hang", "processing"))
+        task_uuid = self.rng.choice(running or sorted(where))
+        project_id, scene_index = where[task_uuid]
+        return task_uuid, project_id, scene_index, states.get(task_uuid)
 
     # --- poison messages -----------------------------------------------------------------
 
