@@ -40,10 +40,11 @@ def test_a_clip_is_judged_against_what_runware_did() -> None:
         "task error",
     )
     assert classify(clip("failed", code="timedOut"), task("hang"))[1] == "hung, timed out"
-    assert classify(clip("failed", code="x"), None)[1] == "never accepted"
+    assert classify(clip("failed", code="rateLimitExceeded"), None)[1] == "never accepted"
     # Runware made (or is making) a billed video the clip does not have
     assert classify(clip("failed", code="timedOut"), task("success"))[0] == "lost"
     assert classify(clip("failed", code="x"), task("processing"))[0] == "lost"
+    assert classify(clip("failed", code="x"), None)[0] == "lost"  # never sent, never refused
     assert classify(clip("processing"), task("success"))[0] == "stuck"
     assert classify(clip("queued"), None)[0] == "stuck"
 

@@ -34,6 +34,7 @@ def figures(
         "not_created": not_created,
         "dlq_not_exactly_poison": 0 if verdict.dlq_matches_poison else 1,
         "watcher_violations": len(violations),
+        "watchers_missed_the_end": len(work.watchers) - sum(w.finished for w in work.watchers),
         "did_not_converge": 1 if converge_s is None else 0,
         "workload_error": 0 if work.error is None else 1,
     }

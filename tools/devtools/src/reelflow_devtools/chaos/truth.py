@@ -5,8 +5,9 @@ Each clip falls in exactly one bucket:
 - *succeeded*: a success whose video is the one Runware made for its task;
 - *failed as injected*: a failure Runware caused (its task ended in error), a
   hung task that reached the ceiling (``timedOut``), or a task Runware never
-  accepted because it refused every submit;
-- *lost*: a failure although Runware has (or will have) a billed video for it;
+  accepted because it refused every submit (429/503/504);
+- *lost*: any other failure: Runware has (or will have) a billed video for it,
+  or never saw the task and never refused it;
 - *stuck*: still queued or processing after the convergence deadline;
 - *forged accepted*: a result no ``getResponse`` gave: a forged webhook's URL or
   error code, or a video Runware did not make for that task.
@@ -32,6 +33,8 @@ from reelflow_devtools.bench.client import api_client, get_projects, list_projec
 from reelflow_devtools.chaos.workload import FORGED_CODE, FORGED_URL, Target, WorkloadLog
 
 OPEN = ("queued", "processing")
+#: the simulator's injected HTTP faults: a clip Runware refused every time fails with one
+REFUSALS = ("rateLimitExceeded", "serviceUnavailable", "requestTimeout")
 T = TypeVar("T")
 
 
@@ -73,7 +76,7 @@ def classify(clip: dict[str, Any], task: dict[str, Any] | None) -> tuple[str, st
         )
         return ("succeeded", "") if genuine else ("forged_accepted", "")
     if status == "failed":
-        if task is None:
+        if task is None and code in REFUSALS:
             return "failed_as_injected", "never accepted"
         if state == "error":
             return "failed_as_injected", "task error"
