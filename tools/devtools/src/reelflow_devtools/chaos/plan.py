@@ -45,6 +45,11 @@ class ChaosPlan:
     #: how long a killed process stays down, drawn from this range (plus its start)
     down_min_s: float = 0.5
     down_max_s: float = 6.0
+    #: a share of the services' ends that are a SIGTERM (a deploy) rather than a SIGKILL;
+    #: the same share of broker and database outages see a deploy of one service
+    stop_share: float = 0.3
+    #: a SIGTERM'd service must have exited within this (drain, then closing its connections)
+    stop_bound_s: float = 30.0
     watchers: int = 6
     forged_webhooks: int = 60
     poison_messages: int = 6

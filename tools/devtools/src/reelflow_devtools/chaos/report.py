@@ -33,6 +33,7 @@ def figures(
         "forged_accepted": buckets["forged_accepted"],
         "not_created": not_created,
         "dlq_not_exactly_poison": 0 if verdict.dlq_matches_poison else 1,
+        "stops_overran": len(monkey.overran()),
         "watcher_violations": len(violations),
         "watchers_missed_the_end": len(work.watchers) - sum(w.finished for w in work.watchers),
         "did_not_converge": 1 if converge_s is None else 0,
@@ -68,6 +69,10 @@ def figures(
             "kills": monkey.counts(),
             "kill_log": [dataclasses.asdict(kill) for kill in monkey.kills],
             "died_on_their_own": monkey.died_on_their_own,
+            "graceful_stops": len(monkey.stops()),
+            "graceful_stops_during_outages": sum(k.during is not None for k in monkey.stops()),
+            "slowest_stop_s": max((k.stop_s or 0.0 for k in monkey.stops()), default=None),
+            "stops_overran": [dataclasses.asdict(kill) for kill in monkey.overran()],
             "sim_http_status": sim_stats.get("http_status"),
             "sim_task_states": sim_stats.get("task_states"),
             "dropped_submit_answers": sum(task.get("dropped_answers", 0) for task in tasks),
@@ -126,6 +131,12 @@ def report(results: dict[str, Any]) -> str:
         ("time to converge", f"{results['time_to_converge_s']} s after the chaos window"),
         ("kills", injected["kills"]),
         ("died on their own", injected["died_on_their_own"] or "none"),
+        (
+            "SIGTERM stops",
+            f"{injected['graceful_stops']} ({injected['graceful_stops_during_outages']} during"
+            f" an outage), slowest {injected['slowest_stop_s']} s,"
+            f" overran {len(injected['stops_overran'])}",
+        ),
         ("Runware HTTP", injected["sim_http_status"]),
         ("Runware tasks", injected["sim_task_states"]),
         (

@@ -10,6 +10,8 @@ signal follows the thread that starts them).
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 from reelflow_devtools.bench.launcher import BenchStack
@@ -89,6 +91,18 @@ class ChaosStack:
                 self.mongo.kill_hard()
         else:
             self.services.kill_hard(target)
+
+    def stop_gracefully(self, service: str, bound_s: float) -> float | None:
+        """SIGTERM, as a deploy sends: seconds until it exited; None past ``bound_s`` (SIGKILL)."""
+        child = self.services.children[service]
+        began = time.monotonic()
+        child.terminate()
+        try:
+            child.process.wait(timeout=bound_s)
+        except subprocess.TimeoutExpired:
+            child.kill_hard()
+            return None
+        return time.monotonic() - began
 
     def restart(self, target: str) -> None:
         """Start ``target`` again on its ports and data, and wait until it answers."""
