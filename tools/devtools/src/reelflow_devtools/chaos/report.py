@@ -71,7 +71,7 @@ def figures(
             "died_on_their_own": monkey.died_on_their_own,
             "graceful_stops": len(monkey.stops()),
             "graceful_stops_during_outages": sum(k.during is not None for k in monkey.stops()),
-            "slowest_stop_s": max((k.stop_s or 0.0 for k in monkey.stops()), default=None),
+            "slowest_stop_s": max((round(k.stop_s or 0, 1) for k in monkey.stops()), default=None),
             "stops_overran": [dataclasses.asdict(kill) for kill in monkey.overran()],
             "sim_http_status": sim_stats.get("http_status"),
             "sim_task_states": sim_stats.get("task_states"),
