@@ -13,6 +13,7 @@ from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
+from reelflow_common.storage import VideoLinks, VideoStorage
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 
@@ -27,6 +28,9 @@ class AppState:
     publisher: Publisher
     indexes: Indexes
     tickets: WsTicketStore
+    #: reelflow's copies of the videos; None when they are not kept
+    storage: VideoStorage | None = None
+    links: VideoLinks | None = None
 
 
 def _state(request: Request) -> AppState:
