@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic_settings import BaseSettings
@@ -147,6 +148,20 @@ def test_every_setting_a_chaos_run_passes_is_read_by_its_reader() -> None:
     services = (ApiSettings, NotifierSettings, PollerSettings, SubmitterSettings)
     read = set().union(*(variables(settings) for settings in services))
     for plan in (ChaosPlan(), QUICK):
-        assert set(plan.service_settings()) <= read
+        assert set(plan.service_settings(Path("videos"))) <= read
     simulator = {f"RUNWARE_SIM_{name}".upper() for name in SimConfig.model_fields}
     assert set(SIM_FAULTS) <= simulator
+
+
+def test_a_stored_video_counts_in_the_sequence_and_needs_a_success() -> None:
+    log = WatchLog("p")
+    for message in (
+        snapshot(1, "processing", "processing"),
+        event(2, 0, "success"),
+        {"type": "clip.stored", "seq": 3, "scene_index": 0},
+        {"type": "clip.stored", "seq": 4, "scene_index": 1},  # never seen succeed
+        event(5, 1, "success"),
+    ):
+        log.see(message)
+
+    assert log.violations == ["scene 1 stored while processing"]

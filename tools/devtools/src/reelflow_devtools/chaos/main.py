@@ -39,6 +39,8 @@ from reelflow_devtools.chaos.workload import Target, Workload
 from reelflow_devtools.processes import StartError
 
 RUN_DIR = Path(".run/chaos")
+#: after convergence, how long the last successes' video copies may take
+COPIES_DEADLINE_S = 120.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -158,6 +160,11 @@ def run(stack: ChaosStack, plan: ChaosPlan) -> dict[str, Any]:
     thread.join(timeout=60)  # the watchers end with their projects
     tasks = asyncio.run(services.sim_tasks())
     verdict = asyncio.run(judge(target, workload.log, tasks))
+    # Copies of the last videos may still be on their way: give them a while.
+    copies_by = time.monotonic() + COPIES_DEADLINE_S
+    while verdict.copies_missing and time.monotonic() < copies_by:
+        supervise(3.0, stack, monkey, window_over)
+        verdict = asyncio.run(judge(target, workload.log, tasks))
     compare_dead_letters(
         verdict, asyncio.run(read_dead_letters(target.amqp_url, topology)), workload.log.poison
     )

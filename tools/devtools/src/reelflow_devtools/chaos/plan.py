@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 #: Runware's faults, as the simulator injects them (its README lists the settings)
 SIM_FAULTS = {
@@ -63,9 +64,18 @@ class ChaosPlan:
     def projects(self) -> int:
         return -(-self.clips // self.scenes_per_project)
 
-    def service_settings(self) -> dict[str, str]:
-        """Short ladders, leases and reconciles: a killed chain is re-armed within seconds."""
+    def service_settings(self, videos: Path) -> dict[str, str]:
+        """Short ladders, leases and reconciles: a killed chain is re-armed within seconds.
+
+        Finished videos are copied to ``videos`` (the local storage backend), on a
+        short copy ladder.
+        """
         return {
+            "REELFLOW_STORAGE_BACKEND": "local",
+            "REELFLOW_STORAGE_DIR": str(videos),
+            "REELFLOW_VIDEO_URL_SECRET": "chaos-video-url-secret",
+            "REELFLOW_COPY_INITIAL_DELAY_S": "0.5",
+            "REELFLOW_COPY_MAX_DELAY_S": "2.0",
             "REELFLOW_LOG_LEVEL": "INFO",
             "REELFLOW_POLL_INITIAL_DELAY_S": "0.5",
             "REELFLOW_POLL_BACKOFF": "1.5",

@@ -55,6 +55,8 @@ def figures(
             "forged_accepted": buckets["forged_accepted"],
             "billed_twice": verdict.billed_twice,
             "duplicate_projects": verdict.duplicate_projects,
+            "videos_copied": verdict.copies_stored,
+            "videos_not_copied": verdict.copies_missing,
         },
         "time_to_converge_s": converge_s,
         "dead_letters": {
@@ -112,6 +114,10 @@ def report(results: dict[str, Any]) -> str:
             f"{clips['failed_as_injected']}  {clips['failed_as_injected_by_cause']}",
         ),
         ("lost", clips["lost"]),
+        (
+            "videos copied",
+            f"{clips['videos_copied']} to reelflow's storage, {clips['videos_not_copied']} not",
+        ),
         ("stuck", clips["stuck"]),
         (
             "billed twice",

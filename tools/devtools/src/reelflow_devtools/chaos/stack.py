@@ -48,7 +48,7 @@ class ChaosStack:
                 mongo_url=mongo_url(self.mongo_port),
                 database="reelflow_chaos",
                 simulator=Simulator(speedup=plan.speedup, seed=plan.seed, settings=SIM_FAULTS),
-                settings=plan.service_settings(),
+                settings=plan.service_settings((run_dir / "videos").resolve()),
                 webhook_secret=WEBHOOK_SECRET,
                 http_host="127.0.0.1",
                 # a restarted service is up once it answers: it waits for what is down itself

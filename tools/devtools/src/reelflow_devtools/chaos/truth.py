@@ -41,6 +41,9 @@ T = TypeVar("T")
 @dataclass
 class Verdict:
     created: int = 0
+    #: successes whose video is in reelflow's storage (``stored_url``), and those not (yet)
+    copies_stored: int = 0
+    copies_missing: int = 0
     buckets: Counter[str] = field(default_factory=Counter)
     injected: Counter[str] = field(default_factory=Counter)  # failed as injected, by cause
     billed_twice: int = 0
@@ -120,6 +123,11 @@ async def judge(target: Target, work: WorkloadLog, tasks: list[dict[str, Any]]) 
             verdict.note(bucket, f"{where}: {clip['status']} {clip.get('error')} / Runware {state}")
             if cause:
                 verdict.injected[cause] += 1
+            if bucket == "succeeded":
+                if clip.get("stored_url"):
+                    verdict.copies_stored += 1
+                else:
+                    verdict.copies_missing += 1
     billed_unknown = [
         uuid for uuid, task in by_uuid.items() if task["billed"] and uuid not in known
     ]

@@ -4,8 +4,9 @@ A watcher follows one project. It hangs up by itself after a random number of
 messages (and is cut off whenever the notifier is killed), then reconnects with
 ``?after_seq=`` the last ``seq`` it saw. It checks every message: after the
 first, an event's ``seq`` is exactly one more than the last one seen (no gap,
-no repeat), a snapshot's is never lower, and no clip ever goes backwards
-(queued → processing → an end, and an end never changes).
+no repeat), a snapshot's is never lower, no clip ever goes backwards
+(queued → processing → an end, and an end never changes), and a video is
+stored (``clip.stored``) only for a clip already seen succeed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import websockets
 
 #: a clip's progress: it may only move forward
 _RANK = {"queued": 0, "processing": 1, "success": 2, "failed": 2, "cancelled": 2}
-_EVENTS = ("clip.updated", "project.finished")
+_EVENTS = ("clip.updated", "project.finished", "clip.stored")
 
 
 @dataclass
@@ -57,6 +58,9 @@ class WatchLog:
                 self.violations.append(f"{what}: seq {seq} after seq {self.last_seq}")
             if kind == "clip.updated":
                 self._clip(message["clip"]["scene_index"], message["clip"]["status"], seq)
+            elif kind == "clip.stored" and self.clips.get(message["scene_index"]) != "success":
+                scene = message["scene_index"]
+                self.violations.append(f"scene {scene} stored while {self.clips.get(scene)}")
             self.last_seq = max(seq, self.last_seq or 0)
             self.finished = kind == "project.finished" and message["counts"]["pending"] == 0
 
