@@ -114,7 +114,8 @@ class Workload:
     def _thread(self) -> None:
         # A connection attempt to a broker that is down: aio-pika logs it and leaves a
         # coroutine unawaited; the publish is retried, so both are noise here.
-        logging.getLogger("aio_pika").setLevel(logging.CRITICAL)
+        for name in ("aio_pika", "aiormq"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", "coroutine 'Connection.close' was never awaited")
         try:
             asyncio.run(self._run())
