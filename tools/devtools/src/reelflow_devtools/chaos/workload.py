@@ -107,7 +107,8 @@ class Workload:
 
     def start(self) -> threading.Thread:
         """Run everything in a thread of its own; it ends when all of it is done."""
-        thread = threading.Thread(target=self._thread, name="chaos-workload")
+        # A daemon: an interrupted run exits without waiting for the workload's deadline.
+        thread = threading.Thread(target=self._thread, name="chaos-workload", daemon=True)
         thread.start()
         return thread
 
