@@ -27,16 +27,18 @@ def test_a_quick_chaos_run_kills_everything_once_and_finds_nothing_lost(tmp_path
         timeout=280,
         check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["passed"] is True
-    assert all(results["injected"]["kills"][target] >= 1 for target in TARGETS)
-    assert results["clips"]["attempted"] == QUICK.clips == results["clips"]["created"]
-    assert results["clips"]["succeeded"] + results["clips"]["failed_as_injected"] == QUICK.clips
-    assert results["dead_letters"]["poison_published"] == QUICK.poison_messages
-    assert results["dead_letters"]["exactly_the_poison"] is True
-    assert results["injected"]["forged_webhooks"] > 0
-    watchers = results["watchers"]
-    assert watchers["finished"] == watchers["projects"] == QUICK.watchers
-    assert watchers["connections"] > watchers["projects"]  # they hung up and came back
-    assert results["time_to_converge_s"] is not None
+    clips, watchers = results["clips"], results["watchers"]
+
+    assert results["passed"] is True, report
+    assert all(results["injected"]["kills"][target] >= 1 for target in TARGETS), report
+    assert clips["attempted"] == QUICK.clips == clips["created"], report
+    assert clips["succeeded"] + clips["failed_as_injected"] == QUICK.clips, report
+    assert results["dead_letters"]["poison_published"] == QUICK.poison_messages, report
+    assert results["dead_letters"]["exactly_the_poison"] is True, report
+    assert results["injected"]["forged_webhooks"] > 0, report
+    assert watchers["finished"] == watchers["projects"] == QUICK.watchers, report
+    assert watchers["connections"] > watchers["projects"], report  # they hung up, came back
+    assert results["time_to_converge_s"] is not None, report

@@ -107,6 +107,7 @@ QUICK = ChaosPlan(
     forged_webhooks=8,
     poison_messages=3,
     converge_deadline_s=120.0,
-    poll_max_age_s=40.0,
+    # above a broker restart on a busy machine (20-30 s) plus a lease and a grace
+    poll_max_age_s=60.0,
     lease_s=6.0,
 )
