@@ -11,9 +11,14 @@ from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
+from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, videos, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import BodyDeadline
+from reelflow_api.telemetry import CorrelationId, HttpTelemetry
+from reelflow_api.wakeups import Wakeups, subscribed
+from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -60,9 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            wakeups = Wakeups()
             storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
-                in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
+                in_background(
+                    _link_broker(settings, topology, publisher, wakeups, readiness), name="amqp"
+                )
             )
             app.state.reelflow = AppState(
                 settings=settings,
@@ -71,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                wakeups=wakeups,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )
@@ -81,9 +90,17 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Story to video: one project of N scenes, tracked to the last clip.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans would be a second, unlinked root per request:
+        # HttpTelemetry's span is the request's (outermost, so sheds and 413s have one too,
+        # with the service's name and the correlation id).
+        telemetry={"tracing": False, "operation_spans": False, "metrics": False, "logs": False},
+        # Swagger UI from local files (install_docs); no ReDoc, which only a CDN would serve.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
+    app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimit,
@@ -91,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )
+    # Outside the limits, so that a shed or refused request is counted, traced and has its id.
+    app.add_middleware(HttpTelemetry, routes=app.router.routes)
+    app.add_middleware(CorrelationId)
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
@@ -98,6 +118,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
+    install_docs(app)
+    install_openapi(app, settings)
+    # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
+    install_cors(app, settings.cors_allow_origins)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -105,9 +130,11 @@ async def _link_broker(
     settings: Settings,
     topology: Topology,
     publisher: Publisher,
+    wakeups: Wakeups,
     readiness: dict[str, ReadinessCheck],
 ) -> None:
-    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher.
+    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
+    and subscribe this process's ``?wait=`` requests to ``project.finished``.
 
     Holds the connection until the lifespan cancels it; the connection
     reconnects by itself after that first success.
@@ -115,8 +142,17 @@ async def _link_broker(
     async with (
         amqp_connection(settings, name="api") as connection,
         amqp_channel(connection) as channel,
+        amqp_channel(connection) as events_channel,
+        AsyncExitStack() as stack,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
+        await wait_for(
+            "rabbitmq",
+            lambda: stack.enter_async_context(
+                subscribed(connection, events_channel, topology, wakeups)
+            ),
+        )
+        wakeups.wake_all()  # events before the subscription were missed: read once
         readiness["rabbitmq"] = amqp_ready(connection)
         await asyncio.get_running_loop().create_future()
