@@ -80,6 +80,9 @@ class ChaosPlan:
             "REELFLOW_POLL_INITIAL_DELAY_S": "0.5",
             "REELFLOW_POLL_BACKOFF": "1.5",
             "REELFLOW_POLL_MAX_DELAY_S": "2.0",
+            # the learned planner: no check further apart than the simulated clips warrant
+            "REELFLOW_POLL_MAX_INTERVAL_S": "3.0",
+            "REELFLOW_POLL_WEBHOOK_INTERVAL_S": "3.0",
             "REELFLOW_RETRY_INITIAL_DELAY_S": "0.5",
             "REELFLOW_RETRY_MAX_DELAY_S": "2.0",
             "REELFLOW_LEASE_S": str(self.lease_s),
