@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import (
     ClipRequest,
     ClipStatus,
@@ -32,6 +33,8 @@ class NewProject(_Frozen):
     idempotency_key: str | None = None
     request_hash: str | None = None
     correlation_id: str | None = None
+    #: each scene's reservation on the tenant's ledger (tenants with a budget or in-flight limit)
+    charges: list[Charge] | None = None
 
 
 class Lease(_Frozen):
@@ -82,6 +85,8 @@ class ClipState(_Frozen):
     #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
     watched_since: datetime | None = None
     lease: Lease | None = None
+    #: what the clip's current task holds on the tenant's ledger (None: the tenant has none)
+    charge: Charge | None = None
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
 
