@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import dashboard, projects, tickets, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, usage, webhooks
 from reelflow_api.settings import Settings
+from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -69,6 +70,12 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                estimator=CostEstimator(
+                    db,
+                    fallback_usd_per_s=settings.cost_fallback_usd_per_s,
+                    ttl_s=settings.cost_estimate_ttl_s,
+                ),
+                usage=UsageStore(db, projects_store.ledgers),
             )
             yield
 
@@ -90,6 +97,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
+    app.include_router(usage.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))

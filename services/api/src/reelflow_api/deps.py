@@ -10,10 +10,12 @@ from fastapi import Depends, Request
 
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
+from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.auth import Grant
 from reelflow_common.store.tickets import WsTicketStore
 
 
@@ -27,6 +29,8 @@ class AppState:
     publisher: Publisher
     indexes: Indexes
     tickets: WsTicketStore
+    estimator: CostEstimator
+    usage: UsageStore
 
 
 def _state(request: Request) -> AppState:
@@ -51,13 +55,21 @@ def bearer_key(request: Request) -> str:
     return key.strip()
 
 
-async def _tenant(request: Request, state: State) -> str:
-    tenant_id = await state.api_keys.tenant_for_key(bearer_key(request))
-    if tenant_id is None:
+async def _grant(request: Request, state: State) -> Grant:
+    grant = await state.api_keys.cached_grant(bearer_key(request))
+    if grant is None:
         raise Problem(
             401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"}
         )
-    return tenant_id
+    return grant
+
+
+#: the caller's tenant and its limits (read with the key, cached with it)
+TenantGrant = Annotated[Grant, Depends(_grant)]
+
+
+async def _tenant(grant: TenantGrant) -> str:
+    return grant.tenant_id
 
 
 TenantId = Annotated[str, Depends(_tenant)]

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from pymongo import ReturnDocument, WriteConcern
+from pymongo import WriteConcern
 from pymongo.errors import DuplicateKeyError
 
 from reelflow_common.accounting.limits import (
@@ -75,7 +75,7 @@ class Charge(BaseModel):
 class Settlement:
     """What a clip's change does to its reservation.
 
-    ``ended``: the clip left the pending bucket (in flight −1, estimate released).
+    ``ended``: the clip left the pending bucket (one fewer in flight, estimate released).
     ``billed``: Runware charged the task; ``cost`` None means it did not say how much
     (the estimate then stays committed).
     """

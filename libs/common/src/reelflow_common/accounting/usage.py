@@ -18,7 +18,7 @@ from reelflow_common.mongo import Database
 
 
 class PeriodUsage(BaseModel):
-    """Spend in one period: ``usd`` over ``known_cost_clips``; ``unknown_cost_clips`` are not in it."""
+    """Spend in one period: ``usd`` of ``known_cost_clips``; ``unknown_cost_clips`` are apart."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -87,7 +87,7 @@ class Grant:
     tenant_id: str
     expires_at: datetime | None
     #: the tenant's limits, copied onto each of its keys so that checking them costs no read
-    limits: TenantLimits = TenantLimits()
+    limits: TenantLimits = field(default_factory=TenantLimits)
 
 
 class ApiKeyStore:
@@ -213,6 +213,10 @@ class ApiKeyStore:
             return None
         limits = TenantLimits.model_validate(doc.get("limits") or {})
         return Grant(info.tenant_id, info.expires_at, limits)
+
+    async def cached_grant(self, key: str) -> Grant | None:
+        """:meth:`grant_for_key`; the cached store answers from memory."""
+        return await self.grant_for_key(key)
 
     async def tenant_for_key(self, key: str) -> str | None:
         """The tenant a key belongs to, or None for an unknown, expired or revoked key."""
