@@ -185,9 +185,12 @@ class LedgerStore:
         return LedgerView() if doc is None else LedgerView.model_validate(doc)
 
     async def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
-        """The limits the submitter's budget gate reads (the API reads them with the key)."""
+        """The limits the submitter's budget gate reads (the API reads them with the key).
+
+        A tenant without a ledger gets one at its first reservation, with its limits.
+        """
         await self._ledgers.update_one(
-            {"_id": tenant_id}, {"$set": {"limits": limits.model_dump()}}, upsert=True
+            {"_id": tenant_id}, {"$set": {"limits": limits.model_dump()}}
         )
 
     async def over_budget(

@@ -21,6 +21,7 @@ from typing import Any
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.errors import ReelflowError
 from reelflow_common.mongo import Database
@@ -94,6 +95,7 @@ class ApiKeyStore:
     """The ``tenants`` and ``api_keys`` collections."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._tenants = db["tenants"]
         self._keys = db["api_keys"]
 
@@ -130,6 +132,7 @@ class ApiKeyStore:
         if await self.tenant(tenant_id) is None:
             raise UnknownTenant(f"no tenant {tenant_id!r}")
         values = limits.model_dump()
+        await LedgerStore(self._db).set_limits(tenant_id, limits)
         await self._keys.update_many({"tenant_id": tenant_id}, {"$set": {"limits": values}})
         await self._tenants.update_one({"_id": tenant_id}, {"$set": {"limits": values}})
         # A key issued between the two writes copied the old limits: copy again.
