@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
@@ -97,6 +98,9 @@ class SubmitClip(Message):
     #: set once the submits are over: the error the clip fails with unless Runware turns out
     #: to hold the task; such a message only asks Runware (``getResponse``)
     final_error: dict[str, str] | None = None
+    #: what the clip holds on its tenant's ledger (a tenant with a budget): the submitter
+    #: checks the budget before the first submit
+    charge: Charge | None = None
 
 
 class CheckClip(Message):

@@ -23,6 +23,7 @@ from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import PollPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, is_task_not_found
 from reelflow_common.store import ProjectStore, TaskFailed
+from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_submitter.service import (
     GiveUp,
@@ -35,6 +36,9 @@ from reelflow_submitter.service import (
 from reelflow_submitter.settings import Settings
 
 log = get_logger(__name__)
+
+#: the error code of a clip its tenant's budget stopped before it was submitted
+BUDGET_EXCEEDED = "budgetExceeded"
 
 
 class SubmitHandler:
@@ -70,6 +74,8 @@ class SubmitHandler:
         if message.final_error is not None:
             await self._verify(message)
             return
+        if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
+            return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
         try:
             result = await self._runware.submit_video(
@@ -81,6 +87,28 @@ class SubmitHandler:
         if result.already_submitted:
             log.info("clip_already_at_runware")
         await self._accepted(message)
+
+    async def _over_budget(self, message: SubmitClip) -> bool:
+        """Whether the tenant's budget is spent: then the clip fails before any money is.
+
+        The project's estimate was reserved when it was created; the budget can still
+        run out mid-project when clips cost more than estimated, or an operator lowers
+        it. The clip ends ``failed`` (``budgetExceeded``), its reservation is released,
+        and a retry works once the budget has room again.
+        """
+        assert message.charge is not None
+        now = self._now()
+        exceeded = await self._projects.ledgers.over_budget(message.tenant_id, message.charge, now)
+        if exceeded is None:
+            return False
+        resets = (
+            "" if exceeded.resets_at is None else f" It resets at {rfc3339(exceeded.resets_at)}."
+        )
+        await self._fail(
+            message,
+            {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{resets} Retry then."},
+        )
+        return True
 
     async def _accepted(self, message: SubmitClip) -> None:
         change = await self._projects.mark_processing(
