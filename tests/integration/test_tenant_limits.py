@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import pytest_asyncio
 
-from reelflow_common.accounting import TenantLimits
+from reelflow_common.accounting import CostBook, CostStats, TenantLimits
 from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.store import TaskSucceeded
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
@@ -33,6 +33,7 @@ async def api(amqp_url: str, mongo_url: str) -> AsyncIterator[Api]:
         mongo_url,
         auth_cache_ttl_s=0,
         cost_fallback_usd_per_s=PRICE_PER_S,
+        cost_estimate_ttl_s=0,
         default_duration=1,
     ) as api:
         yield api
@@ -195,3 +196,19 @@ async def test_retry_is_402_while_the_budget_is_spent_and_works_once_it_allows(a
     assert clip.status == "queued"
     assert clip.charge is not None
     assert clip.charge.usd == pytest.approx(0.25)
+
+
+async def test_estimates_come_from_the_prices_observed_per_model(api: Api) -> None:
+    book = CostBook()
+    book.observe("bytedance:2@1", 5, 0.5)  # $0.10 a second
+    book.observe("bytedance:2@1", 10, 1.0)
+    book.observe("bytedance:2@1", 4, None)  # no price: not an observation
+    await CostStats(api.db, book).flush()
+    _, auth = await limited(api, daily_budget_usd=1.0)
+    body = {"model": "bytedance:2@1", "scenes": [{"prompt": "a", "duration": 4}] * 2}
+
+    assert (await api.create(auth, body)).status_code == 202  # $0.80
+    problem = assert_problem(await api.create(auth, body), 402)  # $0.80 more
+
+    assert "$0.80" in problem["detail"]
+    assert "$0.20 left" in problem["detail"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from reelflow_common import leases
+from reelflow_common.accounting import CostBook
 from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
@@ -50,8 +51,10 @@ class CheckHandler:
         planner: PollPlanner,
         clock: Clock,
         lease_s: float,
+        costs: CostBook | None = None,
     ) -> None:
         self._recorder = recorder
+        self._costs = costs
         self._runware = runware
         self._publisher = publisher
         self._policy = policy
@@ -86,6 +89,8 @@ class CheckHandler:
                 self._planner.observe_completion(
                     profile_of(message), elapsed_s=watch.since_submit_s
                 )
+                if self._costs is not None:  # what budgets estimate the next clips from
+                    self._costs.observe(message.model, message.duration, decision.result.cost)
             return
         await self._check_again(message, decision, watch, now)
 

@@ -6,6 +6,9 @@ import asyncio
 import socket
 from contextlib import AsyncExitStack
 
+from pymongo.errors import PyMongoError
+
+from reelflow_common.accounting import CostBook, CostStats
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
 from reelflow_common.clock import DbClock
@@ -75,6 +78,7 @@ async def main(
         recorder = ClipRecorder(projects, publisher)
         policy = Policy.from_settings(settings)
         planner = FixedLadderPlanner.from_settings(settings)
+        costs = CostStats(db, CostBook())
         checks = CheckHandler(
             recorder,
             runware,
@@ -83,6 +87,7 @@ async def main(
             planner=planner,
             clock=clock.now,
             lease_s=settings.lease_s,
+            costs=costs.book,
         )
         reconciler = Reconciler(
             projects,
@@ -120,6 +125,7 @@ async def main(
                 drain_timeout_s=settings.drain_timeout_s,
             ),
             every(settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"),
+            every(settings.cost_stats_interval_s, costs.flush, stop=stop, name="cost_stats"),
             every(
                 DEPTH_INTERVAL_S,
                 lambda: report_dead_letter_depths(connection, topology, [CHECK_CLIP, HINTED_CHECK]),
@@ -127,4 +133,8 @@ async def main(
                 name="dead_letter_depths",
             ),
         )
+        try:
+            await costs.flush()  # what this replica saw since the last flush
+        except PyMongoError as exc:
+            log.warning("cost_stats_not_flushed", error=repr(exc))
     log.info("poller_stopped")
