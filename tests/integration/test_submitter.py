@@ -416,9 +416,10 @@ async def test_main_stops_within_the_drain_timeout_and_leaves_the_message_queued
             await eventually(lambda: runware.connections > 0, "submit in flight")
         assert task.exception() is None
 
-    # Cancelled in flight, never acknowledged: the broker has it for the next submitter.
+    # Cancelled in flight, never acknowledged: the broker has it for the next submitter,
+    # in the tenant's lane the sorter had moved it to.
     async def back_in_queue() -> bool:
-        return await world.ready_count(world.topology.queue(SUBMIT_CLIP)) == 1
+        return await world.ready_count(world.topology.lane_queue(world.tenant_id)) == 1
 
     await eventually(back_in_queue, "the message back in the queue")
     assert (await world.sim.stats())["requests"] == 0

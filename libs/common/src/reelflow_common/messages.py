@@ -137,6 +137,29 @@ class CheckHintedTasks(Message):
 # --- events -------------------------------------------------------------------
 
 
+# --- signals between submitter replicas (fanout, per-replica queues, best effort) -------
+
+
+class LaneOpened(Message):
+    """A tenant's submit lane exists: every submitter replica should consume it."""
+
+    message_type: ClassVar[str] = "lane_opened"
+    tenant_id: str
+
+
+class RunwareThrottled(Message):
+    """Runware said 429: no replica submits before ``until`` (the database's clock)."""
+
+    message_type: ClassVar[str] = "runware_throttled"
+    until: datetime
+
+
+SIGNAL_TYPES: dict[str, type[LaneOpened] | type[RunwareThrottled]] = {
+    LaneOpened.message_type: LaneOpened,
+    RunwareThrottled.message_type: RunwareThrottled,
+}
+
+
 class AttemptView(BaseModel):
     """An earlier attempt of a clip (a task it no longer stands for), as frontends see it."""
 

@@ -34,3 +34,14 @@ PUBLISHED_TOTAL = Counter(
     "Messages published, by routing key kind and result.",
     ["kind", "result"],
 )
+
+RUNWARE_THROTTLES = Counter(
+    "reelflow_runware_throttles_total",
+    "Pauses of every submit after a Runware 429: seen here (local) or told by another replica.",
+    ["source"],
+)
+
+SUBMIT_LANES = Gauge(
+    "reelflow_submit_lanes",
+    "Tenant submit lanes this submitter replica consumes.",
+)

@@ -98,6 +98,15 @@ class Publisher:
         for event in events:
             await self.publish_event(event)
 
+    async def signal(self, message: Message) -> None:
+        """Tell every submitter replica (their signal queues); having none listening is fine."""
+        exchange = await self._open_channel().get_exchange(
+            self._topology.submitter_signals, ensure=False
+        )
+        await self._publish(
+            exchange, _amqp_message(message, {}), "", mandatory=False, kind="signal"
+        )
+
     async def republish(
         self, routing_key: str, original: AbstractIncomingMessage, *, headers: HeadersType
     ) -> None:
