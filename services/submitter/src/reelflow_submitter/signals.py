@@ -30,8 +30,9 @@ async def listen(
     lanes: Lanes,
     throttle: RunwareThrottle,
     stop: asyncio.Event,
+    listening: asyncio.Event | None = None,
 ) -> None:
-    """Apply every signal until ``stop``."""
+    """Apply every signal until ``stop``; ``listening`` is set once signals arrive."""
     queue = await channel.declare_queue(
         topology.signal_queue(uuid.uuid4().hex), exclusive=True, auto_delete=True
     )
@@ -56,6 +57,8 @@ async def listen(
             throttle.told(signal.until)
 
     tag = await queue.consume(on_signal, no_ack=True)
+    if listening is not None:
+        listening.set()
     try:
         await stop.wait()
     finally:
