@@ -15,7 +15,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.commands import send_all, submit_command
 from reelflow_common.domain import ClipRequest
-from reelflow_common.store import NewProject, Project, ProjectStore
+from reelflow_common.store import NewProject, Project
 from reelflow_common.topology import SUBMIT_CLIP
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.main import main
@@ -24,9 +24,9 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     eventually,
-    open_world,
     running,
     runware_settings,
+    world_in,
 )
 
 pytestmark = pytest.mark.integration
@@ -57,9 +57,7 @@ async def world(
     settings: Settings,
     runware_sim: RunningSimulator,
 ) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
+    async with world_in(amqp_connection, mongo_db, settings, runware_sim) as world:
         yield world
 
 

@@ -17,7 +17,6 @@ from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.store import ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
@@ -32,9 +31,9 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     eventually,
-    open_world,
     running,
     runware_settings,
+    world_in,
 )
 
 pytestmark = pytest.mark.integration
@@ -71,9 +70,7 @@ async def world(
     settings: Settings,
     runware_sim: RunningSimulator,
 ) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
+    async with world_in(amqp_connection, mongo_db, settings, runware_sim) as world:
         yield world
 
 
