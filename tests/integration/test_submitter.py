@@ -493,8 +493,10 @@ def _via(mongo_url: str, port: int) -> str:
 
 
 async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runware_sees_them(
-    world: World, handler: SubmitHandler, runware_sim: RunningSimulator
+    world: World, settings: Settings, runware_sim: RunningSimulator
 ) -> None:
+    # The budget is read before every submit here (no time between reads).
+    handler = submit_handler(world, settings.model_copy(update={"budget_check_ttl_s": 0}))
     limits = TenantLimits(daily_budget_usd=1.0)
     now = utcnow()
     reserved = await world.projects.ledgers.reserve(

@@ -25,6 +25,7 @@ from reelflow_common.runware import ErrorCategory, RunwareClient, RunwareError, 
 from reelflow_common.store import ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_submitter.budget import BudgetGate
 from reelflow_submitter.service import (
     GiveUp,
     after_not_found,
@@ -61,6 +62,7 @@ class SubmitHandler:
         clock: Clock,
         rng: random.Random | None = None,
         throttle: RunwareThrottle | None = None,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self._projects = projects
         self._runware = runware
@@ -70,6 +72,7 @@ class SubmitHandler:
         self._now = clock
         self._rng = rng or random.Random()
         self._throttle = throttle
+        self._budgets = budgets or BudgetGate(projects.ledgers, ttl_s=settings.budget_check_ttl_s)
 
     async def __call__(self, message: SubmitClip) -> None:
         if message.first_attempt_at is None:
@@ -117,7 +120,7 @@ class SubmitHandler:
         """
         assert message.charge is not None
         now = self._now()
-        exceeded = await self._projects.ledgers.over_budget(message.tenant_id, message.charge, now)
+        exceeded = await self._budgets.exceeded(message.tenant_id, message.charge, now)
         if exceeded is None:
             return False
         resets = (

@@ -42,6 +42,11 @@ class Settings(
     lane_announce_interval_s: float = Field(
         default=30, gt=0, description="how often a replica tells the others the lanes it serves"
     )
+    budget_check_ttl_s: float = Field(
+        default=2,
+        ge=0,
+        description="a tenant's budget is read at most this often per replica before submits",
+    )
     rate_limit_initial_delay_s: float = Field(
         default=2, gt=0, description="every submit pauses this long after a Runware 429"
     )

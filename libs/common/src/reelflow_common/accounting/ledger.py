@@ -193,19 +193,31 @@ class LedgerStore:
             {"_id": tenant_id}, {"$set": {"limits": limits.model_dump()}}
         )
 
-    async def over_budget(
-        self, tenant_id: str, charge: Charge, now: datetime
-    ) -> LimitExceeded | None:
-        """Whether the periods of ``charge`` are past their budget (the submitter's gate).
-
-        ``committed`` already holds this clip's estimate, so over means: what ended
-        cost more than estimated, or an operator lowered the budget.
-        """
+    async def budget(self, tenant_id: str) -> Budget | None:
+        """The tenant's budgets and what is committed (the submitter's gate); None: no ledger."""
         doc = await self._ledgers.find_one({"_id": tenant_id}, {"committed": 1, "limits": 1})
         if doc is None:
             return None
-        limits = TenantLimits.model_validate(doc.get("limits") or {})
-        ledger = LedgerView.model_validate(doc)
+        return Budget(
+            limits=TenantLimits.model_validate(doc.get("limits") or {}),
+            ledger=LedgerView.model_validate(doc),
+        )
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A tenant's budgets and its ledger, as read."""
+
+    limits: TenantLimits
+    ledger: LedgerView
+
+    def exceeded(self, charge: Charge, now: datetime) -> LimitExceeded | None:
+        """Whether the periods of ``charge`` are past their budget.
+
+        ``committed`` already holds the clip's own estimate, so over means: what ended
+        cost more than estimated, or an operator lowered the budget.
+        """
+        limits, ledger = self.limits, self.ledger
         checks = (
             (Limit.DAILY_BUDGET_USD, limits.daily_budget_usd, charge.day, day_resets_at(now)),
             (
