@@ -7,16 +7,18 @@ with a long backlog must not delay a tenant that sends a few clips after it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.commands import send_all, submit_command
 from reelflow_common.domain import ClipRequest
-from reelflow_common.store import NewProject, Project
-from reelflow_common.topology import SUBMIT_CLIP
+from reelflow_common.store import ApiKeyStore, NewProject, Project
+from reelflow_common.topology import SUBMIT_CLIP, declare_lane
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.main import main
 from reelflow_submitter.settings import Settings
@@ -101,3 +103,33 @@ async def test_a_small_tenant_is_submitted_before_most_of_a_big_tenants_backlog(
     print(f"tenant B's clips were submitted at positions {positions} of {backlog + 5}")
     # Lanes served in turn: B waits for a handful of A's clips, not for A's backlog.
     assert positions[-1] < backlog // 4, positions
+
+
+async def test_a_lane_left_with_clips_is_served_by_a_replica_that_starts_later(
+    world: World, settings: Settings, runware_sim: RunningSimulator, mongo_db: Any
+) -> None:
+    # What a replica that sorted these clips and then died leaves behind: a lane with
+    # messages, and no one to announce it. The tenants collection names it.
+    tenant_id = await ApiKeyStore(mongo_db).create_tenant("acme")
+    project = await dataclasses.replace(world, tenant_id=tenant_id).new_project(
+        "scene one", "scene two", "scene three"
+    )
+    lane = await declare_lane(world.channel, world.topology, tenant_id)
+    for clip in project.clips:
+        command = submit_command(project, clip.scene_index)
+        body = command.model_dump_json().encode()
+        await world.channel.default_exchange.publish(
+            aio_pika.Message(body, type=command.message_type), routing_key=lane
+        )
+
+    stop = asyncio.Event()
+    async with running(main(settings, stop=stop), stop):
+
+        async def all_processing() -> bool:
+            stored = await world.project(project.id)
+            return all(clip.status == "processing" for clip in stored.clips)
+
+        await eventually(all_processing, "the lane's clips submitted")
+
+    submitted = {task["task_uuid"] for task in await runware_sim.tasks()}
+    assert {clip.task_uuid for clip in project.clips} <= submitted

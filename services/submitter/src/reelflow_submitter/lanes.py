@@ -35,6 +35,7 @@ from aio_pika.abc import AbstractChannel
 
 from reelflow_common.broker import Publisher, consume
 from reelflow_common.broker.consume import current_delivery, forwarded_headers
+from reelflow_common.broker.publisher import Unroutable
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import LaneOpened, SubmitClip
@@ -105,6 +106,13 @@ class Lanes:
             await self._signal(tenant_id)
         return name
 
+    async def reopen(self, tenant_id: str) -> str:
+        """The lane is gone under its consumer (deleted, or expired): declare and consume anew."""
+        consumer = self._consumers.pop(tenant_id, None)
+        if consumer is not None:
+            consumer.cancel()
+        return await self.open(tenant_id)
+
     async def announce_all(self) -> None:
         """Tell every replica about every lane here (a replica that missed a signal learns)."""
         for tenant_id in self.tenants:
@@ -156,6 +164,11 @@ class LaneSorter:
         lane = await self._lanes.open(message.tenant_id)
         delivery = current_delivery()
         # Our retry and failure counters go along: a poison message still reaches its DLQ.
-        await self._publisher.republish(
-            lane, delivery, headers=forwarded_headers(delivery.headers or {})
-        )
+        headers = forwarded_headers(delivery.headers or {})
+        try:
+            await self._publisher.republish(lane, delivery, headers=headers)
+        except Unroutable:
+            # Unroutable if the lane was deleted under us: make it again, and let the
+            # policy retry this message (it is still unacknowledged on the shared queue).
+            await self._lanes.reopen(message.tenant_id)
+            raise

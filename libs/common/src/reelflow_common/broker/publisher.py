@@ -31,6 +31,10 @@ class PublishError(TransientError):
     """Not confirmed by the broker (refused, timeout, lost connection) or could not route it."""
 
 
+class Unroutable(PublishError):
+    """No queue is bound to the routing key (a queue that was deleted, or never declared)."""
+
+
 class Publisher:
     """Publishes commands to work queues and events to the event exchange.
 
@@ -145,7 +149,7 @@ class Publisher:
                 await exchange.publish(message, routing_key, mandatory=mandatory)
         except ReturnedError as exc:
             PUBLISHED_TOTAL.labels(kind=kind, result="unroutable").inc()
-            raise PublishError(f"no queue for routing key {routing_key!r}") from exc
+            raise Unroutable(f"no queue for routing key {routing_key!r}") from exc
         except DeliveryError as exc:
             # A nack: the queue is full (x-overflow reject-publish) or the broker is in trouble.
             PUBLISHED_TOTAL.labels(kind=kind, result="refused").inc()

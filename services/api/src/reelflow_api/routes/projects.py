@@ -220,8 +220,13 @@ async def create_project(
 
 
 async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None) -> None:
-    for charge in charges or []:
-        await state.projects.ledgers.release(tenant_id, charge, clips=1)
+    """Give back a reservation no project holds; if MongoDB fails here, the estimate stays
+    committed (the tenant's budget is understated, never overstated)."""
+    try:
+        for charge in charges or []:
+            await state.projects.ledgers.release(tenant_id, charge, clips=1)
+    except PyMongoError as exc:
+        log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
 
 
 @router.get("/{project_id}", responses=problem_responses(404))
