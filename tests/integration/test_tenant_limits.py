@@ -212,3 +212,16 @@ async def test_estimates_come_from_the_prices_observed_per_model(api: Api) -> No
 
     assert "$0.80" in problem["detail"]
     assert "$0.20 left" in problem["detail"]
+
+
+async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: Api) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=2)
+    key = {"Idempotency-Key": "once"}
+    first = await api.create(auth, scenes(2), headers=key)
+    assert first.status_code == 202
+
+    again = await api.create(auth, scenes(2), headers=key)  # the tenant is at its limit
+
+    assert again.status_code == 202, again.text
+    assert again.json()["project_id"] == first.json()["project_id"]
+    assert (await LedgerStore(api.db).read(tenant_id)).open == 2

@@ -147,6 +147,16 @@ class ProjectStore:
             return CreateResult(project=project_from_document(doc), created=True)
         raise TransientError("an Idempotency-Key kept changing hands; the request may be retried")
 
+    async def replay_of(self, new: NewProject) -> Project | None:
+        """The project an earlier request with ``new``'s Idempotency-Key made, if any.
+
+        For a caller that must know before it creates (a reservation would count the
+        replay's clips twice); raises ``IdempotencyConflict`` like :meth:`create`.
+        """
+        if new.idempotency_key is None:
+            return None
+        return await self._replay(new, now=self._now())
+
     async def _replay(self, new: NewProject, *, now: datetime) -> Project | None:
         """The project an idempotency key still stands for; an expired key is released."""
         doc = await self._projects.find_one(

@@ -24,7 +24,7 @@ from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
-from reelflow_common.store import ClipState, Event, NewProject, Project
+from reelflow_common.store import ClipState, CreateResult, Event, NewProject, Project
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 
 router = APIRouter(
@@ -192,19 +192,26 @@ async def create_project(
         request_hash=_request_hash(body),
         correlation_id=request_id,
     )
-    try:
-        check_shape(grant.limits, scenes=len(new.scenes), model=new.model)
-        charges = await _reserve(state, tenant_id, grant.limits, new.model, new.scenes)
-    except LimitExceeded as exc:
-        log.info("project_refused", limit=exc.limit.value, tenant_id=tenant_id)
-        raise limit_exceeded(exc, now=state.projects.now()) from exc
-    try:
-        result = await state.projects.create(new.model_copy(update={"charges": charges}))
-    except BaseException:
-        await _release(state, tenant_id, charges)
-        raise
-    if not result.created:  # an idempotent replay: its project holds its own reservation
-        await _release(state, tenant_id, charges)
+    replayed = None
+    if grant.limits.needs_ledger:
+        # A replay answers with its project, and must not reserve its clips again.
+        replayed = await state.projects.replay_of(new)
+    if replayed is not None:
+        result = CreateResult(project=replayed, created=False)
+    else:
+        try:
+            check_shape(grant.limits, scenes=len(new.scenes), model=new.model)
+            charges = await _reserve(state, tenant_id, grant.limits, new.model, new.scenes)
+        except LimitExceeded as exc:
+            log.info("project_refused", limit=exc.limit.value, tenant_id=tenant_id)
+            raise limit_exceeded(exc, now=state.projects.now()) from exc
+        try:
+            result = await state.projects.create(new.model_copy(update={"charges": charges}))
+        except BaseException:
+            await _release(state, tenant_id, charges)
+            raise
+        if not result.created:  # a concurrent replay: its project holds its own reservation
+            await _release(state, tenant_id, charges)
     project = result.project
     with bound_context(project_id=project.id, request_id=request_id):
         if result.created:
