@@ -51,6 +51,8 @@ DEADLINE_MS = 60_000
 REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 #: the same for cost totals and a retried scene's earlier tasks
 REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
+#: the same for reelflow's own copy of a video (clip.stored)
+REDUCER_STORED_CHECK = Path(__file__).with_name("reducer_stored_check.js")
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -452,6 +454,21 @@ def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
         {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},
         {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},  # a duplicate adds nothing
         {"cost": "$0.90 + 1 unpriced", "task": "a3", "earlier": ["a1:failed", "a2:success"]},
+    ]
+    dashboard.assert_no_console_errors()
+
+
+def test_a_stored_copy_replaces_runwares_link_for_its_own_task_only(dashboard: Dashboard) -> None:
+    """A ``clip.stored`` makes the page play reelflow's URL; one of another task changes nothing."""
+    dashboard.open()
+    seen = dashboard.page.evaluate(REDUCER_STORED_CHECK.read_text())
+    stored = "/v1/videos/videos/p/0/t0.mp4?expires=1&signature=s"
+    assert seen == [
+        "2:https://runware/v.mp4",
+        f"3:{stored}",
+        f"3:{stored}",  # a duplicate
+        f"4:{stored}",  # another task's copy (an earlier attempt's) is not this clip's video
+        f"5:{stored}",
     ]
     dashboard.assert_no_console_errors()
 

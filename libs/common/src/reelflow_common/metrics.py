@@ -45,3 +45,10 @@ SUBMIT_LANES = Gauge(
     "reelflow_submit_lanes",
     "Tenant submit lanes this submitter replica consumes.",
 )
+
+VIDEO_COPIES_TOTAL = Counter(
+    "reelflow_video_copies_total",
+    "Copies of finished videos to reelflow's storage: stored, retried (after a failed try),"
+    " failed (given up on: see reelflow-admin assets list --failed), duplicate.",
+    ["outcome"],
+)

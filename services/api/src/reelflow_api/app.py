@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import dashboard, projects, tickets, usage, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, usage, videos, webhooks
 from reelflow_api.settings import Settings
 from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
@@ -20,6 +20,7 @@ from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
+from reelflow_common.storage import VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
@@ -60,6 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
                 in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
             )
@@ -76,6 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
                     ttl_s=settings.cost_estimate_ttl_s,
                 ),
                 usage=UsageStore(db, projects_store.ledgers),
+                storage=storage,
+                links=VideoLinks.from_settings(settings),
             )
             yield
 
@@ -98,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
     app.include_router(usage.router)
+    app.include_router(videos.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))

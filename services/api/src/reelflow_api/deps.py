@@ -14,6 +14,7 @@ from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
+from reelflow_common.storage import VideoLinks, VideoStorage
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.auth import Grant
 from reelflow_common.store.tickets import WsTicketStore
@@ -31,6 +32,9 @@ class AppState:
     tickets: WsTicketStore
     estimator: CostEstimator
     usage: UsageStore
+    #: reelflow's copies of the videos; None when they are not kept
+    storage: VideoStorage | None = None
+    links: VideoLinks | None = None
 
 
 def _state(request: Request) -> AppState:

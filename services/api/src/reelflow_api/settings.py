@@ -10,6 +10,7 @@ from reelflow_common.settings import (
     LeaseSettings,
     LogSettings,
     MongoSettings,
+    StorageSettings,
     TopologySettings,
     WebhookSettings,
 )
@@ -23,6 +24,7 @@ class Settings(
     WebhookSettings,
     LeaseSettings,
     AuthSettings,
+    StorageSettings,
 ):
     default_model: str = Field(
         default="google:3@3", description="model of a project that names none"

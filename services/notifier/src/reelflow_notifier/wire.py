@@ -13,6 +13,7 @@ from typing import Any
 
 from reelflow_common.domain import Counts
 from reelflow_common.messages import Event
+from reelflow_common.storage import VideoLinks
 from reelflow_common.store import Project
 
 WireMessage = dict[str, Any]
@@ -34,7 +35,7 @@ def counts_message(counts: Counts) -> dict[str, int]:
 
 
 def event_message(event: Event) -> WireMessage:
-    """``{"type": "clip.updated" | "project.finished", "seq": …, "project_id": …, …}``."""
+    """``{"type": "clip.updated" | "project.finished" | "clip.stored", "seq": …, …}``."""
     body = event.model_dump(mode="json", exclude=set(_ENVELOPE | _HEAD), exclude_none=True)
     return {
         "type": event.message_type,
@@ -45,12 +46,12 @@ def event_message(event: Event) -> WireMessage:
     }
 
 
-def snapshot_message(project: Project) -> WireMessage:
+def snapshot_message(project: Project, *, links: VideoLinks | None = None) -> WireMessage:
     """``{"type": "snapshot", "seq": …, "project": <the REST project status>}``."""
     return {
         "type": "snapshot",
         "seq": project.seq,
-        "project": project.public_status(include_results=True),
+        "project": project.public_status(include_results=True, links=links),
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,9 @@ from reelflow_common.domain import (
 )
 from reelflow_common.messages import AttemptView, ClipView, Event
 from reelflow_common.store.timefmt import rfc3339
+
+if TYPE_CHECKING:
+    from reelflow_common.storage.links import VideoLinks
 
 
 class _Frozen(BaseModel):
@@ -68,6 +71,21 @@ class Attempt(_Frozen):
         )
 
 
+class VideoAsset(_Frozen):
+    """reelflow's own copy of a successful clip's video: stored, or given up on (``failed``)."""
+
+    status: Literal["stored", "failed"]
+    key: str
+    size_bytes: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    stored_at: datetime | None = None
+    #: why the last copy failed, and how many were tried (``failed`` only)
+    error: dict[str, str] | None = None
+    attempts: int | None = None
+    failed_at: datetime | None = None
+
+
 class ClipState(_Frozen):
     """One scene's clip: its current task, what became of it, its lease and its past tasks."""
 
@@ -89,12 +107,17 @@ class ClipState(_Frozen):
     charge: Charge | None = None
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
+    #: reelflow's copy of the video (a success only; copies are off: always None)
+    asset: VideoAsset | None = None
 
-    def view(self, *, with_attempts: bool = True) -> ClipView:
-        """The clip as frontends see it."""
+    def view(self, *, with_attempts: bool = True, links: VideoLinks | None = None) -> ClipView:
+        """The clip as frontends see it; with ``links``, a fresh signed URL of the stored video."""
         attempts = None
         if with_attempts and self.attempts:
             attempts = [attempt.view(task_uuid) for task_uuid, attempt in self.earlier_attempts()]
+        stored_url = None
+        if links is not None and self.stored_key is not None:
+            stored_url = links.url(self.stored_key)
         return ClipView(
             task_uuid=self.task_uuid,
             scene_index=self.scene_index,
@@ -104,8 +127,16 @@ class ClipState(_Frozen):
             error=self.error,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            stored_url=stored_url,
             attempts=attempts,
         )
+
+    @property
+    def stored_key(self) -> str | None:
+        """The storage key of this clip's video, once reelflow holds a copy."""
+        if self.status is ClipStatus.SUCCESS and self.asset and self.asset.status == "stored":
+            return self.asset.key
+        return None
 
     def earlier_attempts(self) -> list[tuple[str, Attempt]]:
         """The earlier tasks as (task UUID, attempt), oldest first."""
@@ -192,13 +223,16 @@ class Project(_Frozen):
             return final_project_status(self.counts)
         return self.status
 
-    def public_status(self, *, include_results: bool = True) -> dict[str, Any]:
+    def public_status(
+        self, *, include_results: bool = True, links: VideoLinks | None = None
+    ) -> dict[str, Any]:
         """The project status of the public API; its first fields are the seed's response.
 
         ``failed`` counts cancelled clips too, as the seed's ``clips`` map shows them,
         so ``completed + pending + failed == total_clips`` holds as it did in the seed.
         ``clips`` is keyed by each scene's current task; a retried scene's earlier
-        tasks are in its ``results`` entry under ``attempts``.
+        tasks are in its ``results`` entry under ``attempts``. With ``links``, each
+        result whose video reelflow holds has a fresh ``stored_url``.
         """
         counts = self.counts
         status: dict[str, Any] = {
@@ -216,7 +250,8 @@ class Project(_Frozen):
         }
         if include_results:
             status["results"] = [
-                clip.view().model_dump(mode="json", exclude_none=True) for clip in self.clips
+                clip.view(links=links).model_dump(mode="json", exclude_none=True)
+                for clip in self.clips
             ]
         status["created_at"] = rfc3339(self.created_at)
         status["updated_at"] = rfc3339(self.updated_at)

@@ -151,9 +151,9 @@ async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -
     return project
 
 
-def _status_response(project: Project, *, status_code: int) -> JSONResponse:
+def _status_response(state: AppState, project: Project, *, status_code: int) -> JSONResponse:
     return JSONResponse(
-        project.public_status(include_results=True),
+        project.public_status(include_results=True, links=state.links),
         status_code=status_code,
         headers={"Location": f"/v1/projects/{project.id}"},
     )
@@ -223,7 +223,7 @@ async def create_project(
         if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
         done = wait_s > 0 and project.counts.pending == 0
-        return _status_response(project, status_code=200 if done else 202)
+        return _status_response(state, project, status_code=200 if done else 202)
 
 
 async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None) -> None:
@@ -242,7 +242,7 @@ async def get_project(project_id: str, state: State, tenant_id: TenantId) -> dic
     project = await state.projects.get(project_id, tenant_id=tenant_id)
     if project is None:
         raise not_found()
-    return project.public_status(include_results=True)
+    return project.public_status(include_results=True, links=state.links)
 
 
 @router.get("", response_model=ProjectList)
@@ -306,7 +306,7 @@ async def retry_project(
             log.info(
                 "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
             )
-    return _status_response(project, status_code=202)
+    return _status_response(state, project, status_code=202)
 
 
 @router.post("/{project_id}/cancel", status_code=202, responses=problem_responses(404))
@@ -320,4 +320,4 @@ async def cancel_project(
     if cancelled is None:
         raise not_found()
     await _announce(state, cancelled.events)
-    return _status_response(cancelled.project, status_code=202)
+    return _status_response(state, cancelled.project, status_code=202)
