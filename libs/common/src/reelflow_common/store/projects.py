@@ -312,6 +312,10 @@ class ProjectStore:
         if write.settle is not None:
             await self._settle(head, *write.settle)
         events = self._events_of(write, project_id, head)
+        if not _moves_counts(write):
+            # A copy landing or an earlier task's history: no clip changed bucket, so
+            # this writer did not make pending reach 0; the one that did finishes.
+            return events
         return events + await self._finish_if_done(project_id, head)
 
     async def _settle(self, head: Document, scene_index: int, settlement: Settlement) -> None:
@@ -679,6 +683,10 @@ class ProjectStore:
             return projects, None
         last = projects[limit - 1]
         return projects[:limit], encode_cursor(last.created_at, last.id)
+
+
+def _moves_counts(write: Write) -> bool:
+    return any(name.startswith("counts.") for name in write.update.get("$inc", {}))
 
 
 def _log_head(project_id: str, doc: Document) -> LogHead:
