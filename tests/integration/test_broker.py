@@ -164,7 +164,7 @@ class LogWatch:
 
 @pytest.fixture
 def logs() -> Iterator[LogWatch]:
-    """Log lines of this test, with the bound context (request_id, …) merged in."""
+    """Log lines of this test, with the bound context (correlation_id, …) merged in."""
     watch = LogWatch()
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars, watch]
@@ -195,7 +195,7 @@ async def test_send_puts_a_persistent_json_message_with_its_ids_on_the_work_queu
     assert received.message_id == sent.message_id
     assert received.correlation_id == "req-1"
     assert received.timestamp is not None
-    assert received.headers == {"project_id": "p1", "task_uuid": "t1", "request_id": "req-1"}
+    assert received.headers == {"project_id": "p1", "task_uuid": "t1", "correlation_id": "req-1"}
 
 
 async def test_delayed_send_reaches_the_work_queue_through_the_wait_queue(
@@ -385,7 +385,7 @@ async def test_retried_message_keeps_its_properties_and_counts_retries(
     assert copy.headers == {
         "project_id": "p1",
         "task_uuid": "t1",
-        "request_id": "req-3",
+        "correlation_id": "req-3",
         HEADER_RETRIES: 1,
     }
 
@@ -698,14 +698,14 @@ async def test_handler_logs_carry_the_message_correlation_ids(
         await asyncio.wait_for(done.wait(), DEADLINE_S)
         summary = await logs.wait_for("message_handled")
 
-    ids = {"request_id": "req-42", "project_id": "p1", "task_uuid": "t1"}
+    ids = {"correlation_id": "req-42", "project_id": "p1", "task_uuid": "t1"}
     (inside,) = logs.named("inside_handler")
     assert ids.items() <= inside.items()
     assert ids.items() <= summary.items()
     assert summary["queue"] == SUBMIT_CLIP
     assert summary["outcome"] == "acked"
     assert summary["duration_ms"] >= 0
-    assert "request_id" not in structlog.contextvars.get_contextvars()
+    assert "correlation_id" not in structlog.contextvars.get_contextvars()
 
 
 async def test_concurrency_bounds_the_handlers_running_at_once(

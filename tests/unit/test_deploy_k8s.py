@@ -430,6 +430,7 @@ def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_
         for port in rule["ports"]
     }
     expected = {("UDP", 53), ("TCP", 53), ("TCP", 5671), ("TCP", 5672), ("TCP", 27017)}
+    expected.add(("TCP", 4318))  # the OpenTelemetry collector (OTLP/HTTP), in "monitoring"
     if name in WORKERS:
         expected.add(("TCP", 443))  # Runware
     assert ports == expected

@@ -21,6 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.topology import HEADER_CORRELATION_ID, HEADER_PROJECT_ID, HEADER_TASK_UUID
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
 MAX_HINTED_TASKS = 100
@@ -64,12 +65,13 @@ class Message(BaseModel):
     def headers(self) -> dict[str, str]:
         """Correlation ids that travel as AMQP headers and are bound into log lines."""
         found: dict[str, str] = {}
-        for key in ("project_id", "task_uuid"):
-            value = getattr(self, key, None)
-            if value is not None:
-                found[key] = str(value)
-        if self.correlation_id:
-            found["request_id"] = self.correlation_id
+        for header, value in (
+            (HEADER_PROJECT_ID, getattr(self, "project_id", None)),
+            (HEADER_TASK_UUID, getattr(self, "task_uuid", None)),
+            (HEADER_CORRELATION_ID, self.correlation_id),
+        ):
+            if value:
+                found[header] = str(value)
         return found
 
 

@@ -28,6 +28,18 @@ class LogSettings(ReelflowSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "REELFLOW_OTEL_EXPORTER_OTLP_ENDPOINT",
+            "otel_exporter_otlp_endpoint",
+        ),
+        description=(
+            "OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://otel-collector:4318);"
+            " unset: no traces are exported"
+        ),
+    )
 
 
 class AmqpSettings(ReelflowSettings):

@@ -58,10 +58,16 @@ _LANE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 #: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
 NOTIFIER_FANOUT = "notifier.fanout"
 
-#: AMQP headers
+#: AMQP headers. The correlation id names the HTTP request that started a chain, under one
+#: name everywhere: this header, the messages' ``correlation_id`` field, the log key, and
+#: the HTTP header ``X-Correlation-ID`` (``HTTP_CORRELATION_ID``).
 HEADER_PROJECT_ID = "project_id"
 HEADER_TASK_UUID = "task_uuid"
-HEADER_REQUEST_ID = "request_id"
+HEADER_CORRELATION_ID = "correlation_id"
+#: the HTTP request and response header of the correlation id
+HTTP_CORRELATION_ID = "X-Correlation-ID"
+#: W3C trace context, written and read by ``reelflow_common.tracing`` (OpenTelemetry's names)
+TRACE_HEADERS = ("traceparent", "tracestate")
 HEADER_RETRIES = "x-reelflow-retries"
 #: how many times a handler failed on this message with a bug (not an outage)
 HEADER_FAILURES = "x-reelflow-failures"

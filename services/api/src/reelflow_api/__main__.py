@@ -8,7 +8,9 @@ import uvicorn
 
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import http_protocol
 from reelflow_common.logging import configure_logging
+from reelflow_common.tracing import configure_tracing
 
 
 def server_config(settings: Settings) -> uvicorn.Config:
@@ -24,12 +26,16 @@ def server_config(settings: Settings) -> uvicorn.Config:
         # Requests in flight (a ?wait= long poll among them) get the same bound as
         # the workers' messages, then are cancelled: SIGTERM never waits minutes.
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+        # Slow clients: idle connections, and headers that trickle in, are cut off.
+        timeout_keep_alive=settings.http_keepalive_timeout_s,
+        http=http_protocol(settings.http_header_timeout_s),
     )
 
 
 def run() -> None:
     settings = Settings()
     configure_logging(settings, service="api")
+    configure_tracing(settings, service="api")
     uvicorn.Server(server_config(settings)).run()
 
 

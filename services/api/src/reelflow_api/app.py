@@ -11,9 +11,13 @@ from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
+from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, usage, videos, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import BodyDeadline
+from reelflow_api.telemetry import CorrelationId, HttpTelemetry
+from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
@@ -88,9 +92,17 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Story to video: one project of N scenes, tracked to the last clip.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans would be a second, unlinked root per request:
+        # HttpTelemetry's span is the request's (outermost, so sheds and 413s have one too,
+        # with the service's name and the correlation id).
+        telemetry={"tracing": False, "operation_spans": False, "metrics": False, "logs": False},
+        # Swagger UI from local files (install_docs); no ReDoc, which only a CDN would serve.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
+    app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimit,
@@ -98,6 +110,9 @@ def create_app(settings: Settings) -> FastAPI:
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )
+    # Outside the limits, so that a shed or refused request is counted, traced and has its id.
+    app.add_middleware(HttpTelemetry, routes=app.router.routes)
+    app.add_middleware(CorrelationId)
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
@@ -106,6 +121,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
+    install_docs(app)
+    install_openapi(app, settings)
+    # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
+    install_cors(app, settings.cors_allow_origins)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
@@ -59,7 +60,21 @@ def bearer_key(request: Request) -> str:
     return key.strip()
 
 
-async def _grant(request: Request, state: State) -> Grant:
+#: declares the scheme in the OpenAPI document (``/docs`` gets its Authorize button);
+#: :func:`bearer_key` reads the header, so that every refusal is the same problem+json
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="rf_…",
+    description="An API key: `reelflow-admin key create` prints one (`make run` prints a dev key).",
+)
+
+
+async def _grant(
+    request: Request,
+    state: State,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> Grant:
     grant = await state.api_keys.cached_grant(bearer_key(request))
     if grant is None:
         raise Problem(

@@ -30,6 +30,7 @@ from reelflow_common.topology import (
     Topology,
     declare_topology,
 )
+from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
@@ -51,6 +52,7 @@ async def main(
     """
     settings = settings or Settings()
     configure_logging(settings, service="poller")
+    configure_tracing(settings, service="poller")
     stop = stop or shutdown_event()
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:

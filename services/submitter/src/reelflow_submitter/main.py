@@ -21,6 +21,7 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.tracing import configure_tracing
 from reelflow_submitter import signals
 from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.lanes import FairGate, Lanes, LaneSorter
@@ -43,6 +44,7 @@ async def main(
     """
     settings = settings or Settings()
     configure_logging(settings, service="submitter")
+    configure_tracing(settings, service="submitter")
     stop = stop or shutdown_event()
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:

@@ -177,9 +177,9 @@ def _attempt_order(item: tuple[str, Attempt]) -> tuple[float, str]:
 class CostTotals(_Frozen):
     """What the project's finished tasks cost: ``known`` of them said how much, ``unknown`` not."""
 
-    usd: float = 0.0
-    known: int = 0
-    unknown: int = 0
+    usd: float = Field(default=0.0, description="the sum of the known costs, in US dollars")
+    known: int = Field(default=0, description="finished tasks whose cost Runware reported")
+    unknown: int = Field(default=0, description="finished tasks whose cost is unknown")
 
 
 class Project(_Frozen):
@@ -225,7 +225,7 @@ class Project(_Frozen):
 
     def public_status(
         self, *, include_results: bool = True, links: VideoLinks | None = None
-    ) -> dict[str, Any]:
+    ) -> ProjectStatusView:
         """The project status of the public API; its first fields are the seed's response.
 
         ``failed`` counts cancelled clips too, as the seed's ``clips`` map shows them,
@@ -235,27 +235,97 @@ class Project(_Frozen):
         result whose video reelflow holds has a fresh ``stored_url``.
         """
         counts = self.counts
-        status: dict[str, Any] = {
-            "success": True,
-            "project_id": self.id,
-            "total_clips": counts.total_clips,
-            "completed": counts.completed,
-            "pending": counts.pending,
-            "failed": counts.failed + counts.cancelled,
-            "all_complete": counts.pending == 0,
-            "clips": {clip.task_uuid: clip.seed_value() for clip in self.clips},
-            "status": self.shown_status.value,
-            "title": self.title,
-            "cost": self.cost.model_dump(),
-        }
-        if include_results:
-            status["results"] = [
-                clip.view(links=links).model_dump(mode="json", exclude_none=True)
-                for clip in self.clips
+        return ProjectStatusView(
+            project_id=self.id,
+            total_clips=counts.total_clips,
+            completed=counts.completed,
+            pending=counts.pending,
+            failed=counts.failed + counts.cancelled,
+            all_complete=counts.pending == 0,
+            clips={clip.task_uuid: clip.seed_value() for clip in self.clips},
+            status=self.shown_status,
+            title=self.title,
+            cost=self.cost,
+            results=[clip.view(links=links) for clip in self.clips] if include_results else None,
+            created_at=rfc3339(self.created_at),
+            updated_at=rfc3339(self.updated_at),
+        )
+
+
+_TASK = "9d1c2f0e-5a7b-4c3d-8e9f-0a1b2c3d4e5f"
+_TASK_2 = "4e2a6b8c-1d3f-4a5b-9c7d-2e4f6a8b0c1d"
+_VIDEO = "https://vm.runware.ai/video/ws/5/vi/9d1c2f0e.mp4"
+
+
+class ProjectStatusView(BaseModel):
+    """A project's status as the API answers it; the fields up to ``clips`` are the prototype's.
+
+    Written as JSON by :meth:`wire`: ``results`` (and every unset field of a
+    clip) is left out rather than ``null``.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "success": True,
+                    "project_id": "6f1d0c3e9a7b4d2c8e5f1a0b",
+                    "total_clips": 2,
+                    "completed": 1,
+                    "pending": 1,
+                    "failed": 0,
+                    "all_complete": False,
+                    "clips": {_TASK: _VIDEO, _TASK_2: "pending"},
+                    "status": "generating",
+                    "title": "Trip to Lisbon",
+                    "cost": {"usd": 0.4, "known": 1, "unknown": 0},
+                    "results": [
+                        {
+                            "task_uuid": _TASK,
+                            "scene_index": 0,
+                            "status": "success",
+                            "video_url": _VIDEO,
+                            "cost": 0.4,
+                            "submitted_at": "2026-12-01T10:00:00.123000Z",
+                            "completed_at": "2026-12-01T10:01:30.456000Z",
+                        },
+                        {
+                            "task_uuid": _TASK_2,
+                            "scene_index": 1,
+                            "status": "processing",
+                            "submitted_at": "2026-12-01T10:00:00.125000Z",
+                        },
+                    ],
+                    "created_at": "2026-12-01T10:00:00.100000Z",
+                    "updated_at": "2026-12-01T10:01:30.456000Z",
+                }
             ]
-        status["created_at"] = rfc3339(self.created_at)
-        status["updated_at"] = rfc3339(self.updated_at)
-        return status
+        },
+    )
+
+    success: Literal[True] = True
+    project_id: str
+    total_clips: int = Field(ge=0)
+    completed: int = Field(ge=0, description="clips with a video")
+    pending: int = Field(ge=0, description="clips not yet terminal (queued or processing)")
+    failed: int = Field(ge=0, description="failed and cancelled clips")
+    all_complete: bool = Field(description="no clip is pending")
+    clips: dict[str, str] = Field(description='task UUID -> the video URL, "pending" or "failed"')
+    status: ProjectStatus
+    title: str
+    cost: CostTotals
+    results: list[ClipView] | None = Field(
+        default=None,
+        description="one entry per scene, in scene order; not in list items",
+    )
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object sent to clients (REST and WebSocket snapshots)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class CreateResult(_Frozen):

@@ -9,14 +9,15 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId
 from reelflow_api.middleware import start_waiting
-from reelflow_api.problems import limit_exceeded, not_found, problem_responses
+from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
+from reelflow_api.telemetry import correlation_id
 from reelflow_common.accounting import Charge, LimitExceeded, TenantLimits
 from reelflow_common.accounting.limits import check_shape
 from reelflow_common.commands import check_command, send_all, submit_command
@@ -24,7 +25,14 @@ from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
-from reelflow_common.store import ClipState, CreateResult, Event, NewProject, Project
+from reelflow_common.store import (
+    ClipState,
+    CreateResult,
+    Event,
+    NewProject,
+    Project,
+    ProjectStatusView,
+)
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 
 router = APIRouter(
@@ -70,7 +78,7 @@ async def _dispatch(
     *,
     submit: Sequence[int],
     check: Sequence[int] = (),
-    request_id: str | None,
+    correlation: str | None,
 ) -> None:
     """Start the chains of these scenes: every publish started at once, every confirm awaited.
 
@@ -79,9 +87,9 @@ async def _dispatch(
     after its grace. An API that dies before publishing is covered by the leases too.
     """
     webhooks = state.settings.public_base_url is not None
-    submits = [submit_command(project, i, correlation_id=request_id) for i in submit]
+    submits = [submit_command(project, i, correlation_id=correlation) for i in submit]
     checks = [
-        check_command(project, i, webhooks=webhooks, correlation_id=request_id) for i in check
+        check_command(project, i, webhooks=webhooks, correlation_id=correlation) for i in check
     ]
     failed: list[Message] = []
     if submits:
@@ -124,6 +132,16 @@ async def _reserve(
     return None if charge is None else charge.split(estimates)
 
 
+async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None) -> None:
+    """Give back a reservation no project holds; if MongoDB fails here, the estimate stays
+    committed (the tenant's budget is understated, never overstated)."""
+    try:
+        for charge in charges or []:
+            await state.projects.ledgers.release(tenant_id, charge, clips=1)
+    except PyMongoError as exc:
+        log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
+
+
 async def _announce(state: AppState, events: list[Event]) -> None:
     """Publish the events of a change already stored; a broker outage must not undo the answer.
 
@@ -153,18 +171,50 @@ async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -
 
 def _status_response(state: AppState, project: Project, *, status_code: int) -> JSONResponse:
     return JSONResponse(
-        project.public_status(include_results=True, links=state.links),
+        project.public_status(include_results=True, links=state.links).wire(),
         status_code=status_code,
         headers={"Location": f"/v1/projects/{project.id}"},
     )
+
+
+def _wait_s(
+    state: State,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="seconds to wait for the clips to finish, up to the `max_wait_s`"
+            " setting (120 by default)",
+        ),
+    ] = 0,
+) -> float:
+    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it)."""
+    bound = state.settings.max_wait_s
+    if wait > bound:
+        msg = f"Input should be less than or equal to {bound:g}"
+        raise Problem(
+            422,
+            "Invalid Request",
+            f"query.wait: {msg}",
+            errors=[{"loc": ["query", "wait"], "msg": msg}],
+        )
+    return wait
+
+
+#: every answer that carries a project status
+_STATUS = {"model": ProjectStatusView}
 
 
 @router.post(
     "",
     status_code=202,
     dependencies=[IndexesEnsured],
+    response_model=ProjectStatusView,
+    response_description="The project is created (or replayed for the same Idempotency-Key);"
+    " clips still pending. `Location` names it.",
     responses={
-        200: {"description": "`wait` was given and every clip is terminal"},
+        200: {**_STATUS, "description": "`wait` was given and every clip is terminal"},
         **problem_responses(402, 403, 429),
     },
 )
@@ -173,7 +223,7 @@ async def create_project(
     request: Request,
     state: State,
     grant: TenantGrant,
-    wait: Annotated[float, Query(ge=0, le=120, description="seconds to wait for clips")] = 0,
+    wait_s: Annotated[float, Depends(_wait_s)],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Create a project: one Runware task per scene. ``wait`` returns finished clips at once.
@@ -182,7 +232,7 @@ async def create_project(
     model or a number of scenes it may not use is 403, too many clips in flight
     429, a budget without room for the project's estimated cost 402.
     """
-    request_id = request.headers.get("x-request-id")
+    correlation = correlation_id(request)
     tenant_id = grant.tenant_id
     new = _new_project(
         body,
@@ -190,7 +240,7 @@ async def create_project(
         tenant_id,
         idempotency_key=idempotency_key,
         request_hash=_request_hash(body),
-        correlation_id=request_id,
+        correlation_id=correlation,
     )
     replayed = None
     if grant.limits.needs_ledger:
@@ -213,12 +263,11 @@ async def create_project(
         if not result.created:  # a concurrent replay: its project holds its own reservation
             await _release(state, tenant_id, charges)
     project = result.project
-    with bound_context(project_id=project.id, request_id=request_id):
+    with bound_context(project_id=project.id):
         if result.created:
             scenes = [clip.scene_index for clip in project.clips]
-            await _dispatch(state, project, submit=scenes, request_id=request_id)
+            await _dispatch(state, project, submit=scenes, correlation=correlation)
             log.info("project_created", clips=len(project.clips), model=project.model)
-        wait_s = min(wait, state.settings.max_wait_s)
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
         if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
@@ -226,23 +275,13 @@ async def create_project(
         return _status_response(state, project, status_code=200 if done else 202)
 
 
-async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None) -> None:
-    """Give back a reservation no project holds; if MongoDB fails here, the estimate stays
-    committed (the tenant's budget is understated, never overstated)."""
-    try:
-        for charge in charges or []:
-            await state.projects.ledgers.release(tenant_id, charge, clips=1)
-    except PyMongoError as exc:
-        log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
-
-
-@router.get("/{project_id}", responses=problem_responses(404))
-async def get_project(project_id: str, state: State, tenant_id: TenantId) -> dict[str, Any]:
+@router.get("/{project_id}", response_model=ProjectStatusView, responses=problem_responses(404))
+async def get_project(project_id: str, state: State, tenant_id: TenantId) -> JSONResponse:
     """The project status; its first fields are exactly the seed's ``check-clips-status``."""
     project = await state.projects.get(project_id, tenant_id=tenant_id)
     if project is None:
         raise not_found()
-    return project.public_status(include_results=True, links=state.links)
+    return JSONResponse(project.public_status(include_results=True, links=state.links).wire())
 
 
 @router.get("", response_model=ProjectList)
@@ -251,19 +290,27 @@ async def list_projects(
     tenant_id: TenantId,
     status: ProjectStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: str | None = None,
-) -> ProjectList:
+    cursor: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page; none for the first")
+    ] = None,
+) -> JSONResponse:
     """The tenant's projects, newest first, cursor-paginated."""
     projects, next_cursor = await state.projects.list(
         tenant_id, status=status, limit=limit, cursor=cursor
     )
-    return ProjectList(
+    page = ProjectList(
         items=[project.public_status(include_results=False) for project in projects],
         next_cursor=next_cursor,
     )
+    return JSONResponse(page.wire())
 
 
-@router.post("/{project_id}/retry", status_code=202, responses=problem_responses(402, 404, 429))
+@router.post(
+    "/{project_id}/retry",
+    status_code=202,
+    response_model=ProjectStatusView,
+    responses=problem_responses(402, 404, 429),
+)
 async def retry_project(
     project_id: str, request: Request, state: State, grant: TenantGrant
 ) -> JSONResponse:
@@ -274,7 +321,7 @@ async def retry_project(
     watched again, same task, since Runware may still finish and bill it.
     Cancelled clips stay cancelled.
     """
-    request_id = request.headers.get("x-request-id")
+    correlation = correlation_id(request)
 
     async def reserve(project: Project, failed: list[ClipState]) -> dict[int, Charge] | None:
         assert project.requests is not None  # read with its requests for this
@@ -286,7 +333,7 @@ async def retry_project(
 
     try:
         retried = await state.projects.retry(
-            project_id, tenant_id=grant.tenant_id, correlation_id=request_id, reserve=reserve
+            project_id, tenant_id=grant.tenant_id, correlation_id=correlation, reserve=reserve
         )
     except LimitExceeded as exc:
         raise limit_exceeded(exc, now=state.projects.now()) from exc
@@ -301,7 +348,7 @@ async def retry_project(
                 project,
                 submit=retried.resubmit,
                 check=retried.rewatch,
-                request_id=request_id,
+                correlation=correlation,
             )
             log.info(
                 "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
@@ -309,13 +356,18 @@ async def retry_project(
     return _status_response(state, project, status_code=202)
 
 
-@router.post("/{project_id}/cancel", status_code=202, responses=problem_responses(404))
+@router.post(
+    "/{project_id}/cancel",
+    status_code=202,
+    response_model=ProjectStatusView,
+    responses=problem_responses(404),
+)
 async def cancel_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> JSONResponse:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``."""
     cancelled = await state.projects.cancel(
-        project_id, tenant_id=tenant_id, correlation_id=request.headers.get("x-request-id")
+        project_id, tenant_id=tenant_id, correlation_id=correlation_id(request)
     )
     if cancelled is None:
         raise not_found()

@@ -22,7 +22,10 @@ router = APIRouter(prefix="/v1/videos", tags=["videos"], responses=problem_respo
 @router.get(
     "/{key:path}",
     responses={
-        200: {"content": {MP4: {}}, "description": "the video (local storage)"},
+        200: {
+            "content": {MP4: {"schema": {"type": "string", "format": "binary"}}},
+            "description": "the video (local storage)",
+        },
         307: {"description": "to a short-lived URL of the bucket (S3 storage)"},
         **problem_responses(403, 404, 410),
     },
