@@ -31,8 +31,8 @@ from reelflow_common.messages import (
 from reelflow_devtools.contracts import (
     CLOSE_CODES,
     COMMANDS,
-    SIGNALS,
     EVENTS,
+    SIGNALS,
     asyncapi_document,
     generated,
     openapi_document,
