@@ -3,8 +3,9 @@
 Counted by the server itself (the admin ``top`` command, per namespace of the
 stack's database), for projects of 1, 10 and 50 scenes. Nothing watches the
 projects through the database: the test waits for ``project.finished`` on the
-event exchange. The reconciler's periodic query is left out by a long interval
-(it costs one query per interval per poller, whatever the number of clips), and
+event exchange. The reconciler's periodic query and the poll statistics' periodic
+write and read (``poll_stats``) are left out by long intervals (each costs one or two
+operations per interval per replica, whatever the number of clips), and
 webhooks are off (polling alone; a poll never touches the database).
 
 Copies of the videos are off for the target (the e2e stacks keep none); a second
@@ -26,6 +27,7 @@ from pymongo import AsyncMongoClient
 
 from reelflow_devtools.launcher import Stack
 from tests.e2e.stack import e2e_config, started
+from tests.waiting import PROCESS_DEADLINE_S
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +36,11 @@ MAX_OPS_PER_CLIP = 5
 FAST = "[sim:latency=10]"
 
 
-QUIET = {"REELFLOW_RECONCILE_INTERVAL_S": "3600", "REELFLOW_LEASE_S": "600"}
+QUIET = {
+    "REELFLOW_RECONCILE_INTERVAL_S": "3600",
+    "REELFLOW_POLL_STATS_INTERVAL_S": "3600",
+    "REELFLOW_LEASE_S": "600",
+}
 
 
 @pytest.fixture
@@ -116,7 +122,7 @@ async def measure(stack: Stack, *, until: str) -> dict[int, dict[str, int]]:
             assert created.status_code == 202, created.text
             project_id = created.json()["project_id"]
             seen = set()
-            async with asyncio.timeout(60), finished.iterator() as events:
+            async with asyncio.timeout(PROCESS_DEADLINE_S), finished.iterator() as events:
                 async for message in events:
                     await message.ack()
                     body = json.loads(message.body)

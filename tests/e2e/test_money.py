@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,8 +49,10 @@ async def test_a_budgeted_tenants_costs_are_right_to_the_cent(shared_stack: Stac
                 return status if status["all_complete"] else None
 
             statuses = [
-                await eventually_returns(lambda p=p: finished(p), "finished", 90, pause_s=0.2)
-                for p in ids
+                await eventually_returns(
+                    functools.partial(finished, project_id), "finished", 90, pause_s=0.2
+                )
+                for project_id in ids
             ]
             usage = (await api.get("/v1/usage")).json()
 

@@ -25,11 +25,11 @@ from reelflow_submitter.settings import Settings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
-    eventually,
     running,
     runware_settings,
     world_in,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 

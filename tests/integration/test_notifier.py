@@ -28,15 +28,14 @@ from reelflow_common.store import (
 from reelflow_common.topology import Topology
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
-    DEADLINE_S,
     RunningNotifier,
     client,
     close_of,
-    eventually,
     metric,
     receive,
     running_notifier,
 )
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 

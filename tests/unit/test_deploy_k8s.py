@@ -16,7 +16,6 @@ import inspect
 import shutil
 import subprocess
 from functools import cache
-from pathlib import Path
 from typing import Any, cast
 
 import kubernetes_validate
@@ -31,8 +30,8 @@ from reelflow_common.broker import consume
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "reelflow-dev", "prod": "reelflow"}

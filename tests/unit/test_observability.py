@@ -14,7 +14,6 @@ import json
 import shutil
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -23,7 +22,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
+
 OBSERVABILITY = ROOT / "deploy" / "observability"
 RULES = OBSERVABILITY / "alerts.yaml"
 RULE_TESTS = OBSERVABILITY / "alerts.test.yaml"

@@ -21,7 +21,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
-from reelflow_common.topology import HEADER_CORRELATION_ID, HEADER_PROJECT_ID, HEADER_TASK_UUID
+from reelflow_common.topology import (
+    CLIP_UPDATED,
+    HEADER_CORRELATION_ID,
+    HEADER_PROJECT_ID,
+    HEADER_TASK_UUID,
+    PROJECT_FINISHED,
+)
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
 MAX_HINTED_TASKS = 100
@@ -125,6 +131,11 @@ class CheckClip(Message):
     check: int = Field(default=1, ge=1)
     #: the last error a check of this chain met, shown if the clip times out
     last_error: str | None = None
+    #: when a check of this chain last saw the task processing (database clock), and the
+    #: progress Runware reported then: the poll planner learns that a task finished
+    #: between that check and the one that sees it done (None: since submission)
+    seen_processing_at: datetime | None = None
+    seen_progress: int | None = None
 
 
 class CheckHintedTasks(Message):
@@ -209,13 +220,15 @@ class ClipView(BaseModel):
     completed_at: datetime | None = None
     #: reelflow's own signed URL of the video, once copied (``video_url`` stays Runware's)
     stored_url: str | None = None
+    #: Runware's estimate (0-99) while the clip is processing, as last stored
+    progress: int | None = None
     attempts: list[AttemptView] | None = None
 
 
 class ClipUpdated(Message):
     """A clip's public status changed; ``seq`` is the project's sequence after the change."""
 
-    message_type: ClassVar[str] = "clip.updated"
+    message_type: ClassVar[str] = CLIP_UPDATED
     project_id: str
     tenant_id: str
     seq: int
@@ -232,7 +245,7 @@ class ClipUpdated(Message):
 class ProjectFinished(Message):
     """The last clip of a project became terminal. Emitted exactly once per finish."""
 
-    message_type: ClassVar[str] = "project.finished"
+    message_type: ClassVar[str] = PROJECT_FINISHED
     project_id: str
     tenant_id: str
     seq: int
@@ -267,7 +280,7 @@ EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished] | type[ClipStor
     ProjectFinished.message_type: ProjectFinished,
     ClipStored.message_type: ClipStored,
 }
-EVENT_CLASSES = (ClipUpdated, ProjectFinished, ClipStored)
+EVENT_CLASSES = tuple(EVENT_TYPES.values())
 
 
 def parse_event(message_type: str | None, body: bytes | str | dict[str, Any]) -> Event | None:

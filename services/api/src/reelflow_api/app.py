@@ -17,6 +17,7 @@ from reelflow_api.routes import dashboard, projects, tickets, usage, videos, web
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import BodyDeadline
 from reelflow_api.telemetry import CorrelationId, HttpTelemetry
+from reelflow_api.wakeups import Wakeups, subscribed
 from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
@@ -65,9 +66,12 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            wakeups = Wakeups()
             storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
-                in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
+                in_background(
+                    _link_broker(settings, topology, publisher, wakeups, readiness), name="amqp"
+                )
             )
             app.state.reelflow = AppState(
                 settings=settings,
@@ -82,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
                     ttl_s=settings.cost_estimate_ttl_s,
                 ),
                 usage=UsageStore(db, projects_store.ledgers),
+                wakeups=wakeups,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )
@@ -133,9 +138,11 @@ async def _link_broker(
     settings: Settings,
     topology: Topology,
     publisher: Publisher,
+    wakeups: Wakeups,
     readiness: dict[str, ReadinessCheck],
 ) -> None:
-    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher.
+    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
+    and subscribe this process's ``?wait=`` requests to ``project.finished``.
 
     Holds the connection until the lifespan cancels it; the connection
     reconnects by itself after that first success.
@@ -143,8 +150,17 @@ async def _link_broker(
     async with (
         amqp_connection(settings, name="api") as connection,
         amqp_channel(connection) as channel,
+        amqp_channel(connection) as events_channel,
+        AsyncExitStack() as stack,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
+        await wait_for(
+            "rabbitmq",
+            lambda: stack.enter_async_context(
+                subscribed(connection, events_channel, topology, wakeups)
+            ),
+        )
+        wakeups.wake_all()  # events before the subscription were missed: read once
         readiness["rabbitmq"] = amqp_ready(connection)
         await asyncio.get_running_loop().create_future()

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
+from reelflow_api.wakeups import Wakeups
 from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
@@ -31,6 +32,7 @@ class AppState:
     publisher: Publisher
     indexes: Indexes
     tickets: WsTicketStore
+    wakeups: Wakeups
     estimator: CostEstimator
     usage: UsageStore
     #: reelflow's copies of the videos; None when they are not kept

@@ -35,6 +35,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
+from reelflow_common.broker.replica import declare_replica_queue
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Event
 from reelflow_common.messages import parse_event as parse_event_body
@@ -77,21 +78,14 @@ async def fanout(
         auto_delete=True,
         arguments={"x-queue-type": "classic", "x-max-length": 1},
     )
-    queue = await channel.declare_queue(
+    queue = await declare_replica_queue(
+        channel,
         topology.fanout_queue(replica_id),
-        durable=False,
-        exclusive=True,
-        auto_delete=True,
-        arguments={
-            "x-queue-type": "classic",
-            "x-max-length": max_length,
-            "x-overflow": "drop-head",
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": overflow.name,
-        },
+        exchange=topology.events_exchange,
+        binding_keys=EVENT_BINDING_KEYS,
+        max_length=max_length,
+        overflow_to=overflow.name,
     )
-    for key in EVENT_BINDING_KEYS:
-        await queue.bind(topology.events_exchange, key)
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         # No await before routing: aio-pika starts one task per delivery, in order,

@@ -51,6 +51,7 @@ from reelflow_common.metrics import MESSAGE_SECONDS, MESSAGES_TOTAL
 from reelflow_common.topology import (
     HEADER_CORRELATION_ID,
     HEADER_FAILURES,
+    HEADER_PREFIX,
     HEADER_PROJECT_ID,
     HEADER_RETRIES,
     HEADER_TASK_UUID,
@@ -62,9 +63,6 @@ from reelflow_common.transient import is_transient
 M = TypeVar("M", bound=Message)
 
 _DELIVERY: contextvars.ContextVar[AbstractIncomingMessage] = contextvars.ContextVar("delivery")
-
-#: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
-HEADER_PREFIX = "x-reelflow-"
 _CANCEL_TIMEOUT_S = 5.0
 #: outcomes whose consumer span is marked failed (a retry after an outage is not a failure)
 _FAILED_OUTCOMES = frozenset({"rejected", "failed", "dead_lettered"})

@@ -39,6 +39,8 @@ from reelflow_common.tracing import SpanKind, mark_error, span
 
 _CONFLICT = "conflictTaskUUID"
 
+log = get_logger(__name__)
+
 
 class _Answer:
     """One HTTP answer: its status and its JSON body (empty when unreadable)."""
@@ -201,8 +203,6 @@ class RunwareClient:
             about["task_uuid"] = task_uuid
         else:
             about["task_uuids"] = task_uuids
-        # A fresh logger per call, so capture_logs() sees it whatever got cached before.
-        log = get_logger(__name__)
         attributes = {"http.request.method": "POST", "runware.task_type": task_type}
         async with self._in_flight:
             started = time.perf_counter()

@@ -103,6 +103,8 @@ class ClipState(_Frozen):
     #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
     watched_since: datetime | None = None
     lease: Lease | None = None
+    #: Runware's progress of the current task (0-99), stored now and then while processing
+    progress: int | None = None
     #: what the clip's current task holds on the tenant's ledger (None: the tenant has none)
     charge: Charge | None = None
     #: earlier tasks of this scene, by task UUID
@@ -128,6 +130,7 @@ class ClipState(_Frozen):
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
             stored_url=stored_url,
+            progress=self.progress if self.status is ClipStatus.PROCESSING else None,
             attempts=attempts,
         )
 

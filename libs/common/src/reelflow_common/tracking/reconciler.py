@@ -219,7 +219,8 @@ class Reconciler:
                     submitted_at=clip.submitted_at,
                 )
                 return Action.RECORDED, None
-            return await self._rearm_check(project, clip, decision, watch)
+            running = isinstance(outcome, TaskState) and outcome.status == "processing"
+            return await self._rearm_check(project, clip, decision, watch, running=running)
         return await self._settle_queued(project, clip, outcome, watch)
 
     async def _settle_queued(
@@ -270,13 +271,17 @@ class Reconciler:
         )
 
     async def _rearm_check(
-        self, project: Project, clip: ClipState, decision: Keep, watch: Watch
+        self, project: Project, clip: ClipState, decision: Keep, watch: Watch, *, running: bool
     ) -> tuple[Action, datetime | None]:
-        lease = Lease(token=new_token(), until=self._now() + self._lease)
+        now = self._now()
+        lease = Lease(token=new_token(), until=now + self._lease)
         if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
             return Action.MOVED, None
         check = check_command(project, clip.scene_index, lease=lease)
-        check = check.model_copy(update={"last_error": decision.last_error})
+        update: dict[str, object] = {"last_error": decision.last_error}
+        if running:  # the planner learns the finish came after this answer
+            update |= {"seen_processing_at": now, "seen_progress": decision.progress}
+        check = check.model_copy(update=update)
         delay_s = self._planner.next_check_s(
             profile_of(check), elapsed_s=watch.since_submit_s, progress=decision.progress
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -155,17 +155,31 @@ async def _announce(state: AppState, events: list[Event]) -> None:
 
 
 async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -> Project:
-    """Re-read the project until no clip is pending or ``wait_s`` has passed (hybrid mode)."""
-    deadline = time.monotonic() + wait_s
-    while project.counts.pending and time.monotonic() < deadline:
-        remaining = deadline - time.monotonic()
-        await asyncio.sleep(min(state.settings.wait_check_interval_s, max(remaining, 0)))
-        try:
-            project = await state.projects.get(project.id) or project
-        except PyMongoError as exc:
-            # The project is stored; answer with what is known rather than a 503.
-            log.warning("wait_interrupted", error=repr(exc))
-            break
+    """The project once no clip is pending, or as it is after ``wait_s`` (hybrid mode).
+
+    Woken by the project's ``project.finished`` (``wakeups.py``), not by polling:
+    MongoDB is read once when the wait starts (an event before it was missed),
+    once per wake-up, at the deadline, and every ``wait_check_interval_s`` as a
+    safety net for a lost event.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    with state.wakeups.watching(project.id) as woken:
+        while project.counts.pending:
+            woken.clear()  # before reading: an event during the read wakes the next wait
+            try:
+                project = await state.projects.get(project.id) or project
+            except PyMongoError as exc:
+                # The project is stored; answer with what is known rather than a 503.
+                log.warning("wait_interrupted", error=repr(exc))
+                break
+            remaining = deadline - loop.time()
+            if not project.counts.pending or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    woken.wait(), min(remaining, state.settings.wait_check_interval_s)
+                )
     return project
 
 
