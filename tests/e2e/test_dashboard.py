@@ -20,11 +20,10 @@ import httpx
 import pytest
 
 from tests.e2e.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     OUTPUT_DIR,
     WEBSOCKET_REFUSED,
     Console,
+    chromium,
     failed_load,
     require_chromium,
 )
@@ -36,7 +35,6 @@ from playwright.sync_api import (  # noqa: E402
     Page,
     WebSocket,
     expect,
-    sync_playwright,
 )
 
 from reelflow_devtools.launcher import Stack  # noqa: E402
@@ -64,12 +62,8 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @pytest.fixture(scope="module")
 def browser(shared_stack: Stack) -> Iterator[Browser]:
     # After the stack (which starts with asyncio.run): Playwright's loop then owns the thread.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -155,10 +156,11 @@ async def _link_broker(
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
+        queue_name = topology.wakeups_queue(uuid.uuid4().hex)  # once: retries reuse it
         await wait_for(
             "rabbitmq",
             lambda: stack.enter_async_context(
-                subscribed(connection, events_channel, topology, wakeups)
+                subscribed(connection, events_channel, topology, wakeups, queue_name=queue_name)
             ),
         )
         wakeups.wake_all()  # events before the subscription were missed: read once

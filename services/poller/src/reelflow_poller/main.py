@@ -32,6 +32,7 @@ from reelflow_common.topology import (
 )
 from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.copysweep import CopySweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
@@ -134,18 +135,35 @@ async def main(
         links = VideoLinks.from_settings(settings)
         if storage is not None and links is not None:
             http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.copy_timeout_s, follow_redirects=True)
+                httpx.AsyncClient(timeout=settings.copy_timeout_s)
             )
             store_channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.copy_concurrency)
             )
             copies = StoreHandler(
                 projects,
-                VideoCopier(http, storage, max_bytes=settings.video_max_bytes),
+                VideoCopier(
+                    http,
+                    storage,
+                    max_bytes=settings.video_max_bytes,
+                    timeout_s=settings.copy_timeout_s,
+                    gone_retries=settings.copy_gone_retries,
+                    allowed_hosts=settings.video_copy_allowed_hosts,
+                ),
                 publisher,
                 links,
                 backoff=topology.backoffs[STORE_VIDEO],
                 max_attempts=settings.copy_max_attempts,
+            )
+            sweep = CopySweep(
+                projects,
+                publisher,
+                clock=clock.now,
+                after_s=settings.copy_sweep_after_s,
+                batch_size=settings.reconcile_batch_size,
+            )
+            copying.append(
+                every(settings.reconcile_interval_s, sweep.run_once, stop=stop, name="copy_sweep")
             )
             copying.append(
                 consume(
@@ -187,7 +205,7 @@ async def main(
                     topology,
                     HINTED_CHECK,
                     CheckHintedTasks,
-                    HintHandler(recorder, runware),
+                    HintHandler(recorder, runware, planner=planner),
                     publisher=publisher,
                     concurrency=settings.poll_concurrency,
                     stop=stop,

@@ -41,6 +41,8 @@ PROJECT_INDEXES = [
     ),
     # The reconciler's query: generating projects whose earliest lease may have expired.
     IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="reconcile_due"),
+    # The copy sweep's query: successes whose video may not have been copied.
+    IndexModel([("copy_due_at", ASCENDING)], name="copy_due"),
 ]
 
 #: what every read leaves out unless it needs it: the requests and the event log

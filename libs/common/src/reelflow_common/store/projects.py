@@ -473,6 +473,35 @@ class ProjectStore:
         )
         return [project_from_document(doc) for doc in await found.limit(limit).to_list()]
 
+    async def copies_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Projects with a success older than ``before`` the sweep has not seen stored."""
+        found = self._projects.find(
+            {transitions.COPY_DUE: {"$lt": before}}, {transitions.COPY_DUE: 1}
+        )
+        docs = await found.sort(transitions.COPY_DUE, 1).limit(limit).to_list()
+        return [(doc["_id"], doc[transitions.COPY_DUE]) for doc in docs]
+
+    async def claim_copies(
+        self, project_id: str, *, due_at: datetime, now: datetime
+    ) -> tuple[Project, datetime] | None:
+        """Take a project for one copy sweep (due again ``copy_sweep_after_s`` after ``now``,
+        the sweep's clock): the project and the claim's mark; None if another replica did."""
+        write = transitions.claim_copies(project_id, due_at=due_at, now=now)
+        doc = await self._projects.find_one_and_update(
+            write.filter,
+            write.update,
+            projection=WITHOUT_REQUESTS_AND_EVENTS,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        return project_from_document(doc), doc[transitions.COPY_DUE]
+
+    async def copies_swept(self, project: Project, *, claimed: datetime) -> None:
+        """Every success of ``project`` (as claimed) is stored or given up on: unmark it."""
+        write = transitions.copies_swept(project.id, claimed=claimed, updated_at=project.updated_at)
+        await self._projects.update_one(write.filter, write.update)
+
     # --- the repair path: a guard failed --------------------------------------------
 
     async def _repair(

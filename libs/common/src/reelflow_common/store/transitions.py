@@ -129,6 +129,11 @@ def _set_clip(update: _Update, scene_index: int, **fields: Any) -> None:
         update.set[f"{path}.{name}"] = value.value if isinstance(value, ClipStatus) else value
 
 
+#: the earliest success whose video the copy sweep has not seen stored yet (set by every
+#: success, ``$min``; moved on by each sweep's claim, unset once nothing is left to copy)
+COPY_DUE = "copy_due_at"
+
+
 # --- the hot path: a chain moves its clip ---------------------------------------
 
 
@@ -216,6 +221,7 @@ def to_terminal(
             "cost": result.cost,
         }
         update.cost(result.cost)
+        update.min[COPY_DUE] = now
         error = None
     else:
         status = ClipStatus.FAILED
@@ -683,6 +689,7 @@ def _earlier_task_succeeded(
         updated_at=now,
     )
     update.cost(result.cost)
+    update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
     view = ClipView(
         task_uuid=task_uuid,
@@ -808,4 +815,17 @@ def copy_failed(
     return Write(
         _copy_guard(project_id, scene_index, task_uuid),
         {"$set": {f"{path}.asset": asset}, "$addToSet": {ASSET_FAILURES: scene_index}},
+    )
+
+
+def claim_copies(project_id: str, *, due_at: datetime, now: datetime) -> Write:
+    """One copy sweep takes the project: it moves ``copy_due_at`` on from what it read."""
+    return Write({"_id": project_id, COPY_DUE: due_at}, {"$set": {COPY_DUE: now}})
+
+
+def copies_swept(project_id: str, *, claimed: datetime, updated_at: datetime) -> Write:
+    """Nothing left to copy: the marker goes, unless a write (a new success) came since."""
+    return Write(
+        {"_id": project_id, COPY_DUE: claimed, "updated_at": updated_at},
+        {"$unset": {COPY_DUE: ""}},
     )
