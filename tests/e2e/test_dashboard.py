@@ -504,6 +504,21 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     )
 
 
+def test_the_projects_page_shows_what_this_month_cost(dashboard: Dashboard) -> None:
+    project_id = dashboard.create("priced [sim:latency=0]", title="spend")
+    run_async(_until_finished(dashboard, project_id))
+    usd = dashboard.status(project_id)["cost"]["usd"]
+    dashboard.open()
+    dashboard.sign_in()
+
+    usage = dashboard.page.locator(".usage")
+
+    expect(usage).to_contain_text("This month (")
+    expect(usage).to_contain_text(f"${usd:.{3 if usd < 0.1 else 2}f}")
+    expect(usage).not_to_contain_text("unknown cost")
+    dashboard.assert_no_console_errors()
+
+
 def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(
     dashboard: Dashboard,
 ) -> None:

@@ -143,6 +143,14 @@ class TopologySettings(AmqpSettings):
         ge=1,
         description="messages one wait (delay) queue holds; past it retries back off in-process",
     )
+    lane_expires_s: float = Field(
+        default=7 * 86_400,
+        ge=0,
+        description=(
+            "a tenant's submit lane no submitter has consumed for this long is deleted by"
+            " RabbitMQ (x-expires); 0: never"
+        ),
+    )
     copy_initial_delay_s: float = Field(
         default=5.0, gt=0, description="first retry of a video copy that failed"
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from reelflow_common import leases
+from reelflow_common.accounting import CostBook
 from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
@@ -61,8 +62,10 @@ class CheckHandler:
         clock: Clock,
         lease_s: float,
         progress_step: int = 0,
+        costs: CostBook | None = None,
     ) -> None:
         self._recorder = recorder
+        self._costs = costs
         self._runware = runware
         self._publisher = publisher
         self._policy = policy
@@ -96,6 +99,8 @@ class CheckHandler:
             )
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)
+                if self._costs is not None:  # what budgets estimate the next clips from
+                    self._costs.observe(message.model, message.duration, decision.result.cost)
             return
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
         if running:

@@ -8,7 +8,9 @@ from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 
 import httpx
+from pymongo.errors import PyMongoError
 
+from reelflow_common.accounting import CostBook, CostStats
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
 from reelflow_common.clock import DbClock
@@ -106,6 +108,7 @@ async def main(
         recorder = ClipRecorder(projects, publisher, copies=storage is not None)
         policy = Policy.from_settings(settings)
         planner = planning.planner
+        costs = CostStats(db, CostBook())
         checks = CheckHandler(
             recorder,
             checker,
@@ -115,6 +118,7 @@ async def main(
             clock=clock.now,
             lease_s=settings.lease_s,
             progress_step=settings.progress_step,
+            costs=costs.book,
         )
         reconciler = Reconciler(
             projects,
@@ -210,6 +214,7 @@ async def main(
                 every(
                     settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"
                 ),
+                every(settings.cost_stats_interval_s, costs.flush, stop=stop, name="cost_stats"),
                 every(
                     DEPTH_INTERVAL_S,
                     lambda: report_dead_letter_depths(
@@ -222,4 +227,8 @@ async def main(
         finally:
             drained.set()
             await stats
+            try:
+                await costs.flush()  # what this replica saw since the last flush
+            except PyMongoError as exc:
+                log.warning("cost_stats_not_flushed", error=repr(exc))
     log.info("poller_stopped")
