@@ -26,7 +26,8 @@ def test_a_small_fairness_run_measures_both_tenants_in_both_modes(tmp_path: Path
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
-    assert "| fair_share" in done.stdout and "| no_fair_share" in done.stdout, report
+    assert "| fair_share" in done.stdout, report
+    assert "| no_fair_share" in done.stdout, report
     results = json.loads(out.read_text())
 
     assert results["no_fair_share"]["tenant_submit_concurrency"] == FLOOD + SMALL * ROUNDS

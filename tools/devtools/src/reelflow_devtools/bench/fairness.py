@@ -29,8 +29,13 @@ from typing import Any
 
 import httpx
 
-from reelflow_devtools.bench.client import BenchError, api_client, get_projects, scene
-from reelflow_devtools.bench.client import wait_all_terminal
+from reelflow_devtools.bench.client import (
+    BenchError,
+    api_client,
+    get_projects,
+    scene,
+    wait_all_terminal,
+)
 from reelflow_devtools.bench.launcher import BenchStack, StackConfig, running_stack
 from reelflow_devtools.bench.stats import parse_time, summary_ms
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
