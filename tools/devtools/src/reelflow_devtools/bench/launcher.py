@@ -126,6 +126,16 @@ class StackConfig:
         )
 
 
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of one process, in KiB, from /proc/<pid>/status; {} if gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields}
+
+
 class FinishedProjects:
     """The ``project.finished`` events of one exclusive queue."""
 
@@ -169,18 +179,9 @@ class BenchStack(Stack):
         return found
 
     def memory_kib(self) -> dict[str, dict[str, int]]:
-        """VmRSS and VmHWM (peak) of each process, in KiB, from /proc/<pid>/status."""
-        found: dict[str, dict[str, int]] = {}
-        for name, pid in self.process_ids().items():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            found[name] = {
-                key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields
-            }
-        return found
+        """VmRSS and VmHWM (peak) of each process, in KiB."""
+        found = {name: memory_kib(pid) for name, pid in self.process_ids().items()}
+        return {name: memory for name, memory in found.items() if memory}
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time each process has used so far, from /proc/<pid>/stat."""

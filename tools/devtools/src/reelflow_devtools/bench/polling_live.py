@@ -5,7 +5,7 @@ by default: median 90 s, a long tail) at its speedup, and the services run with
 production settings compressed by the same factor (``bench.launcher.compressed``).
 Per clip: the getResponse calls the simulator counted for its task, and the
 detection delay, reelflow's ``completed_at`` minus the moment the simulator
-finished it, in simulated seconds (real × speedup). The same completion times then
+finished it, in simulated seconds (real times the speedup). The same completion times then
 feed the exact evaluation of the reference schedules (:mod:`.polling`), so every
 row is on the same latencies.
 """
