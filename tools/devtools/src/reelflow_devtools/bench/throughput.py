@@ -43,6 +43,7 @@ class SizeRun:
     """One project size's figures, and the tenant's key for the ground truth."""
 
     key: str
+    project_ids: list[str]
     results: dict[str, Any]
 
 
@@ -100,6 +101,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
     per_kind = {kind: dbcounters.total(ops, kind) for kind in dbcounters.KINDS}
     return SizeRun(
         key=key,
+        project_ids=list(ids),
         results={
             "scenes_per_project": size,
             "projects": projects_count,
