@@ -16,7 +16,7 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
 
 Every stack gets a ground-truth check (every clip against the simulator's tasks)
 at its end. ``--quick`` shrinks every scenario (for the tests). Plots go next to
-``results.json``.
+``results.json``, and each stack's logs in ``fast/logs`` and ``polling/logs`` beside it.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ QUICK = Plans(
         processes=2,
         idle_projects=2,
         hot_clips=4,
-        first_finish_s=4,
+        first_finish_s=3,
         deadline_s=30,
     ),
     api=ApiPlan(get_requests=40, post_requests=20, serial_requests=5),
@@ -199,7 +199,8 @@ async def main_stack_scenarios(
     if "notifier" in scenarios:
         plan = plans.notifier
         _say(f"notifier: {plan.connections} WebSockets, {plan.hot_watchers} on one project")
-        found["notifier"] = await run_notifier(stack, plan, plans.speedup)
+        notifier_key, found["notifier"] = await run_notifier(stack, plan, plans.speedup)
+        keys.append(notifier_key)
         cpu.phase_done("notifier")
     if "api" in scenarios:
         if not get_ids:
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if set(scenarios) - {"polling"}:
             _run_stack(
                 fast,
-                RUN_DIR / "fast",
+                args.out.parent / "fast",
                 lambda stack: main_stack_scenarios(stack, scenarios, plans, cpu_s),
                 results,
                 "fast",
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         if "polling" in scenarios:
             _run_stack(
                 slow,
-                RUN_DIR / "polling",
+                args.out.parent / "polling",
                 lambda stack: polling_scenario(stack, plans, cpu_s),
                 results,
                 "polling",

@@ -2,8 +2,8 @@
 and how long a change takes to reach the last of M watchers of one project.
 
 The load is ``bench.ws_load`` in ``processes`` processes of their own. First the
-idle connections (N - M of them, spread over a few generating projects whose clips
-will not finish during the run), then a *hot* project whose clips finish one after
+idle connections (N - M of them, spread over a few finished projects: each gets
+its snapshot, then holds its socket), then a *hot* project whose clips finish one after
 another from ``first_finish_s`` on, and its M watchers. A change's moment is the
 clip's ``completed_at`` (set by the poller just before its write); the load
 processes stamp each arrival with this machine's wall clock.
@@ -119,14 +119,15 @@ async def _create(stack: BenchStack, key: str, title: str, latencies_s: list[flo
     return project_id
 
 
-async def run_notifier(stack: BenchStack, plan: NotifierPlan, speedup: float) -> dict[str, Any]:
-    """Connect, measure, disconnect; the figures."""
+async def run_notifier(
+    stack: BenchStack, plan: NotifierPlan, speedup: float
+) -> tuple[str, dict[str, Any]]:
+    """Connect, measure, disconnect; the tenant's key and the figures."""
     key = await stack.issue_key("bench-notifier")
-    # Idle projects stay generating for the whole run: their watchers only hold sockets.
-    idle = [
-        await _create(stack, key, f"idle {i}", [100_000 * speedup])
-        for i in range(plan.idle_projects)
-    ]
+    # Idle watchers only hold sockets: they watch finished projects, which change no more.
+    async with stack.finished_projects() as finished:
+        idle = [await _create(stack, key, f"idle {i}", [0]) for i in range(plan.idle_projects)]
+        await finished.wait(idle, deadline_s=plan.deadline_s)
     idle_urls = [f"{stack.ws_url}/v1/ws/projects/{p}?token={key}" for p in idle]
     notifier = stack.children["notifier"].process.pid
     loads = [await LoadProcess.start() for _ in range(plan.processes)]
@@ -149,7 +150,7 @@ async def run_notifier(stack: BenchStack, plan: NotifierPlan, speedup: float) ->
         rss_end = memory_kib(notifier)
     finally:
         await asyncio.gather(*(load.stop() for load in loads))
-    return {
+    return key, {
         "connections": plan.connections,
         "hot_watchers": plan.hot_watchers,
         "load_processes": plan.processes,
