@@ -49,7 +49,7 @@ from reelflow_devtools.bench.plots import TASK_QUEUE_CLIPS_PER_S, write_plots
 from reelflow_devtools.bench.polling import Setup, compare
 from reelflow_devtools.bench.polling import results as polling_results
 from reelflow_devtools.bench.polling_live import LivePlan, run_polling_live
-from reelflow_devtools.bench.report import Targets, checks, summary, write_json
+from reelflow_devtools.bench.report import Targets, checks, markdown, summary, write_json
 from reelflow_devtools.bench.throughput import ThroughputPlan, run_size, run_throughput
 from reelflow_devtools.bench.ws_load import raise_open_files_limit
 from reelflow_devtools.processes import StartError
@@ -83,6 +83,7 @@ QUICK = Plans(
         idle_projects=2,
         hot_clips=4,
         first_finish_s=3,
+        spacing_s=0.5,
         deadline_s=30,
     ),
     api=ApiPlan(get_requests=40, post_requests=20, serial_requests=5),
@@ -329,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nreelflow benchmark\n" + summary(results) + "\n\nchecks")
     print("\n".join(check.line() for check in found))
     write_json(args.out, results, found, targets)
+    args.out.with_name("results.md").write_text(markdown(results, found))
     plots = write_plots(results, args.out.parent)
     print(f"\nresults: {args.out}; plots: {', '.join(str(p) for p in plots)}")
     if any(not check.passed for check in found if check.correctness):

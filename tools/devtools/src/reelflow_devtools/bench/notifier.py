@@ -28,12 +28,14 @@ class NotifierPlan:
     hot_watchers: int = 1_000
     processes: int = 4
     idle_projects: int = 10
-    hot_clips: int = 20
-    #: real seconds from creating the hot project until its first clip finishes
-    first_finish_s: float = 30.0
-    spacing_s: float = 0.5
-    connect_concurrency: int = 50
-    deadline_s: float = 120
+    hot_clips: int = 40
+    #: real seconds from creating the hot project until its first clip finishes: this,
+    #: plus 2.5 x the time the hot watchers should take to connect at the idle ones' rate
+    first_finish_s: float = 10.0
+    spacing_s: float = 1.0
+    #: handshakes in flight; each costs the notifier a snapshot read from the database
+    connect_concurrency: int = 24
+    deadline_s: float = 180
 
 
 class LoadProcess:
@@ -135,9 +137,9 @@ async def run_notifier(
         idle_connected = await _connect_all(
             loads, idle_urls, plan.connections - plan.hot_watchers, False, plan.connect_concurrency
         )
-        latencies = [
-            (plan.first_finish_s + j * plan.spacing_s) * speedup for j in range(plan.hot_clips)
-        ]
+        rate = idle_connected["ok"] / max(idle_connected["seconds"], 0.1)
+        first_finish_s = plan.first_finish_s + 2.5 * plan.hot_watchers / max(rate, 1.0)
+        latencies = [(first_finish_s + j * plan.spacing_s) * speedup for j in range(plan.hot_clips)]
         hot = await _create(stack, key, "hot", latencies)
         hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
         hot_connected = await _connect_all(
@@ -154,6 +156,7 @@ async def run_notifier(
         "connections": plan.connections,
         "hot_watchers": plan.hot_watchers,
         "load_processes": plan.processes,
+        "hot_first_finish_s": round(first_finish_s, 1),
         "idle_connected": idle_connected,
         "hot_connected": hot_connected,
         "notifier_rss_mib_connected": round(rss_connected.get("VmRSS", 0) / 1024, 1),

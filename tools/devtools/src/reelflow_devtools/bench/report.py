@@ -348,3 +348,85 @@ def write_json(path: Path, results: dict[str, Any], found: list[Check], targets:
         "checks": [asdict(check) for check in found],
     }
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def markdown(results: dict[str, Any], found: list[Check]) -> str:
+    """The figures as Markdown tables, for docs/BENCHMARKS.md (written as results.md)."""
+    config = results["config"]
+    parts = [
+        f"Command: `{config['command']}`; {config['cpus']} CPUs, load "
+        f"{config['load_before']} before and {config.get('load_after')} after the run; "
+        f"{config['mongo']}; whole run {results.get('duration_s', 0):.0f} s.",
+    ]
+    runs = results.get("throughput")
+    if runs:
+        lines = [
+            "| scenes/project | projects | clips | wall s | clips/s | DB ops/clip | by kind"
+            " | publishes/clip | raw ceiling clips/s | share of ceiling | x task queue |",
+            "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for run in runs:
+            kinds = ", ".join(f"{k} {v}" for k, v in run["db_ops_by_kind"].items() if v)
+            ceiling = run.get("ceiling") or {}
+            multiple = run.get("task_queue_multiple")
+            lines.append(
+                f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
+                f" | {run['wall_s']:.1f} | **{run['clips_per_s']}** | **{run['db_ops_per_clip']}**"
+                f" | {kinds} | {run['publishes_per_clip']} | {ceiling.get('clips_per_s', '-')}"
+                f" | {run.get('ceiling_fraction', '-')}"
+                f" | {'-' if multiple is None else multiple} |"
+            )
+        parts.append("\n".join(lines))
+    polling = results.get("polling")
+    if polling:
+        lines = [
+            "| schedule | progress | getResponse calls/clip | HTTP requests/clip"
+            " | p50 delay s | p95 | p99 | max |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        live = polling.get("live")
+        if live:
+            lines.append(
+                f"| **reelflow live** ({live['clips']} clips, speedup {live['speedup']:g}) | -"
+                f" | **{live['calls_per_clip']}** | {live['calls_per_clip']}"
+                f" | {live['p50_delay_s']:.1f} | **{live['p95_delay_s']:.1f}**"
+                f" | {live['p99_delay_s']:.1f} | {live['max_delay_s']:.1f} |"
+            )
+        for row in polling["exact"]["rows"]:
+            lines.append(
+                f"| {row['schedule']} | {row['progress']} | {row['calls_per_clip']:.2f}"
+                f" | {row['requests_per_clip']:.2f} | {row['p50_delay_s']:.1f}"
+                f" | {row['p95_delay_s']:.1f} | {row['p99_delay_s']:.1f}"
+                f" | {row['max_delay_s']:.1f} |"
+            )
+        parts.append("\n".join(lines))
+    notifier = results.get("notifier")
+    if notifier:
+        last = notifier["change_to_last_watcher"]
+        spread = notifier["first_to_last_watcher"]
+        parts.append(
+            "| | figure |\n|---|---|\n"
+            f"| WebSockets | {notifier['idle_connected']['ok'] + notifier['hot_connected']['ok']}"
+            f" of {notifier['connections']} from {notifier['load_processes']} load processes"
+            f" (idle ones connected in {notifier['idle_connected']['seconds']} s) |\n"
+            f"| notifier RSS | {notifier['notifier_rss_mib_connected']} MiB connected,"
+            f" peak **{notifier['notifier_peak_rss_mib']} MiB** |\n"
+            f"| change -> last of {notifier['hot_watchers']} watchers"
+            f" | p50 {last.get('p50_ms')} ms, **p99 {last.get('p99_ms')} ms**,"
+            f" max {last.get('max_ms')} ms ({notifier['changes_measured']} changes) |\n"
+            f"| first -> last watcher | p50 {spread.get('p50_ms')} ms,"
+            f" p99 {spread.get('p99_ms')} ms |"
+        )
+    targets = [check for check in found if not check.correctness]
+    failed = [check for check in found if check.correctness and not check.passed]
+    lines = ["| target | measured | wanted | |", "|---|---:|---|---|"]
+    for check in targets:
+        verdict = "met" if check.passed else "**missed**"
+        lines.append(f"| {check.name} | {check.value} | {check.target} | {verdict} |")
+    correct = len(found) - len(targets) - len(failed)
+    lines.append(
+        f"\nCorrectness checks: {correct} passed, {len(failed)} failed"
+        + (": " + "; ".join(f"{c.name} = {c.value}" for c in failed) if failed else ".")
+    )
+    parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"

@@ -42,6 +42,11 @@ class Hot:
     changed_at: dict[int, float] = field(default_factory=dict)  # seq -> clip completed_at
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def saw_snapshot(self, message: dict[str, Any]) -> None:
+        self.snapshot_seq = message.get("seq", -1)
+        if message.get("project", {}).get("status", "generating") != "generating":
+            self.finished.set()  # it finished before this watcher came: no event follows
+
 
 def raise_open_files_limit() -> int:
     """Raise this process's soft limit of open files to the hard one; the new limit."""
@@ -72,7 +77,8 @@ class Load:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     return False
             self.sockets.append(ws)
-            watcher = Hot(snapshot_seq=first.get("seq", -1))
+            watcher = Hot()
+            watcher.saw_snapshot(first)
             if hot:
                 self.hot.append(watcher)
             self.tasks.append(asyncio.create_task(_read(ws, watcher, hot)))
@@ -128,7 +134,7 @@ async def _read(ws: ClientConnection, watcher: Hot, hot: bool) -> None:
             elif kind == "project.finished":
                 watcher.finished.set()
             elif kind == "snapshot":  # too slow for the backlog: a fresh snapshot
-                watcher.snapshot_seq = message["seq"]
+                watcher.saw_snapshot(message)
 
 
 async def serve() -> None:
