@@ -38,8 +38,9 @@ format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# make bench ARGS="--scenario throughput,ceiling" (see docs/BENCHMARKS.md)
 bench: $(VENV)/.synced
-	$(BIN)/python -m reelflow_devtools.bench
+	$(BIN)/python -m reelflow_devtools.bench $(ARGS)
 
 # The secrets docker-compose.yml requires, random, in .env (never overwritten).
 compose-env:
