@@ -74,7 +74,7 @@ class Plans:
 #: every scenario small: the whole run in well under a minute on an idle machine
 QUICK = Plans(
     throughput=ThroughputPlan(clips=50, deadline_s=60),
-    live=LivePlan(clips=20, scenes=10, deadline_s=60),
+    live=LivePlan(clips=20, scenes=10, warmup_clips=10, settle_s=1, deadline_s=60),
     exact=Setup(clips=300),
     notifier=NotifierPlan(
         connections=120,
@@ -88,7 +88,7 @@ QUICK = Plans(
     ),
     api=ApiPlan(get_requests=40, post_requests=20, serial_requests=5),
     overload=OverloadPlan(burst=100, health_probes=3),
-    polling_speedup=60.0,
+    polling_speedup=100.0,
 )
 
 
