@@ -73,7 +73,7 @@ class Plans:
 
 #: every scenario small: the whole run in well under a minute on an idle machine
 QUICK = Plans(
-    throughput=ThroughputPlan(clips=50, deadline_s=60),
+    throughput=ThroughputPlan(clips=50, warmup_clips=10, settle_s=0.5, deadline_s=60),
     live=LivePlan(clips=20, scenes=10, warmup_clips=10, settle_s=1, deadline_s=60),
     exact=Setup(clips=300),
     notifier=NotifierPlan(
@@ -174,9 +174,10 @@ async def main_stack_scenarios(
     get_key, get_ids = "", list[str]()
     if "throughput" in scenarios:
         _say(f"throughput: ~{plans.throughput.clips} clips per size {plans.throughput.sizes}")
-        runs = await run_throughput(stack, plans.throughput)
+        warmup, runs = await run_throughput(stack, plans.throughput)
         cpu.phase_done("throughput")
-        keys += [run.key for run in runs]
+        keys += [warmup.key] + [run.key for run in runs]
+        found["throughput_warmup"] = warmup.results
         for run in runs:
             if run.results["scenes_per_project"] == 10:
                 get_key, get_ids = run.key, run.project_ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -35,6 +35,11 @@ class ThroughputPlan:
     clips: int = 500
     #: POSTs in flight
     concurrency: int = 20
+    #: clips followed first, not measured: the poller learns the provider's (zero)
+    #: latency, as a production poller has from ``poll_stats``
+    warmup_clips: int = 50
+    #: real seconds for the warm-up's completions to reach ``poll_stats``
+    settle_s: float = 2
     deadline_s: float = 300
 
 
@@ -122,6 +127,9 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
     )
 
 
-async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> list[SizeRun]:
-    """Every size in turn, each on an otherwise idle stack."""
-    return [await run_size(stack, plan, size) for size in plan.sizes]
+async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> tuple[SizeRun, list[SizeRun]]:
+    """The warm-up, then every size in turn, each on an otherwise idle stack."""
+    size = min(plan.warmup_clips, max(plan.sizes))
+    warmup = await run_size(stack, replace(plan, clips=plan.warmup_clips), size)
+    await asyncio.sleep(plan.settle_s)
+    return warmup, [await run_size(stack, plan, size) for size in plan.sizes]
