@@ -359,6 +359,15 @@ def write_json(path: Path, results: dict[str, Any], found: list[Check], targets:
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
+def _polling_line(schedule: str, progress: str, row: dict[str, Any]) -> str:
+    requests = row["requests_per_clip"]
+    return (
+        f"| {schedule} | {progress} | {row['calls_per_clip']:.2f}"
+        f" | {'-' if requests is None else f'{requests:.2f}'} | {row['p50_delay_s']:.1f}"
+        f" | {row['p95_delay_s']:.1f} | {row['p99_delay_s']:.1f} | {row['max_delay_s']:.1f} |"
+    )
+
+
 def markdown(results: dict[str, Any], found: list[Check]) -> str:
     """The figures as Markdown tables, for docs/BENCHMARKS.md (written as results.md)."""
     config = results["config"]
@@ -393,27 +402,16 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
             " | p50 delay s | p95 | p99 | max |",
             "|---|---|---:|---:|---:|---:|---:|---:|",
         ]
-        live = polling.get("live")
-        if live:
-            for name, row in (
-                ("**reelflow live**", live),
-                ("reelflow live, its warm-up", live.get("warmup")),
-            ):
-                if not row:
-                    continue
-                lines.append(
-                    f"| {name} ({row['clips']} clips, speedup {row['speedup']:g}) | as it runs"
-                    f" | {row['calls_per_clip']} | {row['calls_per_clip']}"
-                    f" | {row['p50_delay_s']:.1f} | {row['p95_delay_s']:.1f}"
-                    f" | {row['p99_delay_s']:.1f} | {row['max_delay_s']:.1f} |"
-                )
+        live = polling.get("live") or {}
+        for name, row in (
+            ("**reelflow live**", live),
+            ("reelflow live, its warm-up", live.get("warmup")),
+        ):
+            if row:
+                label = f"{name} ({row['clips']} clips, speedup {row['speedup']:g})"
+                lines.append(_polling_line(label, "as it runs", row | {"requests_per_clip": None}))
         for row in polling["exact"]["rows"]:
-            lines.append(
-                f"| {row['schedule']} | {row['progress']} | {row['calls_per_clip']:.2f}"
-                f" | {row['requests_per_clip']:.2f} | {row['p50_delay_s']:.1f}"
-                f" | {row['p95_delay_s']:.1f} | {row['p99_delay_s']:.1f}"
-                f" | {row['max_delay_s']:.1f} |"
-            )
+            lines.append(_polling_line(row["schedule"], row["progress"], row))
         parts.append("\n".join(lines))
     notifier = results.get("notifier")
     if notifier:
