@@ -91,10 +91,16 @@ async def run_ceiling(stack: BenchStack, work: Work, plan: CeilingPlan) -> dict[
             + [(publish, n) for n in range(work.publishes)]
         )
         later.sort(key=lambda job: job[1])
+        mongo_cpu = stack.cpu_seconds().get("mongo", 0.0)
+        own_cpu = time.process_time()
         began = time.perf_counter()
         await _in_parallel([(insert, n) for n in range(work.inserts)], plan.concurrency)
         await _in_parallel(later, plan.concurrency)
         wall_s = time.perf_counter() - began
+        cpu = {
+            "mongo": stack.cpu_seconds().get("mongo", 0.0) - mongo_cpu,
+            "script": time.process_time() - own_cpu,
+        }
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
@@ -109,6 +115,7 @@ async def run_ceiling(stack: BenchStack, work: Work, plan: CeilingPlan) -> dict[
         "concurrency": plan.concurrency,
         "wall_s": round(wall_s, 3),
         "clips_per_s": round(work.clips / wall_s, 2) if wall_s > 0 else None,
+        "cpu_s_per_clip": {name: round(seconds / work.clips, 4) for name, seconds in cpu.items()},
     }
 
 
