@@ -37,7 +37,7 @@ from reelflow_devtools.bench.ceiling import CeilingPlan, Work, run_ceiling
 from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.bench.ground_truth import check_ground_truth
 from reelflow_devtools.bench.launcher import (
-    SAFETY_NETS,
+    REAL_TIME,
     BenchStack,
     StackConfig,
     broker_answers,
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     open_files = raise_open_files_limit()  # the notifier inherits it: one socket per watcher
     began = time.monotonic()
-    fast = replace(base, sim_speedup=plans.speedup, keep=SAFETY_NETS)
+    fast = replace(base, sim_speedup=plans.speedup, keep=REAL_TIME)
     # Everything compressed: the live poller sees the provider's clock, scaled.
     slow = replace(base, sim_speedup=plans.polling_speedup, keep=frozenset())
     results: dict[str, Any] = {
