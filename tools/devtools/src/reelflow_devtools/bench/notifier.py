@@ -30,7 +30,8 @@ class NotifierPlan:
     idle_projects: int = 10
     hot_clips: int = 40
     #: real seconds from creating the hot project until its first clip finishes: this,
-    #: plus 2.5 x the time the hot watchers should take to connect at the idle ones' rate
+    #: plus 6 x the time the hot watchers would take at the idle ones' rate (a hot watcher's
+    #: snapshot is a whole 40-clip project: they were seen to connect 5-7 x slower)
     first_finish_s: float = 10.0
     spacing_s: float = 1.0
     #: handshakes in flight; each costs the notifier a snapshot read from the database
@@ -138,7 +139,7 @@ async def run_notifier(
             loads, idle_urls, plan.connections - plan.hot_watchers, False, plan.connect_concurrency
         )
         rate = idle_connected["ok"] / max(idle_connected["seconds"], 0.1)
-        first_finish_s = plan.first_finish_s + 2.5 * plan.hot_watchers / max(rate, 1.0)
+        first_finish_s = plan.first_finish_s + 6 * plan.hot_watchers / max(rate, 1.0)
         latencies = [(first_finish_s + j * plan.spacing_s) * speedup for j in range(plan.hot_clips)]
         hot = await _create(stack, key, "hot", latencies)
         hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
