@@ -104,6 +104,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--clips", type=int, help="throughput: clips per project size (default 500)")
     add("--connections", type=int, help="notifier: WebSockets (default 10000)")
     add("--watchers", type=int, help="notifier: watchers of the one project (default 1000)")
+    add(
+        "--no-deflate",
+        action="store_true",
+        help="notifier: clients do not offer permessage-deflate (browsers do)",
+    )
     add("--polling-clips", type=int, help="polling: clips of the live run (default 200)")
     add("--polling-speedup", type=float, help="polling: simulator speedup (default 5)")
     add("--log-level", default="WARNING", help="the services' log level")
@@ -138,6 +143,8 @@ def plans_from(args: argparse.Namespace) -> Plans:
         plans = replace(plans, notifier=replace(plans.notifier, connections=args.connections))
     if args.watchers:
         plans = replace(plans, notifier=replace(plans.notifier, hot_watchers=args.watchers))
+    if args.no_deflate:
+        plans = replace(plans, notifier=replace(plans.notifier, deflate=False))
     if args.polling_clips:
         plans = replace(plans, live=replace(plans.live, clips=args.polling_clips))
     if args.polling_speedup:

@@ -34,6 +34,8 @@ class NotifierPlan:
     #: snapshot is a whole 40-clip project: they were seen to connect 5-7 x slower)
     first_finish_s: float = 10.0
     spacing_s: float = 1.0
+    #: clients offer permessage-deflate, as browsers do
+    deflate: bool = True
     #: handshakes in flight; each costs the notifier a snapshot read from the database
     connect_concurrency: int = 24
     deadline_s: float = 180
@@ -83,7 +85,7 @@ def _shares(total: int, parts: int) -> list[int]:
 
 
 async def _connect_all(
-    loads: list[LoadProcess], urls: list[str], count: int, hot: bool, concurrency: int
+    loads: list[LoadProcess], urls: list[str], count: int, hot: bool, plan: NotifierPlan
 ) -> dict[str, Any]:
     shares = _shares(count, len(loads))
     answers = await asyncio.gather(
@@ -94,7 +96,8 @@ async def _connect_all(
                     "url": urls[i % len(urls)],
                     "count": share,
                     "hot": hot,
-                    "concurrency": max(1, concurrency // len(loads)),
+                    "concurrency": max(1, plan.connect_concurrency // len(loads)),
+                    "deflate": plan.deflate,
                 }
             )
             for i, (load, share) in enumerate(zip(loads, shares, strict=True))
@@ -136,16 +139,14 @@ async def run_notifier(
     loads = [await LoadProcess.start() for _ in range(plan.processes)]
     try:
         idle_connected = await _connect_all(
-            loads, idle_urls, plan.connections - plan.hot_watchers, False, plan.connect_concurrency
+            loads, idle_urls, plan.connections - plan.hot_watchers, False, plan
         )
         rate = idle_connected["ok"] / max(idle_connected["seconds"], 0.1)
         first_finish_s = plan.first_finish_s + 6 * plan.hot_watchers / max(rate, 1.0)
         latencies = [(first_finish_s + j * plan.spacing_s) * speedup for j in range(plan.hot_clips)]
         hot = await _create(stack, key, "hot", latencies)
         hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
-        hot_connected = await _connect_all(
-            loads, [hot_url], plan.hot_watchers, True, plan.connect_concurrency
-        )
+        hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
         rss_connected = memory_kib(notifier)
         collected = await asyncio.gather(
             *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
@@ -157,6 +158,7 @@ async def run_notifier(
         "connections": plan.connections,
         "hot_watchers": plan.hot_watchers,
         "load_processes": plan.processes,
+        "permessage_deflate": plan.deflate,
         "hot_first_finish_s": round(first_finish_s, 1),
         "idle_connected": idle_connected,
         "hot_connected": hot_connected,

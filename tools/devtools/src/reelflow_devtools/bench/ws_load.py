@@ -3,8 +3,9 @@
 ``python -m reelflow_devtools.bench.ws_load`` reads one JSON command a line and
 answers one JSON line each:
 
-- ``{"op": "connect", "url": …, "count": n, "hot": bool, "concurrency": c}``: open
-  ``n`` WebSockets to ``url`` (at most ``c`` handshakes at once), each held open
+- ``{"op": "connect", "url": …, "count": n, "hot": bool, "concurrency": c, "deflate": bool}``:
+  open ``n`` WebSockets to ``url`` (at most ``c`` handshakes at once; offering
+  permessage-deflate, as browsers do, unless ``deflate`` is false), each held open
   until ``quit``; a *hot* watcher records when each ``clip.updated`` arrived.
   Answer: ``{"ok": …, "failed": …, "errors": {…}, "seconds": …}``.
 - ``{"op": "collect", "deadline_s": d}``: wait until every hot watcher has seen
@@ -61,7 +62,9 @@ class Load:
         self.hot: list[Hot] = []
         self.tasks: list[asyncio.Task[None]] = []
 
-    async def connect(self, url: str, count: int, hot: bool, concurrency: int) -> dict[str, Any]:
+    async def connect(
+        self, url: str, count: int, hot: bool, concurrency: int, deflate: bool
+    ) -> dict[str, Any]:
         gate = asyncio.Semaphore(concurrency)
         errors: dict[str, int] = {}
         began = time.monotonic()
@@ -70,7 +73,11 @@ class Load:
             async with gate:
                 try:
                     ws = await websockets.connect(
-                        url, max_queue=None, open_timeout=120, ping_interval=None
+                        url,
+                        max_queue=None,
+                        open_timeout=120,
+                        ping_interval=None,
+                        compression="deflate" if deflate else None,
                     )
                     first = json.loads(await asyncio.wait_for(ws.recv(), 120))
                 except (OSError, TimeoutError, websockets.WebSocketException) as exc:
@@ -148,7 +155,11 @@ async def serve() -> None:
         op = command["op"]
         if op == "connect":
             answer = await load.connect(
-                command["url"], command["count"], command["hot"], command["concurrency"]
+                command["url"],
+                command["count"],
+                command["hot"],
+                command["concurrency"],
+                command.get("deflate", True),
             )
         elif op == "collect":
             answer = await load.collect(command["deadline_s"])
