@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint format bench sim clean compose-env
+.PHONY: run test test-fast lint format bench sim clean compose-env contracts
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -37,6 +37,10 @@ lint: $(VENV)/.synced
 format: $(VENV)/.synced
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# docs/asyncapi.json and docs/openapi.json, regenerated from the code (a test checks them).
+contracts: $(VENV)/.synced
+	$(BIN)/python -m reelflow_devtools.contracts
 
 # make bench ARGS="--scenario throughput,ceiling" (see docs/BENCHMARKS.md)
 bench: $(VENV)/.synced

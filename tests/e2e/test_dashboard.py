@@ -51,6 +51,8 @@ DEADLINE_MS = 60_000
 REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 #: the same for cost totals and a retried scene's earlier tasks
 REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
+#: the same for reelflow's own copy of a video (clip.stored)
+REDUCER_STORED_CHECK = Path(__file__).with_name("reducer_stored_check.js")
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -456,6 +458,21 @@ def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
     dashboard.assert_no_console_errors()
 
 
+def test_a_stored_copy_replaces_runwares_link_for_its_own_task_only(dashboard: Dashboard) -> None:
+    """A ``clip.stored`` makes the page play reelflow's URL; one of another task changes nothing."""
+    dashboard.open()
+    seen = dashboard.page.evaluate(REDUCER_STORED_CHECK.read_text())
+    stored = "/v1/videos/videos/p/0/t0.mp4?expires=1&signature=s"
+    assert seen == [
+        "2:https://runware/v.mp4",
+        f"3:{stored}",
+        f"3:{stored}",  # a duplicate
+        f"4:{stored}",  # another task's copy (an earlier attempt's) is not this clip's video
+        f"5:{stored}",
+    ]
+    dashboard.assert_no_console_errors()
+
+
 def cost_text(status: dict[str, Any]) -> str:
     """What the page shows for a project's cost totals, from the API's answer."""
     usd = status["cost"]["usd"]
@@ -467,3 +484,27 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
         return True if dashboard.status(project_id)["all_complete"] else None
 
     await eventually_returns(finished, "the project finished", DEADLINE_MS / 1000, pause_s=0.2)
+
+
+def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.create("a red kite over the hills", title="Kites")
+    page.goto(f"{dashboard.stack.api_url}/docs")
+
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("reelflow")
+    page.locator("button.authorize").first.click()
+    page.locator(".modal-ux input").first.fill(dashboard.key)
+    page.locator(".modal-ux button.authorize").click()
+    page.locator(".modal-ux button.btn-done").click()
+    operation = page.locator("#operations-projects-list_projects_v1_projects_get")
+    operation.locator(".opblock-summary").click()
+    operation.locator("button.try-out__btn").click()
+    operation.locator("button.execute").click()
+
+    status = operation.locator(".live-responses-table tbody .response-col_status").first
+    expect(status).to_have_text("200")
+    expect(operation.locator(".live-responses-table")).to_contain_text("Kites")
+    # A CSP violation, or an asset from elsewhere, would be a console error.
+    dashboard.assert_no_console_errors()

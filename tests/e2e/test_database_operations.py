@@ -6,6 +6,9 @@ projects through the database: the test waits for ``project.finished`` on the
 event exchange. The reconciler's periodic query is left out by a long interval
 (it costs one query per interval per poller, whatever the number of clips), and
 webhooks are off (polling alone; a poll never touches the database).
+
+Copies of the videos are off for the target (the e2e stacks keep none); a second
+test measures the same with every video copied to a local directory.
 """
 
 from __future__ import annotations
@@ -31,18 +34,23 @@ MAX_OPS_PER_CLIP = 5
 FAST = "[sim:latency=10]"
 
 
+QUIET = {"REELFLOW_RECONCILE_INTERVAL_S": "3600", "REELFLOW_LEASE_S": "600"}
+
+
 @pytest.fixture
 def quiet_stack(amqp_url: str, mongo_url: str, tmp_path: Path) -> Iterator[Stack]:
-    yield from started(
-        e2e_config(
-            amqp_url,
-            mongo_url,
-            tmp_path / "stack",
-            webhooks=False,
-            REELFLOW_RECONCILE_INTERVAL_S="3600",
-            REELFLOW_LEASE_S="600",
-        )
-    )
+    yield from started(e2e_config(amqp_url, mongo_url, tmp_path / "stack", webhooks=False, **QUIET))
+
+
+@pytest.fixture
+def copying_stack(amqp_url: str, mongo_url: str, tmp_path: Path) -> Iterator[Stack]:
+    storage = {
+        "REELFLOW_STORAGE_BACKEND": "local",
+        "REELFLOW_STORAGE_DIR": str(tmp_path / "videos"),
+        "REELFLOW_VIDEO_URL_SECRET": "e2e-video-url-secret",
+    }
+    config = e2e_config(amqp_url, mongo_url, tmp_path / "stack", webhooks=False, **QUIET, **storage)
+    yield from started(config)
 
 
 async def operations(stack: Stack) -> Counters:
@@ -52,38 +60,62 @@ async def operations(stack: Stack) -> Counters:
 async def test_a_clip_costs_at_most_five_database_operations_at_any_project_size(
     quiet_stack: Stack,
 ) -> None:
-    key = await quiet_stack.issue_key("tenant-ops")
-    connection = await aio_pika.connect_robust(quiet_stack.config.amqp_url)
-    figures: dict[int, dict[str, int]] = {}
-    async with (
-        connection,
-        httpx.AsyncClient(
-            base_url=quiet_stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
-        ) as api,
-    ):
-        channel = await connection.channel()
-        finished = await channel.declare_queue(exclusive=True)
-        await finished.bind(f"{quiet_stack.config.amqp_prefix}reelflow.events", "project.finished")
-        for scenes in (1, 10, 50):
-            before = await operations(quiet_stack)
-            body = {"scenes": [{"prompt": f"scene {i} {FAST}"} for i in range(scenes)]}
-            created = await api.post("/v1/projects", json=body)
-            assert created.status_code == 202, created.text
-            project_id = created.json()["project_id"]
-            async with asyncio.timeout(60), finished.iterator() as events:
-                async for message in events:
-                    await message.ack()
-                    if json.loads(message.body)["project_id"] == project_id:
-                        break
-            after = await operations(quiet_stack)
-            figures[scenes] = {
-                name: counts["total"] for name, counts in dbcounters.spent(before, after).items()
-            }
-            status = (await api.get(f"/v1/projects/{project_id}")).json()
-            assert status["status"] == "completed"
+    figures = await measure(quiet_stack, until="project.finished")
 
     per_clip = {scenes: sum(ops.values()) / scenes for scenes, ops in figures.items()}
     print(f"database operations per clip (by collection): {figures}; per clip: {per_clip}")
     assert all(value <= MAX_OPS_PER_CLIP for value in per_clip.values()), per_clip
     # Polls read nothing: what a 50-scene project costs grows with its clips, two each.
     assert sum(figures[50].values()) <= 2 * 50 + 3
+
+
+async def test_keeping_a_copy_of_a_video_costs_one_more_operation_per_clip(
+    copying_stack: Stack,
+) -> None:
+    """The copy reads nothing (its command carries the URL) and writes once: ``clip.stored``."""
+    figures = await measure(copying_stack, until="clip.stored")
+
+    per_clip = {scenes: sum(ops.values()) / scenes for scenes, ops in figures.items()}
+    print(f"with copies, database operations per clip: {figures}; per clip: {per_clip}")
+    assert all(value <= MAX_OPS_PER_CLIP + 1 for value in per_clip.values()), per_clip
+    assert sum(figures[50].values()) <= 3 * 50 + 3
+
+
+async def measure(stack: Stack, *, until: str) -> dict[int, dict[str, int]]:
+    """Operations per collection for projects of 1, 10 and 50 scenes, each counted until
+    ``until`` arrived for each of its clips (``project.finished``: once)."""
+    key = await stack.issue_key("tenant-ops")
+    connection = await aio_pika.connect_robust(stack.config.amqp_url)
+    figures: dict[int, dict[str, int]] = {}
+    async with (
+        connection,
+        httpx.AsyncClient(
+            base_url=stack.api_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as api,
+    ):
+        channel = await connection.channel()
+        finished = await channel.declare_queue(exclusive=True)
+        await finished.bind(f"{stack.config.amqp_prefix}reelflow.events", until)
+        for scenes in (1, 10, 50):
+            expected = 1 if until == "project.finished" else scenes
+            before = await operations(stack)
+            body = {"scenes": [{"prompt": f"scene {i} {FAST}"} for i in range(scenes)]}
+            created = await api.post("/v1/projects", json=body)
+            assert created.status_code == 202, created.text
+            project_id = created.json()["project_id"]
+            seen = set()
+            async with asyncio.timeout(60), finished.iterator() as events:
+                async for message in events:
+                    await message.ack()
+                    body = json.loads(message.body)
+                    if body["project_id"] == project_id:
+                        seen.add(body["seq"])  # a re-published event is no second clip
+                        if len(seen) == expected:
+                            break
+            after = await operations(stack)
+            figures[scenes] = {
+                name: counts["total"] for name, counts in dbcounters.spent(before, after).items()
+            }
+            status = (await api.get(f"/v1/projects/{project_id}")).json()
+            assert status["status"] == "completed"
+    return figures

@@ -163,6 +163,35 @@ async def test_project_show_reads_as_lines_and_an_unknown_project_is_an_error(
     )
 
 
+async def test_project_show_tells_a_stored_copy_and_logs_its_event(
+    world: World, admin: Run
+) -> None:
+    project_id, _old, _new = await retried_and_half_done(world)
+    fox = (await world.project(project_id)).clips[0]
+    key = f"videos/{project_id}/0/{fox.task_uuid}.mp4"
+    stored = await world.projects.record_stored(
+        project_id,
+        0,
+        fox.task_uuid,
+        key=key,
+        size_bytes=5893,
+        sha256=None,
+        content_type="video/mp4",
+        stored_url=f"/v1/videos/{key}?expires=1&signature=s",
+    )
+    assert stored.applied
+
+    code, out, err = await admin("project", "show", project_id)
+
+    assert code == 0, err
+    lines = [line.strip() for line in out.splitlines()]
+    assert f"stored {key} (5893 bytes)" in lines
+    logged = f"#0 stored  task {fox.task_uuid}"
+    assert any("clip.stored" in line and line.endswith(logged) for line in lines)
+    code, out, err = await admin("project", "show", project_id, "--json")
+    assert json.loads(out)["events"][-1]["type"] == "clip.stored"
+
+
 # --- reconcile -----------------------------------------------------------------------------
 
 

@@ -123,7 +123,9 @@ async def test_the_openapi_document_lists_the_routes_and_problem_answers(api: Ap
         "/v1/projects/{project_id}/retry",
         "/v1/projects/{project_id}/cancel",
         "/v1/webhooks/runware/{secret}",
+        "/v1/videos/{key}",
     }
+    assert {"403", "404", "410"} <= set(paths["/v1/videos/{key}"]["get"]["responses"])
     create = paths["/v1/projects"]["post"]
     assert {"202", "200", "401", "422", "503"} <= set(create["responses"])
     for status in ("401", "422"):

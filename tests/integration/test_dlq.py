@@ -22,6 +22,7 @@ from reelflow_common.topology import (
     HEADER_FAILURES,
     HEADER_RETRIES,
     HINTED_CHECK,
+    STORE_VIDEO,
     SUBMIT_CLIP,
     Topology,
     declare_topology,
@@ -83,7 +84,7 @@ async def test_depths_count_the_messages_in_each_dlq(
 
     depths = await dead_letter_depths(channel, topology)
 
-    assert depths == {SUBMIT_CLIP: 3, CHECK_CLIP: 1, HINTED_CHECK: 0}
+    assert depths == {SUBMIT_CLIP: 3, CHECK_CLIP: 1, HINTED_CHECK: 0, STORE_VIDEO: 0}
 
 
 async def test_the_gauge_reports_the_depth_of_each_dlq_a_worker_owns(

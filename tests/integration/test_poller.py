@@ -464,7 +464,7 @@ async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
     )
     assert clip.attempts[second.task_uuid].status is ClipStatus.QUEUED
     assert after.status is ProjectStatus.COMPLETED
-    status = after.public_status()
+    status = after.public_status().wire()
     assert status["clips"] == {first.task_uuid: clip.video_url}
     assert [a["task_uuid"] for a in status["results"][0]["attempts"]] == [second.task_uuid]
 

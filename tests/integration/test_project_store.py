@@ -496,7 +496,7 @@ async def test_retry_gives_a_runware_failed_clip_a_new_task_and_keeps_the_old_on
         failed_task,
         new_clip.task_uuid,
     )
-    status = retried.public_status()
+    status = retried.public_status().wire()
     assert failed_task not in status["clips"]
     assert status["clips"][new_clip.task_uuid] == "pending"
     assert status["results"][1]["attempts"][0]["task_uuid"] == failed_task
@@ -643,7 +643,7 @@ async def test_public_status_of_a_stored_project_matches_the_seed_shape(
     await succeed(store, project, 0)
     stored = await reread(store, project)
 
-    status = stored.public_status()
+    status = stored.public_status().wire()
 
     first, second = (clip.task_uuid for clip in project.clips)
     assert {key: status[key] for key in list(status)[:8]} == {

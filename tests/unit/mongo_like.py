@@ -1,9 +1,10 @@
 """A few lines of MongoDB update and filter semantics, for testing the pure builders without I/O.
 
-Only what the store's builders use: equality, ``$in`` and ``$exists`` on dotted
-paths in filters; ``$set``, ``$unset``, ``$inc``, ``$min`` and ``$push`` with
-``$each``/``$slice`` in updates. Integration tests run the same builders on a
-real database; this lets the unit tests follow a document through many changes.
+Only what the store's builders use: equality, ``$in``, ``$ne`` and ``$exists`` on
+dotted paths in filters; ``$set``, ``$unset``, ``$inc``, ``$min``, ``$push`` with
+``$each``/``$slice``, ``$addToSet`` and ``$pull`` (of one value) in updates.
+Integration tests run the same builders on a real database; this lets the unit
+tests follow a document through many changes.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def matches(doc: Document, query: Document) -> bool:
                     return False
                 if operator == "$exists" and (value is not _MISSING) != argument:
                     return False
+                if operator == "$ne" and value == argument:
+                    return False
         elif wanted is None:
             if value is not _MISSING and value is not None:
                 return False
@@ -71,6 +74,14 @@ def apply(doc: Document, update: Document) -> Document:
         if "$slice" in spec:
             items = items[spec["$slice"] :]
         node[last] = items
+    for path, value in update.get("$addToSet", {}).items():
+        node, last = _parent(after, path)
+        if value not in node.setdefault(last, []):
+            node[last].append(value)
+    for path, value in update.get("$pull", {}).items():
+        node, last = _parent(after, path)
+        if isinstance(node.get(last), list):
+            node[last] = [item for item in node[last] if item != value]
     return after
 
 

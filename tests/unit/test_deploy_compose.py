@@ -326,6 +326,7 @@ def test_compose_requires_every_secret_and_defaults_none() -> None:
         "MONGO_ROOT_PASSWORD",
         "MONGO_REPLICA_SET_KEY",
         "REELFLOW_WEBHOOK_SECRET",
+        "REELFLOW_VIDEO_URL_SECRET",
     }
     text = COMPOSE.read_text()
     assert "guest" not in text

@@ -58,11 +58,12 @@ LABELS = (
     "app.kubernetes.io/part-of",
 )
 # What each service needs from the Secret, by the settings it reads.
+STORAGE_SECRETS = {"video_url_secret", "s3_access_key_id", "s3_secret_access_key"}
 SECRET_SETTINGS = {
-    "api": {"amqp_url", "mongo_url", "webhook_secret"},
+    "api": {"amqp_url", "mongo_url", "webhook_secret", *STORAGE_SECRETS},
     "submitter": {"amqp_url", "mongo_url", "runware_api_key", "webhook_secret"},
-    "poller": {"amqp_url", "mongo_url", "runware_api_key"},
-    "notifier": {"amqp_url", "mongo_url"},
+    "poller": {"amqp_url", "mongo_url", "runware_api_key", *STORAGE_SECRETS},
+    "notifier": {"amqp_url", "mongo_url", "video_url_secret"},
 }
 
 
@@ -512,6 +513,9 @@ def test_the_admin_job_runs_reelflow_admin_with_the_services_settings() -> None:
         "amqp_url": {"name": SECRET, "key": "amqp-url"},
         "mongo_url": {"name": SECRET, "key": "mongo-url"},
         "runware_api_key": {"name": SECRET, "key": "runware-api-key"},
+        "video_url_secret": {"name": SECRET, "key": "video-url-secret"},
+        "s3_access_key_id": {"name": SECRET, "key": "s3-access-key-id"},
+        "s3_secret_access_key": {"name": SECRET, "key": "s3-secret-access-key"},
     }
     assert spec["securityContext"] == pod_spec("api")["securityContext"]
     assert job["securityContext"] == container("api")["securityContext"]

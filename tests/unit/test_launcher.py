@@ -65,12 +65,26 @@ def test_make_run_polls_the_simulator_fast_unless_told_otherwise(tmp_path: Path)
     tuned = config_from_environment(args, {"REELFLOW_POLL_INITIAL_DELAY_S": "5"})
 
     assert simulated.simulator is not None
-    assert simulated.settings == SIMULATOR_POLLING
+    assert simulated.settings.items() >= SIMULATOR_POLLING.items()
     assert simulated.ports == DEFAULT_PORTS
     assert simulated.mongo_url is None  # the embedded database, in the run directory
     assert real.simulator is None
-    assert real.settings == {}
+    assert "REELFLOW_POLL_INITIAL_DELAY_S" not in real.settings
     assert real.drain_timeout_s == 7
     assert "REELFLOW_RUNWARE_BASE_URL" not in stack_of(real).service_env()
     assert tuned.settings["REELFLOW_POLL_INITIAL_DELAY_S"] == "5"
     assert config_from_environment(parse_args(["--free-ports"]), {}).ports is None
+
+
+def test_make_run_keeps_videos_in_the_run_directory_under_a_fresh_secret(tmp_path: Path) -> None:
+    args = parse_args(["--run-dir", str(tmp_path)])
+    first = config_from_environment(args, {}).settings
+    second = config_from_environment(args, {}).settings
+    chosen = config_from_environment(args, {"REELFLOW_STORAGE_BACKEND": "none"}).settings
+    read = set().union(*(variables(settings) for settings in SETTINGS))
+
+    assert first["REELFLOW_STORAGE_BACKEND"] == "local"
+    assert first["REELFLOW_STORAGE_DIR"] == str(tmp_path.resolve() / "videos")
+    assert first["REELFLOW_VIDEO_URL_SECRET"] != second["REELFLOW_VIDEO_URL_SECRET"]
+    assert chosen["REELFLOW_STORAGE_BACKEND"] == "none"
+    assert set(first) <= read

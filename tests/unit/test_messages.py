@@ -13,9 +13,11 @@ from reelflow_common.messages import (
     EVENT_TYPES,
     CheckClip,
     CheckHintedTasks,
+    ClipStored,
     ClipUpdated,
     ClipView,
     ProjectFinished,
+    StoreVideo,
     SubmitClip,
     parse_event,
 )
@@ -148,8 +150,8 @@ def test_messages_are_immutable() -> None:
 
 
 def test_message_types_are_distinct() -> None:
-    types = [m.message_type for m in (SubmitClip, CheckClip, CheckHintedTasks)]
-    types += [m.message_type for m in (ClipUpdated, ProjectFinished)]
+    types = [m.message_type for m in (SubmitClip, CheckClip, CheckHintedTasks, StoreVideo)]
+    types += [m.message_type for m in (ClipUpdated, ProjectFinished, ClipStored)]
 
     assert len(set(types)) == len(types)
 
@@ -159,6 +161,18 @@ def test_one_table_parses_every_event_type() -> None:
         project_id="p1", tenant_id="x", seq=9, status=ProjectStatus.PARTIAL, counts=COUNTS
     )
 
-    assert set(EVENT_TYPES) == {"clip.updated", "project.finished"}
+    stored = ClipStored(
+        project_id="p1",
+        tenant_id="x",
+        seq=10,
+        counts=COUNTS,
+        scene_index=0,
+        task_uuid="t0",
+        stored_url="/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x",
+        size_bytes=5893,
+    )
+
+    assert set(EVENT_TYPES) == {"clip.updated", "project.finished", "clip.stored"}
     assert parse_event("project.finished", finished.model_dump_json()) == finished
+    assert parse_event("clip.stored", stored.model_dump_json()) == stored
     assert parse_event("submit_clip", b"{}") is None

@@ -82,7 +82,7 @@ def test_a_v1_document_becomes_a_v2_one_with_clips_by_scene() -> None:
     assert [r.prompt for r in project.requests or []] == ["scene 0", "scene 1", "scene 2"]
     assert (project.seq, project.status) == (3, ProjectStatus.GENERATING)
     assert project.cost.model_dump() == {"usd": 0.4, "known": 1, "unknown": 0}
-    assert project.public_status()["clips"] == {
+    assert project.public_status().wire()["clips"] == {
         "t0": "https://v/0.mp4",
         "t1": "pending",
         "t2": "pending",

@@ -73,7 +73,7 @@ def test_public_status_has_the_seed_fields_first_then_reelflow_fields() -> None:
         completed_at=T1,
     ).model_copy(update={"counts": Counts(total_clips=2, completed=1, pending=1, failed=0)})
 
-    status = done.public_status()
+    status = done.public_status().wire()
 
     assert list(status) == [
         "success", "project_id", "total_clips", "completed", "pending", "failed",
@@ -94,7 +94,7 @@ def test_public_status_has_the_seed_fields_first_then_reelflow_fields() -> None:
         {"task_uuid": "t1", "scene_index": 1, "status": "queued"},
     ]
     assert status["created_at"] == "2026-11-24T12:00:00.123000Z"
-    assert "results" not in done.public_status(include_results=False)
+    assert "results" not in done.public_status(include_results=False).wire()
 
 
 def test_a_retried_clip_is_keyed_by_its_new_task_with_its_earlier_ones_in_results() -> None:
@@ -104,7 +104,7 @@ def test_a_retried_clip_is_keyed_by_its_new_task_with_its_earlier_ones_in_result
     older = Attempt(status=ClipStatus.FAILED, queued_at=T0 - timedelta(hours=1))
     retried = with_clip(project(1), 0, task_uuid="t9", attempts={"t0": earlier, "t-1": older})
 
-    status = retried.public_status()
+    status = retried.public_status().wire()
 
     assert status["clips"] == {"t9": "pending"}
     assert [a["task_uuid"] for a in status["results"][0]["attempts"]] == ["t-1", "t0"]
@@ -120,7 +120,7 @@ def test_public_status_shows_cancelled_clips_as_failed_as_the_seed_would() -> No
         }
     )
 
-    status = cancelled.public_status()
+    status = cancelled.public_status().wire()
 
     assert status["clips"] == {"t0": "failed", "t1": "failed"}
     assert (status["failed"], status["pending"], status["all_complete"]) == (2, 0, True)

@@ -1,4 +1,4 @@
-"""Error classification (runware-api.md §5.2/§5.3) and that the API key never leaks."""
+"""Error classification (docs/RUNWARE.md §5.2/§5.3) and that the API key never leaks."""
 
 from __future__ import annotations
 

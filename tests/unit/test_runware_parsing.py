@@ -1,4 +1,4 @@
-"""Every documented Runware body shape (runware-api.md §2.4, §3.2, §10) parses as a user expects."""
+"""Every documented Runware body shape (docs/RUNWARE.md §2.4, §3.2, §10) parses as expected."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Every message that travels over RabbitMQ, as a frozen pydantic model.
 
 Commands are imperative and have exactly one consumer (``SubmitClip``,
-``CheckClip``, ``CheckHintedTasks``); events are past tense and fan out
-(``ClipUpdated``, ``ProjectFinished``). Each message carries its own envelope
+``CheckClip``, ``CheckHintedTasks``, ``StoreVideo``); events are past tense and fan out
+(``ClipUpdated``, ``ProjectFinished``, ``ClipStored``). Each message carries its own envelope
 fields: ``message_id``, ``correlation_id`` (the HTTP request that started the
 chain), ``occurred_at`` and ``schema_version``.
 
@@ -130,6 +130,20 @@ class CheckHintedTasks(Message):
     task_uuids: list[TaskUuid] = Field(min_length=1, max_length=MAX_HINTED_TASKS)
 
 
+class StoreVideo(Message):
+    """Copy a finished clip's video from Runware's URL to reelflow's own storage, try ``attempt``.
+
+    Sent when a clip becomes a success; the copy never holds up the clip's status.
+    """
+
+    message_type: ClassVar[str] = "store_video"
+    project_id: str
+    scene_index: int = Field(ge=0)
+    task_uuid: str
+    video_url: str
+    attempt: int = Field(default=1, ge=1)
+
+
 # --- events -------------------------------------------------------------------
 
 
@@ -164,6 +178,8 @@ class ClipView(BaseModel):
     error: dict[str, str] | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    #: reelflow's own signed URL of the video, once copied (``video_url`` stays Runware's)
+    stored_url: str | None = None
     attempts: list[AttemptView] | None = None
 
 
@@ -195,14 +211,34 @@ class ProjectFinished(Message):
     counts: Counts
 
 
-Event = ClipUpdated | ProjectFinished
+class ClipStored(Message):
+    """A successful clip's video is in reelflow's own storage: play it from ``stored_url``.
+
+    The clip's status does not change (it was a success already); ``seq`` moves on
+    so that clients receive it in order. ``stored_url`` is signed and expires after
+    ``video_url_ttl_s``; REST answers and snapshots always carry a fresh one.
+    """
+
+    message_type: ClassVar[str] = "clip.stored"
+    project_id: str
+    tenant_id: str
+    seq: int
+    counts: Counts
+    scene_index: int
+    task_uuid: str
+    stored_url: str
+    size_bytes: int
+
+
+Event = ClipUpdated | ProjectFinished | ClipStored
 
 #: the one table of event types: AMQP ``type`` (and stored ``type``) -> model
-EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished]] = {
+EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished] | type[ClipStored]] = {
     ClipUpdated.message_type: ClipUpdated,
     ProjectFinished.message_type: ProjectFinished,
+    ClipStored.message_type: ClipStored,
 }
-EVENT_CLASSES = (ClipUpdated, ProjectFinished)
+EVENT_CLASSES = (ClipUpdated, ProjectFinished, ClipStored)
 
 
 def parse_event(message_type: str | None, body: bytes | str | dict[str, Any]) -> Event | None:

@@ -34,3 +34,10 @@ PUBLISHED_TOTAL = Counter(
     "Messages published, by routing key kind and result.",
     ["kind", "result"],
 )
+
+VIDEO_COPIES_TOTAL = Counter(
+    "reelflow_video_copies_total",
+    "Copies of finished videos to reelflow's storage: stored, retried (after a failed try),"
+    " failed (given up on: see reelflow-admin assets list --failed), duplicate.",
+    ["outcome"],
+)

@@ -10,10 +10,12 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
+from typing import Literal
 
 import uvicorn
 from aio_pika.abc import AbstractConnection
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,6 +31,22 @@ OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 log = get_logger(__name__)
 
 
+class Health(BaseModel):
+    """``GET /healthz``: the process is alive."""
+
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """``GET /readyz``: 200 when every dependency answers, else 503 with the same body."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool] = Field(
+        description="each dependency (rabbitmq, mongodb) and whether it answered",
+        examples=[{"rabbitmq": True, "mongodb": True}],
+    )
+
+
 def ops_routes(
     readiness: Mapping[str, ReadinessCheck], *, check_timeout_s: float = 2.0
 ) -> list[Route]:
@@ -39,7 +57,7 @@ def ops_routes(
     """
 
     async def healthz(_request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse(Health().model_dump())
 
     async def readyz(_request: Request) -> Response:
         names = list(readiness)
@@ -48,9 +66,11 @@ def ops_routes(
         )
         checks = dict(zip(names, results, strict=True))
         if all(results):
-            return JSONResponse({"status": "ok", "checks": checks})
+            return JSONResponse(Readiness(status="ok", checks=checks).model_dump())
         log.warning("not_ready", checks=checks)
-        return JSONResponse({"status": "unavailable", "checks": checks}, status_code=503)
+        return JSONResponse(
+            Readiness(status="unavailable", checks=checks).model_dump(), status_code=503
+        )
 
     async def metrics(_request: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

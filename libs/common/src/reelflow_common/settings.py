@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlencode
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -117,6 +117,12 @@ class TopologySettings(AmqpSettings):
         default=100_000,
         ge=1,
         description="messages one wait (delay) queue holds; past it retries back off in-process",
+    )
+    copy_initial_delay_s: float = Field(
+        default=5.0, gt=0, description="first retry of a video copy that failed"
+    )
+    copy_max_delay_s: float = Field(
+        default=300.0, gt=0, description="cap of the delay between two copies of one video"
     )
 
 
@@ -240,3 +246,90 @@ class AuthSettings(ReelflowSettings):
         ),
     )
     auth_cache_size: int = Field(default=10_000, ge=1, description="API keys remembered")
+
+
+class VideoLinkSettings(ReelflowSettings):
+    """reelflow's own video URLs: signed, expiring links the api serves (``storage.links``).
+
+    Every service that shows a stored video (the api, the notifier, the poller
+    that announces it) signs with the same secret.
+    """
+
+    video_url_secret: SecretStr | None = Field(
+        default=None,
+        description="key of the HMAC that signs reelflow's own video URLs (secret); unset: none",
+    )
+    video_url_ttl_s: float = Field(
+        default=86_400,
+        gt=0,
+        description="how long one of reelflow's own video URLs stays valid",
+    )
+    video_public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^?#]+$",
+        description=(
+            "base of reelflow's own video URLs, e.g. https://reelflow.example.com;"
+            " unset: URLs relative to the api (/v1/videos/...)"
+        ),
+    )
+
+
+class StorageSettings(VideoLinkSettings):
+    """Where finished videos are copied to, and how a copy is checked."""
+
+    storage_backend: Literal["none", "local", "s3"] = Field(
+        default="none",
+        description="none: Runware's URL only; local: storage_dir; s3: an S3-compatible bucket",
+    )
+    storage_dir: str = Field(
+        default="videos", description="local backend: the directory the videos are kept in"
+    )
+    s3_bucket: str | None = Field(default=None, description="s3 backend: the bucket (private)")
+    s3_endpoint_url: str | None = Field(
+        default=None, description="s3 backend: an S3-compatible endpoint; unset: AWS"
+    )
+    s3_region: str = Field(default="us-east-1", description="s3 backend: the bucket's region")
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, description="s3 backend (secret); unset: the default AWS credential chain"
+    )
+    s3_secret_access_key: SecretStr | None = Field(default=None, description="s3 backend (secret)")
+    s3_presign_ttl_s: float = Field(
+        default=300,
+        gt=0,
+        le=604_800,
+        description="s3 backend: lifetime of the bucket URL a signed video URL redirects to",
+    )
+    video_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="a video larger than this is not copied (the copy fails as videoTooLarge)",
+    )
+    copy_timeout_s: float = Field(
+        default=300, gt=0, description="one download from Runware and upload to storage"
+    )
+    copy_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        description="copies of one video tried (on the copy ladder) before it is marked failed",
+    )
+    copy_concurrency: int = Field(default=4, ge=1, description="videos copied at once, per poller")
+
+    @field_validator(
+        "s3_bucket", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable as "" (``${REELFLOW_S3_BUCKET:-}``).
+        return None if value == "" else value
+
+    @property
+    def copies_enabled(self) -> bool:
+        return self.storage_backend != "none"
+
+    @model_validator(mode="after")
+    def _complete(self) -> StorageSettings:
+        if self.storage_backend != "none" and self.video_url_secret is None:
+            raise ValueError("storage_backend needs video_url_secret (signs the video URLs)")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("storage_backend s3 needs s3_bucket")
+        return self

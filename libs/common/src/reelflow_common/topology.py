@@ -35,11 +35,14 @@ EVENTS_EXCHANGE = "reelflow.events"
 SUBMIT_CLIP = "submitter.submit_clip"
 CHECK_CLIP = "poller.check_clip"
 HINTED_CHECK = "poller.check_hinted"
-WORK_QUEUES = (SUBMIT_CLIP, CHECK_CLIP, HINTED_CHECK)
+#: copies of finished videos to reelflow's storage; the poller consumes it (it records successes)
+STORE_VIDEO = "poller.store_video"
+WORK_QUEUES = (SUBMIT_CLIP, CHECK_CLIP, HINTED_CHECK, STORE_VIDEO)
 
 #: routing keys on the event exchange: ``<entity>.<past tense>``
 CLIP_UPDATED = "clip.updated"
 PROJECT_FINISHED = "project.finished"
+CLIP_STORED = "clip.stored"
 EVENT_BINDING_KEYS = ("clip.*", "project.*")
 
 #: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
@@ -87,9 +90,10 @@ class Topology:
             cap_s=settings.poll_max_delay_s,
             factor=settings.poll_backoff,
         )
+        copy = Backoff(first_s=settings.copy_initial_delay_s, cap_s=settings.copy_max_delay_s)
         return cls(
             prefix=settings.amqp_prefix,
-            backoffs={SUBMIT_CLIP: retry, CHECK_CLIP: poll, HINTED_CHECK: retry},
+            backoffs={SUBMIT_CLIP: retry, CHECK_CLIP: poll, HINTED_CHECK: retry, STORE_VIDEO: copy},
             retry=retry,
             max_deliveries=settings.max_deliveries,
             work_queue_max_length=settings.work_queue_max_length,

@@ -8,6 +8,7 @@ import uvicorn
 
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import http_protocol
 from reelflow_common.logging import configure_logging
 
 
@@ -24,6 +25,9 @@ def server_config(settings: Settings) -> uvicorn.Config:
         # Requests in flight (a ?wait= long poll among them) get the same bound as
         # the workers' messages, then are cancelled: SIGTERM never waits minutes.
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),
+        # Slow clients: idle connections, and headers that trickle in, are cut off.
+        timeout_keep_alive=settings.http_keepalive_timeout_s,
+        http=http_protocol(settings.http_header_timeout_s),
     )
 
 

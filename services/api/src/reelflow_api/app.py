@@ -11,14 +11,18 @@ from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
+from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import dashboard, projects, tickets, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, videos, webhooks
 from reelflow_api.settings import Settings
+from reelflow_api.slow_clients import BodyDeadline
+from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
+from reelflow_common.storage import VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
@@ -59,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
                 in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
             )
@@ -69,6 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                storage=storage,
+                links=VideoLinks.from_settings(settings),
             )
             yield
 
@@ -77,9 +84,13 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Story to video: one project of N scenes, tracked to the last clip.",
         lifespan=lifespan,
+        # Swagger UI from local files (install_docs); no ReDoc, which only a CDN would serve.
+        docs_url=None,
+        redoc_url=None,
     )
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
+    app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimit,
@@ -90,9 +101,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
+    app.include_router(videos.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
     app.router.routes.extend(ops_routes(readiness))
+    install_docs(app)
+    install_openapi(app, settings)
+    # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
+    install_cors(app, settings.cors_allow_origins)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
+from reelflow_common.storage import VideoLinks, VideoStorage
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 
@@ -27,6 +29,9 @@ class AppState:
     publisher: Publisher
     indexes: Indexes
     tickets: WsTicketStore
+    #: reelflow's copies of the videos; None when they are not kept
+    storage: VideoStorage | None = None
+    links: VideoLinks | None = None
 
 
 def _state(request: Request) -> AppState:
@@ -51,7 +56,21 @@ def bearer_key(request: Request) -> str:
     return key.strip()
 
 
-async def _tenant(request: Request, state: State) -> str:
+#: declares the scheme in the OpenAPI document (``/docs`` gets its Authorize button);
+#: :func:`bearer_key` reads the header, so that every refusal is the same problem+json
+_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="rf_…",
+    description="An API key: `reelflow-admin key create` prints one (`make run` prints a dev key).",
+)
+
+
+async def _tenant(
+    request: Request,
+    state: State,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> str:
     tenant_id = await state.api_keys.tenant_for_key(bearer_key(request))
     if tenant_id is None:
         raise Problem(

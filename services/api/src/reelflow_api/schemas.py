@@ -1,8 +1,16 @@
-"""HTTP request models (separate from the message models in ``reelflow_common``)."""
+"""HTTP request and response models (separate from the message models in ``reelflow_common``).
+
+A project's status is :class:`reelflow_common.store.ProjectStatusView`: the
+notifier sends the same object in its snapshots.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from reelflow_common.store import ProjectStatusView
 
 
 class SceneIn(BaseModel):
@@ -44,5 +52,25 @@ class CreateProjectIn(BaseModel):
 
 
 class ProjectList(BaseModel):
-    items: list[dict[str, object]]
-    next_cursor: str | None
+    """``GET /v1/projects``: one page of the tenant's projects, newest first."""
+
+    items: list[ProjectStatusView] = Field(
+        description="project statuses as GET /v1/projects/{project_id} answers them, without"
+        " `results`"
+    )
+    next_cursor: str | None = Field(
+        description="pass as `cursor` to read the next page; null on the last page",
+        examples=["eyJjIjoiMjAyNi0xMi0wMVQxMDowMDowMC4xMDBaIiwiaSI6IjZmMWQwYyJ9"],
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON sent: ``next_cursor`` is null on the last page; items omit ``results``."""
+        return {"items": [item.wire() for item in self.items], "next_cursor": self.next_cursor}
+
+
+class WebhookReceived(BaseModel):
+    """``POST /v1/webhooks/runware/{secret}``: the hint is queued."""
+
+    received: int = Field(
+        ge=1, description="task UUIDs the body named; each is checked with Runware now"
+    )

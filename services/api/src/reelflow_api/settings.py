@@ -10,6 +10,7 @@ from reelflow_common.settings import (
     LeaseSettings,
     LogSettings,
     MongoSettings,
+    StorageSettings,
     TopologySettings,
     WebhookSettings,
 )
@@ -23,6 +24,7 @@ class Settings(
     WebhookSettings,
     LeaseSettings,
     AuthSettings,
+    StorageSettings,
 ):
     default_model: str = Field(
         default="google:3@3", description="model of a project that names none"
@@ -66,4 +68,24 @@ class Settings(
     )
     ws_ticket_ttl_s: float = Field(
         default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
+    )
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "origins whose pages may call the API from a browser (CORS), as a JSON list,"
+            ' e.g. ["https://app.example.com"]; empty: CORS is off'
+        ),
+    )
+    http_header_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="a client must send a request's headers within this, else it is disconnected",
+    )
+    http_body_timeout_s: float = Field(
+        default=30,
+        gt=0,
+        description="a client must send a request's body within this of its start; else 408",
+    )
+    http_keepalive_timeout_s: int = Field(
+        default=5, ge=1, description="an idle keep-alive connection closes after this"
     )

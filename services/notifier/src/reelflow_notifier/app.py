@@ -12,6 +12,7 @@ from reelflow_common.broker import amqp_channel, amqp_connection
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_routes
+from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> Starlette:
                 hub=hub,
                 tickets=WsTicketStore(db),
                 key_watch=key_watch,
+                links=VideoLinks.from_settings(settings),
             )
             yield
 

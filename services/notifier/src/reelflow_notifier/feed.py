@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reelflow_common.messages import Event
+from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.metrics import WS_EVENTS_TOTAL, WS_SNAPSHOTS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Item, Snapshot, Start
@@ -21,8 +22,16 @@ class Feed:
     snapshot when the log no longer reaches back that far.
     """
 
-    def __init__(self, project_id: str, *, tenant_id: str, projects: ProjectStore) -> None:
+    def __init__(
+        self,
+        project_id: str,
+        *,
+        tenant_id: str,
+        projects: ProjectStore,
+        links: VideoLinks | None = None,
+    ) -> None:
         self.project_id = project_id
+        self._links = links
         self._tenant_id = tenant_id
         self._projects = projects
         #: the last ``seq`` the client was sent; None until the watch has started
@@ -78,4 +87,4 @@ class Feed:
             raise ProjectGone(self.project_id)
         self.last_seq = project.seq
         WS_SNAPSHOTS_TOTAL.labels(reason=reason).inc()
-        return [snapshot_message(project)]
+        return [snapshot_message(project, links=self._links)]

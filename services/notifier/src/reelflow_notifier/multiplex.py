@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.session import Session
-from reelflow_notifier.wire import error_message
+from reelflow_notifier.wire import error_message, unsubscribed_message
 
 
 class _ClientMessage(BaseModel):
@@ -26,11 +26,15 @@ class _ClientMessage(BaseModel):
 
 
 class Subscribe(_ClientMessage):
+    """Follow a project: a snapshot, or the changes after ``after_seq``, then live changes."""
+
     type: Literal["subscribe"]
     after_seq: int | None = Field(default=None, ge=0)
 
 
 class Unsubscribe(_ClientMessage):
+    """Stop following a project; answered with ``unsubscribed``."""
+
     type: Literal["unsubscribe"]
 
 
@@ -58,7 +62,7 @@ class Subscriptions:
             return
         if isinstance(message, Unsubscribe):
             self._session.unwatch(message.project_id)
-            self._session.notice({"type": "unsubscribed", "project_id": message.project_id})
+            self._session.notice(unsubscribed_message(message.project_id))
             return
         await self._subscribe(message)
 

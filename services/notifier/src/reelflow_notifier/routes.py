@@ -118,6 +118,7 @@ def _session(
         hub=state.hub,
         max_backlog=state.settings.ws_max_backlog,
         close_when_gone=close_when_gone,
+        links=state.links,
     )
 
 

@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
+from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.hub import Hub
@@ -45,10 +46,12 @@ class Session:
         hub: Hub,
         max_backlog: int,
         close_when_gone: bool,
+        links: VideoLinks | None = None,
     ) -> None:
         self._websocket = websocket
         self._tenant_id = tenant_id
         self._projects = projects
+        self._links = links
         self._hub = hub
         self._outbox = Outbox(max_backlog)
         self._feeds: dict[str, Feed] = {}
@@ -68,7 +71,7 @@ class Session:
         """
         self.unwatch(project_id)
         self._feeds[project_id] = Feed(
-            project_id, tenant_id=self._tenant_id, projects=self._projects
+            project_id, tenant_id=self._tenant_id, projects=self._projects, links=self._links
         )
         self._hub.add(project_id, self)
         self._outbox.put(project_id, Start(after_seq))

@@ -10,10 +10,13 @@ from reelflow_common.settings import (
     LogSettings,
     MongoSettings,
     TopologySettings,
+    VideoLinkSettings,
 )
 
 
-class Settings(TopologySettings, MongoSettings, LogSettings, HttpSettings, AuthSettings):
+class Settings(
+    TopologySettings, MongoSettings, LogSettings, HttpSettings, AuthSettings, VideoLinkSettings
+):
     http_port: int = Field(default=8001, ge=0, le=65535)
     ws_ping_interval_s: float = Field(default=20, gt=0, description="server ping interval")
     ws_ping_timeout_s: float = Field(default=20, gt=0, description="drop a client silent this long")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
+from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.hub import Hub
@@ -21,6 +22,8 @@ class NotifierState:
     hub: Hub
     tickets: WsTicketStore
     key_watch: KeyWatch
+    #: signs the stored videos' URLs in snapshots; None when videos are not kept
+    links: VideoLinks | None = None
 
 
 def state_of(websocket: WebSocket) -> NotifierState:

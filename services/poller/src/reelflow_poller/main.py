@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
+
+import httpx
 
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
 from reelflow_common.logging import configure_logging, get_logger
-from reelflow_common.messages import CheckClip, CheckHintedTasks
+from reelflow_common.messages import CheckClip, CheckHintedTasks, StoreVideo
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
+from reelflow_common.storage import VideoCopier, VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
-from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, Topology, declare_topology
+from reelflow_common.topology import (
+    CHECK_CLIP,
+    HINTED_CHECK,
+    STORE_VIDEO,
+    Topology,
+    declare_topology,
+)
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
 
@@ -72,7 +83,8 @@ async def main(
             return
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
-        recorder = ClipRecorder(projects, publisher)
+        storage = await stack.enter_async_context(open_storage(settings))
+        recorder = ClipRecorder(projects, publisher, copies=storage is not None)
         policy = Policy.from_settings(settings)
         planner = FixedLadderPlanner.from_settings(settings)
         checks = CheckHandler(
@@ -95,8 +107,41 @@ async def main(
             grace_s=settings.reconcile_grace_s,
             batch_size=settings.reconcile_batch_size,
         )
-        log.info("poller_started", runware=settings.runware_base_url)
+        copying: list[Awaitable[None]] = []
+        links = VideoLinks.from_settings(settings)
+        if storage is not None and links is not None:
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(timeout=settings.copy_timeout_s, follow_redirects=True)
+            )
+            store_channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.copy_concurrency)
+            )
+            copies = StoreHandler(
+                projects,
+                VideoCopier(http, storage, max_bytes=settings.video_max_bytes),
+                publisher,
+                links,
+                backoff=topology.backoffs[STORE_VIDEO],
+                max_attempts=settings.copy_max_attempts,
+            )
+            copying.append(
+                consume(
+                    store_channel,
+                    topology,
+                    STORE_VIDEO,
+                    StoreVideo,
+                    copies,
+                    publisher=publisher,
+                    concurrency=settings.copy_concurrency,
+                    stop=stop,
+                    drain_timeout_s=settings.drain_timeout_s,
+                )
+            )
+        log.info(
+            "poller_started", runware=settings.runware_base_url, storage=settings.storage_backend
+        )
         await asyncio.gather(
+            *copying,
             consume(
                 channel,
                 topology,
@@ -122,7 +167,9 @@ async def main(
             every(settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"),
             every(
                 DEPTH_INTERVAL_S,
-                lambda: report_dead_letter_depths(connection, topology, [CHECK_CLIP, HINTED_CHECK]),
+                lambda: report_dead_letter_depths(
+                    connection, topology, [CHECK_CLIP, HINTED_CHECK, STORE_VIDEO]
+                ),
                 stop=stop,
                 name="dead_letter_depths",
             ),

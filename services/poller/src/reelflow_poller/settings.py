@@ -11,6 +11,7 @@ from reelflow_common.settings import (
     LogSettings,
     MongoSettings,
     RunwareSettings,
+    StorageSettings,
     TopologySettings,
     VisibilitySettings,
 )
@@ -25,6 +26,7 @@ class Settings(
     LeaseSettings,
     VisibilitySettings,
     CeilingSettings,
+    StorageSettings,
 ):
     http_port: int = Field(default=8003, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     poll_concurrency: int = Field(default=32, ge=1, description="CheckClip messages in flight")

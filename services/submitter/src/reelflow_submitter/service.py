@@ -98,7 +98,7 @@ def after_not_found(
     """Runware does not know the task: wait while it may not be visible yet, else None (fail).
 
     The grace counts from this chain's first submit, on the database's clock: a task
-    Runware accepted that long ago is visible by now (runware-api.md §3.3).
+    Runware accepted that long ago is visible by now (docs/RUNWARE.md §3.3).
     """
     waited_s = (now - first_attempt_at).total_seconds()
     if waited_s >= grace_s:

@@ -13,6 +13,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
+from urllib.parse import urljoin
 
 import typer
 from rich.console import Console
@@ -181,13 +182,17 @@ def download_videos(
     ],
     as_json: JsonFlag = False,
 ) -> None:
-    """Save the finished clips' MP4s into DIRECTORY, named by scene."""
+    """Save the finished clips' MP4s into DIRECTORY, named by scene.
+
+    From reelflow's own copy when it has one (Runware's links expire), else from Runware.
+    """
     with _client() as client:
         project = client.get(project_id)
+        base = client.url
     ready = [
         clip
         for clip in project.get("results", [])
-        if clip["status"] == "success" and clip.get("video_url")
+        if clip["status"] == "success" and (clip.get("stored_url") or clip.get("video_url"))
     ]
     if not ready:
         raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
@@ -198,7 +203,9 @@ def download_videos(
     saved = []
     for clip in ready:
         target = directory / f"scene-{clip['scene_index'] + 1:02d}-{clip['task_uuid']}.mp4"
-        size = download(clip["video_url"], target)
+        # stored_url may be relative to the api: /v1/videos/...
+        source = urljoin(f"{base.rstrip('/')}/", clip.get("stored_url") or clip["video_url"])
+        size = download(source, target)
         saved.append({"scene_index": clip["scene_index"], "path": str(target), "bytes": size})
         if not as_json:
             out.print(f"saved {target} ({size} bytes)", highlight=False)

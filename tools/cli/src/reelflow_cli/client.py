@@ -81,7 +81,15 @@ def download(url: str, target: Path) -> int:
     """Save ``url`` (a video: no API key is sent with it) to ``target``; the bytes written."""
     written = 0
     partial = target.with_name(target.name + ".part")
-    with _transport_errors(url), httpx.stream("GET", url, timeout=TIMEOUT_S) as answer:
+    with (
+        _transport_errors(url),
+        httpx.stream(
+            "GET",
+            url,
+            timeout=TIMEOUT_S,
+            follow_redirects=True,  # S3 storage: a presigned URL
+        ) as answer,
+    ):
         if not answer.is_success:
             raise CliError(f"could not download {url}: HTTP {answer.status_code}")
         with partial.open("wb") as out:

@@ -34,6 +34,8 @@ def values() -> dict[str, str]:
         # Shared by the replica set's members to authenticate each other (mongod --keyFile).
         "MONGO_REPLICA_SET_KEY": secret(),
         "REELFLOW_WEBHOOK_SECRET": secret(),
+        # Signs reelflow's own video URLs (api, poller, notifier).
+        "REELFLOW_VIDEO_URL_SECRET": secret(),
     }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import sys
 import time
@@ -33,6 +34,20 @@ from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 RUN_DIR = Path(".run")
 #: simulated clips finish in seconds: check them at a matching pace unless told otherwise
 SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DELAY_S": "10"}
+
+
+def video_storage(run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """``make run`` keeps every finished video in ``<run dir>/videos``, served by the api.
+
+    Unless the environment chooses otherwise; the URL secret is new each run
+    (a restart's REST answers and snapshots carry fresh URLs).
+    """
+    return {
+        "REELFLOW_STORAGE_BACKEND": env.get("REELFLOW_STORAGE_BACKEND", "local"),
+        "REELFLOW_STORAGE_DIR": env.get("REELFLOW_STORAGE_DIR", str(run_dir.resolve() / "videos")),
+        "REELFLOW_VIDEO_URL_SECRET": env.get("REELFLOW_VIDEO_URL_SECRET")
+        or secrets.token_urlsafe(32),
+    }
 
 
 def say(line: str = "") -> None:
@@ -62,9 +77,9 @@ def config_from_environment(
     """The stack ``make run`` starts, as the environment and the options describe it."""
     real_runware = bool(env.get("RUNWARE_API_KEY") or env.get("REELFLOW_RUNWARE_API_KEY"))
     simulator = None if real_runware else Simulator(float(env.get("RUNWARE_SIM_SPEEDUP", "10")))
-    settings = {}
+    settings = video_storage(args.run_dir, env)
     if simulator is not None:
-        settings = {name: env.get(name, value) for name, value in SIMULATOR_POLLING.items()}
+        settings |= {name: env.get(name, value) for name, value in SIMULATOR_POLLING.items()}
     return StackConfig(
         run_dir=args.run_dir,
         amqp_url=env.get("REELFLOW_AMQP_URL", LOCAL_AMQP_URL),

@@ -65,6 +65,8 @@ class Simulator:
     speedup: float = 10.0
     #: a fixed seed makes latencies and faults repeat run after run
     seed: int | None = None
+    #: simulated seconds a videoURL serves after its video is done (Runware's ``ttl``)
+    video_url_ttl: float | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,10 @@ class Stack:
         argv = [console_script("reelflow-runware-sim"), "--port", "0"]
         if simulator.seed is not None:
             argv += ["--seed", str(simulator.seed)]
-        sim = self.group.start(SIMULATOR, argv, {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)})
+        env = {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)}
+        if simulator.video_url_ttl is not None:
+            env["RUNWARE_SIM_VIDEO_URL_TTL"] = str(simulator.video_url_ttl)
+        sim = self.group.start(SIMULATOR, argv, env)
         self.children[SIMULATOR] = sim
         self.sim_url = wait_for_sim_url(sim)
 

@@ -102,7 +102,11 @@ def create_app(sim: Simulator) -> FastAPI:
     @app.api_route("/video/{video_uuid}.mp4", methods=["GET", "HEAD"])
     async def video(video_uuid: str) -> Response:
         state.endpoints["GET /video"] += 1
-        if not state.video_ready(video_uuid):
+        found = state.video_state(video_uuid)
+        if found == "expired":
+            state.endpoints["GET /video expired"] += 1
+            raise HTTPException(404, "video link expired")
+        if found != "ready":
             raise HTTPException(404, "no such video")
         return Response(sim.video, media_type="video/mp4")
 

@@ -47,6 +47,14 @@ class SimConfig(BaseModel):
         default="errors",
         description="errors: failed item in top-level errors[]; data: status=error item in data[]",
     )
+    video_url_ttl: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "simulated seconds a videoURL serves after its video succeeded (Runware's `ttl`);"
+            " then 404. Unset: for ever"
+        ),
+    )
     # Guess: the docs do not say how Runware answers a getResponse for an unknown task.
     unknown_task_status: int = 400
 

@@ -1,6 +1,6 @@
 """What each simulated video model accepts, what it costs and how long it takes.
 
-Rules follow the Runware SDK's generated per-model schemas (`/work/shared/runware-api.md`
+Rules follow the Runware SDK's generated per-model schemas (`docs/RUNWARE.md`
 §2.3). Prices and latencies are plausible figures, not measurements (§8).
 """
 

@@ -203,14 +203,23 @@ class SimState:
 
     def video_ready(self, video_uuid: str) -> bool:
         """Whether a generation with this videoUUID has succeeded by now."""
+        return self.video_state(video_uuid) == "ready"
+
+    def video_state(self, video_uuid: str) -> Literal["missing", "ready", "expired"]:
+        """Whether the videoURL serves: not before its video succeeded, nor after its ttl."""
         task = self.tasks.get(self.videos.get(video_uuid, ""))
         if task is None:
-            return False
+            return "missing"
         now = self.clock()
-        return any(
-            g.video_uuid == video_uuid and task.item_state(g, now) == "success"
-            for g in task.generations
-        )
+        for g in task.generations:
+            if g.video_uuid != video_uuid or task.item_state(g, now) != "success":
+                continue
+            ttl = self.config.video_url_ttl
+            done_at = task.submitted_at + g.latency
+            if ttl is not None and now - done_at >= self.config.real_seconds(ttl):
+                return "expired"
+            return "ready"
+        return "missing"
 
     def notify(self) -> None:
         """Wake everyone in wait_for() to re-check their condition."""

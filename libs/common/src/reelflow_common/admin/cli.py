@@ -10,6 +10,8 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin dlq requeue --queue Q [--limit N]
     reelflow-admin project show PROJECT_ID [--json]
     reelflow-admin reconcile PROJECT_ID
+    reelflow-admin assets list (--failed | PROJECT_ID)
+    reelflow-admin assets retry (--failed | PROJECT_ID) [--scene N]
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from pymongo.errors import PyMongoError
 
-from reelflow_common.admin import dlq
+from reelflow_common.admin import assets, dlq
 from reelflow_common.admin.projects import project_state, render_pass, render_project
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
 from reelflow_common.broker.dlq import dead_letter_depths, requeue_dead_letters
@@ -46,13 +48,14 @@ from reelflow_common.settings import (
     LogSettings,
     MongoSettings,
     RunwareSettings,
+    StorageSettings,
     TopologySettings,
     VisibilitySettings,
 )
-from reelflow_common.store import ProjectStore
+from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.timefmt import rfc3339, utcnow
-from reelflow_common.topology import Topology
+from reelflow_common.topology import STORE_VIDEO, Topology
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 
 PROG = "reelflow-admin"
@@ -70,9 +73,11 @@ class AdminSettings(
     LeaseSettings,
     VisibilitySettings,
     CeilingSettings,
+    StorageSettings,
 ):
     """The services' settings, from the same variables: the broker, the database, the
-    topology and the logs, and for ``reconcile`` Runware and how the poller follows clips."""
+    topology and the logs, and for ``reconcile`` Runware and how the poller follows clips
+    (whether a success it records is copied, too)."""
 
 
 def duration(text: str) -> timedelta:
@@ -260,7 +265,7 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
             projects,
             runware,
             publisher,
-            ClipRecorder(projects, publisher),
+            ClipRecorder(projects, publisher, copies=settings.copies_enabled),
             policy=Policy.from_settings(settings),
             planner=FixedLadderPlanner.from_settings(settings),
             clock=clock.now,
@@ -276,6 +281,65 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
         after = await projects.get(project.id)
     print(render_pass(done, project, after))
     return 0
+
+
+# --- copies of the videos ---------------------------------------------------------------
+
+
+async def _projects_for(args: argparse.Namespace, projects: ProjectStore) -> list[Project]:
+    if args.project_id is None:
+        return await projects.with_failed_copies(limit=args.limit)
+    project = await projects.get(args.project_id)
+    if project is None:
+        raise ReelflowError(f"no project {args.project_id!r}")
+    return [project]
+
+
+async def assets_list(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        found = await _projects_for(args, ProjectStore(db))
+    print(_table(assets.HEADER, assets.rows(found, failed_only=args.project_id is None)))
+    return 0
+
+
+async def assets_retry(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with mongo_database(settings) as db:
+        found = await _projects_for(args, ProjectStore(db))
+    commands = [cmd for project in found for cmd in assets.retries(project, scene=args.scene)]
+    if commands:
+        async with (
+            amqp_connection(settings, name=PROG) as connection,
+            amqp_channel(connection) as channel,
+        ):
+            publisher = Publisher(
+                channel, Topology.from_settings(settings), timeout_s=settings.publish_timeout_s
+            )
+            for command in commands:
+                await publisher.send(STORE_VIDEO, command)
+    print(f"sent {len(commands)} copy command(s) to {STORE_VIDEO}")
+    if not settings.copies_enabled:
+        _note("REELFLOW_STORAGE_BACKEND is none here: is it set where the pollers run?")
+    return 0
+
+
+def _add_assets(groups: Any) -> None:
+    group = groups.add_parser(
+        "assets", help="reelflow's copies of the videos: list them, copy again"
+    ).add_subparsers(dest="action", required=True)
+    for name, command, help_text in (
+        ("list", assets_list, "each clip's copy in a project, or every copy given up on"),
+        ("retry", assets_retry, "copy again every video not stored (attempts start afresh)"),
+    ):
+        parser = group.add_parser(name, help=help_text)
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("project_id", nargs="?", help="one project")
+        which.add_argument(
+            "--failed", action="store_true", help="every project with a copy given up on"
+        )
+        parser.add_argument("--limit", type=int, default=100, help="projects, with --failed")
+        if name == "retry":
+            parser.add_argument("--scene", type=int, help="only this scene")
+        parser.set_defaults(command=command)
 
 
 # --- the parser ------------------------------------------------------------------------
@@ -344,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     heal.add_argument("project_id")
     heal.set_defaults(command=reconcile)
+    _add_assets(groups)
     return parser
 
 

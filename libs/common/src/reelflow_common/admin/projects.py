@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from reelflow_common.domain import ClipRequest
-from reelflow_common.messages import ClipUpdated, Event
+from reelflow_common.messages import ClipStored, ClipUpdated, Event
 from reelflow_common.store import ClipState, Project
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.tracking import Pass
@@ -123,6 +123,11 @@ def _clip_lines(clip: Json, now: datetime) -> list[str]:
         lines.append(f"        video {clip['video_url']}  cost {_usd(clip['cost'])}")
     if clip["error"]:
         lines.append(f"        error {_error(clip['error'])}")
+    asset = clip.get("asset")
+    if asset is not None and asset["status"] == "stored":
+        lines.append(f"        stored {asset['key']} ({asset['size_bytes']} bytes)")
+    elif asset is not None:
+        lines.append(f"        copy failed after {asset['attempts']}: {_error(asset['error'])}")
     lines.append(
         f"        submitted {clip['submitted_at'] or '-'}  completed {clip['completed_at'] or '-'}"
         f"  watched since {clip['watched_since'] or '-'}"
@@ -153,6 +158,8 @@ def _event_lines(state: Json) -> list[str]:
             about = f"#{clip['scene_index']} {clip['status']}  task {clip['task_uuid']}"
             if event.get("replaces_task_uuid"):
                 about += f" (replaces {event['replaces_task_uuid']})"
+        elif event["type"] == ClipStored.message_type:
+            about = f"#{event['scene_index']} stored  task {event['task_uuid']}"
         else:
             about = event["status"]
         lines.append(f"  {event['seq']:>4}  {event['occurred_at']}  {event['type']:<16}  {about}")

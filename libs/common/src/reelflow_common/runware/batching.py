@@ -4,7 +4,7 @@ Each CheckClip handler asks about one task. :class:`GetResponseBatcher` holds
 those questions for up to ``window_s`` after the first of them (or until
 ``batch_size`` are waiting) and sends them together through
 :meth:`RunwareClient.get_responses`. Whether Runware answers several
-``getResponse`` tasks in one request is unconfirmed (runware-api.md §3.3), so
+``getResponse`` tasks in one request is unconfirmed (docs/RUNWARE.md §3.3), so
 batching is off by default: with ``batch_size`` 1 every call goes straight through.
 """
 

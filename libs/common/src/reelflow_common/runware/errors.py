@@ -1,4 +1,4 @@
-"""Runware's error tree and the retry policy of runware-api.md §5.2/§5.3.
+"""Runware's error tree and the retry policy of docs/RUNWARE.md §5.2/§5.3.
 
 Callers decide "retry" versus "give up" with ``exc.retryable`` (or the type
 :class:`RunwareTransportError`, which is always retryable); nothing here is
@@ -15,7 +15,7 @@ from reelflow_common.errors import ReelflowError
 
 
 class ErrorCategory(StrEnum):
-    """The SDKs' error categories (runware-api.md §5.2)."""
+    """The SDKs' error categories (docs/RUNWARE.md §5.2)."""
 
     VALIDATION = "validation"
     AUTH = "auth"
@@ -140,7 +140,7 @@ def classify_code(code: str | None) -> ErrorCategory:
 
 
 def classify_status(http_status: int | None) -> ErrorCategory:
-    """Category implied by an HTTP status alone (runware-api.md §1.5)."""
+    """Category implied by an HTTP status alone (docs/RUNWARE.md §1.5)."""
     if http_status is None:
         return ErrorCategory.UNKNOWN
     by_status = {

@@ -7,7 +7,8 @@ from typing import Any
 
 from reelflow_common.runware.models import TaskFailure, TaskState, TaskStatus, VideoRequest
 
-# Older docs and PY-OLD use these for a task that is not finished yet.
+# Older docs and the old Python SDK (PY-OLD in docs/RUNWARE.md §3.2) use these for a task
+# that is not finished yet.
 _PROCESSING = frozenset({"processing", "pending", "queued", "scheduled", "waiting"})
 _FAILED = frozenset({"error", "failed"})
 _RANK: dict[TaskStatus, int] = {"processing": 0, "success": 1, "error": 2}

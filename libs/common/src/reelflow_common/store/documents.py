@@ -141,6 +141,9 @@ def clip_from_document(doc: Document) -> ClipState:
         values["lease"] = {"token": lease["token"], "until": as_utc(lease["until"])}
     attempts = values.get("attempts") or {}
     values["attempts"] = {key: attempt_from_document(value) for key, value in attempts.items()}
+    asset = values.get("asset")
+    if isinstance(asset, dict):
+        values["asset"] = _with_utc(asset, ("stored_at", "failed_at"))
     return ClipState.model_validate(values)
 
 

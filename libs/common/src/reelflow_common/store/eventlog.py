@@ -10,7 +10,7 @@ before it ``seq - 1``, and so on; the counts after ``events[j]`` are the
 document's counts minus the deltas of the events after ``j``.
 
 :func:`materialize` turns a log and the document's ``(seq, counts)`` into full
-``ClipUpdated`` / ``ProjectFinished`` messages: for a writer, from the ``seq``
+``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` messages: for a writer, from the ``seq``
 and ``counts`` its own update returned; for a replay, from a read.
 """
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from reelflow_common.domain import Bucket, Counts, ProjectStatus
-from reelflow_common.messages import ClipUpdated, ClipView, Event, ProjectFinished
+from reelflow_common.messages import ClipStored, ClipUpdated, ClipView, Event, ProjectFinished
 from reelflow_common.mongo import Document
 from reelflow_common.store.timefmt import as_utc
 
@@ -78,6 +78,29 @@ def finish_event(
     return doc
 
 
+def stored_event(
+    scene_index: int,
+    task_uuid: str,
+    *,
+    stored_url: str,
+    size_bytes: int,
+    occurred_at: datetime,
+    correlation_id: str | None,
+) -> Document:
+    """A stored ``clip.stored``: no move between buckets (the clip was a success already)."""
+    doc: Document = {
+        "type": ClipStored.message_type,
+        "scene_index": scene_index,
+        "task_uuid": task_uuid,
+        "stored_url": stored_url,
+        "size_bytes": size_bytes,
+        "occurred_at": occurred_at,
+    }
+    if correlation_id is not None:
+        doc["correlation_id"] = correlation_id
+    return doc
+
+
 def message_id(project_id: str, seq: int) -> str:
     """One id per (project, seq), whoever builds the message: a re-publish is the same message."""
     return uuid.uuid5(_ID_NAMESPACE, f"{project_id}/{seq}").hex
@@ -109,6 +132,14 @@ def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event
     }
     if doc["type"] == ProjectFinished.message_type:
         return ProjectFinished(status=ProjectStatus(doc["status"]), **common)
+    if doc["type"] == ClipStored.message_type:
+        return ClipStored(
+            scene_index=doc["scene_index"],
+            task_uuid=doc["task_uuid"],
+            stored_url=doc["stored_url"],
+            size_bytes=doc["size_bytes"],
+            **common,
+        )
     return ClipUpdated(
         clip=ClipView.model_validate(doc["clip"]),
         replaces_task_uuid=doc.get("replaces_task_uuid"),
@@ -136,8 +167,12 @@ def about_scene(events: Sequence[Event], scene_index: int) -> list[Event]:
     What a handler re-publishes when it finds its change already made: a crash may
     have come between the write and the publish. Consumers drop a ``seq`` they have.
     """
-    return [
-        event
-        for event in events
-        if isinstance(event, ProjectFinished) or event.clip.scene_index == scene_index
-    ]
+    return [event for event in events if _scene_of(event) in (None, scene_index)]
+
+
+def _scene_of(event: Event) -> int | None:
+    if isinstance(event, ClipUpdated):
+        return event.clip.scene_index
+    if isinstance(event, ClipStored):
+        return event.scene_index
+    return None

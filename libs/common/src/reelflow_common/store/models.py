@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +16,9 @@ from reelflow_common.domain import (
 )
 from reelflow_common.messages import AttemptView, ClipView, Event
 from reelflow_common.store.timefmt import rfc3339
+
+if TYPE_CHECKING:
+    from reelflow_common.storage.links import VideoLinks
 
 
 class _Frozen(BaseModel):
@@ -65,6 +68,21 @@ class Attempt(_Frozen):
         )
 
 
+class VideoAsset(_Frozen):
+    """reelflow's own copy of a successful clip's video: stored, or given up on (``failed``)."""
+
+    status: Literal["stored", "failed"]
+    key: str
+    size_bytes: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    stored_at: datetime | None = None
+    #: why the last copy failed, and how many were tried (``failed`` only)
+    error: dict[str, str] | None = None
+    attempts: int | None = None
+    failed_at: datetime | None = None
+
+
 class ClipState(_Frozen):
     """One scene's clip: its current task, what became of it, its lease and its past tasks."""
 
@@ -84,12 +102,17 @@ class ClipState(_Frozen):
     lease: Lease | None = None
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
+    #: reelflow's copy of the video (a success only; copies are off: always None)
+    asset: VideoAsset | None = None
 
-    def view(self, *, with_attempts: bool = True) -> ClipView:
-        """The clip as frontends see it."""
+    def view(self, *, with_attempts: bool = True, links: VideoLinks | None = None) -> ClipView:
+        """The clip as frontends see it; with ``links``, a fresh signed URL of the stored video."""
         attempts = None
         if with_attempts and self.attempts:
             attempts = [attempt.view(task_uuid) for task_uuid, attempt in self.earlier_attempts()]
+        stored_url = None
+        if links is not None and self.stored_key is not None:
+            stored_url = links.url(self.stored_key)
         return ClipView(
             task_uuid=self.task_uuid,
             scene_index=self.scene_index,
@@ -99,8 +122,16 @@ class ClipState(_Frozen):
             error=self.error,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            stored_url=stored_url,
             attempts=attempts,
         )
+
+    @property
+    def stored_key(self) -> str | None:
+        """The storage key of this clip's video, once reelflow holds a copy."""
+        if self.status is ClipStatus.SUCCESS and self.asset and self.asset.status == "stored":
+            return self.asset.key
+        return None
 
     def earlier_attempts(self) -> list[tuple[str, Attempt]]:
         """The earlier tasks as (task UUID, attempt), oldest first."""
@@ -141,9 +172,9 @@ def _attempt_order(item: tuple[str, Attempt]) -> tuple[float, str]:
 class CostTotals(_Frozen):
     """What the project's finished tasks cost: ``known`` of them said how much, ``unknown`` not."""
 
-    usd: float = 0.0
-    known: int = 0
-    unknown: int = 0
+    usd: float = Field(default=0.0, description="the sum of the known costs, in US dollars")
+    known: int = Field(default=0, description="finished tasks whose cost Runware reported")
+    unknown: int = Field(default=0, description="finished tasks whose cost is unknown")
 
 
 class Project(_Frozen):
@@ -187,35 +218,109 @@ class Project(_Frozen):
             return final_project_status(self.counts)
         return self.status
 
-    def public_status(self, *, include_results: bool = True) -> dict[str, Any]:
+    def public_status(
+        self, *, include_results: bool = True, links: VideoLinks | None = None
+    ) -> ProjectStatusView:
         """The project status of the public API; its first fields are the seed's response.
 
         ``failed`` counts cancelled clips too, as the seed's ``clips`` map shows them,
         so ``completed + pending + failed == total_clips`` holds as it did in the seed.
         ``clips`` is keyed by each scene's current task; a retried scene's earlier
-        tasks are in its ``results`` entry under ``attempts``.
+        tasks are in its ``results`` entry under ``attempts``. With ``links``, each
+        result whose video reelflow holds has a fresh ``stored_url``.
         """
         counts = self.counts
-        status: dict[str, Any] = {
-            "success": True,
-            "project_id": self.id,
-            "total_clips": counts.total_clips,
-            "completed": counts.completed,
-            "pending": counts.pending,
-            "failed": counts.failed + counts.cancelled,
-            "all_complete": counts.pending == 0,
-            "clips": {clip.task_uuid: clip.seed_value() for clip in self.clips},
-            "status": self.shown_status.value,
-            "title": self.title,
-            "cost": self.cost.model_dump(),
-        }
-        if include_results:
-            status["results"] = [
-                clip.view().model_dump(mode="json", exclude_none=True) for clip in self.clips
+        return ProjectStatusView(
+            project_id=self.id,
+            total_clips=counts.total_clips,
+            completed=counts.completed,
+            pending=counts.pending,
+            failed=counts.failed + counts.cancelled,
+            all_complete=counts.pending == 0,
+            clips={clip.task_uuid: clip.seed_value() for clip in self.clips},
+            status=self.shown_status,
+            title=self.title,
+            cost=self.cost,
+            results=[clip.view(links=links) for clip in self.clips] if include_results else None,
+            created_at=rfc3339(self.created_at),
+            updated_at=rfc3339(self.updated_at),
+        )
+
+
+_TASK = "9d1c2f0e-5a7b-4c3d-8e9f-0a1b2c3d4e5f"
+_TASK_2 = "4e2a6b8c-1d3f-4a5b-9c7d-2e4f6a8b0c1d"
+_VIDEO = "https://vm.runware.ai/video/ws/5/vi/9d1c2f0e.mp4"
+
+
+class ProjectStatusView(BaseModel):
+    """A project's status as the API answers it; the fields up to ``clips`` are the prototype's.
+
+    Written as JSON by :meth:`wire`: ``results`` (and every unset field of a
+    clip) is left out rather than ``null``.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "success": True,
+                    "project_id": "6f1d0c3e9a7b4d2c8e5f1a0b",
+                    "total_clips": 2,
+                    "completed": 1,
+                    "pending": 1,
+                    "failed": 0,
+                    "all_complete": False,
+                    "clips": {_TASK: _VIDEO, _TASK_2: "pending"},
+                    "status": "generating",
+                    "title": "Trip to Lisbon",
+                    "cost": {"usd": 0.4, "known": 1, "unknown": 0},
+                    "results": [
+                        {
+                            "task_uuid": _TASK,
+                            "scene_index": 0,
+                            "status": "success",
+                            "video_url": _VIDEO,
+                            "cost": 0.4,
+                            "submitted_at": "2026-12-01T10:00:00.123000Z",
+                            "completed_at": "2026-12-01T10:01:30.456000Z",
+                        },
+                        {
+                            "task_uuid": _TASK_2,
+                            "scene_index": 1,
+                            "status": "processing",
+                            "submitted_at": "2026-12-01T10:00:00.125000Z",
+                        },
+                    ],
+                    "created_at": "2026-12-01T10:00:00.100000Z",
+                    "updated_at": "2026-12-01T10:01:30.456000Z",
+                }
             ]
-        status["created_at"] = rfc3339(self.created_at)
-        status["updated_at"] = rfc3339(self.updated_at)
-        return status
+        },
+    )
+
+    success: Literal[True] = True
+    project_id: str
+    total_clips: int = Field(ge=0)
+    completed: int = Field(ge=0, description="clips with a video")
+    pending: int = Field(ge=0, description="clips not yet terminal (queued or processing)")
+    failed: int = Field(ge=0, description="failed and cancelled clips")
+    all_complete: bool = Field(description="no clip is pending")
+    clips: dict[str, str] = Field(description='task UUID -> the video URL, "pending" or "failed"')
+    status: ProjectStatus
+    title: str
+    cost: CostTotals
+    results: list[ClipView] | None = Field(
+        default=None,
+        description="one entry per scene, in scene order; not in list items",
+    )
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+    def wire(self) -> dict[str, Any]:
+        """The JSON object sent to clients (REST and WebSocket snapshots)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class CreateResult(_Frozen):

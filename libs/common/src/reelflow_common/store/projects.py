@@ -333,6 +333,83 @@ class ProjectStore:
         # None: another writer finished it, or the counts moved and their writer will.
         return [] if finished is None else self._events_of(write, project_id, finished)
 
+    # --- reelflow's copies of the videos ----------------------------------------------
+
+    async def record_stored(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        *,
+        key: str,
+        size_bytes: int,
+        sha256: str | None,
+        content_type: str,
+        stored_url: str,
+        correlation_id: str | None = None,
+    ) -> Change:
+        """The video of the clip's task is stored: one guarded update with its ``clip.stored``.
+
+        Not applied (a duplicate copy, or the clip moved on): the stored events about
+        the scene, to re-publish, as any repair does.
+        """
+        write = transitions.video_stored(
+            project_id,
+            scene_index,
+            task_uuid,
+            key=key,
+            size_bytes=size_bytes,
+            sha256=sha256,
+            content_type=content_type,
+            stored_url=stored_url,
+            now=self._now(),
+            correlation_id=correlation_id,
+            log_size=self._log_size,
+        )
+        applied = await self._apply(write, project_id)
+        if applied is not None:
+            return Change(True, applied)
+        doc = await self._majority_reads.find_one(
+            {"_id": project_id}, _HEAD | {"events": 1, clip_path(scene_index): 1}
+        )
+        if doc is None:
+            return Change(False)
+        return Change(
+            False, about_scene(materialize(_log_head(project_id, doc), doc["events"]), scene_index)
+        )
+
+    async def record_copy_failed(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        *,
+        key: str,
+        code: str,
+        message: str,
+        attempts: int,
+    ) -> bool:
+        """No copy of the clip's video will land; False if it is stored (or no success) now."""
+        write = transitions.copy_failed(
+            project_id,
+            scene_index,
+            task_uuid,
+            key=key,
+            code=code,
+            message=message,
+            attempts=attempts,
+            now=self._now(),
+        )
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
+    async def with_failed_copies(self, *, limit: int = 100) -> list[Project]:
+        """Projects with a scene whose copy was given up on (operators: no index, a scan)."""
+        found = self._projects.find(
+            {transitions.ASSET_FAILURES: {"$gte": 0}}, WITHOUT_REQUESTS_AND_EVENTS
+        )
+        return [project_from_document(doc) for doc in await found.limit(limit).to_list()]
+
     # --- the repair path: a guard failed --------------------------------------------
 
     async def _repair(

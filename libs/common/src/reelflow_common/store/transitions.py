@@ -31,7 +31,7 @@ from reelflow_common.domain import (
 from reelflow_common.messages import ClipView
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import clip_path, queued_clip_document
-from reelflow_common.store.eventlog import clip_event, finish_event
+from reelflow_common.store.eventlog import clip_event, finish_event, stored_event
 from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
 
 #: the error code of a clip that ran out of time on our side (Runware never said it failed)
@@ -57,6 +57,7 @@ class _Update:
     unset: list[str] = field(default_factory=list)
     inc: dict[str, float] = field(default_factory=dict)
     min: Document = field(default_factory=dict)
+    pull: Document = field(default_factory=dict)
     events: list[Document] = field(default_factory=list)
 
     def move(self, from_bucket: Bucket, to_bucket: Bucket) -> None:
@@ -88,6 +89,8 @@ class _Update:
             update["$inc"] = inc
         if self.min:
             update["$min"] = self.min
+        if self.pull:
+            update["$pull"] = self.pull
         return Write(filter_, update, len(self.events))
 
 
@@ -627,3 +630,95 @@ def _earlier_task_succeeded(
     )
     guard[f"{path}.attempts.{task_uuid}.status"] = attempt.status.value
     return update.build(guard, now=now, log_size=log_size)
+
+
+# --- reelflow's copy of a video: never a change of the clip's status --------------
+
+#: scenes of the project whose copy was given up on (``reelflow-admin assets list --failed``)
+ASSET_FAILURES = "asset_failures"
+
+
+def _copy_guard(project_id: str, scene_index: int, task_uuid: str) -> Document:
+    """The clip is a success with this task, and its video is not stored yet."""
+    return _guard(
+        project_id,
+        scene_index,
+        status=ClipStatus.SUCCESS.value,
+        task_uuid=task_uuid,
+        asset__status={"$ne": "stored"},
+    )
+
+
+def video_stored(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    *,
+    key: str,
+    size_bytes: int,
+    sha256: str | None,
+    content_type: str,
+    stored_url: str,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """The clip's video landed in reelflow's storage: its ``asset`` and one ``clip.stored``.
+
+    Guarded on the clip being a success with this task and not stored yet, and it
+    sets nothing but the asset: a terminal status never changes, and a duplicate
+    copy writes nothing. No count moves; ``seq`` does (the event). A scene whose
+    copy was marked failed earlier (and retried by an operator) leaves the failures.
+    """
+    update = _Update()
+    update.set[f"{clip_path(scene_index)}.asset"] = {
+        "status": "stored",
+        "key": key,
+        "size_bytes": size_bytes,
+        "sha256": sha256,
+        "content_type": content_type,
+        "stored_at": now,
+    }
+    update.pull[ASSET_FAILURES] = scene_index
+    update.events.append(
+        stored_event(
+            scene_index,
+            task_uuid,
+            stored_url=stored_url,
+            size_bytes=size_bytes,
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+    return update.build(_copy_guard(project_id, scene_index, task_uuid), now=now, log_size=log_size)
+
+
+def copy_failed(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    *,
+    key: str,
+    code: str,
+    message: str,
+    attempts: int,
+    now: datetime,
+) -> Write:
+    """Every copy of the clip's video failed: say so on the clip and list the scene.
+
+    History, not a public change (no event, no ``seq``): the clip stays a success
+    with Runware's URL. Guarded like :func:`video_stored`, so it never overwrites a copy
+    that landed.
+    """
+    path = clip_path(scene_index)
+    asset = {
+        "status": "failed",
+        "key": key,
+        "error": {"code": code, "message": message},
+        "attempts": attempts,
+        "failed_at": now,
+    }
+    return Write(
+        _copy_guard(project_id, scene_index, task_uuid),
+        {"$set": {f"{path}.asset": asset}, "$addToSet": {ASSET_FAILURES: scene_index}},
+    )

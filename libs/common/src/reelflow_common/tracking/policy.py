@@ -147,7 +147,7 @@ class Policy:
         return self._keep(watch, str(outcome))
 
     def _not_found(self, code: str, message: str, watch: Watch) -> Decision:
-        # Right after a submit the task may not be visible yet (runware-api.md §3.3).
+        # Right after a submit the task may not be visible yet (docs/RUNWARE.md §3.3).
         if watch.since_submit_s < self.not_found_grace_s:
             return self._keep(watch, f"{code}: {message}")
         return Record(TaskFailed(code=code, message=message or "Runware does not know this task."))

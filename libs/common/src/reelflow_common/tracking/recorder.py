@@ -1,12 +1,16 @@
-"""Recording a task's end on its clip, and publishing what changed."""
+"""Recording a task's end on its clip, and publishing what changed (and, on a success with
+copies on, the ``StoreVideo`` that keeps its video)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from reelflow_common.broker import Publisher
+from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
+from reelflow_common.messages import ClipStored, ClipUpdated, Event, StoreVideo
 from reelflow_common.store import Change, ProjectStore, TaskResult, TaskSucceeded
+from reelflow_common.topology import STORE_VIDEO
 
 log = get_logger(__name__)
 
@@ -14,9 +18,12 @@ log = get_logger(__name__)
 class ClipRecorder:
     """Records a task's end on its clip and publishes what changed."""
 
-    def __init__(self, projects: ProjectStore, publisher: Publisher) -> None:
+    def __init__(
+        self, projects: ProjectStore, publisher: Publisher, *, copies: bool = False
+    ) -> None:
         self.projects = projects
         self._publisher = publisher
+        self._copies = copies
 
     async def record(
         self,
@@ -37,6 +44,9 @@ class ClipRecorder:
             correlation_id=correlation_id,
         )
         await self._publisher.publish_events(change.events)
+        if self._copies:
+            for command in copies_due(project_id, change.events):
+                await self._publisher.send(STORE_VIDEO, command)
         if not change.applied:
             log.info("clip_result_known", task_uuid=task_uuid, republished=len(change.events))
         elif isinstance(result, TaskSucceeded):
@@ -44,3 +54,29 @@ class ClipRecorder:
         else:
             log.warning("clip_failed", task_uuid=task_uuid, code=result.code, reason=result.message)
         return change
+
+
+def copies_due(project_id: str, events: list[Event]) -> list[StoreVideo]:
+    """A ``StoreVideo`` for each success among ``events`` whose video no later event stored.
+
+    Applied on a writer's own events, and on those a repair re-publishes: a crash
+    between the success and its command is so repaired with the rest (a copy sent
+    twice is harmless: the stored write is guarded).
+    """
+    stored = {(e.scene_index, e.task_uuid) for e in events if isinstance(e, ClipStored)}
+    commands: dict[tuple[int, str], StoreVideo] = {}
+    for event in events:
+        if not isinstance(event, ClipUpdated):
+            continue
+        clip = event.clip
+        key = (clip.scene_index, clip.task_uuid)
+        if clip.status is not ClipStatus.SUCCESS or not clip.video_url or key in stored:
+            continue
+        commands[key] = StoreVideo(
+            project_id=project_id,
+            scene_index=clip.scene_index,
+            task_uuid=clip.task_uuid,
+            video_url=clip.video_url,
+            correlation_id=event.correlation_id,
+        )
+    return list(commands.values())

@@ -7,7 +7,6 @@ so neither the page nor the CLI hard-codes a URL or a limit.
 
 from __future__ import annotations
 
-import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ from typing import Any
 import annotated_types
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import Response
-from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
 
 from reelflow_api.deps import State
 from reelflow_api.schemas import CreateProjectIn, SceneIn
 from reelflow_api.settings import Settings
+from reelflow_api.web import FilesWithHeaders
 
 STATIC_DIR = Path(str(files("reelflow_api") / "static"))
 #: the notifier's default port: where ``make run`` puts it
@@ -56,7 +54,12 @@ class Limits(BaseModel):
 
 
 class ClientConfig(BaseModel):
-    ws_url: str
+    """Where the notifier is, and a project's defaults and limits (the API's own)."""
+
+    ws_url: str = Field(
+        description="the notifier's origin: connect to {ws_url}/v1/ws?ticket=…",
+        examples=["wss://reelflow.example.com"],
+    )
     defaults: Defaults
     limits: Limits
 
@@ -85,22 +88,11 @@ async def dashboard(request: Request, state: State) -> Response:
     )
 
 
-class DashboardFiles(StaticFiles):
+class DashboardFiles(FilesWithHeaders):
     """``/static``: the dashboard's modules, styles and icon, with its headers."""
 
     def __init__(self) -> None:
-        super().__init__(directory=STATIC_DIR)
-
-    def file_response(
-        self,
-        full_path: str | os.PathLike[str],
-        stat_result: os.stat_result,
-        scope: Scope,
-        status_code: int = 200,
-    ) -> Response:
-        response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers.update(_FILE_HEADERS)
-        return response
+        super().__init__(STATIC_DIR, _FILE_HEADERS)
 
 
 def ws_url(request: Request, settings: Settings) -> str:

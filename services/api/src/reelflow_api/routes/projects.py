@@ -9,20 +9,20 @@ import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
 from reelflow_api.middleware import start_waiting
-from reelflow_api.problems import not_found, problem_responses
+from reelflow_api.problems import Problem, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
 from reelflow_common.commands import check_command, send_all, submit_command
 from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
-from reelflow_common.store import Event, NewProject, Project
+from reelflow_common.store import Event, NewProject, Project, ProjectStatusView
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 
 router = APIRouter(
@@ -124,26 +124,58 @@ async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -
     return project
 
 
-def _status_response(project: Project, *, status_code: int) -> JSONResponse:
+def _status_response(state: AppState, project: Project, *, status_code: int) -> JSONResponse:
     return JSONResponse(
-        project.public_status(include_results=True),
+        project.public_status(include_results=True, links=state.links).wire(),
         status_code=status_code,
         headers={"Location": f"/v1/projects/{project.id}"},
     )
+
+
+def _wait_s(
+    state: State,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="seconds to wait for the clips to finish, up to the `max_wait_s`"
+            " setting (120 by default)",
+        ),
+    ] = 0,
+) -> float:
+    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it)."""
+    bound = state.settings.max_wait_s
+    if wait > bound:
+        msg = f"Input should be less than or equal to {bound:g}"
+        raise Problem(
+            422,
+            "Invalid Request",
+            f"query.wait: {msg}",
+            errors=[{"loc": ["query", "wait"], "msg": msg}],
+        )
+    return wait
+
+
+#: every answer that carries a project status
+_STATUS = {"model": ProjectStatusView}
 
 
 @router.post(
     "",
     status_code=202,
     dependencies=[IndexesEnsured],
-    responses={200: {"description": "`wait` was given and every clip is terminal"}},
+    response_model=ProjectStatusView,
+    response_description="The project is created (or replayed for the same Idempotency-Key);"
+    " clips still pending. `Location` names it.",
+    responses={200: {**_STATUS, "description": "`wait` was given and every clip is terminal"}},
 )
 async def create_project(
     body: CreateProjectIn,
     request: Request,
     state: State,
     tenant_id: TenantId,
-    wait: Annotated[float, Query(ge=0, le=120, description="seconds to wait for clips")] = 0,
+    wait_s: Annotated[float, Depends(_wait_s)],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Create a project: one Runware task per scene. ``wait`` returns finished clips at once."""
@@ -164,21 +196,20 @@ async def create_project(
             scenes = [clip.scene_index for clip in project.clips]
             await _dispatch(state, project, submit=scenes, request_id=request_id)
             log.info("project_created", clips=len(project.clips), model=project.model)
-        wait_s = min(wait, state.settings.max_wait_s)
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
         if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
         done = wait_s > 0 and project.counts.pending == 0
-        return _status_response(project, status_code=200 if done else 202)
+        return _status_response(state, project, status_code=200 if done else 202)
 
 
-@router.get("/{project_id}", responses=problem_responses(404))
-async def get_project(project_id: str, state: State, tenant_id: TenantId) -> dict[str, Any]:
+@router.get("/{project_id}", response_model=ProjectStatusView, responses=problem_responses(404))
+async def get_project(project_id: str, state: State, tenant_id: TenantId) -> JSONResponse:
     """The project status; its first fields are exactly the seed's ``check-clips-status``."""
     project = await state.projects.get(project_id, tenant_id=tenant_id)
     if project is None:
         raise not_found()
-    return project.public_status(include_results=True)
+    return JSONResponse(project.public_status(include_results=True, links=state.links).wire())
 
 
 @router.get("", response_model=ProjectList)
@@ -187,19 +218,27 @@ async def list_projects(
     tenant_id: TenantId,
     status: ProjectStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: str | None = None,
-) -> ProjectList:
+    cursor: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page; none for the first")
+    ] = None,
+) -> JSONResponse:
     """The tenant's projects, newest first, cursor-paginated."""
     projects, next_cursor = await state.projects.list(
         tenant_id, status=status, limit=limit, cursor=cursor
     )
-    return ProjectList(
+    page = ProjectList(
         items=[project.public_status(include_results=False) for project in projects],
         next_cursor=next_cursor,
     )
+    return JSONResponse(page.wire())
 
 
-@router.post("/{project_id}/retry", status_code=202, responses=problem_responses(404))
+@router.post(
+    "/{project_id}/retry",
+    status_code=202,
+    response_model=ProjectStatusView,
+    responses=problem_responses(404),
+)
 async def retry_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> JSONResponse:
@@ -228,10 +267,15 @@ async def retry_project(
             log.info(
                 "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
             )
-    return _status_response(project, status_code=202)
+    return _status_response(state, project, status_code=202)
 
 
-@router.post("/{project_id}/cancel", status_code=202, responses=problem_responses(404))
+@router.post(
+    "/{project_id}/cancel",
+    status_code=202,
+    response_model=ProjectStatusView,
+    responses=problem_responses(404),
+)
 async def cancel_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> JSONResponse:
@@ -242,4 +286,4 @@ async def cancel_project(
     if cancelled is None:
         raise not_found()
     await _announce(state, cancelled.events)
-    return _status_response(cancelled.project, status_code=202)
+    return _status_response(state, cancelled.project, status_code=202)

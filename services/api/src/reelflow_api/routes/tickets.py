@@ -8,7 +8,7 @@ key: the notifier takes it as ``?ticket=``.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from reelflow_api.deps import IndexesEnsured, State, TenantId, bearer_key
 from reelflow_api.problems import problem_responses
@@ -18,9 +18,13 @@ router = APIRouter(prefix="/v1/ws-tickets", tags=["live updates"])
 
 
 class WsTicket(BaseModel):
-    ticket: str
-    expires_at: str
-    expires_in: int
+    """A single-use ticket: connect with ``?ticket=`` before it expires."""
+
+    ticket: str = Field(examples=["wst_8Jx2kQ9vR4mZ7nP1sT6yL3bH5cD0fG2a"])
+    expires_at: str = Field(
+        json_schema_extra={"format": "date-time"}, examples=["2026-12-01T10:01:00.123000Z"]
+    )
+    expires_in: int = Field(description="seconds the ticket stays valid", examples=[60])
 
 
 @router.post(

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from reelflow_api.deps import State
 from reelflow_api.problems import Problem, not_found, problem_responses
+from reelflow_api.schemas import WebhookReceived
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import MAX_HINTED_TASKS, CheckHintedTasks
 from reelflow_common.runware.parsing import error_entries
@@ -110,6 +111,7 @@ def _named_tasks(body: dict[str, Any]) -> list[str]:
     "/runware/{secret}",
     status_code=202,
     dependencies=[Depends(_check_secret)],
+    response_model=WebhookReceived,
     openapi_extra={"requestBody": _BODY_SCHEMA},
     responses=problem_responses(404, 413, 422, 503),
 )
@@ -135,4 +137,4 @@ async def runware_webhook(
         )
         await state.publisher.send(HINTED_CHECK, hint)
         log.info("webhook_received", tasks=len(task_uuids), scene=scene)
-    return JSONResponse({"received": len(task_uuids)}, status_code=202)
+    return JSONResponse(WebhookReceived(received=len(task_uuids)).model_dump(), status_code=202)

@@ -45,6 +45,10 @@ export function apply(state, message) {
       clips: withClip(state.clips, message.clip),
     };
   }
+  if (message.type === 'clip.stored') {
+    // reelflow's own copy of a clip's video landed: play it from there (Runware's link expires).
+    return { ...state, seq: message.seq, clips: withStoredUrl(state.clips, message) };
+  }
   if (message.type === 'project.finished') {
     return { ...state, seq: message.seq, status: message.status, counts: { ...message.counts } };
   }
@@ -105,8 +109,23 @@ function withClip(clips, clip) {
     attempts = [...earlier, attemptOf(known)];
   }
   const next = [...clips];
-  next[index] = attempts?.length ? { ...clip, attempts } : { ...clip };
+  // An event of the same task does not carry the stored URL a clip.stored brought before it.
+  const stored = known.task_uuid === clip.task_uuid && !clip.stored_url ? known.stored_url : undefined;
+  const updated = stored ? { ...clip, stored_url: stored } : { ...clip };
+  next[index] = attempts?.length ? { ...updated, attempts } : updated;
   return next;
+}
+
+function withStoredUrl(clips, message) {
+  return clips.map((clip) => (
+    clip.scene_index === message.scene_index && clip.task_uuid === message.task_uuid
+      ? { ...clip, stored_url: message.stored_url }
+      : clip));
+}
+
+/** The URL a clip's video plays from: reelflow's own copy when it has one, else Runware's. */
+export function videoUrl(clip) {
+  return clip.stored_url ?? clip.video_url ?? null;
 }
 
 function attemptOf(clip) {

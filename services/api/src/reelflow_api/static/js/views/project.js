@@ -1,7 +1,7 @@
 // One project: a card per clip in scene order, live; videos play in place; Retry and Cancel.
 
 import { h, formatCost, formatTotals, plural } from '../dom.js';
-import { TERMINAL, apply, failedClips, isFinished } from '../project-state.js';
+import { TERMINAL, apply, failedClips, isFinished, videoUrl } from '../project-state.js';
 
 const STATUS_TEXT = {
   queued: 'Queued',
@@ -79,18 +79,21 @@ export function mountProject(container, { api, live }, projectId) {
     for (const clip of state.clips) drawClip(clip);
   }
 
-  /** Update a clip's card in place; its video element is made once per task, so it keeps playing. */
+  /** Update a clip's card in place; its video element is made once per task and source, so it
+   * keeps playing until reelflow's own copy replaces Runware's link. */
   function drawClip(clip) {
     let entry = cards.get(clip.scene_index);
     if (!entry) {
-      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null };
+      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, source: null };
       cards.set(clip.scene_index, entry);
       const after = [...cards.keys()].sort((a, b) => a - b).filter((index) => index > clip.scene_index)[0];
       grid.insertBefore(entry.card, after === undefined ? null : cards.get(after).card);
     }
-    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status) return;
+    const source = videoUrl(clip);
+    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status && entry.source === source) return;
     entry.taskUuid = clip.task_uuid;
     entry.status = clip.status;
+    entry.source = source;
     const { card } = entry;
     card.className = `clip status-${clip.status}`;
     card.dataset.sceneIndex = String(clip.scene_index);
@@ -132,9 +135,9 @@ function earlierText(attempts) {
 
 function media(clip) {
   const label = `Scene ${clip.scene_index + 1}`;
-  if (clip.status === 'success' && clip.video_url) {
+  if (clip.status === 'success' && videoUrl(clip)) {
     const video = h('video', {
-      src: clip.video_url, controls: true, autoplay: true, loop: true, playsinline: true,
+      src: videoUrl(clip), controls: true, autoplay: true, loop: true, playsinline: true,
       preload: 'auto', 'aria-label': `${label} video`,
     });
     video.muted = true; // the attribute alone does not mute a video made by script; autoplay needs it

@@ -1,0 +1,73 @@
+"""reelflow's own video URLs: ``/v1/videos/<key>?expires=<unix>&signature=<hmac>``. Pure.
+
+An HMAC-SHA256 over the key and the expiry, with ``video_url_secret``: whoever
+holds the URL may fetch that one video until it expires, without an API key (a
+``<video>`` element cannot send one). The api checks it and sends the file, or
+redirects to a short-lived presigned bucket URL; the bucket itself stays private.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
+
+from reelflow_common.settings import VideoLinkSettings
+
+VIDEOS_PATH = "/v1/videos/"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class VideoLinks:
+    """Signs and checks reelflow's own video URLs."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        ttl_s: float,
+        base_url: str | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        if not secret:
+            raise ValueError("the video URL secret must not be empty")
+        self._secret = secret
+        self._ttl_s = ttl_s
+        self._base = (base_url or "").rstrip("/")
+        self._now = clock
+
+    @classmethod
+    def from_settings(
+        cls, settings: VideoLinkSettings, *, clock: Callable[[], datetime] = _utc_now
+    ) -> VideoLinks | None:
+        """The links of ``settings``; None when no secret is set (videos are not kept)."""
+        if settings.video_url_secret is None:
+            return None
+        return cls(
+            settings.video_url_secret.get_secret_value().encode(),
+            ttl_s=settings.video_url_ttl_s,
+            base_url=settings.video_public_url,
+            clock=clock,
+        )
+
+    def url(self, key: str) -> str:
+        """A URL of ``key`` valid for ``ttl_s`` from now (rounded up to a whole second)."""
+        expires = math.ceil(self._now().timestamp() + self._ttl_s)
+        query = urlencode({"expires": expires, "signature": self._sign(key, expires)})
+        return f"{self._base}{VIDEOS_PATH}{quote(key)}?{query}"
+
+    def check(self, key: str, *, expires: int, signature: str) -> bool | None:
+        """True: valid; None: signed by us but expired; False: not a signature of ours."""
+        if not hmac.compare_digest(self._sign(key, expires), signature):
+            return False
+        return True if self._now().timestamp() < expires else None
+
+    def _sign(self, key: str, expires: int) -> str:
+        mac = hmac.new(self._secret, f"{key}\n{expires}".encode(), hashlib.sha256)
+        return mac.hexdigest()

@@ -1,0 +1,95 @@
+"""The OpenAPI document: FastAPI's, plus what the routes alone cannot say.
+
+* ``?wait=``'s maximum is the ``max_wait_s`` setting, read when the document is built;
+* the operations routes (``/healthz``, ``/readyz``, ``/metrics``) are Starlette
+  routes shared with the workers; their answers are described here from the
+  models in :mod:`reelflow_common.ops`.
+
+``docs/openapi.json`` is this document for the default settings
+(``python -m reelflow_devtools.contracts`` writes it; a test fails on drift).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from reelflow_api.settings import Settings
+from reelflow_common.ops import Health, Readiness
+
+_REF = "#/components/schemas/{model}"
+
+
+def install_openapi(app: FastAPI, settings: Settings) -> None:
+    """Make ``app.openapi()`` (and ``/openapi.json``) return the completed document."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+            )
+            _bound_wait(document, settings.max_wait_s)
+            _add_ops_paths(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = build  # type: ignore[method-assign]
+
+
+def _bound_wait(document: dict[str, Any], max_wait_s: float) -> None:
+    for parameter in document["paths"]["/v1/projects"]["post"]["parameters"]:
+        if parameter["name"] == "wait":
+            parameter["schema"]["maximum"] = max_wait_s
+
+
+def _json(model: type[Health] | type[Readiness], description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model=model.__name__)}}},
+    }
+
+
+def _add_ops_paths(document: dict[str, Any]) -> None:
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Health, Readiness):
+        schemas[model.__name__] = model.model_json_schema(ref_template=_REF)
+    ops = ["operations"]
+    document["paths"]["/healthz"] = {
+        "get": {
+            "tags": ops,
+            "summary": "Liveness",
+            "operationId": "healthz",
+            "responses": {"200": _json(Health, "The process is alive.")},
+        }
+    }
+    document["paths"]["/readyz"] = {
+        "get": {
+            "tags": ops,
+            "summary": "Readiness",
+            "operationId": "readyz",
+            "responses": {
+                "200": _json(Readiness, "RabbitMQ and MongoDB answer."),
+                "503": _json(Readiness, "A dependency does not answer; `checks` names it."),
+            },
+        }
+    }
+    document["paths"]["/metrics"] = {
+        "get": {
+            "tags": ops,
+            "summary": "Prometheus metrics",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    }

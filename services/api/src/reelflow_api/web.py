@@ -1,0 +1,144 @@
+"""Web basics every answer gets: security headers, CORS (off unless configured), the docs page.
+
+* :class:`SecurityHeaders` adds ``X-Content-Type-Options: nosniff`` and
+  ``Referrer-Policy: no-referrer`` to every answer, and ``Cache-Control:
+  no-store`` to every answer that set no caching of its own (the API's JSON,
+  its errors and the probes: a status read once is stale the next second).
+* :func:`install_cors` lets the origins of ``cors_allow_origins`` call the API
+  from a browser; with none (the default) no CORS header is ever sent.
+* :func:`install_docs` serves Swagger UI at ``/docs`` from files in an installed
+  package (``fastapi-offline``), never from a CDN, under a CSP that allows only
+  those files and the page's one inline script (by its hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.datastructures import MutableHeaders
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DOCS_PATH = "/docs"
+#: Swagger UI's script, styles and icon, as the ``fastapi-offline`` package ships them
+DOCS_ASSETS_PATH = "/docs-assets"
+_ASSETS_DIR = Path(str(files("fastapi_offline") / "static"))
+
+_ALWAYS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+
+class SecurityHeaders:
+    """The headers above, on every HTTP answer (problem+json and 503s from other layers too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _ALWAYS:
+                    headers.setdefault(name.decode(), value.decode())
+                headers.setdefault("cache-control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install_cors(app: FastAPI, origins: list[str]) -> None:
+    """Answer CORS preflights and requests from these origins; nothing at all without any."""
+    if not origins:
+        return
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
+        expose_headers=["Location", "Retry-After", "X-Request-Id"],
+        max_age=600,
+    )
+
+
+class FilesWithHeaders(StaticFiles):
+    """Static files from ``directory``, each answered with ``headers``."""
+
+    def __init__(self, directory: Path, headers: Mapping[str, str]) -> None:
+        super().__init__(directory=directory)
+        self._headers = dict(headers)
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(self._headers)
+        return response
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` and its assets; the app must be built with ``docs_url=None, redoc_url=None``."""
+    page = get_swagger_ui_html(
+        openapi_url=app.openapi_url or "/openapi.json",
+        title=f"{app.title} API",
+        swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png",
+        # The public validator would be asked about our document (and is off the CSP).
+        swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": False},
+    )
+    body = bytes(page.body)
+    headers = docs_security_headers(body.decode())
+
+    @app.get(DOCS_PATH, include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(body, headers=headers)
+
+    # Revalidated (ETag), like the dashboard's files.
+    assets = FilesWithHeaders(_ASSETS_DIR, {"Cache-Control": "no-cache"})
+    app.mount(DOCS_ASSETS_PATH, assets, name="docs-assets")
+
+
+def docs_security_headers(html: str) -> dict[str, str]:
+    """The page may run the bundled Swagger UI and its own inline start-up script, nothing else.
+
+    Swagger UI sets style attributes as it renders, hence ``'unsafe-inline'``
+    for styles only; it calls the API on this origin (``connect-src 'self'``).
+    """
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+        for script in _INLINE_SCRIPT.findall(html)
+    )
+    policy = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' {hashes}",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return {"Content-Security-Policy": policy, "X-Frame-Options": "DENY"}

@@ -1,0 +1,257 @@
+"""Web basics: security headers, CORS, the local docs page, typed answers, slow clients cut off."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from reelflow_api.__main__ import server_config
+from reelflow_api.schemas import ProjectList
+from reelflow_api.settings import Settings
+from reelflow_common.store import ProjectStatusView
+from tests.integration.api_helpers import Api, assert_problem, finish, running_api
+from tests.waiting import DEADLINE_S, eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> AsyncIterator[Api]:
+    async with running_api(settings_for(Settings), mongo_db, amqp_connection) as api:
+        yield api
+
+
+# --- headers -------------------------------------------------------------------------
+
+
+async def test_api_answers_are_nosniff_and_never_cached(api: Api) -> None:
+    auth = await api.tenant()
+    answers = [
+        await api.client.get("/v1/projects", headers=auth),
+        await api.client.get("/v1/projects"),  # a 401 problem
+        await api.client.get("/v1/config"),
+        await api.client.get("/healthz"),
+        await api.create(auth, body={"scenes": []}),  # a 422 problem
+    ]
+    for response in answers:
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert response.headers["cache-control"] == "no-store", response.url
+
+
+async def test_the_dashboard_keeps_its_own_caching_and_gets_nosniff_too(api: Api) -> None:
+    page = await api.client.get("/")
+
+    assert page.headers["cache-control"] == "no-cache"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_the_docs_page_loads_swagger_ui_from_this_server_under_a_csp(api: Api) -> None:
+    page = await api.client.get("/docs")
+
+    assert page.status_code == 200
+    html = page.text
+    assert "cdn" not in html.lower()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sources
+    assert all(src.startswith("/docs-assets/") for src in sources)
+    for src in sources:
+        asset = await api.client.get(src)
+        assert asset.status_code == 200, src
+        assert asset.headers["x-content-type-options"] == "nosniff"
+    policy = page.headers["content-security-policy"]
+    assert "default-src 'none'" in policy
+    assert "frame-ancestors 'none'" in policy
+    # The one inline script runs because the policy names its hash, and only it does.
+    (inline,) = re.findall(r"<script>(.*?)</script>", html, flags=re.S)
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    assert f"script-src 'self' 'sha256-{digest}'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    assert (await api.client.get("/redoc")).status_code == 404
+
+
+# --- CORS ----------------------------------------------------------------------------
+
+_PREFLIGHT = {
+    "Origin": "https://app.example.com",
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "authorization,content-type",
+}
+
+
+async def test_cors_is_off_by_default(api: Api) -> None:
+    preflight = await api.client.options("/v1/projects", headers=_PREFLIGHT)
+    plain = await api.client.get("/v1/config", headers={"Origin": "https://app.example.com"})
+
+    assert "access-control-allow-origin" not in preflight.headers
+    assert "access-control-allow-origin" not in plain.headers
+
+
+async def test_cors_answers_the_configured_origins_only(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    settings = settings_for(Settings, cors_allow_origins=["https://app.example.com"])
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        allowed = await api.client.options("/v1/projects", headers=_PREFLIGHT)
+        other = await api.client.options(
+            "/v1/projects", headers=_PREFLIGHT | {"Origin": "https://evil.example"}
+        )
+        created = await api.create(
+            await api.tenant(), headers={"Origin": "https://app.example.com"}
+        )
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
+    assert created.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "location" in created.headers["access-control-expose-headers"].lower()
+
+
+# --- typed answers and the OpenAPI document -------------------------------------------
+
+
+async def test_every_answer_is_what_its_response_model_describes(api: Api) -> None:
+    auth = await api.tenant()
+    created = await api.create(auth)
+    project_id = created.json()["project_id"]
+    await finish(api, project_id, next(iter(created.json()["clips"])))
+
+    got = await api.client.get(f"/v1/projects/{project_id}", headers=auth)
+    listed = await api.client.get("/v1/projects", headers=auth)
+
+    for body in (created.json(), got.json()):
+        assert ProjectStatusView.model_validate(body).wire() == body
+    assert ProjectList.model_validate(listed.json()).wire() == listed.json()
+    assert listed.json()["next_cursor"] is None
+    assert "results" not in listed.json()["items"][0]
+
+
+async def test_the_openapi_document_types_every_success_answer_and_has_bearer_auth(
+    api: Api,
+) -> None:
+    document = (await api.client.get("/openapi.json")).json()
+
+    assert document["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "rf_…",
+        "description": document["components"]["securitySchemes"]["apiKey"]["description"],
+    }
+    untyped = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if not status.startswith("2"):
+                    continue
+                schema = next(iter(answer.get("content", {}).values()), {}).get("schema", {})
+                if not schema or schema == {}:
+                    untyped.append(f"{method.upper()} {path} {status}")
+    assert untyped == []
+    create = document["paths"]["/v1/projects"]["post"]
+    assert create["security"] == [{"apiKey": []}]
+    assert "security" not in document["paths"]["/v1/config"]["get"]
+    status_schema = document["components"]["schemas"]["ProjectStatusView"]
+    assert status_schema["examples"][0]["success"] is True
+
+
+async def test_the_wait_bound_is_the_max_wait_s_setting(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    settings = settings_for(Settings, max_wait_s=5)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        auth = await api.tenant()
+        too_long = await api.create(auth, wait=5.5)
+        document = (await api.client.get("/openapi.json")).json()
+
+    problem = assert_problem(too_long, 422)
+    assert problem["errors"] == [
+        {"loc": ["query", "wait"], "msg": "Input should be less than or equal to 5"}
+    ]
+    (wait,) = [
+        p for p in document["paths"]["/v1/projects"]["post"]["parameters"] if p["name"] == "wait"
+    ]
+    assert wait["schema"]["maximum"] == 5
+
+
+# --- slow clients -------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield  # pytest owns the process's signal handlers
+
+
+@asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[int]:
+    """The API behind real uvicorn (its protocol class is what cuts slow headers off)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = _Server(server_config(settings))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started, "the api serving")
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, DEADLINE_S)
+        sock.close()
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    return await asyncio.wait_for(reader.read(), DEADLINE_S)
+
+
+async def test_a_client_whose_headers_trickle_in_is_disconnected(
+    settings_for: Callable[..., Any],
+) -> None:
+    settings = settings_for(Settings, http_host="127.0.0.1", http_header_timeout_s=0.5)
+    async with serving(settings) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+        await writer.drain()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await _read_all(reader)
+        waited = loop.time() - started
+        writer.close()
+        # A prompt client on a fresh connection is served as usual.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            healthy = await http.get("/healthz")
+
+    assert answer == b""  # closed without an answer
+    assert 0.3 < waited < DEADLINE_S
+    assert healthy.status_code == 200
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_a_408(
+    settings_for: Callable[..., Any],
+) -> None:
+    settings = settings_for(Settings, http_host="127.0.0.1", http_body_timeout_s=0.5)
+    async with serving(settings) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /v1/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer rf_x\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"title"'
+        )
+        await writer.drain()
+        answer = await _read_all(reader)
+        writer.close()
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"application/problem+json" in head
+    assert b"Request Timeout" in body

@@ -1,0 +1,312 @@
+"""Videos that stay: a success is copied to reelflow's storage, served from it after
+Runware's link expired, retried with backoff, and visible when it keeps failing.
+
+The poller runs for real (its ``main``) against RabbitMQ, MongoDB, the simulator
+and a local storage directory; the api serves the copies. Failures come from an
+``httpx.MockTransport`` standing in for Runware's CDN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import REGISTRY
+
+from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.domain import ClipStatus, ProjectStatus
+from reelflow_common.messages import ClipStored, ClipUpdated, StoreVideo
+from reelflow_common.storage import LocalStorage, VideoCopier
+from reelflow_common.store import ClipState, ProjectStore, TaskSucceeded
+from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO
+from reelflow_poller.copies import StoreHandler
+from reelflow_poller.main import main
+from reelflow_poller.settings import Settings
+from reelflow_runware_sim.config import SimConfig
+from reelflow_runware_sim.testing import RunningSimulator
+from tests.integration.api_helpers import running_api
+from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, signed_in
+from tests.integration.worker_helpers import (
+    FAST_LADDERS,
+    World,
+    eventually,
+    open_world,
+    running,
+    runware_settings,
+)
+from tests.waiting import eventually_returns
+
+pytestmark = pytest.mark.integration
+
+#: simulated seconds: Runware's shortest URL lifetime is a minute; ten here, so that the
+#: copy (a poll and a download, well under a real second) lands before it runs out
+LINK_TTL = 600.0
+SPEEDUP = 1000.0
+HOUR = 3600.0
+FAST_COPIES = {"copy_initial_delay_s": 0.05, "copy_max_delay_s": 0.2}
+MAX_ATTEMPTS = 3
+
+
+@pytest.fixture
+def runware_sim_config() -> SimConfig:
+    return SimConfig(port=0, speedup=SPEEDUP, seed=7, video_url_ttl=LINK_TTL)
+
+
+@pytest.fixture
+def storage_dir(tmp_path: Path) -> Path:
+    return tmp_path / "videos"
+
+
+@pytest.fixture
+def storage_settings(storage_dir: Path) -> dict[str, Any]:
+    return {
+        "storage_backend": "local",
+        "storage_dir": str(storage_dir),
+        "video_url_secret": SECRET,
+        "copy_max_attempts": MAX_ATTEMPTS,
+        **FAST_COPIES,
+    }
+
+
+@pytest.fixture
+def settings(
+    settings_for: Callable[..., Any],
+    runware_sim: RunningSimulator,
+    storage_settings: dict[str, Any],
+) -> Settings:
+    settings: Settings = settings_for(
+        Settings,
+        http_host="127.0.0.1",
+        http_port=0,
+        **FAST_LADDERS,
+        **storage_settings,
+        **runware_settings(runware_sim),
+    )
+    return settings
+
+
+@pytest.fixture
+async def world(
+    amqp_connection: AbstractRobustConnection,
+    mongo_db: Any,
+    settings: Settings,
+    runware_sim: RunningSimulator,
+) -> AsyncIterator[World]:
+    store = ProjectStore(mongo_db)
+    await store.ensure_indexes()
+    async with open_world(amqp_connection, settings, store, runware_sim) as world:
+        yield world
+
+
+def copies(outcome: str) -> float:
+    return REGISTRY.get_sample_value("reelflow_video_copies_total", {"outcome": outcome}) or 0.0
+
+
+def advance(sim: RunningSimulator, simulated_s: float) -> None:
+    """Move the simulator's clock forward (a compressed clock: no real waiting)."""
+    shift = sim.config.real_seconds(simulated_s)
+    sim.state.clock = lambda: time.monotonic() + shift
+
+
+async def stored_clip(world: World, project_id: str) -> Any:
+    async def probe() -> bool:
+        clip = (await world.project(project_id)).clips[0]
+        return clip.stored_key is not None
+
+    await eventually(probe, "the video was stored")
+    return (await world.project(project_id)).clips[0]
+
+
+async def test_a_finished_clip_still_plays_from_reelflows_url_an_hour_after_runwares_expired(
+    world: World,
+    settings: Settings,
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: AbstractRobustConnection,
+    storage_settings: dict[str, Any],
+    storage_dir: Path,
+) -> None:
+    api_settings = settings_for(ApiSettings, **storage_settings)
+    async with running_api(api_settings, mongo_db, amqp_connection) as api:
+        auth = await signed_in(api, world)
+        project = await world.processing(await world.new_project("a fox [sim:latency=5]"))
+        inbox = await world.events()
+        stop = asyncio.Event()
+        async with running(main(settings, stop=stop), stop):
+            await world.publisher.send(CHECK_CLIP, await world.check_of(project), delay_s=0.05)
+            clip = await stored_clip(world, project.id)
+            events = await world.settle_events(inbox)
+
+        # The clip was a success at once, with Runware's URL; the copy came after, as an event.
+        success = next(e for e in events if isinstance(e, ClipUpdated) and e.clip.video_url)
+        stored = next(e for e in events if isinstance(e, ClipStored))
+        assert success.clip.status is ClipStatus.SUCCESS
+        assert stored.seq > success.seq
+        assert (stored.scene_index, stored.task_uuid) == (0, clip.task_uuid)
+        assert stored.size_bytes == len(SAMPLE)
+        after = await world.project(project.id)
+        assert after.status is ProjectStatus.COMPLETED  # the copy changed no status
+        assert after.counts.completed == 1
+        assert clip.status is ClipStatus.SUCCESS
+        assert clip.video_url == success.clip.video_url  # Runware's URL stays in the record
+        assert (storage_dir / clip.stored_key).read_bytes() == SAMPLE
+
+        # An hour later (the simulator's clock), Runware's link is gone ...
+        advance(world.sim, HOUR)
+        async with httpx.AsyncClient() as http:
+            assert clip.video_url is not None
+            assert (await http.get(clip.video_url)).status_code == 404
+        # ... and reelflow's own URL, fresh in the project's status, plays the video.
+        status = await api.client.get(f"/v1/projects/{project.id}", headers=auth)
+        stored_url = status.json()["results"][0]["stored_url"]
+        video = await api.client.get(stored_url)
+        assert video.status_code == 200
+        assert video.headers["content-type"] == "video/mp4"
+        assert video.content == SAMPLE
+        # So does the URL the event carried, which is valid for a day.
+        assert (await api.client.get(stored.stored_url)).content == SAMPLE
+
+
+async def test_a_signed_url_is_refused_once_expired_or_tampered_with(
+    world: World,
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: AbstractRobustConnection,
+    storage_settings: dict[str, Any],
+    storage_dir: Path,
+) -> None:
+    key = "videos/p/0/t.mp4"
+    await LocalStorage(storage_dir).put(key, sample_file(storage_dir.parent))
+    api_settings = settings_for(ApiSettings, **storage_settings)
+    async with running_api(api_settings, mongo_db, amqp_connection) as api:
+        signed = links()
+        good = signed.url(key)
+        assert (await api.client.get(good)).status_code == 200
+        head = await api.client.head(good)
+        assert (head.status_code, head.headers["content-length"]) == (200, str(len(SAMPLE)))
+        tampered = await api.client.get(good.replace("/0/", "/1/"))
+        assert tampered.status_code == 403
+        assert tampered.headers["content-type"] == "application/problem+json"
+        expired = links(ttl_s=-1).url(key)
+        assert (await api.client.get(expired)).status_code == 410
+        missing = signed.url("videos/p/0/none.mp4")
+        assert (await api.client.get(missing)).status_code == 404
+        unsigned = await api.client.get(f"/v1/videos/{key}")
+        assert unsigned.status_code == 422
+
+
+# --- retries and failures: the copy handler with a CDN that misbehaves -------------------------
+
+
+class FlakyCdn:
+    """Answers ``failures`` times with ``status``, then with the video."""
+
+    def __init__(self, failures: int, status: int = 503) -> None:
+        self.failures = failures
+        self.status = status
+        self.requests = 0
+
+    def __call__(self, _request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.requests <= self.failures:
+            return httpx.Response(self.status, text="unavailable")
+        return httpx.Response(200, content=SAMPLE)
+
+
+async def _succeeded_clip(world: World) -> tuple[str, str]:
+    project = await world.processing(await world.new_project("a fox"))
+    clip = project.clips[0]
+    video = TaskSucceeded(video_url="https://cdn.test/v.mp4", cost=0.25)
+    assert (await world.projects.record(project.id, 0, clip.task_uuid, video)).applied
+    return project.id, clip.task_uuid
+
+
+def _handler(world: World, storage_dir: Path, cdn: FlakyCdn) -> StoreHandler:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(cdn))
+    return StoreHandler(
+        world.projects,
+        VideoCopier(http, LocalStorage(storage_dir), max_bytes=1 << 20),
+        world.publisher,
+        links(),
+        backoff=world.topology.backoffs[STORE_VIDEO],
+        max_attempts=MAX_ATTEMPTS,
+    )
+
+
+async def given_up(world: World, project_id: str) -> ClipState:
+    """The first clip of the project once its copy was recorded as failed."""
+
+    async def probe() -> ClipState | None:
+        clip = (await world.project(project_id)).clips[0]
+        return clip if clip.asset is not None and clip.asset.status == "failed" else None
+
+    return await eventually_returns(probe, "the copy was given up on")
+
+
+def store_command(project_id: str, task_uuid: str) -> StoreVideo:
+    return StoreVideo(
+        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url="https://cdn.test/v"
+    )
+
+
+async def test_a_copy_that_fails_is_retried_with_backoff_until_it_lands(
+    world: World, storage_dir: Path
+) -> None:
+    project_id, task_uuid = await _succeeded_clip(world)
+    cdn = FlakyCdn(failures=MAX_ATTEMPTS - 1)
+    retried = copies("retried")
+    command = store_command(project_id, task_uuid)
+    async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, cdn)):
+        await world.publisher.send(STORE_VIDEO, command)
+        clip = await stored_clip(world, project_id)
+    assert cdn.requests == MAX_ATTEMPTS
+    assert copies("retried") - retried == MAX_ATTEMPTS - 1
+    attempts = [m.attempt for m in world.publisher.sent_to(STORE_VIDEO)]
+    assert attempts == [1, 2, 3]  # each retry a fresh command on the copy ladder
+    assert clip.asset is not None
+    assert clip.asset.size_bytes == len(SAMPLE)
+
+
+async def test_a_copy_that_keeps_failing_is_recorded_counted_and_listed(
+    world: World, storage_dir: Path
+) -> None:
+    project_id, task_uuid = await _succeeded_clip(world)
+    failed = copies("failed")
+    command = store_command(project_id, task_uuid)
+    async with world.consuming(
+        STORE_VIDEO, StoreVideo, _handler(world, storage_dir, FlakyCdn(failures=99))
+    ):
+        await world.publisher.send(STORE_VIDEO, command)
+        clip = await given_up(world, project_id)
+    assert clip.asset is not None
+    assert clip.asset.attempts == MAX_ATTEMPTS
+    assert clip.asset.error == {
+        "code": "providerUnavailable",
+        "message": "Runware's video URL answered 503",
+    }
+    assert clip.status is ClipStatus.SUCCESS  # the clip keeps Runware's video
+    assert copies("failed") - failed == 1
+    listed = await world.projects.with_failed_copies()
+    assert [p.id for p in listed] == [project_id]
+
+
+async def test_an_expired_link_is_given_up_on_at_once_with_a_clear_error(
+    world: World, storage_dir: Path
+) -> None:
+    project_id, task_uuid = await _succeeded_clip(world)
+    cdn = FlakyCdn(failures=99, status=404)
+    command = store_command(project_id, task_uuid)
+    async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, cdn)):
+        await world.publisher.send(STORE_VIDEO, command)
+        clip = await given_up(world, project_id)
+    assert clip.asset is not None
+    assert clip.asset.error is not None
+    assert clip.asset.error["code"] == "providerLinkExpired"
+    assert clip.asset.attempts == 1
+    assert cdn.requests == 1

@@ -1,0 +1,193 @@
+"""The contracts in docs/ cannot drift from the code: AsyncAPI, OpenAPI and docs/API.md.
+
+Regenerate the JSON documents with ``python -m reelflow_devtools.contracts``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from fastapi.routing import APIRoute
+from openapi_spec_validator import validate
+from pydantic import BaseModel
+from starlette.routing import Mount, Route
+
+from reelflow_api.app import create_app
+from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common import topology
+from reelflow_common.messages import (
+    EVENT_TYPES,
+    ClipStored,
+    ClipUpdated,
+    Message,
+    ProjectFinished,
+)
+from reelflow_devtools.contracts import (
+    CLOSE_CODES,
+    COMMANDS,
+    EVENTS,
+    asyncapi_document,
+    generated,
+    openapi_document,
+    websocket_asyncapi_document,
+)
+from reelflow_notifier import keywatch, routes, session, wire
+from reelflow_notifier.multiplex import Subscribe, Unsubscribe
+
+ROOT = Path(__file__).resolve().parents[2]
+API_MD = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
+REGENERATE = "run: .venv/bin/python -m reelflow_devtools.contracts"
+ASYNCAPI_DOCUMENTS = {"rabbitmq": asyncapi_document, "websocket": websocket_asyncapi_document}
+
+
+@pytest.mark.parametrize("path", list(generated()), ids=lambda p: p.name)
+def test_the_committed_document_is_what_the_code_generates(path: Path) -> None:
+    assert path.exists(), REGENERATE
+    assert path.read_text(encoding="utf-8") == generated()[path], REGENERATE
+
+
+def _all_subclasses(cls: type[Message]) -> set[type[Message]]:
+    found: set[type[Message]] = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | _all_subclasses(sub)
+    return found
+
+
+def test_the_asyncapi_document_has_every_message_type() -> None:
+    document = asyncapi_document()
+    concrete = {cls for cls in _all_subclasses(Message) if "message_type" in cls.__dict__}
+
+    documented = {model for model, _, _ in COMMANDS.values()} | set(EVENTS.values())
+    assert documented == concrete
+    assert set(EVENTS) == set(EVENT_TYPES)
+    assert set(COMMANDS) == set(topology.WORK_QUEUES)
+    assert set(document["components"]["messages"]) == {cls.__name__ for cls in concrete}
+    assert document["asyncapi"].startswith("3.")
+
+
+@pytest.mark.parametrize("name", list(ASYNCAPI_DOCUMENTS))
+def test_the_asyncapi_documents_are_valid_asyncapi_3(name: str) -> None:
+    schema = json.loads((ROOT / "tests/fixtures/schemas/asyncapi-3.0.0.json").read_text())
+    document = ASYNCAPI_DOCUMENTS[name]()
+    errors = [
+        f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(document)
+    ]
+    assert errors == []
+
+
+def test_the_openapi_document_is_valid_openapi() -> None:
+    validate(openapi_document())  # raises, naming what is wrong
+
+
+def _literal(model: type[BaseModel]) -> str:
+    (value,) = typing.get_args(model.model_fields["type"].annotation)
+    return str(value)
+
+
+def _websocket_message_types() -> set[str]:
+    types = {_literal(model) for model in wire.SERVER_MESSAGES}
+    types |= {_literal(Subscribe), _literal(Unsubscribe)}
+    assert set(EVENT_TYPES) | {wire.SNAPSHOT, wire.ERROR, wire.UNSUBSCRIBED} <= types
+    return types
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+@pytest.mark.parametrize("name", list(ASYNCAPI_DOCUMENTS))
+def test_every_reference_in_the_asyncapi_documents_resolves(name: str) -> None:
+    document = ASYNCAPI_DOCUMENTS[name]()
+    for ref in _refs(document):
+        assert ref.startswith("#/"), ref
+        node: Any = document
+        for part in ref[2:].split("/"):
+            assert part in node, f"{ref} does not resolve"
+            node = node[part]
+
+
+def test_the_websocket_document_has_every_message_and_close_code() -> None:
+    document = websocket_asyncapi_document()
+    names = {message["name"] for message in document["components"]["messages"].values()}
+
+    assert names == _websocket_message_types()
+    assert set(document["channels"]["project"]["x-close-codes"]) == {
+        str(code) for code in CLOSE_CODES
+    }
+
+
+def test_the_websocket_event_messages_are_the_events() -> None:
+    assert _literal(wire.ClipUpdatedMessage) == ClipUpdated.message_type
+    assert _literal(wire.ProjectFinishedMessage) == ProjectFinished.message_type
+    assert _literal(wire.ClipStoredMessage) == ClipStored.message_type
+
+
+# --- docs/API.md ---------------------------------------------------------------------------
+
+
+def _http_paths() -> set[str]:
+    app = create_app(ApiSettings.model_construct())
+    # The dashboard's page and files, and the document API.md points to, are not API routes.
+    not_api = {"/", "/static", "/openapi.json"}
+    return {
+        re.sub(r":\w+}", "}", route.path)  # {key:path} is written {key}
+        for route in app.routes
+        if isinstance(route, APIRoute | Route | Mount) and route.path not in not_api
+    }
+
+
+def test_api_md_names_every_http_route() -> None:
+    missing = [
+        path for path in sorted(_http_paths()) if f"`{path}" not in API_MD and path not in API_MD
+    ]
+    assert missing == []
+
+
+def test_api_md_names_every_websocket_route() -> None:
+    for route in routes.routes():
+        assert route.path in API_MD
+
+
+def test_api_md_describes_every_websocket_message_type() -> None:
+    missing = [
+        name for name in sorted(_websocket_message_types()) if f'"type": "{name}"' not in API_MD
+    ]
+    assert missing == []
+
+
+def test_api_md_describes_every_websocket_close_code() -> None:
+    codes = {
+        routes.CLOSE_BAD_REQUEST,
+        keywatch.CLOSE_UNAUTHORIZED,
+        session.CLOSE_NOT_FOUND,
+        session.CLOSE_SERVER_ERROR,
+    }
+    assert codes <= set(CLOSE_CODES)
+    table_rows = set(re.findall(r"^\| `?(\d{4})`? \|", API_MD, flags=re.M))
+    assert {str(code) for code in CLOSE_CODES} <= table_rows
+
+
+def test_api_md_describes_every_error_status() -> None:
+    documented = {
+        int(status)
+        for operations in openapi_document()["paths"].values()
+        for operation in operations.values()
+        for status in operation["responses"]
+        if int(status) >= 400
+    }
+    # Answers no single route declares: the slow-client deadline, a wrong method, a bug.
+    statuses = documented | {408, 405, 500}
+    table_rows = set(re.findall(r"^\| `?(\d{3})`? \|", API_MD, flags=re.M))
+    assert {str(status) for status in statuses} <= table_rows

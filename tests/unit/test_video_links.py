@@ -1,0 +1,70 @@
+"""reelflow's own video URLs: signed for one key until an expiry, checked without I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from reelflow_common.settings import StorageSettings, VideoLinkSettings
+from reelflow_common.storage import VIDEOS_PATH, VideoLinks
+
+KEY = "videos/p1/0/9d1c0f5e-0000-4000-8000-000000000000.mp4"
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _parts(url: str) -> tuple[str, int, str]:
+    split = urlsplit(url)
+    query = parse_qs(split.query)
+    return split.path.removeprefix(VIDEOS_PATH), int(query["expires"][0]), query["signature"][0]
+
+
+def test_a_signed_url_is_valid_until_it_expires_and_not_after() -> None:
+    clock = Clock()
+    links = VideoLinks(b"secret", ttl_s=3600, clock=clock)
+    key, expires, signature = _parts(links.url(KEY))
+    assert key == KEY
+    assert expires == int(T0.timestamp()) + 3600
+    clock.now = T0 + timedelta(seconds=3599)
+    assert links.check(KEY, expires=expires, signature=signature) is True
+    clock.now = T0 + timedelta(seconds=3600)
+    assert links.check(KEY, expires=expires, signature=signature) is None
+
+
+def test_a_url_for_another_key_another_expiry_or_another_secret_is_refused() -> None:
+    links = VideoLinks(b"secret", ttl_s=3600, clock=Clock())
+    _key, expires, signature = _parts(links.url(KEY))
+    assert links.check(KEY.replace("/0/", "/1/"), expires=expires, signature=signature) is False
+    assert links.check(KEY, expires=expires + 86_400, signature=signature) is False
+    other = VideoLinks(b"another secret", ttl_s=3600, clock=Clock())
+    assert other.check(KEY, expires=expires, signature=signature) is False
+
+
+def test_urls_are_relative_unless_a_public_base_is_set() -> None:
+    assert VideoLinks(b"s", ttl_s=60).url(KEY).startswith(f"{VIDEOS_PATH}videos/p1/0/")
+    links = VideoLinks(b"s", ttl_s=60, base_url="https://reelflow.example.com/")
+    assert links.url(KEY).startswith("https://reelflow.example.com/v1/videos/videos/p1/")
+
+
+def test_links_come_from_the_settings_only_with_a_secret() -> None:
+    assert VideoLinks.from_settings(VideoLinkSettings()) is None
+    settings = VideoLinkSettings(video_url_secret=SecretStr("s"), video_url_ttl_s=60)
+    assert VideoLinks.from_settings(settings) is not None
+
+
+def test_storage_settings_refuse_a_backend_without_what_it_needs() -> None:
+    with pytest.raises(ValidationError, match="video_url_secret"):
+        StorageSettings(storage_backend="local")
+    with pytest.raises(ValidationError, match="s3_bucket"):
+        StorageSettings(storage_backend="s3", video_url_secret=SecretStr("s"))
+    assert not StorageSettings().copies_enabled
