@@ -39,23 +39,12 @@ PUBLISHED = "reelflow_published_total{"
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 (a local simulator's path segment)
 
 
-#: wall-clock bounds of one operation, a connection or a person, not of the provider's
-#: schedule: a benchmark compresses them never (a loaded machine would only fail sooner)
-WALL_CLOCK = frozenset(
-    {
-        "runware_timeout_s",
-        "mongo_timeout_s",
-        "publish_timeout_s",
-        "drain_timeout_s",
-        "auth_cache_ttl_s",
-        "max_wait_s",
-        "wait_check_interval_s",
-        "ws_ticket_ttl_s",
-        "ws_ping_interval_s",
-        "ws_ping_timeout_s",
-        "ws_key_check_interval_s",
-    }
-)
+#: the settings that follow the provider's clock: how long to wait for Runware (every
+#: poll_* and retry_* setting in seconds), how long a clip may take, when the
+#: reconciler steps in. Everything else (timeouts, pings, caches, keep-alives) is a
+#: wall-clock bound of one operation or connection, never compressed.
+SCHEDULE_PREFIXES = ("poll_", "retry_", "reconcile_")
+SCHEDULE_NAMES = frozenset({"lease_s", "not_found_grace_s"})
 #: what a stack timed in real seconds keeps at production values: the safety nets (with
 #: a zero-latency provider at a high speedup, compressed ones would time clips out behind
 #: a backlog) and periodic background work (it costs database operations per real
@@ -73,19 +62,21 @@ REAL_TIME = frozenset(
 
 
 def production_seconds() -> dict[str, float]:
-    """Every service's schedule setting in seconds (``*_s``), at its production default."""
+    """Every service's schedule setting in seconds (:data:`SCHEDULE_PREFIXES`), at its
+    production default."""
     found: dict[str, float] = {}
     for settings in (ApiSettings, NotifierSettings, PollerSettings, SubmitterSettings):
         for name, field in settings.model_fields.items():
-            if name.endswith("_s") and isinstance(field.default, int | float):
+            schedule = name.startswith(SCHEDULE_PREFIXES) or name in SCHEDULE_NAMES
+            if schedule and name.endswith("_s") and isinstance(field.default, int | float):
                 found[name] = float(field.default)
     return found
 
 
 def compressed(speedup: float, *, keep: frozenset[str] = frozenset()) -> dict[str, float]:
-    """Production schedule settings divided by ``speedup``, but wall-clock ones and ``keep``."""
+    """Production schedule settings divided by ``speedup``, but those in ``keep``."""
     return {
-        name: seconds if name in WALL_CLOCK | keep else seconds / speedup
+        name: seconds if name in keep else seconds / speedup
         for name, seconds in production_seconds().items()
     }
 
