@@ -229,7 +229,7 @@ async def main_stack_scenarios(
         cpu.phase_done("overload")
     if keys:
         _say("ground truth: every clip against the simulator's tasks")
-        truth = await check_ground_truth(stack, keys, deadline_s=120)
+        truth = await check_ground_truth(stack, keys, deadline_s=300)
         found["ground_truth"] = {"fast": truth}
         cpu.phase_done("ground_truth")
     return found
