@@ -8,7 +8,11 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-DEADLINE_S = 15.0
+# Every test's constants for waiting. Generous for a slow, shared 2-core machine:
+# a passing test never waits this long, a failing one says what it waited for.
+DEADLINE_S = 20.0  # for what the test process runs itself (services, simulator, clients)
+PROCESS_DEADLINE_S = 90.0  # for the services run as processes (the end-to-end tests)
+PROCESS_PAUSE_S = 0.2  # between probes that each cost a request to a running process
 PAUSE_S = 0.02
 
 
@@ -47,3 +51,21 @@ async def eventually_returns(
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
         await asyncio.sleep(pause_s)  # between checks; the deadline bounds the wait
+
+
+async def eventually_matches(
+    probe: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    what: str,
+    timeout_s: float = DEADLINE_S,
+) -> T:
+    """Call ``probe`` until ``done`` holds for its value, and return that value.
+
+    For states that come about on their own (a reconnect, a concurrent request).
+    """
+
+    async def checked() -> T | None:
+        value = await probe()
+        return value if done(value) else None
+
+    return await eventually_returns(checked, what, timeout_s)

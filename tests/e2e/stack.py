@@ -16,6 +16,7 @@ from typing import Any
 import websockets
 
 from reelflow_devtools.launcher import Simulator, Stack, StackConfig
+from tests.waiting import PROCESS_DEADLINE_S
 
 #: lease of a clip's chain here: a crashed service's clips are re-armed within seconds
 LEASE_S = 3.0
@@ -66,7 +67,9 @@ def started(config: StackConfig) -> Iterator[Stack]:
         asyncio.run(stack.delete_queues())
 
 
-async def watch_until_finished(url: str, *, deadline_s: float = 90) -> list[dict[str, Any]]:
+async def watch_until_finished(
+    url: str, *, deadline_s: float = PROCESS_DEADLINE_S
+) -> list[dict[str, Any]]:
     """Every WebSocket message up to and including ``project.finished``."""
     received: list[dict[str, Any]] = []
     async with asyncio.timeout(deadline_s):

@@ -20,13 +20,12 @@ import pytest
 
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
-from tests.waiting import eventually_returns
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
 
 REELFLOW = console_script("reelflow")
 COLUMNS, LINES = 100, 40
-DEADLINE_S = 90
 
 
 @pytest.fixture
@@ -45,7 +44,12 @@ def env(shared_stack: Stack, tmp_path: Path) -> dict[str, str]:
 def reelflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a script would: no terminal, output captured."""
     return subprocess.run(
-        [REELFLOW, *args], env=env, capture_output=True, text=True, timeout=DEADLINE_S, check=False
+        [REELFLOW, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_DEADLINE_S,
+        check=False,
     )
 
 
@@ -57,13 +61,14 @@ def in_terminal(env: dict[str, str], *args: str) -> tuple[list[str], int]:
         env=env | {"TERM": "xterm-256color"},
         dimensions=(LINES, COLUMNS),
         encoding="utf-8",
-        timeout=DEADLINE_S,
+        timeout=PROCESS_DEADLINE_S,
     )
     child.expect(pexpect.EOF)
     child.close()
     screen = pyte.Screen(COLUMNS, LINES)
     pyte.Stream(screen).feed(child.before or "")
     lines = [line.rstrip() for line in screen.display]
+    assert child.exitstatus is not None, f"killed by signal {child.signalstatus}"
     return [line for line in lines if line], child.exitstatus
 
 
@@ -105,7 +110,9 @@ def test_a_failed_clip_shows_its_error_and_the_exit_status_is_1(env: dict[str, s
     screen, status = in_terminal(env, "watch", project["project_id"])
 
     assert status == 1
-    [failed] = [line for line in screen if line.lstrip().startswith("scene 2")] or [screen]
+    scene_2 = [line for line in screen if line.lstrip().startswith("scene 2")]
+    assert len(scene_2) == 1, screen
+    [failed] = scene_2
     assert "failed" in failed
     assert "timeoutProvider" in failed
     assert screen[-1] == "Finished: partial, 1 completed / 0 pending / 1 failed of 2"
@@ -149,7 +156,11 @@ def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
             )
         return True if got.json()["results"][0]["status"] == "success" else None
 
-    asyncio.run(eventually_returns(first_clip_done, "the first clip done", DEADLINE_S, pause_s=0.2))
+    asyncio.run(
+        eventually_returns(
+            first_clip_done, "the first clip done", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
+    )
     cancelled = json.loads(reelflow(env, "cancel", project_id, "--json").stdout)
     assert cancelled["status"] == "cancelled"
 
@@ -180,12 +191,16 @@ def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
         assert watcher.stdout is not None
         assert json.loads(watcher.stdout.readline())["type"] == "snapshot"
         assert reelflow(env, "cancel", live["project_id"]).returncode == 0
-        rest, _ = watcher.communicate(timeout=DEADLINE_S)
+        rest, _ = watcher.communicate(timeout=PROCESS_DEADLINE_S)
     finally:
         watcher.kill()
     messages = [json.loads(line) for line in rest.splitlines()]
-    assert [message["type"] for message in messages] == ["clip.updated", "project.finished"]
-    assert messages[-1]["status"] == "cancelled"
+    # Meanwhile the hanging task's progress may have been stored (a clip.updated each).
+    *progress, cancelled, finished = messages
+    assert all("progress" in message["clip"] for message in progress), progress
+    assert (cancelled["type"], cancelled["clip"]["status"]) == ("clip.updated", "cancelled")
+    assert finished["type"] == "project.finished"
+    assert finished["status"] == "cancelled"
     assert watcher.returncode == 1  # a cancelled clip is a clip not made
 
 
@@ -217,7 +232,7 @@ def test_watch_rides_out_a_notifier_restart(env: dict[str, str], shared_stack: S
         assert first.startswith("scene 1:"), first
         shared_stack.kill_hard("notifier")
         shared_stack.start_service("notifier")
-        out, err = watcher.communicate(timeout=DEADLINE_S)
+        out, err = watcher.communicate(timeout=PROCESS_DEADLINE_S)
     finally:
         watcher.kill()
     assert watcher.returncode == 0, err

@@ -40,13 +40,13 @@ from playwright.sync_api import (  # noqa: E402
 )
 
 from reelflow_devtools.launcher import Stack  # noqa: E402
-from tests.waiting import eventually_returns  # noqa: E402
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
 
-DEADLINE_MS = 60_000
+DEADLINE_MS = PROCESS_DEADLINE_S * 1000
 #: feeds the page's own reducer messages out of order; returns what it showed after each
 REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 #: the same for cost totals and a retried scene's earlier tasks
@@ -211,6 +211,28 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, "the page scrolls sideways on a phone"
     dashboard.shot("finished-phone")
+    dashboard.assert_no_console_errors()
+
+
+def test_a_generating_clip_shows_runwares_progress(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open()
+    dashboard.sign_in()
+    page.get_by_role("link", name="New project").first.click()
+    page.get_by_label("Title").fill("A long take")
+    # 10 s at the stack's speedup: checked about every second, its progress stored per 25 points.
+    page.get_by_label("Prompt").fill("the harbour from dawn to noon [sim:latency=200]")
+    page.get_by_role("button", name="Create project").click()
+
+    bar = page.locator('.clip[data-status="processing"] progress[max="100"]')
+    expect(bar).to_have_count(1, timeout=DEADLINE_MS)
+    expect(page.locator(".clip .progress-text")).to_have_text(re.compile(r"^\d{1,2} %$"))
+    assert 25 <= int(bar.get_attribute("value") or 0) <= 99
+    dashboard.shot("progress")
+    expect(page.locator("#finished")).to_have_text(
+        "Finished: every clip is ready.", timeout=DEADLINE_MS
+    )
+    expect(page.locator(".clip progress")).to_have_count(0)
     dashboard.assert_no_console_errors()
 
 
@@ -483,7 +505,9 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     async def finished() -> bool | None:
         return True if dashboard.status(project_id)["all_complete"] else None
 
-    await eventually_returns(finished, "the project finished", DEADLINE_MS / 1000, pause_s=0.2)
+    await eventually_returns(
+        finished, "the project finished", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+    )
 
 
 def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(

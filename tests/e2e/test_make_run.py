@@ -23,7 +23,7 @@ import pytest
 from reelflow_devtools.devrun import config_from_environment, parse_args
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
-from tests.waiting import eventually_returns
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -119,7 +119,9 @@ async def _finish_a_project(launched: Launched) -> dict[str, Any]:
             body: dict[str, Any] = (await api.get(f"/v1/projects/{project_id}")).json()
             return body if body["all_complete"] else None
 
-        return await eventually_returns(finished, f"{project_id} finished", 60, pause_s=0.2)
+        return await eventually_returns(
+            finished, f"{project_id} finished", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
 
 
 async def _stop_with_ctrl_c(launched: Launched) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import websockets
 
 from reelflow_devtools.launcher import Stack
 from tests.e2e.stack import watch_until_finished
-from tests.waiting import eventually_returns
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -173,7 +174,9 @@ async def test_crashed_services_lose_no_clip_and_bill_none_twice(own_stack: Stac
             body = (await api.get(f"/v1/projects/{project_id}")).json()
             return True if any(r["status"] == "processing" for r in body["results"]) else None
 
-        await eventually_returns(some_processing, "a clip processing", 60, pause_s=0.2)
+        await eventually_returns(
+            some_processing, "a clip processing", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
         own_stack.kill_hard("poller")
         own_stack.start_service("poller")
 
@@ -188,7 +191,10 @@ async def test_crashed_services_lose_no_clip_and_bill_none_twice(own_stack: Stac
         clip_uuids: set[str] = set()
         for pid in (project_id, second.json()["project_id"]):
             body = await eventually_returns(
-                lambda pid=pid: finished(pid), f"{pid} done", 90, pause_s=0.2
+                functools.partial(finished, pid),
+                f"{pid} done",
+                PROCESS_DEADLINE_S,
+                pause_s=PROCESS_PAUSE_S,
             )
             assert body["status"] == "completed", body
             clip_uuids |= set(body["clips"])

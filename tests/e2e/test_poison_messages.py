@@ -8,7 +8,7 @@ import pytest
 
 from reelflow_common.topology import WORK_QUEUES
 from reelflow_devtools.launcher import Stack
-from tests.waiting import eventually_returns
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -29,9 +29,9 @@ async def test_malformed_messages_go_to_each_dlq_and_work_continues(shared_stack
                 message = await dlq.get(fail=False, no_ack=True)
                 return message.body if message else None
 
-            assert await eventually_returns(dead_letter, f"{work_queue}.dlq", 30, pause_s=0.2) == (
-                b"{not json"
-            )
+            assert await eventually_returns(
+                dead_letter, f"{work_queue}.dlq", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+            ) == (b"{not json")
 
     key = await shared_stack.issue_key("tenant-after-poison")
     async with httpx.AsyncClient(

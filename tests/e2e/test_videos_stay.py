@@ -19,14 +19,13 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from reelflow_devtools.launcher import Stack
 from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.stack import e2e_config, started
-from tests.waiting import eventually_returns
+from tests.waiting import PROCESS_DEADLINE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
 
 #: the simulator's speed here: a minute of link lifetime is three real seconds
 SPEEDUP = 20.0
 LINK_TTL = 60.0
-DEADLINE_S = 60.0
 
 
 @pytest.fixture
@@ -70,7 +69,7 @@ def test_every_clip_plays_from_reelflows_storage_after_runwares_links_expired(
         status = _status(stack, key, project_id)
         return status if all("stored_url" in r for r in status["results"]) else None
 
-    status = asyncio.run(eventually_returns(all_stored, "every video stored", DEADLINE_S))
+    status = asyncio.run(eventually_returns(all_stored, "every video stored", PROCESS_DEADLINE_S))
     assert status["status"] == "completed"
 
     async def runware_links_expired() -> bool | None:
@@ -80,7 +79,7 @@ def test_every_clip_plays_from_reelflows_storage_after_runwares_links_expired(
 
     asyncio.run(
         eventually_returns(
-            runware_links_expired, "Runware's links expired", DEADLINE_S, pause_s=0.5
+            runware_links_expired, "Runware's links expired", PROCESS_DEADLINE_S, pause_s=0.5
         )
     )
 
@@ -96,7 +95,7 @@ def test_every_clip_plays_from_reelflows_storage_after_runwares_links_expired(
             """() => [...document.querySelectorAll('video')].every(v =>
                  new URL(v.currentSrc).pathname.startsWith('/v1/videos/')
                  && v.readyState >= 2 && v.duration > 0 && !v.error)""",
-            timeout=DEADLINE_S * 1000,
+            timeout=PROCESS_DEADLINE_S * 1000,
         )
         context.close()
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from reelflow_devtools.launcher import Stack
-from tests.waiting import eventually_returns
+from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,9 @@ async def test_a_forged_webhook_changes_nothing_and_its_secret_is_in_no_log(
             status = (await api.get(f"/v1/projects/{project_id}")).json()
             return status if status["results"][0]["status"] == "processing" else None
 
-        await eventually_returns(processing, "the clip at Runware", 30, pause_s=0.2)
+        await eventually_returns(
+            processing, "the clip at Runware", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
         forged = {
             "data": [
                 {
@@ -60,7 +62,9 @@ async def test_a_forged_webhook_changes_nothing_and_its_secret_is_in_no_log(
                 any("hint_without_result" in line and task_uuid in line for line in lines) or None
             )
 
-        await eventually_returns(asked, "the hint checked with Runware", 30, pause_s=0.2)
+        await eventually_returns(
+            asked, "the hint checked with Runware", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
         status = (await api.get(f"/v1/projects/{project_id}")).json()
 
     assert status["results"][0]["status"] == "processing"

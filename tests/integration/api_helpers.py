@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from reelflow_common.broker import amqp_channel
 from reelflow_common.mongo import Database
 from reelflow_common.store import (
     ApiKeyStore,
+    Change,
     Project,
     ProjectStore,
     TaskFailed,
@@ -31,10 +31,10 @@ from reelflow_common.store import (
     TaskSucceeded,
 )
 from reelflow_common.topology import SUBMIT_CLIP, Topology
-from tests.fixtures.infra import delete_topology_queues
+from reelflow_devtools.launcher import delete_topology_queues
+from tests.waiting import eventually_matches
 
 PROBLEM_JSON = "application/problem+json"
-DEADLINE_S = 15.0
 
 T = TypeVar("T")
 
@@ -128,19 +128,22 @@ async def stored(api: Api, project_id: str) -> Project:
     return project
 
 
-async def move_clip(api: Api, project_id: str, task_uuid: str, result: TaskResult) -> None:
-    """Take a clip through processing to ``result``, as the submitter and poller would."""
+async def move_clip(api: Api, project_id: str, task_uuid: str, result: TaskResult) -> Change:
+    """Take a clip through processing to ``result``, as the submitter and poller would.
+
+    The change it stored, with the events the poller would publish.
+    """
     clip = (await stored(api, project_id)).clip_of_task(task_uuid)
     assert clip is not None
     assert clip.lease is not None
     scene = clip.scene_index
     await api.projects.mark_processing(project_id, scene, task_uuid, token=clip.lease.token)
-    await api.projects.record(project_id, scene, task_uuid, result)
+    return await api.projects.record(project_id, scene, task_uuid, result)
 
 
-async def finish(api: Api, project_id: str, task_uuid: str) -> None:
+async def finish(api: Api, project_id: str, task_uuid: str) -> Change:
     video = TaskSucceeded(video_url=f"https://cdn.test/{task_uuid}.mp4", cost=0.5)
-    await move_clip(api, project_id, task_uuid, video)
+    return await move_clip(api, project_id, task_uuid, video)
 
 
 async def fail(api: Api, project_id: str, task_uuid: str, code: str = "providerError") -> None:
@@ -175,7 +178,7 @@ async def running_api(
         ) as client,
     ):
         if wait_until_ready:
-            await eventually(
+            await eventually_matches(
                 lambda: client.get("/readyz"), lambda r: r.status_code == 200, "the API ready"
             )
         yield Api(
@@ -234,89 +237,3 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 def error_locs(problem: dict[str, Any]) -> list[list[Any]]:
     return [error["loc"] for error in problem.get("errors", [])]
-
-
-class TcpSwitch:
-    """A TCP proxy to a server that a test can take down and bring back.
-
-    Down, it accepts connections and closes them at once (and closes the ones
-    it carries), which is how an unreachable MongoDB looks to a client.
-    """
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self.up = False
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def __aenter__(self) -> TcpSwitch:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.down()
-        assert self._server is not None
-        self._server.close()
-        await self._server.wait_closed()
-
-    def down(self) -> None:
-        self.up = False
-        for writer in list(self._writers):
-            writer.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.up:
-            writer.close()
-            return
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        finally:
-            self._writers -= {writer, up_writer}
-            writer.close()
-            up_writer.close()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        writer.close()
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    what: str,
-    *,
-    timeout_s: float = DEADLINE_S,
-) -> T:
-    """``probe()`` again and again until ``done`` holds for its value; that value.
-
-    For states that come about on their own (a reconnect, a concurrent request);
-    fails after ``timeout_s`` saying what never happened.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.02)

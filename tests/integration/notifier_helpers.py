@@ -19,9 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from reelflow_notifier.main import server_config
 from reelflow_notifier.settings import Settings
-from tests.waiting import eventually
-
-DEADLINE_S = 15.0
+from tests.waiting import DEADLINE_S, eventually
 
 
 class _Server(uvicorn.Server):

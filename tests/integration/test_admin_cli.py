@@ -20,7 +20,7 @@ from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
 from reelflow_devtools.processes import console_script
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -210,7 +210,7 @@ async def _dead_letter(settings: AdminSettings, work_queue: str, bodies: list[by
             )
         queue = await channel.get_queue(topology.queue(work_queue))
         for _ in bodies:
-            message = await queue.get(timeout=10)
+            message = await queue.get(timeout=DEADLINE_S)
             assert message is not None
             await message.reject(requeue=False)
 

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import structlog
-from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.admin.cli import AdminSettings, main
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, ProjectFinished, SubmitClip
-from reelflow_common.store import ProjectStore, TaskFailed, TaskSucceeded
+from reelflow_common.store import TaskFailed, TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
-from tests.integration.worker_helpers import FAST_LADDERS, World, open_world, runware_settings
+from tests.integration.worker_helpers import FAST_LADDERS, World, runware_settings
 
 pytestmark = pytest.mark.integration
 
@@ -42,19 +41,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return built
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: AdminSettings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db, lease_s=LEASE_S)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
-        yield world
 
 
 @pytest.fixture

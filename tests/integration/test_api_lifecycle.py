@@ -17,15 +17,14 @@ from reelflow_common.messages import CheckClip, Message, SubmitClip
 from reelflow_common.store import TIMED_OUT, Project
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from tests.integration.api_helpers import (
-    DEADLINE_S,
     Api,
     assert_problem,
-    eventually,
     fail,
     finish,
     running_api,
     stored,
 )
+from tests.waiting import DEADLINE_S, eventually_matches
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +57,7 @@ async def test_wait_answers_200_with_the_videos_once_every_clip_finishes(api: Ap
     assert tenant_id is not None
     request = asyncio.create_task(api.create(auth, wait=60))
 
-    listed = await eventually(
+    listed = await eventually_matches(
         lambda: api.projects.list(tenant_id), lambda page: bool(page[0]), "the project stored"
     )
     project = listed[0][0]

@@ -11,7 +11,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -204,7 +204,7 @@ class FailingStore:
 def failing_reads(api: Api, error: BaseException) -> Iterator[None]:
     state: AppState = api.app.state.reelflow
     api.app.state.reelflow = dataclasses.replace(
-        state, projects=FailingStore(state.projects, error)
+        state, projects=cast(ProjectStore, FailingStore(state.projects, error))
     )
     try:
         yield

@@ -15,11 +15,11 @@ from reelflow_api.settings import Settings
 from tests.integration.api_helpers import (
     PROBLEM_JSON,
     Api,
-    TcpSwitch,
     assert_problem,
-    eventually,
     running_api,
 )
+from tests.relay import TcpProxy
+from tests.waiting import eventually_matches
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ async def api(
 
 async def answer(call: Callable[[], Awaitable[httpx.Response]], status: int) -> httpx.Response:
     """Call until the answer has ``status``: a state the app reaches on its own."""
-    return await eventually(call, lambda r: r.status_code == status, f"an answer {status}")
+    return await eventually_matches(call, lambda r: r.status_code == status, f"an answer {status}")
 
 
 async def test_healthz_answers_200(api: Api) -> None:
@@ -65,7 +65,8 @@ async def test_an_api_without_mongodb_starts_is_unready_and_recovers(
     settings_for: Callable[..., Any], mongo_url: str, mongo_db: Any, amqp_connection: Any
 ) -> None:
     target = urlsplit(mongo_url)
-    async with TcpSwitch(target.hostname or "127.0.0.1", target.port or 27017) as mongo:
+    async with TcpProxy(target.hostname or "127.0.0.1", target.port or 27017) as mongo:
+        mongo.go_down()
         settings = settings_for(
             Settings,
             mongo_url=SecretStr(f"mongodb://127.0.0.1:{mongo.port}/?directConnection=true"),
@@ -73,7 +74,7 @@ async def test_an_api_without_mongodb_starts_is_unready_and_recovers(
         )
         async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
             healthz = await api.client.get("/healthz")
-            readyz = await eventually(
+            readyz = await eventually_matches(
                 lambda: api.client.get("/readyz"),
                 lambda r: r.json()["checks"]["rabbitmq"] is True,
                 "the broker linked",
@@ -87,12 +88,12 @@ async def test_an_api_without_mongodb_starts_is_unready_and_recovers(
             assert_problem(refused, 503)
             assert refused.headers["retry-after"]
 
-            mongo.up = True
+            mongo.come_back()
             await answer(lambda: api.client.get("/readyz"), 200)
             created = await api.create(auth)
             assert created.status_code == 202
 
-            mongo.down()
+            mongo.go_down()
             await answer(lambda: api.client.get("/readyz"), 503)
             project_id = created.json()["project_id"]
             assert_problem(await api.client.get(f"/v1/projects/{project_id}", headers=auth), 503)

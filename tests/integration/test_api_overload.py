@@ -12,7 +12,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -21,8 +21,8 @@ from prometheus_client import REGISTRY
 from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.store import ProjectStore
-from tests.integration.api_helpers import DEADLINE_S, Api, assert_problem, running_api
-from tests.waiting import eventually
+from tests.integration.api_helpers import Api, assert_problem, running_api
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,8 @@ class GatedStore:
 def gated_creates(api: Api) -> Iterator[GatedStore]:
     state: AppState = api.app.state.reelflow
     gated = GatedStore(state.projects)
-    api.app.state.reelflow = dataclasses.replace(state, projects=gated)
+    # A delegating stand-in, not a ProjectStore subclass: the cast says so.
+    api.app.state.reelflow = dataclasses.replace(state, projects=cast(ProjectStore, gated))
     try:
         yield gated
     finally:

@@ -60,7 +60,7 @@ async def test_create_answers_202_with_the_seed_compatible_status(api: Api) -> N
 async def test_create_publishes_one_submit_clip_per_clip_carrying_its_request_and_lease(
     api: Api,
 ) -> None:
-    response = await api.create(await api.tenant(), headers={"X-Request-ID": "req-42"})
+    response = await api.create(await api.tenant(), headers={"X-Correlation-ID": "req-42"})
     body = response.json()
 
     received = await api.drain()
@@ -73,7 +73,7 @@ async def test_create_publishes_one_submit_clip_per_clip_carrying_its_request_an
         assert message.type == "submit_clip"
         assert message.headers["project_id"] == body["project_id"]
         assert message.headers["task_uuid"] == command.task_uuid
-        assert message.headers["request_id"] == "req-42"
+        assert message.headers["correlation_id"] == "req-42"
     stored = await api.projects.get(body["project_id"])
     assert stored is not None
     commands = {m.body["scene_index"]: SubmitClip.model_validate(m.body) for m in received}

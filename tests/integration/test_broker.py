@@ -30,16 +30,16 @@ from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import (
     HEADER_FAILURES,
     HEADER_RETRIES,
+    RETRY_JITTER,
     SUBMIT_CLIP,
     Topology,
     declare_topology,
 )
 from tests.integration.sample_messages import submit_clip as clip
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
-DEADLINE_S = 10.0
 
 Handler = Callable[[SubmitClip], Awaitable[None]]
 
@@ -119,6 +119,19 @@ async def consuming(
             await asyncio.wait_for(task, timeout=DEADLINE_S + drain_timeout_s)
 
 
+async def back_in_queue(connection: AbstractRobustConnection, queue: str) -> None:
+    """Wait for the one message of ``queue`` to be ready again after its channel closed.
+
+    A quorum queue takes back a closed channel's unacknowledged deliveries on its own
+    schedule, a moment after the close.
+    """
+
+    async def ready() -> bool:
+        return await ready_count(connection, queue) == 1
+
+    await eventually(ready, f"the message back in {queue}")
+
+
 def recorder() -> tuple[Handler, asyncio.Queue[SubmitClip]]:
     handled: asyncio.Queue[SubmitClip] = asyncio.Queue()
 
@@ -164,7 +177,7 @@ class LogWatch:
 
 @pytest.fixture
 def logs() -> Iterator[LogWatch]:
-    """Log lines of this test, with the bound context (request_id, …) merged in."""
+    """Log lines of this test, with the bound context (correlation_id, …) merged in."""
     watch = LogWatch()
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars, watch]
@@ -195,7 +208,7 @@ async def test_send_puts_a_persistent_json_message_with_its_ids_on_the_work_queu
     assert received.message_id == sent.message_id
     assert received.correlation_id == "req-1"
     assert received.timestamp is not None
-    assert received.headers == {"project_id": "p1", "task_uuid": "t1", "request_id": "req-1"}
+    assert received.headers == {"project_id": "p1", "task_uuid": "t1", "correlation_id": "req-1"}
 
 
 async def test_delayed_send_reaches_the_work_queue_through_the_wait_queue(
@@ -385,7 +398,7 @@ async def test_retried_message_keeps_its_properties_and_counts_retries(
     assert copy.headers == {
         "project_id": "p1",
         "task_uuid": "t1",
-        "request_id": "req-3",
+        "correlation_id": "req-3",
         HEADER_RETRIES: 1,
     }
 
@@ -443,21 +456,28 @@ async def test_redeliveries_after_lost_channels_do_not_count_toward_the_dlq(
         async with consuming(amqp_connection, topology, hang, drain_timeout_s=0.05):
             await asyncio.wait_for(started.wait(), DEADLINE_S)
 
-    calls: list[AbstractIncomingMessage] = []
-    done = asyncio.Event()
-
-    async def buggy_once(_message: SubmitClip) -> None:
-        calls.append(_message)
-        if len(calls) == 1:
-            raise RuntimeError("a bug, once")
-        done.set()
-
+    buggy_once = FailsOnce(RuntimeError("a bug, once"))
     async with consuming(amqp_connection, topology, buggy_once):
-        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        await asyncio.wait_for(buggy_once.done.wait(), DEADLINE_S)
 
-    assert len(calls) == 2
+    assert len(buggy_once.calls) == 2
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
     assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 0
+
+
+class FailsOnce:
+    """A handler that raises ``error`` on its first call and sets ``done`` on the next."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls: list[SubmitClip] = []
+        self.done = asyncio.Event()
+
+    async def __call__(self, message: SubmitClip) -> None:
+        self.calls.append(message)
+        if len(self.calls) == 1:
+            raise self.error
+        self.done.set()
 
 
 class RefusingPublisher(Publisher):
@@ -485,15 +505,7 @@ async def test_a_retry_the_broker_refuses_is_published_again_in_process(
     topology: Topology,
     logs: LogWatch,
 ) -> None:
-    calls: list[SubmitClip] = []
-    done = asyncio.Event()
-
-    async def handle(message: SubmitClip) -> None:
-        calls.append(message)
-        if len(calls) == 1:
-            raise TransientError("mongo is down")
-        done.set()
-
+    handle = FailsOnce(TransientError("mongo is down"))
     async with (
         amqp_channel(amqp_connection) as side,
         consuming(
@@ -505,14 +517,18 @@ async def test_a_retry_the_broker_refuses_is_published_again_in_process(
     ):
         del side
         await publisher.send(SUBMIT_CLIP, clip())
-        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        await asyncio.wait_for(handle.done.wait(), DEADLINE_S)
         await logs.wait_for("message_handled", outcome="acked")
 
     # Handled once as delivered and once as the retry: never redelivered, never nacked.
-    assert len(calls) == 2
+    assert len(handle.calls) == 2
     refused = logs.named("message_republish_failed")
     assert [line["attempt"] for line in refused] == [1, 2, 3]
-    assert [line["retry_in_s"] for line in refused] == [0.05, 0.1, 0.2]
+    # The retry ladder's delays (0.05 s, doubling), each drawn from its upper half (jitter).
+    pauses = [line["retry_in_s"] for line in refused]
+    assert len(pauses) == 3
+    for pause, ceiling in zip(pauses, [0.05, 0.1, 0.2], strict=True):
+        assert ceiling * (1 - RETRY_JITTER) - 0.001 <= pause <= ceiling
     assert [line["outcome"] for line in logs.named("message_handled")] == ["retried", "acked"]
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
 
@@ -523,15 +539,7 @@ async def test_a_retry_that_cannot_be_published_goes_back_when_its_channel_dies(
     topology: Topology,
     logs: LogWatch,
 ) -> None:
-    calls: list[SubmitClip] = []
-    done = asyncio.Event()
-
-    async def handle(message: SubmitClip) -> None:
-        calls.append(message)
-        if len(calls) == 1:
-            raise TransientError("mongo is down")
-        done.set()
-
+    handle = FailsOnce(TransientError("mongo is down"))
     stop = asyncio.Event()
     async with amqp_channel(amqp_connection) as doomed:
         refusing = RefusingPublisher(doomed, topology, refusals=math.inf)
@@ -557,8 +565,8 @@ async def test_a_retry_that_cannot_be_published_goes_back_when_its_channel_dies(
 
     # The broker gave the original to the next consumer; no failure was counted.
     async with consuming(amqp_connection, topology, handle):
-        await asyncio.wait_for(done.wait(), DEADLINE_S)
-    assert len(calls) == 2
+        await asyncio.wait_for(handle.done.wait(), DEADLINE_S)
+    assert len(handle.calls) == 2
     assert logs.named("message_republish_failed")
     assert not logs.named("message_failed")
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
@@ -583,7 +591,8 @@ async def test_stop_while_a_retry_cannot_be_published_leaves_the_message_queued(
         await logs.wait_for("message_republish_failed")
 
     assert logs.named("message_republish_abandoned")[0]["reason"] == "stopping"
-    assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
+
+    await back_in_queue(amqp_connection, topology.queue(SUBMIT_CLIP))
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
 
 
@@ -673,11 +682,7 @@ async def test_handler_still_running_after_the_drain_timeout_leaves_its_message_
 
     assert cancelled.is_set()
 
-    # The broker requeues a closed channel's unacked messages on its own schedule.
-    async def back_in_queue() -> bool:
-        return await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 1
-
-    await eventually(back_in_queue, "the message back in its queue")
+    await back_in_queue(amqp_connection, topology.queue(SUBMIT_CLIP))
 
 
 async def test_handler_logs_carry_the_message_correlation_ids(
@@ -698,14 +703,14 @@ async def test_handler_logs_carry_the_message_correlation_ids(
         await asyncio.wait_for(done.wait(), DEADLINE_S)
         summary = await logs.wait_for("message_handled")
 
-    ids = {"request_id": "req-42", "project_id": "p1", "task_uuid": "t1"}
+    ids = {"correlation_id": "req-42", "project_id": "p1", "task_uuid": "t1"}
     (inside,) = logs.named("inside_handler")
     assert ids.items() <= inside.items()
     assert ids.items() <= summary.items()
     assert summary["queue"] == SUBMIT_CLIP
     assert summary["outcome"] == "acked"
     assert summary["duration_ms"] >= 0
-    assert "request_id" not in structlog.contextvars.get_contextvars()
+    assert "correlation_id" not in structlog.contextvars.get_contextvars()
 
 
 async def test_concurrency_bounds_the_handlers_running_at_once(

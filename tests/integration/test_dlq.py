@@ -116,7 +116,7 @@ async def test_requeue_moves_dead_letters_back_to_work_with_a_fresh_start(
     assert back[0].type == "submit_clip"
     # Our failure and retry counts and the broker's bookkeeping start over.
     own = {key: value for key, value in back[0].headers.items() if key != "x-delivery-count"}
-    assert own == {"project_id": "p1", "task_uuid": "t0", "request_id": "req-1"}
+    assert own == {"project_id": "p1", "task_uuid": "t0", "correlation_id": "req-1"}
     assert back[0].headers.get("x-delivery-count", 0) == 0
     assert (await dead_letter_depths(channel, topology))[SUBMIT_CLIP] == 0
 
@@ -169,3 +169,27 @@ async def test_requeue_refuses_a_name_that_is_not_a_work_queue(
 ) -> None:
     with pytest.raises(ValueError, match="not a work queue"):
         await requeue_dead_letters(channel, topology, "poller.check_clip.dlq", limit=1)
+
+
+async def test_the_lag_gauge_reports_the_messages_waiting_in_each_work_queue(
+    amqp_connection: AbstractRobustConnection, channel: AbstractChannel, topology: Topology
+) -> None:
+    for n in range(3):
+        message = submit_clip(f"t{n}")
+        await channel.default_exchange.publish(
+            aio_pika.Message(message.model_dump_json().encode(), type=message.message_type),
+            routing_key=topology.queue(SUBMIT_CLIP),
+        )
+
+    await eventually(
+        lambda: ready(channel, topology.queue(SUBMIT_CLIP), 3), "three messages on the queue"
+    )
+    await report_dead_letter_depths(amqp_connection, topology, [SUBMIT_CLIP])
+
+    lag = REGISTRY.get_sample_value("reelflow_queue_ready_messages", {"queue": SUBMIT_CLIP})
+    assert lag == 3.0
+
+
+async def ready(channel: AbstractChannel, queue: str, count: int) -> bool:
+    declared = await (await channel.get_underlay_channel()).queue_declare(queue, passive=True)
+    return declared.message_count == count

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from reelflow_api.__main__ import server_config
 from reelflow_api.settings import Settings
 from reelflow_common.logging import configure_logging
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +61,7 @@ async def test_the_webhook_secret_is_in_no_log_line(
             probe = await http.post(f"/v1/webhooks/runware/{CANARY}x", params={"project_id": "p"})
     finally:
         server.should_exit = True
-        await asyncio.wait_for(serving, 15)
+        await asyncio.wait_for(serving, DEADLINE_S)
         sock.close()
 
     assert (hint.status_code, probe.status_code) == (202, 404)

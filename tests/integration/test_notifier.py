@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from reelflow_common.broker import Publisher, amqp_channel
 from reelflow_common.domain import ClipRequest
@@ -27,15 +28,14 @@ from reelflow_common.store import (
 from reelflow_common.topology import Topology
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
-    DEADLINE_S,
     RunningNotifier,
     client,
     close_of,
-    eventually,
     metric,
     receive,
     running_notifier,
 )
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -472,3 +472,23 @@ async def test_health_readiness_and_connection_gauge(
         line for line in metrics.splitlines() if line.startswith("reelflow_ws_connections")
     )
     assert float(gauge.split()[-1]) >= 1
+
+
+async def test_routing_and_pushing_an_event_log_with_its_correlation_id(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project(clips=1)
+    with structlog.testing.capture_logs(
+        processors=[structlog.contextvars.merge_contextvars]
+    ) as lines:
+        async with client(project_url(notifier, project), key=world.key) as ws:
+            assert (await receive(ws))["type"] == "snapshot"
+            (event,) = await world.processing(project, 0)
+            await world.publish(event.model_copy(update={"correlation_id": "req-9"}))
+            assert (await receive(ws))["seq"] == 1
+
+    routed = [line for line in lines if line["event"] == "fanout_event_routed"]
+    pushed = [line for line in lines if line["event"] == "ws_event_pushed"]
+    assert len(routed) == len(pushed) == 1
+    for line in (*routed, *pushed):
+        assert (line["correlation_id"], line["project_id"], line["seq"]) == ("req-9", project.id, 1)

@@ -117,7 +117,11 @@ async def test_a_replica_that_keeps_up_routes_every_event_and_never_catches_up(
                     aio_pika.Message(event.model_dump_json().encode(), type=event.message_type),
                     routing_key=event.message_type,
                 )
-                await eventually(lambda e=event: hub.routed[-1:] == [e], f"event {event.seq}")
+
+                def routed(e: ClipUpdated = event) -> bool:
+                    return hub.routed[-1:] == [e]
+
+                await eventually(routed, f"event {event.seq}")
 
     assert [event.seq for event in hub.routed] == list(range(1, BURST + 1))
     assert hub.catch_ups == 0

@@ -11,7 +11,7 @@ from reelflow_common.polling.book import CompletionBook, profile_key
 from reelflow_common.polling.learned import LearnedPlanner
 from reelflow_common.polling.plan import ClipProfile
 from reelflow_common.polling.stats import COLLECTION, PollStats
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -93,7 +93,7 @@ async def test_the_loop_writes_and_rereads_until_stopped_then_writes_once_more(
     await eventually(lambda: stats.book.observations(VEO) == 1.0, "own count read back")
     stats.observe(VEO, elapsed_s=91.0)
     stop.set()
-    await asyncio.wait_for(running, timeout=10)
+    await asyncio.wait_for(running, timeout=DEADLINE_S)
 
     doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
     assert doc["n"] == pytest.approx(2.0)

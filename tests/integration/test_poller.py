@@ -7,12 +7,11 @@ submitted to the simulator under the clip's task UUID and the store is told.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
@@ -37,11 +36,10 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     died_in,
-    eventually,
-    open_world,
     running,
     runware_settings,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -63,19 +61,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db, lease_s=LEASE_S)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
-        yield world
 
 
 def check_handler(
@@ -208,6 +193,68 @@ async def test_a_check_of_a_task_still_processing_touches_no_database(
     assert (await world.project(project.id)).seq == project.seq
     assert await world.settle_events(events) == []
     assert (await world.sim.task(task_uuid))["polls"] == 2
+
+
+async def test_progress_is_stored_and_announced_once_per_step_then_dropped_at_the_end(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=3000]"))
+    task_uuid = project.clips[0].task_uuid
+
+    async def past(fraction: float) -> bool:
+        view = await world.sim.task(task_uuid)
+        return bool(view["elapsed_seconds"] >= fraction * view["latency_seconds"][0])
+
+    check = CheckHandler(
+        ClipRecorder(world.projects, world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(settings),
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+        progress_step=25,
+    )
+    events = await world.events()
+    await eventually(lambda: past(0.3), "Runware 30 % into the task")
+
+    await check(await world.check_of(project))
+
+    [stored] = await world.settle_events(events)
+    assert isinstance(stored, ClipUpdated)
+    progress = stored.clip.progress
+    assert progress is not None
+    assert 25 <= progress < 99
+    assert stored.clip.status is ClipStatus.PROCESSING
+    after = await world.project(project.id)
+    assert after.clips[0].progress == progress
+    assert after.public_status().wire()["results"][0]["progress"] == progress
+    assert after.seq == project.seq + 1
+
+    # A check that sees the same step again (or less) writes nothing.
+    following = world.publisher.sent_to(CHECK_CLIP)[-1]
+    assert following.seen_progress == progress
+    same_step = following.model_copy(update={"seen_progress": progress + 24 - progress % 25})
+    quiet = CheckHandler(
+        ClipRecorder(NoDatabase(), world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(settings),
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+        progress_step=25,
+    )
+    if not await past(1.0):
+        await quiet(same_step)
+    lower = await world.projects.record_progress(project.id, 0, task_uuid, progress)
+    assert not lower.applied
+
+    await world.until_finished_at_runware(task_uuid)
+    await check(following)
+    done = await world.project(project.id)
+    assert done.clips[0].status is ClipStatus.SUCCESS
+    assert "progress" not in done.public_status().wire()["results"][0]
 
 
 async def test_a_check_near_the_end_of_its_lease_renews_it(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import REGISTRY
 
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.lifecycle import every
@@ -32,11 +32,10 @@ from reelflow_submitter.service import video_request
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
-    eventually,
-    open_world,
     running,
     runware_settings,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -60,19 +59,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db, lease_s=LEASE_S)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
-        yield world
 
 
 def reconciler(
@@ -130,9 +116,13 @@ async def test_a_clip_whose_chain_was_lost_gets_what_runware_says(
     await world.until_finished_at_runware(project.clips[0].task_uuid)
     await expired(world, project)
     events = await world.events()
+    recorded = {"action": "recorded"}
+    before = REGISTRY.get_sample_value("reelflow_clips_reconciled_total", recorded) or 0.0
 
     assert await reconciler(world, settings).run_once() == 1
 
+    assert REGISTRY.get_sample_value("reelflow_projects_past_lease") == 1.0
+    assert REGISTRY.get_sample_value("reelflow_clips_reconciled_total", recorded) == before + 1
     after = await world.project(project.id)
     assert after.clips[0].status is ClipStatus.SUCCESS
     assert after.status is ProjectStatus.COMPLETED
@@ -142,6 +132,7 @@ async def test_a_clip_whose_chain_was_lost_gets_what_runware_says(
     assert [type(e).__name__ for e in published] == ["ClipUpdated", "ProjectFinished"]
     assert world.publisher.sent == []
     assert await reconciler(world, settings).run_once() == 0  # finished: never due again
+    assert REGISTRY.get_sample_value("reelflow_projects_past_lease") == 0.0
 
 
 async def test_a_clip_still_running_gets_exactly_one_new_chain_under_a_fresh_token(

@@ -33,12 +33,12 @@ from reelflow_submitter.main import main as submitter_main
 from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.integration.api_helpers import assert_problem, running_api
 from tests.integration.notifier_helpers import running_notifier
-from tests.integration.worker_helpers import FAST_LADDERS, TcpProxy, running, runware_settings
-from tests.waiting import eventually
+from tests.integration.worker_helpers import FAST_LADDERS, running, runware_settings
+from tests.relay import TcpProxy
+from tests.waiting import DEADLINE_S, eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
-DEADLINE_S = 15.0
 #: SecantusDB takes a few seconds to start on a busy machine
 MONGO_START_S = 60.0
 
@@ -175,7 +175,9 @@ async def test_a_poller_started_while_mongodb_is_down_becomes_ready_when_it_come
         await start_mongodb()
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
         sent = await poison(amqp_url, topology, CHECK_CLIP)
-        got = await eventually_value(lambda: dead_lettered(amqp_url, topology, CHECK_CLIP))
+        got = await eventually_returns(
+            lambda: dead_lettered(amqp_url, topology, CHECK_CLIP), "a dead letter"
+        )
         assert got == sent  # consuming: the poller carried on
 
 
@@ -199,7 +201,9 @@ async def test_a_submitter_started_while_rabbitmq_is_down_becomes_ready_when_it_
         broker.come_back()
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
         sent = await poison(amqp_url, topology, SUBMIT_CLIP)
-        got = await eventually_value(lambda: dead_lettered(amqp_url, topology, SUBMIT_CLIP))
+        got = await eventually_returns(
+            lambda: dead_lettered(amqp_url, topology, SUBMIT_CLIP), "a dead letter"
+        )
         assert got == sent
 
 
@@ -281,16 +285,3 @@ async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it
 
         broker.come_back()
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
-
-
-async def eventually_value(probe: Callable[[], Awaitable[bytes | None]]) -> bytes:
-    found: list[bytes] = []
-
-    async def arrived() -> bool:
-        value = await probe()
-        if value is not None:
-            found.append(value)
-        return bool(found)
-
-    await eventually(arrived, "a dead letter")
-    return found[0]

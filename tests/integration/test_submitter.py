@@ -8,20 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.store import Project, ProjectStore
+from reelflow_common.store import Project
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
@@ -32,14 +31,13 @@ from reelflow_submitter.service import video_request
 from reelflow_submitter.settings import Settings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
-    TcpProxy,
     World,
     died_in,
-    eventually,
-    open_world,
     running,
     runware_settings,
 )
+from tests.relay import TcpProxy
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -60,19 +58,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db, lease_s=LEASE_S)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
-        yield world
 
 
 class Clock:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import structlog
 from aio_pika.abc import AbstractRobustConnection
 from structlog.testing import capture_logs
 
-from reelflow_common import topology as topology_module
 from reelflow_common.broker import Publisher, amqp_channel
 from reelflow_common.topology import SUBMIT_CLIP, WORK_QUEUES, Topology, declare_topology
 from tests.integration.sample_messages import submit_clip
@@ -46,10 +44,8 @@ async def test_every_name_carries_the_prefix(
 
 
 async def test_a_queue_an_earlier_release_made_otherwise_is_used_as_it_is(
-    amqp_connection: AbstractRobustConnection, topology: Topology, monkeypatch: pytest.MonkeyPatch
+    amqp_connection: AbstractRobustConnection, topology: Topology
 ) -> None:
-    # A logger not cached yet, so that capture_logs() sees it whatever ran before.
-    monkeypatch.setattr(topology_module, "log", structlog.get_logger(topology_module.__name__))
     work_queue = topology.queue(SUBMIT_CLIP)
     async with amqp_channel(amqp_connection) as channel:
         # As the first release declared it: delivery limit 5, no length limit.

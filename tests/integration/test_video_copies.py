@@ -35,12 +35,11 @@ from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, 
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
-    eventually,
     open_world,
     running,
     runware_settings,
 )
-from tests.waiting import eventually_returns
+from tests.waiting import eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 

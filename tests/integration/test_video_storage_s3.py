@@ -35,7 +35,8 @@ from reelflow_poller.copies import StoreHandler
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
 from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, signed_in
-from tests.integration.worker_helpers import World, eventually, open_world
+from tests.integration.worker_helpers import World, open_world
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +101,8 @@ async def test_a_storage_that_does_not_answer_is_a_copy_to_try_again(tmp_path: P
         s3_endpoint_url=f"http://127.0.0.1:{port}",
         s3_bucket="nowhere",
         video_url_secret=SECRET,
-        **CREDENTIALS,
+        s3_access_key_id=CREDENTIALS["s3_access_key_id"],
+        s3_secret_access_key=CREDENTIALS["s3_secret_access_key"],
     )
     async with open_storage(settings) as storage:
         assert storage is not None

@@ -15,8 +15,8 @@ from reelflow_common.runware import (
 )
 from reelflow_common.runware.batching import GetResponseBatcher
 from tests.runware.helpers import sim_and_client, video
+from tests.waiting import DEADLINE_S
 
-DEADLINE_S = 10.0
 # The client splits longer lists itself: the batcher is built with the same setting.
 BATCHING = {"runware_poll_batch_size": 50}
 

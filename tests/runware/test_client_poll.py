@@ -17,6 +17,7 @@ from reelflow_common.runware import (
     is_task_not_found,
 )
 from tests.runware.helpers import client_settings, sim_and_client, video
+from tests.waiting import DEADLINE_S
 
 
 async def test_a_task_is_processing_then_succeeds_with_a_video_and_its_cost() -> None:
@@ -142,7 +143,7 @@ async def test_no_more_requests_are_in_flight_than_configured() -> None:
         uuids = [str(uuid.uuid4()) for _ in range(6)]
         polls = asyncio.create_task(client.get_responses(uuids))
 
-        await asyncio.wait_for(transport.reached.wait(), timeout=30)
+        await asyncio.wait_for(transport.reached.wait(), timeout=DEADLINE_S)
         # Give the other four polls every chance to slip past the bound before opening the gate.
         for _ in range(50):
             await asyncio.sleep(0)

@@ -9,9 +9,7 @@ from typing import Any
 import httpx
 
 from reelflow_runware_sim.testing import RunningSimulator
-
-# Generous for a slow 2-core machine; a passing test never waits this long.
-DEADLINE_S = 20.0
+from tests.waiting import DEADLINE_S
 
 
 def video(prompt: str = "a red fox running through fresh snow", **fields: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.sim.helpers import DEADLINE_S, poll_until_done, send, video
+from tests.sim.helpers import poll_until_done, send, video
+from tests.waiting import DEADLINE_S
 
 SCRIPT = Path(sys.executable).parent / "reelflow-runware-sim"
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from reelflow_runware_sim.testing import RunningSimulator, running_simulator
-from tests.sim.helpers import DEADLINE_S, client_for, send, video
+from tests.sim.helpers import client_for, send, video
 from tests.sim.receiver import webhook_receiver
+from tests.waiting import DEADLINE_S
 
 
 async def settled(sim: RunningSimulator, task_uuid: str, **expected: int) -> dict[str, Any]:

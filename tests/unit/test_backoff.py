@@ -136,3 +136,10 @@ def test_jittered_delays_land_on_more_than_one_rung() -> None:
 
     # The third attempt's ceiling is 8 s: a jittered delay waits 4 s or 8 s, not always 4 s.
     assert picked == {4000, 8000}
+
+
+@pytest.mark.parametrize(
+    ("delay_s", "expected_ms"), [(0.001, 50), (0.05, 50), (0.099, 50), (0.1, 100), (0.19, 100)]
+)
+def test_a_bound_is_put_on_the_longest_rung_not_above_it(delay_s: float, expected_ms: int) -> None:
+    assert Backoff(first_s=0.05, cap_s=0.2).rung_at_most_ms(delay_s) == expected_ms

@@ -39,8 +39,8 @@ from reelflow_devtools.contracts import (
 )
 from reelflow_notifier import keywatch, routes, session, wire
 from reelflow_notifier.multiplex import Subscribe, Unsubscribe
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 API_MD = (ROOT / "docs" / "API.md").read_text(encoding="utf-8")
 REGENERATE = "run: .venv/bin/python -m reelflow_devtools.contracts"
 ASYNCAPI_DOCUMENTS = {"rabbitmq": asyncapi_document, "websocket": websocket_asyncapi_document}

@@ -16,7 +16,6 @@ import inspect
 import shutil
 import subprocess
 from functools import cache
-from pathlib import Path
 from typing import Any, cast
 
 import kubernetes_validate
@@ -31,8 +30,8 @@ from reelflow_common.broker import consume
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("dev", "prod")
 NAMESPACES = {"dev": "reelflow-dev", "prod": "reelflow"}
@@ -430,6 +429,7 @@ def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_
         for port in rule["ports"]
     }
     expected = {("UDP", 53), ("TCP", 53), ("TCP", 5671), ("TCP", 5672), ("TCP", 27017)}
+    expected.add(("TCP", 4318))  # the OpenTelemetry collector (OTLP/HTTP), in "monitoring"
     if name in WORKERS:
         expected.add(("TCP", 443))  # Runware
     assert ports == expected

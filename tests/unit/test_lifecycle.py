@@ -6,25 +6,16 @@ import asyncio
 from typing import Any
 
 import pytest
-import structlog
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 from structlog.testing import capture_logs
 
-from reelflow_common import lifecycle
 from reelflow_common.backoff import Backoff
 from reelflow_common.errors import TransientError
 from reelflow_common.lifecycle import Stopped, wait_for
 from reelflow_common.mongo import Indexes
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 FAST = Backoff(first_s=0.001, cap_s=0.004)
-
-
-@pytest.fixture(autouse=True)
-def fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A logger not yet cached: once a service's main() configured logging, the module's
-    logger keeps that configuration, and capture_logs() would see nothing."""
-    monkeypatch.setattr(lifecycle, "log", structlog.get_logger("reelflow_common.lifecycle"))
 
 
 class Flaky:
@@ -78,7 +69,7 @@ async def test_stop_ends_the_wait_with_stopped() -> None:
     stop.set()
 
     with pytest.raises(Stopped, match="rabbitmq"):
-        await asyncio.wait_for(waiting, 5)
+        await asyncio.wait_for(waiting, DEADLINE_S)
 
 
 async def test_a_stop_set_before_the_first_attempt_makes_none() -> None:
@@ -107,7 +98,7 @@ async def test_waiting_for_indexes_returns_once_every_step_ran() -> None:
 
     build = indexes(step, step)
     async with build.in_background():
-        await asyncio.wait_for(build.wait(stop=asyncio.Event()), 5)
+        await asyncio.wait_for(build.wait(stop=asyncio.Event()), DEADLINE_S)
 
     assert ran == ["step", "step"]
     assert build.ensured.is_set()
@@ -119,7 +110,7 @@ async def test_waiting_for_indexes_raises_the_error_of_a_build_that_cannot_succe
     with capture_logs():  # the background task's crash is logged as well
         async with build.in_background():
             with pytest.raises(OperationFailure):
-                await asyncio.wait_for(build.wait(stop=asyncio.Event()), 5)
+                await asyncio.wait_for(build.wait(stop=asyncio.Event()), DEADLINE_S)
 
     assert not build.ensured.is_set()
 
@@ -136,4 +127,4 @@ async def test_waiting_for_indexes_ends_with_stopped_on_stop() -> None:
         waiting = asyncio.create_task(build.wait(stop=stop))
         stop.set()
         with pytest.raises(Stopped):
-            await asyncio.wait_for(waiting, 5)
+            await asyncio.wait_for(waiting, DEADLINE_S)

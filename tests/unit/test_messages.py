@@ -112,7 +112,7 @@ def test_each_message_gets_its_own_id_and_a_following_one_a_new_id() -> None:
 def test_headers_carry_the_correlation_ids() -> None:
     message = submit(correlation_id="req-9")
 
-    assert message.headers() == {"project_id": "p1", "task_uuid": "t1", "request_id": "req-9"}
+    assert message.headers() == {"project_id": "p1", "task_uuid": "t1", "correlation_id": "req-9"}
 
 
 def test_headers_leave_out_what_is_unknown() -> None:

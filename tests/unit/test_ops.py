@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from reelflow_common.metrics import MESSAGES_TOTAL
 from reelflow_common.ops import ops_app, ops_routes, serve_ops
+from tests.waiting import DEADLINE_S
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -108,5 +109,5 @@ async def test_serve_ops_answers_on_its_port_until_stopped() -> None:
         assert response.json() == {"status": "ok"}
     finally:
         stop.set()
-        await asyncio.wait_for(server, timeout=10)
+        await asyncio.wait_for(server, timeout=DEADLINE_S)
         sock.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+
+from prometheus_client import REGISTRY
 
 from reelflow_common.messages import ClipUpdated
 from reelflow_notifier.outbox import CatchUp, Notice, Outbox, Snapshot, Start
@@ -104,3 +107,27 @@ def test_notices_beyond_the_backlog_are_dropped() -> None:
         outbox.notice({"type": "error", "message": str(n)})
 
     assert len(outbox) == 3
+
+
+def backlog() -> tuple[float, float]:
+    total = REGISTRY.get_sample_value("reelflow_ws_backlog_events")
+    slowest = REGISTRY.get_sample_value("reelflow_ws_backlog_max_events")
+    assert total is not None
+    assert slowest is not None
+    return total, slowest
+
+
+def test_the_backlog_gauges_count_the_events_queued_for_every_client() -> None:
+    gc.collect()  # outboxes of earlier tests, gone
+    assert backlog() == (0, 0)
+    slow, quick = Outbox(max_backlog=10), Outbox(max_backlog=10)
+    for seq in range(1, 4):
+        slow.put_event(event("p1", seq))
+    quick.put_event(event("p2", 1))
+
+    assert backlog() == (4, 3)
+    drain(slow)
+    assert backlog() == (1, 1)
+    del slow, quick
+    gc.collect()
+    assert backlog() == (0, 0)

@@ -18,7 +18,15 @@ from reelflow_common.runware import (
     TaskState,
 )
 from reelflow_common.store import TaskFailed, TaskSucceeded
-from reelflow_common.tracking import TIMED_OUT, Keep, Policy, Record, Watch, terminal_result
+from reelflow_common.tracking import (
+    TIMED_OUT,
+    Keep,
+    Policy,
+    Record,
+    Watch,
+    progress_to_store,
+    terminal_result,
+)
 
 POLICY = Policy(max_age_s=7200, not_found_grace_s=120)
 TASK = "24cd5dff-0000-4000-8000-000000000000"
@@ -196,3 +204,23 @@ def test_only_ends_are_terminal_results() -> None:
     assert terminal_result(TaskState(task_uuid=TASK, status="success")) is None
     assert terminal_result(_failed("taskFailedOrNotFound")) is None
     assert terminal_result(_failed("x")) == TaskFailed(code="x", message="it broke")
+
+
+@pytest.mark.parametrize(
+    ("progress", "seen_before", "step", "stored"),
+    [
+        (30, None, 25, 30),  # the first step passed
+        (20, None, 25, None),  # not yet a step
+        (49, 30, 25, None),  # the same step as last seen
+        (51, 49, 25, 51),  # the next one
+        (99, 70, 25, 99),  # where a task may sit: shown all the same
+        (None, 30, 25, None),  # Runware said nothing
+        (0, None, 25, None),
+        (60, None, 0, None),  # storing is off
+        (40, 60, 25, None),  # gone back
+    ],
+)
+def test_progress_is_stored_once_per_step(
+    progress: int | None, seen_before: int | None, step: int, stored: int | None
+) -> None:
+    assert progress_to_store(progress, seen_before=seen_before, step=step) == stored

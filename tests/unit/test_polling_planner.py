@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from reelflow_common.polling import learned
+from reelflow_common.polling import learned, schedule
 from reelflow_common.polling.book import CompletionBook
 from reelflow_common.polling.evaluate import evaluate, evaluate_webhooks, linear_progress
 from reelflow_common.polling.histogram import Histogram, generic_prior
@@ -98,6 +98,7 @@ def test_linear_progress_is_seen_at_the_check_after_the_finish(latency: float) -
     planner = LearnedPlanner(CompletionBook(), CONFIG)
     elapsed = 30.0
     progress = linear_progress(elapsed, latency)
+    assert progress is not None
 
     following = elapsed + planner.next_check_s(VEO, elapsed_s=elapsed, progress=progress)
 
@@ -161,7 +162,7 @@ def test_a_profile_with_few_counts_plans_like_the_rest_of_its_model() -> None:
 
 def test_a_plan_is_made_once_per_change_of_the_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[object] = []
-    real = learned.optimal_plan
+    real = schedule.optimal_plan
 
     def counting(dist: Histogram, target: object) -> object:
         made.append(target)

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
-from pathlib import Path
+import tomllib
 
+import typer
 import yaml
 
+from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
 from reelflow_devtools.config_table import BEGIN, END, render, rows
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
+# The README's placeholders for values, as the programs would be given them.
+PLACEHOLDERS = {"PROJECT_ID": "3f9c2a7d-51e0-4b88-9c1a-2d3e4f5a6b7c", "DIR": "videos"}
 
 
 def code_blocks(language: str = "sh") -> list[str]:
@@ -127,3 +132,44 @@ def test_every_path_and_link_in_the_readme_is_inside_the_repository_and_exists()
             resolved = (ROOT / target).resolve()
             assert resolved.is_relative_to(ROOT), target
             assert resolved.exists(), target
+
+
+def test_every_reelflow_cli_command_in_the_readme_exists_and_parses() -> None:
+    """What the README shows of ``reelflow``, in code blocks and in prose, is accepted."""
+    group = typer.main.get_command(cli_app)
+    assert isinstance(group, typer.core.TyperGroup)
+    shown = [
+        words[words.index(".venv/bin/reelflow") + 1 :]
+        for words in commands()
+        if ".venv/bin/reelflow" in words
+    ]
+    # The prose names the other commands (`get`, ..., `download PROJECT_ID DIR`).
+    prose = README.split("`reelflow list`", 1)[1].split(" take ", 1)[0]
+    named = re.findall(r"`([a-z]+)(?: [A-Z_ ]+)?`", prose)
+    shown += [["list"], *[shlex.split(c) for c in re.findall(r"`([a-z]+ [A-Z_ ]+)`", prose)]]
+    assert len(named) >= 5, prose
+    assert sorted(set(named) - set(group.commands)) == []
+    for argv in shown:
+        name, *args = [PLACEHOLDERS.get(word, word) for word in argv]
+        assert name in group.commands, f"reelflow {name}: no such command"
+        group.commands[name].make_context(name, args)  # a wrong option or argument raises
+
+
+def test_every_program_the_readme_runs_from_the_venv_is_installed_by_the_workspace() -> None:
+    scripts: set[str] = set()
+    for pyproject in ROOT.glob("*/*/pyproject.toml"):
+        scripts |= set(tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {}))
+    modules = set()
+    for words in commands():
+        for index, word in enumerate(words):
+            if word.startswith(".venv/bin/"):
+                program = word.removeprefix(".venv/bin/")
+                if program == "python":
+                    assert words[index + 1] == "-m", words
+                    modules.add(words[index + 2])
+                else:
+                    assert program in scripts, f"{program}: no console script of that name"
+    modules |= set(re.findall(r"python -m ([\w.]+)", README))
+    assert modules
+    for module in modules:
+        assert importlib.util.find_spec(module) is not None, f"python -m {module}: no such module"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import ROOT
 
 # Spelled in pieces so that this file does not match itself.
 _OUTSIDE = re.compile(

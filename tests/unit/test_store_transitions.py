@@ -155,7 +155,7 @@ def test_a_result_also_ends_a_clip_still_queued() -> None:
 
 def test_a_submit_chain_fails_only_the_queued_clip_it_holds() -> None:
     doc = new_doc()
-    queued_only = {"token": "k0", "statuses": (ClipStatus.QUEUED,)}
+    queued_only: dict[str, Any] = {"token": "k0", "statuses": (ClipStatus.QUEUED,)}
 
     assert not matches(
         doc, to_terminal(0, BROKEN, token="stale", statuses=(ClipStatus.QUEUED,)).filter

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import SubmitClip
 from reelflow_common.runware import (
@@ -16,6 +17,7 @@ from reelflow_common.runware import (
     RunwareTransportError,
 )
 from reelflow_common.runware.errors import ErrorCategory
+from reelflow_common.topology import retry_backoff
 from reelflow_submitter.service import (
     GiveUp,
     NotVisibleYet,
@@ -23,9 +25,9 @@ from reelflow_submitter.service import (
     after_not_found,
     after_submit_error,
     may_hold_task,
-    retry_delay_s,
     video_request,
 )
+from reelflow_submitter.settings import Settings as SubmitterSettings
 
 
 class _Extreme(random.Random):
@@ -39,28 +41,23 @@ class _Extreme(random.Random):
         return a if self._end == "low" else b
 
 
+#: the default retry ladder (settings' 2 s to 120 s), as the submitter builds it
+LADDER = retry_backoff(SubmitterSettings(retry_initial_delay_s=2, retry_max_delay_s=120))
+
+
 @pytest.mark.parametrize(
     ("attempt", "ceiling"),
-    [(1, 2.0), (2, 4.0), (3, 8.0), (6, 64.0), (7, 120.0), (30, 120.0)],
+    [(1, 2.0), (2, 4.0), (3, 8.0), (6, 64.0), (7, 120.0), (30, 120.0), (5000, 120.0)],
 )
-def test_retry_delay_doubles_per_attempt_up_to_the_cap(attempt: int, ceiling: float) -> None:
-    kwargs = {"base_s": 2.0, "cap_s": 120.0}
-    assert retry_delay_s(attempt, rng=_Extreme("high"), **kwargs) == ceiling
-    assert retry_delay_s(attempt, rng=_Extreme("low"), **kwargs) == ceiling / 2
-
-
-def test_retry_delay_jitter_stays_between_half_and_all_of_the_ceiling() -> None:
-    rng = random.Random(42)
-    delays = [retry_delay_s(4, base_s=1.0, cap_s=60.0, rng=rng) for _ in range(500)]
-    assert all(4.0 <= delay <= 8.0 for delay in delays)
-    # Jitter spreads retries of many clips instead of bunching them on one instant.
-    assert len(set(delays)) == len(delays)
-    assert min(delays) < 4.5
-    assert max(delays) > 7.5
-
-
-def test_retry_delay_for_a_huge_attempt_is_the_cap_not_an_overflow() -> None:
-    assert retry_delay_s(5000, base_s=2.0, cap_s=120.0, rng=_Extreme("high")) == 120.0
+def test_a_retry_waits_half_to_all_of_a_delay_that_doubles_per_attempt_up_to_the_cap(
+    attempt: int, ceiling: float
+) -> None:
+    error = _unavailable()
+    for end, expected in (("high", ceiling), ("low", ceiling / 2)):
+        decision = after_submit_error(
+            error, attempt=attempt, max_attempts=10_000, backoff=LADDER, rng=_Extreme(end)
+        )
+        assert decision == RetryLater(expected)
 
 
 def _decide(error: RunwareError, *, attempt: int, max_attempts: int = 5) -> RetryLater | GiveUp:
@@ -68,8 +65,7 @@ def _decide(error: RunwareError, *, attempt: int, max_attempts: int = 5) -> Retr
         error,
         attempt=attempt,
         max_attempts=max_attempts,
-        base_s=2.0,
-        cap_s=120.0,
+        backoff=LADDER,
         rng=random.Random(1),
     )
 
@@ -193,8 +189,7 @@ def test_an_unknown_task_is_waited_for_until_the_grace_from_the_first_submit_is_
             now=T_FIRST + timedelta(seconds=waited_s),
             first_attempt_at=T_FIRST,
             grace_s=120,
-            base_s=2,
-            cap_s=30,
+            backoff=Backoff(first_s=2, cap_s=30),
         )
 
     assert decide(0) == NotVisibleYet(30)

@@ -4,7 +4,8 @@ A :class:`Backoff` is a schedule of delays: ``first_s``, then ``factor`` times
 longer after each failed attempt, never above ``cap_s``, optionally jittered.
 Delays that travel through RabbitMQ can only take the fixed TTLs of the wait
 queues: :meth:`Backoff.rungs_ms` is that ladder (one queue per rung), and
-:meth:`Backoff.rung_ms` / :meth:`Backoff.nearest_rung_ms` put a delay on it.
+:meth:`Backoff.rung_ms` / :meth:`Backoff.nearest_rung_ms` /
+:meth:`Backoff.rung_at_most_ms` put a delay on it.
 """
 
 from __future__ import annotations
@@ -88,3 +89,11 @@ class Backoff:
         """
         wanted = max(delay_s * 1000, 1e-9)
         return min(self._rungs, key=lambda ms: abs(math.log(ms / wanted)))
+
+    def rung_at_most_ms(self, delay_s: float) -> int:
+        """The longest rung not above ``delay_s`` (the shortest one for tiny delays).
+
+        For a delay that is a bound: what waits on it never comes later than asked.
+        """
+        wanted = delay_s * 1000
+        return max((ms for ms in self._rungs if ms <= wanted), default=self._rungs[0])

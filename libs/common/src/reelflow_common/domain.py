@@ -82,6 +82,7 @@ class ClipRequest(BaseModel):
     duration: float | None = None
     width: int | None = None
     height: int | None = None
+    #: Runware's ``seed``, the generation's random seed (not "the seed", the prototype)
     seed: int | None = None
     fps: int | None = None
 

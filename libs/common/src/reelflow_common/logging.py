@@ -1,6 +1,6 @@
 """structlog set-up: JSON lines in production, a readable console in development.
 
-Context (``service``, ``request_id``, ``project_id``, ``task_uuid``) is bound
+Context (``service``, ``correlation_id``, ``project_id``, ``task_uuid``) is bound
 with :func:`bound_context` and appears on every line logged inside it. Values
 that look like secrets are masked before a line is written, and secrets inside
 URLs (``?token=``, the webhook path) are redacted on every line, uvicorn's too.
@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import structlog
+from opentelemetry import trace
 
 from reelflow_common.redact import redact_event
 from reelflow_common.settings import LogSettings
@@ -31,6 +32,17 @@ def _mask_secrets(
     return event_dict
 
 
+def _add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """``trace_id``/``span_id`` of the current span, so a log line leads to its trace."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(context.span_id, "016x"))
+    return event_dict
+
+
 def configure_logging(settings: LogSettings, *, service: str) -> None:
     """Route structlog and the stdlib loggers (uvicorn, aio_pika, pymongo) through one formatter."""
     use_json = settings.log_format == "json" or (
@@ -38,6 +50,7 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -80,7 +93,7 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
 
 @contextmanager
 def bound_context(**values: str | None) -> Iterator[None]:
-    """Bind correlation ids (request_id, project_id, task_uuid) for the lines logged inside."""
+    """Bind correlation ids (correlation_id, project_id, task_uuid) for the lines logged inside."""
     present = {key: value for key, value in values.items() if value is not None}
     with structlog.contextvars.bound_contextvars(**present):
         yield

@@ -20,6 +20,13 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.topology import (
+    CLIP_UPDATED,
+    HEADER_CORRELATION_ID,
+    HEADER_PROJECT_ID,
+    HEADER_TASK_UUID,
+    PROJECT_FINISHED,
+)
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
 MAX_HINTED_TASKS = 100
@@ -63,12 +70,13 @@ class Message(BaseModel):
     def headers(self) -> dict[str, str]:
         """Correlation ids that travel as AMQP headers and are bound into log lines."""
         found: dict[str, str] = {}
-        for key in ("project_id", "task_uuid"):
-            value = getattr(self, key, None)
-            if value is not None:
-                found[key] = str(value)
-        if self.correlation_id:
-            found["request_id"] = self.correlation_id
+        for header, value in (
+            (HEADER_PROJECT_ID, getattr(self, "project_id", None)),
+            (HEADER_TASK_UUID, getattr(self, "task_uuid", None)),
+            (HEADER_CORRELATION_ID, self.correlation_id),
+        ):
+            if value:
+                found[header] = str(value)
         return found
 
 
@@ -119,6 +127,11 @@ class CheckClip(Message):
     check: int = Field(default=1, ge=1)
     #: the last error a check of this chain met, shown if the clip times out
     last_error: str | None = None
+    #: when a check of this chain last saw the task processing (database clock), and the
+    #: progress Runware reported then: the poll planner learns that a task finished
+    #: between that check and the one that sees it done (None: since submission)
+    seen_processing_at: datetime | None = None
+    seen_progress: int | None = None
 
 
 class CheckHintedTasks(Message):
@@ -180,13 +193,15 @@ class ClipView(BaseModel):
     completed_at: datetime | None = None
     #: reelflow's own signed URL of the video, once copied (``video_url`` stays Runware's)
     stored_url: str | None = None
+    #: Runware's estimate (0-99) while the clip is processing, as last stored
+    progress: int | None = None
     attempts: list[AttemptView] | None = None
 
 
 class ClipUpdated(Message):
     """A clip's public status changed; ``seq`` is the project's sequence after the change."""
 
-    message_type: ClassVar[str] = "clip.updated"
+    message_type: ClassVar[str] = CLIP_UPDATED
     project_id: str
     tenant_id: str
     seq: int
@@ -203,7 +218,7 @@ class ClipUpdated(Message):
 class ProjectFinished(Message):
     """The last clip of a project became terminal. Emitted exactly once per finish."""
 
-    message_type: ClassVar[str] = "project.finished"
+    message_type: ClassVar[str] = PROJECT_FINISHED
     project_id: str
     tenant_id: str
     seq: int
@@ -238,7 +253,7 @@ EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished] | type[ClipStor
     ProjectFinished.message_type: ProjectFinished,
     ClipStored.message_type: ClipStored,
 }
-EVENT_CLASSES = (ClipUpdated, ProjectFinished, ClipStored)
+EVENT_CLASSES = tuple(EVENT_TYPES.values())
 
 
 def parse_event(message_type: str | None, body: bytes | str | dict[str, Any]) -> Event | None:

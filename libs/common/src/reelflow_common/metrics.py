@@ -35,6 +35,38 @@ PUBLISHED_TOTAL = Counter(
     ["kind", "result"],
 )
 
+QUEUE_READY = Gauge(
+    "reelflow_queue_ready_messages",
+    "Messages waiting in a work queue for a consumer (the consumer lag), read by every replica"
+    " of its consumer (aggregate with max).",
+    ["queue"],
+)
+
+RUNWARE_REQUESTS_TOTAL = Counter(
+    "reelflow_runware_requests_total",
+    "HTTP requests to Runware, by task type and outcome (ok, http_4xx, http_5xx, transport_error).",
+    ["task_type", "outcome"],
+)
+
+RUNWARE_REQUEST_SECONDS = Histogram(
+    "reelflow_runware_request_seconds",
+    "Time one HTTP request to Runware took, by task type (failed ones included).",
+    ["task_type"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+PROJECTS_PAST_LEASE = Gauge(
+    "reelflow_projects_past_lease",
+    "Projects with a clip whose lease ran out more than the grace ago, as the reconciler's last"
+    " pass found them (at most its batch size): chains the reconciler has to re-arm.",
+)
+
+CLIPS_RECONCILED_TOTAL = Counter(
+    "reelflow_clips_reconciled_total",
+    "Clips the reconciler settled after their chain stopped (lease run out), by action.",
+    ["action"],
+)
+
 VIDEO_COPIES_TOTAL = Counter(
     "reelflow_video_copies_total",
     "Copies of finished videos to reelflow's storage: stored, retried (after a failed try),"

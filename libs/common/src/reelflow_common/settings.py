@@ -28,6 +28,18 @@ class LogSettings(ReelflowSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: console on a terminal, JSON lines otherwise"
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "REELFLOW_OTEL_EXPORTER_OTLP_ENDPOINT",
+            "otel_exporter_otlp_endpoint",
+        ),
+        description=(
+            "OpenTelemetry collector (OTLP/HTTP base URL, e.g. http://otel-collector:4318);"
+            " unset: no traces are exported"
+        ),
+    )
 
 
 class AmqpSettings(ReelflowSettings):
@@ -99,11 +111,24 @@ class HttpSettings(ReelflowSettings):
 class TopologySettings(AmqpSettings):
     """The delay ladders. Every service declares the same topology from these."""
 
+    # The checks' wait queues: the poll planner's delays are put on this ladder, each on
+    # the longest rung not above it (``reelflow_common.polling.live``).
     poll_initial_delay_s: float = Field(
-        default=20.0, gt=0, description="first getResponse this long after a clip is submitted"
+        default=1.0,
+        gt=0,
+        description="shortest wait before a check (first rung of the checks' wait-queue ladder)",
     )
-    poll_backoff: float = Field(default=1.5, ge=1.0, description="each recheck waits this x longer")
-    poll_max_delay_s: float = Field(default=120.0, gt=0, description="cap of the recheck delay")
+    poll_backoff: float = Field(
+        default=1.2, ge=1.0, description="ratio between rungs of the checks' wait-queue ladder"
+    )
+    poll_max_delay_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "longest wait before a check (top rung); keep it at or above poll_max_interval_s"
+            " and poll_webhook_interval_s"
+        ),
+    )
     retry_initial_delay_s: float = Field(
         default=2.0, gt=0, description="first retry after a transient failure"
     )

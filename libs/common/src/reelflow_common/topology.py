@@ -47,14 +47,25 @@ EVENT_BINDING_KEYS = ("clip.*", "project.*")
 
 #: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
 NOTIFIER_FANOUT = "notifier.fanout"
+#: base name of each api replica's own queue of ``project.finished`` events, which wake
+#: the replica's ``?wait=`` requests (``<prefix>api.wakeups.<uuid>``)
+API_WAKEUPS = "api.wakeups"
 
-#: AMQP headers
+#: AMQP headers. The correlation id names the HTTP request that started a chain, under one
+#: name everywhere: this header, the messages' ``correlation_id`` field, the log key, and
+#: the HTTP header ``X-Correlation-ID`` (``HTTP_CORRELATION_ID``).
 HEADER_PROJECT_ID = "project_id"
 HEADER_TASK_UUID = "task_uuid"
-HEADER_REQUEST_ID = "request_id"
-HEADER_RETRIES = "x-reelflow-retries"
+HEADER_CORRELATION_ID = "correlation_id"
+#: the HTTP request and response header of the correlation id
+HTTP_CORRELATION_ID = "X-Correlation-ID"
+#: W3C trace context, written and read by ``reelflow_common.tracing`` (OpenTelemetry's names)
+TRACE_HEADERS = ("traceparent", "tracestate")
+#: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
+HEADER_PREFIX = "x-reelflow-"
+HEADER_RETRIES = f"{HEADER_PREFIX}retries"
 #: how many times a handler failed on this message with a bug (not an outage)
-HEADER_FAILURES = "x-reelflow-failures"
+HEADER_FAILURES = f"{HEADER_PREFIX}failures"
 
 
 #: The broker's own count of deliveries (``x-delivery-limit``), a backstop for crash loops
@@ -66,6 +77,21 @@ HEADER_FAILURES = "x-reelflow-failures"
 #: ``max_deliveries``. At one restart every few minutes (Kubernetes' crash-loop backoff),
 #: a crash loop still ends in the DLQ within hours instead of blocking a queue for good.
 BACKSTOP_DELIVERY_LIMIT = 100
+
+
+#: a retry's delay is drawn from the upper half of its rung's: clips that failed together
+#: (a 429 storm) do not all come back at the same moment
+RETRY_JITTER = 0.5
+
+
+def retry_backoff(settings: TopologySettings) -> Backoff:
+    """The retry ladder (``SubmitClip``, ``CheckHintedTasks``, a refused republish):
+    doubling from ``retry_initial_delay_s`` to ``retry_max_delay_s``, jittered."""
+    return Backoff(
+        first_s=settings.retry_initial_delay_s,
+        cap_s=settings.retry_max_delay_s,
+        jitter=RETRY_JITTER,
+    )
 
 
 @dataclass(frozen=True)
@@ -84,7 +110,7 @@ class Topology:
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:
-        retry = Backoff(first_s=settings.retry_initial_delay_s, cap_s=settings.retry_max_delay_s)
+        retry = retry_backoff(settings)
         poll = Backoff(
             first_s=settings.poll_initial_delay_s,
             cap_s=settings.poll_max_delay_s,
@@ -128,6 +154,10 @@ class Topology:
     def fanout_overflow_queue(self, replica_id: str) -> str:
         """Where a replica's fan-out queue drops the events it has no room for (a signal)."""
         return self.name(f"{NOTIFIER_FANOUT}.{replica_id}.overflow")
+
+    def wakeups_queue(self, replica_id: str) -> str:
+        """An api replica's own queue of ``project.finished`` events (exclusive, auto-delete)."""
+        return self.name(f"{API_WAKEUPS}.{replica_id}")
 
     def queue_names(self) -> list[str]:
         """Every durable queue this topology declares (not the notifiers' own queues)."""

@@ -10,6 +10,7 @@ from reelflow_api.app import create_app
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import http_protocol
 from reelflow_common.logging import configure_logging
+from reelflow_common.tracing import configure_tracing
 
 
 def server_config(settings: Settings) -> uvicorn.Config:
@@ -34,6 +35,7 @@ def server_config(settings: Settings) -> uvicorn.Config:
 def run() -> None:
     settings = Settings()
     configure_logging(settings, service="api")
+    configure_tracing(settings, service="api")
     uvicorn.Server(server_config(settings)).run()
 
 

@@ -16,6 +16,8 @@ from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, videos, webhooks
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import BodyDeadline
+from reelflow_api.telemetry import CorrelationId, HttpTelemetry
+from reelflow_api.wakeups import Wakeups, subscribed
 from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
@@ -63,9 +65,12 @@ def create_app(settings: Settings) -> FastAPI:
                 ).in_background()
             )
             readiness["mongodb"] = indexes.ready
+            wakeups = Wakeups()
             storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
-                in_background(_link_broker(settings, topology, publisher, readiness), name="amqp")
+                in_background(
+                    _link_broker(settings, topology, publisher, wakeups, readiness), name="amqp"
+                )
             )
             app.state.reelflow = AppState(
                 settings=settings,
@@ -74,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                wakeups=wakeups,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )
@@ -84,6 +90,10 @@ def create_app(settings: Settings) -> FastAPI:
         version="1.0.0",
         summary="Story to video: one project of N scenes, tracked to the last clip.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry spans would be a second, unlinked root per request:
+        # HttpTelemetry's span is the request's (outermost, so sheds and 413s have one too,
+        # with the service's name and the correlation id).
+        telemetry={"tracing": False, "operation_spans": False, "metrics": False, "logs": False},
         # Swagger UI from local files (install_docs); no ReDoc, which only a CDN would serve.
         docs_url=None,
         redoc_url=None,
@@ -98,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )
+    # Outside the limits, so that a shed or refused request is counted, traced and has its id.
+    app.add_middleware(HttpTelemetry, routes=app.router.routes)
+    app.add_middleware(CorrelationId)
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
@@ -117,9 +130,11 @@ async def _link_broker(
     settings: Settings,
     topology: Topology,
     publisher: Publisher,
+    wakeups: Wakeups,
     readiness: dict[str, ReadinessCheck],
 ) -> None:
-    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher.
+    """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
+    and subscribe this process's ``?wait=`` requests to ``project.finished``.
 
     Holds the connection until the lifespan cancels it; the connection
     reconnects by itself after that first success.
@@ -127,8 +142,17 @@ async def _link_broker(
     async with (
         amqp_connection(settings, name="api") as connection,
         amqp_channel(connection) as channel,
+        amqp_channel(connection) as events_channel,
+        AsyncExitStack() as stack,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
+        await wait_for(
+            "rabbitmq",
+            lambda: stack.enter_async_context(
+                subscribed(connection, events_channel, topology, wakeups)
+            ),
+        )
+        wakeups.wake_all()  # events before the subscription were missed: read once
         readiness["rabbitmq"] = amqp_ready(connection)
         await asyncio.get_running_loop().create_future()

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
+from reelflow_api.wakeups import Wakeups
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
@@ -29,6 +30,7 @@ class AppState:
     publisher: Publisher
     indexes: Indexes
     tickets: WsTicketStore
+    wakeups: Wakeups
     #: reelflow's copies of the videos; None when they are not kept
     storage: VideoStorage | None = None
     links: VideoLinks | None = None

@@ -36,7 +36,12 @@ class Settings(
     default_height: int = Field(default=720, ge=64, le=4096, description="pixels, if none given")
     max_wait_s: float = Field(default=120, ge=0, description="upper bound of ?wait=")
     wait_check_interval_s: float = Field(
-        default=0.5, gt=0, description="how often a waiting POST re-reads its project"
+        default=5,
+        gt=0,
+        description=(
+            "how often a waiting POST re-reads its project when no event woke it"
+            " (a safety net for an event lost in a reconnect)"
+        ),
     )
     webhook_max_body_bytes: int = Field(
         default=256 * 1024,

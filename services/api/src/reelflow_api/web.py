@@ -29,6 +29,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelflow_common.topology import HTTP_CORRELATION_ID
+
 DOCS_PATH = "/docs"
 #: Swagger UI's script, styles and icon, as the ``fastapi-offline`` package ships them
 DOCS_ASSETS_PATH = "/docs-assets"
@@ -71,8 +73,8 @@ def install_cors(app: FastAPI, origins: list[str]) -> None:
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-Id"],
-        expose_headers=["Location", "Retry-After", "X-Request-Id"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", HTTP_CORRELATION_ID],
+        expose_headers=["Location", "Retry-After", HTTP_CORRELATION_ID],
         max_age=600,
     )
 

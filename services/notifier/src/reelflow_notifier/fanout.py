@@ -35,10 +35,12 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from reelflow_common.logging import get_logger
+from reelflow_common.broker.replica import declare_replica_queue
+from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Event
 from reelflow_common.messages import parse_event as parse_event_body
 from reelflow_common.topology import EVENT_BINDING_KEYS, Topology
+from reelflow_common.tracing import SpanKind, extract, span
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
 
@@ -76,21 +78,14 @@ async def fanout(
         auto_delete=True,
         arguments={"x-queue-type": "classic", "x-max-length": 1},
     )
-    queue = await channel.declare_queue(
+    queue = await declare_replica_queue(
+        channel,
         topology.fanout_queue(replica_id),
-        durable=False,
-        exclusive=True,
-        auto_delete=True,
-        arguments={
-            "x-queue-type": "classic",
-            "x-max-length": max_length,
-            "x-overflow": "drop-head",
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": overflow.name,
-        },
+        exchange=topology.events_exchange,
+        binding_keys=EVENT_BINDING_KEYS,
+        max_length=max_length,
+        overflow_to=overflow.name,
     )
-    for key in EVENT_BINDING_KEYS:
-        await queue.bind(topology.events_exchange, key)
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         # No await before routing: aio-pika starts one task per delivery, in order,
@@ -99,7 +94,21 @@ async def fanout(
         if event is None:
             FANOUT_EVENTS_TOTAL.labels(outcome="invalid").inc()
         else:
-            routed = hub.route(event)
+            # Each connection's push of the event is a child of this span (Session.deliver).
+            with (
+                bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
+                span(
+                    f"{event.message_type} receive",
+                    kind=SpanKind.CONSUMER,
+                    parent=extract(incoming.headers),
+                    attributes={
+                        "messaging.system": "rabbitmq",
+                        "messaging.destination.name": queue.name,
+                    },
+                ),
+            ):
+                routed = hub.route(event)
+                log.debug("fanout_event_routed", seq=event.seq, connections=routed)
             FANOUT_EVENTS_TOTAL.labels(outcome="routed" if routed else "unwatched").inc()
         await _ack(incoming)
 

@@ -7,6 +7,7 @@ import socket
 import uvicorn
 
 from reelflow_common.logging import configure_logging
+from reelflow_common.tracing import configure_tracing
 from reelflow_notifier.app import create_app
 from reelflow_notifier.settings import Settings
 
@@ -33,5 +34,6 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     """Serve until SIGTERM/SIGINT (uvicorn handles both)."""
     settings = settings or Settings()
     configure_logging(settings, service="notifier")
+    configure_tracing(settings, service="notifier")
     server = uvicorn.Server(server_config(settings))
     await server.serve(sockets=[sock] if sock is not None else None)

@@ -26,6 +26,17 @@ WS_OVERFLOWS_TOTAL = Counter(
     "Outboxes cleared because their client read too slowly (each gets a snapshot instead).",
 )
 
+WS_BACKLOG_EVENTS = Gauge(
+    "reelflow_ws_backlog_events",
+    "Events queued for WebSocket clients on this replica, every connection together.",
+)
+
+WS_BACKLOG_MAX_EVENTS = Gauge(
+    "reelflow_ws_backlog_max_events",
+    "Events queued for the slowest WebSocket client on this replica (a snapshot replaces"
+    " them past REELFLOW_WS_MAX_BACKLOG).",
+)
+
 FANOUT_EVENTS_TOTAL = Counter(
     "reelflow_fanout_events_total",
     "Events this replica's fan-out queue received (routed, unwatched, invalid) or dropped.",

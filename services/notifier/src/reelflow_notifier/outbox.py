@@ -14,11 +14,13 @@ up again and again, without the client reading, queues nothing more.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reelflow_common.messages import EVENT_CLASSES, Event
+from reelflow_notifier.metrics import WS_BACKLOG_EVENTS, WS_BACKLOG_MAX_EVENTS
 from reelflow_notifier.wire import WireMessage
 
 
@@ -55,6 +57,9 @@ Entry = tuple[str, Item] | Notice
 class Outbox:
     """FIFO of entries holding at most ``max_backlog`` events and as many notices."""
 
+    #: every outbox alive, read by the backlog gauges when they are scraped
+    live: weakref.WeakSet[Outbox] = weakref.WeakSet()
+
     def __init__(self, max_backlog: int) -> None:
         self._entries: deque[Entry] = deque()
         self._events = 0
@@ -63,6 +68,12 @@ class Outbox:
         self._pending_reads: set[str] = set()
         self._max_backlog = max_backlog
         self._ready = asyncio.Event()
+        Outbox.live.add(self)
+
+    @property
+    def events(self) -> int:
+        """Events queued."""
+        return self._events
 
     def put(self, project_id: str, item: Start | Snapshot | CatchUp) -> None:
         """Queue a read of the store for ``project_id`` (at most one is ever pending).
@@ -134,3 +145,9 @@ class Outbox:
     def _append(self, entry: Entry) -> None:
         self._entries.append(entry)
         self._ready.set()
+
+
+WS_BACKLOG_EVENTS.set_function(lambda: sum(outbox.events for outbox in list(Outbox.live)))
+WS_BACKLOG_MAX_EVENTS.set_function(
+    lambda: max((outbox.events for outbox in list(Outbox.live)), default=0)
+)

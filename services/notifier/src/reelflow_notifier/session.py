@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from reelflow_common.logging import get_logger
-from reelflow_common.messages import Event
+from reelflow_common.logging import bound_context, get_logger
+from reelflow_common.messages import EVENT_CLASSES, Event
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
+from reelflow_common.tracing import Context, SpanKind, current_context, span
 from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
@@ -59,6 +60,10 @@ class Session:
         self._sent = 0
         self._ending: tuple[int, str] | None = None
         self._ended = asyncio.Event()
+        #: each queued event's trace context (message id -> context), for its push span;
+        #: bounded like the outbox, oldest first out
+        self._traces: dict[str, Context] = {}
+        self._max_traces = max_backlog
 
     # --- called by the endpoint ------------------------------------------------
 
@@ -134,6 +139,11 @@ class Session:
             WS_OVERFLOWS_TOTAL.inc()
             log.warning("ws_slow_reader", watched=len(self._feeds))
             self._outbox.reset(list(self._feeds), reason="slow_reader")
+            self._traces.clear()
+            return
+        self._traces[event.message_id] = current_context()
+        while len(self._traces) > self._max_traces:
+            del self._traces[next(iter(self._traces))]
 
     def catch_up(self) -> None:
         for project_id in self._feeds:
@@ -144,9 +154,11 @@ class Session:
     async def _send_loop(self) -> None:
         try:
             while True:
-                for message in await self._render(await self._outbox.get()):
-                    await self._websocket.send_text(json.dumps(message))
-                    self._sent += 1
+                entry = await self._outbox.get()
+                if isinstance(entry, tuple) and isinstance(entry[1], EVENT_CLASSES):
+                    await self._push(entry[1])
+                    continue
+                await self._send(await self._render(entry))
         except ProjectGone:
             await self._close(CLOSE_NOT_FOUND, "project not found")
         except (WebSocketDisconnect, OSError):
@@ -155,6 +167,29 @@ class Session:
             # Most likely MongoDB is unreachable: the client reconnects with after_seq later.
             log.exception("ws_send_failed")
             await self._close(CLOSE_SERVER_ERROR, "server error; reconnect with after_seq")
+
+    async def _push(self, event: Event) -> None:
+        """Send one event (or what it turns into), in the trace of the request behind it."""
+        with (
+            bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
+            span(
+                f"{event.message_type} push",
+                kind=SpanKind.PRODUCER,
+                parent=self._traces.pop(event.message_id, None),
+                attributes={"messaging.system": "websocket", "reelflow.seq": event.seq},
+            ),
+        ):
+            messages = await self._render((event.project_id, event))
+            await self._send(messages)
+            # Debug: one line per event and socket; bound to the request's correlation id.
+            log.debug(
+                "ws_event_pushed", seq=event.seq, event_type=event.message_type, sent=len(messages)
+            )
+
+    async def _send(self, messages: list[WireMessage]) -> None:
+        for message in messages:
+            await self._websocket.send_text(json.dumps(message))
+            self._sent += 1
 
     async def _render(self, entry: Entry) -> list[WireMessage]:
         if isinstance(entry, Notice):

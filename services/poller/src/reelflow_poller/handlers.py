@@ -6,6 +6,12 @@ too close to the lease's end renews it (a renewal that matches nothing means
 this chain is stale, and it stops). A terminal answer is recorded whatever the
 chain's token: what Runware says is the truth. A webhook only makes the poller
 ask Runware now; its body is never recorded.
+
+Every delay comes from the poll planner. The check whose write records a
+success tells the planner when the task finished: between the chain's last
+check that saw it processing (``seen_processing_at``, with the progress seen
+then) and now. Only the write that applied counts, so a redelivered or
+duplicated check never counts a completion twice.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, CheckHintedTasks
 from reelflow_common.polling import PollPlanner
-from reelflow_common.runware import RunwareClient, RunwareError, TaskState
+from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
 from reelflow_common.store import TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP
 from reelflow_common.tracking import (
@@ -30,6 +36,7 @@ from reelflow_common.tracking import (
     Watch,
     describe,
     profile_of,
+    progress_to_store,
     seconds_between,
     terminal_result,
 )
@@ -43,13 +50,14 @@ class CheckHandler:
     def __init__(
         self,
         recorder: ClipRecorder,
-        runware: RunwareClient,
+        runware: TaskChecker,
         publisher: Publisher,
         *,
         policy: Policy,
         planner: PollPlanner,
         clock: Clock,
         lease_s: float,
+        progress_step: int = 0,
     ) -> None:
         self._recorder = recorder
         self._runware = runware
@@ -58,6 +66,7 @@ class CheckHandler:
         self._planner = planner
         self._now = clock
         self._lease_s = lease_s
+        self._progress_step = progress_step
 
     async def __call__(self, message: CheckClip) -> None:
         outcome: TaskState | RunwareError
@@ -74,7 +83,7 @@ class CheckHandler:
         )
         decision = self._policy.decide(outcome, watch)
         if isinstance(decision, Record):
-            await self._recorder.record(
+            change = await self._recorder.record(
                 message.project_id,
                 message.scene_index,
                 message.task_uuid,
@@ -82,15 +91,44 @@ class CheckHandler:
                 submitted_at=message.submitted_at,
                 correlation_id=message.correlation_id,
             )
-            if isinstance(decision.result, TaskSucceeded):
-                self._planner.observe_completion(
-                    profile_of(message), elapsed_s=watch.since_submit_s
-                )
+            if change.applied and isinstance(decision.result, TaskSucceeded):
+                self._observe(message, watch)
             return
-        await self._check_again(message, decision, watch, now)
+        running = isinstance(outcome, TaskState) and outcome.status == "processing"
+        if running:
+            await self._store_progress(message, decision.progress)
+        await self._check_again(message, decision, watch, now, running=running)
+
+    async def _store_progress(self, message: CheckClip, progress: int | None) -> None:
+        """Runware's progress on the clip, for the people watching: a write now and then."""
+        value = progress_to_store(
+            progress, seen_before=message.seen_progress, step=self._progress_step
+        )
+        if value is None:
+            return
+        change = await self._recorder.projects.record_progress(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            value,
+            submitted_at=message.submitted_at,
+            correlation_id=message.correlation_id,
+        )
+        await self._publisher.publish_events(change.events)
+
+    def _observe(self, message: CheckClip, watch: Watch) -> None:
+        """The task finished after this chain last saw it processing (or its submission)."""
+        seen = message.seen_processing_at
+        since_s = 0.0 if seen is None else seconds_between(message.submitted_at, seen)
+        self._planner.observe_completion(
+            profile_of(message),
+            elapsed_s=watch.since_submit_s,
+            since_s=max(0.0, since_s),
+            since_progress=message.seen_progress if seen is not None else None,
+        )
 
     async def _check_again(
-        self, message: CheckClip, decision: Keep, watch: Watch, now: datetime
+        self, message: CheckClip, decision: Keep, watch: Watch, now: datetime, *, running: bool
     ) -> None:
         delay_s = self._planner.next_check_s(
             profile_of(message), elapsed_s=watch.since_submit_s, progress=decision.progress
@@ -112,8 +150,14 @@ class CheckHandler:
                 # or the clip ended: this chain stops here.
                 log.info("clip_check_chain_stale", check=message.check)
                 return
+        seen: dict[str, object] = {}
+        if running:  # an outage's answer says nothing about where the task stands
+            seen = {"seen_processing_at": now, "seen_progress": decision.progress}
         following = message.following(
-            check=message.check + 1, lease_until=lease_until, last_error=decision.last_error
+            check=message.check + 1,
+            lease_until=lease_until,
+            last_error=decision.last_error,
+            **seen,
         )
         await self._publisher.send(CHECK_CLIP, following, delay_s=delay_s)
         log.debug("clip_check_scheduled", check=following.check, delay_s=round(delay_s, 3))

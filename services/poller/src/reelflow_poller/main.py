@@ -17,8 +17,8 @@ from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import CheckClip, CheckHintedTasks, StoreVideo
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
-from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.runware import RunwareClient
+from reelflow_common.polling import shared_planner
+from reelflow_common.runware import GetResponseBatcher, RunwareClient, TaskChecker
 from reelflow_common.storage import VideoCopier, VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import (
@@ -28,6 +28,7 @@ from reelflow_common.topology import (
     Topology,
     declare_topology,
 )
+from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
@@ -49,6 +50,7 @@ async def main(
     """
     settings = settings or Settings()
     configure_logging(settings, service="poller")
+    configure_tracing(settings, service="poller")
     stop = stop or shutdown_event()
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
@@ -59,8 +61,10 @@ async def main(
         # Local time until the first reading: the clock never waits for MongoDB.
         clock = await stack.enter_async_context(DbClock(db).running())
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+        topology = Topology.from_settings(settings)
+        planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
         indexes = await stack.enter_async_context(
-            Indexes(db, [projects.ensure_indexes]).in_background()
+            Indexes(db, [projects.ensure_indexes, planning.stats.ensure_indexes]).in_background()
         )
         readiness["mongodb"] = indexes.ready
         try:
@@ -75,26 +79,41 @@ async def main(
             hint_channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.poll_concurrency)
             )
-            topology = Topology.from_settings(settings)
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
             await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("poller_stopped_while_waiting", dependency=str(stopped))
             return
         runware = await stack.enter_async_context(RunwareClient.open(settings))
+        checker: TaskChecker = runware
+        if settings.runware_poll_batch_size > 1:
+            batcher = GetResponseBatcher(
+                runware,
+                batch_size=settings.runware_poll_batch_size,
+                window_s=settings.poll_batch_window_s,
+            )
+            stack.push_async_callback(batcher.aclose)
+            checker = batcher
+            if settings.poll_concurrency < settings.runware_poll_batch_size:
+                log.warning(
+                    "poll_batches_never_full",
+                    poll_concurrency=settings.poll_concurrency,
+                    runware_poll_batch_size=settings.runware_poll_batch_size,
+                )
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         storage = await stack.enter_async_context(open_storage(settings))
         recorder = ClipRecorder(projects, publisher, copies=storage is not None)
         policy = Policy.from_settings(settings)
-        planner = FixedLadderPlanner.from_settings(settings)
+        planner = planning.planner
         checks = CheckHandler(
             recorder,
-            runware,
+            checker,
             publisher,
             policy=policy,
             planner=planner,
             clock=clock.now,
             lease_s=settings.lease_s,
+            progress_step=settings.progress_step,
         )
         reconciler = Reconciler(
             projects,
@@ -140,38 +159,49 @@ async def main(
         log.info(
             "poller_started", runware=settings.runware_base_url, storage=settings.storage_backend
         )
-        await asyncio.gather(
-            *copying,
-            consume(
-                channel,
-                topology,
-                CHECK_CLIP,
-                CheckClip,
-                checks,
-                publisher=publisher,
-                concurrency=settings.poll_concurrency,
-                stop=stop,
-                drain_timeout_s=settings.drain_timeout_s,
-            ),
-            consume(
-                hint_channel,
-                topology,
-                HINTED_CHECK,
-                CheckHintedTasks,
-                HintHandler(recorder, runware),
-                publisher=publisher,
-                concurrency=settings.poll_concurrency,
-                stop=stop,
-                drain_timeout_s=settings.drain_timeout_s,
-            ),
-            every(settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"),
-            every(
-                DEPTH_INTERVAL_S,
-                lambda: report_dead_letter_depths(
-                    connection, topology, [CHECK_CLIP, HINTED_CHECK, STORE_VIDEO]
+        # Completion counts: read before the first check, then written and re-read every
+        # interval, and written a last time once the consumers have drained.
+        await planning.stats.refresh()
+        drained = asyncio.Event()
+        stats = asyncio.create_task(planning.stats.run(drained, settings.poll_stats_interval_s))
+        try:
+            await asyncio.gather(
+                *copying,
+                consume(
+                    channel,
+                    topology,
+                    CHECK_CLIP,
+                    CheckClip,
+                    checks,
+                    publisher=publisher,
+                    concurrency=settings.poll_concurrency,
+                    stop=stop,
+                    drain_timeout_s=settings.drain_timeout_s,
                 ),
-                stop=stop,
-                name="dead_letter_depths",
-            ),
-        )
+                consume(
+                    hint_channel,
+                    topology,
+                    HINTED_CHECK,
+                    CheckHintedTasks,
+                    HintHandler(recorder, runware),
+                    publisher=publisher,
+                    concurrency=settings.poll_concurrency,
+                    stop=stop,
+                    drain_timeout_s=settings.drain_timeout_s,
+                ),
+                every(
+                    settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"
+                ),
+                every(
+                    DEPTH_INTERVAL_S,
+                    lambda: report_dead_letter_depths(
+                        connection, topology, [CHECK_CLIP, HINTED_CHECK, STORE_VIDEO]
+                    ),
+                    stop=stop,
+                    name="dead_letter_depths",
+                ),
+            )
+        finally:
+            drained.set()
+            await stats
     log.info("poller_stopped")

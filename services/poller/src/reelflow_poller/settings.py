@@ -10,6 +10,7 @@ from reelflow_common.settings import (
     LeaseSettings,
     LogSettings,
     MongoSettings,
+    PollingSettings,
     RunwareSettings,
     StorageSettings,
     TopologySettings,
@@ -20,6 +21,7 @@ from reelflow_common.settings import (
 class Settings(
     TopologySettings,
     MongoSettings,
+    PollingSettings,
     LogSettings,
     HttpSettings,
     RunwareSettings,
@@ -40,4 +42,13 @@ class Settings(
     )
     reconcile_batch_size: int = Field(
         default=100, ge=1, description="projects one reconciler pass takes at most"
+    )
+    progress_step: int = Field(
+        default=25,
+        ge=0,
+        le=99,
+        description=(
+            "a processing clip's Runware progress is stored (one write and one clip.updated)"
+            " each time it passes another step of this many points; 0: never"
+        ),
     )

@@ -23,7 +23,7 @@ from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import PollPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, is_task_not_found
 from reelflow_common.store import ProjectStore, TaskFailed
-from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, retry_backoff
 from reelflow_submitter.service import (
     GiveUp,
     after_not_found,
@@ -63,6 +63,8 @@ class SubmitHandler:
         self._planner = planner
         self._now = clock
         self._rng = rng or random.Random()
+        # The SubmitClip ladder: the delays chosen here land on its wait queues.
+        self._backoff = retry_backoff(settings)
 
     async def __call__(self, message: SubmitClip) -> None:
         if message.first_attempt_at is None:
@@ -126,8 +128,7 @@ class SubmitHandler:
             error,
             attempt=message.attempt,
             max_attempts=self._settings.submit_max_attempts,
-            base_s=self._settings.retry_initial_delay_s,
-            cap_s=self._settings.retry_max_delay_s,
+            backoff=self._backoff,
             rng=self._rng,
         )
         if not isinstance(decision, GiveUp):
@@ -164,8 +165,7 @@ class SubmitHandler:
                 now=self._now(),
                 first_attempt_at=message.first_attempt_at,
                 grace_s=self._settings.not_found_grace_s,
-                base_s=self._settings.retry_initial_delay_s,
-                cap_s=self._settings.retry_max_delay_s,
+                backoff=self._backoff,
             )
             if wait is None:
                 await self._fail(message, message.final_error)

@@ -14,10 +14,11 @@ from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import SubmitClip
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
-from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.polling import shared_planner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ProjectStore
-from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.tracing import configure_tracing
 from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.settings import Settings
 
@@ -37,6 +38,7 @@ async def main(
     """
     settings = settings or Settings()
     configure_logging(settings, service="submitter")
+    configure_tracing(settings, service="submitter")
     stop = stop or shutdown_event()
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
@@ -47,6 +49,10 @@ async def main(
         # Local time until the first reading: the clock never waits for MongoDB.
         clock = await stack.enter_async_context(DbClock(db).running())
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+        topology = Topology.from_settings(settings)
+        # The first check's delay, from the pollers' shared completion counts (read only:
+        # the submitter sees no completions; the pollers build the index it reads by).
+        planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
         indexes = await stack.enter_async_context(
             Indexes(db, [projects.ensure_indexes]).in_background()
         )
@@ -59,7 +65,6 @@ async def main(
             channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.submit_concurrency)
             )
-            topology = Topology.from_settings(settings)
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
             await indexes.wait(stop=stop)
         except Stopped as stopped:
@@ -72,9 +77,10 @@ async def main(
             runware,
             publisher,
             settings,
-            planner=FixedLadderPlanner.from_settings(settings),
+            planner=planning.planner,
             clock=clock.now,
         )
+        await planning.stats.refresh()  # the first checks planned from the shared counts
         log.info("submitter_started", runware=settings.runware_base_url)
         await asyncio.gather(
             consume(
@@ -94,5 +100,6 @@ async def main(
                 stop=stop,
                 name="dead_letter_depths",
             ),
+            planning.stats.run(stop, settings.poll_stats_interval_s),
         )
     log.info("submitter_stopped")

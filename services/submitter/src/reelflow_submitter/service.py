@@ -6,6 +6,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import RunwareError, VideoRequest
@@ -61,25 +62,18 @@ def profile(message: SubmitClip, *, webhooks: bool) -> ClipProfile:
     )
 
 
-def retry_delay_s(attempt: int, *, base_s: float, cap_s: float, rng: random.Random) -> float:
-    """Exponential backoff with jitter: half to all of ``base * 2**(attempt-1)``, capped."""
-    # The exponent is bounded: 2**attempt as a float overflows for a large attempt.
-    ceiling = min(cap_s, base_s * 2.0 ** min(attempt - 1, 64))
-    return float(ceiling * rng.uniform(0.5, 1.0))
-
-
 def after_submit_error(
     error: RunwareError,
     *,
     attempt: int,
     max_attempts: int,
-    base_s: float,
-    cap_s: float,
+    backoff: Backoff,
     rng: random.Random,
 ) -> RetryLater | GiveUp:
-    """What to do when Runware did not take the task."""
+    """What to do when Runware did not take the task: attempt N retries after ``backoff``'s
+    delay for N - 1 earlier failures (its first delay after the first attempt)."""
     if error.retryable and attempt < max_attempts:
-        return RetryLater(retry_delay_s(attempt, base_s=base_s, cap_s=cap_s, rng=rng))
+        return RetryLater(backoff.delay_s(attempt - 1, rng))
     return GiveUp(code=error.code or error.category.value, message=error.message)
 
 
@@ -93,7 +87,7 @@ def may_hold_task(error: RunwareError, *, attempt: int) -> bool:
 
 
 def after_not_found(
-    *, now: datetime, first_attempt_at: datetime, grace_s: float, base_s: float, cap_s: float
+    *, now: datetime, first_attempt_at: datetime, grace_s: float, backoff: Backoff
 ) -> NotVisibleYet | None:
     """Runware does not know the task: wait while it may not be visible yet, else None (fail).
 
@@ -103,4 +97,4 @@ def after_not_found(
     waited_s = (now - first_attempt_at).total_seconds()
     if waited_s >= grace_s:
         return None
-    return NotVisibleYet(max(base_s, min(grace_s - waited_s, cap_s)))
+    return NotVisibleYet(max(backoff.first_s, min(grace_s - waited_s, backoff.cap_s)))

@@ -9,6 +9,7 @@ from reelflow_common.settings import (
     LeaseSettings,
     LogSettings,
     MongoSettings,
+    PollingSettings,
     RunwareSettings,
     TopologySettings,
     VisibilitySettings,
@@ -19,6 +20,7 @@ from reelflow_common.settings import (
 class Settings(
     TopologySettings,
     MongoSettings,
+    PollingSettings,
     LogSettings,
     HttpSettings,
     RunwareSettings,

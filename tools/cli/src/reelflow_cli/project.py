@@ -15,6 +15,8 @@ class ClipState:
     status: str
     video_url: str | None = None
     error: str | None = None
+    #: Runware's progress (0-99) while processing, once the server has stored one
+    progress: int | None = None
 
     @classmethod
     def from_wire(cls, clip: dict[str, Any]) -> ClipState:
@@ -22,12 +24,14 @@ class ClipState:
         message = None
         if isinstance(error, dict):
             message = f"{error.get('code', 'error')}: {error.get('message', '')}"
+        progress = clip.get("progress")
         return cls(
             task_uuid=str(clip["task_uuid"]),
             scene_index=int(clip["scene_index"]),
             status=str(clip["status"]),
             video_url=clip.get("video_url"),
             error=message,
+            progress=progress if isinstance(progress, int) else None,
         )
 
 

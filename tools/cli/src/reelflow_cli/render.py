@@ -118,8 +118,9 @@ def clips_done(counts: Json) -> str:
 
 
 class ClipBars:
-    """One progress bar per clip, in scene order; Runware reports no percentage, so a
-    generating clip pulses and a finished one is full (or marked failed)."""
+    """One progress bar per clip, in scene order: a generating clip shows Runware's progress
+    once the server has stored one (it pulses until then), a finished one is full (or
+    marked failed)."""
 
     def __init__(self, console: Console) -> None:
         self._console = console
@@ -165,6 +166,10 @@ class ClipBars:
         elif clip.status in ("failed", "cancelled"):
             text = f"[red]{clip.status}[/]" + (f" [red]{clip.error}[/]" if clip.error else "")
             self._progress.update(task, total=1, completed=0, status=text)
+        elif clip.status == "processing" and clip.progress is not None:
+            self._progress.update(
+                task, total=100, completed=clip.progress, status=f"[yellow]{clip.progress} %[/]"
+            )
         elif clip.status == "processing":
             self._progress.update(task, total=None, status="[yellow]generating[/]")
         else:
@@ -182,6 +187,8 @@ class ClipLines:
         for scene in sorted(state.clips):
             clip = state.clips[scene]
             line = f"scene {scene + 1}: {clip.status}" + (f" {clip.error}" if clip.error else "")
+            if clip.status == "processing" and clip.progress is not None:
+                line += f" {clip.progress} %"
             if self._last.get(scene) != line:
                 self._last[scene] = line
                 self._console.print(line, highlight=False)

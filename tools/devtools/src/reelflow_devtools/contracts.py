@@ -88,9 +88,9 @@ _HEADERS: dict[str, Any] = {
     "properties": {
         topology.HEADER_PROJECT_ID: {"type": "string"},
         topology.HEADER_TASK_UUID: {"type": "string"},
-        topology.HEADER_REQUEST_ID: {
+        topology.HEADER_CORRELATION_ID: {
             "type": "string",
-            "description": "the HTTP request that started the chain (`correlation_id`)",
+            "description": "the HTTP request that started the chain (its X-Correlation-ID)",
         },
         topology.HEADER_RETRIES: {
             "type": "integer",
@@ -118,7 +118,7 @@ def _message(model: type[Message]) -> dict[str, Any]:
         "description": (model.__doc__ or "").strip(),
         "contentType": "application/json",
         "headers": _HEADERS,
-        "correlationId": {"location": f"$message.header#/{topology.HEADER_REQUEST_ID}"},
+        "correlationId": {"location": f"$message.header#/{topology.HEADER_CORRELATION_ID}"},
         "payload": {"$ref": _SCHEMA_REF.format(model=model.__name__)},
         "bindings": {
             "amqp": {

@@ -39,7 +39,7 @@ from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import configure_logging
 from reelflow_common.mongo import mongo_database
-from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.polling import shared_planner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import (
     AuthSettings,
@@ -47,6 +47,7 @@ from reelflow_common.settings import (
     LeaseSettings,
     LogSettings,
     MongoSettings,
+    PollingSettings,
     RunwareSettings,
     StorageSettings,
     TopologySettings,
@@ -55,7 +56,7 @@ from reelflow_common.settings import (
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.timefmt import rfc3339, utcnow
-from reelflow_common.topology import STORE_VIDEO, Topology
+from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO, Topology
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 
 PROG = "reelflow-admin"
@@ -68,6 +69,7 @@ Command = Callable[[argparse.Namespace, "AdminSettings"], Coroutine[Any, Any, in
 class AdminSettings(
     TopologySettings,
     MongoSettings,
+    PollingSettings,
     LogSettings,
     RunwareSettings,
     LeaseSettings,
@@ -258,16 +260,18 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         connection = await stack.enter_async_context(amqp_connection(settings, name=PROG))
         channel = await stack.enter_async_context(amqp_channel(connection))
-        publisher = Publisher(
-            channel, Topology.from_settings(settings), timeout_s=settings.publish_timeout_s
-        )
+        topology = Topology.from_settings(settings)
+        publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
+        # The pollers' plans: one read of the shared completion counts.
+        planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
+        await planning.stats.load()
         reconciler = Reconciler(
             projects,
             runware,
             publisher,
             ClipRecorder(projects, publisher, copies=settings.copies_enabled),
             policy=Policy.from_settings(settings),
-            planner=FixedLadderPlanner.from_settings(settings),
+            planner=planning.planner,
             clock=clock.now,
             grace_s=0,  # unused by one project's pass
             batch_size=1,

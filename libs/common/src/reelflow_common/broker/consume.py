@@ -48,20 +48,22 @@ from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Message
 from reelflow_common.metrics import MESSAGE_SECONDS, MESSAGES_TOTAL
 from reelflow_common.topology import (
+    HEADER_CORRELATION_ID,
     HEADER_FAILURES,
+    HEADER_PREFIX,
     HEADER_PROJECT_ID,
-    HEADER_REQUEST_ID,
     HEADER_RETRIES,
     HEADER_TASK_UUID,
     Topology,
 )
+from reelflow_common.tracing import SpanKind, extract, mark_error, span
 from reelflow_common.transient import is_transient
 
 M = TypeVar("M", bound=Message)
 
-#: our own headers start with this; other ``x-`` headers are the broker's bookkeeping
-HEADER_PREFIX = "x-reelflow-"
 _CANCEL_TIMEOUT_S = 5.0
+#: outcomes whose consumer span is marked failed (a retry after an outage is not a failure)
+_FAILED_OUTCOMES = frozenset({"rejected", "failed", "dead_lettered"})
 
 log = get_logger(__name__)
 
@@ -162,12 +164,27 @@ class _Policy:
     async def handle(self, incoming: AbstractIncomingMessage) -> None:
         headers = incoming.headers or {}
         started = time.perf_counter()
-        with bound_context(
-            request_id=_text(headers.get(HEADER_REQUEST_ID)),
-            project_id=_text(headers.get(HEADER_PROJECT_ID)),
-            task_uuid=_text(headers.get(HEADER_TASK_UUID)),
+        with (
+            bound_context(
+                correlation_id=_text(headers.get(HEADER_CORRELATION_ID)),
+                project_id=_text(headers.get(HEADER_PROJECT_ID)),
+                task_uuid=_text(headers.get(HEADER_TASK_UUID)),
+            ),
+            span(
+                f"{self._queue} process",
+                kind=SpanKind.CONSUMER,
+                parent=extract(headers),
+                attributes={
+                    "messaging.system": "rabbitmq",
+                    "messaging.destination.name": self._queue,
+                    "messaging.message.id": incoming.message_id or "",
+                },
+            ) as current,
         ):
             outcome = await self._settle(incoming, headers)
+            current.set_attribute("reelflow.outcome", outcome)
+            if outcome in _FAILED_OUTCOMES:
+                mark_error(current, outcome)
             elapsed = time.perf_counter() - started
             MESSAGES_TOTAL.labels(queue=self._queue, outcome=outcome).inc()
             MESSAGE_SECONDS.labels(queue=self._queue).observe(elapsed)

@@ -19,7 +19,7 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from reelflow_common.broker.connection import amqp_channel
 from reelflow_common.broker.publisher import Publisher
 from reelflow_common.logging import get_logger
-from reelflow_common.metrics import DEAD_LETTERS
+from reelflow_common.metrics import DEAD_LETTERS, QUEUE_READY
 from reelflow_common.topology import WORK_QUEUES, Topology
 
 #: how often a worker reads the depth of its DLQs into the gauge
@@ -36,20 +36,25 @@ async def dead_letter_depths(
     """Messages ready in each work queue's DLQ, keyed by work queue (unprefixed name)."""
     depths: dict[str, int] = {}
     for work_queue in work_queues:
-        # Straight to the broker: aio-pika answers a passive declare of a queue this
-        # channel declared before from its own cache, with the count of that time.
-        underlay = await channel.get_underlay_channel()
-        declared = await underlay.queue_declare(
-            topology.dead_letter_queue(work_queue), passive=True
-        )
-        depths[work_queue] = declared.message_count or 0
+        depths[work_queue] = await _ready_messages(channel, topology.dead_letter_queue(work_queue))
     return depths
+
+
+async def _ready_messages(channel: AbstractChannel, queue: str) -> int:
+    # Straight to the broker: aio-pika answers a passive declare of a queue this
+    # channel declared before from its own cache, with the count of that time.
+    underlay = await channel.get_underlay_channel()
+    declared = await underlay.queue_declare(queue, passive=True)
+    return declared.message_count or 0
 
 
 async def report_dead_letter_depths(
     connection: AbstractRobustConnection, topology: Topology, work_queues: Sequence[str]
 ) -> dict[str, int]:
     """Read the DLQs of ``work_queues`` into the ``reelflow_dead_letters`` gauge.
+
+    The work queues' own ready messages (the consumers' lag) go into
+    ``reelflow_queue_ready_messages`` on the way.
 
     On a channel of its own: a queue that is missing closes the channel it was
     asked about, which must not be a consumer's.
@@ -58,6 +63,9 @@ async def report_dead_letter_depths(
         return {}  # reconnecting: the gauge keeps its last value, readiness says the rest
     async with asyncio.timeout(_READ_TIMEOUT_S), amqp_channel(connection) as channel:
         depths = await dead_letter_depths(channel, topology, work_queues)
+        for work_queue in work_queues:
+            ready = await _ready_messages(channel, topology.queue(work_queue))
+            QUEUE_READY.labels(queue=work_queue).set(ready)
     for work_queue, depth in depths.items():
         DEAD_LETTERS.labels(queue=work_queue).set(depth)
     return depths

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import aio_pika
@@ -20,6 +21,7 @@ from reelflow_common.errors import TransientError
 from reelflow_common.messages import Message
 from reelflow_common.metrics import PUBLISHED_TOTAL
 from reelflow_common.topology import Topology
+from reelflow_common.tracing import Span, SpanKind, inject, span
 
 CONTENT_TYPE = "application/json"
 
@@ -70,13 +72,14 @@ class Publisher:
             routing_key = self._topology.queue(work_queue)
         else:
             routing_key = self._topology.wait_queue_for(work_queue, delay_s)
-        await self._publish(
-            self._open_channel().default_exchange,
-            _amqp_message(message, message.headers()),
-            routing_key,
-            mandatory=True,
-            kind="command",
-        )
+        with _producer_span(work_queue, message):
+            await self._publish(
+                self._open_channel().default_exchange,
+                _amqp_message(message),
+                routing_key,
+                mandatory=True,
+                kind="command",
+            )
 
     async def publish_event(self, event: Message) -> None:
         """Announce ``event`` on the event exchange; having no subscriber is fine."""
@@ -85,13 +88,14 @@ class Publisher:
             self._events = await self._open_channel().get_exchange(
                 self._topology.events_exchange, ensure=False
             )
-        await self._publish(
-            self._events,
-            _amqp_message(event, event.headers()),
-            event.message_type,
-            mandatory=False,
-            kind="event",
-        )
+        with _producer_span(event.message_type, event):
+            await self._publish(
+                self._events,
+                _amqp_message(event),
+                event.message_type,
+                mandatory=False,
+                kind="event",
+            )
 
     async def publish_events(self, events: Iterable[Message]) -> None:
         """Announce each of ``events``, in order."""
@@ -101,7 +105,11 @@ class Publisher:
     async def republish(
         self, routing_key: str, original: AbstractIncomingMessage, *, headers: HeadersType
     ) -> None:
-        """Publish a received message again, same body and properties, with ``headers``."""
+        """Publish a received message again, same body and properties, with ``headers``.
+
+        No span of its own: the copy keeps the original's trace context in ``headers``,
+        so its next consumer continues the trace of the request that started the chain.
+        """
         message = aio_pika.Message(
             original.body,
             headers=headers,
@@ -147,10 +155,25 @@ class Publisher:
         PUBLISHED_TOTAL.labels(kind=kind, result="confirmed").inc()
 
 
-def _amqp_message(message: Message, headers: Mapping[str, Any]) -> aio_pika.Message:
+def _producer_span(destination: str, message: Message) -> AbstractContextManager[Span]:
+    return span(
+        f"{destination} publish",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": destination,
+            "messaging.message.id": message.message_id,
+        },
+    )
+
+
+def _amqp_message(message: Message) -> aio_pika.Message:
+    """``message`` with its correlation headers and the current trace context."""
+    headers: dict[str, Any] = dict(message.headers())
+    inject(headers)
     return aio_pika.Message(
         message.model_dump_json().encode(),
-        headers=dict(headers),
+        headers=headers,
         content_type=CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message.message_id,

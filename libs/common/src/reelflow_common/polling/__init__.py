@@ -2,6 +2,7 @@
 
 from reelflow_common.polling.book import CompletionBook, profile_key
 from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
+from reelflow_common.polling.live import OnLadder, SharedPlanner, shared_planner
 from reelflow_common.polling.plan import ClipProfile, FixedLadderPlanner, PollPlanner
 from reelflow_common.polling.stats import PollStats
 
@@ -10,8 +11,11 @@ __all__ = [
     "CompletionBook",
     "FixedLadderPlanner",
     "LearnedPlanner",
+    "OnLadder",
     "PlannerConfig",
     "PollPlanner",
     "PollStats",
+    "SharedPlanner",
     "profile_key",
+    "shared_planner",
 ]

@@ -108,15 +108,22 @@ class PollStats:
             raise TransientError(f"poll_stats not read: {exc}") from exc
         self.book.replace_shared(snapshot)
 
-    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
-        """Load, then flush and reload every ``interval_s`` until ``stop``; flush once more."""
+    async def refresh(self) -> None:
+        """Write this process's counts, then read everyone's; an outage is only logged."""
+        await self._quietly(self.flush)
         await self._quietly(self.load)
+
+    async def run(self, stop: asyncio.Event, interval_s: float) -> None:
+        """:meth:`refresh` every ``interval_s`` until ``stop``, then flush once more.
+
+        A service calls :meth:`refresh` once before it starts taking messages, so its
+        first plans already come from the shared counts.
+        """
         while True:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except TimeoutError:
-                await self._quietly(self.flush)
-                await self._quietly(self.load)
+                await self.refresh()
                 continue
             await self._quietly(self.flush)
             return

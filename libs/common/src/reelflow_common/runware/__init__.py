@@ -1,5 +1,6 @@
 """Runware client: submit video tasks, poll them, parse webhook bodies, typed errors."""
 
+from reelflow_common.runware.batching import GetResponseBatcher, TaskChecker
 from reelflow_common.runware.client import RunwareClient
 from reelflow_common.runware.errors import (
     ErrorCategory,
@@ -21,12 +22,14 @@ from reelflow_common.runware.parsing import parse_task_states
 
 __all__ = [
     "ErrorCategory",
+    "GetResponseBatcher",
     "RunwareClient",
     "RunwareError",
     "RunwareRequestError",
     "RunwareTaskError",
     "RunwareTransportError",
     "SubmitResult",
+    "TaskChecker",
     "TaskFailure",
     "TaskState",
     "TaskStatus",

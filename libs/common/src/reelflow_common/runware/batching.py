@@ -18,6 +18,12 @@ from reelflow_common.runware.errors import ErrorCategory, RunwareError, RunwareT
 from reelflow_common.runware.models import TaskState
 
 
+class TaskChecker(Protocol):
+    """Where one task stands: :class:`RunwareClient` itself, or a :class:`GetResponseBatcher`."""
+
+    async def get_response(self, task_uuid: str) -> TaskState: ...
+
+
 class TaskPoller(Protocol):
     """What the batcher needs of :class:`~reelflow_common.runware.client.RunwareClient`."""
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from reelflow_common.logging import get_logger
+from reelflow_common.metrics import RUNWARE_REQUEST_SECONDS, RUNWARE_REQUESTS_TOTAL
 from reelflow_common.runware.errors import (
     ErrorCategory,
     RunwareError,
@@ -34,8 +35,11 @@ from reelflow_common.runware.parsing import (
     request_level_errors,
 )
 from reelflow_common.settings import RunwareSettings
+from reelflow_common.tracing import SpanKind, mark_error, span
 
 _CONFLICT = "conflictTaskUUID"
+
+log = get_logger(__name__)
 
 
 class _Answer:
@@ -199,24 +203,29 @@ class RunwareClient:
             about["task_uuid"] = task_uuid
         else:
             about["task_uuids"] = task_uuids
-        # A fresh logger per call, so capture_logs() sees it whatever got cached before.
-        log = get_logger(__name__)
+        attributes = {"http.request.method": "POST", "runware.task_type": task_type}
         async with self._in_flight:
             started = time.perf_counter()
-            try:
-                # httpx's timeout is per socket operation; this bounds the whole exchange.
-                async with asyncio.timeout(timeout):
-                    response = await self._http.post(
-                        self._url, json=tasks, headers=headers, timeout=timeout
+            with span(f"runware {task_type}", kind=SpanKind.CLIENT, attributes=attributes) as sent:
+                try:
+                    # httpx's timeout is per socket operation; this bounds the whole exchange.
+                    async with asyncio.timeout(timeout):
+                        response = await self._http.post(
+                            self._url, json=tasks, headers=headers, timeout=timeout
+                        )
+                except (httpx.TransportError, TimeoutError) as exc:
+                    _count_request(task_type, "transport_error", started)
+                    log.warning(
+                        "runware_call_failed",
+                        **about,
+                        error=type(exc).__name__,
+                        duration_ms=_ms_since(started),
                     )
-            except (httpx.TransportError, TimeoutError) as exc:
-                log.warning(
-                    "runware_call_failed",
-                    **about,
-                    error=type(exc).__name__,
-                    duration_ms=_ms_since(started),
-                )
-                raise _transport_error(exc, task_uuid) from exc
+                    raise _transport_error(exc, task_uuid) from exc
+                sent.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 400:
+                    mark_error(sent, f"HTTP {response.status_code}")
+        _count_request(task_type, _outcome(response.status_code), started)
         answer = _read(response)
         level = log.info if task_type == "videoInference" else log.debug
         level(
@@ -226,6 +235,17 @@ class RunwareClient:
             duration_ms=_ms_since(started),
         )
         return answer
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "ok"
+    return "http_5xx" if status >= 500 else "http_4xx"
+
+
+def _count_request(task_type: str, outcome: str, started: float) -> None:
+    RUNWARE_REQUESTS_TOTAL.labels(task_type=task_type, outcome=outcome).inc()
+    RUNWARE_REQUEST_SECONDS.labels(task_type=task_type).observe(time.perf_counter() - started)
 
 
 def _ms_since(started: float) -> int:

@@ -100,6 +100,8 @@ class ClipState(_Frozen):
     #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
     watched_since: datetime | None = None
     lease: Lease | None = None
+    #: Runware's progress of the current task (0-99), stored now and then while processing
+    progress: int | None = None
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
     #: reelflow's copy of the video (a success only; copies are off: always None)
@@ -123,6 +125,7 @@ class ClipState(_Frozen):
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
             stored_url=stored_url,
+            progress=self.progress if self.status is ClipStatus.PROCESSING else None,
             attempts=attempts,
         )
 

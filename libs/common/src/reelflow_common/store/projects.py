@@ -243,6 +243,34 @@ class ProjectStore:
         )
         return await self._transition(write, project_id, scene_index, task_uuid, result=result)
 
+    async def record_progress(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        progress: int,
+        *,
+        submitted_at: datetime | None = None,
+        correlation_id: str | None = None,
+    ) -> Change:
+        """Store Runware's progress of the processing task if it is ahead; one write, no read.
+
+        Not applied (a lower value, a clip that moved on) is not repaired: progress is a
+        hint, and the next one or the clip's end says more.
+        """
+        write = transitions.progress(
+            project_id,
+            scene_index,
+            task_uuid,
+            progress,
+            submitted_at=submitted_at,
+            now=self._now(),
+            correlation_id=correlation_id,
+            log_size=self._log_size,
+        )
+        events = await self._apply(write, project_id)
+        return Change(events is not None, events or [])
+
     async def renew_lease(
         self, project_id: str, scene_index: int, *, token: str, until_was: datetime, until: datetime
     ) -> bool:

@@ -164,6 +164,7 @@ def to_processing(
     )
     if new_token is not None:
         update.min["due_at"] = lease_until
+    update.unset.append(f"{clip_path(scene_index)}.progress")  # an earlier task's, if any
     guard = _guard(
         project_id,
         scene_index,
@@ -233,6 +234,50 @@ def to_terminal(
     guard = _guard(project_id, scene_index, status={"$in": allowed}, task_uuid=task_uuid)
     if token is not None:
         guard[f"{clip_path(scene_index)}.lease.token"] = token
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def progress(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    value: int,
+    *,
+    submitted_at: datetime | None,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """Runware's progress of the processing task, stored only if it is ahead of the stored one.
+
+    Progress never goes back on the clip: a lower or equal value (a late check, a
+    task that slipped) matches nothing and writes nothing.
+    """
+    update = _Update()
+    _set_clip(update, scene_index, progress=value, updated_at=now)
+    view = ClipView(
+        task_uuid=task_uuid,
+        scene_index=scene_index,
+        status=ClipStatus.PROCESSING,
+        submitted_at=submitted_at,
+        progress=value,
+    )
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="pending",
+            to_bucket="pending",
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+    guard = _guard(
+        project_id,
+        scene_index,
+        status=ClipStatus.PROCESSING.value,
+        task_uuid=task_uuid,
+        progress={"$not": {"$gte": value}},
+    )
     return update.build(guard, now=now, log_size=log_size)
 
 

@@ -13,6 +13,7 @@ from reelflow_common.tracking.policy import (
     Watch,
     describe,
     profile_of,
+    progress_to_store,
     seconds_between,
     terminal_result,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "Watch",
     "describe",
     "profile_of",
+    "progress_to_store",
     "seconds_between",
     "terminal_result",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "Watch",
     "describe",
     "profile_of",
+    "progress_to_store",
     "seconds_between",
     "terminal_result",
 ]
@@ -45,6 +46,20 @@ def profile_of(message: CheckClip) -> ClipProfile:
         height=message.height,
         webhooks=message.webhooks,
     )
+
+
+def progress_to_store(progress: int | None, *, seen_before: int | None, step: int) -> int | None:
+    """The progress worth storing on the clip, or None: one write per ``step`` points at most.
+
+    Stored when it enters a higher band of ``step`` points than the chain's previous
+    check saw (0: never). A task's progress only matters to the people watching, and
+    every stored value is a database write and an event.
+    """
+    if step <= 0 or progress is None or not 0 < progress < 100:
+        return None
+    if progress // step <= (seen_before or 0) // step:
+        return None
+    return progress
 
 
 def seconds_between(start: datetime, end: datetime) -> float:

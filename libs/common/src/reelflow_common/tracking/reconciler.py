@@ -36,6 +36,7 @@ from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Message
+from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL, PROJECTS_PAST_LEASE
 from reelflow_common.polling import PollPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, TaskState, is_task_not_found
 from reelflow_common.store import ClipState, Lease, Project, ProjectStore, new_token
@@ -123,6 +124,7 @@ class Reconciler:
     async def run_once(self) -> int:
         """Reconcile every project due now (up to a batch); how many this replica claimed."""
         due = await self._projects.due(before=self._now() - self._grace, limit=self._batch_size)
+        PROJECTS_PAST_LEASE.set(len(due))
         claimed = 0
         for project_id, due_at in due:
             with bound_context(project_id=project_id):
@@ -169,23 +171,27 @@ class Reconciler:
         ]
         done = Pass(project_id)
         try:
-            if expired:
-                outcomes = await self._runware.get_responses(clip.task_uuid for clip in expired)
-                for clip in expired:
-                    outcome = outcomes[clip.task_uuid]
-                    with bound_context(task_uuid=clip.task_uuid):
-                        action, until = await self._settle(project, clip, outcome)
-                    if until is not None:
-                        leases_after.append(until)
-                    done.settled.append(
-                        Settled(clip.scene_index, clip.task_uuid, describe(outcome), action, until)
-                    )
-                log.warning("clips_reconciled", clips=len(expired))
-            elif project.counts.pending == 0:
-                finished = await self._projects.finish_if_done(project)
-                await self._publisher.publish_events(finished)
-                done = Pass(project_id, finished=bool(finished))
-                log.warning("project_finished_by_reconciler")
+            with bound_context(correlation_id=project.correlation_id):
+                if expired:
+                    outcomes = await self._runware.get_responses(clip.task_uuid for clip in expired)
+                    for clip in expired:
+                        outcome = outcomes[clip.task_uuid]
+                        with bound_context(task_uuid=clip.task_uuid):
+                            action, until = await self._settle(project, clip, outcome)
+                        CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
+                        if until is not None:
+                            leases_after.append(until)
+                        done.settled.append(
+                            Settled(
+                                clip.scene_index, clip.task_uuid, describe(outcome), action, until
+                            )
+                        )
+                    log.warning("clips_reconciled", clips=len(expired))
+                elif project.counts.pending == 0:
+                    finished = await self._projects.finish_if_done(project)
+                    await self._publisher.publish_events(finished)
+                    done = Pass(project_id, finished=bool(finished))
+                    log.warning("project_finished_by_reconciler")
         finally:
             # Even after a failure half-way: the clips not settled keep their (expired) leases
             # in this minimum, so the project is due again at once.
@@ -213,7 +219,8 @@ class Reconciler:
                     submitted_at=clip.submitted_at,
                 )
                 return Action.RECORDED, None
-            return await self._rearm_check(project, clip, decision, watch)
+            running = isinstance(outcome, TaskState) and outcome.status == "processing"
+            return await self._rearm_check(project, clip, decision, watch, running=running)
         return await self._settle_queued(project, clip, outcome, watch)
 
     async def _settle_queued(
@@ -264,13 +271,17 @@ class Reconciler:
         )
 
     async def _rearm_check(
-        self, project: Project, clip: ClipState, decision: Keep, watch: Watch
+        self, project: Project, clip: ClipState, decision: Keep, watch: Watch, *, running: bool
     ) -> tuple[Action, datetime | None]:
-        lease = Lease(token=new_token(), until=self._now() + self._lease)
+        now = self._now()
+        lease = Lease(token=new_token(), until=now + self._lease)
         if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
             return Action.MOVED, None
         check = check_command(project, clip.scene_index, lease=lease)
-        check = check.model_copy(update={"last_error": decision.last_error})
+        update: dict[str, object] = {"last_error": decision.last_error}
+        if running:  # the planner learns the finish came after this answer
+            update |= {"seen_processing_at": now, "seen_progress": decision.progress}
+        check = check.model_copy(update=update)
         delay_s = self._planner.next_check_s(
             profile_of(check), elapsed_s=watch.since_submit_s, progress=decision.progress
         )

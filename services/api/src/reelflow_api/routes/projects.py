@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-import time
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import Problem, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
+from reelflow_api.telemetry import correlation_id
 from reelflow_common.commands import check_command, send_all, submit_command
 from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
@@ -68,7 +69,7 @@ async def _dispatch(
     *,
     submit: Sequence[int],
     check: Sequence[int] = (),
-    request_id: str | None,
+    correlation: str | None,
 ) -> None:
     """Start the chains of these scenes: every publish started at once, every confirm awaited.
 
@@ -77,9 +78,9 @@ async def _dispatch(
     after its grace. An API that dies before publishing is covered by the leases too.
     """
     webhooks = state.settings.public_base_url is not None
-    submits = [submit_command(project, i, correlation_id=request_id) for i in submit]
+    submits = [submit_command(project, i, correlation_id=correlation) for i in submit]
     checks = [
-        check_command(project, i, webhooks=webhooks, correlation_id=request_id) for i in check
+        check_command(project, i, webhooks=webhooks, correlation_id=correlation) for i in check
     ]
     failed: list[Message] = []
     if submits:
@@ -110,17 +111,31 @@ async def _announce(state: AppState, events: list[Event]) -> None:
 
 
 async def _wait_for_terminal(state: AppState, project: Project, wait_s: float) -> Project:
-    """Re-read the project until no clip is pending or ``wait_s`` has passed (hybrid mode)."""
-    deadline = time.monotonic() + wait_s
-    while project.counts.pending and time.monotonic() < deadline:
-        remaining = deadline - time.monotonic()
-        await asyncio.sleep(min(state.settings.wait_check_interval_s, max(remaining, 0)))
-        try:
-            project = await state.projects.get(project.id) or project
-        except PyMongoError as exc:
-            # The project is stored; answer with what is known rather than a 503.
-            log.warning("wait_interrupted", error=repr(exc))
-            break
+    """The project once no clip is pending, or as it is after ``wait_s`` (hybrid mode).
+
+    Woken by the project's ``project.finished`` (``wakeups.py``), not by polling:
+    MongoDB is read once when the wait starts (an event before it was missed),
+    once per wake-up, at the deadline, and every ``wait_check_interval_s`` as a
+    safety net for a lost event.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    with state.wakeups.watching(project.id) as woken:
+        while project.counts.pending:
+            woken.clear()  # before reading: an event during the read wakes the next wait
+            try:
+                project = await state.projects.get(project.id) or project
+            except PyMongoError as exc:
+                # The project is stored; answer with what is known rather than a 503.
+                log.warning("wait_interrupted", error=repr(exc))
+                break
+            remaining = deadline - loop.time()
+            if not project.counts.pending or remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    woken.wait(), min(remaining, state.settings.wait_check_interval_s)
+                )
     return project
 
 
@@ -179,7 +194,7 @@ async def create_project(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
     """Create a project: one Runware task per scene. ``wait`` returns finished clips at once."""
-    request_id = request.headers.get("x-request-id")
+    correlation = correlation_id(request)
     result = await state.projects.create(
         _new_project(
             body,
@@ -187,14 +202,14 @@ async def create_project(
             tenant_id,
             idempotency_key=idempotency_key,
             request_hash=_request_hash(body),
-            correlation_id=request_id,
+            correlation_id=correlation,
         )
     )
     project = result.project
-    with bound_context(project_id=project.id, request_id=request_id):
+    with bound_context(project_id=project.id):
         if result.created:
             scenes = [clip.scene_index for clip in project.clips]
-            await _dispatch(state, project, submit=scenes, request_id=request_id)
+            await _dispatch(state, project, submit=scenes, correlation=correlation)
             log.info("project_created", clips=len(project.clips), model=project.model)
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
         if wait_s > 0 and start_waiting(request):
@@ -249,8 +264,10 @@ async def retry_project(
     watched again, same task, since Runware may still finish and bill it.
     Cancelled clips stay cancelled.
     """
-    request_id = request.headers.get("x-request-id")
-    retried = await state.projects.retry(project_id, tenant_id=tenant_id, correlation_id=request_id)
+    correlation = correlation_id(request)
+    retried = await state.projects.retry(
+        project_id, tenant_id=tenant_id, correlation_id=correlation
+    )
     if retried is None:
         raise not_found()
     project = retried.project
@@ -262,7 +279,7 @@ async def retry_project(
                 project,
                 submit=retried.resubmit,
                 check=retried.rewatch,
-                request_id=request_id,
+                correlation=correlation,
             )
             log.info(
                 "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
@@ -281,7 +298,7 @@ async def cancel_project(
 ) -> JSONResponse:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``."""
     cancelled = await state.projects.cancel(
-        project_id, tenant_id=tenant_id, correlation_id=request.headers.get("x-request-id")
+        project_id, tenant_id=tenant_id, correlation_id=correlation_id(request)
     )
     if cancelled is None:
         raise not_found()

@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from reelflow_api.deps import State
 from reelflow_api.problems import Problem, not_found, problem_responses
 from reelflow_api.schemas import WebhookReceived
+from reelflow_api.telemetry import correlation_id
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import MAX_HINTED_TASKS, CheckHintedTasks
 from reelflow_common.runware.parsing import error_entries
@@ -133,7 +134,7 @@ async def runware_webhook(
             project_id=project_id,
             scene_index=scene,
             task_uuids=task_uuids,
-            correlation_id=request.headers.get("x-request-id"),
+            correlation_id=correlation_id(request),
         )
         await state.publisher.send(HINTED_CHECK, hint)
         log.info("webhook_received", tasks=len(task_uuids), scene=scene)

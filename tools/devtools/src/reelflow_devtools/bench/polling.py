@@ -36,6 +36,7 @@ from reelflow_common.polling.evaluate import (
     staggered_starts,
 )
 from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
+from reelflow_common.polling.live import OnLadder
 from reelflow_common.polling.plan import ClipProfile, FixedLadderPlanner, PollPlanner
 from reelflow_common.polling.reference import sdk_planner, seed_planner
 from reelflow_common.settings import PollingSettings
@@ -58,7 +59,7 @@ class Setup:
     batch_size: int = 50
     #: webhooks: seconds from the finish to Runware's call reaching reelflow
     webhook_delivery_s: float = 0.0
-    #: the wait-queue ladder a delay is rounded to (first, factor); None: exact delays
+    #: the wait-queue ladder a delay is put on, as the poller does (first, factor); None: exact
     ladder: tuple[float, float] | None = (1.0, 1.2)
 
     @property
@@ -84,38 +85,6 @@ def draw_latencies(model: str, count: int, seed: int) -> list[float]:
         max(latency.floor, latency.median * math.exp(latency.sigma * rng.gauss(0.0, 1.0)))
         for _ in range(count)
     ]
-
-
-class OnLadder:
-    """A planner whose delays are rounded to the nearest wait queue, as the poller sends them."""
-
-    def __init__(self, planner: PollPlanner, ladder: Backoff) -> None:
-        self._planner = planner
-        self._ladder = ladder
-
-    def _round(self, delay_s: float) -> float:
-        return self._ladder.nearest_rung_ms(delay_s) / 1000
-
-    def first_check_s(self, profile: ClipProfile) -> float:
-        return self._round(self._planner.first_check_s(profile))
-
-    def next_check_s(
-        self, profile: ClipProfile, *, elapsed_s: float, progress: int | None
-    ) -> float:
-        wanted = self._planner.next_check_s(profile, elapsed_s=elapsed_s, progress=progress)
-        return self._round(wanted)
-
-    def observe_completion(
-        self,
-        profile: ClipProfile,
-        *,
-        elapsed_s: float,
-        since_s: float | None = None,
-        since_progress: int | None = None,
-    ) -> None:
-        self._planner.observe_completion(
-            profile, elapsed_s=elapsed_s, since_s=since_s, since_progress=since_progress
-        )
 
 
 def trained_planner(
@@ -166,7 +135,7 @@ def compare(setup: Setup, test: Sequence[float] | None = None) -> list[Row]:
         ladder = Backoff(first_s=first, cap_s=top, factor=factor)
         rungs = ladder.rungs_ms()
         for name in ("ignored", "linear"):
-            on_ladder = OnLadder(trained[name], ladder)
+            on_ladder = OnLadder(trained[name], ladder, bound_s=config.max_interval_s)
             label = (
                 f"learned, trained, delays on a {first:g} s x{factor:g} ladder"
                 f" ({len(rungs)} queues)"

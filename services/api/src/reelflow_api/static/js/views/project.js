@@ -84,16 +84,19 @@ export function mountProject(container, { api, live }, projectId) {
   function drawClip(clip) {
     let entry = cards.get(clip.scene_index);
     if (!entry) {
-      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, source: null };
+      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, source: null, progress: null };
       cards.set(clip.scene_index, entry);
       const after = [...cards.keys()].sort((a, b) => a - b).filter((index) => index > clip.scene_index)[0];
       grid.insertBefore(entry.card, after === undefined ? null : cards.get(after).card);
     }
     const source = videoUrl(clip);
-    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status && entry.source === source) return;
+    const progress = clip.progress ?? null;
+    if (entry.taskUuid === clip.task_uuid && entry.status === clip.status && entry.source === source
+        && entry.progress === progress) return;
     entry.taskUuid = clip.task_uuid;
     entry.status = clip.status;
     entry.source = source;
+    entry.progress = progress;
     const { card } = entry;
     card.className = `clip status-${clip.status}`;
     card.dataset.sceneIndex = String(clip.scene_index);
@@ -144,7 +147,15 @@ function media(clip) {
     return video;
   }
   if (TERMINAL.has(clip.status)) return h('div', { class: 'placeholder' }, STATUS_TEXT[clip.status]);
-  // Runware reports no percentage: queued is an empty bar, generating an indeterminate one.
+  // Queued is an empty bar; generating shows Runware's progress once the server has stored
+  // one (clip.progress, 0-99), an indeterminate bar until then.
+  if (clip.status === 'processing' && typeof clip.progress === 'number') {
+    return h('div', { class: 'placeholder' },
+      h('progress', {
+        'aria-label': `${label}: ${STATUS_TEXT[clip.status]}, ${clip.progress} %`, value: clip.progress, max: 100,
+      }),
+      h('span', { class: 'muted progress-text' }, `${clip.progress} %`));
+  }
   return h('div', { class: 'placeholder' }, h('progress', {
     'aria-label': `${label}: ${STATUS_TEXT[clip.status]}`, value: clip.status === 'queued' ? 0 : null, max: 1,
   }));

@@ -1,0 +1,180 @@
+"""What the API tells operators about each request, as ASGI middleware around every route.
+
+* :class:`CorrelationId` gives each request its correlation id: the client's
+  ``X-Correlation-ID`` when it is a plausible id, else a fresh one. It is bound
+  into every log line of the request, returned in the response's header, and
+  read by the routes with :func:`correlation_id` to put into the messages they
+  publish, whose consumers bind it into their own log lines.
+* :class:`HttpTelemetry` counts requests and times them per route
+  (``reelflow_http_requests_total``, ``reelflow_http_request_seconds``) and
+  opens the request's server span, the root of its trace. Routes are labelled
+  by their template (``/v1/projects/{project_id}``), never the raw path: the
+  label set stays small whatever clients send, and the webhook's secret path
+  segment never reaches a label or a span name.
+
+Both are outermost (see ``create_app``): a request shed with 503 or refused
+with 413 is counted, traced and carries its id too.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+
+from prometheus_client import Counter, Histogram
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from reelflow_common.logging import bound_context
+from reelflow_common.topology import HTTP_CORRELATION_ID
+from reelflow_common.tracing import SpanKind, extract, mark_error, span
+
+#: where the request's correlation id is kept in its ASGI scope
+_SCOPE_KEY = "reelflow.correlation_id"
+#: an id a client may choose: short, and nothing a log line or a header could choke on
+_PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+#: methods labelled as themselves; anything else is ``other``
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: the route label of a path that no route matches (a 404)
+UNMATCHED = "unmatched"
+
+HTTP_REQUESTS_TOTAL = Counter(
+    "reelflow_http_requests_total",
+    "HTTP requests answered by the API, by method, route template and status code.",
+    ["method", "route", "status"],
+)
+
+HTTP_REQUEST_SECONDS = Histogram(
+    "reelflow_http_request_seconds",
+    "Time from a request's arrival to the end of its answer, by method and route template"
+    " (a POST with ?wait= included).",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+
+
+def correlation_id(request: Request) -> str | None:
+    """The correlation id :class:`CorrelationId` gave this request (None outside it)."""
+    value = request.scope.get(_SCOPE_KEY)
+    return value if isinstance(value, str) else None
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CorrelationId:
+    """Adopts the client's ``X-Correlation-ID`` (or makes one) and returns it in the answer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get(HTTP_CORRELATION_ID)
+        value = given if given is not None and _PLAUSIBLE_ID.fullmatch(given) else None
+        value = value or new_correlation_id()
+        scope[_SCOPE_KEY] = value
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[HTTP_CORRELATION_ID] = value
+            await send(message)
+
+        with bound_context(correlation_id=value):
+            await self.app(scope, receive, send_with_id)
+
+
+class HttpTelemetry:
+    """Per-route request count and latency, and the request's server span."""
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute]) -> None:
+        self.app = app
+        # The router's own list, read per request: routes added after this is built count.
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        # As the request arrived: a Mount rewrites the scope's paths on the way in.
+        arrived = {key: scope[key] for key in ("type", "method", "path", "root_path")}
+        status = 500  # unless the app starts an answer: an exception that escaped everything
+        started = time.perf_counter()
+
+        async def send_watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        attributes: dict[str, str | int | float | bool] = {"http.request.method": method}
+        if (given := scope.get(_SCOPE_KEY)) is not None:
+            attributes["reelflow.correlation_id"] = given
+        # Named once the route is known, after the request.
+        with span(
+            method,
+            kind=SpanKind.SERVER,
+            parent=extract(Headers(scope=scope)),
+            attributes=attributes,
+        ) as current:
+            try:
+                await self.app(scope, receive, send_watched)
+            finally:
+                # FastAPI names the route it took; for anything else (a Starlette route, a
+                # request refused before routing: a 503, a 413) the routes are matched here.
+                route = _path_of(scope.get("route")) or route_template(self._routes, arrived)
+                current.update_name(f"{method} {route}")
+                current.set_attribute("http.route", route)
+                current.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    mark_error(current, f"HTTP {status}")
+                HTTP_REQUESTS_TOTAL.labels(method=method, route=route, status=str(status)).inc()
+                HTTP_REQUEST_SECONDS.labels(method=method, route=route).observe(
+                    time.perf_counter() - started
+                )
+
+
+def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The path template of the route that takes this request; ``unmatched`` for none.
+
+    For a request that FastAPI did not route (a Starlette route, a mount, one
+    refused before routing: a 503, a 413). A route that matches the path but
+    not the method (a 405) still names it.
+    """
+    partial: BaseRoute | None = None
+    for route in _flattened(routes):
+        match, _child = route.matches(scope)
+        if match is Match.FULL:
+            return _path_of(route) or UNMATCHED
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return _path_of(partial) or UNMATCHED
+
+
+def _flattened(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """``routes`` with the routes of included routers in their place.
+
+    Recent FastAPI keeps an included router as one entry (``original_router``)
+    that matches without naming the route it took; where that shape is unknown,
+    the route FastAPI puts in the scope names it after the request.
+    """
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        inner_routes = getattr(inner, "routes", None)
+        if isinstance(inner_routes, list):
+            yield from _flattened(inner_routes)
+        else:
+            yield route
+
+
+def _path_of(route: object) -> str | None:
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else None

@@ -1,0 +1,116 @@
+"""``?wait=`` without polling: one subscription per api process wakes its local waiters.
+
+Each api replica holds one queue of its own (``<prefix>api.wakeups.<uuid>``,
+see ``reelflow_common.broker.replica``) bound to ``project.finished`` only: the
+one event after which a waiting POST has its answer. A delivery wakes the
+waiters of that project in this process; a waiter then reads its project once.
+No event means no read: waiting costs MongoDB nothing, whatever the number of
+waiters (bounded by ``max_waiters``, see ``middleware.py``).
+
+An event can still be missed: dropped from a full queue, or published while
+this replica was reconnecting to RabbitMQ. So a waiter also reads its project
+every ``wait_check_interval_s`` (a safety net, seconds apart), and every
+waiter reads once after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
+from pydantic import ValidationError
+
+from reelflow_common.broker.replica import declare_replica_queue
+from reelflow_common.logging import get_logger
+from reelflow_common.messages import parse_event
+from reelflow_common.topology import PROJECT_FINISHED, Topology
+
+log = get_logger(__name__)
+
+#: events the queue holds at most; past it the oldest is dropped (the safety net reads)
+QUEUE_MAX_LENGTH = 10_000
+
+
+class Wakeups:
+    """The waiters of this process, by project; each is an ``asyncio.Event`` set on wake-up."""
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Event]] = {}
+
+    @contextmanager
+    def watching(self, project_id: str) -> Iterator[asyncio.Event]:
+        """An event set when ``project_id`` may have finished, for as long as the block runs."""
+        woken = asyncio.Event()
+        self._waiters.setdefault(project_id, set()).add(woken)
+        try:
+            yield woken
+        finally:
+            waiters = self._waiters[project_id]
+            waiters.discard(woken)
+            if not waiters:
+                del self._waiters[project_id]
+
+    def wake(self, project_id: str) -> int:
+        """Wake the waiters of ``project_id``; how many there were."""
+        waiters = self._waiters.get(project_id, ())
+        for woken in waiters:
+            woken.set()
+        return len(waiters)
+
+    def wake_all(self) -> None:
+        """Wake every waiter: events may have been missed."""
+        for project_id in list(self._waiters):
+            self.wake(project_id)
+
+    def waiting(self) -> int:
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+
+@asynccontextmanager
+async def subscribed(
+    connection: AbstractRobustConnection,
+    channel: AbstractChannel,
+    topology: Topology,
+    wakeups: Wakeups,
+    *,
+    max_length: int = QUEUE_MAX_LENGTH,
+) -> AsyncIterator[str]:
+    """Feed ``project.finished`` events to ``wakeups`` until exit; yields the queue's name."""
+    queue = await declare_replica_queue(
+        channel,
+        topology.wakeups_queue(uuid.uuid4().hex),
+        exchange=topology.events_exchange,
+        binding_keys=[PROJECT_FINISHED],
+        max_length=max_length,
+    )
+
+    async def on_message(incoming: AbstractIncomingMessage) -> None:
+        try:
+            event = parse_event(incoming.type, incoming.body)
+        except ValidationError as exc:
+            log.warning(
+                "wakeup_event_invalid", message_type=incoming.type, errors=exc.error_count()
+            )
+            return
+        if event is not None:
+            wakeups.wake(event.project_id)
+
+    async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
+        wakeups.wake_all()
+
+    # No acknowledgements: an event here is only a hint to read MongoDB, and waking is
+    # a dictionary lookup, so nothing piles up in this process.
+    tag = await queue.consume(on_message, no_ack=True)
+    connection.reconnect_callbacks.add(on_reconnect)
+    try:
+        yield queue.name
+    finally:
+        connection.reconnect_callbacks.discard(on_reconnect)
+        # A channel lost meanwhile took the queue with it (exclusive): nothing to cancel.
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+            await queue.cancel(tag)

@@ -1,0 +1,29 @@
+"""Fixtures of the worker tests: a ``world`` built from the test module's ``settings``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from reelflow_common.settings import LeaseSettings, TopologySettings
+from reelflow_common.store import ProjectStore
+from reelflow_runware_sim.testing import RunningSimulator
+from tests.integration.worker_helpers import World, open_world
+
+
+@pytest.fixture
+async def world(
+    amqp_connection: AbstractRobustConnection,
+    mongo_db: Any,
+    settings: TopologySettings,
+    runware_sim: RunningSimulator,
+) -> AsyncIterator[World]:
+    """The broker, database and simulator of the test, for the module's worker ``settings``."""
+    assert isinstance(settings, LeaseSettings), "a worker's settings hold its lease"
+    store = ProjectStore(mongo_db, lease_s=settings.lease_s)
+    await store.ensure_indexes()
+    async with open_world(amqp_connection, settings, store, runware_sim) as world:
+        yield world

@@ -1,0 +1,253 @@
+"""The alert rules and the Grafana dashboard in deploy/observability/ hold together.
+
+Their structure is checked against a schema, every PromQL expression is parsed
+(promql-parser, Prometheus' grammar), and every metric and label they name is
+one the services register. ``promtool`` checks the rules too, and runs their
+unit tests, where Debian's ``prometheus`` package provides it (``.ci/run``
+installs it).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import jsonschema
+import promql_parser
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from tests import ROOT
+
+OBSERVABILITY = ROOT / "deploy" / "observability"
+RULES = OBSERVABILITY / "alerts.yaml"
+RULE_TESTS = OBSERVABILITY / "alerts.test.yaml"
+DASHBOARD = OBSERVABILITY / "grafana-dashboard.json"
+
+#: the modules that define the services' metrics (each registers its own at import)
+METRIC_MODULES = (
+    "reelflow_common.metrics",
+    "reelflow_api.middleware",
+    "reelflow_api.telemetry",
+    "reelflow_notifier.metrics",
+)
+
+#: Grafana's interval variable, which Prometheus' grammar does not know
+GRAFANA_VARIABLES = {"$__rate_interval": "5m"}
+
+DURATION = r"^[0-9]+(ms|s|m|h|d|w|y)$"
+RULES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["groups"],
+    "additionalProperties": False,
+    "properties": {
+        "groups": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "rules"],
+                "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1},
+                    "interval": {"type": "string", "pattern": DURATION},
+                    "rules": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {
+                            "type": "object",
+                            "required": ["alert", "expr", "labels", "annotations"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "alert": {"type": "string", "pattern": "^Reelflow[A-Za-z]+$"},
+                                "expr": {"type": "string", "minLength": 1},
+                                "for": {"type": "string", "pattern": DURATION},
+                                "labels": {
+                                    "type": "object",
+                                    "required": ["severity"],
+                                    "properties": {
+                                        "severity": {"enum": ["critical", "warning", "info"]}
+                                    },
+                                },
+                                "annotations": {
+                                    "type": "object",
+                                    "required": ["summary", "description"],
+                                    "additionalProperties": {"type": "string", "minLength": 1},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+DASHBOARD_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["title", "uid", "schemaVersion", "panels", "templating"],
+    "properties": {
+        "uid": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,40}$"},
+        "panels": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["id", "type", "title", "gridPos"],
+                "properties": {
+                    "type": {"enum": ["row", "timeseries", "stat"]},
+                    "gridPos": {
+                        "type": "object",
+                        "required": ["h", "w", "x", "y"],
+                        "properties": {
+                            "w": {"type": "integer", "minimum": 1, "maximum": 24},
+                            "x": {"type": "integer", "minimum": 0, "maximum": 23},
+                        },
+                    },
+                    "targets": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["refId", "expr"],
+                            "properties": {"expr": {"type": "string", "minLength": 1}},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def rules() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(RULES.read_text())
+    return loaded
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def rule_expressions() -> list[tuple[str, str]]:
+    return [(rule["alert"], rule["expr"]) for group in rules()["groups"] for rule in group["rules"]]
+
+
+def dashboard_expressions() -> list[tuple[str, str]]:
+    found = []
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for variable, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(variable, value)
+            found.append((f"{panel['title']} {target['refId']}", expr))
+    return found
+
+
+def exported() -> dict[str, frozenset[str]]:
+    """Every series name the services register, with the label names it may carry.
+
+    From the registry's private name table: it is the only place that names a
+    labelled metric before its first sample.
+    """
+    for module in METRIC_MODULES:
+        importlib.import_module(module)
+    series: dict[str, frozenset[str]] = {}
+    for collector, names in REGISTRY._collector_to_names.items():
+        labels = frozenset(getattr(collector, "_labelnames", ()))
+        for name in names:
+            if name.startswith("reelflow_"):
+                series[name] = labels | {"le"} if name.endswith("_bucket") else labels
+    return series
+
+
+def selectors(node: Any) -> Iterator[Any]:
+    """Every vector selector in a parsed PromQL expression."""
+    if isinstance(node, promql_parser.VectorSelector):
+        yield node
+        return
+    for attribute in ("lhs", "rhs", "expr", "vector_selector", "param"):
+        child = getattr(node, attribute, None)
+        if child is not None:
+            yield from selectors(child)
+    for arg in getattr(node, "args", None) or []:
+        yield from selectors(arg)
+
+
+def test_the_alert_rules_match_the_rule_file_schema() -> None:
+    jsonschema.validate(rules(), RULES_SCHEMA)
+    names = [name for name, _expr in rule_expressions()]
+    assert len(names) == len(set(names)), "alert names repeat"
+
+
+def test_the_alerts_the_issue_asks_for_are_there() -> None:
+    by_name = dict(rule_expressions())
+    for alert, metric in {
+        "ReelflowDeadLetters": "reelflow_dead_letters",
+        "ReelflowClipsStuckPastLease": "reelflow_projects_past_lease",
+        "ReelflowRunwareErrorRate": "reelflow_runware_requests_total",
+        "ReelflowConsumerLag": "reelflow_queue_ready_messages",
+        "ReelflowWebSocketBacklog": "reelflow_ws_backlog_max_events",
+    }.items():
+        assert metric in {s.name for s in selectors(promql_parser.parse(by_name[alert]))}
+
+
+def test_the_dashboard_matches_its_schema() -> None:
+    board = dashboard()
+    jsonschema.validate(board, DASHBOARD_SCHEMA)
+    ids = [panel["id"] for panel in board["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    assert all(panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24 for panel in board["panels"])
+
+
+@pytest.mark.parametrize(
+    ("where", "expr"), rule_expressions() + dashboard_expressions(), ids=lambda value: value[:60]
+)
+def test_every_expression_names_only_metrics_and_labels_the_code_exports(
+    where: str, expr: str
+) -> None:
+    series = exported()
+    parsed = promql_parser.parse(expr)  # raises on a syntax error
+
+    found = list(selectors(parsed))
+    assert found, f"{where}: no metric"
+    for selector in found:
+        assert selector.name in series, f"{where}: {selector.name} is not exported"
+        used = {matcher.name for matcher in selector.matchers.matchers}
+        unknown = used - series[selector.name]
+        assert not unknown, f"{where}: {selector.name} has no label {sorted(unknown)}"
+
+
+def test_an_unknown_metric_would_be_caught() -> None:
+    # The check above is only worth something if a misspelt name fails it.
+    series = exported()
+    misspelt = promql_parser.parse("max(reelflow_dead_letter) > 0")
+
+    assert [s.name for s in selectors(misspelt)] == ["reelflow_dead_letter"]
+    assert "reelflow_dead_letter" not in series
+    assert "reelflow_dead_letters" in series
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (Debian: prometheus)")
+def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
+    assert PROMTOOL is not None
+    checked = subprocess.run(
+        [PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(
+        [PROMTOOL, "test", "rules", str(RULE_TESTS)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=OBSERVABILITY,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
