@@ -33,7 +33,9 @@ class NotifierPlan:
     #: plus 6 x the time the hot watchers would take at the idle ones' rate (a hot watcher's
     #: snapshot is a whole 40-clip project: they were seen to connect 5-7 x slower)
     first_finish_s: float = 10.0
-    spacing_s: float = 1.0
+    #: changes spread over 2 minutes: the hot watchers were seen to connect 5-15 x slower
+    #: than the idle ones, so the first ones may pass before every watcher is there
+    spacing_s: float = 3.0
     #: clients offer permessage-deflate, as browsers do
     deflate: bool = True
     #: handshakes in flight; each costs the notifier a snapshot read from the database
