@@ -294,8 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     slow = replace(base, sim_speedup=plans.polling_speedup, keep=frozenset())
     results: dict[str, Any] = {
         "config": {
-            "command": "python -m reelflow_devtools.bench "
-            + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": " ".join(
+                ["python -m reelflow_devtools.bench", *(sys.argv[1:] if argv is None else argv)]
+            ),
             "scenarios": scenarios,
             "quick": args.quick,
             "cpus": os.cpu_count(),
