@@ -7,7 +7,7 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint format bench sim clean compose-env contracts
+.PHONY: run test test-fast lint format bench chaos sim clean compose-env contracts
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -42,9 +42,15 @@ format: $(VENV)/.synced
 contracts: $(VENV)/.synced
 	$(BIN)/python -m reelflow_devtools.contracts
 
-# make bench ARGS="--scenario throughput,ceiling" (see docs/BENCHMARKS.md)
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--scenario throughput,ceiling".
+# See docs/BENCHMARKS.md.
 bench: $(VENV)/.synced
-	$(BIN)/python -m reelflow_devtools.bench $(ARGS)
+	$(BIN)/python -m reelflow_devtools.bench $(BENCH_ARGS)
+
+# Kills services, its own RabbitMQ node and MongoDB under a faulty Runware; not in `make test`.
+# CHAOS_ARGS passes options, e.g. make chaos CHAOS_ARGS="--clips 200 --duration 120".
+chaos: $(VENV)/.synced
+	$(BIN)/python -m reelflow_devtools.chaos $(CHAOS_ARGS)
 
 # The secrets docker-compose.yml requires, random, in .env (never overwritten).
 compose-env:

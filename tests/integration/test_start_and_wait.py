@@ -267,15 +267,23 @@ async def test_the_api_started_while_rabbitmq_is_down_takes_projects_and_links_u
         assert [m.body["project_id"] for m in await api.drain()] == [later.json()["project_id"]] * 2
 
 
-async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it_comes_back(
+def notifier_settings(
     settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy
-) -> None:
+) -> NotifierSettings:
+    """A notifier's settings, its broker behind the relay."""
     settings: NotifierSettings = settings_for(
         NotifierSettings,
         amqp_url=SecretStr(via(amqp_url, broker.port)),
         http_host="127.0.0.1",
         http_port=0,
     )
+    return settings
+
+
+async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it_comes_back(
+    settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy
+) -> None:
+    settings = notifier_settings(settings_for, amqp_url, broker)
     async with (
         running_notifier(settings, wait_until_ready=False) as notifier,
         httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
@@ -285,3 +293,18 @@ async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it
 
         broker.come_back()
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+
+
+async def test_a_notifier_whose_broker_went_away_still_stops_when_asked(
+    settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy
+) -> None:
+    # Found by make chaos: the fan-out's consumer cancel waited for the broker to
+    # come back, so a notifier told to stop during an outage never stopped.
+    settings = notifier_settings(settings_for, amqp_url, broker)
+    broker.come_back()
+    async with (
+        running_notifier(settings) as notifier,  # stopping it is bounded: it fails past that
+        httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
+    ):
+        broker.go_down()
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})

@@ -119,7 +119,7 @@ class TopologySettings(AmqpSettings):
         description="shortest wait before a check (first rung of the checks' wait-queue ladder)",
     )
     poll_backoff: float = Field(
-        default=1.2, ge=1.0, description="ratio between rungs of the checks' wait-queue ladder"
+        default=1.35, ge=1.0, description="ratio between rungs of the checks' wait-queue ladder"
     )
     poll_max_delay_s: float = Field(
         default=300.0,

@@ -22,6 +22,7 @@ reconnect every connection catches up from the store, for the same reason.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -45,6 +46,8 @@ from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
 
 log = get_logger(__name__)
+#: a stopping notifier gives up cancelling its consumers after this (the broker is away)
+_CANCEL_TIMEOUT_S = 5.0
 
 
 def parse_event(incoming: AbstractIncomingMessage) -> Event | None:
@@ -132,11 +135,17 @@ async def fanout(
         yield queue.name
     finally:
         connection.reconnect_callbacks.discard(on_reconnect)
-        for consumed, tag in consumer_tags:
-            try:
-                await consumed.cancel(tag)
-            except (AMQPError, ChannelInvalidStateError, ConnectionError):
-                log.warning("fanout_cancel_failed", queue=consumed.name)
+        # A robust channel waits for the connection to come back before it cancels:
+        # during an outage a stopping notifier would wait for ever. One bound for all.
+        try:
+            async with asyncio.timeout(_CANCEL_TIMEOUT_S):
+                for consumed, tag in consumer_tags:
+                    try:
+                        await consumed.cancel(tag)
+                    except (AMQPError, ChannelInvalidStateError, ConnectionError):
+                        log.warning("fanout_cancel_failed", queue=consumed.name)
+        except TimeoutError:
+            log.warning("fanout_cancel_timed_out", queue=queue.name)
 
 
 async def _ack(incoming: AbstractIncomingMessage) -> None:

@@ -40,6 +40,25 @@ def _server_command() -> str:
     return found
 
 
+def mongo_command(storage_path: Path | str, port: int) -> list[str]:
+    """The command line of SecantusDB serving ``storage_path`` on ``port``."""
+    return [
+        _server_command(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--storage-path",
+        str(storage_path),
+        "--log-level",
+        "WARNING",
+    ]
+
+
+def mongo_url(port: int) -> str:
+    return f"mongodb://127.0.0.1:{port}/"
+
+
 def wait_until_answering(url: str, *, deadline_s: float, process: subprocess.Popen[bytes]) -> None:
     """Ping until the server answers, the process dies, or the deadline passes."""
     stop_at = time.monotonic() + deadline_s
@@ -86,21 +105,8 @@ def embedded_mongo(
     """Run SecantusDB on ``port`` (a free one if None); yield its MongoDB URL."""
     port = port or free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    process = spawn(
-        [
-            _server_command(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--storage-path",
-            str(storage_path),
-            "--log-level",
-            "WARNING",
-        ],
-        output=log,
-    )
-    url = f"mongodb://127.0.0.1:{port}/"
+    process = spawn(mongo_command(storage_path, port), output=log)
+    url = mongo_url(port)
     try:
         wait_until_answering(url, deadline_s=60, process=process)
         yield url

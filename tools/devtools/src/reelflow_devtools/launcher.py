@@ -67,6 +67,8 @@ class Simulator:
     seed: int | None = None
     #: simulated seconds a videoURL serves after its video is done (Runware's ``ttl``)
     video_url_ttl: float | None = None
+    #: more ``RUNWARE_SIM_*`` variables: fault rates, webhook faults (see its README)
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -211,6 +213,7 @@ class Stack:
         env = {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)}
         if simulator.video_url_ttl is not None:
             env["RUNWARE_SIM_VIDEO_URL_TTL"] = str(simulator.video_url_ttl)
+        env |= simulator.settings
         sim = self.group.start(SIMULATOR, argv, env)
         self.children[SIMULATOR] = sim
         self.sim_url = wait_for_sim_url(sim)

@@ -1,8 +1,15 @@
-"""The local RabbitMQ for ``make run`` and ``make test``: started if installed but stopped."""
+"""RabbitMQ on this machine.
+
+The local broker of ``make run`` and ``make test`` (started if installed but
+stopped), and :class:`OwnNode`, a node of a run's own for runs that kill the
+broker (``make chaos``), so the shared one is never touched.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -10,7 +17,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from reelflow_devtools.processes import StartError
+from reelflow_devtools.embedded_mongo import free_port
+from reelflow_devtools.processes import Child, ProcessGroup, StartError, wait_stopped
 
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost")
@@ -30,6 +38,14 @@ def _server_command() -> str | None:
     if found is None and Path("/usr/sbin/rabbitmq-server").exists():
         found = "/usr/sbin/rabbitmq-server"  # Debian's, outside a normal user's PATH
     return found
+
+
+def _node_command() -> str:
+    """The server script itself: Debian's ``/usr/sbin`` one is a wrapper that switches user."""
+    for candidate in (Path("/usr/lib/rabbitmq/bin/rabbitmq-server"), _server_command()):
+        if candidate is not None and Path(candidate).exists():
+            return str(candidate)
+    raise StartError("rabbitmq-server not found (Debian: sudo apt-get install rabbitmq-server)")
 
 
 def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
@@ -60,3 +76,88 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
             )
         time.sleep(0.5)  # waiting for the broker to listen; bounded by the deadline
     return "started"
+
+
+class OwnNode:
+    """A RabbitMQ node of one run: its own node name, ports and directories, no plugins.
+
+    It reads none of the machine's RabbitMQ configuration (``/etc/rabbitmq``
+    would make it listen on the shared broker's port) and keeps its Erlang
+    cookie in its own ``home``. It runs in the foreground as a child of
+    ``group``, so it can be killed with SIGKILL, as a crashed machine would, and
+    started again on the same ports and data.
+    """
+
+    def __init__(self, group: ProcessGroup, base_dir: Path, *, name: str) -> None:
+        self.group = group
+        self.base_dir = base_dir.resolve()
+        self.node_name = f"{name}@localhost"
+        self.amqp_port = free_port()
+        self.dist_port = free_port()
+        self.child: Child | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
+    def _environment(self) -> dict[str, str]:
+        base = self.base_dir
+        for folder in ("home", "mnesia", "log"):
+            (base / folder).mkdir(parents=True, exist_ok=True)
+        config = base / "rabbitmq.conf"
+        config.write_text(f"listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\nloopback_users = none\n")
+        plugins = base / "enabled_plugins"
+        plugins.write_text("[].\n")  # management and every other plugin off
+        env_file = base / "rabbitmq-env.conf"
+        env_file.write_text("")
+        return {
+            "HOME": str(base / "home"),  # the Erlang cookie
+            # exec the VM in place of the script, keeping -noinput: SIGKILL reaches the node
+            "RUNNING_UNDER_SYSTEMD": "1",
+            "RABBITMQ_NODENAME": self.node_name,
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONF_ENV_FILE": str(env_file),
+            "RABBITMQ_CONFIG_FILE": str(config),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
+            "RABBITMQ_LOGS": "-",
+            "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
+        }
+
+    def start(self, *, deadline_s: float = _START_DEADLINE_S) -> None:
+        """Start the node (again) and wait until it takes connections."""
+        self.spawn()
+        self.wait_listening(deadline_s=deadline_s)
+
+    def spawn(self) -> None:
+        """Start the node (again), without waiting for it."""
+        argv = [_node_command()]
+        env = self._environment()
+        if self.child is None:
+            self.child = self.group.start("rabbitmq", argv, env)
+        else:
+            self.child = self.group.restart(self.child, argv, env)
+
+    def wait_listening(self, *, deadline_s: float = _START_DEADLINE_S) -> None:
+        """Until the node takes connections; StartError if it exits or the deadline passes."""
+        assert self.child is not None, "spawn() first"
+        stop_at = time.monotonic() + deadline_s
+        while not _reachable("127.0.0.1", self.amqp_port):
+            if not self.child.alive():
+                raise StartError(f"RabbitMQ node exited:\n{self.child.log_tail()}")
+            if time.monotonic() > stop_at:
+                raise StartError(f"RabbitMQ node not listening within {deadline_s:.0f} s")
+            time.sleep(0.2)  # waiting for the node to listen; bounded by the deadline
+
+    def kill_hard(self) -> None:
+        """SIGKILL to the node and its helpers (its whole process group)."""
+        if self.child is not None and self.child.alive():
+            os.killpg(self.child.process.pid, signal.SIGKILL)
+            self.child.process.wait()
+
+    def stop(self, timeout_s: float = 30) -> None:
+        if self.child is not None:
+            self.child.terminate()
+            wait_stopped([self.child], timeout_s=timeout_s)

@@ -60,7 +60,7 @@ class Setup:
     #: webhooks: seconds from the finish to Runware's call reaching reelflow
     webhook_delivery_s: float = 0.0
     #: the wait-queue ladder a delay is put on, as the poller does (first, factor); None: exact
-    ladder: tuple[float, float] | None = (1.0, 1.2)
+    ladder: tuple[float, float] | None = (1.0, 1.35)
 
     @property
     def profile(self) -> ClipProfile:

@@ -1,0 +1,1 @@
+"""``make chaos``: reelflow under crashes, outages, faults and forgeries, judged by Runware."""

@@ -1,0 +1,3 @@
+from reelflow_devtools.chaos.main import run_cli
+
+run_cli()
