@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import ConsoleMessage, Error, Page
+from playwright.sync_api import Browser, ConsoleMessage, Error, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,6 +42,20 @@ def require_chromium() -> None:
     if os.environ.get("CI"):
         raise RuntimeError(message + " (.ci/run installs it)")
     pytest.skip(message, allow_module_level=True)
+
+
+@contextmanager
+def chromium() -> Iterator[Browser]:
+    """The system's Chromium under Playwright, closed on exit.
+
+    Start it after any ``asyncio.run`` of the test: Playwright's loop then owns the thread.
+    """
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @dataclass

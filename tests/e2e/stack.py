@@ -29,6 +29,8 @@ SETTINGS = {
     "REELFLOW_RETRY_MAX_DELAY_S": "1.0",
     "REELFLOW_MAX_DELIVERIES": "3",
     "REELFLOW_LEASE_S": str(LEASE_S),
+    # Tenant lanes are not deleted with the topology: unused, the broker removes them.
+    "REELFLOW_LANE_EXPIRES_S": "120",
     "REELFLOW_RECONCILE_INTERVAL_S": "0.5",
     "REELFLOW_RECONCILE_GRACE_S": "0.5",
 }

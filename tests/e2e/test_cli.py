@@ -137,6 +137,22 @@ def test_get_shows_the_cost_and_a_retried_scenes_earlier_task(env: dict[str, str
     assert "timeoutProvider" in earlier
 
 
+def test_usage_shows_what_the_month_cost_by_day(env: dict[str, str]) -> None:
+    project = created(env, "one [sim:latency=10]", "two [sim:latency=10]", title="spend")
+    assert reelflow(env, "watch", project["project_id"]).returncode == 0
+    cost = json.loads(reelflow(env, "get", project["project_id"], "--json").stdout)["cost"]
+
+    report = json.loads(reelflow(env, "usage", "--json").stdout)
+    shown = reelflow(env, "usage")
+
+    assert report["month"]["usd"] == pytest.approx(cost["usd"])
+    assert report["month"]["known_cost_clips"] == 2
+    assert [day["usd"] for day in report["days"]] == [pytest.approx(cost["usd"])]
+    assert shown.returncode == 0, shown.stderr
+    assert f"${cost['usd']:,.2f} over 2 priced clip(s)" in shown.stdout
+    assert "no limits set" in shown.stdout
+
+
 # --- scripts ------------------------------------------------------------------------------
 
 

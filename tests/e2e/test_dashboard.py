@@ -20,11 +20,10 @@ import httpx
 import pytest
 
 from tests.e2e.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     OUTPUT_DIR,
     WEBSOCKET_REFUSED,
     Console,
+    chromium,
     failed_load,
     require_chromium,
 )
@@ -36,7 +35,6 @@ from playwright.sync_api import (  # noqa: E402
     Page,
     WebSocket,
     expect,
-    sync_playwright,
 )
 
 from reelflow_devtools.launcher import Stack  # noqa: E402
@@ -64,12 +62,8 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 @pytest.fixture(scope="module")
 def browser(shared_stack: Stack) -> Iterator[Browser]:
     # After the stack (which starts with asyncio.run): Playwright's loop then owns the thread.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser
 
 
 @dataclass
@@ -508,6 +502,21 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     await eventually_returns(
         finished, "the project finished", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
     )
+
+
+def test_the_projects_page_shows_what_this_month_cost(dashboard: Dashboard) -> None:
+    project_id = dashboard.create("priced [sim:latency=0]", title="spend")
+    run_async(_until_finished(dashboard, project_id))
+    usd = dashboard.status(project_id)["cost"]["usd"]
+    dashboard.open()
+    dashboard.sign_in()
+
+    usage = dashboard.page.locator(".usage")
+
+    expect(usage).to_contain_text("This month (")
+    expect(usage).to_contain_text(f"${usd:.{3 if usd < 0.1 else 2}f}")
+    expect(usage).not_to_contain_text("unknown cost")
+    dashboard.assert_no_console_errors()
 
 
 def test_the_docs_page_runs_under_its_csp_and_calls_the_api_once_authorized(

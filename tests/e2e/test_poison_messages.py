@@ -6,23 +6,27 @@ import aio_pika
 import httpx
 import pytest
 
-from reelflow_common.topology import WORK_QUEUES
+from reelflow_common.topology import STORE_VIDEO, WORK_QUEUES
 from reelflow_devtools.launcher import Stack
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
+
+#: The shared stack keeps no copies (storage off), so no poller consumes poller.store_video;
+#: `make chaos` runs with copies on and checks a poison StoreVideo reaches its DLQ.
+CONSUMED = [work_queue for work_queue in WORK_QUEUES if work_queue != STORE_VIDEO]
 
 
 async def test_malformed_messages_go_to_each_dlq_and_work_continues(shared_stack: Stack) -> None:
     connection = await aio_pika.connect_robust(shared_stack.config.amqp_url)
     async with connection:
         channel = await connection.channel()
-        for work_queue in WORK_QUEUES:
+        for work_queue in CONSUMED:
             await channel.default_exchange.publish(
                 aio_pika.Message(b"{not json", delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                 routing_key=f"{shared_stack.config.amqp_prefix}{work_queue}",
             )
-        for work_queue in WORK_QUEUES:
+        for work_queue in CONSUMED:
             dlq = await channel.get_queue(f"{shared_stack.config.amqp_prefix}{work_queue}.dlq")
 
             async def dead_letter(dlq: aio_pika.abc.AbstractQueue = dlq) -> bytes | None:

@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import expect
 
 from reelflow_devtools.launcher import Stack
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import chromium
 from tests.e2e.stack import e2e_config, started
 from tests.waiting import PROCESS_DEADLINE_S, eventually_returns
 
@@ -83,7 +82,7 @@ def test_every_clip_plays_from_reelflows_storage_after_runwares_links_expired(
         )
     )
 
-    with _browser() as browser:
+    with chromium() as browser:
         context = browser.new_context()
         page = context.new_page()
         page.goto(f"{stack.api_url}/")
@@ -98,14 +97,3 @@ def test_every_clip_plays_from_reelflows_storage_after_runwares_links_expired(
             timeout=PROCESS_DEADLINE_S * 1000,
         )
         context.close()
-
-
-@contextmanager
-def _browser() -> Iterator[Browser]:
-    # Launched after the asyncio.run calls above: Playwright's loop then owns the thread.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()

@@ -1,16 +1,19 @@
-"""Fixtures of the worker tests: a ``world`` built from the test module's ``settings``."""
+"""Fixtures of the integration tests: a ``world`` built from the test module's worker
+``settings``, and an ``api`` with the default settings (a module may define its own)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.settings import LeaseSettings, TopologySettings
 from reelflow_common.store import ProjectStore
 from reelflow_runware_sim.testing import RunningSimulator
+from tests.integration.api_helpers import Api, running_api
 from tests.integration.worker_helpers import World, open_world
 
 
@@ -27,3 +30,12 @@ async def world(
     await store.ensure_indexes()
     async with open_world(amqp_connection, settings, store, runware_sim) as world:
         yield world
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> AsyncIterator[Api]:
+    """The api, served in-process with its default settings, on the test's broker and database."""
+    async with running_api(settings_for(ApiSettings), mongo_db, amqp_connection) as api:
+        yield api

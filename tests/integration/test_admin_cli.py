@@ -147,6 +147,44 @@ def test_key_revoke_makes_the_key_unknown_and_key_list_says_so(
     assert sorted(states.values()) == ["revoked", "valid"]
 
 
+def test_tenant_limits_shows_sets_and_clears_limits_and_keys_carry_them(
+    admin: Run, db: Any, settings: AdminSettings
+) -> None:
+    tenant_id = admin("tenant", "create", "acme")[1].strip()
+    key = admin("key", "create", "--tenant", tenant_id)[1].strip()
+
+    code, out, err = admin(
+        "tenant",
+        "limits",
+        tenant_id,
+        "--max-clips-in-flight",
+        "20",
+        "--allowed-models",
+        "google:3@3,klingai:5@3",
+        "--daily-budget-usd",
+        "12.5",
+    )
+
+    assert code == 0, err
+    shown = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    assert shown["max_clips_in_flight"] == "20"
+    assert shown["allowed_models"] == "google:3@3,klingai:5@3"
+    assert shown["daily_budget_usd"] == "12.5"
+    assert shown["monthly_budget_usd"] == "unlimited"
+    # The key issued before carries them: the API reads limits with the key, no other read.
+    assert db["api_keys"].find_one({"tenant_id": tenant_id})["limits"]["daily_budget_usd"] == 12.5
+
+    code, out, _ = admin("tenant", "limits", tenant_id, "--daily-budget-usd", "none")
+    assert code == 0
+    shown = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    assert shown["daily_budget_usd"] == "unlimited"
+    assert shown["max_clips_in_flight"] == "20"
+    assert tenant_of(settings, key) == tenant_id
+    assert admin("tenant", "limits", "no-such-tenant")[0] == 1
+    with pytest.raises(SystemExit):
+        admin("tenant", "limits", tenant_id, "--max-clips-in-flight", "many")
+
+
 def test_unknown_tenants_keys_and_durations_are_refused(admin: Run, db: Any) -> None:
     code, _, err = admin("key", "create", "--tenant", "no-such-tenant")
     assert code == 1

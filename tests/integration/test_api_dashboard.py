@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,14 +12,6 @@ from reelflow_api.settings import Settings
 from tests.integration.api_helpers import Api, running_api
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def api(
-    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
-) -> AsyncIterator[Api]:
-    async with running_api(settings_for(Settings), mongo_db, amqp_connection) as api:
-        yield api
 
 
 async def test_config_says_where_the_notifier_is_and_what_a_project_may_hold(api: Api) -> None:

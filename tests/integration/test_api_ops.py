@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,14 +22,6 @@ from tests.relay import TcpProxy
 from tests.waiting import eventually_matches
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def api(
-    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
-) -> AsyncIterator[Api]:
-    async with running_api(settings_for(Settings), mongo_db, amqp_connection) as api:
-        yield api
 
 
 async def answer(call: Callable[[], Awaitable[httpx.Response]], status: int) -> httpx.Response:

@@ -25,14 +25,6 @@ from tests.waiting import DEADLINE_S, eventually
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def api(
-    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
-) -> AsyncIterator[Api]:
-    async with running_api(settings_for(Settings), mongo_db, amqp_connection) as api:
-        yield api
-
-
 # --- headers -------------------------------------------------------------------------
 
 

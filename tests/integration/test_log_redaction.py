@@ -34,7 +34,7 @@ class _Server(uvicorn.Server):
         yield  # pytest owns the process's signal handlers
 
 
-async def test_the_webhook_secret_is_in_no_log_line(
+async def test_the_webhook_secret_and_a_video_signature_are_in_no_log_line(
     settings_for: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings: Settings = settings_for(
@@ -59,16 +59,20 @@ async def test_the_webhook_secret_is_in_no_log_line(
                 f"/v1/webhooks/runware/{CANARY}", params={"project_id": "p-1"}, json=body
             )
             probe = await http.post(f"/v1/webhooks/runware/{CANARY}x", params={"project_id": "p"})
+            video = await http.get(
+                "/v1/videos/videos/p/0/t.mp4", params={"expires": 1, "signature": CANARY}
+            )
     finally:
         server.should_exit = True
         await asyncio.wait_for(serving, DEADLINE_S)
         sock.close()
 
-    assert (hint.status_code, probe.status_code) == (202, 404)
+    assert (hint.status_code, probe.status_code, video.status_code) == (202, 404, 404)
     logged = capsys.readouterr().err
     access = [line for line in logged.splitlines() if "/v1/webhooks/runware/" in line]
     assert len(access) >= 2  # the access log did log both deliveries
     assert all("/v1/webhooks/runware/***" in line for line in access)
+    assert any("/v1/videos/" in line and "signature=***" in line for line in logged.splitlines())
     assert CANARY not in logged
 
 

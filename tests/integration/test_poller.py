@@ -34,6 +34,7 @@ from reelflow_submitter.service import video_request
 from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
+    CompletionsSeen,
     World,
     died_in,
     running,
@@ -84,8 +85,16 @@ def check(world: World, settings: Settings) -> CheckHandler:
 
 
 @pytest.fixture
-def hint(world: World) -> HintHandler:
-    return HintHandler(ClipRecorder(world.projects, world.publisher), world.runware)
+def completions(settings: Settings) -> CompletionsSeen:
+    planner = CompletionsSeen.from_settings(settings)
+    assert isinstance(planner, CompletionsSeen)
+    return planner
+
+
+@pytest.fixture
+def hint(world: World, completions: CompletionsSeen) -> HintHandler:
+    recorder = ClipRecorder(world.projects, world.publisher)
+    return HintHandler(recorder, world.runware, planner=completions)
 
 
 def polls(stats: dict[str, Any]) -> int:
@@ -418,19 +427,25 @@ async def test_many_clips_finishing_at_once_finish_the_project_exactly_once(
 
 
 async def test_a_hint_for_a_finished_task_records_what_runware_says(
-    world: World, hint: HintHandler
+    world: World, hint: HintHandler, completions: CompletionsSeen
 ) -> None:
     project = await world.processing(await world.new_project("a fox"))
     task_uuid = project.clips[0].task_uuid
     await world.until_finished_at_runware(task_uuid)
 
     await hint(CheckHintedTasks(project_id=project.id, scene_index=0, task_uuids=[task_uuid]))
+    await hint(CheckHintedTasks(project_id=project.id, scene_index=0, task_uuids=[task_uuid]))
 
     clip = (await world.project(project.id)).clips[0]
     truth = await world.sim.task(task_uuid)
     assert clip.status is ClipStatus.SUCCESS
     assert clip.video_uuid == truth["video_uuids"][0]
-    assert polls(await world.sim.stats()) == 1
+    assert polls(await world.sim.stats()) == 2
+    # The planner learns the completion once (the second hint is a duplicate), exactly then.
+    assert clip.submitted_at is not None
+    assert clip.completed_at is not None
+    elapsed_s = (clip.completed_at - clip.submitted_at).total_seconds()
+    assert completions.seen == [(project.model, elapsed_s, None)]
 
 
 async def test_a_hint_for_a_task_still_processing_records_nothing(

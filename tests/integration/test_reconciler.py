@@ -31,6 +31,7 @@ from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
+    CompletionsSeen,
     World,
     running,
     runware_settings,
@@ -62,7 +63,11 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
 
 
 def reconciler(
-    world: World, settings: Settings, projects: ProjectStore | None = None
+    world: World,
+    settings: Settings,
+    projects: ProjectStore | None = None,
+    *,
+    planner: FixedLadderPlanner | None = None,
 ) -> Reconciler:
     projects = projects or world.projects
     return Reconciler(
@@ -71,7 +76,7 @@ def reconciler(
         world.publisher,
         ClipRecorder(projects, world.publisher),
         policy=Policy.from_settings(settings),
-        planner=FixedLadderPlanner.from_settings(settings),
+        planner=planner or FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         grace_s=settings.reconcile_grace_s,
         batch_size=settings.reconcile_batch_size,
@@ -119,8 +124,14 @@ async def test_a_clip_whose_chain_was_lost_gets_what_runware_says(
     recorded = {"action": "recorded"}
     before = REGISTRY.get_sample_value("reelflow_clips_reconciled_total", recorded) or 0.0
 
-    assert await reconciler(world, settings).run_once() == 1
+    completions = CompletionsSeen.from_settings(settings)
+    assert isinstance(completions, CompletionsSeen)
+    assert await reconciler(world, settings, planner=completions).run_once() == 1
 
+    # The planner learns the completion: some time between the submission and now.
+    ((model, elapsed_s, since_s),) = completions.seen
+    assert (model, since_s) == (project.model, 0.0)
+    assert elapsed_s > 0
     assert REGISTRY.get_sample_value("reelflow_projects_past_lease") == 1.0
     assert REGISTRY.get_sample_value("reelflow_clips_reconciled_total", recorded) == before + 1
     after = await world.project(project.id)

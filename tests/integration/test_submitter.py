@@ -17,10 +17,11 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from reelflow_common.domain import ClipStatus, ProjectStatus
+from reelflow_common.accounting import TenantLimits
+from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.store import Project
+from reelflow_common.store import NewProject, Project, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
@@ -400,9 +401,10 @@ async def test_main_stops_within_the_drain_timeout_and_leaves_the_message_queued
             await eventually(lambda: runware.connections > 0, "submit in flight")
         assert task.exception() is None
 
-    # Cancelled in flight, never acknowledged: the broker has it for the next submitter.
+    # Cancelled in flight, never acknowledged: the broker has it for the next submitter,
+    # in the tenant's lane the sorter had moved it to.
     async def back_in_queue() -> bool:
-        return await world.ready_count(world.topology.queue(SUBMIT_CLIP)) == 1
+        return await world.ready_count(world.topology.lane_queue(world.tenant_id)) == 1
 
     await eventually(back_in_queue, "the message back in the queue")
     assert (await world.sim.stats())["requests"] == 0
@@ -470,3 +472,53 @@ def _via(mongo_url: str, port: int) -> str:
     netloc = f"{credentials}@127.0.0.1:{port}" if credentials else f"127.0.0.1:{port}"
     query = "&".join(q for q in (parts.query, "directConnection=true") if q)
     return urlunsplit((parts.scheme, netloc, parts.path or "/", query, ""))
+
+
+# --- budgets ----------------------------------------------------------------------------
+
+
+async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runware_sees_them(
+    world: World, settings: Settings, runware_sim: RunningSimulator
+) -> None:
+    # The budget is read before every submit here (no time between reads).
+    handler = submit_handler(world, settings.model_copy(update={"budget_check_ttl_s": 0}))
+    limits = TenantLimits(daily_budget_usd=1.0)
+    now = utcnow()
+    reserved = await world.projects.ledgers.reserve(
+        world.tenant_id, limits, clips=3, usd=0.75, now=now
+    )
+    assert reserved is not None
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="On a budget",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt=f"scene {i}", duration=4) for i in range(3)],
+        charges=reserved.split([0.25, 0.25, 0.25]),
+    )
+    created = (await world.projects.create(new)).project
+    project = await world.project(created.id)
+    await handler(submit_of(world, project, 0))
+    # The first clip cost far more than its estimate: $0.90 + $0.50 reserved > $1.00.
+    first = project.clips[0].task_uuid
+    await world.projects.record(
+        project.id, 0, first, TaskSucceeded(video_url="https://cdn.test/0.mp4", cost=0.9)
+    )
+
+    await handler(submit_of(world, project, 1))
+    await handler(submit_of(world, project, 2))
+
+    after = await world.project(project.id)
+    assert [clip.status for clip in after.clips] == ["success", "failed", "failed"]
+    for clip in after.clips[1:]:
+        assert clip.error is not None
+        assert clip.error["code"] == "budgetExceeded"
+        assert "daily budget" in clip.error["message"]
+        assert "resets at" in clip.error["message"]
+    # Ground truth: Runware never got the stopped clips, so nothing was spent on them.
+    submitted = {task["task_uuid"] for task in await runware_sim.tasks()}
+    assert first in submitted
+    assert not submitted & {clip.task_uuid for clip in after.clips[1:]}
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(now.strftime("%Y-%m-%d")) == pytest.approx(0.9)
+    assert after.status is ProjectStatus.PARTIAL

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,9 @@ from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import ClipStored, ClipUpdated, StoreVideo
 from reelflow_common.storage import LocalStorage, VideoCopier
 from reelflow_common.store import ClipState, ProjectStore, TaskSucceeded
+from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO
+from reelflow_common.tracking.copysweep import CopySweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.main import main
 from reelflow_poller.settings import Settings
@@ -309,3 +312,35 @@ async def test_an_expired_link_is_given_up_on_at_once_with_a_clear_error(
     assert clip.asset.error["code"] == "providerLinkExpired"
     assert clip.asset.attempts == 1
     assert cdn.requests == 1
+
+
+# --- the copy sweep: a success whose StoreVideo was lost -------------------------------------
+
+
+def sweep(world: World, *, later_s: float = 0.0) -> CopySweep:
+    """A sweep that waits an hour, run as if ``later_s`` had passed."""
+    return CopySweep(
+        world.projects,
+        world.publisher,
+        clock=lambda: utcnow() + timedelta(seconds=later_s),
+        after_s=HOUR,
+        batch_size=10,
+    )
+
+
+async def test_a_success_whose_copy_was_lost_is_sent_again_once_by_one_sweep(
+    world: World, storage_dir: Path
+) -> None:
+    project_id, task_uuid = await _succeeded_clip(world)  # its StoreVideo never sent
+    assert await sweep(world).run_once() == 0  # too young: its own copy may be running
+    replicas = [sweep(world, later_s=2 * HOUR), sweep(world, later_s=2 * HOUR)]
+    assert sum(await asyncio.gather(*(r.run_once() for r in replicas))) == 1
+    (command,) = world.publisher.sent_to(STORE_VIDEO)
+    assert (command.project_id, command.task_uuid) == (project_id, task_uuid)
+
+    async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, FlakyCdn(0))):
+        await stored_clip(world, project_id)
+    later = sweep(world, later_s=4 * HOUR)  # the claim's mark is an hour old then
+    assert await later.run_once() == 0  # stored: the mark goes
+    assert await world.projects.copies_due(before=utcnow() + timedelta(days=1), limit=10) == []
+    assert len(world.publisher.sent_to(STORE_VIDEO)) == 1

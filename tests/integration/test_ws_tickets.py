@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.domain import ClipRequest
 from reelflow_common.logging import configure_logging
 from reelflow_common.settings import LogSettings
@@ -18,7 +17,7 @@ from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.auth import Credential
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.settings import Settings as NotifierSettings
-from tests.integration.api_helpers import Api, assert_problem, running_api
+from tests.integration.api_helpers import Api, assert_problem
 from tests.integration.notifier_helpers import (
     RunningNotifier,
     client,
@@ -28,14 +27,6 @@ from tests.integration.notifier_helpers import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def api(
-    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
-) -> AsyncIterator[Api]:
-    async with running_api(settings_for(ApiSettings), mongo_db, amqp_connection) as api:
-        yield api
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from reelflow_common.broker import Publisher, amqp_channel, consume
 from reelflow_common.commands import check_command, submit_command
 from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import CheckClip, ClipUpdated, Event, Message, SubmitClip, parse_event
+from reelflow_common.polling import ClipProfile, FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings, TopologySettings
 from reelflow_common.store import NewProject, Project, ProjectStore
@@ -269,6 +270,20 @@ async def open_world(
 
 
 @asynccontextmanager
+async def world_in(
+    connection: AbstractRobustConnection,
+    mongo_db: Any,
+    settings: TopologySettings,
+    sim: RunningSimulator,
+) -> AsyncIterator[World]:
+    """A world on the test's own database (indexes ensured) and topology."""
+    store = ProjectStore(mongo_db)
+    await store.ensure_indexes()
+    async with open_world(connection, settings, store, sim) as world:
+        yield world
+
+
+@asynccontextmanager
 async def running(coro: Awaitable[None], stop: asyncio.Event) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``coro`` (a consume loop or a main) in a task; stop it on exit, within the deadline."""
     task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -283,3 +298,20 @@ async def running(coro: Awaitable[None], stop: asyncio.Event) -> AsyncIterator[a
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+
+@dataclass(frozen=True)
+class CompletionsSeen(FixedLadderPlanner):
+    """The fixed ladder, remembering each completion it was told: (model, elapsed_s, since_s)."""
+
+    seen: list[tuple[str, float, float | None]] = field(default_factory=list)
+
+    def observe_completion(
+        self,
+        profile: ClipProfile,
+        *,
+        elapsed_s: float,
+        since_s: float | None = None,
+        since_progress: int | None = None,
+    ) -> None:
+        self.seen.append((profile.model, elapsed_s, since_s))

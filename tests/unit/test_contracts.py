@@ -32,6 +32,7 @@ from reelflow_devtools.contracts import (
     CLOSE_CODES,
     COMMANDS,
     EVENTS,
+    SIGNALS,
     asyncapi_document,
     generated,
     openapi_document,
@@ -64,6 +65,7 @@ def test_the_asyncapi_document_has_every_message_type() -> None:
     concrete = {cls for cls in _all_subclasses(Message) if "message_type" in cls.__dict__}
 
     documented = {model for model, _, _ in COMMANDS.values()} | set(EVENTS.values())
+    documented |= set(SIGNALS.values())
     assert documented == concrete
     assert set(EVENTS) == set(EVENT_TYPES)
     assert set(COMMANDS) == set(topology.WORK_QUEUES)

@@ -19,6 +19,10 @@ from reelflow_common.redact import redact, redact_event
             '"WebSocket /v1/ws/projects/p?after_seq=3&token=***" [accepted]',
         ),
         ("https://x/v1/webhooks/runware/s3cret", "https://x/v1/webhooks/runware/***"),
+        (
+            '"GET /v1/videos/videos/p/0/t.mp4?expires=9&signature=ab12 HTTP/1.1" 200',
+            '"GET /v1/videos/videos/p/0/t.mp4?expires=9&signature=*** HTTP/1.1" 200',
+        ),
         ("nothing to hide", "nothing to hide"),
     ],
 )

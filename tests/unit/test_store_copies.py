@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from reelflow_common.messages import ClipStored, ClipUpdated, ProjectFinished
+from reelflow_common.broker import Publisher
+from reelflow_common.messages import ClipStored, ClipUpdated, Message, ProjectFinished
+from reelflow_common.store import Change, ProjectStore, TaskSucceeded
 from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import project_from_document
 from reelflow_common.store.eventlog import about_scene, materialize
-from reelflow_common.tracking.recorder import copies_due
+from reelflow_common.tracking.recorder import ClipRecorder, copies_due
 from tests.unit.mongo_like import matches
 from tests.unit.test_store_transitions import (
     BROKEN,
@@ -123,3 +125,39 @@ def test_a_success_calls_for_a_copy_unless_the_log_shows_it_stored() -> None:
     )
     after = step(doc, stored())
     assert copies_due("p1", about_scene(materialize(head(after), after["events"]), 0)) == []
+
+
+class _Recorded(ProjectStore):
+    """A store whose ``record`` answers a given change."""
+
+    def __init__(self, change: Change) -> None:  # no database
+        self.change = change
+
+    async def record(self, *_args: Any, **_kwargs: Any) -> Change:
+        return self.change
+
+
+class _Sent(Publisher):
+    """A publisher that keeps what it was given."""
+
+    def __init__(self) -> None:  # no broker
+        self.sent: list[tuple[str, Message]] = []
+
+    async def send(
+        self, work_queue: str, message: Message, *, delay_s: float | None = None
+    ) -> None:
+        self.sent.append((work_queue, message))
+
+    async def publish_event(self, event: Message) -> None:
+        pass
+
+
+async def test_only_the_writer_that_applied_the_success_sends_its_copy() -> None:
+    doc = finished_project()
+    events = materialize(head(doc), doc["events"])
+    success = TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.1)
+    for applied, copies in ((True, 1), (False, 0)):
+        publisher = _Sent()
+        recorder = ClipRecorder(_Recorded(Change(applied, events)), publisher, copies=True)
+        await recorder.record("p1", 0, "t0", success)
+        assert len(publisher.sent) == copies, f"applied={applied}"

@@ -5,14 +5,26 @@ Runware's side is an ``httpx.MockTransport``; the storage a local directory.
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import threading
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import pytest
+from botocore.exceptions import NoCredentialsError
 
 from reelflow_common.storage import CopyFailed, LocalStorage, VideoCopier, check_mp4_head
+from reelflow_common.storage.base import StorageError
+from reelflow_common.storage.copy import MAX_REDIRECTS
+from reelflow_common.storage.s3 import S3Storage
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+from tests.waiting import DEADLINE_S
 
 SAMPLE = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
 URL = "https://cdn.example/video/v.mp4"
@@ -20,10 +32,14 @@ KEY = "videos/p/0/t.mp4"
 
 
 def _copier(
-    tmp_path: Path, answer: Callable[[httpx.Request], httpx.Response], *, max_bytes: int = 1 << 20
+    tmp_path: Path,
+    answer: Callable[[httpx.Request], httpx.Response],
+    *,
+    max_bytes: int = 1 << 20,
+    **options: Any,
 ) -> VideoCopier:
     http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    return VideoCopier(http, LocalStorage(tmp_path), max_bytes=max_bytes)
+    return VideoCopier(http, LocalStorage(tmp_path), max_bytes=max_bytes, **options)
 
 
 async def test_a_valid_mp4_is_stored_with_its_size_and_checksum(tmp_path: Path) -> None:
@@ -45,6 +61,33 @@ async def test_an_expired_link_fails_for_good_with_a_clear_code(
         await copier.copy(URL, KEY)
     assert (failed.value.code, failed.value.retryable) == ("providerLinkExpired", False)
     assert "expired" in str(failed.value)
+    assert not (tmp_path / KEY).exists()
+
+
+@pytest.mark.parametrize("status", [403, 404, 410])
+async def test_a_link_not_served_yet_is_tried_again_on_the_first_attempts(
+    tmp_path: Path, status: int
+) -> None:
+    copier = _copier(tmp_path, lambda _: httpx.Response(status, text="gone"), gone_retries=2)
+    for attempt, retryable in ((1, True), (2, True), (3, False)):
+        with pytest.raises(CopyFailed) as failed:
+            await copier.copy(URL, KEY, attempt=attempt)
+        assert (failed.value.code, failed.value.retryable) == ("providerLinkExpired", retryable)
+
+
+async def test_a_copy_that_trickles_past_its_deadline_is_worth_another_try(
+    tmp_path: Path,
+) -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        yield SAMPLE[:8]
+        while True:  # a byte now and then: no socket timeout ever fires
+            await asyncio.sleep(0.01)
+            yield b"\x00"
+
+    copier = _copier(tmp_path, lambda _: httpx.Response(200, content=trickle()), timeout_s=0.2)
+    with pytest.raises(CopyFailed) as failed:
+        await asyncio.wait_for(copier.copy(URL, KEY), DEADLINE_S)
+    assert (failed.value.code, failed.value.retryable) == ("copyTimedOut", True)
     assert not (tmp_path / KEY).exists()
 
 
@@ -109,3 +152,75 @@ def test_the_mp4_signature_is_the_ftyp_box() -> None:
 def test_local_storage_never_leaves_its_directory(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         LocalStorage(tmp_path).path("../etc/passwd")
+
+
+async def test_two_puts_of_one_key_at_once_both_land_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both writes finish their temporary file before either renames it: the worst overlap.
+    both_written = threading.Barrier(2, timeout=10)
+    copyfile = shutil.copyfile
+
+    def copy_then_wait(source: Path, target: Path) -> None:
+        copyfile(source, target)
+        both_written.wait()
+
+    monkeypatch.setattr(shutil, "copyfile", copy_then_wait)
+    storage = LocalStorage(tmp_path / "store")
+    first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+    first.write_bytes(SAMPLE)
+    second.write_bytes(SAMPLE[:-1])
+    await asyncio.gather(storage.put(KEY, first), storage.put(KEY, second))
+    assert storage.path(KEY).read_bytes() in (SAMPLE, SAMPLE[:-1])
+    assert [p.name for p in storage.path(KEY).parent.iterdir()] == ["t.mp4"]
+
+
+def _redirects(*hops: str) -> Callable[[httpx.Request], httpx.Response]:
+    """A CDN that sends URL ``i`` on to ``hops[i]`` (absolute), then answers the video."""
+    chain = [URL, *hops]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        at = chain.index(str(request.url))
+        if at + 1 < len(chain):
+            return httpx.Response(302, headers={"location": chain[at + 1]})
+        return httpx.Response(200, content=SAMPLE)
+
+    return answer
+
+
+async def test_a_video_is_fetched_only_from_allowed_hosts_and_redirects(tmp_path: Path) -> None:
+    allowed: dict[str, Any] = {"allowed_hosts": ["example", "runware.ai"]}
+    ok = _copier(tmp_path, _redirects("https://im.runware.ai/v.mp4"), **allowed)
+    assert (await ok.copy(URL, KEY)).size_bytes == len(SAMPLE)
+    for hops in (
+        ["http://169.254.169.254/latest/meta-data"],
+        ["https://im.runware.ai/a", "https://evilrunware.ai/v.mp4"],
+        ["file:///etc/passwd"],
+    ):
+        copier = _copier(tmp_path / "refused", _redirects(*hops), **allowed)
+        with pytest.raises(CopyFailed) as failed:
+            await copier.copy(URL, KEY)
+        assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False), hops
+    with pytest.raises(CopyFailed) as failed:
+        await _copier(tmp_path, _redirects(), **allowed).copy("ftp://im.runware.ai/v.mp4", KEY)
+    assert failed.value.code == "urlNotAllowed"
+    assert not (tmp_path / "refused").exists()
+
+
+async def test_redirects_are_followed_a_bounded_number_of_times(tmp_path: Path) -> None:
+    hops = [f"https://cdn.example/{i}" for i in range(MAX_REDIRECTS)]
+    assert (await _copier(tmp_path, _redirects(*hops)).copy(URL, KEY)).size_bytes == len(SAMPLE)
+    looping = _copier(tmp_path, _redirects(*hops, "https://cdn.example/one-more"))
+    with pytest.raises(CopyFailed) as failed:
+        await looping.copy(URL, KEY)
+    assert failed.value.code == "tooManyRedirects"
+
+
+async def test_a_bucket_url_that_cannot_be_presigned_is_a_storage_error() -> None:
+    class NoCredentials:
+        async def generate_presigned_url(self, *_args: Any, **_kwargs: Any) -> str:
+            raise NoCredentialsError()
+
+    storage = S3Storage(cast("S3Client", NoCredentials()), "bucket", presign_ttl_s=60)
+    with pytest.raises(StorageError, match="presign"):
+        await storage.delivery(KEY)

@@ -50,21 +50,32 @@ def test_a_url_for_another_key_another_expiry_or_another_secret_is_refused() -> 
     assert other.check(KEY, expires=expires, signature=signature) is False
 
 
+def test_a_signature_with_non_ascii_characters_is_refused_not_an_error() -> None:
+    links = VideoLinks(b"secret", ttl_s=3600, clock=Clock())
+    _key, expires, _signature = _parts(links.url(KEY))
+    assert links.check(KEY, expires=expires, signature="\u00e9") is False
+    assert links.check(KEY, expires=expires, signature="\u00e9" * 64) is False
+
+
 def test_urls_are_relative_unless_a_public_base_is_set() -> None:
     assert VideoLinks(b"s", ttl_s=60).url(KEY).startswith(f"{VIDEOS_PATH}videos/p1/0/")
     links = VideoLinks(b"s", ttl_s=60, base_url="https://reelflow.example.com/")
     assert links.url(KEY).startswith("https://reelflow.example.com/v1/videos/videos/p1/")
 
 
-def test_links_come_from_the_settings_only_with_a_secret() -> None:
-    assert VideoLinks.from_settings(VideoLinkSettings()) is None
+def test_links_come_from_the_settings_only_with_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REELFLOW_VIDEO_URL_SECRET", "from the environment")
+    assert VideoLinks.from_settings(VideoLinkSettings(video_url_secret=None)) is None
     settings = VideoLinkSettings(video_url_secret=SecretStr("s"), video_url_ttl_s=60)
     assert VideoLinks.from_settings(settings) is not None
 
 
-def test_storage_settings_refuse_a_backend_without_what_it_needs() -> None:
+def test_storage_settings_refuse_a_backend_without_what_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REELFLOW_VIDEO_URL_SECRET", "from the environment")
     with pytest.raises(ValidationError, match="video_url_secret"):
-        StorageSettings(storage_backend="local")
+        StorageSettings(storage_backend="local", video_url_secret=None)
     with pytest.raises(ValidationError, match="s3_bucket"):
         StorageSettings(storage_backend="s3", video_url_secret=SecretStr("s"))
-    assert not StorageSettings().copies_enabled
+    assert not StorageSettings(storage_backend="none").copies_enabled

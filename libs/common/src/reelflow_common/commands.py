@@ -40,6 +40,7 @@ def submit_command(
         model=project.model,
         request=project.requests[scene_index],
         correlation_id=correlation_id or project.correlation_id,
+        charge=clip.charge,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.topology import (
     CLIP_UPDATED,
@@ -105,6 +106,9 @@ class SubmitClip(Message):
     #: set once the submits are over: the error the clip fails with unless Runware turns out
     #: to hold the task; such a message only asks Runware (``getResponse``)
     final_error: dict[str, str] | None = None
+    #: what the clip holds on its tenant's ledger (a tenant with a budget): the submitter
+    #: checks the budget before the first submit
+    charge: Charge | None = None
 
 
 class CheckClip(Message):
@@ -158,6 +162,29 @@ class StoreVideo(Message):
 
 
 # --- events -------------------------------------------------------------------
+
+
+# --- signals between submitter replicas (fanout, per-replica queues, best effort) -------
+
+
+class LaneOpened(Message):
+    """A tenant's submit lane exists: every submitter replica should consume it."""
+
+    message_type: ClassVar[str] = "lane_opened"
+    tenant_id: str
+
+
+class RunwareThrottled(Message):
+    """Runware said 429: no replica submits before ``until`` (the database's clock)."""
+
+    message_type: ClassVar[str] = "runware_throttled"
+    until: datetime
+
+
+SIGNAL_TYPES: dict[str, type[LaneOpened] | type[RunwareThrottled]] = {
+    LaneOpened.message_type: LaneOpened,
+    RunwareThrottled.message_type: RunwareThrottled,
+}
 
 
 class AttemptView(BaseModel):

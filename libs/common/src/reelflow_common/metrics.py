@@ -35,6 +35,17 @@ PUBLISHED_TOTAL = Counter(
     ["kind", "result"],
 )
 
+RUNWARE_THROTTLES = Counter(
+    "reelflow_runware_throttles_total",
+    "Pauses of every submit after a Runware 429: seen here (local) or told by another replica.",
+    ["source"],
+)
+
+SUBMIT_LANES = Gauge(
+    "reelflow_submit_lanes",
+    "Tenant submit lanes this submitter replica consumes.",
+)
+
 QUEUE_READY = Gauge(
     "reelflow_queue_ready_messages",
     "Messages waiting in a work queue for a consumer (the consumer lag), read by every replica"

@@ -1,9 +1,10 @@
 """Secrets that travel in URLs never reach a log line.
 
-Three do: a browser's API key as ``?token=`` on the WebSocket URL, a WebSocket
+Four do: a browser's API key as ``?token=`` on the WebSocket URL, a WebSocket
 ticket as ``?ticket=`` (single-use, but a line logged before it was used would
-still open a socket), and the webhook secret as a path segment of
-``/v1/webhooks/runware/{secret}``. uvicorn logs these
+still open a socket), the ``?signature=`` of a stored video's URL (whoever holds
+it may fetch the video until it expires), and the webhook secret as a path
+segment of ``/v1/webhooks/runware/{secret}``. uvicorn logs these
 URLs (its access log, the WebSocket "[accepted]" lines). :func:`redact_event` is
 one structlog processor in the chain every line goes through, structlog's own
 and the stdlib's (uvicorn, aio-pika, pymongo) alike, so every service that calls
@@ -21,9 +22,10 @@ MASK = "***"
 _URL_SECRETS = (
     re.compile(r"(?<=[?&]token=)[^&\s\"']+"),
     re.compile(r"(?<=[?&]ticket=)[^&\s\"']+"),
+    re.compile(r"(?<=[?&]signature=)[^&\s\"']+"),
     re.compile(r"(?<=/webhooks/runware/)[^/?#\s\"']+"),
 )
-_MARKERS = ("token=", "ticket=", "/webhooks/runware/")
+_MARKERS = ("token=", "ticket=", "signature=", "/webhooks/runware/")
 
 
 def redact(text: str) -> str:

@@ -143,6 +143,14 @@ class TopologySettings(AmqpSettings):
         ge=1,
         description="messages one wait (delay) queue holds; past it retries back off in-process",
     )
+    lane_expires_s: float = Field(
+        default=7 * 86_400,
+        ge=0,
+        description=(
+            "a tenant's submit lane no submitter has consumed for this long is deleted by"
+            " RabbitMQ (x-expires); 0: never"
+        ),
+    )
     copy_initial_delay_s: float = Field(
         default=5.0, gt=0, description="first retry of a video copy that failed"
     )
@@ -330,7 +338,20 @@ class StorageSettings(VideoLinkSettings):
         description="a video larger than this is not copied (the copy fails as videoTooLarge)",
     )
     copy_timeout_s: float = Field(
-        default=300, gt=0, description="one download from Runware and upload to storage"
+        default=300,
+        gt=0,
+        description=(
+            "deadline of one whole copy (download from Runware and upload to storage);"
+            " past it, the copy is tried again"
+        ),
+    )
+    copy_gone_retries: int = Field(
+        default=2,
+        ge=0,
+        description=(
+            "first copies of a video on which a 403/404/410 from Runware's CDN is tried again"
+            " (right after a task ends, the video may not be served yet); later ones give up"
+        ),
     )
     copy_max_attempts: int = Field(
         default=8,
@@ -338,6 +359,21 @@ class StorageSettings(VideoLinkSettings):
         description="copies of one video tried (on the copy ladder) before it is marked failed",
     )
     copy_concurrency: int = Field(default=4, ge=1, description="videos copied at once, per poller")
+    video_copy_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "host suffixes a video may be copied from, the URL and every redirect, as a JSON"
+            ' list, e.g. ["runware.ai"]; empty: any host (the simulator, development)'
+        ),
+    )
+    copy_sweep_after_s: float = Field(
+        default=3600,
+        gt=0,
+        description=(
+            "a success still without a copy (stored or failed) this long after it ended gets its"
+            " StoreVideo again (a lost or dead-lettered command); keep it above the copy ladder"
+        ),
+    )
 
     @field_validator(
         "s3_bucket", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", mode="before"

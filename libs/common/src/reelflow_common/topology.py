@@ -13,6 +13,8 @@ notifier replica (``notifier.fanout.<uuid>``), bound to the event exchange.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,8 @@ _REOPEN_TIMEOUT_S = 10.0
 log = get_logger(__name__)
 
 EVENTS_EXCHANGE = "reelflow.events"
+#: fanout of signals between submitter replicas: lanes opened, Runware throttling
+SUBMITTER_SIGNALS = "reelflow.submitter"
 
 SUBMIT_CLIP = "submitter.submit_clip"
 CHECK_CLIP = "poller.check_clip"
@@ -44,6 +48,12 @@ CLIP_UPDATED = "clip.updated"
 PROJECT_FINISHED = "project.finished"
 CLIP_STORED = "clip.stored"
 EVENT_BINDING_KEYS = ("clip.*", "project.*")
+
+#: per-tenant submit lanes: ``<prefix>submitter.submit_clip.lane.<tenant>``
+SUBMIT_LANE = f"{SUBMIT_CLIP}.lane"
+#: base name of each submitter replica's own signal queue
+SUBMITTER_SIGNAL_QUEUE = "submitter.signals"
+_LANE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 #: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
 NOTIFIER_FANOUT = "notifier.fanout"
@@ -107,6 +117,8 @@ class Topology:
     delivery_limit: int = BACKSTOP_DELIVERY_LIMIT
     work_queue_max_length: int = 100_000
     wait_queue_max_length: int = 100_000
+    #: x-expires of a tenant's submit lane (0: never)
+    lane_expires_ms: int = 0
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:
@@ -124,6 +136,7 @@ class Topology:
             max_deliveries=settings.max_deliveries,
             work_queue_max_length=settings.work_queue_max_length,
             wait_queue_max_length=settings.wait_queue_max_length,
+            lane_expires_ms=round(settings.lane_expires_s * 1000),
         )
 
     @property
@@ -146,6 +159,20 @@ class Topology:
 
     def wait_queue(self, work_queue: str, delay_ms: int) -> str:
         return self.name(f"{work_queue}.wait.{delay_ms}ms")
+
+    @property
+    def submitter_signals(self) -> str:
+        return self.name(SUBMITTER_SIGNALS)
+
+    def lane_queue(self, tenant_id: str) -> str:
+        """A tenant's submit lane (a quorum queue of its own, declared when first needed)."""
+        if not _LANE_NAME.fullmatch(tenant_id):
+            tenant_id = hashlib.sha256(tenant_id.encode()).hexdigest()[:32]
+        return self.name(f"{SUBMIT_LANE}.{tenant_id}")
+
+    def signal_queue(self, replica_id: str) -> str:
+        """A submitter replica's own signal queue (exclusive, auto-delete)."""
+        return self.name(f"{SUBMITTER_SIGNAL_QUEUE}.{replica_id}")
 
     def fanout_queue(self, replica_id: str) -> str:
         """A notifier replica's own event queue (exclusive, auto-delete, classic)."""
@@ -177,25 +204,15 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
     await channel.declare_exchange(
         topology.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
     )
+    await channel.declare_exchange(
+        topology.submitter_signals, aio_pika.ExchangeType.FANOUT, durable=True
+    )
     for work_queue in WORK_QUEUES:
         await _declare_queue(
             channel, topology.dead_letter_queue(work_queue), {"x-queue-type": "quorum"}
         )
         await _declare_queue(
-            channel,
-            topology.queue(work_queue),
-            {
-                "x-queue-type": "quorum",
-                "x-delivery-limit": topology.delivery_limit,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": topology.dead_letter_queue(work_queue),
-                # A message rejected to the DLQ leaves only once the DLQ confirms it.
-                "x-dead-letter-strategy": "at-least-once",
-                # Full: the broker refuses publishes (a PublishError, a 503 at the API)
-                # rather than dropping the oldest message.
-                "x-overflow": "reject-publish",
-                "x-max-length": topology.work_queue_max_length,
-            },
+            channel, topology.queue(work_queue), _work_queue_arguments(topology, work_queue)
         )
         for delay_ms in topology.ladders.get(work_queue, ()):
             await _declare_queue(
@@ -212,6 +229,35 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
                     "x-max-length": topology.wait_queue_max_length,
                 },
             )
+
+
+def _work_queue_arguments(topology: Topology, work_queue: str) -> Arguments:
+    return {
+        "x-queue-type": "quorum",
+        "x-delivery-limit": topology.delivery_limit,
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": topology.dead_letter_queue(work_queue),
+        # A message rejected to the DLQ leaves only once the DLQ confirms it.
+        "x-dead-letter-strategy": "at-least-once",
+        # Full: the broker refuses publishes (a PublishError, a 503 at the API)
+        # rather than dropping the oldest message.
+        "x-overflow": "reject-publish",
+        "x-max-length": topology.work_queue_max_length,
+    }
+
+
+async def declare_lane(channel: AbstractChannel, topology: Topology, tenant_id: str) -> str:
+    """Declare a tenant's submit lane (idempotent) and return its name.
+
+    A work queue like ``submitter.submit_clip`` (its DLQ, its limits), which RabbitMQ
+    deletes once no submitter has used it for ``lane_expires_ms``.
+    """
+    name = topology.lane_queue(tenant_id)
+    arguments = _work_queue_arguments(topology, SUBMIT_CLIP)
+    if topology.lane_expires_ms:
+        arguments["x-expires"] = topology.lane_expires_ms
+    await _declare_queue(channel, name, arguments)
+    return name
 
 
 async def _declare_queue(channel: AbstractChannel, name: str, arguments: Arguments) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -13,12 +14,13 @@ from reelflow_api.deps import AppState
 from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import dashboard, projects, tickets, videos, webhooks
+from reelflow_api.routes import dashboard, projects, tickets, usage, videos, webhooks
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import BodyDeadline
 from reelflow_api.telemetry import CorrelationId, HttpTelemetry
 from reelflow_api.wakeups import Wakeups, subscribed
 from reelflow_api.web import SecurityHeaders, install_cors, install_docs
+from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -79,6 +81,12 @@ def create_app(settings: Settings) -> FastAPI:
                 publisher=publisher,
                 indexes=indexes,
                 tickets=ws_tickets,
+                estimator=CostEstimator(
+                    db,
+                    fallback_usd_per_s=settings.cost_fallback_usd_per_s,
+                    ttl_s=settings.cost_estimate_ttl_s,
+                ),
+                usage=UsageStore(db, projects_store.ledgers),
                 wakeups=wakeups,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
@@ -114,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
+    app.include_router(usage.router)
     app.include_router(videos.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
@@ -147,10 +156,11 @@ async def _link_broker(
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         publisher.attach(channel)
+        queue_name = topology.wakeups_queue(uuid.uuid4().hex)  # once: retries reuse it
         await wait_for(
             "rabbitmq",
             lambda: stack.enter_async_context(
-                subscribed(connection, events_channel, topology, wakeups)
+                subscribed(connection, events_channel, topology, wakeups, queue_name=queue_name)
             ),
         )
         wakeups.wake_all()  # events before the subscription were missed: read once

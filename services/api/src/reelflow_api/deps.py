@@ -12,11 +12,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_api.wakeups import Wakeups
+from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
 from reelflow_common.storage import VideoLinks, VideoStorage
 from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store.auth import Grant
 from reelflow_common.store.tickets import WsTicketStore
 
 
@@ -31,6 +33,8 @@ class AppState:
     indexes: Indexes
     tickets: WsTicketStore
     wakeups: Wakeups
+    estimator: CostEstimator
+    usage: UsageStore
     #: reelflow's copies of the videos; None when they are not kept
     storage: VideoStorage | None = None
     links: VideoLinks | None = None
@@ -68,17 +72,25 @@ _BEARER = HTTPBearer(
 )
 
 
-async def _tenant(
+async def _grant(
     request: Request,
     state: State,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-) -> str:
-    tenant_id = await state.api_keys.tenant_for_key(bearer_key(request))
-    if tenant_id is None:
+) -> Grant:
+    grant = await state.api_keys.cached_grant(bearer_key(request))
+    if grant is None:
         raise Problem(
             401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"}
         )
-    return tenant_id
+    return grant
+
+
+#: the caller's tenant and its limits (read with the key, cached with it)
+TenantGrant = Annotated[Grant, Depends(_grant)]
+
+
+async def _tenant(grant: TenantGrant) -> str:
+    return grant.tenant_id
 
 
 TenantId = Annotated[str, Depends(_tenant)]

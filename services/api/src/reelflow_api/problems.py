@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 
@@ -10,8 +12,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reelflow_common.accounting import LimitExceeded
 from reelflow_common.logging import get_logger
 from reelflow_common.store import IdempotencyConflict, InvalidCursor
+from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.transient import BACKING_SERVICE_ERRORS, is_transient
 
 log = get_logger(__name__)
@@ -48,9 +52,12 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
 
 _MEANINGS = {
     401: "No API key, or an unknown one.",
+    402: "The tenant's spending budget has no room for this; `limit` names it, `resets_at` when.",
+    403: "The tenant's limits do not allow this (model, scenes per project); `limit` names it.",
     404: "No such resource (or it belongs to another tenant).",
     413: "The request body is larger than the API accepts.",
     422: "Invalid request: `errors` names each bad field.",
+    429: "The tenant has too many clips in flight; `limit` names it; retry after `Retry-After`.",
     503: "Too busy, or a backing service is unavailable; retry after `Retry-After` seconds.",
 }
 
@@ -81,6 +88,7 @@ class Problem(StarletteHTTPException):
         *,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(status, detail, headers)
         self.status = status
@@ -88,6 +96,8 @@ class Problem(StarletteHTTPException):
         self.detail = detail
         self.errors = errors
         self.headers = headers
+        #: RFC 9457 extension members: more about this problem, e.g. which limit
+        self.extensions = extensions or {}
 
 
 def problem_response(problem: Problem) -> JSONResponse:
@@ -99,6 +109,7 @@ def problem_response(problem: Problem) -> JSONResponse:
     }
     if problem.errors is not None:
         body["errors"] = problem.errors
+    body |= problem.extensions
     return JSONResponse(
         body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )
@@ -111,6 +122,24 @@ def not_found(what: str = "project") -> Problem:
 def unavailable(detail: str, *, retry_after_s: int = RETRY_AFTER_UNAVAILABLE_S) -> Problem:
     """A 503 that tells the client when to try again."""
     return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_s)})
+
+
+def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
+    """402 for a budget, 429 for clips in flight (both pass), 403 for what waiting cannot fix."""
+    extensions: dict[str, Any] = {"limit": exc.limit.value, "limit_value": exc.value}
+    headers: dict[str, str] = {}
+    if exc.resets_at is not None:
+        extensions["resets_at"] = rfc3339(exc.resets_at)
+        headers["Retry-After"] = str(max(1, math.ceil((exc.resets_at - now).total_seconds())))
+    if exc.retry_after_s is not None:
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if exc.is_budget:
+        status, title = 402, "Budget Exceeded"
+    elif exc.retry_after_s is not None:
+        status, title = 429, "Limit Exceeded"
+    else:
+        status, title = 403, "Not Allowed"
+    return Problem(status, title, exc.detail, headers=headers or None, extensions=extensions)
 
 
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -71,6 +71,17 @@ class Settings(
             " unset: port 8001 on the host the dashboard was loaded from"
         ),
     )
+    cost_fallback_usd_per_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "estimated USD per second of video for a model whose costs were never observed"
+            " (budgets reserve this much until the poller has seen the model's prices)"
+        ),
+    )
+    cost_estimate_ttl_s: float = Field(
+        default=60, ge=0, description="how long the API keeps the observed prices per model"
+    )
     ws_ticket_ttl_s: float = Field(
         default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
     )

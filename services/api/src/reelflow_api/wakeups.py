@@ -1,11 +1,13 @@
 """``?wait=`` without polling: one subscription per api process wakes its local waiters.
 
-Each api replica holds one queue of its own (``<prefix>api.wakeups.<uuid>``,
-see ``reelflow_common.broker.replica``) bound to ``project.finished`` only: the
-one event after which a waiting POST has its answer. A delivery wakes the
-waiters of that project in this process; a waiter then reads its project once.
-No event means no read: waiting costs MongoDB nothing, whatever the number of
-waiters (bounded by ``max_waiters``, see ``middleware.py``).
+Each api replica holds one queue of its own (``<prefix>api.wakeups.<uuid>``, the
+name picked once per process, see ``reelflow_common.broker.replica``) bound to
+``project.finished`` only: the one event after which a waiting POST has its
+answer. A delivery wakes the waiters of that project in this process; a waiter
+then reads its project once. Between events a waiter costs one read of its
+project every ``wait_check_interval_s`` (the safety net below), so MongoDB sees
+about ``waiters / wait_check_interval_s`` reads a second (waiters bounded by
+``max_waiters``, see ``middleware.py``), not one per poll of a client.
 
 An event can still be missed: dropped from a full queue, or published while
 this replica was reconnecting to RabbitMQ. So a waiter also reads its project
@@ -17,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -78,16 +79,14 @@ async def subscribed(
     topology: Topology,
     wakeups: Wakeups,
     *,
+    queue_name: str,
     max_length: int = QUEUE_MAX_LENGTH,
 ) -> AsyncIterator[str]:
-    """Feed ``project.finished`` events to ``wakeups`` until exit; yields the queue's name."""
-    queue = await declare_replica_queue(
-        channel,
-        topology.wakeups_queue(uuid.uuid4().hex),
-        exchange=topology.events_exchange,
-        binding_keys=[PROJECT_FINISHED],
-        max_length=max_length,
-    )
+    """Feed ``project.finished`` events to ``wakeups`` until exit; yields the queue's name.
+
+    ``queue_name`` is picked once by the caller (``topology.wakeups_queue``): a retry
+    after a failure declares the same queue again rather than another one.
+    """
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         try:
@@ -103,9 +102,22 @@ async def subscribed(
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         wakeups.wake_all()
 
-    # No acknowledgements: an event here is only a hint to read MongoDB, and waking is
-    # a dictionary lookup, so nothing piles up in this process.
-    tag = await queue.consume(on_message, no_ack=True)
+    try:
+        queue = await declare_replica_queue(
+            channel,
+            queue_name,
+            exchange=topology.events_exchange,
+            binding_keys=[PROJECT_FINISHED],
+            max_length=max_length,
+        )
+        # No acknowledgements: an event here is only a hint to read MongoDB, and waking
+        # is a dictionary lookup, so nothing piles up in this process.
+        tag = await queue.consume(on_message, no_ack=True)
+    except BaseException:
+        # Half set up (declared, maybe bound): no exclusive queue stays bound behind it.
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+            await channel.queue_delete(queue_name)
+        raise
     connection.reconnect_callbacks.add(on_reconnect)
     try:
         yield queue.name

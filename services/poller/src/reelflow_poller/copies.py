@@ -47,7 +47,7 @@ class StoreHandler:
     async def __call__(self, message: StoreVideo) -> None:
         key = video_key(message.project_id, message.scene_index, message.task_uuid)
         try:
-            copied = await self._copier.copy(message.video_url, key)
+            copied = await self._copier.copy(message.video_url, key, attempt=message.attempt)
         except CopyFailed as failure:
             landed = await self._landed_before(key, failure)
             if landed is None:

@@ -10,8 +10,10 @@ ask Runware now; its body is never recorded.
 Every delay comes from the poll planner. The check whose write records a
 success tells the planner when the task finished: between the chain's last
 check that saw it processing (``seen_processing_at``, with the progress seen
-then) and now. Only the write that applied counts, so a redelivered or
-duplicated check never counts a completion twice.
+then) and now. A hint whose write records a success tells it too: the
+webhook comes as the task ends, so at the recorded completion. Only the write
+that applied counts, so a redelivered or duplicated check or hint never counts a
+completion twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from reelflow_common import leases
+from reelflow_common.accounting import CostBook
 from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
@@ -36,6 +39,7 @@ from reelflow_common.tracking import (
     Watch,
     describe,
     profile_of,
+    profile_of_clip,
     progress_to_store,
     seconds_between,
     terminal_result,
@@ -58,8 +62,10 @@ class CheckHandler:
         clock: Clock,
         lease_s: float,
         progress_step: int = 0,
+        costs: CostBook | None = None,
     ) -> None:
         self._recorder = recorder
+        self._costs = costs
         self._runware = runware
         self._publisher = publisher
         self._policy = policy
@@ -93,6 +99,8 @@ class CheckHandler:
             )
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)
+                if self._costs is not None:  # what budgets estimate the next clips from
+                    self._costs.observe(message.model, message.duration, decision.result.cost)
             return
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
         if running:
@@ -166,9 +174,12 @@ class CheckHandler:
 class HintHandler:
     """A webhook named tasks: ask Runware about each now and record what it says."""
 
-    def __init__(self, recorder: ClipRecorder, runware: RunwareClient) -> None:
+    def __init__(
+        self, recorder: ClipRecorder, runware: RunwareClient, *, planner: PollPlanner
+    ) -> None:
         self._recorder = recorder
         self._runware = runware
+        self._planner = planner
 
     async def __call__(self, message: CheckHintedTasks) -> None:
         outcomes = await self._runware.get_responses(message.task_uuids)
@@ -191,16 +202,32 @@ class HintHandler:
                     if scene_index is None:
                         log.info("hint_for_unknown_task")
                         continue
-                await self._recorder.record(
+                change = await self._recorder.record(
                     message.project_id,
                     scene_index,
                     task_uuid,
                     result,
                     correlation_id=message.correlation_id,
                 )
+                if change.applied and isinstance(result, TaskSucceeded):
+                    await self._observe(message.project_id, scene_index, task_uuid)
         if unanswered:
             # Ask again later (the retry ladder), for a fast result once Runware is back.
             raise TransientError(f"Runware could not say where {len(unanswered)} tasks stand")
+
+    async def _observe(self, project_id: str, scene_index: int, task_uuid: str) -> None:
+        """Runware posts a webhook as its task ends: the completion counts at the time the
+        success was recorded (one read, for the clip's submission and request)."""
+        project = await self._recorder.projects.get(project_id, with_requests=True)
+        clip = None if project is None else project.clip(scene_index)
+        if project is None or clip is None or clip.task_uuid != task_uuid:
+            return
+        if clip.submitted_at is None or clip.completed_at is None:
+            return
+        self._planner.observe_completion(
+            profile_of_clip(project, scene_index),
+            elapsed_s=seconds_between(clip.submitted_at, clip.completed_at),
+        )
 
     async def _scene_of(self, project_id: str, task_uuid: str) -> int | None:
         """The scene a task belongs to (current or earlier attempt): one read, for old URLs."""

@@ -8,7 +8,9 @@ from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 
 import httpx
+from pymongo.errors import PyMongoError
 
+from reelflow_common.accounting import CostBook, CostStats
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
 from reelflow_common.clock import DbClock
@@ -30,6 +32,7 @@ from reelflow_common.topology import (
 )
 from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.copysweep import CopySweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
@@ -105,6 +108,7 @@ async def main(
         recorder = ClipRecorder(projects, publisher, copies=storage is not None)
         policy = Policy.from_settings(settings)
         planner = planning.planner
+        costs = CostStats(db, CostBook())
         checks = CheckHandler(
             recorder,
             checker,
@@ -114,6 +118,7 @@ async def main(
             clock=clock.now,
             lease_s=settings.lease_s,
             progress_step=settings.progress_step,
+            costs=costs.book,
         )
         reconciler = Reconciler(
             projects,
@@ -130,18 +135,35 @@ async def main(
         links = VideoLinks.from_settings(settings)
         if storage is not None and links is not None:
             http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.copy_timeout_s, follow_redirects=True)
+                httpx.AsyncClient(timeout=settings.copy_timeout_s)
             )
             store_channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.copy_concurrency)
             )
             copies = StoreHandler(
                 projects,
-                VideoCopier(http, storage, max_bytes=settings.video_max_bytes),
+                VideoCopier(
+                    http,
+                    storage,
+                    max_bytes=settings.video_max_bytes,
+                    timeout_s=settings.copy_timeout_s,
+                    gone_retries=settings.copy_gone_retries,
+                    allowed_hosts=settings.video_copy_allowed_hosts,
+                ),
                 publisher,
                 links,
                 backoff=topology.backoffs[STORE_VIDEO],
                 max_attempts=settings.copy_max_attempts,
+            )
+            sweep = CopySweep(
+                projects,
+                publisher,
+                clock=clock.now,
+                after_s=settings.copy_sweep_after_s,
+                batch_size=settings.reconcile_batch_size,
+            )
+            copying.append(
+                every(settings.reconcile_interval_s, sweep.run_once, stop=stop, name="copy_sweep")
             )
             copying.append(
                 consume(
@@ -183,7 +205,7 @@ async def main(
                     topology,
                     HINTED_CHECK,
                     CheckHintedTasks,
-                    HintHandler(recorder, runware),
+                    HintHandler(recorder, runware, planner=planner),
                     publisher=publisher,
                     concurrency=settings.poll_concurrency,
                     stop=stop,
@@ -192,6 +214,7 @@ async def main(
                 every(
                     settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"
                 ),
+                every(settings.cost_stats_interval_s, costs.flush, stop=stop, name="cost_stats"),
                 every(
                     DEPTH_INTERVAL_S,
                     lambda: report_dead_letter_depths(
@@ -204,4 +227,8 @@ async def main(
         finally:
             drained.set()
             await stats
+            try:
+                await costs.flush()  # what this replica saw since the last flush
+            except PyMongoError as exc:
+                log.warning("cost_stats_not_flushed", error=repr(exc))
     log.info("poller_stopped")

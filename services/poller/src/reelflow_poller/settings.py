@@ -32,6 +32,11 @@ class Settings(
 ):
     http_port: int = Field(default=8003, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     poll_concurrency: int = Field(default=32, ge=1, description="CheckClip messages in flight")
+    cost_stats_interval_s: float = Field(
+        default=300,
+        gt=0,
+        description="how often the costs this replica saw go to cost_stats (budget estimates)",
+    )
     reconcile_interval_s: float = Field(
         default=10, gt=0, description="how often the reconciler looks for clips whose lease ran out"
     )

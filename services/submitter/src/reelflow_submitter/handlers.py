@@ -19,11 +19,13 @@ from reelflow_common.commands import first_check
 from reelflow_common.domain import ClipStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
-from reelflow_common.messages import SubmitClip
+from reelflow_common.messages import RunwareThrottled, SubmitClip
 from reelflow_common.polling import PollPlanner
-from reelflow_common.runware import RunwareClient, RunwareError, is_task_not_found
+from reelflow_common.runware import ErrorCategory, RunwareClient, RunwareError, is_task_not_found
 from reelflow_common.store import ProjectStore, TaskFailed
+from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, retry_backoff
+from reelflow_submitter.budget import BudgetGate
 from reelflow_submitter.service import (
     GiveUp,
     after_not_found,
@@ -33,8 +35,12 @@ from reelflow_submitter.service import (
     video_request,
 )
 from reelflow_submitter.settings import Settings
+from reelflow_submitter.throttle import RunwareThrottle
 
 log = get_logger(__name__)
+
+#: the error code of a clip its tenant's budget stopped before it was submitted
+BUDGET_EXCEEDED = "budgetExceeded"
 
 
 class SubmitHandler:
@@ -55,6 +61,8 @@ class SubmitHandler:
         planner: PollPlanner,
         clock: Clock,
         rng: random.Random | None = None,
+        throttle: RunwareThrottle | None = None,
+        budgets: BudgetGate | None = None,
     ) -> None:
         self._projects = projects
         self._runware = runware
@@ -63,6 +71,8 @@ class SubmitHandler:
         self._planner = planner
         self._now = clock
         self._rng = rng or random.Random()
+        self._throttle = throttle
+        self._budgets = budgets or BudgetGate(projects.ledgers, ttl_s=settings.budget_check_ttl_s)
         # The SubmitClip ladder: the delays chosen here land on its wait queues.
         self._backoff = retry_backoff(settings)
 
@@ -72,17 +82,57 @@ class SubmitHandler:
         if message.final_error is not None:
             await self._verify(message)
             return
+        if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
+            return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
+        if self._throttle is not None:
+            await self._throttle.wait()
         try:
             result = await self._runware.submit_video(
                 video_request(message, webhook_url=webhook_url)
             )
         except RunwareError as error:
+            if error.category is ErrorCategory.RATE_LIMIT:
+                await self._throttled()
             await self._on_error(message, error)
             return
+        if self._throttle is not None:
+            self._throttle.accepted()
         if result.already_submitted:
             log.info("clip_already_at_runware")
         await self._accepted(message)
+
+    async def _throttled(self) -> None:
+        """Runware said 429: every submit here pauses, and the other replicas are told."""
+        if self._throttle is None:
+            return
+        until = self._throttle.tripped()
+        try:
+            await self._publisher.signal(RunwareThrottled(until=until))
+        except TransientError as exc:
+            log.warning("throttle_signal_failed", error=str(exc))
+
+    async def _over_budget(self, message: SubmitClip) -> bool:
+        """Whether the tenant's budget is spent: then the clip fails before any money is.
+
+        The project's estimate was reserved when it was created; the budget can still
+        run out mid-project when clips cost more than estimated, or an operator lowers
+        it. The clip ends ``failed`` (``budgetExceeded``), its reservation is released,
+        and a retry works once the budget has room again.
+        """
+        assert message.charge is not None
+        now = self._now()
+        exceeded = await self._budgets.exceeded(message.tenant_id, message.charge, now)
+        if exceeded is None:
+            return False
+        resets = (
+            "" if exceeded.resets_at is None else f" It resets at {rfc3339(exceeded.resets_at)}."
+        )
+        await self._fail(
+            message,
+            {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{resets} Retry then."},
+        )
+        return True
 
     async def _accepted(self, message: SubmitClip) -> None:
         change = await self._projects.mark_processing(

@@ -6,6 +6,9 @@ import asyncio
 import socket
 from contextlib import AsyncExitStack
 
+from pymongo.errors import PyMongoError
+
+from reelflow_common.backoff import Backoff
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
 from reelflow_common.clock import DbClock
@@ -16,11 +19,14 @@ from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import shared_planner
 from reelflow_common.runware import RunwareClient
-from reelflow_common.store import ProjectStore
+from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
 from reelflow_common.tracing import configure_tracing
+from reelflow_submitter import signals
 from reelflow_submitter.handlers import SubmitHandler
+from reelflow_submitter.lanes import FairGate, Lanes, LaneSorter
 from reelflow_submitter.settings import Settings
+from reelflow_submitter.throttle import RunwareThrottle
 
 log = get_logger(__name__)
 
@@ -63,8 +69,13 @@ async def main(
             )
             readiness["rabbitmq"] = amqp_ready(connection)
             channel = await stack.enter_async_context(
-                amqp_channel(connection, prefetch=settings.submit_concurrency)
+                amqp_channel(connection, prefetch=settings.sort_concurrency)
             )
+            # consume() sets the prefetch of the channel it is given: one per kind of consumer.
+            lane_channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.tenant_submit_concurrency)
+            )
+            signal_channel = await stack.enter_async_context(amqp_channel(connection))
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
             await indexes.wait(stop=stop)
         except Stopped as stopped:
@@ -72,6 +83,14 @@ async def main(
             return
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
+        throttle = RunwareThrottle(
+            Backoff(
+                first_s=settings.rate_limit_initial_delay_s,
+                cap_s=settings.rate_limit_max_delay_s,
+                jitter=0.2,
+            ),
+            clock.now,
+        )
         handler = SubmitHandler(
             projects,
             runware,
@@ -79,8 +98,20 @@ async def main(
             settings,
             planner=planning.planner,
             clock=clock.now,
+            throttle=throttle,
         )
         await planning.stats.refresh()  # the first checks planned from the shared counts
+        lanes = Lanes(
+            declare_channel=channel,
+            consume_channel=lane_channel,
+            topology=topology,
+            publisher=publisher,
+            handler=FairGate(handler, settings.submit_concurrency),
+            tenant_concurrency=settings.tenant_submit_concurrency,
+            stop=stop,
+            drain_timeout_s=settings.drain_timeout_s,
+        )
+        await _open_known_lanes(lanes, ApiKeyStore(db))
         log.info("submitter_started", runware=settings.runware_base_url)
         await asyncio.gather(
             consume(
@@ -88,11 +119,19 @@ async def main(
                 topology,
                 SUBMIT_CLIP,
                 SubmitClip,
-                handler,
+                LaneSorter(lanes, publisher),
                 publisher=publisher,
-                concurrency=settings.submit_concurrency,
+                concurrency=settings.sort_concurrency,
                 stop=stop,
                 drain_timeout_s=settings.drain_timeout_s,
+            ),
+            lanes.run(),
+            signals.listen(signal_channel, topology, lanes=lanes, throttle=throttle, stop=stop),
+            every(
+                settings.lane_announce_interval_s,
+                lanes.announce_all,
+                stop=stop,
+                name="lane_announcements",
             ),
             every(
                 DEPTH_INTERVAL_S,
@@ -103,3 +142,15 @@ async def main(
             planning.stats.run(stop, settings.poll_stats_interval_s),
         )
     log.info("submitter_stopped")
+
+
+async def _open_known_lanes(lanes: Lanes, tenants: ApiKeyStore) -> None:
+    """The lanes of every tenant there is: after a restart of every replica, none is orphaned."""
+    try:
+        known = await tenants.list_tenants()
+    except PyMongoError as exc:
+        # The periodic announcements of other replicas, and new messages, open them later.
+        log.warning("tenants_not_listed", error=repr(exc))
+        return
+    for tenant in known:
+        await lanes.open(tenant.tenant_id, announce=False)

@@ -29,7 +29,32 @@ class Settings(
     VisibilitySettings,
 ):
     http_port: int = Field(default=8002, ge=0, le=65535, description="/healthz, /readyz, /metrics")
-    submit_concurrency: int = Field(default=16, ge=1, description="SubmitClip messages in flight")
+    submit_concurrency: int = Field(
+        default=16, ge=1, description="SubmitClip messages in flight, all tenants together"
+    )
+    tenant_submit_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="SubmitClip messages of one tenant in flight (per replica), however long"
+        " its backlog: the other tenants' lanes are served meanwhile",
+    )
+    sort_concurrency: int = Field(
+        default=64, ge=1, description="messages moved from the shared queue to lanes at once"
+    )
+    lane_announce_interval_s: float = Field(
+        default=30, gt=0, description="how often a replica tells the others the lanes it serves"
+    )
+    budget_check_ttl_s: float = Field(
+        default=2,
+        ge=0,
+        description="a tenant's budget is read at most this often per replica before submits",
+    )
+    rate_limit_initial_delay_s: float = Field(
+        default=2, gt=0, description="every submit pauses this long after a Runware 429"
+    )
+    rate_limit_max_delay_s: float = Field(
+        default=60, gt=0, description="cap of that pause, doubled after each 429 in a row"
+    )
     submit_max_attempts: int = Field(
         default=20,
         ge=1,

@@ -174,6 +174,22 @@ def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
         render.project_summary(out, project)
 
 
+@_command()
+def usage(
+    month: Annotated[
+        str | None, typer.Option(help="UTC month as YYYY-MM; the current one if omitted.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What you spent per day of a month, and the limits and budgets it counts against."""
+    with _client() as client:
+        report = client.usage(month)
+    if as_json:
+        render.print_json(report)
+    else:
+        render.usage(out, report)
+
+
 @_command(name="download")
 def download_videos(
     project_id: ProjectId,

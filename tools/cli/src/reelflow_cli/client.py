@@ -62,6 +62,9 @@ class Client:
     def cancel(self, project_id: str) -> Json:
         return self._call("POST", f"/v1/projects/{project_id}/cancel")
 
+    def usage(self, month: str | None) -> Json:
+        return self._call("GET", "/v1/usage", params={"month": month} if month else {})
+
     def ws_ticket(self) -> str:
         ticket: str = self._call("POST", "/v1/ws-tickets")["ticket"]
         return ticket
@@ -129,6 +132,9 @@ def _problem(answer: httpx.Response, url: str) -> CliError:
         errors = problem.get("errors") or []
         lines = [_describe(error) for error in errors if isinstance(error, dict)] or [detail]
         return BadArgument("the request was refused:\n  " + "\n  ".join(lines))
+    if problem.get("limit"):  # 402, 403 or 429: one of the tenant's limits
+        resets = f" (resets at {problem['resets_at']})" if problem.get("resets_at") else ""
+        return BadArgument(f"refused by the limit {problem['limit']}: {detail}{resets}")
     if answer.status_code in (429, 503):
         retry = answer.headers.get("retry-after")
         later = f"; try again in {retry} s" if retry else "; try again shortly"

@@ -206,3 +206,41 @@ class JsonLines:
 
     def connection(self, state: str) -> None:
         pass
+
+
+def money(usd: float | None) -> str:
+    return "-" if usd is None else f"${usd:,.2f}"
+
+
+def usage(console: Console, report: Json) -> None:
+    """A month's spend by day, unpriced clips said as such, and the limits it counts against."""
+    month = report["month"]
+    unpriced = month["unknown_cost_clips"]
+    note = f" + {unpriced} clip(s) of unknown cost" if unpriced else ""
+    console.print(
+        f"[bold]{month['period']}[/]  {money(month['usd'])} over"
+        f" {month['known_cost_clips']} priced clip(s){note}, {month['projects']} project(s)",
+        highlight=False,
+    )
+    table = Table("day", "spent", "priced", "unpriced", "projects", box=None, pad_edge=False)
+    for day in report["days"]:
+        table.add_row(
+            day["period"],
+            money(day["usd"]),
+            str(day["known_cost_clips"]),
+            str(day["unknown_cost_clips"]),
+            str(day["projects"]),
+        )
+    if report["days"]:
+        console.print(table)
+    limits = {name: value for name, value in report["limits"].items() if value is not None}
+    if not limits:
+        console.print("no limits set", style="dim")
+        return
+    for name, value in limits.items():
+        shown = ",".join(value) if isinstance(value, list) else str(value)
+        console.print(f"limit {name}: {shown}", highlight=False)
+    if report.get("clips_in_flight") is not None:
+        console.print(f"clips in flight: {report['clips_in_flight']}", highlight=False)
+    for period, usd in sorted(report.get("committed_usd", {}).items()):
+        console.print(f"committed {period}: {money(usd)}", highlight=False)

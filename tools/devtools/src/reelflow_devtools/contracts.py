@@ -33,8 +33,10 @@ from reelflow_common.messages import (
     CheckHintedTasks,
     ClipStored,
     ClipUpdated,
+    LaneOpened,
     Message,
     ProjectFinished,
+    RunwareThrottled,
     StoreVideo,
     SubmitClip,
 )
@@ -80,6 +82,12 @@ EVENTS: dict[str, type[Message]] = {
     topology.CLIP_UPDATED: ClipUpdated,
     topology.PROJECT_FINISHED: ProjectFinished,
     topology.CLIP_STORED: ClipStored,
+}
+
+#: signals between submitter replicas, on their fanout exchange (best effort, no acks)
+SIGNALS: dict[str, type[Message]] = {
+    LaneOpened.message_type: LaneOpened,
+    RunwareThrottled.message_type: RunwareThrottled,
 }
 
 _HEADERS: dict[str, Any] = {
@@ -240,8 +248,10 @@ def asyncapi_document() -> dict[str, Any]:
         "messages": event_messages,
         "bindings": {"amqp": {"ack": True, "bindingVersion": _AMQP_BINDING}},
     }
+    _lanes_and_signals(channels, operations, messages)
     models: list[type[BaseModel]] = [model for model, _, _ in COMMANDS.values()]
     models += list(EVENTS.values())
+    models += list(SIGNALS.values())
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -268,6 +278,78 @@ def asyncapi_document() -> dict[str, Any]:
         "channels": channels,
         "operations": operations,
         "components": {"messages": messages, "schemas": _schemas(models)},
+    }
+
+
+def _lanes_and_signals(
+    channels: dict[str, Any], operations: dict[str, Any], messages: dict[str, Any]
+) -> None:
+    """The submitter's per-tenant lanes and the signals between its replicas."""
+    lane = f"{topology.SUBMIT_LANE}.{{tenant}}"
+    submit_ref = {"$ref": f"#/components/messages/{SubmitClip.__name__}"}
+    channels["submitClipLane"] = {
+        "address": lane,
+        "title": "a tenant's submit lane",
+        "description": (
+            f"A quorum queue per tenant (`<amqp_prefix>{lane}`), with the dead-letter queue"
+            f" and limits of `{topology.SUBMIT_CLIP}` and an `x-expires`. The submitter moves"
+            f" each `SubmitClip` of `{topology.SUBMIT_CLIP}` here (body and headers as they"
+            " are), then serves every lane in turn, a few clips of a tenant at a time."
+        ),
+        "parameters": {"tenant": {"description": "the tenant's id"}},
+        "messages": {SubmitClip.__name__: submit_ref},
+    }
+    lane_message = {"$ref": f"#/channels/submitClipLane/messages/{SubmitClip.__name__}"}
+    for action, summary in (
+        ("send", "Sent by the submitter, sorting the shared queue by tenant."),
+        ("receive", "Consumed by every submitter replica, per-tenant prefetch."),
+    ):
+        operations[f"{action}SubmitClipToLane" if action == "send" else "receiveLaneSubmitClip"] = {
+            "action": action,
+            "channel": {"$ref": "#/channels/submitClipLane"},
+            "summary": summary,
+            "messages": [lane_message],
+        }
+    refs = {}
+    for name, model in SIGNALS.items():
+        messages[model.__name__] = _message(model)
+        refs[model.__name__] = {"$ref": f"#/components/messages/{model.__name__}"}
+        assert name == model.message_type
+    channels["submitterSignals"] = {
+        "address": topology.SUBMITTER_SIGNALS,
+        "title": f"signal exchange {topology.SUBMITTER_SIGNALS}",
+        "description": (
+            f"A durable fanout exchange (`<amqp_prefix>{topology.SUBMITTER_SIGNALS}`); every"
+            f" submitter replica binds its own exclusive queue"
+            f" (`{topology.SUBMITTER_SIGNAL_QUEUE}.<uuid>`) and reads it without acks: a lost"
+            " signal costs time, never a clip."
+        ),
+        "messages": refs,
+        "bindings": {
+            "amqp": {
+                "is": "routingKey",
+                "exchange": {
+                    "name": topology.SUBMITTER_SIGNALS,
+                    "type": "fanout",
+                    "durable": True,
+                    "autoDelete": False,
+                },
+                "bindingVersion": _AMQP_BINDING,
+            }
+        },
+    }
+    signal_refs = [{"$ref": f"#/channels/submitterSignals/messages/{name}"} for name in refs]
+    operations["sendSignal"] = {
+        "action": "send",
+        "channel": {"$ref": "#/channels/submitterSignals"},
+        "summary": "Sent by a submitter replica: a lane it opened, or a Runware 429.",
+        "messages": signal_refs,
+    }
+    operations["receiveSignal"] = {
+        "action": "receive",
+        "channel": {"$ref": "#/channels/submitterSignals"},
+        "summary": "Received by every submitter replica (its own included).",
+        "messages": signal_refs,
     }
 
 

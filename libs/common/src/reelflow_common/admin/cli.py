@@ -3,6 +3,9 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
 
     reelflow-admin tenant create NAME
     reelflow-admin tenant list
+    reelflow-admin tenant limits ID [--max-clips-in-flight N] [--max-scenes-per-project N]
+                                    [--allowed-models M,M] [--daily-budget-usd X]
+                                    [--monthly-budget-usd X]   (``none`` clears one)
     reelflow-admin key create --tenant ID [--label L] [--expires-in 30d]
     reelflow-admin key list --tenant ID
     reelflow-admin key revoke KEY_ID
@@ -30,6 +33,7 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from pymongo.errors import PyMongoError
 
+from reelflow_common.accounting import TenantLimits
 from reelflow_common.admin import assets, dlq
 from reelflow_common.admin.projects import project_state, render_pass, render_project
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
@@ -129,6 +133,66 @@ async def tenant_list(_args: argparse.Namespace, settings: AdminSettings) -> int
     rows = [(t.tenant_id, t.name, rfc3339(t.created_at)) for t in tenants]
     print(_table(("TENANT", "NAME", "CREATED"), rows))
     return 0
+
+
+_LIMIT_OPTIONS: dict[str, Callable[[str], object]] = {
+    "max_clips_in_flight": int,
+    "max_scenes_per_project": int,
+    "allowed_models": lambda text: [m.strip() for m in text.split(",") if m.strip()],
+    "daily_budget_usd": float,
+    "monthly_budget_usd": float,
+}
+
+
+def _limit_value(name: str) -> Callable[[str], object]:
+    parse = _LIMIT_OPTIONS[name]
+
+    def parsed(text: str) -> object:
+        if text.strip().lower() in ("none", "unlimited", ""):
+            return _CLEAR
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a value for {name}") from exc
+
+    return parsed
+
+
+_CLEAR = object()
+
+
+async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """Show a tenant's limits, or change the ones given (the others stay as they are)."""
+    async with mongo_database(settings) as db:
+        keys = ApiKeyStore(db)
+        limits = await keys.limits(args.tenant)
+        changes = {
+            name: getattr(args, name) for name in _LIMIT_OPTIONS if getattr(args, name) is not None
+        }
+        if changes:
+            values = limits.model_dump() | {
+                name: None if value is _CLEAR else value for name, value in changes.items()
+            }
+            limits = TenantLimits.model_validate(values)
+            await keys.set_limits(args.tenant, limits)
+    rows = [
+        (name, "unlimited" if value is None else _shown(value))
+        for name, value in limits.model_dump().items()
+    ]
+    print(_table(("LIMIT", "VALUE"), rows))
+    if changes:
+        _note(
+            "the API applies new limits within REELFLOW_AUTH_CACHE_TTL_S"
+            f" ({AuthSettings.model_fields['auth_cache_ttl_s'].default:g} s by default);"
+            " budgets count UTC days and months"
+        )
+    return 0
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(value) or "(none)"
+    return str(value)
 
 
 async def key_create(args: argparse.Namespace, settings: AdminSettings) -> int:
@@ -365,6 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.set_defaults(command=tenant_create)
     tenant.add_parser("list", help="every tenant").set_defaults(command=tenant_list)
+    limits = tenant.add_parser(
+        "limits",
+        help="show or set a tenant's limits and budgets",
+        description="Without options: the tenant's limits. With options: changes those"
+        " (a value of 'none' removes that limit). Checked before a project is stored:"
+        " 403 for a model or scene count not allowed, 429 for clips in flight, 402 for a"
+        " budget (UTC day / month).",
+    )
+    limits.add_argument("tenant", help="the tenant's id")
+    for name in _LIMIT_OPTIONS:
+        limits.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit_value(name))
+    limits.set_defaults(command=tenant_limits)
 
     key = groups.add_parser("key", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True

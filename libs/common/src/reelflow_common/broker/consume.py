@@ -33,6 +33,7 @@ backstop for a message that crashes its consumer outright (see
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -61,6 +62,7 @@ from reelflow_common.transient import is_transient
 
 M = TypeVar("M", bound=Message)
 
+_DELIVERY: contextvars.ContextVar[AbstractIncomingMessage] = contextvars.ContextVar("delivery")
 _CANCEL_TIMEOUT_S = 5.0
 #: outcomes whose consumer span is marked failed (a retry after an outage is not a failure)
 _FAILED_OUTCOMES = frozenset({"rejected", "failed", "dead_lettered"})
@@ -79,8 +81,13 @@ async def consume(
     concurrency: int,
     stop: asyncio.Event,
     drain_timeout_s: float = 20.0,
+    source: str | None = None,
 ) -> None:
     """Handle messages of ``work_queue`` (unprefixed name) until ``stop`` is set, then drain.
+
+    ``source`` (a full queue name) is consumed instead of the work queue itself, with
+    the work queue's policy: its retries go to the work queue's wait ladder (a
+    tenant's submit lane is consumed so, see ``reelflow_submitter.lanes``).
 
     Up to ``concurrency`` messages are handled at once. After ``stop``, no new
     message is taken; handlers still running get ``drain_timeout_s`` to finish
@@ -102,7 +109,7 @@ async def consume(
             in_flight.discard(task)
 
     await channel.set_qos(prefetch_count=concurrency)
-    queue = await channel.get_queue(topology.queue(work_queue))
+    queue = await channel.get_queue(source or topology.queue(work_queue))
     consumer_tag = await queue.consume(on_message)
     log.info("consumer_started", queue=work_queue, concurrency=concurrency)
     try:
@@ -198,6 +205,7 @@ class _Policy:
             )
 
     async def _settle(self, incoming: AbstractIncomingMessage, headers: HeadersType) -> str:
+        token = _DELIVERY.set(incoming)
         try:
             message = self._parse(incoming)
             await self._handler(message)
@@ -208,6 +216,8 @@ class _Policy:
             if is_transient(exc):
                 return await self._retry(incoming, headers, exc)
             return await self._failed(incoming, headers, exc)
+        finally:
+            _DELIVERY.reset(token)
         return await _act(incoming.ack(), "acked")
 
     def _parse(self, incoming: AbstractIncomingMessage) -> Message:
@@ -273,13 +283,7 @@ class _Policy:
         (the broker redelivers the original) or ``stop`` was set (the original
         goes back when the channel closes). Either way the original stays unsettled.
         """
-        # Broker bookkeeping (x-death, x-delivery-count) describes the old copy; ours carries on.
-        forwarded: dict[str, Any] = {
-            key: value
-            for key, value in headers.items()
-            if not key.startswith("x-") or key.startswith(HEADER_PREFIX)
-        }
-        forwarded |= counters
+        forwarded = forwarded_headers(headers) | counters
         routing_key = self._topology.wait_queue(self._queue, delay_ms)
         attempt = 0
         while True:
@@ -304,6 +308,23 @@ class _Policy:
             if await stopped_within(self._stop, pause_s):
                 log.warning("message_republish_abandoned", queue=self._queue, reason="stopping")
                 return False
+
+
+def forwarded_headers(headers: HeadersType) -> dict[str, Any]:
+    """The headers a copy of a delivery carries on: ours, not the broker's bookkeeping.
+
+    ``x-death`` and ``x-delivery-count`` describe the old copy; our counters carry on.
+    """
+    return {
+        key: value
+        for key, value in headers.items()
+        if not key.startswith("x-") or key.startswith(HEADER_PREFIX)
+    }
+
+
+def current_delivery() -> AbstractIncomingMessage:
+    """The delivery whose handler is running (for a handler that forwards it as it is)."""
+    return _DELIVERY.get()
 
 
 async def _act(settle: Awaitable[None], outcome: str) -> str:

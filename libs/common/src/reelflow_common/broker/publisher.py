@@ -33,6 +33,10 @@ class PublishError(TransientError):
     """Not confirmed by the broker (refused, timeout, lost connection) or could not route it."""
 
 
+class Unroutable(PublishError):
+    """No queue is bound to the routing key (a queue that was deleted, or never declared)."""
+
+
 class Publisher:
     """Publishes commands to work queues and events to the event exchange.
 
@@ -102,6 +106,13 @@ class Publisher:
         for event in events:
             await self.publish_event(event)
 
+    async def signal(self, message: Message) -> None:
+        """Tell every submitter replica (their signal queues); having none listening is fine."""
+        exchange = await self._open_channel().get_exchange(
+            self._topology.submitter_signals, ensure=False
+        )
+        await self._publish(exchange, _amqp_message(message), "", mandatory=False, kind="signal")
+
     async def republish(
         self, routing_key: str, original: AbstractIncomingMessage, *, headers: HeadersType
     ) -> None:
@@ -144,7 +155,7 @@ class Publisher:
                 await exchange.publish(message, routing_key, mandatory=mandatory)
         except ReturnedError as exc:
             PUBLISHED_TOTAL.labels(kind=kind, result="unroutable").inc()
-            raise PublishError(f"no queue for routing key {routing_key!r}") from exc
+            raise Unroutable(f"no queue for routing key {routing_key!r}") from exc
         except DeliveryError as exc:
             # A nack: the queue is full (x-overflow reject-publish) or the broker is in trouble.
             PUBLISHED_TOTAL.labels(kind=kind, result="refused").inc()

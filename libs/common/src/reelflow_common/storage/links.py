@@ -64,7 +64,8 @@ class VideoLinks:
 
     def check(self, key: str, *, expires: int, signature: str) -> bool | None:
         """True: valid; None: signed by us but expired; False: not a signature of ours."""
-        if not hmac.compare_digest(self._sign(key, expires), signature):
+        # Bytes: compare_digest refuses a str with non-ASCII characters (a TypeError, a 500).
+        if not hmac.compare_digest(self._sign(key, expires).encode(), signature.encode()):
             return False
         return True if self._now().timestamp() < expires else None
 

@@ -76,9 +76,12 @@ class S3Storage:
     async def delivery(self, key: str) -> Delivery | None:
         # No existence check: a presigned URL of a missing object answers 404 by itself,
         # and serving a video then costs the api no call to the bucket.
-        url = await self._client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self._bucket, "Key": key},
-            ExpiresIn=self._presign_ttl_s,
-        )
+        try:
+            url = await self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": key},
+                ExpiresIn=self._presign_ttl_s,
+            )
+        except _FAILURES as exc:  # e.g. no credentials found: a 503, not a 500
+            raise StorageError(f"cannot presign {key}: {exc}") from exc
         return Redirect(url)

@@ -14,13 +14,15 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from reelflow_common.accounting.ledger import LedgerStore
+from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.errors import ReelflowError
 from reelflow_common.mongo import Database
 from reelflow_common.store.errors import KeyOfAnotherTenant
@@ -85,12 +87,15 @@ class Grant:
 
     tenant_id: str
     expires_at: datetime | None
+    #: the tenant's limits, copied onto each of its keys so that checking them costs no read
+    limits: TenantLimits = field(default_factory=TenantLimits)
 
 
 class ApiKeyStore:
     """The ``tenants`` and ``api_keys`` collections."""
 
     def __init__(self, db: Database) -> None:
+        self._db = db
         self._tenants = db["tenants"]
         self._keys = db["api_keys"]
 
@@ -109,6 +114,29 @@ class ApiKeyStore:
     async def tenant(self, tenant_id: str) -> Tenant | None:
         doc = await self._tenants.find_one({"_id": tenant_id})
         return None if doc is None else _tenant(doc)
+
+    async def limits(self, tenant_id: str) -> TenantLimits:
+        """The tenant's limits (none set: unlimited); UnknownTenant if there is no such tenant."""
+        doc = await self._tenants.find_one({"_id": tenant_id}, {"limits": 1})
+        if doc is None:
+            raise UnknownTenant(f"no tenant {tenant_id!r}")
+        return TenantLimits.model_validate(doc.get("limits") or {})
+
+    async def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
+        """Set the tenant's limits, and copy them onto its keys (read with every key lookup).
+
+        Keys first, the tenant last: a key issued meanwhile copies the tenant's
+        limits as they are, so it may miss this change only if the tenant write
+        fails, and then the command fails and is run again.
+        """
+        if await self.tenant(tenant_id) is None:
+            raise UnknownTenant(f"no tenant {tenant_id!r}")
+        values = limits.model_dump()
+        await LedgerStore(self._db).set_limits(tenant_id, limits)
+        await self._keys.update_many({"tenant_id": tenant_id}, {"$set": {"limits": values}})
+        await self._tenants.update_one({"_id": tenant_id}, {"$set": {"limits": values}})
+        # A key issued between the two writes copied the old limits: copy again.
+        await self._keys.update_many({"tenant_id": tenant_id}, {"$set": {"limits": values}})
 
     async def list_tenants(self) -> list[Tenant]:
         """Every tenant, oldest first."""
@@ -132,6 +160,7 @@ class ApiKeyStore:
         """
         key = key or new_key()
         digest = hash_key(key)
+        tenant = await self._tenants.find_one({"_id": tenant_id}, {"limits": 1})
         try:
             await self._keys.insert_one(
                 {
@@ -142,6 +171,7 @@ class ApiKeyStore:
                     "created_at": utcnow(),
                     "expires_at": expires_at,
                     "revoked_at": None,
+                    "limits": (tenant or {}).get("limits") or {},
                 }
             )
         except DuplicateKeyError:
@@ -184,7 +214,12 @@ class ApiKeyStore:
         info = _key_info(doc)
         if not info.valid_at(utcnow()):
             return None
-        return Grant(info.tenant_id, info.expires_at)
+        limits = TenantLimits.model_validate(doc.get("limits") or {})
+        return Grant(info.tenant_id, info.expires_at, limits)
+
+    async def cached_grant(self, key: str) -> Grant | None:
+        """:meth:`grant_for_key`; the cached store answers from memory."""
+        return await self.grant_for_key(key)
 
     async def tenant_for_key(self, key: str) -> str | None:
         """The tenant a key belongs to, or None for an unknown, expired or revoked key."""
@@ -242,11 +277,12 @@ class CachedApiKeyStore(ApiKeyStore):
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[str | None, float]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[Grant | None, float]] = OrderedDict()
 
-    async def tenant_for_key(self, key: str) -> str | None:
+    async def cached_grant(self, key: str) -> Grant | None:
+        """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago."""
         if self._ttl_s <= 0:
-            return await super().tenant_for_key(key)
+            return await self.grant_for_key(key)
         digest = hash_key(key)
         now = self._clock()
         cached = self._entries.get(digest)
@@ -257,10 +293,14 @@ class CachedApiKeyStore(ApiKeyStore):
         until = now + self._ttl_s
         if grant is not None and grant.expires_at is not None:
             until = min(until, now + (grant.expires_at - utcnow()).total_seconds())
-        self._entries[digest] = (None if grant is None else grant.tenant_id, until)
+        self._entries[digest] = (grant, until)
         self._entries.move_to_end(digest)
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
+        return grant
+
+    async def tenant_for_key(self, key: str) -> str | None:
+        grant = await self.cached_grant(key)
         return None if grant is None else grant.tenant_id
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.mongo import Document
 from reelflow_common.store.models import Attempt, ClipState, CostTotals, NewProject, Project
@@ -40,6 +41,8 @@ PROJECT_INDEXES = [
     ),
     # The reconciler's query: generating projects whose earliest lease may have expired.
     IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="reconcile_due"),
+    # The copy sweep's query: successes whose video may not have been copied.
+    IndexModel([("copy_due_at", ASCENDING)], name="copy_due"),
 ]
 
 #: what every read leaves out unless it needs it: the requests and the event log
@@ -62,10 +65,16 @@ def clip_path(scene_index: int) -> str:
 
 
 def queued_clip_document(
-    scene_index: int, task_uuid: str, *, token: str, lease_until: datetime, now: datetime
+    scene_index: int,
+    task_uuid: str,
+    *,
+    token: str,
+    lease_until: datetime,
+    now: datetime,
+    charge: Charge | None = None,
 ) -> Document:
     """A clip queued for a new task, leased to the chain of ``token``."""
-    return {
+    doc: Document = {
         "scene_index": scene_index,
         "task_uuid": task_uuid,
         "status": ClipStatus.QUEUED.value,
@@ -80,6 +89,9 @@ def queued_clip_document(
         "watched_since": now,
         "lease": {"token": token, "until": lease_until},
     }
+    if charge is not None:
+        doc["charge"] = charge.model_dump()
+    return doc
 
 
 def new_project_document(
@@ -92,11 +104,14 @@ def new_project_document(
     lease_until: datetime,
 ) -> Document:
     """The document of a project just accepted: every clip queued and leased."""
+    charges: list[Charge | None] = [*new.charges] if new.charges else [None] * len(new.scenes)
     clips = {
         str(index): queued_clip_document(
-            index, task_uuid, token=token, lease_until=lease_until, now=now
+            index, task_uuid, token=token, lease_until=lease_until, now=now, charge=charge
         )
-        for index, (task_uuid, token) in enumerate(zip(task_uuids, tokens, strict=True))
+        for index, (task_uuid, token, charge) in enumerate(
+            zip(task_uuids, tokens, charges, strict=True)
+        )
     }
     counts = Counts(total_clips=len(clips), completed=0, pending=len(clips), failed=0)
     return {

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import (
     ClipRequest,
     ClipStatus,
@@ -35,6 +36,8 @@ class NewProject(_Frozen):
     idempotency_key: str | None = None
     request_hash: str | None = None
     correlation_id: str | None = None
+    #: each scene's reservation on the tenant's ledger (tenants with a budget or in-flight limit)
+    charges: list[Charge] | None = None
 
 
 class Lease(_Frozen):
@@ -102,6 +105,8 @@ class ClipState(_Frozen):
     lease: Lease | None = None
     #: Runware's progress of the current task (0-99), stored now and then while processing
     progress: int | None = None
+    #: what the clip's current task holds on the tenant's ledger (None: the tenant has none)
+    charge: Charge | None = None
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
     #: reelflow's copy of the video (a success only; copies are off: always None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from pymongo import DESCENDING, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 
+from reelflow_common.accounting.ledger import Charge, LedgerStore, Settlement
 from reelflow_common.domain import (
     OPEN_CLIP_STATUSES,
     ClipStatus,
@@ -64,6 +65,10 @@ _CREATE_ATTEMPTS = 3
 _REPAIR_ATTEMPTS = 3
 
 
+#: holds money for the failed clips a retry would follow again: a charge per scene, or raises
+Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
+
+
 def new_token() -> str:
     """A chain's token: unguessable, so a stale or forged message cannot take a clip over."""
     return secrets.token_hex(8)
@@ -96,6 +101,7 @@ class ProjectStore:
         event_log_size: int = 64,
     ) -> None:
         self._projects = db.get_collection("projects", write_concern=WriteConcern(w="majority"))
+        self.ledgers = LedgerStore(db)
         self._majority_reads = self._projects.with_options(read_concern=ReadConcern("majority"))
         self._now = clock
         self._lease = timedelta(seconds=lease_s)
@@ -140,6 +146,16 @@ class ProjectStore:
                 continue  # the key was released (expired or gone): insert again
             return CreateResult(project=project_from_document(doc), created=True)
         raise TransientError("an Idempotency-Key kept changing hands; the request may be retried")
+
+    async def replay_of(self, new: NewProject) -> Project | None:
+        """The project an earlier request with ``new``'s Idempotency-Key made, if any.
+
+        For a caller that must know before it creates (a reservation would count the
+        replay's clips twice); raises ``IdempotencyConflict`` like :meth:`create`.
+        """
+        if new.idempotency_key is None:
+            return None
+        return await self._replay(new, now=self._now())
 
     async def _replay(self, new: NewProject, *, now: datetime) -> Project | None:
         """The project an idempotency key still stands for; an expired key is released."""
@@ -313,13 +329,32 @@ class ProjectStore:
 
     async def _apply(self, write: Write, project_id: str) -> list[Event] | None:
         """Apply one write; its events and those of the finish it caused, or None if not applied."""
+        projection = _HEAD
+        if write.settle is not None:
+            projection = _HEAD | {f"{clip_path(write.settle[0])}.charge": 1}
         head = await self._projects.find_one_and_update(
-            write.filter, write.update, projection=_HEAD, return_document=ReturnDocument.AFTER
+            write.filter, write.update, projection=projection, return_document=ReturnDocument.AFTER
         )
         if head is None:
             return None
+        if write.settle is not None:
+            await self._settle(head, *write.settle)
         events = self._events_of(write, project_id, head)
+        if not _moves_counts(write):
+            # A copy landing or an earlier task's history: no clip changed bucket, so
+            # this writer did not make pending reach 0; the one that did finishes.
+            return events
         return events + await self._finish_if_done(project_id, head)
+
+    async def _settle(self, head: Document, scene_index: int, settlement: Settlement) -> None:
+        """Settle the clip's reservation on its tenant's ledger, if it holds one (idempotent).
+
+        A crash before this leaves the message unacknowledged; its redelivery finds the
+        change made and settles in the repair path.
+        """
+        charge = head.get("clips", {}).get(str(scene_index), {}).get("charge")
+        if charge is not None:
+            await self.ledgers.settle(head["tenant_id"], Charge.model_validate(charge), settlement)
 
     def _events_of(self, write: Write, project_id: str, head: Document) -> list[Event]:
         if not write.events:
@@ -438,6 +473,35 @@ class ProjectStore:
         )
         return [project_from_document(doc) for doc in await found.limit(limit).to_list()]
 
+    async def copies_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Projects with a success older than ``before`` the sweep has not seen stored."""
+        found = self._projects.find(
+            {transitions.COPY_DUE: {"$lt": before}}, {transitions.COPY_DUE: 1}
+        )
+        docs = await found.sort(transitions.COPY_DUE, 1).limit(limit).to_list()
+        return [(doc["_id"], doc[transitions.COPY_DUE]) for doc in docs]
+
+    async def claim_copies(
+        self, project_id: str, *, due_at: datetime, now: datetime
+    ) -> tuple[Project, datetime] | None:
+        """Take a project for one copy sweep (due again ``copy_sweep_after_s`` after ``now``,
+        the sweep's clock): the project and the claim's mark; None if another replica did."""
+        write = transitions.claim_copies(project_id, due_at=due_at, now=now)
+        doc = await self._projects.find_one_and_update(
+            write.filter,
+            write.update,
+            projection=WITHOUT_REQUESTS_AND_EVENTS,
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return None
+        return project_from_document(doc), doc[transitions.COPY_DUE]
+
+    async def copies_swept(self, project: Project, *, claimed: datetime) -> None:
+        """Every success of ``project`` (as claimed) is stored or given up on: unmark it."""
+        write = transitions.copies_swept(project.id, claimed=claimed, updated_at=project.updated_at)
+        await self._projects.update_one(write.filter, write.update)
+
     # --- the repair path: a guard failed --------------------------------------------
 
     async def _repair(
@@ -467,6 +531,14 @@ class ProjectStore:
             head = _log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
             if clip.status.is_terminal:
+                if clip.charge is not None:
+                    ended = Settlement(
+                        key=clip.task_uuid,
+                        ended=True,
+                        billed=clip.status is ClipStatus.SUCCESS,
+                        cost=clip.cost,
+                    )
+                    await self.ledgers.settle(doc["tenant_id"], clip.charge, ended)
                 events += await self._finish_if_done(project_id, doc)
             return Change(False, events)
         return Change(False)
@@ -517,17 +589,29 @@ class ProjectStore:
         return Outcome(project=await self._must_get(project_id), events=events)
 
     async def retry(
-        self, project_id: str, *, tenant_id: str, correlation_id: str | None = None
+        self,
+        project_id: str,
+        *,
+        tenant_id: str,
+        correlation_id: str | None = None,
+        reserve: Reserve | None = None,
     ) -> Outcome | None:
         """Follow every failed clip again: a new task where Runware failed the old one, the same
         task where only our ceiling ran out (``timedOut``). Cancelled clips stay cancelled.
 
         The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
         for ``Outcome.rewatch``, from the project returned (read with its requests).
+        ``reserve`` holds the failed clips' money on the tenant's ledger first (or raises
+        ``LimitExceeded``: nothing is retried); what a concurrent retry made unneeded
+        is released.
         """
-        project = await self.get(project_id, tenant_id=tenant_id)
+        project = await self.get(project_id, tenant_id=tenant_id, with_requests=reserve is not None)
         if project is None:
             return None
+        charges: dict[int, Charge] = {}
+        failed = [clip for clip in project.clips if clip.status is ClipStatus.FAILED]
+        if reserve is not None and failed:
+            charges = await reserve(project, failed) or {}
         events: list[Event] = []
         resubmit: list[int] = []
         rewatch: list[int] = []
@@ -542,6 +626,7 @@ class ProjectStore:
                 "correlation_id": correlation_id,
                 "log_size": self._log_size,
             }
+            common["charge"] = charges.get(clip.scene_index)
             timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
             if timed_out:
                 write = transitions.rewatch(project_id, tenant_id, clip, **common)
@@ -551,7 +636,11 @@ class ProjectStore:
                 )
             applied = await self._apply(write, project_id)
             if applied is None:
-                continue  # a concurrent retry got there first; it sends the commands
+                # A concurrent retry got there first; it sends the commands (and reserved).
+                charge = common["charge"]
+                if charge is not None:
+                    await self.ledgers.release(tenant_id, charge, clips=1)
+                continue
             events += applied
             (rewatch if timed_out else resubmit).append(clip.scene_index)
         if not events:
@@ -651,6 +740,10 @@ class ProjectStore:
             return projects, None
         last = projects[limit - 1]
         return projects[:limit], encode_cursor(last.created_at, last.id)
+
+
+def _moves_counts(write: Write) -> bool:
+    return any(name.startswith("counts.") for name in write.update.get("$inc", {}))
 
 
 def _log_head(project_id: str, doc: Document) -> LogHead:

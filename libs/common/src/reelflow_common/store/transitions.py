@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.domain import (
     OPEN_CLIP_STATUSES,
     Bucket,
@@ -42,11 +43,16 @@ _OPEN = [status.value for status in OPEN_CLIP_STATUSES]
 
 @dataclass(frozen=True)
 class Write:
-    """One guarded update of one project document; ``events`` is what it adds to ``seq``."""
+    """One guarded update of one project document; ``events`` is what it adds to ``seq``.
+
+    ``settle``: the scene whose ledger reservation this change settles, and how
+    (applied after the write, once, by :class:`~reelflow_common.store.ProjectStore`).
+    """
 
     filter: Document
     update: Document
     events: int = 0
+    settle: tuple[int, Settlement] | None = None
 
 
 @dataclass
@@ -72,7 +78,14 @@ class _Update:
             self.inc["cost.usd"] = self.inc.get("cost.usd", 0) + cost
             self.inc["cost.known"] = self.inc.get("cost.known", 0) + 1
 
-    def build(self, filter_: Document, *, now: datetime, log_size: int) -> Write:
+    def build(
+        self,
+        filter_: Document,
+        *,
+        now: datetime,
+        log_size: int,
+        settle: tuple[int, Settlement] | None = None,
+    ) -> Write:
         update: Document = {}
         to_set = dict(self.set)
         inc = dict(self.inc)
@@ -91,7 +104,7 @@ class _Update:
             update["$min"] = self.min
         if self.pull:
             update["$pull"] = self.pull
-        return Write(filter_, update, len(self.events))
+        return Write(filter_, update, len(self.events), settle)
 
 
 def _guard(
@@ -114,6 +127,11 @@ def _set_clip(update: _Update, scene_index: int, **fields: Any) -> None:
     path = clip_path(scene_index)
     for name, value in fields.items():
         update.set[f"{path}.{name}"] = value.value if isinstance(value, ClipStatus) else value
+
+
+#: the earliest success whose video the copy sweep has not seen stored yet (set by every
+#: success, ``$min``; moved on by each sweep's claim, unset once nothing is left to copy)
+COPY_DUE = "copy_due_at"
 
 
 # --- the hot path: a chain moves its clip ---------------------------------------
@@ -203,6 +221,7 @@ def to_terminal(
             "cost": result.cost,
         }
         update.cost(result.cost)
+        update.min[COPY_DUE] = now
         error = None
     else:
         status = ClipStatus.FAILED
@@ -234,7 +253,13 @@ def to_terminal(
     guard = _guard(project_id, scene_index, status={"$in": allowed}, task_uuid=task_uuid)
     if token is not None:
         guard[f"{clip_path(scene_index)}.lease.token"] = token
-    return update.build(guard, now=now, log_size=log_size)
+    settle = Settlement(
+        key=task_uuid,
+        ended=True,
+        billed=status is ClipStatus.SUCCESS,
+        cost=fields.get("cost"),
+    )
+    return update.build(guard, now=now, log_size=log_size, settle=(scene_index, settle))
 
 
 def progress(
@@ -370,7 +395,8 @@ def cancel(
         status={"$in": _OPEN},
         task_uuid=clip.task_uuid,
     )
-    return update.build(guard, now=now, log_size=log_size)
+    settle = Settlement(key=clip.task_uuid, ended=True, billed=False)
+    return update.build(guard, now=now, log_size=log_size, settle=(clip.scene_index, settle))
 
 
 def _reopen(update: _Update, *, lease_until: datetime) -> None:
@@ -390,12 +416,21 @@ def retry_with_new_task(
     lease_until: datetime,
     correlation_id: str | None,
     log_size: int,
+    charge: Charge | None = None,
 ) -> Write:
-    """A clip whose task Runware failed gets a new task; the failed one moves to ``attempts``."""
+    """A clip whose task Runware failed gets a new task; the failed one moves to ``attempts``.
+
+    ``charge``: the new task's reservation on the tenant's ledger, if it has one.
+    """
     path = clip_path(clip.scene_index)
     update = _Update()
     fresh = queued_clip_document(
-        clip.scene_index, new_task_uuid, token=token, lease_until=lease_until, now=now
+        clip.scene_index,
+        new_task_uuid,
+        token=token,
+        lease_until=lease_until,
+        now=now,
+        charge=charge,
     )
     for name, value in fresh.items():
         if name != "scene_index":
@@ -434,6 +469,7 @@ def rewatch(
     lease_until: datetime,
     correlation_id: str | None,
     log_size: int,
+    charge: Charge | None = None,
 ) -> Write:
     """A clip that timed out on our side is watched again: same task, fresh lease and ceiling.
 
@@ -451,6 +487,8 @@ def rewatch(
         watched_since=now,
         lease={"token": token, "until": lease_until},
     )
+    if charge is not None:
+        update.set[f"{clip_path(clip.scene_index)}.charge"] = charge.model_dump()
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
     view = ClipView(
@@ -595,7 +633,11 @@ def late_result(
         }
     update.set[f"{prefix}.completed_at"] = now
     guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
-    return update.build(guard, now=now, log_size=log_size)
+    settle = None
+    if isinstance(result, TaskSucceeded):
+        late = Settlement(key=f"{task_uuid}:late", ended=False, billed=True, cost=result.cost)
+        settle = (clip.scene_index, late)
+    return update.build(guard, now=now, log_size=log_size, settle=settle)
 
 
 def earlier_task_submitted(
@@ -647,6 +689,7 @@ def _earlier_task_succeeded(
         updated_at=now,
     )
     update.cost(result.cost)
+    update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
     view = ClipView(
         task_uuid=task_uuid,
@@ -674,7 +717,13 @@ def _earlier_task_succeeded(
         task_uuid=clip.task_uuid,
     )
     guard[f"{path}.attempts.{task_uuid}.status"] = attempt.status.value
-    return update.build(guard, now=now, log_size=log_size)
+    settle = Settlement(
+        key=f"{task_uuid}:late",
+        ended=clip.status.bucket == "pending",
+        billed=True,
+        cost=result.cost,
+    )
+    return update.build(guard, now=now, log_size=log_size, settle=(clip.scene_index, settle))
 
 
 # --- reelflow's copy of a video: never a change of the clip's status --------------
@@ -766,4 +815,17 @@ def copy_failed(
     return Write(
         _copy_guard(project_id, scene_index, task_uuid),
         {"$set": {f"{path}.asset": asset}, "$addToSet": {ASSET_FAILURES: scene_index}},
+    )
+
+
+def claim_copies(project_id: str, *, due_at: datetime, now: datetime) -> Write:
+    """One copy sweep takes the project: it moves ``copy_due_at`` on from what it read."""
+    return Write({"_id": project_id, COPY_DUE: due_at}, {"$set": {COPY_DUE: now}})
+
+
+def copies_swept(project_id: str, *, claimed: datetime, updated_at: datetime) -> Write:
+    """Nothing left to copy: the marker goes, unless a write (a new success) came since."""
+    return Write(
+        {"_id": project_id, COPY_DUE: claimed, "updated_at": updated_at},
+        {"$unset": {COPY_DUE: ""}},
     )

@@ -21,7 +21,7 @@ from reelflow_common.runware import (
     TaskState,
     is_task_not_found,
 )
-from reelflow_common.store import TIMED_OUT, TaskFailed, TaskResult, TaskSucceeded
+from reelflow_common.store import TIMED_OUT, Project, TaskFailed, TaskResult, TaskSucceeded
 
 __all__ = [
     "TIMED_OUT",
@@ -45,6 +45,17 @@ def profile_of(message: CheckClip) -> ClipProfile:
         width=message.width,
         height=message.height,
         webhooks=message.webhooks,
+    )
+
+
+def profile_of_clip(project: Project, scene_index: int) -> ClipProfile:
+    """What the planner knows a clip by, from its project (its request, when read with it)."""
+    request = None if project.requests is None else project.requests[scene_index]
+    return ClipProfile(
+        model=project.model,
+        duration=None if request is None else request.duration,
+        width=None if request is None else request.width,
+        height=None if request is None else request.height,
     )
 
 

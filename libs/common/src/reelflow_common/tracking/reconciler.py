@@ -39,7 +39,14 @@ from reelflow_common.messages import Message
 from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL, PROJECTS_PAST_LEASE
 from reelflow_common.polling import PollPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, TaskState, is_task_not_found
-from reelflow_common.store import ClipState, Lease, Project, ProjectStore, new_token
+from reelflow_common.store import (
+    ClipState,
+    Lease,
+    Project,
+    ProjectStore,
+    TaskSucceeded,
+    new_token,
+)
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking.policy import (
     Keep,
@@ -48,6 +55,7 @@ from reelflow_common.tracking.policy import (
     Watch,
     describe,
     profile_of,
+    profile_of_clip,
     seconds_between,
     terminal_result,
 )
@@ -211,13 +219,20 @@ class Reconciler:
         if clip.status is ClipStatus.PROCESSING:
             decision = self._policy.decide(outcome, watch)
             if isinstance(decision, Record):
-                await self._recorder.record(
+                change = await self._recorder.record(
                     project.id,
                     clip.scene_index,
                     clip.task_uuid,
                     decision.result,
                     submitted_at=clip.submitted_at,
                 )
+                if change.applied and isinstance(decision.result, TaskSucceeded):
+                    # Finished some time since its submission: when, the lost chain knew.
+                    self._planner.observe_completion(
+                        profile_of_clip(project, clip.scene_index),
+                        elapsed_s=watch.since_submit_s,
+                        since_s=0.0,
+                    )
                 return Action.RECORDED, None
             running = isinstance(outcome, TaskState) and outcome.status == "processing"
             return await self._rearm_check(project, clip, decision, watch, running=running)

@@ -1,5 +1,5 @@
-"""Recording a task's end on its clip, and publishing what changed (and, on a success with
-copies on, the ``StoreVideo`` that keeps its video)."""
+"""Recording a task's end on its clip, and publishing what changed (and, on a success this
+writer applied with copies on, the ``StoreVideo`` that keeps its video)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,10 @@ class ClipRecorder:
             correlation_id=correlation_id,
         )
         await self._publisher.publish_events(change.events)
-        if self._copies:
+        # Only the writer that applied the success sends its copy: a duplicate (webhook hint
+        # and chain, reconciler, redelivery) would download the video again. A crash between
+        # the success and this send is repaired by the assets sweep (``assets_sweep``).
+        if self._copies and change.applied:
             for command in copies_due(project_id, change.events):
                 await self._publisher.send(STORE_VIDEO, command)
         if not change.applied:
@@ -59,9 +62,9 @@ class ClipRecorder:
 def copies_due(project_id: str, events: list[Event]) -> list[StoreVideo]:
     """A ``StoreVideo`` for each success among ``events`` whose video no later event stored.
 
-    Applied on a writer's own events, and on those a repair re-publishes: a crash
-    between the success and its command is so repaired with the rest (a copy sent
-    twice is harmless: the stored write is guarded).
+    Applied on a writer's own (applied) events only, never on those a repair
+    re-publishes: each copy is a download, and a second one costs bandwidth and time
+    (the stored write is guarded, so it is only waste, never a wrong answer).
     """
     stored = {(e.scene_index, e.task_uuid) for e in events if isinstance(e, ClipStored)}
     commands: dict[tuple[int, str], StoreVideo] = {}

@@ -13,17 +13,26 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from reelflow_api.deps import AppState, IndexesEnsured, State, TenantId
+from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId
 from reelflow_api.middleware import start_waiting
-from reelflow_api.problems import Problem, not_found, problem_responses
+from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
 from reelflow_api.telemetry import correlation_id
+from reelflow_common.accounting import Charge, LimitExceeded, TenantLimits
+from reelflow_common.accounting.limits import check_shape
 from reelflow_common.commands import check_command, send_all, submit_command
 from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
-from reelflow_common.store import Event, NewProject, Project, ProjectStatusView
+from reelflow_common.store import (
+    ClipState,
+    CreateResult,
+    Event,
+    NewProject,
+    Project,
+    ProjectStatusView,
+)
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 
 router = APIRouter(
@@ -96,6 +105,41 @@ async def _dispatch(
     except PyMongoError as exc:
         # The leases run out by themselves; the reconciler only takes longer to come.
         log.warning("leases_not_expired", project_id=project.id, error=repr(exc))
+
+
+async def _reserve(
+    state: AppState,
+    tenant_id: str,
+    limits: TenantLimits,
+    model: str,
+    scenes: Sequence[ClipRequest],
+) -> list[Charge] | None:
+    """Hold the scenes' clips and estimated cost on the tenant's ledger: one guarded write.
+
+    None for a tenant whose limits need no ledger. Raises ``LimitExceeded``.
+    """
+    if not limits.needs_ledger:
+        return None
+    if limits.has_budget:
+        estimates = await state.estimator.estimate(
+            model, scenes, default_duration=state.settings.default_duration
+        )
+    else:
+        estimates = [0.0] * len(scenes)
+    charge = await state.projects.ledgers.reserve(
+        tenant_id, limits, clips=len(scenes), usd=sum(estimates), now=state.projects.now()
+    )
+    return None if charge is None else charge.split(estimates)
+
+
+async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None) -> None:
+    """Give back a reservation no project holds; if MongoDB fails here, the estimate stays
+    committed (the tenant's budget is understated, never overstated)."""
+    try:
+        for charge in charges or []:
+            await state.projects.ledgers.release(tenant_id, charge, clips=1)
+    except PyMongoError as exc:
+        log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
 
 
 async def _announce(state: AppState, events: list[Event]) -> None:
@@ -183,28 +227,55 @@ _STATUS = {"model": ProjectStatusView}
     response_model=ProjectStatusView,
     response_description="The project is created (or replayed for the same Idempotency-Key);"
     " clips still pending. `Location` names it.",
-    responses={200: {**_STATUS, "description": "`wait` was given and every clip is terminal"}},
+    responses={
+        200: {**_STATUS, "description": "`wait` was given and every clip is terminal"},
+        **problem_responses(402, 403, 429),
+    },
 )
 async def create_project(
     body: CreateProjectIn,
     request: Request,
     state: State,
-    tenant_id: TenantId,
+    grant: TenantGrant,
     wait_s: Annotated[float, Depends(_wait_s)],
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JSONResponse:
-    """Create a project: one Runware task per scene. ``wait`` returns finished clips at once."""
+    """Create a project: one Runware task per scene. ``wait`` returns finished clips at once.
+
+    The tenant's limits are checked first, before anything is stored or spent: a
+    model or a number of scenes it may not use is 403, too many clips in flight
+    429, a budget without room for the project's estimated cost 402.
+    """
     correlation = correlation_id(request)
-    result = await state.projects.create(
-        _new_project(
-            body,
-            state,
-            tenant_id,
-            idempotency_key=idempotency_key,
-            request_hash=_request_hash(body),
-            correlation_id=correlation,
-        )
+    tenant_id = grant.tenant_id
+    new = _new_project(
+        body,
+        state,
+        tenant_id,
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash(body),
+        correlation_id=correlation,
     )
+    replayed = None
+    if grant.limits.needs_ledger:
+        # A replay answers with its project, and must not reserve its clips again.
+        replayed = await state.projects.replay_of(new)
+    if replayed is not None:
+        result = CreateResult(project=replayed, created=False)
+    else:
+        try:
+            check_shape(grant.limits, scenes=len(new.scenes), model=new.model)
+            charges = await _reserve(state, tenant_id, grant.limits, new.model, new.scenes)
+        except LimitExceeded as exc:
+            log.info("project_refused", limit=exc.limit.value, tenant_id=tenant_id)
+            raise limit_exceeded(exc, now=state.projects.now()) from exc
+        try:
+            result = await state.projects.create(new.model_copy(update={"charges": charges}))
+        except BaseException:
+            await _release(state, tenant_id, charges)
+            raise
+        if not result.created:  # a concurrent replay: its project holds its own reservation
+            await _release(state, tenant_id, charges)
     project = result.project
     with bound_context(project_id=project.id):
         if result.created:
@@ -252,10 +323,10 @@ async def list_projects(
     "/{project_id}/retry",
     status_code=202,
     response_model=ProjectStatusView,
-    responses=problem_responses(404),
+    responses=problem_responses(402, 404, 429),
 )
 async def retry_project(
-    project_id: str, request: Request, state: State, tenant_id: TenantId
+    project_id: str, request: Request, state: State, grant: TenantGrant
 ) -> JSONResponse:
     """Follow every failed clip again.
 
@@ -265,9 +336,21 @@ async def retry_project(
     Cancelled clips stay cancelled.
     """
     correlation = correlation_id(request)
-    retried = await state.projects.retry(
-        project_id, tenant_id=tenant_id, correlation_id=correlation
-    )
+
+    async def reserve(project: Project, failed: list[ClipState]) -> dict[int, Charge] | None:
+        assert project.requests is not None  # read with its requests for this
+        scenes = [project.requests[clip.scene_index] for clip in failed]
+        charges = await _reserve(state, grant.tenant_id, grant.limits, project.model, scenes)
+        if charges is None:
+            return None
+        return {clip.scene_index: charge for clip, charge in zip(failed, charges, strict=True)}
+
+    try:
+        retried = await state.projects.retry(
+            project_id, tenant_id=grant.tenant_id, correlation_id=correlation, reserve=reserve
+        )
+    except LimitExceeded as exc:
+        raise limit_exceeded(exc, now=state.projects.now()) from exc
     if retried is None:
         raise not_found()
     project = retried.project

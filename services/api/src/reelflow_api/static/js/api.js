@@ -8,6 +8,9 @@ export class ApiError extends Error {
     this.title = problem.title ?? '';
     /** [{loc: [...], msg}] of a 422, naming each bad field */
     this.errors = Array.isArray(problem.errors) ? problem.errors : [];
+    /** a refusal by one of the tenant's limits (402, 403, 429): its name, and when it resets */
+    this.limit = problem.limit ?? null;
+    this.resetsAt = problem.resets_at ?? null;
   }
 }
 
@@ -63,6 +66,11 @@ export class Api {
 
   cancel(projectId) {
     return call(`/v1/projects/${encodeURIComponent(projectId)}/cancel`, { method: 'POST', key: this.key });
+  }
+
+  /** ``GET /v1/usage``: spend per UTC day of a month (the current one), limits, what is committed. */
+  usage(month = null) {
+    return call(`/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ''}`, { key: this.key });
   }
 
   /** A single-use ticket for the WebSocket: the key itself never goes into a URL. */

@@ -1,7 +1,7 @@
 // A new project: title, model, and scenes (prompt, duration, size). The API validates;
 // each error of its 422 answer is shown next to the field it names.
 
-import { h } from '../dom.js';
+import { h, formatDate } from '../dom.js';
 
 export function mountNewProject(container, { api, config }) {
   const { defaults, limits } = config;
@@ -102,7 +102,9 @@ export function mountNewProject(container, { api, config }) {
       form.querySelector(`[id="${path}"]`)?.setAttribute('aria-invalid', 'true');
     }
     if (unplaced.length || !error.errors.length) {
-      formError.textContent = unplaced.length ? unplaced.join('\n') : error.message;
+      // A limit names itself and, for a budget, when it resets.
+      const resets = error.resetsAt ? ` It resets ${formatDate(error.resetsAt)}.` : '';
+      formError.textContent = unplaced.length ? unplaced.join('\n') : `${error.message}${resets}`;
       formError.hidden = false;
     }
     (form.querySelector('[aria-invalid="true"]') ?? formError).focus?.();

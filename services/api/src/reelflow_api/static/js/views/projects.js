@@ -2,6 +2,7 @@
 
 import { h, formatDate, formatTotals } from '../dom.js';
 import { apply, fromStatus } from '../project-state.js';
+import { usageSummary } from './usage.js';
 
 const PAGE_SIZE = 20;
 
@@ -20,6 +21,7 @@ export function mountProjects(container, { api, live }) {
     h('div', { class: 'page-head' },
       h('h1', { tabindex: '-1' }, 'Projects'),
       h('a', { class: 'button primary', href: '#/new' }, 'New project')),
+    usageSummary(api),
     message,
     list,
     h('nav', { class: 'pager', 'aria-label': 'Pages' }, newer, pageInfo, older),

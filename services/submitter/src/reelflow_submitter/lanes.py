@@ -1,0 +1,174 @@
+"""Fair share between tenants: one submit lane per tenant, each served in turn.
+
+The API (and the reconciler) put every ``SubmitClip`` on the shared
+``submitter.submit_clip`` queue, in the order projects arrive. A tenant that
+sends 10,000 clips would put them all ahead of a tenant that sends 5. So the
+submitter first **sorts**: it moves each message, as it is (body and headers),
+to its tenant's own lane, ``submitter.submit_clip.lane.<tenant>`` (a quorum
+queue with the same dead-letter queue and limits), publishing the copy before
+acknowledging the original: a crash in between makes a duplicate, which the
+clip's guarded writes absorb, never a loss. Sorting costs no Runware call and no
+database operation, so the shared queue drains at broker speed.
+
+Then every replica consumes **every lane** with a prefetch of
+``tenant_submit_concurrency``: a tenant has at most that many submits in
+flight per replica however long its backlog, and a tenant with 5 clips gets its
+own slots at once. Above the lanes a FIFO semaphore bounds the replica's
+submits (``submit_concurrency``); since each lane can only have its prefetch
+waiting there, the lanes take turns (round-robin) when the replica is full.
+
+Replicas learn lanes three ways: the tenants in MongoDB at start (one read),
+a ``LaneOpened`` signal on the submitter fanout whenever a sorter opens a lane,
+and every replica re-announcing its lanes every ``lane_announce_interval_s``
+(broker only). A lane only ever holds messages a sorter put there, and that
+sorter's replica consumes it at once, so no lane is left without a consumer
+while a submitter runs. Retries of a lane's messages go through the shared
+queue's wait ladder, back to the shared queue, and are sorted again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractChannel
+
+from reelflow_common.broker import Publisher, consume
+from reelflow_common.broker.consume import current_delivery, forwarded_headers
+from reelflow_common.broker.publisher import Unroutable
+from reelflow_common.errors import TransientError
+from reelflow_common.logging import get_logger
+from reelflow_common.messages import LaneOpened, SubmitClip
+from reelflow_common.metrics import SUBMIT_LANES
+from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_lane
+
+log = get_logger(__name__)
+
+Handler = Callable[[SubmitClip], Awaitable[None]]
+
+
+class FairGate:
+    """At most ``concurrency`` submits at once; waiting ones go in arrival order (FIFO)."""
+
+    def __init__(self, handler: Handler, concurrency: int) -> None:
+        self._handler = handler
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, message: SubmitClip) -> None:
+        async with self._slots:
+            await self._handler(message)
+
+
+class Lanes:
+    """The tenant lanes this replica consumes: opened on demand, each a consume() loop."""
+
+    def __init__(
+        self,
+        *,
+        declare_channel: AbstractChannel,
+        consume_channel: AbstractChannel,
+        topology: Topology,
+        publisher: Publisher,
+        handler: Handler,
+        tenant_concurrency: int,
+        stop: asyncio.Event,
+        drain_timeout_s: float,
+    ) -> None:
+        self._declare_channel = declare_channel
+        self._consume_channel = consume_channel
+        self._topology = topology
+        self._publisher = publisher
+        self._handler = handler
+        self._tenant_concurrency = tenant_concurrency
+        self._stop = stop
+        self._drain_timeout_s = drain_timeout_s
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._opening = asyncio.Lock()
+
+    @property
+    def tenants(self) -> list[str]:
+        return list(self._consumers)
+
+    async def open(self, tenant_id: str, *, announce: bool = True) -> str:
+        """The tenant's lane, declared and consumed here (once); tell the other replicas."""
+        name = self._topology.lane_queue(tenant_id)
+        if tenant_id in self._consumers or self._stop.is_set():
+            return name
+        async with self._opening:
+            if tenant_id in self._consumers:
+                return name
+            await declare_lane(self._declare_channel, self._topology, tenant_id)
+            task = asyncio.create_task(self._consume(tenant_id, name), name=f"lane:{name}")
+            self._consumers[tenant_id] = task
+            SUBMIT_LANES.set(len(self._consumers))
+        log.info("lane_opened", tenant_id=tenant_id, lane=name)
+        if announce:
+            await self._signal(tenant_id)
+        return name
+
+    async def reopen(self, tenant_id: str) -> str:
+        """The lane is gone under its consumer (deleted, or expired): declare and consume anew."""
+        consumer = self._consumers.pop(tenant_id, None)
+        if consumer is not None:
+            consumer.cancel()
+        return await self.open(tenant_id)
+
+    async def announce_all(self) -> None:
+        """Tell every replica about every lane here (a replica that missed a signal learns)."""
+        for tenant_id in self.tenants:
+            await self._signal(tenant_id)
+
+    async def run(self) -> None:
+        """Until ``stop``; then every lane's consumer drains."""
+        await self._stop.wait()
+        consumers = list(self._consumers.values())
+        if consumers:
+            await asyncio.gather(*consumers, return_exceptions=True)
+
+    async def _consume(self, tenant_id: str, name: str) -> None:
+        try:
+            await consume(
+                self._consume_channel,
+                self._topology,
+                SUBMIT_CLIP,
+                SubmitClip,
+                self._handler,
+                publisher=self._publisher,
+                concurrency=self._tenant_concurrency,
+                stop=self._stop,
+                drain_timeout_s=self._drain_timeout_s,
+                source=name,
+            )
+        except Exception:
+            # Forget it: the next message or signal for this tenant opens it again.
+            log.exception("lane_consumer_failed", tenant_id=tenant_id, lane=name)
+            self._consumers.pop(tenant_id, None)
+            SUBMIT_LANES.set(len(self._consumers))
+
+    async def _signal(self, tenant_id: str) -> None:
+        try:
+            await self._publisher.signal(LaneOpened(tenant_id=tenant_id))
+        except TransientError as exc:
+            # Best effort: the periodic announcement says it again.
+            log.warning("lane_signal_failed", tenant_id=tenant_id, error=str(exc))
+
+
+class LaneSorter:
+    """``SubmitClip`` on the shared queue → its tenant's lane, body and headers as they are."""
+
+    def __init__(self, lanes: Lanes, publisher: Publisher) -> None:
+        self._lanes = lanes
+        self._publisher = publisher
+
+    async def __call__(self, message: SubmitClip) -> None:
+        lane = await self._lanes.open(message.tenant_id)
+        delivery = current_delivery()
+        # Our retry and failure counters go along: a poison message still reaches its DLQ.
+        headers = forwarded_headers(delivery.headers or {})
+        try:
+            await self._publisher.republish(lane, delivery, headers=headers)
+        except Unroutable:
+            # Unroutable if the lane was deleted under us: make it again, and let the
+            # policy retry this message (it is still unacknowledged on the shared queue).
+            await self._lanes.reopen(message.tenant_id)
+            raise

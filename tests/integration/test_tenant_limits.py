@@ -1,0 +1,227 @@
+"""Per-tenant limits, checked before anything is stored or spent, and the usage they count.
+
+Refusals are problem+json naming the limit (403 for what waiting cannot fix, 429
+for clips in flight, 402 for a budget) and, for a budget, when it resets. A
+budget is reserved with one guarded write, so concurrent creates cannot
+overshoot it; a clip's end settles its estimate against what it cost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+
+from reelflow_common.accounting import CostBook, CostStats, TenantLimits
+from reelflow_common.accounting.ledger import LedgerStore
+from reelflow_common.store import TaskSucceeded
+from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
+
+#: every scene lasts one second at the fallback price: a clip is estimated at $0.25
+PRICE_PER_S = 0.25
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(amqp_url: str, mongo_url: str) -> AsyncIterator[Api]:
+    async with isolated_api(
+        amqp_url,
+        mongo_url,
+        auth_cache_ttl_s=0,
+        cost_fallback_usd_per_s=PRICE_PER_S,
+        cost_estimate_ttl_s=0,
+        default_duration=1,
+    ) as api:
+        yield api
+
+
+async def limited(api: Api, **limits: object) -> tuple[str, dict[str, str]]:
+    """A new tenant with these limits: its id and headers authenticating as it."""
+    tenant_id = await api.keys.create_tenant("limited")
+    await api.keys.set_limits(tenant_id, TenantLimits.model_validate(limits))
+    key = await api.keys.issue_key(tenant_id)
+    return tenant_id, {"Authorization": f"Bearer {key}"}
+
+
+def scenes(n: int) -> dict[str, object]:
+    return {"scenes": [{"prompt": f"scene {i}"} for i in range(n)]}
+
+
+def next_utc_midnight() -> datetime:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=1)
+
+
+async def test_more_scenes_than_allowed_is_403_naming_the_limit(api: Api) -> None:
+    _, auth = await limited(api, max_scenes_per_project=2)
+
+    problem = assert_problem(await api.create(auth, scenes(3)), 403)
+
+    assert problem["limit"] == "max_scenes_per_project"
+    assert problem["limit_value"] == 2
+    assert (await api.create(auth, scenes(2))).status_code == 202
+
+
+async def test_a_model_not_allowed_is_403_naming_the_allowed_ones(api: Api) -> None:
+    _, auth = await limited(api, allowed_models=["klingai:5@3"])
+
+    problem = assert_problem(await api.create(auth, scenes(1) | {"model": "google:3@3"}), 403)
+
+    assert problem["limit"] == "allowed_models"
+    assert problem["limit_value"] == ["klingai:5@3"]
+    assert (await api.create(auth, scenes(1) | {"model": "klingai:5@3"})).status_code == 202
+
+
+async def test_too_many_clips_in_flight_is_429_until_clips_end(api: Api) -> None:
+    _, auth = await limited(api, max_clips_in_flight=3)
+    first = await api.create(auth, scenes(2))
+    assert first.status_code == 202
+
+    response = await api.create(auth, scenes(2))
+
+    problem = assert_problem(response, 429)
+    assert problem["limit"] == "max_clips_in_flight"
+    assert int(response.headers["Retry-After"]) > 0
+    # One clip ends: there is room for one more, not two.
+    project_id = first.json()["project_id"]
+    await fail(api, project_id, first.json()["results"][0]["task_uuid"])
+    assert (await api.create(auth, scenes(2))).status_code == 202
+    assert_problem(await api.create(auth, scenes(1)), 429)
+
+
+async def test_a_project_past_the_daily_budget_is_402_with_when_it_resets(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=1.0)
+    assert (await api.create(auth, scenes(3))).status_code == 202  # $0.75 reserved
+
+    response = await api.create(auth, scenes(2))  # $0.50 more: past $1.00
+
+    problem = assert_problem(response, 402)
+    assert problem["limit"] == "daily_budget_usd"
+    assert problem["limit_value"] == 1.0
+    resets_at = datetime.fromisoformat(problem["resets_at"].replace("Z", "+00:00"))
+    assert resets_at == next_utc_midnight()
+    assert 0 < int(response.headers["Retry-After"]) <= 86_400
+    assert (await api.create(auth, scenes(1))).status_code == 202  # exactly $1.00
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 4
+
+
+async def test_concurrent_creates_cannot_overshoot_a_budget(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=1.0, monthly_budget_usd=50.0)
+
+    responses = await asyncio.gather(*(api.create(auth, scenes(1)) for _ in range(10)))
+
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [202] * 4 + [402] * 6, statuses
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.committed_in(day) == pytest.approx(1.0)
+    assert ledger.open == 4
+
+
+async def test_a_clip_end_settles_its_estimate_against_its_cost(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(3))).json()
+    project_id = created["project_id"]
+    tasks = [result["task_uuid"] for result in created["results"]]
+
+    cost_known = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    cost_unknown = TaskSucceeded(video_url="https://cdn.test/b.mp4", cost=None)
+    await move_clip(api, project_id, tasks[0], cost_known)
+    await move_clip(api, project_id, tasks[1], cost_unknown)
+    await fail(api, project_id, tasks[2])
+    # A duplicate of the first end (a redelivery) settles nothing twice.
+    await api.projects.record(project_id, 0, tasks[0], cost_known)
+
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    # $0.40 paid, $0.25 kept for the clip whose price is unknown, the failed clip's freed.
+    assert ledger.committed_in(day) == pytest.approx(0.65)
+    assert ledger.open == 0
+
+    usage = (await api.client.get("/v1/usage", headers=auth)).json()
+    assert usage["month"]["usd"] == pytest.approx(0.4)
+    assert usage["month"]["known_cost_clips"] == 1
+    assert usage["month"]["unknown_cost_clips"] == 1
+    assert [day_usage["period"] for day_usage in usage["days"]] == [day]
+    assert usage["clips_in_flight"] == 0
+    assert usage["limits"]["daily_budget_usd"] == 10.0
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert status["cost"] == {"usd": 0.4, "known": 1, "unknown": 1}
+
+
+async def test_usage_sums_every_project_of_the_month_by_day(api: Api) -> None:
+    tenant_id = await api.keys.create_tenant("plain")
+    auth = {"Authorization": f"Bearer {await api.keys.issue_key(tenant_id)}"}
+    costs = [0.1, 0.2, 0.3]
+    for cost in costs:
+        created = (await api.create(auth, scenes(1))).json()
+        video = TaskSucceeded(video_url="https://cdn.test/v.mp4", cost=cost)
+        await move_clip(api, created["project_id"], created["results"][0]["task_uuid"], video)
+
+    usage = (await api.client.get("/v1/usage", headers=auth)).json()
+
+    assert usage["month"]["usd"] == pytest.approx(0.6)
+    assert usage["month"]["projects"] == 3
+    assert usage["days"][0]["usd"] == pytest.approx(0.6)
+    # No limits: no ledger, nothing committed.
+    assert usage["clips_in_flight"] is None
+    last_year = (await api.client.get("/v1/usage?month=2000-01", headers=auth)).json()
+    assert last_year["month"]["usd"] == 0
+    assert_problem(await api.client.get("/v1/usage?month=2000-13", headers=auth), 422)
+
+
+async def test_retry_is_402_while_the_budget_is_spent_and_works_once_it_allows(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=0.5)
+    created = (await api.create(auth, scenes(2))).json()  # $0.50 reserved
+    project_id = created["project_id"]
+    first, second = (result["task_uuid"] for result in created["results"])
+    # The first clip cost more than estimated; the second failed (its $0.25 freed).
+    await move_clip(api, project_id, first, TaskSucceeded(video_url="https://v/1.mp4", cost=0.4))
+    await fail(api, project_id, second, code="budgetExceeded")
+
+    refused = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    problem = assert_problem(refused, 402)
+    assert problem["limit"] == "daily_budget_usd"
+    assert (await stored(api, project_id)).clips[1].status == "failed"
+    await api.keys.set_limits(tenant_id, TenantLimits(daily_budget_usd=1.0))
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text
+    clip = (await stored(api, project_id)).clips[1]
+    assert clip.status == "queued"
+    assert clip.charge is not None
+    assert clip.charge.usd == pytest.approx(0.25)
+
+
+async def test_estimates_come_from_the_prices_observed_per_model(api: Api) -> None:
+    book = CostBook()
+    book.observe("bytedance:2@1", 5, 0.5)  # $0.10 a second
+    book.observe("bytedance:2@1", 10, 1.0)
+    book.observe("bytedance:2@1", 4, None)  # no price: not an observation
+    await CostStats(api.db, book).flush()
+    _, auth = await limited(api, daily_budget_usd=1.0)
+    body = {"model": "bytedance:2@1", "scenes": [{"prompt": "a", "duration": 4}] * 2}
+
+    assert (await api.create(auth, body)).status_code == 202  # $0.80
+    problem = assert_problem(await api.create(auth, body), 402)  # $0.80 more
+
+    assert "$0.80" in problem["detail"]
+    assert "$0.20 left" in problem["detail"]
+
+
+async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: Api) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=2)
+    key = {"Idempotency-Key": "once"}
+    first = await api.create(auth, scenes(2), headers=key)
+    assert first.status_code == 202
+
+    again = await api.create(auth, scenes(2), headers=key)  # the tenant is at its limit
+
+    assert again.status_code == 202, again.text
+    assert again.json()["project_id"] == first.json()["project_id"]
+    assert (await LedgerStore(api.db).read(tenant_id)).open == 2
