@@ -42,8 +42,10 @@ format: $(VENV)/.synced
 contracts: $(VENV)/.synced
 	$(BIN)/python -m reelflow_devtools.contracts
 
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--scenario throughput,ceiling".
+# See docs/BENCHMARKS.md.
 bench: $(VENV)/.synced
-	$(BIN)/python -m reelflow_devtools.bench
+	$(BIN)/python -m reelflow_devtools.bench $(BENCH_ARGS)
 
 # Kills services, its own RabbitMQ node and MongoDB under a faulty Runware; not in `make test`.
 # CHAOS_ARGS passes options, e.g. make chaos CHAOS_ARGS="--clips 200 --duration 120".

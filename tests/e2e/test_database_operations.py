@@ -18,13 +18,13 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
 
+from reelflow_devtools import dbcounters
+from reelflow_devtools.dbcounters import Counters
 from reelflow_devtools.launcher import Stack
 from tests.e2e.stack import e2e_config, started
 from tests.waiting import PROCESS_DEADLINE_S
@@ -59,19 +59,8 @@ def copying_stack(amqp_url: str, mongo_url: str, tmp_path: Path) -> Iterator[Sta
     yield from started(config)
 
 
-async def operations(stack: Stack) -> dict[str, int]:
-    """Operations the server has counted so far, per collection of the stack's database."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, timeoutMS=10_000)
-    try:
-        top = await client.admin.command("top")
-    finally:
-        await client.close()
-    prefix = f"{stack.config.database}."
-    return {
-        namespace.removeprefix(prefix): counters["total"]["count"]
-        for namespace, counters in top["totals"].items()
-        if namespace.startswith(prefix)
-    }
+async def operations(stack: Stack) -> Counters:
+    return await dbcounters.operations(stack.mongo_url, stack.config.database)
 
 
 async def test_a_clip_costs_at_most_five_database_operations_at_any_project_size(
@@ -132,9 +121,7 @@ async def measure(stack: Stack, *, until: str) -> dict[int, dict[str, int]]:
                             break
             after = await operations(stack)
             figures[scenes] = {
-                name: after.get(name, 0) - before.get(name, 0)
-                for name in after
-                if after.get(name, 0) != before.get(name, 0)
+                name: counts["total"] for name, counts in dbcounters.spent(before, after).items()
             }
             status = (await api.get(f"/v1/projects/{project_id}")).json()
             assert status["status"] == "completed"

@@ -24,8 +24,9 @@ from reelflow_devtools.bench.stats import summary_ms
 @dataclass(frozen=True)
 class ApiPlan:
     concurrency: int = 20
-    get_requests: int = 1500
-    post_requests: int = 500
+    get_requests: int = 1000
+    #: every POSTed clip goes through the pipeline before the ground truth: few enough
+    post_requests: int = 200
     #: requests of each kind sent one at a time first: the latency with no queue in front
     serial_requests: int = 50
     #: simulated seconds of the one clip of every POSTed project

@@ -188,11 +188,17 @@ def modes(plan: FairnessPlan) -> dict[str, int | None]:
     return found
 
 
-def measure(plan: FairnessPlan, run_dir: Path) -> dict[str, Any]:
-    """Start a stack per mode, run the scenario on it, stop it; the figures by mode."""
+def measure(plan: FairnessPlan, run_dir: Path, base: StackConfig | None = None) -> dict[str, Any]:
+    """Start a stack per mode (from ``base``'s broker, database and log level), run the
+    scenario on it, stop it; the figures by mode."""
     results: dict[str, Any] = {"plan": asdict(plan)}
+    given = (
+        {}
+        if base is None
+        else {k: getattr(base, k) for k in ("amqp_url", "mongo_url", "log_level")}
+    )
     for mode, limit in modes(plan).items():
-        config = FairnessStack(tenant_submit_concurrency=limit)
+        config = FairnessStack(tenant_submit_concurrency=limit, **given)
         with running_stack(config, run_dir / mode) as stack:
             figures = asyncio.run(run_fairness(stack, plan))
         results[mode] = {"tenant_submit_concurrency": limit or "default", **figures}

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from reelflow_devtools.bench.client import api_client, list_projects, wait_all_terminal
+from reelflow_devtools.bench.client import (
+    BenchError,
+    api_client,
+    list_projects,
+    wait_all_terminal,
+)
 from reelflow_devtools.bench.launcher import BenchStack
 
 
@@ -20,9 +25,13 @@ async def check_ground_truth(
 ) -> dict[str, Any]:
     clips: dict[str, str] = {}  # task UUID -> the seed's value: a URL, "pending" or "failed"
     not_terminal = 0
+    waited_out = False
     for key in keys:
         async with api_client(stack.api_url, key) as api:
-            await wait_all_terminal(api, deadline_s=deadline_s)
+            try:
+                await wait_all_terminal(api, deadline_s=deadline_s)
+            except BenchError:  # counted below as projects not terminal: the run goes on
+                waited_out = True
             for project in await list_projects(api):
                 not_terminal += project["status"] == "generating"
                 clips |= project["clips"]
@@ -39,6 +48,7 @@ async def check_ground_truth(
         "clips": len(clips),
         "sim_tasks": len(tasks),
         "projects_not_terminal": not_terminal,
+        "waited_out": waited_out,
         "lost": len(set(not_succeeded) | set(never_accepted)),
         "not_succeeded": len(not_succeeded),
         "never_accepted": len(never_accepted),

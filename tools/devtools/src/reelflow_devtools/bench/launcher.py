@@ -7,53 +7,114 @@ the queues are deleted again at the end so runs leave nothing on the broker.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
+from aio_pika.abc import AbstractQueue
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.backoff import Backoff
 from reelflow_common.broker.dlq import dead_letter_depths
-from reelflow_common.topology import Topology
-from reelflow_devtools.launcher import Simulator, Stack
+from reelflow_common.settings import TopologySettings
+from reelflow_common.topology import PROJECT_FINISHED, Topology
+from reelflow_devtools.launcher import SERVICES, Simulator, Stack
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL
+from reelflow_notifier.settings import Settings as NotifierSettings
+from reelflow_poller.settings import Settings as PollerSettings
+from reelflow_submitter.settings import Settings as SubmitterSettings
 
+PUBLISHED = "reelflow_published_total{"
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 (a local simulator's path segment)
+
+
+#: the settings that follow the provider's clock: how long to wait for Runware (every
+#: poll_* and retry_* setting in seconds), how long a clip may take, when the
+#: reconciler steps in. Everything else (timeouts, pings, caches, keep-alives) is a
+#: wall-clock bound of one operation or connection, never compressed.
+SCHEDULE_PREFIXES = ("poll_", "retry_", "reconcile_")
+SCHEDULE_NAMES = frozenset({"lease_s", "not_found_grace_s"})
+#: what a stack timed in real seconds keeps at production values: the safety nets (with
+#: a zero-latency provider at a high speedup, compressed ones would time clips out behind
+#: a backlog) and periodic background work (it costs database operations per real
+#: second, so compressing it would charge the throughput runs for work production does
+#: not do)
+REAL_TIME = frozenset(
+    {
+        "poll_max_age_s",
+        "lease_s",
+        "reconcile_interval_s",
+        "reconcile_grace_s",
+        "poll_stats_interval_s",
+    }
+)
+
+
+def production_seconds() -> dict[str, float]:
+    """Every service's schedule setting in seconds (:data:`SCHEDULE_PREFIXES`), at its
+    production default."""
+    found: dict[str, float] = {}
+    for settings in (ApiSettings, NotifierSettings, PollerSettings, SubmitterSettings):
+        for name, field in settings.model_fields.items():
+            schedule = name.startswith(SCHEDULE_PREFIXES) or name in SCHEDULE_NAMES
+            if schedule and name.endswith("_s") and isinstance(field.default, int | float):
+                found[name] = float(field.default)
+    return found
+
+
+def compressed(speedup: float, *, keep: frozenset[str] = frozenset()) -> dict[str, float]:
+    """Production schedule settings divided by ``speedup``, but those in ``keep``."""
+    return {
+        name: seconds if name in keep else seconds / speedup
+        for name, seconds in production_seconds().items()
+    }
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """What the benchmark varies: simulator speed, the poll ladder, webhooks on or off."""
+    """What the benchmark varies: simulator speed (the settings follow it), webhooks."""
 
     amqp_url: str = LOCAL_AMQP_URL
     sim_speedup: float = 100.0
-    poll_initial_delay_s: float = 0.3
-    poll_backoff: float = 1.5
-    poll_max_delay_s: float = 1.0
-    retry_initial_delay_s: float = 0.2
-    retry_max_delay_s: float = 1.0
+    #: settings left at production values (see :data:`REAL_TIME`)
+    keep: frozenset[str] = REAL_TIME
     webhooks: bool = False
     log_level: str = "INFO"
     #: a real MongoDB; None starts the embedded SecantusDB
     mongo_url: str | None = None
+    #: more ``REELFLOW_*`` settings, over the compressed ones
+    extra: tuple[tuple[str, str], ...] = ()
+
+    def seconds(self) -> dict[str, float]:
+        """The services' schedule settings: production, compressed by the speedup."""
+        return compressed(self.sim_speedup, keep=self.keep)
 
     def poll_ladder_ms(self) -> tuple[int, ...]:
         """The poller's wait queues, as the services build them from these settings."""
+        seconds = self.seconds()
         poll = Backoff(
-            first_s=self.poll_initial_delay_s, cap_s=self.poll_max_delay_s, factor=self.poll_backoff
+            first_s=seconds["poll_initial_delay_s"],
+            cap_s=seconds["poll_max_delay_s"],
+            factor=float(TopologySettings.model_fields["poll_backoff"].default),
         )
         return poll.rungs_ms()
 
     def launch_config(self, run_dir: Path, prefix: str) -> LaunchConfig:
         """The launcher's configuration of a benchmark run under ``prefix``."""
+        settings = {
+            f"REELFLOW_{name.upper()}": f"{value:g}" for name, value in self.seconds().items()
+        }
         return LaunchConfig(
             run_dir=run_dir,
             amqp_url=self.amqp_url,
@@ -61,17 +122,42 @@ class StackConfig:
             mongo_url=self.mongo_url,
             database=prefix.rstrip(".").replace("-", "_"),
             simulator=Simulator(speedup=self.sim_speedup, seed=7),
-            settings={
-                "REELFLOW_POLL_INITIAL_DELAY_S": str(self.poll_initial_delay_s),
-                "REELFLOW_POLL_BACKOFF": str(self.poll_backoff),
-                "REELFLOW_POLL_MAX_DELAY_S": str(self.poll_max_delay_s),
-                "REELFLOW_RETRY_INITIAL_DELAY_S": str(self.retry_initial_delay_s),
-                "REELFLOW_RETRY_MAX_DELAY_S": str(self.retry_max_delay_s),
-                "REELFLOW_LOG_LEVEL": self.log_level,
-            },
+            settings=settings | {"REELFLOW_LOG_LEVEL": self.log_level} | dict(self.extra),
             webhook_secret=WEBHOOK_SECRET if self.webhooks else None,
             http_host="127.0.0.1",
         )
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of one process, in KiB, from /proc/<pid>/status; {} if gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields}
+
+
+class FinishedProjects:
+    """The ``project.finished`` events of one exclusive queue."""
+
+    def __init__(self, queue: AbstractQueue) -> None:
+        self._queue = queue
+        self.finished_at: dict[str, float] = {}
+
+    async def wait(self, project_ids: Iterable[str], *, deadline_s: float) -> float:
+        """Until every one of ``project_ids`` has finished; the wall time the last one was seen."""
+        waiting = set(project_ids) - set(self.finished_at)
+        async with asyncio.timeout(deadline_s):
+            async with self._queue.iterator() as events:
+                async for message in events:
+                    await message.ack()
+                    project_id = json.loads(message.body)["project_id"]
+                    self.finished_at[project_id] = time.time()
+                    waiting.discard(project_id)
+                    if not waiting:
+                        break
+        return max(self.finished_at.values(), default=time.time())
 
 
 class BenchStack(Stack):
@@ -95,18 +181,9 @@ class BenchStack(Stack):
         return found
 
     def memory_kib(self) -> dict[str, dict[str, int]]:
-        """VmRSS and VmHWM (peak) of each process, in KiB, from /proc/<pid>/status."""
-        found: dict[str, dict[str, int]] = {}
-        for name, pid in self.process_ids().items():
-            try:
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            found[name] = {
-                key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields
-            }
-        return found
+        """VmRSS and VmHWM (peak) of each process, in KiB."""
+        found = {name: memory_kib(pid) for name, pid in self.process_ids().items()}
+        return {name: memory for name, memory in found.items() if memory}
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time each process has used so far, from /proc/<pid>/stat."""
@@ -119,6 +196,31 @@ class BenchStack(Stack):
                 continue
             found[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         return found
+
+    async def confirmed_publishes(self) -> int:
+        """Messages the services have published and RabbitMQ confirmed, from their /metrics."""
+        found = 0.0
+        async with httpx.AsyncClient(timeout=30) as client:
+            for name in SERVICES:
+                answer = await client.get(f"{self.url(name)}/metrics")
+                answer.raise_for_status()
+                for line in answer.text.splitlines():
+                    if line.startswith(PUBLISHED) and 'result="confirmed"' in line:
+                        found += float(line.rsplit(" ", 1)[1])
+        return int(found)
+
+    @asynccontextmanager
+    async def finished_projects(self) -> AsyncIterator[FinishedProjects]:
+        """``project.finished`` events from now on, off the event exchange (no database read)."""
+        topology = Topology.from_settings(self.topology_settings())
+        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
+        try:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(exclusive=True)
+            await queue.bind(topology.events_exchange, PROJECT_FINISHED)
+            yield FinishedProjects(queue)
+        finally:
+            await connection.close()
 
     def dead_children(self) -> list[str]:
         return [name for name, child in self.children.items() if not child.alive()]

@@ -1,11 +1,24 @@
-"""``make bench``: start reelflow as processes, run the phases in order, report and check.
+"""``make bench``: reelflow side by side with its references, in one run.
 
-1. throughput and poll lag (K projects x N clips, created at once);
-2. WebSocket fan-out (M watchers on one project, the system otherwise idle);
-3. API latency (GET, then POST, under C concurrent clients);
-4. overload: a burst of B concurrent POSTs, each a 202 or an immediate 503;
-5. ground truth: every clip of every phase against the simulator's tasks;
-6. memory of every process after all of it.
+Scenarios (``--scenario``, comma-separated; default ``all``):
+
+- ``throughput``: about 500 clips as projects of 1, 10 and 50 scenes, a
+  zero-latency provider; clips/s and database operations per clip (the server's
+  own counters), against issue 8's task-queue figures;
+- ``ceiling``: the same inserts, updates, reads and confirmed publishes done bare
+  on the same database and broker (implies ``throughput``);
+- ``polling``: a live run on the simulator's own latency distribution at
+  ``--polling-speedup`` with production settings compressed by it, and the exact
+  evaluation of the reference schedules on the same completion times;
+- ``notifier``: 10,000 WebSockets from separate load processes, the notifier's
+  memory, change -> the last of 1,000 watchers of one project;
+- ``api``: GET/POST latency under concurrent clients; ``overload``: a burst of POSTs;
+- ``fairness``: one tenant floods clips while another sends a few at a time: the
+  small tenant's submit delay, with fair share and without (two stacks of its own).
+
+Every stack gets a ground-truth check (every clip against the simulator's tasks)
+at its end. ``--quick`` shrinks every scenario (for the tests). Plots go next to
+``results.json``, and each stack's logs in ``fast/logs`` and ``polling/logs`` beside it.
 """
 
 from __future__ import annotations
@@ -16,41 +29,94 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reelflow_devtools.bench import fairness
 from reelflow_devtools.bench.api_load import ApiPlan, run_api_load
+from reelflow_devtools.bench.ceiling import CeilingPlan, Work, run_ceiling
 from reelflow_devtools.bench.client import BenchError
-from reelflow_devtools.bench.fanout import FanoutPlan, run_fanout
 from reelflow_devtools.bench.ground_truth import check_ground_truth
 from reelflow_devtools.bench.launcher import (
+    REAL_TIME,
     BenchStack,
     StackConfig,
     broker_answers,
     running_stack,
 )
+from reelflow_devtools.bench.notifier import NotifierPlan, run_notifier
 from reelflow_devtools.bench.overload import OverloadPlan, run_overload
-from reelflow_devtools.bench.report import Targets, checks, table, write_json
-from reelflow_devtools.bench.throughput import ThroughputPlan, run_throughput
+from reelflow_devtools.bench.plots import TASK_QUEUE_CLIPS_PER_S, write_plots
+from reelflow_devtools.bench.polling import Setup, compare
+from reelflow_devtools.bench.polling import results as polling_results
+from reelflow_devtools.bench.polling_live import LivePlan, run_polling_live
+from reelflow_devtools.bench.report import Targets, checks, markdown, summary, write_json
+from reelflow_devtools.bench.throughput import ThroughputPlan, run_size, run_throughput
+from reelflow_devtools.bench.ws_load import raise_open_files_limit
 from reelflow_devtools.processes import StartError
 
 RUN_DIR = Path(".run/bench")
+SCENARIOS = ("throughput", "ceiling", "polling", "notifier", "api", "overload", "fairness")
+
+
+@dataclass(frozen=True)
+class Plans:
+    throughput: ThroughputPlan = field(default_factory=ThroughputPlan)
+    ceiling: CeilingPlan = field(default_factory=CeilingPlan)
+    live: LivePlan = field(default_factory=LivePlan)
+    exact: Setup = field(default_factory=Setup)
+    notifier: NotifierPlan = field(default_factory=NotifierPlan)
+    api: ApiPlan = field(default_factory=ApiPlan)
+    overload: OverloadPlan = field(default_factory=OverloadPlan)
+    fairness: fairness.FairnessPlan = field(default_factory=fairness.FairnessPlan)
+    speedup: float = 100.0
+    polling_speedup: float = 5.0
+
+
+#: every scenario small: the whole run in well under a minute on an idle machine
+QUICK = Plans(
+    throughput=ThroughputPlan(clips=50, warmup_clips=10, settle_s=0.5, deadline_s=60),
+    live=LivePlan(clips=20, scenes=10, warmup_clips=10, settle_s=1, deadline_s=60),
+    exact=Setup(clips=300),
+    notifier=NotifierPlan(
+        connections=120,
+        hot_watchers=40,
+        processes=2,
+        idle_projects=2,
+        hot_clips=4,
+        first_finish_s=3,
+        spacing_s=0.5,
+        deadline_s=30,
+    ),
+    api=ApiPlan(get_requests=40, post_requests=20, serial_requests=5),
+    overload=OverloadPlan(burst=100, health_probes=3),
+    fairness=fairness.FairnessPlan(flood=100, small=3, rounds=2, pause_s=0),
+    polling_speedup=100.0,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m reelflow_devtools.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m reelflow_devtools.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
-    add("--projects", type=int, default=40, help="throughput: projects created at once")
-    add("--clips", type=int, default=10, help="throughput: clips (scenes) per project")
-    add("--post-concurrency", type=int, default=20, help="throughput: POSTs in flight")
-    add("--speedup", type=float, default=100, help="simulated seconds per real second")
-    add("--watchers", type=int, default=200, help="fan-out: WebSockets on one project")
-    add("--get-requests", type=int, default=1500, help="API latency: GET /v1/projects/{id}")
-    add("--post-requests", type=int, default=500, help="API latency: POST /v1/projects")
-    add("--api-concurrency", type=int, default=20, help="API latency: clients in flight")
-    add("--burst", type=int, default=1000, help="overload: POSTs sent at once")
-    add("--webhooks", action="store_true", help="let the simulator call back (default: poll only)")
-    add("--log-level", default="INFO", help="the services' log level")
+    add("--scenario", default="all", help=f"comma-separated: {', '.join(SCENARIOS)}, or all")
+    add("--quick", action="store_true", help="every scenario small (for tests)")
+    add("--clips", type=int, help="throughput: clips per project size (default 500)")
+    add("--connections", type=int, help="notifier: WebSockets (default 10000)")
+    add("--watchers", type=int, help="notifier: watchers of the one project (default 1000)")
+    add(
+        "--no-deflate",
+        action="store_true",
+        help="notifier: clients do not offer permessage-deflate (browsers do)",
+    )
+    add("--polling-clips", type=int, help="polling: clips of the live run (default 200)")
+    add("--polling-speedup", type=float, help="polling: simulator speedup (default 5)")
+    add("--log-level", default="WARNING", help="the services' log level")
     add("--amqp-url", default=os.environ.get("REELFLOW_AMQP_URL", StackConfig.amqp_url))
     add(
         "--mongo-url",
@@ -62,12 +128,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class CpuMeter:
-    """CPU seconds each process spent, and wall seconds, per phase."""
+def chosen_scenarios(text: str) -> list[str]:
+    wanted = {name.strip() for name in text.split(",") if name.strip()}
+    if "all" in wanted:
+        return list(SCENARIOS)
+    unknown = wanted - set(SCENARIOS)
+    if unknown:
+        raise SystemExit(f"bench: unknown scenario(s) {sorted(unknown)}; known: {SCENARIOS}")
+    if "ceiling" in wanted:
+        wanted.add("throughput")
+    return [name for name in SCENARIOS if name in wanted]
 
-    def __init__(self, stack: BenchStack) -> None:
+
+def plans_from(args: argparse.Namespace) -> Plans:
+    plans = QUICK if args.quick else Plans()
+    if args.clips:
+        plans = replace(plans, throughput=replace(plans.throughput, clips=args.clips))
+    if args.connections:
+        plans = replace(plans, notifier=replace(plans.notifier, connections=args.connections))
+    if args.watchers:
+        plans = replace(plans, notifier=replace(plans.notifier, hot_watchers=args.watchers))
+    if args.no_deflate:
+        plans = replace(plans, notifier=replace(plans.notifier, deflate=False))
+    if args.polling_clips:
+        plans = replace(plans, live=replace(plans.live, clips=args.polling_clips))
+    if args.polling_speedup:
+        plans = replace(plans, polling_speedup=args.polling_speedup)
+    return plans
+
+
+class CpuMeter:
+    """CPU seconds each process spent, and wall seconds, per scenario."""
+
+    def __init__(self, stack: BenchStack, into: dict[str, dict[str, float]]) -> None:
         self._stack = stack
-        self.phases: dict[str, dict[str, float]] = {}
+        self.phases = into
         self._mark()
 
     def _mark(self) -> None:
@@ -81,46 +176,85 @@ class CpuMeter:
         self.phases[phase] = {"wall_s": round(self._wall - wall, 2), **spent}
 
 
-async def run_phases(stack: BenchStack, args: argparse.Namespace) -> dict[str, Any]:
-    cpu = CpuMeter(stack)
-    _say(f"throughput: {args.projects} projects x {args.clips} clips")
-    throughput = await run_throughput(
-        stack,
-        ThroughputPlan(projects=args.projects, clips=args.clips, concurrency=args.post_concurrency),
-    )
-    cpu.phase_done("throughput")
-    _say(f"fan-out: {args.watchers} watchers on one project")
-    fanout_key, fanout = await run_fanout(stack, FanoutPlan(watchers=args.watchers), args.speedup)
-    cpu.phase_done("fanout")
-    _say(
-        f"API latency: {args.get_requests} GET then {args.post_requests} POST"
-        f" at concurrency {args.api_concurrency}"
-    )
-    api_key, _ids, api = await run_api_load(
-        stack,
-        ApiPlan(
-            concurrency=args.api_concurrency,
-            get_requests=args.get_requests,
-            post_requests=args.post_requests,
-        ),
-        get_key=throughput.key,
-        get_ids=throughput.project_ids,
-    )
-    cpu.phase_done("api")
-    _say(f"overload: {args.burst} POSTs at once")
-    overload_key, overload = await run_overload(stack, OverloadPlan(burst=args.burst))
-    cpu.phase_done("overload")
-    _say("ground truth: every clip against the simulator's tasks")
-    keys = [throughput.key, api_key, fanout_key, overload_key]
-    truth = await check_ground_truth(stack, keys, deadline_s=120)
-    cpu.phase_done("drain_and_check")
+async def main_stack_scenarios(
+    stack: BenchStack, scenarios: list[str], plans: Plans, cpu_s: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """Everything on the fast stack (zero-latency clips, speedup ``plans.speedup``)."""
+    cpu = CpuMeter(stack, cpu_s)
+    found: dict[str, Any] = {}
+    keys: list[str] = []
+    get_key, get_ids = "", list[str]()
+    if "throughput" in scenarios:
+        _say(f"throughput: ~{plans.throughput.clips} clips per size {plans.throughput.sizes}")
+        warmup, runs = await run_throughput(stack, plans.throughput)
+        cpu.phase_done("throughput")
+        keys += [warmup.key] + [run.key for run in runs]
+        found["throughput_warmup"] = warmup.results
+        for run in runs:
+            if run.results["scenes_per_project"] == 10:
+                get_key, get_ids = run.key, run.project_ids
+        for run in runs:
+            size = run.results["scenes_per_project"]
+            if size in TASK_QUEUE_CLIPS_PER_S and run.results["clips_per_s"]:
+                multiple = run.results["clips_per_s"] / TASK_QUEUE_CLIPS_PER_S[size]
+                run.results["task_queue_multiple"] = round(multiple, 3)
+        if "ceiling" in scenarios:
+            for run in runs:
+                _say(
+                    f"ceiling: the work of the {run.results['scenes_per_project']}-scene run, bare"
+                )
+                ceiling = await run_ceiling(stack, Work.of(run.results), plans.ceiling)
+                run.results["ceiling"] = ceiling
+                if ceiling["clips_per_s"] and run.results["clips_per_s"]:
+                    fraction = run.results["clips_per_s"] / ceiling["clips_per_s"]
+                    run.results["ceiling_fraction"] = round(fraction, 3)
+            cpu.phase_done("ceiling")
+        found["throughput"] = [run.results for run in runs]
+    if "notifier" in scenarios:
+        plan = plans.notifier
+        _say(f"notifier: {plan.connections} WebSockets, {plan.hot_watchers} on one project")
+        notifier_key, found["notifier"] = await run_notifier(stack, plan, plans.speedup)
+        keys.append(notifier_key)
+        cpu.phase_done("notifier")
+    if "api" in scenarios:
+        if not get_ids:
+            run = await run_size(stack, replace(plans.throughput, clips=100), 10)
+            keys.append(run.key)
+            get_key, get_ids = run.key, run.project_ids
+        _say("API latency: GET then POST")
+        api_key, _ids, found["api"] = await run_api_load(
+            stack, plans.api, get_key=get_key, get_ids=get_ids
+        )
+        keys.append(api_key)
+        cpu.phase_done("api")
+    if "overload" in scenarios:
+        _say(f"overload: {plans.overload.burst} POSTs at once")
+        overload_key, found["overload"] = await run_overload(stack, plans.overload)
+        keys.append(overload_key)
+        cpu.phase_done("overload")
+    if keys:
+        _say("ground truth: every clip against the simulator's tasks")
+        truth = await check_ground_truth(stack, keys, deadline_s=300)
+        found["ground_truth"] = {"fast": truth}
+        cpu.phase_done("ground_truth")
+    return found
+
+
+async def polling_scenario(
+    stack: BenchStack, plans: Plans, cpu_s: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """The live poller on the simulator's latencies, then the exact rows on the same ones."""
+    cpu = CpuMeter(stack, cpu_s)
+    _say(f"polling: {plans.live.clips} clips, speedup {plans.polling_speedup:g}")
+    live = await run_polling_live(stack, plans.live, plans.polling_speedup)
+    cpu.phase_done("polling_live")
+    truth = await check_ground_truth(stack, [live.key], deadline_s=60)
+    rows = compare(plans.exact, live.latencies_s)
+    exact = polling_results(plans.exact, rows)
+    exact["test_latencies"] = "the live run's own"
     return {
-        "throughput": throughput.results,
-        "fanout": fanout,
-        "api": api,
-        "overload": overload,
-        "ground_truth": truth,
-        "cpu_s": cpu.phases,
+        "polling": {"live": live.results, "exact": exact, "model": plans.exact.model},
+        "ground_truth": {"polling": truth},
     }
 
 
@@ -128,52 +262,102 @@ def _say(line: str) -> None:
     print(f"bench: {line}", flush=True)
 
 
+def _run_stack(
+    config: StackConfig,
+    run_dir: Path,
+    body: Callable[[BenchStack], Any],
+    results: dict[str, Any],
+    name: str,
+) -> None:
+    shutil.rmtree(run_dir / "mongo-data", ignore_errors=True)
+    shutil.rmtree(run_dir / "logs", ignore_errors=True)
+    began = time.monotonic()
+    with running_stack(config, run_dir) as stack:
+        _say(f"{name} stack up in {time.monotonic() - began:.1f} s (logs in {run_dir / 'logs'})")
+        found = asyncio.run(body(stack))
+        truth = results.get("ground_truth", {}) | found.pop("ground_truth", {})
+        results |= found | ({"ground_truth": truth} if truth else {})
+        results.setdefault("memory_kib", {})[name] = stack.memory_kib()
+        results.setdefault("dead_processes", []).extend(
+            f"{name}:{child}" for child in stack.dead_children()
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    config = StackConfig(
-        amqp_url=args.amqp_url,
-        sim_speedup=args.speedup,
-        webhooks=args.webhooks,
-        log_level=args.log_level,
-        mongo_url=args.mongo_url,
-    )
-    problem = asyncio.run(broker_answers(config.amqp_url))
+    scenarios = chosen_scenarios(args.scenario)
+    plans = plans_from(args)
+    base = StackConfig(amqp_url=args.amqp_url, log_level=args.log_level, mongo_url=args.mongo_url)
+    problem = asyncio.run(broker_answers(base.amqp_url))
     if problem is not None:
-        print(f"bench: RabbitMQ does not answer at {config.amqp_url}: {problem}", file=sys.stderr)
+        print(f"bench: RabbitMQ does not answer at {base.amqp_url}: {problem}", file=sys.stderr)
         return 1
-    shutil.rmtree(RUN_DIR / "mongo-data", ignore_errors=True)
-    shutil.rmtree(RUN_DIR / "logs", ignore_errors=True)
+    open_files = raise_open_files_limit()  # the notifier inherits it: one socket per watcher
     began = time.monotonic()
+    fast = replace(base, sim_speedup=plans.speedup, keep=REAL_TIME)
+    # Everything compressed: the live poller sees the provider's clock, scaled.
+    slow = replace(base, sim_speedup=plans.polling_speedup, keep=frozenset())
     results: dict[str, Any] = {
         "config": {
+            "command": " ".join(
+                ["python -m reelflow_devtools.bench", *(sys.argv[1:] if argv is None else argv)]
+            ),
+            "scenarios": scenarios,
+            "quick": args.quick,
             "cpus": os.cpu_count(),
             "load_before": [round(load, 2) for load in os.getloadavg()],
-            "sim_speedup": config.sim_speedup,
-            "webhooks": config.webhooks,
-            "log_level": config.log_level,
-            "poll_initial_delay_s": config.poll_initial_delay_s,
-            "poll_backoff": config.poll_backoff,
-            "poll_max_delay_s": config.poll_max_delay_s,
-            "poll_ladder_ms": list(config.poll_ladder_ms()),
-            "mongo": "given MongoDB" if config.mongo_url else "embedded SecantusDB",
-        }
+            "open_files_limit": open_files,
+            "sim_speedup": plans.speedup,
+            "polling_speedup": plans.polling_speedup,
+            "settings_fast_stack": fast.seconds(),
+            "settings_polling_stack": slow.seconds(),
+            "log_level": args.log_level,
+            "mongo": "given MongoDB" if args.mongo_url else "embedded SecantusDB",
+        },
+        "cpu_s": {},
     }
+    cpu_s: dict[str, dict[str, float]] = results["cpu_s"]
     try:
-        with running_stack(config, RUN_DIR) as stack:
-            _say(f"stack up in {time.monotonic() - began:.1f} s (logs in {RUN_DIR / 'logs'})")
-            results |= asyncio.run(run_phases(stack, args))
-            results["memory_kib"] = stack.memory_kib()
-            results["dead_processes"] = stack.dead_children()
+        if set(scenarios) - {"polling", "fairness"}:
+            _run_stack(
+                fast,
+                args.out.parent / "fast",
+                lambda stack: main_stack_scenarios(stack, scenarios, plans, cpu_s),
+                results,
+                "fast",
+            )
+        if "polling" in scenarios:
+            _run_stack(
+                slow,
+                args.out.parent / "polling",
+                lambda stack: polling_scenario(stack, plans, cpu_s),
+                results,
+                "polling",
+            )
+        if "fairness" in scenarios:
+            _say("fairness: a flooding tenant and a small one, with and without fair share")
+            results["fairness"] = fairness.measure(
+                plans.fairness, args.out.parent / "fairness", base
+            )
     except (BenchError, StartError, TimeoutError) as exc:
         print(f"bench: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
     results["duration_s"] = round(time.monotonic() - began, 1)
+    results["config"]["load_after"] = [round(load, 2) for load in os.getloadavg()]
     targets = Targets()
     found = checks(results, targets)
-    print("\nreelflow benchmark\n" + table(results) + "\n\nchecks")
+    shown = summary(results)
+    if "fairness" in results:
+        shown += "\n\nfair share\n" + fairness.table(results["fairness"])
+    print("\nreelflow benchmark\n" + shown + "\n\nchecks")
     print("\n".join(check.line() for check in found))
     write_json(args.out, results, found, targets)
-    print(f"\nresults: {args.out}")
+    report = markdown(results, found)
+    if "fairness" in results:
+        report += "\n\n## Fair share\n\n" + fairness.table(results["fairness"]) + "\n"
+    args.out.with_name("results.md").write_text(report)
+    plots = write_plots(results, args.out.parent)
+    print(f"\nresults: {args.out}; plots: {', '.join(str(p) for p in plots)}")
     if any(not check.passed for check in found if check.correctness):
         return 1
     if args.strict and any(not check.passed for check in found):

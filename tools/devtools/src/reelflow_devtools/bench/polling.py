@@ -99,10 +99,12 @@ def trained_planner(
     return planner
 
 
-def compare(setup: Setup) -> list[Row]:
-    """Every schedule on the same test sample (see the module docstring)."""
+def compare(setup: Setup, test: Sequence[float] | None = None) -> list[Row]:
+    """Every schedule on the same test sample (see the module docstring): ``test``, the
+    simulated completion times of a live run, or a sample drawn from the model."""
     train = draw_latencies(setup.model, setup.clips, setup.seed)
-    test = draw_latencies(setup.model, setup.clips, setup.seed + 1)
+    if test is None:
+        test = draw_latencies(setup.model, setup.clips, setup.seed + 1)
     profile, config = setup.profile, PlannerConfig.from_settings(setup.settings)
     progress_models: dict[str, ProgressModel | None] = {
         "ignored": None,

@@ -1,116 +1,142 @@
-"""K projects of N clips created at once; how long until all are terminal, and the poll lag.
+"""Throughput by project size: about N clips as projects of 1, 10 and 50 scenes, in turn.
 
-The end of the run is the latest ``completed_at`` reelflow recorded (the write that
-made the last project terminal); the lag of a clip is its ``completed_at`` minus
-the moment the simulator finished it, which is ``(now - elapsed) + latency`` read
-from ``/__sim/tasks``. Both clocks are this machine's wall clock.
+Every clip finishes at the provider at once (``[sim:latency=0]``): the figures are
+reelflow's own cost, not the provider's. A size's run lasts from its first POST to
+the latest ``completed_at`` reelflow stored (the write that made its last project
+terminal). The database operations are the server's own counters (``top``) over
+the same span, and the confirmed publishes the services' own ``/metrics``: the
+raw ceiling (:mod:`reelflow_devtools.bench.ceiling`) repeats exactly that work.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import httpx
+
+from reelflow_devtools import dbcounters
 from reelflow_devtools.bench.client import (
     BenchError,
     api_client,
     get_projects,
     scene,
-    wait_all_terminal,
 )
 from reelflow_devtools.bench.launcher import BenchStack
-from reelflow_devtools.bench.stats import parse_time, sim_finished_at, summary_ms
+from reelflow_devtools.bench.stats import parse_time, summary_ms
 
 
 @dataclass(frozen=True)
 class ThroughputPlan:
-    projects: int = 40
-    clips: int = 10
+    sizes: tuple[int, ...] = (1, 10, 50)
+    #: clips per size, rounded up to whole projects
+    clips: int = 500
+    #: POSTs in flight
     concurrency: int = 20
-    #: simulated seconds, cycled over the scenes of a project
-    latencies_s: tuple[float, ...] = (30, 50, 70, 90, 110)
-    deadline_s: float = 120
+    #: clips followed first, not measured: the poller learns the provider's (zero)
+    #: latency, as a production poller has from ``poll_stats``
+    warmup_clips: int = 50
+    #: real seconds for the warm-up's completions to reach ``poll_stats``
+    settle_s: float = 2
+    deadline_s: float = 300
 
 
 @dataclass(frozen=True)
-class ThroughputRun:
+class SizeRun:
+    """One project size's figures, and the tenant's key for the ground truth."""
+
     key: str
     project_ids: list[str]
     results: dict[str, Any]
 
 
-async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> ThroughputRun:
-    key = await stack.issue_key("bench-throughput")
+async def _create(api: httpx.AsyncClient, gate: asyncio.Semaphore, size: int, index: int) -> str:
+    body = {
+        "title": f"bench {size}-scene project {index}",
+        "scenes": [scene(f"bench {size}x{index} scene {j}", 0) for j in range(size)],
+    }
+    async with gate:
+        answer = await api.post("/v1/projects", json=body)
+    if answer.status_code != 202:
+        raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
+    project_id: str = answer.json()["project_id"]
+    return project_id
+
+
+async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRun:
+    """Create ``plan.clips`` clips as projects of ``size`` scenes, wait, count."""
+    key = await stack.issue_key(f"bench-throughput-{size}")
+    projects_count = -(-plan.clips // size)
     gate = asyncio.Semaphore(plan.concurrency)
-    async with api_client(stack.api_url, key, connections=plan.concurrency) as api:
-
-        async def create(index: int) -> str:
-            scenes = [
-                scene(
-                    f"bench project {index} scene {j}", plan.latencies_s[j % len(plan.latencies_s)]
-                )
-                for j in range(plan.clips)
-            ]
-            async with gate:
-                answer = await api.post(
-                    "/v1/projects", json={"title": f"bench {index}", "scenes": scenes}
-                )
-            if answer.status_code != 202:
-                raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
-            project_id: str = answer.json()["project_id"]
-            return project_id
-
+    database = stack.config.database
+    async with (
+        api_client(stack.api_url, key, connections=plan.concurrency) as api,
+        stack.finished_projects() as finished,
+    ):
+        ops_before = await dbcounters.operations(stack.mongo_url, database)
+        published_before = await stack.confirmed_publishes()
+        cpu_before = stack.cpu_seconds()
         started = time.time()
-        project_ids = list(await asyncio.gather(*(create(i) for i in range(plan.projects))))
+        ids = await asyncio.gather(*(_create(api, gate, size, i) for i in range(projects_count)))
         posted = time.time()
-        seen_done = await wait_all_terminal(api, deadline_s=plan.deadline_s)
-        projects = await get_projects(api, project_ids, plan.concurrency)
+        try:
+            seen_done = await finished.wait(ids, deadline_s=plan.deadline_s)
+        except TimeoutError:
+            late = f"{size}-scene projects not finished after {plan.deadline_s:g} s"
+            raise BenchError(late) from None
+        cpu_after = stack.cpu_seconds()
+        ops = dbcounters.spent(ops_before, await dbcounters.operations(stack.mongo_url, database))
+        published = await stack.confirmed_publishes() - published_before
+        projects = await get_projects(api, list(ids), plan.concurrency)
 
-    sim_now = time.time()  # just before the simulator computes its own "now"
-    sim_tasks = {task["task_uuid"]: task for task in await stack.sim_tasks()}
-
-    lags: list[float] = []
-    submit_delays: list[float] = []
-    completed_at: list[float] = []
-    cost_mismatches = 0
     statuses: dict[str, int] = {}
+    completed_at: list[float] = []
+    submit_delays: list[float] = []
     for project in projects:
         statuses[project["status"]] = statuses.get(project["status"], 0) + 1
         created = parse_time(project["created_at"])
         for clip in project["results"]:
             if clip.get("submitted_at"):
                 submit_delays.append(parse_time(clip["submitted_at"]) - created)
-            truth = sim_tasks.get(clip["task_uuid"])
-            if not clip.get("completed_at") or truth is None:
-                continue
-            done = parse_time(clip["completed_at"])
-            completed_at.append(done)
-            lags.append(done - sim_finished_at(truth, sim_now))
-            if clip.get("cost") is not None and abs(clip["cost"] - truth["cost"]) > 1e-6:
-                cost_mismatches += 1
-
-    total = plan.projects * plan.clips
-    finished = max(completed_at) if completed_at else seen_done
-    wall_s = finished - started
-    return ThroughputRun(
+            if clip.get("completed_at") and clip.get("status") == "success":
+                completed_at.append(parse_time(clip["completed_at"]))
+    clips = projects_count * size
+    wall_s = (max(completed_at) if completed_at else seen_done) - started
+    # The key and the GETs are the benchmark's, not the pipeline's: outside the span above.
+    per_kind = {kind: dbcounters.total(ops, kind) for kind in dbcounters.KINDS}
+    return SizeRun(
         key=key,
-        project_ids=project_ids,
+        project_ids=list(ids),
         results={
-            "projects": plan.projects,
-            "clips_per_project": plan.clips,
-            "clips": total,
-            "post_concurrency": plan.concurrency,
-            "simulated_latencies_s": list(plan.latencies_s),
+            "scenes_per_project": size,
+            "projects": projects_count,
+            "clips": clips,
+            "clips_succeeded": len(completed_at),
+            "project_statuses": statuses,
             "posts_s": round(posted - started, 3),
             "wall_s": round(wall_s, 3),
-            "seen_by_client_s": round(seen_done - started, 3),
-            "clips_per_s": round(total / wall_s, 2) if wall_s > 0 else None,
-            "project_statuses": statuses,
-            "clips_completed": len(completed_at),
-            "cost_mismatches": cost_mismatches,
+            "clips_per_s": round(clips / wall_s, 2) if wall_s > 0 else None,
+            "db_ops": dbcounters.total(ops),
+            "db_ops_per_clip": round(dbcounters.total(ops) / clips, 2),
+            "db_ops_by_kind": per_kind,
+            "db_ops_by_collection": {name: counts["total"] for name, counts in ops.items()},
+            # RabbitMQ's CPU is left out (a shared broker): the stack's processes only
+            "cpu_s_per_clip": {
+                name: round((cpu_after[name] - cpu_before.get(name, 0.0)) / clips, 4)
+                for name in cpu_after
+            },
+            "confirmed_publishes": published,
+            "publishes_per_clip": round(published / clips, 2),
             "submit_delay": summary_ms(submit_delays),
-            "poll_lag": summary_ms(lags),
         },
     )
+
+
+async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> tuple[SizeRun, list[SizeRun]]:
+    """The warm-up, then every size in turn, each on an otherwise idle stack."""
+    size = min(plan.warmup_clips, max(plan.sizes))
+    warmup = await run_size(stack, replace(plan, clips=plan.warmup_clips), size)
+    await asyncio.sleep(plan.settle_s)
+    return warmup, [await run_size(stack, plan, size) for size in plan.sizes]

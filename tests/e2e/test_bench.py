@@ -1,0 +1,97 @@
+"""``make bench --quick`` runs every scenario end to end and writes its results and plots.
+
+Figures are not judged here (timing targets belong to ``make bench`` itself); what
+is checked is that each scenario ran, measured something, and that the run's
+correctness checks passed (its exit status).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "reelflow_devtools.bench", "--quick"]
+    done = subprocess.run(
+        [*command, "--amqp-url", amqp_url, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=360,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = json.loads(out.read_text())
+    assert results["config"]["scenarios"] == [
+        "throughput",
+        "ceiling",
+        "polling",
+        "notifier",
+        "api",
+        "overload",
+        "fairness",
+    ]
+    sizes = {run["scenes_per_project"]: run for run in results["throughput"]}
+    assert sorted(sizes) == [1, 10, 50]
+    for run in sizes.values():
+        assert run["clips_succeeded"] == run["clips"]
+        assert run["db_ops_per_clip"] > 0
+        assert run["confirmed_publishes"] >= run["clips"]  # at least each clip's SubmitClip
+        assert run["ceiling"]["clips_per_s"] > 0
+    assert "task_queue_multiple" in sizes[10]
+    assert "task_queue_multiple" in sizes[50]
+
+    polling = results["polling"]
+    assert polling["live"]["clips"] == 20
+    assert polling["live"]["calls_per_clip"] >= 1
+    schedules = [row["schedule"] for row in polling["exact"]["rows"]]
+    assert schedules[0].startswith("Runware SDK")
+    assert {row["group"] for row in polling["exact"]["rows"]} == {"polling", "batching", "webhooks"}
+
+    notifier = results["notifier"]
+    connected = notifier["idle_connected"]["ok"] + notifier["hot_connected"]["ok"]
+    assert connected == notifier["connections"]
+    assert notifier["changes_measured"] > 0
+    assert notifier["notifier_peak_rss_mib"] > 0
+
+    assert results["api"]["get_project"]["count"] > 0
+    assert results["overload"]["unexpected"] == 0
+    assert set(results["ground_truth"]) == {"fast", "polling"}
+    assert {check["name"] for check in results["checks"]} >= {
+        "1-scene projects: DB operations per clip",
+        "50-scene projects: share of the raw ceiling",
+    }
+    assert_fairness_measured(results["fairness"])
+    for plot in ("polling.png", "throughput.png"):
+        assert (tmp_path / plot).read_bytes().startswith(PNG), plot
+
+
+def assert_fairness_measured(fairness: dict[str, Any]) -> None:
+    """Both modes ran with the quick plan and every figure is there (timings not asserted)."""
+    plan = fairness["plan"]
+    flood, small_clips, rounds = plan["flood"], plan["small"], plan["rounds"]
+    assert fairness["no_fair_share"]["tenant_submit_concurrency"] == flood + small_clips * rounds
+    for mode in ("fair_share", "no_fair_share"):
+        small, flooded = fairness[mode]["small"], fairness[mode]["flood"]
+        assert small["rounds"] == rounds == len(small["per_round"]), mode
+        for one in small["per_round"]:
+            assert len(one["clip_delays_ms"]) == small_clips, mode
+            assert one["delay_ms"] == max(one["clip_delays_ms"]) > 0, mode
+        # The first round starts before the simulator has seen the whole flood.
+        assert small["per_round"][0]["flood_backlog"] > 0, mode
+        assert small["delay_under_flood"]["count"] == small["rounds_under_flood"] >= 1, mode
+        assert flooded["clips_completed"] == flood == flooded["submit_delay"]["count"], mode
+        assert flooded["submits_per_s"] > 0, mode

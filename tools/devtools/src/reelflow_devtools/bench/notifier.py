@@ -1,0 +1,195 @@
+"""The notifier at scale: N concurrent WebSockets from separate load processes, its memory,
+and how long a change takes to reach the last of M watchers of one project.
+
+The load is ``bench.ws_load`` in ``processes`` processes of their own. First the
+idle connections (N - M of them, spread over a few finished projects: each gets
+its snapshot, then holds its socket), then a *hot* project whose clips finish one after
+another from ``first_finish_s`` on, and its M watchers. A change's moment is the
+clip's ``completed_at`` (set by the poller just before its write); the load
+processes stamp each arrival with this machine's wall clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from reelflow_devtools.bench.client import BenchError, api_client, scene
+from reelflow_devtools.bench.launcher import BenchStack, memory_kib
+from reelflow_devtools.bench.stats import summary_ms
+
+
+@dataclass(frozen=True)
+class NotifierPlan:
+    connections: int = 10_000
+    hot_watchers: int = 1_000
+    processes: int = 4
+    idle_projects: int = 10
+    hot_clips: int = 40
+    #: real seconds from creating the hot project until its first clip finishes: this,
+    #: plus 6 x the time the hot watchers would take at the idle ones' rate (a hot watcher's
+    #: snapshot is a whole 40-clip project: they were seen to connect 5-7 x slower)
+    first_finish_s: float = 10.0
+    #: changes spread over 2 minutes: the hot watchers were seen to connect 5-15 x slower
+    #: than the idle ones, so the first ones may pass before every watcher is there
+    spacing_s: float = 3.0
+    #: clients offer permessage-deflate, as browsers do
+    deflate: bool = True
+    #: handshakes in flight; each costs the notifier a snapshot read from the database
+    connect_concurrency: int = 24
+    deadline_s: float = 180
+
+
+class LoadProcess:
+    """One ``ws_load`` child: a JSON line out, a JSON line back."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> LoadProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "reelflow_devtools.bench.ws_load",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(json.dumps(command).encode() + b"\n")
+        await self.process.stdin.drain()
+        line = await self.process.stdout.readline()
+        if not line:
+            raise BenchError(f"a WebSocket load process exited ({self.process.returncode})")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def stop(self) -> None:
+        if self.process.returncode is None and self.process.stdin is not None:
+            self.process.stdin.write(b'{"op": "quit"}\n')
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    return [total // parts + (i < total % parts) for i in range(parts)]
+
+
+async def _connect_all(
+    loads: list[LoadProcess], urls: list[str], count: int, hot: bool, plan: NotifierPlan
+) -> dict[str, Any]:
+    shares = _shares(count, len(loads))
+    answers = await asyncio.gather(
+        *(
+            load.ask(
+                {
+                    "op": "connect",
+                    "url": urls[i % len(urls)],
+                    "count": share,
+                    "hot": hot,
+                    "concurrency": max(1, plan.connect_concurrency // len(loads)),
+                    "deflate": plan.deflate,
+                }
+            )
+            for i, (load, share) in enumerate(zip(loads, shares, strict=True))
+        )
+    )
+    errors: dict[str, int] = {}
+    for answer in answers:
+        for name, n in answer["errors"].items():
+            errors[name] = errors.get(name, 0) + n
+    return {
+        "ok": sum(a["ok"] for a in answers),
+        "failed": sum(a["failed"] for a in answers),
+        "errors": errors,
+        "seconds": max(a["seconds"] for a in answers),
+    }
+
+
+async def _create(stack: BenchStack, key: str, title: str, latencies_s: list[float]) -> str:
+    scenes = [scene(f"{title} scene {j}", latency) for j, latency in enumerate(latencies_s)]
+    async with api_client(stack.api_url, key) as api:
+        answer = await api.post("/v1/projects", json={"title": title, "scenes": scenes})
+    if answer.status_code != 202:
+        raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
+    project_id: str = answer.json()["project_id"]
+    return project_id
+
+
+async def run_notifier(
+    stack: BenchStack, plan: NotifierPlan, speedup: float
+) -> tuple[str, dict[str, Any]]:
+    """Connect, measure, disconnect; the tenant's key and the figures."""
+    key = await stack.issue_key("bench-notifier")
+    # Idle watchers only hold sockets: they watch finished projects, which change no more.
+    async with stack.finished_projects() as finished:
+        idle = [await _create(stack, key, f"idle {i}", [0]) for i in range(plan.idle_projects)]
+        await finished.wait(idle, deadline_s=plan.deadline_s)
+    idle_urls = [f"{stack.ws_url}/v1/ws/projects/{p}?token={key}" for p in idle]
+    notifier = stack.children["notifier"].process.pid
+    loads = [await LoadProcess.start() for _ in range(plan.processes)]
+    try:
+        idle_connected = await _connect_all(
+            loads, idle_urls, plan.connections - plan.hot_watchers, False, plan
+        )
+        rate = idle_connected["ok"] / max(idle_connected["seconds"], 0.1)
+        first_finish_s = plan.first_finish_s + 6 * plan.hot_watchers / max(rate, 1.0)
+        latencies = [(first_finish_s + j * plan.spacing_s) * speedup for j in range(plan.hot_clips)]
+        hot = await _create(stack, key, "hot", latencies)
+        hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
+        hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
+        rss_connected = memory_kib(notifier)
+        collected = await asyncio.gather(
+            *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
+        )
+        rss_end = memory_kib(notifier)
+    finally:
+        await asyncio.gather(*(load.stop() for load in loads))
+    return key, {
+        "connections": plan.connections,
+        "hot_watchers": plan.hot_watchers,
+        "load_processes": plan.processes,
+        "permessage_deflate": plan.deflate,
+        "hot_first_finish_s": round(first_finish_s, 1),
+        "idle_connected": idle_connected,
+        "hot_connected": hot_connected,
+        "notifier_rss_mib_connected": round(rss_connected.get("VmRSS", 0) / 1024, 1),
+        "notifier_peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
+        **_changes(collected, plan),
+    }
+
+
+def _changes(collected: list[dict[str, Any]], plan: NotifierPlan) -> dict[str, Any]:
+    latest_snapshot = max(c["latest_snapshot_seq"] for c in collected)
+    merged: dict[int, dict[str, float]] = {}
+    for part in collected:
+        for seq_text, entry in part["changes"].items():
+            seq = int(seq_text)
+            into = merged.setdefault(seq, {"count": 0, "first": entry["first"], "last": 0.0})
+            into["count"] += entry["count"]
+            into["first"] = min(into["first"], entry["first"])
+            into["last"] = max(into["last"], entry["last"])
+            if "changed_at" in entry:
+                into["changed_at"] = entry["changed_at"]
+    # Only the changes every watcher could see live: later than the latest snapshot.
+    live = {seq: e for seq, e in merged.items() if seq > latest_snapshot and "changed_at" in e}
+    hot = sum(c["hot"] for c in collected)
+    return {
+        "changes_measured": len(live),
+        "changes_missed_live": plan.hot_clips - len(live),
+        "missing_deliveries": sum(hot - e["count"] for e in live.values()),
+        "watchers_finished": sum(c["finished"] for c in collected),
+        "change_to_last_watcher": summary_ms([e["last"] - e["changed_at"] for e in live.values()]),
+        "first_to_last_watcher": summary_ms([e["last"] - e["first"] for e in live.values()]),
+    }

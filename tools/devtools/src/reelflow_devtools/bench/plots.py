@@ -1,0 +1,118 @@
+"""The benchmark's plots, as PNG files next to ``results.json``. No network I/O.
+
+- ``polling.png``: p95 (and p50) detection delay against getResponse calls per clip,
+  one point per schedule, the live run among them;
+- ``throughput.png``: clips per second against project size, reelflow beside the
+  raw ceiling and the task-queue figures of issue 8.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server or in a test
+
+import matplotlib.pyplot as plt
+
+#: issue 8's task-queue implementation on this machine, clips/s by scenes per project
+TASK_QUEUE_CLIPS_PER_S = {10: 44.1, 50: 22.2}
+
+
+#: a delay of 0 (a webhook on time) on a log axis
+FLOOR_S = 0.05
+
+
+def plot_polling(polling: dict[str, Any], path: Path) -> Path:
+    """Detection delay against calls per clip (HTTP requests for batching), one per schedule."""
+    figure, axes = plt.subplots(figsize=(12, 6))
+    points: list[tuple[str, float, float, float]] = []
+    for row in polling["exact"]["rows"]:
+        if "lost" in row["schedule"]:
+            continue  # the safety net alone: far off the scale, in the table
+        label = row["schedule"]
+        if row["progress"] not in ("-", "ignored"):
+            label += f" [progress {row['progress']}]"
+        calls = row["calls_per_clip"]
+        if row["group"] == "batching":
+            label, calls = label + ": HTTP requests", row["requests_per_clip"]
+        points.append((label, calls, row["p50_delay_s"], row["p95_delay_s"]))
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]
+    for index, (label, calls, p50, p95) in enumerate(points):
+        colour = colours[index % len(colours)]
+        axes.scatter([calls], [max(p95, FLOOR_S)], color=colour, marker="o", label=label)
+        axes.scatter([calls], [max(p50, FLOOR_S)], color=colour, marker="x")
+        axes.plot([calls, calls], [max(p50, FLOOR_S), max(p95, FLOOR_S)], color=colour, lw=0.8)
+    live = polling.get("live")
+    if live:
+        axes.scatter(
+            [live["calls_per_clip"]],
+            [max(live["p95_delay_s"], FLOOR_S)],
+            color="black",
+            marker="*",
+            s=160,
+            label="reelflow live: the poller as it runs",
+            zorder=3,
+        )
+        axes.scatter(
+            [live["calls_per_clip"]],
+            [max(live["p50_delay_s"], FLOOR_S)],
+            color="black",
+            marker="x",
+            zorder=3,
+        )
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("getResponse calls per clip (batching: HTTP requests per clip)")
+    axes.set_ylabel(f"detection delay, simulated s (o / * p95, x p50; 0 drawn at {FLOOR_S})")
+    axes.set_title(f"Polling schedules on the same completion times ({polling['model']})")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits outside
+    plt.close(figure)
+    return path
+
+
+def plot_throughput(throughput: list[dict[str, Any]], path: Path) -> Path:
+    """Clips per second against scenes per project."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    sizes = [run["scenes_per_project"] for run in throughput]
+    axes.plot(sizes, [run["clips_per_s"] or 0 for run in throughput], "o-", label="reelflow")
+    ceilings = [
+        (run["scenes_per_project"], run["ceiling"]["clips_per_s"])
+        for run in throughput
+        if run.get("ceiling")
+    ]
+    if ceilings:
+        axes.plot(*zip(*ceilings, strict=True), "s--", label="raw ceiling (same DB and broker)")
+    axes.plot(
+        list(TASK_QUEUE_CLIPS_PER_S),
+        list(TASK_QUEUE_CLIPS_PER_S.values()),
+        "^:",
+        label="task-queue implementation (issue 8)",
+    )
+    axes.set_xscale("log")
+    axes.set_xticks(sizes, [str(size) for size in sizes])
+    axes.set_xlabel("scenes per project")
+    axes.set_ylabel("clips per second (zero-latency provider)")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits outside
+    plt.close(figure)
+    return path
+
+
+def write_plots(results: dict[str, Any], folder: Path) -> list[Path]:
+    """Every plot the results have data for; the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    if results.get("polling"):
+        written.append(plot_polling(results["polling"], folder / "polling.png"))
+    if results.get("throughput"):
+        written.append(plot_throughput(results["throughput"], folder / "throughput.png"))
+    return written

@@ -1,0 +1,121 @@
+"""Polling, live: whatever the poller runs, on the simulator's own latency distribution.
+
+Clips name no latency, so the simulator draws each from its model (``google:3@3``
+by default: median 90 s, a long tail) at its speedup, and the services run with
+production settings compressed by the same factor (``bench.launcher.compressed``).
+Per clip: the getResponse calls the simulator counted for its task, and the
+detection delay, reelflow's ``completed_at`` minus the moment the simulator
+finished it, in simulated seconds (real times the speedup). The same completion times then
+feed the exact evaluation of the reference schedules (:mod:`.polling`), so every
+row is on the same latencies. A warm-up batch goes first, so the measured one
+meets a poller that has learned the model, as in production; its own figures
+(the poller learning from its priors) are reported beside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from reelflow_devtools.bench.client import BenchError, api_client, get_projects
+from reelflow_devtools.bench.launcher import BenchStack, FinishedProjects
+from reelflow_devtools.bench.stats import parse_time, percentile, sim_finished_at
+
+
+@dataclass(frozen=True)
+class LivePlan:
+    clips: int = 200
+    scenes: int = 10
+    #: clips followed first, unmeasured but reported: what the poller learns from
+    #: (production pollers share days of completions through ``poll_stats``)
+    warmup_clips: int = 100
+    #: real seconds the warm-up's completions get to reach ``poll_stats`` and every replica
+    settle_s: float = 10
+    #: real seconds per batch; the simulator's tail at speedup 5 is ~2 minutes
+    deadline_s: float = 600
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    key: str
+    #: simulated completion times of every measured clip, for the exact rows
+    latencies_s: list[float]
+    results: dict[str, Any]
+
+
+async def _batch(
+    stack: BenchStack,
+    api: httpx.AsyncClient,
+    finished: FinishedProjects,
+    plan: LivePlan,
+    clips: int,
+    tag: str,
+) -> list[Any]:
+    """``clips`` clips in projects of ``plan.scenes``, followed to the end; the projects."""
+    ids: list[str] = []
+    for p in range(-(-clips // plan.scenes)):
+        body = {
+            "title": f"polling {tag} {p}",
+            "scenes": [{"prompt": f"polling {tag} {p} scene {j}"} for j in range(plan.scenes)],
+        }
+        answer = await api.post("/v1/projects", json=body)
+        if answer.status_code != 202:
+            raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
+        ids.append(answer.json()["project_id"])
+    try:
+        await finished.wait(ids, deadline_s=plan.deadline_s)
+    except TimeoutError:
+        raise BenchError(f"polling {tag}: not finished after {plan.deadline_s:g} s") from None
+    return await get_projects(api, ids, 10)
+
+
+def _figures(
+    documents: list[Any], tasks: dict[str, Any], sim_now: float, speedup: float
+) -> tuple[list[float], dict[str, Any]]:
+    delays: list[float] = []
+    calls: list[int] = []
+    latencies: list[float] = []
+    for project in documents:
+        for clip in project["results"]:
+            task = tasks.get(clip["task_uuid"])
+            if task is None or not clip.get("completed_at"):
+                continue
+            finished_at = sim_finished_at(task, sim_now)
+            delays.append((parse_time(clip["completed_at"]) - finished_at) * speedup)
+            calls.append(task["polls"])
+            latencies.append(max(task["latency_seconds"]) * speedup)
+    if not delays:
+        raise BenchError("polling: no clip finished")
+    return latencies, {
+        "clips": len(delays),
+        "speedup": speedup,
+        "calls_per_clip": round(sum(calls) / len(calls), 2),
+        "p50_delay_s": round(percentile(delays, 50), 2),
+        "p95_delay_s": round(percentile(delays, 95), 2),
+        "p99_delay_s": round(percentile(delays, 99), 2),
+        "max_delay_s": round(max(delays), 2),
+        "latency_p50_s": round(percentile(latencies, 50), 1),
+        "latency_p95_s": round(percentile(latencies, 95), 1),
+        "latency_max_s": round(max(latencies), 1),
+    }
+
+
+async def run_polling_live(stack: BenchStack, plan: LivePlan, speedup: float) -> LiveRun:
+    """The warm-up batch (reported as ``warmup``), then the measured one."""
+    key = await stack.issue_key("bench-polling")
+    async with api_client(stack.api_url, key) as api, stack.finished_projects() as finished:
+        warmup: list[Any] = []
+        if plan.warmup_clips:
+            warmup = await _batch(stack, api, finished, plan, plan.warmup_clips, "warm-up")
+            await asyncio.sleep(plan.settle_s)  # the stats interval, compressed, and more
+        measured = await _batch(stack, api, finished, plan, plan.clips, "measured")
+    sim_now = time.time()
+    tasks = {task["task_uuid"]: task for task in await stack.sim_tasks()}
+    latencies, results = _figures(measured, tasks, sim_now, speedup)
+    if warmup:
+        results["warmup"] = _figures(warmup, tasks, sim_now, speedup)[1]
+    return LiveRun(key=key, latencies_s=latencies, results=results)

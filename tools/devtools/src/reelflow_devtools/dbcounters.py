@@ -1,0 +1,51 @@
+"""Database operations as the server counts them: the admin ``top`` command, per namespace.
+
+One implementation for the benchmark and the e2e test of issue 8's "operations per
+clip". ``top`` counts round trips (a ``bulk_write`` of many updates is one ``update``,
+a ``find_one_and_update`` one of ``commands``), per collection and per kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+#: the kinds ``top`` counts, besides its ``total``
+KINDS = ("insert", "queries", "update", "remove", "getmore", "commands")
+
+Counters = dict[str, dict[str, int]]  # collection -> kind (and "total") -> operations
+
+
+async def operations(mongo_url: str, database: str) -> Counters:
+    """What the server has counted so far, per collection of ``database``."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, timeoutMS=10_000)
+    try:
+        top = await client.admin.command("top")
+    finally:
+        await client.close()
+    prefix = f"{database}."
+    return {
+        namespace.removeprefix(prefix): {
+            kind: int(counters.get(kind, {}).get("count", 0)) for kind in (*KINDS, "total")
+        }
+        for namespace, counters in top["totals"].items()
+        if namespace.startswith(prefix)
+    }
+
+
+def spent(before: Counters, after: Counters) -> Counters:
+    """The operations between two readings, collections that did none left out."""
+    found: Counters = {}
+    for collection, counts in after.items():
+        earlier: Mapping[str, int] = before.get(collection, {})
+        delta = {kind: count - earlier.get(kind, 0) for kind, count in counts.items()}
+        if delta.get("total"):
+            found[collection] = delta
+    return found
+
+
+def total(counters: Counters, kind: str = "total") -> int:
+    """One kind of operation summed over every collection."""
+    return sum(counts.get(kind, 0) for counts in counters.values())
