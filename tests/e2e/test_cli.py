@@ -266,7 +266,7 @@ def test_watch_rides_out_a_notifier_restart(env: dict[str, str], shared_stack: S
         ({"REELFLOW_API_KEY": ""}, ["list"], 4, "no API key: set REELFLOW_API_KEY"),
         ({"REELFLOW_URL": "http://127.0.0.1:9"}, ["list"], 3, "cannot reach reelflow"),
         ({}, ["get", "no-such-project"], 5, "no such project"),
-        ({}, ["create", "x", "--duration", "1000"], 2, "scenes.0.duration"),
+        ({}, ["create", "a tram", "--duration", "1000"], 2, "scenes.0.duration"),
         ({}, ["create"], 2, "Missing argument"),
         ({}, ["list", "--limit", "500"], 2, "--limit"),
         ({}, ["download", "no-such-project", "videos"], 5, "no such project"),

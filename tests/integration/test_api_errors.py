@@ -38,6 +38,8 @@ def scenes(count: int, **fields: Any) -> dict[str, Any]:
         pytest.param({"title": "x"}, ["body", "scenes"], id="scenes-missing"),
         pytest.param(scenes(1, prompt=""), ["body", "scenes", 0, "prompt"], id="empty-prompt"),
         pytest.param(scenes(1, prompt=" \n"), ["body", "scenes", 0, "prompt"], id="blank-prompt"),
+        pytest.param(scenes(1, prompt="a"), ["body", "scenes", 0, "prompt"], id="1-char-prompt"),
+        pytest.param(scenes(1, prompt=" a "), ["body", "scenes", 0, "prompt"], id="1-char-padded"),
         pytest.param(
             scenes(1, prompt="p" * 2001), ["body", "scenes", 0, "prompt"], id="long-prompt"
         ),
@@ -143,7 +145,7 @@ async def test_without_a_valid_key_every_project_route_is_a_401(
     api: Api, headers: dict[str, str], method: str, path: str
 ) -> None:
     url = path.format(id=uuid.uuid4())
-    json = {"scenes": [{"prompt": "a"}]} if method == "POST" else None
+    json = {"scenes": [{"prompt": "a cat"}]} if method == "POST" else None
 
     response = await api.client.request(method, url, json=json, headers=headers)
 

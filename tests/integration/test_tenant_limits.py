@@ -205,7 +205,7 @@ async def test_estimates_come_from_the_prices_observed_per_model(api: Api) -> No
     book.observe("bytedance:2@1", 4, None)  # no price: not an observation
     await CostStats(api.db, book).flush()
     _, auth = await limited(api, daily_budget_usd=1.0)
-    body = {"model": "bytedance:2@1", "scenes": [{"prompt": "a", "duration": 4}] * 2}
+    body = {"model": "bytedance:2@1", "scenes": [{"prompt": "a cat", "duration": 4}] * 2}
 
     assert (await api.create(auth, body)).status_code == 202  # $0.80
     problem = assert_problem(await api.create(auth, body), 402)  # $0.80 more

@@ -18,7 +18,7 @@ class SceneIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    prompt: str = Field(min_length=1, max_length=2000)
+    prompt: str = Field(min_length=2, max_length=2000)
     negative_prompt: str | None = Field(default=None, max_length=2000)
     duration: float | None = Field(default=None, gt=0, le=60, description="seconds")
     width: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
@@ -29,9 +29,9 @@ class SceneIn(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _not_blank(cls, prompt: str) -> str:
-        # Only whitespace describes nothing; Runware would fail the clip after a 202.
-        if not prompt.strip():
-            raise ValueError("must not be blank")
+        # Runware fails a prompt under 2 characters (or only whitespace) after a 202.
+        if len(prompt.strip()) < 2:
+            raise ValueError("must have at least 2 characters besides whitespace")
         return prompt
 
 
