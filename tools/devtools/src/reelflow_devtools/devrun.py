@@ -92,6 +92,8 @@ def config_from_environment(
         log_format=env.get("REELFLOW_LOG_FORMAT", "json"),
         ready_path="/healthz",
         drain_timeout_s=float(env.get("REELFLOW_DRAIN_TIMEOUT_S") or DRAIN_TIMEOUT_S),
+        # The development stack issues its own key: loopback only unless asked otherwise.
+        http_host=env.get("REELFLOW_HTTP_HOST", "127.0.0.1"),
     )
 
 
