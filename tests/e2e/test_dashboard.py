@@ -241,7 +241,7 @@ def test_the_apis_errors_show_next_to_their_fields(dashboard: Dashboard) -> None
     page.locator('[id="scenes.1.width"]').fill("1001")
     page.get_by_role("button", name="Create project").click()
 
-    expect(page.locator('[id="error-scenes.0.prompt"]')).to_contain_text("must not be blank")
+    expect(page.locator('[id="error-scenes.0.prompt"]')).to_contain_text("at least 2 characters")
     expect(page.locator('[id="error-scenes.1.width"]')).to_contain_text("multiple of 8")
     expect(page.locator('[id="scenes.0.prompt"]')).to_have_attribute("aria-invalid", "true")
     expect(page.locator('[id="scenes.1.width"]')).to_have_attribute("aria-invalid", "true")
