@@ -135,3 +135,8 @@ def extract(headers: Mapping[str, Any] | None) -> Context:
 def current_context() -> Context:
     """The current trace context, to parent a span started later elsewhere."""
     return otel_context.get_current()
+
+
+def is_sampled(context: Context) -> bool:
+    """Whether ``context`` holds a span being recorded: a child of it would be recorded too."""
+    return trace.get_current_span(context).get_span_context().trace_flags.sampled

@@ -7,7 +7,10 @@ from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.metrics import WS_EVENTS_TOTAL, WS_SNAPSHOTS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Item, Snapshot, Start
-from reelflow_notifier.wire import WireMessage, event_message, snapshot_message
+from reelflow_notifier.wire import encode, event_text, snapshot_message
+
+#: counted once per event and watcher: the labelled child looked up once
+_SENT = WS_EVENTS_TOTAL.labels(outcome="sent")
 
 
 class ProjectGone(Exception):
@@ -15,7 +18,7 @@ class ProjectGone(Exception):
 
 
 class Feed:
-    """Turns queued items into messages so that the client sees every ``seq`` once, in order.
+    """Turns queued items into JSON texts so that the client sees every ``seq`` once, in order.
 
     Duplicates (services re-publish after a crash) are dropped; a gap (an event
     lost or still on its way) is filled from the store's event log, or by a
@@ -37,7 +40,7 @@ class Feed:
         #: the last ``seq`` the client was sent; None until the watch has started
         self.last_seq: int | None = None
 
-    async def render(self, item: Item) -> list[WireMessage]:
+    async def render(self, item: Item) -> list[str]:
         if isinstance(item, Start):
             if item.after_seq is None:
                 return await self._snapshot("connect")
@@ -51,40 +54,40 @@ class Feed:
             return await self._replay(self.last_seq)
         return await self._event(item, self.last_seq)
 
-    async def _event(self, event: Event, last_seq: int) -> list[WireMessage]:
+    async def _event(self, event: Event, last_seq: int) -> list[str]:
         if event.seq <= last_seq:
             WS_EVENTS_TOTAL.labels(outcome="duplicate").inc()
             return []
         if event.seq == last_seq + 1:
             self.last_seq = event.seq
-            WS_EVENTS_TOTAL.labels(outcome="sent").inc()
-            return [event_message(event)]
+            _SENT.inc()
+            return [event_text(event)]
         messages = await self._replay(last_seq)
         if self.last_seq is not None and event.seq > self.last_seq:
             # The store is written before an event is published, so this is not expected;
             # should it happen, a change shown is better than a change hidden.
             self.last_seq = event.seq
-            messages.append(event_message(event))
+            messages.append(event_text(event))
         return messages
 
-    async def _replay(self, after_seq: int) -> list[WireMessage]:
+    async def _replay(self, after_seq: int) -> list[str]:
         events = await self._projects.events_after(self.project_id, after_seq)
         if events is None:
             return await self._snapshot("not_replayable")
         last_seq = after_seq if self.last_seq is None else max(self.last_seq, after_seq)
-        messages: list[WireMessage] = []
+        messages: list[str] = []
         for event in events:
             if event.seq > last_seq:
-                messages.append(event_message(event))
+                messages.append(event_text(event))
                 last_seq = event.seq
         self.last_seq = last_seq
         WS_EVENTS_TOTAL.labels(outcome="replayed").inc(len(messages))
         return messages
 
-    async def _snapshot(self, reason: str) -> list[WireMessage]:
+    async def _snapshot(self, reason: str) -> list[str]:
         project = await self._projects.get(self.project_id, tenant_id=self._tenant_id)
         if project is None:
             raise ProjectGone(self.project_id)
         self.last_seq = project.seq
         WS_SNAPSHOTS_TOTAL.labels(reason=reason).inc()
-        return [snapshot_message(project, links=self._links)]
+        return [encode(snapshot_message(project, links=self._links))]

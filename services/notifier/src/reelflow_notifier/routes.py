@@ -52,16 +52,19 @@ async def project_socket(websocket: WebSocket) -> None:
         if raw_after is not None and after_seq is None:
             await websocket.close(CLOSE_BAD_REQUEST, "after_seq must be an integer >= 0")
             return
-        # Another tenant's project reads as missing, so ids cannot be probed.
-        try:
-            project = await state.projects.get(project_id, tenant_id=tenant_id)
-        except Exception:
-            log.exception("ws_project_lookup_failed")
-            await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
-            return
-        if project is None:
-            await websocket.close(CLOSE_NOT_FOUND, "project not found")
-            return
+        # Without after_seq the first message is a snapshot, whose read checks the same
+        # (and closes with 4404): one read of the project per connection, not two.
+        # A replay reads the event log, which does not know tenants: check first.
+        if after_seq is not None:
+            try:
+                found = await _project_exists(state, project_id, tenant_id)
+            except Exception:
+                log.exception("ws_project_lookup_failed")
+                await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
+                return
+            if not found:
+                await websocket.close(CLOSE_NOT_FOUND, "project not found")
+                return
         session = _session(websocket, state, tenant_id, close_when_gone=True)
         session.watch(project_id, after_seq)
         log.info("ws_opened", after_seq=after_seq)
@@ -106,6 +109,16 @@ async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | No
     if credential is None:
         await websocket.close(CLOSE_UNAUTHORIZED, "missing or unknown API key or ticket")
     return credential
+
+
+async def _project_exists(state: NotifierState, project_id: str, tenant_id: str) -> bool:
+    """Whether the tenant has this project; nothing of it stays referenced.
+
+    A local of the endpoint lives as long as its socket: holding the project
+    there kept every watcher's copy of it (all clips, the event log) alive.
+    """
+    # Another tenant's project reads as missing, so ids cannot be probed.
+    return await state.projects.get(project_id, tenant_id=tenant_id) is not None
 
 
 def _session(

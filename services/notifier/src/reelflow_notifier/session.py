@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,12 +18,12 @@ from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import EVENT_CLASSES, Event
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
-from reelflow_common.tracing import Context, SpanKind, current_context, span
+from reelflow_common.tracing import Context, SpanKind, current_context, is_sampled, span
 from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
-from reelflow_notifier.wire import WireMessage, error_message
+from reelflow_notifier.wire import WireMessage, encode, error_message
 
 #: close codes; 4xxx are reelflow's own (see reelflow_notifier.routes)
 CLOSE_NOT_FOUND = 4404
@@ -141,7 +140,10 @@ class Session:
             self._outbox.reset(list(self._feeds), reason="slow_reader")
             self._traces.clear()
             return
-        self._traces[event.message_id] = current_context()
+        context = current_context()
+        if not is_sampled(context):
+            return  # no trace to add a push span to (or none is being recorded)
+        self._traces[event.message_id] = context
         while len(self._traces) > self._max_traces:
             del self._traces[next(iter(self._traces))]
 
@@ -169,15 +171,24 @@ class Session:
             await self._close(CLOSE_SERVER_ERROR, "server error; reconnect with after_seq")
 
     async def _push(self, event: Event) -> None:
-        """Send one event (or what it turns into), in the trace of the request behind it."""
-        with (
-            bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
-            span(
+        """Send one event (or what it turns into), in the trace of the request behind it.
+
+        Once per event and watcher: the span only when the event's trace is recorded.
+        """
+        parent = self._traces.pop(event.message_id, None)
+        pushing = (
+            contextlib.nullcontext()
+            if parent is None
+            else span(
                 f"{event.message_type} push",
                 kind=SpanKind.PRODUCER,
-                parent=self._traces.pop(event.message_id, None),
+                parent=parent,
                 attributes={"messaging.system": "websocket", "reelflow.seq": event.seq},
-            ),
+            )
+        )
+        with (
+            bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
+            pushing,
         ):
             messages = await self._render((event.project_id, event))
             await self._send(messages)
@@ -186,14 +197,15 @@ class Session:
                 "ws_event_pushed", seq=event.seq, event_type=event.message_type, sent=len(messages)
             )
 
-    async def _send(self, messages: list[WireMessage]) -> None:
-        for message in messages:
-            await self._websocket.send_text(json.dumps(message))
+    async def _send(self, texts: list[str]) -> None:
+        for text in texts:
+            await self._websocket.send_text(text)
             self._sent += 1
 
-    async def _render(self, entry: Entry) -> list[WireMessage]:
+    async def _render(self, entry: Entry) -> list[str]:
+        """The JSON texts ``entry`` turns into."""
         if isinstance(entry, Notice):
-            return [entry.message]
+            return [encode(entry.message)]
         project_id, item = entry
         feed = self._feeds.get(project_id)
         if feed is None:
@@ -204,7 +216,7 @@ class Session:
             if self._close_when_gone:
                 raise
             self.unwatch(project_id)
-            return [error_message("project not found", project_id=project_id)]
+            return [encode(error_message("project not found", project_id=project_id))]
 
     async def _receive_loop(self, on_text: TextHandler | None) -> None:
         while True:

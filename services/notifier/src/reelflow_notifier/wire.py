@@ -14,6 +14,8 @@ generated from them (with the client's messages from
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -155,6 +157,41 @@ def event_message(event: Event) -> WireMessage:
         **body,
         "counts": counts_message(event.counts),
     }
+
+
+class _EventTexts:
+    """The last events' wire texts: an event is encoded once for all its watchers.
+
+    Keyed by the message id with the fields that place it (a copy of an event
+    under the same id but another ``seq`` is another text).
+    """
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._texts: OrderedDict[tuple[str, str, int, str], str] = OrderedDict()
+
+    def text(self, event: Event) -> str:
+        key = (event.message_id, event.project_id, event.seq, event.message_type)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = encode(event_message(event))
+            while len(self._texts) > self._entries:
+                self._texts.popitem(last=False)
+        return text
+
+
+#: enough for the events a replica routes while its connections send them
+_EVENT_TEXTS = _EventTexts(1024)
+
+
+def event_text(event: Event) -> str:
+    """:func:`event_message` as JSON text, encoded once per event however many send it."""
+    return _EVENT_TEXTS.text(event)
+
+
+def encode(message: WireMessage) -> str:
+    """A message as the JSON text a WebSocket frame carries."""
+    return json.dumps(message)
 
 
 def snapshot_message(project: Project, *, links: VideoLinks | None = None) -> WireMessage:
