@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -478,14 +479,20 @@ async def test_routing_and_pushing_an_event_log_with_its_correlation_id(
     notifier: RunningNotifier, world: World
 ) -> None:
     project = await world.new_project(clips=1)
-    with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars]
-    ) as lines:
-        async with client(project_url(notifier, project), key=world.key) as ws:
-            assert (await receive(ws))["type"] == "snapshot"
-            (event,) = await world.processing(project, 0)
-            await world.publish(event.model_copy(update={"correlation_id": "req-9"}))
-            assert (await receive(ws))["seq"] == 1
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.DEBUG)  # REELFLOW_LOG_LEVEL=DEBUG: both lines are debug
+    try:
+        with structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]
+        ) as lines:
+            async with client(project_url(notifier, project), key=world.key) as ws:
+                assert (await receive(ws))["type"] == "snapshot"
+                (event,) = await world.processing(project, 0)
+                await world.publish(event.model_copy(update={"correlation_id": "req-9"}))
+                assert (await receive(ws))["seq"] == 1
+    finally:
+        root.setLevel(level)
 
     routed = [line for line in lines if line["event"] == "fanout_event_routed"]
     pushed = [line for line in lines if line["event"] == "ws_event_pushed"]

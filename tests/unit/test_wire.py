@@ -24,6 +24,7 @@ from reelflow_notifier.wire import (
     ProjectFinishedMessage,
     error_message,
     event_message,
+    event_text,
     unsubscribed_message,
 )
 
@@ -94,3 +95,15 @@ def test_the_notices_are_their_models() -> None:
     assert error_message("bad") == {"type": "error", "message": "bad"}
     assert ErrorMessage.model_validate(error_message("gone", project_id="p")).project_id == "p"
     assert unsubscribed_message("p") == {"type": "unsubscribed", "project_id": "p"}
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: f"{e.message_type}-{e.seq}")
+def test_an_event_is_encoded_once_for_every_watcher(event: Event) -> None:
+    first = event_text(event)
+
+    assert event_text(event) is first  # the same text object: no second encoding
+    assert json.loads(first) == event_message(event)
+    # Another event under the same message id but another seq is another text.
+    assert json.loads(event_text(event.model_copy(update={"seq": event.seq + 1})))["seq"] == (
+        event.seq + 1
+    )

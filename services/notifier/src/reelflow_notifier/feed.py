@@ -54,6 +54,18 @@ class Feed:
             return await self._replay(self.last_seq)
         return await self._event(item, self.last_seq)
 
+    def next_text(self, event: Event) -> str | None:
+        """The event's text when it is the next ``seq`` the client needs; else None.
+
+        None leaves the event to :meth:`render` (a duplicate, a gap, a watch
+        whose snapshot is not sent yet), which may read the store.
+        """
+        if self.last_seq is None or event.seq != self.last_seq + 1:
+            return None
+        self.last_seq = event.seq
+        _SENT.inc()
+        return event_text(event)
+
     async def _event(self, event: Event, last_seq: int) -> list[str]:
         if event.seq <= last_seq:
             WS_EVENTS_TOTAL.labels(outcome="duplicate").inc()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -173,9 +174,17 @@ class Session:
     async def _push(self, event: Event) -> None:
         """Send one event (or what it turns into), in the trace of the request behind it.
 
-        Once per event and watcher: the span only when the event's trace is recorded.
+        Runs once per event and watcher, so the usual case costs least: the next
+        ``seq`` of an untraced event is its shared text sent, with no context
+        bound (nothing below logs) and no span.
         """
         parent = self._traces.pop(event.message_id, None)
+        feed = self._feeds.get(event.project_id)
+        if parent is None and feed is not None and (text := feed.next_text(event)) is not None:
+            await self._send([text])
+            if log.is_enabled_for(logging.DEBUG):
+                self._log_pushed(event, sent=1)
+            return
         pushing = (
             contextlib.nullcontext()
             if parent is None
@@ -192,10 +201,19 @@ class Session:
         ):
             messages = await self._render((event.project_id, event))
             await self._send(messages)
-            # Debug: one line per event and socket; bound to the request's correlation id.
-            log.debug(
-                "ws_event_pushed", seq=event.seq, event_type=event.message_type, sent=len(messages)
-            )
+            self._log_pushed(event, sent=len(messages))
+
+    @staticmethod
+    def _log_pushed(event: Event, *, sent: int) -> None:
+        # Debug: one line per event and socket, with the request's correlation id.
+        log.debug(
+            "ws_event_pushed",
+            correlation_id=event.correlation_id,
+            project_id=event.project_id,
+            seq=event.seq,
+            event_type=event.message_type,
+            sent=sent,
+        )
 
     async def _send(self, texts: list[str]) -> None:
         for text in texts:

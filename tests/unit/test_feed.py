@@ -1,0 +1,46 @@
+"""A feed's fast path: the next ``seq`` is the event's shared text; anything else is left to
+``render`` (which may read the store)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from reelflow_common.messages import ClipUpdated
+from reelflow_common.store import ProjectStore
+from reelflow_notifier.feed import Feed
+
+
+def event(seq: int) -> ClipUpdated:
+    return ClipUpdated.model_validate(
+        {
+            "project_id": "p",
+            "tenant_id": "t",
+            "seq": seq,
+            "clip": {"task_uuid": "c1", "scene_index": 0, "status": "processing"},
+            "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0},
+        }
+    )
+
+
+def feed(last_seq: int | None) -> Feed:
+    # No store: the fast path must not read it (an attribute error would say it did).
+    found = Feed("p", tenant_id="t", projects=cast(ProjectStore, cast(Any, None)))
+    found.last_seq = last_seq
+    return found
+
+
+def test_the_next_seq_is_sent_as_is_and_advances_the_feed() -> None:
+    watching = feed(last_seq=4)
+
+    text = watching.next_text(event(5))
+
+    assert text is not None
+    assert json.loads(text)["seq"] == 5
+    assert watching.last_seq == 5
+
+
+def test_a_duplicate_a_gap_or_a_watch_not_started_is_left_to_render() -> None:
+    assert feed(last_seq=5).next_text(event(5)) is None  # duplicate
+    assert feed(last_seq=5).next_text(event(7)) is None  # gap: the store fills it
+    assert feed(last_seq=None).next_text(event(1)) is None  # its snapshot is still queued
