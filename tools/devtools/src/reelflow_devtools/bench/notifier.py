@@ -6,7 +6,11 @@ idle connections (N - M of them, spread over a few finished projects: each gets
 its snapshot, then holds its socket), then a *hot* project whose clips finish one after
 another from ``first_finish_s`` on, and its M watchers. A change's moment is the
 clip's ``completed_at`` (set by the poller just before its write); the load
-processes stamp each arrival with this machine's wall clock.
+processes stamp each arrival with this machine's wall clock. A tap on the
+event exchange (a queue of the benchmark's own, bound like a notifier's)
+stamps when each change's event came out of RabbitMQ, which splits the
+latency into the path before the notifier (poller, database, publish, broker)
+and the notifier's fan-out.
 """
 
 from __future__ import annotations
@@ -14,9 +18,16 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from reelflow_common.topology import CLIP_UPDATED, Topology
 from reelflow_devtools.bench.client import BenchError, api_client, scene
 from reelflow_devtools.bench.launcher import BenchStack, memory_kib
 from reelflow_devtools.bench.stats import summary_ms
@@ -80,6 +91,37 @@ class LoadProcess:
         except TimeoutError:
             self.process.kill()
             await self.process.wait()
+
+
+class EventTap:
+    """When each ``clip.updated`` of one project came out of RabbitMQ (``seq -> wall time``)."""
+
+    def __init__(self) -> None:
+        self.project_id: str | None = None
+        self.seen: dict[int, float] = {}
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        at = time.time()
+        body = json.loads(message.body)
+        if body.get("project_id") == self.project_id:
+            self.seen.setdefault(body["seq"], at)
+        await message.ack()
+
+
+@asynccontextmanager
+async def event_tap(stack: BenchStack) -> AsyncIterator[EventTap]:
+    """A queue of the benchmark's own on the event exchange, until exit."""
+    tap = EventTap()
+    topology = Topology.from_settings(stack.topology_settings())
+    connection = await aio_pika.connect(stack.config.amqp_url, timeout=15)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(topology.events_exchange, CLIP_UPDATED)
+        await queue.consume(tap.on_message)
+        yield tap
+    finally:
+        await connection.close()
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -146,14 +188,15 @@ async def run_notifier(
         rate = idle_connected["ok"] / max(idle_connected["seconds"], 0.1)
         first_finish_s = plan.first_finish_s + 6 * plan.hot_watchers / max(rate, 1.0)
         latencies = [(first_finish_s + j * plan.spacing_s) * speedup for j in range(plan.hot_clips)]
-        hot = await _create(stack, key, "hot", latencies)
-        hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
-        hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
-        rss_connected = memory_kib(notifier)
-        collected = await asyncio.gather(
-            *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
-        )
-        rss_end = memory_kib(notifier)
+        async with event_tap(stack) as tap:
+            hot = tap.project_id = await _create(stack, key, "hot", latencies)
+            hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
+            hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
+            rss_connected = memory_kib(notifier)
+            collected = await asyncio.gather(
+                *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
+            )
+            rss_end = memory_kib(notifier)
     finally:
         await asyncio.gather(*(load.stop() for load in loads))
     return key, {
@@ -166,11 +209,13 @@ async def run_notifier(
         "hot_connected": hot_connected,
         "notifier_rss_mib_connected": round(rss_connected.get("VmRSS", 0) / 1024, 1),
         "notifier_peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
-        **_changes(collected, plan),
+        **_changes(collected, plan, tap.seen),
     }
 
 
-def _changes(collected: list[dict[str, Any]], plan: NotifierPlan) -> dict[str, Any]:
+def _changes(
+    collected: list[dict[str, Any]], plan: NotifierPlan, out_of_broker: dict[int, float]
+) -> dict[str, Any]:
     latest_snapshot = max(c["latest_snapshot_seq"] for c in collected)
     merged: dict[int, dict[str, float]] = {}
     for part in collected:
@@ -184,6 +229,7 @@ def _changes(collected: list[dict[str, Any]], plan: NotifierPlan) -> dict[str, A
                 into["changed_at"] = entry["changed_at"]
     # Only the changes every watcher could see live: later than the latest snapshot.
     live = {seq: e for seq, e in merged.items() if seq > latest_snapshot and "changed_at" in e}
+    tapped = {seq: e for seq, e in live.items() if seq in out_of_broker}
     hot = sum(c["hot"] for c in collected)
     return {
         "changes_measured": len(live),
@@ -192,4 +238,11 @@ def _changes(collected: list[dict[str, Any]], plan: NotifierPlan) -> dict[str, A
         "watchers_finished": sum(c["finished"] for c in collected),
         "change_to_last_watcher": summary_ms([e["last"] - e["changed_at"] for e in live.values()]),
         "first_to_last_watcher": summary_ms([e["last"] - e["first"] for e in live.values()]),
+        # The same changes, split where the event came out of RabbitMQ (the benchmark's tap).
+        "change_to_broker": summary_ms(
+            [out_of_broker[seq] - e["changed_at"] for seq, e in tapped.items()]
+        ),
+        "broker_to_last_watcher": summary_ms(
+            [e["last"] - out_of_broker[seq] for seq, e in tapped.items()]
+        ),
     }

@@ -315,6 +315,8 @@ def summary(results: dict[str, Any]) -> str:
                 f"  change -> last of {notifier['hot_watchers']}",
                 _pcts(notifier["change_to_last_watcher"]),
             ),
+            ("    change -> out of broker", _pcts(notifier.get("change_to_broker", {}))),
+            ("    out of broker -> last", _pcts(notifier.get("broker_to_last_watcher", {}))),
         ]
     api = results.get("api")
     if api:
@@ -427,6 +429,8 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
     if notifier:
         last = notifier["change_to_last_watcher"]
         spread = notifier["first_to_last_watcher"]
+        broker = notifier.get("change_to_broker", {})
+        fanout = notifier.get("broker_to_last_watcher", {})
         parts.append(
             "| | figure |\n|---|---|\n"
             f"| WebSockets | {notifier['idle_connected']['ok'] + notifier['hot_connected']['ok']}"
@@ -438,7 +442,11 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
             f" | p50 {last.get('p50_ms')} ms, **p99 {last.get('p99_ms')} ms**,"
             f" max {last.get('max_ms')} ms ({notifier['changes_measured']} changes) |\n"
             f"| first -> last watcher | p50 {spread.get('p50_ms')} ms,"
-            f" p99 {spread.get('p99_ms')} ms |"
+            f" p99 {spread.get('p99_ms')} ms |\n"
+            f"| change -> event out of RabbitMQ (poller, database, publish) | p50"
+            f" {broker.get('p50_ms')} ms, p99 {broker.get('p99_ms')} ms |\n"
+            f"| event out of RabbitMQ -> last watcher (the notifier) | p50"
+            f" {fanout.get('p50_ms')} ms, p99 {fanout.get('p99_ms')} ms |"
         )
     targets = [check for check in found if not check.correctness]
     failed = [check for check in found if check.correctness and not check.passed]
