@@ -138,6 +138,15 @@ def memory_kib(pid: int) -> dict[str, int]:
     return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields}
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time one process has used so far, from /proc/<pid>/stat; None if gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 class FinishedProjects:
     """The ``project.finished`` events of one exclusive queue."""
 
@@ -187,14 +196,11 @@ class BenchStack(Stack):
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time each process has used so far, from /proc/<pid>/stat."""
-        tick = os.sysconf("SC_CLK_TCK")
         found: dict[str, float] = {}
         for name, pid in self.process_ids().items():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            used = cpu_seconds(pid)
+            if used is not None:
+                found[name] = used
         return found
 
     async def confirmed_publishes(self) -> int:

@@ -29,7 +29,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from reelflow_common.topology import CLIP_UPDATED, Topology
 from reelflow_devtools.bench.client import BenchError, api_client, scene
-from reelflow_devtools.bench.launcher import BenchStack, memory_kib
+from reelflow_devtools.bench.launcher import BenchStack, cpu_seconds, memory_kib
 from reelflow_devtools.bench.stats import summary_ms
 
 
@@ -193,9 +193,11 @@ async def run_notifier(
             hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
             hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
             rss_connected = memory_kib(notifier)
+            cpu_before = _cpu(notifier, loads)
             collected = await asyncio.gather(
                 *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
             )
+            cpu_after = _cpu(notifier, loads)
             rss_end = memory_kib(notifier)
     finally:
         await asyncio.gather(*(load.stop() for load in loads))
@@ -209,7 +211,22 @@ async def run_notifier(
         "hot_connected": hot_connected,
         "notifier_rss_mib_connected": round(rss_connected.get("VmRSS", 0) / 1024, 1),
         "notifier_peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
+        # CPU while the hot project's changes flowed (its keepalives and key checks too),
+        # per change: what a fan-out costs whatever the machine's load.
+        "cpu_ms_per_change": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / plan.hot_clips, 1)
+            for name in cpu_before
+        },
         **_changes(collected, plan, tap.seen),
+    }
+
+
+def _cpu(notifier: int, loads: list[LoadProcess]) -> dict[str, float]:
+    """CPU seconds so far of the notifier and of the load processes together."""
+    clients = [cpu_seconds(load.process.pid) for load in loads]
+    return {
+        "notifier": cpu_seconds(notifier) or 0.0,
+        "load_processes": sum(used or 0.0 for used in clients),
     }
 
 

@@ -317,6 +317,12 @@ def summary(results: dict[str, Any]) -> str:
             ),
             ("    change -> out of broker", _pcts(notifier.get("change_to_broker", {}))),
             ("    out of broker -> last", _pcts(notifier.get("broker_to_last_watcher", {}))),
+            (
+                "  CPU per change",
+                ", ".join(
+                    f"{name} {ms} ms" for name, ms in notifier.get("cpu_ms_per_change", {}).items()
+                ),
+            ),
         ]
     api = results.get("api")
     if api:
@@ -431,6 +437,7 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
         spread = notifier["first_to_last_watcher"]
         broker = notifier.get("change_to_broker", {})
         fanout = notifier.get("broker_to_last_watcher", {})
+        cpu = notifier.get("cpu_ms_per_change", {})
         parts.append(
             "| | figure |\n|---|---|\n"
             f"| WebSockets | {notifier['idle_connected']['ok'] + notifier['hot_connected']['ok']}"
@@ -446,7 +453,10 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
             f"| change -> event out of RabbitMQ (poller, database, publish) | p50"
             f" {broker.get('p50_ms')} ms, p99 {broker.get('p99_ms')} ms |\n"
             f"| event out of RabbitMQ -> last watcher (the notifier) | p50"
-            f" {fanout.get('p50_ms')} ms, p99 {fanout.get('p99_ms')} ms |"
+            f" {fanout.get('p50_ms')} ms, p99 {fanout.get('p99_ms')} ms |\n"
+            f"| CPU per change while they flowed | "
+            + ", ".join(f"{name} {ms} ms" for name, ms in cpu.items())
+            + " |"
         )
     targets = [check for check in found if not check.correctness]
     failed = [check for check in found if check.correctness and not check.passed]
