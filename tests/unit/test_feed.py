@@ -9,6 +9,7 @@ from typing import Any, cast
 from reelflow_common.messages import ClipUpdated
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.feed import Feed
+from reelflow_notifier.replays import Replays
 
 
 def event(seq: int) -> ClipUpdated:
@@ -25,7 +26,8 @@ def event(seq: int) -> ClipUpdated:
 
 def feed(last_seq: int | None) -> Feed:
     # No store: the fast path must not read it (an attribute error would say it did).
-    found = Feed("p", tenant_id="t", projects=cast(ProjectStore, cast(Any, None)))
+    store = cast(ProjectStore, cast(Any, None))
+    found = Feed("p", tenant_id="t", projects=store, replays=Replays(store))
     found.last_seq = last_seq
     return found
 

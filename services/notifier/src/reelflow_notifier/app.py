@@ -20,6 +20,7 @@ from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.keywatch import KeyWatch
+from reelflow_notifier.replays import Replays
 from reelflow_notifier.routes import routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
@@ -51,9 +52,11 @@ def create_app(settings: Settings) -> Starlette:
             await stack.enter_async_context(
                 in_background(_link_broker(settings, hub, readiness), name="amqp")
             )
+            projects = ProjectStore(db)
             app.state.notifier = NotifierState(
                 settings=settings,
-                projects=ProjectStore(db),
+                projects=projects,
+                replays=Replays(projects),
                 api_keys=api_keys,
                 hub=hub,
                 tickets=WsTicketStore(db),

@@ -7,6 +7,7 @@ from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_notifier.metrics import WS_EVENTS_TOTAL, WS_SNAPSHOTS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Item, Snapshot, Start
+from reelflow_notifier.replays import Replays
 from reelflow_notifier.wire import encode, event_text, snapshot_message
 
 #: counted once per event and watcher: the labelled child looked up once
@@ -31,12 +32,14 @@ class Feed:
         *,
         tenant_id: str,
         projects: ProjectStore,
+        replays: Replays,
         links: VideoLinks | None = None,
     ) -> None:
         self.project_id = project_id
         self._links = links
         self._tenant_id = tenant_id
         self._projects = projects
+        self._replays = replays
         #: the last ``seq`` the client was sent; None until the watch has started
         self.last_seq: int | None = None
 
@@ -74,7 +77,7 @@ class Feed:
             self.last_seq = event.seq
             _SENT.inc()
             return [event_text(event)]
-        messages = await self._replay(last_seq)
+        messages = await self._replay(last_seq, seen_seq=event.seq)
         if self.last_seq is not None and event.seq > self.last_seq:
             # The store is written before an event is published, so this is not expected;
             # should it happen, a change shown is better than a change hidden.
@@ -82,8 +85,8 @@ class Feed:
             messages.append(event_text(event))
         return messages
 
-    async def _replay(self, after_seq: int) -> list[str]:
-        events = await self._projects.events_after(self.project_id, after_seq)
+    async def _replay(self, after_seq: int, *, seen_seq: int | None = None) -> list[str]:
+        events = await self._replays.events_after(self.project_id, after_seq, seen_seq=seen_seq)
         if events is None:
             return await self._snapshot("not_replayable")
         last_seq = after_seq if self.last_seq is None else max(self.last_seq, after_seq)

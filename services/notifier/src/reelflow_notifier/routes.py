@@ -128,6 +128,7 @@ def _session(
         websocket,
         tenant_id=tenant_id,
         projects=state.projects,
+        replays=state.replays,
         hub=state.hub,
         max_backlog=state.settings.ws_max_backlog,
         close_when_gone=close_when_gone,

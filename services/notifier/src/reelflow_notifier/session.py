@@ -24,6 +24,7 @@ from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
+from reelflow_notifier.replays import Replays
 from reelflow_notifier.wire import WireMessage, encode, error_message
 
 #: close codes; 4xxx are reelflow's own (see reelflow_notifier.routes)
@@ -44,6 +45,7 @@ class Session:
         *,
         tenant_id: str,
         projects: ProjectStore,
+        replays: Replays,
         hub: Hub,
         max_backlog: int,
         close_when_gone: bool,
@@ -52,6 +54,7 @@ class Session:
         self._websocket = websocket
         self._tenant_id = tenant_id
         self._projects = projects
+        self._replays = replays
         self._links = links
         self._hub = hub
         self._outbox = Outbox(max_backlog)
@@ -76,7 +79,11 @@ class Session:
         """
         self.unwatch(project_id)
         self._feeds[project_id] = Feed(
-            project_id, tenant_id=self._tenant_id, projects=self._projects, links=self._links
+            project_id,
+            tenant_id=self._tenant_id,
+            projects=self._projects,
+            replays=self._replays,
+            links=self._links,
         )
         self._hub.add(project_id, self)
         self._outbox.put(project_id, Start(after_seq))

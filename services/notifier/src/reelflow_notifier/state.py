@@ -11,6 +11,7 @@ from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.keywatch import KeyWatch
+from reelflow_notifier.replays import Replays
 from reelflow_notifier.settings import Settings
 
 
@@ -22,6 +23,8 @@ class NotifierState:
     hub: Hub
     tickets: WsTicketStore
     key_watch: KeyWatch
+    #: the event-log reads of gap fills, shared between the watchers of a project
+    replays: Replays
     #: signs the stored videos' URLs in snapshots; None when videos are not kept
     links: VideoLinks | None = None
 
