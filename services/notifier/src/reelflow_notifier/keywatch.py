@@ -28,25 +28,36 @@ class Endable(Protocol):
 
 
 class KeyWatch:
-    """``api_key -> sockets``; one per replica."""
+    """``api_key -> tenant -> sockets``; one per replica.
+
+    Grouped by the tenant each socket was opened for, so a check costs one
+    comparison per key and tenant, not one per socket (a replica holds
+    thousands of sockets of one key).
+    """
 
     def __init__(self, api_keys: ApiKeyStore, *, interval_s: float) -> None:
         self._api_keys = api_keys
         self._interval_s = interval_s
-        self._sockets: defaultdict[str, dict[Endable, str]] = defaultdict(dict)
+        self._sockets: defaultdict[str, defaultdict[str, set[Endable]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
 
     @contextmanager
     def watching(self, credential: Credential, socket: Endable) -> Iterator[None]:
         """Re-validate ``credential`` while the block runs; end ``socket`` if it goes bad."""
-        self._sockets[credential.api_key][socket] = credential.tenant_id
+        key, tenant_id = credential.api_key, credential.tenant_id
+        self._sockets[key][tenant_id].add(socket)
         try:
             yield
         finally:
-            sockets = self._sockets.get(credential.api_key)
-            if sockets is not None:
-                sockets.pop(socket, None)
+            tenants = self._sockets.get(key)
+            sockets = None if tenants is None else tenants.get(tenant_id)
+            if tenants is not None and sockets is not None:
+                sockets.discard(socket)
                 if not sockets:
-                    del self._sockets[credential.api_key]
+                    del tenants[tenant_id]
+                if not tenants:
+                    del self._sockets[key]
 
     async def check_all(self) -> int:
         """Check every watched key once; how many sockets were ended."""
@@ -58,10 +69,11 @@ class KeyWatch:
                 # MongoDB unreachable: keep the sockets rather than drop every client.
                 log.warning("ws_key_check_failed", error=repr(exc))
                 return ended
-            for socket, socket_tenant in list(self._sockets.get(key, {}).items()):
+            for socket_tenant, sockets in list(self._sockets.get(key, {}).items()):
                 if tenant_id != socket_tenant:
-                    socket.end(CLOSE_UNAUTHORIZED, "API key revoked or expired")
-                    ended += 1
+                    for socket in list(sockets):
+                        socket.end(CLOSE_UNAUTHORIZED, "API key revoked or expired")
+                        ended += 1
         if ended:
             log.info("ws_key_revoked", sockets=ended)
         return ended
