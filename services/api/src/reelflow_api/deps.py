@@ -40,7 +40,9 @@ class AppState:
     links: VideoLinks | None = None
 
 
-def _state(request: Request) -> AppState:
+async def _state(request: Request) -> AppState:
+    # async, as every dependency here: FastAPI runs a plain ``def`` one in a worker
+    # thread, two thread hand-offs per request for a field read
     state: AppState = request.app.state.reelflow
     return state
 

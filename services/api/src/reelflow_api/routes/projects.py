@@ -191,7 +191,7 @@ def _status_response(state: AppState, project: Project, *, status_code: int) -> 
     )
 
 
-def _wait_s(
+async def _wait_s(
     state: State,
     wait: Annotated[
         float,
@@ -203,7 +203,10 @@ def _wait_s(
         ),
     ] = 0,
 ) -> float:
-    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it)."""
+    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it).
+
+    ``async`` though it awaits nothing: FastAPI would run a plain ``def`` in a worker thread.
+    """
     bound = state.settings.max_wait_s
     if wait > bound:
         msg = f"Input should be less than or equal to {bound:g}"
