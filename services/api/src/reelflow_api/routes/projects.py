@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId
+from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
@@ -192,7 +192,7 @@ def _status_response(state: AppState, project: Project, *, status_code: int) -> 
 
 
 async def _wait_s(
-    state: State,
+    request: Request,
     wait: Annotated[
         float,
         Query(
@@ -207,7 +207,7 @@ async def _wait_s(
 
     ``async`` though it awaits nothing: FastAPI would run a plain ``def`` in a worker thread.
     """
-    bound = state.settings.max_wait_s
+    bound = app_state(request).settings.max_wait_s
     if wait > bound:
         msg = f"Input should be less than or equal to {bound:g}"
         raise Problem(
