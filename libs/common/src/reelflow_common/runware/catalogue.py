@@ -68,7 +68,7 @@ def _violations(rules: ModelRules, index: int, scene: ClipRequest) -> list[RuleV
     size = (scene.width, scene.height)
     if rules.sizes is not None and None not in size and size not in rules.sizes:
         allowed = [f"{w}x{h}" for w, h in rules.sizes]
-        found.append(RuleViolation(index, "width", "not a width x height this model makes", allowed))
+        found.append(RuleViolation(index, "width", "not a size this model makes", allowed))
     if scene.fps is not None and scene.fps not in rules.fps:
         if rules.fps:
             found.append(RuleViolation(index, "fps", "not an fps this model makes", [*rules.fps]))
