@@ -63,12 +63,12 @@ def _number(value: float) -> float | int:
 def _violations(rules: ModelRules, index: int, scene: ClipRequest) -> list[RuleViolation]:
     found: list[RuleViolation] = []
     if rules.durations is not None and scene.duration not in rules.durations:
-        allowed = [_number(d) for d in rules.durations]
-        found.append(RuleViolation(index, "duration", "not a duration this model makes", allowed))
+        durations: list[Any] = [_number(d) for d in rules.durations]
+        found.append(RuleViolation(index, "duration", "not a duration this model makes", durations))
     size = (scene.width, scene.height)
     if rules.sizes is not None and None not in size and size not in rules.sizes:
-        allowed = [f"{w}x{h}" for w, h in rules.sizes]
-        found.append(RuleViolation(index, "width", "not a size this model makes", allowed))
+        sizes: list[Any] = [f"{w}x{h}" for w, h in rules.sizes]
+        found.append(RuleViolation(index, "width", "not a size this model makes", sizes))
     if scene.fps is not None and scene.fps not in rules.fps:
         if rules.fps:
             found.append(RuleViolation(index, "fps", "not an fps this model makes", [*rules.fps]))
