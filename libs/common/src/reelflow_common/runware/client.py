@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import certifi
 
 from reelflow_common.logging import get_logger
 from reelflow_common.metrics import RUNWARE_REQUEST_SECONDS, RUNWARE_REQUESTS_TOTAL
@@ -129,8 +132,12 @@ class RunwareClient:
                 # An idle connection is dropped before a server's usual 5 s keep-alive ends,
                 # not reused just as the server closes it.
                 connector=aiohttp.TCPConnector(
-                    limit=self._settings.runware_max_in_flight, keepalive_timeout=4.0
+                    limit=self._settings.runware_max_in_flight,
+                    keepalive_timeout=4.0,
+                    ssl=_tls_context(),
                 ),
+                # As httpx did: HTTP(S)_PROXY / NO_PROXY from the environment apply.
+                trust_env=True,
             )
         return self._http
 
@@ -290,6 +297,15 @@ def _api_key(settings: RunwareSettings) -> str:
             code="missingApiKey",
         )
     return key.get_secret_value()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Verified TLS with the CAs httpx used: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set,
+    else certifi's bundle (not whatever the image's system store holds)."""
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _read(status: int, raw: bytes) -> _Answer:
