@@ -62,8 +62,8 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
-        # A line below the logger's level is dropped before any processor runs: the
-        # notifier logs a debug line per event and socket, 1,000 times per change.
+        # A line below the level is dropped first, before any processor builds it: at
+        # WARNING the per-message info lines otherwise cost the whole chain, then nothing.
         processors=[
             structlog.stdlib.filter_by_level,
             *shared,

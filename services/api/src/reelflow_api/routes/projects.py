@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId
+from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
@@ -25,6 +25,7 @@ from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
+from reelflow_common.runware.catalogue import rule_violations
 from reelflow_common.store import (
     ClipState,
     CreateResult,
@@ -70,6 +71,30 @@ def _new_project(
         ],
         **extra,
     )
+
+
+def _check_model_rules(new: NewProject) -> None:
+    """422 for a scene its model would refuse (docs/RUNWARE.md §2.3), before anything is spent.
+
+    The defaults count: a scene without ``duration`` asks for ``default_duration``.
+    """
+    found = rule_violations(new.model, new.scenes)
+    if not found:
+        return
+    errors = [
+        {
+            "loc": ["body", "scenes", v.scene_index, v.field],
+            "msg": f"{v.message}: {new.model}",
+            **({"allowed": v.allowed} if v.allowed is not None else {}),
+        }
+        for v in found
+    ]
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    detail = f"{where}: {first['msg']}"
+    if "allowed" in first:
+        detail += f" (allowed: {', '.join(str(a) for a in first['allowed'])})"
+    raise Problem(422, "Invalid Request", detail, errors=errors)
 
 
 async def _dispatch(
@@ -191,8 +216,8 @@ def _status_response(state: AppState, project: Project, *, status_code: int) -> 
     )
 
 
-def _wait_s(
-    state: State,
+async def _wait_s(
+    request: Request,
     wait: Annotated[
         float,
         Query(
@@ -203,8 +228,11 @@ def _wait_s(
         ),
     ] = 0,
 ) -> float:
-    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it)."""
-    bound = state.settings.max_wait_s
+    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it).
+
+    ``async`` though it awaits nothing: FastAPI would run a plain ``def`` in a worker thread.
+    """
+    bound = app_state(request).settings.max_wait_s
     if wait > bound:
         msg = f"Input should be less than or equal to {bound:g}"
         raise Problem(
@@ -256,6 +284,7 @@ async def create_project(
         request_hash=_request_hash(body),
         correlation_id=correlation,
     )
+    _check_model_rules(new)
     replayed = None
     if grant.limits.needs_ledger:
         # A replay answers with its project, and must not reserve its clips again.
