@@ -35,6 +35,7 @@ from reelflow_common.polling.evaluate import (
     power_progress,
     staggered_starts,
 )
+from reelflow_common.polling.histogram import generic_prior
 from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
 from reelflow_common.polling.live import OnLadder
 from reelflow_common.polling.plan import ClipProfile, FixedLadderPlanner, PollPlanner
@@ -91,7 +92,7 @@ def trained_planner(
     setup: Setup, latencies: Sequence[float], progress: ProgressModel | None
 ) -> LearnedPlanner:
     """A learned planner after following ``latencies`` as the poller would."""
-    book = CompletionBook()
+    book = CompletionBook(prior=generic_prior(setup.settings.poll_prior_median_s))
     planner = LearnedPlanner(book, PlannerConfig.from_settings(setup.settings))
     evaluate(
         planner, setup.profile, latencies, progress=progress, learn=True, commit=book.commit_pending
@@ -123,7 +124,9 @@ def compare(setup: Setup, test: Sequence[float] | None = None) -> list[Row]:
         ),
         Row("reelflow's old ladder: 20 s, x1.5, cap 120 s", "-", run(OLD_LADDER, "ignored")),
     ]
-    cold = LearnedPlanner(CompletionBook(), config)
+    cold = LearnedPlanner(
+        CompletionBook(prior=generic_prior(setup.settings.poll_prior_median_s)), config
+    )
     rows += [Row("learned, cold (priors only)", p, run(cold, p)) for p in ("ignored", "linear")]
     trained = {
         name: trained_planner(setup, train, model) for name, model in progress_models.items()
