@@ -282,6 +282,16 @@ def summary(results: dict[str, Any]) -> str:
                     f"p95 {live['p95_delay_s']} max {live['max_delay_s']} s (simulated)",
                 )
             )
+            seen, lag = live.get("seen"), live.get("recording_lag")
+            if seen and lag:
+                rows.append(
+                    (
+                        "  of which",
+                        f"finished -> seen by getResponse p50 {seen['p50_s']} p95 {seen['p95_s']}"
+                        f" s (simulated); seen -> stored p50 {lag['p50_s']} p95 {lag['p95_s']}"
+                        f" max {lag['max_s']} s real (x{live['speedup']:g} in the delay)",
+                    )
+                )
             warmup = live.get("warmup")
             if warmup:
                 rows.append(
