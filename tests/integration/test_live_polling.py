@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from reelflow_common.messages import CheckClip, Message
@@ -24,7 +25,9 @@ class Wire:
     def __init__(self) -> None:
         self.sent: list[tuple[str, Message, float | None]] = []
 
-    async def send(self, work_queue: str, message: Message, *, delay_s: float | None = None) -> None:
+    async def send(
+        self, work_queue: str, message: Message, *, delay_s: float | None = None
+    ) -> None:
         self.sent.append((work_queue, message, delay_s))
 
 
@@ -73,7 +76,8 @@ async def test_a_delay_on_a_rung_goes_straight_through_it() -> None:
 
     [(queue, message, ttl)] = wire.sent
     assert (queue, ttl) == (CHECK_CLIP, RUNGS_S[10])
-    assert isinstance(message, CheckClip) and message.due_at is None
+    assert isinstance(message, CheckClip)
+    assert message.due_at is None
 
 
 async def test_a_delay_between_rungs_never_waits_past_it_and_says_when_it_is_due() -> None:
