@@ -9,7 +9,8 @@ due (``CheckClip.due_at``); a poller that takes it before then sends it on for
 the rest the same way, without asking Runware and without the database (a
 *hop*). Each hop leaves at most 26 % of the wait (1 - 1/1.35), so a 60 s delay
 on the default ladder (1 s … 300 s) takes at most four hops, and the check comes
-within half the shortest rung (0.5 s) of its time.
+within half the shortest rung (0.5 s) of its time. As before, no check waits
+longer than the ladder's top rung (``poll_max_delay_s``, 300 s).
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def not_yet_due_s(publisher: Publisher, check: CheckClip, now: datetime) -> floa
 async def send_check(
     publisher: Publisher, check: CheckClip, *, delay_s: float, now: datetime
 ) -> None:
-    """Send ``check`` to be made ``delay_s`` from ``now`` (see the module docstring)."""
+    """Send ``check`` to be made ``delay_s`` from ``now`` (see the module docstring), or
+    after the ladder's top rung (``poll_max_delay_s``) if that is shorter: no check
+    waits longer than the longest wait queue."""
     ladder = publisher.topology.backoffs[CHECK_CLIP]
+    delay_s = min(delay_s, ladder.cap_s)
     hop = hop_s(ladder, delay_s)
     if hop is None:
         await publisher.send(CHECK_CLIP, check.model_copy(update={"due_at": None}))
