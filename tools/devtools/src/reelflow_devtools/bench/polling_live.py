@@ -5,7 +5,10 @@ by default: median 90 s, a long tail) at its speedup, and the services run with
 production settings compressed by the same factor (``bench.launcher.compressed``).
 Per clip: the getResponse calls the simulator counted for its task, and the
 detection delay, reelflow's ``completed_at`` minus the moment the simulator
-finished it, in simulated seconds (real times the speedup). The same completion times then
+finished it, in simulated seconds (real times the speedup), split into finished → the
+first getResponse that answered it ended (the simulator's ``first_seen_ended_seconds``)
+and that call → ``completed_at`` (real seconds: a recording lag the speedup multiplies
+in the delay, which production pays once). The same completion times then
 feed the exact evaluation of the reference schedules (:mod:`.polling`), so every
 row is on the same latencies. A warm-up batch goes first, so the measured one
 meets a poller that has learned the model, as in production; its own figures
