@@ -105,9 +105,13 @@ def new_project_document(
 ) -> Document:
     """The document of a project just accepted: every clip queued and leased."""
     charges: list[Charge | None] = [*new.charges] if new.charges else [None] * len(new.scenes)
+    # Without the fields still None (a missing field reads as None): every update of the
+    # project makes the database walk, copy and re-encode the whole document.
     clips = {
-        str(index): queued_clip_document(
-            index, task_uuid, token=token, lease_until=lease_until, now=now, charge=charge
+        str(index): _without_none(
+            queued_clip_document(
+                index, task_uuid, token=token, lease_until=lease_until, now=now, charge=charge
+            )
         )
         for index, (task_uuid, token, charge) in enumerate(
             zip(task_uuids, tokens, charges, strict=True)
@@ -125,7 +129,7 @@ def new_project_document(
         "counts": counts.model_dump(),
         "cost": CostTotals().model_dump(),
         "clips": clips,
-        "requests": [scene.model_dump() for scene in new.scenes],
+        "requests": [scene.model_dump(exclude_none=True) for scene in new.scenes],
         "events": [],
         "due_at": lease_until,
         "correlation_id": new.correlation_id,
@@ -135,6 +139,10 @@ def new_project_document(
         "updated_at": now,
         "finished_at": None,
     }
+
+
+def _without_none(doc: Document) -> Document:
+    return {key: value for key, value in doc.items() if value is not None}
 
 
 def _utc_or_none(value: Any) -> Any:
