@@ -75,6 +75,84 @@ async def test_an_invalid_create_body_is_a_422_naming_the_field(
 
 
 @pytest.mark.parametrize(
+    ("model", "scene", "field", "allowed"),
+    [
+        pytest.param("google:3@3", {"duration": 5}, "duration", [4, 6, 7, 8], id="veo-5s"),
+        pytest.param("google:veo@3.1-lite", {"duration": 7}, "duration", [4, 6, 8], id="lite-7s"),
+        pytest.param(
+            "google:3@3",
+            {"width": 640, "height": 480},
+            "width",
+            ["1280x720", "720x1280", "1920x1080", "1080x1920"],
+            id="veo-640x480",
+        ),
+        pytest.param("klingai:5@3", {"duration": 5, "seed": 3}, "seed", None, id="kling-seed"),
+        pytest.param("minimax:3@1", {"fps": 24}, "fps", [25], id="minimax-24fps"),
+        pytest.param(
+            "google:3@3", {"negative_prompt": "blur"}, "negative_prompt", None, id="veo-negative"
+        ),
+    ],
+)
+async def test_a_scene_its_model_would_refuse_is_a_422_naming_what_the_model_allows(
+    api: Api,
+    auth: dict[str, str],
+    model: str,
+    scene: dict[str, Any],
+    field: str,
+    allowed: list[Any] | None,
+) -> None:
+    # Kling makes no clip of the default duration (4 s).
+    valid: dict[str, Any] = {"duration": 5} if model == "klingai:5@3" else {}
+    body = {
+        "model": model,
+        "scenes": [{"prompt": "fine"} | valid, {"prompt": "no"} | valid | scene],
+    }
+
+    response = await api.client.post("/v1/projects", json=body, headers=auth)
+
+    problem = assert_problem(response, 422)
+    [error] = problem["errors"]
+    assert error["loc"] == ["body", "scenes", 1, field]
+    assert model in error["msg"]
+    assert error.get("allowed") == allowed
+    assert problem["detail"].startswith(f"body.scenes.1.{field}: ")
+    assert await api.drain() == []
+
+
+async def test_a_default_duration_the_model_does_not_make_is_a_422_too(
+    api: Api, auth: dict[str, str]
+) -> None:
+    # No duration named: the default (4 s) is not one Kling makes.
+    body = {"model": "klingai:5@3", "scenes": [{"prompt": "a fox"}]}
+
+    response = await api.client.post("/v1/projects", json=body, headers=auth)
+
+    problem = assert_problem(response, 422)
+    assert problem["errors"] == [
+        {
+            "loc": ["body", "scenes", 0, "duration"],
+            "msg": "not a duration this model makes: klingai:5@3",
+            "allowed": [5, 10],
+        }
+    ]
+    assert problem["detail"] == (
+        "body.scenes.0.duration: not a duration this model makes: klingai:5@3 (allowed: 5, 10)"
+    )
+
+
+async def test_a_model_reelflow_has_no_rules_for_is_sent_as_is(
+    api: Api, auth: dict[str, str]
+) -> None:
+    body = {"model": "acme:video@9", "scenes": [{"prompt": "a fox", "duration": 5, "fps": 24}]}
+
+    response = await api.client.post("/v1/projects", json=body, headers=auth)
+
+    assert response.status_code == 202, response.text
+    [submit] = await api.drain()
+    assert submit.body["request"]["duration"] == 5
+
+
+@pytest.mark.parametrize(
     "content",
     [b"{not json", b"", b"\xff\xfe", b'{"scenes": [{"prompt": "a"}]', b"[1, 2"],
     ids=["broken", "empty", "not-utf8", "unclosed", "unclosed-array"],

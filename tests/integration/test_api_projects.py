@@ -31,7 +31,7 @@ SEED_FIELDS = [
 async def api(
     settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
 ) -> AsyncIterator[Api]:
-    settings = settings_for(Settings, default_duration=5, default_width=1024, default_height=576)
+    settings = settings_for(Settings, default_duration=6, default_width=1920, default_height=1080)
     async with running_api(settings, mongo_db, amqp_connection) as api:
         yield api
 
@@ -100,10 +100,12 @@ async def test_create_applies_the_configured_defaults(api: Api) -> None:
     assert stored.title == ""
     assert stored.clips[0].status is ClipStatus.QUEUED
     [request] = stored.requests or []
-    assert (request.duration, request.width, request.height) == (5, 1024, 576)
+    assert (request.duration, request.width, request.height) == (6, 1920, 1080)
 
 
-async def test_create_keeps_the_fields_a_scene_names(api: Api) -> None:
+async def test_create_keeps_the_fields_a_scene_names_for_a_model_it_has_no_rules_for(
+    api: Api,
+) -> None:
     scene = {
         "prompt": "a fox",
         "negative_prompt": "blur",
@@ -114,11 +116,12 @@ async def test_create_keeps_the_fields_a_scene_names(api: Api) -> None:
         "fps": 24,
     }
 
-    response = await api.create(await api.tenant(), {"model": "klingai:5@3", "scenes": [scene]})
+    response = await api.create(await api.tenant(), {"model": "acme:video@2", "scenes": [scene]})
 
+    assert response.status_code == 202, response.text
     stored = await api.projects.get(response.json()["project_id"], with_requests=True)
     assert stored is not None
-    assert stored.model == "klingai:5@3"
+    assert stored.model == "acme:video@2"
     [request] = stored.requests or []
     assert request.model_dump(include=set(scene)) == scene
 

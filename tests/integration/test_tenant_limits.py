@@ -24,6 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
 #: every scene lasts one second at the fallback price: a clip is estimated at $0.25
 PRICE_PER_S = 0.25
+#: a model reelflow knows no rules of (one-second scenes are not refused) and no price of
+MODEL = "acme:video@1"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -35,6 +37,7 @@ async def api(amqp_url: str, mongo_url: str) -> AsyncIterator[Api]:
         cost_fallback_usd_per_s=PRICE_PER_S,
         cost_estimate_ttl_s=0,
         default_duration=1,
+        default_model=MODEL,
     ) as api:
         yield api
 
@@ -67,13 +70,13 @@ async def test_more_scenes_than_allowed_is_403_naming_the_limit(api: Api) -> Non
 
 
 async def test_a_model_not_allowed_is_403_naming_the_allowed_ones(api: Api) -> None:
-    _, auth = await limited(api, allowed_models=["klingai:5@3"])
+    _, auth = await limited(api, allowed_models=["acme:video@2"])
 
-    problem = assert_problem(await api.create(auth, scenes(1) | {"model": "google:3@3"}), 403)
+    problem = assert_problem(await api.create(auth, scenes(1) | {"model": MODEL}), 403)
 
     assert problem["limit"] == "allowed_models"
-    assert problem["limit_value"] == ["klingai:5@3"]
-    assert (await api.create(auth, scenes(1) | {"model": "klingai:5@3"})).status_code == 202
+    assert problem["limit_value"] == ["acme:video@2"]
+    assert (await api.create(auth, scenes(1) | {"model": "acme:video@2"})).status_code == 202
 
 
 async def test_too_many_clips_in_flight_is_429_until_clips_end(api: Api) -> None:

@@ -25,6 +25,7 @@ from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
+from reelflow_common.runware.catalogue import rule_violations
 from reelflow_common.store import (
     ClipState,
     CreateResult,
@@ -70,6 +71,30 @@ def _new_project(
         ],
         **extra,
     )
+
+
+def _check_model_rules(new: NewProject) -> None:
+    """422 for a scene its model would refuse (docs/RUNWARE.md §2.3), before anything is spent.
+
+    The defaults count: a scene without ``duration`` asks for ``default_duration``.
+    """
+    found = rule_violations(new.model, new.scenes)
+    if not found:
+        return
+    errors = [
+        {
+            "loc": ["body", "scenes", v.scene_index, v.field],
+            "msg": f"{v.message}: {new.model}",
+            **({"allowed": v.allowed} if v.allowed is not None else {}),
+        }
+        for v in found
+    ]
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    detail = f"{where}: {first['msg']}"
+    if "allowed" in first:
+        detail += f" (allowed: {', '.join(str(a) for a in first['allowed'])})"
+    raise Problem(422, "Invalid Request", detail, errors=errors)
 
 
 async def _dispatch(
@@ -256,6 +281,7 @@ async def create_project(
         request_hash=_request_hash(body),
         correlation_id=correlation,
     )
+    _check_model_rules(new)
     replayed = None
     if grant.limits.needs_ledger:
         # A replay answers with its project, and must not reserve its clips again.
