@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
 
 from reelflow_common.runware import RunwareClient, VideoRequest
@@ -28,7 +31,7 @@ def client_settings(base_url: str, api_key: str, **overrides: Any) -> RunwareSet
 async def sim_and_client(
     *,
     api_key: str | None = None,
-    http: httpx.AsyncClient | None = None,
+    http: aiohttp.ClientSession | None = None,
     client_overrides: dict[str, Any] | None = None,
     **sim_overrides: Any,
 ) -> AsyncIterator[tuple[RunningSimulator, RunwareClient]]:
@@ -55,3 +58,28 @@ def video(prompt: str = "a red fox in snow", **fields: Any) -> VideoRequest:
     }
     values.update(fields)
     return VideoRequest(**values)
+
+
+@asynccontextmanager
+async def answering(status: int, content: bytes, content_type: str) -> AsyncIterator[str]:
+    """A local HTTP server that answers every request so; its base URL."""
+
+    async def answer(_request: web.Request) -> web.Response:
+        return web.Response(status=status, body=content, headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+
+
+def refusing_url() -> str:
+    """A base URL where nothing listens (a port just freed): every connect is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 from prometheus_client import REGISTRY
 
 from reelflow_common.runware import RunwareClient, RunwareError
-from tests.runware.helpers import client_settings
+from tests.runware.helpers import answering, client_settings, refusing_url
 
 
 def counted(outcome: str) -> float:
@@ -22,29 +22,38 @@ def timed() -> float:
     return REGISTRY.get_sample_value("reelflow_runware_request_seconds_count", labels) or 0.0
 
 
+JSON = "application/json"
+
+
+@contextlib.asynccontextmanager
+async def _runware(answer: tuple[int, bytes, str] | None) -> AsyncIterator[str]:
+    """A server giving ``answer`` to every request, or (None) an address that refuses."""
+    if answer is None:
+        yield refusing_url()
+        return
+    async with answering(*answer) as url:
+        yield url
+
+
 @pytest.mark.parametrize(
     ("answer", "outcome"),
     [
-        (httpx.Response(200, json={"data": []}), "ok"),
-        (httpx.Response(401, json={"errors": [{"code": "invalidApiKey"}]}), "http_4xx"),
-        (httpx.Response(503, text="<html>busy</html>"), "http_5xx"),
+        ((200, b'{"data": []}', JSON), "ok"),
+        ((401, b'{"errors": [{"code": "invalidApiKey"}]}', JSON), "http_4xx"),
+        ((503, b"<html>busy</html>", "text/html"), "http_5xx"),
         (None, "transport_error"),
     ],
 )
 async def test_each_request_is_counted_by_outcome_and_timed(
-    answer: httpx.Response | None, outcome: str
+    answer: tuple[int, bytes, str] | None, outcome: str
 ) -> None:
-    def reply(request: httpx.Request) -> httpx.Response:
-        if answer is None:
-            raise httpx.ConnectError("refused", request=request)
-        return answer
-
-    http = httpx.AsyncClient(transport=httpx.MockTransport(reply))
-    client = RunwareClient(client_settings("http://runware.test", "key"), http)
     before, before_timed = counted(outcome), timed()
 
     # What each answer means is the business of the client's other tests.
-    async with http:
+    async with (
+        _runware(answer) as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
         with contextlib.suppress(RunwareError):
             await client.get_response("0b5a6c8e-5d2a-4b8f-9f0e-1a2b3c4d5e6f")
 

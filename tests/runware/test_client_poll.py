@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 
-import httpx
+import aiohttp
 import pytest
 
 from reelflow_common.runware import (
@@ -16,7 +17,7 @@ from reelflow_common.runware import (
     TaskState,
     is_task_not_found,
 )
-from tests.runware.helpers import client_settings, sim_and_client, video
+from tests.runware.helpers import answering, client_settings, sim_and_client, video
 from tests.waiting import DEADLINE_S
 
 
@@ -105,11 +106,11 @@ async def test_a_capacity_answer_fails_each_polled_task_with_a_retryable_error()
             assert outcome.http_status == 503
 
 
-class _GatedTransport(httpx.AsyncBaseTransport):
-    """Real HTTP, but every request waits at a gate, so concurrency can be counted."""
+class _Gate:
+    """Real HTTP, but every request waits at a gate (a trace hook), so concurrency can be
+    counted."""
 
     def __init__(self, gate: asyncio.Event, watch_for: int) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
         self._gate = gate
         self._watch_for = watch_for
         self.reached = asyncio.Event()
@@ -117,27 +118,30 @@ class _GatedTransport(httpx.AsyncBaseTransport):
         self.most_in_flight = 0
         self.requests = 0
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def trace(self) -> aiohttp.TraceConfig:
+        config = aiohttp.TraceConfig()
+        config.on_request_start.append(self._started)
+        config.on_request_end.append(self._ended)
+        config.on_request_exception.append(self._ended)
+        return config
+
+    async def _started(self, _session: object, _context: SimpleNamespace, _params: object) -> None:
         self.requests += 1
         self.in_flight += 1
         self.most_in_flight = max(self.most_in_flight, self.in_flight)
         if self.in_flight >= self._watch_for:
             self.reached.set()
-        try:
-            await self._gate.wait()
-            return await self._inner.handle_async_request(request)
-        finally:
-            self.in_flight -= 1
+        await self._gate.wait()
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    async def _ended(self, _session: object, _context: SimpleNamespace, _params: object) -> None:
+        self.in_flight -= 1
 
 
 async def test_no_more_requests_are_in_flight_than_configured() -> None:
     gate = asyncio.Event()
-    transport = _GatedTransport(gate, watch_for=2)
+    transport = _Gate(gate, watch_for=2)
     async with (
-        httpx.AsyncClient(transport=transport) as http,
+        aiohttp.ClientSession(trace_configs=[transport.trace()]) as http,
         sim_and_client(http=http, client_overrides={"runware_max_in_flight": 2}) as (_, client),
     ):
         uuids = [str(uuid.uuid4()) for _ in range(6)]
@@ -156,13 +160,6 @@ async def test_no_more_requests_are_in_flight_than_configured() -> None:
     assert set(outcomes) == set(uuids)
 
 
-def _answering(status: int, content: bytes, content_type: str) -> httpx.AsyncClient:
-    def answer(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, content=content, headers={"content-type": content_type})
-
-    return httpx.AsyncClient(transport=httpx.MockTransport(answer))
-
-
 @pytest.mark.parametrize(
     ("status", "content", "content_type"),
     [
@@ -178,10 +175,10 @@ async def test_an_answer_that_is_not_runwares_word_is_an_outage_never_task_not_f
     status: int, content: bytes, content_type: str
 ) -> None:
     task_uuid = str(uuid.uuid4())
-    settings = client_settings("https://runware.test", "key")
-    async with _answering(status, content, content_type) as http:
-        client = RunwareClient(settings, http)
-
+    async with (
+        answering(status, content, content_type) as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
         with pytest.raises(RunwareError) as caught:
             await client.get_response(task_uuid)
 
@@ -197,10 +194,10 @@ async def test_runwares_own_not_found_entry_is_task_not_found() -> None:
         + task_uuid.encode()
         + b'"}]}'
     )
-    settings = client_settings("https://runware.test", "key")
-    async with _answering(400, body, "application/json") as http:
-        client = RunwareClient(settings, http)
-
+    async with (
+        answering(400, body, "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
         with pytest.raises(RunwareError) as caught:
             await client.get_response(task_uuid)
 

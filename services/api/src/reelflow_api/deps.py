@@ -40,9 +40,17 @@ class AppState:
     links: VideoLinks | None = None
 
 
-def _state(request: Request) -> AppState:
+def app_state(request: Request) -> AppState:
+    """What the lifespan built. The dependencies below read it so rather than through
+    :data:`State`: each sub-dependency costs FastAPI a resolution on every request."""
     state: AppState = request.app.state.reelflow
     return state
+
+
+async def _state(request: Request) -> AppState:
+    # async, as every dependency here: FastAPI runs a plain ``def`` one in a worker
+    # thread, two thread hand-offs per request for a field read
+    return app_state(request)
 
 
 State = Annotated[AppState, Depends(_state)]
@@ -74,10 +82,9 @@ _BEARER = HTTPBearer(
 
 async def _grant(
     request: Request,
-    state: State,
     _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
 ) -> Grant:
-    grant = await state.api_keys.cached_grant(bearer_key(request))
+    grant = await app_state(request).api_keys.cached_grant(bearer_key(request))
     if grant is None:
         raise Problem(
             401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"}
@@ -96,8 +103,9 @@ async def _tenant(grant: TenantGrant) -> str:
 TenantId = Annotated[str, Depends(_tenant)]
 
 
-async def _indexes_ensured(state: State) -> None:
+async def _indexes_ensured(request: Request) -> None:
     # Creating before the unique index exists could let one Idempotency-Key make two projects.
+    state = app_state(request)
     try:
         async with asyncio.timeout(state.settings.mongo_timeout_s):
             await state.indexes.ensured.wait()

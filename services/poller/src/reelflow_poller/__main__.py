@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
+from reelflow_common.lifecycle import run_service
 from reelflow_poller.main import main
 
 
 def run() -> None:
-    asyncio.run(main())
+    run_service(main())
 
 
 if __name__ == "__main__":

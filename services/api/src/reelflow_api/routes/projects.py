@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
-from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId
+from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
@@ -216,8 +216,8 @@ def _status_response(state: AppState, project: Project, *, status_code: int) -> 
     )
 
 
-def _wait_s(
-    state: State,
+async def _wait_s(
+    request: Request,
     wait: Annotated[
         float,
         Query(
@@ -228,8 +228,11 @@ def _wait_s(
         ),
     ] = 0,
 ) -> float:
-    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it)."""
-    bound = state.settings.max_wait_s
+    """``?wait=``, bounded by the ``max_wait_s`` setting (the OpenAPI document shows it).
+
+    ``async`` though it awaits nothing: FastAPI would run a plain ``def`` in a worker thread.
+    """
+    bound = app_state(request).settings.max_wait_s
     if wait > bound:
         msg = f"Input should be less than or equal to {bound:g}"
         raise Problem(
