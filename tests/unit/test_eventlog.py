@@ -9,12 +9,15 @@ from reelflow_common.domain import Bucket, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import ClipUpdated, ClipView, ProjectFinished
 from reelflow_common.store.eventlog import (
     LogHead,
+    StoredEvent,
     about_scene,
     clip_event,
     finish_event,
     materialize,
     message_id,
+    packed,
     replay_after,
+    unpacked,
 )
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -117,3 +120,15 @@ def test_a_stored_clip_event_keeps_what_the_writer_knew() -> None:
         "replaces_task_uuid": "t8",
         "correlation_id": "req-2",
     }
+
+
+def test_a_packed_log_and_one_written_as_subdocuments_read_the_same() -> None:
+    packed_log = [packed(doc) for doc in LOG]
+    assert all(isinstance(entry, bytes) for entry in packed_log)
+    # Projects written before the log was packed hold subdocuments; a log may hold both.
+    mixed: list[StoredEvent] = [*LOG[:2], *packed_log[2:]]
+
+    assert materialize(HEAD, packed_log) == materialize(HEAD, LOG)
+    assert materialize(HEAD, mixed) == materialize(HEAD, LOG)
+    assert replay_after(HEAD, packed_log, 3) == replay_after(HEAD, LOG, 3)
+    assert unpacked(packed_log[0])["occurred_at"] == T0  # an aware UTC datetime again

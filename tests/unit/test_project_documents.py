@@ -10,7 +10,11 @@ from pydantic import TypeAdapter
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.store import Attempt, InvalidCursor, NewProject, Project
 from reelflow_common.store.cursor import decode_cursor, encode_cursor
-from reelflow_common.store.documents import new_project_document, project_from_document
+from reelflow_common.store.documents import (
+    new_project_document,
+    pack_requests,
+    project_from_document,
+)
 from reelflow_common.store.timefmt import rfc3339
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
@@ -60,6 +64,50 @@ def test_a_new_project_document_reads_back_as_queued_leased_clips_in_scene_order
     assert read.due_at == T1
     assert read.requests is not None
     assert read.requests[1].prompt == "scene 1"
+
+
+def test_a_new_document_leaves_out_what_is_none_and_packs_what_no_query_reads() -> None:
+    doc = new_project_document(
+        NewProject(
+            tenant_id="tenant-a",
+            title="t",
+            model="google:3@3",
+            scenes=[ClipRequest(prompt="scene 0", duration=4)],
+        ),
+        project_id="p1",
+        task_uuids=["t0"],
+        tokens=["k0"],
+        now=T0,
+        lease_until=T1,
+    )
+
+    assert isinstance(doc["requests"], bytes)
+    assert None not in doc["clips"]["0"].values()
+    read = project_from_document(doc)
+    assert read.requests == [ClipRequest(prompt="scene 0", duration=4)]
+    assert (read.clips[0].video_url, read.clips[0].error, read.clips[0].submitted_at) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_documents_written_before_packing_read_the_same() -> None:
+    requests = [ClipRequest(prompt="scene 0", duration=4), ClipRequest(prompt="scene 1")]
+    new = NewProject(tenant_id="tenant-a", title="t", model="google:3@3", scenes=requests)
+    doc = new_project_document(
+        new, project_id="p1", task_uuids=["t0", "t1"], tokens=["k0", "k1"], now=T0, lease_until=T1
+    )
+    before = doc | {
+        "requests": [request.model_dump() for request in requests],
+        "clips": {
+            key: {"video_url": None, "error": None, "completed_at": None} | clip
+            for key, clip in doc["clips"].items()
+        },
+    }
+
+    assert project_from_document(before) == project_from_document(doc)
+    assert isinstance(pack_requests(requests), bytes)
 
 
 def test_public_status_has_the_seed_fields_first_then_reelflow_fields() -> None:

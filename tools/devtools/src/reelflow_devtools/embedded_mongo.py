@@ -7,6 +7,7 @@ folder) when no ``REELFLOW_MONGO_URL`` is given. Production uses real MongoDB.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -32,18 +33,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _server_command() -> str:
-    beside_python = Path(sys.executable).with_name("secantusd-py")
-    found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
+def _server_command() -> list[str]:
+    """SecantusDB's Python server, with reelflow's ``_id`` point-lookup fix for writes.
+
+    See :mod:`reelflow_devtools.secantusd_point_lookup`. A server this interpreter cannot
+    import (one on the PATH only) runs as it is.
+    """
+    if importlib.util.find_spec("secantus") is not None:
+        return [sys.executable, "-m", "reelflow_devtools.secantusd_point_lookup"]
+    found = shutil.which("secantusd-py")
     if not found:
         raise EmbeddedMongoError("secantusd-py not found: install the dev dependencies (make run)")
-    return found
+    return [found]
 
 
 def mongo_command(storage_path: Path | str, port: int) -> list[str]:
     """The command line of SecantusDB serving ``storage_path`` on ``port``."""
     return [
-        _server_command(),
+        *_server_command(),
         "--host",
         "127.0.0.1",
         "--port",

@@ -2,7 +2,8 @@
 
 One document per project (``schema: 2``): ``clips`` maps each scene index (a
 decimal string) to the scene's clip state, ``requests`` holds each scene's
-Runware request (written once), ``events`` the recent changes as stored events
+Runware request (written once; one BSON value, :func:`pack_requests`), ``events``
+the recent changes as stored events, each one BSON value
 (:mod:`reelflow_common.store.eventlog`), ``seq`` counts public changes,
 ``due_at`` is a lower bound of the open clips' lease expiries (the reconciler's
 index), ``cost`` the totals of finished tasks.
@@ -10,9 +11,11 @@ index), ``cost`` the totals of finished tasks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import bson
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from reelflow_common.accounting.ledger import Charge
@@ -105,9 +108,13 @@ def new_project_document(
 ) -> Document:
     """The document of a project just accepted: every clip queued and leased."""
     charges: list[Charge | None] = [*new.charges] if new.charges else [None] * len(new.scenes)
+    # Without the fields still None (a missing field reads as None): every update of the
+    # project makes the database walk, copy and re-encode the whole document.
     clips = {
-        str(index): queued_clip_document(
-            index, task_uuid, token=token, lease_until=lease_until, now=now, charge=charge
+        str(index): _without_none(
+            queued_clip_document(
+                index, task_uuid, token=token, lease_until=lease_until, now=now, charge=charge
+            )
         )
         for index, (task_uuid, token, charge) in enumerate(
             zip(task_uuids, tokens, charges, strict=True)
@@ -125,7 +132,7 @@ def new_project_document(
         "counts": counts.model_dump(),
         "cost": CostTotals().model_dump(),
         "clips": clips,
-        "requests": [scene.model_dump() for scene in new.scenes],
+        "requests": pack_requests(new.scenes),
         "events": [],
         "due_at": lease_until,
         "correlation_id": new.correlation_id,
@@ -135,6 +142,27 @@ def new_project_document(
         "updated_at": now,
         "finished_at": None,
     }
+
+
+def pack_requests(scenes: Sequence[ClipRequest]) -> bytes:
+    """Every scene's request as one opaque BSON value (no query looks inside).
+
+    One value instead of a subdocument per scene: every update of the project
+    makes the embedded database deep-copy and diff the whole document, at a cost
+    per field, and the requests are written once and only ever read whole.
+    """
+    return bson.encode({"scenes": [scene.model_dump(exclude_none=True) for scene in scenes]})
+
+
+def unpack_requests(stored: bytes | list[Document]) -> list[ClipRequest]:
+    """The requests as :func:`pack_requests` wrote them, or as a list (written before)."""
+    if isinstance(stored, bytes | bytearray):
+        stored = bson.decode(bytes(stored))["scenes"]
+    return [ClipRequest.model_validate(request) for request in stored]
+
+
+def _without_none(doc: Document) -> Document:
+    return {key: value for key, value in doc.items() if value is not None}
 
 
 def _utc_or_none(value: Any) -> Any:
@@ -179,7 +207,7 @@ def project_from_document(doc: Document) -> Project:
         counts=Counts.model_validate(doc["counts"]),
         cost=CostTotals.model_validate(doc.get("cost") or {}),
         clips=clips,
-        requests=None if requests is None else [ClipRequest.model_validate(r) for r in requests],
+        requests=None if requests is None else unpack_requests(requests),
         correlation_id=doc.get("correlation_id"),
         due_at=_utc_or_none(doc.get("due_at")),
         created_at=as_utc(doc["created_at"]),

@@ -12,6 +12,12 @@ document's counts minus the deltas of the events after ``j``.
 :func:`materialize` turns a log and the document's ``(seq, counts)`` into full
 ``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` messages: for a writer, from the ``seq``
 and ``counts`` its own update returned; for a replay, from a read.
+
+The database never looks inside a stored event, so each is pushed as one BSON
+binary value (:func:`packed`) rather than a subdocument: every update of a
+project makes the embedded database deep-copy and diff the whole document, at a
+cost per field, and the log was most of a project's fields. Entries written as
+subdocuments (before) are read the same way.
 """
 
 from __future__ import annotations
@@ -21,12 +27,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import bson
+from bson.codec_options import CodecOptions
+
 from reelflow_common.domain import Bucket, Counts, ProjectStatus
 from reelflow_common.messages import ClipStored, ClipUpdated, ClipView, Event, ProjectFinished
 from reelflow_common.mongo import Document
 from reelflow_common.store.timefmt import as_utc
 
 _ID_NAMESPACE = uuid.UUID("6f1c1a8e-1d0e-4b59-9b8e-6a3f1c0de7a5")
+_DECODING: CodecOptions[Document] = CodecOptions(tz_aware=True)
+
+#: a stored event: one BSON value (written since the log was packed) or a subdocument (before)
+StoredEvent = Document | bytes
+
+
+def packed(event: Document) -> bytes:
+    """A stored event as the log keeps it: one opaque BSON value."""
+    return bson.encode(event)
+
+
+def unpacked(stored: StoredEvent) -> Document:
+    """A stored event as a document, however it was written."""
+    if isinstance(stored, bytes | bytearray):
+        return bson.decode(bytes(stored), codec_options=_DECODING)
+    return stored
 
 
 @dataclass(frozen=True)
@@ -106,18 +131,19 @@ def message_id(project_id: str, seq: int) -> str:
     return uuid.uuid5(_ID_NAMESPACE, f"{project_id}/{seq}").hex
 
 
-def materialize(head: LogHead, stored: Sequence[Document]) -> list[Event]:
+def materialize(head: LogHead, stored: Sequence[StoredEvent]) -> list[Event]:
     """The messages of the last ``len(stored)`` changes of a project at ``head``."""
+    docs = [unpacked(entry) for entry in stored]
     after: list[Counts] = []
     counts = head.counts
-    for doc in reversed(stored):
+    for doc in reversed(docs):
         after.append(counts)
         delta = doc.get("delta")
         if delta:
             counts = counts.moved(delta["to"], delta["from"])  # undo the move
     after.reverse()
-    first_seq = head.seq - len(stored) + 1
-    return [_message(head, doc, seq=first_seq + j, counts=after[j]) for j, doc in enumerate(stored)]
+    first_seq = head.seq - len(docs) + 1
+    return [_message(head, doc, seq=first_seq + j, counts=after[j]) for j, doc in enumerate(docs)]
 
 
 def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event:
@@ -147,7 +173,9 @@ def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event
     )
 
 
-def replay_after(head: LogHead, stored: Sequence[Document], after_seq: int) -> list[Event] | None:
+def replay_after(
+    head: LogHead, stored: Sequence[StoredEvent], after_seq: int
+) -> list[Event] | None:
     """The events after ``after_seq`` of a project at ``head``.
 
     None when they cannot all be given: some have dropped out of the capped log,

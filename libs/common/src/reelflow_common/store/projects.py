@@ -44,7 +44,13 @@ from reelflow_common.store.documents import (
     project_from_document,
 )
 from reelflow_common.store.errors import IdempotencyConflict
-from reelflow_common.store.eventlog import LogHead, about_scene, materialize, replay_after
+from reelflow_common.store.eventlog import (
+    LogHead,
+    StoredEvent,
+    about_scene,
+    materialize,
+    replay_after,
+)
 from reelflow_common.store.models import (
     ClipState,
     CreateResult,
@@ -359,7 +365,7 @@ class ProjectStore:
     def _events_of(self, write: Write, project_id: str, head: Document) -> list[Event]:
         if not write.events:
             return []
-        pushed: list[Document] = write.update["$push"]["events"]["$each"]
+        pushed: list[StoredEvent] = write.update["$push"]["events"]["$each"]
         # The update is atomic, so the seq and counts it returned are exactly those
         # right after its own events.
         return materialize(_log_head(project_id, head), pushed)

@@ -32,7 +32,7 @@ from reelflow_common.domain import (
 from reelflow_common.messages import ClipView
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import clip_path, queued_clip_document
-from reelflow_common.store.eventlog import clip_event, finish_event, stored_event
+from reelflow_common.store.eventlog import clip_event, finish_event, packed, stored_event
 from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
 
 #: the error code of a clip that ran out of time on our side (Runware never said it failed)
@@ -92,7 +92,8 @@ class _Update:
         if self.events:
             # The invariant of the log: seq grows by exactly the number of events pushed.
             inc["seq"] = len(self.events)
-            update["$push"] = {"events": {"$each": self.events, "$slice": -log_size}}
+            pushed = [packed(event) for event in self.events]
+            update["$push"] = {"events": {"$each": pushed, "$slice": -log_size}}
             to_set["updated_at"] = now
         if to_set:
             update["$set"] = to_set
