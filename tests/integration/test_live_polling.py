@@ -12,6 +12,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -336,21 +337,33 @@ async def test_with_webhooks_polling_is_a_slow_safety_net(
     check = first.message
     assert isinstance(check, CheckClip)
     assert check.webhooks
+    # As it comes when due: that long after the submission.
+    assert first.wait_s is not None
+    earlier = timedelta(seconds=first.wait_s)
+    check = check.model_copy(
+        update={
+            "due_at": None,
+            "submitted_at": check.submitted_at - earlier,
+            "watched_since": check.watched_since - earlier,
+        }
+    )
     await poller(check)  # still processing: the next check is the safety net's
     hooked = world.publisher.sent[-1]
     await poller(check.model_copy(update={"webhooks": False}))
     polled = world.publisher.sent[-1]
 
-    # The first check: past nearly every finish seen (the 99 % quantile, on the ladder), not
-    # at the earliest plausible one (about 2.5 s, where polling alone checks first).
-    assert first.delay_s is not None
-    assert first.delay_s >= 3.4
-    assert planning.planner.first_check_s(VEO) <= first.delay_s / 1.4
+    # The first check: past nearly every finish seen (the 99 % quantile), not at the
+    # earliest plausible one (where polling alone checks first).
+    assert first.wait_s is not None
+    assert first.wait_s >= 3.4
+    seen = planning.planner.book.distribution(VEO)
+    assert first.wait_s >= seen.quantile(poller_settings.poll_webhook_quantile) - 0.2
+    assert seen.quantile(poller_settings.poll_first_quantile) < first.wait_s / 1.2
     # The checks after it: every poll_webhook_interval_s, not every poll_max_interval_s.
-    assert hooked.delay_s is not None
-    assert polled.delay_s is not None
-    assert hooked.delay_s >= poller_settings.poll_webhook_interval_s / 1.5
-    assert polled.delay_s <= poller_settings.poll_max_interval_s
+    assert hooked.wait_s is not None
+    assert polled.wait_s is not None
+    assert hooked.wait_s >= poller_settings.poll_webhook_interval_s - 0.1
+    assert polled.wait_s <= poller_settings.poll_max_interval_s
 
 
 async def test_a_success_is_learned_between_the_last_check_that_saw_it_running_and_this_one(
@@ -384,3 +397,29 @@ async def test_a_success_is_learned_between_the_last_check_that_saw_it_running_a
     [counted] = book.take_pending().values()
     assert counted.total == pytest.approx(1.0)
     assert min(counted.counts) >= bucket_of(seen_s)
+
+
+async def test_a_check_that_comes_before_it_is_due_is_sent_on_without_asking_runware(
+    world: World, poller_settings: PollerSettings
+) -> None:
+    poller = CheckHandler(
+        ClipRecorder(world.projects, world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(poller_settings),
+        planner=LearnedPlanner(CompletionBook()),
+        clock=utcnow,
+        lease_s=LEASE_S,
+    )
+    project = await world.processing(await world.new_project(f"a fox {THREE_SECONDS}"))
+    due_at = utcnow() + timedelta(seconds=2.0)
+    early = (await world.check_of(project)).model_copy(update={"due_at": due_at})
+
+    await poller(early)
+
+    [hop] = world.publisher.sent
+    assert isinstance(hop.message, CheckClip)
+    assert hop.message.due_at == due_at
+    assert hop.delay_s is not None
+    assert 1.0 <= hop.delay_s <= 2.0  # the longest rung not above the rest (1.709 s)
+    assert (await world.sim.task(project.clips[0].task_uuid))["polls"] == 0

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -25,6 +25,7 @@ from reelflow_common.polling import ClipProfile, FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings, TopologySettings
 from reelflow_common.store import NewProject, Project, ProjectStore
+from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -94,7 +95,18 @@ def died_in(raw: AbstractIncomingMessage) -> str | None:
 class Sent:
     work_queue: str
     message: Message
+    #: the wait queue's TTL
     delay_s: float | None
+    sent_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def wait_s(self) -> float | None:
+        """How long the command waits: its wait queue's TTL, or until a check's ``due_at``
+        when the TTL falls short of it (``reelflow_common.polling.delivery``)."""
+        due_at = getattr(self.message, "due_at", None)
+        if due_at is None:
+            return self.delay_s
+        return float((due_at - self.sent_at).total_seconds())
 
 
 class RecordingPublisher(Publisher):

@@ -136,6 +136,10 @@ class CheckClip(Message):
     #: between that check and the one that sees it done (None: since submission)
     seen_processing_at: datetime | None = None
     seen_progress: int | None = None
+    #: when this check is due (database clock), if its wait queue's TTL fell short of its
+    #: delay: a poller that takes it earlier sends it on for the rest, without asking
+    #: Runware (``reelflow_common.polling.delivery``); None: due on arrival
+    due_at: datetime | None = None
 
 
 class CheckHintedTasks(Message):

@@ -238,6 +238,14 @@ class PollingSettings(ReelflowSettings):
         lt=1,
         description="no check before this quantile of the model's observed completion times",
     )
+    poll_prior_median_s: float = Field(
+        default=110.0,
+        gt=0,
+        description=(
+            "median completion time assumed for a model with no observations yet"
+            " (log-normal prior, sigma 0.7); observations replace it"
+        ),
+    )
     poll_webhook_quantile: float = Field(
         default=0.99,
         ge=0,

@@ -28,9 +28,9 @@ from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, CheckHintedTasks
 from reelflow_common.polling import PollPlanner
+from reelflow_common.polling.delivery import not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
 from reelflow_common.store import TaskSucceeded
-from reelflow_common.topology import CHECK_CLIP
 from reelflow_common.tracking import (
     ClipRecorder,
     Keep,
@@ -75,6 +75,11 @@ class CheckHandler:
         self._progress_step = progress_step
 
     async def __call__(self, message: CheckClip) -> None:
+        wait_s = not_yet_due_s(self._publisher, message, self._now())
+        if wait_s is not None:
+            # Its wait queue's TTL fell short of the planned delay: on for the rest.
+            await send_check(self._publisher, message, delay_s=wait_s, now=self._now())
+            return
         outcome: TaskState | RunwareError
         try:
             outcome = await self._runware.get_response(message.task_uuid)
@@ -167,7 +172,7 @@ class CheckHandler:
             last_error=decision.last_error,
             **seen,
         )
-        await self._publisher.send(CHECK_CLIP, following, delay_s=delay_s)
+        await send_check(self._publisher, following, delay_s=delay_s, now=now)
         log.debug("clip_check_scheduled", check=following.check, delay_s=round(delay_s, 3))
 
 

@@ -21,10 +21,11 @@ from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import RunwareThrottled, SubmitClip
 from reelflow_common.polling import PollPlanner
+from reelflow_common.polling.delivery import send_check
 from reelflow_common.runware import ErrorCategory, RunwareClient, RunwareError, is_task_not_found
 from reelflow_common.store import ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import rfc3339
-from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, retry_backoff
+from reelflow_common.topology import SUBMIT_CLIP, retry_backoff
 from reelflow_submitter.budget import BudgetGate
 from reelflow_submitter.service import (
     GiveUp,
@@ -164,7 +165,7 @@ class SubmitHandler:
             self._settings.lease_s,
         )
         try:
-            await self._publisher.send(CHECK_CLIP, check, delay_s=delay_s)
+            await send_check(self._publisher, check, delay_s=delay_s, now=submitted_at)
         except TransientError:
             # This chain cannot go on: let the reconciler re-arm the clip without waiting
             # out the lease. The retried message then finds the clip processing and stops.

@@ -50,6 +50,8 @@ class SimTask:
     webhook_attempts: int = 0
     webhook_deliveries: int = 0
     webhook_dropped: int = 0  # items whose webhook was due and deliberately not sent
+    #: seconds after submit of the first getResponse that answered the task ended
+    first_seen_ended: float | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list, repr=False)
 
     def item_state(self, generation: Generation, now: float) -> ItemState:
@@ -90,6 +92,7 @@ class SimTask:
             "elapsed_seconds": now - self.submitted_at,
             "video_uuids": [g.video_uuid for g in self.generations],
             "polls": self.polls,
+            "first_seen_ended_seconds": self.first_seen_ended,
             "dropped_answers": self.dropped_answers,
             "webhook_url": self.request.webhook_url,
             "webhook_plan": self.webhook_plan if self.request.webhook_url else None,

@@ -52,6 +52,11 @@ class Publisher:
         self._timeout_s = timeout_s
         self._events: AbstractExchange | None = None
 
+    @property
+    def topology(self) -> Topology:
+        """The queues this publisher sends to (and their wait-queue ladders)."""
+        return self._topology
+
     def attach(self, channel: AbstractChannel) -> None:
         """Publish on ``channel`` from now on (a confirm-mode channel, see ``amqp_channel``)."""
         self._channel = channel

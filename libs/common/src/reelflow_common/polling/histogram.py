@@ -137,6 +137,7 @@ class Histogram:
         return {k: w / total for k, w in weighted.items() if w > 0}
 
 
-def generic_prior() -> Histogram:
-    """The prior of a model with no observations (see :data:`PRIOR_MEDIAN_S`)."""
-    return Histogram.log_normal(PRIOR_MEDIAN_S, PRIOR_SIGMA)
+def generic_prior(median_s: float = PRIOR_MEDIAN_S) -> Histogram:
+    """The prior of a model with no observations (see :data:`PRIOR_MEDIAN_S`); the
+    services take ``median_s`` from ``poll_prior_median_s``."""
+    return Histogram.log_normal(median_s, PRIOR_SIGMA)

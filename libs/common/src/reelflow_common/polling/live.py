@@ -1,28 +1,28 @@
-"""The planner the services run: learned from every replica's completions, on the check ladder.
+"""The planner the services run: learned from every replica's completions.
 
 The poller (every check, the reconciler's re-arms), the submitter (the first
 check after a submit) and ``reelflow-admin reconcile`` all plan with
 :func:`shared_planner`: a :class:`~reelflow_common.polling.learned.LearnedPlanner`
 over a :class:`~reelflow_common.polling.book.CompletionBook` that
 :class:`~reelflow_common.polling.stats.PollStats` fills from ``poll_stats``
-(every replica's completions, every restart's), wrapped in an :class:`OnLadder`.
+(every replica's completions, every restart's).
 
-A delay travels through RabbitMQ as one of the fixed TTLs of the check wait
-queues; :class:`OnLadder` puts each planned delay on the nearest rung (on a log
-scale), except that a delay within ``poll_max_interval_s`` is never put on a
-rung past it: the freshness bound holds whatever the ladder. Nearest, not "never
-above": a check moved early misses its planned point and the planner plans
-another one just after it (1.7 times the calls without progress in the
-polling benchmark: 15.1 against 8.9); a delay below the shortest rung takes the shortest.
+Its delays are delivered as planned, to within half the shortest rung of the
+check wait queues (:mod:`~reelflow_common.polling.delivery`: the longest rung
+not above the delay, then hops for the rest). :class:`OnLadder` is what putting
+each delay on the nearest rung instead would do; the polling benchmark keeps it
+as a row (nearest rather than "never above": rounding every delay down cost 1.7
+times the calls without progress, 15.1 against 8.9).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.mongo import Database
 from reelflow_common.polling.book import CompletionBook
+from reelflow_common.polling.histogram import generic_prior
 from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
 from reelflow_common.polling.plan import ClipProfile, PollPlanner
 from reelflow_common.polling.stats import PollStats
@@ -69,12 +69,13 @@ class OnLadder:
 class SharedPlanner:
     """The live planner and the statistics it plans from (run :attr:`stats` alongside)."""
 
-    planner: OnLadder
+    planner: LearnedPlanner
     stats: PollStats
 
 
 def shared_planner(db: Database, settings: PollingSettings, ladder: Backoff) -> SharedPlanner:
-    """A learned planner on ``ladder`` whose counts are shared through ``poll_stats``.
+    """A learned planner whose counts are shared through ``poll_stats``; its shortest
+    step is the shortest rung of ``ladder``, the check wait queues.
 
     Until the first :meth:`PollStats.load` (and for a model nobody has seen finish
     yet) it plans from the generic prior. A service calls ``stats.refresh()`` before
@@ -82,7 +83,8 @@ def shared_planner(db: Database, settings: PollingSettings, ladder: Backoff) -> 
     to write its completions and re-read everyone's; a process that only plans
     (never observes) writes nothing.
     """
-    book = CompletionBook()
+    book = CompletionBook(prior=generic_prior(settings.poll_prior_median_s))
     stats = PollStats(db, book, days=settings.poll_stats_days)
-    learned = LearnedPlanner(book, PlannerConfig.from_settings(settings))
-    return SharedPlanner(OnLadder(learned, ladder, bound_s=settings.poll_max_interval_s), stats)
+    # The shortest step the plan takes is the ladder's shortest rung: no delay is shorter.
+    config = replace(PlannerConfig.from_settings(settings), min_interval_s=ladder.first_s)
+    return SharedPlanner(LearnedPlanner(book, config), stats)

@@ -35,9 +35,10 @@ from reelflow_common.commands import check_command, submit_command
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.messages import Message
+from reelflow_common.messages import CheckClip, Message
 from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL, PROJECTS_PAST_LEASE
 from reelflow_common.polling import PollPlanner
+from reelflow_common.polling.delivery import send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskState, is_task_not_found
 from reelflow_common.store import (
     ClipState,
@@ -331,7 +332,10 @@ class Reconciler:
         if delay_s is not None:
             delay_s = leases.bounded_step_s(delay_s, self._projects.lease_s)
         try:
-            await self._publisher.send(work_queue, command, delay_s=delay_s)
+            if isinstance(command, CheckClip) and delay_s is not None:
+                await send_check(self._publisher, command, delay_s=delay_s, now=self._now())
+            else:
+                await self._publisher.send(work_queue, command, delay_s=delay_s)
         except TransientError:
             # No chain runs under this lease: due again at once, for the next pass.
             await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})

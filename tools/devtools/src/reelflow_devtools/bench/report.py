@@ -282,6 +282,16 @@ def summary(results: dict[str, Any]) -> str:
                     f"p95 {live['p95_delay_s']} max {live['max_delay_s']} s (simulated)",
                 )
             )
+            seen, lag = live.get("seen"), live.get("recording_lag")
+            if seen and lag:
+                rows.append(
+                    (
+                        "  of which",
+                        f"finished -> seen by getResponse p50 {seen['p50_s']} p95 {seen['p95_s']}"
+                        f" s (simulated); seen -> stored p50 {lag['p50_s']} p95 {lag['p95_s']}"
+                        f" max {lag['max_s']} s real (x{live['speedup']:g} in the delay)",
+                    )
+                )
             warmup = live.get("warmup")
             if warmup:
                 rows.append(
@@ -422,6 +432,14 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
                 lines.append(_polling_line(label, "as it runs", row | {"requests_per_clip": None}))
         for row in polling["exact"]["rows"]:
             lines.append(_polling_line(row["schedule"], row["progress"], row))
+        seen, lag = live.get("seen"), live.get("recording_lag")
+        if seen and lag:
+            lines.append(
+                f"\nreelflow live's delay, split: finished -> the first getResponse that saw"
+                f" it p50 {seen['p50_s']} s, p95 {seen['p95_s']} s (simulated); that call ->"
+                f" `completed_at` stored p50 {lag['p50_s']} s, p95 {lag['p95_s']} s, max"
+                f" {lag['max_s']} s real, counted x{live['speedup']:g} in the delay above."
+            )
         parts.append("\n".join(lines))
     notifier = results.get("notifier")
     if notifier:
