@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
@@ -17,6 +18,7 @@ from reelflow_common.runware import (
     TaskState,
     is_task_not_found,
 )
+from reelflow_common.runware.client import MAX_ANSWER_BYTES, proxy_for
 from tests.runware.helpers import answering, client_settings, sim_and_client, video
 from tests.waiting import DEADLINE_S
 
@@ -202,3 +204,54 @@ async def test_runwares_own_not_found_entry_is_task_not_found() -> None:
             await client.get_response(task_uuid)
 
     assert is_task_not_found(caught.value)
+
+
+async def test_a_netrc_entry_for_runwares_host_does_not_break_the_calls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiohttp's trust_env would read it and refuse every request carrying our bearer key.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login someone password something\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    body = b'{"data": [{"taskType": "getResponse", "taskUUID": "t1", "status": "processing"}]}'
+    async with (
+        answering(200, body, "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        state = await client.get_response("t1")
+
+    assert state.status == "processing"
+
+
+async def test_an_endless_answer_is_an_outage_not_memory_spent() -> None:
+    huge = b"{" + b" " * (MAX_ANSWER_BYTES + 1) + b"}"
+    async with (
+        answering(200, huge, "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        with pytest.raises(RunwareError) as caught:
+            await client.get_response("t1")
+
+    assert caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("env", "proxy"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "http://proxy:3128"),
+        ({"https_proxy": "http://proxy:3128", "NO_PROXY": "api.runware.ai"}, None),
+        ({"HTTP_PROXY": "http://proxy:3128"}, None),
+        ({}, None),
+    ],
+    ids=["https-proxy", "no-proxy-names-the-host", "only-http-proxy", "none"],
+)
+def test_the_proxy_comes_from_the_environment_as_httpx_took_it(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], proxy: str | None
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    assert proxy_for("https://api.runware.ai/v1") == proxy

@@ -16,6 +16,8 @@ import json
 import os
 import ssl
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -46,6 +48,32 @@ from reelflow_common.settings import RunwareSettings
 from reelflow_common.tracing import SpanKind, mark_error, span
 
 _CONFLICT = "conflictTaskUUID"
+#: the largest answer read: a batch of 100 task states is a few tens of KiB
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
+
+
+async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
+    """The body, or a transport error past :data:`MAX_ANSWER_BYTES` (a broken proxy or server)."""
+    raw = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        raw += chunk
+        if len(raw) > MAX_ANSWER_BYTES:
+            raise aiohttp.ClientPayloadError(f"answer over {MAX_ANSWER_BYTES} bytes")
+    return bytes(raw)
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy ``HTTP(S)_PROXY`` / ``NO_PROXY`` name for ``url``, read once.
+
+    As httpx did. Not aiohttp's ``trust_env``: that also reads ``~/.netrc`` on
+    every request, and an entry there for Runware's host (or a ``default``)
+    makes aiohttp refuse every request that carries our Authorization header.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname is None or urllib.request.proxy_bypass_environment(parts.hostname):
+        return None
+    return urllib.request.getproxies_environment().get(parts.scheme)
+
 
 log = get_logger(__name__)
 
@@ -103,6 +131,7 @@ class RunwareClient:
         # Made at the first request: an aiohttp session belongs to a running event loop.
         self._http = http
         self._in_flight = asyncio.Semaphore(settings.runware_max_in_flight)
+        self._proxy = proxy_for(self._url)
 
     def __repr__(self) -> str:
         return f"RunwareClient(url={self._url!r})"
@@ -136,8 +165,8 @@ class RunwareClient:
                     keepalive_timeout=4.0,
                     ssl=_tls_context(),
                 ),
-                # As httpx did: HTTP(S)_PROXY / NO_PROXY from the environment apply.
-                trust_env=True,
+                # The proxy is resolved once (``proxy_for``); no netrc, no per-request env reads.
+                trust_env=False,
             )
         return self._http
 
@@ -245,11 +274,15 @@ class RunwareClient:
                     async with (
                         asyncio.timeout(timeout),
                         self._session().post(
-                            self._url, data=body, headers=headers, allow_redirects=False
+                            self._url,
+                            data=body,
+                            headers=headers,
+                            allow_redirects=False,
+                            proxy=self._proxy,
                         ) as response,
                     ):
                         status = response.status
-                        raw = await response.read()
+                        raw = await _read_bounded(response)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     _count_request(task_type, "transport_error", started)
                     log.warning(
