@@ -70,7 +70,7 @@ def proxy_for(url: str) -> str | None:
     makes aiohttp refuse every request that carries our Authorization header.
     """
     parts = urllib.parse.urlsplit(url)
-    if parts.hostname is None or urllib.request.proxy_bypass_environment(parts.hostname):
+    if parts.hostname is None or urllib.request.proxy_bypass(parts.hostname):
         return None
     return urllib.request.getproxies_environment().get(parts.scheme)
 
