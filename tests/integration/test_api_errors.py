@@ -9,6 +9,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from reelflow_api.routes.projects import _request_hash
+from reelflow_api.schemas import CreateProjectIn
+from reelflow_common.domain import ClipRequest
+from reelflow_common.store import NewProject
 from tests.integration.api_helpers import Api, assert_problem, error_locs, isolated_api
 
 # Every case is one request that must change nothing: one app serves the module.
@@ -119,25 +123,49 @@ async def test_a_scene_its_model_would_refuse_is_a_422_naming_what_the_model_all
     assert await api.drain() == []
 
 
-async def test_a_default_duration_the_model_does_not_make_is_a_422_too(
+async def test_a_scene_without_duration_gets_the_models_shortest_when_it_has_no_default_one(
     api: Api, auth: dict[str, str]
 ) -> None:
-    # No duration named: the default (4 s) is not one Kling makes.
+    # The configured default (4 s) is not a duration Kling makes: its shortest (5 s) is used.
     body = {"model": "klingai:5@3", "scenes": [{"prompt": "a fox"}]}
 
     response = await api.client.post("/v1/projects", json=body, headers=auth)
 
-    problem = assert_problem(response, 422)
-    assert problem["errors"] == [
-        {
-            "loc": ["body", "scenes", 0, "duration"],
-            "msg": "not a duration this model makes: klingai:5@3",
-            "allowed": [5, 10],
-        }
-    ]
-    assert problem["detail"] == (
-        "body.scenes.0.duration: not a duration this model makes: klingai:5@3 (allowed: 5, 10)"
+    assert response.status_code == 202, response.text
+    [submit] = await api.drain()
+    assert submit.body["request"]["duration"] == 5
+
+
+async def test_a_replay_of_a_project_accepted_before_the_rules_answers_with_that_project(
+    api: Api,
+) -> None:
+    # Accepted earlier (another release, other defaults), now outside the rules: a 422
+    # would tell the client nothing was made while the project runs and is billed.
+    tenant_id = await api.keys.create_tenant("earlier")
+    auth = {"Authorization": f"Bearer {await api.keys.issue_key(tenant_id)}"}
+    body = {"model": "google:3@3", "scenes": [{"prompt": "a tram at dawn", "duration": 5}]}
+    earlier = await api.projects.create(
+        NewProject(
+            tenant_id=tenant_id,
+            title="",
+            model="google:3@3",
+            scenes=[ClipRequest(prompt="a tram at dawn", duration=5, width=1280, height=720)],
+            idempotency_key="k-earlier",
+            request_hash=_request_hash(CreateProjectIn.model_validate(body)),
+        )
     )
+
+    replay = await api.client.post(
+        "/v1/projects", json=body, headers=auth | {"Idempotency-Key": "k-earlier"}
+    )
+    fresh = await api.client.post(
+        "/v1/projects", json=body, headers=auth | {"Idempotency-Key": "k-new"}
+    )
+
+    assert replay.status_code == 202, replay.text
+    assert replay.json()["project_id"] == earlier.project.id
+    assert_problem(fresh, 422)
+    assert await api.drain() == []
 
 
 async def test_a_model_reelflow_has_no_rules_for_is_sent_as_is(

@@ -18,7 +18,7 @@ from typing import Any
 
 from reelflow_common.domain import ClipRequest
 
-#: the pixel pairs Veo 3.1 accepts as width/height (D-VEO)
+#: the pixel pairs Veo 3.1 Fast accepts as width/height (D-VEO)
 _VEO_SIZES = ((1280, 720), (720, 1280), (1920, 1080), (1080, 1920))
 
 
@@ -37,9 +37,11 @@ class ModelRules:
 
 
 MODEL_RULES: dict[str, ModelRules] = {
-    "google:3@2": ModelRules(durations=(4, 6, 7, 8), sizes=_VEO_SIZES),
+    # The pixel pairs are documented for Veo 3.1 Fast only (D-VEO); the other Veo
+    # models' width/height is left to Runware.
     "google:3@3": ModelRules(durations=(4, 6, 7, 8), sizes=_VEO_SIZES),
-    "google:veo@3.1-lite": ModelRules(durations=(4, 6, 8), sizes=_VEO_SIZES[:2]),
+    "google:3@2": ModelRules(durations=(4, 6, 7, 8)),
+    "google:veo@3.1-lite": ModelRules(durations=(4, 6, 8)),
     "klingai:5@3": ModelRules(durations=(5, 10), accepts_seed=False, accepts_negative_prompt=True),
     "bytedance:2@1": ModelRules(),
     "minimax:3@1": ModelRules(fps=(25,), accepts_seed=False),
@@ -79,6 +81,15 @@ def _violations(rules: ModelRules, index: int, scene: ClipRequest) -> list[RuleV
     if scene.negative_prompt is not None and not rules.accepts_negative_prompt:
         found.append(RuleViolation(index, "negative_prompt", "this model takes no negative prompt"))
     return found
+
+
+def default_duration(model: str, configured: float) -> float:
+    """The duration of a scene that names none: ``configured``, or the model's shortest
+    when it makes no clip of that length (Kling has no 4 s clip)."""
+    rules = MODEL_RULES.get(model)
+    if rules is None or rules.durations is None or configured in rules.durations:
+        return configured
+    return min(rules.durations)
 
 
 def rule_violations(model: str, scenes: list[ClipRequest]) -> list[RuleViolation]:

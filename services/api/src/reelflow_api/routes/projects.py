@@ -25,7 +25,7 @@ from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message, SubmitClip
-from reelflow_common.runware.catalogue import rule_violations
+from reelflow_common.runware.catalogue import default_duration, rule_violations
 from reelflow_common.store import (
     ClipState,
     CreateResult,
@@ -51,17 +51,17 @@ def _new_project(
     body: CreateProjectIn, state: AppState, tenant_id: str, **extra: Any
 ) -> NewProject:
     settings = state.settings
+    model = body.model or settings.default_model
+    duration = default_duration(model, settings.default_duration)
     return NewProject(
         tenant_id=tenant_id,
         title=body.title,
-        model=body.model or settings.default_model,
+        model=model,
         scenes=[
             ClipRequest(
                 prompt=scene.prompt,
                 negative_prompt=scene.negative_prompt,
-                duration=scene.duration
-                if scene.duration is not None
-                else settings.default_duration,
+                duration=scene.duration if scene.duration is not None else duration,
                 width=scene.width if scene.width is not None else settings.default_width,
                 height=scene.height if scene.height is not None else settings.default_height,
                 seed=scene.seed,
@@ -73,13 +73,18 @@ def _new_project(
     )
 
 
-def _check_model_rules(new: NewProject) -> None:
+async def _check_model_rules(state: AppState, new: NewProject) -> None:
     """422 for a scene its model would refuse (docs/RUNWARE.md §2.3), before anything is spent.
 
-    The defaults count: a scene without ``duration`` asks for ``default_duration``.
+    The defaults count (a width and height not named are the configured ones). A
+    request replayed with its ``Idempotency-Key`` answers with its project even if
+    the rules (or the defaults) changed since it was accepted: that project is
+    running and billed, and a 422 would invite the client to buy it again.
     """
     found = rule_violations(new.model, new.scenes)
     if not found:
+        return
+    if new.idempotency_key is not None and await state.projects.replay_of(new) is not None:
         return
     errors = [
         {
@@ -284,7 +289,7 @@ async def create_project(
         request_hash=_request_hash(body),
         correlation_id=correlation,
     )
-    _check_model_rules(new)
+    await _check_model_rules(state, new)
     replayed = None
     if grant.limits.needs_ledger:
         # A replay answers with its project, and must not reserve its clips again.
