@@ -11,6 +11,7 @@ from reelflow_common.logging import configure_logging
 from reelflow_common.tracing import configure_tracing
 from reelflow_notifier.app import create_app
 from reelflow_notifier.compression import NotifierWebSocketProtocol
+from reelflow_notifier.gcpause import time_pauses
 from reelflow_notifier.settings import Settings
 
 
@@ -64,4 +65,5 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     configure_tracing(settings, service="notifier")
     server = uvicorn.Server(server_config(settings))
     tune_garbage_collector()
+    time_pauses()
     await server.serve(sockets=[sock] if sock is not None else None)
