@@ -12,13 +12,14 @@ from reelflow_common.tracing import configure_tracing
 from reelflow_notifier.app import create_app
 from reelflow_notifier.compression import NotifierWebSocketProtocol
 from reelflow_notifier.gcpause import time_pauses
+from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.settings import Settings
 
 
-def server_config(settings: Settings) -> uvicorn.Config:
+def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> uvicorn.Config:
     """The uvicorn configuration of a notifier (tests serve through the same one)."""
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, gc_policy=gc_policy),
         host=settings.http_host,
         port=settings.http_port,
         # The sans-I/O websockets protocol pings clients and awaits write flow
@@ -63,7 +64,7 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     settings = settings or Settings()
     configure_logging(settings, service="notifier")
     configure_tracing(settings, service="notifier")
-    server = uvicorn.Server(server_config(settings))
+    server = uvicorn.Server(server_config(settings, gc_policy=GcPolicy()))
     tune_garbage_collector()
     time_pauses()
     await server.serve(sockets=[sock] if sock is not None else None)

@@ -300,6 +300,9 @@ def _changes(
         "changes_missed_live": plan.hot_clips - len(live),
         "missing_deliveries": sum(hot - e["count"] for e in live.values()),
         "watchers_finished": sum(c["finished"] for c in collected),
+        # Every event a hot watcher got followed the seq before it (else counted here).
+        "sequence_gaps": sum(c["gaps"] for c in collected),
+        "duplicates": sum(c["duplicates"] for c in collected),
         "change_to_last_watcher": summary_ms([e["last"] - e["changed_at"] for e in live.values()]),
         "first_to_last_watcher": summary_ms([e["last"] - e["first"] for e in live.values()]),
         # The same changes, split where the event came out of RabbitMQ (the benchmark's tap).

@@ -173,6 +173,10 @@ def _notifier(notifier: dict[str, Any], targets: Targets, found: _Found) -> None
     )
     found.correct("WebSocket deliveries missing", notifier["missing_deliveries"])
     found.correct(
+        "WebSocket events out of seq order (gaps, duplicates)",
+        notifier.get("sequence_gaps", 0) + notifier.get("duplicates", 0),
+    )
+    found.correct(
         "watchers that saw project.finished",
         notifier["watchers_finished"],
         notifier["hot_watchers"],
