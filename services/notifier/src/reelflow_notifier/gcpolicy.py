@@ -56,6 +56,11 @@ class GcPolicy:
         self.open -= 1
         self._closed_since_full += 1
 
+    @property
+    def closed_since_full(self) -> int:
+        """Sockets closed since the last full pass: their cycles may still be frozen."""
+        return self._closed_since_full
+
     def tick(self) -> None:
         """Reclaim closed sockets' cycles when enough closed, else freeze new sockets' objects."""
         if self._closed_since_full >= max(self._min_closed, self.open // 4):

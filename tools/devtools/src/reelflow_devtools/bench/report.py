@@ -337,6 +337,13 @@ def summary(results: dict[str, Any]) -> str:
                     f"{name} {ms} ms" for name, ms in notifier.get("cpu_ms_per_change", {}).items()
                 ),
             ),
+            (
+                "  notifier GC passes",
+                ", ".join(
+                    f"gen{generation} {gc['passes']} ({gc['seconds']} s, {gc['over_50ms']} > 50 ms)"
+                    for generation, gc in notifier.get("notifier_gc_passes", {}).items()
+                ),
+            ),
         ]
     api = results.get("api")
     if api:
