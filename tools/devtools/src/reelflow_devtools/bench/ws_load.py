@@ -64,7 +64,9 @@ class Hot:
         if kind == "snapshot":  # the first message, or too slow for the backlog
             self.saw_snapshot(message)
             return
-        seq = message["seq"]
+        seq = message.get("seq")
+        if seq is None:  # not about the project's sequence (an error)
+            return
         if seq <= self.last_seq:
             self.duplicates += 1
             return
@@ -143,10 +145,12 @@ class Watcher(asyncio.Protocol):
             return
         raw = b"".join(self._parts)
         self._parts = []
+        message = json.loads(raw)
+        if self.hot is not None:
+            # In order, here: events may follow the snapshot in the same read.
+            self.hot.saw(message, at)
         if not self.first.done():
-            self.first.set_result(json.loads(raw))
-        elif self.hot is not None:
-            self.hot.saw(json.loads(raw), at)
+            self.first.set_result(message)
 
     def _flush(self) -> None:
         assert self._transport is not None
@@ -200,7 +204,6 @@ class Load:
                     return False
             self.watchers.append(watcher)
             if seen is not None:
-                seen.saw_snapshot(watcher.first.result())
                 self.hot.append(seen)
             return True
 
