@@ -48,7 +48,21 @@ def _server_command() -> list[str]:
 
 
 def mongo_command(storage_path: Path | str, port: int) -> list[str]:
-    """The command line of SecantusDB serving ``storage_path`` on ``port``."""
+    """The command line of SecantusDB serving ``storage_path`` on ``port``.
+
+    ``--standalone``: the server does not call itself a single-node replica set,
+    which (its own ``server.py``) also turns its oplog off. Nothing in reelflow
+    reads an oplog (no change streams, no transactions), yet with it on every
+    update made the server diff the old and new document field by field and
+    write the diff (a 50-scene project has ~500 fields): 40-60 % of the
+    database's CPU per clip at 50 scenes. The drivers then see a standalone
+    server and send no retryable-write ``txnNumber`` (so the server keeps no
+    registry of them); a write whose reply a dropped connection loses surfaces
+    as an error instead of being retried once, which reelflow's handlers
+    already treat as any other failed write (redelivery, idempotency key).
+    ``w: "majority"`` and majority reads are accepted as on a replica set.
+    Production runs a real replica set (see docs/ARCHITECTURE.md).
+    """
     return [
         *_server_command(),
         "--host",
@@ -59,6 +73,7 @@ def mongo_command(storage_path: Path | str, port: int) -> list[str]:
         str(storage_path),
         "--log-level",
         "WARNING",
+        "--standalone",
     ]
 
 
