@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.main import server_config
 from reelflow_notifier.settings import Settings
 from tests.waiting import DEADLINE_S, eventually
@@ -38,7 +39,7 @@ class RunningNotifier:
 
 @asynccontextmanager
 async def running_notifier(
-    settings: Settings, *, wait_until_ready: bool = True
+    settings: Settings, *, wait_until_ready: bool = True, gc_policy: GcPolicy | None = None
 ) -> AsyncIterator[RunningNotifier]:
     """A notifier served by uvicorn on a free port, with its lifespan, until exit.
 
@@ -49,7 +50,7 @@ async def running_notifier(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = server_config(settings)
+    config = server_config(settings, gc_policy=gc_policy)
     server = _Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

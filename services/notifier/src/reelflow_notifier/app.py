@@ -18,6 +18,7 @@ from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
+from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.replays import Replays
@@ -26,8 +27,11 @@ from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Starlette:
     """Build the app; nothing connects until the lifespan starts.
+
+    ``gc_policy`` (the process's, built by ``main``) freezes served sockets'
+    objects out of the garbage collector's passes while the app runs.
 
     The lifespan never waits for RabbitMQ or MongoDB: the notifier answers at
     once, ``/readyz`` names what it still waits for, and live events start
@@ -52,6 +56,8 @@ def create_app(settings: Settings) -> Starlette:
             await stack.enter_async_context(
                 in_background(_link_broker(settings, hub, readiness), name="amqp")
             )
+            if gc_policy is not None:
+                await stack.enter_async_context(gc_policy.running())
             projects = ProjectStore(db)
             app.state.notifier = NotifierState(
                 settings=settings,
@@ -62,6 +68,7 @@ def create_app(settings: Settings) -> Starlette:
                 tickets=WsTicketStore(db),
                 key_watch=key_watch,
                 links=VideoLinks.from_settings(settings),
+                gc_policy=gc_policy,
             )
             yield
 

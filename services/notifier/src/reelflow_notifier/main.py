@@ -11,13 +11,15 @@ from reelflow_common.logging import configure_logging
 from reelflow_common.tracing import configure_tracing
 from reelflow_notifier.app import create_app
 from reelflow_notifier.compression import NotifierWebSocketProtocol
+from reelflow_notifier.gcpause import time_pauses
+from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.settings import Settings
 
 
-def server_config(settings: Settings) -> uvicorn.Config:
+def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> uvicorn.Config:
     """The uvicorn configuration of a notifier (tests serve through the same one)."""
     return uvicorn.Config(
-        create_app(settings),
+        create_app(settings, gc_policy=gc_policy),
         host=settings.http_host,
         port=settings.http_port,
         # The sans-I/O websockets protocol pings clients and awaits write flow
@@ -38,19 +40,16 @@ GC_YOUNG_THRESHOLD = 10_000
 
 
 def tune_garbage_collector() -> None:
-    """Keep the cyclic collector's full passes rare: each one is a pause for every socket.
+    """Keep the cyclic collector's passes short: each one is a pause for every socket.
 
-    A full pass scans every tracked object, some 200 per open socket (2 million
-    at 10,000 sockets), and CPython runs one whenever the old generation has
-    grown by a quarter. A change sent to 1,000 watchers allocates tens of
-    thousands of objects that live until the last watcher has it; at the
-    default young threshold the collector runs many times within that burst
-    and promotes what is still queued. In the benchmark (a loaded machine) the
-    notifier paused 1 to 13 s in full passes every 10 to 50 s while changes
-    flowed. Looking every 10,000 allocations lets most of a burst die young,
+    A change sent to 1,000 watchers allocates tens of thousands of objects
+    that live until the last watcher has it; at the default young threshold
+    the collector runs many times within that burst and promotes what is still
+    queued. Looking every 10,000 allocations lets most of a burst die young,
     while a young pass stays short (a larger threshold made the middle
     generation's passes take as long as a full one). The imported modules,
-    never freed, are frozen out of every pass.
+    never freed, are frozen out of every pass; open sockets' objects are
+    frozen too, as they come (:mod:`reelflow_notifier.gcpolicy`).
     """
     gc.freeze()
     _young, middle, old = gc.get_threshold()
@@ -62,6 +61,7 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     settings = settings or Settings()
     configure_logging(settings, service="notifier")
     configure_tracing(settings, service="notifier")
-    server = uvicorn.Server(server_config(settings))
+    server = uvicorn.Server(server_config(settings, gc_policy=GcPolicy()))
     tune_garbage_collector()
+    time_pauses()
     await server.serve(sockets=[sock] if sock is not None else None)

@@ -23,6 +23,8 @@ sends on the single-project endpoint is ignored.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
@@ -90,10 +92,30 @@ async def multiplex_socket(websocket: WebSocket) -> None:
         await session.serve(subscriptions.handle)
 
 
+Endpoint = Callable[[WebSocket], Awaitable[None]]
+
+
+def _counted(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, telling the process's GC policy (if any) when a socket opens and closes."""
+
+    async def counted(websocket: WebSocket) -> None:
+        policy = state_of(websocket).gc_policy
+        if policy is None:
+            await endpoint(websocket)
+            return
+        policy.opened()
+        try:
+            await endpoint(websocket)
+        finally:
+            policy.closed()
+
+    return counted
+
+
 def routes() -> list[WebSocketRoute]:
     return [
-        WebSocketRoute("/v1/ws/projects/{project_id}", project_socket),
-        WebSocketRoute("/v1/ws", multiplex_socket),
+        WebSocketRoute("/v1/ws/projects/{project_id}", _counted(project_socket)),
+        WebSocketRoute("/v1/ws", _counted(multiplex_socket)),
     ]
 
 

@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
+from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.replays import Replays
@@ -27,6 +28,8 @@ class NotifierState:
     replays: Replays
     #: signs the stored videos' URLs in snapshots; None when videos are not kept
     links: VideoLinks | None = None
+    #: told of every socket served, to freeze and reclaim their objects; None: GC untouched
+    gc_policy: GcPolicy | None = None
 
 
 def state_of(websocket: WebSocket) -> NotifierState:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
 from reelflow_common.topology import CLIP_UPDATED, Topology
@@ -194,10 +195,12 @@ async def run_notifier(
             hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
             rss_connected = memory_kib(notifier)
             cpu_before = _cpu(notifier, loads)
+            gc_before = await _gc_pauses(stack)
             collected = await asyncio.gather(
                 *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
             )
             cpu_after = _cpu(notifier, loads)
+            gc_after = await _gc_pauses(stack)
             rss_end = memory_kib(notifier)
     finally:
         await asyncio.gather(*(load.stop() for load in loads))
@@ -217,7 +220,51 @@ async def run_notifier(
             name: round((cpu_after[name] - cpu_before[name]) * 1000 / plan.hot_clips, 1)
             for name in cpu_before
         },
+        # The notifier's garbage-collector passes while the changes flowed, by generation.
+        "notifier_gc_passes": _gc_delta(gc_before, gc_after),
         **_changes(collected, plan, tap.seen),
+    }
+
+
+GC_PAUSE = "reelflow_gc_pause_seconds"
+
+
+async def _gc_pauses(stack: BenchStack) -> dict[str, float]:
+    """The notifier's GC pause histogram, ``{"<generation> <count|sum|le>": value}``."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.get(f"{stack.url('notifier')}/metrics")
+    answer.raise_for_status()
+    found: dict[str, float] = {}
+    for line in answer.text.splitlines():
+        if not line.startswith(GC_PAUSE):
+            continue
+        name, value = line.rsplit(" ", 1)
+        labels = dict(
+            part.split("=", 1) for part in name[name.index("{") + 1 : -1].split(",") if part
+        )
+        generation = labels["generation"].strip('"')
+        kind = name[len(GC_PAUSE) + 1 : name.index("{")]
+        if kind == "bucket":
+            kind = f"le {labels['le'].strip(chr(34))}"
+        found[f"{generation} {kind}"] = float(value)
+    return found
+
+
+def _gc_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per generation: passes, their total seconds, and passes longer than 50 / 100 ms."""
+    delta = {key: after[key] - before.get(key, 0.0) for key in after}
+    return {
+        generation: {
+            "passes": int(delta.get(f"{generation} count", 0)),
+            "seconds": round(delta.get(f"{generation} sum", 0.0), 3),
+            "over_50ms": int(
+                delta.get(f"{generation} count", 0) - delta.get(f"{generation} le 0.05", 0)
+            ),
+            "over_100ms": int(
+                delta.get(f"{generation} count", 0) - delta.get(f"{generation} le 0.1", 0)
+            ),
+        }
+        for generation in ("0", "1", "2")
     }
 
 
@@ -253,6 +300,9 @@ def _changes(
         "changes_missed_live": plan.hot_clips - len(live),
         "missing_deliveries": sum(hot - e["count"] for e in live.values()),
         "watchers_finished": sum(c["finished"] for c in collected),
+        # Every event a hot watcher got followed the seq before it (else counted here).
+        "sequence_gaps": sum(c["gaps"] for c in collected),
+        "duplicates": sum(c["duplicates"] for c in collected),
         "change_to_last_watcher": summary_ms([e["last"] - e["changed_at"] for e in live.values()]),
         "first_to_last_watcher": summary_ms([e["last"] - e["first"] for e in live.values()]),
         # The same changes, split where the event came out of RabbitMQ (the benchmark's tap).

@@ -173,6 +173,10 @@ def _notifier(notifier: dict[str, Any], targets: Targets, found: _Found) -> None
     )
     found.correct("WebSocket deliveries missing", notifier["missing_deliveries"])
     found.correct(
+        "WebSocket events out of seq order (gaps, duplicates)",
+        notifier.get("sequence_gaps", 0) + notifier.get("duplicates", 0),
+    )
+    found.correct(
         "watchers that saw project.finished",
         notifier["watchers_finished"],
         notifier["hot_watchers"],
@@ -331,6 +335,13 @@ def summary(results: dict[str, Any]) -> str:
                 "  CPU per change",
                 ", ".join(
                     f"{name} {ms} ms" for name, ms in notifier.get("cpu_ms_per_change", {}).items()
+                ),
+            ),
+            (
+                "  notifier GC passes",
+                ", ".join(
+                    f"gen{generation} {gc['passes']} ({gc['seconds']} s, {gc['over_50ms']} > 50 ms)"
+                    for generation, gc in notifier.get("notifier_gc_passes", {}).items()
                 ),
             ),
         ]

@@ -6,7 +6,8 @@ answers one JSON line each:
 - ``{"op": "connect", "url": …, "count": n, "hot": bool, "concurrency": c, "deflate": bool}``:
   open ``n`` WebSockets to ``url`` (at most ``c`` handshakes at once; offering
   permessage-deflate, as browsers do, unless ``deflate`` is false), each held open
-  until ``quit``; a *hot* watcher records when each ``clip.updated`` arrived.
+  until ``quit``; a *hot* watcher records when each ``clip.updated`` arrived and
+  checks that every ``seq`` follows the one before (gaps and duplicates are counted).
   Answer: ``{"ok": …, "failed": …, "errors": {…}, "seconds": …}``.
 - ``{"op": "collect", "deadline_s": d}``: wait until every hot watcher has seen
   ``project.finished`` (or the deadline), then answer per change (``seq``) the
@@ -27,9 +28,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
-import websockets
-from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.exceptions import WebSocketException
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+from websockets.frames import Frame, Opcode
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from reelflow_devtools.bench.stats import parse_time
 
@@ -39,14 +45,41 @@ class Hot:
     """What one hot watcher saw."""
 
     snapshot_seq: int = -1
+    #: the last ``seq`` this watcher has (a snapshot's, or the last event's)
+    last_seq: int = -1
+    #: events that did not follow the last ``seq`` (a gap) or repeated one (a duplicate)
+    gaps: int = 0
+    duplicates: int = 0
     received: dict[int, float] = field(default_factory=dict)  # seq -> wall time
     changed_at: dict[int, float] = field(default_factory=dict)  # seq -> clip completed_at
     finished: asyncio.Event = field(default_factory=asyncio.Event)
 
     def saw_snapshot(self, message: dict[str, Any]) -> None:
-        self.snapshot_seq = message.get("seq", -1)
+        self.snapshot_seq = self.last_seq = message.get("seq", -1)
         if message.get("project", {}).get("status", "generating") != "generating":
             self.finished.set()  # it finished before this watcher came: no event follows
+
+    def saw(self, message: dict[str, Any], at: float) -> None:
+        kind = message.get("type")
+        if kind == "snapshot":  # the first message, or too slow for the backlog
+            self.saw_snapshot(message)
+            return
+        seq = message.get("seq")
+        if seq is None:  # not about the project's sequence (an error)
+            return
+        if seq <= self.last_seq:
+            self.duplicates += 1
+            return
+        if seq != self.last_seq + 1:
+            self.gaps += 1
+        self.last_seq = seq
+        if kind == "clip.updated":
+            self.received[seq] = at
+            completed_at = message["clip"].get("completed_at")
+            if completed_at:
+                self.changed_at[seq] = parse_time(completed_at)
+        elif kind == "project.finished":
+            self.finished.set()
 
 
 def raise_open_files_limit() -> int:
@@ -56,11 +89,103 @@ def raise_open_files_limit() -> int:
     return hard
 
 
+class Watcher(asyncio.Protocol):
+    """One WebSocket client on websockets' sans-I/O protocol: no task of its own.
+
+    The handshake, permessage-deflate (offered as browsers do), answering the
+    server's pings and the closing handshake are websockets' own; each text
+    message is read in ``data_received``, stamped as its bytes arrive, so the
+    time a client spends on a message is not added to the next one's delay.
+    """
+
+    def __init__(self, url: str, *, deflate: bool, hot: Hot | None) -> None:
+        self.conn = ClientProtocol(
+            parse_uri(url),
+            extensions=enable_client_permessage_deflate(None) if deflate else None,
+            max_size=None,
+        )
+        self.hot = hot
+        #: the first message (the snapshot), or why there is none
+        self.first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._transport: asyncio.Transport | None = None
+        self._parts: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self.conn.send_request(self.conn.connect())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        at = time.time()
+        self.conn.receive_data(data)
+        for event in self.conn.events_received():
+            if isinstance(event, Response):
+                if self.conn.handshake_exc is not None:
+                    self._fail(self.conn.handshake_exc)
+            elif isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.CONT):
+                self._text(event, at)
+        self._flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.receive_eof()
+        self._fail(exc or ConnectionError("closed before the first message"))
+
+    def close(self) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        with contextlib.suppress(WebSocketException):
+            self.conn.send_close()
+        self._flush()
+        self._transport.close()
+
+    def _text(self, frame: Frame, at: float) -> None:
+        self._parts.append(bytes(frame.data))
+        if not frame.fin:
+            return
+        raw = b"".join(self._parts)
+        self._parts = []
+        message = json.loads(raw)
+        if self.hot is not None:
+            # In order, here: events may follow the snapshot in the same read.
+            self.hot.saw(message, at)
+        if not self.first.done():
+            self.first.set_result(message)
+
+    def _flush(self) -> None:
+        assert self._transport is not None
+        for data in self.conn.data_to_send():
+            if data:
+                self._transport.write(data)
+            elif self._transport.can_write_eof():
+                self._transport.write_eof()
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.first.done():
+            self.first.set_exception(exc)
+
+
+async def open_watcher(url: str, *, deflate: bool, hot: Hot | None, timeout_s: float) -> Watcher:
+    """A connected watcher that has its first message (``watcher.first``)."""
+    parts = urlsplit(url)
+    loop = asyncio.get_running_loop()
+    watcher = Watcher(url, deflate=deflate, hot=hot)
+    async with asyncio.timeout(timeout_s):
+        transport, _ = await loop.create_connection(
+            lambda: watcher, parts.hostname or "127.0.0.1", parts.port or 80
+        )
+        try:
+            await watcher.first
+        except BaseException:
+            transport.close()
+            raise
+    return watcher
+
+
 class Load:
     def __init__(self) -> None:
-        self.sockets: list[ClientConnection] = []
+        self.watchers: list[Watcher] = []
         self.hot: list[Hot] = []
-        self.tasks: list[asyncio.Task[None]] = []
 
     async def connect(
         self, url: str, count: int, hot: bool, concurrency: int, deflate: bool
@@ -70,25 +195,16 @@ class Load:
         began = time.monotonic()
 
         async def one() -> bool:
+            seen = Hot() if hot else None
             async with gate:
                 try:
-                    ws = await websockets.connect(
-                        url,
-                        max_queue=None,
-                        open_timeout=120,
-                        ping_interval=None,
-                        compression="deflate" if deflate else None,
-                    )
-                    first = json.loads(await asyncio.wait_for(ws.recv(), 120))
-                except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                    watcher = await open_watcher(url, deflate=deflate, hot=seen, timeout_s=120)
+                except (OSError, TimeoutError, WebSocketException) as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     return False
-            self.sockets.append(ws)
-            watcher = Hot()
-            watcher.saw_snapshot(first)
-            if hot:
-                self.hot.append(watcher)
-            self.tasks.append(asyncio.create_task(_read(ws, watcher, hot)))
+            self.watchers.append(watcher)
+            if seen is not None:
+                self.hot.append(seen)
             return True
 
         done = await asyncio.gather(*(one() for _ in range(count)))
@@ -116,32 +232,15 @@ class Load:
             "hot": len(self.hot),
             "finished": sum(w.finished.is_set() for w in self.hot),
             "latest_snapshot_seq": max((w.snapshot_seq for w in self.hot), default=-1),
+            "gaps": sum(w.gaps for w in self.hot),
+            "duplicates": sum(w.duplicates for w in self.hot),
             "changes": {str(seq): entry for seq, entry in changes.items()},
         }
 
     async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
-
-
-async def _read(ws: ClientConnection, watcher: Hot, hot: bool) -> None:
-    with contextlib.suppress(websockets.WebSocketException):
-        async for raw in ws:
-            if not hot:
-                continue
-            now = time.time()
-            message = json.loads(raw)
-            kind = message.get("type")
-            if kind == "clip.updated":
-                watcher.received[message["seq"]] = now
-                completed_at = message["clip"].get("completed_at")
-                if completed_at:
-                    watcher.changed_at[message["seq"]] = parse_time(completed_at)
-            elif kind == "project.finished":
-                watcher.finished.set()
-            elif kind == "snapshot":  # too slow for the backlog: a fresh snapshot
-                watcher.saw_snapshot(message)
+        for watcher in self.watchers:
+            watcher.close()
+        await asyncio.sleep(0)
 
 
 async def serve() -> None:
