@@ -230,6 +230,8 @@ def test_a_retry_keeps_the_failed_task_in_attempts_and_queues_a_new_one() -> Non
     doc = step(new_doc(1), to_terminal(0, BROKEN))
     doc = step(doc, finish(doc))
     clip = project_from_document(doc).clips[0]
+    # What the failed task left: a stored progress, a reservation of a ledger since removed.
+    doc["clips"]["0"] |= {"progress": 40, "charge": {"usd": 0.4}}
 
     after = step(
         doc,
@@ -241,6 +243,8 @@ def test_a_retry_keeps_the_failed_task_in_attempts_and_queues_a_new_one() -> Non
 
     new = after["clips"]["0"]
     assert (new["task_uuid"], new["status"], new["lease"]["token"]) == ("t9", "queued", "k9")
+    assert "progress" not in new
+    assert "charge" not in new
     assert new["attempts"]["t0"]["status"] == "failed"
     assert new["attempts"]["t0"]["error"] == {"code": "contentPolicyViolation", "message": "no"}
     assert (after["status"], "finished_at" in after) == ("generating", False)

@@ -35,6 +35,8 @@ import sys
 from typing import Any
 
 PATCHED = "_reelflow_point_lookup"
+#: top-level operators the server plans on paths of their own: left to it
+_OWN_PATHS = frozenset({"$near", "$nearSphere", "$geoNear", "$text"})
 
 
 def install() -> bool:
@@ -54,19 +56,20 @@ def install() -> bool:
 
     def _try_index_id_keys(
         self: Any, db: str, coll: str, filter: Any, *, collation: Any = None
-    ) -> list[bytes] | None:
+    ) -> list[Any] | None:
         if (
             collation is None
             and isinstance(filter, dict)
             and len(filter) > 1
             and "_id" in filter
+            and not _OWN_PATHS.intersection(filter)
             and not self._is_timeseries(db, coll)
         ):
             keys = point_keys(filter["_id"])
             if keys is not None:
                 found = [self._doc_recordid(db, coll, key) for key in keys]
                 return [recordid for recordid in found if recordid is not None]
-        result: list[bytes] | None = original(self, db, coll, filter, collation=collation)
+        result: list[Any] | None = original(self, db, coll, filter, collation=collation)
         return result
 
     setattr(_try_index_id_keys, PATCHED, True)

@@ -437,6 +437,11 @@ def retry_with_new_task(
         if name != "scene_index":
             update.set[f"{path}.{name}"] = value
     update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+    # Nothing of the failed task stays on the clip: its progress, and a reservation the
+    # new task does not have (its tenant's limits went away) that would be settled twice.
+    update.unset.append(f"{path}.progress")
+    if charge is None:
+        update.unset.append(f"{path}.charge")
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
     view = ClipView(task_uuid=new_task_uuid, scene_index=clip.scene_index, status=ClipStatus.QUEUED)
