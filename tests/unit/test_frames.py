@@ -111,7 +111,8 @@ async def test_a_shared_frame_is_what_uvicorn_would_send_with_deflate_and_withou
     for deflate in (True, False):
         server, client = await handshake(deflate)
         writer = server.writer
-        assert writer is not None and writer.ready()
+        assert writer is not None
+        assert writer.ready()
 
         writer.write_text(TEXT)
         direct = server.written()
@@ -127,7 +128,8 @@ async def test_a_text_is_framed_once_for_every_socket_that_negotiated_the_same()
     built = FRAMES.built
 
     for server in servers:
-        assert server.writer is not None and server.writer.ready()
+        assert server.writer is not None
+        assert server.writer.ready()
         server.writer.write_text(text)
 
     assert FRAMES.built - built == 1

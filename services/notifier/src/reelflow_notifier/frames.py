@@ -116,7 +116,7 @@ class FrameWriter:
         return self._shape is not None
 
     def write_text(self, text: str) -> None:
-        """Write ``text`` as one text frame; only after :meth:`ready` said yes, with no await between."""
+        """Write ``text`` as one text frame; only right after :meth:`ready` said yes (no await)."""
         assert self._shape is not None
         protocol = self._protocol
         protocol.transport.write(FRAMES.frame(text, self._shape, protocol.conn.extensions))

@@ -12,7 +12,7 @@ class Listener(Protocol):
     """A connection's side of the hub. Both calls must return at once (nothing awaited)."""
 
     def deliver(self, event: Event) -> None:
-        """Take one event of a watched project (queue it, or write it to the socket without waiting)."""
+        """Take one event of a watched project: queue it, or write it without waiting."""
 
     def catch_up(self) -> None:
         """Events may have been missed (the broker connection was lost): recover from the store."""

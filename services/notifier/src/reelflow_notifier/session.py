@@ -171,7 +171,7 @@ class Session:
             del self._traces[next(iter(self._traces))]
 
     def _write_now(self, feed: Feed, event: Event) -> bool:
-        """Write ``event`` to the socket now if it is the next ``seq`` and nothing is ahead of it."""
+        """Write ``event`` now if it is the next ``seq`` and nothing is ahead; whether it did."""
         frames = self._frames
         if (
             frames is None
