@@ -309,7 +309,7 @@ class Stack:
 async def delete_topology_queues(
     connection: AbstractConnection, settings: TopologySettings
 ) -> None:
-    """Delete every queue (and the event exchange) a topology of these settings declares.
+    """Delete every queue and exchange a topology of these settings declares.
 
     By name, over AMQP: listing queues would need ``rabbitmqctl``, whose queries
     were seen to wedge RabbitMQ 3.10 while quorum queues were being deleted.
@@ -320,6 +320,7 @@ async def delete_topology_queues(
         for name in topology.queue_names():
             await channel.queue_delete(name)
         await channel.exchange_delete(topology.events_exchange)
+        await channel.exchange_delete(topology.submitter_signals)
     finally:
         await channel.close()
 

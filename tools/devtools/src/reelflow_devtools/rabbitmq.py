@@ -58,6 +58,8 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 5672
     if _reachable(host, port):
+        if host in _LOCAL_HOSTS:
+            guard_dead_letter_supervisor()
         return "running"
     server = _server_command()
     if host not in _LOCAL_HOSTS or server is None:
@@ -75,7 +77,73 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
                 "see its log in /var/log/rabbitmq."
             )
         time.sleep(0.5)  # waiting for the broker to listen; bounded by the deadline
+    guard_dead_letter_supervisor()
     return "started"
+
+
+#: Erlang, evaluated in the broker: a process of its own, registered (so a second
+#: install finds it and stops), that restarts ``rabbit_fifo_dlx_sup`` within a second
+#: of its going away.
+_DLX_GUARD = """
+case whereis(reelflow_dlx_guard) of
+  undefined ->
+    Check = fun Loop() ->
+      case whereis(rabbit_fifo_dlx_sup) of
+        undefined -> supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup);
+        _ -> ok
+      end,
+      timer:sleep(1000),
+      Loop()
+    end,
+    spawn(fun() -> register(reelflow_dlx_guard, self()), Check() end),
+    installed;
+  _ ->
+    running
+end.
+"""
+
+
+def guard_dead_letter_supervisor(node: OwnNode | None = None) -> str:
+    """Keep a local broker's dead-letter supervisor alive while tests churn its queues.
+
+    RabbitMQ 3.10's ``rabbit_fifo_dlx_sup`` stops for good once its workers exit
+    more than 100 times in a second (rabbitmq-server#16652), as when a test's
+    teardown deletes many at-least-once dead-lettering quorum queues at once.
+    From then on every such queue crashes as it starts and its ``Queue.Declare``
+    never answers: every service waits for RabbitMQ for ever (seen on this
+    machine after hours of tests). ``make test`` and ``make run`` churn queues on
+    the machine's broker (``node`` None), so they install this guard once per
+    broker; it lives until the broker restarts. Production topologies are
+    declared once and not churned; their brokers are not touched. Best effort:
+    without ``rabbitmqctl`` or its rights, nothing is installed. Returns what
+    ``rabbitmqctl`` answered (``installed`` or ``running``).
+    """
+    return rabbitmqctl_eval(_DLX_GUARD, node)
+
+
+def rabbitmqctl_eval(expression: str, node: OwnNode | None = None) -> str:
+    """``rabbitmqctl eval`` on the machine's broker or on ``node``; its answer or why none."""
+    ctl = shutil.which("rabbitmqctl") or (
+        "/usr/sbin/rabbitmqctl" if Path("/usr/sbin/rabbitmqctl").exists() else None
+    )
+    if ctl is None:
+        return "no rabbitmqctl"
+    argv = [ctl]
+    if node is not None:
+        # Debian's rabbitmqctl runs as the rabbitmq user: the node's cookie goes as an option.
+        cookie = (node.base_dir / "home" / ".erlang.cookie").read_text().strip()
+        argv += ["-n", node.node_name, "--erlang-cookie", cookie]
+    try:
+        done = subprocess.run(  # noqa: S603 (a fixed local command)
+            [*argv, "eval", expression],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"rabbitmqctl failed: {exc}"
+    return done.stdout.strip() or done.stderr.strip()
 
 
 class OwnNode:

@@ -39,6 +39,8 @@ PUBLISHED = "reelflow_published_total{"
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 (a local simulator's path segment)
 
 
+#: how long an unused tenant lane of a benchmark run outlives it
+_LANE_EXPIRES_S = 120.0
 #: the settings that follow the provider's clock: how long to wait for Runware (every
 #: poll_* and retry_* setting in seconds), how long a clip may take, when the
 #: reconciler steps in. Everything else (timeouts, pings, caches, keep-alives) is a
@@ -115,6 +117,9 @@ class StackConfig:
         settings = {
             f"REELFLOW_{name.upper()}": f"{value:g}" for name, value in self.seconds().items()
         }
+        # A run's tenant lanes are not in its topology's names: the broker deletes them
+        # once unused, minutes after the run rather than the production week.
+        settings["REELFLOW_LANE_EXPIRES_S"] = f"{_LANE_EXPIRES_S:g}"
         return LaunchConfig(
             run_dir=run_dir,
             amqp_url=self.amqp_url,

@@ -56,6 +56,7 @@ from reelflow_devtools.bench.report import Targets, checks, markdown, summary, w
 from reelflow_devtools.bench.throughput import ThroughputPlan, run_size, run_throughput
 from reelflow_devtools.bench.ws_load import raise_open_files_limit
 from reelflow_devtools.processes import StartError
+from reelflow_devtools.rabbitmq import ensure_rabbitmq
 
 RUN_DIR = Path(".run/bench")
 SCENARIOS = ("throughput", "ceiling", "polling", "notifier", "api", "overload", "fairness")
@@ -288,6 +289,11 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = chosen_scenarios(args.scenario)
     plans = plans_from(args)
     base = StackConfig(amqp_url=args.amqp_url, log_level=args.log_level, mongo_url=args.mongo_url)
+    try:
+        ensure_rabbitmq(base.amqp_url)  # the machine's broker: started if stopped, and guarded
+    except StartError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
     problem = asyncio.run(broker_answers(base.amqp_url))
     if problem is not None:
         print(f"bench: RabbitMQ does not answer at {base.amqp_url}: {problem}", file=sys.stderr)
