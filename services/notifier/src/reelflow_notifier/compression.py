@@ -34,8 +34,11 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from websockets.frames import CONT, CTRL_OPCODES, Frame
+from websockets.http11 import Request
 from websockets.server import ServerProtocol
 from websockets.typing import ExtensionParameter
+
+from reelflow_notifier.frames import FRAME_WRITER, FrameWriter
 
 #: uvicorn's choices: 4 KiB windows, a small hash table; messages are small JSON
 WINDOW_BITS = 12
@@ -129,11 +132,13 @@ _EXTENSIONS = [SharedDeflateFactory()]
 
 
 class NotifierWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol, with :class:`SharedDeflateFactory`.
+    """uvicorn's sans-I/O WebSocket protocol, with :class:`SharedDeflateFactory` and a frame writer.
 
     uvicorn builds its ``ServerProtocol`` with a fixed deflate factory; this
     builds it again with ours (``tests/unit/test_compression.py`` checks the
-    handshake, so an uvicorn upgrade that moves this is caught).
+    handshake, so an uvicorn upgrade that moves this is caught). An accepted
+    handshake's ASGI scope also gets a :class:`~reelflow_notifier.frames.FrameWriter`
+    (``tests/unit/test_frames.py`` checks it against uvicorn's own sends).
     """
 
     def __init__(
@@ -150,3 +155,11 @@ class NotifierWebSocketProtocol(WebSocketsSansIOProtocol):
                 max_size=config.ws_max_size,
                 logger=logging.getLogger("uvicorn.error"),
             )
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        # The scope exists once the handshake is accepted; the app's task that reads
+        # it is created but has not run yet.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][FRAME_WRITER] = FrameWriter(self)

@@ -9,10 +9,10 @@ from reelflow_common.messages import Event
 
 
 class Listener(Protocol):
-    """A connection's side of the hub. Both calls must return at once (no I/O)."""
+    """A connection's side of the hub. Both calls must return at once (nothing awaited)."""
 
     def deliver(self, event: Event) -> None:
-        """Take one event of a watched project."""
+        """Take one event of a watched project: queue it, or write it without waiting."""
 
     def catch_up(self) -> None:
         """Events may have been missed (the broker connection was lost): recover from the store."""

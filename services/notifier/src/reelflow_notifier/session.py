@@ -1,8 +1,13 @@
 """One WebSocket connection: the projects it watches, one outbox, one sender.
 
-Only the sender task writes to the socket, so messages leave in the order the
-outbox holds them. The hub calls :meth:`Session.deliver` with no I/O; a client
-that reads too slowly overflows its outbox and is sent a snapshot instead.
+Messages leave in the order the outbox holds them. The sender task writes
+them, one at a time; the hub's :meth:`Session.deliver` writes only the
+common case itself, an untraced event that is the next ``seq`` of its
+project when nothing is queued or being sent: its shared frame goes to the
+socket at once (:mod:`reelflow_notifier.frames`), without waking the
+sender. Neither awaits between deciding and writing, so the order is kept.
+A client that reads too slowly pauses its transport, its events queue, it
+overflows its outbox and is sent a snapshot instead.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_common.tracing import Context, SpanKind, current_context, is_sampled, span
 from reelflow_notifier.feed import Feed, ProjectGone
+from reelflow_notifier.frames import FRAME_WRITER, FrameWriter
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
@@ -67,6 +73,11 @@ class Session:
         #: bounded like the outbox, oldest first out
         self._traces: dict[str, Context] = {}
         self._max_traces = max_backlog
+        #: writes the next event of a project straight to the socket; None: the server has none
+        extensions = websocket.scope.get("extensions") or {}
+        self._frames: FrameWriter | None = extensions.get(FRAME_WRITER)
+        #: the sender took an entry from the outbox and has not finished sending it
+        self._sending = False
 
     # --- called by the endpoint ------------------------------------------------
 
@@ -137,10 +148,15 @@ class Session:
                 "ws_closed", messages_sent=self._sent, seconds=round(time.monotonic() - started, 1)
             )
 
-    # --- called by the hub (no I/O) ----------------------------------------------
+    # --- called by the hub (nothing awaited) ----------------------------------------
 
     def deliver(self, event: Event) -> None:
-        if event.project_id not in self._feeds:
+        feed = self._feeds.get(event.project_id)
+        if feed is None:
+            return
+        context = current_context()
+        sampled = is_sampled(context)
+        if not sampled and self._write_now(feed, event):
             return
         if not self._outbox.put_event(event):
             WS_OVERFLOWS_TOTAL.inc()
@@ -148,12 +164,31 @@ class Session:
             self._outbox.reset(list(self._feeds), reason="slow_reader")
             self._traces.clear()
             return
-        context = current_context()
-        if not is_sampled(context):
+        if not sampled:
             return  # no trace to add a push span to (or none is being recorded)
         self._traces[event.message_id] = context
         while len(self._traces) > self._max_traces:
             del self._traces[next(iter(self._traces))]
+
+    def _write_now(self, feed: Feed, event: Event) -> bool:
+        """Write ``event`` now if it is the next ``seq`` and nothing is ahead; whether it did."""
+        frames = self._frames
+        if (
+            frames is None
+            or self._sending
+            or self._outbox
+            or self._ending is not None
+            or not frames.ready()
+        ):
+            return False
+        text = feed.next_text(event)
+        if text is None:
+            return False
+        frames.write_text(text)
+        self._sent += 1
+        if log.is_enabled_for(logging.DEBUG):
+            self._log_pushed(event, sent=1)
+        return True
 
     def catch_up(self) -> None:
         for project_id in self._feeds:
@@ -165,10 +200,13 @@ class Session:
         try:
             while True:
                 entry = await self._outbox.get()
+                self._sending = True
                 if isinstance(entry, tuple) and isinstance(entry[1], EVENT_CLASSES):
                     await self._push(entry[1])
-                    continue
-                await self._send(await self._render(entry))
+                else:
+                    await self._send(await self._render(entry))
+                # Left set if sending failed: the sender is gone, and nothing else may write.
+                self._sending = False
         except ProjectGone:
             await self._close(CLOSE_NOT_FOUND, "project not found")
         except (WebSocketDisconnect, OSError):

@@ -26,7 +26,10 @@ import json
 import resource
 import sys
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -89,16 +92,60 @@ def raise_open_files_limit() -> int:
     return hard
 
 
+class Inbox:
+    """What the sockets of this process received, handled once a burst of reads is over.
+
+    A process holds hundreds of sockets that one change reaches at once.
+    Handled as each was read, the last socket's arrival was stamped after
+    the decompressing, parsing and checking of every message read before it
+    in this process, time a browser with one socket never spends. So each
+    read is only stamped and queued here; the queue is handled, in arrival
+    order, by a timer callback that the event loop runs after the reads of
+    its turn, and only on a turn that read nothing new (or when
+    :data:`MAX_PENDING` reads wait): every socket of a burst is stamped
+    before any of its messages is handled. Nothing is skipped: each message
+    is still decoded and its ``seq`` checked.
+    """
+
+    #: reads handled at the latest this many at a time, however long a burst
+    MAX_PENDING = 4096
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._pending: deque[Callable[[], None]] = deque()
+        #: reads queued since the last look
+        self._fresh = 0
+        self._scheduled = False
+
+    def put(self, handle: Callable[[], None]) -> None:
+        self._pending.append(handle)
+        self._fresh += 1
+        if not self._scheduled:
+            self._scheduled = True
+            # call_later, not call_soon: a timer due now runs after the turn's reads.
+            self._loop.call_later(0, self._look)
+
+    def _look(self) -> None:
+        if self._fresh and len(self._pending) < self.MAX_PENDING:
+            self._fresh = 0
+            self._loop.call_later(0, self._look)  # the burst goes on: look after the next turn
+            return
+        self._scheduled = False
+        self._fresh = 0
+        while self._pending:
+            self._pending.popleft()()
+
+
 class Watcher(asyncio.Protocol):
     """One WebSocket client on websockets' sans-I/O protocol: no task of its own.
 
     The handshake, permessage-deflate (offered as browsers do), answering the
-    server's pings and the closing handshake are websockets' own; each text
-    message is read in ``data_received``, stamped as its bytes arrive, so the
-    time a client spends on a message is not added to the next one's delay.
+    server's pings and the closing handshake are websockets' own. Bytes are
+    stamped in ``data_received`` as they arrive and handled by the process's
+    :class:`Inbox`, in arrival order, once the burst they came in is over.
     """
 
-    def __init__(self, url: str, *, deflate: bool, hot: Hot | None) -> None:
+    def __init__(self, url: str, *, deflate: bool, hot: Hot | None, inbox: Inbox) -> None:
         self.conn = ClientProtocol(
             parse_uri(url),
             extensions=enable_client_permessage_deflate(None) if deflate else None,
@@ -106,6 +153,7 @@ class Watcher(asyncio.Protocol):
         )
         self.hot = hot
         #: the first message (the snapshot), or why there is none
+        self._inbox = inbox
         self.first: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._transport: asyncio.Transport | None = None
         self._parts: list[bytes] = []
@@ -117,7 +165,10 @@ class Watcher(asyncio.Protocol):
         self._flush()
 
     def data_received(self, data: bytes) -> None:
-        at = time.time()
+        self._inbox.put(partial(self.received, data, time.time()))
+
+    def received(self, data: bytes, at: float) -> None:
+        """Handle bytes that arrived at ``at``."""
         self.conn.receive_data(data)
         for event in self.conn.events_received():
             if isinstance(event, Response):
@@ -128,6 +179,10 @@ class Watcher(asyncio.Protocol):
         self._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # After the bytes that came before it.
+        self._inbox.put(partial(self._lost, exc))
+
+    def _lost(self, exc: Exception | None) -> None:
         self.conn.receive_eof()
         self._fail(exc or ConnectionError("closed before the first message"))
 
@@ -165,11 +220,13 @@ class Watcher(asyncio.Protocol):
             self.first.set_exception(exc)
 
 
-async def open_watcher(url: str, *, deflate: bool, hot: Hot | None, timeout_s: float) -> Watcher:
+async def open_watcher(
+    url: str, *, deflate: bool, hot: Hot | None, inbox: Inbox, timeout_s: float
+) -> Watcher:
     """A connected watcher that has its first message (``watcher.first``)."""
     parts = urlsplit(url)
     loop = asyncio.get_running_loop()
-    watcher = Watcher(url, deflate=deflate, hot=hot)
+    watcher = Watcher(url, deflate=deflate, hot=hot, inbox=inbox)
     async with asyncio.timeout(timeout_s):
         transport, _ = await loop.create_connection(
             lambda: watcher, parts.hostname or "127.0.0.1", parts.port or 80
@@ -186,6 +243,7 @@ class Load:
     def __init__(self) -> None:
         self.watchers: list[Watcher] = []
         self.hot: list[Hot] = []
+        self.inbox = Inbox()
 
     async def connect(
         self, url: str, count: int, hot: bool, concurrency: int, deflate: bool
@@ -198,7 +256,9 @@ class Load:
             seen = Hot() if hot else None
             async with gate:
                 try:
-                    watcher = await open_watcher(url, deflate=deflate, hot=seen, timeout_s=120)
+                    watcher = await open_watcher(
+                        url, deflate=deflate, hot=seen, inbox=self.inbox, timeout_s=120
+                    )
                 except (OSError, TimeoutError, WebSocketException) as exc:
                     errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     return False

@@ -1,0 +1,122 @@
+"""Writes an event's text to a socket as a frame built once for every socket that can share it.
+
+A server's frames are not masked (RFC 6455 §5.1), and without context
+takeover a message's compressed payload depends only on the message and the
+deflate settings (:mod:`reelflow_notifier.compression`), so one message's
+whole frame, header and payload, is the same bytes on every socket that
+negotiated the same thing. An event is framed once per negotiation seen (in
+practice twice at most: with deflate and without), and each watcher's socket
+gets those bytes in one ``transport.write``, straight from the hub's routing:
+no task wakes per socket, and nothing passes through Starlette, the ASGI
+``send`` and websockets' framing per socket.
+
+This goes around websockets' ``ServerProtocol``, which is sound because
+sending one complete data frame changes none of its state (a fragmented
+message would; the notifier never sends one). The writer only writes while
+the protocol is open and its transport takes data without pausing, the flow
+control uvicorn's ``send`` waits on; otherwise it refuses, and the session
+queues the message for its sender task as before, which keeps a slow
+reader's backlog bounded by the outbox.
+
+uvicorn's protocol hands a :class:`FrameWriter` to the app in the ASGI
+scope's extensions, under :data:`FRAME_WRITER`; a server without it (a test
+client) leaves every message to the sender task.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import Frame, Opcode
+from websockets.protocol import State
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+#: the ASGI scope extension that holds a connection's :class:`FrameWriter`
+FRAME_WRITER: Final = "reelflow.frame_writer"
+#: frames remembered (an event's frame is written to all its watchers in one burst)
+CACHE_ENTRIES = 64
+
+#: what a text's frame depends on besides the text: () without an extension,
+#: the deflate settings with permessage-deflate
+Shape = tuple[Any, ...]
+
+
+def shape_of(extensions: Sequence[Extension]) -> Shape | None:
+    """The negotiation a frame depends on; None when it depends on the socket's own past.
+
+    Frames are shareable without extensions, and with permessage-deflate
+    without context takeover on the server's side (what this notifier
+    negotiates); anything else is framed by websockets for each socket.
+    """
+    if not extensions:
+        return ()
+    (extension, *others) = extensions
+    if others or not isinstance(extension, PerMessageDeflate):
+        return None
+    if not extension.local_no_context_takeover:
+        return None
+    settings = tuple(sorted(extension.compress_settings.items()))
+    return ("permessage-deflate", extension.local_max_window_bits, settings)
+
+
+class _Frames:
+    """The last :data:`CACHE_ENTRIES` frames, by text and shape."""
+
+    def __init__(self, entries: int) -> None:
+        self._entries = entries
+        self._frames: OrderedDict[tuple[str, Shape], bytes] = OrderedDict()
+        self.built = 0
+
+    def frame(self, text: str, shape: Shape, extensions: Sequence[Extension]) -> bytes:
+        # The text is one str object for every watcher, so its hash is computed once.
+        key = (text, shape)
+        data = self._frames.get(key)
+        if data is None:
+            frame = Frame(Opcode.TEXT, text.encode())
+            data = self._frames[key] = frame.serialize(mask=False, extensions=extensions)
+            self.built += 1
+            while len(self._frames) > self._entries:
+                self._frames.popitem(last=False)
+        return data
+
+
+FRAMES = _Frames(CACHE_ENTRIES)
+
+
+class FrameWriter:
+    """One connection's direct writes of shared frames."""
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+        #: known once the handshake has agreed the extensions
+        self._shape: Shape | None = None
+        self._shape_known = False
+
+    def ready(self) -> bool:
+        """Whether :meth:`write_text` would write now: open, not paused, a shareable frame."""
+        protocol = self._protocol
+        if (
+            not protocol.handshake_complete
+            or protocol.close_sent
+            or protocol.disconnected
+            or not protocol.writable.is_set()
+            or protocol.conn.state is not State.OPEN
+            or protocol.transport.is_closing()
+        ):
+            return False
+        if not self._shape_known:
+            self._shape = shape_of(protocol.conn.extensions)
+            self._shape_known = True
+        return self._shape is not None
+
+    def write_text(self, text: str) -> None:
+        """Write ``text`` as one text frame; only right after :meth:`ready` said yes (no await)."""
+        assert self._shape is not None
+        protocol = self._protocol
+        protocol.transport.write(FRAMES.frame(text, self._shape, protocol.conn.extensions))
