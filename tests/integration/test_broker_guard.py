@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import aio_pika
 import pytest
 
-from reelflow_devtools.embedded_mongo import free_port
 from reelflow_devtools.processes import ProcessGroup
 from reelflow_devtools.rabbitmq import OwnNode, guard_dead_letter_supervisor, rabbitmqctl_eval
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("rabbitmqctl") is None and not Path("/usr/sbin/rabbitmqctl").exists(),
+    shutil.which("rabbitmqctl") is None and not Path("/usr/lib/rabbitmq/bin/rabbitmqctl").exists(),
     reason="rabbitmqctl is not installed",
 )
 
@@ -30,7 +30,7 @@ _SUPERVISOR = "whereis(rabbit_fifo_dlx_sup)."
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[OwnNode]:
     group = ProcessGroup(log_dir=tmp_path / "logs")
-    own = OwnNode(group, tmp_path / "rabbitmq", name=f"reelflow-guard-{free_port()}")
+    own = OwnNode(group, tmp_path / "rabbitmq", name=f"reelflow-guard-{uuid.uuid4().hex[:8]}")
     try:
         own.start()
         yield own
@@ -70,10 +70,12 @@ async def test_a_stopped_dead_letter_supervisor_comes_back_and_declares_answer(
         PROCESS_DEADLINE_S,
         pause_s=PROCESS_PAUSE_S,
     )
-    assert guard_dead_letter_supervisor(node) == "installed"
-    assert guard_dead_letter_supervisor(node) == "running"  # once per broker
+    assert await asyncio.to_thread(guard_dead_letter_supervisor, node) == "installed"
+    assert await asyncio.to_thread(guard_dead_letter_supervisor, node) == "running"  # once
 
-    stopped = rabbitmqctl_eval("supervisor:terminate_child(rabbit_sup, rabbit_fifo_dlx_sup).", node)
+    stopped = await asyncio.to_thread(
+        rabbitmqctl_eval, "supervisor:terminate_child(rabbit_sup, rabbit_fifo_dlx_sup).", node
+    )
     assert stopped == "ok"
     after = await eventually_returns(
         lambda: _supervisor_pid(node),

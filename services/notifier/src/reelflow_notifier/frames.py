@@ -25,6 +25,7 @@ client) leaves every message to the sender task.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -90,19 +91,24 @@ FRAMES = _Frames(CACHE_ENTRIES)
 
 
 class FrameWriter:
-    """One connection's direct writes of shared frames."""
+    """One connection's direct writes of shared frames.
+
+    It holds its protocol weakly: the protocol's ASGI scope holds the writer, and
+    a cycle would leave each closed connection to the cyclic garbage collector.
+    """
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
-        self._protocol = protocol
+        self._protocol = weakref.ref(protocol)
         #: known once the handshake has agreed the extensions
         self._shape: Shape | None = None
         self._shape_known = False
 
     def ready(self) -> bool:
         """Whether :meth:`write_text` would write now: open, not paused, a shareable frame."""
-        protocol = self._protocol
+        protocol = self._protocol()
         if (
-            not protocol.handshake_complete
+            protocol is None
+            or not protocol.handshake_complete
             or protocol.close_sent
             or protocol.disconnected
             or not protocol.writable.is_set()
@@ -117,6 +123,7 @@ class FrameWriter:
 
     def write_text(self, text: str) -> None:
         """Write ``text`` as one text frame; only right after :meth:`ready` said yes (no await)."""
-        assert self._shape is not None
-        protocol = self._protocol
+        protocol = self._protocol()
+        if protocol is None or self._shape is None:
+            raise RuntimeError("write_text without ready()")
         protocol.transport.write(FRAMES.frame(text, self._shape, protocol.conn.extensions))

@@ -171,20 +171,27 @@ class Session:
             del self._traces[next(iter(self._traces))]
 
     def _write_now(self, feed: Feed, event: Event) -> bool:
-        """Write ``event`` now if it is the next ``seq`` and nothing is ahead; whether it did."""
+        """Write ``event`` now if it is the next ``seq`` and nothing is ahead; whether it did.
+
+        A write that raises (the hub must go on to the other watchers) ends direct
+        writes on this connection, and each of its projects gets a snapshot, which
+        covers whatever this event's ``seq`` had already been counted for.
+        """
         frames = self._frames
-        if (
-            frames is None
-            or self._sending
-            or self._outbox
-            or self._ending is not None
-            or not frames.ready()
-        ):
+        if frames is None or self._sending or self._outbox or self._ending is not None:
             return False
-        text = feed.next_text(event)
-        if text is None:
-            return False
-        frames.write_text(text)
+        try:
+            if not frames.ready():
+                return False
+            text = feed.next_text(event)
+            if text is None:
+                return False
+            frames.write_text(text)
+        except Exception:
+            log.exception("ws_direct_write_failed", watched=len(self._feeds))
+            self._frames = None
+            self._outbox.reset(list(self._feeds), reason="direct_write_failed")
+            return True
         self._sent += 1
         if log.is_enabled_for(logging.DEBUG):
             self._log_pushed(event, sent=1)

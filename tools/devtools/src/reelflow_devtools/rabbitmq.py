@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Literal
@@ -81,58 +82,62 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
     return "started"
 
 
-#: Erlang, evaluated in the broker: a process of its own, registered (so a second
-#: install finds it and stops), that restarts ``rabbit_fifo_dlx_sup`` within a second
-#: of its going away.
+#: Erlang, evaluated in the broker: a process that restarts ``rabbit_fifo_dlx_sup``
+#: within a second of its going away. The evaluating process registers it before
+#: letting it run, so of two installs at once exactly one keeps its guard.
 _DLX_GUARD = """
-case whereis(reelflow_dlx_guard) of
-  undefined ->
-    Check = fun Loop() ->
-      case whereis(rabbit_fifo_dlx_sup) of
-        undefined -> supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup);
-        _ -> ok
-      end,
-      timer:sleep(1000),
-      Loop()
-    end,
-    spawn(fun() -> register(reelflow_dlx_guard, self()), Check() end),
-    installed;
-  _ ->
-    running
+Check = fun Loop() ->
+  case whereis(rabbit_fifo_dlx_sup) of
+    undefined -> catch supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup);
+    _ -> ok
+  end,
+  timer:sleep(1000),
+  Loop()
+end,
+Guard = spawn(fun() -> receive go -> Check() end end),
+try register(reelflow_dlx_guard, Guard) of
+  true -> Guard ! go, installed
+catch
+  error:badarg -> exit(Guard, kill), running
 end.
 """
+#: what :func:`guard_dead_letter_supervisor` answers when the guard is in place
+GUARDED = ("installed", "running")
 
 
 def guard_dead_letter_supervisor(node: OwnNode | None = None) -> str:
     """Keep a local broker's dead-letter supervisor alive while tests churn its queues.
 
-    RabbitMQ 3.10's ``rabbit_fifo_dlx_sup`` stops for good once its workers exit
-    more than 100 times in a second (rabbitmq-server#16652), as when a test's
-    teardown deletes many at-least-once dead-lettering quorum queues at once.
-    From then on every such queue crashes as it starts and its ``Queue.Declare``
-    never answers: every service waits for RabbitMQ for ever (seen on this
-    machine after hours of tests). ``make test`` and ``make run`` churn queues on
-    the machine's broker (``node`` None), so they install this guard once per
-    broker; it lives until the broker restarts. Production topologies are
-    declared once and not churned; their brokers are not touched. Best effort:
-    without ``rabbitmqctl`` or its rights, nothing is installed. Returns what
-    ``rabbitmqctl`` answered (``installed`` or ``running``).
+    RabbitMQ's ``rabbit_fifo_dlx_sup`` stops for good once its workers exit more
+    than 100 times in a second (rabbitmq-server#16652, seen here on 3.10 and
+    open upstream), as when a test's teardown deletes many at-least-once
+    dead-lettering quorum queues at once. From then on declaring such a queue
+    closes the connection (INTERNAL_ERROR), so no service gets ready.
+    ``make test``, ``make run`` and ``make bench`` churn queues on the machine's
+    broker (``node`` None), so they install this guard once per broker; it lives
+    as long as the broker's Erlang node. Production topologies are declared once
+    and not churned; their brokers are not touched. Best effort: without
+    ``rabbitmqctl`` or its rights nothing is installed and a warning says so.
+    Returns what ``rabbitmqctl`` answered (one of :data:`GUARDED` when in place).
     """
-    return rabbitmqctl_eval(_DLX_GUARD, node)
+    answer = rabbitmqctl_eval(_DLX_GUARD, node)
+    if answer not in GUARDED:
+        print(f"warning: RabbitMQ's dead-letter guard not installed: {answer}", file=sys.stderr)
+    return answer
 
 
 def rabbitmqctl_eval(expression: str, node: OwnNode | None = None) -> str:
     """``rabbitmqctl eval`` on the machine's broker or on ``node``; its answer or why none."""
-    ctl = shutil.which("rabbitmqctl") or (
-        "/usr/sbin/rabbitmqctl" if Path("/usr/sbin/rabbitmqctl").exists() else None
-    )
-    if ctl is None:
+    if node is None:
+        ctl = shutil.which("rabbitmqctl") or _existing("/usr/sbin/rabbitmqctl")
+        argv = [ctl] if ctl else []
+    else:
+        # The CLI itself, not Debian's wrapper (which runs it as the rabbitmq user):
+        # a node of a run's own belongs to whoever started it.
+        ctl = _existing("/usr/lib/rabbitmq/bin/rabbitmqctl") or shutil.which("rabbitmqctl")
+        argv = [ctl, "-n", node.node_name, "--erlang-cookie", node.cookie()] if ctl else []
+    if not argv:
         return "no rabbitmqctl"
-    argv = [ctl]
-    if node is not None:
-        # Debian's rabbitmqctl runs as the rabbitmq user: the node's cookie goes as an option.
-        cookie = (node.base_dir / "home" / ".erlang.cookie").read_text().strip()
-        argv += ["-n", node.node_name, "--erlang-cookie", cookie]
     try:
         done = subprocess.run(  # noqa: S603 (a fixed local command)
             [*argv, "eval", expression],
@@ -144,6 +149,10 @@ def rabbitmqctl_eval(expression: str, node: OwnNode | None = None) -> str:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"rabbitmqctl failed: {exc}"
     return done.stdout.strip() or done.stderr.strip()
+
+
+def _existing(path: str) -> str | None:
+    return path if Path(path).exists() else None
 
 
 class OwnNode:
@@ -167,6 +176,10 @@ class OwnNode:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.amqp_port}/"
+
+    def cookie(self) -> str:
+        """The node's Erlang cookie (written by the node at its first start)."""
+        return (self.base_dir / "home" / ".erlang.cookie").read_text().strip()
 
     def _environment(self) -> dict[str, str]:
         base = self.base_dir
