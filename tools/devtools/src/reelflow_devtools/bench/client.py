@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
+import uuid
 from typing import Any
 
 import httpx
 
 POLL_INTERVAL_S = 0.25
+#: how many times a POST refused with 503 is sent, in all
+CREATE_ATTEMPTS = 5
 
 
 class BenchError(RuntimeError):
@@ -31,6 +35,30 @@ def api_client(base_url: str, key: str, *, connections: int = 32) -> httpx.Async
         timeout=30,
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
     )
+
+
+async def create_project(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
+    """POST a project as a well-behaved client does; its id.
+
+    A 503 (overloaded, or a backing service slow to answer) is sent again after
+    its ``Retry-After``, with the same ``Idempotency-Key``, so a retry never
+    creates a second project; each retry is printed. Any other answer but 202
+    fails the phase.
+    """
+    headers = {"Idempotency-Key": uuid.uuid4().hex}
+    for attempt in range(1, CREATE_ATTEMPTS + 1):
+        answer = await api.post("/v1/projects", json=body, headers=headers)
+        if answer.status_code == 202:
+            project_id: str = answer.json()["project_id"]
+            return project_id
+        if answer.status_code != 503 or attempt == CREATE_ATTEMPTS:
+            break
+        retry_after_s = float(answer.headers.get("Retry-After", "1"))
+        print(
+            f"bench: POST /v1/projects answered 503, again in {retry_after_s:g} s", file=sys.stderr
+        )
+        await asyncio.sleep(retry_after_s)  # as Retry-After asks
+    raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
 
 
 async def list_projects(api: httpx.AsyncClient, *, status: str | None = None) -> list[Any]:

@@ -32,6 +32,7 @@ import httpx
 from reelflow_devtools.bench.client import (
     BenchError,
     api_client,
+    create_project,
     get_projects,
     scene,
     wait_all_terminal,
@@ -83,11 +84,7 @@ def flood_sizes(flood: int) -> list[int]:
 
 async def post_project(api: httpx.AsyncClient, title: str, scenes: int) -> str:
     body = {"title": title, "scenes": [scene(f"{title} scene {j}", 0) for j in range(scenes)]}
-    answer = await api.post("/v1/projects", json=body)
-    if answer.status_code != 202:
-        raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
-    project_id: str = answer.json()["project_id"]
-    return project_id
+    return await create_project(api, body)
 
 
 async def wait_submitted(api: httpx.AsyncClient, project_id: str, deadline_s: float) -> Any:

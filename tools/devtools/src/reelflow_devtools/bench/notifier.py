@@ -29,7 +29,7 @@ import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
 from reelflow_common.topology import CLIP_UPDATED, Topology
-from reelflow_devtools.bench.client import BenchError, api_client, scene
+from reelflow_devtools.bench.client import BenchError, api_client, create_project, scene
 from reelflow_devtools.bench.launcher import BenchStack, cpu_seconds, memory_kib
 from reelflow_devtools.bench.stats import summary_ms
 
@@ -163,11 +163,7 @@ async def _connect_all(
 async def _create(stack: BenchStack, key: str, title: str, latencies_s: list[float]) -> str:
     scenes = [scene(f"{title} scene {j}", latency) for j, latency in enumerate(latencies_s)]
     async with api_client(stack.api_url, key) as api:
-        answer = await api.post("/v1/projects", json={"title": title, "scenes": scenes})
-    if answer.status_code != 202:
-        raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
-    project_id: str = answer.json()["project_id"]
-    return project_id
+        return await create_project(api, {"title": title, "scenes": scenes})
 
 
 async def run_notifier(

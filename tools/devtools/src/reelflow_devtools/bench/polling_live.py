@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from reelflow_devtools.bench.client import BenchError, api_client, get_projects
+from reelflow_devtools.bench.client import BenchError, api_client, create_project, get_projects
 from reelflow_devtools.bench.launcher import BenchStack, FinishedProjects
 from reelflow_devtools.bench.stats import parse_time, percentile, sim_finished_at
 
@@ -65,10 +65,7 @@ async def _batch(
             "title": f"polling {tag} {p}",
             "scenes": [{"prompt": f"polling {tag} {p} scene {j}"} for j in range(plan.scenes)],
         }
-        answer = await api.post("/v1/projects", json=body)
-        if answer.status_code != 202:
-            raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
-        ids.append(answer.json()["project_id"])
+        ids.append(await create_project(api, body))
     try:
         await finished.wait(ids, deadline_s=plan.deadline_s)
     except TimeoutError:

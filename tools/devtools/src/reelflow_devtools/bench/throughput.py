@@ -21,6 +21,7 @@ from reelflow_devtools import dbcounters
 from reelflow_devtools.bench.client import (
     BenchError,
     api_client,
+    create_project,
     get_projects,
     scene,
 )
@@ -58,11 +59,7 @@ async def _create(api: httpx.AsyncClient, gate: asyncio.Semaphore, size: int, in
         "scenes": [scene(f"bench {size}x{index} scene {j}", 0) for j in range(size)],
     }
     async with gate:
-        answer = await api.post("/v1/projects", json=body)
-    if answer.status_code != 202:
-        raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
-    project_id: str = answer.json()["project_id"]
-    return project_id
+        return await create_project(api, body)
 
 
 async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRun:
