@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 
 POLL_INTERVAL_S = 0.25
-#: how many times a POST refused with 503 is sent, in all
-CREATE_ATTEMPTS = 5
+#: how many times a request answered 503 is sent, in all
+ATTEMPTS = 5
 
 
 class BenchError(RuntimeError):
@@ -38,27 +38,41 @@ def api_client(base_url: str, key: str, *, connections: int = 32) -> httpx.Async
 
 
 async def create_project(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    """POST a project as a well-behaved client does; its id.
+    """POST a project as a well-behaved client does (see :func:`request`); its id.
 
-    A 503 (overloaded, or a backing service slow to answer) is sent again after
-    its ``Retry-After``, with the same ``Idempotency-Key``, so a retry never
-    creates a second project; each retry is printed. Any other answer but 202
-    fails the phase.
+    A retry carries the same ``Idempotency-Key``, so it never creates a second
+    project. Any answer but 202 fails the phase.
     """
     headers = {"Idempotency-Key": uuid.uuid4().hex}
-    for attempt in range(1, CREATE_ATTEMPTS + 1):
-        answer = await api.post("/v1/projects", json=body, headers=headers)
-        if answer.status_code == 202:
-            project_id: str = answer.json()["project_id"]
-            return project_id
-        if answer.status_code != 503 or attempt == CREATE_ATTEMPTS:
+    answer = await request(api, "POST", "/v1/projects", json=body, headers=headers)
+    if answer.status_code != 202:
+        raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
+    project_id: str = answer.json()["project_id"]
+    return project_id
+
+
+async def get_json(api: httpx.AsyncClient, url: str, **params: Any) -> Any:
+    """GET as a well-behaved client does (see :func:`request`); the body, or HTTPStatusError."""
+    answer = await request(api, "GET", url, params=params or None)
+    answer.raise_for_status()
+    return answer.json()
+
+
+async def request(api: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request; a 503 (overloaded, or a backing service slow to answer) is sent again.
+
+    After its ``Retry-After``, up to :data:`ATTEMPTS` in all, each retry printed,
+    as the API asks every client to do. The last answer is returned.
+    """
+    answer = await api.request(method, url, **kwargs)
+    for _ in range(ATTEMPTS - 1):
+        if answer.status_code != 503:
             break
         retry_after_s = float(answer.headers.get("Retry-After", "1"))
-        print(
-            f"bench: POST /v1/projects answered 503, again in {retry_after_s:g} s", file=sys.stderr
-        )
+        print(f"bench: {method} {url} answered 503, again in {retry_after_s:g} s", file=sys.stderr)
         await asyncio.sleep(retry_after_s)  # as Retry-After asks
-    raise BenchError(f"POST /v1/projects answered {answer.status_code}: {answer.text}")
+        answer = await api.request(method, url, **kwargs)
+    return answer
 
 
 async def list_projects(api: httpx.AsyncClient, *, status: str | None = None) -> list[Any]:
@@ -71,9 +85,7 @@ async def list_projects(api: httpx.AsyncClient, *, status: str | None = None) ->
             params["status"] = status
         if cursor is not None:
             params["cursor"] = cursor
-        answer = await api.get("/v1/projects", params=params)
-        answer.raise_for_status()
-        page = answer.json()
+        page = await get_json(api, "/v1/projects", **params)
         items += page["items"]
         cursor = page["next_cursor"]
         if not cursor:
@@ -97,8 +109,6 @@ async def get_projects(api: httpx.AsyncClient, ids: list[str], concurrency: int)
 
     async def one(project_id: str) -> Any:
         async with gate:
-            answer = await api.get(f"/v1/projects/{project_id}")
-            answer.raise_for_status()
-            return answer.json()
+            return await get_json(api, f"/v1/projects/{project_id}")
 
     return list(await asyncio.gather(*(one(project_id) for project_id in ids)))

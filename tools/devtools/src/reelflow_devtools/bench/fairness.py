@@ -33,6 +33,7 @@ from reelflow_devtools.bench.client import (
     BenchError,
     api_client,
     create_project,
+    get_json,
     get_projects,
     scene,
     wait_all_terminal,
@@ -91,9 +92,7 @@ async def wait_submitted(api: httpx.AsyncClient, project_id: str, deadline_s: fl
     """GET the project until every clip has a ``submitted_at``; the project then."""
     stop_at = time.monotonic() + deadline_s
     while True:
-        answer = await api.get(f"/v1/projects/{project_id}")
-        answer.raise_for_status()
-        project = answer.json()
+        project = await get_json(api, f"/v1/projects/{project_id}")
         if all(clip.get("submitted_at") for clip in project["results"]):
             return project
         if time.monotonic() > stop_at:
