@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -270,8 +269,6 @@ def _run_stack(
     results: dict[str, Any],
     name: str,
 ) -> None:
-    shutil.rmtree(run_dir / "mongo-data", ignore_errors=True)
-    shutil.rmtree(run_dir / "logs", ignore_errors=True)
     began = time.monotonic()
     with running_stack(config, run_dir) as stack:
         _say(f"{name} stack up in {time.monotonic() - began:.1f} s (logs in {run_dir / 'logs'})")
