@@ -75,10 +75,12 @@ class CheckHandler:
         self._progress_step = progress_step
 
     async def __call__(self, message: CheckClip) -> None:
-        wait_s = not_yet_due_s(self._publisher, message, self._now())
+        arrived = self._now()
+        wait_s = not_yet_due_s(self._publisher, message, arrived)
         if wait_s is not None:
-            # Its wait queue's TTL fell short of the planned delay: on for the rest.
-            await send_check(self._publisher, message, delay_s=wait_s, now=self._now())
+            # Its wait queue's TTL fell short of the planned delay: on for the rest,
+            # counted from the same reading of the clock (its due time does not move).
+            await send_check(self._publisher, message, delay_s=wait_s, now=arrived)
             return
         outcome: TaskState | RunwareError
         try:

@@ -47,8 +47,17 @@ def _server_command() -> list[str]:
     return [found]
 
 
-def mongo_command(storage_path: Path | str, port: int) -> list[str]:
+def mongo_command(storage_path: Path | str, port: int, *, journaled: bool = False) -> list[str]:
     """The command line of SecantusDB serving ``storage_path`` on ``port``.
+
+    ``journaled``: every commit reaches the journal on disk before it is
+    acknowledged (``--sync-on-commit``), as reelflow's majority writes do on the
+    production replica set (``writeConcernMajorityJournalDefault``). Without it
+    SecantusDB hands a commit's journal record to a log buffer and answers: a
+    SIGKILL a moment later loses a write the client was told about (the chaos
+    run saw a created project answer 404 after the database was killed). Only
+    the chaos run kills the database mid-write and needs it; it costs an fsync
+    per commit.
 
     ``--standalone``: the server does not call itself a single-node replica set,
     which (its own ``server.py``) also turns its oplog off. Nothing in reelflow
@@ -74,6 +83,7 @@ def mongo_command(storage_path: Path | str, port: int) -> list[str]:
         "--log-level",
         "WARNING",
         "--standalone",
+        *(["--sync-on-commit"] if journaled else []),
     ]
 
 

@@ -73,7 +73,7 @@ class ChaosStack:
 
     def _start_mongo(self) -> None:
         data = self.run_dir / "mongo-data"
-        argv = mongo_command(data, self.mongo_port)
+        argv = mongo_command(data, self.mongo_port, journaled=True)
         if self.mongo is None:
             self.mongo = self.group.start(MONGODB, argv, {})
         else:
