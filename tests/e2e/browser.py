@@ -49,7 +49,9 @@ def chromium() -> Iterator[Browser]:
     """The system's Chromium under Playwright, closed on exit.
 
     Start it after any ``asyncio.run`` of the test: Playwright's loop then owns the thread.
+    Without Chromium the test is skipped (under CI: fails), as :func:`require_chromium` says.
     """
+    require_chromium()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
