@@ -23,8 +23,11 @@ run: $(VENV)/.synced
 sim: $(VENV)/.synced
 	$(BIN)/reelflow-runware-sim
 
+# Two workers (pytest-xdist), each taking whole test files in the order they are
+# collected, so the longest (tests/e2e: the bench, the chaos run) start first.
+TEST_WORKERS ?= 2
 test: $(VENV)/.synced
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(VENV)/.synced
 	$(BIN)/pytest tests/unit

@@ -46,9 +46,11 @@ from tests.waiting import eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
-#: simulated seconds: Runware's shortest URL lifetime is a minute; ten here, so that the
-#: copy (a poll and a download, well under a real second) lands before it runs out
-LINK_TTL = 600.0
+#: simulated seconds: Runware's shortest URL lifetime is a minute; fifty here (3 real
+#: seconds), so that the copy (a poll and a download) lands before it runs out even on
+#: a busy machine (ten, 0.6 real seconds, ran out before the poller got to it), and
+#: the link is gone once the simulator's clock is moved on by an hour
+LINK_TTL = 3000.0
 SPEEDUP = 1000.0
 HOUR = 3600.0
 FAST_COPIES = {"copy_initial_delay_s": 0.05, "copy_max_delay_s": 0.2}
