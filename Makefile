@@ -24,7 +24,9 @@ sim: $(VENV)/.synced
 	$(BIN)/reelflow-runware-sim
 
 # Two workers (pytest-xdist), each taking whole test files in the order they are
-# collected, so the longest (tests/e2e: the bench, the chaos run) start first.
+# collected, so the longest (tests/e2e) start first; the quick bench and the quick
+# chaos run go to one worker, one after the other (tests/conftest.py). A serial run:
+# make test TEST_WORKERS=0.
 TEST_WORKERS ?= 2
 test: $(VENV)/.synced
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

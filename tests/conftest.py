@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 import structlog
+from xdist.remote import Producer
+from xdist.scheduler import LoadFileScheduling
+from xdist.scheduler.protocol import Scheduling
 
 pytest_plugins = ["tests.fixtures.infra", "tests.fixtures.runware"]
 
@@ -28,3 +31,30 @@ def uncached_loggers() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(structlog, "configure", without_caching)
         yield
+
+
+#: the two tests that each drive whole stacks hard for minutes (the quick bench and the
+#: quick chaos run): under ``make test`` one worker runs them one after the other
+_HEAVY_FILES = frozenset({"test_bench.py", "test_chaos.py"})
+
+
+class _FilesHeavyTogether(LoadFileScheduling):  # type: ignore[misc]  # xdist is untyped
+    """``--dist loadfile``, but the quick bench and the quick chaos run are one unit of work.
+
+    A file's tests stay on one worker (a module-scoped stack starts once); the two
+    heaviest files go to the same worker, one after the other, so they never compete
+    for the machine's two cores (each has wall-clock bounds). xdist's own way to say
+    this (``--dist loadgroup`` with ``xdist_group`` marks) rewrites ``Item._nodeid``,
+    which pytest 9 no longer has.
+    """
+
+    def _split_scope(self, nodeid: str) -> str:
+        scope = super()._split_scope(nodeid)
+        return "heavy" if scope.rpartition("/")[2] in _HEAVY_FILES else scope
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Producer) -> Scheduling | None:
+    """``make test``'s scheduler (``--dist loadfile``); any other mode is xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return _FilesHeavyTogether(config, log)
