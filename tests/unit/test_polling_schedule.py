@@ -74,6 +74,27 @@ def test_the_optimal_plan_meets_its_target_within_its_bounds() -> None:
     assert plan.tail_interval_s == TARGET.max_interval_s
 
 
+@pytest.mark.parametrize(
+    ("dist", "target"),
+    [
+        (Histogram.log_normal(90.0, 0.6), TARGET),
+        (Histogram.log_normal(30.0, 0.4), TARGET),
+        (generic_prior(), TARGET),
+    ],
+)
+def test_the_first_check_comes_within_the_delay_target_of_the_earliest_plausible_finish(
+    dist: Histogram, target: Target
+) -> None:
+    # The clips that finish before the first check are the ones progress cannot help:
+    # at most first_quantile of them may wait longer than the delay target for it.
+    earliest = dist.quantile(target.first_quantile)
+
+    first = optimal_plan(dist, target).checks[0]
+
+    assert earliest <= first <= earliest + target.delay_s + 1e-9
+    assert dist.cdf(first - target.delay_s) <= target.first_quantile + 1e-9
+
+
 def test_a_looser_delay_target_costs_fewer_calls() -> None:
     dist = Histogram.log_normal(90.0, 0.6)
     costs = [
