@@ -236,7 +236,10 @@ class PollingSettings(ReelflowSettings):
         default=0.01,
         ge=0,
         lt=1,
-        description="no check before this quantile of the model's observed completion times",
+        description=(
+            "no check before this quantile of the model's observed completion times;"
+            " the first comes at most poll_delay_target_s after it"
+        ),
     )
     poll_prior_median_s: float = Field(
         default=110.0,
