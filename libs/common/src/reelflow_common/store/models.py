@@ -330,6 +330,10 @@ class ProjectStatusView(BaseModel):
         """The JSON object sent to clients (REST and WebSocket snapshots)."""
         return self.model_dump(mode="json", exclude_none=True)
 
+    def wire_json(self) -> bytes:
+        """:meth:`wire` as JSON text, in one pass (no dict for ``json.dumps`` to walk again)."""
+        return self.model_dump_json(exclude_none=True).encode()
+
 
 class CreateResult(_Frozen):
     """The project a create call stands for; ``created`` is False for an idempotent replay."""
