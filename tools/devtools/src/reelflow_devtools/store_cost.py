@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -30,26 +28,11 @@ from reelflow_common.domain import ClipRequest
 from reelflow_common.mongo import Document, close_client
 from reelflow_common.store import NewProject, ProjectStore
 from reelflow_common.store.models import TaskSucceeded
-from reelflow_devtools.bench.launcher import cpu_seconds
+from reelflow_devtools.bench.launcher import cpu_seconds, embedded_mongo_pid
 from reelflow_devtools.embedded_mongo import embedded_mongo
 
 #: clips moved at once, as replicas of the submitter and the poller would
 CONCURRENCY = 16
-
-
-def server_pid() -> int:
-    """The embedded server: our child whose command line names ``secantusd``."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:  # it exited while we looked
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"secantusd" in cmdline:
-            return int(entry.name)
-    raise RuntimeError("the embedded server's process was not found")
 
 
 def field_paths(doc: Document, prefix: str = "") -> Iterator[str]:
@@ -80,7 +63,8 @@ async def run_size(url: str, database: str, size: int, clips: int) -> dict[str, 
         db = client[database]
         store = ProjectStore(db)
         await store.ensure_indexes()
-        pid = server_pid()
+        pid = embedded_mongo_pid()
+        assert pid is not None, "the embedded server's process was not found"
         scenes = [
             ClipRequest(prompt=f"scene {j}: a harbour at dusk", duration=4, width=1280, height=720)
             for j in range(size)
