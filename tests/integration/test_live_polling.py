@@ -429,4 +429,5 @@ async def test_a_check_that_comes_before_it_is_due_is_sent_on_without_asking_run
     assert hop.message.due_at == due_at
     assert hop.delay_s is not None
     assert 1.0 <= hop.delay_s <= 2.0  # the longest rung not above the rest (1.709 s)
-    assert (await world.sim.task(project.clips[0].task_uuid))["polls"] == 0
+    task = await world.sim.task(project.clips[0].task_uuid)
+    assert (task["polls"], task["first_polled_seconds"]) == (0, None)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import statistics
+from datetime import UTC, datetime
+from typing import Any
 
 from reelflow_devtools.bench.polling import Setup, compare, draw_latencies, main, render, targets
+from reelflow_devtools.bench.polling_live import _figures
+from reelflow_devtools.bench.report import markdown, summary
 
 
 def test_latencies_follow_the_simulators_model() -> None:
@@ -40,3 +44,40 @@ def test_the_command_prints_the_table_and_the_targets() -> None:
     text = "\n".join(printed)
     assert "| Runware SDK" in text
     assert "getResponse/clip <= 1.5" in text
+
+
+def _clip_and_task(
+    uuid: str, *, latency: float, first_polled: float, seen: float, completed: float
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A measured clip and its simulator task, submitted at 900 s (real), read at 1000 s."""
+    completed_at = datetime.fromtimestamp(900.0 + completed, UTC).isoformat()
+    task = {
+        "task_uuid": uuid,
+        "latency_seconds": [latency],
+        "elapsed_seconds": 100.0,
+        "polls": 2,
+        "first_polled_seconds": first_polled,
+        "first_seen_ended_seconds": seen,
+    }
+    return {"task_uuid": uuid, "completed_at": completed_at}, task
+
+
+def test_the_live_figures_say_where_the_first_check_came_and_what_it_cost() -> None:
+    # Real seconds at speedup 5: "early" finished at 6 s, before its first check at 8 s;
+    # "late" finished at 20 s, after its first check at 7 s.
+    early = _clip_and_task("early", latency=6.0, first_polled=8.0, seen=8.0, completed=8.1)
+    late = _clip_and_task("late", latency=20.0, first_polled=7.0, seen=21.0, completed=21.05)
+    documents = [{"results": [early[0], late[0]]}]
+    tasks = {"early": early[1], "late": late[1]}
+
+    _latencies, figures = _figures(documents, tasks, sim_now=1000.0, speedup=5.0)
+
+    assert figures["max_delay_s"] == 10.5
+    first = figures["first_check"]
+    assert (first["min_s"], first["p50_s"], first["max_s"]) == (35.0, 35.0, 40.0)
+    assert first["finished_before"] == 1
+    assert first["finished_before_max_delay_s"] == 10.5
+    config = {"cpus": 2, "load_before": [0.0], "mongo": "-", "command": "bench"}
+    results = {"config": config, "polling": {"live": figures, "exact": {"rows": []}}}
+    assert "1 clips had finished before it, largest delay 10.5 s" in summary(results)
+    assert "first check: submit -> first getResponse p50 35.0 s" in markdown(results, [])

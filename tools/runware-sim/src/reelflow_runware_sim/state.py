@@ -52,6 +52,8 @@ class SimTask:
     webhook_dropped: int = 0  # items whose webhook was due and deliberately not sent
     #: seconds after submit of the first getResponse that answered the task ended
     first_seen_ended: float | None = None
+    #: seconds after submit of the first getResponse about the task, whatever it answered
+    first_polled: float | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list, repr=False)
 
     def item_state(self, generation: Generation, now: float) -> ItemState:
@@ -93,6 +95,7 @@ class SimTask:
             "video_uuids": [g.video_uuid for g in self.generations],
             "polls": self.polls,
             "first_seen_ended_seconds": self.first_seen_ended,
+            "first_polled_seconds": self.first_polled,
             "dropped_answers": self.dropped_answers,
             "webhook_url": self.request.webhook_url,
             "webhook_plan": self.webhook_plan if self.request.webhook_url else None,

@@ -89,6 +89,8 @@ def _poll(state: SimState, task: dict[str, Any], answer: Answer, now: float) -> 
         )
         raise TaskRejected(error)
     sim_task.polls += 1
+    if sim_task.first_polled is None:
+        sim_task.first_polled = now - sim_task.submitted_at
     if sim_task.first_seen_ended is None and sim_task.state(now) in ("success", "error"):
         sim_task.first_seen_ended = now - sim_task.submitted_at
     shape = state.config.failure_shape

@@ -99,7 +99,6 @@ class ClipState(_Frozen):
     queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
-    updated_at: datetime | None = None
     #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
     watched_since: datetime | None = None
     lease: Lease | None = None

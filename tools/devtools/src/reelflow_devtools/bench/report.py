@@ -296,6 +296,9 @@ def summary(results: dict[str, Any]) -> str:
                         f" max {lag['max_s']} s real (x{live['speedup']:g} in the delay)",
                     )
                 )
+            first = live.get("first_check")
+            if first:
+                rows.append(("  first check", _first_check_text(first)))
             warmup = live.get("warmup")
             if warmup:
                 rows.append(
@@ -464,6 +467,9 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
                 f" `completed_at` stored p50 {lag['p50_s']} s, p95 {lag['p95_s']} s, max"
                 f" {lag['max_s']} s real, counted x{live['speedup']:g} in the delay above."
             )
+        first = live.get("first_check")
+        if first:
+            lines.append(f"\nreelflow live's first check: {_first_check_text(first)}.")
         parts.append("\n".join(lines))
     notifier = results.get("notifier")
     if notifier:
@@ -505,3 +511,12 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
     )
     parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def _first_check_text(first: dict[str, Any]) -> str:
+    """Where the learned plan started the measured clips, and what it cost the early ones."""
+    return (
+        f"submit -> first getResponse p50 {first['p50_s']} s (min {first['min_s']}, max"
+        f" {first['max_s']}; simulated); {first['finished_before']} clips had finished before"
+        f" it, largest delay {first['finished_before_max_delay_s']} s"
+    )
