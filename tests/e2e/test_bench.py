@@ -68,6 +68,8 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     assert notifier["notifier_peak_rss_mib"] > 0
 
     assert results["api"]["get_project"]["count"] > 0
+    for phase in ("get_project", "create_project"):
+        assert set(results["api"][phase]["cpu_ms_per_request"]) >= {"api", "mongo", "bench"}
     assert results["overload"]["unexpected"] == 0
     assert set(results["ground_truth"]) == {"fast", "polling"}
     assert {check["name"] for check in results["checks"]} >= {

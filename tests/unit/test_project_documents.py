@@ -13,6 +13,7 @@ from reelflow_common.store.cursor import decode_cursor, encode_cursor
 from reelflow_common.store.documents import (
     new_project_document,
     pack_requests,
+    pack_result,
     project_from_document,
 )
 from reelflow_common.store.timefmt import rfc3339
@@ -100,14 +101,60 @@ def test_documents_written_before_packing_read_the_same() -> None:
     )
     before = doc | {
         "requests": [request.model_dump() for request in requests],
-        "clips": {
-            key: {"video_url": None, "error": None, "completed_at": None} | clip
-            for key, clip in doc["clips"].items()
-        },
+        "clips": {key: _written_before(int(key), T0) | clip for key, clip in doc["clips"].items()},
     }
 
     assert project_from_document(before) == project_from_document(doc)
     assert isinstance(pack_requests(requests), bytes)
+
+
+def _written_before(scene: int, queued_at: datetime, **fields: object) -> dict[str, object]:
+    """A clip as stored before the clip entry was slimmed: every field, None ones too."""
+    return {
+        "scene_index": scene,
+        "video_url": None,
+        "video_uuid": None,
+        "cost": None,
+        "error": None,
+        "queued_at": queued_at,
+        "submitted_at": None,
+        "completed_at": None,
+        "updated_at": queued_at,
+        "watched_since": queued_at,
+    } | fields
+
+
+@pytest.mark.parametrize("status", ["processing", "success", "failed"])
+def test_clips_written_before_the_slim_entry_read_the_same(status: str) -> None:
+    doc = new_project_document(
+        NewProject(
+            tenant_id="tenant-a", title="t", model="m", scenes=[ClipRequest(prompt="scene 0")]
+        ),
+        project_id="p1",
+        task_uuids=["t0"],
+        tokens=["k0"],
+        now=T0,
+        lease_until=T1,
+    )
+    slim: dict[str, object] = {"task_uuid": "t0", "status": status, "submitted_at": T1}
+    full = _written_before(0, T0, **slim, watched_since=T1, updated_at=T1)
+    if status == "processing":
+        slim["lease"] = full["lease"] = {"token": "k0", "until": T1}
+    elif status == "success":
+        video = {"video_url": "https://v/0.mp4", "video_uuid": "v0", "cost": 0.4}
+        slim["result"] = pack_result(completed_at=T1, **video)  # type: ignore[arg-type]
+        full |= video | {"completed_at": T1}
+    else:
+        slim["error"] = full["error"] = {"code": "timedOut", "message": "too long"}
+        slim["result"] = pack_result(completed_at=T1)
+        full["completed_at"] = T1
+
+    read = project_from_document(doc | {"clips": {"0": slim}})
+
+    assert read == project_from_document(doc | {"clips": {"0": full}})
+    clip = read.clips[0]
+    assert (clip.scene_index, clip.queued_at, clip.watched_since) == (0, T0, T1)
+    assert clip.completed_at == (None if status == "processing" else T1)
 
 
 def test_public_status_has_the_seed_fields_first_then_reelflow_fields() -> None:

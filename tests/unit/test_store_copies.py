@@ -72,7 +72,8 @@ def test_a_stored_video_adds_the_asset_and_one_event_and_changes_no_status() -> 
     assert after["status"] == doc["status"] == "completed"
     assert after["counts"] == doc["counts"]
     assert after["clips"]["0"]["status"] == "success"
-    assert after["clips"]["0"]["video_url"] == "https://v/0.mp4"  # Runware's URL stays
+    # Runware's URL stays
+    assert project_from_document(after).clips[0].video_url == "https://v/0.mp4"
     assert after["clips"]["0"]["asset"]["key"] == KEY
     events = materialize(head(after), after["events"])
     assert [type(e) for e in events] == [ClipUpdated, ClipUpdated, ProjectFinished, ClipStored]

@@ -102,6 +102,16 @@ def finish(doc: dict[str, Any]) -> t.Write:
     )
 
 
+def retry(doc: dict[str, Any], *, now: datetime = T0) -> dict[str, Any]:
+    """``doc`` after its failed scene 0 was given the new task ``t9`` (chain ``k9``) at ``now``."""
+    clip = project_from_document(doc).clips[0]
+    write = t.retry_with_new_task(
+        "p1", "tenant-a", clip, new_task_uuid="t9", token="k9", now=now, lease_until=now + LEASE,
+        correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+    return step(doc, write)
+
+
 VIDEO = TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.5)
 BROKEN = TaskFailed(code="contentPolicyViolation", message="no")
 
@@ -136,9 +146,11 @@ def test_a_result_ends_the_clip_whatever_chain_brings_it() -> None:
 
     after = step(doc, to_terminal(0, VIDEO))
 
-    clip = after["clips"]["0"]
-    assert (clip["status"], clip["video_url"], clip["cost"]) == ("success", "https://v/0.mp4", 0.5)
-    assert "lease" not in clip
+    clip = project_from_document(after).clips[0]
+    assert (clip.status, clip.video_url, clip.cost) == ("success", "https://v/0.mp4", 0.5)
+    assert (clip.completed_at, clip.submitted_at, clip.lease) == (T0, T0, None)
+    # The end is one packed value: nothing of it is a field the database walks.
+    assert sorted(after["clips"]["0"]) == ["result", "status", "submitted_at", "task_uuid"]
     assert after["cost"] == {"usd": 0.5, "known": 1, "unknown": 0}
     assert after["counts"]["completed"] == 1
     assert not matches(after, to_terminal(0, BROKEN).filter)  # terminal never changes
@@ -268,9 +280,15 @@ def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
         ),
     )  # fmt: skip
 
-    again = after["clips"]["0"]
-    assert (again["task_uuid"], again["status"], again["error"]) == ("t0", "processing", None)
-    assert (again["watched_since"], again["submitted_at"]) == (later, T0)
+    again = project_from_document(after).clips[0]
+    assert (again.task_uuid, again.status, again.error, again.completed_at) == (
+        "t0",
+        "processing",
+        None,
+        None,
+    )
+    assert (again.watched_since, again.submitted_at) == (later, T0)
+    assert "result" not in after["clips"]["0"]
     runware_failed = step(new_doc(1), to_terminal(0, BROKEN))
     failed_clip = project_from_document(runware_failed).clips[0]
     rewatch = t.rewatch(
@@ -305,15 +323,9 @@ def test_a_claim_matches_only_the_due_at_that_was_read() -> None:
 
 @pytest.mark.parametrize("current", ["queued", "processing", "failed"])
 def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str) -> None:
-    doc = step(new_doc(1), to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
-    clip = project_from_document(doc).clips[0]
-    doc = step(
-        doc,
-        t.retry_with_new_task(
-            "p1", "tenant-a", clip, new_task_uuid="t9", token="k9", now=T0,
-            lease_until=T0 + LEASE, correlation_id=None, log_size=LOG,
-        ),
-    )  # fmt: skip
+    doc = retry(
+        step(new_doc(1), to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
+    )
     if current == "processing":
         doc = step(doc, t.to_processing("p1", 0, "t9", token="k9", now=T0, lease_until=T0 + LEASE,
                                         correlation_id=None, log_size=LOG))  # fmt: skip
@@ -387,3 +399,58 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
     assert not matches(after, write.filter)  # once
     assert t.earlier_task_submitted("p1", clip, "t7", now=T0) is None
+
+
+def written_before(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its clips as stored before the clip entry was slimmed: every field."""
+    old = {
+        key: {
+            "scene_index": int(key),
+            "video_url": None,
+            "video_uuid": None,
+            "cost": None,
+            "error": None,
+            "queued_at": T0,
+            "submitted_at": None,
+            "completed_at": None,
+            "updated_at": T0,
+            "watched_since": T0,
+        }
+        | clip
+        for key, clip in doc["clips"].items()
+    }
+    return doc | {"clips": old}
+
+
+def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> None:
+    doc = written_before(new_doc(1))
+    later = T0 + LEASE / 2
+
+    write = t.to_processing(
+        "p1", 0, "t0", token="k0", now=later, lease_until=later + LEASE, correlation_id=None,
+        log_size=LOG,
+    )  # fmt: skip
+    after = step(doc, write)
+
+    clip = project_from_document(after).clips[0]
+    assert (clip.watched_since, clip.submitted_at, clip.queued_at) == (later, later, T0)
+
+
+def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() -> None:
+    doc = step(written_before(new_doc(1)), to_terminal(0, BROKEN))
+    doc = step(doc, finish(doc))
+    later = T0 + LEASE
+
+    after = retry(doc, now=later)
+
+    assert sorted(after["clips"]["0"]) == ["attempts", "lease", "queued_at", "status", "task_uuid"]
+    new = project_from_document(after).clips[0]
+    assert (new.task_uuid, new.status, new.queued_at, new.watched_since) == (
+        "t9",
+        "queued",
+        later,
+        later,
+    )
+    assert (new.completed_at, new.error, new.submitted_at) == (None, None, None)
+    assert new.attempts["t0"].error == {"code": "contentPolicyViolation", "message": "no"}
+    assert new.attempts["t0"].queued_at == T0

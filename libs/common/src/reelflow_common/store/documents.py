@@ -1,7 +1,8 @@
 """Project documents <-> models. The shape of the ``projects`` collection lives here.
 
 One document per project (``schema: 2``): ``clips`` maps each scene index (a
-decimal string) to the scene's clip state, ``requests`` holds each scene's
+decimal string) to the scene's clip state (only what no other field says; how its
+task ended is one BSON value, :func:`pack_result`), ``requests`` holds each scene's
 Runware request (written once; one BSON value, :func:`pack_requests`), ``events``
 the recent changes as stored events, each one BSON value
 (:mod:`reelflow_common.store.eventlog`), ``seq`` counts public changes,
@@ -53,13 +54,12 @@ WITHOUT_REQUESTS_AND_EVENTS: Document = {"requests": 0, "events": 0}
 #: what a (re-)submission reads: everything but the event log
 WITHOUT_EVENTS: Document = {"events": 0}
 
-_DATETIME_FIELDS = (
-    "queued_at",
-    "submitted_at",
-    "completed_at",
-    "updated_at",
-    "watched_since",
-)
+_DATETIME_FIELDS = ("queued_at", "submitted_at", "completed_at", "watched_since")
+#: what :func:`pack_result` holds
+_RESULT_FIELDS = ("completed_at", "video_url", "video_uuid", "cost")
+#: stored, but not part of the clip's state: its key says the scene, the packed end is
+#: unpacked, and a clip's own ``updated_at`` (written before) is the project's and its events'
+_NOT_IN_STATE = frozenset({"scene_index", "result", "updated_at"})
 
 
 def clip_path(scene_index: int) -> str:
@@ -67,34 +67,68 @@ def clip_path(scene_index: int) -> str:
     return f"clips.{scene_index}"
 
 
+#: what a clip may hold of a task, in either shape: a new task clears what it does not set
+TASK_FIELDS = (
+    "status",
+    "queued_at",
+    "submitted_at",
+    "watched_since",
+    "result",
+    "error",
+    "lease",
+    "progress",
+    "charge",
+    # written before the clip was slimmed (documents.py reads both shapes)
+    "scene_index",
+    "video_url",
+    "video_uuid",
+    "cost",
+    "completed_at",
+    "updated_at",
+)
+
+
 def queued_clip_document(
-    scene_index: int,
     task_uuid: str,
     *,
     token: str,
     lease_until: datetime,
-    now: datetime,
+    queued_at: datetime | None,
     charge: Charge | None = None,
 ) -> Document:
-    """A clip queued for a new task, leased to the chain of ``token``."""
+    """A clip queued for a new task, leased to the chain of ``token``.
+
+    Only what no other field says: the scene is the clip's key, and a clip queued
+    with its project (``queued_at`` None) was queued at the project's ``created_at``,
+    and is watched since it was queued until it is submitted (:func:`clip_from_document`).
+    """
     doc: Document = {
-        "scene_index": scene_index,
         "task_uuid": task_uuid,
         "status": ClipStatus.QUEUED.value,
-        "video_url": None,
-        "video_uuid": None,
-        "cost": None,
-        "error": None,
-        "queued_at": now,
-        "submitted_at": None,
-        "completed_at": None,
-        "updated_at": now,
-        "watched_since": now,
         "lease": {"token": token, "until": lease_until},
     }
+    if queued_at is not None:
+        doc["queued_at"] = queued_at
     if charge is not None:
         doc["charge"] = charge.model_dump()
     return doc
+
+
+def pack_result(
+    *,
+    completed_at: datetime,
+    video_url: str | None = None,
+    video_uuid: str | None = None,
+    cost: float | None = None,
+) -> bytes:
+    """How the clip's current task ended, as one opaque BSON value (no query looks inside).
+
+    Written once by the change that ends the task, removed by the one that reopens
+    the clip; the failure's ``error`` stays a field of its own (a retry's guard reads
+    ``error.code``).
+    """
+    ended = {"completed_at": completed_at, "video_url": video_url, "video_uuid": video_uuid}
+    return bson.encode(_without_none(ended | {"cost": cost}))
 
 
 def new_project_document(
@@ -108,13 +142,11 @@ def new_project_document(
 ) -> Document:
     """The document of a project just accepted: every clip queued and leased."""
     charges: list[Charge | None] = [*new.charges] if new.charges else [None] * len(new.scenes)
-    # Without the fields still None (a missing field reads as None): every update of the
+    # Only what no other field says (a missing field reads as None): every update of the
     # project makes the database walk, copy and re-encode the whole document.
     clips = {
-        str(index): _without_none(
-            queued_clip_document(
-                index, task_uuid, token=token, lease_until=lease_until, now=now, charge=charge
-            )
+        str(index): queued_clip_document(
+            task_uuid, token=token, lease_until=lease_until, queued_at=None, charge=charge
         )
         for index, (task_uuid, token, charge) in enumerate(
             zip(task_uuids, tokens, charges, strict=True)
@@ -177,8 +209,24 @@ def attempt_from_document(doc: Document) -> Attempt:
     return Attempt.model_validate(_with_utc(doc, _DATETIME_FIELDS))
 
 
-def clip_from_document(doc: Document) -> ClipState:
-    values = _with_utc(doc, _DATETIME_FIELDS)
+def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime) -> ClipState:
+    """The clip stored under ``clips.<scene_index>`` of a project created at ``created_at``.
+
+    Either shape: the slim one (no ``scene_index``, no ``updated_at``, the end in
+    ``result``, ``queued_at`` and ``watched_since`` only where no other field says
+    them) or the one written before, with every field.
+    """
+    values = {key: value for key, value in doc.items() if key not in _NOT_IN_STATE}
+    result = doc.get("result")
+    if isinstance(result, bytes | bytearray):
+        ended = bson.decode(bytes(result))
+        values |= {key: ended.get(key) for key in _RESULT_FIELDS}
+    values["scene_index"] = scene_index
+    if values.get("queued_at") is None:
+        values["queued_at"] = created_at
+    if values.get("watched_since") is None:
+        values["watched_since"] = values.get("submitted_at") or values["queued_at"]
+    values = _with_utc(values, _DATETIME_FIELDS)
     lease = values.get("lease")
     if isinstance(lease, dict):
         values["lease"] = {"token": lease["token"], "until": as_utc(lease["until"])}
@@ -192,8 +240,12 @@ def clip_from_document(doc: Document) -> ClipState:
 
 def project_from_document(doc: Document) -> Project:
     """The project of a document read with or without its ``requests`` (never its ``events``)."""
+    created_at = as_utc(doc["created_at"])
     clips = sorted(
-        (clip_from_document(clip) for clip in doc["clips"].values()),
+        (
+            clip_from_document(clip, int(scene), created_at=created_at)
+            for scene, clip in doc["clips"].items()
+        ),
         key=lambda clip: clip.scene_index,
     )
     requests = doc.get("requests")
@@ -210,7 +262,7 @@ def project_from_document(doc: Document) -> Project:
         requests=None if requests is None else unpack_requests(requests),
         correlation_id=doc.get("correlation_id"),
         due_at=_utc_or_none(doc.get("due_at")),
-        created_at=as_utc(doc["created_at"]),
+        created_at=created_at,
         updated_at=as_utc(doc["updated_at"]),
         finished_at=_utc_or_none(doc.get("finished_at")),
     )

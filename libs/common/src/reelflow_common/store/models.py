@@ -99,7 +99,6 @@ class ClipState(_Frozen):
     queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
-    updated_at: datetime | None = None
     #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
     watched_since: datetime | None = None
     lease: Lease | None = None
@@ -329,6 +328,10 @@ class ProjectStatusView(BaseModel):
     def wire(self) -> dict[str, Any]:
         """The JSON object sent to clients (REST and WebSocket snapshots)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+    def wire_json(self) -> bytes:
+        """:meth:`wire` as JSON text, in one pass (no dict for ``json.dumps`` to walk again)."""
+        return self.model_dump_json(exclude_none=True).encode()
 
 
 class CreateResult(_Frozen):

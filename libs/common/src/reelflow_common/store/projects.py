@@ -521,12 +521,13 @@ class ProjectStore:
         """
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
-                {"_id": project_id}, _HEAD | {"events": 1, clip_path(scene_index): 1}
+                {"_id": project_id},
+                _HEAD | {"events": 1, "created_at": 1, clip_path(scene_index): 1},
             )
             raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
             if doc is None or raw_clip is None:
                 return Change(False)
-            clip = clip_from_document(raw_clip)
+            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             if clip.task_uuid != task_uuid:
                 if result is None:  # a submit Runware took, of a task the clip no longer has
                     return await self._earlier_submitted(project_id, clip, task_uuid)

@@ -31,7 +31,12 @@ from reelflow_common.domain import (
 )
 from reelflow_common.messages import ClipView
 from reelflow_common.mongo import Document
-from reelflow_common.store.documents import clip_path, queued_clip_document
+from reelflow_common.store.documents import (
+    TASK_FIELDS,
+    clip_path,
+    pack_result,
+    queued_clip_document,
+)
 from reelflow_common.store.eventlog import clip_event, finish_event, packed, stored_event
 from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
 
@@ -157,15 +162,8 @@ def to_processing(
     """
     update = _Update()
     lease = {"token": new_token or token, "until": lease_until}
-    _set_clip(
-        update,
-        scene_index,
-        status=ClipStatus.PROCESSING,
-        submitted_at=now,
-        watched_since=now,
-        updated_at=now,
-        lease=lease,
-    )
+    # The watch starts now: a clip without ``watched_since`` is watched since its submit.
+    _set_clip(update, scene_index, status=ClipStatus.PROCESSING, submitted_at=now, lease=lease)
     view = ClipView(
         task_uuid=task_uuid,
         scene_index=scene_index,
@@ -183,7 +181,8 @@ def to_processing(
     )
     if new_token is not None:
         update.min["due_at"] = lease_until
-    update.unset.append(f"{clip_path(scene_index)}.progress")  # an earlier task's, if any
+    # An earlier task's progress, if any; the queueing's watch (a clip written before).
+    update.unset += [f"{clip_path(scene_index)}.{name}" for name in ("progress", "watched_since")]
     guard = _guard(
         project_id,
         scene_index,
@@ -213,7 +212,7 @@ def to_terminal(
     ``token`` is given: a submit chain fails a clip only while it still holds it.
     """
     update = _Update()
-    fields: dict[str, Any] = {"completed_at": now, "updated_at": now}
+    fields: dict[str, Any] = {}
     if isinstance(result, TaskSucceeded):
         status = ClipStatus.SUCCESS
         fields |= {
@@ -227,8 +226,9 @@ def to_terminal(
     else:
         status = ClipStatus.FAILED
         error = {"code": result.code, "message": result.message}
-        fields["error"] = error
-    _set_clip(update, scene_index, status=status, **fields)
+    _set_clip(update, scene_index, status=status, result=pack_result(completed_at=now, **fields))
+    if error is not None:
+        _set_clip(update, scene_index, error=error)
     update.unset.append(f"{clip_path(scene_index)}.lease")
     update.move("pending", status.bucket)
     view = ClipView(
@@ -280,7 +280,7 @@ def progress(
     task that slipped) matches nothing and writes nothing.
     """
     update = _Update()
-    _set_clip(update, scene_index, progress=value, updated_at=now)
+    _set_clip(update, scene_index, progress=value)
     view = ClipView(
         task_uuid=task_uuid,
         scene_index=scene_index,
@@ -376,7 +376,7 @@ def cancel(
 ) -> Write:
     """An open clip becomes cancelled (one update per clip: cancel is rare)."""
     update = _Update()
-    _set_clip(update, clip.scene_index, status=ClipStatus.CANCELLED, updated_at=now)
+    _set_clip(update, clip.scene_index, status=ClipStatus.CANCELLED)
     update.unset.append(f"{clip_path(clip.scene_index)}.lease")
     update.move("pending", "cancelled")
     view = clip.model_copy(update={"status": ClipStatus.CANCELLED}).view(with_attempts=False)
@@ -426,22 +426,14 @@ def retry_with_new_task(
     path = clip_path(clip.scene_index)
     update = _Update()
     fresh = queued_clip_document(
-        clip.scene_index,
-        new_task_uuid,
-        token=token,
-        lease_until=lease_until,
-        now=now,
-        charge=charge,
+        new_task_uuid, token=token, lease_until=lease_until, queued_at=now, charge=charge
     )
     for name, value in fresh.items():
-        if name != "scene_index":
-            update.set[f"{path}.{name}"] = value
+        update.set[f"{path}.{name}"] = value
     update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
-    # Nothing of the failed task stays on the clip: its progress, and a reservation the
-    # new task does not have (its tenant's limits went away) that would be settled twice.
-    update.unset.append(f"{path}.progress")
-    if charge is None:
-        update.unset.append(f"{path}.charge")
+    # Nothing of the failed task stays on the clip: its end, its progress, and a reservation
+    # the new task does not have (its tenant's limits went away) that would be settled twice.
+    update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in fresh]
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
     view = ClipView(task_uuid=new_task_uuid, scene_index=clip.scene_index, status=ClipStatus.QUEUED)
@@ -487,14 +479,13 @@ def rewatch(
         update,
         clip.scene_index,
         status=ClipStatus.PROCESSING,
-        error=None,
-        completed_at=None,
-        updated_at=now,
         watched_since=now,
         lease={"token": token, "until": lease_until},
     )
+    path = clip_path(clip.scene_index)
+    update.unset += [f"{path}.{name}" for name in ("error", "result", "completed_at")]
     if charge is not None:
-        update.set[f"{clip_path(clip.scene_index)}.charge"] = charge.model_dump()
+        update.set[f"{path}.charge"] = charge.model_dump()
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
     view = ClipView(
@@ -679,21 +670,23 @@ def _earlier_task_succeeded(
     path = clip_path(clip.scene_index)
     update = _Update()
     update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
-    update.unset += [f"{path}.attempts.{task_uuid}", f"{path}.lease"]
+    ended = pack_result(
+        completed_at=now, video_url=result.video_url, video_uuid=result.video_uuid, cost=result.cost
+    )
+    times = {"queued_at": attempt.queued_at, "submitted_at": attempt.submitted_at}
+    known = {name: value for name, value in times.items() if value is not None}
     _set_clip(
         update,
         clip.scene_index,
         task_uuid=task_uuid,
         status=ClipStatus.SUCCESS,
-        video_url=result.video_url,
-        video_uuid=result.video_uuid,
-        cost=result.cost,
-        error=None,
-        queued_at=attempt.queued_at,
-        submitted_at=attempt.submitted_at,
-        completed_at=now,
-        updated_at=now,
+        result=ended,
+        **known,
     )
+    # Everything else of the task it replaces goes (it is in ``attempts`` now).
+    kept = {"status", "result", "charge", *known}
+    update.unset += [f"{path}.attempts.{task_uuid}"]
+    update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in kept]
     update.cost(result.cost)
     update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")

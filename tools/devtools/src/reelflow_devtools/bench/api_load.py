@@ -37,7 +37,7 @@ Send = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
 
 
 async def _closed_loop(
-    api: httpx.AsyncClient, send: Send, *, requests: int, concurrency: int
+    stack: BenchStack, api: httpx.AsyncClient, send: Send, *, requests: int, concurrency: int
 ) -> tuple[dict[str, Any], list[httpx.Response]]:
     numbers = iter(range(requests))
     durations: list[float] = []
@@ -58,15 +58,24 @@ async def _closed_loop(
             else:
                 errors[str(answer.status_code)] = errors.get(str(answer.status_code), 0) + 1
 
+    cpu_before = stack.cpu_seconds() | {"bench": time.process_time()}
     began = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - began
+    cpu_after = stack.cpu_seconds() | {"bench": time.process_time()}
     return {
         "requests": requests,
         "concurrency": concurrency,
         "errors": errors,
         "requests_per_s": round(requests / elapsed, 1),
         **summary_ms(durations),
+        # What a request cost each process, whatever else loads the machine (a POST's
+        # clip moves on through the pipeline meanwhile: the workers' share is partly it).
+        "cpu_ms_per_request": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / requests, 2)
+            for name in cpu_before
+            if name in cpu_after
+        },
     }, answers
 
 
@@ -80,9 +89,11 @@ async def run_api_load(
         async def get(client: httpx.AsyncClient, _number: int) -> httpx.Response:
             return await client.get(f"/v1/projects/{next(ids)}")
 
-        gets_c1, _ = await _closed_loop(api, get, requests=plan.serial_requests, concurrency=1)
+        gets_c1, _ = await _closed_loop(
+            stack, api, get, requests=plan.serial_requests, concurrency=1
+        )
         gets, _ = await _closed_loop(
-            api, get, requests=plan.get_requests, concurrency=plan.concurrency
+            stack, api, get, requests=plan.get_requests, concurrency=plan.concurrency
         )
 
     post_key = await stack.issue_key("bench-api")
@@ -93,10 +104,10 @@ async def run_api_load(
             return await client.post("/v1/projects", json=body)
 
         posts_c1, first = await _closed_loop(
-            api, post, requests=plan.serial_requests, concurrency=1
+            stack, api, post, requests=plan.serial_requests, concurrency=1
         )
         posts, answers = await _closed_loop(
-            api, post, requests=plan.post_requests, concurrency=plan.concurrency
+            stack, api, post, requests=plan.post_requests, concurrency=plan.concurrency
         )
     project_ids = [answer.json()["project_id"] for answer in first + answers]
     return (

@@ -144,6 +144,22 @@ def memory_kib(pid: int) -> dict[str, int]:
     return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields}
 
 
+def embedded_mongo_pid() -> int | None:
+    """The embedded MongoDB this process started (a child naming ``secantusd``), if any."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # it exited while we looked
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == os.getpid() and b"secantusd" in cmdline:
+            return int(entry.name)
+    return None
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU time one process has used so far, from /proc/<pid>/stat; None if gone."""
     try:
@@ -181,18 +197,9 @@ class BenchStack(Stack):
     def process_ids(self) -> dict[str, int]:
         """Every process of the stack: our children, and the embedded MongoDB among them."""
         found = {name: child.process.pid for name, child in self.children.items() if child.alive()}
-        known = set(found.values())
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in known:
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:  # it exited while we looked
-                continue
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == os.getpid() and b"secantusd" in cmdline:
-                found["mongo"] = int(entry.name)
+        mongo = embedded_mongo_pid()
+        if mongo is not None:
+            found["mongo"] = mongo
         return found
 
     def memory_kib(self) -> dict[str, dict[str, int]]:

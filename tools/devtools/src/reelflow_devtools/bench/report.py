@@ -363,6 +363,11 @@ def summary(results: dict[str, Any]) -> str:
                     f"{_pcts(stats)}, {stats['requests_per_s']} req/s",
                 )
             )
+            cpu = stats.get("cpu_ms_per_request", {})
+            if cpu:
+                rows.append(
+                    ("  CPU per request", ", ".join(f"{name} {ms} ms" for name, ms in cpu.items()))
+                )
     overload = results.get("overload")
     if overload:
         rows.append(
