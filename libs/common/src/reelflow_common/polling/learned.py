@@ -4,7 +4,8 @@ Per profile it plans from the distribution of observed completion times
 (:class:`~reelflow_common.polling.book.CompletionBook`):
 
 - **Polling only**: the plan of :func:`~reelflow_common.polling.schedule.optimal_plan`,
-  no check before the earliest plausible finish (a low quantile), then the fewest
+  the first check between the earliest plausible finish (a low quantile) and
+  ``delay_target`` after it, then the fewest
   checks that keep ``P(delay > delay_target) ≤ late_fraction``, never more than
   ``max_interval`` apart. Plans are cached and remade only when the book's
   snapshot changes, so a call costs a dictionary lookup and a bisection.
