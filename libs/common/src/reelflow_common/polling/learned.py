@@ -6,8 +6,9 @@ Per profile it plans from the distribution of observed completion times
 - **Polling only**: the plan of :func:`~reelflow_common.polling.schedule.optimal_plan`,
   the first check between the earliest plausible finish (a low quantile) and
   ``delay_target`` after it, then the fewest checks that keep
-  ``P(delay > delay_target) ≤ late_fraction``, never more than ``max_interval`` apart. Plans are cached and remade only when the book's
-  snapshot changes, so a call costs a dictionary lookup and a bisection.
+  ``P(delay > delay_target) ≤ late_fraction``, never more than ``max_interval``
+  apart. Plans are cached and remade only when the book's snapshot changes, so a
+  call costs a dictionary lookup and a bisection.
 - **Progress**: when Runware reports ``progress`` (1-98), the latest finish a
   linear progress allows is ``elapsed · 100 / progress``; the next check comes
   just after it, so a linear task is seen at the first check after its end.
