@@ -16,6 +16,7 @@ checks come every ``max_interval``. A step's cost depends only on its two ends, 
 one backward pass finds the best plan on the grid in ``O(points · max_interval /
 step)``. ``λ`` is then found by bisection as the smallest penalty whose plan meets
 ``P(delay > τ) ≤ late_fraction``: the cheapest plan on the grid that meets the target.
+A plan takes tens of milliseconds and is recomputed only when the distribution changes.
 
 The first check comes at most ``τ`` after the earliest plausible finish, so at most
 ``first_quantile`` of the completions wait longer than ``τ`` for it. Left free, the
@@ -23,7 +24,6 @@ programme spends the whole late budget there (checks ``τ`` apart are never late
 on the part of the distribution known least, its low tail, and on the clips that
 ``progress`` cannot help: those that finish before the first check. A first check
 a few seconds late then makes a p95 past the target.
-A plan takes tens of milliseconds and is recomputed only when the distribution changes.
 """
 
 from __future__ import annotations
