@@ -3,6 +3,8 @@
 Only what the store's builders use: equality, ``$in``, ``$ne`` and ``$exists`` on
 dotted paths in filters; ``$set``, ``$unset``, ``$inc``, ``$min``, ``$push`` with
 ``$each``/``$slice``, ``$addToSet`` and ``$pull`` (of one value) in updates.
+Like MongoDB, an update that names one path twice, or a path and its parent, is
+refused (``UpdateConflict``) instead of applied in some order.
 Integration tests run the same builders on a real database; this lets the unit
 tests follow a document through many changes.
 """
@@ -52,8 +54,32 @@ def matches(doc: Document, query: Document) -> bool:
     return True
 
 
+_OPERATORS = ("$set", "$unset", "$inc", "$min", "$push", "$addToSet", "$pull")
+
+
+class UpdateConflict(ValueError):
+    """Two paths of one update are equal or one is the parent of the other."""
+
+
+def check_conflicts(update: Document) -> None:
+    """Raise ``UpdateConflict`` where MongoDB would ("... would create a conflict at ...")."""
+    unknown = set(update) - set(_OPERATORS)
+    if unknown:
+        raise ValueError(f"mongo_like does not know {sorted(unknown)}")
+    seen: list[tuple[str, str]] = []
+    for operator in _OPERATORS:
+        for path in update.get(operator, {}):
+            for other_operator, other in seen:
+                if path == other or path.startswith(other + ".") or other.startswith(path + "."):
+                    raise UpdateConflict(
+                        f"{operator} {path!r} conflicts with {other_operator} {other!r}"
+                    )
+            seen.append((operator, path))
+
+
 def apply(doc: Document, update: Document) -> Document:
     """``doc`` after ``update`` (a new document; ``doc`` is left as it was)."""
+    check_conflicts(update)
     after = copy.deepcopy(doc)
     for path, value in update.get("$set", {}).items():
         node, last = _parent(after, path)
