@@ -17,6 +17,7 @@ from reelflow_common.store.documents import (
     project_from_document,
 )
 from reelflow_common.store.timefmt import rfc3339
+from tests.unit.written_before import clip_written_before, written_before
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, 123000, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
@@ -99,29 +100,10 @@ def test_documents_written_before_packing_read_the_same() -> None:
     doc = new_project_document(
         new, project_id="p1", task_uuids=["t0", "t1"], tokens=["k0", "k1"], now=T0, lease_until=T1
     )
-    before = doc | {
-        "requests": [request.model_dump() for request in requests],
-        "clips": {key: _written_before(int(key), T0) | clip for key, clip in doc["clips"].items()},
-    }
+    before = written_before(doc, T0) | {"requests": [request.model_dump() for request in requests]}
 
     assert project_from_document(before) == project_from_document(doc)
     assert isinstance(pack_requests(requests), bytes)
-
-
-def _written_before(scene: int, queued_at: datetime, **fields: object) -> dict[str, object]:
-    """A clip as stored before the clip entry was slimmed: every field, None ones too."""
-    return {
-        "scene_index": scene,
-        "video_url": None,
-        "video_uuid": None,
-        "cost": None,
-        "error": None,
-        "queued_at": queued_at,
-        "submitted_at": None,
-        "completed_at": None,
-        "updated_at": queued_at,
-        "watched_since": queued_at,
-    } | fields
 
 
 @pytest.mark.parametrize("status", ["processing", "success", "failed"])
@@ -137,7 +119,7 @@ def test_clips_written_before_the_slim_entry_read_the_same(status: str) -> None:
         lease_until=T1,
     )
     slim: dict[str, object] = {"task_uuid": "t0", "status": status, "submitted_at": T1}
-    full = _written_before(0, T0, **slim, watched_since=T1, updated_at=T1)
+    full = clip_written_before(0, T0, **slim, watched_since=T1, updated_at=T1)
     if status == "processing":
         slim["lease"] = full["lease"] = {"token": "k0", "until": T1}
     elif status == "success":

@@ -20,6 +20,7 @@ from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import new_project_document, project_from_document
 from reelflow_common.store.eventlog import LogHead, materialize
 from tests.unit.mongo_like import find_one_and_update, matches
+from tests.unit.written_before import written_before
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
@@ -401,29 +402,8 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     assert t.earlier_task_submitted("p1", clip, "t7", now=T0) is None
 
 
-def written_before(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with its clips as stored before the clip entry was slimmed: every field."""
-    old = {
-        key: {
-            "scene_index": int(key),
-            "video_url": None,
-            "video_uuid": None,
-            "cost": None,
-            "error": None,
-            "queued_at": T0,
-            "submitted_at": None,
-            "completed_at": None,
-            "updated_at": T0,
-            "watched_since": T0,
-        }
-        | clip
-        for key, clip in doc["clips"].items()
-    }
-    return doc | {"clips": old}
-
-
 def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> None:
-    doc = written_before(new_doc(1))
+    doc = written_before(new_doc(1), T0)
     later = T0 + LEASE / 2
 
     write = t.to_processing(
@@ -437,7 +417,7 @@ def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> N
 
 
 def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() -> None:
-    doc = step(written_before(new_doc(1)), to_terminal(0, BROKEN))
+    doc = step(written_before(new_doc(1), T0), to_terminal(0, BROKEN))
     doc = step(doc, finish(doc))
     later = T0 + LEASE
 
