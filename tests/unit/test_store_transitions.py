@@ -322,16 +322,21 @@ def test_a_claim_matches_only_the_due_at_that_was_read() -> None:
     assert not matches(after, write.filter)
 
 
+@pytest.mark.parametrize("shape", ["slim", "written before"])
 @pytest.mark.parametrize("current", ["queued", "processing", "failed"])
-def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str) -> None:
+def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str, shape: str) -> None:
     doc = retry(
         step(new_doc(1), to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
     )
     if current == "processing":
         doc = step(doc, t.to_processing("p1", 0, "t9", token="k9", now=T0, lease_until=T0 + LEASE,
                                         correlation_id=None, log_size=LOG))  # fmt: skip
+        doc = step(doc, t.progress("p1", 0, "t9", 40, submitted_at=T0, now=T0,
+                                   correlation_id=None, log_size=LOG))  # fmt: skip
     if current == "failed":
         doc = step(doc, to_terminal(0, BROKEN, task="t9"))
+    if shape == "written before":  # the clip as the code before the slim entry left it
+        doc = written_before(doc, T0)
     clip = project_from_document(doc).clips[0]
 
     write = t.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
@@ -339,6 +344,9 @@ def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str) -
     assert write is not None
     after = step(doc, write)
     now_clip = after["clips"]["0"]
+    # Nothing of the replaced task stays on the clip (its error, lease, progress, watch,
+    # the fields written before): what goes is TASK_FIELDS less what the write sets.
+    assert sorted(now_clip) == ["attempts", "queued_at", "result", "status", "task_uuid"]
     assert (now_clip["task_uuid"], now_clip["status"]) == ("t0", "success")
     assert now_clip["attempts"]["t9"]["status"] == current
     assert "t0" not in now_clip["attempts"]
