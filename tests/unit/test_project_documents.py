@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import TypeAdapter
+from starlette.responses import JSONResponse
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
-from reelflow_common.store import Attempt, InvalidCursor, NewProject, Project
+from reelflow_common.store import (
+    Attempt,
+    CostTotals,
+    InvalidCursor,
+    NewProject,
+    Project,
+    ProjectStatusView,
+)
 from reelflow_common.store.cursor import decode_cursor, encode_cursor
 from reelflow_common.store.documents import (
     new_project_document,
@@ -172,6 +182,69 @@ def test_public_status_has_the_seed_fields_first_then_reelflow_fields() -> None:
     ]
     assert status["created_at"] == "2026-11-24T12:00:00.123000Z"
     assert "results" not in done.public_status(include_results=False).wire()
+
+
+def status_view(title: str, *, cost: float, usd: float) -> ProjectStatusView:
+    """Four scenes: a success, a failure, one processing, one retried; ``cost`` is the first's."""
+    failed = Attempt(
+        status=ClipStatus.FAILED,
+        error={"code": "contentPolicyViolation", "message": 'the "prompt" was refused — não'},
+        queued_at=T0,
+        completed_at=T1,
+    )
+    base = project(4).model_copy(
+        update={
+            "title": title,
+            "cost": CostTotals(usd=usd, known=2, unknown=1),
+            "counts": Counts(total_clips=4, completed=1, pending=2, failed=1),
+        }
+    )
+    clips = list(base.clips)
+    clips[0] = clips[0].model_copy(
+        update={
+            "status": ClipStatus.SUCCESS,
+            "cost": cost,
+            "video_url": "https://v/0.mp4?sig=a%2Fb&x=1",
+            "submitted_at": T0,
+            "completed_at": T1,
+        }
+    )
+    clips[1] = clips[1].model_copy(
+        update={
+            "status": ClipStatus.FAILED,
+            "completed_at": T1,
+            "error": {"code": "timedOut", "message": "line 1\nline 2\t\\ \u0001"},
+        }
+    )
+    clips[2] = clips[2].model_copy(
+        update={"status": ClipStatus.PROCESSING, "progress": 40, "submitted_at": T0}
+    )
+    clips[3] = clips[3].model_copy(update={"task_uuid": "t9", "attempts": {"t3": failed}})
+    return base.model_copy(update={"clips": clips}).public_status()
+
+
+def test_the_status_json_is_the_bytes_the_api_wrote_with_json_dumps() -> None:
+    """``wire_json()`` writes what ``JSONResponse(wire())`` wrote, byte for byte.
+
+    ``JSONResponse.render`` is ``json.dumps(ensure_ascii=False, allow_nan=False,
+    separators=(",", ":"))``: non-ASCII as UTF-8, the same escapes, the same key order.
+    Where pydantic spells a float otherwise (below 1e-4: ``0.00001``, not ``1e-05``) the
+    bytes differ but the JSON values are equal, so only the parsed values are pinned.
+    A NaN or infinite cost (``json.loads`` of a Runware answer accepts ``NaN``) made the
+    old rendering raise (a 500 for every read of the project); it is ``null`` now.
+    """
+    title = 'Viagem a "Lisboa" — São Paulo, 東京 \\ / 😀'
+    ordinary = status_view(title, cost=0.12, usd=0.1 + 0.2)
+
+    assert ordinary.wire_json() == JSONResponse(ordinary.wire()).body
+
+    tiny = status_view(title, cost=1e-05, usd=3e-06)
+    assert json.loads(tiny.wire_json()) == json.loads(JSONResponse(tiny.wire()).body)
+
+    broken = status_view(title, cost=0.12, usd=math.nan)
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        JSONResponse(broken.wire())
+    assert json.loads(broken.wire_json())["cost"] == {"usd": None, "known": 2, "unknown": 1}
 
 
 def test_a_retried_clip_is_keyed_by_its_new_task_with_its_earlier_ones_in_results() -> None:
