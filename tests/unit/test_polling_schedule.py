@@ -89,10 +89,12 @@ def test_the_first_check_comes_within_the_delay_target_of_the_earliest_plausible
     # at most first_quantile of them may wait longer than the delay target for it.
     earliest = dist.quantile(target.first_quantile)
 
-    first = optimal_plan(dist, target).checks[0]
+    plan = optimal_plan(dist, target)
+    first = plan.checks[0]
 
     assert earliest <= first <= earliest + target.delay_s + 1e-9
-    assert dist.cdf(first - target.delay_s) <= target.first_quantile + 1e-9
+    # Those clips are late too: the plan's late fraction counts them and still meets the target.
+    assert dist.cdf(first - target.delay_s) <= plan.late_fraction <= target.late_fraction
 
 
 def test_a_looser_delay_target_costs_fewer_calls() -> None:
