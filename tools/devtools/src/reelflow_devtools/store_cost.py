@@ -136,14 +136,38 @@ async def main(clips: int, sizes: list[int], rounds: int) -> None:
         print("a finished clip's fields:", ", ".join(fields))
 
 
-def run() -> None:
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        return [_positive(size) for size in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of whole numbers"
+        ) from exc
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; every count is positive, so each round measures at least one clip."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--clips", type=int, default=300, help="clips per size (whole projects)")
-    parser.add_argument("--sizes", default="1,10,50", help="scenes per project, comma-separated")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of every size, in turn")
-    args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
-    asyncio.run(main(args.clips, sizes, args.rounds))
+    parser.add_argument(
+        "--clips", type=_positive, default=300, help="clips per size (whole projects)"
+    )
+    parser.add_argument(
+        "--sizes", type=_sizes, default=[1, 10, 50], help="scenes per project, comma-separated"
+    )
+    parser.add_argument("--rounds", type=_positive, default=2, help="runs of every size, in turn")
+    return parser.parse_args(argv)
+
+
+def run() -> None:
+    args = parse_args()
+    asyncio.run(main(args.clips, args.sizes, args.rounds))
 
 
 if __name__ == "__main__":
