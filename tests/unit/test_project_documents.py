@@ -223,6 +223,11 @@ def status_view(title: str, *, cost: float, usd: float) -> ProjectStatusView:
     return base.model_copy(update={"clips": clips}).public_status()
 
 
+def api_json(view: ProjectStatusView) -> bytes:
+    """What the api answered before ``wire_json``: ``JSONResponse(view.wire())``."""
+    return bytes(JSONResponse(view.wire()).body)
+
+
 def test_the_status_json_is_the_bytes_the_api_wrote_with_json_dumps() -> None:
     """``wire_json()`` writes what ``JSONResponse(wire())`` wrote, byte for byte.
 
@@ -236,14 +241,14 @@ def test_the_status_json_is_the_bytes_the_api_wrote_with_json_dumps() -> None:
     title = 'Viagem a "Lisboa" — São Paulo, 東京 \\ / 😀'
     ordinary = status_view(title, cost=0.12, usd=0.1 + 0.2)
 
-    assert ordinary.wire_json() == JSONResponse(ordinary.wire()).body
+    assert ordinary.wire_json() == api_json(ordinary)
 
     tiny = status_view(title, cost=1e-05, usd=3e-06)
-    assert json.loads(tiny.wire_json()) == json.loads(JSONResponse(tiny.wire()).body)
+    assert json.loads(tiny.wire_json()) == json.loads(api_json(tiny))
 
     broken = status_view(title, cost=0.12, usd=math.nan)
     with pytest.raises(ValueError, match="not JSON compliant"):
-        JSONResponse(broken.wire())
+        api_json(broken)
     assert json.loads(broken.wire_json())["cost"] == {"usd": None, "known": 2, "unknown": 1}
 
 
