@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -293,3 +294,15 @@ def test_wrongly_typed_numbers_are_dropped_not_trusted() -> None:
     state = parse_task_states(body)[UUID]
 
     assert (state.progress, state.cost) == (None, None)
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity"])
+def test_a_cost_that_is_not_a_finite_number_is_unknown(raw: str) -> None:
+    # Python's json accepts these words; a NaN summed into a project's cost stays NaN.
+    body = json.loads(
+        f'{{"data": [{{"taskUUID": "{UUID}", "status": "success",'
+        f' "videoURL": "https://example.com/v.mp4", "cost": {raw}}}]}}'
+    )
+    state = parse_task_states(body)[UUID]
+
+    assert state.cost is None
