@@ -11,6 +11,10 @@ from typing import Any
 import httpx
 
 POLL_INTERVAL_S = 0.25
+#: an idle connection is dropped after this, well before the api closes it (after its
+#: ``http_keepalive_timeout_s``, 5 s): a request sent on a connection the server closes at
+#: that moment fails (``httpx.ReadError``; seen in a run whose GETs came ~5 s after its POSTs)
+KEEPALIVE_EXPIRY_S = 2.0
 #: how many times a request answered 503 is sent, in all
 ATTEMPTS = 5
 
@@ -33,7 +37,11 @@ def api_client(base_url: str, key: str, *, connections: int = 32) -> httpx.Async
         base_url=base_url,
         headers=auth(key),
         timeout=30,
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        limits=httpx.Limits(
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            keepalive_expiry=KEEPALIVE_EXPIRY_S,
+        ),
     )
 
 
