@@ -34,13 +34,13 @@ def free_port() -> int:
 
 
 def _server_command() -> list[str]:
-    """SecantusDB's Python server, with reelflow's ``_id`` point-lookup fix for writes.
+    """SecantusDB's Python server, with reelflow's fixes (:mod:`reelflow_devtools.secantusd`).
 
-    See :mod:`reelflow_devtools.secantusd_point_lookup`. A server this interpreter cannot
+    A server this interpreter cannot
     import (one on the PATH only) runs as it is.
     """
     if importlib.util.find_spec("secantus") is not None:
-        return [sys.executable, "-m", "reelflow_devtools.secantusd_point_lookup"]
+        return [sys.executable, "-m", "reelflow_devtools.secantusd"]
     found = shutil.which("secantusd-py")
     if not found:
         raise EmbeddedMongoError("secantusd-py not found: install the dev dependencies (make run)")

@@ -1,8 +1,6 @@
-"""SecantusDB's Python server with one fix: a write finds the document its filter names by ``_id``.
+"""A fix to SecantusDB's server: a write finds the document its filter names by ``_id``.
 
-``python -m reelflow_devtools.secantusd_point_lookup <secantusd-py options>`` is what
-:mod:`reelflow_devtools.embedded_mongo` starts (the module name keeps ``secantusd`` in the
-command line, which is how the benchmark finds the server's process).
+Installed by :mod:`reelflow_devtools.secantusd`, the server the dev and test database runs.
 
 Why. ``findAndModify`` in secantusdb 0.7.0b3 first finds the document with the
 query (an ``_id`` point lookup), then updates it with the filter
@@ -26,12 +24,11 @@ the candidates are the documents with those ``_id`` values. Every caller of
 (its contract: index lookups may return false positives), and the top-level
 clauses of a filter are ANDed, so a document that matches must be among them:
 the results are the same, only the scan is gone. Should the server's internals
-differ (another version), the server runs unpatched and says so on stderr.
+differ (another version), nothing changes and :func:`install` says so.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 PATCHED = "_reelflow_point_lookup"
@@ -75,19 +72,3 @@ def install() -> bool:
     setattr(_try_index_id_keys, PATCHED, True)
     cls._try_index_id_keys = _try_index_id_keys
     return True
-
-
-def main() -> int:
-    if not install():
-        print(
-            "reelflow: secantus internals differ; running the server without the _id fix",
-            file=sys.stderr,
-        )
-    from secantus.cli import main as server_main
-
-    code: int = server_main()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,66 @@
+"""A fix to SecantusDB's server: a read lets go of the pages it read.
+
+Installed by :mod:`reelflow_devtools.secantusd`, the server the dev and test database runs.
+
+Why. secantusdb 0.7.0b3 keeps one WiredTiger cursor per table per connection thread
+and resets it only when the thread next uses it, so after a read the cursor stays
+on the last document it read, and a positioned cursor holds a hazard pointer on
+that document's page: WiredTiger cannot evict a page while any hazard pointer is
+on it. ``findAndModify`` first reads its document (``Storage.find_matching``,
+without the collection's lock), then waits for the collection's lock
+(``Storage._coll_lock``) to update it. reelflow's hot path is one
+``findAndModify`` per clip change on the project's document, so every writer
+queued for that lock held a hazard pointer on the hot page while it waited. Once
+WiredTiger marks the page for eviction, the writer holding the lock tries to
+evict it on each access, fails on those hazard pointers and sleeps in its page-in
+backoff, and every queued writer waits longer still. Measured with WiredTiger's
+statistics in one ``python -m reelflow_devtools.bench --scenario throughput``
+run: 27,444 forced evictions attempted, all blocked by hazard pointers on the
+``projects`` documents table, 14.2 s of page-acquire sleep, and 45 clips/s at 50
+scenes; with this fix, in two runs, 4 and 5 attempts, no sleep, and 111 and 101
+clips/s (docs/BENCHMARKS.md, "The embedded database"). Real MongoDB ends every
+read's cursor positioning with the operation.
+
+The fix: after ``find_matching`` returns, the thread's cached cursors are reset
+(a reset releases the position and its hazard pointer; the cursor stays cached).
+Should the server's internals differ (another version), nothing changes and
+:func:`install` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+PATCHED = "_reelflow_read_release"
+
+
+def install() -> bool:
+    """Reset a thread's cursors after each ``find_matching``; False if the internals differ."""
+    try:
+        from secantus import storage
+    except ImportError:
+        return False
+    cls = storage.Storage
+    original = getattr(cls, "find_matching", None)
+    if original is None:
+        return False
+    if getattr(original, PATCHED, False):
+        return True
+
+    def find_matching(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            release_cursors(self)
+
+    setattr(find_matching, PATCHED, True)
+    cls.find_matching = find_matching
+    return True
+
+
+def release_cursors(store: Any) -> None:
+    """Reset every cursor this thread keeps open on ``store`` (SecantusDB's ``Storage``)."""
+    for cursor in list(getattr(store._tls, "cursors", {}).values()):
+        with contextlib.suppress(Exception):  # a cursor whose session closed: nothing held
+            cursor.reset()
