@@ -35,7 +35,7 @@ def store(tmp_path: Path) -> Iterator[Any]:
 
 
 def _documents_cursor_position(store: Any) -> list[Any] | None:
-    """Where this thread's cursor on ``projects``' documents table stands; None: nowhere."""
+    """Where this thread's cursor on the documents of ``projects`` stands; None: nowhere."""
     import wiredtiger
     from secantus import storage
 

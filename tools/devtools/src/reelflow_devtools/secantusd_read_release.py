@@ -21,10 +21,13 @@ scenes; with this fix, in two runs, 4 and 5 attempts, no sleep, and 111 and 101
 clips/s (docs/BENCHMARKS.md, "The embedded database"). Real MongoDB ends every
 read's cursor positioning with the operation.
 
-The fix: after ``find_matching`` returns, the thread's cached cursors are reset
-(a reset releases the position and its hazard pointer; the cursor stays cached).
-Should the server's internals differ (another version), nothing changes and
-:func:`install` says so.
+The fix: when ``Storage._docs_by_recordids`` (the fetch of documents an index
+found, which a ``findAndModify``'s read and every indexed ``find`` go through)
+has read its documents, the cursor it read them with is reset (a reset releases
+the position and its hazard pointer; the cursor stays cached). That method
+already resets the same cursor before it starts, so no caller can have relied on
+its position. Should the server's internals differ (another version), nothing
+changes and :func:`install` says so.
 """
 
 from __future__ import annotations
@@ -36,31 +39,28 @@ PATCHED = "_reelflow_read_release"
 
 
 def install() -> bool:
-    """Reset a thread's cursors after each ``find_matching``; False if the internals differ."""
+    """Reset the fetch's cursor once it has read; False if the internals differ."""
     try:
         from secantus import storage
     except ImportError:
         return False
     cls = storage.Storage
-    original = getattr(cls, "find_matching", None)
-    if original is None:
+    original = getattr(cls, "_docs_by_recordids", None)
+    table_for = getattr(storage, "_doc_table_for", None)
+    if original is None or table_for is None:
         return False
     if getattr(original, PATCHED, False):
         return True
 
-    def find_matching(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def _docs_by_recordids(self: Any, db: str, coll: str, recordids: list[int]) -> Any:
         try:
-            return original(self, *args, **kwargs)
+            return original(self, db, coll, recordids)
         finally:
-            release_cursors(self)
+            cursor = getattr(self._tls, "cursors", {}).get((table_for(db, coll), True))
+            if cursor is not None:
+                with contextlib.suppress(Exception):  # its session closed: nothing is held
+                    cursor.reset()
 
-    setattr(find_matching, PATCHED, True)
-    cls.find_matching = find_matching
+    setattr(_docs_by_recordids, PATCHED, True)
+    cls._docs_by_recordids = _docs_by_recordids
     return True
-
-
-def release_cursors(store: Any) -> None:
-    """Reset every cursor this thread keeps open on ``store`` (SecantusDB's ``Storage``)."""
-    for cursor in list(getattr(store._tls, "cursors", {}).values()):
-        with contextlib.suppress(Exception):  # a cursor whose session closed: nothing held
-            cursor.reset()
