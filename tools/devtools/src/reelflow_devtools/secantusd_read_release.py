@@ -17,7 +17,7 @@ backoff, and every queued writer waits longer still. Measured with WiredTiger's
 statistics in one ``python -m reelflow_devtools.bench --scenario throughput``
 run: 27,444 forced evictions attempted, all blocked by hazard pointers on the
 ``projects`` documents table, 14.2 s of page-acquire sleep, and 45 clips/s at 50
-scenes; with this fix, in two runs, 4 and 5 attempts, no sleep, and 111 and 101
+scenes; with this fix, in two runs, 4 attempts each, no sleep, and 106 and 94
 clips/s (docs/BENCHMARKS.md, "The embedded database"). Real MongoDB ends every
 read's cursor positioning with the operation.
 
