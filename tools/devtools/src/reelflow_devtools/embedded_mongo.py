@@ -36,8 +36,7 @@ def free_port() -> int:
 def _server_command() -> list[str]:
     """SecantusDB's Python server, with reelflow's fixes (:mod:`reelflow_devtools.secantusd`).
 
-    A server this interpreter cannot
-    import (one on the PATH only) runs as it is.
+    A server this interpreter cannot import (one on the PATH only) runs as it is.
     """
     if importlib.util.find_spec("secantus") is not None:
         return [sys.executable, "-m", "reelflow_devtools.secantusd"]

@@ -20,6 +20,9 @@ import sys
 
 from reelflow_devtools import secantusd_point_lookup, secantusd_read_release
 
+#: what the server prints on stderr for a fix it runs without
+WITHOUT_FIX = "reelflow: secantus internals differ; running without"
+
 FIXES = {
     "the _id point lookup for writes": secantusd_point_lookup.install,
     "releasing a read's pages": secantusd_read_release.install,
@@ -29,7 +32,7 @@ FIXES = {
 def main() -> int:
     for name, install in FIXES.items():
         if not install():
-            print(f"reelflow: secantus internals differ; running without {name}", file=sys.stderr)
+            print(f"{WITHOUT_FIX} {name}", file=sys.stderr)
     from secantus.cli import main as server_main
 
     code: int = server_main()

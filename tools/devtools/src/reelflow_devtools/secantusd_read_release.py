@@ -1,4 +1,4 @@
-"""A fix to SecantusDB's server: a read lets go of the pages it read.
+"""A fix to SecantusDB's server: an index fetch lets go of the document page it read.
 
 Installed by :mod:`reelflow_devtools.secantusd`, the server the dev and test database runs.
 
@@ -25,9 +25,11 @@ The fix: when ``Storage._docs_by_recordids`` (the fetch of documents an index
 found, which a ``findAndModify``'s read and every indexed ``find`` go through)
 has read its documents, the cursor it read them with is reset (a reset releases
 the position and its hazard pointer; the cursor stays cached). That method
-already resets the same cursor before it starts, so no caller can have relied on
-its position. Should the server's internals differ (another version), nothing
-changes and :func:`install` says so.
+resets the same cursor before it reads, so no caller can have relied on its
+position. Other cursors a read uses (the ``_id`` index's, the catalog's) keep
+theirs; the measurement above found no eviction blocked on their pages. Should
+the server's internals differ (another version), nothing changes and
+:func:`install` says so.
 """
 
 from __future__ import annotations
@@ -47,20 +49,28 @@ def install() -> bool:
     cls = storage.Storage
     original = getattr(cls, "_docs_by_recordids", None)
     table_for = getattr(storage, "_doc_table_for", None)
-    if original is None or table_for is None:
+    engine_error = getattr(getattr(storage, "wt", None), "WiredTigerError", None)
+    if original is None or table_for is None or engine_error is None:
         return False
     if getattr(original, PATCHED, False):
         return True
 
     def _docs_by_recordids(self: Any, db: str, coll: str, recordids: list[int]) -> Any:
+        if not recordids:  # it reads nothing: no cursor of its own to release
+            return original(self, db, coll, recordids)
         try:
             return original(self, db, coll, recordids)
         finally:
             cursor = getattr(self._tls, "cursors", {}).get((table_for(db, coll), True))
             if cursor is not None:
-                with contextlib.suppress(Exception):  # its session closed: nothing is held
-                    cursor.reset()
+                release(cursor, engine_error)
 
     setattr(_docs_by_recordids, PATCHED, True)
     cls._docs_by_recordids = _docs_by_recordids
     return True
+
+
+def release(cursor: Any, engine_error: type[Exception]) -> None:
+    """Reset ``cursor``; one closed meanwhile (SWIG raises TypeError) holds nothing to release."""
+    with contextlib.suppress(engine_error, TypeError):
+        cursor.reset()
