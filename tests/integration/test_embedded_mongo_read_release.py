@@ -17,8 +17,8 @@ from pymongo import MongoClient
 
 from reelflow_common.mongo import Document
 from reelflow_devtools import secantusd_read_release
-from reelflow_devtools.secantusd import WITHOUT_FIX
 from reelflow_devtools.embedded_mongo import embedded_mongo
+from reelflow_devtools.secantusd import WITHOUT_FIX
 
 pytestmark = pytest.mark.integration
 
