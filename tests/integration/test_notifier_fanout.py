@@ -81,9 +81,9 @@ async def test_a_replica_that_falls_behind_drops_the_oldest_and_catches_up(
     topology = Topology.from_settings(settings_for(TopologySettings))
     hub = RecordingHub()
     dropped_before = dropped()
-    async with amqp_channel(amqp_connection, prefetch=1) as channel:
+    async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
-        async with fanout(amqp_connection, channel, topology, hub, max_length=2):
+        async with fanout(amqp_connection, channel, topology, hub, max_length=2, prefetch=1):
             events = [clip_updated(seq) for seq in range(1, BURST + 1)]
             # This loop cannot read while the thread publishes: the replica is behind.
             burst = threading.Thread(
@@ -107,9 +107,9 @@ async def test_a_replica_that_keeps_up_routes_every_event_and_never_catches_up(
 ) -> None:
     topology = Topology.from_settings(settings_for(TopologySettings))
     hub = RecordingHub()
-    async with amqp_channel(amqp_connection, prefetch=1) as channel:
+    async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
-        async with fanout(amqp_connection, channel, topology, hub, max_length=2):
+        async with fanout(amqp_connection, channel, topology, hub, max_length=2, prefetch=1):
             publisher = await channel.get_exchange(topology.events_exchange, ensure=False)
             events = [clip_updated(seq) for seq in range(1, BURST + 1)]
             for event in events:  # one at a time: each is routed before the next is sent
