@@ -228,3 +228,49 @@ async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: 
     assert again.status_code == 202, again.text
     assert again.json()["project_id"] == first.json()["project_id"]
     assert (await LedgerStore(api.db).read(tenant_id)).open == 2
+
+
+async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) -> None:
+    """Runware bills every task that ran: the one given up on and the retry that replaced it.
+
+    The retry's reservation stays in flight until its own task ends, and no duplicate of
+    the late video (a webhook and a poll, a redelivery) settles anything a second time.
+    """
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, first = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, first, code="taskFailedOrNotFound")  # its $0.25 freed
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text  # $0.25 reserved for the new task
+    second = (await stored(api, project_id)).clips[0].task_uuid
+    clip = (await stored(api, project_id)).clips[0]
+    assert clip.lease is not None
+    await api.projects.mark_processing(project_id, 0, second, token=clip.lease.token)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    await api.projects.record(project_id, 0, first, late)
+    await api.projects.record(project_id, 0, first, late)  # the same news, twice
+
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    # The late video is paid; the second task still runs at Runware, its estimate held.
+    assert (ledger.open, ledger.committed_in(day)) == (1, pytest.approx(0.65))
+
+    ended = TaskSucceeded(video_url="https://cdn.test/second.mp4", cost=0.3)
+    await api.projects.record(project_id, 0, second, ended)
+    await api.projects.record(project_id, 0, second, ended)
+    await api.projects.record(project_id, 0, first, late)
+
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert (ledger.open, ledger.committed_in(day)) == (0, pytest.approx(0.7))
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert status["clips"] == {first: "https://cdn.test/late.mp4"}
+    assert status["cost"] == {"usd": pytest.approx(0.7), "known": 2, "unknown": 0}
+    (result,) = status["results"]
+    assert (result["task_uuid"], result["cost"]) == (first, 0.4)
+    assert [(a["task_uuid"], a["status"], a["cost"]) for a in result["attempts"]] == [
+        (second, "success", 0.3)
+    ]
+    usage = (await api.client.get("/v1/usage", headers=auth)).json()
+    assert usage["month"]["usd"] == pytest.approx(0.7)
+    assert usage["clips_in_flight"] == 0
