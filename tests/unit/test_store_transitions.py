@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.accounting.ledger import Settlement
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
 from reelflow_common.store import NewProject, TaskFailed, TaskSucceeded
 from reelflow_common.store import transitions as t
