@@ -596,7 +596,8 @@ class ProjectStore:
         reserve: Reserve | None = None,
     ) -> Outcome | None:
         """Follow every failed clip again: a new task where Runware failed the old one, the same
-        task where only our ceiling ran out (``timedOut``). Cancelled clips stay cancelled.
+        task where only our ceiling ran out (``timedOut``); a clip with a late video takes it
+        (nothing bought). Cancelled clips stay cancelled.
 
         The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
         for ``Outcome.rewatch``, from the project returned (read with its requests).
