@@ -525,3 +525,22 @@ def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() ->
     assert (new.completed_at, new.error, new.submitted_at) == (None, None, None)
     assert new.attempts["t0"].error == {"code": "contentPolicyViolation", "message": "no"}
     assert new.attempts["t0"].queued_at == T0
+
+
+@pytest.mark.parametrize("code", [t.TIMED_OUT, "taskFailedOrNotFound"])
+def test_a_retry_read_before_a_late_video_came_buys_and_watches_nothing(code: str) -> None:
+    doc = step(new_doc(1), to_terminal(0, TaskFailed(code=code, message="?")))
+    read = project_from_document(doc).clips[0]
+    late = t.late_result("p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    assert late is not None
+    after = step(doc, late)  # the video came between the retry's read and its write
+
+    common: dict[str, Any] = {"token": "k", "now": T0, "lease_until": T0 + LEASE,
+                              "correlation_id": None, "log_size": LOG}  # fmt: skip
+    if code == t.TIMED_OUT:
+        write = t.rewatch("p1", "tenant-a", read, **common)
+    else:
+        write = t.retry_with_new_task("p1", "tenant-a", read, new_task_uuid="t9", **common)
+
+    assert matches(doc, write.filter)
+    assert not matches(after, write.filter)

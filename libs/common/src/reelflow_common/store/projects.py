@@ -617,7 +617,9 @@ class ProjectStore:
         events: list[Event] = []
         resubmit: list[int] = []
         rewatch: list[int] = []
-        for clip in failed:
+        # Those followed again first: they reopen the project, so one that takes its video
+        # after them does not finish it on the way.
+        for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
             now = self._now()
             taken = transitions.take_late_video(
                 project_id,

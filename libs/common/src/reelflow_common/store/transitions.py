@@ -492,7 +492,18 @@ def retry_with_new_task(
         status=ClipStatus.FAILED.value,
         task_uuid=clip.task_uuid,
     )
-    return update.build(guard, now=now, log_size=log_size)
+    return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
+
+
+def _no_late_video_since(guard: Document, clip: ClipState) -> Document:
+    """``guard`` and the clip's tasks as read: a late video recorded since (in ``attempts``)
+    makes a retry that would buy or watch again match nothing; the next retry takes it."""
+    path = clip_path(clip.scene_index)
+    for task_uuid, attempt in clip.attempts.items():
+        guard[f"{path}.attempts.{task_uuid}.status"] = attempt.status.value
+    if clip.task_uuid not in clip.attempts:
+        guard[f"{path}.attempts.{clip.task_uuid}"] = {"$exists": False}
+    return guard
 
 
 def rewatch(
@@ -549,7 +560,7 @@ def rewatch(
         task_uuid=clip.task_uuid,
         error__code=TIMED_OUT,
     )
-    return update.build(guard, now=now, log_size=log_size)
+    return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
 
 def attempt_document(attempt: Attempt) -> Document:
