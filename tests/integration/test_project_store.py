@@ -664,6 +664,27 @@ async def test_a_late_video_after_the_project_finished_changes_no_status_and_a_r
     assert [e.message_type for e in outcome.events] == ["clip.updated", "project.finished"]
 
 
+async def test_a_retry_that_takes_one_late_video_and_buys_another_task_finishes_once_later(
+    store: ProjectStore,
+) -> None:
+    project = await created(store, 2)
+    await fail(store, project, 0, code=TIMED_OUT)
+    await fail(store, project, 1, code="contentPolicyViolation")
+    video = TaskSucceeded(video_url="https://v/late.mp4", cost=0.4)
+    await store.record(project.id, 0, project.clips[0].task_uuid, video)
+
+    outcome = await store.retry(project.id, tenant_id="tenant-a")
+
+    assert outcome is not None
+    assert (outcome.resubmit, outcome.rewatch) == ([1], [])
+    assert [e.message_type for e in outcome.events] == ["clip.updated", "clip.updated"]
+    assert outcome.project.status is ProjectStatus.GENERATING
+    assert [clip.status for clip in outcome.project.clips] == [
+        ClipStatus.SUCCESS,
+        ClipStatus.QUEUED,
+    ]
+
+
 # --- the event log -----------------------------------------------------------------------
 
 
