@@ -18,6 +18,7 @@ import pytest_asyncio
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
 from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.store import TaskSucceeded
+from reelflow_common.topology import CHECK_CLIP
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -274,3 +275,28 @@ async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) 
     usage = (await api.client.get("/v1/usage", headers=auth)).json()
     assert usage["month"]["usd"] == pytest.approx(0.7)
     assert usage["clips_in_flight"] == 0
+
+
+async def test_a_late_video_of_a_timed_out_clip_is_billed_once_and_a_retry_takes_it_free(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, task, code="timedOut")  # our ceiling: its $0.25 freed
+    await api.drain()
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+
+    await api.projects.record(project_id, 0, task, late)
+    await api.projects.record(project_id, 0, task, late)  # the same news again
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    await api.projects.record(project_id, 0, task, late)  # and after the retry took it
+
+    assert retried.status_code == 202, retried.text
+    status = retried.json()
+    assert (status["status"], status["clips"]) == ("completed", {task: "https://cdn.test/late.mp4"})
+    assert status["cost"] == {"usd": 0.4, "known": 1, "unknown": 0}
+    assert (await api.drain(), await api.drain(CHECK_CLIP)) == ([], [])  # nothing bought
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert (ledger.open, ledger.committed_in(day)) == (0, pytest.approx(0.4))
