@@ -738,7 +738,7 @@ def _attempt_ended(
     if new:
         update.set[prefix] = attempt_document(ended)
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
-        guard[f"{prefix}"] = {"$exists": False}
+        guard[prefix] = {"$exists": False}
     else:
         fields = ("status", "video_url", "video_uuid", "cost", "error", "completed_at", "late")
         document = attempt_document(ended)
