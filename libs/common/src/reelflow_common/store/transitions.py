@@ -642,7 +642,8 @@ def late_result(
     """
     attempt = clip.attempts.get(task_uuid)
     video = result if isinstance(result, TaskSucceeded) else None
-    if task_uuid == clip.task_uuid:
+    new = task_uuid == clip.task_uuid
+    if new:
         given_up = clip.status in (ClipStatus.FAILED, ClipStatus.CANCELLED)
         if video is None or not given_up or attempt is not None:
             return None
@@ -653,20 +654,9 @@ def late_result(
             submitted_at=clip.submitted_at,
             charge=clip.charge,
         )
-        return _attempt_ended(
-            project_id,
-            clip,
-            task_uuid,
-            attempt,
-            result,
-            now=now,
-            correlation_id=correlation_id,
-            log_size=log_size,
-            new=True,
-        )
-    if attempt is None:
+    elif attempt is None:
         return None
-    if video is not None and clip.status in (ClipStatus.QUEUED, ClipStatus.PROCESSING):
+    elif video is not None and clip.status in (ClipStatus.QUEUED, ClipStatus.PROCESSING):
         return _earlier_task_succeeded(
             project_id,
             clip,
@@ -677,7 +667,7 @@ def late_result(
             correlation_id=correlation_id,
             log_size=log_size,
         )
-    if attempt.status.is_terminal and not (video and attempt.status is not ClipStatus.SUCCESS):
+    elif attempt.status.is_terminal and not (video and attempt.status is not ClipStatus.SUCCESS):
         return None
     return _attempt_ended(
         project_id,
@@ -688,6 +678,7 @@ def late_result(
         now=now,
         correlation_id=correlation_id,
         log_size=log_size,
+        new=new,
     )
 
 
