@@ -482,6 +482,16 @@ def test_an_attempt_written_before_attempts_held_charges_settles_as_that_code_di
     ]
 
 
+def test_a_video_already_recorded_in_an_attempt_is_not_taken_and_counted_again() -> None:
+    """An open clip with an attempt that is a success already (recorded, billed, counted):
+    another copy of that video changes nothing (the next retry takes it at no charge)."""
+    doc = retry(step(new_doc(1), to_terminal(0, BROKEN)))
+    doc["clips"]["0"]["attempts"]["t0"] |= {"status": "success", "cost": 0.5, "late": True}
+    clip = project_from_document(doc).clips[0]
+
+    assert t.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG) is None
+
+
 def test_the_event_log_keeps_only_the_last_events() -> None:
     doc = new_doc(3)
     for scene in range(3):
