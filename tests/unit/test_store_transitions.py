@@ -473,7 +473,8 @@ def test_an_attempt_written_before_attempts_held_charges_settles_as_that_code_di
     failed = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
     video = t.late_result("p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG)
 
-    assert failed is not None and failed.settle is None
+    assert failed is not None
+    assert failed.settle is None
     assert video is not None
     assert video.settle == ("clips.0.charge", Settlement("t8:late", False, True, 0.5))
     billed = project_from_document(step(doc, video)).clips[0]
