@@ -790,7 +790,7 @@ def _attempt_end(clip: ClipState, task_uuid: str, ended: Attempt) -> tuple[bool,
 
     An attempt written before attempts held their charge (no ``charge``) settles as that
     code did: a video on the clip's current charge under ``<task>:late``, freeing nothing;
-    a failure not at all (ARCHITECTURE.md, "Upgrading").
+    a failure not at all (ARCHITECTURE.md, "Upgrades").
     """
     if ended.charge is None and task_uuid != clip.task_uuid:
         if ended.status is not ClipStatus.SUCCESS:
