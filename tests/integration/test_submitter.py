@@ -21,6 +21,8 @@ from reelflow_common.accounting import TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.runware import RunwareClient, RunwareError, SubmitResult, VideoRequest
+from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import NewProject, Project, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
@@ -38,7 +40,7 @@ from tests.integration.worker_helpers import (
     runware_settings,
 )
 from tests.relay import TcpProxy
-from tests.waiting import eventually
+from tests.waiting import eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
@@ -268,6 +270,69 @@ async def test_a_clip_outlives_a_runware_outage_longer_than_its_attempts(
     truth = await world.sim.task(task_uuid)
     assert truth["accepted"] is True
     assert truth["billed"] is True
+
+
+class RecoveringRunware(RunwareClient):
+    """The test's Runware client; the simulator comes back right after the ``outage``-th
+    refused submit, so the request after it is whatever the submitter does next."""
+
+    def __init__(self, sim: RunningSimulator, outage: int) -> None:
+        super().__init__(RunwareSettings(**runware_settings(sim)))
+        self.sim = sim
+        self.outage = outage
+        self.refused = 0
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult:
+        try:
+            return await super().submit_video(request)
+        except RunwareError:
+            self.refused += 1
+            if self.refused == self.outage:
+                self.sim.simulator.config = self.sim.config.model_copy(update={"rate_503": 0.0})
+            raise
+
+
+@pytest.mark.parametrize(
+    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
+)
+async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_once_it_is_back(
+    world: World, settings: Settings
+) -> None:
+    outage = 3 * MAX_ATTEMPTS  # every submit refused (503) for three attempt budgets
+    runware = RecoveringRunware(world.sim, outage)
+    handler = SubmitHandler(
+        world.projects,
+        runware,
+        world.publisher,
+        settings,
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        rng=random.Random(0),
+    )
+    project = await world.new_project("a fox")
+    task_uuid = project.clips[0].task_uuid
+    events = await world.events()
+
+    async def settled() -> ClipStatus | None:
+        status = (await world.project(project.id)).clips[0].status
+        return None if status is ClipStatus.QUEUED else status
+
+    try:
+        async with world.consuming(SUBMIT_CLIP, SubmitClip, handler):
+            await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
+            status = await eventually_returns(settled, "the clip leaves queued")
+    finally:
+        await runware.aclose()
+
+    # Runware was down, never refused the clip: it is taken once Runware is back.
+    assert status is ClipStatus.PROCESSING
+    assert runware.refused == outage
+    (accepted,) = await world.settle_events(events)
+    assert isinstance(accepted, ClipUpdated)
+    assert accepted.clip.status is ClipStatus.PROCESSING
+    truth = await world.sim.task(task_uuid)
+    assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
+    assert (await world.sim.stats())["tasks"] == 1
 
 
 async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message(
