@@ -58,5 +58,12 @@ class Settings(
     submit_max_attempts: int = Field(
         default=20,
         ge=1,
-        description="Runware submits of one clip before it may fail (20 ≈ 20 min of refusals)",
+        description="Runware submits of one clip that Runware refused before it may fail"
+        " (20 ≈ 20 min of refusals); submits during an outage do not count",
+    )
+    submit_max_wait_s: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="how long a clip waits through a Runware outage (no answer, 408, 429, 5xx),"
+        " counted from its first submit, before it may fail runwareUnavailable",
     )
