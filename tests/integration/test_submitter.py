@@ -182,7 +182,7 @@ async def test_redelivery_after_a_crash_between_runware_and_the_database_bills_o
 async def test_a_clip_accepted_at_the_end_of_its_wait_is_tracked_not_failed(
     world: World, settings: Settings
 ) -> None:
-    no_wait = settings.model_copy(update={"submit_max_wait_s": 0.001})
+    no_wait = settings.model_copy(update={"poll_max_age_s": 0.001})
     handler = submit_handler(world, no_wait)
     project = await world.new_project("a fox [sim:drop]")  # stored and billed, answer lost
 
@@ -300,7 +300,7 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
 async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_visible(
     world: World, settings: Settings
 ) -> None:
-    graceful = settings.model_copy(update={"not_found_grace_s": 120, "submit_max_wait_s": 3600})
+    graceful = settings.model_copy(update={"not_found_grace_s": 120, "poll_max_age_s": 3600})
     clock = Clock()
     handler = submit_handler(world, graceful, clock)
     project = await world.new_project("a fox")

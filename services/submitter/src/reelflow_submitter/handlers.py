@@ -188,7 +188,7 @@ class SubmitHandler:
             outages=message.outages,
             waited_s=(self._now() - message.first_attempt_at).total_seconds(),
             max_attempts=self._settings.submit_max_attempts,
-            max_wait_s=self._settings.submit_max_wait_s,
+            max_wait_s=self._settings.poll_max_age_s,
             backoff=self._backoff,
             rng=self._rng,
         )

@@ -11,8 +11,7 @@ from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import RunwareError, VideoRequest, is_outage
 
-
-#: the error code of a clip Runware could not take through ``submit_max_wait_s`` of outage
+#: the error code of a clip Runware could not take through an outage as long as the ceiling
 RUNWARE_UNAVAILABLE = "runwareUnavailable"
 
 

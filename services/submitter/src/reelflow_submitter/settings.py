@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from reelflow_common.settings import (
+    CeilingSettings,
     HttpSettings,
     LeaseSettings,
     LogSettings,
@@ -27,6 +28,7 @@ class Settings(
     WebhookSettings,
     LeaseSettings,
     VisibilitySettings,
+    CeilingSettings,
 ):
     http_port: int = Field(default=8002, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     submit_concurrency: int = Field(
@@ -60,10 +62,4 @@ class Settings(
         ge=1,
         description="Runware submits of one clip that Runware refused before it may fail"
         " (20 ≈ 20 min of refusals); submits during an outage do not count",
-    )
-    submit_max_wait_s: float = Field(
-        default=24 * 3600,
-        gt=0,
-        description="how long a clip waits through a Runware outage (no answer, 408, 429, 5xx),"
-        " counted from its first submit, before it may fail runwareUnavailable",
     )
