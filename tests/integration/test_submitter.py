@@ -26,6 +26,8 @@ from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import NewProject, Project, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_common.tracking import ClipRecorder, Policy
+from reelflow_poller.handlers import CheckHandler
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.handlers import SubmitHandler
@@ -268,29 +270,46 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
         clock=utcnow,
         rng=random.Random(0),
     )
+    check = CheckHandler(
+        ClipRecorder(world.projects, world.publisher),
+        world.runware,
+        world.publisher,
+        policy=Policy.from_settings(settings),
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+    )
     project = await world.new_project("a fox")
     task_uuid = project.clips[0].task_uuid
     events = await world.events()
 
-    async def settled() -> ClipStatus | None:
+    async def finished() -> ClipStatus | None:
         status = (await world.project(project.id)).clips[0].status
-        return None if status is ClipStatus.QUEUED else status
+        return status if status.is_terminal else None
 
     try:
-        async with world.consuming(SUBMIT_CLIP, SubmitClip, handler):
+        async with (
+            world.consuming(SUBMIT_CLIP, SubmitClip, handler),
+            world.consuming(CHECK_CLIP, CheckClip, check),
+        ):
             await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
-            status = await eventually_returns(settled, "the clip leaves queued")
+            status = await eventually_returns(finished, "the clip finished")
     finally:
         await runware.aclose()
 
-    # Runware was down, never refused the clip: it is taken once Runware is back.
-    assert status is ClipStatus.PROCESSING
+    # Runware was down, it never refused the clip: the clip waited, queued, and was
+    # submitted once Runware was back, then followed to its video.
+    assert status is ClipStatus.SUCCESS
     assert runware.refused == outage
-    (accepted,) = await world.settle_events(events)
-    assert isinstance(accepted, ClipUpdated)
-    assert accepted.clip.status is ClipStatus.PROCESSING
+    updates = await world.settle_events(events)
+    assert [e.clip.status for e in updates if isinstance(e, ClipUpdated)] == [
+        ClipStatus.PROCESSING,
+        ClipStatus.SUCCESS,
+    ]
+    # Runware's own record: one task, accepted at the first submit it answered, billed once.
     truth = await world.sim.task(task_uuid)
     assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
+    assert (await world.sim.stats())["tasks"] == 1
     assert (await world.sim.stats())["tasks"] == 1
 
 
