@@ -76,11 +76,15 @@ class Clock:
 
 
 def submit_handler(
-    world: World, settings: Settings, clock: Callable[[], datetime] = utcnow
+    world: World,
+    settings: Settings,
+    clock: Callable[[], datetime] = utcnow,
+    *,
+    runware: RunwareClient | None = None,
 ) -> SubmitHandler:
     return SubmitHandler(
         world.projects,
-        world.runware,
+        runware or world.runware,
         world.publisher,
         settings,
         planner=FixedLadderPlanner.from_settings(settings),
@@ -261,15 +265,7 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
 ) -> None:
     outage = 3 * MAX_ATTEMPTS  # every submit refused (503) for three attempt budgets
     runware = RecoveringRunware(world.sim, outage)
-    handler = SubmitHandler(
-        world.projects,
-        runware,
-        world.publisher,
-        settings,
-        planner=FixedLadderPlanner.from_settings(settings),
-        clock=utcnow,
-        rng=random.Random(0),
-    )
+    handler = submit_handler(world, settings, runware=runware)
     check = CheckHandler(
         ClipRecorder(world.projects, world.publisher),
         world.runware,
@@ -311,6 +307,38 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
     assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
     assert (await world.sim.stats())["tasks"] == 1
     assert (await world.sim.stats())["tasks"] == 1
+
+
+@pytest.mark.parametrize(
+    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
+)
+async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_it_is_back(
+    world: World, settings: Settings
+) -> None:
+    runware = RecoveringRunware(world.sim, outage=2)
+    handler = submit_handler(world, settings, runware=runware)
+    project = await world.new_project("a fox", duration=5)  # Veo 3.1 Fast: 4, 6, 7 or 8 s
+
+    async def finished() -> ClipStatus | None:
+        status = (await world.project(project.id)).clips[0].status
+        return status if status.is_terminal else None
+
+    try:
+        async with world.consuming(SUBMIT_CLIP, SubmitClip, handler):
+            await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
+            status = await eventually_returns(finished, "the clip finished")
+    finally:
+        await runware.aclose()
+
+    assert status is ClipStatus.FAILED
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.error is not None
+    assert clip.error["code"] == "unsupportedDuration"
+    # Refused at the first submit Runware answered, then asked (an earlier submit had
+    # no answer) before it failed: three submits, one question, nothing billed.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 3, "getResponse": 1}
+    assert runware.refused == 3
+    assert (await world.sim.stats())["tasks"] == 0
 
 
 @pytest.mark.parametrize(
