@@ -26,8 +26,6 @@ from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import NewProject, Project, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_common.tracking import ClipRecorder, Policy
-from reelflow_poller.handlers import CheckHandler
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.handlers import SubmitHandler
@@ -37,6 +35,7 @@ from reelflow_submitter.settings import Settings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
+    check_handler,
     died_in,
     running,
     runware_settings,
@@ -266,15 +265,7 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
     outage = 3 * MAX_ATTEMPTS  # every submit refused (503) for three attempt budgets
     runware = RecoveringRunware(world.sim, outage)
     handler = submit_handler(world, settings, runware=runware)
-    check = CheckHandler(
-        ClipRecorder(world.projects, world.publisher),
-        world.runware,
-        world.publisher,
-        policy=Policy.from_settings(settings),
-        planner=FixedLadderPlanner.from_settings(settings),
-        clock=utcnow,
-        lease_s=settings.lease_s,
-    )
+    check = check_handler(world, settings)
     project = await world.new_project("a fox")
     task_uuid = project.clips[0].task_uuid
     events = await world.events()
