@@ -48,6 +48,10 @@ pytestmark = pytest.mark.integration
 
 MAX_ATTEMPTS = 4
 LEASE_S = 600.0
+#: a simulator that answers every request 503 until a test brings it back
+RUNWARE_DOWN = pytest.mark.parametrize(
+    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
+)
 
 
 @pytest.fixture
@@ -257,9 +261,7 @@ class RecoveringRunware(RunwareClient):
             raise
 
 
-@pytest.mark.parametrize(
-    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
-)
+@RUNWARE_DOWN
 async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_once_it_is_back(
     world: World, settings: Settings
 ) -> None:
@@ -291,9 +293,7 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
     assert (await world.sim.stats())["tasks"] == 1
 
 
-@pytest.mark.parametrize(
-    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
-)
+@RUNWARE_DOWN
 async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_it_is_back(
     world: World, settings: Settings
 ) -> None:
@@ -317,9 +317,7 @@ async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_i
     assert (await world.sim.stats())["tasks"] == 0
 
 
-@pytest.mark.parametrize(
-    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
-)
+@RUNWARE_DOWN
 async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_visible(
     world: World, settings: Settings
 ) -> None:
