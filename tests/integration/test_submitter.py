@@ -278,15 +278,23 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
         await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
         status = await clip_end(world, project)
 
-    # Runware was down, it never refused the clip: the clip waited, queued, and was
-    # submitted once Runware was back, then followed to its video.
+    # Runware was down, it never refused the clip: the clip waited, queued, saying why,
+    # and was submitted once Runware was back, then followed to its video.
     assert status is ClipStatus.SUCCESS
     assert runware.refused == outage
-    updates = await world.settle_events(events)
-    assert [e.clip.status for e in updates if isinstance(e, ClipUpdated)] == [
-        ClipStatus.PROCESSING,
-        ClipStatus.SUCCESS,
+    updates = [e.clip for e in await world.settle_events(events) if isinstance(e, ClipUpdated)]
+    assert [(clip.status, clip.waiting) for clip in updates] == [
+        (
+            ClipStatus.QUEUED,
+            {
+                "code": "serviceUnavailable",
+                "message": "Temporary capacity constraint. Retry later.",
+            },
+        ),
+        (ClipStatus.PROCESSING, None),
+        (ClipStatus.SUCCESS, None),
     ]
+    assert (await world.project(project.id)).clips[0].waiting is None
     # Runware's own record: one task, accepted at the first submit it answered, billed once.
     truth = await world.sim.task(task_uuid)
     assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
@@ -310,6 +318,7 @@ async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_i
     clip = (await world.project(project.id)).clips[0]
     assert clip.error is not None
     assert clip.error["code"] == "unsupportedDuration"
+    assert clip.waiting is None
     # Refused at the first submit Runware answered, then asked (an earlier submit had
     # no answer) before it failed: three submits, one question, nothing billed.
     assert (await world.sim.stats())["task_types"] == {"videoInference": 3, "getResponse": 1}

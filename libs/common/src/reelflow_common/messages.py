@@ -229,6 +229,9 @@ class ClipView(BaseModel):
     stored_url: str | None = None
     #: Runware's estimate (0-99) while the clip is processing, as last stored
     progress: int | None = None
+    #: why a queued clip is not at Runware yet: Runware is unavailable (its last answer's
+    #: code and message); the clip is submitted once Runware is back
+    waiting: dict[str, str] | None = None
     attempts: list[AttemptView] | None = None
 
 

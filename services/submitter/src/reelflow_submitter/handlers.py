@@ -193,6 +193,8 @@ class SubmitHandler:
             rng=self._rng,
         )
         if not isinstance(decision, GiveUp):
+            if decision.outage and message.outages == 0:
+                await self._waiting(message, error)
             outages = message.outages + (1 if decision.outage else 0)
             retry = message.model_copy(update={"attempt": message.attempt + 1, "outages": outages})
             await self._again(retry, decision.delay_s)
@@ -215,6 +217,18 @@ class SubmitHandler:
             await self._again(verify, self._settings.not_found_grace_s)
         else:
             await self._verify(verify)
+
+    async def _waiting(self, message: SubmitClip, error: RunwareError) -> None:
+        """Show on the queued clip why it waits: the first outage this chain met."""
+        change = await self._projects.record_waiting(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            {"code": error.code or error.category.value, "message": error.message},
+            token=message.token,
+            correlation_id=message.correlation_id,
+        )
+        await self._publisher.publish_events(change.events)
 
     async def _verify(self, message: SubmitClip) -> None:
         """The submits are over: track the task if Runware has it, else fail the clip."""
