@@ -383,8 +383,8 @@ async def retry_project(
 
     A clip whose task Runware failed gets a new task (the failed one stays in its
     ``attempts``); a clip that only ran out of time on our side (``timedOut``) is
-    watched again, same task, since Runware may still finish and bill it.
-    Cancelled clips stay cancelled.
+    watched again, same task, since Runware may still finish and bill it. A failed
+    clip with a late video takes it, at no charge. Cancelled clips stay cancelled.
     """
     correlation = correlation_id(request)
 
