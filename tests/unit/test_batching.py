@@ -34,6 +34,16 @@ async def started_and_held(recorder: Recorder, batcher: Batcher[int, int]) -> as
     return first
 
 
+async def queued_behind_a_running_batch(
+    recorder: Recorder, batcher: Batcher[int, int], items: Sequence[int]
+) -> tuple[asyncio.Task[int], list[asyncio.Task[int]]]:
+    """A first call held at the gate, and calls of ``items`` waiting behind its batch."""
+    first = await started_and_held(recorder, batcher)
+    later = [asyncio.create_task(batcher.submit(item)) for item in items]
+    await asyncio.sleep(0)  # they are waiting, not running: the first batch holds the gate
+    return first, later
+
+
 async def test_a_lone_call_is_a_batch_of_one() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch=10)
@@ -45,10 +55,7 @@ async def test_a_lone_call_is_a_batch_of_one() -> None:
 async def test_calls_made_while_a_batch_runs_go_together_in_the_next() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch=10)
-    first = await started_and_held(recorder, batcher)
-
-    later = [asyncio.create_task(batcher.submit(item)) for item in (2, 4, 6)]
-    await asyncio.sleep(0)  # they are waiting, not running: the first batch holds the gate
+    first, later = await queued_behind_a_running_batch(recorder, batcher, (2, 4, 6))
     recorder.gate.set()
 
     assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=5) == [0, 20, 40, 60]
@@ -58,10 +65,7 @@ async def test_calls_made_while_a_batch_runs_go_together_in_the_next() -> None:
 async def test_a_batch_holds_at_most_max_batch_items() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch=2)
-    first = await started_and_held(recorder, batcher)
-
-    later = [asyncio.create_task(batcher.submit(item)) for item in (2, 4, 6, 8, 10)]
-    await asyncio.sleep(0)
+    first, later = await queued_behind_a_running_batch(recorder, batcher, (2, 4, 6, 8, 10))
     recorder.gate.set()
 
     assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=5) == [
@@ -78,10 +82,7 @@ async def test_a_batch_holds_at_most_max_batch_items() -> None:
 async def test_an_item_that_fails_alone_fails_only_its_caller() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch=10)
-    first = await started_and_held(recorder, batcher)
-
-    even, odd = asyncio.create_task(batcher.submit(2)), asyncio.create_task(batcher.submit(3))
-    await asyncio.sleep(0)
+    first, (even, odd) = await queued_behind_a_running_batch(recorder, batcher, (2, 3))
     recorder.gate.set()
 
     assert await asyncio.wait_for(even, timeout=5) == 20
@@ -113,10 +114,7 @@ async def test_a_failed_batch_fails_each_of_its_callers_and_the_next_batch_runs(
 async def test_a_caller_that_gave_up_is_left_out_and_the_others_are_answered() -> None:
     recorder = Recorder()
     batcher = Batcher(recorder, max_batch=10)
-    first = await started_and_held(recorder, batcher)
-
-    gone, kept = asyncio.create_task(batcher.submit(2)), asyncio.create_task(batcher.submit(4))
-    await asyncio.sleep(0)
+    first, (gone, kept) = await queued_behind_a_running_batch(recorder, batcher, (2, 4))
     gone.cancel()
     recorder.gate.set()
 
