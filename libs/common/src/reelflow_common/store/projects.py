@@ -192,6 +192,22 @@ class ProjectStore:
         doc = await self._projects.find_one(query, projection)
         return None if doc is None else project_from_document(doc)
 
+    async def get_many(self, refs: Sequence[tuple[str, str]]) -> list[Project | None]:
+        """``get(project_id, tenant_id=tenant_id)`` of each pair, in one query."""
+        query = {
+            "_id": {"$in": list({project_id for project_id, _tenant in refs})},
+            "tenant_id": {"$in": list({tenant_id for _project, tenant_id in refs})},
+        }
+        found = self._projects.find(query, WITHOUT_REQUESTS_AND_EVENTS)
+        read = {doc["_id"]: project_from_document(doc) async for doc in found}
+        projects: list[Project | None] = []
+        for project_id, tenant_id in refs:
+            project = read.get(project_id)
+            projects.append(
+                project if project is not None and project.tenant_id == tenant_id else None
+            )
+        return projects
+
     # --- the hot path: one guarded update per public change --------------------
 
     async def mark_processing(
