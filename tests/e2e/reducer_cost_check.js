@@ -25,10 +25,15 @@ async () => {
     clip: { task_uuid: 'a2', scene_index: 1, status: 'success', cost: 0.5 },
   };
   const unpriced = { ...done, seq: 8, clip: { ...done.clip, task_uuid: 'a3', cost: null } };
+  // The first task's video came after all: billed, kept among the attempts, the clip unchanged.
+  const late = {
+    type: 'clip.attempt_succeeded', seq: 9, scene_index: 1, counts: counts(2, 0, 0),
+    attempt: { task_uuid: 'a1', status: 'success', cost: 0.25 },
+  };
 
   const shown = [];
   let state = null;
-  for (const message of [snapshot, retried, done, done, unpriced]) {
+  for (const message of [snapshot, retried, done, done, unpriced, late, late]) {
     state = apply(state, message);
     const scene = state.clips[1];
     shown.push({

@@ -470,6 +470,8 @@ def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
         {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},
         {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},  # a duplicate adds nothing
         {"cost": "$0.90 + 1 unpriced", "task": "a3", "earlier": ["a1:failed", "a2:success"]},
+        {"cost": "$1.15 + 1 unpriced", "task": "a3", "earlier": ["a2:success", "a1:success"]},
+        {"cost": "$1.15 + 1 unpriced", "task": "a3", "earlier": ["a2:success", "a1:success"]},
     ]
     dashboard.assert_no_console_errors()
 

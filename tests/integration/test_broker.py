@@ -739,6 +739,27 @@ async def test_concurrency_bounds_the_handlers_running_at_once(
         await asyncio.wait_for(extra_started.wait(), DEADLINE_S)
 
 
+async def test_a_burst_many_times_the_concurrency_is_handled_once_each_and_acknowledged(
+    amqp_connection: AbstractRobustConnection, publisher: Publisher, topology: Topology
+) -> None:
+    # The prefetch is the concurrency: past it, each delivery needs an earlier one
+    # acknowledged, so a message never acknowledged stalls the burst.
+    handle, handled = recorder()
+    acked_before = sample("reelflow_messages_total", queue=SUBMIT_CLIP, outcome="acked")
+    burst = [clip(f"t{n}") for n in range(25)]
+
+    async with consuming(amqp_connection, topology, handle, concurrency=4):
+        await asyncio.gather(*(publisher.send(SUBMIT_CLIP, sent) for sent in burst))
+        seen = [await next_of(handled) for _ in burst]
+
+    assert sorted(message.task_uuid for message in seen) == sorted(m.task_uuid for m in burst)
+    assert handled.empty()  # none handled twice
+    assert (
+        sample("reelflow_messages_total", queue=SUBMIT_CLIP, outcome="acked") == acked_before + 25
+    )
+    assert await ready_count(amqp_connection, topology.queue(SUBMIT_CLIP)) == 0
+
+
 async def test_consumer_resumes_after_the_broker_drops_its_connection(
     settings_for: Callable[..., Any], publisher: Publisher, topology: Topology
 ) -> None:

@@ -15,15 +15,17 @@ import pytest
 import structlog
 
 from reelflow_common.broker import Publisher, amqp_channel
-from reelflow_common.domain import ClipRequest
+from reelflow_common.domain import ClipRequest, ProjectStatus
 from reelflow_common.logging import configure_logging
-from reelflow_common.messages import Event
+from reelflow_common.messages import AttemptSucceeded, Event
 from reelflow_common.settings import LogSettings
 from reelflow_common.store import (
+    TIMED_OUT,
     ApiKeyStore,
     NewProject,
     Project,
     ProjectStore,
+    TaskFailed,
     TaskSucceeded,
 )
 from reelflow_common.topology import Topology
@@ -74,6 +76,10 @@ class World:
         task_uuid = project.clips[index].task_uuid
         video = TaskSucceeded(video_url=f"https://cdn.example/{task_uuid}.mp4", cost=0.12)
         return (await self.projects.record(project.id, index, task_uuid, video)).events
+
+    async def fail(self, project_id: str, task_uuid: str, code: str) -> None:
+        failure = TaskFailed(code=code, message="given up")
+        await self.publish(*(await self.projects.record(project_id, 0, task_uuid, failure)).events)
 
     async def publish(self, *events: Event) -> None:
         for event in events:
@@ -156,6 +162,103 @@ async def test_snapshot_then_each_change_in_seq_order(
         "counts": {"total_clips": 2, "completed": 2, "pending": 0, "failed": 0},
     }
     assert not {"message_id", "occurred_at", "tenant_id", "schema_version"} & set(second)
+
+
+@pytest.mark.parametrize("own_task", [True, False], ids=["timed-out task", "replaced task"])
+async def test_a_late_video_after_the_finish_is_one_attempt_succeeded_and_a_retry_takes_it(
+    notifier: RunningNotifier, world: World, own_task: bool
+) -> None:
+    """What a client sees of a video Runware billed after the project finished: the clip
+    stays failed, no second ``project.finished``; its cost and video show; a retry uses it."""
+    project = await world.new_project(clips=1)
+    late_task = project.clips[0].task_uuid
+    await world.processing(project, 0)
+    if own_task:  # our ceiling gave the task up; Runware had it all along
+        await world.fail(project.id, late_task, TIMED_OUT)
+    else:  # reported not found, retried, and the retry's task failed too
+        await world.fail(project.id, late_task, "taskFailedOrNotFound")
+        retried = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+        assert retried is not None
+        await world.fail(project.id, retried.project.clips[0].task_uuid, "contentPolicyViolation")
+    finished = await world.projects.get(project.id)
+    assert finished is not None
+    assert finished.status is ProjectStatus.FAILED
+    clip_task = finished.clips[0].task_uuid
+    video = TaskSucceeded(video_url="https://cdn.example/late.mp4", cost=0.4)
+
+    async with client(project_url(notifier, project), key=world.key) as ws:
+        assert (await receive(ws))["seq"] == finished.seq
+        late = await world.projects.record(project.id, 0, late_task, video)
+        again = await world.projects.record(project.id, 0, late_task, video)  # a duplicate
+        await world.publish(*late.events, *again.events)
+        told = await receive(ws)
+        outcome = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+        assert outcome is not None
+        await world.publish(*outcome.events)
+        taken, refinished = await receive(ws), await receive(ws)
+    async with client(project_url(notifier, project, f"?after_seq={told['seq'] - 1}"),
+                      key=world.key) as ws:  # fmt: skip
+        replayed = await receive(ws)
+
+    failed = {"total_clips": 1, "completed": 0, "pending": 0, "failed": 1}
+    assert told == {
+        "type": "clip.attempt_succeeded",
+        "seq": finished.seq + 1,
+        "project_id": project.id,
+        "scene_index": 0,
+        "attempt": {
+            "task_uuid": late_task,
+            "status": "success",
+            "video_url": "https://cdn.example/late.mp4",
+            "cost": 0.4,
+            "submitted_at": told["attempt"]["submitted_at"],
+            "completed_at": told["attempt"]["completed_at"],
+        },
+        "counts": failed,
+    }
+    assert replayed == told
+    # The next change is the retry's: no second project.finished came in between.
+    assert (taken["type"], taken["seq"], taken["clip"]["status"]) == (
+        "clip.updated",
+        told["seq"] + 1,
+        "success",
+    )
+    assert taken["clip"]["task_uuid"] == late_task
+    assert taken.get("replaces_task_uuid") == (None if own_task else clip_task)
+    assert (refinished["type"], refinished["status"]) == ("project.finished", "completed")
+    # Billed once: the retry bought nothing and counted nothing again.
+    assert isinstance(late.events[0], AttemptSucceeded)
+    after = await world.projects.get(project.id)
+    assert after is not None
+    assert after.cost.usd == pytest.approx(0.4)
+    assert after.cost.known == 1
+    assert after.public_status().wire()["clips"] == {late_task: "https://cdn.example/late.mp4"}
+
+
+async def test_a_failed_clips_late_video_shows_in_the_snapshot_with_its_cost(
+    notifier: RunningNotifier, world: World
+) -> None:
+    project = await world.new_project(clips=1)
+    task = project.clips[0].task_uuid
+    await world.processing(project, 0)
+    await world.fail(project.id, task, TIMED_OUT)
+    video = TaskSucceeded(video_url="https://cdn.example/late.mp4", cost=0.4)
+    await world.projects.record(project.id, 0, task, video)
+
+    async with client(project_url(notifier, project), key=world.key) as ws:
+        snapshot = (await receive(ws))["project"]
+
+    assert (snapshot["status"], snapshot["failed"], snapshot["clips"]) == (
+        "failed",
+        1,
+        {task: "failed"},
+    )
+    assert snapshot["cost"] == {"usd": 0.4, "known": 1, "unknown": 0}
+    (result,) = snapshot["results"]
+    assert (result["status"], result["error"]["code"]) == ("failed", TIMED_OUT)
+    assert [
+        (a["task_uuid"], a["status"], a["video_url"], a["cost"]) for a in result["attempts"]
+    ] == [(task, "success", "https://cdn.example/late.mp4", 0.4)]
 
 
 async def test_a_duplicate_event_is_dropped(notifier: RunningNotifier, world: World) -> None:

@@ -1,4 +1,5 @@
-"""A notifier replica that falls behind keeps a bounded backlog and catches up from the store."""
+"""A notifier replica that falls behind keeps a bounded backlog and catches up from the store;
+one that keeps up gets every event, and acknowledges every delivery (in batches)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from typing import Any
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import REGISTRY
 
 from reelflow_common.broker import amqp_channel
 from reelflow_common.messages import ClipUpdated, Event
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import Topology, declare_topology
+from reelflow_notifier.acks import Acks
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
 from tests.waiting import eventually
@@ -23,6 +25,9 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 BURST = 20
+PREFETCH = 8
+#: many times the prefetch, and not a multiple of a batch (half the prefetch)
+LONG_BURST = 61
 
 
 class RecordingHub(Hub):
@@ -81,9 +86,9 @@ async def test_a_replica_that_falls_behind_drops_the_oldest_and_catches_up(
     topology = Topology.from_settings(settings_for(TopologySettings))
     hub = RecordingHub()
     dropped_before = dropped()
-    async with amqp_channel(amqp_connection, prefetch=1) as channel:
+    async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
-        async with fanout(amqp_connection, channel, topology, hub, max_length=2):
+        async with fanout(amqp_connection, channel, topology, hub, max_length=2, prefetch=1):
             events = [clip_updated(seq) for seq in range(1, BURST + 1)]
             # This loop cannot read while the thread publishes: the replica is behind.
             burst = threading.Thread(
@@ -107,9 +112,9 @@ async def test_a_replica_that_keeps_up_routes_every_event_and_never_catches_up(
 ) -> None:
     topology = Topology.from_settings(settings_for(TopologySettings))
     hub = RecordingHub()
-    async with amqp_channel(amqp_connection, prefetch=1) as channel:
+    async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
-        async with fanout(amqp_connection, channel, topology, hub, max_length=2):
+        async with fanout(amqp_connection, channel, topology, hub, max_length=2, prefetch=1):
             publisher = await channel.get_exchange(topology.events_exchange, ensure=False)
             events = [clip_updated(seq) for seq in range(1, BURST + 1)]
             for event in events:  # one at a time: each is routed before the next is sent
@@ -125,3 +130,69 @@ async def test_a_replica_that_keeps_up_routes_every_event_and_never_catches_up(
 
     assert [event.seq for event in hub.routed] == list(range(1, BURST + 1))
     assert hub.catch_ups == 0
+
+
+async def publish_all(channel: AbstractChannel, exchange: str, routing: str) -> None:
+    """LONG_BURST messages, all published before any confirm is awaited."""
+    target = (
+        channel.default_exchange
+        if exchange == ""
+        else await channel.get_exchange(exchange, ensure=False)
+    )
+    await asyncio.gather(
+        *(
+            target.publish(
+                aio_pika.Message(clip_updated(seq).model_dump_json().encode(), type="clip.updated"),
+                routing_key=routing,
+            )
+            for seq in range(1, LONG_BURST + 1)
+        )
+    )
+
+
+async def test_a_burst_many_times_the_prefetch_reaches_the_hub_whole_and_in_order(
+    settings_for: Callable[..., Any], amqp_connection: AbstractRobustConnection
+) -> None:
+    # Each delivery past the prefetch needs earlier ones acknowledged: one never
+    # acknowledged stalls the replica, one lost leaves a hole in the seqs.
+    topology = Topology.from_settings(settings_for(TopologySettings))
+    hub = RecordingHub()
+    async with amqp_channel(amqp_connection) as channel:
+        await declare_topology(channel, topology)
+        async with fanout(
+            amqp_connection, channel, topology, hub, max_length=10_000, prefetch=PREFETCH
+        ):
+            await publish_all(channel, topology.events_exchange, "clip.updated")
+            await eventually(lambda: len(hub.routed) >= LONG_BURST, "the whole burst routed")
+
+    assert [event.seq for event in hub.routed] == list(range(1, LONG_BURST + 1))
+    assert hub.catch_ups == 0
+
+
+async def test_after_a_burst_no_delivery_is_left_unacknowledged(
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    publishing = await amqp_connection.channel(publisher_confirms=True)
+    consuming = await amqp_connection.channel()
+    await consuming.set_qos(prefetch_count=PREFETCH)
+    # Exclusive: it outlives the consuming channel, not this connection.
+    queue = await consuming.declare_queue(exclusive=True)
+    acks = Acks(PREFETCH)
+    handled: list[int] = []
+
+    async def on_message(incoming: AbstractIncomingMessage) -> None:
+        handled.append(ClipUpdated.model_validate_json(incoming.body).seq)
+        await acks.routed(incoming)
+
+    await queue.consume(on_message)
+    await publish_all(publishing, "", queue.name)
+    await eventually(lambda: len(handled) >= LONG_BURST, "the whole burst handled")
+    assert handled == list(range(1, LONG_BURST + 1))
+    # The tail of the burst (less than a batch) goes after ACK_DELAY_S, no later delivery needed.
+    await eventually(lambda: acks.waiting == 0, "the tail acknowledged")
+
+    # Closing the channel puts back whatever it never acknowledged.
+    await consuming.close()
+    left = await publishing.declare_queue(queue.name, passive=True)
+    assert left.declaration_result.message_count == 0
+    await publishing.close()

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import ClipUpdated, Event, ProjectFinished
+from reelflow_common.messages import AttemptSucceeded, ClipUpdated, Event, ProjectFinished
 from reelflow_common.mongo import Database
 from reelflow_common.store import (
     TIMED_OUT,
@@ -133,6 +133,33 @@ async def test_a_created_project_reads_back_only_for_its_own_tenant(
     leases = {clip["lease"]["until"].replace(tzinfo=UTC) for clip in doc["clips"].values()}
     assert leases == {project.created_at + timedelta(seconds=LEASE_S)}
     assert doc["due_at"].replace(tzinfo=UTC) == project.created_at + timedelta(seconds=LEASE_S)
+
+
+async def test_many_projects_read_in_one_query_each_only_for_its_own_tenant(
+    store: ProjectStore,
+) -> None:
+    first = (await store.create(new_project(2))).project
+    second = (await store.create(new_project(1, tenant="tenant-b"))).project
+
+    found = await store.get_many(
+        [
+            (first.id, "tenant-a"),
+            (first.id, "tenant-b"),
+            ("no-such-project", "tenant-a"),
+            (second.id, "tenant-b"),
+            (first.id, "tenant-a"),
+        ]
+    )
+
+    assert found == [
+        await store.get(first.id),
+        None,
+        None,
+        await store.get(second.id),
+        await store.get(first.id),
+    ]
+    assert found[0] is not None
+    assert found[0].requests is None  # as ``get`` reads it
 
 
 async def test_the_same_key_and_body_return_the_first_project(store: ProjectStore) -> None:
@@ -460,7 +487,13 @@ async def test_cancel_stops_every_unfinished_clip_and_finishes_the_project(
     assert again is not None
     assert (again.project, again.events) == (cancelled, [])
     assert await store.cancel(project.id, tenant_id="tenant-b") is None
-    assert not (await succeed(store, project, 1)).applied
+    # Cancelling does not stop Runware: a video that comes anyway is billed, and recorded
+    # as an attempt of the cancelled clip, which stays cancelled (no second finish).
+    late = await succeed(store, project, 1)
+    assert [e.message_type for e in late.events] == ["clip.attempt_succeeded"]
+    after = await reread(store, project)
+    assert (after.status, after.clips[1].status) == (ProjectStatus.CANCELLED, "cancelled")
+    assert after.clips[1].attempts[after.clips[1].task_uuid].status is ClipStatus.SUCCESS
 
 
 async def test_retry_gives_a_runware_failed_clip_a_new_task_and_keeps_the_old_one(
@@ -581,37 +614,103 @@ async def test_a_late_success_of_an_earlier_attempt_becomes_the_clips_video(
     )
 
     after = await reread(store, project)
-    assert ended.events == []
+    # Billed too: told in one clip.attempt_succeeded, no status or count moves.
+    (told,) = ended.events
+    assert isinstance(told, AttemptSucceeded)
+    assert (told.seq, told.attempt.task_uuid, told.attempt.cost) == (
+        finished.seq + 1,
+        second_task,
+        0.4,
+    )
+    assert told.counts == finished.counts
     assert after.clips[0].video_url == "https://v/late.mp4"
     assert after.clips[0].attempts[second_task].status is ClipStatus.SUCCESS
     assert after.clips[0].attempts[second_task].video_url == "https://v/second.mp4"
     assert after.cost.known == 2
     assert after.cost.usd == pytest.approx(0.8)
-    assert after.seq == finished.seq
+    assert (after.seq, after.status) == (told.seq, ProjectStatus.COMPLETED)
 
 
-async def test_a_late_video_after_the_project_finished_finishes_it_again(
-    store: ProjectStore,
+@pytest.mark.parametrize("timed_out", [False, True])
+async def test_a_late_video_after_the_project_finished_changes_no_status_and_a_retry_takes_it(
+    store: ProjectStore, timed_out: bool
 ) -> None:
-    project = await created(store, 1)
-    first_task = project.clips[0].task_uuid
-    await fail(store, project, 0, code="taskFailedOrNotFound")
-    retried = await store.retry(project.id, tenant_id="tenant-a")
-    assert retried is not None
-    await fail(store, retried.project, 0, code="contentPolicyViolation")
-    assert (await reread(store, project)).status is ProjectStatus.FAILED
+    """The tenant paid for it: its video and cost show, the project does not finish again.
 
-    late: Change = await store.record(
-        project.id, 0, first_task, TaskSucceeded(video_url="https://v/late.mp4")
-    )
+    ``timed_out``: the clip's own task, given up on by our ceiling; else an earlier task
+    of a clip whose retry failed too.
+    """
+    project = await created(store, 1)
+    late_task = project.clips[0].task_uuid
+    if timed_out:
+        await fail(store, project, 0, code=TIMED_OUT)
+    else:
+        await fail(store, project, 0, code="taskFailedOrNotFound")
+        retried = await store.retry(project.id, tenant_id="tenant-a")
+        assert retried is not None
+        await fail(store, retried.project, 0, code="contentPolicyViolation")
+    finished = await reread(store, project)
+    assert finished.status is ProjectStatus.FAILED
+    video = TaskSucceeded(video_url="https://v/late.mp4", cost=0.4)
+
+    late: Change = await store.record(project.id, 0, late_task, video)
+    again: Change = await store.record(project.id, 0, late_task, video)  # a duplicate
 
     after = await reread(store, project)
-    assert (after.status, after.counts.completed, after.counts.failed) == (
-        ProjectStatus.COMPLETED,
-        1,
-        0,
+    assert (after.status, after.counts, after.finished_at) == (
+        ProjectStatus.FAILED,
+        finished.counts,
+        finished.finished_at,
     )
-    assert [type(e).__name__ for e in late.events] == ["ClipUpdated", "ProjectFinished"]
+    clip = after.clips[0]
+    assert (clip.task_uuid, clip.status) == (finished.clips[0].task_uuid, ClipStatus.FAILED)
+    assert clip.attempts[late_task].status is ClipStatus.SUCCESS
+    assert clip.attempts[late_task].video_url == "https://v/late.mp4"
+    assert after.cost.usd == pytest.approx(0.4)
+    assert after.cost.known == 1
+    (told,) = late.events
+    assert isinstance(told, AttemptSucceeded)
+    assert told.seq == finished.seq + 1 == after.seq
+    assert (told.scene_index, told.attempt.task_uuid, told.attempt.cost) == (0, late_task, 0.4)
+    assert not again.applied
+    assert told in again.events  # a duplicate repeats what was told, adds nothing
+    assert max(e.seq for e in again.events) == after.seq
+
+    # The tenant retries the failed scene: it takes the video, nothing is bought.
+    outcome = await store.retry(project.id, tenant_id="tenant-a")
+
+    assert outcome is not None
+    assert (outcome.resubmit, outcome.rewatch) == ([], [])
+    taken = outcome.project
+    assert (taken.clips[0].task_uuid, taken.clips[0].status, taken.clips[0].video_url) == (
+        late_task,
+        ClipStatus.SUCCESS,
+        "https://v/late.mp4",
+    )
+    assert taken.status is ProjectStatus.COMPLETED
+    assert taken.cost == after.cost  # billed once
+    assert [e.message_type for e in outcome.events] == ["clip.updated", "project.finished"]
+
+
+async def test_a_retry_that_takes_one_late_video_and_buys_another_task_finishes_once_later(
+    store: ProjectStore,
+) -> None:
+    project = await created(store, 2)
+    await fail(store, project, 0, code=TIMED_OUT)
+    await fail(store, project, 1, code="contentPolicyViolation")
+    video = TaskSucceeded(video_url="https://v/late.mp4", cost=0.4)
+    await store.record(project.id, 0, project.clips[0].task_uuid, video)
+
+    outcome = await store.retry(project.id, tenant_id="tenant-a")
+
+    assert outcome is not None
+    assert (outcome.resubmit, outcome.rewatch) == ([1], [])
+    assert [e.message_type for e in outcome.events] == ["clip.updated", "clip.updated"]
+    assert outcome.project.status is ProjectStatus.GENERATING
+    assert [clip.status for clip in outcome.project.clips] == [
+        ClipStatus.SUCCESS,
+        ClipStatus.QUEUED,
+    ]
 
 
 # --- the event log -----------------------------------------------------------------------

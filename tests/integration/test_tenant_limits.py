@@ -17,7 +17,8 @@ import pytest_asyncio
 
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
 from reelflow_common.accounting.ledger import LedgerStore
-from reelflow_common.store import TaskSucceeded
+from reelflow_common.store import TaskSucceeded, transitions
+from reelflow_common.topology import CHECK_CLIP
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -228,3 +229,102 @@ async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: 
     assert again.status_code == 202, again.text
     assert again.json()["project_id"] == first.json()["project_id"]
     assert (await LedgerStore(api.db).read(tenant_id)).open == 2
+
+
+async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) -> None:
+    """Runware bills every task that ran: the one given up on and the retry that replaced it.
+
+    The retry's reservation stays in flight until its own task ends, and no duplicate of
+    the late video (a webhook and a poll, a redelivery) settles anything a second time.
+    """
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, first = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, first, code="taskFailedOrNotFound")  # its $0.25 freed
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text  # $0.25 reserved for the new task
+    clip = (await stored(api, project_id)).clips[0]
+    second = clip.task_uuid
+    assert clip.lease is not None
+    await api.projects.mark_processing(project_id, 0, second, token=clip.lease.token)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    await api.projects.record(project_id, 0, first, late)
+    await api.projects.record(project_id, 0, first, late)  # the same news, twice
+
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    # The late video is paid; the second task still runs at Runware, its estimate held.
+    assert ledger.open == 1
+    assert ledger.committed_in(day) == pytest.approx(0.65)
+
+    ended = TaskSucceeded(video_url="https://cdn.test/second.mp4", cost=0.3)
+    await api.projects.record(project_id, 0, second, ended)
+    await api.projects.record(project_id, 0, second, ended)
+    await api.projects.record(project_id, 0, first, late)
+
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.7)
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert status["clips"] == {first: "https://cdn.test/late.mp4"}
+    assert status["cost"] == {"usd": pytest.approx(0.7), "known": 2, "unknown": 0}
+    (result,) = status["results"]
+    assert (result["task_uuid"], result["cost"]) == (first, 0.4)
+    assert [(a["task_uuid"], a["status"], a["cost"]) for a in result["attempts"]] == [
+        (second, "success", 0.3)
+    ]
+    usage = (await api.client.get("/v1/usage", headers=auth)).json()
+    assert usage["month"]["usd"] == pytest.approx(0.7)
+    assert usage["clips_in_flight"] == 0
+
+
+async def test_a_late_video_of_a_timed_out_clip_is_billed_once_and_a_retry_takes_it_free(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, task, code="timedOut")  # our ceiling: its $0.25 freed
+    await api.drain()
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+
+    await api.projects.record(project_id, 0, task, late)
+    await api.projects.record(project_id, 0, task, late)  # the same news again
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    await api.projects.record(project_id, 0, task, late)  # and after the retry took it
+
+    assert retried.status_code == 202, retried.text
+    status = retried.json()
+    assert (status["status"], status["clips"]) == ("completed", {task: "https://cdn.test/late.mp4"})
+    assert status["cost"] == {"usd": 0.4, "known": 1, "unknown": 0}
+    assert (await api.drain(), await api.drain(CHECK_CLIP)) == ([], [])  # nothing bought
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.4)
+
+
+async def test_a_crash_between_a_late_videos_write_and_its_settlement_is_settled_on_redelivery(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, task, code="timedOut")  # its $0.25 freed
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    clip = (await stored(api, project_id)).clips[0]
+    write = transitions.late_result(
+        project_id, clip, task, late, now=datetime.now(UTC), correlation_id=None, log_size=64
+    )
+    assert write is not None
+    # The poller wrote the video, then died before it settled the ledger.
+    assert (await api.db["projects"].update_one(write.filter, write.update)).modified_count == 1
+
+    redelivered = await api.projects.record(project_id, 0, task, late)
+
+    assert not redelivered.applied
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.4)

@@ -11,6 +11,8 @@ from pydantic import ValidationError
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import (
     EVENT_TYPES,
+    AttemptSucceeded,
+    AttemptView,
     CheckClip,
     CheckHintedTasks,
     ClipStored,
@@ -151,7 +153,7 @@ def test_messages_are_immutable() -> None:
 
 def test_message_types_are_distinct() -> None:
     types = [m.message_type for m in (SubmitClip, CheckClip, CheckHintedTasks, StoreVideo)]
-    types += [m.message_type for m in (ClipUpdated, ProjectFinished, ClipStored)]
+    types += [m.message_type for m in (ClipUpdated, ProjectFinished, ClipStored, AttemptSucceeded)]
 
     assert len(set(types)) == len(types)
 
@@ -172,7 +174,22 @@ def test_one_table_parses_every_event_type() -> None:
         size_bytes=5893,
     )
 
-    assert set(EVENT_TYPES) == {"clip.updated", "project.finished", "clip.stored"}
+    late = AttemptSucceeded(
+        project_id="p1",
+        tenant_id="x",
+        seq=11,
+        counts=COUNTS,
+        scene_index=0,
+        attempt=AttemptView(task_uuid="t0", status=ClipStatus.SUCCESS, cost=0.4),
+    )
+
+    assert set(EVENT_TYPES) == {
+        "clip.updated",
+        "project.finished",
+        "clip.stored",
+        "clip.attempt_succeeded",
+    }
     assert parse_event("project.finished", finished.model_dump_json()) == finished
     assert parse_event("clip.stored", stored.model_dump_json()) == stored
+    assert parse_event("clip.attempt_succeeded", late.model_dump_json()) == late
     assert parse_event("submit_clip", b"{}") is None

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from reelflow_common.accounting.ledger import Settlement
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import ClipUpdated, ProjectFinished
+from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
 from reelflow_common.store import NewProject, TaskFailed, TaskSucceeded
 from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import new_project_document, project_from_document
@@ -352,8 +353,10 @@ def test_a_claim_matches_only_the_due_at_that_was_read() -> None:
 
 
 @pytest.mark.parametrize("shape", ["slim", "written before"])
-@pytest.mark.parametrize("current", ["queued", "processing", "failed"])
-def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str, shape: str) -> None:
+@pytest.mark.parametrize("current", ["queued", "processing"])
+def test_a_late_video_of_an_earlier_task_becomes_an_open_clips_video(
+    current: str, shape: str
+) -> None:
     doc = retry(
         step(new_doc(1), to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
     )
@@ -362,8 +365,6 @@ def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str, s
                                         correlation_id=None, log_size=LOG))  # fmt: skip
         doc = step(doc, t.progress("p1", 0, "t9", 40, submitted_at=T0, now=T0,
                                    correlation_id=None, log_size=LOG))  # fmt: skip
-    if current == "failed":
-        doc = step(doc, to_terminal(0, BROKEN, task="t9"))
     if shape == "written before":  # the clip as the code before the slim entry left it
         doc = written_before(doc, T0)
     clip = project_from_document(doc).clips[0]
@@ -380,26 +381,108 @@ def test_a_late_video_of_an_earlier_task_becomes_the_clips_video(current: str, s
     assert now_clip["attempts"]["t9"]["status"] == current
     assert "t0" not in now_clip["attempts"]
     assert after["counts"]["completed"] == 1
+    assert project_from_document(after).clips[0].late
     event = materialize(head(after), after["events"])[-1]
     assert isinstance(event, ClipUpdated)
     assert event.replaces_task_uuid == "t9"
+    # Its own reservation was freed when it failed: billed on its own; the task it
+    # replaced keeps its reservation until it ends.
+    assert write.settle == ("clips.0.charge", Settlement("t0:late", False, True, 0.5))
 
 
-def test_a_late_end_of_an_attempt_still_running_is_history_only() -> None:
+def finished_failed(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with scene 0 failed and the project finished (one ``project.finished``)."""
+    doc = step(doc, to_terminal(0, BROKEN, task=project_from_document(doc).clips[0].task_uuid))
+    return step(doc, finish(doc))
+
+
+@pytest.mark.parametrize("own_task", [False, True])
+def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_status(
+    own_task: bool,
+) -> None:
+    """An earlier task's video, or the clip's own task's after our ceiling gave it up."""
+    if own_task:  # t0 timed out (or was not found): the clip stands for it
+        doc = finished_failed(new_doc(1))
+    else:  # t0 failed, the retry's t9 failed too
+        doc = finished_failed(retry(step(new_doc(1), to_terminal(0, BROKEN))))
+    clip = project_from_document(doc).clips[0]
+    late_task = "t0"
+
+    write = t.late_result("p1", clip, late_task, VIDEO, now=T0, correlation_id=None, log_size=LOG)
+
+    assert write is not None
+    after = step(doc, write)
+    again = project_from_document(after)
+    assert (again.status, again.counts, again.clips[0].status) == (
+        doc["status"],
+        Counts.model_validate(doc["counts"]),
+        "failed",
+    )
+    assert again.clips[0].task_uuid == clip.task_uuid
+    attempt = again.clips[0].attempts[late_task]
+    assert (attempt.status, attempt.video_url, attempt.cost, attempt.late) == (
+        "success",
+        VIDEO.video_url,
+        0.5,
+        True,
+    )
+    assert (again.cost.usd, again.cost.known) == (0.5, 1)
+    (event,) = materialize(head(after), after["events"])[-1:]
+    assert isinstance(event, AttemptSucceeded)
+    assert (event.seq, event.scene_index, event.attempt.task_uuid) == (doc["seq"] + 1, 0, "t0")
+    assert write.settle == (
+        f"clips.0.attempts.{late_task}.charge",
+        Settlement("t0:late", False, True, 0.5),
+    )
+    assert not matches(after, write.filter)  # once
+    assert t.late_result("p1", again.clips[0], late_task, VIDEO, now=T0, correlation_id=None,
+                         log_size=LOG) is None  # fmt: skip
+
+    # A retry takes the video: nothing is bought, the cost is not counted again.
+    taken = t.take_late_video("p1", "tenant-a", again.clips[0], now=T0, correlation_id=None,
+                              log_size=LOG)  # fmt: skip
+    assert taken is not None
+    assert taken.settle is None
+    took = step(after, taken)
+    clip_now = project_from_document(took).clips[0]
+    assert (clip_now.task_uuid, clip_now.status, clip_now.video_url, clip_now.late) == (
+        "t0",
+        "success",
+        VIDEO.video_url,
+        True,
+    )
+    assert "t0" not in clip_now.attempts
+    assert clip_now.error is None
+    assert project_from_document(took).cost == again.cost
+    event = materialize(head(took), took["events"])[-1]
+    assert isinstance(event, ClipUpdated)
+    assert event.replaces_task_uuid == (None if own_task else "t9")
+    assert took["counts"]["completed"] == 1
+
+
+def test_a_late_end_of_an_attempt_still_running_is_recorded_in_its_attempt() -> None:
     doc = new_doc(1)
     doc["clips"]["0"]["status"] = "success"
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing"}}
     doc["counts"] = {**doc["counts"], "pending": 0, "completed": 1}
     clip = project_from_document(doc).clips[0]
 
-    write = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
+    failed = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
+    video = t.late_result("p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG)
 
-    assert write is not None
-    assert write.events == 0
-    after = find_one_and_update(doc, write.filter, write.update)
-    assert after is not None
+    assert failed is not None
+    assert failed.events == 0  # history only
+    after = step(doc, failed)
     assert after["clips"]["0"]["attempts"]["t8"]["status"] == "failed"
     assert after["seq"] == doc["seq"]
+    # Its reservation ends with it, wherever its end is recorded.
+    assert failed.settle == ("clips.0.attempts.t8.charge", Settlement("t8", True, False, None))
+    assert video is not None
+    assert video.settle == ("clips.0.attempts.t8.charge", Settlement("t8", True, True, 0.5))
+    billed = step(doc, video)
+    (event,) = materialize(head(billed), billed["events"])
+    assert isinstance(event, AttemptSucceeded)
+    assert billed["cost"]["usd"] == 0.5
     assert (
         t.late_result("p1", clip, "t7", BROKEN, now=T0, correlation_id=None, log_size=LOG) is None
     )
@@ -471,3 +554,22 @@ def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() ->
     assert (new.completed_at, new.error, new.submitted_at) == (None, None, None)
     assert new.attempts["t0"].error == {"code": "contentPolicyViolation", "message": "no"}
     assert new.attempts["t0"].queued_at == T0
+
+
+@pytest.mark.parametrize("code", [t.TIMED_OUT, "taskFailedOrNotFound"])
+def test_a_retry_read_before_a_late_video_came_buys_and_watches_nothing(code: str) -> None:
+    doc = step(new_doc(1), to_terminal(0, TaskFailed(code=code, message="?")))
+    read = project_from_document(doc).clips[0]
+    late = t.late_result("p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    assert late is not None
+    after = step(doc, late)  # the video came between the retry's read and its write
+
+    common: dict[str, Any] = {"token": "k", "now": T0, "lease_until": T0 + LEASE,
+                              "correlation_id": None, "log_size": LOG}  # fmt: skip
+    if code == t.TIMED_OUT:
+        write = t.rewatch("p1", "tenant-a", read, **common)
+    else:
+        write = t.retry_with_new_task("p1", "tenant-a", read, new_task_uuid="t9", **common)
+
+    assert matches(doc, write.filter)
+    assert not matches(after, write.filter)

@@ -2,9 +2,9 @@
 
 Commands are imperative and have exactly one consumer (``SubmitClip``,
 ``CheckClip``, ``CheckHintedTasks``, ``StoreVideo``); events are past tense and fan out
-(``ClipUpdated``, ``ProjectFinished``, ``ClipStored``). Each message carries its own envelope
-fields: ``message_id``, ``correlation_id`` (the HTTP request that started the
-chain), ``occurred_at`` and ``schema_version``.
+(``ClipUpdated``, ``ProjectFinished``, ``ClipStored``, ``AttemptSucceeded``). Each message
+carries its own envelope fields: ``message_id``, ``correlation_id`` (the HTTP request
+that started the chain), ``occurred_at`` and ``schema_version``.
 
 Commands carry what their consumer needs, so that handling one reads nothing
 from the database on the way that matters: a ``SubmitClip`` holds the request
@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.topology import (
+    CLIP_ATTEMPT_SUCCEEDED,
     CLIP_UPDATED,
     HEADER_CORRELATION_ID,
     HEADER_PROJECT_ID,
@@ -282,13 +283,35 @@ class ClipStored(Message):
     size_bytes: int
 
 
-Event = ClipUpdated | ProjectFinished | ClipStored
+class AttemptSucceeded(Message):
+    """A task the clip does not stand for delivered a video after all: Runware billed it.
+
+    An earlier task of a retried clip, a task replaced by an earlier one's video, or
+    the clip's own task after the clip was given up on (``timedOut``). The clip's
+    status and the counts do not change (a terminal clip never does, and the project
+    does not finish again); ``attempt`` is the task as its ``attempts`` entry now
+    says, with its ``cost``, which the project's ``cost`` now includes. A failed clip
+    with such a video takes it, without buying anything, when it is retried.
+    """
+
+    message_type: ClassVar[str] = CLIP_ATTEMPT_SUCCEEDED
+    project_id: str
+    tenant_id: str
+    seq: int
+    counts: Counts
+    scene_index: int
+    attempt: AttemptView
+
+
+Event = ClipUpdated | ProjectFinished | ClipStored | AttemptSucceeded
+_EventType = type[ClipUpdated] | type[ProjectFinished] | type[ClipStored] | type[AttemptSucceeded]
 
 #: the one table of event types: AMQP ``type`` (and stored ``type``) -> model
-EVENT_TYPES: dict[str, type[ClipUpdated] | type[ProjectFinished] | type[ClipStored]] = {
+EVENT_TYPES: dict[str, _EventType] = {
     ClipUpdated.message_type: ClipUpdated,
     ProjectFinished.message_type: ProjectFinished,
     ClipStored.message_type: ClipStored,
+    AttemptSucceeded.message_type: AttemptSucceeded,
 }
 EVENT_CLASSES = tuple(EVENT_TYPES.values())
 

@@ -47,6 +47,8 @@ WORK_QUEUES = (SUBMIT_CLIP, CHECK_CLIP, HINTED_CHECK, STORE_VIDEO)
 CLIP_UPDATED = "clip.updated"
 PROJECT_FINISHED = "project.finished"
 CLIP_STORED = "clip.stored"
+#: a task the clip does not stand for delivered a video, and Runware billed it
+CLIP_ATTEMPT_SUCCEEDED = "clip.attempt_succeeded"
 EVENT_BINDING_KEYS = ("clip.*", "project.*")
 
 #: per-tenant submit lanes: ``<prefix>submitter.submit_clip.lane.<tenant>``

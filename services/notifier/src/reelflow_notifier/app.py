@@ -80,11 +80,16 @@ async def _link_broker(settings: Settings, hub: Hub, readiness: dict[str, Readin
     topology = Topology.from_settings(settings)
     async with (
         amqp_connection(settings, name="notifier") as connection,
-        amqp_channel(connection, prefetch=settings.fanout_prefetch) as channel,
+        amqp_channel(connection) as channel,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))
         async with fanout(
-            connection, channel, topology, hub, max_length=settings.fanout_max_length
+            connection,
+            channel,
+            topology,
+            hub,
+            max_length=settings.fanout_max_length,
+            prefetch=settings.fanout_prefetch,
         ):
             # Connections opened while the broker was away may have missed events.
             hub.catch_up_all()

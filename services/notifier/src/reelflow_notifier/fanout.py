@@ -7,8 +7,9 @@ robust channel re-declares a queue under the name it knows after a reconnect,
 and a readable name tells an operator whose queue it is.
 
 Bounded at every step, so a replica that falls behind cannot grow its memory:
-deliveries are acknowledged after routing, with a prefetch (the channel's), so
-the broker holds the backlog, not this process; the queue holds at most
+deliveries are acknowledged after routing (together, see
+:mod:`reelflow_notifier.acks`), with a prefetch, so the broker holds the
+backlog, not this process; the queue holds at most
 ``max_length`` events and drops the oldest past that. Each dropped event is
 dead-lettered into a second exclusive queue, ``….overflow``, which keeps only
 the latest one: a signal, not a store. On that signal every connection catches
@@ -23,7 +24,6 @@ reconnect every connection catches up from the store, for the same reason.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +42,7 @@ from reelflow_common.messages import Event
 from reelflow_common.messages import parse_event as parse_event_body
 from reelflow_common.topology import EVENT_BINDING_KEYS, Topology
 from reelflow_common.tracing import SpanKind, extract, span
+from reelflow_notifier.acks import Acks
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
 
@@ -67,12 +68,15 @@ async def fanout(
     hub: Hub,
     *,
     max_length: int,
+    prefetch: int,
 ) -> AsyncIterator[str]:
     """Consume this replica's queue into ``hub`` until exit; yields the queue's name.
 
-    ``channel`` needs a prefetch (see ``amqp_channel``): it bounds the events
-    this process holds at once.
+    ``prefetch`` (set on ``channel``, which nothing else consumes from) bounds
+    the events this process holds at once.
     """
+    await channel.set_qos(prefetch_count=prefetch)
+    acks = Acks(prefetch)
     replica_id = uuid.uuid4().hex
     overflow = await channel.declare_queue(
         topology.fanout_overflow_queue(replica_id),
@@ -92,7 +96,8 @@ async def fanout(
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         # No await before routing: aio-pika starts one task per delivery, in order,
-        # so events reach the hub in the order the queue holds them.
+        # so events reach the hub in the order the queue holds them (and Acks relies on
+        # every delivery before this one having been handled).
         event = parse_event(incoming)
         if event is None:
             FANOUT_EVENTS_TOTAL.labels(outcome="invalid").inc()
@@ -113,13 +118,13 @@ async def fanout(
                 routed = hub.route(event)
                 log.debug("fanout_event_routed", seq=event.seq, connections=routed)
             FANOUT_EVENTS_TOTAL.labels(outcome="routed" if routed else "unwatched").inc()
-        await _ack(incoming)
+        await acks.routed(incoming)
 
     async def on_overflow(incoming: AbstractIncomingMessage) -> None:
         FANOUT_EVENTS_TOTAL.labels(outcome="dropped").inc()
         log.warning("fanout_overflowed", watched_projects=hub.watched(), max_length=max_length)
         hub.catch_up_all()
-        await _ack(incoming)
+        await acks.routed(incoming)
 
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         log.warning("fanout_reconnected", watched_projects=hub.watched())
@@ -144,11 +149,6 @@ async def fanout(
                         await consumed.cancel(tag)
                     except (AMQPError, ChannelInvalidStateError, ConnectionError):
                         log.warning("fanout_cancel_failed", queue=consumed.name)
+                await acks.close()
         except TimeoutError:
             log.warning("fanout_cancel_timed_out", queue=queue.name)
-
-
-async def _ack(incoming: AbstractIncomingMessage) -> None:
-    # A channel lost meanwhile drops the queue with it (exclusive): nothing to settle.
-    with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
-        await incoming.ack()

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import Counts, ProjectStatus
-from reelflow_common.messages import ClipView, Event
+from reelflow_common.messages import AttemptView, ClipView, Event
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import Project, ProjectStatusView
 
@@ -99,6 +99,22 @@ class ClipStoredMessage(_ServerMessage):
     counts: WireCounts
 
 
+class AttemptSucceededMessage(_ServerMessage):
+    """A task the clip does not stand for delivered a video after all, and Runware billed it.
+
+    Add ``attempt.cost`` to the project's cost and keep ``attempt`` among the scene's
+    ``attempts``; the clip's status and the counts do not change (a failed clip takes
+    the video when it is retried).
+    """
+
+    type: Literal["clip.attempt_succeeded"] = "clip.attempt_succeeded"
+    seq: int
+    project_id: str
+    scene_index: int
+    attempt: AttemptView
+    counts: WireCounts
+
+
 class ErrorMessage(_ServerMessage):
     """A client message was refused (``/v1/ws`` only); the connection stays open."""
 
@@ -120,6 +136,7 @@ SERVER_MESSAGES: tuple[type[_ServerMessage], ...] = (
     ClipUpdatedMessage,
     ProjectFinishedMessage,
     ClipStoredMessage,
+    AttemptSucceededMessage,
     ErrorMessage,
     UnsubscribedMessage,
 )
@@ -143,7 +160,7 @@ _HEAD = frozenset({"project_id", "seq", "counts"})
 
 
 def event_message(event: Event) -> WireMessage:
-    """``{"type": "clip.updated" | "project.finished" | "clip.stored", "seq": …, …}``.
+    """``{"type": "clip.updated" | "project.finished" | "clip.stored" | …, "seq": …, …}``.
 
     Rendered once per watching connection for every event, so built straight from
     the event's own dump (twice as fast as through :class:`ClipUpdatedMessage`);

@@ -29,6 +29,7 @@ from reelflow_api.app import create_app
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common import topology
 from reelflow_common.messages import (
+    AttemptSucceeded,
     CheckClip,
     CheckHintedTasks,
     ClipStored,
@@ -82,6 +83,7 @@ EVENTS: dict[str, type[Message]] = {
     topology.CLIP_UPDATED: ClipUpdated,
     topology.PROJECT_FINISHED: ProjectFinished,
     topology.CLIP_STORED: ClipStored,
+    topology.CLIP_ATTEMPT_SUCCEEDED: AttemptSucceeded,
 }
 
 #: signals between submitter replicas, on their fanout exchange (best effort, no acks)

@@ -34,6 +34,11 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def is_local(host: str | None) -> bool:
+    """Whether a broker at ``host`` runs on this machine (no host: the default, local)."""
+    return host is None or host in _LOCAL_HOSTS
+
+
 def _server_command() -> str | None:
     found = shutil.which("rabbitmq-server")
     if found is None and Path("/usr/sbin/rabbitmq-server").exists():
@@ -59,11 +64,11 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 5672
     if _reachable(host, port):
-        if host in _LOCAL_HOSTS:
+        if is_local(host):
             guard_dead_letter_supervisor()
         return "running"
     server = _server_command()
-    if host not in _LOCAL_HOSTS or server is None:
+    if not is_local(host) or server is None:
         raise StartError(
             f"RabbitMQ is not reachable at {host}:{port}.\n"
             "Install and start it (Debian: sudo apt-get install rabbitmq-server), "

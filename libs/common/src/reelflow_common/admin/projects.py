@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from reelflow_common.domain import ClipRequest
-from reelflow_common.messages import ClipStored, ClipUpdated, Event
+from reelflow_common.messages import AttemptSucceeded, ClipStored, ClipUpdated, Event
 from reelflow_common.store import ClipState, Project
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.tracking import Pass
@@ -160,6 +160,9 @@ def _event_lines(state: Json) -> list[str]:
                 about += f" (replaces {event['replaces_task_uuid']})"
         elif event["type"] == ClipStored.message_type:
             about = f"#{event['scene_index']} stored  task {event['task_uuid']}"
+        elif event["type"] == AttemptSucceeded.message_type:
+            attempt = event["attempt"]
+            about = f"#{event['scene_index']} attempt {attempt['task_uuid']} succeeded"
         else:
             about = event["status"]
         lines.append(f"  {event['seq']:>4}  {event['occurred_at']}  {event['type']:<16}  {about}")

@@ -56,7 +56,7 @@ WITHOUT_EVENTS: Document = {"events": 0}
 
 _DATETIME_FIELDS = ("queued_at", "submitted_at", "completed_at", "watched_since")
 #: what :func:`pack_result` holds
-_RESULT_FIELDS = ("completed_at", "video_url", "video_uuid", "cost")
+_RESULT_FIELDS = ("completed_at", "video_url", "video_uuid", "cost", "late")
 #: stored, but not part of the clip's state: its key says the scene, the packed end is
 #: unpacked, and a clip's own ``updated_at`` (written before) is the project's and its events'
 _NOT_IN_STATE = frozenset({"scene_index", "result", "updated_at"})
@@ -121,15 +121,17 @@ def pack_result(
     video_url: str | None = None,
     video_uuid: str | None = None,
     cost: float | None = None,
+    late: bool = False,
 ) -> bytes:
     """How the clip's current task ended, as one opaque BSON value (no query looks inside).
 
     Written once by the change that ends the task, removed by the one that reopens
     the clip; the failure's ``error`` stays a field of its own (a retry's guard reads
-    ``error.code``).
+    ``error.code``). ``late`` only when true: a video that came after its task had
+    been given up on.
     """
     ended = {"completed_at": completed_at, "video_url": video_url, "video_uuid": video_uuid}
-    return bson.encode(_without_none(ended | {"cost": cost}))
+    return bson.encode(_without_none(ended | {"cost": cost, "late": late or None}))
 
 
 def new_project_document(
@@ -222,6 +224,7 @@ def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime)
     if isinstance(result, bytes | bytearray):
         ended = bson.decode(bytes(result))
         values |= {key: ended.get(key) for key in _RESULT_FIELDS}
+        values["late"] = bool(values["late"])
     values["scene_index"] = scene_index
     if values.get("queued_at") is None:
         values["queued_at"] = created_at

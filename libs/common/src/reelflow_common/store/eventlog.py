@@ -10,8 +10,9 @@ before it ``seq - 1``, and so on; the counts after ``events[j]`` are the
 document's counts minus the deltas of the events after ``j``.
 
 :func:`materialize` turns a log and the document's ``(seq, counts)`` into full
-``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` messages: for a writer, from the ``seq``
-and ``counts`` its own update returned; for a replay, from a read.
+``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` / ``AttemptSucceeded`` messages:
+for a writer, from the ``seq`` and ``counts`` its own update returned; for a replay,
+from a read.
 
 The database never looks inside a stored event, so each is pushed as one BSON
 binary value (:func:`packed`) rather than a subdocument: every update of a
@@ -31,7 +32,15 @@ import bson
 from bson.codec_options import CodecOptions
 
 from reelflow_common.domain import Bucket, Counts, ProjectStatus
-from reelflow_common.messages import ClipStored, ClipUpdated, ClipView, Event, ProjectFinished
+from reelflow_common.messages import (
+    AttemptSucceeded,
+    AttemptView,
+    ClipStored,
+    ClipUpdated,
+    ClipView,
+    Event,
+    ProjectFinished,
+)
 from reelflow_common.mongo import Document
 from reelflow_common.store.timefmt import as_utc
 
@@ -126,6 +135,25 @@ def stored_event(
     return doc
 
 
+def attempt_event(
+    scene_index: int,
+    attempt: AttemptView,
+    *,
+    occurred_at: datetime,
+    correlation_id: str | None,
+) -> Document:
+    """A stored ``clip.attempt_succeeded``: no move between buckets (the clip did not change)."""
+    doc: Document = {
+        "type": AttemptSucceeded.message_type,
+        "scene_index": scene_index,
+        "attempt": attempt.model_dump(mode="json", exclude_none=True),
+        "occurred_at": occurred_at,
+    }
+    if correlation_id is not None:
+        doc["correlation_id"] = correlation_id
+    return doc
+
+
 def message_id(project_id: str, seq: int) -> str:
     """One id per (project, seq), whoever builds the message: a re-publish is the same message."""
     return uuid.uuid5(_ID_NAMESPACE, f"{project_id}/{seq}").hex
@@ -166,6 +194,12 @@ def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event
             size_bytes=doc["size_bytes"],
             **common,
         )
+    if doc["type"] == AttemptSucceeded.message_type:
+        return AttemptSucceeded(
+            scene_index=doc["scene_index"],
+            attempt=AttemptView.model_validate(doc["attempt"]),
+            **common,
+        )
     return ClipUpdated(
         clip=ClipView.model_validate(doc["clip"]),
         replaces_task_uuid=doc.get("replaces_task_uuid"),
@@ -201,6 +235,6 @@ def about_scene(events: Sequence[Event], scene_index: int) -> list[Event]:
 def _scene_of(event: Event) -> int | None:
     if isinstance(event, ClipUpdated):
         return event.clip.scene_index
-    if isinstance(event, ClipStored):
+    if isinstance(event, ClipStored | AttemptSucceeded):
         return event.scene_index
     return None

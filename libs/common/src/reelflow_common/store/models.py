@@ -48,7 +48,12 @@ class Lease(_Frozen):
 
 
 class Attempt(_Frozen):
-    """An earlier task of a clip, kept when a retry gave the clip a new one."""
+    """A task of a clip that the clip does not stand for (or no longer stands for by its video).
+
+    An earlier task, kept when a retry gave the clip a new one or an earlier task's
+    video replaced it; or, for a clip given up on (``timedOut``), its own task's video
+    that came after all (under the clip's own task UUID).
+    """
 
     status: ClipStatus
     video_url: str | None = None
@@ -58,6 +63,10 @@ class Attempt(_Frozen):
     queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    #: what the task held on the tenant's ledger: its end is settled on this charge
+    charge: Charge | None = None
+    #: its video came after the task had been given up on (its reservation was freed)
+    late: bool = False
 
     def view(self, task_uuid: str) -> AttemptView:
         return AttemptView(
@@ -108,6 +117,9 @@ class ClipState(_Frozen):
     waiting: dict[str, str] | None = None
     #: what the clip's current task holds on the tenant's ledger (None: the tenant has none)
     charge: Charge | None = None
+    #: the current task's video came after the task had been given up on (an earlier task
+    #: whose video came while a retry ran, or a retry that took a late video)
+    late: bool = False
     #: earlier tasks of this scene, by task UUID
     attempts: dict[str, Attempt] = Field(default_factory=dict)
     #: reelflow's copy of the video (a success only; copies are off: always None)
@@ -158,7 +170,16 @@ class ClipState(_Frozen):
             queued_at=self.queued_at,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            charge=self.charge,
+            late=self.late,
         )
+
+    def late_video(self) -> tuple[str, Attempt] | None:
+        """A video of one of this failed clip's tasks that came after it was given up on."""
+        if self.status is not ClipStatus.FAILED:
+            return None
+        videos = [item for item in self.earlier_attempts() if item[1].status is ClipStatus.SUCCESS]
+        return videos[0] if videos else None
 
     def seed_value(self) -> str:
         """The clip in the seed's ``clips`` column: its URL, ``"pending"`` or ``"failed"``.

@@ -192,6 +192,22 @@ class ProjectStore:
         doc = await self._projects.find_one(query, projection)
         return None if doc is None else project_from_document(doc)
 
+    async def get_many(self, refs: Sequence[tuple[str, str]]) -> list[Project | None]:
+        """``get(project_id, tenant_id=tenant_id)`` of each pair, in one query."""
+        query = {
+            "_id": {"$in": list({project_id for project_id, _tenant in refs})},
+            "tenant_id": {"$in": list({tenant_id for _project, tenant_id in refs})},
+        }
+        found = self._projects.find(query, WITHOUT_REQUESTS_AND_EVENTS)
+        read = {doc["_id"]: project_from_document(doc) async for doc in found}
+        projects: list[Project | None] = []
+        for project_id, tenant_id in refs:
+            project = read.get(project_id)
+            projects.append(
+                project if project is not None and project.tenant_id == tenant_id else None
+            )
+        return projects
+
     # --- the hot path: one guarded update per public change --------------------
 
     async def mark_processing(
@@ -361,7 +377,7 @@ class ProjectStore:
         """Apply one write; its events and those of the finish it caused, or None if not applied."""
         projection = _HEAD
         if write.settle is not None:
-            projection = _HEAD | {f"{clip_path(write.settle[0])}.charge": 1}
+            projection = _HEAD | {write.settle[0]: 1}
         head = await self._projects.find_one_and_update(
             write.filter, write.update, projection=projection, return_document=ReturnDocument.AFTER
         )
@@ -371,18 +387,21 @@ class ProjectStore:
             await self._settle(head, *write.settle)
         events = self._events_of(write, project_id, head)
         if not _moves_counts(write):
-            # A copy landing or an earlier task's history: no clip changed bucket, so
-            # this writer did not make pending reach 0; the one that did finishes.
+            # A copy landing or an attempt's end: no clip changed bucket, so this
+            # writer did not make pending reach 0; the one that did finishes.
             return events
         return events + await self._finish_if_done(project_id, head)
 
-    async def _settle(self, head: Document, scene_index: int, settlement: Settlement) -> None:
-        """Settle the clip's reservation on its tenant's ledger, if it holds one (idempotent).
+    async def _settle(self, head: Document, charge_path: str, settlement: Settlement) -> None:
+        """Settle the reservation at ``charge_path`` on the tenant's ledger, if there is one
+        (idempotent).
 
         A crash before this leaves the message unacknowledged; its redelivery finds the
         change made and settles in the repair path.
         """
-        charge = head.get("clips", {}).get(str(scene_index), {}).get("charge")
+        charge: Any = head
+        for name in charge_path.split("."):
+            charge = charge.get(name) if isinstance(charge, dict) else None
         if charge is not None:
             await self.ledgers.settle(head["tenant_id"], Charge.model_validate(charge), settlement)
 
@@ -409,7 +428,8 @@ class ProjectStore:
                 log_size=self._log_size,
             )
         elif final_project_status(counts) is not status:
-            # A late video changed a finished project's counts: it finishes again.
+            # A retry took a late video: the finished project's counts changed, it finishes
+            # again (as after any retry).
             write = transitions.finish(
                 project_id,
                 counts,
@@ -539,9 +559,10 @@ class ProjectStore:
     ) -> Change:
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
-        Never re-applies. A result of one of the clip's earlier tasks is recorded
-        where it belongs (``attempts``, or as the clip's video if it has none): then
-        the change is applied.
+        Never re-applies. A result of a task the clip does not stand for (any more) is
+        recorded where it belongs (:func:`transitions.late_result`): then the change is
+        applied. Otherwise what the task's recorded ends settle is settled again (a
+        no-op unless a crash came between the write and its settlement).
         """
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
@@ -552,45 +573,32 @@ class ProjectStore:
             if doc is None or raw_clip is None:
                 return Change(False)
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-            if clip.task_uuid != task_uuid:
-                if result is None:  # a submit Runware took, of a task the clip no longer has
-                    return await self._earlier_submitted(project_id, clip, task_uuid)
-                late = await self._record_late(project_id, clip, task_uuid, result, doc)
-                if late is None:
-                    continue  # the clip moved between the read and the write: read again
-                return late
+            if result is None and clip.task_uuid != task_uuid:
+                # A submit Runware took, of a task the clip no longer has.
+                return await self._earlier_submitted(project_id, clip, task_uuid)
+            if result is not None:
+                write = transitions.late_result(
+                    project_id,
+                    clip,
+                    task_uuid,
+                    result,
+                    now=self._now(),
+                    correlation_id=doc.get("correlation_id"),
+                    log_size=self._log_size,
+                )
+                if write is not None:
+                    late = await self._apply(write, project_id)
+                    if late is None:
+                        continue  # the clip moved between the read and the write: read again
+                    return Change(True, late)
             head = _log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
+            for charge, settlement in transitions.settlements(clip, task_uuid):
+                await self.ledgers.settle(doc["tenant_id"], charge, settlement)
             if clip.status.is_terminal:
-                if clip.charge is not None:
-                    ended = Settlement(
-                        key=clip.task_uuid,
-                        ended=True,
-                        billed=clip.status is ClipStatus.SUCCESS,
-                        cost=clip.cost,
-                    )
-                    await self.ledgers.settle(doc["tenant_id"], clip.charge, ended)
                 events += await self._finish_if_done(project_id, doc)
             return Change(False, events)
         return Change(False)
-
-    async def _record_late(
-        self, project_id: str, clip: ClipState, task_uuid: str, result: TaskResult, doc: Document
-    ) -> Change | None:
-        """Record a result of an earlier task; None when the clip moved since ``doc`` was read."""
-        write = transitions.late_result(
-            project_id,
-            clip,
-            task_uuid,
-            result,
-            now=self._now(),
-            correlation_id=doc.get("correlation_id"),
-            log_size=self._log_size,
-        )
-        if write is None:
-            return Change(False)  # not a task of this clip, or nothing new about it
-        events = await self._apply(write, project_id)
-        return None if events is None else Change(True, events)
 
     # --- the API's operations ----------------------------------------------------------
 
@@ -628,7 +636,8 @@ class ProjectStore:
         reserve: Reserve | None = None,
     ) -> Outcome | None:
         """Follow every failed clip again: a new task where Runware failed the old one, the same
-        task where only our ceiling ran out (``timedOut``). Cancelled clips stay cancelled.
+        task where only our ceiling ran out (``timedOut``); a clip with a late video takes it
+        (nothing bought). Cancelled clips stay cancelled.
 
         The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
         for ``Outcome.rewatch``, from the project returned (read with its requests).
@@ -641,15 +650,29 @@ class ProjectStore:
             return None
         charges: dict[int, Charge] = {}
         failed = [clip for clip in project.clips if clip.status is ClipStatus.FAILED]
-        if reserve is not None and failed:
-            charges = await reserve(project, failed) or {}
+        # A clip with a late video takes it: nothing to buy or hold money for.
+        to_follow = [clip for clip in failed if clip.late_video() is None]
+        if reserve is not None and to_follow:
+            charges = await reserve(project, to_follow) or {}
         events: list[Event] = []
         resubmit: list[int] = []
         rewatch: list[int] = []
-        for clip in project.clips:
-            if clip.status is not ClipStatus.FAILED:
-                continue
+        # Those followed again first: they reopen the project, so one that takes its video
+        # after them does not finish it on the way.
+        for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
             now = self._now()
+            taken = transitions.take_late_video(
+                project_id,
+                tenant_id,
+                clip,
+                now=now,
+                correlation_id=correlation_id,
+                log_size=self._log_size,
+            )
+            if taken is not None:
+                # Not applied: a concurrent retry took it.
+                events += await self._apply(taken, project_id) or []
+                continue
             common: dict[str, Any] = {
                 "token": new_token(),
                 "now": now,

@@ -37,7 +37,13 @@ from reelflow_common.store.documents import (
     pack_result,
     queued_clip_document,
 )
-from reelflow_common.store.eventlog import clip_event, finish_event, packed, stored_event
+from reelflow_common.store.eventlog import (
+    attempt_event,
+    clip_event,
+    finish_event,
+    packed,
+    stored_event,
+)
 from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
 
 #: the error code of a clip that ran out of time on our side (Runware never said it failed)
@@ -50,14 +56,15 @@ _OPEN = [status.value for status in OPEN_CLIP_STATUSES]
 class Write:
     """One guarded update of one project document; ``events`` is what it adds to ``seq``.
 
-    ``settle``: the scene whose ledger reservation this change settles, and how
-    (applied after the write, once, by :class:`~reelflow_common.store.ProjectStore`).
+    ``settle``: where the ledger reservation this change settles is (the dotted path of
+    a ``charge`` in the document as the write leaves it), and how (applied after the
+    write, once, by :class:`~reelflow_common.store.ProjectStore`).
     """
 
     filter: Document
     update: Document
     events: int = 0
-    settle: tuple[int, Settlement] | None = None
+    settle: tuple[str, Settlement] | None = None
 
 
 @dataclass
@@ -89,7 +96,7 @@ class _Update:
         *,
         now: datetime,
         log_size: int,
-        settle: tuple[int, Settlement] | None = None,
+        settle: tuple[str, Settlement] | None = None,
     ) -> Write:
         update: Document = {}
         to_set = dict(self.set)
@@ -133,6 +140,40 @@ def _set_clip(update: _Update, scene_index: int, **fields: Any) -> None:
     path = clip_path(scene_index)
     for name, value in fields.items():
         update.set[f"{path}.{name}"] = value.value if isinstance(value, ClipStatus) else value
+
+
+def _charge_of(scene_index: int, task_uuid: str | None = None) -> str:
+    """Where the reservation of the clip's current task (or of its attempt ``task_uuid``) is."""
+    path = clip_path(scene_index)
+    return f"{path}.charge" if task_uuid is None else f"{path}.attempts.{task_uuid}.charge"
+
+
+def task_end(
+    task_uuid: str, status: ClipStatus, cost: float | None, *, late: bool = False
+) -> Settlement:
+    """What a task's recorded end does to its reservation (``<charge>:<task>``, once).
+
+    A task's end frees its reservation (one fewer in flight, the estimate released)
+    and, with a video, bills what it cost. A video that came after its task had been
+    given up on (its reservation freed as a failure) is billed on its own, under
+    ``<task>:late``.
+    """
+    if late:
+        return Settlement(key=f"{task_uuid}:late", ended=False, billed=True, cost=cost)
+    return Settlement(key=task_uuid, ended=True, billed=status is ClipStatus.SUCCESS, cost=cost)
+
+
+def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlement]]:
+    """What the recorded ends of ``task_uuid`` settle, as the clip says: the repair path
+    settles them again after a crash (each one once: a no-op if it was)."""
+    found: list[tuple[Charge, Settlement]] = []
+    if clip.task_uuid == task_uuid and clip.status.is_terminal and clip.charge is not None:
+        found.append((clip.charge, task_end(task_uuid, clip.status, clip.cost, late=clip.late)))
+    attempt = clip.attempts.get(task_uuid)
+    if attempt is not None and attempt.status.is_terminal and attempt.charge is not None:
+        ended = task_end(task_uuid, attempt.status, attempt.cost, late=attempt.late)
+        found.append((attempt.charge, ended))
+    return found
 
 
 #: the earliest success whose video the copy sweep has not seen stored yet (set by every
@@ -257,13 +298,8 @@ def to_terminal(
     guard = _guard(project_id, scene_index, status={"$in": allowed}, task_uuid=task_uuid)
     if token is not None:
         guard[f"{clip_path(scene_index)}.lease.token"] = token
-    settle = Settlement(
-        key=task_uuid,
-        ended=True,
-        billed=status is ClipStatus.SUCCESS,
-        cost=fields.get("cost"),
-    )
-    return update.build(guard, now=now, log_size=log_size, settle=(scene_index, settle))
+    settle = task_end(task_uuid, status, fields.get("cost"))
+    return update.build(guard, now=now, log_size=log_size, settle=(_charge_of(scene_index), settle))
 
 
 def progress(
@@ -439,8 +475,10 @@ def cancel(
         status={"$in": _OPEN},
         task_uuid=clip.task_uuid,
     )
-    settle = Settlement(key=clip.task_uuid, ended=True, billed=False)
-    return update.build(guard, now=now, log_size=log_size, settle=(clip.scene_index, settle))
+    settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
+    return update.build(
+        guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
+    )
 
 
 def _reopen(update: _Update, *, lease_until: datetime) -> None:
@@ -497,7 +535,18 @@ def retry_with_new_task(
         status=ClipStatus.FAILED.value,
         task_uuid=clip.task_uuid,
     )
-    return update.build(guard, now=now, log_size=log_size)
+    return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
+
+
+def _no_late_video_since(guard: Document, clip: ClipState) -> Document:
+    """``guard`` and the clip's tasks as read: a late video recorded since (in ``attempts``)
+    makes a retry that would buy or watch again match nothing; the next retry takes it."""
+    path = clip_path(clip.scene_index)
+    for task_uuid, attempt in clip.attempts.items():
+        guard[f"{path}.attempts.{task_uuid}.status"] = attempt.status.value
+    if clip.task_uuid not in clip.attempts:
+        guard[f"{path}.attempts.{clip.task_uuid}"] = {"$exists": False}
+    return guard
 
 
 def rewatch(
@@ -554,7 +603,7 @@ def rewatch(
         task_uuid=clip.task_uuid,
         error__code=TIMED_OUT,
     )
-    return update.build(guard, now=now, log_size=log_size)
+    return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
 
 def attempt_document(attempt: Attempt) -> Document:
@@ -622,62 +671,120 @@ def late_result(
     correlation_id: str | None,
     log_size: int,
 ) -> Write | None:
-    """What a terminal result of one of the clip's EARLIER tasks changes, as the clip was read.
+    """What a terminal result of a task the clip does not stand for (any more) changes.
 
-    - A video of an earlier task, while the clip has none: the clip becomes a
-      success with that task as its current one, and the task it replaces moves
-      to ``attempts`` (if it is still running there, its chain records its end).
-    - Otherwise the earlier attempt's own entry records the end, if it was open.
+    - A video of an earlier task while the clip is still open: the clip becomes a
+      success with that task as its current one, and the task it replaces moves to
+      ``attempts`` (if it is still running there, its chain records its end).
+    - Otherwise the task's ``attempts`` entry records the end, if it was open, or a
+      video that came after the task had been given up on: a terminal clip never
+      changes. So does a video of a failed or cancelled clip's own task (under its
+      own task UUID in ``attempts``): Runware billed it, and a retry takes it.
 
     None when there is nothing to record. Guarded on the clip as read.
     """
     attempt = clip.attempts.get(task_uuid)
-    if attempt is None:
+    video = result if isinstance(result, TaskSucceeded) else None
+    new = task_uuid == clip.task_uuid
+    if new:
+        given_up = clip.status in (ClipStatus.FAILED, ClipStatus.CANCELLED)
+        if video is None or not given_up or attempt is not None:
+            return None
+        # The clip's own task, as a late attempt of its own: it holds the clip's charge.
+        attempt = Attempt(
+            status=clip.status,
+            queued_at=clip.queued_at,
+            submitted_at=clip.submitted_at,
+            charge=clip.charge,
+        )
+    elif attempt is None:
         return None
-    path = clip_path(clip.scene_index)
-    if isinstance(result, TaskSucceeded) and clip.status in (
-        ClipStatus.QUEUED,
-        ClipStatus.PROCESSING,
-        ClipStatus.FAILED,
-    ):
+    elif video is not None and clip.status in (ClipStatus.QUEUED, ClipStatus.PROCESSING):
         return _earlier_task_succeeded(
             project_id,
             clip,
             task_uuid,
             attempt,
-            result,
+            video,
             now=now,
             correlation_id=correlation_id,
             log_size=log_size,
         )
-    if attempt.status.is_terminal and not (
-        isinstance(result, TaskSucceeded) and attempt.status is not ClipStatus.SUCCESS
-    ):
+    elif attempt.status.is_terminal and not (video and attempt.status is not ClipStatus.SUCCESS):
         return None
-    # History only: no public change of the clip, so no event and no seq.
+    return _attempt_ended(
+        project_id,
+        clip,
+        task_uuid,
+        attempt,
+        result,
+        now=now,
+        correlation_id=correlation_id,
+        log_size=log_size,
+        new=new,
+    )
+
+
+def _attempt_ended(
+    project_id: str,
+    clip: ClipState,
+    task_uuid: str,
+    attempt: Attempt,
+    result: TaskResult,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+    new: bool = False,
+) -> Write:
+    """The end of a task in the clip's ``attempts`` (``new``: an entry of its own task).
+
+    No clip changes status and no count moves. A video is billed, added to the
+    project's ``cost`` and told in one ``clip.attempt_succeeded``; a failure is history
+    only (no event, no ``seq``).
+    """
     update = _Update()
-    prefix = f"{path}.attempts.{task_uuid}"
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
+    # Given up on before (failed, cancelled): its reservation was freed, the video is billed late.
+    late = attempt.status.is_terminal
     if isinstance(result, TaskSucceeded):
-        update.set |= {
-            f"{prefix}.status": ClipStatus.SUCCESS.value,
-            f"{prefix}.video_url": result.video_url,
-            f"{prefix}.video_uuid": result.video_uuid,
-            f"{prefix}.cost": result.cost,
-            f"{prefix}.error": None,
-        }
+        ended = attempt.model_copy(
+            update={
+                "status": ClipStatus.SUCCESS,
+                "video_url": result.video_url,
+                "video_uuid": result.video_uuid,
+                "cost": result.cost,
+                "error": None,
+                "completed_at": now,
+                "late": late,
+            }
+        )
         update.cost(result.cost)
+        view = ended.view(task_uuid)
+        update.events.append(
+            attempt_event(clip.scene_index, view, occurred_at=now, correlation_id=correlation_id)
+        )
     else:
-        update.set |= {
-            f"{prefix}.status": ClipStatus.FAILED.value,
-            f"{prefix}.error": {"code": result.code, "message": result.message},
-        }
-    update.set[f"{prefix}.completed_at"] = now
-    guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
-    settle = None
-    if isinstance(result, TaskSucceeded):
-        late = Settlement(key=f"{task_uuid}:late", ended=False, billed=True, cost=result.cost)
-        settle = (clip.scene_index, late)
-    return update.build(guard, now=now, log_size=log_size, settle=settle)
+        error = {"code": result.code, "message": result.message}
+        ended = attempt.model_copy(
+            update={"status": ClipStatus.FAILED, "error": error, "completed_at": now}
+        )
+    if new:
+        update.set[prefix] = attempt_document(ended)
+        guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
+        guard[prefix] = {"$exists": False}
+    else:
+        fields = ("status", "video_url", "video_uuid", "cost", "error", "completed_at", "late")
+        document = attempt_document(ended)
+        update.set |= {f"{prefix}.{name}": document[name] for name in fields}
+        guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
+    settle = task_end(task_uuid, ended.status, ended.cost, late=ended.late)
+    return update.build(
+        guard,
+        now=now,
+        log_size=log_size,
+        settle=(_charge_of(clip.scene_index, task_uuid), settle),
+    )
 
 
 def earlier_task_submitted(
@@ -710,38 +817,117 @@ def _earlier_task_succeeded(
     correlation_id: str | None,
     log_size: int,
 ) -> Write:
+    """An open clip takes an earlier task's video, which Runware billed late."""
+    video = attempt.model_copy(
+        update={
+            "video_url": result.video_url,
+            "video_uuid": result.video_uuid,
+            "cost": result.cost,
+            "completed_at": now,
+        }
+    )
+    update = _take_video(clip, task_uuid, video)
+    update.cost(result.cost)
+    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
+    guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
+    # Its own reservation was freed when it was given up on; the replaced task keeps its own
+    # (in ``attempts``) until it ends, since Runware runs and bills it all the same.
+    settle = task_end(task_uuid, ClipStatus.SUCCESS, result.cost, late=True)
+    taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    return taken.build(
+        guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
+    )
+
+
+def take_late_video(
+    project_id: str,
+    tenant_id: str,
+    clip: ClipState,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write | None:
+    """A retry of a failed clip that has a late video: the clip takes it, nothing is bought.
+
+    The video was billed and counted in the project's ``cost`` when it came; this
+    moves the clip to ``completed``. None when the clip has no such video.
+    """
+    found = clip.late_video()
+    if found is None:
+        return None
+    task_uuid, video = found
+    update = _take_video(clip, task_uuid, video)
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        tenant_id=tenant_id,
+        status=ClipStatus.FAILED.value,
+        task_uuid=clip.task_uuid,
+    )
+    guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
+    taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    return taken.build(guard, now=now, log_size=log_size)
+
+
+def _take_video(clip: ClipState, task_uuid: str, video: Attempt) -> _Update:
+    """The clip becomes a success with the video of ``task_uuid``, which leaves ``attempts``.
+
+    The task it stood for moves to ``attempts`` with its reservation (unless it is the
+    same task), and nothing else of it stays on the clip.
+    """
     path = clip_path(clip.scene_index)
     update = _Update()
-    update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+    if task_uuid != clip.task_uuid:
+        update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+    assert video.completed_at is not None  # a video's end is recorded with it
     ended = pack_result(
-        completed_at=now, video_url=result.video_url, video_uuid=result.video_uuid, cost=result.cost
+        completed_at=video.completed_at,
+        video_url=video.video_url,
+        video_uuid=video.video_uuid,
+        cost=video.cost,
+        late=True,
     )
-    times = {"queued_at": attempt.queued_at, "submitted_at": attempt.submitted_at}
-    known = {name: value for name, value in times.items() if value is not None}
+    times = {"queued_at": video.queued_at, "submitted_at": video.submitted_at}
+    fields: dict[str, Any] = {name: value for name, value in times.items() if value is not None}
+    if video.charge is not None:
+        fields["charge"] = video.charge.model_dump()
     _set_clip(
         update,
         clip.scene_index,
         task_uuid=task_uuid,
         status=ClipStatus.SUCCESS,
         result=ended,
-        **known,
+        **fields,
     )
-    # Everything else of the task it replaces goes (it is in ``attempts`` now).
-    kept = {"status", "result", "charge", *known}
+    kept = {"status", "result", *fields}
     update.unset += [f"{path}.attempts.{task_uuid}"]
     update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in kept]
-    update.cost(result.cost)
+    return update
+
+
+def _took_video(
+    update: _Update,
+    clip: ClipState,
+    task_uuid: str,
+    video: Attempt,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+) -> _Update:
+    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``."""
     update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
     view = ClipView(
         task_uuid=task_uuid,
         scene_index=clip.scene_index,
         status=ClipStatus.SUCCESS,
-        video_url=result.video_url,
-        cost=result.cost,
-        submitted_at=attempt.submitted_at,
-        completed_at=now,
+        video_url=video.video_url,
+        cost=video.cost,
+        submitted_at=video.submitted_at,
+        completed_at=video.completed_at,
     )
+    replaced = clip.task_uuid if task_uuid != clip.task_uuid else None
     update.events.append(
         clip_event(
             view,
@@ -749,23 +935,10 @@ def _earlier_task_succeeded(
             to_bucket="completed",
             occurred_at=now,
             correlation_id=correlation_id,
-            replaces_task_uuid=clip.task_uuid,
+            replaces_task_uuid=replaced,
         )
     )
-    guard = _guard(
-        project_id,
-        clip.scene_index,
-        status=clip.status.value,
-        task_uuid=clip.task_uuid,
-    )
-    guard[f"{path}.attempts.{task_uuid}.status"] = attempt.status.value
-    settle = Settlement(
-        key=f"{task_uuid}:late",
-        ended=clip.status.bucket == "pending",
-        billed=True,
-        cost=result.cost,
-    )
-    return update.build(guard, now=now, log_size=log_size, settle=(clip.scene_index, settle))
+    return update
 
 
 # --- reelflow's copy of a video: never a change of the clip's status --------------

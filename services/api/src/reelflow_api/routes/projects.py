@@ -343,7 +343,7 @@ async def create_project(
 @router.get("/{project_id}", response_model=ProjectStatusView, responses=problem_responses(404))
 async def get_project(project_id: str, state: State, tenant_id: TenantId) -> Response:
     """The project status; its first fields are exactly the seed's ``check-clips-status``."""
-    project = await state.projects.get(project_id, tenant_id=tenant_id)
+    project = await state.project_reads.submit((project_id, tenant_id))
     if project is None:
         raise not_found()
     return _status_json(state, project)
@@ -383,8 +383,8 @@ async def retry_project(
 
     A clip whose task Runware failed gets a new task (the failed one stays in its
     ``attempts``); a clip that only ran out of time on our side (``timedOut``) is
-    watched again, same task, since Runware may still finish and bill it.
-    Cancelled clips stay cancelled.
+    watched again, same task, since Runware may still finish and bill it. A failed
+    clip with a late video takes it, at no charge. Cancelled clips stay cancelled.
     """
     correlation = correlation_id(request)
 

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import httpx
@@ -31,7 +32,7 @@ from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import PROJECT_FINISHED, Topology
 from reelflow_devtools.launcher import SERVICES, Simulator, Stack
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
-from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL
+from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, is_local
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -169,6 +170,35 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
+def listening_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` of this machine, from /proc; None if none is seen.
+
+    The listening socket's inode from /proc/net/tcp(6), then the process holding it
+    among everyone's open files (a process of another user hides its files: None).
+    """
+    sockets: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()  # sl, local address, remote address, state, ..., inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                sockets.add(f"socket:[{fields[9]}]")
+    if not sockets:
+        return None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in sockets for fd in (entry / "fd").iterdir()):
+                return int(entry.name)
+        except OSError:  # exited, or not ours to look at
+            continue
+    return None
+
+
 class FinishedProjects:
     """The ``project.finished`` events of one exclusive queue."""
 
@@ -215,6 +245,17 @@ class BenchStack(Stack):
             if used is not None:
                 found[name] = used
         return found
+
+    def broker_cpu_seconds(self) -> float | None:
+        """CPU time RabbitMQ has used so far when it runs on this machine (beam.smp); else None.
+
+        The whole broker's: what else uses it at the same time is counted too.
+        """
+        url = urlsplit(self.config.amqp_url)
+        if not is_local(url.hostname):
+            return None
+        pid = listening_pid(url.port or 5672)
+        return None if pid is None else cpu_seconds(pid)
 
     async def confirmed_publishes(self) -> int:
         """Messages the services have published and RabbitMQ confirmed, from their /metrics."""

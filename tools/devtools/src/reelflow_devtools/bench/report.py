@@ -272,7 +272,7 @@ def summary(results: dict[str, Any]) -> str:
             )
         if run.get("task_queue_multiple") is not None:
             line += f"; x{run['task_queue_multiple']} the task queue"
-        line += f"; CPU ms/clip {_cpu_ms(run)}"
+        line += f"; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
         rows.append((f"throughput {run['scenes_per_project']}-scene", line))
     polling = results.get("polling")
     if polling:
@@ -404,6 +404,12 @@ def _cpu_ms(run: dict[str, Any]) -> str:
     return f"{sum(cpu.values()) * 1000:.0f} (DB {cpu.get('mongo', 0) * 1000:.0f})"
 
 
+def _broker_cpu_ms(run: dict[str, Any]) -> str:
+    """RabbitMQ's CPU milliseconds per clip; "-" when the broker was not on this machine."""
+    seconds = run.get("broker_cpu_s_per_clip")
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
 def _polling_line(schedule: str, progress: str, row: dict[str, Any]) -> str:
     requests = row["requests_per_clip"]
     return (
@@ -425,9 +431,9 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
     if runs:
         lines = [
             "| scenes/project | projects | clips | wall s | clips/s | DB ops/clip | by kind"
-            " | publishes/clip | CPU ms/clip | raw ceiling clips/s | its CPU ms/clip"
-            " | share of ceiling | x task queue |",
-            "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+            " | publishes/clip | CPU ms/clip | broker CPU ms/clip | raw ceiling clips/s"
+            " | its CPU ms/clip | share of ceiling | x task queue |",
+            "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for run in runs:
             kinds = ", ".join(f"{k} {v}" for k, v in run["db_ops_by_kind"].items() if v)
@@ -437,6 +443,7 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
                 f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
                 f" | {run['wall_s']:.1f} | **{run['clips_per_s']}** | **{run['db_ops_per_clip']}**"
                 f" | {kinds} | {run['publishes_per_clip']} | {_cpu_ms(run)}"
+                f" | {_broker_cpu_ms(run)}"
                 f" | {ceiling.get('clips_per_s', '-')} | {_cpu_ms(ceiling) if ceiling else '-'}"
                 f" | {run.get('ceiling_fraction', '-')}"
                 f" | {'-' if multiple is None else multiple} |"

@@ -75,6 +75,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
         ops_before = await dbcounters.operations(stack.mongo_url, database)
         published_before = await stack.confirmed_publishes()
         cpu_before = stack.cpu_seconds()
+        broker_before = stack.broker_cpu_seconds()
         started = time.time()
         ids = await asyncio.gather(*(_create(api, gate, size, i) for i in range(projects_count)))
         posted = time.time()
@@ -84,6 +85,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             late = f"{size}-scene projects not finished after {plan.deadline_s:g} s"
             raise BenchError(late) from None
         cpu_after = stack.cpu_seconds()
+        broker_after = stack.broker_cpu_seconds()
         ops = dbcounters.spent(ops_before, await dbcounters.operations(stack.mongo_url, database))
         published = await stack.confirmed_publishes() - published_before
         projects = await get_projects(api, list(ids), plan.concurrency)
@@ -119,11 +121,16 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             "db_ops_per_clip": round(dbcounters.total(ops) / clips, 2),
             "db_ops_by_kind": per_kind,
             "db_ops_by_collection": {name: counts["total"] for name, counts in ops.items()},
-            # RabbitMQ's CPU is left out (a shared broker): the stack's processes only
+            # the stack's processes only; RabbitMQ's apart (a shared broker: all its work)
             "cpu_s_per_clip": {
                 name: round((cpu_after[name] - cpu_before.get(name, 0.0)) / clips, 4)
                 for name in cpu_after
             },
+            "broker_cpu_s_per_clip": (
+                None
+                if broker_before is None or broker_after is None
+                else round((broker_after - broker_before) / clips, 4)
+            ),
             "confirmed_publishes": published,
             "publishes_per_clip": round(published / clips, 2),
             "submit_delay": summary_ms(submit_delays),

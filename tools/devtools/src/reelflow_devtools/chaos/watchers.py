@@ -21,7 +21,7 @@ import websockets
 
 #: a clip's progress: it may only move forward
 _RANK = {"queued": 0, "processing": 1, "success": 2, "failed": 2, "cancelled": 2}
-_EVENTS = ("clip.updated", "project.finished", "clip.stored")
+_EVENTS = ("clip.updated", "project.finished", "clip.stored", "clip.attempt_succeeded")
 
 
 @dataclass
@@ -62,7 +62,8 @@ class WatchLog:
                 scene = message["scene_index"]
                 self.violations.append(f"scene {scene} stored while {self.clips.get(scene)}")
             self.last_seq = max(seq, self.last_seq or 0)
-            self.finished = kind == "project.finished" and message["counts"]["pending"] == 0
+            if kind in ("clip.updated", "project.finished"):  # the others change no status
+                self.finished = kind == "project.finished" and message["counts"]["pending"] == 0
 
     def _clip(self, scene: int, status: str, seq: int) -> None:
         before = self.clips.get(scene)

@@ -49,6 +49,16 @@ export function apply(state, message) {
     // reelflow's own copy of a clip's video landed: play it from there (Runware's link expires).
     return { ...state, seq: message.seq, clips: withStoredUrl(state.clips, message) };
   }
+  if (message.type === 'clip.attempt_succeeded') {
+    // A task the clip does not stand for delivered a video, and Runware billed it: its
+    // cost counts; the clip's status does not change (a retry of a failed clip takes it).
+    return {
+      ...state,
+      seq: message.seq,
+      cost: withCost(state.cost, message.attempt),
+      clips: withAttempt(state.clips, message.scene_index, message.attempt),
+    };
+  }
   if (message.type === 'project.finished') {
     return { ...state, seq: message.seq, status: message.status, counts: { ...message.counts } };
   }
@@ -70,7 +80,8 @@ function costOf(cost) {
   return { usd: cost.usd, known: cost.known ?? 0, unknown: cost.unknown ?? 0 };
 }
 
-/** The totals after a clip.updated: the server adds a task's cost when it records its video. */
+/** The totals after a task's video (a clip.updated or a clip.attempt_succeeded): the server
+ * adds a task's cost when it records its video. */
 function withCost(cost, clip) {
   if (!cost || clip.status !== 'success') return cost;
   return typeof clip.cost === 'number'
@@ -114,6 +125,14 @@ function withClip(clips, clip) {
   const updated = stored ? { ...clip, stored_url: stored } : { ...clip };
   next[index] = attempts?.length ? { ...updated, attempts } : updated;
   return next;
+}
+
+function withAttempt(clips, sceneIndex, attempt) {
+  return clips.map((clip) => {
+    if (clip.scene_index !== sceneIndex) return clip;
+    const others = (clip.attempts ?? []).filter((known) => known.task_uuid !== attempt.task_uuid);
+    return { ...clip, attempts: [...others, { ...attempt }] };
+  });
 }
 
 function withStoredUrl(clips, message) {
