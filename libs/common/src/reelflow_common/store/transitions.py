@@ -176,6 +176,21 @@ def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlemen
     return found
 
 
+def _still_pending(
+    update: _Update, view: ClipView, *, now: datetime, correlation_id: str | None
+) -> None:
+    """The clip changed but stays pending: one ``clip.updated``, the counts as they were."""
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="pending",
+            to_bucket="pending",
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+
+
 #: the earliest success whose video the copy sweep has not seen stored yet (set by every
 #: success, ``$min``; moved on by each sweep's claim, unset once nothing is left to copy)
 COPY_DUE = "copy_due_at"
@@ -211,15 +226,7 @@ def to_processing(
         status=ClipStatus.PROCESSING,
         submitted_at=now,
     )
-    update.events.append(
-        clip_event(
-            view,
-            from_bucket="pending",
-            to_bucket="pending",
-            occurred_at=now,
-            correlation_id=correlation_id,
-        )
-    )
+    _still_pending(update, view, now=now, correlation_id=correlation_id)
     if new_token is not None:
         update.min["due_at"] = lease_until
     # An earlier task's progress, if any; the queueing's watch (a clip written before); why
@@ -327,15 +334,7 @@ def progress(
         submitted_at=submitted_at,
         progress=value,
     )
-    update.events.append(
-        clip_event(
-            view,
-            from_bucket="pending",
-            to_bucket="pending",
-            occurred_at=now,
-            correlation_id=correlation_id,
-        )
-    )
+    _still_pending(update, view, now=now, correlation_id=correlation_id)
     guard = _guard(
         project_id,
         scene_index,
@@ -367,15 +366,7 @@ def waiting(
     view = ClipView(
         task_uuid=task_uuid, scene_index=scene_index, status=ClipStatus.QUEUED, waiting=reason
     )
-    update.events.append(
-        clip_event(
-            view,
-            from_bucket="pending",
-            to_bucket="pending",
-            occurred_at=now,
-            correlation_id=correlation_id,
-        )
-    )
+    _still_pending(update, view, now=now, correlation_id=correlation_id)
     guard = _guard(
         project_id,
         scene_index,
