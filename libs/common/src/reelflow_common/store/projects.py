@@ -309,6 +309,30 @@ class ProjectStore:
         events = await self._apply(write, project_id)
         return Change(events is not None, events or [])
 
+    async def record_waiting(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        reason: dict[str, str],
+        *,
+        token: str,
+        correlation_id: str | None = None,
+    ) -> Change:
+        """Store why the queued clip of the chain of ``token`` waits; one write, no read."""
+        write = transitions.waiting(
+            project_id,
+            scene_index,
+            task_uuid,
+            reason,
+            token=token,
+            now=self._now(),
+            correlation_id=correlation_id,
+            log_size=self._log_size,
+        )
+        events = await self._apply(write, project_id)
+        return Change(events is not None, events or [])
+
     async def renew_lease(
         self, project_id: str, scene_index: int, *, token: str, until_was: datetime, until: datetime
     ) -> bool:
