@@ -36,6 +36,7 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     CompletionsSeen,
     World,
+    check_handler,
     died_in,
     running,
     runware_settings,
@@ -62,21 +63,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-def check_handler(
-    world: World, settings: Settings, *, projects: ProjectStore | None = None,
-    runware: RunwareClient | None = None,
-) -> CheckHandler:  # fmt: skip
-    return CheckHandler(
-        ClipRecorder(projects or world.projects, world.publisher),
-        runware or world.runware,
-        world.publisher,
-        policy=Policy.from_settings(settings),
-        planner=FixedLadderPlanner.from_settings(settings),
-        clock=utcnow,
-        lease_s=settings.lease_s,
-    )
 
 
 @pytest.fixture

@@ -135,6 +135,33 @@ async def test_a_created_project_reads_back_only_for_its_own_tenant(
     assert doc["due_at"].replace(tzinfo=UTC) == project.created_at + timedelta(seconds=LEASE_S)
 
 
+async def test_many_projects_read_in_one_query_each_only_for_its_own_tenant(
+    store: ProjectStore,
+) -> None:
+    first = (await store.create(new_project(2))).project
+    second = (await store.create(new_project(1, tenant="tenant-b"))).project
+
+    found = await store.get_many(
+        [
+            (first.id, "tenant-a"),
+            (first.id, "tenant-b"),
+            ("no-such-project", "tenant-a"),
+            (second.id, "tenant-b"),
+            (first.id, "tenant-a"),
+        ]
+    )
+
+    assert found == [
+        await store.get(first.id),
+        None,
+        None,
+        await store.get(second.id),
+        await store.get(first.id),
+    ]
+    assert found[0] is not None
+    assert found[0].requests is None  # as ``get`` reads it
+
+
 async def test_the_same_key_and_body_return_the_first_project(store: ProjectStore) -> None:
     first = await store.create(new_project(key="k1"))
     again = await store.create(new_project(key="k1"))

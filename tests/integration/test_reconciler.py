@@ -25,7 +25,6 @@ from reelflow_common.store import TIMED_OUT, NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
-from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -33,6 +32,7 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     CompletionsSeen,
     World,
+    check_handler,
     running,
     runware_settings,
 )
@@ -80,18 +80,6 @@ def reconciler(
         clock=utcnow,
         grace_s=settings.reconcile_grace_s,
         batch_size=settings.reconcile_batch_size,
-    )
-
-
-def checks(world: World, settings: Settings) -> CheckHandler:
-    return CheckHandler(
-        ClipRecorder(world.projects, world.publisher),
-        world.runware,
-        world.publisher,
-        policy=Policy.from_settings(settings),
-        planner=FixedLadderPlanner.from_settings(settings),
-        clock=utcnow,
-        lease_s=settings.lease_s,
     )
 
 
@@ -295,7 +283,7 @@ async def heal(world: World, settings: Settings, project: Project) -> list[Check
         return (await world.project(project.id)).clips[0].status.is_terminal
 
     async with (
-        world.consuming(CHECK_CLIP, CheckClip, checks(world, settings), concurrency=4),
+        world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings), concurrency=4),
         running(every(0.1, reconciler(world, settings).run_once, stop=stop, name="t"), stop),
     ):
         await eventually(ended, "the clip ended", timeout_s=20)
@@ -339,7 +327,7 @@ async def test_a_check_in_its_dlq_is_rearmed_and_moving_it_back_changes_nothing(
     # An operator moves it back: it is one more check of a finished clip, and starts nothing.
     seq = (await world.project(project.id)).seq
     before = len(world.publisher.sent_to(CHECK_CLIP))
-    await checks(world, settings)(poisoned)
+    await check_handler(world, settings)(poisoned)
     assert (await world.project(project.id)).seq == seq
     assert len(world.publisher.sent_to(CHECK_CLIP)) == before
 

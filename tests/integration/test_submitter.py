@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +22,8 @@ from reelflow_common.accounting import TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.runware import RunwareClient, RunwareError, SubmitResult, VideoRequest
+from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import NewProject, Project, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
@@ -33,17 +36,22 @@ from reelflow_submitter.settings import Settings
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
+    check_handler,
     died_in,
     running,
     runware_settings,
 )
 from tests.relay import TcpProxy
-from tests.waiting import eventually
+from tests.waiting import eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
 MAX_ATTEMPTS = 4
 LEASE_S = 600.0
+#: a simulator that answers every request 503 until a test brings it back
+RUNWARE_DOWN = pytest.mark.parametrize(
+    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
+)
 
 
 @pytest.fixture
@@ -72,11 +80,15 @@ class Clock:
 
 
 def submit_handler(
-    world: World, settings: Settings, clock: Callable[[], datetime] = utcnow
+    world: World,
+    settings: Settings,
+    clock: Callable[[], datetime] = utcnow,
+    *,
+    runware: RunwareClient | None = None,
 ) -> SubmitHandler:
     return SubmitHandler(
         world.projects,
-        world.runware,
+        runware or world.runware,
         world.publisher,
         settings,
         planner=FixedLadderPlanner.from_settings(settings),
@@ -177,16 +189,25 @@ async def test_redelivery_after_a_crash_between_runware_and_the_database_bills_o
     assert (await world.sim.stats())["tasks"] == 1
 
 
-async def test_a_clip_accepted_on_the_last_attempt_is_tracked_not_failed(
+async def test_a_clip_accepted_at_the_end_of_its_wait_is_tracked_not_failed(
     world: World, settings: Settings
 ) -> None:
-    one_try = settings.model_copy(update={"submit_max_attempts": 1})
+    no_wait = settings.model_copy(update={"poll_max_age_s": 0.001})
+    handler = submit_handler(world, no_wait)
     project = await world.new_project("a fox [sim:drop]")  # stored and billed, answer lost
 
-    await submit_handler(world, one_try)(submit_of(world, project))
+    await handler(submit_of(world, project))
+
+    # No answer, and the wait is over: Runware is asked, once the task would be visible.
+    (verify,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert verify.final_error is not None
+    assert verify.final_error["code"] == "runwareUnavailable"
+    await handler(verify)
 
     assert (await world.project(project.id)).clips[0].status is ClipStatus.PROCESSING
     assert len(world.publisher.sent_to(CHECK_CLIP)) == 1
+    truth = await world.sim.task(project.clips[0].task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (1, True)
 
 
 async def test_after_the_last_attempt_an_unknown_task_is_awaited_for_the_visibility_grace(
@@ -220,54 +241,132 @@ async def test_after_the_last_attempt_an_unknown_task_is_awaited_for_the_visibil
     assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 2}
 
 
-@pytest.mark.parametrize(
-    "runware_sim_config", [SimConfig(port=0, speedup=1000, seed=1234, rate_503=1.0)]
-)
-async def test_a_clip_outlives_a_runware_outage_longer_than_its_attempts(
-    world: World, handler: SubmitHandler
+class RecoveringRunware(RunwareClient):
+    """The test's Runware client; the simulator comes back right after the ``outage``-th
+    refused submit, so the request after it is whatever the submitter does next."""
+
+    def __init__(self, sim: RunningSimulator, outage: int) -> None:
+        super().__init__(RunwareSettings(**runware_settings(sim)))
+        self.sim = sim
+        self.outage = outage
+        self.refused = 0
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult:
+        try:
+            return await super().submit_video(request)
+        except RunwareError:
+            self.refused += 1
+            if self.refused == self.outage:
+                self.sim.simulator.config = self.sim.config.model_copy(update={"rate_503": 0.0})
+            raise
+
+
+@RUNWARE_DOWN
+async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_once_it_is_back(
+    world: World, settings: Settings
 ) -> None:
+    outage = 3 * MAX_ATTEMPTS  # every submit refused (503) for three attempt budgets
     project = await world.new_project("a fox")
     task_uuid = project.clips[0].task_uuid
     events = await world.events()
-    seen: list[int] = []
 
-    back = asyncio.Event()
-    before_back: list[ClipStatus] = []
-
-    async def recording(message: SubmitClip) -> None:
-        seen.append(message.attempt)
-        if seen.count(MAX_ATTEMPTS) == 3:
-            # Runware comes back just before the last attempt's third delivery, so the
-            # next request is that submit (not a check that would find no task and
-            # end the clip: which one came next depended on the machine's speed).
-            before_back.append(await status())
-            world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
-            back.set()
-        await handler(message)
-
-    async def status() -> ClipStatus:
-        return (await world.project(project.id)).clips[0].status
-
-    async with world.consuming(SUBMIT_CLIP, SubmitClip, recording):
+    async with (
+        aclosing(RecoveringRunware(world.sim, outage)) as runware,
+        world.consuming(SUBMIT_CLIP, SubmitClip, submit_handler(world, settings, runware=runware)),
+        world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)),
+    ):
         await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
-        # Past the last attempt Runware still cannot say whether it holds the task,
-        # so the clip is not failed: the last attempt comes back until it can.
-        await eventually(back.is_set, "the last attempt retried twice")
-        assert before_back == [ClipStatus.QUEUED]
+        status = await clip_end(world, project)
 
-        async def processing() -> bool:
-            return await status() is ClipStatus.PROCESSING
-
-        # The last attempt, retried, gets through once Runware is back.
-        await eventually(processing, "the clip accepted once Runware is back")
-
-    assert seen[:MAX_ATTEMPTS] == list(range(1, MAX_ATTEMPTS + 1))
-    (accepted,) = await world.settle_events(events)
-    assert isinstance(accepted, ClipUpdated)
-    assert accepted.clip.status is ClipStatus.PROCESSING
+    # Runware was down, it never refused the clip: the clip waited, queued, saying why,
+    # and was submitted once Runware was back, then followed to its video.
+    assert status is ClipStatus.SUCCESS
+    assert runware.refused == outage
+    updates = [e.clip for e in await world.settle_events(events) if isinstance(e, ClipUpdated)]
+    assert [(clip.status, clip.waiting) for clip in updates] == [
+        (
+            ClipStatus.QUEUED,
+            {
+                "code": "serviceUnavailable",
+                "message": "Temporary capacity constraint. Retry later.",
+            },
+        ),
+        (ClipStatus.PROCESSING, None),
+        (ClipStatus.SUCCESS, None),
+    ]
+    assert (await world.project(project.id)).clips[0].waiting is None
+    # Runware's own record: one task, accepted at the first submit it answered, billed once.
     truth = await world.sim.task(task_uuid)
-    assert truth["accepted"] is True
-    assert truth["billed"] is True
+    assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
+    assert (await world.sim.stats())["tasks"] == 1
+
+
+@RUNWARE_DOWN
+async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_it_is_back(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("a fox", duration=5)  # Veo 3.1 Fast: 4, 6, 7 or 8 s
+
+    async with (
+        aclosing(RecoveringRunware(world.sim, outage=2)) as runware,
+        world.consuming(SUBMIT_CLIP, SubmitClip, submit_handler(world, settings, runware=runware)),
+    ):
+        await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
+        status = await clip_end(world, project)
+
+    assert status is ClipStatus.FAILED
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.error is not None
+    assert clip.error["code"] == "unsupportedDuration"
+    assert clip.waiting is None
+    # Refused at the first submit Runware answered, then asked (an earlier submit had
+    # no answer) before it failed: three submits, one question, nothing billed.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 3, "getResponse": 1}
+    assert runware.refused == 3
+    assert (await world.sim.stats())["tasks"] == 0
+
+
+@RUNWARE_DOWN
+async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_visible(
+    world: World, settings: Settings
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120, "poll_max_age_s": 3600})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox")
+    an_hour_in = submit_of(world, project).model_copy(
+        update={
+            "attempt": 40,
+            "outages": 39,
+            "first_attempt_at": clock() - timedelta(seconds=3600),
+        }
+    )
+
+    await handler(an_hour_in)
+
+    # Its last submit had no answer: Runware may have stored it a moment ago. Asking now
+    # could find nothing yet and fail a clip whose task then appears (a retry would buy a
+    # second one), so Runware is asked once that task would be visible.
+    [sent] = world.publisher.sent
+    verify = sent.message
+    assert isinstance(verify, SubmitClip)
+    assert (sent.work_queue, sent.delay_s) == (SUBMIT_CLIP, 120)
+    assert verify.final_error is not None
+    assert verify.final_error["code"] == "runwareUnavailable"
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+    assert "getResponse" not in (await world.sim.stats())["task_types"]
+
+    # Runware is back and has no such task after the grace: the clip fails, nothing billed.
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    clock.ahead = timedelta(seconds=121)
+    await handler(verify)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.FAILED
+    assert clip.error is not None
+    assert clip.error["code"] == "runwareUnavailable"
+    assert clip.error["message"].startswith("Runware was unavailable for 1:00:00")
+    assert (await world.sim.stats())["tasks"] == 0
 
 
 async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message(
@@ -379,6 +478,16 @@ def messages_handled(outcome: str) -> float:
 
 async def clip_status(world: World, project: Project) -> ClipStatus:
     return (await world.project(project.id)).clips[0].status
+
+
+async def clip_end(world: World, project: Project) -> ClipStatus:
+    """Wait for the first clip to end (success, failed or cancelled), and return how."""
+
+    async def ended() -> ClipStatus | None:
+        status = await clip_status(world, project)
+        return status if status.is_terminal else None
+
+    return await eventually_returns(ended, "the clip's end")
 
 
 async def test_main_submits_clips_and_returns_soon_after_stop(

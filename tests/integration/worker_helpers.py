@@ -27,8 +27,12 @@ from reelflow_common.settings import RunwareSettings, TopologySettings
 from reelflow_common.store import NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import Topology, declare_topology
+from reelflow_common.tracking import ClipRecorder, Policy
+from reelflow_poller.handlers import CheckHandler
+from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
+from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.waiting import DEADLINE_S, eventually
 
 M = TypeVar("M", bound=Message)
@@ -124,6 +128,25 @@ class RecordingPublisher(Publisher):
 
     def sent_to(self, work_queue: str) -> list[Any]:
         return [sent.message for sent in self.sent if sent.work_queue == work_queue]
+
+
+def check_handler(
+    world: World,
+    settings: PollerSettings | SubmitterSettings,
+    *,
+    projects: ProjectStore | None = None,
+    runware: RunwareClient | None = None,
+) -> CheckHandler:
+    """The poller's CheckClip handler as its ``main()`` builds it, on the world's pieces."""
+    return CheckHandler(
+        ClipRecorder(projects or world.projects, world.publisher),
+        runware or world.runware,
+        world.publisher,
+        policy=Policy.from_settings(settings),
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        lease_s=settings.lease_s,
+    )
 
 
 @dataclass

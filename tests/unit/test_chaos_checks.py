@@ -41,7 +41,9 @@ def test_a_clip_is_judged_against_what_runware_did() -> None:
         "task error",
     )
     assert classify(clip("failed", code="timedOut"), task("hang"))[1] == "hung, timed out"
-    assert classify(clip("failed", code="rateLimitExceeded"), None)[1] == "never accepted"
+    assert classify(clip("failed", code="runwareUnavailable"), None)[1] == "never accepted"
+    # an outage is waited out: a clip failed with one 429/503 is a clip lost
+    assert classify(clip("failed", code="serviceUnavailable"), None)[0] == "lost"
     # Runware made (or is making) a billed video the clip does not have
     assert classify(clip("failed", code="timedOut"), task("success"))[0] == "lost"
     assert classify(clip("failed", code="x"), task("processing"))[0] == "lost"

@@ -180,6 +180,35 @@ def test_a_submit_chain_fails_only_the_queued_clip_it_holds() -> None:
     assert matches(doc, to_terminal(0, BROKEN, **queued_only).filter)
 
 
+OUTAGE = {"code": "serviceUnavailable", "message": "Temporary capacity constraint."}
+
+
+def waiting(scene: int, *, token: str | None = None) -> t.Write:
+    return t.waiting(
+        "p1", scene, f"t{scene}", OUTAGE, token=token or f"k{scene}", now=T0,
+        correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+
+
+def test_a_queued_clip_says_why_it_waits_until_runware_has_it() -> None:
+    doc = new_doc()
+    assert not matches(doc, waiting(0, token="stale").filter)
+
+    after = step(doc, waiting(0))
+
+    clip = project_from_document(after).clips[0]
+    assert (clip.status, clip.view().waiting) == ("queued", OUTAGE)
+    assert after["counts"] == doc["counts"]
+    (event,) = materialize(head(after), after["events"])
+    assert isinstance(event, ClipUpdated)
+    assert (event.clip.status, event.clip.waiting) == ("queued", OUTAGE)
+    started = step(after, to_processing(after, 0))
+    assert "waiting" not in started["clips"]["0"]
+    assert not matches(started, waiting(0).filter)  # only while queued
+    failed = step(after, to_terminal(0, BROKEN))
+    assert "waiting" not in failed["clips"]["0"]
+
+
 def test_a_result_of_another_task_matches_nothing() -> None:
     doc = new_doc()
 

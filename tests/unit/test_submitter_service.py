@@ -55,16 +55,34 @@ def test_a_retry_waits_half_to_all_of_a_delay_that_doubles_per_attempt_up_to_the
     error = _unavailable()
     for end, expected in (("high", ceiling), ("low", ceiling / 2)):
         decision = after_submit_error(
-            error, attempt=attempt, max_attempts=10_000, backoff=LADDER, rng=_Extreme(end)
+            error,
+            attempt=attempt,
+            outages=0,
+            waited_s=0,
+            max_attempts=10_000,
+            max_wait_s=3600,
+            backoff=LADDER,
+            rng=_Extreme(end),
         )
-        assert decision == RetryLater(expected)
+        assert decision == RetryLater(expected, outage=True)
 
 
-def _decide(error: RunwareError, *, attempt: int, max_attempts: int = 5) -> RetryLater | GiveUp:
+def _decide(
+    error: RunwareError,
+    *,
+    attempt: int,
+    max_attempts: int = 5,
+    outages: int = 0,
+    waited_s: float = 0,
+    max_wait_s: float = 3600,
+) -> RetryLater | GiveUp:
     return after_submit_error(
         error,
         attempt=attempt,
+        outages=outages,
+        waited_s=waited_s,
         max_attempts=max_attempts,
+        max_wait_s=max_wait_s,
         backoff=LADDER,
         rng=random.Random(1),
     )
@@ -97,17 +115,57 @@ def test_retryable_error_below_max_attempts_retries_later(error: RunwareError) -
     assert 8.0 <= decision.delay_s <= 16.0
 
 
+def _provider_timeout() -> RunwareError:
+    return RunwareTaskError("provider timed out", code="timeoutProvider", task_uuid="t")
+
+
 def test_retryable_error_at_max_attempts_gives_up_with_runwares_code() -> None:
-    decision = _decide(_unavailable(), attempt=5, max_attempts=5)
-    assert decision == GiveUp("serviceUnavailable", "Temporary capacity constraint. Retry later.")
+    decision = _decide(_provider_timeout(), attempt=5, max_attempts=5)
+    assert decision == GiveUp("timeoutProvider", "provider timed out")
 
 
 def test_retryable_error_past_max_attempts_gives_up() -> None:
-    assert isinstance(_decide(_unavailable(), attempt=9, max_attempts=5), GiveUp)
+    assert isinstance(_decide(_provider_timeout(), attempt=9, max_attempts=5), GiveUp)
 
 
 def test_one_allowed_attempt_means_no_retry() -> None:
-    assert isinstance(_decide(_unavailable(), attempt=1, max_attempts=1), GiveUp)
+    assert isinstance(_decide(_provider_timeout(), attempt=1, max_attempts=1), GiveUp)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _unavailable(),
+        RunwareRequestError("Too many requests", code="rateLimitExceeded", http_status=429),
+        RunwareTransportError("no answer from Runware: TimeoutError", code="timeout"),
+        RunwareRequestError("gateway", http_status=502),
+    ],
+    ids=["503", "429", "transport", "bare-502"],
+)
+def test_an_outage_spends_no_attempt_and_is_retried_until_the_wait_is_over(
+    error: RunwareError,
+) -> None:
+    long_after = _decide(error, attempt=500, max_attempts=5, waited_s=3599, max_wait_s=3600)
+    assert isinstance(long_after, RetryLater)
+    assert long_after.outage
+    assert 60.0 <= long_after.delay_s <= 120.0  # the ladder's cap, never faster
+    over = _decide(error, attempt=500, max_attempts=5, waited_s=3600, max_wait_s=3600)
+    assert isinstance(over, GiveUp)
+    assert over.code == "runwareUnavailable"
+    assert over.message.startswith("Runware was unavailable for 1:00:00 (its last answer: ")
+
+
+def test_only_the_submits_runware_answered_count_against_max_attempts() -> None:
+    error = _provider_timeout()  # Runware's own answer about the task
+    decision = _decide(error, attempt=10, outages=6, max_attempts=5)
+    assert isinstance(decision, RetryLater)
+    assert not decision.outage
+    assert isinstance(_decide(error, attempt=10, outages=5, max_attempts=5), GiveUp)
+
+
+def test_a_refusal_after_an_outage_still_fails_at_once() -> None:
+    refused = RunwareTaskError("Duration 5 is not supported", code="unsupportedDuration")
+    assert _decide(refused, attempt=7, outages=6) == GiveUp("unsupportedDuration", refused.message)
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,9 @@ class SubmitClip(Message):
     model: str
     request: ClipRequest
     attempt: int = Field(default=1, ge=1)
+    #: how many of those submits Runware gave no word on (an outage: no answer, or 408, 429
+    #: or 5xx): they set the retry's delay like any other but spend no ``submit_max_attempts``
+    outages: int = Field(default=0, ge=0)
     #: when this chain first called Runware (database clock); the visibility grace counts from it
     first_attempt_at: datetime | None = None
     #: set once the submits are over: the error the clip fails with unless Runware turns out
@@ -227,6 +230,9 @@ class ClipView(BaseModel):
     stored_url: str | None = None
     #: Runware's estimate (0-99) while the clip is processing, as last stored
     progress: int | None = None
+    #: why a queued clip is not at Runware yet: Runware is unavailable (its last answer's
+    #: code and message); the clip is submitted once Runware is back
+    waiting: dict[str, str] | None = None
     attempts: list[AttemptView] | None = None
 
 

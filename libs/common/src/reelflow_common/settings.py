@@ -188,7 +188,8 @@ class CeilingSettings(ReelflowSettings):
         gt=0,
         description=(
             "the ceiling: a clip not finished this long after submit (or queued this long)"
-            " fails as timedOut with the last error seen"
+            " fails as timedOut with the last error seen; one Runware could not take through"
+            " an outage this long after its first submit, as runwareUnavailable"
         ),
     )
 

@@ -21,6 +21,7 @@ from reelflow_api.telemetry import CorrelationId, HttpTelemetry
 from reelflow_api.wakeups import Wakeups, subscribed
 from reelflow_api.web import SecurityHeaders, install_cors, install_docs
 from reelflow_common.accounting import CostEstimator, UsageStore
+from reelflow_common.batching import Batcher
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
@@ -31,6 +32,9 @@ from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
+
+#: most project reads in one query (each of a few KiB; MongoDB's first batch holds 101)
+READ_BATCH = 64
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -87,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
                     ttl_s=settings.cost_estimate_ttl_s,
                 ),
                 usage=UsageStore(db, projects_store.ledgers),
+                project_reads=Batcher(projects_store.get_many, max_batch=READ_BATCH),
                 wakeups=wakeups,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),

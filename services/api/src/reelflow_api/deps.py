@@ -13,11 +13,12 @@ from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_api.wakeups import Wakeups
 from reelflow_common.accounting import CostEstimator, UsageStore
+from reelflow_common.batching import Batcher
 from reelflow_common.broker import Publisher
 from reelflow_common.errors import TransientError
 from reelflow_common.mongo import Indexes
 from reelflow_common.storage import VideoLinks, VideoStorage
-from reelflow_common.store import ApiKeyStore, ProjectStore
+from reelflow_common.store import ApiKeyStore, Project, ProjectStore
 from reelflow_common.store.auth import Grant
 from reelflow_common.store.tickets import WsTicketStore
 
@@ -35,6 +36,8 @@ class AppState:
     wakeups: Wakeups
     estimator: CostEstimator
     usage: UsageStore
+    #: ``GET /v1/projects/{id}``: concurrent reads of ``(project_id, tenant_id)`` as one query
+    project_reads: Batcher[tuple[str, str], Project | None]
     #: reelflow's copies of the videos; None when they are not kept
     storage: VideoStorage | None = None
     links: VideoLinks | None = None

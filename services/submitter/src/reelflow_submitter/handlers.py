@@ -22,7 +22,13 @@ from reelflow_common.logging import get_logger
 from reelflow_common.messages import RunwareThrottled, SubmitClip
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import send_check
-from reelflow_common.runware import ErrorCategory, RunwareClient, RunwareError, is_task_not_found
+from reelflow_common.runware import (
+    ErrorCategory,
+    RunwareClient,
+    RunwareError,
+    is_outage,
+    is_task_not_found,
+)
 from reelflow_common.store import ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import SUBMIT_CLIP, retry_backoff
@@ -175,29 +181,54 @@ class SubmitHandler:
             raise
 
     async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
+        assert message.first_attempt_at is not None
         decision = after_submit_error(
             error,
             attempt=message.attempt,
+            outages=message.outages,
+            waited_s=(self._now() - message.first_attempt_at).total_seconds(),
             max_attempts=self._settings.submit_max_attempts,
+            max_wait_s=self._settings.poll_max_age_s,
             backoff=self._backoff,
             rng=self._rng,
         )
         if not isinstance(decision, GiveUp):
-            retry = message.model_copy(update={"attempt": message.attempt + 1})
+            if decision.outage and message.outages == 0:
+                await self._waiting(message, error)
+            outages = message.outages + (1 if decision.outage else 0)
+            retry = message.model_copy(update={"attempt": message.attempt + 1, "outages": outages})
             await self._again(retry, decision.delay_s)
             log.warning(
                 "clip_submit_retry_scheduled",
                 attempt=message.attempt,
+                outage=decision.outage,
                 delay_s=round(decision.delay_s, 3),
                 error=str(error),
             )
             return
         final_error = {"code": decision.code, "message": decision.message}
-        if may_hold_task(error, attempt=message.attempt):
-            # An earlier answer may have been lost after Runware stored the task: ask it.
-            await self._verify(message.model_copy(update={"final_error": final_error}))
+        if not may_hold_task(error, attempt=message.attempt):
+            await self._fail(message, final_error)
             return
-        await self._fail(message, final_error)
+        # An earlier answer may have been lost after Runware stored the task: ask it.
+        verify = message.model_copy(update={"final_error": final_error})
+        if is_outage(error):
+            # So may this very submit, a moment ago: ask once its task would be visible.
+            await self._again(verify, self._settings.not_found_grace_s)
+        else:
+            await self._verify(verify)
+
+    async def _waiting(self, message: SubmitClip, error: RunwareError) -> None:
+        """Show on the queued clip why it waits: the first outage this chain met."""
+        change = await self._projects.record_waiting(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            {"code": error.code or error.category.value, "message": error.message},
+            token=message.token,
+            correlation_id=message.correlation_id,
+        )
+        await self._publisher.publish_events(change.events)
 
     async def _verify(self, message: SubmitClip) -> None:
         """The submits are over: track the task if Runware has it, else fail the clip."""

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import ClipProfile
-from reelflow_common.runware import RunwareError, VideoRequest
+from reelflow_common.runware import RunwareError, VideoRequest, is_outage
+
+#: the error code of a clip Runware could not take through an outage as long as the ceiling
+RUNWARE_UNAVAILABLE = "runwareUnavailable"
 
 
 @dataclass(frozen=True)
 class RetryLater:
-    """Submit again, with the same task UUID, after ``delay_s``."""
+    """Submit again, with the same task UUID, after ``delay_s``; ``outage``: Runware gave no
+    word on this submit, so it spends none of the clip's attempts."""
 
     delay_s: float
+    outage: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,14 +71,31 @@ def after_submit_error(
     error: RunwareError,
     *,
     attempt: int,
+    outages: int,
+    waited_s: float,
     max_attempts: int,
+    max_wait_s: float,
     backoff: Backoff,
     rng: random.Random,
 ) -> RetryLater | GiveUp:
     """What to do when Runware did not take the task: attempt N retries after ``backoff``'s
-    delay for N - 1 earlier failures (its first delay after the first attempt)."""
-    if error.retryable and attempt < max_attempts:
-        return RetryLater(backoff.delay_s(attempt - 1, rng))
+    delay for N - 1 earlier submits (its first delay after the first attempt).
+
+    An outage (no answer, 408, 429, 5xx: :func:`is_outage`) is retried until the clip has
+    waited ``max_wait_s`` since its first submit, whatever its attempts; any other retryable
+    error spends an attempt, of ``max_attempts`` (``outages`` submits do not count).
+    """
+    delay_s = backoff.delay_s(attempt - 1, rng)
+    if is_outage(error):
+        if waited_s < max_wait_s:
+            return RetryLater(delay_s, outage=True)
+        return GiveUp(
+            code=RUNWARE_UNAVAILABLE,
+            message=f"Runware was unavailable for {timedelta(seconds=round(waited_s))}"
+            f" (its last answer: {error.message})",
+        )
+    if error.retryable and attempt - outages < max_attempts:
+        return RetryLater(delay_s)
     return GiveUp(code=error.code or error.category.value, message=error.message)
 
 

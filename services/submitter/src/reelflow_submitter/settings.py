@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from reelflow_common.settings import (
+    CeilingSettings,
     HttpSettings,
     LeaseSettings,
     LogSettings,
@@ -27,6 +28,7 @@ class Settings(
     WebhookSettings,
     LeaseSettings,
     VisibilitySettings,
+    CeilingSettings,
 ):
     http_port: int = Field(default=8002, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     submit_concurrency: int = Field(
@@ -58,5 +60,6 @@ class Settings(
     submit_max_attempts: int = Field(
         default=20,
         ge=1,
-        description="Runware submits of one clip before it may fail (20 ≈ 20 min of refusals)",
+        description="Runware submits of one clip that Runware refused before it may fail"
+        " (20 ≈ 20 min of refusals); submits during an outage do not count",
     )

@@ -9,6 +9,7 @@ from reelflow_common.runware.errors import (
     RunwareTaskError,
     RunwareTransportError,
     classify_code,
+    is_outage,
     is_task_not_found,
 )
 from reelflow_common.runware.models import (
@@ -35,6 +36,7 @@ __all__ = [
     "TaskStatus",
     "VideoRequest",
     "classify_code",
+    "is_outage",
     "is_task_not_found",
     "parse_task_states",
 ]

@@ -234,3 +234,13 @@ def is_task_not_found(error: RunwareError) -> bool:
         and error.category is ErrorCategory.NOT_FOUND
         and error.task_uuid is not None
     )
+
+
+def is_outage(error: RunwareError) -> bool:
+    """Runware gave no word on the request: no answer, or 408, 429 or 5xx for all of it.
+
+    Such an answer says nothing about the task (it may even have been stored, when
+    the answer was lost): asking again later with the same task UUID is all there is
+    to do, and it is no attempt that failed.
+    """
+    return isinstance(error, RunwareTransportError) or is_retryable_status(error.http_status)

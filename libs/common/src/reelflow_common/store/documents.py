@@ -77,6 +77,7 @@ TASK_FIELDS = (
     "error",
     "lease",
     "progress",
+    "waiting",
     "charge",
     # written before the clip was slimmed (documents.py reads both shapes)
     "scene_index",

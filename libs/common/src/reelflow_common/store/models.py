@@ -115,6 +115,8 @@ class ClipState(_Frozen):
     lease: Lease | None = None
     #: Runware's progress of the current task (0-99), stored now and then while processing
     progress: int | None = None
+    #: why a queued clip is not at Runware yet: the outage its submits meet (code, message)
+    waiting: dict[str, str] | None = None
     #: what the clip's current task holds on the tenant's ledger (None: the tenant has none)
     charge: Charge | None = None
     #: the current task's video came after the task had been given up on (an earlier task
@@ -144,6 +146,7 @@ class ClipState(_Frozen):
             completed_at=self.completed_at,
             stored_url=stored_url,
             progress=self.progress if self.status is ClipStatus.PROCESSING else None,
+            waiting=self.waiting if self.status is ClipStatus.QUEUED else None,
             attempts=attempts,
         )
 

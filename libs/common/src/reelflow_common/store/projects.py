@@ -191,6 +191,22 @@ class ProjectStore:
         doc = await self._projects.find_one(query, projection)
         return None if doc is None else project_from_document(doc)
 
+    async def get_many(self, refs: Sequence[tuple[str, str]]) -> list[Project | None]:
+        """``get(project_id, tenant_id=tenant_id)`` of each pair, in one query."""
+        query = {
+            "_id": {"$in": list({project_id for project_id, _tenant in refs})},
+            "tenant_id": {"$in": list({tenant_id for _project, tenant_id in refs})},
+        }
+        found = self._projects.find(query, WITHOUT_REQUESTS_AND_EVENTS)
+        read = {doc["_id"]: project_from_document(doc) async for doc in found}
+        projects: list[Project | None] = []
+        for project_id, tenant_id in refs:
+            project = read.get(project_id)
+            projects.append(
+                project if project is not None and project.tenant_id == tenant_id else None
+            )
+        return projects
+
     # --- the hot path: one guarded update per public change --------------------
 
     async def mark_processing(
@@ -288,6 +304,30 @@ class ProjectStore:
             task_uuid,
             progress,
             submitted_at=submitted_at,
+            now=self._now(),
+            correlation_id=correlation_id,
+            log_size=self._log_size,
+        )
+        events = await self._apply(write, project_id)
+        return Change(events is not None, events or [])
+
+    async def record_waiting(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        reason: dict[str, str],
+        *,
+        token: str,
+        correlation_id: str | None = None,
+    ) -> Change:
+        """Store why the queued clip of the chain of ``token`` waits; one write, no read."""
+        write = transitions.waiting(
+            project_id,
+            scene_index,
+            task_uuid,
+            reason,
+            token=token,
             now=self._now(),
             correlation_id=correlation_id,
             log_size=self._log_size,

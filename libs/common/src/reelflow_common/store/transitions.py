@@ -198,6 +198,21 @@ def _taken_by_old_code(clip: ClipState) -> bool:
     )
 
 
+def _still_pending(
+    update: _Update, view: ClipView, *, now: datetime, correlation_id: str | None
+) -> None:
+    """The clip changed but stays pending: one ``clip.updated``, the counts as they were."""
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket="pending",
+            to_bucket="pending",
+            occurred_at=now,
+            correlation_id=correlation_id,
+        )
+    )
+
+
 #: the earliest success whose video the copy sweep has not seen stored yet (set by every
 #: success, ``$min``; moved on by each sweep's claim, unset once nothing is left to copy)
 COPY_DUE = "copy_due_at"
@@ -233,19 +248,14 @@ def to_processing(
         status=ClipStatus.PROCESSING,
         submitted_at=now,
     )
-    update.events.append(
-        clip_event(
-            view,
-            from_bucket="pending",
-            to_bucket="pending",
-            occurred_at=now,
-            correlation_id=correlation_id,
-        )
-    )
+    _still_pending(update, view, now=now, correlation_id=correlation_id)
     if new_token is not None:
         update.min["due_at"] = lease_until
-    # An earlier task's progress, if any; the queueing's watch (a clip written before).
-    update.unset += [f"{clip_path(scene_index)}.{name}" for name in ("progress", "watched_since")]
+    # An earlier task's progress, if any; the queueing's watch (a clip written before); why
+    # it waited for Runware, which has it now.
+    update.unset += [
+        f"{clip_path(scene_index)}.{name}" for name in ("progress", "watched_since", "waiting")
+    ]
     guard = _guard(
         project_id,
         scene_index,
@@ -292,7 +302,7 @@ def to_terminal(
     _set_clip(update, scene_index, status=status, result=pack_result(completed_at=now, **fields))
     if error is not None:
         _set_clip(update, scene_index, error=error)
-    update.unset.append(f"{clip_path(scene_index)}.lease")
+    update.unset += [f"{clip_path(scene_index)}.{name}" for name in ("lease", "waiting")]
     update.move("pending", status.bucket)
     view = ClipView(
         task_uuid=task_uuid,
@@ -346,21 +356,45 @@ def progress(
         submitted_at=submitted_at,
         progress=value,
     )
-    update.events.append(
-        clip_event(
-            view,
-            from_bucket="pending",
-            to_bucket="pending",
-            occurred_at=now,
-            correlation_id=correlation_id,
-        )
-    )
+    _still_pending(update, view, now=now, correlation_id=correlation_id)
     guard = _guard(
         project_id,
         scene_index,
         status=ClipStatus.PROCESSING.value,
         task_uuid=task_uuid,
         progress={"$not": {"$gte": value}},
+    )
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def waiting(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    reason: dict[str, str],
+    *,
+    token: str,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """Why the queued clip is not at Runware yet (an outage), for as long as it stays queued.
+
+    Only the chain of ``token`` writes it, and only while the clip is queued; reaching
+    Runware (``processing``) or an end clears it.
+    """
+    update = _Update()
+    _set_clip(update, scene_index, waiting=reason)
+    view = ClipView(
+        task_uuid=task_uuid, scene_index=scene_index, status=ClipStatus.QUEUED, waiting=reason
+    )
+    _still_pending(update, view, now=now, correlation_id=correlation_id)
+    guard = _guard(
+        project_id,
+        scene_index,
+        status=ClipStatus.QUEUED.value,
+        task_uuid=task_uuid,
+        lease__token=token,
     )
     return update.build(guard, now=now, log_size=log_size)
 

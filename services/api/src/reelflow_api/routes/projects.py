@@ -343,7 +343,7 @@ async def create_project(
 @router.get("/{project_id}", response_model=ProjectStatusView, responses=problem_responses(404))
 async def get_project(project_id: str, state: State, tenant_id: TenantId) -> Response:
     """The project status; its first fields are exactly the seed's ``check-clips-status``."""
-    project = await state.projects.get(project_id, tenant_id=tenant_id)
+    project = await state.project_reads.submit((project_id, tenant_id))
     if project is None:
         raise not_found()
     return _status_json(state, project)

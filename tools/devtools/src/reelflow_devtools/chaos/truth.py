@@ -5,7 +5,8 @@ Each clip falls in exactly one bucket:
 - *succeeded*: a success whose video is the one Runware made for its task;
 - *failed as injected*: a failure Runware caused (its task ended in error), a
   hung task that reached the ceiling (``timedOut``), or a task Runware never
-  accepted because it refused every submit (429/503/504);
+  accepted because it refused every submit (429/503/504) up to the ceiling
+  (``poll_max_age_s``);
 - *lost*: any other failure: Runware has (or will have) a billed video for it,
   or never saw the task and never refused it;
 - *stuck*: still queued or processing after the convergence deadline;
@@ -33,8 +34,9 @@ from reelflow_devtools.bench.client import api_client, get_projects, list_projec
 from reelflow_devtools.chaos.workload import FORGED_CODE, FORGED_URL, Target, WorkloadLog
 
 OPEN = ("queued", "processing")
-#: the simulator's injected HTTP faults: a clip Runware refused every time fails with one
-REFUSALS = ("rateLimitExceeded", "serviceUnavailable", "requestTimeout")
+#: the simulator's injected HTTP faults (429/503/504) are outages: a clip fails for them
+#: only when Runware refused it up to the ceiling (``poll_max_age_s``), with this code
+REFUSALS = ("runwareUnavailable",)
 T = TypeVar("T")
 
 

@@ -84,19 +84,21 @@ export function mountProject(container, { api, live }, projectId) {
   function drawClip(clip) {
     let entry = cards.get(clip.scene_index);
     if (!entry) {
-      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, source: null, progress: null };
+      entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, source: null, progress: null, waiting: null };
       cards.set(clip.scene_index, entry);
       const after = [...cards.keys()].sort((a, b) => a - b).filter((index) => index > clip.scene_index)[0];
       grid.insertBefore(entry.card, after === undefined ? null : cards.get(after).card);
     }
     const source = videoUrl(clip);
     const progress = clip.progress ?? null;
+    const waiting = clip.waiting?.code ?? null;
     if (entry.taskUuid === clip.task_uuid && entry.status === clip.status && entry.source === source
-        && entry.progress === progress) return;
+        && entry.progress === progress && entry.waiting === waiting) return;
     entry.taskUuid = clip.task_uuid;
     entry.status = clip.status;
     entry.source = source;
     entry.progress = progress;
+    entry.waiting = waiting;
     const { card } = entry;
     card.className = `clip status-${clip.status}`;
     card.dataset.sceneIndex = String(clip.scene_index);
@@ -108,6 +110,10 @@ export function mountProject(container, { api, live }, projectId) {
         h('span', { class: `badge status-${clip.status}` }, STATUS_TEXT[clip.status] ?? clip.status)),
       media(clip),
     ];
+    if (clip.waiting) {
+      parts.push(h('p', { class: 'muted' }, `Waiting for Runware: ${clip.waiting.message ?? 'unavailable'}`,
+        clip.waiting.code ? ` (${clip.waiting.code})` : ''));
+    }
     if (clip.error) {
       parts.push(h('p', { class: 'clip-error' }, clip.error.message ?? 'failed', clip.error.code ? ` (${clip.error.code})` : ''));
     }

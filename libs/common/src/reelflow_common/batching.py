@@ -1,0 +1,78 @@
+"""Concurrent calls made one: requests that arrive while a batch is out go together in the next.
+
+Each MongoDB operation costs the driver ~0.2 ms of Python and the database a
+command of its own, whatever its size: 20 ``find_one`` by ``_id`` cost the
+API 0.2 ms of CPU each, one ``find`` of the same 20 ids 0.03 ms each (and the
+database a third of the time). Under concurrent requests a :class:`Batcher`
+sends what is waiting as one call; with nothing in flight a call goes at
+once, so a lone request waits for no one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: one outcome per item, in order: its result, or the error that is its alone
+Run = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
+
+
+class Batcher(Generic[T, R]):
+    """Runs ``run`` on the items submitted meanwhile, ``max_batch`` at most, one batch at a time.
+
+    ``run`` returns one outcome per item, in order (an exception for an item that
+    failed alone); an exception ``run`` raises fails every item of its batch.
+    """
+
+    def __init__(self, run: Run[T, R], *, max_batch: int) -> None:
+        self._run = run
+        self._max_batch = max_batch
+        self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._running: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        """``item``'s outcome, once the batch it joins has run."""
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if self._running is None:
+            self._running = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch: list[tuple[T, asyncio.Future[R]]] = []
+                while self._waiting and len(batch) < self._max_batch:
+                    item, future = self._waiting.popleft()
+                    if not future.done():  # a caller that gave up (cancelled) is left out
+                        batch.append((item, future))
+                if batch:
+                    await self._run_batch(batch)
+        except BaseException:  # cancelled (the loop is closing): so are the callers
+            while self._waiting:
+                self._waiting.popleft()[1].cancel()
+            raise
+        finally:
+            self._running = None
+
+    async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            outcomes = await self._run([item for item, _future in batch])
+        except Exception as exc:  # every caller gets it, as its own call would raise it
+            outcomes = [exc] * len(batch)
+        except BaseException:  # cancelled: so are the callers (the loop is closing)
+            for _item, future in batch:
+                future.cancel()
+            raise
+        for (_item, future), outcome in zip(batch, outcomes, strict=True):
+            if future.done():  # its caller gave up (cancelled)
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
