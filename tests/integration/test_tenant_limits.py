@@ -239,15 +239,7 @@ async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) 
     the late video (a webhook and a poll, a redelivery) settles anything a second time.
     """
     tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=5)
-    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
-    project_id, first = created["project_id"], created["results"][0]["task_uuid"]
-    await fail(api, project_id, first, code="taskFailedOrNotFound")  # its $0.25 freed
-    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
-    assert retried.status_code == 202, retried.text  # $0.25 reserved for the new task
-    clip = (await stored(api, project_id)).clips[0]
-    second = clip.task_uuid
-    assert clip.lease is not None
-    await api.projects.mark_processing(project_id, 0, second, token=clip.lease.token)
+    project_id, first, second = await failed_then_retried(api, auth)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
 
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
