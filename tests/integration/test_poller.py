@@ -532,6 +532,9 @@ async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
     await handler(second)
     (follow,) = world.publisher.sent_to(CHECK_CLIP)
     assert follow.task_uuid == second.task_uuid
+    kept = (await world.project(project.id)).clips[0].attempts[second.task_uuid].lease
+    assert kept is not None
+    assert (follow.token, follow.lease_until) == (kept.token, kept.until)  # it renews that lease
     await world.until_finished_at_runware(second.task_uuid)
     await check(follow)
 

@@ -234,8 +234,8 @@ class ProjectStore:
             log_size=self._log_size,
         )
         change = await self._transition(write, project_id, scene_index, task_uuid)
-        if not change.applied:
-            return change
+        if not change.applied or change.lease_until is not None:
+            return change  # not applied, or a replaced task's: the lease its attempt keeps
         return Change(True, change.events, at=now, lease_until=lease_until)
 
     async def _earlier_submitted(self, project_id: str, clip: ClipState, task_uuid: str) -> Change:
