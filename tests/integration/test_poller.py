@@ -532,6 +532,9 @@ async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
     await handler(second)
     (follow,) = world.publisher.sent_to(CHECK_CLIP)
     assert follow.task_uuid == second.task_uuid
+    kept = (await world.project(project.id)).clips[0].attempts[second.task_uuid].lease
+    assert kept is not None
+    assert (follow.token, follow.lease_until) == (kept.token, kept.until)  # it renews that lease
     await world.until_finished_at_runware(second.task_uuid)
     await check(follow)
 
@@ -542,6 +545,46 @@ async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
     assert final.cost.known == 2
     # Its cost is told (clip.attempt_succeeded); the clip and the project stay as they were.
     assert (final.seq, final.status, final.counts) == (after.seq + 1, after.status, after.counts)
+
+
+async def test_a_task_an_earlier_video_replaced_is_followed_to_its_end_by_its_chain(
+    world: World, check: CheckHandler, hint: HintHandler
+) -> None:
+    """The retry's task runs at Runware and is billed: its chain goes on renewing its lease
+    (kept in its attempt) after the earlier task's video replaced it, and records its end."""
+    project = await world.new_project("a fox")
+    first = world.submit_of(project)
+    await world.projects.mark_processing(project.id, 0, first.task_uuid, token=first.token)
+    await check(await world.check_of(project, age_s=NOT_FOUND_GRACE_S + 1))  # not found: failed
+    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+    assert retried is not None
+    second = world.submit_of(retried.project)
+    await world.projects.mark_processing(project.id, 0, second.task_uuid, token=second.token)
+    chain = await world.check_of(retried.project)
+    soon = utcnow() + timedelta(seconds=1)
+    await world.projects.renew_lease(
+        project.id, 0, token=chain.token, until_was=chain.lease_until, until=soon
+    )
+    # The first task turns up at Runware after all, and its video replaces the retry's task.
+    await world.runware.submit_video(video_request(first, webhook_url=None))
+    await world.until_finished_at_runware(first.task_uuid)
+    await hint(CheckHintedTasks(project_id=project.id, scene_index=0, task_uuids=[first.task_uuid]))
+    assert (await world.project(project.id)).clips[0].task_uuid == first.task_uuid
+
+    # Not at Runware yet (within the grace): the chain's next check comes after its lease's end.
+    await check(chain.model_copy(update={"lease_until": soon}))
+
+    (following,) = world.publisher.sent_to(CHECK_CLIP)
+    kept = (await world.project(project.id)).clips[0].attempts[second.task_uuid].lease
+    assert kept is not None
+    assert (following.task_uuid, following.lease_until) == (second.task_uuid, kept.until)
+    await world.runware.submit_video(video_request(second, webhook_url=None))
+    await world.until_finished_at_runware(second.task_uuid)
+    await check(following)
+    final = (await world.project(project.id)).clips[0]
+    ended = final.attempts[second.task_uuid]
+    assert (ended.status, ended.lease) == (ClipStatus.SUCCESS, None)
+    assert final.task_uuid == first.task_uuid
 
 
 def messages_handled(queue: str, outcome: str) -> float:

@@ -713,6 +713,65 @@ async def test_a_retry_that_takes_one_late_video_and_buys_another_task_finishes_
     ]
 
 
+async def late_videos_of_timed_out_clips(store: ProjectStore) -> Project:
+    """A finished (failed) two-scene project whose clips both timed out, each with its task's
+    video come late: what a retry takes."""
+    project = await created(store, 2)
+    for index in (0, 1):
+        await fail(store, project, index, code=TIMED_OUT)
+        video = TaskSucceeded(video_url=f"https://v/late{index}.mp4", cost=0.4)
+        await store.record(project.id, index, project.clips[index].task_uuid, video)
+    return await reread(store, project)
+
+
+async def test_a_retry_that_takes_several_late_videos_finishes_the_project_once(
+    store: ProjectStore,
+) -> None:
+    before = await late_videos_of_timed_out_clips(store)
+    assert before.status is ProjectStatus.FAILED
+
+    outcome = await store.retry(before.id, tenant_id="tenant-a")
+
+    assert outcome is not None
+    assert [e.message_type for e in outcome.events] == [
+        "clip.updated",
+        "clip.updated",
+        "project.finished",
+    ]
+    assert [e.seq for e in outcome.events] == [before.seq + 1, before.seq + 2, before.seq + 3]
+    finished = outcome.events[-1]
+    assert isinstance(finished, ProjectFinished)
+    assert finished.status is ProjectStatus.COMPLETED
+    assert outcome.project.status is ProjectStatus.COMPLETED
+    assert outcome.project.seq == before.seq + 3
+
+
+async def test_a_retry_that_dies_after_taking_late_videos_is_finished_by_the_reconciler(
+    store: ProjectStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = await late_videos_of_timed_out_clips(store)
+
+    async def crash(*_args: Any) -> list[Any]:
+        raise ConnectionError("the API died before the finish")
+
+    monkeypatch.setattr(store, "_finish_if_done", crash)
+    with pytest.raises(ConnectionError):
+        await store.retry(before.id, tenant_id="tenant-a")
+    monkeypatch.undo()
+
+    assert (await reread(store, before)).clips[0].status is ClipStatus.SUCCESS  # taken
+    # What the reconciler does: a generating project past its due_at, claimed and finished.
+    due = await store.due(before=clock.now + timedelta(seconds=LEASE_S + 1), limit=10)
+    assert [project_id for project_id, _ in due] == [before.id]
+    (_, due_at) = due[0]
+    claimed = await store.claim(before.id, due_at=due_at, until=clock.now + timedelta(minutes=1))
+    assert claimed is not None
+    (finished,) = await store.finish_if_done(claimed)
+    assert isinstance(finished, ProjectFinished)
+    assert (finished.status, finished.seq) == (ProjectStatus.COMPLETED, before.seq + 3)
+    assert (await reread(store, before)).status is ProjectStatus.COMPLETED
+
+
 # --- the event log -----------------------------------------------------------------------
 
 

@@ -16,8 +16,9 @@ import pytest
 import pytest_asyncio
 
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
-from reelflow_common.accounting.ledger import LedgerStore
-from reelflow_common.store import TaskSucceeded, transitions
+from reelflow_common.accounting.ledger import LedgerStore, Settlement
+from reelflow_common.store import TaskFailed, TaskSucceeded, transitions
+from reelflow_common.store.documents import pack_result
 from reelflow_common.topology import CHECK_CLIP
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
 
@@ -238,15 +239,7 @@ async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) 
     the late video (a webhook and a poll, a redelivery) settles anything a second time.
     """
     tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=5)
-    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
-    project_id, first = created["project_id"], created["results"][0]["task_uuid"]
-    await fail(api, project_id, first, code="taskFailedOrNotFound")  # its $0.25 freed
-    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
-    assert retried.status_code == 202, retried.text  # $0.25 reserved for the new task
-    clip = (await stored(api, project_id)).clips[0]
-    second = clip.task_uuid
-    assert clip.lease is not None
-    await api.projects.mark_processing(project_id, 0, second, token=clip.lease.token)
+    project_id, first, second = await failed_then_retried(api, auth)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
 
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
@@ -328,3 +321,124 @@ async def test_a_crash_between_a_late_videos_write_and_its_settlement_is_settled
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     assert ledger.open == 0
     assert ledger.committed_in(day) == pytest.approx(0.4)
+
+
+async def failed_then_retried(api: Api, auth: dict[str, str]) -> tuple[str, str, str]:
+    """A one-scene project whose first task Runware lost and whose retry's task is processing:
+    (project, first task, retry's task). The ledger: the retry's $0.25 in flight."""
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, first = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, first, code="taskFailedOrNotFound")  # its $0.25 freed
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text  # $0.25 reserved for the new task
+    clip = (await stored(api, project_id)).clips[0]
+    assert clip.lease is not None
+    await api.projects.mark_processing(project_id, 0, clip.task_uuid, token=clip.lease.token)
+    return project_id, first, clip.task_uuid
+
+
+async def test_a_late_result_read_before_a_retry_lands_neither_stale_nor_twice(api: Api) -> None:
+    """A poller read the failed clip and built "record the earlier video in its attempt";
+    a retry came first. Its write lands on nothing; the video is then taken (nothing
+    bought is lost), counted and billed once, however often it comes again."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id, first, second = await failed_then_retried(api, auth)
+    await fail_processing(api, project_id, second)  # attempts: {first: failed}
+    read = (await stored(api, project_id)).clips[0]
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    stale = transitions.late_result(
+        project_id, read, first, late, now=datetime.now(UTC), correlation_id=None, log_size=64
+    )
+    assert stale is not None
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text  # a third task, $0.25 in flight
+
+    landed = await api.db["projects"].update_one(stale.filter, stale.update)
+    await api.projects.record(project_id, 0, first, late)
+    await api.projects.record(project_id, 0, first, late)  # the same news again
+
+    assert landed.matched_count == 0
+    after = await stored(api, project_id)
+    assert (after.clips[0].task_uuid, after.clips[0].status) == (first, "success")
+    assert after.cost.usd == pytest.approx(0.4)
+    assert after.cost.known == 1
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == 1  # the third task runs at Runware all the same
+    assert ledger.committed_in(day) == pytest.approx(0.65)
+
+
+async def fail_processing(api: Api, project_id: str, task_uuid: str) -> None:
+    failed = TaskFailed(code="providerError", message="boom")
+    assert (await api.projects.record(project_id, 0, task_uuid, failed)).applied
+
+
+async def test_a_clip_taken_by_the_code_before_is_settled_with_that_codes_keys(api: Api) -> None:
+    """Written before attempts held charges: the clip took the earlier task's video and kept
+    the replaced task's charge, which that code settled as ``<charge>:<video's task>:late``."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id, first, second = await failed_then_retried(api, auth)
+    read = (await stored(api, project_id)).clips[0]
+    assert read.charge is not None
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    old = {
+        "task_uuid": first,
+        "status": "success",
+        "result": pack_result(completed_at=datetime.now(UTC), video_url=late.video_url, cost=0.4),
+        "charge": read.charge.model_dump(),
+        "attempts": {
+            second: {"status": "processing", "queued_at": read.queued_at, "submitted_at": None}
+        },
+    }
+    await api.db["projects"].update_one(
+        {"_id": project_id},
+        {
+            "$set": {f"clips.0.{name}": value for name, value in old.items()}
+            | {"counts.pending": 0, "counts.completed": 1, "status": "completed"},
+            "$unset": {f"clips.0.{name}": "" for name in ("lease", "queued_at", "submitted_at")},
+        },
+    )
+    old_key = Settlement(key=f"{first}:late", ended=True, billed=True, cost=0.4)
+    ledgers = LedgerStore(api.db)
+    assert await ledgers.settle(tenant_id, read.charge, old_key)  # what that code settled
+
+    await api.projects.record(project_id, 0, first, late)  # a duplicate of the video
+    ended = TaskSucceeded(video_url="https://cdn.test/second.mp4", cost=0.3)
+    await api.projects.record(project_id, 0, second, ended)  # the replaced task's end
+    await api.projects.record(project_id, 0, second, ended)
+
+    ledger = await ledgers.read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.7)
+    after = await stored(api, project_id)
+    assert after.clips[0].attempts[second].status == "success"
+
+
+async def test_an_earlier_attempt_without_a_charge_bills_its_video_on_the_clips(api: Api) -> None:
+    """Written before attempts held charges: its video, taken by the open clip, is billed
+    on the retry's charge (as that code did), which stays in flight until its task ends."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id, first, second = await failed_then_retried(api, auth)
+    await api.db["projects"].update_one(
+        {"_id": project_id}, {"$unset": {f"clips.0.attempts.{first}.charge": ""}}
+    )
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    ledgers = LedgerStore(api.db)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+
+    await api.projects.record(project_id, 0, first, late)
+    await api.projects.record(project_id, 0, first, late)
+
+    ledger = await ledgers.read(tenant_id)
+    assert ledger.open == 1
+    assert ledger.committed_in(day) == pytest.approx(0.65)
+    ended = TaskSucceeded(video_url="https://cdn.test/second.mp4", cost=0.3)
+    await api.projects.record(project_id, 0, second, ended)
+    await api.projects.record(project_id, 0, first, late)
+    ledger = await ledgers.read(tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.7)
+    after = await stored(api, project_id)
+    assert after.cost.usd == pytest.approx(0.7)
+    assert after.cost.known == 2

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from reelflow_common.accounting.ledger import Settlement
+from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
 from reelflow_common.store import NewProject, TaskFailed, TaskSucceeded
@@ -26,6 +26,7 @@ from tests.unit.written_before import written_before
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=10)
 LOG = 64
+CHARGE = {"id": "c1", "usd": 0.65, "day": "2026-12-02", "month": "2026-12"}
 
 
 def new_doc(scenes: int = 2) -> dict[str, Any]:
@@ -430,16 +431,17 @@ def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_sta
     (event,) = materialize(head(after), after["events"])[-1:]
     assert isinstance(event, AttemptSucceeded)
     assert (event.seq, event.scene_index, event.attempt.task_uuid) == (doc["seq"] + 1, 0, "t0")
-    assert write.settle == (
-        f"clips.0.attempts.{late_task}.charge",
-        Settlement("t0:late", False, True, 0.5),
-    )
+    # An earlier attempt without a charge (this tenant has no ledger, or the code before
+    # attempts held one wrote it) settles on the clip's current charge, if any.
+    where = f"clips.0.attempts.{late_task}.charge" if own_task else "clips.0.charge"
+    assert write.settle == (where, Settlement("t0:late", False, True, 0.5))
     assert not matches(after, write.filter)  # once
     assert t.late_result("p1", again.clips[0], late_task, VIDEO, now=T0, correlation_id=None,
                          log_size=LOG) is None  # fmt: skip
 
     # A retry takes the video: nothing is bought, the cost is not counted again.
-    taken = t.take_late_video("p1", "tenant-a", again.clips[0], now=T0, correlation_id=None,
+    taken = t.take_late_video("p1", "tenant-a", again.clips[0], now=T0, lease_until=T0 + LEASE,
+                              correlation_id=None,
                               log_size=LOG)  # fmt: skip
     assert taken is not None
     assert taken.settle is None
@@ -463,7 +465,7 @@ def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_sta
 def test_a_late_end_of_an_attempt_still_running_is_recorded_in_its_attempt() -> None:
     doc = new_doc(1)
     doc["clips"]["0"]["status"] = "success"
-    doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing"}}
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing", "charge": CHARGE}}
     doc["counts"] = {**doc["counts"], "pending": 0, "completed": 1}
     clip = project_from_document(doc).clips[0]
 
@@ -486,6 +488,38 @@ def test_a_late_end_of_an_attempt_still_running_is_recorded_in_its_attempt() -> 
     assert (
         t.late_result("p1", clip, "t7", BROKEN, now=T0, correlation_id=None, log_size=LOG) is None
     )
+
+
+def test_an_attempt_written_before_attempts_held_charges_settles_as_that_code_did() -> None:
+    """No ``charge`` on the attempt: a video on the clip's charge as ``<task>:late``, freeing
+    nothing; a failure not at all (the old code never settled one)."""
+    doc = new_doc(1)
+    doc["clips"]["0"] |= {"status": "success", "charge": CHARGE}
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing"}}
+    doc["counts"] = {**doc["counts"], "pending": 0, "completed": 1}
+    clip = project_from_document(doc).clips[0]
+
+    failed = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
+    video = t.late_result("p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+
+    assert failed is not None
+    assert failed.settle is None
+    assert video is not None
+    assert video.settle == ("clips.0.charge", Settlement("t8:late", False, True, 0.5))
+    billed = project_from_document(step(doc, video)).clips[0]
+    assert t.settlements(billed, "t8") == [
+        (Charge.model_validate(CHARGE), Settlement("t8:late", False, True, 0.5))
+    ]
+
+
+def test_a_video_already_recorded_in_an_attempt_is_not_taken_and_counted_again() -> None:
+    """An open clip with an attempt that is a success already (recorded, billed, counted):
+    another copy of that video changes nothing (the next retry takes it at no charge)."""
+    doc = retry(step(new_doc(1), to_terminal(0, BROKEN)))
+    doc["clips"]["0"]["attempts"]["t0"] |= {"status": "success", "cost": 0.5, "late": True}
+    clip = project_from_document(doc).clips[0]
+
+    assert t.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG) is None
 
 
 def test_the_event_log_keeps_only_the_last_events() -> None:
@@ -512,14 +546,14 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued"}}
     clip = project_from_document(doc).clips[0]
 
-    write = t.earlier_task_submitted("p1", clip, "t8", now=T0)
+    write = t.earlier_task_submitted("p1", clip, "t8", now=T0, lease_until=T0 + LEASE)
 
     assert write is not None
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None
     assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
     assert not matches(after, write.filter)  # once
-    assert t.earlier_task_submitted("p1", clip, "t7", now=T0) is None
+    assert t.earlier_task_submitted("p1", clip, "t7", now=T0, lease_until=T0 + LEASE) is None
 
 
 def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> None:

@@ -158,6 +158,7 @@ class CheckHandler:
                 message.scene_index,
                 token=message.token,
                 until_was=message.lease_until,
+                task_uuid=message.task_uuid,
                 until=lease_until,
             )
             if not renewed:

@@ -272,6 +272,7 @@ class SubmitHandler:
                 message.scene_index,
                 token=message.token,
                 until_was=message.lease_until,
+                task_uuid=message.task_uuid,
                 until=until,
             )
             if not renewed:

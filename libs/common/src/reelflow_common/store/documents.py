@@ -208,8 +208,15 @@ def _with_utc(doc: Document, fields: tuple[str, ...]) -> Document:
     return {key: _utc_or_none(value) if key in fields else value for key, value in doc.items()}
 
 
+def _with_utc_lease(values: Document) -> Document:
+    lease = values.get("lease")
+    if isinstance(lease, dict):
+        values["lease"] = {"token": lease["token"], "until": as_utc(lease["until"])}
+    return values
+
+
 def attempt_from_document(doc: Document) -> Attempt:
-    return Attempt.model_validate(_with_utc(doc, _DATETIME_FIELDS))
+    return Attempt.model_validate(_with_utc_lease(_with_utc(doc, _DATETIME_FIELDS)))
 
 
 def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime) -> ClipState:
@@ -230,10 +237,7 @@ def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime)
         values["queued_at"] = created_at
     if values.get("watched_since") is None:
         values["watched_since"] = values.get("submitted_at") or values["queued_at"]
-    values = _with_utc(values, _DATETIME_FIELDS)
-    lease = values.get("lease")
-    if isinstance(lease, dict):
-        values["lease"] = {"token": lease["token"], "until": as_utc(lease["until"])}
+    values = _with_utc_lease(_with_utc(values, _DATETIME_FIELDS))
     attempts = values.get("attempts") or {}
     values["attempts"] = {key: attempt_from_document(value) for key, value in attempts.items()}
     asset = values.get("asset")

@@ -67,6 +67,8 @@ class Attempt(_Frozen):
     charge: Charge | None = None
     #: its video came after the task had been given up on (its reservation was freed)
     late: bool = False
+    #: the chain still following a task an earlier task's video replaced (until it ends)
+    lease: Lease | None = None
 
     def view(self, task_uuid: str) -> AttemptView:
         return AttemptView(
@@ -172,6 +174,7 @@ class ClipState(_Frozen):
             completed_at=self.completed_at,
             charge=self.charge,
             late=self.late,
+            lease=self.lease,
         )
 
     def late_video(self) -> tuple[str, Attempt] | None:

@@ -27,7 +27,6 @@ from reelflow_common.domain import (
     ClipStatus,
     Counts,
     ProjectStatus,
-    final_project_status,
 )
 from reelflow_common.errors import TransientError
 from reelflow_common.messages import Event
@@ -235,20 +234,23 @@ class ProjectStore:
             log_size=self._log_size,
         )
         change = await self._transition(write, project_id, scene_index, task_uuid)
-        if not change.applied:
-            return change
+        if not change.applied or change.lease_until is not None:
+            return change  # not applied, or a replaced task's: the lease its attempt keeps
         return Change(True, change.events, at=now, lease_until=lease_until)
 
     async def _earlier_submitted(self, project_id: str, clip: ClipState, task_uuid: str) -> Change:
         now = self._now()
-        write = transitions.earlier_task_submitted(project_id, clip, task_uuid, now=now)
+        lease_until = now + self._lease
+        write = transitions.earlier_task_submitted(
+            project_id, clip, task_uuid, now=now, lease_until=lease_until
+        )
         if write is None:
             return Change(False)
         found = await self._projects.update_one(write.filter, write.update)
         if found.matched_count == 0:
             return Change(False)
         # Applied: the submit chain goes on checking its task, which is no longer the clip's.
-        return Change(True, [], at=now, lease_until=now + self._lease)
+        return Change(True, [], at=now, lease_until=lease_until)
 
     async def record(
         self,
@@ -334,11 +336,34 @@ class ProjectStore:
         return Change(events is not None, events or [])
 
     async def renew_lease(
-        self, project_id: str, scene_index: int, *, token: str, until_was: datetime, until: datetime
+        self,
+        project_id: str,
+        scene_index: int,
+        *,
+        token: str,
+        until_was: datetime,
+        until: datetime,
+        task_uuid: str | None = None,
     ) -> bool:
-        """Extend the lease of the chain of ``token``; False when that chain is stale."""
+        """Extend the lease of the chain of ``token``; False when that chain is stale.
+
+        With the chain's ``task_uuid``: a chain whose task an earlier task's video replaced
+        goes on under the task's ``attempts`` entry (a second write, only then), since
+        Runware runs and bills that task all the same.
+        """
         write = transitions.renew_lease(
             project_id, scene_index, token=token, until_was=until_was, until=until
+        )
+        found = await self._projects.update_one(write.filter, write.update)
+        if found.matched_count == 1 or task_uuid is None:
+            return found.matched_count == 1
+        write = transitions.renew_lease(
+            project_id,
+            scene_index,
+            token=token,
+            until_was=until_was,
+            until=until,
+            replaced_task=task_uuid,
         )
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
@@ -373,8 +398,13 @@ class ProjectStore:
             return Change(True, applied)
         return await self._repair(project_id, scene_index, task_uuid, result)
 
-    async def _apply(self, write: Write, project_id: str) -> list[Event] | None:
-        """Apply one write; its events and those of the finish it caused, or None if not applied."""
+    async def _apply(
+        self, write: Write, project_id: str, *, finish: bool = True
+    ) -> list[Event] | None:
+        """Apply one write; its events and those of the finish it caused, or None if not applied.
+
+        ``finish`` False: the caller finishes once after all its writes (a retry).
+        """
         projection = _HEAD
         if write.settle is not None:
             projection = _HEAD | {write.settle[0]: 1}
@@ -386,7 +416,7 @@ class ProjectStore:
         if write.settle is not None:
             await self._settle(head, *write.settle)
         events = self._events_of(write, project_id, head)
-        if not _moves_counts(write):
+        if not finish or not _moves_counts(write):
             # A copy landing or an attempt's end: no clip changed bucket, so this
             # writer did not make pending reach 0; the one that did finishes.
             return events
@@ -416,30 +446,15 @@ class ProjectStore:
     async def _finish_if_done(self, project_id: str, head: Document) -> list[Event]:
         """The finisher: only a writer that saw no clip pending tries; one of them wins."""
         counts = Counts.model_validate(head["counts"])
-        status = ProjectStatus(head["status"])
-        if counts.pending:
+        if counts.pending or ProjectStatus(head["status"]) is not ProjectStatus.GENERATING:
             return []
-        if status is ProjectStatus.GENERATING:
-            write = transitions.finish(
-                project_id,
-                counts,
-                now=self._now(),
-                correlation_id=head.get("correlation_id"),
-                log_size=self._log_size,
-            )
-        elif final_project_status(counts) is not status:
-            # A retry took a late video: the finished project's counts changed, it finishes
-            # again (as after any retry).
-            write = transitions.finish(
-                project_id,
-                counts,
-                now=self._now(),
-                correlation_id=head.get("correlation_id"),
-                log_size=self._log_size,
-                from_status=status,
-            )
-        else:
-            return []
+        write = transitions.finish(
+            project_id,
+            counts,
+            now=self._now(),
+            correlation_id=head.get("correlation_id"),
+            log_size=self._log_size,
+        )
         finished = await self._projects.find_one_and_update(
             write.filter, write.update, projection=_HEAD, return_document=ReturnDocument.AFTER
         )
@@ -659,6 +674,7 @@ class ProjectStore:
         rewatch: list[int] = []
         # Those followed again first: they reopen the project, so one that takes its video
         # after them does not finish it on the way.
+        took = False
         for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
             now = self._now()
             taken = transitions.take_late_video(
@@ -666,12 +682,16 @@ class ProjectStore:
                 tenant_id,
                 clip,
                 now=now,
+                lease_until=now + self._lease,
                 correlation_id=correlation_id,
                 log_size=self._log_size,
             )
             if taken is not None:
-                # Not applied: a concurrent retry took it.
-                events += await self._apply(taken, project_id) or []
+                # Not applied: a concurrent retry took it. Applied: it reopened the project,
+                # which this retry finishes once, after all its clips.
+                applied = await self._apply(taken, project_id, finish=False)
+                took = took or applied is not None
+                events += applied or []
                 continue
             common: dict[str, Any] = {
                 "token": new_token(),
@@ -697,6 +717,10 @@ class ProjectStore:
                 continue
             events += applied
             (rewatch if timed_out else resubmit).append(clip.scene_index)
+        if took:
+            head = await self._projects.find_one({"_id": project_id}, _HEAD)
+            assert head is not None  # projects are never deleted
+            events += await self._finish_if_done(project_id, head)
         if not events:
             return Outcome(project=project, events=[])
         after = await self.get(project_id, with_requests=True)

@@ -168,12 +168,34 @@ def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlemen
     settles them again after a crash (each one once: a no-op if it was)."""
     found: list[tuple[Charge, Settlement]] = []
     if clip.task_uuid == task_uuid and clip.status.is_terminal and clip.charge is not None:
-        found.append((clip.charge, task_end(task_uuid, clip.status, clip.cost, late=clip.late)))
+        ended = task_end(task_uuid, clip.status, clip.cost, late=clip.late)
+        if _taken_by_old_code(clip):
+            # What that code settled when the clip took the video (the same key: a no-op).
+            ended = Settlement(key=f"{task_uuid}:late", ended=True, billed=True, cost=clip.cost)
+        found.append((clip.charge, ended))
     attempt = clip.attempts.get(task_uuid)
-    if attempt is not None and attempt.status.is_terminal and attempt.charge is not None:
-        ended = task_end(task_uuid, attempt.status, attempt.cost, late=attempt.late)
-        found.append((attempt.charge, ended))
+    if attempt is not None and attempt.status.is_terminal:
+        end = _attempt_end(clip, task_uuid, attempt)
+        charge = None if end is None else (clip.charge if end[0] else attempt.charge)
+        if end is not None and charge is not None:
+            found.append((charge, end[1]))
     return found
+
+
+def _taken_by_old_code(clip: ClipState) -> bool:
+    """The clip took an earlier task's video before attempts held charges: it kept the
+    charge of the task it replaced, which is in ``attempts`` without one (queued later
+    than the clip's own task, as only a replaced task can be)."""
+    if clip.status is not ClipStatus.SUCCESS or clip.late or clip.charge is None:
+        return False
+    mine = clip.queued_at
+    return any(
+        attempt.charge is None
+        and mine is not None
+        and attempt.queued_at is not None
+        and attempt.queued_at > mine
+        for attempt in clip.attempts.values()
+    )
 
 
 def _still_pending(
@@ -378,7 +400,13 @@ def waiting(
 
 
 def renew_lease(
-    project_id: str, scene_index: int, *, token: str, until_was: datetime, until: datetime
+    project_id: str,
+    scene_index: int,
+    *,
+    token: str,
+    until_was: datetime,
+    until: datetime,
+    replaced_task: str | None = None,
 ) -> Write:
     """The chain of ``token`` goes on: its lease, which ran to ``until_was``, now runs to ``until``.
 
@@ -386,8 +414,12 @@ def renew_lease(
     carries the same token) stops at its first renewal: the other copy moved ``until``
     first. Matches nothing either for a stale chain, or once the lease was expired for
     the reconciler. A renewal only ever pushes a lease later, so ``due_at`` stays right.
+    ``replaced_task``: the lease is that of a task an earlier task's video replaced,
+    kept in its ``attempts`` entry until the task ends.
     """
     path = clip_path(scene_index)
+    if replaced_task is not None:
+        path = f"{path}.attempts.{replaced_task}"
     guard = {"_id": project_id, f"{path}.lease.token": token, f"{path}.lease.until": until_was}
     return Write(guard, {"$set": {f"{path}.lease.until": until}})
 
@@ -408,14 +440,12 @@ def finish(
     now: datetime,
     correlation_id: str | None,
     log_size: int,
-    from_status: ProjectStatus = ProjectStatus.GENERATING,
 ) -> Write:
     """End a project whose last open clip has ended, as the counts ``counts`` show.
 
     Guarded on every count (dotted fields: an embedded-document equality would
     depend on field order), so of all writers that saw pending reach zero only
-    one finishes, and none does after the counts moved again. ``from_status``
-    other than generating re-finishes a project whose counts a late video changed.
+    one finishes, and none does after the counts moved again.
     """
     status = final_project_status(counts)
     update = _Update()
@@ -423,7 +453,7 @@ def finish(
     update.events.append(finish_event(status, occurred_at=now, correlation_id=correlation_id))
     guard = {
         "_id": project_id,
-        "status": from_status.value,
+        "status": ProjectStatus.GENERATING.value,
         "counts.pending": 0,
         "counts.completed": counts.completed,
         "counts.failed": counts.failed,
@@ -598,7 +628,7 @@ def rewatch(
 
 
 def attempt_document(attempt: Attempt) -> Document:
-    doc = attempt.model_dump()
+    doc = attempt.model_dump(exclude={"lease"} if attempt.lease is None else set())
     doc["status"] = attempt.status.value
     return doc
 
@@ -690,7 +720,11 @@ def late_result(
         )
     elif attempt is None:
         return None
-    elif video is not None and clip.status in (ClipStatus.QUEUED, ClipStatus.PROCESSING):
+    elif (
+        video is not None
+        and clip.status in (ClipStatus.QUEUED, ClipStatus.PROCESSING)
+        and attempt.status is not ClipStatus.SUCCESS  # recorded and billed already
+    ):
         return _earlier_task_succeeded(
             project_id,
             clip,
@@ -768,18 +802,39 @@ def _attempt_ended(
         fields = ("status", "video_url", "video_uuid", "cost", "error", "completed_at", "late")
         document = attempt_document(ended)
         update.set |= {f"{prefix}.{name}": document[name] for name in fields}
-        guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
-    settle = task_end(task_uuid, ended.status, ended.cost, late=ended.late)
-    return update.build(
-        guard,
-        now=now,
-        log_size=log_size,
-        settle=(_charge_of(clip.scene_index, task_uuid), settle),
-    )
+        update.unset.append(f"{prefix}.lease")  # its chain is done
+        # The clip as read: what became of the result (recorded here, not taken by the
+        # clip) was decided by the clip's status, so a retry meanwhile makes this stale.
+        guard = _guard(
+            project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid
+        )
+        guard[f"{prefix}.status"] = attempt.status.value
+    found = _attempt_end(clip, task_uuid, ended)
+    settle = None
+    if found is not None:
+        on_clip, settlement = found
+        path = _charge_of(clip.scene_index, None if on_clip else task_uuid)
+        settle = (path, settlement)
+    return update.build(guard, now=now, log_size=log_size, settle=settle)
+
+
+def _attempt_end(clip: ClipState, task_uuid: str, ended: Attempt) -> tuple[bool, Settlement] | None:
+    """What the recorded end of the attempt ``task_uuid`` settles, and whether on the clip's
+    current charge (True) rather than the attempt's own.
+
+    An attempt written before attempts held their charge (no ``charge``) settles as that
+    code did: a video on the clip's current charge under ``<task>:late``, freeing nothing;
+    a failure not at all (ARCHITECTURE.md, "Upgrades").
+    """
+    if ended.charge is None and task_uuid != clip.task_uuid:
+        if ended.status is not ClipStatus.SUCCESS:
+            return None
+        return True, task_end(task_uuid, ended.status, ended.cost, late=True)
+    return False, task_end(task_uuid, ended.status, ended.cost, late=ended.late)
 
 
 def earlier_task_submitted(
-    project_id: str, clip: ClipState, task_uuid: str, *, now: datetime
+    project_id: str, clip: ClipState, task_uuid: str, *, now: datetime, lease_until: datetime
 ) -> Write | None:
     """Runware took an earlier task that was still queued: its attempt is processing now.
 
@@ -791,10 +846,16 @@ def earlier_task_submitted(
     if attempt is None or attempt.status is not ClipStatus.QUEUED:
         return None
     prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
-    return Write(
-        {"_id": project_id, f"{prefix}.status": ClipStatus.QUEUED.value},
-        {"$set": {f"{prefix}.status": ClipStatus.PROCESSING.value, f"{prefix}.submitted_at": now}},
-    )
+    guard: Document = {"_id": project_id, f"{prefix}.status": ClipStatus.QUEUED.value}
+    to_set: Document = {
+        f"{prefix}.status": ClipStatus.PROCESSING.value,
+        f"{prefix}.submitted_at": now,
+    }
+    if attempt.lease is not None:
+        # The submit chain goes on as the task's poll chain: its lease runs on.
+        guard[f"{prefix}.lease.token"] = attempt.lease.token
+        to_set[f"{prefix}.lease.until"] = lease_until
+    return Write(guard, {"$set": to_set})
 
 
 def _earlier_task_succeeded(
@@ -836,13 +897,17 @@ def take_late_video(
     clip: ClipState,
     *,
     now: datetime,
+    lease_until: datetime,
     correlation_id: str | None,
     log_size: int,
 ) -> Write | None:
     """A retry of a failed clip that has a late video: the clip takes it, nothing is bought.
 
     The video was billed and counted in the project's ``cost`` when it came; this
-    moves the clip to ``completed``. None when the clip has no such video.
+    moves the clip to ``completed`` and reopens the project like any retry, so the
+    retry's finish comes after all its clips, and if it never comes (a crash), the
+    reconciler finishes the project once ``due_at`` (``lease_until``) passes.
+    None when the clip has no such video.
     """
     found = clip.late_video()
     if found is None:
@@ -858,6 +923,7 @@ def take_late_video(
     )
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
     taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    _reopen(taken, lease_until=lease_until)
     return taken.build(guard, now=now, log_size=log_size)
 
 
@@ -881,8 +947,11 @@ def _take_video(clip: ClipState, task_uuid: str, video: Attempt) -> _Update:
     )
     times = {"queued_at": video.queued_at, "submitted_at": video.submitted_at}
     fields: dict[str, Any] = {name: value for name, value in times.items() if value is not None}
-    if video.charge is not None:
-        fields["charge"] = video.charge.model_dump()
+    # A video of an attempt without a charge (written by the code before attempts held
+    # one) is billed late on the clip's current charge, as that code did.
+    charge = video.charge if video.charge is not None else clip.charge
+    if charge is not None:
+        fields["charge"] = charge.model_dump()
     _set_clip(
         update,
         clip.scene_index,
