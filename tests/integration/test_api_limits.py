@@ -27,7 +27,9 @@ from pymongo.errors import (
     WriteConcernError,
 )
 
+from reelflow_api.app import READ_BATCH
 from reelflow_api.deps import AppState
+from reelflow_common.batching import Batcher
 from reelflow_common.errors import TransientError
 from reelflow_common.store import ProjectStore
 from reelflow_common.topology import HINTED_CHECK, SUBMIT_CLIP
@@ -196,6 +198,9 @@ class FailingStore:
     async def get(self, *_args: Any, **_kwargs: Any) -> None:
         raise self._error
 
+    async def get_many(self, *_args: Any, **_kwargs: Any) -> None:
+        raise self._error
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
 
@@ -203,8 +208,9 @@ class FailingStore:
 @contextmanager
 def failing_reads(api: Api, error: BaseException) -> Iterator[None]:
     state: AppState = api.app.state.reelflow
+    failing = cast(ProjectStore, FailingStore(state.projects, error))
     api.app.state.reelflow = dataclasses.replace(
-        state, projects=cast(ProjectStore, FailingStore(state.projects, error))
+        state, projects=failing, project_reads=Batcher(failing.get_many, max_batch=READ_BATCH)
     )
     try:
         yield
