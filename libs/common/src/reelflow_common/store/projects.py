@@ -335,6 +335,23 @@ class ProjectStore:
         events = await self._apply(write, project_id)
         return Change(events is not None, events or [])
 
+    async def awaits_submit(self, project_id: str, scene_index: int, task_uuid: str) -> bool:
+        """Whether the clip still wants ``task_uuid`` submitted: it is the clip's task, queued.
+
+        False once an earlier task's video replaced it (or the clip moved on): submitting
+        then would buy a task nobody needs. One indexed read of the ``_id`` alone.
+        """
+        path = clip_path(scene_index)
+        found = await self._projects.find_one(
+            {
+                "_id": project_id,
+                f"{path}.task_uuid": task_uuid,
+                f"{path}.status": ClipStatus.QUEUED.value,
+            },
+            {"_id": 1},
+        )
+        return found is not None
+
     async def renew_lease(
         self,
         project_id: str,
@@ -348,8 +365,9 @@ class ProjectStore:
         """Extend the lease of the chain of ``token``; False when that chain is stale.
 
         With the chain's ``task_uuid``: a chain whose task an earlier task's video replaced
-        goes on under the task's ``attempts`` entry (a second write, only then), since
-        Runware runs and bills that task all the same.
+        goes on under the task's ``attempts`` entry (a second write, only then): it follows
+        the task if an earlier submit got it to Runware, or else ends the attempt; it never
+        submits it again (``awaits_submit``).
         """
         write = transitions.renew_lease(
             project_id, scene_index, token=token, until_was=until_was, until=until

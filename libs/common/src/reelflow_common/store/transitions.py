@@ -839,7 +839,8 @@ def earlier_task_submitted(
     """Runware took an earlier task that was still queued: its attempt is processing now.
 
     What happens when an earlier task delivered the clip's video while the task that
-    replaced it was still on its way to Runware: that task is bought all the same,
+    replaced it was still on its way to Runware, and an earlier submit had got it there
+    (the submitter never submits a task the clip no longer wants): Runware bills it,
     so its chain follows it and its end is recorded in ``attempts`` (history: no seq).
     """
     attempt = clip.attempts.get(task_uuid)
@@ -883,7 +884,8 @@ def _earlier_task_succeeded(
     guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
     # Its own reservation was freed when it was given up on; the replaced task keeps its own
-    # (in ``attempts``) until it ends, since Runware runs and bills it all the same.
+    # (in ``attempts``) until it ends: Runware may hold it (followed and billed), or its
+    # chain ends it failed (``taskReplaced``) and frees it.
     settle = task_end(task_uuid, ClipStatus.SUCCESS, result.cost, late=True)
     taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
     return taken.build(
