@@ -369,6 +369,66 @@ async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_vis
     assert (await world.sim.stats())["tasks"] == 0
 
 
+@RUNWARE_DOWN
+async def test_after_an_outage_the_grace_counts_from_the_last_unanswered_submit(
+    world: World, settings: Settings
+) -> None:
+    # A grace longer than the ladder's longest wait (120 s): the verify comes before it ends.
+    graceful = settings.model_copy(update={"not_found_grace_s": 300, "poll_max_age_s": 3600})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox")
+    an_hour_in = submit_of(world, project).model_copy(
+        update={"attempt": 40, "outages": 39, "first_attempt_at": clock() - timedelta(hours=1)}
+    )
+    await handler(an_hour_in)
+    (verify,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+
+    # Runware is back, 121 s after that unanswered submit: it may not show the task yet.
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    clock.ahead = timedelta(seconds=121)
+    await handler(verify)
+
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    clock.ahead = timedelta(seconds=301)
+    await handler(again)
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.FAILED
+    assert clip.error is not None
+    assert clip.error["code"] == "runwareUnavailable"
+
+
+async def test_a_refusal_after_an_unanswered_submit_waits_out_that_submits_grace(
+    world: World, settings: Settings
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox", duration=5)  # refused: 5 s is not offered
+    # An hour of outage, the last unanswered submit 10 s ago, then Runware refuses.
+    after_outage = submit_of(world, project).model_copy(
+        update={
+            "attempt": 2,
+            "outages": 1,
+            "first_attempt_at": clock() - timedelta(hours=1),
+            "last_ambiguous_at": clock() - timedelta(seconds=10),
+        }
+    )
+
+    await handler(after_outage)
+
+    # That unanswered submit may have stored the task a moment ago: not failed yet.
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+    (verify,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert verify.final_error is not None
+    assert verify.final_error["code"] == "unsupportedDuration"
+    clock.ahead = timedelta(seconds=111)
+    await handler(verify)
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.FAILED
+
+
 async def charged_project(world: World, limits: TenantLimits) -> Project:
     """A one-scene project of a tenant with a budget: its clip holds $0.25 on the ledger."""
     reserved = await world.projects.ledgers.reserve(

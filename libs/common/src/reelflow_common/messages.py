@@ -107,6 +107,10 @@ class SubmitClip(Message):
     outages: int = Field(default=0, ge=0)
     #: when this chain first called Runware (database clock); the visibility grace counts from it
     first_attempt_at: datetime | None = None
+    #: when this chain's latest submit that may have reached Runware unseen (no answer, or
+    #: a retryable error) ended; the visibility grace counts from it (None: from
+    #: ``first_attempt_at``, as before this field)
+    last_ambiguous_at: datetime | None = None
     #: set once the submits are over: the error the clip fails with unless Runware turns out
     #: to hold the task; such a message only asks Runware (``getResponse``)
     final_error: dict[str, str] | None = None

@@ -197,6 +197,9 @@ class SubmitHandler:
             raise
 
     async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
+        if error.retryable:
+            # Runware may have stored the task all the same: its grace counts from now.
+            message = message.model_copy(update={"last_ambiguous_at": self._now()})
         assert message.first_attempt_at is not None
         decision = after_submit_error(
             error,
@@ -261,7 +264,7 @@ class SubmitHandler:
                 ) from error
             wait = after_not_found(
                 now=self._now(),
-                first_attempt_at=message.first_attempt_at,
+                since=message.last_ambiguous_at or message.first_attempt_at,
                 grace_s=self._settings.not_found_grace_s,
                 backoff=self._backoff,
             )
