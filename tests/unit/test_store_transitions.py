@@ -385,7 +385,7 @@ def test_a_late_video_of_an_earlier_task_becomes_an_open_clips_video(
     assert project_from_document(after).clips[0].late
     event = materialize(head(after), after["events"])[-1]
     assert isinstance(event, ClipUpdated)
-    assert event.replaces_task_uuid == "t9"
+    assert (event.replaces_task_uuid, event.cost_counted) == ("t9", None)  # counted now
     # Its own reservation was freed when it failed: billed on its own; the task it
     # replaced keeps its reservation until it ends.
     assert write.settle == ("clips.0.charge", Settlement("t0:late", False, True, 0.5))
@@ -459,6 +459,8 @@ def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_sta
     event = materialize(head(took), took["events"])[-1]
     assert isinstance(event, ClipUpdated)
     assert event.replaces_task_uuid == (None if own_task else "t9")
+    # Readers that add a success's cost are told it is counted already.
+    assert (event.clip.cost, event.cost_counted) == (VIDEO.cost, True)
     assert took["counts"]["completed"] == 1
 
 

@@ -251,6 +251,9 @@ class ClipUpdated(Message):
     counts: Counts
     #: on a retry, the failed task this clip replaces (same scene); clients drop that entry
     replaces_task_uuid: str | None = None
+    #: True when the clip took a video whose cost the project's ``cost`` already holds (a
+    #: retry taking a late video a ``clip.attempt_succeeded`` told): not to be added again
+    cost_counted: bool | None = None
 
     @property
     def task_uuid(self) -> str:

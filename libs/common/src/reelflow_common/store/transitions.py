@@ -924,7 +924,10 @@ def take_late_video(
         task_uuid=clip.task_uuid,
     )
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
-    taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    # Counted in the project's ``cost`` when it came (``clip.attempt_succeeded``).
+    taken = _took_video(
+        update, clip, task_uuid, video, now=now, correlation_id=correlation_id, cost_counted=True
+    )
     _reopen(taken, lease_until=lease_until)
     return taken.build(guard, now=now, log_size=log_size)
 
@@ -976,8 +979,12 @@ def _took_video(
     *,
     now: datetime,
     correlation_id: str | None,
+    cost_counted: bool = False,
 ) -> _Update:
-    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``."""
+    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``.
+
+    ``cost_counted``: the video's cost is in the project's ``cost`` already (the event says so).
+    """
     update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
     view = ClipView(
@@ -998,6 +1005,7 @@ def _took_video(
             occurred_at=now,
             correlation_id=correlation_id,
             replaces_task_uuid=replaced,
+            cost_counted=cost_counted,
         )
     )
     return update
