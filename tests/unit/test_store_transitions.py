@@ -548,14 +548,42 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued"}}
     clip = project_from_document(doc).clips[0]
 
-    write = t.earlier_task_submitted("p1", clip, "t8", now=T0, lease_until=T0 + LEASE)
+    write = t.earlier_task_submitted("p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE)
 
     assert write is not None
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None
     assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
     assert not matches(after, write.filter)  # once
-    assert t.earlier_task_submitted("p1", clip, "t7", now=T0, lease_until=T0 + LEASE) is None
+    assert (
+        t.earlier_task_submitted("p1", clip, "t7", token=None, now=T0, lease_until=T0 + LEASE)
+        is None
+    )
+
+
+def test_only_the_chain_holding_an_earlier_tasks_lease_marks_it_processing() -> None:
+    doc = new_doc(1)
+    lease = {"token": "chain-a", "until": T0}
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued", "lease": lease}}
+    clip = project_from_document(doc).clips[0]
+
+    stale = t.earlier_task_submitted(
+        "p1", clip, "t8", token="chain-b", now=T0, lease_until=T0 + LEASE
+    )
+    assert stale is not None
+    assert not matches(doc, stale.filter)  # another chain's: nothing marked, no lease moved
+
+    write = t.earlier_task_submitted(
+        "p1", clip, "t8", token="chain-a", now=T0, lease_until=T0 + LEASE
+    )
+    assert write is not None
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["attempts"]["t8"]["status"] == "processing"
+    assert after["clips"]["0"]["attempts"]["t8"]["lease"] == {
+        "token": "chain-a",
+        "until": T0 + LEASE,
+    }
 
 
 def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> None:

@@ -834,7 +834,13 @@ def _attempt_end(clip: ClipState, task_uuid: str, ended: Attempt) -> tuple[bool,
 
 
 def earlier_task_submitted(
-    project_id: str, clip: ClipState, task_uuid: str, *, now: datetime, lease_until: datetime
+    project_id: str,
+    clip: ClipState,
+    task_uuid: str,
+    *,
+    token: str | None,
+    now: datetime,
+    lease_until: datetime,
 ) -> Write | None:
     """Runware took an earlier task that was still queued: its attempt is processing now.
 
@@ -842,6 +848,8 @@ def earlier_task_submitted(
     replaced it was still on its way to Runware, and an earlier submit had got it there
     (the submitter never submits a task the clip no longer wants): Runware bills it,
     so its chain follows it and its end is recorded in ``attempts`` (history: no seq).
+    Only the chain of ``token`` (the submitting one) when the attempt keeps a lease: a
+    stale chain neither marks it nor renews the lease of the chain that holds it.
     """
     attempt = clip.attempts.get(task_uuid)
     if attempt is None or attempt.status is not ClipStatus.QUEUED:
@@ -854,7 +862,7 @@ def earlier_task_submitted(
     }
     if attempt.lease is not None:
         # The submit chain goes on as the task's poll chain: its lease runs on.
-        guard[f"{prefix}.lease.token"] = attempt.lease.token
+        guard[f"{prefix}.lease.token"] = token
         to_set[f"{prefix}.lease.until"] = lease_until
     return Write(guard, {"$set": to_set})
 
