@@ -326,6 +326,13 @@ async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_i
     assert (await world.sim.stats())["tasks"] == 0
 
 
+def an_hour_of_outage(world: World, project: Project, clock: Clock) -> SubmitClip:
+    """The clip's submit after 39 unanswered ones, an hour after the first."""
+    return submit_of(world, project).model_copy(
+        update={"attempt": 40, "outages": 39, "first_attempt_at": clock() - timedelta(hours=1)}
+    )
+
+
 @RUNWARE_DOWN
 async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_visible(
     world: World, settings: Settings
@@ -334,15 +341,8 @@ async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_vis
     clock = Clock()
     handler = submit_handler(world, graceful, clock)
     project = await world.new_project("a fox")
-    an_hour_in = submit_of(world, project).model_copy(
-        update={
-            "attempt": 40,
-            "outages": 39,
-            "first_attempt_at": clock() - timedelta(seconds=3600),
-        }
-    )
 
-    await handler(an_hour_in)
+    await handler(an_hour_of_outage(world, project, clock))
 
     # Its last submit had no answer: Runware may have stored it a moment ago. Asking now
     # could find nothing yet and fail a clip whose task then appears (a retry would buy a
@@ -378,10 +378,7 @@ async def test_after_an_outage_the_grace_counts_from_the_last_unanswered_submit(
     clock = Clock()
     handler = submit_handler(world, graceful, clock)
     project = await world.new_project("a fox")
-    an_hour_in = submit_of(world, project).model_copy(
-        update={"attempt": 40, "outages": 39, "first_attempt_at": clock() - timedelta(hours=1)}
-    )
-    await handler(an_hour_in)
+    await handler(an_hour_of_outage(world, project, clock))
     (verify,) = world.publisher.sent_to(SUBMIT_CLIP)
     world.publisher.sent.clear()
 
