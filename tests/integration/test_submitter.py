@@ -522,9 +522,9 @@ async def test_a_duplicate_submit_starts_no_second_chain_and_repeats_the_events(
     assert (event.seq, event.clip.status) == (1, ClipStatus.PROCESSING)
     assert len(world.publisher.sent_to(CHECK_CLIP)) == 1  # one live chain
     truth = await world.sim.task(message.task_uuid)
-    # The duplicate finds the clip past queued: it only asks Runware, never submits again.
-    assert (truth["submissions"], truth["billed"]) == (1, True)
-    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
+    # A first task's duplicate reads nothing and submits again: Runware refuses the
+    # known taskUUID (a conflict), nothing is bought twice.
+    assert (truth["submissions"], truth["billed"]) == (2, True)
     assert (await world.sim.stats())["tasks"] == 1
 
 

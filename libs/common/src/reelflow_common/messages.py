@@ -117,6 +117,10 @@ class SubmitClip(Message):
     #: what the clip holds on its tenant's ledger (a tenant with a budget): the submitter
     #: checks the budget before the first submit
     charge: Charge | None = None
+    #: the clip had earlier tasks (a retry's task): a late video of one of them may replace
+    #: this task while it waits, so the submitter reads the clip before every submit
+    #: (``ProjectStore.awaits_submit``); a clip's first task has no such task to fear
+    after_earlier_tasks: bool = False
 
 
 class CheckClip(Message):

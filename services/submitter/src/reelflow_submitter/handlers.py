@@ -1,8 +1,9 @@
 """``SubmitClip``: send one clip to Runware and record that Runware has it.
 
-The message carries the request; the one read before a submit asks whether the clip
-still wants this task (an earlier task's late video may have replaced it: then the
-chain only asks Runware, never buys it). The one write (``queued → processing``) is
+The message carries the request. A retry's task (the clip had earlier tasks) is read
+before each submit: does the clip still want it (an earlier task's late video may have
+replaced it: then the chain only asks Runware, never buys it)? A clip's first task has
+no earlier task, so its submits read nothing. The one write (``queued → processing``) is
 guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
@@ -97,7 +98,7 @@ class SubmitHandler:
         if message.final_error is not None:
             await self._verify(message)
             return
-        if not await self._projects.awaits_submit(
+        if message.after_earlier_tasks and not await self._projects.awaits_submit(
             message.project_id, message.scene_index, message.task_uuid
         ):
             # Never buy a task the clip no longer wants; an earlier submit of this chain
