@@ -31,9 +31,15 @@ async () => {
     attempt: { task_uuid: 'a1', status: 'success', cost: 0.25 },
   };
 
+  // A retry makes the clip take that late video: its cost was counted when it came.
+  const taken = {
+    type: 'clip.updated', seq: 10, replaces_task_uuid: 'a3', cost_counted: true,
+    counts: counts(2, 0, 0), clip: { task_uuid: 'a1', scene_index: 1, status: 'success', cost: 0.25 },
+  };
+
   const shown = [];
   let state = null;
-  for (const message of [snapshot, retried, done, done, unpriced, late, late]) {
+  for (const message of [snapshot, retried, done, done, unpriced, late, late, taken]) {
     state = apply(state, message);
     const scene = state.clips[1];
     shown.push({

@@ -472,6 +472,8 @@ def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
         {"cost": "$0.90 + 1 unpriced", "task": "a3", "earlier": ["a1:failed", "a2:success"]},
         {"cost": "$1.15 + 1 unpriced", "task": "a3", "earlier": ["a2:success", "a1:success"]},
         {"cost": "$1.15 + 1 unpriced", "task": "a3", "earlier": ["a2:success", "a1:success"]},
+        # a retry took a1's late video: counted when it came, not again
+        {"cost": "$1.15 + 1 unpriced", "task": "a1", "earlier": ["a2:success", "a3:success"]},
     ]
     dashboard.assert_no_console_errors()
 

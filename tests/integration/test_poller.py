@@ -22,7 +22,7 @@ from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import TIMED_OUT, ProjectStore
 from reelflow_common.store.timefmt import utcnow
-from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK
+from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, SUBMIT_CLIP
 from reelflow_common.tracking import ClipRecorder, Policy
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.main import main
@@ -519,17 +519,27 @@ async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
     assert status["clips"] == {first.task_uuid: clip.video_url}
     assert [a["task_uuid"] for a in status["results"][0]["attempts"]] == [second.task_uuid]
 
-    # The retry's task was still on its way to Runware: it is bought all the same, so it
-    # is followed to its end and recorded among the attempts, cost included.
+    # The retry's task was still on its way to Runware: it is never submitted now (nobody
+    # needs it), only asked about, since an earlier submit may have reached Runware.
     handler = SubmitHandler(
         world.projects,
         world.runware,
         world.publisher,
-        SubmitterSettings(**runware_settings(world.sim)),
+        SubmitterSettings(**runware_settings(world.sim), not_found_grace_s=NOT_FOUND_GRACE_S),
         planner=FixedLadderPlanner(initial_s=0.05, backoff=2, cap_s=0.2),
         clock=utcnow,
     )
     await handler(second)
+    assert second.task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    assert world.publisher.sent_to(CHECK_CLIP) == []
+    (verify,) = world.publisher.sent_to(SUBMIT_CLIP)  # not visible yet: asked again later
+    assert verify.final_error is not None
+    assert verify.final_error["code"] == "taskReplaced"
+
+    # It turns up (an earlier submit got through): bought, so it is followed to its end
+    # and recorded among the attempts, cost included.
+    await world.runware.submit_video(video_request(second, webhook_url=None))
+    await handler(verify)
     (follow,) = world.publisher.sent_to(CHECK_CLIP)
     assert follow.task_uuid == second.task_uuid
     kept = (await world.project(project.id)).clips[0].attempts[second.task_uuid].lease

@@ -18,13 +18,13 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from reelflow_common.accounting import TenantLimits
+from reelflow_common.accounting import Charge, TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient, RunwareError, SubmitResult, VideoRequest
 from reelflow_common.settings import RunwareSettings
-from reelflow_common.store import NewProject, Project, TaskSucceeded
+from reelflow_common.store import ClipState, NewProject, Project, TaskFailed, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
@@ -326,6 +326,13 @@ async def test_a_clip_runware_refuses_after_an_outage_fails_with_its_code_once_i
     assert (await world.sim.stats())["tasks"] == 0
 
 
+def an_hour_of_outage(world: World, project: Project, clock: Clock) -> SubmitClip:
+    """The clip's submit after 39 unanswered ones, an hour after the first."""
+    return submit_of(world, project).model_copy(
+        update={"attempt": 40, "outages": 39, "first_attempt_at": clock() - timedelta(hours=1)}
+    )
+
+
 @RUNWARE_DOWN
 async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_visible(
     world: World, settings: Settings
@@ -334,15 +341,8 @@ async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_vis
     clock = Clock()
     handler = submit_handler(world, graceful, clock)
     project = await world.new_project("a fox")
-    an_hour_in = submit_of(world, project).model_copy(
-        update={
-            "attempt": 40,
-            "outages": 39,
-            "first_attempt_at": clock() - timedelta(seconds=3600),
-        }
-    )
 
-    await handler(an_hour_in)
+    await handler(an_hour_of_outage(world, project, clock))
 
     # Its last submit had no answer: Runware may have stored it a moment ago. Asking now
     # could find nothing yet and fail a clip whose task then appears (a retry would buy a
@@ -367,6 +367,123 @@ async def test_past_its_wait_a_clip_fails_only_once_its_last_submit_would_be_vis
     assert clip.error["code"] == "runwareUnavailable"
     assert clip.error["message"].startswith("Runware was unavailable for 1:00:00")
     assert (await world.sim.stats())["tasks"] == 0
+
+
+@RUNWARE_DOWN
+async def test_after_an_outage_the_grace_counts_from_the_last_unanswered_submit(
+    world: World, settings: Settings
+) -> None:
+    # A grace longer than the ladder's longest wait (120 s): the verify comes before it ends.
+    graceful = settings.model_copy(update={"not_found_grace_s": 300, "poll_max_age_s": 3600})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox")
+    await handler(an_hour_of_outage(world, project, clock))
+    (verify,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+
+    # Runware is back, 121 s after that unanswered submit: it may not show the task yet.
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    clock.ahead = timedelta(seconds=121)
+    await handler(verify)
+
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    clock.ahead = timedelta(seconds=301)
+    await handler(again)
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.FAILED
+    assert clip.error is not None
+    assert clip.error["code"] == "runwareUnavailable"
+
+
+async def test_a_refusal_after_an_unanswered_submit_waits_out_that_submits_grace(
+    world: World, settings: Settings
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox", duration=5)  # refused: 5 s is not offered
+    # An hour of outage, the last unanswered submit 10 s ago, then Runware refuses.
+    after_outage = submit_of(world, project).model_copy(
+        update={
+            "attempt": 2,
+            "outages": 1,
+            "first_attempt_at": clock() - timedelta(hours=1),
+            "last_ambiguous_at": clock() - timedelta(seconds=10),
+        }
+    )
+
+    await handler(after_outage)
+
+    # That unanswered submit may have stored the task a moment ago: not failed yet.
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.QUEUED
+    (verify,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert verify.final_error is not None
+    assert verify.final_error["code"] == "unsupportedDuration"
+    clock.ahead = timedelta(seconds=111)
+    await handler(verify)
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.FAILED
+
+
+async def charged_project(world: World, limits: TenantLimits) -> Project:
+    """A one-scene project of a tenant with a budget: its clip holds $0.25 on the ledger."""
+    reserved = await world.projects.ledgers.reserve(
+        world.tenant_id, limits, clips=1, usd=0.25, now=utcnow()
+    )
+    assert reserved is not None
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="On a budget",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt="a fox", duration=4)],
+        charges=reserved.split([0.25]),
+    )
+    return await world.project((await world.projects.create(new)).project.id)
+
+
+@RUNWARE_DOWN
+async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_bought(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    limits = TenantLimits(daily_budget_usd=10.0)
+    project = await charged_project(world, limits)
+    first = submit_of(world, project)
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    await world.projects.record(project.id, 0, first.task_uuid, lost)  # its $0.25 freed
+
+    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
+        held = await world.projects.ledgers.reserve(
+            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
+        )
+        assert held is not None
+        return {clips[0].scene_index: held.split([0.25])[0]}
+
+    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+    assert retried is not None
+    second = submit_of(world, await world.project(project.id))
+    await handler(second)  # Runware is down: no answer, the submit is retried later
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+    # Meanwhile the first task turns up at Runware after all: the clip takes its video.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first.task_uuid, late)).applied
+
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    await handler(again)
+
+    # Runware is asked, never sent the task: it was not bought, and its money is freed.
+    assert second.task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    # the one submit refused (503) during the outage, then one question
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.task_uuid, clip.status) == (first.task_uuid, ClipStatus.SUCCESS)
+    assert clip.attempts[second.task_uuid].status is ClipStatus.FAILED
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(0.4)
 
 
 async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message(
@@ -405,7 +522,9 @@ async def test_a_duplicate_submit_starts_no_second_chain_and_repeats_the_events(
     assert (event.seq, event.clip.status) == (1, ClipStatus.PROCESSING)
     assert len(world.publisher.sent_to(CHECK_CLIP)) == 1  # one live chain
     truth = await world.sim.task(message.task_uuid)
-    assert (truth["submissions"], truth["billed"]) == (2, True)  # the second: a conflict
+    # A first task's duplicate reads nothing and submits again: Runware refuses the
+    # known taskUUID (a conflict), nothing is bought twice.
+    assert (truth["submissions"], truth["billed"]) == (2, True)
     assert (await world.sim.stats())["tasks"] == 1
 
 

@@ -122,3 +122,31 @@ async def test_a_caller_that_gave_up_is_left_out_and_the_others_are_answered() -
     assert await first == 0
     assert gone.cancelled()
     assert recorder.batches == [[0], [4]]
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+async def test_a_batch_with_the_wrong_number_of_outcomes_fails_its_callers_and_the_next_runs(
+    extra: int,
+) -> None:
+    calls: list[list[int]] = []
+    gate = asyncio.Event()
+
+    async def miscounting_once(items: Sequence[int]) -> list[int | BaseException]:
+        calls.append(list(items))
+        outcomes: list[int | BaseException] = list(items)
+        if len(calls) > 1:
+            return outcomes
+        await gate.wait()  # the calls below queue up behind this batch meanwhile
+        return outcomes[:extra] if extra < 0 else [*outcomes, 99]
+
+    batcher = Batcher(miscounting_once, max_batch=10)
+    calls_made = [asyncio.create_task(batcher.submit(0))]
+    await asyncio.sleep(0)
+    calls_made += [asyncio.create_task(batcher.submit(item)) for item in (1, 2)]
+    await asyncio.sleep(0)
+    gate.set()
+    results = await asyncio.wait_for(asyncio.gather(*calls_made, return_exceptions=True), 5)
+
+    assert isinstance(results[0], RuntimeError)  # its batch ([0]) miscounted
+    assert results[1:] == [1, 2]
+    assert calls == [[0], [1, 2]]

@@ -385,7 +385,7 @@ def test_a_late_video_of_an_earlier_task_becomes_an_open_clips_video(
     assert project_from_document(after).clips[0].late
     event = materialize(head(after), after["events"])[-1]
     assert isinstance(event, ClipUpdated)
-    assert event.replaces_task_uuid == "t9"
+    assert (event.replaces_task_uuid, event.cost_counted) == ("t9", None)  # counted now
     # Its own reservation was freed when it failed: billed on its own; the task it
     # replaced keeps its reservation until it ends.
     assert write.settle == ("clips.0.charge", Settlement("t0:late", False, True, 0.5))
@@ -459,6 +459,8 @@ def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_sta
     event = materialize(head(took), took["events"])[-1]
     assert isinstance(event, ClipUpdated)
     assert event.replaces_task_uuid == (None if own_task else "t9")
+    # Readers that add a success's cost are told it is counted already.
+    assert (event.clip.cost, event.cost_counted) == (VIDEO.cost, True)
     assert took["counts"]["completed"] == 1
 
 
@@ -546,14 +548,42 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued"}}
     clip = project_from_document(doc).clips[0]
 
-    write = t.earlier_task_submitted("p1", clip, "t8", now=T0, lease_until=T0 + LEASE)
+    write = t.earlier_task_submitted("p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE)
 
     assert write is not None
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None
     assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
     assert not matches(after, write.filter)  # once
-    assert t.earlier_task_submitted("p1", clip, "t7", now=T0, lease_until=T0 + LEASE) is None
+    assert (
+        t.earlier_task_submitted("p1", clip, "t7", token=None, now=T0, lease_until=T0 + LEASE)
+        is None
+    )
+
+
+def test_only_the_chain_holding_an_earlier_tasks_lease_marks_it_processing() -> None:
+    doc = new_doc(1)
+    lease = {"token": "chain-a", "until": T0}
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued", "lease": lease}}
+    clip = project_from_document(doc).clips[0]
+
+    stale = t.earlier_task_submitted(
+        "p1", clip, "t8", token="chain-b", now=T0, lease_until=T0 + LEASE
+    )
+    assert stale is not None
+    assert not matches(doc, stale.filter)  # another chain's: nothing marked, no lease moved
+
+    write = t.earlier_task_submitted(
+        "p1", clip, "t8", token="chain-a", now=T0, lease_until=T0 + LEASE
+    )
+    assert write is not None
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["attempts"]["t8"]["status"] == "processing"
+    assert after["clips"]["0"]["attempts"]["t8"]["lease"] == {
+        "token": "chain-a",
+        "until": T0 + LEASE,
+    }
 
 
 def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> None:

@@ -245,7 +245,7 @@ def test_an_unknown_task_is_waited_for_until_the_grace_from_the_first_submit_is_
     def decide(waited_s: float) -> NotVisibleYet | None:
         return after_not_found(
             now=T_FIRST + timedelta(seconds=waited_s),
-            first_attempt_at=T_FIRST,
+            since=T_FIRST,
             grace_s=120,
             backoff=Backoff(first_s=2, cap_s=30),
         )

@@ -26,7 +26,8 @@ class Batcher(Generic[T, R]):
     """Runs ``run`` on the items submitted meanwhile, ``max_batch`` at most, one batch at a time.
 
     ``run`` returns one outcome per item, in order (an exception for an item that
-    failed alone); an exception ``run`` raises fails every item of its batch.
+    failed alone); an exception ``run`` raises, or a wrong number of outcomes, fails
+    every item of its batch. No caller is ever left waiting.
     """
 
     def __init__(self, run: Run[T, R], *, max_batch: int) -> None:
@@ -63,16 +64,23 @@ class Batcher(Generic[T, R]):
     async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             outcomes = await self._run([item for item, _future in batch])
+            if len(outcomes) != len(batch):
+                raise RuntimeError(f"a batch of {len(batch)} items had {len(outcomes)} outcomes")
         except Exception as exc:  # every caller gets it, as its own call would raise it
             outcomes = [exc] * len(batch)
         except BaseException:  # cancelled: so are the callers (the loop is closing)
             for _item, future in batch:
                 future.cancel()
             raise
-        for (_item, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():  # its caller gave up (cancelled)
-                continue
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+        try:
+            for (_item, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller gave up (cancelled)
+                    continue
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+        finally:
+            for _item, future in batch:  # whatever went wrong above, no caller hangs
+                if not future.done():
+                    future.set_exception(RuntimeError("the batch gave this item no outcome"))

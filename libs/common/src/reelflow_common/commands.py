@@ -41,6 +41,7 @@ def submit_command(
         request=project.requests[scene_index],
         correlation_id=correlation_id or project.correlation_id,
         charge=clip.charge,
+        after_earlier_tasks=bool(clip.attempts),
     )
 
 

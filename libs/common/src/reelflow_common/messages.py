@@ -107,12 +107,20 @@ class SubmitClip(Message):
     outages: int = Field(default=0, ge=0)
     #: when this chain first called Runware (database clock); the visibility grace counts from it
     first_attempt_at: datetime | None = None
+    #: when this chain's latest submit that may have reached Runware unseen (no answer, or
+    #: a retryable error) ended; the visibility grace counts from it (None: from
+    #: ``first_attempt_at``, as before this field)
+    last_ambiguous_at: datetime | None = None
     #: set once the submits are over: the error the clip fails with unless Runware turns out
     #: to hold the task; such a message only asks Runware (``getResponse``)
     final_error: dict[str, str] | None = None
     #: what the clip holds on its tenant's ledger (a tenant with a budget): the submitter
     #: checks the budget before the first submit
     charge: Charge | None = None
+    #: the clip had earlier tasks (a retry's task): a late video of one of them may replace
+    #: this task while it waits, so the submitter reads the clip before every submit
+    #: (``ProjectStore.awaits_submit``); a clip's first task has no such task to fear
+    after_earlier_tasks: bool = False
 
 
 class CheckClip(Message):
@@ -247,6 +255,9 @@ class ClipUpdated(Message):
     counts: Counts
     #: on a retry, the failed task this clip replaces (same scene); clients drop that entry
     replaces_task_uuid: str | None = None
+    #: True when the clip took a video whose cost the project's ``cost`` already holds (a
+    #: retry taking a late video a ``clip.attempt_succeeded`` told): not to be added again
+    cost_counted: bool | None = None
 
     @property
     def task_uuid(self) -> str:

@@ -69,6 +69,11 @@ class ClipUpdatedMessage(_ServerMessage):
     replaces_task_uuid: str | None = Field(
         default=None, description="drop this task's entry from the project's `clips`"
     )
+    cost_counted: bool | None = Field(
+        default=None,
+        description="true: the project's `cost` already holds this clip's cost (a retry took "
+        "a late video a `clip.attempt_succeeded` told); do not add it again",
+    )
     counts: WireCounts
 
 

@@ -1,7 +1,10 @@
 """``SubmitClip``: send one clip to Runware and record that Runware has it.
 
-Nothing is read on the way: the message carries the request, and the one write
-(``queued → processing``) is guarded on the clip's task and the chain's token.
+The message carries the request. A retry's task (the clip had earlier tasks) is read
+before each submit: does the clip still want it (an earlier task's late video may have
+replaced it: then the chain only asks Runware, never buys it)? A clip's first task has
+no earlier task, so its submits read nothing. The one write (``queued → processing``) is
+guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
 crashed before starting its checks is covered by its lease and the reconciler.
@@ -48,6 +51,12 @@ log = get_logger(__name__)
 
 #: the error code of a clip its tenant's budget stopped before it was submitted
 BUDGET_EXCEEDED = "budgetExceeded"
+#: the error an attempt ends with when an earlier task's video replaced its task before
+#: Runware had it: it is never submitted (so never bought)
+TASK_REPLACED = {
+    "code": "taskReplaced",
+    "message": "An earlier task's video replaced this task before Runware had it.",
+}
 
 
 class SubmitHandler:
@@ -88,6 +97,14 @@ class SubmitHandler:
             message = message.model_copy(update={"first_attempt_at": self._now()})
         if message.final_error is not None:
             await self._verify(message)
+            return
+        if message.after_earlier_tasks and not await self._projects.awaits_submit(
+            message.project_id, message.scene_index, message.task_uuid
+        ):
+            # Never buy a task the clip no longer wants; an earlier submit of this chain
+            # may have reached Runware all the same: ask, and follow it if it is there.
+            log.info("clip_submit_not_wanted", attempt=message.attempt)
+            await self._verify(message.model_copy(update={"final_error": TASK_REPLACED}))
             return
         if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
             return
@@ -181,6 +198,9 @@ class SubmitHandler:
             raise
 
     async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
+        if error.retryable:
+            # Runware may have stored the task all the same: its grace counts from now.
+            message = message.model_copy(update={"last_ambiguous_at": self._now()})
         assert message.first_attempt_at is not None
         decision = after_submit_error(
             error,
@@ -245,7 +265,7 @@ class SubmitHandler:
                 ) from error
             wait = after_not_found(
                 now=self._now(),
-                first_attempt_at=message.first_attempt_at,
+                since=message.last_ambiguous_at or message.first_attempt_at,
                 grace_s=self._settings.not_found_grace_s,
                 backoff=self._backoff,
             )

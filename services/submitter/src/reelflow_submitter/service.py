@@ -109,14 +109,15 @@ def may_hold_task(error: RunwareError, *, attempt: int) -> bool:
 
 
 def after_not_found(
-    *, now: datetime, first_attempt_at: datetime, grace_s: float, backoff: Backoff
+    *, now: datetime, since: datetime, grace_s: float, backoff: Backoff
 ) -> NotVisibleYet | None:
     """Runware does not know the task: wait while it may not be visible yet, else None (fail).
 
-    The grace counts from this chain's first submit, on the database's clock: a task
-    Runware accepted that long ago is visible by now (docs/RUNWARE.md §3.3).
+    The grace counts from ``since``, the chain's last submit that may have reached Runware
+    unseen, on the database's clock: a task Runware accepted that long ago is visible by
+    now (docs/RUNWARE.md §3.3).
     """
-    waited_s = (now - first_attempt_at).total_seconds()
+    waited_s = (now - since).total_seconds()
     if waited_s >= grace_s:
         return None
     return NotVisibleYet(max(backoff.first_s, min(grace_s - waited_s, backoff.cap_s)))

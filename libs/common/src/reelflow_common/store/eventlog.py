@@ -83,8 +83,12 @@ def clip_event(
     occurred_at: datetime,
     correlation_id: str | None,
     replaces_task_uuid: str | None = None,
+    cost_counted: bool = False,
 ) -> Document:
-    """A stored ``clip.updated``: the clip as the writer knew it and its move between buckets."""
+    """A stored ``clip.updated``: the clip as the writer knew it and its move between buckets.
+
+    ``cost_counted``: the clip's video cost was counted before (told apart for readers).
+    """
     doc: Document = {
         "type": ClipUpdated.message_type,
         "clip": clip.model_dump(mode="json", exclude_none=True),
@@ -93,6 +97,8 @@ def clip_event(
     }
     if replaces_task_uuid is not None:
         doc["replaces_task_uuid"] = replaces_task_uuid
+    if cost_counted:
+        doc["cost_counted"] = True
     if correlation_id is not None:
         doc["correlation_id"] = correlation_id
     return doc
@@ -203,6 +209,7 @@ def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event
     return ClipUpdated(
         clip=ClipView.model_validate(doc["clip"]),
         replaces_task_uuid=doc.get("replaces_task_uuid"),
+        cost_counted=doc.get("cost_counted"),
         **common,
     )
 

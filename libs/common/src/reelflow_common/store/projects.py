@@ -233,16 +233,18 @@ class ProjectStore:
             correlation_id=correlation_id,
             log_size=self._log_size,
         )
-        change = await self._transition(write, project_id, scene_index, task_uuid)
+        change = await self._transition(write, project_id, scene_index, task_uuid, token=token)
         if not change.applied or change.lease_until is not None:
             return change  # not applied, or a replaced task's: the lease its attempt keeps
         return Change(True, change.events, at=now, lease_until=lease_until)
 
-    async def _earlier_submitted(self, project_id: str, clip: ClipState, task_uuid: str) -> Change:
+    async def _earlier_submitted(
+        self, project_id: str, clip: ClipState, task_uuid: str, token: str | None
+    ) -> Change:
         now = self._now()
         lease_until = now + self._lease
         write = transitions.earlier_task_submitted(
-            project_id, clip, task_uuid, now=now, lease_until=lease_until
+            project_id, clip, task_uuid, token=token, now=now, lease_until=lease_until
         )
         if write is None:
             return Change(False)
@@ -335,6 +337,23 @@ class ProjectStore:
         events = await self._apply(write, project_id)
         return Change(events is not None, events or [])
 
+    async def awaits_submit(self, project_id: str, scene_index: int, task_uuid: str) -> bool:
+        """Whether the clip still wants ``task_uuid`` submitted: it is the clip's task, queued.
+
+        False once an earlier task's video replaced it (or the clip moved on): submitting
+        then would buy a task nobody needs. One indexed read of the ``_id`` alone.
+        """
+        path = clip_path(scene_index)
+        found = await self._projects.find_one(
+            {
+                "_id": project_id,
+                f"{path}.task_uuid": task_uuid,
+                f"{path}.status": ClipStatus.QUEUED.value,
+            },
+            {"_id": 1},
+        )
+        return found is not None
+
     async def renew_lease(
         self,
         project_id: str,
@@ -348,8 +367,9 @@ class ProjectStore:
         """Extend the lease of the chain of ``token``; False when that chain is stale.
 
         With the chain's ``task_uuid``: a chain whose task an earlier task's video replaced
-        goes on under the task's ``attempts`` entry (a second write, only then), since
-        Runware runs and bills that task all the same.
+        goes on under the task's ``attempts`` entry (a second write, only then): it follows
+        the task if an earlier submit got it to Runware, or else ends the attempt; it never
+        submits it again (``awaits_submit``).
         """
         write = transitions.renew_lease(
             project_id, scene_index, token=token, until_was=until_was, until=until
@@ -392,11 +412,13 @@ class ProjectStore:
         task_uuid: str,
         *,
         result: TaskResult | None = None,
+        token: str | None = None,
     ) -> Change:
+        """``token``: of the submit chain whose task Runware took (no ``result``)."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
-        return await self._repair(project_id, scene_index, task_uuid, result)
+        return await self._repair(project_id, scene_index, task_uuid, result, token=token)
 
     async def _apply(
         self, write: Write, project_id: str, *, finish: bool = True
@@ -570,7 +592,13 @@ class ProjectStore:
     # --- the repair path: a guard failed --------------------------------------------
 
     async def _repair(
-        self, project_id: str, scene_index: int, task_uuid: str, result: TaskResult | None
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        result: TaskResult | None,
+        *,
+        token: str | None = None,
     ) -> Change:
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
@@ -590,7 +618,7 @@ class ProjectStore:
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             if result is None and clip.task_uuid != task_uuid:
                 # A submit Runware took, of a task the clip no longer has.
-                return await self._earlier_submitted(project_id, clip, task_uuid)
+                return await self._earlier_submitted(project_id, clip, task_uuid, token)
             if result is not None:
                 write = transitions.late_result(
                     project_id,

@@ -834,13 +834,22 @@ def _attempt_end(clip: ClipState, task_uuid: str, ended: Attempt) -> tuple[bool,
 
 
 def earlier_task_submitted(
-    project_id: str, clip: ClipState, task_uuid: str, *, now: datetime, lease_until: datetime
+    project_id: str,
+    clip: ClipState,
+    task_uuid: str,
+    *,
+    token: str | None,
+    now: datetime,
+    lease_until: datetime,
 ) -> Write | None:
     """Runware took an earlier task that was still queued: its attempt is processing now.
 
     What happens when an earlier task delivered the clip's video while the task that
-    replaced it was still on its way to Runware: that task is bought all the same,
+    replaced it was still on its way to Runware, and an earlier submit had got it there
+    (the submitter never submits a task the clip no longer wants): Runware bills it,
     so its chain follows it and its end is recorded in ``attempts`` (history: no seq).
+    Only the chain of ``token`` (the submitting one) when the attempt keeps a lease: a
+    stale chain neither marks it nor renews the lease of the chain that holds it.
     """
     attempt = clip.attempts.get(task_uuid)
     if attempt is None or attempt.status is not ClipStatus.QUEUED:
@@ -853,7 +862,7 @@ def earlier_task_submitted(
     }
     if attempt.lease is not None:
         # The submit chain goes on as the task's poll chain: its lease runs on.
-        guard[f"{prefix}.lease.token"] = attempt.lease.token
+        guard[f"{prefix}.lease.token"] = token
         to_set[f"{prefix}.lease.until"] = lease_until
     return Write(guard, {"$set": to_set})
 
@@ -883,7 +892,8 @@ def _earlier_task_succeeded(
     guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
     # Its own reservation was freed when it was given up on; the replaced task keeps its own
-    # (in ``attempts``) until it ends, since Runware runs and bills it all the same.
+    # (in ``attempts``) until it ends: Runware may hold it (followed and billed), or its
+    # chain ends it failed (``taskReplaced``) and frees it.
     settle = task_end(task_uuid, ClipStatus.SUCCESS, result.cost, late=True)
     taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
     return taken.build(
@@ -922,7 +932,10 @@ def take_late_video(
         task_uuid=clip.task_uuid,
     )
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
-    taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    # Counted in the project's ``cost`` when it came (``clip.attempt_succeeded``).
+    taken = _took_video(
+        update, clip, task_uuid, video, now=now, correlation_id=correlation_id, cost_counted=True
+    )
     _reopen(taken, lease_until=lease_until)
     return taken.build(guard, now=now, log_size=log_size)
 
@@ -974,8 +987,12 @@ def _took_video(
     *,
     now: datetime,
     correlation_id: str | None,
+    cost_counted: bool = False,
 ) -> _Update:
-    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``."""
+    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``.
+
+    ``cost_counted``: the video's cost is in the project's ``cost`` already (the event says so).
+    """
     update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
     view = ClipView(
@@ -996,6 +1013,7 @@ def _took_video(
             occurred_at=now,
             correlation_id=correlation_id,
             replaces_task_uuid=replaced,
+            cost_counted=cost_counted,
         )
     )
     return update

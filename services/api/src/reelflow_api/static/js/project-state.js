@@ -41,7 +41,8 @@ export function apply(state, message) {
       counts,
       // A retry makes a finished project pending again; its final status comes with project.finished.
       status: counts.pending > 0 ? 'generating' : state.status,
-      cost: withCost(state.cost, message.clip),
+      // cost_counted: a retry took a late video whose clip.attempt_succeeded counted it already.
+      cost: message.cost_counted ? state.cost : withCost(state.cost, message.clip),
       clips: withClip(state.clips, message.clip),
     };
   }
