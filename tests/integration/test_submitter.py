@@ -426,7 +426,7 @@ async def test_a_refusal_after_an_unanswered_submit_waits_out_that_submits_grace
     assert (await world.project(project.id)).clips[0].status is ClipStatus.FAILED
 
 
-async def charged_project(world: World, limits: TenantLimits) -> Project:
+async def charged_project(world: World, limits: TenantLimits, prompt: str = "a fox") -> Project:
     """A one-scene project of a tenant with a budget: its clip holds $0.25 on the ledger."""
     reserved = await world.projects.ledgers.reserve(
         world.tenant_id, limits, clips=1, usd=0.25, now=utcnow()
@@ -436,7 +436,7 @@ async def charged_project(world: World, limits: TenantLimits) -> Project:
         tenant_id=world.tenant_id,
         title="On a budget",
         model="google:3@3",
-        scenes=[ClipRequest(prompt="a fox", duration=4)],
+        scenes=[ClipRequest(prompt=prompt, duration=4)],
         charges=reserved.split([0.25]),
     )
     return await world.project((await world.projects.create(new)).project.id)
@@ -484,6 +484,112 @@ async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_
     ledger = await world.projects.ledgers.read(world.tenant_id)
     assert ledger.open == 0
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(0.4)
+
+
+@RUNWARE_DOWN
+async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_back(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    task_uuid = project.clips[0].task_uuid
+    await handler(submit_of(world, project))  # Runware is down: no answer, retried later
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    await handler(again)
+
+    # Not submitted again: only asked whether the unanswered submit had reached Runware
+    # (it had not). The chain ends; the clip stays cancelled, with nothing billed.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
+    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
+
+
+async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_followed(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    limits = TenantLimits(daily_budget_usd=10.0)
+    project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
+    task_uuid = project.clips[0].task_uuid
+    await handler(submit_of(world, project))
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    await handler(again)
+
+    # Runware has the task (and bills it): never submitted again, but followed to its end,
+    # so the video the tenant pays for is recorded beside the cancelled clip.
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    await followed_to_its_video(world, settings, project)
+
+
+async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_bought(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    task_uuid = project.clips[0].task_uuid
+    # Cancelled while its first submit waited in the queue, or was on its way: a first
+    # submit reads nothing, so Runware takes the task (and bills it).
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    await handler(submit_of(world, project))
+
+    # The clip stays cancelled, and the chain follows the task it bought to its video.
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    await followed_to_its_video(world, settings, project)
+
+
+async def followed_to_its_video(world: World, settings: Settings, project: Project) -> None:
+    """The poll chain the submitter started records the cancelled clip's video in its
+    ``attempts``, and the tenant's ledger holds its cost."""
+    task_uuid = project.clips[0].task_uuid
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+
+        async def recorded() -> bool:
+            attempt = (await world.project(project.id)).clips[0].attempts.get(task_uuid)
+            return attempt is not None and attempt.status is ClipStatus.SUCCESS
+
+        await eventually(recorded, "the cancelled clip's video recorded in its attempts")
+
+    truth = await world.sim.task(task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (1, True)
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.CANCELLED
+    cost = clip.attempts[task_uuid].cost
+    assert cost is not None
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(cost)
+
+
+@RUNWARE_DOWN
+async def test_a_clip_whose_project_was_deleted_during_an_outage_is_not_bought(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    project = await world.new_project("a fox")
+    await handler(submit_of(world, project))  # Runware is down: no answer, retried later
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+    assert (await world.projects._projects.delete_one({"_id": project.id})).deleted_count == 1
+
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    await handler(again)
+
+    # Nowhere to record a task: neither bought nor asked about, and the chain ends.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1}
+    assert world.publisher.sent == []
 
 
 async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message(
