@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from reelflow_common.accounting import Charge, TenantLimits
+from reelflow_common.backoff import Backoff
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
@@ -33,6 +34,7 @@ from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.main import main
 from reelflow_submitter.service import video_request
 from reelflow_submitter.settings import Settings
+from reelflow_submitter.throttle import RunwareThrottle
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -42,7 +44,7 @@ from tests.integration.worker_helpers import (
     runware_settings,
 )
 from tests.relay import TcpProxy
-from tests.waiting import eventually, eventually_returns
+from tests.waiting import DEADLINE_S, eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +87,7 @@ def submit_handler(
     clock: Callable[[], datetime] = utcnow,
     *,
     runware: RunwareClient | None = None,
+    throttle: RunwareThrottle | None = None,
 ) -> SubmitHandler:
     return SubmitHandler(
         world.projects,
@@ -94,6 +97,7 @@ def submit_handler(
         planner=FixedLadderPlanner.from_settings(settings),
         clock=clock,
         rng=random.Random(0),
+        throttle=throttle,
     )
 
 
@@ -510,6 +514,45 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
     assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
     ledger = await world.projects.ledgers.read(world.tenant_id)
     assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
+
+
+class HeldThrottle(RunwareThrottle):
+    """A 429's pause that lasts until the test lets submits go (sets ``released``)."""
+
+    def __init__(self) -> None:
+        super().__init__(Backoff(first_s=1.0, cap_s=1.0), utcnow)
+        self.waiting = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.waiting.set()
+        await self.released.wait()
+
+
+@RUNWARE_DOWN
+async def test_a_clip_cancelled_while_submits_pause_for_a_rate_limit_is_not_bought(
+    world: World, settings: Settings
+) -> None:
+    throttle = HeldThrottle()
+    throttle.released.set()
+    handler = submit_handler(world, settings, throttle=throttle)
+    project = await world.new_project("a fox")
+    await handler(submit_of(world, project))  # Runware is down: no answer, retried later
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+
+    throttle.released.clear()
+    throttle.waiting.clear()
+    retry = asyncio.create_task(handler(again))
+    await asyncio.wait_for(throttle.waiting.wait(), DEADLINE_S)  # paused by another's 429
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    throttle.released.set()
+    await asyncio.wait_for(retry, DEADLINE_S)
+
+    # The clip is read once the pause is over, not before it: not bought.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.CANCELLED
 
 
 async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_followed(

@@ -109,6 +109,9 @@ class SubmitHandler:
         if message.final_error is not None:
             await self._verify(message)
             return
+        if self._throttle is not None:
+            # Before the read: a pause after a 429 may last minutes, and a cancel with it.
+            await self._throttle.wait()
         if reads_before_submit(message):
             clip = await self._projects.clip_task(message.project_id, message.scene_index)
             need = before_resubmit(message.task_uuid, clip)
@@ -118,8 +121,6 @@ class SubmitHandler:
         if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
             return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
-        if self._throttle is not None:
-            await self._throttle.wait()
         try:
             result = await self._runware.submit_video(
                 video_request(message, webhook_url=webhook_url)
