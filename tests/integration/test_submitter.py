@@ -516,6 +516,44 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
     assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
 
 
+async def test_a_cancelled_clips_chain_asks_runware_until_the_grace_is_over_without_a_lease(
+    world: World, settings: Settings
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox")
+    # The chain's submit a moment ago went unanswered; its lease is about to need renewing.
+    now = clock()
+    retry = submit_of(world, project).model_copy(
+        update={
+            "attempt": 2,
+            "outages": 1,
+            "first_attempt_at": now,
+            "last_ambiguous_at": now,
+            "lease_until": now + timedelta(seconds=1),
+        }
+    )
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    await handler(retry)
+
+    # Runware does not know the task yet, but may soon: the chain asks again later, though
+    # the cancel took the lease it would have renewed (a task found then is followed).
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert again.final_error is not None
+    assert again.final_error["code"] == "clipGivenUp"
+    world.publisher.sent.clear()
+    clock.ahead = timedelta(seconds=121)
+    await handler(again)
+
+    # Past the grace: the chain ends, never having submitted, and the clip is as it was.
+    assert (await world.sim.stats())["task_types"] == {"getResponse": 2}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.error) == (ClipStatus.CANCELLED, None)
+
+
 class HeldThrottle(RunwareThrottle):
     """A 429's pause that lasts until the test lets submits go (sets ``released``)."""
 

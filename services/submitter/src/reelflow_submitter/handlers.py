@@ -317,12 +317,18 @@ class SubmitHandler:
         log.info("clip_given_up_followed", attempt=message.attempt)
 
     async def _again(self, message: SubmitClip, delay_s: float) -> None:
-        """The next step of this chain, renewing its lease if the step would come too late."""
+        """The next step of this chain, renewing its lease if the step would come too late.
+
+        Not the lease of a chain that only asks about an ended clip's task: the clip has
+        none left to renew, and no other chain will ever ask about that task; the
+        visibility grace bounds this one.
+        """
         lease_s = self._settings.lease_s
         delay_s = leases.bounded_step_s(delay_s, lease_s)
         now = self._now()
         next_at = now + timedelta(seconds=delay_s)
-        if leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s):
+        due = leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s)
+        if due and not _given_up(message):
             until = leases.renewed_until(now, lease_s)
             renewed = await self._projects.renew_lease(
                 message.project_id,
