@@ -490,6 +490,28 @@ async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(0.4)
 
 
+async def unanswered_first_submit(
+    world: World, handler: SubmitHandler, project: Project
+) -> SubmitClip:
+    """Submit the clip once, unanswered (Runware down, or the answer lost): the retry its
+    chain scheduled (and nothing recorded as sent any more)."""
+    await handler(submit_of(world, project))
+    again: SubmitClip
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+    return again
+
+
+async def cancel(world: World, project: Project) -> None:
+    """The tenant cancels the project, as the API does."""
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+
+def runware_back(world: World) -> None:
+    """The simulator answers again after a ``RUNWARE_DOWN`` outage."""
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+
+
 @RUNWARE_DOWN
 async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_back(
     world: World, settings: Settings
@@ -497,12 +519,10 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
     handler = submit_handler(world, settings)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     task_uuid = project.clips[0].task_uuid
-    await handler(submit_of(world, project))  # Runware is down: no answer, retried later
-    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
-    world.publisher.sent.clear()
-    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+    again = await unanswered_first_submit(world, handler, project)
+    await cancel(world, project)
 
-    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    runware_back(world)
     await handler(again)
 
     # Not submitted again: only asked whether the unanswered submit had reached Runware
@@ -534,7 +554,7 @@ async def test_a_cancelled_clips_chain_asks_runware_until_the_grace_is_over_with
             "lease_until": now + timedelta(seconds=1),
         }
     )
-    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+    await cancel(world, project)
 
     await handler(retry)
 
@@ -575,16 +595,14 @@ async def test_a_clip_cancelled_while_submits_pause_for_a_rate_limit_is_not_boug
     throttle.released.set()
     handler = submit_handler(world, settings, throttle=throttle)
     project = await world.new_project("a fox")
-    await handler(submit_of(world, project))  # Runware is down: no answer, retried later
-    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
-    world.publisher.sent.clear()
+    again = await unanswered_first_submit(world, handler, project)
 
     throttle.released.clear()
     throttle.waiting.clear()
     retry = asyncio.create_task(handler(again))
     await asyncio.wait_for(throttle.waiting.wait(), DEADLINE_S)  # paused by another's 429
-    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
-    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    await cancel(world, project)
+    runware_back(world)
     throttle.released.set()
     await asyncio.wait_for(retry, DEADLINE_S)
 
@@ -600,10 +618,8 @@ async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_fol
     limits = TenantLimits(daily_budget_usd=10.0)
     project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
     task_uuid = project.clips[0].task_uuid
-    await handler(submit_of(world, project))
-    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
-    world.publisher.sent.clear()
-    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+    again = await unanswered_first_submit(world, handler, project)
+    await cancel(world, project)
 
     await handler(again)
 
@@ -622,7 +638,7 @@ async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_boug
     task_uuid = project.clips[0].task_uuid
     # Cancelled while its first submit waited in the queue, or was on its way: a first
     # submit reads nothing, so Runware takes the task (and bills it).
-    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+    await cancel(world, project)
 
     await handler(submit_of(world, project))
 
@@ -660,12 +676,10 @@ async def test_a_clip_whose_project_was_deleted_during_an_outage_is_not_bought(
 ) -> None:
     handler = submit_handler(world, settings)
     project = await world.new_project("a fox")
-    await handler(submit_of(world, project))  # Runware is down: no answer, retried later
-    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
-    world.publisher.sent.clear()
+    again = await unanswered_first_submit(world, handler, project)
     assert (await world.projects._projects.delete_one({"_id": project.id})).deleted_count == 1
 
-    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+    runware_back(world)
     await handler(again)
 
     # Nowhere to record a task: neither bought nor asked about, and the chain ends.
