@@ -589,11 +589,15 @@ class ProjectStore:
 
     async def copies_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects with a success older than ``before`` the sweep has not seen stored."""
-        found = self._projects.find(
-            {transitions.COPY_DUE: {"$lt": before}}, {transitions.COPY_DUE: 1}
-        )
-        docs = await found.sort(transitions.COPY_DUE, 1).limit(limit).to_list()
-        return [(doc["_id"], doc[transitions.COPY_DUE]) for doc in docs]
+        return await self._due_by(transitions.COPY_DUE, before=before, limit=limit)
+
+    async def _due_by(
+        self, mark: str, *, before: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """(id, mark) of the projects whose ``mark`` is before ``before``, earliest first."""
+        found = self._projects.find({mark: {"$lt": before}}, {mark: 1})
+        docs = await found.sort(mark, 1).limit(limit).to_list()
+        return [(doc["_id"], doc[mark]) for doc in docs]
 
     async def claim_copies(
         self, project_id: str, *, due_at: datetime, now: datetime
@@ -801,10 +805,13 @@ class ProjectStore:
 
     async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
         """Take a due project for one pass (with its requests); None if another reconciler did."""
-        write = transitions.claim(project_id, due_at=due_at, until=until)
+        return await self._claimed(transitions.claim(project_id, due_at=due_at, until=until))
+
+    async def _claimed(self, claim: Write) -> Project | None:
+        """Apply a reconciler's claim; the project as it left it, or None if not applied."""
         doc = await self._projects.find_one_and_update(
-            write.filter,
-            write.update,
+            claim.filter,
+            claim.update,
             projection=WITHOUT_EVENTS,
             return_document=ReturnDocument.AFTER,
         )
@@ -824,24 +831,15 @@ class ProjectStore:
     async def attempts_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects (finished ones too) with an open attempt whose lease may have run out
         before ``before``: (id, ``attempts_due_at``)."""
-        found = self._projects.find(
-            {transitions.ATTEMPTS_DUE: {"$lt": before}}, {transitions.ATTEMPTS_DUE: 1}
-        )
-        docs = await found.sort(transitions.ATTEMPTS_DUE, 1).limit(limit).to_list()
-        return [(doc["_id"], doc[transitions.ATTEMPTS_DUE]) for doc in docs]
+        return await self._due_by(transitions.ATTEMPTS_DUE, before=before, limit=limit)
 
     async def claim_attempts(
         self, project_id: str, *, due_at: datetime, until: datetime
     ) -> Project | None:
         """Take a project's due attempts for one pass (with its requests); None if taken."""
-        write = transitions.claim_attempts(project_id, due_at=due_at, until=until)
-        doc = await self._projects.find_one_and_update(
-            write.filter,
-            write.update,
-            projection=WITHOUT_EVENTS,
-            return_document=ReturnDocument.AFTER,
+        return await self._claimed(
+            transitions.claim_attempts(project_id, due_at=due_at, until=until)
         )
-        return None if doc is None else project_from_document(doc)
 
     async def release_attempts(
         self, project_id: str, *, claimed: datetime, due_at: datetime | None
