@@ -949,9 +949,9 @@ def _earlier_task_succeeded(
     update.cost(result.cost)
     if clip.lease is not None:
         # The replaced task's chain goes on under its attempt: the reconciler looks at the
-        # project's attempts from now on (``now``, below any lease: a pass under way that
-        # read the project before this write cannot release it past this lease).
-        update.min[ATTEMPTS_DUE] = now
+        # project's attempts from now on (``now`` or the lease's end if it ran out already:
+        # below the claim of a pass under way, whose release then matches nothing).
+        update.min[ATTEMPTS_DUE] = min(now, clip.lease.until)
     guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
     # Its own reservation was freed when it was given up on; the replaced task keeps its own
