@@ -107,8 +107,8 @@ def install() -> bool:
     patches = {
         "_update_matching_single_txn": _scoped(cls._update_matching_single_txn),
         "_unique_conflict": _checking(cls._unique_conflict, keys),
-        "_delete_index_entries": _deleting(cls._delete_index_entries),
-        "_write_index_entries": _writing(cls._write_index_entries),
+        "_delete_index_entries": _rewriting(cls._delete_index_entries, deletes=True),
+        "_write_index_entries": _rewriting(cls._write_index_entries, deletes=False),
         "_validate_geo_indexes": _geo_only(cls._validate_geo_indexes, keys),
     }
     for name, patched in patches.items():
@@ -238,8 +238,14 @@ def _checking(original: Any, keys: _Keys) -> Any:
     return _unique_conflict
 
 
-def _deleting(original: Any) -> Any:
-    def _delete_index_entries(
+def _rewriting(original: Any, *, deletes: bool) -> Any:
+    """The delete (``deletes``) or the write of one document's index entries.
+
+    The write of the pair's new document leaves out what the delete of its old
+    one left out, and only after that delete: the entries stay as they were.
+    """
+
+    def rewrite(
         self: Any,
         db: str,
         coll: str,
@@ -253,41 +259,17 @@ def _deleting(original: Any) -> Any:
         if (
             current is not None
             and current.unchanged is not None
-            and doc is current.old
             and recordid == current.recordid
+            and (doc is current.old if deletes else current.deleted and doc is current.new)
         ):
             indexes = _changed(indexes, current.unchanged)
-            current.deleted = True
+            current.deleted = deletes
+            if not deletes:  # the pair is done
+                current.unchanged = None
         original(self, db, coll, doc, indexes, partials, recordid=recordid)
 
-    return _delete_index_entries
-
-
-def _writing(original: Any) -> Any:
-    def _write_index_entries(
-        self: Any,
-        db: str,
-        coll: str,
-        doc: Any,
-        indexes: list[Index],
-        partials: Any = None,
-        *,
-        recordid: int,
-    ) -> None:
-        current = _update()
-        if (
-            current is not None
-            and current.deleted
-            and current.unchanged is not None
-            and doc is current.new
-            and recordid == current.recordid
-        ):
-            # only once: the pair's delete left these entries, its write leaves them too
-            indexes = _changed(indexes, current.unchanged)
-            current.unchanged, current.deleted = None, False
-        original(self, db, coll, doc, indexes, partials, recordid=recordid)
-
-    return _write_index_entries
+    rewrite.__name__ = original.__name__
+    return rewrite
 
 
 def _geo_only(original: Any, keys: _Keys) -> Any:
