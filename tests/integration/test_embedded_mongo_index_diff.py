@@ -8,6 +8,7 @@ exactly as the stock server leaves them.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -212,12 +213,14 @@ UPDATES: list[tuple[dict[str, Any], dict[str, Any]]] = [
 ]
 
 
-def _apply_all(store: Any) -> list[tuple[str, dict[str, Any]]]:
+def _apply_all(
+    store: Any, updates: list[tuple[dict[str, Any], dict[str, Any]]] = UPDATES
+) -> list[tuple[str, dict[str, Any]]]:
     """Each update's outcome, and the tables after it."""
     from secantus import storage
 
     after = []
-    for filter, update in UPDATES:
+    for filter, update in updates:
         try:
             store.update_matching(DB, COLL, filter, update, upsert=filter["_id"] in ("p8", "p9"))
         except storage.IndexConflict as refused:
@@ -226,6 +229,35 @@ def _apply_all(store: Any) -> list[tuple[str, dict[str, Any]]]:
             outcome = "done"
         after.append((outcome, _tables(store)))
     return after
+
+
+#: what the random updates set: equal keys of other types, arrays, collation-equal strings
+VALUES: list[Any] = [
+    None,
+    1,
+    1.0,
+    "a",
+    "A",
+    "k1",
+    "k1",
+    "k2",
+    "generating",
+    ["a", "b"],
+    ["b", "a"],
+    [1, 1],
+    {},
+]
+FIELDS = ["tenant_id", "status", "idempotency_key", "due_at", "title", "tags", "label", "clips.0"]
+
+
+def _random_updates(seed: int, count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    rnd = random.Random(seed)
+    updates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for _ in range(count):
+        field, value = rnd.choice(FIELDS), rnd.choice(VALUES)
+        update = {"$unset": {field: ""}} if rnd.random() < 0.2 else {"$set": {field: value}}
+        updates.append(({"_id": f"p{rnd.randint(1, 3)}"}, update))
+    return updates
 
 
 def _tables(store: Any) -> dict[str, Any]:
@@ -251,3 +283,14 @@ def test_the_index_tables_are_what_the_stock_server_leaves(
     ):
         assert outcome == stock_outcome, update
         assert tables == stock_tables, update
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_updates_leave_the_tables_as_the_stock_server_does(
+    seed: int, stores: Callable[[str], Any], install_fix: Callable[[], None]
+) -> None:
+    updates = _random_updates(seed, 60)
+    stock = _apply_all(stores("stock"), updates)
+    install_fix()
+
+    assert _apply_all(stores("fixed"), updates) == stock
