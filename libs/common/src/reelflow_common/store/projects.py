@@ -68,6 +68,9 @@ _HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlat
 _CREATE_ATTEMPTS = 3
 #: attempts of a repair built from a read, which a concurrent writer may overtake
 _REPAIR_ATTEMPTS = 3
+#: a clip that ended without its task's video: that task, should Runware take it, is billed
+#: and followed by no chain of the clip's
+_GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 
 #: holds money for the failed clips a retry would follow again: a charge per scene, or raises
@@ -92,6 +95,9 @@ class Change:
     #: when an applied ``processing`` change happened and the lease it gave (database clock)
     at: datetime | None = None
     lease_until: datetime | None = None
+    #: not applied: Runware took the clip's own task after the clip was cancelled (or failed)
+    #: meanwhile; nobody follows that task unless the submitting chain does
+    given_up: bool = False
 
 
 class ProjectStore:
@@ -337,22 +343,22 @@ class ProjectStore:
         events = await self._apply(write, project_id)
         return Change(events is not None, events or [])
 
-    async def awaits_submit(self, project_id: str, scene_index: int, task_uuid: str) -> bool:
-        """Whether the clip still wants ``task_uuid`` submitted: it is the clip's task, queued.
+    async def clip_task(self, project_id: str, scene_index: int) -> tuple[str, ClipStatus] | None:
+        """The clip's current task and its status; None when there is no such clip (the project
+        was deleted).
 
-        False once an earlier task's video replaced it (or the clip moved on): submitting
-        then would buy a task nobody needs. One indexed read of the ``_id`` alone.
+        What a submit chain reads before a submit that may not be wanted any more
+        (``reelflow_submitter.service.before_resubmit``). One indexed read of the ``_id``,
+        two fields.
         """
         path = clip_path(scene_index)
         found = await self._projects.find_one(
-            {
-                "_id": project_id,
-                f"{path}.task_uuid": task_uuid,
-                f"{path}.status": ClipStatus.QUEUED.value,
-            },
-            {"_id": 1},
+            {"_id": project_id}, {f"{path}.task_uuid": 1, f"{path}.status": 1}
         )
-        return found is not None
+        clip = None if found is None else found.get("clips", {}).get(str(scene_index))
+        if clip is None:
+            return None
+        return clip["task_uuid"], ClipStatus(clip["status"])
 
     async def renew_lease(
         self,
@@ -369,7 +375,7 @@ class ProjectStore:
         With the chain's ``task_uuid``: a chain whose task an earlier task's video replaced
         goes on under the task's ``attempts`` entry (a second write, only then): it follows
         the task if an earlier submit got it to Runware, or else ends the attempt; it never
-        submits it again (``awaits_submit``).
+        submits it again (``clip_task``).
         """
         write = transitions.renew_lease(
             project_id, scene_index, token=token, until_was=until_was, until=until
@@ -640,7 +646,8 @@ class ProjectStore:
                 await self.ledgers.settle(doc["tenant_id"], charge, settlement)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
-            return Change(False, events)
+            given_up = result is None and clip.status in _GIVEN_UP
+            return Change(False, events, given_up=given_up)
         return Change(False)
 
     # --- the API's operations ----------------------------------------------------------
