@@ -53,6 +53,7 @@ from reelflow_common.store.eventlog import (
 from reelflow_common.store.models import (
     ClipState,
     CreateResult,
+    Lease,
     NewProject,
     Outcome,
     Project,
@@ -239,18 +240,31 @@ class ProjectStore:
             correlation_id=correlation_id,
             log_size=self._log_size,
         )
-        change = await self._transition(write, project_id, scene_index, task_uuid, token=token)
+        change = await self._transition(
+            write, project_id, scene_index, task_uuid, token=token, new_token=new_token
+        )
         if not change.applied or change.lease_until is not None:
             return change  # not applied, or a replaced task's: the lease its attempt keeps
         return Change(True, change.events, at=now, lease_until=lease_until)
 
     async def _earlier_submitted(
-        self, project_id: str, clip: ClipState, task_uuid: str, token: str | None
+        self,
+        project_id: str,
+        clip: ClipState,
+        task_uuid: str,
+        token: str | None,
+        new_token: str | None,
     ) -> Change:
         now = self._now()
         lease_until = now + self._lease
         write = transitions.earlier_task_submitted(
-            project_id, clip, task_uuid, token=token, now=now, lease_until=lease_until
+            project_id,
+            clip,
+            task_uuid,
+            token=token,
+            now=now,
+            lease_until=lease_until,
+            new_token=new_token,
         )
         if write is None:
             return Change(False)
@@ -410,6 +424,15 @@ class ProjectStore:
             [UpdateOne(write.filter, write.update) for write in writes], ordered=False
         )
 
+    async def expire_attempt_lease(
+        self, project_id: str, scene_index: int, task_uuid: str, *, token: str
+    ) -> None:
+        """A replaced task's chain that could not be started: the reconciler takes it next."""
+        write = transitions.expire_lease(
+            project_id, scene_index, token=token, now=self._now(), replaced_task=task_uuid
+        )
+        await self._projects.update_one(write.filter, write.update)
+
     async def _transition(
         self,
         write: Write,
@@ -419,12 +442,16 @@ class ProjectStore:
         *,
         result: TaskResult | None = None,
         token: str | None = None,
+        new_token: str | None = None,
     ) -> Change:
-        """``token``: of the submit chain whose task Runware took (no ``result``)."""
+        """``token``: of the submit chain whose task Runware took (no ``result``), and
+        ``new_token`` of the reconciler's chain that takes it over."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
-        return await self._repair(project_id, scene_index, task_uuid, result, token=token)
+        return await self._repair(
+            project_id, scene_index, task_uuid, result, token=token, new_token=new_token
+        )
 
     async def _apply(
         self, write: Write, project_id: str, *, finish: bool = True
@@ -568,11 +595,15 @@ class ProjectStore:
 
     async def copies_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects with a success older than ``before`` the sweep has not seen stored."""
-        found = self._projects.find(
-            {transitions.COPY_DUE: {"$lt": before}}, {transitions.COPY_DUE: 1}
-        )
-        docs = await found.sort(transitions.COPY_DUE, 1).limit(limit).to_list()
-        return [(doc["_id"], doc[transitions.COPY_DUE]) for doc in docs]
+        return await self._due_by(transitions.COPY_DUE, before=before, limit=limit)
+
+    async def _due_by(
+        self, mark: str, *, before: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """(id, mark) of the projects whose ``mark`` is before ``before``, earliest first."""
+        found = self._projects.find({mark: {"$lt": before}}, {mark: 1})
+        docs = await found.sort(mark, 1).limit(limit).to_list()
+        return [(doc["_id"], doc[mark]) for doc in docs]
 
     async def claim_copies(
         self, project_id: str, *, due_at: datetime, now: datetime
@@ -605,6 +636,7 @@ class ProjectStore:
         result: TaskResult | None,
         *,
         token: str | None = None,
+        new_token: str | None = None,
     ) -> Change:
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
@@ -624,7 +656,7 @@ class ProjectStore:
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             if result is None and clip.task_uuid != task_uuid:
                 # A submit Runware took, of a task the clip no longer has.
-                return await self._earlier_submitted(project_id, clip, task_uuid, token)
+                return await self._earlier_submitted(project_id, clip, task_uuid, token, new_token)
             if result is not None:
                 write = transitions.late_result(
                     project_id,
@@ -780,10 +812,13 @@ class ProjectStore:
 
     async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
         """Take a due project for one pass (with its requests); None if another reconciler did."""
-        write = transitions.claim(project_id, due_at=due_at, until=until)
+        return await self._claimed(transitions.claim(project_id, due_at=due_at, until=until))
+
+    async def _claimed(self, claim: Write) -> Project | None:
+        """Apply a reconciler's claim; the project as it left it, or None if not applied."""
         doc = await self._projects.find_one_and_update(
-            write.filter,
-            write.update,
+            claim.filter,
+            claim.update,
             projection=WITHOUT_EVENTS,
             return_document=ReturnDocument.AFTER,
         )
@@ -797,6 +832,43 @@ class ProjectStore:
     async def rearm(self, project_id: str, clip: ClipState, *, token: str, until: datetime) -> bool:
         """Lease an open clip, as read, to a new chain; False if it moved since the read."""
         write = transitions.rearm(project_id, clip, new_token=token, until=until)
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
+    async def attempts_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Projects (finished ones too) with an open attempt whose lease may have run out
+        before ``before``: (id, ``attempts_due_at``)."""
+        return await self._due_by(transitions.ATTEMPTS_DUE, before=before, limit=limit)
+
+    async def claim_attempts(
+        self, project_id: str, *, due_at: datetime, until: datetime
+    ) -> Project | None:
+        """Take a project's due attempts for one pass (with its requests); None if taken."""
+        return await self._claimed(
+            transitions.claim_attempts(project_id, due_at=due_at, until=until)
+        )
+
+    async def release_attempts(
+        self, project_id: str, *, claimed: datetime, due_at: datetime | None
+    ) -> None:
+        """End a pass over the attempts: due next at ``due_at`` (None: none is open)."""
+        write = transitions.release_attempts(project_id, claimed=claimed, due_at=due_at)
+        await self._projects.update_one(write.filter, write.update)
+
+    async def rearm_attempt(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        lease: Lease,
+        *,
+        token: str,
+        until: datetime,
+    ) -> bool:
+        """Lease a replaced task, whose lease as read ran out, to a new chain; False if it moved."""
+        write = transitions.rearm_attempt(
+            project_id, scene_index, task_uuid, lease, new_token=token, until=until
+        )
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 
