@@ -8,6 +8,7 @@ broker (``make chaos``), so the shared one is never touched.
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -24,6 +25,10 @@ from reelflow_devtools.processes import Child, ProcessGroup, StartError, wait_st
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 _LOCAL_HOSTS = ("127.0.0.1", "localhost")
 _START_DEADLINE_S = 90
+#: open files a broker started here gets, when the hard limit allows that many
+BROKER_OPEN_FILES = 65536
+#: below this many, a broker of ours is warned about when started
+_LOW_OPEN_FILES = 4096
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -58,7 +63,8 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
     """Make sure a broker listens where ``url`` points; start the local one if need be.
 
     Only a broker on this machine is started (``rabbitmq-server -detached``), and it
-    is left running afterwards, as a system service would be. Raises ``StartError``
+    is left running afterwards, as a system service would be, with as many open
+    files as :func:`raise_open_files_for_broker` gets. Raises ``StartError``
     when the broker is not reachable and cannot be started.
     """
     parts = urlsplit(url)
@@ -74,6 +80,13 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
             "Install and start it (Debian: sudo apt-get install rabbitmq-server), "
             "or point REELFLOW_AMQP_URL at a running broker."
         )
+    open_files = raise_open_files_for_broker()
+    if open_files < _LOW_OPEN_FILES:
+        print(
+            f"warning: starting RabbitMQ with {open_files} open files at most: it stops "
+            f"answering new connections once about {open_files // 3} quorum queues exist",
+            file=sys.stderr,
+        )
     subprocess.run([server, "-detached"], check=False)  # noqa: S603 (a fixed local path)
     deadline = time.monotonic() + _START_DEADLINE_S
     while not _reachable(host, port):
@@ -85,6 +98,30 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
         time.sleep(0.5)  # waiting for the broker to listen; bounded by the deadline
     guard_dead_letter_supervisor()
     return "started"
+
+
+def raise_open_files_for_broker() -> int:
+    """Raise this process's soft limit of open files, which a broker it starts inherits.
+
+    RabbitMQ 3.10's file handle cache counts three handles per quorum queue
+    against a limit of the node's open files less about a hundred, and grants
+    these reservations even past it. Once they reach it, it grants nothing else:
+    every new connection waits in its AMQP handshake, every classic queue's
+    deletion and ``rabbitmqctl`` wait too, for good. At the common default of
+    1,024 that took some 310 quorum queues (the shared broker's wedge of
+    2026-12-02, docs/ARCHITECTURE.md); at :data:`BROKER_OPEN_FILES`, about
+    21,800. Raised to that or to the hard limit, whichever is lower; the soft
+    limit now in force is returned.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = BROKER_OPEN_FILES if hard == resource.RLIM_INFINITY else min(BROKER_OPEN_FILES, hard)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return wanted if soft == resource.RLIM_INFINITY else soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):  # a kernel's nr_open below the hard limit: keep ours
+        return soft
+    return wanted
 
 
 #: Erlang, evaluated in the broker: a process that restarts ``rabbit_fifo_dlx_sup``

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -308,6 +309,26 @@ async def broker_answers(amqp_url: str, *, timeout_s: float = 10) -> str | None:
 
 
 @contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """While inside, SIGTERM ends this process as an exception does, through every ``finally``.
+
+    By default SIGTERM ends Python at once, skipping :func:`running_stack`'s
+    teardown: a run stopped so (``timeout``, a killed job) left its ~50 quorum
+    queues on the shared broker, which wedged under such leftovers
+    (docs/ARCHITECTURE.md, open files on RabbitMQ 3.10).
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+@contextmanager
 def running_stack(config: StackConfig, run_dir: Path) -> Iterator[BenchStack]:
     """Start everything on a fresh embedded database, yield the stack; stop it, delete its queues.
 
@@ -318,14 +339,15 @@ def running_stack(config: StackConfig, run_dir: Path) -> Iterator[BenchStack]:
     shutil.rmtree(run_dir / "mongo-data", ignore_errors=True)
     shutil.rmtree(run_dir / "logs", ignore_errors=True)
     stack = BenchStack(config.launch_config(run_dir, f"bench-{uuid.uuid4().hex[:8]}."))
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
-        _delete_queues(stack)
-        if config.mongo_url:
-            _drop_database(stack)
+    with sigterm_as_exit():
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
+            _delete_queues(stack)
+            if config.mongo_url:
+                _drop_database(stack)
 
 
 def _delete_queues(stack: BenchStack) -> None:
