@@ -15,13 +15,18 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.broker import amqp_channel
 from reelflow_common.commands import send_all, submit_command
 from reelflow_common.domain import ClipRequest
+from reelflow_common.messages import SubmitClip
 from reelflow_common.store import ApiKeyStore, NewProject, Project
 from reelflow_common.topology import SUBMIT_CLIP, declare_lane
 from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.lanes import LaneSorter
 from reelflow_submitter.main import main
 from reelflow_submitter.settings import Settings
+from tests.integration.api_helpers import Api, running_api
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -133,3 +138,72 @@ async def test_a_lane_left_with_clips_is_served_by_a_replica_that_starts_later(
 
     submitted = {task["task_uuid"] for task in await runware_sim.tasks()}
     assert {clip.task_uuid for clip in project.clips} <= submitted
+
+
+# --- the API puts a tenant's clips straight on its lane ---------------------------------------
+
+
+@pytest.fixture
+def sorted_projects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The projects whose ``SubmitClip``s the submitter's sorter moved, one entry per clip."""
+    seen: list[str] = []
+    sort = LaneSorter.__call__
+
+    async def recording(self: LaneSorter, message: SubmitClip) -> None:
+        seen.append(message.project_id)
+        await sort(self, message)
+
+    monkeypatch.setattr(LaneSorter, "__call__", recording)
+    return seen
+
+
+@pytest.fixture
+async def api(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: AbstractRobustConnection
+) -> AsyncIterator[Api]:
+    async with running_api(settings_for(ApiSettings), mongo_db, amqp_connection) as api:
+        yield api
+
+
+async def submitted(runware_sim: RunningSimulator, project: dict[str, Any]) -> bool:
+    seen = {task["task_uuid"] for task in await runware_sim.tasks()}
+    return set(project["clips"]) <= seen
+
+
+async def test_a_tenants_first_clips_are_sorted_and_once_its_lane_is_served_the_next_skip_it(
+    api: Api, settings: Settings, runware_sim: RunningSimulator, sorted_projects: list[str]
+) -> None:
+    tenant_id, auth = await api.new_tenant()
+    stop = asyncio.Event()
+    async with running(main(settings, stop=stop), stop):
+        first = (await api.create(auth)).json()
+        await eventually(lambda: submitted(runware_sim, first), "a new tenant's clips at Runware")
+        await eventually(lambda: api.knows_lane(tenant_id), "the API told of the tenant's lane")
+
+        second = (await api.create(auth)).json()
+        await eventually(lambda: submitted(runware_sim, second), "the next project's at Runware")
+
+    assert first["project_id"] in sorted_projects
+    assert second["project_id"] not in sorted_projects
+
+
+async def test_a_lane_deleted_under_the_api_costs_a_detour_through_the_sorter_not_a_clip(
+    api: Api,
+    settings: Settings,
+    runware_sim: RunningSimulator,
+    sorted_projects: list[str],
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    tenant_id, auth = await api.new_tenant()
+    stop = asyncio.Event()
+    async with running(main(settings, stop=stop), stop):
+        first = (await api.create(auth)).json()
+        await eventually(lambda: submitted(runware_sim, first), "a new tenant's clips at Runware")
+        await eventually(lambda: api.knows_lane(tenant_id), "the API told of the tenant's lane")
+        async with amqp_channel(amqp_connection) as channel:
+            await channel.queue_delete(api.topology.lane_queue(tenant_id))  # x-expires, say
+
+        second = (await api.create(auth)).json()
+        await eventually(lambda: submitted(runware_sim, second), "the next project's at Runware")
+
+    assert second["project_id"] in sorted_projects
