@@ -15,7 +15,6 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.broker import amqp_channel
 from reelflow_common.commands import send_all, submit_command
 from reelflow_common.domain import ClipRequest
@@ -26,7 +25,7 @@ from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.lanes import LaneSorter
 from reelflow_submitter.main import main
 from reelflow_submitter.settings import Settings
-from tests.integration.api_helpers import Api, running_api
+from tests.integration.api_helpers import Api
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -157,28 +156,29 @@ def sorted_projects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-@pytest.fixture
-async def api(
-    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: AbstractRobustConnection
-) -> AsyncIterator[Api]:
-    async with running_api(settings_for(ApiSettings), mongo_db, amqp_connection) as api:
-        yield api
-
-
 async def submitted(runware_sim: RunningSimulator, project: dict[str, Any]) -> bool:
     seen = {task["task_uuid"] for task in await runware_sim.tasks()}
     return set(project["clips"]) <= seen
 
 
+async def submitting_past_the_sorter(
+    api: Api, runware_sim: RunningSimulator
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A new tenant whose first project went through the sorter, and whose lane the API
+    now knows a submitter serves: its id, its auth headers, that first project."""
+    tenant_id, auth = await api.new_tenant()
+    first = (await api.create(auth)).json()
+    await eventually(lambda: submitted(runware_sim, first), "a new tenant's clips at Runware")
+    await eventually(lambda: api.knows_lane(tenant_id), "the API told of the tenant's lane")
+    return tenant_id, auth, first
+
+
 async def test_a_tenants_first_clips_are_sorted_and_once_its_lane_is_served_the_next_skip_it(
     api: Api, settings: Settings, runware_sim: RunningSimulator, sorted_projects: list[str]
 ) -> None:
-    tenant_id, auth = await api.new_tenant()
     stop = asyncio.Event()
     async with running(main(settings, stop=stop), stop):
-        first = (await api.create(auth)).json()
-        await eventually(lambda: submitted(runware_sim, first), "a new tenant's clips at Runware")
-        await eventually(lambda: api.knows_lane(tenant_id), "the API told of the tenant's lane")
+        _tenant_id, auth, first = await submitting_past_the_sorter(api, runware_sim)
 
         second = (await api.create(auth)).json()
         await eventually(lambda: submitted(runware_sim, second), "the next project's at Runware")
@@ -194,12 +194,9 @@ async def test_a_lane_deleted_under_the_api_costs_a_detour_through_the_sorter_no
     sorted_projects: list[str],
     amqp_connection: AbstractRobustConnection,
 ) -> None:
-    tenant_id, auth = await api.new_tenant()
     stop = asyncio.Event()
     async with running(main(settings, stop=stop), stop):
-        first = (await api.create(auth)).json()
-        await eventually(lambda: submitted(runware_sim, first), "a new tenant's clips at Runware")
-        await eventually(lambda: api.knows_lane(tenant_id), "the API told of the tenant's lane")
+        tenant_id, auth, _first = await submitting_past_the_sorter(api, runware_sim)
         async with amqp_channel(amqp_connection) as channel:
             await channel.queue_delete(api.topology.lane_queue(tenant_id))  # x-expires, say
 
