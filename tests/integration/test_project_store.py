@@ -631,6 +631,41 @@ async def test_a_late_success_of_an_earlier_attempt_becomes_the_clips_video(
     assert (after.seq, after.status) == (told.seq, ProjectStatus.COMPLETED)
 
 
+async def test_a_takeover_of_a_replaced_queued_task_hands_its_attempt_to_the_new_chain(
+    store: ProjectStore, mongo_db: Database
+) -> None:
+    """The reconciler read a queued clip whose task Runware holds; before it took the chain
+    over, an earlier task's video replaced that task. The takeover goes on under the
+    attempt: its lease is the new chain's, and the old chain's renewal matches nothing."""
+    project = await created(store, 1)
+    first_task = project.clips[0].task_uuid
+    await fail(store, project, 0, code="taskFailedOrNotFound")
+    retried = await store.retry(project.id, tenant_id="tenant-a")
+    assert retried is not None
+    second_task = retried.project.clips[0].task_uuid
+    old = retried.project.clips[0].lease
+    assert old is not None
+    late = TaskSucceeded(video_url="https://v/late.mp4", video_uuid="late", cost=0.4)
+    assert (await store.record(project.id, 0, first_task, late)).applied
+    assert (await raw(mongo_db, project.id))["attempts_due_at"] is not None  # looked after
+
+    taken = await store.mark_processing(
+        project.id, 0, second_task, token=old.token, new_token="fresh"
+    )
+
+    assert taken.applied
+    attempt = (await reread(store, project)).clips[0].attempts[second_task]
+    assert attempt.status is ClipStatus.PROCESSING
+    assert attempt.lease is not None
+    assert (attempt.lease.token, attempt.lease.until) == ("fresh", taken.lease_until)
+    later = attempt.lease.until + timedelta(seconds=LEASE_S)
+    renew = functools.partial(
+        store.renew_lease, project.id, 0, until_was=attempt.lease.until, until=later
+    )
+    assert not await renew(token=old.token, task_uuid=second_task)
+    assert await renew(token="fresh", task_uuid=second_task)
+
+
 @pytest.mark.parametrize("timed_out", [False, True])
 async def test_a_late_video_after_the_project_finished_changes_no_status_and_a_retry_takes_it(
     store: ProjectStore, timed_out: bool

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -17,11 +18,21 @@ import aio_pika
 import pytest
 from prometheus_client import REGISTRY
 
+from reelflow_common.accounting import Charge, TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.lifecycle import every
 from reelflow_common.messages import CheckClip, ProjectFinished, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.store import TIMED_OUT, NewProject, Project, ProjectStore
+from reelflow_common.store import (
+    TIMED_OUT,
+    Attempt,
+    ClipState,
+    NewProject,
+    Project,
+    ProjectStore,
+    TaskFailed,
+    TaskSucceeded,
+)
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
@@ -360,3 +371,177 @@ def _amqp(message: CheckClip) -> aio_pika.Message:
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
     )
+
+
+# --- a replaced task whose chain was lost: the reconciler follows it to its end ----------------
+
+#: what each reservation holds (creation and retry), and the earlier task's late video's cost
+ESTIMATE_USD = 0.5
+FIRST_COST = 0.1
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """A clip whose retry's task an earlier task's video replaced; that task's chain is lost."""
+
+    project: Project
+    task_uuid: str
+    #: a check of the lost chain, if the task had reached Runware (else a submit chain was lost)
+    lost: CheckClip | None
+    #: the reservations' day on the tenant's ledger
+    day: str
+
+
+async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
+    """Create (reserved), fail, retry (reserved) and let the first task's video come late.
+
+    ``at_runware``: the retry's task had reached Runware (processing), else it was queued.
+    """
+    limits = TenantLimits(max_clips_in_flight=10)
+
+    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
+        charge = await world.projects.ledgers.reserve(
+            world.tenant_id, limits, clips=len(clips), usd=ESTIMATE_USD, now=utcnow()
+        )
+        assert charge is not None
+        return {clip.scene_index: charge for clip in clips}
+
+    charge = await world.projects.ledgers.reserve(
+        world.tenant_id, limits, clips=1, usd=ESTIMATE_USD, now=utcnow()
+    )
+    assert charge is not None
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="late",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt=prompt, duration=4, width=1280, height=720)],
+        charges=[charge],
+    )
+    project = (await world.projects.create(new)).project
+    first = project.clips[0].task_uuid
+    failed = TaskFailed(code="taskFailedOrNotFound", message="not at Runware (yet)")
+    await world.projects.record(project.id, 0, first, failed)
+    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+    assert retried is not None
+    second = world.submit_of(retried.project)
+    lost = None
+    if at_runware:
+        await world.runware.submit_video(video_request(second, webhook_url=None))
+        change = await world.projects.mark_processing(
+            project.id, 0, second.task_uuid, token=second.token
+        )
+        assert change.applied
+        lost = await world.check_of(retried.project)
+    # The first task was at Runware after all: its video replaces the retry's task.
+    video = TaskSucceeded(video_url="https://v/first.mp4", video_uuid="first", cost=FIRST_COST)
+    assert (await world.projects.record(project.id, 0, first, video)).applied
+    after = await world.project(project.id)
+    assert after.clips[0].task_uuid == first
+    assert after.status is ProjectStatus.COMPLETED  # finished while the retry's task runs on
+    return Replaced(after, second.task_uuid, lost, charge.day)
+
+
+async def attempt_expired(world: World, found: Replaced) -> Attempt:
+    """Wait until the replaced task's lease (in its attempt) has run out by the grace."""
+
+    async def run_out() -> bool:
+        attempt = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+        limit = utcnow() - timedelta(seconds=GRACE_S)
+        return attempt.lease is not None and attempt.lease.until < limit
+
+    await eventually(run_out, "the replaced task's lease ran out", timeout_s=5)
+    return (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+
+
+async def ledger(world: World, found: Replaced) -> tuple[int, float]:
+    """What the tenant's ledger holds: clips in flight, and dollars committed that day."""
+    view = await world.projects.ledgers.read(world.tenant_id)
+    return view.open, view.committed_in(found.day)
+
+
+async def test_a_replaced_task_whose_chain_was_lost_is_billed_once_when_runware_finished_it(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    found = await replaced(world, "a fox", at_runware=True)
+    assert found.lost is not None
+    await world.until_finished_at_runware(found.task_uuid)
+    await attempt_expired(world, found)
+    assert (await ledger(world, found))[0] == 1  # its reservation is still held
+
+    assert await reconciler(world, settings).run_once() == 1
+
+    after = await world.project(found.project.id)
+    ended = after.clips[0].attempts[found.task_uuid]
+    truth = await world.sim.task(found.task_uuid)
+    assert (ended.status, ended.cost, ended.lease) == (ClipStatus.SUCCESS, truth["cost"], None)
+    assert after.cost.known == 2
+    assert (after.status, after.counts) == (found.project.status, found.project.counts)
+    assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
+    assert world.publisher.sent == []
+    # The lost chain's check comes after all (a redelivery): it changes nothing.
+    await check_handler(world, settings)(found.lost)
+    assert (await world.project(found.project.id)).seq == after.seq
+    assert (await world.project(found.project.id)).cost == after.cost
+    assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
+
+    async def left_the_index() -> bool:
+        await reconciler(world, settings).run_once()
+        doc = await mongo_db["projects"].find_one({"_id": found.project.id})
+        return "attempts_due_at" not in doc
+
+    # Nothing open is left in attempts: the project leaves the reconciler's index.
+    await eventually(left_the_index, "attempts_due_at removed", timeout_s=5)
+
+
+async def test_a_replaced_task_runware_never_got_ends_failed_and_its_reservation_is_released(
+    world: World, settings: Settings
+) -> None:
+    found = await replaced(world, "a fox", at_runware=False)
+    assert (await ledger(world, found))[0] == 1
+
+    await attempt_expired(world, found)
+    assert await reconciler(world, settings).run_once() == 1
+
+    ended = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+    assert (ended.status, ended.lease) == (ClipStatus.FAILED, None)
+    assert await ledger(world, found) == pytest.approx((0, FIRST_COST))
+    assert world.publisher.sent == []  # never submitted again
+    assert found.task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+
+
+async def test_a_replaced_task_still_running_gets_one_new_chain_and_the_old_one_stops(
+    world: World, settings: Settings
+) -> None:
+    found = await replaced(world, "a fox [sim:latency=5000]", at_runware=True)
+    assert found.lost is not None
+    await attempt_expired(world, found)
+
+    assert await reconciler(world, settings).run_once() == 1
+
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
+    assert held is not None
+    assert (rearmed.task_uuid, rearmed.token, rearmed.lease_until) == (
+        found.task_uuid,
+        held.token,
+        held.until,
+    )
+    assert rearmed.token != found.lost.token
+    # The lost chain turns up: its renewal matches nothing, so it stops and sends nothing.
+    check = check_handler(world, settings)
+    await check(found.lost)
+    assert world.publisher.sent_to(CHECK_CLIP) == [rearmed]
+    after_stale = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+    assert after_stale.lease == held
+
+    # The new chain records the task's end in its attempt, billed once.
+    await world.until_finished_at_runware(found.task_uuid)
+    await check(rearmed)
+    after = await world.project(found.project.id)
+    ended = after.clips[0].attempts[found.task_uuid]
+    truth = await world.sim.task(found.task_uuid)
+    assert (ended.status, ended.cost, ended.lease) == (ClipStatus.SUCCESS, truth["cost"], None)
+    assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
+    await check(found.lost)  # the old token with Runware's answer: a duplicate
+    assert (await world.project(found.project.id)).seq == after.seq
+    assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))

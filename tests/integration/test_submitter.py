@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from reelflow_common.accounting import Charge, TenantLimits
+from reelflow_common.backoff import Backoff
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
@@ -33,6 +34,7 @@ from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.main import main
 from reelflow_submitter.service import video_request
 from reelflow_submitter.settings import Settings
+from reelflow_submitter.throttle import RunwareThrottle
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -42,7 +44,7 @@ from tests.integration.worker_helpers import (
     runware_settings,
 )
 from tests.relay import TcpProxy
-from tests.waiting import eventually, eventually_returns
+from tests.waiting import DEADLINE_S, eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
@@ -85,6 +87,7 @@ def submit_handler(
     clock: Callable[[], datetime] = utcnow,
     *,
     runware: RunwareClient | None = None,
+    throttle: RunwareThrottle | None = None,
 ) -> SubmitHandler:
     return SubmitHandler(
         world.projects,
@@ -94,6 +97,7 @@ def submit_handler(
         planner=FixedLadderPlanner.from_settings(settings),
         clock=clock,
         rng=random.Random(0),
+        throttle=throttle,
     )
 
 
@@ -426,7 +430,7 @@ async def test_a_refusal_after_an_unanswered_submit_waits_out_that_submits_grace
     assert (await world.project(project.id)).clips[0].status is ClipStatus.FAILED
 
 
-async def charged_project(world: World, limits: TenantLimits) -> Project:
+async def charged_project(world: World, limits: TenantLimits, prompt: str = "a fox") -> Project:
     """A one-scene project of a tenant with a budget: its clip holds $0.25 on the ledger."""
     reserved = await world.projects.ledgers.reserve(
         world.tenant_id, limits, clips=1, usd=0.25, now=utcnow()
@@ -436,7 +440,7 @@ async def charged_project(world: World, limits: TenantLimits) -> Project:
         tenant_id=world.tenant_id,
         title="On a budget",
         model="google:3@3",
-        scenes=[ClipRequest(prompt="a fox", duration=4)],
+        scenes=[ClipRequest(prompt=prompt, duration=4)],
         charges=reserved.split([0.25]),
     )
     return await world.project((await world.projects.create(new)).project.id)
@@ -484,6 +488,203 @@ async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_
     ledger = await world.projects.ledgers.read(world.tenant_id)
     assert ledger.open == 0
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(0.4)
+
+
+async def unanswered_first_submit(
+    world: World, handler: SubmitHandler, project: Project
+) -> SubmitClip:
+    """Submit the clip once, unanswered (Runware down, or the answer lost): the retry its
+    chain scheduled (and nothing recorded as sent any more)."""
+    await handler(submit_of(world, project))
+    again: SubmitClip
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    world.publisher.sent.clear()
+    return again
+
+
+async def cancel(world: World, project: Project) -> None:
+    """The tenant cancels the project, as the API does."""
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+
+def runware_back(world: World) -> None:
+    """The simulator answers again after a ``RUNWARE_DOWN`` outage."""
+    world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
+
+
+@RUNWARE_DOWN
+async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_back(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    task_uuid = project.clips[0].task_uuid
+    again = await unanswered_first_submit(world, handler, project)
+    await cancel(world, project)
+
+    runware_back(world)
+    await handler(again)
+
+    # Not submitted again: only asked whether the unanswered submit had reached Runware
+    # (it had not). The chain ends; the clip stays cancelled, with nothing billed.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
+    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
+
+
+async def test_a_cancelled_clips_chain_asks_runware_until_the_grace_is_over_without_a_lease(
+    world: World, settings: Settings
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await world.new_project("a fox")
+    # The chain's submit a moment ago went unanswered; its lease is about to need renewing.
+    now = clock()
+    retry = submit_of(world, project).model_copy(
+        update={
+            "attempt": 2,
+            "outages": 1,
+            "first_attempt_at": now,
+            "last_ambiguous_at": now,
+            "lease_until": now + timedelta(seconds=1),
+        }
+    )
+    await cancel(world, project)
+
+    await handler(retry)
+
+    # Runware does not know the task yet, but may soon: the chain asks again later, though
+    # the cancel took the lease it would have renewed (a task found then is followed).
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert again.final_error is not None
+    assert again.final_error["code"] == "clipGivenUp"
+    world.publisher.sent.clear()
+    clock.ahead = timedelta(seconds=121)
+    await handler(again)
+
+    # Past the grace: the chain ends, never having submitted, and the clip is as it was.
+    assert (await world.sim.stats())["task_types"] == {"getResponse": 2}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.error) == (ClipStatus.CANCELLED, None)
+
+
+class HeldThrottle(RunwareThrottle):
+    """A 429's pause that lasts until the test lets submits go (sets ``released``)."""
+
+    def __init__(self) -> None:
+        super().__init__(Backoff(first_s=1.0, cap_s=1.0), utcnow)
+        self.waiting = asyncio.Event()
+        self.released = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.waiting.set()
+        await self.released.wait()
+
+
+@RUNWARE_DOWN
+async def test_a_clip_cancelled_while_submits_pause_for_a_rate_limit_is_not_bought(
+    world: World, settings: Settings
+) -> None:
+    throttle = HeldThrottle()
+    throttle.released.set()
+    handler = submit_handler(world, settings, throttle=throttle)
+    project = await world.new_project("a fox")
+    again = await unanswered_first_submit(world, handler, project)
+
+    throttle.released.clear()
+    throttle.waiting.clear()
+    retry = asyncio.create_task(handler(again))
+    await asyncio.wait_for(throttle.waiting.wait(), DEADLINE_S)  # paused by another's 429
+    await cancel(world, project)
+    runware_back(world)
+    throttle.released.set()
+    await asyncio.wait_for(retry, DEADLINE_S)
+
+    # The clip is read once the pause is over, not before it: not bought.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.CANCELLED
+
+
+async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_followed(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    limits = TenantLimits(daily_budget_usd=10.0)
+    project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
+    task_uuid = project.clips[0].task_uuid
+    again = await unanswered_first_submit(world, handler, project)
+    await cancel(world, project)
+
+    await handler(again)
+
+    # Runware has the task (and bills it): never submitted again, but followed to its end,
+    # so the video the tenant pays for is recorded beside the cancelled clip.
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    await followed_to_its_video(world, settings, project)
+
+
+async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_bought(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    task_uuid = project.clips[0].task_uuid
+    # Cancelled while its first submit waited in the queue, or was on its way: a first
+    # submit reads nothing, so Runware takes the task (and bills it).
+    await cancel(world, project)
+
+    await handler(submit_of(world, project))
+
+    # The clip stays cancelled, and the chain follows the task it bought to its video.
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    await followed_to_its_video(world, settings, project)
+
+
+async def followed_to_its_video(world: World, settings: Settings, project: Project) -> None:
+    """The poll chain the submitter started records the cancelled clip's video in its
+    ``attempts``, and the tenant's ledger holds its cost."""
+    task_uuid = project.clips[0].task_uuid
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+
+        async def recorded() -> bool:
+            attempt = (await world.project(project.id)).clips[0].attempts.get(task_uuid)
+            return attempt is not None and attempt.status is ClipStatus.SUCCESS
+
+        await eventually(recorded, "the cancelled clip's video recorded in its attempts")
+
+    truth = await world.sim.task(task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (1, True)
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.CANCELLED
+    cost = clip.attempts[task_uuid].cost
+    assert cost is not None
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(cost)
+
+
+@RUNWARE_DOWN
+async def test_a_clip_whose_project_was_deleted_during_an_outage_is_not_bought(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    project = await world.new_project("a fox")
+    again = await unanswered_first_submit(world, handler, project)
+    assert (await world.projects._projects.delete_one({"_id": project.id})).deleted_count == 1
+
+    runware_back(world)
+    await handler(again)
+
+    # Nowhere to record a task: neither bought nor asked about, and the chain ends.
+    assert (await world.sim.stats())["task_types"] == {"videoInference": 1}
+    assert world.publisher.sent == []
 
 
 async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message(

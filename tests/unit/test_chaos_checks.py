@@ -52,6 +52,24 @@ def test_a_clip_is_judged_against_what_runware_did() -> None:
     assert classify(clip("queued"), None)[0] == "stuck"
 
 
+def test_a_failed_clip_whose_own_task_delivered_late_is_kept_not_lost() -> None:
+    """Given up on (the ceiling), then Runware finished the task: the video is recorded in
+    the clip's ``attempts`` under its own task (billed, a retry takes it), not lost."""
+    genuine = f"http://127.0.0.1:9/video/{VIDEO}.mp4"
+    failed = clip("failed", code="timedOut")
+    kept = failed | {"attempts": [{"task_uuid": "t", "status": "success", "video_url": genuine}]}
+    assert classify(kept, task("success")) == ("late_video_kept", "")
+    # Not there, another task's, or a video Runware did not make for it: lost all the same.
+    other = f"http://127.0.0.1:9/video/{VIDEO[:-1]}0.mp4"
+    for attempts in (
+        [],
+        [{"task_uuid": "earlier", "status": "success", "video_url": genuine}],
+        [{"task_uuid": "t", "status": "success", "video_url": other}],
+        [{"task_uuid": "t", "status": "failed"}],
+    ):
+        assert classify(failed | {"attempts": attempts}, task("success"))[0] == "lost"
+
+
 def test_a_result_no_get_response_gave_is_a_forgery_accepted() -> None:
     assert classify(clip("success", video_url=FORGED_URL), task("hang"))[0] == "forged_accepted"
     assert classify(clip("failed", code=FORGED_CODE), task("success"))[0] == "forged_accepted"

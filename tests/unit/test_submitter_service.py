@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reelflow_common.backoff import Backoff
-from reelflow_common.domain import ClipRequest
+from reelflow_common.domain import ClipRequest, ClipStatus
 from reelflow_common.messages import SubmitClip
 from reelflow_common.runware import (
     RunwareError,
@@ -19,12 +19,15 @@ from reelflow_common.runware import (
 from reelflow_common.runware.errors import ErrorCategory
 from reelflow_common.topology import retry_backoff
 from reelflow_submitter.service import (
+    BeforeSubmit,
     GiveUp,
     NotVisibleYet,
     RetryLater,
     after_not_found,
     after_submit_error,
+    before_resubmit,
     may_hold_task,
+    reads_before_submit,
     video_request,
 )
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -192,6 +195,50 @@ def test_non_retryable_error_gives_up_at_once_with_runwares_code_and_message(
 def test_an_error_without_a_code_gives_up_with_its_category() -> None:
     error = RunwareRequestError("Runware answered HTTP 400", http_status=400)
     assert _decide(error, attempt=1) == GiveUp(ErrorCategory.VALIDATION.value, error.message)
+
+
+def _submit(**fields: object) -> SubmitClip:
+    return SubmitClip.model_validate(
+        {
+            "project_id": "p1",
+            "tenant_id": "tenant-a",
+            "scene_index": 0,
+            "task_uuid": "9d1c",
+            "token": "k",
+            "lease_until": datetime(2026, 11, 24, tzinfo=UTC),
+            "model": "google:3@3",
+            "request": {"prompt": "a fox", "duration": 4},
+        }
+        | fields
+    )
+
+
+def test_only_a_clips_very_first_submit_reads_nothing_before_it() -> None:
+    assert not reads_before_submit(_submit())
+    # The clip may have been cancelled while the chain waited out an outage or a refusal.
+    assert reads_before_submit(_submit(attempt=2, outages=1))
+    assert reads_before_submit(_submit(attempt=2))
+    # A retry's task: an earlier task's late video may replace it before it is submitted.
+    assert reads_before_submit(_submit(after_earlier_tasks=True))
+
+
+@pytest.mark.parametrize(
+    ("clip", "then"),
+    [
+        (("9d1c", ClipStatus.QUEUED), BeforeSubmit.SUBMIT),
+        (("9d1c", ClipStatus.CANCELLED), BeforeSubmit.ASK_GIVEN_UP),
+        (("9d1c", ClipStatus.FAILED), BeforeSubmit.ASK_GIVEN_UP),
+        (("9d1c", ClipStatus.PROCESSING), BeforeSubmit.DROP),  # another chain follows it
+        (("9d1c", ClipStatus.SUCCESS), BeforeSubmit.DROP),  # its video is recorded
+        (("e2f0", ClipStatus.SUCCESS), BeforeSubmit.ASK_REPLACED),  # an earlier task's video
+        (("e2f0", ClipStatus.QUEUED), BeforeSubmit.ASK_REPLACED),
+        (None, BeforeSubmit.DROP),  # the project is gone
+    ],
+)
+def test_a_submit_goes_to_runware_only_while_its_task_is_the_clips_and_queued(
+    clip: tuple[str, ClipStatus] | None, then: BeforeSubmit
+) -> None:
+    assert before_resubmit("9d1c", clip) is then
 
 
 def test_video_request_carries_the_clips_task_uuid_and_fields() -> None:

@@ -53,25 +53,32 @@ def check_command(
     submitted_at: datetime | None = None,
     webhooks: bool = False,
     correlation_id: str | None = None,
+    replaced_task: str | None = None,
 ) -> CheckClip:
     """The first ``CheckClip`` of the chain that holds the (processing) scene's lease.
 
     ``submitted_at``: the clip was recorded processing just now, at that time.
+    ``replaced_task``: the chain follows that task of the clip's ``attempts`` (``lease``).
     """
     clip = project.clips[scene_index]
+    task_uuid = clip.task_uuid
     lease = lease or clip.lease
     assert lease is not None, "only an open clip with a lease is checked"
     assert project.requests is not None, "read the project with its requests"
     request = project.requests[scene_index]
     if submitted_at is not None:  # just recorded processing: the watch starts now
         watched_since = submitted_at
+    elif replaced_task is not None:
+        task_uuid, attempt = replaced_task, clip.attempts[replaced_task]
+        submitted_at = attempt.submitted_at
+        watched_since = submitted_at or attempt.queued_at or project.created_at
     else:
         submitted_at = clip.submitted_at
         watched_since = clip.watched_since or submitted_at or project.created_at
     return CheckClip(
         project_id=project.id,
         scene_index=scene_index,
-        task_uuid=clip.task_uuid,
+        task_uuid=task_uuid,
         token=lease.token,
         lease_until=lease.until,
         submitted_at=submitted_at or watched_since,

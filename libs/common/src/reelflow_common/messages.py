@@ -118,8 +118,9 @@ class SubmitClip(Message):
     #: checks the budget before the first submit
     charge: Charge | None = None
     #: the clip had earlier tasks (a retry's task): a late video of one of them may replace
-    #: this task while it waits, so the submitter reads the clip before every submit
-    #: (``ProjectStore.awaits_submit``); a clip's first task has no such task to fear
+    #: this task while it waits, so the submitter reads the clip before every submit, its
+    #: first included (``ProjectStore.clip_task``); a clip's first task has no such task to
+    #: fear, and reads only before its later submits (``attempt`` > 1)
     after_earlier_tasks: bool = False
 
 

@@ -1,10 +1,12 @@
 """``SubmitClip``: send one clip to Runware and record that Runware has it.
 
-The message carries the request. A retry's task (the clip had earlier tasks) is read
-before each submit: does the clip still want it (an earlier task's late video may have
-replaced it: then the chain only asks Runware, never buys it)? A clip's first task has
-no earlier task, so its submits read nothing. The one write (``queued → processing``) is
-guarded on the clip's task and the chain's token.
+The message carries the request. Every submit but a clip's very first reads the clip
+(``service.reads_before_submit``): does the clip still want this task? It may have been
+cancelled while the chain waited out an outage, or an earlier task's late video may have
+replaced a retry's task. If not, the chain never buys it; it only asks Runware whether an
+earlier, unanswered submit got it there, and follows it if so (Runware bills it). The
+first submit reads nothing: the API queued the clip a moment ago. The one write
+(``queued → processing``) is guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
 crashed before starting its checks is covered by its lease and the reconciler.
@@ -37,11 +39,14 @@ from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import SUBMIT_CLIP, retry_backoff
 from reelflow_submitter.budget import BudgetGate
 from reelflow_submitter.service import (
+    BeforeSubmit,
     GiveUp,
     after_not_found,
     after_submit_error,
+    before_resubmit,
     may_hold_task,
     profile,
+    reads_before_submit,
     video_request,
 )
 from reelflow_submitter.settings import Settings
@@ -56,6 +61,12 @@ BUDGET_EXCEEDED = "budgetExceeded"
 TASK_REPLACED = {
     "code": "taskReplaced",
     "message": "An earlier task's video replaced this task before Runware had it.",
+}
+#: what a chain asks Runware with when its clip was cancelled (or failed) before this submit:
+#: never the clip's error (the clip has ended), only a mark that there is no clip to fail
+CLIP_GIVEN_UP = {
+    "code": "clipGivenUp",
+    "message": "The clip was cancelled or ended before Runware had this task.",
 }
 
 
@@ -98,19 +109,18 @@ class SubmitHandler:
         if message.final_error is not None:
             await self._verify(message)
             return
-        if message.after_earlier_tasks and not await self._projects.awaits_submit(
-            message.project_id, message.scene_index, message.task_uuid
-        ):
-            # Never buy a task the clip no longer wants; an earlier submit of this chain
-            # may have reached Runware all the same: ask, and follow it if it is there.
-            log.info("clip_submit_not_wanted", attempt=message.attempt)
-            await self._verify(message.model_copy(update={"final_error": TASK_REPLACED}))
-            return
+        if self._throttle is not None:
+            # Before the read: a pause after a 429 may last minutes, and a cancel with it.
+            await self._throttle.wait()
+        if reads_before_submit(message):
+            clip = await self._projects.clip_task(message.project_id, message.scene_index)
+            need = before_resubmit(message.task_uuid, clip)
+            if need is not BeforeSubmit.SUBMIT:
+                await self._not_wanted(message, need)
+                return
         if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
             return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
-        if self._throttle is not None:
-            await self._throttle.wait()
         try:
             result = await self._runware.submit_video(
                 video_request(message, webhook_url=webhook_url)
@@ -125,6 +135,15 @@ class SubmitHandler:
         if result.already_submitted:
             log.info("clip_already_at_runware")
         await self._accepted(message)
+
+    async def _not_wanted(self, message: SubmitClip, need: BeforeSubmit) -> None:
+        """Never buy a task the clip no longer wants; an earlier submit of this chain may have
+        reached Runware all the same: ask, and follow it if it is there."""
+        log.info("clip_submit_not_wanted", attempt=message.attempt, then=need.value)
+        if need is BeforeSubmit.DROP:
+            return
+        final_error = TASK_REPLACED if need is BeforeSubmit.ASK_REPLACED else CLIP_GIVEN_UP
+        await self._verify(message.model_copy(update={"final_error": final_error}))
 
     async def _throttled(self) -> None:
         """Runware said 429: every submit here pauses, and the other replicas are told."""
@@ -171,6 +190,10 @@ class SubmitHandler:
             assert change.lease_until is not None
             await self._start_polling(message, change.at, change.lease_until)
             log.info("clip_submitted", attempt=message.attempt)
+        elif change.given_up:
+            # Cancelled (or failed) while this submit was on its way: Runware took it all the
+            # same, so it is billed. No other chain knows of it: follow it from here.
+            await self._follow_given_up(message)
         else:
             # Another chain recorded it, or the clip is past this point: no second chain.
             log.info("clip_submit_not_recorded", attempt=message.attempt)
@@ -269,7 +292,10 @@ class SubmitHandler:
                 grace_s=self._settings.not_found_grace_s,
                 backoff=self._backoff,
             )
-            if wait is None:
+            if wait is None and _given_up(message):
+                # No clip to fail: it was cancelled (or ended) before Runware had its task.
+                log.info("clip_submit_chain_ended", attempt=message.attempt)
+            elif wait is None:
                 await self._fail(message, message.final_error)
             else:
                 await self._again(message, wait.delay_s)
@@ -277,15 +303,32 @@ class SubmitHandler:
             return
         # Runware holds it: an earlier submit got through. Track it, don't fail it.
         log.info("clip_found_at_runware", attempt=message.attempt)
-        await self._accepted(message)
+        if _given_up(message):
+            await self._follow_given_up(message)
+        else:
+            await self._accepted(message)
+
+    async def _follow_given_up(self, message: SubmitClip) -> None:
+        """Runware has the task of a clip cancelled (or failed) meanwhile, and bills it: follow
+        it to its end on what is left of this chain's lease, as a processing clip's checks go
+        on after a cancel. Its video is recorded in the clip's ``attempts``; the clip stays as
+        it is."""
+        await self._start_polling(message, self._now(), message.lease_until)
+        log.info("clip_given_up_followed", attempt=message.attempt)
 
     async def _again(self, message: SubmitClip, delay_s: float) -> None:
-        """The next step of this chain, renewing its lease if the step would come too late."""
+        """The next step of this chain, renewing its lease if the step would come too late.
+
+        Not the lease of a chain that only asks about an ended clip's task: the clip has
+        none left to renew, and no other chain will ever ask about that task; the
+        visibility grace bounds this one.
+        """
         lease_s = self._settings.lease_s
         delay_s = leases.bounded_step_s(delay_s, lease_s)
         now = self._now()
         next_at = now + timedelta(seconds=delay_s)
-        if leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s):
+        due = leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s)
+        if due and not _given_up(message):
             until = leases.renewed_until(now, lease_s)
             renewed = await self._projects.renew_lease(
                 message.project_id,
@@ -314,3 +357,8 @@ class SubmitHandler:
         )
         await self._publisher.publish_events(change.events)
         log.warning("clip_submit_failed", code=final_error["code"], error=final_error["message"])
+
+
+def _given_up(message: SubmitClip) -> bool:
+    """Whether this chain only asks Runware about the task of a clip that has ended."""
+    return message.final_error is not None and message.final_error["code"] == CLIP_GIVEN_UP["code"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 
 from reelflow_common.backoff import Backoff
+from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import RunwareError, VideoRequest, is_outage
@@ -37,6 +39,51 @@ class NotVisibleYet:
     """Runware does not know the task yet, inside the visibility grace: ask again later."""
 
     delay_s: float
+
+
+class BeforeSubmit(Enum):
+    """What a chain does with a submit the clip may no longer want (:func:`before_resubmit`)."""
+
+    #: the clip's task, queued: submit it
+    SUBMIT = "submit"
+    #: another task is the clip's now (an earlier task's video replaced this one): ask
+    #: Runware, follow the task there as an attempt if an earlier submit got it there,
+    #: else end the attempt ``failed``
+    ASK_REPLACED = "ask_replaced"
+    #: the clip's own task, but the clip was cancelled or failed meanwhile: ask Runware, and
+    #: follow the task (billed: its video is recorded in ``attempts``) if an earlier submit
+    #: got it there; else the chain ends, nothing bought
+    ASK_GIVEN_UP = "ask_given_up"
+    #: nothing to submit or ask for: the project is gone, another chain follows the task
+    #: (processing), or its video is recorded already
+    DROP = "drop"
+
+
+def reads_before_submit(message: SubmitClip) -> bool:
+    """Whether the chain reads the clip before this submit (:func:`before_resubmit`).
+
+    Every submit after the first (``attempt`` > 1: an outage, an unanswered or refused
+    submit came first), since the clip may have been cancelled, or ended otherwise, while
+    the chain waited; and every submit of a retry's task, which an earlier task's late video
+    may replace. A clip's first submit of its first task reads nothing: the API queued it
+    a moment ago.
+    """
+    return message.attempt > 1 or message.after_earlier_tasks
+
+
+def before_resubmit(task_uuid: str, clip: tuple[str, ClipStatus] | None) -> BeforeSubmit:
+    """What to do with a submit of ``task_uuid``, given the clip's current task and status
+    (None: no such clip)."""
+    if clip is None:
+        return BeforeSubmit.DROP
+    current, status = clip
+    if current != task_uuid:
+        return BeforeSubmit.ASK_REPLACED
+    if status is ClipStatus.QUEUED:
+        return BeforeSubmit.SUBMIT
+    if status in (ClipStatus.CANCELLED, ClipStatus.FAILED):
+        return BeforeSubmit.ASK_GIVEN_UP
+    return BeforeSubmit.DROP
 
 
 def video_request(message: SubmitClip, *, webhook_url: str | None) -> VideoRequest:

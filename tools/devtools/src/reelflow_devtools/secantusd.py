@@ -8,7 +8,9 @@ Each fix is a module of its own, with the measurement that called for it:
 - :mod:`reelflow_devtools.secantusd_point_lookup`: a write finds the document
   its filter names by ``_id`` instead of scanning the collection;
 - :mod:`reelflow_devtools.secantusd_read_release`: a read lets go of the pages it
-  read, so a hot document's page can be evicted while writers queue for it.
+  read, so a hot document's page can be evicted while writers queue for it;
+- :mod:`reelflow_devtools.secantusd_index_diff`: an update rewrites only the
+  index entries whose keys changed.
 
 A fix whose target differs (another secantusdb version) is left out, and the
 server says so on stderr.
@@ -18,7 +20,11 @@ from __future__ import annotations
 
 import sys
 
-from reelflow_devtools import secantusd_point_lookup, secantusd_read_release
+from reelflow_devtools import (
+    secantusd_index_diff,
+    secantusd_point_lookup,
+    secantusd_read_release,
+)
 
 #: what the server prints on stderr for a fix it runs without
 WITHOUT_FIX = "reelflow: secantus internals differ; running without"
@@ -26,6 +32,7 @@ WITHOUT_FIX = "reelflow: secantus internals differ; running without"
 FIXES = {
     "the _id point lookup for writes": secantusd_point_lookup.install,
     "releasing a read's pages": secantusd_read_release.install,
+    "rewriting only the index entries an update changed": secantusd_index_diff.install,
 }
 
 

@@ -47,6 +47,9 @@ PROJECT_INDEXES = [
     IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="reconcile_due"),
     # The copy sweep's query: successes whose video may not have been copied.
     IndexModel([("copy_due_at", ASCENDING)], name="copy_due"),
+    # The reconciler's other query: projects with a replaced task whose chain may be lost
+    # (finished ones too: the field is only ever set on the rare path, and unset after).
+    IndexModel([("attempts_due_at", ASCENDING)], name="attempts_due"),
 ]
 
 #: what every read leaves out unless it needs it: the requests and the event log

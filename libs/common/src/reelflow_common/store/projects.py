@@ -53,6 +53,7 @@ from reelflow_common.store.eventlog import (
 from reelflow_common.store.models import (
     ClipState,
     CreateResult,
+    Lease,
     NewProject,
     Outcome,
     Project,
@@ -68,6 +69,9 @@ _HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlat
 _CREATE_ATTEMPTS = 3
 #: attempts of a repair built from a read, which a concurrent writer may overtake
 _REPAIR_ATTEMPTS = 3
+#: a clip that ended without its task's video: that task, should Runware take it, is billed
+#: and followed by no chain of the clip's
+_GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 
 #: holds money for the failed clips a retry would follow again: a charge per scene, or raises
@@ -92,6 +96,9 @@ class Change:
     #: when an applied ``processing`` change happened and the lease it gave (database clock)
     at: datetime | None = None
     lease_until: datetime | None = None
+    #: not applied: Runware took the clip's own task after the clip was cancelled (or failed)
+    #: meanwhile; nobody follows that task unless the submitting chain does
+    given_up: bool = False
 
 
 class ProjectStore:
@@ -233,18 +240,31 @@ class ProjectStore:
             correlation_id=correlation_id,
             log_size=self._log_size,
         )
-        change = await self._transition(write, project_id, scene_index, task_uuid, token=token)
+        change = await self._transition(
+            write, project_id, scene_index, task_uuid, token=token, new_token=new_token
+        )
         if not change.applied or change.lease_until is not None:
             return change  # not applied, or a replaced task's: the lease its attempt keeps
         return Change(True, change.events, at=now, lease_until=lease_until)
 
     async def _earlier_submitted(
-        self, project_id: str, clip: ClipState, task_uuid: str, token: str | None
+        self,
+        project_id: str,
+        clip: ClipState,
+        task_uuid: str,
+        token: str | None,
+        new_token: str | None,
     ) -> Change:
         now = self._now()
         lease_until = now + self._lease
         write = transitions.earlier_task_submitted(
-            project_id, clip, task_uuid, token=token, now=now, lease_until=lease_until
+            project_id,
+            clip,
+            task_uuid,
+            token=token,
+            now=now,
+            lease_until=lease_until,
+            new_token=new_token,
         )
         if write is None:
             return Change(False)
@@ -337,22 +357,22 @@ class ProjectStore:
         events = await self._apply(write, project_id)
         return Change(events is not None, events or [])
 
-    async def awaits_submit(self, project_id: str, scene_index: int, task_uuid: str) -> bool:
-        """Whether the clip still wants ``task_uuid`` submitted: it is the clip's task, queued.
+    async def clip_task(self, project_id: str, scene_index: int) -> tuple[str, ClipStatus] | None:
+        """The clip's current task and its status; None when there is no such clip (the project
+        was deleted).
 
-        False once an earlier task's video replaced it (or the clip moved on): submitting
-        then would buy a task nobody needs. One indexed read of the ``_id`` alone.
+        What a submit chain reads before a submit that may not be wanted any more
+        (``reelflow_submitter.service.before_resubmit``). One indexed read of the ``_id``,
+        two fields.
         """
         path = clip_path(scene_index)
         found = await self._projects.find_one(
-            {
-                "_id": project_id,
-                f"{path}.task_uuid": task_uuid,
-                f"{path}.status": ClipStatus.QUEUED.value,
-            },
-            {"_id": 1},
+            {"_id": project_id}, {f"{path}.task_uuid": 1, f"{path}.status": 1}
         )
-        return found is not None
+        clip = None if found is None else found.get("clips", {}).get(str(scene_index))
+        if clip is None:
+            return None
+        return clip["task_uuid"], ClipStatus(clip["status"])
 
     async def renew_lease(
         self,
@@ -369,7 +389,7 @@ class ProjectStore:
         With the chain's ``task_uuid``: a chain whose task an earlier task's video replaced
         goes on under the task's ``attempts`` entry (a second write, only then): it follows
         the task if an earlier submit got it to Runware, or else ends the attempt; it never
-        submits it again (``awaits_submit``).
+        submits it again (``clip_task``).
         """
         write = transitions.renew_lease(
             project_id, scene_index, token=token, until_was=until_was, until=until
@@ -404,6 +424,15 @@ class ProjectStore:
             [UpdateOne(write.filter, write.update) for write in writes], ordered=False
         )
 
+    async def expire_attempt_lease(
+        self, project_id: str, scene_index: int, task_uuid: str, *, token: str
+    ) -> None:
+        """A replaced task's chain that could not be started: the reconciler takes it next."""
+        write = transitions.expire_lease(
+            project_id, scene_index, token=token, now=self._now(), replaced_task=task_uuid
+        )
+        await self._projects.update_one(write.filter, write.update)
+
     async def _transition(
         self,
         write: Write,
@@ -413,12 +442,16 @@ class ProjectStore:
         *,
         result: TaskResult | None = None,
         token: str | None = None,
+        new_token: str | None = None,
     ) -> Change:
-        """``token``: of the submit chain whose task Runware took (no ``result``)."""
+        """``token``: of the submit chain whose task Runware took (no ``result``), and
+        ``new_token`` of the reconciler's chain that takes it over."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
-        return await self._repair(project_id, scene_index, task_uuid, result, token=token)
+        return await self._repair(
+            project_id, scene_index, task_uuid, result, token=token, new_token=new_token
+        )
 
     async def _apply(
         self, write: Write, project_id: str, *, finish: bool = True
@@ -562,11 +595,15 @@ class ProjectStore:
 
     async def copies_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects with a success older than ``before`` the sweep has not seen stored."""
-        found = self._projects.find(
-            {transitions.COPY_DUE: {"$lt": before}}, {transitions.COPY_DUE: 1}
-        )
-        docs = await found.sort(transitions.COPY_DUE, 1).limit(limit).to_list()
-        return [(doc["_id"], doc[transitions.COPY_DUE]) for doc in docs]
+        return await self._due_by(transitions.COPY_DUE, before=before, limit=limit)
+
+    async def _due_by(
+        self, mark: str, *, before: datetime, limit: int
+    ) -> list[tuple[str, datetime]]:
+        """(id, mark) of the projects whose ``mark`` is before ``before``, earliest first."""
+        found = self._projects.find({mark: {"$lt": before}}, {mark: 1})
+        docs = await found.sort(mark, 1).limit(limit).to_list()
+        return [(doc["_id"], doc[mark]) for doc in docs]
 
     async def claim_copies(
         self, project_id: str, *, due_at: datetime, now: datetime
@@ -599,6 +636,7 @@ class ProjectStore:
         result: TaskResult | None,
         *,
         token: str | None = None,
+        new_token: str | None = None,
     ) -> Change:
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
@@ -618,7 +656,7 @@ class ProjectStore:
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             if result is None and clip.task_uuid != task_uuid:
                 # A submit Runware took, of a task the clip no longer has.
-                return await self._earlier_submitted(project_id, clip, task_uuid, token)
+                return await self._earlier_submitted(project_id, clip, task_uuid, token, new_token)
             if result is not None:
                 write = transitions.late_result(
                     project_id,
@@ -640,7 +678,8 @@ class ProjectStore:
                 await self.ledgers.settle(doc["tenant_id"], charge, settlement)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
-            return Change(False, events)
+            given_up = result is None and clip.status in _GIVEN_UP
+            return Change(False, events, given_up=given_up)
         return Change(False)
 
     # --- the API's operations ----------------------------------------------------------
@@ -773,10 +812,13 @@ class ProjectStore:
 
     async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
         """Take a due project for one pass (with its requests); None if another reconciler did."""
-        write = transitions.claim(project_id, due_at=due_at, until=until)
+        return await self._claimed(transitions.claim(project_id, due_at=due_at, until=until))
+
+    async def _claimed(self, claim: Write) -> Project | None:
+        """Apply a reconciler's claim; the project as it left it, or None if not applied."""
         doc = await self._projects.find_one_and_update(
-            write.filter,
-            write.update,
+            claim.filter,
+            claim.update,
             projection=WITHOUT_EVENTS,
             return_document=ReturnDocument.AFTER,
         )
@@ -790,6 +832,43 @@ class ProjectStore:
     async def rearm(self, project_id: str, clip: ClipState, *, token: str, until: datetime) -> bool:
         """Lease an open clip, as read, to a new chain; False if it moved since the read."""
         write = transitions.rearm(project_id, clip, new_token=token, until=until)
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
+    async def attempts_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Projects (finished ones too) with an open attempt whose lease may have run out
+        before ``before``: (id, ``attempts_due_at``)."""
+        return await self._due_by(transitions.ATTEMPTS_DUE, before=before, limit=limit)
+
+    async def claim_attempts(
+        self, project_id: str, *, due_at: datetime, until: datetime
+    ) -> Project | None:
+        """Take a project's due attempts for one pass (with its requests); None if taken."""
+        return await self._claimed(
+            transitions.claim_attempts(project_id, due_at=due_at, until=until)
+        )
+
+    async def release_attempts(
+        self, project_id: str, *, claimed: datetime, due_at: datetime | None
+    ) -> None:
+        """End a pass over the attempts: due next at ``due_at`` (None: none is open)."""
+        write = transitions.release_attempts(project_id, claimed=claimed, due_at=due_at)
+        await self._projects.update_one(write.filter, write.update)
+
+    async def rearm_attempt(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        lease: Lease,
+        *,
+        token: str,
+        until: datetime,
+    ) -> bool:
+        """Lease a replaced task, whose lease as read ran out, to a new chain; False if it moved."""
+        write = transitions.rearm_attempt(
+            project_id, scene_index, task_uuid, lease, new_token=token, until=until
+        )
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 

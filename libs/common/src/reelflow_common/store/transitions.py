@@ -44,7 +44,7 @@ from reelflow_common.store.eventlog import (
     packed,
     stored_event,
 )
-from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
+from reelflow_common.store.models import Attempt, ClipState, Lease, TaskResult, TaskSucceeded
 
 #: the error code of a clip that ran out of time on our side (Runware never said it failed)
 TIMED_OUT = "timedOut"
@@ -216,6 +216,9 @@ def _still_pending(
 #: the earliest success whose video the copy sweep has not seen stored yet (set by every
 #: success, ``$min``; moved on by each sweep's claim, unset once nothing is left to copy)
 COPY_DUE = "copy_due_at"
+#: a lower bound of the lease ends of the project's open attempts (tasks an earlier task's
+#: video replaced, still followed): the reconciler's index for them (``attempts_due``)
+ATTEMPTS_DUE = "attempts_due_at"
 
 
 # --- the hot path: a chain moves its clip ---------------------------------------
@@ -424,12 +427,24 @@ def renew_lease(
     return Write(guard, {"$set": {f"{path}.lease.until": until}})
 
 
-def expire_lease(project_id: str, scene_index: int, *, token: str, now: datetime) -> Write:
-    """The chain of ``token`` could not be started: let the reconciler take the clip at once."""
-    path = clip_path(scene_index)
+def expire_lease(
+    project_id: str,
+    scene_index: int,
+    *,
+    token: str,
+    now: datetime,
+    replaced_task: str | None = None,
+) -> Write:
+    """The chain of ``token`` could not be started: let the reconciler take the clip at once.
+
+    ``replaced_task``: the chain follows that attempt (its lease is in ``attempts``).
+    """
+    path, due = clip_path(scene_index), "due_at"
+    if replaced_task is not None:
+        path, due = f"{path}.attempts.{replaced_task}", ATTEMPTS_DUE
     return Write(
         {"_id": project_id, f"{path}.lease.token": token},
-        {"$set": {f"{path}.lease.until": now}, "$min": {"due_at": now}},
+        {"$set": {f"{path}.lease.until": now}, "$min": {due: now}},
     )
 
 
@@ -679,6 +694,45 @@ def release(project_id: str, *, claimed: datetime, due_at: datetime) -> Write:
     return Write({"_id": project_id, "due_at": claimed}, {"$set": {"due_at": due_at}})
 
 
+def rearm_attempt(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    lease: Lease,
+    *,
+    new_token: str,
+    until: datetime,
+) -> Write:
+    """Give a replaced task whose chain's lease (in its attempt) ran out a new chain.
+
+    Guarded on that lease as read, as :func:`rearm` is: a chain that renewed meanwhile
+    keeps the attempt, and the old chain's renewal matches nothing from now on.
+    """
+    prefix = f"{clip_path(scene_index)}.attempts.{task_uuid}"
+    guard = {
+        "_id": project_id,
+        f"{prefix}.lease.token": lease.token,
+        f"{prefix}.lease.until": lease.until,
+    }
+    return Write(guard, {"$set": {f"{prefix}.lease": {"token": new_token, "until": until}}})
+
+
+def claim_attempts(project_id: str, *, due_at: datetime, until: datetime) -> Write:
+    """Take a project whose open attempts are due for one pass, as :func:`claim` does."""
+    return Write({"_id": project_id, ATTEMPTS_DUE: due_at}, {"$set": {ATTEMPTS_DUE: until}})
+
+
+def release_attempts(project_id: str, *, claimed: datetime, due_at: datetime | None) -> Write:
+    """After a pass over the attempts: due next at ``due_at`` (None: no attempt is open).
+
+    Conditional on the claim's value: a write that moved a lease into ``attempts``
+    meanwhile lowered it (to its own time, below the claim), and the next pass sees it.
+    """
+    if due_at is None:
+        return Write({"_id": project_id, ATTEMPTS_DUE: claimed}, {"$unset": {ATTEMPTS_DUE: ""}})
+    return Write({"_id": project_id, ATTEMPTS_DUE: claimed}, {"$set": {ATTEMPTS_DUE: due_at}})
+
+
 # --- late results: a result for a task that is not the clip's open current task ----
 
 
@@ -841,6 +895,7 @@ def earlier_task_submitted(
     token: str | None,
     now: datetime,
     lease_until: datetime,
+    new_token: str | None = None,
 ) -> Write | None:
     """Runware took an earlier task that was still queued: its attempt is processing now.
 
@@ -850,6 +905,7 @@ def earlier_task_submitted(
     so its chain follows it and its end is recorded in ``attempts`` (history: no seq).
     Only the chain of ``token`` (the submitting one) when the attempt keeps a lease: a
     stale chain neither marks it nor renews the lease of the chain that holds it.
+    ``new_token``: the reconciler takes the chain over; the attempt's lease is now its.
     """
     attempt = clip.attempts.get(task_uuid)
     if attempt is None or attempt.status is not ClipStatus.QUEUED:
@@ -864,6 +920,8 @@ def earlier_task_submitted(
         # The submit chain goes on as the task's poll chain: its lease runs on.
         guard[f"{prefix}.lease.token"] = token
         to_set[f"{prefix}.lease.until"] = lease_until
+        if new_token is not None:
+            to_set[f"{prefix}.lease.token"] = new_token
     return Write(guard, {"$set": to_set})
 
 
@@ -889,6 +947,11 @@ def _earlier_task_succeeded(
     )
     update = _take_video(clip, task_uuid, video)
     update.cost(result.cost)
+    if clip.lease is not None:
+        # The replaced task's chain goes on under its attempt: the reconciler looks at the
+        # project's attempts from now on (``now`` or the lease's end if it ran out already:
+        # below the claim of a pass under way, whose release then matches nothing).
+        update.min[ATTEMPTS_DUE] = min(now, clip.lease.until)
     guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
     # Its own reservation was freed when it was given up on; the replaced task keeps its own

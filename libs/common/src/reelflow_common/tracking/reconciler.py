@@ -20,6 +20,14 @@ it asks Runware, then:
 and finally sets ``due_at`` to the earliest open lease. A lost, dead-lettered or
 forked chain, or a crashed service, so ends in Runware's truth within
 ``lease_s + reconcile_grace_s + reconcile_interval_s``.
+
+The tasks an earlier task's video replaced are followed the same way, whatever the
+project's status (it has often finished): their chains hold leases in the clips'
+``attempts``, and ``attempts_due_at`` (index ``attempts_due``, set only on that rare
+path) says when one may have run out. A pass claims it like ``due_at``, records the
+end Runware reports (in ``attempts``: billed, or the reservation released) or re-arms
+a ``CheckClip`` under a fresh token, then sets it to the earliest open attempt's lease,
+or removes it once none is open.
 """
 
 from __future__ import annotations
@@ -144,6 +152,17 @@ class Reconciler:
                     log.exception("reconcile_failed")
                     continue
                 claimed += done is not None
+        due = await self._projects.attempts_due(
+            before=self._now() - self._grace, limit=self._batch_size
+        )
+        for project_id, due_at in due:
+            with bound_context(project_id=project_id):
+                try:
+                    done = await self._reconcile_attempts(project_id, due_at)
+                except Exception:
+                    log.exception("reconcile_attempts_failed")
+                    continue
+                claimed += done is not None
         return claimed
 
     async def reconcile_now(self, project: Project) -> Pass | None:
@@ -207,6 +226,78 @@ class Reconciler:
             next_due = min(leases_after, default=claimed_until)
             await self._projects.release(project_id, claimed=claimed_until, due_at=next_due)
         return done
+
+    async def _reconcile_attempts(self, project_id: str, due_at: datetime) -> Pass | None:
+        """One pass over the project's replaced tasks still followed (leases in ``attempts``)."""
+        now = self._now()
+        claimed_until = now + self._lease
+        project = await self._projects.claim_attempts(
+            project_id, due_at=due_at, until=claimed_until
+        )
+        if project is None:
+            return None  # another replica took it
+        expired: list[tuple[ClipState, str, Lease]] = []
+        leases_after: list[datetime] = []
+        for clip in project.clips:
+            for task_uuid, attempt in clip.attempts.items():
+                if attempt.lease is None:
+                    continue
+                if attempt.lease.until < now - self._grace:
+                    expired.append((clip, task_uuid, attempt.lease))
+                else:
+                    leases_after.append(attempt.lease.until)
+        # Until settled, an expired lease stays in the minimum: due again at once on a failure.
+        unsettled = {task_uuid: lease.until for _, task_uuid, lease in expired}
+        done = Pass(project_id)
+        try:
+            with bound_context(correlation_id=project.correlation_id):
+                if expired:
+                    outcomes = await self._runware.get_responses(task for _, task, _ in expired)
+                    for clip, task_uuid, lease in expired:
+                        outcome = outcomes[task_uuid]
+                        with bound_context(task_uuid=task_uuid):
+                            action, until = await self._settle_attempt(
+                                project, clip, task_uuid, lease, outcome
+                            )
+                        del unsettled[task_uuid]
+                        CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
+                        if until is not None:
+                            leases_after.append(until)
+                        done.settled.append(
+                            Settled(clip.scene_index, task_uuid, describe(outcome), action, until)
+                        )
+                    log.warning("attempts_reconciled", attempts=len(expired))
+        finally:
+            next_due = min([*leases_after, *unsettled.values()], default=None)
+            await self._projects.release_attempts(
+                project_id, claimed=claimed_until, due_at=next_due
+            )
+        return done
+
+    async def _settle_attempt(
+        self,
+        project: Project,
+        clip: ClipState,
+        task_uuid: str,
+        lease: Lease,
+        outcome: TaskState | RunwareError,
+    ) -> tuple[Action, datetime | None]:
+        """Record the end of a replaced task in its attempt, or re-arm its chain."""
+        attempt = clip.attempts[task_uuid]
+        now = self._now()
+        since = attempt.submitted_at or attempt.queued_at or project.created_at
+        watch = Watch(
+            since_submit_s=seconds_between(since, now), watched_s=seconds_between(since, now)
+        )
+        decision = self._policy.decide(outcome, watch)
+        if isinstance(decision, Record):
+            # Not the clip's task: the repair path records it in the attempt and settles it.
+            await self._recorder.record(project.id, clip.scene_index, task_uuid, decision.result)
+            return Action.RECORDED, None
+        running = isinstance(outcome, TaskState) and outcome.status == "processing"
+        return await self._rearm_check(
+            project, clip, decision, watch, running=running, replaced=(task_uuid, lease)
+        )
 
     async def _settle(
         self, project: Project, clip: ClipState, outcome: TaskState | RunwareError
@@ -287,13 +378,36 @@ class Reconciler:
         )
 
     async def _rearm_check(
-        self, project: Project, clip: ClipState, decision: Keep, watch: Watch, *, running: bool
+        self,
+        project: Project,
+        clip: ClipState,
+        decision: Keep,
+        watch: Watch,
+        *,
+        running: bool,
+        replaced: tuple[str, Lease] | None = None,
     ) -> tuple[Action, datetime | None]:
+        """``replaced``: the chain follows that task of ``attempts``, whose lease was read so."""
         now = self._now()
         lease = Lease(token=new_token(), until=now + self._lease)
-        if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
+        replaced_task = None
+        if replaced is None:
+            rearmed = await self._projects.rearm(
+                project.id, clip, token=lease.token, until=lease.until
+            )
+        else:
+            replaced_task, held = replaced
+            rearmed = await self._projects.rearm_attempt(
+                project.id,
+                clip.scene_index,
+                replaced_task,
+                held,
+                token=lease.token,
+                until=lease.until,
+            )
+        if not rearmed:
             return Action.MOVED, None
-        check = check_command(project, clip.scene_index, lease=lease)
+        check = check_command(project, clip.scene_index, lease=lease, replaced_task=replaced_task)
         update: dict[str, object] = {"last_error": decision.last_error}
         if running:  # the planner learns the finish came after this answer
             update |= {"seen_processing_at": now, "seen_progress": decision.progress}
@@ -338,6 +452,11 @@ class Reconciler:
                 await self._publisher.send(work_queue, command, delay_s=delay_s)
         except TransientError:
             # No chain runs under this lease: due again at once, for the next pass.
-            await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})
+            if isinstance(command, CheckClip) and command.task_uuid != clip.task_uuid:
+                await self._projects.expire_attempt_lease(
+                    project.id, clip.scene_index, command.task_uuid, token=lease.token
+                )
+            else:
+                await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})
             return Action.NOT_STARTED, self._now()
         return action, lease.until

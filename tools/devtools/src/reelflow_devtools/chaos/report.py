@@ -50,6 +50,7 @@ def figures(
             "succeeded": buckets["succeeded"],
             "failed_as_injected": buckets["failed_as_injected"],
             "failed_as_injected_by_cause": dict(verdict.injected),
+            "late_video_kept": buckets["late_video_kept"],
             "lost": buckets["lost"],
             "stuck": buckets["stuck"],
             "forged_accepted": buckets["forged_accepted"],
@@ -113,6 +114,7 @@ def report(results: dict[str, Any]) -> str:
             "failed as injected",
             f"{clips['failed_as_injected']}  {clips['failed_as_injected_by_cause']}",
         ),
+        ("failed, late video kept", clips.get("late_video_kept", 0)),
         ("lost", clips["lost"]),
         (
             "videos copied",

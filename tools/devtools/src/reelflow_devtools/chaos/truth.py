@@ -7,8 +7,12 @@ Each clip falls in exactly one bucket:
   hung task that reached the ceiling (``timedOut``), or a task Runware never
   accepted because it refused every submit (429/503/504) up to the ceiling
   (``poll_max_age_s``);
-- *lost*: any other failure: Runware has (or will have) a billed video for it,
-  or never saw the task and never refused it;
+- *late video kept*: a failure (reelflow gave the task up: the ceiling, or not
+  found within the visibility grace) whose task delivered its video after all,
+  recorded in the clip's ``attempts`` under its own task: billed and kept (a retry
+  takes it), so nothing is lost;
+- *lost*: any other failure: Runware has (or will have) a billed video for it that
+  reelflow does not hold, or never saw the task and never refused it;
 - *stuck*: still queued or processing after the convergence deadline;
 - *forged accepted*: a result no ``getResponse`` gave: a forged webhook's URL or
   error code, or a video Runware did not make for that task.
@@ -75,12 +79,10 @@ def classify(clip: dict[str, Any], task: dict[str, Any] | None) -> tuple[str, st
         return "forged_accepted", ""
     state = None if task is None else task["state"]
     if status == "success":
-        made = [] if task is None else task["video_uuids"]
-        genuine = state == "success" and any(
-            str(video_url).endswith(f"/video/{video}.mp4") for video in made
-        )
-        return ("succeeded", "") if genuine else ("forged_accepted", "")
+        return ("succeeded", "") if _genuine(video_url, task) else ("forged_accepted", "")
     if status == "failed":
+        if state == "success" and _kept_late(clip, task):
+            return "late_video_kept", ""
         if task is None and code in REFUSALS:
             return "failed_as_injected", "never accepted"
         if state == "error":
@@ -88,6 +90,23 @@ def classify(clip: dict[str, Any], task: dict[str, Any] | None) -> tuple[str, st
         if state == "hang" and code == "timedOut":
             return "failed_as_injected", "hung, timed out"
     return "lost", ""
+
+
+def _genuine(video_url: object, task: dict[str, Any] | None) -> bool:
+    """Whether ``video_url`` is the video Runware made for ``task``."""
+    if task is None or task["state"] != "success":
+        return False
+    return any(str(video_url).endswith(f"/video/{video}.mp4") for video in task["video_uuids"])
+
+
+def _kept_late(clip: dict[str, Any], task: dict[str, Any] | None) -> bool:
+    """The clip's own task's video, recorded in its ``attempts`` after the clip failed."""
+    return any(
+        attempt["task_uuid"] == clip["task_uuid"]
+        and attempt["status"] == "success"
+        and _genuine(attempt.get("video_url"), task)
+        for attempt in clip.get("attempts") or []
+    )
 
 
 async def _patiently(read: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
