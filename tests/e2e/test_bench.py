@@ -50,6 +50,8 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
         assert run["clips_succeeded"] == run["clips"]
         assert run["db_ops_per_clip"] > 0
         assert run["confirmed_publishes"] >= run["clips"]  # at least each clip's SubmitClip
+        by_service = run["publishes_per_clip_by_service"]
+        assert sum(by_service.values()) == pytest.approx(run["publishes_per_clip"], abs=0.05)
         assert run["ceiling"]["clips_per_s"] > 0
     assert "task_queue_multiple" in sizes[10]
     assert "task_queue_multiple" in sizes[50]

@@ -18,8 +18,10 @@ from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from reelflow_api.app import create_app
+from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
-from reelflow_common.broker import amqp_channel
+from reelflow_common.broker import Publisher, amqp_channel
+from reelflow_common.messages import LaneOpened
 from reelflow_common.mongo import Database
 from reelflow_common.store import (
     ApiKeyStore,
@@ -30,9 +32,9 @@ from reelflow_common.store import (
     TaskResult,
     TaskSucceeded,
 )
-from reelflow_common.topology import SUBMIT_CLIP, Topology
+from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_lane
 from reelflow_devtools.launcher import delete_topology_queues
-from tests.waiting import eventually_matches
+from tests.waiting import eventually, eventually_matches
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -78,9 +80,31 @@ class Api:
 
     async def tenant(self, name: str = "acme") -> dict[str, str]:
         """Headers authenticating as a new tenant."""
+        _tenant_id, auth = await self.new_tenant(name)
+        return auth
+
+    async def new_tenant(self, name: str = "acme") -> tuple[str, dict[str, str]]:
+        """A new tenant's id, and headers authenticating as it."""
         tenant_id = await self.keys.create_tenant(name)
         key = await self.keys.issue_key(tenant_id)
-        return {"Authorization": f"Bearer {key}"}
+        return tenant_id, {"Authorization": f"Bearer {key}"}
+
+    def knows_lane(self, tenant_id: str) -> bool:
+        """Whether the API would publish the tenant's clips straight to its lane."""
+        state: AppState = self.app.state.reelflow
+        return state.lanes.consumed(tenant_id)
+
+    async def announce_lane(self, tenant_id: str) -> str:
+        """Do what a submitter does on opening a tenant's lane (declare it, say so); its name.
+
+        Returns once the API has heard.
+        """
+        async with amqp_channel(self.connection) as channel:
+            lane = await declare_lane(channel, self.topology, tenant_id)
+            publisher = Publisher(channel, self.topology, timeout_s=5)
+            await publisher.signal(LaneOpened(tenant_id=tenant_id))
+        await eventually(lambda: self.knows_lane(tenant_id), "the API told of the lane")
+        return lane
 
     async def create(
         self,

@@ -253,7 +253,12 @@ class BrokenPublisher(Publisher):
         pass
 
     async def send(
-        self, work_queue: str, message: Message, *, delay_s: float | None = None
+        self,
+        work_queue: str,
+        message: Message,
+        *,
+        delay_s: float | None = None,
+        to: str | None = None,
     ) -> None:
         raise PublishError("not confirmed")
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from reelflow_api.settings import Settings
+from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import SubmitClip
 from tests.integration.api_helpers import Api, assert_problem, running_api
@@ -87,6 +88,49 @@ async def test_create_publishes_one_submit_clip_per_clip_carrying_its_request_an
         )
     assert commands[1].request.prompt == "sunset over the river"
     assert commands[1].model == stored.model
+
+
+# --- fair share: straight to a tenant's lane ------------------------------------------------
+
+
+async def test_a_create_for_a_tenant_whose_lane_a_submitter_consumes_goes_to_the_lane_only(
+    api: Api,
+) -> None:
+    # The sorting hop saved: the shared queue never sees these clips, and the lane gets
+    # what the sorter would have put there (the same message, our headers and no others).
+    sorted_first = (await api.create(await api.tenant("sorted"))).json()
+    via_shared = await api.drain()
+    tenant_id, auth = await api.new_tenant()
+    lane = await api.announce_lane(tenant_id)
+
+    body = (await api.create(auth)).json()
+
+    assert await api.drain() == []
+    received = await api.take(lane)
+    assert sorted(m.body["task_uuid"] for m in received) == sorted(body["clips"])
+    assert sorted(m.body["task_uuid"] for m in via_shared) == sorted(sorted_first["clips"])
+    for message, shared in zip(received, via_shared, strict=True):
+        assert message.type == shared.type == "submit_clip"
+        assert sorted(message.headers) == sorted(shared.headers)
+        assert message.headers["project_id"] == body["project_id"]
+        assert SubmitClip.model_validate(message.body).tenant_id == tenant_id
+
+
+async def test_a_create_whose_lane_is_gone_goes_through_the_shared_queue_and_forgets_it(
+    api: Api,
+) -> None:
+    tenant_id, auth = await api.new_tenant()
+    lane = await api.announce_lane(tenant_id)
+    async with amqp_channel(api.connection) as channel:
+        await channel.queue_delete(lane)  # expired, or deleted by an operator
+
+    response = await api.create(auth)
+
+    assert response.status_code == 202
+    assert sorted(m.body["task_uuid"] for m in await api.drain()) == sorted(
+        response.json()["clips"]
+    )
+    assert not api.knows_lane(tenant_id)  # the next project pays no failed publish
 
 
 async def test_create_applies_the_configured_defaults(api: Api) -> None:

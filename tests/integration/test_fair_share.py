@@ -15,13 +15,17 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from reelflow_common.broker import amqp_channel
 from reelflow_common.commands import send_all, submit_command
 from reelflow_common.domain import ClipRequest
+from reelflow_common.messages import SubmitClip
 from reelflow_common.store import ApiKeyStore, NewProject, Project
 from reelflow_common.topology import SUBMIT_CLIP, declare_lane
 from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.lanes import LaneSorter
 from reelflow_submitter.main import main
 from reelflow_submitter.settings import Settings
+from tests.integration.api_helpers import Api
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -133,3 +137,70 @@ async def test_a_lane_left_with_clips_is_served_by_a_replica_that_starts_later(
 
     submitted = {task["task_uuid"] for task in await runware_sim.tasks()}
     assert {clip.task_uuid for clip in project.clips} <= submitted
+
+
+# --- the API puts a tenant's clips straight on its lane ---------------------------------------
+
+
+@pytest.fixture
+def sorted_projects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The projects whose ``SubmitClip``s the submitter's sorter moved, one entry per clip."""
+    seen: list[str] = []
+    sort = LaneSorter.__call__
+
+    async def recording(self: LaneSorter, message: SubmitClip) -> None:
+        seen.append(message.project_id)
+        await sort(self, message)
+
+    monkeypatch.setattr(LaneSorter, "__call__", recording)
+    return seen
+
+
+async def submitted(runware_sim: RunningSimulator, project: dict[str, Any]) -> bool:
+    seen = {task["task_uuid"] for task in await runware_sim.tasks()}
+    return set(project["clips"]) <= seen
+
+
+async def submitting_past_the_sorter(
+    api: Api, runware_sim: RunningSimulator
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """A new tenant whose first project went through the sorter, and whose lane the API
+    now knows a submitter serves: its id, its auth headers, that first project."""
+    tenant_id, auth = await api.new_tenant()
+    first = (await api.create(auth)).json()
+    await eventually(lambda: submitted(runware_sim, first), "a new tenant's clips at Runware")
+    await eventually(lambda: api.knows_lane(tenant_id), "the API told of the tenant's lane")
+    return tenant_id, auth, first
+
+
+async def test_a_tenants_first_clips_are_sorted_and_once_its_lane_is_served_the_next_skip_it(
+    api: Api, settings: Settings, runware_sim: RunningSimulator, sorted_projects: list[str]
+) -> None:
+    stop = asyncio.Event()
+    async with running(main(settings, stop=stop), stop):
+        _tenant_id, auth, first = await submitting_past_the_sorter(api, runware_sim)
+
+        second = (await api.create(auth)).json()
+        await eventually(lambda: submitted(runware_sim, second), "the next project's at Runware")
+
+    assert first["project_id"] in sorted_projects
+    assert second["project_id"] not in sorted_projects
+
+
+async def test_a_lane_deleted_under_the_api_costs_a_detour_through_the_sorter_not_a_clip(
+    api: Api,
+    settings: Settings,
+    runware_sim: RunningSimulator,
+    sorted_projects: list[str],
+    amqp_connection: AbstractRobustConnection,
+) -> None:
+    stop = asyncio.Event()
+    async with running(main(settings, stop=stop), stop):
+        tenant_id, auth, _first = await submitting_past_the_sorter(api, runware_sim)
+        async with amqp_channel(amqp_connection) as channel:
+            await channel.queue_delete(api.topology.lane_queue(tenant_id))  # x-expires, say
+
+        second = (await api.create(auth)).json()
+        await eventually(lambda: submitted(runware_sim, second), "the next project's at Runware")
+
+    assert second["project_id"] in sorted_projects

@@ -121,9 +121,14 @@ class RecordingPublisher(Publisher):
         self.sent: list[Sent] = []
 
     async def send(
-        self, work_queue: str, message: Message, *, delay_s: float | None = None
+        self,
+        work_queue: str,
+        message: Message,
+        *,
+        delay_s: float | None = None,
+        to: str | None = None,
     ) -> None:
-        await super().send(work_queue, message, delay_s=delay_s)
+        await super().send(work_queue, message, delay_s=delay_s, to=to)
         self.sent.append(Sent(work_queue, message, delay_s))
 
     def sent_to(self, work_queue: str) -> list[Any]:

@@ -145,7 +145,12 @@ class _Sent(Publisher):
         self.sent: list[tuple[str, Message]] = []
 
     async def send(
-        self, work_queue: str, message: Message, *, delay_s: float | None = None
+        self,
+        work_queue: str,
+        message: Message,
+        *,
+        delay_s: float | None = None,
+        to: str | None = None,
     ) -> None:
         self.sent.append((work_queue, message))
 

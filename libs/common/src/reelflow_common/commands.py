@@ -114,6 +114,33 @@ def first_check(
     )
 
 
+async def send_each(
+    publisher: Publisher,
+    work_queue: str,
+    messages: Sequence[Message],
+    *,
+    delay_s: float | None = None,
+    to: str | None = None,
+) -> list[tuple[Message, TransientError]]:
+    """Publish every message, all confirms awaited together; the ones not confirmed, and why.
+
+    ``to``: another queue of the work queue's messages (``Publisher.send``). Only an
+    outage (``TransientError``: ``Unroutable`` for a queue that is gone) counts as not
+    confirmed; anything else is a bug and is raised.
+    """
+    results = await asyncio.gather(
+        *(publisher.send(work_queue, message, delay_s=delay_s, to=to) for message in messages),
+        return_exceptions=True,
+    )
+    failed: list[tuple[Message, TransientError]] = []
+    for message, result in zip(messages, results, strict=True):
+        if isinstance(result, TransientError):
+            failed.append((message, result))
+        elif isinstance(result, BaseException):
+            raise result
+    return failed
+
+
 async def send_all(
     publisher: Publisher,
     work_queue: str,
@@ -121,19 +148,6 @@ async def send_all(
     *,
     delay_s: float | None = None,
 ) -> list[Message]:
-    """Publish every message, all confirms awaited together; the ones not confirmed.
-
-    Only an outage (``TransientError``) counts as not confirmed; anything else is a
-    bug and is raised.
-    """
-    results = await asyncio.gather(
-        *(publisher.send(work_queue, message, delay_s=delay_s) for message in messages),
-        return_exceptions=True,
-    )
-    failed: list[Message] = []
-    for message, result in zip(messages, results, strict=True):
-        if isinstance(result, TransientError):
-            failed.append(message)
-        elif isinstance(result, BaseException):
-            raise result
-    return failed
+    """Publish every message, confirms awaited together (``send_each``); the ones not confirmed."""
+    failed = await send_each(publisher, work_queue, messages, delay_s=delay_s)
+    return [message for message, _error in failed]

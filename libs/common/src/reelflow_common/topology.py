@@ -62,6 +62,9 @@ NOTIFIER_FANOUT = "notifier.fanout"
 #: base name of each api replica's own queue of ``project.finished`` events, which wake
 #: the replica's ``?wait=`` requests (``<prefix>api.wakeups.<uuid>``)
 API_WAKEUPS = "api.wakeups"
+#: base name of each api replica's own queue of the submitters' signals, from which it
+#: learns the tenant lanes a submitter consumes (``<prefix>api.lanes.<uuid>``)
+API_LANES = "api.lanes"
 
 #: AMQP headers. The correlation id names the HTTP request that started a chain, under one
 #: name everywhere: this header, the messages' ``correlation_id`` field, the log key, and
@@ -187,6 +190,10 @@ class Topology:
     def wakeups_queue(self, replica_id: str) -> str:
         """An api replica's own queue of ``project.finished`` events (exclusive, auto-delete)."""
         return self.name(f"{API_WAKEUPS}.{replica_id}")
+
+    def api_lanes_queue(self, replica_id: str) -> str:
+        """An api replica's own queue of submitter signals (exclusive, auto-delete)."""
+        return self.name(f"{API_LANES}.{replica_id}")
 
     def queue_names(self) -> list[str]:
         """Every durable queue this topology declares (not the notifiers' own queues)."""

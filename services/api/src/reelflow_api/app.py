@@ -11,6 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from reelflow_api.deps import AppState
+from reelflow_api.lanes import KnownLanes, listening
 from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.openapi import install_openapi
 from reelflow_api.problems import install_problem_handlers
@@ -72,10 +73,12 @@ def create_app(settings: Settings) -> FastAPI:
             )
             readiness["mongodb"] = indexes.ready
             wakeups = Wakeups()
+            lanes = KnownLanes(settings.lane_ttl_s)
             storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
                 in_background(
-                    _link_broker(settings, topology, publisher, wakeups, readiness), name="amqp"
+                    _link_broker(settings, topology, publisher, wakeups, lanes, readiness),
+                    name="amqp",
                 )
             )
             app.state.reelflow = AppState(
@@ -93,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
                 usage=UsageStore(db, projects_store.ledgers),
                 project_reads=Batcher(projects_store.get_many, max_batch=READ_BATCH),
                 wakeups=wakeups,
+                lanes=lanes,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )
@@ -145,10 +149,12 @@ async def _link_broker(
     topology: Topology,
     publisher: Publisher,
     wakeups: Wakeups,
+    lanes: KnownLanes,
     readiness: dict[str, ReadinessCheck],
 ) -> None:
     """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
-    and subscribe this process's ``?wait=`` requests to ``project.finished``.
+    subscribe this process's ``?wait=`` requests to ``project.finished`` and listen for the
+    lanes the submitters consume.
 
     Holds the connection until the lifespan cancels it; the connection
     reconnects by itself after that first success.
@@ -168,6 +174,14 @@ async def _link_broker(
                 subscribed(connection, events_channel, topology, wakeups, queue_name=queue_name)
             ),
         )
+        if settings.lane_ttl_s > 0:
+            lanes_queue = topology.api_lanes_queue(uuid.uuid4().hex)
+            await wait_for(
+                "rabbitmq",
+                lambda: stack.enter_async_context(
+                    listening(events_channel, topology, lanes, queue_name=lanes_queue)
+                ),
+            )
         wakeups.wake_all()  # events before the subscription were missed: read once
         readiness["rabbitmq"] = amqp_ready(connection)
         await asyncio.get_running_loop().create_future()

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from reelflow_api.lanes import KnownLanes
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_api.wakeups import Wakeups
@@ -34,6 +35,8 @@ class AppState:
     indexes: Indexes
     tickets: WsTicketStore
     wakeups: Wakeups
+    #: the tenants whose lane a submitter consumes: their clips go straight there
+    lanes: KnownLanes
     estimator: CostEstimator
     usage: UsageStore
     #: ``GET /v1/projects/{id}``: concurrent reads of ``(project_id, tenant_id)`` as one query

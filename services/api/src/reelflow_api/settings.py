@@ -43,6 +43,15 @@ class Settings(
             " (a safety net for an event lost in a reconnect)"
         ),
     )
+    lane_ttl_s: float = Field(
+        default=90,
+        ge=0,
+        description=(
+            "how long a submitter's word that it consumes a tenant's lane holds: meanwhile the"
+            " tenant's new clips go straight to its lane, past the sorting hop (0: never, every"
+            " clip through the shared queue); above the submitters' lane_announce_interval_s"
+        ),
+    )
     webhook_max_body_bytes: int = Field(
         default=256 * 1024,
         ge=1024,

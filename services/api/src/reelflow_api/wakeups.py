@@ -18,15 +18,13 @@ waiter reads once after a reconnect.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
-from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
-from reelflow_common.broker.replica import declare_replica_queue
+from reelflow_common.broker.replica import consuming_replica_queue
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import parse_event
 from reelflow_common.topology import PROJECT_FINISHED, Topology
@@ -102,27 +100,16 @@ async def subscribed(
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         wakeups.wake_all()
 
-    try:
-        queue = await declare_replica_queue(
-            channel,
-            queue_name,
-            exchange=topology.events_exchange,
-            binding_keys=[PROJECT_FINISHED],
-            max_length=max_length,
-        )
-        # No acknowledgements: an event here is only a hint to read MongoDB, and waking
-        # is a dictionary lookup, so nothing piles up in this process.
-        tag = await queue.consume(on_message, no_ack=True)
-    except BaseException:
-        # Half set up (declared, maybe bound): no exclusive queue stays bound behind it.
-        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
-            await channel.queue_delete(queue_name)
-        raise
-    connection.reconnect_callbacks.add(on_reconnect)
-    try:
-        yield queue.name
-    finally:
-        connection.reconnect_callbacks.discard(on_reconnect)
-        # A channel lost meanwhile took the queue with it (exclusive): nothing to cancel.
-        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
-            await queue.cancel(tag)
+    async with consuming_replica_queue(
+        channel,
+        queue_name,
+        on_message,
+        exchange=topology.events_exchange,
+        binding_keys=[PROJECT_FINISHED],
+        max_length=max_length,
+    ) as name:
+        connection.reconnect_callbacks.add(on_reconnect)
+        try:
+            yield name
+        finally:
+            connection.reconnect_callbacks.discard(on_reconnect)

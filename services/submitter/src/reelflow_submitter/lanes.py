@@ -1,14 +1,15 @@
 """Fair share between tenants: one submit lane per tenant, each served in turn.
 
-The API (and the reconciler) put every ``SubmitClip`` on the shared
-``submitter.submit_clip`` queue, in the order projects arrive. A tenant that
-sends 10,000 clips would put them all ahead of a tenant that sends 5. So the
-submitter first **sorts**: it moves each message, as it is (body and headers),
-to its tenant's own lane, ``submitter.submit_clip.lane.<tenant>`` (a quorum
-queue with the same dead-letter queue and limits), publishing the copy before
-acknowledging the original: a crash in between makes a duplicate, which the
-clip's guarded writes absorb, never a loss. Sorting costs no Runware call and no
-database operation, so the shared queue drains at broker speed.
+The reconciler, retries and the API (for a tenant whose lane it has not heard
+of) put ``SubmitClip`` on the shared ``submitter.submit_clip`` queue, in the
+order they come. A tenant that sends 10,000 clips would put them all ahead of a
+tenant that sends 5. So the submitter first **sorts**: it moves each message, as
+it is (body and headers), to its tenant's own lane,
+``submitter.submit_clip.lane.<tenant>`` (a quorum queue with the same
+dead-letter queue and limits), publishing the copy before acknowledging the
+original: a crash in between makes a duplicate, which the clip's guarded writes
+absorb, never a loss. Sorting costs no Runware call and no database operation,
+so the shared queue drains at broker speed.
 
 Then every replica consumes **every lane** with a prefetch of
 ``tenant_submit_concurrency``: a tenant has at most that many submits in
@@ -20,10 +21,13 @@ waiting there, the lanes take turns (round-robin) when the replica is full.
 Replicas learn lanes three ways: the tenants in MongoDB at start (one read),
 a ``LaneOpened`` signal on the submitter fanout whenever a sorter opens a lane,
 and every replica re-announcing its lanes every ``lane_announce_interval_s``
-(broker only). A lane only ever holds messages a sorter put there, and that
-sorter's replica consumes it at once, so no lane is left without a consumer
-while a submitter runs. Retries of a lane's messages go through the shared
-queue's wait ladder, back to the shared queue, and are sorted again.
+(broker only). A lane holds what a sorter put there, and that sorter's replica
+consumes it at once; and what the API put there itself (``reelflow_api.lanes``),
+which it does only while some replica announces the lane. So no lane is left
+without a consumer while a submitter runs: a lane whose consumer failed is no
+longer announced, and within the API's ``lane_ttl_s`` its clips come through the
+sorter again, which opens it anew. Retries of a lane's messages go through the
+shared queue's wait ladder, back to the shared queue, and are sorted again.
 """
 
 from __future__ import annotations

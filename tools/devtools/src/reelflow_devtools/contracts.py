@@ -296,14 +296,20 @@ def _lanes_and_signals(
             f"A quorum queue per tenant (`<amqp_prefix>{lane}`), with the dead-letter queue"
             f" and limits of `{topology.SUBMIT_CLIP}` and an `x-expires`. The submitter moves"
             f" each `SubmitClip` of `{topology.SUBMIT_CLIP}` here (body and headers as they"
-            " are), then serves every lane in turn, a few clips of a tenant at a time."
+            " are), then serves every lane in turn, a few clips of a tenant at a time. The api"
+            " publishes a tenant's new clips here itself while a submitter says (`LaneOpened`)"
+            " that it serves the lane."
         ),
         "parameters": {"tenant": {"description": "the tenant's id"}},
         "messages": {SubmitClip.__name__: submit_ref},
     }
     lane_message = {"$ref": f"#/channels/submitClipLane/messages/{SubmitClip.__name__}"}
     for action, summary in (
-        ("send", "Sent by the submitter, sorting the shared queue by tenant."),
+        (
+            "send",
+            "Sent by the submitter, sorting the shared queue by tenant; and by the api, for a"
+            " lane a submitter serves.",
+        ),
         ("receive", "Consumed by every submitter replica, per-tenant prefetch."),
     ):
         operations[f"{action}SubmitClipToLane" if action == "send" else "receiveLaneSubmitClip"] = {
@@ -324,7 +330,9 @@ def _lanes_and_signals(
             f"A durable fanout exchange (`<amqp_prefix>{topology.SUBMITTER_SIGNALS}`); every"
             f" submitter replica binds its own exclusive queue"
             f" (`{topology.SUBMITTER_SIGNAL_QUEUE}.<uuid>`) and reads it without acks: a lost"
-            " signal costs time, never a clip."
+            " signal costs time, never a clip. Every api replica binds one too"
+            f" (`{topology.API_LANES}.<uuid>`) and reads the `LaneOpened` ones: the lanes it"
+            " may publish to."
         ),
         "messages": refs,
         "bindings": {
@@ -350,7 +358,8 @@ def _lanes_and_signals(
     operations["receiveSignal"] = {
         "action": "receive",
         "channel": {"$ref": "#/channels/submitterSignals"},
-        "summary": "Received by every submitter replica (its own included).",
+        "summary": "Received by every submitter replica (its own included); `LaneOpened` by"
+        " every api replica too.",
         "messages": signal_refs,
     }
 

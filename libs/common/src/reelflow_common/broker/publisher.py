@@ -69,15 +69,24 @@ class Publisher:
         return self._channel
 
     async def send(
-        self, work_queue: str, message: Message, *, delay_s: float | None = None
+        self,
+        work_queue: str,
+        message: Message,
+        *,
+        delay_s: float | None = None,
+        to: str | None = None,
     ) -> None:
         """Put a command on ``work_queue`` (unprefixed name), now or after about ``delay_s``.
 
         A delay goes through the work queue's wait queue whose TTL best fits it,
         so the actual delay is a rung of the queue's ladder, never more than asked
-        unless ``delay_s`` is below the shortest rung.
+        unless ``delay_s`` is below the shortest rung. ``to``: the full name of
+        another queue of the work queue's messages (a tenant's submit lane) to
+        put it on instead, now; :class:`Unroutable` if there is no such queue.
         """
-        if delay_s is None:
+        if to is not None:
+            routing_key = to
+        elif delay_s is None:
             routing_key = self._topology.queue(work_queue)
         else:
             routing_key = self._topology.wait_queue_for(work_queue, delay_s)

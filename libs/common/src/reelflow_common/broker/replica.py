@@ -10,10 +10,13 @@ queue it is. Bounded: past ``max_length`` the oldest event is dropped, into
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
-from aio_pika.abc import AbstractChannel, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 
 async def declare_replica_queue(
@@ -39,3 +42,36 @@ async def declare_replica_queue(
     for key in binding_keys:
         await queue.bind(exchange, key)
     return queue
+
+
+@asynccontextmanager
+async def consuming_replica_queue(
+    channel: AbstractChannel,
+    name: str,
+    on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
+    *,
+    exchange: str,
+    binding_keys: Iterable[str],
+    max_length: int,
+) -> AsyncIterator[str]:
+    """Declare and bind ``name``, feed its messages to ``on_message`` until exit; yields the name.
+
+    Without acknowledgements: what such a queue carries is a hint (an event, a signal)
+    that ``on_message`` applies at once in memory, so nothing piles up in the process.
+    """
+    try:
+        queue = await declare_replica_queue(
+            channel, name, exchange=exchange, binding_keys=binding_keys, max_length=max_length
+        )
+        tag = await queue.consume(on_message, no_ack=True)
+    except BaseException:
+        # Half set up (declared, maybe bound): no exclusive queue stays bound behind it.
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+            await channel.queue_delete(name)
+        raise
+    try:
+        yield queue.name
+    finally:
+        # A channel lost meanwhile took the queue with it (exclusive): nothing to cancel.
+        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+            await queue.cancel(tag)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pymongo.errors import PyMongoError
 
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
+from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
 from reelflow_api.schemas import CreateProjectIn, ProjectList
@@ -34,7 +35,7 @@ from reelflow_common.store import (
     Project,
     ProjectStatusView,
 )
-from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_common.topology import CHECK_CLIP
 
 router = APIRouter(
     prefix="/v1/projects", tags=["projects"], responses=problem_responses(401, 422, 503)
@@ -123,7 +124,7 @@ async def _dispatch(
     ]
     failed: list[Message] = []
     if submits:
-        failed += await send_all(state.publisher, SUBMIT_CLIP, submits)
+        failed += await send_submits(state.publisher, state.lanes, submits)
     if checks:
         failed += await send_all(state.publisher, CHECK_CLIP, checks)
     if not failed:

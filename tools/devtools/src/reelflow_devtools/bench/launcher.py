@@ -258,17 +258,21 @@ class BenchStack(Stack):
         pid = listening_pid(url.port or 5672)
         return None if pid is None else cpu_seconds(pid)
 
-    async def confirmed_publishes(self) -> int:
-        """Messages the services have published and RabbitMQ confirmed, from their /metrics."""
-        found = 0.0
+    async def confirmed_publishes(self) -> dict[str, int]:
+        """Messages each service has published and RabbitMQ confirmed, from its /metrics."""
+        found: dict[str, int] = {}
         async with httpx.AsyncClient(timeout=30) as client:
             for name in SERVICES:
                 answer = await client.get(f"{self.url(name)}/metrics")
                 answer.raise_for_status()
-                for line in answer.text.splitlines():
-                    if line.startswith(PUBLISHED) and 'result="confirmed"' in line:
-                        found += float(line.rsplit(" ", 1)[1])
-        return int(found)
+                found[name] = int(
+                    sum(
+                        float(line.rsplit(" ", 1)[1])
+                        for line in answer.text.splitlines()
+                        if line.startswith(PUBLISHED) and 'result="confirmed"' in line
+                    )
+                )
+        return found
 
     @asynccontextmanager
     async def finished_projects(self) -> AsyncIterator[FinishedProjects]:

@@ -87,7 +87,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
         cpu_after = stack.cpu_seconds()
         broker_after = stack.broker_cpu_seconds()
         ops = dbcounters.spent(ops_before, await dbcounters.operations(stack.mongo_url, database))
-        published = await stack.confirmed_publishes() - published_before
+        published_after = await stack.confirmed_publishes()
         projects = await get_projects(api, list(ids), plan.concurrency)
 
     statuses: dict[str, int] = {}
@@ -102,6 +102,10 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             if clip.get("completed_at") and clip.get("status") == "success":
                 completed_at.append(parse_time(clip["completed_at"]))
     clips = projects_count * size
+    published_by = {
+        name: count - published_before.get(name, 0) for name, count in published_after.items()
+    }
+    published = sum(published_by.values())
     wall_s = (max(completed_at) if completed_at else seen_done) - started
     # The key and the GETs are the benchmark's, not the pipeline's: outside the span above.
     per_kind = {kind: dbcounters.total(ops, kind) for kind in dbcounters.KINDS}
@@ -133,6 +137,10 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             ),
             "confirmed_publishes": published,
             "publishes_per_clip": round(published / clips, 2),
+            # by publisher: the submitter's one less for a clip the api put on its lane itself
+            "publishes_per_clip_by_service": {
+                name: round(count / clips, 2) for name, count in published_by.items()
+            },
             "submit_delay": summary_ms(submit_delays),
         },
     )
