@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -27,13 +27,14 @@ from reelflow_common.store import (
     TIMED_OUT,
     Attempt,
     ClipState,
+    Lease,
     NewProject,
     Project,
     ProjectStore,
     TaskFailed,
     TaskSucceeded,
 )
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
 from reelflow_poller.settings import Settings
@@ -545,3 +546,48 @@ async def test_a_replaced_task_still_running_gets_one_new_chain_and_the_old_one_
     await check(found.lost)  # the old token with Runware's answer: a duplicate
     assert (await world.project(found.project.id)).seq == after.seq
     assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
+
+
+class RenewedBeforeRearm(ProjectStore):
+    """A store whose replaced task's lost chain renews its lease just before the re-arm."""
+
+    async def rearm_attempt(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        lease: Lease,
+        *,
+        token: str,
+        until: datetime,
+    ) -> bool:
+        renewed = await self.renew_lease(
+            project_id,
+            scene_index,
+            token=lease.token,
+            until_was=lease.until,
+            until=utcnow() + timedelta(seconds=30),
+            task_uuid=task_uuid,
+        )
+        assert renewed
+        return await super().rearm_attempt(
+            project_id, scene_index, task_uuid, lease, token=token, until=until
+        )
+
+
+async def test_a_replaced_task_whose_slow_chain_renews_during_the_pass_stays_due(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    found = await replaced(world, "a fox [sim:latency=5000]", at_runware=True)
+    await attempt_expired(world, found)
+    store = RenewedBeforeRearm(mongo_db, lease_s=LEASE_S)
+
+    assert await reconciler(world, settings, store).run_once() == 1
+
+    assert world.publisher.sent == []  # the renewed chain keeps the task
+    held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
+    assert held is not None
+    doc = await mongo_db["projects"].find_one({"_id": found.project.id})
+    # Still due, no later than the live lease ends: a chain lost after this is re-armed.
+    assert doc.get("attempts_due_at") is not None
+    assert as_utc(doc["attempts_due_at"]) <= held.until

@@ -259,7 +259,12 @@ class Reconciler:
                             action, until = await self._settle_attempt(
                                 project, clip, task_uuid, lease, outcome
                             )
-                        del unsettled[task_uuid]
+                        if action is not Action.MOVED:
+                            # Moved: another writer (a renewal, a late submit, a record) changed
+                            # the attempt since the claim, and it may hold a live lease now; its
+                            # expired lease as read stays in the minimum, so the next pass
+                            # reads where it is (below any lease it may hold now).
+                            del unsettled[task_uuid]
                         CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
                         if until is not None:
                             leases_after.append(until)
@@ -292,8 +297,10 @@ class Reconciler:
         decision = self._policy.decide(outcome, watch)
         if isinstance(decision, Record):
             # Not the clip's task: the repair path records it in the attempt and settles it.
-            await self._recorder.record(project.id, clip.scene_index, task_uuid, decision.result)
-            return Action.RECORDED, None
+            change = await self._recorder.record(
+                project.id, clip.scene_index, task_uuid, decision.result
+            )
+            return (Action.RECORDED if change.applied else Action.MOVED), None
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
         return await self._rearm_check(
             project, clip, decision, watch, running=running, replaced=(task_uuid, lease)
