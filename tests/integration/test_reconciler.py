@@ -393,11 +393,15 @@ class Replaced:
     day: str
 
 
-async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
+async def replaced(
+    world: World, prompt: str, *, at_runware: bool, projects: ProjectStore | None = None
+) -> Replaced:
     """Create (reserved), fail, retry (reserved) and let the first task's video come late.
 
     ``at_runware``: the retry's task had reached Runware (processing), else it was queued.
+    ``projects``: the store that writes it all (another clock), the world's by default.
     """
+    projects = projects or world.projects
     limits = TenantLimits(max_clips_in_flight=10)
 
     async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
@@ -418,11 +422,11 @@ async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
         scenes=[ClipRequest(prompt=prompt, duration=4, width=1280, height=720)],
         charges=[charge],
     )
-    project = (await world.projects.create(new)).project
+    project = (await projects.create(new)).project
     first = project.clips[0].task_uuid
     failed = TaskFailed(code="taskFailedOrNotFound", message="not at Runware (yet)")
-    await world.projects.record(project.id, 0, first, failed)
-    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+    await projects.record(project.id, 0, first, failed)
+    retried = await projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
     assert retried is not None
     second = world.submit_of(retried.project)
     lost = None
@@ -435,7 +439,7 @@ async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
         lost = await world.check_of(retried.project)
     # The first task was at Runware after all: its video replaces the retry's task.
     video = TaskSucceeded(video_url="https://v/first.mp4", video_uuid="first", cost=FIRST_COST)
-    assert (await world.projects.record(project.id, 0, first, video)).applied
+    assert (await projects.record(project.id, 0, first, video)).applied
     after = await world.project(project.id)
     assert after.clips[0].task_uuid == first
     assert after.status is ProjectStatus.COMPLETED  # finished while the retry's task runs on
@@ -591,3 +595,39 @@ async def test_a_replaced_task_whose_slow_chain_renews_during_the_pass_stays_due
     # Still due, no later than the live lease ends: a chain lost after this is re-armed.
     assert doc.get("attempts_due_at") is not None
     assert as_utc(doc["attempts_due_at"]) <= held.until
+
+
+async def test_a_queued_replaced_task_gets_runwares_visibility_grace_from_its_last_lease(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    # Queued long ago (the store's clock says so); its chain held the task until a second ago,
+    # and could have submitted it then, without an answer: Runware may not show it yet.
+    grace_s = 30.0
+    earlier = ProjectStore(
+        mongo_db, lease_s=LEASE_S, clock=lambda: utcnow() - timedelta(seconds=grace_s + 15)
+    )
+    found = await replaced(world, "a fox", at_runware=False, projects=earlier)
+    held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
+    assert held is not None
+    last = utcnow() - timedelta(seconds=1)
+    assert await world.projects.renew_lease(
+        found.project.id,
+        0,
+        token=held.token,
+        until_was=held.until,
+        until=last,
+        task_uuid=found.task_uuid,
+    )
+    lost = (await attempt_expired(world, found)).lease
+    assert lost is not None
+    graceful = settings.model_copy(update={"not_found_grace_s": grace_s})
+
+    assert await reconciler(world, graceful).run_once() == 1
+
+    attempt = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+    assert attempt.status is ClipStatus.QUEUED  # not failed: its reservation is still held
+    assert (await ledger(world, found))[0] == 1
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert rearmed.task_uuid == found.task_uuid
+    # The new chain counts the grace from there too.
+    assert rearmed.submitted_at == lost.until

@@ -290,9 +290,15 @@ class Reconciler:
         """Record the end of a replaced task in its attempt, or re-arm its chain."""
         attempt = clip.attempts[task_uuid]
         now = self._now()
-        since = attempt.submitted_at or attempt.queued_at or project.created_at
+        watched_since = attempt.submitted_at or attempt.queued_at or project.created_at
+        # A queued task may have been submitted as late as its chain's lease ran (a retry's
+        # task is read before each submit, so never after it was replaced): Runware's
+        # visibility grace counts from there, or an answerless submit could be failed and its
+        # reservation released while Runware still takes (and bills) the task.
+        since = attempt.submitted_at or max(watched_since, lease.until)
         watch = Watch(
-            since_submit_s=seconds_between(since, now), watched_s=seconds_between(since, now)
+            since_submit_s=seconds_between(since, now),
+            watched_s=seconds_between(watched_since, now),
         )
         decision = self._policy.decide(outcome, watch)
         if isinstance(decision, Record):
@@ -303,7 +309,13 @@ class Reconciler:
             return (Action.RECORDED if change.applied else Action.MOVED), None
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
         return await self._rearm_check(
-            project, clip, decision, watch, running=running, replaced=(task_uuid, lease)
+            project,
+            clip,
+            decision,
+            watch,
+            running=running,
+            replaced=(task_uuid, lease),
+            submitted_at=since,
         )
 
     async def _settle(
@@ -393,8 +405,10 @@ class Reconciler:
         *,
         running: bool,
         replaced: tuple[str, Lease] | None = None,
+        submitted_at: datetime | None = None,
     ) -> tuple[Action, datetime | None]:
-        """``replaced``: the chain follows that task of ``attempts``, whose lease was read so."""
+        """``replaced``: the chain follows that task of ``attempts``, whose lease was read so;
+        ``submitted_at``: when its visibility grace starts, if not at the recorded submit."""
         now = self._now()
         lease = Lease(token=new_token(), until=now + self._lease)
         replaced_task = None
@@ -416,6 +430,8 @@ class Reconciler:
             return Action.MOVED, None
         check = check_command(project, clip.scene_index, lease=lease, replaced_task=replaced_task)
         update: dict[str, object] = {"last_error": decision.last_error}
+        if submitted_at is not None:
+            update["submitted_at"] = submitted_at
         if running:  # the planner learns the finish came after this answer
             update |= {"seen_processing_at": now, "seen_progress": decision.progress}
         check = check.model_copy(update=update)
