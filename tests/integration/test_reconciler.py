@@ -26,6 +26,7 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.store import (
     TIMED_OUT,
     Attempt,
+    Change,
     ClipState,
     Lease,
     NewProject,
@@ -209,6 +210,58 @@ async def test_a_queued_clip_runware_holds_becomes_processing_and_is_checked(
     (event,) = await world.settle_events(events)
     assert event.seq == 1
     assert (await world.sim.task(clip.task_uuid))["submissions"] == 1
+
+
+class CancelledBeforeTakeover(ProjectStore):
+    """A store whose project is cancelled just before the reconciler records a task processing."""
+
+    tenant_id: str
+
+    async def mark_processing(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        *,
+        token: str | None,
+        correlation_id: str | None = None,
+        new_token: str | None = None,
+    ) -> Change:
+        assert await self.cancel(project_id, tenant_id=self.tenant_id) is not None
+        return await super().mark_processing(
+            project_id,
+            scene_index,
+            task_uuid,
+            token=token,
+            correlation_id=correlation_id,
+            new_token=new_token,
+        )
+
+
+async def test_a_queued_clip_runware_holds_cancelled_during_the_pass_is_still_followed(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox [sim:latency=3000]")
+    # The submitter died after Runware accepted the task, before it recorded anything.
+    await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    await expired(world, project)
+    store = CancelledBeforeTakeover(mongo_db, lease_s=LEASE_S)
+    store.tenant_id = world.tenant_id
+
+    assert await reconciler(world, settings, store).run_once() == 1
+
+    task_uuid = project.clips[0].task_uuid
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.CANCELLED
+    # Runware bills the task: a chain follows it to its end, recorded in the clip's attempts.
+    (check,) = world.publisher.sent_to(CHECK_CLIP)
+    assert check.task_uuid == task_uuid
+    await world.until_finished_at_runware(task_uuid)
+    await check_handler(world, settings)(check.model_copy(update={"due_at": None}))
+    after = await world.project(project.id)
+    truth = await world.sim.task(task_uuid)
+    assert after.clips[0].status is ClipStatus.CANCELLED
+    ended = after.clips[0].attempts[task_uuid]
+    assert (ended.status, ended.cost) == (ClipStatus.SUCCESS, truth["cost"])
 
 
 async def test_past_the_ceiling_a_clip_runware_still_runs_times_out(

@@ -82,6 +82,8 @@ class Action(StrEnum):
     TAKEN_OVER = "taken over"
     CHECK_REARMED = "check re-armed"
     SUBMIT_REARMED = "submit re-armed"
+    #: a queued clip Runware has, cancelled (or failed) since the claim: its task still followed
+    GIVEN_UP_FOLLOWED = "given-up task followed"
     #: another writer changed the clip since the claim: it is theirs to follow
     MOVED = "moved meanwhile"
     #: the re-armed chain's first command could not be published: due again at once
@@ -385,6 +387,8 @@ class Reconciler:
             correlation_id=project.correlation_id,
         )
         await self._publisher.publish_events(change.events)
+        if change.given_up:
+            return await self._follow_given_up(project, clip, token)
         if not change.applied:
             return Action.MOVED, None  # whoever moved it since the claim follows it
         assert change.at is not None
@@ -395,6 +399,23 @@ class Reconciler:
         return await self._start(
             project, clip, lease, CHECK_CLIP, check, delay_s, Action.TAKEN_OVER
         )
+
+    async def _follow_given_up(
+        self, project: Project, clip: ClipState, token: str
+    ) -> tuple[Action, datetime | None]:
+        """The queued clip was cancelled (or failed) since the claim, with the very task Runware
+        holds and bills: nobody else knows of it. Follow it as the submitter follows such a
+        task (``_follow_given_up``): checks on one lease's time, which no write holds (the
+        clip has no lease left to renew), its video recorded in the clip's ``attempts``."""
+        now = self._now()
+        lease = Lease(token=token, until=now + self._lease)
+        check = check_command(project, clip.scene_index, lease=lease, submitted_at=now)
+        delay_s = self._planner.first_check_s(profile_of(check))
+        log.warning("clip_given_up_followed")
+        action, _until = await self._start(
+            project, clip, lease, CHECK_CLIP, check, delay_s, Action.GIVEN_UP_FOLLOWED
+        )
+        return action, None  # no lease of the clip's: nothing for due_at
 
     async def _rearm_check(
         self,
