@@ -37,7 +37,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -81,9 +81,11 @@ def reconciler(
     projects: ProjectStore | None = None,
     *,
     planner: FixedLadderPlanner | None = None,
-) -> Reconciler:
+    kind: type[Reconciler | AttemptsReconciler] = Reconciler,
+) -> Reconciler | AttemptsReconciler:
+    """The poller's pass over open clips (``kind``: or over replaced tasks)."""
     projects = projects or world.projects
-    return Reconciler(
+    return kind(
         projects,
         world.runware,
         world.publisher,
@@ -526,7 +528,7 @@ async def test_a_replaced_task_whose_chain_was_lost_is_billed_once_when_runware_
     await attempt_expired(world, found)
     assert (await ledger(world, found))[0] == 1  # its reservation is still held
 
-    assert await reconciler(world, settings).run_once() == 1
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
 
     after = await world.project(found.project.id)
     ended = after.clips[0].attempts[found.task_uuid]
@@ -543,7 +545,7 @@ async def test_a_replaced_task_whose_chain_was_lost_is_billed_once_when_runware_
     assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
 
     async def left_the_index() -> bool:
-        await reconciler(world, settings).run_once()
+        await reconciler(world, settings, kind=AttemptsReconciler).run_once()
         doc = await mongo_db["projects"].find_one({"_id": found.project.id})
         return "attempts_due_at" not in doc
 
@@ -558,7 +560,7 @@ async def test_a_replaced_task_runware_never_got_ends_failed_and_its_reservation
     assert (await ledger(world, found))[0] == 1
 
     await attempt_expired(world, found)
-    assert await reconciler(world, settings).run_once() == 1
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
 
     ended = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
     assert (ended.status, ended.lease) == (ClipStatus.FAILED, None)
@@ -574,7 +576,7 @@ async def test_a_replaced_task_still_running_gets_one_new_chain_and_the_old_one_
     assert found.lost is not None
     await attempt_expired(world, found)
 
-    assert await reconciler(world, settings).run_once() == 1
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
 
     (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
     held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
@@ -639,7 +641,7 @@ async def test_a_replaced_task_whose_slow_chain_renews_during_the_pass_stays_due
     await attempt_expired(world, found)
     store = RenewedBeforeRearm(mongo_db, lease_s=LEASE_S)
 
-    assert await reconciler(world, settings, store).run_once() == 1
+    assert await reconciler(world, settings, store, kind=AttemptsReconciler).run_once() == 1
 
     assert world.publisher.sent == []  # the renewed chain keeps the task
     held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
@@ -675,7 +677,7 @@ async def test_a_queued_replaced_task_gets_runwares_visibility_grace_from_its_la
     assert lost is not None
     graceful = settings.model_copy(update={"not_found_grace_s": grace_s})
 
-    assert await reconciler(world, graceful).run_once() == 1
+    assert await reconciler(world, graceful, kind=AttemptsReconciler).run_once() == 1
 
     attempt = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
     assert attempt.status is ClipStatus.QUEUED  # not failed: its reservation is still held
