@@ -15,48 +15,21 @@ recorded or re-armed by this pass.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from reelflow_common.broker import Publisher
-from reelflow_common.clock import Clock
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL
-from reelflow_common.polling import PollPlanner
-from reelflow_common.runware import RunwareClient, RunwareError, TaskState
-from reelflow_common.store import ClipState, Lease, Project, ProjectStore, new_token
+from reelflow_common.runware import RunwareError, TaskState
+from reelflow_common.store import ClipState, Lease, Project, new_token
 from reelflow_common.topology import CHECK_CLIP
-from reelflow_common.tracking.chains import Action, ChainStarter, Pass, Settled
-from reelflow_common.tracking.policy import Keep, Policy, Record, Watch, describe, seconds_between
-from reelflow_common.tracking.recorder import ClipRecorder
+from reelflow_common.tracking.chains import Action, Pass, ReconcilerPass, Settled
+from reelflow_common.tracking.policy import Keep, Record, Watch, describe, seconds_between
 
 log = get_logger(__name__)
 
 
-class AttemptsReconciler:
+class AttemptsReconciler(ReconcilerPass):
     """One pass at a time: :meth:`run_once` every ``reconcile_interval_s``."""
-
-    def __init__(
-        self,
-        projects: ProjectStore,
-        runware: RunwareClient,
-        publisher: Publisher,
-        recorder: ClipRecorder,
-        *,
-        policy: Policy,
-        planner: PollPlanner,
-        clock: Clock,
-        grace_s: float,
-        batch_size: int,
-    ) -> None:
-        self._projects = projects
-        self._runware = runware
-        self._recorder = recorder
-        self._policy = policy
-        self._now = clock
-        self._grace = timedelta(seconds=grace_s)
-        self._batch_size = batch_size
-        self._lease = timedelta(seconds=projects.lease_s)
-        self._chains = ChainStarter(projects, publisher, planner=planner, clock=clock)
 
     async def run_once(self) -> int:
         """Reconcile the replaced tasks of every project due now (up to a batch); how many
@@ -64,17 +37,7 @@ class AttemptsReconciler:
         due = await self._projects.attempts_due(
             before=self._now() - self._grace, limit=self._batch_size
         )
-        claimed = 0
-        for project_id, due_at in due:
-            with bound_context(project_id=project_id):
-                try:
-                    done = await self._reconcile(project_id, due_at)
-                except Exception:
-                    # One project's trouble (a bug, an outage) must not stall the others.
-                    log.exception("reconcile_attempts_failed")
-                    continue
-                claimed += done is not None
-        return claimed
+        return await self._claim_each(due, self._reconcile, failed="reconcile_attempts_failed")
 
     async def _reconcile(self, project_id: str, due_at: datetime) -> Pass | None:
         """One pass over the project's replaced tasks still followed (leases in ``attempts``)."""

@@ -1,4 +1,5 @@
-"""What the reconciler's passes share: what a pass did, and starting the chain it re-arms.
+"""What the reconciler's passes share: how they are built and go through the projects due,
+what a pass did, and starting the chain it re-arms.
 
 Used by the pass over open clips (:mod:`reconciler`) and the one over replaced tasks
 (:mod:`attempts`).
@@ -6,8 +7,9 @@ Used by the pass over open clips (:mod:`reconciler`) and the one over replaced t
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from reelflow_common import leases
@@ -15,11 +17,16 @@ from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.commands import check_command
 from reelflow_common.errors import TransientError
+from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import CheckClip, Message
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import send_check
+from reelflow_common.runware import RunwareClient
 from reelflow_common.store import ClipState, Lease, Project, ProjectStore
-from reelflow_common.tracking.policy import Keep, Watch, profile_of
+from reelflow_common.tracking.policy import Keep, Policy, Watch, profile_of
+from reelflow_common.tracking.recorder import ClipRecorder
+
+log = get_logger(__name__)
 
 
 class Action(StrEnum):
@@ -130,3 +137,52 @@ class ChainStarter:
                 await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})
             return Action.NOT_STARTED, self._now()
         return action, lease.until
+
+
+class ReconcilerPass:
+    """What a pass is built from, and its round over the projects due (one at a time)."""
+
+    def __init__(
+        self,
+        projects: ProjectStore,
+        runware: RunwareClient,
+        publisher: Publisher,
+        recorder: ClipRecorder,
+        *,
+        policy: Policy,
+        planner: PollPlanner,
+        clock: Clock,
+        grace_s: float,
+        batch_size: int,
+    ) -> None:
+        self._projects = projects
+        self._runware = runware
+        self._publisher = publisher
+        self._recorder = recorder
+        self._policy = policy
+        self._planner = planner
+        self._now = clock
+        self._grace = timedelta(seconds=grace_s)
+        self._batch_size = batch_size
+        self._lease = timedelta(seconds=projects.lease_s)
+        self._chains = ChainStarter(projects, publisher, planner=planner, clock=clock)
+
+    async def _claim_each(
+        self,
+        due: list[tuple[str, datetime]],
+        reconcile: Callable[[str, datetime], Awaitable[Pass | None]],
+        *,
+        failed: str,
+    ) -> int:
+        """``reconcile`` each (project id, due mark); how many this replica claimed."""
+        claimed = 0
+        for project_id, due_at in due:
+            with bound_context(project_id=project_id):
+                try:
+                    done = await reconcile(project_id, due_at)
+                except Exception:
+                    # One project's trouble (a bug, an outage) must not stall the others.
+                    log.exception(failed)
+                    continue
+                claimed += done is not None
+        return claimed

@@ -27,29 +27,25 @@ The tasks an earlier task's video replaced are followed by a pass of their own
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import partial
 
-from reelflow_common.broker import Publisher
-from reelflow_common.clock import Clock
 from reelflow_common.commands import check_command, submit_command
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL, PROJECTS_PAST_LEASE
-from reelflow_common.polling import PollPlanner
-from reelflow_common.runware import RunwareClient, RunwareError, TaskState, is_task_not_found
+from reelflow_common.runware import RunwareError, TaskState, is_task_not_found
 from reelflow_common.store import (
     ClipState,
     Lease,
     Project,
-    ProjectStore,
     TaskSucceeded,
     new_token,
 )
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_common.tracking.chains import Action, ChainStarter, Pass, Settled
+from reelflow_common.tracking.chains import Action, Pass, ReconcilerPass, Settled
 from reelflow_common.tracking.policy import (
     Keep,
-    Policy,
     Record,
     Watch,
     describe,
@@ -58,54 +54,20 @@ from reelflow_common.tracking.policy import (
     seconds_between,
     terminal_result,
 )
-from reelflow_common.tracking.recorder import ClipRecorder
 
 log = get_logger(__name__)
 
 
-class Reconciler:
+class Reconciler(ReconcilerPass):
     """One pass at a time: :meth:`run_once` every ``reconcile_interval_s``."""
-
-    def __init__(
-        self,
-        projects: ProjectStore,
-        runware: RunwareClient,
-        publisher: Publisher,
-        recorder: ClipRecorder,
-        *,
-        policy: Policy,
-        planner: PollPlanner,
-        clock: Clock,
-        grace_s: float,
-        batch_size: int,
-    ) -> None:
-        self._projects = projects
-        self._runware = runware
-        self._publisher = publisher
-        self._recorder = recorder
-        self._policy = policy
-        self._planner = planner
-        self._now = clock
-        self._grace = timedelta(seconds=grace_s)
-        self._batch_size = batch_size
-        self._lease = timedelta(seconds=projects.lease_s)
-        self._chains = ChainStarter(projects, publisher, planner=planner, clock=clock)
 
     async def run_once(self) -> int:
         """Reconcile every project due now (up to a batch); how many this replica claimed."""
         due = await self._projects.due(before=self._now() - self._grace, limit=self._batch_size)
         PROJECTS_PAST_LEASE.set(len(due))
-        claimed = 0
-        for project_id, due_at in due:
-            with bound_context(project_id=project_id):
-                try:
-                    done = await self._reconcile(project_id, due_at, every_open_clip=False)
-                except Exception:
-                    # One project's trouble (a bug, an outage) must not stall the others.
-                    log.exception("reconcile_failed")
-                    continue
-                claimed += done is not None
-        return claimed
+        return await self._claim_each(
+            due, partial(self._reconcile, every_open_clip=False), failed="reconcile_failed"
+        )
 
     async def reconcile_now(self, project: Project) -> Pass | None:
         """One pass over ``project`` at once, taking every open clip whatever its lease.
