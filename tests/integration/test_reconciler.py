@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aio_pika
@@ -26,16 +26,18 @@ from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.store import (
     TIMED_OUT,
     Attempt,
+    Change,
     ClipState,
+    Lease,
     NewProject,
     Project,
     ProjectStore,
     TaskFailed,
     TaskSucceeded,
 )
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -79,9 +81,11 @@ def reconciler(
     projects: ProjectStore | None = None,
     *,
     planner: FixedLadderPlanner | None = None,
-) -> Reconciler:
+    kind: type[Reconciler | AttemptsReconciler] = Reconciler,
+) -> Reconciler | AttemptsReconciler:
+    """The poller's pass over open clips (``kind``: or over replaced tasks)."""
     projects = projects or world.projects
-    return Reconciler(
+    return kind(
         projects,
         world.runware,
         world.publisher,
@@ -208,6 +212,58 @@ async def test_a_queued_clip_runware_holds_becomes_processing_and_is_checked(
     (event,) = await world.settle_events(events)
     assert event.seq == 1
     assert (await world.sim.task(clip.task_uuid))["submissions"] == 1
+
+
+class CancelledBeforeTakeover(ProjectStore):
+    """A store whose project is cancelled just before the reconciler records a task processing."""
+
+    tenant_id: str
+
+    async def mark_processing(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        *,
+        token: str | None,
+        correlation_id: str | None = None,
+        new_token: str | None = None,
+    ) -> Change:
+        assert await self.cancel(project_id, tenant_id=self.tenant_id) is not None
+        return await super().mark_processing(
+            project_id,
+            scene_index,
+            task_uuid,
+            token=token,
+            correlation_id=correlation_id,
+            new_token=new_token,
+        )
+
+
+async def test_a_queued_clip_runware_holds_cancelled_during_the_pass_is_still_followed(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox [sim:latency=3000]")
+    # The submitter died after Runware accepted the task, before it recorded anything.
+    await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    await expired(world, project)
+    store = CancelledBeforeTakeover(mongo_db, lease_s=LEASE_S)
+    store.tenant_id = world.tenant_id
+
+    assert await reconciler(world, settings, store).run_once() == 1
+
+    task_uuid = project.clips[0].task_uuid
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.CANCELLED
+    # Runware bills the task: a chain follows it to its end, recorded in the clip's attempts.
+    (check,) = world.publisher.sent_to(CHECK_CLIP)
+    assert check.task_uuid == task_uuid
+    await world.until_finished_at_runware(task_uuid)
+    await check_handler(world, settings)(check.model_copy(update={"due_at": None}))
+    after = await world.project(project.id)
+    truth = await world.sim.task(task_uuid)
+    assert after.clips[0].status is ClipStatus.CANCELLED
+    ended = after.clips[0].attempts[task_uuid]
+    assert (ended.status, ended.cost) == (ClipStatus.SUCCESS, truth["cost"])
 
 
 async def test_past_the_ceiling_a_clip_runware_still_runs_times_out(
@@ -392,11 +448,15 @@ class Replaced:
     day: str
 
 
-async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
+async def replaced(
+    world: World, prompt: str, *, at_runware: bool, projects: ProjectStore | None = None
+) -> Replaced:
     """Create (reserved), fail, retry (reserved) and let the first task's video come late.
 
     ``at_runware``: the retry's task had reached Runware (processing), else it was queued.
+    ``projects``: the store that writes it all (another clock), the world's by default.
     """
+    projects = projects or world.projects
     limits = TenantLimits(max_clips_in_flight=10)
 
     async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
@@ -417,11 +477,11 @@ async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
         scenes=[ClipRequest(prompt=prompt, duration=4, width=1280, height=720)],
         charges=[charge],
     )
-    project = (await world.projects.create(new)).project
+    project = (await projects.create(new)).project
     first = project.clips[0].task_uuid
     failed = TaskFailed(code="taskFailedOrNotFound", message="not at Runware (yet)")
-    await world.projects.record(project.id, 0, first, failed)
-    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+    await projects.record(project.id, 0, first, failed)
+    retried = await projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
     assert retried is not None
     second = world.submit_of(retried.project)
     lost = None
@@ -434,7 +494,7 @@ async def replaced(world: World, prompt: str, *, at_runware: bool) -> Replaced:
         lost = await world.check_of(retried.project)
     # The first task was at Runware after all: its video replaces the retry's task.
     video = TaskSucceeded(video_url="https://v/first.mp4", video_uuid="first", cost=FIRST_COST)
-    assert (await world.projects.record(project.id, 0, first, video)).applied
+    assert (await projects.record(project.id, 0, first, video)).applied
     after = await world.project(project.id)
     assert after.clips[0].task_uuid == first
     assert after.status is ProjectStatus.COMPLETED  # finished while the retry's task runs on
@@ -468,7 +528,7 @@ async def test_a_replaced_task_whose_chain_was_lost_is_billed_once_when_runware_
     await attempt_expired(world, found)
     assert (await ledger(world, found))[0] == 1  # its reservation is still held
 
-    assert await reconciler(world, settings).run_once() == 1
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
 
     after = await world.project(found.project.id)
     ended = after.clips[0].attempts[found.task_uuid]
@@ -485,7 +545,7 @@ async def test_a_replaced_task_whose_chain_was_lost_is_billed_once_when_runware_
     assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
 
     async def left_the_index() -> bool:
-        await reconciler(world, settings).run_once()
+        await reconciler(world, settings, kind=AttemptsReconciler).run_once()
         doc = await mongo_db["projects"].find_one({"_id": found.project.id})
         return "attempts_due_at" not in doc
 
@@ -500,7 +560,7 @@ async def test_a_replaced_task_runware_never_got_ends_failed_and_its_reservation
     assert (await ledger(world, found))[0] == 1
 
     await attempt_expired(world, found)
-    assert await reconciler(world, settings).run_once() == 1
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
 
     ended = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
     assert (ended.status, ended.lease) == (ClipStatus.FAILED, None)
@@ -516,7 +576,7 @@ async def test_a_replaced_task_still_running_gets_one_new_chain_and_the_old_one_
     assert found.lost is not None
     await attempt_expired(world, found)
 
-    assert await reconciler(world, settings).run_once() == 1
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
 
     (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
     held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
@@ -545,3 +605,84 @@ async def test_a_replaced_task_still_running_gets_one_new_chain_and_the_old_one_
     await check(found.lost)  # the old token with Runware's answer: a duplicate
     assert (await world.project(found.project.id)).seq == after.seq
     assert await ledger(world, found) == pytest.approx((0, FIRST_COST + truth["cost"]))
+
+
+class RenewedBeforeRearm(ProjectStore):
+    """A store whose replaced task's lost chain renews its lease just before the re-arm."""
+
+    async def rearm_attempt(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        lease: Lease,
+        *,
+        token: str,
+        until: datetime,
+    ) -> bool:
+        renewed = await self.renew_lease(
+            project_id,
+            scene_index,
+            token=lease.token,
+            until_was=lease.until,
+            until=utcnow() + timedelta(seconds=30),
+            task_uuid=task_uuid,
+        )
+        assert renewed
+        return await super().rearm_attempt(
+            project_id, scene_index, task_uuid, lease, token=token, until=until
+        )
+
+
+async def test_a_replaced_task_whose_slow_chain_renews_during_the_pass_stays_due(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    found = await replaced(world, "a fox [sim:latency=5000]", at_runware=True)
+    await attempt_expired(world, found)
+    store = RenewedBeforeRearm(mongo_db, lease_s=LEASE_S)
+
+    assert await reconciler(world, settings, store, kind=AttemptsReconciler).run_once() == 1
+
+    assert world.publisher.sent == []  # the renewed chain keeps the task
+    held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
+    assert held is not None
+    doc = await mongo_db["projects"].find_one({"_id": found.project.id})
+    # Still due, no later than the live lease ends: a chain lost after this is re-armed.
+    assert doc.get("attempts_due_at") is not None
+    assert as_utc(doc["attempts_due_at"]) <= held.until
+
+
+async def test_a_queued_replaced_task_gets_runwares_visibility_grace_from_its_last_lease(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    # Queued long ago (the store's clock says so); its chain held the task until a second ago,
+    # and could have submitted it then, without an answer: Runware may not show it yet.
+    grace_s = 30.0
+    earlier = ProjectStore(
+        mongo_db, lease_s=LEASE_S, clock=lambda: utcnow() - timedelta(seconds=grace_s + 15)
+    )
+    found = await replaced(world, "a fox", at_runware=False, projects=earlier)
+    held = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid].lease
+    assert held is not None
+    last = utcnow() - timedelta(seconds=1)
+    assert await world.projects.renew_lease(
+        found.project.id,
+        0,
+        token=held.token,
+        until_was=held.until,
+        until=last,
+        task_uuid=found.task_uuid,
+    )
+    lost = (await attempt_expired(world, found)).lease
+    assert lost is not None
+    graceful = settings.model_copy(update={"not_found_grace_s": grace_s})
+
+    assert await reconciler(world, graceful, kind=AttemptsReconciler).run_once() == 1
+
+    attempt = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+    assert attempt.status is ClipStatus.QUEUED  # not failed: its reservation is still held
+    assert (await ledger(world, found))[0] == 1
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert rearmed.task_uuid == found.task_uuid
+    # The new chain counts the grace from there too.
+    assert rearmed.submitted_at == lost.until

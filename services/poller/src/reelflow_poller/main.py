@@ -31,7 +31,7 @@ from reelflow_common.topology import (
     declare_topology,
 )
 from reelflow_common.tracing import configure_tracing
-from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
 from reelflow_common.tracking.copysweep import CopySweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
@@ -120,16 +120,21 @@ async def main(
             progress_step=settings.progress_step,
             costs=costs.book,
         )
-        reconciler = Reconciler(
-            projects,
-            runware,
-            publisher,
-            recorder,
-            policy=policy,
-            planner=planner,
-            clock=clock.now,
-            grace_s=settings.reconcile_grace_s,
-            batch_size=settings.reconcile_batch_size,
+        # Two passes on the same terms: open clips (``due_at``), and replaced tasks still
+        # followed (``attempts_due_at``), whatever their project's status.
+        reconciler, attempts = (
+            kind(
+                projects,
+                runware,
+                publisher,
+                recorder,
+                policy=policy,
+                planner=planner,
+                clock=clock.now,
+                grace_s=settings.reconcile_grace_s,
+                batch_size=settings.reconcile_batch_size,
+            )
+            for kind in (Reconciler, AttemptsReconciler)
         )
         copying: list[Awaitable[None]] = []
         links = VideoLinks.from_settings(settings)
@@ -213,6 +218,12 @@ async def main(
                 ),
                 every(
                     settings.reconcile_interval_s, reconciler.run_once, stop=stop, name="reconcile"
+                ),
+                every(
+                    settings.reconcile_interval_s,
+                    attempts.run_once,
+                    stop=stop,
+                    name="reconcile_attempts",
                 ),
                 every(settings.cost_stats_interval_s, costs.flush, stop=stop, name="cost_stats"),
                 every(

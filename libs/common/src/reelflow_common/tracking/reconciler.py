@@ -21,45 +21,31 @@ and finally sets ``due_at`` to the earliest open lease. A lost, dead-lettered or
 forked chain, or a crashed service, so ends in Runware's truth within
 ``lease_s + reconcile_grace_s + reconcile_interval_s``.
 
-The tasks an earlier task's video replaced are followed the same way, whatever the
-project's status (it has often finished): their chains hold leases in the clips'
-``attempts``, and ``attempts_due_at`` (index ``attempts_due``, set only on that rare
-path) says when one may have run out. A pass claims it like ``due_at``, records the
-end Runware reports (in ``attempts``: billed, or the reservation released) or re-arms
-a ``CheckClip`` under a fresh token, then sets it to the earliest open attempt's lease,
-or removes it once none is open.
+The tasks an earlier task's video replaced are followed by a pass of their own
+(:mod:`reelflow_common.tracking.attempts`), which the poller runs beside this one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import datetime
+from functools import partial
 
-from reelflow_common import leases
-from reelflow_common.broker import Publisher
-from reelflow_common.clock import Clock
 from reelflow_common.commands import check_command, submit_command
 from reelflow_common.domain import ClipStatus, ProjectStatus
-from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.messages import CheckClip, Message
 from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL, PROJECTS_PAST_LEASE
-from reelflow_common.polling import PollPlanner
-from reelflow_common.polling.delivery import send_check
-from reelflow_common.runware import RunwareClient, RunwareError, TaskState, is_task_not_found
+from reelflow_common.runware import RunwareError, TaskState, is_task_not_found
 from reelflow_common.store import (
     ClipState,
     Lease,
     Project,
-    ProjectStore,
     TaskSucceeded,
     new_token,
 )
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_common.tracking.chains import Action, Pass, ReconcilerPass, Settled
 from reelflow_common.tracking.policy import (
     Keep,
-    Policy,
     Record,
     Watch,
     describe,
@@ -68,102 +54,20 @@ from reelflow_common.tracking.policy import (
     seconds_between,
     terminal_result,
 )
-from reelflow_common.tracking.recorder import ClipRecorder
 
 log = get_logger(__name__)
 
 
-class Action(StrEnum):
-    """What a pass did with one open clip."""
-
-    #: Runware's end of the task (or the ceiling, ``timedOut``) recorded
-    RECORDED = "recorded"
-    #: a queued clip Runware has: now processing, followed by a new check chain
-    TAKEN_OVER = "taken over"
-    CHECK_REARMED = "check re-armed"
-    SUBMIT_REARMED = "submit re-armed"
-    #: another writer changed the clip since the claim: it is theirs to follow
-    MOVED = "moved meanwhile"
-    #: the re-armed chain's first command could not be published: due again at once
-    NOT_STARTED = "not started"
-
-
-@dataclass(frozen=True)
-class Settled:
-    """One open clip after a pass."""
-
-    scene_index: int
-    task_uuid: str
-    #: what Runware said about the task
-    runware: str
-    action: Action
-    #: the end of the lease its chain holds now; None once over, or when it moved
-    lease_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Pass:
-    """What one pass over one project did."""
-
-    project_id: str
-    settled: list[Settled] = field(default_factory=list)
-    #: this pass finished a project none of whose clips was pending
-    finished: bool = False
-
-
-class Reconciler:
+class Reconciler(ReconcilerPass):
     """One pass at a time: :meth:`run_once` every ``reconcile_interval_s``."""
-
-    def __init__(
-        self,
-        projects: ProjectStore,
-        runware: RunwareClient,
-        publisher: Publisher,
-        recorder: ClipRecorder,
-        *,
-        policy: Policy,
-        planner: PollPlanner,
-        clock: Clock,
-        grace_s: float,
-        batch_size: int,
-    ) -> None:
-        self._projects = projects
-        self._runware = runware
-        self._publisher = publisher
-        self._recorder = recorder
-        self._policy = policy
-        self._planner = planner
-        self._now = clock
-        self._grace = timedelta(seconds=grace_s)
-        self._batch_size = batch_size
-        self._lease = timedelta(seconds=projects.lease_s)
 
     async def run_once(self) -> int:
         """Reconcile every project due now (up to a batch); how many this replica claimed."""
         due = await self._projects.due(before=self._now() - self._grace, limit=self._batch_size)
         PROJECTS_PAST_LEASE.set(len(due))
-        claimed = 0
-        for project_id, due_at in due:
-            with bound_context(project_id=project_id):
-                try:
-                    done = await self._reconcile(project_id, due_at, every_open_clip=False)
-                except Exception:
-                    # One project's trouble (a bug, an outage) must not stall the others.
-                    log.exception("reconcile_failed")
-                    continue
-                claimed += done is not None
-        due = await self._projects.attempts_due(
-            before=self._now() - self._grace, limit=self._batch_size
+        return await self._claim_each(
+            due, partial(self._reconcile, every_open_clip=False), failed="reconcile_failed"
         )
-        for project_id, due_at in due:
-            with bound_context(project_id=project_id):
-                try:
-                    done = await self._reconcile_attempts(project_id, due_at)
-                except Exception:
-                    log.exception("reconcile_attempts_failed")
-                    continue
-                claimed += done is not None
-        return claimed
 
     async def reconcile_now(self, project: Project) -> Pass | None:
         """One pass over ``project`` at once, taking every open clip whatever its lease.
@@ -226,78 +130,6 @@ class Reconciler:
             next_due = min(leases_after, default=claimed_until)
             await self._projects.release(project_id, claimed=claimed_until, due_at=next_due)
         return done
-
-    async def _reconcile_attempts(self, project_id: str, due_at: datetime) -> Pass | None:
-        """One pass over the project's replaced tasks still followed (leases in ``attempts``)."""
-        now = self._now()
-        claimed_until = now + self._lease
-        project = await self._projects.claim_attempts(
-            project_id, due_at=due_at, until=claimed_until
-        )
-        if project is None:
-            return None  # another replica took it
-        expired: list[tuple[ClipState, str, Lease]] = []
-        leases_after: list[datetime] = []
-        for clip in project.clips:
-            for task_uuid, attempt in clip.attempts.items():
-                if attempt.lease is None:
-                    continue
-                if attempt.lease.until < now - self._grace:
-                    expired.append((clip, task_uuid, attempt.lease))
-                else:
-                    leases_after.append(attempt.lease.until)
-        # Until settled, an expired lease stays in the minimum: due again at once on a failure.
-        unsettled = {task_uuid: lease.until for _, task_uuid, lease in expired}
-        done = Pass(project_id)
-        try:
-            with bound_context(correlation_id=project.correlation_id):
-                if expired:
-                    outcomes = await self._runware.get_responses(task for _, task, _ in expired)
-                    for clip, task_uuid, lease in expired:
-                        outcome = outcomes[task_uuid]
-                        with bound_context(task_uuid=task_uuid):
-                            action, until = await self._settle_attempt(
-                                project, clip, task_uuid, lease, outcome
-                            )
-                        del unsettled[task_uuid]
-                        CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
-                        if until is not None:
-                            leases_after.append(until)
-                        done.settled.append(
-                            Settled(clip.scene_index, task_uuid, describe(outcome), action, until)
-                        )
-                    log.warning("attempts_reconciled", attempts=len(expired))
-        finally:
-            next_due = min([*leases_after, *unsettled.values()], default=None)
-            await self._projects.release_attempts(
-                project_id, claimed=claimed_until, due_at=next_due
-            )
-        return done
-
-    async def _settle_attempt(
-        self,
-        project: Project,
-        clip: ClipState,
-        task_uuid: str,
-        lease: Lease,
-        outcome: TaskState | RunwareError,
-    ) -> tuple[Action, datetime | None]:
-        """Record the end of a replaced task in its attempt, or re-arm its chain."""
-        attempt = clip.attempts[task_uuid]
-        now = self._now()
-        since = attempt.submitted_at or attempt.queued_at or project.created_at
-        watch = Watch(
-            since_submit_s=seconds_between(since, now), watched_s=seconds_between(since, now)
-        )
-        decision = self._policy.decide(outcome, watch)
-        if isinstance(decision, Record):
-            # Not the clip's task: the repair path records it in the attempt and settles it.
-            await self._recorder.record(project.id, clip.scene_index, task_uuid, decision.result)
-            return Action.RECORDED, None
-        running = isinstance(outcome, TaskState) and outcome.status == "processing"
-        return await self._rearm_check(
-            project, clip, decision, watch, running=running, replaced=(task_uuid, lease)
-        )
 
     async def _settle(
         self, project: Project, clip: ClipState, outcome: TaskState | RunwareError
@@ -366,6 +198,8 @@ class Reconciler:
             correlation_id=project.correlation_id,
         )
         await self._publisher.publish_events(change.events)
+        if change.given_up:
+            return await self._follow_given_up(project, clip, token)
         if not change.applied:
             return Action.MOVED, None  # whoever moved it since the claim follows it
         assert change.at is not None
@@ -373,50 +207,38 @@ class Reconciler:
         lease = Lease(token=token, until=change.lease_until)
         check = check_command(project, clip.scene_index, lease=lease, submitted_at=change.at)
         delay_s = self._planner.first_check_s(profile_of(check))
-        return await self._start(
+        return await self._chains.start(
             project, clip, lease, CHECK_CLIP, check, delay_s, Action.TAKEN_OVER
         )
 
-    async def _rearm_check(
-        self,
-        project: Project,
-        clip: ClipState,
-        decision: Keep,
-        watch: Watch,
-        *,
-        running: bool,
-        replaced: tuple[str, Lease] | None = None,
+    async def _follow_given_up(
+        self, project: Project, clip: ClipState, token: str
     ) -> tuple[Action, datetime | None]:
-        """``replaced``: the chain follows that task of ``attempts``, whose lease was read so."""
+        """The queued clip was cancelled (or failed) since the claim, with the very task Runware
+        holds and bills: nobody else knows of it. Follow it as the submitter follows such a
+        task (``_follow_given_up``): checks on one lease's time, which no write holds (the
+        clip has no lease left to renew), its video recorded in the clip's ``attempts``."""
         now = self._now()
-        lease = Lease(token=new_token(), until=now + self._lease)
-        replaced_task = None
-        if replaced is None:
-            rearmed = await self._projects.rearm(
-                project.id, clip, token=lease.token, until=lease.until
-            )
-        else:
-            replaced_task, held = replaced
-            rearmed = await self._projects.rearm_attempt(
-                project.id,
-                clip.scene_index,
-                replaced_task,
-                held,
-                token=lease.token,
-                until=lease.until,
-            )
-        if not rearmed:
+        lease = Lease(token=token, until=now + self._lease)
+        check = check_command(project, clip.scene_index, lease=lease, submitted_at=now)
+        delay_s = self._planner.first_check_s(profile_of(check))
+        log.warning("clip_given_up_followed")
+        action, _until = await self._chains.start(
+            project, clip, lease, CHECK_CLIP, check, delay_s, Action.GIVEN_UP_FOLLOWED
+        )
+        return action, None  # no lease of the clip's: nothing for due_at
+
+    async def _rearm_check(
+        self, project: Project, clip: ClipState, decision: Keep, watch: Watch, *, running: bool
+    ) -> tuple[Action, datetime | None]:
+        lease = Lease(token=new_token(), until=self._now() + self._lease)
+        if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
             return Action.MOVED, None
-        check = check_command(project, clip.scene_index, lease=lease, replaced_task=replaced_task)
-        update: dict[str, object] = {"last_error": decision.last_error}
-        if running:  # the planner learns the finish came after this answer
-            update |= {"seen_processing_at": now, "seen_progress": decision.progress}
-        check = check.model_copy(update=update)
-        delay_s = self._planner.next_check_s(
-            profile_of(check), elapsed_s=watch.since_submit_s, progress=decision.progress
+        check, delay_s = self._chains.rearmed_check(
+            project, clip.scene_index, lease, decision, watch, running=running
         )
         log.warning("clip_check_rearmed")
-        return await self._start(
+        return await self._chains.start(
             project, clip, lease, CHECK_CLIP, check, delay_s, Action.CHECK_REARMED
         )
 
@@ -428,35 +250,6 @@ class Reconciler:
             return Action.MOVED, None
         submit = submit_command(project, clip.scene_index, lease=lease)
         log.warning("clip_submit_rearmed")
-        return await self._start(
+        return await self._chains.start(
             project, clip, lease, SUBMIT_CLIP, submit, None, Action.SUBMIT_REARMED
         )
-
-    async def _start(
-        self,
-        project: Project,
-        clip: ClipState,
-        lease: Lease,
-        work_queue: str,
-        command: Message,
-        delay_s: float | None,
-        action: Action,
-    ) -> tuple[Action, datetime]:
-        """Publish the first command of the chain that now holds ``lease``; its end."""
-        if delay_s is not None:
-            delay_s = leases.bounded_step_s(delay_s, self._projects.lease_s)
-        try:
-            if isinstance(command, CheckClip) and delay_s is not None:
-                await send_check(self._publisher, command, delay_s=delay_s, now=self._now())
-            else:
-                await self._publisher.send(work_queue, command, delay_s=delay_s)
-        except TransientError:
-            # No chain runs under this lease: due again at once, for the next pass.
-            if isinstance(command, CheckClip) and command.task_uuid != clip.task_uuid:
-                await self._projects.expire_attempt_lease(
-                    project.id, clip.scene_index, command.task_uuid, token=lease.token
-                )
-            else:
-                await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})
-            return Action.NOT_STARTED, self._now()
-        return action, lease.until
