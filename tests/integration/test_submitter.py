@@ -630,21 +630,64 @@ async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_fol
     await followed_to_its_video(world, settings, project)
 
 
+def clip_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The projects whose clip the submitter reads (``ProjectStore.clip_task``) from now on."""
+    reads: list[str] = []
+    read = world.projects.clip_task
+
+    async def counted(project_id: str, scene_index: int) -> tuple[str, ClipStatus] | None:
+        reads.append(project_id)
+        return await read(project_id, scene_index)
+
+    monkeypatch.setattr(world.projects, "clip_task", counted)
+    return reads
+
+
 async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_bought(
-    world: World, settings: Settings
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler = submit_handler(world, settings)
+    reads = clip_reads(world, monkeypatch)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     task_uuid = project.clips[0].task_uuid
-    # Cancelled while its first submit waited in the queue, or was on its way: a first
-    # submit reads nothing, so Runware takes the task (and bills it).
+    # Cancelled while its first submit was on its way, within ``submit_read_after_s`` of
+    # the POST: a prompt first submit reads nothing, so Runware takes the task (and bills it).
     await cancel(world, project)
 
     await handler(submit_of(world, project))
 
     # The clip stays cancelled, and the chain follows the task it bought to its video.
+    assert reads == []
     assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
     await followed_to_its_video(world, settings, project)
+
+
+async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_is_not_bought(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    handler = submit_handler(world, settings, clock)
+    reads = clip_reads(world, monkeypatch)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    task_uuid = project.clips[0].task_uuid
+    message = submit_of(world, project)
+    # The tenant's lane held the clip's first submit longer than ``submit_read_after_s``;
+    # the tenant cancelled meanwhile.
+    await cancel(world, project)
+    clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
+
+    await handler(message)
+
+    # Read, found cancelled: only asked whether a submit of it had reached Runware (none
+    # had); nothing bought, nothing followed, the clip stays cancelled.
+    assert reads == [project.id]
+    assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
+    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
 
 
 async def followed_to_its_video(world: World, settings: Settings, project: Project) -> None:
