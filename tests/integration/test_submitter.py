@@ -713,6 +713,45 @@ async def followed_to_its_video(world: World, settings: Settings, project: Proje
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(cost)
 
 
+async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_followed(
+    world: World, settings: Settings
+) -> None:
+    handler = submit_handler(world, settings)
+    limits = TenantLimits(daily_budget_usd=10.0)
+    project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
+    task_uuid = project.clips[0].task_uuid
+    again = await unanswered_first_submit(world, handler, project)
+    # Meanwhile the clip fails by another path, and the tenant retries it: a new task is
+    # the clip's, and the first one is a failed attempt.
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, task_uuid, lost)).applied
+
+    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
+        held = await world.projects.ledgers.reserve(
+            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
+        )
+        assert held is not None
+        return {clips[0].scene_index: held.split([0.25])[0]}
+
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+
+    await handler(again)
+
+    # Not submitted again, but Runware has the first task and bills it: the chain follows
+    # it, and the open clip takes its video.
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+
+        async def recorded() -> bool:
+            clip = (await world.project(project.id)).clips[0]
+            return (clip.task_uuid, clip.status) == (task_uuid, ClipStatus.SUCCESS)
+
+        await eventually(recorded, "the first task's video taken by the retried clip")
+    truth = await world.sim.task(task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (1, True)
+
+
 @RUNWARE_DOWN
 async def test_a_clip_whose_project_was_deleted_during_an_outage_is_not_bought(
     world: World, settings: Settings
