@@ -29,8 +29,9 @@ no longer announced, and within the API's ``lane_ttl_s`` the tenant's new clips 
 through the sorter again, which opens it anew. The clips the API put on that lane
 before then wait there until it is consumed again (that reopening, or a replica
 starting), at worst until their leases run out and the reconciler re-dispatches them
-(``lease_s + reconcile_grace_s + reconcile_interval_s`` after they were queued). Retries of a lane's messages go through the
-shared queue's wait ladder, back to the shared queue, and are sorted again.
+(``lease_s + reconcile_grace_s + reconcile_interval_s`` after they were queued).
+Retries of a lane's messages go through the shared queue's wait ladder, back to the
+shared queue, and are sorted again.
 """
 
 from __future__ import annotations
