@@ -446,6 +446,19 @@ async def charged_project(world: World, limits: TenantLimits, prompt: str = "a f
     return await world.project((await world.projects.create(new)).project.id)
 
 
+async def retried_on_budget(world: World, project: Project, limits: TenantLimits) -> None:
+    """The tenant retries the project's failed clip: its new task holds $0.25 on the ledger."""
+
+    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
+        held = await world.projects.ledgers.reserve(
+            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
+        )
+        assert held is not None
+        return {clips[0].scene_index: held.split([0.25])[0]}
+
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+
+
 @RUNWARE_DOWN
 async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_bought(
     world: World, settings: Settings
@@ -456,16 +469,7 @@ async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_
     first = submit_of(world, project)
     lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
     await world.projects.record(project.id, 0, first.task_uuid, lost)  # its $0.25 freed
-
-    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
-        held = await world.projects.ledgers.reserve(
-            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
-        )
-        assert held is not None
-        return {clips[0].scene_index: held.split([0.25])[0]}
-
-    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
-    assert retried is not None
+    await retried_on_budget(world, project, limits)
     second = submit_of(world, await world.project(project.id))
     await handler(second)  # Runware is down: no answer, the submit is retried later
     (again,) = world.publisher.sent_to(SUBMIT_CLIP)
@@ -502,9 +506,30 @@ async def unanswered_first_submit(
     return again
 
 
+async def stored_unanswered(
+    world: World, settings: Settings, limits: TenantLimits
+) -> tuple[Project, SubmitClip]:
+    """A charged clip whose first submit Runware stored but whose answer was lost: the
+    project, and the retry its chain scheduled."""
+    project = await charged_project(world, limits, "a fox [sim:drop]")
+    return project, await unanswered_first_submit(world, submit_handler(world, settings), project)
+
+
 async def cancel(world: World, project: Project) -> None:
     """The tenant cancels the project, as the API does."""
     assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+
+async def nothing_bought(world: World, project: Project) -> None:
+    """Runware never had the cancelled clip's task: the chain sent nothing more, the clip
+    stays cancelled without attempts, and its tenant's ledger holds nothing."""
+    task_uuid = project.clips[0].task_uuid
+    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
 
 
 def runware_back(world: World) -> None:
@@ -518,7 +543,6 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
 ) -> None:
     handler = submit_handler(world, settings)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
-    task_uuid = project.clips[0].task_uuid
     again = await unanswered_first_submit(world, handler, project)
     await cancel(world, project)
 
@@ -528,12 +552,7 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
     # Not submitted again: only asked whether the unanswered submit had reached Runware
     # (it had not). The chain ends; the clip stays cancelled, with nothing billed.
     assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
-    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
-    assert world.publisher.sent == []
-    clip = (await world.project(project.id)).clips[0]
-    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
-    ledger = await world.projects.ledgers.read(world.tenant_id)
-    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
+    await nothing_bought(world, project)
 
 
 async def test_a_cancelled_clips_chain_asks_runware_until_the_grace_is_over_without_a_lease(
@@ -614,11 +633,10 @@ async def test_a_clip_cancelled_while_submits_pause_for_a_rate_limit_is_not_boug
 async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_followed(
     world: World, settings: Settings
 ) -> None:
-    handler = submit_handler(world, settings)
     limits = TenantLimits(daily_budget_usd=10.0)
-    project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
+    project, again = await stored_unanswered(world, settings, limits)
     task_uuid = project.clips[0].task_uuid
-    again = await unanswered_first_submit(world, handler, project)
+    handler = submit_handler(world, settings)
     await cancel(world, project)
 
     await handler(again)
@@ -669,7 +687,6 @@ async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_is_not_bough
     handler = submit_handler(world, settings, clock)
     reads = clip_reads(world, monkeypatch)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
-    task_uuid = project.clips[0].task_uuid
     message = submit_of(world, project)
     # The tenant's lane held the clip's first submit longer than ``submit_read_after_s``;
     # the tenant cancelled meanwhile.
@@ -682,12 +699,7 @@ async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_is_not_bough
     # had); nothing bought, nothing followed, the clip stays cancelled.
     assert reads == [project.id]
     assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
-    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
-    assert world.publisher.sent == []
-    clip = (await world.project(project.id)).clips[0]
-    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
-    ledger = await world.projects.ledgers.read(world.tenant_id)
-    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
+    await nothing_bought(world, project)
 
 
 async def followed_to_its_video(world: World, settings: Settings, project: Project) -> None:
@@ -716,26 +728,16 @@ async def followed_to_its_video(world: World, settings: Settings, project: Proje
 async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_followed(
     world: World, settings: Settings
 ) -> None:
-    handler = submit_handler(world, settings)
     limits = TenantLimits(daily_budget_usd=10.0)
-    project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
-    task_uuid = project.clips[0].task_uuid
-    again = await unanswered_first_submit(world, handler, project)
+    project, again = await stored_unanswered(world, settings, limits)
+    task_uuid = again.task_uuid
     # Meanwhile the clip fails by another path, and the tenant retries it: a new task is
     # the clip's, and the first one is a failed attempt.
     lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
     assert (await world.projects.record(project.id, 0, task_uuid, lost)).applied
+    await retried_on_budget(world, project, limits)
 
-    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
-        held = await world.projects.ledgers.reserve(
-            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
-        )
-        assert held is not None
-        return {clips[0].scene_index: held.split([0.25])[0]}
-
-    assert await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
-
-    await handler(again)
+    await submit_handler(world, settings)(again)
 
     # Not submitted again, but Runware has the first task and bills it: the chain follows
     # it, and the open clip takes its video.
