@@ -446,6 +446,19 @@ async def charged_project(world: World, limits: TenantLimits, prompt: str = "a f
     return await world.project((await world.projects.create(new)).project.id)
 
 
+async def retried_on_budget(world: World, project: Project, limits: TenantLimits) -> None:
+    """The tenant retries the project's failed clip: its new task holds $0.25 on the ledger."""
+
+    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
+        held = await world.projects.ledgers.reserve(
+            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
+        )
+        assert held is not None
+        return {clips[0].scene_index: held.split([0.25])[0]}
+
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+
+
 @RUNWARE_DOWN
 async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_bought(
     world: World, settings: Settings
@@ -456,16 +469,7 @@ async def test_a_retrys_task_an_earlier_video_replaced_while_it_waited_is_never_
     first = submit_of(world, project)
     lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
     await world.projects.record(project.id, 0, first.task_uuid, lost)  # its $0.25 freed
-
-    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
-        held = await world.projects.ledgers.reserve(
-            world.tenant_id, limits, clips=len(clips), usd=0.25, now=utcnow()
-        )
-        assert held is not None
-        return {clips[0].scene_index: held.split([0.25])[0]}
-
-    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
-    assert retried is not None
+    await retried_on_budget(world, project, limits)
     second = submit_of(world, await world.project(project.id))
     await handler(second)  # Runware is down: no answer, the submit is retried later
     (again,) = world.publisher.sent_to(SUBMIT_CLIP)
@@ -502,9 +506,30 @@ async def unanswered_first_submit(
     return again
 
 
+async def stored_unanswered(
+    world: World, settings: Settings, limits: TenantLimits
+) -> tuple[Project, SubmitClip]:
+    """A charged clip whose first submit Runware stored but whose answer was lost: the
+    project, and the retry its chain scheduled."""
+    project = await charged_project(world, limits, "a fox [sim:drop]")
+    return project, await unanswered_first_submit(world, submit_handler(world, settings), project)
+
+
 async def cancel(world: World, project: Project) -> None:
     """The tenant cancels the project, as the API does."""
     assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+
+async def nothing_bought(world: World, project: Project) -> None:
+    """Runware never had the cancelled clip's task: the chain sent nothing more, the clip
+    stays cancelled without attempts, and its tenant's ledger holds nothing."""
+    task_uuid = project.clips[0].task_uuid
+    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
+    assert world.publisher.sent == []
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
 
 
 def runware_back(world: World) -> None:
@@ -518,7 +543,6 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
 ) -> None:
     handler = submit_handler(world, settings)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
-    task_uuid = project.clips[0].task_uuid
     again = await unanswered_first_submit(world, handler, project)
     await cancel(world, project)
 
@@ -528,12 +552,7 @@ async def test_a_clip_cancelled_during_an_outage_is_not_bought_once_runware_is_b
     # Not submitted again: only asked whether the unanswered submit had reached Runware
     # (it had not). The chain ends; the clip stays cancelled, with nothing billed.
     assert (await world.sim.stats())["task_types"] == {"videoInference": 1, "getResponse": 1}
-    assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
-    assert world.publisher.sent == []
-    clip = (await world.project(project.id)).clips[0]
-    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
-    ledger = await world.projects.ledgers.read(world.tenant_id)
-    assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
+    await nothing_bought(world, project)
 
 
 async def test_a_cancelled_clips_chain_asks_runware_until_the_grace_is_over_without_a_lease(
@@ -614,11 +633,10 @@ async def test_a_clip_cancelled_while_submits_pause_for_a_rate_limit_is_not_boug
 async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_followed(
     world: World, settings: Settings
 ) -> None:
-    handler = submit_handler(world, settings)
     limits = TenantLimits(daily_budget_usd=10.0)
-    project = await charged_project(world, limits, "a fox [sim:drop]")  # stored, answer lost
+    project, again = await stored_unanswered(world, settings, limits)
     task_uuid = project.clips[0].task_uuid
-    again = await unanswered_first_submit(world, handler, project)
+    handler = submit_handler(world, settings)
     await cancel(world, project)
 
     await handler(again)
@@ -630,21 +648,58 @@ async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_fol
     await followed_to_its_video(world, settings, project)
 
 
+def clip_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The projects whose clip the submitter reads (``ProjectStore.clip_task``) from now on."""
+    reads: list[str] = []
+    read = world.projects.clip_task
+
+    async def counted(project_id: str, scene_index: int) -> tuple[str, ClipStatus] | None:
+        reads.append(project_id)
+        return await read(project_id, scene_index)
+
+    monkeypatch.setattr(world.projects, "clip_task", counted)
+    return reads
+
+
 async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_bought(
-    world: World, settings: Settings
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     handler = submit_handler(world, settings)
+    reads = clip_reads(world, monkeypatch)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     task_uuid = project.clips[0].task_uuid
-    # Cancelled while its first submit waited in the queue, or was on its way: a first
-    # submit reads nothing, so Runware takes the task (and bills it).
+    # Cancelled while its first submit was on its way, within ``submit_read_after_s`` of
+    # the POST: a prompt first submit reads nothing, so Runware takes the task (and bills it).
     await cancel(world, project)
 
     await handler(submit_of(world, project))
 
     # The clip stays cancelled, and the chain follows the task it bought to its video.
+    assert reads == []
     assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
     await followed_to_its_video(world, settings, project)
+
+
+async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_is_not_bought(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock()
+    handler = submit_handler(world, settings, clock)
+    reads = clip_reads(world, monkeypatch)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    message = submit_of(world, project)
+    # The tenant's lane held the clip's first submit longer than ``submit_read_after_s``;
+    # the tenant cancelled meanwhile.
+    await cancel(world, project)
+    clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
+
+    await handler(message)
+
+    # Read, found cancelled: only asked whether a submit of it had reached Runware (none
+    # had); nothing bought, nothing followed, the clip stays cancelled.
+    assert reads == [project.id]
+    assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
+    await nothing_bought(world, project)
 
 
 async def followed_to_its_video(world: World, settings: Settings, project: Project) -> None:
@@ -668,6 +723,35 @@ async def followed_to_its_video(world: World, settings: Settings, project: Proje
     ledger = await world.projects.ledgers.read(world.tenant_id)
     assert ledger.open == 0
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(cost)
+
+
+async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_followed(
+    world: World, settings: Settings
+) -> None:
+    limits = TenantLimits(daily_budget_usd=10.0)
+    project, again = await stored_unanswered(world, settings, limits)
+    task_uuid = again.task_uuid
+    # Meanwhile the clip fails by another path, and the tenant retries it: a new task is
+    # the clip's, and the first one is a failed attempt.
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, task_uuid, lost)).applied
+    await retried_on_budget(world, project, limits)
+
+    await submit_handler(world, settings)(again)
+
+    # Not submitted again, but Runware has the first task and bills it: the chain follows
+    # it, and the open clip takes its video.
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+
+        async def recorded() -> bool:
+            clip = (await world.project(project.id)).clips[0]
+            return (clip.task_uuid, clip.status) == (task_uuid, ClipStatus.SUCCESS)
+
+        await eventually(recorded, "the first task's video taken by the retried clip")
+    truth = await world.sim.task(task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (1, True)
 
 
 @RUNWARE_DOWN

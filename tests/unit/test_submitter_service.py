@@ -213,13 +213,29 @@ def _submit(**fields: object) -> SubmitClip:
     )
 
 
-def test_only_a_clips_very_first_submit_reads_nothing_before_it() -> None:
-    assert not reads_before_submit(_submit())
+_QUEUED = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+def _reads(message: SubmitClip, *, after_s: float) -> bool:
+    return reads_before_submit(message, now=_QUEUED + timedelta(seconds=after_s), read_after_s=10)
+
+
+def test_only_a_clips_prompt_first_submit_reads_nothing_before_it() -> None:
+    assert not _reads(_submit(queued_at=_QUEUED), after_s=3)
     # The clip may have been cancelled while the chain waited out an outage or a refusal.
-    assert reads_before_submit(_submit(attempt=2, outages=1))
-    assert reads_before_submit(_submit(attempt=2))
+    assert _reads(_submit(attempt=2, outages=1, queued_at=_QUEUED), after_s=3)
+    assert _reads(_submit(attempt=2, queued_at=_QUEUED), after_s=3)
     # A retry's task: an earlier task's late video may replace it before it is submitted.
-    assert reads_before_submit(_submit(after_earlier_tasks=True))
+    assert _reads(_submit(after_earlier_tasks=True, queued_at=_QUEUED), after_s=3)
+
+
+def test_a_first_submit_that_waited_in_its_lane_reads_the_clip() -> None:
+    # Minutes in a fair-share lane: the clip may have been cancelled meanwhile.
+    assert _reads(_submit(queued_at=_QUEUED), after_s=10.5)
+    assert not _reads(_submit(queued_at=_QUEUED), after_s=10)
+    # A message from before ``queued_at``: its own timestamp stands in.
+    assert _reads(_submit(occurred_at=_QUEUED), after_s=60)
+    assert not _reads(_submit(occurred_at=_QUEUED), after_s=1)
 
 
 @pytest.mark.parametrize(

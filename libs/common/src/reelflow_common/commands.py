@@ -42,6 +42,7 @@ def submit_command(
         correlation_id=correlation_id or project.correlation_id,
         charge=clip.charge,
         after_earlier_tasks=bool(clip.attempts),
+        queued_at=clip.queued_at or project.created_at,
     )
 
 

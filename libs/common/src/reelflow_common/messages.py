@@ -122,6 +122,11 @@ class SubmitClip(Message):
     #: first included (``ProjectStore.clip_task``); a clip's first task has no such task to
     #: fear, and reads only before its later submits (``attempt`` > 1)
     after_earlier_tasks: bool = False
+    #: when the clip's task was queued (database clock): a first submit of a message older
+    #: than ``submit_read_after_s`` (a clip that waited in its tenant's lane) reads the clip
+    #: first, since it may have been cancelled meanwhile (None: a message from before this
+    #: field; its ``occurred_at`` stands in)
+    queued_at: datetime | None = None
 
 
 class CheckClip(Message):

@@ -14,7 +14,12 @@ and remembers every ``LaneOpened`` it hears for ``lane_ttl_s``: a sorter sends
 one when it opens a lane, and every submitter replica re-announces the lanes it
 consumes every ``lane_announce_interval_s``. So a lane no submitter consumes any
 more (its consumer failed, every submitter gone for good) is forgotten within
-``lane_ttl_s``, and the clips go back through the sorter, which opens it again.
+``lane_ttl_s``, and the tenant's later clips go back through the sorter, which opens
+it again. The clips already put on that lane before it was forgotten are not moved:
+they wait there until a submitter consumes the lane again (a sorter reopening it, a
+submitter starting), at worst until their leases run out and the reconciler sends
+them again (``lease_s + reconcile_grace_s + reconcile_interval_s`` after they were
+queued; the copy left on the lane is absorbed by the task UUID and guarded writes).
 A lane deleted meanwhile (``x-expires``, an operator) makes the publish
 ``Unroutable``: those clips go to the shared queue at once and the lane is
 forgotten. A fallback costs a publish, never a clip.

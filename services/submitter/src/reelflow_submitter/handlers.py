@@ -1,11 +1,12 @@
 """``SubmitClip``: send one clip to Runware and record that Runware has it.
 
-The message carries the request. Every submit but a clip's very first reads the clip
+The message carries the request. Every submit but a clip's prompt first reads the clip
 (``service.reads_before_submit``): does the clip still want this task? It may have been
-cancelled while the chain waited out an outage, or an earlier task's late video may have
-replaced a retry's task. If not, the chain never buys it; it only asks Runware whether an
-earlier, unanswered submit got it there, and follows it if so (Runware bills it). The
-first submit reads nothing: the API queued the clip a moment ago. The one write
+cancelled while the chain waited out an outage or in its tenant's lane, or an earlier
+task's late video may have replaced a retry's task. If not, the chain never buys it; it
+only asks Runware whether an earlier, unanswered submit got it there, and follows it if
+so (Runware bills it). A first submit within ``submit_read_after_s`` of the clip being
+queued reads nothing: a cancel inside that window may still buy the clip. The one write
 (``queued → processing``) is guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
@@ -112,7 +113,9 @@ class SubmitHandler:
         if self._throttle is not None:
             # Before the read: a pause after a 429 may last minutes, and a cancel with it.
             await self._throttle.wait()
-        if reads_before_submit(message):
+        if reads_before_submit(
+            message, now=self._now(), read_after_s=self._settings.submit_read_after_s
+        ):
             clip = await self._projects.clip_task(message.project_id, message.scene_index)
             need = before_resubmit(message.task_uuid, clip)
             if need is not BeforeSubmit.SUBMIT:

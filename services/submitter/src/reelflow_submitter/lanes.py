@@ -24,10 +24,14 @@ and every replica re-announcing its lanes every ``lane_announce_interval_s``
 (broker only). A lane holds what a sorter put there, and that sorter's replica
 consumes it at once; and what the API put there itself (``reelflow_api.lanes``),
 which it does only while some replica announces the lane. So no lane is left
-without a consumer while a submitter runs: a lane whose consumer failed is no
-longer announced, and within the API's ``lane_ttl_s`` its clips come through the
-sorter again, which opens it anew. Retries of a lane's messages go through the
-shared queue's wait ladder, back to the shared queue, and are sorted again.
+without a consumer for long while a submitter runs: a lane whose consumer failed is
+no longer announced, and within the API's ``lane_ttl_s`` the tenant's new clips come
+through the sorter again, which opens it anew. The clips the API put on that lane
+before then wait there until it is consumed again (that reopening, or a replica
+starting), at worst until their leases run out and the reconciler re-dispatches them
+(``lease_s + reconcile_grace_s + reconcile_interval_s`` after they were queued).
+Retries of a lane's messages go through the shared queue's wait ladder, back to the
+shared queue, and are sorted again.
 """
 
 from __future__ import annotations

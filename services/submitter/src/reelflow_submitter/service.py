@@ -59,16 +59,22 @@ class BeforeSubmit(Enum):
     DROP = "drop"
 
 
-def reads_before_submit(message: SubmitClip) -> bool:
+def reads_before_submit(message: SubmitClip, *, now: datetime, read_after_s: float) -> bool:
     """Whether the chain reads the clip before this submit (:func:`before_resubmit`).
 
     Every submit after the first (``attempt`` > 1: an outage, an unanswered or refused
     submit came first), since the clip may have been cancelled, or ended otherwise, while
-    the chain waited; and every submit of a retry's task, which an earlier task's late video
-    may replace. A clip's first submit of its first task reads nothing: the API queued it
-    a moment ago.
+    the chain waited; every submit of a retry's task, which an earlier task's late video
+    may replace; and a first submit of a clip queued more than ``read_after_s`` before
+    ``now`` (database clock), which waited in its tenant's lane long enough to be cancelled
+    meanwhile. Only a clip submitted within ``read_after_s`` of being queued reads nothing:
+    a cancel inside that window may still buy it (the chain then follows it, billed).
     """
-    return message.attempt > 1 or message.after_earlier_tasks
+    if message.attempt > 1 or message.after_earlier_tasks:
+        return True
+    # A message from before ``queued_at``: its publisher's clock stands in for the database's.
+    queued_at = message.queued_at or message.occurred_at
+    return (now - queued_at).total_seconds() > read_after_s
 
 
 def before_resubmit(task_uuid: str, clip: tuple[str, ClipStatus] | None) -> BeforeSubmit:

@@ -82,8 +82,11 @@ class Publisher:
         so the actual delay is a rung of the queue's ladder, never more than asked
         unless ``delay_s`` is below the shortest rung. ``to``: the full name of
         another queue of the work queue's messages (a tenant's submit lane) to
-        put it on instead, now; :class:`Unroutable` if there is no such queue.
+        put it on instead, now; :class:`Unroutable` if there is no such queue. A lane has
+        no wait queues: ``to`` with ``delay_s`` is a ``ValueError``, never a dropped delay.
         """
+        if to is not None and delay_s is not None:
+            raise ValueError(f"a delay ({delay_s} s) cannot go to {to}: it has no wait queues")
         if to is not None:
             routing_key = to
         elif delay_s is None:

@@ -97,7 +97,8 @@ class Change:
     at: datetime | None = None
     lease_until: datetime | None = None
     #: not applied: Runware took the clip's own task after the clip was cancelled (or failed)
-    #: meanwhile; nobody follows that task unless the submitting chain does
+    #: meanwhile, or an earlier task whose attempt had ended so; nobody follows that task
+    #: unless the submitting chain does
     given_up: bool = False
 
 
@@ -267,7 +268,10 @@ class ProjectStore:
             new_token=new_token,
         )
         if write is None:
-            return Change(False)
+            # An attempt that ended (failed, say, before a retry) whose task Runware took
+            # all the same: Runware bills it, and no other chain knows of it: follow it.
+            attempt = clip.attempts.get(task_uuid)
+            return Change(False, given_up=attempt is not None and attempt.status in _GIVEN_UP)
         found = await self._projects.update_one(write.filter, write.update)
         if found.matched_count == 0:
             return Change(False)
