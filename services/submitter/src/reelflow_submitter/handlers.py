@@ -7,8 +7,9 @@ task's late video may have replaced a retry's task. If not, the chain never buys
 only asks Runware whether an earlier, unanswered submit got it there, and follows it if
 so (Runware bills it). A chain that provably never submitted (its first submit, handled
 for the first time: ``service.may_have_submitted``) asks nothing of a cancelled or failed
-clip: it ends there, so cancelling a backlog costs no Runware calls. A first submit within ``submit_read_after_s`` of the clip being
-queued reads nothing: a cancel inside that window may still buy the clip. The one write
+clip: it ends there, so cancelling a backlog costs no Runware calls. A first submit
+within ``submit_read_after_s`` of the clip being queued reads nothing: a cancel inside
+that window may still buy the clip. The one write
 (``queued → processing``) is guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
