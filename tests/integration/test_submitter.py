@@ -680,7 +680,45 @@ async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_boug
     await followed_to_its_video(world, settings, project)
 
 
-async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_is_not_bought(
+async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_costs_no_runware_call(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real visibility grace: a chain that asked Runware would ask again and again.
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    handled = asyncio.Event()
+
+    async def consumed(message: SubmitClip) -> None:
+        await handler(message)
+        handled.set()
+
+    reads = clip_reads(world, monkeypatch)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    # The tenant's lane held the clip's first submit longer than ``submit_read_after_s``;
+    # the tenant cancelled meanwhile.
+    await cancel(world, project)
+    clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
+    await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
+    world.publisher.sent.clear()
+
+    async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
+        await asyncio.wait_for(handled.wait(), DEADLINE_S)
+
+    # Read, found cancelled, and handled for the first time as the chain's first submit:
+    # nothing of it can be at Runware, so nothing is asked, bought or followed. The message
+    # is acknowledged, not retried or dead-lettered; the clip stays cancelled.
+    assert reads == [project.id]
+    assert (await world.sim.stats())["task_types"] == {}
+    for queue in (
+        world.topology.queue(SUBMIT_CLIP),
+        world.topology.dead_letter_queue(SUBMIT_CLIP),
+    ):
+        assert await world.ready_count(queue) == 0
+    await nothing_bought(world, project)
+
+
+async def test_a_redelivered_first_submit_of_a_cancelled_clip_asks_runware_first(
     world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = Clock()
@@ -688,15 +726,13 @@ async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_is_not_bough
     reads = clip_reads(world, monkeypatch)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     message = submit_of(world, project)
-    # The tenant's lane held the clip's first submit longer than ``submit_read_after_s``;
-    # the tenant cancelled meanwhile.
     await cancel(world, project)
     clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
 
+    # Handled outside a first delivery (as a redelivery after its holder crashed): that
+    # holder may have got the task to Runware, so Runware is asked (it had not).
     await handler(message)
 
-    # Read, found cancelled: only asked whether a submit of it had reached Runware (none
-    # had); nothing bought, nothing followed, the clip stays cancelled.
     assert reads == [project.id]
     assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
     await nothing_bought(world, project)

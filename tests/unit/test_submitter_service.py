@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ from reelflow_submitter.service import (
     after_not_found,
     after_submit_error,
     before_resubmit,
+    may_have_submitted,
     may_hold_task,
     reads_before_submit,
     video_request,
@@ -254,7 +256,30 @@ def test_a_first_submit_that_waited_in_its_lane_reads_the_clip() -> None:
 def test_a_submit_goes_to_runware_only_while_its_task_is_the_clips_and_queued(
     clip: tuple[str, ClipStatus] | None, then: BeforeSubmit
 ) -> None:
-    assert before_resubmit("9d1c", clip) is then
+    assert before_resubmit("9d1c", clip, may_have_submitted=True) is then
+
+
+@pytest.mark.parametrize(
+    ("fields", "first_handling", "then"),
+    [
+        # The chain's first submit, handled once: nothing of it can be at Runware.
+        ({}, True, BeforeSubmit.NEVER_SUBMITTED),
+        # Redelivered, or retried after a failure: its holder may have submitted it.
+        ({}, False, BeforeSubmit.ASK_GIVEN_UP),
+        # An earlier submit went unanswered (or a re-armed chain's predecessor's may have).
+        ({"last_ambiguous_at": _QUEUED}, True, BeforeSubmit.ASK_GIVEN_UP),
+        # A later submit: an earlier one may have reached Runware.
+        ({"attempt": 2}, True, BeforeSubmit.ASK_GIVEN_UP),
+        ({"attempt": 2, "outages": 1}, True, BeforeSubmit.ASK_GIVEN_UP),
+    ],
+)
+@pytest.mark.parametrize("status", [ClipStatus.CANCELLED, ClipStatus.FAILED])
+def test_a_given_up_clips_chain_asks_runware_only_if_an_earlier_try_may_have_submitted(
+    fields: dict[str, Any], first_handling: bool, then: BeforeSubmit, status: ClipStatus
+) -> None:
+    message = _submit(**fields)
+    submitted = may_have_submitted(message, first_handling=first_handling)
+    assert before_resubmit("9d1c", ("9d1c", status), may_have_submitted=submitted) is then
 
 
 def test_video_request_carries_the_clips_task_uuid_and_fields() -> None:

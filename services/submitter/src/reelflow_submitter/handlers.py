@@ -5,8 +5,11 @@ The message carries the request. Every submit but a clip's prompt first reads th
 cancelled while the chain waited out an outage or in its tenant's lane, or an earlier
 task's late video may have replaced a retry's task. If not, the chain never buys it; it
 only asks Runware whether an earlier, unanswered submit got it there, and follows it if
-so (Runware bills it). A first submit within ``submit_read_after_s`` of the clip being
-queued reads nothing: a cancel inside that window may still buy the clip. The one write
+so (Runware bills it). A chain that provably never submitted (its first submit, handled
+for the first time: ``service.may_have_submitted``) asks nothing of a cancelled or failed
+clip: it ends there, so cancelling a backlog costs no Runware calls. A first submit
+within ``submit_read_after_s`` of the clip being queued reads nothing: a cancel inside
+that window may still buy the clip. The one write
 (``queued → processing``) is guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
@@ -20,6 +23,7 @@ from datetime import datetime, timedelta
 
 from reelflow_common import leases
 from reelflow_common.broker import Publisher
+from reelflow_common.broker.consume import first_handling
 from reelflow_common.clock import Clock
 from reelflow_common.commands import first_check
 from reelflow_common.domain import ClipStatus
@@ -45,6 +49,7 @@ from reelflow_submitter.service import (
     after_not_found,
     after_submit_error,
     before_resubmit,
+    may_have_submitted,
     may_hold_task,
     profile,
     reads_before_submit,
@@ -117,7 +122,11 @@ class SubmitHandler:
             message, now=self._now(), read_after_s=self._settings.submit_read_after_s
         ):
             clip = await self._projects.clip_task(message.project_id, message.scene_index)
-            need = before_resubmit(message.task_uuid, clip)
+            need = before_resubmit(
+                message.task_uuid,
+                clip,
+                may_have_submitted=may_have_submitted(message, first_handling=first_handling()),
+            )
             if need is not BeforeSubmit.SUBMIT:
                 await self._not_wanted(message, need)
                 return
@@ -143,7 +152,7 @@ class SubmitHandler:
         """Never buy a task the clip no longer wants; an earlier submit of this chain may have
         reached Runware all the same: ask, and follow it if it is there."""
         log.info("clip_submit_not_wanted", attempt=message.attempt, then=need.value)
-        if need is BeforeSubmit.DROP:
+        if need in (BeforeSubmit.DROP, BeforeSubmit.NEVER_SUBMITTED):
             return
         final_error = TASK_REPLACED if need is BeforeSubmit.ASK_REPLACED else CLIP_GIVEN_UP
         await self._verify(message.model_copy(update={"final_error": final_error}))

@@ -54,6 +54,9 @@ class BeforeSubmit(Enum):
     #: follow the task (billed: its video is recorded in ``attempts``) if an earlier submit
     #: got it there; else the chain ends, nothing bought
     ASK_GIVEN_UP = "ask_given_up"
+    #: the clip's own task, cancelled or failed meanwhile, and no try of this chain can have
+    #: got it to Runware (:func:`may_have_submitted`): nothing to ask, the chain ends
+    NEVER_SUBMITTED = "never_submitted"
     #: nothing to submit or ask for: the project is gone, another chain follows the task
     #: (processing), or its video is recorded already
     DROP = "drop"
@@ -77,9 +80,26 @@ def reads_before_submit(message: SubmitClip, *, now: datetime, read_after_s: flo
     return (now - queued_at).total_seconds() > read_after_s
 
 
-def before_resubmit(task_uuid: str, clip: tuple[str, ClipStatus] | None) -> BeforeSubmit:
+def may_have_submitted(message: SubmitClip, *, first_handling: bool) -> bool:
+    """Whether an earlier try of this chain may have got its task to Runware unseen.
+
+    Not when this is the chain's first submit (``attempt`` 1: no outage, no unanswered or
+    refused submit came before it), nothing records a submit that may have reached Runware
+    (``last_ambiguous_at``; the reconciler sets it on a chain it re-arms, whose lost
+    predecessor may have submitted), and the message is handled for the first time
+    (``first_handling``: not redelivered after its holder crashed, nor retried after a
+    failure, either of which may have come after Runware took the task).
+    """
+    return message.attempt > 1 or message.last_ambiguous_at is not None or not first_handling
+
+
+def before_resubmit(
+    task_uuid: str, clip: tuple[str, ClipStatus] | None, *, may_have_submitted: bool
+) -> BeforeSubmit:
     """What to do with a submit of ``task_uuid``, given the clip's current task and status
-    (None: no such clip)."""
+    (None: no such clip) and whether an earlier try may have got the task to Runware
+    (:func:`may_have_submitted`): if not, a cancelled or failed clip's chain asks nothing,
+    so a cancelled backlog costs no Runware calls."""
     if clip is None:
         return BeforeSubmit.DROP
     current, status = clip
@@ -88,7 +108,7 @@ def before_resubmit(task_uuid: str, clip: tuple[str, ClipStatus] | None) -> Befo
     if status is ClipStatus.QUEUED:
         return BeforeSubmit.SUBMIT
     if status in (ClipStatus.CANCELLED, ClipStatus.FAILED):
-        return BeforeSubmit.ASK_GIVEN_UP
+        return BeforeSubmit.ASK_GIVEN_UP if may_have_submitted else BeforeSubmit.NEVER_SUBMITTED
     return BeforeSubmit.DROP
 
 

@@ -327,6 +327,20 @@ def current_delivery() -> AbstractIncomingMessage:
     return _DELIVERY.get()
 
 
+def first_handling() -> bool:
+    """Whether the running handler is this message's first: not a delivery the broker
+    redelivered (a consumer before this one held it, and may have acted on it before it
+    crashed or lost its channel), nor a copy this policy republished after a failure (our
+    retry and failure counters, which copies forwarded to other queues keep). False
+    outside a consume() handler: nothing then says it is the first.
+    """
+    delivery = _DELIVERY.get(None)
+    if delivery is None or delivery.redelivered:
+        return False
+    headers = delivery.headers or {}
+    return HEADER_RETRIES not in headers and HEADER_FAILURES not in headers
+
+
 async def _act(settle: Awaitable[None], outcome: str) -> str:
     """Ack/nack/reject; if the channel is gone the broker redelivers the message anyway."""
     try:

@@ -245,10 +245,15 @@ class Reconciler(ReconcilerPass):
     async def _rearm_submit(
         self, project: Project, clip: ClipState
     ) -> tuple[Action, datetime | None]:
-        lease = Lease(token=new_token(), until=self._now() + self._lease)
+        now = self._now()
+        lease = Lease(token=new_token(), until=now + self._lease)
         if not await self._projects.rearm(project.id, clip, token=lease.token, until=lease.until):
             return Action.MOVED, None
-        submit = submit_command(project, clip.scene_index, lease=lease)
+        # The lost chain may have got the task to Runware unseen (Runware could not say, or
+        # that chain is not dead after all): the new chain asks before it gives the task up.
+        submit = submit_command(project, clip.scene_index, lease=lease).model_copy(
+            update={"last_ambiguous_at": now}
+        )
         log.warning("clip_submit_rearmed")
         return await self._chains.start(
             project, clip, lease, SUBMIT_CLIP, submit, None, Action.SUBMIT_REARMED
