@@ -74,7 +74,6 @@ async def main(
             connection = await stack.enter_async_context(
                 amqp_connection(settings, name="poller", stop=stop)
             )
-            readiness["rabbitmq"] = amqp_ready(connection)
             channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.poll_concurrency)
             )
@@ -83,6 +82,8 @@ async def main(
                 amqp_channel(connection, prefetch=settings.poll_concurrency)
             )
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
+            # Ready once the queues exist: a message published from now on waits for us.
+            readiness["rabbitmq"] = amqp_ready(connection)
             await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("poller_stopped_while_waiting", dependency=str(stopped))

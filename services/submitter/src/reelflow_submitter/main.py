@@ -67,7 +67,6 @@ async def main(
             connection = await stack.enter_async_context(
                 amqp_connection(settings, name="submitter", stop=stop)
             )
-            readiness["rabbitmq"] = amqp_ready(connection)
             channel = await stack.enter_async_context(
                 amqp_channel(connection, prefetch=settings.sort_concurrency)
             )
@@ -77,6 +76,8 @@ async def main(
             )
             signal_channel = await stack.enter_async_context(amqp_channel(connection))
             await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
+            # Ready once the queues exist: a message published from now on waits for us.
+            readiness["rabbitmq"] = amqp_ready(connection)
             await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("submitter_stopped_while_waiting", dependency=str(stopped))
