@@ -29,7 +29,7 @@ sim: $(VENV)/.synced
 # make test TEST_WORKERS=0.
 TEST_WORKERS ?= 2
 test: $(VENV)/.synced
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 test-fast: $(VENV)/.synced
 	$(BIN)/pytest tests/unit
