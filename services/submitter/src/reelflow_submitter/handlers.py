@@ -212,8 +212,15 @@ class SubmitHandler:
         await self._publisher.publish_events(change.events)
 
     async def _start_polling(
-        self, message: SubmitClip, submitted_at: datetime, until: datetime
+        self,
+        message: SubmitClip,
+        submitted_at: datetime,
+        until: datetime,
+        *,
+        in_attempts: bool = False,
     ) -> None:
+        """The chain's first check, under the clip's lease (``in_attempts``: the lease in the
+        attempt of its task)."""
         webhooks = self._settings.webhook_url(message.project_id, message.scene_index) is not None
         check = first_check(
             message, submitted_at=submitted_at, lease_until=until, webhooks=webhooks
@@ -227,9 +234,14 @@ class SubmitHandler:
         except TransientError:
             # This chain cannot go on: let the reconciler re-arm the clip without waiting
             # out the lease. The retried message then finds the clip processing and stops.
-            await self._projects.expire_leases(
-                message.project_id, {message.scene_index: message.token}
-            )
+            if in_attempts:
+                await self._projects.expire_attempt_lease(
+                    message.project_id, message.scene_index, message.task_uuid, token=message.token
+                )
+            else:
+                await self._projects.expire_leases(
+                    message.project_id, {message.scene_index: message.token}
+                )
             raise
 
     async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
@@ -322,10 +334,18 @@ class SubmitHandler:
 
     async def _follow_given_up(self, message: SubmitClip) -> None:
         """Runware has the task of a clip cancelled (or failed) meanwhile, and bills it: follow
-        it to its end on what is left of this chain's lease, as a processing clip's checks go
-        on after a cancel. Its video is recorded in the clip's ``attempts``; the clip stays as
-        it is."""
-        await self._start_polling(message, self._now(), message.lease_until)
+        it to its end, as a processing clip's checks go on after a cancel, under a lease in
+        the clip's ``attempts`` (a fresh token) that the attempts reconciler re-arms should
+        this chain be lost. Its video is recorded there; the clip stays as it is."""
+        lease = await self._projects.follow_given_up(
+            message.project_id, message.scene_index, message.task_uuid
+        )
+        if lease is None:
+            # Another chain follows it (a fork, the reconciler), or its end is recorded.
+            log.info("clip_given_up_followed_elsewhere", attempt=message.attempt)
+            return
+        following = message.model_copy(update={"token": lease.token})
+        await self._start_polling(following, self._now(), lease.until, in_attempts=True)
         log.info("clip_given_up_followed", attempt=message.attempt)
 
     async def _again(self, message: SubmitClip, delay_s: float) -> None:

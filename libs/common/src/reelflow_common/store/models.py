@@ -51,8 +51,10 @@ class Attempt(_Frozen):
     """A task of a clip that the clip does not stand for (or no longer stands for by its video).
 
     An earlier task, kept when a retry gave the clip a new one or an earlier task's
-    video replaced it; or, for a clip given up on (``timedOut``), its own task's video
-    that came after all (under the clip's own task UUID).
+    video replaced it; or, for a clip given up on (cancelled, failed), its own task (under
+    the clip's own task UUID): followed by a chain while Runware may still bill it (a
+    cancelled processing clip, a task Runware took after the cancel), or its video that
+    came after all.
     """
 
     status: ClipStatus
@@ -67,7 +69,8 @@ class Attempt(_Frozen):
     charge: Charge | None = None
     #: its video came after the task had been given up on (its reservation was freed)
     late: bool = False
-    #: the chain still following a task an earlier task's video replaced (until it ends)
+    #: the chain still following the task until its end is recorded: one an earlier task's
+    #: video replaced, or one given up on that Runware may still bill
     lease: Lease | None = None
 
     def view(self, task_uuid: str) -> AttemptView:
@@ -131,7 +134,14 @@ class ClipState(_Frozen):
         """The clip as frontends see it; with ``links``, a fresh signed URL of the stored video."""
         attempts = None
         if with_attempts and self.attempts:
-            attempts = [attempt.view(task_uuid) for task_uuid, attempt in self.earlier_attempts()]
+            attempts = [
+                attempt.view(task_uuid)
+                for task_uuid, attempt in self.earlier_attempts()
+                # The clip's own task followed after it was given up on: the clip says it all
+                # until a video comes.
+                if task_uuid != self.task_uuid or attempt.status is ClipStatus.SUCCESS
+            ]
+            attempts = attempts or None
         stored_url = None
         if links is not None and self.stored_key is not None:
             stored_url = links.url(self.stored_key)

@@ -697,8 +697,19 @@ class ProjectStore:
             return None
         events: list[Event] = []
         for clip in project.clips:
+            events += await self._cancel_clip(project_id, tenant_id, clip, correlation_id)
+        if not events:
+            return Outcome(project=project, events=[])
+        return Outcome(project=await self._must_get(project_id), events=events)
+
+    async def _cancel_clip(
+        self, project_id: str, tenant_id: str, clip: ClipState, correlation_id: str | None
+    ) -> list[Event]:
+        """Cancel one clip as read; read again while it moves (submitted, its lease renewed
+        or re-armed), a bounded few times: the last try moves its lease as last read."""
+        for tries in range(_REPAIR_ATTEMPTS):
             if clip.status.is_terminal:
-                continue
+                return []  # it ended meanwhile, which is what cancelling wanted anyway
             write = transitions.cancel(
                 project_id,
                 tenant_id,
@@ -706,12 +717,52 @@ class ProjectStore:
                 now=self._now(),
                 correlation_id=correlation_id,
                 log_size=self._log_size,
+                lease_as_read=tries < _REPAIR_ATTEMPTS - 1,
             )
-            # Not applied: the clip ended meanwhile, which is what cancelling wanted anyway.
-            events += await self._apply(write, project_id) or []
-        if not events:
-            return Outcome(project=project, events=[])
-        return Outcome(project=await self._must_get(project_id), events=events)
+            applied = await self._apply(write, project_id)
+            if applied is not None:
+                return applied
+            doc = await self._majority_reads.find_one(
+                {"_id": project_id, "tenant_id": tenant_id},
+                {"created_at": 1, clip_path(clip.scene_index): 1},
+            )
+            raw_clip = None if doc is None else doc.get("clips", {}).get(str(clip.scene_index))
+            if doc is None or raw_clip is None:
+                return []
+            clip = clip_from_document(
+                raw_clip, clip.scene_index, created_at=as_utc(doc["created_at"])
+            )
+        return []
+
+    async def follow_given_up(
+        self, project_id: str, scene_index: int, task_uuid: str
+    ) -> Lease | None:
+        """Runware took a task the clip had given up on (``Change.given_up``): lease it, in its
+        ``attempts`` entry, to the chain that follows it from now on (a fresh token).
+
+        The attempts reconciler re-arms that chain should it be lost. None when there is
+        nothing to follow (another chain follows the task, or its end is recorded, or the
+        clip took it up again). Read, then written guarded on what was read (again on a race).
+        """
+        for _ in range(_REPAIR_ATTEMPTS):
+            doc = await self._majority_reads.find_one(
+                {"_id": project_id}, {"created_at": 1, clip_path(scene_index): 1}
+            )
+            raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+            if doc is None or raw_clip is None:
+                return None
+            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
+            now = self._now()
+            lease = Lease(token=new_token(), until=now + self._lease)
+            write = transitions.follow_given_up(
+                project_id, clip, task_uuid, token=lease.token, now=now, until=lease.until
+            )
+            if write is None:
+                return None
+            found = await self._projects.update_one(write.filter, write.update)
+            if found.matched_count == 1:
+                return lease
+        return None
 
     async def retry(
         self,

@@ -50,6 +50,8 @@ from reelflow_common.store.models import Attempt, ClipState, Lease, TaskResult, 
 TIMED_OUT = "timedOut"
 
 _OPEN = [status.value for status in OPEN_CLIP_STATUSES]
+#: a clip (or attempt) that ended without its task's video: Runware may bill that task still
+_GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -488,11 +490,24 @@ def cancel(
     now: datetime,
     correlation_id: str | None,
     log_size: int,
+    lease_as_read: bool = True,
 ) -> Write:
-    """An open clip becomes cancelled (one update per clip: cancel is rare)."""
+    """An open clip becomes cancelled (one update per clip: cancel is rare), guarded on the
+    clip as read.
+
+    Cancelling does not stop Runware: a processing clip's task goes on and is billed if it
+    ends with a video. Its lease moves to ``attempts.T`` (the clip's own task), so its
+    chain renews it there and goes on checking, and the attempts reconciler re-arms it if
+    that chain is lost; its end is recorded in that attempt. Guarded on the lease as read
+    (``lease_as_read``: a renewal or a re-arm meanwhile makes the caller read again, as a
+    queued clip that became processing does); without it, on the caller's last try, the
+    lease as read moves all the same: a live chain under a later lease then stops at its
+    renewal and the reconciler re-arms the attempt from the earlier end.
+    """
     update = _Update()
+    path = clip_path(clip.scene_index)
     _set_clip(update, clip.scene_index, status=ClipStatus.CANCELLED)
-    update.unset.append(f"{clip_path(clip.scene_index)}.lease")
+    update.unset.append(f"{path}.lease")
     update.move("pending", "cancelled")
     view = clip.model_copy(update={"status": ClipStatus.CANCELLED}).view(with_attempts=False)
     update.events.append(
@@ -508,13 +523,68 @@ def cancel(
         project_id,
         clip.scene_index,
         tenant_id=tenant_id,
-        status={"$in": _OPEN},
+        status=clip.status.value,
         task_uuid=clip.task_uuid,
     )
+    lease = clip.lease
+    if clip.status is ClipStatus.PROCESSING and lease is not None:
+        prefix = f"{path}.attempts.{clip.task_uuid}"
+        if clip.task_uuid not in clip.attempts:
+            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED}).as_attempt()
+            update.set[prefix] = attempt_document(followed)
+            guard[prefix] = {"$exists": False}
+            # Below the claim of an attempts pass under way, whose release then matches nothing.
+            update.min[ATTEMPTS_DUE] = min(now, lease.until)
+        if lease_as_read:
+            guard[f"{path}.lease.token"] = lease.token
+            guard[f"{path}.lease.until"] = lease.until
     settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
     return update.build(
         guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
     )
+
+
+def follow_given_up(
+    project_id: str,
+    clip: ClipState,
+    task_uuid: str,
+    *,
+    token: str,
+    now: datetime,
+    until: datetime,
+) -> Write | None:
+    """Runware took a task the clip had given up on: its chain follows it under a lease in
+    ``attempts.T``, which the attempts reconciler re-arms should that chain be lost.
+
+    ``task_uuid`` is the clip's own task (the clip was cancelled or failed while its submit
+    was on its way: a new entry, as the clip was) or an earlier task whose attempt had ended
+    (cancelled or failed: its lease only). History, no event; its end, recorded by the
+    repair path, bills a video once (late: the task's reservation was freed when it was
+    given up on). None when nothing is to be followed: the task is the open clip's (its
+    own chain follows it), its attempt still holds a lease (another chain follows it) or
+    has its video.
+    """
+    path = clip_path(clip.scene_index)
+    prefix = f"{path}.attempts.{task_uuid}"
+    attempt = clip.attempts.get(task_uuid)
+    lease = {"token": token, "until": until}
+    if attempt is None:
+        if task_uuid != clip.task_uuid or clip.status not in _GIVEN_UP:
+            return None
+        followed = clip.as_attempt().model_copy(
+            update={"submitted_at": clip.submitted_at or now, "lease": Lease(**lease)}
+        )
+        guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
+        guard[prefix] = {"$exists": False}
+        to_set: Document = {prefix: attempt_document(followed)}
+    elif attempt.status in _GIVEN_UP and attempt.lease is None:
+        # Field by field: what the attempt recorded stays as it is.
+        guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
+        guard[f"{prefix}.lease"] = {"$exists": False}
+        to_set = {f"{prefix}.lease": lease}
+    else:
+        return None
+    return Write(guard, {"$set": to_set, "$min": {ATTEMPTS_DUE: now}})
 
 
 def _reopen(update: _Update, *, lease_until: datetime) -> None:
@@ -547,7 +617,7 @@ def retry_with_new_task(
     )
     for name, value in fresh.items():
         update.set[f"{path}.{name}"] = value
-    update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+    _keep_as_attempt(update, clip)
     # Nothing of the failed task stays on the clip: its end, its progress, and a reservation
     # the new task does not have (its tenant's limits went away) that would be settled twice.
     update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in fresh]
@@ -572,6 +642,15 @@ def retry_with_new_task(
         task_uuid=clip.task_uuid,
     )
     return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
+
+
+def _keep_as_attempt(update: _Update, clip: ClipState) -> None:
+    """The clip's current task moves to ``attempts`` as the clip leaves it, unless it is there
+    already: followed after it was given up on (its chain's lease) or ended so; that entry
+    is kept as it is (guarded on its status as read), never overwritten whole."""
+    if clip.task_uuid not in clip.attempts:
+        path = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
+        update.set[path] = attempt_document(clip.as_attempt())
 
 
 def _no_late_video_since(guard: Document, clip: ClipState) -> Document:
@@ -612,6 +691,10 @@ def rewatch(
     )
     path = clip_path(clip.scene_index)
     update.unset += [f"{path}.{name}" for name in ("error", "result", "completed_at")]
+    if clip.task_uuid in clip.attempts:
+        # Followed after it was given up on: the clip's own chain follows the task again, and
+        # the attempt's chain stops at its next renewal (one task, one chain).
+        update.unset.append(f"{path}.attempts.{clip.task_uuid}")
     if charge is not None:
         update.set[f"{path}.charge"] = charge.model_dump()
     update.move("failed", "pending")
@@ -755,15 +838,19 @@ def late_result(
       video that came after the task had been given up on: a terminal clip never
       changes. So does a video of a failed or cancelled clip's own task (under its
       own task UUID in ``attempts``): Runware billed it, and a retry takes it.
+    - A task followed after it was given up on (a lease in its attempt: a cancelled
+      processing clip's, or one Runware took after the cancel) records either end
+      there, and its chain is done.
 
     None when there is nothing to record. Guarded on the clip as read.
     """
     attempt = clip.attempts.get(task_uuid)
     video = result if isinstance(result, TaskSucceeded) else None
-    new = task_uuid == clip.task_uuid
+    new = task_uuid == clip.task_uuid and attempt is None
+    if task_uuid == clip.task_uuid and clip.status not in _GIVEN_UP:
+        return None
     if new:
-        given_up = clip.status in (ClipStatus.FAILED, ClipStatus.CANCELLED)
-        if video is None or not given_up or attempt is not None:
+        if video is None:
             return None
         # The clip's own task, as a late attempt of its own: it holds the clip's charge.
         attempt = Attempt(
@@ -789,7 +876,11 @@ def late_result(
             correlation_id=correlation_id,
             log_size=log_size,
         )
-    elif attempt.status.is_terminal and not (video and attempt.status is not ClipStatus.SUCCESS):
+    elif attempt.status is ClipStatus.SUCCESS or (
+        # Ended: only a video that came after all is new. Unless a chain still follows the
+        # task (given up on, then found at Runware): whatever end it brings is.
+        attempt.status.is_terminal and attempt.lease is None and video is None
+    ):
         return None
     return _attempt_ended(
         project_id,
@@ -1012,7 +1103,7 @@ def _take_video(clip: ClipState, task_uuid: str, video: Attempt) -> _Update:
     path = clip_path(clip.scene_index)
     update = _Update()
     if task_uuid != clip.task_uuid:
-        update.set[f"{path}.attempts.{clip.task_uuid}"] = attempt_document(clip.as_attempt())
+        _keep_as_attempt(update, clip)
     assert video.completed_at is not None  # a video's end is recorded with it
     ended = pack_result(
         completed_at=video.completed_at,

@@ -118,8 +118,13 @@ class ChainStarter:
         command: Message,
         delay_s: float | None,
         action: Action,
+        *,
+        in_attempts: bool = False,
     ) -> tuple[Action, datetime]:
-        """Publish the first command of the chain that now holds ``lease``; its end."""
+        """Publish the first command of the chain that now holds ``lease``; its end.
+
+        ``in_attempts``: that lease is in the attempt of the command's task, not the clip's.
+        """
         if delay_s is not None:
             delay_s = leases.bounded_step_s(delay_s, self._projects.lease_s)
         try:
@@ -129,7 +134,7 @@ class ChainStarter:
                 await self._publisher.send(work_queue, command, delay_s=delay_s)
         except TransientError:
             # No chain runs under this lease: due again at once, for the next pass.
-            if isinstance(command, CheckClip) and command.task_uuid != clip.task_uuid:
+            if in_attempts and isinstance(command, CheckClip):
                 await self._projects.expire_attempt_lease(
                     project.id, clip.scene_index, command.task_uuid, token=lease.token
                 )

@@ -199,7 +199,7 @@ class Reconciler(ReconcilerPass):
         )
         await self._publisher.publish_events(change.events)
         if change.given_up:
-            return await self._follow_given_up(project, clip, token)
+            return await self._follow_given_up(project, clip)
         if not change.applied:
             return Action.MOVED, None  # whoever moved it since the claim follows it
         assert change.at is not None
@@ -212,21 +212,29 @@ class Reconciler(ReconcilerPass):
         )
 
     async def _follow_given_up(
-        self, project: Project, clip: ClipState, token: str
+        self, project: Project, clip: ClipState
     ) -> tuple[Action, datetime | None]:
         """The queued clip was cancelled (or failed) since the claim, with the very task Runware
-        holds and bills: nobody else knows of it. Follow it as the submitter follows such a
-        task (``_follow_given_up``): checks on one lease's time, which no write holds (the
-        clip has no lease left to renew), its video recorded in the clip's ``attempts``."""
-        now = self._now()
-        lease = Lease(token=token, until=now + self._lease)
-        check = check_command(project, clip.scene_index, lease=lease, submitted_at=now)
+        holds and bills: follow it as the submitter follows such a task (``_follow_given_up``),
+        under a lease in the clip's ``attempts`` (``ProjectStore.follow_given_up``) that the
+        attempts pass re-arms should this chain be lost; its video is recorded there."""
+        lease = await self._projects.follow_given_up(project.id, clip.scene_index, clip.task_uuid)
+        if lease is None:
+            return Action.MOVED, None  # another chain follows it, or its end is recorded
+        check = check_command(project, clip.scene_index, lease=lease, submitted_at=self._now())
         delay_s = self._planner.first_check_s(profile_of(check))
         log.warning("clip_given_up_followed")
         action, _until = await self._chains.start(
-            project, clip, lease, CHECK_CLIP, check, delay_s, Action.GIVEN_UP_FOLLOWED
+            project,
+            clip,
+            lease,
+            CHECK_CLIP,
+            check,
+            delay_s,
+            Action.GIVEN_UP_FOLLOWED,
+            in_attempts=True,
         )
-        return action, None  # no lease of the clip's: nothing for due_at
+        return action, None  # a lease in attempts, not the clip's: nothing for due_at
 
     async def _rearm_check(
         self, project: Project, clip: ClipState, decision: Keep, watch: Watch, *, running: bool
