@@ -637,3 +637,248 @@ def test_a_retry_read_before_a_late_video_came_buys_and_watches_nothing(code: st
 
     assert matches(doc, write.filter)
     assert not matches(after, write.filter)
+
+
+# --- a task Runware may bill after its clip was given up on: followed under attempts.T -------
+
+
+def cancel(doc: dict[str, Any], *, now: datetime = T0, lease_as_read: bool = True) -> t.Write:
+    clip = project_from_document(doc).clips[0]
+    return t.cancel(
+        "p1", "tenant-a", clip, now=now, correlation_id=None, log_size=LOG,
+        lease_as_read=lease_as_read,
+    )  # fmt: skip
+
+
+def charged_processing() -> dict[str, Any]:
+    """One clip, reserved on its tenant's ledger, that Runware holds (chain ``k0``)."""
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    return step(doc, to_processing(doc, 0))
+
+
+def late(doc: dict[str, Any], result: Any, task: str = "t0") -> t.Write | None:
+    clip = project_from_document(doc).clips[0]
+    return t.late_result("p1", clip, task, result, now=T0, correlation_id=None, log_size=LOG)
+
+
+def test_cancel_of_a_processing_clip_moves_its_lease_to_its_own_attempt() -> None:
+    doc = charged_processing()
+    later = T0 + timedelta(minutes=1)
+
+    write = cancel(doc, now=later)
+    after = step(doc, write)
+
+    clip = project_from_document(after).clips[0]
+    assert (clip.status, clip.lease) == (ClipStatus.CANCELLED, None)
+    followed = clip.attempts["t0"]
+    assert followed.status is ClipStatus.CANCELLED
+    assert followed.lease is not None
+    assert (followed.lease.token, followed.lease.until) == ("k0", T0 + LEASE)
+    assert (followed.submitted_at, followed.charge) == (T0, Charge.model_validate(CHARGE))
+    # The attempts reconciler finds it if its chain is lost: at most the lease's end.
+    assert after[t.ATTEMPTS_DUE] == later
+    # Freed as any cancel (its video, should it come, is billed late under its own key).
+    assert write.settle == ("clips.0.charge", Settlement("t0", True, False, None))
+    # Its chain renews the lease there (the clip's own matches nothing now).
+    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
+    assert not matches(after, renewal.filter)
+    in_attempt = t.renew_lease(
+        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
+    )
+    assert matches(after, in_attempt.filter)
+    # The cancel's view says nothing of it: the clip says it all until a video comes.
+    assert clip.view().attempts is None
+
+
+def test_cancel_is_guarded_on_the_clip_and_its_lease_as_read() -> None:
+    queued = new_doc(1)
+    doc = charged_processing()
+    renewed = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
+    moved = find_one_and_update(doc, renewed.filter, renewed.update)
+    assert moved is not None
+
+    # Read queued, now processing: read again (its lease has to move).
+    assert not matches(doc, cancel(queued).filter)
+    # A renewal (or a re-arm) since the read: read again.
+    assert not matches(moved, cancel(doc).filter)
+    # The last try moves the lease as read all the same: the renewed chain stops at its next
+    # renewal, and the attempts reconciler re-arms from the earlier end.
+    after = step(moved, cancel(doc, lease_as_read=False))
+    lease = project_from_document(after).clips[0].attempts["t0"].lease
+    assert lease is not None
+    assert lease.until == T0 + LEASE
+    # A queued clip has no task Runware is known to hold: nothing to follow (a submit
+    # that gets there after the cancel is followed from there: follow_given_up).
+    cancelled = step(queued, cancel(queued))
+    assert "attempts" not in cancelled["clips"]["0"]
+    assert t.ATTEMPTS_DUE not in cancelled
+
+
+@pytest.mark.parametrize("how", ["cancelled while processing", "found after the cancel"])
+def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str) -> None:
+    if how == "cancelled while processing":
+        doc = step(charged_processing(), cancel(charged_processing()))
+    else:
+        doc = new_doc(1)
+        doc["clips"]["0"]["charge"] = CHARGE
+        doc = step(doc, cancel(doc))
+        clip = project_from_document(doc).clips[0]
+        follow = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+        assert follow is not None
+        doc = step(doc, follow)
+    seq, counts, status = doc["seq"], doc["counts"], doc["status"]
+
+    write = late(doc, VIDEO)
+
+    assert write is not None
+    after = step(doc, write)
+    clip = project_from_document(after).clips[0]
+    assert clip.status is ClipStatus.CANCELLED
+    ended = clip.attempts["t0"]
+    assert (ended.status, ended.cost, ended.late, ended.lease) == ("success", 0.5, True, None)
+    assert (after["counts"], after["status"], after["seq"]) == (counts, status, seq + 1)
+    (event,) = materialize(head(after), after["events"])[-1:]
+    assert isinstance(event, AttemptSucceeded)
+    assert (event.attempt.task_uuid, event.attempt.cost) == ("t0", 0.5)
+    assert project_from_document(after).cost.usd == 0.5
+    # Billed under its own key: the cancel freed the reservation under ``t0``.
+    assert write.settle == ("clips.0.attempts.t0.charge", Settlement("t0:late", False, True, 0.5))
+    # A duplicate (a redelivery, a re-armed chain, a webhook) records nothing more.
+    assert not matches(after, write.filter)
+    assert late(after, VIDEO) is None
+    assert late(after, BROKEN) is None
+    assert clip.view().attempts == [ended.view("t0")]
+
+
+def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event() -> None:
+    doc = step(charged_processing(), cancel(charged_processing()))
+
+    write = late(doc, BROKEN)
+
+    assert write is not None
+    after = step(doc, write)
+    ended = project_from_document(after).clips[0].attempts["t0"]
+    assert (ended.status, ended.error, ended.lease) == ("failed", BROKEN.model_dump(), None)
+    assert (after["seq"], write.events) == (doc["seq"], 0)
+    # Its reservation was freed by the cancel, under the same key: nothing more.
+    assert write.settle == ("clips.0.attempts.t0.charge", Settlement("t0", True, False, None))
+    assert late(after, BROKEN) is None
+    assert project_from_document(after).clips[0].view().attempts is None
+
+
+def test_a_given_up_task_is_followed_by_one_chain_only() -> None:
+    doc = new_doc(1)
+    doc = step(doc, cancel(doc))
+    clip = project_from_document(doc).clips[0]
+
+    write = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+
+    assert write is not None
+    after = step(doc, write)
+    followed = project_from_document(after).clips[0]
+    attempt = followed.attempts["t0"]
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.lease.token, attempt.submitted_at) == ("cancelled", "f1", T0)
+    assert after[t.ATTEMPTS_DUE] == T0
+    # A second chain (a fork, the reconciler, a redelivery) finds it followed.
+    assert not matches(after, write.filter)
+    assert t.follow_given_up("p1", followed, "t0", token="f2", now=T0, until=T0) is None
+    # Nor is an open clip's own task (its chain follows it), nor a recorded video.
+    open_clip = project_from_document(new_doc(1)).clips[0]
+    assert t.follow_given_up("p1", open_clip, "t0", token="f3", now=T0, until=T0) is None
+    recorded = late(after, VIDEO)
+    assert recorded is not None
+    done = project_from_document(step(after, recorded)).clips[0]
+    assert t.follow_given_up("p1", done, "t0", token="f4", now=T0, until=T0) is None
+
+
+def test_an_earlier_task_whose_attempt_ended_is_followed_field_by_field() -> None:
+    doc = retry(step(new_doc(1), to_terminal(0, BROKEN)))
+    clip = project_from_document(doc).clips[0]  # t9 queued, t0 failed in attempts
+
+    write = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+
+    assert write is not None
+    assert "clips.0.attempts.t0" not in write.update["$set"]  # never the whole entry
+    after = step(doc, write)
+    attempt = project_from_document(after).clips[0].attempts["t0"]
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.error) == ("failed", BROKEN.model_dump())
+    assert after[t.ATTEMPTS_DUE] == T0
+
+
+def followed_failed_clip(code: str) -> dict[str, Any]:
+    """A failed clip (``code``) whose own task Runware turned out to hold: followed (``f1``)."""
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    doc = step(doc, to_terminal(0, TaskFailed(code=code, message="?")))
+    doc = step(doc, finish(doc))
+    clip = project_from_document(doc).clips[0]
+    follow = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+    assert follow is not None
+    return step(doc, follow)
+
+
+def test_a_retry_keeps_the_lease_of_its_followed_task() -> None:
+    doc = followed_failed_clip("taskFailedOrNotFound")
+
+    after = retry(doc)
+
+    clip = project_from_document(after).clips[0]
+    assert (clip.task_uuid, clip.status) == ("t9", "queued")
+    attempt = clip.attempts["t0"]
+    assert attempt.lease is not None
+    assert attempt.lease.token == "f1"  # not clobbered: its chain renews it on
+    # Its video then comes while the retry's task is open: the clip takes it, billed once.
+    taken = late(after, VIDEO)
+    assert taken is not None
+    took = project_from_document(step(after, taken)).clips[0]
+    assert (took.task_uuid, took.status) == ("t0", "success")
+    assert taken.settle == ("clips.0.charge", Settlement("t0:late", False, True, 0.5))
+
+
+def test_taking_a_late_video_keeps_the_lease_of_the_followed_task() -> None:
+    doc = followed_failed_clip("taskFailedOrNotFound")
+    doc["clips"]["0"]["attempts"]["t8"] = {
+        "status": "success", "video_url": "https://v/8.mp4", "cost": 0.3, "completed_at": T0,
+        "queued_at": T0 - LEASE,
+    }  # fmt: skip
+    clip = project_from_document(doc).clips[0]
+
+    taken = t.take_late_video(
+        "p1", "tenant-a", clip, now=T0, lease_until=T0 + LEASE, correlation_id=None, log_size=LOG
+    )
+
+    assert taken is not None
+    after = step(doc, taken)
+    clip = project_from_document(after).clips[0]
+    assert (clip.task_uuid, clip.status) == ("t8", "success")
+    lease = clip.attempts["t0"].lease
+    assert lease is not None
+    assert lease.token == "f1"
+    # Its own video, later, is recorded in its attempt (the clip has one already).
+    video = late(after, VIDEO)
+    assert video is not None
+    assert project_from_document(step(after, video)).clips[0].attempts["t0"].status == "success"
+
+
+def test_a_rewatch_takes_its_followed_task_back_from_the_attempt() -> None:
+    doc = followed_failed_clip(t.TIMED_OUT)
+    clip = project_from_document(doc).clips[0]
+
+    after = step(
+        doc,
+        t.rewatch(
+            "p1", "tenant-a", clip, token="k9", now=T0, lease_until=T0 + LEASE,
+            correlation_id=None, log_size=LOG,
+        ),
+    )  # fmt: skip
+
+    again = project_from_document(after).clips[0]
+    assert (again.status, again.attempts) == ("processing", {})
+    # The attempt's chain stops at its next renewal: one task, one chain.
+    renewal = t.renew_lease(
+        "p1", 0, token="f1", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
+    )
+    assert not matches(after, renewal.filter)

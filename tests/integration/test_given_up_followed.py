@@ -1,0 +1,265 @@
+"""A task Runware may bill after its clip was cancelled is followed to its end, durably.
+
+Cancelling does not stop Runware. A cancelled processing clip's lease moves to the
+attempt of its own task, and a task Runware took after the cancel (the submitter's or
+the reconciler's ``Change.given_up``) is leased there too: its chain renews that lease,
+and if the chain is lost the attempts reconciler re-arms it. Its video is recorded in
+the clip's ``attempts``, billed once, with one ``clip.attempt_succeeded``; the clip stays
+cancelled. On a real RabbitMQ, MongoDB and the simulator, with one-second leases.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from reelflow_common.accounting import TenantLimits
+from reelflow_common.domain import ClipRequest, ClipStatus
+from reelflow_common.messages import AttemptSucceeded, CheckClip
+from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.polling.delivery import send_check
+from reelflow_common.store import Attempt, NewProject, Project
+from reelflow_common.store.timefmt import utcnow
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_common.tracking import AttemptsReconciler
+from reelflow_poller.settings import Settings
+from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter.handlers import SubmitHandler
+from reelflow_submitter.service import video_request
+from reelflow_submitter.settings import Settings as SubmitterSettings
+from tests.integration.test_reconciler import (
+    GRACE_S,
+    LEASE_S,
+    CancelledBeforeTakeover,
+    expired,
+    reconciler,
+    settings,
+)
+from tests.integration.worker_helpers import (
+    FAST_LADDERS,
+    World,
+    check_handler,
+    runware_settings,
+)
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.integration
+
+__all__ = ["settings"]  # the poller's settings of test_reconciler: one-second leases
+
+ESTIMATE_USD = 0.5
+
+
+async def charged_project(world: World, prompt: str) -> Project:
+    """A one-clip project whose clip holds a reservation on its tenant's ledger."""
+    limits = TenantLimits(max_clips_in_flight=10)
+    charge = await world.projects.ledgers.reserve(
+        world.tenant_id, limits, clips=1, usd=ESTIMATE_USD, now=utcnow()
+    )
+    assert charge is not None
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="cancelled",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt=prompt, duration=4, width=1280, height=720)],
+        charges=[charge],
+    )
+    created = (await world.projects.create(new)).project
+    return await world.project(created.id)
+
+
+async def cancel(world: World, project: Project) -> None:
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+
+async def ledger(world: World) -> tuple[int, float]:
+    """Clips in flight, and dollars committed today, on the tenant's ledger."""
+    view = await world.projects.ledgers.read(world.tenant_id)
+    return view.open, view.committed_in(utcnow().strftime("%Y-%m-%d"))
+
+
+async def own_attempt(world: World, project: Project) -> Attempt | None:
+    clip = (await world.project(project.id)).clips[0]
+    return clip.attempts.get(clip.task_uuid)
+
+
+async def until_recorded(world: World, project: Project) -> Attempt:
+    async def recorded() -> bool:
+        attempt = await own_attempt(world, project)
+        return attempt is not None and attempt.status is ClipStatus.SUCCESS
+
+    await eventually(recorded, "the cancelled clip's video recorded in its attempts")
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    return attempt
+
+
+async def lease_ran_out(world: World, project: Project) -> Attempt:
+    """Wait until the lease in the clip's own attempt has run out by the grace."""
+
+    async def run_out() -> bool:
+        attempt = await own_attempt(world, project)
+        limit = utcnow() - timedelta(seconds=GRACE_S)
+        return attempt is not None and attempt.lease is not None and attempt.lease.until < limit
+
+    await eventually(run_out, "the followed task's lease ran out", timeout_s=5)
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    return attempt
+
+
+async def billed_once(world: World, project: Project, attempt: Attempt) -> float:
+    """The video is the task's, the clip stays cancelled, its cost is counted once."""
+    task_uuid = project.clips[0].task_uuid
+    truth = await world.sim.task(task_uuid)
+    assert truth["billed"]
+    after = await world.project(project.id)
+    assert after.clips[0].status is ClipStatus.CANCELLED
+    assert (attempt.status, attempt.cost, attempt.late, attempt.lease) == (
+        ClipStatus.SUCCESS,
+        truth["cost"],
+        True,
+        None,
+    )
+    assert (after.cost.usd, after.cost.known) == (pytest.approx(truth["cost"]), 1)
+    assert await ledger(world) == pytest.approx((0, truth["cost"]))
+    cost: float = truth["cost"]
+    return cost
+
+
+async def test_a_cancelled_processing_clips_task_is_followed_to_its_video_and_billed_once(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    # Runs past several one-second leases: its chain must renew the lease after the cancel.
+    project = await world.processing(await charged_project(world, "a fox [sim:latency=3000]"))
+    task_uuid = project.clips[0].task_uuid
+    check = await world.check_of(project)
+    events = await world.events()
+    await cancel(world, project)
+
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+        await send_check(world.publisher, check, delay_s=0.05, now=utcnow())
+        attempt = await until_recorded(world, project)
+
+    cost = await billed_once(world, project, attempt)
+    seen = await world.settle_events(events)
+    told = [event for event in seen if isinstance(event, AttemptSucceeded)]
+    assert [(event.attempt.task_uuid, event.attempt.cost) for event in told] == [(task_uuid, cost)]
+    # A redelivered check of the chain (its old lease, Runware's same answer): nothing more.
+    seq = (await world.project(project.id)).seq
+    await check_handler(world, settings)(check)
+    assert (await world.project(project.id)).seq == seq
+    await billed_once(world, project, attempt)
+    # Nothing open is left in attempts: the project leaves the attempts reconciler's index.
+    attempts = reconciler(world, settings, kind=AttemptsReconciler)
+
+    async def left_the_index() -> bool:
+        await attempts.run_once()
+        doc = await mongo_db["projects"].find_one({"_id": project.id})
+        return "attempts_due_at" not in doc
+
+    await eventually(left_the_index, "attempts_due_at removed", timeout_s=5)
+
+
+async def test_a_given_up_task_whose_chain_is_lost_is_recorded_by_the_attempts_reconciler(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await charged_project(world, "a fox [sim:latency=1500]")
+    # The submitter died after Runware accepted the task, before it recorded anything.
+    await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    await expired(world, project)
+    store = CancelledBeforeTakeover(mongo_db, lease_s=LEASE_S)
+    store.tenant_id = world.tenant_id
+    assert await reconciler(world, settings, store).run_once() == 1
+    # The reconciler follows the task Runware bills, under a lease in its attempt...
+    (lost,) = world.publisher.sent_to(CHECK_CLIP)
+    held = await own_attempt(world, project)
+    assert held is not None
+    assert held.lease is not None
+    assert (held.status, held.lease.token) == (ClipStatus.CANCELLED, lost.token)
+    # ... and its check is lost (never delivered): no chain renews that lease.
+    world.publisher.sent.clear()
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    await lease_ran_out(world, project)
+    events = await world.events()
+
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    await billed_once(world, project, attempt)
+    assert world.publisher.sent == []
+    (told,) = await world.settle_events(events)
+    assert isinstance(told, AttemptSucceeded)
+    # The lost check turns up after all: it changes nothing.
+    seq = (await world.project(project.id)).seq
+    await check_handler(world, settings)(lost)
+    assert (await world.project(project.id)).seq == seq
+    await billed_once(world, project, attempt)
+
+
+@pytest.fixture
+def submitter_settings(
+    settings_for: Callable[..., Any], runware_sim: RunningSimulator
+) -> SubmitterSettings:
+    found: SubmitterSettings = settings_for(
+        SubmitterSettings,
+        http_host="127.0.0.1",
+        http_port=0,
+        lease_s=LEASE_S,
+        not_found_grace_s=0,
+        **FAST_LADDERS,
+        **runware_settings(runware_sim),
+    )
+    return found
+
+
+async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_recorded(
+    world: World, settings: Settings, submitter_settings: SubmitterSettings
+) -> None:
+    project = await charged_project(world, "a fox [sim:latency=4000]")
+    task_uuid = project.clips[0].task_uuid
+    submit = world.submit_of(project)
+    # Cancelled while its first submit was on its way: Runware takes the task (and bills it).
+    await cancel(world, project)
+    submitter = SubmitHandler(
+        world.projects,
+        world.runware,
+        world.publisher,
+        submitter_settings,
+        planner=FixedLadderPlanner.from_settings(submitter_settings),
+        clock=utcnow,
+        rng=random.Random(0),
+    )
+    await submitter(submit)
+    assert world.publisher.sent_to(SUBMIT_CLIP) == []
+    (lost,) = world.publisher.sent_to(CHECK_CLIP)  # never delivered
+    assert lost.task_uuid == task_uuid
+    held = await lease_ran_out(world, project)
+    assert held.lease is not None
+    assert (held.lease.token, lost.token != submit.token) == (lost.token, True)  # a fresh one
+    world.publisher.sent.clear()
+
+    # Runware still runs it: the attempts reconciler re-arms one chain under a fresh token.
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert (rearmed.task_uuid, rearmed.token != lost.token) == (task_uuid, True)
+    check = check_handler(world, settings)
+    await check(lost)  # the lost chain turns up: its renewal matches nothing, it stops
+    assert world.publisher.sent_to(CHECK_CLIP) == [rearmed]
+
+    async with world.consuming(CHECK_CLIP, CheckClip, check):
+        await send_check(world.publisher, rearmed, delay_s=0.05, now=utcnow())
+        attempt = await until_recorded(world, project)
+    await billed_once(world, project, attempt)
+    # The submit redelivered (its holder crashed): the task is followed already, nothing more.
+    world.publisher.sent.clear()
+    seq = (await world.project(project.id)).seq
+    await submitter(submit)
+    assert world.publisher.sent == []
+    assert (await world.project(project.id)).seq == seq
+    await billed_once(world, project, attempt)
