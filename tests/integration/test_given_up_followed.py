@@ -22,7 +22,7 @@ from reelflow_common.domain import ClipRequest, ClipStatus
 from reelflow_common.messages import AttemptSucceeded, CheckClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.polling.delivery import send_check
-from reelflow_common.store import Attempt, NewProject, Project
+from reelflow_common.store import Attempt, NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import AttemptsReconciler
@@ -264,3 +264,37 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
     assert world.publisher.sent == []
     assert (await world.project(project.id)).seq == seq
     await billed_once(world, project, attempt)
+
+
+class RenewedAfterRead(ProjectStore):
+    """A store whose clip's chain renews its lease just after the cancel read the clip."""
+
+    async def get(
+        self, project_id: str, *, tenant_id: str | None = None, with_requests: bool = False
+    ) -> Project | None:
+        read = await super().get(project_id, tenant_id=tenant_id, with_requests=with_requests)
+        lease = None if read is None else read.clips[0].lease
+        if lease is not None:
+            until = lease.until + timedelta(seconds=30)
+            assert await self.renew_lease(
+                project_id, 0, token=lease.token, until_was=lease.until, until=until
+            )
+        return read
+
+
+async def test_a_cancel_that_read_a_lease_since_renewed_reads_again_and_moves_the_live_one(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))
+    read = project.clips[0].lease
+    assert read is not None
+    store = RenewedAfterRead(mongo_db, lease_s=LEASE_S)
+
+    assert await store.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.CANCELLED
+    moved = clip.attempts[clip.task_uuid].lease
+    assert moved is not None
+    # The chain's lease as it is now (renewed after the read): that chain goes on renewing it.
+    assert (moved.token, moved.until) == (read.token, read.until + timedelta(seconds=30))
