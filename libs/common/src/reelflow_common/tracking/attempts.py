@@ -6,9 +6,10 @@ project's status (the take has usually finished it). So does a task Runware may 
 after its clip was given up on: a cancelled processing clip's own task (the cancel
 moves the clip's lease to ``attempts.T``), or one Runware took after the cancel
 (``ProjectStore.follow_given_up``). ``attempts_due_at`` (index ``attempts_due``, set
-only on those rare paths) is at most the end of any lease an attempt holds. Every ``reconcile_interval_s`` each poller claims the projects whose
-``attempts_due_at`` is more than ``reconcile_grace_s`` in the past, as the pass over
-open clips (:mod:`reelflow_common.tracking.reconciler`) claims ``due_at``; records the
+only on those rare paths) is at most the end of any lease an attempt holds. Every
+``reconcile_interval_s`` each poller claims the projects whose ``attempts_due_at`` is
+more than ``reconcile_grace_s`` in the past, as the pass over open clips
+(:mod:`reelflow_common.tracking.reconciler`) claims ``due_at``; records the
 end Runware reports (in ``attempts``: billed, or the reservation released) or re-arms
 a ``CheckClip`` under a fresh token; then sets ``attempts_due_at`` to the earliest
 open attempt's lease, or removes it once every attempt whose lease ran out was
