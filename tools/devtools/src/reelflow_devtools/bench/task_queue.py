@@ -33,6 +33,7 @@ import aio_pika
 import aiohttp
 import uvicorn
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage
+from aiormq.abc import FieldTable
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 from pymongo import AsyncMongoClient, ReturnDocument
@@ -43,7 +44,7 @@ SDK_FIRST_S, SDK_SECOND_S, SDK_BACKOFF, SDK_CAP_S = 1.0, 0.5, 1.5, 10.0
 #: submits tried in all when Runware cannot be reached or answers 429/5xx
 SUBMIT_ATTEMPTS = 5
 PROJECT_FINISHED = "project.finished"
-QUORUM = {"x-queue-type": "quorum"}
+QUORUM: FieldTable = {"x-queue-type": "quorum"}
 Document = dict[str, Any]
 
 
@@ -60,8 +61,10 @@ class Config:
     speedup: float = 1.0
     prefix: str = ""
     port: int = 0
-    #: deliveries in flight per queue, per worker
-    prefetch: int = 32
+    #: deliveries in flight per worker, as reelflow's submitter and poller default to
+    #: (``submit_concurrency``, ``poll_concurrency``)
+    submit_prefetch: int = 16
+    poll_prefetch: int = 32
     model: str = "google:3@3"
 
     @classmethod
@@ -76,7 +79,8 @@ class Config:
             speedup=float(env.get("TQ_SPEEDUP", "1")),
             prefix=env.get("TQ_PREFIX", ""),
             port=int(env.get("TQ_PORT", "0")),
-            prefetch=int(env.get("TQ_PREFETCH", "32")),
+            submit_prefetch=int(env.get("TQ_SUBMIT_PREFETCH", "16")),
+            poll_prefetch=int(env.get("TQ_POLL_PREFETCH", "32")),
         )
 
     def env(self) -> dict[str, str]:
@@ -90,7 +94,8 @@ class Config:
             "TQ_SPEEDUP": f"{self.speedup:g}",
             "TQ_PREFIX": self.prefix,
             "TQ_PORT": str(self.port),
-            "TQ_PREFETCH": str(self.prefetch),
+            "TQ_SUBMIT_PREFETCH": str(self.submit_prefetch),
+            "TQ_POLL_PREFETCH": str(self.poll_prefetch),
         }
 
 
@@ -152,12 +157,20 @@ async def declare(channel: AbstractChannel, config: Config) -> None:
     waits = [(names.submit, submit_retry_ms(config.speedup))]
     waits += [(names.poll, ms) for ms in sorted(set(poll_delays_ms(config.speedup)))]
     for target, delay_ms in waits:
-        arguments = QUORUM | {
+        arguments: FieldTable = {
+            **QUORUM,
             "x-message-ttl": delay_ms,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": target,
         }
         await channel.declare_queue(names.wait(target, delay_ms), durable=True, arguments=arguments)
+
+
+async def delete_topology(channel: AbstractChannel, config: Config) -> None:
+    """Every queue and the exchange :func:`declare` makes."""
+    for name in queue_names(config):
+        await channel.queue_delete(name)
+    await channel.exchange_delete(Names(config.prefix).events)
 
 
 async def publish(channel: AbstractChannel, routing_key: str, body: Document) -> None:
@@ -313,12 +326,12 @@ class Worker:
             ) as answer:
                 if answer.status == 429 or answer.status >= 500:
                     raise RunwareUnavailable(f"HTTP {answer.status}")
-                body = await answer.json(content_type=None)
+                body: Document = await answer.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise RunwareUnavailable(repr(exc)) from exc
         for item in body.get("errors") or []:
             if item.get("taskUUID") in (task["taskUUID"], None):
-                return {"status": "error"} | item
+                return {"status": "error", **item}
         for item in body.get("data") or []:
             if item.get("taskUUID") == task["taskUUID"]:
                 return dict(item)
@@ -396,7 +409,9 @@ class Worker:
         if counts is None or counts["counts"]["pending"] > 0:
             return
         done = counts["counts"]
-        status = "completed" if not done["failed"] else "failed" if not done["completed"] else "partial"
+        status = (
+            "completed" if not done["failed"] else "failed" if not done["completed"] else "partial"
+        )
         await self.projects.update_one(
             {"_id": job["project_id"]}, {"$set": {"status": status, "finished_at": now}}
         )
@@ -407,27 +422,33 @@ class Worker:
         await self.events.publish(event, routing_key=PROJECT_FINISHED)
 
 
-async def run_worker(config: Config) -> None:
-    """Consume until SIGTERM."""
+async def run_worker(config: Config, stop: asyncio.Event) -> None:
+    """Consume both queues until ``stop`` is set."""
     mongo: AsyncMongoClient[Document] = AsyncMongoClient(config.mongo_url)
     connection = await aio_pika.connect_robust(config.amqp_url)
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.set_qos(prefetch_count=config.prefetch)
         await declare(channel, config)
         names = Names(config.prefix)
         events = await channel.get_exchange(names.events)
         worker = Worker(config, channel, mongo[config.database]["projects"], http, events)
+        # A channel's prefetch applies to each consumer started after it is set.
+        await channel.set_qos(prefetch_count=config.submit_prefetch)
         await (await channel.get_queue(names.submit)).consume(worker.on_submit)
+        await channel.set_qos(prefetch_count=config.poll_prefetch)
         await (await channel.get_queue(names.poll)).consume(worker.on_poll)
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
     finally:
         await connection.close()
         await http.close()
         await mongo.close()
+
+
+async def _worker_until_sigterm(config: Config) -> None:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await run_worker(config, stop)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -445,7 +466,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         server.run()
     elif role == ["worker"]:
-        asyncio.run(run_worker(config))
+        asyncio.run(_worker_until_sigterm(config))
     else:
         raise SystemExit("usage: python -m reelflow_devtools.bench.task_queue api|worker")
 

@@ -180,10 +180,7 @@ def _clean_up(config: task_queue.Config, *, keep_database: bool) -> None:
 async def _delete_queues(config: task_queue.Config) -> None:
     connection = await aio_pika.connect(config.amqp_url, timeout=15)
     try:
-        channel = await connection.channel()
-        for name in task_queue.queue_names(config):
-            await channel.queue_delete(name)
-        await channel.exchange_delete(task_queue.Names(config.prefix).events)
+        await task_queue.delete_topology(await connection.channel(), config)
     finally:
         await connection.close()
 
