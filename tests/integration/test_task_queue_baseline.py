@@ -79,10 +79,14 @@ async def test_every_clip_ends_once_and_the_project_with_its_last(
     assert [answer.status_code for answer in answers] == [202, 202]
     ids = [answer.json()["project_id"] for answer in answers]
 
-    mixed, plain = [
-        await eventually_returns(lambda i=i: _finished(baseline, i), f"project {i} finished")
-        for i in ids
-    ]
+    finished = []
+    for project_id in ids:
+
+        async def probe(project_id: str = project_id) -> dict[str, Any] | None:
+            return await _finished(baseline, project_id)
+
+        finished.append(await eventually_returns(probe, f"project {project_id} finished"))
+    mixed, plain = finished
 
     assert mixed["status"] == "partial"
     assert mixed["counts"] == {"total": 3, "pending": 0, "completed": 2, "failed": 1}
