@@ -15,7 +15,10 @@ import aio_pika
 import httpx
 import pytest
 
-from reelflow_devtools.bench import task_queue
+from reelflow_devtools.bench.task_queue.api import create_app
+from reelflow_devtools.bench.task_queue.config import Config
+from reelflow_devtools.bench.task_queue.topology import delete_topology
+from reelflow_devtools.bench.task_queue.worker import run_worker
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.waiting import eventually_returns
 
@@ -31,7 +34,7 @@ async def baseline(
     runware_sim: RunningSimulator,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The baseline's api (an HTTP client of it) and a worker, queues deleted afterwards."""
-    config = task_queue.Config(
+    config = Config(
         amqp_url=amqp_url,
         mongo_url=mongo_url,
         database=mongo_db.name,
@@ -40,11 +43,11 @@ async def baseline(
         speedup=runware_sim.config.speedup,
         prefix=amqp_prefix,
     )
-    app = task_queue.create_app(config)
+    app = create_app(config)
     stop = asyncio.Event()
     try:
         async with app.router.lifespan_context(app):
-            worker = asyncio.create_task(task_queue.run_worker(config, stop))
+            worker = asyncio.create_task(run_worker(config, stop))
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://tq") as api:
                 yield api
@@ -53,7 +56,7 @@ async def baseline(
     finally:
         connection = await aio_pika.connect(amqp_url)
         try:
-            await task_queue.delete_topology(await connection.channel(), config)
+            await delete_topology(await connection.channel(), config)
         finally:
             await connection.close()
 

@@ -10,7 +10,7 @@ import pytest
 from reelflow_common.polling.reference import sdk_schedule
 from reelflow_devtools.bench.main import chosen_scenarios
 from reelflow_devtools.bench.report import Targets, checks, markdown, task_queue_multiples
-from reelflow_devtools.bench.task_queue import poll_delays_ms
+from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
 
 
 def test_the_baseline_polls_on_the_runware_sdks_schedule() -> None:

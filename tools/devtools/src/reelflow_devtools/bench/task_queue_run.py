@@ -28,7 +28,6 @@ import httpx
 from pymongo import AsyncMongoClient, MongoClient
 
 from reelflow_devtools import dbcounters
-from reelflow_devtools.bench import task_queue
 from reelflow_devtools.bench.client import BenchError, api_client, create_project, scene
 from reelflow_devtools.bench.launcher import (
     FinishedProjects,
@@ -38,6 +37,8 @@ from reelflow_devtools.bench.launcher import (
     listening_pid,
     sigterm_as_exit,
 )
+from reelflow_devtools.bench.task_queue.config import PROJECT_FINISHED, Config
+from reelflow_devtools.bench.task_queue.topology import Names, delete_topology
 from reelflow_devtools.bench.throughput import ThroughputPlan
 from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
 from reelflow_devtools.launcher import SIM_API_KEY, SIMULATOR
@@ -61,7 +62,7 @@ MODULE = "reelflow_devtools.bench.task_queue"
 class TaskQueueStack:
     """The running baseline: its configuration, processes and URLs."""
 
-    config: task_queue.Config
+    config: Config
     api_url: str
     sim_url: str
     children: dict[str, Child] = field(default_factory=dict)
@@ -95,8 +96,8 @@ class TaskQueueStack:
         try:
             channel = await connection.channel()
             queue = await channel.declare_queue(exclusive=True)
-            names = task_queue.Names(self.config.prefix)
-            await queue.bind(names.events, task_queue.PROJECT_FINISHED)
+            names = Names(self.config.prefix)
+            await queue.bind(names.events, PROJECT_FINISHED)
             yield FinishedProjects(queue)
         finally:
             await connection.close()
@@ -114,7 +115,7 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
         mongo_url = config.mongo_url or exits.enter_context(
             embedded_mongo(run_dir / "mongo-data", log_path=run_dir / "logs" / "mongo.log")
         )
-        tq = task_queue.Config(
+        tq = Config(
             amqp_url=config.amqp_url,
             mongo_url=mongo_url,
             database=prefix.rstrip(".").replace("-", "_"),
@@ -148,7 +149,7 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
 
 async def _wait_consuming(stack: TaskQueueStack, *, deadline_s: float) -> None:
     """Until every worker consumes the submit queue (a worker that died fails at once)."""
-    names = task_queue.Names(stack.config.prefix)
+    names = Names(stack.config.prefix)
     connection = await aio_pika.connect(stack.config.amqp_url, timeout=15)
     try:
         async with asyncio.timeout(deadline_s):
@@ -167,7 +168,7 @@ async def _wait_consuming(stack: TaskQueueStack, *, deadline_s: float) -> None:
         await connection.close()
 
 
-def _clean_up(config: task_queue.Config, *, keep_database: bool) -> None:
+def _clean_up(config: Config, *, keep_database: bool) -> None:
     asyncio.run(_delete_queues(config))
     if not keep_database:
         client: MongoClient[dict[str, Any]] = MongoClient(config.mongo_url, timeoutMS=10_000)
@@ -177,10 +178,10 @@ def _clean_up(config: task_queue.Config, *, keep_database: bool) -> None:
             client.close()
 
 
-async def _delete_queues(config: task_queue.Config) -> None:
+async def _delete_queues(config: Config) -> None:
     connection = await aio_pika.connect(config.amqp_url, timeout=15)
     try:
-        await task_queue.delete_topology(await connection.channel(), config)
+        await delete_topology(await connection.channel(), config)
     finally:
         await connection.close()
 
@@ -252,7 +253,7 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
     }
 
 
-async def _completed_at(config: task_queue.Config, ids: list[str]) -> list[float]:
+async def _completed_at(config: Config, ids: list[str]) -> list[float]:
     """Every succeeded clip's ``completed_at``, as a POSIX time (read after the counted span)."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.mongo_url, tz_aware=True)
     try:
