@@ -134,6 +134,7 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
         )
         tq = replace(tq, runware_url=wait_for_sim_url(sim))
         stack = TaskQueueStack(tq, f"http://127.0.0.1:{tq.port}", tq.runware_url)
+        stack.children[SIMULATOR] = sim  # its CPU counts, as in reelflow's figures
         python = sys.executable
         stack.children["api"] = group.start("tq-api", [python, "-m", MODULE, "api"], tq.env())
         wait_healthy(stack.children["api"], f"{stack.api_url}/healthz")
