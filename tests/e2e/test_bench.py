@@ -38,6 +38,7 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     assert results["config"]["scenarios"] == [
         "throughput",
         "ceiling",
+        "taskqueue",
         "polling",
         "notifier",
         "api",
@@ -53,8 +54,15 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
         by_service = run["publishes_per_clip_by_service"]
         assert sum(by_service.values()) == pytest.approx(run["publishes_per_clip"], abs=0.05)
         assert run["ceiling"]["clips_per_s"] > 0
-    assert "task_queue_multiple" in sizes[10]
-    assert "task_queue_multiple" in sizes[50]
+    baseline = {run["scenes_per_project"]: run for run in results["task_queue"]}
+    assert sorted(baseline) == [1, 10, 50]
+    for size, run in baseline.items():
+        assert run["clips"] == sizes[size]["clips"]  # the same clips as reelflow's run
+        assert run["clips_succeeded"] == run["clips"]
+        assert run["db_ops_per_clip"] > 0
+        # reelflow's clips/s over the baseline's, measured in this run
+        multiple = sizes[size]["clips_per_s"] / run["clips_per_s"]
+        assert sizes[size]["task_queue_multiple"] == pytest.approx(multiple, abs=1e-3)
 
     polling = results["polling"]
     assert polling["live"]["clips"] == 20

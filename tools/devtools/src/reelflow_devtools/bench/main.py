@@ -4,9 +4,12 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
 
 - ``throughput``: about 500 clips as projects of 1, 10 and 50 scenes, a
   zero-latency provider; clips/s and database operations per clip (the server's
-  own counters), against issue 8's task-queue figures;
+  own counters);
 - ``ceiling``: the same inserts, updates, reads and confirmed publishes done bare
   on the same database and broker (implies ``throughput``);
+- ``taskqueue``: the same clips through a straightforward task-queue implementation
+  (``bench.task_queue``) on a stack of its own, same database kind, broker and
+  simulator settings; ``throughput``'s "x task queue" is reelflow's clips/s over its;
 - ``polling``: a live run on the simulator's own latency distribution at
   ``--polling-speedup`` with production settings compressed by it, and the exact
   evaluation of the reference schedules on the same completion times;
@@ -18,7 +21,8 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
 
 Every stack gets a ground-truth check (every clip against the simulator's tasks)
 at its end. ``--quick`` shrinks every scenario (for the tests). Plots go next to
-``results.json``, and each stack's logs in ``fast/logs`` and ``polling/logs`` beside it.
+``results.json``, and each stack's logs in ``fast/logs``, ``taskqueue/logs`` and
+``polling/logs`` beside it.
 """
 
 from __future__ import annotations
@@ -47,18 +51,35 @@ from reelflow_devtools.bench.launcher import (
 )
 from reelflow_devtools.bench.notifier import NotifierPlan, run_notifier
 from reelflow_devtools.bench.overload import OverloadPlan, run_overload
-from reelflow_devtools.bench.plots import TASK_QUEUE_CLIPS_PER_S, write_plots
+from reelflow_devtools.bench.plots import write_plots
 from reelflow_devtools.bench.polling import Setup, compare
 from reelflow_devtools.bench.polling import results as polling_results
 from reelflow_devtools.bench.polling_live import LivePlan, run_polling_live
-from reelflow_devtools.bench.report import Targets, checks, markdown, summary, write_json
+from reelflow_devtools.bench.report import (
+    Targets,
+    checks,
+    markdown,
+    summary,
+    task_queue_multiples,
+    write_json,
+)
+from reelflow_devtools.bench.task_queue_run import run_task_queue, running_task_queue
 from reelflow_devtools.bench.throughput import ThroughputPlan, run_size, run_throughput
 from reelflow_devtools.bench.ws_load import raise_open_files_limit
 from reelflow_devtools.processes import StartError
 from reelflow_devtools.rabbitmq import ensure_rabbitmq
 
 RUN_DIR = Path(".run/bench")
-SCENARIOS = ("throughput", "ceiling", "polling", "notifier", "api", "overload", "fairness")
+SCENARIOS = (
+    "throughput",
+    "ceiling",
+    "taskqueue",
+    "polling",
+    "notifier",
+    "api",
+    "overload",
+    "fairness",
+)
 
 
 @dataclass(frozen=True)
@@ -193,11 +214,6 @@ async def main_stack_scenarios(
         for run in runs:
             if run.results["scenes_per_project"] == 10:
                 get_key, get_ids = run.key, run.project_ids
-        for run in runs:
-            size = run.results["scenes_per_project"]
-            if size in TASK_QUEUE_CLIPS_PER_S and run.results["clips_per_s"]:
-                multiple = run.results["clips_per_s"] / TASK_QUEUE_CLIPS_PER_S[size]
-                run.results["task_queue_multiple"] = round(multiple, 3)
         if "ceiling" in scenarios:
             for run in runs:
                 _say(
@@ -281,6 +297,18 @@ def _run_stack(
         )
 
 
+def _run_task_queue(config: StackConfig, run_dir: Path, plans: Plans) -> list[dict[str, Any]]:
+    """The baseline on a stack of its own, once reelflow's has stopped (no idle services beside)."""
+    began = time.monotonic()
+    with running_task_queue(config, run_dir) as stack:
+        _say(
+            f"task-queue baseline up in {time.monotonic() - began:.1f} s"
+            f" (logs in {run_dir / 'logs'}); ~{plans.throughput.clips} clips per size"
+            f" {plans.throughput.sizes}"
+        )
+        return asyncio.run(run_task_queue(stack, plans.throughput))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scenarios = chosen_scenarios(args.scenario)
@@ -321,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     cpu_s: dict[str, dict[str, float]] = results["cpu_s"]
     try:
-        if set(scenarios) - {"polling", "fairness"}:
+        if set(scenarios) - {"polling", "fairness", "taskqueue"}:
             _run_stack(
                 fast,
                 args.out.parent / "fast",
@@ -329,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 results,
                 "fast",
             )
+        if "taskqueue" in scenarios:
+            results["task_queue"] = _run_task_queue(fast, args.out.parent / "taskqueue", plans)
         if "polling" in scenarios:
             _run_stack(
                 slow,
@@ -345,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, StartError, TimeoutError) as exc:
         print(f"bench: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
+    for run in results.get("throughput", []):
+        run |= task_queue_multiples(run, results.get("task_queue", []))
     results["duration_s"] = round(time.monotonic() - began, 1)
     results["config"]["load_after"] = [round(load, 2) for load in os.getloadavg()]
     targets = Targets()

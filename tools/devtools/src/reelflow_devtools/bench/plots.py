@@ -3,7 +3,7 @@
 - ``polling.png``: p95 (and p50) detection delay against getResponse calls per clip,
   one point per schedule, the live run among them;
 - ``throughput.png``: clips per second against project size, reelflow beside the
-  raw ceiling and the task-queue figures of issue 8.
+  raw ceiling and the task-queue baseline measured in the same run.
 """
 
 from __future__ import annotations
@@ -16,10 +16,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on a server or in a test
 
 import matplotlib.pyplot as plt
-
-#: issue 8's task-queue implementation on this machine, clips/s by scenes per project
-TASK_QUEUE_CLIPS_PER_S = {10: 44.1, 50: 22.2}
-
 
 #: a delay of 0 (a webhook on time) on a log axis
 FLOOR_S = 0.05
@@ -76,7 +72,9 @@ def plot_polling(polling: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def plot_throughput(throughput: list[dict[str, Any]], path: Path) -> Path:
+def plot_throughput(
+    throughput: list[dict[str, Any]], task_queue: list[dict[str, Any]], path: Path
+) -> Path:
     """Clips per second against scenes per project."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sizes = [run["scenes_per_project"] for run in throughput]
@@ -88,12 +86,13 @@ def plot_throughput(throughput: list[dict[str, Any]], path: Path) -> Path:
     ]
     if ceilings:
         axes.plot(*zip(*ceilings, strict=True), "s--", label="raw ceiling (same DB and broker)")
-    axes.plot(
-        list(TASK_QUEUE_CLIPS_PER_S),
-        list(TASK_QUEUE_CLIPS_PER_S.values()),
-        "^:",
-        label="task-queue implementation (issue 8)",
-    )
+    if task_queue:
+        axes.plot(
+            [run["scenes_per_project"] for run in task_queue],
+            [run["clips_per_s"] or 0 for run in task_queue],
+            "^:",
+            label="task-queue baseline (same run)",
+        )
     axes.set_xscale("log")
     axes.set_xticks(sizes, [str(size) for size in sizes])
     axes.set_xlabel("scenes per project")
@@ -114,5 +113,9 @@ def write_plots(results: dict[str, Any], folder: Path) -> list[Path]:
     if results.get("polling"):
         written.append(plot_polling(results["polling"], folder / "polling.png"))
     if results.get("throughput"):
-        written.append(plot_throughput(results["throughput"], folder / "throughput.png"))
+        written.append(
+            plot_throughput(
+                results["throughput"], results.get("task_queue", []), folder / "throughput.png"
+            )
+        )
     return written

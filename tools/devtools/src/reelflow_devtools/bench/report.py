@@ -12,8 +12,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reelflow_devtools.bench.plots import TASK_QUEUE_CLIPS_PER_S
-
 
 @dataclass(frozen=True)
 class Targets:
@@ -22,7 +20,7 @@ class Targets:
     db_ops_per_clip: float = 5
     #: reelflow's throughput as a share of the raw ceiling's
     ceiling_fraction: float = 0.5
-    #: reelflow's throughput as a multiple of the task-queue implementation's
+    #: reelflow's throughput as a multiple of the task-queue baseline's, same run
     task_queue_multiple: float = 2
     #: the learned schedule against the SDK's, on the same latencies
     p95_over_sdk_s: float = 2
@@ -102,9 +100,9 @@ def _throughput(runs: list[dict[str, Any]], targets: Targets, found: _Found) -> 
                 "x",
                 at_least=True,
             )
-        if size in TASK_QUEUE_CLIPS_PER_S:
+        if run.get("task_queue_multiple") is not None:
             found.target(
-                f"{size}-scene projects: x task queue ({TASK_QUEUE_CLIPS_PER_S[size]} clips/s)",
+                f"{size}-scene projects: x task queue ({run['task_queue_clips_per_s']} clips/s)",
                 _num(run["task_queue_multiple"]),
                 targets.task_queue_multiple,
                 "x",
@@ -118,6 +116,29 @@ def _throughput(runs: list[dict[str, Any]], targets: Targets, found: _Found) -> 
             1.0,
             "x",
             at_least=True,
+        )
+
+
+def task_queue_multiples(run: dict[str, Any], task_queue: list[dict[str, Any]]) -> dict[str, Any]:
+    """Reelflow's clips/s over the baseline's at the same size, and the baseline's; {} if none."""
+    for baseline in task_queue:
+        if baseline["scenes_per_project"] != run["scenes_per_project"]:
+            continue
+        if not baseline["clips_per_s"] or not run["clips_per_s"]:
+            return {}
+        return {
+            "task_queue_clips_per_s": baseline["clips_per_s"],
+            "task_queue_multiple": round(run["clips_per_s"] / baseline["clips_per_s"], 3),
+        }
+    return {}
+
+
+def _task_queue(runs: list[dict[str, Any]], _targets: Targets, found: _Found) -> None:
+    for run in runs:
+        name = f"task-queue baseline, {run['scenes_per_project']}-scene projects"
+        found.correct(f"{name}: clips not succeeded", run["clips"] - run["clips_succeeded"])
+        found.correct(
+            f"{name}: provider tasks beyond one per clip", run["provider_tasks"] - run["clips"]
         )
 
 
@@ -236,6 +257,7 @@ def _ground_truth(by_stack: dict[str, Any], _targets: Targets, found: _Found) ->
 
 _CHECKS: dict[str, Callable[[Any, Targets, _Found], None]] = {
     "throughput": _throughput,
+    "task_queue": _task_queue,
     "polling": _polling,
     "notifier": _notifier,
     "api": _api,
@@ -274,6 +296,14 @@ def summary(results: dict[str, Any]) -> str:
             line += f"; x{run['task_queue_multiple']} the task queue"
         line += f"; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
         rows.append((f"throughput {run['scenes_per_project']}-scene", line))
+    for run in results.get("task_queue", []):
+        line = (
+            f"{run['projects']} x {run['scenes_per_project']} = {run['clips']} clips in "
+            f"{run['wall_s']:.1f} s -> {run['clips_per_s']} clips/s, "
+            f"{run['db_ops_per_clip']} DB ops/clip, {run['provider_requests_per_clip']}"
+            f" provider requests/clip; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
+        )
+        rows.append((f"task queue {run['scenes_per_project']}-scene", line))
     polling = results.get("polling")
     if polling:
         live = polling.get("live")
@@ -449,6 +479,9 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
                 f" | {'-' if multiple is None else multiple} |"
             )
         parts.append("\n".join(lines))
+    baseline = results.get("task_queue")
+    if baseline:
+        parts.append(_task_queue_table(baseline))
     polling = results.get("polling")
     if polling:
         lines = [
@@ -518,6 +551,24 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
     )
     parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
+
+
+def _task_queue_table(runs: list[dict[str, Any]]) -> str:
+    """The task-queue baseline's runs, as the throughput table shows reelflow's."""
+    lines = [
+        "| task-queue baseline: scenes/project | projects | clips | wall s | clips/s"
+        " | DB ops/clip | by kind | provider requests/clip | CPU ms/clip | broker CPU ms/clip |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for run in runs:
+        kinds = ", ".join(f"{k} {v}" for k, v in run["db_ops_by_kind"].items() if v)
+        lines.append(
+            f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
+            f" | {run['wall_s']:.1f} | **{run['clips_per_s']}** | {run['db_ops_per_clip']}"
+            f" | {kinds} | {run['provider_requests_per_clip']} | {_cpu_ms(run)}"
+            f" | {_broker_cpu_ms(run)} |"
+        )
+    return "\n".join(lines)
 
 
 def _first_check_text(first: dict[str, Any]) -> str:

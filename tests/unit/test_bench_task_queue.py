@@ -1,0 +1,80 @@
+"""The task-queue baseline's schedule, and reelflow's throughput compared with it in one run."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from reelflow_common.polling.reference import sdk_schedule
+from reelflow_devtools.bench.main import chosen_scenarios
+from reelflow_devtools.bench.report import Targets, checks, markdown, task_queue_multiples
+from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
+
+
+def test_the_baseline_polls_on_the_runware_sdks_schedule() -> None:
+    delays_s = [ms / 1000 for ms in poll_delays_ms(1)]
+    plan = sdk_schedule()
+
+    assert list(itertools.accumulate(delays_s[:-1])) == pytest.approx(list(plan.checks), abs=1e-3)
+    assert delays_s[-1] == plan.tail_interval_s
+    assert poll_delays_ms(100)[:3] == [10, 5, 8]  # divided by the simulator's speedup
+
+
+def _run(size: int, clips_per_s: float) -> dict[str, Any]:
+    return {
+        "scenes_per_project": size,
+        "projects": 500 // size,
+        "clips": 500,
+        "clips_succeeded": 500,
+        "wall_s": 500 / clips_per_s,
+        "clips_per_s": clips_per_s,
+        "db_ops_per_clip": 2.2,
+        "db_ops_by_kind": {"insert": 500 // size},
+        "publishes_per_clip": 5.1,
+        "cpu_s_per_clip": {"api": 0.002, "mongo": 0.004},
+        "broker_cpu_s_per_clip": 0.004,
+    }
+
+
+def _baseline(size: int, clips_per_s: float) -> dict[str, Any]:
+    return _run(size, clips_per_s) | {"provider_requests_per_clip": 2.0, "provider_tasks": 500}
+
+
+def _results(*, with_baseline: bool) -> dict[str, Any]:
+    config = {"cpus": 2, "load_before": [0.0], "mongo": "-", "command": "bench"}
+    results: dict[str, Any] = {"config": config, "throughput": [_run(10, 90.0), _run(50, 30.0)]}
+    if with_baseline:
+        results["task_queue"] = [_baseline(10, 40.0), _baseline(50, 20.0)]
+        for run in results["throughput"]:
+            run |= task_queue_multiples(run, results["task_queue"])
+    return results
+
+
+def test_reelflow_is_compared_with_the_baseline_measured_in_the_same_run() -> None:
+    results = _results(with_baseline=True)
+    found = {check.name: check for check in checks(results, Targets())}
+
+    ten, fifty = results["throughput"]
+    assert (ten["task_queue_multiple"], fifty["task_queue_multiple"]) == (2.25, 1.5)
+    assert found["10-scene projects: x task queue (40.0 clips/s)"].passed
+    assert not found["50-scene projects: x task queue (20.0 clips/s)"].passed
+    assert found["task-queue baseline, 50-scene projects: clips not succeeded"].passed
+    report = markdown(results, list(found.values()))
+    assert "| 2.25 |" in report
+    assert "| 50 | 10 | 500 | 25.0 | **20.0** |" in report  # the baseline's own table
+
+
+def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
+    results = _results(with_baseline=False)
+    found = checks(results, Targets())
+
+    assert not any("task queue" in check.name for check in found)
+    assert all("task_queue_multiple" not in run for run in results["throughput"])
+    assert markdown(results, found).splitlines()[4].endswith("| - | - | - | - |")
+
+
+def test_the_taskqueue_scenario_is_in_the_default_set_and_selectable() -> None:
+    assert "taskqueue" in chosen_scenarios("all")
+    assert chosen_scenarios("taskqueue") == ["taskqueue"]
