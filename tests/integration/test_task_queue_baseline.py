@@ -101,3 +101,6 @@ async def test_every_clip_ends_once_and_the_project_with_its_last(
     truths = [await runware_sim.task(clip["task_uuid"]) for clip in clips]
     assert [truth["submissions"] for truth in truths] == [1] * 7
     assert truths[1]["polls"] > 1  # the slow clip was polled again after waiting
+    # Every clip Runware took was marked processing at its submit, before its end.
+    succeeded = [clip for clip in clips if clip["status"] == "success"]
+    assert [clip["submitted_at"] <= clip["completed_at"] for clip in succeeded] == [True] * 6

@@ -103,6 +103,12 @@ class Worker:
             if item.get("status") == "error" and item.get("code") != "conflictTaskUUID":
                 await self.finish(job, item)
                 return
+            clip = f"clips.{job['index']}"
+            # What a client reads of the project shows the clip generating, as reelflow's does.
+            await self.projects.update_one(
+                {"_id": job["project_id"], f"{clip}.status": "queued"},
+                {"$set": {f"{clip}.status": "processing", f"{clip}.submitted_at": now()}},
+            )
             poll = {key: job[key] for key in ("project_id", "index", "task_uuid")}
             await self.schedule_poll(poll | {"polls": 0})
 
