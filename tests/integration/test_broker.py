@@ -29,6 +29,7 @@ from reelflow_common.ops import amqp_ready
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import (
     HEADER_FAILURES,
+    HEADER_PROJECT_ID,
     HEADER_RETRIES,
     RETRY_JITTER,
     SUBMIT_CLIP,
@@ -255,6 +256,8 @@ async def test_publish_event_reaches_subscribers_and_needs_none(
     received: AbstractIncomingMessage = await next_of(arrived)
     assert received.routing_key == "clip.updated"
     assert ClipUpdated.model_validate_json(received.body) == event
+    # What the notifier routes by before it parses anything.
+    assert (received.headers or {})[HEADER_PROJECT_ID] == "p1"
 
 
 async def test_connection_is_named_and_reports_ready_until_closed(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 import structlog
@@ -28,7 +29,7 @@ from reelflow_common.store import (
     TaskFailed,
     TaskSucceeded,
 )
-from reelflow_common.topology import Topology
+from reelflow_common.topology import HEADER_PROJECT_ID, Topology
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
     RunningNotifier,
@@ -284,6 +285,49 @@ async def test_a_gap_is_filled_from_the_store(notifier: RunningNotifier, world: 
 
     assert (first["seq"], first["clip"]["task_uuid"]) == (1, project.clips[0].task_uuid)
     assert (second["seq"], second["clip"]["task_uuid"]) == (2, project.clips[1].task_uuid)
+
+
+async def test_an_unwatched_projects_events_are_skipped_unread_and_a_later_watch_misses_none(
+    notifier: RunningNotifier, world: World, amqp_connection: Any, settings: Settings
+) -> None:
+    watched = await world.new_project()
+    later = await world.new_project()
+    unwatched, invalid = fanout_outcome("unwatched"), fanout_outcome("invalid")
+    async with client(project_url(notifier, watched), key=world.key) as ws:
+        assert (await receive(ws))["type"] == "snapshot"
+        # A body nothing could parse, of a project nobody watches here: acknowledged unread.
+        async with amqp_channel(amqp_connection) as channel:
+            events = await channel.get_exchange(
+                Topology.from_settings(settings).events_exchange, ensure=False
+            )
+            await events.publish(
+                aio_pika.Message(
+                    b"{not json", type="clip.updated", headers={HEADER_PROJECT_ID: later.id}
+                ),
+                routing_key="clip.updated",
+            )
+        await world.publish(*await world.processing(later, 0))
+        await world.publish(*await world.processing(watched, 0))
+        # One queue, handled in order: both before it were handled when this arrives.
+        assert (await receive(ws))["seq"] == 1
+        assert (fanout_outcome("unwatched"), fanout_outcome("invalid")) == (unwatched + 2, invalid)
+
+        # Its skipped seq 1 is in the snapshot, read after the watch was registered.
+        async with client(project_url(notifier, later), key=world.key) as late:
+            snapshot = await receive(late)
+            assert (snapshot["type"], snapshot["seq"]) == ("snapshot", 1)
+            await world.publish(*await world.processing(later, 1))
+            await world.publish(*await world.success(later, 0))
+            assert [(await receive(late))["seq"] for _ in range(2)] == [2, 3]
+
+        await world.publish(*await world.processing(watched, 1))
+        await world.publish(*await world.success(watched, 0))
+        await world.publish(*await world.success(watched, 1))
+        assert [(await receive(ws))["seq"] for _ in range(4)] == [2, 3, 4, 5]
+
+
+def fanout_outcome(outcome: str) -> float:
+    return metric("reelflow_fanout_events_total", outcome=outcome)
 
 
 async def test_reconnecting_with_after_seq_replays_the_missed_changes(

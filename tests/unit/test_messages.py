@@ -18,6 +18,7 @@ from reelflow_common.messages import (
     ClipStored,
     ClipUpdated,
     ClipView,
+    Message,
     ProjectFinished,
     StoreVideo,
     SubmitClip,
@@ -135,6 +136,14 @@ def test_clip_updated_headers_name_the_clip() -> None:
     )
 
     assert updated.headers()["task_uuid"] == "t7"
+
+
+@pytest.mark.parametrize("model", EVENT_TYPES.values(), ids=EVENT_TYPES.keys())
+def test_every_event_names_its_project_so_it_travels_as_a_header(model: type[Message]) -> None:
+    # The notifier skips an event of a project nobody watches by this header, unparsed.
+    field = model.model_fields["project_id"]
+    assert field.is_required()
+    assert field.annotation is str
 
 
 def test_unknown_fields_are_refused() -> None:

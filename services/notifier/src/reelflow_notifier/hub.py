@@ -35,6 +35,10 @@ class Hub:
         if not listeners:
             del self._watchers[project_id]
 
+    def watching(self, project_id: str) -> bool:
+        """Whether a listener watches ``project_id`` now (the fan-out skips an event if not)."""
+        return project_id in self._watchers
+
     def route(self, event: Event) -> int:
         """Hand ``event`` to every listener of its project; how many there were."""
         listeners = self._watchers.get(event.project_id, ())

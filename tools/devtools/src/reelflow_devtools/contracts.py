@@ -96,7 +96,12 @@ _HEADERS: dict[str, Any] = {
     "type": "object",
     "description": "Correlation ids, also bound into every log line of the consumer.",
     "properties": {
-        topology.HEADER_PROJECT_ID: {"type": "string"},
+        topology.HEADER_PROJECT_ID: {
+            "type": "string",
+            "description": "the project the message is about; every event carries it, and a"
+            " notifier replica acknowledges an event unparsed when none of its sockets watch"
+            " that project",
+        },
         topology.HEADER_TASK_UUID: {"type": "string"},
         topology.HEADER_CORRELATION_ID: {
             "type": "string",

@@ -1,0 +1,142 @@
+"""The fan-out skips the events of projects nobody here watches, by header, without parsing them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+
+from reelflow_common.messages import ClipUpdated, Event
+from reelflow_common.topology import HEADER_PROJECT_ID
+from reelflow_notifier.acks import Acks
+from reelflow_notifier.fanout import Router, header_project_id
+from reelflow_notifier.hub import Hub
+
+#: a batch of one: every handled delivery is acknowledged at once
+PREFETCH = 2
+
+
+class Delivery:
+    """What the router reads of an aio-pika delivery, and the acknowledgements it gets."""
+
+    def __init__(self, body: bytes, headers: dict[str, Any] | None) -> None:
+        self.body = body
+        self.headers = headers
+        self.type = "clip.updated"
+        self.acked = False
+
+    async def ack(self, multiple: bool = False) -> None:
+        self.acked = multiple
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.seqs: list[int] = []
+
+    def deliver(self, event: Event) -> None:
+        self.seqs.append(event.seq)
+
+    def catch_up(self) -> None:
+        raise AssertionError("no catch-up expected")
+
+
+def event_body(project_id: str, seq: int) -> bytes:
+    event = ClipUpdated.model_validate(
+        {
+            "project_id": project_id,
+            "tenant_id": "t1",
+            "seq": seq,
+            "clip": {"task_uuid": "c1", "scene_index": 0, "status": "processing"},
+            "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0},
+        }
+    )
+    return event.model_dump_json().encode()
+
+
+def outcome(name: str) -> float:
+    return REGISTRY.get_sample_value("reelflow_fanout_events_total", {"outcome": name}) or 0.0
+
+
+@pytest.fixture
+def hub() -> Hub:
+    return Hub()
+
+
+@pytest.fixture
+def router(hub: Hub) -> Router:
+    return Router(hub, Acks(PREFETCH), "t.notifier.fanout.x")
+
+
+async def test_an_unwatched_projects_event_is_acknowledged_without_being_parsed(
+    router: Router,
+) -> None:
+    unwatched, invalid = outcome("unwatched"), outcome("invalid")
+    # Not JSON at all: parsing it would count it invalid.
+    delivery = Delivery(b"{not json", {HEADER_PROJECT_ID: "nobody-watches"})
+
+    await router.on_message(delivery)  # type: ignore[arg-type]
+
+    assert delivery.acked
+    assert (outcome("unwatched"), outcome("invalid")) == (unwatched + 1, invalid)
+
+
+async def test_without_the_header_an_event_is_parsed_as_before(router: Router) -> None:
+    invalid = outcome("invalid")
+    delivery = Delivery(b"{not json", {})
+
+    await router.on_message(delivery)  # type: ignore[arg-type]
+
+    assert delivery.acked
+    assert outcome("invalid") == invalid + 1
+
+
+async def test_a_watcher_gets_every_seq_in_order_among_unwatched_events(
+    hub: Hub, router: Router
+) -> None:
+    listener = Listener()
+    hub.add("p1", listener)
+    deliveries = []
+    for seq in range(1, 6):
+        for project_id in ("other", "p1", "another"):
+            deliveries.append(
+                Delivery(event_body(project_id, seq), {HEADER_PROJECT_ID: project_id})
+            )
+    # An older publisher's event, without the header, is routed too.
+    deliveries.append(Delivery(event_body("p1", 6), None))
+
+    for delivery in deliveries:
+        await router.on_message(delivery)  # type: ignore[arg-type]
+
+    assert listener.seqs == [1, 2, 3, 4, 5, 6]
+    assert all(delivery.acked for delivery in deliveries)
+
+
+async def test_a_watch_that_starts_after_a_skip_gets_the_next_event(
+    hub: Hub, router: Router
+) -> None:
+    # The skipped one is covered by the watch's snapshot, read after it registered.
+    await router.on_message(Delivery(event_body("p1", 1), {HEADER_PROJECT_ID: "p1"}))  # type: ignore[arg-type]
+    listener = Listener()
+    hub.add("p1", listener)
+
+    await router.on_message(Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))  # type: ignore[arg-type]
+
+    assert listener.seqs == [2]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({HEADER_PROJECT_ID: "p1"}, "p1"),
+        ({HEADER_PROJECT_ID: b"p1"}, "p1"),
+        ({HEADER_PROJECT_ID: b"\xff"}, None),
+        ({HEADER_PROJECT_ID: 7}, None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_the_header_is_read_as_text_or_not_at_all(
+    headers: dict[str, Any] | None, expected: str | None
+) -> None:
+    assert header_project_id(Delivery(b"", headers)) == expected  # type: ignore[arg-type]
