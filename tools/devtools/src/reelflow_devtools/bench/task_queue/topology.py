@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aio_pika
-from aio_pika.abc import AbstractChannel
-from aiormq.abc import FieldTable
+from aio_pika.abc import AbstractChannel, FieldValue
 
 from reelflow_devtools.bench.task_queue.config import (
     QUORUM,
@@ -78,7 +77,7 @@ async def declare(channel: AbstractChannel, config: Config) -> None:
     waits = [(names.submit, submit_retry_ms(config.speedup))]
     waits += [(names.poll, ms) for ms in sorted(set(poll_delays_ms(config.speedup)))]
     for target, delay_ms in waits:
-        arguments: FieldTable = {
+        arguments: dict[str, FieldValue] = {
             **QUORUM,
             "x-message-ttl": delay_ms,
             "x-dead-letter-exchange": "",
