@@ -22,7 +22,7 @@ from reelflow_common.domain import ClipRequest, ClipStatus
 from reelflow_common.messages import AttemptSucceeded, CheckClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.polling.delivery import send_check
-from reelflow_common.store import Attempt, NewProject, Project, ProjectStore
+from reelflow_common.store import Attempt, NewProject, Project, ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import AttemptsReconciler
@@ -298,3 +298,40 @@ async def test_a_cancel_that_read_a_lease_since_renewed_reads_again_and_moves_th
     assert moved is not None
     # The chain's lease as it is now (renewed after the read): that chain goes on renewing it.
     assert (moved.token, moved.until) == (read.token, read.until + timedelta(seconds=30))
+
+
+class FollowedAfterRetryRead(ProjectStore):
+    """A store whose failed clip's task is found at Runware (and followed) just after a retry
+    read the project."""
+
+    followed: str | None = None
+
+    async def get(
+        self, project_id: str, *, tenant_id: str | None = None, with_requests: bool = False
+    ) -> Project | None:
+        read = await super().get(project_id, tenant_id=tenant_id, with_requests=with_requests)
+        if read is not None and self.followed is None:
+            lease = await self.follow_given_up(project_id, 0, read.clips[0].task_uuid)
+            assert lease is not None
+            self.followed = lease.token
+        return read
+
+
+async def test_a_retry_racing_a_given_up_task_found_reads_again_and_keeps_its_follow(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox")
+    task_uuid = project.clips[0].task_uuid
+    failed = TaskFailed(code="taskFailedOrNotFound", message="not found")
+    assert (await world.projects.record(project.id, 0, task_uuid, failed)).applied
+    store = FollowedAfterRetryRead(mongo_db, lease_s=LEASE_S)
+
+    outcome = await store.retry(project.id, tenant_id=world.tenant_id)
+
+    assert outcome is not None
+    assert outcome.resubmit == [0]  # read again and retried, not taken for a concurrent retry
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.task_uuid != task_uuid) == (ClipStatus.QUEUED, True)
+    kept = clip.attempts[task_uuid]
+    assert kept.lease is not None
+    assert (kept.status, kept.lease.token) == (ClipStatus.FAILED, store.followed)

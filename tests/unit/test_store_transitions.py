@@ -882,3 +882,34 @@ def test_a_rewatch_takes_its_followed_task_back_from_the_attempt() -> None:
         "p1", 0, token="f1", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
     )
     assert not matches(after, renewal.filter)
+
+
+def test_a_late_video_taken_never_overwrites_an_attempt_a_concurrent_writer_added() -> None:
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    doc = step(doc, to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
+    doc["clips"]["0"]["attempts"] = {
+        "t8": {"status": "success", "video_url": "https://v/8.mp4", "cost": 0.3,
+               "completed_at": T0, "queued_at": T0 - LEASE},
+    }  # fmt: skip
+    read = project_from_document(doc).clips[0]
+    taken = t.take_late_video(
+        "p1", "tenant-a", read, now=T0, lease_until=T0 + LEASE, correlation_id=None, log_size=LOG
+    )
+    assert taken is not None
+    # Between the retry's read and its write, Runware turns out to hold t0: it is followed.
+    follow = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    assert follow is not None
+    followed = step(doc, follow)
+
+    # The whole-entry write matches nothing there (the caller reads again), never clobbers.
+    assert matches(doc, taken.filter)
+    assert not matches(followed, taken.filter)
+    again = t.take_late_video(
+        "p1", "tenant-a", project_from_document(followed).clips[0], now=T0,
+        lease_until=T0 + LEASE, correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+    assert again is not None
+    lease = project_from_document(step(followed, again)).clips[0].attempts["t0"].lease
+    assert lease is not None
+    assert lease.token == "f1"

@@ -617,7 +617,14 @@ def retry_with_new_task(
     )
     for name, value in fresh.items():
         update.set[f"{path}.{name}"] = value
-    _keep_as_attempt(update, clip)
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        tenant_id=tenant_id,
+        status=ClipStatus.FAILED.value,
+        task_uuid=clip.task_uuid,
+    )
+    _keep_as_attempt(update, guard, clip)
     # Nothing of the failed task stays on the clip: its end, its progress, and a reservation
     # the new task does not have (its tenant's limits went away) that would be settled twice.
     update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in fresh]
@@ -634,23 +641,19 @@ def retry_with_new_task(
             replaces_task_uuid=clip.task_uuid,
         )
     )
-    guard = _guard(
-        project_id,
-        clip.scene_index,
-        tenant_id=tenant_id,
-        status=ClipStatus.FAILED.value,
-        task_uuid=clip.task_uuid,
-    )
     return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
 
-def _keep_as_attempt(update: _Update, clip: ClipState) -> None:
+def _keep_as_attempt(update: _Update, guard: Document, clip: ClipState) -> None:
     """The clip's current task moves to ``attempts`` as the clip leaves it, unless it is there
     already: followed after it was given up on (its chain's lease) or ended so; that entry
-    is kept as it is (guarded on its status as read), never overwritten whole."""
+    is kept as it is, never overwritten whole. The whole entry is written only where none
+    is (``guard``): one a concurrent writer added since the read (a given-up task found at
+    Runware) makes the write match nothing, and the caller reads again."""
     if clip.task_uuid not in clip.attempts:
         path = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
         update.set[path] = attempt_document(clip.as_attempt())
+        guard[path] = {"$exists": False}
 
 
 def _no_late_video_since(guard: Document, clip: ClipState) -> Document:
@@ -1036,15 +1039,15 @@ def _earlier_task_succeeded(
             "completed_at": now,
         }
     )
-    update = _take_video(clip, task_uuid, video)
+    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
+    guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
+    update = _take_video(clip, task_uuid, video, guard)
     update.cost(result.cost)
     if clip.lease is not None:
         # The replaced task's chain goes on under its attempt: the reconciler looks at the
         # project's attempts from now on (``now`` or the lease's end if it ran out already:
         # below the claim of a pass under way, whose release then matches nothing).
         update.min[ATTEMPTS_DUE] = min(now, clip.lease.until)
-    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
-    guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
     # Its own reservation was freed when it was given up on; the replaced task keeps its own
     # (in ``attempts``) until it ends: Runware may hold it (followed and billed), or its
     # chain ends it failed (``taskReplaced``) and frees it.
@@ -1077,7 +1080,6 @@ def take_late_video(
     if found is None:
         return None
     task_uuid, video = found
-    update = _take_video(clip, task_uuid, video)
     guard = _guard(
         project_id,
         clip.scene_index,
@@ -1086,6 +1088,7 @@ def take_late_video(
         task_uuid=clip.task_uuid,
     )
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
+    update = _take_video(clip, task_uuid, video, guard)
     # Counted in the project's ``cost`` when it came (``clip.attempt_succeeded``).
     taken = _took_video(
         update, clip, task_uuid, video, now=now, correlation_id=correlation_id, cost_counted=True
@@ -1094,16 +1097,17 @@ def take_late_video(
     return taken.build(guard, now=now, log_size=log_size)
 
 
-def _take_video(clip: ClipState, task_uuid: str, video: Attempt) -> _Update:
+def _take_video(clip: ClipState, task_uuid: str, video: Attempt, guard: Document) -> _Update:
     """The clip becomes a success with the video of ``task_uuid``, which leaves ``attempts``.
 
     The task it stood for moves to ``attempts`` with its reservation (unless it is the
-    same task), and nothing else of it stays on the clip.
+    same task; ``guard`` then says where none is yet), and nothing else of it stays on
+    the clip.
     """
     path = clip_path(clip.scene_index)
     update = _Update()
     if task_uuid != clip.task_uuid:
-        _keep_as_attempt(update, clip)
+        _keep_as_attempt(update, guard, clip)
     assert video.completed_at is not None  # a video's end is recorded with it
     ended = pack_result(
         completed_at=video.completed_at,
