@@ -761,10 +761,24 @@ def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event() -> 
     ended = project_from_document(after).clips[0].attempts["t0"]
     assert (ended.status, ended.error, ended.lease) == ("failed", BROKEN.model_dump(), None)
     assert (after["seq"], write.events) == (doc["seq"], 0)
-    # Its reservation was freed by the cancel, under the same key: nothing more.
-    assert write.settle == ("clips.0.attempts.t0.charge", Settlement("t0", True, False, None))
+    # Its reservation was freed by the cancel: its failure settles nothing more.
+    assert write.settle is None
     assert late(after, BROKEN) is None
     assert project_from_document(after).clips[0].view().attempts is None
+
+
+def test_the_repair_path_settles_a_followed_own_task_only_by_the_clips_end() -> None:
+    doc = step(charged_processing(), cancel(charged_processing()))
+    failure = late(doc, BROKEN)
+    assert failure is not None
+    after = step(doc, failure)
+
+    # Followed (cancelled) or its failure recorded: only the cancel's end, once.
+    for doc_now in (doc, after):
+        clip = project_from_document(doc_now).clips[0]
+        assert t.settlements(clip, "t0") == [
+            (Charge.model_validate(CHARGE), Settlement("t0", True, False, None))
+        ]
 
 
 def test_a_given_up_task_is_followed_by_one_chain_only() -> None:

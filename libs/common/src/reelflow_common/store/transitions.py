@@ -176,6 +176,14 @@ def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlemen
             ended = Settlement(key=f"{task_uuid}:late", ended=True, billed=True, cost=clip.cost)
         found.append((clip.charge, ended))
     attempt = clip.attempts.get(task_uuid)
+    if (
+        attempt is not None
+        and task_uuid == clip.task_uuid
+        and attempt.status is not ClipStatus.SUCCESS
+    ):
+        # The clip's own task followed after it was given up on: the clip's end (above) freed
+        # its reservation; only a video that came after all is billed (under ``<task>:late``).
+        attempt = None
     if attempt is not None and attempt.status.is_terminal:
         end = _attempt_end(clip, task_uuid, attempt)
         charge = None if end is None else (clip.charge if end[0] else attempt.charge)
@@ -957,7 +965,12 @@ def _attempt_ended(
             project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid
         )
         guard[f"{prefix}.status"] = attempt.status.value
-    found = _attempt_end(clip, task_uuid, ended)
+    # A failure of a task given up on before settles nothing: its reservation was freed then.
+    found = (
+        None
+        if late and ended.status is not ClipStatus.SUCCESS
+        else _attempt_end(clip, task_uuid, ended)
+    )
     settle = None
     if found is not None:
         on_clip, settlement = found
