@@ -927,3 +927,23 @@ def test_a_late_video_taken_never_overwrites_an_attempt_a_concurrent_writer_adde
     lease = project_from_document(step(followed, again)).clips[0].attempts["t0"].lease
     assert lease is not None
     assert lease.token == "f1"
+
+
+def test_a_followed_tasks_recorded_end_is_never_followed_again() -> None:
+    doc = step(charged_processing(), cancel(charged_processing()))
+    failure = late(doc, TaskFailed(code=t.TIMED_OUT, message="ceiling"))
+    assert failure is not None
+    after = step(doc, failure)
+    ended = project_from_document(after).clips[0]
+    assert (ended.attempts["t0"].status, ended.attempts["t0"].end_recorded) == ("failed", True)
+
+    # A submit redelivered, the reconciler: Runware holds the task, but its end is recorded.
+    assert t.follow_given_up("p1", ended, "t0", token="f2", now=T0, until=T0 + LEASE) is None
+    # And a follow built from an older read of the same (failed, lease-less) entry matches
+    # nothing once that end is recorded.
+    read = ended.model_copy(
+        update={"attempts": {"t0": ended.attempts["t0"].model_copy(update={"end_recorded": False})}}
+    )
+    stale = t.follow_given_up("p1", read, "t0", token="f3", now=T0, until=T0 + LEASE)
+    assert stale is not None
+    assert not matches(after, stale.filter)

@@ -72,6 +72,8 @@ class Attempt(_Frozen):
     #: the chain still following the task until its end is recorded: one an earlier task's
     #: video replaced, or one given up on that Runware may still bill
     lease: Lease | None = None
+    #: its end (Runware's, or our ceiling's) was recorded here: no chain follows it again
+    end_recorded: bool = False
 
     def view(self, task_uuid: str) -> AttemptView:
         return AttemptView(

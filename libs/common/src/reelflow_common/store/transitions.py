@@ -569,8 +569,8 @@ def follow_given_up(
     (cancelled or failed: its lease only). History, no event; its end, recorded by the
     repair path, bills a video once (late: the task's reservation was freed when it was
     given up on). None when nothing is to be followed: the task is the open clip's (its
-    own chain follows it), its attempt still holds a lease (another chain follows it) or
-    has its video.
+    own chain follows it), its attempt still holds a lease (another chain follows it), has
+    its video, or its end was recorded (``end_recorded``: an end is recorded once).
     """
     path = clip_path(clip.scene_index)
     prefix = f"{path}.attempts.{task_uuid}"
@@ -585,10 +585,12 @@ def follow_given_up(
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
         guard[prefix] = {"$exists": False}
         to_set: Document = {prefix: attempt_document(followed)}
-    elif attempt.status in _GIVEN_UP and attempt.lease is None:
-        # Field by field: what the attempt recorded stays as it is.
+    elif attempt.status in _GIVEN_UP and attempt.lease is None and not attempt.end_recorded:
+        # Field by field: what the attempt recorded stays as it is. Never once its end was
+        # recorded (a followed task's failure): that end is the task's last word.
         guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
         guard[f"{prefix}.lease"] = {"$exists": False}
+        guard[f"{prefix}.end_recorded"] = {"$ne": True}
         to_set = {f"{prefix}.lease": lease}
     else:
         return None
@@ -938,6 +940,7 @@ def _attempt_ended(
                 "error": None,
                 "completed_at": now,
                 "late": late,
+                "end_recorded": True,
             }
         )
         update.cost(result.cost)
@@ -948,14 +951,28 @@ def _attempt_ended(
     else:
         error = {"code": result.code, "message": result.message}
         ended = attempt.model_copy(
-            update={"status": ClipStatus.FAILED, "error": error, "completed_at": now}
+            update={
+                "status": ClipStatus.FAILED,
+                "error": error,
+                "completed_at": now,
+                "end_recorded": True,
+            }
         )
     if new:
         update.set[prefix] = attempt_document(ended)
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
         guard[prefix] = {"$exists": False}
     else:
-        fields = ("status", "video_url", "video_uuid", "cost", "error", "completed_at", "late")
+        fields = (
+            "status",
+            "video_url",
+            "video_uuid",
+            "cost",
+            "error",
+            "completed_at",
+            "late",
+            "end_recorded",
+        )
         document = attempt_document(ended)
         update.set |= {f"{prefix}.{name}": document[name] for name in fields}
         update.unset.append(f"{prefix}.lease")  # its chain is done
