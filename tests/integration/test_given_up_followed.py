@@ -34,6 +34,7 @@ from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.integration.test_reconciler import (
     GRACE_S,
     LEASE_S,
+    MAX_AGE_S,
     CancelledBeforeTakeover,
     expired,
     reconciler,
@@ -335,3 +336,38 @@ async def test_a_retry_racing_a_given_up_task_found_reads_again_and_keeps_its_fo
     kept = clip.attempts[task_uuid]
     assert kept.lease is not None
     assert (kept.status, kept.lease.token) == (ClipStatus.FAILED, store.followed)
+
+
+async def test_a_rearmed_follow_counts_its_ceiling_from_the_watch_the_cancel_copied(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=60000]"))
+    task_uuid = project.clips[0].task_uuid
+    # Submitted long ago, watched again just now (a retry of a clip that timed out): the
+    # ceiling counts from the watch.
+    now = utcnow()
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {
+            "$set": {
+                "clips.0.submitted_at": now - timedelta(seconds=MAX_AGE_S + 60),
+                "clips.0.watched_since": now,
+            }
+        },
+    )
+    await cancel(world, project)
+    held = await own_attempt(world, project)
+    assert held is not None
+    assert held.watched_since == now.replace(microsecond=now.microsecond // 1000 * 1000)
+    await lease_ran_out(world, project)
+
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+
+    # Still within its ceiling: re-armed (one chain, watched from the copied start), not
+    # timed out from the submit.
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert (rearmed.task_uuid, rearmed.watched_since) == (task_uuid, held.watched_since)
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.lease.token) == (ClipStatus.CANCELLED, rearmed.token)

@@ -65,6 +65,9 @@ class Attempt(_Frozen):
     queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    #: when the task's watch began (the clip's, as it left the task; or when a given-up task
+    #: was found at Runware): a re-armed chain's ceiling (``poll_max_age_s``) counts from here
+    watched_since: datetime | None = None
     #: what the task held on the tenant's ledger: its end is settled on this charge
     charge: Charge | None = None
     #: its video came after the task had been given up on (its reservation was freed)
@@ -184,6 +187,7 @@ class ClipState(_Frozen):
             queued_at=self.queued_at,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            watched_since=self.watched_since,
             charge=self.charge,
             late=self.late,
             lease=self.lease,

@@ -579,8 +579,14 @@ def follow_given_up(
     if attempt is None:
         if task_uuid != clip.task_uuid or clip.status not in _GIVEN_UP:
             return None
+        # Its watch starts now, as its first chain's check says (the ceiling of a re-armed
+        # chain counts from here too).
         followed = clip.as_attempt().model_copy(
-            update={"submitted_at": clip.submitted_at or now, "lease": Lease(**lease)}
+            update={
+                "submitted_at": clip.submitted_at or now,
+                "watched_since": now,
+                "lease": Lease(**lease),
+            }
         )
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
         guard[prefix] = {"$exists": False}
@@ -591,7 +597,7 @@ def follow_given_up(
         guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
         guard[f"{prefix}.lease"] = {"$exists": False}
         guard[f"{prefix}.end_recorded"] = {"$ne": True}
-        to_set = {f"{prefix}.lease": lease}
+        to_set = {f"{prefix}.lease": lease, f"{prefix}.watched_since": now}
     else:
         return None
     return Write(guard, {"$set": to_set, "$min": {ATTEMPTS_DUE: now}})
