@@ -23,7 +23,7 @@ from reelflow_common.messages import AttemptSucceeded, CheckClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.polling.delivery import send_check
 from reelflow_common.store import Attempt, NewProject, Project, ProjectStore, TaskFailed
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import AttemptsReconciler
 from reelflow_poller.settings import Settings
@@ -371,3 +371,31 @@ async def test_a_rearmed_follow_counts_its_ceiling_from_the_watch_the_cancel_cop
     assert attempt is not None
     assert attempt.lease is not None
     assert (attempt.status, attempt.lease.token) == (ClipStatus.CANCELLED, rearmed.token)
+
+
+async def test_expiring_a_chains_lease_expires_it_in_its_tasks_attempt_too(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))
+    task_uuid = project.clips[0].task_uuid
+    await cancel(world, project)  # the chain's lease moves to attempts.T, token and end as were
+    held = await own_attempt(world, project)
+    assert held is not None
+    assert held.lease is not None
+    before = utcnow()
+
+    # A stale token expires nothing; the chain's own does, in the attempt.
+    await world.projects.expire_leases(project.id, {0: "stale"}, tasks={0: task_uuid})
+    kept = await own_attempt(world, project)
+    assert kept is not None
+    assert kept.lease == held.lease
+    await world.projects.expire_leases(project.id, {0: held.lease.token}, tasks={0: task_uuid})
+
+    expired_now = await own_attempt(world, project)
+    assert expired_now is not None
+    assert expired_now.lease is not None
+    assert expired_now.lease.token == held.lease.token
+    assert before - timedelta(seconds=1) <= expired_now.lease.until <= utcnow()
+    doc = await mongo_db["projects"].find_one({"_id": project.id})
+    # The attempts reconciler takes it at its next pass.
+    assert as_utc(doc["attempts_due_at"]) <= expired_now.lease.until

@@ -416,10 +416,15 @@ class ProjectStore:
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 
-    async def expire_leases(self, project_id: str, tokens: dict[int, str]) -> None:
+    async def expire_leases(
+        self, project_id: str, tokens: dict[int, str], *, tasks: dict[int, str] | None = None
+    ) -> None:
         """Chains that could not be started (a publish failed): the reconciler takes them next.
 
         One round trip; each clip only while its lease still has the token given.
+        ``tasks``: each scene's chain follows that task, whose lease may be in
+        ``attempts.<task>`` (a replaced or given-up task): that lease expires too, under
+        the same token (the attempts reconciler takes it next).
         """
         if not tokens:
             return
@@ -428,18 +433,16 @@ class ProjectStore:
             transitions.expire_lease(project_id, scene, token=token, now=now)
             for scene, token in tokens.items()
         ]
+        writes += [
+            transitions.expire_lease(
+                project_id, scene, token=tokens[scene], now=now, replaced_task=task_uuid
+            )
+            for scene, task_uuid in (tasks or {}).items()
+            if scene in tokens
+        ]
         await self._projects.bulk_write(
             [UpdateOne(write.filter, write.update) for write in writes], ordered=False
         )
-
-    async def expire_attempt_lease(
-        self, project_id: str, scene_index: int, task_uuid: str, *, token: str
-    ) -> None:
-        """A replaced task's chain that could not be started: the reconciler takes it next."""
-        write = transitions.expire_lease(
-            project_id, scene_index, token=token, now=self._now(), replaced_task=task_uuid
-        )
-        await self._projects.update_one(write.filter, write.update)
 
     async def _transition(
         self,

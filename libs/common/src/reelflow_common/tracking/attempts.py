@@ -159,5 +159,5 @@ class AttemptsReconciler(ReconcilerPass):
         )
         log.warning("clip_check_rearmed")
         return await self._chains.start(
-            project, clip, lease, CHECK_CLIP, check, delay_s, Action.CHECK_REARMED, in_attempts=True
+            project, clip, lease, CHECK_CLIP, check, delay_s, Action.CHECK_REARMED
         )

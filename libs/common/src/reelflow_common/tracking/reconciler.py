@@ -232,7 +232,6 @@ class Reconciler(ReconcilerPass):
             check,
             delay_s,
             Action.GIVEN_UP_FOLLOWED,
-            in_attempts=True,
         )
         return action, None  # a lease in attempts, not the clip's: nothing for due_at
 
