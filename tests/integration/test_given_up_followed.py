@@ -22,7 +22,14 @@ from reelflow_common.domain import ClipRequest, ClipStatus
 from reelflow_common.messages import AttemptSucceeded, CheckClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.polling.delivery import send_check
-from reelflow_common.store import Attempt, NewProject, Project, ProjectStore, TaskFailed
+from reelflow_common.store import (
+    TIMED_OUT,
+    Attempt,
+    NewProject,
+    Project,
+    ProjectStore,
+    TaskFailed,
+)
 from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import AttemptsReconciler
@@ -399,3 +406,42 @@ async def test_expiring_a_chains_lease_expires_it_in_its_tasks_attempt_too(
     doc = await mongo_db["projects"].find_one({"_id": project.id})
     # The attempts reconciler takes it at its next pass.
     assert as_utc(doc["attempts_due_at"]) <= expired_now.lease.until
+
+
+async def test_a_stale_chain_of_a_followed_task_never_times_out_the_clip_watched_again(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    task_uuid = project.clips[0].task_uuid
+    await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    ceiling = TaskFailed(code=TIMED_OUT, message="Runware had not finished the task.")
+    assert (await world.projects.record(project.id, 0, task_uuid, ceiling)).applied
+    # Runware holds the timed-out clip's task: a chain follows it in attempts.T...
+    lease = await world.projects.follow_given_up(project.id, 0, task_uuid)
+    assert lease is not None
+    # ... until a retry watches the task again on the clip, under a chain of its own.
+    outcome = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+    assert outcome is not None
+    assert outcome.rewatch == [0]
+    watched = await world.project(project.id)
+    assert watched.clips[0].status is ClipStatus.PROCESSING
+    own = await world.check_of(watched)
+    stale = own.model_copy(
+        update={
+            "token": lease.token,
+            "lease_until": lease.until,
+            "watched_since": utcnow() - timedelta(seconds=MAX_AGE_S + 60),
+        }
+    )
+
+    # The followed task's old chain reaches its ceiling: it is not the clip's chain.
+    await check_handler(world, settings)(stale)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.lease) == (ClipStatus.PROCESSING, watched.clips[0].lease)
+    assert (await world.project(project.id)).seq == watched.seq
+    # The clip's own chain past the ceiling does time it out.
+    past = own.model_copy(update={"watched_since": stale.watched_since})
+    await check_handler(world, settings)(past)
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, (clip.error or {}).get("code")) == (ClipStatus.FAILED, TIMED_OUT)
