@@ -646,7 +646,7 @@ def cancel(doc: dict[str, Any], *, now: datetime = T0, lease_as_read: bool = Tru
     clip = project_from_document(doc).clips[0]
     return t.cancel(
         "p1", "tenant-a", clip, now=now, correlation_id=None, log_size=LOG,
-        lease_as_read=lease_as_read,
+        lease_as_read=lease_as_read, follow_token="f0",
     )  # fmt: skip
 
 
@@ -947,3 +947,24 @@ def test_a_followed_tasks_recorded_end_is_never_followed_again() -> None:
     stale = t.follow_given_up("p1", read, "t0", token="f3", now=T0, until=T0 + LEASE)
     assert stale is not None
     assert not matches(after, stale.filter)
+
+
+def test_cancel_of_a_processing_clip_without_a_lease_still_follows_its_task() -> None:
+    doc = charged_processing()
+    del doc["clips"]["0"]["lease"]  # its chain's lease lost (or never written by an old release)
+    later = T0 + timedelta(minutes=1)
+
+    after = step(doc, cancel(doc, now=later))
+
+    followed = project_from_document(after).clips[0].attempts["t0"]
+    assert followed.lease is not None
+    # Run out already: no chain holds it; the attempts reconciler re-arms it at its next pass.
+    assert (followed.status, followed.lease.token, followed.lease.until) == (
+        "cancelled",
+        "f0",
+        later,
+    )
+    assert after[t.ATTEMPTS_DUE] == later
+    # A re-arm between the read and the write: the cancel reads again.
+    rearmed = t.rearm("p1", project_from_document(doc).clips[0], new_token="k1", until=later)
+    assert not matches(step(doc, rearmed), cancel(doc, now=later).filter)

@@ -725,6 +725,7 @@ class ProjectStore:
                 correlation_id=correlation_id,
                 log_size=self._log_size,
                 lease_as_read=tries < _REPAIR_ATTEMPTS - 1,
+                follow_token=new_token(),
             )
             applied = await self._apply(write, project_id)
             if applied is not None:

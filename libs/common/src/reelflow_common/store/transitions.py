@@ -499,6 +499,7 @@ def cancel(
     correlation_id: str | None,
     log_size: int,
     lease_as_read: bool = True,
+    follow_token: str | None = None,
 ) -> Write:
     """An open clip becomes cancelled (one update per clip: cancel is rare), guarded on the
     clip as read.
@@ -510,7 +511,10 @@ def cancel(
     (``lease_as_read``: a renewal or a re-arm meanwhile makes the caller read again, as a
     queued clip that became processing does); without it, on the caller's last try, the
     lease as read moves all the same: a live chain under a later lease then stops at its
-    renewal and the reconciler re-arms the attempt from the earlier end.
+    renewal and the reconciler re-arms the attempt from the earlier end. A processing clip
+    without a lease (no chain follows it: its lease was lost, or written by an older
+    release) is followed all the same: ``attempts.T`` gets a lease of ``follow_token`` that
+    has run out already, which the attempts reconciler re-arms at its next pass.
     """
     update = _Update()
     path = clip_path(clip.scene_index)
@@ -535,17 +539,22 @@ def cancel(
         task_uuid=clip.task_uuid,
     )
     lease = clip.lease
+    if clip.status is ClipStatus.PROCESSING and lease_as_read:
+        if lease is None:
+            guard[f"{path}.lease"] = {"$exists": False}  # a re-arm since: read again
+        else:
+            guard[f"{path}.lease.token"] = lease.token
+            guard[f"{path}.lease.until"] = lease.until
+    if clip.status is ClipStatus.PROCESSING and lease is None and follow_token is not None:
+        lease = Lease(token=follow_token, until=now)  # run out: no chain holds it
     if clip.status is ClipStatus.PROCESSING and lease is not None:
         prefix = f"{path}.attempts.{clip.task_uuid}"
         if clip.task_uuid not in clip.attempts:
-            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED}).as_attempt()
-            update.set[prefix] = attempt_document(followed)
+            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
+            update.set[prefix] = attempt_document(followed.as_attempt())
             guard[prefix] = {"$exists": False}
             # Below the claim of an attempts pass under way, whose release then matches nothing.
             update.min[ATTEMPTS_DUE] = min(now, lease.until)
-        if lease_as_read:
-            guard[f"{path}.lease.token"] = lease.token
-            guard[f"{path}.lease.until"] = lease.until
     settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
     return update.build(
         guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
