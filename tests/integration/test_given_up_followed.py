@@ -445,3 +445,26 @@ async def test_a_stale_chain_of_a_followed_task_never_times_out_the_clip_watched
     await check_handler(world, settings)(past)
     clip = (await world.project(project.id)).clips[0]
     assert (clip.status, (clip.error or {}).get("code")) == (ClipStatus.FAILED, TIMED_OUT)
+
+
+async def test_a_stray_leased_attempt_of_an_open_clips_own_task_is_dropped_not_followed(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=60000]"))
+    clip = project.clips[0]
+    # Left by a release before this one: the clip's own task, leased in attempts as well.
+    ran_out = utcnow() - timedelta(seconds=30)
+    stray = {"status": "cancelled", "lease": {"token": "stray", "until": ran_out}}
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {"$set": {f"clips.0.attempts.{clip.task_uuid}": stray, "attempts_due_at": ran_out}},
+    )
+
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+
+    # No second chain for the task: the stray is gone, the clip and its chain as they were.
+    assert world.publisher.sent_to(CHECK_CLIP) == []
+    after = (await world.project(project.id)).clips[0]
+    assert (after.status, after.lease, after.attempts) == (ClipStatus.PROCESSING, clip.lease, {})
+    doc = await mongo_db["projects"].find_one({"_id": project.id})
+    assert "attempts_due_at" not in doc

@@ -193,6 +193,19 @@ class ClipState(_Frozen):
             lease=self.lease,
         )
 
+    def stray_attempt(self, task_uuid: str) -> bool:
+        """Whether ``attempts[task_uuid]`` is a stray: a leased entry of this clip's own task
+        (without a video) while the clip is not given up on (neither cancelled nor failed),
+        so the clip's own chain follows that task (ARCHITECTURE.md, "Upgrades")."""
+        attempt = self.attempts.get(task_uuid)
+        return (
+            task_uuid == self.task_uuid
+            and self.status not in (ClipStatus.CANCELLED, ClipStatus.FAILED)
+            and attempt is not None
+            and attempt.lease is not None
+            and attempt.status is not ClipStatus.SUCCESS
+        )
+
     def late_video(self) -> tuple[str, Attempt] | None:
         """A video of one of this failed clip's tasks that came after it was given up on."""
         if self.status is not ClipStatus.FAILED:

@@ -968,6 +968,15 @@ class ProjectStore:
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 
+    async def drop_stray_attempt(self, project_id: str, clip: ClipState, task_uuid: str) -> bool:
+        """Repair: remove a stray leased attempt of the open (or ended) clip's own task, as
+        read (:func:`transitions.drop_stray_attempt`); False if it is none, or moved since."""
+        write = transitions.drop_stray_attempt(project_id, clip, task_uuid)
+        if write is None:
+            return False
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
     async def finish_if_done(self, project: Project) -> list[Event]:
         """Finish a project none of whose clips is pending (a crash before its finisher)."""
         head = {

@@ -828,6 +828,24 @@ def rearm_attempt(
     return Write(guard, {"$set": {f"{prefix}.lease": {"token": new_token, "until": until}}})
 
 
+def drop_stray_attempt(project_id: str, clip: ClipState, task_uuid: str) -> Write | None:
+    """Remove a leased ``attempts.T`` of the clip's own task from a clip not given up on.
+
+    Such an entry is a stray (left by a release before this one, see ARCHITECTURE.md,
+    "Upgrades"): the clip itself stands for the task, and its own chain follows it (one
+    task, one chain), so the attempt's chain must not. Guarded on the clip and that lease
+    as read; never an entry with a video. None when the entry is no stray.
+    """
+    attempt = clip.attempts.get(task_uuid)
+    if attempt is None or attempt.lease is None or not clip.stray_attempt(task_uuid):
+        return None
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
+    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
+    guard[f"{prefix}.lease.token"] = attempt.lease.token
+    guard[f"{prefix}.lease.until"] = attempt.lease.until
+    return Write(guard, {"$unset": {prefix: ""}})
+
+
 def claim_attempts(project_id: str, *, due_at: datetime, until: datetime) -> Write:
     """Take a project whose open attempts are due for one pass, as :func:`claim` does."""
     return Write({"_id": project_id, ATTEMPTS_DUE: due_at}, {"$set": {ATTEMPTS_DUE: until}})

@@ -103,6 +103,11 @@ class AttemptsReconciler(ReconcilerPass):
         outcome: TaskState | RunwareError,
     ) -> tuple[Action, datetime | None]:
         """Record the end of a replaced task in its attempt, or re-arm its chain."""
+        if clip.stray_attempt(task_uuid):
+            # A stray: the clip stands for the task itself (ARCHITECTURE.md, "Upgrades").
+            dropped = await self._projects.drop_stray_attempt(project.id, clip, task_uuid)
+            log.warning("stray_attempt_dropped", dropped=dropped)
+            return (Action.STRAY_DROPPED if dropped else Action.MOVED), None
         attempt = clip.attempts[task_uuid]
         now = self._now()
         # The ceiling counts from the task's watch (copied from the clip as it left the task),

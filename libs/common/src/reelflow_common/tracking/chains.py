@@ -40,6 +40,9 @@ class Action(StrEnum):
     SUBMIT_REARMED = "submit re-armed"
     #: a queued clip Runware has, cancelled (or failed) since the claim: its task still followed
     GIVEN_UP_FOLLOWED = "given-up task followed"
+    #: a leased attempt of the clip's own task on a clip not given up on (a release before
+    #: left it): removed, the clip's own chain follows the task
+    STRAY_DROPPED = "stray attempt dropped"
     #: another writer changed the clip since the claim: it is theirs to follow
     MOVED = "moved meanwhile"
     #: the re-armed chain's first command could not be published: due again at once
