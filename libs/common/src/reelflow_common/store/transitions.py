@@ -754,7 +754,14 @@ def rewatch(
 
 
 def attempt_document(attempt: Attempt) -> Document:
-    doc = attempt.model_dump(exclude={"lease"} if attempt.lease is None else set())
+    # Fields an attempt only sometimes has stay out while unset, so an entry without them
+    # reads the same, in this release and in the one before (ARCHITECTURE.md, "Upgrades").
+    unset = {
+        "lease": attempt.lease is None,
+        "watched_since": attempt.watched_since is None,
+        "end_recorded": not attempt.end_recorded,
+    }
+    doc = attempt.model_dump(exclude={name for name, absent in unset.items() if absent})
     doc["status"] = attempt.status.value
     return doc
 
