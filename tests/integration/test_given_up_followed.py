@@ -19,6 +19,7 @@ import pytest
 
 from reelflow_common.accounting import TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus
+from reelflow_common.errors import TransientError
 from reelflow_common.messages import AttemptSucceeded, CheckClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.polling.delivery import send_check
@@ -29,6 +30,7 @@ from reelflow_common.store import (
     Project,
     ProjectStore,
     TaskFailed,
+    TaskSucceeded,
 )
 from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
@@ -468,3 +470,47 @@ async def test_a_stray_leased_attempt_of_an_open_clips_own_task_is_dropped_not_f
     assert (after.status, after.lease, after.attempts) == (ClipStatus.PROCESSING, clip.lease, {})
     doc = await mongo_db["projects"].find_one({"_id": project.id})
     assert "attempts_due_at" not in doc
+
+
+async def test_a_replaced_tasks_chain_that_cannot_start_its_checks_expires_its_attempts_lease(
+    world: World, submitter_settings: SubmitterSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    retried = world.submit_of(await world.project(project.id))
+    # An earlier submit of the retry's task got to Runware unanswered...
+    await world.runware.submit_video(video_request(retried, webhook_url=None))
+    # ... and the first task's video comes after all: the clip takes it, the retry's task
+    # (still queued as far as the store knows) moves to its attempt with its chain's lease.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    publish = world.publisher.send
+
+    async def broker_refuses_checks(work_queue: str, message: Any, **kwargs: Any) -> None:
+        if work_queue == CHECK_CLIP:
+            raise TransientError("the broker did not confirm")
+        await publish(work_queue, message, **kwargs)
+
+    monkeypatch.setattr(world.publisher, "send", broker_refuses_checks)
+    submitter = SubmitHandler(
+        world.projects,
+        world.runware,
+        world.publisher,
+        submitter_settings,
+        planner=FixedLadderPlanner.from_settings(submitter_settings),
+        clock=utcnow,
+        rng=random.Random(0),
+    )
+
+    # Its chain finds the task at Runware, marks the attempt processing, and cannot start
+    # the checks: its lease, in the attempt, expires at once for the attempts reconciler.
+    with pytest.raises(TransientError):
+        await submitter(retried)
+
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.lease.token) == (ClipStatus.PROCESSING, retried.token)
+    assert attempt.lease.until <= utcnow()
