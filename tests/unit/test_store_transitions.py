@@ -968,3 +968,24 @@ def test_cancel_of_a_processing_clip_without_a_lease_still_follows_its_task() ->
     # A re-arm between the read and the write: the cancel reads again.
     rearmed = t.rearm("p1", project_from_document(doc).clips[0], new_token="k1", until=later)
     assert not matches(step(doc, rearmed), cancel(doc, now=later).filter)
+
+
+def test_only_a_leased_attempt_of_a_clip_not_given_up_on_is_a_stray_to_drop() -> None:
+    doc = charged_processing()
+    stray = {"status": "cancelled", "lease": {"token": "s1", "until": T0}}
+    doc["clips"]["0"]["attempts"] = {"t0": stray}
+    clip = project_from_document(doc).clips[0]
+
+    write = t.drop_stray_attempt("p1", clip, "t0")
+
+    assert write is not None
+    after = step(doc, write)
+    assert "attempts" not in after["clips"]["0"] or after["clips"]["0"]["attempts"] == {}
+    assert after["clips"]["0"]["lease"] == doc["clips"]["0"]["lease"]  # the clip's chain goes on
+    # Re-armed since the read: matches nothing. A given-up clip's followed task is no stray.
+    held = clip.attempts["t0"].lease
+    assert held is not None
+    moved = step(doc, t.rearm_attempt("p1", 0, "t0", held, new_token="s2", until=T0 + LEASE))
+    assert not matches(moved, write.filter)
+    cancelled = project_from_document(step(charged_processing(), cancel(charged_processing())))
+    assert t.drop_stray_attempt("p1", cancelled.clips[0], "t0") is None
