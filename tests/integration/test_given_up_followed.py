@@ -19,11 +19,20 @@ import pytest
 
 from reelflow_common.accounting import TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus
+from reelflow_common.errors import TransientError
 from reelflow_common.messages import AttemptSucceeded, CheckClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.polling.delivery import send_check
-from reelflow_common.store import Attempt, NewProject, Project, ProjectStore
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store import (
+    TIMED_OUT,
+    Attempt,
+    NewProject,
+    Project,
+    ProjectStore,
+    TaskFailed,
+    TaskSucceeded,
+)
+from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import AttemptsReconciler
 from reelflow_poller.settings import Settings
@@ -34,6 +43,7 @@ from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.integration.test_reconciler import (
     GRACE_S,
     LEASE_S,
+    MAX_AGE_S,
     CancelledBeforeTakeover,
     expired,
     reconciler,
@@ -298,3 +308,209 @@ async def test_a_cancel_that_read_a_lease_since_renewed_reads_again_and_moves_th
     assert moved is not None
     # The chain's lease as it is now (renewed after the read): that chain goes on renewing it.
     assert (moved.token, moved.until) == (read.token, read.until + timedelta(seconds=30))
+
+
+class FollowedAfterRetryRead(ProjectStore):
+    """A store whose failed clip's task is found at Runware (and followed) just after a retry
+    read the project."""
+
+    followed: str | None = None
+
+    async def get(
+        self, project_id: str, *, tenant_id: str | None = None, with_requests: bool = False
+    ) -> Project | None:
+        read = await super().get(project_id, tenant_id=tenant_id, with_requests=with_requests)
+        if read is not None and self.followed is None:
+            lease = await self.follow_given_up(project_id, 0, read.clips[0].task_uuid)
+            assert lease is not None
+            self.followed = lease.token
+        return read
+
+
+async def test_a_retry_racing_a_given_up_task_found_reads_again_and_keeps_its_follow(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox")
+    task_uuid = project.clips[0].task_uuid
+    failed = TaskFailed(code="taskFailedOrNotFound", message="not found")
+    assert (await world.projects.record(project.id, 0, task_uuid, failed)).applied
+    store = FollowedAfterRetryRead(mongo_db, lease_s=LEASE_S)
+
+    outcome = await store.retry(project.id, tenant_id=world.tenant_id)
+
+    assert outcome is not None
+    assert outcome.resubmit == [0]  # read again and retried, not taken for a concurrent retry
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.task_uuid != task_uuid) == (ClipStatus.QUEUED, True)
+    kept = clip.attempts[task_uuid]
+    assert kept.lease is not None
+    assert (kept.status, kept.lease.token) == (ClipStatus.FAILED, store.followed)
+
+
+async def test_a_rearmed_follow_counts_its_ceiling_from_the_watch_the_cancel_copied(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=60000]"))
+    task_uuid = project.clips[0].task_uuid
+    # Submitted long ago, watched again just now (a retry of a clip that timed out): the
+    # ceiling counts from the watch.
+    now = utcnow()
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {
+            "$set": {
+                "clips.0.submitted_at": now - timedelta(seconds=MAX_AGE_S + 60),
+                "clips.0.watched_since": now,
+            }
+        },
+    )
+    await cancel(world, project)
+    held = await own_attempt(world, project)
+    assert held is not None
+    assert held.watched_since == now.replace(microsecond=now.microsecond // 1000 * 1000)
+    await lease_ran_out(world, project)
+
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+
+    # Still within its ceiling: re-armed (one chain, watched from the copied start), not
+    # timed out from the submit.
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert (rearmed.task_uuid, rearmed.watched_since) == (task_uuid, held.watched_since)
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.lease.token) == (ClipStatus.CANCELLED, rearmed.token)
+
+
+async def test_expiring_a_chains_lease_expires_it_in_its_tasks_attempt_too(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))
+    task_uuid = project.clips[0].task_uuid
+    await cancel(world, project)  # the chain's lease moves to attempts.T, token and end as were
+    held = await own_attempt(world, project)
+    assert held is not None
+    assert held.lease is not None
+    before = utcnow()
+
+    # A stale token expires nothing; the chain's own does, in the attempt.
+    await world.projects.expire_leases(project.id, {0: "stale"}, tasks={0: task_uuid})
+    kept = await own_attempt(world, project)
+    assert kept is not None
+    assert kept.lease == held.lease
+    await world.projects.expire_leases(project.id, {0: held.lease.token}, tasks={0: task_uuid})
+
+    expired_now = await own_attempt(world, project)
+    assert expired_now is not None
+    assert expired_now.lease is not None
+    assert expired_now.lease.token == held.lease.token
+    assert before - timedelta(seconds=1) <= expired_now.lease.until <= utcnow()
+    doc = await mongo_db["projects"].find_one({"_id": project.id})
+    # The attempts reconciler takes it at its next pass.
+    assert as_utc(doc["attempts_due_at"]) <= expired_now.lease.until
+
+
+async def test_a_stale_chain_of_a_followed_task_never_times_out_the_clip_watched_again(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    task_uuid = project.clips[0].task_uuid
+    await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    ceiling = TaskFailed(code=TIMED_OUT, message="Runware had not finished the task.")
+    assert (await world.projects.record(project.id, 0, task_uuid, ceiling)).applied
+    # Runware holds the timed-out clip's task: a chain follows it in attempts.T...
+    lease = await world.projects.follow_given_up(project.id, 0, task_uuid)
+    assert lease is not None
+    # ... until a retry watches the task again on the clip, under a chain of its own.
+    outcome = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+    assert outcome is not None
+    assert outcome.rewatch == [0]
+    watched = await world.project(project.id)
+    assert watched.clips[0].status is ClipStatus.PROCESSING
+    own = await world.check_of(watched)
+    stale = own.model_copy(
+        update={
+            "token": lease.token,
+            "lease_until": lease.until,
+            "watched_since": utcnow() - timedelta(seconds=MAX_AGE_S + 60),
+        }
+    )
+
+    # The followed task's old chain reaches its ceiling: it is not the clip's chain.
+    await check_handler(world, settings)(stale)
+
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.lease) == (ClipStatus.PROCESSING, watched.clips[0].lease)
+    assert (await world.project(project.id)).seq == watched.seq
+    # The clip's own chain past the ceiling does time it out.
+    past = own.model_copy(update={"watched_since": stale.watched_since})
+    await check_handler(world, settings)(past)
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, (clip.error or {}).get("code")) == (ClipStatus.FAILED, TIMED_OUT)
+
+
+async def test_a_stray_leased_attempt_of_an_open_clips_own_task_is_dropped_not_followed(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=60000]"))
+    clip = project.clips[0]
+    # Left by a release before this one: the clip's own task, leased in attempts as well.
+    ran_out = utcnow() - timedelta(seconds=30)
+    stray = {"status": "cancelled", "lease": {"token": "stray", "until": ran_out}}
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {"$set": {f"clips.0.attempts.{clip.task_uuid}": stray, "attempts_due_at": ran_out}},
+    )
+
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+
+    # No second chain for the task: the stray is gone, the clip and its chain as they were.
+    assert world.publisher.sent_to(CHECK_CLIP) == []
+    after = (await world.project(project.id)).clips[0]
+    assert (after.status, after.lease, after.attempts) == (ClipStatus.PROCESSING, clip.lease, {})
+    doc = await mongo_db["projects"].find_one({"_id": project.id})
+    assert "attempts_due_at" not in doc
+
+
+async def test_a_replaced_tasks_chain_that_cannot_start_its_checks_expires_its_attempts_lease(
+    world: World, submitter_settings: SubmitterSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    retried = world.submit_of(await world.project(project.id))
+    # An earlier submit of the retry's task got to Runware unanswered...
+    await world.runware.submit_video(video_request(retried, webhook_url=None))
+    # ... and the first task's video comes after all: the clip takes it, the retry's task
+    # (still queued as far as the store knows) moves to its attempt with its chain's lease.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    publish = world.publisher.send
+
+    async def broker_refuses_checks(work_queue: str, message: Any, **kwargs: Any) -> None:
+        if work_queue == CHECK_CLIP:
+            raise TransientError("the broker did not confirm")
+        await publish(work_queue, message, **kwargs)
+
+    monkeypatch.setattr(world.publisher, "send", broker_refuses_checks)
+    submitter = SubmitHandler(
+        world.projects,
+        world.runware,
+        world.publisher,
+        submitter_settings,
+        planner=FixedLadderPlanner.from_settings(submitter_settings),
+        clock=utcnow,
+        rng=random.Random(0),
+    )
+
+    # Its chain finds the task at Runware, marks the attempt processing, and cannot start
+    # the checks: its lease, in the attempt, expires at once for the attempts reconciler.
+    with pytest.raises(TransientError):
+        await submitter(retried)
+
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.lease.token) == (ClipStatus.PROCESSING, retried.token)
+    assert attempt.lease.until <= utcnow()

@@ -646,7 +646,7 @@ def cancel(doc: dict[str, Any], *, now: datetime = T0, lease_as_read: bool = Tru
     clip = project_from_document(doc).clips[0]
     return t.cancel(
         "p1", "tenant-a", clip, now=now, correlation_id=None, log_size=LOG,
-        lease_as_read=lease_as_read,
+        lease_as_read=lease_as_read, follow_token="f0",
     )  # fmt: skip
 
 
@@ -761,10 +761,24 @@ def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event() -> 
     ended = project_from_document(after).clips[0].attempts["t0"]
     assert (ended.status, ended.error, ended.lease) == ("failed", BROKEN.model_dump(), None)
     assert (after["seq"], write.events) == (doc["seq"], 0)
-    # Its reservation was freed by the cancel, under the same key: nothing more.
-    assert write.settle == ("clips.0.attempts.t0.charge", Settlement("t0", True, False, None))
+    # Its reservation was freed by the cancel: its failure settles nothing more.
+    assert write.settle is None
     assert late(after, BROKEN) is None
     assert project_from_document(after).clips[0].view().attempts is None
+
+
+def test_the_repair_path_settles_a_followed_own_task_only_by_the_clips_end() -> None:
+    doc = step(charged_processing(), cancel(charged_processing()))
+    failure = late(doc, BROKEN)
+    assert failure is not None
+    after = step(doc, failure)
+
+    # Followed (cancelled) or its failure recorded: only the cancel's end, once.
+    for doc_now in (doc, after):
+        clip = project_from_document(doc_now).clips[0]
+        assert t.settlements(clip, "t0") == [
+            (Charge.model_validate(CHARGE), Settlement("t0", True, False, None))
+        ]
 
 
 def test_a_given_up_task_is_followed_by_one_chain_only() -> None:
@@ -882,3 +896,96 @@ def test_a_rewatch_takes_its_followed_task_back_from_the_attempt() -> None:
         "p1", 0, token="f1", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
     )
     assert not matches(after, renewal.filter)
+
+
+def test_a_late_video_taken_never_overwrites_an_attempt_a_concurrent_writer_added() -> None:
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    doc = step(doc, to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
+    doc["clips"]["0"]["attempts"] = {
+        "t8": {"status": "success", "video_url": "https://v/8.mp4", "cost": 0.3,
+               "completed_at": T0, "queued_at": T0 - LEASE},
+    }  # fmt: skip
+    read = project_from_document(doc).clips[0]
+    taken = t.take_late_video(
+        "p1", "tenant-a", read, now=T0, lease_until=T0 + LEASE, correlation_id=None, log_size=LOG
+    )
+    assert taken is not None
+    # Between the retry's read and its write, Runware turns out to hold t0: it is followed.
+    follow = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    assert follow is not None
+    followed = step(doc, follow)
+
+    # The whole-entry write matches nothing there (the caller reads again), never clobbers.
+    assert matches(doc, taken.filter)
+    assert not matches(followed, taken.filter)
+    again = t.take_late_video(
+        "p1", "tenant-a", project_from_document(followed).clips[0], now=T0,
+        lease_until=T0 + LEASE, correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+    assert again is not None
+    lease = project_from_document(step(followed, again)).clips[0].attempts["t0"].lease
+    assert lease is not None
+    assert lease.token == "f1"
+
+
+def test_a_followed_tasks_recorded_end_is_never_followed_again() -> None:
+    doc = step(charged_processing(), cancel(charged_processing()))
+    failure = late(doc, TaskFailed(code=t.TIMED_OUT, message="ceiling"))
+    assert failure is not None
+    after = step(doc, failure)
+    ended = project_from_document(after).clips[0]
+    assert (ended.attempts["t0"].status, ended.attempts["t0"].end_recorded) == ("failed", True)
+
+    # A submit redelivered, the reconciler: Runware holds the task, but its end is recorded.
+    assert t.follow_given_up("p1", ended, "t0", token="f2", now=T0, until=T0 + LEASE) is None
+    # And a follow built from an older read of the same (failed, lease-less) entry matches
+    # nothing once that end is recorded.
+    read = ended.model_copy(
+        update={"attempts": {"t0": ended.attempts["t0"].model_copy(update={"end_recorded": False})}}
+    )
+    stale = t.follow_given_up("p1", read, "t0", token="f3", now=T0, until=T0 + LEASE)
+    assert stale is not None
+    assert not matches(after, stale.filter)
+
+
+def test_cancel_of_a_processing_clip_without_a_lease_still_follows_its_task() -> None:
+    doc = charged_processing()
+    del doc["clips"]["0"]["lease"]  # its chain's lease lost (or never written by an old release)
+    later = T0 + timedelta(minutes=1)
+
+    after = step(doc, cancel(doc, now=later))
+
+    followed = project_from_document(after).clips[0].attempts["t0"]
+    assert followed.lease is not None
+    # Run out already: no chain holds it; the attempts reconciler re-arms it at its next pass.
+    assert (followed.status, followed.lease.token, followed.lease.until) == (
+        "cancelled",
+        "f0",
+        later,
+    )
+    assert after[t.ATTEMPTS_DUE] == later
+    # A re-arm between the read and the write: the cancel reads again.
+    rearmed = t.rearm("p1", project_from_document(doc).clips[0], new_token="k1", until=later)
+    assert not matches(step(doc, rearmed), cancel(doc, now=later).filter)
+
+
+def test_only_a_leased_attempt_of_a_clip_not_given_up_on_is_a_stray_to_drop() -> None:
+    doc = charged_processing()
+    stray = {"status": "cancelled", "lease": {"token": "s1", "until": T0}}
+    doc["clips"]["0"]["attempts"] = {"t0": stray}
+    clip = project_from_document(doc).clips[0]
+
+    write = t.drop_stray_attempt("p1", clip, "t0")
+
+    assert write is not None
+    after = step(doc, write)
+    assert "attempts" not in after["clips"]["0"] or after["clips"]["0"]["attempts"] == {}
+    assert after["clips"]["0"]["lease"] == doc["clips"]["0"]["lease"]  # the clip's chain goes on
+    # Re-armed since the read: matches nothing. A given-up clip's followed task is no stray.
+    held = clip.attempts["t0"].lease
+    assert held is not None
+    moved = step(doc, t.rearm_attempt("p1", 0, "t0", held, new_token="s2", until=T0 + LEASE))
+    assert not matches(moved, write.filter)
+    cancelled = project_from_document(step(charged_processing(), cancel(charged_processing())))
+    assert t.drop_stray_attempt("p1", cancelled.clips[0], "t0") is None

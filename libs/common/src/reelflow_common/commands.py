@@ -72,7 +72,9 @@ def check_command(
     elif replaced_task is not None:
         task_uuid, attempt = replaced_task, clip.attempts[replaced_task]
         submitted_at = attempt.submitted_at
-        watched_since = submitted_at or attempt.queued_at or project.created_at
+        watched_since = (
+            attempt.watched_since or submitted_at or attempt.queued_at or project.created_at
+        )
     else:
         submitted_at = clip.submitted_at
         watched_since = clip.watched_since or submitted_at or project.created_at

@@ -103,6 +103,7 @@ class CheckHandler:
                 decision.result,
                 submitted_at=message.submitted_at,
                 correlation_id=message.correlation_id,
+                chain_token=message.token,
             )
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)

@@ -216,11 +216,9 @@ class SubmitHandler:
         message: SubmitClip,
         submitted_at: datetime,
         until: datetime,
-        *,
-        in_attempts: bool = False,
     ) -> None:
-        """The chain's first check, under the clip's lease (``in_attempts``: the lease in the
-        attempt of its task)."""
+        """The chain's first check, under its lease (the clip's, or the one in the attempt of
+        its task)."""
         webhooks = self._settings.webhook_url(message.project_id, message.scene_index) is not None
         check = first_check(
             message, submitted_at=submitted_at, lease_until=until, webhooks=webhooks
@@ -234,14 +232,13 @@ class SubmitHandler:
         except TransientError:
             # This chain cannot go on: let the reconciler re-arm the clip without waiting
             # out the lease. The retried message then finds the clip processing and stops.
-            if in_attempts:
-                await self._projects.expire_attempt_lease(
-                    message.project_id, message.scene_index, message.task_uuid, token=message.token
-                )
-            else:
-                await self._projects.expire_leases(
-                    message.project_id, {message.scene_index: message.token}
-                )
+            # The lease may be in the task's attempt (a given-up task, or an earlier task
+            # Runware took after a later task's video replaced it): expire it wherever it is.
+            await self._projects.expire_leases(
+                message.project_id,
+                {message.scene_index: message.token},
+                tasks={message.scene_index: message.task_uuid},
+            )
             raise
 
     async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
@@ -345,7 +342,7 @@ class SubmitHandler:
             log.info("clip_given_up_followed_elsewhere", attempt=message.attempt)
             return
         following = message.model_copy(update={"token": lease.token})
-        await self._start_polling(following, self._now(), lease.until, in_attempts=True)
+        await self._start_polling(following, self._now(), lease.until)
         log.info("clip_given_up_followed", attempt=message.attempt)
 
     async def _again(self, message: SubmitClip, delay_s: float) -> None:

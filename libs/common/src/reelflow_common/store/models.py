@@ -65,6 +65,9 @@ class Attempt(_Frozen):
     queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    #: when the task's watch began (the clip's, as it left the task; or when a given-up task
+    #: was found at Runware): a re-armed chain's ceiling (``poll_max_age_s``) counts from here
+    watched_since: datetime | None = None
     #: what the task held on the tenant's ledger: its end is settled on this charge
     charge: Charge | None = None
     #: its video came after the task had been given up on (its reservation was freed)
@@ -72,6 +75,8 @@ class Attempt(_Frozen):
     #: the chain still following the task until its end is recorded: one an earlier task's
     #: video replaced, or one given up on that Runware may still bill
     lease: Lease | None = None
+    #: its end (Runware's, or our ceiling's) was recorded here: no chain follows it again
+    end_recorded: bool = False
 
     def view(self, task_uuid: str) -> AttemptView:
         return AttemptView(
@@ -182,9 +187,23 @@ class ClipState(_Frozen):
             queued_at=self.queued_at,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            watched_since=self.watched_since,
             charge=self.charge,
             late=self.late,
             lease=self.lease,
+        )
+
+    def stray_attempt(self, task_uuid: str) -> bool:
+        """Whether ``attempts[task_uuid]`` is a stray: a leased entry of this clip's own task
+        (without a video) while the clip is not given up on (neither cancelled nor failed),
+        so the clip's own chain follows that task (ARCHITECTURE.md, "Upgrades")."""
+        attempt = self.attempts.get(task_uuid)
+        return (
+            task_uuid == self.task_uuid
+            and self.status not in (ClipStatus.CANCELLED, ClipStatus.FAILED)
+            and attempt is not None
+            and attempt.lease is not None
+            and attempt.status is not ClipStatus.SUCCESS
         )
 
     def late_video(self) -> tuple[str, Attempt] | None:

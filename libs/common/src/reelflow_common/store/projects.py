@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import DESCENDING, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import DuplicateKeyError
@@ -73,6 +73,10 @@ _REPAIR_ATTEMPTS = 3
 #: and followed by no chain of the clip's
 _GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
+
+#: what a retry did with one failed clip: took its late video, watched its task again, or
+#: gave it a new task to submit
+_Retried = Literal["took", "rewatch", "resubmit"]
 
 #: holds money for the failed clips a retry would follow again: a charge per scene, or raises
 Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
@@ -412,10 +416,15 @@ class ProjectStore:
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 
-    async def expire_leases(self, project_id: str, tokens: dict[int, str]) -> None:
+    async def expire_leases(
+        self, project_id: str, tokens: dict[int, str], *, tasks: dict[int, str] | None = None
+    ) -> None:
         """Chains that could not be started (a publish failed): the reconciler takes them next.
 
         One round trip; each clip only while its lease still has the token given.
+        ``tasks``: each scene's chain follows that task, whose lease may be in
+        ``attempts.<task>`` (a replaced or given-up task): that lease expires too, under
+        the same token (the attempts reconciler takes it next).
         """
         if not tokens:
             return
@@ -424,18 +433,16 @@ class ProjectStore:
             transitions.expire_lease(project_id, scene, token=token, now=now)
             for scene, token in tokens.items()
         ]
+        writes += [
+            transitions.expire_lease(
+                project_id, scene, token=tokens[scene], now=now, replaced_task=task_uuid
+            )
+            for scene, task_uuid in (tasks or {}).items()
+            if scene in tokens
+        ]
         await self._projects.bulk_write(
             [UpdateOne(write.filter, write.update) for write in writes], ordered=False
         )
-
-    async def expire_attempt_lease(
-        self, project_id: str, scene_index: int, task_uuid: str, *, token: str
-    ) -> None:
-        """A replaced task's chain that could not be started: the reconciler takes it next."""
-        write = transitions.expire_lease(
-            project_id, scene_index, token=token, now=self._now(), replaced_task=task_uuid
-        )
-        await self._projects.update_one(write.filter, write.update)
 
     async def _transition(
         self,
@@ -718,20 +725,15 @@ class ProjectStore:
                 correlation_id=correlation_id,
                 log_size=self._log_size,
                 lease_as_read=tries < _REPAIR_ATTEMPTS - 1,
+                follow_token=new_token(),
             )
             applied = await self._apply(write, project_id)
             if applied is not None:
                 return applied
-            doc = await self._majority_reads.find_one(
-                {"_id": project_id, "tenant_id": tenant_id},
-                {"created_at": 1, clip_path(clip.scene_index): 1},
-            )
-            raw_clip = None if doc is None else doc.get("clips", {}).get(str(clip.scene_index))
-            if doc is None or raw_clip is None:
+            found = await self._read_clip(project_id, clip.scene_index, tenant_id=tenant_id)
+            if found is None:
                 return []
-            clip = clip_from_document(
-                raw_clip, clip.scene_index, created_at=as_utc(doc["created_at"])
-            )
+            clip = found
         return []
 
     async def follow_given_up(
@@ -745,13 +747,9 @@ class ProjectStore:
         clip took it up again). Read, then written guarded on what was read (again on a race).
         """
         for _ in range(_REPAIR_ATTEMPTS):
-            doc = await self._majority_reads.find_one(
-                {"_id": project_id}, {"created_at": 1, clip_path(scene_index): 1}
-            )
-            raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
-            if doc is None or raw_clip is None:
+            clip = await self._read_clip(project_id, scene_index)
+            if clip is None:
                 return None
-            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             now = self._now()
             lease = Lease(token=new_token(), until=now + self._lease)
             write = transitions.follow_given_up(
@@ -798,6 +796,44 @@ class ProjectStore:
         # after them does not finish it on the way.
         took = False
         for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
+            charge = charges.get(clip.scene_index)
+            done, applied = await self._retry_clip(
+                project_id, tenant_id, clip, charge, correlation_id
+            )
+            if charge is not None and done in (None, "took"):
+                # A concurrent retry got there first (it sends the commands, and reserved),
+                # or the clip took a late video that came meanwhile: nothing to hold.
+                await self.ledgers.release(tenant_id, charge, clips=1)
+            events += applied
+            if done == "took":
+                took = True
+            elif done is not None:
+                (rewatch if done == "rewatch" else resubmit).append(clip.scene_index)
+        if took:
+            head = await self._projects.find_one({"_id": project_id}, _HEAD)
+            assert head is not None  # projects are never deleted
+            events += await self._finish_if_done(project_id, head)
+        if not events:
+            return Outcome(project=project, events=[])
+        after = await self.get(project_id, with_requests=True)
+        assert after is not None  # projects are never deleted
+        return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch)
+
+    async def _retry_clip(
+        self,
+        project_id: str,
+        tenant_id: str,
+        clip: ClipState,
+        charge: Charge | None,
+        correlation_id: str | None,
+    ) -> tuple[_Retried | None, list[Event]]:
+        """Retry one failed clip as read; read again while a concurrent writer moves it (an
+        entry added to its ``attempts``: a given-up task found, a late video), a bounded few
+        times. What was done (``took``, ``rewatch``, ``resubmit``; None: nothing, the clip
+        is no longer failed) and its events."""
+        for _ in range(_REPAIR_ATTEMPTS):
+            if clip.status is not ClipStatus.FAILED:
+                return None, []  # a concurrent retry took it
             now = self._now()
             taken = transitions.take_late_video(
                 project_id,
@@ -809,45 +845,50 @@ class ProjectStore:
                 log_size=self._log_size,
             )
             if taken is not None:
-                # Not applied: a concurrent retry took it. Applied: it reopened the project,
-                # which this retry finishes once, after all its clips.
+                # Applied: it reopened the project, which the retry finishes once, after all
+                # its clips.
                 applied = await self._apply(taken, project_id, finish=False)
-                took = took or applied is not None
-                events += applied or []
-                continue
-            common: dict[str, Any] = {
-                "token": new_token(),
-                "now": now,
-                "lease_until": now + self._lease,
-                "correlation_id": correlation_id,
-                "log_size": self._log_size,
-            }
-            common["charge"] = charges.get(clip.scene_index)
-            timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
-            if timed_out:
-                write = transitions.rewatch(project_id, tenant_id, clip, **common)
+                if applied is not None:
+                    return "took", applied
             else:
-                write = transitions.retry_with_new_task(
-                    project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
-                )
-            applied = await self._apply(write, project_id)
-            if applied is None:
-                # A concurrent retry got there first; it sends the commands (and reserved).
-                charge = common["charge"]
-                if charge is not None:
-                    await self.ledgers.release(tenant_id, charge, clips=1)
-                continue
-            events += applied
-            (rewatch if timed_out else resubmit).append(clip.scene_index)
-        if took:
-            head = await self._projects.find_one({"_id": project_id}, _HEAD)
-            assert head is not None  # projects are never deleted
-            events += await self._finish_if_done(project_id, head)
-        if not events:
-            return Outcome(project=project, events=[])
-        after = await self.get(project_id, with_requests=True)
-        assert after is not None  # projects are never deleted
-        return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch)
+                common: dict[str, Any] = {
+                    "token": new_token(),
+                    "now": now,
+                    "lease_until": now + self._lease,
+                    "correlation_id": correlation_id,
+                    "log_size": self._log_size,
+                    "charge": charge,
+                }
+                timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
+                if timed_out:
+                    write = transitions.rewatch(project_id, tenant_id, clip, **common)
+                else:
+                    write = transitions.retry_with_new_task(
+                        project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
+                    )
+                applied = await self._apply(write, project_id)
+                if applied is not None:
+                    return ("rewatch" if timed_out else "resubmit"), applied
+            found = await self._read_clip(project_id, clip.scene_index, tenant_id=tenant_id)
+            if found is None:
+                return None, []
+            clip = found
+        return None, []
+
+    async def _read_clip(
+        self, project_id: str, scene_index: int, *, tenant_id: str | None = None
+    ) -> ClipState | None:
+        """One clip as it is now (majority read), to build a guarded write from again."""
+        query: Document = {"_id": project_id}
+        if tenant_id is not None:
+            query["tenant_id"] = tenant_id
+        doc = await self._majority_reads.find_one(
+            query, {"created_at": 1, clip_path(scene_index): 1}
+        )
+        raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+        if doc is None or raw_clip is None:
+            return None
+        return clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
 
     async def _must_get(self, project_id: str) -> Project:
         project = await self.get(project_id)
@@ -924,6 +965,15 @@ class ProjectStore:
         write = transitions.rearm_attempt(
             project_id, scene_index, task_uuid, lease, new_token=token, until=until
         )
+        found = await self._projects.update_one(write.filter, write.update)
+        return found.matched_count == 1
+
+    async def drop_stray_attempt(self, project_id: str, clip: ClipState, task_uuid: str) -> bool:
+        """Repair: remove a stray leased attempt of the open (or ended) clip's own task, as
+        read (:func:`transitions.drop_stray_attempt`); False if it is none, or moved since."""
+        write = transitions.drop_stray_attempt(project_id, clip, task_uuid)
+        if write is None:
+            return False
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 

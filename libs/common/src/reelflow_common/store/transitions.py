@@ -176,6 +176,14 @@ def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlemen
             ended = Settlement(key=f"{task_uuid}:late", ended=True, billed=True, cost=clip.cost)
         found.append((clip.charge, ended))
     attempt = clip.attempts.get(task_uuid)
+    if (
+        attempt is not None
+        and task_uuid == clip.task_uuid
+        and attempt.status is not ClipStatus.SUCCESS
+    ):
+        # The clip's own task followed after it was given up on: the clip's end (above) freed
+        # its reservation; only a video that came after all is billed (under ``<task>:late``).
+        attempt = None
     if attempt is not None and attempt.status.is_terminal:
         end = _attempt_end(clip, task_uuid, attempt)
         charge = None if end is None else (clip.charge if end[0] else attempt.charge)
@@ -491,6 +499,7 @@ def cancel(
     correlation_id: str | None,
     log_size: int,
     lease_as_read: bool = True,
+    follow_token: str | None = None,
 ) -> Write:
     """An open clip becomes cancelled (one update per clip: cancel is rare), guarded on the
     clip as read.
@@ -502,7 +511,10 @@ def cancel(
     (``lease_as_read``: a renewal or a re-arm meanwhile makes the caller read again, as a
     queued clip that became processing does); without it, on the caller's last try, the
     lease as read moves all the same: a live chain under a later lease then stops at its
-    renewal and the reconciler re-arms the attempt from the earlier end.
+    renewal and the reconciler re-arms the attempt from the earlier end. A processing clip
+    without a lease (no chain follows it: its lease was lost, or written by an older
+    release) is followed all the same: ``attempts.T`` gets a lease of ``follow_token`` that
+    has run out already, which the attempts reconciler re-arms at its next pass.
     """
     update = _Update()
     path = clip_path(clip.scene_index)
@@ -527,17 +539,22 @@ def cancel(
         task_uuid=clip.task_uuid,
     )
     lease = clip.lease
+    if clip.status is ClipStatus.PROCESSING and lease_as_read:
+        if lease is None:
+            guard[f"{path}.lease"] = {"$exists": False}  # a re-arm since: read again
+        else:
+            guard[f"{path}.lease.token"] = lease.token
+            guard[f"{path}.lease.until"] = lease.until
+    if clip.status is ClipStatus.PROCESSING and lease is None and follow_token is not None:
+        lease = Lease(token=follow_token, until=now)  # run out: no chain holds it
     if clip.status is ClipStatus.PROCESSING and lease is not None:
         prefix = f"{path}.attempts.{clip.task_uuid}"
         if clip.task_uuid not in clip.attempts:
-            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED}).as_attempt()
-            update.set[prefix] = attempt_document(followed)
+            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
+            update.set[prefix] = attempt_document(followed.as_attempt())
             guard[prefix] = {"$exists": False}
             # Below the claim of an attempts pass under way, whose release then matches nothing.
             update.min[ATTEMPTS_DUE] = min(now, lease.until)
-        if lease_as_read:
-            guard[f"{path}.lease.token"] = lease.token
-            guard[f"{path}.lease.until"] = lease.until
     settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
     return update.build(
         guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
@@ -561,8 +578,8 @@ def follow_given_up(
     (cancelled or failed: its lease only). History, no event; its end, recorded by the
     repair path, bills a video once (late: the task's reservation was freed when it was
     given up on). None when nothing is to be followed: the task is the open clip's (its
-    own chain follows it), its attempt still holds a lease (another chain follows it) or
-    has its video.
+    own chain follows it), its attempt still holds a lease (another chain follows it), has
+    its video, or its end was recorded (``end_recorded``: an end is recorded once).
     """
     path = clip_path(clip.scene_index)
     prefix = f"{path}.attempts.{task_uuid}"
@@ -571,17 +588,25 @@ def follow_given_up(
     if attempt is None:
         if task_uuid != clip.task_uuid or clip.status not in _GIVEN_UP:
             return None
+        # Its watch starts now, as its first chain's check says (the ceiling of a re-armed
+        # chain counts from here too).
         followed = clip.as_attempt().model_copy(
-            update={"submitted_at": clip.submitted_at or now, "lease": Lease(**lease)}
+            update={
+                "submitted_at": clip.submitted_at or now,
+                "watched_since": now,
+                "lease": Lease(**lease),
+            }
         )
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
         guard[prefix] = {"$exists": False}
         to_set: Document = {prefix: attempt_document(followed)}
-    elif attempt.status in _GIVEN_UP and attempt.lease is None:
-        # Field by field: what the attempt recorded stays as it is.
+    elif attempt.status in _GIVEN_UP and attempt.lease is None and not attempt.end_recorded:
+        # Field by field: what the attempt recorded stays as it is. Never once its end was
+        # recorded (a followed task's failure): that end is the task's last word.
         guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
         guard[f"{prefix}.lease"] = {"$exists": False}
-        to_set = {f"{prefix}.lease": lease}
+        guard[f"{prefix}.end_recorded"] = {"$ne": True}
+        to_set = {f"{prefix}.lease": lease, f"{prefix}.watched_since": now}
     else:
         return None
     return Write(guard, {"$set": to_set, "$min": {ATTEMPTS_DUE: now}})
@@ -617,7 +642,14 @@ def retry_with_new_task(
     )
     for name, value in fresh.items():
         update.set[f"{path}.{name}"] = value
-    _keep_as_attempt(update, clip)
+    guard = _guard(
+        project_id,
+        clip.scene_index,
+        tenant_id=tenant_id,
+        status=ClipStatus.FAILED.value,
+        task_uuid=clip.task_uuid,
+    )
+    _keep_as_attempt(update, guard, clip)
     # Nothing of the failed task stays on the clip: its end, its progress, and a reservation
     # the new task does not have (its tenant's limits went away) that would be settled twice.
     update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in fresh]
@@ -634,23 +666,19 @@ def retry_with_new_task(
             replaces_task_uuid=clip.task_uuid,
         )
     )
-    guard = _guard(
-        project_id,
-        clip.scene_index,
-        tenant_id=tenant_id,
-        status=ClipStatus.FAILED.value,
-        task_uuid=clip.task_uuid,
-    )
     return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
 
-def _keep_as_attempt(update: _Update, clip: ClipState) -> None:
+def _keep_as_attempt(update: _Update, guard: Document, clip: ClipState) -> None:
     """The clip's current task moves to ``attempts`` as the clip leaves it, unless it is there
     already: followed after it was given up on (its chain's lease) or ended so; that entry
-    is kept as it is (guarded on its status as read), never overwritten whole."""
+    is kept as it is, never overwritten whole. The whole entry is written only where none
+    is (``guard``): one a concurrent writer added since the read (a given-up task found at
+    Runware) makes the write match nothing, and the caller reads again."""
     if clip.task_uuid not in clip.attempts:
         path = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
         update.set[path] = attempt_document(clip.as_attempt())
+        guard[path] = {"$exists": False}
 
 
 def _no_late_video_since(guard: Document, clip: ClipState) -> Document:
@@ -726,7 +754,14 @@ def rewatch(
 
 
 def attempt_document(attempt: Attempt) -> Document:
-    doc = attempt.model_dump(exclude={"lease"} if attempt.lease is None else set())
+    # Fields an attempt only sometimes has stay out while unset, so an entry without them
+    # reads the same, in this release and in the one before (ARCHITECTURE.md, "Upgrades").
+    unset = {
+        "lease": attempt.lease is None,
+        "watched_since": attempt.watched_since is None,
+        "end_recorded": not attempt.end_recorded,
+    }
+    doc = attempt.model_dump(exclude={name for name, absent in unset.items() if absent})
     doc["status"] = attempt.status.value
     return doc
 
@@ -798,6 +833,24 @@ def rearm_attempt(
         f"{prefix}.lease.until": lease.until,
     }
     return Write(guard, {"$set": {f"{prefix}.lease": {"token": new_token, "until": until}}})
+
+
+def drop_stray_attempt(project_id: str, clip: ClipState, task_uuid: str) -> Write | None:
+    """Remove a leased ``attempts.T`` of the clip's own task from a clip not given up on.
+
+    Such an entry is a stray (left by a release before this one, see ARCHITECTURE.md,
+    "Upgrades"): the clip itself stands for the task, and its own chain follows it (one
+    task, one chain), so the attempt's chain must not. Guarded on the clip and that lease
+    as read; never an entry with a video. None when the entry is no stray.
+    """
+    attempt = clip.attempts.get(task_uuid)
+    if attempt is None or attempt.lease is None or not clip.stray_attempt(task_uuid):
+        return None
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
+    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
+    guard[f"{prefix}.lease.token"] = attempt.lease.token
+    guard[f"{prefix}.lease.until"] = attempt.lease.until
+    return Write(guard, {"$unset": {prefix: ""}})
 
 
 def claim_attempts(project_id: str, *, due_at: datetime, until: datetime) -> Write:
@@ -927,6 +980,7 @@ def _attempt_ended(
                 "error": None,
                 "completed_at": now,
                 "late": late,
+                "end_recorded": True,
             }
         )
         update.cost(result.cost)
@@ -937,14 +991,28 @@ def _attempt_ended(
     else:
         error = {"code": result.code, "message": result.message}
         ended = attempt.model_copy(
-            update={"status": ClipStatus.FAILED, "error": error, "completed_at": now}
+            update={
+                "status": ClipStatus.FAILED,
+                "error": error,
+                "completed_at": now,
+                "end_recorded": True,
+            }
         )
     if new:
         update.set[prefix] = attempt_document(ended)
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
         guard[prefix] = {"$exists": False}
     else:
-        fields = ("status", "video_url", "video_uuid", "cost", "error", "completed_at", "late")
+        fields = (
+            "status",
+            "video_url",
+            "video_uuid",
+            "cost",
+            "error",
+            "completed_at",
+            "late",
+            "end_recorded",
+        )
         document = attempt_document(ended)
         update.set |= {f"{prefix}.{name}": document[name] for name in fields}
         update.unset.append(f"{prefix}.lease")  # its chain is done
@@ -954,7 +1022,12 @@ def _attempt_ended(
             project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid
         )
         guard[f"{prefix}.status"] = attempt.status.value
-    found = _attempt_end(clip, task_uuid, ended)
+    # A failure of a task given up on before settles nothing: its reservation was freed then.
+    found = (
+        None
+        if late and ended.status is not ClipStatus.SUCCESS
+        else _attempt_end(clip, task_uuid, ended)
+    )
     settle = None
     if found is not None:
         on_clip, settlement = found
@@ -1036,15 +1109,15 @@ def _earlier_task_succeeded(
             "completed_at": now,
         }
     )
-    update = _take_video(clip, task_uuid, video)
+    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
+    guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
+    update = _take_video(clip, task_uuid, video, guard)
     update.cost(result.cost)
     if clip.lease is not None:
         # The replaced task's chain goes on under its attempt: the reconciler looks at the
         # project's attempts from now on (``now`` or the lease's end if it ran out already:
         # below the claim of a pass under way, whose release then matches nothing).
         update.min[ATTEMPTS_DUE] = min(now, clip.lease.until)
-    guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid)
-    guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = attempt.status.value
     # Its own reservation was freed when it was given up on; the replaced task keeps its own
     # (in ``attempts``) until it ends: Runware may hold it (followed and billed), or its
     # chain ends it failed (``taskReplaced``) and frees it.
@@ -1077,7 +1150,6 @@ def take_late_video(
     if found is None:
         return None
     task_uuid, video = found
-    update = _take_video(clip, task_uuid, video)
     guard = _guard(
         project_id,
         clip.scene_index,
@@ -1086,6 +1158,7 @@ def take_late_video(
         task_uuid=clip.task_uuid,
     )
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
+    update = _take_video(clip, task_uuid, video, guard)
     # Counted in the project's ``cost`` when it came (``clip.attempt_succeeded``).
     taken = _took_video(
         update, clip, task_uuid, video, now=now, correlation_id=correlation_id, cost_counted=True
@@ -1094,16 +1167,17 @@ def take_late_video(
     return taken.build(guard, now=now, log_size=log_size)
 
 
-def _take_video(clip: ClipState, task_uuid: str, video: Attempt) -> _Update:
+def _take_video(clip: ClipState, task_uuid: str, video: Attempt, guard: Document) -> _Update:
     """The clip becomes a success with the video of ``task_uuid``, which leaves ``attempts``.
 
     The task it stood for moves to ``attempts`` with its reservation (unless it is the
-    same task), and nothing else of it stays on the clip.
+    same task; ``guard`` then says where none is yet), and nothing else of it stays on
+    the clip.
     """
     path = clip_path(clip.scene_index)
     update = _Update()
     if task_uuid != clip.task_uuid:
-        _keep_as_attempt(update, clip)
+        _keep_as_attempt(update, guard, clip)
     assert video.completed_at is not None  # a video's end is recorded with it
     ended = pack_result(
         completed_at=video.completed_at,

@@ -103,9 +103,18 @@ class AttemptsReconciler(ReconcilerPass):
         outcome: TaskState | RunwareError,
     ) -> tuple[Action, datetime | None]:
         """Record the end of a replaced task in its attempt, or re-arm its chain."""
+        if clip.stray_attempt(task_uuid):
+            # A stray: the clip stands for the task itself (ARCHITECTURE.md, "Upgrades").
+            dropped = await self._projects.drop_stray_attempt(project.id, clip, task_uuid)
+            log.warning("stray_attempt_dropped", dropped=dropped)
+            return (Action.STRAY_DROPPED if dropped else Action.MOVED), None
         attempt = clip.attempts[task_uuid]
         now = self._now()
-        watched_since = attempt.submitted_at or attempt.queued_at or project.created_at
+        # The ceiling counts from the task's watch (copied from the clip as it left the task),
+        # not from this re-arm: a chain re-armed again and again still ends at the ceiling.
+        watched_since = (
+            attempt.watched_since or attempt.submitted_at or attempt.queued_at or project.created_at
+        )
         # A queued task may have been submitted as late as its chain's lease ran (a retry's
         # task is read before each submit, so never after it was replaced): Runware's
         # visibility grace counts from there, or an answerless submit could be failed and its
@@ -119,7 +128,7 @@ class AttemptsReconciler(ReconcilerPass):
         if isinstance(decision, Record):
             # Not the clip's task: the repair path records it in the attempt and settles it.
             change = await self._recorder.record(
-                project.id, clip.scene_index, task_uuid, decision.result
+                project.id, clip.scene_index, task_uuid, decision.result, chain_token=lease.token
             )
             return (Action.RECORDED if change.applied else Action.MOVED), None
         return await self._rearm(project, clip, task_uuid, lease, decision, watch, since, outcome)
@@ -155,5 +164,5 @@ class AttemptsReconciler(ReconcilerPass):
         )
         log.warning("clip_check_rearmed")
         return await self._chains.start(
-            project, clip, lease, CHECK_CLIP, check, delay_s, Action.CHECK_REARMED, in_attempts=True
+            project, clip, lease, CHECK_CLIP, check, delay_s, Action.CHECK_REARMED
         )

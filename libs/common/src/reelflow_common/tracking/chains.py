@@ -40,6 +40,9 @@ class Action(StrEnum):
     SUBMIT_REARMED = "submit re-armed"
     #: a queued clip Runware has, cancelled (or failed) since the claim: its task still followed
     GIVEN_UP_FOLLOWED = "given-up task followed"
+    #: a leased attempt of the clip's own task on a clip not given up on (a release before
+    #: left it): removed, the clip's own chain follows the task
+    STRAY_DROPPED = "stray attempt dropped"
     #: another writer changed the clip since the claim: it is theirs to follow
     MOVED = "moved meanwhile"
     #: the re-armed chain's first command could not be published: due again at once
@@ -118,13 +121,8 @@ class ChainStarter:
         command: Message,
         delay_s: float | None,
         action: Action,
-        *,
-        in_attempts: bool = False,
     ) -> tuple[Action, datetime]:
-        """Publish the first command of the chain that now holds ``lease``; its end.
-
-        ``in_attempts``: that lease is in the attempt of the command's task, not the clip's.
-        """
+        """Publish the first command of the chain that now holds ``lease``; its end."""
         if delay_s is not None:
             delay_s = leases.bounded_step_s(delay_s, self._projects.lease_s)
         try:
@@ -133,13 +131,14 @@ class ChainStarter:
             else:
                 await self._publisher.send(work_queue, command, delay_s=delay_s)
         except TransientError:
-            # No chain runs under this lease: due again at once, for the next pass.
-            if in_attempts and isinstance(command, CheckClip):
-                await self._projects.expire_attempt_lease(
-                    project.id, clip.scene_index, command.task_uuid, token=lease.token
-                )
-            else:
-                await self._projects.expire_leases(project.id, {clip.scene_index: lease.token})
+            # No chain runs under this lease (the clip's, or the attempt's of a check's task):
+            # due again at once, for the next pass.
+            tasks = (
+                {clip.scene_index: command.task_uuid} if isinstance(command, CheckClip) else None
+            )
+            await self._projects.expire_leases(
+                project.id, {clip.scene_index: lease.token}, tasks=tasks
+            )
             return Action.NOT_STARTED, self._now()
         return action, lease.until
 

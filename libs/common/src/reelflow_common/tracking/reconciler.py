@@ -149,6 +149,7 @@ class Reconciler(ReconcilerPass):
                     clip.task_uuid,
                     decision.result,
                     submitted_at=clip.submitted_at,
+                    chain_token=_token_of(clip),
                 )
                 if change.applied and isinstance(decision.result, TaskSucceeded):
                     # Finished some time since its submission: when, the lost chain knew.
@@ -175,7 +176,11 @@ class Reconciler(ReconcilerPass):
         if self._policy.past_ceiling(watch):
             error = None if isinstance(outcome, TaskState) else str(outcome)
             await self._recorder.record(
-                project.id, clip.scene_index, clip.task_uuid, self._policy.timed_out(watch, error)
+                project.id,
+                clip.scene_index,
+                clip.task_uuid,
+                self._policy.timed_out(watch, error),
+                chain_token=_token_of(clip),
             )
             return Action.RECORDED, None
         if isinstance(outcome, RunwareError) and not is_task_not_found(outcome):
@@ -232,7 +237,6 @@ class Reconciler(ReconcilerPass):
             check,
             delay_s,
             Action.GIVEN_UP_FOLLOWED,
-            in_attempts=True,
         )
         return action, None  # a lease in attempts, not the clip's: nothing for due_at
 
@@ -266,3 +270,9 @@ class Reconciler(ReconcilerPass):
         return await self._chains.start(
             project, clip, lease, SUBMIT_CLIP, submit, None, Action.SUBMIT_REARMED
         )
+
+
+def _token_of(clip: ClipState) -> str | None:
+    """The token of the clip's lease as this pass read it: a ceiling it records holds only
+    while no chain took the clip since (a renewal keeps the token; a re-arm does not)."""
+    return None if clip.lease is None else clip.lease.token

@@ -9,7 +9,14 @@ from reelflow_common.broker import Publisher
 from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import ClipStored, ClipUpdated, Event, StoreVideo
-from reelflow_common.store import Change, ProjectStore, TaskResult, TaskSucceeded
+from reelflow_common.store import (
+    TIMED_OUT,
+    Change,
+    ProjectStore,
+    TaskFailed,
+    TaskResult,
+    TaskSucceeded,
+)
 from reelflow_common.topology import STORE_VIDEO
 
 log = get_logger(__name__)
@@ -34,7 +41,17 @@ class ClipRecorder:
         *,
         submitted_at: datetime | None = None,
         correlation_id: str | None = None,
+        chain_token: str | None = None,
     ) -> Change:
+        """Record ``result`` (Runware's answer: whatever chain brings it).
+
+        ``chain_token``: the token of the chain (or the lease as read) that decided it. Our
+        ceiling (``timedOut``) is not Runware's word but a chain's: it ends the clip only
+        while that chain holds the clip's lease, so a stale chain (one following the task
+        in an attempt, or one a re-arm replaced) never times out a clip another chain
+        watches; elsewhere (an attempt) it is recorded as any end.
+        """
+        ceiling = isinstance(result, TaskFailed) and result.code == TIMED_OUT
         change = await self.projects.record(
             project_id,
             scene_index,
@@ -42,6 +59,7 @@ class ClipRecorder:
             result,
             submitted_at=submitted_at,
             correlation_id=correlation_id,
+            token=chain_token if ceiling else None,
         )
         await self._publisher.publish_events(change.events)
         # Only the writer that applied the success sends its copy: a duplicate (webhook hint

@@ -130,9 +130,11 @@ async def _dispatch(
     if not failed:
         return
     log.warning("dispatch_deferred", project_id=project.id, clips=len(failed))
-    tokens = {m.scene_index: m.token for m in failed if isinstance(m, SubmitClip | CheckClip)}
+    chains = [m for m in failed if isinstance(m, SubmitClip | CheckClip)]
+    tokens = {m.scene_index: m.token for m in chains}
+    tasks = {m.scene_index: m.task_uuid for m in chains}
     try:
-        await state.projects.expire_leases(project.id, tokens)
+        await state.projects.expire_leases(project.id, tokens, tasks=tasks)
     except PyMongoError as exc:
         # The leases run out by themselves; the reconciler only takes longer to come.
         log.warning("leases_not_expired", project_id=project.id, error=repr(exc))
