@@ -24,7 +24,7 @@ changes are not: every method that writes the catalog (``create_index``,
 ``drop_collection``, ``drop_database``, ``rename_collection``, the recovery of
 pending drops, and ``_maybe_mark_multikey`` when it flags an index) bumps a
 counter, and a kept walk older than the counter is read again. :func:`install`
-checks that these are all the methods that touch the catalog table; should the
+checks that no other method of the server names the catalog table; should the
 server's internals differ (another version), nothing changes and it says so.
 """
 
@@ -92,7 +92,9 @@ def install() -> bool:
         return False
     if getattr(cls._iter_indexes, PATCHED, False):
         return True
-    if _methods_naming(cls, "_IDX_TABLE") != _TOUCHING:
+    if not _methods_naming(cls, "_IDX_TABLE") <= _TOUCHING or not all(
+        hasattr(cls, name) for name in (*WRITERS, "_maybe_mark_multikey")
+    ):
         return False
     patches = {
         "_iter_indexes": _keeping(cls._iter_indexes),
