@@ -158,7 +158,7 @@ STEPS: list[Callable[[Any], Any]] = [
 def _run(step: Callable[[Any], Any], store: Any) -> Any:
     try:
         return ("done", step(store))
-    except Exception as refused:  # noqa: BLE001 -- the refusal is the outcome compared
+    except Exception as refused:
         return ("refused", type(refused).__name__, str(refused))
 
 

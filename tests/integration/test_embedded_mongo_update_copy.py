@@ -90,7 +90,11 @@ UPDATES: list[tuple[dict[str, Any], Any, dict[str, Any]]] = [
     ({"_id": "p9"}, {"$set": {"clips.0.status": "queued"}, "$inc": {"n": 1}}, {"upsert": True}),
     ({"_id": "p3"}, {"status": "replaced", "clips": {}}, {}),
     ({"_id": "p1"}, [{"$set": {"copied": "$status"}}], {}),
-    ({"tenant_id": "t1"}, {"$set": {"clips.0.status": "failed"}, "$inc": {"v": 1}}, {"multi": True}),
+    (
+        {"tenant_id": "t1"},
+        {"$set": {"clips.0.status": "failed"}, "$inc": {"v": 1}},
+        {"multi": True},
+    ),
 ]
 
 
@@ -130,7 +134,7 @@ def install_fix(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
 def _outcome(store: Any, filter: dict[str, Any], update: Any, options: dict[str, Any]) -> Any:
     try:
         result = store.update_matching(DB, COLL, filter, update, return_post_images=True, **options)
-    except Exception as refused:  # noqa: BLE001 -- the refusal is the outcome compared
+    except Exception as refused:
         return ("refused", type(refused).__name__, str(refused), getattr(refused, "code", None))
     result.pop("upserted_id", None)  # an ObjectId when the upsert mints one
     images = result.pop("post_images", None) or []
@@ -154,7 +158,9 @@ def test_every_update_ends_as_on_the_stock_server(
     install_fix()
     fixed = _apply_all(stores("fixed"))
 
-    refused = [outcome for (outcome, _), _ in zip(stock, UPDATES, strict=True) if outcome[0] != "done"]
+    refused = [
+        outcome for (outcome, _), _ in zip(stock, UPDATES, strict=True) if outcome[0] != "done"
+    ]
     assert len(refused) == 7
     for update, after, stock_after in zip(UPDATES, fixed, stock, strict=True):
         assert after == stock_after, update

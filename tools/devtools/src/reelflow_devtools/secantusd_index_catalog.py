@@ -51,9 +51,7 @@ WRITERS = (
 )
 #: every method that names the catalog table: the writers, the multikey flag,
 #: the reader this fix wraps, and two that only open or describe the table
-_TOUCHING = frozenset(
-    {*WRITERS, "_maybe_mark_multikey", "_iter_indexes", "__init__", "_table_kf"}
-)
+_TOUCHING = frozenset({*WRITERS, "_maybe_mark_multikey", "_iter_indexes", "__init__", "_table_kf"})
 
 #: catalog row as the server yields them: (index name, key spec, options)
 Row = tuple[str, dict[str, Any], dict[str, Any]]
@@ -81,7 +79,7 @@ def _kept() -> dict[tuple[int, str, str], tuple[int, list[Row]]] | None:
 
 
 def install() -> bool:
-    """Patch the server's catalog reads and writes; False (nothing changed) if its internals differ."""
+    """Patch the catalog reads and writes; False (nothing changed) if the internals differ."""
     try:
         from secantus import storage
     except ImportError:

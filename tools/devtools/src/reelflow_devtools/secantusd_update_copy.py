@@ -140,7 +140,7 @@ def updated_paths(doc: Any, update: Any) -> list[list[str]] | None:
 
 
 def copy_on_write(doc: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
-    """``doc`` copied one level along each path, deep-copied where a path ends or turns positional."""
+    """``doc`` copied one level along each path, deep where a path ends or turns positional."""
     root = dict(doc)
     #: the dicts this copy made one level deep: their values may still be shared
     shallow = {id(root)}
