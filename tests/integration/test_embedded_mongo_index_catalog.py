@@ -1,6 +1,6 @@
 """The embedded SecantusDB reads a collection's index catalog once per write transaction.
 
-Stock secantusdb walks its index catalog table five to seven times for one
+Stock secantusdb walks its index catalog table seven times or more for one
 update: see :mod:`reelflow_devtools.secantusd_index_catalog`. The fix must leave
 every outcome as the stock server's, whatever changes the catalog between
 (and during) writes.

@@ -5,14 +5,14 @@ Installed by :mod:`reelflow_devtools.secantusd`, the server the dev and test dat
 Why. secantusdb 0.7.0b3 keeps its index catalog in a WiredTiger table
 (``secantus_indexes``) and every question about a collection's indexes walks it
 again (``Storage._iter_indexes``: a cursor positioned on the collection's prefix,
-then every row read and BSON-decoded). One ``findAndModify`` asks five to seven
-times: the update lists the indexes, their partial filters and the multikey ones
+then every row read and BSON-decoded). One ``findAndModify`` asks seven times
+or more: the update lists the indexes, their partial filters and the multikey ones
 (``_all_indexes``, ``_partial_filters``, ``_multikey_index_names``), and each of
 the unique check, the delete and the write of index entries (and the index-diff
-fix's key comparison) reads the options of every index (``_index_options_map``).
-``py-spy record --gil`` of the server under ``python -m
-reelflow_devtools.store_cost``: 17 % of its samples in ``_iter_indexes`` (after the
-index-diff fix). MongoDB keeps its catalog in memory.
+fix's key comparison) reads the options of every index (``_index_options_map``);
+planning an index for the write's filter asks again. ``py-spy record --gil`` of
+the server under ``python -m reelflow_devtools.store_cost`` (with the fixes
+before this one): 17 % of its samples in ``_iter_indexes``. MongoDB keeps its catalog in memory.
 
 The fix. Inside a write transaction (``Storage._batch_transaction``, outside a
 user's multi-document transaction) the first walk of a collection's catalog is
