@@ -8,6 +8,7 @@ every outcome (stored bytes, post-images, errors) exactly as the stock server's.
 from __future__ import annotations
 
 import copy
+import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -183,3 +184,52 @@ def test_an_update_shares_what_it_does_not_change(install_fix: Callable[[], None
     assert new["clips"]["0"] is not stored["clips"]["0"]
     assert new["clips"]["0"] == {"status": "submitted", "attempts": 1, "result": {"url": None}}
     assert stored == before  # the stored document is left as it was
+
+
+#: what the random updates name: top-level, nested, under arrays, missing
+PATHS = [
+    "status",
+    "clips.0.status",
+    "clips.1.result.url",
+    "clips.2",
+    "meta.deep.deeper.x",
+    "meta.list.1",
+    "tags",
+    "tags.0",
+    "items.1.n",
+    "new.nested.field",
+]
+VALUES: list[Any] = [None, 1, 2.5, "a", ["x", 1], {"k": "v", "n": [1]}, T0]
+
+
+def _random_update(rnd: random.Random) -> dict[str, Any]:
+    path = rnd.choice(PATHS)
+    op = rnd.choice(["$set", "$unset", "$inc", "$push", "$min", "$max", "$rename", "$addToSet"])
+    if op == "$unset":
+        return {op: {path: ""}}
+    if op == "$inc":
+        return {op: {path: rnd.choice([1, -2, 0.5])}}
+    if op == "$rename":
+        return {op: {path: rnd.choice(["moved", "meta.moved", "clips.9"])}}
+    second = rnd.choice(PATHS)
+    update = {op: {path: rnd.choice(VALUES)}}
+    if not second.startswith(path) and not path.startswith(second):
+        update["$set"] = {**update.get("$set", {}), second: rnd.choice(VALUES)}
+    return update
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_updates_end_as_on_the_stock_server(
+    seed: int, stores: Callable[[str], Any], install_fix: Callable[[], None]
+) -> None:
+    rnd = random.Random(seed)
+    updates = [({"_id": f"p{rnd.randint(1, 3)}"}, _random_update(rnd), {}) for _ in range(80)]
+    stock_store = stores("stock")
+    stock = [(_outcome(stock_store, *update), _stored(stock_store)) for update in updates]
+    install_fix()
+    fixed_store = stores("fixed")
+    fixed = [(_outcome(fixed_store, *update), _stored(fixed_store)) for update in updates]
+
+    assert any(outcome[0] == "done" for outcome, _ in stock)
+    for update, after, stock_after in zip(updates, fixed, stock, strict=True):
+        assert after == stock_after, update
