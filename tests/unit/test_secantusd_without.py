@@ -26,5 +26,5 @@ def test_every_fix_is_named_by_its_module() -> None:
 
 
 def test_an_unknown_name_stops_the_server_with_the_known_ones() -> None:
-    with pytest.raises(SystemExit, match="no fix named secantusd_typo .*secantusd_update_copy"):
+    with pytest.raises(SystemExit, match=r"no fix named secantusd_typo .*secantusd_update_copy"):
         left_out("secantusd_update_copy,secantusd_typo")
