@@ -223,7 +223,9 @@ def test_random_updates_end_as_on_the_stock_server(
     seed: int, stores: Callable[[str], Any], install_fix: Callable[[], None]
 ) -> None:
     rnd = random.Random(seed)
-    updates = [({"_id": f"p{rnd.randint(1, 3)}"}, _random_update(rnd), {}) for _ in range(80)]
+    updates: list[tuple[dict[str, Any], Any, dict[str, Any]]] = [
+        ({"_id": f"p{rnd.randint(1, 3)}"}, _random_update(rnd), {}) for _ in range(80)
+    ]
     stock_store = stores("stock")
     stock = [(_outcome(stock_store, *update), _stored(stock_store)) for update in updates]
     install_fix()
