@@ -10,35 +10,71 @@ Each fix is a module of its own, with the measurement that called for it:
 - :mod:`reelflow_devtools.secantusd_read_release`: a read lets go of the pages it
   read, so a hot document's page can be evicted while writers queue for it;
 - :mod:`reelflow_devtools.secantusd_index_diff`: an update rewrites only the
-  index entries whose keys changed.
+  index entries whose keys changed;
+- :mod:`reelflow_devtools.secantusd_index_catalog`: a write transaction reads
+  the index catalog once;
+- :mod:`reelflow_devtools.secantusd_update_copy`: an update copies only the
+  parts of the document it changes.
 
 A fix whose target differs (another secantusdb version) is left out, and the
-server says so on stderr.
+server says so on stderr. ``REELFLOW_SECANTUSD_WITHOUT=<module>,<module>`` (the
+modules' names, e.g. ``secantusd_update_copy``) leaves the named fixes out, to
+measure what one does (A/B runs of ``make bench``); the server says so on stderr.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 from reelflow_devtools import (
+    secantusd_index_catalog,
     secantusd_index_diff,
     secantusd_point_lookup,
     secantusd_read_release,
+    secantusd_update_copy,
 )
 
 #: what the server prints on stderr for a fix it runs without
 WITHOUT_FIX = "reelflow: secantus internals differ; running without"
+#: ... and for a fix left out on request
+LEFT_OUT = "reelflow: REELFLOW_SECANTUSD_WITHOUT; running without"
+#: the environment variable naming fixes to leave out (module names, comma-separated)
+WITHOUT_ENV = "REELFLOW_SECANTUSD_WITHOUT"
 
-FIXES = {
-    "the _id point lookup for writes": secantusd_point_lookup.install,
-    "releasing a read's pages": secantusd_read_release.install,
-    "rewriting only the index entries an update changed": secantusd_index_diff.install,
-}
+
+def _fix(module: ModuleType, name: str) -> tuple[str, str, Callable[[], bool]]:
+    return module.__name__.rpartition(".")[2], name, module.install
+
+
+#: (module name, what it fixes, its install), in the order they are installed
+FIXES = [
+    _fix(secantusd_point_lookup, "the _id point lookup for writes"),
+    _fix(secantusd_read_release, "releasing a read's pages"),
+    _fix(secantusd_index_diff, "rewriting only the index entries an update changed"),
+    _fix(secantusd_index_catalog, "reading the index catalog once per write transaction"),
+    _fix(secantusd_update_copy, "copying only the updated parts of a document"),
+]
+
+
+def left_out(value: str) -> frozenset[str]:
+    """The fixes ``REELFLOW_SECANTUSD_WITHOUT``'s value names; unknown names are an error."""
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = names - {module for module, _, _ in FIXES}
+    if unknown:
+        known = ", ".join(module for module, _, _ in FIXES)
+        raise SystemExit(f"{WITHOUT_ENV}: no fix named {', '.join(sorted(unknown))} ({known})")
+    return names
 
 
 def main() -> int:
-    for name, install in FIXES.items():
-        if not install():
+    without = left_out(os.environ.get(WITHOUT_ENV, ""))
+    for module, name, install in FIXES:
+        if module in without:
+            print(f"{LEFT_OUT} {name} ({module})", file=sys.stderr)
+        elif not install():
             print(f"{WITHOUT_FIX} {name}", file=sys.stderr)
     from secantus.cli import main as server_main
 
