@@ -1,6 +1,6 @@
 """The ``taskqueue`` scenario: the task-queue baseline measured as ``throughput`` measures reelflow.
 
-A stack of its own, started after reelflow's has stopped: a fresh embedded
+A stack of its own, run (and stopped) before reelflow's starts: a fresh embedded
 database (or a fresh database on the given MongoDB), the simulator with the fast
 stack's settings, the baseline's api and :data:`WORKERS` worker processes
 (:mod:`reelflow_devtools.bench.task_queue`). Each size's run is the throughput
@@ -12,6 +12,7 @@ baseline's event exchange, the database operations from the server's ``top``.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import sys
 import time
@@ -205,6 +206,7 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
         api_client(stack.api_url, "unused", connections=plan.concurrency) as api,
         stack.finished_projects() as finished,
     ):
+        load_at_start = os.getloadavg()
         ops_before = await dbcounters.operations(config.mongo_url, config.database)
         sim_before = await stack.sim_stats()
         cpu_before = stack.cpu_seconds()
@@ -234,6 +236,7 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
         "workers": WORKERS,
         "posts_s": round(posted - started, 3),
         "wall_s": round(wall_s, 3),
+        "load_at_start": [round(load, 2) for load in load_at_start],
         "clips_per_s": round(clips / wall_s, 2) if wall_s > 0 else None,
         "db_ops": dbcounters.total(ops),
         "db_ops_per_clip": round(dbcounters.total(ops) / clips, 2),

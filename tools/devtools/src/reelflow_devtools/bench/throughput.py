@@ -11,6 +11,7 @@ raw ceiling (:mod:`reelflow_devtools.bench.ceiling`) repeats exactly that work.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -80,6 +81,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             api, {"title": f"bench {size}-scene lane", "scenes": [scene("lane", 0)]}
         )
         await finished.wait([first], deadline_s=plan.deadline_s)
+        load_at_start = os.getloadavg()
         ops_before = await dbcounters.operations(stack.mongo_url, database)
         published_before = await stack.confirmed_publishes()
         cpu_before = stack.cpu_seconds()
@@ -128,6 +130,9 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             "project_statuses": statuses,
             "posts_s": round(posted - started, 3),
             "wall_s": round(wall_s, 3),
+            # the machine's load average (1, 5, 15 min) as the size started: another run
+            # of the same size on a busier machine is not comparable
+            "load_at_start": [round(load, 2) for load in load_at_start],
             "clips_per_s": round(clips / wall_s, 2) if wall_s > 0 else None,
             "db_ops": dbcounters.total(ops),
             "db_ops_per_clip": round(dbcounters.total(ops) / clips, 2),
