@@ -11,6 +11,9 @@ from reelflow_common.polling.reference import sdk_schedule
 from reelflow_devtools.bench.main import chosen_scenarios
 from reelflow_devtools.bench.report import Targets, checks, markdown, task_queue_multiples
 from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
+from reelflow_devtools.bench.task_queue_run import WORKERS, prefetches
+from reelflow_poller.settings import Settings as PollerSettings
+from reelflow_submitter.settings import Settings as SubmitterSettings
 
 
 def test_the_baseline_polls_on_the_runware_sdks_schedule() -> None:
@@ -78,3 +81,13 @@ def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
 def test_the_taskqueue_scenario_is_in_the_default_set_and_selectable() -> None:
     assert "taskqueue" in chosen_scenarios("all")
     assert chosen_scenarios("taskqueue") == ["taskqueue"]
+
+
+def test_the_baselines_workers_have_as_many_submits_and_polls_in_flight_as_reelflow() -> None:
+    per_worker = prefetches()
+    # one tenant per size: reelflow's submitter takes that many of its clips at once
+    tenant = SubmitterSettings().tenant_submit_concurrency
+    polls = PollerSettings().poll_concurrency
+
+    assert per_worker["submit_prefetch"] * WORKERS == tenant
+    assert per_worker["poll_prefetch"] * WORKERS == polls

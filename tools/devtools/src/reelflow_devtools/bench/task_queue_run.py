@@ -52,11 +52,30 @@ from reelflow_devtools.processes import (
     wait_healthy,
 )
 from reelflow_devtools.rabbitmq import is_local
+from reelflow_poller.settings import Settings as PollerSettings
+from reelflow_submitter.settings import Settings as SubmitterSettings
 
 #: reelflow's bench stack runs two worker processes (submitter and poller) beside its
 #: api; the notifier, its fourth, has no counterpart here
 WORKERS = 2
 MODULE = "reelflow_devtools.bench.task_queue"
+
+
+def prefetches() -> dict[str, int]:
+    """Each worker's prefetch, so that the baseline's :data:`WORKERS` have as many
+    submits and polls in flight together as reelflow's bench stack.
+
+    reelflow's one submitter takes at most ``tenant_submit_concurrency`` (8) of one
+    tenant's clips at once, and each size of the throughput scenario is one tenant;
+    its one poller takes ``poll_concurrency`` (32). Their defaults are what the bench
+    runs.
+    """
+    tenant = SubmitterSettings.model_fields["tenant_submit_concurrency"].default
+    polls = PollerSettings.model_fields["poll_concurrency"].default
+    return {
+        "submit_prefetch": max(1, int(tenant) // WORKERS),
+        "poll_prefetch": max(1, int(polls) // WORKERS),
+    }
 
 
 @dataclass
@@ -125,6 +144,7 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
             speedup=config.sim_speedup,
             prefix=prefix,
             port=free_port(),
+            **prefetches(),
         )
         exits.callback(_clean_up, tq, keep_database=config.mongo_url is None)
         exits.callback(group.stop_all, 10)

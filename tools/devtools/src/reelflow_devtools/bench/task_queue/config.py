@@ -30,10 +30,11 @@ class Config:
     speedup: float = 1.0
     prefix: str = ""
     port: int = 0
-    #: deliveries in flight per worker, as reelflow's submitter and poller default to
-    #: (``submit_concurrency``, ``poll_concurrency``)
-    submit_prefetch: int = 16
-    poll_prefetch: int = 32
+    #: deliveries in flight per worker; the bench sets them so that its workers together
+    #: have as many in flight as reelflow's submitter and poller
+    #: (:func:`reelflow_devtools.bench.task_queue_run.prefetches`)
+    submit_prefetch: int = 4
+    poll_prefetch: int = 16
     model: str = "google:3@3"
 
     @classmethod
@@ -48,8 +49,8 @@ class Config:
             speedup=float(env.get("TQ_SPEEDUP", "1")),
             prefix=env.get("TQ_PREFIX", ""),
             port=int(env.get("TQ_PORT", "0")),
-            submit_prefetch=int(env.get("TQ_SUBMIT_PREFETCH", "16")),
-            poll_prefetch=int(env.get("TQ_POLL_PREFETCH", "32")),
+            submit_prefetch=int(env.get("TQ_SUBMIT_PREFETCH", "4")),
+            poll_prefetch=int(env.get("TQ_POLL_PREFETCH", "16")),
         )
 
     def env(self) -> dict[str, str]:
