@@ -28,6 +28,8 @@ import aio_pika
 import httpx
 from pymongo import AsyncMongoClient, MongoClient
 
+from reelflow_common.settings import TopologySettings
+from reelflow_common.topology import BACKSTOP_DELIVERY_LIMIT
 from reelflow_devtools import dbcounters
 from reelflow_devtools.bench.client import BenchError, api_client, create_project, scene
 from reelflow_devtools.bench.launcher import (
@@ -145,6 +147,8 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
             prefix=prefix,
             port=free_port(),
             **prefetches(),
+            delivery_limit=BACKSTOP_DELIVERY_LIMIT,
+            wait_queue_max_length=TopologySettings.model_fields["wait_queue_max_length"].default,
         )
         exits.callback(_clean_up, tq, keep_database=config.mongo_url is None)
         exits.callback(group.stop_all, 10)

@@ -35,6 +35,10 @@ class Config:
     #: (:func:`reelflow_devtools.bench.task_queue_run.prefetches`)
     submit_prefetch: int = 4
     poll_prefetch: int = 16
+    #: the queue arguments reelflow's topology declares (the bench passes its values):
+    #: deliveries of one message before a work queue drops it, messages one wait queue holds
+    delivery_limit: int = 100
+    wait_queue_max_length: int = 100_000
     model: str = "google:3@3"
 
     @classmethod
@@ -51,6 +55,8 @@ class Config:
             port=int(env.get("TQ_PORT", "0")),
             submit_prefetch=int(env.get("TQ_SUBMIT_PREFETCH", "4")),
             poll_prefetch=int(env.get("TQ_POLL_PREFETCH", "16")),
+            delivery_limit=int(env.get("TQ_DELIVERY_LIMIT", "100")),
+            wait_queue_max_length=int(env.get("TQ_WAIT_QUEUE_MAX_LENGTH", "100000")),
         )
 
     def env(self) -> dict[str, str]:
@@ -66,4 +72,6 @@ class Config:
             "TQ_PORT": str(self.port),
             "TQ_SUBMIT_PREFETCH": str(self.submit_prefetch),
             "TQ_POLL_PREFETCH": str(self.poll_prefetch),
+            "TQ_DELIVERY_LIMIT": str(self.delivery_limit),
+            "TQ_WAIT_QUEUE_MAX_LENGTH": str(self.wait_queue_max_length),
         }

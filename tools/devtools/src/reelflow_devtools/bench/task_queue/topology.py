@@ -72,8 +72,11 @@ async def declare(channel: AbstractChannel, config: Config) -> None:
     """Work queues, wait queues that dead-letter into them when their TTL ends, the events."""
     names = Names(config.prefix)
     await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
+    # The arguments reelflow declares its own work and wait queues with (but the DLQ:
+    # past the delivery limit a message is dropped, there being no DLQ here).
+    work: dict[str, FieldValue] = {**QUORUM, "x-delivery-limit": config.delivery_limit}
     for queue in (names.submit, names.poll):
-        await channel.declare_queue(queue, durable=True, arguments=QUORUM)
+        await channel.declare_queue(queue, durable=True, arguments=work)
     waits = [(names.submit, submit_retry_ms(config.speedup))]
     waits += [(names.poll, ms) for ms in sorted(set(poll_delays_ms(config.speedup)))]
     for target, delay_ms in waits:
@@ -82,6 +85,10 @@ async def declare(channel: AbstractChannel, config: Config) -> None:
             "x-message-ttl": delay_ms,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": target,
+            # Expired messages move on only once the work queue confirms them.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-max-length": config.wait_queue_max_length,
         }
         await channel.declare_queue(names.wait(target, delay_ms), durable=True, arguments=arguments)
 
