@@ -298,7 +298,9 @@ def _run_stack(
         )
 
 
-def _run_task_queue(config: StackConfig, run_dir: Path, plans: Plans) -> list[dict[str, Any]]:
+def _run_task_queue(
+    config: StackConfig, run_dir: Path, plans: Plans
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The baseline on a stack of its own, before reelflow's starts (no idle services beside)."""
     began = time.monotonic()
     with running_task_queue(config, run_dir) as stack:
@@ -354,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         # and with none of reelflow's processes up: neither shares the machine with the
         # other's idle processes, and both see the machine in nearly the same state.
         if "taskqueue" in scenarios:
-            results["task_queue"] = _run_task_queue(fast, args.out.parent / "taskqueue", plans)
+            runs, truth = _run_task_queue(fast, args.out.parent / "taskqueue", plans)
+            results["task_queue"] = runs
+            results["ground_truth"] = {"taskqueue": truth}
         if set(scenarios) - {"polling", "fairness", "taskqueue"}:
             _run_stack(
                 fast,

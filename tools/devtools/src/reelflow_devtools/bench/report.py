@@ -65,6 +65,10 @@ class _Found(list[Check]):
         self.append(Check(name, ok, f"{value:.2f} {unit}", f"{sign} {limit:.4g} {unit}", False))
 
 
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
@@ -252,7 +256,16 @@ def _ground_truth(by_stack: dict[str, Any], _targets: Targets, found: _Found) ->
         found.correct(f"{stack} stack: clips billed twice", truth["billed_twice"])
         found.correct(f"{stack} stack: simulator tasks with no clip", truth["extra_tasks"])
         found.correct(f"{stack} stack: projects not terminal", truth["projects_not_terminal"])
-        found.correct(f"{stack} stack: dead-lettered messages", truth["dead_letters"])
+        if truth["dead_letters"] is not None:  # the task-queue baseline has no DLQ
+            found.correct(f"{stack} stack: dead-lettered messages", truth["dead_letters"])
+        if "wrong_result" in truth:
+            found.correct(
+                f"{stack} stack: clips whose video URL or cost is not the simulator's",
+                truth["wrong_result"],
+            )
+            found.correct(
+                f"{stack} stack: tasks submitted more than once", truth["submitted_more_than_once"]
+            )
 
 
 _CHECKS: dict[str, Callable[[Any, Targets, _Found], None]] = {
@@ -411,7 +424,7 @@ def summary(results: dict[str, Any]) -> str:
             (
                 f"ground truth, {stack} stack",
                 f"{truth['clips']} clips, {truth['sim_tasks']} sim tasks, lost {truth['lost']}, "
-                f"billed twice {truth['billed_twice']}, DLQ {truth['dead_letters']}",
+                f"billed twice {truth['billed_twice']}, DLQ {_or_dash(truth['dead_letters'])}",
             )
         )
     rows.append(("duration", f"{results.get('duration_s', 0):.0f} s"))
