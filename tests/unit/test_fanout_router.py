@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 from reelflow_common.messages import ClipUpdated, Event
 from reelflow_common.topology import HEADER_PROJECT_ID
 from reelflow_notifier.acks import Acks
-from reelflow_notifier.fanout import Router, header_project_id
+from reelflow_notifier.fanout import Router
 from reelflow_notifier.hub import Hub
 
 #: a batch of one: every handled delivery is acknowledged at once
@@ -123,20 +123,3 @@ async def test_a_watch_that_starts_after_a_skip_gets_the_next_event(
     await router.on_message(Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))  # type: ignore[arg-type]
 
     assert listener.seqs == [2]
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({HEADER_PROJECT_ID: "p1"}, "p1"),
-        ({HEADER_PROJECT_ID: b"p1"}, "p1"),
-        ({HEADER_PROJECT_ID: b"\xff"}, None),
-        ({HEADER_PROJECT_ID: 7}, None),
-        ({}, None),
-        (None, None),
-    ],
-)
-def test_the_header_is_read_as_text_or_not_at_all(
-    headers: dict[str, Any] | None, expected: str | None
-) -> None:
-    assert header_project_id(Delivery(b"", headers)) == expected  # type: ignore[arg-type]
