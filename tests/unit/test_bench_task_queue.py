@@ -63,8 +63,10 @@ def test_reelflow_is_compared_with_the_baseline_measured_in_the_same_run() -> No
 
     ten, fifty = results["throughput"]
     assert (ten["task_queue_multiple"], fifty["task_queue_multiple"]) == (2.25, 1.5)
-    assert found["10-scene projects: x task queue (40.0 clips/s)"].passed
-    assert not found["50-scene projects: x task queue (20.0 clips/s)"].passed
+    assert found["10-scene projects: x task queue"].passed
+    assert not found["50-scene projects: x task queue"].passed
+    # the name stays the same run after run; the baseline's figure is beside the target
+    assert found["50-scene projects: x task queue"].target == ">= 2 x (task queue 20.0 clips/s)"
     assert found["task-queue baseline, 50-scene projects: clips not succeeded"].passed
     report = markdown(results, list(found.values()))
     assert "| 2.25 |" in report
