@@ -239,13 +239,15 @@ def broker_cpu_seconds(amqp_url: str) -> float | None:
 
 
 @asynccontextmanager
-async def finished_projects(amqp_url: str, exchange: str) -> AsyncIterator[FinishedProjects]:
-    """``project.finished`` events from now on, off ``exchange`` (no database read)."""
+async def finished_projects(
+    amqp_url: str, exchange: str, routing_key: str = PROJECT_FINISHED
+) -> AsyncIterator[FinishedProjects]:
+    """Projects' end events (``routing_key``) from now on, off ``exchange``: no database read."""
     connection = await aio_pika.connect(amqp_url, timeout=15)
     try:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(exchange, PROJECT_FINISHED)
+        await queue.bind(exchange, routing_key)
         yield FinishedProjects(queue)
     finally:
         await connection.close()

@@ -105,7 +105,8 @@ class TaskQueueStack:
 
     def finished_projects(self) -> AbstractAsyncContextManager[FinishedProjects]:
         """``project.finished`` events from now on, off the baseline's event exchange."""
-        return finished_projects(self.config.amqp_url, Names(self.config.prefix).events)
+        names = Names(self.config.prefix)
+        return finished_projects(self.config.amqp_url, names.events, names.project_finished)
 
 
 @contextmanager

@@ -6,14 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import FieldValue
-
 #: the Runware SDK's polling schedule (docs/RUNWARE.md), in provider seconds
 SDK_FIRST_S, SDK_SECOND_S, SDK_BACKOFF, SDK_CAP_S = 1.0, 0.5, 1.5, 10.0
 #: submits tried in all when Runware cannot be reached or answers 429/5xx
 SUBMIT_ATTEMPTS = 5
-PROJECT_FINISHED = "project.finished"
-QUORUM: dict[str, FieldValue] = {"x-queue-type": "quorum"}
 Document = dict[str, Any]
 
 
