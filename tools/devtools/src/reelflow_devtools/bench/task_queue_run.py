@@ -6,7 +6,9 @@ stack's settings, the baseline's api and :data:`WORKERS` worker processes
 (:mod:`reelflow_devtools.bench.task_queue`). Each size's run is the throughput
 scenario's: the same clips as projects POSTed 20 at a time by the same client code,
 from the first POST to the latest ``completed_at`` stored, the end seen on the
-baseline's event exchange, the database operations from the server's ``top``.
+baseline's event exchange, measured by the same :class:`~reelflow_devtools.bench.span.Span`.
+At the end every clip it stored is checked against the simulator's tasks
+(:func:`~reelflow_devtools.bench.ground_truth.check_stored_projects`).
 """
 
 from __future__ import annotations
