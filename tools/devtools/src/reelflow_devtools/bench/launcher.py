@@ -31,6 +31,7 @@ from reelflow_common.backoff import Backoff
 from reelflow_common.broker.dlq import dead_letter_depths
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import PROJECT_FINISHED, Topology
+from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.launcher import SERVICES, Simulator, Stack
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
 from reelflow_devtools.processes import Child
@@ -273,6 +274,15 @@ class FinishedProjects:
                     if not waiting:
                         break
         return max(self.finished_at.values(), default=time.time())
+
+    async def wait_or_fail(
+        self, project_ids: Iterable[str], *, deadline_s: float, what: str
+    ) -> float:
+        """As :meth:`wait`, but past the deadline a :class:`BenchError` naming ``what``."""
+        try:
+            return await self.wait(project_ids, deadline_s=deadline_s)
+        except TimeoutError:
+            raise BenchError(f"{what} not finished after {deadline_s:g} s") from None
 
 
 class BenchStack(Stack):

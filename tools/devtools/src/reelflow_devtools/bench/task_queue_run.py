@@ -217,11 +217,9 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
         span = await Span.start(stack)
         ids = await asyncio.gather(*(create(api, i) for i in range(projects_count)))
         posted = time.time()
-        try:
-            seen_done = await finished.wait(ids, deadline_s=plan.deadline_s)
-        except TimeoutError:
-            late = f"task queue: {size}-scene projects not finished after {plan.deadline_s:g} s"
-            raise BenchError(late) from None
+        seen_done = await finished.wait_or_fail(
+            ids, deadline_s=plan.deadline_s, what=f"task queue: {size}-scene projects"
+        )
         await span.stop()
         sim_after = await sim_get(stack.sim_url, "/__sim/stats")
     completed_at = await _completed_at(stack.config, list(ids))

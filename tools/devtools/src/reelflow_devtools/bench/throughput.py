@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 
 from reelflow_devtools.bench.client import (
-    BenchError,
     api_client,
     create_project,
     get_projects,
@@ -83,11 +82,9 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
         span = await Span.start(stack)
         ids = await asyncio.gather(*(_create(api, gate, size, i) for i in range(projects_count)))
         posted = time.time()
-        try:
-            seen_done = await finished.wait(ids, deadline_s=plan.deadline_s)
-        except TimeoutError:
-            late = f"{size}-scene projects not finished after {plan.deadline_s:g} s"
-            raise BenchError(late) from None
+        seen_done = await finished.wait_or_fail(
+            ids, deadline_s=plan.deadline_s, what=f"{size}-scene projects"
+        )
         await span.stop()
         published_after = await stack.confirmed_publishes()
         projects = await get_projects(api, list(ids), plan.concurrency)
