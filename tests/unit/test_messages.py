@@ -210,37 +210,12 @@ def test_message_types_are_distinct() -> None:
 
 
 def test_one_table_parses_every_event_type() -> None:
-    finished = ProjectFinished(
-        project_id="p1", tenant_id="x", seq=9, status=ProjectStatus.PARTIAL, counts=COUNTS
-    )
-
-    stored = ClipStored(
-        project_id="p1",
-        tenant_id="x",
-        seq=10,
-        counts=COUNTS,
-        scene_index=0,
-        task_uuid="t0",
-        stored_url="/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x",
-        size_bytes=5893,
-    )
-
-    late = AttemptSucceeded(
-        project_id="p1",
-        tenant_id="x",
-        seq=11,
-        counts=COUNTS,
-        scene_index=0,
-        attempt=AttemptView(task_uuid="t0", status=ClipStatus.SUCCESS, cost=0.4),
-    )
-
     assert set(EVENT_TYPES) == {
         "clip.updated",
         "project.finished",
         "clip.stored",
         "clip.attempt_succeeded",
     }
-    assert parse_event("project.finished", finished.model_dump_json()) == finished
-    assert parse_event("clip.stored", stored.model_dump_json()) == stored
-    assert parse_event("clip.attempt_succeeded", late.model_dump_json()) == late
+    for event in one_of_each_event():
+        assert parse_event(event.message_type, event.model_dump_json()) == event
     assert parse_event("submit_clip", b"{}") is None
