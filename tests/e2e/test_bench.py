@@ -81,7 +81,7 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     for phase in ("get_project", "create_project"):
         assert set(results["api"][phase]["cpu_ms_per_request"]) >= {"api", "mongo", "bench"}
     assert results["overload"]["unexpected"] == 0
-    assert set(results["ground_truth"]) == {"fast", "polling"}
+    assert set(results["ground_truth"]) == {"fast", "polling", "taskqueue"}
     assert {check["name"] for check in results["checks"]} >= {
         "1-scene projects: DB operations per clip",
         "50-scene projects: share of the raw ceiling",

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import REGISTRY
 
 from reelflow_common.messages import ClipUpdated, Event
 from reelflow_common.topology import HEADER_PROJECT_ID
 from reelflow_notifier.acks import Acks
-from reelflow_notifier.fanout import Router, header_project_id
+from reelflow_notifier.fanout import Router
 from reelflow_notifier.hub import Hub
 
 #: a batch of one: every handled delivery is acknowledged at once
@@ -28,6 +29,11 @@ class Delivery:
 
     async def ack(self, multiple: bool = False) -> None:
         self.acked = multiple
+
+
+async def handle(router: Router, delivery: Delivery) -> None:
+    """``router.on_message`` of the fake delivery (it reads nothing else of one)."""
+    await router.on_message(cast("AbstractIncomingMessage", delivery))
 
 
 class Listener:
@@ -75,7 +81,7 @@ async def test_an_unwatched_projects_event_is_acknowledged_without_being_parsed(
     # Not JSON at all: parsing it would count it invalid.
     delivery = Delivery(b"{not json", {HEADER_PROJECT_ID: "nobody-watches"})
 
-    await router.on_message(delivery)  # type: ignore[arg-type]
+    await handle(router, delivery)
 
     assert delivery.acked
     assert (outcome("unwatched"), outcome("invalid")) == (unwatched + 1, invalid)
@@ -85,7 +91,7 @@ async def test_without_the_header_an_event_is_parsed_as_before(router: Router) -
     invalid = outcome("invalid")
     delivery = Delivery(b"{not json", {})
 
-    await router.on_message(delivery)  # type: ignore[arg-type]
+    await handle(router, delivery)
 
     assert delivery.acked
     assert outcome("invalid") == invalid + 1
@@ -106,37 +112,24 @@ async def test_a_watcher_gets_every_seq_in_order_among_unwatched_events(
     deliveries.append(Delivery(event_body("p1", 6), None))
 
     for delivery in deliveries:
-        await router.on_message(delivery)  # type: ignore[arg-type]
+        await handle(router, delivery)
 
     assert listener.seqs == [1, 2, 3, 4, 5, 6]
     assert all(delivery.acked for delivery in deliveries)
 
 
-async def test_a_watch_that_starts_after_a_skip_gets_the_next_event(
+async def test_a_skip_leaves_nothing_behind_that_would_hide_a_later_watchs_events(
     hub: Hub, router: Router
 ) -> None:
-    # The skipped one is covered by the watch's snapshot, read after it registered.
-    await router.on_message(Delivery(event_body("p1", 1), {HEADER_PROJECT_ID: "p1"}))  # type: ignore[arg-type]
+    # What this checks: skipping p1's event keeps no state (a cached "unwatched") that
+    # would skip p1's next one once a watch has started. It held before the skip too,
+    # when the event was routed to no one; that the skipped event itself is not needed
+    # (the watch's snapshot, read after it registered, holds it) is argued in
+    # ARCHITECTURE, not tested here.
+    await handle(router, Delivery(event_body("p1", 1), {HEADER_PROJECT_ID: "p1"}))
     listener = Listener()
     hub.add("p1", listener)
 
-    await router.on_message(Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))  # type: ignore[arg-type]
+    await handle(router, Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))
 
     assert listener.seqs == [2]
-
-
-@pytest.mark.parametrize(
-    ("headers", "expected"),
-    [
-        ({HEADER_PROJECT_ID: "p1"}, "p1"),
-        ({HEADER_PROJECT_ID: b"p1"}, "p1"),
-        ({HEADER_PROJECT_ID: b"\xff"}, None),
-        ({HEADER_PROJECT_ID: 7}, None),
-        ({}, None),
-        (None, None),
-    ],
-)
-def test_the_header_is_read_as_text_or_not_at_all(
-    headers: dict[str, Any] | None, expected: str | None
-) -> None:
-    assert header_project_id(Delivery(b"", headers)) == expected  # type: ignore[arg-type]

@@ -18,12 +18,13 @@ from reelflow_common.messages import (
     ClipStored,
     ClipUpdated,
     ClipView,
-    Message,
+    Event,
     ProjectFinished,
     StoreVideo,
     SubmitClip,
     parse_event,
 )
+from reelflow_common.topology import HEADER_PROJECT_ID
 
 COUNTS = Counts(total_clips=2, completed=1, pending=1, failed=0)
 T0 = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -138,12 +139,53 @@ def test_clip_updated_headers_name_the_clip() -> None:
     assert updated.headers()["task_uuid"] == "t7"
 
 
-@pytest.mark.parametrize("model", EVENT_TYPES.values(), ids=EVENT_TYPES.keys())
-def test_every_event_names_its_project_so_it_travels_as_a_header(model: type[Message]) -> None:
+def one_of_each_event() -> list[Event]:
+    """An instance of every event type, each of its own project."""
+    return [
+        ClipUpdated(
+            project_id="p-updated",
+            tenant_id="x",
+            seq=1,
+            clip=ClipView(task_uuid="t7", scene_index=0, status=ClipStatus.PROCESSING),
+            counts=COUNTS,
+        ),
+        ProjectFinished(
+            project_id="p-finished",
+            tenant_id="x",
+            seq=9,
+            status=ProjectStatus.PARTIAL,
+            counts=COUNTS,
+        ),
+        ClipStored(
+            project_id="p-stored",
+            tenant_id="x",
+            seq=10,
+            counts=COUNTS,
+            scene_index=0,
+            task_uuid="t0",
+            stored_url="/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x",
+            size_bytes=5893,
+        ),
+        AttemptSucceeded(
+            project_id="p-late",
+            tenant_id="x",
+            seq=11,
+            counts=COUNTS,
+            scene_index=0,
+            attempt=AttemptView(task_uuid="t0", status=ClipStatus.SUCCESS, cost=0.4),
+            correlation_id="req-1",
+        ),
+    ]
+
+
+def test_every_event_type_is_built_below() -> None:
+    assert {type(event) for event in one_of_each_event()} == set(EVENT_TYPES.values())
+
+
+@pytest.mark.parametrize("event", one_of_each_event(), ids=lambda event: event.message_type)
+def test_every_event_names_its_project_in_a_header(event: Event) -> None:
     # The notifier skips an event of a project nobody watches by this header, unparsed.
-    field = model.model_fields["project_id"]
-    assert field.is_required()
-    assert field.annotation is str
+    assert event.headers()[HEADER_PROJECT_ID] == event.project_id
 
 
 def test_unknown_fields_are_refused() -> None:
@@ -168,37 +210,12 @@ def test_message_types_are_distinct() -> None:
 
 
 def test_one_table_parses_every_event_type() -> None:
-    finished = ProjectFinished(
-        project_id="p1", tenant_id="x", seq=9, status=ProjectStatus.PARTIAL, counts=COUNTS
-    )
-
-    stored = ClipStored(
-        project_id="p1",
-        tenant_id="x",
-        seq=10,
-        counts=COUNTS,
-        scene_index=0,
-        task_uuid="t0",
-        stored_url="/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x",
-        size_bytes=5893,
-    )
-
-    late = AttemptSucceeded(
-        project_id="p1",
-        tenant_id="x",
-        seq=11,
-        counts=COUNTS,
-        scene_index=0,
-        attempt=AttemptView(task_uuid="t0", status=ClipStatus.SUCCESS, cost=0.4),
-    )
-
     assert set(EVENT_TYPES) == {
         "clip.updated",
         "project.finished",
         "clip.stored",
         "clip.attempt_succeeded",
     }
-    assert parse_event("project.finished", finished.model_dump_json()) == finished
-    assert parse_event("clip.stored", stored.model_dump_json()) == stored
-    assert parse_event("clip.attempt_succeeded", late.model_dump_json()) == late
+    for event in one_of_each_event():
+        assert parse_event(event.message_type, event.model_dump_json()) == event
     assert parse_event("submit_clip", b"{}") is None

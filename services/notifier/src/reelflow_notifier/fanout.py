@@ -36,6 +36,7 @@ from aio_pika.abc import (
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
+from reelflow_common.broker.headers import header_text
 from reelflow_common.broker.replica import declare_replica_queue
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Event
@@ -49,17 +50,6 @@ from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
 log = get_logger(__name__)
 #: a stopping notifier gives up cancelling its consumers after this (the broker is away)
 _CANCEL_TIMEOUT_S = 5.0
-
-
-def header_project_id(incoming: AbstractIncomingMessage) -> str | None:
-    """The project a delivery names in its header; None without one (an older publisher)."""
-    value = (incoming.headers or {}).get(HEADER_PROJECT_ID)
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return None
-    return value if isinstance(value, str) else None
 
 
 def parse_event(incoming: AbstractIncomingMessage) -> Event | None:
@@ -98,7 +88,8 @@ class Router:
         # No await before routing: aio-pika starts one task per delivery, in order,
         # so events reach the hub in the order the queue holds them (and Acks relies on
         # every delivery before this one having been handled).
-        project_id = header_project_id(incoming)
+        # None without the header (an older publisher): parsed and routed as before.
+        project_id = header_text(incoming.headers, HEADER_PROJECT_ID)
         if project_id is not None and not self._hub.watching(project_id):
             self._unwatched.inc()
         else:

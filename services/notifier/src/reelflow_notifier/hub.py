@@ -36,7 +36,13 @@ class Hub:
             del self._watchers[project_id]
 
     def watching(self, project_id: str) -> bool:
-        """Whether a listener watches ``project_id`` now (the fan-out skips an event if not)."""
+        """Whether a listener watches ``project_id`` now (the fan-out skips an event if not).
+
+        The fan-out acknowledges an event unread when this is false, which is only
+        correct because every watch is keyed by one exact project id, as :meth:`add`
+        takes it. A future wildcard or tenant-wide subscription must make this true
+        for every project it covers, or its events will be skipped.
+        """
         return project_id in self._watchers
 
     def route(self, event: Event) -> int:

@@ -39,6 +39,9 @@ WS_BACKLOG_MAX_EVENTS = Gauge(
 
 FANOUT_EVENTS_TOTAL = Counter(
     "reelflow_fanout_events_total",
-    "Events this replica's fan-out queue received (routed, unwatched, invalid) or dropped.",
+    "Events this replica's fan-out queue received (routed, unwatched, invalid) or dropped."
+    " An unwatched project's event is skipped unparsed by its project_id header and counts"
+    " unwatched even when its body is malformed or of an unknown type; invalid counts only"
+    " events that were parsed (a watched project's, or one without the header).",
     ["outcome"],
 )

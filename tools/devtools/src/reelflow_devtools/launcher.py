@@ -98,6 +98,33 @@ class StackConfig:
     drain_timeout_s: float = DRAIN_TIMEOUT_S
 
 
+def start_simulator(group: ProcessGroup, simulator: Simulator) -> Child:
+    """The simulator as ``simulator`` says, started in ``group`` (its URL: ``wait_for_sim_url``)."""
+    argv = [console_script("reelflow-runware-sim"), "--port", "0"]
+    if simulator.seed is not None:
+        argv += ["--seed", str(simulator.seed)]
+    env = {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)}
+    if simulator.video_url_ttl is not None:
+        env["RUNWARE_SIM_VIDEO_URL_TTL"] = str(simulator.video_url_ttl)
+    env |= simulator.settings
+    return group.start(SIMULATOR, argv, env)
+
+
+async def sim_get(sim_url: str, path: str) -> Any:
+    """A GET on the simulator's own API (``/__sim/...``), as JSON."""
+    async with httpx.AsyncClient(base_url=sim_url, timeout=60) as client:
+        answer = await client.get(path)
+        answer.raise_for_status()
+        return answer.json()
+
+
+async def sim_tasks(sim_url: str) -> list[dict[str, Any]]:
+    """Every task the simulator has seen."""
+    body = await sim_get(sim_url, "/__sim/tasks")
+    tasks: list[dict[str, Any]] = body["tasks"] if isinstance(body, dict) else body
+    return tasks
+
+
 class Stack:
     """The running processes of one configuration, and how to reach them."""
 
@@ -207,14 +234,7 @@ class Stack:
             announce(child.name, f"{self.url(child.name)}  (log: {child.log_path})")
 
     def _start_simulator(self, simulator: Simulator) -> None:
-        argv = [console_script("reelflow-runware-sim"), "--port", "0"]
-        if simulator.seed is not None:
-            argv += ["--seed", str(simulator.seed)]
-        env = {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)}
-        if simulator.video_url_ttl is not None:
-            env["RUNWARE_SIM_VIDEO_URL_TTL"] = str(simulator.video_url_ttl)
-        env |= simulator.settings
-        sim = self.group.start(SIMULATOR, argv, env)
+        sim = start_simulator(self.group, simulator)
         self.children[SIMULATOR] = sim
         self.sim_url = wait_for_sim_url(sim)
 
@@ -286,16 +306,11 @@ class Stack:
 
     async def sim_get(self, path: str) -> Any:
         """A GET on the simulator's own API (``/__sim/...``), as JSON."""
-        async with httpx.AsyncClient(base_url=self.sim_url, timeout=60) as client:
-            answer = await client.get(path)
-            answer.raise_for_status()
-            return answer.json()
+        return await sim_get(self.sim_url, path)
 
     async def sim_tasks(self) -> list[dict[str, Any]]:
         """Every task the simulator has seen."""
-        body = await self.sim_get("/__sim/tasks")
-        tasks: list[dict[str, Any]] = body["tasks"] if isinstance(body, dict) else body
-        return tasks
+        return await sim_tasks(self.sim_url)
 
     async def delete_queues(self) -> None:
         """Every queue and the exchange of this stack's topology (its prefix's)."""

@@ -42,6 +42,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
+from reelflow_common.broker.headers import header_text
 from reelflow_common.broker.publisher import Publisher, PublishError
 from reelflow_common.errors import InvalidMessage
 from reelflow_common.lifecycle import stopped_within
@@ -173,9 +174,9 @@ class _Policy:
         started = time.perf_counter()
         with (
             bound_context(
-                correlation_id=_text(headers.get(HEADER_CORRELATION_ID)),
-                project_id=_text(headers.get(HEADER_PROJECT_ID)),
-                task_uuid=_text(headers.get(HEADER_TASK_UUID)),
+                correlation_id=header_text(headers, HEADER_CORRELATION_ID),
+                project_id=header_text(headers, HEADER_PROJECT_ID),
+                task_uuid=header_text(headers, HEADER_TASK_UUID),
             ),
             span(
                 f"{self._queue} process",
@@ -358,12 +359,6 @@ def _channel_open(incoming: AbstractIncomingMessage) -> bool:
     except ChannelInvalidStateError:
         return False
     return True
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _count(value: Any) -> int:

@@ -13,8 +13,8 @@ import shutil
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,10 @@ from reelflow_common.backoff import Backoff
 from reelflow_common.broker.dlq import dead_letter_depths
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import PROJECT_FINISHED, Topology
+from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.launcher import SERVICES, Simulator, Stack
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
+from reelflow_devtools.processes import Child
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, is_local
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
@@ -42,6 +44,8 @@ PUBLISHED = "reelflow_published_total{"
 WEBHOOK_SECRET = "bench-webhook-secret"  # noqa: S105 (a local simulator's path segment)
 
 
+#: the simulator's seed in every benchmark stack: its latencies and faults repeat run after run
+SIM_SEED = 7
 #: how long an unused tenant lane of a benchmark run outlives it
 _LANE_EXPIRES_S = 120.0
 #: the settings that follow the provider's clock: how long to wait for Runware (every
@@ -115,6 +119,10 @@ class StackConfig:
         )
         return poll.rungs_ms()
 
+    def simulator(self) -> Simulator:
+        """The simulator of a stack of this configuration (the task-queue baseline's too)."""
+        return Simulator(speedup=self.sim_speedup, seed=SIM_SEED)
+
     def launch_config(self, run_dir: Path, prefix: str) -> LaunchConfig:
         """The launcher's configuration of a benchmark run under ``prefix``."""
         settings = {
@@ -129,7 +137,7 @@ class StackConfig:
             amqp_prefix=prefix,
             mongo_url=self.mongo_url,
             database=prefix.rstrip(".").replace("-", "_"),
-            simulator=Simulator(speedup=self.sim_speedup, seed=7),
+            simulator=self.simulator(),
             settings=settings | {"REELFLOW_LOG_LEVEL": self.log_level} | dict(self.extra),
             webhook_secret=WEBHOOK_SECRET if self.webhooks else None,
             http_host="127.0.0.1",
@@ -200,6 +208,52 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
+def process_ids(children: Mapping[str, Child]) -> dict[str, int]:
+    """Every process of a stack: its live children, and the embedded MongoDB among them."""
+    found = {name: child.process.pid for name, child in children.items() if child.alive()}
+    mongo = embedded_mongo_pid()
+    if mongo is not None:
+        found["mongo"] = mongo
+    return found
+
+
+def processes_cpu_seconds(children: Mapping[str, Child]) -> dict[str, float]:
+    """User + system CPU time each process of a stack has used so far (:func:`process_ids`)."""
+    found: dict[str, float] = {}
+    for name, pid in process_ids(children).items():
+        used = cpu_seconds(pid)
+        if used is not None:
+            found[name] = used
+    return found
+
+
+def broker_cpu_seconds(amqp_url: str) -> float | None:
+    """CPU time RabbitMQ has used so far when it runs on this machine (beam.smp); else None.
+
+    The whole broker's: what else uses it at the same time is counted too.
+    """
+    url = urlsplit(amqp_url)
+    if not is_local(url.hostname):
+        return None
+    pid = listening_pid(url.port or 5672)
+    return None if pid is None else cpu_seconds(pid)
+
+
+@asynccontextmanager
+async def finished_projects(
+    amqp_url: str, exchange: str, routing_key: str = PROJECT_FINISHED
+) -> AsyncIterator[FinishedProjects]:
+    """Projects' end events (``routing_key``) from now on, off ``exchange``: no database read."""
+    connection = await aio_pika.connect(amqp_url, timeout=15)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        await queue.bind(exchange, routing_key)
+        yield FinishedProjects(queue)
+    finally:
+        await connection.close()
+
+
 class FinishedProjects:
     """The ``project.finished`` events of one exclusive queue."""
 
@@ -221,42 +275,35 @@ class FinishedProjects:
                         break
         return max(self.finished_at.values(), default=time.time())
 
+    async def wait_or_fail(
+        self, project_ids: Iterable[str], *, deadline_s: float, what: str
+    ) -> float:
+        """As :meth:`wait`, but past the deadline a :class:`BenchError` naming ``what``."""
+        try:
+            return await self.wait(project_ids, deadline_s=deadline_s)
+        except TimeoutError:
+            raise BenchError(f"{what} not finished after {deadline_s:g} s") from None
+
 
 class BenchStack(Stack):
     """A running stack and the processes' memory and CPU, read from /proc."""
 
-    def process_ids(self) -> dict[str, int]:
-        """Every process of the stack: our children, and the embedded MongoDB among them."""
-        found = {name: child.process.pid for name, child in self.children.items() if child.alive()}
-        mongo = embedded_mongo_pid()
-        if mongo is not None:
-            found["mongo"] = mongo
-        return found
+    @property
+    def database(self) -> str:
+        return self.config.database
 
     def memory_kib(self) -> dict[str, dict[str, int]]:
         """VmRSS and VmHWM (peak) of each process, in KiB."""
-        found = {name: memory_kib(pid) for name, pid in self.process_ids().items()}
+        found = {name: memory_kib(pid) for name, pid in process_ids(self.children).items()}
         return {name: memory for name, memory in found.items() if memory}
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time each process has used so far, from /proc/<pid>/stat."""
-        found: dict[str, float] = {}
-        for name, pid in self.process_ids().items():
-            used = cpu_seconds(pid)
-            if used is not None:
-                found[name] = used
-        return found
+        return processes_cpu_seconds(self.children)
 
     def broker_cpu_seconds(self) -> float | None:
-        """CPU time RabbitMQ has used so far when it runs on this machine (beam.smp); else None.
-
-        The whole broker's: what else uses it at the same time is counted too.
-        """
-        url = urlsplit(self.config.amqp_url)
-        if not is_local(url.hostname):
-            return None
-        pid = listening_pid(url.port or 5672)
-        return None if pid is None else cpu_seconds(pid)
+        """RabbitMQ's CPU time so far (:func:`broker_cpu_seconds`)."""
+        return broker_cpu_seconds(self.config.amqp_url)
 
     async def confirmed_publishes(self) -> dict[str, int]:
         """Messages each service has published and RabbitMQ confirmed, from its /metrics."""
@@ -274,18 +321,10 @@ class BenchStack(Stack):
                 )
         return found
 
-    @asynccontextmanager
-    async def finished_projects(self) -> AsyncIterator[FinishedProjects]:
+    def finished_projects(self) -> AbstractAsyncContextManager[FinishedProjects]:
         """``project.finished`` events from now on, off the event exchange (no database read)."""
         topology = Topology.from_settings(self.topology_settings())
-        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
-        try:
-            channel = await connection.channel()
-            queue = await channel.declare_queue(exclusive=True)
-            await queue.bind(topology.events_exchange, PROJECT_FINISHED)
-            yield FinishedProjects(queue)
-        finally:
-            await connection.close()
+        return finished_projects(self.config.amqp_url, topology.events_exchange)
 
     def dead_children(self) -> list[str]:
         return [name for name, child in self.children.items() if not child.alive()]

@@ -17,15 +17,14 @@ from typing import Any
 
 import httpx
 
-from reelflow_devtools import dbcounters
 from reelflow_devtools.bench.client import (
-    BenchError,
     api_client,
     create_project,
     get_projects,
     scene,
 )
 from reelflow_devtools.bench.launcher import BenchStack
+from reelflow_devtools.bench.span import Span
 from reelflow_devtools.bench.stats import parse_time, summary_ms
 
 
@@ -67,7 +66,6 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
     key = await stack.issue_key(f"bench-throughput-{size}")
     projects_count = -(-plan.clips // size)
     gate = asyncio.Semaphore(plan.concurrency)
-    database = stack.config.database
     async with (
         api_client(stack.api_url, key, connections=plan.concurrency) as api,
         stack.finished_projects() as finished,
@@ -80,21 +78,14 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             api, {"title": f"bench {size}-scene lane", "scenes": [scene("lane", 0)]}
         )
         await finished.wait([first], deadline_s=plan.deadline_s)
-        ops_before = await dbcounters.operations(stack.mongo_url, database)
         published_before = await stack.confirmed_publishes()
-        cpu_before = stack.cpu_seconds()
-        broker_before = stack.broker_cpu_seconds()
-        started = time.time()
+        span = await Span.start(stack)
         ids = await asyncio.gather(*(_create(api, gate, size, i) for i in range(projects_count)))
         posted = time.time()
-        try:
-            seen_done = await finished.wait(ids, deadline_s=plan.deadline_s)
-        except TimeoutError:
-            late = f"{size}-scene projects not finished after {plan.deadline_s:g} s"
-            raise BenchError(late) from None
-        cpu_after = stack.cpu_seconds()
-        broker_after = stack.broker_cpu_seconds()
-        ops = dbcounters.spent(ops_before, await dbcounters.operations(stack.mongo_url, database))
+        seen_done = await finished.wait_or_fail(
+            ids, deadline_s=plan.deadline_s, what=f"{size}-scene projects"
+        )
+        await span.stop()
         published_after = await stack.confirmed_publishes()
         projects = await get_projects(api, list(ids), plan.concurrency)
 
@@ -114,9 +105,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
         name: count - published_before.get(name, 0) for name, count in published_after.items()
     }
     published = sum(published_by.values())
-    wall_s = (max(completed_at) if completed_at else seen_done) - started
     # The key and the GETs are the benchmark's, not the pipeline's: outside the span above.
-    per_kind = {kind: dbcounters.total(ops, kind) for kind in dbcounters.KINDS}
     return SizeRun(
         key=key,
         project_ids=list(ids),
@@ -126,23 +115,9 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             "clips": clips,
             "clips_succeeded": len(completed_at),
             "project_statuses": statuses,
-            "posts_s": round(posted - started, 3),
-            "wall_s": round(wall_s, 3),
-            "clips_per_s": round(clips / wall_s, 2) if wall_s > 0 else None,
-            "db_ops": dbcounters.total(ops),
-            "db_ops_per_clip": round(dbcounters.total(ops) / clips, 2),
-            "db_ops_by_kind": per_kind,
-            "db_ops_by_collection": {name: counts["total"] for name, counts in ops.items()},
-            # the stack's processes only; RabbitMQ's apart (a shared broker: all its work)
-            "cpu_s_per_clip": {
-                name: round((cpu_after[name] - cpu_before.get(name, 0.0)) / clips, 4)
-                for name in cpu_after
-            },
-            "broker_cpu_s_per_clip": (
-                None
-                if broker_before is None or broker_after is None
-                else round((broker_after - broker_before) / clips, 4)
-            ),
+            "posts_s": round(posted - span.started, 3),
+            **span.results(clips, max(completed_at) if completed_at else seen_done),
+            "db_ops_by_collection": {name: counts["total"] for name, counts in span.ops.items()},
             "confirmed_publishes": published,
             "publishes_per_clip": round(published / clips, 2),
             # by publisher: the submitter's one less for a clip the api put on its lane itself

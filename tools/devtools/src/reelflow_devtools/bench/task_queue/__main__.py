@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import uvicorn
 
+from reelflow_common.lifecycle import run_service
 from reelflow_devtools.bench.task_queue.api import create_app
 from reelflow_devtools.bench.task_queue.config import Config
 from reelflow_devtools.bench.task_queue.worker import run_until_sigterm
@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         server.run()
     elif role == ["worker"]:
-        asyncio.run(run_until_sigterm(config))
+        # On uvloop, as reelflow's workers (uvicorn picks uvloop for both apis).
+        run_service(run_until_sigterm(config))
     else:
         raise SystemExit("usage: python -m reelflow_devtools.bench.task_queue api|worker")
 

@@ -15,8 +15,6 @@ from pymongo import AsyncMongoClient
 from reelflow_devtools.bench.task_queue.config import Config, Document
 from reelflow_devtools.bench.task_queue.topology import Names, declare, now, publish
 
-# --- the API ---------------------------------------------------------------------------
-
 
 class SceneIn(BaseModel):
     prompt: str = Field(min_length=2, max_length=2000)

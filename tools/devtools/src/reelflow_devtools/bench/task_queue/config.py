@@ -6,14 +6,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import FieldValue
-
 #: the Runware SDK's polling schedule (docs/RUNWARE.md), in provider seconds
 SDK_FIRST_S, SDK_SECOND_S, SDK_BACKOFF, SDK_CAP_S = 1.0, 0.5, 1.5, 10.0
 #: submits tried in all when Runware cannot be reached or answers 429/5xx
 SUBMIT_ATTEMPTS = 5
-PROJECT_FINISHED = "project.finished"
-QUORUM: dict[str, FieldValue] = {"x-queue-type": "quorum"}
 Document = dict[str, Any]
 
 
@@ -30,10 +26,15 @@ class Config:
     speedup: float = 1.0
     prefix: str = ""
     port: int = 0
-    #: deliveries in flight per worker, as reelflow's submitter and poller default to
-    #: (``submit_concurrency``, ``poll_concurrency``)
-    submit_prefetch: int = 16
-    poll_prefetch: int = 32
+    #: deliveries in flight per worker; the bench sets them so that its workers together
+    #: have as many in flight as reelflow's submitter and poller
+    #: (:func:`reelflow_devtools.bench.task_queue_run.prefetches`)
+    submit_prefetch: int = 4
+    poll_prefetch: int = 16
+    #: the queue arguments reelflow's topology declares (the bench passes its values):
+    #: deliveries of one message before a work queue drops it, messages one wait queue holds
+    delivery_limit: int = 100
+    wait_queue_max_length: int = 100_000
     model: str = "google:3@3"
 
     @classmethod
@@ -48,8 +49,10 @@ class Config:
             speedup=float(env.get("TQ_SPEEDUP", "1")),
             prefix=env.get("TQ_PREFIX", ""),
             port=int(env.get("TQ_PORT", "0")),
-            submit_prefetch=int(env.get("TQ_SUBMIT_PREFETCH", "16")),
-            poll_prefetch=int(env.get("TQ_POLL_PREFETCH", "32")),
+            submit_prefetch=int(env.get("TQ_SUBMIT_PREFETCH", "4")),
+            poll_prefetch=int(env.get("TQ_POLL_PREFETCH", "16")),
+            delivery_limit=int(env.get("TQ_DELIVERY_LIMIT", "100")),
+            wait_queue_max_length=int(env.get("TQ_WAIT_QUEUE_MAX_LENGTH", "100000")),
         )
 
     def env(self) -> dict[str, str]:
@@ -65,4 +68,6 @@ class Config:
             "TQ_PORT": str(self.port),
             "TQ_SUBMIT_PREFETCH": str(self.submit_prefetch),
             "TQ_POLL_PREFETCH": str(self.poll_prefetch),
+            "TQ_DELIVERY_LIMIT": str(self.delivery_limit),
+            "TQ_WAIT_QUEUE_MAX_LENGTH": str(self.wait_queue_max_length),
         }

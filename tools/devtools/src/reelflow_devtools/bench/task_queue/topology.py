@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, FieldValue
 
 from reelflow_devtools.bench.task_queue.config import (
-    QUORUM,
     SDK_BACKOFF,
     SDK_CAP_S,
     SDK_FIRST_S,
@@ -19,11 +19,16 @@ from reelflow_devtools.bench.task_queue.config import (
     Document,
 )
 
-# --- names and topology ----------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class Names:
+    """Every queue, exchange and routing key of the baseline, under its ``prefix``."""
+
+    #: the routing key of a project's end on the events exchange
+    project_finished: ClassVar[str] = "project.finished"
+    #: the arguments every queue of the baseline starts from
+    quorum: ClassVar[dict[str, FieldValue]] = {"x-queue-type": "quorum"}
+
     prefix: str
 
     @property
@@ -72,16 +77,23 @@ async def declare(channel: AbstractChannel, config: Config) -> None:
     """Work queues, wait queues that dead-letter into them when their TTL ends, the events."""
     names = Names(config.prefix)
     await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
+    # The arguments reelflow declares its own work and wait queues with (but the DLQ:
+    # past the delivery limit a message is dropped, there being no DLQ here).
+    work: dict[str, FieldValue] = {**Names.quorum, "x-delivery-limit": config.delivery_limit}
     for queue in (names.submit, names.poll):
-        await channel.declare_queue(queue, durable=True, arguments=QUORUM)
+        await channel.declare_queue(queue, durable=True, arguments=work)
     waits = [(names.submit, submit_retry_ms(config.speedup))]
     waits += [(names.poll, ms) for ms in sorted(set(poll_delays_ms(config.speedup)))]
     for target, delay_ms in waits:
         arguments: dict[str, FieldValue] = {
-            **QUORUM,
+            **Names.quorum,
             "x-message-ttl": delay_ms,
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": target,
+            # Expired messages move on only once the work queue confirms them.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+            "x-max-length": config.wait_queue_max_length,
         }
         await channel.declare_queue(names.wait(target, delay_ms), durable=True, arguments=arguments)
 

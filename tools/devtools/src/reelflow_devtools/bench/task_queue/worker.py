@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from contextlib import AsyncExitStack
 
 import aio_pika
 import aiohttp
@@ -13,7 +14,6 @@ from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from reelflow_devtools.bench.task_queue.config import (
-    PROJECT_FINISHED,
     SUBMIT_ATTEMPTS,
     Config,
     Document,
@@ -26,8 +26,6 @@ from reelflow_devtools.bench.task_queue.topology import (
     publish,
     submit_retry_ms,
 )
-
-# --- the workers -----------------------------------------------------------------------
 
 
 class RunwareUnavailable(Exception):
@@ -162,15 +160,20 @@ class Worker:
             json.dumps({"project_id": job["project_id"], "status": status}).encode(),
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        await self.events.publish(event, routing_key=PROJECT_FINISHED)
+        await self.events.publish(event, routing_key=Names.project_finished)
 
 
 async def run_worker(config: Config, stop: asyncio.Event) -> None:
     """Consume both queues until ``stop`` is set."""
-    mongo: AsyncMongoClient[Document] = AsyncMongoClient(config.mongo_url)
-    connection = await aio_pika.connect_robust(config.amqp_url)
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    try:
+    async with AsyncExitStack() as resources:
+        mongo: AsyncMongoClient[Document] = AsyncMongoClient(config.mongo_url)
+        resources.push_async_callback(mongo.close)
+        http = await resources.enter_async_context(
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        )
+        # Closed first: no delivery is handled once the session and the client are gone.
+        connection = await aio_pika.connect_robust(config.amqp_url)
+        resources.push_async_callback(connection.close)
         channel = await connection.channel(publisher_confirms=True)
         await declare(channel, config)
         names = Names(config.prefix)
@@ -182,10 +185,6 @@ async def run_worker(config: Config, stop: asyncio.Event) -> None:
         await channel.set_qos(prefetch_count=config.poll_prefetch)
         await (await channel.get_queue(names.poll)).consume(worker.on_poll)
         await stop.wait()
-    finally:
-        await connection.close()
-        await http.close()
-        await mongo.close()
 
 
 async def run_until_sigterm(config: Config) -> None:
