@@ -514,3 +514,34 @@ async def test_a_replaced_tasks_chain_that_cannot_start_its_checks_expires_its_a
     assert attempt.lease is not None
     assert (attempt.status, attempt.lease.token) == (ClipStatus.PROCESSING, retried.token)
     assert attempt.lease.until <= utcnow()
+
+
+async def test_a_replaced_task_we_ended_ourselves_is_followed_when_found_at_runware(
+    world: World,
+) -> None:
+    project = await world.new_project("a fox")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    retried = world.submit_of(await world.project(project.id))
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    # The retry's chain, the task no longer wanted and not at Runware (past the grace),
+    # ends its attempt itself: our decision, not the task's last word.
+    replaced = TaskFailed(code="taskReplaced", message="The clip took an earlier task's video.")
+    ended = await world.projects.record(
+        project.id, 0, retried.task_uuid, replaced, token=retried.token,
+        statuses=(ClipStatus.QUEUED,),
+    )  # fmt: skip
+    assert ended.applied
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert (attempt.status, attempt.end_recorded) == (ClipStatus.FAILED, False)
+
+    # A fork of its submit got the task to Runware after all: Runware bills it, so a chain
+    # that finds it there follows it.
+    lease = await world.projects.follow_given_up(project.id, 0, retried.task_uuid)
+
+    assert lease is not None
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert attempt.lease == lease

@@ -75,7 +75,10 @@ class Attempt(_Frozen):
     #: the chain still following the task until its end is recorded: one an earlier task's
     #: video replaced, or one given up on that Runware may still bill
     lease: Lease | None = None
-    #: its end (Runware's, or our ceiling's) was recorded here: no chain follows it again
+    #: the end of its follow after it was given up on (Runware's, or our ceiling's) was
+    #: recorded here: no chain follows it again. An end we decided while the task was not
+    #: given up on (``taskReplaced``, not found, our ceiling) leaves it unset: a chain that
+    #: finds the task at Runware after all follows it.
     end_recorded: bool = False
 
     def view(self, task_uuid: str) -> AttemptView:

@@ -579,7 +579,7 @@ def follow_given_up(
     repair path, bills a video once (late: the task's reservation was freed when it was
     given up on). None when nothing is to be followed: the task is the open clip's (its
     own chain follows it), its attempt still holds a lease (another chain follows it), has
-    its video, or its end was recorded (``end_recorded``: an end is recorded once).
+    its video, or the end of a follow was recorded (``end_recorded``: recorded once).
     """
     path = clip_path(clip.scene_index)
     prefix = f"{path}.attempts.{task_uuid}"
@@ -969,6 +969,9 @@ def _attempt_ended(
     update = _Update()
     prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
     # Given up on before (failed, cancelled): its reservation was freed, the video is billed late.
+    # Only the end of such a follow is the task's last word (``end_recorded``): an end we
+    # decided ourselves (``taskReplaced``, not found after the grace, our ceiling) lets the
+    # task be followed should a chain find it at Runware after all.
     late = attempt.status.is_terminal
     if isinstance(result, TaskSucceeded):
         ended = attempt.model_copy(
@@ -980,7 +983,7 @@ def _attempt_ended(
                 "error": None,
                 "completed_at": now,
                 "late": late,
-                "end_recorded": True,
+                "end_recorded": late,
             }
         )
         update.cost(result.cost)
@@ -995,7 +998,7 @@ def _attempt_ended(
                 "status": ClipStatus.FAILED,
                 "error": error,
                 "completed_at": now,
-                "end_recorded": True,
+                "end_recorded": late,
             }
         )
     if new:
@@ -1014,7 +1017,9 @@ def _attempt_ended(
             "end_recorded",
         )
         document = attempt_document(ended)
-        update.set |= {f"{prefix}.{name}": document[name] for name in fields}
+        # ``end_recorded`` only where set (the end of a follow): an entry without it reads the
+        # same, in the release before too.
+        update.set |= {f"{prefix}.{name}": document[name] for name in fields if name in document}
         update.unset.append(f"{prefix}.lease")  # its chain is done
         # The clip as read: what became of the result (recorded here, not taken by the
         # clip) was decided by the clip's status, so a retry meanwhile makes this stale.
