@@ -92,9 +92,12 @@ async def ledger(world: World) -> tuple[int, float]:
     return view.open, view.committed_in(utcnow().strftime("%Y-%m-%d"))
 
 
-async def own_attempt(world: World, project: Project) -> Attempt | None:
+async def own_attempt(
+    world: World, project: Project, task_uuid: str | None = None
+) -> Attempt | None:
+    """The clip's attempt of ``task_uuid``, by default of its own task."""
     clip = (await world.project(project.id)).clips[0]
-    return clip.attempts.get(clip.task_uuid)
+    return clip.attempts.get(task_uuid or clip.task_uuid)
 
 
 async def until_recorded(world: World, project: Project) -> Attempt:
@@ -108,16 +111,19 @@ async def until_recorded(world: World, project: Project) -> Attempt:
     return attempt
 
 
-async def lease_ran_out(world: World, project: Project) -> Attempt:
-    """Wait until the lease in the clip's own attempt has run out by the grace."""
+async def lease_ran_out(
+    world: World, project: Project, task_uuid: str | None = None
+) -> Attempt:
+    """Wait until the lease in the clip's attempt of ``task_uuid`` (by default of its own
+    task) has run out by the grace."""
 
     async def run_out() -> bool:
-        attempt = await own_attempt(world, project)
+        attempt = await own_attempt(world, project, task_uuid)
         limit = utcnow() - timedelta(seconds=GRACE_S)
         return attempt is not None and attempt.lease is not None and attempt.lease.until < limit
 
     await eventually(run_out, "the followed task's lease ran out", timeout_s=5)
-    attempt = await own_attempt(world, project)
+    attempt = await own_attempt(world, project, task_uuid)
     assert attempt is not None
     return attempt
 
@@ -545,3 +551,36 @@ async def test_a_replaced_task_we_ended_ourselves_is_followed_when_found_at_runw
     assert lease is not None
     attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
     assert attempt.lease == lease
+
+
+async def test_a_replaced_task_that_waited_in_the_queue_counts_its_ceiling_from_its_submit(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    # The retry's task waited in the queue (an outage) longer than the ceiling...
+    queued_long_ago = utcnow() - timedelta(seconds=MAX_AGE_S + 30)
+    await mongo_db["projects"].update_one(
+        {"_id": project.id}, {"$set": {"clips.0.queued_at": queued_long_ago}}
+    )
+    retried = world.submit_of(await world.project(project.id))
+    await world.runware.submit_video(video_request(retried, webhook_url=None))
+    # ... the first task's video came meanwhile (the retry's task moves to its attempt),
+    # and then the retry's submit reached Runware: Runware bills it from now.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    submitted = await world.projects.mark_processing(
+        project.id, 0, retried.task_uuid, token=retried.token
+    )
+    assert submitted.applied
+
+    # Its chain lost, the attempts reconciler re-arms it: seconds into its watch.
+    await lease_ran_out(world, project, retried.task_uuid)
+    await reconciler(world, settings, kind=AttemptsReconciler).run_once()
+
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert (attempt.status, attempt.error) == (ClipStatus.PROCESSING, None)
+    assert world.publisher.sent_to(CHECK_CLIP) != []

@@ -1085,13 +1085,16 @@ def earlier_task_submitted(
         f"{prefix}.status": ClipStatus.PROCESSING.value,
         f"{prefix}.submitted_at": now,
     }
+    # Its watch starts at this submit, as a clip's does (``mark_processing``): a watch the
+    # attempt carried from its queueing would time a re-armed chain out from there.
+    update: Document = {"$set": to_set, "$unset": {f"{prefix}.watched_since": ""}}
     if attempt.lease is not None:
         # The submit chain goes on as the task's poll chain: its lease runs on.
         guard[f"{prefix}.lease.token"] = token
         to_set[f"{prefix}.lease.until"] = lease_until
         if new_token is not None:
             to_set[f"{prefix}.lease.token"] = new_token
-    return Write(guard, {"$set": to_set})
+    return Write(guard, update)
 
 
 def _earlier_task_succeeded(
