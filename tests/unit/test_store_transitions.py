@@ -597,7 +597,7 @@ def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> N
     after = step(doc, write)
 
     clip = project_from_document(after).clips[0]
-    assert (clip.watched_since, clip.submitted_at, clip.queued_at) == (later, later, T0)
+    assert (clip.watch_start(), clip.submitted_at, clip.queued_at) == (later, later, T0)
 
 
 def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() -> None:
@@ -609,7 +609,7 @@ def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() ->
 
     assert sorted(after["clips"]["0"]) == ["attempts", "lease", "queued_at", "status", "task_uuid"]
     new = project_from_document(after).clips[0]
-    assert (new.task_uuid, new.status, new.queued_at, new.watched_since) == (
+    assert (new.task_uuid, new.status, new.queued_at, new.watch_start()) == (
         "t9",
         "queued",
         later,
@@ -989,3 +989,32 @@ def test_only_a_leased_attempt_of_a_clip_not_given_up_on_is_a_stray_to_drop() ->
     assert not matches(moved, write.filter)
     cancelled = project_from_document(step(charged_processing(), cancel(charged_processing())))
     assert t.drop_stray_attempt("p1", cancelled.clips[0], "t0") is None
+
+
+@pytest.mark.parametrize("shape", ["slim", "written before"])
+def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> None:
+    # The release before refuses an attempt with ``watched_since``: the api's writes put it
+    # there only where a rewatch stored it, never the start the other fields say.
+    def widened(doc: dict[str, Any]) -> dict[str, Any]:
+        return written_before(doc, T0) if shape == "written before" else doc
+
+    cancelled = step(charged_processing(), cancel(widened(charged_processing())))
+    assert "watched_since" not in cancelled["clips"]["0"]["attempts"]["t0"]
+
+    failed = widened(step(new_doc(1), to_terminal(0, TaskFailed(code="x", message="?"))))
+    retried = retry(failed)
+    assert "watched_since" not in retried["clips"]["0"]["attempts"]["t0"]
+    took = step(retried, t.late_result("p1", project_from_document(widened(retried)).clips[0],
+                                       "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG))  # fmt: skip
+    assert "watched_since" not in took["clips"]["0"]["attempts"]["t9"]
+
+    # A clip watched again after ``timedOut`` stored its watch: its attempt keeps it.
+    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    doc = step(charged_processing(), to_terminal(0, timed_out))
+    later = T0 + 3 * LEASE
+    doc = step(doc, t.rewatch(
+        "p1", "tenant-a", project_from_document(doc).clips[0], token="k9", now=later,
+        lease_until=later + LEASE, correlation_id=None, log_size=LOG,
+    ))  # fmt: skip
+    rewatched_cancelled = step(doc, cancel(widened(doc)))
+    assert rewatched_cancelled["clips"]["0"]["attempts"]["t0"]["watched_since"] == later
