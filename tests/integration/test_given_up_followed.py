@@ -584,3 +584,39 @@ async def test_a_replaced_task_that_waited_in_the_queue_counts_its_ceiling_from_
     attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
     assert (attempt.status, attempt.error) == (ClipStatus.PROCESSING, None)
     assert world.publisher.sent_to(CHECK_CLIP) != []
+
+
+class DropsStrayAfterRead(ProjectStore):
+    """A store whose reads race the attempts reconciler's repair of a stray attempts.T."""
+
+    async def get(
+        self, project_id: str, *, tenant_id: str | None = None, with_requests: bool = False
+    ) -> Project | None:
+        read = await super().get(project_id, tenant_id=tenant_id, with_requests=with_requests)
+        assert read is not None
+        clip = read.clips[0]
+        await self.drop_stray_attempt(project_id, clip, clip.task_uuid)
+        return read
+
+
+async def test_a_cancel_racing_the_drop_of_a_stray_attempt_still_follows_the_task(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=60000]"))
+    clip = project.clips[0]
+    ran_out = utcnow() - timedelta(seconds=30)
+    stray = {"status": "cancelled", "lease": {"token": "stray", "until": ran_out}}
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {"$set": {f"clips.0.attempts.{clip.task_uuid}": stray, "attempts_due_at": ran_out}},
+    )
+    store = DropsStrayAfterRead(mongo_db, lease_s=LEASE_S)
+
+    assert await store.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    # The cancel read the stray, the repair dropped it: the cancel read again and moved the
+    # clip's lease to a new attempts.T, so the cancelled clip's task is still followed.
+    after = (await world.project(project.id)).clips[0]
+    assert (after.status, after.lease) == (ClipStatus.CANCELLED, None)
+    followed = after.attempts[clip.task_uuid]
+    assert followed.lease == clip.lease

@@ -1018,3 +1018,40 @@ def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> No
     ))  # fmt: skip
     rewatched_cancelled = step(doc, cancel(widened(doc)))
     assert rewatched_cancelled["clips"]["0"]["attempts"]["t0"]["watched_since"] == later
+
+
+def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read() -> None:
+    # (A) A stray leased attempts.T: the cancel keeps it, guarded on its lease as read, so a
+    # repair that dropped it meanwhile makes the cancel read again (and write a new entry).
+    doc = charged_processing()
+    stray = {"status": "cancelled", "lease": {"token": "s1", "until": T0}}
+    doc["clips"]["0"]["attempts"] = {"t0": stray}
+    write = cancel(doc)
+    kept = step(doc, write)
+    assert kept["clips"]["0"]["attempts"]["t0"] == stray
+    assert kept[t.ATTEMPTS_DUE] == T0
+    clip = project_from_document(doc).clips[0]
+    drop = t.drop_stray_attempt("p1", clip, "t0")
+    assert drop is not None
+    dropped = step(doc, drop)
+    assert not matches(dropped, write.filter)
+    again = step(dropped, cancel(dropped))
+    assert project_from_document(again).clips[0].attempts["t0"].lease == clip.lease
+
+    # (B) An attempts.T without a lease whose follow never ended: it gets the clip's lease,
+    # field by field, so its task is followed after the cancel.
+    doc = charged_processing()
+    ended = {"status": "failed", "error": {"code": "taskReplaced", "message": "x"}}
+    doc["clips"]["0"]["attempts"] = {"t0": ended}
+    after = step(doc, cancel(doc))
+    followed = project_from_document(after).clips[0].attempts["t0"]
+    assert (followed.status, followed.lease) == ("failed", project_from_document(doc).clips[0].lease)
+    assert after[t.ATTEMPTS_DUE] == T0
+    # Guarded on the entry as read: one leased since matches nothing.
+    leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
+        "lease": {"token": "f9", "until": T0}}})})  # fmt: skip
+    assert not matches(leased, cancel(doc).filter)
+    # The end of a follow is the task's last word: no lease again.
+    final = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
+        "end_recorded": True}})})  # fmt: skip
+    assert "lease" not in step(final, cancel(final))["clips"]["0"]["attempts"]["t0"]

@@ -548,17 +548,43 @@ def cancel(
     if clip.status is ClipStatus.PROCESSING and lease is None and follow_token is not None:
         lease = Lease(token=follow_token, until=now)  # run out: no chain holds it
     if clip.status is ClipStatus.PROCESSING and lease is not None:
-        prefix = f"{path}.attempts.{clip.task_uuid}"
-        if clip.task_uuid not in clip.attempts:
-            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
-            update.set[prefix] = attempt_document(followed.as_attempt())
-            guard[prefix] = {"$exists": False}
-            # Below the claim of an attempts pass under way, whose release then matches nothing.
-            update.min[ATTEMPTS_DUE] = min(now, lease.until)
+        _follow_cancelled(update, guard, clip, lease, now=now)
     settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
     return update.build(
         guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
     )
+
+
+def _follow_cancelled(
+    update: _Update, guard: Document, clip: ClipState, lease: Lease, *, now: datetime
+) -> None:
+    """The cancelled processing clip's task stays followed under ``lease`` in ``attempts.T``.
+
+    A new entry where none is; an entry there already (a stray a mixed release left, or
+    one whose follow ended) is guarded as read — its status and its lease, or that it has
+    none — so a repair that drops it meanwhile makes the caller read again; kept as it is if
+    leased (its chain follows the task), else given ``lease`` (field by field), unless the
+    task's last word is recorded there (a video, or the end of a follow).
+    """
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
+    attempt = clip.attempts.get(clip.task_uuid)
+    if attempt is None:
+        followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
+        update.set[prefix] = attempt_document(followed.as_attempt())
+        guard[prefix] = {"$exists": False}
+    else:
+        guard[f"{prefix}.status"] = attempt.status.value
+        if attempt.lease is not None:
+            guard[f"{prefix}.lease.token"] = attempt.lease.token
+            guard[f"{prefix}.lease.until"] = attempt.lease.until
+            update.min[ATTEMPTS_DUE] = attempt.lease.until  # re-armed if its chain is lost
+            return
+        guard[f"{prefix}.lease"] = {"$exists": False}
+        if attempt.status is ClipStatus.SUCCESS or attempt.end_recorded:
+            return
+        update.set[f"{prefix}.lease"] = lease.model_dump()
+    # Below the claim of an attempts pass under way, whose release then matches nothing.
+    update.min[ATTEMPTS_DUE] = min(now, lease.until)
 
 
 def follow_given_up(
