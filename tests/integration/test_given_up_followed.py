@@ -111,9 +111,7 @@ async def until_recorded(world: World, project: Project) -> Attempt:
     return attempt
 
 
-async def lease_ran_out(
-    world: World, project: Project, task_uuid: str | None = None
-) -> Attempt:
+async def lease_ran_out(world: World, project: Project, task_uuid: str | None = None) -> Attempt:
     """Wait until the lease in the clip's attempt of ``task_uuid`` (by default of its own
     task) has run out by the grace."""
 

@@ -1004,8 +1004,10 @@ def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> No
     failed = widened(step(new_doc(1), to_terminal(0, TaskFailed(code="x", message="?"))))
     retried = retry(failed)
     assert "watched_since" not in retried["clips"]["0"]["attempts"]["t0"]
-    took = step(retried, t.late_result("p1", project_from_document(widened(retried)).clips[0],
-                                       "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG))  # fmt: skip
+    read = project_from_document(widened(retried)).clips[0]
+    take = t.late_result("p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    assert take is not None
+    took = step(retried, take)
     assert "watched_since" not in took["clips"]["0"]["attempts"]["t9"]
 
     # A clip watched again after ``timedOut`` stored its watch: its attempt keeps it.
@@ -1045,7 +1047,8 @@ def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read()
     doc["clips"]["0"]["attempts"] = {"t0": ended}
     after = step(doc, cancel(doc))
     followed = project_from_document(after).clips[0].attempts["t0"]
-    assert (followed.status, followed.lease) == ("failed", project_from_document(doc).clips[0].lease)
+    clips_lease = project_from_document(doc).clips[0].lease
+    assert (followed.status, followed.lease) == ("failed", clips_lease)
     assert after[t.ATTEMPTS_DUE] == T0
     # Guarded on the entry as read: one leased since matches nothing.
     leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
