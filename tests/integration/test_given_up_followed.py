@@ -92,9 +92,12 @@ async def ledger(world: World) -> tuple[int, float]:
     return view.open, view.committed_in(utcnow().strftime("%Y-%m-%d"))
 
 
-async def own_attempt(world: World, project: Project) -> Attempt | None:
+async def own_attempt(
+    world: World, project: Project, task_uuid: str | None = None
+) -> Attempt | None:
+    """The clip's attempt of ``task_uuid``, by default of its own task."""
     clip = (await world.project(project.id)).clips[0]
-    return clip.attempts.get(clip.task_uuid)
+    return clip.attempts.get(task_uuid or clip.task_uuid)
 
 
 async def until_recorded(world: World, project: Project) -> Attempt:
@@ -108,16 +111,17 @@ async def until_recorded(world: World, project: Project) -> Attempt:
     return attempt
 
 
-async def lease_ran_out(world: World, project: Project) -> Attempt:
-    """Wait until the lease in the clip's own attempt has run out by the grace."""
+async def lease_ran_out(world: World, project: Project, task_uuid: str | None = None) -> Attempt:
+    """Wait until the lease in the clip's attempt of ``task_uuid`` (by default of its own
+    task) has run out by the grace."""
 
     async def run_out() -> bool:
-        attempt = await own_attempt(world, project)
+        attempt = await own_attempt(world, project, task_uuid)
         limit = utcnow() - timedelta(seconds=GRACE_S)
         return attempt is not None and attempt.lease is not None and attempt.lease.until < limit
 
     await eventually(run_out, "the followed task's lease ran out", timeout_s=5)
-    attempt = await own_attempt(world, project)
+    attempt = await own_attempt(world, project, task_uuid)
     assert attempt is not None
     return attempt
 
@@ -514,3 +518,103 @@ async def test_a_replaced_tasks_chain_that_cannot_start_its_checks_expires_its_a
     assert attempt.lease is not None
     assert (attempt.status, attempt.lease.token) == (ClipStatus.PROCESSING, retried.token)
     assert attempt.lease.until <= utcnow()
+
+
+async def test_a_replaced_task_we_ended_ourselves_is_followed_when_found_at_runware(
+    world: World,
+) -> None:
+    project = await world.new_project("a fox")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    retried = world.submit_of(await world.project(project.id))
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    # The retry's chain, the task no longer wanted and not at Runware (past the grace),
+    # ends its attempt itself: our decision, not the task's last word.
+    replaced = TaskFailed(code="taskReplaced", message="The clip took an earlier task's video.")
+    ended = await world.projects.record(
+        project.id, 0, retried.task_uuid, replaced, token=retried.token,
+        statuses=(ClipStatus.QUEUED,),
+    )  # fmt: skip
+    assert ended.applied
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert (attempt.status, attempt.end_recorded) == (ClipStatus.FAILED, False)
+
+    # A fork of its submit got the task to Runware after all: Runware bills it, so a chain
+    # that finds it there follows it.
+    lease = await world.projects.follow_given_up(project.id, 0, retried.task_uuid)
+
+    assert lease is not None
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert attempt.lease == lease
+
+
+async def test_a_replaced_task_that_waited_in_the_queue_counts_its_ceiling_from_its_submit(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    # The retry's task waited in the queue (an outage) longer than the ceiling...
+    queued_long_ago = utcnow() - timedelta(seconds=MAX_AGE_S + 30)
+    await mongo_db["projects"].update_one(
+        {"_id": project.id}, {"$set": {"clips.0.queued_at": queued_long_ago}}
+    )
+    retried = world.submit_of(await world.project(project.id))
+    await world.runware.submit_video(video_request(retried, webhook_url=None))
+    # ... the first task's video came meanwhile (the retry's task moves to its attempt),
+    # and then the retry's submit reached Runware: Runware bills it from now.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    submitted = await world.projects.mark_processing(
+        project.id, 0, retried.task_uuid, token=retried.token
+    )
+    assert submitted.applied
+
+    # Its chain lost, the attempts reconciler re-arms it: seconds into its watch.
+    await lease_ran_out(world, project, retried.task_uuid)
+    await reconciler(world, settings, kind=AttemptsReconciler).run_once()
+
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert (attempt.status, attempt.error) == (ClipStatus.PROCESSING, None)
+    assert world.publisher.sent_to(CHECK_CLIP) != []
+
+
+class DropsStrayAfterRead(ProjectStore):
+    """A store whose reads race the attempts reconciler's repair of a stray attempts.T."""
+
+    async def get(
+        self, project_id: str, *, tenant_id: str | None = None, with_requests: bool = False
+    ) -> Project | None:
+        read = await super().get(project_id, tenant_id=tenant_id, with_requests=with_requests)
+        assert read is not None
+        clip = read.clips[0]
+        await self.drop_stray_attempt(project_id, clip, clip.task_uuid)
+        return read
+
+
+async def test_a_cancel_racing_the_drop_of_a_stray_attempt_still_follows_the_task(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox [sim:latency=60000]"))
+    clip = project.clips[0]
+    ran_out = utcnow() - timedelta(seconds=30)
+    stray = {"status": "cancelled", "lease": {"token": "stray", "until": ran_out}}
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {"$set": {f"clips.0.attempts.{clip.task_uuid}": stray, "attempts_due_at": ran_out}},
+    )
+    store = DropsStrayAfterRead(mongo_db, lease_s=LEASE_S)
+
+    assert await store.cancel(project.id, tenant_id=world.tenant_id) is not None
+
+    # The cancel read the stray, the repair dropped it: the cancel read again and moved the
+    # clip's lease to a new attempts.T, so the cancelled clip's task is still followed.
+    after = (await world.project(project.id)).clips[0]
+    assert (after.status, after.lease) == (ClipStatus.CANCELLED, None)
+    followed = after.attempts[clip.task_uuid]
+    assert followed.lease == clip.lease

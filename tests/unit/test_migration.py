@@ -98,7 +98,7 @@ def test_open_clips_get_a_lease_that_has_run_out_so_the_reconciler_takes_them() 
     leases = [clip.lease for clip in project.clips[1:]]
     assert all(lease is not None and lease.until == NOW for lease in leases)
     assert project.due_at == NOW
-    assert project.clips[2].watched_since == T0  # its ceiling still counts from its submit
+    assert project.clips[2].watch_start() == T0  # its ceiling still counts from its submit
 
 
 def test_the_v1_event_log_is_not_carried_over() -> None:

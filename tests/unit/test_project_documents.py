@@ -145,7 +145,7 @@ def test_clips_written_before_the_slim_entry_read_the_same(status: str) -> None:
 
     assert read == project_from_document(doc | {"clips": {"0": full}})
     clip = read.clips[0]
-    assert (clip.scene_index, clip.queued_at, clip.watched_since) == (0, T0, T1)
+    assert (clip.scene_index, clip.queued_at, clip.watch_start()) == (0, T0, T1)
     assert clip.completed_at == (None if status == "processing" else T1)
 
 

@@ -597,7 +597,7 @@ def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> N
     after = step(doc, write)
 
     clip = project_from_document(after).clips[0]
-    assert (clip.watched_since, clip.submitted_at, clip.queued_at) == (later, later, T0)
+    assert (clip.watch_start(), clip.submitted_at, clip.queued_at) == (later, later, T0)
 
 
 def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() -> None:
@@ -609,7 +609,7 @@ def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() ->
 
     assert sorted(after["clips"]["0"]) == ["attempts", "lease", "queued_at", "status", "task_uuid"]
     new = project_from_document(after).clips[0]
-    assert (new.task_uuid, new.status, new.queued_at, new.watched_since) == (
+    assert (new.task_uuid, new.status, new.queued_at, new.watch_start()) == (
         "t9",
         "queued",
         later,
@@ -989,3 +989,72 @@ def test_only_a_leased_attempt_of_a_clip_not_given_up_on_is_a_stray_to_drop() ->
     assert not matches(moved, write.filter)
     cancelled = project_from_document(step(charged_processing(), cancel(charged_processing())))
     assert t.drop_stray_attempt("p1", cancelled.clips[0], "t0") is None
+
+
+@pytest.mark.parametrize("shape", ["slim", "written before"])
+def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> None:
+    # The release before refuses an attempt with ``watched_since``: the api's writes put it
+    # there only where a rewatch stored it, never the start the other fields say.
+    def widened(doc: dict[str, Any]) -> dict[str, Any]:
+        return written_before(doc, T0) if shape == "written before" else doc
+
+    cancelled = step(charged_processing(), cancel(widened(charged_processing())))
+    assert "watched_since" not in cancelled["clips"]["0"]["attempts"]["t0"]
+
+    failed = widened(step(new_doc(1), to_terminal(0, TaskFailed(code="x", message="?"))))
+    retried = retry(failed)
+    assert "watched_since" not in retried["clips"]["0"]["attempts"]["t0"]
+    read = project_from_document(widened(retried)).clips[0]
+    take = t.late_result("p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    assert take is not None
+    took = step(retried, take)
+    assert "watched_since" not in took["clips"]["0"]["attempts"]["t9"]
+
+    # A clip watched again after ``timedOut`` stored its watch: its attempt keeps it.
+    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    doc = step(charged_processing(), to_terminal(0, timed_out))
+    later = T0 + 3 * LEASE
+    doc = step(doc, t.rewatch(
+        "p1", "tenant-a", project_from_document(doc).clips[0], token="k9", now=later,
+        lease_until=later + LEASE, correlation_id=None, log_size=LOG,
+    ))  # fmt: skip
+    rewatched_cancelled = step(doc, cancel(widened(doc)))
+    assert rewatched_cancelled["clips"]["0"]["attempts"]["t0"]["watched_since"] == later
+
+
+def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read() -> None:
+    # (A) A stray leased attempts.T: the cancel keeps it, guarded on its lease as read, so a
+    # repair that dropped it meanwhile makes the cancel read again (and write a new entry).
+    doc = charged_processing()
+    stray = {"status": "cancelled", "lease": {"token": "s1", "until": T0}}
+    doc["clips"]["0"]["attempts"] = {"t0": stray}
+    write = cancel(doc)
+    kept = step(doc, write)
+    assert kept["clips"]["0"]["attempts"]["t0"] == stray
+    assert kept[t.ATTEMPTS_DUE] == T0
+    clip = project_from_document(doc).clips[0]
+    drop = t.drop_stray_attempt("p1", clip, "t0")
+    assert drop is not None
+    dropped = step(doc, drop)
+    assert not matches(dropped, write.filter)
+    again = step(dropped, cancel(dropped))
+    assert project_from_document(again).clips[0].attempts["t0"].lease == clip.lease
+
+    # (B) An attempts.T without a lease whose follow never ended: it gets the clip's lease,
+    # field by field, so its task is followed after the cancel.
+    doc = charged_processing()
+    ended = {"status": "failed", "error": {"code": "taskReplaced", "message": "x"}}
+    doc["clips"]["0"]["attempts"] = {"t0": ended}
+    after = step(doc, cancel(doc))
+    followed = project_from_document(after).clips[0].attempts["t0"]
+    clips_lease = project_from_document(doc).clips[0].lease
+    assert (followed.status, followed.lease) == ("failed", clips_lease)
+    assert after[t.ATTEMPTS_DUE] == T0
+    # Guarded on the entry as read: one leased since matches nothing.
+    leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
+        "lease": {"token": "f9", "until": T0}}})})  # fmt: skip
+    assert not matches(leased, cancel(doc).filter)
+    # The end of a follow is the task's last word: no lease again.
+    final = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
+        "end_recorded": True}})})  # fmt: skip
+    assert "lease" not in step(final, cancel(final))["clips"]["0"]["attempts"]["t0"]

@@ -72,12 +72,10 @@ def check_command(
     elif replaced_task is not None:
         task_uuid, attempt = replaced_task, clip.attempts[replaced_task]
         submitted_at = attempt.submitted_at
-        watched_since = (
-            attempt.watched_since or submitted_at or attempt.queued_at or project.created_at
-        )
+        watched_since = attempt.watch_start() or project.created_at
     else:
         submitted_at = clip.submitted_at
-        watched_since = clip.watched_since or submitted_at or project.created_at
+        watched_since = clip.watch_start() or project.created_at
     return CheckClip(
         project_id=project.id,
         scene_index=scene_index,

@@ -57,6 +57,7 @@ def project_state(project: Project, events: Sequence[Event]) -> Json:
 
 def _clip_state(clip: ClipState, request: ClipRequest | None) -> Json:
     state: Json = clip.model_dump(mode="json", exclude={"attempts"})
+    state["watched_since"] = _time(clip.watch_start())
     state["attempts"] = [
         {"task_uuid": task_uuid, **attempt.model_dump(mode="json")}
         for task_uuid, attempt in clip.earlier_attempts()

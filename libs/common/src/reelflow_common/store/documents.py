@@ -227,7 +227,9 @@ def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime)
 
     Either shape: the slim one (no ``scene_index``, no ``updated_at``, the end in
     ``result``, ``queued_at`` and ``watched_since`` only where no other field says
-    them) or the one written before, with every field.
+    them) or the one written before, with every field. ``queued_at`` is filled in;
+    ``watched_since`` is kept only where no other field says it, as the slim shape
+    stores it (``ClipState.watch_start`` derives it for every clip).
     """
     values = {key: value for key, value in doc.items() if key not in _NOT_IN_STATE}
     result = doc.get("result")
@@ -238,9 +240,9 @@ def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime)
     values["scene_index"] = scene_index
     if values.get("queued_at") is None:
         values["queued_at"] = created_at
-    if values.get("watched_since") is None:
-        values["watched_since"] = values.get("submitted_at") or values["queued_at"]
     values = _with_utc_lease(_with_utc(values, _DATETIME_FIELDS))
+    if values.get("watched_since") == (values.get("submitted_at") or values["queued_at"]):
+        values["watched_since"] = None  # said by the other fields (the shape written before)
     attempts = values.get("attempts") or {}
     values["attempts"] = {key: attempt_from_document(value) for key, value in attempts.items()}
     asset = values.get("asset")

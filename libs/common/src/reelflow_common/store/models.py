@@ -75,8 +75,16 @@ class Attempt(_Frozen):
     #: the chain still following the task until its end is recorded: one an earlier task's
     #: video replaced, or one given up on that Runware may still bill
     lease: Lease | None = None
-    #: its end (Runware's, or our ceiling's) was recorded here: no chain follows it again
+    #: the end of its follow after it was given up on (Runware's, or our ceiling's) was
+    #: recorded here: no chain follows it again. An end we decided while the task was not
+    #: given up on (``taskReplaced``, not found, our ceiling) leaves it unset: a chain that
+    #: finds the task at Runware after all follows it.
     end_recorded: bool = False
+
+    def watch_start(self) -> datetime | None:
+        """When the task's watch began (``watched_since``, else its submit, else its queueing):
+        a re-armed chain's ceiling counts from here."""
+        return self.watched_since or self.submitted_at or self.queued_at
 
     def view(self, task_uuid: str) -> AttemptView:
         return AttemptView(
@@ -118,7 +126,8 @@ class ClipState(_Frozen):
     queued_at: datetime | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
-    #: when the current watch began: the ceiling (``poll_max_age_s``) counts from here
+    #: when the current watch began, as stored: only where no other field says it (a clip
+    #: watched again after ``timedOut``); :meth:`watch_start` says it for every clip
     watched_since: datetime | None = None
     lease: Lease | None = None
     #: Runware's progress of the current task (0-99), stored now and then while processing
@@ -171,6 +180,15 @@ class ClipState(_Frozen):
         if self.status is ClipStatus.SUCCESS and self.asset and self.asset.status == "stored":
             return self.asset.key
         return None
+
+    def watch_start(self) -> datetime | None:
+        """When the current watch began: the ceiling (``poll_max_age_s``) counts from here.
+
+        Derived, never stored: what an attempt copies of the clip (:meth:`as_attempt`) is
+        the stored ``watched_since`` only, so an entry carries that field (which the release
+        before refuses) only where a rewatch set it.
+        """
+        return self.watched_since or self.submitted_at or self.queued_at
 
     def earlier_attempts(self) -> list[tuple[str, Attempt]]:
         """The earlier tasks as (task UUID, attempt), oldest first."""

@@ -548,17 +548,43 @@ def cancel(
     if clip.status is ClipStatus.PROCESSING and lease is None and follow_token is not None:
         lease = Lease(token=follow_token, until=now)  # run out: no chain holds it
     if clip.status is ClipStatus.PROCESSING and lease is not None:
-        prefix = f"{path}.attempts.{clip.task_uuid}"
-        if clip.task_uuid not in clip.attempts:
-            followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
-            update.set[prefix] = attempt_document(followed.as_attempt())
-            guard[prefix] = {"$exists": False}
-            # Below the claim of an attempts pass under way, whose release then matches nothing.
-            update.min[ATTEMPTS_DUE] = min(now, lease.until)
+        _follow_cancelled(update, guard, clip, lease, now=now)
     settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
     return update.build(
         guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
     )
+
+
+def _follow_cancelled(
+    update: _Update, guard: Document, clip: ClipState, lease: Lease, *, now: datetime
+) -> None:
+    """The cancelled processing clip's task stays followed under ``lease`` in ``attempts.T``.
+
+    A new entry where none is; an entry there already (a stray a mixed release left, or
+    one whose follow ended) is guarded as read — its status and its lease, or that it has
+    none — so a repair that drops it meanwhile makes the caller read again; kept as it is if
+    leased (its chain follows the task), else given ``lease`` (field by field), unless the
+    task's last word is recorded there (a video, or the end of a follow).
+    """
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
+    attempt = clip.attempts.get(clip.task_uuid)
+    if attempt is None:
+        followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
+        update.set[prefix] = attempt_document(followed.as_attempt())
+        guard[prefix] = {"$exists": False}
+    else:
+        guard[f"{prefix}.status"] = attempt.status.value
+        if attempt.lease is not None:
+            guard[f"{prefix}.lease.token"] = attempt.lease.token
+            guard[f"{prefix}.lease.until"] = attempt.lease.until
+            update.min[ATTEMPTS_DUE] = attempt.lease.until  # re-armed if its chain is lost
+            return
+        guard[f"{prefix}.lease"] = {"$exists": False}
+        if attempt.status is ClipStatus.SUCCESS or attempt.end_recorded:
+            return
+        update.set[f"{prefix}.lease"] = lease.model_dump()
+    # Below the claim of an attempts pass under way, whose release then matches nothing.
+    update.min[ATTEMPTS_DUE] = min(now, lease.until)
 
 
 def follow_given_up(
@@ -579,7 +605,7 @@ def follow_given_up(
     repair path, bills a video once (late: the task's reservation was freed when it was
     given up on). None when nothing is to be followed: the task is the open clip's (its
     own chain follows it), its attempt still holds a lease (another chain follows it), has
-    its video, or its end was recorded (``end_recorded``: an end is recorded once).
+    its video, or the end of a follow was recorded (``end_recorded``: recorded once).
     """
     path = clip_path(clip.scene_index)
     prefix = f"{path}.attempts.{task_uuid}"
@@ -969,6 +995,9 @@ def _attempt_ended(
     update = _Update()
     prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
     # Given up on before (failed, cancelled): its reservation was freed, the video is billed late.
+    # Only the end of such a follow is the task's last word (``end_recorded``): an end we
+    # decided ourselves (``taskReplaced``, not found after the grace, our ceiling) lets the
+    # task be followed should a chain find it at Runware after all.
     late = attempt.status.is_terminal
     if isinstance(result, TaskSucceeded):
         ended = attempt.model_copy(
@@ -980,7 +1009,7 @@ def _attempt_ended(
                 "error": None,
                 "completed_at": now,
                 "late": late,
-                "end_recorded": True,
+                "end_recorded": late,
             }
         )
         update.cost(result.cost)
@@ -995,7 +1024,7 @@ def _attempt_ended(
                 "status": ClipStatus.FAILED,
                 "error": error,
                 "completed_at": now,
-                "end_recorded": True,
+                "end_recorded": late,
             }
         )
     if new:
@@ -1014,7 +1043,9 @@ def _attempt_ended(
             "end_recorded",
         )
         document = attempt_document(ended)
-        update.set |= {f"{prefix}.{name}": document[name] for name in fields}
+        # ``end_recorded`` only where set (the end of a follow): an entry without it reads the
+        # same, in the release before too.
+        update.set |= {f"{prefix}.{name}": document[name] for name in fields if name in document}
         update.unset.append(f"{prefix}.lease")  # its chain is done
         # The clip as read: what became of the result (recorded here, not taken by the
         # clip) was decided by the clip's status, so a retry meanwhile makes this stale.
@@ -1080,13 +1111,16 @@ def earlier_task_submitted(
         f"{prefix}.status": ClipStatus.PROCESSING.value,
         f"{prefix}.submitted_at": now,
     }
+    # Its watch starts at this submit, as a clip's does (``mark_processing``): a watch the
+    # attempt carried from its queueing would time a re-armed chain out from there.
+    update: Document = {"$set": to_set, "$unset": {f"{prefix}.watched_since": ""}}
     if attempt.lease is not None:
         # The submit chain goes on as the task's poll chain: its lease runs on.
         guard[f"{prefix}.lease.token"] = token
         to_set[f"{prefix}.lease.until"] = lease_until
         if new_token is not None:
             to_set[f"{prefix}.lease.token"] = new_token
-    return Write(guard, {"$set": to_set})
+    return Write(guard, update)
 
 
 def _earlier_task_succeeded(

@@ -112,9 +112,7 @@ class AttemptsReconciler(ReconcilerPass):
         now = self._now()
         # The ceiling counts from the task's watch (copied from the clip as it left the task),
         # not from this re-arm: a chain re-armed again and again still ends at the ceiling.
-        watched_since = (
-            attempt.watched_since or attempt.submitted_at or attempt.queued_at or project.created_at
-        )
+        watched_since = attempt.watch_start() or project.created_at
         # A queued task may have been submitted as late as its chain's lease ran (a retry's
         # task is read before each submit, so never after it was replaced): Runware's
         # visibility grace counts from there, or an answerless submit could be failed and its

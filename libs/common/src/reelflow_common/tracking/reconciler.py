@@ -138,7 +138,7 @@ class Reconciler(ReconcilerPass):
         now = self._now()
         watch = Watch(
             since_submit_s=seconds_between(clip.submitted_at or now, now),
-            watched_s=seconds_between(clip.watched_since or project.created_at, now),
+            watched_s=seconds_between(clip.watch_start() or project.created_at, now),
         )
         if clip.status is ClipStatus.PROCESSING:
             decision = self._policy.decide(outcome, watch)
