@@ -18,6 +18,7 @@ import pytest
 
 from reelflow_common.store.documents import PROJECT_INDEXES
 from reelflow_devtools import secantusd_index_diff
+from tests.fixtures.secantus_stores import opened_stores
 
 pytestmark = pytest.mark.integration
 
@@ -79,17 +80,8 @@ def _open(path: Path) -> Any:
 
 @pytest.fixture
 def stores(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
-    opened: list[Any] = []
-
-    def open_store(name: str) -> Any:
-        opened.append(_open(tmp_path / name))
-        return opened[-1]
-
-    try:
+    with opened_stores(tmp_path, _open) as open_store:
         yield open_store
-    finally:
-        for store in opened:
-            store.close()
 
 
 @pytest.fixture

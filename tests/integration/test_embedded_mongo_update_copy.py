@@ -18,6 +18,7 @@ import bson
 import pytest
 
 from reelflow_devtools import secantusd_update_copy
+from tests.fixtures.secantus_stores import opened_stores
 
 pytestmark = pytest.mark.integration
 
@@ -99,23 +100,18 @@ UPDATES: list[tuple[dict[str, Any], Any, dict[str, Any]]] = [
 ]
 
 
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+def _open(path: Path) -> Any:
     from secantus import storage
 
-    opened: list[Any] = []
+    store = storage.Storage(str(path))
+    store.insert(DB, COLL, [_project(1), _project(2), _project(3)])
+    return store
 
-    def open_store(name: str) -> Any:
-        store = storage.Storage(str(tmp_path / name))
-        store.insert(DB, COLL, [_project(1), _project(2), _project(3)])
-        opened.append(store)
-        return store
 
-    try:
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+    with opened_stores(tmp_path, _open) as open_store:
         yield open_store
-    finally:
-        for store in opened:
-            store.close()
 
 
 @pytest.fixture
