@@ -822,6 +822,25 @@ def test_an_earlier_task_whose_attempt_ended_is_followed_field_by_field() -> Non
     assert after[t.ATTEMPTS_DUE] == T0
 
 
+def test_an_earlier_task_that_ended_while_queued_is_followed_from_the_submit_found() -> None:
+    doc = retry(step(new_doc(1), to_terminal(0, BROKEN)))
+    read = project_from_document(doc).clips[0]
+    assert read.attempts["t0"].submitted_at is None  # failed before Runware took it
+
+    write = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+
+    assert write is not None
+    followed = project_from_document(step(doc, write)).clips[0].attempts["t0"]
+    assert (followed.submitted_at, followed.watched_since) == (T0, T0)
+    # One whose submit is recorded keeps it.
+    doc["clips"]["0"]["attempts"]["t0"]["submitted_at"] = T0 - LEASE
+    read = project_from_document(doc).clips[0]
+    write = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    assert write is not None
+    kept = project_from_document(step(doc, write)).clips[0].attempts["t0"]
+    assert kept.submitted_at == T0 - LEASE
+
+
 def followed_failed_clip(code: str) -> dict[str, Any]:
     """A failed clip (``code``) whose own task Runware turned out to hold: followed (``f1``)."""
     doc = new_doc(1)

@@ -601,11 +601,12 @@ def follow_given_up(
 
     ``task_uuid`` is the clip's own task (the clip was cancelled or failed while its submit
     was on its way: a new entry, as the clip was) or an earlier task whose attempt had ended
-    (cancelled or failed: its lease only). History, no event; its end, recorded by the
-    repair path, bills a video once (late: the task's reservation was freed when it was
-    given up on). None when nothing is to be followed: the task is the open clip's (its
-    own chain follows it), its attempt still holds a lease (another chain follows it), has
-    its video, or the end of a follow was recorded (``end_recorded``: recorded once).
+    (cancelled or failed: its lease and watch, and a submit now if it has none). History,
+    no event; its end, recorded by the repair path, bills a video once (late: the task's
+    reservation was freed when it was given up on). None when nothing is to be followed:
+    the task is the open clip's (its own chain follows it), its attempt still holds a lease
+    (another chain follows it), has its video, or the end of a follow was recorded
+    (``end_recorded``: recorded once).
     """
     path = clip_path(clip.scene_index)
     prefix = f"{path}.attempts.{task_uuid}"
@@ -633,6 +634,11 @@ def follow_given_up(
         guard[f"{prefix}.lease"] = {"$exists": False}
         guard[f"{prefix}.end_recorded"] = {"$ne": True}
         to_set = {f"{prefix}.lease": lease, f"{prefix}.watched_since": now}
+        if attempt.submitted_at is None:
+            # Ended while still queued (a replaced task): Runware's grace and the re-armed
+            # chain's ceiling count from the submit found now, as for a new entry.
+            guard[f"{prefix}.submitted_at"] = None  # null or absent, as read
+            to_set[f"{prefix}.submitted_at"] = now
     else:
         return None
     return Write(guard, {"$set": to_set, "$min": {ATTEMPTS_DUE: now}})
