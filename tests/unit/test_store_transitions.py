@@ -561,6 +561,21 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     )
 
 
+def test_an_earlier_task_submitted_is_watched_from_its_submit_not_its_queueing() -> None:
+    doc = new_doc(1)
+    # A watch carried from its queueing (a re-armed chain, an older release).
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued", "watched_since": T0 - LEASE}}
+    clip = project_from_document(doc).clips[0]
+
+    write = t.earlier_task_submitted("p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE)
+
+    assert write is not None
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
+    assert project_from_document(after).clips[0].attempts["t8"].watch_start() == T0
+
+
 def test_only_the_chain_holding_an_earlier_tasks_lease_marks_it_processing() -> None:
     doc = new_doc(1)
     lease = {"token": "chain-a", "until": T0}
