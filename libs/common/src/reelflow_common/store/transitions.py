@@ -1001,9 +1001,9 @@ def _attempt_ended(
     update = _Update()
     prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
     # Given up on before (failed, cancelled): its reservation was freed, the video is billed late.
-    # Only the end of such a follow is the task's last word (``end_recorded``): an end we
-    # decided ourselves (``taskReplaced``, not found after the grace, our ceiling) lets the
-    # task be followed should a chain find it at Runware after all.
+    # Only the end of such a follow is the task's last word (``end_recorded``): any other end
+    # (one we decided, ``taskReplaced``, not found after the grace, our ceiling; or Runware's
+    # own) lets the task be followed should a chain find it at Runware after all.
     late = attempt.status.is_terminal
     if isinstance(result, TaskSucceeded):
         ended = attempt.model_copy(
