@@ -1056,17 +1056,19 @@ def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> No
     assert rewatched_cancelled["clips"]["0"]["attempts"]["t0"]["watched_since"] == later
 
 
-def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read() -> None:
-    # (A) A stray leased attempts.T: the cancel keeps it, guarded on its lease as read, so a
+def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> None:
+    # (A) A stray leased attempts.T (an old api's rewatch left it beside the clip's chain):
+    # the cancel moves the clip's lease in, guarded on the stray's lease as read, so a
     # repair that dropped it meanwhile makes the cancel read again (and write a new entry).
     doc = charged_processing()
     stray = {"status": "cancelled", "lease": {"token": "s1", "until": T0}}
     doc["clips"]["0"]["attempts"] = {"t0": stray}
     write = cancel(doc)
-    kept = step(doc, write)
-    assert kept["clips"]["0"]["attempts"]["t0"] == stray
-    assert kept[t.ATTEMPTS_DUE] == T0
+    moved = project_from_document(step(doc, write)).clips[0].attempts["t0"]
     clip = project_from_document(doc).clips[0]
+    assert (moved.status, moved.lease) == ("cancelled", clip.lease)
+    assert moved.watch_start() == clip.watch_start()  # the clip's watch, not an older one
+    assert step(doc, write)[t.ATTEMPTS_DUE] == T0
     drop = t.drop_stray_attempt("p1", clip, "t0")
     assert drop is not None
     dropped = step(doc, drop)
@@ -1088,7 +1090,15 @@ def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read()
     leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
         "lease": {"token": "f9", "until": T0}}})})  # fmt: skip
     assert not matches(leased, cancel(doc).filter)
-    # The end of a follow is the task's last word: no lease again.
+    # An end recorded before the old api's rewatch is no last word: the clip's chain
+    # followed the task again since, and follows it on from the attempt.
     final = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
         "end_recorded": True}})})  # fmt: skip
-    assert "lease" not in step(final, cancel(final))["clips"]["0"]["attempts"]["t0"]
+    write = cancel(final)
+    again = project_from_document(step(final, write)).clips[0].attempts["t0"]
+    assert (again.lease, again.end_recorded) == (clips_lease, False)
+    assert not matches(doc, write.filter)  # guarded on that end as read
+    # A video stays the task's last word.
+    video = {"status": "success", "video_url": "https://v/0.mp4", "cost": 0.3}
+    done = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": video})})
+    assert step(done, cancel(done))["clips"]["0"]["attempts"]["t0"] == video
