@@ -26,6 +26,8 @@ from reelflow_common.polling.delivery import send_check
 from reelflow_common.store import (
     TIMED_OUT,
     Attempt,
+    Change,
+    ClipState,
     NewProject,
     Project,
     ProjectStore,
@@ -618,3 +620,51 @@ async def test_a_cancel_racing_the_drop_of_a_stray_attempt_still_follows_the_tas
     assert (after.status, after.lease) == (ClipStatus.CANCELLED, None)
     followed = after.attempts[clip.task_uuid]
     assert followed.lease == clip.lease
+
+
+class EndsAttemptAfterRead(ProjectStore):
+    """A store whose repair of a replaced task's submit races the attempts reconciler, which
+    records that task (still queued as read) not found at Runware, past the grace."""
+
+    ended: bool = False
+
+    async def _earlier_submitted(
+        self,
+        project_id: str,
+        clip: ClipState,
+        task_uuid: str,
+        token: str | None,
+        new_token: str | None,
+    ) -> Change | None:
+        if not self.ended:
+            self.ended = True
+            lost = TaskFailed(code="taskFailedOrNotFound", message="not found")
+            assert (await self.record(project_id, clip.scene_index, task_uuid, lost)).applied
+        return await super()._earlier_submitted(project_id, clip, task_uuid, token, new_token)
+
+
+async def test_a_replaced_tasks_submit_racing_its_end_reads_again_and_follows_it(
+    world: World, mongo_db: Any
+) -> None:
+    project = await world.new_project("a fox [sim:latency=60000]")
+    first = project.clips[0].task_uuid
+    lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know the task.")
+    assert (await world.projects.record(project.id, 0, first, lost)).applied
+    assert await world.projects.retry(project.id, tenant_id=world.tenant_id) is not None
+    retried = world.submit_of(await world.project(project.id))
+    # The retry's submit is on its way to Runware, which takes it (and bills it)...
+    await world.runware.submit_video(video_request(retried, webhook_url=None))
+    # ... while the first task's video comes: the retry's task moves to its attempt, queued.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, first, late)).applied
+    store = EndsAttemptAfterRead(mongo_db, lease_s=LEASE_S)
+
+    # Its chain marks the attempt processing; between that repair's read and its write the
+    # attempt is recorded failed: the repair reads again and says it was given up on.
+    change = await store.mark_processing(project.id, 0, retried.task_uuid, token=retried.token)
+
+    assert (change.applied, change.given_up) == (False, True)
+    lease = await store.follow_given_up(project.id, 0, retried.task_uuid)
+    assert lease is not None
+    attempt = (await world.project(project.id)).clips[0].attempts[retried.task_uuid]
+    assert (attempt.status, attempt.lease) == (ClipStatus.FAILED, lease)

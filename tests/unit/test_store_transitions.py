@@ -561,6 +561,21 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     )
 
 
+def test_an_earlier_task_submitted_is_watched_from_its_submit_not_its_queueing() -> None:
+    doc = new_doc(1)
+    # A watch carried from its queueing (a re-armed chain, an older release).
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued", "watched_since": T0 - LEASE}}
+    clip = project_from_document(doc).clips[0]
+
+    write = t.earlier_task_submitted("p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE)
+
+    assert write is not None
+    after = find_one_and_update(doc, write.filter, write.update)
+    assert after is not None
+    assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
+    assert project_from_document(after).clips[0].attempts["t8"].watch_start() == T0
+
+
 def test_only_the_chain_holding_an_earlier_tasks_lease_marks_it_processing() -> None:
     doc = new_doc(1)
     lease = {"token": "chain-a", "until": T0}
@@ -822,6 +837,25 @@ def test_an_earlier_task_whose_attempt_ended_is_followed_field_by_field() -> Non
     assert after[t.ATTEMPTS_DUE] == T0
 
 
+def test_an_earlier_task_that_ended_while_queued_is_followed_from_the_submit_found() -> None:
+    doc = retry(step(new_doc(1), to_terminal(0, BROKEN)))
+    read = project_from_document(doc).clips[0]
+    assert read.attempts["t0"].submitted_at is None  # failed before Runware took it
+
+    write = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+
+    assert write is not None
+    followed = project_from_document(step(doc, write)).clips[0].attempts["t0"]
+    assert (followed.submitted_at, followed.watched_since) == (T0, T0)
+    # One whose submit is recorded keeps it.
+    doc["clips"]["0"]["attempts"]["t0"]["submitted_at"] = T0 - LEASE
+    read = project_from_document(doc).clips[0]
+    write = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    assert write is not None
+    kept = project_from_document(step(doc, write)).clips[0].attempts["t0"]
+    assert kept.submitted_at == T0 - LEASE
+
+
 def followed_failed_clip(code: str) -> dict[str, Any]:
     """A failed clip (``code``) whose own task Runware turned out to hold: followed (``f1``)."""
     doc = new_doc(1)
@@ -1022,17 +1056,19 @@ def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> No
     assert rewatched_cancelled["clips"]["0"]["attempts"]["t0"]["watched_since"] == later
 
 
-def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read() -> None:
-    # (A) A stray leased attempts.T: the cancel keeps it, guarded on its lease as read, so a
+def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> None:
+    # (A) A stray leased attempts.T (an old api's rewatch left it beside the clip's chain):
+    # the cancel moves the clip's lease in, guarded on the stray's lease as read, so a
     # repair that dropped it meanwhile makes the cancel read again (and write a new entry).
     doc = charged_processing()
     stray = {"status": "cancelled", "lease": {"token": "s1", "until": T0}}
     doc["clips"]["0"]["attempts"] = {"t0": stray}
     write = cancel(doc)
-    kept = step(doc, write)
-    assert kept["clips"]["0"]["attempts"]["t0"] == stray
-    assert kept[t.ATTEMPTS_DUE] == T0
+    moved = project_from_document(step(doc, write)).clips[0].attempts["t0"]
     clip = project_from_document(doc).clips[0]
+    assert (moved.status, moved.lease) == ("cancelled", clip.lease)
+    assert moved.watch_start() == clip.watch_start()  # the clip's watch, not an older one
+    assert step(doc, write)[t.ATTEMPTS_DUE] == T0
     drop = t.drop_stray_attempt("p1", clip, "t0")
     assert drop is not None
     dropped = step(doc, drop)
@@ -1054,7 +1090,15 @@ def test_cancel_keeps_an_existing_attempt_of_its_task_followed_guarded_as_read()
     leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
         "lease": {"token": "f9", "until": T0}}})})  # fmt: skip
     assert not matches(leased, cancel(doc).filter)
-    # The end of a follow is the task's last word: no lease again.
+    # An end recorded before the old api's rewatch is no last word: the clip's chain
+    # followed the task again since, and follows it on from the attempt.
     final = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
         "end_recorded": True}})})  # fmt: skip
-    assert "lease" not in step(final, cancel(final))["clips"]["0"]["attempts"]["t0"]
+    write = cancel(final)
+    again = project_from_document(step(final, write)).clips[0].attempts["t0"]
+    assert (again.lease, again.end_recorded) == (clips_lease, False)
+    assert not matches(doc, write.filter)  # guarded on that end as read
+    # A video stays the task's last word.
+    video = {"status": "success", "video_url": "https://v/0.mp4", "cost": 0.3}
+    done = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": video})})
+    assert step(done, cancel(done))["clips"]["0"]["attempts"]["t0"] == video

@@ -102,9 +102,10 @@ def queued_clip_document(
 ) -> Document:
     """A clip queued for a new task, leased to the chain of ``token``.
 
-    Only what no other field says: the scene is the clip's key, and a clip queued
-    with its project (``queued_at`` None) was queued at the project's ``created_at``,
-    and is watched since it was queued until it is submitted (:func:`clip_from_document`).
+    Only what no other field says: the scene is the clip's key, a clip queued with its
+    project (``queued_at`` None) was queued at the project's ``created_at``
+    (:func:`clip_from_document`), and it is watched since it was queued until it is
+    submitted (:meth:`ClipState.watch_start`).
     """
     doc: Document = {
         "task_uuid": task_uuid,

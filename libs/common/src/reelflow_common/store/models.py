@@ -76,9 +76,10 @@ class Attempt(_Frozen):
     #: video replaced, or one given up on that Runware may still bill
     lease: Lease | None = None
     #: the end of its follow after it was given up on (Runware's, or our ceiling's) was
-    #: recorded here: no chain follows it again. An end we decided while the task was not
-    #: given up on (``taskReplaced``, not found, our ceiling) leaves it unset: a chain that
-    #: finds the task at Runware after all follows it.
+    #: recorded here: no chain follows it again. Any end of an attempt not given up on before
+    #: leaves it unset — one we decided (``taskReplaced``, not found, our ceiling) or
+    #: Runware's own: a chain that finds the task at Runware after all follows it (after
+    #: Runware's own end, harmless: at most one more follow, whose end is then recorded).
     end_recorded: bool = False
 
     def watch_start(self) -> datetime | None:

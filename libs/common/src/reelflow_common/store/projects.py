@@ -259,7 +259,9 @@ class ProjectStore:
         task_uuid: str,
         token: str | None,
         new_token: str | None,
-    ) -> Change:
+    ) -> Change | None:
+        """What the submit of ``task_uuid``, a task the clip no longer has, changes; None when
+        its attempt moved between the read and the write (the caller reads again)."""
         now = self._now()
         lease_until = now + self._lease
         write = transitions.earlier_task_submitted(
@@ -278,7 +280,9 @@ class ProjectStore:
             return Change(False, given_up=attempt is not None and attempt.status in _GIVEN_UP)
         found = await self._projects.update_one(write.filter, write.update)
         if found.matched_count == 0:
-            return Change(False)
+            # Ended meanwhile (the attempts reconciler found it nowhere, say) or another
+            # chain's: read again, so that an ended attempt is followed as given up.
+            return None
         # Applied: the submit chain goes on checking its task, which is no longer the clip's.
         return Change(True, [], at=now, lease_until=lease_until)
 
@@ -667,7 +671,12 @@ class ProjectStore:
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             if result is None and clip.task_uuid != task_uuid:
                 # A submit Runware took, of a task the clip no longer has.
-                return await self._earlier_submitted(project_id, clip, task_uuid, token, new_token)
+                submitted = await self._earlier_submitted(
+                    project_id, clip, task_uuid, token, new_token
+                )
+                if submitted is None:
+                    continue  # its attempt moved between the read and the write: read again
+                return submitted
             if result is not None:
                 write = transitions.late_result(
                     project_id,

@@ -560,11 +560,13 @@ def _follow_cancelled(
 ) -> None:
     """The cancelled processing clip's task stays followed under ``lease`` in ``attempts.T``.
 
-    A new entry where none is; an entry there already (a stray a mixed release left, or
-    one whose follow ended) is guarded as read — its status and its lease, or that it has
-    none — so a repair that drops it meanwhile makes the caller read again; kept as it is if
-    leased (its chain follows the task), else given ``lease`` (field by field), unless the
-    task's last word is recorded there (a video, or the end of a follow).
+    A new entry where none is. An entry there already, on a processing clip, is a stray an
+    old api's rewatch left beside the clip's chain (this release's rewatch takes the task
+    back from it): unless it holds the task's video, the clip's chain, the live one, follows
+    the task from it — its lease moves in (the stray's chain stops at its renewal), the
+    watch starts no earlier than the clip's, and an end recorded there before that rewatch
+    is no last word any more. Guarded as read (its status, its lease or that it has none,
+    its ``end_recorded``), so a repair that drops it meanwhile makes the caller read again.
     """
     prefix = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
     attempt = clip.attempts.get(clip.task_uuid)
@@ -577,12 +579,19 @@ def _follow_cancelled(
         if attempt.lease is not None:
             guard[f"{prefix}.lease.token"] = attempt.lease.token
             guard[f"{prefix}.lease.until"] = attempt.lease.until
-            update.min[ATTEMPTS_DUE] = attempt.lease.until  # re-armed if its chain is lost
+        else:
+            guard[f"{prefix}.lease"] = {"$exists": False}
+        if attempt.status is ClipStatus.SUCCESS:
+            if attempt.lease is not None:
+                update.min[ATTEMPTS_DUE] = attempt.lease.until  # re-armed if its chain is lost
             return
-        guard[f"{prefix}.lease"] = {"$exists": False}
-        if attempt.status is ClipStatus.SUCCESS or attempt.end_recorded:
-            return
+        guard[f"{prefix}.end_recorded"] = True if attempt.end_recorded else {"$ne": True}
+        if attempt.end_recorded:
+            update.unset.append(f"{prefix}.end_recorded")
         update.set[f"{prefix}.lease"] = lease.model_dump()
+        start, since = clip.watch_start(), attempt.watch_start()
+        if start is not None and (since is None or start > since):
+            update.set[f"{prefix}.watched_since"] = start
     # Below the claim of an attempts pass under way, whose release then matches nothing.
     update.min[ATTEMPTS_DUE] = min(now, lease.until)
 
@@ -601,11 +610,12 @@ def follow_given_up(
 
     ``task_uuid`` is the clip's own task (the clip was cancelled or failed while its submit
     was on its way: a new entry, as the clip was) or an earlier task whose attempt had ended
-    (cancelled or failed: its lease only). History, no event; its end, recorded by the
-    repair path, bills a video once (late: the task's reservation was freed when it was
-    given up on). None when nothing is to be followed: the task is the open clip's (its
-    own chain follows it), its attempt still holds a lease (another chain follows it), has
-    its video, or the end of a follow was recorded (``end_recorded``: recorded once).
+    (cancelled or failed: its lease and watch, and a submit now if it has none). History,
+    no event; its end, recorded by the repair path, bills a video once (late: the task's
+    reservation was freed when it was given up on). None when nothing is to be followed:
+    the task is the open clip's (its own chain follows it), its attempt still holds a lease
+    (another chain follows it), has its video, or the end of a follow was recorded
+    (``end_recorded``: recorded once).
     """
     path = clip_path(clip.scene_index)
     prefix = f"{path}.attempts.{task_uuid}"
@@ -633,6 +643,11 @@ def follow_given_up(
         guard[f"{prefix}.lease"] = {"$exists": False}
         guard[f"{prefix}.end_recorded"] = {"$ne": True}
         to_set = {f"{prefix}.lease": lease, f"{prefix}.watched_since": now}
+        if attempt.submitted_at is None:
+            # Ended while still queued (a replaced task): Runware's grace and the re-armed
+            # chain's ceiling count from the submit found now, as for a new entry.
+            guard[f"{prefix}.submitted_at"] = None  # null or absent, as read
+            to_set[f"{prefix}.submitted_at"] = now
     else:
         return None
     return Write(guard, {"$set": to_set, "$min": {ATTEMPTS_DUE: now}})
@@ -995,9 +1010,9 @@ def _attempt_ended(
     update = _Update()
     prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
     # Given up on before (failed, cancelled): its reservation was freed, the video is billed late.
-    # Only the end of such a follow is the task's last word (``end_recorded``): an end we
-    # decided ourselves (``taskReplaced``, not found after the grace, our ceiling) lets the
-    # task be followed should a chain find it at Runware after all.
+    # Only the end of such a follow is the task's last word (``end_recorded``): any other end
+    # (one we decided, ``taskReplaced``, not found after the grace, our ceiling; or Runware's
+    # own) lets the task be followed should a chain find it at Runware after all.
     late = attempt.status.is_terminal
     if isinstance(result, TaskSucceeded):
         ended = attempt.model_copy(
