@@ -1095,8 +1095,8 @@ def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> N
     final = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
         "end_recorded": True}})})  # fmt: skip
     write = cancel(final)
-    again = project_from_document(step(final, write)).clips[0].attempts["t0"]
-    assert (again.lease, again.end_recorded) == (clips_lease, False)
+    refollowed = project_from_document(step(final, write)).clips[0].attempts["t0"]
+    assert (refollowed.lease, refollowed.end_recorded) == (clips_lease, False)
     assert not matches(doc, write.filter)  # guarded on that end as read
     # A video stays the task's last word.
     video = {"status": "success", "video_url": "https://v/0.mp4", "cost": 0.3}
