@@ -12,6 +12,9 @@ T = TypeVar("T")
 # a passing test never waits this long, a failing one says what it waited for.
 DEADLINE_S = 20.0  # for what the test process runs itself (services, simulator, clients)
 PROCESS_DEADLINE_S = 90.0  # for the services run as processes (the end-to-end tests)
+# for a service started in the test process to link to the shared broker: declaring its
+# quorum queues waits while other tests' workers create and delete hundreds of theirs
+READY_DEADLINE_S = 60.0
 PROCESS_PAUSE_S = 0.2  # between probes that each cost a request to a running process
 PAUSE_S = 0.02
 

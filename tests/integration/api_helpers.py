@@ -34,7 +34,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_lane
 from reelflow_devtools.launcher import delete_topology_queues
-from tests.waiting import eventually, eventually_matches
+from tests.waiting import READY_DEADLINE_S, eventually, eventually_matches
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -203,7 +203,10 @@ async def running_api(
     ):
         if wait_until_ready:
             await eventually_matches(
-                lambda: client.get("/readyz"), lambda r: r.status_code == 200, "the API ready"
+                lambda: client.get("/readyz"),
+                lambda r: r.status_code == 200,
+                "the API ready",
+                READY_DEADLINE_S,
             )
         yield Api(
             app=app,

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.main import server_config
 from reelflow_notifier.settings import Settings
-from tests.waiting import DEADLINE_S, eventually
+from tests.waiting import DEADLINE_S, READY_DEADLINE_S, eventually
 
 
 class _Server(uvicorn.Server):
@@ -62,7 +62,7 @@ async def running_notifier(
         assert isinstance(app, Starlette)
         running = RunningNotifier(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", app)
         if wait_until_ready:
-            await eventually(lambda: _ready(running), "notifier ready")
+            await eventually(lambda: _ready(running), "notifier ready", READY_DEADLINE_S)
         yield running
     finally:
         server.should_exit = True

@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from reelflow_api.__main__ import server_config
 from reelflow_api.settings import Settings
 from reelflow_common.logging import configure_logging
-from tests.waiting import DEADLINE_S, eventually
+from tests.waiting import DEADLINE_S, READY_DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +53,7 @@ async def test_the_webhook_secret_and_a_video_signature_are_in_no_log_line(
     try:
         await eventually(lambda: server.started, "the api serving")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            await eventually(_ready(http), "the api ready")
+            await eventually(_ready(http), "the api ready", READY_DEADLINE_S)
             body = {"data": [{"taskUUID": str(uuid.uuid4()), "status": "success"}]}
             hint = await http.post(
                 f"/v1/webhooks/runware/{CANARY}", params={"project_id": "p-1"}, json=body
