@@ -7,6 +7,8 @@ import itertools
 import pytest
 
 from reelflow_common.polling.histogram import (
+    END_BUCKET,
+    FIRST_BUCKET,
     N_BUCKETS,
     Histogram,
     bucket_of,
@@ -19,12 +21,25 @@ TARGET = Target(delay_s=10.0, late_fraction=0.05, max_interval_s=60.0, first_qua
 
 
 def test_buckets_are_log_spaced_and_clamp_at_both_ends() -> None:
-    assert bucket_of(0.2) == 0
+    assert bucket_of(0.001) == FIRST_BUCKET == -128  # below 2**-8 s
+    assert bucket_of(0.2) == -38  # 2**(-38/16) ≈ 0.193 ≤ 0.2 < 2**(-37/16)
     assert bucket_of(1.0) == 0
     assert bucket_of(2.0) == 16
     assert bucket_of(90.0) == 103  # 2**(103/16) ≈ 86.9 ≤ 90 < 2**(104/16) ≈ 90.5
     assert edge(103) <= 90.0 < edge(104)
-    assert bucket_of(10**6) == N_BUCKETS - 1
+    assert bucket_of(10**6) == END_BUCKET - 1 == 223
+
+
+def test_sub_second_completions_are_learned_and_planned_for() -> None:
+    """A compressed stack (``make bench``) finishes tasks in milliseconds: the plan's
+    first check must be able to come that soon, not at the 1 s the scheme began at."""
+    dist = Histogram.from_counts({bucket_of(0.05): 50.0})
+    assert dist.quantile(0.5) == pytest.approx(0.05, rel=0.05)
+    assert dist.cdf(0.04) == 0.0
+    assert dist.cdf(0.06) == 1.0
+    plan = optimal_plan(dist, Target(0.1, 0.05, 0.6, 0.01))
+    assert plan.checks[0] < 0.1
+    assert Histogram.log_normal(0.2, 0.7).quantile(0.5) == pytest.approx(0.2, rel=0.05)
 
 
 def test_a_log_normal_has_its_median_and_spread() -> None:

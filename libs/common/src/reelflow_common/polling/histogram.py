@@ -1,10 +1,16 @@
 """Completion times as a histogram on log-spaced buckets, and the generic prior.
 
 Bucket ``k`` holds times in ``[2**(k/16), 2**((k+1)/16))`` seconds: 16 buckets per
-doubling (4.4 % wide) from 1 s to 2**14 s (4.5 h); anything shorter counts in the
-first bucket, anything longer in the last. The scheme is fixed, so bucket numbers
-can be shared counters in MongoDB. Inside a bucket, mass is spread evenly in
-``log t``.
+doubling (4.4 % wide) from 2**-8 s (3.9 ms, bucket -128) to 2**14 s (4.5 h, bucket
+223); anything shorter counts in the first bucket, anything longer in the last. The
+scheme is fixed, so bucket numbers can be shared counters in MongoDB. Inside a
+bucket, mass is spread evenly in ``log t``.
+
+Why below a second, when no video is that fast: a stack whose schedule settings are
+compressed (the simulator's speedup, ``make bench``) must be able to learn and plan
+its own time scale. Until 2026-12 the first bucket started at 1 s (bucket 0, with
+everything shorter in it); the numbers of buckets from 1 s up did not change, and
+the few sub-second completions stored in bucket 0 before then stay there.
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 BUCKETS_PER_DOUBLING = 16
-N_BUCKETS = BUCKETS_PER_DOUBLING * 14
-_MAX_S = 2.0 ** (N_BUCKETS / BUCKETS_PER_DOUBLING)
+#: The first bucket's number (2**-8 s) and the number one past the last (2**14 s).
+FIRST_BUCKET = -BUCKETS_PER_DOUBLING * 8
+END_BUCKET = BUCKETS_PER_DOUBLING * 14
+N_BUCKETS = END_BUCKET - FIRST_BUCKET
+_MIN_S = 2.0 ** (FIRST_BUCKET / BUCKETS_PER_DOUBLING)
+_MAX_S = 2.0 ** (END_BUCKET / BUCKETS_PER_DOUBLING)
 
 #: The generic prior for a model nobody has observed yet: log-normal, median 110 s,
 #: sigma 0.7 (5-95 % ≈ 35-350 s, 99.5 % ≈ 10 min). From public reports of Runware
@@ -28,24 +38,29 @@ PRIOR_SIGMA = 0.7
 
 
 def edge(k: int) -> float:
-    """Lower edge of bucket ``k`` in seconds (``edge(N_BUCKETS)`` is the top)."""
+    """Lower edge of bucket ``k`` in seconds (``edge(END_BUCKET)`` is the top)."""
     return float(2.0 ** (k / BUCKETS_PER_DOUBLING))
 
 
 def bucket_of(seconds: float) -> int:
     """The bucket that counts a completion ``seconds`` after submission."""
-    if seconds < 1.0:
-        return 0
-    return min(N_BUCKETS - 1, math.floor(BUCKETS_PER_DOUBLING * math.log2(seconds)))
+    if seconds < _MIN_S:
+        return FIRST_BUCKET
+    return min(END_BUCKET - 1, math.floor(BUCKETS_PER_DOUBLING * math.log2(seconds)))
 
 
 def _position(seconds: float) -> float:
     """Continuous bucket coordinate: ``k + fraction`` of the way through bucket ``k``."""
-    if seconds <= 1.0:
-        return 0.0
+    if seconds <= _MIN_S:
+        return float(FIRST_BUCKET)
     if seconds >= _MAX_S:
-        return float(N_BUCKETS)
+        return float(END_BUCKET)
     return BUCKETS_PER_DOUBLING * math.log2(seconds)
+
+
+def _index(k: int) -> int:
+    """Where bucket ``k`` sits in ``Histogram.masses``."""
+    return k - FIRST_BUCKET
 
 
 def _normal_cdf(x: float) -> float:
@@ -54,7 +69,10 @@ def _normal_cdf(x: float) -> float:
 
 @dataclass(frozen=True)
 class Histogram:
-    """A distribution of completion times; ``masses`` need not sum to one."""
+    """A distribution of completion times; ``masses`` need not sum to one.
+
+    ``masses[i]`` is bucket ``FIRST_BUCKET + i``.
+    """
 
     masses: tuple[float, ...]
     _cumulative: tuple[float, ...] = field(init=False, repr=False, compare=False)
@@ -74,14 +92,17 @@ class Histogram:
     def from_counts(cls, counts: Mapping[int, float]) -> Histogram:
         masses = [0.0] * N_BUCKETS
         for k, count in counts.items():
-            masses[k] += count
+            masses[_index(k)] += count
         return cls(tuple(masses))
 
     @classmethod
     def log_normal(cls, median_s: float, sigma: float) -> Histogram:
         """``median * exp(sigma * N(0, 1))``, with both tails folded into the end buckets."""
         mu = math.log(median_s)
-        cdfs = [_normal_cdf((math.log(edge(k)) - mu) / sigma) for k in range(N_BUCKETS + 1)]
+        cdfs = [
+            _normal_cdf((math.log(edge(k)) - mu) / sigma)
+            for k in range(FIRST_BUCKET, END_BUCKET + 1)
+        ]
         cdfs[0], cdfs[-1] = 0.0, 1.0
         return cls(tuple(max(0.0, hi - lo) for lo, hi in itertools.pairwise(cdfs)))
 
@@ -98,25 +119,25 @@ class Histogram:
         scale = prior_weight / self.total
         masses = [m * scale for m in self.masses]
         for k, count in counts.items():
-            masses[k] += count
+            masses[_index(k)] += count
         return Histogram(tuple(masses))
 
     def cdf(self, seconds: float) -> float:
         """P(completion ≤ seconds)."""
-        position = _position(seconds)
-        k = min(N_BUCKETS - 1, int(position))
-        below = self._cumulative[k] + self.masses[k] * (position - k)
+        position = _position(seconds) - FIRST_BUCKET
+        i = min(N_BUCKETS - 1, int(position))
+        below = self._cumulative[i] + self.masses[i] * (position - i)
         return min(1.0, below / self.total)
 
     def quantile(self, q: float) -> float:
         """The smallest time by which a fraction ``q`` of completions are done."""
         target = min(max(q, 0.0), 1.0) * self.total
-        k = min(N_BUCKETS - 1, max(0, bisect_right(self._cumulative, target) - 1))
-        while k > 0 and self.masses[k] == 0 and self._cumulative[k] >= target:
-            k -= 1
-        mass = self.masses[k]
-        fraction = 0.0 if mass == 0 else min(1.0, (target - self._cumulative[k]) / mass)
-        return float(2.0 ** ((k + fraction) / BUCKETS_PER_DOUBLING))
+        i = min(N_BUCKETS - 1, max(0, bisect_right(self._cumulative, target) - 1))
+        while i > 0 and self.masses[i] == 0 and self._cumulative[i] >= target:
+            i -= 1
+        mass = self.masses[i]
+        fraction = 0.0 if mass == 0 else min(1.0, (target - self._cumulative[i]) / mass)
+        return float(2.0 ** ((FIRST_BUCKET + i + fraction) / BUCKETS_PER_DOUBLING))
 
     def spread(self, after_s: float, until_s: float) -> dict[int, float]:
         """One completion known to lie in ``(after_s, until_s]``, split over the buckets
@@ -126,11 +147,11 @@ class Histogram:
         if hi <= lo:
             return {bucket_of(until_s): 1.0}
         shares: dict[int, float] = {}
-        for k in range(int(lo), min(N_BUCKETS - 1, int(hi)) + 1):
+        for k in range(math.floor(lo), min(END_BUCKET - 1, math.floor(hi)) + 1):
             overlap = min(hi, k + 1.0) - max(lo, float(k))
             if overlap > 0:
                 shares[k] = overlap
-        weighted = {k: share * self.masses[k] for k, share in shares.items()}
+        weighted = {k: share * self.masses[_index(k)] for k, share in shares.items()}
         total = sum(weighted.values())
         if total <= 0:
             weighted, total = shares, sum(shares.values())

@@ -29,7 +29,7 @@ from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.mongo import Database
 from reelflow_common.polling.book import CompletionBook, Counts, ProfileCounts
-from reelflow_common.polling.histogram import N_BUCKETS
+from reelflow_common.polling.histogram import END_BUCKET, FIRST_BUCKET
 from reelflow_common.polling.plan import ClipProfile
 
 COLLECTION = "poll_stats"
@@ -170,7 +170,7 @@ def _entry(doc: dict[str, Any]) -> tuple[str, ClipProfile, Counts] | None:
             height=None if doc.get("height") is None else int(doc["height"]),
         )
         counts = {int(k): float(v) for k, v in dict(doc.get("counts") or {}).items()}
-        counts = {k: v for k, v in counts.items() if 0 <= k < N_BUCKETS and 0 <= v < math.inf}
+        counts = {k: v for k, v in counts.items() if FIRST_BUCKET <= k < END_BUCKET and 0 <= v < math.inf}
     except (KeyError, TypeError, ValueError):
         log.warning("poll_stats_document_skipped", id=str(doc.get("_id")))
         return None
