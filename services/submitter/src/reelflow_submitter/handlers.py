@@ -22,7 +22,7 @@ import random
 from datetime import datetime, timedelta
 
 from reelflow_common import leases
-from reelflow_common.broker import Publisher
+from reelflow_common.broker import Publisher, confirmed_together
 from reelflow_common.broker.consume import first_handling
 from reelflow_common.clock import Clock
 from reelflow_common.commands import first_check
@@ -200,9 +200,16 @@ class SubmitHandler:
         if change.applied:
             assert change.at is not None
             assert change.lease_until is not None
-            await self._start_polling(message, change.at, change.lease_until)
+            # The first check and the clip's events do not depend on each other: their
+            # confirms overlap instead of adding up. A failure of either ends as when
+            # they went one after the other (a lost check: lease expired, message retried).
+            await confirmed_together(
+                self._start_polling(message, change.at, change.lease_until),
+                self._publisher.publish_events(change.events),
+            )
             log.info("clip_submitted", attempt=message.attempt)
-        elif change.given_up:
+            return
+        if change.given_up:
             # Cancelled (or failed) while this submit was on its way: Runware took it all the
             # same, so it is billed. No other chain knows of it: follow it from here.
             await self._follow_given_up(message)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -35,6 +35,15 @@ class PublishError(TransientError):
 
 class Unroutable(PublishError):
     """No queue is bound to the routing key (a queue that was deleted, or never declared)."""
+
+
+async def confirmed_together(*publishes: Awaitable[None]) -> None:
+    """Await independent publishes side by side, so their confirms overlap rather than
+    add up; when all have ended, raise the first failure (the others are not undone)."""
+    results = await asyncio.gather(*publishes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class Publisher:
