@@ -170,7 +170,9 @@ def _entry(doc: dict[str, Any]) -> tuple[str, ClipProfile, Counts] | None:
             height=None if doc.get("height") is None else int(doc["height"]),
         )
         counts = {int(k): float(v) for k, v in dict(doc.get("counts") or {}).items()}
-        counts = {k: v for k, v in counts.items() if FIRST_BUCKET <= k < END_BUCKET and 0 <= v < math.inf}
+        counts = {
+            k: v for k, v in counts.items() if FIRST_BUCKET <= k < END_BUCKET and 0 <= v < math.inf
+        }
     except (KeyError, TypeError, ValueError):
         log.warning("poll_stats_document_skipped", id=str(doc.get("_id")))
         return None
