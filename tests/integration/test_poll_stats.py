@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from reelflow_common.polling.book import CompletionBook, profile_key
-from reelflow_common.polling.learned import LearnedPlanner
+from reelflow_common.polling.learned import LearnedPlanner, PlannerConfig
 from reelflow_common.polling.plan import ClipProfile
 from reelflow_common.polling.stats import COLLECTION, PollStats
 from tests.waiting import DEADLINE_S, eventually
@@ -66,6 +66,22 @@ async def test_a_restarted_planner_plans_what_the_old_one_learned(mongo_db: Any)
 
     assert LearnedPlanner(after.book).first_check_s(VEO) == pytest.approx(planned)
     assert planned > 200.0
+
+
+async def test_sub_second_completions_are_stored_and_planned_from(mongo_db: Any) -> None:
+    """A compressed stack's tasks finish in tens of milliseconds: their buckets (numbered
+    below zero) go through MongoDB like any other, and the plan follows them there."""
+    fast = await replica(mongo_db)
+    for i in range(100):
+        fast.observe(VEO, elapsed_s=0.04 + 0.0001 * i)
+    await fast.flush()
+
+    restarted = await replica(mongo_db)
+    await restarted.load()
+
+    assert restarted.book.observations(VEO) == pytest.approx(100.0)
+    compressed = PlannerConfig(delay_target_s=0.1, max_interval_s=0.6, min_interval_s=0.01)
+    assert LearnedPlanner(restarted.book, compressed).first_check_s(VEO) < 0.1
 
 
 async def test_counts_older_than_the_window_are_left_out(mongo_db: Any) -> None:
