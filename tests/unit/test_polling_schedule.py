@@ -42,6 +42,12 @@ def test_sub_second_completions_are_learned_and_planned_for() -> None:
     assert Histogram.log_normal(0.2, 0.7).quantile(0.5) == pytest.approx(0.2, rel=0.05)
 
 
+@pytest.mark.parametrize("k", [FIRST_BUCKET - 1, END_BUCKET])
+def test_a_count_outside_the_buckets_is_refused_not_misplaced(k: int) -> None:
+    with pytest.raises(ValueError, match=f"no bucket {k}"):
+        Histogram.from_counts({k: 1.0})
+
+
 def test_a_log_normal_has_its_median_and_spread() -> None:
     dist = Histogram.log_normal(90.0, 0.6)
 

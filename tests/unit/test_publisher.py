@@ -24,20 +24,40 @@ async def test_publishes_confirmed_together_overlap_and_the_first_failure_is_rai
     started = [asyncio.Event(), asyncio.Event()]
     ended: list[int] = []
 
-    async def publish(me: int, fails: bool) -> None:
+    async def publish(me: int) -> None:
         started[me].set()
         await started[1 - me].wait()
         ended.append(me)
-        if fails:
-            raise PublishError(f"publish {me} not confirmed")
 
     async with asyncio.timeout(5.0):
-        await confirmed_together(publish(0, False), publish(1, False))
+        await confirmed_together(publish(0), publish(1))
     assert sorted(ended) == [0, 1]
 
-    started = [asyncio.Event(), asyncio.Event()]
-    ended.clear()
-    with pytest.raises(PublishError, match="publish 0"):
+
+async def test_a_failed_publish_does_not_cut_the_others_short() -> None:
+    """The other publish is still waiting when the first one fails: it runs to its end."""
+    failing = asyncio.Event()
+    ended: list[str] = []
+
+    async def fails() -> None:
+        failing.set()
+        raise PublishError("check not confirmed")
+
+    async def confirmed_after_the_failure() -> None:
+        await failing.wait()
+        await asyncio.sleep(0)  # one more turn: a caller that did not wait has returned
+        ended.append("events")
+
+    with pytest.raises(PublishError, match="check not confirmed"):
         async with asyncio.timeout(5.0):
-            await confirmed_together(publish(0, True), publish(1, False))
-    assert sorted(ended) == [0, 1]  # the other one ran to its end, not cancelled
+            await confirmed_together(fails(), confirmed_after_the_failure())
+    assert ended == ["events"]
+
+
+async def test_when_both_fail_the_first_is_raised_and_names_the_second() -> None:
+    async def fails(what: str) -> None:
+        raise PublishError(f"{what} not confirmed")
+
+    with pytest.raises(PublishError, match="check not confirmed") as raised:
+        await confirmed_together(fails("check"), fails("events"))
+    assert any("events not confirmed" in note for note in raised.value.__notes__)

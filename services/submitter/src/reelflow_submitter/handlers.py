@@ -201,8 +201,9 @@ class SubmitHandler:
             assert change.at is not None
             assert change.lease_until is not None
             # The first check and the clip's events do not depend on each other: their
-            # confirms overlap instead of adding up. A failure of either ends as when
-            # they went one after the other (a lost check: lease expired, message retried).
+            # confirms overlap instead of adding up. A lost check expires the lease and
+            # the message is retried, whether or not the events went out (the clip is
+            # processing either way); lost events are caught up from the event log.
             await confirmed_together(
                 self._start_polling(message, change.at, change.lease_until),
                 self._publisher.publish_events(change.events),

@@ -39,11 +39,14 @@ class Unroutable(PublishError):
 
 async def confirmed_together(*publishes: Awaitable[None]) -> None:
     """Await independent publishes side by side, so their confirms overlap rather than
-    add up; when all have ended, raise the first failure (the others are not undone)."""
+    add up; when all have ended, raise the first failure in argument order (the others
+    are not undone; a later failure is attached to it as a note)."""
     results = await asyncio.gather(*publishes, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    failures = [result for result in results if isinstance(result, BaseException)]
+    if failures:
+        for later in failures[1:]:
+            failures[0].add_note(f"also failed alongside: {later!r}")
+        raise failures[0]
 
 
 class Publisher:

@@ -8,7 +8,7 @@ bucket, mass is spread evenly in ``log t``.
 
 Why below a second, when no video is that fast: a stack whose schedule settings are
 compressed (the simulator's speedup, ``make bench``) must be able to learn and plan
-its own time scale. Until 2026-12 the first bucket started at 1 s (bucket 0, with
+its own time scale. Until 2026-12-03 the first bucket started at 1 s (bucket 0, with
 everything shorter in it); the numbers of buckets from 1 s up did not change, and
 the few sub-second completions stored in bucket 0 before then stay there.
 """
@@ -60,6 +60,8 @@ def _position(seconds: float) -> float:
 
 def _index(k: int) -> int:
     """Where bucket ``k`` sits in ``Histogram.masses``."""
+    if not FIRST_BUCKET <= k < END_BUCKET:
+        raise ValueError(f"no bucket {k}: buckets are {FIRST_BUCKET} to {END_BUCKET - 1}")
     return k - FIRST_BUCKET
 
 
