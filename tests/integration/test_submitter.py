@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from reelflow_common.accounting import Charge, TenantLimits
 from reelflow_common.backoff import Backoff
+from reelflow_common.broker import PublishError
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
@@ -146,6 +147,35 @@ async def test_queued_clip_is_submitted_once_then_processing_and_polled(
     assert died_in(raw) == first_rung
     truth = await world.sim.task(task_uuid)
     assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
+
+
+async def test_a_lost_first_check_leaves_the_clip_announced_with_its_lease_expired(
+    world: World, handler: SubmitHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check and the clip's event go out side by side: the event is not held back by
+    the check, and a check the broker did not confirm leaves the clip to the reconciler
+    at once (its lease expired) and the message to be retried."""
+    project = await world.new_project("a fox in the snow")
+    events = await world.events()
+    send = world.publisher.send
+
+    async def check_not_confirmed(work_queue: str, message: Any, **kwargs: Any) -> None:
+        if work_queue == CHECK_CLIP:
+            raise PublishError("the check was not confirmed")
+        await send(work_queue, message, **kwargs)
+
+    monkeypatch.setattr(world.publisher, "send", check_not_confirmed)
+
+    with pytest.raises(PublishError, match="the check was not confirmed"):
+        await handler(submit_of(world, project))
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.PROCESSING
+    assert clip.lease is not None
+    assert clip.lease.until <= utcnow()
+    [event] = await world.settle_events(events)
+    assert isinstance(event, ClipUpdated)
+    assert (event.seq, event.clip.status) == (1, ClipStatus.PROCESSING)
 
 
 async def test_lost_answer_is_retried_and_the_retry_finds_the_task_already_there(
