@@ -55,6 +55,7 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     check_handler,
+    refuse_checks,
     runware_settings,
 )
 from tests.waiting import eventually
@@ -493,14 +494,7 @@ async def test_a_replaced_tasks_chain_that_cannot_start_its_checks_expires_its_a
     # (still queued as far as the store knows) moves to its attempt with its chain's lease.
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
     assert (await world.projects.record(project.id, 0, first, late)).applied
-    publish = world.publisher.send
-
-    async def broker_refuses_checks(work_queue: str, message: Any, **kwargs: Any) -> None:
-        if work_queue == CHECK_CLIP:
-            raise TransientError("the broker did not confirm")
-        await publish(work_queue, message, **kwargs)
-
-    monkeypatch.setattr(world.publisher, "send", broker_refuses_checks)
+    refuse_checks(world, monkeypatch, TransientError("the broker did not confirm"))
     submitter = SubmitHandler(
         world.projects,
         world.runware,

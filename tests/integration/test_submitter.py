@@ -41,6 +41,7 @@ from tests.integration.worker_helpers import (
     World,
     check_handler,
     died_in,
+    refuse_checks,
     running,
     runware_settings,
 )
@@ -157,14 +158,7 @@ async def test_a_lost_first_check_leaves_the_clip_announced_with_its_lease_expir
     at once (its lease expired) and the message to be retried."""
     project = await world.new_project("a fox in the snow")
     events = await world.events()
-    send = world.publisher.send
-
-    async def check_not_confirmed(work_queue: str, message: Any, **kwargs: Any) -> None:
-        if work_queue == CHECK_CLIP:
-            raise PublishError("the check was not confirmed")
-        await send(work_queue, message, **kwargs)
-
-    monkeypatch.setattr(world.publisher, "send", check_not_confirmed)
+    refuse_checks(world, monkeypatch, PublishError("the check was not confirmed"))
 
     with pytest.raises(PublishError, match="the check was not confirmed"):
         await handler(submit_of(world, project))

@@ -26,7 +26,7 @@ from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings, TopologySettings
 from reelflow_common.store import NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
-from reelflow_common.topology import Topology, declare_topology
+from reelflow_common.topology import CHECK_CLIP, Topology, declare_topology
 from reelflow_common.tracking import ClipRecorder, Policy
 from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.settings import Settings as PollerSettings
@@ -289,6 +289,19 @@ class World:
             if event.message_id == marker.message_id:
                 return events
             events.append(event)
+
+
+def refuse_checks(world: World, monkeypatch: Any, error: Exception) -> None:
+    """From now on every ``CheckClip`` the world's publisher sends fails with ``error`` (the
+    broker did not confirm it); every other message goes out as before."""
+    send = world.publisher.send
+
+    async def refusing(work_queue: str, message: Message, **kwargs: Any) -> None:
+        if work_queue == CHECK_CLIP:
+            raise error
+        await send(work_queue, message, **kwargs)
+
+    monkeypatch.setattr(world.publisher, "send", refusing)
 
 
 @asynccontextmanager
