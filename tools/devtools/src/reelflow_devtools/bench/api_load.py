@@ -14,9 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from reelflow_devtools.bench.client import api_client, scene
+from reelflow_devtools.bench.client import CONNECTION_ERRORS, Answer, ApiClient, api_client, scene
 from reelflow_devtools.bench.launcher import BenchStack
 from reelflow_devtools.bench.stats import summary_ms
 
@@ -33,15 +31,15 @@ class ApiPlan:
     latency_s: float = 50
 
 
-Send = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]
+Send = Callable[[ApiClient, int], Awaitable[Answer]]
 
 
 async def _closed_loop(
-    stack: BenchStack, api: httpx.AsyncClient, send: Send, *, requests: int, concurrency: int
-) -> tuple[dict[str, Any], list[httpx.Response]]:
+    stack: BenchStack, api: ApiClient, send: Send, *, requests: int, concurrency: int
+) -> tuple[dict[str, Any], list[Answer]]:
     numbers = iter(range(requests))
     durations: list[float] = []
-    answers: list[httpx.Response] = []
+    answers: list[Answer] = []
     errors: dict[str, int] = {}
 
     async def client() -> None:
@@ -49,7 +47,7 @@ async def _closed_loop(
             began = time.perf_counter()
             try:
                 answer = await send(api, number)
-            except httpx.HTTPError as exc:
+            except CONNECTION_ERRORS as exc:
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 continue
             durations.append(time.perf_counter() - began)
@@ -86,7 +84,7 @@ async def run_api_load(
     ids = itertools.cycle(get_ids)
     async with api_client(stack.api_url, get_key, connections=plan.concurrency) as api:
 
-        async def get(client: httpx.AsyncClient, _number: int) -> httpx.Response:
+        async def get(client: ApiClient, _number: int) -> Answer:
             return await client.get(f"/v1/projects/{next(ids)}")
 
         gets_c1, _ = await _closed_loop(
@@ -99,7 +97,7 @@ async def run_api_load(
     post_key = await stack.issue_key("bench-api")
     async with api_client(stack.api_url, post_key, connections=plan.concurrency) as api:
 
-        async def post(client: httpx.AsyncClient, number: int) -> httpx.Response:
+        async def post(client: ApiClient, number: int) -> Answer:
             body = {"title": f"api {number}", "scenes": [scene(f"api {number}", plan.latency_s)]}
             return await client.post("/v1/projects", json=body)
 

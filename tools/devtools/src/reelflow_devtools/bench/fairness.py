@@ -27,9 +27,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from reelflow_devtools.bench.client import (
+    ApiClient,
     BenchError,
     api_client,
     create_project,
@@ -83,12 +82,12 @@ def flood_sizes(flood: int) -> list[int]:
     return [MAX_SCENES] * full + ([rest] if rest else [])
 
 
-async def post_project(api: httpx.AsyncClient, title: str, scenes: int) -> str:
+async def post_project(api: ApiClient, title: str, scenes: int) -> str:
     body = {"title": title, "scenes": [scene(f"{title} scene {j}", 0) for j in range(scenes)]}
     return await create_project(api, body)
 
 
-async def wait_submitted(api: httpx.AsyncClient, project_id: str, deadline_s: float) -> Any:
+async def wait_submitted(api: ApiClient, project_id: str, deadline_s: float) -> Any:
     """GET the project until every clip has a ``submitted_at``; the project then."""
     stop_at = time.monotonic() + deadline_s
     while True:

@@ -22,9 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
-from reelflow_devtools.bench.client import BenchError, api_client, create_project, get_projects
+from reelflow_devtools.bench.client import (
+    ApiClient,
+    BenchError,
+    api_client,
+    create_project,
+    get_projects,
+)
 from reelflow_devtools.bench.launcher import BenchStack, FinishedProjects
 from reelflow_devtools.bench.stats import parse_time, percentile, sim_finished_at
 
@@ -52,7 +56,7 @@ class LiveRun:
 
 async def _batch(
     stack: BenchStack,
-    api: httpx.AsyncClient,
+    api: ApiClient,
     finished: FinishedProjects,
     plan: LivePlan,
     clips: int,

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-import httpx
 from pymongo import AsyncMongoClient, MongoClient
 
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import BACKSTOP_DELIVERY_LIMIT
-from reelflow_devtools.bench.client import BenchError, api_client, create_project, scene
+from reelflow_devtools.bench.client import ApiClient, BenchError, api_client, create_project, scene
 from reelflow_devtools.bench.ground_truth import check_stored_projects
 from reelflow_devtools.bench.launcher import (
     FinishedProjects,
@@ -201,7 +200,7 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
     projects_count = -(-plan.clips // size)
     gate = asyncio.Semaphore(plan.concurrency)
 
-    async def create(api: httpx.AsyncClient, index: int) -> str:
+    async def create(api: ApiClient, index: int) -> str:
         body = {
             "title": f"task queue {size}-scene project {index}",
             "scenes": [scene(f"tq {size}x{index} scene {j}", 0) for j in range(size)],

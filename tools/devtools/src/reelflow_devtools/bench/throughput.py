@@ -15,9 +15,8 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
-
 from reelflow_devtools.bench.client import (
+    ApiClient,
     api_client,
     create_project,
     get_projects,
@@ -52,7 +51,7 @@ class SizeRun:
     results: dict[str, Any]
 
 
-async def _create(api: httpx.AsyncClient, gate: asyncio.Semaphore, size: int, index: int) -> str:
+async def _create(api: ApiClient, gate: asyncio.Semaphore, size: int, index: int) -> str:
     body = {
         "title": f"bench {size}-scene project {index}",
         "scenes": [scene(f"bench {size}x{index} scene {j}", 0) for j in range(size)],
