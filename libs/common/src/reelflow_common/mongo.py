@@ -13,12 +13,15 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from reelflow_common.lifecycle import Stopped, in_background, wait_for
 from reelflow_common.logging import get_logger
+from reelflow_common.mongo_connect import install as _close_sockets_on_cancel
 from reelflow_common.settings import MongoSettings
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
 
 log = get_logger(__name__)
+
+_close_sockets_on_cancel()  # PyMongo leaves a socket open when a connect is cancelled
 
 #: how long closing a client may try to end its sessions on the server
 CLOSE_TIMEOUT_S = 1.0

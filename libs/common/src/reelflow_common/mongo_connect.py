@@ -1,0 +1,67 @@
+"""PyMongo's async connect closes its socket when it is cancelled.
+
+``pymongo.pool_shared._async_create_connection`` (PyMongo 4.20) opens a plain
+``socket.socket`` and awaits ``sock_connect``; it closes the socket on
+``OSError`` and ``TimeoutError`` only. A cancellation in between (the monitor's
+task, cancelled by ``client.close()`` while it reconnects; an operation under
+``asyncio.timeout``) leaves the socket open, often connected already (the
+kernel finished the handshake before the loop saw it), until the garbage
+collector closes it with ``ResourceWarning: unclosed <socket.socket ...>``,
+in whatever test happens to run then.
+
+:func:`install` wraps that function: every socket it opens and does not return
+is closed, whatever stopped it. Closing one PyMongo closed already does nothing.
+"""
+
+from __future__ import annotations
+
+import socket
+from contextvars import ContextVar
+from typing import Any
+
+from pymongo import pool_shared
+
+#: the sockets opened by the connect running in this task (None: no connect running)
+_opened: ContextVar[list[socket.socket] | None] = ContextVar("pymongo_opened", default=None)
+
+
+class _Sockets:
+    """The ``socket`` module as ``pool_shared`` sees it: sockets it opens are recorded."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+    @staticmethod
+    def socket(*args: Any, **kwargs: Any) -> socket.socket:
+        sock = socket.socket(*args, **kwargs)
+        opened = _opened.get()
+        if opened is not None:
+            opened.append(sock)
+        return sock
+
+
+def install() -> None:
+    """Wrap PyMongo's async connect (once; later calls do nothing)."""
+    connect = pool_shared._async_create_connection
+    if getattr(connect, "_closes_on_cancel", False):
+        return
+
+    async def create_connection(address: Any, options: Any) -> socket.socket:
+        opened: list[socket.socket] = []
+        token = _opened.set(opened)
+        try:
+            sock = await connect(address, options)
+        except BaseException:  # CancelledError above all
+            for leftover in opened:
+                leftover.close()
+            raise
+        finally:
+            _opened.reset(token)
+        for leftover in opened:
+            if leftover is not sock:  # an address tried before the one that answered
+                leftover.close()
+        return sock
+
+    create_connection._closes_on_cancel = True  # type: ignore[attr-defined]
+    pool_shared.socket = _Sockets()  # type: ignore[attr-defined,assignment]
+    pool_shared._async_create_connection = create_connection
