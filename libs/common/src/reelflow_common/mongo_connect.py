@@ -13,8 +13,9 @@ in whatever test happens to run then.
 is closed, whatever stopped it. Closing one PyMongo closed already does nothing.
 
 It relies on two private names of ``pymongo.pool_shared`` (the function and the
-module's ``socket`` global): a PyMongo that renames the function fails at import,
-in CI, rather than leaking quietly. Upstream: PYTHON-5867
+module's ``socket`` global): a PyMongo that renames the function fails at import;
+one that stops making its sockets through that global fails
+``tests/unit/test_mongo_connect.py``. Upstream: PYTHON-5867
 (mongodb/mongo-python-driver#2858, closed unmerged; not in 4.20.1). Remove this
 module once PyMongo closes the socket itself: ``tests/unit/test_mongo_connect.py``
 then passes without it.
@@ -32,19 +33,26 @@ from pymongo import pool_shared
 _opened: ContextVar[list[socket.socket] | None] = ContextVar("pymongo_opened", default=None)
 
 
+class _RecordedSocket(socket.socket):
+    """A socket the connect running in this task, if any, records as it is made."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        opened = _opened.get()
+        if opened is not None:
+            opened.append(self)
+
+
 class _Sockets:
-    """The ``socket`` module as ``pool_shared`` sees it: sockets it opens are recorded."""
+    """The ``socket`` module as ``pool_shared`` sees it, but for its socket class.
+
+    A class still (a subclass of ``socket.socket``), so ``isinstance`` with it works.
+    """
+
+    socket = _RecordedSocket
 
     def __getattr__(self, name: str) -> Any:
         return getattr(socket, name)
-
-    @staticmethod
-    def socket(*args: Any, **kwargs: Any) -> socket.socket:
-        sock = socket.socket(*args, **kwargs)
-        opened = _opened.get()
-        if opened is not None:
-            opened.append(sock)
-        return sock
 
 
 def install() -> None:

@@ -187,8 +187,8 @@ def pack_requests(scenes: Sequence[ClipRequest]) -> bytes:
     """Every scene's request as one opaque BSON value (no query looks inside).
 
     One value instead of a subdocument per scene: every update of the project
-    makes the embedded database deep-copy and diff the whole document, at a cost
-    per field, and the requests are written once and only ever read whole.
+    makes the embedded database decode, compare and re-encode the whole
+    document, at a cost per field, and the requests are written once and only ever read whole.
     """
     return bson.encode({"scenes": [scene.model_dump(exclude_none=True) for scene in scenes]})
 

@@ -16,8 +16,8 @@ from a read.
 
 The database never looks inside a stored event, so each is pushed as one BSON
 binary value (:func:`packed`) rather than a subdocument: every update of a
-project makes the embedded database deep-copy and diff the whole document, at a
-cost per field, and the log was most of a project's fields. Entries written as
+project makes the embedded database decode, compare and re-encode the whole
+document, at a cost per field, and the log was most of a project's fields. Entries written as
 subdocuments (before) are read the same way.
 """
 

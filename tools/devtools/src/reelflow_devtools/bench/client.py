@@ -2,11 +2,12 @@
 
 Over aiohttp rather than httpx: the benchmark's client shares the 2 cores with the
 stack it measures, so what a request costs the client is taken from the server.
-At 20 concurrent ``GET /v1/projects/{id}`` on the same stack, an httpx
-``AsyncClient`` spent 2.3-2.8 ms of CPU per request (its pool is known to be slow
-under concurrency: encode/httpx#3215) and capped the run at 320-380 requests/s with
-a p95 of 160-200 ms; aiohttp spent 0.25-0.30 ms, and the same server answered
-730-870 requests/s with a p95 of 31-41 ms (2026-12-03). The raw-socket burst of
+At 20 concurrent ``GET /v1/projects/{id}`` (``--scenario api``, the two clients
+alternated, two runs each, 2026-12-03), an httpx ``AsyncClient`` spent 2.8 and
+3.0 ms of CPU per GET (its pool is known to be slow under concurrency:
+encode/httpx#3215) and capped the runs at 329 and 285 GETs/s with a p95 of 196
+and 199 ms; aiohttp spent 0.25 and 0.34 ms, and the same stack answered 834 and
+491 GETs/s with a p95 of 26 and 50 ms. The raw-socket burst of
 :mod:`reelflow_devtools.bench.overload` avoids a pool for the same reason.
 """
 
@@ -37,6 +38,18 @@ CONNECTION_ERRORS = (aiohttp.ClientError, TimeoutError)
 
 class BenchError(RuntimeError):
     """A phase could not run to the end (a deadline passed, a request failed)."""
+
+
+class ApiAnswerError(RuntimeError):
+    """The API answered a read with a status that is not a success.
+
+    Not a :class:`BenchError`: a phase that waits out a deadline does not mistake
+    it for one, and the run stops on it with its traceback.
+    """
+
+
+#: what a read through :func:`get_json` raises when it got no usable answer
+REQUEST_ERRORS = (*CONNECTION_ERRORS, ApiAnswerError)
 
 
 def auth(key: str) -> dict[str, str]:
@@ -101,7 +114,7 @@ class ApiClient:
     ) -> Answer:
         """One request and its whole answer; ``CONNECTION_ERRORS`` when none came."""
         async with self._session.request(
-            method, url, json=json, params=params, headers=headers
+            method, url, json=json, params=params, headers=headers, allow_redirects=False
         ) as response:
             return Answer(response.status, response.headers, await response.read())
 
@@ -135,7 +148,7 @@ async def get_json(api: ApiClient, url: str, **params: Any) -> Any:
     """GET as a well-behaved client does (see :func:`request`); the body of a 2xx answer."""
     answer = await request(api, "GET", url, params=params or None)
     if not answer.is_success:
-        raise BenchError(f"GET {url} answered {answer.status_code}: {answer.text}")
+        raise ApiAnswerError(f"GET {url} answered {answer.status_code}: {answer.text}")
     return answer.json()
 
 

@@ -31,10 +31,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import aio_pika
-import httpx
 
 from reelflow_common.topology import WORK_QUEUES, Topology
-from reelflow_devtools.bench.client import api_client, get_projects, list_projects
+from reelflow_devtools.bench.client import (
+    REQUEST_ERRORS,
+    api_client,
+    get_projects,
+    list_projects,
+)
 from reelflow_devtools.chaos.workload import FORGED_CODE, FORGED_URL, Target, WorkloadLog
 
 OPEN = ("queued", "processing")
@@ -114,7 +118,7 @@ async def _patiently(read: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
     for _ in range(attempts - 1):
         try:
             return await read()
-        except httpx.HTTPError:
+        except REQUEST_ERRORS:
             await asyncio.sleep(2)  # between attempts; their number bounds the wait
     return await read()
 
