@@ -10,9 +10,11 @@ import pytest
 from reelflow_common.polling.reference import sdk_schedule
 from reelflow_devtools.bench.ground_truth import check_stored_projects
 from reelflow_devtools.bench.main import chosen_scenarios
-from reelflow_devtools.bench.report import Targets, checks, markdown, task_queue_multiples
+from reelflow_devtools.bench.report import Targets, checks, markdown, summary
+from reelflow_devtools.bench.rounds import SizeRounds, summarize
 from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
 from reelflow_devtools.bench.task_queue_run import WORKERS, prefetches
+from reelflow_devtools.bench.throughput import SizeRun
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.responses import video_url
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -47,13 +49,63 @@ def _baseline(size: int, clips_per_s: float) -> dict[str, Any]:
     return _run(size, clips_per_s) | {"provider_requests_per_clip": 2.0, "provider_tasks": 500}
 
 
+def _rounds(
+    size: int, reelflow: list[float], baseline: list[float], ceiling: list[float]
+) -> SizeRounds:
+    """One size's rounds, reelflow's run of round n at ``reelflow[n]`` clips/s, and so on."""
+    rounds = SizeRounds(size)
+    for number, (ours, theirs, bare) in enumerate(zip(reelflow, baseline, ceiling, strict=True)):
+        first = "reelflow" if number % 2 else "baseline"
+        results = _run(size, ours) | {"round": number + 1, "first": first}
+        # what the idle stack beside spent: the baseline's during reelflow's run, and back
+        results["beside_cpu_s_per_clip"] = {"api": 0.0001, "mongo": 0.0001 * number}
+        rounds.runs.append(SizeRun(key=f"k{number}", project_ids=[], results=results))
+        beside = {"beside_cpu_s_per_clip": {"poller": 0.00015}}
+        rounds.baselines.append(_baseline(size, theirs) | beside)
+        rounds.ceilings.append({"clips": 500, "clips_per_s": bare, "cpu_s_per_clip": {}})
+    return rounds
+
+
+def test_each_ratio_is_taken_within_its_round_and_the_median_round_is_reported() -> None:
+    # The machine drifts: round 2 ran everything twice as fast as round 1, round 3 in between.
+    rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
+
+    reelflow, baseline = summarize(rounds)
+
+    # ratios by round: x task queue 2.25 / 2.0 / 3.0, share of ceiling 0.3 / 0.333 / 0.25
+    assert (reelflow["task_queue_multiple"], reelflow["task_queue_clips_per_s"]) == (2.25, 40.0)
+    assert reelflow["ceiling_fraction"] == 0.3
+    assert reelflow["ceiling"]["clips_per_s"] == 300.0
+    # reelflow's own figures are its median round's (150 clips/s), the baseline's its (50)
+    assert reelflow["clips_per_s"] == 150.0
+    assert reelflow["round"] == 3
+    assert baseline is not None
+    assert (baseline["clips_per_s"], baseline["rounds_clips_per_s"]) == (50.0, [40.0, 90.0, 50.0])
+    assert [line["task_queue_multiple"] for line in reelflow["rounds"]] == [2.25, 2.0, 3.0]
+    assert [line["first"] for line in reelflow["rounds"]] == ["baseline", "reelflow", "baseline"]
+    # across rounds the drift would have made it 150 / 90 (1.67) or 90 / 50 (1.8)
+
+
+def test_an_even_count_of_rounds_reports_the_lower_middle_round() -> None:
+    reelflow, _ = summarize(_rounds(50, [30.0, 60.0], [20.0, 20.0], [100.0, 100.0]))
+
+    assert (reelflow["task_queue_multiple"], reelflow["ceiling_fraction"]) == (1.5, 0.3)
+    assert reelflow["clips_per_s"] == 30.0
+
+
 def _results(*, with_baseline: bool) -> dict[str, Any]:
     config = {"cpus": 2, "load_before": [0.0], "mongo": "-", "command": "bench"}
-    results: dict[str, Any] = {"config": config, "throughput": [_run(10, 90.0), _run(50, 30.0)]}
-    if with_baseline:
-        results["task_queue"] = [_baseline(10, 40.0), _baseline(50, 20.0)]
-        for run in results["throughput"]:
-            run |= task_queue_multiples(run, results["task_queue"])
+    results: dict[str, Any] = {"config": config, "throughput": [], "task_queue": []}
+    for size, reelflow, baseline in ((10, 90.0, 40.0), (50, 30.0, 20.0)):
+        rounds = _rounds(size, [reelflow], [baseline], [reelflow * 3])
+        if not with_baseline:
+            rounds.baselines = []
+        ours, theirs = summarize(rounds)
+        results["throughput"].append(ours)
+        if theirs is not None:
+            results["task_queue"].append(theirs)
+    if not with_baseline:
+        del results["task_queue"]
     return results
 
 
@@ -73,13 +125,28 @@ def test_reelflow_is_compared_with_the_baseline_measured_in_the_same_run() -> No
     assert "| 50 | 10 | 500 | 25.0 | **20.0** |" in report  # the baseline's own table
 
 
+def test_the_report_lists_every_round_when_there_were_several() -> None:
+    results = _results(with_baseline=True)
+    results["throughput"] = [
+        summarize(_rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0]))[0]
+    ]
+
+    report = markdown(results, checks(results, Targets()))
+
+    assert "| 10 | 2 | reelflow | 180.0 | 90.0 | 2.0 | 540.0 | 0.333 |" in report
+    lines = results["throughput"][0]["rounds"]
+    assert [line["idle_stack_cpu_ms_per_clip"] for line in lines] == [0.15, 0.2, 0.3]
+    assert "spent at most 0.30 ms of CPU per clip" in report
+    assert "rounds: 90.0 / 180.0 / 150.0 clips/s; x task queue 2.25 / 2.0 / 3.0" in summary(results)
+
+
 def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
     results = _results(with_baseline=False)
     found = checks(results, Targets())
 
     assert not any("task queue" in check.name for check in found)
     assert all("task_queue_multiple" not in run for run in results["throughput"])
-    assert markdown(results, found).splitlines()[4].endswith("| - | - | - | - |")
+    assert markdown(results, found).splitlines()[4].endswith("| - |")
 
 
 def test_the_taskqueue_scenario_is_in_the_default_set_and_selectable() -> None:

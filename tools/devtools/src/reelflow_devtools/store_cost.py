@@ -63,7 +63,7 @@ async def run_size(url: str, database: str, size: int, clips: int) -> dict[str, 
         db = client[database]
         store = ProjectStore(db)
         await store.ensure_indexes()
-        pid = embedded_mongo_pid()
+        pid = embedded_mongo_pid(url)
         assert pid is not None, "the embedded server's process was not found"
         scenes = [
             ClipRequest(prompt=f"scene {j}: a harbour at dusk", duration=4, width=1280, height=720)

@@ -154,8 +154,14 @@ def memory_kib(pid: int) -> dict[str, int]:
     return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM") if key in fields}
 
 
-def embedded_mongo_pid() -> int | None:
-    """The embedded MongoDB this process started (a child naming ``secantusd``), if any."""
+def embedded_mongo_pid(mongo_url: str) -> int | None:
+    """The embedded MongoDB this process started at ``mongo_url``, if any.
+
+    A child naming ``secantusd`` started with the URL's ``--port``: the benchmark
+    has two stacks up at once (``bench.rounds``), each on a server of its own.
+    """
+    port = urlsplit(mongo_url).port
+    wanted = f"\0--port\0{port}\0".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -165,7 +171,7 @@ def embedded_mongo_pid() -> int | None:
         except OSError:  # it exited while we looked
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == os.getpid() and b"secantusd" in cmdline:
+        if parent == os.getpid() and b"secantusd" in cmdline and wanted in cmdline:
             return int(entry.name)
     return None
 
@@ -208,19 +214,19 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
-def process_ids(children: Mapping[str, Child]) -> dict[str, int]:
-    """Every process of a stack: its live children, and the embedded MongoDB among them."""
+def process_ids(children: Mapping[str, Child], mongo_url: str) -> dict[str, int]:
+    """Every process of a stack: its live children, and its embedded MongoDB if it has one."""
     found = {name: child.process.pid for name, child in children.items() if child.alive()}
-    mongo = embedded_mongo_pid()
+    mongo = embedded_mongo_pid(mongo_url)
     if mongo is not None:
         found["mongo"] = mongo
     return found
 
 
-def processes_cpu_seconds(children: Mapping[str, Child]) -> dict[str, float]:
+def processes_cpu_seconds(children: Mapping[str, Child], mongo_url: str) -> dict[str, float]:
     """User + system CPU time each process of a stack has used so far (:func:`process_ids`)."""
     found: dict[str, float] = {}
-    for name, pid in process_ids(children).items():
+    for name, pid in process_ids(children, mongo_url).items():
         used = cpu_seconds(pid)
         if used is not None:
             found[name] = used
@@ -294,12 +300,13 @@ class BenchStack(Stack):
 
     def memory_kib(self) -> dict[str, dict[str, int]]:
         """VmRSS and VmHWM (peak) of each process, in KiB."""
-        found = {name: memory_kib(pid) for name, pid in process_ids(self.children).items()}
+        pids = process_ids(self.children, self.mongo_url)
+        found = {name: memory_kib(pid) for name, pid in pids.items()}
         return {name: memory for name, memory in found.items() if memory}
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time each process has used so far, from /proc/<pid>/stat."""
-        return processes_cpu_seconds(self.children)
+        return processes_cpu_seconds(self.children, self.mongo_url)
 
     def broker_cpu_seconds(self) -> float | None:
         """RabbitMQ's CPU time so far (:func:`broker_cpu_seconds`)."""

@@ -4,13 +4,17 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
 
 - ``throughput``: about 500 clips as projects of 1, 10 and 50 scenes, a
   zero-latency provider; clips/s and database operations per clip (the server's
-  own counters);
+  own counters); each size run in ``--rounds`` rounds (default 3), each figure the
+  median round's (``bench.rounds``);
 - ``ceiling``: the same inserts, updates, reads and confirmed publishes done bare
-  on the same database and broker (implies ``throughput``);
+  on the same database and broker right after each of reelflow's runs (implies
+  ``throughput``);
 - ``taskqueue``: the same clips through a straightforward task-queue implementation
   (``bench.task_queue``) on a stack of its own, same database kind, broker and
-  simulator settings, run just before the fast stack starts (so right before
-  ``throughput``); ``throughput``'s "x task queue" is reelflow's clips/s over its;
+  simulator settings, up beside the fast stack: in each round its run of a size and
+  reelflow's go back to back; ``throughput``'s "x task queue" is the median of the
+  rounds' ratios of reelflow's clips/s over its (alone, without ``throughput``: one
+  run per size);
 - ``polling``: a live run on the simulator's own latency distribution at
   ``--polling-speedup`` with production settings compressed by it, and the exact
   evaluation of the reference schedules on the same completion times;
@@ -34,13 +38,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from reelflow_devtools.bench import fairness
 from reelflow_devtools.bench.api_load import ApiPlan, run_api_load
-from reelflow_devtools.bench.ceiling import CeilingPlan, Work, run_ceiling
+from reelflow_devtools.bench.ceiling import CeilingPlan
 from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.bench.ground_truth import check_ground_truth
 from reelflow_devtools.bench.launcher import (
@@ -61,11 +66,16 @@ from reelflow_devtools.bench.report import (
     checks,
     markdown,
     summary,
-    task_queue_multiples,
     write_json,
 )
-from reelflow_devtools.bench.task_queue_run import run_task_queue, running_task_queue
-from reelflow_devtools.bench.throughput import ThroughputPlan, run_size, run_throughput
+from reelflow_devtools.bench.rounds import Rounds, run_rounds, summarize
+from reelflow_devtools.bench.task_queue_run import (
+    TaskQueueStack,
+    run_task_queue,
+    running_task_queue,
+)
+from reelflow_devtools.bench.task_queue_run import check_ground_truth as check_task_queue_truth
+from reelflow_devtools.bench.throughput import ThroughputPlan, run_size
 from reelflow_devtools.bench.ws_load import raise_open_files_limit
 from reelflow_devtools.processes import StartError
 from reelflow_devtools.rabbitmq import ensure_rabbitmq
@@ -99,7 +109,7 @@ class Plans:
 
 #: every scenario small: the whole run in well under a minute on an idle machine
 QUICK = Plans(
-    throughput=ThroughputPlan(clips=50, warmup_clips=10, settle_s=0.5, deadline_s=60),
+    throughput=ThroughputPlan(clips=50, rounds=2, warmup_clips=10, settle_s=0.5, deadline_s=60),
     live=LivePlan(clips=20, scenes=10, warmup_clips=10, settle_s=1, deadline_s=60),
     exact=Setup(clips=300),
     notifier=NotifierPlan(
@@ -129,6 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--scenario", default="all", help=f"comma-separated: {', '.join(SCENARIOS)}, or all")
     add("--quick", action="store_true", help="every scenario small (for tests)")
     add("--clips", type=int, help="throughput: clips per project size (default 500)")
+    add("--rounds", type=int, help="throughput: runs of each size, medians reported (default 3)")
     add("--connections", type=int, help="notifier: WebSockets (default 10000)")
     add("--watchers", type=int, help="notifier: watchers of the one project (default 1000)")
     add(
@@ -166,6 +177,8 @@ def plans_from(args: argparse.Namespace) -> Plans:
     plans = QUICK if args.quick else Plans()
     if args.clips:
         plans = replace(plans, throughput=replace(plans.throughput, clips=args.clips))
+    if args.rounds:
+        plans = replace(plans, throughput=replace(plans.throughput, rounds=args.rounds))
     if args.connections:
         plans = replace(plans, notifier=replace(plans.notifier, connections=args.connections))
     if args.watchers:
@@ -198,35 +211,71 @@ class CpuMeter:
         self.phases[phase] = {"wall_s": round(self._wall - wall, 2), **spent}
 
 
-async def main_stack_scenarios(
-    stack: BenchStack, scenarios: list[str], plans: Plans, cpu_s: dict[str, dict[str, float]]
+def fast_stack_scenarios(
+    stack: BenchStack,
+    scenarios: list[str],
+    plans: Plans,
+    cpu_s: dict[str, dict[str, float]],
+    baseline: tuple[StackConfig, Path] | None,
 ) -> dict[str, Any]:
-    """Everything on the fast stack (zero-latency clips, speedup ``plans.speedup``)."""
+    """Everything on the fast stack (zero-latency clips, speedup ``plans.speedup``).
+
+    ``baseline``: the configuration and directory of the task-queue baseline's
+    stack, which is up beside this one for the throughput rounds only.
+    """
     cpu = CpuMeter(stack, cpu_s)
     found: dict[str, Any] = {}
-    keys: list[str] = []
-    get_key, get_ids = "", list[str]()
+    rounds: Rounds | None = None
     if "throughput" in scenarios:
-        _say(f"throughput: ~{plans.throughput.clips} clips per size {plans.throughput.sizes}")
-        warmup, runs = await run_throughput(stack, plans.throughput)
-        cpu.phase_done("throughput")
-        keys += [warmup.key] + [run.key for run in runs]
-        found["throughput_warmup"] = warmup.results
-        for run in runs:
-            if run.results["scenes_per_project"] == 10:
-                get_key, get_ids = run.key, run.project_ids
-        if "ceiling" in scenarios:
-            for run in runs:
+        with ExitStack() as beside:
+            baseline_stack = None
+            if baseline is not None:
+                began = time.monotonic()
+                baseline_stack = beside.enter_context(running_task_queue(*baseline))
                 _say(
-                    f"ceiling: the work of the {run.results['scenes_per_project']}-scene run, bare"
+                    f"task-queue baseline up in {time.monotonic() - began:.1f} s"
+                    f" (logs in {baseline[1] / 'logs'})"
                 )
-                ceiling = await run_ceiling(stack, Work.of(run.results), plans.ceiling)
-                run.results["ceiling"] = ceiling
-                if ceiling["clips_per_s"] and run.results["clips_per_s"]:
-                    fraction = run.results["clips_per_s"] / ceiling["clips_per_s"]
-                    run.results["ceiling_fraction"] = round(fraction, 3)
-            cpu.phase_done("ceiling")
-        found["throughput"] = [run.results for run in runs]
+            throughput, rounds = asyncio.run(
+                throughput_scenario(stack, scenarios, plans, baseline_stack)
+            )
+            found |= throughput
+        cpu.phase_done("throughput")
+    later = asyncio.run(later_scenarios(stack, scenarios, plans, cpu, rounds))
+    truth = found.pop("ground_truth", {}) | later.pop("ground_truth", {})
+    return found | later | ({"ground_truth": truth} if truth else {})
+
+
+async def throughput_scenario(
+    stack: BenchStack, scenarios: list[str], plans: Plans, baseline: TaskQueueStack | None
+) -> tuple[dict[str, Any], Rounds]:
+    """The throughput rounds (with the baseline's runs and the ceilings), summarized by size."""
+    plan = plans.throughput
+    beside = "" if baseline is None else ", the task-queue baseline's runs between reelflow's"
+    _say(f"throughput: ~{plan.clips} clips per size {plan.sizes}, {plan.rounds} rounds{beside}")
+    ceiling = plans.ceiling if "ceiling" in scenarios else None
+    rounds = await run_rounds(stack, plan, baseline=baseline, ceiling=ceiling, say=_say)
+    found: dict[str, Any] = {"throughput_warmup": rounds.warmup.results, "throughput": []}
+    baselines: list[dict[str, Any]] = []
+    for size in rounds.sizes:
+        results, baseline_results = summarize(size)
+        found["throughput"].append(results)
+        if baseline_results is not None:
+            baselines.append(baseline_results)
+    if baseline is not None:
+        found["task_queue"] = baselines
+        _say("ground truth of the task-queue baseline: every clip against its simulator's tasks")
+        found["ground_truth"] = {"taskqueue": await check_task_queue_truth(baseline)}
+    return found, rounds
+
+
+async def later_scenarios(
+    stack: BenchStack, scenarios: list[str], plans: Plans, cpu: CpuMeter, rounds: Rounds | None
+) -> dict[str, Any]:
+    """The fast stack's scenarios after throughput, then its ground truth (throughput's too)."""
+    found: dict[str, Any] = {}
+    keys: list[str] = rounds.keys if rounds is not None else []
+    get_runs = [size.runs[-1] for size in (rounds.sizes if rounds else []) if size.size == 10]
     if "notifier" in scenarios:
         plan = plans.notifier
         _say(f"notifier: {plan.connections} WebSockets, {plan.hot_watchers} on one project")
@@ -234,13 +283,12 @@ async def main_stack_scenarios(
         keys.append(notifier_key)
         cpu.phase_done("notifier")
     if "api" in scenarios:
-        if not get_ids:
-            run = await run_size(stack, replace(plans.throughput, clips=100), 10)
-            keys.append(run.key)
-            get_key, get_ids = run.key, run.project_ids
+        if not get_runs:
+            get_runs = [await run_size(stack, replace(plans.throughput, clips=100), 10)]
+            keys.append(get_runs[0].key)
         _say("API latency: GET then POST")
         api_key, _ids, found["api"] = await run_api_load(
-            stack, plans.api, get_key=get_key, get_ids=get_ids
+            stack, plans.api, get_key=get_runs[0].key, get_ids=get_runs[0].project_ids
         )
         keys.append(api_key)
         cpu.phase_done("api")
@@ -282,14 +330,14 @@ def _say(line: str) -> None:
 def _run_stack(
     config: StackConfig,
     run_dir: Path,
-    body: Callable[[BenchStack], Any],
+    body: Callable[[BenchStack], dict[str, Any]],
     results: dict[str, Any],
     name: str,
 ) -> None:
     began = time.monotonic()
     with running_stack(config, run_dir) as stack:
         _say(f"{name} stack up in {time.monotonic() - began:.1f} s (logs in {run_dir / 'logs'})")
-        found = asyncio.run(body(stack))
+        found = body(stack)
         truth = results.get("ground_truth", {}) | found.pop("ground_truth", {})
         results |= found | ({"ground_truth": truth} if truth else {})
         results.setdefault("memory_kib", {})[name] = stack.memory_kib()
@@ -301,7 +349,7 @@ def _run_stack(
 def _run_task_queue(
     config: StackConfig, run_dir: Path, plans: Plans
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The baseline on a stack of its own, before reelflow's starts (no idle services beside)."""
+    """The baseline alone (``--scenario taskqueue`` without ``throughput``): one run per size."""
     began = time.monotonic()
     with running_task_queue(config, run_dir) as stack:
         _say(
@@ -352,18 +400,18 @@ def main(argv: list[str] | None = None) -> int:
     }
     cpu_s: dict[str, dict[str, float]] = results["cpu_s"]
     try:
-        # Right before the fast stack's throughput runs (its start and warm-up apart),
-        # and with none of reelflow's processes up: neither shares the machine with the
-        # other's idle processes, and both see the machine in nearly the same state.
-        if "taskqueue" in scenarios:
-            runs, truth = _run_task_queue(fast, args.out.parent / "taskqueue", plans)
+        baseline_dir = args.out.parent / "taskqueue"
+        if "taskqueue" in scenarios and "throughput" not in scenarios:
+            runs, truth = _run_task_queue(fast, baseline_dir, plans)
             results["task_queue"] = runs
             results["ground_truth"] = {"taskqueue": truth}
         if set(scenarios) - {"polling", "fairness", "taskqueue"}:
+            # With throughput, the baseline runs in its rounds (bench.rounds).
+            baseline = (fast, baseline_dir) if "taskqueue" in scenarios else None
             _run_stack(
                 fast,
                 args.out.parent / "fast",
-                lambda stack: main_stack_scenarios(stack, scenarios, plans, cpu_s),
+                lambda stack: fast_stack_scenarios(stack, scenarios, plans, cpu_s, baseline),
                 results,
                 "fast",
             )
@@ -371,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             _run_stack(
                 slow,
                 args.out.parent / "polling",
-                lambda stack: polling_scenario(stack, plans, cpu_s),
+                lambda stack: asyncio.run(polling_scenario(stack, plans, cpu_s)),
                 results,
                 "polling",
             )
@@ -383,8 +431,6 @@ def main(argv: list[str] | None = None) -> int:
     except (BenchError, StartError, TimeoutError) as exc:
         print(f"bench: FAILED: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return 1
-    for run in results.get("throughput", []):
-        run |= task_queue_multiples(run, results.get("task_queue", []))
     results["duration_s"] = round(time.monotonic() - began, 1)
     results["config"]["load_after"] = [round(load, 2) for load in os.getloadavg()]
     targets = Targets()

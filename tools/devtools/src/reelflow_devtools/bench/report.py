@@ -128,20 +128,6 @@ def _throughput(runs: list[dict[str, Any]], targets: Targets, found: _Found) -> 
         )
 
 
-def task_queue_multiples(run: dict[str, Any], task_queue: list[dict[str, Any]]) -> dict[str, Any]:
-    """Reelflow's clips/s over the baseline's at the same size, and the baseline's; {} if none."""
-    for baseline in task_queue:
-        if baseline["scenes_per_project"] != run["scenes_per_project"]:
-            continue
-        if not baseline["clips_per_s"] or not run["clips_per_s"]:
-            return {}
-        return {
-            "task_queue_clips_per_s": baseline["clips_per_s"],
-            "task_queue_multiple": round(run["clips_per_s"] / baseline["clips_per_s"], 3),
-        }
-    return {}
-
-
 def _task_queue(runs: list[dict[str, Any]], _targets: Targets, found: _Found) -> None:
     for run in runs:
         name = f"task-queue baseline, {run['scenes_per_project']}-scene projects"
@@ -313,6 +299,8 @@ def summary(results: dict[str, Any]) -> str:
         if run.get("task_queue_multiple") is not None:
             line += f"; x{run['task_queue_multiple']} the task queue"
         line += f"; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
+        if len(run.get("rounds", [])) > 1:
+            line += f"\n    {_rounds_text(run['rounds'])}"
         rows.append((f"throughput {run['scenes_per_project']}-scene", line))
     for run in results.get("task_queue", []):
         line = (
@@ -496,6 +484,18 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
                 f" | {run.get('ceiling_fraction', '-')}"
                 f" | {'-' if multiple is None else multiple} |"
             )
+        if any(len(run.get("rounds", [])) > 1 for run in runs):
+            idle = max(
+                (line["idle_stack_cpu_ms_per_clip"] for run in runs for line in run["rounds"]),
+                default=0.0,
+            )
+            lines.append(
+                "\nEach size ran in rounds (the baseline's run and reelflow's back to back, the"
+                " ceiling right after reelflow's); each figure above is the median round's, and"
+                " a share or multiple is the median of the rounds' own ratios. The stack that"
+                f" sat idle beside a run spent at most {idle:.2f} ms of CPU per clip of it:\n"
+            )
+            lines.append(_rounds_table(runs))
         parts.append("\n".join(lines))
     baseline = results.get("task_queue")
     if baseline:
@@ -586,6 +586,36 @@ def _task_queue_table(runs: list[dict[str, Any]]) -> str:
             f" | {kinds} | {run['provider_requests_per_clip']} | {_cpu_ms(run)}"
             f" | {_broker_cpu_ms(run)} |"
         )
+    return "\n".join(lines)
+
+
+def _rounds_text(rounds: list[dict[str, Any]]) -> str:
+    """Every round's figures of one size, on one line."""
+    parts = ["rounds: " + " / ".join(str(line["clips_per_s"]) for line in rounds) + " clips/s"]
+    if all("task_queue_multiple" in line for line in rounds):
+        parts.append(
+            "x task queue " + " / ".join(str(line["task_queue_multiple"]) for line in rounds)
+        )
+    if all("ceiling_fraction" in line for line in rounds):
+        parts.append("x ceiling " + " / ".join(str(line["ceiling_fraction"]) for line in rounds))
+    return "; ".join(parts)
+
+
+def _rounds_table(runs: list[dict[str, Any]]) -> str:
+    """Every round of every size: clips/s, the baseline's and the ceiling's beside them."""
+    lines = [
+        "| scenes/project | round | first | clips/s | task queue clips/s | x task queue"
+        " | raw ceiling clips/s | share of ceiling |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        for line in run.get("rounds", []):
+            lines.append(
+                f"| {run['scenes_per_project']} | {line['round']} | {line['first']}"
+                f" | {line['clips_per_s']} | {line.get('task_queue_clips_per_s', '-')}"
+                f" | {line.get('task_queue_multiple', '-')}"
+                f" | {line.get('ceiling_clips_per_s', '-')} | {line.get('ceiling_fraction', '-')} |"
+            )
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 """The ``taskqueue`` scenario: the task-queue baseline measured as ``throughput`` measures reelflow.
 
-A stack of its own, run (and stopped) before reelflow's starts: a fresh embedded
-database (or a fresh database on the given MongoDB), the simulator with the fast
-stack's settings, the baseline's api and :data:`WORKERS` worker processes
-(:mod:`reelflow_devtools.bench.task_queue`). Each size's run is the throughput
-scenario's: the same clips as projects POSTed 20 at a time by the same client code,
+A stack of its own, up beside reelflow's fast stack for the throughput rounds
+(:mod:`reelflow_devtools.bench.rounds`), or alone when ``throughput`` is not run:
+a fresh embedded database (or a fresh database on the given MongoDB), the
+simulator with the fast stack's settings, the baseline's api and :data:`WORKERS`
+worker processes (:mod:`reelflow_devtools.bench.task_queue`). Each size's run is
+the throughput scenario's: the same clips as projects POSTed 20 at a time by the same client code,
 from the first POST to the latest ``completed_at`` stored, the end seen on the
 baseline's event exchange, measured by the same :class:`~reelflow_devtools.bench.span.Span`.
 At the end every clip it stored is checked against the simulator's tasks
@@ -99,7 +100,7 @@ class TaskQueueStack:
         return self.config.database
 
     def cpu_seconds(self) -> dict[str, float]:
-        return processes_cpu_seconds(self.children)
+        return processes_cpu_seconds(self.children, self.mongo_url)
 
     def broker_cpu_seconds(self) -> float | None:
         return broker_cpu_seconds(self.config.amqp_url)

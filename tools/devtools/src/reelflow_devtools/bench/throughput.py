@@ -1,4 +1,7 @@
-"""Throughput by project size: about N clips as projects of 1, 10 and 50 scenes, in turn.
+"""Throughput by project size: about N clips as projects of 1, 10 and 50 scenes, one size's run.
+
+:mod:`reelflow_devtools.bench.rounds` runs each size several times, beside the
+task-queue baseline and the raw ceiling.
 
 Every clip finishes at the provider at once (``[sim:latency=0]``): the figures are
 reelflow's own cost, not the provider's. A size's run lasts from its first POST to
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from reelflow_devtools.bench.client import (
@@ -32,6 +35,8 @@ class ThroughputPlan:
     sizes: tuple[int, ...] = (1, 10, 50)
     #: clips per size, rounded up to whole projects
     clips: int = 500
+    #: runs of each size, the median one reported (:mod:`reelflow_devtools.bench.rounds`)
+    rounds: int = 3
     #: POSTs in flight
     concurrency: int = 20
     #: clips followed first, not measured: the poller learns the provider's (zero)
@@ -126,11 +131,3 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             "submit_delay": summary_ms(submit_delays),
         },
     )
-
-
-async def run_throughput(stack: BenchStack, plan: ThroughputPlan) -> tuple[SizeRun, list[SizeRun]]:
-    """The warm-up, then every size in turn, each on an otherwise idle stack."""
-    size = min(plan.warmup_clips, max(plan.sizes))
-    warmup = await run_size(stack, replace(plan, clips=plan.warmup_clips), size)
-    await asyncio.sleep(plan.settle_s)
-    return warmup, [await run_size(stack, plan, size) for size in plan.sizes]
