@@ -41,5 +41,6 @@ def test_each_stack_finds_the_database_server_on_its_own_port(
         assert process_ids({}, f"mongodb://127.0.0.1:{port}") == {"mongo": server.pid}
     # a port no server of ours listens on (a real MongoDB given by URL): no process counted
     assert embedded_mongo_pid("mongodb://127.0.0.1:27103") is None
-    # nor a port that merely starts like one of theirs
+    # nor a port that merely starts like one of theirs, nor a replica set's several hosts
     assert embedded_mongo_pid("mongodb://127.0.0.1:2710") is None
+    assert embedded_mongo_pid("mongodb://127.0.0.1:27101,127.0.0.1:27102/?replicaSet=rs") is None

@@ -8,13 +8,16 @@ from typing import Any
 import pytest
 
 from reelflow_common.polling.reference import sdk_schedule
+from reelflow_devtools.bench import rounds as rounds_module
+from reelflow_devtools.bench import task_queue_run
+from reelflow_devtools.bench.ceiling import CeilingPlan, Work
 from reelflow_devtools.bench.ground_truth import check_stored_projects
 from reelflow_devtools.bench.main import chosen_scenarios
 from reelflow_devtools.bench.report import Targets, checks, markdown, summary
 from reelflow_devtools.bench.rounds import SizeRounds, summarize
 from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
 from reelflow_devtools.bench.task_queue_run import WORKERS, prefetches
-from reelflow_devtools.bench.throughput import SizeRun
+from reelflow_devtools.bench.throughput import SizeRun, ThroughputPlan
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.responses import video_url
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -136,8 +139,26 @@ def test_the_report_lists_every_round_when_there_were_several() -> None:
     assert "| 10 | 2 | reelflow | 180.0 | 90.0 | 2.0 | 540.0 | 0.333 |" in report
     lines = results["throughput"][0]["rounds"]
     assert [line["idle_stack_cpu_ms_per_clip"] for line in lines] == [0.15, 0.2, 0.3]
-    assert "spent at most 0.30 ms of CPU per clip" in report
+    assert "idle beside a run spent at most 0.30 ms of CPU per clip" in report
+    # each figure names the round it is from: clips/s round 3, share round 1, multiple round 1
+    assert "| 10 | 50 | 500 | 3.3 | **150.0 (r3)** | **2.2** |" in report
+    assert "| 300.0 (r1) | 0 (DB 0) | 0.3 (r1) | 2.25 (r1) |" in report
     assert "rounds: 90.0 / 180.0 / 150.0 clips/s; x task queue 2.25 / 2.0 / 3.0" in summary(results)
+
+
+def test_a_clip_lost_in_any_round_fails_the_check_whichever_round_is_reported() -> None:
+    rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
+    rounds.runs[0].results["clips_succeeded"] = 499  # round 1: not the median round
+    rounds.baselines[1]["provider_tasks"] = 501  # round 2: nor is this one the baseline's
+    reelflow, baseline = summarize(rounds)
+    assert baseline is not None
+    results = {"throughput": [reelflow], "task_queue": [baseline]}
+
+    found = {check.name: check for check in checks(results, Targets())}
+
+    assert found["10-scene projects: clips not succeeded"].value == "1"
+    extra = "task-queue baseline, 10-scene projects: provider tasks beyond one per clip"
+    assert found[extra].value == "1"
 
 
 def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
@@ -147,6 +168,89 @@ def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
     assert not any("task queue" in check.name for check in found)
     assert all("task_queue_multiple" not in run for run in results["throughput"])
     assert markdown(results, found).splitlines()[4].endswith("| - |")
+    # and without the ceiling either
+    for run in results["throughput"]:
+        for name in ("ceiling", "ceiling_fraction", "ceiling_round"):
+            del run[name]
+    assert (
+        markdown(results, checks(results, Targets())).splitlines()[4].endswith("| - | - | - | - |")
+    )
+
+
+def test_a_round_that_measured_nothing_is_left_out_of_the_median() -> None:
+    rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
+    rounds.ceilings[2]["clips_per_s"] = None  # a ceiling run of no time
+
+    reelflow, _ = summarize(rounds)
+
+    # shares 0.3 and 0.333 left: the lower middle one
+    assert (reelflow["ceiling_fraction"], reelflow["ceiling_round"]) == (0.3, 1)
+    assert reelflow["rounds"][2]["ceiling_fraction"] is None
+
+
+class _Stack:
+    """A stack whose one process has spent ``step`` more CPU seconds at each reading."""
+
+    def __init__(self, name: str, step: float) -> None:
+        self.name, self.step, self.used = name, step, 0.0
+
+    def cpu_seconds(self) -> dict[str, float]:
+        self.used += self.step
+        return {self.name: self.used}
+
+
+async def test_each_round_runs_the_pair_back_to_back_then_the_ceiling(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+
+    async def reelflow_run(stack: object, plan: ThroughputPlan, size: int) -> SizeRun:
+        calls.append(f"R{size}")
+        clips_per_s = 100.0 * len(calls)  # every call faster than the one before: drift
+        results = _run(size, clips_per_s) | {"confirmed_publishes": 2000}
+        results["db_ops_by_kind"] = dict.fromkeys(
+            ("insert", "update", "commands", "queries", "getmore"), 0
+        )
+        return SizeRun(key=f"k{len(calls)}", project_ids=[], results=results)
+
+    async def baseline_run(stack: object, plan: ThroughputPlan, size: int) -> dict[str, Any]:
+        calls.append(f"B{size}")
+        return _baseline(size, 100.0 * len(calls)) | {"clips": plan.clips}
+
+    async def ceiling_run(stack: object, work: Work, plan: CeilingPlan) -> dict[str, Any]:
+        calls.append(f"C{work.clips}")
+        return {"clips": work.clips, "clips_per_s": 1000.0 * len(calls), "cpu_s_per_clip": {}}
+
+    monkeypatch.setattr(rounds_module, "run_size", reelflow_run)
+    monkeypatch.setattr(task_queue_run, "run_size", baseline_run)
+    monkeypatch.setattr(rounds_module, "run_ceiling", ceiling_run)
+    plan = ThroughputPlan(sizes=(1, 10), clips=500, rounds=2, warmup_clips=10, settle_s=0)
+    reelflow, baseline = _Stack("submitter", 1.0), _Stack("worker-0", 0.5)
+
+    done = await rounds_module.run_rounds(
+        reelflow,  # type: ignore[arg-type]
+        plan,
+        baseline=baseline,  # type: ignore[arg-type]
+        ceiling=CeilingPlan(),
+        say=lambda _line: None,
+    )
+
+    # warm-ups, then round 1 with the baseline first, round 2 with reelflow first
+    warmups = ["B10", "R10"]
+    first = ["B1", "R1", "C500", "B10", "R10", "C500"]
+    second = ["R1", "B1", "C500", "R10", "B10", "C500"]
+    assert calls == [*warmups, *first, *second]
+    ten = done.sizes[1]
+    # each round's runs and ceiling are paired: the 4th call's run with the 3rd's baseline
+    assert [run.results["clips_per_s"] for run in ten.runs] == [700.0, 1200.0]
+    assert [other["clips_per_s"] for other in ten.baselines] == [600.0, 1300.0]
+    assert [ceiling["clips_per_s"] for ceiling in ten.ceilings] == [8000.0, 14000.0]
+    assert [run.results["first"] for run in ten.runs] == ["baseline", "reelflow"]
+    # what the idle stack spent during each run: one step between two readings, per clip
+    assert ten.runs[0].results["beside_cpu_s_per_clip"] == {"worker-0": 0.001}
+    assert ten.baselines[0]["beside_cpu_s_per_clip"] == {"submitter": 0.002}
+    assert done.keys == ["k2", "k4", "k9", "k7", "k12"]  # the warm-up's, then by size
+    assert done.run_of(10) is ten.runs[-1]
 
 
 def test_the_taskqueue_scenario_is_in_the_default_set_and_selectable() -> None:

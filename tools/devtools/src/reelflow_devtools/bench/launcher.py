@@ -160,7 +160,12 @@ def embedded_mongo_pid(mongo_url: str) -> int | None:
     A child naming ``secantusd`` started with the URL's ``--port``: the benchmark
     has two stacks up at once (``bench.rounds``), each on a server of its own.
     """
-    port = urlsplit(mongo_url).port
+    try:
+        port = urlsplit(mongo_url).port
+    except ValueError:  # several hosts (a replica set): not a server of ours
+        return None
+    if port is None:
+        return None
     wanted = f"\0--port\0{port}\0".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

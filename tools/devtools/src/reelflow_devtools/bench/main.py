@@ -7,8 +7,8 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
   own counters); each size run in ``--rounds`` rounds (default 3), each figure the
   median round's (``bench.rounds``);
 - ``ceiling``: the same inserts, updates, reads and confirmed publishes done bare
-  on the same database and broker right after each of reelflow's runs (implies
-  ``throughput``);
+  on the same database and broker, at the end of each round of a size, repeating
+  reelflow's run of that round (implies ``throughput``);
 - ``taskqueue``: the same clips through a straightforward task-queue implementation
   (``bench.task_queue``) on a stack of its own, same database kind, broker and
   simulator settings, up beside the fast stack: in each round its run of a size and
@@ -37,8 +37,8 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--scenario", default="all", help=f"comma-separated: {', '.join(SCENARIOS)}, or all")
     add("--quick", action="store_true", help="every scenario small (for tests)")
     add("--clips", type=int, help="throughput: clips per project size (default 500)")
-    add("--rounds", type=int, help="throughput: runs of each size, medians reported (default 3)")
+    add(
+        "--rounds",
+        type=_positive,
+        help="throughput: runs of each size, the median one reported (default 3)",
+    )
     add("--connections", type=int, help="notifier: WebSockets (default 10000)")
     add("--watchers", type=int, help="notifier: watchers of the one project (default 1000)")
     add(
@@ -159,6 +163,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--out", type=Path, default=RUN_DIR / "results.json")
     add("--strict", action="store_true", help="exit non-zero on a missed performance target too")
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def chosen_scenarios(text: str) -> list[str]:
@@ -221,21 +232,16 @@ def fast_stack_scenarios(
     """Everything on the fast stack (zero-latency clips, speedup ``plans.speedup``).
 
     ``baseline``: the configuration and directory of the task-queue baseline's
-    stack, which is up beside this one for the throughput rounds only.
+    stack, which is up beside this one for the throughput rounds only. The CPU
+    phase ``throughput`` covers the rounds whole: the baseline's runs, the
+    ceilings and the baseline's ground truth too.
     """
     cpu = CpuMeter(stack, cpu_s)
     found: dict[str, Any] = {}
     rounds: Rounds | None = None
     if "throughput" in scenarios:
-        with ExitStack() as beside:
-            baseline_stack = None
-            if baseline is not None:
-                began = time.monotonic()
-                baseline_stack = beside.enter_context(running_task_queue(*baseline))
-                _say(
-                    f"task-queue baseline up in {time.monotonic() - began:.1f} s"
-                    f" (logs in {baseline[1] / 'logs'})"
-                )
+        beside = nullcontext(None) if baseline is None else _started_task_queue(*baseline)
+        with beside as baseline_stack:
             throughput, rounds = asyncio.run(
                 throughput_scenario(stack, scenarios, plans, baseline_stack)
             )
@@ -251,14 +257,14 @@ async def throughput_scenario(
 ) -> tuple[dict[str, Any], Rounds]:
     """The throughput rounds (with the baseline's runs and the ceilings), summarized by size."""
     plan = plans.throughput
-    beside = "" if baseline is None else ", the task-queue baseline's runs between reelflow's"
-    _say(f"throughput: ~{plan.clips} clips per size {plan.sizes}, {plan.rounds} rounds{beside}")
+    pairs = "" if baseline is None else ", each run of reelflow's beside one of the baseline's"
+    _say(f"throughput: ~{plan.clips} clips per size {plan.sizes}, {plan.rounds} rounds{pairs}")
     ceiling = plans.ceiling if "ceiling" in scenarios else None
     rounds = await run_rounds(stack, plan, baseline=baseline, ceiling=ceiling, say=_say)
     found: dict[str, Any] = {"throughput_warmup": rounds.warmup.results, "throughput": []}
     baselines: list[dict[str, Any]] = []
-    for size in rounds.sizes:
-        results, baseline_results = summarize(size)
+    for size_rounds in rounds.sizes:
+        results, baseline_results = summarize(size_rounds)
         found["throughput"].append(results)
         if baseline_results is not None:
             baselines.append(baseline_results)
@@ -275,7 +281,7 @@ async def later_scenarios(
     """The fast stack's scenarios after throughput, then its ground truth (throughput's too)."""
     found: dict[str, Any] = {}
     keys: list[str] = rounds.keys if rounds is not None else []
-    get_runs = [size.runs[-1] for size in (rounds.sizes if rounds else []) if size.size == 10]
+    get_run = rounds.run_of(10) if rounds is not None else None
     if "notifier" in scenarios:
         plan = plans.notifier
         _say(f"notifier: {plan.connections} WebSockets, {plan.hot_watchers} on one project")
@@ -283,12 +289,12 @@ async def later_scenarios(
         keys.append(notifier_key)
         cpu.phase_done("notifier")
     if "api" in scenarios:
-        if not get_runs:
-            get_runs = [await run_size(stack, replace(plans.throughput, clips=100), 10)]
-            keys.append(get_runs[0].key)
+        if get_run is None:
+            get_run = await run_size(stack, replace(plans.throughput, clips=100), 10)
+            keys.append(get_run.key)
         _say("API latency: GET then POST")
         api_key, _ids, found["api"] = await run_api_load(
-            stack, plans.api, get_key=get_runs[0].key, get_ids=get_runs[0].project_ids
+            stack, plans.api, get_key=get_run.key, get_ids=get_run.project_ids
         )
         keys.append(api_key)
         cpu.phase_done("api")
@@ -346,17 +352,24 @@ def _run_stack(
         )
 
 
-def _run_task_queue(
-    config: StackConfig, run_dir: Path, plans: Plans
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The baseline alone (``--scenario taskqueue`` without ``throughput``): one run per size."""
+@contextmanager
+def _started_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueueStack]:
+    """The task-queue baseline's stack, said when it is up; stopped on exit."""
     began = time.monotonic()
     with running_task_queue(config, run_dir) as stack:
         _say(
             f"task-queue baseline up in {time.monotonic() - began:.1f} s"
-            f" (logs in {run_dir / 'logs'}); ~{plans.throughput.clips} clips per size"
-            f" {plans.throughput.sizes}"
+            f" (logs in {run_dir / 'logs'})"
         )
+        yield stack
+
+
+def _run_task_queue(
+    config: StackConfig, run_dir: Path, plans: Plans
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The baseline alone (``--scenario taskqueue`` without ``throughput``): one run per size."""
+    with _started_task_queue(config, run_dir) as stack:
+        _say(f"task queue: ~{plans.throughput.clips} clips per size {plans.throughput.sizes}")
         return asyncio.run(run_task_queue(stack, plans.throughput))
 
 
@@ -407,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
             results["ground_truth"] = {"taskqueue": truth}
         if set(scenarios) - {"polling", "fairness", "taskqueue"}:
             # With throughput, the baseline runs in its rounds (bench.rounds).
-            baseline = (fast, baseline_dir) if "taskqueue" in scenarios else None
+            paired = {"taskqueue", "throughput"} <= set(scenarios)
+            baseline = (fast, baseline_dir) if paired else None
             _run_stack(
                 fast,
                 args.out.parent / "fast",

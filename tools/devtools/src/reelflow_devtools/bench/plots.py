@@ -3,7 +3,8 @@
 - ``polling.png``: p95 (and p50) detection delay against getResponse calls per clip,
   one point per schedule, the live run among them;
 - ``throughput.png``: clips per second against project size, reelflow beside the
-  raw ceiling and the task-queue baseline measured in the same run.
+  raw ceiling and the task-queue baseline measured in the same rounds (each size's
+  median round, and a bar over the range of its rounds).
 """
 
 from __future__ import annotations
@@ -75,28 +76,34 @@ def plot_polling(polling: dict[str, Any], path: Path) -> Path:
 def plot_throughput(
     throughput: list[dict[str, Any]], task_queue: list[dict[str, Any]], path: Path
 ) -> Path:
-    """Clips per second against scenes per project."""
+    """Clips per second against scenes per project: each median round, the rounds' range."""
     figure, axes = plt.subplots(figsize=(7, 4.5))
     sizes = [run["scenes_per_project"] for run in throughput]
-    axes.plot(sizes, [run["clips_per_s"] or 0 for run in throughput], "o-", label="reelflow")
+    reelflow = [
+        (run["scenes_per_project"], run["clips_per_s"] or 0, _rounds(run, "clips_per_s"))
+        for run in throughput
+    ]
+    _series(axes, reelflow, "o-", "reelflow")
     ceilings = [
-        (run["scenes_per_project"], run["ceiling"]["clips_per_s"])
+        (
+            run["scenes_per_project"],
+            run["ceiling"]["clips_per_s"],
+            _rounds(run, "ceiling_clips_per_s"),
+        )
         for run in throughput
         if run.get("ceiling")
     ]
-    if ceilings:
-        axes.plot(*zip(*ceilings, strict=True), "s--", label="raw ceiling (same DB and broker)")
-    if task_queue:
-        axes.plot(
-            [run["scenes_per_project"] for run in task_queue],
-            [run["clips_per_s"] or 0 for run in task_queue],
-            "^:",
-            label="task-queue baseline (same run)",
-        )
+    _series(axes, ceilings, "s--", "raw ceiling (same DB and broker)")
+    baseline = [
+        (run["scenes_per_project"], run["clips_per_s"] or 0, run.get("rounds_clips_per_s", []))
+        for run in task_queue
+    ]
+    _series(axes, baseline, "^:", "task-queue baseline (same rounds)")
     axes.set_xscale("log")
     axes.set_xticks(sizes, [str(size) for size in sizes])
     axes.set_xlabel("scenes per project")
     axes.set_ylabel("clips per second (zero-latency provider)")
+    axes.set_title("the median round; bars: every round's range", fontsize=9)
     axes.set_ylim(bottom=0)
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
@@ -104,6 +111,24 @@ def plot_throughput(
     figure.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits outside
     plt.close(figure)
     return path
+
+
+def _rounds(run: dict[str, Any], name: str) -> list[float]:
+    """One figure of every round of a size (``bench.rounds``); [] for a single run."""
+    return [line[name] for line in run.get("rounds", []) if line.get(name) is not None]
+
+
+def _series(
+    axes: Any, points: list[tuple[int, float, list[float]]], style: str, label: str
+) -> None:
+    """A line through the median rounds, and a bar from each size's slowest round to its fastest."""
+    if not points:
+        return
+    line = axes.plot([size for size, _, _ in points], [value for _, value, _ in points], style)[0]
+    line.set_label(label)
+    for size, _value, rounds in points:
+        if len(rounds) > 1:
+            axes.vlines(size, min(rounds), max(rounds), color=line.get_color(), lw=2, alpha=0.5)
 
 
 def write_plots(results: dict[str, Any], folder: Path) -> list[Path]:

@@ -7,10 +7,10 @@ baseline's figure had moved as much between earlier runs. A ratio of two runs
 made minutes apart measures that drift as much as the two implementations.
 
 So each size is run ``ThroughputPlan.rounds`` times. In a round, the
-baseline's run and reelflow's run of a size go back to back (which one goes
-first alternates from round to round) and the raw ceiling of reelflow's run
-follows at once; each ratio is taken within its round. A size's figure is the
-median of its rounds' (:func:`summarize`), every round's beside it.
+baseline's run of a size and reelflow's go back to back (the baseline first in
+odd rounds, reelflow first in even ones), then the raw ceiling repeats the
+work of reelflow's run; each ratio is taken within its round. A size's figure
+is the median round's (:func:`summarize`), every round's beside it.
 
 Both stacks are up for all of it, each idle while the other runs; what the idle
 one spent during a run is recorded with the run (``beside_cpu_s_per_clip``).
@@ -27,13 +27,9 @@ from reelflow_devtools.bench import task_queue_run
 from reelflow_devtools.bench.ceiling import CeilingPlan, Work, run_ceiling
 from reelflow_devtools.bench.launcher import BenchStack
 from reelflow_devtools.bench.span import MeasuredStack
-from reelflow_devtools.bench.task_queue_run import TaskQueueStack
-from reelflow_devtools.bench.throughput import SizeRun, ThroughputPlan, run_size
+from reelflow_devtools.bench.throughput import SizeRun, ThroughputPlan, run_size, warmup_size
 
 T = TypeVar("T")
-
-#: who ran first in a round, by the round's parity
-_ORDER = ("baseline", "reelflow")
 
 
 @dataclass
@@ -51,7 +47,7 @@ class SizeRounds:
 
 @dataclass
 class Rounds:
-    """The warm-up runs (not measured) and every size's rounds."""
+    """The warm-up run (not measured) and every size's rounds."""
 
     warmup: SizeRun
     sizes: list[SizeRounds]
@@ -59,46 +55,53 @@ class Rounds:
     @property
     def keys(self) -> list[str]:
         """Every tenant key reelflow's runs used (for the ground truth)."""
-        return [self.warmup.key] + [run.key for size in self.sizes for run in size.runs]
+        return [self.warmup.key] + [run.key for rounds in self.sizes for run in rounds.runs]
+
+    def run_of(self, size: int) -> SizeRun | None:
+        """reelflow's last run of ``size`` scenes, if that size ran."""
+        for rounds in self.sizes:
+            if rounds.size == size and rounds.runs:
+                return rounds.runs[-1]
+        return None
 
 
 async def run_rounds(
     stack: BenchStack,
     plan: ThroughputPlan,
     *,
-    baseline: TaskQueueStack | None,
+    baseline: task_queue_run.TaskQueueStack | None,
     ceiling: CeilingPlan | None,
     say: Callable[[str], None],
 ) -> Rounds:
     """Warm both stacks up, then ``plan.rounds`` rounds of every size."""
-    warmup_size = min(plan.warmup_clips, max(plan.sizes))
     warmup_plan = replace(plan, clips=plan.warmup_clips)
     if baseline is not None:
-        await task_queue_run.run_size(baseline, warmup_plan, warmup_size)
-    warmup = await run_size(stack, warmup_plan, warmup_size)
+        await task_queue_run.run_size(baseline, warmup_plan, warmup_size(plan))
+    warmup = await run_size(stack, warmup_plan, warmup_size(plan))
     await asyncio.sleep(plan.settle_s)  # the warm-up's completions reach poll_stats
     sizes = [SizeRounds(size) for size in plan.sizes]
-    for round_number in range(plan.rounds):
+    for number in range(1, plan.rounds + 1):
         for rounds in sizes:
-            size = rounds.size
-            say(f"round {round_number + 1}/{plan.rounds}: {size}-scene projects")
-            reelflow_first = baseline is None or round_number % 2 == 1
-            if baseline is not None and not reelflow_first:
-                rounds.baselines.append(await _baseline_run(baseline, stack, plan, size))
-            run, idle = await _beside(baseline, run_size(stack, plan, size))
-            run.results["round"] = round_number + 1
-            run.results["first"] = "reelflow" if reelflow_first else "baseline"
-            run.results["beside_cpu_s_per_clip"] = _per_clip(idle, run.results["clips"])
+            say(f"round {number}/{plan.rounds}: {rounds.size}-scene projects")
+            baseline_first = baseline is not None and number % 2 == 1
+            if baseline is not None and baseline_first:
+                rounds.baselines.append(await _baseline_run(baseline, stack, plan, rounds.size))
+            run, idle = await _beside(baseline, run_size(stack, plan, rounds.size))
+            run.results.update(
+                round=number,
+                first="baseline" if baseline_first else "reelflow",
+                beside_cpu_s_per_clip=_per_clip(idle, run.results["clips"]),
+            )
             rounds.runs.append(run)
+            if baseline is not None and not baseline_first:
+                rounds.baselines.append(await _baseline_run(baseline, stack, plan, rounds.size))
             if ceiling is not None:
                 rounds.ceilings.append(await run_ceiling(stack, Work.of(run.results), ceiling))
-            if baseline is not None and reelflow_first:
-                rounds.baselines.append(await _baseline_run(baseline, stack, plan, size))
     return Rounds(warmup, sizes)
 
 
 async def _baseline_run(
-    baseline: TaskQueueStack, stack: BenchStack, plan: ThroughputPlan, size: int
+    baseline: task_queue_run.TaskQueueStack, stack: BenchStack, plan: ThroughputPlan, size: int
 ) -> dict[str, Any]:
     results, idle = await _beside(stack, task_queue_run.run_size(baseline, plan, size))
     return results | {"beside_cpu_s_per_clip": _per_clip(idle, results["clips"])}
@@ -116,16 +119,24 @@ def _per_clip(cpu_s: dict[str, float], clips: int) -> dict[str, float]:
     return {name: round(spent / clips, 4) for name, spent in cpu_s.items()}
 
 
-def _median_index(values: list[float]) -> int:
-    """The index of the median of ``values`` (the lower one of an even count)."""
-    ranked = sorted(range(len(values)), key=lambda index: values[index])
-    return ranked[(len(ranked) - 1) // 2]
-
-
 def _idle_ms(run: dict[str, Any]) -> float:
     """What the idle stack beside ``run`` spent, in ms of CPU per clip of the run."""
     spent: dict[str, float] = run.get("beside_cpu_s_per_clip", {})
     return round(sum(spent.values()) * 1000, 2)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    """``numerator / denominator``; None when either was not measured (a run of no time)."""
+    if not numerator or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _median(values: list[float | None]) -> int | None:
+    """The index of the median of the measured ``values`` (the lower middle one of an even
+    count); None when none was measured."""
+    measured = sorted((value, index) for index, value in enumerate(values) if value is not None)
+    return measured[(len(measured) - 1) // 2][1] if measured else None
 
 
 def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -135,13 +146,19 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
     one's), so every figure is one a round measured. reelflow's figures are
     those of its median round by clips/s (its database operations, CPU and
     publishes with them); ``ceiling_fraction`` and ``task_queue_multiple`` are
-    the medians of the rounds' own ratios, each with the figure of the round it
-    came from (``ceiling``, ``task_queue_clips_per_s``). The baseline's figures
-    are those of its median round by clips/s. ``rounds`` lists every round's,
-    with the most the idle stack spent during either run of the round.
+    the medians of the rounds' own ratios, each with the round it came from
+    (``ceiling_round``, ``task_queue_round``) and that round's figures
+    (``ceiling``, ``task_queue_clips_per_s``). The baseline's figures are those
+    of its median round by clips/s. ``rounds`` lists every round's, with the
+    most the idle stack spent during either run of the round; the
+    ``*_all_rounds`` counts add every round's up for the correctness checks.
     """
     runs = [run.results for run in rounds.runs]
-    results = dict(runs[_median_index([run["clips_per_s"] for run in runs])])
+    middle = _median([run["clips_per_s"] for run in runs])
+    results = dict(runs[0 if middle is None else middle])
+    results["clips_not_succeeded_all_rounds"] = sum(
+        run["clips"] - run["clips_succeeded"] for run in runs
+    )
     by_round: list[dict[str, Any]] = [
         {
             "round": run["round"],
@@ -152,34 +169,45 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
         for run in runs
     ]
     if rounds.ceilings:
-        fractions = [
-            run["clips_per_s"] / ceiling["clips_per_s"]
+        shares = [
+            _ratio(run["clips_per_s"], ceiling["clips_per_s"])
             for run, ceiling in zip(runs, rounds.ceilings, strict=True)
         ]
-        for line, ceiling, fraction in zip(by_round, rounds.ceilings, fractions, strict=True):
+        for line, ceiling, share in zip(by_round, rounds.ceilings, shares, strict=True):
             line["ceiling_clips_per_s"] = ceiling["clips_per_s"]
-            line["ceiling_fraction"] = round(fraction, 3)
-        middle = _median_index(fractions)
-        results["ceiling"] = rounds.ceilings[middle] | {"round": runs[middle]["round"]}
-        results["ceiling_fraction"] = round(fractions[middle], 3)
+            line["ceiling_fraction"] = None if share is None else round(share, 3)
+        middle = _median(shares)
+        if middle is not None:
+            results["ceiling"] = rounds.ceilings[middle]
+            results["ceiling_round"] = by_round[middle]["round"]
+            results["ceiling_fraction"] = by_round[middle]["ceiling_fraction"]
     baseline: dict[str, Any] | None = None
     if rounds.baselines:
         multiples = [
-            run["clips_per_s"] / other["clips_per_s"]
+            _ratio(run["clips_per_s"], other["clips_per_s"])
             for run, other in zip(runs, rounds.baselines, strict=True)
         ]
         for line, other, multiple in zip(by_round, rounds.baselines, multiples, strict=True):
             line["task_queue_clips_per_s"] = other["clips_per_s"]
-            line["task_queue_multiple"] = round(multiple, 3)
+            line["task_queue_multiple"] = None if multiple is None else round(multiple, 3)
             line["idle_stack_cpu_ms_per_clip"] = max(
                 line["idle_stack_cpu_ms_per_clip"], _idle_ms(other)
             )
-        middle = _median_index(multiples)
-        results["task_queue_clips_per_s"] = rounds.baselines[middle]["clips_per_s"]
-        results["task_queue_multiple"] = round(multiples[middle], 3)
-        baseline = dict(
-            rounds.baselines[_median_index([other["clips_per_s"] for other in rounds.baselines])]
-        )
-        baseline["rounds_clips_per_s"] = [other["clips_per_s"] for other in rounds.baselines]
+        middle = _median(multiples)
+        if middle is not None:
+            results["task_queue_clips_per_s"] = rounds.baselines[middle]["clips_per_s"]
+            results["task_queue_round"] = by_round[middle]["round"]
+            results["task_queue_multiple"] = by_round[middle]["task_queue_multiple"]
+        middle = _median([other["clips_per_s"] for other in rounds.baselines])
+        baseline = dict(rounds.baselines[0 if middle is None else middle])
+        baseline |= {
+            "rounds_clips_per_s": [other["clips_per_s"] for other in rounds.baselines],
+            "clips_not_succeeded_all_rounds": sum(
+                other["clips"] - other["clips_succeeded"] for other in rounds.baselines
+            ),
+            "provider_tasks_beyond_one_all_rounds": sum(
+                other["provider_tasks"] - other["clips"] for other in rounds.baselines
+            ),
+        }
     results["rounds"] = by_round
     return results, baseline

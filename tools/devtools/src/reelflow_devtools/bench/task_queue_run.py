@@ -43,7 +43,7 @@ from reelflow_devtools.bench.launcher import (
 from reelflow_devtools.bench.span import Span
 from reelflow_devtools.bench.task_queue.config import Config
 from reelflow_devtools.bench.task_queue.topology import Names, delete_topology
-from reelflow_devtools.bench.throughput import ThroughputPlan
+from reelflow_devtools.bench.throughput import ThroughputPlan, warmup_size
 from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
 from reelflow_devtools.launcher import (
     SIM_API_KEY,
@@ -273,7 +273,6 @@ async def run_task_queue(
     stack: TaskQueueStack, plan: ThroughputPlan
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The warm-up (as reelflow's: not measured), every size in turn, the ground truth."""
-    warmup = min(plan.warmup_clips, max(plan.sizes))
-    await run_size(stack, replace(plan, clips=plan.warmup_clips), warmup)
+    await run_size(stack, replace(plan, clips=plan.warmup_clips), warmup_size(plan))
     runs = [await run_size(stack, plan, size) for size in plan.sizes]
     return runs, await check_ground_truth(stack)

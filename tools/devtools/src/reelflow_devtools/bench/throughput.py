@@ -131,3 +131,8 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             "submit_delay": summary_ms(submit_delays),
         },
     )
+
+
+def warmup_size(plan: ThroughputPlan) -> int:
+    """Scenes per project of the warm-up run (its ``warmup_clips`` as one project, or as few)."""
+    return min(plan.warmup_clips, max(plan.sizes))
