@@ -4,7 +4,7 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
 
 - ``throughput``: about 500 clips as projects of 1, 10 and 50 scenes, a
   zero-latency provider; clips/s and database operations per clip (the server's
-  own counters); each size run in ``--rounds`` rounds (default 3), each figure the
+  own counters); each size run in ``--rounds`` rounds (default 5), each figure the
   median round's (``bench.rounds``);
 - ``ceiling``: the same inserts, updates, reads and confirmed publishes done bare
   on the same database and broker, at the end of each round of a size, repeating
@@ -142,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--rounds",
         type=_positive,
-        help="throughput: runs of each size, the median one reported (default 3)",
+        help="throughput: runs of each size, the median one reported (default 5)",
     )
     add("--connections", type=int, help="notifier: WebSockets (default 10000)")
     add("--watchers", type=int, help="notifier: watchers of the one project (default 1000)")

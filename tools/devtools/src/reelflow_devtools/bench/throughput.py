@@ -36,7 +36,7 @@ class ThroughputPlan:
     #: clips per size, rounded up to whole projects
     clips: int = 500
     #: runs of each size, the median one reported (:mod:`reelflow_devtools.bench.rounds`)
-    rounds: int = 3
+    rounds: int = 5
     #: POSTs in flight
     concurrency: int = 20
     #: clips followed first, not measured: the poller learns the provider's (zero)
