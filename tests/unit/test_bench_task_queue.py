@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from reelflow_devtools.bench import task_queue_run
 from reelflow_devtools.bench.ceiling import CeilingPlan, Work
 from reelflow_devtools.bench.ground_truth import check_stored_projects
 from reelflow_devtools.bench.main import chosen_scenarios
-from reelflow_devtools.bench.report import Targets, checks, markdown, summary
+from reelflow_devtools.bench.report import Targets, _rounds_table, checks, markdown, summary
 from reelflow_devtools.bench.rounds import SizeRounds, summarize
 from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
 from reelflow_devtools.bench.task_queue_run import WORKERS, prefetches
@@ -69,31 +70,39 @@ def _rounds(
     return rounds
 
 
-def test_each_ratio_is_taken_within_its_round_and_the_median_round_is_reported() -> None:
-    # The machine drifts: round 2 ran everything twice as fast as round 1, round 3 in between.
-    rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
+def test_ratios_are_taken_within_rounds_and_the_median_pair_of_rounds_is_reported() -> None:
+    # six rounds, three pairs (one round of each order); x task queue by round:
+    # 1, 1 | 2, 8 | 1.5, 6, so by pair 1.0 | 4.0 | 3.0: the median pair is rounds 5 and 6
+    rounds = _rounds(
+        10,
+        [100.0, 100.0, 200.0, 200.0, 150.0, 300.0],
+        [100.0, 100.0, 100.0, 25.0, 100.0, 50.0],
+        [400.0, 1000.0, 400.0, 400.0, 1000.0, 1000.0],
+    )
 
     reelflow, baseline = summarize(rounds)
 
-    # ratios by round: x task queue 2.25 / 2.0 / 3.0, share of ceiling 0.3 / 0.333 / 0.25
-    assert (reelflow["task_queue_multiple"], reelflow["task_queue_clips_per_s"]) == (2.25, 40.0)
-    assert reelflow["ceiling_fraction"] == 0.3
-    assert reelflow["ceiling"]["clips_per_s"] == 300.0
-    # reelflow's own figures are its median round's (150 clips/s), the baseline's its (50)
-    assert reelflow["clips_per_s"] == 150.0
-    assert reelflow["round"] == 3
+    assert (reelflow["task_queue_multiple"], reelflow["task_queue_rounds"]) == (3.0, [5, 6])
+    assert reelflow["task_queue_clips_per_s"] == 70.71  # the pair's geometric mean
+    # shares 0.25, 0.1 | 0.5, 0.5 | 0.15, 0.3: by pair 0.158 | 0.5 | 0.212
+    assert (reelflow["ceiling_fraction"], reelflow["ceiling_rounds"]) == (0.212, [5, 6])
+    assert reelflow["ceiling"]["clips_per_s"] == 1000.0
+    # reelflow's own figures: its median round by clips/s (150, round 5); the baseline's its
+    assert (reelflow["clips_per_s"], reelflow["round"]) == (150.0, 5)
     assert baseline is not None
-    assert (baseline["clips_per_s"], baseline["rounds_clips_per_s"]) == (50.0, [40.0, 90.0, 50.0])
-    assert [line["task_queue_multiple"] for line in reelflow["rounds"]] == [2.25, 2.0, 3.0]
-    assert [line["first"] for line in reelflow["rounds"]] == ["baseline", "reelflow", "baseline"]
-    # across rounds the drift would have made it 150 / 90 (1.67) or 90 / 50 (1.8)
+    assert (baseline["clips_per_s"], baseline["round"]) == (100.0, 1)
+    assert baseline["rounds_clips_per_s"] == [100.0, 100.0, 100.0, 25.0, 100.0, 50.0]
+    assert [line["task_queue_multiple"] for line in reelflow["rounds"]] == [1, 1, 2, 8, 1.5, 6]
+    # a median of the rounds alone (2.0, round 3) would have hidden the order's effect
 
 
-def test_an_even_count_of_rounds_reports_the_lower_middle_round() -> None:
+def test_one_pair_of_rounds_is_the_geometric_mean_of_its_two() -> None:
     reelflow, _ = summarize(_rounds(50, [30.0, 60.0], [20.0, 20.0], [100.0, 100.0]))
 
-    assert (reelflow["task_queue_multiple"], reelflow["ceiling_fraction"]) == (1.5, 0.3)
-    assert reelflow["clips_per_s"] == 30.0
+    assert reelflow["task_queue_multiple"] == pytest.approx(math.sqrt(1.5 * 3.0), abs=1e-3)
+    assert reelflow["ceiling_fraction"] == pytest.approx(math.sqrt(0.3 * 0.6), abs=1e-3)
+    assert reelflow["task_queue_rounds"] == [1, 2]
+    assert reelflow["clips_per_s"] == 30.0  # of an even count, the lower middle round
 
 
 def _results(*, with_baseline: bool) -> dict[str, Any]:
@@ -140,10 +149,27 @@ def test_the_report_lists_every_round_when_there_were_several() -> None:
     lines = results["throughput"][0]["rounds"]
     assert [line["idle_stack_cpu_ms_per_clip"] for line in lines] == [0.15, 0.2, 0.3]
     assert "idle beside a run spent at most 0.30 ms of CPU per clip" in report
-    # each figure names the round it is from: clips/s round 3, share round 1, multiple round 1
+    # each figure names its round or pair of rounds: clips/s round 3; shares by pair
+    # sqrt(0.3 * 0.333) = 0.316 | 0.25 (round 3 alone), multiples sqrt(2.25 * 2.0) | 3.0
     assert "| 10 | 50 | 500 | 3.3 | **150.0 (r3)** | **2.2** |" in report
-    assert "| 300.0 (r1) | 0 (DB 0) | 0.3 (r1) | 2.25 (r1) |" in report
+    assert "| 600.0 (r3) | 0 (DB 0) | 0.25 (r3) | 2.121 (r1+r2) |" in report
     assert "rounds: 90.0 / 180.0 / 150.0 clips/s; x task queue 2.25 / 2.0 / 3.0" in summary(results)
+
+
+def test_several_rounds_without_the_baseline_or_the_ceiling_are_reported_as_they_ran() -> None:
+    rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
+    rounds.baselines, rounds.ceilings = [], []
+    reelflow, baseline = summarize(rounds)
+    results = {"config": _results(with_baseline=False)["config"], "throughput": [reelflow]}
+
+    report = markdown(results, checks(results, Targets()))
+
+    assert baseline is None
+    assert "Each size ran in rounds; reelflow's clips/s" in report
+    assert "the baseline's run" not in report
+    assert "the raw ceiling" not in report
+    assert "| 10 | 3 | baseline | 150.0 | - | - | - | - |" in report
+    assert "rounds: 90.0 / 180.0 / 150.0 clips/s\n" in summary(results) + "\n"
 
 
 def test_a_clip_lost_in_any_round_fails_the_check_whichever_round_is_reported() -> None:
@@ -170,22 +196,23 @@ def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
     assert markdown(results, found).splitlines()[4].endswith("| - |")
     # and without the ceiling either
     for run in results["throughput"]:
-        for name in ("ceiling", "ceiling_fraction", "ceiling_round"):
+        for name in ("ceiling", "ceiling_fraction", "ceiling_rounds"):
             del run[name]
     assert (
         markdown(results, checks(results, Targets())).splitlines()[4].endswith("| - | - | - | - |")
     )
 
 
-def test_a_round_that_measured_nothing_is_left_out_of_the_median() -> None:
-    rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
-    rounds.ceilings[2]["clips_per_s"] = None  # a ceiling run of no time
+def test_a_round_that_measured_nothing_is_left_out_of_its_pair() -> None:
+    rounds = _rounds(10, [90.0] * 4, [45.0] * 4, [450.0, 300.0, 225.0, 300.0])
+    rounds.ceilings[3]["clips_per_s"] = None  # a ceiling run of no time
 
     reelflow, _ = summarize(rounds)
 
-    # shares 0.3 and 0.333 left: the lower middle one
-    assert (reelflow["ceiling_fraction"], reelflow["ceiling_round"]) == (0.3, 1)
-    assert reelflow["rounds"][2]["ceiling_fraction"] is None
+    # shares 0.2, 0.3 | 0.4, -: by pair 0.245 | 0.4 (counted as 0, the pair would be 0)
+    assert (reelflow["ceiling_fraction"], reelflow["ceiling_rounds"]) == (0.245, [1, 2])
+    assert reelflow["rounds"][3]["ceiling_fraction"] is None
+    assert "| 10 | 4 | reelflow | 90.0 | 45.0 | 2.0 | - | - |" in _rounds_table([reelflow])
 
 
 class _Stack:

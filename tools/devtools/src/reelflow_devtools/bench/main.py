@@ -4,17 +4,17 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
 
 - ``throughput``: about 500 clips as projects of 1, 10 and 50 scenes, a
   zero-latency provider; clips/s and database operations per clip (the server's
-  own counters); each size run in ``--rounds`` rounds (default 5), each figure the
-  median round's (``bench.rounds``);
+  own counters); each size run in ``--rounds`` rounds (default 6), reelflow's
+  figures its median round's (``bench.rounds``);
 - ``ceiling``: the same inserts, updates, reads and confirmed publishes done bare
   on the same database and broker, at the end of each round of a size, repeating
   reelflow's run of that round (implies ``throughput``);
 - ``taskqueue``: the same clips through a straightforward task-queue implementation
   (``bench.task_queue``) on a stack of its own, same database kind, broker and
   simulator settings, up beside the fast stack: in each round its run of a size and
-  reelflow's go back to back; ``throughput``'s "x task queue" is the median of the
-  rounds' ratios of reelflow's clips/s over its (alone, without ``throughput``: one
-  run per size);
+  reelflow's go back to back, who goes first alternating; ``throughput``'s "x task
+  queue" is reelflow's clips/s over its, of the median pair of rounds (one of each
+  order; alone, without ``throughput``: one run per size);
 - ``polling``: a live run on the simulator's own latency distribution at
   ``--polling-speedup`` with production settings compressed by it, and the exact
   evaluation of the reference schedules on the same completion times;
@@ -142,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add(
         "--rounds",
         type=_positive,
-        help="throughput: runs of each size, the median one reported (default 5)",
+        help="throughput: runs of each size, read in pairs of rounds (default 6)",
     )
     add("--connections", type=int, help="notifier: WebSockets (default 10000)")
     add("--watchers", type=int, help="notifier: watchers of the one project (default 1000)")
@@ -233,8 +233,8 @@ def fast_stack_scenarios(
 
     ``baseline``: the configuration and directory of the task-queue baseline's
     stack, which is up beside this one for the throughput rounds only. The CPU
-    phase ``throughput`` covers the rounds whole: the baseline's runs, the
-    ceilings and the baseline's ground truth too.
+    phase ``throughput`` (this stack's processes) spans the rounds whole: the
+    baseline's start, runs and stop, the ceilings and the baseline's ground truth too.
     """
     cpu = CpuMeter(stack, cpu_s)
     found: dict[str, Any] = {}

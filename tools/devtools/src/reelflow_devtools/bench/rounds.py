@@ -9,8 +9,12 @@ made minutes apart measures that drift as much as the two implementations.
 So each size is run ``ThroughputPlan.rounds`` times. In a round, the
 baseline's run of a size and reelflow's go back to back (the baseline first in
 odd rounds, reelflow first in even ones), then the raw ceiling repeats the
-work of reelflow's run; each ratio is taken within its round. A size's figure
-is the median round's (:func:`summarize`), every round's beside it.
+work of reelflow's run; each ratio is taken within its round. Going second
+may cost a run what the first one left the broker to do (in the recorded run
+of 2026-12-03 the two reelflow-first rounds gave the two highest multiples at
+10 and 50 scenes), so rounds are read in pairs, one of each order: a pair's
+ratio is the geometric mean of its two rounds', and a size's figure the median
+pair's (:func:`median_of_pairs`, :func:`summarize`), every round's beside it.
 
 Both stacks are up for all of it, each idle while the other runs; what the idle
 one spent during a run is recorded with the run (``beside_cpu_s_per_clip``).
@@ -19,6 +23,7 @@ one spent during a run is recorded with the run (``beside_cpu_s_per_clip``).
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -139,21 +144,56 @@ def _median(values: list[float | None]) -> int | None:
     return measured[(len(measured) - 1) // 2][1] if measured else None
 
 
+def _geometric_mean(values: list[float | None]) -> float | None:
+    measured = [value for value in values if value is not None]
+    return math.prod(measured) ** (1 / len(measured)) if measured else None
+
+
+def median_of_pairs(
+    ratios: list[float | None], round_numbers: list[int]
+) -> tuple[float, list[int]] | None:
+    """The median pair's ratio, and the pair's rounds; None when no round measured one.
+
+    ``ratios`` are by round. Rounds pair up in order, (1, 2), (3, 4), ...: one
+    of each order (:func:`run_rounds` alternates who goes first), so a pair's
+    ratio, the geometric mean of its two, is free of whatever going first or
+    second does to a run. An odd last round stands alone. The median pair is
+    the middle one by ratio (of an even count, the lower middle one).
+    """
+    pairs = [list(range(start, min(start + 2, len(ratios)))) for start in range(0, len(ratios), 2)]
+    by_pair = [_geometric_mean([ratios[index] for index in pair]) for pair in pairs]
+    middle = _median(by_pair)
+    if middle is None:
+        return None
+    value = by_pair[middle]
+    assert value is not None
+    return value, [round_numbers[index] for index in pairs[middle]]
+
+
+def _pair_of(lines: list[dict[str, Any]], numbers: list[int], name: str) -> float | None:
+    """The geometric mean of the rounds ``numbers``' ``name`` figures."""
+    chosen = [line[name] for line in lines if line["round"] in numbers]
+    value = _geometric_mean(chosen)
+    return None if value is None else round(value, 2)
+
+
 def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One size's figures: reelflow's, and the baseline's (None without it).
 
-    A median is the middle round's figure (of an even count, the lower middle
-    one's), so every figure is one a round measured. reelflow's figures are
-    those of its median round by clips/s (its database operations, CPU and
-    publishes with them); ``ceiling_fraction`` and ``task_queue_multiple`` are
-    the medians of the rounds' own ratios, each with the round it came from
-    (``ceiling_round``, ``task_queue_round``) and that round's figures
-    (``ceiling``, ``task_queue_clips_per_s``). The baseline's figures are those
-    of its median round by clips/s. ``rounds`` lists every round's, with the
-    most the idle stack spent during either run of the round; the
-    ``*_all_rounds`` counts add every round's up for the correctness checks.
+    reelflow's own figures are those of its median round by clips/s (the lower
+    middle one of an even count; its database operations, CPU and publishes
+    with them; ``round`` names it). ``ceiling_fraction`` and
+    ``task_queue_multiple`` are ratios of the median pair of rounds
+    (:func:`median_of_pairs`; ``ceiling_rounds``, ``task_queue_rounds`` name
+    it), with the pair's geometric means of the ceiling's and the baseline's
+    clips/s beside them (``ceiling``, ``task_queue_clips_per_s``). The
+    baseline's own figures are those of its median round by clips/s
+    (``round``). ``rounds`` lists every round's, with the most the idle stack
+    spent during either run of the round; the ``*_all_rounds`` counts add every
+    round's up for the correctness checks.
     """
     runs = [run.results for run in rounds.runs]
+    numbers = [run["round"] for run in runs]
     middle = _median([run["clips_per_s"] for run in runs])
     results = dict(runs[0 if middle is None else middle])
     results["clips_not_succeeded_all_rounds"] = sum(
@@ -164,6 +204,7 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
             "round": run["round"],
             "first": run["first"],
             "clips_per_s": run["clips_per_s"],
+            "db_ops_per_clip": run["db_ops_per_clip"],
             "idle_stack_cpu_ms_per_clip": _idle_ms(run),
         }
         for run in runs
@@ -176,11 +217,25 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
         for line, ceiling, share in zip(by_round, rounds.ceilings, shares, strict=True):
             line["ceiling_clips_per_s"] = ceiling["clips_per_s"]
             line["ceiling_fraction"] = None if share is None else round(share, 3)
-        middle = _median(shares)
-        if middle is not None:
-            results["ceiling"] = rounds.ceilings[middle]
-            results["ceiling_round"] = by_round[middle]["round"]
-            results["ceiling_fraction"] = by_round[middle]["ceiling_fraction"]
+            line["ceiling_cpu_s_per_clip"] = ceiling["cpu_s_per_clip"]
+        paired = median_of_pairs(shares, numbers)
+        if paired is not None:
+            share, pair = paired
+            chosen = [line for line in by_round if line["round"] in pair]
+            results["ceiling_fraction"] = round(share, 3)
+            results["ceiling_rounds"] = pair
+            results["ceiling"] = {
+                "clips_per_s": _pair_of(by_round, pair, "ceiling_clips_per_s"),
+                "cpu_s_per_clip": {
+                    name: round(
+                        sum(line["ceiling_cpu_s_per_clip"][name] for line in chosen) / len(chosen),
+                        4,
+                    )
+                    for name in chosen[0]["ceiling_cpu_s_per_clip"]
+                },
+            }
+        for line in by_round:
+            del line["ceiling_cpu_s_per_clip"]
     baseline: dict[str, Any] | None = None
     if rounds.baselines:
         multiples = [
@@ -193,20 +248,22 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
             line["idle_stack_cpu_ms_per_clip"] = max(
                 line["idle_stack_cpu_ms_per_clip"], _idle_ms(other)
             )
-        middle = _median(multiples)
-        if middle is not None:
-            results["task_queue_clips_per_s"] = rounds.baselines[middle]["clips_per_s"]
-            results["task_queue_round"] = by_round[middle]["round"]
-            results["task_queue_multiple"] = by_round[middle]["task_queue_multiple"]
+        paired = median_of_pairs(multiples, numbers)
+        if paired is not None:
+            multiple, pair = paired
+            results["task_queue_multiple"] = round(multiple, 3)
+            results["task_queue_rounds"] = pair
+            results["task_queue_clips_per_s"] = _pair_of(by_round, pair, "task_queue_clips_per_s")
         middle = _median([other["clips_per_s"] for other in rounds.baselines])
         baseline = dict(rounds.baselines[0 if middle is None else middle])
         baseline |= {
+            "round": numbers[0 if middle is None else middle],
             "rounds_clips_per_s": [other["clips_per_s"] for other in rounds.baselines],
             "clips_not_succeeded_all_rounds": sum(
                 other["clips"] - other["clips_succeeded"] for other in rounds.baselines
             ),
             "provider_tasks_beyond_one_all_rounds": sum(
-                other["provider_tasks"] - other["clips"] for other in rounds.baselines
+                abs(other["provider_tasks"] - other["clips"]) for other in rounds.baselines
             ),
         }
     results["rounds"] = by_round

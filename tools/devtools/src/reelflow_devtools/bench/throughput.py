@@ -35,8 +35,8 @@ class ThroughputPlan:
     sizes: tuple[int, ...] = (1, 10, 50)
     #: clips per size, rounded up to whole projects
     clips: int = 500
-    #: runs of each size, the median one reported (:mod:`reelflow_devtools.bench.rounds`)
-    rounds: int = 5
+    #: runs of each size, read in pairs of rounds (:mod:`reelflow_devtools.bench.rounds`)
+    rounds: int = 6
     #: POSTs in flight
     concurrency: int = 20
     #: clips followed first, not measured: the poller learns the provider's (zero)
