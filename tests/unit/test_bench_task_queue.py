@@ -15,7 +15,7 @@ from reelflow_devtools.bench.ceiling import CeilingPlan, Work
 from reelflow_devtools.bench.ground_truth import check_stored_projects
 from reelflow_devtools.bench.main import chosen_scenarios
 from reelflow_devtools.bench.report import Targets, _rounds_table, checks, markdown, summary
-from reelflow_devtools.bench.rounds import SizeRounds, summarize
+from reelflow_devtools.bench.rounds import SizeRounds, median_of_pairs, summarize
 from reelflow_devtools.bench.task_queue.topology import poll_delays_ms
 from reelflow_devtools.bench.task_queue_run import WORKERS, prefetches
 from reelflow_devtools.bench.throughput import SizeRun, ThroughputPlan
@@ -93,7 +93,7 @@ def test_ratios_are_taken_within_rounds_and_the_median_pair_of_rounds_is_reporte
     assert (baseline["clips_per_s"], baseline["round"]) == (100.0, 1)
     assert baseline["rounds_clips_per_s"] == [100.0, 100.0, 100.0, 25.0, 100.0, 50.0]
     assert [line["task_queue_multiple"] for line in reelflow["rounds"]] == [1, 1, 2, 8, 1.5, 6]
-    # a median of the rounds alone (2.0, round 3) would have hidden the order's effect
+    # the median of the rounds alone (1.5, round 5) would have mixed the two orders
 
 
 def test_one_pair_of_rounds_is_the_geometric_mean_of_its_two() -> None:
@@ -159,6 +159,8 @@ def test_the_report_lists_every_round_when_there_were_several() -> None:
 def test_several_rounds_without_the_baseline_or_the_ceiling_are_reported_as_they_ran() -> None:
     rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
     rounds.baselines, rounds.ceilings = [], []
+    for run in rounds.runs:
+        run.results["first"] = "reelflow"  # as run_rounds marks every round without a baseline
     reelflow, baseline = summarize(rounds)
     results = {"config": _results(with_baseline=False)["config"], "throughput": [reelflow]}
 
@@ -168,7 +170,7 @@ def test_several_rounds_without_the_baseline_or_the_ceiling_are_reported_as_they
     assert "Each size ran in rounds; reelflow's clips/s" in report
     assert "the baseline's run" not in report
     assert "the raw ceiling" not in report
-    assert "| 10 | 3 | baseline | 150.0 | - | - | - | - |" in report
+    assert "| 10 | 3 | reelflow | 150.0 | - | - | - | - |" in report
     assert "rounds: 90.0 / 180.0 / 150.0 clips/s\n" in summary(results) + "\n"
 
 
@@ -176,6 +178,7 @@ def test_a_clip_lost_in_any_round_fails_the_check_whichever_round_is_reported() 
     rounds = _rounds(10, [90.0, 180.0, 150.0], [40.0, 90.0, 50.0], [300.0, 540.0, 600.0])
     rounds.runs[0].results["clips_succeeded"] = 499  # round 1: not the median round
     rounds.baselines[1]["provider_tasks"] = 501  # round 2: nor is this one the baseline's
+    rounds.baselines[2]["provider_tasks"] = 499  # a task short in round 3 does not cancel it
     reelflow, baseline = summarize(rounds)
     assert baseline is not None
     results = {"throughput": [reelflow], "task_queue": [baseline]}
@@ -184,7 +187,7 @@ def test_a_clip_lost_in_any_round_fails_the_check_whichever_round_is_reported() 
 
     assert found["10-scene projects: clips not succeeded"].value == "1"
     extra = "task-queue baseline, 10-scene projects: provider tasks beyond one per clip"
-    assert found[extra].value == "1"
+    assert found[extra].value == "2"
 
 
 def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
@@ -203,16 +206,40 @@ def test_without_the_baseline_there_is_no_multiple_and_no_check() -> None:
     )
 
 
-def test_a_round_that_measured_nothing_is_left_out_of_its_pair() -> None:
-    rounds = _rounds(10, [90.0] * 4, [45.0] * 4, [450.0, 300.0, 225.0, 300.0])
+def test_a_pair_counts_only_when_both_its_rounds_measured_the_ratio() -> None:
+    ceilings = [450.0, 450.0, 900.0, 300.0, 300.0, 300.0, 180.0, 180.0]
+    rounds = _rounds(10, [90.0] * 8, [45.0] * 8, ceilings)
     rounds.ceilings[3]["clips_per_s"] = None  # a ceiling run of no time
 
     reelflow, _ = summarize(rounds)
 
-    # shares 0.2, 0.3 | 0.4, -: by pair 0.245 | 0.4 (counted as 0, the pair would be 0)
-    assert (reelflow["ceiling_fraction"], reelflow["ceiling_rounds"]) == (0.245, [1, 2])
+    # shares 0.2, 0.2 | 0.1, - | 0.3, 0.3 | 0.5, 0.5: the pairs 0.2, 0.3 and 0.5 count,
+    # median 0.3; with the pair 3+4 as round 3 alone (0.1), or as 0, it would be 0.2
+    assert (reelflow["ceiling_fraction"], reelflow["ceiling_rounds"]) == (0.3, [5, 6])
     assert reelflow["rounds"][3]["ceiling_fraction"] is None
     assert "| 10 | 4 | reelflow | 90.0 | 45.0 | 2.0 | - | - |" in _rounds_table([reelflow])
+
+
+def test_rounds_pair_by_their_numbers_and_a_round_without_its_partner_stands_alone() -> None:
+    # rounds 1, 2, 3, 5, 6 (round 4 missing): pairs 1+2 and 5+6, round 3 alone
+    assert median_of_pairs([1.0, 4.0, 3.0, 1.0, 16.0], [1, 2, 3, 5, 6]) == (3.0, [3])
+    assert median_of_pairs([1.0, 4.0, 9.0], [1, 2, 3]) == (2.0, [1, 2])  # the lower middle
+    assert median_of_pairs([None, 4.0], [1, 2]) is None
+    assert median_of_pairs([], []) is None
+
+
+def test_50_against_1_scene_and_the_database_operations_are_read_across_the_rounds() -> None:
+    one = summarize(_rounds(1, [100.0, 100.0, 50.0, 50.0], [50.0] * 4, [300.0] * 4))[0]
+    fifty = summarize(_rounds(50, [50.0, 200.0, 100.0, 200.0], [50.0] * 4, [300.0] * 4))[0]
+    fifty["rounds"][2]["db_ops_per_clip"] = 6.0  # one round over the target, not the median
+    results = {"throughput": [one, fifty]}
+
+    found = {check.name: check for check in checks(results, Targets())}
+
+    # by round 0.5, 2.0 | 2.0, 4.0: pairs 1.0 and 2.83, the lower middle 1.0; the median
+    # rounds alone (50 and 100 clips/s) would have made it 2.0
+    assert found["throughput at 50 scenes / at 1 scene"].value == "1.00 x"
+    assert not found["50-scene projects: DB operations per clip"].passed
 
 
 class _Stack:

@@ -136,9 +136,8 @@ def _throughput(runs: list[dict[str, Any]], targets: Targets, found: _Found) -> 
 
 
 def _fifty_over_one(one: dict[str, Any], fifty: dict[str, Any]) -> float:
-    """50-scene clips/s over 1-scene clips/s: of the median pair of rounds when both ran in
-    the same rounds (:func:`~reelflow_devtools.bench.rounds.median_of_pairs`), else of the
-    figures."""
+    """50-scene clips/s over 1-scene clips/s: of the median pair of the rounds both sizes ran
+    (:func:`~reelflow_devtools.bench.rounds.median_of_pairs`), else of their figures."""
     ones = {line["round"]: line["clips_per_s"] for line in one.get("rounds", [])}
     fifties = {line["round"]: line["clips_per_s"] for line in fifty.get("rounds", [])}
     numbers = sorted(ones.keys() & fifties.keys())
@@ -167,7 +166,9 @@ def _task_queue(runs: list[dict[str, Any]], _targets: Targets, found: _Found) ->
         )
         found.correct(
             f"{name}: provider tasks beyond one per clip",
-            run.get("provider_tasks_beyond_one_all_rounds", run["provider_tasks"] - run["clips"]),
+            run.get(
+                "provider_tasks_beyond_one_all_rounds", abs(run["provider_tasks"] - run["clips"])
+            ),
         )
 
 

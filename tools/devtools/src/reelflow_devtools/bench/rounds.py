@@ -10,9 +10,9 @@ So each size is run ``ThroughputPlan.rounds`` times. In a round, the
 baseline's run of a size and reelflow's go back to back (the baseline first in
 odd rounds, reelflow first in even ones), then the raw ceiling repeats the
 work of reelflow's run; each ratio is taken within its round. Going second
-may cost a run what the first one left the broker to do (in the recorded run
-of 2026-12-03 the two reelflow-first rounds gave the two highest multiples at
-10 and 50 scenes), so rounds are read in pairs, one of each order: a pair's
+may cost a run what the first one left the broker to do (in a 5-round run on
+2026-12-03 at 11:18 UTC, 891f137, the two reelflow-first rounds gave the two
+highest multiples at 10 and 50 scenes), so rounds are read in pairs, one of each order: a pair's
 ratio is the geometric mean of its two rounds', and a size's figure the median
 pair's (:func:`median_of_pairs`, :func:`summarize`), every round's beside it.
 
@@ -152,22 +152,32 @@ def _geometric_mean(values: list[float | None]) -> float | None:
 def median_of_pairs(
     ratios: list[float | None], round_numbers: list[int]
 ) -> tuple[float, list[int]] | None:
-    """The median pair's ratio, and the pair's rounds; None when no round measured one.
+    """The median pair's ratio, and the pair's rounds; None when no pair measured one.
 
-    ``ratios`` are by round. Rounds pair up in order, (1, 2), (3, 4), ...: one
-    of each order (:func:`run_rounds` alternates who goes first), so a pair's
-    ratio, the geometric mean of its two, is free of whatever going first or
-    second does to a run. An odd last round stands alone. The median pair is
-    the middle one by ratio (of an even count, the lower middle one).
+    ``ratios`` are by round, ``round_numbers`` name the rounds. Rounds pair up
+    by number, (1, 2), (3, 4), ...: one of each order (:func:`run_rounds`
+    alternates who goes first), so a pair's ratio, the geometric mean of its
+    two, is free of whatever going first or second does to a run. A pair
+    counts only when both its rounds measured a ratio; a round whose partner
+    did not run (the last of an odd count) stands alone. The median pair is the
+    middle one by ratio (of an even count, the lower middle one).
     """
-    pairs = [list(range(start, min(start + 2, len(ratios)))) for start in range(0, len(ratios), 2)]
-    by_pair = [_geometric_mean([ratios[index] for index in pair]) for pair in pairs]
+    pairs: dict[int, list[int]] = {}
+    for index, number in enumerate(round_numbers):
+        pairs.setdefault((number - 1) // 2, []).append(index)
+    grouped = list(pairs.values())
+    by_pair = [
+        None
+        if any(ratios[index] is None for index in pair)
+        else _geometric_mean([ratios[index] for index in pair])
+        for pair in grouped
+    ]
     middle = _median(by_pair)
     if middle is None:
         return None
     value = by_pair[middle]
     assert value is not None
-    return value, [round_numbers[index] for index in pairs[middle]]
+    return value, [round_numbers[index] for index in grouped[middle]]
 
 
 def _pair_of(lines: list[dict[str, Any]], numbers: list[int], name: str) -> float | None:
