@@ -72,6 +72,12 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
             assert line["task_queue_multiple"] == pytest.approx(multiple, abs=1e-3)
             share = line["clips_per_s"] / line["ceiling_clips_per_s"]
             assert line["ceiling_fraction"] == pytest.approx(share, abs=1e-3)
+            # the baseline against the ceiling of its own work, in the same round
+            share = line["task_queue_clips_per_s"] / line["task_queue_ceiling_clips_per_s"]
+            assert line["task_queue_ceiling_fraction"] == pytest.approx(share, abs=1e-3)
+        assert run["ceiling_rounds"] == [1, 2]
+        pair = math.prod(line["task_queue_ceiling_fraction"] for line in rounds) ** 0.5
+        assert run["ceiling_fraction"] == pytest.approx(pair, abs=2e-3)
         pair = math.prod(line["task_queue_multiple"] for line in rounds) ** 0.5
         assert sizes[size]["task_queue_multiple"] == pytest.approx(pair, abs=2e-3)
         assert sizes[size]["task_queue_rounds"] == [1, 2]

@@ -105,6 +105,52 @@ def test_one_pair_of_rounds_is_the_geometric_mean_of_its_two() -> None:
     assert reelflow["clips_per_s"] == 30.0  # of an even count, the lower middle round
 
 
+def test_the_baselines_share_of_its_own_ceiling_is_read_in_pairs_as_reelflows() -> None:
+    rounds = _rounds(10, [90.0] * 4, [100.0, 120.0, 100.0, 100.0], [300.0] * 4)
+    # the ceiling of the baseline's own work, round by round: shares 0.5, 0.6 | 0.2, 0.8
+    for bare in (200.0, 200.0, 500.0, 125.0):
+        rounds.baseline_ceilings.append({"clips": 500, "clips_per_s": bare, "cpu_s_per_clip": {}})
+
+    reelflow, baseline = summarize(rounds)
+
+    assert baseline is not None
+    # by pair sqrt(0.5 * 0.6) = 0.548 | sqrt(0.2 * 0.8) = 0.4: the lower middle pair
+    assert (baseline["ceiling_fraction"], baseline["ceiling_rounds"]) == (0.4, [3, 4])
+    assert baseline["ceiling_clips_per_s"] == 250.0  # sqrt(500 * 125)
+    shares = [line["task_queue_ceiling_fraction"] for line in reelflow["rounds"]]
+    assert shares == [0.5, 0.6, 0.2, 0.8]
+    # reelflow's share stays that of its own ceiling: 90 / 300
+    assert reelflow["ceiling_fraction"] == 0.3
+    results = {
+        "config": {"cpus": 2, "load_before": [0.0], "mongo": "-", "command": "bench"},
+        "throughput": [reelflow],
+        "task_queue": [baseline],
+    }
+    report = markdown(results, checks(results, Targets()))
+    assert "| 250.0 (r3+r4) | 0.4 (r3+r4) |" in report  # the baseline's own table
+    assert "| 10 | 2 | reelflow | 90.0 | 120.0 | 0.75 | 300.0 | 0.3 | 0.6 |" in report
+    assert "its own ceiling 250.0 clips/s (x0.4)" in summary(results)
+    assert "ceilings of reelflow's work and of the baseline's after them" in report
+
+
+def test_the_baselines_publishes_are_counted_from_the_requests_they_lead_to() -> None:
+    run = _baseline(10, 100.0) | {
+        "provider_requests": 1012,  # 500 submits, 512 polls
+        "db_ops_by_kind": {
+            "insert": 50,
+            "update": 550,
+            "commands": 500,
+            "queries": 2,
+            "getmore": 1,
+        },
+    }
+
+    work = Work.of_task_queue(run)
+
+    # a task before every request, and one project.finished for each of the 50 projects
+    assert work == Work(clips=500, inserts=50, updates=1050, reads=3, publishes=1062)
+
+
 def _results(*, with_baseline: bool) -> dict[str, Any]:
     config = {"cpus": 2, "load_before": [0.0], "mongo": "-", "command": "bench"}
     results: dict[str, Any] = {"config": config, "throughput": [], "task_queue": []}
@@ -269,10 +315,17 @@ async def test_each_round_runs_the_pair_back_to_back_then_the_ceiling(
 
     async def baseline_run(stack: object, plan: ThroughputPlan, size: int) -> dict[str, Any]:
         calls.append(f"B{size}")
-        return _baseline(size, 100.0 * len(calls)) | {"clips": plan.clips}
+        return _baseline(size, 100.0 * len(calls)) | {
+            "clips": plan.clips,
+            "provider_requests": 2 * plan.clips,
+            "db_ops_by_kind": dict.fromkeys(
+                ("insert", "update", "commands", "queries", "getmore"), 0
+            ),
+        }
 
     async def ceiling_run(stack: object, work: Work, plan: CeilingPlan) -> dict[str, Any]:
-        calls.append(f"C{work.clips}")
+        # reelflow's work (2000 publishes) or the baseline's (2 per clip and one per project)
+        calls.append("C" if work.publishes == 2000 else "Cb")
         return {"clips": work.clips, "clips_per_s": 1000.0 * len(calls), "cpu_s_per_clip": {}}
 
     monkeypatch.setattr(rounds_module, "run_size", reelflow_run)
@@ -291,19 +344,20 @@ async def test_each_round_runs_the_pair_back_to_back_then_the_ceiling(
 
     # warm-ups, then round 1 with the baseline first, round 2 with reelflow first
     warmups = ["B10", "R10"]
-    first = ["B1", "R1", "C500", "B10", "R10", "C500"]
-    second = ["R1", "B1", "C500", "R10", "B10", "C500"]
+    first = ["B1", "R1", "C", "Cb", "B10", "R10", "C", "Cb"]
+    second = ["R1", "B1", "C", "Cb", "R10", "B10", "C", "Cb"]
     assert calls == [*warmups, *first, *second]
     ten = done.sizes[1]
-    # each round's runs and ceiling are paired: the 4th call's run with the 3rd's baseline
-    assert [run.results["clips_per_s"] for run in ten.runs] == [700.0, 1200.0]
-    assert [other["clips_per_s"] for other in ten.baselines] == [600.0, 1300.0]
-    assert [ceiling["clips_per_s"] for ceiling in ten.ceilings] == [8000.0, 14000.0]
+    # each round's runs and ceilings are paired: the 8th call's run with the 7th's baseline
+    assert [run.results["clips_per_s"] for run in ten.runs] == [800.0, 1500.0]
+    assert [other["clips_per_s"] for other in ten.baselines] == [700.0, 1600.0]
+    assert [ceiling["clips_per_s"] for ceiling in ten.ceilings] == [9000.0, 17000.0]
+    assert [ceiling["clips_per_s"] for ceiling in ten.baseline_ceilings] == [10000.0, 18000.0]
     assert [run.results["first"] for run in ten.runs] == ["baseline", "reelflow"]
     # what the idle stack spent during each run: one step between two readings, per clip
     assert ten.runs[0].results["beside_cpu_s_per_clip"] == {"worker-0": 0.001}
     assert ten.baselines[0]["beside_cpu_s_per_clip"] == {"submitter": 0.002}
-    assert done.keys == ["k2", "k4", "k9", "k7", "k12"]  # the warm-up's, then by size
+    assert done.keys == ["k2", "k4", "k11", "k8", "k15"]  # the warm-up's, then by size
     assert done.run_of(10) is ten.runs[-1]
 
 

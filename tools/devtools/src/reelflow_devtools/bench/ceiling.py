@@ -46,6 +46,27 @@ class Work:
             publishes=run["confirmed_publishes"],
         )
 
+    @classmethod
+    def of_task_queue(cls, run: dict[str, Any]) -> Work:
+        """The work of one of the task-queue baseline's runs (``bench.task_queue_run``).
+
+        Its database work is counted as reelflow's, by the server. Its processes keep
+        no count of what they publish, so the publishes are counted from what each one
+        leads to: every Runware request follows the consumption of one task published
+        for it (the api's submit task or a worker's retry before a ``videoInference``,
+        a poll task before a ``getResponse``), and every project ends with one
+        ``project.finished``. A redelivered task would make this an overcount: more
+        work for the ceiling, a lower share for the baseline.
+        """
+        kinds = run["db_ops_by_kind"]
+        return cls(
+            clips=run["clips"],
+            inserts=kinds["insert"],
+            updates=kinds["update"] + kinds["commands"],
+            reads=kinds["queries"] + kinds["getmore"],
+            publishes=run["provider_requests"] + run["projects"],
+        )
+
 
 @dataclass(frozen=True)
 class CeilingPlan:

@@ -342,8 +342,14 @@ def summary(results: dict[str, Any]) -> str:
             f"{run['projects']} x {run['scenes_per_project']} = {run['clips']} clips in "
             f"{run['wall_s']:.1f} s -> {run['clips_per_s']} clips/s, "
             f"{run['db_ops_per_clip']} DB ops/clip, {run['provider_requests_per_clip']}"
-            f" provider requests/clip; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
+            f" provider requests/clip"
         )
+        if run.get("ceiling_fraction") is not None:
+            line += (
+                f"; its own ceiling {run['ceiling_clips_per_s']} clips/s"
+                f" (x{run['ceiling_fraction']})"
+            )
+        line += f"; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
         rows.append((f"task queue {run['scenes_per_project']}-scene", line))
     polling = results.get("polling")
     if polling:
@@ -611,8 +617,9 @@ def _task_queue_table(runs: list[dict[str, Any]]) -> str:
     """The task-queue baseline's runs, as the throughput table shows reelflow's."""
     lines = [
         "| task-queue baseline: scenes/project | projects | clips | wall s | clips/s"
-        " | DB ops/clip | by kind | provider requests/clip | CPU ms/clip | broker CPU ms/clip |",
-        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        " | DB ops/clip | by kind | provider requests/clip | CPU ms/clip | broker CPU ms/clip"
+        " | its own raw ceiling clips/s | share of its ceiling |",
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         kinds = ", ".join(f"{k} {v}" for k, v in run["db_ops_by_kind"].items() if v)
@@ -622,9 +629,19 @@ def _task_queue_table(runs: list[dict[str, Any]]) -> str:
             f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
             f" | {run['wall_s']:.1f} | **{run['clips_per_s']}**{tag} | {run['db_ops_per_clip']}"
             f" | {kinds} | {run['provider_requests_per_clip']} | {_cpu_ms(run)}"
-            f" | {_broker_cpu_ms(run)} |"
+            f" | {_broker_cpu_ms(run)} | {_of_pair(run, 'ceiling_clips_per_s', several)}"
+            f" | {_of_pair(run, 'ceiling_fraction', several)} |"
         )
     return "\n".join(lines)
+
+
+def _of_pair(run: dict[str, Any], name: str, several: bool) -> str:
+    """The baseline's ``name`` against its own ceiling, and its pair of rounds when there
+    were several."""
+    value = run.get(name)
+    if value is None:
+        return "-"
+    return f"{value} ({_tag(run['ceiling_rounds'])})" if several else str(value)
 
 
 def _rounds_note(runs: list[dict[str, Any]]) -> str:
@@ -635,7 +652,10 @@ def _rounds_note(runs: list[dict[str, Any]]) -> str:
     text = "Each size ran in rounds"
     if baseline:
         text += " (the baseline's run and reelflow's back to back, who went first alternating"
-        text += ", the raw ceiling after them)" if ceiling else ")"
+        if any("task_queue_ceiling_fraction" in line for line in lines):
+            text += ", the raw ceilings of reelflow's work and of the baseline's after them)"
+        else:
+            text += ", the raw ceiling after them)" if ceiling else ")"
     elif ceiling:
         text += " (the raw ceiling after each of reelflow's runs)"
     text += (
@@ -672,8 +692,8 @@ def _rounds_table(runs: list[dict[str, Any]]) -> str:
     """Every round of every size: clips/s, the baseline's and the ceiling's beside them."""
     lines = [
         "| scenes/project | round | first | clips/s | task queue clips/s | x task queue"
-        " | raw ceiling clips/s | share of ceiling |",
-        "|---:|---:|---|---:|---:|---:|---:|---:|",
+        " | raw ceiling clips/s | share of ceiling | task queue's share of its ceiling |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for run in runs:
         for line in run.get("rounds", []):
@@ -683,7 +703,8 @@ def _rounds_table(runs: list[dict[str, Any]]) -> str:
                 f" | {_or_dash(line.get('task_queue_clips_per_s'))}"
                 f" | {_or_dash(line.get('task_queue_multiple'))}"
                 f" | {_or_dash(line.get('ceiling_clips_per_s'))}"
-                f" | {_or_dash(line.get('ceiling_fraction'))} |"
+                f" | {_or_dash(line.get('ceiling_fraction'))}"
+                f" | {_or_dash(line.get('task_queue_ceiling_fraction'))} |"
             )
     return "\n".join(lines)
 

@@ -9,7 +9,10 @@ made minutes apart measures that drift as much as the two implementations.
 So each size is run ``ThroughputPlan.rounds`` times. In a round, the
 baseline's run of a size and reelflow's go back to back (the baseline first in
 odd rounds, reelflow first in even ones), then the raw ceiling repeats the
-work of reelflow's run; each ratio is taken within its round. Going second
+work of reelflow's run, and then the baseline's (on the same database server
+and broker: how near the straightforward implementation comes to the bare cost
+of its own work calibrates reelflow's share); each ratio is taken within its
+round. Going second
 may cost a run what the first one left the broker to do (in a 5-round run on
 2026-12-03 at 11:18 UTC, 891f137, the two reelflow-first rounds gave the two
 highest multiples at 10 and 50 scenes), so rounds are read in pairs, one of each order: a pair's
@@ -48,6 +51,8 @@ class SizeRounds:
     baselines: list[dict[str, Any]] = field(default_factory=list)
     #: the raw ceiling of each of reelflow's runs (none without the ceiling)
     ceilings: list[dict[str, Any]] = field(default_factory=list)
+    #: the raw ceiling of each of the baseline's runs (none without both)
+    baseline_ceilings: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +107,9 @@ async def run_rounds(
                 rounds.baselines.append(await _baseline_run(baseline, stack, plan, rounds.size))
             if ceiling is not None:
                 rounds.ceilings.append(await run_ceiling(stack, Work.of(run.results), ceiling))
+                if baseline is not None:
+                    work = Work.of_task_queue(rounds.baselines[-1])
+                    rounds.baseline_ceilings.append(await run_ceiling(stack, work, ceiling))
     return Rounds(warmup, sizes)
 
 
@@ -198,9 +206,11 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
     it), with the pair's geometric means of the ceiling's and the baseline's
     clips/s beside them (``ceiling``, ``task_queue_clips_per_s``). The
     baseline's own figures are those of its median round by clips/s
-    (``round``). ``rounds`` lists every round's, with the most the idle stack
-    spent during either run of the round; the ``*_all_rounds`` counts add every
-    round's up for the correctness checks.
+    (``round``), and its share of the ceiling of its own work that of the median
+    pair (``ceiling_fraction``, ``ceiling_rounds``, ``ceiling_clips_per_s``).
+    ``rounds`` lists every round's, with the most the idle stack spent during
+    either run of the round; the ``*_all_rounds`` counts add every round's up
+    for the correctness checks.
     """
     runs = [run.results for run in rounds.runs]
     numbers = [run["round"] for run in runs]
@@ -266,6 +276,24 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
             results["task_queue_clips_per_s"] = _pair_of(by_round, pair, "task_queue_clips_per_s")
         middle = _median([other["clips_per_s"] for other in rounds.baselines])
         baseline = dict(rounds.baselines[0 if middle is None else middle])
+        if rounds.baseline_ceilings:
+            shares = [
+                _ratio(other["clips_per_s"], ceiling["clips_per_s"])
+                for other, ceiling in zip(rounds.baselines, rounds.baseline_ceilings, strict=True)
+            ]
+            for line, ceiling, share in zip(
+                by_round, rounds.baseline_ceilings, shares, strict=True
+            ):
+                line["task_queue_ceiling_clips_per_s"] = ceiling["clips_per_s"]
+                line["task_queue_ceiling_fraction"] = None if share is None else round(share, 3)
+            paired = median_of_pairs(shares, numbers)
+            if paired is not None:
+                share, pair = paired
+                baseline["ceiling_fraction"] = round(share, 3)
+                baseline["ceiling_rounds"] = pair
+                baseline["ceiling_clips_per_s"] = _pair_of(
+                    by_round, pair, "task_queue_ceiling_clips_per_s"
+                )
         baseline |= {
             "round": numbers[0 if middle is None else middle],
             "rounds_clips_per_s": [other["clips_per_s"] for other in rounds.baselines],

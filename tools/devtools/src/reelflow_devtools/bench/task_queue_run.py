@@ -232,6 +232,7 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
         "workers": WORKERS,
         "posts_s": round(posted - span.started, 3),
         **span.results(clips, max(completed_at) if completed_at else seen_done),
+        "provider_requests": sim_after["requests"] - sim_before["requests"],
         "provider_requests_per_clip": round(
             (sim_after["requests"] - sim_before["requests"]) / clips, 2
         ),
