@@ -97,6 +97,8 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     assert connected == notifier["connections"]
     assert notifier["changes_measured"] > 0
     assert notifier["notifier_peak_rss_mib"] > 0
+    # the next scenario waited until the notifier had closed every socket and was idle
+    assert notifier["notifier_quiet_after_s"] is not None
 
     assert results["api"]["get_project"]["count"] > 0
     for phase in ("get_project", "create_project"):

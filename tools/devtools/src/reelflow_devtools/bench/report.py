@@ -424,6 +424,11 @@ def summary(results: dict[str, Any]) -> str:
                     for generation, gc in notifier.get("notifier_gc_passes", {}).items()
                 ),
             ),
+            (
+                "  quiet again after",
+                f"{_or_dash(notifier.get('notifier_quiet_after_s'))} s (every socket closed,"
+                " the notifier idle: the next scenario starts then)",
+            ),
         ]
     api = results.get("api")
     if api:
