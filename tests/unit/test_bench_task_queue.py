@@ -116,7 +116,7 @@ def test_the_baselines_share_of_its_own_ceiling_is_read_in_pairs_as_reelflows() 
     assert baseline is not None
     # by pair sqrt(0.5 * 0.6) = 0.548 | sqrt(0.2 * 0.8) = 0.4: the lower middle pair
     assert (baseline["ceiling_fraction"], baseline["ceiling_rounds"]) == (0.4, [3, 4])
-    assert baseline["ceiling_clips_per_s"] == 250.0  # sqrt(500 * 125)
+    assert baseline["ceiling"]["clips_per_s"] == 250.0  # sqrt(500 * 125)
     shares = [line["task_queue_ceiling_fraction"] for line in reelflow["rounds"]]
     assert shares == [0.5, 0.6, 0.2, 0.8]
     # reelflow's share stays that of its own ceiling: 90 / 300
@@ -317,15 +317,23 @@ async def test_each_round_runs_the_pair_back_to_back_then_the_ceiling(
         calls.append(f"B{size}")
         return _baseline(size, 100.0 * len(calls)) | {
             "clips": plan.clips,
-            "provider_requests": 2 * plan.clips,
+            # publishes counted for its ceiling: this call's number
+            "provider_requests": len(calls),
+            "projects": 0,
             "db_ops_by_kind": dict.fromkeys(
                 ("insert", "update", "commands", "queries", "getmore"), 0
             ),
         }
 
-    async def ceiling_run(stack: object, work: Work, plan: CeilingPlan) -> dict[str, Any]:
-        # reelflow's work (2000 publishes) or the baseline's (2 per clip and one per project)
-        calls.append("C" if work.publishes == 2000 else "Cb")
+    async def ceiling_run(site: object, work: Work, plan: CeilingPlan) -> dict[str, Any]:
+        # reelflow's work at reelflow's stack; the baseline's, named by the run it repeats,
+        # at the baseline's
+        if site is reelflow:
+            assert work.publishes == 2000
+            calls.append("C")
+        else:
+            assert site is baseline
+            calls.append(f"Cb{work.publishes}")
         return {"clips": work.clips, "clips_per_s": 1000.0 * len(calls), "cpu_s_per_clip": {}}
 
     monkeypatch.setattr(rounds_module, "run_size", reelflow_run)
@@ -344,8 +352,8 @@ async def test_each_round_runs_the_pair_back_to_back_then_the_ceiling(
 
     # warm-ups, then round 1 with the baseline first, round 2 with reelflow first
     warmups = ["B10", "R10"]
-    first = ["B1", "R1", "C", "Cb", "B10", "R10", "C", "Cb"]
-    second = ["R1", "B1", "C", "Cb", "R10", "B10", "C", "Cb"]
+    first = ["B1", "R1", "C", "Cb3", "B10", "R10", "C", "Cb7"]
+    second = ["R1", "B1", "C", "Cb12", "R10", "B10", "C", "Cb16"]
     assert calls == [*warmups, *first, *second]
     ten = done.sizes[1]
     # each round's runs and ceilings are paired: the 8th call's run with the 7th's baseline

@@ -1,13 +1,13 @@
-"""The raw ceiling: reelflow's database and broker work for a run, done bare by a small script.
+"""The raw ceiling: the database and broker work of a run, done bare by a small script.
 
-For one throughput run it repeats, on the same database server and the same
-RabbitMQ, as many inserts, single-document updates (``update`` and
-``findAndModify`` round trips alike), single-document reads and confirmed
-publishes (persistent, to a quorum queue like reelflow's work queues) as the
-server and the services counted, from ``concurrency`` workers at once. Nothing
-else: no HTTP, no decisions, no provider. ``clips / wall`` is then the most any
-pipeline doing that work could achieve here, and reelflow's throughput a
-fraction of it.
+For one throughput run, reelflow's or the task-queue baseline's, it repeats, on
+the database server and RabbitMQ that run used (:class:`CeilingSite`), as many
+inserts, single-document updates (``update`` and ``findAndModify`` round trips
+alike), single-document reads and confirmed publishes (persistent, to a quorum
+queue like the work queues) as the run made (:class:`Work`), from
+``concurrency`` workers at once. Nothing else: no HTTP, no decisions, no
+provider. ``clips / wall`` is then the most any pipeline doing that work could
+achieve here, and the run's throughput a fraction of it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,10 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 from pymongo import AsyncMongoClient
-
-from reelflow_devtools.bench.launcher import BenchStack
 
 
 @dataclass(frozen=True)
@@ -55,8 +53,10 @@ class Work:
         leads to: every Runware request follows the consumption of one task published
         for it (the api's submit task or a worker's retry before a ``videoInference``,
         a poll task before a ``getResponse``), and every project ends with one
-        ``project.finished``. A redelivered task would make this an overcount: more
-        work for the ceiling, a lower share for the baseline.
+        ``project.finished``. A redelivered task, which is asked for again without being
+        published again, would make this an overcount (more work for the ceiling, a lower
+        share for the baseline); a request that never reached the simulator (a refused
+        connection) an undercount.
         """
         kinds = run["db_ops_by_kind"]
         return cls(
@@ -68,6 +68,27 @@ class Work:
         )
 
 
+class CeilingSite(Protocol):
+    """Where a run's work went, so its ceiling goes there too: reelflow's stack or the
+    baseline's (each has a database server of its own unless both are given one)."""
+
+    @property
+    def mongo_url(self) -> str: ...
+
+    @property
+    def database(self) -> str: ...
+
+    @property
+    def amqp_url(self) -> str: ...
+
+    @property
+    def queue_prefix(self) -> str: ...
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds so far of the site's processes, its database server's as ``mongo``."""
+        ...
+
+
 @dataclass(frozen=True)
 class CeilingPlan:
     concurrency: int = 32
@@ -75,13 +96,13 @@ class CeilingPlan:
     document_bytes: int = 2000
 
 
-async def run_ceiling(stack: BenchStack, work: Work, plan: CeilingPlan) -> dict[str, Any]:
-    """Do ``work`` bare; the wall time and ``clips / wall``."""
+async def run_ceiling(site: CeilingSite, work: Work, plan: CeilingPlan) -> dict[str, Any]:
+    """Do ``work`` bare at ``site``; the wall time and ``clips / wall``."""
     collection_name = f"ceiling_{uuid.uuid4().hex[:8]}"
-    queue_name = f"{stack.config.amqp_prefix}ceiling.{uuid.uuid4().hex[:8]}"
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(stack.mongo_url, timeoutMS=30_000)
-    connection = await aio_pika.connect(stack.config.amqp_url, timeout=15)
-    collection = client[stack.config.database][collection_name]
+    queue_name = f"{site.queue_prefix}ceiling.{uuid.uuid4().hex[:8]}"
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(site.mongo_url, timeoutMS=30_000)
+    connection = await aio_pika.connect(site.amqp_url, timeout=15)
+    collection = client[site.database][collection_name]
     try:
         channel = await connection.channel(publisher_confirms=True)
         queue = await channel.declare_queue(
@@ -112,20 +133,20 @@ async def run_ceiling(stack: BenchStack, work: Work, plan: CeilingPlan) -> dict[
             + [(publish, n) for n in range(work.publishes)]
         )
         later.sort(key=lambda job: job[1])
-        mongo_cpu = stack.cpu_seconds().get("mongo", 0.0)
+        mongo_cpu = site.cpu_seconds().get("mongo", 0.0)
         own_cpu = time.process_time()
         began = time.perf_counter()
         await _in_parallel([(insert, n) for n in range(work.inserts)], plan.concurrency)
         await _in_parallel(later, plan.concurrency)
         wall_s = time.perf_counter() - began
         cpu = {
-            "mongo": stack.cpu_seconds().get("mongo", 0.0) - mongo_cpu,
+            "mongo": site.cpu_seconds().get("mongo", 0.0) - mongo_cpu,
             "script": time.process_time() - own_cpu,
         }
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
-        await client[stack.config.database].drop_collection(collection_name)
+        await client[site.database].drop_collection(collection_name)
         await client.close()
     return {
         "clips": work.clips,

@@ -303,6 +303,15 @@ class BenchStack(Stack):
     def database(self) -> str:
         return self.config.database
 
+    @property
+    def amqp_url(self) -> str:
+        return self.config.amqp_url
+
+    @property
+    def queue_prefix(self) -> str:
+        """The prefix of every queue of this stack's, and of the benchmark's own beside them."""
+        return self.config.amqp_prefix
+
     def memory_kib(self) -> dict[str, dict[str, int]]:
         """VmRSS and VmHWM (peak) of each process, in KiB."""
         pids = process_ids(self.children, self.mongo_url)

@@ -228,12 +228,14 @@ async def run_notifier(
 
 GC_PAUSE = "reelflow_gc_pause_seconds"
 WS_CONNECTIONS = "reelflow_ws_connections"
-#: the notifier is quiet once a second costs it less than this much CPU (seconds)
+#: the notifier is quiet once a window of QUIET_WINDOW_S costs it less than QUIET_CPU_S of CPU
+QUIET_WINDOW_S = 1.0
 QUIET_CPU_S = 0.05
 
 
 async def _until_quiet(stack: BenchStack, notifier: int, *, deadline_s: float) -> float | None:
-    """Seconds until the notifier has closed every socket and is quiet; None past the deadline.
+    """Seconds until the notifier has closed every socket and is quiet; None past the deadline
+    (said on stdout: the next scenario then shares the machine with it).
 
     Closing 10,000 sockets, and the full collector pass that reclaims what they
     leave (``reelflow_notifier.gcpolicy``), cost the notifier a core for seconds
@@ -247,10 +249,11 @@ async def _until_quiet(stack: BenchStack, notifier: int, *, deadline_s: float) -
             while True:
                 open_sockets = await _metric(stack, WS_CONNECTIONS)
                 used = cpu_seconds(notifier) or 0.0
-                await asyncio.sleep(1.0)  # a second of the notifier's CPU; bounded by the deadline
+                await asyncio.sleep(QUIET_WINDOW_S)  # the notifier's CPU over a window; bounded
                 if not open_sockets and (cpu_seconds(notifier) or 0.0) - used < QUIET_CPU_S:
                     return round(time.monotonic() - began, 1)
     except TimeoutError:
+        print(f"bench: the notifier was not quiet within {deadline_s:g} s", flush=True)
         return None
 
 

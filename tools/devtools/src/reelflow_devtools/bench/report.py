@@ -344,9 +344,9 @@ def summary(results: dict[str, Any]) -> str:
             f"{run['db_ops_per_clip']} DB ops/clip, {run['provider_requests_per_clip']}"
             f" provider requests/clip"
         )
-        if run.get("ceiling_fraction") is not None:
+        if run.get("ceiling"):
             line += (
-                f"; its own ceiling {run['ceiling_clips_per_s']} clips/s"
+                f"; its own ceiling {run['ceiling']['clips_per_s']} clips/s"
                 f" (x{run['ceiling_fraction']})"
             )
         line += f"; CPU ms/clip {_cpu_ms(run)}, broker {_broker_cpu_ms(run)}"
@@ -524,10 +524,7 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
             multiple = run.get("task_queue_multiple")
 
             def of(value: Any, rounds_key: str, run: dict[str, Any] = run) -> str:
-                """A figure, and the round or pair it is from when there were several."""
-                if value is None:
-                    return "-"
-                return f"{value} ({_tag(run[rounds_key])})" if several else str(value)
+                return _from(value, run.get(rounds_key), several)
 
             lines.append(
                 f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
@@ -630,23 +627,23 @@ def _task_queue_table(runs: list[dict[str, Any]]) -> str:
         kinds = ", ".join(f"{k} {v}" for k, v in run["db_ops_by_kind"].items() if v)
         several = len(run.get("rounds_clips_per_s", [])) > 1
         tag = f" ({_tag(run['round'])})" if several else ""
+        pair = run.get("ceiling_rounds")
         lines.append(
             f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
             f" | {run['wall_s']:.1f} | **{run['clips_per_s']}**{tag} | {run['db_ops_per_clip']}"
             f" | {kinds} | {run['provider_requests_per_clip']} | {_cpu_ms(run)}"
-            f" | {_broker_cpu_ms(run)} | {_of_pair(run, 'ceiling_clips_per_s', several)}"
-            f" | {_of_pair(run, 'ceiling_fraction', several)} |"
+            f" | {_broker_cpu_ms(run)}"
+            f" | {_from((run.get('ceiling') or {}).get('clips_per_s'), pair, several)}"
+            f" | {_from(run.get('ceiling_fraction'), pair, several)} |"
         )
     return "\n".join(lines)
 
 
-def _of_pair(run: dict[str, Any], name: str, several: bool) -> str:
-    """The baseline's ``name`` against its own ceiling, and its pair of rounds when there
-    were several."""
-    value = run.get(name)
+def _from(value: Any, rounds: int | list[int] | None, several: bool) -> str:
+    """A figure, and the round or pair of rounds it is from when there were several."""
     if value is None:
         return "-"
-    return f"{value} ({_tag(run['ceiling_rounds'])})" if several else str(value)
+    return f"{value} ({_tag(rounds)})" if several and rounds is not None else str(value)
 
 
 def _rounds_note(runs: list[dict[str, Any]]) -> str:

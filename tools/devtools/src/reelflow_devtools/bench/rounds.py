@@ -9,15 +9,16 @@ made minutes apart measures that drift as much as the two implementations.
 So each size is run ``ThroughputPlan.rounds`` times. In a round, the
 baseline's run of a size and reelflow's go back to back (the baseline first in
 odd rounds, reelflow first in even ones), then the raw ceiling repeats the
-work of reelflow's run, and then the baseline's (on the same database server
-and broker: how near the straightforward implementation comes to the bare cost
-of its own work calibrates reelflow's share); each ratio is taken within its
-round. Going second
-may cost a run what the first one left the broker to do (in a 5-round run on
-2026-12-03 at 11:18 UTC, 891f137, the two reelflow-first rounds gave the two
-highest multiples at 10 and 50 scenes), so rounds are read in pairs, one of each order: a pair's
-ratio is the geometric mean of its two rounds', and a size's figure the median
-pair's (:func:`median_of_pairs`, :func:`summarize`), every round's beside it.
+work of reelflow's run on reelflow's database server and broker, and then the
+baseline's on the baseline's (how near the straightforward implementation
+comes to the bare cost of its own work calibrates reelflow's share); each
+ratio is taken within its round. The order can move a run (in a 5-round run
+on 2026-12-03 at 11:18 UTC, 891f137, the two reelflow-first rounds gave the
+two highest multiples at 10 and 50 scenes; in the run recorded at 13:44 UTC,
+b638c82, the three baseline-first rounds gave the three highest at 50
+scenes), so rounds are read in pairs, one of each order: a pair's ratio is
+the geometric mean of its two rounds', and a size's figure the median pair's
+(:func:`median_of_pairs`, :func:`summarize`), every round's beside it.
 
 Both stacks are up for all of it, each idle while the other runs; what the idle
 one spent during a run is recorded with the run (``beside_cpu_s_per_clip``).
@@ -109,7 +110,7 @@ async def run_rounds(
                 rounds.ceilings.append(await run_ceiling(stack, Work.of(run.results), ceiling))
                 if baseline is not None:
                     work = Work.of_task_queue(rounds.baselines[-1])
-                    rounds.baseline_ceilings.append(await run_ceiling(stack, work, ceiling))
+                    rounds.baseline_ceilings.append(await run_ceiling(baseline, work, ceiling))
     return Rounds(warmup, sizes)
 
 
@@ -195,6 +196,47 @@ def _pair_of(lines: list[dict[str, Any]], numbers: list[int], name: str) -> floa
     return None if value is None else round(value, 2)
 
 
+def _against_ceilings(
+    runs: list[dict[str, Any]],
+    ceilings: list[dict[str, Any]],
+    by_round: list[dict[str, Any]],
+    numbers: list[int],
+    *,
+    prefix: str,
+) -> dict[str, Any]:
+    """Each run's share of the ceiling of its own work, the runs and ceilings by round.
+
+    Every round's goes into its line of ``by_round`` (``<prefix>ceiling_clips_per_s``,
+    ``<prefix>ceiling_fraction``); what is returned is the median pair's share
+    (``ceiling_fraction``, ``ceiling_rounds``) and the pair's ceiling (``ceiling``: the
+    geometric mean of its clips/s, the mean of its CPU per clip), or nothing when no
+    pair measured a share.
+    """
+    shares = [
+        _ratio(run["clips_per_s"], ceiling["clips_per_s"])
+        for run, ceiling in zip(runs, ceilings, strict=True)
+    ]
+    for line, ceiling, share in zip(by_round, ceilings, shares, strict=True):
+        line[f"{prefix}ceiling_clips_per_s"] = ceiling["clips_per_s"]
+        line[f"{prefix}ceiling_fraction"] = None if share is None else round(share, 3)
+    paired = median_of_pairs(shares, numbers)
+    if paired is None:
+        return {}
+    share, pair = paired
+    chosen = [ceiling for ceiling, number in zip(ceilings, numbers, strict=True) if number in pair]
+    return {
+        "ceiling_fraction": round(share, 3),
+        "ceiling_rounds": pair,
+        "ceiling": {
+            "clips_per_s": _pair_of(by_round, pair, f"{prefix}ceiling_clips_per_s"),
+            "cpu_s_per_clip": {
+                name: round(sum(one["cpu_s_per_clip"][name] for one in chosen) / len(chosen), 4)
+                for name in chosen[0]["cpu_s_per_clip"]
+            },
+        },
+    }
+
+
 def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """One size's figures: reelflow's, and the baseline's (None without it).
 
@@ -207,7 +249,7 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
     clips/s beside them (``ceiling``, ``task_queue_clips_per_s``). The
     baseline's own figures are those of its median round by clips/s
     (``round``), and its share of the ceiling of its own work that of the median
-    pair (``ceiling_fraction``, ``ceiling_rounds``, ``ceiling_clips_per_s``).
+    pair (``ceiling_fraction``, ``ceiling_rounds``, ``ceiling``, as reelflow's).
     ``rounds`` lists every round's, with the most the idle stack spent during
     either run of the round; the ``*_all_rounds`` counts add every round's up
     for the correctness checks.
@@ -230,32 +272,7 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
         for run in runs
     ]
     if rounds.ceilings:
-        shares = [
-            _ratio(run["clips_per_s"], ceiling["clips_per_s"])
-            for run, ceiling in zip(runs, rounds.ceilings, strict=True)
-        ]
-        for line, ceiling, share in zip(by_round, rounds.ceilings, shares, strict=True):
-            line["ceiling_clips_per_s"] = ceiling["clips_per_s"]
-            line["ceiling_fraction"] = None if share is None else round(share, 3)
-            line["ceiling_cpu_s_per_clip"] = ceiling["cpu_s_per_clip"]
-        paired = median_of_pairs(shares, numbers)
-        if paired is not None:
-            share, pair = paired
-            chosen = [line for line in by_round if line["round"] in pair]
-            results["ceiling_fraction"] = round(share, 3)
-            results["ceiling_rounds"] = pair
-            results["ceiling"] = {
-                "clips_per_s": _pair_of(by_round, pair, "ceiling_clips_per_s"),
-                "cpu_s_per_clip": {
-                    name: round(
-                        sum(line["ceiling_cpu_s_per_clip"][name] for line in chosen) / len(chosen),
-                        4,
-                    )
-                    for name in chosen[0]["ceiling_cpu_s_per_clip"]
-                },
-            }
-        for line in by_round:
-            del line["ceiling_cpu_s_per_clip"]
+        results |= _against_ceilings(runs, rounds.ceilings, by_round, numbers, prefix="")
     baseline: dict[str, Any] | None = None
     if rounds.baselines:
         multiples = [
@@ -277,23 +294,9 @@ def summarize(rounds: SizeRounds) -> tuple[dict[str, Any], dict[str, Any] | None
         middle = _median([other["clips_per_s"] for other in rounds.baselines])
         baseline = dict(rounds.baselines[0 if middle is None else middle])
         if rounds.baseline_ceilings:
-            shares = [
-                _ratio(other["clips_per_s"], ceiling["clips_per_s"])
-                for other, ceiling in zip(rounds.baselines, rounds.baseline_ceilings, strict=True)
-            ]
-            for line, ceiling, share in zip(
-                by_round, rounds.baseline_ceilings, shares, strict=True
-            ):
-                line["task_queue_ceiling_clips_per_s"] = ceiling["clips_per_s"]
-                line["task_queue_ceiling_fraction"] = None if share is None else round(share, 3)
-            paired = median_of_pairs(shares, numbers)
-            if paired is not None:
-                share, pair = paired
-                baseline["ceiling_fraction"] = round(share, 3)
-                baseline["ceiling_rounds"] = pair
-                baseline["ceiling_clips_per_s"] = _pair_of(
-                    by_round, pair, "task_queue_ceiling_clips_per_s"
-                )
+            baseline |= _against_ceilings(
+                rounds.baselines, rounds.baseline_ceilings, by_round, numbers, prefix="task_queue_"
+            )
         baseline |= {
             "round": numbers[0 if middle is None else middle],
             "rounds_clips_per_s": [other["clips_per_s"] for other in rounds.baselines],

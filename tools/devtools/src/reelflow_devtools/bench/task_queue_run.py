@@ -99,6 +99,15 @@ class TaskQueueStack:
     def database(self) -> str:
         return self.config.database
 
+    @property
+    def amqp_url(self) -> str:
+        return self.config.amqp_url
+
+    @property
+    def queue_prefix(self) -> str:
+        """The prefix of every queue of the baseline's, and of the benchmark's own beside them."""
+        return self.config.prefix
+
     def cpu_seconds(self) -> dict[str, float]:
         return processes_cpu_seconds(self.children, self.mongo_url)
 
