@@ -14,7 +14,7 @@ baseline's on the baseline's (how near the straightforward implementation
 comes to the bare cost of its own work calibrates reelflow's share); each
 ratio is taken within its round. The order can move a run (in a 5-round run
 on 2026-12-03 at 11:18 UTC, 891f137, the two reelflow-first rounds gave the
-two highest multiples at 10 and 50 scenes; in the run recorded at 13:44 UTC,
+two highest multiples at 10 and 50 scenes; in a full run at 13:44 UTC,
 b638c82, the three baseline-first rounds gave the three highest at 50
 scenes), so rounds are read in pairs, one of each order: a pair's ratio is
 the geometric mean of its two rounds', and a size's figure the median pair's
