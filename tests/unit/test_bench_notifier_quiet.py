@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -97,13 +98,18 @@ async def test_a_notifier_that_keeps_sockets_open_is_not_waited_for_past_the_dea
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(notifier_module, "QUIET_WINDOW_S", 0.05)
+    _cpu_readings(monkeypatch, [1.0])  # idle: only the open sockets keep it waiting
     stand_in = _Notifier(open_sockets=[12])
 
     async with _serving(stand_in):
-        waited = await notifier_module._until_quiet(
-            stand_in,  # type: ignore[arg-type]
-            os.getpid(),
-            deadline_s=0.5,
+        # a wait that ignored its deadline fails here, not at the suite's timeout
+        waited = await asyncio.wait_for(
+            notifier_module._until_quiet(
+                stand_in,  # type: ignore[arg-type]
+                os.getpid(),
+                deadline_s=0.5,
+            ),
+            timeout=10,
         )
 
     assert waited is None
