@@ -190,12 +190,12 @@ async def run_notifier(
             hot_url = f"{stack.ws_url}/v1/ws/projects/{hot}?token={key}"
             hot_connected = await _connect_all(loads, [hot_url], plan.hot_watchers, True, plan)
             rss_connected = memory_kib(notifier)
-            cpu_before = _cpu(notifier, loads)
+            cpu_before = _cpu(stack, loads)
             gc_before = await _gc_pauses(stack)
             collected = await asyncio.gather(
                 *(load.ask({"op": "collect", "deadline_s": plan.deadline_s}) for load in loads)
             )
-            cpu_after = _cpu(notifier, loads)
+            cpu_after = _cpu(stack, loads)
             gc_after = await _gc_pauses(stack)
             rss_end = memory_kib(notifier)
     finally:
@@ -212,10 +212,12 @@ async def run_notifier(
         "notifier_rss_mib_connected": round(rss_connected.get("VmRSS", 0) / 1024, 1),
         "notifier_peak_rss_mib": round(rss_end.get("VmHWM", 0) / 1024, 1),
         # CPU while the hot project's changes flowed (its keepalives and key checks too),
-        # per change: what a fan-out costs whatever the machine's load.
+        # per change: what a fan-out costs whatever the machine's load, and what else
+        # ran on the machine meanwhile.
         "cpu_ms_per_change": {
             name: round((cpu_after[name] - cpu_before[name]) * 1000 / plan.hot_clips, 1)
             for name in cpu_before
+            if name in cpu_after
         },
         # The notifier's garbage-collector passes while the changes flowed, by generation.
         "notifier_gc_passes": _gc_delta(gc_before, gc_after),
@@ -305,13 +307,22 @@ def _gc_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, di
     }
 
 
-def _cpu(notifier: int, loads: list[LoadProcess]) -> dict[str, float]:
-    """CPU seconds so far of the notifier and of the load processes together."""
+def _cpu(stack: BenchStack, loads: list[LoadProcess]) -> dict[str, float]:
+    """CPU seconds so far of the notifier, of the load processes together, of each other
+    process of the stack, and of RabbitMQ when it runs on this machine: what shared the
+    machine with the fan-out (the poller's checks of the hot clips, on the compressed
+    schedule, among them)."""
+    used = stack.cpu_seconds()
     clients = [cpu_seconds(load.process.pid) for load in loads]
-    return {
-        "notifier": cpu_seconds(notifier) or 0.0,
-        "load_processes": sum(used or 0.0 for used in clients),
+    found = {
+        "notifier": used.pop("notifier", 0.0),
+        "load_processes": sum(spent or 0.0 for spent in clients),
+        **used,
     }
+    broker = stack.broker_cpu_seconds()
+    if broker is not None:
+        found["rabbitmq"] = broker
+    return found
 
 
 def _changes(

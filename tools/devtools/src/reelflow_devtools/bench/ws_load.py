@@ -105,10 +105,19 @@ class Inbox:
     :data:`MAX_PENDING` reads wait): every socket of a burst is stamped
     before any of its messages is handled. Nothing is skipped: each message
     is still decoded and its ``seq`` checked.
+
+    The queue is handled in slices of at most :data:`SLICE_S`, the loop
+    reading between them: one change's burst (a process's 250 hot sockets)
+    took tens of milliseconds to handle on a busy machine, and the next
+    change's bytes, arriving meanwhile, were stamped only once it was over.
+    With Runware's progress stored as a clip runs, changes do come that
+    close together (a progress event just before a clip's end).
     """
 
     #: reads handled at the latest this many at a time, however long a burst
     MAX_PENDING = 4096
+    #: the longest the queue is handled before the loop reads again (seconds)
+    SLICE_S = 0.002
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -130,10 +139,14 @@ class Inbox:
             self._fresh = 0
             self._loop.call_later(0, self._look)  # the burst goes on: look after the next turn
             return
-        self._scheduled = False
         self._fresh = 0
-        while self._pending:
+        until = time.perf_counter() + self.SLICE_S
+        while self._pending and time.perf_counter() < until:
             self._pending.popleft()()
+        if self._pending:
+            self._loop.call_later(0, self._look)  # the rest after the next turn's reads
+        else:
+            self._scheduled = False
 
 
 class Watcher(asyncio.Protocol):

@@ -1,0 +1,67 @@
+"""The load client stamps a read when it arrives, even while it handles earlier ones."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from functools import partial
+
+from reelflow_devtools.bench.ws_load import Inbox
+from tests.waiting import DEADLINE_S
+
+#: reads queued before the one that arrives late, and how long each takes to handle
+QUEUED = 200
+HANDLING_S = 0.001
+
+
+def _busy(seconds: float) -> None:
+    """Spend ``seconds`` of CPU, as decoding a message does."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        pass
+
+
+class _Stamped(asyncio.Protocol):
+    """A socket whose reads are stamped as the load client's are: on arrival."""
+
+    def __init__(self, stamps: list[float]) -> None:
+        self._stamps = stamps
+
+    def data_received(self, data: bytes) -> None:
+        self._stamps.append(time.perf_counter())
+
+
+async def test_a_read_arriving_while_a_burst_is_handled_is_stamped_before_the_burst_is_over() -> (
+    None
+):
+    loop = asyncio.get_running_loop()
+    reader, writer = socket.socketpair()
+    stamps: list[float] = []
+    transport, _ = await loop.create_connection(lambda: _Stamped(stamps), sock=reader)
+    inbox = Inbox()
+    handled: list[tuple[int, float]] = []
+    all_handled: asyncio.Future[None] = loop.create_future()
+
+    def handle(index: int) -> None:
+        if index == 0:
+            writer.send(b"the next change")  # arrives while the rest of the burst waits
+        _busy(HANDLING_S)
+        handled.append((index, time.perf_counter()))
+        if len(handled) == QUEUED:
+            all_handled.set_result(None)
+
+    try:
+        for index in range(QUEUED):
+            inbox.put(partial(handle, index))
+        await asyncio.wait_for(all_handled, DEADLINE_S)
+    finally:
+        transport.close()
+        writer.close()
+
+    assert [index for index, _ in handled] == list(range(QUEUED)), "handled in arrival order"
+    assert stamps, "the late read was stamped"
+    # Handled in one go, the burst kept the loop from reading for QUEUED x 1 ms, and the
+    # read was stamped after its end; in slices, the loop reads between them.
+    last_handled = handled[-1][1]
+    assert stamps[0] < last_handled - QUEUED * HANDLING_S / 2
