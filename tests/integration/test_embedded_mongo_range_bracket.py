@@ -1,0 +1,156 @@
+"""The embedded SecantusDB's one-sided index ranges scan only their bound's type.
+
+Stock secantusdb scans a single-field index from its first entry for ``$lt`` (to
+its last for ``$gt``), reading every document without the field: see
+:mod:`reelflow_devtools.secantusd_range_bracket`. The fix must find exactly what
+the stock server finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import Int64, MaxKey, MinKey, ObjectId, Timestamp
+
+from reelflow_common.store.documents import PROJECT_INDEXES
+from reelflow_devtools import secantusd_range_bracket
+from tests.fixtures.secantus_stores import opened_stores
+
+pytestmark = pytest.mark.integration
+
+DB, COLL = "reelflow", "projects"
+T0 = datetime(2026, 12, 3, tzinfo=UTC)
+#: projects no reconciler pass is due for: no ``attempts_due_at`` at all
+SETTLED = 300
+#: the values ``v`` takes (one document each), every type a comparison could meet
+VALUES: list[Any] = [
+    None,
+    MinKey(),
+    MaxKey(),
+    -5,
+    0,
+    2.5,
+    Int64(7),
+    float("nan"),
+    "",
+    "a",
+    "b",
+    True,
+    False,
+    ObjectId("65f000000000000000000001"),
+    ObjectId("65f000000000000000000009"),
+    T0 - timedelta(hours=1),
+    T0,
+    T0 + timedelta(hours=1),
+    Timestamp(5, 1),
+    Timestamp(9, 1),
+    [T0 - timedelta(hours=2), 3],
+    ["a", 9],
+    {"at": T0},
+    [],
+]
+#: one-sided bounds the fix brackets, and those it leaves to the server
+BOUNDS: list[Any] = [
+    T0,
+    3,
+    2.5,
+    "a",
+    True,
+    ObjectId("65f000000000000000000005"),
+    Timestamp(7, 1),
+    None,
+    MinKey(),
+    MaxKey(),
+    [T0],
+    {"at": T0},
+]
+
+
+def _open(path: Path) -> Any:
+    from secantus import storage
+
+    store = storage.Storage(str(path))
+    for model in PROJECT_INDEXES:
+        spec = dict(model.document)
+        name, key = spec.pop("name"), dict(spec.pop("key"))
+        store.create_index(DB, COLL, name, key, spec)
+    store.create_index(DB, COLL, "v_1", {"v": 1}, {})
+    settled = [{"_id": f"s{n}", "status": "completed"} for n in range(SETTLED)]
+    due = [
+        {"_id": f"d{n}", "status": "generating", "attempts_due_at": T0 + timedelta(minutes=n)}
+        for n in range(-2, 3)
+    ]
+    typed = [{"_id": f"v{n}", "v": value} for n, value in enumerate(VALUES)]
+    store.insert(DB, COLL, settled + due + typed)
+    return store
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+    with opened_stores(tmp_path, _open) as open_store:
+        yield open_store
+
+
+@pytest.fixture
+def install_fix(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    from secantus import storage
+
+    name = "_lookup_id_keys_via_leading_field"
+    monkeypatch.setattr(storage.Storage, name, getattr(storage.Storage, name))
+
+    def install() -> None:
+        assert secantusd_range_bracket.install()
+
+    return install
+
+
+def _decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many documents each read fetched through an index (one entry per read)."""
+    from secantus import storage
+
+    counts: list[int] = []
+    original = storage.Storage._docs_by_recordids
+
+    def counted(self: Any, db: str, coll: str, recordids: Any, *args: Any, **kwargs: Any) -> Any:
+        counts.append(len(recordids))
+        return original(self, db, coll, recordids, *args, **kwargs)
+
+    monkeypatch.setattr(storage.Storage, "_docs_by_recordids", counted)
+    return counts
+
+
+def _ids(store: Any, filter: dict[str, Any]) -> list[str]:
+    return sorted(doc["_id"] for doc in store.find_matching(DB, COLL, filter))
+
+
+def test_the_reconcilers_query_reads_only_the_projects_that_have_the_field(
+    stores: Callable[[str], Any],
+    install_fix: Callable[[], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = stores("reads")
+    install_fix()
+    decoded = _decoded(monkeypatch)
+
+    due = _ids(store, {"attempts_due_at": {"$lt": T0}})
+
+    assert due == ["d-1", "d-2"]
+    # stock: every settled project too (indexed as null, before every date)
+    assert sum(decoded) <= 5, decoded
+
+
+@pytest.mark.parametrize("op", ["$lt", "$lte", "$gt", "$gte"])
+def test_the_fix_finds_what_the_stock_server_finds(
+    stores: Callable[[str], Any], install_fix: Callable[[], None], op: str
+) -> None:
+    stock, fixed = stores("stock"), stores("fixed")
+    expected = {repr(bound): _ids(stock, {"v": {op: bound}}) for bound in BOUNDS}
+    expected_due = _ids(stock, {"attempts_due_at": {op: T0}})
+    install_fix()
+
+    assert {repr(bound): _ids(fixed, {"v": {op: bound}}) for bound in BOUNDS} == expected
+    assert _ids(fixed, {"attempts_due_at": {op: T0}}) == expected_due
