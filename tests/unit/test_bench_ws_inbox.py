@@ -65,3 +65,33 @@ async def test_a_read_arriving_while_a_burst_is_handled_is_stamped_before_the_bu
     # read was stamped after its end; in slices, the loop reads between them.
     last_handled = handled[-1][1]
     assert stamps[0] < last_handled - QUEUED * HANDLING_S / 2
+
+
+async def test_a_read_whose_handling_fails_stops_neither_the_reads_after_it_nor_later_ones() -> (
+    None
+):
+    loop = asyncio.get_running_loop()
+    reported: list[BaseException | None] = []
+    loop.set_exception_handler(lambda _loop, context: reported.append(context.get("exception")))
+    inbox = Inbox()
+    handled: list[str] = []
+    arrived: dict[str, asyncio.Future[None]] = {name: loop.create_future() for name in "ab"}
+
+    def fail() -> None:
+        raise ValueError("a malformed frame")
+
+    def handle(name: str) -> None:
+        handled.append(name)
+        arrived[name].set_result(None)
+
+    try:
+        inbox.put(fail)
+        inbox.put(partial(handle, "a"))
+        await asyncio.wait_for(arrived["a"], DEADLINE_S)
+        inbox.put(partial(handle, "b"))  # a later burst
+        await asyncio.wait_for(arrived["b"], DEADLINE_S)
+    finally:
+        loop.set_exception_handler(None)
+
+    assert handled == ["a", "b"]
+    assert [type(exc) for exc in reported] == [ValueError], "the failure is reported, not hidden"

@@ -141,12 +141,14 @@ class Inbox:
             return
         self._fresh = 0
         until = time.perf_counter() + self.SLICE_S
-        while self._pending and time.perf_counter() < until:
-            self._pending.popleft()()
-        if self._pending:
-            self._loop.call_later(0, self._look)  # the rest after the next turn's reads
-        else:
-            self._scheduled = False
+        try:
+            while self._pending and time.perf_counter() < until:
+                self._pending.popleft()()
+        finally:  # a handler that raised (the loop reports it) stops neither the rest nor later
+            if self._pending:
+                self._loop.call_later(0, self._look)  # the rest after the next turn's reads
+            else:
+                self._scheduled = False
 
 
 class Watcher(asyncio.Protocol):
