@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bson import Int64, MaxKey, MinKey, ObjectId, Timestamp
+from bson import Decimal128, Int64, MaxKey, MinKey, ObjectId, Timestamp
 
 from reelflow_common.store.documents import PROJECT_INDEXES
 from reelflow_devtools import secantusd_range_bracket
@@ -35,6 +35,7 @@ VALUES: list[Any] = [
     0,
     2.5,
     Int64(7),
+    Decimal128("4.5"),
     float("nan"),
     "",
     "a",
@@ -58,6 +59,8 @@ BOUNDS: list[Any] = [
     T0,
     3,
     2.5,
+    Decimal128("3"),
+    float("nan"),
     "a",
     True,
     ObjectId("65f000000000000000000005"),
@@ -79,12 +82,13 @@ def _open(path: Path) -> Any:
         name, key = spec.pop("name"), dict(spec.pop("key"))
         store.create_index(DB, COLL, name, key, spec)
     store.create_index(DB, COLL, "v_1", {"v": 1}, {})
+    store.create_index(DB, COLL, "w_-1", {"w": -1}, {})  # left to the server's own code
     settled = [{"_id": f"s{n}", "status": "completed"} for n in range(SETTLED)]
     due = [
         {"_id": f"d{n}", "status": "generating", "attempts_due_at": T0 + timedelta(minutes=n)}
         for n in range(-2, 3)
     ]
-    typed = [{"_id": f"v{n}", "v": value} for n, value in enumerate(VALUES)]
+    typed = [{"_id": f"v{n}", "v": value, "w": value} for n, value in enumerate(VALUES)]
     store.insert(DB, COLL, settled + due + typed)
     return store
 
@@ -148,9 +152,9 @@ def test_the_fix_finds_what_the_stock_server_finds(
     stores: Callable[[str], Any], install_fix: Callable[[], None], op: str
 ) -> None:
     stock, fixed = stores("stock"), stores("fixed")
-    expected = {repr(bound): _ids(stock, {"v": {op: bound}}) for bound in BOUNDS}
-    expected_due = _ids(stock, {"attempts_due_at": {op: T0}})
+    queries = [{field: {op: bound}} for field in ("v", "w") for bound in BOUNDS]
+    queries.append({"attempts_due_at": {op: T0}})
+    expected = {repr(query): _ids(stock, query) for query in queries}
     install_fix()
 
-    assert {repr(bound): _ids(fixed, {"v": {op: bound}}) for bound in BOUNDS} == expected
-    assert _ids(fixed, {"attempts_due_at": {op: T0}}) == expected_due
+    assert {repr(query): _ids(fixed, query) for query in queries} == expected
