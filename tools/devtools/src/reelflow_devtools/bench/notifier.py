@@ -125,6 +125,11 @@ async def event_tap(stack: BenchStack) -> AsyncIterator[EventTap]:
         await connection.close()
 
 
+def _same(answers: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:
+    """The one answer every load process gave, or all of them when they differ."""
+    return answers[0] if all(a == answers[0] for a in answers) else answers
+
+
 def _shares(total: int, parts: int) -> list[int]:
     return [total // parts + (i < total % parts) for i in range(parts)]
 
@@ -179,6 +184,7 @@ async def run_notifier(
     notifier = stack.children["notifier"].process.pid
     loads = [await LoadProcess.start() for _ in range(plan.processes)]
     try:
+        priorities = [await load.ask({"op": "priority"}) for load in loads]
         idle_connected = await _connect_all(
             loads, idle_urls, plan.connections - plan.hot_watchers, False, plan
         )
@@ -205,6 +211,9 @@ async def run_notifier(
         "connections": plan.connections,
         "hot_watchers": plan.hot_watchers,
         "load_processes": plan.processes,
+        # how the load yields the CPU to the stack (ws_load.yield_to_the_stack): one entry
+        # when every process got the same
+        "load_priority": _same(priorities),
         "permessage_deflate": plan.deflate,
         "hot_first_finish_s": round(first_finish_s, 1),
         "idle_connected": idle_connected,
