@@ -305,17 +305,21 @@ _CHECKS: dict[str, Callable[[Any, Targets, _Found], None]] = {
 }
 
 
-def _yielding(notifier: dict[str, Any]) -> str:
-    """How the load processes yielded the CPU to the stack, e.g. ``(nice 10, SCHED_BATCH)``.
+def _load_processes(notifier: dict[str, Any]) -> str:
+    """``4 load processes``, and how they yielded the CPU, e.g. ``(nice 10, SCHED_BATCH)``.
 
-    Empty for results from before they did (or where the platform let them do neither).
+    Nothing on how for results from before they yielded (or where the platform let
+    them do neither).
     """
+    text = f"{notifier['load_processes']} load processes"
     priority = notifier.get("load_priority")
-    if not isinstance(priority, dict):  # absent, or the processes differed
-        return "" if priority is None else " (priorities differ)"
-    parts = [f"nice {priority['nice']}"] if priority.get("nice") is not None else []
-    parts += [priority["policy"]] if priority.get("policy") else []
-    return f" ({', '.join(parts)})" if parts else ""
+    if priority is None:
+        return text
+    if not isinstance(priority, dict):  # a list: the processes differed
+        return f"{text} (priorities differ)"
+    how = [f"nice {priority['nice']}"] if priority.get("nice") is not None else []
+    how += [priority["policy"]] if priority.get("policy") else []
+    return f"{text} ({', '.join(how)})" if how else text
 
 
 def _pcts(summary: dict[str, Any]) -> str:
@@ -414,8 +418,7 @@ def summary(results: dict[str, Any]) -> str:
             (
                 "notifier",
                 f"{notifier['idle_connected']['ok'] + notifier['hot_connected']['ok']} WebSockets "
-                f"from {notifier['load_processes']} load processes{_yielding(notifier)}; "
-                "notifier RSS "
+                f"from {_load_processes(notifier)}; notifier RSS "
                 f"{notifier['notifier_rss_mib_connected']} MiB (peak "
                 f"{notifier['notifier_peak_rss_mib']} MiB)",
             ),
@@ -597,9 +600,8 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
         parts.append(
             "| | figure |\n|---|---|\n"
             f"| WebSockets | {notifier['idle_connected']['ok'] + notifier['hot_connected']['ok']}"
-            f" of {notifier['connections']} from {notifier['load_processes']} load processes"
-            f"{_yielding(notifier)}"
-            f" (idle ones connected in {notifier['idle_connected']['seconds']} s) |\n"
+            f" of {notifier['connections']} from {_load_processes(notifier)},"
+            f" idle ones connected in {notifier['idle_connected']['seconds']} s |\n"
             f"| notifier RSS | {notifier['notifier_rss_mib_connected']} MiB connected,"
             f" peak **{notifier['notifier_peak_rss_mib']} MiB** |\n"
             f"| change -> last of {notifier['hot_watchers']} watchers"
