@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Callable, Coroutine
 from functools import partial
+from typing import Any
+
+import pytest
 
 from reelflow_devtools.bench.ws_load import Inbox
 from tests.waiting import DEADLINE_S
@@ -13,6 +17,17 @@ from tests.waiting import DEADLINE_S
 #: reads queued before the one that arrives late, and how long each takes to handle
 QUEUED = 200
 HANDLING_S = 0.001
+
+
+#: the loops a load process may run on (``ws_load.main``: uvloop where installed)
+LOOPS = ["asyncio", "uvloop"]
+
+
+def _run_on(loop: str, case: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop").run(case())
+    else:
+        asyncio.run(case())
 
 
 def _busy(seconds: float) -> None:
@@ -32,9 +47,14 @@ class _Stamped(asyncio.Protocol):
         self._stamps.append(time.perf_counter())
 
 
-async def test_a_read_arriving_while_a_burst_is_handled_is_stamped_before_the_burst_is_over() -> (
-    None
-):
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_read_arriving_while_a_burst_is_handled_is_stamped_before_the_burst_is_over(
+    loop: str,
+) -> None:
+    _run_on(loop, _a_read_arriving_while_a_burst_is_handled)
+
+
+async def _a_read_arriving_while_a_burst_is_handled() -> None:
     loop = asyncio.get_running_loop()
     reader, writer = socket.socketpair()
     stamps: list[float] = []
@@ -67,9 +87,14 @@ async def test_a_read_arriving_while_a_burst_is_handled_is_stamped_before_the_bu
     assert stamps[0] < last_handled - QUEUED * HANDLING_S / 2
 
 
-async def test_a_read_whose_handling_fails_stops_neither_the_reads_after_it_nor_later_ones() -> (
-    None
-):
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_read_whose_handling_fails_stops_neither_the_reads_after_it_nor_later_ones(
+    loop: str,
+) -> None:
+    _run_on(loop, _a_read_whose_handling_fails)
+
+
+async def _a_read_whose_handling_fails() -> None:
     loop = asyncio.get_running_loop()
     reported: list[BaseException | None] = []
     loop.set_exception_handler(lambda _loop, context: reported.append(context.get("exception")))

@@ -91,30 +91,27 @@ class Hot:
             self.finished.set()
 
 
-#: how much less CPU weight a load process has than the stack's processes (nice 0)
+#: nice levels below the stack a load process runs at (about a tenth of its CPU weight)
 LOAD_NICE = 10
 
 
 def yield_to_the_stack() -> dict[str, Any]:
-    """Run this process behind the stack: ``nice`` :data:`LOAD_NICE` and ``SCHED_BATCH``.
+    """Run this process behind the stack: :data:`LOAD_NICE` levels nicer, and ``SCHED_BATCH``.
 
-    The load stands in for browsers on other machines, yet here it shares two
-    cores with the notifier. At normal priority, each frame the notifier wrote
-    woke a load process that took the core from it (a wakeup preempts the
-    running process): about 120 preemptions and twice its own CPU time in wall
-    time per fan-out to 1,000 sockets. ``SCHED_BATCH`` keeps a wakeup from
-    preempting (the scheduler's tick decides instead), and nice 10 gives the
-    load a tenth of a stack process's share while both want a core, so it runs
-    on what the stack leaves. A read is still stamped when this process gets to
-    it, so yielding can only make an arrival later, never earlier.
-    Where the platform has neither, the load runs as before. Returns what was set.
+    The load stands in for browsers on other machines but shares the cores with
+    the notifier: at normal priority, a frame the notifier wrote woke a load
+    process that could take the core from it. ``SCHED_BATCH`` keeps a wakeup from
+    preempting; the load still shares the cores. A read is stamped when this
+    process gets to it, never before its bytes arrived. Returns what took effect
+    (a setting the platform lacks or refuses stays None).
     """
     got: dict[str, Any] = {"nice": None, "policy": None}
-    if hasattr(os, "nice"):
+    with contextlib.suppress(OSError):
         got["nice"] = os.nice(LOAD_NICE)
-    if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
-        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-        got["policy"] = "SCHED_BATCH"
+    if hasattr(os, "SCHED_BATCH"):  # Linux
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+            got["policy"] = "SCHED_BATCH"
     return got
 
 
@@ -164,7 +161,8 @@ class Inbox:
         self._fresh += 1
         if not self._scheduled:
             self._scheduled = True
-            # call_later, not call_soon: a timer due now runs after the turn's reads.
+            # call_later, not call_soon: a callback due now runs after the reads of the
+            # turn that queued it (on asyncio's loop and on uvloop's alike).
             self._loop.call_later(0, self._look)
 
     def _look(self) -> None:
