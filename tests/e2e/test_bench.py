@@ -97,14 +97,18 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     assert connected == notifier["connections"]
     assert notifier["changes_measured"] > 0
     assert notifier["notifier_peak_rss_mib"] > 0
-    # the next scenario waited until the notifier had closed every socket and was idle
+    # the notifier closed every socket and was idle again before its stack stopped
     assert notifier["notifier_quiet_after_s"] is not None
+    # on a stack of its own, whose settings follow its speedup (100 in the quick plan)
+    notifier_stack = results["config"]["settings_notifier_stack"]
+    assert results["config"]["notifier_speedup"] == 100
+    assert notifier_stack["poll_max_interval_s"] == 0.6
 
     assert results["api"]["get_project"]["count"] > 0
     for phase in ("get_project", "create_project"):
         assert set(results["api"][phase]["cpu_ms_per_request"]) >= {"api", "mongo", "bench"}
     assert results["overload"]["unexpected"] == 0
-    assert set(results["ground_truth"]) == {"fast", "polling", "taskqueue"}
+    assert set(results["ground_truth"]) == {"fast", "notifier", "polling", "taskqueue"}
     assert {check["name"] for check in results["checks"]} >= {
         "1-scene projects: DB operations per clip",
         "50-scene projects: share of the raw ceiling",

@@ -19,15 +19,17 @@ Scenarios (``--scenario``, comma-separated; default ``all``):
   ``--polling-speedup`` with production settings compressed by it, and the exact
   evaluation of the reference schedules on the same completion times;
 - ``notifier``: 10,000 WebSockets from separate load processes, the notifier's
-  memory, change -> the last of 1,000 watchers of one project;
+  memory, change -> the last of 1,000 watchers of one project; on a stack of its
+  own in real time (simulator speedup 1, production settings), so the poller checks
+  the hot project's clips as often per second as production would;
 - ``api``: GET/POST latency under concurrent clients; ``overload``: a burst of POSTs;
 - ``fairness``: one tenant floods clips while another sends a few at a time: the
   small tenant's submit delay, with fair share and without (two stacks of its own).
 
 Every stack gets a ground-truth check (every clip against the simulator's tasks)
 at its end. ``--quick`` shrinks every scenario (for the tests). Plots go next to
-``results.json``, and each stack's logs in ``fast/logs``, ``taskqueue/logs`` and
-``polling/logs`` beside it.
+``results.json``, and each stack's logs in ``fast/logs``, ``taskqueue/logs``,
+``notifier/logs`` and ``polling/logs`` beside it.
 """
 
 from __future__ import annotations
@@ -105,6 +107,11 @@ class Plans:
     fairness: fairness.FairnessPlan = field(default_factory=fairness.FairnessPlan)
     speedup: float = 100.0
     polling_speedup: float = 5.0
+    #: the notifier's stack: real time. Its changes must come at production's pace
+    #: next to a notifier that runs in real seconds: compressed, the poller checked
+    #: the 40 hot clips 100 x as often per second as production would, and those
+    #: checks (poller and RabbitMQ CPU) held the fan-out's tail.
+    notifier_speedup: float = 1.0
 
 
 #: every scenario small: the whole run in well under a minute on an idle machine
@@ -126,6 +133,7 @@ QUICK = Plans(
     overload=OverloadPlan(burst=100, health_probes=3),
     fairness=fairness.FairnessPlan(flood=100, small=3, rounds=2, pause_s=0),
     polling_speedup=100.0,
+    notifier_speedup=100.0,
 )
 
 
@@ -282,12 +290,6 @@ async def later_scenarios(
     found: dict[str, Any] = {}
     keys: list[str] = rounds.keys if rounds is not None else []
     get_run = rounds.run_of(10) if rounds is not None else None
-    if "notifier" in scenarios:
-        plan = plans.notifier
-        _say(f"notifier: {plan.connections} WebSockets, {plan.hot_watchers} on one project")
-        notifier_key, found["notifier"] = await run_notifier(stack, plan, plans.speedup)
-        keys.append(notifier_key)
-        cpu.phase_done("notifier")
     if "api" in scenarios:
         if get_run is None:
             get_run = await run_size(stack, replace(plans.throughput, clips=100), 10)
@@ -327,6 +329,22 @@ async def polling_scenario(
         "polling": {"live": live.results, "exact": exact, "model": plans.exact.model},
         "ground_truth": {"polling": truth},
     }
+
+
+async def notifier_scenario(
+    stack: BenchStack, plans: Plans, cpu_s: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """The WebSockets on the notifier's own stack, then that stack's ground truth."""
+    cpu = CpuMeter(stack, cpu_s)
+    plan = plans.notifier
+    _say(
+        f"notifier: {plan.connections} WebSockets, {plan.hot_watchers} on one project,"
+        f" speedup {plans.notifier_speedup:g}"
+    )
+    key, found = await run_notifier(stack, plan, plans.notifier_speedup)
+    cpu.phase_done("notifier")
+    truth = await check_ground_truth(stack, [key], deadline_s=300)
+    return {"notifier": found, "ground_truth": {"notifier": truth}}
 
 
 def _say(line: str) -> None:
@@ -392,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     fast = replace(base, sim_speedup=plans.speedup, keep=REAL_TIME)
     # Everything compressed: the live poller sees the provider's clock, scaled.
     slow = replace(base, sim_speedup=plans.polling_speedup, keep=frozenset())
+    realtime = replace(base, sim_speedup=plans.notifier_speedup, keep=frozenset())
     results: dict[str, Any] = {
         "config": {
             "command": " ".join(
@@ -404,8 +423,10 @@ def main(argv: list[str] | None = None) -> int:
             "open_files_limit": open_files,
             "sim_speedup": plans.speedup,
             "polling_speedup": plans.polling_speedup,
+            "notifier_speedup": plans.notifier_speedup,
             "settings_fast_stack": fast.seconds(),
             "settings_polling_stack": slow.seconds(),
+            "settings_notifier_stack": realtime.seconds(),
             "log_level": args.log_level,
             "mongo": "given MongoDB" if args.mongo_url else "embedded SecantusDB",
         },
@@ -418,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
             runs, truth = _run_task_queue(fast, baseline_dir, plans)
             results["task_queue"] = runs
             results["ground_truth"] = {"taskqueue": truth}
-        if set(scenarios) - {"polling", "fairness", "taskqueue"}:
+        if set(scenarios) - {"notifier", "polling", "fairness", "taskqueue"}:
             # With throughput, the baseline runs in its rounds (bench.rounds).
             paired = {"taskqueue", "throughput"} <= set(scenarios)
             baseline = (fast, baseline_dir) if paired else None
@@ -428,6 +449,14 @@ def main(argv: list[str] | None = None) -> int:
                 lambda stack: fast_stack_scenarios(stack, scenarios, plans, cpu_s, baseline),
                 results,
                 "fast",
+            )
+        if "notifier" in scenarios:
+            _run_stack(
+                realtime,
+                args.out.parent / "notifier",
+                lambda stack: asyncio.run(notifier_scenario(stack, plans, cpu_s)),
+                results,
+                "notifier",
             )
         if "polling" in scenarios:
             _run_stack(
