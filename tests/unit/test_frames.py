@@ -1,4 +1,5 @@
-"""Shared frames written straight to a socket are the bytes uvicorn's own send would write."""
+"""Shared frames written straight to a socket are the bytes uvicorn's own send would write,
+and a socket's frames of one pass of the event loop go to it in one write, in order."""
 
 from __future__ import annotations
 
@@ -92,6 +93,14 @@ async def handshake(deflate: bool) -> tuple[Server, ClientProtocol]:
     return server, client
 
 
+async def end_of_pass() -> None:
+    """Return once the callbacks scheduled so far have run (the writes of this pass among them)."""
+    loop = asyncio.get_running_loop()
+    marker = loop.create_future()
+    loop.call_soon(marker.set_result, None)
+    await marker
+
+
 async def uvicorn_sent(server: Server, text: str) -> bytes:
     await server.to_send.put({"type": "websocket.send", "text": text})
     await eventually(lambda: bool(server.transport.written), "uvicorn wrote the text")
@@ -115,6 +124,7 @@ async def test_a_shared_frame_is_what_uvicorn_would_send_with_deflate_and_withou
         assert writer.ready()
 
         writer.write_text(TEXT)
+        await end_of_pass()
         direct = server.written()
 
         assert direct == await uvicorn_sent(server, TEXT)
@@ -131,6 +141,7 @@ async def test_a_text_is_framed_once_for_every_socket_that_negotiated_the_same()
         assert server.writer is not None
         assert server.writer.ready()
         server.writer.write_text(text)
+    await end_of_pass()
 
     assert FRAMES.built - built == 1
     assert len({server.written() for server in servers}) == 1
@@ -151,4 +162,35 @@ async def test_no_direct_write_while_the_transport_is_paused_or_after_the_close(
     await server.to_send.put({"type": "websocket.close", "code": 1000})
     await eventually(lambda: server.protocol.close_sent, "close frame sent")
     assert not writer.ready()
+    await server.stop()
+
+
+async def test_a_sockets_frames_of_one_pass_go_to_it_in_one_write_in_order() -> None:
+    server, client = await handshake(deflate=True)
+    writer = server.writer
+    assert writer is not None
+    texts = [TEXT.replace("7", str(seq)) for seq in (9, 10, 11)]
+
+    for text in texts:
+        assert writer.ready()
+        writer.write_text(text)
+    assert server.transport.written == []  # not before the pass ends
+    await end_of_pass()
+
+    assert len(server.transport.written) == 1  # one send for the three
+    assert received(client, server.written()) == texts
+    await server.stop()
+
+
+async def test_a_frame_still_waiting_when_the_socket_closes_is_not_written() -> None:
+    server, _client = await handshake(deflate=False)
+    writer = server.writer
+    assert writer is not None
+    assert writer.ready()
+
+    writer.write_text(TEXT)
+    server.transport.close()
+    await end_of_pass()
+
+    assert server.transport.written == []
     await server.stop()

@@ -4,8 +4,10 @@ Messages leave in the order the outbox holds them. The sender task writes
 them, one at a time; the hub's :meth:`Session.deliver` writes only the
 common case itself, an untraced event that is the next ``seq`` of its
 project when nothing is queued or being sent: its shared frame goes to the
-socket at once (:mod:`reelflow_notifier.frames`), without waking the
-sender. Neither awaits between deciding and writing, so the order is kept.
+socket at the end of the event loop's pass (:mod:`reelflow_notifier.frames`),
+without waking the sender. Neither awaits between deciding and writing, and
+the sender only writes what was queued after a direct write, in a later pass,
+so the order is kept.
 A client that reads too slowly pauses its transport, its events queue, it
 overflows its outbox and is sent a snapshot instead.
 """
