@@ -62,7 +62,9 @@ class NotifierPlan:
     deflate: bool = True
     #: handshakes in flight; each costs the notifier a snapshot read from the database
     connect_concurrency: int = 24
-    deadline_s: float = 180
+    #: each wait of the scenario (the hot clips end from about 50 s to 170 s after their
+    #: project is created, at real time, and the project is finished just after)
+    deadline_s: float = 300
 
 
 class LoadProcess:
