@@ -444,7 +444,7 @@ def summary(results: dict[str, Any]) -> str:
             (
                 "  quiet again after",
                 f"{_or_dash(notifier.get('notifier_quiet_after_s'))} s (every socket closed,"
-                " the notifier idle: the next scenario starts then)",
+                " the notifier idle; then the stack's ground truth)",
             ),
         ]
     api = results.get("api")
