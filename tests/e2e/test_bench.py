@@ -102,7 +102,7 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     # on a stack of its own, whose settings follow its speedup (100 in the quick plan)
     notifier_stack = results["config"]["settings_notifier_stack"]
     assert results["config"]["notifier_speedup"] == 100
-    assert notifier_stack["poll_max_interval_s"] == 0.6
+    assert notifier_stack["poll_max_interval_s"] == pytest.approx(0.6)
 
     assert results["api"]["get_project"]["count"] > 0
     for phase in ("get_project", "create_project"):

@@ -182,15 +182,32 @@ async def test_a_sockets_frames_of_one_pass_go_to_it_in_one_write_in_order() -> 
     await server.stop()
 
 
-async def test_a_frame_still_waiting_when_the_socket_closes_is_not_written() -> None:
-    server, _client = await handshake(deflate=False)
+async def test_a_message_uvicorn_sends_after_a_waiting_frame_follows_it() -> None:
+    server, client = await handshake(deflate=True)
+    writer = server.writer
+    assert writer is not None
+    first, second = TEXT.replace("7", "12"), TEXT.replace("7", "13")
+
+    assert writer.ready()
+    writer.write_text(first)
+    await server.to_send.put({"type": "websocket.send", "text": second})  # the sender's path
+    await eventually(lambda: len(server.transport.written) == 2, "both written")
+
+    assert received(client, server.written()) == [first, second]
+    await server.stop()
+
+
+async def test_a_frame_still_waiting_when_the_client_closes_is_not_written() -> None:
+    server, client = await handshake(deflate=False)
     writer = server.writer
     assert writer is not None
     assert writer.ready()
 
     writer.write_text(TEXT)
-    server.transport.close()
+    client.send_close(1000)
+    server.protocol.data_received(b"".join(client.data_to_send()))  # answered, then closed
     await end_of_pass()
 
-    assert server.transport.written == []
+    assert server.transport.closing
+    assert received(client, server.written()) == []  # the close's answer, and no text after it
     await server.stop()

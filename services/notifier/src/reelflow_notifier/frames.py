@@ -14,11 +14,15 @@ A socket's frames of one pass of the event loop go in one ``transport.write``
 at the end of the pass: a burst of events routed together (the poller checks a
 project's clips together, so their progress is stored together: 40 events of a
 40-clip project) costs each socket one send system call and one wakeup of its
-reader, not one per event. Order is kept: the writes land before anything the
-session's sender task writes after them, since the sender only writes an entry
-queued after them and wakes for it in a later pass (``Session._write_now``); a
-frame still waiting when the connection's close has been sent is dropped (the
-client reconnects with ``after_seq``).
+reader, not one per event. Order is kept: the sender task only writes an entry
+queued after a direct write (``Session._write_now``), and its wakeup for that
+entry is scheduled after the callback that writes the waiting frames, which
+the loop runs first (``call_soon`` is first in, first out). A frame still
+waiting when the connection's close has been sent, or its transport is
+closing, is dropped (the client reconnects with ``after_seq``). Flow control
+is checked when a frame is queued (:meth:`FrameWriter.ready`), so a pass may
+queue a burst past the transport's high-water mark: at most one frame per
+event routed in that pass, and the fan-out's prefetch bounds those.
 
 This goes around websockets' ``ServerProtocol``, which is sound because
 sending one complete data frame changes none of its state (a fragmented
@@ -121,7 +125,7 @@ class FrameWriter:
         self._waiting: list[bytes] | None = None
 
     def ready(self) -> bool:
-        """Whether :meth:`write_text` would write now: open, not paused, a shareable frame."""
+        """Whether :meth:`write_text` may take a frame now: open, not paused, shareable."""
         protocol = self._protocol()
         if (
             protocol is None
@@ -152,9 +156,14 @@ class FrameWriter:
             self._waiting.append(frame)
 
     def _write_waiting(self) -> None:
-        frames, self._waiting = self._waiting or [], None
+        frames, self._waiting = self._waiting, None
         protocol = self._protocol()
-        if protocol is None or protocol.close_sent or protocol.transport.is_closing():
+        if (
+            frames is None
+            or protocol is None
+            or protocol.close_sent
+            or protocol.transport.is_closing()
+        ):
             return
         try:
             protocol.transport.write(frames[0] if len(frames) == 1 else b"".join(frames))

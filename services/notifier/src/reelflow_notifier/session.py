@@ -6,8 +6,8 @@ common case itself, an untraced event that is the next ``seq`` of its
 project when nothing is queued or being sent: its shared frame goes to the
 socket at the end of the event loop's pass (:mod:`reelflow_notifier.frames`),
 without waking the sender. Neither awaits between deciding and writing, and
-the sender only writes what was queued after a direct write, in a later pass,
-so the order is kept.
+the sender only writes what was queued after a direct write, waking after the
+frames waiting are written, so the order is kept.
 A client that reads too slowly pauses its transport, its events queue, it
 overflows its outbox and is sent a snapshot instead.
 """
@@ -175,9 +175,12 @@ class Session:
     def _write_now(self, feed: Feed, event: Event) -> bool:
         """Write ``event`` now if it is the next ``seq`` and nothing is ahead; whether it did.
 
-        A write that raises (the hub must go on to the other watchers) ends direct
-        writes on this connection, and each of its projects gets a snapshot, which
-        covers whatever this event's ``seq`` had already been counted for.
+        A frame that cannot be made (the hub must go on to the other watchers) ends
+        direct writes on this connection, and each of its projects gets a snapshot,
+        which covers whatever this event's ``seq`` had already been counted for. The
+        socket's write comes at the end of the pass: one that fails there aborts the
+        connection (``FrameWriter``), and the client reconnects with ``after_seq``.
+        A frame dropped there because the connection was closing is counted as sent.
         """
         frames = self._frames
         if frames is None or self._sending or self._outbox or self._ending is not None:
