@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aio_pika
@@ -38,9 +38,9 @@ class RecordingHub(Hub):
         self.routed: list[Event] = []
         self.catch_ups = 0
 
-    def route(self, event: Event) -> int:
-        self.routed.append(event)
-        return super().route(event)
+    def route(self, events: Sequence[Event]) -> int:
+        self.routed.extend(events)
+        return super().route(events)
 
     def catch_up_all(self) -> None:
         self.catch_ups += 1
@@ -182,7 +182,7 @@ async def test_after_a_burst_no_delivery_is_left_unacknowledged(
 
     async def on_message(incoming: AbstractIncomingMessage) -> None:
         handled.append(ClipUpdated.model_validate_json(incoming.body).seq)
-        await acks.routed(incoming)
+        acks.routed(incoming)
 
     await queue.consume(on_message)
     await publish_all(publishing, "", queue.name)

@@ -1,7 +1,10 @@
-"""The fan-out skips the events of projects nobody here watches, by header, without parsing them."""
+"""The fan-out skips the events of projects nobody here watches, by header, without parsing them;
+it routes a pass's deliveries together, a project's run of events in one call, in order."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -31,17 +34,36 @@ class Delivery:
         self.acked = multiple
 
 
-async def handle(router: Router, delivery: Delivery) -> None:
+async def end_of_pass() -> None:
+    """Return once the callbacks scheduled so far have run (the router's routing among them)."""
+    loop = asyncio.get_running_loop()
+    marker = loop.create_future()
+    loop.call_soon(marker.set_result, None)
+    await marker
+
+
+async def take(router: Router, delivery: Delivery) -> None:
     """``router.on_message`` of the fake delivery (it reads nothing else of one)."""
     await router.on_message(cast("AbstractIncomingMessage", delivery))
+
+
+async def handle(router: Router, delivery: Delivery) -> None:
+    """The delivery taken, and the pass it was taken in ended: routed, then acknowledged
+    (by a task the routing starts)."""
+    await take(router, delivery)
+    await end_of_pass()
+    await end_of_pass()
 
 
 class Listener:
     def __init__(self) -> None:
         self.seqs: list[int] = []
+        #: each call's seqs: one event, or a run of them routed together
+        self.calls: list[list[int]] = []
 
-    def deliver(self, event: Event) -> None:
-        self.seqs.append(event.seq)
+    def deliver(self, events: Sequence[Event]) -> None:
+        self.seqs.extend(event.seq for event in events)
+        self.calls.append([event.seq for event in events])
 
     def catch_up(self) -> None:
         raise AssertionError("no catch-up expected")
@@ -133,3 +155,52 @@ async def test_a_skip_leaves_nothing_behind_that_would_hide_a_later_watchs_event
     await handle(router, Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))
 
     assert listener.seqs == [2]
+
+
+async def test_a_pass_of_deliveries_is_routed_at_its_end_a_projects_run_in_one_call(
+    hub: Hub, router: Router
+) -> None:
+    p1, p2 = Listener(), Listener()
+    hub.add("p1", p1)
+    hub.add("p2", p2)
+    order = [("p1", 1), ("p1", 2), ("p1", 3), ("other", 1), ("p2", 1), ("p2", 2), ("p1", 4)]
+    deliveries = [
+        Delivery(event_body(project_id, seq), {HEADER_PROJECT_ID: project_id})
+        for project_id, seq in order
+    ]
+
+    for delivery in deliveries:  # taken in one pass, as aio-pika hands over one read's worth
+        await take(router, delivery)
+    assert p1.calls == []
+    assert not any(delivery.acked for delivery in deliveries)
+    await end_of_pass()
+    await end_of_pass()  # the acknowledgement's task
+
+    # A project's events that came one after the other go in one call; an unwatched
+    # event between them does not split a run, another watched project's does.
+    assert p1.calls == [[1, 2, 3], [4]]
+    assert p2.calls == [[1, 2]]
+    # Acknowledged once routed; an acknowledgement settles every delivery before it.
+    assert deliveries[-1].acked
+
+
+async def test_an_overflow_makes_every_watcher_catch_up_in_its_place_among_the_events(
+    hub: Hub, router: Router
+) -> None:
+    happened: list[str] = []
+
+    class Recording(Listener):
+        def deliver(self, events: Sequence[Event]) -> None:
+            happened.extend(f"event@{event.seq}" for event in events)
+
+        def catch_up(self) -> None:
+            happened.append("catch-up")
+
+    hub.add("p1", Recording())
+    await take(router, Delivery(event_body("p1", 1), {HEADER_PROJECT_ID: "p1"}))
+    overflow = Delivery(b"", None)
+    await router.on_overflow(cast("AbstractIncomingMessage", overflow))
+    await take(router, Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))
+    await end_of_pass()
+
+    assert happened == ["event@1", "catch-up", "event@2"]

@@ -35,14 +35,32 @@ def feed(last_seq: int | None) -> Feed:
 def test_the_next_seq_is_sent_as_is_and_advances_the_feed() -> None:
     watching = feed(last_seq=4)
 
-    text = watching.next_text(event(5))
+    texts = watching.next_texts([event(5)])
 
-    assert text is not None
-    assert json.loads(text)["seq"] == 5
+    assert texts is not None
+    assert [json.loads(text)["seq"] for text in texts] == [5]
     assert watching.last_seq == 5
 
 
+def test_a_burst_of_the_next_seqs_is_sent_in_order() -> None:
+    watching = feed(last_seq=4)
+
+    texts = watching.next_texts([event(5), event(6), event(7)])
+
+    assert texts is not None
+    assert [json.loads(text)["seq"] for text in texts] == [5, 6, 7]
+    assert watching.last_seq == 7
+
+
 def test_a_duplicate_a_gap_or_a_watch_not_started_is_left_to_render() -> None:
-    assert feed(last_seq=5).next_text(event(5)) is None  # duplicate
-    assert feed(last_seq=5).next_text(event(7)) is None  # gap: the store fills it
-    assert feed(last_seq=None).next_text(event(1)) is None  # its snapshot is still queued
+    assert feed(last_seq=5).next_texts([event(5)]) is None  # duplicate
+    assert feed(last_seq=5).next_texts([event(7)]) is None  # gap: the store fills it
+    assert feed(last_seq=None).next_texts([event(1)]) is None  # its snapshot is still queued
+
+
+def test_a_burst_with_a_gap_or_a_duplicate_is_left_to_render_whole() -> None:
+    for seqs in ([6, 8], [6, 6], [5, 6]):
+        watching = feed(last_seq=5)
+
+        assert watching.next_texts([event(seq) for seq in seqs]) is None
+        assert watching.last_seq == 5  # nothing sent, nothing skipped

@@ -123,7 +123,7 @@ async def test_a_shared_frame_is_what_uvicorn_would_send_with_deflate_and_withou
         assert writer is not None
         assert writer.ready()
 
-        writer.write_text(TEXT)
+        writer.write_texts((TEXT,))
         await end_of_pass()
         direct = server.written()
 
@@ -140,7 +140,7 @@ async def test_a_text_is_framed_once_for_every_socket_that_negotiated_the_same()
     for server in servers:
         assert server.writer is not None
         assert server.writer.ready()
-        server.writer.write_text(text)
+        server.writer.write_texts((text,))
     await end_of_pass()
 
     assert FRAMES.built - built == 1
@@ -173,13 +173,33 @@ async def test_a_sockets_frames_of_one_pass_go_to_it_in_one_write_in_order() -> 
 
     for text in texts:
         assert writer.ready()
-        writer.write_text(text)
+        writer.write_texts((text,))
     assert server.transport.written == []  # not before the pass ends
     await end_of_pass()
 
     assert len(server.transport.written) == 1  # one send for the three
     assert received(client, server.written()) == texts
     await server.stop()
+
+
+async def test_a_burst_is_framed_once_for_every_socket_and_written_in_one_send() -> None:
+    servers = [(await handshake(deflate=True))[0] for _ in range(3)]
+    _server, client = await handshake(deflate=True)
+    texts = tuple(TEXT.replace("7", str(seq)) for seq in (20, 21, 22, 23))
+    built = FRAMES.built
+
+    for server in servers:
+        assert server.writer is not None
+        assert server.writer.ready()
+        server.writer.write_texts(texts)
+    await end_of_pass()
+
+    assert FRAMES.built - built == 1
+    assert [len(server.transport.written) for server in servers] == [1, 1, 1]
+    (block,) = {server.written() for server in servers}
+    assert received(client, block) == list(texts)
+    for server in [*servers, _server]:
+        await server.stop()
 
 
 async def test_a_message_uvicorn_sends_after_a_waiting_frame_follows_it() -> None:
@@ -189,7 +209,7 @@ async def test_a_message_uvicorn_sends_after_a_waiting_frame_follows_it() -> Non
     first, second = TEXT.replace("7", "12"), TEXT.replace("7", "13")
 
     assert writer.ready()
-    writer.write_text(first)
+    writer.write_texts((first,))
     await server.to_send.put({"type": "websocket.send", "text": second})  # the sender's path
     await eventually(lambda: len(server.transport.written) == 2, "both written")
 
@@ -203,7 +223,7 @@ async def test_a_frame_still_waiting_when_the_client_closes_is_not_written() -> 
     assert writer is not None
     assert writer.ready()
 
-    writer.write_text(TEXT)
+    writer.write_texts((TEXT,))
     client.send_close(1000)
     server.protocol.data_received(b"".join(client.data_to_send()))  # answered, then closed
     await end_of_pass()

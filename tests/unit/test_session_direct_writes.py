@@ -65,12 +65,13 @@ class Frames:
     def ready(self) -> bool:
         return not self.paused
 
-    def write_text(self, text: str) -> None:
+    def write_texts(self, texts: tuple[str, ...]) -> None:
         self.writes += 1
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("the transport is closed")
-        self._client.arrive("direct", text)
+        for text in texts:
+            self._client.arrive("direct", text)
 
 
 class Socket:
@@ -158,8 +159,9 @@ class Connection:
         self.store.log.append(event)
         return event
 
-    def publish(self, seq: int) -> None:
-        self.hub.route(self.change(seq))
+    def publish(self, *seqs: int) -> None:
+        """The changes ``seqs``, routed together (one event, or a burst)."""
+        self.hub.route([self.change(seq) for seq in seqs])
 
     async def watch(self) -> None:
         """Watch the project and wait for its snapshot: the sender is idle again."""
@@ -217,6 +219,40 @@ async def test_an_idle_watcher_gets_each_next_event_written_at_once_and_only_onc
             ("direct", "clip.updated@3"),
         ]
         assert connection.queued() == 0
+        assert await connection.everything_sent() == [
+            "snapshot@0",
+            "clip.updated@1",
+            "clip.updated@2",
+            "clip.updated@3",
+        ]
+
+
+async def test_an_idle_watcher_gets_a_burst_in_one_write_in_order() -> None:
+    async with connected() as connection:
+        await connection.watch()
+
+        connection.publish(1, 2, 3)
+        connection.publish(4)
+
+        assert connection.frames.writes == 2
+        assert connection.queued() == 0
+        assert await connection.everything_sent() == [
+            "snapshot@0",
+            "clip.updated@1",
+            "clip.updated@2",
+            "clip.updated@3",
+            "clip.updated@4",
+        ]
+
+
+async def test_a_burst_after_a_gap_is_sent_after_the_events_read_from_the_log() -> None:
+    async with connected() as connection:
+        await connection.watch()
+
+        connection.change(1)  # stored; its event is lost on the way
+        connection.publish(2, 3)
+
+        assert connection.frames.writes == 0
         assert await connection.everything_sent() == [
             "snapshot@0",
             "clip.updated@1",
@@ -319,8 +355,8 @@ async def test_an_event_after_a_gap_is_sent_after_the_events_read_from_the_log()
 
         connection.change(1)  # stored; its event is lost on the way
         second = connection.change(2)
-        connection.hub.route(second)
-        connection.hub.route(second)  # published again
+        connection.hub.route([second])
+        connection.hub.route([second])  # published again
 
         assert connection.frames.writes == 0
         assert await connection.everything_sent() == [

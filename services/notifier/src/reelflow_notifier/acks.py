@@ -9,12 +9,15 @@ acknowledgement waits: it goes once half the channel's prefetch is waiting
 (the broker never stops delivering for want of it) or :data:`ACK_DELAY_S`
 after the first one waiting, whichever comes first.
 
-That is safe only because every delivery on the channel is handled at once,
-in the order it came (no await before :meth:`Acks.routed`): when one has been
-handled, so has every earlier one, and acknowledging it with ``multiple``
-settles them all. An acknowledgement of the fan-out queue protects no data
-(the queue dies with the replica; the events' record is the store's event
-log): it only keeps the prefetch bounding what this process holds.
+That is safe only because every delivery on the channel is handled in the
+order it came, and :meth:`Acks.routed` is told of each in that order, once
+it has been routed (by :class:`reelflow_notifier.fanout.Router`): when one
+has been handled, so has every earlier one, and acknowledging it with
+``multiple`` settles them all. Acknowledgements are sent by tasks, in the
+order they are started (each writes its frame before it awaits anything).
+An acknowledgement of the fan-out queue protects no data (the queue dies
+with the replica; the events' record is the store's event log): it only
+keeps the prefetch bounding what this process holds.
 """
 
 from __future__ import annotations
@@ -39,36 +42,40 @@ class Acks:
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def routed(self, incoming: AbstractIncomingMessage) -> None:
-        """``incoming``, and every delivery before it on its channel, has been handled."""
+    def routed(self, incoming: AbstractIncomingMessage) -> None:
+        """``incoming``, and every delivery before it on its channel, has been handled.
+
+        Nothing is awaited: an acknowledgement that is due is sent by a task.
+        """
         self._latest = incoming
         self.waiting += 1
         if self.waiting >= self._batch:
-            await self.flush()
+            self._send()
         elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._flush_later)
+            self._timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._send)
 
-    async def flush(self) -> None:
-        """Acknowledge every delivery handled so far."""
+    async def close(self) -> None:
+        """Acknowledge what is waiting, and wait for acknowledgements under way."""
+        self._send()
+        if self._sending:
+            await asyncio.wait(set(self._sending))
+
+    def _send(self) -> None:
+        """Acknowledge every delivery handled so far, in a task (started in order, so sent
+        in order: each writes its frame before it awaits anything)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         latest, self._latest, self.waiting = self._latest, None, 0
         if latest is None:
             return
-        # Through the delivery's own channel: after a reconnect, tags start again on a
-        # new one, and a channel lost meanwhile dropped the queue with it (exclusive).
-        with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
-            await latest.ack(multiple=True)
-
-    async def close(self) -> None:
-        """Acknowledge what is waiting, and wait for acknowledgements under way."""
-        await self.flush()
-        if self._sending:
-            await asyncio.wait(set(self._sending))
-
-    def _flush_later(self) -> None:
-        self._timer = None
-        task = asyncio.create_task(self.flush(), name="fanout-acks")
+        task = asyncio.create_task(_acknowledge(latest), name="fanout-acks")
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+
+async def _acknowledge(latest: AbstractIncomingMessage) -> None:
+    # Through the delivery's own channel: after a reconnect, tags start again on a
+    # new one, and a channel lost meanwhile dropped the queue with it (exclusive).
+    with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+        await latest.ack(multiple=True)

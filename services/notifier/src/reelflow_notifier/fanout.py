@@ -24,9 +24,11 @@ reconnect every connection catches up from the store, for the same reason.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Final
 
 from aio_pika.abc import (
     AbstractChannel,
@@ -42,7 +44,7 @@ from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Event
 from reelflow_common.messages import parse_event as parse_event_body
 from reelflow_common.topology import EVENT_BINDING_KEYS, HEADER_PROJECT_ID, Topology
-from reelflow_common.tracing import SpanKind, extract, span
+from reelflow_common.tracing import Context, SpanKind, extract, is_sampled, span
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
@@ -61,60 +63,127 @@ def parse_event(incoming: AbstractIncomingMessage) -> Event | None:
         return None
 
 
+#: a delivery of the overflow queue: every connection catches up, in its place among the events
+OVERFLOWED: Final = "overflowed"
+
+
 class Router:
-    """Hands each delivery of the fan-out queue to the hub, then acknowledges it.
+    """Hands the fan-out's deliveries to the hub in order, a pass's worth at once, then
+    acknowledges them.
 
     Most events are of projects no connection of this replica watches. The
     header says which project an event is about (``Message.headers``, set by
     the one publisher of events), so such an event is acknowledged without
     parsing its body, tracing or logging it: nothing here would have used it.
-    The decision reads the hub in the same step the routing it replaces did,
-    nothing awaited before, so a skipped event is one routing would have handed
-    to no one (ARCHITECTURE, data flow, the notifier: why a watch that starts
-    just after still misses nothing). A delivery without the header (a
-    publisher from before it) is parsed and routed as before.
+    The decision reads the hub when the delivery is taken, before the routing
+    it replaces: a skipped event is one routing would have handed to no one,
+    or to a watch that started after the decision, whose snapshot, read after
+    it registered, already holds the change (ARCHITECTURE, data flow, the
+    notifier). A delivery without the header (a publisher from before it) is
+    parsed and routed as before.
+
+    The deliveries taken in one pass of the event loop are routed together at
+    its end (``call_soon``), and a project's events that came one after the
+    other go to each of its watchers in one call (:meth:`Hub.route`): the
+    poller stores the progress of a project's clips together, so a burst of
+    up to a project's clip count of events comes at once, and each socket
+    then costs the routing of one event and one write, not one per event. A
+    burst routed while another is written waits for the pass after, and is
+    routed together in turn: the longer a fan-out takes, the more it takes at
+    once. Deliveries are routed, and then acknowledged, in the order they
+    came: an acknowledgement with ``multiple`` settles every delivery before
+    it (:mod:`reelflow_notifier.acks`). A traced event is routed on its own,
+    in its span.
     """
 
     def __init__(self, hub: Hub, acks: Acks, queue_name: str) -> None:
         self._hub = hub
         self._acks = acks
         self._queue_name = queue_name
+        #: this pass's deliveries, in order, each with the event to route, if any
+        self._taken: list[tuple[AbstractIncomingMessage, Event | str | None]] = []
         # One series each, looked up once rather than per delivery.
         self._routed = FANOUT_EVENTS_TOTAL.labels(outcome="routed")
         self._unwatched = FANOUT_EVENTS_TOTAL.labels(outcome="unwatched")
         self._invalid = FANOUT_EVENTS_TOTAL.labels(outcome="invalid")
 
     async def on_message(self, incoming: AbstractIncomingMessage) -> None:
-        # No await before routing: aio-pika starts one task per delivery, in order,
-        # so events reach the hub in the order the queue holds them (and Acks relies on
-        # every delivery before this one having been handled).
         # None without the header (an older publisher): parsed and routed as before.
         project_id = header_text(incoming.headers, HEADER_PROJECT_ID)
         if project_id is not None and not self._hub.watching(project_id):
             self._unwatched.inc()
-        else:
-            self._route(incoming)
-        await self._acks.routed(incoming)
-
-    def _route(self, incoming: AbstractIncomingMessage) -> None:
+            self._take(incoming, None)
+            return
         event = parse_event(incoming)
         if event is None:
             self._invalid.inc()
-            return
+        self._take(incoming, event)
+
+    async def on_overflow(self, incoming: AbstractIncomingMessage) -> None:
+        """The fan-out queue dropped an event: every connection catches up from the store."""
+        FANOUT_EVENTS_TOTAL.labels(outcome="dropped").inc()
+        log.warning("fanout_overflowed", watched_projects=self._hub.watched())
+        self._take(incoming, OVERFLOWED)
+
+    def _take(self, incoming: AbstractIncomingMessage, what: Event | str | None) -> None:
+        if not self._taken:
+            asyncio.get_running_loop().call_soon(self._route_taken)
+        self._taken.append((incoming, what))
+
+    def _route_taken(self) -> None:
+        taken, self._taken = self._taken, []
+        burst: list[Event] = []
+        for incoming, what in taken:
+            if isinstance(what, Event):
+                parent = extract(incoming.headers)
+                traced = is_sampled(parent)
+                if burst and (traced or what.project_id != burst[0].project_id):
+                    self._route(burst)
+                    burst = []
+                if traced:
+                    self._route_traced(what, parent)
+                else:
+                    burst.append(what)
+            elif what == OVERFLOWED:
+                if burst:
+                    self._route(burst)
+                    burst = []
+                self._hub.catch_up_all()
+        if burst:
+            self._route(burst)
+        for incoming, _what in taken:
+            self._acks.routed(incoming)
+
+    def _route(self, events: list[Event]) -> None:
+        """One project's events, in order, to each of its watchers at once."""
+        routed = self._hub.route(events)
+        if log.is_enabled_for(logging.DEBUG):
+            for event in events:
+                log.debug(
+                    "fanout_event_routed",
+                    correlation_id=event.correlation_id,
+                    project_id=event.project_id,
+                    seq=event.seq,
+                    connections=routed,
+                    routed_with=len(events),
+                )
+        (self._routed if routed else self._unwatched).inc(len(events))
+
+    def _route_traced(self, event: Event, parent: Context) -> None:
         # Each connection's push of the event is a child of this span (Session.deliver).
         with (
             bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
             span(
                 f"{event.message_type} receive",
                 kind=SpanKind.CONSUMER,
-                parent=extract(incoming.headers),
+                parent=parent,
                 attributes={
                     "messaging.system": "rabbitmq",
                     "messaging.destination.name": self._queue_name,
                 },
             ),
         ):
-            routed = self._hub.route(event)
+            routed = self._hub.route([event])
             log.debug("fanout_event_routed", seq=event.seq, connections=routed)
         (self._routed if routed else self._unwatched).inc()
 
@@ -155,18 +224,12 @@ async def fanout(
 
     router = Router(hub, acks, queue.name)
 
-    async def on_overflow(incoming: AbstractIncomingMessage) -> None:
-        FANOUT_EVENTS_TOTAL.labels(outcome="dropped").inc()
-        log.warning("fanout_overflowed", watched_projects=hub.watched(), max_length=max_length)
-        hub.catch_up_all()
-        await acks.routed(incoming)
-
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         log.warning("fanout_reconnected", watched_projects=hub.watched())
         hub.catch_up_all()
 
     consumer_tags = [
-        (overflow, await overflow.consume(on_overflow)),
+        (overflow, await overflow.consume(router.on_overflow)),
         (queue, await queue.consume(router.on_message)),
     ]
     connection.reconnect_callbacks.add(on_reconnect)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from reelflow_common.messages import Event
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
@@ -57,17 +59,23 @@ class Feed:
             return await self._replay(self.last_seq)
         return await self._event(item, self.last_seq)
 
-    def next_text(self, event: Event) -> str | None:
-        """The event's text when it is the next ``seq`` the client needs; else None.
+    def next_texts(self, events: Sequence[Event]) -> tuple[str, ...] | None:
+        """The events' texts when they are, in order, the next ``seq`` values the client needs;
+        else None, and nothing changes.
 
-        None leaves the event to :meth:`render` (a duplicate, a gap, a watch
+        None leaves the events to :meth:`render` (a duplicate, a gap, a watch
         whose snapshot is not sent yet), which may read the store.
         """
-        if self.last_seq is None or event.seq != self.last_seq + 1:
+        if self.last_seq is None:
             return None
-        self.last_seq = event.seq
-        _SENT.inc()
-        return event_text(event)
+        seq = self.last_seq
+        for event in events:
+            seq += 1
+            if event.seq != seq:
+                return None
+        self.last_seq = seq
+        _SENT.inc(len(events))
+        return tuple(event_text(event) for event in events)
 
     async def _event(self, event: Event, last_seq: int) -> list[str]:
         if event.seq <= last_seq:

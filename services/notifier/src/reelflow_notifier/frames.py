@@ -86,20 +86,25 @@ def shape_of(extensions: Sequence[Extension]) -> Shape | None:
 
 
 class _Frames:
-    """The last :data:`CACHE_ENTRIES` frames, by text and shape."""
+    """The last :data:`CACHE_ENTRIES` blocks of frames, by texts and shape."""
 
     def __init__(self, entries: int) -> None:
         self._entries = entries
-        self._frames: OrderedDict[tuple[str, Shape], bytes] = OrderedDict()
+        self._frames: OrderedDict[tuple[tuple[str, ...], Shape], bytes] = OrderedDict()
         self.built = 0
 
-    def frame(self, text: str, shape: Shape, extensions: Sequence[Extension]) -> bytes:
-        # The text is one str object for every watcher, so its hash is computed once.
-        key = (text, shape)
+    def frames(
+        self, texts: tuple[str, ...], shape: Shape, extensions: Sequence[Extension]
+    ) -> bytes:
+        """The frames of ``texts``, one text frame each, in order, as one block of bytes."""
+        # The texts are the same str objects for every watcher, so their hashes are computed once.
+        key = (texts, shape)
         data = self._frames.get(key)
         if data is None:
-            frame = Frame(Opcode.TEXT, text.encode())
-            data = self._frames[key] = frame.serialize(mask=False, extensions=extensions)
+            data = self._frames[key] = b"".join(
+                Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=extensions)
+                for text in texts
+            )
             self.built += 1
             while len(self._frames) > self._entries:
                 self._frames.popitem(last=False)
@@ -142,18 +147,18 @@ class FrameWriter:
             self._shape_known = True
         return self._shape is not None
 
-    def write_text(self, text: str) -> None:
-        """Write ``text`` as one text frame, at the end of this pass of the event loop with
+    def write_texts(self, texts: tuple[str, ...]) -> None:
+        """Write ``texts``, one text frame each, at the end of this pass of the event loop with
         the others written in it; only right after :meth:`ready` said yes (no await)."""
         protocol = self._protocol()
         if protocol is None or self._shape is None:
-            raise RuntimeError("write_text without ready()")
-        frame = FRAMES.frame(text, self._shape, protocol.conn.extensions)
+            raise RuntimeError("write_texts without ready()")
+        frames = FRAMES.frames(texts, self._shape, protocol.conn.extensions)
         if self._waiting is None:
-            self._waiting = [frame]
+            self._waiting = [frames]
             asyncio.get_running_loop().call_soon(self._write_waiting)
         else:
-            self._waiting.append(frame)
+            self._waiting.append(frames)
 
     def _write_waiting(self) -> None:
         frames, self._waiting = self._waiting, None

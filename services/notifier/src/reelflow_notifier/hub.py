@@ -1,8 +1,9 @@
-"""Routes each event to the connections of this replica that watch its project."""
+"""Routes events to the connections of this replica that watch their project."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Protocol
 
 from reelflow_common.messages import Event
@@ -11,8 +12,9 @@ from reelflow_common.messages import Event
 class Listener(Protocol):
     """A connection's side of the hub. Both calls must return at once (nothing awaited)."""
 
-    def deliver(self, event: Event) -> None:
-        """Take one event of a watched project: queue it, or write it without waiting."""
+    def deliver(self, events: Sequence[Event]) -> None:
+        """Take events of one watched project, in the order published (one or a burst):
+        queue them, or write them without waiting."""
 
     def catch_up(self) -> None:
         """Events may have been missed (the broker connection was lost): recover from the store."""
@@ -45,11 +47,12 @@ class Hub:
         """
         return project_id in self._watchers
 
-    def route(self, event: Event) -> int:
-        """Hand ``event`` to every listener of its project; how many there were."""
-        listeners = self._watchers.get(event.project_id, ())
+    def route(self, events: Sequence[Event]) -> int:
+        """Hand ``events``, all of one project, in order, to each listener of it in one call;
+        how many listeners there were."""
+        listeners = self._watchers.get(events[0].project_id, ())
         for listener in tuple(listeners):
-            listener.deliver(event)
+            listener.deliver(events)
         return len(listeners)
 
     def catch_up_all(self) -> None:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -152,35 +152,39 @@ class Session:
 
     # --- called by the hub (nothing awaited) ----------------------------------------
 
-    def deliver(self, event: Event) -> None:
-        feed = self._feeds.get(event.project_id)
+    def deliver(self, events: Sequence[Event]) -> None:
+        """Events of one project, in order: written at once when they are the next ``seq`` values
+        and nothing is ahead of them, else queued for the sender."""
+        feed = self._feeds.get(events[0].project_id)
         if feed is None:
             return
         context = current_context()
         sampled = is_sampled(context)
-        if not sampled and self._write_now(feed, event):
+        if not sampled and self._write_now(feed, events):
             return
-        if not self._outbox.put_event(event):
-            WS_OVERFLOWS_TOTAL.inc()
-            log.warning("ws_slow_reader", watched=len(self._feeds))
-            self._outbox.reset(list(self._feeds), reason="slow_reader")
-            self._traces.clear()
-            return
-        if not sampled:
-            return  # no trace to add a push span to (or none is being recorded)
-        self._traces[event.message_id] = context
-        while len(self._traces) > self._max_traces:
-            del self._traces[next(iter(self._traces))]
+        for event in events:
+            if not self._outbox.put_event(event):
+                WS_OVERFLOWS_TOTAL.inc()
+                log.warning("ws_slow_reader", watched=len(self._feeds))
+                self._outbox.reset(list(self._feeds), reason="slow_reader")
+                self._traces.clear()
+                return
+            if not sampled:
+                continue  # no trace to add a push span to (or none is being recorded)
+            self._traces[event.message_id] = context
+            while len(self._traces) > self._max_traces:
+                del self._traces[next(iter(self._traces))]
 
-    def _write_now(self, feed: Feed, event: Event) -> bool:
-        """Write ``event`` now if it is the next ``seq`` and nothing is ahead; whether it did.
+    def _write_now(self, feed: Feed, events: Sequence[Event]) -> bool:
+        """Write ``events`` now if they are the next ``seq`` values, nothing ahead; whether it did.
 
-        A frame that cannot be made (the hub must go on to the other watchers) ends
+        A burst goes as one block of frames (:meth:`FrameWriter.write_texts`). A
+        block that cannot be made (the hub must go on to the other watchers) ends
         direct writes on this connection, and each of its projects gets a snapshot,
-        which covers whatever this event's ``seq`` had already been counted for. The
+        which covers whatever these events' ``seq`` values had already been counted for. The
         socket's write comes at the end of the pass: one that fails there aborts the
         connection (``FrameWriter``), and the client reconnects with ``after_seq``.
-        A frame dropped there because the connection was closing is counted as sent.
+        Frames dropped there because the connection was closing are counted as sent.
         """
         frames = self._frames
         if frames is None or self._sending or self._outbox or self._ending is not None:
@@ -188,18 +192,19 @@ class Session:
         try:
             if not frames.ready():
                 return False
-            text = feed.next_text(event)
-            if text is None:
+            texts = feed.next_texts(events)
+            if texts is None:
                 return False
-            frames.write_text(text)
+            frames.write_texts(texts)
         except Exception:
             log.exception("ws_direct_write_failed", watched=len(self._feeds))
             self._frames = None
             self._outbox.reset(list(self._feeds), reason="direct_write_failed")
             return True
-        self._sent += 1
+        self._sent += len(texts)
         if log.is_enabled_for(logging.DEBUG):
-            self._log_pushed(event, sent=1)
+            for event in events:
+                self._log_pushed(event, sent=1)
         return True
 
     def catch_up(self) -> None:
@@ -237,8 +242,8 @@ class Session:
         """
         parent = self._traces.pop(event.message_id, None)
         feed = self._feeds.get(event.project_id)
-        if parent is None and feed is not None and (text := feed.next_text(event)) is not None:
-            await self._send([text])
+        if parent is None and feed is not None and (texts := feed.next_texts((event,))) is not None:
+            await self._send(list(texts))
             if log.is_enabled_for(logging.DEBUG):
                 self._log_pushed(event, sent=1)
             return
