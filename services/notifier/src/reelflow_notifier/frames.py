@@ -1,20 +1,21 @@
-"""Writes an event's text to a socket as a frame built once for every socket that can share it.
+"""Writes events' texts to a socket as frames built once for every socket that can share them.
 
 A server's frames are not masked (RFC 6455 §5.1), and without context
 takeover a message's compressed payload depends only on the message and the
 deflate settings (:mod:`reelflow_notifier.compression`), so one message's
 whole frame, header and payload, is the same bytes on every socket that
-negotiated the same thing. An event is framed once per negotiation seen (in
-practice twice at most: with deflate and without), and each watcher's socket
+negotiated the same thing. An event, or a burst of a project's events routed
+together (:class:`reelflow_notifier.fanout.Router`), is framed once per
+negotiation seen (in practice twice at most: with deflate and without), as one
+block of bytes, and each watcher's socket
 gets those bytes straight from the hub's routing: no task wakes per socket,
 and nothing passes through Starlette, the ASGI ``send`` and websockets'
 framing per socket.
 
 A socket's frames of one pass of the event loop go in one ``transport.write``
-at the end of the pass: a burst of events routed together (the poller checks a
-project's clips together, so their progress is stored together: 40 events of a
-40-clip project) costs each socket one send system call and one wakeup of its
-reader, not one per event. Order is kept: the sender task only writes an entry
+at the end of the pass: events routed in one pass (a burst, or several
+projects' events on one connection) cost each socket one send system call and
+one wakeup of its reader, not one per event. Order is kept: the sender task only writes an entry
 queued after a direct write (``Session._write_now``), and its wakeup for that
 entry is scheduled after the callback that writes the waiting frames, which
 the loop runs first (``call_soon`` is first in, first out). A frame still
