@@ -16,6 +16,7 @@ from reelflow_common.topology import HEADER_PROJECT_ID
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.fanout import Router
 from reelflow_notifier.hub import Hub
+from tests.waiting import eventually
 
 #: a batch of one: every handled delivery is acknowledged at once
 PREFETCH = 2
@@ -204,3 +205,28 @@ async def test_an_overflow_makes_every_watcher_catch_up_in_its_place_among_the_e
     await end_of_pass()
 
     assert happened == ["event@1", "catch-up", "event@2"]
+
+
+async def test_an_event_that_comes_before_the_one_before_it_waits_for_it(
+    hub: Hub, router: Router
+) -> None:
+    # Two writers of one project publish in the order their publishes complete.
+    listener = Listener()
+    hub.add("p1", listener)
+    for seq in (1, 3, 2, 4):
+        await handle(router, Delivery(event_body("p1", seq), {HEADER_PROJECT_ID: "p1"}))
+
+    assert listener.calls == [[1], [2, 3], [4]]
+
+
+async def test_a_gap_that_does_not_fill_is_routed_after_the_hold(hub: Hub, router: Router) -> None:
+    listener = Listener()
+    hub.add("p1", listener)
+    deliveries = [Delivery(event_body("p1", seq), {HEADER_PROJECT_ID: "p1"}) for seq in (1, 3, 4)]
+    for delivery in deliveries:
+        await handle(router, delivery)
+
+    assert listener.seqs == [1]
+    assert all(delivery.acked for delivery in deliveries)  # held is handled: the broker goes on
+    await eventually(lambda: listener.seqs == [1, 3, 4], "the held events routed")
+    assert listener.calls == [[1], [3, 4]]  # the watchers fill 2 from the event log

@@ -48,6 +48,7 @@ from reelflow_common.tracing import Context, SpanKind, extract, is_sampled, span
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
+from reelflow_notifier.reorder import Reorder
 
 log = get_logger(__name__)
 #: a stopping notifier gives up cancelling its consumers after this (the broker is away)
@@ -65,6 +66,8 @@ def parse_event(incoming: AbstractIncomingMessage) -> Event | None:
 
 #: a delivery of the overflow queue: every connection catches up, in its place among the events
 OVERFLOWED: Final = "overflowed"
+#: an event to route, with the trace context to route it in (None: not traced)
+Routed = tuple[Event, Context | None]
 
 
 class Router:
@@ -94,6 +97,11 @@ class Router:
     came: an acknowledgement with ``multiple`` settles every delivery before
     it (:mod:`reelflow_notifier.acks`). A traced event is routed on its own,
     in its span.
+
+    An event that comes ahead of its project's next ``seq`` waits, briefly,
+    for the ones before it (:mod:`reelflow_notifier.reorder`): concurrent
+    writers publish a burst a little out of order, and a gap sends every
+    watcher to the event log.
     """
 
     def __init__(self, hub: Hub, acks: Acks, queue_name: str) -> None:
@@ -102,6 +110,10 @@ class Router:
         self._queue_name = queue_name
         #: this pass's deliveries, in order, each with the event to route, if any
         self._taken: list[tuple[AbstractIncomingMessage, Event | str | None]] = []
+        #: events that came ahead of their project's next seq wait here (a routed event
+        #: carries the trace context it is routed in, None if it is not traced)
+        self._reorder: Reorder[Routed] = Reorder(lambda routed: routed[0])
+        self._release: asyncio.TimerHandle | None = None
         # One series each, looked up once rather than per delivery.
         self._routed = FANOUT_EVENTS_TOTAL.labels(outcome="routed")
         self._unwatched = FANOUT_EVENTS_TOTAL.labels(outcome="unwatched")
@@ -112,6 +124,7 @@ class Router:
         project_id = header_text(incoming.headers, HEADER_PROJECT_ID)
         if project_id is not None and not self._hub.watching(project_id):
             self._unwatched.inc()
+            self._reorder.forget(project_id)
             self._take(incoming, None)
             return
         event = parse_event(incoming)
@@ -125,34 +138,64 @@ class Router:
         log.warning("fanout_overflowed", watched_projects=self._hub.watched())
         self._take(incoming, OVERFLOWED)
 
+    def close(self) -> None:
+        """Stop waiting for anything held (the replica is stopping)."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+
     def _take(self, incoming: AbstractIncomingMessage, what: Event | str | None) -> None:
         if not self._taken:
             asyncio.get_running_loop().call_soon(self._route_taken)
         self._taken.append((incoming, what))
 
     def _route_taken(self) -> None:
+        """Route what was taken, in order, then acknowledge it (held events count as handled:
+        the broker must go on delivering, or the events they wait for would never come)."""
         taken, self._taken = self._taken, []
-        burst: list[Event] = []
+        now = asyncio.get_running_loop().time()
+        ready: list[Routed] = []
         for incoming, what in taken:
             if isinstance(what, Event):
                 parent = extract(incoming.headers)
-                traced = is_sampled(parent)
-                if burst and (traced or what.project_id != burst[0].project_id):
-                    self._route(burst)
-                    burst = []
-                if traced:
-                    self._route_traced(what, parent)
-                else:
-                    burst.append(what)
+                routed = (what, parent if is_sampled(parent) else None)
+                ready.extend(self._reorder.arrange(routed, now))
             elif what == OVERFLOWED:
-                if burst:
-                    self._route(burst)
-                    burst = []
+                # Events were dropped: a gap held for will not fill; the watchers catch up.
+                ready.extend(self._reorder.release_all())
+                self._route_in_order(ready)
+                ready = []
                 self._hub.catch_up_all()
-        if burst:
-            self._route(burst)
+        self._route_in_order(ready)
         for incoming, _what in taken:
             self._acks.routed(incoming)
+        self._release_later()
+
+    def _release_later(self) -> None:
+        at = self._reorder.next_release()
+        if at is not None and self._release is None:
+            self._release = asyncio.get_running_loop().call_at(at, self._release_overdue)
+
+    def _release_overdue(self) -> None:
+        self._release = None
+        if self._taken:
+            self._route_taken()  # what came meanwhile first: it may fill the gaps
+        self._route_in_order(self._reorder.overdue(asyncio.get_running_loop().time()))
+        self._release_later()
+
+    def _route_in_order(self, ready: list[Routed]) -> None:
+        """A run of one project's untraced events in one call; a traced event alone."""
+        burst: list[Event] = []
+        for event, parent in ready:
+            if burst and (parent is not None or event.project_id != burst[0].project_id):
+                self._route(burst)
+                burst = []
+            if parent is not None:
+                self._route_traced(event, parent)
+            else:
+                burst.append(event)
+        if burst:
+            self._route(burst)
 
     def _route(self, events: list[Event]) -> None:
         """One project's events, in order, to each of its watchers at once."""
@@ -237,6 +280,7 @@ async def fanout(
     try:
         yield queue.name
     finally:
+        router.close()
         connection.reconnect_callbacks.discard(on_reconnect)
         # A robust channel waits for the connection to come back before it cancels:
         # during an outage a stopping notifier would wait for ever. One bound for all.
