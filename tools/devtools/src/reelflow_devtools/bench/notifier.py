@@ -242,6 +242,11 @@ async def run_notifier(
         },
         # The notifier's garbage-collector passes while the changes flowed, by generation.
         "notifier_gc_passes": _gc_delta(gc_before, gc_after),
+        # The load processes' own (their sockets frozen out of them: ws_load.Pauses).
+        "load_gc_passes": {
+            "passes": sum(part["gc_passes"]["passes"] for part in collected),
+            "longest_ms": max(part["gc_passes"]["longest_ms"] for part in collected),
+        },
         # From the load processes' exit until the notifier had closed every socket and
         # was quiet again (None: not within the deadline).
         "notifier_quiet_after_s": quiet_after_s,

@@ -75,6 +75,15 @@ def _or_dash(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _load_gc(passes: dict[str, Any] | None) -> str:
+    """The load processes' collector passes while the changes flowed (``-``: not recorded)."""
+    if passes is None:
+        return "-"
+    return (
+        f"{passes['passes']} in all, the longest {passes['longest_ms']} ms (their sockets frozen)"
+    )
+
+
 def _num(value: Any) -> float:
     return float(value) if isinstance(value, int | float) else math.nan
 
@@ -440,6 +449,10 @@ def summary(results: dict[str, Any]) -> str:
                     f"gen{generation} {gc['passes']} ({gc['seconds']} s, {gc['over_50ms']} > 50 ms)"
                     for generation, gc in notifier.get("notifier_gc_passes", {}).items()
                 ),
+            ),
+            (
+                "  load GC passes",
+                _load_gc(notifier.get("load_gc_passes")),
             ),
             (
                 "  quiet again after",
