@@ -98,7 +98,7 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
     assert notifier["changes_measured"] > 0
     assert notifier["notifier_peak_rss_mib"] > 0
     # the load processes' own collector passes while the changes flowed are recorded
-    assert set(notifier["load_gc_passes"]) == {"passes", "longest_ms"}
+    assert set(notifier["load_gc_passes"]) == {"passes", "longest_ms", "longest_cpu_ms"}
     # the notifier closed every socket and was idle again before its stack stopped
     assert notifier["notifier_quiet_after_s"] is not None
     # on a stack of its own, whose settings follow its speedup (100 in the quick plan)

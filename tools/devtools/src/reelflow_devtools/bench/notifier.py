@@ -246,6 +246,7 @@ async def run_notifier(
         "load_gc_passes": {
             "passes": sum(part["gc_passes"]["passes"] for part in collected),
             "longest_ms": max(part["gc_passes"]["longest_ms"] for part in collected),
+            "longest_cpu_ms": max(part["gc_passes"]["longest_cpu_ms"] for part in collected),
         },
         # From the load processes' exit until the notifier had closed every socket and
         # was quiet again (None: not within the deadline).

@@ -80,7 +80,8 @@ def _load_gc(passes: dict[str, Any] | None) -> str:
     if passes is None:
         return "-"
     return (
-        f"{passes['passes']} in all, the longest {passes['longest_ms']} ms (their sockets frozen)"
+        f"{passes['passes']} in all, the longest {passes['longest_ms']} ms"
+        f" ({passes['longest_cpu_ms']} ms of CPU; their sockets frozen)"
     )
 
 
