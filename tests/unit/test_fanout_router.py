@@ -25,14 +25,25 @@ PREFETCH = 2
 class Delivery:
     """What the router reads of an aio-pika delivery, and the acknowledgements it gets."""
 
+    #: every acknowledgement sent, in order: the delivery's tag (one channel for all)
+    acks: list[int] = []
+    tags = 0
+
     def __init__(self, body: bytes, headers: dict[str, Any] | None) -> None:
         self.body = body
         self.headers = headers
         self.type = "clip.updated"
         self.acked = False
+        Delivery.tags += 1
+        self.tag = Delivery.tags
+        #: passes of the event loop an acknowledgement of it takes to be written
+        self.write_passes = 0
 
     async def ack(self, multiple: bool = False) -> None:
+        for _ in range(self.write_passes):
+            await asyncio.sleep(0)
         self.acked = multiple
+        Delivery.acks.append(self.tag)
 
 
 async def end_of_pass() -> None:
@@ -164,7 +175,7 @@ async def test_a_pass_of_deliveries_is_routed_at_its_end_a_projects_run_in_one_c
     p1, p2 = Listener(), Listener()
     hub.add("p1", p1)
     hub.add("p2", p2)
-    order = [("p1", 1), ("p1", 2), ("p1", 3), ("other", 1), ("p2", 1), ("p2", 2), ("p1", 4)]
+    order = [("p1", 1), ("p1", 2), ("other", 1), ("p1", 3), ("p2", 1), ("p2", 2), ("p1", 4)]
     deliveries = [
         Delivery(event_body(project_id, seq), {HEADER_PROJECT_ID: project_id})
         for project_id, seq in order
@@ -181,8 +192,11 @@ async def test_a_pass_of_deliveries_is_routed_at_its_end_a_projects_run_in_one_c
     # event between them does not split a run, another watched project's does.
     assert p1.calls == [[1, 2, 3], [4]]
     assert p2.calls == [[1, 2]]
-    # Acknowledged once routed; an acknowledgement settles every delivery before it.
+    # Acknowledged once routed; an acknowledgement settles every delivery before it, so
+    # the tags go out in order, none twice.
     assert deliveries[-1].acked
+    sent = Delivery.acks[-len(deliveries) :]
+    assert sent == sorted(set(sent))
 
 
 async def test_an_overflow_makes_every_watcher_catch_up_in_its_place_among_the_events(
@@ -230,3 +244,40 @@ async def test_a_gap_that_does_not_fill_is_routed_after_the_hold(hub: Hub, route
     assert all(delivery.acked for delivery in deliveries)  # held is handled: the broker goes on
     await eventually(lambda: listener.seqs == [1, 3, 4], "the held events routed")
     assert listener.calls == [[1], [3, 4]]  # the watchers fill 2 from the event log
+
+
+async def test_acknowledgements_go_out_in_order_one_at_a_time(hub: Hub) -> None:
+    router = Router(hub, Acks(prefetch=2), "t.notifier.fanout.x")  # one a batch
+    hub.add("p1", Listener())
+    before = len(Delivery.acks)
+    deliveries = [Delivery(event_body("p1", seq), {HEADER_PROJECT_ID: "p1"}) for seq in range(1, 8)]
+    for passes, delivery in zip(range(7, 0, -1), deliveries, strict=True):
+        delivery.write_passes = passes  # a later one would be written sooner
+        await take(router, delivery)  # each due its own acknowledgement, all in one pass
+
+    await eventually(lambda: deliveries[-1].acked, "the last acknowledged")
+    sent = Delivery.acks[before:]
+    assert sent == sorted(set(sent))
+    assert sent[-1] == deliveries[-1].tag
+
+
+async def test_after_a_reconnect_what_is_held_goes_on_and_everyone_catches_up(
+    hub: Hub, router: Router
+) -> None:
+    happened: list[str] = []
+
+    class Recording(Listener):
+        def deliver(self, events: Sequence[Event]) -> None:
+            happened.extend(f"event@{event.seq}" for event in events)
+
+        def catch_up(self) -> None:
+            happened.append("catch-up")
+
+    hub.add("p1", Recording())
+    for seq in (1, 3):
+        await handle(router, Delivery(event_body("p1", seq), {HEADER_PROJECT_ID: "p1"}))
+    router.reconnected()
+    await handle(router, Delivery(event_body("p1", 5), {HEADER_PROJECT_ID: "p1"}))
+
+    # 3 went on at once, not after the hold; 5 was not held for 4 (nothing expected).
+    assert happened == ["event@1", "event@3", "catch-up", "event@5"]

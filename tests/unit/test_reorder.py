@@ -62,15 +62,15 @@ def test_a_gap_that_does_not_fill_goes_on_after_the_hold_in_order() -> None:
     assert seqs(arranging.arrange(event(2), now=0.3)) == [2]  # late: a duplicate, as it comes
 
 
-def test_a_held_run_freed_part_way_waits_again_from_then() -> None:
+def test_a_held_run_freed_part_way_keeps_its_deadline() -> None:
     arranging = reorder()
     arranging.arrange(event(1), now=0.0)
     arranging.arrange(event(3), now=0.0)
     arranging.arrange(event(5), now=0.0)
 
     assert seqs(arranging.arrange(event(2), now=0.1)) == [2, 3]
-    assert arranging.next_release() == 0.1 + HOLD_S
-    assert seqs(arranging.arrange(event(4), now=0.15)) == [4, 5]
+    assert arranging.next_release() == HOLD_S  # at most the hold, from the first held
+    assert seqs(arranging.overdue(now=HOLD_S)) == [5]
 
 
 def test_projects_are_ordered_apart() -> None:
@@ -80,7 +80,9 @@ def test_projects_are_ordered_apart() -> None:
 
     assert arranging.arrange(event(3, "a"), now=0.0) == []
     assert seqs(arranging.arrange(event(8, "b"), now=0.0)) == [8]
-    assert seqs(arranging.release_all()) == [3]
+    assert seqs(arranging.reset()) == [3]
+    # Nothing is expected after a reset (events were lost): the next goes on as it comes.
+    assert seqs(arranging.arrange(event(9, "b"), now=0.0)) == [9]
 
 
 def test_a_forgotten_project_starts_again_from_the_next_event_that_comes() -> None:
@@ -93,9 +95,23 @@ def test_a_forgotten_project_starts_again_from_the_next_event_that_comes() -> No
     assert arranging.next_release() is None
 
 
-def test_too_many_held_go_on_together() -> None:
-    arranging = reorder(max_held=3)
-    arranging.arrange(event(1), now=0.0)
+def test_past_the_most_held_in_all_the_oldest_hold_goes_on() -> None:
+    arranging = reorder(max_held=2)
+    arranging.arrange(event(1, "a"), now=0.0)
+    arranging.arrange(event(1, "b"), now=0.0)
 
-    assert [arranging.arrange(event(seq), now=0.0) for seq in (3, 4, 5)] == [[], [], []]
-    assert seqs(arranging.arrange(event(6), now=0.0)) == [3, 4, 5, 6]
+    assert arranging.arrange(event(3, "a"), now=0.0) == []
+    assert arranging.arrange(event(4, "a"), now=0.0) == []
+    assert seqs(arranging.arrange(event(3, "b"), now=0.1)) == [3, 4]  # a's, the oldest hold
+    assert arranging.next_release() == 0.1 + HOLD_S  # b's 3 waits on
+
+
+def test_a_release_never_moves_what_is_expected_back() -> None:
+    arranging = reorder(max_projects=1)
+    arranging.arrange(event(1, "a"), now=0.0)
+    arranging.arrange(event(3, "a"), now=0.0)  # held
+    arranging.arrange(event(1, "b"), now=0.0)  # a is forgotten: the most projects is 1
+    assert seqs(arranging.arrange(event(5, "a"), now=0.1)) == [5]  # first seen again
+
+    assert seqs(arranging.overdue(now=HOLD_S)) == [3]
+    assert seqs(arranging.arrange(event(6, "a"), now=0.3)) == [6]  # not held behind 4

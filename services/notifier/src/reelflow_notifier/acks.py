@@ -11,13 +11,14 @@ after the first one waiting, whichever comes first.
 
 That is safe only because every delivery on the channel is handled in the
 order it came, and :meth:`Acks.routed` is told of each in that order, once
-it has been routed (by :class:`reelflow_notifier.fanout.Router`): when one
+it has been routed or held (by :class:`reelflow_notifier.fanout.Router`): when one
 has been handled, so has every earlier one, and acknowledging it with
-``multiple`` settles them all. Acknowledgements are sent by tasks, in the
-order they are started (each writes its frame before it awaits anything).
+``multiple`` settles them all. One task sends them, one at a time, always of
+the latest delivery handled, so the tags go out in order.
 An acknowledgement of the fan-out queue protects no data (the queue dies
 with the replica; the events' record is the store's event log): it only
-keeps the prefetch bounding what this process holds.
+keeps the prefetch bounding what this process holds (besides the events the
+router holds back for their turn, which :mod:`reelflow_notifier.reorder` bounds).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ class Acks:
         self._latest: AbstractIncomingMessage | None = None
         self.waiting = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._sending: set[asyncio.Task[None]] = set()
+        #: the latest delivery due an acknowledgement that the sender has not taken yet
+        self._due: AbstractIncomingMessage | None = None
+        self._sender: asyncio.Task[None] | None = None
 
     def routed(self, incoming: AbstractIncomingMessage) -> None:
         """``incoming``, and every delivery before it on its channel, has been handled.
 
-        Nothing is awaited: an acknowledgement that is due is sent by a task.
+        Nothing is awaited: an acknowledgement that is due is sent by the sender task.
         """
         self._latest = incoming
         self.waiting += 1
@@ -55,27 +58,32 @@ class Acks:
             self._timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self._send)
 
     async def close(self) -> None:
-        """Acknowledge what is waiting, and wait for acknowledgements under way."""
+        """Acknowledge what is waiting, and wait for the acknowledgements under way."""
         self._send()
-        if self._sending:
-            await asyncio.wait(set(self._sending))
+        if self._sender is not None:
+            await asyncio.wait({self._sender})
 
     def _send(self) -> None:
-        """Acknowledge every delivery handled so far, in a task (started in order, so sent
-        in order: each writes its frame before it awaits anything)."""
+        """Hand every delivery handled so far to the sender task."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         latest, self._latest, self.waiting = self._latest, None, 0
         if latest is None:
             return
-        task = asyncio.create_task(_acknowledge(latest), name="fanout-acks")
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._due = latest
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_due(), name="fanout-acks")
 
-
-async def _acknowledge(latest: AbstractIncomingMessage) -> None:
-    # Through the delivery's own channel: after a reconnect, tags start again on a
-    # new one, and a channel lost meanwhile dropped the queue with it (exclusive).
-    with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
-        await latest.ack(multiple=True)
+    async def _send_due(self) -> None:
+        """One acknowledgement at a time, each of the latest delivery due: tags go out in
+        order (two tasks waiting to write could be let in out of order)."""
+        try:
+            while self._due is not None:
+                latest, self._due = self._due, None
+                # Through the delivery's own channel: after a reconnect, tags start again
+                # on a new one, and a channel lost meanwhile dropped the queue with it.
+                with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+                    await latest.ack(multiple=True)
+        finally:
+            self._sender = None

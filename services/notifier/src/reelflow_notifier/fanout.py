@@ -7,9 +7,10 @@ robust channel re-declares a queue under the name it knows after a reconnect,
 and a readable name tells an operator whose queue it is.
 
 Bounded at every step, so a replica that falls behind cannot grow its memory:
-deliveries are acknowledged after routing (together, see
+deliveries are acknowledged once routed, or held for their turn (together, see
 :mod:`reelflow_notifier.acks`), with a prefetch, so the broker holds the
-backlog, not this process; the queue holds at most
+backlog, not this process (what is held back has a bound of its own,
+:mod:`reelflow_notifier.reorder`); the queue holds at most
 ``max_length`` events and drops the oldest past that. Each dropped event is
 dead-lettered into a second exclusive queue, ``….overflow``, which keeps only
 the latest one: a signal, not a store. On that signal every connection catches
@@ -114,6 +115,7 @@ class Router:
         #: carries the trace context it is routed in, None if it is not traced)
         self._reorder: Reorder[Routed] = Reorder(lambda routed: routed[0])
         self._release: asyncio.TimerHandle | None = None
+        self._closed = False
         # One series each, looked up once rather than per delivery.
         self._routed = FANOUT_EVENTS_TOTAL.labels(outcome="routed")
         self._unwatched = FANOUT_EVENTS_TOTAL.labels(outcome="unwatched")
@@ -138,8 +140,15 @@ class Router:
         log.warning("fanout_overflowed", watched_projects=self._hub.watched())
         self._take(incoming, OVERFLOWED)
 
+    def reconnected(self) -> None:
+        """The broker connection came back: events may have been lost on the way. What is
+        held goes on, nothing is expected, and every connection catches up from the store."""
+        self._route_in_order(self._reorder.reset())
+        self._hub.catch_up_all()
+
     def close(self) -> None:
         """Stop waiting for anything held (the replica is stopping)."""
+        self._closed = True
         if self._release is not None:
             self._release.cancel()
             self._release = None
@@ -155,36 +164,48 @@ class Router:
         taken, self._taken = self._taken, []
         now = asyncio.get_running_loop().time()
         ready: list[Routed] = []
-        for incoming, what in taken:
-            if isinstance(what, Event):
-                parent = extract(incoming.headers)
-                routed = (what, parent if is_sampled(parent) else None)
-                ready.extend(self._reorder.arrange(routed, now))
-            elif what == OVERFLOWED:
-                # Events were dropped: a gap held for will not fill; the watchers catch up.
-                ready.extend(self._reorder.release_all())
-                self._route_in_order(ready)
-                ready = []
-                self._hub.catch_up_all()
-        self._route_in_order(ready)
-        for incoming, _what in taken:
-            self._acks.routed(incoming)
-        self._release_later()
+        try:
+            for incoming, what in taken:
+                if isinstance(what, Event):
+                    parent = extract(incoming.headers)
+                    routed = (what, parent if is_sampled(parent) else None)
+                    ready.extend(self._reorder.arrange(routed, now))
+                elif what == OVERFLOWED:
+                    # Events were dropped: a gap held for will not fill; all catch up.
+                    self._route_in_order([*ready, *self._reorder.reset()])
+                    ready = []
+                    self._hub.catch_up_all()
+            self._route_in_order(ready)
+        finally:
+            # Acknowledged even if routing failed (logged): the consumer must not stall.
+            for incoming, _what in taken:
+                self._acks.routed(incoming)
+            self._release_later()
 
     def _release_later(self) -> None:
         at = self._reorder.next_release()
-        if at is not None and self._release is None:
-            self._release = asyncio.get_running_loop().call_at(at, self._release_overdue)
+        if at is None or self._closed:
+            return
+        if self._release is not None:
+            if self._release.when() <= at:
+                return
+            self._release.cancel()
+        self._release = asyncio.get_running_loop().call_at(at, self._release_overdue)
 
     def _release_overdue(self) -> None:
         self._release = None
         if self._taken:
             self._route_taken()  # what came meanwhile first: it may fill the gaps
-        self._route_in_order(self._reorder.overdue(asyncio.get_running_loop().time()))
-        self._release_later()
+        try:
+            self._route_in_order(self._reorder.overdue(asyncio.get_running_loop().time()))
+        finally:
+            self._release_later()
 
     def _route_in_order(self, ready: list[Routed]) -> None:
-        """A run of one project's untraced events in one call; a traced event alone."""
+        """A run of one project's untraced events in one call; a traced event alone.
+
+        A routing that fails (a bug) is logged, and the events after it still go.
+        """
         burst: list[Event] = []
         for event, parent in ready:
             if burst and (parent is not None or event.project_id != burst[0].project_id):
@@ -199,7 +220,11 @@ class Router:
 
     def _route(self, events: list[Event]) -> None:
         """One project's events, in order, to each of its watchers at once."""
-        routed = self._hub.route(events)
+        try:
+            routed = self._hub.route(events)
+        except Exception:
+            log.exception("fanout_route_failed", project_id=events[0].project_id)
+            return
         if log.is_enabled_for(logging.DEBUG):
             for event in events:
                 log.debug(
@@ -226,7 +251,11 @@ class Router:
                 },
             ),
         ):
-            routed = self._hub.route([event])
+            try:
+                routed = self._hub.route([event])
+            except Exception:
+                log.exception("fanout_route_failed")
+                return
             log.debug("fanout_event_routed", seq=event.seq, connections=routed)
         (self._routed if routed else self._unwatched).inc()
 
@@ -269,7 +298,7 @@ async def fanout(
 
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         log.warning("fanout_reconnected", watched_projects=hub.watched())
-        hub.catch_up_all()
+        router.reconnected()
 
     consumer_tags = [
         (overflow, await overflow.consume(router.on_overflow)),

@@ -131,7 +131,7 @@ class FrameWriter:
         self._waiting: list[bytes] | None = None
 
     def ready(self) -> bool:
-        """Whether :meth:`write_text` may take a frame now: open, not paused, shareable."""
+        """Whether :meth:`write_texts` may take frames now: open, not paused, shareable."""
         protocol = self._protocol()
         if (
             protocol is None

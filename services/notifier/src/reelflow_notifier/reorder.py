@@ -12,8 +12,11 @@ one task wakeup at a time), and the rest of the burst queues behind it there,
 so one burst to 1,000 watchers took the notifier seconds of CPU.
 
 So the router holds an event that comes ahead of the next ``seq`` it expects
-of its project, for at most :data:`HOLD_S`, until the ones before it come, and
-then routes them together, in order. Nothing here can lose or repeat an
+of its project, for at most :data:`HOLD_S` (from the first event of the
+project held), until the ones before it come, and then routes them together,
+in order. At most :data:`MAX_HELD` events are held in all: held events are
+acknowledged (the broker must go on delivering, or what they wait for would
+never come), so the fan-out's prefetch does not bound them. Nothing here can lose or repeat an
 event, whatever it decides: an event is routed once, now or when released;
 a watcher still drops a duplicate and fills a gap from the event log, as for
 any event. A wrong guess costs only time: a gap that is real (an event lost
@@ -36,7 +39,7 @@ from reelflow_common.messages import Event
 
 #: the longest an event waits for the ones before it
 HOLD_S = 0.2
-#: events held for one project past which they all go on (a gap that will not fill soon)
+#: events held in all past which the oldest hold's go on (gaps that will not fill soon)
 MAX_HELD = 1024
 #: projects whose next ``seq`` is remembered (the least recently routed are forgotten)
 MAX_PROJECTS = 10_000
@@ -62,7 +65,8 @@ class Reorder(Generic[Item]):
         self._max_projects = max_projects
         self._expected: OrderedDict[str, int] = OrderedDict()
         self._held: dict[str, dict[int, Item]] = {}
-        #: when each project's hold started (the loop's clock)
+        self._held_count = 0
+        #: when each project's hold started (the loop's clock); its items go on by then
         self._since: dict[str, float] = {}
 
     def arrange(self, item: Item, now: float) -> list[Item]:
@@ -76,15 +80,20 @@ class Reorder(Generic[Item]):
             return [item]
         if seq > expected:
             return self._hold(project_id, seq, item, now)
-        return self._with_those_it_frees(project_id, item, now)
+        return self._with_those_it_frees(project_id, item)
 
     def _hold(self, project_id: str, seq: int, item: Item, now: float) -> list[Item]:
         held = self._held.setdefault(project_id, {})
-        held.setdefault(seq, item)  # a second copy of a held event would be a duplicate
+        if seq not in held:  # a second copy of a held event would be a duplicate
+            held[seq] = item
+            self._held_count += 1
         self._since.setdefault(project_id, now)
-        return self._release(project_id) if len(held) > self._max_held else []
+        if self._held_count <= self._max_held:
+            return []
+        oldest = min(self._since, key=self._since.__getitem__)
+        return self._release(oldest)
 
-    def _with_those_it_frees(self, project_id: str, item: Item, now: float) -> list[Item]:
+    def _with_those_it_frees(self, project_id: str, item: Item) -> list[Item]:
         """``item``, the next expected, and the held items that follow it without a gap."""
         ready = [item]
         expected = self._event_of(item).seq + 1
@@ -92,10 +101,9 @@ class Reorder(Generic[Item]):
         if held is not None:
             while expected in held:
                 ready.append(held.pop(expected))
+                self._held_count -= 1
                 expected += 1
-            if held:
-                self._since[project_id] = now  # waiting for another gap now
-            else:
+            if not held:  # else what is left waits for another gap, to the same deadline
                 del self._held[project_id], self._since[project_id]
         self._expect(project_id, expected)
         return ready
@@ -109,21 +117,26 @@ class Reorder(Generic[Item]):
         ended = [p for p, since in self._since.items() if now >= since + self.hold_s]
         return [item for project_id in ended for item in self._release(project_id)]
 
-    def release_all(self) -> list[Item]:
-        """Every item held, each project's in order (events were dropped: stop waiting)."""
-        return [item for project_id in list(self._held) for item in self._release(project_id)]
+    def reset(self) -> list[Item]:
+        """Every item held, each project's in order, and nothing expected any more: events
+        were lost (an overflow, a broker reconnect), and the watchers catch up from the log."""
+        items = [item for project_id in list(self._held) for item in self._release(project_id)]
+        self._expected.clear()
+        return items
 
     def forget(self, project_id: str) -> None:
         """Nothing is expected of ``project_id`` any more (its events are not routed here)."""
         self._expected.pop(project_id, None)
-        self._held.pop(project_id, None)
+        self._held_count -= len(self._held.pop(project_id, {}))
         self._since.pop(project_id, None)
 
     def _release(self, project_id: str) -> list[Item]:
         held = self._held.pop(project_id)
+        self._held_count -= len(held)
         del self._since[project_id]
         items = [held[seq] for seq in sorted(held)]
-        self._expect(project_id, self._event_of(items[-1]).seq + 1)
+        after = self._event_of(items[-1]).seq + 1
+        self._expect(project_id, max(after, self._expected.get(project_id, after)))
         return items
 
     def _expect(self, project_id: str, seq: int) -> None:

@@ -2,12 +2,13 @@
 
 Messages leave in the order the outbox holds them. The sender task writes
 them, one at a time; the hub's :meth:`Session.deliver` writes only the
-common case itself, an untraced event that is the next ``seq`` of its
-project when nothing is queued or being sent: its shared frame goes to the
-socket at the end of the event loop's pass (:mod:`reelflow_notifier.frames`),
-without waking the sender. Neither awaits between deciding and writing, and
-the sender only writes what was queued after a direct write, waking after the
-frames waiting are written, so the order is kept.
+common case itself, untraced events (one, or a burst routed together) that
+are the next ``seq`` values of their project when nothing is queued or being
+sent: their shared frames go to the socket at the end of the event loop's
+pass (:mod:`reelflow_notifier.frames`), without waking the sender. Neither
+awaits between deciding and writing, and the sender only writes what was
+queued after a direct write, waking after the frames waiting are written, so
+the order is kept.
 A client that reads too slowly pauses its transport, its events queue, it
 overflows its outbox and is sent a snapshot instead.
 """

@@ -33,7 +33,12 @@ class Settings(
         " every connection catches up from the store",
     )
     fanout_prefetch: int = Field(
-        default=256, ge=1, description="events this replica holds in memory at once"
+        default=256,
+        ge=1,
+        description=(
+            "events this replica holds in memory at once, besides those held back"
+            " for their turn (at most 1,024)"
+        ),
     )
     ws_key_check_interval_s: float = Field(
         default=5,

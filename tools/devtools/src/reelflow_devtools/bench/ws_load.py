@@ -368,12 +368,13 @@ class Load:
             return True
 
         done = await asyncio.gather(*(one() for _ in range(count)))
+        seconds = round(time.monotonic() - began, 2)
         self.pauses.freeze()
         return {
             "ok": sum(done),
             "failed": count - sum(done),
             "errors": errors,
-            "seconds": round(time.monotonic() - began, 2),
+            "seconds": seconds,
         }
 
     async def collect(self, deadline_s: float) -> dict[str, Any]:
