@@ -4,8 +4,9 @@ Every writer stores a change, taking its ``seq``, and then publishes its
 event; writers that change one project at once publish in the order their
 publishes complete, not in the order of their ``seq``. The poller checks a
 project's clips together, so their progress comes in bursts of up to one
-event per clip, and in the benchmark's bursts about one event in three came
-before the one before it, by up to some tens of milliseconds. Routed as it
+event per clip, and in the benchmark's bursts one event in twelve came before
+the one before it (half the bursts had one), by up to some tens of
+milliseconds. Routed as it
 came, an event ahead of its turn is a gap to every watcher: each one fills it
 from the event log through its sender task (the slow path, one message and
 one task wakeup at a time), and the rest of the burst queues behind it there,
