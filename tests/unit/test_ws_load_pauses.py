@@ -19,6 +19,5 @@ def test_what_is_held_is_frozen_and_each_pass_is_counted() -> None:
         gc.collect()
         summary = pauses.summary()
         assert summary["passes"] == 1
-        assert min(summary["longest_ms"], summary["longest_cpu_ms"]) >= 0
     finally:
         pauses.close()

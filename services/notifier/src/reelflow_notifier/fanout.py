@@ -167,9 +167,7 @@ class Router:
         try:
             for incoming, what in taken:
                 if isinstance(what, Event):
-                    parent = extract(incoming.headers)
-                    routed = (what, parent if is_sampled(parent) else None)
-                    ready.extend(self._reorder.arrange(routed, now))
+                    ready.extend(self._arrange(incoming, what, now))
                 elif what == OVERFLOWED:
                     # Events were dropped: a gap held for will not fill; all catch up.
                     self._route_in_order([*ready, *self._reorder.reset()])
@@ -181,6 +179,16 @@ class Router:
             for incoming, _what in taken:
                 self._acks.routed(incoming)
             self._release_later()
+
+    def _arrange(self, incoming: AbstractIncomingMessage, event: Event, now: float) -> list[Routed]:
+        """What may be routed now that ``event`` has come; a failure (a bug, or a header
+        that will not decode) is logged and the event goes on untraced, unordered."""
+        try:
+            parent = extract(incoming.headers)
+            return self._reorder.arrange((event, parent if is_sampled(parent) else None), now)
+        except Exception:
+            log.exception("fanout_arrange_failed", project_id=event.project_id, seq=event.seq)
+            return [(event, None)]
 
     def _release_later(self) -> None:
         at = self._reorder.next_release()

@@ -23,7 +23,8 @@ waiting when the connection's close has been sent, or its transport is
 closing, is dropped (the client reconnects with ``after_seq``). Flow control
 is checked when a frame is queued (:meth:`FrameWriter.ready`), so a pass may
 queue a burst past the transport's high-water mark: at most one frame per
-event routed in that pass, and the fan-out's prefetch bounds those.
+event routed in that pass, which the fan-out's prefetch and the router's
+bound on events held back (``reorder.MAX_HELD``) bound.
 
 This goes around websockets' ``ServerProtocol``, which is sound because
 sending one complete data frame changes none of its state (a fragmented

@@ -17,12 +17,15 @@ of its project, for at most :data:`HOLD_S` (from the first event of the
 project held), until the ones before it come, and then routes them together,
 in order. At most :data:`MAX_HELD` events are held in all: held events are
 acknowledged (the broker must go on delivering, or what they wait for would
-never come), so the fan-out's prefetch does not bound them. Nothing here can lose or repeat an
-event, whatever it decides: an event is routed once, now or when released;
-a watcher still drops a duplicate and fills a gap from the event log, as for
-any event. A wrong guess costs only time: a gap that is real (an event lost
-between a writer's store and its publish) delays the events after it by
-:data:`HOLD_S` before the watchers fill it.
+never come), so the fan-out's prefetch does not bound them. Nothing here can
+lose or repeat an event a watcher needs, whatever it decides: an event is
+routed once, now or when released; a watcher still drops a duplicate and
+fills a gap from the event log, as for any event. Two are not routed: a
+second copy of a held ``seq`` (a duplicate), and what is held of a project
+forgotten because nobody here watches it (a later watch's snapshot, read
+after it registered, holds the change). A wrong guess costs only time: a
+gap that is real (an event lost between a writer's store and its publish)
+delays the events after it by :data:`HOLD_S` before the watchers fill it.
 
 What the router expects of a project is learned from the events it routes;
 a project not seen before, or forgotten (:meth:`Reorder.forget`: its events

@@ -292,7 +292,7 @@ class Pauses:
     """This process's garbage-collector passes, and freezing what it holds out of them.
 
     A load process holds thousands of sockets' objects; a full pass over them
-    took 270-330 ms at nice 10 while changes flowed, during which no arrival
+    took 138-328 ms of wall time at nice 10 while changes flowed, during which no arrival
     was stamped: a pause of the load's own, which browsers holding one socket
     each do not have. So, once its sockets are open, everything is frozen
     (``gc.freeze()``, as the notifier does with its own, ``gcpolicy``); what
