@@ -72,3 +72,12 @@ async def eventually_matches(
         return value if done(value) else None
 
     return await eventually_returns(checked, what, timeout_s)
+
+
+async def end_of_pass() -> None:
+    """Return once the callbacks scheduled so far have run (``call_soon`` is first in, first
+    out): what the code under test left for the end of this pass of the event loop."""
+    loop = asyncio.get_running_loop()
+    marker = loop.create_future()
+    loop.call_soon(marker.set_result, None)
+    await marker

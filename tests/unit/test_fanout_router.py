@@ -16,7 +16,7 @@ from reelflow_common.topology import HEADER_PROJECT_ID
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.fanout import Router
 from reelflow_notifier.hub import Hub
-from tests.waiting import eventually
+from tests.waiting import end_of_pass, eventually
 
 #: a batch of one: every handled delivery is acknowledged at once
 PREFETCH = 2
@@ -46,14 +46,6 @@ class Delivery:
         Delivery.acks.append(self.tag)
 
 
-async def end_of_pass() -> None:
-    """Return once the callbacks scheduled so far have run (the router's routing among them)."""
-    loop = asyncio.get_running_loop()
-    marker = loop.create_future()
-    loop.call_soon(marker.set_result, None)
-    await marker
-
-
 async def take(router: Router, delivery: Delivery) -> None:
     """``router.on_message`` of the fake delivery (it reads nothing else of one)."""
     await router.on_message(cast("AbstractIncomingMessage", delivery))
@@ -79,6 +71,19 @@ class Listener:
 
     def catch_up(self) -> None:
         raise AssertionError("no catch-up expected")
+
+
+class Recording:
+    """A listener that records, in order, what it was handed and when it was told to catch up."""
+
+    def __init__(self) -> None:
+        self.happened: list[str] = []
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        self.happened.extend(f"event@{event.seq}" for event in events)
+
+    def catch_up(self) -> None:
+        self.happened.append("catch-up")
 
 
 def event_body(project_id: str, seq: int) -> bytes:
@@ -200,23 +205,15 @@ async def test_a_pass_of_deliveries_is_routed_at_its_end_a_projects_run_in_one_c
 async def test_an_overflow_makes_every_watcher_catch_up_in_its_place_among_the_events(
     hub: Hub, router: Router
 ) -> None:
-    happened: list[str] = []
-
-    class Recording(Listener):
-        def deliver(self, events: Sequence[Event]) -> None:
-            happened.extend(f"event@{event.seq}" for event in events)
-
-        def catch_up(self) -> None:
-            happened.append("catch-up")
-
-    hub.add("p1", Recording())
+    watcher = Recording()
+    hub.add("p1", watcher)
     await take(router, Delivery(event_body("p1", 1), {HEADER_PROJECT_ID: "p1"}))
     overflow = Delivery(b"", None)
     await router.on_overflow(cast("AbstractIncomingMessage", overflow))
     await take(router, Delivery(event_body("p1", 2), {HEADER_PROJECT_ID: "p1"}))
     await end_of_pass()
 
-    assert happened == ["event@1", "catch-up", "event@2"]
+    assert watcher.happened == ["event@1", "catch-up", "event@2"]
 
 
 async def test_an_event_that_comes_before_the_one_before_it_waits_for_it(
@@ -265,20 +262,12 @@ async def test_acknowledgements_go_out_in_order_one_at_a_time(hub: Hub) -> None:
 async def test_after_a_reconnect_what_is_held_goes_on_and_everyone_catches_up(
     hub: Hub, router: Router
 ) -> None:
-    happened: list[str] = []
-
-    class Recording(Listener):
-        def deliver(self, events: Sequence[Event]) -> None:
-            happened.extend(f"event@{event.seq}" for event in events)
-
-        def catch_up(self) -> None:
-            happened.append("catch-up")
-
-    hub.add("p1", Recording())
+    watcher = Recording()
+    hub.add("p1", watcher)
     for seq in (1, 3):
         await handle(router, Delivery(event_body("p1", seq), {HEADER_PROJECT_ID: "p1"}))
     router.reconnected()
     await handle(router, Delivery(event_body("p1", 5), {HEADER_PROJECT_ID: "p1"}))
 
     # 3 went on at once, not after the hold; 5 was not held for 4 (nothing expected).
-    assert happened == ["event@1", "event@3", "catch-up", "event@5"]
+    assert watcher.happened == ["event@1", "event@3", "catch-up", "event@5"]

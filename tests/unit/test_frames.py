@@ -15,7 +15,7 @@ from websockets.uri import parse_uri
 
 from reelflow_notifier.compression import NotifierWebSocketProtocol
 from reelflow_notifier.frames import FRAME_WRITER, FRAMES, FrameWriter
-from tests.waiting import DEADLINE_S, eventually
+from tests.waiting import DEADLINE_S, end_of_pass, eventually
 
 TEXT = '{"type": "clip.updated", "seq": 7, "project_id": "p", "clip": {"status": "succeeded"}}'
 
@@ -91,14 +91,6 @@ async def handshake(deflate: bool) -> tuple[Server, ClientProtocol]:
     assert client.handshake_exc is None
     client.events_received()
     return server, client
-
-
-async def end_of_pass() -> None:
-    """Return once the callbacks scheduled so far have run (the writes of this pass among them)."""
-    loop = asyncio.get_running_loop()
-    marker = loop.create_future()
-    loop.call_soon(marker.set_result, None)
-    await marker
 
 
 async def uvicorn_sent(server: Server, text: str) -> bytes:
