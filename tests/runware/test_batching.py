@@ -1,9 +1,10 @@
-"""GetResponseBatcher: RunwareClient.get_response's contract, with checks sharing requests."""
+"""GetResponseBatcher and SubmitBatcher: the client's contract, with tasks sharing requests."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,9 +12,10 @@ from reelflow_common.runware import (
     ErrorCategory,
     RunwareError,
     RunwareTaskError,
+    SubmitResult,
     TaskState,
 )
-from reelflow_common.runware.batching import GetResponseBatcher
+from reelflow_common.runware.batching import GetResponseBatcher, SubmitBatcher
 from tests.runware.helpers import sim_and_client, video
 from tests.waiting import DEADLINE_S
 
@@ -159,5 +161,84 @@ async def test_closing_sends_what_is_waiting_at_once() -> None:
 
 
 def test_a_batch_size_below_one_is_refused() -> None:
+    client = SimpleNamespace(get_responses=None, submit_videos=None)
     with pytest.raises(ValueError, match="batch_size"):
-        GetResponseBatcher(object(), batch_size=0, window_s=1.0)  # type: ignore[arg-type]
+        GetResponseBatcher(client, batch_size=0, window_s=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="batch_size"):
+        SubmitBatcher(client, batch_size=0, window_s=1.0)  # type: ignore[arg-type]
+
+
+# --- submits ------------------------------------------------------------------------------
+
+
+async def test_submits_arriving_together_share_requests_up_to_the_batch_size() -> None:
+    async with sim_and_client() as (sim, client):
+        requests = [video() for _ in range(5)]
+        # A window far longer than the deadline: only full batches, and closing, send.
+        batcher = SubmitBatcher(client, batch_size=3, window_s=3600.0)
+        before = await _requests(sim)
+
+        first_three = asyncio.gather(*(batcher.submit_video(r) for r in requests[:3]))
+        results = await asyncio.wait_for(first_three, DEADLINE_S)
+        last_two = asyncio.gather(*(batcher.submit_video(r) for r in requests[3:]))
+        await asyncio.sleep(0)  # both wait in the batcher
+        await asyncio.wait_for(batcher.aclose(), DEADLINE_S)
+        results += await asyncio.wait_for(last_two, DEADLINE_S)
+
+        assert await _requests(sim) - before == 2
+        assert [r.task_uuid for r in results] == [r.task_uuid for r in requests]
+        assert not any(r.already_submitted for r in results)
+        assert {t["task_uuid"] for t in await sim.tasks()} == {r.task_uuid for r in requests}
+
+
+async def test_a_refused_submit_fails_only_its_own_caller_as_the_client_would() -> None:
+    async with sim_and_client() as (sim, client):
+        good, bad, known = video(), video(duration=5), video()
+        await client.submit_video(known)
+        batcher = SubmitBatcher(client, batch_size=3, window_s=3600.0)
+        before = await _requests(sim)
+
+        accepted, refused, again = await asyncio.wait_for(
+            asyncio.gather(
+                batcher.submit_video(good),
+                batcher.submit_video(bad),
+                batcher.submit_video(known),
+                return_exceptions=True,
+            ),
+            DEADLINE_S,
+        )
+        assert await _requests(sim) - before == 1
+        with pytest.raises(RunwareTaskError) as direct:
+            await client.submit_video(bad)
+
+        assert isinstance(accepted, SubmitResult)
+        assert not accepted.already_submitted
+        assert isinstance(refused, RunwareTaskError)
+        assert (refused.code, refused.category) == (direct.value.code, ErrorCategory.VALIDATION)
+        assert refused.task_uuid == bad.task_uuid
+        assert isinstance(again, SubmitResult)
+        assert again.already_submitted
+
+
+async def test_a_submit_alone_goes_out_when_the_window_closes() -> None:
+    async with sim_and_client() as (sim, client):
+        batcher = SubmitBatcher(client, batch_size=16, window_s=0.05)
+        request = video()
+
+        result = await asyncio.wait_for(batcher.submit_video(request), DEADLINE_S)
+
+        assert result.task_uuid == request.task_uuid
+        assert (await sim.task(request.task_uuid))["accepted"]
+
+
+async def test_with_batch_size_one_every_submit_is_its_own_request() -> None:
+    async with sim_and_client() as (sim, client):
+        requests = [video() for _ in range(3)]
+        batcher = SubmitBatcher(client, batch_size=1, window_s=3600.0)
+        before = await _requests(sim)
+
+        await asyncio.wait_for(
+            asyncio.gather(*(batcher.submit_video(r) for r in requests)), DEADLINE_S
+        )
+
+        assert await _requests(sim) - before == 3

@@ -1,7 +1,8 @@
-"""Submitting video tasks: acks, duplicates, refusals and lost answers."""
+"""Submitting video tasks: acks, duplicates, refusals and lost answers; several in a request."""
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -15,9 +16,11 @@ from reelflow_common.runware import (
     RunwareRequestError,
     RunwareTaskError,
     RunwareTransportError,
+    SubmitResult,
+    is_task_not_found,
 )
 from reelflow_common.settings import RunwareSettings
-from tests.runware.helpers import sim_and_client, video
+from tests.runware.helpers import answering, client_settings, sim_and_client, video
 
 BAD_KEY = "rw-not-a-real-key-5f1e2d"
 
@@ -139,3 +142,97 @@ async def test_each_call_logs_one_line_with_task_status_and_duration() -> None:
     assert line["status_code"] == 200
     assert isinstance(line["duration_ms"], int)
     assert sim.api_key not in str(logs)
+
+
+# --- several tasks in one request -------------------------------------------------------
+
+
+async def test_tasks_submitted_together_go_in_one_request_each_with_its_own_outcome() -> None:
+    async with sim_and_client() as (sim, client):
+        good, bad, known = video(), video(duration=5), video()
+        await client.submit_video(known)
+        before = (await sim.stats())["requests"]
+
+        outcomes = await client.submit_videos([good, bad, known])
+
+        assert (await sim.stats())["requests"] - before == 1
+        accepted, refused, again = (outcomes[r.task_uuid] for r in (good, bad, known))
+        assert isinstance(accepted, SubmitResult)
+        assert not accepted.already_submitted
+        assert (await sim.task(good.task_uuid))["accepted"]
+        assert isinstance(refused, RunwareTaskError)
+        assert refused.code == "unsupportedDuration"
+        assert not refused.retryable
+        assert isinstance(again, SubmitResult)
+        assert again.already_submitted
+        assert {task["task_uuid"] for task in await sim.tasks()} == {
+            good.task_uuid,
+            known.task_uuid,
+        }
+
+
+async def test_a_task_twice_in_one_request_is_sent_once() -> None:
+    async with sim_and_client() as (sim, client):
+        request = video()
+
+        outcomes = await client.submit_videos([request, request])
+
+        assert list(outcomes) == [request.task_uuid]
+        assert (await sim.task(request.task_uuid))["submissions"] == 1
+
+
+async def test_a_capacity_answer_to_a_shared_request_is_retryable_for_every_task_in_it() -> None:
+    async with sim_and_client(rate_429=1.0) as (sim, client):
+        requests = [video() for _ in range(3)]
+
+        outcomes = await client.submit_videos(requests)
+
+        for request in requests:
+            outcome = outcomes[request.task_uuid]
+            assert isinstance(outcome, RunwareRequestError)
+            assert (outcome.http_status, outcome.retryable) == (429, True)
+            assert outcome.task_uuid == request.task_uuid
+        assert await sim.tasks() == []
+
+
+def _refusal(task_uuid: str) -> dict[str, Any]:
+    return {"code": "invalidPositivePrompt", "message": "no", "taskUUID": task_uuid}
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        # another task refused, the request's status with it: says nothing of this one
+        (400, lambda other, _: {"errors": [_refusal(other)]}),
+        # an ack of another task only
+        (200, lambda other, _: {"data": [{"taskType": "videoInference", "taskUUID": other}]}),
+    ],
+    ids=["refused-status-of-another", "ack-of-another-only"],
+)
+async def test_a_task_a_shared_answer_does_not_mention_is_submitted_again_never_failed(
+    status: int, body: Any
+) -> None:
+    other, unmentioned = video(), video()
+    content = json.dumps(body(other.task_uuid, unmentioned.task_uuid)).encode()
+    async with (
+        answering(status, content, "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        outcomes = await client.submit_videos([other, unmentioned])
+
+    outcome = outcomes[unmentioned.task_uuid]
+    assert isinstance(outcome, RunwareTaskError)
+    assert outcome.retryable
+    assert outcome.task_uuid == unmentioned.task_uuid
+    assert not is_task_not_found(outcome)
+
+
+async def test_a_task_alone_with_an_empty_ack_is_accepted_as_before() -> None:
+    request = video()
+    async with (
+        answering(200, b'{"data": []}', "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        result = await client.submit_video(request)
+
+    assert result == SubmitResult(task_uuid=request.task_uuid)

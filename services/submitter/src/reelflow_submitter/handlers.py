@@ -34,8 +34,8 @@ from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import send_check
 from reelflow_common.runware import (
     ErrorCategory,
-    RunwareClient,
     RunwareError,
+    VideoSubmitter,
     is_outage,
     is_task_not_found,
 )
@@ -87,7 +87,7 @@ class SubmitHandler:
     def __init__(
         self,
         projects: ProjectStore,
-        runware: RunwareClient,
+        runware: VideoSubmitter,
         publisher: Publisher,
         settings: Settings,
         *,

@@ -18,7 +18,7 @@ from reelflow_common.messages import SubmitClip
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import shared_planner
-from reelflow_common.runware import RunwareClient
+from reelflow_common.runware import RunwareClient, SubmitBatcher
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
 from reelflow_common.tracing import configure_tracing
@@ -82,7 +82,11 @@ async def main(
         except Stopped as stopped:
             log.info("submitter_stopped_while_waiting", dependency=str(stopped))
             return
-        runware = await stack.enter_async_context(RunwareClient.open(settings))
+        client = await stack.enter_async_context(RunwareClient.open(settings))
+        runware = SubmitBatcher(
+            client, batch_size=settings.submit_batch_size, window_s=settings.submit_batch_window_s
+        )
+        stack.push_async_callback(runware.aclose)
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         throttle = RunwareThrottle(
             Backoff(

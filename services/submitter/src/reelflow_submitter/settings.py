@@ -43,6 +43,20 @@ class Settings(
     sort_concurrency: int = Field(
         default=64, ge=1, description="messages moved from the shared queue to lanes at once"
     )
+    submit_batch_size: int = Field(
+        default=16,
+        ge=1,
+        le=100,
+        description="videoInference tasks per Runware request at most: submits handled together"
+        " share one request (1: one request per task, as the SDKs send them)",
+    )
+    submit_batch_window_s: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="with submit_batch_size > 1, how long a submit waits for others to share"
+        " its request (0: only those the same turn of the event loop brings)",
+    )
     lane_announce_interval_s: float = Field(
         default=30, gt=0, description="how often a replica tells the others the lanes it serves"
     )

@@ -1,6 +1,11 @@
 """Runware client: submit video tasks, poll them, parse webhook bodies, typed errors."""
 
-from reelflow_common.runware.batching import GetResponseBatcher, TaskChecker
+from reelflow_common.runware.batching import (
+    GetResponseBatcher,
+    SubmitBatcher,
+    TaskChecker,
+    VideoSubmitter,
+)
 from reelflow_common.runware.client import RunwareClient
 from reelflow_common.runware.errors import (
     ErrorCategory,
@@ -29,12 +34,14 @@ __all__ = [
     "RunwareRequestError",
     "RunwareTaskError",
     "RunwareTransportError",
+    "SubmitBatcher",
     "SubmitResult",
     "TaskChecker",
     "TaskFailure",
     "TaskState",
     "TaskStatus",
     "VideoRequest",
+    "VideoSubmitter",
     "classify_code",
     "is_outage",
     "is_task_not_found",

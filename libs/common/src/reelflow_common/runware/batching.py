@@ -1,21 +1,29 @@
-"""Several ``getResponse`` checks in one HTTP request, for callers that ask one at a time.
+"""Several Runware tasks in one HTTP request, for callers that ask one task at a time.
 
-Each CheckClip handler asks about one task. :class:`GetResponseBatcher` holds
-those questions for up to ``window_s`` after the first of them (or until
-``batch_size`` are waiting) and sends them together through
-:meth:`RunwareClient.get_responses`. Whether Runware answers several
-``getResponse`` tasks in one request is unconfirmed (docs/RUNWARE.md §3.3), so
-batching is off by default: with ``batch_size`` 1 every call goes straight through.
+Each handler submits or checks one task. :class:`Batches` holds those tasks for up
+to ``window_s`` after the first of them (or until ``batch_size`` are waiting) and
+sends them together; each caller gets its own task's outcome. Runware's request
+body is an array of tasks, each processed on its own (docs/RUNWARE.md §1.3, §1.4):
+
+- :class:`SubmitBatcher` shares requests between ``videoInference`` submits,
+  on by default (``runware_submit_batch_size``);
+- :class:`GetResponseBatcher` between ``getResponse`` checks. Whether Runware
+  answers several ``getResponse`` tasks in one request is unconfirmed
+  (docs/RUNWARE.md §3.3), so that is off by default: with ``batch_size`` 1
+  every call goes straight through.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Generic, Protocol, TypeVar
 
-from reelflow_common.runware.errors import ErrorCategory, RunwareError, RunwareTaskError
-from reelflow_common.runware.models import TaskState
+from reelflow_common.runware.errors import RunwareError, not_mentioned
+from reelflow_common.runware.models import SubmitResult, TaskState, VideoRequest
+
+Task = TypeVar("Task")
+Outcome = TypeVar("Outcome")
 
 
 class TaskChecker(Protocol):
@@ -25,7 +33,8 @@ class TaskChecker(Protocol):
 
 
 class TaskPoller(Protocol):
-    """What the batcher needs of :class:`~reelflow_common.runware.client.RunwareClient`."""
+    """What :class:`GetResponseBatcher` needs of
+    :class:`~reelflow_common.runware.client.RunwareClient`."""
 
     async def get_response(self, task_uuid: str) -> TaskState: ...
 
@@ -34,33 +43,58 @@ class TaskPoller(Protocol):
     ) -> dict[str, TaskState | RunwareError]: ...
 
 
-_Waiter = tuple[str, "asyncio.Future[TaskState]"]
+class VideoSubmitter(Protocol):
+    """What a submitter asks of Runware: :class:`RunwareClient` itself, or a
+    :class:`SubmitBatcher` around it."""
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult: ...
+
+    async def get_response(self, task_uuid: str) -> TaskState: ...
 
 
-class GetResponseBatcher:
-    """``get_response`` with :class:`RunwareClient`'s contract, sharing HTTP requests.
+class TaskSubmitter(VideoSubmitter, Protocol):
+    """What :class:`SubmitBatcher` needs of
+    :class:`~reelflow_common.runware.client.RunwareClient`."""
 
-    Build it with the client's own ``runware_poll_batch_size``: the client splits a
-    longer list into requests of that size.
+    async def submit_videos(
+        self, requests: Sequence[VideoRequest]
+    ) -> dict[str, SubmitResult | RunwareError]: ...
+
+
+_Waiter = tuple[str, Task, "asyncio.Future[Outcome]"]
+
+
+class Batches(Generic[Task, Outcome]):
+    """Tasks asked for one at a time, sent ``batch_size`` at most per request.
+
+    ``send`` takes the tasks of one request and answers each task UUID with its
+    outcome or the error Runware gave for it. A request goes out when
+    ``batch_size`` tasks wait, or ``window_s`` after the first of them (0: once
+    the event loop has run what is ready now, so the handlers woken together
+    share it).
     """
 
-    def __init__(self, client: TaskPoller, *, batch_size: int, window_s: float) -> None:
+    def __init__(
+        self,
+        send: Callable[[list[Task]], Awaitable[Mapping[str, Outcome | RunwareError]]],
+        *,
+        batch_size: int,
+        window_s: float,
+    ) -> None:
         if batch_size < 1 or window_s < 0:
             raise ValueError("batch_size must be at least 1 and window_s not negative")
-        self._client = client
+        self._send_tasks = send
         self._batch_size = batch_size
         self._window_s = window_s
-        self._waiting: list[_Waiter] = []
+        self._waiting: list[_Waiter[Task, Outcome]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def get_response(self, task_uuid: str) -> TaskState:
-        """Where one task stands; raises what :meth:`RunwareClient.get_response` raises."""
-        if self._batch_size == 1:
-            return await self._client.get_response(task_uuid)
+    async def ask(self, task_uuid: str, task: Task) -> Outcome:
+        """The outcome of ``task``; raises the :class:`RunwareError` Runware gave for it."""
         loop = asyncio.get_running_loop()
-        answer: asyncio.Future[TaskState] = loop.create_future()
-        self._waiting.append((task_uuid, answer))
+        answer: asyncio.Future[Outcome] = loop.create_future()
+        self._waiting.append((task_uuid, task, answer))
         if len(self._waiting) >= self._batch_size:
             self._send_waiting()
         elif self._timer is None:
@@ -84,36 +118,77 @@ class GetResponseBatcher:
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[_Waiter]) -> None:
+    async def _send(self, batch: list[_Waiter[Task, Outcome]]) -> None:
         # A caller that gave up (cancelled) needs no answer; nobody left, no request.
-        live = [(task_uuid, answer) for task_uuid, answer in batch if not answer.done()]
+        live = [waiter for waiter in batch if not waiter[2].done()]
         if not live:
             return
         try:
-            outcomes = await self._client.get_responses(task_uuid for task_uuid, _ in live)
+            outcomes = await self._send_tasks([task for _, task, _ in live])
         except asyncio.CancelledError:
-            for _, answer in live:
+            for _, _, answer in live:
                 answer.cancel()
             raise
         except Exception as exc:
-            for _, answer in live:
+            for _, _, answer in live:
                 if not answer.done():
                     answer.set_exception(exc)
             return
-        for task_uuid, answer in live:
+        for task_uuid, _, answer in live:
             if answer.done():
                 continue
-            outcome = outcomes.get(task_uuid) or _missing(task_uuid)
+            outcome = outcomes.get(task_uuid) or not_mentioned(task_uuid)
             if isinstance(outcome, RunwareError):
                 answer.set_exception(outcome)
             else:
                 answer.set_result(outcome)
 
 
-def _missing(task_uuid: str) -> RunwareError:
-    return RunwareTaskError(
-        "Runware's answer did not mention the task",
-        code="missingResult",
-        category=ErrorCategory.SERVER_ERROR,
-        task_uuid=task_uuid,
-    )
+class GetResponseBatcher:
+    """``get_response`` with :class:`RunwareClient`'s contract, sharing HTTP requests.
+
+    Build it with the client's own ``runware_poll_batch_size``: the client splits a
+    longer list into requests of that size.
+    """
+
+    def __init__(self, client: TaskPoller, *, batch_size: int, window_s: float) -> None:
+        self._client = client
+        self._batch_size = batch_size
+        self._batches: Batches[str, TaskState] = Batches(
+            client.get_responses, batch_size=batch_size, window_s=window_s
+        )
+
+    async def get_response(self, task_uuid: str) -> TaskState:
+        """Where one task stands; raises what :meth:`RunwareClient.get_response` raises."""
+        if self._batch_size == 1:
+            return await self._client.get_response(task_uuid)
+        return await self._batches.ask(task_uuid, task_uuid)
+
+    async def aclose(self) -> None:
+        """Send what is waiting now and wait for every request in flight."""
+        await self._batches.aclose()
+
+
+class SubmitBatcher:
+    """``submit_video`` with :class:`RunwareClient`'s contract, sharing HTTP requests
+    (``get_response`` goes straight through)."""
+
+    def __init__(self, client: TaskSubmitter, *, batch_size: int, window_s: float) -> None:
+        self._client = client
+        self._batch_size = batch_size
+        self._batches: Batches[VideoRequest, SubmitResult] = Batches(
+            client.submit_videos, batch_size=batch_size, window_s=window_s
+        )
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult:
+        """Submit one task; raises what :meth:`RunwareClient.submit_video` raises."""
+        if self._batch_size == 1:
+            return await self._client.submit_video(request)
+        return await self._batches.ask(request.task_uuid, request)
+
+    async def get_response(self, task_uuid: str) -> TaskState:
+        return await self._client.get_response(task_uuid)
+
+    async def aclose(self) -> None:
+        """Send what is waiting now and wait for every request in flight."""
+        await self._batches.aclose()

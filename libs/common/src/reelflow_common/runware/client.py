@@ -18,7 +18,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,9 +31,9 @@ from reelflow_common.runware.errors import (
     ErrorCategory,
     RunwareError,
     RunwareRequestError,
-    RunwareTaskError,
     RunwareTransportError,
     is_retryable_status,
+    not_mentioned,
 )
 from reelflow_common.runware.models import SubmitResult, TaskState, VideoRequest
 from reelflow_common.runware.parsing import (
@@ -172,23 +172,34 @@ class RunwareClient:
 
     async def submit_video(self, request: VideoRequest) -> SubmitResult:
         """Submit one async ``videoInference`` task under the caller's task UUID."""
-        task_uuid = request.task_uuid
-        answer = await self._post([build_video_task(request)], "videoInference", [task_uuid])
-        entries = error_entries(answer.body)
-        mine = [e for e in entries if e.get("taskUUID") in (task_uuid, None)]
-        if any(entry.get("code") == _CONFLICT for entry in mine):
-            return SubmitResult(task_uuid=task_uuid, already_submitted=True)
-        if is_retryable_status(answer.status):
-            raise answer.whole_request_error(task_uuid)
-        state = parse_task_states(answer.body).get(task_uuid)
-        if state is not None and state.error is not None:
-            raise state.error.to_error(task_uuid, http_status=answer.status)
-        if request_level_errors(answer.body) or not 200 <= answer.status < 300:
-            raise answer.whole_request_error(task_uuid)
-        if not answer.readable:
-            raise answer.whole_request_error(task_uuid)
-        # The ack may be empty ({"data": []}); a 2xx without errors means accepted.
-        return SubmitResult(task_uuid=task_uuid)
+        outcome = (await self.submit_videos([request]))[request.task_uuid]
+        if isinstance(outcome, RunwareError):
+            raise outcome
+        return outcome
+
+    async def submit_videos(
+        self, requests: Sequence[VideoRequest]
+    ) -> dict[str, SubmitResult | RunwareError]:
+        """Submit async ``videoInference`` tasks in one HTTP request; each task's outcome.
+
+        Runware processes each task of a request on its own, and scopes an error to
+        its task (docs/RUNWARE.md §1.3, §1.4). A task the answer does not settle (no
+        answer at all, a struggling server's, or a refused request's that names
+        other tasks but not this one) gets a retryable error: submitting it again
+        with its task UUID is safe, and never buys it twice.
+        """
+        unique = list({request.task_uuid: request for request in requests}.values())
+        task_uuids = [request.task_uuid for request in unique]
+        tasks = [build_video_task(request) for request in unique]
+        try:
+            answer = await self._post(tasks, "videoInference", task_uuids)
+        except RunwareTransportError as exc:
+            return dict.fromkeys(task_uuids, exc)
+        states = parse_task_states(answer.body)
+        return {
+            task_uuid: _submitted(answer, states, task_uuid, alone=len(task_uuids) == 1)
+            for task_uuid in task_uuids
+        }
 
     async def get_response(self, task_uuid: str) -> TaskState:
         """Where one task stands; raises when Runware cannot tell (see :meth:`get_responses`)."""
@@ -241,13 +252,7 @@ class RunwareClient:
         if not answer.readable:
             return answer.whole_request_error(task_uuid)
         # Runware said nothing about the task; asking again later is the only sensible reading.
-        return RunwareTaskError(
-            "Runware's answer did not mention the task",
-            code="missingResult",
-            category=ErrorCategory.SERVER_ERROR,
-            http_status=answer.status,
-            task_uuid=task_uuid,
-        )
+        return not_mentioned(task_uuid, http_status=answer.status)
 
     async def _post(
         self, tasks: list[dict[str, Any]], task_type: str, task_uuids: list[str]
@@ -305,6 +310,33 @@ class RunwareClient:
             duration_ms=_ms_since(started),
         )
         return answer
+
+
+def _submitted(
+    answer: _Answer, states: Mapping[str, TaskState], task_uuid: str, *, alone: bool
+) -> SubmitResult | RunwareError:
+    """What a submit answer says of one of its tasks (``alone``: the request's only one)."""
+    entries = error_entries(answer.body)
+    mine = [e for e in entries if e.get("taskUUID") in (task_uuid, None)]
+    if any(entry.get("code") == _CONFLICT for entry in mine):
+        return SubmitResult(task_uuid=task_uuid, already_submitted=True)
+    if is_retryable_status(answer.status):
+        return answer.whole_request_error(task_uuid)
+    state = states.get(task_uuid)
+    if state is not None and state.error is not None:
+        return state.error.to_error(task_uuid, http_status=answer.status)
+    if request_level_errors(answer.body) or not answer.readable:
+        return answer.whole_request_error(task_uuid)
+    if alone:
+        if not 200 <= answer.status < 300:
+            return answer.whole_request_error(task_uuid)
+        # The ack may be empty ({"data": []}); a 2xx without errors means accepted.
+        return SubmitResult(task_uuid=task_uuid)
+    # One of several: the status may be about another task's error, and an answer that
+    # acknowledges tasks but not this one does not say it was taken.
+    if state is None and (entries or states or not 200 <= answer.status < 300):
+        return not_mentioned(task_uuid, http_status=answer.status)
+    return SubmitResult(task_uuid=task_uuid)
 
 
 def _outcome(status: int) -> str:

@@ -223,6 +223,19 @@ class RunwareTaskError(RunwareError):
     """Runware refused or does not know one task, named by ``task_uuid``."""
 
 
+def not_mentioned(task_uuid: str, *, http_status: int | None = None) -> RunwareTaskError:
+    """Runware's answer said nothing about the task (an answer to a request of several, or
+    a poll): whether it took the task, or where it stands, is not told. Asking again with
+    the same task UUID is the only safe reading (a second submit answers a conflict)."""
+    return RunwareTaskError(
+        "Runware's answer did not mention the task",
+        code="missingResult",
+        category=ErrorCategory.SERVER_ERROR,
+        http_status=http_status,
+        task_uuid=task_uuid,
+    )
+
+
 def is_task_not_found(error: RunwareError) -> bool:
     """Runware's own word that it does not know the task: an error entry naming that task.
 

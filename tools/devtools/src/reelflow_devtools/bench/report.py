@@ -352,7 +352,8 @@ def summary(results: dict[str, Any]) -> str:
         line = (
             f"{run['projects']} x {run['scenes_per_project']} = {run['clips']} clips in "
             f"{run['wall_s']:.1f} s -> {run['clips_per_s']} clips/s, "
-            f"{run['db_ops_per_clip']} DB ops/clip, {run['publishes_per_clip']} publishes/clip"
+            f"{run['db_ops_per_clip']} DB ops/clip, {run['publishes_per_clip']} publishes/clip, "
+            f"{run.get('provider_requests_per_clip', '-')} provider requests/clip"
         )
         if run.get("ceiling"):
             line += (
@@ -544,9 +545,9 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
     if runs:
         lines = [
             "| scenes/project | projects | clips | wall s | clips/s | DB ops/clip | by kind"
-            " | publishes/clip | CPU ms/clip | broker CPU ms/clip | raw ceiling clips/s"
-            " | its CPU ms/clip | share of ceiling | x task queue |",
-            "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+            " | publishes/clip | provider requests/clip | CPU ms/clip | broker CPU ms/clip"
+            " | raw ceiling clips/s | its CPU ms/clip | share of ceiling | x task queue |",
+            "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         several = any(len(run.get("rounds", [])) > 1 for run in runs)
         for run in runs:
@@ -561,7 +562,8 @@ def markdown(results: dict[str, Any], found: list[Check]) -> str:
                 f"| {run['scenes_per_project']} | {run['projects']} | {run['clips']}"
                 f" | {run['wall_s']:.1f} | **{of(run['clips_per_s'], 'round')}**"
                 f" | **{run['db_ops_per_clip']}**"
-                f" | {kinds} | {run['publishes_per_clip']} | {_cpu_ms(run)}"
+                f" | {kinds} | {run['publishes_per_clip']}"
+                f" | {run.get('provider_requests_per_clip', '-')} | {_cpu_ms(run)}"
                 f" | {_broker_cpu_ms(run)}"
                 f" | {of(ceiling.get('clips_per_s'), 'ceiling_rounds')}"
                 f" | {_cpu_ms(ceiling) if ceiling else '-'}"

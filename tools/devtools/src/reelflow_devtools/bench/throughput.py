@@ -83,6 +83,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
         )
         await finished.wait([first], deadline_s=plan.deadline_s)
         published_before = await stack.confirmed_publishes()
+        sim_before = await stack.sim_get("/__sim/stats")
         span = await Span.start(stack)
         ids = await asyncio.gather(*(_create(api, gate, size, i) for i in range(projects_count)))
         posted = time.time()
@@ -91,6 +92,7 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
         )
         await span.stop()
         published_after = await stack.confirmed_publishes()
+        sim_after = await stack.sim_get("/__sim/stats")
         projects = await get_projects(api, list(ids), plan.concurrency)
 
     statuses: dict[str, int] = {}
@@ -128,6 +130,10 @@ async def run_size(stack: BenchStack, plan: ThroughputPlan, size: int) -> SizeRu
             "publishes_per_clip_by_service": {
                 name: round(count / clips, 2) for name, count in published_by.items()
             },
+            # HTTP requests to Runware (submits share them: reelflow_common.runware.batching)
+            "provider_requests_per_clip": round(
+                (sim_after["requests"] - sim_before["requests"]) / clips, 2
+            ),
             "submit_delay": summary_ms(submit_delays),
         },
     )
