@@ -968,6 +968,31 @@ async def test_main_submits_clips_and_returns_soon_after_stop(
     assert task.exception() is None
 
 
+async def test_main_sends_clips_submitted_together_in_shared_runware_requests(
+    world: World, settings: Settings
+) -> None:
+    scenes = 6
+    project = await world.new_project(*(f"scene {i}" for i in range(scenes)))
+    # A window long enough that clips delivered together surely meet in it.
+    settings = settings.model_copy(update={"submit_batch_window_s": 0.5})
+    requests_before = (await world.sim.stats())["requests"]
+    stop = asyncio.Event()
+    async with running(main(settings, stop=stop), stop):
+        for index in range(scenes):
+            await world.publisher.send(SUBMIT_CLIP, submit_of(world, project, index))
+
+        async def all_processing() -> bool:
+            clips = (await world.project(project.id)).clips
+            return all(clip.status is ClipStatus.PROCESSING for clip in clips)
+
+        await eventually(all_processing, "every clip processing")
+
+    assert (await world.sim.stats())["requests"] - requests_before < scenes
+    for clip in project.clips:
+        truth = await world.sim.task(clip.task_uuid)
+        assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
+
+
 async def test_main_stops_within_the_drain_timeout_and_leaves_the_message_queued(
     world: World, settings: Settings
 ) -> None:
