@@ -163,9 +163,9 @@ async def test_closing_sends_what_is_waiting_at_once() -> None:
 def test_a_batch_size_below_one_is_refused() -> None:
     client = SimpleNamespace(get_responses=None, submit_videos=None)
     with pytest.raises(ValueError, match="batch_size"):
-        GetResponseBatcher(client, batch_size=0, window_s=1.0)  # type: ignore[arg-type]
+        GetResponseBatcher(client, batch_size=0, window_s=1.0)
     with pytest.raises(ValueError, match="batch_size"):
-        SubmitBatcher(client, batch_size=0, window_s=1.0)  # type: ignore[arg-type]
+        SubmitBatcher(client, batch_size=0, window_s=1.0)
 
 
 # --- submits ------------------------------------------------------------------------------

@@ -162,6 +162,8 @@ class SubmitHandler:
         if self._throttle is None:
             return
         until = self._throttle.tripped()
+        if until is None:
+            return  # paused already, by the same moment of overload
         try:
             await self._publisher.signal(RunwareThrottled(until=until))
         except TransientError as exc:

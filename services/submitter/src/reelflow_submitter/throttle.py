@@ -2,8 +2,9 @@
 
 A 429 (``rateLimit``) pauses *all* submits of this replica until a time the one
 :class:`~reelflow_common.backoff.Backoff` chooses (longer after each 429 in a
-row, jittered), and the replica tells the others (``RunwareThrottled`` on the
-submitter signal exchange), which pause until the same moment. So a burst of
+row, jittered; the 429s of requests sent before the pause count as one), and
+the replica tells the others (``RunwareThrottled`` on the submitter signal
+exchange), which pause until the same moment. So a burst of
 429s slows the whole fleet down together instead of every message retrying on
 its own schedule. A submit that Runware accepts ends the streak.
 """
@@ -43,8 +44,15 @@ class RunwareThrottle:
         while (remaining := self.remaining_s()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
             await asyncio.sleep(remaining)
 
-    def tripped(self) -> datetime:
-        """Runware answered 429: pause, longer than the last time; until when (to tell others)."""
+    def tripped(self) -> datetime | None:
+        """Runware answered 429: pause, longer than the last time; until when (to tell others).
+
+        None when this replica is paused already: the 429 answers a request sent before
+        the pause (no submit goes out during one), the same moment of overload, often the
+        same shared request (``SubmitBatcher``); the pause stays as it is, told already.
+        """
+        if self.remaining_s() > 0:
+            return None
         delay_s = self._backoff.delay_s(self._streak, self._rng)
         self._streak += 1
         until = self._now() + timedelta(seconds=delay_s)
