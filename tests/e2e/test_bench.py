@@ -55,8 +55,8 @@ def test_the_quick_bench_runs_every_scenario_and_writes_results_and_plots(
         by_service = run["publishes_per_clip_by_service"]
         assert sum(by_service.values()) == pytest.approx(run["publishes_per_clip"], abs=0.05)
         assert run["ceiling"]["clips_per_s"] > 0
-        # every clip's check asks Runware at least once; its submit may share a request
-        assert 1 <= run["provider_requests_per_clip"] <= 2
+        # every clip's check asks Runware at least once; submits share requests
+        assert 1 <= run["provider_requests_per_clip"] < 2
     baseline = {run["scenes_per_project"]: run for run in results["task_queue"]}
     assert sorted(baseline) == [1, 10, 50]
     for size, run in baseline.items():

@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 from reelflow_common.runware import (
     ErrorCategory,
     RunwareClient,
+    RunwareError,
     RunwareRequestError,
     RunwareTaskError,
     RunwareTransportError,
@@ -20,7 +21,13 @@ from reelflow_common.runware import (
     is_task_not_found,
 )
 from reelflow_common.settings import RunwareSettings
-from tests.runware.helpers import answering, client_settings, sim_and_client, video
+from tests.runware.helpers import (
+    answering,
+    client_settings,
+    refusing_url,
+    sim_and_client,
+    video,
+)
 
 BAD_KEY = "rw-not-a-real-key-5f1e2d"
 
@@ -225,6 +232,67 @@ async def test_a_task_a_shared_answer_does_not_mention_is_submitted_again_never_
     assert outcome.retryable
     assert outcome.task_uuid == unmentioned.task_uuid
     assert not is_task_not_found(outcome)
+
+
+async def test_an_acknowledged_task_is_taken_whatever_unscoped_error_comes_beside_it() -> None:
+    taken, other = video(), video()
+    body = {
+        "data": [{"taskType": "videoInference", "taskUUID": taken.task_uuid}],
+        "errors": [{"code": "insufficientCredits", "message": "no more credit"}],
+    }
+    async with (
+        answering(402, json.dumps(body).encode(), "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        outcomes = await client.submit_videos([taken, other])
+
+    # Alone, the same answer would have failed it at once: Runware bills it all the same.
+    assert outcomes[taken.task_uuid] == SubmitResult(task_uuid=taken.task_uuid)
+    unsettled = outcomes[other.task_uuid]
+    assert isinstance(unsettled, RunwareError)
+    assert unsettled.retryable
+
+
+async def test_a_conflict_that_names_no_task_marks_no_task_of_a_shared_request_submitted() -> None:
+    requests = [video(), video()]
+    body = {"errors": [{"code": "conflictTaskUUID", "message": "exists"}]}
+    async with (
+        answering(400, json.dumps(body).encode(), "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        outcomes = await client.submit_videos(requests)
+
+    for request in requests:
+        outcome = outcomes[request.task_uuid]
+        assert isinstance(outcome, RunwareError)
+        assert outcome.retryable  # submitted again alone, where a conflict is clear
+
+
+async def test_a_refusal_of_the_whole_shared_request_is_every_tasks_as_alone() -> None:
+    requests = [video(), video()]
+    async with sim_and_client(api_key=BAD_KEY) as (_sim, client):
+        outcomes = await client.submit_videos(requests)
+
+    for request in requests:
+        outcome = outcomes[request.task_uuid]
+        assert isinstance(outcome, RunwareRequestError)
+        assert (outcome.code, outcome.http_status, outcome.retryable) == (
+            "invalidApiKey",
+            401,
+            False,
+        )
+        assert outcome.task_uuid == request.task_uuid
+
+
+async def test_no_answer_to_a_shared_request_is_each_tasks_own_retryable_error() -> None:
+    requests = [video(), video()]
+    async with RunwareClient.open(client_settings(refusing_url(), "key")) as client:
+        outcomes = await client.submit_videos(requests)
+
+    errors = [outcomes[request.task_uuid] for request in requests]
+    assert all(isinstance(e, RunwareTransportError) and e.retryable for e in errors)
+    assert [e.task_uuid for e in errors] == [r.task_uuid for r in requests]
+    assert errors[0] is not errors[1]  # each caller raises its own
 
 
 async def test_a_task_alone_with_an_empty_ack_is_accepted_as_before() -> None:

@@ -47,3 +47,16 @@ def test_a_429_after_the_pause_pauses_longer_and_an_accepted_submit_ends_the_str
 
     assert second == datetime(2026, 12, 4, tzinfo=UTC) + timedelta(seconds=2 + 4)
     assert third == second + timedelta(seconds=2)
+
+
+def test_a_pause_another_replica_told_of_does_not_swallow_this_replicas_own_429() -> None:
+    clock = Clock()
+    limits = throttle(clock)
+    limits.told(clock.now + timedelta(seconds=30))
+
+    own = limits.tripped()
+
+    # Its own step of the backoff, told to the others; the longer pause holds here.
+    assert own == clock.now + timedelta(seconds=2)
+    assert limits.paused_until == clock.now + timedelta(seconds=30)
+    assert limits.tripped() is None

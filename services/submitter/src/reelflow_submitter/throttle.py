@@ -2,7 +2,7 @@
 
 A 429 (``rateLimit``) pauses *all* submits of this replica until a time the one
 :class:`~reelflow_common.backoff.Backoff` chooses (longer after each 429 in a
-row, jittered; the 429s of requests sent before the pause count as one), and
+row, jittered; the 429s of requests sent before its own pause count as one), and
 the replica tells the others (``RunwareThrottled`` on the submitter signal
 exchange), which pause until the same moment. So a burst of
 429s slows the whole fleet down together instead of every message retrying on
@@ -31,6 +31,8 @@ class RunwareThrottle:
         self._now = clock
         self._rng = rng or random.Random()
         self._streak = 0
+        #: the end of the pause this replica's own latest 429 started
+        self._own_until: datetime | None = None
         self.paused_until: datetime | None = None
 
     def remaining_s(self) -> float:
@@ -47,15 +49,18 @@ class RunwareThrottle:
     def tripped(self) -> datetime | None:
         """Runware answered 429: pause, longer than the last time; until when (to tell others).
 
-        None when this replica is paused already: the 429 answers a request sent before
-        the pause (no submit goes out during one), the same moment of overload, often the
-        same shared request (``SubmitBatcher``); the pause stays as it is, told already.
+        None while a pause of this replica's own 429 runs: this one answers a request
+        sent before it (no submit goes out during a pause), the same moment of overload,
+        often the same shared request (``SubmitBatcher``); that pause stays as it is, told
+        already. A pause another replica told of does not count: this replica's own 429s
+        still lengthen its streak, as each replica's did before requests were shared.
         """
-        if self.remaining_s() > 0:
+        if self._own_until is not None and self._own_until > self._now():
             return None
         delay_s = self._backoff.delay_s(self._streak, self._rng)
         self._streak += 1
         until = self._now() + timedelta(seconds=delay_s)
+        self._own_until = until
         self.pause_until(until)
         RUNWARE_THROTTLES.labels(source="local").inc()
         log.warning("runware_throttled", pause_s=round(delay_s, 3), streak=self._streak)

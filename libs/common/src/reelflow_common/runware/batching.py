@@ -6,7 +6,7 @@ sends them together; each caller gets its own task's outcome. Runware's request
 body is an array of tasks, each processed on its own (docs/RUNWARE.md §1.3, §1.4):
 
 - :class:`SubmitBatcher` shares requests between ``videoInference`` submits,
-  on by default (``runware_submit_batch_size``);
+  on by default (the submitter's ``submit_batch_size``, ``submit_batch_window_s``);
 - :class:`GetResponseBatcher` between ``getResponse`` checks. Whether Runware
   answers several ``getResponse`` tasks in one request is unconfirmed
   (docs/RUNWARE.md §3.3), so that is off by default: with ``batch_size`` 1
@@ -22,7 +22,7 @@ from typing import Generic, Protocol, TypeVar
 from reelflow_common.runware.errors import RunwareError, not_mentioned
 from reelflow_common.runware.models import SubmitResult, TaskState, VideoRequest
 
-Task = TypeVar("Task")
+Item = TypeVar("Item")
 Outcome = TypeVar("Outcome")
 
 
@@ -61,10 +61,10 @@ class TaskSubmitter(VideoSubmitter, Protocol):
     ) -> dict[str, SubmitResult | RunwareError]: ...
 
 
-_Waiter = tuple[str, Task, "asyncio.Future[Outcome]"]
+_Waiter = tuple[str, Item, "asyncio.Future[Outcome]"]
 
 
-class Batches(Generic[Task, Outcome]):
+class Batches(Generic[Item, Outcome]):
     """Tasks asked for one at a time, sent ``batch_size`` at most per request.
 
     ``send`` takes the tasks of one request and answers each task UUID with its
@@ -76,7 +76,7 @@ class Batches(Generic[Task, Outcome]):
 
     def __init__(
         self,
-        send: Callable[[list[Task]], Awaitable[Mapping[str, Outcome | RunwareError]]],
+        send: Callable[[list[Item]], Awaitable[Mapping[str, Outcome | RunwareError]]],
         *,
         batch_size: int,
         window_s: float,
@@ -86,11 +86,11 @@ class Batches(Generic[Task, Outcome]):
         self._send_tasks = send
         self._batch_size = batch_size
         self._window_s = window_s
-        self._waiting: list[_Waiter[Task, Outcome]] = []
+        self._waiting: list[_Waiter[Item, Outcome]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def ask(self, task_uuid: str, task: Task) -> Outcome:
+    async def ask(self, task_uuid: str, task: Item) -> Outcome:
         """The outcome of ``task``; raises the :class:`RunwareError` Runware gave for it."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Outcome] = loop.create_future()
@@ -118,7 +118,7 @@ class Batches(Generic[Task, Outcome]):
             self._sending.add(task)
             task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[_Waiter[Task, Outcome]]) -> None:
+    async def _send(self, batch: list[_Waiter[Item, Outcome]]) -> None:
         # A caller that gave up (cancelled) needs no answer; nobody left, no request.
         live = [waiter for waiter in batch if not waiter[2].done()]
         if not live:
@@ -187,6 +187,7 @@ class SubmitBatcher:
         return await self._batches.ask(request.task_uuid, request)
 
     async def get_response(self, task_uuid: str) -> TaskState:
+        """Where one task stands, asked alone (a submitter asks only before giving up)."""
         return await self._client.get_response(task_uuid)
 
     async def aclose(self) -> None:

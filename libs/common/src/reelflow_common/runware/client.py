@@ -183,10 +183,11 @@ class RunwareClient:
         """Submit async ``videoInference`` tasks in one HTTP request; each task's outcome.
 
         Runware processes each task of a request on its own, and scopes an error to
-        its task (docs/RUNWARE.md §1.3, §1.4). A task the answer does not settle (no
-        answer at all, a struggling server's, or a refused request's that names
-        other tasks but not this one) gets a retryable error: submitting it again
-        with its task UUID is safe, and never buys it twice.
+        its task (docs/RUNWARE.md §1.3, §1.4). No answer, a struggling server's
+        (408, 429, 5xx), or an answer that names no task (an error for the whole
+        request: a bad key, say) is every task's, as it would be for each alone. A
+        task the answer does not settle while it names others gets a retryable
+        error: submitting it again with its task UUID is safe, never bought twice.
         """
         unique = list({request.task_uuid: request for request in requests}.values())
         task_uuids = [request.task_uuid for request in unique]
@@ -194,7 +195,9 @@ class RunwareClient:
         try:
             answer = await self._post(tasks, "videoInference", task_uuids)
         except RunwareTransportError as exc:
-            return dict.fromkeys(task_uuids, exc)
+            if len(task_uuids) == 1:
+                return {task_uuids[0]: exc}
+            return {task_uuid: exc.about(task_uuid) for task_uuid in task_uuids}
         states = parse_task_states(answer.body)
         return {
             task_uuid: _submitted(answer, states, task_uuid, alone=len(task_uuids) == 1)
@@ -315,9 +318,18 @@ class RunwareClient:
 def _submitted(
     answer: _Answer, states: Mapping[str, TaskState], task_uuid: str, *, alone: bool
 ) -> SubmitResult | RunwareError:
-    """What a submit answer says of one of its tasks (``alone``: the request's only one)."""
+    """What a submit answer says of one of its tasks (``alone``: the request's only one).
+
+    An answer that names no task is about the whole request, as it is for a task
+    alone. One that names tasks was read task by task: a task it acknowledges was
+    taken, whatever else it says; one it neither acknowledges nor refuses by name
+    (or a conflict that names no task: whose?) is not known to be taken or refused.
+    """
     entries = error_entries(answer.body)
-    mine = [e for e in entries if e.get("taskUUID") in (task_uuid, None)]
+    if alone:
+        mine = [e for e in entries if e.get("taskUUID") in (task_uuid, None)]
+    else:
+        mine = [e for e in entries if e.get("taskUUID") == task_uuid]
     if any(entry.get("code") == _CONFLICT for entry in mine):
         return SubmitResult(task_uuid=task_uuid, already_submitted=True)
     if is_retryable_status(answer.status):
@@ -325,18 +337,16 @@ def _submitted(
     state = states.get(task_uuid)
     if state is not None and state.error is not None:
         return state.error.to_error(task_uuid, http_status=answer.status)
-    if request_level_errors(answer.body) or not answer.readable:
-        return answer.whole_request_error(task_uuid)
-    if alone:
+    if not alone and state is not None:
+        return SubmitResult(task_uuid=task_uuid)
+    if alone or not (states or any(entry.get("code") == _CONFLICT for entry in entries)):
+        if request_level_errors(answer.body) or not answer.readable:
+            return answer.whole_request_error(task_uuid)
         if not 200 <= answer.status < 300:
             return answer.whole_request_error(task_uuid)
         # The ack may be empty ({"data": []}); a 2xx without errors means accepted.
         return SubmitResult(task_uuid=task_uuid)
-    # One of several: the status may be about another task's error, and an answer that
-    # acknowledges tasks but not this one does not say it was taken.
-    if state is None and (entries or states or not 200 <= answer.status < 300):
-        return not_mentioned(task_uuid, http_status=answer.status)
-    return SubmitResult(task_uuid=task_uuid)
+    return not_mentioned(task_uuid, http_status=answer.status)
 
 
 def _outcome(status: int) -> str:

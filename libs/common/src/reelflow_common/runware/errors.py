@@ -214,6 +214,12 @@ class RunwareTransportError(RunwareError):
         details.setdefault("category", ErrorCategory.CONNECTION)
         super().__init__(message, **details)
 
+    def about(self, task_uuid: str) -> RunwareTransportError:
+        """The same failure, as one task of the request met it (each caller raises its own)."""
+        return RunwareTransportError(
+            self.message, code=self.code, category=self.category, task_uuid=task_uuid
+        )
+
 
 class RunwareRequestError(RunwareError):
     """The whole request was refused (HTTP status, authentication, an unreadable body)."""
