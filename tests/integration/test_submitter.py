@@ -24,7 +24,13 @@ from reelflow_common.broker import PublishError
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
-from reelflow_common.runware import RunwareClient, RunwareError, SubmitResult, VideoRequest
+from reelflow_common.runware import (
+    RunwareClient,
+    RunwareError,
+    SubmitBatcher,
+    SubmitResult,
+    VideoRequest,
+)
 from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import ClipState, NewProject, Project, TaskFailed, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
@@ -90,6 +96,7 @@ def submit_handler(
     *,
     runware: RunwareClient | None = None,
     throttle: RunwareThrottle | None = None,
+    shared: SubmitBatcher | None = None,
 ) -> SubmitHandler:
     return SubmitHandler(
         world.projects,
@@ -100,6 +107,7 @@ def submit_handler(
         clock=clock,
         rng=random.Random(0),
         throttle=throttle,
+        shared=shared,
     )
 
 
@@ -991,6 +999,23 @@ async def test_main_sends_clips_submitted_together_in_shared_runware_requests(
     for clip in project.clips:
         truth = await world.sim.task(clip.task_uuid)
         assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)
+
+
+async def test_a_retry_goes_to_runware_alone_not_through_the_shared_requests(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("a fox")
+    # Nothing shared would go out before the test's deadline.
+    shared = SubmitBatcher(world.runware, batch_size=16, window_s=3600.0)
+    handler = submit_handler(world, settings, shared=shared)
+    retry = submit_of(world, project).model_copy(update={"attempt": 2})
+
+    await asyncio.wait_for(handler(retry), DEADLINE_S)
+
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.PROCESSING
+    truth = await world.sim.task(project.clips[0].task_uuid)
+    assert (truth["accepted"], truth["submissions"]) == (True, 1)
+    await shared.aclose()
 
 
 async def test_main_stops_within_the_drain_timeout_and_leaves_the_message_queued(

@@ -265,7 +265,7 @@ async def test_a_conflict_that_names_no_task_marks_no_task_of_a_shared_request_s
     for request in requests:
         outcome = outcomes[request.task_uuid]
         assert isinstance(outcome, RunwareError)
-        assert outcome.retryable  # submitted again alone, where a conflict is clear
+        assert outcome.retryable  # a retry goes alone, where a conflict is clear
 
 
 async def test_a_refusal_of_the_whole_shared_request_is_every_tasks_as_alone() -> None:
@@ -293,6 +293,23 @@ async def test_no_answer_to_a_shared_request_is_each_tasks_own_retryable_error()
     assert all(isinstance(e, RunwareTransportError) and e.retryable for e in errors)
     assert [e.task_uuid for e in errors] == [r.task_uuid for r in requests]
     assert errors[0] is not errors[1]  # each caller raises its own
+
+
+async def test_a_conflict_in_a_data_item_is_already_submitted_never_a_refusal() -> None:
+    request = video()
+    item = {
+        "taskType": "videoInference",
+        "taskUUID": request.task_uuid,
+        "status": "error",
+        "error": {"code": "conflictTaskUUID", "message": "exists"},
+    }
+    async with (
+        answering(400, json.dumps({"data": [item]}).encode(), "application/json") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        result = await client.submit_video(request)
+
+    assert result == SubmitResult(task_uuid=request.task_uuid, already_submitted=True)
 
 
 async def test_a_task_alone_with_an_empty_ack_is_accepted_as_before() -> None:

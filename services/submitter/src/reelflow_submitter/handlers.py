@@ -34,8 +34,9 @@ from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import send_check
 from reelflow_common.runware import (
     ErrorCategory,
+    RunwareClient,
     RunwareError,
-    VideoSubmitter,
+    SubmitBatcher,
     is_outage,
     is_task_not_found,
 )
@@ -87,7 +88,7 @@ class SubmitHandler:
     def __init__(
         self,
         projects: ProjectStore,
-        runware: VideoSubmitter,
+        runware: RunwareClient,
         publisher: Publisher,
         settings: Settings,
         *,
@@ -96,6 +97,7 @@ class SubmitHandler:
         rng: random.Random | None = None,
         throttle: RunwareThrottle | None = None,
         budgets: BudgetGate | None = None,
+        shared: SubmitBatcher | None = None,
     ) -> None:
         self._projects = projects
         self._runware = runware
@@ -106,6 +108,8 @@ class SubmitHandler:
         self._rng = rng or random.Random()
         self._throttle = throttle
         self._budgets = budgets or BudgetGate(projects.ledgers, ttl_s=settings.budget_check_ttl_s)
+        #: a chain's first submits share Runware requests through it; retries go alone
+        self._shared = shared
         # The SubmitClip ladder: the delays chosen here land on its wait queues.
         self._backoff = retry_backoff(settings)
 
@@ -133,8 +137,10 @@ class SubmitHandler:
         if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
             return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
+        # A retry goes alone: its answer can only be about its own task.
+        runware = self._shared if self._shared is not None and message.attempt == 1 else None
         try:
-            result = await self._runware.submit_video(
+            result = await (runware or self._runware).submit_video(
                 video_request(message, webhook_url=webhook_url)
             )
         except RunwareError as error:

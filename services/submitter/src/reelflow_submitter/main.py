@@ -82,11 +82,11 @@ async def main(
         except Stopped as stopped:
             log.info("submitter_stopped_while_waiting", dependency=str(stopped))
             return
-        client = await stack.enter_async_context(RunwareClient.open(settings))
-        runware = SubmitBatcher(
-            client, batch_size=settings.submit_batch_size, window_s=settings.submit_batch_window_s
+        runware = await stack.enter_async_context(RunwareClient.open(settings))
+        shared = SubmitBatcher(
+            runware, batch_size=settings.submit_batch_size, window_s=settings.submit_batch_window_s
         )
-        stack.push_async_callback(runware.aclose)
+        stack.push_async_callback(shared.aclose)
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
         throttle = RunwareThrottle(
             Backoff(
@@ -104,6 +104,7 @@ async def main(
             planner=planning.planner,
             clock=clock.now,
             throttle=throttle,
+            shared=shared,
         )
         await planning.stats.refresh()  # the first checks planned from the shared counts
         lanes = Lanes(

@@ -4,7 +4,6 @@ from reelflow_common.runware.batching import (
     GetResponseBatcher,
     SubmitBatcher,
     TaskChecker,
-    VideoSubmitter,
 )
 from reelflow_common.runware.client import RunwareClient
 from reelflow_common.runware.errors import (
@@ -41,7 +40,6 @@ __all__ = [
     "TaskState",
     "TaskStatus",
     "VideoRequest",
-    "VideoSubmitter",
     "classify_code",
     "is_outage",
     "is_task_not_found",

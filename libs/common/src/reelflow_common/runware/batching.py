@@ -43,18 +43,11 @@ class TaskPoller(Protocol):
     ) -> dict[str, TaskState | RunwareError]: ...
 
 
-class VideoSubmitter(Protocol):
-    """What a submitter asks of Runware: :class:`RunwareClient` itself, or a
-    :class:`SubmitBatcher` around it."""
-
-    async def submit_video(self, request: VideoRequest) -> SubmitResult: ...
-
-    async def get_response(self, task_uuid: str) -> TaskState: ...
-
-
-class TaskSubmitter(VideoSubmitter, Protocol):
+class TaskSubmitter(Protocol):
     """What :class:`SubmitBatcher` needs of
     :class:`~reelflow_common.runware.client.RunwareClient`."""
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult: ...
 
     async def submit_videos(
         self, requests: Sequence[VideoRequest]
@@ -170,8 +163,12 @@ class GetResponseBatcher:
 
 
 class SubmitBatcher:
-    """``submit_video`` with :class:`RunwareClient`'s contract, sharing HTTP requests
-    (``get_response`` goes straight through)."""
+    """``submit_video`` with :class:`RunwareClient`'s contract, sharing HTTP requests.
+
+    For a chain's first submit: a retry goes alone (``SubmitHandler``), so an answer
+    that left its task unsettled in a shared request (``missingResult``) is followed
+    by one that can only be about it.
+    """
 
     def __init__(self, client: TaskSubmitter, *, batch_size: int, window_s: float) -> None:
         self._client = client
@@ -185,10 +182,6 @@ class SubmitBatcher:
         if self._batch_size == 1:
             return await self._client.submit_video(request)
         return await self._batches.ask(request.task_uuid, request)
-
-    async def get_response(self, task_uuid: str) -> TaskState:
-        """Where one task stands, asked alone (a submitter asks only before giving up)."""
-        return await self._client.get_response(task_uuid)
 
     async def aclose(self) -> None:
         """Send what is waiting now and wait for every request in flight."""

@@ -322,19 +322,22 @@ def _submitted(
 
     An answer that names no task is about the whole request, as it is for a task
     alone. One that names tasks was read task by task: a task it acknowledges was
-    taken, whatever else it says; one it neither acknowledges nor refuses by name
-    (or a conflict that names no task: whose?) is not known to be taken or refused.
+    taken (unless it is a capacity answer, or also refuses that task by name); one it
+    neither acknowledges nor refuses by name (or a conflict that names no task:
+    whose?) is not known to be taken or refused.
     """
     entries = error_entries(answer.body)
     if alone:
         mine = [e for e in entries if e.get("taskUUID") in (task_uuid, None)]
     else:
         mine = [e for e in entries if e.get("taskUUID") == task_uuid]
-    if any(entry.get("code") == _CONFLICT for entry in mine):
+    state = states.get(task_uuid)
+    # In ``errors`` or as an item of ``data`` with a nested error (§3.2's two shapes).
+    conflict = state is not None and state.error is not None and state.error.code == _CONFLICT
+    if conflict or any(entry.get("code") == _CONFLICT for entry in mine):
         return SubmitResult(task_uuid=task_uuid, already_submitted=True)
     if is_retryable_status(answer.status):
         return answer.whole_request_error(task_uuid)
-    state = states.get(task_uuid)
     if state is not None and state.error is not None:
         return state.error.to_error(task_uuid, http_status=answer.status)
     if not alone and state is not None:
