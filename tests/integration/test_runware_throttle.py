@@ -17,6 +17,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.runware import SubmitBatcher
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
@@ -34,7 +35,7 @@ from tests.integration.worker_helpers import (
     runware_settings,
     world_in,
 )
-from tests.waiting import eventually
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +75,26 @@ async def world(
         yield world
 
 
+def throttled_handler(
+    world: World,
+    settings: Settings,
+    throttle: RunwareThrottle,
+    *,
+    shared: SubmitBatcher | None = None,
+) -> SubmitHandler:
+    return SubmitHandler(
+        world.projects,
+        world.runware,
+        world.publisher,
+        settings,
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        rng=random.Random(0),
+        throttle=throttle,
+        shared=shared,
+    )
+
+
 async def test_a_429_pauses_every_submit_of_every_replica_instead_of_retrying_at_once(
     world: World, settings: Settings, runware_sim: RunningSimulator
 ) -> None:
@@ -107,16 +128,7 @@ async def test_a_throttled_replica_tells_the_others_to_pause_until_the_same_mome
     project = await world.new_project("a fox")
     throttled = RunwareThrottle(Backoff(first_s=PAUSE_S, cap_s=4 * PAUSE_S), utcnow)
     other = RunwareThrottle(Backoff(first_s=PAUSE_S, cap_s=4 * PAUSE_S), utcnow)
-    handler = SubmitHandler(
-        world.projects,
-        world.runware,
-        world.publisher,
-        settings,
-        planner=FixedLadderPlanner.from_settings(settings),
-        clock=utcnow,
-        rng=random.Random(0),
-        throttle=throttled,
-    )
+    handler = throttled_handler(world, settings, throttled)
     stop = asyncio.Event()
     lanes = Lanes(
         declare_channel=world.channel,
@@ -140,3 +152,22 @@ async def test_a_throttled_replica_tells_the_others_to_pause_until_the_same_mome
         await eventually(lambda: other.paused_until is not None, "the other replica told")
 
     assert other.paused_until == throttled.paused_until
+
+
+async def test_a_429_for_a_shared_request_pauses_once_however_many_submits_were_in_it(
+    world: World, settings: Settings, runware_sim: RunningSimulator
+) -> None:
+    project = await world.new_project("one", "two", "three")
+    throttled = RunwareThrottle(Backoff(first_s=PAUSE_S, cap_s=4 * PAUSE_S), utcnow)
+    # Only a full batch goes out before the deadline: the three share one request.
+    shared = SubmitBatcher(world.runware, batch_size=3, window_s=3600.0)
+    handler = throttled_handler(world, settings, throttled, shared=shared)
+    requests_before = int((await runware_sim.stats())["requests"])
+
+    submits = (handler(world.submit_of(project, clip.scene_index)) for clip in project.clips)
+    await asyncio.wait_for(asyncio.gather(*submits), DEADLINE_S)
+    await shared.aclose()
+
+    assert int((await runware_sim.stats())["requests"]) - requests_before == 1
+    # One step of the backoff (at most PAUSE_S), not one per submit (4 x PAUSE_S, its cap).
+    assert 0 < throttled.remaining_s() <= PAUSE_S
