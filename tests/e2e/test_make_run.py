@@ -141,6 +141,25 @@ def _refuses_connections(url: str) -> bool:
     return False
 
 
+async def _a_second_one_on_the_same_directory_says_so(
+    args: list[str], env: dict[str, str], running: Launched
+) -> None:
+    second = await asyncio.create_subprocess_exec(
+        console_script("reelflow-dev"),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    async with asyncio.timeout(STOP_DEADLINE_S):
+        printed, _ = await second.communicate()
+    assert second.returncode == 1, printed.decode()
+    assert f"already running from {args[1]} (process {running.process.pid})" in printed.decode()
+    assert "Traceback" not in printed.decode()
+    assert running.process.returncode is None  # the first one goes on
+
+
 async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
     amqp_url: str, tmp_path: Path
 ) -> None:
@@ -160,6 +179,8 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
                 await launched.process.wait()
                 raise
             assert project["status"] == "completed", project
+            if _run == 0:
+                await _a_second_one_on_the_same_directory_says_so(args, env, launched)
             rest = await _stop_with_ctrl_c(launched)
 
             assert "reelflow: stopped in" in rest

@@ -32,6 +32,8 @@ from reelflow_devtools.processes import StartError
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 
 RUN_DIR = Path(".run")
+#: in the run directory while a launcher runs from it: its pid
+PID_FILE = "reelflow-dev.pid"
 #: simulated clips finish in seconds: check them at a matching pace unless told otherwise
 SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DELAY_S": "10"}
 
@@ -97,9 +99,56 @@ def config_from_environment(
     )
 
 
+def claim_run_dir(run_dir: Path) -> Path:
+    """Mark ``run_dir`` as this launcher's (``reelflow-dev.pid``); its path, to remove at stop.
+
+    A second ``make run`` on the same directory would fight the first over its
+    database files and ports: it stops here with a :class:`StartError` saying so.
+    """
+    pid_file = run_dir / PID_FILE
+    try:
+        other = int(pid_file.read_text())
+    except (OSError, ValueError):
+        other = None
+    if other is not None and other != os.getpid() and _is_launcher(other):
+        raise StartError(
+            f"reelflow is already running from {run_dir} (process {other}): stop it with"
+            " Ctrl-C in its terminal, or start another one with --run-dir DIR --free-ports"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")
+    return pid_file
+
+
+def _is_launcher(pid: int) -> bool:
+    """Whether ``pid`` is a running ``reelflow-dev`` (on Linux, not a process that took over
+    the pid of one that ended)."""
+    if Path("/proc").is_dir():
+        try:
+            return b"reelflow-dev" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start, wait for Ctrl-C, stop: 0, or 1 when a process died on its own."""
-    config = config_from_environment(parse_args(argv))
+    args = parse_args(argv)
+    config = config_from_environment(args)
+    pid_file = claim_run_dir(args.run_dir)
+    try:
+        return _run(config)
+    finally:
+        pid_file.unlink(missing_ok=True)
+
+
+def _run(config: StackConfig) -> int:
     say("reelflow: starting")
     state = ensure_rabbitmq(config.amqp_url)
     broker = urlsplit(config.amqp_url)
