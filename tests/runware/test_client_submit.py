@@ -268,20 +268,21 @@ async def test_a_conflict_that_names_no_task_marks_no_task_of_a_shared_request_s
         assert outcome.retryable  # a retry goes alone, where a conflict is clear
 
 
-async def test_a_refusal_of_the_whole_shared_request_is_every_tasks_as_alone() -> None:
+async def test_an_error_that_names_no_task_fails_no_task_of_a_shared_request() -> None:
     requests = [video(), video()]
     async with sim_and_client(api_key=BAD_KEY) as (_sim, client):
-        outcomes = await client.submit_videos(requests)
+        shared = await client.submit_videos(requests)
+        alone = await client.submit_videos(requests[:1])
 
+    # Whose is it? Each task is submitted again alone, where the answer is its own.
     for request in requests:
-        outcome = outcomes[request.task_uuid]
-        assert isinstance(outcome, RunwareRequestError)
-        assert (outcome.code, outcome.http_status, outcome.retryable) == (
-            "invalidApiKey",
-            401,
-            False,
-        )
+        outcome = shared[request.task_uuid]
+        assert isinstance(outcome, RunwareError)
+        assert outcome.retryable
         assert outcome.task_uuid == request.task_uuid
+    refused = alone[requests[0].task_uuid]
+    assert isinstance(refused, RunwareRequestError)
+    assert (refused.code, refused.http_status, refused.retryable) == ("invalidApiKey", 401, False)
 
 
 async def test_no_answer_to_a_shared_request_is_each_tasks_own_retryable_error() -> None:

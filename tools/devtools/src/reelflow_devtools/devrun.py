@@ -34,6 +34,7 @@ from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 RUN_DIR = Path(".run")
 #: in the run directory while a launcher runs from it: its pid
 PID_FILE = "reelflow-dev.pid"
+_MODULE = b"reelflow_devtools.devrun"
 #: simulated clips finish in seconds: check them at a matching pace unless told otherwise
 SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DELAY_S": "10"}
 
@@ -112,8 +113,10 @@ def claim_run_dir(run_dir: Path) -> Path:
         other = None
     if other is not None and other != os.getpid() and _is_launcher(other):
         raise StartError(
-            f"reelflow is already running from {run_dir} (process {other}): stop it with"
-            " Ctrl-C in its terminal, or start another one with --run-dir DIR --free-ports"
+            f"reelflow is already running from {run_dir} (process {other}, in {pid_file}):"
+            " stop it with Ctrl-C in its terminal, or start another one beside it with"
+            f" REELFLOW_AMQP_PREFIX=second. .venv/bin/reelflow-dev --run-dir {run_dir}/second"
+            " --free-ports"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{os.getpid()}\n")
@@ -125,9 +128,13 @@ def _is_launcher(pid: int) -> bool:
     the pid of one that ended)."""
     if Path("/proc").is_dir():
         try:
-            return b"reelflow-dev" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
+        # The console script (``.venv/bin/reelflow-dev``), or ``python -m`` of its module.
+        return any(
+            arg.endswith(b"/reelflow-dev") or arg in (b"reelflow-dev", _MODULE) for arg in argv
+        )
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -183,11 +183,11 @@ class RunwareClient:
         """Submit async ``videoInference`` tasks in one HTTP request; each task's outcome.
 
         Runware processes each task of a request on its own, and scopes an error to
-        its task (docs/RUNWARE.md §1.3, §1.4). No answer, a struggling server's
-        (408, 429, 5xx), or an answer that names no task (an error for the whole
-        request: a bad key, say) is every task's, as it would be for each alone. A
-        task the answer does not settle while it names others gets a retryable
-        error: submitting it again with its task UUID is safe, never bought twice.
+        its task (docs/RUNWARE.md §1.3, §1.4). No answer or a struggling server's
+        (408, 429, 5xx) is every task's, as it would be for each alone. A task the
+        answer does not settle by name (an error naming no task settles none) gets a
+        retryable error: submitting it again with its task UUID is safe, never
+        bought twice.
         """
         unique = list({request.task_uuid: request for request in requests}.values())
         task_uuids = [request.task_uuid for request in unique]
@@ -320,11 +320,11 @@ def _submitted(
 ) -> SubmitResult | RunwareError:
     """What a submit answer says of one of its tasks (``alone``: the request's only one).
 
-    An answer that names no task is about the whole request, as it is for a task
-    alone. One that names tasks was read task by task: a task it acknowledges was
-    taken (unless it is a capacity answer, or also refuses that task by name); one it
-    neither acknowledges nor refuses by name (or a conflict that names no task:
-    whose?) is not known to be taken or refused.
+    Of several tasks, one is settled only by what the answer says of it by name: a
+    conflict or an error naming it, or an acknowledgement (unless it is a capacity
+    answer). An error that names no task (a bad key, or one bad task's error without
+    its UUID: whose?) settles none of them: each is submitted again, alone, where the
+    answer can only be about it.
     """
     entries = error_entries(answer.body)
     if alone:
@@ -340,16 +340,20 @@ def _submitted(
         return answer.whole_request_error(task_uuid)
     if state is not None and state.error is not None:
         return state.error.to_error(task_uuid, http_status=answer.status)
-    if not alone and state is not None:
-        return SubmitResult(task_uuid=task_uuid)
-    if alone or not (states or any(entry.get("code") == _CONFLICT for entry in entries)):
+    if alone:
         if request_level_errors(answer.body) or not answer.readable:
             return answer.whole_request_error(task_uuid)
         if not 200 <= answer.status < 300:
             return answer.whole_request_error(task_uuid)
         # The ack may be empty ({"data": []}); a 2xx without errors means accepted.
         return SubmitResult(task_uuid=task_uuid)
-    return not_mentioned(task_uuid, http_status=answer.status)
+    if state is not None:
+        return SubmitResult(task_uuid=task_uuid)
+    if states or entries:
+        return not_mentioned(task_uuid, http_status=answer.status)
+    if not answer.readable or not 200 <= answer.status < 300:
+        return answer.whole_request_error(task_uuid)  # no word from Runware: retried
+    return SubmitResult(task_uuid=task_uuid)  # an empty ack of the whole request
 
 
 def _outcome(status: int) -> str:
