@@ -16,11 +16,18 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from reelflow_common.domain import ClipStatus, ProjectStatus
-from reelflow_common.messages import CheckClip, CheckHintedTasks, ClipUpdated, ProjectFinished
+from reelflow_common.errors import TransientError
+from reelflow_common.messages import (
+    CheckClip,
+    CheckClips,
+    CheckHintedTasks,
+    ClipUpdated,
+    ProjectFinished,
+)
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings
-from reelflow_common.store import TIMED_OUT, ProjectStore
+from reelflow_common.store import TIMED_OUT, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, SUBMIT_CLIP
 from reelflow_common.tracking import ClipRecorder, Policy
@@ -101,6 +108,76 @@ class NoDatabase(ProjectStore):
 
 
 # --- a chain's checks --------------------------------------------------------------------
+
+
+async def finished_project(world: World, scenes: int) -> tuple[Project, CheckClips]:
+    """A project whose clips are all done at Runware, and their checks in one message."""
+    project = await world.processing(
+        await world.new_project(*(f"scene {i}" for i in range(scenes)))
+    )
+    await world.until_finished_at_runware(*(clip.task_uuid for clip in project.clips))
+    checks = [await world.check_of(project, i) for i in range(scenes)]
+    return project, CheckClips(checks=checks)
+
+
+async def ended(world: World, project: Project) -> bool:
+    return (await world.project(project.id)).status is not ProjectStatus.GENERATING
+
+
+async def test_checks_that_travel_together_each_record_their_clip(
+    world: World, check: CheckHandler
+) -> None:
+    project, together = await finished_project(world, 3)
+    events = await world.events()
+
+    async with world.consuming(CHECK_CLIP, (CheckClip, CheckClips), check):
+        await world.publisher.send(CHECK_CLIP, together)
+        await eventually(lambda: ended(world, project), "the project's end")
+
+    after = await world.project(project.id)
+    assert [clip.status for clip in after.clips] == [ClipStatus.SUCCESS] * 3
+    published = await world.settle_events(events)
+    assert sorted(e.clip.scene_index for e in published if isinstance(e, ClipUpdated)) == [0, 1, 2]
+    assert [type(e) for e in published].count(ProjectFinished) == 1
+
+
+async def test_a_failed_check_retries_its_message_and_every_clip_ends_once(
+    world: World, check: CheckHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, together = await finished_project(world, 3)
+    unlucky = project.clips[1].task_uuid
+    record = world.projects.record
+    failed: list[str] = []
+
+    async def fails_once(
+        project_id: str, scene_index: int, task_uuid: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        if task_uuid == unlucky and not failed:
+            failed.append(task_uuid)
+            raise TransientError("MongoDB went away for this one write")
+        return await record(project_id, scene_index, task_uuid, *args, **kwargs)
+
+    monkeypatch.setattr(world.projects, "record", fails_once)
+    events = await world.events()
+
+    async with world.consuming(CHECK_CLIP, (CheckClip, CheckClips), check):
+        await world.publisher.send(CHECK_CLIP, together)
+        await eventually(lambda: ended(world, project), "the project's end")
+
+    assert failed == [unlucky]
+    after = await world.project(project.id)
+    assert [clip.status for clip in after.clips] == [ClipStatus.SUCCESS] * 3
+    # The retry made all three checks again: the two recorded before only re-announce
+    # their clip's changes under the seqs they were given; a client (who drops a seq it
+    # has seen) sees each success once and the project finish once.
+    published = await world.settle_events(events)
+    successes = {
+        (e.clip.scene_index, e.seq)
+        for e in published
+        if isinstance(e, ClipUpdated) and e.clip.status is ClipStatus.SUCCESS
+    }
+    assert sorted(scene for scene, _ in successes) == [0, 1, 2]
+    assert len({e.seq for e in published if isinstance(e, ProjectFinished)}) == 1
 
 
 async def test_finished_task_is_recorded_with_its_video_and_cost_and_ends_the_project(

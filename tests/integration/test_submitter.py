@@ -22,7 +22,7 @@ from reelflow_common.accounting import Charge, TenantLimits
 from reelflow_common.backoff import Backoff
 from reelflow_common.broker import PublishError
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
-from reelflow_common.messages import CheckClip, ClipUpdated, SubmitClip
+from reelflow_common.messages import CheckClip, CheckClips, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
 from reelflow_common.runware import (
     RunwareClient,
@@ -984,6 +984,7 @@ async def test_main_sends_clips_submitted_together_in_shared_runware_requests(
     # A window long enough that clips delivered together surely meet in it.
     settings = settings.model_copy(update={"submit_batch_window_s": 0.5})
     requests_before = (await world.sim.stats())["requests"]
+    checks = await world.inbox(CHECK_CLIP)
     stop = asyncio.Event()
     async with running(main(settings, stop=stop), stop):
         for index in range(scenes):
@@ -996,6 +997,18 @@ async def test_main_sends_clips_submitted_together_in_shared_runware_requests(
         await eventually(all_processing, "every clip processing")
 
     assert (await world.sim.stats())["requests"] - requests_before < scenes
+    # Their first checks, made together, travel together: fewer messages than clips.
+    checked: list[str] = []
+    messages = 0
+    while len(checked) < scenes:
+        raw = await checks.next()
+        messages += 1
+        if raw.type == CheckClips.message_type:
+            checked += [c.task_uuid for c in CheckClips.model_validate_json(raw.body).checks]
+        else:
+            checked.append(CheckClip.model_validate_json(raw.body).task_uuid)
+    assert sorted(checked) == sorted(clip.task_uuid for clip in project.clips)
+    assert messages < scenes
     for clip in project.clips:
         truth = await world.sim.task(clip.task_uuid)
         assert (truth["accepted"], truth["submissions"], truth["billed"]) == (True, 1, True)

@@ -36,6 +36,7 @@ from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.waiting import DEADLINE_S, eventually
 
 M = TypeVar("M", bound=Message)
+N = TypeVar("N", bound=Message)
 
 #: ladders of tens of milliseconds, so a delayed message comes back at once
 FAST_LADDERS: dict[str, Any] = {
@@ -172,8 +173,8 @@ class World:
     async def consuming(
         self,
         work_queue: str,
-        model: type[M],
-        handler: Callable[[M], Awaitable[None]],
+        model: type[M] | tuple[type[M], type[N]],
+        handler: Callable[[M | N], Awaitable[None]],
         *,
         concurrency: int = 1,
     ) -> AsyncIterator[None]:

@@ -65,7 +65,8 @@ def test_the_asyncapi_document_has_every_message_type() -> None:
     document = asyncapi_document()
     concrete = {cls for cls in _all_subclasses(Message) if "message_type" in cls.__dict__}
 
-    documented = {model for model, _, _ in COMMANDS.values()} | set(EVENTS.values())
+    documented = {model for kinds, _, _ in COMMANDS.values() for model in kinds}
+    documented |= set(EVENTS.values())
     documented |= set(SIGNALS.values())
     assert documented == concrete
     assert set(EVENTS) == set(EVENT_TYPES)

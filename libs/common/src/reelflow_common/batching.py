@@ -27,12 +27,15 @@ class Batcher(Generic[T, R]):
 
     ``run`` returns one outcome per item, in order (an exception for an item that
     failed alone); an exception ``run`` raises, or a wrong number of outcomes, fails
-    every item of its batch. No caller is ever left waiting.
+    every item of its batch. No caller is ever left waiting. ``linger_s``: a batch
+    that is not full waits that long for more before it runs (0: it runs with what
+    is waiting when its turn comes).
     """
 
-    def __init__(self, run: Run[T, R], *, max_batch: int) -> None:
+    def __init__(self, run: Run[T, R], *, max_batch: int, linger_s: float = 0.0) -> None:
         self._run = run
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._running: asyncio.Task[None] | None = None
 
@@ -47,6 +50,8 @@ class Batcher(Generic[T, R]):
     async def _drain(self) -> None:
         try:
             while self._waiting:
+                if self._linger_s > 0 and len(self._waiting) < self._max_batch:
+                    await asyncio.sleep(self._linger_s)
                 batch: list[tuple[T, asyncio.Future[R]]] = []
                 while self._waiting and len(batch) < self._max_batch:
                     item, future = self._waiting.popleft()

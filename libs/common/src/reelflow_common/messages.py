@@ -1,10 +1,11 @@
 """Every message that travels over RabbitMQ, as a frozen pydantic model.
 
 Commands are imperative and have exactly one consumer (``SubmitClip``,
-``CheckClip``, ``CheckHintedTasks``, ``StoreVideo``); events are past tense and fan out
-(``ClipUpdated``, ``ProjectFinished``, ``ClipStored``, ``AttemptSucceeded``). Each message
-carries its own envelope fields: ``message_id``, ``correlation_id`` (the HTTP request
-that started the chain), ``occurred_at`` and ``schema_version``.
+``CheckClip`` or several in one ``CheckClips``, ``CheckHintedTasks``, ``StoreVideo``);
+events are past tense and fan out (``ClipUpdated``, ``ProjectFinished``, ``ClipStored``,
+``AttemptSucceeded``). Each message carries its own envelope fields: ``message_id``,
+``correlation_id`` (the HTTP request that started the chain), ``occurred_at`` and
+``schema_version``.
 
 Commands carry what their consumer needs, so that handling one reads nothing
 from the database on the way that matters: a ``SubmitClip`` holds the request
@@ -32,6 +33,8 @@ from reelflow_common.topology import (
 
 #: task UUIDs one webhook hint may name; Runware sends one task per delivery
 MAX_HINTED_TASKS = 100
+#: the most checks one ``CheckClips`` carries
+MAX_CHECKS_TOGETHER = 32
 
 
 def _now() -> datetime:
@@ -158,6 +161,15 @@ class CheckClip(Message):
     #: delay: a poller that takes it earlier sends it on for the rest, without asking
     #: Runware (``reelflow_common.polling.delivery``); None: due on arrival
     due_at: datetime | None = None
+
+
+class CheckClips(Message):
+    """Several ``CheckClip`` that travel together: sent to the same wait queue at the same
+    moment (``reelflow_common.polling.delivery.CheckBundles``). Each is handled as if it had
+    come alone; a failure of any retries them all (their handling is idempotent)."""
+
+    message_type: ClassVar[str] = "check_clips"
+    checks: list[CheckClip] = Field(min_length=1, max_length=MAX_CHECKS_TOGETHER)
 
 
 class CheckHintedTasks(Message):

@@ -277,6 +277,14 @@ class PollingSettings(ReelflowSettings):
             " together share one HTTP request"
         ),
     )
+    poll_checks_together: bool = Field(
+        default=True,
+        description=(
+            "checks made together travel in one CheckClips message; false while a poller"
+            " of a release before it may still run (it refuses them; docs/ARCHITECTURE.md,"
+            " Upgrades)"
+        ),
+    )
 
 
 class AuthSettings(ReelflowSettings):

@@ -1,5 +1,12 @@
 """``CheckClip`` (a due poll) and ``CheckHintedTasks`` (a webhook): Runware's answer, recorded.
 
+Checks made together come as one ``CheckClips``: each is handled as if it had come
+alone, side by side, at most ``concurrency`` checks at once in all. A failure of any
+of them (an outage, a bug) fails the message, whose retry makes them all again: a
+check made twice only asks Runware once more (a terminal answer is recorded once; a
+running task's next check, sent twice, is a fork whose lease renewal stops one of the
+two, as for a redelivered message).
+
 A check of a task still processing reads and writes nothing in the database:
 the message carries the chain's lease, and only a next check that would come
 too close to the lease's end renews it (a renewal that matches nothing means
@@ -18,6 +25,7 @@ completion twice.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from reelflow_common import leases
@@ -26,9 +34,9 @@ from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.messages import CheckClip, CheckHintedTasks
+from reelflow_common.messages import CheckClip, CheckClips, CheckHintedTasks
 from reelflow_common.polling import PollPlanner
-from reelflow_common.polling.delivery import not_yet_due_s, send_check
+from reelflow_common.polling.delivery import CheckBundles, not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
 from reelflow_common.store import TaskSucceeded
 from reelflow_common.tracking import (
@@ -63,6 +71,8 @@ class CheckHandler:
         lease_s: float,
         progress_step: int = 0,
         costs: CostBook | None = None,
+        concurrency: int = 32,
+        bundles: CheckBundles | None = None,
     ) -> None:
         self._recorder = recorder
         self._costs = costs
@@ -73,14 +83,47 @@ class CheckHandler:
         self._now = clock
         self._lease_s = lease_s
         self._progress_step = progress_step
+        #: checks made at once, alone or in ``CheckClips``
+        self._slots = asyncio.Semaphore(concurrency)
+        #: the next checks, sent together when they come together (None: one message each)
+        self._bundles = bundles
 
-    async def __call__(self, message: CheckClip) -> None:
+    async def __call__(self, message: CheckClip | CheckClips) -> None:
+        if isinstance(message, CheckClip):
+            await self._check(message)
+            return
+        outcomes = await asyncio.gather(
+            *(self._check_of_several(check) for check in message.checks), return_exceptions=True
+        )
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        if failures:
+            raise failures[0]
+
+    async def _check_of_several(self, message: CheckClip) -> None:
+        with bound_context(
+            correlation_id=message.correlation_id,
+            project_id=message.project_id,
+            task_uuid=message.task_uuid,
+        ):
+            await self._check(message)
+
+    async def _send(self, check: CheckClip, *, delay_s: float, now: datetime) -> None:
+        if self._bundles is None:
+            await send_check(self._publisher, check, delay_s=delay_s, now=now)
+        else:
+            await self._bundles.send(check, delay_s=delay_s, now=now)
+
+    async def _check(self, message: CheckClip) -> None:
+        async with self._slots:
+            await self._make(message)
+
+    async def _make(self, message: CheckClip) -> None:
         arrived = self._now()
         wait_s = not_yet_due_s(self._publisher, message, arrived)
         if wait_s is not None:
             # Its wait queue's TTL fell short of the planned delay: on for the rest,
             # counted from the same reading of the clock (its due time does not move).
-            await send_check(self._publisher, message, delay_s=wait_s, now=arrived)
+            await self._send(message, delay_s=wait_s, now=arrived)
             return
         outcome: TaskState | RunwareError
         try:
@@ -176,7 +219,7 @@ class CheckHandler:
             last_error=decision.last_error,
             **seen,
         )
-        await send_check(self._publisher, following, delay_s=delay_s, now=now)
+        await self._send(following, delay_s=delay_s, now=now)
         log.debug("clip_check_scheduled", check=following.check, delay_s=round(delay_s, 3))
 
 

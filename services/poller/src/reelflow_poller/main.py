@@ -16,10 +16,11 @@ from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_dept
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
 from reelflow_common.logging import configure_logging, get_logger
-from reelflow_common.messages import CheckClip, CheckHintedTasks, StoreVideo
+from reelflow_common.messages import CheckClip, CheckClips, CheckHintedTasks, StoreVideo
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import shared_planner
+from reelflow_common.polling.delivery import CheckBundles
 from reelflow_common.runware import GetResponseBatcher, RunwareClient, TaskChecker
 from reelflow_common.storage import VideoCopier, VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
@@ -120,6 +121,8 @@ async def main(
             lease_s=settings.lease_s,
             progress_step=settings.progress_step,
             costs=costs.book,
+            concurrency=settings.poll_concurrency,
+            bundles=CheckBundles(publisher) if settings.poll_checks_together else None,
         )
         # Two passes on the same terms: open clips (``due_at``), and replaced tasks still
         # followed (``attempts_due_at``), whatever their project's status.
@@ -199,7 +202,7 @@ async def main(
                     channel,
                     topology,
                     CHECK_CLIP,
-                    CheckClip,
+                    (CheckClip, CheckClips),
                     checks,
                     publisher=publisher,
                     concurrency=settings.poll_concurrency,

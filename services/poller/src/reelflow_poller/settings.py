@@ -31,7 +31,9 @@ class Settings(
     StorageSettings,
 ):
     http_port: int = Field(default=8003, ge=0, le=65535, description="/healthz, /readyz, /metrics")
-    poll_concurrency: int = Field(default=32, ge=1, description="CheckClip messages in flight")
+    poll_concurrency: int = Field(
+        default=32, ge=1, description="checks made at once (a CheckClips message carries several)"
+    )
     cost_stats_interval_s: float = Field(
         default=300,
         gt=0,

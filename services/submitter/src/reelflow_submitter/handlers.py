@@ -31,7 +31,7 @@ from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import RunwareThrottled, SubmitClip
 from reelflow_common.polling import PollPlanner
-from reelflow_common.polling.delivery import send_check
+from reelflow_common.polling.delivery import CheckBundles, send_check
 from reelflow_common.runware import (
     ErrorCategory,
     RunwareClient,
@@ -98,6 +98,7 @@ class SubmitHandler:
         throttle: RunwareThrottle | None = None,
         budgets: BudgetGate | None = None,
         shared: SubmitBatcher | None = None,
+        bundles: CheckBundles | None = None,
     ) -> None:
         self._projects = projects
         self._runware = runware
@@ -110,6 +111,8 @@ class SubmitHandler:
         self._budgets = budgets or BudgetGate(projects.ledgers, ttl_s=settings.budget_check_ttl_s)
         #: a chain's first submits share Runware requests through it; retries go alone
         self._shared = shared
+        #: the first checks of clips submitted together go in one message through it
+        self._bundles = bundles
         # The SubmitClip ladder: the delays chosen here land on its wait queues.
         self._backoff = retry_backoff(settings)
 
@@ -244,7 +247,10 @@ class SubmitHandler:
             self._settings.lease_s,
         )
         try:
-            await send_check(self._publisher, check, delay_s=delay_s, now=submitted_at)
+            if self._bundles is None:
+                await send_check(self._publisher, check, delay_s=delay_s, now=submitted_at)
+            else:
+                await self._bundles.send(check, delay_s=delay_s, now=submitted_at)
         except TransientError:
             # This chain cannot go on: let the reconciler re-arm the clip without waiting
             # out the lease. The retried message then finds the clip processing and stops.

@@ -18,6 +18,7 @@ from reelflow_common.messages import SubmitClip
 from reelflow_common.mongo import Indexes, mongo_database
 from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import shared_planner
+from reelflow_common.polling.delivery import CheckBundles
 from reelflow_common.runware import RunwareClient, SubmitBatcher
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
@@ -105,6 +106,7 @@ async def main(
             clock=clock.now,
             throttle=throttle,
             shared=shared,
+            bundles=CheckBundles(publisher) if settings.poll_checks_together else None,
         )
         await planning.stats.refresh()  # the first checks planned from the shared counts
         lanes = Lanes(

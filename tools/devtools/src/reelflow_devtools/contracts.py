@@ -31,6 +31,7 @@ from reelflow_common import topology
 from reelflow_common.messages import (
     AttemptSucceeded,
     CheckClip,
+    CheckClips,
     CheckHintedTasks,
     ClipStored,
     ClipUpdated,
@@ -52,27 +53,28 @@ OPENAPI_PATH = ROOT / "docs" / "openapi.json"
 _AMQP_BINDING = "0.3.0"
 _SCHEMA_REF = "#/components/schemas/{model}"
 
-#: work queue -> (command it carries, who sends it, who consumes it)
-COMMANDS: dict[str, tuple[type[Message], str, str]] = {
+#: work queue -> (commands it carries, the first the chief one; who sends them, who consumes them)
+COMMANDS: dict[str, tuple[tuple[type[Message], ...], str, str]] = {
     topology.SUBMIT_CLIP: (
-        SubmitClip,
+        (SubmitClip,),
         "the api (a new or retried project), the submitter (its own retries, delayed)"
         " and the poller's reconciler (a clip whose lease ran out)",
         "the submitter",
     ),
     topology.CHECK_CLIP: (
-        CheckClip,
+        (CheckClip, CheckClips),
         "the submitter (after a submit), the poller (the next check, delayed), the api"
-        " (a retried timed-out clip) and the poller's reconciler",
+        " (a retried timed-out clip) and the poller's reconciler; the submitter and the"
+        " poller send checks made together in one `CheckClips`",
         "the poller",
     ),
     topology.HINTED_CHECK: (
-        CheckHintedTasks,
+        (CheckHintedTasks,),
         "the api, for each Runware webhook delivery",
         "the poller",
     ),
     topology.STORE_VIDEO: (
-        StoreVideo,
+        (StoreVideo,),
         "the poller when it records a clip's success (copies on), the poller again (a failed"
         " copy, delayed) and `reelflow-admin assets retry`",
         "the poller",
@@ -161,10 +163,11 @@ def asyncapi_document() -> dict[str, Any]:
     channels: dict[str, Any] = {}
     operations: dict[str, Any] = {}
     messages: dict[str, Any] = {}
-    for queue, (model, senders, consumer) in COMMANDS.items():
+    for queue, (kinds, senders, consumer) in COMMANDS.items():
         channel = _channel_id(queue)
-        ref = {"$ref": f"#/components/messages/{model.__name__}"}
-        messages[model.__name__] = _message(model)
+        chief = kinds[0].__name__
+        for model in kinds:
+            messages[model.__name__] = _message(model)
         channels[channel] = {
             "address": queue,
             "title": f"work queue {queue}",
@@ -174,7 +177,10 @@ def asyncapi_document() -> dict[str, Any]:
                 f" (`{queue}.wait.<ms>ms`, a fixed TTL each) and come back here; a message"
                 f" rejected or delivered too often ends in `{queue}.dlq`."
             ),
-            "messages": {model.__name__: ref},
+            "messages": {
+                model.__name__: {"$ref": f"#/components/messages/{model.__name__}"}
+                for model in kinds
+            },
             "bindings": {
                 "amqp": {
                     "is": "queue",
@@ -189,21 +195,23 @@ def asyncapi_document() -> dict[str, Any]:
             },
         }
         channel_ref = {"$ref": f"#/channels/{channel}"}
-        message_ref = {"$ref": f"#/channels/{channel}/messages/{model.__name__}"}
-        operations[f"send{model.__name__}"] = {
+        message_refs = [
+            {"$ref": f"#/channels/{channel}/messages/{model.__name__}"} for model in kinds
+        ]
+        operations[f"send{chief}"] = {
             "action": "send",
             "channel": channel_ref,
             "summary": f"Sent by {senders}.",
-            "messages": [message_ref],
+            "messages": message_refs,
             "bindings": {
                 "amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": _AMQP_BINDING}
             },
         }
-        operations[f"receive{model.__name__}"] = {
+        operations[f"receive{chief}"] = {
             "action": "receive",
             "channel": channel_ref,
             "summary": f"Consumed by {consumer}, one message at a time per prefetch slot.",
-            "messages": [message_ref],
+            "messages": message_refs,
             "bindings": {"amqp": {"ack": True, "bindingVersion": _AMQP_BINDING}},
         }
     event_refs = {}
@@ -256,7 +264,7 @@ def asyncapi_document() -> dict[str, Any]:
         "bindings": {"amqp": {"ack": True, "bindingVersion": _AMQP_BINDING}},
     }
     _lanes_and_signals(channels, operations, messages)
-    models: list[type[BaseModel]] = [model for model, _, _ in COMMANDS.values()]
+    models: list[type[BaseModel]] = [model for kinds, _, _ in COMMANDS.values() for model in kinds]
     models += list(EVENTS.values())
     models += list(SIGNALS.values())
     return {

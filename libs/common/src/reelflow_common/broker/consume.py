@@ -62,6 +62,7 @@ from reelflow_common.tracing import SpanKind, extract, mark_error, span
 from reelflow_common.transient import is_transient
 
 M = TypeVar("M", bound=Message)
+N = TypeVar("N", bound=Message)
 
 _DELIVERY: contextvars.ContextVar[AbstractIncomingMessage] = contextvars.ContextVar("delivery")
 _CANCEL_TIMEOUT_S = 5.0
@@ -75,8 +76,8 @@ async def consume(
     channel: AbstractChannel,
     topology: Topology,
     work_queue: str,
-    model: type[M],
-    handler: Callable[[M], Awaitable[None]],
+    model: type[M] | tuple[type[M], type[N]],
+    handler: Callable[[M | N], Awaitable[None]],
     *,
     publisher: Publisher,
     concurrency: int,
@@ -85,6 +86,9 @@ async def consume(
     source: str | None = None,
 ) -> None:
     """Handle messages of ``work_queue`` (unprefixed name) until ``stop`` is set, then drain.
+
+    ``model``: the message the queue carries, or the two (each known by its AMQP
+    ``type``) when it carries two kinds.
 
     ``source`` (a full queue name) is consumed instead of the work queue itself, with
     the work queue's policy: its retries go to the work queue's wait ladder (a
@@ -154,8 +158,8 @@ class _Policy:
         self,
         topology: Topology,
         work_queue: str,
-        model: type[M],
-        handler: Callable[[M], Awaitable[None]],
+        model: type[Message] | tuple[type[Message], ...],
+        handler: Callable[[Any], Awaitable[None]],
         publisher: Publisher,
         stop: asyncio.Event,
     ) -> None:
@@ -163,9 +167,10 @@ class _Policy:
         self._queue = work_queue
         # A work queue without a ladder could not be retried: refuse to consume it at all.
         self._backoff = topology.backoffs[work_queue]
-        self._model: type[Message] = model
+        models: tuple[type[Message], ...] = model if isinstance(model, tuple) else (model,)
+        self._models = {kind.message_type: kind for kind in models}
         # The handler's parameter type matches ``model``; consume()'s signature checks that.
-        self._handler: Callable[[Any], Awaitable[None]] = handler
+        self._handler = handler
         self._publisher = publisher
         self._stop = stop
 
@@ -222,18 +227,18 @@ class _Policy:
         return await _act(incoming.ack(), "acked")
 
     def _parse(self, incoming: AbstractIncomingMessage) -> Message:
-        if incoming.type != self._model.message_type:
-            raise InvalidMessage(
-                f"type {incoming.type!r} where {self._model.message_type!r} was expected"
-            )
+        model = self._models.get(incoming.type or "")
+        if model is None:
+            expected = " or ".join(repr(kind) for kind in self._models)
+            raise InvalidMessage(f"type {incoming.type!r} where {expected} was expected")
         try:
-            return self._model.model_validate_json(incoming.body)
+            return model.model_validate_json(incoming.body)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(map(str, error['loc'])) or 'body'}: {error['msg']}"
                 for error in exc.errors()[:5]
             )
-            raise InvalidMessage(f"not a valid {self._model.__name__}: {problems}") from exc
+            raise InvalidMessage(f"not a valid {model.__name__}: {problems}") from exc
 
     async def _retry(
         self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception

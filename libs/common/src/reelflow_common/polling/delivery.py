@@ -11,16 +11,29 @@ the rest the same way, without asking Runware and without the database (a
 on the default ladder (1 s … 300 s) takes at most four hops, and the check comes
 within half the shortest rung (0.5 s) of its time. As before, no check waits
 longer than the ladder's top rung (``poll_max_delay_s``, 300 s).
+
+Checks made together travel together: :class:`CheckBundles` sends the checks that
+come for the same wait queue within a few milliseconds as one ``CheckClips`` (a
+shared submit's clips, a project's clips checked at the same moment), so they
+cost the broker and both services one publish, one delivery and one
+acknowledgement instead of one each.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from reelflow_common.backoff import Backoff
+from reelflow_common.batching import Batcher
 from reelflow_common.broker import Publisher
-from reelflow_common.messages import CheckClip
+from reelflow_common.messages import MAX_CHECKS_TOGETHER, CheckClip, CheckClips
 from reelflow_common.topology import CHECK_CLIP
+
+#: how long a message of checks waits for more before it goes (the handlers of one shared
+#: submit request record their clips within a few milliseconds of each other)
+LINGER_S = 0.005
 
 
 def hop_s(ladder: Backoff, remaining_s: float) -> float | None:
@@ -44,12 +57,64 @@ async def send_check(
     """Send ``check`` to be made ``delay_s`` from ``now`` (see the module docstring), or
     after the ladder's top rung (``poll_max_delay_s``) if that is shorter: no check
     waits longer than the longest wait queue."""
+    hop, routed = _routed(publisher, check, delay_s=delay_s, now=now)
+    await publisher.send(CHECK_CLIP, routed, delay_s=hop)
+
+
+class CheckBundles:
+    """:func:`send_check`, with the checks sent to the same wait queue meanwhile in one message.
+
+    A message to a wait queue waits ``linger_s`` after its first check for others
+    (unless ``max_checks`` are waiting), then goes: one ``CheckClips``, or a lone check
+    as its own ``CheckClip``. One message per wait queue is out at a time; the checks
+    that come meanwhile go together in the next. Each caller returns once the broker
+    confirmed the message with its check, or gets its error.
+    """
+
+    def __init__(
+        self,
+        publisher: Publisher,
+        *,
+        max_checks: int = MAX_CHECKS_TOGETHER,
+        linger_s: float = LINGER_S,
+    ) -> None:
+        self._publisher = publisher
+        self._max_checks = max_checks
+        self._linger_s = linger_s
+        #: one per wait queue (a rung of the check ladder; None: the work queue itself)
+        self._by_hop: dict[float | None, Batcher[CheckClip, None]] = {}
+
+    async def send(self, check: CheckClip, *, delay_s: float, now: datetime) -> None:
+        """Like :func:`send_check`."""
+        hop, routed = _routed(self._publisher, check, delay_s=delay_s, now=now)
+        bundles = self._by_hop.get(hop)
+        if bundles is None:
+            bundles = Batcher(
+                partial(self._publish, hop), max_batch=self._max_checks, linger_s=self._linger_s
+            )
+            self._by_hop[hop] = bundles
+        await bundles.submit(routed)
+
+    async def _publish(self, hop: float | None, checks: Sequence[CheckClip]) -> list[None]:
+        message = (
+            CheckClips(checks=list(checks), correlation_id=checks[0].correlation_id)
+            if len(checks) > 1
+            else checks[0]
+        )
+        await self._publisher.send(CHECK_CLIP, message, delay_s=hop)
+        return [None] * len(checks)
+
+
+def _routed(
+    publisher: Publisher, check: CheckClip, *, delay_s: float, now: datetime
+) -> tuple[float | None, CheckClip]:
+    """The wait queue's TTL to send ``check`` through (None: straight to the work queue),
+    and ``check`` with its ``due_at`` set for that."""
     ladder = publisher.topology.backoffs[CHECK_CLIP]
     delay_s = min(delay_s, ladder.cap_s)
     hop = hop_s(ladder, delay_s)
     if hop is None:
-        await publisher.send(CHECK_CLIP, check.model_copy(update={"due_at": None}))
-        return
+        return None, check.model_copy(update={"due_at": None})
     rest_s = delay_s - hop
     due_at = None if rest_s <= ladder.first_s / 2 else now + timedelta(seconds=delay_s)
-    await publisher.send(CHECK_CLIP, check.model_copy(update={"due_at": due_at}), delay_s=hop)
+    return hop, check.model_copy(update={"due_at": due_at})
