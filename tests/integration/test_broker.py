@@ -493,13 +493,18 @@ class RefusingPublisher(Publisher):
         self.refusing = asyncio.Event()
 
     async def republish(
-        self, routing_key: str, original: AbstractIncomingMessage, *, headers: Any
+        self,
+        routing_key: str,
+        original: AbstractIncomingMessage,
+        *,
+        headers: Any,
+        body: bytes | None = None,
     ) -> None:
         if self.refused < self.refusals:
             self.refused += 1
             self.refusing.set()
             raise PublishError("the wait queue is full")
-        await super().republish(routing_key, original, headers=headers)
+        await super().republish(routing_key, original, headers=headers, body=body)
 
 
 async def test_a_retry_the_broker_refuses_is_published_again_in_process(

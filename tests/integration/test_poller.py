@@ -7,7 +7,7 @@ submitted to the simulator under the clip's task UUID and the store is told.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import TransientError
 from reelflow_common.messages import (
@@ -141,43 +142,95 @@ async def test_checks_that_travel_together_each_record_their_clip(
     assert [type(e) for e in published].count(ProjectFinished) == 1
 
 
-async def test_a_failed_check_retries_its_message_and_every_clip_ends_once(
+def failing(
+    world: World, monkeypatch: pytest.MonkeyPatch, task_uuid: str, error: Exception, times: int
+) -> list[str]:
+    """The store's ``record`` of ``task_uuid`` fails ``times`` times with ``error``; the
+    list of those failures."""
+    record = world.projects.record
+    failed: list[str] = []
+
+    async def fails(
+        project_id: str, scene_index: int, task_uuid_: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        if task_uuid_ == task_uuid and len(failed) < times:
+            failed.append(task_uuid_)
+            raise error
+        return await record(project_id, scene_index, task_uuid_, *args, **kwargs)
+
+    monkeypatch.setattr(world.projects, "record", fails)
+    return failed
+
+
+async def test_a_failed_check_goes_again_alone_and_no_other_chain_forks(
+    world: World, check: CheckHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.processing(
+        await world.new_project("scene 0", "scene 1", "scene 2 [sim:latency=3000]")
+    )
+    done, unlucky, running = (clip.task_uuid for clip in project.clips)
+    await world.until_finished_at_runware(done, unlucky)
+    together = CheckClips(checks=[await world.check_of(project, i) for i in range(3)])
+    failed = failing(world, monkeypatch, unlucky, TransientError("MongoDB went away"), times=1)
+    events = await world.events()
+
+    async def both_ended() -> bool:
+        clips = (await world.project(project.id)).clips
+        return [clip.status for clip in clips[:2]] == [ClipStatus.SUCCESS] * 2
+
+    async with world.consuming(CHECK_CLIP, (CheckClip, CheckClips), check):
+        await world.publisher.send(CHECK_CLIP, together)
+        await eventually(both_ended, "the two finished clips recorded")
+
+    assert failed == [unlucky]
+    # The running clip's first check was made once: one next check of each number,
+    # never two chains (the retry carried the failed check alone).
+    numbers = [
+        c.check
+        for c in world.publisher.sent_to(CHECK_CLIP)
+        if isinstance(c, CheckClip) and c.task_uuid == running
+    ]
+    assert numbers
+    assert len(numbers) == len(set(numbers))
+    published = await world.settle_events(events)
+    successes = [
+        e.clip.scene_index
+        for e in published
+        if isinstance(e, ClipUpdated) and e.clip.status is ClipStatus.SUCCESS
+    ]
+    assert sorted(successes) == [0, 1]  # each once: the clip made again was never recorded
+
+
+async def test_a_check_that_fails_every_time_is_dead_lettered_alone(
     world: World, check: CheckHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project, together = await finished_project(world, 3)
     unlucky = project.clips[1].task_uuid
-    record = world.projects.record
-    failed: list[str] = []
-
-    async def fails_once(
-        project_id: str, scene_index: int, task_uuid: str, *args: Any, **kwargs: Any
-    ) -> Any:
-        if task_uuid == unlucky and not failed:
-            failed.append(task_uuid)
-            raise TransientError("MongoDB went away for this one write")
-        return await record(project_id, scene_index, task_uuid, *args, **kwargs)
-
-    monkeypatch.setattr(world.projects, "record", fails_once)
-    events = await world.events()
+    failing(world, monkeypatch, unlucky, RuntimeError("a bug in this one check"), times=1000)
+    dlq = world.topology.dead_letter_queue(CHECK_CLIP)
 
     async with world.consuming(CHECK_CLIP, (CheckClip, CheckClips), check):
         await world.publisher.send(CHECK_CLIP, together)
-        await eventually(lambda: ended(world, project), "the project's end")
+        await eventually(
+            lambda: _count_is(world.ready_count(dlq), 1), "the failing check dead-lettered"
+        )
 
-    assert failed == [unlucky]
-    after = await world.project(project.id)
-    assert [clip.status for clip in after.clips] == [ClipStatus.SUCCESS] * 3
-    # The retry made all three checks again: the two recorded before only re-announce
-    # their clip's changes under the seqs they were given; a client (who drops a seq it
-    # has seen) sees each success once and the project finish once.
-    published = await world.settle_events(events)
-    successes = {
-        (e.clip.scene_index, e.seq)
-        for e in published
-        if isinstance(e, ClipUpdated) and e.clip.status is ClipStatus.SUCCESS
-    }
-    assert sorted(scene for scene, _ in successes) == [0, 1, 2]
-    assert len({e.seq for e in published if isinstance(e, ProjectFinished)}) == 1
+    clips = (await world.project(project.id)).clips
+    assert [clip.status for clip in clips] == [
+        ClipStatus.SUCCESS,
+        ClipStatus.PROCESSING,
+        ClipStatus.SUCCESS,
+    ]
+    async with amqp_channel(world.connection) as channel:
+        queue = await channel.get_queue(dlq, ensure=False)
+        dead = await queue.get(no_ack=True, fail=False)
+    assert dead is not None
+    assert dead.type == CheckClips.message_type
+    assert [c.task_uuid for c in CheckClips.model_validate_json(dead.body).checks] == [unlucky]
+
+
+async def _count_is(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
 
 
 async def test_finished_task_is_recorded_with_its_video_and_cost_and_ends_the_project(

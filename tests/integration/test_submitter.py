@@ -11,6 +11,7 @@ import random
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +25,7 @@ from reelflow_common.broker import PublishError
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, CheckClips, ClipUpdated, SubmitClip
 from reelflow_common.polling import FixedLadderPlanner
+from reelflow_common.polling.delivery import CheckBundles
 from reelflow_common.runware import (
     RunwareClient,
     RunwareError,
@@ -37,6 +39,7 @@ from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
+from reelflow_submitter import main as submitter_main
 from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.main import main
 from reelflow_submitter.service import video_request
@@ -977,12 +980,14 @@ async def test_main_submits_clips_and_returns_soon_after_stop(
 
 
 async def test_main_sends_clips_submitted_together_in_shared_runware_requests(
-    world: World, settings: Settings
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     scenes = 6
     project = await world.new_project(*(f"scene {i}" for i in range(scenes)))
-    # A window long enough that clips delivered together surely meet in it.
+    # Windows long enough that clips delivered together surely meet in them, however
+    # slowly a loaded machine records them.
     settings = settings.model_copy(update={"submit_batch_window_s": 0.5})
+    monkeypatch.setattr(submitter_main, "CheckBundles", partial(CheckBundles, linger_s=0.5))
     requests_before = (await world.sim.stats())["requests"]
     checks = await world.inbox(CHECK_CLIP)
     stop = asyncio.Event()

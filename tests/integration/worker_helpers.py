@@ -143,7 +143,8 @@ def check_handler(
     projects: ProjectStore | None = None,
     runware: RunwareClient | None = None,
 ) -> CheckHandler:
-    """The poller's CheckClip handler as its ``main()`` builds it, on the world's pieces."""
+    """The poller's CheckClip handler as its ``main()`` builds it, on the world's pieces, but
+    sending each next check in a message of its own (no ``CheckBundles``)."""
     return CheckHandler(
         ClipRecorder(projects or world.projects, world.publisher),
         runware or world.runware,

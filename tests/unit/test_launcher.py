@@ -1,14 +1,26 @@
-"""What the launcher hands the services: only settings they read, with the values asked for."""
+"""What the launcher hands the services: only settings they read, with the values asked for;
+and a run directory is one launcher's at a time."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from pydantic_settings import BaseSettings
 
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_devtools.devrun import SIMULATOR_POLLING, config_from_environment, parse_args
+from reelflow_devtools.devrun import (
+    PID_FILE,
+    SIMULATOR_POLLING,
+    claim_run_dir,
+    config_from_environment,
+    parse_args,
+)
 from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
+from reelflow_devtools.processes import StartError
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -88,3 +100,33 @@ def test_make_run_keeps_videos_in_the_run_directory_under_a_fresh_secret(tmp_pat
     assert first["REELFLOW_VIDEO_URL_SECRET"] != second["REELFLOW_VIDEO_URL_SECRET"]
     assert chosen["REELFLOW_STORAGE_BACKEND"] == "none"
     assert set(first) <= read
+
+
+def test_a_run_directory_whose_launcher_runs_is_refused_and_a_stale_one_is_taken(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / PID_FILE
+    # A process whose command line names the launcher, as `.venv/bin/reelflow-dev` does.
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "reelflow-dev"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        pid_file.write_text(f"{launcher.pid}\n")
+        with pytest.raises(StartError, match=f"already running from {tmp_path}"):
+            claim_run_dir(tmp_path)
+        assert pid_file.read_text() == f"{launcher.pid}\n"
+    finally:
+        launcher.communicate(timeout=30)  # closes its stdin: it ends
+
+    # The launcher has ended (or another program took over its pid): the directory is free.
+    assert claim_run_dir(tmp_path) == pid_file
+    assert pid_file.read_text() == f"{os.getpid()}\n"
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    try:
+        pid_file.write_text(f"{other.pid}\n")
+        assert claim_run_dir(tmp_path) == pid_file
+    finally:
+        other.communicate(timeout=30)

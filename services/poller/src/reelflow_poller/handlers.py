@@ -1,11 +1,10 @@
 """``CheckClip`` (a due poll) and ``CheckHintedTasks`` (a webhook): Runware's answer, recorded.
 
 Checks made together come as one ``CheckClips``: each is handled as if it had come
-alone, side by side, at most ``concurrency`` checks at once in all. A failure of any
-of them (an outage, a bug) fails the message, whose retry makes them all again: a
-check made twice only asks Runware once more (a terminal answer is recorded once; a
-running task's next check, sent twice, is a fork whose lease renewal stops one of the
-two, as for a redelivered message).
+alone, side by side, at most ``concurrency`` checks at once in all. When some fail
+(an outage, a bug), only those go again (``PartlyHandled``): the others have
+recorded their end or sent their next check, and making them twice would fork
+their chains.
 
 A check of a task still processing reads and writes nothing in the database:
 the message carries the chain's lease, and only a next check that would come
@@ -31,6 +30,7 @@ from datetime import datetime, timedelta
 from reelflow_common import leases
 from reelflow_common.accounting import CostBook
 from reelflow_common.broker import Publisher
+from reelflow_common.broker.consume import PartlyHandled
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
@@ -52,6 +52,7 @@ from reelflow_common.tracking import (
     seconds_between,
     terminal_result,
 )
+from reelflow_common.transient import is_transient
 
 log = get_logger(__name__)
 
@@ -95,9 +96,28 @@ class CheckHandler:
         outcomes = await asyncio.gather(
             *(self._check_of_several(check) for check in message.checks), return_exceptions=True
         )
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        if failures:
-            raise failures[0]
+        failed = [
+            (check, outcome)
+            for check, outcome in zip(message.checks, outcomes, strict=True)
+            if isinstance(outcome, BaseException)
+        ]
+        if not failed:
+            return
+        errors = [error for _, error in failed]
+        for error in errors:
+            if not isinstance(error, Exception):
+                raise error  # cancelled: the message goes back whole
+        # A bug before an outage: it is counted (and dead-lettered at the last), never
+        # retried for ever behind an outage of another check.
+        cause = next((e for e in errors if not is_transient(e)), errors[0])
+        assert isinstance(cause, Exception)
+        for other in errors:
+            if other is not cause:
+                cause.add_note(f"also failed beside it: {other!r}")
+        if len(failed) == len(message.checks):
+            raise cause
+        # Only the checks that failed go again: those made have sent their next check.
+        raise PartlyHandled(cause, message.model_copy(update={"checks": [c for c, _ in failed]}))
 
     async def _check_of_several(self, message: CheckClip) -> None:
         with bound_context(
@@ -105,7 +125,11 @@ class CheckHandler:
             project_id=message.project_id,
             task_uuid=message.task_uuid,
         ):
-            await self._check(message)
+            try:
+                await self._check(message)
+            except Exception as exc:
+                exc.add_note(f"in the check of task {message.task_uuid}")
+                raise
 
     async def _send(self, check: CheckClip, *, delay_s: float, now: datetime) -> None:
         if self._bundles is None:

@@ -18,6 +18,11 @@ anything else (a bug)              republish to the wait queue with
 Publishing the copy before acknowledging the original means a crash in
 between makes a duplicate, never a loss; handlers are idempotent for that.
 
+A handler that did part of its message (the checks of a ``CheckClips`` that
+went through) raises :class:`PartlyHandled`: the copy then carries only the
+rest, and is retried, counted or dead-lettered as the rest's cause says, so
+the part that was done is never done again.
+
 When the broker refuses the copy (unconfirmed, queue full, connection lost),
 the original is neither acked nor nacked: the consumer waits (``Topology.retry``)
 and publishes again, in-process, until the broker takes it, the delivery's
@@ -70,6 +75,21 @@ _CANCEL_TIMEOUT_S = 5.0
 _FAILED_OUTCOMES = frozenset({"rejected", "failed", "dead_lettered"})
 
 log = get_logger(__name__)
+
+
+class PartlyHandled(Exception):
+    """A handler did part of its message and failed on the rest, for ``cause``.
+
+    The policy goes on with ``rest`` (a message of the same type, the part not done;
+    its copy keeps the original's AMQP ``type``)
+    as it would with the whole message for ``cause``: retried after an outage, its
+    failure counted after a bug, dead-lettered at the last.
+    """
+
+    def __init__(self, cause: Exception, rest: Message) -> None:
+        super().__init__(f"part of the message failed: {cause!r}")
+        self.cause = cause
+        self.rest = rest
 
 
 async def consume(
@@ -169,6 +189,8 @@ class _Policy:
         self._backoff = topology.backoffs[work_queue]
         models: tuple[type[Message], ...] = model if isinstance(model, tuple) else (model,)
         self._models = {kind.message_type: kind for kind in models}
+        if len(self._models) != len(models):
+            raise ValueError(f"two models of {work_queue} have the same message type")
         # The handler's parameter type matches ``model``; consume()'s signature checks that.
         self._handler = handler
         self._publisher = publisher
@@ -219,9 +241,10 @@ class _Policy:
             log.warning("message_rejected", queue=self._queue, reason=str(exc))
             return await _act(incoming.reject(requeue=False), "rejected")
         except Exception as exc:
-            if is_transient(exc):
-                return await self._retry(incoming, headers, exc)
-            return await self._failed(incoming, headers, exc)
+            cause, rest = (exc.cause, exc.rest) if isinstance(exc, PartlyHandled) else (exc, None)
+            if is_transient(cause):
+                return await self._retry(incoming, headers, cause, rest)
+            return await self._failed(incoming, headers, cause, rest)
         finally:
             _DELIVERY.reset(token)
         return await _act(incoming.ack(), "acked")
@@ -241,11 +264,17 @@ class _Policy:
             raise InvalidMessage(f"not a valid {model.__name__}: {problems}") from exc
 
     async def _retry(
-        self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
+        self,
+        incoming: AbstractIncomingMessage,
+        headers: HeadersType,
+        exc: Exception,
+        rest: Message | None,
     ) -> str:
         retries = _count(headers.get(HEADER_RETRIES))
         delay_ms = self._backoff.rung_ms(retries)
-        if not await self._republish(incoming, headers, delay_ms, {HEADER_RETRIES: retries + 1}):
+        wait_queue = self._topology.wait_queue(self._queue, delay_ms)
+        counters = {HEADER_RETRIES: retries + 1}
+        if not await self._republish(incoming, headers, wait_queue, counters, rest):
             return "unsettled"
         log.warning(
             "message_retry_scheduled",
@@ -257,22 +286,34 @@ class _Policy:
         return await _act(incoming.ack(), "retried")
 
     async def _failed(
-        self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
+        self,
+        incoming: AbstractIncomingMessage,
+        headers: HeadersType,
+        exc: Exception,
+        rest: Message | None,
     ) -> str:
         failures = _count(headers.get(HEADER_FAILURES)) + 1
+        counters = {HEADER_FAILURES: failures}
         if failures >= self._topology.max_deliveries:
             log.error(
                 "message_dead_lettered",
                 queue=self._queue,
                 reason="handler failed on every delivery",
                 failures=failures,
+                part=rest is not None,
                 exc_info=exc,
             )
-            return await _act(incoming.reject(requeue=False), "dead_lettered")
+            if rest is None:
+                return await _act(incoming.reject(requeue=False), "dead_lettered")
+            # Only the part not done: straight to the DLQ, then the original is done.
+            dlq = self._topology.dead_letter_queue(self._queue)
+            if not await self._republish(incoming, headers, dlq, counters, rest):
+                return "unsettled"
+            return await _act(incoming.ack(), "dead_lettered")
         log.error("message_failed", queue=self._queue, failures=failures, exc_info=exc)
         # Later rather than at once: a bug that depends on timing may not recur.
-        delay_ms = self._backoff.rung_ms(failures - 1)
-        if not await self._republish(incoming, headers, delay_ms, {HEADER_FAILURES: failures}):
+        wait_queue = self._topology.wait_queue(self._queue, self._backoff.rung_ms(failures - 1))
+        if not await self._republish(incoming, headers, wait_queue, counters, rest):
             return "unsettled"
         return await _act(incoming.ack(), "failed")
 
@@ -280,21 +321,23 @@ class _Policy:
         self,
         incoming: AbstractIncomingMessage,
         headers: HeadersType,
-        delay_ms: int,
+        routing_key: str,
         counters: dict[str, int],
+        rest: Message | None,
     ) -> bool:
-        """Publish the copy to the wait queue, however long the broker refuses it.
+        """Publish the copy (with ``rest`` as its body, if given) to ``routing_key``, however
+        long the broker refuses it.
 
         False when it gave up without publishing: the delivery's channel is gone
         (the broker redelivers the original) or ``stop`` was set (the original
         goes back when the channel closes). Either way the original stays unsettled.
         """
         forwarded = forwarded_headers(headers) | counters
-        routing_key = self._topology.wait_queue(self._queue, delay_ms)
+        body = None if rest is None else rest.model_dump_json().encode()
         attempt = 0
         while True:
             try:
-                await self._publisher.republish(routing_key, incoming, headers=forwarded)
+                await self._publisher.republish(routing_key, incoming, headers=forwarded, body=body)
                 return True
             except PublishError as exc:
                 if not _channel_open(incoming):

@@ -143,15 +143,21 @@ class Publisher:
         await self._publish(exchange, _amqp_message(message), "", mandatory=False, kind="signal")
 
     async def republish(
-        self, routing_key: str, original: AbstractIncomingMessage, *, headers: HeadersType
+        self,
+        routing_key: str,
+        original: AbstractIncomingMessage,
+        *,
+        headers: HeadersType,
+        body: bytes | None = None,
     ) -> None:
-        """Publish a received message again, same body and properties, with ``headers``.
+        """Publish a received message again, same body (or ``body``) and properties, with
+        ``headers``.
 
         No span of its own: the copy keeps the original's trace context in ``headers``,
         so its next consumer continues the trace of the request that started the chain.
         """
         message = aio_pika.Message(
-            original.body,
+            original.body if body is None else body,
             headers=headers,
             content_type=original.content_type,
             content_encoding=original.content_encoding,

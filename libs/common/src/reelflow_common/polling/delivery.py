@@ -21,6 +21,8 @@ acknowledgement instead of one each.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -30,6 +32,9 @@ from reelflow_common.batching import Batcher
 from reelflow_common.broker import Publisher
 from reelflow_common.messages import MAX_CHECKS_TOGETHER, CheckClip, CheckClips
 from reelflow_common.topology import CHECK_CLIP
+
+#: a check to send, and the context it was sent in
+_Sent = tuple[CheckClip, contextvars.Context]
 
 #: how long a message of checks waits for more before it goes (the handlers of one shared
 #: submit request record their clips within a few milliseconds of each other)
@@ -82,7 +87,7 @@ class CheckBundles:
         self._max_checks = max_checks
         self._linger_s = linger_s
         #: one per wait queue (a rung of the check ladder; None: the work queue itself)
-        self._by_hop: dict[float | None, Batcher[CheckClip, None]] = {}
+        self._by_hop: dict[float | None, Batcher[_Sent, None]] = {}
 
     async def send(self, check: CheckClip, *, delay_s: float, now: datetime) -> None:
         """Like :func:`send_check`."""
@@ -93,15 +98,20 @@ class CheckBundles:
                 partial(self._publish, hop), max_batch=self._max_checks, linger_s=self._linger_s
             )
             self._by_hop[hop] = bundles
-        await bundles.submit(routed)
+        await bundles.submit((routed, contextvars.copy_context()))
 
-    async def _publish(self, hop: float | None, checks: Sequence[CheckClip]) -> list[None]:
+    async def _publish(self, hop: float | None, sent: Sequence[_Sent]) -> list[None]:
+        checks = [check for check, _ in sent]
         message = (
-            CheckClips(checks=list(checks), correlation_id=checks[0].correlation_id)
+            CheckClips(checks=checks, correlation_id=checks[0].correlation_id)
             if len(checks) > 1
             else checks[0]
         )
-        await self._publisher.send(CHECK_CLIP, message, delay_s=hop)
+        # In its first check's context (trace, log fields), not the one the batcher's
+        # task was made in: that may be a clip's whose check went long ago.
+        await asyncio.create_task(
+            self._publisher.send(CHECK_CLIP, message, delay_s=hop), context=sent[0][1]
+        )
         return [None] * len(checks)
 
 
