@@ -259,6 +259,8 @@ class Watcher(asyncio.Protocol):
     def _flush(self) -> None:
         assert self._transport is not None
         for data in self.conn.data_to_send():
+            if self._transport.is_closing():
+                continue  # closed while these bytes waited in the inbox: none can go out
             if data:
                 self._transport.write(data)
             elif self._transport.can_write_eof():
