@@ -7,6 +7,7 @@ submitted to the simulator under the clip's task UUID and the store is told.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import TIMED_OUT, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
-from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, SUBMIT_CLIP
+from reelflow_common.topology import CHECK_CLIP, HEADER_FAILURES, HINTED_CHECK, SUBMIT_CLIP
 from reelflow_common.tracking import ClipRecorder, Policy
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.main import main
@@ -143,20 +144,21 @@ async def test_checks_that_travel_together_each_record_their_clip(
 
 
 def failing(
-    world: World, monkeypatch: pytest.MonkeyPatch, task_uuid: str, error: Exception, times: int
+    world: World, monkeypatch: pytest.MonkeyPatch, plan: dict[str, tuple[Exception, int]]
 ) -> list[str]:
-    """The store's ``record`` of ``task_uuid`` fails ``times`` times with ``error``; the
-    list of those failures."""
+    """The store's ``record`` of each task in ``plan`` fails that many times with that error;
+    the tasks of those failures, in order."""
     record = world.projects.record
     failed: list[str] = []
 
     async def fails(
-        project_id: str, scene_index: int, task_uuid_: str, *args: Any, **kwargs: Any
+        project_id: str, scene_index: int, task_uuid: str, *args: Any, **kwargs: Any
     ) -> Any:
-        if task_uuid_ == task_uuid and len(failed) < times:
-            failed.append(task_uuid_)
+        error, times = plan.get(task_uuid, (None, 0))
+        if error is not None and failed.count(task_uuid) < times:
+            failed.append(task_uuid)
             raise error
-        return await record(project_id, scene_index, task_uuid_, *args, **kwargs)
+        return await record(project_id, scene_index, task_uuid, *args, **kwargs)
 
     monkeypatch.setattr(world.projects, "record", fails)
     return failed
@@ -171,7 +173,7 @@ async def test_a_failed_check_goes_again_alone_and_no_other_chain_forks(
     done, unlucky, running = (clip.task_uuid for clip in project.clips)
     await world.until_finished_at_runware(done, unlucky)
     together = CheckClips(checks=[await world.check_of(project, i) for i in range(3)])
-    failed = failing(world, monkeypatch, unlucky, TransientError("MongoDB went away"), times=1)
+    failed = failing(world, monkeypatch, {unlucky: (TransientError("MongoDB went away"), 1)})
     events = await world.events()
 
     async def both_ended() -> bool:
@@ -201,12 +203,22 @@ async def test_a_failed_check_goes_again_alone_and_no_other_chain_forks(
     assert sorted(successes) == [0, 1]  # each once: the clip made again was never recorded
 
 
-async def test_a_check_that_fails_every_time_is_dead_lettered_alone(
+async def test_only_the_check_that_fails_every_time_is_dead_lettered(
     world: World, check: CheckHandler, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    project, together = await finished_project(world, 3)
-    unlucky = project.clips[1].task_uuid
-    failing(world, monkeypatch, unlucky, RuntimeError("a bug in this one check"), times=1000)
+    # A bug's second failure dead-letters.
+    monkeypatch.setattr(world, "topology", dataclasses.replace(world.topology, max_deliveries=2))
+    project, together = await finished_project(world, 4)
+    _fine, once, always, outage = (clip.task_uuid for clip in project.clips)
+    failing(
+        world,
+        monkeypatch,
+        {
+            once: (RuntimeError("a bug that does not come back"), 1),
+            always: (RuntimeError("a bug in this one check"), 1000),
+            outage: (TransientError("MongoDB went away"), 2),
+        },
+    )
     dlq = world.topology.dead_letter_queue(CHECK_CLIP)
 
     async with world.consuming(CHECK_CLIP, (CheckClip, CheckClips), check):
@@ -215,18 +227,23 @@ async def test_a_check_that_fails_every_time_is_dead_lettered_alone(
             lambda: _count_is(world.ready_count(dlq), 1), "the failing check dead-lettered"
         )
 
-    clips = (await world.project(project.id)).clips
-    assert [clip.status for clip in clips] == [
-        ClipStatus.SUCCESS,
-        ClipStatus.PROCESSING,
-        ClipStatus.SUCCESS,
-    ]
+        async def the_rest_ended() -> bool:
+            clips = (await world.project(project.id)).clips
+            return all(clip.status is ClipStatus.SUCCESS for clip in (clips[0], clips[1], clips[3]))
+
+        await eventually(the_rest_ended, "every other clip recorded")
+
+    # The first delivery: the outage's check retried alone (twice: never counted as a bug),
+    # the two bugs' counted together; the second of those: one went through, the other
+    # failed again and alone was dead-lettered.
+    assert (await world.project(project.id)).clips[2].status is ClipStatus.PROCESSING
     async with amqp_channel(world.connection) as channel:
         queue = await channel.get_queue(dlq, ensure=False)
         dead = await queue.get(no_ack=True, fail=False)
     assert dead is not None
     assert dead.type == CheckClips.message_type
-    assert [c.task_uuid for c in CheckClips.model_validate_json(dead.body).checks] == [unlucky]
+    assert [c.task_uuid for c in CheckClips.model_validate_json(dead.body).checks] == [always]
+    assert (dead.headers or {}).get(HEADER_FAILURES) == 2
 
 
 async def _count_is(count: Awaitable[int], expected: int) -> bool:

@@ -102,31 +102,50 @@ def test_make_run_keeps_videos_in_the_run_directory_under_a_fresh_secret(tmp_pat
     assert set(first) <= read
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="tells a launcher by /proc/<pid>/cmdline")
 def test_a_run_directory_whose_launcher_runs_is_refused_and_a_stale_one_is_taken(
     tmp_path: Path,
 ) -> None:
     pid_file = tmp_path / PID_FILE
     # A process whose command line names the launcher, as `.venv/bin/reelflow-dev` does.
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()", "reelflow-dev"],
-        stdin=subprocess.PIPE,
-    )
+    launcher = started(["reelflow-dev"])
     try:
         pid_file.write_text(f"{launcher.pid}\n")
         with pytest.raises(StartError, match=f"already running from {tmp_path}"):
             claim_run_dir(tmp_path)
         assert pid_file.read_text() == f"{launcher.pid}\n"
     finally:
-        launcher.communicate(timeout=30)  # closes its stdin: it ends
+        ended(launcher)
 
     # The launcher has ended (or another program took over its pid): the directory is free.
     assert claim_run_dir(tmp_path) == pid_file
     assert pid_file.read_text() == f"{os.getpid()}\n"
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
-    )
+    other = started([])
     try:
         pid_file.write_text(f"{other.pid}\n")
         assert claim_run_dir(tmp_path) == pid_file
     finally:
-        other.communicate(timeout=30)
+        ended(other)
+
+
+def started(args: list[str]) -> subprocess.Popen[bytes]:
+    """A Python process with ``args`` on its command line, once it runs (a child not yet
+    past its exec still shows its parent's command line), until its stdin closes."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; print(flush=True); sys.stdin.read()", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # it printed: it runs its own program
+    return process
+
+
+def ended(process: subprocess.Popen[bytes]) -> None:
+    """Close its stdin, so it ends; kill it if it does not within the deadline."""
+    try:
+        process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

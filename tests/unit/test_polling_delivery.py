@@ -169,6 +169,7 @@ async def test_every_check_of_a_refused_bundle_is_told() -> None:
     )
 
     assert [type(outcome) for outcome in outcomes] == [PublishError] * 3
+    assert len({id(outcome) for outcome in outcomes}) == 3  # each caller its own
 
 
 async def test_a_check_that_comes_while_the_first_lingers_goes_with_it() -> None:

@@ -166,7 +166,7 @@ class CheckClip(Message):
 class CheckClips(Message):
     """Several ``CheckClip`` that travel together: sent to the same wait queue at the same
     moment (``reelflow_common.polling.delivery.CheckBundles``). Each is handled as if it had
-    come alone; a failure of any retries them all (their handling is idempotent)."""
+    come alone; only those that fail go again, in a ``CheckClips`` of their own."""
 
     message_type: ClassVar[str] = "check_clips"
     checks: list[CheckClip] = Field(min_length=1, max_length=MAX_CHECKS_TOGETHER)

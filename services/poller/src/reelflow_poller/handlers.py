@@ -1,10 +1,10 @@
 """``CheckClip`` (a due poll) and ``CheckHintedTasks`` (a webhook): Runware's answer, recorded.
 
 Checks made together come as one ``CheckClips``: each is handled as if it had come
-alone, side by side, at most ``concurrency`` checks at once in all. When some fail
-(an outage, a bug), only those go again (``PartlyHandled``): the others have
-recorded their end or sent their next check, and making them twice would fork
-their chains.
+alone, side by side, at most ``concurrency`` checks at once in all. When some fail,
+only those go again (``PartlyHandled``): those that met an outage retried, those
+that met a bug counted, each part a message of its own; the others have recorded
+their end or sent their next check, and making them twice would fork their chains.
 
 A check of a task still processing reads and writes nothing in the database:
 the message carries the chain's lease, and only a next check that would come
@@ -34,7 +34,7 @@ from reelflow_common.broker.consume import PartlyHandled
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.messages import CheckClip, CheckClips, CheckHintedTasks
+from reelflow_common.messages import CheckClip, CheckClips, CheckHintedTasks, Message
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import CheckBundles, not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
@@ -103,21 +103,24 @@ class CheckHandler:
         ]
         if not failed:
             return
-        errors = [error for _, error in failed]
-        for error in errors:
+        for _, error in failed:
             if not isinstance(error, Exception):
-                raise error  # cancelled: the message goes back whole
-        # A bug before an outage: it is counted (and dead-lettered at the last), never
-        # retried for ever behind an outage of another check.
-        cause = next((e for e in errors if not is_transient(e)), errors[0])
-        assert isinstance(cause, Exception)
-        for other in errors:
-            if other is not cause:
-                cause.add_note(f"also failed beside it: {other!r}")
-        if len(failed) == len(message.checks):
-            raise cause
-        # Only the checks that failed go again: those made have sent their next check.
-        raise PartlyHandled(cause, message.model_copy(update={"checks": [c for c, _ in failed]}))
+                raise error  # cancelled: the message goes back whole when its channel closes
+        # The checks that met an outage are retried, those that met a bug counted (and
+        # dead-lettered at the last), each part on its own; the checks made are done.
+        parts: list[tuple[Exception, Message]] = []
+        for transient in (False, True):
+            same = [(c, e) for c, e in failed if is_transient(e) is transient]
+            if same:
+                cause = same[0][1]
+                assert isinstance(cause, Exception)
+                part = CheckClips.model_validate(
+                    message.model_dump() | {"checks": [c.model_dump() for c, _ in same]}
+                )
+                parts.append((cause, part))
+        if len(parts) == 1 and len(failed) == len(message.checks):
+            raise parts[0][0]  # the whole message failed, as one
+        raise PartlyHandled(parts)
 
     async def _check_of_several(self, message: CheckClip) -> None:
         with bound_context(
@@ -128,6 +131,8 @@ class CheckHandler:
             try:
                 await self._check(message)
             except Exception as exc:
+                # Its own error object (CheckBundles gives each caller one), so the note is
+                # about this check alone.
                 exc.add_note(f"in the check of task {message.task_uuid}")
                 raise
 

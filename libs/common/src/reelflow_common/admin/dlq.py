@@ -12,7 +12,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from reelflow_common.topology import WORK_QUEUES, Topology
+from reelflow_common.topology import HEADER_FAILURES, WORK_QUEUES, Topology
 
 #: bytes of a message body shown by a peek
 BODY_SHOWN = 300
@@ -65,6 +65,10 @@ def _peeked(message: AbstractIncomingMessage) -> Peeked:
 def _death_reason(headers: dict[str, Any]) -> str:
     deaths = headers.get("x-death")
     if not isinstance(deaths, list) or not deaths or not isinstance(deaths[0], dict):
+        failures = headers.get(HEADER_FAILURES)
+        if failures is not None:
+            # A part of a message the consumer sent here itself (``PartlyHandled``).
+            return f"handler failed ({_text(failures)}x; a part of a message, sent by its consumer)"
         return "unknown"
     death = deaths[0]
     reason, queue = death.get("reason", "?"), death.get("queue", "?")

@@ -19,8 +19,8 @@ Publishing the copy before acknowledging the original means a crash in
 between makes a duplicate, never a loss; handlers are idempotent for that.
 
 A handler that did part of its message (the checks of a ``CheckClips`` that
-went through) raises :class:`PartlyHandled`: the copy then carries only the
-rest, and is retried, counted or dead-lettered as the rest's cause says, so
+went through) raises :class:`PartlyHandled`: a copy then carries each failed
+part alone, retried, counted or dead-lettered as that part's error says, so
 the part that was done is never done again.
 
 When the broker refuses the copy (unconfirmed, queue full, connection lost),
@@ -78,18 +78,18 @@ log = get_logger(__name__)
 
 
 class PartlyHandled(Exception):
-    """A handler did part of its message and failed on the rest, for ``cause``.
+    """A handler did part of its message and failed on the rest.
 
-    The policy goes on with ``rest`` (a message of the same type, the part not done;
-    its copy keeps the original's AMQP ``type``)
-    as it would with the whole message for ``cause``: retried after an outage, its
-    failure counted after a bug, dead-lettered at the last.
+    ``parts``: what is left, each a message of the same type as the one handled
+    (its copy keeps the original's AMQP ``type``) with the error it failed on. The
+    policy goes on with each part as it would with a whole message for its error:
+    retried after an outage, its failure counted after a bug, dead-lettered at the
+    last; then the original is acknowledged.
     """
 
-    def __init__(self, cause: Exception, rest: Message) -> None:
-        super().__init__(f"part of the message failed: {cause!r}")
-        self.cause = cause
-        self.rest = rest
+    def __init__(self, parts: list[tuple[Exception, Message]]) -> None:
+        super().__init__("; ".join(f"{rest.message_type}: {cause!r}" for cause, rest in parts))
+        self.parts = parts
 
 
 async def consume(
@@ -240,11 +240,12 @@ class _Policy:
         except InvalidMessage as exc:
             log.warning("message_rejected", queue=self._queue, reason=str(exc))
             return await _act(incoming.reject(requeue=False), "rejected")
+        except PartlyHandled as partly:
+            return await self._parts_failed(incoming, headers, partly.parts)
         except Exception as exc:
-            cause, rest = (exc.cause, exc.rest) if isinstance(exc, PartlyHandled) else (exc, None)
-            if is_transient(cause):
-                return await self._retry(incoming, headers, cause, rest)
-            return await self._failed(incoming, headers, cause, rest)
+            if is_transient(exc):
+                return await self._retry(incoming, headers, exc)
+            return await self._failed(incoming, headers, exc)
         finally:
             _DELIVERY.reset(token)
         return await _act(incoming.ack(), "acked")
@@ -264,58 +265,111 @@ class _Policy:
             raise InvalidMessage(f"not a valid {model.__name__}: {problems}") from exc
 
     async def _retry(
+        self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
+    ) -> str:
+        if await self._retry_copy(incoming, headers, exc, None) is None:
+            return "unsettled"
+        return await _act(incoming.ack(), "retried")
+
+    async def _failed(
+        self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
+    ) -> str:
+        if _count(headers.get(HEADER_FAILURES)) + 1 >= self._topology.max_deliveries:
+            self._log_dead_letter(headers, exc, part=False)
+            return await _act(incoming.reject(requeue=False), "dead_lettered")
+        if await self._failure_copy(incoming, headers, exc, None) is None:
+            return "unsettled"
+        return await _act(incoming.ack(), "failed")
+
+    async def _parts_failed(
+        self,
+        incoming: AbstractIncomingMessage,
+        headers: HeadersType,
+        parts: list[tuple[Exception, Message]],
+    ) -> str:
+        """Each failed part sent on as its error says, then the original acknowledged."""
+        outcomes: list[str] = []
+        for cause, rest in parts:
+            if rest.message_type != incoming.type:  # a handler's bug: go on with the whole
+                return await self._failed(
+                    incoming,
+                    headers,
+                    TypeError(f"a part of {incoming.type} as {rest.message_type}"),
+                )
+            if is_transient(cause):
+                outcome = await self._retry_copy(incoming, headers, cause, rest)
+            else:
+                outcome = await self._failure_copy(incoming, headers, cause, rest)
+            if outcome is None:
+                return "unsettled"  # parts sent so far are duplicates when it comes back
+            outcomes.append(outcome)
+        worst = next(o for o in ("dead_lettered", "failed", "retried") if o in outcomes)
+        return await _act(incoming.ack(), worst)
+
+    async def _retry_copy(
         self,
         incoming: AbstractIncomingMessage,
         headers: HeadersType,
         exc: Exception,
         rest: Message | None,
-    ) -> str:
+    ) -> str | None:
+        """The message (or ``rest``) to its wait queue after an outage; None: not sent."""
         retries = _count(headers.get(HEADER_RETRIES))
         delay_ms = self._backoff.rung_ms(retries)
         wait_queue = self._topology.wait_queue(self._queue, delay_ms)
         counters = {HEADER_RETRIES: retries + 1}
         if not await self._republish(incoming, headers, wait_queue, counters, rest):
-            return "unsettled"
+            return None
         log.warning(
             "message_retry_scheduled",
             queue=self._queue,
             retries=retries + 1,
             delay_ms=delay_ms,
-            error=f"{type(exc).__name__}: {exc}",
+            part=rest is not None,
+            error=_described(exc),
         )
-        return await _act(incoming.ack(), "retried")
+        return "retried"
 
-    async def _failed(
+    async def _failure_copy(
         self,
         incoming: AbstractIncomingMessage,
         headers: HeadersType,
         exc: Exception,
         rest: Message | None,
-    ) -> str:
+    ) -> str | None:
+        """The message (or ``rest``) to its wait queue after a bug, its failure counted; a
+        ``rest`` failed too often to the DLQ (a whole message is rejected there instead, see
+        ``_failed``). None: not sent."""
         failures = _count(headers.get(HEADER_FAILURES)) + 1
         counters = {HEADER_FAILURES: failures}
         if failures >= self._topology.max_deliveries:
-            log.error(
-                "message_dead_lettered",
-                queue=self._queue,
-                reason="handler failed on every delivery",
-                failures=failures,
-                part=rest is not None,
-                exc_info=exc,
-            )
-            if rest is None:
-                return await _act(incoming.reject(requeue=False), "dead_lettered")
-            # Only the part not done: straight to the DLQ, then the original is done.
+            self._log_dead_letter(headers, exc, part=True)
             dlq = self._topology.dead_letter_queue(self._queue)
             if not await self._republish(incoming, headers, dlq, counters, rest):
-                return "unsettled"
-            return await _act(incoming.ack(), "dead_lettered")
-        log.error("message_failed", queue=self._queue, failures=failures, exc_info=exc)
+                return None
+            return "dead_lettered"
+        log.error(
+            "message_failed",
+            queue=self._queue,
+            failures=failures,
+            part=rest is not None,
+            exc_info=exc,
+        )
         # Later rather than at once: a bug that depends on timing may not recur.
         wait_queue = self._topology.wait_queue(self._queue, self._backoff.rung_ms(failures - 1))
         if not await self._republish(incoming, headers, wait_queue, counters, rest):
-            return "unsettled"
-        return await _act(incoming.ack(), "failed")
+            return None
+        return "failed"
+
+    def _log_dead_letter(self, headers: HeadersType, exc: Exception, *, part: bool) -> None:
+        log.error(
+            "message_dead_lettered",
+            queue=self._queue,
+            reason="handler failed on every delivery",
+            failures=_count(headers.get(HEADER_FAILURES)) + 1,
+            part=part,
+            exc_info=exc,
+        )
 
     async def _republish(
         self,
@@ -407,6 +461,12 @@ def _channel_open(incoming: AbstractIncomingMessage) -> bool:
     except ChannelInvalidStateError:
         return False
     return True
+
+
+def _described(exc: BaseException) -> str:
+    """``Type: message``, and the notes added on its way up (which check it was, ...)."""
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    return f"{type(exc).__name__}: {exc}" + (f" ({notes})" if notes else "")
 
 
 def _count(value: Any) -> int:

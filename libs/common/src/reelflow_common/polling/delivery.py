@@ -29,7 +29,7 @@ from functools import partial
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.batching import Batcher
-from reelflow_common.broker import Publisher
+from reelflow_common.broker import Publisher, PublishError
 from reelflow_common.messages import MAX_CHECKS_TOGETHER, CheckClip, CheckClips
 from reelflow_common.topology import CHECK_CLIP
 
@@ -73,7 +73,7 @@ class CheckBundles:
     (unless ``max_checks`` are waiting), then goes: one ``CheckClips``, or a lone check
     as its own ``CheckClip``. One message per wait queue is out at a time; the checks
     that come meanwhile go together in the next. Each caller returns once the broker
-    confirmed the message with its check, or gets its error.
+    confirmed the message with its check, or gets a :class:`PublishError` of its own.
     """
 
     def __init__(
@@ -98,7 +98,12 @@ class CheckBundles:
                 partial(self._publish, hop), max_batch=self._max_checks, linger_s=self._linger_s
             )
             self._by_hop[hop] = bundles
-        await bundles.submit((routed, contextvars.copy_context()))
+        try:
+            await bundles.submit((routed, contextvars.copy_context()))
+        except PublishError as exc:
+            # Every check of the message got the same error: each caller its own, so what
+            # one adds to it (a note naming its task) stays its own.
+            raise PublishError(f"the check of task {check.task_uuid} was not sent: {exc}") from exc
 
     async def _publish(self, hop: float | None, sent: Sequence[_Sent]) -> list[None]:
         checks = [check for check, _ in sent]
