@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, Event, ProjectFinished
@@ -353,6 +354,97 @@ async def test_racing_writers_finish_a_project_exactly_once(
     final = await reread(store, project)
     assert (final.status, final.seq, final.counts.pending) == (expected, len(outcomes) + 1, 0)
     assert final.finished_at is not None
+
+
+class Updates(monitoring.CommandListener):
+    """Counts the ``findAndModify`` commands on ``projects`` a client sends."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "findAndModify" and event.command["findAndModify"] == "projects":
+            self.count += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def counted(
+    mongo_url: str, mongo_db: Database, clock: Clock
+) -> AsyncIterator[tuple[ProjectStore, Updates]]:
+    """A store on this test's database whose updates of projects are counted."""
+    updates = Updates()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, uuidRepresentation="standard", tz_aware=True, event_listeners=[updates]
+    )
+    try:
+        store = ProjectStore(client[mongo_db.name], clock=clock, lease_s=LEASE_S)
+        yield store, updates
+    finally:
+        await client.close()
+
+
+async def test_changes_of_a_projects_clips_made_at_once_are_written_together(
+    counted: tuple[ProjectStore, Updates],
+) -> None:
+    store, updates = counted
+    project = await created(store, 4)
+
+    started = await asyncio.gather(*(processing(store, project, i) for i in range(4)))
+    ended = await asyncio.gather(*(succeed(store, project, i) for i in range(4)))
+
+    # One update per burst, then the finish: 3 updates, where one per change would be 9.
+    assert updates.count == 3
+    assert all(change.applied for change in started + ended)
+    # Each writer gets the event of its own clip, numbered as the update numbered it.
+    for scene, change in enumerate(started):
+        (event,) = change.events
+        assert isinstance(event, ClipUpdated)
+        assert (event.clip.scene_index, event.clip.status) == (scene, "processing")
+    own = [[e for e in change.events if isinstance(e, ClipUpdated)] for change in ended]
+    assert [[(e.clip.scene_index, e.clip.status) for e in events] for events in own] == [
+        [(scene, "success")] for scene in range(4)
+    ]
+    published = [e for change in started + ended for e in change.events]
+    assert sorted(e.seq for e in published) == list(range(1, 10))
+    (finished,) = [e for e in published if isinstance(e, ProjectFinished)]
+    assert (finished.seq, finished.status) == (9, ProjectStatus.COMPLETED)
+    assert await store.events_after(project.id, 0) == sorted(published, key=lambda e: e.seq)
+    final = await reread(store, project)
+    assert (final.status, final.seq, final.counts.completed) == (ProjectStatus.COMPLETED, 9, 4)
+    assert final.cost.usd == pytest.approx(0.4)
+
+
+async def test_a_change_that_no_longer_applies_does_not_hold_back_those_written_with_it(
+    counted: tuple[ProjectStore, Updates],
+) -> None:
+    store, updates = counted
+    project = await created(store, 4)
+    await asyncio.gather(*(processing(store, project, i) for i in range(4)))
+    (late,) = (await succeed(store, project, 2)).events
+
+    # Clip 2's success comes again (a webhook, then its check), with the other three.
+    updates.count = 0
+    ended = await asyncio.gather(*(succeed(store, project, i) for i in (3, 0, 2, 1)))
+
+    # The four together matched nothing; then each alone (clip 2's matching nothing either),
+    # and the finish.
+    assert updates.count == 1 + 4 + 1
+    assert [change.applied for change in ended] == [True, True, False, True]
+    assert late in ended[2].events  # its repair re-publishes the stored events of clip 2
+    # ... and the finish, if it comes after it: what counts is all of them, by seq.
+    published = {e.seq: e for change in ended for e in change.events if e.seq > late.seq}
+    assert sorted(published) == list(range(late.seq + 1, late.seq + 5))
+    assert sum(isinstance(e, ProjectFinished) for e in published.values()) == 1
+    final = await reread(store, project)
+    assert (final.status, final.counts.completed, final.seq) == (
+        ProjectStatus.COMPLETED, 4, late.seq + 4,
+    )  # fmt: skip
 
 
 async def test_the_events_a_writer_publishes_are_those_a_replay_gives(store: ProjectStore) -> None:

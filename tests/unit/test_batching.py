@@ -58,8 +58,11 @@ async def test_calls_made_while_a_batch_runs_go_together_in_the_next() -> None:
     first, later = await queued_behind_a_running_batch(recorder, batcher, (2, 4, 6))
     recorder.gate.set()
 
+    assert not batcher.idle
     assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=5) == [0, 20, 40, 60]
     assert recorder.batches == [[0], [2, 4, 6]]
+    # Once the last caller has its answer, nothing runs: its owner may let it go.
+    assert batcher.idle
 
 
 async def test_a_batch_holds_at_most_max_batch_items() -> None:

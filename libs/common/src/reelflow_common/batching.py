@@ -39,6 +39,11 @@ class Batcher(Generic[T, R]):
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._running: asyncio.Task[None] | None = None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing waits and no batch runs."""
+        return self._running is None and not self._waiting
+
     async def submit(self, item: T) -> R:
         """``item``'s outcome, once the batch it joins has run."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()

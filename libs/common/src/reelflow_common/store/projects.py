@@ -1,4 +1,5 @@
-"""MongoDB access for projects: one insert per project, one guarded update per public change.
+"""MongoDB access for projects: one insert per project, one guarded update per public change
+(the changes of one project's clips that come together: one update for all, :mod:`together`).
 
 The decisions are :mod:`transitions` (pure); this module applies them, turns
 what an update returned into the events to publish (:mod:`eventlog`), finishes
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 
 from pymongo import DESCENDING, ReturnDocument, UpdateOne, WriteConcern
@@ -22,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 
 from reelflow_common.accounting.ledger import Charge, LedgerStore, Settlement
+from reelflow_common.batching import Batcher
 from reelflow_common.domain import (
     OPEN_CLIP_STATUSES,
     ClipStatus,
@@ -31,7 +34,7 @@ from reelflow_common.domain import (
 from reelflow_common.errors import TransientError
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Database, Document
-from reelflow_common.store import transitions
+from reelflow_common.store import together, transitions
 from reelflow_common.store.cursor import decode_cursor, encode_cursor
 from reelflow_common.store.documents import (
     PROJECT_INDEXES,
@@ -67,6 +70,11 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 _HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlation_id": 1}
 #: inserts of one create; each failed one means an expired idempotency key was released
 _CREATE_ATTEMPTS = 3
+#: changes of one project's clips written as one update, at most
+_MAX_TOGETHER = 64
+#: what a write written together came to: its events, None (its guard did not hold), or the
+#: error that is its alone
+_Applied = list[Event] | BaseException | None
 #: attempts of a repair built from a read, which a concurrent writer may overtake
 _REPAIR_ATTEMPTS = 3
 #: a clip that ended without its task's video: that task, should Runware take it, is billed
@@ -123,6 +131,8 @@ class ProjectStore:
         self._now = clock
         self._lease = timedelta(seconds=lease_s)
         self._log_size = event_log_size
+        #: the changes of each project's clips waiting to be written together
+        self._together: dict[str, Batcher[Write, list[Event] | None]] = {}
 
     @property
     def lease_s(self) -> float:
@@ -473,8 +483,73 @@ class ProjectStore:
     ) -> list[Event] | None:
         """Apply one write; its events and those of the finish it caused, or None if not applied.
 
+        A change of one clip goes together with those of the project's other clips that
+        come while one is being written (:mod:`together`): one update for all of them.
         ``finish`` False: the caller finishes once after all its writes (a retry).
         """
+        if not finish or together.clip_of(write) is None:
+            return await self._apply_alone(write, project_id, finish=finish)
+        writes = self._together.get(project_id)
+        if writes is None:
+            writes = Batcher(partial(self._apply_together, project_id), max_batch=_MAX_TOGETHER)
+            self._together[project_id] = writes
+        try:
+            return await writes.submit(write)
+        finally:
+            if writes.idle and self._together.get(project_id) is writes:
+                del self._together[project_id]
+
+    async def _apply_together(self, project_id: str, writes: Sequence[Write]) -> list[_Applied]:
+        """Apply ``writes`` (each a change of one clip of the project) as one update if they
+        can be merged; each alone if not, or if one of their guards no longer holds."""
+        merged = together.merged(writes)
+        if merged is not None:
+            applied = await self._apply_merged(merged, writes, project_id)
+            if applied is not None:
+                return applied
+        outcomes: list[_Applied] = []
+        for write in writes:
+            try:
+                outcomes.append(await self._apply_alone(write, project_id))
+            except Exception as exc:  # that write's own (the Batcher hands it to its caller)
+                outcomes.append(exc)
+        return outcomes
+
+    async def _apply_merged(
+        self, merged: Write, writes: Sequence[Write], project_id: str
+    ) -> list[_Applied] | None:
+        """Each write's events once ``merged`` applied (a finish's with the last write that
+        moved counts), or None if it did not."""
+        projection = _HEAD | {write.settle[0]: 1 for write in writes if write.settle is not None}
+        head = await self._projects.find_one_and_update(
+            merged.filter,
+            merged.update,
+            projection=projection,
+            return_document=ReturnDocument.AFTER,
+        )
+        if head is None:
+            return None
+        events = self._events_of(merged, project_id, head)
+        outcomes: list[_Applied] = []
+        finisher: list[Event] | None = None
+        for write in writes:
+            own, events = events[: write.events], events[write.events :]
+            try:
+                if write.settle is not None:
+                    await self._settle(head, *write.settle)
+            except Exception as exc:  # its redelivery settles it in the repair path
+                outcomes.append(exc)
+                continue
+            outcomes.append(own)
+            if _moves_counts(write):
+                finisher = own
+        if finisher is not None:
+            finisher += await self._finish_if_done(project_id, head)
+        return outcomes
+
+    async def _apply_alone(
+        self, write: Write, project_id: str, *, finish: bool = True
+    ) -> list[Event] | None:
         projection = _HEAD
         if write.settle is not None:
             projection = _HEAD | {write.settle[0]: 1}
