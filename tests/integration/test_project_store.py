@@ -447,6 +447,27 @@ async def test_a_change_that_no_longer_applies_does_not_hold_back_those_written_
     )  # fmt: skip
 
 
+async def test_a_second_change_of_a_clip_in_a_burst_goes_alone_and_the_others_together(
+    counted: tuple[ProjectStore, Updates],
+) -> None:
+    store, updates = counted
+    project = await created(store, 3)
+    await asyncio.gather(*(processing(store, project, i) for i in range(3)))
+    updates.count = 0
+
+    # Clip 1's end twice at once (a webhook and its check), with the other two clips' ends.
+    ended = await asyncio.gather(*(succeed(store, project, i) for i in (0, 1, 1, 2)))
+
+    # One update for the first end of each clip, the second of clip 1 alone (it matches
+    # nothing: its repair reads), and the finish.
+    assert updates.count == 3
+    assert [change.applied for change in ended] == [True, True, False, True]
+    # (clip 1's repair re-publishes its stored events: its processing, 2, and its end)
+    published = {e.seq: e for change in ended for e in change.events if e.seq > 3}
+    assert sorted(published) == [4, 5, 6, 7]
+    assert isinstance(published[7], ProjectFinished)
+
+
 async def test_the_events_a_writer_publishes_are_those_a_replay_gives(store: ProjectStore) -> None:
     project = await created(store, 2)
     published: list[Event] = []

@@ -58,11 +58,21 @@ async def test_calls_made_while_a_batch_runs_go_together_in_the_next() -> None:
     first, later = await queued_behind_a_running_batch(recorder, batcher, (2, 4, 6))
     recorder.gate.set()
 
-    assert not batcher.idle
     assert await asyncio.wait_for(asyncio.gather(first, *later), timeout=5) == [0, 20, 40, 60]
     assert recorder.batches == [[0], [2, 4, 6]]
-    # Once the last caller has its answer, nothing runs: its owner may let it go.
-    assert batcher.idle
+
+
+async def test_its_owner_hears_once_the_last_batch_has_run_and_nothing_waits() -> None:
+    recorder = Recorder()
+    idle: list[int] = []
+    batcher = Batcher(recorder, max_batch=10, on_idle=lambda: idle.append(len(recorder.batches)))
+    first, later = await queued_behind_a_running_batch(recorder, batcher, (2, 4))
+    recorder.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), timeout=5)
+
+    assert idle == [2]  # after both batches, not between them
+    assert await asyncio.wait_for(batcher.submit(6), timeout=5) == 60  # and it starts again
+    assert idle == [2, 3]
 
 
 async def test_a_batch_holds_at_most_max_batch_items() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from reelflow_common.store import TaskFailed, TaskSucceeded
 from reelflow_common.store import transitions as t
+from reelflow_common.store.documents import project_from_document
 from reelflow_common.store.eventlog import materialize
 from reelflow_common.store.together import clip_of, merged
 from tests.unit.mongo_like import find_one_and_update
@@ -82,6 +83,32 @@ def test_ends_merged_move_the_counts_and_the_cost_of_each() -> None:
     assert after["cost"] == {"usd": 0.25, "known": 1, "unknown": 1}
     # The finish is a change of the project, not of a clip: never merged.
     assert clip_of(finish(after)) is None
+
+
+def test_a_cancel_and_a_progress_merged_are_each_applied_in_turn() -> None:
+    doc = one_by_one(new_doc(3), [processing(0), processing(1)])
+    later = T0 + timedelta(minutes=5)
+    clip = project_from_document(doc).clips[1]
+    writes = [
+        t.progress(
+            "p1", 0, "t0", 40, submitted_at=T0, now=T0 + timedelta(minutes=4),
+            correlation_id=None, log_size=LOG,
+        ),
+        # a processing clip's cancel: its lease moves to its attempt, ``$min`` attempts_due_at
+        t.cancel("p1", "tenant-a", clip, now=later, correlation_id="c", log_size=LOG),
+        t.cancel(
+            "p1", "tenant-a", project_from_document(doc).clips[2], now=later,
+            correlation_id="c", log_size=LOG,
+        ),
+    ]  # fmt: skip
+
+    together = merged(writes)
+
+    assert together is not None
+    assert together.filter["tenant_id"] == "tenant-a"
+    after = step(doc, together)
+    assert after == one_by_one(doc, writes)
+    assert after["clips"]["1"]["attempts"]["t1"]["lease"]["token"] == "k1"
 
 
 def test_one_guard_that_no_longer_holds_stops_the_merged_write() -> None:

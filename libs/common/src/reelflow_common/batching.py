@@ -29,20 +29,25 @@ class Batcher(Generic[T, R]):
     failed alone); an exception ``run`` raises, or a wrong number of outcomes, fails
     every item of its batch. No caller is ever left waiting. ``linger_s``: a batch
     that is not full waits that long for more before it runs (0: it runs with what
-    is waiting when its turn comes).
+    is waiting when its turn comes). ``on_idle``: called once the last batch has run and
+    nothing waits (its owner may let it go; a call after that starts it again). Batches
+    run in a task of their own, made in the context of the call that found none running.
     """
 
-    def __init__(self, run: Run[T, R], *, max_batch: int, linger_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        run: Run[T, R],
+        *,
+        max_batch: int,
+        linger_s: float = 0.0,
+        on_idle: Callable[[], None] | None = None,
+    ) -> None:
         self._run = run
         self._max_batch = max_batch
         self._linger_s = linger_s
+        self._on_idle = on_idle
         self._waiting: deque[tuple[T, asyncio.Future[R]]] = deque()
         self._running: asyncio.Task[None] | None = None
-
-    @property
-    def idle(self) -> bool:
-        """Nothing waits and no batch runs."""
-        return self._running is None and not self._waiting
 
     async def submit(self, item: T) -> R:
         """``item``'s outcome, once the batch it joins has run."""
@@ -70,6 +75,8 @@ class Batcher(Generic[T, R]):
             raise
         finally:
             self._running = None
+            if self._on_idle is not None:
+                self._on_idle()
 
     async def _run_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:

@@ -32,6 +32,7 @@ from reelflow_common.domain import (
     ProjectStatus,
 )
 from reelflow_common.errors import TransientError
+from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Database, Document
 from reelflow_common.store import together, transitions
@@ -64,6 +65,9 @@ from reelflow_common.store.models import (
 )
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 from reelflow_common.store.transitions import Write
+from reelflow_common.transient import is_transient
+
+log = get_logger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
 #: what a writer reads back from its own update: enough to number its events and finish
@@ -491,48 +495,67 @@ class ProjectStore:
             return await self._apply_alone(write, project_id, finish=finish)
         writes = self._together.get(project_id)
         if writes is None:
-            writes = Batcher(partial(self._apply_together, project_id), max_batch=_MAX_TOGETHER)
+            writes = Batcher(
+                partial(self._apply_together, project_id),
+                max_batch=_MAX_TOGETHER,
+                on_idle=partial(self._written_together, project_id),
+            )
             self._together[project_id] = writes
-        try:
-            return await writes.submit(write)
-        finally:
-            if writes.idle and self._together.get(project_id) is writes:
-                del self._together[project_id]
+        return await writes.submit(write)
+
+    def _written_together(self, project_id: str) -> None:
+        """Nothing of the project waits to be written: let its queue go."""
+        self._together.pop(project_id, None)
 
     async def _apply_together(self, project_id: str, writes: Sequence[Write]) -> list[_Applied]:
-        """Apply ``writes`` (each a change of one clip of the project) as one update if they
-        can be merged; each alone if not, or if one of their guards no longer holds."""
-        merged = together.merged(writes)
-        if merged is not None:
-            applied = await self._apply_merged(merged, writes, project_id)
+        """Apply ``writes`` (each a change of one clip of the project): the first change of
+        each clip together in one update, and each alone that cannot go with them (a second
+        change of a clip), or all alone if one of their guards no longer holds."""
+        first: dict[str | None, int] = {}
+        for index, write in enumerate(writes):
+            first.setdefault(together.clip_of(write), index)
+        group = list(first.values())
+        outcomes: dict[int, _Applied] = {}
+        if len(group) > 1:
+            applied = await self._apply_merged([writes[index] for index in group], project_id)
             if applied is not None:
-                return applied
-        outcomes: list[_Applied] = []
-        for write in writes:
-            try:
-                outcomes.append(await self._apply_alone(write, project_id))
-            except Exception as exc:  # that write's own (the Batcher hands it to its caller)
-                outcomes.append(exc)
-        return outcomes
+                outcomes.update(zip(group, applied, strict=True))
+        for index, write in enumerate(writes):
+            if index not in outcomes:
+                try:
+                    outcomes[index] = await self._apply_alone(write, project_id)
+                except Exception as exc:  # that write's own (the Batcher hands it to its caller)
+                    outcomes[index] = exc
+        return [outcomes[index] for index in range(len(writes))]
 
     async def _apply_merged(
-        self, merged: Write, writes: Sequence[Write], project_id: str
+        self, writes: Sequence[Write], project_id: str
     ) -> list[_Applied] | None:
-        """Each write's events once ``merged`` applied (a finish's with the last write that
-        moved counts), or None if it did not."""
+        """Each write's events once the merged update applied (a finish's with the last write
+        that moved counts), or None if it did not, or the database refused it (alone, each
+        write then meets what is its own). An outage fails them all: each is tried again."""
         projection = _HEAD | {write.settle[0]: 1 for write in writes if write.settle is not None}
-        head = await self._projects.find_one_and_update(
-            merged.filter,
-            merged.update,
-            projection=projection,
-            return_document=ReturnDocument.AFTER,
-        )
+        try:
+            merged = together.merged(writes)
+            if merged is None:
+                return None
+            head = await self._projects.find_one_and_update(
+                merged.filter,
+                merged.update,
+                projection=projection,
+                return_document=ReturnDocument.AFTER,
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            log.warning("store_merged_write_refused", project_id=project_id, error=str(exc))
+            return None
         if head is None:
             return None
         events = self._events_of(merged, project_id, head)
         outcomes: list[_Applied] = []
-        finisher: list[Event] | None = None
-        for write in writes:
+        finisher: tuple[int, list[Event]] | None = None
+        for index, write in enumerate(writes):
             own, events = events[: write.events], events[write.events :]
             try:
                 if write.settle is not None:
@@ -542,9 +565,13 @@ class ProjectStore:
                 continue
             outcomes.append(own)
             if _moves_counts(write):
-                finisher = own
+                finisher = index, own
         if finisher is not None:
-            finisher += await self._finish_if_done(project_id, head)
+            index, own = finisher
+            try:
+                outcomes[index] = own + await self._finish_if_done(project_id, head)
+            except Exception as exc:  # the finisher's redelivery finishes in the repair path
+                outcomes[index] = exc
         return outcomes
 
     async def _apply_alone(

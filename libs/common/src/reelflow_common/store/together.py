@@ -20,7 +20,6 @@ number of events pushed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from reelflow_common.mongo import Document
@@ -84,8 +83,7 @@ def merged(writes: Sequence[Write]) -> Write | None:
                 return None  # another project, or another tenant's guard
             filter_[key] = value
         update = write.update
-        for key, value in update.get("$set", {}).items():
-            sets[key] = _later(sets.get(key), value)
+        sets |= update.get("$set", {})  # a shared field (updated_at): the last write's
         unsets |= update.get("$unset", {})
         for key, value in update.get("$inc", {}).items():
             incs[key] = incs.get(key, 0) + value
@@ -122,12 +120,3 @@ def _shared(operator: str, key: str) -> bool:
     if operator == "$inc":
         return key in _SHARED_INC or key.startswith(_SHARED_INC_PREFIXES)
     return False
-
-
-def _later(earlier: Any, value: Any) -> Any:
-    """Of two values set on one shared field (``updated_at``), the later."""
-    if earlier is None:
-        return value
-    if isinstance(earlier, datetime) and isinstance(value, datetime):
-        return max(earlier, value)
-    return value
