@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
 from reelflow_common.accounting.ledger import LedgerStore, Settlement
-from reelflow_common.store import TaskFailed, TaskSucceeded, transitions
+from reelflow_common.store import TaskFailed, TaskResult, TaskSucceeded, transitions
 from reelflow_common.store.documents import pack_result
 from reelflow_common.topology import CHECK_CLIP
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
@@ -157,6 +157,45 @@ async def test_a_clip_end_settles_its_estimate_against_its_cost(api: Api) -> Non
     assert usage["limits"]["daily_budget_usd"] == 10.0
     status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
     assert status["cost"] == {"usd": 0.4, "known": 1, "unknown": 1}
+
+
+async def test_clip_ends_written_together_settle_each_clip_once(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(4))).json()
+    project_id = created["project_id"]
+    tasks = [result["task_uuid"] for result in created["results"]]
+    project = await stored(api, project_id)
+    await asyncio.gather(
+        *(
+            api.projects.mark_processing(
+                project_id, clip.scene_index, clip.task_uuid, token=clip.lease.token
+            )
+            for clip in project.clips
+            if clip.lease is not None
+        )
+    )
+    ends: list[TaskResult] = [
+        TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4),
+        TaskSucceeded(video_url="https://cdn.test/b.mp4", cost=None),
+        TaskSucceeded(video_url="https://cdn.test/c.mp4", cost=0.1),
+        TaskFailed(code="providerError", message="boom"),
+    ]
+
+    # The four ends at once, as one message of checks brings them, one of them twice (its
+    # webhook beside it): the changes of the project's clips are written together.
+    changes = await asyncio.gather(
+        *(api.projects.record(project_id, i, tasks[i], ends[i]) for i in (0, 1, 2, 3, 0))
+    )
+
+    assert [change.applied for change in changes].count(True) == 4
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    # $0.50 paid, $0.25 kept for the clip whose price is unknown, the failed clip's freed.
+    assert ledger.committed_in(day) == pytest.approx(0.75)
+    assert ledger.open == 0
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert status["cost"] == {"usd": pytest.approx(0.5), "known": 2, "unknown": 1}
+    assert status["status"] == "partial"
 
 
 async def test_usage_sums_every_project_of_the_month_by_day(api: Api) -> None:
