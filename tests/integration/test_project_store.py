@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from reelflow_common.store import (
     ProjectStore,
     TaskFailed,
     TaskSucceeded,
+    together,
 )
 from reelflow_common.store.timefmt import utcnow
 
@@ -466,6 +468,31 @@ async def test_a_second_change_of_a_clip_in_a_burst_goes_alone_and_the_others_to
     published = {e.seq: e for change in ended for e in change.events if e.seq > 3}
     assert sorted(published) == [4, 5, 6, 7]
     assert isinstance(published[7], ProjectFinished)
+
+
+async def test_a_merged_update_the_database_refuses_goes_write_by_write(
+    counted: tuple[ProjectStore, Updates], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, updates = counted
+    project = await created(store, 3)
+    merged = together.merged
+
+    def refused(writes: Any) -> Any:
+        write = merged(writes)
+        assert write is not None
+        return dataclasses.replace(write, update=write.update | {"$rename": {"seq": "seq"}})
+
+    monkeypatch.setattr(together, "merged", refused)
+
+    started = await asyncio.gather(*(processing(store, project, i) for i in range(3)))
+
+    # The refused update, then each change alone: all three made, each with its own event.
+    assert updates.count == 1 + 3
+    assert all(change.applied for change in started)
+    published = sorted(e.seq for change in started for e in change.events)
+    assert published == [1, 2, 3]
+    final = await reread(store, project)
+    assert [clip.status for clip in final.clips] == ["processing"] * 3
 
 
 async def test_the_events_a_writer_publishes_are_those_a_replay_gives(store: ProjectStore) -> None:

@@ -159,7 +159,7 @@ async def test_a_clip_end_settles_its_estimate_against_its_cost(api: Api) -> Non
     assert status["cost"] == {"usd": 0.4, "known": 1, "unknown": 1}
 
 
-async def test_clip_ends_written_together_settle_each_clip_once(api: Api) -> None:
+async def test_clip_ends_at_once_settle_each_clips_reservation_once(api: Api) -> None:
     tenant_id, auth = await limited(api, daily_budget_usd=10.0)
     created = (await api.create(auth, scenes(4))).json()
     project_id = created["project_id"]
@@ -182,7 +182,8 @@ async def test_clip_ends_written_together_settle_each_clip_once(api: Api) -> Non
     ]
 
     # The four ends at once, as one message of checks brings them, one of them twice (its
-    # webhook beside it): the changes of the project's clips are written together.
+    # webhook beside it): written together (test_project_store shows ends at once merge),
+    # each settles its own reservation, read back from the one merged update.
     changes = await asyncio.gather(
         *(api.projects.record(project_id, i, tasks[i], ends[i]) for i in (0, 1, 2, 3, 0))
     )

@@ -19,8 +19,9 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
+from bson.errors import InvalidDocument
 from pymongo import DESCENDING, ReturnDocument, UpdateOne, WriteConcern
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure, WriteConcernError
 from pymongo.read_concern import ReadConcern
 
 from reelflow_common.accounting.ledger import Charge, LedgerStore, Settlement
@@ -493,17 +494,17 @@ class ProjectStore:
         """
         if not finish or together.clip_of(write) is None:
             return await self._apply_alone(write, project_id, finish=finish)
-        writes = self._together.get(project_id)
-        if writes is None:
-            writes = Batcher(
+        queue = self._together.get(project_id)
+        if queue is None:
+            queue = Batcher(
                 partial(self._apply_together, project_id),
                 max_batch=_MAX_TOGETHER,
-                on_idle=partial(self._written_together, project_id),
+                on_idle=partial(self._drop_queue, project_id),
             )
-            self._together[project_id] = writes
-        return await writes.submit(write)
+            self._together[project_id] = queue
+        return await queue.submit(write)
 
-    def _written_together(self, project_id: str) -> None:
+    def _drop_queue(self, project_id: str) -> None:
         """Nothing of the project waits to be written: let its queue go."""
         self._together.pop(project_id, None)
 
@@ -532,21 +533,24 @@ class ProjectStore:
         self, writes: Sequence[Write], project_id: str
     ) -> list[_Applied] | None:
         """Each write's events once the merged update applied (a finish's with the last write
-        that moved counts), or None if it did not, or the database refused it (alone, each
-        write then meets what is its own). An outage fails them all: each is tried again."""
+        that moved counts), or None if it did not, or the database refused it before writing
+        anything (alone, each write then meets what is its own). Any other error fails them
+        all, as it would fail a write alone: each message is tried again."""
+        merged = together.merged(writes)
+        if merged is None:
+            return None
         projection = _HEAD | {write.settle[0]: 1 for write in writes if write.settle is not None}
         try:
-            merged = together.merged(writes)
-            if merged is None:
-                return None
             head = await self._projects.find_one_and_update(
                 merged.filter,
                 merged.update,
                 projection=projection,
                 return_document=ReturnDocument.AFTER,
             )
-        except Exception as exc:
-            if is_transient(exc):
+        except (OperationFailure, InvalidDocument) as exc:
+            # The server answered that it did not run it (or it could not be sent); not a
+            # write concern it may have written before failing, nor an outage.
+            if isinstance(exc, WriteConcernError) or is_transient(exc):
                 raise
             log.warning("store_merged_write_refused", project_id=project_id, error=str(exc))
             return None
