@@ -490,6 +490,9 @@ class ProjectStore:
 
         A change of one clip goes together with those of the project's other clips that
         come while one is being written (:mod:`together`): one update for all of them.
+        The writes of a project run in a task started in the context (log fields) of the
+        call that found none running; nothing in them logs but a refused merged update,
+        which names the project.
         ``finish`` False: the caller finishes once after all its writes (a retry).
         """
         if not finish or together.clip_of(write) is None:
