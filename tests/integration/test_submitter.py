@@ -986,7 +986,9 @@ async def test_main_sends_clips_submitted_together_in_shared_runware_requests(
     project = await world.new_project(*(f"scene {i}" for i in range(scenes)))
     # Windows long enough that clips delivered together surely meet in them, however
     # slowly a loaded machine records them.
-    settings = settings.model_copy(update={"submit_batch_window_s": 0.5})
+    settings = settings.model_copy(
+        update={"submit_batch_window_s": 0.5, "submit_batch_quiet_s": 0.5}
+    )
     monkeypatch.setattr(submitter_main, "CheckBundles", partial(CheckBundles, linger_s=0.5))
     requests_before = (await world.sim.stats())["requests"]
     checks = await world.inbox(CHECK_CLIP)

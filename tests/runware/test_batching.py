@@ -166,6 +166,8 @@ def test_a_batch_size_below_one_is_refused() -> None:
         GetResponseBatcher(client, batch_size=0, window_s=1.0)
     with pytest.raises(ValueError, match="batch_size"):
         SubmitBatcher(client, batch_size=0, window_s=1.0)
+    with pytest.raises(ValueError, match="quiet_s"):
+        SubmitBatcher(client, batch_size=2, window_s=1.0, quiet_s=-1.0)
 
 
 # --- submits ------------------------------------------------------------------------------
@@ -229,6 +231,22 @@ async def test_a_submit_alone_goes_out_when_the_window_closes() -> None:
 
         assert result.task_uuid == request.task_uuid
         assert (await sim.task(request.task_uuid))["accepted"]
+
+
+async def test_a_burst_of_submits_goes_together_once_no_other_joins_for_the_quiet_gap() -> None:
+    async with sim_and_client() as (sim, client):
+        requests = [video() for _ in range(3)]
+        # The window would outlast the deadline: only the quiet gap can send them in time.
+        batcher = SubmitBatcher(client, batch_size=16, window_s=3600.0, quiet_s=0.05)
+        before = await _requests(sim)
+
+        results = await asyncio.wait_for(
+            asyncio.gather(*(batcher.submit_video(r) for r in requests)), DEADLINE_S
+        )
+
+        assert await _requests(sim) - before == 1
+        assert [r.task_uuid for r in results] == [r.task_uuid for r in requests]
+        assert {t["task_uuid"] for t in await sim.tasks()} == {r.task_uuid for r in requests}
 
 
 async def test_with_batch_size_one_every_submit_is_its_own_request() -> None:

@@ -85,7 +85,10 @@ async def main(
             return
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         shared = SubmitBatcher(
-            runware, batch_size=settings.submit_batch_size, window_s=settings.submit_batch_window_s
+            runware,
+            batch_size=settings.submit_batch_size,
+            window_s=settings.submit_batch_window_s,
+            quiet_s=settings.submit_batch_quiet_s,
         )
         stack.push_async_callback(shared.aclose)
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)

@@ -57,6 +57,15 @@ class Settings(
         description="with submit_batch_size > 1, how long a submit waits for others to share"
         " its request (0: only those the same turn of the event loop brings)",
     )
+    submit_batch_quiet_s: float = Field(
+        default=0.002,
+        ge=0,
+        le=1,
+        description="with submit_batch_size > 1, a shared request also goes once no submit has"
+        " joined it for this long: a burst of deliveries shares it, and its last submit does not"
+        " wait out the window for others that are not coming (submit_batch_window_s or more:"
+        " off)",
+    )
     lane_announce_interval_s: float = Field(
         default=30, gt=0, description="how often a replica tells the others the lanes it serves"
     )

@@ -1,12 +1,14 @@
 """Several Runware tasks in one HTTP request, for callers that ask one task at a time.
 
 Each handler submits or checks one task. :class:`Batches` holds those tasks for up
-to ``window_s`` after the first of them (or until ``batch_size`` are waiting) and
-sends them together; each caller gets its own task's outcome. Runware's request
+to ``window_s`` after the first of them (or until ``batch_size`` are waiting, or,
+with ``quiet_s``, until none has joined for that long) and sends them together;
+each caller gets its own task's outcome. Runware's request
 body is an array of tasks, each processed on its own (docs/RUNWARE.md §1.3, §1.4):
 
 - :class:`SubmitBatcher` shares requests between ``videoInference`` submits,
-  on by default (the submitter's ``submit_batch_size``, ``submit_batch_window_s``);
+  on by default (the submitter's ``submit_batch_size``, ``submit_batch_window_s``,
+  ``submit_batch_quiet_s``);
 - :class:`GetResponseBatcher` between ``getResponse`` checks. Whether Runware
   answers several ``getResponse`` tasks in one request is unconfirmed
   (docs/RUNWARE.md §3.3), so that is off by default: with ``batch_size`` 1
@@ -64,7 +66,9 @@ class Batches(Generic[Item, Outcome]):
     outcome or the error Runware gave for it. A request goes out when
     ``batch_size`` tasks wait, or ``window_s`` after the first of them (0: once
     the event loop has run what is ready now, so the handlers woken together
-    share it).
+    share it). With ``quiet_s``, it also goes once no task has joined for
+    ``quiet_s``: tasks that come in a burst still share it, and the last of a
+    burst does not wait out the window for others that are not coming.
     """
 
     def __init__(
@@ -73,14 +77,19 @@ class Batches(Generic[Item, Outcome]):
         *,
         batch_size: int,
         window_s: float,
+        quiet_s: float | None = None,
     ) -> None:
-        if batch_size < 1 or window_s < 0:
-            raise ValueError("batch_size must be at least 1 and window_s not negative")
+        if batch_size < 1 or window_s < 0 or (quiet_s is not None and quiet_s < 0):
+            raise ValueError("batch_size must be at least 1, and window_s and quiet_s not negative")
         self._send_tasks = send
         self._batch_size = batch_size
         self._window_s = window_s
+        self._quiet_s = quiet_s
         self._waiting: list[_Waiter[Item, Outcome]] = []
+        #: the window, from the first task waiting
         self._timer: asyncio.TimerHandle | None = None
+        #: the quiet gap, from the last task that joined
+        self._quiet: asyncio.TimerHandle | None = None
         self._sending: set[asyncio.Task[None]] = set()
 
     async def ask(self, task_uuid: str, task: Item) -> Outcome:
@@ -90,8 +99,13 @@ class Batches(Generic[Item, Outcome]):
         self._waiting.append((task_uuid, task, answer))
         if len(self._waiting) >= self._batch_size:
             self._send_waiting()
-        elif self._timer is None:
+            return await answer
+        if self._timer is None:
             self._timer = loop.call_later(self._window_s, self._send_waiting)
+        if self._quiet_s is not None:
+            if self._quiet is not None:
+                self._quiet.cancel()
+            self._quiet = loop.call_later(self._quiet_s, self._send_waiting)
         return await answer
 
     async def aclose(self) -> None:
@@ -101,9 +115,10 @@ class Batches(Generic[Item, Outcome]):
             await asyncio.gather(*self._sending, return_exceptions=True)
 
     def _send_waiting(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._quiet):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._quiet = None
         while self._waiting:
             batch = self._waiting[: self._batch_size]
             self._waiting = self._waiting[self._batch_size :]
@@ -170,11 +185,18 @@ class SubmitBatcher:
     by one that can only be about it.
     """
 
-    def __init__(self, client: TaskSubmitter, *, batch_size: int, window_s: float) -> None:
+    def __init__(
+        self,
+        client: TaskSubmitter,
+        *,
+        batch_size: int,
+        window_s: float,
+        quiet_s: float | None = None,
+    ) -> None:
         self._client = client
         self._batch_size = batch_size
         self._batches: Batches[VideoRequest, SubmitResult] = Batches(
-            client.submit_videos, batch_size=batch_size, window_s=window_s
+            client.submit_videos, batch_size=batch_size, window_s=window_s, quiet_s=quiet_s
         )
 
     async def submit_video(self, request: VideoRequest) -> SubmitResult:
