@@ -359,14 +359,20 @@ async def test_racing_writers_finish_a_project_exactly_once(
 
 
 class Updates(monitoring.CommandListener):
-    """Counts the ``findAndModify`` commands on ``projects`` a client sends."""
+    """Counts the ``findAndModify`` (``count``) and ``insert`` commands on ``projects`` a
+    client sends."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.inserts = 0
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "findAndModify" and event.command["findAndModify"] == "projects":
-            self.count += 1
+        name = event.command_name
+        if name in ("findAndModify", "insert") and event.command[name] == "projects":
+            if name == "insert":
+                self.inserts += 1
+            else:
+                self.count += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -389,6 +395,24 @@ async def counted(
         yield store, updates
     finally:
         await client.close()
+
+
+async def test_projects_created_at_once_are_inserted_together_each_with_its_own_outcome(
+    counted: tuple[ProjectStore, Updates], mongo_db: Database
+) -> None:
+    store, updates = counted
+    await store.ensure_indexes()  # the idempotency key's unique index
+    keys = ["k0", "k1", "k2", "k3", "k4", "k1"]  # the last one a replay of the second
+
+    results = await asyncio.gather(*(store.create(new_project(key=key)) for key in keys))
+
+    # Asked for in one turn of the event loop: one insert, the duplicate key refused in it.
+    assert updates.inserts == 1
+    assert [result.created for result in results] == [True] * 5 + [False]
+    assert results[5].project.id == results[1].project.id
+    assert await mongo_db["projects"].count_documents({}) == 5
+    for result in results[:5]:
+        assert await store.get(result.project.id, tenant_id=result.project.tenant_id)
 
 
 async def test_changes_of_a_projects_clips_made_at_once_are_written_together(
