@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import DocumentTooLarge
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, Event, ProjectFinished
@@ -18,6 +19,7 @@ from reelflow_common.mongo import Database
 from reelflow_common.store import (
     TIMED_OUT,
     Change,
+    CreateResult,
     IdempotencyConflict,
     InvalidCursor,
     NewProject,
@@ -413,6 +415,38 @@ async def test_projects_created_at_once_are_inserted_together_each_with_its_own_
     assert await mongo_db["projects"].count_documents({}) == 5
     for result in results[:5]:
         assert await store.get(result.project.id, tenant_id=result.project.tenant_id)
+
+
+async def test_a_project_the_driver_will_not_send_fails_only_its_own_create_of_those_made_at_once(
+    counted: tuple[ProjectStore, Updates], mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _updates = counted
+    huge = new_project(1).model_copy(update={"title": "x" * 17 * 2**20})
+    insert_many = store._projects.insert_many
+
+    async def as_the_driver_does_on_mongodb(docs: list[dict[str, Any]], **options: Any) -> Any:
+        # The driver refuses a whole insert, unsent, for one document it cannot encode
+        # (a value BSON cannot hold, say); a project can only be too large, which the
+        # driver's insert_one refuses unsent but its insert_many leaves to this server:
+        # that refusal of the whole batch is played here.
+        if any(len(doc["title"]) > 16 * 2**20 for doc in docs):
+            raise DocumentTooLarge("BSON document too large")
+        return await insert_many(docs, **options)
+
+    monkeypatch.setattr(store._projects, "insert_many", as_the_driver_does_on_mongodb)
+
+    results = await asyncio.gather(
+        store.create(new_project()),
+        store.create(huge),
+        store.create(new_project()),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[1], DocumentTooLarge)  # its own insert_one's, unsent
+    made = [result for result in results if isinstance(result, CreateResult)]
+    assert len(made) == 2
+    assert all(result.created for result in made)
+    assert await mongo_db["projects"].count_documents({}) == 2
 
 
 async def test_changes_of_a_projects_clips_made_at_once_are_written_together(

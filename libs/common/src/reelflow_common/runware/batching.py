@@ -84,7 +84,8 @@ class Batches(Generic[Item, Outcome]):
         self._send_tasks = send
         self._batch_size = batch_size
         self._window_s = window_s
-        self._quiet_s = quiet_s
+        # A gap as long as the window never ends a batch first: no timer for it.
+        self._quiet_s = None if quiet_s is None or quiet_s >= window_s else quiet_s
         self._waiting: list[_Waiter[Item, Outcome]] = []
         #: the window, from the first task waiting
         self._timer: asyncio.TimerHandle | None = None
