@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -105,7 +105,7 @@ _Retried = Literal["took", "rewatch", "resubmit"]
 Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
 
 
-def _insert_outcomes(details: Document, count: int) -> list[BaseException | None]:
+def _insert_outcomes(details: Mapping[str, Any], count: int) -> list[BaseException | None]:
     """Each document's outcome of an unordered insert the server answered with errors, as
     ``insert_one`` would raise it: the document's own write error (a duplicate key a
     :class:`DuplicateKeyError`), else the command's write concern error (the last one, as
