@@ -417,23 +417,36 @@ async def test_projects_created_at_once_are_inserted_together_each_with_its_own_
         assert await store.get(result.project.id, tenant_id=result.project.tenant_id)
 
 
+def refused_unsent_with(
+    store: ProjectStore, marked: Callable[[dict[str, Any]], bool], *, send_first: bool = False
+) -> Callable[..., Any]:
+    """``insert_many`` as the driver runs it for a batch holding a document BSON cannot
+    encode (an integer over 8 bytes): an error, the batch unsent, or with ``send_first``
+    the documents before the bad one sent first, as when the driver splits a batch.
+
+    A ``NewProject`` cannot carry such a value past ``new_project_document`` (it encodes
+    the requests), so the refusal is played for the documents ``marked`` names."""
+    insert_many = store._projects.insert_many
+
+    async def refused(docs: list[dict[str, Any]], **options: Any) -> Any:
+        bad = next((index for index, doc in enumerate(docs) if marked(doc)), None)
+        if bad is None:
+            return await insert_many(docs, **options)
+        if send_first and bad > 0:
+            await insert_many(docs[:bad], **options)
+        raise OverflowError("MongoDB can only handle up to 8-byte ints")
+
+    return refused
+
+
 async def test_a_project_the_driver_will_not_send_fails_only_its_own_create_of_those_made_at_once(
     counted: tuple[ProjectStore, Updates], mongo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, _updates = counted
+    store, updates = counted
+    # Too large for the server, which insert_one's driver check refuses on its own.
     huge = new_project(1).model_copy(update={"title": "x" * 17 * 2**20})
-    insert_many = store._projects.insert_many
-
-    async def as_the_driver_does_on_mongodb(docs: list[dict[str, Any]], **options: Any) -> Any:
-        # The driver refuses a whole insert, unsent, for one document it cannot encode
-        # (a value BSON cannot hold, say); a project can only be too large, which the
-        # driver's insert_one refuses unsent but its insert_many leaves to this server:
-        # that refusal of the whole batch is played here.
-        if any(len(doc["title"]) > 16 * 2**20 for doc in docs):
-            raise DocumentTooLarge("BSON document too large")
-        return await insert_many(docs, **options)
-
-    monkeypatch.setattr(store._projects, "insert_many", as_the_driver_does_on_mongodb)
+    refused = refused_unsent_with(store, lambda doc: len(doc["title"]) > 16 * 2**20)
+    monkeypatch.setattr(store._projects, "insert_many", refused)
 
     results = await asyncio.gather(
         store.create(new_project()),
@@ -442,11 +455,41 @@ async def test_a_project_the_driver_will_not_send_fails_only_its_own_create_of_t
         return_exceptions=True,
     )
 
-    assert isinstance(results[1], DocumentTooLarge)  # its own insert_one's, unsent
+    assert isinstance(results[1], DocumentTooLarge)  # its own insert_one's
     made = [result for result in results if isinstance(result, CreateResult)]
     assert len(made) == 2
     assert all(result.created for result in made)
     assert await mongo_db["projects"].count_documents({}) == 2
+    assert updates.inserts == 2  # the two went one by one after the batch was refused
+
+
+async def test_a_batch_partly_sent_before_the_driver_refused_it_makes_each_project_once(
+    counted: tuple[ProjectStore, Updates], mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, _updates = counted
+    refused_once: list[str] = []
+
+    def marked(doc: dict[str, Any]) -> bool:
+        # The third project refuses its batch once, after the first two were sent.
+        if doc["title"] == "third" and not refused_once:
+            refused_once.append(doc["_id"])
+            return True
+        return False
+
+    monkeypatch.setattr(
+        store._projects, "insert_many", refused_unsent_with(store, marked, send_first=True)
+    )
+
+    results = await asyncio.gather(
+        *(store.create(new_project().model_copy(update={"title": t})) for t in ("a", "b", "third"))
+    )
+
+    assert refused_once  # the batch was refused once, after two of its documents were sent
+    assert [result.created for result in results] == [True, True, True]
+    assert await mongo_db["projects"].count_documents({}) == 3
+    assert {doc["_id"] async for doc in mongo_db["projects"].find({}, {"_id": 1})} == {
+        result.project.id for result in results
+    }
 
 
 async def test_changes_of_a_projects_clips_made_at_once_are_written_together(
