@@ -360,12 +360,11 @@ async def test_racing_writers_finish_a_project_exactly_once(
     assert final.finished_at is not None
 
 
-class Updates(monitoring.CommandListener):
-    """Counts the ``findAndModify`` (``count``) and ``insert`` commands on ``projects`` a
-    client sends."""
+class ProjectCommands(monitoring.CommandListener):
+    """Counts the ``findAndModify`` and ``insert`` commands on ``projects`` a client sends."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.updates = 0
         self.inserts = 0
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
@@ -374,7 +373,7 @@ class Updates(monitoring.CommandListener):
             if name == "insert":
                 self.inserts += 1
             else:
-                self.count += 1
+                self.updates += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -386,30 +385,30 @@ class Updates(monitoring.CommandListener):
 @pytest.fixture
 async def counted(
     mongo_url: str, mongo_db: Database, clock: Clock
-) -> AsyncIterator[tuple[ProjectStore, Updates]]:
-    """A store on this test's database whose updates of projects are counted."""
-    updates = Updates()
+) -> AsyncIterator[tuple[ProjectStore, ProjectCommands]]:
+    """A store on this test's database whose updates and inserts of projects are counted."""
+    commands = ProjectCommands()
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, uuidRepresentation="standard", tz_aware=True, event_listeners=[updates]
+        mongo_url, uuidRepresentation="standard", tz_aware=True, event_listeners=[commands]
     )
     try:
         store = ProjectStore(client[mongo_db.name], clock=clock, lease_s=LEASE_S)
-        yield store, updates
+        yield store, commands
     finally:
         await client.close()
 
 
 async def test_projects_created_at_once_are_inserted_together_each_with_its_own_outcome(
-    counted: tuple[ProjectStore, Updates], mongo_db: Database
+    counted: tuple[ProjectStore, ProjectCommands], mongo_db: Database
 ) -> None:
-    store, updates = counted
+    store, commands = counted
     await store.ensure_indexes()  # the idempotency key's unique index
     keys = ["k0", "k1", "k2", "k3", "k4", "k1"]  # the last one a replay of the second
 
     results = await asyncio.gather(*(store.create(new_project(key=key)) for key in keys))
 
     # Asked for in one turn of the event loop: one insert, the duplicate key refused in it.
-    assert updates.inserts == 1
+    assert commands.inserts == 1
     assert [result.created for result in results] == [True] * 5 + [False]
     assert results[5].project.id == results[1].project.id
     assert await mongo_db["projects"].count_documents({}) == 5
@@ -440,9 +439,11 @@ def refused_unsent_with(
 
 
 async def test_a_project_the_driver_will_not_send_fails_only_its_own_create_of_those_made_at_once(
-    counted: tuple[ProjectStore, Updates], mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+    counted: tuple[ProjectStore, ProjectCommands],
+    mongo_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, updates = counted
+    store, commands = counted
     # Too large for the server, which insert_one's driver check refuses on its own.
     huge = new_project(1).model_copy(update={"title": "x" * 17 * 2**20})
     refused = refused_unsent_with(store, lambda doc: len(doc["title"]) > 16 * 2**20)
@@ -460,13 +461,15 @@ async def test_a_project_the_driver_will_not_send_fails_only_its_own_create_of_t
     assert len(made) == 2
     assert all(result.created for result in made)
     assert await mongo_db["projects"].count_documents({}) == 2
-    assert updates.inserts == 2  # the two went one by one after the batch was refused
+    assert commands.inserts == 2  # the two went one by one after the batch was refused
 
 
 async def test_a_batch_partly_sent_before_the_driver_refused_it_makes_each_project_once(
-    counted: tuple[ProjectStore, Updates], mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+    counted: tuple[ProjectStore, ProjectCommands],
+    mongo_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store, _updates = counted
+    store, _commands = counted
     refused_once: list[str] = []
 
     def marked(doc: dict[str, Any]) -> bool:
@@ -493,16 +496,16 @@ async def test_a_batch_partly_sent_before_the_driver_refused_it_makes_each_proje
 
 
 async def test_changes_of_a_projects_clips_made_at_once_are_written_together(
-    counted: tuple[ProjectStore, Updates],
+    counted: tuple[ProjectStore, ProjectCommands],
 ) -> None:
-    store, updates = counted
+    store, commands = counted
     project = await created(store, 4)
 
     started = await asyncio.gather(*(processing(store, project, i) for i in range(4)))
     ended = await asyncio.gather(*(succeed(store, project, i) for i in range(4)))
 
     # One update per burst, then the finish: 3 updates, where one per change would be 9.
-    assert updates.count == 3
+    assert commands.updates == 3
     assert all(change.applied for change in started + ended)
     # Each writer gets the event of its own clip, numbered as the update numbered it.
     for scene, change in enumerate(started):
@@ -524,20 +527,20 @@ async def test_changes_of_a_projects_clips_made_at_once_are_written_together(
 
 
 async def test_a_change_that_no_longer_applies_does_not_hold_back_those_written_with_it(
-    counted: tuple[ProjectStore, Updates],
+    counted: tuple[ProjectStore, ProjectCommands],
 ) -> None:
-    store, updates = counted
+    store, commands = counted
     project = await created(store, 4)
     await asyncio.gather(*(processing(store, project, i) for i in range(4)))
     (late,) = (await succeed(store, project, 2)).events
 
     # Clip 2's success comes again (a webhook, then its check), with the other three.
-    updates.count = 0
+    commands.updates = 0
     ended = await asyncio.gather(*(succeed(store, project, i) for i in (3, 0, 2, 1)))
 
     # The four together matched nothing; then each alone (clip 2's matching nothing either),
     # and the finish.
-    assert updates.count == 1 + 4 + 1
+    assert commands.updates == 1 + 4 + 1
     assert [change.applied for change in ended] == [True, True, False, True]
     assert late in ended[2].events  # its repair re-publishes the stored events of clip 2
     # ... and the finish, if it comes after it: what counts is all of them, by seq.
@@ -551,19 +554,19 @@ async def test_a_change_that_no_longer_applies_does_not_hold_back_those_written_
 
 
 async def test_a_second_change_of_a_clip_in_a_burst_goes_alone_and_the_others_together(
-    counted: tuple[ProjectStore, Updates],
+    counted: tuple[ProjectStore, ProjectCommands],
 ) -> None:
-    store, updates = counted
+    store, commands = counted
     project = await created(store, 3)
     await asyncio.gather(*(processing(store, project, i) for i in range(3)))
-    updates.count = 0
+    commands.updates = 0
 
     # Clip 1's end twice at once (a webhook and its check), with the other two clips' ends.
     ended = await asyncio.gather(*(succeed(store, project, i) for i in (0, 1, 1, 2)))
 
     # One update for the first end of each clip, the second of clip 1 alone (it matches
     # nothing: its repair reads), and the finish.
-    assert updates.count == 3
+    assert commands.updates == 3
     assert [change.applied for change in ended] == [True, True, False, True]
     # (clip 1's repair re-publishes its stored events: its processing, 2, and its end)
     published = {e.seq: e for change in ended for e in change.events if e.seq > 3}
@@ -572,9 +575,9 @@ async def test_a_second_change_of_a_clip_in_a_burst_goes_alone_and_the_others_to
 
 
 async def test_a_merged_update_the_database_refuses_goes_write_by_write(
-    counted: tuple[ProjectStore, Updates], monkeypatch: pytest.MonkeyPatch
+    counted: tuple[ProjectStore, ProjectCommands], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store, updates = counted
+    store, commands = counted
     project = await created(store, 3)
     merged = together.merged
 
@@ -588,7 +591,7 @@ async def test_a_merged_update_the_database_refuses_goes_write_by_write(
     started = await asyncio.gather(*(processing(store, project, i) for i in range(3)))
 
     # The refused update, then each change alone: all three made, each with its own event.
-    assert updates.count == 1 + 3
+    assert commands.updates == 1 + 3
     assert all(change.applied for change in started)
     published = sorted(e.seq for change in started for e in change.events)
     assert published == [1, 2, 3]
