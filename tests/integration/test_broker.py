@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from prometheus_client import REGISTRY
 
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection, consume
+from reelflow_common.broker.transport import CoalescingWriter
 from reelflow_common.domain import ClipStatus, Counts
 from reelflow_common.errors import InvalidMessage, TransientError
 from reelflow_common.logging import get_logger
@@ -267,6 +268,54 @@ async def test_connection_is_named_and_reports_ready_until_closed(
         ready = amqp_ready(connection)
         assert await ready()
     assert not await ready()
+
+
+async def test_a_services_connection_writes_the_frames_of_a_turn_together(
+    settings_for: Callable[..., Any],
+    publisher: Publisher,
+    topology: Topology,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Acknowledgements made in the same turn of the event loop leave in one socket write."""
+    written = {"frames": 0, "socket_writes": 0}
+    write, init = CoalescingWriter.write, CoalescingWriter.__init__
+
+    def counting_write(self: CoalescingWriter, data: Any) -> None:
+        written["frames"] += 1
+        write(self, data)
+
+    def counting_init(self: CoalescingWriter, transport: Any, *rest: Any) -> None:
+        init(self, transport, *rest)
+        socket_write = transport.write
+
+        def counted(data: bytes) -> None:
+            written["socket_writes"] += 1
+            socket_write(data)
+
+        transport.write = counted
+
+    monkeypatch.setattr(CoalescingWriter, "write", counting_write)
+    monkeypatch.setattr(CoalescingWriter, "__init__", counting_init)
+    sent = [clip(task_uuid=f"t{index}") for index in range(40)]
+    for message in sent:
+        await publisher.send(SUBMIT_CLIP, message)
+    handle, handled = recorder()
+
+    settings = settings_for(TopologySettings)
+    async with amqp_connection(settings, name="test-coalescing") as connection:
+        opened = dict(written)
+        async with consuming(connection, topology, handle, concurrency=len(sent)):
+            got = [await next_of(handled) for _ in sent]
+            await eventually(
+                lambda: written["frames"] - opened["frames"] >= len(sent),
+                "an acknowledgement of each",
+            )
+        assert await ready_count(connection, topology.queue(SUBMIT_CLIP)) == 0
+        frames = written["frames"] - opened["frames"]
+        socket_writes = written["socket_writes"] - opened["socket_writes"]
+
+    assert sorted(message.task_uuid for message in got) == sorted(m.task_uuid for m in sent)
+    assert socket_writes < frames * 3 / 4, (socket_writes, frames)  # one each: equal
 
 
 # --- consume(): the acknowledgement policy ---------------------------------------

@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aio_pika
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 
+from reelflow_common.broker.transport import connect_robust
 from reelflow_common.lifecycle import wait_for
 from reelflow_common.logging import get_logger
 from reelflow_common.settings import AmqpSettings
@@ -36,11 +36,7 @@ async def amqp_connection(
     url = settings.amqp_url.get_secret_value()
     connection = await wait_for(
         "rabbitmq",
-        lambda: aio_pika.connect_robust(
-            url,
-            client_properties={"connection_name": name},
-            reconnect_interval=reconnect_interval_s,
-        ),
+        lambda: connect_robust(url, name=name, reconnect_interval_s=reconnect_interval_s),
         stop=stop,
     )
     try:

@@ -21,6 +21,8 @@ from typing import Any, Protocol
 import aio_pika
 from pymongo import AsyncMongoClient
 
+from reelflow_common.broker.transport import connect_robust
+
 
 @dataclass(frozen=True)
 class Work:
@@ -101,7 +103,8 @@ async def run_ceiling(site: CeilingSite, work: Work, plan: CeilingPlan) -> dict[
     collection_name = f"ceiling_{uuid.uuid4().hex[:8]}"
     queue_name = f"{site.queue_prefix}ceiling.{uuid.uuid4().hex[:8]}"
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(site.mongo_url, timeoutMS=30_000)
-    connection = await aio_pika.connect(site.amqp_url, timeout=15)
+    # The services' own connection code: a turn's frames in one socket write, as theirs.
+    connection = await connect_robust(site.amqp_url, name="bench-ceiling", reconnect_interval_s=5)
     collection = client[site.database][collection_name]
     try:
         channel = await connection.channel(publisher_confirms=True)
