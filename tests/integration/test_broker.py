@@ -308,7 +308,7 @@ async def test_a_services_connection_writes_the_frames_of_a_turn_together(
             got = [await next_of(handled) for _ in sent]
             await eventually(
                 lambda: written["frames"] - opened["frames"] >= len(sent),
-                "an acknowledgement of each",
+                "at least as many frames as deliveries (their acknowledgements among them)",
             )
         assert await ready_count(connection, topology.queue(SUBMIT_CLIP)) == 0
         frames = written["frames"] - opened["frames"]

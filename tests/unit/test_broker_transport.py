@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiormq import SSLContextProvider
 from aiormq.abc import SSLCerts
+from aiormq.exceptions import AMQPConnectionError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -110,9 +111,10 @@ async def test_drain_hands_over_at_once_what_is_large(link: Link) -> None:
     await eventually(lambda: len(link.peer.received) == FLUSH_AT_BYTES, "all of it to arrive")
 
 
-async def test_closing_sends_what_waits_first(link: Link) -> None:
+@pytest.mark.parametrize("end", ["close", "write_eof"])
+async def test_ending_the_connection_sends_what_waits_first(link: Link, end: str) -> None:
     link.writer.write(b"connection.close-ok;")
-    link.writer.close()
+    getattr(link.writer, end)()  # aiormq ends a TCP connection with write_eof, then close
     await asyncio.wait_for(link.peer.ended.wait(), DEADLINE_S)
     assert bytes(link.peer.received) == b"connection.close-ok;"
 
@@ -137,6 +139,7 @@ def _self_signed(directory: Path) -> tuple[Path, Path, bytes]:
         )
         .sign(key, hashes.SHA256())
     )
+    directory.mkdir(exist_ok=True)
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
     cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     key_file.write_bytes(
@@ -149,27 +152,52 @@ def _self_signed(directory: Path) -> tuple[Path, Path, bytes]:
     return cert_file, key_file, certificate.public_bytes(serialization.Encoding.DER)
 
 
-async def test_amqps_is_tls_verified_against_the_trusted_certificate(tmp_path: Path) -> None:
+@pytest.fixture
+async def tls_peer(tmp_path: Path) -> AsyncIterator[tuple[Peer, int, bytes]]:
+    """A TLS server, its port, and its certificate (DER) for a client to trust."""
     cert_file, key_file, trusted = _self_signed(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert_file, key_file)
     peer = Peer()
     server = await asyncio.start_server(peer.serve, "127.0.0.1", 0, ssl=server_tls)
-    port = server.sockets[0].getsockname()[1]
-    certs = SSLCerts(cert=None, key=None, capath=None, cafile=None, cadata=trusted, verify=True)
-    provider = SSLContextProvider(
-        ssl_context=None, ssl_certs=certs, loop=asyncio.get_running_loop()
-    )
     try:
-        _, writer = await CoalescingTransportFactory().create(
-            URL(f"amqps://127.0.0.1:{port}/"), ssl_context_provider=provider
-        )
-        assert writer.get_extra_info("peercert") is not None  # TLS, and it verified the server
-        writer.write(b"over;")
-        writer.write(b"tls;")
-        await eventually(lambda: bytes(peer.received) == b"over;tls;", "the frames over TLS")
-        writer.close()
-        await asyncio.wait_for(peer.ended.wait(), DEADLINE_S)
+        yield peer, server.sockets[0].getsockname()[1], trusted
     finally:
         server.close()
         await server.wait_closed()
+
+
+def trusting(certificate: bytes) -> SSLContextProvider:
+    """aiormq's TLS context as an ``amqps://`` URL gets it, trusting ``certificate`` only."""
+    certs = SSLCerts(cert=None, key=None, capath=None, cafile=None, cadata=certificate, verify=True)
+    return SSLContextProvider(ssl_context=None, ssl_certs=certs, loop=asyncio.get_running_loop())
+
+
+async def test_amqps_is_tls_verified_against_the_trusted_certificate(
+    tls_peer: tuple[Peer, int, bytes],
+) -> None:
+    peer, port, trusted = tls_peer
+    _, writer = await CoalescingTransportFactory().create(
+        URL(f"amqps://127.0.0.1:{port}/"), ssl_context_provider=trusting(trusted)
+    )
+    try:
+        assert writer.get_extra_info("peercert")  # verified: unverified TLS shows {} here
+        writer.write(b"over;")
+        writer.write(b"tls;")
+        await eventually(lambda: bytes(peer.received) == b"over;tls;", "the frames over TLS")
+    finally:
+        writer.close()
+    await asyncio.wait_for(peer.ended.wait(), DEADLINE_S)
+
+
+async def test_amqps_refuses_a_server_it_does_not_trust_and_never_goes_plain(
+    tls_peer: tuple[Peer, int, bytes], tmp_path: Path
+) -> None:
+    _, port, _ = tls_peer
+    _, _, stranger = _self_signed(tmp_path / "other")
+    url = URL(f"amqps://127.0.0.1:{port}/")
+
+    with pytest.raises(AMQPConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        await CoalescingTransportFactory().create(url, ssl_context_provider=trusting(stranger))
+    with pytest.raises(ValueError, match="TLS"):
+        await CoalescingTransportFactory().create(url)

@@ -43,15 +43,16 @@ class CoalescingWriter(asyncio.StreamWriter):
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         super().__init__(transport, protocol, reader, loop)
-        self._turn = loop
+        self._event_loop = loop  # StreamWriter keeps it too, but not as its API
         self._waiting: list[bytes] = []
         self._waiting_bytes = 0
 
     def write(self, data: Bytes) -> None:
         if not self._waiting:
-            self._turn.call_soon(self.flush)
-        self._waiting.append(bytes(data))
-        self._waiting_bytes += len(data)
+            self._event_loop.call_soon(self.flush)
+        chunk = bytes(data)
+        self._waiting.append(chunk)
+        self._waiting_bytes += len(chunk)
 
     def writelines(self, data: Iterable[Bytes]) -> None:
         for chunk in data:
@@ -66,7 +67,13 @@ class CoalescingWriter(asyncio.StreamWriter):
         self._waiting_bytes = 0
         if self.transport.is_closing():
             return  # the connection is gone: aiormq's reader sees it, and reconnects
-        self.transport.write(data)
+        try:
+            self.transport.write(data)
+        except Exception:
+            # Raised here, in a callback, aiormq's writer would never hear of it and wait
+            # for answers to frames never sent: drop the connection, so it reconnects.
+            self.transport.abort()
+            raise
 
     async def drain(self) -> None:
         # Flow control only: what waits goes at the end of this turn, unless it is large.
@@ -91,12 +98,16 @@ class CoalescingTransportFactory(TransportFactory):
         self, url: URL, **kwargs: Any
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         tls: SSLContextProvider | None = kwargs.pop("ssl_context_provider", None)
-        ssl = await tls.get_context() if url.scheme == "amqps" and tls is not None else None
+        ssl = None
+        if url.scheme == "amqps":
+            if tls is None:  # never plain TCP for an amqps URL
+                raise ValueError(f"{url.scheme}: TLS asked for, but no TLS context given")
+            ssl = await tls.get_context()
         # aiormq's Connection gives every URL a host and its scheme's default port.
         assert url.host is not None, url
         assert url.port is not None, url
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(loop=loop)
+        reader = asyncio.StreamReader(limit=kwargs.pop("limit", 2**16), loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
             transport, _ = await loop.create_connection(
@@ -117,15 +128,19 @@ class CoalescingRobustConnection(RobustConnection):
 
 
 async def connect_robust(
-    url: str, *, name: str, reconnect_interval_s: float
+    url: str, *, name: str, reconnect_interval_s: float, timeout_s: float | None = None
 ) -> AbstractRobustConnection:
     """What ``aio_pika.connect_robust`` does, its frames written through a
-    ``CoalescingWriter``; ``name`` shows in RabbitMQ's management UI."""
+    ``CoalescingWriter``; ``name`` shows in RabbitMQ's management UI.
+
+    The connection is built here, not by ``aio_pika.connect_robust(connection_class=...)``:
+    that one also puts every keyword into the URL's query, which cannot hold a factory.
+    """
     connection = CoalescingRobustConnection(
         URL(url),
         client_properties={"connection_name": name},
         reconnect_interval=reconnect_interval_s,
         transport_factory=CoalescingTransportFactory(),
     )
-    await connection.connect()
+    await connection.connect(timeout=timeout_s)
     return connection

@@ -104,7 +104,9 @@ async def run_ceiling(site: CeilingSite, work: Work, plan: CeilingPlan) -> dict[
     queue_name = f"{site.queue_prefix}ceiling.{uuid.uuid4().hex[:8]}"
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(site.mongo_url, timeoutMS=30_000)
     # The services' own connection code: a turn's frames in one socket write, as theirs.
-    connection = await connect_robust(site.amqp_url, name="bench-ceiling", reconnect_interval_s=5)
+    connection = await connect_robust(
+        site.amqp_url, name="bench-ceiling", reconnect_interval_s=5, timeout_s=15
+    )
     collection = client[site.database][collection_name]
     try:
         channel = await connection.channel(publisher_confirms=True)
