@@ -26,6 +26,7 @@ from reelflow_common.store import (
     Project,
     ProjectStore,
     TaskFailed,
+    TaskResult,
     TaskSucceeded,
     together,
 )
@@ -396,6 +397,69 @@ async def counted(
         yield store, commands
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected"), [("s", ProjectStatus.COMPLETED), ("f", ProjectStatus.FAILED)]
+)
+async def test_a_one_scene_projects_end_is_one_update_that_finishes_it(
+    counted: tuple[ProjectStore, ProjectCommands], outcome: str, expected: ProjectStatus
+) -> None:
+    store, commands = counted
+    project = await created(store, 1)
+    await processing(store, project, 0)
+    task = project.clips[0].task_uuid
+    result: TaskResult = (
+        TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.1)
+        if outcome == "s"
+        else TaskFailed(code="x", message="boom")
+    )
+    before = commands.updates
+
+    change = await store.record(project.id, 0, task, result, only_clip=True)
+
+    assert commands.updates - before == 1  # the clip's end and the finish, together
+    assert change.applied
+    assert [type(event) for event in change.events] == [ClipUpdated, ProjectFinished]
+    assert [event.seq for event in change.events] == [2, 3]
+    finished = change.events[1]
+    assert isinstance(finished, ProjectFinished)
+    assert finished.status is expected
+    final = await reread(store, project)
+    assert (final.status, final.seq, final.counts.pending) == (expected, 3, 0)
+    assert final.finished_at == finished.occurred_at
+    assert (await store.events_after(project.id, 1) or []) == change.events  # as stored
+
+    # Told again (a webhook and the chain, a redelivery): nothing is written; what was is
+    # published again (a crash may have come before it was), the same events, same seqs.
+    again = await store.record(project.id, 0, task, result, only_clip=True)
+    assert not again.applied
+    stored = await store.events_after(project.id, 0) or []
+    assert again.events
+    assert all(event in stored for event in again.events)
+    assert (await reread(store, project)).seq == 3
+
+
+async def test_a_clip_said_to_be_its_projects_only_one_finishes_nothing_while_others_pend(
+    counted: tuple[ProjectStore, ProjectCommands],
+) -> None:
+    store, commands = counted
+    project = await created(store, 2)
+    await processing(store, project, 0)
+    await processing(store, project, 1)
+    result = TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.1)
+    before = commands.updates
+
+    change = await store.record(project.id, 0, project.clips[0].task_uuid, result, only_clip=True)
+
+    # The finishing update's guard held not (two clips): the end is written as any other.
+    assert commands.updates - before == 2
+    assert change.applied
+    assert [type(event) for event in change.events] == [ClipUpdated]
+    assert (await reread(store, project)).status is ProjectStatus.GENERATING
+    last = await succeed(store, project, 1)
+    assert [type(event) for event in last.events] == [ClipUpdated, ProjectFinished]
+    assert (await reread(store, project)).status is ProjectStatus.COMPLETED
 
 
 async def test_projects_created_at_once_are_inserted_together_each_with_its_own_outcome(

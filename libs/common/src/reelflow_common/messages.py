@@ -130,6 +130,9 @@ class SubmitClip(Message):
     #: first, since it may have been cancelled meanwhile (None: a message from before this
     #: field; its ``occurred_at`` stands in)
     queued_at: datetime | None = None
+    #: the project's number of scenes: a project of one has its clip's end and its own
+    #: finish written in one update (None: a message from before this field, finished apart)
+    scenes: int | None = Field(default=None, ge=1)
 
 
 class CheckClip(Message):
@@ -161,6 +164,9 @@ class CheckClip(Message):
     #: delay: a poller that takes it earlier sends it on for the rest, without asking
     #: Runware (``reelflow_common.polling.delivery``); None: due on arrival
     due_at: datetime | None = None
+    #: the project's number of scenes: a project of one has its clip's end and its own
+    #: finish written in one update (None: a message from before this field, finished apart)
+    scenes: int | None = Field(default=None, ge=1)
 
 
 class CheckClips(Message):

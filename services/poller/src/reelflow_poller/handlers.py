@@ -176,6 +176,7 @@ class CheckHandler:
                 submitted_at=message.submitted_at,
                 correlation_id=message.correlation_id,
                 chain_token=message.token,
+                only_clip=message.scenes == 1,
             )
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)

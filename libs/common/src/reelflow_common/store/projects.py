@@ -381,13 +381,19 @@ class ProjectStore:
         submitted_at: datetime | None = None,
         token: str | None = None,
         statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
+        only_clip: bool = False,
     ) -> Change:
         """The task is over: record it on its clip (or, for an earlier task, in ``attempts``).
 
         ``token`` and ``statuses`` narrow the guard (a submit chain fails only a queued
         clip it still holds); without them any chain's result is recorded.
+        ``only_clip``: the caller knows the project has this one clip; its end then
+        finishes the project in the same update. Should that update not apply (the clip
+        has ended already, or the project has more clips after all), the change is written
+        as any other: one more round trip, never a wrong finish.
         """
-        write = transitions.to_terminal(
+        record = partial(
+            transitions.to_terminal,
             project_id,
             scene_index,
             task_uuid,
@@ -399,7 +405,11 @@ class ProjectStore:
             token=token,
             statuses=statuses,
         )
-        return await self._transition(write, project_id, scene_index, task_uuid, result=result)
+        if only_clip:
+            finished = await self._apply(record(only_clip=True), project_id)
+            if finished is not None:
+                return Change(True, finished)
+        return await self._transition(record(), project_id, scene_index, task_uuid, result=result)
 
     async def record_progress(
         self,

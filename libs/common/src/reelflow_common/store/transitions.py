@@ -291,11 +291,15 @@ def to_terminal(
     submitted_at: datetime | None = None,
     token: str | None = None,
     statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
+    only_clip: bool = False,
 ) -> Write:
     """The clip's current task is over: success with its video, or failed with a reason.
 
     Recorded whatever chain learnt it (Runware's answer is the truth) unless
     ``token`` is given: a submit chain fails a clip only while it still holds it.
+    ``only_clip``: the project has this one clip, so its end is the project's: the same
+    update finishes it (as :func:`finish` would after it), guarded on the project having
+    one clip and still generating; a project of more clips leaves it unapplied.
     """
     update = _Update()
     fields: dict[str, Any] = {}
@@ -340,6 +344,17 @@ def to_terminal(
     guard = _guard(project_id, scene_index, status={"$in": allowed}, task_uuid=task_uuid)
     if token is not None:
         guard[f"{clip_path(scene_index)}.lease.token"] = token
+    if only_clip:
+        # The clip is open, so it is the one pending clip: the counts after this update.
+        counts = Counts(total_clips=1, completed=0, pending=1, failed=0).moved(
+            "pending", status.bucket
+        )
+        project_status = final_project_status(counts)
+        update.set |= {"status": project_status.value, "finished_at": now}
+        update.events.append(
+            finish_event(project_status, occurred_at=now, correlation_id=correlation_id)
+        )
+        guard |= {"counts.total_clips": 1, "status": ProjectStatus.GENERATING.value}
     settle = task_end(task_uuid, status, fields.get("cost"))
     return update.build(guard, now=now, log_size=log_size, settle=(_charge_of(scene_index), settle))
 

@@ -42,8 +42,10 @@ class ClipRecorder:
         submitted_at: datetime | None = None,
         correlation_id: str | None = None,
         chain_token: str | None = None,
+        only_clip: bool = False,
     ) -> Change:
-        """Record ``result`` (Runware's answer: whatever chain brings it).
+        """Record ``result`` (Runware's answer: whatever chain brings it); ``only_clip``: the
+        project has this one clip (:meth:`ProjectStore.record`).
 
         ``chain_token``: the token of the chain (or the lease as read) that decided it. Our
         ceiling (``timedOut``) is not Runware's word but a chain's: it ends the clip only
@@ -60,6 +62,7 @@ class ClipRecorder:
             submitted_at=submitted_at,
             correlation_id=correlation_id,
             token=chain_token if ceiling else None,
+            only_clip=only_clip,
         )
         await self._publisher.publish_events(change.events)
         # Only the writer that applied the success sends its copy: a duplicate (webhook hint
