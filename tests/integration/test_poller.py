@@ -279,6 +279,37 @@ async def test_finished_task_is_recorded_with_its_video_and_cost_and_ends_the_pr
     assert world.publisher.sent == []
 
 
+@pytest.mark.parametrize("webhooks", [False, True])
+async def test_a_one_scene_projects_end_and_finish_are_one_update_unless_webhooks_record_it(
+    world: World, check: CheckHandler, monkeypatch: pytest.MonkeyPatch, webhooks: bool
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    message = await world.check_of(project)
+    assert message.scenes == 1
+    updates: list[dict[str, Any]] = []
+    collection = world.projects._projects
+    find_one_and_update = collection.find_one_and_update
+
+    async def counted(filter_: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        updates.append(filter_)
+        return await find_one_and_update(filter_, *args, **kwargs)
+
+    monkeypatch.setattr(collection, "find_one_and_update", counted)
+    events = await world.events()
+
+    await check(message.model_copy(update={"webhooks": webhooks}))
+
+    # Polling alone: the chain's check is what ends it, with its project. With webhooks the
+    # hint has mostly recorded it first, so the check writes the end alone, then the finish.
+    assert len(updates) == (2 if webhooks else 1)
+    assert (await world.project(project.id)).status is ProjectStatus.COMPLETED
+    updated, finished = await world.settle_events(events)
+    assert isinstance(updated, ClipUpdated)
+    assert isinstance(finished, ProjectFinished)
+    assert finished.seq == updated.seq + 1
+
+
 @pytest.mark.parametrize(
     "runware_sim_config",
     [

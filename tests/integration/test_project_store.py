@@ -416,7 +416,7 @@ async def test_a_one_scene_projects_end_is_one_update_that_finishes_it(
     )
     before = commands.updates
 
-    change = await store.record(project.id, 0, task, result, only_clip=True)
+    change = await store.record(project.id, 0, task, result, correlation_id="req-2", only_clip=True)
 
     assert commands.updates - before == 1  # the clip's end and the finish, together
     assert change.applied
@@ -425,6 +425,8 @@ async def test_a_one_scene_projects_end_is_one_update_that_finishes_it(
     finished = change.events[1]
     assert isinstance(finished, ProjectFinished)
     assert finished.status is expected
+    # The clip's end is the check's; the finish is the project's, as the finisher's is.
+    assert [event.correlation_id for event in change.events] == ["req-2", "req-1"]
     final = await reread(store, project)
     assert (final.status, final.seq, final.counts.pending) == (expected, 3, 0)
     assert final.finished_at == finished.occurred_at
@@ -435,9 +437,34 @@ async def test_a_one_scene_projects_end_is_one_update_that_finishes_it(
     again = await store.record(project.id, 0, task, result, only_clip=True)
     assert not again.applied
     stored = await store.events_after(project.id, 0) or []
-    assert again.events
+    assert finished in again.events  # should a crash have come before it was published
     assert all(event in stored for event in again.events)
     assert (await reread(store, project)).seq == 3
+
+
+async def test_writers_racing_to_end_a_one_scene_project_finish_it_exactly_once(
+    store: ProjectStore,
+) -> None:
+    project = await created(store, 1)
+    await processing(store, project, 0)
+    task = project.clips[0].task_uuid
+    result = TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.1)
+
+    # the chain's check twice (a redelivery) and a webhook's hint (written apart)
+    results = await asyncio.gather(
+        store.record(project.id, 0, task, result, only_clip=True),
+        store.record(project.id, 0, task, result, only_clip=True),
+        store.record(project.id, 0, task, result),
+    )
+
+    assert sum(change.applied for change in results) == 1
+    published = {event.seq: event for change in results for event in change.events}
+    assert sorted(published) == [1, 2, 3]
+    assert isinstance(published[3], ProjectFinished)
+    stored = await store.events_after(project.id, 0) or []
+    assert sum(isinstance(event, ProjectFinished) for event in stored) == 1
+    final = await reread(store, project)
+    assert (final.status, final.seq, final.counts.pending) == (ProjectStatus.COMPLETED, 3, 0)
 
 
 async def test_a_clip_said_to_be_its_projects_only_one_finishes_nothing_while_others_pend(

@@ -176,7 +176,9 @@ class CheckHandler:
                 submitted_at=message.submitted_at,
                 correlation_id=message.correlation_id,
                 chain_token=message.token,
-                only_clip=message.scenes == 1,
+                # With webhooks the hint has mostly recorded the end already: trying the
+                # finish first would only cost this duplicate one more round trip.
+                only_clip=message.scenes == 1 and not message.webhooks,
             )
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)

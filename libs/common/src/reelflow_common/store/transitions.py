@@ -299,7 +299,7 @@ def to_terminal(
     ``token`` is given: a submit chain fails a clip only while it still holds it.
     ``only_clip``: the project has this one clip, so its end is the project's: the same
     update finishes it (as :func:`finish` would after it), guarded on the project having
-    one clip and still generating; a project of more clips leaves it unapplied.
+    one clip, pending, and still generating; a project of more clips leaves it unapplied.
     """
     update = _Update()
     fields: dict[str, Any] = {}
@@ -351,10 +351,13 @@ def to_terminal(
         )
         project_status = final_project_status(counts)
         update.set |= {"status": project_status.value, "finished_at": now}
-        update.events.append(
-            finish_event(project_status, occurred_at=now, correlation_id=correlation_id)
-        )
-        guard |= {"counts.total_clips": 1, "status": ProjectStatus.GENERATING.value}
+        # No correlation id of its own: the project's, as the finisher's event has.
+        update.events.append(finish_event(project_status, occurred_at=now, correlation_id=None))
+        guard |= {
+            "counts.total_clips": 1,
+            "counts.pending": 1,
+            "status": ProjectStatus.GENERATING.value,
+        }
     settle = task_end(task_uuid, status, fields.get("cost"))
     return update.build(guard, now=now, log_size=log_size, settle=(_charge_of(scene_index), settle))
 
