@@ -286,7 +286,7 @@ async def test_a_one_scene_projects_end_and_finish_are_one_update_unless_webhook
     project = await world.processing(await world.new_project("a fox"))
     await world.until_finished_at_runware(project.clips[0].task_uuid)
     message = await world.check_of(project)
-    assert message.scenes == 1
+    assert message.scene_count == 1
     updates: list[dict[str, Any]] = []
     collection = world.projects._projects
     find_one_and_update = collection.find_one_and_update

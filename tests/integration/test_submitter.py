@@ -154,7 +154,9 @@ async def test_queued_clip_is_submitted_once_then_processing_and_polled(
     assert (check.model, check.duration, check.width, check.height) == ("google:3@3", 4, 1280, 720)
     assert check.correlation_id == "req-1"
     assert check.submitted_at == clip.submitted_at
-    assert message.scenes == check.scenes == 1  # so the clip's end finishes the project with it
+    assert (
+        message.scene_count == check.scene_count == 1
+    )  # so the clip's end finishes the project with it
     # It came through the poll ladder's first rung, not straight to the work queue.
     first_rung = world.topology.wait_queue_for(CHECK_CLIP, settings.poll_initial_delay_s)
     assert died_in(raw) == first_rung

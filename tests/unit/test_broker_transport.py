@@ -119,6 +119,29 @@ async def test_ending_the_connection_sends_what_waits_first(link: Link, end: str
     assert bytes(link.peer.received) == b"connection.close-ok;"
 
 
+async def test_what_waits_for_a_connection_that_went_is_dropped_not_written(link: Link) -> None:
+    link.writer.write(b"frame;")
+    link.writer.transport.close()  # gone meanwhile: aiormq's reader sees it and reconnects
+
+    link.writer.flush()
+
+    assert link.transport_writes == []
+
+
+async def test_a_transport_that_refuses_a_write_drops_the_connection(link: Link) -> None:
+    def refusing(data: Any) -> None:
+        raise RuntimeError("unable to perform operation: the handler is closed")
+
+    link.writer.transport.write = refusing  # type: ignore[method-assign]
+    link.writer.write(b"frame;")
+
+    with pytest.raises(RuntimeError, match="handler is closed"):
+        link.writer.flush()
+    # aiormq's writer never hears of a callback's error: the connection must end, so its
+    # reader sees it and aio-pika reconnects, instead of waiting for answers never asked.
+    assert link.writer.transport.is_closing()
+
+
 def _self_signed(directory: Path) -> tuple[Path, Path, bytes]:
     """A certificate for 127.0.0.1 and its key (files, for the server), and the
     certificate in DER (for the client to trust)."""

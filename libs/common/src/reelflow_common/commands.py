@@ -43,7 +43,7 @@ def submit_command(
         charge=clip.charge,
         after_earlier_tasks=bool(clip.attempts),
         queued_at=clip.queued_at or project.created_at,
-        scenes=len(project.clips),
+        scene_count=len(project.clips),
     )
 
 
@@ -91,7 +91,7 @@ def check_command(
         height=request.height,
         webhooks=webhooks,
         correlation_id=correlation_id or project.correlation_id,
-        scenes=len(project.clips),
+        scene_count=len(project.clips),
     )
 
 
@@ -114,7 +114,7 @@ def first_check(
         height=request.height,
         webhooks=webhooks,
         correlation_id=submitted.correlation_id,
-        scenes=submitted.scenes,
+        scene_count=submitted.scene_count,
     )
 
 

@@ -132,7 +132,7 @@ class SubmitClip(Message):
     queued_at: datetime | None = None
     #: the project's number of scenes: a project of one has its clip's end and its own
     #: finish written in one update (None: a message from before this field, finished apart)
-    scenes: int | None = Field(default=None, ge=1)
+    scene_count: int | None = Field(default=None, ge=1)
 
 
 class CheckClip(Message):
@@ -166,7 +166,7 @@ class CheckClip(Message):
     due_at: datetime | None = None
     #: the project's number of scenes: a project of one has its clip's end and its own
     #: finish written in one update (None: a message from before this field, finished apart)
-    scenes: int | None = Field(default=None, ge=1)
+    scene_count: int | None = Field(default=None, ge=1)
 
 
 class CheckClips(Message):

@@ -178,7 +178,7 @@ class CheckHandler:
                 chain_token=message.token,
                 # With webhooks the hint has mostly recorded the end already: trying the
                 # finish first would only cost this duplicate one more round trip.
-                only_clip=message.scenes == 1 and not message.webhooks,
+                only_clip=message.scene_count == 1 and not message.webhooks,
             )
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)
