@@ -154,8 +154,10 @@ def test_a_profile_with_few_counts_plans_like_the_rest_of_its_model() -> None:
     other_duration = ClipProfile(VEO.model, duration=8, width=1280, height=720)
     another_model = ClipProfile("klingai:5@3", duration=5)
 
+    # Within 5 %: the model's distribution holds the generic prior at the weight of
+    # 10 of its 2,010 counts, the profile's a 10/2,010 share of that.
     assert planner.first_check_s(other_duration) == pytest.approx(
-        planner.first_check_s(VEO), rel=0.02
+        planner.first_check_s(VEO), rel=0.05
     )
     assert planner.first_check_s(another_model) < planner.first_check_s(VEO) / 3
 
@@ -211,3 +213,47 @@ def test_the_config_comes_from_the_settings() -> None:
 
     assert (config.max_interval_s, config.delay_target_s) == (30, 5)
     assert config.webhook_interval_s == settings.poll_webhook_interval_s
+
+
+def veo_sample(count: int, seed: int) -> list[float]:
+    """The simulator's google:3@3: log-normal, median 90 s, sigma 0.6, floored at 20 s."""
+    return [max(20.0, latency) for latency in log_normal_sample(90.0, 0.6, count, seed)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_hundred_completions_are_enough_to_meet_the_target_without_progress(
+    seed: int,
+) -> None:
+    # The first hundred clips of a model, seen as the poller sees them (bracketed by
+    # two checks, all before the counts are shared), then the next 2,000.
+    book = CompletionBook()
+    planner = LearnedPlanner(book, CONFIG)
+    evaluate(planner, VEO, veo_sample(100, seed), learn=True, commit=book.commit_pending)
+
+    summary = evaluate(planner, VEO, veo_sample(2000, 100 + seed))
+
+    assert summary.p95_delay_s <= CONFIG.delay_target_s + 1.0
+    assert summary.calls_per_clip < 12
+
+
+#: Of 300 such warm-ups, the three that held the first check back most before their
+#: counts were smoothed (to 47.6, 43.2 and 42.8 s; p95 13.9, 11.6 and 11.0 s).
+@pytest.mark.parametrize("seed", [248, 196, 153])
+def test_a_warm_up_of_a_hundred_does_not_hold_the_first_check_back(seed: int) -> None:
+    # A hundred clips seen with Runware's progress, all before the counts are shared
+    # (the benchmark's warm-up), then the first check of the next 2,000.
+    book = CompletionBook()
+    planner = LearnedPlanner(book, CONFIG)
+    evaluate(
+        planner,
+        VEO,
+        veo_sample(100, seed),
+        progress=linear_progress,
+        learn=True,
+        commit=book.commit_pending,
+    )
+
+    summary = evaluate(planner, VEO, veo_sample(2000, 1000 + seed), progress=linear_progress)
+
+    assert planner.first_check_s(VEO) <= 36.0  # 1 % of the model's clips are done by 22 s
+    assert summary.p95_delay_s <= CONFIG.delay_target_s

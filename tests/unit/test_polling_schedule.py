@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+import random
 
 import pytest
 
@@ -14,6 +16,7 @@ from reelflow_common.polling.histogram import (
     bucket_of,
     edge,
     generic_prior,
+    smoothed,
 )
 from reelflow_common.polling.schedule import Plan, Target, measure, optimal_plan
 
@@ -73,6 +76,55 @@ def test_an_interval_is_spread_over_its_buckets_only_and_sums_to_one() -> None:
     assert sum(shares.values()) == pytest.approx(1.0)
     assert min(shares) == bucket_of(40.0)
     assert max(shares) == bucket_of(60.0)
+
+
+def sample_counts(count: int, seed: int) -> dict[int, float]:
+    """``count`` completions of a log-normal (median 90 s, sigma 0.6), counted per bucket."""
+    rng = random.Random(seed)
+    counts: dict[int, float] = {}
+    for _ in range(count):
+        k = bucket_of(90.0 * math.exp(0.6 * rng.gauss(0.0, 1.0)))
+        counts[k] = counts.get(k, 0.0) + 1.0
+    return counts
+
+
+def mean_bucket(counts: dict[int, float]) -> float:
+    return sum(k * c for k, c in counts.items()) / sum(counts.values())
+
+
+def test_smoothing_fills_the_gaps_of_a_small_sample_and_keeps_its_mass() -> None:
+    counts = sample_counts(100, seed=7)
+    raw, smooth = Histogram.from_counts(counts), Histogram.from_counts(smoothed(counts))
+    middle = range(bucket_of(raw.quantile(0.05)), bucket_of(raw.quantile(0.95)) + 1)
+
+    assert sum(smoothed(counts).values()) == pytest.approx(100.0)
+    assert any(counts.get(k, 0.0) == 0.0 for k in middle)  # a hundred leave gaps
+    assert all(smooth.masses[k - FIRST_BUCKET] > 0.1 for k in middle)
+    # Wider, not moved: the mean in log time stays, the low tail reaches further down.
+    assert mean_bucket(smoothed(counts)) == pytest.approx(mean_bucket(counts))
+    assert smooth.quantile(0.01) < raw.quantile(0.01)
+
+
+def test_smoothing_narrows_as_the_counts_grow() -> None:
+    counts = sample_counts(20_000, seed=8)
+    raw, smooth = Histogram.from_counts(counts), Histogram.from_counts(smoothed(counts))
+
+    for q in (0.01, 0.05, 0.5, 0.95, 0.99):
+        assert smooth.quantile(q) == pytest.approx(raw.quantile(q), rel=0.05)
+    # One bucket's counts (every clip alike), or a single count, have no spread to smooth.
+    assert smoothed({bucket_of(60.0): 500.0}) == {bucket_of(60.0): 500.0}
+    assert smoothed({bucket_of(60.0): 1.0}) == {bucket_of(60.0): 1.0}
+
+
+def test_smoothing_keeps_the_mass_inside_the_buckets() -> None:
+    edges = {FIRST_BUCKET: 5.0, FIRST_BUCKET + 40: 5.0, END_BUCKET - 1: 5.0}
+
+    spread = smoothed(edges)
+
+    assert min(spread) >= FIRST_BUCKET
+    assert max(spread) <= END_BUCKET - 1
+    assert sum(spread.values()) == pytest.approx(15.0)
+    Histogram.from_counts(spread)  # every bucket it names exists
 
 
 def test_a_histogram_without_mass_is_refused() -> None:

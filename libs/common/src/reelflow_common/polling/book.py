@@ -10,7 +10,9 @@ The distribution of a profile shrinks towards its model's, and a model's towards
 the generic prior (:func:`~reelflow_common.polling.histogram.generic_prior`), each
 parent weighing as much as ``prior_weight`` observations: a duration or a
 resolution that behaves like the rest of its model costs nothing, one that does
-not pulls away as its own counts grow.
+not pulls away as its own counts grow. Counts are planned from smoothed
+(:func:`~reelflow_common.polling.histogram.smoothed`: a hundred completions leave
+gaps a plan would believe) and stored as counted.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from reelflow_common.polling.histogram import Histogram, bucket_of, generic_prior
+from reelflow_common.polling.histogram import Histogram, bucket_of, generic_prior, smoothed
 from reelflow_common.polling.plan import ClipProfile
 
 Counts = dict[int, float]
@@ -76,7 +78,7 @@ class CompletionBook:
         if cached is None:
             model = self._model_distribution(profile.model)
             own = self._shared.get(key)
-            cached = model.plus(own.counts, self._prior_weight) if own else model
+            cached = model.plus(smoothed(own.counts), self._prior_weight) if own else model
             self._distributions[key] = cached
         return cached
 
@@ -89,7 +91,7 @@ class CompletionBook:
                 if entry.profile.model == model:
                     for k, count in entry.counts.items():
                         pooled[k] = pooled.get(k, 0.0) + count
-            cached = self._prior.plus(pooled, self._prior_weight)
+            cached = self._prior.plus(smoothed(pooled), self._prior_weight)
             self._distributions[key] = cached
         return cached
 

@@ -36,6 +36,10 @@ _MAX_S = 2.0 ** (END_BUCKET / BUCKETS_PER_DOUBLING)
 PRIOR_MEDIAN_S = 110.0
 PRIOR_SIGMA = 0.7
 
+#: Learned counts are smoothed with twice the bandwidth of Silverman's rule (see
+#: :func:`smoothed`).
+OVERSMOOTHING = 2.0
+
 
 def edge(k: int) -> float:
     """Lower edge of bucket ``k`` in seconds (``edge(END_BUCKET)`` is the top)."""
@@ -164,3 +168,49 @@ def generic_prior(median_s: float = PRIOR_MEDIAN_S) -> Histogram:
     """The prior of a model with no observations (see :data:`PRIOR_MEDIAN_S`); the
     services take ``median_s`` from ``poll_prior_median_s``."""
     return Histogram.log_normal(median_s, PRIOR_SIGMA)
+
+
+def smoothed(counts: Mapping[int, float]) -> dict[int, float]:
+    """``counts`` spread by a Gaussian kernel in log time, narrower the more there are.
+
+    A plan believes the gaps of its distribution: between two observed completions it
+    spaces checks as far apart as the late budget allows, and a sample of a hundred
+    leaves gaps where the next clips will finish. The kernel's width is
+    :data:`OVERSMOOTHING` times Silverman's rule of thumb, ``0.9 · min(sd, IQR / 1.349)
+    · n^(-1/5)`` (in buckets, so in log time): the rule minimises the density's error,
+    while a plan pays far more for a distribution too narrow (clips seen late) than
+    for one too wide (a check more), and half the counts are blurred already (a polled
+    completion is spread over the interval between two checks). Mass the kernel
+    carries past either end of the buckets stays in the end bucket.
+    """
+    total = sum(counts.values())
+    if total <= 1.0:
+        return dict(counts)
+    width = OVERSMOOTHING * 0.9 * _spread_in_buckets(counts, total) * total**-0.2
+    reach = math.floor(3.0 * width)
+    if reach < 1:
+        return dict(counts)
+    kernel = [math.exp(-0.5 * (d / width) ** 2) for d in range(-reach, reach + 1)]
+    norm = sum(kernel)
+    out: dict[int, float] = {}
+    for k, count in counts.items():
+        for d, weight in enumerate(kernel, start=-reach):
+            j = min(END_BUCKET - 1, max(FIRST_BUCKET, k + d))
+            out[j] = out.get(j, 0.0) + count * weight / norm
+    return out
+
+
+def _spread_in_buckets(counts: Mapping[int, float], total: float) -> float:
+    """``min(sd, IQR / 1.349)`` of the bucket numbers (the standard deviation when the
+    quartiles share a bucket)."""
+    mean = sum(k * c for k, c in counts.items()) / total
+    sd = math.sqrt(sum(c * (k - mean) ** 2 for k, c in counts.items()) / total)
+    ordered = sorted(counts.items())
+    cumulative = list(itertools.accumulate(c for _, c in ordered))
+
+    def quantile(q: float) -> int:
+        i = bisect_right(cumulative, q * total)
+        return ordered[min(i, len(ordered) - 1)][0]
+
+    iqr = (quantile(0.75) - quantile(0.25)) / 1.349
+    return min(sd, iqr) if iqr > 0 else sd
