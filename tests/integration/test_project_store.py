@@ -586,6 +586,37 @@ async def test_a_batch_partly_sent_before_the_driver_refused_it_makes_each_proje
     }
 
 
+async def test_an_insert_sent_again_after_it_landed_makes_its_creates_own_project(
+    store: ProjectStore, mongo_db: Database, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply of an insert that landed was lost and the driver sent it again (to a server
+    that did not know it for a retry): refused on its ``_id``, the project is the create's
+    own, not a replay of another (whose reservation a caller would then give back)."""
+    # Another project with no key, as the second below, and newer (the clock moved back):
+    # of the two, the one a look-up of a key of none finds first.
+    other = await created(store)
+    clock.now -= timedelta(hours=1)
+    insert_many = store._projects.insert_many
+
+    async def sent_twice(docs: list[dict[str, Any]], **options: Any) -> Any:
+        await insert_many(docs, **options)
+        return await insert_many(docs, **options)
+
+    monkeypatch.setattr(store._projects, "insert_many", sent_twice)
+
+    results = [
+        await store.create(new_project(key="k1"), project_id="with-key"),
+        await store.create(new_project(), project_id="without-key"),
+    ]
+
+    assert [(result.created, result.project.id) for result in results] == [
+        (True, "with-key"),
+        (True, "without-key"),
+    ]
+    assert await mongo_db["projects"].count_documents({}) == 3
+    assert other.id not in {result.project.id for result in results}
+
+
 async def test_changes_of_a_projects_clips_made_at_once_are_written_together(
     counted: tuple[ProjectStore, ProjectCommands],
 ) -> None:

@@ -122,6 +122,11 @@ def _insert_outcomes(details: Mapping[str, Any], count: int) -> list[BaseExcepti
     return outcomes
 
 
+def _on_id(exc: DuplicateKeyError) -> bool:
+    """Whether the duplicate key is the document's ``_id`` (not its idempotency key)."""
+    return (exc.details or {}).get("keyPattern") == {"_id": 1}
+
+
 def new_token() -> str:
     """A chain's token: unguessable, so a stale or forged message cannot take a clip over."""
     return secrets.token_hex(8)
@@ -182,18 +187,23 @@ class ProjectStore:
 
     # --- creating and reading -------------------------------------------------
 
-    async def create(self, new: NewProject) -> CreateResult:
+    async def create(self, new: NewProject, *, project_id: str | None = None) -> CreateResult:
         """Store a new project (one insert), or return the one an earlier request with its key made.
 
         The unique index on (tenant, key) decides races: of two concurrent requests
         with one key, one inserts and the other finds the first's project. Projects
         created while one insert is out go in the next, together (:meth:`_insert_many`).
+        ``project_id``: the new project's id (a fresh UUID by default), for a caller that
+        must look the project up after an insert whose outcome it does not know. Every
+        attempt uses it: an insert is tried again only after the idempotency key refused
+        it, so the id is still free.
         """
+        project_id = project_id or str(uuid.uuid4())
         for _ in range(_CREATE_ATTEMPTS):
             now = self._now()
             doc = new_project_document(
                 new,
-                project_id=str(uuid.uuid4()),
+                project_id=project_id,
                 task_uuids=[str(uuid.uuid4()) for _ in new.scenes],
                 tokens=[new_token() for _ in new.scenes],
                 now=now,
@@ -201,8 +211,15 @@ class ProjectStore:
             )
             try:
                 await self._inserts.submit(doc)
-            except DuplicateKeyError:
+            except DuplicateKeyError as exc:
+                # The id is this create's alone: a project with it is this document, sent
+                # twice (the driver retried an insert that had landed), whichever unique
+                # index the server names.
+                if _on_id(exc):
+                    return CreateResult(project=project_from_document(doc), created=True)
                 existing = await self._replay(new, now=now)
+                if existing is not None and existing.id == project_id:
+                    return CreateResult(project=project_from_document(doc), created=True)
                 if existing is not None:
                     return CreateResult(project=existing, created=False)
                 continue  # the key was released (expired or gone): insert again
@@ -239,7 +256,7 @@ class ProjectStore:
         try:
             await self._projects.insert_one(doc)
         except DuplicateKeyError as exc:
-            if (exc.details or {}).get("keyPattern") == {"_id": 1}:
+            if _on_id(exc):
                 # A part of the batch the driver sent before the bad document: a new
                 # project's id is a fresh UUID, so the document there is this one.
                 return None
