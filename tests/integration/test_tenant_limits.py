@@ -9,18 +9,24 @@ overshoot it; a clip's end settles its estimate against what it cost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from pymongo.errors import AutoReconnect
+from structlog.testing import capture_logs
 
+from reelflow_api.deps import AppState
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
 from reelflow_common.accounting.ledger import LedgerStore, Settlement
 from reelflow_common.store import TaskFailed, TaskResult, TaskSucceeded, transitions
 from reelflow_common.store.documents import pack_result
 from reelflow_common.topology import CHECK_CLIP
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
+from tests.waiting import DEADLINE_S, eventually, eventually_returns
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -482,3 +488,167 @@ async def test_an_earlier_attempt_without_a_charge_bills_its_video_on_the_clips(
     after = await stored(api, project_id)
     assert after.cost.usd == pytest.approx(0.7)
     assert after.cost.known == 2
+
+
+class Inserts:
+    """The API's inserts of new projects as the test plays them: ``held`` until it lets them
+    go, ``landed`` (when set) raised after the insert was applied, ``lost`` raised instead
+    of sending it."""
+
+    def __init__(
+        self,
+        api: Api,
+        monkeypatch: pytest.MonkeyPatch,
+        *,
+        held: bool = False,
+        landed: BaseException | None = None,
+        lost: BaseException | None = None,
+    ) -> None:
+        state: AppState = api.app.state.reelflow
+        collection = state.projects._projects
+        self._insert_many = collection.insert_many
+        self.sent = asyncio.Event()
+        self.released = asyncio.Event()
+        if not held:
+            self.released.set()
+        self.landed = landed
+        self.lost = lost
+        monkeypatch.setattr(collection, "insert_many", self._played)
+
+    async def _played(self, docs: list[dict[str, Any]], **options: Any) -> Any:
+        self.sent.set()
+        await self.released.wait()
+        if self.lost is not None:
+            raise self.lost
+        inserted = await self._insert_many(docs, **options)
+        if self.landed is not None:
+            raise self.landed
+        return inserted
+
+
+async def tenants_project(api: Api, tenant_id: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = await api.db["projects"].find_one({"tenant_id": tenant_id})
+    return found
+
+
+async def end_every_clip(api: Api, project_id: str, costs: list[float]) -> None:
+    project = await stored(api, project_id)
+    for clip, cost in zip(project.clips, costs, strict=True):
+        video = TaskSucceeded(video_url=f"https://cdn.test/{clip.task_uuid}.mp4", cost=cost)
+        await move_clip(api, project_id, clip.task_uuid, video)
+
+
+async def test_a_create_cancelled_while_its_insert_is_out_keeps_the_projects_reservation(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client went (or the API shut down) while the shared insert was out: the insert
+    runs on, and the project it stored holds its clips' reservation until they end."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=10)
+    inserts = Inserts(api, monkeypatch, held=True)
+    request = asyncio.create_task(api.create(auth, scenes(2)))  # $0.50 reserved
+    await asyncio.wait_for(inserts.sent.wait(), DEADLINE_S)
+
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    inserts.released.set()
+
+    project = await eventually_returns(
+        lambda: tenants_project(api, tenant_id), "the cancelled create's project stored"
+    )
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == 2
+    assert ledger.committed_in(day) == pytest.approx(0.5)
+    await end_every_clip(api, project["_id"], [0.4, 0.3])
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.7)
+
+
+async def test_a_create_cancelled_whose_insert_then_failed_gives_the_reservation_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision outlives the request: nothing was stored, so nothing stays reserved."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=10)
+    inserts = Inserts(api, monkeypatch, held=True, lost=AutoReconnect("connection lost"))
+    request = asyncio.create_task(api.create(auth, scenes(2)))  # $0.50 reserved
+    await asyncio.wait_for(inserts.sent.wait(), DEADLINE_S)
+
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    inserts.released.set()
+
+    ledgers = LedgerStore(api.db)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    await eventually(lambda: all_released(ledgers, tenant_id, day), "the reservation given back")
+    assert await tenants_project(api, tenant_id) is None
+
+
+async def all_released(ledgers: LedgerStore, tenant_id: str, day: str) -> bool:
+    ledger = await ledgers.read(tenant_id)
+    return ledger.open == 0 and ledger.committed_in(day) == pytest.approx(0.0)
+
+
+async def test_a_create_whose_insert_landed_before_its_error_keeps_the_reservation(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    Inserts(api, monkeypatch, landed=AutoReconnect("connection lost before the reply"))
+
+    response = await api.create(auth, scenes(2))  # $0.50 reserved
+
+    assert_problem(response, 503)
+    project = await tenants_project(api, tenant_id)
+    assert project is not None
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == 2
+    assert ledger.committed_in(day) == pytest.approx(0.5)
+    await end_every_clip(api, project["_id"], [0.4, 0.3])
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.7)
+
+
+async def test_a_create_whose_insert_never_landed_gives_the_reservation_back(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    Inserts(api, monkeypatch, lost=AutoReconnect("connection lost before the insert was sent"))
+
+    response = await api.create(auth, scenes(2))
+
+    assert_problem(response, 503)
+    assert await tenants_project(api, tenant_id) is None
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.0)
+
+
+async def test_a_create_of_unknown_outcome_keeps_the_reservation_when_the_project_cannot_be_read(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tenant's room is understated, never overstated: the estimate stays committed, and a
+    warning says so."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    Inserts(api, monkeypatch, lost=AutoReconnect("connection lost"))
+    state: AppState = api.app.state.reelflow
+
+    async def unreadable(*_args: Any, **_kwargs: Any) -> None:
+        raise AutoReconnect("still gone")
+
+    monkeypatch.setattr(state.projects, "get", unreadable)
+
+    with capture_logs() as lines:
+        response = await api.create(auth, scenes(2))
+
+    assert_problem(response, 503)
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 2
+    assert ledger.committed_in(datetime.now(UTC).strftime("%Y-%m-%d")) == pytest.approx(0.5)
+    assert [line["tenant_id"] for line in lines if line["event"] == "reservation_not_released"] == [
+        tenant_id
+    ]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -31,6 +32,7 @@ from reelflow_common.store import (
     ClipState,
     CreateResult,
     Event,
+    IdempotencyConflict,
     NewProject,
     Project,
     ProjectStatusView,
@@ -173,6 +175,72 @@ async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None
             await state.projects.ledgers.release(tenant_id, charge, clips=1)
     except PyMongoError as exc:
         log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
+
+
+#: what :meth:`ProjectStore.create` raises once the server refused its insert: nothing stored
+_REFUSED = (TransientError, IdempotencyConflict)
+#: the creates still deciding whether to give their reservation back (their requests may be
+#: gone): a task the event loop alone refers to may be collected before it ends
+_deciding: set[asyncio.Task[CreateResult]] = set()
+
+
+async def _create_holding(state: AppState, new: NewProject, charges: list[Charge]) -> CreateResult:
+    """Create the project holding ``charges``, in a task a cancelled request cannot stop.
+
+    The shared insert runs on when its request is cancelled (the client went, the
+    API shuts down), so the project may be stored with its charges; the decision
+    whether to give them back must run on too, and see how the insert ended.
+    """
+    task = asyncio.create_task(_create_or_release(state, new, charges))
+    _deciding.add(task)
+    task.add_done_callback(_deciding.discard)
+    return await asyncio.shield(task)
+
+
+async def _create_or_release(
+    state: AppState, new: NewProject, charges: list[Charge]
+) -> CreateResult:
+    """Create the project holding ``charges``; give them back only when no project holds them.
+
+    A stored project settles its charges as its clips end: released as well, they
+    would be counted off twice, and the tenant could spend past its budget. The id
+    is chosen here so that a create whose outcome is unknown (an error after its
+    insert was sent: a lost connection, a timeout) is looked up by it
+    (:func:`_release_unless_stored`). One window stays open without transactions:
+    a server that applies the insert after that read found nothing (the driver gave
+    up on it first). The charges are then both released and settled.
+    """
+    project_id = str(uuid.uuid4())
+    try:
+        result = await state.projects.create(
+            new.model_copy(update={"charges": charges}), project_id=project_id
+        )
+    except _REFUSED:
+        await _release(state, new.tenant_id, charges)
+        raise
+    except BaseException:
+        await _release_unless_stored(state, new.tenant_id, charges, project_id)
+        raise
+    if not result.created:  # a concurrent replay: its project holds its own reservation
+        await _release(state, new.tenant_id, charges)
+    return result
+
+
+async def _release_unless_stored(
+    state: AppState, tenant_id: str, charges: list[Charge], project_id: str
+) -> None:
+    """Give back the reservation of a create whose outcome is unknown, if its project is not
+    stored (one read by ``_id``). A failed read keeps it: the tenant's budget is then
+    understated, never overstated."""
+    try:
+        stored = await state.projects.get(project_id) is not None
+    except PyMongoError as exc:
+        log.warning(
+            "reservation_not_released", tenant_id=tenant_id, project_id=project_id, error=repr(exc)
+        )
+        return
+    if not stored:
+        await _release(state, tenant_id, charges)
 
 
 async def _announce(state: AppState, events: list[Event]) -> None:
@@ -323,13 +391,10 @@ async def create_project(
         except LimitExceeded as exc:
             log.info("project_refused", limit=exc.limit.value, tenant_id=tenant_id)
             raise limit_exceeded(exc, now=state.projects.now()) from exc
-        try:
-            result = await state.projects.create(new.model_copy(update={"charges": charges}))
-        except BaseException:
-            await _release(state, tenant_id, charges)
-            raise
-        if not result.created:  # a concurrent replay: its project holds its own reservation
-            await _release(state, tenant_id, charges)
+        if charges is None:
+            result = await state.projects.create(new)
+        else:
+            result = await _create_holding(state, new, charges)
     project = result.project
     with bound_context(project_id=project.id):
         if result.created:
