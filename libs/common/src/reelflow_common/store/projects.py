@@ -214,8 +214,9 @@ class ProjectStore:
             except DuplicateKeyError as exc:
                 # The id is this create's alone: a project with it is this document, sent
                 # twice (the driver retried an insert that had landed), whichever unique
-                # index the server names.
-                if _on_id(exc):
+                # index the server names. Without a key only the id can be taken (the
+                # key's index holds only projects with one).
+                if _on_id(exc) or new.idempotency_key is None:
                     return CreateResult(project=project_from_document(doc), created=True)
                 existing = await self._replay(new, now=now)
                 if existing is not None and existing.id == project_id:

@@ -193,8 +193,16 @@ async def _create_holding(state: AppState, new: NewProject, charges: list[Charge
     """
     task = asyncio.create_task(_create_or_release(state, new, charges))
     _deciding.add(task)
-    task.add_done_callback(_deciding.discard)
+    task.add_done_callback(_decided)
     return await asyncio.shield(task)
+
+
+def _decided(task: asyncio.Task[CreateResult]) -> None:
+    """Forget a create that decided. Its error is its request's to raise (through the
+    shield); with the request gone nobody asks, and asyncio need not report it unasked."""
+    _deciding.discard(task)
+    if not task.cancelled():
+        task.exception()
 
 
 async def _create_or_release(
