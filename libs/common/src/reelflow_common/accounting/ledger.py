@@ -20,13 +20,14 @@ idempotent by the bounded list of recently settled keys in the same document.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pymongo import WriteConcern
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from reelflow_common.accounting.limits import (
     Limit,
@@ -38,7 +39,10 @@ from reelflow_common.accounting.limits import (
     month_resets_at,
 )
 from reelflow_common.errors import TransientError
+from reelflow_common.logging import get_logger
 from reelflow_common.mongo import Database, Document
+
+log = get_logger(__name__)
 
 COLLECTION = "tenant_ledgers"
 #: how many settled keys a ledger remembers: duplicates come within seconds, not thousands of clips
@@ -161,6 +165,16 @@ class LedgerStore:
                 }
             },
         )
+
+    async def give_back(self, tenant_id: str, charges: Iterable[Charge]) -> None:
+        """Release reservations no clip holds (one clip each), for a caller answering something
+        else (an error, a replay). If MongoDB fails here, the rest stay committed: the tenant's
+        room is understated, never overstated (``reservation_not_released`` is logged)."""
+        try:
+            for charge in charges:
+                await self.release(tenant_id, charge, clips=1)
+        except PyMongoError as exc:
+            log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
 
     async def settle(self, tenant_id: str, charge: Charge, settlement: Settlement) -> bool:
         """Apply a clip's change to the ledger once; False if this key was settled already."""

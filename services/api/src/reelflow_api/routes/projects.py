@@ -167,16 +167,6 @@ async def _reserve(
     return None if charge is None else charge.split(estimates)
 
 
-async def _release(state: AppState, tenant_id: str, charges: list[Charge] | None) -> None:
-    """Give back a reservation no project holds; if MongoDB fails here, the estimate stays
-    committed (the tenant's budget is understated, never overstated)."""
-    try:
-        for charge in charges or []:
-            await state.projects.ledgers.release(tenant_id, charge, clips=1)
-    except PyMongoError as exc:
-        log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
-
-
 #: what :meth:`ProjectStore.create` raises once the server refused its insert: nothing stored
 _REFUSED = (TransientError, IdempotencyConflict)
 #: the creates still deciding whether to give their reservation back (their requests may be
@@ -224,13 +214,13 @@ async def _create_or_release(
             new.model_copy(update={"charges": charges}), project_id=project_id
         )
     except _REFUSED:
-        await _release(state, new.tenant_id, charges)
+        await state.projects.ledgers.give_back(new.tenant_id, charges)
         raise
     except BaseException:
         await _release_unless_stored(state, new.tenant_id, charges, project_id)
         raise
     if not result.created:  # a concurrent replay: its project holds its own reservation
-        await _release(state, new.tenant_id, charges)
+        await state.projects.ledgers.give_back(new.tenant_id, charges)
     return result
 
 
@@ -248,7 +238,7 @@ async def _release_unless_stored(
         )
         return
     if not stored:
-        await _release(state, tenant_id, charges)
+        await state.projects.ledgers.give_back(tenant_id, charges)
 
 
 async def _announce(state: AppState, events: list[Event]) -> None:
