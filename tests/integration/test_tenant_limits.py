@@ -652,3 +652,162 @@ async def test_a_create_of_unknown_outcome_keeps_the_reservation_when_the_projec
     assert [line["tenant_id"] for line in lines if line["event"] == "reservation_not_released"] == [
         tenant_id
     ]
+
+
+class ClipWrites:
+    """A retry's guarded writes of one scene's clip as the test plays them (the API's
+    ``find_one_and_update``; every other write goes through): ``held`` until it lets them
+    go, ``landed`` (when set) raised after the write was applied, ``lost`` raised instead of
+    sending it."""
+
+    def __init__(
+        self,
+        api: Api,
+        monkeypatch: pytest.MonkeyPatch,
+        scene_index: int,
+        *,
+        held: bool = False,
+        landed: BaseException | None = None,
+        lost: BaseException | None = None,
+    ) -> None:
+        state: AppState = api.app.state.reelflow
+        collection = state.projects._projects
+        self._find_one_and_update = collection.find_one_and_update
+        self._guarded = f"clips.{scene_index}.status"
+        self.sent = asyncio.Event()
+        self.released = asyncio.Event()
+        if not held:
+            self.released.set()
+        self.landed = landed
+        self.lost = lost
+        monkeypatch.setattr(collection, "find_one_and_update", self._played)
+
+    async def _played(self, query: dict[str, Any], update: Any, **options: Any) -> Any:
+        if query.get(self._guarded) != "failed":
+            return await self._find_one_and_update(query, update, **options)
+        self.sent.set()
+        await self.released.wait()
+        if self.lost is not None:
+            raise self.lost
+        found = await self._find_one_and_update(query, update, **options)
+        if self.landed is not None:
+            raise self.landed
+        return found
+
+
+async def three_failed_clips(api: Api, auth: dict[str, str]) -> str:
+    """A three-scene project whose clips all failed (their reservations freed): its id."""
+    created = (await api.create(auth, scenes(3))).json()  # $0.75 reserved
+    project_id: str = created["project_id"]
+    for result in created["results"]:
+        await fail(api, project_id, result["task_uuid"])
+    return project_id
+
+
+async def ledger_is(api: Api, tenant_id: str, *, open_clips: int, usd: float) -> None:
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert ledger.open == open_clips
+    assert ledger.committed_in(day) == pytest.approx(usd)
+
+
+async def retried_clips(api: Api, project_id: str) -> list[int]:
+    project = await stored(api, project_id)
+    return [clip.scene_index for clip in project.clips if clip.status == "queued"]
+
+
+async def end_retried_clips(api: Api, project_id: str, costs: dict[int, float]) -> None:
+    project = await stored(api, project_id)
+    for scene_index, cost in costs.items():
+        task_uuid = project.clips[scene_index].task_uuid
+        video = TaskSucceeded(video_url=f"https://cdn.test/{task_uuid}.mp4", cost=cost)
+        await move_clip(api, project_id, task_uuid, video)
+
+
+async def test_a_retry_whose_clip_write_failed_gives_back_the_charges_no_clip_holds(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first clip holds its charge; the second's write never landed (a read says so) and
+    the third was never tried: theirs are given back, so the clips in flight are not held
+    for ever."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=3)
+    project_id = await three_failed_clips(api, auth)
+    ClipWrites(api, monkeypatch, 1, lost=AutoReconnect("connection lost"))
+
+    response = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    assert_problem(response, 503)  # $0.75 reserved, three clips
+    assert await retried_clips(api, project_id) == [0]
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
+    await end_retried_clips(api, project_id, {0: 0.4})
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+    monkeypatch.undo()
+    assert (await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)).is_success
+
+
+async def test_a_retry_whose_clip_write_landed_before_its_error_keeps_that_clips_charge(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=3)
+    project_id = await three_failed_clips(api, auth)
+    ClipWrites(api, monkeypatch, 1, landed=AutoReconnect("connection lost before the reply"))
+
+    response = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    assert_problem(response, 503)
+    assert await retried_clips(api, project_id) == [0, 1]
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+    await end_retried_clips(api, project_id, {0: 0.4, 1: 0.3})
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
+
+
+async def test_a_retry_cancelled_whose_clip_write_then_failed_gives_back_what_no_clip_holds(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=3)
+    project_id = await three_failed_clips(api, auth)
+    writes = ClipWrites(api, monkeypatch, 1, held=True, lost=AutoReconnect("connection lost"))
+    request = asyncio.create_task(api.client.post(f"/v1/projects/{project_id}/retry", headers=auth))
+    await asyncio.wait_for(writes.sent.wait(), DEADLINE_S)
+
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    writes.released.set()
+
+    ledgers = LedgerStore(api.db)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    await eventually(
+        lambda: only_one_clip_held(ledgers, tenant_id, day), "what no clip holds given back"
+    )
+    assert await retried_clips(api, project_id) == [0]
+
+
+async def only_one_clip_held(ledgers: LedgerStore, tenant_id: str, day: str) -> bool:
+    ledger = await ledgers.read(tenant_id)
+    return ledger.open == 1 and ledger.committed_in(day) == pytest.approx(0.25)
+
+
+async def test_a_retry_of_unknown_outcome_keeps_the_clips_charge_when_it_cannot_be_read(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tenant's room is understated, never overstated: the second clip's charge stays
+    reserved, and a warning says so; the third clip's, never tried, is given back."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=3)
+    project_id = await three_failed_clips(api, auth)
+    ClipWrites(api, monkeypatch, 1, lost=AutoReconnect("connection lost"))
+    state: AppState = api.app.state.reelflow
+
+    async def unreadable(*_args: Any, **_kwargs: Any) -> None:
+        raise AutoReconnect("still gone")
+
+    monkeypatch.setattr(state.projects, "_read_clip", unreadable)
+
+    with capture_logs() as lines:
+        response = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    assert_problem(response, 503)
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+    assert [line["tenant_id"] for line in lines if line["event"] == "reservation_not_released"] == [
+        tenant_id
+    ]

@@ -225,6 +225,12 @@ class ClipState(_Frozen):
             and attempt.status is not ClipStatus.SUCCESS
         )
 
+    def holds(self, charge: Charge) -> bool:
+        """Whether a task of this clip (its current one, or an earlier one it moved to
+        ``attempts``) holds ``charge``: its end settles it, so nobody else may release it."""
+        held = [self.charge, *(attempt.charge for attempt in self.attempts.values())]
+        return any(found is not None and found.id == charge.id for found in held)
+
     def late_video(self) -> tuple[str, Attempt] | None:
         """A video of one of this failed clip's tasks that came after it was given up on."""
         if self.status is not ClipStatus.FAILED:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -25,6 +25,7 @@ from pymongo.errors import (
     BulkWriteError,
     DuplicateKeyError,
     OperationFailure,
+    PyMongoError,
     WriteConcernError,
     WriteError,
 )
@@ -992,8 +993,9 @@ class ProjectStore:
         The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
         for ``Outcome.rewatch``, from the project returned (read with its requests).
         ``reserve`` holds the failed clips' money on the tenant's ledger first (or raises
-        ``LimitExceeded``: nothing is retried); what a concurrent retry made unneeded
-        is released.
+        ``LimitExceeded``: nothing is retried); what no clip holds is released: what a
+        concurrent retry made unneeded, and, when an error interrupts the clips' writes,
+        the charges of the clips not written (:meth:`_give_back_unheld`).
         """
         project = await self.get(project_id, tenant_id=tenant_id, with_requests=reserve is not None)
         if project is None:
@@ -1010,20 +1012,28 @@ class ProjectStore:
         # Those followed again first: they reopen the project, so one that takes its video
         # after them does not finish it on the way.
         took = False
-        for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
-            charge = charges.get(clip.scene_index)
-            done, applied = await self._retry_clip(
-                project_id, tenant_id, clip, charge, correlation_id
-            )
-            if charge is not None and done in (None, "took"):
-                # A concurrent retry got there first (it sends the commands, and reserved),
-                # or the clip took a late video that came meanwhile: nothing to hold.
-                await self.ledgers.release(tenant_id, charge, clips=1)
-            events += applied
-            if done == "took":
-                took = True
-            elif done is not None:
-                (rewatch if done == "rewatch" else resubmit).append(clip.scene_index)
+        untried = dict(charges)  # by scene: the charges no write has carried yet
+        out: tuple[int, Charge] | None = None  # the clip being written, and the charge it carries
+        try:
+            for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
+                charge = untried.pop(clip.scene_index, None)
+                out = None if charge is None else (clip.scene_index, charge)
+                done, applied = await self._retry_clip(
+                    project_id, tenant_id, clip, charge, correlation_id
+                )
+                out = None
+                if charge is not None and done in (None, "took"):
+                    # A concurrent retry got there first (it sends the commands, and
+                    # reserved), or the clip took a late video that came meanwhile.
+                    await self.ledgers.give_back(tenant_id, [charge])
+                events += applied
+                if done == "took":
+                    took = True
+                elif done is not None:
+                    (rewatch if done == "rewatch" else resubmit).append(clip.scene_index)
+        except BaseException:
+            await self._give_back_unheld(project_id, tenant_id, untried.values(), out)
+            raise
         if took:
             head = await self._projects.find_one({"_id": project_id}, _HEAD)
             assert head is not None  # projects are never deleted
@@ -1033,6 +1043,35 @@ class ProjectStore:
         after = await self.get(project_id, with_requests=True)
         assert after is not None  # projects are never deleted
         return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch)
+
+    async def _give_back_unheld(
+        self,
+        project_id: str,
+        tenant_id: str,
+        untried: Iterable[Charge],
+        out: tuple[int, Charge] | None,
+    ) -> None:
+        """Give back the charges of an interrupted retry that no clip holds: at once those of
+        clips it never wrote; the charge of the clip whose write was out (``out``: its scene)
+        only if a read of the clip shows that write did not land. A failed read keeps it: the
+        tenant's room is then understated, never overstated."""
+        await self.ledgers.give_back(tenant_id, untried)
+        if out is None:
+            return
+        scene_index, charge = out
+        try:
+            clip = await self._read_clip(project_id, scene_index)
+        except PyMongoError as exc:
+            log.warning(
+                "reservation_not_released",
+                tenant_id=tenant_id,
+                project_id=project_id,
+                scene_index=scene_index,
+                error=repr(exc),
+            )
+            return
+        if clip is None or not clip.holds(charge):
+            await self.ledgers.give_back(tenant_id, [charge])
 
     async def _retry_clip(
         self,
