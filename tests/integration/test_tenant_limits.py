@@ -761,6 +761,32 @@ async def test_a_retry_whose_clip_write_landed_before_its_error_keeps_that_clips
     await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
 
 
+async def test_a_retry_cancelled_while_a_clip_write_is_out_retries_every_clip(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client went (or the API shut down) while the second clip's write was out: the
+    retry runs on, and each clip holds its charge until it ends."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=3)
+    project_id = await three_failed_clips(api, auth)
+    writes = ClipWrites(api, monkeypatch, 1, held=True)
+    request = asyncio.create_task(api.client.post(f"/v1/projects/{project_id}/retry", headers=auth))
+    await asyncio.wait_for(writes.sent.wait(), DEADLINE_S)
+
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    writes.released.set()
+
+    await eventually(lambda: all_retried(api, project_id), "the cancelled retry's every clip")
+    await ledger_is(api, tenant_id, open_clips=3, usd=0.75)
+    await end_retried_clips(api, project_id, {0: 0.4, 1: 0.3, 2: 0.2})
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.9)
+
+
+async def all_retried(api: Api, project_id: str) -> bool:
+    return await retried_clips(api, project_id) == [0, 1, 2]
+
+
 async def test_a_retry_cancelled_whose_clip_write_then_failed_gives_back_what_no_clip_holds(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,8 +7,8 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Sequence
-from typing import Annotated, Any
+from collections.abc import Coroutine, Sequence
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -43,6 +43,7 @@ router = APIRouter(
     prefix="/v1/projects", tags=["projects"], responses=problem_responses(401, 422, 503)
 )
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 def _request_hash(body: CreateProjectIn) -> str:
@@ -169,27 +170,24 @@ async def _reserve(
 
 #: what :meth:`ProjectStore.create` raises once the server refused its insert: nothing stored
 _REFUSED = (TransientError, IdempotencyConflict)
-#: the creates still deciding whether to give their reservation back (their requests may be
+#: the creates and retries still deciding what their reservations hold (their requests may be
 #: gone): a task the event loop alone refers to may be collected before it ends
-_deciding: set[asyncio.Task[CreateResult]] = set()
+_deciding: set[asyncio.Task[Any]] = set()
 
 
-async def _create_holding(state: AppState, new: NewProject, charges: list[Charge]) -> CreateResult:
-    """Create the project holding ``charges``, in a task a cancelled request cannot stop.
-
-    The shared insert runs on when its request is cancelled (the client went, the
-    API shuts down), so the project may be stored with its charges; the decision
-    whether to give them back must run on too, and see how the insert ended.
-    """
-    task = asyncio.create_task(_create_or_release(state, new, charges))
+async def _outliving_request(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` in a task a cancelled request cannot stop (the client went, the API shuts
+    down): a create or a retry, whose writes are shared and run on, and the decision to give
+    back what they do not hold, which must see how those writes ended."""
+    task = asyncio.create_task(work)
     _deciding.add(task)
     task.add_done_callback(_decided)
     return await asyncio.shield(task)
 
 
-def _decided(task: asyncio.Task[CreateResult]) -> None:
-    """Forget a create that decided. Its error is its request's to raise (through the
-    shield); with the request gone nobody asks, and asyncio need not report it unasked."""
+def _decided(task: asyncio.Task[Any]) -> None:
+    """Forget work that decided. Its error is its request's to raise (through the shield);
+    with the request gone nobody asks, and asyncio need not report it unasked."""
     _deciding.discard(task)
     if not task.cancelled():
         task.exception()
@@ -392,7 +390,7 @@ async def create_project(
         if charges is None:
             result = await state.projects.create(new)
         else:
-            result = await _create_holding(state, new, charges)
+            result = await _outliving_request(_create_or_release(state, new, charges))
     project = result.project
     with bound_context(project_id=project.id):
         if result.created:
@@ -463,8 +461,12 @@ async def retry_project(
         return {clip.scene_index: charge for clip, charge in zip(failed, charges, strict=True)}
 
     try:
-        retried = await state.projects.retry(
-            project_id, tenant_id=grant.tenant_id, correlation_id=correlation, reserve=reserve
+        # Its clips' writes and the release of the charges none holds, whole: a cancel would
+        # leave the charges of the clips after the one written for ever reserved.
+        retried = await _outliving_request(
+            state.projects.retry(
+                project_id, tenant_id=grant.tenant_id, correlation_id=correlation, reserve=reserve
+            )
         )
     except LimitExceeded as exc:
         raise limit_exceeded(exc, now=state.projects.now()) from exc
