@@ -20,13 +20,14 @@ from pymongo.errors import AutoReconnect
 from structlog.testing import capture_logs
 
 from reelflow_api.deps import AppState
+from reelflow_api.outliving import OutlivingWork
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
 from reelflow_common.accounting.ledger import LedgerStore, Settlement
 from reelflow_common.store import TaskFailed, TaskResult, TaskSucceeded, transitions
 from reelflow_common.store.documents import pack_result
 from reelflow_common.topology import CHECK_CLIP
 from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
-from tests.waiting import DEADLINE_S, eventually, eventually_returns
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
 
@@ -552,14 +553,17 @@ async def test_a_create_cancelled_while_its_insert_is_out_keeps_the_projects_res
     with contextlib.suppress(asyncio.CancelledError):
         await request
     inserts.released.set()
+    await eventually(lambda: outliving(api).running == 0, "the create ran to its end")
 
-    project = await eventually_returns(
-        lambda: tenants_project(api, tenant_id), "the cancelled create's project stored"
-    )
+    project = await tenants_project(api, tenant_id)
+    assert project is not None
     ledger = await LedgerStore(api.db).read(tenant_id)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     assert ledger.open == 2
     assert ledger.committed_in(day) == pytest.approx(0.5)
+    # ... and its clips were sent on, not left for the reconciler once their leases ran out.
+    submits = [m.body for m in await api.drain() if m.body["project_id"] == project["_id"]]
+    assert sorted(m["scene_index"] for m in submits) == [0, 1]
     await end_every_clip(api, project["_id"], [0.4, 0.3])
     ledger = await LedgerStore(api.db).read(tenant_id)
     assert ledger.open == 0
@@ -575,15 +579,26 @@ async def test_a_create_cancelled_whose_insert_then_failed_gives_the_reservation
     request = asyncio.create_task(api.create(auth, scenes(2)))  # $0.50 reserved
     await asyncio.wait_for(inserts.sent.wait(), DEADLINE_S)
 
-    request.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await request
-    inserts.released.set()
+    with capture_logs() as lines:
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        inserts.released.set()
+        await eventually(lambda: outliving(api).running == 0, "the create ran to its end")
 
     ledgers = LedgerStore(api.db)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    await eventually(lambda: all_released(ledgers, tenant_id, day), "the reservation given back")
+    assert await all_released(ledgers, tenant_id, day)
     assert await tenants_project(api, tenant_id) is None
+    # Nobody is left to answer with the error: it is logged.
+    failed = [line for line in lines if line["event"] == "work_failed_after_its_request_went"]
+    assert len(failed) == 1
+    assert "connection lost" in failed[0]["error"]
+
+
+def outliving(api: Api) -> OutlivingWork:
+    state: AppState = api.app.state.reelflow
+    return state.outliving
 
 
 async def all_released(ledgers: LedgerStore, tenant_id: str, day: str) -> bool:

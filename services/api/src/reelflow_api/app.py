@@ -14,6 +14,7 @@ from reelflow_api.deps import AppState
 from reelflow_api.lanes import KnownLanes, listening
 from reelflow_api.middleware import BodyLimit, InFlightLimit
 from reelflow_api.openapi import install_openapi
+from reelflow_api.outliving import OutlivingWork
 from reelflow_api.problems import install_problem_handlers
 from reelflow_api.routes import dashboard, projects, tickets, usage, videos, webhooks
 from reelflow_api.settings import Settings
@@ -81,6 +82,10 @@ def create_app(settings: Settings) -> FastAPI:
                     name="amqp",
                 )
             )
+            # Closed first (the stack unwinds in reverse): creates and retries whose
+            # requests are gone finish while MongoDB and RabbitMQ are still there.
+            outliving = OutlivingWork()
+            stack.push_async_callback(outliving.drain, settings.drain_timeout_s)
             app.state.reelflow = AppState(
                 settings=settings,
                 projects=projects_store,
@@ -97,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
                 project_reads=Batcher(projects_store.get_many, max_batch=READ_BATCH),
                 wakeups=wakeups,
                 lanes=lanes,
+                outliving=outliving,
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )

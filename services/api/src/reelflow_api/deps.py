@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from reelflow_api.lanes import KnownLanes
+from reelflow_api.outliving import OutlivingWork
 from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_api.wakeups import Wakeups
@@ -41,6 +42,8 @@ class AppState:
     usage: UsageStore
     #: ``GET /v1/projects/{id}``: concurrent reads of ``(project_id, tenant_id)`` as one query
     project_reads: Batcher[tuple[str, str], Project | None]
+    #: creates and retries, run to their end whether or not their requests are
+    outliving: OutlivingWork
     #: reelflow's copies of the videos; None when they are not kept
     storage: VideoStorage | None = None
     links: VideoLinks | None = None

@@ -4,6 +4,7 @@ from reelflow_common.messages import Event
 from reelflow_common.store.auth import ApiKeyStore, hash_key
 from reelflow_common.store.errors import (
     IdempotencyConflict,
+    IdempotencyKeyChurn,
     InvalidCursor,
     KeyOfAnotherTenant,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "CreateResult",
     "Event",
     "IdempotencyConflict",
+    "IdempotencyKeyChurn",
     "InvalidCursor",
     "KeyOfAnotherTenant",
     "Lease",

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from reelflow_common.errors import ReelflowError
+from reelflow_common.errors import ReelflowError, TransientError
 
 
 class IdempotencyConflict(ReelflowError):
     """An idempotency key was used again, within its lifetime, with another request body."""
+
+
+class IdempotencyKeyChurn(TransientError):
+    """Every insert of a create was refused for its idempotency key, and the project that
+    held the key was gone each time it was looked up: nothing was stored; try again."""
 
 
 class InvalidCursor(ReelflowError):

@@ -39,7 +39,6 @@ from reelflow_common.domain import (
     Counts,
     ProjectStatus,
 )
-from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Database, Document
@@ -54,7 +53,7 @@ from reelflow_common.store.documents import (
     new_project_document,
     project_from_document,
 )
-from reelflow_common.store.errors import IdempotencyConflict
+from reelflow_common.store.errors import IdempotencyConflict, IdempotencyKeyChurn
 from reelflow_common.store.eventlog import (
     LogHead,
     StoredEvent,
@@ -195,11 +194,13 @@ class ProjectStore:
         with one key, one inserts and the other finds the first's project. Projects
         created while one insert is out go in the next, together (:meth:`_insert_many`).
         ``project_id``: the new project's id (a fresh UUID by default), for a caller that
-        must look the project up after an insert whose outcome it does not know. Every
+        must look the project up after an insert whose outcome it does not know; it must
+        be a fresh UUID too (a project with it is taken to be this create's). Every
         attempt uses it: an insert is tried again only after the idempotency key refused
         it, so the id is still free.
         """
-        project_id = project_id or str(uuid.uuid4())
+        if project_id is None:
+            project_id = str(uuid.uuid4())
         for _ in range(_CREATE_ATTEMPTS):
             now = self._now()
             doc = new_project_document(
@@ -226,7 +227,9 @@ class ProjectStore:
                     return CreateResult(project=existing, created=False)
                 continue  # the key was released (expired or gone): insert again
             return CreateResult(project=project_from_document(doc), created=True)
-        raise TransientError("an Idempotency-Key kept changing hands; the request may be retried")
+        raise IdempotencyKeyChurn(
+            "an Idempotency-Key kept changing hands; the request may be retried"
+        )
 
     async def _insert_many(self, docs: Sequence[Document]) -> list[BaseException | None]:
         """Insert ``docs`` in one command, unordered: each create gets its own document's outcome.
@@ -260,7 +263,7 @@ class ProjectStore:
         except DuplicateKeyError as exc:
             if _on_id(exc):
                 # A part of the batch the driver sent before the bad document: a new
-                # project's id is a fresh UUID, so the document there is this one.
+                # project's id is a fresh UUID (``create``), so the document there is this one.
                 return None
             return exc
         except Exception as exc:  # its create gets it, as insert_one raised it

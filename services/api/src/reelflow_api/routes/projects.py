@@ -7,8 +7,8 @@ import contextlib
 import hashlib
 import json
 import uuid
-from collections.abc import Coroutine, Sequence
-from typing import Annotated, Any, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -33,7 +33,9 @@ from reelflow_common.store import (
     CreateResult,
     Event,
     IdempotencyConflict,
+    IdempotencyKeyChurn,
     NewProject,
+    Outcome,
     Project,
     ProjectStatusView,
 )
@@ -43,7 +45,6 @@ router = APIRouter(
     prefix="/v1/projects", tags=["projects"], responses=problem_responses(401, 422, 503)
 )
 log = get_logger(__name__)
-T = TypeVar("T")
 
 
 def _request_hash(body: CreateProjectIn) -> str:
@@ -169,28 +170,27 @@ async def _reserve(
 
 
 #: what :meth:`ProjectStore.create` raises once the server refused its insert: nothing stored
-_REFUSED = (TransientError, IdempotencyConflict)
-#: the creates and retries still deciding what their reservations hold (their requests may be
-#: gone): a task the event loop alone refers to may be collected before it ends
-_deciding: set[asyncio.Task[Any]] = set()
+_REFUSED = (IdempotencyKeyChurn, IdempotencyConflict)
 
 
-async def _outliving_request(work: Coroutine[Any, Any, T]) -> T:
-    """Run ``work`` in a task a cancelled request cannot stop (the client went, the API shuts
-    down): a create or a retry, whose writes are shared and run on, and the decision to give
-    back what they do not hold, which must see how those writes ended."""
-    task = asyncio.create_task(work)
-    _deciding.add(task)
-    task.add_done_callback(_decided)
-    return await asyncio.shield(task)
-
-
-def _decided(task: asyncio.Task[Any]) -> None:
-    """Forget work that decided. Its error is its request's to raise (through the shield);
-    with the request gone nobody asks, and asyncio need not report it unasked."""
-    _deciding.discard(task)
-    if not task.cancelled():
-        task.exception()
+async def _create_and_dispatch(
+    state: AppState, new: NewProject, charges: list[Charge] | None, *, correlation: str | None
+) -> CreateResult:
+    """Store the project (holding ``charges`` when the tenant has a ledger) and start its
+    clips' chains; run by :class:`~reelflow_api.outliving.OutlivingWork`, so a client that
+    goes away (or a shutdown) cuts neither the insert from the reservation's fate nor the
+    stored project from its dispatch."""
+    if charges is None:
+        result = await state.projects.create(new)
+    else:
+        result = await _create_or_release(state, new, charges)
+    if result.created:
+        project = result.project
+        with bound_context(project_id=project.id):
+            scenes = [clip.scene_index for clip in project.clips]
+            await _dispatch(state, project, submit=scenes, correlation=correlation)
+            log.info("project_created", clips=len(project.clips), model=project.model)
+    return result
 
 
 async def _create_or_release(
@@ -387,16 +387,11 @@ async def create_project(
         except LimitExceeded as exc:
             log.info("project_refused", limit=exc.limit.value, tenant_id=tenant_id)
             raise limit_exceeded(exc, now=state.projects.now()) from exc
-        if charges is None:
-            result = await state.projects.create(new)
-        else:
-            result = await _outliving_request(_create_or_release(state, new, charges))
+        result = await state.outliving.run(
+            _create_and_dispatch(state, new, charges, correlation=correlation)
+        )
     project = result.project
     with bound_context(project_id=project.id):
-        if result.created:
-            scenes = [clip.scene_index for clip in project.clips]
-            await _dispatch(state, project, submit=scenes, correlation=correlation)
-            log.info("project_created", clips=len(project.clips), model=project.model)
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
         if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
@@ -460,32 +455,38 @@ async def retry_project(
             return None
         return {clip.scene_index: charge for clip, charge in zip(failed, charges, strict=True)}
 
-    try:
-        # Its clips' writes and the release of the charges none holds, whole: a cancel would
-        # leave the charges of the clips after the one written for ever reserved.
-        retried = await _outliving_request(
-            state.projects.retry(
-                project_id, tenant_id=grant.tenant_id, correlation_id=correlation, reserve=reserve
-            )
+    async def retry_and_dispatch() -> Outcome | None:
+        """The clips' writes, the release of the charges none holds and the dispatch of
+        what was retried, whole (run to its end whether or not the request is)."""
+        retried = await state.projects.retry(
+            project_id, tenant_id=grant.tenant_id, correlation_id=correlation, reserve=reserve
         )
+        if retried is None:
+            return None
+        await _announce(state, retried.events)
+        if retried.resubmit or retried.rewatch:
+            with bound_context(project_id=project_id):
+                await _dispatch(
+                    state,
+                    retried.project,
+                    submit=retried.resubmit,
+                    check=retried.rewatch,
+                    correlation=correlation,
+                )
+                log.info(
+                    "project_retried",
+                    new_tasks=len(retried.resubmit),
+                    rewatched=len(retried.rewatch),
+                )
+        return retried
+
+    try:
+        retried = await state.outliving.run(retry_and_dispatch())
     except LimitExceeded as exc:
         raise limit_exceeded(exc, now=state.projects.now()) from exc
     if retried is None:
         raise not_found()
     project = retried.project
-    await _announce(state, retried.events)
-    if retried.resubmit or retried.rewatch:
-        with bound_context(project_id=project.id):
-            await _dispatch(
-                state,
-                project,
-                submit=retried.resubmit,
-                check=retried.rewatch,
-                correlation=correlation,
-            )
-            log.info(
-                "project_retried", new_tasks=len(retried.resubmit), rewatched=len(retried.rewatch)
-            )
     return _status_response(state, project, status_code=202)
 
 
