@@ -14,8 +14,10 @@ from reelflow_devtools.bench.polling import (
     draw_latencies,
     main,
     render,
+    render_warmups,
     targets,
     trained_planner,
+    warmup_samples,
 )
 from reelflow_devtools.bench.polling_live import _figures
 from reelflow_devtools.bench.report import markdown, summary
@@ -59,6 +61,24 @@ def test_a_short_warm_up_trains_a_plan_that_meets_the_p95_target() -> None:
 
     assert learned.p95_delay_s <= sdk.p95_delay_s + 2.0
     assert learned.calls_per_clip <= sdk.calls_per_clip / 3
+
+
+def test_warm_ups_are_measured_per_progress_model_and_reproducible() -> None:
+    rows = warmup_samples(Setup(), samples=2, warmup_clips=20, measured_clips=40)
+
+    assert [row.progress for row in rows] == ["ignored", "linear"]
+    assert all(len(row.samples) == 2 for row in rows)
+    # Both models are measured on the same clips, sample i's drawn with seed 5000 + i.
+    measured = draw_latencies("google:3@3", 40, seed=5001)
+    sdk_p95 = evaluate(sdk_planner(), Setup().profile, measured).p95_delay_s
+    assert rows[0].samples[1].sdk_p95_delay_s == rows[1].samples[1].sdk_p95_delay_s == sdk_p95
+    for row in rows:
+        low, median, high = row.p95_delay_s
+        assert low <= median <= high
+        assert row.missing == sum(s.p95_delay_s > s.sdk_p95_delay_s + 2.0 for s in row.samples)
+        assert row.calls_per_clip > 1.0
+    assert warmup_samples(Setup(), samples=2, warmup_clips=20, measured_clips=40) == rows
+    assert render_warmups(rows).count("\n") == len(rows) + 1
 
 
 def test_the_command_prints_the_table_and_the_targets() -> None:

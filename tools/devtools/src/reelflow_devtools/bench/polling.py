@@ -9,6 +9,11 @@ sample with :mod:`reelflow_common.polling.evaluate`: getResponse calls and HTTP
 requests per clip, detection delay (finished at Runware → seen) percentiles.
 Production settings (``PollingSettings()``) unless told otherwise. No clock, no
 network: the same seed gives the same table.
+
+``--warm-ups N`` instead asks how well a short warm-up trains the planner: N
+samples, each a warm-up of ``--warm-up-clips`` (100) learned as above and then
+200 measured clips, each sample's target its own Runware-SDK p95 + 2 s
+(:func:`warmup_samples`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import json
 import math
 import random
+import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +106,98 @@ def trained_planner(
         planner, setup.profile, latencies, progress=progress, learn=True, commit=book.commit_pending
     )
     return planner
+
+
+@dataclass(frozen=True)
+class WarmupSample:
+    """One warm-up's planner on its measured clips, and the SDK's p95 on the same clips."""
+
+    p95_delay_s: float
+    sdk_p95_delay_s: float
+    first_check_s: float
+    calls_per_clip: float
+
+    @property
+    def met(self) -> bool:
+        """The p95 target: the SDK's p95 on the same clips + 2 s."""
+        return self.p95_delay_s <= self.sdk_p95_delay_s + 2.0
+
+
+@dataclass(frozen=True)
+class WarmupRow:
+    """One progress model over every warm-up sample."""
+
+    progress: str
+    samples: tuple[WarmupSample, ...]
+
+    @property
+    def missing(self) -> int:
+        return sum(not s.met for s in self.samples)
+
+    @property
+    def p95_delay_s(self) -> tuple[float, float, float]:
+        return _min_median_max([s.p95_delay_s for s in self.samples])
+
+    @property
+    def first_check_s(self) -> tuple[float, float, float]:
+        return _min_median_max([s.first_check_s for s in self.samples])
+
+    @property
+    def calls_per_clip(self) -> float:
+        return statistics.fmean(s.calls_per_clip for s in self.samples)
+
+
+def _min_median_max(values: Sequence[float]) -> tuple[float, float, float]:
+    return min(values), statistics.median(values), max(values)
+
+
+def warmup_samples(
+    setup: Setup, *, samples: int, warmup_clips: int = 100, measured_clips: int = 200
+) -> list[WarmupRow]:
+    """How well a short warm-up trains the planner, progress ignored and linear.
+
+    Warm-up ``i`` (from 0) learns ``warmup_clips`` drawn with seed ``1000 + i`` as the
+    poller would (:func:`trained_planner`), then is measured on ``measured_clips``
+    drawn with seed ``5000 + i``, as is the Runware SDK's schedule.
+    """
+    models: dict[str, ProgressModel | None] = {"ignored": None, "linear": linear_progress}
+    found: dict[str, list[WarmupSample]] = {name: [] for name in models}
+    for i in range(samples):
+        warmup = draw_latencies(setup.model, warmup_clips, 1000 + i)
+        measured = draw_latencies(setup.model, measured_clips, 5000 + i)
+        sdk = evaluate(sdk_planner(), setup.profile, measured)
+        for name, progress in models.items():
+            planner = trained_planner(setup, warmup, progress)
+            summary = evaluate(planner, setup.profile, measured, progress=progress)
+            found[name].append(
+                WarmupSample(
+                    p95_delay_s=summary.p95_delay_s,
+                    sdk_p95_delay_s=sdk.p95_delay_s,
+                    first_check_s=planner.first_check_s(setup.profile),
+                    calls_per_clip=summary.calls_per_clip,
+                )
+            )
+    return [WarmupRow(name, tuple(rows)) for name, rows in found.items()]
+
+
+def render_warmups(rows: Sequence[WarmupRow]) -> str:
+    """A Markdown table of :func:`warmup_samples`' rows."""
+
+    def three(values: tuple[float, float, float]) -> str:
+        return " / ".join(f"{v:.1f}" for v in values)
+
+    lines = [
+        "| progress | samples missing the p95 | p95 min / median / max"
+        " | first check min / median / max | calls/clip |",
+        "|---|---:|---|---|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.progress} | {row.missing} of {len(row.samples)}"
+            f" | {three(row.p95_delay_s)} | {three(row.first_check_s)}"
+            f" | {row.calls_per_clip:.2f} |"
+        )
+    return "\n".join(lines)
 
 
 def compare(setup: Setup, test: Sequence[float] | None = None) -> list[Row]:
@@ -278,6 +376,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--in-flight", type=int, default=Setup.in_flight, help="batching: clips at once")
     add("--batch-size", type=int, default=Setup.batch_size, help="batching: tasks per request")
     add("--json", type=Path, default=None, help="also write the figures here")
+    add(
+        "--warm-ups",
+        type=int,
+        default=None,
+        metavar="N",
+        help="instead: N short warm-ups, each measured on 200 clips (see above)",
+    )
+    add("--warm-up-clips", type=int, default=100, help="with --warm-ups: clips per warm-up")
     return parser.parse_args(argv)
 
 
@@ -290,6 +396,14 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], object] = print)
         in_flight=args.in_flight,
         batch_size=args.batch_size,
     )
+    if args.warm_ups is not None:
+        warmups = warmup_samples(setup, samples=args.warm_ups, warmup_clips=args.warm_up_clips)
+        out(
+            f"{setup.model}: {args.warm_ups} warm-ups of {args.warm_up_clips} clips,"
+            " each measured on 200 clips (target: the SDK's p95 on them + 2 s)\n"
+        )
+        out(render_warmups(warmups))
+        return
     rows = compare(setup)
     out(f"{setup.model}: {setup.clips} latencies to train on, {setup.clips} to test on\n")
     out(render(rows))
