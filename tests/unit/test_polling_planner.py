@@ -154,8 +154,11 @@ def test_a_profile_with_few_counts_plans_like_the_rest_of_its_model() -> None:
     other_duration = ClipProfile(VEO.model, duration=8, width=1280, height=720)
     another_model = ClipProfile("klingai:5@3", duration=5)
 
-    # Within 5 %: the model's distribution holds the generic prior at the weight of
-    # 10 of its 2,010 counts, the profile's a 10/2,010 share of that.
+    # Within 5 %: the first check sits at its bound, τ after the 1 % quantile, and the
+    # generic prior, at the weight of 10 of the model's 2,010 counts (a 10/2,010 share
+    # of that in the profile's), puts that quantile 6 s lower in the model's
+    # distribution. On raw counts both plans put the first check below the bound,
+    # where the prior moved it 0.9 % only.
     assert planner.first_check_s(other_duration) == pytest.approx(
         planner.first_check_s(VEO), rel=0.05
     )
@@ -232,7 +235,8 @@ def test_a_hundred_completions_are_enough_to_meet_the_target_without_progress(
 
     summary = evaluate(planner, VEO, veo_sample(2000, 100 + seed))
 
-    assert summary.p95_delay_s <= CONFIG.delay_target_s + 1.0
+    # The target's delay, not just the (the SDK's p95 + 2 s, about 11.5 s).
+    assert summary.p95_delay_s <= CONFIG.delay_target_s
     assert summary.calls_per_clip < 12
 
 

@@ -105,12 +105,31 @@ def test_smoothing_fills_the_gaps_of_a_small_sample_and_keeps_its_mass() -> None
     assert smooth.quantile(0.01) < raw.quantile(0.01)
 
 
+def widening(counts: dict[int, float]) -> float:
+    """How many times wider smoothing makes ``counts``: the ratio of standard deviations
+    in log time (the kernel adds its own variance)."""
+
+    def sd(c: dict[int, float]) -> float:
+        mean = mean_bucket(c)
+        return math.sqrt(sum(n * (k - mean) ** 2 for k, n in c.items()) / sum(c.values()))
+
+    return sd(smoothed(counts)) / sd(counts)
+
+
 def test_smoothing_narrows_as_the_counts_grow() -> None:
+    small, large = widening(sample_counts(100, seed=7)), widening(sample_counts(2000, seed=8))
+
+    # The kernel's width goes with n^(-1/5): at 2,000 it adds about a third of the
+    # variance (20^(-2/5)) it adds at 100.
+    assert small > 1.15
+    assert 1.0 < large < 1.1
     counts = sample_counts(20_000, seed=8)
     raw, smooth = Histogram.from_counts(counts), Histogram.from_counts(smoothed(counts))
-
     for q in (0.01, 0.05, 0.5, 0.95, 0.99):
         assert smooth.quantile(q) == pytest.approx(raw.quantile(q), rel=0.05)
+
+
+def test_counts_without_spread_are_not_smoothed() -> None:
     # One bucket's counts (every clip alike), or a single count, have no spread to smooth.
     assert smoothed({bucket_of(60.0): 500.0}) == {bucket_of(60.0): 500.0}
     assert smoothed({bucket_of(60.0): 1.0}) == {bucket_of(60.0): 1.0}
@@ -125,6 +144,11 @@ def test_smoothing_keeps_the_mass_inside_the_buckets() -> None:
     assert max(spread) <= END_BUCKET - 1
     assert sum(spread.values()) == pytest.approx(15.0)
     Histogram.from_counts(spread)  # every bucket it names exists
+    # The end buckets take what the kernel carries past them: more than half of their
+    # own counts, where the next bucket in gets a share of every count's kernel.
+    for end, inner in ((FIRST_BUCKET, FIRST_BUCKET + 1), (END_BUCKET - 1, END_BUCKET - 2)):
+        assert spread[end] > 2.5
+        assert spread[inner] < 0.2
 
 
 def test_a_histogram_without_mass_is_refused() -> None:
