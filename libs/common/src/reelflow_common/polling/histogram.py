@@ -180,8 +180,13 @@ def smoothed(counts: Mapping[int, float]) -> dict[int, float]:
     · n^(-1/5)`` (in buckets, so in log time): the rule minimises the density's error,
     while a plan pays far more for a distribution too narrow (clips seen late) than
     for one too wide (a check more), and half the counts are blurred already (a polled
-    completion is spread over the interval between two checks). Mass the kernel
-    carries past either end of the buckets stays in the end bucket.
+    completion is spread over the interval between two checks). The kernel is cut at
+    three widths and scaled to sum to one there. Mass it carries past either end of
+    the buckets stays in the end bucket.
+
+    Cost: per bucket counted, one pass over the kernel's weights that land inside the
+    buckets, at most ``N_BUCKETS`` of them (what a kernel reaches beyond goes to the
+    end buckets at once): 0.4 ms for a profile's counts, 5-7 ms at worst.
     """
     total = sum(counts.values())
     if total <= 1.0:
@@ -190,14 +195,29 @@ def smoothed(counts: Mapping[int, float]) -> dict[int, float]:
     reach = math.floor(3.0 * width)
     if reach < 1:
         return dict(counts)
-    kernel = [math.exp(-0.5 * (d / width) ** 2) for d in range(-reach, reach + 1)]
-    norm = sum(kernel)
-    out: dict[int, float] = {}
+    full = [math.exp(-0.5 * (d / width) ** 2) for d in range(-reach, reach + 1)]
+    norm = sum(full)
+    # No two buckets are more than N_BUCKETS - 1 apart: whatever lies further out on
+    # either side ends in the same end bucket as the kernel's last weight kept.
+    kept = min(reach, N_BUCKETS - 1)
+    cut = reach - kept
+    kernel = [w / norm for w in full[cut : len(full) - cut]]
+    kernel[0] += sum(full[:cut]) / norm
+    kernel[-1] += sum(full[len(full) - cut :]) / norm
+    before = [0.0, *itertools.accumulate(kernel)]  # before[m]: kernel[:m]'s weight
+    masses = [0.0] * N_BUCKETS
     for k, count in counts.items():
-        for d, weight in enumerate(kernel, start=-reach):
-            j = min(END_BUCKET - 1, max(FIRST_BUCKET, k + d))
-            out[j] = out.get(j, 0.0) + count * weight / norm
-    return out
+        i = _index(k)
+        # kernel[m] falls on bucket index i + m - kept; keep those inside [0, N_BUCKETS).
+        lo, hi = max(0, kept - i), min(len(kernel), N_BUCKETS + kept - i)
+        start = i + lo - kept
+        masses[start : start + hi - lo] = [
+            mass + count * weight
+            for mass, weight in zip(masses[start : start + hi - lo], kernel[lo:hi], strict=True)
+        ]
+        masses[0] += count * before[lo]
+        masses[-1] += count * (before[-1] - before[hi])
+    return {FIRST_BUCKET + j: mass for j, mass in enumerate(masses) if mass > 0}
 
 
 def _spread_in_buckets(counts: Mapping[int, float], total: float) -> float:
