@@ -179,8 +179,8 @@ def smoothed(counts: Mapping[int, float]) -> dict[int, float]:
     :data:`OVERSMOOTHING` times Silverman's rule of thumb, ``0.9 · min(sd, IQR / 1.349)
     · n^(-1/5)`` (in buckets, so in log time): the rule minimises the density's error,
     while a plan pays far more for a distribution too narrow (clips seen late) than
-    for one too wide (a check more), and half the counts are blurred already (a polled
-    completion is spread over the interval between two checks). The kernel is cut at
+    for one too wide (a check more), and a polled completion's count is blurred already
+    (spread over the interval between two checks). The kernel is cut at
     three widths and scaled to sum to one there. Mass it carries past either end of
     the buckets stays in the end bucket.
 
