@@ -791,8 +791,9 @@ async def test_a_retry_cancelled_while_a_clip_write_is_out_retries_every_clip(
     with contextlib.suppress(asyncio.CancelledError):
         await request
     writes.released.set()
+    await eventually(lambda: outliving(api).running == 0, "the retry ran to its end")
 
-    await eventually(lambda: all_retried(api, project_id), "the cancelled retry's every clip")
+    assert await all_retried(api, project_id)
     await ledger_is(api, tenant_id, open_clips=3, usd=0.75)
     await end_retried_clips(api, project_id, {0: 0.4, 1: 0.3, 2: 0.2})
     await ledger_is(api, tenant_id, open_clips=0, usd=0.9)
@@ -815,12 +816,11 @@ async def test_a_retry_cancelled_whose_clip_write_then_failed_gives_back_what_no
     with contextlib.suppress(asyncio.CancelledError):
         await request
     writes.released.set()
+    await eventually(lambda: outliving(api).running == 0, "the retry ran to its end")
 
     ledgers = LedgerStore(api.db)
     day = datetime.now(UTC).strftime("%Y-%m-%d")
-    await eventually(
-        lambda: only_one_clip_held(ledgers, tenant_id, day), "what no clip holds given back"
-    )
+    assert await only_one_clip_held(ledgers, tenant_id, day)
     assert await retried_clips(api, project_id) == [0]
 
 

@@ -45,8 +45,10 @@ async def test_the_shutdown_waits_no_longer_than_its_bound() -> None:
     request = asyncio.create_task(work.run(held(gate, done)))
     await eventually(lambda: work.running == 1, "the work started")
 
-    await asyncio.wait_for(work.drain(timeout_s=0.01), DEADLINE_S)
+    with capture_logs() as lines:
+        await asyncio.wait_for(work.drain(timeout_s=0.01), DEADLINE_S)
 
+    assert [line["tasks"] for line in lines if line["event"] == "request_work_cut"] == [1]
     assert work.running == 1
     assert done == []
     gate.set()
@@ -74,3 +76,21 @@ async def test_an_error_goes_to_its_request_or_to_the_log_when_the_request_is_go
 
     logged = [line for line in lines if line["event"] == "work_failed_after_its_request_went"]
     assert [line["error"] for line in logged] == ["RuntimeError('nobody to tell')"]
+
+
+async def failing_at_once() -> None:
+    raise RuntimeError("failed before anyone looked")
+
+
+async def test_work_that_fails_in_the_turn_its_request_is_cancelled_is_logged() -> None:
+    work = OutlivingWork()
+    with capture_logs() as lines:
+        request = asyncio.create_task(work.run(failing_at_once()))
+        await asyncio.sleep(0)  # the request starts its work and waits on the shield
+        request.cancel()  # the work runs (and fails) in the same turn as the cancel lands
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+        await eventually(lambda: work.running == 0, "the work ended")
+
+    logged = [line for line in lines if line["event"] == "work_failed_after_its_request_went"]
+    assert [line["error"] for line in logged] == ["RuntimeError('failed before anyone looked')"]

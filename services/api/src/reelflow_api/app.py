@@ -39,6 +39,13 @@ from reelflow_common.topology import Topology, declare_topology
 READ_BATCH = 64
 
 
+#: At shutdown, after uvicorn's graceful period (``drain_timeout_s``: every request has
+#: ended or been cancelled), how long the creates and retries whose requests were
+#: cancelled get to end. Short: a pod's grace period (30 s in deploy/) must also cover
+#: the preStop sleep (5 s) and the graceful period (20 s).
+OUTLIVING_DRAIN_S = 3.0
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app; nothing connects until the lifespan starts.
 
@@ -85,7 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
             # Closed first (the stack unwinds in reverse): creates and retries whose
             # requests are gone finish while MongoDB and RabbitMQ are still there.
             outliving = OutlivingWork()
-            stack.push_async_callback(outliving.drain, settings.drain_timeout_s)
+            stack.push_async_callback(outliving.drain, OUTLIVING_DRAIN_S)
             app.state.reelflow = AppState(
                 settings=settings,
                 projects=projects_store,

@@ -39,17 +39,19 @@ class OutlivingWork:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if not task.done():
-                self._tasks[task] = True
+            if task in self._tasks:
+                self._tasks[task] = True  # :meth:`_ended` logs its error
+            elif not task.cancelled():
+                _log_orphaned_error(task)  # it ended in the turn its request was cancelled
             raise
 
     def _ended(self, task: asyncio.Task[Any]) -> None:
         orphaned = self._tasks.pop(task, False)
         if task.cancelled():
             return
-        error = task.exception()  # retrieved: its request raises it, or it is logged here
-        if error is not None and orphaned:
-            log.warning("work_failed_after_its_request_went", error=repr(error))
+        task.exception()  # retrieved: its request raises it, or it is logged here
+        if orphaned:
+            _log_orphaned_error(task)
 
     @property
     def running(self) -> int:
@@ -57,7 +59,18 @@ class OutlivingWork:
 
     async def drain(self, timeout_s: float) -> None:
         """Wait up to ``timeout_s`` for the work still running (at shutdown, before the
-        connections it needs close)."""
-        if self._tasks:
-            log.info("draining_request_work", tasks=len(self._tasks))
-            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        connections it needs close). What is still running then goes on against closing
+        connections until the process ends: its writes fail, and a reservation whose
+        decision fails is kept (logged as ``request_work_cut``)."""
+        if not self._tasks:
+            return
+        log.info("draining_request_work", tasks=len(self._tasks))
+        _done, pending = await asyncio.wait(list(self._tasks), timeout=timeout_s)
+        if pending:
+            log.warning("request_work_cut", tasks=len(pending))
+
+
+def _log_orphaned_error(task: asyncio.Task[Any]) -> None:
+    error = task.exception()
+    if error is not None:
+        log.warning("work_failed_after_its_request_went", error=repr(error), exc_info=error)

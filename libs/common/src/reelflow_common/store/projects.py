@@ -1035,7 +1035,10 @@ class ProjectStore:
                 elif done is not None:
                     (rewatch if done == "rewatch" else resubmit).append(clip.scene_index)
         except BaseException:
-            await self._give_back_unheld(project_id, tenant_id, untried.values(), out)
+            try:
+                await self._give_back_unheld(project_id, tenant_id, untried.values(), out)
+            except Exception as exc:  # the retry's own error is the one to raise
+                log.warning("reservation_not_released", project_id=project_id, error=repr(exc))
             raise
         if took:
             head = await self._projects.find_one({"_id": project_id}, _HEAD)

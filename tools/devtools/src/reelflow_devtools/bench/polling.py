@@ -397,6 +397,8 @@ def main(argv: list[str] | None = None, *, out: Callable[[str], object] = print)
         batch_size=args.batch_size,
     )
     if args.warm_ups is not None:
+        if args.json is not None:
+            raise SystemExit("bench.polling: --json writes the comparison, not --warm-ups")
         warmups = warmup_samples(setup, samples=args.warm_ups, warmup_clips=args.warm_up_clips)
         out(
             f"{setup.model}: {args.warm_ups} warm-ups of {args.warm_up_clips} clips,"
