@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -491,40 +491,47 @@ async def test_an_earlier_attempt_without_a_charge_bills_its_video_on_the_clips(
     assert after.cost.known == 2
 
 
-class Inserts:
-    """The API's inserts of new projects as the test plays them: ``held`` until it lets them
-    go, ``landed`` (when set) raised after the insert was applied, ``lost`` raised instead
-    of sending it."""
+class PlayedWrite:
+    """A write as the test plays it: ``held`` until it lets it go, ``landed`` (when set)
+    raised after the write was applied, ``lost`` raised instead of sending it."""
 
     def __init__(
         self,
-        api: Api,
-        monkeypatch: pytest.MonkeyPatch,
         *,
         held: bool = False,
         landed: BaseException | None = None,
         lost: BaseException | None = None,
     ) -> None:
-        state: AppState = api.app.state.reelflow
-        collection = state.projects._projects
-        self._insert_many = collection.insert_many
         self.sent = asyncio.Event()
         self.released = asyncio.Event()
         if not held:
             self.released.set()
         self.landed = landed
         self.lost = lost
-        monkeypatch.setattr(collection, "insert_many", self._played)
 
-    async def _played(self, docs: list[dict[str, Any]], **options: Any) -> Any:
+    async def play(self, write: Callable[[], Awaitable[Any]]) -> Any:
         self.sent.set()
         await self.released.wait()
         if self.lost is not None:
             raise self.lost
-        inserted = await self._insert_many(docs, **options)
+        done = await write()
         if self.landed is not None:
             raise self.landed
-        return inserted
+        return done
+
+
+class Inserts(PlayedWrite):
+    """The API's inserts of new projects, played (:class:`PlayedWrite`)."""
+
+    def __init__(self, api: Api, monkeypatch: pytest.MonkeyPatch, **play: Any) -> None:
+        super().__init__(**play)
+        collection = api_state(api).projects._projects
+        insert_many = collection.insert_many
+
+        async def played(docs: list[dict[str, Any]], **options: Any) -> Any:
+            return await self.play(lambda: insert_many(docs, **options))
+
+        monkeypatch.setattr(collection, "insert_many", played)
 
 
 async def tenants_project(api: Api, tenant_id: str) -> dict[str, Any] | None:
@@ -549,25 +556,22 @@ async def test_a_create_cancelled_while_its_insert_is_out_keeps_the_projects_res
     request = asyncio.create_task(api.create(auth, scenes(2)))  # $0.50 reserved
     await asyncio.wait_for(inserts.sent.wait(), DEADLINE_S)
 
-    request.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await request
-    inserts.released.set()
-    await eventually(lambda: outliving(api).running == 0, "the create ran to its end")
+    await cancelled_then_let_go(api, request, inserts.released)
 
     project = await tenants_project(api, tenant_id)
     assert project is not None
-    ledger = await LedgerStore(api.db).read(tenant_id)
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert ledger.open == 2
-    assert ledger.committed_in(day) == pytest.approx(0.5)
     # ... and its clips were sent on, not left for the reconciler once their leases ran out.
     submits = [m.body for m in await api.drain() if m.body["project_id"] == project["_id"]]
     assert sorted(m["scene_index"] for m in submits) == [0, 1]
-    await end_every_clip(api, project["_id"], [0.4, 0.3])
-    ledger = await LedgerStore(api.db).read(tenant_id)
-    assert ledger.open == 0
-    assert ledger.committed_in(day) == pytest.approx(0.7)
+    await holds_until_its_clips_end(api, tenant_id, project["_id"])
+
+
+async def holds_until_its_clips_end(api: Api, tenant_id: str, project_id: str) -> None:
+    """The project's two clips hold their $0.50 reservation; once they end at $0.40 and
+    $0.30, the ledger counts exactly that."""
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+    await end_every_clip(api, project_id, [0.4, 0.3])
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
 
 
 async def test_a_create_cancelled_whose_insert_then_failed_gives_the_reservation_back(
@@ -580,15 +584,9 @@ async def test_a_create_cancelled_whose_insert_then_failed_gives_the_reservation
     await asyncio.wait_for(inserts.sent.wait(), DEADLINE_S)
 
     with capture_logs() as lines:
-        request.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await request
-        inserts.released.set()
-        await eventually(lambda: outliving(api).running == 0, "the create ran to its end")
+        await cancelled_then_let_go(api, request, inserts.released)
 
-    ledgers = LedgerStore(api.db)
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert await all_released(ledgers, tenant_id, day)
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.0)
     assert await tenants_project(api, tenant_id) is None
     # Nobody is left to answer with the error: it is logged.
     failed = [line for line in lines if line["event"] == "work_failed_after_its_request_went"]
@@ -596,14 +594,23 @@ async def test_a_create_cancelled_whose_insert_then_failed_gives_the_reservation
     assert "connection lost" in failed[0]["error"]
 
 
-def outliving(api: Api) -> OutlivingWork:
+async def cancelled_then_let_go(api: Api, request: asyncio.Task[Any], held: asyncio.Event) -> None:
+    """Cancel ``request`` while its write is held (the client went), let the write go on,
+    and wait until the work the request started has ended."""
+    request.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await request
+    held.set()
+    await eventually(lambda: outliving(api).running == 0, "the request's work ran to its end")
+
+
+def api_state(api: Api) -> AppState:
     state: AppState = api.app.state.reelflow
-    return state.outliving
+    return state
 
 
-async def all_released(ledgers: LedgerStore, tenant_id: str, day: str) -> bool:
-    ledger = await ledgers.read(tenant_id)
-    return ledger.open == 0 and ledger.committed_in(day) == pytest.approx(0.0)
+def outliving(api: Api) -> OutlivingWork:
+    return api_state(api).outliving
 
 
 async def test_a_create_whose_insert_landed_before_its_error_keeps_the_reservation(
@@ -617,14 +624,7 @@ async def test_a_create_whose_insert_landed_before_its_error_keeps_the_reservati
     assert_problem(response, 503)
     project = await tenants_project(api, tenant_id)
     assert project is not None
-    ledger = await LedgerStore(api.db).read(tenant_id)
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert ledger.open == 2
-    assert ledger.committed_in(day) == pytest.approx(0.5)
-    await end_every_clip(api, project["_id"], [0.4, 0.3])
-    ledger = await LedgerStore(api.db).read(tenant_id)
-    assert ledger.open == 0
-    assert ledger.committed_in(day) == pytest.approx(0.7)
+    await holds_until_its_clips_end(api, tenant_id, project["_id"])
 
 
 async def test_a_create_whose_insert_never_landed_gives_the_reservation_back(
@@ -650,7 +650,7 @@ async def test_a_create_of_unknown_outcome_keeps_the_reservation_when_the_projec
     warning says so."""
     tenant_id, auth = await limited(api, daily_budget_usd=10.0)
     Inserts(api, monkeypatch, lost=AutoReconnect("connection lost"))
-    state: AppState = api.app.state.reelflow
+    state = api_state(api)
 
     async def unreadable(*_args: Any, **_kwargs: Any) -> None:
         raise AutoReconnect("still gone")
@@ -669,45 +669,24 @@ async def test_a_create_of_unknown_outcome_keeps_the_reservation_when_the_projec
     ]
 
 
-class ClipWrites:
-    """A retry's guarded writes of one scene's clip as the test plays them (the API's
-    ``find_one_and_update``; every other write goes through): ``held`` until it lets them
-    go, ``landed`` (when set) raised after the write was applied, ``lost`` raised instead of
-    sending it."""
+class ClipWrites(PlayedWrite):
+    """A retry's guarded writes of one scene's clip (the API's ``find_one_and_update``),
+    played (:class:`PlayedWrite`); every other write goes through."""
 
     def __init__(
-        self,
-        api: Api,
-        monkeypatch: pytest.MonkeyPatch,
-        scene_index: int,
-        *,
-        held: bool = False,
-        landed: BaseException | None = None,
-        lost: BaseException | None = None,
+        self, api: Api, monkeypatch: pytest.MonkeyPatch, scene_index: int, **play: Any
     ) -> None:
-        state: AppState = api.app.state.reelflow
-        collection = state.projects._projects
-        self._find_one_and_update = collection.find_one_and_update
-        self._guarded = f"clips.{scene_index}.status"
-        self.sent = asyncio.Event()
-        self.released = asyncio.Event()
-        if not held:
-            self.released.set()
-        self.landed = landed
-        self.lost = lost
-        monkeypatch.setattr(collection, "find_one_and_update", self._played)
+        super().__init__(**play)
+        collection = api_state(api).projects._projects
+        find_one_and_update = collection.find_one_and_update
+        guarded = f"clips.{scene_index}.status"
 
-    async def _played(self, query: dict[str, Any], update: Any, **options: Any) -> Any:
-        if query.get(self._guarded) != "failed":
-            return await self._find_one_and_update(query, update, **options)
-        self.sent.set()
-        await self.released.wait()
-        if self.lost is not None:
-            raise self.lost
-        found = await self._find_one_and_update(query, update, **options)
-        if self.landed is not None:
-            raise self.landed
-        return found
+        async def played(query: dict[str, Any], update: Any, **options: Any) -> Any:
+            if query.get(guarded) != "failed":
+                return await find_one_and_update(query, update, **options)
+            return await self.play(lambda: find_one_and_update(query, update, **options))
+
+        monkeypatch.setattr(collection, "find_one_and_update", played)
 
 
 async def three_failed_clips(api: Api, auth: dict[str, str]) -> str:
@@ -787,11 +766,7 @@ async def test_a_retry_cancelled_while_a_clip_write_is_out_retries_every_clip(
     request = asyncio.create_task(api.client.post(f"/v1/projects/{project_id}/retry", headers=auth))
     await asyncio.wait_for(writes.sent.wait(), DEADLINE_S)
 
-    request.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await request
-    writes.released.set()
-    await eventually(lambda: outliving(api).running == 0, "the retry ran to its end")
+    await cancelled_then_let_go(api, request, writes.released)
 
     assert await all_retried(api, project_id)
     await ledger_is(api, tenant_id, open_clips=3, usd=0.75)
@@ -812,21 +787,10 @@ async def test_a_retry_cancelled_whose_clip_write_then_failed_gives_back_what_no
     request = asyncio.create_task(api.client.post(f"/v1/projects/{project_id}/retry", headers=auth))
     await asyncio.wait_for(writes.sent.wait(), DEADLINE_S)
 
-    request.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await request
-    writes.released.set()
-    await eventually(lambda: outliving(api).running == 0, "the retry ran to its end")
+    await cancelled_then_let_go(api, request, writes.released)
 
-    ledgers = LedgerStore(api.db)
-    day = datetime.now(UTC).strftime("%Y-%m-%d")
-    assert await only_one_clip_held(ledgers, tenant_id, day)
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
     assert await retried_clips(api, project_id) == [0]
-
-
-async def only_one_clip_held(ledgers: LedgerStore, tenant_id: str, day: str) -> bool:
-    ledger = await ledgers.read(tenant_id)
-    return ledger.open == 1 and ledger.committed_in(day) == pytest.approx(0.25)
 
 
 async def test_a_retry_of_unknown_outcome_keeps_the_clips_charge_when_it_cannot_be_read(
@@ -837,7 +801,7 @@ async def test_a_retry_of_unknown_outcome_keeps_the_clips_charge_when_it_cannot_
     tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=3)
     project_id = await three_failed_clips(api, auth)
     ClipWrites(api, monkeypatch, 1, lost=AutoReconnect("connection lost"))
-    state: AppState = api.app.state.reelflow
+    state = api_state(api)
 
     async def unreadable(*_args: Any, **_kwargs: Any) -> None:
         raise AutoReconnect("still gone")
