@@ -6,7 +6,8 @@ limits pays no database operation for it. One document per tenant::
     {"_id": "<tenant>", "open": 3,
      "committed": {"2026-12-01": 1.2, "2026-12": 7.9},
      "limits": {"daily_budget_usd": 5.0, ...},
-     "settled": ["<task uuid>", ...]}
+     "settled": ["<charge id>:<task uuid>", ...],
+     "reserved_at": <the last reservation, database clock>}
 
 ``committed`` holds, per UTC day and month, the estimates of clips not yet
 ended plus what ended clips cost (an unknown cost keeps its estimate). A create
@@ -15,12 +16,14 @@ filter says "still room for this much", so of two concurrent creates that
 together exceed a budget one matches and the other is refused; nothing is read
 first. A clip's end **settles** its reservation with one ``$inc``, made
 idempotent by the bounded list of recently settled keys in the same document.
+An operator's **recount** sets ``open`` to what the tenant's clips hold, with one
+update guarded on the ledger as read before the count (:meth:`LedgerStore.recount`).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,6 +55,10 @@ _EPSILON = 1e-6
 #: a clip in flight ends within minutes; the client is told to try again after this
 IN_FLIGHT_RETRY_AFTER_S = 30
 _RESERVE_ATTEMPTS = 3
+#: a reservation's clips are stored, or it is given back or kept, well within this: a create's
+#: insert (a retry's writes of its clips), and after an unknown outcome the read and the
+#: release, each take at most REELFLOW_MONGO_TIMEOUT_S (10 s by default); a recount waits it out
+RESERVATION_LANDS_S = 60.0
 
 
 class Charge(BaseModel):
@@ -139,7 +146,8 @@ class LedgerStore:
             guard[f"committed.{month}"] = {"$not": {"$gt": room}}
         update = {
             "$inc": {"open": clips, f"committed.{day}": usd, f"committed.{month}": usd},
-            "$set": {"limits": limits.model_dump()},
+            # ``reserved_at``: a recount waits until the clips reserved are stored
+            "$set": {"limits": limits.model_dump(), "reserved_at": now},
         }
         for _ in range(_RESERVE_ATTEMPTS):
             try:
@@ -198,6 +206,56 @@ class LedgerStore:
         doc = await self._ledgers.find_one({"_id": tenant_id}, {"open": 1, "committed": 1})
         return LedgerView() if doc is None else LedgerView.model_validate(doc)
 
+    async def recount(
+        self, tenant_id: str, count: CountInFlight, *, now: datetime, apply: bool
+    ) -> Recount | None:
+        """Set ``open`` to what the tenant's clips hold in flight (``count``), unless the ledger
+        moved while they were counted; None when the tenant has no ledger.
+
+        Raises LedgerMoved, counting nothing, while a reservation may not have its clips
+        stored yet (made less than RESERVATION_LANDS_S ago). The correction is one update
+        guarded on the ledger as read before the count: nothing reserved, released or
+        settled since (``open``, ``reserved_at`` and the ``settled`` keys unchanged).
+        ``apply`` False: writes nothing (it reads the ledger again to tell whether it moved).
+        """
+        seen = await self._snapshot(tenant_id)
+        if seen is None:
+            return None
+        if seen.reserved_at is not None:
+            age = (now - seen.reserved_at).total_seconds()
+            if age < RESERVATION_LANDS_S:
+                raise LedgerMoved(
+                    f"the tenant reserved clips {max(age, 0.0):.0f} s ago, which may not be"
+                    f" stored yet; run it again in {RESERVATION_LANDS_S - age:.0f} s"
+                )
+        counted = await count(tenant_id, seen)
+        correction = counted - seen.in_flight
+        if apply and correction:
+            found = await self._ledgers.update_one(seen.guard(), {"$set": {"open": counted}})
+            moved = found.matched_count == 0
+        else:
+            moved = await self._snapshot(tenant_id) != seen
+        return Recount(
+            ledger_open=seen.in_flight,
+            counted=counted,
+            applied=apply and bool(correction) and not moved,
+            moved=moved,
+        )
+
+    async def _snapshot(self, tenant_id: str) -> LedgerSnapshot | None:
+        doc = await self._ledgers.find_one(
+            {"_id": tenant_id}, {"open": 1, "settled": 1, "reserved_at": 1}
+        )
+        if doc is None:
+            return None
+        settled = doc.get("settled")
+        return LedgerSnapshot(
+            tenant_id=tenant_id,
+            open=doc.get("open"),
+            settled=None if settled is None else tuple(settled),
+            reserved_at=doc.get("reserved_at"),
+        )
+
     async def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
         """The limits the submitter's budget gate reads (the API reads them with the key).
 
@@ -216,6 +274,56 @@ class LedgerStore:
             limits=TenantLimits.model_validate(doc.get("limits") or {}),
             ledger=LedgerView.model_validate(doc),
         )
+
+
+class LedgerMoved(TransientError):
+    """The ledger moved while its clips were counted, or may move for a reservation whose
+    clips are not stored yet: a recount may be run again."""
+
+
+@dataclass(frozen=True)
+class LedgerSnapshot:
+    """What a recount reads of a ledger (a field missing: None). Equal snapshots: nothing was
+    reserved (``reserved_at``), released (``open``) or settled (``settled``) in between."""
+
+    tenant_id: str
+    open: int | None
+    #: the settled keys it remembers, oldest first (at most SETTLED_KEPT)
+    settled: tuple[str, ...] | None
+    reserved_at: datetime | None
+
+    @property
+    def in_flight(self) -> int:
+        return self.open or 0
+
+    def guard(self) -> Document:
+        """A filter matching the ledger only as it is here (``None`` matches a missing field)."""
+        return {
+            "_id": self.tenant_id,
+            "open": self.open,
+            "settled": None if self.settled is None else list(self.settled),
+            "reserved_at": self.reserved_at,
+        }
+
+
+#: how many charges a tenant's clips hold that its ledger, as read, counts in flight
+CountInFlight = Callable[[str, LedgerSnapshot], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Recount:
+    """What a recount found: the ledger's ``open``, what the clips hold, and what it did."""
+
+    ledger_open: int
+    counted: int
+    #: ``open`` was set to ``counted``
+    applied: bool
+    #: the ledger moved between its read and the correction (or the second read): not applied
+    moved: bool
+
+    @property
+    def correction(self) -> int:
+        return self.counted - self.ledger_open
 
 
 @dataclass(frozen=True)
