@@ -1,0 +1,112 @@
+"""What a tenant's clips hold in flight on its ledger, counted from its projects: what
+``reelflow-admin tenant recount`` sets the ledger's ``open`` to (ARCHITECTURE.md, "The ledger").
+
+A task holds the charge reserved for it (``clips.<i>.charge``, or ``attempts.<task>.charge``
+once it moved there) from the reservation until its end's settlement, ``<charge id>:<task>``,
+takes it off ``open``. The ledger remembers only its last SETTLED_KEPT keys, so an ended task
+whose key it does not show is taken as settled and forgotten once its end is older than what
+it remembers: older than SETTLE_WINDOW_S, or, when the list is full, than the earliest end
+among the keys it still shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from reelflow_common.accounting.ledger import SETTLED_KEPT, Charge, LedgerSnapshot
+from reelflow_common.domain import OPEN_CLIP_STATUSES
+from reelflow_common.mongo import Database
+from reelflow_common.store.documents import clip_from_document
+from reelflow_common.store.models import ClipState
+from reelflow_common.store.timefmt import Clock, as_utc, utcnow
+
+#: a task's end is settled just after its write, or, after a crash in between, when its
+#: message is delivered again (seconds); an older end whose key the ledger does not show was
+#: settled (and forgotten), or never will be (a settlement lost): not in flight
+SETTLE_WINDOW_S = 600.0
+
+
+@dataclass(frozen=True)
+class Held:
+    """A charge a task holds: the key that settles its end, and when that end was written
+    (None: the task has not ended)."""
+
+    key: str
+    ended_at: datetime | None
+
+
+def held_by(clip: ClipState, *, updated_at: datetime) -> list[Held]:
+    """The charges the clip's tasks hold, one each: its current task's, then those of the
+    tasks it moved to ``attempts`` (its own task followed there after it was given up on
+    holds the clip's charge, which the clip's end freed).
+
+    An end without ``completed_at`` (a cancel) counts as written at the project's
+    ``updated_at``, no earlier than it was.
+    """
+    tasks = [(clip.task_uuid, clip.charge, clip.status, clip.completed_at)]
+    tasks += [
+        (task_uuid, attempt.charge, attempt.status, attempt.completed_at)
+        for task_uuid, attempt in clip.attempts.items()
+    ]
+    found: dict[str, Held] = {}
+    for task_uuid, charge, status, completed_at in tasks:
+        if charge is None or charge.id in found:
+            continue
+        ended_at = None if status in OPEN_CLIP_STATUSES else (completed_at or updated_at)
+        found[charge.id] = Held(key=_key(charge, task_uuid), ended_at=ended_at)
+    return list(found.values())
+
+
+def in_flight(held: Iterable[Held], settled: Sequence[str], *, now: datetime) -> int:
+    """How many of ``held`` a ledger remembering ``settled`` (oldest first) counts in flight:
+    every task not ended, and every ended one whose settlement it does not show and may not
+    have made yet (see the module's docstring).
+
+    A key ``<charge id>:<task>:late`` shows the end settled too: the video of a task given
+    up on comes after its end was (and the code before charges moved with their tasks
+    settled a clip's taken video's end under it).
+    """
+    held = list(held)
+    shown = set(settled)
+    horizon = now - timedelta(seconds=SETTLE_WINDOW_S)
+    if len(settled) >= SETTLED_KEPT:
+        remembered = [h.ended_at for h in held if h.ended_at is not None and h.key in shown]
+        if remembered:
+            horizon = max(horizon, min(remembered))
+    return sum(
+        1
+        for h in held
+        if h.ended_at is None
+        or (h.key not in shown and f"{h.key}:late" not in shown and h.ended_at > horizon)
+    )
+
+
+def _key(charge: Charge, task_uuid: str) -> str:
+    return f"{charge.id}:{task_uuid}"
+
+
+class TenantClips:
+    """The ``projects`` collection, read for what one tenant's clips hold on its ledger."""
+
+    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
+        self._projects = db["projects"]
+        self._now = clock
+
+    async def in_flight(self, tenant_id: str, seen: LedgerSnapshot) -> int:
+        """How many charges the tenant's clips hold that the ledger ``seen`` counts in flight.
+
+        One read of every project of the tenant (its clips only), on the ``tenant_newest``
+        index: an operator's command, never the hot path.
+        """
+        found = self._projects.find(
+            {"tenant_id": tenant_id}, {"clips": 1, "created_at": 1, "updated_at": 1}
+        )
+        held: list[Held] = []
+        async for doc in found:
+            created_at, updated_at = as_utc(doc["created_at"]), as_utc(doc["updated_at"])
+            for scene, raw in doc["clips"].items():
+                clip = clip_from_document(raw, int(scene), created_at=created_at)
+                held += held_by(clip, updated_at=updated_at)
+        return in_flight(held, seen.settled or (), now=self._now())

@@ -1,0 +1,89 @@
+"""What a recount counts in flight from a tenant's clips, pure: which charges a clip's tasks
+hold, and which of them the ledger, as it remembers its settled keys, still counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from reelflow_common.accounting.ledger import SETTLED_KEPT, Charge
+from reelflow_common.domain import ClipStatus
+from reelflow_common.store import Attempt, ClipState
+from reelflow_common.store.inflight import SETTLE_WINDOW_S, Held, held_by, in_flight
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+RECENT = NOW - timedelta(seconds=5)
+LONG_AGO = NOW - timedelta(seconds=SETTLE_WINDOW_S + 1)
+
+
+def charge(charge_id: str) -> Charge:
+    return Charge(id=charge_id, usd=0.25, day="2026-12-04", month="2026-12")
+
+
+def clip(status: ClipStatus, **fields: object) -> ClipState:
+    values: dict[str, object] = {"scene_index": 0, "task_uuid": "t2", "charge": charge("c2")}
+    return ClipState.model_validate(values | {"status": status} | fields)
+
+
+def test_an_open_clip_holds_its_charge_until_it_ends() -> None:
+    held = held_by(clip(ClipStatus.PROCESSING), updated_at=RECENT)
+
+    assert held == [Held(key="c2:t2", ended_at=None)]
+    assert in_flight(held, ["c2:t2"], now=NOW) == 1  # not ended: whatever the ledger shows
+
+
+def test_an_ended_clip_is_in_flight_until_the_ledger_shows_its_settlement() -> None:
+    ended = held_by(clip(ClipStatus.FAILED, completed_at=RECENT), updated_at=RECENT)
+
+    # Its end is written, its settlement not yet: the ledger still counts it.
+    assert in_flight(ended, ["c1:t1"], now=NOW) == 1
+    assert in_flight(ended, ["c1:t1", "c2:t2"], now=NOW) == 0
+
+
+def test_an_end_older_than_the_ledgers_memory_is_settled_or_never_will_be() -> None:
+    ended = held_by(clip(ClipStatus.SUCCESS, completed_at=LONG_AGO), updated_at=RECENT)
+
+    assert in_flight(ended, [], now=NOW) == 0
+
+
+def test_with_the_list_full_an_end_before_the_earliest_it_remembers_was_forgotten() -> None:
+    remembered = [Held(key=f"c{i}:t{i}", ended_at=RECENT) for i in range(SETTLED_KEPT)]
+    forgotten = Held(key="old:t", ended_at=RECENT - timedelta(seconds=1))
+    pending = Held(key="new:t", ended_at=RECENT + timedelta(seconds=1))
+    settled = [h.key for h in remembered]
+
+    assert in_flight([*remembered, forgotten, pending], settled, now=NOW) == 1
+
+
+def test_a_cancelled_clip_followed_in_attempts_holds_one_charge_freed_by_its_cancel() -> None:
+    followed = Attempt(status=ClipStatus.PROCESSING, charge=charge("c2"))
+    cancelled = clip(ClipStatus.CANCELLED, attempts={"t2": followed})
+
+    held = held_by(cancelled, updated_at=RECENT)
+
+    assert held == [Held(key="c2:t2", ended_at=RECENT)]
+    assert in_flight(held, ["c2:t2"], now=NOW) == 0
+
+
+def test_a_replaced_task_still_running_in_attempts_holds_its_own_charge() -> None:
+    replaced = Attempt(status=ClipStatus.PROCESSING, charge=charge("c1"))
+    retried = Attempt(status=ClipStatus.FAILED, charge=charge("c0"), completed_at=RECENT)
+    took_a_video = clip(
+        ClipStatus.SUCCESS, completed_at=RECENT, attempts={"t1": replaced, "t0": retried}
+    )
+
+    held = held_by(took_a_video, updated_at=RECENT)
+
+    assert in_flight(held, ["c0:t0", "c2:t2"], now=NOW) == 1
+
+
+def test_a_late_videos_key_shows_the_end_of_its_task_settled() -> None:
+    late = Attempt(status=ClipStatus.SUCCESS, charge=charge("c1"), completed_at=RECENT, late=True)
+    retried = clip(ClipStatus.QUEUED, attempts={"t1": late})
+
+    held = held_by(retried, updated_at=RECENT)
+
+    assert in_flight(held, ["c1:t1:late"], now=NOW) == 1  # the retry's own clip only
+
+
+def test_clips_of_a_tenant_without_a_ledger_hold_nothing() -> None:
+    assert held_by(clip(ClipStatus.QUEUED, charge=None), updated_at=RECENT) == []
