@@ -185,6 +185,22 @@ def test_tenant_limits_shows_sets_and_clears_limits_and_keys_carry_them(
         admin("tenant", "limits", tenant_id, "--max-clips-in-flight", "many")
 
 
+def test_tenant_recount_refuses_an_unknown_tenant_and_counts_nothing_without_a_ledger(
+    admin: Run, db: Any
+) -> None:
+    code, out, err = admin("tenant", "recount", "no-such-tenant")
+
+    assert code == 1
+    assert out == ""
+    assert "no tenant 'no-such-tenant'" in err
+
+    tenant_id = admin("tenant", "create", "acme")[1].strip()
+    code, out, err = admin("tenant", "recount", tenant_id, "--dry-run")
+    assert code == 0, err
+    assert "has no ledger" in out
+    assert db["tenant_ledgers"].count_documents({}) == 0
+
+
 def test_unknown_tenants_keys_and_durations_are_refused(admin: Run, db: Any) -> None:
     code, _, err = admin("key", "create", "--tenant", "no-such-tenant")
     assert code == 1

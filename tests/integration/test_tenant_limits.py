@@ -22,11 +22,21 @@ from structlog.testing import capture_logs
 from reelflow_api.deps import AppState
 from reelflow_api.outliving import OutlivingWork
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
-from reelflow_common.accounting.ledger import LedgerStore, Settlement
+from reelflow_common.accounting.ledger import RESERVATION_LANDS_S, LedgerStore, Settlement
+from reelflow_common.admin.cli import AdminSettings, main
 from reelflow_common.store import TaskFailed, TaskResult, TaskSucceeded, transitions
 from reelflow_common.store.documents import pack_result
+from reelflow_common.store.inflight import TenantClips
 from reelflow_common.topology import CHECK_CLIP
-from tests.integration.api_helpers import Api, assert_problem, fail, isolated_api, move_clip, stored
+from tests.integration.api_helpers import (
+    Api,
+    assert_problem,
+    fail,
+    finish,
+    isolated_api,
+    move_clip,
+    stored,
+)
 from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -816,3 +826,186 @@ async def test_a_retry_of_unknown_outcome_keeps_the_clips_charge_when_it_cannot_
     assert [line["tenant_id"] for line in lines if line["event"] == "reservation_not_released"] == [
         tenant_id
     ]
+
+
+# --- reelflow-admin tenant recount ------------------------------------------------------
+
+Admin = Callable[..., Awaitable[tuple[int, str, str]]]
+
+
+@pytest.fixture
+def admin(api: Api, settings_for: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> Admin:
+    """``reelflow-admin ARGS`` on the API's database, in a thread (it runs an event loop of
+    its own): (exit code, stdout, stderr)."""
+    settings = settings_for(AdminSettings, mongo_database=api.db.name)
+
+    async def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        with capture_logs():
+            code = await asyncio.to_thread(main, list(argv), settings=settings)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+async def kept_reservation(api: Api, auth: dict[str, str], clips: int) -> None:
+    """A create whose insert never landed and whose project could not be read: its reservation
+    of ``clips`` is kept, held by no project (``reservation_not_released``)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        Inserts(api, monkeypatch, lost=AutoReconnect("connection lost"))
+
+        async def unreadable(*_args: Any, **_kwargs: Any) -> None:
+            raise AutoReconnect("still gone")
+
+        monkeypatch.setattr(api_state(api).projects, "get", unreadable)
+        assert_problem(await api.create(auth, scenes(clips)), 503)
+
+
+async def reserved_a_while_ago(api: Api, tenant_id: str) -> None:
+    """The tenant's last reservation was made long enough ago for its clips to be stored."""
+    long_ago = datetime.now(UTC) - timedelta(seconds=2 * RESERVATION_LANDS_S)
+    await api.db["tenant_ledgers"].update_one(
+        {"_id": tenant_id}, {"$set": {"reserved_at": long_ago}}
+    )
+
+
+async def ledger_doc(api: Api, tenant_id: str) -> dict[str, Any] | None:
+    found: dict[str, Any] | None = await api.db["tenant_ledgers"].find_one({"_id": tenant_id})
+    return found
+
+
+def recounted(out: str) -> list[str]:
+    """The recount's row: the ledger's open, the count, the correction."""
+    header, row, *_ = out.splitlines()
+    assert header.split() == ["LEDGER_OPEN", "COUNTED", "CORRECTION"]
+    return row.split()
+
+
+async def test_a_recount_frees_what_a_kept_reservation_holds_and_the_tenant_creates_again(
+    api: Api, admin: Admin
+) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=3)
+    assert (await api.create(auth, scenes(1))).status_code == 202
+    await kept_reservation(api, auth, clips=2)
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    await reserved_a_while_ago(api, tenant_id)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 0, err
+    assert recounted(out) == ["3", "1", "-2"]
+    assert "open set to 1" in out
+    assert (await api.create(auth, scenes(2))).status_code == 202
+    # Counted exactly: the stored project's clip and the two new ones are all the room.
+    assert_problem(await api.create(auth, scenes(1)), 429)
+
+
+async def test_a_recount_leaves_a_right_ledger_as_it_is(api: Api, admin: Admin) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=5, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(3))).json()
+    tasks = [result["task_uuid"] for result in created["results"]]
+    await finish(api, created["project_id"], tasks[0])
+    await fail(api, created["project_id"], tasks[1])
+    await reserved_a_while_ago(api, tenant_id)
+    before = await ledger_doc(api, tenant_id)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 0, err
+    assert recounted(out) == ["1", "1", "+0"]
+    assert "nothing written" in out
+    assert await ledger_doc(api, tenant_id) == before
+
+
+async def test_a_dry_run_shows_the_correction_and_writes_nothing(api: Api, admin: Admin) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=2)
+    await kept_reservation(api, auth, clips=2)
+    await reserved_a_while_ago(api, tenant_id)
+    before = await ledger_doc(api, tenant_id)
+
+    code, out, err = await admin("tenant", "recount", tenant_id, "--dry-run")
+
+    assert code == 0, err
+    assert recounted(out) == ["2", "0", "-2"]
+    assert "dry run: nothing written" in out
+    assert await ledger_doc(api, tenant_id) == before
+    assert_problem(await api.create(auth, scenes(1)), 429)
+
+
+async def test_a_ledger_that_moves_during_the_count_is_not_overwritten(
+    api: Api, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(2))).json()
+    tasks = [result["task_uuid"] for result in created["results"]]
+    await kept_reservation(api, auth, clips=2)  # open 4, 2 of them held by nothing
+    await reserved_a_while_ago(api, tenant_id)
+    count = TenantClips.in_flight
+    loop = asyncio.get_running_loop()
+
+    async def a_clip_ends_after_the_count(*args: Any) -> int:
+        counted = await count(*args)
+        # In the command's thread: a clip ends, its settlement lands, before the correction.
+        ended = fail(api, created["project_id"], tasks[0])
+        asyncio.run_coroutine_threadsafe(ended, loop).result(DEADLINE_S)
+        return counted
+
+    monkeypatch.setattr(TenantClips, "in_flight", a_clip_ends_after_the_count)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 1
+    assert recounted(out) == ["4", "2", "-2"]
+    assert "the tenant's ledger moved while counting; run it again" in err
+    await ledger_is(api, tenant_id, open_clips=3, usd=0.0)  # the settlement's, not the count's
+    monkeypatch.setattr(TenantClips, "in_flight", count)
+    code, out, err = await admin("tenant", "recount", tenant_id)
+    assert code == 0, err
+    assert recounted(out) == ["3", "1", "-2"]
+
+
+async def test_an_end_written_but_not_yet_settled_is_counted_in_flight(
+    api: Api, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clip's end is two writes, the clip's then the ledger's: a count between them
+    counts the clip, whose settlement then takes it off the corrected ledger."""
+    tenant_id, auth = await limited(api, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(2))).json()
+    tasks = [result["task_uuid"] for result in created["results"]]
+    await kept_reservation(api, auth, clips=1)  # open 3, 1 of them held by nothing
+    await reserved_a_while_ago(api, tenant_id)
+    settles = PlayedWrite(held=True)
+    settle = api.projects.ledgers.settle
+
+    async def held(*args: Any) -> bool:
+        done: bool = await settles.play(lambda: settle(*args))
+        return done
+
+    monkeypatch.setattr(api.projects.ledgers, "settle", held)
+    ending = asyncio.create_task(fail(api, created["project_id"], tasks[0]))
+    await asyncio.wait_for(settles.sent.wait(), DEADLINE_S)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 0, err
+    assert recounted(out) == ["3", "2", "-1"]
+    settles.released.set()
+    await asyncio.wait_for(ending, DEADLINE_S)
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.0)
+
+
+async def test_a_recount_waits_for_a_reservation_whose_clips_may_not_be_stored(
+    api: Api, admin: Admin
+) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=2)
+    await kept_reservation(api, auth, clips=2)  # just now
+    before = await ledger_doc(api, tenant_id)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 1
+    assert out == ""
+    assert "the tenant reserved clips 0 s ago" in err
+    assert "run it again in" in err
+    assert await ledger_doc(api, tenant_id) == before

@@ -6,6 +6,7 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin tenant limits ID [--max-clips-in-flight N] [--max-scenes-per-project N]
                                     [--allowed-models M,M] [--daily-budget-usd X]
                                     [--monthly-budget-usd X]   (``none`` clears one)
+    reelflow-admin tenant recount ID [--dry-run]
     reelflow-admin key create --tenant ID [--label L] [--expires-in 30d]
     reelflow-admin key list --tenant ID
     reelflow-admin key revoke KEY_ID
@@ -33,7 +34,8 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from pymongo.errors import PyMongoError
 
-from reelflow_common.accounting import TenantLimits
+from reelflow_common.accounting import LedgerStore, TenantLimits
+from reelflow_common.accounting.ledger import LedgerMoved
 from reelflow_common.admin import assets, dlq
 from reelflow_common.admin.projects import project_state, render_pass, render_project
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
@@ -59,6 +61,7 @@ from reelflow_common.settings import (
 )
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
+from reelflow_common.store.inflight import TenantClips
 from reelflow_common.store.timefmt import rfc3339, utcnow
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO, Topology
 from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
@@ -186,6 +189,36 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
             f" ({AuthSettings.model_fields['auth_cache_ttl_s'].default:g} s by default);"
             " budgets count UTC days and months"
         )
+    return 0
+
+
+async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """Count the clips the tenant's projects hold in flight and set its ledger's ``open`` to it."""
+    async with mongo_database(settings) as db:
+        await ApiKeyStore(db).limits(args.tenant)  # UnknownTenant
+        clock = DbClock(db)
+        await clock.sync()  # one reading: ages of reservations and ends on the database's clock
+        found = await LedgerStore(db).recount(
+            args.tenant,
+            TenantClips(db, clock=clock.now).in_flight,
+            now=clock.now(),
+            apply=not args.dry_run,
+        )
+    if found is None:
+        print(
+            f"tenant {args.tenant} has no ledger (no in-flight limit or budget): nothing to count"
+        )
+        return 0
+    row = (str(found.ledger_open), str(found.counted), f"{found.correction:+d}")
+    print(_table(("LEDGER_OPEN", "COUNTED", "CORRECTION"), [row]))
+    if found.moved:
+        raise LedgerMoved("the tenant's ledger moved while counting; run it again")
+    if found.applied:
+        print(f"open set to {found.counted}")
+    elif found.correction:
+        print("dry run: nothing written")
+    else:
+        print("the ledger is right: nothing written")
     return 0
 
 
@@ -422,9 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     groups = parser.add_subparsers(dest="group", required=True)
 
-    tenant = groups.add_parser("tenant", help="create and list tenants").add_subparsers(
-        dest="action", required=True
-    )
+    tenant = groups.add_parser(
+        "tenant", help="create and list tenants, set their limits, recount their ledgers"
+    ).add_subparsers(dest="action", required=True)
     create = tenant.add_parser("create", help="create a tenant; prints its id")
     create.add_argument("name")
     create.set_defaults(command=tenant_create)
@@ -441,6 +474,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _LIMIT_OPTIONS:
         limits.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit_value(name))
     limits.set_defaults(command=tenant_limits)
+    recount = tenant.add_parser(
+        "recount",
+        help="count a tenant's clips in flight again and correct its ledger",
+        description="Counts the clips the tenant's projects hold in flight (queued or"
+        " processing, and ended ones whose end the ledger has not settled yet) and sets the"
+        " ledger's count to it: for a tenant refused with 429 for clips it does not have"
+        " (a reservation kept after a database error). Safe while the tenant works: if its"
+        " ledger moves during the count, nothing is written (run it again). Budgets are"
+        " not recounted.",
+    )
+    recount.add_argument("tenant", help="the tenant's id")
+    recount.add_argument("--dry-run", action="store_true", help="count and show; write nothing")
+    recount.set_defaults(command=tenant_recount)
 
     key = groups.add_parser("key", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True
