@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -963,6 +964,7 @@ async def test_a_ledger_that_moves_during_the_count_is_not_overwritten(
     code, out, err = await admin("tenant", "recount", tenant_id)
     assert code == 0, err
     assert recounted(out) == ["3", "1", "-2"]
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.0)
 
 
 async def test_an_end_written_but_not_yet_settled_is_counted_in_flight(
@@ -1006,6 +1008,5 @@ async def test_a_recount_waits_for_a_reservation_whose_clips_may_not_be_stored(
 
     assert code == 1
     assert out == ""
-    assert "the tenant reserved clips 0 s ago" in err
-    assert "run it again in" in err
+    assert re.search(r"the tenant reserved clips \d+ s ago, .* run it again in \d+ s", err), err
     assert await ledger_doc(api, tenant_id) == before
