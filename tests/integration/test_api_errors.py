@@ -182,8 +182,26 @@ async def test_a_model_reelflow_has_no_rules_for_is_sent_as_is(
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"", b"\xff\xfe", b'{"scenes": [{"prompt": "a"}]', b"[1, 2"],
-    ids=["broken", "empty", "not-utf8", "unclosed", "unclosed-array"],
+    [
+        b"{not json",
+        b"",
+        b"\xff\xfe",
+        b'{"scenes": [{"prompt": "a"}]',
+        b"[1, 2",
+        b'{"scenes": [{"prompt": "\xff"}]}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"scenes": ' + b"9" * 5_000 + b"}",
+    ],
+    ids=[
+        "broken",
+        "empty",
+        "not-utf8",
+        "unclosed",
+        "unclosed-array",
+        "invalid-utf8",
+        "too-deep",
+        "integer-too-long",
+    ],
 )
 async def test_a_body_that_is_not_json_is_a_422(
     api: Api, auth: dict[str, str], content: bytes

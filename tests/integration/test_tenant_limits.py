@@ -235,7 +235,32 @@ async def test_usage_sums_every_project_of_the_month_by_day(api: Api) -> None:
     assert usage["clips_in_flight"] is None
     last_year = (await api.client.get("/v1/usage?month=2000-01", headers=auth)).json()
     assert last_year["month"]["usd"] == 0
-    assert_problem(await api.client.get("/v1/usage?month=2000-13", headers=auth), 422)
+    for month in ("2000-13", "0000-01", "1969-12", "9999-12"):
+        assert_problem(await api.client.get(f"/v1/usage?month={month}", headers=auth), 422)
+    assert (await api.client.get("/v1/usage?month=2999-12", headers=auth)).status_code == 200
+
+
+async def test_a_retry_is_403_for_a_model_or_a_size_the_tenant_may_no_longer_use(
+    api: Api,
+) -> None:
+    """A retry buys new tasks: the tenant's limits on what it may buy apply to it as to a create."""
+    tenant_id, auth = await limited(api, allowed_models=[MODEL])
+    created = (await api.create(auth, scenes(2) | {"model": MODEL})).json()
+    project_id = created["project_id"]
+    await fail(api, project_id, created["results"][0]["task_uuid"])
+    retry = f"/v1/projects/{project_id}/retry"
+
+    await api.keys.set_limits(tenant_id, TenantLimits(allowed_models=["acme:video@2"]))
+    problem = assert_problem(await api.client.post(retry, headers=auth), 403)
+    assert problem["limit"] == "allowed_models"
+    await api.keys.set_limits(tenant_id, TenantLimits(max_scenes_per_project=1))
+    problem = assert_problem(await api.client.post(retry, headers=auth), 403)
+    assert problem["limit"] == "max_scenes_per_project"
+
+    assert (await stored(api, project_id)).clips[0].status == "failed"
+    await api.keys.set_limits(tenant_id, TenantLimits())
+    assert (await api.client.post(retry, headers=auth)).status_code == 202
+    assert (await stored(api, project_id)).clips[0].status == "queued"
 
 
 async def test_retry_is_402_while_the_budget_is_spent_and_works_once_it_allows(api: Api) -> None:

@@ -146,6 +146,15 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return [{"loc": list(err["loc"]), "msg": err["msg"]} for err in exc.errors()]
 
 
+def _is_unparsable_body(exc: StarletteHTTPException) -> bool:
+    """FastAPI's answer to a JSON body Python's ``json`` cannot read for a reason other than its
+    syntax (bytes that are not UTF-8, nesting too deep, an integer too long): a 400 raised from
+    the parser's error. Syntax errors are validation errors (422) already; so are these."""
+    return exc.status_code == 400 and isinstance(
+        exc.__cause__, UnicodeDecodeError | RecursionError | ValueError
+    )
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -161,6 +170,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if _is_unparsable_body(exc):
+            msg = (
+                "not JSON this API can read (bytes not UTF-8, nesting too deep, a number too long)"
+            )
+            errors = [{"loc": ["body"], "msg": msg}]
+            return problem_response(Problem(422, "Invalid Request", f"body: {msg}", errors=errors))
         try:
             title = HTTPStatus(exc.status_code).phrase
         except ValueError:  # a status code http.HTTPStatus does not know

@@ -433,7 +433,7 @@ async def list_projects(
     "/{project_id}/retry",
     status_code=202,
     response_model=ProjectStatusView,
-    responses=problem_responses(402, 404, 429),
+    responses=problem_responses(402, 403, 404, 429),
 )
 async def retry_project(
     project_id: str, request: Request, state: State, grant: TenantGrant
@@ -448,6 +448,8 @@ async def retry_project(
     correlation = correlation_id(request)
 
     async def reserve(project: Project, failed: list[ClipState]) -> dict[int, Charge] | None:
+        # Clips followed again, most on new tasks: what the tenant may use now applies (403).
+        check_shape(grant.limits, scenes=len(project.clips), model=project.model)
         assert project.requests is not None  # read with its requests for this
         scenes = [project.requests[clip.scene_index] for clip in failed]
         charges = await _reserve(state, grant.tenant_id, grant.limits, project.model, scenes)

@@ -19,7 +19,10 @@ async def get_usage(
     grant: TenantGrant,
     month: Annotated[
         str | None,
-        Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="UTC month, e.g. 2026-12"),
+        Query(
+            pattern=r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$",
+            description="UTC month from 1970-01 to 2999-12, e.g. 2026-12",
+        ),
     ] = None,
 ) -> TenantUsage:
     """Spend per day of a month (the current one by default), summed from the tenant's projects.
