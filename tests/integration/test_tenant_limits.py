@@ -263,6 +263,40 @@ async def test_a_retry_is_403_for_a_model_or_a_size_the_tenant_may_no_longer_use
     assert (await stored(api, project_id)).clips[0].status == "queued"
 
 
+async def test_a_reservation_from_a_stale_grant_keeps_the_budget_an_operator_lowered(
+    api: Api,
+) -> None:
+    """The API reserves with the limits cached with the key; the submitter's budget gate reads
+    the ledger's: a reservation made with the old ones must not write them back."""
+    tenant_id, auth = await limited(api, daily_budget_usd=5.0)
+    assert (await api.create(auth, scenes(1))).status_code == 202
+    ledgers = LedgerStore(api.db)
+
+    await api.keys.set_limits(tenant_id, TenantLimits(daily_budget_usd=1.0))
+    stale = TenantLimits(daily_budget_usd=5.0)
+    await ledgers.reserve(tenant_id, stale, clips=1, usd=0.25, now=api.projects.now())
+
+    budget = await ledgers.budget(tenant_id)
+    assert budget is not None
+    assert budget.limits.daily_budget_usd == 1.0
+
+
+async def test_limits_that_need_a_ledger_give_the_tenant_one_before_its_first_project(
+    api: Api,
+) -> None:
+    """So the budget gate reads them, whatever limits the first reservation's grant held."""
+    tenant_id, _ = await limited(api)
+    ledgers = LedgerStore(api.db)
+    await api.keys.set_limits(tenant_id, TenantLimits(max_scenes_per_project=3))
+    assert await ledgers.budget(tenant_id) is None  # a limit on the request alone: no ledger
+
+    await api.keys.set_limits(tenant_id, TenantLimits(daily_budget_usd=1.0))
+
+    budget = await ledgers.budget(tenant_id)
+    assert budget is not None
+    assert budget.limits.daily_budget_usd == 1.0
+
+
 async def test_retry_is_402_while_the_budget_is_spent_and_works_once_it_allows(api: Api) -> None:
     tenant_id, auth = await limited(api, daily_budget_usd=0.5)
     created = (await api.create(auth, scenes(2))).json()  # $0.50 reserved

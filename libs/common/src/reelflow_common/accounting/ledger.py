@@ -147,7 +147,11 @@ class LedgerStore:
         update = {
             "$inc": {"open": clips, f"committed.{day}": usd, f"committed.{month}": usd},
             # ``reserved_at``: a recount waits until the clips reserved are stored
-            "$set": {"limits": limits.model_dump(), "reserved_at": now},
+            "$set": {"reserved_at": now},
+            # The limits as cached with the key, for a ledger this creates (a race with
+            # ``set_limits``); never over the ledger's own: they may be older than an
+            # operator's change, which ``set_limits`` wrote there.
+            "$setOnInsert": {"limits": limits.model_dump()},
         }
         for _ in range(_RESERVE_ATTEMPTS):
             try:
@@ -259,10 +263,13 @@ class LedgerStore:
     async def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
         """The limits the submitter's budget gate reads (the API reads them with the key).
 
-        A tenant without a ledger gets one at its first reservation, with its limits.
+        Limits that need a ledger create it, so it holds them before the first reservation
+        (which never writes limits over a ledger's own).
         """
         await self._ledgers.update_one(
-            {"_id": tenant_id}, {"$set": {"limits": limits.model_dump()}}
+            {"_id": tenant_id},
+            {"$set": {"limits": limits.model_dump()}},
+            upsert=limits.needs_ledger,
         )
 
     async def budget(self, tenant_id: str) -> Budget | None:
