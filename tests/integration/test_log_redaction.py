@@ -7,6 +7,7 @@ process's log handler wrote is searched for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,7 +21,8 @@ from pydantic import SecretStr
 
 from reelflow_api.__main__ import server_config
 from reelflow_api.settings import Settings
-from reelflow_common.logging import configure_logging
+from reelflow_common.logging import configure_logging, get_logger
+from reelflow_common.settings import LogSettings
 from tests.waiting import DEADLINE_S, READY_DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
@@ -81,3 +83,22 @@ def _ready(http: httpx.AsyncClient) -> Callable[[], Any]:
         return (await http.get("/readyz")).status_code == 200
 
     return ready
+
+
+def test_a_secret_in_an_exceptions_text_is_redacted_in_its_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A traceback is formatted last, after the line's own fields were redacted: an error that
+    names a URL (an HTTP client's, a broker's) must not carry its secret into the log."""
+    configure_logging(LogSettings(log_format="json"), service="poller")
+    url = f"https://reelflow.test/v1/webhooks/runware/{CANARY}?signature={CANARY}"
+    try:
+        raise RuntimeError(f"could not reach {url}")
+    except RuntimeError as error:
+        get_logger("tests.redaction").error("request_failed", exc_info=error)
+        logging.getLogger("tests.redaction.stdlib").exception("stdlib request failed")
+
+    logged = capsys.readouterr().err
+    assert logged.count("RuntimeError: could not reach") == 2  # both tracebacks were logged
+    assert "/v1/webhooks/runware/***?signature=***" in logged
+    assert CANARY not in logged

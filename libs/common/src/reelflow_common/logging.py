@@ -78,6 +78,8 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            # Again: a traceback is text only from here, and an error may name a URL.
+            redact_event,
             renderer,
         ],
     )
