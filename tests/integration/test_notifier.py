@@ -601,6 +601,18 @@ async def test_multiplexed_bad_messages_get_errors_without_closing(
     assert (snapshot["type"], snapshot["project"]["project_id"]) == ("snapshot", ours.id)
 
 
+async def test_a_client_message_larger_than_any_the_protocol_has_closes_the_socket_with_1009(
+    notifier: RunningNotifier, world: World
+) -> None:
+    """A subscribe is about 100 bytes: a client may not make the notifier buffer megabytes."""
+    ours = await world.new_project()
+    async with client(f"{notifier.base_url}/v1/ws", key=world.key) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "project_id": ours.id, "pad": "x" * 8192}))
+        code, _ = await close_of(ws)
+
+    assert code == 1009  # message too big
+
+
 # --- operations ------------------------------------------------------------------------
 
 

@@ -15,6 +15,9 @@ from reelflow_notifier.gcpause import time_pauses
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.settings import Settings
 
+#: the largest message a client may send (a larger one closes its socket: 1009)
+CLIENT_MESSAGE_MAX_BYTES = 4096
+
 
 def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> uvicorn.Config:
     """The uvicorn configuration of a notifier (tests serve through the same one)."""
@@ -28,6 +31,9 @@ def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> u
         ws=NotifierWebSocketProtocol,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
+        # A client's messages are subscribes and unsubscribes of about 100 bytes; uvicorn's
+        # default (16 MiB) would let every socket make the notifier buffer that much.
+        ws_max_size=CLIENT_MESSAGE_MAX_BYTES,
         log_config=None,  # our structlog set-up formats uvicorn's lines too
         proxy_headers=True,
         # Open WebSockets get close 1012 at shutdown; this bounds the wait for them.

@@ -43,6 +43,7 @@ from reelflow_common.messages import (
     SubmitClip,
 )
 from reelflow_notifier import keywatch, routes, session, wire
+from reelflow_notifier.main import CLIENT_MESSAGE_MAX_BYTES
 from reelflow_notifier.multiplex import Subscribe, Unsubscribe
 
 ROOT = Path(__file__).resolve().parents[4]
@@ -379,12 +380,16 @@ def _lanes_and_signals(
 
 #: uvicorn's close code for open WebSockets when the notifier shuts down (a deploy)
 CLOSE_SERVICE_RESTART = 1012
+#: the websockets protocol's close code for a client message over the notifier's limit
+CLOSE_MESSAGE_TOO_BIG = 1009
 #: every close code the notifier sends, what it means and what a client does
 CLOSE_CODES: dict[int, str] = {
     routes.CLOSE_BAD_REQUEST: "bad query (after_seq not an integer >= 0): fix the URL",
     keywatch.CLOSE_UNAUTHORIZED: "no valid key or ticket, or the key was revoked while"
     " connected: get a new ticket; if POST /v1/ws-tickets answers 401, stop",
     session.CLOSE_NOT_FOUND: "no such project for this tenant: stop",
+    CLOSE_MESSAGE_TOO_BIG: f"the client sent a message over {CLIENT_MESSAGE_MAX_BYTES} bytes:"
+    " fix the client",
     session.CLOSE_SERVER_ERROR: "server error, or the keepalive ping went unanswered:"
     " reconnect later with after_seq",
     CLOSE_SERVICE_RESTART: "the notifier is restarting (a deploy): reconnect with after_seq",
