@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 LIMIT = 5
 WAITERS = 2
+#: slots one key may hold (the fixture's default leaves every slot to one key)
+PER_KEY = 3
 
 
 @pytest.fixture
@@ -136,3 +138,31 @@ async def test_a_post_finding_too_many_waiters_answers_at_once(api: Api) -> None
         for request in waiting:
             request.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_one_keys_flood_gets_429_and_leaves_slots_for_another_key(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    settings = settings_for(Settings, max_in_flight=LIMIT, max_in_flight_per_key=PER_KEY)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        flooder, other = await api.tenant(), await api.tenant()
+        with gated_creates(api) as gated:
+            flood = [asyncio.create_task(api.create(flooder)) for _ in range(20)]
+            await eventually(lambda: gated.entered == PER_KEY, "the flooder's admitted creates")
+            await eventually(
+                lambda: sum(request.done() for request in flood) == 20 - PER_KEY,
+                "the rest of the flood answered",
+            )
+            others = [asyncio.create_task(api.create(other)) for _ in range(LIMIT - PER_KEY)]
+            await eventually(lambda: gated.entered == LIMIT, "the other key's creates admitted")
+            one_more = await api.create(other)  # the API is full now
+            gated.gate.set()
+            answers = await asyncio.wait_for(asyncio.gather(*flood, *others), DEADLINE_S)
+
+    flooded = Counter(response.status_code for response in answers[:20])
+    assert flooded == {202: PER_KEY, 429: 20 - PER_KEY}
+    refused = next(response for response in answers[:20] if response.status_code == 429)
+    assert_problem(refused, 429)
+    assert refused.headers["retry-after"] == "1"
+    assert [response.status_code for response in answers[20:]] == [202] * (LIMIT - PER_KEY)
+    assert_problem(one_more, 503)

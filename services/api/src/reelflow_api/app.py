@@ -135,6 +135,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         InFlightLimit,
         limit=settings.max_in_flight,
+        per_key=settings.max_in_flight_per_key,
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )

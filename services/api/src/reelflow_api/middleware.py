@@ -6,7 +6,9 @@
   refused). Overload thus costs a client milliseconds, not a timeout, and the
   requests admitted stay fast. A POST that waits for its clips (``?wait=``)
   trades its slot for one of ``max_waiters`` (:func:`start_waiting`): waiting
-  costs the API almost nothing, and must not keep others out.
+  costs the API almost nothing, and must not keep others out. One API key may
+  hold at most ``per_key`` of the slots; its next request is answered ``429``
+  at once, so one tenant's flood leaves slots for the others.
 * :class:`BodyLimit` answers ``413`` problem+json for a body over ``max_bytes``:
   at once when ``Content-Length`` says so, else as soon as the bytes that
   arrived pass it; and ``422`` for JSON text with an escaped lone surrogate
@@ -42,6 +44,10 @@ SHED_TOTAL = Counter(
     "reelflow_api_requests_shed_total",
     "Requests answered 503 at once because the API had too many in progress.",
 )
+KEY_SHED_TOTAL = Counter(
+    "reelflow_api_requests_key_shed_total",
+    "Requests answered 429 at once because their API key had too many in progress.",
+)
 IN_FLIGHT = Gauge("reelflow_api_requests_in_flight", "Requests in progress (waiters excluded).")
 WAITING = Gauge("reelflow_api_requests_waiting", "POSTs waiting for their clips (?wait=).")
 
@@ -49,25 +55,40 @@ WAITING = Gauge("reelflow_api_requests_waiting", "POSTs waiting for their clips 
 class _Slot:
     """One admitted request: in flight, then perhaps waiting."""
 
-    __slots__ = ("limiter", "waiting")
+    __slots__ = ("credential", "limiter", "waiting")
 
-    def __init__(self, limiter: InFlightLimit) -> None:
+    def __init__(self, limiter: InFlightLimit, credential: bytes | None) -> None:
         self.limiter = limiter
+        self.credential = credential
         self.waiting = False
 
 
 class InFlightLimit:
-    """At most ``limit`` requests in progress and ``max_waiters`` waiting; the rest get 503."""
+    """At most ``limit`` requests in progress and ``max_waiters`` waiting; the rest get 503.
+
+    And at most ``per_key`` in progress with one credential (the ``Authorization`` header,
+    as sent: no lookup), the next answered 429 at once: one tenant's flood cannot take
+    every slot. Requests without one (a webhook, a probe of a bad key) share only ``limit``.
+    """
 
     def __init__(
-        self, app: ASGIApp, *, limit: int, max_waiters: int, exempt: Collection[str]
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        per_key: int,
+        max_waiters: int,
+        exempt: Collection[str],
     ) -> None:
         self.app = app
         self._limit = limit
+        self._per_key = per_key
         self._max_waiters = max_waiters
         self._exempt = frozenset(exempt)
         self.in_flight = 0
         self.waiting = 0
+        #: requests in progress per credential (none at 0)
+        self._by_credential: dict[bytes, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._exempt:
@@ -79,9 +100,15 @@ class InFlightLimit:
             response = problem_response(unavailable(detail, retry_after_s=RETRY_AFTER_OVERLOADED_S))
             await response(scope, receive, send)
             return
-        slot = _Slot(self)
+        credential = _credential(scope)
+        if credential is not None and self._by_credential.get(credential, 0) >= self._per_key:
+            KEY_SHED_TOTAL.inc()
+            await problem_response(_key_busy(self._per_key))(scope, receive, send)
+            return
+        slot = _Slot(self, credential)
         scope[_SLOT_KEY] = slot
         self._count(in_flight=1)
+        self._hold(credential, 1)
         try:
             await self.app(scope, receive, send)
         finally:
@@ -89,6 +116,7 @@ class InFlightLimit:
                 self._count(waiting=-1)
             else:
                 self._count(in_flight=-1)
+                self._hold(credential, -1)
 
     def start_waiting(self, slot: _Slot) -> bool:
         if slot.waiting:
@@ -97,13 +125,41 @@ class InFlightLimit:
             return False
         slot.waiting = True
         self._count(in_flight=-1, waiting=1)
+        self._hold(slot.credential, -1)
         return True
+
+    def _hold(self, credential: bytes | None, change: int) -> None:
+        if credential is None:
+            return
+        held = self._by_credential.get(credential, 0) + change
+        if held:
+            self._by_credential[credential] = held
+        else:
+            del self._by_credential[credential]
 
     def _count(self, *, in_flight: int = 0, waiting: int = 0) -> None:
         self.in_flight += in_flight
         self.waiting += waiting
         IN_FLIGHT.set(self.in_flight)
         WAITING.set(self.waiting)
+
+
+def _credential(scope: Scope) -> bytes | None:
+    """The request's ``Authorization`` header as sent, if it has one."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value) or None
+    return None
+
+
+def _key_busy(per_key: int) -> Problem:
+    detail = (
+        f"This API key has {per_key} requests in progress, the most one key may have;"
+        " try again after Retry-After seconds."
+    )
+    return Problem(
+        429, "Too Many Requests", detail, headers={"Retry-After": str(RETRY_AFTER_OVERLOADED_S)}
+    )
 
 
 def start_waiting(request: Request) -> bool:

@@ -67,6 +67,12 @@ class Settings(
         ge=1,
         description="requests in progress before new ones get an immediate 503 with Retry-After",
     )
+    max_in_flight_per_key: int = Field(
+        default=24,
+        ge=1,
+        description="requests of one API key in progress before its new ones get an immediate"
+        " 429 with Retry-After (max_in_flight is shared by every key: this leaves room for others)",
+    )
     max_waiters: int = Field(
         default=100,
         ge=0,

@@ -1,7 +1,10 @@
 """A burst of B concurrent ``POST /v1/projects``: each answer a 202 or an immediate 503.
 
 The API admits ``max_in_flight`` requests and answers the rest ``503`` with
-``Retry-After`` at once; this phase measures how soon every answer arrives, and
+``Retry-After`` at once. The burst comes from many clients, each with its own key and
+fewer requests than one key may have in progress (``max_in_flight_per_key``, past which
+a key's own requests are ``429``): the API's overload, not one client's. This phase
+measures how soon every answer arrives, and
 how ``/healthz`` answers meanwhile. Requests go over raw sockets, one connection
 each (``Connection: close``): at this concurrency an HTTP client's connection
 pool in the benchmark's own process is the bottleneck, and would measure itself.
@@ -30,6 +33,8 @@ class OverloadPlan:
     latency_s: float = 50
     #: ``GET /healthz`` sent one after another while the burst is answered
     health_probes: int = 20
+    #: clients (tenants, each with a key) the burst comes from, in turn: 20 requests each
+    clients: int = 50
 
 
 @dataclass(frozen=True)
@@ -64,17 +69,22 @@ async def _exchange(host: str, port: int, request: bytes) -> _Answer:
     )
 
 
-async def run_overload(stack: BenchStack, plan: OverloadPlan) -> tuple[str, dict[str, Any]]:
-    """Send the burst and the health probes at once; the burst tenant's key and the figures."""
-    key = await stack.issue_key("bench-overload")
+async def run_overload(stack: BenchStack, plan: OverloadPlan) -> tuple[list[str], dict[str, Any]]:
+    """Send the burst and the health probes at once; the burst's keys and the figures."""
+    keys = [
+        await stack.issue_key(f"bench-overload-{i}") for i in range(min(plan.clients, plan.burst))
+    ]
     url = urlsplit(stack.api_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
     body = json.dumps({"title": "overload", "scenes": [scene("overload", plan.latency_s)]})
-    post = (
-        "POST /v1/projects HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
-        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
-    ).encode()
+    posts = [
+        (
+            "POST /v1/projects HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
+        ).encode()
+        for key in keys
+    ]
     healthz = b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
     async def probes() -> list[_Answer]:
@@ -82,11 +92,12 @@ async def run_overload(stack: BenchStack, plan: OverloadPlan) -> tuple[str, dict
 
     began = time.perf_counter()
     burst, health = await asyncio.gather(
-        asyncio.gather(*(_exchange(host, port, post) for _ in range(plan.burst))), probes()
+        asyncio.gather(*(_exchange(host, port, posts[i % len(posts)]) for i in range(plan.burst))),
+        probes(),
     )
     wall_s = time.perf_counter() - began
     refused = [answer for answer in burst if answer.status == 503]
-    return key, {
+    return keys, {
         "burst": plan.burst,
         "wall_s": round(wall_s, 2),
         "statuses": {str(status): n for status, n in Counter(a.status for a in burst).items()},
