@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from starlette.requests import Request
 
+from reelflow_api.routes.dashboard import page_security_headers, ws_url
 from reelflow_api.settings import Settings
 from tests.integration.api_helpers import Api, running_api
 
@@ -31,6 +33,37 @@ async def test_config_says_where_the_notifier_is_and_what_a_project_may_hold(api
             "size_step": 8,
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("evil.test; script-src *", "ws://127.0.0.1:8001"),
+        ("evil.test'", "ws://127.0.0.1:8001"),
+        ("a b.test:8000", "ws://127.0.0.1:8001"),
+        ("reelflow.example.com:8000", "ws://reelflow.example.com:8001"),
+        ("10.0.0.7", "ws://10.0.0.7:8001"),
+        ("[::1]:8000", "ws://[::1]:8001"),
+    ],
+)
+def test_only_a_host_name_or_an_address_from_the_host_header_reaches_the_page_policy(
+    settings_for: Callable[..., Any], host: str, expected: str
+) -> None:
+    """Without ``public_ws_url`` the notifier's address comes from the Host header, and goes into
+    ``/v1/config`` and the page's Content-Security-Policy: nothing else of the header may."""
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "path": "/",
+        "query_string": b"",
+        "server": ("127.0.0.1", 8000),
+        "headers": [(b"host", host.encode())],
+    }
+
+    derived = ws_url(Request(scope), settings_for(Settings))
+
+    assert derived == expected
+    assert "evil" not in page_security_headers(derived)["Content-Security-Policy"]
 
 
 async def test_public_ws_url_overrides_the_derived_one(

@@ -7,6 +7,7 @@ so neither the page nor the CLI hard-codes a URL or a limit.
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,20 @@ class DashboardFiles(FilesWithHeaders):
         super().__init__(STATIC_DIR, _FILE_HEADERS)
 
 
+#: a DNS name, an IPv4 address, or an IPv6 address (as ``URL.hostname`` gives it: no brackets)
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|[0-9A-Fa-f:.]{2,45}")
+
+
 def ws_url(request: Request, settings: Settings) -> str:
     """``public_ws_url``, or else the notifier's default port on the host the page came from."""
     if settings.public_ws_url:
         return settings.public_ws_url
     scheme = "wss" if request.url.scheme == "https" else "ws"
-    host = request.url.hostname or "127.0.0.1"
+    host = request.url.hostname or ""
+    if not _HOST_NAME.fullmatch(host):
+        # The Host header goes into the page's policy: only a host name or an address may
+        # (a shared cache that ignores Host could otherwise serve a policy someone wrote).
+        host = "127.0.0.1"
     if ":" in host:  # an IPv6 address
         host = f"[{host}]"
     return f"{scheme}://{host}:{DEFAULT_NOTIFIER_PORT}"
