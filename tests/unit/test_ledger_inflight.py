@@ -64,6 +64,23 @@ def test_a_cancelled_clip_followed_in_attempts_holds_one_charge_freed_by_its_can
     assert in_flight(held, ["c2:t2"], now=NOW) == 0
 
 
+def test_a_charge_a_cancel_moved_with_its_running_task_is_in_flight_until_its_follow_ends() -> None:
+    followed = Attempt(status=ClipStatus.CANCELLED, charge=charge("c2"))
+    cancelled = clip(ClipStatus.CANCELLED, charge=None, attempts={"t2": followed})
+
+    held = held_by(cancelled, updated_at=RECENT)
+
+    assert held == [Held(key="c2:t2", ended_at=None)]
+    assert in_flight(held, [], now=NOW) == 1
+    # Its follow's end recorded (Runware's failure here): in flight until settled, as any end.
+    failed = followed.model_copy(
+        update={"status": ClipStatus.FAILED, "completed_at": RECENT, "end_recorded": True}
+    )
+    ended = held_by(cancelled.model_copy(update={"attempts": {"t2": failed}}), updated_at=RECENT)
+    assert ended == [Held(key="c2:t2", ended_at=RECENT)]
+    assert in_flight(ended, ["c2:t2"], now=NOW) == 0
+
+
 def test_a_replaced_task_still_running_in_attempts_holds_its_own_charge() -> None:
     replaced = Attempt(status=ClipStatus.PROCESSING, charge=charge("c1"))
     retried = Attempt(status=ClipStatus.FAILED, charge=charge("c0"), completed_at=RECENT)

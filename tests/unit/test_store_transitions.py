@@ -685,7 +685,7 @@ def test_cancel_of_a_processing_clip_moves_its_lease_to_its_own_attempt() -> Non
     after = step(doc, write)
 
     clip = project_from_document(after).clips[0]
-    assert (clip.status, clip.lease) == (ClipStatus.CANCELLED, None)
+    assert (clip.status, clip.lease, clip.charge) == (ClipStatus.CANCELLED, None, None)
     followed = clip.attempts["t0"]
     assert followed.status is ClipStatus.CANCELLED
     assert followed.lease is not None
@@ -693,8 +693,9 @@ def test_cancel_of_a_processing_clip_moves_its_lease_to_its_own_attempt() -> Non
     assert (followed.submitted_at, followed.charge) == (T0, Charge.model_validate(CHARGE))
     # The attempts reconciler finds it if its chain is lost: at most the lease's end.
     assert after[t.ATTEMPTS_DUE] == later
-    # Freed as any cancel (its video, should it come, is billed late under its own key).
-    assert write.settle == ("clips.0.charge", Settlement("t0", True, False, None))
+    # Runware runs the task on: its charge moved with it, in flight until the follow ends.
+    assert write.settle is None
+    assert clip.charge_in_flight("t0")
     # Its chain renews the lease there (the clip's own matches nothing now).
     renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
     assert not matches(after, renewal.filter)
@@ -730,10 +731,21 @@ def test_cancel_is_guarded_on_the_clip_and_its_lease_as_read() -> None:
     assert t.ATTEMPTS_DUE not in cancelled
 
 
-@pytest.mark.parametrize("how", ["cancelled while processing", "found after the cancel"])
+def cancelled_before(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc``'s cancelled clip as the release before left it: the cancel freed the clip's
+    charge, which stayed on the clip (and was copied into the followed ``attempts.t0``)."""
+    clip = dict(doc["clips"]["0"], charge=CHARGE)
+    return dict(doc, clips={"0": clip})
+
+
+@pytest.mark.parametrize(
+    "how", ["cancelled while processing", "found after the cancel", "cancelled before"]
+)
 def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str) -> None:
     if how == "cancelled while processing":
         doc = step(charged_processing(), cancel(charged_processing()))
+    elif how == "cancelled before":
+        doc = cancelled_before(step(charged_processing(), cancel(charged_processing())))
     else:
         doc = new_doc(1)
         doc["clips"]["0"]["charge"] = CHARGE
@@ -751,14 +763,26 @@ def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str)
     clip = project_from_document(after).clips[0]
     assert clip.status is ClipStatus.CANCELLED
     ended = clip.attempts["t0"]
-    assert (ended.status, ended.cost, ended.late, ended.lease) == ("success", 0.5, True, None)
+    # Late where the cancel freed the reservation (the task was not at Runware yet, or the
+    # release before); else its charge was in flight with it.
+    held = how == "cancelled while processing"
+    assert (ended.status, ended.cost, ended.late, ended.lease) == ("success", 0.5, not held, None)
     assert (after["counts"], after["status"], after["seq"]) == (counts, status, seq + 1)
     (event,) = materialize(head(after), after["events"])[-1:]
     assert isinstance(event, AttemptSucceeded)
     assert (event.attempt.task_uuid, event.attempt.cost) == ("t0", 0.5)
     assert project_from_document(after).cost.usd == 0.5
-    # Billed under its own key: the cancel freed the reservation under ``t0``.
-    assert write.settle == ("clips.0.attempts.t0.charge", Settlement("t0:late", False, True, 0.5))
+    charge = Charge.model_validate(CHARGE)
+    if held:
+        # The task's end: its cost replaces its estimate, one fewer in flight.
+        settled = Settlement("t0", True, True, 0.5)
+        repaired = [(charge, settled)]
+    else:
+        # Billed under its own key: the cancel freed the reservation under ``t0``.
+        settled = Settlement("t0:late", False, True, 0.5)
+        repaired = [(charge, Settlement("t0", True, False, None)), (charge, settled)]
+    assert write.settle == ("clips.0.attempts.t0.charge", settled)
+    assert t.settlements(clip, "t0") == repaired
     # A duplicate (a redelivery, a re-armed chain, a webhook) records nothing more.
     assert not matches(after, write.filter)
     assert late(after, VIDEO) is None
@@ -766,8 +790,10 @@ def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str)
     assert clip.view().attempts == [ended.view("t0")]
 
 
-def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event() -> None:
+@pytest.mark.parametrize("before", [False, True], ids=["this release", "cancelled before"])
+def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event(before: bool) -> None:
     doc = step(charged_processing(), cancel(charged_processing()))
+    doc = cancelled_before(doc) if before else doc
 
     write = late(doc, BROKEN)
 
@@ -776,24 +802,40 @@ def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event() -> 
     ended = project_from_document(after).clips[0].attempts["t0"]
     assert (ended.status, ended.error, ended.lease) == ("failed", BROKEN.model_dump(), None)
     assert (after["seq"], write.events) == (doc["seq"], 0)
-    # Its reservation was freed by the cancel: its failure settles nothing more.
-    assert write.settle is None
+    if before:
+        # Its reservation was freed by the cancel: its failure settles nothing more.
+        assert write.settle is None
+    else:
+        # Held with the task until now: freed by its end, once.
+        freed = Settlement("t0", True, False, None)
+        assert write.settle == ("clips.0.attempts.t0.charge", freed)
     assert late(after, BROKEN) is None
     assert project_from_document(after).clips[0].view().attempts is None
 
 
-def test_the_repair_path_settles_a_followed_own_task_only_by_the_clips_end() -> None:
+def test_the_repair_path_settles_a_followed_own_task_by_the_end_that_freed_its_charge() -> None:
     doc = step(charged_processing(), cancel(charged_processing()))
     failure = late(doc, BROKEN)
     assert failure is not None
     after = step(doc, failure)
+    video = late(after, VIDEO)  # a video after all, once its end was recorded
+    assert video is not None
+    billed = step(after, video)
+    charge = Charge.model_validate(CHARGE)
+    freed = (charge, Settlement("t0", True, False, None))
 
-    # Followed (cancelled) or its failure recorded: only the cancel's end, once.
+    # Still followed: nothing settled yet. Its failure recorded: that end, once.
+    assert t.settlements(project_from_document(doc).clips[0], "t0") == []
+    assert t.settlements(project_from_document(after).clips[0], "t0") == [freed]
+    # A video after that end is billed on its own (its reservation is freed already).
+    assert video.settle == ("clips.0.attempts.t0.charge", Settlement("t0:late", False, True, 0.5))
+    assert t.settlements(project_from_document(billed).clips[0], "t0") == [
+        (charge, Settlement("t0:late", False, True, 0.5))
+    ]
+    # Cancelled by the release before: only the cancel's end, once, whatever came after.
     for doc_now in (doc, after):
-        clip = project_from_document(doc_now).clips[0]
-        assert t.settlements(clip, "t0") == [
-            (Charge.model_validate(CHARGE), Settlement("t0", True, False, None))
-        ]
+        clip = project_from_document(cancelled_before(doc_now)).clips[0]
+        assert t.settlements(clip, "t0") == [freed]
 
 
 def test_a_given_up_task_is_followed_by_one_chain_only() -> None:
@@ -1054,6 +1096,37 @@ def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> No
     ))  # fmt: skip
     rewatched_cancelled = step(doc, cancel(widened(doc)))
     assert rewatched_cancelled["clips"]["0"]["attempts"]["t0"]["watched_since"] == later
+
+
+def test_cancel_moves_the_clips_charge_into_an_existing_attempt_that_follows_the_task() -> None:
+    # A stray (an old api's rewatch) with the charge its end freed, older than the clip's.
+    older = CHARGE | {"id": "c0"}
+    doc = charged_processing()
+    stray = {"status": "failed", "lease": {"token": "s1", "until": T0}, "charge": older}
+    doc["clips"]["0"]["attempts"] = {"t0": stray}
+
+    write = cancel(doc)
+
+    after = step(doc, write)
+    clip = project_from_document(after).clips[0]
+    assert write.settle is None
+    assert (clip.charge, clip.attempts["t0"].charge) == (None, Charge.model_validate(CHARGE))
+    assert clip.charge_in_flight("t0")
+    ended = late(after, BROKEN)
+    assert ended is not None
+    assert ended.settle == ("clips.0.attempts.t0.charge", Settlement("t0", True, False, None))
+
+    # The entry holds the clip's very charge (a rewatch that reserved nothing new): freed by
+    # its end already, it stays on the clip, whose cancel settles it as before (a no-op).
+    # So does a clip whose task's video is in the entry: nothing of that task is to come.
+    for entry in ({"charge": CHARGE}, {"status": "success", "video_url": "https://v/0.mp4"}):
+        same = charged_processing()
+        same["clips"]["0"]["attempts"] = {"t0": stray | entry}
+        write = cancel(same)
+        kept = project_from_document(step(same, write)).clips[0]
+        assert write.settle == ("clips.0.charge", Settlement("t0", True, False, None))
+        assert kept.charge == Charge.model_validate(CHARGE)
+        assert not kept.charge_in_flight("t0")
 
 
 def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> None:

@@ -40,7 +40,8 @@ class Held:
 def held_by(clip: ClipState, *, updated_at: datetime) -> list[Held]:
     """The charges the clip's tasks hold, one each: its current task's, then those of the
     tasks it moved to ``attempts`` (its own task followed there after it was given up on
-    holds the clip's charge, which the clip's end freed).
+    holds the clip's charge, which the clip's end freed; or which a cancel moved there with
+    it, in flight until that follow's end).
 
     An end without ``completed_at`` (a cancel) counts as written at the project's
     ``updated_at``, no earlier than it was.
@@ -54,7 +55,8 @@ def held_by(clip: ClipState, *, updated_at: datetime) -> list[Held]:
     for task_uuid, charge, status, completed_at in tasks:
         if charge is None or charge.id in found:
             continue
-        ended_at = None if status in OPEN_CLIP_STATUSES else (completed_at or updated_at)
+        ended = status not in OPEN_CLIP_STATUSES and not clip.charge_in_flight(task_uuid)
+        ended_at = (completed_at or updated_at) if ended else None
         found[charge.id] = Held(key=_key(charge, task_uuid), ended_at=ended_at)
     return list(found.values())
 

@@ -231,6 +231,32 @@ class ClipState(_Frozen):
         held = [self.charge, *(attempt.charge for attempt in self.attempts.values())]
         return any(found is not None and found.id == charge.id for found in held)
 
+    def moved_charge(self, task_uuid: str) -> bool:
+        """Whether the cancelled clip's own task ``task_uuid`` holds the clip's charge in
+        ``attempts``: the cancel moved it there with the task Runware still ran (the clip has
+        none left), so the end of that task's follow settles it, as any task's end does. Not
+        where the clip kept its charge: its end freed it (a failed clip, a clip cancelled
+        while queued, or by a release before this one)."""
+        attempt = self.attempts.get(task_uuid)
+        return (
+            task_uuid == self.task_uuid
+            and self.status is ClipStatus.CANCELLED
+            and self.charge is None
+            and attempt is not None
+            and attempt.charge is not None
+        )
+
+    def charge_in_flight(self, task_uuid: str) -> bool:
+        """Whether the charge the cancel moved to ``attempts[task_uuid]`` (:meth:`moved_charge`)
+        is still in flight: no end of that task's follow is recorded yet."""
+        attempt = self.attempts.get(task_uuid)
+        return (
+            self.moved_charge(task_uuid)
+            and attempt is not None
+            and attempt.status is not ClipStatus.SUCCESS
+            and not attempt.end_recorded
+        )
+
     def late_video(self) -> tuple[str, Attempt] | None:
         """A video of one of this failed clip's tasks that came after it was given up on."""
         if self.status is not ClipStatus.FAILED:

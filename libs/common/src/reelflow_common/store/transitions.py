@@ -180,9 +180,11 @@ def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlemen
         attempt is not None
         and task_uuid == clip.task_uuid
         and attempt.status is not ClipStatus.SUCCESS
+        and not (clip.moved_charge(task_uuid) and attempt.end_recorded)
     ):
         # The clip's own task followed after it was given up on: the clip's end (above) freed
-        # its reservation; only a video that came after all is billed (under ``<task>:late``).
+        # its reservation, and only a video that came after all is billed (``<task>:late``);
+        # or the cancel moved the clip's charge here and the follow has not ended yet.
         attempt = None
     if attempt is not None and attempt.status.is_terminal:
         end = _attempt_end(clip, task_uuid, attempt)
@@ -533,6 +535,11 @@ def cancel(
     without a lease (no chain follows it: its lease was lost, or written by an older
     release) is followed all the same: ``attempts.T`` gets a lease of ``follow_token`` that
     has run out already, which the attempts reconciler re-arms at its next pass.
+
+    A followed task keeps its reservation: the clip's charge moves to ``attempts.T`` with the
+    lease, in flight until the follow's end settles it (``<charge>:T``, as any task's end:
+    billed on a video, freed on a failure), and the cancel settles nothing. A task nobody
+    follows (a queued clip's) frees it at once.
     """
     update = _Update()
     path = clip_path(clip.scene_index)
@@ -565,8 +572,13 @@ def cancel(
             guard[f"{path}.lease.until"] = lease.until
     if clip.status is ClipStatus.PROCESSING and lease is None and follow_token is not None:
         lease = Lease(token=follow_token, until=now)  # run out: no chain holds it
+    moved = False
     if clip.status is ClipStatus.PROCESSING and lease is not None:
-        _follow_cancelled(update, guard, clip, lease, now=now)
+        moved = _follow_cancelled(update, guard, clip, lease, now=now)
+    if moved:
+        # Its charge went with its task: in flight until the follow's end settles it.
+        update.unset.append(f"{path}.charge")
+        return update.build(guard, now=now, log_size=log_size)
     settle = task_end(clip.task_uuid, ClipStatus.CANCELLED, None)
     return update.build(
         guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
@@ -575,8 +587,10 @@ def cancel(
 
 def _follow_cancelled(
     update: _Update, guard: Document, clip: ClipState, lease: Lease, *, now: datetime
-) -> None:
-    """The cancelled processing clip's task stays followed under ``lease`` in ``attempts.T``.
+) -> bool:
+    """The cancelled processing clip's task stays followed under ``lease`` in ``attempts.T``,
+    and its charge moves there with it; whether it did (the clip has one, and the entry
+    neither holds the task's video nor that very charge, freed already).
 
     A new entry where none is. An entry there already, on a processing clip, is a stray an
     old api's rewatch left beside the clip's chain (this release's rewatch takes the task
@@ -588,6 +602,7 @@ def _follow_cancelled(
     """
     prefix = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
     attempt = clip.attempts.get(clip.task_uuid)
+    charge = clip.charge
     if attempt is None:
         followed = clip.model_copy(update={"status": ClipStatus.CANCELLED, "lease": lease})
         update.set[prefix] = attempt_document(followed.as_attempt())
@@ -602,7 +617,7 @@ def _follow_cancelled(
         if attempt.status is ClipStatus.SUCCESS:
             if attempt.lease is not None:
                 update.min[ATTEMPTS_DUE] = attempt.lease.until  # re-armed if its chain is lost
-            return
+            return False
         guard[f"{prefix}.end_recorded"] = True if attempt.end_recorded else {"$ne": True}
         if attempt.end_recorded:
             update.unset.append(f"{prefix}.end_recorded")
@@ -610,8 +625,15 @@ def _follow_cancelled(
         start, since = clip.watch_start(), attempt.watch_start()
         if start is not None and (since is None or start > since):
             update.set[f"{prefix}.watched_since"] = start
+        if charge is not None and attempt.charge is not None and attempt.charge.id == charge.id:
+            # The stray's own, freed by its end (a rewatch without a new reservation): it stays
+            # on the clip, whose cancel settles it as before (a no-op).
+            charge = None
+        elif charge is not None:
+            update.set[f"{prefix}.charge"] = charge.model_dump()
     # Below the claim of an attempts pass under way, whose release then matches nothing.
     update.min[ATTEMPTS_DUE] = min(now, lease.until)
+    return charge is not None
 
 
 def follow_given_up(
@@ -1027,11 +1049,14 @@ def _attempt_ended(
     """
     update = _Update()
     prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
-    # Given up on before (failed, cancelled): its reservation was freed, the video is billed late.
-    # Only the end of such a follow is the task's last word (``end_recorded``): any other end
-    # (one we decided, ``taskReplaced``, not found after the grace, our ceiling; or Runware's
-    # own) lets the task be followed should a chain find it at Runware after all.
-    late = attempt.status.is_terminal
+    # Given up on before (failed, cancelled): only the end of such a follow is the task's last
+    # word (``end_recorded``): any other end (one we decided, ``taskReplaced``, not found after
+    # the grace, our ceiling; or Runware's own) lets the task be followed should a chain find
+    # it at Runware after all.
+    given_up = attempt.status.is_terminal
+    # Its reservation was freed when it was given up on, so a video is billed late; unless a
+    # cancel moved the clip's charge here with the task, still in flight: this end settles it.
+    late = given_up and not clip.charge_in_flight(task_uuid)
     if isinstance(result, TaskSucceeded):
         ended = attempt.model_copy(
             update={
@@ -1042,7 +1067,7 @@ def _attempt_ended(
                 "error": None,
                 "completed_at": now,
                 "late": late,
-                "end_recorded": late,
+                "end_recorded": given_up,
             }
         )
         update.cost(result.cost)
@@ -1057,7 +1082,7 @@ def _attempt_ended(
                 "status": ClipStatus.FAILED,
                 "error": error,
                 "completed_at": now,
-                "end_recorded": late,
+                "end_recorded": given_up,
             }
         )
     if new:
@@ -1086,7 +1111,8 @@ def _attempt_ended(
             project_id, clip.scene_index, status=clip.status.value, task_uuid=clip.task_uuid
         )
         guard[f"{prefix}.status"] = attempt.status.value
-    # A failure of a task given up on before settles nothing: its reservation was freed then.
+    # A failure of a task given up on before settles nothing, its reservation freed then;
+    # unless the cancel moved it here (not late): then it is freed now.
     found = (
         None
         if late and ended.status is not ClipStatus.SUCCESS
