@@ -129,8 +129,15 @@ async def lease_ran_out(world: World, project: Project, task_uuid: str | None = 
     return attempt
 
 
-async def billed_once(world: World, project: Project, attempt: Attempt) -> float:
-    """The video is the task's, the clip stays cancelled, its cost is counted once."""
+async def billed_once(
+    world: World, project: Project, attempt: Attempt, *, late: bool = True
+) -> float:
+    """The video is the task's, the clip stays cancelled, its cost is counted once.
+
+    ``late``: the task's reservation was freed when it was given up on (it was not known to
+    be at Runware then), so the video is billed on its own; else the reservation was held
+    with the task until this end.
+    """
     task_uuid = project.clips[0].task_uuid
     truth = await world.sim.task(task_uuid)
     assert truth["billed"]
@@ -139,7 +146,7 @@ async def billed_once(world: World, project: Project, attempt: Attempt) -> float
     assert (attempt.status, attempt.cost, attempt.late, attempt.lease) == (
         ClipStatus.SUCCESS,
         truth["cost"],
-        True,
+        late,
         None,
     )
     assert after.cost.usd == pytest.approx(truth["cost"])
@@ -158,12 +165,14 @@ async def test_a_cancelled_processing_clips_task_is_followed_to_its_video_and_bi
     check = await world.check_of(project)
     events = await world.events()
     await cancel(world, project)
+    # Runware runs it on: the tenant's ledger holds it in flight, its estimate committed.
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
 
     async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
         await send_check(world.publisher, check, delay_s=0.05, now=utcnow())
         attempt = await until_recorded(world, project)
 
-    cost = await billed_once(world, project, attempt)
+    cost = await billed_once(world, project, attempt, late=False)
     seen = await world.settle_events(events)
     told = [event for event in seen if isinstance(event, AttemptSucceeded)]
     assert [(event.attempt.task_uuid, event.attempt.cost) for event in told] == [(task_uuid, cost)]
@@ -171,7 +180,7 @@ async def test_a_cancelled_processing_clips_task_is_followed_to_its_video_and_bi
     seq = (await world.project(project.id)).seq
     await check_handler(world, settings)(check)
     assert (await world.project(project.id)).seq == seq
-    await billed_once(world, project, attempt)
+    await billed_once(world, project, attempt, late=False)
     # Nothing open is left in attempts: the project leaves the attempts reconciler's index.
     attempts = reconciler(world, settings, kind=AttemptsReconciler)
 
@@ -181,6 +190,33 @@ async def test_a_cancelled_processing_clips_task_is_followed_to_its_video_and_bi
         return "attempts_due_at" not in doc
 
     await eventually(left_the_index, "attempts_due_at removed", timeout_s=5)
+
+
+async def test_a_cancelled_processing_clips_task_that_fails_frees_its_reservation_at_its_end(
+    world: World, settings: Settings
+) -> None:
+    project = await world.processing(
+        await charged_project(world, "a fox [sim:latency=1500] [sim:fail]")
+    )
+    check = await world.check_of(project)
+    await cancel(world, project)
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # Runware runs it on
+
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+        await send_check(world.publisher, check, delay_s=0.05, now=utcnow())
+
+        async def ended() -> bool:
+            attempt = await own_attempt(world, project)
+            return attempt is not None and attempt.status is ClipStatus.FAILED
+
+        await eventually(ended, "the cancelled clip's task's failure recorded in its attempts")
+
+    # Its end frees the reservation, once: nothing in flight, nothing committed.
+    assert await ledger(world) == pytest.approx((0, 0.0))
+    await check_handler(world, settings)(check)  # a redelivered check of the chain
+    assert await ledger(world) == pytest.approx((0, 0.0))
+    after = await world.project(project.id)
+    assert (after.clips[0].status, after.cost.usd) == (ClipStatus.CANCELLED, 0.0)
 
 
 async def test_a_given_up_task_whose_chain_is_lost_is_recorded_by_the_attempts_reconciler(

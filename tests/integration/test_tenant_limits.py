@@ -561,6 +561,138 @@ async def test_an_earlier_attempt_without_a_charge_bills_its_video_on_the_clips(
     assert after.cost.known == 2
 
 
+# --- a cancel does not stop Runware: a task still running keeps its reservation ---------
+
+
+async def at_runware(api: Api, project_id: str, scenes: int | None = None) -> list[str]:
+    """Runware took the project's first ``scenes`` clips (all by default), as the submitter
+    records it: every clip's task, in scene order."""
+    project = await stored(api, project_id)
+    for clip in project.clips[:scenes]:
+        assert clip.lease is not None
+        token = clip.lease.token
+        taken = await api.projects.mark_processing(
+            project_id, clip.scene_index, clip.task_uuid, token=token
+        )
+        assert taken.applied
+    return [clip.task_uuid for clip in project.clips]
+
+
+async def cancelled(api: Api, auth: dict[str, str], project_id: str) -> None:
+    response = await api.client.post(f"/v1/projects/{project_id}/cancel", headers=auth)
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "cancelled"
+
+
+async def clips_in_flight(api: Api, auth: dict[str, str]) -> int:
+    found: int = (await api.client.get("/v1/usage", headers=auth)).json()["clips_in_flight"]
+    return found
+
+
+async def test_cancelled_processing_clips_stay_in_flight_until_their_tasks_end(api: Api) -> None:
+    _, auth = await limited(api, max_clips_in_flight=2, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(2))).json()["project_id"]
+    tasks = await at_runware(api, project_id)
+
+    await cancelled(api, auth, project_id)
+
+    # Runware runs both tasks on: the tenant is at its limit still.
+    problem = assert_problem(await api.create(auth, scenes(1)), 429)
+    assert problem["limit"] == "max_clips_in_flight"
+    assert await clips_in_flight(api, auth) == 2
+    # The followed tasks end at Runware (a video, a failure): the tenant is let in again.
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    await api.projects.record(project_id, 0, tasks[0], video)
+    assert (await api.create(auth, scenes(1))).status_code == 202
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    await api.projects.record(project_id, 1, tasks[1], TaskFailed(code="boom", message="?"))
+    assert (await api.create(auth, scenes(1))).status_code == 202
+
+
+async def test_a_cancelled_tasks_video_is_billed_once_and_a_failure_frees_its_estimate(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(3))).json()["project_id"]  # $0.75 reserved
+    tasks = await at_runware(api, project_id)
+    await cancelled(api, auth, project_id)
+    await ledger_is(api, tenant_id, open_clips=3, usd=0.75)
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    ceiling = TaskFailed(code=transitions.TIMED_OUT, message="Runware had not finished it.")
+
+    # Each end as its follow records it, and again (a webhook and a poll, a redelivery).
+    for _ in range(2):
+        await api.projects.record(project_id, 0, tasks[0], video)
+        await api.projects.record(project_id, 1, tasks[1], TaskFailed(code="boom", message="?"))
+        await api.projects.record(project_id, 2, tasks[2], ceiling)
+
+    # The video's cost replaces its estimate; the failed and the timed-out tasks' are freed.
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+    # Runware's video after our ceiling: billed on its own, once (its estimate freed already).
+    late = TaskSucceeded(video_url="https://cdn.test/c.mp4", cost=0.3)
+    await api.projects.record(project_id, 2, tasks[2], late)
+    await api.projects.record(project_id, 2, tasks[2], late)
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert [result["status"] for result in status["results"]] == ["cancelled"] * 3
+    assert status["cost"] == {"usd": pytest.approx(0.7), "known": 2, "unknown": 0}
+    assert await clips_in_flight(api, auth) == 0
+
+
+async def test_create_cancel_cycles_cannot_spend_past_the_budget(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=1.0)
+    for _ in range(2):  # $0.50 each, cancelled once Runware has them
+        project_id = (await api.create(auth, scenes(2))).json()["project_id"]
+        await at_runware(api, project_id)
+        await cancelled(api, auth, project_id)
+
+    problem = assert_problem(await api.create(auth, scenes(1)), 402)
+
+    assert problem["limit"] == "daily_budget_usd"
+    await ledger_is(api, tenant_id, open_clips=4, usd=1.0)
+
+
+async def test_a_cancel_frees_a_queued_clip_at_once_and_holds_the_one_runware_runs(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=2, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(2))).json()["project_id"]
+    tasks = await at_runware(api, project_id, scenes=1)  # the second is still queued
+
+    await cancelled(api, auth, project_id)
+
+    # Not submitted yet (its chain will not submit it): freed at once, as nothing runs.
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
+    assert (await api.create(auth, scenes(1))).status_code == 202
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    await api.projects.record(project_id, 0, tasks[0], video)
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.65)
+
+
+async def test_a_crash_between_a_cancelled_tasks_end_and_its_settlement_settles_on_redelivery(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(1))).json()["project_id"]  # $0.25 reserved
+    (task,) = await at_runware(api, project_id)
+    await cancelled(api, auth, project_id)
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    clip = (await stored(api, project_id)).clips[0]
+    write = transitions.late_result(
+        project_id, clip, task, video, now=datetime.now(UTC), correlation_id=None, log_size=64
+    )
+    assert write is not None
+    # The poller wrote the video, then died before it settled the ledger.
+    assert (await api.db["projects"].update_one(write.filter, write.update)).modified_count == 1
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
+
+    redelivered = await api.projects.record(project_id, 0, task, video)
+
+    assert not redelivered.applied
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+
+
 class PlayedWrite:
     """A write as the test plays it: ``held`` until it lets it go, ``landed`` (when set)
     raised after the write was applied, ``lost`` raised instead of sending it."""
