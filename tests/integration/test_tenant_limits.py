@@ -415,13 +415,18 @@ async def test_a_late_video_of_a_timed_out_clip_is_billed_once_and_a_retry_takes
     assert ledger.committed_in(day) == pytest.approx(0.4)
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["timed out", "cancelled at Runware"])
 async def test_a_crash_between_a_late_videos_write_and_its_settlement_is_settled_on_redelivery(
-    api: Api,
+    api: Api, held: bool
 ) -> None:
     tenant_id, auth = await limited(api, daily_budget_usd=10.0)
     created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
     project_id, task = created["project_id"], created["results"][0]["task_uuid"]
-    await fail(api, project_id, task, code="timedOut")  # its $0.25 freed
+    if held:
+        await at_runware(api, project_id)
+        await cancelled(api, auth, project_id)  # its $0.25 held: Runware runs the task on
+    else:
+        await fail(api, project_id, task, code="timedOut")  # our ceiling: its $0.25 freed
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
     clip = (await stored(api, project_id)).clips[0]
     write = transitions.late_result(
@@ -430,6 +435,7 @@ async def test_a_crash_between_a_late_videos_write_and_its_settlement_is_settled
     assert write is not None
     # The poller wrote the video, then died before it settled the ledger.
     assert (await api.db["projects"].update_one(write.filter, write.update)).modified_count == 1
+    await ledger_is(api, tenant_id, open_clips=int(held), usd=0.25 if held else 0.0)
 
     redelivered = await api.projects.record(project_id, 0, task, late)
 
@@ -668,29 +674,6 @@ async def test_a_cancel_frees_a_queued_clip_at_once_and_holds_the_one_runware_ru
     video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
     await api.projects.record(project_id, 0, tasks[0], video)
     await ledger_is(api, tenant_id, open_clips=1, usd=0.65)
-
-
-async def test_a_crash_between_a_cancelled_tasks_end_and_its_settlement_settles_on_redelivery(
-    api: Api,
-) -> None:
-    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
-    project_id = (await api.create(auth, scenes(1))).json()["project_id"]  # $0.25 reserved
-    (task,) = await at_runware(api, project_id)
-    await cancelled(api, auth, project_id)
-    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
-    clip = (await stored(api, project_id)).clips[0]
-    write = transitions.late_result(
-        project_id, clip, task, video, now=datetime.now(UTC), correlation_id=None, log_size=64
-    )
-    assert write is not None
-    # The poller wrote the video, then died before it settled the ledger.
-    assert (await api.db["projects"].update_one(write.filter, write.update)).modified_count == 1
-    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
-
-    redelivered = await api.projects.record(project_id, 0, task, video)
-
-    assert not redelivered.applied
-    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
 
 
 class PlayedWrite:
