@@ -11,21 +11,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import AutoReconnect
 from structlog.testing import capture_logs
 
 from reelflow_api.deps import AppState
 from reelflow_api.outliving import OutlivingWork
 from reelflow_common.accounting import CostBook, CostStats, TenantLimits
-from reelflow_common.accounting.ledger import RESERVATION_LANDS_S, LedgerStore, Settlement
+from reelflow_common.accounting.ledger import (
+    RESERVATION_LANDS_S,
+    SETTLED_KEPT,
+    LedgerStore,
+    Settlement,
+)
 from reelflow_common.admin.cli import AdminSettings, main
-from reelflow_common.store import TaskFailed, TaskResult, TaskSucceeded, transitions
+from reelflow_common.store import ProjectStore, TaskFailed, TaskResult, TaskSucceeded, transitions
 from reelflow_common.store.documents import pack_result
 from reelflow_common.store.inflight import TenantClips
 from reelflow_common.topology import CHECK_CLIP
@@ -215,6 +224,10 @@ async def test_clip_ends_at_once_settle_each_clips_reservation_once(api: Api) ->
     status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
     assert status["cost"] == {"usd": pytest.approx(0.5), "known": 2, "unknown": 1}
     assert status["status"] == "partial"
+    # The project recorded each settlement: told again after the ledger forgot, nothing moves.
+    await others_fill_the_list(api, tenant_id)
+    await asyncio.gather(*(api.projects.record(project_id, i, tasks[i], ends[i]) for i in range(4)))
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.75)
 
 
 async def test_usage_sums_every_project_of_the_month_by_day(api: Api) -> None:
@@ -1001,6 +1014,169 @@ async def test_a_retry_of_unknown_outcome_keeps_the_clips_charge_when_it_cannot_
     assert [line["tenant_id"] for line in lines if line["event"] == "reservation_not_released"] == [
         tenant_id
     ]
+
+
+# --- a clip's end is settled once, however late its duplicate ---------------------------
+
+
+async def others_fill_the_list(api: Api, tenant_id: str) -> None:
+    """SETTLED_KEPT settlements of other clips land, as a busy tenant's do (or clips failed at
+    once, a tenant flushing its own window): the ledger's list no longer shows a key before
+    them. Pushed as their settlements push them, without moving the ledger."""
+    others = [f"{secrets.token_hex(6)}.0:{uuid.uuid4()}" for _ in range(SETTLED_KEPT)]
+    pushed = {"settled": {"$each": others, "$slice": -SETTLED_KEPT}}
+    await api.db["tenant_ledgers"].update_one({"_id": tenant_id}, {"$push": pushed})
+
+
+async def test_an_end_told_again_after_the_ledger_forgot_its_key_settles_nothing_again(
+    api: Api,
+) -> None:
+    """A webhook and the poll chain, a redelivery, a dead letter replayed hours later, a
+    reconciler's pass: a clip's end comes again after any number of other settlements."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(3))).json()  # $0.75 reserved
+    project_id = created["project_id"]
+    tasks = [result["task_uuid"] for result in created["results"]]
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    failed = TaskFailed(code="providerError", message="boom")
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.3)
+    await move_clip(api, project_id, tasks[0], video)
+    await move_clip(api, project_id, tasks[1], failed)
+    await fail(api, project_id, tasks[2], code="timedOut")
+    await api.projects.record(project_id, 2, tasks[2], late)  # billed under its own key
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
+    await others_fill_the_list(api, tenant_id)
+
+    again = [
+        await api.projects.record(project_id, scene, tasks[scene], end)
+        for scene, end in ((0, video), (1, failed), (2, late))
+    ]
+
+    assert not any(change.applied for change in again)
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
+
+
+async def test_a_crash_before_the_ledgers_inc_is_settled_once_by_the_redelivery(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    settles = PlayedWrite(lost=AutoReconnect("connection lost"))
+    settle = api.projects.ledgers.settle
+
+    async def lost(*args: Any) -> bool:
+        done: bool = await settles.play(lambda: settle(*args))
+        return done
+
+    monkeypatch.setattr(api.projects.ledgers, "settle", lost)
+    with pytest.raises(AutoReconnect):
+        await move_clip(api, project_id, task, video)  # the clip's end written, then the crash
+    monkeypatch.undo()
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
+
+    redelivered = await api.projects.record(project_id, 0, task, video)
+    await others_fill_the_list(api, tenant_id)
+    replayed = await api.projects.record(project_id, 0, task, video)
+
+    assert not redelivered.applied
+    assert not replayed.applied
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+
+
+async def test_a_crash_after_the_ledgers_inc_before_the_project_records_it_settles_once(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's list of recent keys makes the redelivery a no-op on the ledger, which the
+    project then records: a later duplicate is not asked of the ledger at all."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    records = PlayedWrite(lost=AutoReconnect("connection lost"))
+    collection = api.projects._projects
+    update_one = collection.update_one
+
+    async def lost(query: dict[str, Any], update: Any, **options: Any) -> Any:
+        return await records.play(lambda: update_one(query, update, **options))
+
+    monkeypatch.setattr(collection, "update_one", lost)
+    with pytest.raises(AutoReconnect):
+        await move_clip(api, project_id, task, video)
+    monkeypatch.undo()
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)  # settled, not recorded
+
+    redelivered = await api.projects.record(project_id, 0, task, video)
+    await others_fill_the_list(api, tenant_id)
+    replayed = await api.projects.record(project_id, 0, task, video)
+
+    assert not redelivered.applied
+    assert not replayed.applied
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+
+
+class Commands(monitoring.CommandListener):
+    """Counts the commands a client sends, by name and collection."""
+
+    def __init__(self) -> None:
+        self.sent: Counter[tuple[str, str]] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        collection = event.command.get(event.command_name)
+        if isinstance(collection, str):
+            self.sent[event.command_name, collection] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def counted(api: Api, mongo_url: str) -> AsyncIterator[tuple[ProjectStore, Commands]]:
+    """A store on the API's database whose commands are counted."""
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        mongo_url, uuidRepresentation="standard", tz_aware=True, event_listeners=[commands]
+    )
+    try:
+        yield ProjectStore(client[api.db.name]), commands
+    finally:
+        await client.close()
+
+
+async def test_a_clip_end_costs_a_tenant_with_a_ledger_one_operation_more_and_others_none(
+    api: Api, counted: tuple[ProjectStore, Commands]
+) -> None:
+    """The settlement and the project's record of it; a duplicate asks the ledger nothing."""
+    store, commands = counted
+    plain_tenant = await api.keys.create_tenant("plain")
+    plain = {"Authorization": f"Bearer {await api.keys.issue_key(plain_tenant)}"}
+    _, limits = await limited(api, daily_budget_usd=10.0)
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    sent: dict[str, list[Counter[tuple[str, str]]]] = {}
+
+    for name, auth in (("plain", plain), ("limited", limits)):
+        created = (await api.create(auth, scenes(1))).json()
+        project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+        clip = (await stored(api, project_id)).clips[0]
+        assert clip.lease is not None
+        await api.projects.mark_processing(project_id, 0, task, token=clip.lease.token)
+        sent[name] = []
+        for _ in ("the end", "told again"):
+            commands.sent.clear()
+            await store.record(project_id, 0, task, video)
+            sent[name].append(commands.sent.copy())
+
+    (plain_end, plain_again), (limited_end, limited_again) = sent["plain"], sent["limited"]
+    assert not any(collection == "tenant_ledgers" for _, collection in plain_end + plain_again)
+    assert limited_end - plain_end == Counter(
+        {("update", "tenant_ledgers"): 1, ("update", "projects"): 1}
+    )
+    assert plain_end - limited_end == Counter()
+    assert limited_again == plain_again
 
 
 # --- reelflow-admin tenant recount ------------------------------------------------------

@@ -14,8 +14,10 @@ ended plus what ended clips cost (an unknown cost keeps its estimate). A create
 or a retry **reserves** with one guarded ``find_one_and_update`` (upsert): the
 filter says "still room for this much", so of two concurrent creates that
 together exceed a budget one matches and the other is refused; nothing is read
-first. A clip's end **settles** its reservation with one ``$inc``, made
-idempotent by the bounded list of recently settled keys in the same document.
+first. A clip's end **settles** its reservation with one ``$inc``, guarded on its key's
+absence from the bounded list of recently settled keys in the same document; its project
+then records the key (``ProjectStore``), which makes it idempotent however late a duplicate
+comes: the list covers the moment between the two writes.
 An operator's **recount** sets ``open`` to what the tenant's clips hold, with one
 update guarded on the ledger as read before the count (:meth:`LedgerStore.recount`).
 """
@@ -48,7 +50,8 @@ from reelflow_common.mongo import Database, Document
 log = get_logger(__name__)
 
 COLLECTION = "tenant_ledgers"
-#: how many settled keys a ledger remembers: duplicates come within seconds, not thousands of clips
+#: how many settled keys a ledger remembers: enough for a settlement whose project does not
+#: record it yet (a crash between the two writes, then its message's redelivery)
 SETTLED_KEPT = 1000
 #: float sums of costs: a budget is reached within a millionth of a dollar
 _EPSILON = 1e-6
@@ -96,6 +99,10 @@ class Settlement:
     ended: bool
     billed: bool
     cost: float | None = None
+
+    def key_on(self, charge: Charge) -> str:
+        """What names this settlement of ``charge``, on the ledger and on its project."""
+        return f"{charge.id}:{self.key}"
 
     def delta_usd(self, charge: Charge) -> float:
         released = -charge.usd if self.ended else 0.0
@@ -189,8 +196,9 @@ class LedgerStore:
             log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
 
     async def settle(self, tenant_id: str, charge: Charge, settlement: Settlement) -> bool:
-        """Apply a clip's change to the ledger once; False if this key was settled already."""
-        key = f"{charge.id}:{settlement.key}"
+        """Apply a clip's change to the ledger once; False if this key was settled already
+        (among the last SETTLED_KEPT: a settlement its project records is not asked again)."""
+        key = settlement.key_on(charge)
         delta = settlement.delta_usd(charge)
         inc: dict[str, Any] = {}
         if settlement.ended:

@@ -661,15 +661,24 @@ class ProjectStore:
         if head is None:
             return None
         events = self._events_of(merged, project_id, head)
+        failed: dict[int, BaseException] = {}
+        settled: dict[int, str] = {}
+        for index, write in enumerate(writes):
+            try:
+                if write.settle is not None and (key := await self._settle(head, *write.settle)):
+                    settled[index] = key
+            except Exception as exc:  # its redelivery settles it in the repair path
+                failed[index] = exc
+        try:
+            await self._record_settled(project_id, list(settled.values()))
+        except Exception as exc:  # their redeliveries record them in the repair path
+            failed |= dict.fromkeys(settled, exc)
         outcomes: list[_Applied] = []
         finisher: tuple[int, list[Event]] | None = None
         for index, write in enumerate(writes):
             own, events = events[: write.events], events[write.events :]
-            try:
-                if write.settle is not None:
-                    await self._settle(head, *write.settle)
-            except Exception as exc:  # its redelivery settles it in the repair path
-                outcomes.append(exc)
+            if index in failed:
+                outcomes.append(failed[index])
                 continue
             outcomes.append(own)
             if _moves_counts(write):
@@ -693,8 +702,8 @@ class ProjectStore:
         )
         if head is None:
             return None
-        if write.settle is not None:
-            await self._settle(head, *write.settle)
+        if write.settle is not None and (key := await self._settle(head, *write.settle)):
+            await self._record_settled(project_id, [key])
         events = self._events_of(write, project_id, head)
         if not finish or not _moves_counts(write):
             # A copy landing or an attempt's end: no clip changed bucket, so this
@@ -702,9 +711,9 @@ class ProjectStore:
             return events
         return events + await self._finish_if_done(project_id, head)
 
-    async def _settle(self, head: Document, charge_path: str, settlement: Settlement) -> None:
-        """Settle the reservation at ``charge_path`` on the tenant's ledger, if there is one
-        (idempotent).
+    async def _settle(self, head: Document, charge_path: str, settlement: Settlement) -> str | None:
+        """Settle the reservation at ``charge_path`` on the tenant's ledger, if there is one:
+        the settlement's key, for the project to record (:meth:`_record_settled`).
 
         A crash before this leaves the message unacknowledged; its redelivery finds the
         change made and settles in the repair path.
@@ -712,8 +721,23 @@ class ProjectStore:
         charge: Any = head
         for name in charge_path.split("."):
             charge = charge.get(name) if isinstance(charge, dict) else None
-        if charge is not None:
-            await self.ledgers.settle(head["tenant_id"], Charge.model_validate(charge), settlement)
+        if charge is None:
+            return None  # a tenant without a ledger: nothing to settle or record
+        reserved = Charge.model_validate(charge)
+        await self.ledgers.settle(head["tenant_id"], reserved, settlement)
+        return settlement.key_on(reserved)
+
+    async def _record_settled(self, project_id: str, keys: Sequence[str]) -> None:
+        """Record on the project the settlements the ledger applied (one update; none for no
+        key): the repair path settles none of them again, however late a duplicate comes.
+
+        After the ledger's ``$inc``, never before: a crash in between leaves the message
+        unacknowledged, and its redelivery finds the key in the ledger's list of recent ones
+        (a no-op) and records it then.
+        """
+        if keys:
+            write = transitions.settled(project_id, keys)
+            await self._projects.update_one(write.filter, write.update)
 
     def _events_of(self, write: Write, project_id: str, head: Document) -> list[Event]:
         if not write.events:
@@ -867,13 +891,15 @@ class ProjectStore:
 
         Never re-applies. A result of a task the clip does not stand for (any more) is
         recorded where it belongs (:func:`transitions.late_result`): then the change is
-        applied. Otherwise what the task's recorded ends settle is settled again (a
-        no-op unless a crash came between the write and its settlement).
+        applied. Otherwise what the task's recorded ends settle and the project does not
+        record as settled is settled (a crash came between the write and its settlement,
+        or between the settlement and its record: the ledger's list makes that one a no-op).
         """
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
                 {"_id": project_id},
-                _HEAD | {"events": 1, "created_at": 1, clip_path(scene_index): 1},
+                _HEAD
+                | {"events": 1, "created_at": 1, clip_path(scene_index): 1, transitions.SETTLED: 1},
             )
             raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
             if doc is None or raw_clip is None:
@@ -904,8 +930,14 @@ class ProjectStore:
                     return Change(True, late)
             head = _log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
+            recorded = set(doc.get(transitions.SETTLED) or ())
+            settled: list[str] = []
             for charge, settlement in transitions.settlements(clip, task_uuid):
-                await self.ledgers.settle(doc["tenant_id"], charge, settlement)
+                key = settlement.key_on(charge)
+                if key not in recorded:
+                    await self.ledgers.settle(doc["tenant_id"], charge, settlement)
+                    settled.append(key)
+            await self._record_settled(project_id, settled)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
             given_up = result is None and clip.status in _GIVEN_UP

@@ -1443,3 +1443,16 @@ def copies_swept(project_id: str, *, claimed: datetime, updated_at: datetime) ->
         {"_id": project_id, COPY_DUE: claimed, "updated_at": updated_at},
         {"$unset": {COPY_DUE: ""}},
     )
+
+
+# --- the ledger's settlements, as the project records them ------------------------
+
+#: the keys (``<charge id>:<task>``, ``…:late``) of the settlements the tenant's ledger applied
+#: for the project's clips, each added once the ledger's ``$inc`` did (or had) applied: a
+#: duplicate of a clip's end settles none of them again, however late it comes
+SETTLED = "settled"
+
+
+def settled(project_id: str, keys: Sequence[str]) -> Write:
+    """The ledger applied the settlements ``keys`` (or had already): the project records them."""
+    return Write({"_id": project_id}, {"$addToSet": {SETTLED: {"$each": list(keys)}}})
