@@ -1347,6 +1347,22 @@ async def test_an_end_written_but_not_yet_settled_is_counted_in_flight(
     await ledger_is(api, tenant_id, open_clips=1, usd=0.0)
 
 
+async def test_a_recount_counts_an_end_its_project_records_settled_whatever_the_list_forgot(
+    api: Api, admin: Admin
+) -> None:
+    tenant_id, auth = await limited(api, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(2))).json()
+    await fail(api, created["project_id"], created["results"][0]["task_uuid"])
+    await others_fill_the_list(api, tenant_id)  # within seconds of that end, a busy tenant's
+    await reserved_a_while_ago(api, tenant_id)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 0, err
+    assert recounted(out) == ["1", "1", "+0"]
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.0)
+
+
 async def test_a_recount_waits_for_a_reservation_whose_clips_may_not_be_stored(
     api: Api, admin: Admin
 ) -> None:

@@ -3,28 +3,31 @@
 
 A task holds the charge reserved for it (``clips.<i>.charge``, or ``attempts.<task>.charge``
 once it moved there) from the reservation until its end's settlement, ``<charge id>:<task>``,
-takes it off ``open``. The ledger remembers only its last SETTLED_KEPT keys, so an ended task
-whose key it does not show is taken as settled and forgotten once its end is older than what
-it remembers: older than SETTLE_WINDOW_S, or, when the list is full, than the earliest end
-among the keys it still shows.
+takes it off ``open``. A settlement is known made when its project records its key (written
+just after the ledger's ``$inc``) or the ledger's list of its last SETTLED_KEPT keys shows it
+(between the two writes). An ended task whose key neither shows is taken as not settled yet
+while its end is younger than SETTLE_WINDOW_S, and as settled before projects recorded their
+settlements, or lost, once it is older.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from reelflow_common.accounting.ledger import SETTLED_KEPT, Charge, LedgerSnapshot
+from reelflow_common.accounting.ledger import Charge, LedgerSnapshot
 from reelflow_common.domain import OPEN_CLIP_STATUSES
 from reelflow_common.mongo import Database
+from reelflow_common.store import transitions
 from reelflow_common.store.documents import clip_from_document
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 
 #: a task's end is settled just after its write, or, after a crash in between, when its
-#: message is delivered again (seconds); an older end whose key the ledger does not show was
-#: settled (and forgotten), or never will be (a settlement lost): not in flight
+#: message is delivered again (seconds); an older end whose settlement neither its project
+#: nor the ledger shows was settled before projects recorded theirs, or never will be (a
+#: settlement lost): not in flight
 SETTLE_WINDOW_S = 600.0
 
 
@@ -61,27 +64,22 @@ def held_by(clip: ClipState, *, updated_at: datetime) -> list[Held]:
     return list(found.values())
 
 
-def in_flight(held: Iterable[Held], settled: Sequence[str], *, now: datetime) -> int:
-    """How many of ``held`` a ledger remembering ``settled`` (oldest first) counts in flight:
-    every task not ended, and every ended one whose settlement it does not show and may not
-    have made yet (see the module's docstring).
+def in_flight(held: Iterable[Held], settled: Collection[str], *, now: datetime) -> int:
+    """How many of ``held`` a ledger counts in flight, given the keys of the settlements known
+    made (``settled``: what the projects record and the ledger's list shows): every task not
+    ended, and every ended one whose settlement is not known made and may still come (see the
+    module's docstring).
 
     A key ``<charge id>:<task>:late`` shows the end settled too: the video of a task given
     up on comes after its end was (and the code before charges moved with their tasks
     settled a clip's taken video's end under it).
     """
-    held = list(held)
-    shown = set(settled)
     horizon = now - timedelta(seconds=SETTLE_WINDOW_S)
-    if len(settled) >= SETTLED_KEPT:
-        remembered = [h.ended_at for h in held if h.ended_at is not None and h.key in shown]
-        if remembered:
-            horizon = max(horizon, min(remembered))
     return sum(
         1
         for h in held
         if h.ended_at is None
-        or (h.key not in shown and f"{h.key}:late" not in shown and h.ended_at > horizon)
+        or (h.key not in settled and f"{h.key}:late" not in settled and h.ended_at > horizon)
     )
 
 
@@ -99,16 +97,19 @@ class TenantClips:
     async def in_flight(self, tenant_id: str, seen: LedgerSnapshot) -> int:
         """How many charges the tenant's clips hold that the ledger ``seen`` counts in flight.
 
-        One read of every project of the tenant (its clips only), on the ``tenant_newest``
-        index: an operator's command, never the hot path.
+        One read of every project of the tenant (its clips and the settlements it records),
+        on the ``tenant_newest`` index: an operator's command, never the hot path.
         """
         found = self._projects.find(
-            {"tenant_id": tenant_id}, {"clips": 1, "created_at": 1, "updated_at": 1}
+            {"tenant_id": tenant_id},
+            {"clips": 1, "created_at": 1, "updated_at": 1, transitions.SETTLED: 1},
         )
         held: list[Held] = []
+        settled = set(seen.settled or ())
         async for doc in found:
             created_at, updated_at = as_utc(doc["created_at"]), as_utc(doc["updated_at"])
             for scene, raw in doc["clips"].items():
                 clip = clip_from_document(raw, int(scene), created_at=created_at)
                 held += held_by(clip, updated_at=updated_at)
-        return in_flight(held, seen.settled or (), now=self._now())
+            settled.update(doc.get(transitions.SETTLED) or ())
+        return in_flight(held, settled, now=self._now())
