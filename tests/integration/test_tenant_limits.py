@@ -1056,13 +1056,35 @@ async def test_an_end_told_again_after_the_ledger_forgot_its_key_settles_nothing
     await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
 
 
+#: the end a crash interrupts
+VIDEO = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+
+
+async def one_clip(api: Api) -> tuple[str, str, str]:
+    """A budgeted tenant's one-scene project ($0.25 reserved): (tenant, project, task)."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()
+    return tenant_id, created["project_id"], created["results"][0]["task_uuid"]
+
+
+async def told_again_it_is_settled_once(
+    api: Api, tenant_id: str, project_id: str, task: str
+) -> None:
+    """The interrupted end's message is delivered again, and replayed once SETTLED_KEPT other
+    settlements came: the ledger counts its end once ($0.40 paid, nothing in flight)."""
+    redelivered = await api.projects.record(project_id, 0, task, VIDEO)
+    await others_fill_the_list(api, tenant_id)
+    replayed = await api.projects.record(project_id, 0, task, VIDEO)
+
+    assert not redelivered.applied
+    assert not replayed.applied
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+
+
 async def test_a_crash_before_the_ledgers_inc_is_settled_once_by_the_redelivery(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
-    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
-    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
-    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    tenant_id, project_id, task = await one_clip(api)
     settles = PlayedWrite(lost=AutoReconnect("connection lost"))
     settle = api.projects.ledgers.settle
 
@@ -1072,17 +1094,11 @@ async def test_a_crash_before_the_ledgers_inc_is_settled_once_by_the_redelivery(
 
     monkeypatch.setattr(api.projects.ledgers, "settle", lost)
     with pytest.raises(AutoReconnect):
-        await move_clip(api, project_id, task, video)  # the clip's end written, then the crash
+        await move_clip(api, project_id, task, VIDEO)  # the clip's end written, then the crash
     monkeypatch.undo()
     await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
 
-    redelivered = await api.projects.record(project_id, 0, task, video)
-    await others_fill_the_list(api, tenant_id)
-    replayed = await api.projects.record(project_id, 0, task, video)
-
-    assert not redelivered.applied
-    assert not replayed.applied
-    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+    await told_again_it_is_settled_once(api, tenant_id, project_id, task)
 
 
 async def test_a_crash_after_the_ledgers_inc_before_the_project_records_it_settles_once(
@@ -1090,10 +1106,7 @@ async def test_a_crash_after_the_ledgers_inc_before_the_project_records_it_settl
 ) -> None:
     """The ledger's list of recent keys makes the redelivery a no-op on the ledger, which the
     project then records: a later duplicate is not asked of the ledger at all."""
-    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
-    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
-    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
-    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    tenant_id, project_id, task = await one_clip(api)
     records = PlayedWrite(lost=AutoReconnect("connection lost"))
     collection = api.projects._projects
     update_one = collection.update_one
@@ -1103,17 +1116,11 @@ async def test_a_crash_after_the_ledgers_inc_before_the_project_records_it_settl
 
     monkeypatch.setattr(collection, "update_one", lost)
     with pytest.raises(AutoReconnect):
-        await move_clip(api, project_id, task, video)
+        await move_clip(api, project_id, task, VIDEO)
     monkeypatch.undo()
     await ledger_is(api, tenant_id, open_clips=0, usd=0.4)  # settled, not recorded
 
-    redelivered = await api.projects.record(project_id, 0, task, video)
-    await others_fill_the_list(api, tenant_id)
-    replayed = await api.projects.record(project_id, 0, task, video)
-
-    assert not redelivered.applied
-    assert not replayed.applied
-    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+    await told_again_it_is_settled_once(api, tenant_id, project_id, task)
 
 
 class Commands(monitoring.CommandListener):
