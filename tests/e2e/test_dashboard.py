@@ -51,6 +51,8 @@ REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
 #: the same for reelflow's own copy of a video (clip.stored)
 REDUCER_STORED_CHECK = Path(__file__).with_name("reducer_stored_check.js")
+#: the spend line's text for answers of GET /v1/usage, on a fixed day
+USAGE_CHECK = Path(__file__).with_name("usage_check.js")
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -517,9 +519,27 @@ def test_the_projects_page_shows_what_this_month_cost(dashboard: Dashboard) -> N
 
     usage = dashboard.page.locator(".usage")
 
+    spent = f"${usd:.{3 if usd < 0.1 else 2}f}"
     expect(usage).to_contain_text("This month (")
-    expect(usage).to_contain_text(f"${usd:.{3 if usd < 0.1 else 2}f}")
+    line = rf"This month \(\d{{4}}-\d\d\): {re.escape(spent)} · today {re.escape(spent)}"
+    expect(usage).to_have_text(re.compile(f"^{line}$"))
     expect(usage).not_to_contain_text("unknown cost")
+    dashboard.assert_no_console_errors()
+
+
+def test_the_spend_line_says_what_today_cost_and_no_limits_it_does_not_have(
+    dashboard: Dashboard,
+) -> None:
+    """Today is the current UTC day ($0.00 without projects), never the last day with some."""
+    dashboard.open()
+    seen = dashboard.page.evaluate(USAGE_CHECK.read_text())
+    assert seen == [
+        "This month (2026-12): $8.00 · today $5.00",
+        "This month (2026-12): $8.00 · today $0.00",
+        "This month (2026-12): $8.00 · today $0.00",
+        "This month (2026-12): $8.00 · today $5.00 · daily budget $20.00 · 1 of 4 clips in flight",
+        "This month (2026-12): $8.00",
+    ]
     dashboard.assert_no_console_errors()
 
 

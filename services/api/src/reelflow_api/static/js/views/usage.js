@@ -13,12 +13,16 @@ export function usageSummary(api) {
   return line;
 }
 
-function describe(usage) {
+/**
+ * The line's parts: this month's spend and the current UTC day's (the API's days are UTC,
+ * and list only days with projects), then the limits, if the tenant has any.
+ */
+export function describe(usage, now = new Date()) {
   const { month, limits } = usage;
   const parts = [`This month (${month.period}): ${formatCost(month.usd) || '$0.00'}`];
   if (month.unknown_cost_clips) parts.push(`+ ${plural(month.unknown_cost_clips, 'clip')} of unknown cost`);
   const budgets = [];
-  const today = usage.days.at(-1);
+  const day = now.toISOString().slice(0, 10);
   if (limits.daily_budget_usd !== null) {
     budgets.push(`daily budget ${formatCost(limits.daily_budget_usd)}`);
   }
@@ -29,7 +33,11 @@ function describe(usage) {
     budgets.push(`${usage.clips_in_flight ?? 0} of ${limits.max_clips_in_flight} clips in flight`);
   }
   const text = [parts.join(' ')];
-  if (today) text.push(`today ${formatCost(today.usd) || '$0.00'}`);
-  return [h('span', { class: 'spent' }, text.join(' · ')),
-    budgets.length ? h('span', { class: 'limits' }, ` · ${budgets.join(' · ')}`) : null];
+  if (day.startsWith(month.period)) {
+    const today = usage.days.find((entry) => entry.period === day);
+    text.push(`today ${formatCost(today?.usd) || '$0.00'}`);
+  }
+  const shown = [h('span', { class: 'spent' }, text.join(' · '))];
+  if (budgets.length) shown.push(h('span', { class: 'limits' }, ` · ${budgets.join(' · ')}`));
+  return shown;
 }
