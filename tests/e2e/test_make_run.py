@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reelflow_devtools.devrun import config_from_environment, parse_args
+from reelflow_devtools.devrun import ENV_FILE, config_from_environment, parse_args
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
@@ -162,6 +162,54 @@ async def _a_second_one_on_the_same_directory_says_so(
     assert running.process.returncode is None  # the first one goes on
 
 
+async def _the_admin_commands_act_on_it_with_its_env_file(
+    launched: Launched, run_dir: Path
+) -> None:
+    """As the README says: ``reelflow-admin --env-file .run/env``, from a fresh shell."""
+    env_file = run_dir / ENV_FILE
+    assert f"--env-file {env_file}" in "".join(launched.printed)
+    shell = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("REELFLOW_", "RUNWARE_"))
+    }
+
+    async def admin(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            console_script("reelflow-admin"),
+            "--env-file",
+            str(env_file),
+            *args,
+            env=shell,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        async with asyncio.timeout(PROCESS_DEADLINE_S):
+            said, _ = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, said.decode()
+
+    headers = {"Authorization": f"Bearer {launched.dev_key}"}
+    async with httpx.AsyncClient(base_url=launched.api_url, headers=headers, timeout=30) as api:
+        hanging = {"title": "stuck", "scenes": [{"prompt": "never ends [sim:hang]"}]}
+        project_id = (await api.post("/v1/projects", json=hanging)).json()["project_id"]
+
+        async def processing() -> bool | None:
+            body = (await api.get(f"/v1/projects/{project_id}")).json()
+            return True if body["results"][0]["status"] == "processing" else None
+
+        await eventually_returns(
+            processing, f"{project_id} processing", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
+        code, said = await admin("reconcile", project_id)
+        assert code == 0, said
+        assert "Runware: processing  check re-armed (lease until " in said
+        code, said = await admin("assets", "retry", "--failed")
+        assert code == 0, said
+        assert "REELFLOW_STORAGE_BACKEND is none here" not in said
+        await api.post(f"/v1/projects/{project_id}/cancel")
+
+
 async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
     amqp_url: str, tmp_path: Path
 ) -> None:
@@ -183,7 +231,9 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
             assert project["status"] == "completed", project
             if _run == 0:
                 await _a_second_one_on_the_same_directory_says_so(args, env, launched)
+                await _the_admin_commands_act_on_it_with_its_env_file(launched, run_dir)
             rest = await _stop_with_ctrl_c(launched)
+            assert not (run_dir / ENV_FILE).exists()  # its ports are gone with it
 
             assert "reelflow: stopped in" in rest
             assert _refuses_connections(launched.api_url)

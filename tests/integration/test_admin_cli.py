@@ -8,6 +8,7 @@ import re
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -240,6 +241,34 @@ def test_the_console_script_reads_the_services_settings_from_the_environment(
     )
 
     assert f"{created.stdout.strip()}  globex" in listed.stdout
+
+
+def test_the_console_script_reads_an_env_file_under_the_environment(
+    mongo_url: str, mongo_database: str, db: Any, tmp_path: Path
+) -> None:
+    env_file = tmp_path / "env"  # as make run writes it: its database, and one to lose to
+    env_file.write_text(f"REELFLOW_MONGO_URL={mongo_url}\nREELFLOW_MONGO_DATABASE=not-this-one\n")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REELFLOW_")}
+    env |= {"REELFLOW_MONGO_DATABASE": mongo_database}
+
+    def admin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [console_script("reelflow-admin"), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    created = admin("--env-file", str(env_file), "tenant", "create", "initech")
+    missing = admin("--env-file", str(tmp_path / "gone"), "tenant", "list")
+
+    assert created.returncode == 0, created.stderr
+    assert db["tenants"].find_one({"_id": created.stdout.strip()})["name"] == "initech"
+    assert missing.returncode == 1
+    assert f"{tmp_path / 'gone'} does not exist: make run writes it" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 # --- dead letters ----------------------------------------------------------------------

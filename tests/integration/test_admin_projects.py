@@ -19,6 +19,7 @@ from reelflow_common.admin.cli import AdminSettings, main
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, ProjectFinished, SubmitClip
 from reelflow_common.store import TaskFailed, TaskSucceeded
+from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -242,6 +243,40 @@ async def test_reconcile_rearms_each_open_clip_under_a_fresh_token(
     assert "submit re-armed (lease until " in cat_line
     assert after.status is ProjectStatus.GENERATING
     assert after.due_at == min(fox_lease.until, cat_lease.until)
+
+
+async def test_reconcile_whose_new_chain_cannot_start_says_why_and_fails(
+    world: World, settings: AdminSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The command runs with other delays than the services (the defaults, as it did under
+    # make run): the wait queue its first check goes to is not one the services declared.
+    project = await world.new_project("a fox [sim:hang]")
+    message = world.submit_of(project, 0)
+    await world.runware.submit_video(video_request(message, webhook_url=None))
+    await world.projects.mark_processing(
+        project.id, 0, project.clips[0].task_uuid, token=message.token
+    )
+    elsewhere = settings.model_copy(
+        update={"poll_initial_delay_s": 1.0, "poll_backoff": 1.35, "poll_max_delay_s": 300.0}
+    )
+
+    capsys.readouterr()
+    with structlog.testing.capture_logs() as logs:
+        code = await asyncio.to_thread(main, ["reconcile", project.id], settings=elsewhere)
+    out, err = capsys.readouterr()
+
+    assert code == 1, out
+    fox_line, _project = out.splitlines()
+    assert fox_line.endswith(
+        "Runware: processing  not started (its first command was not published: due again now)"
+    )
+    assert "did not start: its first command could not be published" in err
+    assert "--env-file .run/env" in err
+    [why] = [line for line in logs if line["event"] == "chain_not_started"]
+    assert "no queue for routing key" in why["error"]
+    lease = (await world.project(project.id)).clips[0].lease
+    assert lease is not None
+    assert lease.until <= utcnow()  # due again: the pollers' reconciler re-arms it
 
 
 async def test_reconcile_leaves_a_finished_project_alone_and_names_an_unknown_one(

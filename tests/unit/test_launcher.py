@@ -9,15 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_devtools.devrun import (
+    ENV_FILE,
     PID_FILE,
     SIMULATOR_POLLING,
+    admin_environment,
     claim_run_dir,
     config_from_environment,
     parse_args,
+    write_env_file,
 )
 from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
 from reelflow_devtools.processes import StartError
@@ -100,6 +104,37 @@ def test_make_run_keeps_videos_in_the_run_directory_under_a_fresh_secret(tmp_pat
     assert first["REELFLOW_VIDEO_URL_SECRET"] != second["REELFLOW_VIDEO_URL_SECRET"]
     assert chosen["REELFLOW_STORAGE_BACKEND"] == "none"
     assert set(first) <= read
+
+
+def test_reelflow_admin_gets_the_stacks_settings_and_no_secret_the_caller_gave(
+    tmp_path: Path,
+) -> None:
+    caller = {
+        "REELFLOW_AMQP_PREFIX": "second.",
+        "REELFLOW_LEASE_S": "60",
+        "REELFLOW_MONGO_URL": "mongodb://user:password@db:27017/",
+        "REELFLOW_LOG_FORMAT": "console",
+        "PATH": "/usr/bin",
+    }
+    stack = stack_of(config_from_environment(parse_args(["--run-dir", str(tmp_path)]), caller))
+    services = stack.service_env()
+
+    env = admin_environment(services, caller)
+    path = write_env_file(tmp_path / ENV_FILE, env)
+
+    assert dotenv_values(path) == env
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert env.items() >= SIMULATOR_POLLING.items()  # the wait queues' names follow these
+    assert env["REELFLOW_AMQP_PREFIX"] == "second."
+    assert env["REELFLOW_LEASE_S"] == "60"
+    assert env["REELFLOW_RUNWARE_BASE_URL"] == "http://127.0.0.1:9999"
+    assert env["REELFLOW_RUNWARE_API_KEY"] == "sim-key"
+    assert env["REELFLOW_STORAGE_BACKEND"] == "local"
+    # make run's own secrets are the dev stack's; the caller's password is not written
+    assert env["REELFLOW_VIDEO_URL_SECRET"] == services["REELFLOW_VIDEO_URL_SECRET"]
+    assert env["REELFLOW_AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/"
+    assert "REELFLOW_MONGO_URL" not in env
+    assert not {"REELFLOW_LOG_FORMAT", "REELFLOW_HTTP_HOST", "PATH"} & set(env)
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="tells a launcher by /proc/<pid>/cmdline")

@@ -13,14 +13,20 @@ import argparse
 import asyncio
 import os
 import secrets
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import get_args
 from urllib.parse import urlsplit
 
+from pydantic import SecretStr
+
+from reelflow_common.admin.cli import AdminSettings
+from reelflow_common.settings import LogSettings
 from reelflow_devtools.launcher import (
     DEFAULT_PORTS,
     DRAIN_TIMEOUT_S,
@@ -28,13 +34,15 @@ from reelflow_devtools.launcher import (
     Stack,
     StackConfig,
 )
-from reelflow_devtools.processes import StartError
+from reelflow_devtools.processes import StartError, console_script
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 
 RUN_DIR = Path(".run")
 #: in the run directory while a launcher runs from it: its pid
 PID_FILE = "reelflow-dev.pid"
 _MODULE = b"reelflow_devtools.devrun"
+#: in the run directory while a stack runs: its settings, for ``reelflow-admin --env-file``
+ENV_FILE = "env"
 #: simulated clips finish in seconds: check them at a matching pace unless told otherwise
 SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DELAY_S": "10"}
 
@@ -51,6 +59,40 @@ def video_storage(run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
         "REELFLOW_VIDEO_URL_SECRET": env.get("REELFLOW_VIDEO_URL_SECRET")
         or secrets.token_urlsafe(32),
     }
+
+
+def admin_environment(services: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
+    """The settings ``reelflow-admin`` reads, as this stack's services have them.
+
+    ``services``: what the launcher gives every service on top of ``caller``, the
+    environment they inherit. Its log settings stay the admin's own, and a secret the
+    caller gave (a broker's password, a Runware key) stays in the caller's environment:
+    ``reelflow-admin`` reads that too, and the file never holds it.
+    """
+    given = {**caller, **services}
+    shown: dict[str, str] = {}
+    for name, field in AdminSettings.model_fields.items():
+        variable = f"REELFLOW_{name.upper()}"
+        if name in LogSettings.model_fields or variable not in given:
+            continue
+        secret = SecretStr in (field.annotation, *get_args(field.annotation))
+        if secret and caller.get(variable) == given[variable]:
+            continue
+        shown[variable] = given[variable]
+    return shown
+
+
+def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
+    """``env`` as ``NAME=value`` lines (quoted as a shell and dotenv read them), for its
+    owner only: it may hold the development stack's own secrets."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file left by an earlier run keeps its own mode otherwise
+    with os.fdopen(descriptor, "w") as out:
+        out.write(
+            "# The settings of the stack make run is running, for reelflow-admin --env-file.\n"
+        )
+        out.writelines(f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items()))
+    return path
 
 
 def say(line: str = "") -> None:
@@ -162,19 +204,24 @@ def _run(config: StackConfig) -> int:
     _announce("rabbitmq", f"{broker.hostname}:{broker.port or 5672} ({state})")
     stack = Stack(config)
     stack.start(_announce)
+    env_file = config.run_dir / ENV_FILE
     try:
+        write_env_file(env_file, admin_environment(stack.service_env(), os.environ))
         dev_key = asyncio.run(stack.ensure_dev_key(os.environ.get("REELFLOW_DEV_API_KEY")))
         api, notifier = stack.api_url, stack.ws_url
+        admin = os.path.relpath(console_script("reelflow-admin"))
         say()
         say("reelflow is running.")
         say(f"  Dashboard  {api}/   (sign in with the key below)")
         say(f"  REST API   {api}/v1/projects   (docs: {api}/docs)")
         say(f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}?token=<key>")
         say(f"  dev key    {dev_key}")
+        say(f"  admin      {admin} --env-file {env_file} --help")
         say("Press Ctrl-C to stop.")
         asked = _wait_for_stop(stack)
         say("reelflow: stopping")
     finally:
+        env_file.unlink(missing_ok=True)  # its URLs and ports end with this stack
         took = stack.stop()
     say(f"reelflow: stopped in {took:.1f} s")
     return 0 if asked else 1

@@ -1,6 +1,8 @@
 """``reelflow-admin``: the command line. Each command prints what a person needs, and
 the one secret it ever prints (a new key) alone on stdout, so a script can take it.
 
+    reelflow-admin [--env-file FILE] COMMAND …   (make run writes its stack's as .run/env)
+
     reelflow-admin tenant create NAME
     reelflow-admin tenant list
     reelflow-admin tenant limits ID [--max-clips-in-flight N] [--max-scenes-per-project N]
@@ -28,6 +30,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractChannel
@@ -64,7 +67,7 @@ from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.inflight import TenantClips
 from reelflow_common.store.timefmt import rfc3339, utcnow
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO, Topology
-from reelflow_common.tracking import ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking import Action, ClipRecorder, Policy, Reconciler
 
 PROG = "reelflow-admin"
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -87,6 +90,19 @@ class AdminSettings(
     """The services' settings, from the same variables: the broker, the database, the
     topology and the logs, and for ``reconcile`` Runware and how the poller follows clips
     (whether a success it records is copied, too)."""
+
+
+def load_settings(env_file: Path | None = None) -> AdminSettings:
+    """The settings from the environment and, under it, ``env_file`` (``NAME=value`` lines:
+    the ``.run/env`` that ``make run`` writes for the stack it runs)."""
+    if env_file is None:
+        return AdminSettings()
+    if not env_file.is_file():
+        raise ReelflowError(
+            f"{env_file} does not exist: make run writes it while its stack runs"
+            " (.run/env, or env in its --run-dir)"
+        )
+    return AdminSettings(_env_file=env_file)
 
 
 def duration(text: str) -> timedelta:
@@ -381,6 +397,17 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
             )
         after = await projects.get(project.id)
     print(render_pass(done, project, after))
+    not_started = [settled for settled in done.settled if settled.action is Action.NOT_STARTED]
+    if not_started:
+        _note(
+            f"{PROG}: the new chain of {len(not_started)} clip(s) did not start: its first"
+            " command could not be published (chain_not_started in the log says why). Are"
+            " this command's REELFLOW_AMQP_PREFIX and delay settings (REELFLOW_POLL_*,"
+            " REELFLOW_RETRY_*, REELFLOW_COPY_*) the services'? Their wait queues are named"
+            " after those delays. Under make run: --env-file .run/env. The clips are due"
+            " again now: run this again, or a poller's reconciler re-arms them."
+        )
+        return 1
     return 0
 
 
@@ -419,7 +446,10 @@ async def assets_retry(args: argparse.Namespace, settings: AdminSettings) -> int
                 await publisher.send(STORE_VIDEO, command)
     print(f"sent {len(commands)} copy command(s) to {STORE_VIDEO}")
     if not settings.copies_enabled:
-        _note("REELFLOW_STORAGE_BACKEND is none here: is it set where the pollers run?")
+        _note(
+            "REELFLOW_STORAGE_BACKEND is none here: is it set where the pollers run?"
+            " (under make run: --env-file .run/env)"
+        )
     return 0
 
 
@@ -451,7 +481,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Manage reelflow's tenants, API keys, dead-letter queues and projects.",
         epilog="Connects with the services' REELFLOW_MONGO_URL, REELFLOW_AMQP_URL and "
-        "REELFLOW_AMQP_PREFIX (reconcile: also the poller's Runware and lease settings).",
+        "REELFLOW_AMQP_PREFIX (reconcile: also the poller's Runware, lease and delay settings; "
+        "assets: the storage settings).",
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="also read the settings from this file of NAME=value lines (the environment"
+        " wins); make run writes its stack's as .run/env",
     )
     groups = parser.add_subparsers(dest="group", required=True)
 
@@ -543,7 +580,7 @@ def main(argv: Sequence[str] | None = None, *, settings: AdminSettings | None = 
     args = build_parser().parse_args(argv)
     command: Command = args.command
     try:
-        return asyncio.run(command(args, settings or AdminSettings()))
+        return asyncio.run(command(args, settings or load_settings(args.env_file)))
     except (ReelflowError, ValueError) as exc:
         _note(f"{PROG}: {exc}")
     except (PyMongoError, AMQPError, PublishError, OSError) as exc:
@@ -553,9 +590,10 @@ def main(argv: Sequence[str] | None = None, *, settings: AdminSettings | None = 
 
 def run() -> None:
     """The console script: settings from the environment, log lines on stderr."""
+    args = build_parser().parse_args()
     try:
-        settings = AdminSettings()
-    except ValueError as exc:
+        settings = load_settings(args.env_file)
+    except (ReelflowError, ValueError) as exc:
         _note(f"{PROG}: {exc}")
         sys.exit(1)
     # stdout is for what the command prints (a new key alone, for scripts).

@@ -15,7 +15,7 @@ from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import AttemptSucceeded, ClipStored, ClipUpdated, Event
 from reelflow_common.store import ClipState, Project
 from reelflow_common.store.timefmt import rfc3339
-from reelflow_common.tracking import Pass
+from reelflow_common.tracking import Action, Pass
 
 Json = dict[str, Any]
 
@@ -180,7 +180,9 @@ def render_pass(done: Pass, before: Project, after: Project | None) -> str:
             f"#{settled.scene_index:<3} {was} -> {now}  task {settled.task_uuid}"
             f"  Runware: {settled.runware}  {settled.action.value}"
         )
-        if settled.lease_until is not None:
+        if settled.action is Action.NOT_STARTED:
+            line += " (its first command was not published: due again now)"
+        elif settled.lease_until is not None:
             line += f" (lease until {rfc3339(settled.lease_until)})"
         lines.append(line)
     if not done.settled:

@@ -130,9 +130,10 @@ class ChainStarter:
                 await send_check(self._publisher, command, delay_s=delay_s, now=self._now())
             else:
                 await self._publisher.send(work_queue, command, delay_s=delay_s)
-        except TransientError:
+        except TransientError as exc:
             # No chain runs under this lease (the clip's, or the attempt's of a check's task):
             # due again at once, for the next pass.
+            log.warning("chain_not_started", scene_index=clip.scene_index, error=str(exc))
             tasks = (
                 {clip.scene_index: command.task_uuid} if isinstance(command, CheckClip) else None
             )
