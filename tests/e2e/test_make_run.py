@@ -124,6 +124,21 @@ async def _finish_a_project(launched: Launched) -> dict[str, Any]:
         )
 
 
+async def _stored_link(launched: Launched, project_id: str) -> str:
+    """The ``stored_url`` of the project's first clip, once its copy is stored."""
+    headers = {"Authorization": f"Bearer {launched.dev_key}"}
+    async with httpx.AsyncClient(base_url=launched.api_url, headers=headers, timeout=30) as api:
+
+        async def stored() -> str | None:
+            body = (await api.get(f"/v1/projects/{project_id}")).json()
+            link: str | None = body["results"][0].get("stored_url")
+            return link
+
+        return await eventually_returns(
+            stored, f"{project_id}'s copy", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
+
+
 async def _stop_with_ctrl_c(launched: Launched) -> str:
     os.killpg(launched.process.pid, signal.SIGINT)
     async with asyncio.timeout(STOP_DEADLINE_S):
@@ -218,6 +233,7 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
     run_dir = tmp_path / "run"
     seen_sim_urls = []
     project_ids = []
+    stored_links: list[str] = []
     args = ["--run-dir", str(run_dir), "--free-ports"]
     try:
         for _run in range(2):
@@ -229,6 +245,11 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
                 await launched.process.wait()
                 raise
             assert project["status"] == "completed", project
+            # The link the first run handed out plays in the second too: it is valid a day.
+            stored_links.append(await _stored_link(launched, project["project_id"]))
+            async with httpx.AsyncClient(base_url=launched.api_url, timeout=30) as videos:
+                for link in stored_links:
+                    assert (await videos.get(link)).status_code == 200, link
             if _run == 0:
                 await _a_second_one_on_the_same_directory_says_so(args, env, launched)
                 await _the_admin_commands_act_on_it_with_its_env_file(launched, run_dir)
@@ -240,8 +261,12 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
             assert _refuses_connections(launched.sim_url)
             seen_sim_urls.append(launched.sim_url)
             project_ids.append(project["project_id"])
-            # This run's logs hold this run's lines only.
-            api_log = (run_dir / "logs" / "api.log").read_text()
+            # This run's logs hold this run's lines only (but for its requests of older videos).
+            api_log = "\n".join(
+                line
+                for line in (run_dir / "logs" / "api.log").read_text().splitlines()
+                if "/v1/videos/" not in line
+            )
             assert project_ids[-1] in api_log
             assert all(earlier not in api_log for earlier in project_ids[:-1])
     finally:

@@ -17,6 +17,7 @@ from reelflow_devtools.devrun import (
     ENV_FILE,
     PID_FILE,
     SIMULATOR_POLLING,
+    VIDEO_URL_SECRET_FILE,
     admin_environment,
     claim_run_dir,
     config_from_environment,
@@ -92,16 +93,27 @@ def test_make_run_polls_the_simulator_fast_unless_told_otherwise(tmp_path: Path)
     assert config_from_environment(parse_args(["--free-ports"]), {}).ports is None
 
 
-def test_make_run_keeps_videos_in_the_run_directory_under_a_fresh_secret(tmp_path: Path) -> None:
-    args = parse_args(["--run-dir", str(tmp_path)])
+def test_make_run_keeps_videos_and_their_url_secret_in_the_run_directory(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    args = parse_args(["--run-dir", str(run_dir)])
     first = config_from_environment(args, {}).settings
     second = config_from_environment(args, {}).settings
+    other = config_from_environment(parse_args(["--run-dir", str(tmp_path / "other")]), {})
     chosen = config_from_environment(args, {"REELFLOW_STORAGE_BACKEND": "none"}).settings
+    given = config_from_environment(args, {"REELFLOW_VIDEO_URL_SECRET": "given"}).settings
     read = set().union(*(variables(settings) for settings in SETTINGS))
+    kept = run_dir / VIDEO_URL_SECRET_FILE
 
     assert first["REELFLOW_STORAGE_BACKEND"] == "local"
-    assert first["REELFLOW_STORAGE_DIR"] == str(tmp_path.resolve() / "videos")
-    assert first["REELFLOW_VIDEO_URL_SECRET"] != second["REELFLOW_VIDEO_URL_SECRET"]
+    assert first["REELFLOW_STORAGE_DIR"] == str(run_dir.resolve() / "videos")
+    # A restart signs as the run before it did: the links it handed out stay valid.
+    assert len(first["REELFLOW_VIDEO_URL_SECRET"]) >= 40
+    assert second["REELFLOW_VIDEO_URL_SECRET"] == first["REELFLOW_VIDEO_URL_SECRET"]
+    assert kept.read_text().strip() == first["REELFLOW_VIDEO_URL_SECRET"]
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert other.settings["REELFLOW_VIDEO_URL_SECRET"] != first["REELFLOW_VIDEO_URL_SECRET"]
+    assert given["REELFLOW_VIDEO_URL_SECRET"] == "given"
+    assert kept.read_text().strip() == first["REELFLOW_VIDEO_URL_SECRET"]  # not written over
     assert chosen["REELFLOW_STORAGE_BACKEND"] == "none"
     assert set(first) <= read
 

@@ -43,6 +43,8 @@ PID_FILE = "reelflow-dev.pid"
 _MODULE = b"reelflow_devtools.devrun"
 #: in the run directory while a stack runs: its settings, for ``reelflow-admin --env-file``
 ENV_FILE = "env"
+#: in the run directory: the development stack's key of its video URLs, kept across runs
+VIDEO_URL_SECRET_FILE = "video-url-secret"  # noqa: S105 (a file name, not a secret)
 #: simulated clips finish in seconds: check them at a matching pace unless told otherwise
 SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DELAY_S": "10"}
 
@@ -50,15 +52,31 @@ SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DE
 def video_storage(run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
     """``make run`` keeps every finished video in ``<run dir>/videos``, served by the api.
 
-    Unless the environment chooses otherwise; the URL secret is new each run
-    (a restart's REST answers and snapshots carry fresh URLs).
+    Unless the environment chooses otherwise; the URL secret is the run directory's
+    (:func:`kept_secret`), so a link handed out before a restart stays valid for its day.
     """
     return {
         "REELFLOW_STORAGE_BACKEND": env.get("REELFLOW_STORAGE_BACKEND", "local"),
         "REELFLOW_STORAGE_DIR": env.get("REELFLOW_STORAGE_DIR", str(run_dir.resolve() / "videos")),
         "REELFLOW_VIDEO_URL_SECRET": env.get("REELFLOW_VIDEO_URL_SECRET")
-        or secrets.token_urlsafe(32),
+        or kept_secret(run_dir / VIDEO_URL_SECRET_FILE),
     }
+
+
+def kept_secret(path: Path) -> str:
+    """The secret in ``path``, made there (for its owner only) by the first run that needs it."""
+    try:
+        kept = path.read_text().strip()
+    except FileNotFoundError:
+        kept = ""
+    if kept:
+        return kept
+    path.parent.mkdir(parents=True, exist_ok=True)
+    made = secrets.token_urlsafe(32)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(f"{made}\n")
+    return made
 
 
 def admin_environment(services: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
