@@ -4,6 +4,7 @@ and a run directory is one launcher's at a time."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,13 @@ from reelflow_devtools.devrun import (
     SIMULATOR_POLLING,
     VIDEO_URL_SECRET_FILE,
     admin_environment,
+    check_ports,
     claim_run_dir,
     config_from_environment,
     parse_args,
     write_env_file,
 )
+from reelflow_devtools.embedded_mongo import free_port
 from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
 from reelflow_devtools.processes import StartError
 from reelflow_notifier.settings import Settings as NotifierSettings
@@ -147,6 +150,27 @@ def test_reelflow_admin_gets_the_stacks_settings_and_no_secret_the_caller_gave(
     assert env["REELFLOW_AMQP_URL"] == "amqp://guest:guest@127.0.0.1:5672/"
     assert "REELFLOW_MONGO_URL" not in env
     assert not {"REELFLOW_LOG_FORMAT", "REELFLOW_HTTP_HOST", "PATH"} & set(env)
+
+
+def test_a_taken_port_stops_make_run_before_it_starts_anything_saying_which(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"api": port, "notifier": free_port()}
+        config = StackConfig(run_dir=tmp_path, ports=ports, http_host="127.0.0.1")
+
+        with pytest.raises(StartError) as refused:
+            check_ports(config)
+        said = str(refused.value)
+        assert f"cannot listen on 127.0.0.1: port {port} (api): " in said
+        assert "notifier" not in said
+        assert f"--run-dir {tmp_path}/second --free-ports" in said
+
+    check_ports(config)  # free again
+    check_ports(StackConfig(run_dir=tmp_path, ports=None))  # free ports: nothing to check
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="tells a launcher by /proc/<pid>/cmdline")

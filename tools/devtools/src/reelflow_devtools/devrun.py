@@ -15,6 +15,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -160,6 +161,39 @@ def config_from_environment(
     )
 
 
+def _beside(run_dir: Path) -> str:
+    """How to start a second stack beside the one in ``run_dir``."""
+    return (
+        f"REELFLOW_AMQP_PREFIX=second. .venv/bin/reelflow-dev --run-dir {run_dir}/second"
+        " --free-ports"
+    )
+
+
+def check_ports(config: StackConfig) -> None:
+    """Refuse to start (:class:`StartError`) when a service's port is taken, saying which.
+
+    Before anything starts: the service would otherwise exit only once the rest had
+    started, with the reason deep in its log.
+    """
+    if config.ports is None:
+        return
+    host = config.http_host or "0.0.0.0"  # the services' own default
+    taken = []
+    for name, port in config.ports.items():
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # As uvicorn binds: a port whose last connection is in TIME_WAIT is free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                taken.append(f"port {port} ({name}): {exc.strerror or exc}")
+    if taken:
+        raise StartError(
+            f"cannot listen on {host}: {'; '.join(taken)}. Another reelflow? Stop what"
+            f" listens there, or start this one on free ports beside it: {_beside(config.run_dir)}"
+        )
+
+
 def claim_run_dir(run_dir: Path) -> Path:
     """Mark ``run_dir`` as this launcher's (``reelflow-dev.pid``); its path, to remove at stop.
 
@@ -175,8 +209,7 @@ def claim_run_dir(run_dir: Path) -> Path:
         raise StartError(
             f"reelflow is already running from {run_dir} (process {other}, in {pid_file}):"
             " stop it with Ctrl-C in its terminal, or start another one beside it with"
-            f" REELFLOW_AMQP_PREFIX=second. .venv/bin/reelflow-dev --run-dir {run_dir}/second"
-            " --free-ports"
+            f" {_beside(run_dir)}"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{os.getpid()}\n")
@@ -216,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(config: StackConfig) -> int:
+    check_ports(config)
     say("reelflow: starting")
     state = ensure_rabbitmq(config.amqp_url)
     broker = urlsplit(config.amqp_url)
