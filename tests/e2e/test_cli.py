@@ -153,6 +153,20 @@ def test_usage_shows_what_the_month_cost_by_day(env: dict[str, str]) -> None:
     assert "no limits set" in shown.stdout
 
 
+def test_list_at_80_columns_keeps_whole_ids_and_the_status(env: dict[str, str]) -> None:
+    project = created(env, "one [sim:hang]", title="a title too long for eighty columns, surely")
+
+    shown = reelflow(env | {"COLUMNS": "80"}, "list")  # not a terminal: rich's 80 columns
+
+    assert shown.returncode == 0, shown.stderr
+    header, row = shown.stdout.splitlines()
+    assert header.split()[:2] == ["project", "title"]
+    assert "status" in header.split()
+    assert row.startswith(f"{project['project_id']}  a title")
+    assert " generating " in row
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+
+
 # --- scripts ------------------------------------------------------------------------------
 
 

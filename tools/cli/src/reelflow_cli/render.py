@@ -82,29 +82,68 @@ def _outcome(clip: Json) -> str:
     )
 
 
+_COLUMNS = ("project", "title", "status", "clips", "created")
+#: a title gets at most this much, and is left out when it cannot get ``_TITLE_MIN``
+_TITLE_MAX, _TITLE_MIN = 30, 8
+_GAP = 2
+
+
+def _width_of(widths: dict[str, int]) -> int:
+    return sum(widths.values()) + _GAP * (len(widths) - 1)
+
+
+def list_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
+    """Each column's width in a list ``width`` characters wide, in order; what does not fit
+    gives way: the title shortens, the time of creation goes (then its date), then the
+    title, then the clips. Never the id (what ``get`` and ``watch`` take) nor the status."""
+    natural = {name: max(len(name), *(len(row[name]) for row in rows)) for name in _COLUMNS}
+    title = min(natural.pop("title"), _TITLE_MAX)
+    for created in (natural["created"], 10, 0):
+        others = natural | {"created": created}
+        others = {name: size for name, size in others.items() if size}
+        room = width - _width_of(others) - _GAP
+        if room >= min(title, _TITLE_MIN):
+            shown = others | {"title": min(title, room)}
+            return {name: shown[name] for name in _COLUMNS if name in shown}
+    if _width_of(others) > width:
+        del others["clips"]
+    return others
+
+
 def project_list(console: Console, page: Json) -> None:
     items = page["items"]
     if not items:
         console.print("No projects.")
         return
+    rows = [
+        {
+            "project": item["project_id"],
+            "title": item.get("title") or "",
+            "status": item["status"],
+            "clips": clips_done(item),
+            "created": str(item.get("created_at", ""))[:16].replace("T", " "),
+        }
+        for item in items
+    ]
+    widths = list_widths(rows, console.width)
     table = Table(
-        Column("project", no_wrap=True),
-        Column("title", overflow="ellipsis", no_wrap=True, max_width=30),
-        "status",
-        Column("clips", no_wrap=True),
-        Column("created", no_wrap=True),
+        *(
+            Column(name, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
+            for name, width in widths.items()
+        ),
         box=None,
         pad_edge=False,
     )
-    for item in items:
-        table.add_row(
-            item["project_id"],
-            item.get("title") or "",
-            styled(item["status"]),
-            clips_done(item),
-            str(item.get("created_at", ""))[:16].replace("T", " "),
-        )
-    console.print(table)
+    for row in rows:
+        # A shortened creation time is its date; a shortened title ends in an ellipsis.
+        cells = row | {
+            "status": styled(row["status"]),
+            "created": row["created"][: widths.get("created")],
+        }
+        table.add_row(*(cells[name] for name in widths))
+    # Wider than the screen only when the id and the status alone are: whole, all the same.
+    fits = sum(widths.values()) + _GAP * (len(widths) - 1)
+    console.print(table, width=max(console.width, fits), crop=False)
     if page.get("next_cursor"):
         console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")
 

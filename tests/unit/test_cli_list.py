@@ -1,0 +1,50 @@
+"""``reelflow list`` on a screen of any width: the ids whole, what gives way first."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from reelflow_cli.render import project_list
+
+PROJECT_ID = "c4738360-4dd8-4bad-84cd-fee2adfe0abc"
+ITEM = {
+    "project_id": PROJECT_ID,
+    "title": "Trip to Lisbon, with a title longer than a column",
+    "status": "generating",
+    "completed": 1,
+    "total_clips": 3,
+    "failed": 1,
+    "created_at": "2026-12-04T10:11:12Z",
+}
+
+
+def listed(width: int) -> list[str]:
+    out = io.StringIO()
+    project_list(Console(file=out, width=width), {"items": [ITEM]})
+    return out.getvalue().splitlines()
+
+
+@pytest.mark.parametrize(
+    ("width", "columns", "cells"),
+    [
+        (200, ["project", "title", "status", "clips", "created"], ["1/3", "2026-12-04", "10:11"]),
+        (100, ["project", "title", "status", "clips", "created"], ["Trip", "10:11"]),
+        (90, ["project", "title", "status", "clips", "created"], ["Trip", "2026-12-04"]),
+        (80, ["project", "title", "status", "clips"], ["Trip", "1/3"]),
+        (70, ["project", "status", "clips"], ["1/3"]),
+        (40, ["project", "status"], []),
+    ],
+)
+def test_the_id_and_the_status_stay_whole_and_the_rest_gives_way(
+    width: int, columns: list[str], cells: list[str]
+) -> None:
+    header, row = listed(width)
+
+    assert header.split() == columns
+    assert row.startswith(f"{PROJECT_ID}  ")
+    assert "generating" in row.split()
+    assert all(cell in row for cell in cells), row
+    assert width < 48 or len(row.rstrip()) <= width
