@@ -184,6 +184,21 @@ def test_api_md_describes_every_websocket_close_code() -> None:
     assert {str(code) for code in CLOSE_CODES} <= table_rows
 
 
+def test_api_md_shows_ids_and_video_links_as_a_default_deployment_answers() -> None:
+    """Project ids are UUIDs (written whole, or cut short with "…"); a stored_url is
+    relative to the api (absolute only with REELFLOW_VIDEO_PUBLIC_URL)."""
+    ids = re.findall(r"""(?:project_id|projectId)["']?:\s*["']([^"']+)["']""", API_MD)
+    assert ids
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+    odd = [value for value in ids if not (uuid.fullmatch(value) or value.endswith("…"))]
+    assert odd == []
+    short = [value for value in ids if value.endswith("…")]
+    assert all(re.fullmatch(r"([0-9a-f]{8}-)?…", value) for value in short), short
+    links = re.findall(r'"stored_url": "([^"]+)"', API_MD)
+    assert links
+    assert all(link.startswith("/v1/videos/videos/") for link in links), links
+
+
 def test_api_md_describes_every_error_status() -> None:
     documented = {
         int(status)

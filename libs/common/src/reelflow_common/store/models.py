@@ -380,7 +380,7 @@ class ProjectStatusView(BaseModel):
             "examples": [
                 {
                     "success": True,
-                    "project_id": "6f1d0c3e9a7b4d2c8e5f1a0b",
+                    "project_id": "3f6c1a2e-8b4d-4e7a-9c1f-5d2b7e0a6c48",
                     "total_clips": 2,
                     "completed": 1,
                     "pending": 1,
