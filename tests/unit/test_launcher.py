@@ -220,3 +220,34 @@ def ended(process: subprocess.Popen[bytes]) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_env_file_gives_back_every_value_as_written(tmp_path: Path) -> None:
+    """As ``reelflow-admin --env-file`` reads it (python-dotenv): quotes, backslashes, a
+    shell's ``$`` and spaces come back as they are."""
+    env = {
+        "REELFLOW_STORAGE_DIR": 'runs of o\'brien/my "runs"/$HOME/videos',
+        "REELFLOW_AMQP_PREFIX": "a\\b.",
+    }
+
+    path = write_env_file(tmp_path / ENV_FILE, env)
+
+    assert dotenv_values(path) == env
+
+
+@pytest.mark.parametrize("value", ["/runs/${HOME}", "two\nlines"])
+def test_a_value_the_env_file_cannot_hold_stops_make_run_saying_which(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(StartError, match="REELFLOW_STORAGE_DIR cannot be written"):
+        write_env_file(tmp_path / ENV_FILE, {"REELFLOW_STORAGE_DIR": value})
+
+
+def test_the_env_file_is_never_written_through_a_link(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("kept\n")
+    (tmp_path / ENV_FILE).symlink_to(elsewhere)
+
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        write_env_file(tmp_path / ENV_FILE, {"REELFLOW_AMQP_PREFIX": "x."})
+    assert elsewhere.read_text() == "kept\n"

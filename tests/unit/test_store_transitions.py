@@ -330,6 +330,30 @@ def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
     assert not matches(runware_failed, rewatch.filter)  # Runware said failed: a new task instead
 
 
+@pytest.mark.parametrize(
+    "reserved", [None, Charge(id="c2", usd=0.5, day="2026-12-02", month="2026-12")]
+)
+def test_a_rewatch_keeps_no_reservation_its_timed_out_end_freed(reserved: Charge | None) -> None:
+    """The timed-out end freed the clip's charge: the clip watched again holds only what its
+    retry reserved (nothing, once its tenant's limits went away), never that freed one, which a
+    later cancel or end would otherwise settle a second time."""
+    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    doc = step(step(doc, to_processing(doc, 0)), to_terminal(0, timed_out))
+    clip = project_from_document(doc).clips[0]
+
+    after = step(
+        doc,
+        t.rewatch(
+            "p1", "tenant-a", clip, token="k9", now=T0, lease_until=T0 + LEASE,
+            correlation_id=None, log_size=LOG, charge=reserved,
+        ),
+    )  # fmt: skip
+
+    assert project_from_document(after).clips[0].charge == reserved
+
+
 def test_a_rearm_is_guarded_on_the_lease_as_read() -> None:
     doc = new_doc()
     clip = project_from_document(doc).clips[0]

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from reelflow_api.bearer import bearer_token
 from reelflow_api.lanes import KnownLanes
 from reelflow_api.outliving import OutlivingWork
 from reelflow_api.problems import Problem
@@ -67,16 +68,15 @@ State = Annotated[AppState, Depends(_state)]
 
 def bearer_key(request: Request) -> str:
     """The key of ``Authorization: Bearer <key>``; a 401 without one (not yet checked)."""
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_token(request.headers.get("authorization", ""))
+    if key is None:
         raise Problem(
             401,
             "Unauthorized",
             "Send your API key as 'Authorization: Bearer <key>'.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return key.strip()
+    return key
 
 
 #: declares the scheme in the OpenAPI document (``/docs`` gets its Authorize button);

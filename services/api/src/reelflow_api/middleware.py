@@ -28,6 +28,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelflow_api.bearer import bearer_token
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
@@ -57,7 +58,7 @@ class _Slot:
 
     __slots__ = ("credential", "limiter", "waiting")
 
-    def __init__(self, limiter: InFlightLimit, credential: bytes | None) -> None:
+    def __init__(self, limiter: InFlightLimit, credential: str | None) -> None:
         self.limiter = limiter
         self.credential = credential
         self.waiting = False
@@ -66,9 +67,11 @@ class _Slot:
 class InFlightLimit:
     """At most ``limit`` requests in progress and ``max_waiters`` waiting; the rest get 503.
 
-    And at most ``per_key`` in progress with one credential (the ``Authorization`` header,
-    as sent: no lookup), the next answered 429 at once: one tenant's flood cannot take
-    every slot. Requests without one (a webhook, a probe of a bad key) share only ``limit``.
+    And at most ``per_key`` in progress with one API key (the key the ``Authorization``
+    header names, read as the routes read it, however it is spelled; not looked up), the
+    next answered 429 at once: one tenant's flood cannot take every slot. Requests without
+    one (a webhook, a malformed header) share only ``limit``. Waiters are not counted per
+    key: one key may hold every ``max_waiters`` (others' POSTs then answer at once, 202).
     """
 
     def __init__(
@@ -88,7 +91,7 @@ class InFlightLimit:
         self.in_flight = 0
         self.waiting = 0
         #: requests in progress per credential (none at 0)
-        self._by_credential: dict[bytes, int] = {}
+        self._by_credential: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._exempt:
@@ -128,7 +131,7 @@ class InFlightLimit:
         self._hold(slot.credential, -1)
         return True
 
-    def _hold(self, credential: bytes | None, change: int) -> None:
+    def _hold(self, credential: str | None, change: int) -> None:
         if credential is None:
             return
         held = self._by_credential.get(credential, 0) + change
@@ -144,11 +147,11 @@ class InFlightLimit:
         WAITING.set(self.waiting)
 
 
-def _credential(scope: Scope) -> bytes | None:
-    """The request's ``Authorization`` header as sent, if it has one."""
+def _credential(scope: Scope) -> str | None:
+    """The API key the request's ``Authorization`` header names (not looked up), if any."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            return bytes(value) or None
+            return bearer_token(value.decode("latin-1"))
     return None
 
 

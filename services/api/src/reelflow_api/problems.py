@@ -151,7 +151,8 @@ def _is_unparsable_body(exc: StarletteHTTPException) -> bool:
     syntax (bytes that are not UTF-8, nesting too deep, an integer too long): a 400 raised from
     the parser's error. Syntax errors are validation errors (422) already; so are these."""
     return exc.status_code == 400 and isinstance(
-        exc.__cause__, UnicodeDecodeError | RecursionError | ValueError
+        exc.__cause__,
+        ValueError | RecursionError,  # UnicodeDecodeError is a ValueError
     )
 
 

@@ -142,7 +142,7 @@ def project_list(console: Console, page: Json) -> None:
         }
         table.add_row(*(cells[name] for name in widths))
     # Wider than the screen only when the id and the status alone are: whole, all the same.
-    fits = sum(widths.values()) + _GAP * (len(widths) - 1)
+    fits = _width_of(widths)
     console.print(table, width=max(console.width, fits), crop=False)
     if page.get("next_cursor"):
         console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import shlex
 import signal
 import socket
 import sys
@@ -21,7 +20,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import get_args
+from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
@@ -74,10 +73,17 @@ def kept_secret(path: Path) -> str:
         return kept
     path.parent.mkdir(parents=True, exist_ok=True)
     made = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as out:
+    with _owners_only(path) as out:
         out.write(f"{made}\n")
     return made
+
+
+def _owners_only(path: Path) -> TextIO:
+    """``path`` opened for writing, emptied, readable by its owner only; never through a link
+    (one planted there would have us write our secrets where it points)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)  # a file left by an earlier run keeps its own mode otherwise
+    return os.fdopen(descriptor, "w")
 
 
 def admin_environment(services: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
@@ -102,16 +108,26 @@ def admin_environment(services: Mapping[str, str], caller: Mapping[str, str]) ->
 
 
 def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
-    """``env`` as ``NAME=value`` lines (quoted as a shell and dotenv read them), for its
-    owner only: it may hold the development stack's own secrets."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # a file left by an earlier run keeps its own mode otherwise
-    with os.fdopen(descriptor, "w") as out:
+    """``env`` as ``NAME="value"`` lines, as ``--env-file`` reads them (python-dotenv, through
+    pydantic-settings), for its owner only: it may hold the development stack's own secrets."""
+    lines = [f"{name}={_dotenv_quoted(name, value)}\n" for name, value in sorted(env.items())]
+    with _owners_only(path) as out:
         out.write(
             "# The settings of the stack make run is running, for reelflow-admin --env-file.\n"
         )
-        out.writelines(f"{name}={shlex.quote(value)}\n" for name, value in sorted(env.items()))
+        out.writelines(lines)
     return path
+
+
+def _dotenv_quoted(name: str, value: str) -> str:
+    """``value`` in double quotes, its backslashes and quotes escaped. python-dotenv expands
+    ``${...}`` even in quotes, and a line break would end the line: neither can be written."""
+    if "${" in value or "\n" in value or "\r" in value:
+        raise StartError(
+            f"{name} cannot be written to {ENV_FILE}: {value!r} has '${{' or a line break"
+        )
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def say(line: str = "") -> None:

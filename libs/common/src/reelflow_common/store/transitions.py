@@ -806,6 +806,10 @@ def rewatch(
         update.unset.append(f"{path}.attempts.{clip.task_uuid}")
     if charge is not None:
         update.set[f"{path}.charge"] = charge.model_dump()
+    elif clip.charge is not None:
+        # The timed-out end freed it; a retry that reserved nothing (the tenant's limits went
+        # away) must not leave it there for a later end or cancel to settle a second time.
+        update.unset.append(f"{path}.charge")
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
     view = ClipView(
