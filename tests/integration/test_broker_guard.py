@@ -16,7 +16,13 @@ import aio_pika
 import pytest
 
 from reelflow_devtools.processes import ProcessGroup
-from reelflow_devtools.rabbitmq import OwnNode, guard_dead_letter_supervisor, rabbitmqctl_eval
+from reelflow_devtools.rabbitmq import (
+    BROKER_FILE_HANDLES,
+    OwnNode,
+    guard_dead_letter_supervisor,
+    rabbitmqctl_eval,
+    widen_file_handle_cache,
+)
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.skipif(
@@ -86,3 +92,22 @@ async def test_a_stopped_dead_letter_supervisor_comes_back_and_declares_answer(
     assert after != before
     async with asyncio.timeout(PROCESS_DEADLINE_S):
         await _declare_dead_lettering_queue(node.url)
+
+
+async def test_a_brokers_file_handle_cache_is_widened_live_and_only_once(node: OwnNode) -> None:
+    """As a broker booted with 1,024 open files has it: its quorum queues' count would soon
+    pass it, and new connections would then wait in their handshake for good."""
+    await eventually_returns(
+        lambda: _supervisor_pid(node),
+        "the node booted",
+        PROCESS_DEADLINE_S,
+        pause_s=PROCESS_PAUSE_S,
+    )
+    assert (
+        await asyncio.to_thread(rabbitmqctl_eval, "file_handle_cache:set_limit(927).", node) == "ok"
+    )
+
+    assert await asyncio.to_thread(widen_file_handle_cache, node) == "widened"
+    assert await asyncio.to_thread(widen_file_handle_cache, node) == "kept"
+    limit = await asyncio.to_thread(rabbitmqctl_eval, "file_handle_cache:get_limit().", node)
+    assert int(limit) == BROKER_FILE_HANDLES

@@ -42,6 +42,7 @@ def test_a_broker_started_here_gets_more_open_files_than_the_shell_allowed(
     monkeypatch.setattr(rabbitmq, "_server_command", lambda: "/usr/sbin/rabbitmq-server")
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr(rabbitmq, "guard_dead_letter_supervisor", lambda: "installed")
+    monkeypatch.setattr(rabbitmq, "widen_file_handle_cache", lambda: "kept")
 
     assert rabbitmq.ensure_rabbitmq(rabbitmq.LOCAL_AMQP_URL) == "started"
 
@@ -59,6 +60,7 @@ def test_a_running_broker_is_left_alone_and_our_limit_untouched(
 ) -> None:
     monkeypatch.setattr(rabbitmq, "_reachable", lambda _host, _port: True)
     monkeypatch.setattr(rabbitmq, "guard_dead_letter_supervisor", lambda: "running")
+    monkeypatch.setattr(rabbitmq, "widen_file_handle_cache", lambda: "kept")
 
     assert rabbitmq.ensure_rabbitmq(rabbitmq.LOCAL_AMQP_URL) == "running"
     assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == _LOW
