@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from reelflow_common.accounting.ledger import SETTLED_KEPT, Charge
 from reelflow_common.domain import ClipStatus
-from reelflow_common.store import Attempt, ClipState
+from reelflow_common.store import Attempt, ClipState, Lease
 from reelflow_common.store.inflight import SETTLE_WINDOW_S, Held, held_by, in_flight
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -84,6 +84,26 @@ def test_a_charge_a_cancel_moved_with_its_running_task_is_in_flight_until_its_fo
     ended = held_by(cancelled.model_copy(update={"attempts": {"t2": failed}}), updated_at=RECENT)
     assert ended == [Held(key="c2:t2", ended_at=RECENT)]
     assert in_flight(ended, ["c2:t2"], now=NOW) == 0
+
+
+def test_a_charge_a_cancel_moved_with_a_queued_task_is_in_flight_until_its_chain_says() -> None:
+    waiting = Attempt(status=ClipStatus.QUEUED, charge=charge("c2"))
+    cancelled = clip(ClipStatus.CANCELLED, charge=None, attempts={"t2": waiting})
+
+    # Queued (its chain's word to come), then processing (Runware took it): in flight.
+    for status in (ClipStatus.QUEUED, ClipStatus.PROCESSING):
+        attempt = waiting.model_copy(update={"status": status})
+        held = held_by(cancelled.model_copy(update={"attempts": {"t2": attempt}}), updated_at=NOW)
+        assert held == [Held(key="c2:t2", ended_at=None)]
+    # Its chain ended it (never sent): in flight until that end's settlement shows.
+    failed = waiting.model_copy(update={"status": ClipStatus.FAILED, "completed_at": RECENT})
+    ended = cancelled.model_copy(update={"attempts": {"t2": failed}})
+    assert held_by(ended, updated_at=NOW) == [Held(key="c2:t2", ended_at=RECENT)]
+    # Found at Runware after all and followed again: its charge was freed by that end.
+    refollowed = failed.model_copy(update={"lease": Lease(token="f1", until=NOW)})
+    again = cancelled.model_copy(update={"attempts": {"t2": refollowed}})
+    assert not again.charge_in_flight("t2")
+    assert in_flight(held_by(again, updated_at=NOW), ["c2:t2"], now=NOW) == 0
 
 
 def test_a_replaced_task_still_running_in_attempts_holds_its_own_charge() -> None:

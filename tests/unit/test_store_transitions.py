@@ -748,8 +748,8 @@ def test_cancel_is_guarded_on_the_clip_and_its_lease_as_read() -> None:
     lease = project_from_document(after).clips[0].attempts["t0"].lease
     assert lease is not None
     assert lease.until == T0 + LEASE
-    # A queued clip has no task Runware is known to hold: nothing to follow (a submit
-    # that gets there after the cancel is followed from there: follow_given_up).
+    # A queued clip without a charge (its tenant has no ledger) holds nothing: nothing moves
+    # (a submit that gets there after the cancel is followed from there: follow_given_up).
     cancelled = step(queued, cancel(queued))
     assert "attempts" not in cancelled["clips"]["0"]
     assert t.ATTEMPTS_DUE not in cancelled
@@ -762,18 +762,46 @@ def cancelled_before(doc: dict[str, Any]) -> dict[str, Any]:
     return dict(doc, clips={"0": clip})
 
 
+def charged_queued_cancelled() -> dict[str, Any]:
+    """One clip, reserved on its tenant's ledger, cancelled while queued (chain ``k0``)."""
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    return step(doc, cancel(doc))
+
+
+def submitted_after_the_cancel(doc: dict[str, Any], *, chain: str = "k0") -> t.Write | None:
+    clip = project_from_document(doc).clips[0]
+    return t.earlier_task_submitted(
+        "p1", clip, "t0", token=chain, now=T0, lease_until=T0 + 2 * LEASE
+    )
+
+
+def never_submitted(chain: str = "k0") -> t.Write:
+    given_up = {"code": "clipGivenUp", "message": "x"}
+    return t.never_submitted("p1", 0, "t0", given_up, token=chain, now=T0)
+
+
 @pytest.mark.parametrize(
-    "how", ["cancelled while processing", "found after the cancel", "cancelled before"]
+    "how",
+    [
+        "cancelled while processing",
+        "queued, found by its chain",
+        "queued, found after its chain ended it",
+        "cancelled before",
+    ],
 )
 def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str) -> None:
     if how == "cancelled while processing":
         doc = step(charged_processing(), cancel(charged_processing()))
     elif how == "cancelled before":
         doc = cancelled_before(step(charged_processing(), cancel(charged_processing())))
+    elif how == "queued, found by its chain":
+        doc = charged_queued_cancelled()
+        submitted = submitted_after_the_cancel(doc)
+        assert submitted is not None
+        doc = step(doc, submitted)
     else:
-        doc = new_doc(1)
-        doc["clips"]["0"]["charge"] = CHARGE
-        doc = step(doc, cancel(doc))
+        doc = step(charged_queued_cancelled(), never_submitted())
         clip = project_from_document(doc).clips[0]
         follow = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
         assert follow is not None
@@ -787,9 +815,9 @@ def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str)
     clip = project_from_document(after).clips[0]
     assert clip.status is ClipStatus.CANCELLED
     ended = clip.attempts["t0"]
-    # Late where the cancel freed the reservation (the task was not at Runware yet, or the
-    # release before); else its charge was in flight with it.
-    held = how == "cancelled while processing"
+    # Late where the reservation was freed before (its chain ended the task it had not sent,
+    # or the release before's cancel); else its charge was in flight with it.
+    held = how in ("cancelled while processing", "queued, found by its chain")
     assert (ended.status, ended.cost, ended.late, ended.lease) == ("success", 0.5, not held, None)
     assert (after["counts"], after["status"], after["seq"]) == (counts, status, seq + 1)
     (event,) = materialize(head(after), after["events"])[-1:]
@@ -837,6 +865,88 @@ def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event(befor
     assert project_from_document(after).clips[0].view().attempts is None
 
 
+def test_cancel_of_a_charged_queued_clip_moves_its_task_to_wait_for_its_chains_word() -> None:
+    doc = new_doc(1)
+    doc["clips"]["0"]["charge"] = CHARGE
+    later = T0 + timedelta(minutes=1)
+
+    write = cancel(doc, now=later)
+    after = step(doc, write)
+
+    clip = project_from_document(after).clips[0]
+    assert (clip.status, clip.lease, clip.charge) == (ClipStatus.CANCELLED, None, None)
+    waiting = clip.attempts["t0"]
+    assert waiting.lease is not None
+    assert (waiting.status, waiting.lease.token, waiting.lease.until) == (
+        "queued",
+        "k0",
+        T0 + LEASE,
+    )
+    assert (waiting.submitted_at, waiting.charge) == (None, Charge.model_validate(CHARGE))
+    # Nothing settled: Runware may take it yet. The attempts reconciler covers a lost chain.
+    assert write.settle is None
+    assert clip.charge_in_flight("t0")
+    assert clip.awaits_submit_word("t0")
+    assert after[t.ATTEMPTS_DUE] == later
+    assert t.settlements(clip, "t0") == []
+    assert clip.view().attempts is None
+    # Its chain renews its lease there, as a replaced task's does.
+    in_attempt = t.renew_lease(
+        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
+    )
+    assert matches(after, in_attempt.filter)
+    # Guarded on the lease as read: a renewal or a re-arm since makes the cancel read again.
+    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
+    renewed = find_one_and_update(doc, renewal.filter, renewal.update)
+    assert renewed is not None
+    assert not matches(renewed, write.filter)
+    # A queued clip without a lease gets a run-out one, for the attempts reconciler.
+    leaseless = dict(doc, clips={"0": {k: v for k, v in doc["clips"]["0"].items() if k != "lease"}})
+    orphan = project_from_document(step(leaseless, cancel(leaseless))).clips[0].attempts["t0"]
+    assert orphan.lease is not None
+    assert (orphan.status, orphan.lease.token, orphan.lease.until) == ("queued", "f0", T0)
+
+
+def test_the_chain_of_a_cancelled_queued_task_ends_it_only_while_it_waits_under_its_lease() -> None:
+    doc = charged_queued_cancelled()
+    charge = Charge.model_validate(CHARGE)
+    freed = (charge, Settlement("t0", True, False, None))
+
+    write = never_submitted()
+    after = step(doc, write)
+
+    ended = project_from_document(after).clips[0]
+    attempt = ended.attempts["t0"]
+    assert (attempt.status, attempt.lease, attempt.end_recorded) == ("failed", None, False)
+    assert attempt.completed_at == T0
+    assert (after["seq"], write.events) == (doc["seq"], 0)  # history, no event
+    # Its end frees the charge once; the repair path settles that end again (a no-op).
+    assert write.settle == ("clips.0.attempts.t0.charge", freed[1])
+    assert not ended.charge_in_flight("t0")
+    assert t.settlements(ended, "t0") == [freed]
+    assert ended.view().attempts is None
+    # Once: a duplicate matches nothing; nor another chain's word.
+    assert not matches(after, write.filter)
+    assert not matches(doc, never_submitted(chain="k9").filter)
+    # Runware took it (its submit got through): marked processing under the chain's lease, so
+    # the chain that ends it unsent (a stale copy) matches nothing, and its end settles it.
+    submitted = submitted_after_the_cancel(doc)
+    assert submitted is not None
+    stale = submitted_after_the_cancel(doc, chain="k9")
+    assert stale is not None
+    assert not matches(doc, stale.filter)
+    processing = step(doc, submitted)
+    assert not matches(processing, write.filter)
+    running = project_from_document(processing).clips[0]
+    assert running.charge_in_flight("t0")
+    assert not running.awaits_submit_word("t0")
+    assert t.settlements(running, "t0") == []
+    failure = late(processing, BROKEN)
+    assert failure is not None
+    assert failure.settle == ("clips.0.attempts.t0.charge", freed[1])
+    assert t.settlements(project_from_document(step(processing, failure)).clips[0], "t0") == [freed]
+
+
 def test_the_repair_path_settles_a_followed_own_task_by_the_end_that_freed_its_charge() -> None:
     doc = step(charged_processing(), cancel(charged_processing()))
     failure = late(doc, BROKEN)
@@ -851,10 +961,12 @@ def test_the_repair_path_settles_a_followed_own_task_by_the_end_that_freed_its_c
     # Still followed: nothing settled yet. Its failure recorded: that end, once.
     assert t.settlements(project_from_document(doc).clips[0], "t0") == []
     assert t.settlements(project_from_document(after).clips[0], "t0") == [freed]
-    # A video after that end is billed on its own (its reservation is freed already).
+    # A video after that end is billed on its own (its reservation is freed already); the
+    # repair settles that end again too (a no-op once made), then the video.
     assert video.settle == ("clips.0.attempts.t0.charge", Settlement("t0:late", False, True, 0.5))
     assert t.settlements(project_from_document(billed).clips[0], "t0") == [
-        (charge, Settlement("t0:late", False, True, 0.5))
+        freed,
+        (charge, Settlement("t0:late", False, True, 0.5)),
     ]
     # Cancelled by the release before: only the cancel's end, once, whatever came after.
     for doc_now in (doc, after):
@@ -1181,7 +1293,10 @@ def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> N
     after = step(doc, cancel(doc))
     followed = project_from_document(after).clips[0].attempts["t0"]
     clips_lease = project_from_document(doc).clips[0].lease
-    assert (followed.status, followed.lease) == ("failed", clips_lease)
+    # It stands for the cancelled clip's followed task now: ``cancelled``, as a new entry.
+    assert (followed.status, followed.lease) == ("cancelled", clips_lease)
+    assert followed.error == ended["error"]
+    assert project_from_document(after).clips[0].charge_in_flight("t0")
     assert after[t.ATTEMPTS_DUE] == T0
     # Guarded on the entry as read: one leased since matches nothing.
     leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {

@@ -233,10 +233,10 @@ class ClipState(_Frozen):
 
     def moved_charge(self, task_uuid: str) -> bool:
         """Whether the cancelled clip's own task ``task_uuid`` holds the clip's charge in
-        ``attempts``: the cancel moved it there with the task Runware still ran (the clip has
-        none left), so the end of that task's follow settles it, as any task's end does. Not
-        where the clip kept its charge: its end freed it (a failed clip, a clip cancelled
-        while queued, or by a release before this one)."""
+        ``attempts``: the cancel moved it there with the task Runware may still run (the clip
+        has none left), so that task's end settles it, as any task's end does. Not where the
+        clip kept its charge: its end freed it (a failed clip, or one cancelled by a release
+        before this one)."""
         attempt = self.attempts.get(task_uuid)
         return (
             task_uuid == self.task_uuid
@@ -248,13 +248,31 @@ class ClipState(_Frozen):
 
     def charge_in_flight(self, task_uuid: str) -> bool:
         """Whether the charge the cancel moved to ``attempts[task_uuid]`` (:meth:`moved_charge`)
-        is still in flight: no end of that task's follow is recorded yet."""
+        is still in flight: the task's end is not recorded yet. Until then the entry says
+        ``queued`` or ``processing`` (a queued clip's task, its submit chain's word to come:
+        :meth:`awaits_submit_word`) or ``cancelled`` (a processing clip's, followed); any
+        end makes it ``success`` or ``failed``. A ``failed`` entry followed again later (a
+        chain found the task at Runware after all) holds nothing: its end freed the charge."""
         attempt = self.attempts.get(task_uuid)
         return (
             self.moved_charge(task_uuid)
             and attempt is not None
-            and attempt.status is not ClipStatus.SUCCESS
+            and attempt.status in _HELD_STATUSES
             and not attempt.end_recorded
+        )
+
+    def awaits_submit_word(self, task_uuid: str) -> bool:
+        """Whether the cancel moved this clip's queued task ``task_uuid`` to ``attempts``, where
+        it waits for its submit chain's word (status ``queued``, the chain's lease, the
+        charge): the chain marks it ``processing`` when Runware took it
+        (``earlier_task_submitted``, as for a task an earlier video replaced), or ends it
+        ``failed`` when it never sent it or Runware does not have it past the grace."""
+        attempt = self.attempts.get(task_uuid)
+        return (
+            task_uuid == self.task_uuid
+            and self.status is ClipStatus.CANCELLED
+            and attempt is not None
+            and attempt.status is ClipStatus.QUEUED
         )
 
     def late_video(self) -> tuple[str, Attempt] | None:
@@ -275,6 +293,10 @@ class ClipState(_Frozen):
         if self.status.is_terminal:
             return "failed"
         return "pending"
+
+
+#: what an attempt holding a charge a cancel moved there says until its task's end is recorded
+_HELD_STATUSES = (ClipStatus.QUEUED, ClipStatus.PROCESSING, ClipStatus.CANCELLED)
 
 
 def _attempt_order(item: tuple[str, Attempt]) -> tuple[float, str]:

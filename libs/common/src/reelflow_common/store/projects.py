@@ -433,6 +433,39 @@ class ProjectStore:
                 return Change(True, finished)
         return await self._transition(record(), project_id, scene_index, task_uuid, result=result)
 
+    async def never_submitted(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        error: dict[str, str],
+        *,
+        token: str,
+    ) -> bool:
+        """The chain of ``token`` ends the queued task a cancel moved to ``attempts``, which it
+        never got to Runware (:func:`transitions.never_submitted`): its charge is freed.
+        Whether it applied: one write, and the settlement.
+
+        Not applied (ended already, followed, or another chain's): the repair read settles
+        what an end recorded there settles and the project does not record (a crash came
+        between this chain's write and its settlement), as a duplicate result's repair does;
+        it never ends the task itself.
+        """
+        write = transitions.never_submitted(
+            project_id, scene_index, task_uuid, error, token=token, now=self._now()
+        )
+        if await self._apply(write, project_id) is not None:
+            return True
+        doc = await self._majority_reads.find_one(
+            {"_id": project_id},
+            {"tenant_id": 1, "created_at": 1, clip_path(scene_index): 1, transitions.SETTLED: 1},
+        )
+        raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+        if doc is not None and raw_clip is not None:
+            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
+            await self._settle_unrecorded(doc, clip, task_uuid)
+        return False
+
     async def record_progress(
         self,
         project_id: str,
@@ -905,8 +938,12 @@ class ProjectStore:
             if doc is None or raw_clip is None:
                 return Change(False)
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-            if result is None and clip.task_uuid != task_uuid:
-                # A submit Runware took, of a task the clip no longer has.
+            if result is None and (
+                clip.task_uuid != task_uuid or clip.awaits_submit_word(task_uuid)
+            ):
+                # A submit Runware took, of a task the clip no longer has, or of its own task
+                # a cancel moved to ``attempts`` while it was queued: followed as a task an
+                # earlier video replaced is.
                 submitted = await self._earlier_submitted(
                     project_id, clip, task_uuid, token, new_token
                 )
@@ -930,19 +967,24 @@ class ProjectStore:
                     return Change(True, late)
             head = _log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
-            recorded = set(doc.get(transitions.SETTLED) or ())
-            settled: list[str] = []
-            for charge, settlement in transitions.settlements(clip, task_uuid):
-                key = settlement.key_on(charge)
-                if key not in recorded:
-                    await self.ledgers.settle(doc["tenant_id"], charge, settlement)
-                    settled.append(key)
-            await self._record_settled(project_id, settled)
+            await self._settle_unrecorded(doc, clip, task_uuid)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
             given_up = result is None and clip.status in _GIVEN_UP
             return Change(False, events, given_up=given_up)
         return Change(False)
+
+    async def _settle_unrecorded(self, doc: Document, clip: ClipState, task_uuid: str) -> None:
+        """Settle what the recorded ends of ``task_uuid`` settle and the project (``doc``, read
+        with its ``settled``) does not record as settled, then record it."""
+        recorded = set(doc.get(transitions.SETTLED) or ())
+        settled: list[str] = []
+        for charge, settlement in transitions.settlements(clip, task_uuid):
+            key = settlement.key_on(charge)
+            if key not in recorded:
+                await self.ledgers.settle(doc["tenant_id"], charge, settlement)
+                settled.append(key)
+        await self._record_settled(doc["_id"], settled)
 
     # --- the API's operations ----------------------------------------------------------
 

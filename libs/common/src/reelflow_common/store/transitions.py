@@ -180,12 +180,20 @@ def settlements(clip: ClipState, task_uuid: str) -> list[tuple[Charge, Settlemen
         attempt is not None
         and task_uuid == clip.task_uuid
         and attempt.status is not ClipStatus.SUCCESS
-        and not (clip.moved_charge(task_uuid) and attempt.end_recorded)
+        and (not clip.moved_charge(task_uuid) or clip.charge_in_flight(task_uuid))
     ):
         # The clip's own task followed after it was given up on: the clip's end (above) freed
         # its reservation, and only a video that came after all is billed (``<task>:late``);
-        # or the cancel moved the clip's charge here and the follow has not ended yet.
+        # or the cancel moved the clip's charge here and the task has not ended yet.
         attempt = None
+    if (
+        attempt is not None
+        and attempt.late
+        and attempt.charge is not None
+        and clip.moved_charge(task_uuid)
+    ):
+        # A video after the end that freed the charge the cancel moved here: that end first.
+        found.append((attempt.charge, task_end(task_uuid, ClipStatus.FAILED, None)))
     if attempt is not None and attempt.status.is_terminal:
         end = _attempt_end(clip, task_uuid, attempt)
         charge = None if end is None else (clip.charge if end[0] else attempt.charge)
@@ -538,8 +546,16 @@ def cancel(
 
     A followed task keeps its reservation: the clip's charge moves to ``attempts.T`` with the
     lease, in flight until the follow's end settles it (``<charge>:T``, as any task's end:
-    billed on a video, freed on a failure), and the cancel settles nothing. A task nobody
-    follows (a queued clip's) frees it at once.
+    billed on a video, freed on a failure), and the cancel settles nothing.
+
+    So does a queued clip's task that holds a charge: Runware may still take it (a first
+    submit that reads nothing, a submit on its way, an earlier one unanswered), and only its
+    submit chain can tell. It moves to ``attempts.T`` as a task an earlier video replaced
+    does (status ``queued``, the chain's lease as read, the charge; a clip without a lease
+    gets a run-out one of ``follow_token`` for the attempts reconciler): the chain marks it
+    ``processing`` and follows it if Runware took it, or ends it ``failed`` (freeing the
+    charge) if it never sent it or Runware does not have it past the grace. A queued clip
+    without a charge (its tenant has no ledger) is cancelled as before: nothing to hold.
     """
     update = _Update()
     path = clip_path(clip.scene_index)
@@ -564,17 +580,25 @@ def cancel(
         task_uuid=clip.task_uuid,
     )
     lease = clip.lease
-    if clip.status is ClipStatus.PROCESSING and lease_as_read:
+    # A queued clip's task is held only for its charge: without one there is nothing to hold.
+    held = clip.status is ClipStatus.PROCESSING or (
+        clip.status is ClipStatus.QUEUED
+        and clip.charge is not None
+        and clip.task_uuid not in clip.attempts
+    )
+    if held and lease_as_read:
         if lease is None:
             guard[f"{path}.lease"] = {"$exists": False}  # a re-arm since: read again
         else:
             guard[f"{path}.lease.token"] = lease.token
             guard[f"{path}.lease.until"] = lease.until
-    if clip.status is ClipStatus.PROCESSING and lease is None and follow_token is not None:
+    if held and lease is None and follow_token is not None:
         lease = Lease(token=follow_token, until=now)  # run out: no chain holds it
     moved = False
     if clip.status is ClipStatus.PROCESSING and lease is not None:
         moved = _follow_cancelled(update, guard, clip, lease, now=now)
+    elif held and lease is not None:
+        moved = _hold_queued(update, guard, clip, lease, now=now)
     if moved:
         # Its charge went with its task: in flight until the follow's end settles it.
         update.unset.append(f"{path}.charge")
@@ -621,6 +645,8 @@ def _follow_cancelled(
         guard[f"{prefix}.end_recorded"] = True if attempt.end_recorded else {"$ne": True}
         if attempt.end_recorded:
             update.unset.append(f"{prefix}.end_recorded")
+        # It stands for the cancelled clip's followed task now, as a new entry would.
+        update.set[f"{prefix}.status"] = ClipStatus.CANCELLED.value
         update.set[f"{prefix}.lease"] = lease.model_dump()
         start, since = clip.watch_start(), attempt.watch_start()
         if start is not None and (since is None or start > since):
@@ -634,6 +660,53 @@ def _follow_cancelled(
     # Below the claim of an attempts pass under way, whose release then matches nothing.
     update.min[ATTEMPTS_DUE] = min(now, lease.until)
     return charge is not None
+
+
+def _hold_queued(
+    update: _Update, guard: Document, clip: ClipState, lease: Lease, *, now: datetime
+) -> bool:
+    """The cancelled queued clip's task waits in ``attempts.T`` for its submit chain's word,
+    under that chain's ``lease``, with the clip's charge (a new entry: guarded on none)."""
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
+    update.set[prefix] = attempt_document(clip.model_copy(update={"lease": lease}).as_attempt())
+    guard[prefix] = {"$exists": False}
+    # Below the claim of an attempts pass under way, whose release then matches nothing.
+    update.min[ATTEMPTS_DUE] = min(now, lease.until)
+    return True
+
+
+def never_submitted(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    error: dict[str, str],
+    *,
+    token: str,
+    now: datetime,
+) -> Write:
+    """The submit chain of ``token`` ends the queued task a cancel moved to ``attempts.T``
+    (``ClipState.awaits_submit_word``): it never sent it, or Runware does not have it past
+    the grace. The task's end frees its charge (``<charge>:T``). No read: guarded on the
+    entry being queued under this chain's lease, so an entry another chain marked
+    processing (Runware took it), re-armed or ended writes nothing. History (no event).
+    """
+    prefix = f"{clip_path(scene_index)}.attempts.{task_uuid}"
+    guard = {
+        "_id": project_id,
+        f"{clip_path(scene_index)}.task_uuid": task_uuid,
+        f"{prefix}.status": ClipStatus.QUEUED.value,
+        f"{prefix}.lease.token": token,
+    }
+    update = {
+        "$set": {
+            f"{prefix}.status": ClipStatus.FAILED.value,
+            f"{prefix}.error": error,
+            f"{prefix}.completed_at": now,
+        },
+        "$unset": {f"{prefix}.lease": ""},
+    }
+    settle = task_end(task_uuid, ClipStatus.FAILED, None)
+    return Write(guard, update, settle=(_charge_of(scene_index, task_uuid), settle))
 
 
 def follow_given_up(
