@@ -229,12 +229,14 @@ async def test_a_given_up_task_whose_chain_is_lost_is_recorded_by_the_attempts_r
     store = CancelledBeforeTakeover(mongo_db, lease_s=LEASE_S)
     store.tenant_id = world.tenant_id
     assert await reconciler(world, settings, store).run_once() == 1
-    # The reconciler follows the task Runware bills, under a lease in its attempt...
+    # The reconciler follows the task Runware bills, under a lease in its attempt (where
+    # the cancel moved the queued task with its charge: marked processing there)...
     (lost,) = world.publisher.sent_to(CHECK_CLIP)
     held = await own_attempt(world, project)
     assert held is not None
     assert held.lease is not None
-    assert (held.status, held.lease.token) == (ClipStatus.CANCELLED, lost.token)
+    assert (held.status, held.lease.token) == (ClipStatus.PROCESSING, lost.token)
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # in flight with it
     # ... and its check is lost (never delivered): no chain renews that lease.
     world.publisher.sent.clear()
     await world.until_finished_at_runware(project.clips[0].task_uuid)
@@ -245,7 +247,7 @@ async def test_a_given_up_task_whose_chain_is_lost_is_recorded_by_the_attempts_r
 
     attempt = await own_attempt(world, project)
     assert attempt is not None
-    await billed_once(world, project, attempt)
+    await billed_once(world, project, attempt, late=False)
     assert world.publisher.sent == []
     (told,) = await world.settle_events(events)
     assert isinstance(told, AttemptSucceeded)
@@ -253,7 +255,7 @@ async def test_a_given_up_task_whose_chain_is_lost_is_recorded_by_the_attempts_r
     seq = (await world.project(project.id)).seq
     await check_handler(world, settings)(lost)
     assert (await world.project(project.id)).seq == seq
-    await billed_once(world, project, attempt)
+    await billed_once(world, project, attempt, late=False)
 
 
 @pytest.fixture
@@ -289,13 +291,20 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
         clock=utcnow,
         rng=random.Random(0),
     )
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # held: its chain may send it
     await submitter(submit)
     assert world.publisher.sent_to(SUBMIT_CLIP) == []
     (lost,) = world.publisher.sent_to(CHECK_CLIP)  # never delivered
     assert lost.task_uuid == task_uuid
     held = await lease_ran_out(world, project)
     assert held.lease is not None
-    assert (held.lease.token, lost.token != submit.token) == (lost.token, True)  # a fresh one
+    # The chain goes on under its own lease, which the cancel moved with the queued task.
+    assert (held.status, held.lease.token, lost.token) == (
+        ClipStatus.PROCESSING,
+        lost.token,
+        submit.token,
+    )
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # Runware runs it
     world.publisher.sent.clear()
 
     # Runware still runs it: the attempts reconciler re-arms one chain under a fresh token.
@@ -309,14 +318,14 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
     async with world.consuming(CHECK_CLIP, CheckClip, check):
         await send_check(world.publisher, rearmed, delay_s=0.05, now=utcnow())
         attempt = await until_recorded(world, project)
-    await billed_once(world, project, attempt)
+    await billed_once(world, project, attempt, late=False)
     # The submit redelivered (its holder crashed): the task is followed already, nothing more.
     world.publisher.sent.clear()
     seq = (await world.project(project.id)).seq
     await submitter(submit)
     assert world.publisher.sent == []
     assert (await world.project(project.id)).seq == seq
-    await billed_once(world, project, attempt)
+    await billed_once(world, project, attempt, late=False)
 
 
 class RenewedAfterRead(ProjectStore):

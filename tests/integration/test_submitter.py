@@ -560,12 +560,16 @@ async def cancel(world: World, project: Project) -> None:
 
 async def nothing_bought(world: World, project: Project) -> None:
     """Runware never had the cancelled clip's task: the chain sent nothing more, the clip
-    stays cancelled without attempts, and its tenant's ledger holds nothing."""
+    stays cancelled (its task, which the cancel held with its charge, ended ``failed`` by
+    its chain, never submitted, listed nowhere), and its tenant's ledger holds nothing."""
     task_uuid = project.clips[0].task_uuid
     assert task_uuid not in {task["task_uuid"] for task in await world.sim.tasks()}
     assert world.publisher.sent == []
     clip = (await world.project(project.id)).clips[0]
-    assert (clip.status, clip.attempts) == (ClipStatus.CANCELLED, {})
+    assert clip.status is ClipStatus.CANCELLED
+    ended = clip.attempts[task_uuid]
+    assert (ended.status, ended.submitted_at, ended.lease) == (ClipStatus.FAILED, None, None)
+    assert clip.view().attempts is None
     ledger = await world.projects.ledgers.read(world.tenant_id)
     assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
 

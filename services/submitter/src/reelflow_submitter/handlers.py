@@ -9,7 +9,9 @@ so (Runware bills it). A chain that provably never submitted (its first submit, 
 for the first time: ``service.may_have_submitted``) asks nothing of a cancelled or failed
 clip: it ends there, so cancelling a backlog costs no Runware calls. A first submit
 within ``submit_read_after_s`` of the clip being queued reads nothing: a cancel inside
-that window may still buy the clip. The one write
+that window may still buy the clip. A cancelled clip's charge waits with its task in
+``attempts.T`` for this chain's word: the chain frees it when it ends without Runware
+having the task (one write), and holds it with the task it follows otherwise. The one write
 (``queued → processing``) is guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
@@ -161,10 +163,24 @@ class SubmitHandler:
         """Never buy a task the clip no longer wants; an earlier submit of this chain may have
         reached Runware all the same: ask, and follow it if it is there."""
         log.info("clip_submit_not_wanted", attempt=message.attempt, then=need.value)
-        if need in (BeforeSubmit.DROP, BeforeSubmit.NEVER_SUBMITTED):
+        if need is BeforeSubmit.NEVER_SUBMITTED:
+            await self._never_bought(message, CLIP_GIVEN_UP)
+            return
+        if need is BeforeSubmit.DROP:
             return
         final_error = TASK_REPLACED if need is BeforeSubmit.ASK_REPLACED else CLIP_GIVEN_UP
         await self._verify(message.model_copy(update={"final_error": final_error}))
+
+    async def _never_bought(self, message: SubmitClip, error: dict[str, str]) -> None:
+        """The cancelled clip's task never reached Runware by this chain: a charge the cancel
+        moved to ``attempts`` with it (queued, this chain's lease) is freed. A clip without a
+        charge holds nothing there: no write."""
+        if message.charge is None:
+            return
+        freed = await self._projects.never_submitted(
+            message.project_id, message.scene_index, message.task_uuid, error, token=message.token
+        )
+        log.info("clip_submit_chain_ended", attempt=message.attempt, freed=freed)
 
     async def _throttled(self) -> None:
         """Runware said 429: every submit here pauses, and the other replicas are told."""
@@ -337,7 +353,7 @@ class SubmitHandler:
             )
             if wait is None and _given_up(message):
                 # No clip to fail: it was cancelled (or ended) before Runware had its task.
-                log.info("clip_submit_chain_ended", attempt=message.attempt)
+                await self._never_bought(message, CLIP_GIVEN_UP)
             elif wait is None:
                 await self._fail(message, message.final_error)
             else:
@@ -346,9 +362,11 @@ class SubmitHandler:
             return
         # Runware holds it: an earlier submit got through. Track it, don't fail it.
         log.info("clip_found_at_runware", attempt=message.attempt)
-        if _given_up(message):
+        if _given_up(message) and message.charge is None:
             await self._follow_given_up(message)
         else:
+            # A cancelled clip's charged task waits in ``attempts`` under this chain's lease:
+            # its → processing write's repair marks it so there (or follows it, given up).
             await self._accepted(message)
 
     async def _follow_given_up(self, message: SubmitClip) -> None:
@@ -370,16 +388,20 @@ class SubmitHandler:
     async def _again(self, message: SubmitClip, delay_s: float) -> None:
         """The next step of this chain, renewing its lease if the step would come too late.
 
-        Not the lease of a chain that only asks about an ended clip's task: the clip has
-        none left to renew, and no other chain will ever ask about that task; the
-        visibility grace bounds this one.
+        Not the lease of a chain that only asks about an ended clip's task, unless its clip
+        held a charge (the cancel then moved the lease to ``attempts.T`` with the task):
+        otherwise the clip has none left to renew, and no other chain will ever ask about
+        that task; the visibility grace bounds this one. Such a chain goes on whether or not
+        its renewal applied (none to renew: a clip cancelled by the release before): its
+        writes are guarded on its token.
         """
         lease_s = self._settings.lease_s
         delay_s = leases.bounded_step_s(delay_s, lease_s)
         now = self._now()
         next_at = now + timedelta(seconds=delay_s)
         due = leases.renewal_due(next_at=next_at, lease_until=message.lease_until, lease_s=lease_s)
-        if due and not _given_up(message):
+        given_up = _given_up(message)
+        if due and (not given_up or message.charge is not None):
             until = leases.renewed_until(now, lease_s)
             renewed = await self._projects.renew_lease(
                 message.project_id,
@@ -389,10 +411,11 @@ class SubmitHandler:
                 task_uuid=message.task_uuid,
                 until=until,
             )
-            if not renewed:
+            if renewed:
+                message = message.model_copy(update={"lease_until": until})
+            elif not given_up:
                 log.info("clip_submit_chain_stale")  # the clip moved on, or another chain has it
                 return
-            message = message.model_copy(update={"lease_until": until})
         await self._publisher.send(SUBMIT_CLIP, message.following(), delay_s=delay_s)
 
     async def _fail(self, message: SubmitClip, final_error: dict[str, str]) -> None:
