@@ -258,6 +258,47 @@ async def test_a_given_up_task_whose_chain_is_lost_is_recorded_by_the_attempts_r
     await billed_once(world, project, attempt, late=False)
 
 
+@pytest.mark.parametrize("sent", [False, True], ids=["never sent", "sent before the crash"])
+async def test_a_cancelled_queued_task_whose_submit_chain_is_lost_is_settled_by_the_reconciler(
+    world: World, settings: Settings, sent: bool
+) -> None:
+    project = await charged_project(world, "a fox [sim:latency=1500]")
+    task_uuid = project.clips[0].task_uuid
+    if sent:
+        # Its first submit (within the no-read window) reached Runware; its holder died
+        # before it recorded anything.
+        await world.runware.submit_video(video_request(world.submit_of(project), webhook_url=None))
+    await cancel(world, project)
+    # The cancel holds the charge with the queued task, under its chain's lease; the chain
+    # is lost (its message dead-lettered, say): nobody will give its word.
+    waiting = await own_attempt(world, project)
+    assert waiting is not None
+    assert (waiting.status, waiting.lease) == (ClipStatus.QUEUED, project.clips[0].lease)
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
+    await lease_ran_out(world, project)
+    attempts = reconciler(world, settings, kind=AttemptsReconciler)
+
+    assert await attempts.run_once() == 1
+
+    if not sent:
+        # Runware never had it (past the grace, from the lease's end): ended, charge freed.
+        ended = await own_attempt(world, project)
+        assert ended is not None
+        assert (ended.status, ended.lease) == (ClipStatus.FAILED, None)
+        assert await ledger(world) == pytest.approx((0, 0.0))
+        assert world.publisher.sent == []
+        assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
+        return
+    # Runware runs it: one chain re-armed to follow it, the charge held until its end.
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert rearmed.task_uuid == task_uuid
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+        await send_check(world.publisher, rearmed, delay_s=0.05, now=utcnow())
+        attempt = await until_recorded(world, project)
+    await billed_once(world, project, attempt, late=False)
+
+
 @pytest.fixture
 def submitter_settings(
     settings_for: Callable[..., Any], runware_sim: RunningSimulator

@@ -803,6 +803,72 @@ async def followed_to_its_video(world: World, settings: Settings, project: Proje
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(cost)
 
 
+async def held(world: World) -> tuple[int, float]:
+    """The tenant's clips in flight, and its dollars committed today."""
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    return ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))
+
+
+@pytest.mark.parametrize("how", ["first submit in the no-read window", "unanswered submit"])
+async def test_a_task_runware_takes_after_a_cancel_holds_its_charge_until_billed_once(
+    world: World, settings: Settings, how: str
+) -> None:
+    limits = TenantLimits(daily_budget_usd=10.0, max_clips_in_flight=1)
+    if how == "unanswered submit":
+        # Its first submit got through, its answer lost: the chain's retry asks Runware.
+        project, message = await stored_unanswered(world, settings, limits)
+    else:
+        project = await charged_project(world, limits)
+        message = submit_of(world, project)
+    task_uuid = project.clips[0].task_uuid
+    await cancel(world, project)
+    # The chain may send it yet (or has): the cancel gives nothing back.
+    assert await held(world) == pytest.approx((1, 0.25))
+
+    await submit_handler(world, settings)(message)
+
+    # Runware runs it: in flight still, its estimate committed, followed by the chain under
+    # the lease the cancel moved with the task (no fresh token), its clip still cancelled.
+    assert await held(world) == pytest.approx((1, 0.25))
+    (check,) = world.publisher.sent_to(CHECK_CLIP)
+    assert (check.task_uuid, check.token) == (task_uuid, message.token)
+    await followed_to_its_video(world, settings, project)  # billed once: its cost, 0 in flight
+    attempt = (await world.project(project.id)).clips[0].attempts[task_uuid]
+    assert attempt.late is False  # billed on the charge it held, not on its own
+
+
+async def test_a_cancelled_clips_chain_that_never_submitted_frees_its_charge_asking_nothing(
+    world: World, settings: Settings
+) -> None:
+    clock = Clock()
+    handler = submit_handler(world, settings, clock)
+    handled = asyncio.Event()
+
+    async def consumed(message: SubmitClip) -> None:
+        await handler(message)
+        handled.set()
+
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    message = submit_of(world, project)
+    await cancel(world, project)
+    assert await held(world) == pytest.approx((1, 0.25))  # until its chain's word
+    # Its first submit waited in the tenant's lane past ``submit_read_after_s``: it reads the
+    # cancel, and, handled for the first time, cannot have reached Runware.
+    clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
+    await world.publisher.send(SUBMIT_CLIP, message)
+    world.publisher.sent.clear()
+
+    async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
+        await asyncio.wait_for(handled.wait(), DEADLINE_S)
+
+    assert (await world.sim.stats())["task_types"] == {}  # no Runware call
+    await nothing_bought(world, project)  # its charge freed
+    # A copy handled again (a redelivery: it asks Runware, which never had it): freed once.
+    await handler(message)
+    assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
+    await nothing_bought(world, project)
+
+
 async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_followed(
     world: World, settings: Settings
 ) -> None:

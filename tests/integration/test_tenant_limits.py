@@ -34,7 +34,14 @@ from reelflow_common.accounting.ledger import (
     Settlement,
 )
 from reelflow_common.admin.cli import AdminSettings, main
-from reelflow_common.store import ProjectStore, TaskFailed, TaskResult, TaskSucceeded, transitions
+from reelflow_common.store import (
+    Project,
+    ProjectStore,
+    TaskFailed,
+    TaskResult,
+    TaskSucceeded,
+    transitions,
+)
 from reelflow_common.store.documents import pack_result
 from reelflow_common.store.inflight import TenantClips
 from reelflow_common.topology import CHECK_CLIP
@@ -671,22 +678,124 @@ async def test_create_cancel_cycles_cannot_spend_past_the_budget(api: Api) -> No
     await ledger_is(api, tenant_id, open_clips=4, usd=1.0)
 
 
-async def test_a_cancel_frees_a_queued_clip_at_once_and_holds_the_one_runware_runs(
+async def submitted_after_the_cancel(api: Api, queued: Project) -> list[str]:
+    """Runware took the project's clips, queued as ``queued`` was read, after their cancel all
+    the same (a first submit within ``submit_read_after_s`` of the POST reads nothing; or a
+    submit was on its way): each chain's → processing write, as the submitter makes it once
+    Runware answered. The clips' tasks, in scene order."""
+    for clip in queued.clips:
+        assert clip.lease is not None
+        await api.projects.mark_processing(
+            queued.id, clip.scene_index, clip.task_uuid, token=clip.lease.token
+        )
+    return [clip.task_uuid for clip in queued.clips]
+
+
+async def attempts_listed(api: Api, auth: dict[str, str], project_id: str) -> list[Any]:
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert [result["status"] for result in status["results"]] == ["cancelled"] * len(
+        status["results"]
+    )
+    return [result.get("attempts") for result in status["results"]]
+
+
+async def test_a_queued_clip_cancelled_as_its_submit_reaches_runware_counts_until_its_task_ends(
+    api: Api,
+) -> None:
+    """Create, then cancel within the 10 s no-read window: the first submits still reach
+    Runware, which runs (and bills) both tasks: the tenant stays at its limit until they end."""
+    _, auth = await limited(api, max_clips_in_flight=2, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(2))).json()["project_id"]
+    queued = await stored(api, project_id)
+
+    await cancelled(api, auth, project_id)
+
+    # Their chains may send them yet: the cancel gives nothing back.
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    tasks = await submitted_after_the_cancel(api, queued)
+    # Recorded in the tasks' attempts, followed from there: the clips stay cancelled.
+    after = await stored(api, project_id)
+    assert [c.attempts[c.task_uuid].status for c in after.clips] == ["processing"] * 2
+    problem = assert_problem(await api.create(auth, scenes(1)), 429)
+    assert problem["limit"] == "max_clips_in_flight"
+    assert await clips_in_flight(api, auth) == 2
+    # Clients see the clips cancelled as the cancel left them; no attempt without a video.
+    assert await attempts_listed(api, auth, project_id) == [None, None]
+    # Each task's end lets the tenant in again: a video, then a failure.
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    await api.projects.record(project_id, 0, tasks[0], video)
+    assert (await api.create(auth, scenes(1))).status_code == 202
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    await api.projects.record(project_id, 1, tasks[1], TaskFailed(code="boom", message="?"))
+    assert (await api.create(auth, scenes(1))).status_code == 202
+    listed = await attempts_listed(api, auth, project_id)
+    assert [(a["task_uuid"], a["status"], a["cost"]) for a in listed[0]] == [
+        (tasks[0], "success", 0.4)
+    ]
+    assert listed[1] is None
+
+
+async def test_create_cancel_cycles_within_the_no_read_window_cannot_spend_past_the_budget(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=1.0)
+    projects: list[tuple[str, list[str]]] = []
+    for _ in range(2):  # $0.50 each, cancelled at once; Runware takes the tasks all the same
+        project_id = (await api.create(auth, scenes(2))).json()["project_id"]
+        queued = await stored(api, project_id)
+        await cancelled(api, auth, project_id)
+        projects.append((project_id, await submitted_after_the_cancel(api, queued)))
+
+    problem = assert_problem(await api.create(auth, scenes(1)), 402)
+
+    assert problem["limit"] == "daily_budget_usd"
+    await ledger_is(api, tenant_id, open_clips=4, usd=1.0)
+    # Each end settles once, however often it is told: a video bills its cost in place of
+    # its estimate, a failure frees it.
+    project_id, tasks = projects[0]
+    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    for _ in range(2):
+        await api.projects.record(project_id, 0, tasks[0], video)
+        await api.projects.record(project_id, 1, tasks[1], TaskFailed(code="boom", message="?"))
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.9)
+    assert_problem(await api.create(auth, scenes(1)), 402)  # the other project's still run
+    project_id, tasks = projects[1]
+    for scene, task_uuid in enumerate(tasks):
+        await api.projects.record(project_id, scene, task_uuid, TaskFailed(code="x", message="?"))
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+    assert (await api.create(auth, scenes(2))).status_code == 202  # $0.50 of room again
+
+
+async def test_a_queued_clip_cancelled_then_never_submitted_is_freed_by_its_chain_once(
     api: Api,
 ) -> None:
     tenant_id, auth = await limited(api, max_clips_in_flight=2, daily_budget_usd=10.0)
     project_id = (await api.create(auth, scenes(2))).json()["project_id"]
     tasks = await at_runware(api, project_id, scenes=1)  # the second is still queued
+    queued = (await stored(api, project_id)).clips[1]
+    assert queued.lease is not None
 
     await cancelled(api, auth, project_id)
 
-    # Not submitted yet (its chain will not submit it): freed at once, as nothing runs.
+    # Both held: Runware runs the first; the second's chain may send it yet.
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    # Its chain reads the cancel before its submit (or Runware does not have it past the
+    # grace): it frees the charge, once, however often that word comes.
+    given_up = {"code": "clipGivenUp", "message": "cancelled before Runware had it"}
+    for _ in range(2):
+        await api.projects.never_submitted(
+            project_id, 1, queued.task_uuid, given_up, token=queued.lease.token
+        )
     await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
     assert (await api.create(auth, scenes(1))).status_code == 202
     assert_problem(await api.create(auth, scenes(1)), 429)
     video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
     await api.projects.record(project_id, 0, tasks[0], video)
     await ledger_is(api, tenant_id, open_clips=1, usd=0.65)
+    listed = await attempts_listed(api, auth, project_id)
+    assert [(a["task_uuid"], a["status"]) for a in listed[0]] == [(tasks[0], "success")]
+    assert listed[1] is None  # its task ended without a video: nothing to list
 
 
 class PlayedWrite:
