@@ -449,7 +449,10 @@ class ProjectStore:
         Not applied (ended already, followed, or another chain's): the repair read settles
         what an end recorded there settles and the project does not record (a crash came
         between this chain's write and its settlement), as a duplicate result's repair does;
-        it never ends the task itself.
+        it never ends the task itself. Only where the cancel moved the charge: a clip
+        cancelled by the release before had its charge freed by that cancel, whose key the
+        project may not record (and a chain that waited long in its lane could come after
+        the ledger's list forgot it).
         """
         write = transitions.never_submitted(
             project_id, scene_index, task_uuid, error, token=token, now=self._now()
@@ -463,7 +466,8 @@ class ProjectStore:
         raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
         if doc is not None and raw_clip is not None:
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-            await self._settle_unrecorded(doc, clip, task_uuid)
+            if clip.moved_charge(task_uuid):
+                await self._settle_unrecorded(doc, clip, task_uuid)
         return False
 
     async def record_progress(
