@@ -1210,6 +1210,39 @@ async def test_a_crash_before_the_ledgers_inc_is_settled_once_by_the_redelivery(
     await told_again_it_is_settled_once(api, tenant_id, project_id, task)
 
 
+async def test_a_crash_before_a_chains_never_submitted_end_is_settled_is_settled_once_after(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(1))).json()["project_id"]  # $0.25 reserved
+    clip = (await stored(api, project_id)).clips[0]
+    assert clip.lease is not None
+    await cancelled(api, auth, project_id)  # held with the queued task
+    given_up = {"code": "clipGivenUp", "message": "cancelled before Runware had it"}
+    settles = PlayedWrite(lost=AutoReconnect("connection lost"))
+    settle = api.projects.ledgers.settle
+
+    async def lost(*args: Any) -> bool:
+        done: bool = await settles.play(lambda: settle(*args))
+        return done
+
+    monkeypatch.setattr(api.projects.ledgers, "settle", lost)
+    with pytest.raises(AutoReconnect):  # the task's end written, then the crash
+        await api.projects.never_submitted(
+            project_id, 0, clip.task_uuid, given_up, token=clip.lease.token
+        )
+    monkeypatch.undo()
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)
+
+    # The chain's word told again (its message redelivered, asked, not found): freed once.
+    for _ in range(2):
+        again = await api.projects.never_submitted(
+            project_id, 0, clip.task_uuid, given_up, token=clip.lease.token
+        )
+        assert not again
+        await ledger_is(api, tenant_id, open_clips=0, usd=0.0)
+
+
 async def test_a_crash_after_the_ledgers_inc_before_the_project_records_it_settles_once(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
