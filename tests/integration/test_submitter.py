@@ -574,6 +574,12 @@ async def nothing_bought(world: World, project: Project) -> None:
     assert (ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))) == (0, 0)
 
 
+async def held(world: World) -> tuple[int, float]:
+    """The tenant's clips in flight, and its dollars committed today."""
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    return ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))
+
+
 def runware_back(world: World) -> None:
     """The simulator answers again after a ``RUNWARE_DOWN`` outage."""
     world.sim.simulator.config = world.sim.config.model_copy(update={"rate_503": 0.0})
@@ -738,8 +744,9 @@ async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_costs_no_run
     reads = clip_reads(world, monkeypatch)
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     # The tenant's lane held the clip's first submit longer than ``submit_read_after_s``;
-    # the tenant cancelled meanwhile.
+    # the tenant cancelled meanwhile. Its charge is held until its chain's word.
     await cancel(world, project)
+    assert await held(world) == pytest.approx((1, 0.25))
     clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
     await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
     world.publisher.sent.clear()
@@ -769,6 +776,7 @@ async def test_a_redelivered_first_submit_of_a_cancelled_clip_asks_runware_first
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     message = submit_of(world, project)
     await cancel(world, project)
+    assert await held(world) == pytest.approx((1, 0.25))  # until its chain's word
     clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
 
     # Handled outside a first delivery (as a redelivery after its holder crashed): that
@@ -803,12 +811,6 @@ async def followed_to_its_video(world: World, settings: Settings, project: Proje
     assert ledger.committed_in(utcnow().strftime("%Y-%m-%d")) == pytest.approx(cost)
 
 
-async def held(world: World) -> tuple[int, float]:
-    """The tenant's clips in flight, and its dollars committed today."""
-    ledger = await world.projects.ledgers.read(world.tenant_id)
-    return ledger.open, ledger.committed_in(utcnow().strftime("%Y-%m-%d"))
-
-
 @pytest.mark.parametrize("how", ["first submit in the no-read window", "unanswered submit"])
 async def test_a_task_runware_takes_after_a_cancel_holds_its_charge_until_billed_once(
     world: World, settings: Settings, how: str
@@ -835,38 +837,6 @@ async def test_a_task_runware_takes_after_a_cancel_holds_its_charge_until_billed
     await followed_to_its_video(world, settings, project)  # billed once: its cost, 0 in flight
     attempt = (await world.project(project.id)).clips[0].attempts[task_uuid]
     assert attempt.late is False  # billed on the charge it held, not on its own
-
-
-async def test_a_cancelled_clips_chain_that_never_submitted_frees_its_charge_asking_nothing(
-    world: World, settings: Settings
-) -> None:
-    clock = Clock()
-    handler = submit_handler(world, settings, clock)
-    handled = asyncio.Event()
-
-    async def consumed(message: SubmitClip) -> None:
-        await handler(message)
-        handled.set()
-
-    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
-    message = submit_of(world, project)
-    await cancel(world, project)
-    assert await held(world) == pytest.approx((1, 0.25))  # until its chain's word
-    # Its first submit waited in the tenant's lane past ``submit_read_after_s``: it reads the
-    # cancel, and, handled for the first time, cannot have reached Runware.
-    clock.ahead = timedelta(seconds=settings.submit_read_after_s + 1)
-    await world.publisher.send(SUBMIT_CLIP, message)
-    world.publisher.sent.clear()
-
-    async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
-        await asyncio.wait_for(handled.wait(), DEADLINE_S)
-
-    assert (await world.sim.stats())["task_types"] == {}  # no Runware call
-    await nothing_bought(world, project)  # its charge freed
-    # A copy handled again (a redelivery: it asks Runware, which never had it): freed once.
-    await handler(message)
-    assert (await world.sim.stats())["task_types"] == {"getResponse": 1}
-    await nothing_bought(world, project)
 
 
 async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_followed(

@@ -615,17 +615,51 @@ async def clips_in_flight(api: Api, auth: dict[str, str]) -> int:
     return found
 
 
-async def test_cancelled_processing_clips_stay_in_flight_until_their_tasks_end(api: Api) -> None:
+async def submitted_after_the_cancel(api: Api, queued: Project) -> list[str]:
+    """Runware took the project's clips, queued as ``queued`` was read, after their cancel all
+    the same (a first submit within ``submit_read_after_s`` of the POST reads nothing; or a
+    submit was on its way): each chain's → processing write, as the submitter makes it once
+    Runware answered. The clips' tasks, in scene order."""
+    for clip in queued.clips:
+        assert clip.lease is not None
+        await api.projects.mark_processing(
+            queued.id, clip.scene_index, clip.task_uuid, token=clip.lease.token
+        )
+    return [clip.task_uuid for clip in queued.clips]
+
+
+async def attempts_listed(api: Api, auth: dict[str, str], project_id: str) -> list[Any]:
+    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
+    assert [result["status"] for result in status["results"]] == ["cancelled"] * len(
+        status["results"]
+    )
+    return [result.get("attempts") for result in status["results"]]
+
+
+@pytest.mark.parametrize("when", ["processing", "queued, submitted after the cancel"])
+async def test_cancelled_clips_stay_in_flight_until_their_tasks_end(api: Api, when: str) -> None:
+    """Runware runs the tasks of clips cancelled while processing; and of clips cancelled
+    while queued whose submits reach it all the same (a first submit within 10 s of the POST
+    reads nothing, or a submit was on its way)."""
     _, auth = await limited(api, max_clips_in_flight=2, daily_budget_usd=10.0)
     project_id = (await api.create(auth, scenes(2))).json()["project_id"]
-    tasks = await at_runware(api, project_id)
+    queued = await stored(api, project_id)
+    tasks = await at_runware(api, project_id) if when == "processing" else []
 
     await cancelled(api, auth, project_id)
 
-    # Runware runs both tasks on: the tenant is at its limit still.
+    # The tenant is at its limit still (the queued clips' chains may send them yet).
+    assert_problem(await api.create(auth, scenes(1)), 429)
+    if not tasks:
+        tasks = await submitted_after_the_cancel(api, queued)
+        # Recorded in the tasks' attempts, followed from there: the clips stay cancelled.
+        after = await stored(api, project_id)
+        assert [c.attempts[c.task_uuid].status for c in after.clips] == ["processing"] * 2
     problem = assert_problem(await api.create(auth, scenes(1)), 429)
     assert problem["limit"] == "max_clips_in_flight"
     assert await clips_in_flight(api, auth) == 2
+    # Clients see the clips cancelled as the cancel left them; no attempt without a video.
+    assert await attempts_listed(api, auth, project_id) == [None, None]
     # The followed tasks end at Runware (a video, a failure): the tenant is let in again.
     video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
     await api.projects.record(project_id, 0, tasks[0], video)
@@ -633,6 +667,11 @@ async def test_cancelled_processing_clips_stay_in_flight_until_their_tasks_end(a
     assert_problem(await api.create(auth, scenes(1)), 429)
     await api.projects.record(project_id, 1, tasks[1], TaskFailed(code="boom", message="?"))
     assert (await api.create(auth, scenes(1))).status_code == 202
+    listed = await attempts_listed(api, auth, project_id)
+    assert [(a["task_uuid"], a["status"], a["cost"]) for a in listed[0]] == [
+        (tasks[0], "success", 0.4)
+    ]
+    assert listed[1] is None
 
 
 async def test_a_cancelled_tasks_video_is_billed_once_and_a_failure_frees_its_estimate(
@@ -676,63 +715,6 @@ async def test_create_cancel_cycles_cannot_spend_past_the_budget(api: Api) -> No
 
     assert problem["limit"] == "daily_budget_usd"
     await ledger_is(api, tenant_id, open_clips=4, usd=1.0)
-
-
-async def submitted_after_the_cancel(api: Api, queued: Project) -> list[str]:
-    """Runware took the project's clips, queued as ``queued`` was read, after their cancel all
-    the same (a first submit within ``submit_read_after_s`` of the POST reads nothing; or a
-    submit was on its way): each chain's → processing write, as the submitter makes it once
-    Runware answered. The clips' tasks, in scene order."""
-    for clip in queued.clips:
-        assert clip.lease is not None
-        await api.projects.mark_processing(
-            queued.id, clip.scene_index, clip.task_uuid, token=clip.lease.token
-        )
-    return [clip.task_uuid for clip in queued.clips]
-
-
-async def attempts_listed(api: Api, auth: dict[str, str], project_id: str) -> list[Any]:
-    status = (await api.client.get(f"/v1/projects/{project_id}", headers=auth)).json()
-    assert [result["status"] for result in status["results"]] == ["cancelled"] * len(
-        status["results"]
-    )
-    return [result.get("attempts") for result in status["results"]]
-
-
-async def test_a_queued_clip_cancelled_as_its_submit_reaches_runware_counts_until_its_task_ends(
-    api: Api,
-) -> None:
-    """Create, then cancel within the 10 s no-read window: the first submits still reach
-    Runware, which runs (and bills) both tasks: the tenant stays at its limit until they end."""
-    _, auth = await limited(api, max_clips_in_flight=2, daily_budget_usd=10.0)
-    project_id = (await api.create(auth, scenes(2))).json()["project_id"]
-    queued = await stored(api, project_id)
-
-    await cancelled(api, auth, project_id)
-
-    # Their chains may send them yet: the cancel gives nothing back.
-    assert_problem(await api.create(auth, scenes(1)), 429)
-    tasks = await submitted_after_the_cancel(api, queued)
-    # Recorded in the tasks' attempts, followed from there: the clips stay cancelled.
-    after = await stored(api, project_id)
-    assert [c.attempts[c.task_uuid].status for c in after.clips] == ["processing"] * 2
-    problem = assert_problem(await api.create(auth, scenes(1)), 429)
-    assert problem["limit"] == "max_clips_in_flight"
-    assert await clips_in_flight(api, auth) == 2
-    # Clients see the clips cancelled as the cancel left them; no attempt without a video.
-    assert await attempts_listed(api, auth, project_id) == [None, None]
-    # Each task's end lets the tenant in again: a video, then a failure.
-    video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
-    await api.projects.record(project_id, 0, tasks[0], video)
-    assert (await api.create(auth, scenes(1))).status_code == 202
-    assert_problem(await api.create(auth, scenes(1)), 429)
-    await api.projects.record(project_id, 1, tasks[1], TaskFailed(code="boom", message="?"))
-    assert (await api.create(auth, scenes(1))).status_code == 202
-    listed = await attempts_listed(api, auth, project_id)
-    assert [(a["task_uuid"], a["status"], a["cost"]) for a in listed[0]] == [
-        (tasks[0], "success", 0.4)
-    ]
-    assert listed[1] is None
 
 
 async def test_create_cancel_cycles_within_the_no_read_window_cannot_spend_past_the_budget(
@@ -1190,18 +1172,25 @@ async def told_again_it_is_settled_once(
     await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
 
 
+class Settlements(PlayedWrite):
+    """The ledger's settlements, played (:class:`PlayedWrite`)."""
+
+    def __init__(self, api: Api, monkeypatch: pytest.MonkeyPatch, **play: Any) -> None:
+        super().__init__(**play)
+        settle = api.projects.ledgers.settle
+
+        async def played(*args: Any) -> bool:
+            done: bool = await self.play(lambda: settle(*args))
+            return done
+
+        monkeypatch.setattr(api.projects.ledgers, "settle", played)
+
+
 async def test_a_crash_before_the_ledgers_inc_is_settled_once_by_the_redelivery(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant_id, project_id, task = await one_clip(api)
-    settles = PlayedWrite(lost=AutoReconnect("connection lost"))
-    settle = api.projects.ledgers.settle
-
-    async def lost(*args: Any) -> bool:
-        done: bool = await settles.play(lambda: settle(*args))
-        return done
-
-    monkeypatch.setattr(api.projects.ledgers, "settle", lost)
+    Settlements(api, monkeypatch, lost=AutoReconnect("connection lost"))
     with pytest.raises(AutoReconnect):
         await move_clip(api, project_id, task, VIDEO)  # the clip's end written, then the crash
     monkeypatch.undo()
@@ -1219,14 +1208,7 @@ async def test_a_crash_before_a_chains_never_submitted_end_is_settled_is_settled
     assert clip.lease is not None
     await cancelled(api, auth, project_id)  # held with the queued task
     given_up = {"code": "clipGivenUp", "message": "cancelled before Runware had it"}
-    settles = PlayedWrite(lost=AutoReconnect("connection lost"))
-    settle = api.projects.ledgers.settle
-
-    async def lost(*args: Any) -> bool:
-        done: bool = await settles.play(lambda: settle(*args))
-        return done
-
-    monkeypatch.setattr(api.projects.ledgers, "settle", lost)
+    Settlements(api, monkeypatch, lost=AutoReconnect("connection lost"))
     with pytest.raises(AutoReconnect):  # the task's end written, then the crash
         await api.projects.never_submitted(
             project_id, 0, clip.task_uuid, given_up, token=clip.lease.token
@@ -1476,14 +1458,7 @@ async def test_an_end_written_but_not_yet_settled_is_counted_in_flight(
     tasks = [result["task_uuid"] for result in created["results"]]
     await kept_reservation(api, auth, clips=1)  # open 3, 1 of them held by nothing
     await reserved_a_while_ago(api, tenant_id)
-    settles = PlayedWrite(held=True)
-    settle = api.projects.ledgers.settle
-
-    async def held(*args: Any) -> bool:
-        done: bool = await settles.play(lambda: settle(*args))
-        return done
-
-    monkeypatch.setattr(api.projects.ledgers, "settle", held)
+    settles = Settlements(api, monkeypatch, held=True)
     ending = asyncio.create_task(fail(api, created["project_id"], tasks[0]))
     await asyncio.wait_for(settles.sent.wait(), DEADLINE_S)
 

@@ -701,8 +701,17 @@ def late(doc: dict[str, Any], result: Any, task: str = "t0") -> t.Write | None:
     return t.late_result("p1", clip, task, result, now=T0, correlation_id=None, log_size=LOG)
 
 
-def test_cancel_of_a_processing_clip_moves_its_lease_to_its_own_attempt() -> None:
-    doc = charged_processing()
+@pytest.mark.parametrize("status", ["processing", "queued"])
+def test_cancel_of_a_charged_open_clip_moves_its_lease_and_charge_to_its_own_attempt(
+    status: str,
+) -> None:
+    """A processing clip's task runs on at Runware; a queued one's chain may still send it
+    (``queued`` there: its chain's word to come, as a replaced task's)."""
+    if status == "processing":
+        doc = charged_processing()
+    else:
+        doc = new_doc(1)
+        doc["clips"]["0"]["charge"] = CHARGE
     later = T0 + timedelta(minutes=1)
 
     write = cancel(doc, now=later)
@@ -711,15 +720,18 @@ def test_cancel_of_a_processing_clip_moves_its_lease_to_its_own_attempt() -> Non
     clip = project_from_document(after).clips[0]
     assert (clip.status, clip.lease, clip.charge) == (ClipStatus.CANCELLED, None, None)
     followed = clip.attempts["t0"]
-    assert followed.status is ClipStatus.CANCELLED
+    assert followed.status == ("cancelled" if status == "processing" else "queued")
     assert followed.lease is not None
     assert (followed.lease.token, followed.lease.until) == ("k0", T0 + LEASE)
-    assert (followed.submitted_at, followed.charge) == (T0, Charge.model_validate(CHARGE))
+    submitted_at = T0 if status == "processing" else None
+    assert (followed.submitted_at, followed.charge) == (submitted_at, Charge.model_validate(CHARGE))
+    assert clip.awaits_submit_word("t0") is (status == "queued")
     # The attempts reconciler finds it if its chain is lost: at most the lease's end.
     assert after[t.ATTEMPTS_DUE] == later
-    # Runware runs the task on: its charge moved with it, in flight until the follow ends.
+    # Runware runs (or may run) the task: its charge moved with it, in flight until its end.
     assert write.settle is None
     assert clip.charge_in_flight("t0")
+    assert t.settlements(clip, "t0") == []
     # Its chain renews the lease there (the clip's own matches nothing now).
     renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
     assert not matches(after, renewal.filter)
@@ -865,37 +877,11 @@ def test_a_followed_given_up_tasks_failure_ends_its_chain_without_an_event(befor
     assert project_from_document(after).clips[0].view().attempts is None
 
 
-def test_cancel_of_a_charged_queued_clip_moves_its_task_to_wait_for_its_chains_word() -> None:
+def test_cancel_of_a_charged_queued_clip_is_guarded_on_its_chains_lease_as_read() -> None:
     doc = new_doc(1)
     doc["clips"]["0"]["charge"] = CHARGE
-    later = T0 + timedelta(minutes=1)
-
-    write = cancel(doc, now=later)
-    after = step(doc, write)
-
-    clip = project_from_document(after).clips[0]
-    assert (clip.status, clip.lease, clip.charge) == (ClipStatus.CANCELLED, None, None)
-    waiting = clip.attempts["t0"]
-    assert waiting.lease is not None
-    assert (waiting.status, waiting.lease.token, waiting.lease.until) == (
-        "queued",
-        "k0",
-        T0 + LEASE,
-    )
-    assert (waiting.submitted_at, waiting.charge) == (None, Charge.model_validate(CHARGE))
-    # Nothing settled: Runware may take it yet. The attempts reconciler covers a lost chain.
-    assert write.settle is None
-    assert clip.charge_in_flight("t0")
-    assert clip.awaits_submit_word("t0")
-    assert after[t.ATTEMPTS_DUE] == later
-    assert t.settlements(clip, "t0") == []
-    assert clip.view().attempts is None
-    # Its chain renews its lease there, as a replaced task's does.
-    in_attempt = t.renew_lease(
-        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
-    )
-    assert matches(after, in_attempt.filter)
-    # Guarded on the lease as read: a renewal or a re-arm since makes the cancel read again.
+    write = cancel(doc)
+    # A renewal (or a re-arm) since the read: read again, as for a processing clip.
     renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
     renewed = find_one_and_update(doc, renewal.filter, renewal.update)
     assert renewed is not None
