@@ -34,6 +34,7 @@ from reelflow_common.accounting.ledger import (
     Settlement,
 )
 from reelflow_common.admin.cli import AdminSettings, main
+from reelflow_common.domain import ClipStatus
 from reelflow_common.store import (
     Project,
     ProjectStore,
@@ -1145,6 +1146,35 @@ async def test_an_end_told_again_after_the_ledger_forgot_its_key_settles_nothing
 
     assert not any(change.applied for change in again)
     await ledger_is(api, tenant_id, open_clips=0, usd=0.7)
+
+
+async def test_a_task_found_at_runware_after_an_old_releases_cancel_frees_nothing_again(
+    api: Api,
+) -> None:
+    """The release before freed a queued clip's charge at its cancel (the project records no
+    key). A charged chain that finds its task at Runware later, however late (behind its lane,
+    through an outage), marks it processing through the repair: it frees nothing again."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    await api.client.post(f"/v1/projects/{project_id}/cancel", headers=auth)
+    held = (await stored(api, project_id)).clips[0].attempts[task].charge
+    assert held is not None
+    # As that release left it: the charge on the clip, freed by the cancel, no attempt held.
+    await api.db["projects"].update_one(
+        {"_id": project_id},
+        {"$set": {"clips.0.charge": held.model_dump()}, "$unset": {f"clips.0.attempts.{task}": ""}},
+    )
+    await LedgerStore(api.db).settle(
+        tenant_id, held, transitions.task_end(task, ClipStatus.CANCELLED, None)
+    )
+    await ledger_is(api, tenant_id, open_clips=0, usd=0)
+    await others_fill_the_list(api, tenant_id)
+
+    change = await api.projects.mark_processing(project_id, 0, task, token="its-submit-chain")
+
+    assert not change.applied
+    await ledger_is(api, tenant_id, open_clips=0, usd=0)
 
 
 #: the end a crash interrupts

@@ -176,6 +176,7 @@ class SubmitHandler:
         moved to ``attempts`` with it (queued, this chain's lease) is freed. A clip without a
         charge holds nothing there: no write."""
         if message.charge is None:
+            log.info("clip_submit_chain_ended", attempt=message.attempt)
             return
         freed = await self._projects.never_submitted(
             message.project_id, message.scene_index, message.task_uuid, error, token=message.token

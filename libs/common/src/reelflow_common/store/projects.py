@@ -971,7 +971,12 @@ class ProjectStore:
                     return Change(True, late)
             head = _log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
-            await self._settle_unrecorded(doc, clip, task_uuid)
+            if result is not None or clip.status not in _GIVEN_UP or clip.moved_charge(task_uuid):
+                # Not a submit's word on a clip given up before charges moved with its task
+                # (the release before): that end's settlement is its ender's, whose own
+                # redelivery repairs it; this chain may come however late, past the ledger's
+                # list, and would free that charge a second time.
+                await self._settle_unrecorded(doc, clip, task_uuid)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
             given_up = result is None and clip.status in _GIVEN_UP
