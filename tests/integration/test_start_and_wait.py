@@ -24,7 +24,8 @@ from pydantic import SecretStr
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology
-from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
+from reelflow_devtools.embedded_mongo import embedded_mongo
+from reelflow_devtools.ports import free_port
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.main import main as poller_main
 from reelflow_poller.settings import Settings as PollerSettings

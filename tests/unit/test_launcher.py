@@ -26,8 +26,8 @@ from reelflow_devtools.devrun import (
     parse_args,
     write_env_file,
 )
-from reelflow_devtools.embedded_mongo import free_port
 from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
+from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import StartError
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings

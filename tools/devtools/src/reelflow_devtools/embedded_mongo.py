@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import random
 import shutil
 import socket
 import subprocess
@@ -21,47 +20,12 @@ from pathlib import Path
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
+from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.processes import spawn
 
 
 class EmbeddedMongoError(RuntimeError):
     """The embedded MongoDB did not start."""
-
-
-#: where the kernel takes the local ports of outgoing connections (Linux's default)
-_EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
-#: the lowest port :func:`free_port` hands out
-_LOWEST_PORT = 10_000
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(_EPHEMERAL_PORTS.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32_768
-
-
-def free_port() -> int:
-    """A port nothing listens on now, for a server started a moment later.
-
-    Taken below the kernel's ephemeral range: a port the kernel handed out
-    (``bind(("127.0.0.1", 0))``) is free again once probed, and any outgoing
-    connection of the machine (a test's to RabbitMQ or MongoDB, say) could take
-    it as its local port before the server binds it ("address already in use").
-    Outgoing connections never take a port below that range.
-    """
-    low = _ephemeral_low()
-    for _ in range(100):
-        port = random.randrange(_LOWEST_PORT, low) if low > _LOWEST_PORT else 0
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(sock.getsockname()[1])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_command() -> list[str]:
@@ -165,6 +129,7 @@ def embedded_mongo(
     storage_path: Path | str, *, port: int | None = None, log_path: Path | None = None
 ) -> Iterator[str]:
     """Run SecantusDB on ``port`` (a free one if None); yield its MongoDB URL."""
+    picked = port is None
     port = port or free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     process = spawn(mongo_command(storage_path, port), output=log)
@@ -174,5 +139,7 @@ def embedded_mongo(
         yield url
     finally:
         _stop(process, port)
+        if picked:
+            release_port(port)
         if log_path and log is not subprocess.DEVNULL:
             log.close()  # type: ignore[union-attr]

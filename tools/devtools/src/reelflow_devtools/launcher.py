@@ -29,7 +29,8 @@ from reelflow_common.settings import AmqpSettings, TopologySettings
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import Topology
 from reelflow_devtools.database import prepare_database
-from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
+from reelflow_devtools.embedded_mongo import embedded_mongo
+from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.processes import (
     Child,
     ProcessGroup,
@@ -279,6 +280,9 @@ class Stack:
         wait_stopped(rest, timeout_s=STOP_MARGIN_S)
         self.group.children.clear()
         self.children.clear()
+        if self.config.ports is None:  # ours: picked free at the start
+            for port in self.ports.values():
+                release_port(port)
         return time.monotonic() - began
 
     # --- working with a running stack --------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from reelflow_devtools.embedded_mongo import free_port
+from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import Child, ProcessGroup, StartError, wait_stopped
 
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"

@@ -44,7 +44,7 @@ from reelflow_devtools.bench.span import Span
 from reelflow_devtools.bench.task_queue.config import Config
 from reelflow_devtools.bench.task_queue.topology import Names, delete_topology
 from reelflow_devtools.bench.throughput import ThroughputPlan, warmup_size
-from reelflow_devtools.embedded_mongo import embedded_mongo, free_port
+from reelflow_devtools.embedded_mongo import embedded_mongo
 from reelflow_devtools.launcher import (
     SIM_API_KEY,
     SIMULATOR,
@@ -52,6 +52,7 @@ from reelflow_devtools.launcher import (
     sim_tasks,
     start_simulator,
 )
+from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import (
     Child,
     ProcessGroup,

@@ -17,12 +17,12 @@ from pathlib import Path
 from reelflow_devtools.bench.launcher import BenchStack
 from reelflow_devtools.chaos.plan import MONGODB, RABBITMQ, SERVICES, SIM_FAULTS, ChaosPlan
 from reelflow_devtools.embedded_mongo import (
-    free_port,
     mongo_command,
     mongo_url,
     wait_until_answering,
 )
 from reelflow_devtools.launcher import Simulator, StackConfig
+from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import Child, ProcessGroup, wait_healthy, wait_stopped
 from reelflow_devtools.rabbitmq import OwnNode
 
