@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+import websockets.exceptions
 
 from reelflow_devtools.launcher import Stack
 from tests.e2e.stack import watch_until_finished
