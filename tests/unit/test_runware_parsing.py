@@ -196,6 +196,33 @@ def test_sdk_failure_shape_in_data_with_nested_error() -> None:
     assert state.error == TaskFailure(code="timeoutProvider", message="no answer in time")
 
 
+#: a Runware message echoing the task's webhookURL, secret and all
+ECHOED_WEBHOOK = (
+    "Invalid value for webhookURL: https://reelflow.example/v1/webhooks/runware/s3cr3t-w3bh00k"
+    " is not reachable."
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"errors": [{"code": "invalidWebhookURL", "message": ECHOED_WEBHOOK, "taskUUID": UUID}]},
+        {"data": [{"taskUUID": UUID, "status": "error", "error": {"message": ECHOED_WEBHOOK}}]},
+    ],
+)
+def test_a_runware_message_that_echoes_the_webhook_url_is_stored_without_its_secret(
+    body: dict[str, Any],
+) -> None:
+    failure = parse_task_states(body)[UUID].error
+
+    assert failure is not None
+    assert "s3cr3t-w3bh00k" not in failure.message
+    assert failure.message == (
+        "Invalid value for webhookURL: https://reelflow.example/v1/webhooks/runware/***"
+        " is not reachable."
+    )
+
+
 def test_error_item_without_nested_error_uses_its_own_fields() -> None:
     body = {"data": [{"taskUUID": UUID, "status": "error", "code": "taskFailed", "message": "x"}]}
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from reelflow_common.redact import redact
 from reelflow_common.runware.models import TaskFailure, TaskState, TaskStatus, VideoRequest
 
 # Older docs and the old Python SDK (PY-OLD in docs/RUNWARE.md §3.2) use these for a task
@@ -71,14 +72,19 @@ def request_level_errors(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def failure_from_entry(entry: Mapping[str, Any]) -> TaskFailure:
-    """The code, message, parameter and allowed values of one error object."""
+    """The code, message, parameter and allowed values of one error object.
+
+    The message is Runware's own words, stored on the clip and shown to its tenant:
+    one echoing the task's ``webhookURL`` (a validation error's, say) would show the
+    webhook secret, so URL secrets are masked here, where every Runware message enters.
+    """
     parameter = entry.get("parameter")
     if isinstance(parameter, list):  # the CLI accepts a list of parameter names too
         parameter = ",".join(str(name) for name in parameter)
     allowed = entry.get("allowedValues")
     return TaskFailure(
         code=_str(entry.get("code")),
-        message=_str(entry.get("message")) or _str(entry.get("errorMessage")) or "",
+        message=redact(_str(entry.get("message")) or _str(entry.get("errorMessage")) or ""),
         parameter=_str(parameter),
         allowed_values=tuple(allowed) if isinstance(allowed, list) else None,
     )
