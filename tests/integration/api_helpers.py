@@ -37,6 +37,9 @@ from reelflow_devtools.launcher import delete_topology_queues
 from tests.waiting import READY_DEADLINE_S, eventually, eventually_matches
 
 PROBLEM_JSON = "application/problem+json"
+#: the app's start (the broker's topology declared, indexes built) is quick alone; a
+#: deadline, not a wait: 30 s was seen to pass while the machine ran three test suites
+LIFESPAN_STARTUP_DEADLINE_S = 120
 
 T = TypeVar("T")
 
@@ -196,7 +199,7 @@ async def running_api(
     """
     app = create_app(settings)
     async with (
-        LifespanManager(app, startup_timeout=30) as manager,
+        LifespanManager(app, startup_timeout=LIFESPAN_STARTUP_DEADLINE_S) as manager,
         httpx.AsyncClient(
             transport=httpx.ASGITransport(manager.app), base_url="http://api.test"
         ) as client,
