@@ -19,7 +19,13 @@ from pymongo import AsyncMongoClient, MongoClient
 from reelflow_common.admin.cli import AdminSettings, main
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.timefmt import utcnow
-from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.topology import (
+    CHECK_CLIP,
+    HEADER_REQUEUED,
+    SUBMIT_CLIP,
+    Topology,
+    declare_topology,
+)
 from reelflow_devtools.processes import console_script
 from tests.waiting import DEADLINE_S, eventually
 
@@ -372,10 +378,12 @@ def test_dlq_requeue_moves_messages_back_with_a_fresh_start(
         ("m1", b'{"n": 1}', "SubmitClip"),
     ]
     for message in back:
-        # No x-death, and the retries start again; x-delivery-count is this delivery's.
+        # No x-death, and the retries start again; x-delivery-count is this delivery's; the
+        # copy says it was moved back (its handler knows it was handled before).
         assert message.headers.get("x-delivery-count", 0) == 0
         assert {k: v for k, v in message.headers.items() if k != "x-delivery-count"} == {
-            "project_id": "p1"
+            "project_id": "p1",
+            HEADER_REQUEUED: 1,
         }
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)

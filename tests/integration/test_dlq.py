@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +11,8 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import REGISTRY
 
-from reelflow_common.broker import PublishError, amqp_channel
+from reelflow_common.broker import Publisher, PublishError, amqp_channel
+from reelflow_common.broker.consume import consume, first_handling
 from reelflow_common.broker.dlq import (
     dead_letter_depths,
     report_dead_letter_depths,
@@ -20,6 +22,7 @@ from reelflow_common.messages import SubmitClip
 from reelflow_common.topology import (
     CHECK_CLIP,
     HEADER_FAILURES,
+    HEADER_REQUEUED,
     HEADER_RETRIES,
     HINTED_CHECK,
     STORE_VIDEO,
@@ -28,6 +31,7 @@ from reelflow_common.topology import (
     declare_topology,
 )
 from tests.integration.sample_messages import submit_clip
+from tests.integration.worker_helpers import running
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -114,9 +118,15 @@ async def test_requeue_moves_dead_letters_back_to_work_with_a_fresh_start(
     assert back[0].message_id == sent[0].message_id
     assert back[0].correlation_id == "req-1"
     assert back[0].type == "submit_clip"
-    # Our failure and retry counts and the broker's bookkeeping start over.
+    # Our failure and retry counts and the broker's bookkeeping start over; the copy says it
+    # was moved back once.
     own = {key: value for key, value in back[0].headers.items() if key != "x-delivery-count"}
-    assert own == {"project_id": "p1", "task_uuid": "t0", "correlation_id": "req-1"}
+    assert own == {
+        "project_id": "p1",
+        "task_uuid": "t0",
+        "correlation_id": "req-1",
+        HEADER_REQUEUED: 1,
+    }
     assert back[0].headers.get("x-delivery-count", 0) == 0
     assert (await dead_letter_depths(channel, topology))[SUBMIT_CLIP] == 0
 
@@ -193,3 +203,34 @@ async def test_the_lag_gauge_reports_the_messages_waiting_in_each_work_queue(
 async def ready(channel: AbstractChannel, queue: str, count: int) -> bool:
     declared = await (await channel.get_underlay_channel()).queue_declare(queue, passive=True)
     return declared.message_count == count
+
+
+async def test_a_requeued_message_is_never_handled_as_a_first_handling(
+    channel: AbstractChannel, topology: Topology
+) -> None:
+    # A first submit that failed until dead-lettered may have got its task to Runware on
+    # the way: the submitter must not take the copy an operator moves back for a first try.
+    await dead_letter(channel, topology, SUBMIT_CLIP, "t-requeued")
+    assert await requeue_dead_letters(channel, topology, SUBMIT_CLIP, limit=1) == 1
+    publisher = Publisher(channel, topology, timeout_s=5)
+    await publisher.send(SUBMIT_CLIP, submit_clip("t-fresh"))
+    first: dict[str, bool] = {}
+
+    async def handler(message: SubmitClip) -> None:
+        first[message.task_uuid] = first_handling()
+
+    stop = asyncio.Event()
+    loop = consume(
+        channel,
+        topology,
+        SUBMIT_CLIP,
+        SubmitClip,
+        handler,
+        publisher=publisher,
+        concurrency=1,
+        stop=stop,
+    )
+    async with running(loop, stop):
+        await eventually(lambda: len(first) == 2, "both messages handled")
+
+    assert first == {"t-requeued": False, "t-fresh": True}

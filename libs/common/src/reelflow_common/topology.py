@@ -81,6 +81,9 @@ HEADER_PREFIX = "x-reelflow-"
 HEADER_RETRIES = f"{HEADER_PREFIX}retries"
 #: how many times a handler failed on this message with a bug (not an outage)
 HEADER_FAILURES = f"{HEADER_PREFIX}failures"
+#: how many times an operator moved this message back from its dead-letter queue: it was
+#: handled before, so its next handling is never its first (``consume.first_handling``)
+HEADER_REQUEUED = f"{HEADER_PREFIX}requeued"
 
 
 #: The broker's own count of deliveries (``x-delivery-limit``), a backstop for crash loops

@@ -119,6 +119,12 @@ _HEADERS: dict[str, Any] = {
             "description": "times a handler failed on this message with a bug; past"
             " `max_deliveries` it goes to the dead-letter queue",
         },
+        topology.HEADER_REQUEUED: {
+            "type": "integer",
+            "description": "times an operator moved this message back from its dead-letter"
+            " queue (`reelflow-admin dlq requeue`); its handler never takes it for a first"
+            " handling",
+        },
     },
 }
 

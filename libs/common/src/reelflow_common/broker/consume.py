@@ -59,6 +59,7 @@ from reelflow_common.topology import (
     HEADER_FAILURES,
     HEADER_PREFIX,
     HEADER_PROJECT_ID,
+    HEADER_REQUEUED,
     HEADER_RETRIES,
     HEADER_TASK_UUID,
     Topology,
@@ -434,14 +435,15 @@ def first_handling() -> bool:
     """Whether the running handler is this message's first: not a delivery the broker
     redelivered (a consumer before this one held it, and may have acted on it before it
     crashed or lost its channel), nor a copy this policy republished after a failure (our
-    retry and failure counters, which copies forwarded to other queues keep). False
+    retry and failure counters, which copies forwarded to other queues keep), nor one an
+    operator moved back from its dead-letter queue (whose counters start afresh). False
     outside a consume() handler: nothing then says it is the first.
     """
     delivery = _DELIVERY.get(None)
     if delivery is None or delivery.redelivered:
         return False
     headers = delivery.headers or {}
-    return HEADER_RETRIES not in headers and HEADER_FAILURES not in headers
+    return not {HEADER_RETRIES, HEADER_FAILURES, HEADER_REQUEUED} & headers.keys()
 
 
 async def _act(settle: Awaitable[None], outcome: str) -> str:

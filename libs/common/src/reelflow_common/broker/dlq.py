@@ -20,7 +20,7 @@ from reelflow_common.broker.connection import amqp_channel
 from reelflow_common.broker.publisher import Publisher
 from reelflow_common.logging import get_logger
 from reelflow_common.metrics import DEAD_LETTERS, QUEUE_READY
-from reelflow_common.topology import WORK_QUEUES, Topology
+from reelflow_common.topology import HEADER_REQUEUED, WORK_QUEUES, Topology
 
 #: how often a worker reads the depth of its DLQs into the gauge
 DEPTH_INTERVAL_S = 15.0
@@ -85,9 +85,10 @@ async def requeue_dead_letters(
     removed from the DLQ only once the broker has confirmed its copy on the work
     queue, so a failure part-way loses nothing (at worst one message is in both).
     The copy starts afresh: the broker's bookkeeping and our failure and retry
-    counters are dropped. At most the messages present at the start are moved,
-    so one that fails again at once is not moved twice. A refused copy (work
-    queue full) is left in the DLQ and raises ``PublishError``.
+    counters are dropped; it carries how often it was moved back (``HEADER_REQUEUED``),
+    so its handler knows an earlier handling may have acted on it. At most the messages
+    present at the start are moved, so one that fails again at once is not moved twice.
+    A refused copy (work queue full) is left in the DLQ and raises ``PublishError``.
     """
     if work_queue not in WORK_QUEUES:
         raise ValueError(f"not a work queue: {work_queue!r} (one of {', '.join(WORK_QUEUES)})")
@@ -102,7 +103,7 @@ async def requeue_dead_letters(
                 break
             try:
                 await publisher.republish(
-                    topology.queue(work_queue), message, headers=_fresh(message.headers)
+                    topology.queue(work_queue), message, headers=_requeued(message.headers)
                 )
             except BaseException:
                 # Back to the DLQ at once; if the channel is gone the broker does that anyway.
@@ -116,6 +117,9 @@ async def requeue_dead_letters(
     return moved
 
 
-def _fresh(headers: HeadersType) -> HeadersType:
-    """The message's own headers, without any ``x-`` bookkeeping (the broker's or ours)."""
-    return {key: value for key, value in headers.items() if not key.startswith("x-")}
+def _requeued(headers: HeadersType) -> HeadersType:
+    """The message's own headers, without any ``x-`` bookkeeping (the broker's or ours) but
+    the count of its moves back, one more."""
+    times = headers.get(HEADER_REQUEUED)
+    fresh = {key: value for key, value in headers.items() if not key.startswith("x-")}
+    return fresh | {HEADER_REQUEUED: (times if isinstance(times, int) else 0) + 1}
