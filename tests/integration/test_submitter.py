@@ -123,6 +123,23 @@ def submit_of(world: World, project: Project, index: int = 0) -> SubmitClip:
     return world.submit_of(project, index)
 
 
+async def handled_first(world: World, handler: SubmitHandler, message: SubmitClip) -> None:
+    """``message`` delivered and handled for the first time, as a chain's first submit is.
+
+    (A handler called directly counts as a redelivery: nothing then says it is the first.)
+    """
+    handled = asyncio.Event()
+
+    async def consumed(delivered: SubmitClip) -> None:
+        await handler(delivered)
+        handled.set()
+
+    await world.publisher.send(SUBMIT_CLIP, message)
+    world.publisher.sent.clear()
+    async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
+        await asyncio.wait_for(handled.wait(), DEADLINE_S)
+
+
 async def test_queued_clip_is_submitted_once_then_processing_and_polled(
     world: World, handler: SubmitHandler, settings: Settings
 ) -> None:
@@ -891,7 +908,7 @@ async def test_a_request_runware_refuses_fails_at_once_with_its_code_and_message
     project = await world.new_project("a fox", duration=5)  # Veo 3.1 Fast: 4, 6, 7 or 8 s
     events = await world.events()
 
-    await handler(submit_of(world, project))
+    await handled_first(world, handler, submit_of(world, project))
 
     after = await world.project(project.id)
     clip = after.clips[0]
@@ -1199,8 +1216,8 @@ async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runwa
         project.id, 0, first, TaskSucceeded(video_url="https://cdn.test/0.mp4", cost=0.9)
     )
 
-    await handler(submit_of(world, project, 1))
-    await handler(submit_of(world, project, 2))
+    await handled_first(world, handler, submit_of(world, project, 1))
+    await handled_first(world, handler, submit_of(world, project, 2))
 
     after = await world.project(project.id)
     assert [clip.status for clip in after.clips] == ["success", "failed", "failed"]
@@ -1209,7 +1226,9 @@ async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runwa
         assert clip.error["code"] == "budgetExceeded"
         assert "daily budget" in clip.error["message"]
         assert "resets at" in clip.error["message"]
-    # Ground truth: Runware never got the stopped clips, so nothing was spent on them.
+    # Ground truth: Runware never got the stopped clips, so nothing was spent on them, and
+    # first submits (nothing of theirs can be at Runware) failed without asking it.
+    assert (await runware_sim.stats())["task_types"] == {"videoInference": 1}
     submitted = {task["task_uuid"] for task in await runware_sim.tasks()}
     assert first in submitted
     assert not submitted & {clip.task_uuid for clip in after.clips[1:]}
@@ -1217,3 +1236,101 @@ async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runwa
     assert ledger.open == 0
     assert ledger.committed_in(now.strftime("%Y-%m-%d")) == pytest.approx(0.9)
     assert after.status is ProjectStatus.PARTIAL
+
+
+#: how a chain comes to submit again a task an earlier try of its may have got to Runware
+MAY_HAVE_SUBMITTED = pytest.mark.parametrize(
+    "how",
+    [
+        # handled outside a first delivery: its holder crashed after Runware took the task
+        "redelivered after a crash",
+        # first delivered, but the reconciler re-armed it: the chain it replaces was lost
+        # after it submitted (the reconciler sets ``last_ambiguous_at``)
+        "re-armed by the reconciler",
+    ],
+)
+
+
+async def resubmitted(world: World, handler: SubmitHandler, message: SubmitClip, how: str) -> None:
+    if how == "redelivered after a crash":
+        await handler(message)
+    else:
+        rearmed = message.model_copy(update={"last_ambiguous_at": utcnow()})
+        await handled_first(world, handler, rearmed)
+
+
+async def followed_not_failed(world: World, project: Project, index: int) -> None:
+    """Runware runs the clip's task, bought by an earlier try: the clip tracks it (processing,
+    its first check sent) and its charge stays in flight until its end settles it."""
+    task_uuid = project.clips[index].task_uuid
+    clip = (await world.project(project.id)).clips[index]
+    assert (clip.status, clip.error) == (ClipStatus.PROCESSING, None)
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
+    truth = await world.sim.task(task_uuid)
+    assert (truth["submissions"], truth["billed"]) == (1, True)
+
+
+@MAY_HAVE_SUBMITTED
+async def test_a_budget_spent_after_an_earlier_try_may_have_submitted_asks_runware_first(
+    world: World, settings: Settings, how: str
+) -> None:
+    handler = submit_handler(world, settings.model_copy(update={"budget_check_ttl_s": 0}))
+    limits = TenantLimits(daily_budget_usd=1.0)
+    reserved = await world.projects.ledgers.reserve(
+        world.tenant_id, limits, clips=2, usd=0.5, now=utcnow()
+    )
+    assert reserved is not None
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="On a budget",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt=f"scene {i}", duration=4) for i in range(2)],
+        charges=reserved.split([0.25, 0.25]),
+    )
+    project = await world.project((await world.projects.create(new)).project.id)
+    second = submit_of(world, project, 1)
+    # An earlier try of the second clip's chain got its task to Runware, unseen.
+    await world.runware.submit_video(video_request(second, webhook_url=None))
+    # The first clip cost far more than its estimate: $0.90 + $0.25 held > $1.00.
+    await world.projects.record(
+        project.id,
+        0,
+        project.clips[0].task_uuid,
+        TaskSucceeded(video_url="https://cdn.test/0.mp4", cost=0.9),
+    )
+
+    await resubmitted(world, handler, second, how)
+
+    # The budget stops buying, not a task Runware runs: it is followed and billed.
+    await followed_not_failed(world, project, 1)
+    ledger = await world.projects.ledgers.read(world.tenant_id)
+    assert ledger.open == 1
+
+
+class SubmitRefused(RunwareClient):
+    """The test's Runware client: every submit refused outright (the account out of credits,
+    say: an answer about the request, not about the task an earlier try got there)."""
+
+    def __init__(self, sim: RunningSimulator) -> None:
+        super().__init__(RunwareSettings(**runware_settings(sim)))
+        self.submits = 0
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult:
+        self.submits += 1
+        raise RunwareError("Insufficient credits.", code="insufficientCredits", http_status=402)
+
+
+@MAY_HAVE_SUBMITTED
+async def test_a_refused_resubmit_of_a_task_runware_may_hold_asks_runware_first(
+    world: World, settings: Settings, how: str
+) -> None:
+    project = await world.new_project("a fox")
+    message = submit_of(world, project)
+    await world.runware.submit_video(video_request(message, webhook_url=None))
+    async with aclosing(SubmitRefused(world.sim)) as refusing:
+        handler = submit_handler(world, settings, runware=refusing)
+
+        await resubmitted(world, handler, message, how)
+
+    assert refusing.submits == 1
+    await followed_not_failed(world, project, 0)

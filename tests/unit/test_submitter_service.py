@@ -317,13 +317,13 @@ def test_video_request_carries_the_clips_task_uuid_and_fields() -> None:
     }
 
 
-def test_runware_may_hold_a_task_after_a_retryable_answer_or_any_later_attempt() -> None:
+def test_runware_may_hold_a_task_after_a_retryable_answer_or_an_earlier_unseen_submit() -> None:
     refused = RunwareRequestError("bad", code="invalidPrompt", http_status=400)
     lost = RunwareTransportError("no answer", code="timeout")
 
-    assert not may_hold_task(refused, attempt=1)
-    assert may_hold_task(refused, attempt=2)
-    assert may_hold_task(lost, attempt=1)
+    assert not may_hold_task(refused, may_have_submitted=False)
+    assert may_hold_task(refused, may_have_submitted=True)
+    assert may_hold_task(lost, may_have_submitted=False)
 
 
 T_FIRST = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -127,20 +127,21 @@ class SubmitHandler:
         if self._throttle is not None:
             # Before the read: a pause after a 429 may last minutes, and a cancel with it.
             await self._throttle.wait()
+        # Whether Runware may hold this task already: then nothing fails the clip unasked.
+        may_hold = may_have_submitted(message, first_handling=first_handling())
         if reads_before_submit(
             message, now=self._now(), read_after_s=self._settings.submit_read_after_s
         ):
             clip = await self._projects.clip_task(message.project_id, message.scene_index)
-            need = before_resubmit(
-                message.task_uuid,
-                clip,
-                may_have_submitted=may_have_submitted(message, first_handling=first_handling()),
-            )
+            need = before_resubmit(message.task_uuid, clip, may_have_submitted=may_hold)
             if need is not BeforeSubmit.SUBMIT:
                 await self._not_wanted(message, need)
                 return
-        if message.charge is not None and message.attempt == 1 and await self._over_budget(message):
-            return
+        if message.charge is not None and message.attempt == 1:
+            over_budget = await self._budget_refusal(message)
+            if over_budget is not None:
+                await self._refused(message, over_budget, may_hold=may_hold)
+                return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
         # A retry goes alone: its answer can only be about its own task.
         runware = self._shared if self._shared is not None and message.attempt == 1 else None
@@ -151,7 +152,7 @@ class SubmitHandler:
         except RunwareError as error:
             if error.category is ErrorCategory.RATE_LIMIT:
                 await self._throttled()
-            await self._on_error(message, error)
+            await self._on_error(message, error, may_hold=may_hold)
             return
         if self._throttle is not None:
             self._throttle.accepted()
@@ -195,8 +196,8 @@ class SubmitHandler:
         except TransientError as exc:
             log.warning("throttle_signal_failed", error=str(exc))
 
-    async def _over_budget(self, message: SubmitClip) -> bool:
-        """Whether the tenant's budget is spent: then the clip fails before any money is.
+    async def _budget_refusal(self, message: SubmitClip) -> dict[str, str] | None:
+        """The error that stops the clip if its tenant's budget is spent, before any money is.
 
         The project's estimate was reserved when it was created; the budget can still
         run out mid-project when clips cost more than estimated, or an operator lowers
@@ -204,18 +205,25 @@ class SubmitHandler:
         and a retry works once the budget has room again.
         """
         assert message.charge is not None
-        now = self._now()
-        exceeded = await self._budgets.exceeded(message.tenant_id, message.charge, now)
+        exceeded = await self._budgets.exceeded(message.tenant_id, message.charge, self._now())
         if exceeded is None:
-            return False
+            return None
         resets = (
             "" if exceeded.resets_at is None else f" It resets at {rfc3339(exceeded.resets_at)}."
         )
-        await self._fail(
-            message,
-            {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{resets} Retry then."},
-        )
-        return True
+        return {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{resets} Retry then."}
+
+    async def _refused(
+        self, message: SubmitClip, final_error: dict[str, str], *, may_hold: bool
+    ) -> None:
+        """No more submits of this clip: it fails with ``final_error``, unless Runware may hold
+        its task already (an earlier try of this chain, or the lost chain a re-armed one
+        replaces, may have got it there unseen): then Runware is asked first, and a task it
+        holds is followed and billed, never left running behind a failed clip."""
+        if may_hold:
+            await self._verify(message.model_copy(update={"final_error": final_error}))
+        else:
+            await self._fail(message, final_error)
 
     async def _accepted(self, message: SubmitClip) -> None:
         change = await self._projects.mark_processing(
@@ -280,7 +288,7 @@ class SubmitHandler:
             )
             raise
 
-    async def _on_error(self, message: SubmitClip, error: RunwareError) -> None:
+    async def _on_error(self, message: SubmitClip, error: RunwareError, *, may_hold: bool) -> None:
         if error.retryable:
             # Runware may have stored the task all the same: its grace counts from now.
             message = message.model_copy(update={"last_ambiguous_at": self._now()})
@@ -310,16 +318,15 @@ class SubmitHandler:
             )
             return
         final_error = {"code": decision.code, "message": decision.message}
-        if not may_hold_task(error, attempt=message.attempt):
-            await self._fail(message, final_error)
-            return
-        # An earlier answer may have been lost after Runware stored the task: ask it.
-        verify = message.model_copy(update={"final_error": final_error})
         if is_outage(error):
-            # So may this very submit, a moment ago: ask once its task would be visible.
+            # This very submit may have stored the task a moment ago, and so may an earlier
+            # one whose answer was lost: ask once its task would be visible.
+            verify = message.model_copy(update={"final_error": final_error})
             await self._again(verify, self._settings.not_found_grace_s)
-        else:
-            await self._verify(verify)
+            return
+        await self._refused(
+            message, final_error, may_hold=may_hold_task(error, may_have_submitted=may_hold)
+        )
 
     async def _waiting(self, message: SubmitClip, error: RunwareError) -> None:
         """Show on the queued clip why it waits: the first outage this chain met."""

@@ -172,13 +172,15 @@ def after_submit_error(
     return GiveUp(code=error.code or error.category.value, message=error.message)
 
 
-def may_hold_task(error: RunwareError, *, attempt: int) -> bool:
+def may_hold_task(error: RunwareError, *, may_have_submitted: bool) -> bool:
     """Whether Runware may hold the task despite this answer (so it must be asked first).
 
     A retryable failure may have come after Runware stored the task, and so may any
-    answer after an earlier attempt; a first submit refused outright created nothing.
+    answer to a chain whose earlier try may have submitted (:func:`may_have_submitted`: a
+    later attempt, a redelivery, a re-armed chain); a first submit refused outright
+    created nothing.
     """
-    return error.retryable or attempt > 1
+    return error.retryable or may_have_submitted
 
 
 def after_not_found(
