@@ -67,8 +67,11 @@ __all__ = ["settings"]  # the poller's settings of test_reconciler: one-second l
 ESTIMATE_USD = 0.5
 
 
-async def charged_project(world: World, prompt: str) -> Project:
-    """A one-clip project whose clip holds a reservation on its tenant's ledger."""
+async def charged_project(
+    world: World, prompt: str, *, projects: ProjectStore | None = None
+) -> Project:
+    """A one-clip project whose clip holds a reservation on its tenant's ledger (stored by
+    ``projects``, by default the world's store)."""
     limits = TenantLimits(max_clips_in_flight=10)
     charge = await world.projects.ledgers.reserve(
         world.tenant_id, limits, clips=1, usd=ESTIMATE_USD, now=utcnow()
@@ -81,12 +84,13 @@ async def charged_project(world: World, prompt: str) -> Project:
         scenes=[ClipRequest(prompt=prompt, duration=4, width=1280, height=720)],
         charges=[charge],
     )
-    created = (await world.projects.create(new)).project
+    created = (await (projects or world.projects).create(new)).project
     return await world.project(created.id)
 
 
-async def cancel(world: World, project: Project) -> None:
-    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+async def cancel(world: World, project: Project, *, projects: ProjectStore | None = None) -> None:
+    store = projects or world.projects
+    assert await store.cancel(project.id, tenant_id=world.tenant_id) is not None
 
 
 async def ledger(world: World) -> tuple[int, float]:
@@ -315,6 +319,18 @@ def submitter_settings(
     return found
 
 
+def submit_handler(world: World, settings: SubmitterSettings) -> SubmitHandler:
+    return SubmitHandler(
+        world.projects,
+        world.runware,
+        world.publisher,
+        settings,
+        planner=FixedLadderPlanner.from_settings(settings),
+        clock=utcnow,
+        rng=random.Random(0),
+    )
+
+
 async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_recorded(
     world: World, settings: Settings, submitter_settings: SubmitterSettings
 ) -> None:
@@ -323,15 +339,7 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
     submit = world.submit_of(project)
     # Cancelled while its first submit was on its way: Runware takes the task (and bills it).
     await cancel(world, project)
-    submitter = SubmitHandler(
-        world.projects,
-        world.runware,
-        world.publisher,
-        submitter_settings,
-        planner=FixedLadderPlanner.from_settings(submitter_settings),
-        clock=utcnow,
-        rng=random.Random(0),
-    )
+    submitter = submit_handler(world, submitter_settings)
     assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # held: its chain may send it
     await submitter(submit)
     assert world.publisher.sent_to(SUBMIT_CLIP) == []
@@ -367,6 +375,78 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
     assert world.publisher.sent == []
     assert (await world.project(project.id)).seq == seq
     await billed_once(world, project, attempt, late=False)
+
+
+#: the token of a chain the reconciler re-armed the queued clip under, whose submit reaches
+#: Runware although the cancel's last try moved the lease it had replaced (as last read)
+REARMED = "rearmed-chain"
+
+
+async def test_a_held_task_another_chain_got_to_runware_is_followed_not_freed_by_its_holder(
+    world: World, settings: Settings, submitter_settings: SubmitterSettings
+) -> None:
+    project = await charged_project(world, "a fox [sim:latency=1500]")
+    task_uuid = project.clips[0].task_uuid
+    holder = world.submit_of(project)
+    await cancel(world, project)  # held under the lease it read: its first chain's
+
+    # A chain under another token gets the task to Runware: it does not hold the entry.
+    rearmed_chain = holder.model_copy(update={"token": REARMED})
+    await submit_handler(world, submitter_settings)(rearmed_chain)
+
+    assert world.publisher.sent == []  # it leaves the task to the entry's holder
+    waiting = await own_attempt(world, project)
+    assert waiting is not None
+    assert waiting.lease is not None
+    assert (waiting.status, waiting.lease.token) == (ClipStatus.QUEUED, holder.token)
+    assert waiting.submitted_at is not None  # when Runware took it
+    # The holder's chain reads the cancel before any submit of its own (never submitted):
+    # its word frees nothing, as Runware runs the task.
+    given_up = {"code": "clipGivenUp", "message": "cancelled before Runware had it"}
+    freed = await world.projects.never_submitted(
+        project.id, 0, task_uuid, given_up, token=holder.token
+    )
+    assert not freed
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
+    # Its lease runs out: the attempts reconciler finds the task at Runware and follows it.
+    await lease_ran_out(world, project)
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 1
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+        await send_check(world.publisher, rearmed, delay_s=0.05, now=utcnow())
+        attempt = await until_recorded(world, project)
+    await billed_once(world, project, attempt, late=False)
+
+
+async def test_a_held_tasks_submit_by_another_chain_starts_runwares_grace_for_the_reconciler(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    grace_s = 30.0
+    # Queued and cancelled long ago (the store's clock says so): the lease the cancel's last
+    # try moved, as it read it, ran out long before a re-armed chain's submit just now.
+    earlier = ProjectStore(
+        mongo_db, lease_s=LEASE_S, clock=lambda: utcnow() - timedelta(seconds=grace_s + 15)
+    )
+    project = await charged_project(world, "a fox", projects=earlier)
+    task_uuid = project.clips[0].task_uuid
+    await cancel(world, project, projects=earlier)
+    change = await world.projects.mark_processing(project.id, 0, task_uuid, token=REARMED)
+    assert not change.applied
+    submitted = await own_attempt(world, project)
+    assert submitted is not None
+    assert submitted.submitted_at is not None
+    graceful = settings.model_copy(update={"not_found_grace_s": grace_s})
+
+    # Runware does not show the task yet (its visibility lags): within the grace of that
+    # submit, not of the lease's end.
+    assert await reconciler(world, graceful, kind=AttemptsReconciler).run_once() == 1
+
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    assert attempt.status is ClipStatus.QUEUED  # not failed: its charge is still held
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
+    (rearmed,) = world.publisher.sent_to(CHECK_CLIP)
+    assert (rearmed.task_uuid, rearmed.submitted_at) == (task_uuid, submitted.submitted_at)
 
 
 class RenewedAfterRead(ProjectStore):
@@ -581,15 +661,7 @@ async def test_a_replaced_tasks_chain_that_cannot_start_its_checks_expires_its_a
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
     assert (await world.projects.record(project.id, 0, first, late)).applied
     refuse_checks(world, monkeypatch, TransientError("the broker did not confirm"))
-    submitter = SubmitHandler(
-        world.projects,
-        world.runware,
-        world.publisher,
-        submitter_settings,
-        planner=FixedLadderPlanner.from_settings(submitter_settings),
-        clock=utcnow,
-        rng=random.Random(0),
-    )
+    submitter = submit_handler(world, submitter_settings)
 
     # Its chain finds the task at Runware, marks the attempt processing, and cannot start
     # the checks: its lease, in the attempt, expires at once for the attempts reconciler.

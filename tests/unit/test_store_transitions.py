@@ -933,6 +933,41 @@ def test_the_chain_of_a_cancelled_queued_task_ends_it_only_while_it_waits_under_
     assert t.settlements(project_from_document(step(processing, failure)).clips[0], "t0") == [freed]
 
 
+def test_another_chains_submit_of_a_held_task_is_recorded_once_and_outlasts_its_word() -> None:
+    doc = charged_queued_cancelled()
+    clip = project_from_document(doc).clips[0]
+    # A chain under another token (re-armed) got the task to Runware: the entry records when.
+    write = t.held_task_submitted("p1", clip, "t0", now=T0 + LEASE)
+    assert write is not None
+    after = step(doc, write)
+
+    held = project_from_document(after).clips[0]
+    attempt = held.attempts["t0"]
+    assert attempt.lease is not None
+    assert (attempt.status, attempt.lease.token, attempt.submitted_at) == (
+        "queued",
+        "k0",
+        T0 + LEASE,
+    )
+    assert (after["seq"], write.events, write.settle) == (doc["seq"], 0, None)
+    assert held.charge_in_flight("t0")
+    # Once: the first submit stays (Runware had the task from then).
+    assert t.held_task_submitted("p1", held, "t0", now=T0 + 2 * LEASE) is None
+    assert not matches(after, write.filter)
+    # The holder's word that Runware never got it matches nothing from now on; its own
+    # → processing repair (it found the task there) still follows it under its lease.
+    assert matches(doc, never_submitted().filter)
+    assert not matches(after, never_submitted().filter)
+    submitted = submitted_after_the_cancel(after)
+    assert submitted is not None
+    assert project_from_document(step(after, submitted)).clips[0].attempts["t0"].status == (
+        "processing"
+    )
+    # Nothing to record once the entry is no longer waiting for its chain's word.
+    ended = project_from_document(step(doc, never_submitted())).clips[0]
+    assert t.held_task_submitted("p1", ended, "t0", now=T0) is None
+
+
 def test_the_repair_path_settles_a_followed_own_task_by_the_end_that_freed_its_charge() -> None:
     doc = step(charged_processing(), cancel(charged_processing()))
     failure = late(doc, BROKEN)

@@ -368,6 +368,14 @@ class ProjectStore:
     ) -> Change | None:
         """What the submit of ``task_uuid``, a task the clip no longer has, changes; None when
         its attempt moved between the read and the write (the caller reads again)."""
+        held = clip.attempts.get(task_uuid)
+        if (
+            clip.awaits_submit_word(task_uuid)
+            and held is not None
+            and held.lease is not None
+            and held.lease.token != token
+        ):
+            return await self._submitted_for_holder(project_id, clip, task_uuid)
         now = self._now()
         lease_until = now + self._lease
         write = transitions.earlier_task_submitted(
@@ -391,6 +399,21 @@ class ProjectStore:
             return None
         # Applied: the submit chain goes on checking its task, which is no longer the clip's.
         return Change(True, [], at=now, lease_until=lease_until)
+
+    async def _submitted_for_holder(
+        self, project_id: str, clip: ClipState, task_uuid: str
+    ) -> Change | None:
+        """A chain got the queued task a cancel holds for another chain's word to Runware: the
+        entry records that submit for its lease holder (:func:`transitions.held_task_submitted`),
+        who follows the task (that chain, or the attempts reconciler once its lease runs out);
+        this chain stops. None when the entry moved between the read and the write."""
+        write = transitions.held_task_submitted(project_id, clip, task_uuid, now=self._now())
+        if write is not None:
+            found = await self._projects.update_one(write.filter, write.update)
+            if found.matched_count == 0:
+                return None
+        log.info("clip_submit_left_to_lease_holder", recorded=write is not None)
+        return Change(False)
 
     async def record(
         self,

@@ -687,8 +687,10 @@ def never_submitted(
     """The submit chain of ``token`` ends the queued task a cancel moved to ``attempts.T``
     (``ClipState.awaits_submit_word``): it never sent it, or Runware does not have it past
     the grace. The task's end frees its charge (``<charge>:T``). No read: guarded on the
-    entry being queued under this chain's lease, so an entry another chain marked
-    processing (Runware took it), re-armed or ended writes nothing. History (no event).
+    entry being queued under this chain's lease with no submit recorded, so an entry another
+    chain marked processing (Runware took it), re-armed or ended, or one a chain under
+    another token found Runware took (:func:`held_task_submitted`), writes nothing. History
+    (no event).
     """
     prefix = f"{clip_path(scene_index)}.attempts.{task_uuid}"
     guard = {
@@ -696,6 +698,7 @@ def never_submitted(
         f"{clip_path(scene_index)}.task_uuid": task_uuid,
         f"{prefix}.status": ClipStatus.QUEUED.value,
         f"{prefix}.lease.token": token,
+        f"{prefix}.submitted_at": None,  # null or absent: no chain found it at Runware
     }
     update = {
         "$set": {
@@ -707,6 +710,38 @@ def never_submitted(
     }
     settle = task_end(task_uuid, ClipStatus.FAILED, None)
     return Write(guard, update, settle=(_charge_of(scene_index, task_uuid), settle))
+
+
+def held_task_submitted(
+    project_id: str, clip: ClipState, task_uuid: str, *, now: datetime
+) -> Write | None:
+    """Runware took the queued task a cancel holds in ``attempts.T`` for its submit chain's word
+    (``ClipState.awaits_submit_word``), through a chain that does not hold the entry's lease
+    (the cancel's last try moved a lease a re-arm had replaced, or a re-arm came since): the
+    entry records when (``submitted_at``), and stays its lease holder's to follow.
+
+    From then on the holder's word that Runware never got the task (``never_submitted``)
+    matches nothing, and the attempts reconciler counts Runware's visibility grace from this
+    submit, not from a lease end that may be long past, so the task is followed and its
+    charge held until its end settles it. One write, guarded on the entry still queued with
+    no submit recorded (the first one stays: Runware had the task from then). None when
+    one is recorded already. History (no event).
+    """
+    attempt = clip.attempts.get(task_uuid)
+    if (
+        attempt is None
+        or not clip.awaits_submit_word(task_uuid)
+        or attempt.submitted_at is not None
+    ):
+        return None
+    prefix = f"{clip_path(clip.scene_index)}.attempts.{task_uuid}"
+    guard = {
+        "_id": project_id,
+        f"{clip_path(clip.scene_index)}.task_uuid": task_uuid,
+        f"{prefix}.status": ClipStatus.QUEUED.value,
+        f"{prefix}.submitted_at": None,
+    }
+    return Write(guard, {"$set": {f"{prefix}.submitted_at": now}})
 
 
 def follow_given_up(

@@ -116,7 +116,9 @@ class AttemptsReconciler(ReconcilerPass):
         # A queued task may have been submitted as late as its chain's lease ran (a retry's
         # task is read before each submit, so never after it was replaced): Runware's
         # visibility grace counts from there, or an answerless submit could be failed and its
-        # reservation released while Runware still takes (and bills) the task.
+        # reservation released while Runware still takes (and bills) the task. A queued task
+        # with a submit recorded (a cancelled queued clip's, found at Runware by a chain that
+        # did not hold its lease: ``held_task_submitted``) counts from that submit.
         since = attempt.submitted_at or max(watched_since, lease.until)
         watch = Watch(
             since_submit_s=seconds_between(since, now),
