@@ -34,7 +34,14 @@ from reelflow_common.runware import (
     VideoRequest,
 )
 from reelflow_common.settings import RunwareSettings
-from reelflow_common.store import ClipState, NewProject, Project, TaskFailed, TaskSucceeded
+from reelflow_common.store import (
+    ClipState,
+    ClipTask,
+    NewProject,
+    Project,
+    TaskFailed,
+    TaskSucceeded,
+)
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.config import SimConfig
@@ -658,6 +665,89 @@ async def test_a_cancelled_clips_chain_asks_runware_until_the_grace_is_over_with
     assert (clip.status, clip.error) == (ClipStatus.CANCELLED, None)
 
 
+def lease_renewals(world: World, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each lease renewal the store writes from now on matched its lease."""
+    renewals: list[bool] = []
+    collection = world.projects._projects
+    update_one = collection.update_one
+
+    async def counted(query: dict[str, Any], update: Any, **options: Any) -> Any:
+        done = await update_one(query, update, **options)
+        if any(name.endswith("lease.until") for name in update.get("$set", {})):
+            renewals.append(done.matched_count == 1)
+        return done
+
+    monkeypatch.setattr(collection, "update_one", counted)
+    return renewals
+
+
+@pytest.mark.parametrize(
+    "cancelled", [True, False], ids=["cancelled: held", "failed: nothing held"]
+)
+async def test_a_charged_given_up_chain_renews_only_the_lease_its_tasks_attempt_holds(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch, cancelled: bool
+) -> None:
+    graceful = settings.model_copy(update={"not_found_grace_s": 120})
+    clock = Clock()
+    handler = submit_handler(world, graceful, clock)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
+    task_uuid = project.clips[0].task_uuid
+    # The chain's submit a moment ago went unanswered; its lease is about to need renewing.
+    now = clock()
+    soon = await lease_ends_soon(world, project, now + timedelta(seconds=1))
+    retry = submit_of(world, project).model_copy(
+        update={
+            "attempt": 2,
+            "outages": 1,
+            "first_attempt_at": now,
+            "last_ambiguous_at": now,
+            "lease_until": soon,
+        }
+    )
+    if cancelled:
+        await cancel(world, project)  # the task waits in attempts.T, with the chain's lease
+    else:
+        # Failed by another path (a fork of the chain): the clip's end freed its charge.
+        lost = TaskFailed(code="taskFailedOrNotFound", message="Runware does not know it.")
+        assert (await world.projects.record(project.id, 0, task_uuid, lost)).applied
+    renewals = lease_renewals(world, monkeypatch)
+
+    await handler(retry)
+
+    # Runware does not know the task yet: the chain asks again later. Its clip holds no
+    # lease (given up on): it renews the one its task's attempt holds, if any, and no other.
+    (again,) = world.publisher.sent_to(SUBMIT_CLIP)
+    assert again.final_error is not None
+    assert again.final_error["code"] == "clipGivenUp"
+    attempt = (await world.project(project.id)).clips[0].attempts.get(task_uuid)
+    if cancelled:
+        assert renewals == [True]
+        assert attempt is not None
+        assert attempt.lease is not None
+        assert attempt.lease.until == again.lease_until > soon
+    else:
+        assert renewals == []
+        assert attempt is None
+    world.publisher.sent.clear()
+    clock.ahead = timedelta(seconds=121)
+    await handler(again)
+
+    # Past the grace: the chain ends, never having submitted; a held charge is freed, once.
+    assert renewals == ([True] if cancelled else [])
+    assert world.publisher.sent == []
+    assert await held(world) == pytest.approx((0, 0.0))
+
+
+async def lease_ends_soon(world: World, project: Project, until: datetime) -> datetime:
+    """The clip's chain waited (in its lane, or through an outage): its lease ends ``until``."""
+    await world.projects._projects.update_one(
+        {"_id": project.id}, {"$set": {"clips.0.lease.until": until}}
+    )
+    lease = (await world.project(project.id)).clips[0].lease
+    assert lease is not None
+    return lease.until
+
+
 class HeldThrottle(RunwareThrottle):
     """A 429's pause that lasts until the test lets submits go (sets ``released``)."""
 
@@ -718,9 +808,11 @@ def clip_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     reads: list[str] = []
     read = world.projects.clip_task
 
-    async def counted(project_id: str, scene_index: int) -> tuple[str, ClipStatus] | None:
+    async def counted(
+        project_id: str, scene_index: int, task_uuid: str | None = None
+    ) -> ClipTask | None:
         reads.append(project_id)
-        return await read(project_id, scene_index)
+        return await read(project_id, scene_index, task_uuid)
 
     monkeypatch.setattr(world.projects, "clip_task", counted)
     return reads

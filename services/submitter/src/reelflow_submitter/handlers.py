@@ -42,7 +42,7 @@ from reelflow_common.runware import (
     is_outage,
     is_task_not_found,
 )
-from reelflow_common.store import ProjectStore, TaskFailed
+from reelflow_common.store import ClipTask, ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import SUBMIT_CLIP, retry_backoff
 from reelflow_submitter.budget import BudgetGate
@@ -132,10 +132,16 @@ class SubmitHandler:
         if reads_before_submit(
             message, now=self._now(), read_after_s=self._settings.submit_read_after_s
         ):
-            clip = await self._projects.clip_task(message.project_id, message.scene_index)
-            need = before_resubmit(message.task_uuid, clip, may_have_submitted=may_hold)
+            clip = await self._projects.clip_task(
+                message.project_id, message.scene_index, message.task_uuid
+            )
+            need = before_resubmit(
+                message.task_uuid,
+                None if clip is None else (clip.task_uuid, clip.status),
+                may_have_submitted=may_hold,
+            )
             if need is not BeforeSubmit.SUBMIT:
-                await self._not_wanted(message, need)
+                await self._not_wanted(_as_read(message, need, clip), need)
                 return
         if message.charge is not None and message.attempt == 1:
             over_budget = await self._budget_refusal(message)
@@ -396,12 +402,13 @@ class SubmitHandler:
     async def _again(self, message: SubmitClip, delay_s: float) -> None:
         """The next step of this chain, renewing its lease if the step would come too late.
 
-        Not the lease of a chain that only asks about an ended clip's task, unless its clip
-        held a charge (the cancel then moved the lease to ``attempts.T`` with the task):
-        otherwise the clip has none left to renew, and no other chain will ever ask about
-        that task; the visibility grace bounds this one. Such a chain goes on whether or not
-        its renewal applied (none to renew: a clip cancelled by the release before): its
-        writes are guarded on its token.
+        Not the lease of a chain that only asks about an ended clip's task, unless that task
+        holds the clip's charge in ``attempts.T`` (the cancel moved the lease there with it;
+        the read before kept the charge on the chain only then: ``_as_read``): otherwise the
+        clip has none left to renew, and no other chain will ever ask about that task; the
+        visibility grace bounds this one. Such a chain renews that entry's lease only (one
+        write), and goes on whether or not its renewal applied (another chain's entry, or one
+        ended already): its writes are guarded on its token.
         """
         lease_s = self._settings.lease_s
         delay_s = leases.bounded_step_s(delay_s, lease_s)
@@ -411,20 +418,34 @@ class SubmitHandler:
         given_up = _given_up(message)
         if due and (not given_up or message.charge is not None):
             until = leases.renewed_until(now, lease_s)
-            renewed = await self._projects.renew_lease(
-                message.project_id,
-                message.scene_index,
-                token=message.token,
-                until_was=message.lease_until,
-                task_uuid=message.task_uuid,
-                until=until,
-            )
+            renewed = await self._renewed(message, until)
             if renewed:
                 message = message.model_copy(update={"lease_until": until})
             elif not given_up:
                 log.info("clip_submit_chain_stale")  # the clip moved on, or another chain has it
                 return
         await self._publisher.send(SUBMIT_CLIP, message.following(), delay_s=delay_s)
+
+    async def _renewed(self, message: SubmitClip, until: datetime) -> bool:
+        """Renew the chain's lease to ``until``: the clip's, or its task's attempt's. A given-up
+        chain's clip holds none (cancelled or failed): only the entry the cancel moved it to."""
+        if _given_up(message):
+            return await self._projects.renew_attempt_lease(
+                message.project_id,
+                message.scene_index,
+                message.task_uuid,
+                token=message.token,
+                until_was=message.lease_until,
+                until=until,
+            )
+        return await self._projects.renew_lease(
+            message.project_id,
+            message.scene_index,
+            token=message.token,
+            until_was=message.lease_until,
+            task_uuid=message.task_uuid,
+            until=until,
+        )
 
     async def _fail(self, message: SubmitClip, final_error: dict[str, str]) -> None:
         change = await self._projects.record(
@@ -439,6 +460,18 @@ class SubmitHandler:
         )
         await self._publisher.publish_events(change.events)
         log.warning("clip_submit_failed", code=final_error["code"], error=final_error["message"])
+
+
+def _as_read(message: SubmitClip, need: BeforeSubmit, clip: ClipTask | None) -> SubmitClip:
+    """The chain of a given-up clip as the read shows it: its task holds the clip's charge only
+    where a cancel moved it to ``attempts.T`` with the task (and this chain's lease). Without
+    such an entry (the clip failed, or a release before cancelled it) the clip's end settled
+    the charge: the chain goes on as one of a clip without a charge (no lease to renew,
+    nothing to free; a task found at Runware is followed under a fresh lease)."""
+    given_up = need in (BeforeSubmit.ASK_GIVEN_UP, BeforeSubmit.NEVER_SUBMITTED)
+    if not given_up or clip is None or clip.in_attempts or message.charge is None:
+        return message
+    return message.model_copy(update={"charge": None})
 
 
 def _given_up(message: SubmitClip) -> bool:

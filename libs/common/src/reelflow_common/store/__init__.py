@@ -22,7 +22,13 @@ from reelflow_common.store.models import (
     TaskResult,
     TaskSucceeded,
 )
-from reelflow_common.store.projects import IDEMPOTENCY_TTL, Change, ProjectStore, new_token
+from reelflow_common.store.projects import (
+    IDEMPOTENCY_TTL,
+    Change,
+    ClipTask,
+    ProjectStore,
+    new_token,
+)
 from reelflow_common.store.transitions import TIMED_OUT
 
 __all__ = [
@@ -32,6 +38,7 @@ __all__ = [
     "Attempt",
     "Change",
     "ClipState",
+    "ClipTask",
     "CostTotals",
     "CreateResult",
     "Event",

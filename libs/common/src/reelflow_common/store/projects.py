@@ -151,6 +151,18 @@ class Change:
     given_up: bool = False
 
 
+@dataclass(frozen=True)
+class ClipTask:
+    """A clip's current task and its status, as a submit chain reads them before a submit it
+    may no longer want (``ProjectStore.clip_task``)."""
+
+    task_uuid: str
+    status: ClipStatus
+    #: whether the clip's ``attempts`` has an entry of the task the chain asked about: only
+    #: there can a cancel have moved that task with the clip's charge (and the chain's lease)
+    in_attempts: bool = False
+
+
 class ProjectStore:
     """The ``projects`` collection."""
 
@@ -545,22 +557,27 @@ class ProjectStore:
         events = await self._apply(write, project_id)
         return Change(events is not None, events or [])
 
-    async def clip_task(self, project_id: str, scene_index: int) -> tuple[str, ClipStatus] | None:
-        """The clip's current task and its status; None when there is no such clip (the project
-        was deleted).
+    async def clip_task(
+        self, project_id: str, scene_index: int, task_uuid: str | None = None
+    ) -> ClipTask | None:
+        """The clip's current task and its status, and whether its ``attempts`` has an entry of
+        ``task_uuid`` (the chain's task); None when there is no such clip (the project was
+        deleted).
 
         What a submit chain reads before a submit that may not be wanted any more
         (``reelflow_submitter.service.before_resubmit``). One indexed read of the ``_id``,
-        two fields.
+        two fields (three with ``task_uuid``: that entry's status).
         """
         path = clip_path(scene_index)
-        found = await self._projects.find_one(
-            {"_id": project_id}, {f"{path}.task_uuid": 1, f"{path}.status": 1}
-        )
+        fields = {f"{path}.task_uuid": 1, f"{path}.status": 1}
+        if task_uuid is not None:
+            fields[f"{path}.attempts.{task_uuid}.status"] = 1
+        found = await self._projects.find_one({"_id": project_id}, fields)
         clip = None if found is None else found.get("clips", {}).get(str(scene_index))
         if clip is None:
             return None
-        return clip["task_uuid"], ClipStatus(clip["status"])
+        in_attempts = task_uuid is not None and task_uuid in (clip.get("attempts") or {})
+        return ClipTask(clip["task_uuid"], ClipStatus(clip["status"]), in_attempts)
 
     async def renew_lease(
         self,
@@ -585,6 +602,26 @@ class ProjectStore:
         found = await self._projects.update_one(write.filter, write.update)
         if found.matched_count == 1 or task_uuid is None:
             return found.matched_count == 1
+        return await self.renew_attempt_lease(
+            project_id, scene_index, task_uuid, token=token, until_was=until_was, until=until
+        )
+
+    async def renew_attempt_lease(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        *,
+        token: str,
+        until_was: datetime,
+        until: datetime,
+    ) -> bool:
+        """Extend the lease of the chain of ``token`` in ``attempts.<task_uuid>`` only (one
+        write); False when that chain is stale there, or holds no lease there.
+
+        A chain whose clip can hold no lease of it (cancelled or failed: the cancel moved a
+        charged queued clip's lease there with its task) renews nothing else.
+        """
         write = transitions.renew_lease(
             project_id,
             scene_index,
