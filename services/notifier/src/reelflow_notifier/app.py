@@ -20,6 +20,7 @@ from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keyslots import KeySlots
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.replays import Replays
 from reelflow_notifier.routes import routes
@@ -67,6 +68,7 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
                 hub=hub,
                 tickets=WsTicketStore(db),
                 key_watch=key_watch,
+                key_slots=KeySlots(settings.ws_max_connections_per_key),
                 links=VideoLinks.from_settings(settings),
                 gc_policy=gc_policy,
             )

@@ -9,6 +9,14 @@ WS_CONNECTIONS = Gauge(
     "WebSocket connections open on this replica.",
 )
 
+WS_REFUSALS_TOTAL = Counter(
+    "reelflow_ws_refusals_total",
+    "Client requests refused by an abuse limit, by limit (subscribe_rate: a subscribe past"
+    " REELFLOW_WS_SUBSCRIBE_RATE_PER_S; key_connections: a socket past"
+    " REELFLOW_WS_MAX_CONNECTIONS_PER_KEY).",
+    ["limit"],
+)
+
 WS_EVENTS_TOTAL = Counter(
     "reelflow_ws_events_total",
     "Events a connection took from the fan-out, by outcome (sent, duplicate, replayed).",

@@ -6,15 +6,25 @@
 * ``{"type": "unsubscribe", "project_id": "…"}``: answered with
   ``{"type": "unsubscribed", "project_id": "…"}``; nothing of that project follows.
 * Anything else: ``{"type": "error", "message": "…"}`` (with ``project_id`` when known).
+
+Each subscribe reads the project (and then its snapshot or event log), so a
+connection's subscribes are rate limited: a burst of ``ws_subscribe_burst``,
+then ``ws_subscribe_rate_per_s``. One past it is not applied and is answered
+with an error carrying ``retry_after_s``; the connection stays open (a refusal
+costs no read, and a close would cost a new handshake's). Unsubscribes and
+invalid messages read nothing and are not counted.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from reelflow_common.store import ProjectStore
+from reelflow_common.tokenbucket import TokenBucket
+from reelflow_notifier.metrics import WS_REFUSALS_TOTAL
 from reelflow_notifier.session import Session
 from reelflow_notifier.wire import error_message, unsubscribed_message
 
@@ -47,12 +57,20 @@ class Subscriptions:
     """Applies one connection's client messages to its session."""
 
     def __init__(
-        self, session: Session, *, tenant_id: str, projects: ProjectStore, limit: int
+        self,
+        session: Session,
+        *,
+        tenant_id: str,
+        projects: ProjectStore,
+        limit: int,
+        subscribes: TokenBucket,
     ) -> None:
         self._session = session
         self._tenant_id = tenant_id
         self._projects = projects
         self._limit = limit
+        #: the subscribes this connection may still send now (each costs reads)
+        self._subscribes = subscribes
 
     async def handle(self, text: str) -> None:
         try:
@@ -72,6 +90,17 @@ class Subscriptions:
             self._session.notice(
                 error_message(
                     f"at most {self._limit} subscriptions per connection", project_id=project_id
+                )
+            )
+            return
+        if (wait_s := self._subscribes.take()) > 0:
+            WS_REFUSALS_TOTAL.labels(limit="subscribe_rate").inc()
+            retry_after_s = math.ceil(wait_s * 100) / 100
+            self._session.notice(
+                error_message(
+                    f"too many subscribes; send it again in {retry_after_s} s",
+                    project_id=project_id,
+                    retry_after_s=retry_after_s,
                 )
             )
             return

@@ -11,6 +11,8 @@ code  meaning                                   what a client does
       expired ticket; or the key was revoked     else stop and ask for a valid key
       while connected
 4404  no such project for this key's tenant      stop (another tenant's project too)
+4429  the key has ``ws_max_connections_per_     close sockets it no longer needs;
+      key`` sockets open on this replica         reconnect later, with backoff
 1011  server error (e.g. database unreachable)   reconnect later with ``after_seq``
 1012  server restarting (a deploy)              reconnect with ``after_seq``
 ====  ========================================  ====================================
@@ -23,14 +25,18 @@ sends on the single-project endpoint is ignored.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from reelflow_common.logging import bound_context, get_logger
+from reelflow_common.tokenbucket import TokenBucket
 from reelflow_notifier.auth import Credential, authenticate
+from reelflow_notifier.keyslots import CLOSE_TOO_MANY_CONNECTIONS
 from reelflow_notifier.keywatch import CLOSE_UNAUTHORIZED
+from reelflow_notifier.metrics import WS_REFUSALS_TOTAL
 from reelflow_notifier.multiplex import Subscriptions
 from reelflow_notifier.session import CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR, Session
 from reelflow_notifier.state import NotifierState, state_of
@@ -45,47 +51,60 @@ async def project_socket(websocket: WebSocket) -> None:
     state = state_of(websocket)
     project_id: str = websocket.path_params["project_id"]
     with bound_context(project_id=project_id):
-        credential = await _accept(websocket, state)
-        if credential is None:
+        async with _admitted(websocket, state) as credential:
+            if credential is not None:
+                await _serve_project(websocket, state, credential, project_id)
+
+
+async def _serve_project(
+    websocket: WebSocket, state: NotifierState, credential: Credential, project_id: str
+) -> None:
+    tenant_id = credential.tenant_id
+    raw_after = websocket.query_params.get("after_seq")
+    after_seq = _parse_seq(raw_after)
+    if raw_after is not None and after_seq is None:
+        await websocket.close(CLOSE_BAD_REQUEST, "after_seq must be an integer >= 0")
+        return
+    # Without after_seq the first message is a snapshot, whose read checks the same
+    # (and closes with 4404): one read of the project per connection, not two.
+    # A replay reads the event log, which does not know tenants: check first.
+    if after_seq is not None:
+        try:
+            found = await _project_exists(state, project_id, tenant_id)
+        except Exception:
+            log.exception("ws_project_lookup_failed")
+            await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
             return
-        tenant_id = credential.tenant_id
-        raw_after = websocket.query_params.get("after_seq")
-        after_seq = _parse_seq(raw_after)
-        if raw_after is not None and after_seq is None:
-            await websocket.close(CLOSE_BAD_REQUEST, "after_seq must be an integer >= 0")
+        if not found:
+            await websocket.close(CLOSE_NOT_FOUND, "project not found")
             return
-        # Without after_seq the first message is a snapshot, whose read checks the same
-        # (and closes with 4404): one read of the project per connection, not two.
-        # A replay reads the event log, which does not know tenants: check first.
-        if after_seq is not None:
-            try:
-                found = await _project_exists(state, project_id, tenant_id)
-            except Exception:
-                log.exception("ws_project_lookup_failed")
-                await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
-                return
-            if not found:
-                await websocket.close(CLOSE_NOT_FOUND, "project not found")
-                return
-        session = _session(websocket, state, tenant_id, close_when_gone=True)
-        session.watch(project_id, after_seq)
-        log.info("ws_opened", after_seq=after_seq)
-        with state.key_watch.watching(credential, session):
-            await session.serve()
+    session = _session(websocket, state, tenant_id, close_when_gone=True)
+    session.watch(project_id, after_seq)
+    log.info("ws_opened", after_seq=after_seq)
+    with state.key_watch.watching(credential, session):
+        await session.serve()
 
 
 async def multiplex_socket(websocket: WebSocket) -> None:
     """Live changes of the projects the client subscribes to."""
     state = state_of(websocket)
-    credential = await _accept(websocket, state)
-    if credential is None:
-        return
+    async with _admitted(websocket, state) as credential:
+        if credential is not None:
+            await _serve_multiplexed(websocket, state, credential)
+
+
+async def _serve_multiplexed(
+    websocket: WebSocket, state: NotifierState, credential: Credential
+) -> None:
     session = _session(websocket, state, credential.tenant_id, close_when_gone=False)
     subscriptions = Subscriptions(
         session,
         tenant_id=credential.tenant_id,
         projects=state.projects,
         limit=state.settings.ws_max_subscriptions,
+        subscribes=TokenBucket(
+            state.settings.ws_subscribe_rate_per_s, state.settings.ws_subscribe_burst
+        ),
     )
     log.info("ws_opened", multiplexed=True)
     with state.key_watch.watching(credential, session):
@@ -117,6 +136,27 @@ def routes() -> list[WebSocketRoute]:
         WebSocketRoute("/v1/ws/projects/{project_id}", _counted(project_socket)),
         WebSocketRoute("/v1/ws", _counted(multiplex_socket)),
     ]
+
+
+@asynccontextmanager
+async def _admitted(websocket: WebSocket, state: NotifierState) -> AsyncIterator[Credential | None]:
+    """The accepted client's credential, holding one of its key's slots; None: it was closed."""
+    credential = await _accept(websocket, state)
+    if credential is None:
+        yield None
+        return
+    with state.key_slots.holding(credential.api_key) as held:
+        if not held:
+            WS_REFUSALS_TOTAL.labels(limit="key_connections").inc()
+            log.warning("ws_key_connections_full", cap=state.key_slots.cap)
+            await websocket.close(
+                CLOSE_TOO_MANY_CONNECTIONS,
+                f"this API key has {state.key_slots.cap} connections open on this server;"
+                " close some, or reconnect later",
+            )
+            yield None
+            return
+        yield credential
 
 
 async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | None:

@@ -26,6 +26,25 @@ class Settings(
     ws_max_subscriptions: int = Field(
         default=100, ge=1, description="projects one multiplexed connection may watch at once"
     )
+    ws_subscribe_burst: int = Field(
+        default=200,
+        ge=1,
+        description="subscribes one connection may send at once (each reads the project);"
+        " keep it at least ws_max_subscriptions, so a client can subscribe to all of them"
+        " on connect",
+    )
+    ws_subscribe_rate_per_s: float = Field(
+        default=10,
+        gt=0,
+        description="subscribes a second one connection may send past its burst; one more is"
+        " refused with an error message saying when to send it again",
+    )
+    ws_max_connections_per_key: int = Field(
+        default=20_000,
+        ge=0,
+        description="WebSockets of one API key open at once on this replica (0: no cap); one"
+        " more is closed with 4429",
+    )
     fanout_max_length: int = Field(
         default=10_000,
         ge=1,

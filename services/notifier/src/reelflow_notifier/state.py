@@ -11,6 +11,7 @@ from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keyslots import KeySlots
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.replays import Replays
 from reelflow_notifier.settings import Settings
@@ -24,6 +25,8 @@ class NotifierState:
     hub: Hub
     tickets: WsTicketStore
     key_watch: KeyWatch
+    #: open sockets per API key, capped at ws_max_connections_per_key
+    key_slots: KeySlots
     #: the event-log reads of gap fills, shared between the watchers of a project
     replays: Replays
     #: signs the stored videos' URLs in snapshots; None when videos are not kept

@@ -126,6 +126,11 @@ class ErrorMessage(_ServerMessage):
     type: Literal["error"] = ERROR
     message: str
     project_id: str | None = None
+    retry_after_s: float | None = Field(
+        default=None,
+        description="only when the message came too fast: it was not applied; send it again"
+        " after this many seconds",
+    )
 
 
 class UnsubscribedMessage(_ServerMessage):
@@ -222,8 +227,10 @@ def snapshot_message(project: Project, *, links: VideoLinks | None = None) -> Wi
     return SnapshotMessage(seq=project.seq, project=status).wire()
 
 
-def error_message(message: str, *, project_id: str | None = None) -> WireMessage:
-    return ErrorMessage(message=message, project_id=project_id).wire()
+def error_message(
+    message: str, *, project_id: str | None = None, retry_after_s: float | None = None
+) -> WireMessage:
+    return ErrorMessage(message=message, project_id=project_id, retry_after_s=retry_after_s).wire()
 
 
 def unsubscribed_message(project_id: str) -> WireMessage:

@@ -42,7 +42,7 @@ from reelflow_common.messages import (
     StoreVideo,
     SubmitClip,
 )
-from reelflow_notifier import keywatch, routes, session, wire
+from reelflow_notifier import keyslots, keywatch, routes, session, wire
 from reelflow_notifier.main import CLIENT_MESSAGE_MAX_BYTES
 from reelflow_notifier.multiplex import Subscribe, Unsubscribe
 
@@ -394,6 +394,9 @@ CLOSE_CODES: dict[int, str] = {
     keywatch.CLOSE_UNAUTHORIZED: "no valid key or ticket, or the key was revoked while"
     " connected: get a new ticket; if POST /v1/ws-tickets answers 401, stop",
     session.CLOSE_NOT_FOUND: "no such project for this tenant: stop",
+    keyslots.CLOSE_TOO_MANY_CONNECTIONS: "the API key has REELFLOW_WS_MAX_CONNECTIONS_PER_KEY"
+    " sockets open on this notifier: close those no longer needed, or reconnect later with"
+    " backoff",
     CLOSE_MESSAGE_TOO_BIG: f"the client sent a message over {CLIENT_MESSAGE_MAX_BYTES} bytes:"
     " fix the client",
     session.CLOSE_SERVER_ERROR: "server error, or the keepalive ping went unanswered:"
