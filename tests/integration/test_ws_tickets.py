@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.domain import ClipRequest
 from reelflow_common.logging import configure_logging
 from reelflow_common.settings import LogSettings
@@ -17,7 +18,7 @@ from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.auth import Credential
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.settings import Settings as NotifierSettings
-from tests.integration.api_helpers import Api, assert_problem
+from tests.integration.api_helpers import Api, assert_problem, running_api
 from tests.integration.notifier_helpers import (
     RunningNotifier,
     client,
@@ -87,6 +88,32 @@ async def test_a_ticket_is_issued_for_a_valid_key_and_lives_a_minute(api: Api) -
     assert body["expires_in"] == 60
     expires_at = datetime.fromisoformat(body["expires_at"])
     assert timedelta(seconds=55) < expires_at - datetime.now(UTC) <= timedelta(seconds=60)
+
+
+async def test_tickets_past_a_keys_burst_are_429_with_retry_after_and_nothing_stored(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    # A burst of 2, then one ticket about every 17 minutes: the third is refused
+    # however slowly the test runs.
+    settings = settings_for(ApiSettings, ws_ticket_burst=2, ws_ticket_rate_per_s=0.001)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        key, other = await new_key(api), await new_key(api)
+        for _ in range(2):
+            await ticket_for(api, key)
+        refused = await api.client.post(
+            "/v1/ws-tickets", headers={"Authorization": f"Bearer {key}"}
+        )
+        others = await api.client.post(
+            "/v1/ws-tickets", headers={"Authorization": f"Bearer {other}"}
+        )
+        stored = await api.db["ws_tickets"].count_documents({})
+
+    problem = assert_problem(refused, 429)
+    assert problem["title"] == "Too Many Requests"
+    assert "tickets" in problem["detail"]
+    assert 999 <= int(refused.headers["Retry-After"]) <= 1000
+    assert others.status_code == 201  # another key's tickets are counted apart
+    assert stored == 3
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer rf_unknown"}])

@@ -33,11 +33,16 @@ from reelflow_common.storage import VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
+from reelflow_common.tokenbucket import KeyedBuckets
 from reelflow_common.topology import Topology, declare_topology
 
 #: most project reads in one query (each of a few KiB; MongoDB's first batch holds 101)
 READ_BATCH = 64
 
+
+#: API keys whose ticket rate one replica remembers; the least recently used beyond it are
+#: forgotten (full buckets first). Only keys that authenticated get one.
+TICKET_RATE_KEYS = 10_000
 
 #: At shutdown, after uvicorn's graceful period (``drain_timeout_s``: every request has
 #: ended or been cancelled), how long the creates and retries whose requests were
@@ -110,6 +115,11 @@ def create_app(settings: Settings) -> FastAPI:
                 wakeups=wakeups,
                 lanes=lanes,
                 outliving=outliving,
+                ticket_rate=KeyedBuckets(
+                    settings.ws_ticket_rate_per_s,
+                    settings.ws_ticket_burst,
+                    max_keys=TICKET_RATE_KEYS,
+                ),
                 storage=storage,
                 links=VideoLinks.from_settings(settings),
             )

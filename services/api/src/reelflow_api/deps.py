@@ -24,6 +24,7 @@ from reelflow_common.storage import VideoLinks, VideoStorage
 from reelflow_common.store import ApiKeyStore, Project, ProjectStore
 from reelflow_common.store.auth import Grant
 from reelflow_common.store.tickets import WsTicketStore
+from reelflow_common.tokenbucket import KeyedBuckets
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class AppState:
     project_reads: Batcher[tuple[str, str], Project | None]
     #: creates and retries, run to their end whether or not their requests are
     outliving: OutlivingWork
+    #: ``POST /v1/ws-tickets`` per API key: ws_ticket_burst at once, then ws_ticket_rate_per_s
+    ticket_rate: KeyedBuckets
     #: reelflow's copies of the videos; None when they are not kept
     storage: VideoStorage | None = None
     links: VideoLinks | None = None

@@ -100,6 +100,19 @@ class Settings(
     ws_ticket_ttl_s: float = Field(
         default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
     )
+    ws_ticket_burst: int = Field(
+        default=5_000,
+        ge=1,
+        description="WebSocket tickets one API key may get at once from this replica (each is"
+        " a MongoDB write); a frontend's browsers all reconnecting after a notifier deploy"
+        " ask for one each",
+    )
+    ws_ticket_rate_per_s: float = Field(
+        default=500,
+        gt=0,
+        description="WebSocket tickets a second one API key may get from this replica past its"
+        " burst; one more is 429 with Retry-After",
+    )
     cors_allow_origins: list[str] = Field(
         default_factory=list,
         description=(

@@ -3,18 +3,29 @@
 A browser cannot set headers on a WebSocket, and an API key in a URL ends up in
 proxy and ingress logs. A ticket lives a minute, opens one socket, and names no
 key: the notifier takes it as ``?ticket=``.
+
+Each ticket is a MongoDB write, so one API key gets ``ws_ticket_burst`` at once
+from a replica, then ``ws_ticket_rate_per_s``; one more is ``429`` with
+``Retry-After``, before anything is written.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from reelflow_api.deps import IndexesEnsured, State, TenantId, bearer_key
-from reelflow_api.problems import problem_responses
+from reelflow_api.problems import Problem, problem_responses
 from reelflow_common.store.timefmt import rfc3339
 
 router = APIRouter(prefix="/v1/ws-tickets", tags=["live updates"])
+
+_TOO_MANY_DESCRIPTION = (
+    "This API key asked for tickets faster than `REELFLOW_WS_TICKET_RATE_PER_S` past its"
+    " burst; retry after `Retry-After`."
+)
 
 
 class WsTicket(BaseModel):
@@ -32,13 +43,30 @@ class WsTicket(BaseModel):
     status_code=201,
     response_model=WsTicket,
     dependencies=[IndexesEnsured],
-    responses=problem_responses(401, 503),
+    responses=problem_responses(401, 503)
+    | {429: {**problem_responses(429)[429], "description": _TOO_MANY_DESCRIPTION}},
 )
 async def create_ws_ticket(request: Request, state: State, tenant_id: TenantId) -> WsTicket:
     """A ticket for ``/v1/ws?ticket=…``: valid for ``expires_in`` seconds, for one connection."""
-    issued = await state.tickets.issue(tenant_id, bearer_key(request))
+    key = bearer_key(request)
+    if (wait_s := state.ticket_rate.take(key)) > 0:
+        raise _too_many_tickets(state.settings.ws_ticket_rate_per_s, wait_s)
+    issued = await state.tickets.issue(tenant_id, key)
     return WsTicket(
         ticket=issued.ticket,
         expires_at=rfc3339(issued.expires_at),
         expires_in=round(state.settings.ws_ticket_ttl_s),
+    )
+
+
+def _too_many_tickets(rate_per_s: float, wait_s: float) -> Problem:
+    detail = (
+        f"This API key asked for WebSocket tickets faster than {rate_per_s:g} a second;"
+        " try again after Retry-After seconds."
+    )
+    return Problem(
+        429,
+        "Too Many Requests",
+        detail,
+        headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
     )
