@@ -436,6 +436,24 @@ async def test_a_late_video_of_a_timed_out_clip_is_billed_once_and_a_retry_takes
     assert ledger.committed_in(day) == pytest.approx(0.4)
 
 
+async def test_a_late_video_runware_does_not_price_commits_its_estimate_not_nothing(
+    api: Api,
+) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    created = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, task, code="timedOut")  # our ceiling: its $0.25 freed
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+
+    # Runware bills the video but does not say how much: the budget counts the estimate.
+    late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=None)
+    await api.projects.record(project_id, 0, task, late)
+
+    ledger = await LedgerStore(api.db).read(tenant_id)
+    assert ledger.open == 0
+    assert ledger.committed_in(day) == pytest.approx(0.25)
+
+
 @pytest.mark.parametrize("held", [False, True], ids=["timed out", "cancelled at Runware"])
 async def test_a_crash_between_a_late_videos_write_and_its_settlement_is_settled_on_redelivery(
     api: Api, held: bool

@@ -91,7 +91,8 @@ class Settlement:
 
     ``ended``: the clip left the pending bucket (one fewer in flight, estimate released).
     ``billed``: Runware charged the task; ``cost`` None means it did not say how much
-    (the estimate then stays committed).
+    (the estimate then stays committed, or, for a late result whose clip's end released
+    it already, is committed again: a billed video is never counted as $0).
     """
 
     #: what makes it unique for its charge (the task, or the task's late result)
@@ -108,9 +109,7 @@ class Settlement:
         released = -charge.usd if self.ended else 0.0
         if not self.billed:
             return released
-        if self.cost is None:
-            return released + (charge.usd if self.ended else 0.0)
-        return released + self.cost
+        return released + (charge.usd if self.cost is None else self.cost)
 
 
 class LedgerView(BaseModel):
