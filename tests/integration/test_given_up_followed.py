@@ -382,8 +382,18 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
 REARMED = "rearmed-chain"
 
 
+@pytest.mark.parametrize(
+    "word",
+    [
+        # it reads the cancel before any submit of its own
+        "never submitted",
+        # its verify (over budget, say) does not see the task yet (Runware's visibility lags
+        # the other chain's submit) and fails its clip, as ``SubmitHandler._fail`` writes
+        "failed by its verify",
+    ],
+)
 async def test_a_held_task_another_chain_got_to_runware_is_followed_not_freed_by_its_holder(
-    world: World, settings: Settings, submitter_settings: SubmitterSettings
+    world: World, settings: Settings, submitter_settings: SubmitterSettings, word: str
 ) -> None:
     project = await charged_project(world, "a fox [sim:latency=1500]")
     task_uuid = project.clips[0].task_uuid
@@ -400,13 +410,27 @@ async def test_a_held_task_another_chain_got_to_runware_is_followed_not_freed_by
     assert waiting.lease is not None
     assert (waiting.status, waiting.lease.token) == (ClipStatus.QUEUED, holder.token)
     assert waiting.submitted_at is not None  # when Runware took it
-    # The holder's chain reads the cancel before any submit of its own (never submitted):
-    # its word frees nothing, as Runware runs the task.
-    given_up = {"code": "clipGivenUp", "message": "cancelled before Runware had it"}
-    freed = await world.projects.never_submitted(
-        project.id, 0, task_uuid, given_up, token=holder.token
-    )
-    assert not freed
+    # The holder's chain says Runware never got the task: its word frees nothing, as
+    # Runware runs the task.
+    if word == "never submitted":
+        given_up = {"code": "clipGivenUp", "message": "cancelled before Runware had it"}
+        freed = await world.projects.never_submitted(
+            project.id, 0, task_uuid, given_up, token=holder.token
+        )
+        assert not freed
+    else:
+        failed = await world.projects.record(
+            project.id,
+            0,
+            task_uuid,
+            TaskFailed(code="budgetExceeded", message="The daily budget is spent."),
+            token=holder.token,
+            statuses=(ClipStatus.QUEUED,),
+        )
+        assert not failed.applied
+    still = await own_attempt(world, project)
+    assert still is not None
+    assert (still.status, still.lease) == (ClipStatus.QUEUED, waiting.lease)
     assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
     # Its lease runs out: the attempts reconciler finds the task at Runware and follows it.
     await lease_ran_out(world, project)

@@ -68,6 +68,7 @@ from reelflow_common.store.models import (
     NewProject,
     Outcome,
     Project,
+    TaskFailed,
     TaskResult,
 )
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
@@ -466,7 +467,9 @@ class ProjectStore:
             finished = await self._apply(record(only_clip=True), project_id)
             if finished is not None:
                 return Change(True, finished)
-        return await self._transition(record(), project_id, scene_index, task_uuid, result=result)
+        return await self._transition(
+            record(), project_id, scene_index, task_uuid, result=result, token=token
+        )
 
     async def never_submitted(
         self,
@@ -672,8 +675,8 @@ class ProjectStore:
         token: str | None = None,
         new_token: str | None = None,
     ) -> Change:
-        """``token``: of the submit chain whose task Runware took (no ``result``), and
-        ``new_token`` of the reconciler's chain that takes it over."""
+        """``token``: of the submit chain whose task Runware took (no ``result``) or whose
+        word ``result`` is, and ``new_token`` of the reconciler's chain that takes it over."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
@@ -1014,7 +1017,29 @@ class ProjectStore:
                 if submitted is None:
                     continue  # its attempt moved between the read and the write: read again
                 return submitted
-            if result is not None:
+            if (
+                isinstance(result, TaskFailed)
+                and token is not None
+                and clip.awaits_submit_word(task_uuid)
+            ):
+                # A submit chain's failure of its own task, which a cancel moved to
+                # ``attempts`` while it was queued: that entry ends only on the word of the
+                # chain holding its lease, with no submit recorded there (another chain may
+                # have got the task to Runware), as a never-submitted end does.
+                failed = await self._apply(
+                    transitions.never_submitted(
+                        project_id,
+                        scene_index,
+                        task_uuid,
+                        {"code": result.code, "message": result.message},
+                        token=token,
+                        now=self._now(),
+                    ),
+                    project_id,
+                )
+                if failed is not None:
+                    return Change(True, failed)
+            elif result is not None:
                 write = transitions.late_result(
                     project_id,
                     clip,
