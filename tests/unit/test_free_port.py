@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from reelflow_devtools.ports import free_port, release_port
+from reelflow_devtools.ports import RESERVATIONS, free_port, release_port
 
 EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
@@ -93,3 +93,22 @@ def test_a_released_port_can_be_handed_out_again(monkeypatch: pytest.MonkeyPatch
     assert free_port() == port
     release_port(port)
     release_port(other)
+
+
+@pytest.mark.skipif(not EPHEMERAL.exists(), reason="Linux's ephemeral port range only")
+def test_a_port_whose_reservation_cannot_be_taken_is_skipped_not_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    port, other = free_port(), free_port()
+    release_port(port)
+    release_port(other)
+    # Something not ours where the port's lock file would be (another user's file, say).
+    blocked = RESERVATIONS / str(port)
+    blocked.unlink(missing_ok=True)
+    blocked.mkdir()
+    try:
+        _picks(monkeypatch, port, other)
+        assert free_port() == other
+    finally:
+        blocked.rmdir()
+        release_port(other)

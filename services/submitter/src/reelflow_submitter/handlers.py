@@ -127,8 +127,9 @@ class SubmitHandler:
         if self._throttle is not None:
             # Before the read: a pause after a 429 may last minutes, and a cancel with it.
             await self._throttle.wait()
-        # Whether Runware may hold this task already: then nothing fails the clip unasked.
-        may_hold = may_have_submitted(message, first_handling=first_handling())
+        # Whether an earlier try may have got this task to Runware: then nothing fails the
+        # clip unasked.
+        may_have_sent = may_have_submitted(message, first_handling=first_handling())
         if reads_before_submit(
             message, now=self._now(), read_after_s=self._settings.submit_read_after_s
         ):
@@ -138,7 +139,7 @@ class SubmitHandler:
             need = before_resubmit(
                 message.task_uuid,
                 None if clip is None else (clip.task_uuid, clip.status),
-                may_have_submitted=may_hold,
+                may_have_submitted=may_have_sent,
             )
             if need is not BeforeSubmit.SUBMIT:
                 await self._not_wanted(_as_read(message, need, clip), need)
@@ -146,7 +147,7 @@ class SubmitHandler:
         if message.charge is not None and message.attempt == 1:
             over_budget = await self._budget_refusal(message)
             if over_budget is not None:
-                await self._refused(message, over_budget, may_hold=may_hold)
+                await self._refused(message, over_budget, ask_first=may_have_sent)
                 return
         webhook_url = self._settings.webhook_url(message.project_id, message.scene_index)
         # A retry goes alone: its answer can only be about its own task.
@@ -158,7 +159,7 @@ class SubmitHandler:
         except RunwareError as error:
             if error.category is ErrorCategory.RATE_LIMIT:
                 await self._throttled()
-            await self._on_error(message, error, may_hold=may_hold)
+            await self._on_error(message, error, may_have_sent=may_have_sent)
             return
         if self._throttle is not None:
             self._throttle.accepted()
@@ -220,13 +221,14 @@ class SubmitHandler:
         return {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{resets} Retry then."}
 
     async def _refused(
-        self, message: SubmitClip, final_error: dict[str, str], *, may_hold: bool
+        self, message: SubmitClip, final_error: dict[str, str], *, ask_first: bool
     ) -> None:
-        """No more submits of this clip: it fails with ``final_error``, unless Runware may hold
-        its task already (an earlier try of this chain, or the lost chain a re-armed one
-        replaces, may have got it there unseen): then Runware is asked first, and a task it
-        holds is followed and billed, never left running behind a failed clip."""
-        if may_hold:
+        """No more submits of this clip: it fails with ``final_error``, unless it must
+        ``ask_first`` (Runware may hold its task already: an earlier try of this chain, or
+        the lost chain a re-armed one replaces, may have got it there unseen): then Runware
+        is asked, and a task it holds is followed and billed, never left running behind a
+        failed clip."""
+        if ask_first:
             await self._verify(message.model_copy(update={"final_error": final_error}))
         else:
             await self._fail(message, final_error)
@@ -294,7 +296,9 @@ class SubmitHandler:
             )
             raise
 
-    async def _on_error(self, message: SubmitClip, error: RunwareError, *, may_hold: bool) -> None:
+    async def _on_error(
+        self, message: SubmitClip, error: RunwareError, *, may_have_sent: bool
+    ) -> None:
         if error.retryable:
             # Runware may have stored the task all the same: its grace counts from now.
             message = message.model_copy(update={"last_ambiguous_at": self._now()})
@@ -331,7 +335,7 @@ class SubmitHandler:
             await self._again(verify, self._settings.not_found_grace_s)
             return
         await self._refused(
-            message, final_error, may_hold=may_hold_task(error, may_have_submitted=may_hold)
+            message, final_error, ask_first=may_hold_task(error, may_have_submitted=may_have_sent)
         )
 
     async def _waiting(self, message: SubmitClip, error: RunwareError) -> None:

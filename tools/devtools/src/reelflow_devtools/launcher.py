@@ -137,6 +137,8 @@ class Stack:
         self.mongo_url = config.mongo_url or ""
         self.sim_url = ""
         self._exits = ExitStack()
+        #: whether ``ports`` were picked free at the start (released at the stop)
+        self._picked_ports = False
 
     # --- where things are --------------------------------------------------------------
 
@@ -227,6 +229,7 @@ class Stack:
         upgraded = asyncio.run(prepare_database(self.mongo_url, config.database))
         if upgraded:
             announce("mongodb", f"upgraded {upgraded} project documents to the current shape")
+        self._picked_ports = not config.ports
         self.ports = dict(config.ports or {name: free_port() for name in SERVICES})
         # Together: none needs another to start, and the database is prepared.
         started = [self._spawn_service(name) for name in SERVICES]
@@ -280,7 +283,7 @@ class Stack:
         wait_stopped(rest, timeout_s=STOP_MARGIN_S)
         self.group.children.clear()
         self.children.clear()
-        if self.config.ports is None:  # ours: picked free at the start
+        if self._picked_ports:  # ours: picked free at the start
             for port in self.ports.values():
                 release_port(port)
         return time.monotonic() - began

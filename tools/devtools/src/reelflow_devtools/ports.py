@@ -10,9 +10,10 @@ restarted on it. Two things could take it in between:
 - another process picking the same port for its own server (two pytest workers'
   stacks, seen in CI as "address already in use" at a stack's start): each port
   handed out is reserved, an exclusive ``flock`` on a file named after it in one
-  folder of the machine's temporary directory, until :func:`release_port` or the
-  picking process's exit (the kernel drops the lock then, however it ends). A
-  reserved port is never handed out again while its reservation holds.
+  folder of the machine's temporary directory (one per user: another user's
+  folder is not ours to write), until :func:`release_port` or the picking
+  process's exit (the kernel drops the lock then, however it ends). A reserved
+  port is never handed out again while its reservation holds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ _EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
 #: the lowest port :func:`free_port` hands out
 _LOWEST_PORT = 10_000
 #: one lock file per port reserved by any process of this machine
-RESERVATIONS = Path(tempfile.gettempdir()) / "reelflow-ports"
+RESERVATIONS = Path(tempfile.gettempdir()) / f"reelflow-ports-{os.getuid()}"
 
 #: port -> the open lock file holding its reservation, in this process
 _held: dict[int, int] = {}
@@ -46,8 +47,11 @@ def _reserve(port: int) -> bool:
     """Take ``port``'s reservation; False if another process (or this one) holds it."""
     if port in _held:
         return False
-    RESERVATIONS.mkdir(exist_ok=True)
-    fd = os.open(RESERVATIONS / str(port), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        RESERVATIONS.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(RESERVATIONS / str(port), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return False  # not ours to reserve (a file another user made): another port
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
