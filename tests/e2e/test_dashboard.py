@@ -51,6 +51,8 @@ REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
 #: the same for reelflow's own copy of a video (clip.stored)
 REDUCER_STORED_CHECK = Path(__file__).with_name("reducer_stored_check.js")
+#: the page's live connection meeting the notifier's subscribe rate limit, on a stand-in socket
+LIVE_RESUBSCRIBE_CHECK = Path(__file__).with_name("live_resubscribe_check.js")
 #: the spend line's text for answers of GET /v1/usage, on a fixed day
 USAGE_CHECK = Path(__file__).with_name("usage_check.js")
 
@@ -477,6 +479,21 @@ def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
         # a retry took a1's late video: counted when it came, not again
         {"cost": "$1.15 + 1 unpriced", "task": "a1", "earlier": ["a2:success", "a3:success"]},
     ]
+    dashboard.assert_no_console_errors()
+
+
+def test_a_subscribe_the_notifier_rate_limits_is_sent_again_when_it_says(
+    dashboard: Dashboard,
+) -> None:
+    dashboard.open()
+    seen = dashboard.page.evaluate(LIVE_RESUBSCRIBE_CHECK.read_text())
+
+    assert seen["sent"] == [
+        {"type": "subscribe", "project_id": "p1"},
+        {"type": "subscribe", "project_id": "p1", "after_seq": 4},  # resumes, no gap
+    ]
+    # The refusal is the connection's business; a project's own error reaches its view.
+    assert seen["heard"] == ["snapshot", "error"]
     dashboard.assert_no_console_errors()
 
 

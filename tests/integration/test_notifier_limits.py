@@ -46,13 +46,14 @@ class Tenant:
 async def notifier(
     settings_for: Callable[..., Any], amqp_connection: Any
 ) -> AsyncIterator[RunningNotifier]:
-    # A burst of 2 subscribes, then about one every 17 minutes: the third is refused
-    # however slowly the test runs. Two sockets per key.
+    # A burst of 2 subscribes (a socket watches 2 projects at most), then about one every
+    # 17 minutes: the third is refused however slowly the test runs. Two sockets per key.
     settings = settings_for(
         Settings,
         http_host="127.0.0.1",
         http_port=0,
         ws_subscribe_burst=2,
+        ws_max_subscriptions=2,
         ws_subscribe_rate_per_s=0.001,
         ws_max_connections_per_key=2,
     )
@@ -91,6 +92,9 @@ async def test_a_subscribe_past_the_connections_burst_is_refused_with_when_to_re
         await ws.send(subscribe(first))
         await ws.send(subscribe(second))
         snapshots = [await receive(ws), await receive(ws)]
+        # Room to watch one more, but the burst is spent.
+        await ws.send(json.dumps({"type": "unsubscribe", "project_id": second}))
+        unsubscribed = await receive(ws)
         await ws.send(subscribe(third))
         refused = await receive(ws)
         # Not applied: a snapshot of it would come before the answer to the next message.
@@ -105,6 +109,7 @@ async def test_a_subscribe_past_the_connections_burst_is_refused_with_when_to_re
         ("snapshot", first),
         ("snapshot", second),
     ]
+    assert unsubscribed["type"] == "unsubscribed"
     assert refused["type"] == "error"
     assert refused["project_id"] == third
     assert "too many subscribes" in refused["message"]

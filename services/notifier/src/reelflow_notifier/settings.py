@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reelflow_common.settings import (
     AuthSettings,
@@ -30,8 +30,8 @@ class Settings(
         default=200,
         ge=1,
         description="subscribes one connection may send at once (each reads the project);"
-        " keep it at least ws_max_subscriptions, so a client can subscribe to all of them"
-        " on connect",
+        " at least ws_max_subscriptions, so a client can subscribe again to all of them"
+        " on reconnect",
     )
     ws_subscribe_rate_per_s: float = Field(
         default=10,
@@ -67,3 +67,13 @@ class Settings(
             " close within this plus auth_cache_ttl_s"
         ),
     )
+
+    @model_validator(mode="after")
+    def _subscribe_burst_covers_a_reconnect(self) -> Settings:
+        if self.ws_subscribe_burst < self.ws_max_subscriptions:
+            raise ValueError(
+                f"ws_subscribe_burst ({self.ws_subscribe_burst}) must be at least"
+                f" ws_max_subscriptions ({self.ws_max_subscriptions}): a client subscribes"
+                " again to every project it watches when it reconnects"
+            )
+        return self

@@ -97,11 +97,7 @@ export class Live extends EventTarget {
       if (socket !== this.#socket) return;
       this.#setState('live');
       this.#healthyTimer = setTimeout(() => { this.#attempt = 0; }, HEALTHY_AFTER_MS);
-      for (const [projectId, watch] of this.#watches) {
-        const message = { type: 'subscribe', project_id: projectId };
-        if (watch.lastSeq !== null) message.after_seq = watch.lastSeq;
-        this.#send(message);
-      }
+      for (const [projectId, watch] of this.#watches) this.#resubscribe(projectId, watch);
     });
     socket.addEventListener('message', (event) => {
       if (socket === this.#socket) this.#receive(JSON.parse(event.data));
@@ -129,9 +125,22 @@ export class Live extends EventTarget {
     const projectId = message.project_id ?? message.project?.project_id;
     const watch = this.#watches.get(projectId);
     if (!watch) return; // unsubscribed meanwhile, or a message about no project
+    if (message.type === 'error' && typeof message.retry_after_s === 'number') {
+      // A subscribe the notifier's rate limit refused: sent again when it says, if still watched.
+      setTimeout(() => this.#resubscribe(projectId, watch), message.retry_after_s * 1000);
+      return;
+    }
     if (message.type === 'snapshot') watch.lastSeq = message.seq;
     else if (typeof message.seq === 'number') watch.lastSeq = Math.max(watch.lastSeq ?? 0, message.seq);
     for (const listener of [...watch.listeners]) listener(message);
+  }
+
+  /** Subscribe again to a watched project, resuming after the last seq it delivered. */
+  #resubscribe(projectId, watch) {
+    if (this.#watches.get(projectId) !== watch) return; // unwatched meanwhile
+    const message = { type: 'subscribe', project_id: projectId };
+    if (watch.lastSeq !== null) message.after_seq = watch.lastSeq;
+    this.#send(message);
   }
 
   #send(message) {
