@@ -214,6 +214,97 @@ async def test_a_body_that_is_not_json_is_a_422(
     assert all(loc[0] == "body" for loc in error_locs(problem))
 
 
+@pytest.mark.parametrize(
+    ("content", "content_type", "detail"),
+    [
+        pytest.param(
+            b"title=x&scenes=a+cat",
+            "application/x-www-form-urlencoded",
+            "body: not read as JSON (sent as application/x-www-form-urlencoded):"
+            " send a JSON object with Content-Type: application/json",
+            id="curl-d-without-content-type",
+        ),
+        pytest.param(
+            b'{"scenes": [{"prompt": "a cat"}]}',
+            None,
+            "body: not read as JSON (sent without a Content-Type):"
+            " send a JSON object with Content-Type: application/json",
+            id="no-content-type",
+        ),
+        pytest.param(
+            b'[{"prompt": "a cat"}]',
+            "application/json",
+            "body: must be a JSON object, not an array",
+            id="top-level-array",
+        ),
+        pytest.param(
+            b"null",
+            "application/json",
+            "body: must be a JSON object, not null",
+            id="null",
+        ),
+        pytest.param(
+            b"",
+            "application/json",
+            "body: missing: send a JSON object with Content-Type: application/json",
+            id="empty",
+        ),
+        pytest.param(
+            b'{"title": "x", "scenes": [}',
+            "application/json",
+            "body: not valid JSON: expecting value at line 1 column 27",
+            id="bad-json",
+        ),
+        pytest.param(
+            b'{"title": "x",\n "scenes": [{"prompt": "a cat"}]\n "model": "google:3@3"}',
+            "application/json",
+            "body: not valid JSON: expecting ',' delimiter at line 3 column 2",
+            id="bad-json-line-3",
+        ),
+    ],
+)
+async def test_a_body_that_is_no_json_object_is_a_422_saying_what_to_send(
+    api: Api, auth: dict[str, str], content: bytes, content_type: str | None, detail: str
+) -> None:
+    headers = auth | ({"Content-Type": content_type} if content_type else {})
+
+    response = await api.client.post("/v1/projects", content=content, headers=headers)
+
+    problem = assert_problem(response, 422)
+    assert problem["detail"] == detail
+    assert problem["errors"] == [{"loc": ["body"], "msg": detail.removeprefix("body: ")}]
+    assert await api.drain() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "detail"),
+    [
+        pytest.param(
+            "GET",
+            "/v1/usage?month=2026-13",
+            None,
+            "query.month: should be a UTC month as YYYY-MM (1970-01 to 2999-12), such as 2026-12",
+            id="month",
+        ),
+        pytest.param(
+            "POST",
+            "/v1/projects",
+            {"model": "veo3", "scenes": [{"prompt": "a cat"}]},
+            "body.model: should be a Runware AIR id (provider:model@version), such as google:3@3",
+            id="model",
+        ),
+    ],
+)
+async def test_a_value_of_the_wrong_format_is_a_422_naming_the_format_not_a_pattern(
+    api: Api, auth: dict[str, str], method: str, path: str, body: Any, detail: str
+) -> None:
+    response = await api.client.request(method, path, json=body, headers=auth)
+
+    problem = assert_problem(response, 422)
+    assert problem["detail"] == detail
+    assert "pattern" not in response.text
+
+
 @pytest.mark.parametrize("wait", ["121", "-1", "soon", "nan", "inf"])
 async def test_a_wait_outside_0_to_120_is_a_422(api: Api, auth: dict[str, str], wait: str) -> None:
     response = await api.create(auth, wait=wait)

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from reelflow_api.validation import said
 from reelflow_common.accounting import LimitExceeded
 from reelflow_common.logging import get_logger
 from reelflow_common.store import IdempotencyConflict, InvalidCursor
@@ -142,10 +143,6 @@ def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
     return Problem(status, title, exc.detail, headers=headers or None, extensions=extensions)
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [{"loc": list(err["loc"]), "msg": err["msg"]} for err in exc.errors()]
-
-
 def _is_unparsable_body(exc: StarletteHTTPException) -> bool:
     """FastAPI's answer to a JSON body Python's ``json`` cannot read for a reason other than its
     syntax (bytes that are not UTF-8, nesting too deep, an integer too long): a 400 raised from
@@ -161,9 +158,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         assert isinstance(exc, Problem)
         return problem_response(exc)
 
-    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = _validation_errors(exc)
+        content_type = request.headers.get("content-type")
+        errors = said(exc.errors(), content_type=content_type, body=exc.body)
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(part) for part in first["loc"])
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from reelflow_api.validation import AIR_ID
 from reelflow_common.store import ProjectStatusView
 
 
@@ -45,8 +46,9 @@ class CreateProjectIn(BaseModel):
         default=None,
         min_length=3,
         max_length=200,
-        pattern=r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$",
-        description="Runware AIR id, e.g. google:3@3",
+        pattern=AIR_ID.pattern,
+        description=AIR_ID.description,
+        examples=[AIR_ID.example],
     )
     scenes: list[SceneIn] = Field(min_length=1, max_length=50)
 

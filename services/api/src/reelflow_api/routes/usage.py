@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from reelflow_api.deps import State, TenantGrant
 from reelflow_api.problems import problem_responses
+from reelflow_api.validation import UTC_MONTH
 from reelflow_common.accounting import TenantUsage, month_key
 
 router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=problem_responses(401, 422, 503))
@@ -20,8 +21,9 @@ async def get_usage(
     month: Annotated[
         str | None,
         Query(
-            pattern=r"^(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])$",
-            description="UTC month from 1970-01 to 2999-12, e.g. 2026-12",
+            pattern=UTC_MONTH.pattern,
+            description=UTC_MONTH.description,
+            examples=[UTC_MONTH.example],
         ),
     ] = None,
 ) -> TenantUsage:
