@@ -261,6 +261,30 @@ def test_the_apis_errors_show_next_to_their_fields(dashboard: Dashboard) -> None
     dashboard.assert_no_console_errors(failed_load(422))
 
 
+def test_a_duration_or_size_the_model_does_not_make_shows_what_it_allows(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.open("#/new")
+    dashboard.sign_in()
+    page.locator('[id="scenes.0.prompt"]').fill("a tram")
+    page.locator('[id="scenes.0.duration"]').fill("5")
+    page.locator('[id="scenes.0.width"]').fill("640")
+    page.locator('[id="scenes.0.height"]').fill("480")
+    page.get_by_role("button", name="Create project").click()
+
+    expect(page.locator('[id="error-scenes.0.duration"]')).to_have_text(
+        "not a duration this model makes: google:3@3 (allowed: 4, 6, 7, 8)"
+    )
+    expect(page.locator('[id="error-scenes.0.width"]')).to_contain_text(
+        "(allowed: 1280x720, 720x1280, 1920x1080, 1080x1920)"
+    )
+    expect(page.locator('[id="scenes.0.duration"]')).to_have_attribute("aria-invalid", "true")
+    dashboard.shot("allowed")
+    assert page.url.endswith("#/new")
+    dashboard.assert_no_console_errors(failed_load(422))
+
+
 def test_a_failed_clip_is_retried_from_the_page(dashboard: Dashboard) -> None:
     page = dashboard.page
     # The simulator fails this prompt every time, so the retried task fails again:
