@@ -1,9 +1,12 @@
 """The commands. Each prints for people, or JSON with ``--json``; errors are one line, no traceback.
 
 Exit codes: 0 done; 1 a watched project ended with failed or cancelled clips;
-2 a bad argument (or a request the API refused); 3 the server is unreachable;
-4 no API key, or one that is not accepted; 5 no such project; 6 any other
-server error.
+2 a bad argument (or a request the API found invalid); 3 the server is
+unreachable; 4 no API key, or one that is not accepted; 5 no such project;
+6 any other server error; 7 refused by the tenant's limits (a budget, a model
+or a number of scenes not allowed): waiting does not help soon; 8 refused for
+now (too many clips in flight, too many requests, a busy server): try again
+after the wait it names.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ app = typer.Typer(
         " or url and api_key in ~/.config/reelflow/config.toml (REELFLOW_CONFIG names"
         " another file).\n\n"
         "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable,"
-        " 4 API key missing or refused, 5 no such project, 6 other server error."
+        " 4 API key missing or refused, 5 no such project, 6 other server error,"
+        " 7 refused by a limit or budget, 8 busy or too much in flight: try again later."
     ),
     no_args_is_help=True,
     add_completion=False,

@@ -9,7 +9,15 @@ from typing import Any
 
 import httpx
 
-from reelflow_cli.errors import BadArgument, CliError, NotFound, Unauthorized, Unreachable
+from reelflow_cli.errors import (
+    BadArgument,
+    CliError,
+    LimitRefused,
+    NotFound,
+    TryLater,
+    Unauthorized,
+    Unreachable,
+)
 
 TIMEOUT_S = 30.0
 
@@ -133,15 +141,31 @@ def _problem(answer: httpx.Response, url: str) -> CliError:
         lines = [_describe(error) for error in errors if isinstance(error, dict)] or [detail]
         return BadArgument("the request was refused:\n  " + "\n  ".join(lines))
     if problem.get("limit"):  # 402, 403 or 429: one of the tenant's limits
-        resets = f" (resets at {problem['resets_at']})" if problem.get("resets_at") else ""
-        return BadArgument(f"refused by the limit {problem['limit']}: {detail}{resets}")
+        return _refused_by_limit(answer, problem, detail)
     if answer.status_code in (429, 503):
-        retry = answer.headers.get("retry-after")
-        later = f"; try again in {retry} s" if retry else "; try again shortly"
-        return CliError(f"reelflow is busy or degraded ({answer.status_code}){later}")
+        return TryLater(f"reelflow is busy or degraded ({answer.status_code}){_later(answer)}")
     return CliError(f"reelflow answered {answer.status_code}: {detail}")
 
 
+def _refused_by_limit(answer: httpx.Response, problem: Json, detail: str) -> CliError:
+    """A 429 passes once clips end; a budget (402) resets, but not soon; a 403 stays."""
+    refused = f"refused by the limit {problem['limit']}: {detail}"
+    if answer.status_code == 429:
+        return TryLater(f"{refused}{_later(answer)}")
+    resets = f" (resets at {problem['resets_at']})" if problem.get("resets_at") else ""
+    return LimitRefused(f"{refused}{resets}")
+
+
+def _later(answer: httpx.Response) -> str:
+    retry = answer.headers.get("retry-after")
+    return f"; try again in {retry} s" if retry else "; try again shortly"
+
+
 def _describe(error: Json) -> str:
+    """``scenes.0.duration: not a duration this model makes: google:3@3 (allowed: 4, 6, 8)``."""
     loc = [str(part) for part in error.get("loc", []) if part != "body"]
-    return f"{'.'.join(loc)}: {error.get('msg', '')}" if loc else str(error.get("msg", ""))
+    text = str(error.get("msg", ""))
+    allowed = error.get("allowed")
+    if isinstance(allowed, list) and allowed:
+        text += f" (allowed: {', '.join(str(value) for value in allowed)})"
+    return f"{'.'.join(loc)}: {text}" if loc else text

@@ -9,6 +9,8 @@ EXIT_UNREACHABLE = 3
 EXIT_UNAUTHORIZED = 4
 EXIT_NOT_FOUND = 5
 EXIT_SERVER_ERROR = 6
+EXIT_LIMIT = 7
+EXIT_TRY_LATER = 8
 
 
 class CliError(Exception):
@@ -23,9 +25,21 @@ class CliError(Exception):
 
 
 class BadArgument(CliError):
-    """The API refused the request (422), or the command line makes no sense."""
+    """The API found the request invalid (422), or the command line makes no sense."""
 
     exit_code = EXIT_BAD_ARGUMENT
+
+
+class LimitRefused(CliError):
+    """The tenant's limits refuse this: a budget (402), or a model or scene count (403)."""
+
+    exit_code = EXIT_LIMIT
+
+
+class TryLater(CliError):
+    """Refused for now, not for good: clips in flight, requests, a busy server (429, 503)."""
+
+    exit_code = EXIT_TRY_LATER
 
 
 class Unreachable(CliError):

@@ -1,0 +1,178 @@
+"""What ``reelflow`` prints, and exits with, for each kind of refusal the API answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+import reelflow_cli.app as cli
+from tests.unit.cli_runner import invoke
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def run(monkeypatch: pytest.MonkeyPatch, answer: httpx.Response, *args: str) -> tuple[int, str]:
+    """``reelflow ARGS`` against an API that answers ``answer``: (exit code, stderr)."""
+    result = invoke(monkeypatch, answer, *args)
+    return result.exit_code, result.stderr
+
+
+def problem(status: int, body: dict[str, Any], **headers: str) -> httpx.Response:
+    return httpx.Response(
+        status,
+        json={"type": "about:blank", "status": status} | body,
+        headers={"content-type": PROBLEM_JSON} | headers,
+    )
+
+
+DURATION_5 = problem(
+    422,
+    {
+        "title": "Invalid Request",
+        "detail": "body.scenes.0.duration: not a duration this model makes: google:3@3"
+        " (allowed: 4, 6, 7, 8)",
+        "errors": [
+            {
+                "loc": ["body", "scenes", 0, "duration"],
+                "msg": "not a duration this model makes: google:3@3",
+                "allowed": [4, 6, 7, 8],
+            }
+        ],
+    },
+)
+SIZE_640 = problem(
+    422,
+    {
+        "title": "Invalid Request",
+        "detail": "body.scenes.0.width: not a size this model makes: google:3@3",
+        "errors": [
+            {
+                "loc": ["body", "scenes", 0, "width"],
+                "msg": "not a size this model makes: google:3@3",
+                "allowed": ["1280x720", "720x1280", "1920x1080", "1080x1920"],
+            }
+        ],
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        pytest.param(
+            DURATION_5,
+            "scenes.0.duration: not a duration this model makes: google:3@3 (allowed: 4, 6, 7, 8)",
+            id="duration",
+        ),
+        pytest.param(
+            SIZE_640,
+            "scenes.0.width: not a size this model makes: google:3@3"
+            " (allowed: 1280x720, 720x1280, 1920x1080, 1080x1920)",
+            id="size",
+        ),
+    ],
+)
+def test_a_refused_scene_shows_what_its_model_allows(
+    monkeypatch: pytest.MonkeyPatch, answer: httpx.Response, says: str
+) -> None:
+    code, stderr = run(monkeypatch, answer, "create", "a cat", "--duration", "5")
+
+    assert code == 2
+    assert stderr.splitlines()[1].strip() == says
+
+
+@pytest.mark.parametrize(
+    ("answer", "code", "says"),
+    [
+        pytest.param(
+            problem(
+                402,
+                {
+                    "title": "Budget Exceeded",
+                    "detail": "the daily budget of $5.00 has $0.10 left; this needs $0.40",
+                    "limit": "daily_budget_usd",
+                    "limit_value": 5.0,
+                    "resets_at": "2026-12-05T00:00:00Z",
+                },
+                **{"Retry-After": "3600"},
+            ),
+            7,
+            "refused by the limit daily_budget_usd: the daily budget of $5.00 has $0.10 left;"
+            " this needs $0.40 (resets at 2026-12-05T00:00:00Z)",
+            id="402-budget",
+        ),
+        pytest.param(
+            problem(
+                403,
+                {
+                    "title": "Not Allowed",
+                    "detail": "model acme:video@2 is not one this tenant may use",
+                    "limit": "allowed_models",
+                    "limit_value": ["google:3@3"],
+                },
+            ),
+            7,
+            "refused by the limit allowed_models: model acme:video@2 is not one this tenant"
+            " may use",
+            id="403-not-allowed",
+        ),
+        pytest.param(
+            problem(
+                429,
+                {
+                    "title": "Limit Exceeded",
+                    "detail": "3 clips in flight; the limit is 3",
+                    "limit": "max_clips_in_flight",
+                    "limit_value": 3,
+                },
+                **{"Retry-After": "30"},
+            ),
+            8,
+            "refused by the limit max_clips_in_flight: 3 clips in flight; the limit is 3;"
+            " try again in 30 s",
+            id="429-in-flight",
+        ),
+        pytest.param(
+            problem(
+                429,
+                {"title": "Too Many Requests", "detail": "this key has 24 requests in progress"},
+                **{"Retry-After": "1"},
+            ),
+            8,
+            "reelflow is busy or degraded (429); try again in 1 s",
+            id="429-requests",
+        ),
+        pytest.param(
+            problem(
+                503,
+                {"title": "Service Unavailable", "detail": "too busy"},
+                **{"Retry-After": "5"},
+            ),
+            8,
+            "reelflow is busy or degraded (503); try again in 5 s",
+            id="503",
+        ),
+    ],
+)
+def test_a_refusal_by_a_limit_is_not_a_bad_argument_and_a_passing_one_says_try_later(
+    monkeypatch: pytest.MonkeyPatch, answer: httpx.Response, code: int, says: str
+) -> None:
+    exit_code, stderr = run(monkeypatch, answer, "create", "a cat")
+
+    assert exit_code == code
+    assert stderr.strip() == f"error: {says}"
+
+
+def test_the_help_names_every_exit_code() -> None:
+    result = CliRunner().invoke(cli.app, ["--help"], env={"COLUMNS": "300"})
+
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert (
+        "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable, 4 API key"
+        " missing or refused, 5 no such project, 6 other server error, 7 refused by a limit"
+        " or budget, 8 busy or too much in flight: try again later."
+    ) in text
