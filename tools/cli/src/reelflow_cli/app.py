@@ -16,13 +16,12 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
-from urllib.parse import urljoin
 
 import typer
 from rich.console import Console
 
 from reelflow_cli import render
-from reelflow_cli.client import Client, download
+from reelflow_cli.client import Client, download, video_link
 from reelflow_cli.config import load_config, require_key
 from reelflow_cli.errors import EXIT_FAILED_CLIPS, CliError
 from reelflow_cli.watch import watch as watch_project
@@ -153,7 +152,7 @@ def get(project_id: ProjectId, as_json: JsonFlag = False) -> None:
     if as_json:
         render.print_json(project)
     else:
-        render.project_details(out, project)
+        render.project_details(out, project, client.url)
 
 
 @_command()
@@ -210,9 +209,9 @@ def download_videos(
         project = client.get(project_id)
         base = client.url
     ready = [
-        clip
+        (clip, link)
         for clip in project.get("results", [])
-        if clip["status"] == "success" and (clip.get("stored_url") or clip.get("video_url"))
+        if clip["status"] == "success" and (link := video_link(clip, base))
     ]
     if not ready:
         raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
@@ -221,10 +220,8 @@ def download_videos(
     except OSError as exc:
         raise CliError(f"cannot create {directory}: {exc.strerror}", exit_code=2) from exc
     saved = []
-    for clip in ready:
+    for clip, source in ready:
         target = directory / f"scene-{clip['scene_index'] + 1:02d}-{clip['task_uuid']}.mp4"
-        # stored_url may be relative to the api: /v1/videos/...
-        source = urljoin(f"{base.rstrip('/')}/", clip.get("stored_url") or clip["video_url"])
         size = download(source, target)
         saved.append({"scene_index": clip["scene_index"], "path": str(target), "bytes": size})
         if not as_json:

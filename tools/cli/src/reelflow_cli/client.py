@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
@@ -86,6 +87,15 @@ class Client:
             body: Json = answer.json()
             return body
         raise _problem(answer, self.url)
+
+
+def video_link(clip: Json, api_url: str) -> str | None:
+    """Where a finished clip's video is: reelflow's copy when there is one (Runware's link
+    expires), whole; a copy's ``stored_url`` may be a path on the API (``/v1/videos/…``)."""
+    link = clip.get("stored_url") or clip.get("video_url")
+    if not link:
+        return None
+    return urljoin(f"{api_url.rstrip('/')}/", str(link))
 
 
 def download(url: str, target: Path) -> int:

@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.segment import Segment, Segments
 from rich.table import Column, Table
 
+from reelflow_cli.client import video_link
 from reelflow_cli.project import ClipState, ProjectState
 
 STYLES = {
@@ -23,6 +26,8 @@ STYLES = {
 }
 
 Json = dict[str, Any]
+#: wide enough to measure any table's natural width
+_UNBOUNDED = 100_000
 
 
 def styled(status: str) -> str:
@@ -58,28 +63,57 @@ def cost_totals(cost: Json | None) -> str:
     return " + ".join(parts)
 
 
-def project_details(console: Console, project: Json) -> None:
-    """A project with a row per clip, and a dim row per earlier task of a retried scene."""
+def project_details(console: Console, project: Json, api_url: str) -> None:
+    """A project with a row per clip, and a dim row per earlier task of a retried scene.
+
+    A finished clip shows reelflow's copy of its video when there is one (Runware's link
+    expires), as a whole URL to copy: the table is wider than the screen rather than cut.
+    """
     project_summary(console, project)
     if spent := cost_totals(project.get("cost")):
         console.print(f"cost {spent}", highlight=False)
-    table = Table("scene", "status", "task", "video / error", box=None, pad_edge=False)
+    table = Table(
+        *(Column(name, no_wrap=True) for name in ("scene", "status", "task", "video / error")),
+        box=None,
+        pad_edge=False,
+    )
     for clip in project.get("results", []):
         scene = str(clip["scene_index"] + 1)
-        table.add_row(scene, styled(clip["status"]), clip["task_uuid"], _outcome(clip))
+        table.add_row(scene, styled(clip["status"]), clip["task_uuid"], _outcome(clip, api_url))
         for attempt in clip.get("attempts") or []:
             table.add_row(
-                "", f"[dim]earlier: {attempt['status']}[/]", attempt["task_uuid"], _outcome(attempt)
+                "",
+                f"[dim]earlier: {attempt['status']}[/]",
+                attempt["task_uuid"],
+                _outcome(attempt, api_url),
             )
-    console.print(table)
+    _whole(console, table)
 
 
-def _outcome(clip: Json) -> str:
+def _whole(console: Console, table: Table) -> None:
+    """``table`` with no cell cut or wrapped: wider than the screen when it must be."""
+    needed = Measurement.get(console, console.options.update_width(_UNBOUNDED), table).maximum
+    # Laid out at its own width: print(width=) would only ever narrow it to the console's.
+    options = console.options.update_width(max(console.width, needed))
+    for line in console.render_lines(table, options, pad=False):
+        console.print(Segments([*_without_trailing_spaces(line), Segment.line()]), crop=False)
+
+
+def _without_trailing_spaces(line: list[Segment]) -> list[Segment]:
+    """A terminal wraps a line wider than itself: padding after its end would wrap too."""
+    while line and not line[-1].text.rstrip():
+        line = line[:-1]
+    if line:
+        last = line[-1]
+        line = [*line[:-1], Segment(last.text.rstrip(), last.style)]
+    return line
+
+
+def _outcome(clip: Json, api_url: str) -> str:
+    if video := video_link(clip, api_url):
+        return video
     error = clip.get("error") or {}
-    video: str = clip.get("video_url") or ""
-    return video or (
-        f"[red]{error.get('message', '')} ({error.get('code', '')})[/]" if error else ""
-    )
+    return f"[red]{error.get('message', '')} ({error.get('code', '')})[/]" if error else ""
 
 
 _COLUMNS = ("project", "title", "status", "clips", "created")
