@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import pexpect
 import pytest
 import structlog
 from pymongo import AsyncMongoClient, MongoClient
@@ -415,6 +416,40 @@ def test_the_console_script_logs_on_stderr_and_prints_only_its_answer(
         f"to {topology.queue(SUBMIT_CLIP)}; 0 left"
     ]
     assert '"event": "dead_letters_requeued"' in requeued.stderr
+
+
+def in_terminal(env: dict[str, str], *args: str) -> tuple[list[str], int]:
+    """``reelflow-admin ARGS`` in a pseudo-terminal, as an operator runs it: the lines on the
+    screen (stdout and stderr, as they mix there), and the exit status."""
+    child = pexpect.spawn(
+        console_script("reelflow-admin"),
+        list(args),
+        env=env | {"TERM": "xterm-256color"},
+        dimensions=(40, 200),
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus is not None, f"killed by signal {child.signalstatus}"
+    return (child.before or "").splitlines(), child.exitstatus
+
+
+def test_at_a_terminal_a_command_prints_its_answer_and_logs_only_with_verbose(
+    admin: Run, mongo_url: str, mongo_database: str, db: Any
+) -> None:
+    tenant_id = admin("tenant", "create", "acme")[1].strip()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REELFLOW_")}
+    env |= {"REELFLOW_MONGO_URL": mongo_url, "REELFLOW_MONGO_DATABASE": mongo_database}
+    answer = f"tenant {tenant_id} has no ledger (no in-flight limit or budget): nothing to count"
+
+    quiet, quiet_status = in_terminal(env, "tenant", "recount", tenant_id)
+    verbose, verbose_status = in_terminal(env, "--verbose", "tenant", "recount", tenant_id)
+
+    assert (quiet_status, quiet) == (0, [answer])
+    assert verbose_status == 0, verbose
+    assert answer in verbose
+    assert any("db_clock_synced" in line for line in verbose), verbose
 
 
 def test_dlq_requeue_keeps_the_dead_letter_when_the_broker_cannot_take_the_copy(

@@ -43,11 +43,16 @@ def _add_trace_ids(
     return event_dict
 
 
-def configure_logging(settings: LogSettings, *, service: str) -> None:
-    """Route structlog and the stdlib loggers (uvicorn, aio_pika, pymongo) through one formatter."""
-    use_json = settings.log_format == "json" or (
+def logs_as_json(settings: LogSettings) -> bool:
+    """Whether log lines are JSON, for a collector, rather than console lines for a person."""
+    return settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
+
+
+def configure_logging(settings: LogSettings, *, service: str) -> None:
+    """Route structlog and the stdlib loggers (uvicorn, aio_pika, pymongo) through one formatter."""
+    use_json = logs_as_json(settings)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         _add_trace_ids,

@@ -1,7 +1,8 @@
 """``reelflow-admin``: the command line. Each command prints what a person needs, and
 the one secret it ever prints (a new key) alone on stdout, so a script can take it.
 
-    reelflow-admin [--env-file FILE] COMMAND …   (make run writes its stack's as .run/env)
+    reelflow-admin [--env-file FILE] [--verbose] COMMAND …
+                                 (make run writes its stack's env file as .run/env)
 
     reelflow-admin tenant create NAME
     reelflow-admin tenant list
@@ -46,7 +47,7 @@ from reelflow_common.broker.dlq import dead_letter_depths, requeue_dead_letters
 from reelflow_common.clock import DbClock
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import ReelflowError
-from reelflow_common.logging import configure_logging
+from reelflow_common.logging import configure_logging, logs_as_json
 from reelflow_common.mongo import mongo_database
 from reelflow_common.polling import shared_planner
 from reelflow_common.runware import RunwareClient
@@ -401,7 +402,8 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
     if not_started:
         _note(
             f"{PROG}: the new chain of {len(not_started)} clip(s) did not start: its first"
-            " command could not be published (chain_not_started in the log says why). Are"
+            " command could not be published (with --verbose, chain_not_started in the log"
+            " says why). Are"
             " this command's REELFLOW_AMQP_PREFIX and delay settings (REELFLOW_POLL_*,"
             " REELFLOW_RETRY_*, REELFLOW_COPY_*) the services'? Their wait queues are named"
             " after those delays. Under make run: --env-file .run/env. The clips are due"
@@ -489,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also read the settings from this file of NAME=value lines (the environment"
         " wins); make run writes its stack's as .run/env",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log what the command does, on stderr (at REELFLOW_LOG_LEVEL); without it"
+        " a terminal shows only the answer and errors (JSON log lines are always kept)",
     )
     groups = parser.add_subparsers(dest="group", required=True)
 
@@ -597,5 +606,14 @@ def run() -> None:
         _note(f"{PROG}: {exc}")
         sys.exit(1)
     # stdout is for what the command prints (a new key alone, for scripts).
-    configure_logging(settings, service=PROG)
+    configure_logging(_logged(settings, verbose=args.verbose), service=PROG)
     sys.exit(main(settings=settings))
+
+
+def _logged(settings: AdminSettings, *, verbose: bool) -> AdminSettings:
+    """The settings to log with. A person at a terminal reads the command's answer: log
+    lines (a re-armed check, the clock read) only when asked, errors always. JSON lines
+    go to a collector (a Job's log, a file): kept as REELFLOW_LOG_LEVEL says."""
+    if verbose or logs_as_json(settings):
+        return settings
+    return settings.model_copy(update={"log_level": "ERROR"})
