@@ -23,6 +23,10 @@ def parse_args(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--speedup", type=float, help="simulated seconds per real second")
     parser.add_argument("--seed", type=int, help="seed for reproducible latencies and faults")
     parser.add_argument("--public-url", help="base URL of videoURLs (default: the listening URL)")
+    parser.add_argument(
+        "--state-file",
+        help="keep tasks across restarts in this file (default: in memory only)",
+    )
     parser.add_argument("--log-level", help="uvicorn and simulator log level (default warning)")
     given = vars(parser.parse_args(argv))
     return {name: value for name, value in given.items() if value is not None}

@@ -1,5 +1,6 @@
 """The HTTP surface: Runware's `POST /v1`, the video files, and `/__sim/` ground truth."""
 
+import asyncio
 import json
 import logging
 import time
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 from .config import SimConfig
 from .errors import INVALID_API_KEY
 from .faults import DroppedAnswer, roll_http_fault
+from .persistence import KeptState, dump_state, read_state, write_atomically
 from .state import SimState
 from .tasks import authenticated, run_tasks
 from .validation import TaskRejected, task_uuid_of
@@ -36,6 +38,13 @@ class Simulator:
         self.state = SimState(config, clock=time.monotonic)
         self.video = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
         self._webhooks: WebhookSender | None = None
+        #: what an earlier run left in `config.state_file`, taken on at the app's start
+        self.kept: KeptState | None = None
+        if config.state_file is not None:
+            self.kept = read_state(config.state_file, self.state.clock)
+        #: the port the server listens on, kept in the state file with the tasks
+        self.port: int | None = None
+        self._stop_saving = asyncio.Event()
 
     @property
     def webhooks(self) -> WebhookSender:
@@ -46,14 +55,59 @@ class Simulator:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Own the webhook client and deliveries for the life of the app."""
+        """Own the webhook client and deliveries, and the state file, for the life of the app."""
         async with httpx.AsyncClient() as client:
             self._webhooks = WebhookSender(self.state, client)
+            self._take_on_kept_state()
+            saving = self._start_saving()
             try:
                 yield
             finally:
                 await self._webhooks.cancel_all()
                 self._webhooks = None
+                if saving is not None:
+                    self._stop_saving.set()
+                    await saving
+                    self._save()
+
+    def _take_on_kept_state(self) -> None:
+        """Go on with the tasks an earlier run accepted, as Runware does while no one asks."""
+        kept, self.kept = self.kept, None
+        if kept is None:
+            return
+        self.state.rejected.update(kept.rejected)
+        for task in kept.tasks:
+            self.state.track(task)
+            self.webhooks.schedule(task)
+
+    def _start_saving(self) -> asyncio.Task[None] | None:
+        if self.config.state_file is None:
+            return None
+        self._stop_saving.clear()
+        return asyncio.create_task(self._save_while_running())
+
+    async def _save_while_running(self) -> None:
+        """Every `state_save_interval` s, save if anything changed: a crash loses little."""
+        assert self.config.state_file is not None  # only started with a state file
+        saved = self.state.revision
+        while True:
+            try:
+                await asyncio.wait_for(self._stop_saving.wait(), self.config.state_save_interval)
+                return
+            except TimeoutError:
+                pass
+            if self.state.revision != saved:
+                saved = self.state.revision
+                text = dump_state(self.state, self.port)
+                try:
+                    await asyncio.to_thread(write_atomically, self.config.state_file, text)
+                except OSError as exc:  # the save at stop tries again
+                    log.warning("state_not_saved path=%s error=%r", self.config.state_file, exc)
+
+    def _save(self) -> None:
+        assert self.config.state_file is not None
+        write_atomically(self.config.state_file, dump_state(self.state, self.port))
+        log.info("state_saved path=%s tasks=%d", self.config.state_file, len(self.state.tasks))
 
     async def reset(self) -> None:
         """Forget all tasks and counters and stop pending webhook deliveries."""

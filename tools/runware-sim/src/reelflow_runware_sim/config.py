@@ -4,6 +4,7 @@
 same model read from `RUNWARE_SIM_*` environment variables, for the console script.
 """
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -63,6 +64,18 @@ class SimConfig(BaseModel):
     webhook_timeout: float = Field(default=10.0, gt=0, description="real seconds per attempt")
     webhook_drop_rate: Rate = 0.0
     webhook_duplicate_rate: Rate = 0.0
+
+    # Kept across restarts, as Runware keeps running what it accepted while a client is down.
+    state_file: Path | None = Field(
+        default=None,
+        description=(
+            "where tasks are kept across restarts: read at start, written at stop and every"
+            " state_save_interval s while anything changes. Unset: memory only"
+        ),
+    )
+    state_save_interval: float = Field(
+        default=30.0, gt=0, description="real seconds between saves of state_file"
+    )
 
     log_level: str = "warning"
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Generator
 
@@ -9,6 +10,9 @@ import uvicorn
 
 from .app import Simulator, create_app
 from .config import SimConfig
+from .persistence import KeptState
+
+log = logging.getLogger(__name__)
 
 _START_TIMEOUT = 10.0  # seconds; binding is done already, so only the lifespan can be slow
 # Above uvicorn's graceful-shutdown bound (5 s) plus its 0.1 s ticks.
@@ -59,8 +63,8 @@ class SimServer:
 
     def __init__(self, config: SimConfig, *, in_process: bool = False) -> None:
         self.sim = Simulator(config)
-        self._socket = _bind(config.host, config.port)
-        port = self._socket.getsockname()[1]
+        self._socket = _bind_kept(config.host, config.port, self.sim.kept)
+        port = self.sim.port = self._socket.getsockname()[1]
         self.url = f"http://{_url_host(config.host)}:{port}"
         if not self.sim.state.public_url:
             self.sim.state.public_url = self.url
@@ -106,6 +110,21 @@ class SimServer:
                 await asyncio.wait_for(self._task, _STOP_TIMEOUT)
             finally:
                 self._socket.close()
+
+
+def _bind_kept(host: str, port: int, kept: KeptState | None) -> socket.socket:
+    """Bind `port`; for port 0, the port of the run whose state was kept if it is free, so
+    the videoURLs that run handed out keep working (Runware's do, wherever it runs)."""
+    if port == 0 and kept is not None and kept.port is not None:
+        try:
+            return _bind(host, kept.port)
+        except OSError as exc:
+            log.warning(
+                "kept_port_taken port=%d error=%r: videoURLs of the earlier run no longer serve",
+                kept.port,
+                exc,
+            )
+    return _bind(host, port)
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -3,7 +3,8 @@
 A task's future is drawn once, on its first accepted submit, from a random generator
 seeded with the simulator seed and the taskUUID, so the same seed gives every task the
 same latency, outcome and videoUUID whatever order tasks arrive in. Its state is then a
-pure function of the time since submit (`time.monotonic()`).
+pure function of the time since submit (`time.monotonic()`). `persistence.py` keeps
+tasks across restarts, on the wall clock.
 """
 
 import asyncio
@@ -54,6 +55,9 @@ class SimTask:
     first_seen_ended: float | None = None
     #: seconds after submit of the first getResponse about the task, whatever it answered
     first_polled: float | None = None
+    #: videoUUIDs whose webhook delivery has ended (delivered, dropped or given up); a
+    #: frozenset, so a task without webhooks costs no allocation
+    webhooks_settled: frozenset[str] = frozenset()
     timers: list[asyncio.TimerHandle] = field(default_factory=list, repr=False)
 
     def item_state(self, generation: Generation, now: float) -> ItemState:
@@ -121,6 +125,8 @@ class SimState:
         self.task_types: Counter[str] = Counter()
         self.endpoints: Counter[str] = Counter()
         self.http_status: Counter[str] = Counter()
+        #: counts notify() calls, so a periodic save can tell whether anything happened
+        self.revision = 0
         self._changed = asyncio.Event()
 
     def reset(self) -> None:
@@ -138,15 +144,22 @@ class SimState:
     def accept(self, request: VideoRequest) -> SimTask:
         """Store a task with a new taskUUID and draw its future."""
         task = self._draw(request)
-        self.tasks[request.task_uuid] = task
+        self._remember(task, now=task.submitted_at)
+        return task
+
+    def track(self, task: SimTask) -> None:
+        """Go on with a task accepted by an earlier run (`persistence.py`)."""
+        self._remember(task, now=self.clock())
+
+    def _remember(self, task: SimTask, now: float) -> None:
+        self.tasks[task.request.task_uuid] = task
         for generation in task.generations:
-            self.videos[generation.video_uuid] = request.task_uuid
+            self.videos[generation.video_uuid] = task.request.task_uuid
             if task.outcome != "hang":
                 # Wakes wait_for() when the task finishes, since nothing else happens then.
-                delay = max(0.0, generation.latency)
+                delay = max(0.0, task.submitted_at + generation.latency - now)
                 task.timers.append(asyncio.get_running_loop().call_later(delay, self.notify))
         self.notify()
-        return task
 
     def _draw(self, request: VideoRequest) -> SimTask:
         rng = random.Random(f"{self.seed}:{request.task_uuid}")
@@ -229,6 +242,7 @@ class SimState:
 
     def notify(self) -> None:
         """Wake everyone in wait_for() to re-check their condition."""
+        self.revision += 1
         self._changed.set()
         self._changed = asyncio.Event()
 

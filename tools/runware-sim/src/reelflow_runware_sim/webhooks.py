@@ -31,6 +31,8 @@ class WebhookSender:
         if task.request.webhook_url is None or task.outcome == "hang":
             return
         for generation in task.generations:
+            if generation.video_uuid in task.webhooks_settled:
+                continue  # ended in an earlier run of a simulator that keeps its state
             delivery = asyncio.create_task(self._deliver(task, generation))
             self._pending.add(delivery)
             delivery.add_done_callback(self._pending.discard)
@@ -43,6 +45,10 @@ class WebhookSender:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _deliver(self, task: SimTask, generation: Generation) -> None:
+        await self._deliver_copies(task, generation)
+        task.webhooks_settled |= {generation.video_uuid}
+
+    async def _deliver_copies(self, task: SimTask, generation: Generation) -> None:
         state = self._state
         await asyncio.sleep(max(0.0, task.submitted_at + generation.latency - state.clock()))
         if task.webhook_plan == "drop":
