@@ -17,7 +17,6 @@ from reelflow_api.settings import Settings as ApiSettings
 from reelflow_devtools.devrun import (
     ENV_FILE,
     PID_FILE,
-    SIMULATOR_POLLING,
     VIDEO_URL_SECRET_FILE,
     admin_environment,
     check_ports,
@@ -26,9 +25,16 @@ from reelflow_devtools.devrun import (
     parse_args,
     write_env_file,
 )
-from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
-from reelflow_devtools.ports import free_port
+from reelflow_devtools.launcher import (
+    DEFAULT_PORTS,
+    Simulator,
+    Stack,
+    StackConfig,
+    simulator_port,
+)
+from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.processes import StartError
+from reelflow_devtools.simulated_runware import SIMULATOR_POLLING, SIMULATOR_STATE_FILE
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -94,6 +100,20 @@ def test_make_run_polls_the_simulator_fast_unless_told_otherwise(tmp_path: Path)
     assert "REELFLOW_RUNWARE_BASE_URL" not in stack_of(real).service_env()
     assert tuned.settings["REELFLOW_POLL_INITIAL_DELAY_S"] == "5"
     assert config_from_environment(parse_args(["--free-ports"]), {}).ports is None
+
+
+def test_make_run_keeps_the_simulators_state_in_the_run_directory(tmp_path: Path) -> None:
+    simulated = config_from_environment(parse_args(["--run-dir", str(tmp_path)]), {})
+
+    assert simulated.simulator is not None
+    assert simulated.simulator.state_file == tmp_path.resolve() / SIMULATOR_STATE_FILE
+    first_port = simulator_port(simulated.simulator)
+    release_port(first_port)
+    # The first run's is a port of its own (free_port: no outgoing connection takes it).
+    assert first_port > 0
+    simulated.simulator.state_file.write_text("{}")
+    assert simulator_port(simulated.simulator) == 0  # the simulator takes its kept port
+    assert simulator_port(Simulator()) == 0  # a simulator without a state file: any port
 
 
 def test_make_run_keeps_videos_and_their_url_secret_in_the_run_directory(tmp_path: Path) -> None:

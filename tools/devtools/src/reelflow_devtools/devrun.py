@@ -3,7 +3,8 @@
 RabbitMQ from ``REELFLOW_AMQP_URL`` (default: the local broker, started if it is
 installed but stopped); MongoDB from ``REELFLOW_MONGO_URL``, or else the embedded
 SecantusDB with its data in ``.run/mongo-data``; the Runware simulator when no
-``RUNWARE_API_KEY`` is set; then the four services. Ctrl-C stops everything:
+``RUNWARE_API_KEY`` is set (its tasks kept in ``.run/runware-sim-state.json``
+across runs); then the four services. Ctrl-C stops everything:
 the services first (each drains what it is doing), the database last.
 """
 
@@ -36,6 +37,7 @@ from reelflow_devtools.launcher import (
 )
 from reelflow_devtools.processes import StartError, console_script
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
+from reelflow_devtools.simulated_runware import simulator_settings, simulator_state_file
 
 RUN_DIR = Path(".run")
 #: in the run directory while a launcher runs from it: its pid
@@ -45,8 +47,6 @@ _MODULE = b"reelflow_devtools.devrun"
 ENV_FILE = "env"
 #: in the run directory: the development stack's key of its video URLs, kept across runs
 VIDEO_URL_SECRET_FILE = "video-url-secret"  # noqa: S105 (a file name, not a secret)
-#: simulated clips finish in seconds: check them at a matching pace unless told otherwise
-SIMULATOR_POLLING = {"REELFLOW_POLL_INITIAL_DELAY_S": "2", "REELFLOW_POLL_MAX_DELAY_S": "10"}
 
 
 def video_storage(run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
@@ -156,10 +156,15 @@ def config_from_environment(
 ) -> StackConfig:
     """The stack ``make run`` starts, as the environment and the options describe it."""
     real_runware = bool(env.get("RUNWARE_API_KEY") or env.get("REELFLOW_RUNWARE_API_KEY"))
-    simulator = None if real_runware else Simulator(float(env.get("RUNWARE_SIM_SPEEDUP", "10")))
+    simulator = None
+    if not real_runware:
+        simulator = Simulator(
+            float(env.get("RUNWARE_SIM_SPEEDUP", "10")),
+            state_file=simulator_state_file(args.run_dir),
+        )
     settings = video_storage(args.run_dir, env)
     if simulator is not None:
-        settings |= {name: env.get(name, value) for name, value in SIMULATOR_POLLING.items()}
+        settings |= simulator_settings(env)
     return StackConfig(
         run_dir=args.run_dir,
         amqp_url=env.get("REELFLOW_AMQP_URL", LOCAL_AMQP_URL),

@@ -70,6 +70,8 @@ class Simulator:
     video_url_ttl: float | None = None
     #: more ``RUNWARE_SIM_*`` variables: fault rates, webhook faults (see its README)
     settings: Mapping[str, str] = field(default_factory=dict)
+    #: set: its tasks (and port) are kept here across runs, as Runware keeps running them
+    state_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -101,14 +103,26 @@ class StackConfig:
 
 def start_simulator(group: ProcessGroup, simulator: Simulator) -> Child:
     """The simulator as ``simulator`` says, started in ``group`` (its URL: ``wait_for_sim_url``)."""
-    argv = [console_script("reelflow-runware-sim"), "--port", "0"]
+    argv = [console_script("reelflow-runware-sim"), "--port", str(simulator_port(simulator))]
     if simulator.seed is not None:
         argv += ["--seed", str(simulator.seed)]
+    if simulator.state_file is not None:
+        argv += ["--state-file", str(simulator.state_file)]
     env = {"RUNWARE_SIM_SPEEDUP": str(simulator.speedup)}
     if simulator.video_url_ttl is not None:
         env["RUNWARE_SIM_VIDEO_URL_TTL"] = str(simulator.video_url_ttl)
     env |= simulator.settings
     return group.start(SIMULATOR, argv, env)
+
+
+def simulator_port(simulator: Simulator) -> int:
+    """0 (the simulator binds any free port); but for a first run that keeps its state, a
+    port outgoing connections never take (:func:`free_port`): the simulator listens on it
+    again in the runs after (given 0 and its state file), so its videoURLs stay valid."""
+    state_file = simulator.state_file
+    if state_file is None or state_file.exists():
+        return 0
+    return free_port()
 
 
 async def sim_get(sim_url: str, path: str) -> Any:
