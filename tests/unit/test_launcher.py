@@ -37,6 +37,7 @@ from reelflow_devtools.processes import StartError
 from reelflow_devtools.simulated_runware import SIMULATOR_POLLING, SIMULATOR_STATE_FILE
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
+from reelflow_runware_sim.models import MODELS, price
 from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.e2e.stack import SETTINGS as E2E_SETTINGS
 from tests.e2e.stack import e2e_config
@@ -100,6 +101,26 @@ def test_make_run_polls_the_simulator_fast_unless_told_otherwise(tmp_path: Path)
     assert "REELFLOW_RUNWARE_BASE_URL" not in stack_of(real).service_env()
     assert tuned.settings["REELFLOW_POLL_INITIAL_DELAY_S"] == "5"
     assert config_from_environment(parse_args(["--free-ports"]), {}).ports is None
+
+
+def test_make_run_estimates_a_default_clip_at_what_the_simulator_charges_for_it(
+    tmp_path: Path,
+) -> None:
+    args = parse_args(["--run-dir", str(tmp_path)])
+    simulated = config_from_environment(args, {}).settings
+    given = config_from_environment(args, {"REELFLOW_COST_FALLBACK_USD_PER_S": "0.7"}).settings
+    other_model = config_from_environment(args, {"REELFLOW_DEFAULT_MODEL": "klingai:5@3"})
+    real = config_from_environment(args, {"RUNWARE_API_KEY": "rw"}).settings
+    api = ApiSettings.model_fields
+    model, seconds = api["default_model"].default, api["default_duration"].default
+    charged = price(MODELS[model], seconds, "720p", audio=False)  # the api's 1280x720
+
+    fallback = float(simulated["REELFLOW_COST_FALLBACK_USD_PER_S"])
+    assert fallback * seconds == pytest.approx(charged)
+    assert given["REELFLOW_COST_FALLBACK_USD_PER_S"] == "0.7"
+    kling = float(other_model.settings["REELFLOW_COST_FALLBACK_USD_PER_S"])
+    assert kling == MODELS["klingai:5@3"].cost_per_second
+    assert "REELFLOW_COST_FALLBACK_USD_PER_S" not in real  # production's default stands
 
 
 def test_make_run_keeps_the_simulators_state_in_the_run_directory(tmp_path: Path) -> None:
