@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from reelflow_devtools.devrun import ENV_FILE, config_from_environment, parse_args
+from reelflow_devtools.devrun import ENV_FILE, WS_AUTH, config_from_environment, parse_args
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
@@ -275,6 +275,9 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
                 await launched.process.wait()
                 raise
             assert project["status"] == "completed", project
+            # The banner shows docs/API.md's ways to open a WebSocket, not the legacy ?token=.
+            assert WS_AUTH in "".join(launched.printed)
+            assert "token=" not in "".join(launched.printed)
             # The link the first run handed out plays in the second too: it is valid a day.
             stored_links.append(await _stored_link(launched, project["project_id"]))
             # So do Runware's links (its videos are kept until their ttl, none here).

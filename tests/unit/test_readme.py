@@ -13,6 +13,7 @@ import yaml
 from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
 from reelflow_devtools.config_table import BEGIN, END, render, rows
+from reelflow_devtools.devrun import WS_AUTH
 from tests import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -173,3 +174,15 @@ def test_every_program_the_readme_runs_from_the_venv_is_installed_by_the_workspa
     assert modules
     for module in modules:
         assert importlib.util.find_spec(module) is not None, f"python -m {module}: no such module"
+
+
+def test_the_readme_opens_websockets_the_preferred_way_and_token_only_as_the_fallback() -> None:
+    """docs/API.md: a header or a ticket; ``?token=`` is for older clients, never the example."""
+    banner = next(line for line in README.splitlines() if line.startswith("  WebSocket  "))
+    websocket_urls = re.findall(r"ws://\S+", README)
+
+    assert banner.endswith(f"({WS_AUTH})")
+    assert websocket_urls
+    assert [url for url in websocket_urls if "token=" in url] == []
+    assert any("?ticket=" in url for url in websocket_urls)
+    assert "`?token=<key>` in the URL is still accepted, for older" in README

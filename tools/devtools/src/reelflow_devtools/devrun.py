@@ -130,6 +130,11 @@ def _dotenv_quoted(name: str, value: str) -> str:
     return f'"{escaped}"'
 
 
+#: how the banner says to authenticate a WebSocket: docs/API.md's preferred ways, no
+#: ``?token=`` (legacy: proxies may log URLs)
+WS_AUTH = "key in Authorization: Bearer, or ?ticket= from POST /v1/ws-tickets"
+
+
 def say(line: str = "") -> None:
     print(line, flush=True)
 
@@ -287,7 +292,7 @@ def _run(config: StackConfig) -> int:
         say("reelflow is running.")
         say(f"  Dashboard  {api}/   (sign in with the key below)")
         say(f"  REST API   {api}/v1/projects   (docs: {api}/docs)")
-        say(f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}?token=<key>")
+        say(f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}   ({WS_AUTH})")
         say(f"  dev key    {dev_key}")
         say(f"  admin      {admin} --env-file {env_file} --help")
         say("Press Ctrl-C to stop.")
