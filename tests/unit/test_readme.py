@@ -14,6 +14,7 @@ from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
 from reelflow_devtools.config_table import BEGIN, END, render, rows
 from reelflow_devtools.devrun import WS_AUTH
+from reelflow_runware_sim.directives import parse_directives
 from tests import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -186,3 +187,10 @@ def test_the_readme_opens_websockets_the_preferred_way_and_token_only_as_the_fal
     assert [url for url in websocket_urls if "token=" in url] == []
     assert any("?ticket=" in url for url in websocket_urls)
     assert "`?token=<key>` in the URL is still accepted, for older" in README
+
+
+def test_every_simulator_directive_the_readme_shows_is_accepted() -> None:
+    shown = re.findall(r"\[sim:[^\]]*\]", README)
+    assert "[sim:fail]" in shown
+    for directive in shown:
+        parse_directives(directive.replace("=N]", "=2]"))  # a DirectiveError fails the test
