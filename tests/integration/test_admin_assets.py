@@ -97,3 +97,57 @@ def test_assets_retry_sends_a_fresh_copy_of_every_video_not_stored(
     assert out.strip() == f"sent 1 copy command(s) to {STORE_VIDEO}"
     with pytest.raises(SystemExit, match="2"):
         admin("assets", "list")  # which projects: argparse says so
+
+
+async def _cancelled_clips_video_copy_failed(admin_settings: AdminSettings) -> tuple[str, str]:
+    """A cancelled clip whose task finished at Runware after all (billed: its video in
+    ``attempts``), and that video's copy given up on."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        admin_settings.mongo_url.get_secret_value(), tz_aware=True
+    )
+    try:
+        projects = ProjectStore(client[admin_settings.mongo_database])
+        new = NewProject(
+            tenant_id="t", title="t", model="google:3@3", scenes=[ClipRequest(prompt="a")]
+        )
+        project = (await projects.create(new)).project
+        task_uuid = project.clips[0].task_uuid
+        assert await projects.cancel(project.id, tenant_id="t") is not None
+        video = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+        assert (await projects.record(project.id, 0, task_uuid, video)).applied
+        assert await projects.record_copy_failed(
+            project.id,
+            0,
+            task_uuid,
+            key=f"videos/{project.id}/0/{task_uuid}.mp4",
+            code="providerLinkExpired",
+            message="Runware's video URL answers 404",
+            attempts=3,
+        )
+        return project.id, task_uuid
+    finally:
+        await client.close()
+
+
+def test_an_attempts_copy_given_up_on_is_listed_and_sent_again(
+    admin: Run,  # noqa: F811
+    settings: AdminSettings,  # noqa: F811
+) -> None:
+    project_id, task_uuid = asyncio.run(_cancelled_clips_video_copy_failed(settings))
+    asyncio.run(_declared(settings))
+
+    code, out, err = admin("assets", "list", "--failed")
+
+    assert code == 0, err
+    (row,) = [line for line in out.splitlines() if line.startswith(project_id)]
+    assert row.split()[2:4] == [task_uuid, "failed"]
+    assert "earlier task: providerLinkExpired" in row
+
+    code, out, err = admin("assets", "retry", project_id)
+    assert code == 0, err
+    assert out.strip() == f"sent 1 copy command(s) to {STORE_VIDEO}"
+    queue = Topology.from_settings(settings).queue(STORE_VIDEO)
+    sent = [StoreVideo.model_validate_json(m.body) for m in asyncio.run(_take_all(settings, queue))]
+    assert [(m.project_id, m.task_uuid, m.video_url) for m in sent] == [
+        (project_id, task_uuid, "https://cdn.test/late.mp4")
+    ]

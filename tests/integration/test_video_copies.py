@@ -22,7 +22,13 @@ from prometheus_client import REGISTRY
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.domain import ClipStatus, ProjectStatus
-from reelflow_common.messages import ClipStored, ClipUpdated, StoreVideo
+from reelflow_common.messages import (
+    AttemptStored,
+    AttemptSucceeded,
+    ClipStored,
+    ClipUpdated,
+    StoreVideo,
+)
 from reelflow_common.storage import LocalStorage, VideoCopier
 from reelflow_common.store import ClipState, ProjectStore, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
@@ -174,6 +180,73 @@ async def test_a_finished_clip_still_plays_from_reelflows_url_an_hour_after_runw
         assert video.headers["content-type"] == "video/mp4"
         assert video.content == SAMPLE
         # So does the URL the event carried, which is valid for a day.
+        assert (await api.client.get(stored.stored_url)).content == SAMPLE
+
+
+async def test_a_cancelled_clips_billed_video_is_kept_and_plays_from_its_attempt_after_an_hour(
+    world: World,
+    settings: Settings,
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: AbstractRobustConnection,
+    storage_settings: dict[str, Any],
+    storage_dir: Path,
+) -> None:
+    """Cancelled while Runware ran its task: the task finishes and is billed, its video
+    lands in ``attempts``; reelflow keeps a copy of it too, on that attempt."""
+    api_settings = settings_for(ApiSettings, **storage_settings)
+    async with running_api(api_settings, mongo_db, amqp_connection) as api:
+        auth = await signed_in(api, world)
+        project = await world.processing(await world.new_project("a fox [sim:latency=5]"))
+        task_uuid = project.clips[0].task_uuid
+        check = await world.check_of(project)
+        cancelled = await api.client.post(f"/v1/projects/{project.id}/cancel", headers=auth)
+        assert cancelled.status_code == 202
+        inbox = await world.events()
+        stop = asyncio.Event()
+        async with running(main(settings, stop=stop), stop):
+            await world.publisher.send(CHECK_CLIP, check, delay_s=0.05)
+
+            async def attempt_stored() -> bool:
+                clip = (await world.project(project.id)).clips[0]
+                attempt = clip.attempts.get(task_uuid)
+                return attempt is not None and attempt.stored_key is not None
+
+            await eventually(attempt_stored, "the attempt's video was stored")
+            events = await world.settle_events(inbox)
+
+        after = await world.project(project.id)
+        clip = after.clips[0]
+        attempt = clip.attempts[task_uuid]
+        # Billed (its cost counted), kept, and the clip itself as the cancel left it.
+        assert (clip.status, clip.asset, clip.video_url) == (ClipStatus.CANCELLED, None, None)
+        assert attempt.status is ClipStatus.SUCCESS
+        assert after.cost.known == 1
+        assert attempt.stored_key is not None
+        assert (storage_dir / attempt.stored_key).read_bytes() == SAMPLE
+        succeeded = next(e for e in events if isinstance(e, AttemptSucceeded))
+        (stored,) = [e for e in events if isinstance(e, AttemptStored)]
+        assert not [e for e in events if isinstance(e, ClipStored)]  # not the clip's video
+        assert stored.seq > succeeded.seq
+        assert (stored.scene_index, stored.task_uuid, stored.size_bytes) == (
+            0,
+            task_uuid,
+            len(SAMPLE),
+        )
+
+        # An hour later (the simulator's clock), Runware's link is gone ...
+        advance(world.sim, HOUR)
+        async with httpx.AsyncClient() as http:
+            assert attempt.video_url is not None
+            assert (await http.get(attempt.video_url)).status_code == 404
+        # ... and the attempt the tenant paid for plays from reelflow's own URL.
+        status = await api.client.get(f"/v1/projects/{project.id}", headers=auth)
+        (shown,) = status.json()["results"][0]["attempts"]
+        assert (shown["task_uuid"], shown["status"]) == (task_uuid, "success")
+        video = await api.client.get(shown["stored_url"])
+        assert video.status_code == 200
+        assert video.headers["content-type"] == "video/mp4"
+        assert video.content == SAMPLE
         assert (await api.client.get(stored.stored_url)).content == SAMPLE
 
 

@@ -23,6 +23,7 @@ from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common import topology
 from reelflow_common.messages import (
     EVENT_TYPES,
+    AttemptStored,
     AttemptSucceeded,
     ClipStored,
     ClipUpdated,
@@ -137,6 +138,7 @@ def test_the_websocket_event_messages_are_the_events() -> None:
     assert _literal(wire.ProjectFinishedMessage) == ProjectFinished.message_type
     assert _literal(wire.ClipStoredMessage) == ClipStored.message_type
     assert _literal(wire.AttemptSucceededMessage) == AttemptSucceeded.message_type
+    assert _literal(wire.AttemptStoredMessage) == AttemptStored.message_type
 
 
 # --- docs/API.md ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import (
     EVENT_TYPES,
+    AttemptStored,
     AttemptSucceeded,
     AttemptView,
     CheckClip,
@@ -175,6 +176,16 @@ def one_of_each_event() -> list[Event]:
             attempt=AttemptView(task_uuid="t0", status=ClipStatus.SUCCESS, cost=0.4),
             correlation_id="req-1",
         ),
+        AttemptStored(
+            project_id="p-late-stored",
+            tenant_id="x",
+            seq=12,
+            counts=COUNTS,
+            scene_index=0,
+            task_uuid="t0",
+            stored_url="/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x",
+            size_bytes=5893,
+        ),
     ]
 
 
@@ -205,6 +216,7 @@ def test_messages_are_immutable() -> None:
 def test_message_types_are_distinct() -> None:
     types = [m.message_type for m in (SubmitClip, CheckClip, CheckHintedTasks, StoreVideo)]
     types += [m.message_type for m in (ClipUpdated, ProjectFinished, ClipStored, AttemptSucceeded)]
+    types += [AttemptStored.message_type]
 
     assert len(set(types)) == len(types)
 
@@ -215,6 +227,7 @@ def test_one_table_parses_every_event_type() -> None:
         "project.finished",
         "clip.stored",
         "clip.attempt_succeeded",
+        "clip.attempt_stored",
     }
     for event in one_of_each_event():
         assert parse_event(event.message_type, event.model_dump_json()) == event

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import (
+    AttemptStored,
     AttemptView,
     ClipStored,
     ClipUpdated,
@@ -18,6 +19,7 @@ from reelflow_common.messages import (
     ProjectFinished,
 )
 from reelflow_notifier.wire import (
+    AttemptStoredMessage,
     ClipStoredMessage,
     ClipUpdatedMessage,
     ErrorMessage,
@@ -69,10 +71,25 @@ EVENTS: list[Event] = [
         stored_url="https://reelflow.test/v1/videos/k?sig=x",
         size_bytes=1234,
     ),
+    AttemptStored(
+        project_id="p1",
+        tenant_id="t1",
+        seq=8,
+        counts=COUNTS,
+        scene_index=0,
+        task_uuid="4e2a6b8c-1d3f-4a5b-9c7d-2e4f6a8b0c1d",
+        stored_url="https://reelflow.test/v1/videos/k2?sig=y",
+        size_bytes=4321,
+    ),
 ]
 MODELS: dict[str, type[BaseModel]] = {
     model.model_fields["type"].default: model
-    for model in (ClipUpdatedMessage, ProjectFinishedMessage, ClipStoredMessage)
+    for model in (
+        ClipUpdatedMessage,
+        ProjectFinishedMessage,
+        ClipStoredMessage,
+        AttemptStoredMessage,
+    )
 }
 
 

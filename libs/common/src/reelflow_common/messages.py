@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.topology import (
+    CLIP_ATTEMPT_STORED,
     CLIP_ATTEMPT_SUCCEEDED,
     CLIP_UPDATED,
     HEADER_CORRELATION_ID,
@@ -188,9 +189,11 @@ class CheckHintedTasks(Message):
 
 
 class StoreVideo(Message):
-    """Copy a finished clip's video from Runware's URL to reelflow's own storage, try ``attempt``.
+    """Copy a task's video from Runware's URL to reelflow's own storage, try ``attempt``.
 
-    Sent when a clip becomes a success; the copy never holds up the clip's status.
+    Sent when a clip becomes a success, or a task in its ``attempts`` delivers a video (billed
+    too); ``task_uuid`` says which, and the copy is recorded where that task's video is. The
+    copy never holds up the clip's status.
     """
 
     message_type: ClassVar[str] = "store_video"
@@ -239,6 +242,8 @@ class AttemptView(BaseModel):
     error: dict[str, str] | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
+    #: reelflow's own signed URL of the attempt's video, once copied (REST and snapshots)
+    stored_url: str | None = None
 
 
 class ClipView(BaseModel):
@@ -318,6 +323,27 @@ class ClipStored(Message):
     size_bytes: int
 
 
+class AttemptStored(Message):
+    """A video of a task the clip does not stand for (one of its ``attempts``) is in reelflow's
+    own storage: that attempt's ``stored_url``.
+
+    Like :class:`ClipStored`, for the entry of ``task_uuid`` in the scene's ``attempts``: the
+    clip, its status and the counts do not change. A type of its own, so that a client that
+    sets a clip's ``stored_url`` on every ``clip.stored`` never plays another task's video
+    as the clip's.
+    """
+
+    message_type: ClassVar[str] = CLIP_ATTEMPT_STORED
+    project_id: str
+    tenant_id: str
+    seq: int
+    counts: Counts
+    scene_index: int
+    task_uuid: str
+    stored_url: str
+    size_bytes: int
+
+
 class AttemptSucceeded(Message):
     """A task the clip does not stand for delivered a video after all: Runware billed it.
 
@@ -338,8 +364,14 @@ class AttemptSucceeded(Message):
     attempt: AttemptView
 
 
-Event = ClipUpdated | ProjectFinished | ClipStored | AttemptSucceeded
-_EventType = type[ClipUpdated] | type[ProjectFinished] | type[ClipStored] | type[AttemptSucceeded]
+Event = ClipUpdated | ProjectFinished | ClipStored | AttemptSucceeded | AttemptStored
+_EventType = (
+    type[ClipUpdated]
+    | type[ProjectFinished]
+    | type[ClipStored]
+    | type[AttemptSucceeded]
+    | type[AttemptStored]
+)
 
 #: the one table of event types: AMQP ``type`` (and stored ``type``) -> model
 EVENT_TYPES: dict[str, _EventType] = {
@@ -347,6 +379,7 @@ EVENT_TYPES: dict[str, _EventType] = {
     ProjectFinished.message_type: ProjectFinished,
     ClipStored.message_type: ClipStored,
     AttemptSucceeded.message_type: AttemptSucceeded,
+    AttemptStored.message_type: AttemptStored,
 }
 EVENT_CLASSES = tuple(EVENT_TYPES.values())
 

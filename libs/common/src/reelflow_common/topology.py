@@ -49,6 +49,8 @@ PROJECT_FINISHED = "project.finished"
 CLIP_STORED = "clip.stored"
 #: a task the clip does not stand for delivered a video, and Runware billed it
 CLIP_ATTEMPT_SUCCEEDED = "clip.attempt_succeeded"
+#: reelflow holds the video of such a task (an attempt's copy landed)
+CLIP_ATTEMPT_STORED = "clip.attempt_stored"
 EVENT_BINDING_KEYS = ("clip.*", "project.*")
 
 #: per-tenant submit lanes: ``<prefix>submitter.submit_clip.lane.<tenant>``

@@ -104,6 +104,20 @@ class ClipStoredMessage(_ServerMessage):
     counts: WireCounts
 
 
+class AttemptStoredMessage(_ServerMessage):
+    """The video of a task in the scene's ``attempts`` is in reelflow's own storage: that
+    attempt's ``stored_url`` (the clip, its status and the counts do not change)."""
+
+    type: Literal["clip.attempt_stored"] = "clip.attempt_stored"
+    seq: int
+    project_id: str
+    scene_index: int
+    task_uuid: str
+    stored_url: str
+    size_bytes: int
+    counts: WireCounts
+
+
 class AttemptSucceededMessage(_ServerMessage):
     """A task the clip does not stand for delivered a video after all, and Runware billed it.
 
@@ -147,6 +161,7 @@ SERVER_MESSAGES: tuple[type[_ServerMessage], ...] = (
     ProjectFinishedMessage,
     ClipStoredMessage,
     AttemptSucceededMessage,
+    AttemptStoredMessage,
     ErrorMessage,
     UnsubscribedMessage,
 )

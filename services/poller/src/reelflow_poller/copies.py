@@ -1,13 +1,16 @@
-"""``StoreVideo``: copy a finished clip's video into reelflow's storage, then say so.
+"""``StoreVideo``: copy a task's video into reelflow's storage, then say so.
 
-The clip is a success before this runs and stays one whatever happens here:
-the copy only adds the clip's ``asset`` and a ``clip.stored`` event (one guarded
-update). A copy that fails in a way that may pass (Runware's CDN or the storage
-unavailable, a truncated download) is tried again on the copy ladder (a fresh
+The video is a clip's success, or one a task in the clip's ``attempts`` delivered (a
+cancelled clip's task that finished at Runware, a replaced task's late video: billed,
+so kept too). Its status is recorded before this runs and stays as it is whatever
+happens here: the copy only adds the ``asset`` of the clip (and a ``clip.stored``) or
+of that attempt (and a ``clip.attempt_stored``), one guarded update. A copy that
+fails in a way that may pass (Runware's CDN or the storage unavailable, a
+truncated download) is tried again on the copy ladder (a fresh
 ``StoreVideo``, ``attempt`` + 1) up to ``copy_max_attempts``; one that cannot
 pass (the link expired, not an MP4, too large) or ran out of attempts is
-recorded as failed on the clip, counted, and listed by ``reelflow-admin assets
-list --failed``.
+recorded as failed on the clip (or the attempt), counted, and listed by
+``reelflow-admin assets list --failed``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ log = get_logger(__name__)
 
 
 class StoreHandler:
-    """Copies one video (``VideoCopier``) and records it on its clip."""
+    """Copies one video (``VideoCopier``) and records it on its clip, or its attempt."""
 
     def __init__(
         self,

@@ -29,6 +29,7 @@ from reelflow_api.app import create_app
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common import topology
 from reelflow_common.messages import (
+    AttemptStored,
     AttemptSucceeded,
     CheckClip,
     CheckClips,
@@ -76,8 +77,9 @@ COMMANDS: dict[str, tuple[tuple[type[Message], ...], str, str]] = {
     ),
     topology.STORE_VIDEO: (
         (StoreVideo,),
-        "the poller when it records a clip's success (copies on), the poller again (a failed"
-        " copy, delayed) and `reelflow-admin assets retry`",
+        "the poller when it records a video, a clip's success or one in a clip's attempts"
+        " (copies on), the poller again (a failed copy, delayed; the copy sweep) and"
+        " `reelflow-admin assets retry`",
         "the poller",
     ),
 }
@@ -87,6 +89,7 @@ EVENTS: dict[str, type[Message]] = {
     topology.PROJECT_FINISHED: ProjectFinished,
     topology.CLIP_STORED: ClipStored,
     topology.CLIP_ATTEMPT_SUCCEEDED: AttemptSucceeded,
+    topology.CLIP_ATTEMPT_STORED: AttemptStored,
 }
 
 #: signals between submitter replicas, on their fanout exchange (best effort, no acks)

@@ -12,7 +12,13 @@ from datetime import datetime
 from typing import Any
 
 from reelflow_common.domain import ClipRequest
-from reelflow_common.messages import AttemptSucceeded, ClipStored, ClipUpdated, Event
+from reelflow_common.messages import (
+    AttemptStored,
+    AttemptSucceeded,
+    ClipStored,
+    ClipUpdated,
+    Event,
+)
 from reelflow_common.store import ClipState, Project
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.tracking import Action, Pass
@@ -164,6 +170,8 @@ def _event_lines(state: Json) -> list[str]:
         elif event["type"] == AttemptSucceeded.message_type:
             attempt = event["attempt"]
             about = f"#{event['scene_index']} attempt {attempt['task_uuid']} succeeded"
+        elif event["type"] == AttemptStored.message_type:
+            about = f"#{event['scene_index']} attempt {event['task_uuid']} stored"
         else:
             about = event["status"]
         lines.append(f"  {event['seq']:>4}  {event['occurred_at']}  {event['type']:<16}  {about}")

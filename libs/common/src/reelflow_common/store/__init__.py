@@ -21,6 +21,7 @@ from reelflow_common.store.models import (
     TaskFailed,
     TaskResult,
     TaskSucceeded,
+    TaskVideo,
 )
 from reelflow_common.store.projects import (
     IDEMPOTENCY_TTL,
@@ -55,6 +56,7 @@ __all__ = [
     "TaskFailed",
     "TaskResult",
     "TaskSucceeded",
+    "TaskVideo",
     "hash_key",
     "new_token",
 ]

@@ -220,7 +220,15 @@ def _with_utc_lease(values: Document) -> Document:
 
 
 def attempt_from_document(doc: Document) -> Attempt:
-    return Attempt.model_validate(_with_utc_lease(_with_utc(doc, _DATETIME_FIELDS)))
+    values = _with_utc_lease(_with_utc(doc, _DATETIME_FIELDS))
+    return Attempt.model_validate(_with_utc_asset(values))
+
+
+def _with_utc_asset(values: Document) -> Document:
+    asset = values.get("asset")
+    if isinstance(asset, dict):
+        values["asset"] = _with_utc(asset, ("stored_at", "failed_at"))
+    return values
 
 
 def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime) -> ClipState:
@@ -246,10 +254,7 @@ def clip_from_document(doc: Document, scene_index: int, *, created_at: datetime)
         values["watched_since"] = None  # said by the other fields (the shape written before)
     attempts = values.get("attempts") or {}
     values["attempts"] = {key: attempt_from_document(value) for key, value in attempts.items()}
-    asset = values.get("asset")
-    if isinstance(asset, dict):
-        values["asset"] = _with_utc(asset, ("stored_at", "failed_at"))
-    return ClipState.model_validate(values)
+    return ClipState.model_validate(_with_utc_asset(values))
 
 
 def project_from_document(doc: Document) -> Project:

@@ -10,7 +10,8 @@ before it ``seq - 1``, and so on; the counts after ``events[j]`` are the
 document's counts minus the deltas of the events after ``j``.
 
 :func:`materialize` turns a log and the document's ``(seq, counts)`` into full
-``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` / ``AttemptSucceeded`` messages:
+``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` / ``AttemptSucceeded`` /
+``AttemptStored`` messages:
 for a writer, from the ``seq`` and ``counts`` its own update returned; for a replay,
 from a read.
 
@@ -33,6 +34,7 @@ from bson.codec_options import CodecOptions
 
 from reelflow_common.domain import Bucket, Counts, ProjectStatus
 from reelflow_common.messages import (
+    AttemptStored,
     AttemptSucceeded,
     AttemptView,
     ClipStored,
@@ -126,10 +128,12 @@ def stored_event(
     size_bytes: int,
     occurred_at: datetime,
     correlation_id: str | None,
+    of_attempt: bool = False,
 ) -> Document:
-    """A stored ``clip.stored``: no move between buckets (the clip was a success already)."""
+    """A stored ``clip.stored`` (``of_attempt``: ``clip.attempt_stored``, the video of a task in
+    the clip's ``attempts``): no move between buckets (no status changes)."""
     doc: Document = {
-        "type": ClipStored.message_type,
+        "type": (AttemptStored if of_attempt else ClipStored).message_type,
         "scene_index": scene_index,
         "task_uuid": task_uuid,
         "stored_url": stored_url,
@@ -192,8 +196,9 @@ def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event
     }
     if doc["type"] == ProjectFinished.message_type:
         return ProjectFinished(status=ProjectStatus(doc["status"]), **common)
-    if doc["type"] == ClipStored.message_type:
-        return ClipStored(
+    if doc["type"] in (ClipStored.message_type, AttemptStored.message_type):
+        stored = ClipStored if doc["type"] == ClipStored.message_type else AttemptStored
+        return stored(
             scene_index=doc["scene_index"],
             task_uuid=doc["task_uuid"],
             stored_url=doc["stored_url"],
@@ -242,6 +247,6 @@ def about_scene(events: Sequence[Event], scene_index: int) -> list[Event]:
 def _scene_of(event: Event) -> int | None:
     if isinstance(event, ClipUpdated):
         return event.clip.scene_index
-    if isinstance(event, ClipStored | AttemptSucceeded):
+    if isinstance(event, ClipStored | AttemptSucceeded | AttemptStored):
         return event.scene_index
     return None

@@ -47,6 +47,22 @@ class Lease(_Frozen):
     until: datetime
 
 
+class VideoAsset(_Frozen):
+    """reelflow's own copy of a task's video (a clip's, or an attempt's): stored, or given up
+    on (``failed``)."""
+
+    status: Literal["stored", "failed"]
+    key: str
+    size_bytes: int | None = None
+    sha256: str | None = None
+    content_type: str | None = None
+    stored_at: datetime | None = None
+    #: why the last copy failed, and how many were tried (``failed`` only)
+    error: dict[str, str] | None = None
+    attempts: int | None = None
+    failed_at: datetime | None = None
+
+
 class Attempt(_Frozen):
     """A task of a clip that the clip does not stand for (or no longer stands for by its video).
 
@@ -81,13 +97,26 @@ class Attempt(_Frozen):
     #: Runware's own: a chain that finds the task at Runware after all follows it (after
     #: Runware's own end, harmless: at most one more follow, whose end is then recorded).
     end_recorded: bool = False
+    #: reelflow's copy of the attempt's video (one with a video only), as a clip's ``asset``
+    asset: VideoAsset | None = None
 
     def watch_start(self) -> datetime | None:
         """When the task's watch began (``watched_since``, else its submit, else its queueing):
         a re-armed chain's ceiling counts from here."""
         return self.watched_since or self.submitted_at or self.queued_at
 
-    def view(self, task_uuid: str) -> AttemptView:
+    @property
+    def stored_key(self) -> str | None:
+        """The storage key of this attempt's video, once reelflow holds a copy."""
+        if self.status is ClipStatus.SUCCESS and self.asset and self.asset.status == "stored":
+            return self.asset.key
+        return None
+
+    def view(self, task_uuid: str, *, links: VideoLinks | None = None) -> AttemptView:
+        """The attempt as frontends see it; with ``links``, a fresh signed URL of its copy."""
+        stored_url = None
+        if links is not None and self.stored_key is not None:
+            stored_url = links.url(self.stored_key)
         return AttemptView(
             task_uuid=task_uuid,
             status=self.status,
@@ -96,22 +125,20 @@ class Attempt(_Frozen):
             error=self.error,
             submitted_at=self.submitted_at,
             completed_at=self.completed_at,
+            stored_url=stored_url,
         )
 
 
-class VideoAsset(_Frozen):
-    """reelflow's own copy of a successful clip's video: stored, or given up on (``failed``)."""
+class TaskVideo(_Frozen):
+    """A video one task of a clip delivered: the clip's own (``of_attempt`` False) or one in its
+    ``attempts``, with reelflow's copy of it (None: not stored nor given up on yet)."""
 
-    status: Literal["stored", "failed"]
-    key: str
-    size_bytes: int | None = None
-    sha256: str | None = None
-    content_type: str | None = None
-    stored_at: datetime | None = None
-    #: why the last copy failed, and how many were tried (``failed`` only)
-    error: dict[str, str] | None = None
-    attempts: int | None = None
-    failed_at: datetime | None = None
+    scene_index: int
+    task_uuid: str
+    video_url: str
+    completed_at: datetime | None = None
+    asset: VideoAsset | None = None
+    of_attempt: bool = False
 
 
 class ClipState(_Frozen):
@@ -150,7 +177,7 @@ class ClipState(_Frozen):
         attempts = None
         if with_attempts and self.attempts:
             attempts = [
-                attempt.view(task_uuid)
+                attempt.view(task_uuid, links=links)
                 for task_uuid, attempt in self.earlier_attempts()
                 # The clip's own task followed after it was given up on: the clip says it all
                 # until a video comes.
@@ -190,6 +217,35 @@ class ClipState(_Frozen):
         before refuses) only where a rewatch set it.
         """
         return self.watched_since or self.submitted_at or self.queued_at
+
+    def videos(self) -> list[TaskVideo]:
+        """Every video a task of this clip delivered (Runware billed each): the clip's own, if
+        it is a success, then each attempt's, oldest first. Each gets a copy of its own."""
+        found: list[TaskVideo] = []
+        if self.status is ClipStatus.SUCCESS and self.video_url:
+            found.append(
+                TaskVideo(
+                    scene_index=self.scene_index,
+                    task_uuid=self.task_uuid,
+                    video_url=self.video_url,
+                    completed_at=self.completed_at,
+                    asset=self.asset,
+                    of_attempt=False,
+                )
+            )
+        for task_uuid, attempt in self.earlier_attempts():
+            if attempt.status is ClipStatus.SUCCESS and attempt.video_url:
+                found.append(
+                    TaskVideo(
+                        scene_index=self.scene_index,
+                        task_uuid=task_uuid,
+                        video_url=attempt.video_url,
+                        completed_at=attempt.completed_at,
+                        asset=attempt.asset,
+                        of_attempt=True,
+                    )
+                )
+        return found
 
     def earlier_attempts(self) -> list[tuple[str, Attempt]]:
         """The earlier tasks as (task UUID, attempt), oldest first."""

@@ -880,27 +880,30 @@ class ProjectStore:
         stored_url: str,
         correlation_id: str | None = None,
     ) -> Change:
-        """The video of the clip's task is stored: one guarded update with its ``clip.stored``.
+        """The video of the task is stored: one guarded update with its ``clip.stored``, or, for
+        a task in the clip's ``attempts``, its ``clip.attempt_stored``.
 
-        Not applied (a duplicate copy, or the clip moved on): the stored events about
-        the scene, to re-publish, as any repair does.
+        The clip's write first (a clip's copy, the common case, costs that one update); only
+        when it matches nothing, the attempt's (a second update). Not applied either way (a
+        duplicate copy, or the task moved on): the stored events about the scene, to
+        re-publish, as any repair does.
         """
-        write = transitions.video_stored(
-            project_id,
-            scene_index,
-            task_uuid,
-            key=key,
-            size_bytes=size_bytes,
-            sha256=sha256,
-            content_type=content_type,
-            stored_url=stored_url,
-            now=self._now(),
-            correlation_id=correlation_id,
-            log_size=self._log_size,
-        )
-        applied = await self._apply(write, project_id)
-        if applied is not None:
-            return Change(True, applied)
+        fields: dict[str, Any] = {
+            "key": key,
+            "size_bytes": size_bytes,
+            "sha256": sha256,
+            "content_type": content_type,
+            "stored_url": stored_url,
+            "now": self._now(),
+            "correlation_id": correlation_id,
+            "log_size": self._log_size,
+        }
+        for stored in (transitions.video_stored, transitions.attempt_video_stored):
+            applied = await self._apply(
+                stored(project_id, scene_index, task_uuid, **fields), project_id
+            )
+            if applied is not None:
+                return Change(True, applied)
         doc = await self._majority_reads.find_one(
             {"_id": project_id}, _HEAD | {"events": 1, clip_path(scene_index): 1}
         )
@@ -921,24 +924,31 @@ class ProjectStore:
         message: str,
         attempts: int,
     ) -> bool:
-        """No copy of the clip's video will land; False if it is stored (or no success) now."""
-        write = transitions.copy_failed(
-            project_id,
-            scene_index,
-            task_uuid,
-            key=key,
-            code=code,
-            message=message,
-            attempts=attempts,
-            now=self._now(),
-        )
-        found = await self._projects.update_one(write.filter, write.update)
-        return found.matched_count == 1
+        """No copy of the task's video (the clip's, else its attempt's) will land; False if it is
+        stored (or no video of that task is recorded) now."""
+        for failed in (transitions.copy_failed, transitions.attempt_copy_failed):
+            write = failed(
+                project_id,
+                scene_index,
+                task_uuid,
+                key=key,
+                code=code,
+                message=message,
+                attempts=attempts,
+                now=self._now(),
+            )
+            found = await self._projects.update_one(write.filter, write.update)
+            if found.matched_count == 1:
+                return True
+        return False
 
     async def with_failed_copies(self, *, limit: int = 100) -> list[Project]:
-        """Projects with a scene whose copy was given up on (operators: no index, a scan)."""
+        """Projects with a video whose copy was given up on (operators: no index, a scan)."""
+        marked = transitions.ASSET_FAILURES
         found = self._projects.find(
-            {transitions.ASSET_FAILURES: {"$gte": 0}}, WITHOUT_REQUESTS_AND_EVENTS
+            # a clip's mark is its scene index, an attempt's its task UUID
+            {"$or": [{marked: {"$gte": 0}}, {marked: {"$gte": ""}}]},
+            WITHOUT_REQUESTS_AND_EVENTS,
         )
         return [project_from_document(doc) for doc in await found.limit(limit).to_list()]
 

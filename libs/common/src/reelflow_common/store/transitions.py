@@ -953,6 +953,7 @@ def attempt_document(attempt: Attempt) -> Document:
         "lease": attempt.lease is None,
         "watched_since": attempt.watched_since is None,
         "end_recorded": not attempt.end_recorded,
+        "asset": attempt.asset is None,
     }
     doc = attempt.model_dump(exclude={name for name, absent in unset.items() if absent})
     doc["status"] = attempt.status.value
@@ -1183,6 +1184,8 @@ def _attempt_ended(
             }
         )
         update.cost(result.cost)
+        # Billed, so kept: the copy sweep looks for this video too (``copy_due_at``).
+        update.min[COPY_DUE] = now
         view = ended.view(task_uuid)
         update.events.append(
             attempt_event(clip.scene_index, view, occurred_at=now, correlation_id=correlation_id)
@@ -1398,6 +1401,11 @@ def _take_video(clip: ClipState, task_uuid: str, video: Attempt, guard: Document
     charge = video.charge if video.charge is not None else clip.charge
     if charge is not None:
         fields["charge"] = charge.model_dump()
+    if video.stored_key is not None and video.asset is not None:
+        # reelflow holds this video already (the attempt's copy): the clip keeps that copy.
+        fields["asset"] = video.asset.model_dump()
+    if video.asset is not None:
+        update.pull[ASSET_FAILURES] = task_uuid  # the attempt, and its mark, are gone
     _set_clip(
         update,
         clip.scene_index,
@@ -1454,7 +1462,8 @@ def _took_video(
 
 # --- reelflow's copy of a video: never a change of the clip's status --------------
 
-#: scenes of the project whose copy was given up on (``reelflow-admin assets list --failed``)
+#: what of the project has a copy given up on (``reelflow-admin assets list --failed``): the
+#: scene index of a clip's video, the task UUID of an attempt's
 ASSET_FAILURES = "asset_failures"
 
 
@@ -1541,6 +1550,91 @@ def copy_failed(
     return Write(
         _copy_guard(project_id, scene_index, task_uuid),
         {"$set": {f"{path}.asset": asset}, "$addToSet": {ASSET_FAILURES: scene_index}},
+    )
+
+
+def _attempt_copy_guard(project_id: str, scene_index: int, task_uuid: str) -> Document:
+    """The clip's attempt ``task_uuid`` has a video, and it is not stored yet."""
+    prefix = f"{clip_path(scene_index)}.attempts.{task_uuid}"
+    return {
+        "_id": project_id,
+        f"{prefix}.status": ClipStatus.SUCCESS.value,
+        f"{prefix}.asset.status": {"$ne": "stored"},
+    }
+
+
+def attempt_video_stored(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    *,
+    key: str,
+    size_bytes: int,
+    sha256: str | None,
+    content_type: str,
+    stored_url: str,
+    now: datetime,
+    correlation_id: str | None,
+    log_size: int,
+) -> Write:
+    """The video of the clip's attempt ``task_uuid`` landed in reelflow's storage: the
+    attempt's ``asset`` and one ``clip.attempt_stored``.
+
+    As :func:`video_stored`, on the attempt: guarded on its entry being a success not stored
+    yet, and it sets nothing but ``attempts.<task>.asset`` (the clip's own fields, its status
+    and the counts never change). Its failure mark (the task UUID in ``asset_failures``) goes.
+    """
+    update = _Update()
+    update.set[f"{clip_path(scene_index)}.attempts.{task_uuid}.asset"] = {
+        "status": "stored",
+        "key": key,
+        "size_bytes": size_bytes,
+        "sha256": sha256,
+        "content_type": content_type,
+        "stored_at": now,
+    }
+    update.pull[ASSET_FAILURES] = task_uuid
+    update.events.append(
+        stored_event(
+            scene_index,
+            task_uuid,
+            stored_url=stored_url,
+            size_bytes=size_bytes,
+            occurred_at=now,
+            correlation_id=correlation_id,
+            of_attempt=True,
+        )
+    )
+    guard = _attempt_copy_guard(project_id, scene_index, task_uuid)
+    return update.build(guard, now=now, log_size=log_size)
+
+
+def attempt_copy_failed(
+    project_id: str,
+    scene_index: int,
+    task_uuid: str,
+    *,
+    key: str,
+    code: str,
+    message: str,
+    attempts: int,
+    now: datetime,
+) -> Write:
+    """Every copy of the attempt's video failed: say so on the attempt, and mark the project
+    (the task UUID in ``asset_failures``). History, as :func:`copy_failed`: no event."""
+    asset = {
+        "status": "failed",
+        "key": key,
+        "error": {"code": code, "message": message},
+        "attempts": attempts,
+        "failed_at": now,
+    }
+    return Write(
+        _attempt_copy_guard(project_id, scene_index, task_uuid),
+        {
+            "$set": {f"{clip_path(scene_index)}.attempts.{task_uuid}.asset": asset},
+            "$addToSet": {ASSET_FAILURES: task_uuid},
+        },
     )
 
 

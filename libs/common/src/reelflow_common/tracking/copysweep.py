@@ -1,13 +1,14 @@
-"""The copy sweep: a success whose video was never copied gets its ``StoreVideo`` again.
+"""The copy sweep: a video that was never copied gets its ``StoreVideo`` again.
 
 A copy can be lost without a trace: the poller dies between recording a success
 and sending its ``StoreVideo``, or the command is dead-lettered. Every success
 marks its project (``copy_due_at``, the earliest such success); every
 ``reconcile_interval_s`` each poller looks for projects marked longer than
 ``copy_sweep_after_s`` ago and claims each with a conditional update on the mark
-it read (so one replica sweeps a project at a time; no leader). For every clip
-that is a success with no ``asset`` (neither stored nor given up on) and ended
-more than ``copy_sweep_after_s`` ago it sends a fresh ``StoreVideo``. The claim
+it read (so one replica sweeps a project at a time; no leader). For every video
+with no ``asset`` (neither stored nor given up on) whose task ended more than
+``copy_sweep_after_s`` ago — a clip's success, or a video in a clip's ``attempts``
+(billed too; its end marks the project the same way) — it sends a fresh ``StoreVideo``. The claim
 moves the mark to now, so a project is looked at again ``copy_sweep_after_s``
 later while a copy is outstanding; once none is, the mark goes.
 ``copy_sweep_after_s`` is longer than the copy ladder, so a copy still being
@@ -20,10 +21,9 @@ from datetime import datetime, timedelta
 
 from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
-from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import StoreVideo
-from reelflow_common.store import ClipState, Project, ProjectStore
+from reelflow_common.store import Project, ProjectStore, TaskVideo
 from reelflow_common.topology import STORE_VIDEO
 
 log = get_logger(__name__)
@@ -71,24 +71,30 @@ class CopySweep:
         before = now - self._after
         outstanding = uncopied(project)
         sent = 0
-        for clip in outstanding:
-            if clip.completed_at is None or clip.completed_at >= before or not clip.video_url:
+        for video in outstanding:
+            if video.completed_at is None or video.completed_at >= before:
                 continue  # younger than the sweep's wait: its own copy may still be running
             command = StoreVideo(
                 project_id=project.id,
-                scene_index=clip.scene_index,
-                task_uuid=clip.task_uuid,
-                video_url=clip.video_url,
+                scene_index=video.scene_index,
+                task_uuid=video.task_uuid,
+                video_url=video.video_url,
                 correlation_id=project.correlation_id,
             )
             await self._publisher.send(STORE_VIDEO, command)
             sent += 1
-            log.warning("video_copy_swept", scene_index=clip.scene_index, task_uuid=clip.task_uuid)
+            log.warning(
+                "video_copy_swept",
+                scene_index=video.scene_index,
+                task_uuid=video.task_uuid,
+                of_attempt=video.of_attempt,
+            )
         if not outstanding:
             await self._projects.copies_swept(project, claimed=claimed_at)
         return sent
 
 
-def uncopied(project: Project) -> list[ClipState]:
-    """The clips of ``project`` that are a success with no copy stored or given up on."""
-    return [c for c in project.clips if c.status is ClipStatus.SUCCESS and c.asset is None]
+def uncopied(project: Project) -> list[TaskVideo]:
+    """The videos of ``project`` (its clips' and their attempts') with no copy stored or given
+    up on."""
+    return [video for clip in project.clips for video in clip.videos() if video.asset is None]

@@ -1,5 +1,5 @@
-"""Recording a task's end on its clip, and publishing what changed (and, on a success this
-writer applied with copies on, the ``StoreVideo`` that keeps its video)."""
+"""Recording a task's end on its clip, and publishing what changed (and, on a video this
+writer applied with copies on, the clip's or an attempt's, the ``StoreVideo`` that keeps it)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from datetime import datetime
 from reelflow_common.broker import Publisher
 from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
-from reelflow_common.messages import ClipStored, ClipUpdated, Event, StoreVideo
+from reelflow_common.messages import (
+    AttemptStored,
+    AttemptSucceeded,
+    AttemptView,
+    ClipStored,
+    ClipUpdated,
+    ClipView,
+    Event,
+    StoreVideo,
+)
 from reelflow_common.store import (
     TIMED_OUT,
     Change,
@@ -81,26 +90,34 @@ class ClipRecorder:
 
 
 def copies_due(project_id: str, events: list[Event]) -> list[StoreVideo]:
-    """A ``StoreVideo`` for each success among ``events`` whose video no later event stored.
+    """A ``StoreVideo`` for each video among ``events`` that no later event stored: a clip's
+    success (``clip.updated``), or a video a task in its ``attempts`` delivered
+    (``clip.attempt_succeeded``: billed too, so kept too).
 
     Applied on a writer's own (applied) events only, never on those a repair
     re-publishes: each copy is a download, and a second one costs bandwidth and time
     (the stored write is guarded, so it is only waste, never a wrong answer).
     """
-    stored = {(e.scene_index, e.task_uuid) for e in events if isinstance(e, ClipStored)}
+    stored = {
+        (e.scene_index, e.task_uuid) for e in events if isinstance(e, ClipStored | AttemptStored)
+    }
     commands: dict[tuple[int, str], StoreVideo] = {}
     for event in events:
-        if not isinstance(event, ClipUpdated):
+        video: ClipView | AttemptView
+        if isinstance(event, ClipUpdated):
+            scene_index, video = event.clip.scene_index, event.clip
+        elif isinstance(event, AttemptSucceeded):
+            scene_index, video = event.scene_index, event.attempt
+        else:
             continue
-        clip = event.clip
-        key = (clip.scene_index, clip.task_uuid)
-        if clip.status is not ClipStatus.SUCCESS or not clip.video_url or key in stored:
+        key = (scene_index, video.task_uuid)
+        if video.status is not ClipStatus.SUCCESS or not video.video_url or key in stored:
             continue
         commands[key] = StoreVideo(
             project_id=project_id,
-            scene_index=clip.scene_index,
-            task_uuid=clip.task_uuid,
-            video_url=clip.video_url,
+            scene_index=scene_index,
+            task_uuid=video.task_uuid,
+            video_url=video.video_url,
             correlation_id=event.correlation_id,
         )
     return list(commands.values())

@@ -21,7 +21,13 @@ import websockets
 
 #: a clip's progress: it may only move forward
 _RANK = {"queued": 0, "processing": 1, "success": 2, "failed": 2, "cancelled": 2}
-_EVENTS = ("clip.updated", "project.finished", "clip.stored", "clip.attempt_succeeded")
+_EVENTS = (
+    "clip.updated",
+    "project.finished",
+    "clip.stored",
+    "clip.attempt_succeeded",
+    "clip.attempt_stored",
+)
 
 
 @dataclass
