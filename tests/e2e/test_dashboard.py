@@ -51,6 +51,8 @@ REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
 REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
 #: the same for reelflow's own copy of a video (clip.stored)
 REDUCER_STORED_CHECK = Path(__file__).with_name("reducer_stored_check.js")
+#: the same for the copy of an earlier task's video (clip.attempt_stored)
+REDUCER_ATTEMPT_STORED_CHECK = Path(__file__).with_name("reducer_attempt_stored_check.js")
 #: the page's live connection meeting the notifier's subscribe rate limit, on a stand-in socket
 LIVE_RESUBSCRIBE_CHECK = Path(__file__).with_name("live_resubscribe_check.js")
 #: the spend line's text for answers of GET /v1/usage, on a fixed day
@@ -532,6 +534,20 @@ def test_a_stored_copy_replaces_runwares_link_for_its_own_task_only(dashboard: D
         f"3:{stored}",  # a duplicate
         f"4:{stored}",  # another task's copy (an earlier attempt's) is not this clip's video
         f"5:{stored}",
+    ]
+    dashboard.assert_no_console_errors()
+
+
+def test_an_earlier_tasks_stored_copy_is_that_tasks_only(dashboard: Dashboard) -> None:
+    """A ``clip.attempt_stored`` links the earlier task's copy; the cancelled clip plays nothing."""
+    dashboard.open()
+    seen = dashboard.page.evaluate(REDUCER_ATTEMPT_STORED_CHECK.read_text())
+    stored = "/v1/videos/videos/p/0/t0.mp4?expires=1&signature=s"
+    assert seen == [
+        "3:https://runware/v.mp4:null",
+        f"4:{stored}:null",
+        f"4:{stored}:null",  # a duplicate
+        f"5:{stored}:null",  # another task's copy is not this attempt's
     ]
     dashboard.assert_no_console_errors()
 

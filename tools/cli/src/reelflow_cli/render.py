@@ -64,7 +64,8 @@ def cost_totals(cost: Json | None) -> str:
 
 
 def project_details(console: Console, project: Json, api_url: str) -> None:
-    """A project with a row per clip, and a dim row per earlier task of a retried scene.
+    """A project with a row per clip, and a dim row per earlier task of a retried scene (one
+    whose video reelflow keeps, a ``stored_url``, says so).
 
     A finished clip shows reelflow's copy of its video when there is one (Runware's link
     expires), as a whole URL to copy: the table is wider than the screen rather than cut.
@@ -81,11 +82,11 @@ def project_details(console: Console, project: Json, api_url: str) -> None:
         scene = str(clip["scene_index"] + 1)
         table.add_row(scene, styled(clip["status"]), clip["task_uuid"], _outcome(clip, api_url))
         for attempt in clip.get("attempts") or []:
+            outcome = _outcome(attempt, api_url)
+            if attempt.get("stored_url"):
+                outcome += " [dim](kept by reelflow)[/]"
             table.add_row(
-                "",
-                f"[dim]earlier: {attempt['status']}[/]",
-                attempt["task_uuid"],
-                _outcome(attempt, api_url),
+                "", f"[dim]earlier: {attempt['status']}[/]", attempt["task_uuid"], outcome
             )
     _whole(console, table)
 

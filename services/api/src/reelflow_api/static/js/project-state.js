@@ -50,6 +50,10 @@ export function apply(state, message) {
     // reelflow's own copy of a clip's video landed: play it from there (Runware's link expires).
     return { ...state, seq: message.seq, clips: withStoredUrl(state.clips, message) };
   }
+  if (message.type === 'clip.attempt_stored') {
+    // reelflow's own copy of an earlier task's video landed (billed, so kept): link that one.
+    return { ...state, seq: message.seq, clips: withAttemptStoredUrl(state.clips, message) };
+  }
   if (message.type === 'clip.attempt_succeeded') {
     // A task the clip does not stand for delivered a video, and Runware billed it: its
     // cost counts; the clip's status does not change (a retry of a failed clip takes it).
@@ -143,12 +147,22 @@ function withStoredUrl(clips, message) {
       : clip));
 }
 
-/** The URL a clip's video plays from: reelflow's own copy when it has one, else Runware's. */
+function withAttemptStoredUrl(clips, message) {
+  return clips.map((clip) => {
+    if (clip.scene_index !== message.scene_index || !clip.attempts?.length) return clip;
+    const attempts = clip.attempts.map((attempt) => (
+      attempt.task_uuid === message.task_uuid ? { ...attempt, stored_url: message.stored_url } : attempt));
+    return { ...clip, attempts };
+  });
+}
+
+/** The URL a clip's (or an attempt's) video plays from: reelflow's own copy when it has one,
+ * else Runware's. */
 export function videoUrl(clip) {
   return clip.stored_url ?? clip.video_url ?? null;
 }
 
 function attemptOf(clip) {
-  const { task_uuid, status, video_url, cost, error, submitted_at, completed_at } = clip;
-  return { task_uuid, status, video_url, cost, error, submitted_at, completed_at };
+  const { task_uuid, status, video_url, cost, error, submitted_at, completed_at, stored_url } = clip;
+  return { task_uuid, status, video_url, cost, error, submitted_at, completed_at, stored_url };
 }

@@ -92,13 +92,16 @@ export function mountProject(container, { api, live }, projectId) {
     const source = videoUrl(clip);
     const progress = clip.progress ?? null;
     const waiting = clip.waiting?.code ?? null;
+    // An earlier task may change under the same clip (its video came, its copy landed).
+    const earlier = JSON.stringify(clip.attempts ?? []);
     if (entry.taskUuid === clip.task_uuid && entry.status === clip.status && entry.source === source
-        && entry.progress === progress && entry.waiting === waiting) return;
+        && entry.progress === progress && entry.waiting === waiting && entry.earlier === earlier) return;
     entry.taskUuid = clip.task_uuid;
     entry.status = clip.status;
     entry.source = source;
     entry.progress = progress;
     entry.waiting = waiting;
+    entry.earlier = earlier;
     const { card } = entry;
     card.className = `clip status-${clip.status}`;
     card.dataset.sceneIndex = String(clip.scene_index);
@@ -118,7 +121,7 @@ export function mountProject(container, { api, live }, projectId) {
       parts.push(h('p', { class: 'clip-error' }, clip.error.message ?? 'failed', clip.error.code ? ` (${clip.error.code})` : ''));
     }
     if (typeof clip.cost === 'number') parts.push(h('p', { class: 'muted' }, formatCost(clip.cost)));
-    if (clip.attempts?.length) parts.push(h('p', { class: 'muted attempts' }, earlierText(clip.attempts)));
+    if (clip.attempts?.length) parts.push(h('p', { class: 'muted attempts' }, ...earlierText(clip.attempts)));
     card.replaceChildren(...parts);
   }
 
@@ -132,14 +135,21 @@ export function mountProject(container, { api, live }, projectId) {
   return stopWatching;
 }
 
-/** "Earlier tasks: failed (timeoutProvider), …": what a retried scene went through. */
+/** "Earlier tasks: failed (timeoutProvider); success, $0.40 (video)": what a retried scene
+ * went through, with a link to each earlier task's video (reelflow's copy once it has one). */
 function earlierText(attempts) {
-  const each = attempts.map((attempt) => {
+  const parts = [`Earlier ${attempts.length === 1 ? 'task' : 'tasks'}: `];
+  attempts.forEach((attempt, index) => {
     const code = attempt.error?.code ? ` (${attempt.error.code})` : '';
     const cost = typeof attempt.cost === 'number' ? `, ${formatCost(attempt.cost)}` : '';
-    return `${attempt.status}${code}${cost}`;
+    if (index > 0) parts.push('; ');
+    parts.push(`${attempt.status}${code}${cost}`);
+    const source = attempt.status === 'success' ? videoUrl(attempt) : null;
+    if (source) {
+      parts.push(' (', h('a', { href: source, target: '_blank', rel: 'noopener', class: 'earlier-video' }, 'video'), ')');
+    }
   });
-  return `Earlier ${attempts.length === 1 ? 'task' : 'tasks'}: ${each.join('; ')}`;
+  return parts;
 }
 
 function media(clip) {

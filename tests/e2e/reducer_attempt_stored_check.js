@@ -1,0 +1,27 @@
+async () => {
+  // Run in the page by tests/e2e/test_dashboard.py: a clip.attempt_stored gives the earlier task
+  // of its task_uuid reelflow's own URL (the video the tenant paid for), never the clip itself.
+  const { apply, videoUrl } = await import('/static/js/project-state.js');
+  const counts = { total_clips: 1, completed: 0, pending: 0, failed: 1 };
+  const earlier = { task_uuid: 't0', status: 'success', video_url: 'https://runware/v.mp4', cost: 0.4 };
+  const clip = { task_uuid: 't0', scene_index: 0, status: 'cancelled', attempts: [earlier] };
+  const snapshot = {
+    type: 'snapshot',
+    seq: 3,
+    project: { project_id: 'p', title: '', status: 'cancelled', ...counts, results: [clip] },
+  };
+  const stored = {
+    type: 'clip.attempt_stored', seq: 4, project_id: 'p', scene_index: 0, task_uuid: 't0',
+    stored_url: '/v1/videos/videos/p/0/t0.mp4?expires=1&signature=s', size_bytes: 5893, counts,
+  };
+  const otherTask = { ...stored, seq: 5, task_uuid: 't9', stored_url: '/v1/videos/other' };
+
+  let state = null;
+  const shown = [];
+  for (const message of [snapshot, stored, stored, otherTask]) {
+    state = apply(state, message);
+    const [only] = state.clips;
+    shown.push(`${state.seq}:${videoUrl(only.attempts[0])}:${videoUrl(only)}`);
+  }
+  return shown;
+}
