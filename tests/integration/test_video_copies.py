@@ -419,3 +419,35 @@ async def test_a_success_whose_copy_was_lost_is_sent_again_once_by_one_sweep(
     assert await later.run_once() == 0  # stored: the mark goes
     assert await world.projects.copies_due(before=utcnow() + timedelta(days=1), limit=10) == []
     assert len(world.publisher.sent_to(STORE_VIDEO)) == 1
+
+
+async def test_an_attempts_video_whose_copy_was_lost_is_sent_again_by_the_sweep(
+    world: World, storage_dir: Path
+) -> None:
+    """A cancelled clip's task finished and billed, its ``StoreVideo`` never sent: the
+    attempt's end marked the project, and the sweep sends that copy, kept on the attempt."""
+    project = await world.new_project("a fox")
+    task_uuid = project.clips[0].task_uuid
+    assert await world.projects.cancel(project.id, tenant_id=world.tenant_id) is not None
+    video = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
+    assert (await world.projects.record(project.id, 0, task_uuid, video)).applied
+    assert await sweep(world).run_once() == 0  # too young: its own copy may be running
+
+    assert await sweep(world, later_s=2 * HOUR).run_once() == 1
+    (command,) = world.publisher.sent_to(STORE_VIDEO)
+    assert (command.project_id, command.task_uuid, command.video_url) == (
+        project.id,
+        task_uuid,
+        video.video_url,
+    )
+    async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, FlakyCdn(0))):
+
+        async def kept() -> bool:
+            attempt = (await world.project(project.id)).clips[0].attempts[task_uuid]
+            return attempt.stored_key is not None
+
+        await eventually(kept, "the attempt's video was stored")
+    after = (await world.project(project.id)).clips[0]
+    assert (after.status, after.asset) == (ClipStatus.CANCELLED, None)
+    assert await sweep(world, later_s=4 * HOUR).run_once() == 0  # stored: the mark goes
+    assert await world.projects.copies_due(before=utcnow() + timedelta(days=1), limit=10) == []
