@@ -26,7 +26,7 @@ def shown(attempt: dict[str, str]) -> str:
         ],
     }
     out = io.StringIO()
-    project_details(Console(file=out, width=200), project)
+    project_details(Console(file=out, width=200), project, "http://127.0.0.1:8000")
     (row,) = [line for line in out.getvalue().splitlines() if "earlier" in line]
     return row
 
@@ -35,4 +35,7 @@ def test_an_earlier_tasks_kept_video_is_marked_kept() -> None:
     attempt = {"task_uuid": TASK, "status": "success", "video_url": "https://cdn/v.mp4"}
     assert "kept by reelflow" not in shown(attempt)
     stored = attempt | {"stored_url": "/v1/videos/videos/p/0/t.mp4?expires=1&signature=s"}
-    assert "kept by reelflow" in shown(stored)
+    kept = shown(stored)
+    assert "kept by reelflow" in kept
+    # Its whole link, reelflow's copy rather than Runware's (which expires).
+    assert "http://127.0.0.1:8000/v1/videos/videos/p/0/t.mp4?expires=1&signature=s" in kept
