@@ -23,5 +23,14 @@ async () => {
     const [only] = state.clips;
     shown.push(`${state.seq}:${videoUrl(only.attempts[0])}:${videoUrl(only)}`);
   }
+  // A retry of the cancelled clip takes its task's video: the clip plays the copy reelflow
+  // keeps of it (the event carries no stored_url: the copy was the attempt's).
+  const taken = {
+    type: 'clip.updated', seq: 6, cost_counted: true,
+    counts: { total_clips: 1, completed: 1, pending: 0, failed: 0 },
+    clip: { task_uuid: 't0', scene_index: 0, status: 'success', video_url: 'https://runware/v.mp4' },
+  };
+  state = apply(state, taken);
+  shown.push(`${state.seq}:${videoUrl(state.clips[0])}`);
   return shown;
 }

@@ -539,7 +539,8 @@ def test_a_stored_copy_replaces_runwares_link_for_its_own_task_only(dashboard: D
 
 
 def test_an_earlier_tasks_stored_copy_is_that_tasks_only(dashboard: Dashboard) -> None:
-    """A ``clip.attempt_stored`` links the earlier task's copy; the cancelled clip plays nothing."""
+    """A ``clip.attempt_stored`` links the earlier task's copy; the cancelled clip plays nothing
+    until a retry takes that task's video: then it plays that copy."""
     dashboard.open()
     seen = dashboard.page.evaluate(REDUCER_ATTEMPT_STORED_CHECK.read_text())
     stored = "/v1/videos/videos/p/0/t0.mp4?expires=1&signature=s"
@@ -548,6 +549,7 @@ def test_an_earlier_tasks_stored_copy_is_that_tasks_only(dashboard: Dashboard) -
         f"4:{stored}:null",
         f"4:{stored}:null",  # a duplicate
         f"5:{stored}:null",  # another task's copy is not this attempt's
+        f"6:{stored}",  # a retry took that task's video: the clip plays the kept copy
     ]
     dashboard.assert_no_console_errors()
 

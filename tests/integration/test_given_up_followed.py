@@ -426,6 +426,7 @@ async def test_a_held_task_another_chain_got_to_runware_is_followed_not_freed_by
             TaskFailed(code="budgetExceeded", message="The daily budget is spent."),
             token=holder.token,
             statuses=(ClipStatus.QUEUED,),
+            submit_word=True,
         )
         assert not failed.applied
     still = await own_attempt(world, project)
@@ -440,6 +441,43 @@ async def test_a_held_task_another_chain_got_to_runware_is_followed_not_freed_by
         await send_check(world.publisher, rearmed, delay_s=0.05, now=utcnow())
         attempt = await until_recorded(world, project)
     await billed_once(world, project, attempt, late=False)
+
+
+async def test_a_held_task_another_chain_submitted_past_our_ceiling_ends_and_frees_once(
+    world: World, settings: Settings, submitter_settings: SubmitterSettings, mongo_db: Any
+) -> None:
+    project = await charged_project(world, "a fox [sim:hang]")  # Runware never finishes it
+    task_uuid = project.clips[0].task_uuid
+    holder = world.submit_of(project)
+    await cancel(world, project)
+    await submit_handler(world, submitter_settings)(holder.model_copy(update={"token": REARMED}))
+    # That submit was recorded longer ago than our ceiling, and the holder's chain is lost.
+    await mongo_db["projects"].update_one(
+        {"_id": project.id},
+        {
+            "$set": {
+                f"clips.0.attempts.{task_uuid}.submitted_at": utcnow()
+                - timedelta(seconds=MAX_AGE_S + 60)
+            }
+        },
+    )
+    await lease_ran_out(world, project)
+
+    # The attempts reconciler ends it at our ceiling (not the submit chain's word, which a
+    # recorded submit guards out): failed, its charge freed, once.
+    await reconciler(world, settings, kind=AttemptsReconciler).run_once()
+
+    attempt = await own_attempt(world, project)
+    assert attempt is not None
+    assert attempt.error is not None
+    assert (attempt.status, attempt.error["code"], attempt.lease) == (
+        ClipStatus.FAILED,
+        "timedOut",
+        None,
+    )
+    assert await ledger(world) == pytest.approx((0, 0.0))
+    assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 0
+    assert await ledger(world) == pytest.approx((0, 0.0))
 
 
 async def test_a_held_tasks_submit_by_another_chain_starts_runwares_grace_for_the_reconciler(

@@ -461,6 +461,7 @@ class SubmitHandler:
             # Only this chain's clip, and only before anyone got it to Runware.
             token=message.token,
             statuses=(ClipStatus.QUEUED,),
+            submit_word=True,
         )
         await self._publisher.publish_events(change.events)
         log.warning("clip_submit_failed", code=final_error["code"], error=final_error["message"])

@@ -440,11 +440,17 @@ class ProjectStore:
         token: str | None = None,
         statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
         only_clip: bool = False,
+        submit_word: bool = False,
     ) -> Change:
         """The task is over: record it on its clip (or, for an earlier task, in ``attempts``).
 
         ``token`` and ``statuses`` narrow the guard (a submit chain fails only a queued
         clip it still holds); without them any chain's result is recorded.
+        ``submit_word``: the failure is the submit chain of ``token``'s own word on its task
+        (it never got it to Runware, or Runware does not have it past the grace), not
+        Runware's nor our ceiling's: should a cancel have moved the queued task to
+        ``attempts`` meanwhile, that entry ends only under that chain's lease, with no
+        submit recorded there (:func:`transitions.never_submitted`).
         ``only_clip``: the caller knows the project has this one clip; its end then
         finishes the project in the same update. Should that update not apply (the clip
         has ended already, or the project has more clips after all), the change is written
@@ -468,7 +474,12 @@ class ProjectStore:
             if finished is not None:
                 return Change(True, finished)
         return await self._transition(
-            record(), project_id, scene_index, task_uuid, result=result, token=token
+            record(),
+            project_id,
+            scene_index,
+            task_uuid,
+            result=result,
+            token=token if submit_word else None,
         )
 
     async def never_submitted(
@@ -675,8 +686,9 @@ class ProjectStore:
         token: str | None = None,
         new_token: str | None = None,
     ) -> Change:
-        """``token``: of the submit chain whose task Runware took (no ``result``) or whose
-        word ``result`` is, and ``new_token`` of the reconciler's chain that takes it over."""
+        """``token``: of the submit chain whose task Runware took (no ``result``) or whose own
+        word ``result`` is (``record(submit_word=True)``), and ``new_token`` of the
+        reconciler's chain that takes it over."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
@@ -1032,10 +1044,11 @@ class ProjectStore:
                 and token is not None
                 and clip.awaits_submit_word(task_uuid)
             ):
-                # A submit chain's failure of its own task, which a cancel moved to
-                # ``attempts`` while it was queued: that entry ends only on the word of the
-                # chain holding its lease, with no submit recorded there (another chain may
-                # have got the task to Runware), as a never-submitted end does.
+                # A submit chain's own failure of its task (``record(submit_word=True)``),
+                # which a cancel moved to ``attempts`` while it was queued: that entry ends
+                # only on the word of the chain holding its lease, with no submit recorded
+                # there (another chain may have got the task to Runware), as a
+                # never-submitted end does. Our ceiling's end is recorded as any other.
                 failed = await self._apply(
                     transitions.never_submitted(
                         project_id,

@@ -125,8 +125,12 @@ function withClip(clips, clip) {
     attempts = [...earlier, attemptOf(known)];
   }
   const next = [...clips];
-  // An event of the same task does not carry the stored URL a clip.stored brought before it.
-  const stored = known.task_uuid === clip.task_uuid && !clip.stored_url ? known.stored_url : undefined;
+  // An event does not carry the stored URL a clip.stored brought before it for the same
+  // task, nor one a clip.attempt_stored brought for an earlier task the clip takes (a retry
+  // taking a late video): the copy is that task's, wherever it was shown.
+  const taken = (known.attempts ?? []).find((attempt) => attempt.task_uuid === clip.task_uuid);
+  const kept = (known.task_uuid === clip.task_uuid ? known.stored_url : undefined) ?? taken?.stored_url;
+  const stored = clip.stored_url ? undefined : kept;
   const updated = stored ? { ...clip, stored_url: stored } : { ...clip };
   next[index] = attempts?.length ? { ...updated, attempts } : updated;
   return next;
