@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from reelflow_devtools.ports import free_port
 from reelflow_runware_sim.testing import running_simulator
 from tests.sim.helpers import client_for, poll, poll_until_done, send, video
 from tests.sim.receiver import webhook_receiver
@@ -25,12 +26,15 @@ from tests.waiting import DEADLINE_S, eventually
 SCRIPT = Path(sys.executable).parent / "reelflow-runware-sim"
 
 
-async def _start_script(state_file: Path, speedup: str) -> tuple[asyncio.subprocess.Process, str]:
+async def _start_script(
+    state_file: Path, speedup: str, port: int = 0
+) -> tuple[asyncio.subprocess.Process, str]:
+    """The console script on ``port`` (0: the one its state file keeps, else the kernel's)."""
     env = os.environ | {"RUNWARE_SIM_SPEEDUP": speedup}
     process = await asyncio.create_subprocess_exec(
         str(SCRIPT),
         "--port",
-        "0",
+        str(port),
         "--state-file",
         str(state_file),
         env=env,
@@ -67,7 +71,9 @@ async def test_a_task_in_flight_at_sigterm_is_found_after_the_restart_and_finish
     # 1000 simulated seconds at 100x: due 10 s after its submit, well after the restart.
     slow = video("in flight at stop [sim:latency=1000]")
     done = video("done before the stop [sim:latency=0]")
-    process, first_url = await _start_script(state_file, speedup="100")
+    # A port no other process is handed while it is stopped (as make run picks it): a
+    # kernel-picked one could be taken by any outgoing connection in between.
+    process, first_url = await _start_script(state_file, speedup="100", port=free_port())
     try:
         async with httpx.AsyncClient(base_url=first_url, headers=headers) as http:
             assert (await send(http, slow, done)).status_code == 200
@@ -141,6 +147,7 @@ async def test_the_file_is_written_at_stop_and_periodically_never_per_request(
             await poll_until_done(http, (await sim.tasks())[0]["task_uuid"])
         assert not rarely.exists()
     assert len(json.loads(rarely.read_text())["tasks"]) == 1
+    assert rarely.stat().st_mode & 0o777 == 0o600  # its tasks' webhookURLs hold a secret
 
     async with running_simulator(speedup=1000, state_file=often, state_save_interval=0.05) as sim:
         async with client_for(sim) as http:

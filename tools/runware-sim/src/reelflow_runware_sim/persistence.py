@@ -64,7 +64,10 @@ def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     try:
-        partial.write_text(text)
+        # Only its owner reads it: a task's webhookURL carries the webhook secret.
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(text)
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

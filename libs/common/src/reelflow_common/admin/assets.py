@@ -1,6 +1,6 @@
 """``reelflow-admin assets``: reelflow's copies of the videos, and copies to try again.
 
-reelflow-admin assets list --failed        scenes whose copy was given up on
+reelflow-admin assets list --failed        videos whose copy was given up on (an earlier task's too)
 reelflow-admin assets list PROJECT_ID      every video's copy in one project (its clips', and
                                            the videos in their attempts: billed, so kept)
 reelflow-admin assets retry PROJECT_ID     copy again what is not stored (a fresh start)

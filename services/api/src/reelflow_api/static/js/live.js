@@ -126,8 +126,12 @@ export class Live extends EventTarget {
     const watch = this.#watches.get(projectId);
     if (!watch) return; // unsubscribed meanwhile, or a message about no project
     if (message.type === 'error' && typeof message.retry_after_s === 'number') {
-      // A subscribe the notifier's rate limit refused: sent again when it says, if still watched.
-      setTimeout(() => this.#resubscribe(projectId, watch), message.retry_after_s * 1000);
+      // A subscribe the notifier's rate limit refused: sent again when it says, if still watched
+      // and on the same connection (a new one subscribes again to everything on its own).
+      const socket = this.#socket;
+      setTimeout(() => {
+        if (socket === this.#socket) this.#resubscribe(projectId, watch);
+      }, message.retry_after_s * 1000);
       return;
     }
     if (message.type === 'snapshot') watch.lastSeq = message.seq;
