@@ -42,7 +42,7 @@ URL = "/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x"
 
 
 def attempt_stored(task: str = "t0", scene: int = 0) -> t.Write:
-    return t.attempt_video_stored(
+    return t.video_stored(
         "p1",
         scene,
         task,
@@ -54,12 +54,21 @@ def attempt_stored(task: str = "t0", scene: int = 0) -> t.Write:
         now=T0,
         correlation_id=None,
         log_size=LOG,
+        of_attempt=True,
     )
 
 
 def attempt_failed(task: str = "t0") -> t.Write:
-    return t.attempt_copy_failed(
-        "p1", 0, task, key=KEY, code="providerLinkExpired", message="gone", attempts=3, now=T0
+    return t.copy_failed(
+        "p1",
+        0,
+        task,
+        key=KEY,
+        code="providerLinkExpired",
+        message="gone",
+        attempts=3,
+        now=T0,
+        of_attempt=True,
     )
 
 

@@ -910,10 +910,11 @@ class ProjectStore:
             "correlation_id": correlation_id,
             "log_size": self._log_size,
         }
-        for stored in (transitions.video_stored, transitions.attempt_video_stored):
-            applied = await self._apply(
-                stored(project_id, scene_index, task_uuid, **fields), project_id
+        for of_attempt in (False, True):
+            write = transitions.video_stored(
+                project_id, scene_index, task_uuid, of_attempt=of_attempt, **fields
             )
+            applied = await self._apply(write, project_id)
             if applied is not None:
                 return Change(True, applied)
         doc = await self._majority_reads.find_one(
@@ -938,8 +939,8 @@ class ProjectStore:
     ) -> bool:
         """No copy of the task's video (the clip's, else its attempt's) will land; False if it is
         stored (or no video of that task is recorded) now."""
-        for failed in (transitions.copy_failed, transitions.attempt_copy_failed):
-            write = failed(
+        for of_attempt in (False, True):
+            write = transitions.copy_failed(
                 project_id,
                 scene_index,
                 task_uuid,
@@ -948,6 +949,7 @@ class ProjectStore:
                 message=message,
                 attempts=attempts,
                 now=self._now(),
+                of_attempt=of_attempt,
             )
             found = await self._projects.update_one(write.filter, write.update)
             if found.matched_count == 1:

@@ -1467,15 +1467,37 @@ def _took_video(
 ASSET_FAILURES = "asset_failures"
 
 
-def _copy_guard(project_id: str, scene_index: int, task_uuid: str) -> Document:
-    """The clip is a success with this task, and its video is not stored yet."""
-    return _guard(
-        project_id,
-        scene_index,
-        status=ClipStatus.SUCCESS.value,
-        task_uuid=task_uuid,
-        asset__status={"$ne": "stored"},
-    )
+@dataclass(frozen=True)
+class _CopyOf:
+    """Where a copy of a task's video is recorded: on the clip (its own task's video) or on
+    its attempt (an earlier task's, billed all the same), how the project marks a failed one,
+    and what the write is guarded on."""
+
+    asset_path: str
+    #: in ``asset_failures``: the scene index of a clip's video, the task UUID of an attempt's
+    failure_mark: int | str
+    guard: Document
+
+    @classmethod
+    def of(cls, project_id: str, scene_index: int, task_uuid: str, *, of_attempt: bool) -> _CopyOf:
+        if of_attempt:
+            # The attempt has a video, and it is not stored yet.
+            prefix = f"{clip_path(scene_index)}.attempts.{task_uuid}"
+            guard = {
+                "_id": project_id,
+                f"{prefix}.status": ClipStatus.SUCCESS.value,
+                f"{prefix}.asset.status": {"$ne": "stored"},
+            }
+            return cls(f"{prefix}.asset", task_uuid, guard)
+        # The clip is a success with this task, and its video is not stored yet.
+        guard = _guard(
+            project_id,
+            scene_index,
+            status=ClipStatus.SUCCESS.value,
+            task_uuid=task_uuid,
+            asset__status={"$ne": "stored"},
+        )
+        return cls(f"{clip_path(scene_index)}.asset", scene_index, guard)
 
 
 def video_stored(
@@ -1491,16 +1513,21 @@ def video_stored(
     now: datetime,
     correlation_id: str | None,
     log_size: int,
+    of_attempt: bool = False,
 ) -> Write:
-    """The clip's video landed in reelflow's storage: its ``asset`` and one ``clip.stored``.
+    """The task's video landed in reelflow's storage: the clip's ``asset`` and one
+    ``clip.stored``, or (``of_attempt``: an earlier task's video, in ``attempts``) that
+    attempt's ``asset`` and one ``clip.attempt_stored``.
 
-    Guarded on the clip being a success with this task and not stored yet, and it
-    sets nothing but the asset: a terminal status never changes, and a duplicate
-    copy writes nothing. No count moves; ``seq`` does (the event). A scene whose
-    copy was marked failed earlier (and retried by an operator) leaves the failures.
+    Guarded on the clip (or the attempt) being a success with this task and not stored yet,
+    and it sets nothing but the asset: a terminal status never changes (the clip's own
+    fields and the counts, for an attempt's), and a duplicate copy writes nothing. No count
+    moves; ``seq`` does (the event). A video whose copy was marked failed earlier (and
+    retried by an operator) leaves the failures.
     """
+    target = _CopyOf.of(project_id, scene_index, task_uuid, of_attempt=of_attempt)
     update = _Update()
-    update.set[f"{clip_path(scene_index)}.asset"] = {
+    update.set[target.asset_path] = {
         "status": "stored",
         "key": key,
         "size_bytes": size_bytes,
@@ -1508,7 +1535,7 @@ def video_stored(
         "content_type": content_type,
         "stored_at": now,
     }
-    update.pull[ASSET_FAILURES] = scene_index
+    update.pull[ASSET_FAILURES] = target.failure_mark
     update.events.append(
         stored_event(
             scene_index,
@@ -1517,9 +1544,10 @@ def video_stored(
             size_bytes=size_bytes,
             occurred_at=now,
             correlation_id=correlation_id,
+            of_attempt=of_attempt,
         )
     )
-    return update.build(_copy_guard(project_id, scene_index, task_uuid), now=now, log_size=log_size)
+    return update.build(target.guard, now=now, log_size=log_size)
 
 
 def copy_failed(
@@ -1532,14 +1560,16 @@ def copy_failed(
     message: str,
     attempts: int,
     now: datetime,
+    of_attempt: bool = False,
 ) -> Write:
-    """Every copy of the clip's video failed: say so on the clip and list the scene.
+    """Every copy of the task's video failed: say so on the clip (or, ``of_attempt``, on the
+    attempt) and mark the project (``asset_failures``).
 
-    History, not a public change (no event, no ``seq``): the clip stays a success
-    with Runware's URL. Guarded like :func:`video_stored`, so it never overwrites a copy
-    that landed.
+    History, not a public change (no event, no ``seq``): the clip stays a success with
+    Runware's URL. Guarded like :func:`video_stored`, so it never overwrites a copy that
+    landed.
     """
-    path = clip_path(scene_index)
+    target = _CopyOf.of(project_id, scene_index, task_uuid, of_attempt=of_attempt)
     asset = {
         "status": "failed",
         "key": key,
@@ -1548,93 +1578,8 @@ def copy_failed(
         "failed_at": now,
     }
     return Write(
-        _copy_guard(project_id, scene_index, task_uuid),
-        {"$set": {f"{path}.asset": asset}, "$addToSet": {ASSET_FAILURES: scene_index}},
-    )
-
-
-def _attempt_copy_guard(project_id: str, scene_index: int, task_uuid: str) -> Document:
-    """The clip's attempt ``task_uuid`` has a video, and it is not stored yet."""
-    prefix = f"{clip_path(scene_index)}.attempts.{task_uuid}"
-    return {
-        "_id": project_id,
-        f"{prefix}.status": ClipStatus.SUCCESS.value,
-        f"{prefix}.asset.status": {"$ne": "stored"},
-    }
-
-
-def attempt_video_stored(
-    project_id: str,
-    scene_index: int,
-    task_uuid: str,
-    *,
-    key: str,
-    size_bytes: int,
-    sha256: str | None,
-    content_type: str,
-    stored_url: str,
-    now: datetime,
-    correlation_id: str | None,
-    log_size: int,
-) -> Write:
-    """The video of the clip's attempt ``task_uuid`` landed in reelflow's storage: the
-    attempt's ``asset`` and one ``clip.attempt_stored``.
-
-    As :func:`video_stored`, on the attempt: guarded on its entry being a success not stored
-    yet, and it sets nothing but ``attempts.<task>.asset`` (the clip's own fields, its status
-    and the counts never change). Its failure mark (the task UUID in ``asset_failures``) goes.
-    """
-    update = _Update()
-    update.set[f"{clip_path(scene_index)}.attempts.{task_uuid}.asset"] = {
-        "status": "stored",
-        "key": key,
-        "size_bytes": size_bytes,
-        "sha256": sha256,
-        "content_type": content_type,
-        "stored_at": now,
-    }
-    update.pull[ASSET_FAILURES] = task_uuid
-    update.events.append(
-        stored_event(
-            scene_index,
-            task_uuid,
-            stored_url=stored_url,
-            size_bytes=size_bytes,
-            occurred_at=now,
-            correlation_id=correlation_id,
-            of_attempt=True,
-        )
-    )
-    guard = _attempt_copy_guard(project_id, scene_index, task_uuid)
-    return update.build(guard, now=now, log_size=log_size)
-
-
-def attempt_copy_failed(
-    project_id: str,
-    scene_index: int,
-    task_uuid: str,
-    *,
-    key: str,
-    code: str,
-    message: str,
-    attempts: int,
-    now: datetime,
-) -> Write:
-    """Every copy of the attempt's video failed: say so on the attempt, and mark the project
-    (the task UUID in ``asset_failures``). History, as :func:`copy_failed`: no event."""
-    asset = {
-        "status": "failed",
-        "key": key,
-        "error": {"code": code, "message": message},
-        "attempts": attempts,
-        "failed_at": now,
-    }
-    return Write(
-        _attempt_copy_guard(project_id, scene_index, task_uuid),
-        {
-            "$set": {f"{clip_path(scene_index)}.attempts.{task_uuid}.asset": asset},
-            "$addToSet": {ASSET_FAILURES: task_uuid},
-        },
+        target.guard,
+        {"$set": {target.asset_path: asset}, "$addToSet": {ASSET_FAILURES: target.failure_mark}},
     )
 
 
