@@ -492,18 +492,21 @@ async def test_a_refusal_after_an_unanswered_submit_waits_out_that_submits_grace
     assert (await world.project(project.id)).clips[0].status is ClipStatus.FAILED
 
 
-async def charged_project(world: World, limits: TenantLimits, prompt: str = "a fox") -> Project:
-    """A one-scene project of a tenant with a budget: its clip holds $0.25 on the ledger."""
+async def charged_project(
+    world: World, limits: TenantLimits, prompt: str = "a fox", *, scenes: int = 1
+) -> Project:
+    """A project of ``scenes`` scenes of a tenant with a budget: each clip holds $0.25 on the
+    ledger."""
     reserved = await world.projects.ledgers.reserve(
-        world.tenant_id, limits, clips=1, usd=0.25, now=utcnow()
+        world.tenant_id, limits, clips=scenes, usd=0.25 * scenes, now=utcnow()
     )
     assert reserved is not None
     new = NewProject(
         tenant_id=world.tenant_id,
         title="On a budget",
         model="google:3@3",
-        scenes=[ClipRequest(prompt=prompt, duration=4)],
-        charges=reserved.split([0.25]),
+        scenes=[ClipRequest(prompt=prompt, duration=4) for _ in range(scenes)],
+        charges=reserved.split([0.25] * scenes),
     )
     return await world.project((await world.projects.create(new)).project.id)
 
@@ -1367,19 +1370,7 @@ async def test_a_budget_spent_after_an_earlier_try_may_have_submitted_asks_runwa
     world: World, settings: Settings, how: str
 ) -> None:
     handler = submit_handler(world, settings.model_copy(update={"budget_check_ttl_s": 0}))
-    limits = TenantLimits(daily_budget_usd=1.0)
-    reserved = await world.projects.ledgers.reserve(
-        world.tenant_id, limits, clips=2, usd=0.5, now=utcnow()
-    )
-    assert reserved is not None
-    new = NewProject(
-        tenant_id=world.tenant_id,
-        title="On a budget",
-        model="google:3@3",
-        scenes=[ClipRequest(prompt=f"scene {i}", duration=4) for i in range(2)],
-        charges=reserved.split([0.25, 0.25]),
-    )
-    project = await world.project((await world.projects.create(new)).project.id)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=1.0), scenes=2)
     second = submit_of(world, project, 1)
     # An earlier try of the second clip's chain got its task to Runware, unseen.
     await world.runware.submit_video(video_request(second, webhook_url=None))
