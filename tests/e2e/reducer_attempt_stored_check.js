@@ -23,14 +23,24 @@ async () => {
     const [only] = state.clips;
     shown.push(`${state.seq}:${videoUrl(only.attempts[0])}:${videoUrl(only)}`);
   }
-  // A retry of the cancelled clip takes its task's video: the clip plays the copy reelflow
-  // keeps of it (the event carries no stored_url: the copy was the attempt's).
-  const taken = {
-    type: 'clip.updated', seq: 6, cost_counted: true,
+  // A failed clip's retry takes an earlier task's video that reelflow keeps: the clip is now
+  // that task, and plays its kept copy (the event carries no stored_url: the copy was the
+  // attempt's); the failed task joins the earlier ones.
+  const early = { task_uuid: 'e0', status: 'success', video_url: 'https://runware/e0.mp4', cost: 0.4 };
+  const failedClip = { task_uuid: 't1', scene_index: 0, status: 'failed', attempts: [early] };
+  let retried = apply(null, {
+    type: 'snapshot', seq: 1,
+    project: { project_id: 'q', title: '', status: 'failed', ...counts, results: [failedClip] },
+  });
+  retried = apply(retried, {
+    ...stored, seq: 2, project_id: 'q', task_uuid: 'e0', stored_url: '/v1/videos/e0',
+  });
+  retried = apply(retried, {
+    type: 'clip.updated', seq: 3, project_id: 'q', replaces_task_uuid: 't1', cost_counted: true,
     counts: { total_clips: 1, completed: 1, pending: 0, failed: 0 },
-    clip: { task_uuid: 't0', scene_index: 0, status: 'success', video_url: 'https://runware/v.mp4' },
-  };
-  state = apply(state, taken);
-  shown.push(`${state.seq}:${videoUrl(state.clips[0])}`);
+    clip: { task_uuid: 'e0', scene_index: 0, status: 'success', video_url: 'https://runware/e0.mp4' },
+  });
+  const [taken] = retried.clips;
+  shown.push(`${retried.seq}:${videoUrl(taken)}:${taken.attempts.map((a) => a.task_uuid).join(',')}`);
   return shown;
 }

@@ -539,8 +539,8 @@ def test_a_stored_copy_replaces_runwares_link_for_its_own_task_only(dashboard: D
 
 
 def test_an_earlier_tasks_stored_copy_is_that_tasks_only(dashboard: Dashboard) -> None:
-    """A ``clip.attempt_stored`` links the earlier task's copy; the cancelled clip plays nothing
-    until a retry takes that task's video: then it plays that copy."""
+    """A ``clip.attempt_stored`` links the earlier task's copy, and the cancelled clip plays
+    nothing; a failed clip whose retry takes an earlier task's video plays that task's copy."""
     dashboard.open()
     seen = dashboard.page.evaluate(REDUCER_ATTEMPT_STORED_CHECK.read_text())
     stored = "/v1/videos/videos/p/0/t0.mp4?expires=1&signature=s"
@@ -549,7 +549,7 @@ def test_an_earlier_tasks_stored_copy_is_that_tasks_only(dashboard: Dashboard) -
         f"4:{stored}:null",
         f"4:{stored}:null",  # a duplicate
         f"5:{stored}:null",  # another task's copy is not this attempt's
-        f"6:{stored}",  # a retry took that task's video: the clip plays the kept copy
+        "3:/v1/videos/e0:t1",  # a retry took an earlier task's video: its kept copy plays
     ]
     dashboard.assert_no_console_errors()
 

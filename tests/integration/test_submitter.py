@@ -1289,21 +1289,8 @@ async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runwa
 ) -> None:
     # The budget is read before every submit here (no time between reads).
     handler = submit_handler(world, settings.model_copy(update={"budget_check_ttl_s": 0}))
-    limits = TenantLimits(daily_budget_usd=1.0)
     now = utcnow()
-    reserved = await world.projects.ledgers.reserve(
-        world.tenant_id, limits, clips=3, usd=0.75, now=now
-    )
-    assert reserved is not None
-    new = NewProject(
-        tenant_id=world.tenant_id,
-        title="On a budget",
-        model="google:3@3",
-        scenes=[ClipRequest(prompt=f"scene {i}", duration=4) for i in range(3)],
-        charges=reserved.split([0.25, 0.25, 0.25]),
-    )
-    created = (await world.projects.create(new)).project
-    project = await world.project(created.id)
+    project = await charged_project(world, TenantLimits(daily_budget_usd=1.0), scenes=3)
     await handler(submit_of(world, project, 0))
     # The first clip cost far more than its estimate: $0.90 + $0.50 reserved > $1.00.
     first = project.clips[0].task_uuid

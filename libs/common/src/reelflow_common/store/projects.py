@@ -456,6 +456,8 @@ class ProjectStore:
         has ended already, or the project has more clips after all), the change is written
         as any other: one more round trip, never a wrong finish.
         """
+        if submit_word and token is None:
+            raise ValueError("a submit chain's word names its chain: submit_word needs token")
         record = partial(
             transitions.to_terminal,
             project_id,

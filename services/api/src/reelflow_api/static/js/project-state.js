@@ -128,7 +128,9 @@ function withClip(clips, clip) {
   // An event does not carry the stored URL a clip.stored brought before it for the same
   // task, nor one a clip.attempt_stored brought for an earlier task the clip takes (a retry
   // taking a late video): the copy is that task's, wherever it was shown.
-  const taken = (known.attempts ?? []).find((attempt) => attempt.task_uuid === clip.task_uuid);
+  const taken = clip.status === 'success'
+    ? (known.attempts ?? []).find((attempt) => attempt.task_uuid === clip.task_uuid && attempt.status === 'success')
+    : undefined;
   const kept = (known.task_uuid === clip.task_uuid ? known.stored_url : undefined) ?? taken?.stored_url;
   const stored = clip.stored_url ? undefined : kept;
   const updated = stored ? { ...clip, stored_url: stored } : { ...clip };
