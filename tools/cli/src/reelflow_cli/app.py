@@ -19,6 +19,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from reelflow_cli import render
 from reelflow_cli.client import Client, download, video_link
@@ -65,7 +66,7 @@ def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except CliError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
@@ -225,7 +226,7 @@ def download_videos(
         size = download(source, target)
         saved.append({"scene_index": clip["scene_index"], "path": str(target), "bytes": size})
         if not as_json:
-            out.print(f"saved {target} ({size} bytes)", highlight=False)
+            out.print(f"saved {target} ({size} bytes)", markup=False, highlight=False)
     skipped = len(project.get("results", [])) - len(ready)
     if as_json:
         render.print_json({"project_id": project_id, "saved": saved, "not_ready": skipped})

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.segment import Segment, Segments
@@ -31,7 +32,7 @@ _UNBOUNDED = 100_000
 
 
 def styled(status: str) -> str:
-    return f"[{STYLES.get(status, 'default')}]{status}[/]"
+    return f"[{STYLES.get(status, 'default')}]{escape(status)}[/]"
 
 
 def totals(counts: Json) -> str:
@@ -48,7 +49,7 @@ def print_json(value: Any) -> None:
 
 def project_summary(console: Console, project: Json) -> None:
     console.print(
-        f"[bold]{project.get('title') or 'Untitled'}[/]  {project['project_id']}  "
+        f"[bold]{escape(project.get('title') or 'Untitled')}[/]  {escape(project['project_id'])}  "
         f"{styled(project['status'])}  {totals(project)}"
     )
 
@@ -80,13 +81,18 @@ def project_details(console: Console, project: Json, api_url: str) -> None:
     )
     for clip in project.get("results", []):
         scene = str(clip["scene_index"] + 1)
-        table.add_row(scene, styled(clip["status"]), clip["task_uuid"], _outcome(clip, api_url))
+        table.add_row(
+            scene, styled(clip["status"]), escape(clip["task_uuid"]), _outcome(clip, api_url)
+        )
         for attempt in clip.get("attempts") or []:
             outcome = _outcome(attempt, api_url)
             if attempt.get("stored_url"):
                 outcome += " [dim](kept by reelflow)[/]"
             table.add_row(
-                "", f"[dim]earlier: {attempt['status']}[/]", attempt["task_uuid"], outcome
+                "",
+                f"[dim]earlier: {escape(attempt['status'])}[/]",
+                escape(attempt["task_uuid"]),
+                outcome,
             )
     _whole(console, table)
 
@@ -112,9 +118,12 @@ def _without_trailing_spaces(line: list[Segment]) -> list[Segment]:
 
 def _outcome(clip: Json, api_url: str) -> str:
     if video := video_link(clip, api_url):
-        return video
+        return escape(video)
     error = clip.get("error") or {}
-    return f"[red]{error.get('message', '')} ({error.get('code', '')})[/]" if error else ""
+    if not error:
+        return ""
+    said = f"{error.get('message', '')} ({error.get('code', '')})"
+    return f"[red]{escape(said)}[/]"
 
 
 _COLUMNS = ("project", "title", "status", "clips", "created")
@@ -171,9 +180,9 @@ def project_list(console: Console, page: Json) -> None:
     )
     for row in rows:
         # A shortened creation time is its date; a shortened title ends in an ellipsis.
-        cells = row | {
+        cells = {name: escape(text) for name, text in row.items()} | {
             "status": styled(row["status"]),
-            "created": row["created"][: widths.get("created")],
+            "created": escape(row["created"][: widths.get("created")]),
         }
         table.add_row(*(cells[name] for name in widths))
     # Wider than the screen only when the id and the status alone are: whole, all the same.
@@ -220,7 +229,7 @@ class ClipBars:
             return
         if not self._header_shown:
             self._progress.console.print(
-                f"[bold]{state.title or 'Untitled'}[/]  {state.project_id}"
+                f"[bold]{escape(state.title or 'Untitled')}[/]  {escape(state.project_id)}"
             )
             self._header_shown = True
         for scene in sorted(state.clips):
@@ -238,7 +247,9 @@ class ClipBars:
         if clip.status == "success":
             self._progress.update(task, total=1, completed=1, status="[green]done[/]")
         elif clip.status in ("failed", "cancelled"):
-            text = f"[red]{clip.status}[/]" + (f" [red]{clip.error}[/]" if clip.error else "")
+            text = f"[red]{clip.status}[/]" + (
+                f" [red]{escape(clip.error)}[/]" if clip.error else ""
+            )
             self._progress.update(task, total=1, completed=0, status=text)
         elif clip.status == "processing" and clip.progress is not None:
             self._progress.update(
@@ -265,7 +276,7 @@ class ClipLines:
                 line += f" {clip.progress} %"
             if self._last.get(scene) != line:
                 self._last[scene] = line
-                self._console.print(line, highlight=False)
+                self._console.print(line, markup=False, highlight=False)
 
     def connection(self, state: str) -> None:
         if state == "reconnecting":
@@ -292,7 +303,7 @@ def usage(console: Console, report: Json) -> None:
     unpriced = month["unknown_cost_clips"]
     note = f" + {unpriced} clip(s) of unknown cost" if unpriced else ""
     console.print(
-        f"[bold]{month['period']}[/]  {money(month['usd'])} over"
+        f"[bold]{escape(month['period'])}[/]  {money(month['usd'])} over"
         f" {month['known_cost_clips']} priced clip(s){note}, {month['projects']} project(s)",
         highlight=False,
     )
@@ -313,7 +324,7 @@ def usage(console: Console, report: Json) -> None:
         return
     for name, value in limits.items():
         shown = ",".join(value) if isinstance(value, list) else str(value)
-        console.print(f"limit {name}: {shown}", highlight=False)
+        console.print(f"limit {name}: {shown}", markup=False, highlight=False)
     if report.get("clips_in_flight") is not None:
         console.print(f"clips in flight: {report['clips_in_flight']}", highlight=False)
     for period, usd in sorted(report.get("committed_usd", {}).items()):
