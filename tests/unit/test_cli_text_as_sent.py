@@ -11,7 +11,6 @@ import pytest
 from rich.console import Console
 
 import reelflow_cli.app as cli
-
 from reelflow_cli.project import ClipState, ProjectState
 from reelflow_cli.render import ClipLines, project_list
 from tests.unit.cli_runner import invoke
