@@ -37,7 +37,7 @@ DURATION_5 = problem(
         "errors": [
             {
                 "loc": ["body", "scenes", 0, "duration"],
-                "msg": "not a duration this model makes: google:3@3",
+                "msg": "not a duration this model makes: google:3@3 (allowed: 4, 6, 7, 8)",
                 "allowed": [4, 6, 7, 8],
             }
         ],
@@ -47,11 +47,13 @@ SIZE_640 = problem(
     422,
     {
         "title": "Invalid Request",
-        "detail": "body.scenes.0.width: not a size this model makes: google:3@3",
+        "detail": "body.scenes.0.width: not a size this model makes: google:3@3"
+        " (allowed: 1280x720, 720x1280, 1920x1080, 1080x1920)",
         "errors": [
             {
                 "loc": ["body", "scenes", 0, "width"],
-                "msg": "not a size this model makes: google:3@3",
+                "msg": "not a size this model makes: google:3@3"
+                " (allowed: 1280x720, 720x1280, 1920x1080, 1080x1920)",
                 "allowed": ["1280x720", "720x1280", "1920x1080", "1080x1920"],
             }
         ],

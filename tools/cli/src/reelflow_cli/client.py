@@ -172,10 +172,8 @@ def _later(answer: httpx.Response) -> str:
 
 
 def _describe(error: Json) -> str:
-    """``scenes.0.duration: not a duration this model makes: google:3@3 (allowed: 4, 6, 8)``."""
+    """``scenes.0.duration: not a duration this model makes: google:3@3 (allowed: 4, 6, 8)``:
+    the message says what the model allows, when it has a list."""
     loc = [str(part) for part in error.get("loc", []) if part != "body"]
     text = str(error.get("msg", ""))
-    allowed = error.get("allowed")
-    if isinstance(allowed, list) and allowed:
-        text += f" (allowed: {', '.join(str(value) for value in allowed)})"
     return f"{'.'.join(loc)}: {text}" if loc else text

@@ -94,17 +94,20 @@ async def _check_model_rules(state: AppState, new: NewProject) -> None:
     errors = [
         {
             "loc": ["body", "scenes", v.scene_index, v.field],
-            "msg": f"{v.message}: {new.model}",
+            # What a person reads says what the model allows; programs have it as a list.
+            "msg": f"{v.message}: {new.model}" + _allowed(v.allowed),
             **({"allowed": v.allowed} if v.allowed is not None else {}),
         }
         for v in found
     ]
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"])
-    detail = f"{where}: {first['msg']}"
-    if "allowed" in first:
-        detail += f" (allowed: {', '.join(str(a) for a in first['allowed'])})"
-    raise Problem(422, "Invalid Request", detail, errors=errors)
+    raise Problem(422, "Invalid Request", f"{where}: {first['msg']}", errors=errors)
+
+
+def _allowed(values: Sequence[object] | None) -> str:
+    """`` (allowed: 4, 6, 8)``, or nothing when the rule has no list."""
+    return f" (allowed: {', '.join(str(value) for value in values)})" if values else ""
 
 
 async def _dispatch(

@@ -91,8 +91,7 @@ export function mountNewProject(container, { api, config }) {
   /** Each error next to its field (loc ["body", "scenes", 0, "prompt"] -> #scenes.0.prompt). */
   function showErrors(error) {
     const unplaced = [];
-    for (const { loc = [], ...problem } of error.errors) {
-      const msg = said(problem);
+    for (const { loc = [], msg } of error.errors) {
       const path = (loc[0] === 'body' ? loc.slice(1) : loc).join('.');
       const slot = form.querySelector(`[id="error-${path || 'form'}"]`);
       if (!slot) {
@@ -127,11 +126,6 @@ export function mountNewProject(container, { api, config }) {
   appendScene();
   renumber();
   container.append(form);
-}
-
-/** An error's message, and what the model allows when the API lists it (a duration, a size). */
-function said({ msg, allowed }) {
-  return Array.isArray(allowed) && allowed.length ? `${msg} (allowed: ${allowed.join(', ')})` : msg;
 }
 
 /** A label, the control, an optional hint, and the slot its errors go to. */
