@@ -201,6 +201,14 @@ def download_videos(
         Path, typer.Argument(file_okay=False, help="Where to save the MP4s (created if needed).")
     ],
     as_json: JsonFlag = False,
+    earlier: Annotated[
+        bool,
+        typer.Option(
+            "--earlier",
+            help="Also save the videos of a scene's earlier tasks (billed, then replaced by a"
+            " retry or a cancel), named scene-NN-earlier-TASK.mp4.",
+        ),
+    ] = False,
 ) -> None:
     """Save the finished clips' MP4s into DIRECTORY, named by scene.
 
@@ -209,11 +217,19 @@ def download_videos(
     with _client() as client:
         project = client.get(project_id)
         base = client.url
+    clips = project.get("results", [])
     ready = [
-        (clip, link)
-        for clip in project.get("results", [])
+        (clip, link, "")
+        for clip in clips
         if clip["status"] == "success" and (link := video_link(clip, base))
     ]
+    if earlier:
+        ready += [
+            ({"scene_index": clip["scene_index"]} | attempt, link, "earlier-")
+            for clip in clips
+            for attempt in clip.get("attempts") or []
+            if attempt["status"] == "success" and (link := video_link(attempt, base))
+        ]
     if not ready:
         raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
     try:
@@ -221,13 +237,22 @@ def download_videos(
     except OSError as exc:
         raise CliError(f"cannot create {directory}: {exc.strerror}", exit_code=2) from exc
     saved = []
-    for clip, source in ready:
-        target = directory / f"scene-{clip['scene_index'] + 1:02d}-{clip['task_uuid']}.mp4"
+    for clip, source, kind in ready:
+        scene = clip["scene_index"]
+        target = directory / f"scene-{scene + 1:02d}-{kind}{clip['task_uuid']}.mp4"
         size = download(source, target)
-        saved.append({"scene_index": clip["scene_index"], "path": str(target), "bytes": size})
+        saved.append(
+            {
+                "scene_index": scene,
+                "task_uuid": clip["task_uuid"],
+                "earlier": bool(kind),
+                "path": str(target),
+                "bytes": size,
+            }
+        )
         if not as_json:
             out.print(f"saved {target} ({size} bytes)", markup=False, highlight=False)
-    skipped = len(project.get("results", [])) - len(ready)
+    skipped = len(clips) - sum(not kind for _, _, kind in ready)
     if as_json:
         render.print_json({"project_id": project_id, "saved": saved, "not_ready": skipped})
     elif skipped:
