@@ -194,3 +194,16 @@ def test_every_simulator_directive_the_readme_shows_is_accepted() -> None:
     assert "[sim:fail]" in shown
     for directive in shown:
         parse_directives(directive.replace("=N]", "=2]"))  # a DirectiveError fails the test
+
+
+def test_every_metric_reelflow_defines_is_in_the_readmes_table() -> None:
+    defined = set()
+    for source in [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]:
+        text = source.read_text()
+        defined |= set(re.findall(r"(?:Counter|Gauge|Histogram|Summary)\(\s*\"(\w+)\"", text))
+    start = README.index("### Metrics, dashboard and alerts")
+    table = README[start : README.index("\n\n", README.index("| metric |", start))]
+    named = set(re.findall(r"`(reelflow_\w+)", table))
+
+    assert len(defined) > 20
+    assert defined - named == set(), "add them to the README's metrics table"
