@@ -562,7 +562,7 @@ class FollowedAfterRetryRead(ProjectStore):
         return read
 
 
-async def test_a_retry_racing_a_given_up_task_found_reads_again_and_keeps_its_follow(
+async def test_a_retry_racing_a_given_up_task_found_reads_again_and_watches_that_task(
     world: World, mongo_db: Any
 ) -> None:
     project = await world.new_project("a fox")
@@ -573,13 +573,52 @@ async def test_a_retry_racing_a_given_up_task_found_reads_again_and_keeps_its_fo
 
     outcome = await store.retry(project.id, tenant_id=world.tenant_id)
 
+    # Read again (not taken for a concurrent retry): Runware runs the clip's task after all,
+    # so the clip watches it again, nothing bought; the follow's chain stops at its renewal.
     assert outcome is not None
-    assert outcome.resubmit == [0]  # read again and retried, not taken for a concurrent retry
+    assert (outcome.rewatch, outcome.resubmit) == ([0], [])
     clip = (await world.project(project.id)).clips[0]
-    assert (clip.status, clip.task_uuid != task_uuid) == (ClipStatus.QUEUED, True)
-    kept = clip.attempts[task_uuid]
-    assert kept.lease is not None
-    assert (kept.status, kept.lease.token) == (ClipStatus.FAILED, store.followed)
+    assert (clip.status, clip.task_uuid) == (ClipStatus.PROCESSING, task_uuid)
+    assert task_uuid not in clip.attempts
+    assert clip.lease is not None
+    assert clip.lease.token != store.followed
+
+
+async def test_a_retried_clip_whose_task_runware_took_after_it_failed_buys_no_second_task(
+    world: World, submitter_settings: SubmitterSettings
+) -> None:
+    project = await world.new_project("a fox [sim:latency=20000]")
+    task_uuid = project.clips[0].task_uuid
+    holder = world.submit_of(project)
+    # The clip's chain fails it on its own word (over budget, Runware never asked) while a
+    # duplicate of its SubmitClip gets the task to Runware, whose chain then follows it.
+    over_budget = TaskFailed(code="budgetExceeded", message="The daily budget is spent.")
+    failed = await world.projects.record(
+        project.id,
+        0,
+        task_uuid,
+        over_budget,
+        token=holder.token,
+        statuses=(ClipStatus.QUEUED,),
+        submit_word=True,
+    )
+    assert failed.applied
+    await submit_handler(world, submitter_settings)(holder.model_copy())
+    assert (await world.sim.task(task_uuid))["state"] == "processing"
+    followed = (await world.project(project.id)).clips[0].attempts[task_uuid].lease
+    assert followed is not None
+
+    outcome = await world.projects.retry(project.id, tenant_id=world.tenant_id)
+
+    # The tenant's retry watches the task Runware runs (and bills) instead of buying another.
+    assert outcome is not None
+    assert (outcome.rewatch, outcome.resubmit) == ([0], [])
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.status, clip.task_uuid, clip.error) == (ClipStatus.PROCESSING, task_uuid, None)
+    assert clip.submitted_at is not None
+    assert task_uuid not in clip.attempts  # one chain: the follow's stops at its renewal
+    assert clip.lease is not None
+    assert clip.lease.token != followed.token
 
 
 async def test_a_rearmed_follow_counts_its_ceiling_from_the_watch_the_cancel_copied(

@@ -331,6 +331,16 @@ class ClipState(_Frozen):
             and attempt.status is ClipStatus.QUEUED
         )
 
+    def runs_at_runware(self) -> Attempt | None:
+        """This failed clip's own task, given up on and then found at Runware (a chain of it
+        got it there after the clip failed: ``follow_given_up``), still followed: its lease
+        held, its end not recorded. Runware runs it and will bill it: a retry watches it
+        again rather than buy another."""
+        attempt = self.attempts.get(self.task_uuid)
+        if self.status is not ClipStatus.FAILED or attempt is None:
+            return None
+        return attempt if attempt.lease is not None and not attempt.end_recorded else None
+
     def late_video(self) -> tuple[str, Attempt] | None:
         """A video of one of this failed clip's tasks that came after it was given up on."""
         if self.status is not ClipStatus.FAILED:

@@ -1185,8 +1185,9 @@ class ProjectStore:
         reserve: Reserve | None = None,
     ) -> Outcome | None:
         """Follow every failed clip again: a new task where Runware failed the old one, the same
-        task where only our ceiling ran out (``timedOut``); a clip with a late video takes it
-        (nothing bought). Cancelled clips stay cancelled.
+        task where only our ceiling ran out (``timedOut``) or where Runware runs it after all
+        (found there after the clip failed: ``ClipState.runs_at_runware``); a clip with a late
+        video takes it (nothing bought). Cancelled clips stay cancelled.
 
         The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
         for ``Outcome.rewatch``, from the project returned (read with its requests).
@@ -1315,7 +1316,8 @@ class ProjectStore:
                     "charge": charge,
                 }
                 timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
-                if timed_out:
+                same_task = timed_out or clip.runs_at_runware() is not None
+                if same_task:
                     write = transitions.rewatch(project_id, tenant_id, clip, **common)
                 else:
                     write = transitions.retry_with_new_task(
@@ -1323,7 +1325,7 @@ class ProjectStore:
                     )
                 applied = await self._apply(write, project_id)
                 if applied is not None:
-                    return ("rewatch" if timed_out else "resubmit"), applied
+                    return ("rewatch" if same_task else "resubmit"), applied
             found = await self._read_clip(project_id, clip.scene_index, tenant_id=tenant_id)
             if found is None:
                 return None, []

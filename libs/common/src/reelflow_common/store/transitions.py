@@ -893,12 +893,15 @@ def rewatch(
     log_size: int,
     charge: Charge | None = None,
 ) -> Write:
-    """A clip that timed out on our side is watched again: same task, fresh lease and ceiling.
-
-    Runware never said the task failed, so it may still finish (and be billed):
-    buying a second task would pay twice.
+    """A failed clip is watched again: same task, fresh lease and ceiling. Either it timed out
+    on our side (Runware never said the task failed), or Runware runs its task after all
+    (:meth:`ClipState.runs_at_runware`: found there after the clip failed, followed in
+    ``attempts``). Either way Runware may still finish it (and bill it): buying a second
+    task would pay twice.
     """
     update = _Update()
+    followed = clip.runs_at_runware()
+    submitted_at = clip.submitted_at or (followed.submitted_at if followed else None)
     _set_clip(
         update,
         clip.scene_index,
@@ -907,6 +910,9 @@ def rewatch(
         lease={"token": token, "until": lease_until},
     )
     path = clip_path(clip.scene_index)
+    if submitted_at != clip.submitted_at:
+        # Failed before its own chain saw the submit: the follow's is the task's.
+        update.set[f"{path}.submitted_at"] = submitted_at
     update.unset += [f"{path}.{name}" for name in ("error", "result", "completed_at")]
     if clip.task_uuid in clip.attempts:
         # Followed after it was given up on: the clip's own chain follows the task again, and
@@ -924,7 +930,7 @@ def rewatch(
         task_uuid=clip.task_uuid,
         scene_index=clip.scene_index,
         status=ClipStatus.PROCESSING,
-        submitted_at=clip.submitted_at,
+        submitted_at=submitted_at,
     )
     update.events.append(
         clip_event(
@@ -941,8 +947,13 @@ def rewatch(
         tenant_id=tenant_id,
         status=ClipStatus.FAILED.value,
         task_uuid=clip.task_uuid,
-        error__code=TIMED_OUT,
     )
+    if followed is not None:
+        # Still followed as read: an end of the task recorded since makes this match nothing.
+        guard[f"{path}.attempts.{clip.task_uuid}.lease"] = {"$exists": True}
+        guard[f"{path}.attempts.{clip.task_uuid}.end_recorded"] = {"$ne": True}
+    else:
+        guard[f"{path}.error.code"] = TIMED_OUT
     return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
 
