@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from reelflow_common.accounting import CostBook
 from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import TransientError
@@ -87,9 +88,14 @@ def completions(settings: Settings) -> CompletionsSeen:
 
 
 @pytest.fixture
-def hint(world: World, completions: CompletionsSeen) -> HintHandler:
+def costs() -> CostBook:
+    return CostBook()
+
+
+@pytest.fixture
+def hint(world: World, completions: CompletionsSeen, costs: CostBook) -> HintHandler:
     recorder = ClipRecorder(world.projects, world.publisher)
-    return HintHandler(recorder, world.runware, planner=completions)
+    return HintHandler(recorder, world.runware, planner=completions, costs=costs)
 
 
 def polls(stats: dict[str, Any]) -> int:
@@ -594,7 +600,7 @@ async def test_many_clips_finishing_at_once_finish_the_project_exactly_once(
 
 
 async def test_a_hint_for_a_finished_task_records_what_runware_says(
-    world: World, hint: HintHandler, completions: CompletionsSeen
+    world: World, hint: HintHandler, completions: CompletionsSeen, costs: CostBook
 ) -> None:
     project = await world.processing(await world.new_project("a fox"))
     task_uuid = project.clips[0].task_uuid
@@ -613,6 +619,10 @@ async def test_a_hint_for_a_finished_task_records_what_runware_says(
     assert clip.completed_at is not None
     elapsed_s = (clip.completed_at - clip.submitted_at).total_seconds()
     assert completions.seen == [(project.model, elapsed_s, None)]
+    # Its price is what budgets estimate the next clips from (with webhooks on, the hint
+    # records most successes; the chain's check then finds them recorded).
+    assert clip.cost is not None
+    assert costs.take() == {project.model: [clip.cost, 4.0, 1]}
 
 
 async def test_a_hint_for_a_task_still_processing_records_nothing(

@@ -259,11 +259,17 @@ class HintHandler:
     """A webhook named tasks: ask Runware about each now and record what it says."""
 
     def __init__(
-        self, recorder: ClipRecorder, runware: RunwareClient, *, planner: PollPlanner
+        self,
+        recorder: ClipRecorder,
+        runware: RunwareClient,
+        *,
+        planner: PollPlanner,
+        costs: CostBook | None = None,
     ) -> None:
         self._recorder = recorder
         self._runware = runware
         self._planner = planner
+        self._costs = costs
 
     async def __call__(self, message: CheckHintedTasks) -> None:
         outcomes = await self._runware.get_responses(message.task_uuids)
@@ -294,23 +300,29 @@ class HintHandler:
                     correlation_id=message.correlation_id,
                 )
                 if change.applied and isinstance(result, TaskSucceeded):
-                    await self._observe(message.project_id, scene_index, task_uuid)
+                    await self._observe(message.project_id, scene_index, task_uuid, result.cost)
         if unanswered:
             # Ask again later (the retry ladder), for a fast result once Runware is back.
             raise TransientError(f"Runware could not say where {len(unanswered)} tasks stand")
 
-    async def _observe(self, project_id: str, scene_index: int, task_uuid: str) -> None:
+    async def _observe(
+        self, project_id: str, scene_index: int, task_uuid: str, cost: float | None
+    ) -> None:
         """Runware posts a webhook as its task ends: the completion counts at the time the
-        success was recorded (one read, for the clip's submission and request)."""
+        success was recorded (one read, for the clip's submission and request), and its cost
+        is what budgets estimate the next clips from, as a check's is (with webhooks on, the
+        hint records most successes: the check after it finds them recorded)."""
         project = await self._recorder.projects.get(project_id, with_requests=True)
         clip = None if project is None else project.clip(scene_index)
         if project is None or clip is None or clip.task_uuid != task_uuid:
             return
+        profile = profile_of_clip(project, scene_index)
+        if self._costs is not None:
+            self._costs.observe(profile.model, profile.duration, cost)
         if clip.submitted_at is None or clip.completed_at is None:
             return
         self._planner.observe_completion(
-            profile_of_clip(project, scene_index),
-            elapsed_s=seconds_between(clip.submitted_at, clip.completed_at),
+            profile, elapsed_s=seconds_between(clip.submitted_at, clip.completed_at)
         )
 
     async def _scene_of(self, project_id: str, task_uuid: str) -> int | None:

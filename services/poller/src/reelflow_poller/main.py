@@ -214,7 +214,7 @@ async def main(
                     topology,
                     HINTED_CHECK,
                     CheckHintedTasks,
-                    HintHandler(recorder, runware, planner=planner),
+                    HintHandler(recorder, runware, planner=planner, costs=costs.book),
                     publisher=publisher,
                     concurrency=settings.poll_concurrency,
                     stop=stop,
