@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from reelflow_common.accounting import TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus
@@ -619,6 +620,34 @@ async def test_a_retried_clip_whose_task_runware_took_after_it_failed_buys_no_se
     assert task_uuid not in clip.attempts  # one chain: the follow's stops at its renewal
     assert clip.lease is not None
     assert clip.lease.token != followed.token
+
+
+async def test_an_end_the_reconciler_records_is_settled_though_an_outage_met_its_settlement(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.processing(await charged_project(world, "a fox"))
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    await expired(world, project)
+    assert await ledger(world) == (1, ESTIMATE_USD)
+    settle = world.projects.ledgers.settle
+    outage = ["the connection reset (a failover)"]
+
+    async def failing_once(*args: Any, **kwargs: Any) -> bool:
+        if outage:
+            raise AutoReconnect(outage.pop())
+        return await settle(*args, **kwargs)
+
+    monkeypatch.setattr(world.projects.ledgers, "settle", failing_once)
+
+    # The success lands on the clip; the ledger's settlement after it meets the outage. No
+    # message stands behind the reconciler's write to repeat it: the pass records it again.
+    assert await reconciler(world, settings).run_once() == 1
+
+    clip = (await world.project(project.id)).clips[0]
+    assert clip.status is ClipStatus.SUCCESS
+    assert clip.cost is not None
+    assert outage == []
+    assert await ledger(world) == (0, pytest.approx(clip.cost))
 
 
 async def test_a_rearmed_follow_counts_its_ceiling_from_the_watch_the_cancel_copied(

@@ -127,7 +127,7 @@ class AttemptsReconciler(ReconcilerPass):
         decision = self._policy.decide(outcome, watch)
         if isinstance(decision, Record):
             # Not the clip's task: the repair path records it in the attempt and settles it.
-            change = await self._recorder.record(
+            change = await self._record(
                 project.id, clip.scene_index, task_uuid, decision.result, chain_token=lease.token
             )
             return (Action.RECORDED if change.applied else Action.MOVED), None

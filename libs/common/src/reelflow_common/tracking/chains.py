@@ -7,12 +7,14 @@ Used by the pass over open clips (:mod:`reconciler`) and the one over replaced t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from reelflow_common import leases
+from reelflow_common.backoff import Backoff
 from reelflow_common.broker import Publisher
 from reelflow_common.clock import Clock
 from reelflow_common.commands import check_command
@@ -22,9 +24,10 @@ from reelflow_common.messages import CheckClip, Message
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import send_check
 from reelflow_common.runware import RunwareClient
-from reelflow_common.store import ClipState, Lease, Project, ProjectStore
+from reelflow_common.store import Change, ClipState, Lease, Project, ProjectStore, TaskResult
 from reelflow_common.tracking.policy import Keep, Policy, Watch, profile_of
 from reelflow_common.tracking.recorder import ClipRecorder
+from reelflow_common.transient import is_transient
 
 log = get_logger(__name__)
 
@@ -144,6 +147,11 @@ class ChainStarter:
         return action, lease.until
 
 
+#: recording an end a pass decided again while an outage lasts (about 15 s in all)
+RECORD_TRIES = 5
+RECORD_BACKOFF = Backoff(first_s=0.5, cap_s=8.0, jitter=0.2)
+
+
 class ReconcilerPass:
     """What a pass is built from, and its round over the projects due (one at a time)."""
 
@@ -171,6 +179,43 @@ class ReconcilerPass:
         self._batch_size = batch_size
         self._lease = timedelta(seconds=projects.lease_s)
         self._chains = ChainStarter(projects, publisher, planner=planner, clock=clock)
+
+    async def _record(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        result: TaskResult,
+        *,
+        submitted_at: datetime | None = None,
+        chain_token: str | None = None,
+    ) -> Change:
+        """Record an end this pass decided (``ClipRecorder.record``), again while an outage
+        lasts (``RECORD_TRIES``).
+
+        No message stands behind it: should the clip's write land and the ledger's
+        settlement after it fail, no redelivery would repeat it, and the clip, terminal
+        from then on, is no later pass's. A second record of the same end is the repair
+        path, which settles what the project does not record as settled. A crash between
+        the two writes still loses that settlement (ARCHITECTURE.md, "Money"): the
+        ledger's recount corrects the clips in flight, not the money committed.
+        """
+        for tried in range(RECORD_TRIES):
+            try:
+                return await self._recorder.record(
+                    project_id,
+                    scene_index,
+                    task_uuid,
+                    result,
+                    submitted_at=submitted_at,
+                    chain_token=chain_token,
+                )
+            except Exception as exc:
+                if not is_transient(exc) or tried == RECORD_TRIES - 1:
+                    raise
+                log.warning("reconciled_end_not_recorded", tried=tried + 1, error=repr(exc))
+                await asyncio.sleep(RECORD_BACKOFF.delay_s(tried))
+        raise AssertionError("unreachable")  # the last try returned or raised
 
     async def _claim_each(
         self,

@@ -143,7 +143,7 @@ class Reconciler(ReconcilerPass):
         if clip.status is ClipStatus.PROCESSING:
             decision = self._policy.decide(outcome, watch)
             if isinstance(decision, Record):
-                change = await self._recorder.record(
+                change = await self._record(
                     project.id,
                     clip.scene_index,
                     clip.task_uuid,
@@ -169,13 +169,13 @@ class Reconciler(ReconcilerPass):
         if isinstance(outcome, TaskState):
             result = terminal_result(outcome)
             if result is not None:
-                await self._recorder.record(project.id, clip.scene_index, clip.task_uuid, result)
+                await self._record(project.id, clip.scene_index, clip.task_uuid, result)
                 return Action.RECORDED, None
             if outcome.status != "error":
                 return await self._take_over_processing(project, clip)
         if self._policy.past_ceiling(watch):
             error = None if isinstance(outcome, TaskState) else str(outcome)
-            await self._recorder.record(
+            await self._record(
                 project.id,
                 clip.scene_index,
                 clip.task_uuid,
