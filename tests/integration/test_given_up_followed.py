@@ -647,7 +647,9 @@ async def test_an_end_the_reconciler_records_is_settled_though_an_outage_met_its
     assert clip.status is ClipStatus.SUCCESS
     assert clip.cost is not None
     assert outage == []
-    assert await ledger(world) == (0, pytest.approx(clip.cost))
+    in_flight, committed = await ledger(world)
+    assert in_flight == 0
+    assert committed == pytest.approx(clip.cost)
 
 
 async def test_a_rearmed_follow_counts_its_ceiling_from_the_watch_the_cancel_copied(
