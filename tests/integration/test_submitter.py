@@ -1320,6 +1320,30 @@ async def test_a_budget_spent_mid_project_fails_the_remaining_clips_before_runwa
     assert after.status is ProjectStatus.PARTIAL
 
 
+async def test_a_clip_whose_reserved_day_is_spent_and_over_is_told_a_retry_works_now(
+    world: World, settings: Settings
+) -> None:
+    project = await charged_project(world, TenantLimits(daily_budget_usd=1.0), scenes=2)
+    first = project.clips[0].task_uuid
+    await world.projects.record(
+        project.id, 0, first, TaskSucceeded(video_url="https://cdn.test/0.mp4", cost=0.9)
+    )
+    # Its day was spent while it waited in its lane; the gate comes after that day's end.
+    next_day = utcnow().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    later = next_day + timedelta(seconds=5)
+    handler = submit_handler(
+        world, settings.model_copy(update={"budget_check_ttl_s": 0}), clock=lambda: later
+    )
+
+    await handler(submit_of(world, project, 1))
+
+    clip = (await world.project(project.id)).clips[1]
+    assert clip.error is not None
+    assert clip.error["code"] == "budgetExceeded"
+    assert "That period has ended: a retry now counts in the current one." in clip.error["message"]
+    assert "resets at" not in clip.error["message"]
+
+
 #: how a chain comes to submit again a task an earlier try of its may have got to Runware
 MAY_HAVE_SUBMITTED = pytest.mark.parametrize(
     "how",

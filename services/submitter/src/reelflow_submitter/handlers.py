@@ -212,13 +212,17 @@ class SubmitHandler:
         and a retry works once the budget has room again.
         """
         assert message.charge is not None
-        exceeded = await self._budgets.exceeded(message.tenant_id, message.charge, self._now())
+        now = self._now()
+        exceeded = await self._budgets.exceeded(message.tenant_id, message.charge, now)
         if exceeded is None:
             return None
-        resets = (
-            "" if exceeded.resets_at is None else f" It resets at {rfc3339(exceeded.resets_at)}."
-        )
-        return {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{resets} Retry then."}
+        if exceeded.resets_at is None:
+            then = " Retry once it has room."
+        elif exceeded.resets_at <= now:  # reserved in a period that has ended since
+            then = " That period has ended: a retry now counts in the current one."
+        else:
+            then = f" It resets at {rfc3339(exceeded.resets_at)}. Retry then."
+        return {"code": BUDGET_EXCEEDED, "message": f"{exceeded.detail}{then}"}
 
     async def _refused(
         self, message: SubmitClip, final_error: dict[str, str], *, ask_first: bool

@@ -27,7 +27,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -351,16 +351,20 @@ class Budget:
         """Whether the periods of ``charge`` are past their budget.
 
         ``committed`` already holds the clip's own estimate, so over means: what ended
-        cost more than estimated, or an operator lowered the budget.
+        cost more than estimated, or an operator lowered the budget. The period that is
+        spent is the charge's, so it resets when that period ends, which may have passed
+        by ``now`` (a clip reserved before midnight, gated after it): a retry then
+        reserves in the period of its own day.
         """
         limits, ledger = self.limits, self.ledger
+        day_began = datetime.strptime(charge.day, "%Y-%m-%d").replace(tzinfo=UTC)
         checks = (
-            (Limit.DAILY_BUDGET_USD, limits.daily_budget_usd, charge.day, day_resets_at(now)),
+            (Limit.DAILY_BUDGET_USD, limits.daily_budget_usd, charge.day, day_resets_at(day_began)),
             (
                 Limit.MONTHLY_BUDGET_USD,
                 limits.monthly_budget_usd,
                 charge.month,
-                month_resets_at(now),
+                month_resets_at(day_began),
             ),
         )
         for limit, budget, period, resets_at in checks:
