@@ -133,6 +133,29 @@ async def test_too_many_clips_in_flight_is_429_until_clips_end(api: Api) -> None
     assert_problem(await api.create(auth, scenes(1)), 429)
 
 
+@pytest.mark.parametrize(
+    ("limits", "limit"),
+    [
+        pytest.param({"max_clips_in_flight": 2}, "max_clips_in_flight", id="in-flight"),
+        pytest.param({"daily_budget_usd": 0.5}, "daily_budget_usd", id="daily"),
+        pytest.param({"monthly_budget_usd": 0.5}, "monthly_budget_usd", id="monthly"),
+    ],
+)
+async def test_a_project_past_a_whole_limit_on_its_own_is_403_with_no_time_to_wait_for(
+    api: Api, limits: dict[str, object], limit: str
+) -> None:
+    _, auth = await limited(api, **limits)
+
+    response = await api.create(auth, scenes(3))  # 3 clips, $0.75: no wait makes room
+
+    problem = assert_problem(response, 403)
+    assert (problem["limit"], problem["limit_value"]) == (limit, next(iter(limits.values())))
+    assert "Retry-After" not in response.headers
+    assert "resets_at" not in problem
+    assert "more than the tenant's" in problem["detail"]
+    assert (await api.create(auth, scenes(2))).status_code == 202  # within it: taken
+
+
 async def test_a_project_past_the_daily_budget_is_402_with_when_it_resets(api: Api) -> None:
     tenant_id, auth = await limited(api, daily_budget_usd=1.0)
     assert (await api.create(auth, scenes(3))).status_code == 202  # $0.75 reserved

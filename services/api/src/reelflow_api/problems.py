@@ -126,7 +126,8 @@ def unavailable(detail: str, *, retry_after_s: int = RETRY_AFTER_UNAVAILABLE_S) 
 
 
 def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
-    """402 for a budget, 429 for clips in flight (both pass), 403 for what waiting cannot fix."""
+    """402 for a budget, 429 for clips in flight (both pass), 403 for what waiting cannot fix
+    (a model or a size not allowed, or a request past a whole limit on its own)."""
     extensions: dict[str, Any] = {"limit": exc.limit.value, "limit_value": exc.value}
     headers: dict[str, str] = {}
     if exc.resets_at is not None:
@@ -134,7 +135,7 @@ def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
         headers["Retry-After"] = str(max(1, math.ceil((exc.resets_at - now).total_seconds())))
     if exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
-    if exc.is_budget:
+    if exc.is_budget and exc.resets_at is not None:
         status, title = 402, "Budget Exceeded"
     elif exc.retry_after_s is not None:
         status, title = 429, "Limit Exceeded"

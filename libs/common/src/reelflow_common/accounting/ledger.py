@@ -140,7 +140,7 @@ class LedgerStore:
         if not limits.needs_ledger:
             return None
         day, month = day_key(now), month_key(now)
-        _refuse_alone(limits, clips=clips, usd=usd, now=now)
+        _refuse_alone(limits, clips=clips, usd=usd)
         guard: Document = {"_id": tenant_id}
         if limits.max_clips_in_flight is not None:
             guard["open"] = {"$not": {"$gt": limits.max_clips_in_flight - clips}}
@@ -387,9 +387,28 @@ def _name(limit: Limit) -> str:
     }.get(limit, limit.value)
 
 
-def _refuse_alone(limits: TenantLimits, *, clips: int, usd: float, now: datetime) -> None:
-    """A request that no ledger could ever take (more than the limit on its own)."""
-    _refuse_with(limits, LedgerView(), clips=clips, usd=usd, now=now)
+def _refuse_alone(limits: TenantLimits, *, clips: int, usd: float) -> None:
+    """A request that no ledger could ever take (more than the limit on its own): refused with
+    neither a time to retry at nor one its period resets at, since waiting never makes room."""
+    in_flight = limits.max_clips_in_flight
+    if in_flight is not None and clips > in_flight:
+        raise LimitExceeded(
+            Limit.MAX_CLIPS_IN_FLIGHT,
+            f"{clips} clips at once are more than the tenant's"
+            f" {_name(Limit.MAX_CLIPS_IN_FLIGHT)} ({in_flight}): send fewer at once.",
+            value=in_flight,
+        )
+    for limit, budget in (
+        (Limit.DAILY_BUDGET_USD, limits.daily_budget_usd),
+        (Limit.MONTHLY_BUDGET_USD, limits.monthly_budget_usd),
+    ):
+        if budget is not None and usd > budget + _EPSILON:
+            raise LimitExceeded(
+                limit,
+                f"This would cost about ${usd:.2f}, more than the tenant's whole {_name(limit)}"
+                f" of ${budget:.2f}: send fewer scenes at once.",
+                value=budget,
+            )
 
 
 def _refuse_with(
@@ -400,7 +419,8 @@ def _refuse_with(
     if limit_in_flight is not None and ledger.open + clips > limit_in_flight:
         raise LimitExceeded(
             Limit.MAX_CLIPS_IN_FLIGHT,
-            f"{clips} more clips would put the tenant past its {_name(Limit.MAX_CLIPS_IN_FLIGHT)}"
+            f"{clips} more {'clip' if clips == 1 else 'clips'} would put the tenant past its"
+            f" {_name(Limit.MAX_CLIPS_IN_FLIGHT)}"
             f" ({ledger.open} in flight, at most {limit_in_flight}).",
             value=limit_in_flight,
             retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
