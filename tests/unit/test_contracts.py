@@ -133,6 +133,16 @@ def test_the_websocket_document_has_every_message_and_close_code() -> None:
     }
 
 
+def test_one_projects_socket_carries_every_message_of_a_subscription_but_the_replies() -> None:
+    document = websocket_asyncapi_document()
+    names = {
+        document["components"]["messages"][ref["$ref"].rsplit("/", 1)[1]]["name"]
+        for ref in document["channels"]["project"]["messages"].values()
+    }
+
+    assert names == _websocket_message_types() - {"error", "unsubscribed"}
+
+
 def test_the_websocket_event_messages_are_the_events() -> None:
     assert _literal(wire.ClipUpdatedMessage) == ClipUpdated.message_type
     assert _literal(wire.ProjectFinishedMessage) == ProjectFinished.message_type

@@ -454,10 +454,12 @@ def websocket_asyncapi_document() -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the notifier's WebSocket protocol, as the notifier sees it."""
     server_models: list[type[BaseModel]] = list(wire.SERVER_MESSAGES)
     client_models: tuple[type[BaseModel], ...] = (Subscribe, Unsubscribe)
+    # One project's socket carries every change of it, as a subscription does; nothing the
+    # client sends is answered (no error, no unsubscribe).
     project_models: list[type[BaseModel]] = [
-        wire.SnapshotMessage,
-        wire.ClipUpdatedMessage,
-        wire.ProjectFinishedMessage,
+        model
+        for model in wire.SERVER_MESSAGES
+        if model not in (wire.ErrorMessage, wire.UnsubscribedMessage)
     ]
     messages = {model.__name__: _ws_message(model) for model in [*server_models, *client_models]}
 
