@@ -17,6 +17,7 @@ from typing import Any
 import aio_pika
 import pytest
 from prometheus_client import REGISTRY
+from pymongo.errors import AutoReconnect
 
 from reelflow_common.accounting import Charge, TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
@@ -147,6 +148,31 @@ async def test_a_clip_whose_chain_was_lost_gets_what_runware_says(
     assert world.publisher.sent == []
     assert await reconciler(world, settings).run_once() == 0  # finished: never due again
     assert REGISTRY.get_sample_value("reelflow_projects_past_lease") == 0.0
+
+
+class ClaimAnswerLost(ProjectStore):
+    """A store whose claim lands but its answer is lost (a connection closed under it)."""
+
+    async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
+        await super().claim(project_id, due_at=due_at, until=until)
+        raise AutoReconnect("connection is already closed")
+
+
+async def test_a_claim_whose_answer_was_lost_leaves_the_project_due_for_the_next_pass(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.processing(await world.new_project("a fox"))  # no CheckClip: lost
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    due_at = (await expired(world, project)).due_at
+    assert due_at is not None
+
+    lost = ClaimAnswerLost(mongo_db, lease_s=LEASE_S)
+    assert await reconciler(world, settings, lost).run_once() == 0
+
+    # Given back, not held for a whole lease: the next pass reconciles it at once.
+    assert (await world.project(project.id)).due_at == due_at
+    assert await reconciler(world, settings).run_once() == 1
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.SUCCESS
 
 
 async def test_a_clip_still_running_gets_exactly_one_new_chain_under_a_fresh_token(

@@ -46,9 +46,16 @@ class AttemptsReconciler(ReconcilerPass):
         """One pass over the project's replaced tasks still followed (leases in ``attempts``)."""
         now = self._now()
         claimed_until = now + self._lease
-        project = await self._projects.claim_attempts(
-            project_id, due_at=due_at, until=claimed_until
-        )
+        try:
+            project = await self._projects.claim_attempts(
+                project_id, due_at=due_at, until=claimed_until
+            )
+        except Exception:
+            release = self._projects.release_attempts(
+                project_id, claimed=claimed_until, due_at=due_at
+            )
+            await self._give_back_claim(release)
+            raise
         if project is None:
             return None  # another replica took it
         expired: list[tuple[ClipState, str, Lease]] = []

@@ -217,6 +217,16 @@ class ReconcilerPass:
                 await asyncio.sleep(RECORD_BACKOFF.delay_s(tried))
         raise AssertionError("unreachable")  # the last try returned or raised
 
+    async def _give_back_claim(self, release: Awaitable[None]) -> None:
+        """Undo a claim whose answer was lost (an outage, a closed connection): it may have
+        landed, and the project would then wait out a whole lease (``lease_s``) before any
+        pass looked at its clips again. ``release`` is guarded on the claim's own mark: a
+        claim that never landed is left as it was. A failure here leaves it to that lease."""
+        try:
+            await release
+        except Exception as exc:
+            log.warning("claim_not_given_back", error=repr(exc))
+
     async def _claim_each(
         self,
         due: list[tuple[str, datetime]],

@@ -87,7 +87,12 @@ class Reconciler(ReconcilerPass):
     ) -> Pass | None:
         now = self._now()
         claimed_until = now + self._lease
-        project = await self._projects.claim(project_id, due_at=due_at, until=claimed_until)
+        try:
+            project = await self._projects.claim(project_id, due_at=due_at, until=claimed_until)
+        except Exception:
+            release = self._projects.release(project_id, claimed=claimed_until, due_at=due_at)
+            await self._give_back_claim(release)
+            raise
         if project is None:
             return None  # another replica took it
         expired = [
