@@ -125,6 +125,8 @@ async def test_cancel_makes_every_unfinished_clip_cancelled(api: Api) -> None:
     announced = [m.body for m in await api.take(events)]
     assert [e.get("clip", {}).get("status") for e in announced] == ["cancelled", None]
     assert announced[-1]["status"] == body["status"]
+    # The answer includes the events its cancel made: none after it is news.
+    assert body["seq"] == announced[-1]["seq"]
 
 
 async def test_cancel_of_an_untouched_project_makes_it_cancelled(api: Api) -> None:

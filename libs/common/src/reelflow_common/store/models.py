@@ -446,6 +446,7 @@ class Project(_Frozen):
             results=[clip.view(links=links) for clip in self.clips] if include_results else None,
             created_at=rfc3339(self.created_at),
             updated_at=rfc3339(self.updated_at),
+            seq=self.seq,
         )
 
 
@@ -497,6 +498,7 @@ class ProjectStatusView(BaseModel):
                     ],
                     "created_at": "2026-12-01T10:00:00.100000Z",
                     "updated_at": "2026-12-01T10:01:30.456000Z",
+                    "seq": 3,
                 }
             ]
         },
@@ -519,6 +521,11 @@ class ProjectStatusView(BaseModel):
     )
     created_at: str = Field(json_schema_extra={"format": "date-time"})
     updated_at: str = Field(json_schema_extra={"format": "date-time"})
+    seq: int = Field(
+        ge=0,
+        description="the seq of the project's last event this status includes: an event at or"
+        " below it changes nothing here; follow it over WebSocket with after_seq=seq",
+    )
 
     def wire(self) -> dict[str, Any]:
         """The JSON object sent to clients (REST and WebSocket snapshots)."""
