@@ -284,6 +284,23 @@ async def test_usage_sums_every_project_of_the_month_by_day(api: Api) -> None:
     assert (await api.client.get("/v1/usage?month=2999-12", headers=auth)).status_code == 200
 
 
+async def test_usage_of_a_month_shows_what_is_committed_in_that_month_only(api: Api) -> None:
+    tenant_id, auth = await limited(api, daily_budget_usd=5.0)
+    assert (await api.create(auth, scenes(2))).status_code == 202  # $0.50 reserved today
+    # What the ledger committed in an earlier month (a project of last year's, say).
+    await api.db["tenant_ledgers"].update_one(
+        {"_id": tenant_id}, {"$set": {"committed.2000-01-15": 1.0, "committed.2000-01": 1.0}}
+    )
+    today = datetime.now(UTC)
+
+    now = (await api.client.get("/v1/usage", headers=auth)).json()
+    then = (await api.client.get("/v1/usage?month=2000-01", headers=auth)).json()
+
+    day, month = today.strftime("%Y-%m-%d"), today.strftime("%Y-%m")
+    assert now["committed_usd"] == {day: pytest.approx(0.5), month: pytest.approx(0.5)}
+    assert then["committed_usd"] == {"2000-01-15": 1.0, "2000-01": 1.0}
+
+
 async def test_a_retry_is_403_for_a_model_or_a_size_the_tenant_may_no_longer_use(
     api: Api,
 ) -> None:

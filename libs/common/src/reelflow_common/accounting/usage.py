@@ -89,6 +89,9 @@ class UsageStore:
         if not limits.needs_ledger:
             return usage
         ledger = await self._ledgers.read(tenant_id)
-        return usage.model_copy(
-            update={"clips_in_flight": ledger.open, "committed_usd": ledger.committed}
-        )
+        # The month asked for and its days ("2026-12", "2026-12-01", ...): the ledger keeps
+        # every period since it began.
+        committed = {
+            period: usd for period, usd in ledger.committed.items() if period.startswith(month)
+        }
+        return usage.model_copy(update={"clips_in_flight": ledger.open, "committed_usd": committed})
