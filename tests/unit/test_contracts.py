@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import typing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,11 @@ from pydantic import BaseModel
 from starlette.routing import Mount, Route
 
 from reelflow_api.app import create_app
+from reelflow_api.problems import Problem, limit_exceeded, problem_response
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common import topology
+from reelflow_common.accounting import LimitExceeded
+from reelflow_common.accounting.limits import Limit
 from reelflow_common.messages import (
     EVENT_TYPES,
     AttemptStored,
@@ -223,3 +227,50 @@ def test_api_md_describes_every_error_status() -> None:
     statuses = documented | {408, 405, 500}
     table_rows = set(re.findall(r"^\| `?(\d{3})`? \|", API_MD, flags=re.M))
     assert {str(status) for status in statuses} <= table_rows
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        pytest.param(
+            limit_exceeded(
+                LimitExceeded(
+                    Limit.DAILY_BUDGET_USD,
+                    "spent",
+                    value=1.0,
+                    resets_at=datetime(2026, 12, 6, tzinfo=UTC),
+                ),
+                now=datetime(2026, 12, 5, tzinfo=UTC),
+            ),
+            id="budget",
+        ),
+        pytest.param(
+            limit_exceeded(
+                LimitExceeded(Limit.ALLOWED_MODELS, "not this one", value=["acme:video@2"]),
+                now=datetime(2026, 12, 5, tzinfo=UTC),
+            ),
+            id="allowed-models",
+        ),
+        pytest.param(
+            Problem(
+                422,
+                "Invalid Request",
+                "body.scenes.0.duration: not a duration this model makes",
+                errors=[{"loc": ["body", "scenes", 0, "duration"], "msg": "…", "allowed": [4, 6]}],
+            ),
+            id="allowed",
+        ),
+    ],
+)
+def test_an_error_answer_is_what_the_openapi_problem_schema_says(problem: Problem) -> None:
+    answer = problem_response(problem)
+    body = json.loads(bytes(answer.body))
+    schema = create_app(ApiSettings()).openapi()["components"]["schemas"]["Problem"]
+
+    jsonschema.validate(body, schema)
+    # Every member is one the schema names, so generated clients read it.
+    assert set(body) <= set(schema["properties"])
+    for error in body.get("errors", []):
+        assert set(error) <= set(schema["properties"]["errors"]["items"]["properties"])
+    if "Retry-After" in answer.headers:
+        assert problem.status in (402, 429, 503)

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from reelflow_api.problems import PROBLEM_SCHEMA
 from reelflow_api.settings import Settings
 from reelflow_common.ops import Health, Readiness
 
@@ -37,6 +38,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             )
             _bound_wait(document, settings.max_wait_s)
             _add_ops_paths(document)
+            document["components"]["schemas"]["Problem"] = PROBLEM_SCHEMA
             app.openapi_schema = document
         return app.openapi_schema
 

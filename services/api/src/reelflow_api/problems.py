@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reelflow_api.validation import said
 from reelflow_common.accounting import LimitExceeded
+from reelflow_common.accounting.limits import Limit
 from reelflow_common.logging import get_logger
 from reelflow_common.store import IdempotencyConflict, InvalidCursor
 from reelflow_common.store.timefmt import rfc3339
@@ -28,7 +29,8 @@ RETRY_AFTER_OVERLOADED_S = 1
 #: ... or a backing service did not answer (a restart or a failover takes longer)
 RETRY_AFTER_UNAVAILABLE_S = 5
 
-_PROBLEM_SCHEMA: dict[str, Any] = {
+#: the OpenAPI schema of every error answer (``components.schemas.Problem``)
+PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
     "type": "object",
     "required": ["type", "title", "status", "detail"],
@@ -39,22 +41,60 @@ _PROBLEM_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string"},
         "errors": {
             "type": "array",
+            "description": "422: each bad field",
             "items": {
                 "type": "object",
                 "required": ["loc", "msg"],
                 "properties": {
                     "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
                     "msg": {"type": "string"},
+                    "allowed": {
+                        "type": "array",
+                        "description": "what the scene's model accepts for this field",
+                        "items": {"type": ["string", "integer", "number"]},
+                    },
                 },
             },
         },
+        "limit": {
+            "type": "string",
+            "enum": [limit.value for limit in Limit],
+            "description": "402, 403, 429: the tenant's limit that refused the request",
+        },
+        "limit_value": {
+            "type": ["number", "integer", "array", "null"],
+            "items": {"type": "string"},
+            "description": "that limit's value (a list for allowed_models)",
+        },
+        "resets_at": {
+            "type": "string",
+            "format": "date-time",
+            "description": "402: when the budget's period starts afresh",
+        },
     },
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+#: the headers an error answer of a status carries
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}},
+    },
+    402: _RETRY_AFTER,
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
 }
 
 _MEANINGS = {
     401: "No API key, or an unknown one.",
     402: "The tenant's spending budget has no room for this; `limit` names it, `resets_at` when.",
-    403: "The tenant's limits do not allow this (model, scenes per project); `limit` names it.",
+    403: "The tenant's limits do not allow this (a model, scenes per project, or more than a"
+    " whole limit at once); `limit` names it.",
     404: "No such resource (or it belongs to another tenant).",
     413: "The request body is larger than the API accepts.",
     422: "Invalid request: `errors` names each bad field.",
@@ -68,7 +108,8 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "description": _MEANINGS.get(status, HTTPStatus(status).phrase),
-            "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM_REF}},
+            **({"headers": _HEADERS[status]} if status in _HEADERS else {}),
         }
         for status in statuses
     }

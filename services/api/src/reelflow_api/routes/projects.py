@@ -349,7 +349,10 @@ _STATUS = {"model": ProjectStatusView}
     " clips still pending. `Location` names it.",
     responses={
         200: {**_STATUS, "description": "`wait` was given and every clip is terminal"},
-        **problem_responses(402, 403, 429),
+        202: {
+            "headers": {"Location": {"description": "the project", "schema": {"type": "string"}}}
+        },
+        **problem_responses(402, 403, 413, 429),
     },
 )
 async def create_project(
