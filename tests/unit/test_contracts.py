@@ -34,6 +34,7 @@ from reelflow_common.messages import (
     Message,
     ProjectFinished,
 )
+from reelflow_common.store.models import ProjectStatusView
 from reelflow_devtools.contracts import (
     CLOSE_CODES,
     COMMANDS,
@@ -274,3 +275,23 @@ def test_an_error_answer_is_what_the_openapi_problem_schema_says(problem: Proble
         assert set(error) <= set(schema["properties"]["errors"]["items"]["properties"])
     if "Retry-After" in answer.headers:
         assert problem.status in (402, 429, 503)
+
+
+def test_the_websocket_schemas_say_what_the_notifier_writes() -> None:
+    document = websocket_asyncapi_document()
+    schemas = document["components"]["schemas"]
+    example = ProjectStatusView.model_json_schema()["examples"][0]
+    written = ProjectStatusView.model_validate(example).wire()
+
+    def check(value: Any, name: str) -> None:
+        jsonschema.validate(value, {"$ref": f"#/components/schemas/{name}", **document})
+
+    check(written, "ProjectStatusView")
+    # A member unset is left out, never null; one with a value by default is always there.
+    with pytest.raises(jsonschema.ValidationError):
+        check(
+            written | {"results": [written["results"][0] | {"video_url": None}]},
+            "ProjectStatusView",
+        )
+    for name in ("SnapshotMessage", "ClipUpdatedMessage", "ProjectFinishedMessage"):
+        assert "type" in schemas[name]["required"]
