@@ -348,7 +348,9 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     expect(page.locator("#finished")).to_have_text("Cancelled.")
     expect(page.locator('.clip[data-status="cancelled"]')).to_have_count(2)
     expect(page.locator(".meta .badge")).to_have_text("cancelled")
-    expect(page.locator("#totals")).to_have_text("1 completed / 0 pending / 2 failed of 3 clips")
+    expect(page.locator("#totals")).to_have_text(
+        "1 completed / 0 pending / 0 failed / 2 cancelled of 3 clips"
+    )
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     assert dashboard.status(project_id)["status"] == "cancelled"
     dashboard.shot("cancelled")
@@ -440,6 +442,19 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     expect(page.get_by_role("heading", name="the newest")).to_be_focused()
     dashboard.assert_same_document()
     dashboard.assert_no_console_errors()
+
+
+def test_a_project_that_is_not_there_offers_nothing_to_retry_or_cancel(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.open("#/projects/3f6c1a2e-8b4d-4e7a-9c1f-000000000000")
+    dashboard.sign_in()
+
+    expect(page.get_by_text("No such project.")).to_be_visible(timeout=DEADLINE_MS)
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    expect(page.get_by_role("button", name="Retry failed")).to_be_hidden()
+    dashboard.assert_no_console_errors(failed_load(404))
 
 
 def test_a_wrong_key_is_refused_at_sign_in(dashboard: Dashboard) -> None:

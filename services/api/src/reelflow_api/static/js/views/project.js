@@ -28,8 +28,9 @@ export function mountProject(container, { api, live }, projectId) {
   const cost = h('span', { class: 'cost' });
   const finished = h('p', { class: 'finished', id: 'finished', role: 'status', hidden: true });
   const actionError = h('p', { class: 'alert', role: 'alert', hidden: true });
-  const retry = h('button', { type: 'button', onclick: () => act(() => api.retry(projectId), retry) }, 'Retry failed');
-  const cancel = h('button', { type: 'button', class: 'danger', onclick: () => act(() => api.cancel(projectId), cancel) }, 'Cancel');
+  // Shown once the project is known to be there (and has something to retry or cancel).
+  const retry = h('button', { type: 'button', hidden: true, onclick: () => act(() => api.retry(projectId), retry) }, 'Retry failed');
+  const cancel = h('button', { type: 'button', class: 'danger', hidden: true, onclick: () => act(() => api.cancel(projectId), cancel) }, 'Cancel');
   const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
   const loading = h('p', { class: 'muted' }, 'Loading…');
 
@@ -57,6 +58,8 @@ export function mountProject(container, { api, live }, projectId) {
     if (!state) return;
     if (state.missing && state.seq === undefined) {
       loading.textContent = 'No such project.';
+      retry.hidden = true;
+      cancel.hidden = true;
       return;
     }
     loading.hidden = true;
@@ -65,7 +68,10 @@ export function mountProject(container, { api, live }, projectId) {
     badge.textContent = state.status;
     badge.className = `badge status-${state.status}`;
     const { counts } = state;
-    totals.textContent = `${counts.completed} completed / ${counts.pending} pending / ${counts.failed} failed of ${plural(counts.total_clips, 'clip')}`;
+    // The API counts cancelled clips as failed (the seed's map shows them so); said apart here.
+    const cancelled = state.clips.filter((clip) => clip.status === 'cancelled').length;
+    const failed = `${counts.failed - cancelled} failed${cancelled ? ` / ${cancelled} cancelled` : ''}`;
+    totals.textContent = `${counts.completed} completed / ${counts.pending} pending / ${failed} of ${plural(counts.total_clips, 'clip')}`;
     const spent = formatTotals(state.cost);
     cost.textContent = spent ? `Cost ${spent}` : '';
     const done = isFinished(state);
