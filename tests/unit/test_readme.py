@@ -6,12 +6,14 @@ import importlib.util
 import re
 import shlex
 import tomllib
+import typing
 
 import typer
 import yaml
 
 from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
+from reelflow_common.metrics import MessageOutcome, PublishResult
 from reelflow_devtools.config_table import BEGIN, END, render, rows
 from reelflow_devtools.devrun import WS_AUTH
 from reelflow_runware_sim.directives import parse_directives
@@ -207,3 +209,32 @@ def test_every_metric_reelflow_defines_is_in_the_readmes_table() -> None:
 
     assert len(defined) > 20
     assert defined - named == set(), "add them to the README's metrics table"
+
+
+def metric_row(metric: str) -> str:
+    """The second cell of the metrics table's row for ``metric``."""
+    (row,) = re.findall(rf"^\| `{metric}\{{[^\n]*$", README, flags=re.M)
+    cells: list[str] = row.split(" | ")
+    return cells[1]
+
+
+def test_the_label_values_the_readme_names_are_the_ones_the_code_counts() -> None:
+    # The Literal types are what consume() and the Publisher pass to the counters
+    # (mypy holds them to it); each counter is incremented in that one module only.
+    broker = "libs/common/src/reelflow_common/broker"
+    for counter, module in {
+        "MESSAGES_TOTAL": f"{broker}/consume.py",
+        "PUBLISHED_TOTAL": f"{broker}/publisher.py",
+    }.items():
+        users = [
+            source.relative_to(ROOT).as_posix()
+            for source in [*ROOT.glob("services/*/src/**/*.py"), *ROOT.glob("libs/*/src/**/*.py")]
+            if f"{counter}.labels(" in source.read_text()
+        ]
+        assert users == [module], counter
+    for metric, values in {
+        "reelflow_messages_total": typing.get_args(MessageOutcome),
+        "reelflow_published_total": typing.get_args(PublishResult),
+    }.items():
+        named = set(re.findall(r"`([a-z_]+)`", metric_row(metric)))
+        assert named == set(values), metric

@@ -8,7 +8,17 @@ beyond registering the names.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prometheus_client import Counter, Gauge, Histogram
+
+#: ``outcome`` of reelflow_messages_total: what ``consume()`` did with a delivery
+#: (``unsettled``: its channel was gone before the ack, and the broker redelivers it)
+MessageOutcome = Literal["acked", "rejected", "retried", "failed", "dead_lettered", "unsettled"]
+
+#: ``result`` of reelflow_published_total: what the broker said to a publish
+#: (``not_connected``: no channel to RabbitMQ yet, counted under ``kind="any"``)
+PublishResult = Literal["confirmed", "refused", "unconfirmed", "unroutable", "not_connected"]
 
 MESSAGES_TOTAL = Counter(
     "reelflow_messages_total",

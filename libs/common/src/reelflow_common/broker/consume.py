@@ -53,7 +53,7 @@ from reelflow_common.errors import InvalidMessage
 from reelflow_common.lifecycle import stopped_within
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Message
-from reelflow_common.metrics import MESSAGE_SECONDS, MESSAGES_TOTAL
+from reelflow_common.metrics import MESSAGE_SECONDS, MESSAGES_TOTAL, MessageOutcome
 from reelflow_common.topology import (
     HEADER_CORRELATION_ID,
     HEADER_FAILURES,
@@ -73,7 +73,9 @@ N = TypeVar("N", bound=Message)
 _DELIVERY: contextvars.ContextVar[AbstractIncomingMessage] = contextvars.ContextVar("delivery")
 _CANCEL_TIMEOUT_S = 5.0
 #: outcomes whose consumer span is marked failed (a retry after an outage is not a failure)
-_FAILED_OUTCOMES = frozenset({"rejected", "failed", "dead_lettered"})
+_FAILED_OUTCOMES: frozenset[MessageOutcome] = frozenset({"rejected", "failed", "dead_lettered"})
+#: a message whose parts ended differently counts as the first of these among them
+_WORST_FIRST: tuple[MessageOutcome, ...] = ("dead_lettered", "failed", "retried")
 
 log = get_logger(__name__)
 
@@ -233,7 +235,9 @@ class _Policy:
                 message_type=incoming.type,
             )
 
-    async def _settle(self, incoming: AbstractIncomingMessage, headers: HeadersType) -> str:
+    async def _settle(
+        self, incoming: AbstractIncomingMessage, headers: HeadersType
+    ) -> MessageOutcome:
         token = _DELIVERY.set(incoming)
         try:
             message = self._parse(incoming)
@@ -267,14 +271,14 @@ class _Policy:
 
     async def _retry(
         self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
-    ) -> str:
+    ) -> MessageOutcome:
         if await self._retry_copy(incoming, headers, exc, None) is None:
             return "unsettled"
         return await _act(incoming.ack(), "retried")
 
     async def _failed(
         self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
-    ) -> str:
+    ) -> MessageOutcome:
         if _count(headers.get(HEADER_FAILURES)) + 1 >= self._topology.max_deliveries:
             self._log_dead_letter(headers, exc, part=False)
             return await _act(incoming.reject(requeue=False), "dead_lettered")
@@ -287,9 +291,9 @@ class _Policy:
         incoming: AbstractIncomingMessage,
         headers: HeadersType,
         parts: list[tuple[Exception, Message]],
-    ) -> str:
+    ) -> MessageOutcome:
         """Each failed part sent on as its error says, then the original acknowledged."""
-        outcomes: list[str] = []
+        outcomes: list[MessageOutcome] = []
         for cause, rest in parts:
             if rest.message_type != incoming.type:  # a handler's bug: go on with the whole
                 return await self._failed(
@@ -304,7 +308,7 @@ class _Policy:
             if outcome is None:
                 return "unsettled"  # parts sent so far are duplicates when it comes back
             outcomes.append(outcome)
-        worst = next(o for o in ("dead_lettered", "failed", "retried") if o in outcomes)
+        worst = next(o for o in _WORST_FIRST if o in outcomes)
         return await _act(incoming.ack(), worst)
 
     async def _retry_copy(
@@ -313,7 +317,7 @@ class _Policy:
         headers: HeadersType,
         exc: Exception,
         rest: Message | None,
-    ) -> str | None:
+    ) -> MessageOutcome | None:
         """The message (or ``rest``) to its wait queue after an outage; None: not sent."""
         retries = _count(headers.get(HEADER_RETRIES))
         delay_ms = self._backoff.rung_ms(retries)
@@ -337,7 +341,7 @@ class _Policy:
         headers: HeadersType,
         exc: Exception,
         rest: Message | None,
-    ) -> str | None:
+    ) -> MessageOutcome | None:
         """The message (or ``rest``) to its wait queue after a bug, its failure counted; a
         ``rest`` failed too often to the DLQ (a whole message is rejected there instead, see
         ``_failed``). None: not sent."""
@@ -446,7 +450,7 @@ def first_handling() -> bool:
     return not {HEADER_RETRIES, HEADER_FAILURES, HEADER_REQUEUED} & headers.keys()
 
 
-async def _act(settle: Awaitable[None], outcome: str) -> str:
+async def _act(settle: Awaitable[None], outcome: MessageOutcome) -> MessageOutcome:
     """Ack/nack/reject; if the channel is gone the broker redelivers the message anyway."""
     try:
         await settle

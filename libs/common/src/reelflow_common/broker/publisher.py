@@ -19,7 +19,7 @@ from aio_pika.exceptions import PublishError as ReturnedError
 
 from reelflow_common.errors import TransientError
 from reelflow_common.messages import Message
-from reelflow_common.metrics import PUBLISHED_TOTAL
+from reelflow_common.metrics import PUBLISHED_TOTAL, PublishResult
 from reelflow_common.topology import Topology
 from reelflow_common.tracing import Span, SpanKind, inject, span
 
@@ -76,7 +76,7 @@ class Publisher:
 
     def _open_channel(self) -> AbstractChannel:
         if self._channel is None:
-            PUBLISHED_TOTAL.labels(kind="any", result="not_connected").inc()
+            _count_publish("any", "not_connected")
             raise PublishError("not connected to RabbitMQ yet")
         return self._channel
 
@@ -189,16 +189,20 @@ class Publisher:
             async with asyncio.timeout(self._timeout_s):
                 await exchange.publish(message, routing_key, mandatory=mandatory)
         except ReturnedError as exc:
-            PUBLISHED_TOTAL.labels(kind=kind, result="unroutable").inc()
+            _count_publish(kind, "unroutable")
             raise Unroutable(f"no queue for routing key {routing_key!r}") from exc
         except DeliveryError as exc:
             # A nack: the queue is full (x-overflow reject-publish) or the broker is in trouble.
-            PUBLISHED_TOTAL.labels(kind=kind, result="refused").inc()
+            _count_publish(kind, "refused")
             raise PublishError(f"broker refused the publish to {routing_key!r}") from exc
         except _PUBLISH_FAILURES as exc:
-            PUBLISHED_TOTAL.labels(kind=kind, result="unconfirmed").inc()
+            _count_publish(kind, "unconfirmed")
             raise PublishError(f"publish to {routing_key!r} not confirmed: {exc!r}") from exc
-        PUBLISHED_TOTAL.labels(kind=kind, result="confirmed").inc()
+        _count_publish(kind, "confirmed")
+
+
+def _count_publish(kind: str, result: PublishResult) -> None:
+    PUBLISHED_TOTAL.labels(kind=kind, result=result).inc()
 
 
 def _producer_span(destination: str, message: Message) -> AbstractContextManager[Span]:
