@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -233,6 +234,27 @@ def test_dev_brings_the_example_secret_with_every_key_the_services_read() -> Non
         if "valueFrom" in entry
     }
     assert wanted == set(secret["stringData"])
+
+
+def test_the_secret_recipes_create_every_key_the_deployments_read() -> None:
+    # The production overlay's comment and the README each show how to create the Secret.
+    wanted = {
+        entry["valueFrom"]["secretKeyRef"]["key"]
+        for name in SERVICES
+        for entry in container(name).get("env", [])
+        if "valueFrom" in entry
+    }
+    for recipe in (K8S / "overlays" / "prod" / "kustomization.yaml", ROOT / "README.md"):
+        created = re.findall(r"--from-literal=([a-z0-9-]+)=", recipe.read_text())
+        assert sorted(created) == sorted(wanted), recipe.name
+
+
+def test_the_config_maps_pointers_to_the_secret_lead_to_files() -> None:
+    comment = (K8S / "base" / "configmap.yaml").read_text()
+    pointers = re.findall(r"\S+\.yaml", comment.split("\napiVersion:")[0])
+    assert pointers
+    for pointer in pointers:
+        assert (K8S / "base" / pointer).resolve().is_file(), pointer
 
 
 def test_production_images_are_pinned_in_a_registry_and_dev_uses_local_builds() -> None:
