@@ -416,11 +416,24 @@ def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(name: str) -> 
 
 
 def policies_selecting(name: str) -> list[dict[str, Any]]:
+    return policies_selecting_labels(pod_labels(name))
+
+
+def policies_selecting_labels(labels: dict[str, str]) -> list[dict[str, Any]]:
     return [
         policy["spec"]
         for policy in objects("NetworkPolicy").values()
-        if selects(policy["spec"]["podSelector"], pod_labels(name))
+        if selects(policy["spec"]["podSelector"], labels)
     ]
+
+
+def egress_ports(specs: list[dict[str, Any]]) -> set[tuple[str, int]]:
+    return {
+        (port["protocol"], port["port"])
+        for spec in specs
+        for rule in spec.get("egress", [])
+        for port in rule["ports"]
+    }
 
 
 def test_everything_is_denied_unless_a_policy_allows_it() -> None:
@@ -447,17 +460,20 @@ def test_only_the_api_and_the_websocket_are_reachable_from_the_ingress(name: str
 def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_https(
     name: str,
 ) -> None:
-    ports = {
-        (port["protocol"], port["port"])
-        for spec in policies_selecting(name)
-        for rule in spec.get("egress", [])
-        for port in rule["ports"]
-    }
+    ports = egress_ports(policies_selecting(name))
     expected = {("UDP", 53), ("TCP", 53), ("TCP", 5671), ("TCP", 5672), ("TCP", 27017)}
     expected.add(("TCP", 4318))  # the OpenTelemetry collector (OTLP/HTTP), in "monitoring"
     if name in WORKERS:
         expected.add(("TCP", 443))  # Runware
     assert ports == expected
+
+
+def test_the_admin_job_reaches_what_its_commands_need_runware_included() -> None:
+    # reconcile asks Runware and assets copy videos to the bucket, both over HTTPS.
+    labels = admin_job()["spec"]["template"]["metadata"]["labels"]
+    specs = policies_selecting_labels(labels)
+    assert egress_ports(specs) == egress_ports(policies_selecting("poller"))
+    assert ("TCP", 443) in egress_ports(specs)
 
 
 def test_the_ingress_policy_names_the_ingress_controllers_namespace() -> None:
