@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import inspect
 import re
+import shlex
 import shutil
 import subprocess
 from functools import cache
@@ -537,6 +538,46 @@ def test_public_base_url_is_the_ingress_host() -> None:
     assert hosts == {data["REELFLOW_PUBLIC_BASE_URL"].removeprefix("https://")}
     # The dashboard's browsers reach the notifier through the same Ingress.
     assert hosts == {data["REELFLOW_PUBLIC_WS_URL"].removeprefix("wss://")}
+
+
+# --- the README's kubectl commands --------------------------------------------------
+
+
+def readme_kubectl_commands() -> list[list[str]]:
+    """Every ``kubectl`` command line of the README's sh blocks, continuations joined."""
+    readme = (ROOT / "README.md").read_text()
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            for command in [line, *re.findall(r"\$\(([^()]*)\)", line)]:
+                if command.startswith("kubectl "):
+                    found.append(shlex.split(command, comments=True))
+    return found
+
+
+def test_the_readmes_kubectl_commands_name_what_the_manifests_define() -> None:
+    commands = readme_kubectl_commands()
+    deployments = objects("Deployment")
+    images_set = 0
+    assert any("rollout" in command for command in commands)
+    for command in commands:
+        if "-n" in command:
+            assert command[command.index("-n") + 1] == NAMESPACES["prod"], command
+        for word in command:
+            kind, _, name = word.partition("/")
+            if kind in ("deployment", "deploy") and "/" not in name:  # not a path
+                assert name in deployments, word
+        if command[3:5] == ["set", "image"]:
+            (target,) = deployments[command[5].partition("/")[2]]["spec"]["template"]["spec"][
+                "containers"
+            ]
+            name, _, image = command[6].partition("=")
+            assert name == target["name"], command
+            assert image.rpartition(":")[0] == target["image"].rpartition(":")[0], command
+            images_set += 1
+        if "configmap" in command:
+            assert command[command.index("configmap") + 1] == CONFIG_MAP, command
+    assert images_set == len(SERVICES)  # the upgrade rolls each Deployment on its own
 
 
 # --- reelflow-admin --------------------------------------------------------------------
