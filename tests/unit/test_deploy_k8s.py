@@ -52,6 +52,8 @@ WORKERS = ("submitter", "poller")
 CONFIG_MAP = "reelflow-config"
 SECRET = "reelflow-secrets"
 EXAMPLE_SECRET = K8S / "overlays" / "dev" / "secret.example.yaml"
+#: the Runware simulator the dev overlay runs in place of Runware
+SIMULATOR = "reelflow-runware-sim"
 ADMIN_JOB = K8S / "examples" / "admin-job.yaml"
 LABELS = (
     "app.kubernetes.io/name",
@@ -258,6 +260,64 @@ def test_the_config_maps_pointers_to_the_secret_lead_to_files() -> None:
         assert (K8S / "base" / pointer).resolve().is_file(), pointer
 
 
+def test_dev_works_with_its_example_keys_the_simulator_for_runware_and_no_bucket() -> None:
+    data = objects("ConfigMap", "dev")[CONFIG_MAP]["data"]
+    (sim_port,) = objects("Service", "dev")[SIMULATOR]["spec"]["ports"]
+    assert data["REELFLOW_RUNWARE_BASE_URL"] == f"http://{SIMULATOR}:{sim_port['port']}"
+    (api_port,) = objects("Service", "dev")["reelflow-api"]["spec"]["ports"]
+    assert data["REELFLOW_PUBLIC_BASE_URL"] == f"http://reelflow-api:{api_port['port']}"
+    assert "REELFLOW_PUBLIC_WS_URL" not in data  # the notifier on the dashboard's host
+    # The example's bucket keys open no bucket: copies are off, and nothing names one.
+    assert data["REELFLOW_STORAGE_BACKEND"] == "none"
+    assert not [key for key in data if key.startswith("REELFLOW_S3_")]
+    assert "https://" not in "".join(data.values())  # nothing outside the cluster
+    # The simulator accepts the key the workers send.
+    (sim,) = objects("Deployment", "dev")[SIMULATOR]["spec"]["template"]["spec"]["containers"]
+    keys = {entry["name"]: entry.get("valueFrom", {}) for entry in sim["env"]}
+    assert keys["RUNWARE_SIM_API_KEYS"] == {
+        "secretKeyRef": {"name": SECRET, "key": "runware-api-key"}
+    }
+    assert [port["containerPort"] for port in sim["ports"]] == [8090]
+    assert sim["command"][-2:] == ["--port", "8090"]
+
+
+def test_dev_lets_the_workers_and_admin_reach_the_simulator_and_it_the_api() -> None:
+    policies = [policy["spec"] for policy in objects("NetworkPolicy", "dev").values()]
+    sim_labels = objects("Deployment", "dev")[SIMULATOR]["spec"]["template"]["metadata"]["labels"]
+    api_labels = deployment("api", "dev")["spec"]["template"]["metadata"]["labels"]
+
+    def allowed(source: dict[str, str], target: dict[str, str], port: int | str) -> bool:
+        """Whether ``source`` may send to ``target`` on ``port``: an egress and an ingress rule."""
+        egress = any(
+            selects(spec["podSelector"], source)
+            and any(
+                selects(peer["podSelector"], target)
+                and {"protocol": "TCP", "port": port} in rule["ports"]
+                for rule in spec.get("egress", [])
+                for peer in rule.get("to", [])
+                if "podSelector" in peer
+            )
+            for spec in policies
+        )
+        ingress = any(
+            selects(spec["podSelector"], target)
+            and any(
+                selects(peer["podSelector"], source)
+                for rule in spec.get("ingress", [])
+                for peer in rule["from"]
+                if "podSelector" in peer
+            )
+            for spec in policies
+        )
+        return egress and ingress
+
+    admin = admin_job()["spec"]["template"]["metadata"]["labels"]
+    for source in (*[pod_labels(name) for name in WORKERS], admin):
+        assert allowed(source, sim_labels, 8090), source["app.kubernetes.io/name"]
+    assert not allowed(api_labels, sim_labels, 8090)
+    assert allowed(sim_labels, api_labels, 8000)
+
+
 def test_production_images_are_pinned_in_a_registry_and_dev_uses_local_builds() -> None:
     for name in SERVICES:
         image = container(name)["image"]
@@ -273,7 +333,8 @@ def test_there_is_one_deployment_service_budget_and_autoscaler_per_service(overl
     expected = {f"reelflow-{name}" for name in SERVICES}
     # Submitter and poller take no traffic; their Services are for metrics scraping.
     for kind in ("Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler"):
-        assert set(objects(kind, overlay)) == expected, kind
+        extra = {SIMULATOR} if overlay == "dev" and kind in ("Deployment", "Service") else set()
+        assert set(objects(kind, overlay)) == expected | extra, kind
 
 
 @pytest.mark.parametrize("name", SERVICES)
