@@ -26,7 +26,7 @@ import jsonschema
 import pytest
 import yaml
 from pydantic import AliasChoices, AliasPath
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource
 
 from reelflow_api.app import OUTLIVING_DRAIN_S
 from reelflow_api.settings import Settings as ApiSettings
@@ -153,7 +153,7 @@ def env_names(settings: type[BaseSettings]) -> dict[str, str]:
 
 
 def validate_without_environment(
-    settings: type[BaseSettings], values: Mapping[str, str]
+    settings: type[BaseSettings], values: Mapping[str, Any]
 ) -> BaseSettings:
     """``settings`` built from ``values`` alone, deaf to this process's environment."""
 
@@ -177,9 +177,15 @@ def validate_without_environment(
 def service_settings(name: str, env: Mapping[str, str] | None = None) -> Any:
     settings = COMPOSE_SETTINGS[name]
     names = env_names(settings)
-    return validate_without_environment(
-        settings, {names[key.upper()]: value for key, value in environment(name, env).items()}
-    )
+    # A list or a mapping arrives as JSON text, which the environment source decodes.
+    source = EnvSettingsSource(settings)
+    values = {}
+    for key, value in environment(name, env).items():
+        field_name = names[key.upper()]
+        field = settings.model_fields[field_name]
+        complex_ = source.field_is_complex(field)
+        values[field_name] = source.prepare_field_value(field_name, field, value, complex_)
+    return validate_without_environment(settings, values)
 
 
 def published_ports(name: str) -> set[tuple[str, int, int]]:
@@ -524,6 +530,15 @@ def test_the_real_workers_call_runware_with_the_operators_key() -> None:
         settings = service_settings(name, dot_env() | {"RUNWARE_API_KEY": "rw-key"})
         assert settings.runware_base_url == "https://api.runware.ai"
         assert settings.runware_api_key.get_secret_value() == "rw-key"
+
+
+def test_the_real_poller_copies_videos_only_from_runware_as_kubernetes_does() -> None:
+    configmap = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "configmap.yaml").read_text())
+    k8s_hosts = json.loads(configmap["data"]["REELFLOW_VIDEO_COPY_ALLOWED_HOSTS"])
+    assert k8s_hosts == ["runware.ai"]
+    assert service_settings("poller").video_copy_allowed_hosts == k8s_hosts
+    # The simulator serves its videos from its own host: any host, in development.
+    assert service_settings("poller-sim").video_copy_allowed_hosts == []
 
 
 async def test_the_real_workers_refuse_to_start_without_a_runware_key() -> None:
