@@ -11,6 +11,7 @@ import typing
 import typer
 import yaml
 
+from reelflow_cli import errors as cli_errors
 from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
 from reelflow_common.metrics import MessageOutcome, PublishResult
@@ -238,3 +239,11 @@ def test_the_label_values_the_readme_names_are_the_ones_the_code_counts() -> Non
     }.items():
         named = set(re.findall(r"`([a-z_]+)`", metric_row(metric)))
         assert named == set(values), metric
+
+
+def test_the_readme_lists_every_exit_code_of_the_cli() -> None:
+    start = README.index("exits with a code a script can test:")
+    listed = README[start : README.index("`reelflow --help` lists them", start)]
+    named = {int(code) for code in re.findall(r"(?:[:;,]\s)(\d)\s", listed)}
+    codes = {value for name, value in vars(cli_errors).items() if name.startswith("EXIT_")}
+    assert named == codes
