@@ -102,3 +102,15 @@ def test_a_saved_files_path_is_printed_as_it_is(
 
     assert result.exit_code == 0, result.stderr
     assert f"saved {folder / f'scene-01-{TASK}.mp4'} (3 bytes)" in result.stdout.replace("\n", "")
+
+
+def test_a_long_line_stays_one_line_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    title = "A very long title " * 8
+    project = PROJECT | {"title": title, "results": []}
+
+    result = invoke(monkeypatch, httpx.Response(200, json=project), "get", PROJECT_ID)
+
+    assert result.exit_code == 0, result.stderr
+    [summary] = [line for line in result.stdout.splitlines() if PROJECT_ID in line]
+    assert summary.startswith(title)
+    assert summary.endswith("of 1")

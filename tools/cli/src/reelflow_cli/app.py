@@ -46,7 +46,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console()
+# A pipe or a log gets whole lines: a terminal wraps them itself, rich would at 80 columns.
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
