@@ -151,3 +151,21 @@ def test_an_attempts_copy_given_up_on_is_listed_and_sent_again(
     assert [(m.project_id, m.task_uuid, m.video_url) for m in sent] == [
         (project_id, task_uuid, "https://cdn.test/late.mp4")
     ]
+
+
+def test_assets_retry_of_a_scene_the_project_lacks_is_an_error(
+    admin: Run,  # noqa: F811
+    settings: AdminSettings,  # noqa: F811
+) -> None:
+    project_id = asyncio.run(_two_successes_one_copy_failed(settings))
+
+    # Scenes count from 0, as assets list shows them: the second scene is 1, 2 is none.
+    code, out, err = admin("assets", "retry", project_id, "--scene", "2")
+
+    assert (code, out) == (1, "")
+    assert f"project {project_id} has no scene 2: its scenes are 0 to 1" in err
+    code, out, err = admin("assets", "retry", "--failed", "--scene", "5")
+    assert (code, out) == (1, "")
+    assert "no project with a copy given up on has a scene 5" in err
+    with pytest.raises(SystemExit, match="2"):
+        admin("assets", "retry", project_id, "--scene", "-1")

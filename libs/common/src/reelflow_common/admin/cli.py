@@ -18,7 +18,7 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin project show PROJECT_ID [--json]
     reelflow-admin reconcile PROJECT_ID
     reelflow-admin assets list (--failed | PROJECT_ID)
-    reelflow-admin assets retry (--failed | PROJECT_ID) [--scene N]
+    reelflow-admin assets retry (--failed | PROJECT_ID) [--scene N]   (scenes from 0)
 """
 
 from __future__ import annotations
@@ -435,6 +435,8 @@ async def assets_list(args: argparse.Namespace, settings: AdminSettings) -> int:
 async def assets_retry(args: argparse.Namespace, settings: AdminSettings) -> int:
     async with mongo_database(settings) as db:
         found = await _projects_for(args, ProjectStore(db))
+    if args.scene is not None:
+        _check_scene(args.scene, found, one_project=args.project_id is not None)
     commands = [cmd for project in found for cmd in assets.retries(project, scene=args.scene)]
     if commands:
         async with (
@@ -455,6 +457,32 @@ async def assets_retry(args: argparse.Namespace, settings: AdminSettings) -> int
     return 0
 
 
+def _check_scene(scene: int, projects: Sequence[Project], *, one_project: bool) -> None:
+    """A scene the project has (with --failed: one of them has)."""
+    if not projects or any(scene < len(project.clips) for project in projects):
+        return
+    if one_project:
+        (project,) = projects
+        raise ReelflowError(
+            f"project {project.id} has no scene {scene}: its scenes are 0 to"
+            f" {len(project.clips) - 1} (counted from 0, as assets list shows them)"
+        )
+    raise ReelflowError(
+        f"no project with a copy given up on has a scene {scene} (scenes count from 0, as"
+        " assets list shows them)"
+    )
+
+
+def _scene_index(text: str) -> int:
+    try:
+        scene = int(text)
+    except ValueError:
+        scene = -1
+    if scene < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a scene: 0, 1, 2, …")
+    return scene
+
+
 def _add_assets(groups: Any) -> None:
     group = groups.add_parser(
         "assets", help="reelflow's copies of the videos: list them, copy again"
@@ -471,7 +499,12 @@ def _add_assets(groups: Any) -> None:
         )
         parser.add_argument("--limit", type=int, default=100, help="projects, with --failed")
         if name == "retry":
-            parser.add_argument("--scene", type=int, help="only this scene")
+            parser.add_argument(
+                "--scene",
+                type=_scene_index,
+                help="only this scene, counted from 0: the SCENE that assets list shows, the"
+                " API's scene_index (the reelflow CLI's scene 1 is 0)",
+            )
         parser.set_defaults(command=command)
 
 
