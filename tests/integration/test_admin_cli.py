@@ -390,6 +390,25 @@ def test_dlq_requeue_moves_messages_back_with_a_fresh_start(
     wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)
 
 
+def test_dlq_commands_take_a_queue_named_as_dlq_list_prints_it(
+    admin: Run, settings: AdminSettings
+) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}']))
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    wait_for_depth(settings, dlq, 1)
+
+    code, printed, err = admin("dlq", "list", "--queue", dlq)
+    assert code == 0, err
+    assert printed.startswith(f"{dlq}  1 message(s)")
+    code, out, err = admin("dlq", "list", "--queue", topology.queue(SUBMIT_CLIP))
+    assert (code, out) == (0, printed), err
+
+    code, out, err = admin("dlq", "requeue", "--queue", dlq)
+    assert code == 0, err
+    assert out.startswith("moved 1 message(s)")
+
+
 def test_the_console_script_logs_on_stderr_and_prints_only_its_answer(
     settings: AdminSettings,
 ) -> None:
@@ -467,10 +486,14 @@ def test_dlq_requeue_keeps_the_dead_letter_when_the_broker_cannot_take_the_copy(
     wait_for_depth(settings, topology.dead_letter_queue(SUBMIT_CLIP), 1)
 
 
-def test_dlq_commands_name_unknown_queues_and_missing_topologies(admin: Run) -> None:
+def test_dlq_commands_name_unknown_queues_and_missing_topologies(
+    admin: Run, settings: AdminSettings
+) -> None:
     code, _, err = admin("dlq", "requeue", "--queue", "nope")
     assert code == 1
     assert "unknown queue 'nope'" in err
+    # with the names that are valid, as dlq list prints them
+    assert Topology.from_settings(settings).dead_letter_queue(CHECK_CLIP) in err
 
     code, _, err = admin("dlq", "list", "--queue", SUBMIT_CLIP)  # nothing declared yet
     assert code == 1

@@ -305,7 +305,7 @@ async def dlq_list(args: argparse.Namespace, settings: AdminSettings) -> int:
         amqp_connection(settings, name=PROG) as connection,
         amqp_channel(connection) as channel,
     ):
-        for work_queue in dlq.work_queues(args.queue):
+        for work_queue in dlq.work_queues(topology, args.queue):
             name = topology.dead_letter_queue(work_queue)
             count = await _depth(channel, topology, work_queue)
             print(f"{name}  {count} message(s)")
@@ -317,7 +317,7 @@ async def dlq_list(args: argparse.Namespace, settings: AdminSettings) -> int:
 
 async def dlq_requeue(args: argparse.Namespace, settings: AdminSettings) -> int:
     topology = Topology.from_settings(settings)
-    (work_queue,) = dlq.work_queues(args.queue)
+    (work_queue,) = dlq.work_queues(topology, args.queue)
     async with (
         amqp_connection(settings, name=PROG) as connection,
         amqp_channel(connection) as channel,
@@ -585,12 +585,16 @@ def build_parser() -> argparse.ArgumentParser:
     dead = groups.add_parser("dlq", help="inspect and requeue dead letters").add_subparsers(
         dest="action", required=True
     )
+    queue_help = (
+        "a work queue (poller.check_clip) or its DLQ, as dlq list prints it"
+        " (PREFIXpoller.check_clip.dlq)"
+    )
     listing = dead.add_parser("list", help="messages in each DLQ, and a peek at the first")
-    listing.add_argument("--queue", help="one work queue, e.g. submitter.submit_clip")
+    listing.add_argument("--queue", help=f"only this one: {queue_help}")
     listing.add_argument("--peek", type=int, default=3, help="messages shown per DLQ")
     listing.set_defaults(command=dlq_list)
     requeue = dead.add_parser("requeue", help="move dead letters back to their work queue")
-    requeue.add_argument("--queue", required=True, help="the work queue, e.g. poller.check_clip")
+    requeue.add_argument("--queue", required=True, help=queue_help)
     requeue.add_argument("--limit", type=int, default=100, help="at most this many messages")
     requeue.set_defaults(command=dlq_requeue)
 

@@ -27,13 +27,24 @@ class Peeked:
     body: str
 
 
-def work_queues(queue: str | None) -> tuple[str, ...]:
-    """The work queues a command is about: ``queue`` (checked), or all of them."""
+def work_queues(topology: Topology, queue: str | None) -> tuple[str, ...]:
+    """The work queues a command is about: all of them, or the one ``queue`` names.
+
+    ``queue`` may be a work queue's name or its DLQ's, with the deployment's prefix
+    (as ``dlq list`` prints them) or without (as the ``reelflow_dead_letters`` gauge
+    and its alert name them).
+    """
     if queue is None:
         return WORK_QUEUES
-    if queue not in WORK_QUEUES:
-        raise ValueError(f"unknown queue {queue!r}; one of: {', '.join(WORK_QUEUES)}")
-    return (queue,)
+    for work_queue in WORK_QUEUES:
+        names = (work_queue, f"{work_queue}.dlq")
+        if queue in (*names, *map(topology.name, names)):
+            return (work_queue,)
+    raise ValueError(
+        f"unknown queue {queue!r}; one of: {', '.join(WORK_QUEUES)}"
+        f" (or their DLQs as dlq list prints them:"
+        f" {', '.join(map(topology.dead_letter_queue, WORK_QUEUES))})"
+    )
 
 
 async def peek(
