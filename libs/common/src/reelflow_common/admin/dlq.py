@@ -1,7 +1,7 @@
 """Dead-letter queues as an operator sees them: which ones, and what is in them.
 
-A peek takes messages without acknowledging them and returns each at once
-(``nack`` with requeue), so they stay in the DLQ. Depths and requeueing are
+A peek takes messages with ``broker.dlq.taken_dead_letters`` (as ``requeue`` takes
+them) and returns each at once, so they stay in the DLQ. Depths and requeueing are
 ``reelflow_common.broker.dlq``'s, the same functions the workers use.
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from reelflow_common.broker.dlq import taken_dead_letters
 from reelflow_common.topology import HEADER_FAILURES, WORK_QUEUES, Topology
 
 #: bytes of a message body shown by a peek
@@ -51,19 +52,11 @@ async def peek(
     channel: AbstractChannel, topology: Topology, work_queue: str, limit: int
 ) -> list[Peeked]:
     """Up to ``limit`` messages of the DLQ, each returned to it right away."""
-    queue = await channel.get_queue(topology.dead_letter_queue(work_queue), ensure=False)
-    taken: list[AbstractIncomingMessage] = []
-    try:
-        while len(taken) < limit:
-            message = await queue.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            taken.append(message)
-    finally:
-        # Returned only after taking them all, or the same first message would come back.
-        for message in taken:
-            await message.nack(requeue=True)
-    return [_peeked(message) for message in taken]
+    seen: list[Peeked] = []
+    async with taken_dead_letters(channel, topology, work_queue) as taken:
+        while len(seen) < limit and (message := await taken.next()) is not None:
+            seen.append(_peeked(message))
+    return seen
 
 
 def _peeked(message: AbstractIncomingMessage) -> Peeked:

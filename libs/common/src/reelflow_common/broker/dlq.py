@@ -4,16 +4,24 @@ Only three kinds of message reach a DLQ (see ``broker.consume``): one that
 cannot be parsed, one a handler failed on ``max_deliveries`` times, and one
 caught in a crash loop. Each worker reports the depth of its own queues' DLQs
 as a gauge; an operator moves messages back once the cause is fixed
-(``reelflow-admin dlq requeue``).
+(``reelflow-admin dlq requeue``). Every command that takes messages from a DLQ takes
+them with ``taken_dead_letters``: one at a time, the ones it does not settle returned
+in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
-from aio_pika.abc import AbstractChannel, AbstractRobustConnection, HeadersType
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+    HeadersType,
+)
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
 from reelflow_common.broker.connection import amqp_channel
@@ -71,6 +79,53 @@ async def report_dead_letter_depths(
     return depths
 
 
+class TakenDeadLetters:
+    """Messages taken from a DLQ one at a time and held unacknowledged until settled."""
+
+    def __init__(self, queue: AbstractQueue) -> None:
+        self._queue = queue
+        self._held: list[AbstractIncomingMessage] = []
+
+    async def next(self) -> AbstractIncomingMessage | None:
+        """The DLQ's next message (None: empty). One not yet settled is never taken again."""
+        # A command that settles each message before the next holds none of them here.
+        while self._held and self._held[-1].processed:
+            self._held.pop()
+        message = await self._queue.get(no_ack=False, fail=False)
+        if message is not None:
+            self._held.append(message)
+        return message
+
+    async def return_unsettled(self) -> None:
+        """Every message taken and not settled back to the DLQ, in the order taken."""
+        held, self._held = self._held, []
+        for message in held:
+            if not message.processed:
+                # If the channel is gone, the broker returns them anyway.
+                with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
+                    await message.nack(requeue=True)
+
+
+@contextlib.asynccontextmanager
+async def taken_dead_letters(
+    channel: AbstractChannel, topology: Topology, work_queue: str
+) -> AsyncIterator[TakenDeadLetters]:
+    """Take messages from ``work_queue``'s DLQ; on leaving, the unsettled ones go back.
+
+    They go back only then, not one by one: a message returned goes to the head of
+    the queue, and the next ``get`` would take it again. Returned together, in the order
+    taken, they keep their order. While held they are invisible to anyone else taking
+    from the DLQ (a second operator's command); if this process dies, the broker returns
+    them.
+    """
+    queue = await channel.get_queue(topology.dead_letter_queue(work_queue), ensure=False)
+    taken = TakenDeadLetters(queue)
+    try:
+        yield taken
+    finally:
+        await taken.return_unsettled()
+
+
 async def requeue_dead_letters(
     channel: AbstractChannel,
     topology: Topology,
@@ -93,25 +148,20 @@ async def requeue_dead_letters(
     if work_queue not in WORK_QUEUES:
         raise ValueError(f"not a work queue: {work_queue!r} (one of {', '.join(WORK_QUEUES)})")
     depth = (await dead_letter_depths(channel, topology, [work_queue]))[work_queue]
-    dlq = await channel.get_queue(topology.dead_letter_queue(work_queue), ensure=False)
     publisher = Publisher(channel, topology, timeout_s=timeout_s)
     moved = 0
     try:
-        while moved < min(limit, depth):
-            message = await dlq.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            try:
+        async with taken_dead_letters(channel, topology, work_queue) as taken:
+            while moved < min(limit, depth):
+                message = await taken.next()
+                if message is None:
+                    break
+                # A copy that fails goes back to the DLQ as the block is left, at once.
                 await publisher.republish(
                     topology.queue(work_queue), message, headers=_requeued(message.headers)
                 )
-            except BaseException:
-                # Back to the DLQ at once; if the channel is gone the broker does that anyway.
-                with contextlib.suppress(AMQPError, ChannelInvalidStateError, ConnectionError):
-                    await message.nack(requeue=True)
-                raise
-            await message.ack()
-            moved += 1
+                await message.ack()
+                moved += 1
     finally:
         log.info("dead_letters_requeued", queue=work_queue, moved=moved, limit=limit)
     return moved
