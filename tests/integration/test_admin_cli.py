@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -407,6 +408,74 @@ def test_dlq_commands_take_a_queue_named_as_dlq_list_prints_it(
     code, out, err = admin("dlq", "requeue", "--queue", dlq)
     assert code == 0, err
     assert out.startswith("moved 1 message(s)")
+
+
+def test_dlq_list_json_shows_each_message_whole(admin: Run, settings: AdminSettings) -> None:
+    topology = Topology.from_settings(settings)
+    long_body = json.dumps({"prompt": "x" * 1000}).encode()
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}', long_body]))
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    wait_for_depth(settings, dlq, 2)
+
+    code, out, err = admin("dlq", "list", "--queue", SUBMIT_CLIP, "--json")
+
+    assert code == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [(r["id"], r["type"], r["body"]) for r in records] == [
+        ("m0", "SubmitClip", '{"n": 0}'),
+        ("m1", "SubmitClip", long_body.decode()),
+    ]
+    assert records[0]["queue"] == dlq
+    assert records[0]["headers"]["project_id"] == "p1"
+    assert records[0]["reason"] == f"rejected from {topology.queue(SUBMIT_CLIP)} (1x)"
+    assert f"{dlq}  2 message(s)" in err
+    wait_for_depth(settings, dlq, 2)
+
+
+def test_dlq_drop_removes_the_message_named_and_prints_it_first(
+    admin: Run, settings: AdminSettings
+) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, SUBMIT_CLIP, [b'{"n": 0}', b"poison", b'{"n": 2}']))
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    wait_for_depth(settings, dlq, 3)
+
+    code, out, err = admin("dlq", "drop", "--queue", dlq, "--id", "m1")
+
+    assert code == 0, err
+    (record,) = [json.loads(line) for line in out.splitlines()]
+    assert (record["queue"], record["id"], record["body"]) == (dlq, "m1", "poison")
+    assert f"dropped 1 message(s) from {dlq} (printed above); 2 left" in err
+    wait_for_depth(settings, dlq, 2)
+    left = asyncio.run(_take_all(settings, dlq))
+    assert [(m.message_id, m.body) for m in left] == [("m0", b'{"n": 0}'), ("m2", b'{"n": 2}')]
+
+    code, out, err = admin("dlq", "drop", "--queue", SUBMIT_CLIP, "--id", "m1")
+    assert (code, out) == (1, "")
+    assert f"no dead letter named 'm1' in {dlq}" in err
+
+
+def test_dlq_drop_all_wants_a_yes_then_drops_every_message(
+    admin: Run, settings: AdminSettings
+) -> None:
+    topology = Topology.from_settings(settings)
+    asyncio.run(_dead_letter(settings, CHECK_CLIP, [b'{"n": 0}', b'{"n": 1}']))
+    dlq = topology.dead_letter_queue(CHECK_CLIP)
+    wait_for_depth(settings, dlq, 2)
+
+    code, out, err = admin("dlq", "drop", "--queue", CHECK_CLIP, "--all")
+    assert (code, out) == (1, "")
+    assert f"--all drops every message in {dlq} (2 now)" in err
+    assert (asyncio.run(_depths(settings, dlq))) == [2]
+
+    code, out, err = admin("dlq", "drop", "--queue", CHECK_CLIP, "--all", "--yes")
+
+    assert code == 0, err
+    assert [json.loads(line)["id"] for line in out.splitlines()] == ["m0", "m1"]
+    assert f"dropped 2 message(s) from {dlq} (printed above); 0 left" in err
+    wait_for_depth(settings, dlq, 0)
+    with pytest.raises(SystemExit, match="2"):
+        admin("dlq", "drop", "--queue", CHECK_CLIP)  # which ones: argparse says so
 
 
 def test_the_console_script_logs_on_stderr_and_prints_only_its_answer(

@@ -11,6 +11,7 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import REGISTRY
 
+from reelflow_common.admin import dlq as admin_dlq
 from reelflow_common.broker import Publisher, PublishError, amqp_channel
 from reelflow_common.broker.consume import consume, first_handling
 from reelflow_common.broker.dlq import (
@@ -234,3 +235,95 @@ async def test_a_requeued_message_is_never_handled_as_a_first_handling(
         await eventually(lambda: len(first) == 2, "both messages handled")
 
     assert first == {"t-requeued": False, "t-fresh": True}
+
+
+# --- dropping dead letters -------------------------------------------------------------
+
+
+def ids(messages: list[Any]) -> list[str]:
+    return [str(message.message_id) for message in messages]
+
+
+async def test_drop_removes_only_the_named_message_and_keeps_the_others_in_order(
+    channel: AbstractChannel, topology: Topology
+) -> None:
+    sent = [await dead_letter(channel, topology, SUBMIT_CLIP, f"t{n}") for n in range(4)]
+    told: list[str] = []
+
+    dropped = await admin_dlq.drop(
+        channel,
+        topology,
+        SUBMIT_CLIP,
+        name=sent[1].message_id,
+        before_drop=lambda letter: told.append(letter.name),
+    )
+
+    assert [letter.name for letter in dropped] == told == [sent[1].message_id]
+    assert SubmitClip.model_validate_json(dropped[0].body) == sent[1]
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    await eventually(lambda: ready(channel, dlq, 3), "the other three back in the DLQ")
+    assert ids(await take_all(channel, dlq)) == [sent[n].message_id for n in (0, 2, 3)]
+
+
+async def test_drop_of_every_message_leaves_one_dead_lettered_while_it_runs(
+    channel: AbstractChannel, topology: Topology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = [await dead_letter(channel, topology, SUBMIT_CLIP, f"t{n}") for n in range(2)]
+    late: list[SubmitClip] = []
+
+    async def depth_then_one_more(*args: Any) -> dict[str, int]:
+        counted = await dead_letter_depths(*args)
+        late.append(await dead_letter(channel, topology, SUBMIT_CLIP, "t-late"))
+        return counted
+
+    monkeypatch.setattr(admin_dlq, "dead_letter_depths", depth_then_one_more)
+
+    dropped = await admin_dlq.drop(
+        channel, topology, SUBMIT_CLIP, name=None, before_drop=lambda _: None
+    )
+
+    assert [letter.name for letter in dropped] == [m.message_id for m in sent]
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    await eventually(lambda: ready(channel, dlq, 1), "the late message alone in the DLQ")
+    assert ids(await take_all(channel, dlq)) == [late[0].message_id]
+
+
+async def test_drop_never_takes_a_message_another_command_holds(
+    amqp_connection: AbstractRobustConnection, channel: AbstractChannel, topology: Topology
+) -> None:
+    sent = [await dead_letter(channel, topology, SUBMIT_CLIP, f"t{n}") for n in range(3)]
+    dlq = topology.dead_letter_queue(SUBMIT_CLIP)
+    async with amqp_channel(amqp_connection) as other:
+        held = await (await other.get_queue(dlq, ensure=False)).get(no_ack=False)
+        assert held is not None
+        assert held.message_id == sent[0].message_id
+
+        dropped = await admin_dlq.drop(
+            channel, topology, SUBMIT_CLIP, name=sent[0].message_id, before_drop=lambda _: None
+        )
+
+        assert dropped == []
+        await held.nack(requeue=True)
+    await eventually(lambda: ready(channel, dlq, 3), "all three back in the DLQ")
+    assert sorted(ids(await take_all(channel, dlq))) == sorted(ids(sent))
+
+
+async def test_drop_of_an_id_removes_every_dead_letter_of_that_message(
+    channel: AbstractChannel, topology: Topology
+) -> None:
+    # A message dead-lettered twice (a duplicate publish), or the parts of one.
+    twice = await dead_letter(channel, topology, CHECK_CLIP, "t-twice")
+    other = await dead_letter(channel, topology, CHECK_CLIP, "t-other")
+    await channel.default_exchange.publish(
+        aio_pika.Message(b"a part", message_id=twice.message_id),
+        topology.dead_letter_queue(CHECK_CLIP),
+    )
+
+    dropped = await admin_dlq.drop(
+        channel, topology, CHECK_CLIP, name=twice.message_id, before_drop=lambda _: None
+    )
+
+    assert [letter.body for letter in dropped] == [twice.model_dump_json().encode(), b"a part"]
+    dlq = topology.dead_letter_queue(CHECK_CLIP)
+    await eventually(lambda: ready(channel, dlq, 1), "the other one back in the DLQ")
+    assert ids(await take_all(channel, dlq)) == [other.message_id]

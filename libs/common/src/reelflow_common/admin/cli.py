@@ -13,8 +13,9 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin key create --tenant ID [--label L] [--expires-in 30d]
     reelflow-admin key list --tenant ID
     reelflow-admin key revoke KEY_ID
-    reelflow-admin dlq list [--queue Q] [--peek N]
+    reelflow-admin dlq list [--queue Q] [--peek N] [--json]
     reelflow-admin dlq requeue --queue Q [--limit N]
+    reelflow-admin dlq drop --queue Q (--id ID | --all --yes)
     reelflow-admin project show PROJECT_ID [--json]
     reelflow-admin reconcile PROJECT_ID
     reelflow-admin assets list (--failed | PROJECT_ID)
@@ -308,10 +309,17 @@ async def dlq_list(args: argparse.Namespace, settings: AdminSettings) -> int:
         for work_queue in dlq.work_queues(topology, args.queue):
             name = topology.dead_letter_queue(work_queue)
             count = await _depth(channel, topology, work_queue)
+            peeked = await dlq.peek(channel, topology, work_queue, args.peek)
+            if args.json:
+                # stdout holds the messages alone, one JSON line each (for a file or jq).
+                _note(f"{name}  {count} message(s)")
+                for letter in peeked:
+                    print(letter.as_json(name))
+                continue
             print(f"{name}  {count} message(s)")
-            for peeked in await dlq.peek(channel, topology, work_queue, args.peek):
-                print(f"  {peeked.message_id}  {peeked.type}  {peeked.reason}")
-                print(f"    {peeked.body}")
+            for letter in peeked:
+                print(f"  {letter.name}  {letter.type}  {letter.reason}")
+                print(f"    {letter.shown()}")
     return 0
 
 
@@ -332,6 +340,38 @@ async def dlq_requeue(args: argparse.Namespace, settings: AdminSettings) -> int:
         f"moved {moved} message(s) from {topology.dead_letter_queue(work_queue)} "
         f"to {topology.queue(work_queue)}; {left} left"
     )
+    return 0
+
+
+async def dlq_drop(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """Remove dead letters for good: each printed whole on stdout (a JSON line) first."""
+    topology = Topology.from_settings(settings)
+    (work_queue,) = dlq.work_queues(topology, args.queue)
+    name = topology.dead_letter_queue(work_queue)
+    async with (
+        amqp_connection(settings, name=PROG) as connection,
+        amqp_channel(connection) as channel,
+    ):
+        before = await _depth(channel, topology, work_queue)  # also: does it exist?
+        if args.all and not args.yes:
+            raise ReelflowError(
+                f"--all drops every message in {name} ({before} now), for good; look at them"
+                f" first (dlq list --queue {work_queue} --peek {max(before, 1)} --json), then"
+                " add --yes"
+            )
+
+        def export(letter: dlq.DeadLetter) -> None:
+            print(letter.as_json(name), flush=True)
+
+        dropped = await dlq.drop(channel, topology, work_queue, name=args.id, before_drop=export)
+    # Counted, not read back: a quorum queue applies acknowledgements a moment later.
+    left = max(0, before - len(dropped))
+    if args.id is not None and not dropped:
+        raise ReelflowError(
+            f"no dead letter named {args.id!r} in {name} ({before} message(s)): dlq list names"
+            " them; one that another command holds right now (a dlq list) is not seen"
+        )
+    _note(f"dropped {len(dropped)} message(s) from {name} (printed above); {left} left")
     return 0
 
 
@@ -582,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", help="the KEY_ID that key list shows")
     revoke.set_defaults(command=key_revoke)
 
-    dead = groups.add_parser("dlq", help="inspect and requeue dead letters").add_subparsers(
+    dead = groups.add_parser("dlq", help="inspect, requeue and drop dead letters").add_subparsers(
         dest="action", required=True
     )
     queue_help = (
@@ -592,11 +632,35 @@ def build_parser() -> argparse.ArgumentParser:
     listing = dead.add_parser("list", help="messages in each DLQ, and a peek at the first")
     listing.add_argument("--queue", help=f"only this one: {queue_help}")
     listing.add_argument("--peek", type=int, default=3, help="messages shown per DLQ")
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="the peeked messages whole (headers, body), one JSON line each on stdout;"
+        " the counts on stderr",
+    )
     listing.set_defaults(command=dlq_list)
     requeue = dead.add_parser("requeue", help="move dead letters back to their work queue")
     requeue.add_argument("--queue", required=True, help=queue_help)
     requeue.add_argument("--limit", type=int, default=100, help="at most this many messages")
     requeue.set_defaults(command=dlq_requeue)
+    drop = dead.add_parser(
+        "drop",
+        help="remove dead letters for good (ones no fix will make valid)",
+        description="Removes the dead letters named, printing each whole first, one JSON"
+        " line on stdout (as dlq list --json does): keep them with > dropped.jsonl. The"
+        " other messages stay, in their order; one dead-lettered while it runs is never"
+        " dropped.",
+    )
+    drop.add_argument("--queue", required=True, help=queue_help)
+    which = drop.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--id",
+        help="the message's id as dlq list shows it (every dead letter so named: a message"
+        " dead-lettered twice, or the parts of one)",
+    )
+    which.add_argument("--all", action="store_true", help="every message in the DLQ now")
+    drop.add_argument("--yes", action="store_true", help="with --all: yes, every one")
+    drop.set_defaults(command=dlq_drop)
 
     project = groups.add_parser("project", help="look at a project").add_subparsers(
         dest="action", required=True

@@ -4,9 +4,9 @@ Only three kinds of message reach a DLQ (see ``broker.consume``): one that
 cannot be parsed, one a handler failed on ``max_deliveries`` times, and one
 caught in a crash loop. Each worker reports the depth of its own queues' DLQs
 as a gauge; an operator moves messages back once the cause is fixed
-(``reelflow-admin dlq requeue``). Every command that takes messages from a DLQ takes
-them with ``taken_dead_letters``: one at a time, the ones it does not settle returned
-in order.
+(``reelflow-admin dlq requeue``), or drops one that no fix will make valid
+(``reelflow-admin dlq drop``). Every command that takes messages from a DLQ takes them
+with ``taken_dead_letters``: one at a time, the ones it does not settle returned in order.
 """
 
 from __future__ import annotations
