@@ -78,6 +78,22 @@ async def test_an_invalid_create_body_is_a_422_naming_the_field(
     assert await api.drain() == []
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "1e999"])
+async def test_a_duration_that_is_not_a_finite_number_says_so(
+    api: Api, auth: dict[str, str], number: str
+) -> None:
+    body = '{"scenes": [{"prompt": "a fox", "duration": NUMBER}]}'.replace("NUMBER", number)
+    headers = auth | {"Content-Type": "application/json"}
+
+    response = await api.client.post("/v1/projects", content=body, headers=headers)
+
+    problem = assert_problem(response, 422)
+    [error] = problem["errors"]
+    assert error["loc"] == ["body", "scenes", 0, "duration"]
+    assert "finite number" in error["msg"]
+    assert await api.drain() == []
+
+
 @pytest.mark.parametrize(
     ("model", "scene", "field", "allowed"),
     [

@@ -222,7 +222,7 @@ async def test_same_key_with_another_body_is_a_422_naming_the_header(api: Api) -
     response = await api.create(auth, {"scenes": [{"prompt": "something else"}]}, headers=key)
 
     problem = assert_problem(response, 422)
-    assert ["header", "Idempotency-Key"] in [e["loc"] for e in problem["errors"]]
+    assert ["header", "idempotency-key"] in [e["loc"] for e in problem["errors"]]
 
 
 async def test_the_same_key_of_another_tenant_makes_another_project(api: Api) -> None:

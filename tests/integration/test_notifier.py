@@ -597,6 +597,9 @@ async def test_multiplexed_bad_messages_get_errors_without_closing(
 
     assert not_json["type"] == unknown_type["type"] == "error"
     assert "invalid" in not_json["message"]
+    assert unknown_type["message"] == (
+        "invalid message: unknown type 'shout'; send subscribe or unsubscribe"
+    )
     assert not_found == {"type": "error", "message": "project not found", "project_id": theirs.id}
     assert (snapshot["type"], snapshot["project"]["project_id"]) == ("snapshot", ours.id)
 

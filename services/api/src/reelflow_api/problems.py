@@ -227,13 +227,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_idempotency(_: Request, exc: Exception) -> JSONResponse:
         detail = "Idempotency-Key was already used with a different request body."
-        errors = [{"loc": ["header", "Idempotency-Key"], "msg": detail}]
+        # As FastAPI names a header in every other error: lower case.
+        errors = [{"loc": ["header", "idempotency-key"], "msg": detail}]
         return problem_response(Problem(422, "Idempotency Conflict", detail, errors=errors))
 
     async def on_cursor(_: Request, exc: Exception) -> JSONResponse:
-        errors = [{"loc": ["query", "cursor"], "msg": "not a cursor this API returned"}]
+        said = "not a cursor this API returned"
+        errors = [{"loc": ["query", "cursor"], "msg": said}]
         return problem_response(
-            Problem(422, "Invalid Request", "query.cursor: invalid cursor", errors=errors)
+            Problem(422, "Invalid Request", f"query.cursor: {said}", errors=errors)
         )
 
     async def on_backing_service(_: Request, exc: Exception) -> JSONResponse:

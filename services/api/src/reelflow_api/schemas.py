@@ -21,7 +21,9 @@ class SceneIn(BaseModel):
 
     prompt: str = Field(min_length=2, max_length=2000)
     negative_prompt: str | None = Field(default=None, max_length=2000)
-    duration: float | None = Field(default=None, gt=0, le=60, description="seconds")
+    duration: float | None = Field(
+        default=None, gt=0, le=60, allow_inf_nan=False, description="seconds"
+    )
     width: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
     height: int | None = Field(default=None, ge=64, le=4096, multiple_of=8)
     seed: int | None = Field(default=None, ge=1, le=9223372036854775807)

@@ -114,6 +114,12 @@ class Subscriptions:
 def _describe(exc: ValidationError) -> str:
     problems = []
     for error in exc.errors()[:3]:
+        # pydantic's own words name its tag machinery ("Input tag ... found using 'type'")
+        if error["type"] == "union_tag_invalid":
+            kind = (error.get("ctx") or {}).get("tag")
+            return f"invalid message: unknown type {kind!r}; send subscribe or unsubscribe"
+        if error["type"] == "union_tag_not_found":
+            return "invalid message: no type; send subscribe or unsubscribe"
         where = ".".join(str(part) for part in error["loc"])
         problems.append(f"{where}: {error['msg']}" if where else error["msg"])
     return "invalid message: " + "; ".join(problems)
