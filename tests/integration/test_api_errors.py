@@ -408,6 +408,23 @@ async def test_unknown_projects_are_a_404_on_every_route(
     assert_problem(response, expected)
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PUT", "/v1/projects", "GET, POST"),
+        ("DELETE", "/v1/projects/{id}", "GET"),
+        ("GET", "/v1/projects/{id}/cancel", "POST"),
+    ],
+)
+async def test_a_405_names_every_method_the_path_takes(
+    api: Api, auth: dict[str, str], method: str, path: str, allowed: str
+) -> None:
+    response = await api.client.request(method, path.format(id=uuid.uuid4()), headers=auth)
+
+    assert_problem(response, 405)
+    assert response.headers["allow"] == allowed
+
+
 async def test_an_unknown_path_is_a_problem_404(api: Api) -> None:
     assert_problem(await api.client.get("/v2/nothing"), 404)
 

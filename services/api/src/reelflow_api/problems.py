@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -11,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
 
 from reelflow_api.validation import said
 from reelflow_common.accounting import LimitExceeded
@@ -185,6 +187,24 @@ def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
     return Problem(status, title, exc.detail, headers=headers or None, extensions=extensions)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path takes: Starlette's 405 names only the first
+    route's (``/v1/projects`` is a GET route and a POST route)."""
+    methods: set[str] = set()
+    for route in _every_route(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
+
+
+def _every_route(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    """The routes, those of included routers too (FastAPI keeps each router included whole)."""
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        yield from _every_route(included.routes) if included is not None else (route,)
+
+
 def _is_unparsable_body(exc: StarletteHTTPException) -> bool:
     """FastAPI's answer to a JSON body Python's ``json`` cannot read for a reason other than its
     syntax (bytes that are not UTF-8, nesting too deep, an integer too long): a 400 raised from
@@ -209,8 +229,10 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = f"{where}: {first['msg']}" if where else str(first["msg"])
         return problem_response(Problem(422, "Invalid Request", detail, errors=errors))
 
-    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
         if _is_unparsable_body(exc):
             msg = (
                 "not JSON this API can read (bytes not UTF-8, nesting too deep, a number too long)"
