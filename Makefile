@@ -17,8 +17,10 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml service
 	$(UV) sync --frozen --python $(PYTHON)
 	touch $@
 
+# RUN_ARGS passes the launcher's options, e.g. make run RUN_ARGS="--free-ports"
+# (.venv/bin/reelflow-dev --help lists them).
 run: $(VENV)/.synced
-	$(BIN)/reelflow-dev
+	$(BIN)/reelflow-dev $(RUN_ARGS)
 
 sim: $(VENV)/.synced
 	$(BIN)/reelflow-runware-sim

@@ -24,6 +24,7 @@ import pytest
 from reelflow_devtools.devrun import ENV_FILE, WS_AUTH, config_from_environment, parse_args
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
+from tests.consumers import consuming
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 
 pytestmark = pytest.mark.e2e
@@ -313,3 +314,35 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
         await Stack(config_from_environment(parse_args(args), env)).delete_queues()
     # The simulator listened on the same port the second time: its videoURLs stayed valid.
     assert len(set(seen_sim_urls)) == 1
+
+
+async def test_make_run_refuses_a_queue_prefix_another_stack_consumes_from(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """Two stacks on one prefix would take each other's work: the second one does not start."""
+    prefix = f"makerun-{uuid.uuid4().hex[:8]}."
+    run_dir = tmp_path / "run"
+    async with consuming(amqp_url, prefix) as queue:
+        launcher = await asyncio.create_subprocess_exec(
+            console_script("reelflow-dev"),
+            *["--run-dir", str(run_dir), "--free-ports"],
+            env=_launcher_environment(amqp_url, prefix),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            async with asyncio.timeout(START_DEADLINE_S):
+                printed, _ = await launcher.communicate()
+        finally:
+            if launcher.returncode is None:  # it started after all: stopped as Ctrl-C would
+                os.killpg(launcher.pid, signal.SIGINT)
+                await launcher.wait()
+
+    said = printed.decode()
+    assert launcher.returncode == 1, said
+    assert f"another reelflow consumes the queues of REELFLOW_AMQP_PREFIX='{prefix}'" in said
+    assert f"{queue} (1 consumer)" in said
+    assert 'make run RUN_ARGS="--run-dir .run/' in said  # a prefix and directory of its own
+    assert "Traceback" not in said
+    assert not (run_dir / "mongo-data").exists()  # refused before anything of it started

@@ -18,7 +18,9 @@ from reelflow_devtools.devrun import (
     ENV_FILE,
     PID_FILE,
     VIDEO_URL_SECRET_FILE,
+    Occupied,
     admin_environment,
+    beside,
     check_ports,
     claim_run_dir,
     config_from_environment,
@@ -203,15 +205,54 @@ def test_a_taken_port_stops_make_run_before_it_starts_anything_saying_which(
         ports = {"api": port, "notifier": free_port()}
         config = StackConfig(run_dir=tmp_path, ports=ports, http_host="127.0.0.1")
 
-        with pytest.raises(StartError) as refused:
+        with pytest.raises(Occupied) as refused:
             check_ports(config)
         said = str(refused.value)
         assert f"cannot listen on 127.0.0.1: port {port} (api): " in said
         assert "notifier" not in said
-        assert f"--run-dir {tmp_path}/second --free-ports" in said
 
     check_ports(config)  # free again
     check_ports(StackConfig(run_dir=tmp_path, ports=None))  # free ports: nothing to check
+
+
+def test_the_hint_beside_a_stack_names_a_free_prefix_and_directory_after_the_checkout(
+    tmp_path: Path,
+) -> None:
+    checkout = tmp_path / "Reelflow Copy"
+    consumed = {"reelflow-copy.", "reelflow-copy-2."}
+    asked: list[str] = []
+
+    def consumers_of(amqp_url: str, prefix: str) -> dict[str, int]:
+        asked.append(prefix)
+        return {f"{prefix}submitter.submit_clip": 1} if prefix in consumed else {}
+
+    def hint(run_dir: Path, prefix: str = "") -> str:
+        config = StackConfig(run_dir=run_dir, amqp_prefix=prefix)
+        return beside(config, checkout=checkout, consumers_of=consumers_of)
+
+    # The first stack (prefix "", .run): the checkout's first free prefix, its own directory.
+    consumed.clear()
+    assert hint(Path(".run")) == (
+        'REELFLOW_AMQP_PREFIX=reelflow-copy. make run RUN_ARGS="--run-dir .run/reelflow-copy'
+        ' --free-ports"'
+    )
+    # A third stack, from the second's directory: neither its prefix nor a directory in it.
+    assert "REELFLOW_AMQP_PREFIX=reelflow-copy-2. " in hint(
+        Path(".run/reelflow-copy"), "reelflow-copy."
+    )
+    consumed.update({"reelflow-copy.", "reelflow-copy-2."})
+    said = hint(Path(".run"))
+    assert "REELFLOW_AMQP_PREFIX=reelflow-copy-3. " in said
+    assert "--run-dir .run/reelflow-copy-3 " in said
+    assert asked[-3:] == ["reelflow-copy.", "reelflow-copy-2.", "reelflow-copy-3."]
+
+    def unreachable(amqp_url: str, prefix: str) -> dict[str, int]:
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    unchecked = beside(
+        StackConfig(run_dir=Path(".run")), checkout=checkout, consumers_of=unreachable
+    )
+    assert "REELFLOW_AMQP_PREFIX=reelflow-copy. " in unchecked
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="tells a launcher by /proc/<pid>/cmdline")

@@ -18,12 +18,13 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
+from aio_pika.exceptions import AMQPError
 from pydantic import SecretStr
 
 from reelflow_common.admin.cli import AdminSettings
@@ -35,6 +36,7 @@ from reelflow_devtools.launcher import (
     Stack,
     StackConfig,
 )
+from reelflow_devtools.prefixes import free_prefix, in_use, refusal
 from reelflow_devtools.processes import StartError, console_script
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 from reelflow_devtools.simulated_runware import simulator_settings, simulator_state_file
@@ -187,16 +189,52 @@ def config_from_environment(
     )
 
 
-def _beside(run_dir: Path) -> str:
-    """How to start a second stack beside the one in ``run_dir``."""
-    return (
-        f"REELFLOW_AMQP_PREFIX=second. .venv/bin/reelflow-dev --run-dir {run_dir}/second"
-        " --free-ports"
-    )
+class Occupied(StartError):
+    """What this stack needs is another's: its run directory, a port, its queues' prefix."""
+
+
+def beside(
+    config: StackConfig,
+    *,
+    checkout: Path | None = None,
+    consumers_of: Callable[[str, str], Mapping[str, int]] = in_use,
+) -> str:
+    """How to start a stack beside the one ``config`` describes: a queue prefix named after
+    the checkout (``checkout``, the current directory) that no running stack consumes
+    from, and a run directory of that name no launcher holds."""
+
+    def taken(prefix: str) -> bool:
+        run_dir = _run_dir_for(prefix)
+        if prefix == config.amqp_prefix or run_dir.resolve() == config.run_dir.resolve():
+            return True
+        if _holder(run_dir) is not None:
+            return True
+        try:
+            return bool(consumers_of(config.amqp_url, prefix))
+        except (OSError, TimeoutError, AMQPError):
+            return False  # the broker does not answer: the hint goes unchecked
+
+    prefix = free_prefix((checkout or Path()).resolve(), taken)
+    run_args = f"--run-dir {_run_dir_for(prefix)} --free-ports"
+    return f'REELFLOW_AMQP_PREFIX={prefix} make run RUN_ARGS="{run_args}"'
+
+
+def _run_dir_for(prefix: str) -> Path:
+    return RUN_DIR / prefix.rstrip(".")
+
+
+def check_prefix(config: StackConfig) -> None:
+    """Refuse to start (:class:`Occupied`) when another stack consumes this prefix's queues."""
+    try:
+        used = in_use(config.amqp_url, config.amqp_prefix)
+    except (OSError, TimeoutError, AMQPError) as exc:
+        raise StartError(f"RabbitMQ did not say who consumes this stack's queues: {exc!r}") from exc
+    if used:
+        raise Occupied(refusal(config.amqp_prefix, config.amqp_url, used))
 
 
 def check_ports(config: StackConfig) -> None:
-    """Refuse to start (:class:`StartError`) when a service's port is taken, saying which.
+    """Refuse to start (:class:`Occupied`) when a service's port is taken, saying which.
 
     Before anything starts: the service would otherwise exit only once the rest had
     started, with the reason deep in its log.
@@ -214,9 +252,9 @@ def check_ports(config: StackConfig) -> None:
             except OSError as exc:
                 taken.append(f"port {port} ({name}): {exc.strerror or exc}")
     if taken:
-        raise StartError(
+        raise Occupied(
             f"cannot listen on {host}: {'; '.join(taken)}. Another reelflow? Stop what"
-            f" listens there, or start this one on free ports beside it: {_beside(config.run_dir)}"
+            " listens there"
         )
 
 
@@ -224,22 +262,27 @@ def claim_run_dir(run_dir: Path) -> Path:
     """Mark ``run_dir`` as this launcher's (``reelflow-dev.pid``); its path, to remove at stop.
 
     A second ``make run`` on the same directory would fight the first over its
-    database files and ports: it stops here with a :class:`StartError` saying so.
+    database files and ports: it stops here with :class:`Occupied` saying so.
     """
     pid_file = run_dir / PID_FILE
-    try:
-        other = int(pid_file.read_text())
-    except (OSError, ValueError):
-        other = None
-    if other is not None and other != os.getpid() and _is_launcher(other):
-        raise StartError(
+    other = _holder(run_dir)
+    if other is not None and other != os.getpid():
+        raise Occupied(
             f"reelflow is already running from {run_dir} (process {other}, in {pid_file}):"
-            " stop it with Ctrl-C in its terminal, or start another one beside it with"
-            f" {_beside(run_dir)}"
+            " stop it with Ctrl-C in its terminal"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{os.getpid()}\n")
     return pid_file
+
+
+def _holder(run_dir: Path) -> int | None:
+    """The running launcher whose pid ``run_dir`` holds, if any."""
+    try:
+        pid = int((run_dir / PID_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _is_launcher(pid) else None
 
 
 def _is_launcher(pid: int) -> bool:
@@ -267,11 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     """Start, wait for Ctrl-C, stop: 0, or 1 when a process died on its own."""
     args = parse_args(argv)
     config = config_from_environment(args)
-    pid_file = claim_run_dir(args.run_dir)
     try:
-        return _run(config)
-    finally:
-        pid_file.unlink(missing_ok=True)
+        pid_file = claim_run_dir(args.run_dir)
+        try:
+            return _run(config)
+        finally:
+            pid_file.unlink(missing_ok=True)
+    except Occupied as exc:
+        raise StartError(f"{exc}, or start this one beside it: {beside(config)}") from exc
 
 
 def _run(config: StackConfig) -> int:
@@ -280,6 +326,7 @@ def _run(config: StackConfig) -> int:
     state = ensure_rabbitmq(config.amqp_url)
     broker = urlsplit(config.amqp_url)
     _announce("rabbitmq", f"{broker.hostname}:{broker.port or 5672} ({state})")
+    check_prefix(config)  # before anything of this stack consumes from its queues
     stack = Stack(config)
     stack.start(_announce)
     env_file = config.run_dir / ENV_FILE
