@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from reelflow_devtools.processes import Child, ProcessGroup, stop_children, wait_for_sim_url
+from reelflow_devtools.launcher import SERVICES, Stack, StackConfig
+from reelflow_devtools.ports import free_port, release_port
+from reelflow_devtools.processes import (
+    Child,
+    Occupied,
+    ProcessGroup,
+    stop_children,
+    wait_for_sim_url,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -70,3 +80,42 @@ def test_children_are_stopped_together_and_a_stubborn_one_is_killed(tmp_path: Pa
 
     assert polite.process.returncode == -signal.SIGTERM
     assert stubborn.process.returncode == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_service_whose_port_was_taken_meanwhile_stops_the_start_in_one_line(
+    tmp_path: Path, service: str
+) -> None:
+    """Its port free when make run checked, taken before the service bound it."""
+    port = free_port()
+    config = StackConfig(
+        run_dir=tmp_path,
+        mongo_url="mongodb://127.0.0.1:1/",  # never reached: the port stops it first
+        simulator=None,
+        ports={service: port},
+        http_host="127.0.0.1",
+        log_format="json",
+    )
+    stack = Stack(config)
+    stack.ports = dict(config.ports or {})
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+            with pytest.raises(Occupied) as refused:
+                stack.start_service(service)
+    finally:
+        stack.stop()
+        release_port(port)
+
+    said = str(refused.value)
+    assert said.startswith(f"port {port} ({service}) was taken by another process")
+    assert "\n" not in said
+    logged = stack_log(tmp_path, service)
+    assert "Traceback" not in logged
+    assert [json.loads(line)["event"] for line in logged.splitlines()][-1] == "http_port_taken"
+    assert f"port {port} on 127.0.0.1" in logged
+
+
+def stack_log(run_dir: Path, service: str) -> str:
+    return (run_dir / "logs" / f"{service}.log").read_text()

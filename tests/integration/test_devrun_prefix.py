@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from reelflow_devtools.devrun import Occupied, beside, check_prefix
+from reelflow_devtools.devrun import beside, check_prefix
 from reelflow_devtools.launcher import StackConfig
 from reelflow_devtools.prefixes import consumers, in_use
+from reelflow_devtools.processes import Occupied
 from tests.consumers import consuming
 
 pytestmark = pytest.mark.integration

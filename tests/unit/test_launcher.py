@@ -18,7 +18,6 @@ from reelflow_devtools.devrun import (
     ENV_FILE,
     PID_FILE,
     VIDEO_URL_SECRET_FILE,
-    Occupied,
     admin_environment,
     beside,
     check_ports,
@@ -35,7 +34,7 @@ from reelflow_devtools.launcher import (
     simulator_port,
 )
 from reelflow_devtools.ports import free_port, release_port
-from reelflow_devtools.processes import StartError
+from reelflow_devtools.processes import Occupied, StartError
 from reelflow_devtools.simulated_runware import SIMULATOR_POLLING, SIMULATOR_STATE_FILE
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings

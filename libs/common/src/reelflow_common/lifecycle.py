@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from contextlib import asynccontextmanager
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.logging import get_logger
+from reelflow_common.ops import EXIT_PORT_TAKEN, PortTaken
 from reelflow_common.transient import is_transient
 
 T = TypeVar("T")
@@ -32,12 +34,24 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
     15 % less. Where uvloop is not installed (``uvicorn[standard]`` has none on
     Windows or PyPy), asyncio's loop runs it.
     """
+    with port_taken_exits():
+        try:
+            import uvloop  # optional: only where it is installed
+        except ImportError:
+            asyncio.run(main)
+            return
+        uvloop.run(main)
+
+
+@contextmanager
+def port_taken_exits() -> Iterator[None]:
+    """A service whose HTTP port is taken (:class:`PortTaken`) exits with one log line and
+    ``EXIT_PORT_TAKEN``, no traceback: its launcher tells that exit from a crash."""
     try:
-        import uvloop  # optional: only where it is installed
-    except ImportError:
-        asyncio.run(main)
-        return
-    uvloop.run(main)
+        yield
+    except PortTaken as exc:
+        log.error("http_port_taken", error=str(exc))
+        sys.exit(EXIT_PORT_TAKEN)
 
 
 def shutdown_event() -> asyncio.Event:

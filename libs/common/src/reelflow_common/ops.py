@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import get_logger
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
@@ -29,6 +30,29 @@ ReadinessCheck = Callable[[], Awaitable[bool]]
 OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 log = get_logger(__name__)
+
+#: a service's exit code when its HTTP port is another process's (uvicorn's startup failure: 3)
+EXIT_PORT_TAKEN = 4
+
+
+class PortTaken(ReelflowError):
+    """The service's HTTP port is another process's: it cannot serve there."""
+
+
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` as uvicorn binds one, for its ``serve(sockets=)``.
+
+    A service binds it before it starts anything else: a port that is taken stops it
+    with :class:`PortTaken` at once, before a connection or a task is left to close.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise PortTaken(f"port {port} on {host}: {exc.strerror or exc}") from exc
+    return sock
 
 
 class Health(BaseModel):
@@ -153,10 +177,12 @@ async def ops_server(
 ) -> AsyncIterator[None]:
     """Serve ``app`` while the block runs: a worker answers ``/healthz`` from its first moment.
 
-    Entered before the worker waits for RabbitMQ and MongoDB, so the probes
-    answer (and ``/readyz`` names what is missing) while it waits.
+    Its port is bound on entry (:class:`PortTaken` if it cannot be). Entered before
+    the worker waits for RabbitMQ and MongoDB, so the probes answer (and ``/readyz``
+    names what is missing) while it waits.
     """
     done = asyncio.Event()
+    sock = sock or bound_socket(host, port)
     server = asyncio.create_task(serve_ops(app, host, port, done, sock=sock), name="ops_server")
     try:
         yield

@@ -9,7 +9,9 @@ import uvicorn
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import http_protocol
+from reelflow_common.lifecycle import port_taken_exits
 from reelflow_common.logging import configure_logging
+from reelflow_common.ops import bound_socket
 from reelflow_common.tracing import configure_tracing
 
 
@@ -36,7 +38,10 @@ def run() -> None:
     settings = Settings()
     configure_logging(settings, service="api")
     configure_tracing(settings, service="api")
-    uvicorn.Server(server_config(settings)).run()
+    with port_taken_exits():
+        # Bound before the app starts: a taken port stops it before it connects to anything.
+        sock = bound_socket(settings.http_host, settings.http_port)
+        uvicorn.Server(server_config(settings)).run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import socket
 import uvicorn
 
 from reelflow_common.logging import configure_logging
+from reelflow_common.ops import bound_socket
 from reelflow_common.tracing import configure_tracing
 from reelflow_notifier.app import create_app
 from reelflow_notifier.compression import NotifierWebSocketProtocol
@@ -67,7 +68,9 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     settings = settings or Settings()
     configure_logging(settings, service="notifier")
     configure_tracing(settings, service="notifier")
+    # Bound before the app starts: a taken port stops it before it connects to anything.
+    sock = sock or bound_socket(settings.http_host, settings.http_port)
     server = uvicorn.Server(server_config(settings, gc_policy=GcPolicy()))
     tune_garbage_collector()
     time_pauses()
-    await server.serve(sockets=[sock] if sock is not None else None)
+    await server.serve(sockets=[sock])

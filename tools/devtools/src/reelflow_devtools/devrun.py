@@ -37,7 +37,7 @@ from reelflow_devtools.launcher import (
     StackConfig,
 )
 from reelflow_devtools.prefixes import free_prefix, in_use, refusal
-from reelflow_devtools.processes import StartError, console_script
+from reelflow_devtools.processes import Occupied, StartError, console_script
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 from reelflow_devtools.simulated_runware import simulator_settings, simulator_state_file
 
@@ -187,10 +187,6 @@ def config_from_environment(
         # The development stack issues its own key: loopback only unless asked otherwise.
         http_host=env.get("REELFLOW_HTTP_HOST", "127.0.0.1"),
     )
-
-
-class Occupied(StartError):
-    """What this stack needs is another's: its run directory, a port, its queues' prefix."""
 
 
 def beside(

@@ -25,6 +25,7 @@ import httpx
 from aio_pika.abc import AbstractConnection
 from pymongo import AsyncMongoClient
 
+from reelflow_common.ops import EXIT_PORT_TAKEN
 from reelflow_common.settings import AmqpSettings, TopologySettings
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import Topology
@@ -33,7 +34,9 @@ from reelflow_devtools.embedded_mongo import embedded_mongo
 from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.processes import (
     Child,
+    Occupied,
     ProcessGroup,
+    StartError,
     console_script,
     stop_children,
     wait_for_sim_url,
@@ -248,7 +251,7 @@ class Stack:
         # Together: none needs another to start, and the database is prepared.
         started = [self._spawn_service(name) for name in SERVICES]
         for child in started:
-            wait_healthy(child, f"{self.url(child.name)}{self.config.ready_path}")
+            self._wait_healthy(child)
             announce(child.name, f"{self.url(child.name)}  (log: {child.log_path})")
 
     def _start_simulator(self, simulator: Simulator) -> None:
@@ -259,8 +262,26 @@ class Stack:
     def start_service(self, name: str) -> Child:
         """Start ``name`` (again, if it ran before) and wait until it answers."""
         child = self._spawn_service(name)
-        wait_healthy(child, f"{self.url(name)}{self.config.ready_path}")
+        self._wait_healthy(child)
         return child
+
+    def _wait_healthy(self, child: Child) -> None:
+        """:func:`wait_healthy`; a service that found its port taken is :class:`Occupied`.
+
+        Its port was free when the stack was configured (``make run`` checks), but
+        nothing holds it until the service binds it: another process can take it in
+        between (another stack starting at the same moment).
+        """
+        try:
+            wait_healthy(child, f"{self.url(child.name)}{self.config.ready_path}")
+        except StartError:
+            if child.process.returncode != EXIT_PORT_TAKEN:
+                raise
+            port = self.ports[child.name]
+            raise Occupied(
+                f"port {port} ({child.name}) was taken by another process while the stack"
+                " started; what had started is stopped. Stop what listens there"
+            ) from None
 
     def _spawn_service(self, name: str) -> Child:
         argv = [console_script(f"reelflow-{name}")]

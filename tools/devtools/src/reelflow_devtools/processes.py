@@ -30,6 +30,10 @@ class StartError(RuntimeError):
     """A child process did not become healthy."""
 
 
+class Occupied(StartError):
+    """What a stack needs is another's: its run directory, a port, its queues' prefix."""
+
+
 def console_script(name: str) -> str:
     """The path of one of our console scripts, beside the running Python."""
     path = Path(sys.executable).with_name(name)
