@@ -14,6 +14,7 @@ import pytest
 from reelflow_devtools.launcher import SERVICES, Stack, StackConfig
 from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.processes import (
+    PREVIOUS_LOGS,
     Child,
     Occupied,
     ProcessGroup,
@@ -48,6 +49,20 @@ def test_a_new_run_reads_only_what_its_own_simulator_printed(tmp_path: Path) -> 
     assert wait_for_sim_url(second, deadline_s=30) == "http://127.0.0.1:2222"
     second.process.wait()
     assert "1111" not in (log_dir / "runware-sim.log").read_text()
+
+
+def test_a_new_run_keeps_the_logs_of_the_run_before_in_previous(tmp_path: Path) -> None:
+    """A run that ended in a crash is read after the next ``make run`` has started."""
+    log_dir = tmp_path / "logs"
+    crashed = ProcessGroup(log_dir=log_dir)
+    crashed.start(
+        "poller", python("print('why it crashed'); raise SystemExit(1)"), {}
+    ).process.wait()
+
+    ProcessGroup(log_dir=log_dir).start("poller", python("print('next run')"), {}).process.wait()
+
+    assert (log_dir / "poller.log").read_text() == "next run\n"
+    assert (log_dir / PREVIOUS_LOGS / "poller.log").read_text() == "why it crashed\n"
 
 
 def test_a_restart_within_a_run_keeps_the_earlier_lines_but_reads_its_own(

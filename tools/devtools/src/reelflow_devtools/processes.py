@@ -127,9 +127,14 @@ def wait_stopped(children: Iterable[Child], *, timeout_s: float) -> None:
             child.kill_hard()
 
 
+#: in a log directory: each process's log of the run before (moved there when it starts again)
+PREVIOUS_LOGS = "previous"
+
+
 @dataclass
 class ProcessGroup:
-    """Children started in order; each run's logs start empty."""
+    """Children started in order; each run's logs start empty, the run before's moved to
+    ``previous/`` (a crashed run's logs outlive the next start)."""
 
     log_dir: Path | None = None
     children: list[Child] = field(default_factory=list)
@@ -142,6 +147,10 @@ class ProcessGroup:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             log_path = self.log_dir / f"{name}.log"
             if name not in self._logged:  # the first start in this run: a fresh file
+                if log_path.exists():
+                    previous = self.log_dir / PREVIOUS_LOGS
+                    previous.mkdir(exist_ok=True)
+                    log_path.replace(previous / log_path.name)
                 log_path.write_bytes(b"")
                 self._logged.add(name)
             offset = log_path.stat().st_size
