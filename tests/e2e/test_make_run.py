@@ -346,3 +346,40 @@ async def test_make_run_refuses_a_queue_prefix_another_stack_consumes_from(
     assert 'make run RUN_ARGS="--run-dir .run/' in said  # a prefix and directory of its own
     assert "Traceback" not in said
     assert not (run_dir / "mongo-data").exists()  # refused before anything of it started
+
+
+def _child_running(parent: int, module: str) -> int:
+    """The pid of ``parent``'s child whose command line names ``module`` (Linux's /proc)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    for pid in children:
+        if module.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    raise AssertionError(f"no child of {parent} runs {module}: {children}")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the database's process in /proc")
+async def test_make_run_stops_saying_so_when_its_embedded_database_dies(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """As when a service dies: the stack is not left running without its database."""
+    prefix = f"makerun-{uuid.uuid4().hex[:8]}."
+    env = _launcher_environment(amqp_url, prefix)
+    args = ["--run-dir", str(tmp_path / "run"), "--free-ports"]
+    try:
+        launched = await _start(args, env)
+        try:
+            mongo = _child_running(launched.process.pid, "reelflow_devtools.secantusd")
+            os.kill(mongo, signal.SIGKILL)
+            async with asyncio.timeout(START_DEADLINE_S):
+                rest, _ = await launched.process.communicate()
+        finally:
+            if launched.process.returncode is None:
+                launched.process.kill()
+                await launched.process.wait()
+        said = rest.decode()
+        assert launched.process.returncode == 1, said
+        assert "mongo was killed by SIGKILL (exit code -9)" in said
+        assert "reelflow: stopped in" in said
+        assert _refuses_connections(launched.api_url)
+    finally:
+        await Stack(config_from_environment(parse_args(args), env)).delete_queues()

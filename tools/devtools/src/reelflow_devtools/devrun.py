@@ -364,10 +364,17 @@ def _wait_for_stop(stack: Stack) -> bool:
     while not stopping:
         dead = stack.first_dead()
         if dead is not None:
-            say(f"{dead.name} exited with code {dead.process.returncode}:\n{dead.log_tail()}")
+            say(f"{dead.name} {_ended(dead.process.returncode)}:\n{dead.log_tail()}")
             return False
         time.sleep(0.2)  # a supervisor's idle loop
     return True
+
+
+def _ended(code: int | None) -> str:
+    """How a child ended, by its exit code (negative: the signal that killed it)."""
+    if code is not None and code < 0:
+        return f"was killed by {signal.Signals(-code).name} (exit code {code})"
+    return f"exited with code {code}"
 
 
 def run() -> None:

@@ -21,7 +21,10 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from reelflow_devtools.ports import free_port, release_port
-from reelflow_devtools.processes import spawn
+from reelflow_devtools.processes import ProcessGroup, spawn
+
+#: the embedded server's name among a launcher's children (and its log's)
+MONGODB = "mongo"
 
 
 class EmbeddedMongoError(RuntimeError):
@@ -126,13 +129,25 @@ def _stop(process: subprocess.Popen[bytes], port: int, *, deadline_s: float = 15
 
 @contextmanager
 def embedded_mongo(
-    storage_path: Path | str, *, port: int | None = None, log_path: Path | None = None
+    storage_path: Path | str,
+    *,
+    port: int | None = None,
+    log_path: Path | None = None,
+    group: ProcessGroup | None = None,
 ) -> Iterator[str]:
-    """Run SecantusDB on ``port`` (a free one if None); yield its MongoDB URL."""
+    """Run SecantusDB on ``port`` (a free one if None); yield its MongoDB URL.
+
+    ``group``: the server is its child ``mongo`` (its log the group's ``mongo.log``), so
+    whoever watches the group's children sees it die; stopped here all the same.
+    """
     picked = port is None
     port = port or free_port()
+    argv = mongo_command(storage_path, port)
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
-    process = spawn(mongo_command(storage_path, port), output=log)
+    if group is not None:
+        process = group.start(MONGODB, argv, {}).process
+    else:
+        process = spawn(argv, output=log)
     url = mongo_url(port)
     try:
         wait_until_answering(url, deadline_s=60, process=process)

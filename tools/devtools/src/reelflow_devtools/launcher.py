@@ -30,7 +30,7 @@ from reelflow_common.settings import AmqpSettings, TopologySettings
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import Topology
 from reelflow_devtools.database import prepare_database
-from reelflow_devtools.embedded_mongo import embedded_mongo
+from reelflow_devtools.embedded_mongo import MONGODB, embedded_mongo
 from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.processes import (
     Child,
@@ -230,9 +230,8 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         if config.mongo_url is None:
             data = config.run_dir / "mongo-data"
-            self.mongo_url = self._exits.enter_context(
-                embedded_mongo(data, log_path=self.log_dir / "mongo.log")
-            )
+            # In the group: its death is seen as a service's (first_dead).
+            self.mongo_url = self._exits.enter_context(embedded_mongo(data, group=self.group))
             announce("mongodb", f"embedded SecantusDB at {self.mongo_url} (data in {data})")
         else:
             announce("mongodb", "the given MongoDB")
@@ -303,6 +302,7 @@ class Stack:
         self.children[name].kill_hard()
 
     def first_dead(self) -> Child | None:
+        """A process of the stack that has exited: a service, the simulator, the database."""
         return self.group.first_dead()
 
     def stop(self) -> float:
@@ -311,7 +311,8 @@ class Stack:
         services = [self.children[name] for name in SERVICES if name in self.children]
         stop_children(services, timeout_s=self.config.drain_timeout_s + STOP_MARGIN_S)
         # Nothing needs the simulator or the database any more: both stop at once.
-        rest = [child for child in self.group.children if child.name not in SERVICES]
+        # The database stops through its context (embedded_mongo), as it must be stopped.
+        rest = [c for c in self.group.children if c.name not in (*SERVICES, MONGODB)]
         for child in rest:
             child.terminate()
         self._exits.close()
