@@ -339,21 +339,28 @@ def _run(config: StackConfig) -> int:
         say(f"  dev key    {dev_key}")
         say(f"  admin      {admin} --env-file {env_file} --help")
         say("Press Ctrl-C to stop.")
-        asked = _wait_for_stop(stack)
+        asked, since = _wait_for_stop(stack)
         say("reelflow: stopping")
     finally:
         env_file.unlink(missing_ok=True)  # its URLs and ports end with this stack
-        took = stack.stop()
-    say(f"reelflow: stopped in {took:.1f} s")
+        stack.stop()  # returns once its last process has exited
+    cause = "Ctrl-C" if asked else "the exit"
+    say(
+        f"reelflow: stopped in {time.monotonic() - since:.1f} s ({cause} to its last process's end)"
+    )
     return 0 if asked else 1
 
 
-def _wait_for_stop(stack: Stack) -> bool:
-    """Until SIGINT or SIGTERM (True), or until a child dies (False, saying which and why)."""
+def _wait_for_stop(stack: Stack) -> tuple[bool, float]:
+    """Until SIGINT or SIGTERM (True), or until a child dies (False, saying which and why);
+    with when (``time.monotonic()``) the signal came or the death was seen."""
     stopping = False
+    since = 0.0
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
+        nonlocal stopping, since
+        if not stopping:
+            since = time.monotonic()
         stopping = True
         # A second Ctrl-C interrupts the stop; the children still get SIGTERM when
         # this process exits (processes.spawn).
@@ -364,10 +371,11 @@ def _wait_for_stop(stack: Stack) -> bool:
     while not stopping:
         dead = stack.first_dead()
         if dead is not None:
+            seen = time.monotonic()
             say(f"{dead.name} {_ended(dead.process.returncode)}:\n{dead.log_tail()}")
-            return False
+            return False, seen
         time.sleep(0.2)  # a supervisor's idle loop
-    return True
+    return True, since
 
 
 def _ended(code: int | None) -> str:
