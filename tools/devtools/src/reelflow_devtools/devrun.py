@@ -338,8 +338,7 @@ def _run(config: StackConfig) -> int:
         say(f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}   ({WS_AUTH})")
         say(f"  dev key    {dev_key}")
         say(f"  admin      {admin} --env-file {env_file} --help")
-        say("Press Ctrl-C to stop.")
-        asked, since = _wait_for_stop(stack)
+        asked, since = _wait_for_stop(stack, ready="Press Ctrl-C to stop.")
         say("reelflow: stopping")
     finally:
         env_file.unlink(missing_ok=True)  # its URLs and ports end with this stack
@@ -351,9 +350,10 @@ def _run(config: StackConfig) -> int:
     return 0 if asked else 1
 
 
-def _wait_for_stop(stack: Stack) -> tuple[bool, float]:
+def _wait_for_stop(stack: Stack, *, ready: str) -> tuple[bool, float]:
     """Until SIGINT or SIGTERM (True), or until a child dies (False, saying which and why);
-    with when (``time.monotonic()``) the signal came or the death was seen."""
+    with when (``time.monotonic()``) the signal came or the death was seen. ``ready`` is
+    said once the signals are handled: a Ctrl-C right after it is a stop, not an interrupt."""
     stopping = False
     since = 0.0
 
@@ -368,6 +368,7 @@ def _wait_for_stop(stack: Stack) -> tuple[bool, float]:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    say(ready)
     while not stopping:
         dead = stack.first_dead()
         if dead is not None:
