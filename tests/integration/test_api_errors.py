@@ -425,6 +425,13 @@ async def test_a_405_names_every_method_the_path_takes(
     assert response.headers["allow"] == allowed
 
 
+async def test_a_405_of_a_static_file_names_no_empty_allow(api: Api) -> None:
+    response = await api.client.post("/static/favicon.svg")
+
+    assert response.status_code == 405
+    assert response.headers.get("allow", "GET, HEAD") != ""
+
+
 async def test_an_unknown_path_is_a_problem_404(api: Api) -> None:
     assert_problem(await api.client.get("/v2/nothing"), 404)
 

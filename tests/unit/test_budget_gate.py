@@ -55,3 +55,19 @@ def test_a_period_with_room_passes() -> None:
     limits = TenantLimits(daily_budget_usd=5.0, monthly_budget_usd=5.0)
 
     assert Budget(limits=limits, ledger=room).exceeded(CHARGE, datetime.now(UTC)) is None
+
+
+def test_a_spent_month_is_the_one_to_wait_for_once_the_spent_day_has_ended() -> None:
+    both = LedgerView(open=1, committed={"2026-12-01": 6.0, "2026-12": 60.0})
+    limits = TenantLimits(daily_budget_usd=5.0, monthly_budget_usd=50.0)
+    charge = Charge(id="c", usd=1.0, day="2026-12-01", month="2026-12")
+
+    exceeded = Budget(limits=limits, ledger=both).exceeded(
+        charge, datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    )
+
+    assert exceeded is not None
+    assert (exceeded.limit, exceeded.resets_at) == (
+        Limit.MONTHLY_BUDGET_USD,
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )

@@ -189,7 +189,8 @@ def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
 
 def _allowed_methods(request: Request) -> str:
     """Every method some route of this path takes: Starlette's 405 names only the first
-    route's (``/v1/projects`` is a GET route and a POST route)."""
+    route's (``/v1/projects`` is a GET route and a POST route). Empty for a mount (its
+    static files name their own)."""
     methods: set[str] = set()
     for route in _every_route(request.app.router.routes):
         match, _ = route.matches(request.scope)
@@ -231,8 +232,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        if exc.status_code == 405:
-            exc.headers = {**(exc.headers or {}), "Allow": _allowed_methods(request)}
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            exc.headers = {**(exc.headers or {}), "Allow": allowed}
         if _is_unparsable_body(exc):
             msg = (
                 "not JSON this API can read (bytes not UTF-8, nesting too deep, a number too long)"

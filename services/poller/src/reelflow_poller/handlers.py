@@ -314,12 +314,12 @@ class HintHandler:
         hint records most successes: the check after it finds them recorded)."""
         project = await self._recorder.projects.get(project_id, with_requests=True)
         clip = None if project is None else project.clip(scene_index)
-        if project is None or clip is None or clip.task_uuid != task_uuid:
+        if project is None or clip is None:
             return
         profile = profile_of_clip(project, scene_index)
-        if self._costs is not None:
+        if self._costs is not None:  # an earlier task's late video is billed as well
             self._costs.observe(profile.model, profile.duration, cost)
-        if clip.submitted_at is None or clip.completed_at is None:
+        if clip.task_uuid != task_uuid or clip.submitted_at is None or clip.completed_at is None:
             return
         self._planner.observe_completion(
             profile, elapsed_s=seconds_between(clip.submitted_at, clip.completed_at)

@@ -367,16 +367,22 @@ class Budget:
                 month_resets_at(day_began),
             ),
         )
-        for limit, budget, period, resets_at in checks:
-            if budget is not None and ledger.committed_in(period) > budget + _EPSILON:
-                return LimitExceeded(
-                    limit,
-                    f"The tenant's {_name(limit)} of ${budget:.2f} is spent"
-                    f" (${ledger.committed_in(period):.2f} committed for {period}).",
-                    value=budget,
-                    resets_at=resets_at,
-                )
-        return None
+        spent = [
+            LimitExceeded(
+                limit,
+                f"The tenant's {_name(limit)} of ${budget:.2f} is spent"
+                f" (${ledger.committed_in(period):.2f} committed for {period}).",
+                value=budget,
+                resets_at=resets_at,
+            )
+            for limit, budget, period, resets_at in checks
+            if budget is not None and ledger.committed_in(period) > budget + _EPSILON
+        ]
+        # A period still running first: one that has ended is no reason to wait (a day ended,
+        # its month spent too: the month is the one to wait for).
+        still_running = [e for e in spent if e.resets_at is not None and e.resets_at > now]
+        first = still_running or spent
+        return first[0] if first else None
 
 
 def _name(limit: Limit) -> str:
@@ -394,8 +400,9 @@ def _refuse_alone(limits: TenantLimits, *, clips: int, usd: float) -> None:
     if in_flight is not None and clips > in_flight:
         raise LimitExceeded(
             Limit.MAX_CLIPS_IN_FLIGHT,
-            f"{clips} clips at once are more than the tenant's"
-            f" {_name(Limit.MAX_CLIPS_IN_FLIGHT)} ({in_flight}): send fewer at once.",
+            f"{clips} clips at once are more than the tenant's whole"
+            f" {_name(Limit.MAX_CLIPS_IN_FLIGHT)} ({in_flight}): no wait makes room for them"
+            " (send fewer clips at once, or ask the operator for a higher limit).",
             value=in_flight,
         )
     for limit, budget in (
@@ -406,7 +413,8 @@ def _refuse_alone(limits: TenantLimits, *, clips: int, usd: float) -> None:
             raise LimitExceeded(
                 limit,
                 f"This would cost about ${usd:.2f}, more than the tenant's whole {_name(limit)}"
-                f" of ${budget:.2f}: send fewer scenes at once.",
+                f" of ${budget:.2f} (send fewer scenes at once, or ask the operator for a"
+                " larger budget).",
                 value=budget,
             )
 

@@ -335,11 +335,18 @@ class ClipState(_Frozen):
         """This failed clip's own task, given up on and then found at Runware (a chain of it
         got it there after the clip failed: ``follow_given_up``), still followed: its lease
         held, its end not recorded. Runware runs it and will bill it: a retry watches it
-        again rather than buy another."""
+        again rather than buy another. Such a follow says ``failed`` (as the clip) with the
+        submit it found; any other entry (a stray an older release left) is not one."""
         attempt = self.attempts.get(self.task_uuid)
         if self.status is not ClipStatus.FAILED or attempt is None:
             return None
-        return attempt if attempt.lease is not None and not attempt.end_recorded else None
+        followed = (
+            attempt.status is ClipStatus.FAILED
+            and attempt.submitted_at is not None
+            and attempt.lease is not None
+            and not attempt.end_recorded
+        )
+        return attempt if followed else None
 
     def late_video(self) -> tuple[str, Attempt] | None:
         """A video of one of this failed clip's tasks that came after it was given up on."""
