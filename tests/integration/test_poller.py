@@ -625,6 +625,34 @@ async def test_a_hint_for_a_finished_task_records_what_runware_says(
     assert costs.take() == {project.model: [clip.cost, 4.0, 1]}
 
 
+async def test_a_hints_learning_reads_only_its_own_clip(
+    world: World, hint: HintHandler, completions: CompletionsSeen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its cost must not grow with the project: a 50-scene project's hint read all 50 clips.
+    project = await world.processing(await world.new_project("a fox", "a hare", "a lynx"))
+    task_uuid = project.clips[1].task_uuid
+    await world.until_finished_at_runware(task_uuid)
+    clips_read: list[set[str]] = []
+    collection = world.projects._projects
+    find_one = collection.find_one
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        found = await find_one(*args, **kwargs)
+        if found is not None and "clips" in found:
+            clips_read.append(set(found["clips"]))
+        return found
+
+    monkeypatch.setattr(collection, "find_one", watched)
+
+    await hint(CheckHintedTasks(project_id=project.id, scene_index=1, task_uuids=[task_uuid]))
+    monkeypatch.undo()
+
+    assert (await world.project(project.id)).clips[1].status is ClipStatus.SUCCESS
+    assert [model for model, _elapsed, _progress in completions.seen] == [project.model]
+    assert clips_read, "the hint read its clip"
+    assert all(read == {"1"} for read in clips_read), clips_read
+
+
 async def test_a_hint_for_a_task_still_processing_records_nothing(
     world: World, hint: HintHandler
 ) -> None:

@@ -47,7 +47,7 @@ from reelflow_common.tracking import (
     Watch,
     describe,
     profile_of,
-    profile_of_clip,
+    profile_of_request,
     progress_to_store,
     seconds_between,
     terminal_result,
@@ -309,14 +309,14 @@ class HintHandler:
         self, project_id: str, scene_index: int, task_uuid: str, cost: float | None
     ) -> None:
         """Runware posts a webhook as its task ends: the completion counts at the time the
-        success was recorded (one read, for the clip's submission and request), and its cost
-        is what budgets estimate the next clips from, as a check's is (with webhooks on, the
-        hint records most successes: the check after it finds them recorded)."""
-        project = await self._recorder.projects.get(project_id, with_requests=True)
-        clip = None if project is None else project.clip(scene_index)
-        if project is None or clip is None:
+        success was recorded (one read of this clip, for its submission and request), and its
+        cost is what budgets estimate the next clips from, as a check's is (with webhooks on,
+        the hint records most successes: the check after it finds them recorded)."""
+        read = await self._recorder.projects.clip_with_request(project_id, scene_index)
+        if read is None:
             return
-        profile = profile_of_clip(project, scene_index)
+        clip = read.clip
+        profile = profile_of_request(read.model, read.request)
         if self._costs is not None:  # an earlier task's late video is billed as well
             self._costs.observe(profile.model, profile.duration, cost)
         if clip.task_uuid != task_uuid or clip.submitted_at is None or clip.completed_at is None:

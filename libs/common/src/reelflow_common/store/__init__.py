@@ -27,6 +27,7 @@ from reelflow_common.store.projects import (
     IDEMPOTENCY_TTL,
     Change,
     ClipTask,
+    ClipWithRequest,
     ProjectStore,
     new_token,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Change",
     "ClipState",
     "ClipTask",
+    "ClipWithRequest",
     "CostTotals",
     "CreateResult",
     "Event",

@@ -195,9 +195,19 @@ def pack_requests(scenes: Sequence[ClipRequest]) -> bytes:
 
 def unpack_requests(stored: bytes | list[Document]) -> list[ClipRequest]:
     """The requests as :func:`pack_requests` wrote them, or as a list (written before)."""
+    return [ClipRequest.model_validate(request) for request in _stored_scenes(stored)]
+
+
+def unpack_request(stored: bytes | list[Document], scene_index: int) -> ClipRequest:
+    """One scene's request of :func:`unpack_requests`, the others left undecoded as models."""
+    return ClipRequest.model_validate(_stored_scenes(stored)[scene_index])
+
+
+def _stored_scenes(stored: bytes | list[Document]) -> list[Document]:
     if isinstance(stored, bytes | bytearray):
-        stored = bson.decode(bytes(stored))["scenes"]
-    return [ClipRequest.model_validate(request) for request in stored]
+        scenes: list[Document] = bson.decode(bytes(stored))["scenes"]
+        return scenes
+    return stored
 
 
 def _without_none(doc: Document) -> Document:

@@ -35,6 +35,7 @@ from reelflow_common.accounting.ledger import Charge, LedgerStore, Settlement
 from reelflow_common.batching import Batcher
 from reelflow_common.domain import (
     OPEN_CLIP_STATUSES,
+    ClipRequest,
     ClipStatus,
     Counts,
     ProjectStatus,
@@ -52,6 +53,7 @@ from reelflow_common.store.documents import (
     clip_path,
     new_project_document,
     project_from_document,
+    unpack_request,
 )
 from reelflow_common.store.errors import IdempotencyConflict, IdempotencyKeyChurn
 from reelflow_common.store.eventlog import (
@@ -162,6 +164,15 @@ class ClipTask:
     #: whether the clip's ``attempts`` has an entry of the task the chain asked about: only
     #: there can a cancel have moved that task with the clip's charge (and the chain's lease)
     in_attempts: bool = False
+
+
+@dataclass(frozen=True)
+class ClipWithRequest:
+    """A clip, its project's model and its scene's request (``ProjectStore.clip_with_request``)."""
+
+    model: str
+    clip: ClipState
+    request: ClipRequest
 
 
 class ProjectStore:
@@ -594,6 +605,22 @@ class ProjectStore:
             return None
         in_attempts = task_uuid is not None and task_uuid in (clip.get("attempts") or {})
         return ClipTask(clip["task_uuid"], ClipStatus(clip["status"]), in_attempts)
+
+    async def clip_with_request(self, project_id: str, scene_index: int) -> ClipWithRequest | None:
+        """One clip as it is now, with what it asked Runware for; None when there is no such
+        clip (the project was deleted).
+
+        What the webhook hint learns a finished clip's profile from: one indexed read of the
+        ``_id`` that returns the model, this clip and the requests (one opaque value) — not
+        the project's other clips, so its cost does not grow with the project.
+        """
+        fields = {"model": 1, "created_at": 1, clip_path(scene_index): 1, "requests": 1}
+        doc = await self._projects.find_one({"_id": project_id}, fields)
+        raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+        if doc is None or raw_clip is None:
+            return None
+        clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
+        return ClipWithRequest(doc["model"], clip, unpack_request(doc["requests"], scene_index))
 
     async def renew_lease(
         self,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import CheckClip
 from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import (
@@ -51,8 +52,13 @@ def profile_of(message: CheckClip) -> ClipProfile:
 def profile_of_clip(project: Project, scene_index: int) -> ClipProfile:
     """What the planner knows a clip by, from its project (its request, when read with it)."""
     request = None if project.requests is None else project.requests[scene_index]
+    return profile_of_request(project.model, request)
+
+
+def profile_of_request(model: str, request: ClipRequest | None) -> ClipProfile:
+    """What the planner knows a clip by, from its project's model and its scene's request."""
     return ClipProfile(
-        model=project.model,
+        model=model,
         duration=None if request is None else request.duration,
         width=None if request is None else request.width,
         height=None if request is None else request.height,
