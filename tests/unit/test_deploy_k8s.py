@@ -25,11 +25,14 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
+from starlette.routing import Mount
 
-from reelflow_api.app import OUTLIVING_DRAIN_S
+from reelflow_api.app import OUTLIVING_DRAIN_S, create_app
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_api.telemetry import flattened_routes
 from reelflow_common.admin.cli import AdminSettings
 from reelflow_common.broker import consume
+from reelflow_common.ops import OPS_PATHS
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -567,17 +570,59 @@ def test_ingress_sends_rest_to_the_api_and_websockets_to_the_notifier() -> None:
     assert routes["/v1/ws"][0] == "reelflow-notifier"
 
 
-def test_ingress_serves_the_dashboard_and_only_the_api_s_public_paths() -> None:
-    routes = ingress_routes()
-    assert routes["/"][0] == routes["/static"][0] == "reelflow-api"
-    assert set(routes) == {"/", "/static", "/v1", "/v1/ws"}  # never /healthz or /metrics
-    paths = {
-        path["path"]: path["pathType"]
-        for ingress in objects("Ingress").values()
-        for rule in ingress["spec"]["rules"]
-        for path in rule["http"]["paths"]
-    }
-    assert paths["/"] == "Exact"
+def ingress_match(request_path: str) -> tuple[str, str] | None:
+    """The Ingress path and the Service a request for ``request_path`` goes to, as
+    Kubernetes matches them: an Exact path, else the longest Prefix by whole segments
+    (``/docs`` does not match ``/docs-assets``)."""
+    found: tuple[int, str, str] | None = None
+    segments = [part for part in request_path.split("/") if part]
+    for ingress in objects("Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                service = path["backend"]["service"]["name"]
+                if path["pathType"] == "Exact":
+                    if request_path == path["path"]:
+                        return path["path"], service
+                    continue
+                prefix = [part for part in path["path"].split("/") if part]
+                if segments[: len(prefix)] == prefix and (found is None or len(prefix) > found[0]):
+                    found = (len(prefix), path["path"], service)
+    return None if found is None else (found[1], found[2])
+
+
+def api_public_requests() -> list[str]:
+    """A request path for each route the api serves, but the in-cluster ones (probes,
+    metrics): its path parameters filled in, a file under each mounted folder."""
+    requests = []
+    for route in flattened_routes(create_app(ApiSettings()).routes):
+        path = str(getattr(route, "path"))  # noqa: B009 (every kind of route has one, untyped)
+        if path in OPS_PATHS:
+            continue
+        sample = re.sub(r"\{[^}]*\}", "x", path)
+        requests.append(f"{sample}/x" if isinstance(route, Mount) else sample)
+    return requests
+
+
+def test_ingress_sends_every_public_path_of_the_api_to_it_and_no_in_cluster_one() -> None:
+    requests = api_public_requests()
+    # The ones the README and docs/API.md send people to are among them.
+    assert {"/", "/static/x", "/v1/projects", "/docs", "/docs-assets/x", "/openapi.json"} <= set(
+        requests
+    )
+    for request in requests:
+        assert (ingress_match(request) or ("", ""))[1] == "reelflow-api", request
+    for request in OPS_PATHS:
+        assert ingress_match(request) is None, request
+
+
+def test_ingress_sends_the_api_only_paths_it_serves() -> None:
+    used = {ingress_match(request) for request in api_public_requests()}
+    for path, (service, _annotations) in ingress_routes().items():
+        if service == "reelflow-api":
+            assert (path, service) in used, f"{path} leads to nothing the api serves"
+    # The dashboard's page only: any other path would reach the api's 404.
+    assert ingress_match("/") == ("/", "reelflow-api")
+    assert ingress_match("/anything") is None
 
 
 def test_ingress_timeouts_fit_long_polls_and_websockets() -> None:

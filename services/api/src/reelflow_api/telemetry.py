@@ -150,7 +150,7 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     not the method (a 405) still names it.
     """
     partial: BaseRoute | None = None
-    for route in _flattened(routes):
+    for route in flattened_routes(routes):
         match, _child = route.matches(scope)
         if match is Match.FULL:
             return _path_of(route) or UNMATCHED
@@ -159,7 +159,7 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     return _path_of(partial) or UNMATCHED
 
 
-def _flattened(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+def flattened_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
     """``routes`` with the routes of included routers in their place.
 
     Recent FastAPI keeps an included router as one entry (``original_router``)
@@ -170,7 +170,7 @@ def _flattened(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
         inner = getattr(route, "original_router", None)
         inner_routes = getattr(inner, "routes", None)
         if isinstance(inner_routes, list):
-            yield from _flattened(inner_routes)
+            yield from flattened_routes(inner_routes)
         else:
             yield route
 
