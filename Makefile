@@ -7,11 +7,16 @@ UV := .tools/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint format bench chaos sim clean compose-env contracts
+.PHONY: run test test-fast lint format bench chaos sim clean compose-env contracts installing-notice
 
-$(UV):
+# The first install takes about two minutes and says nothing while it downloads: one
+# line says so first (installing-notice runs on every make: silent once installed).
+$(UV): | installing-notice
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+installing-notice:
+	@test -f $(VENV)/.synced || echo "reelflow: first run: installing uv and the locked dependencies into .tools/ and .venv/ (about 2 minutes, this once)"
 
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml
 	$(UV) sync --frozen --python $(PYTHON)

@@ -1,0 +1,81 @@
+"""The Makefile as a newcomer meets it: ``make run`` in a copy of it, with stand-ins for
+Python, uv and the launcher, so nothing is installed or started."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests import ROOT
+
+#: what the first ``make run`` says before its install
+NOTICE = "reelflow: first run: installing"
+#: what the Makefile's install depends on (its ``.synced`` stamp's prerequisites)
+_INSTALL_INPUTS = (
+    "uv.lock",
+    "pyproject.toml",
+    "libs/common/pyproject.toml",
+    "services/api/pyproject.toml",
+    "tools/devtools/pyproject.toml",
+)
+
+
+def _checkout(path: Path) -> Path:
+    shutil.copy(ROOT / "Makefile", path / "Makefile")
+    for name in _INSTALL_INPUTS:
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text("")
+    return path
+
+
+def _script(path: Path, body: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def _make_run(checkout: Path, python: str) -> subprocess.CompletedProcess[str]:
+    make = shutil.which("make")
+    assert make is not None
+    return subprocess.run(
+        [make, "--no-print-directory", "run", f"PYTHON={python}"],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_first_make_run_says_it_installs_and_for_how_long_before_it_starts(
+    tmp_path: Path,
+) -> None:
+    checkout = _checkout(tmp_path)
+    python = tmp_path / "bin" / "python"
+    _script(python, "exit 3")  # the install stops at its first step
+
+    ran = _make_run(checkout, str(python))
+
+    lines = ran.stdout.splitlines()
+    assert ran.returncode != 0
+    assert lines[0].startswith(NOTICE), ran.stdout
+    assert "about 2 minutes" in lines[0]
+    assert lines[1] == f"{python} -m venv .tools"  # the install's first step, after it
+
+
+def test_a_make_run_with_everything_installed_prints_what_it_did_before(tmp_path: Path) -> None:
+    checkout = _checkout(tmp_path)
+    _script(checkout / ".tools" / "bin" / "uv", "exit 3")
+    _script(checkout / ".venv" / "bin" / "reelflow-dev", "echo launcher")
+    synced = checkout / ".venv" / ".synced"
+    synced.write_text("")
+    later = max((checkout / name).stat().st_mtime for name in _INSTALL_INPUTS) + 10
+    for path in (checkout / ".tools" / "bin" / "uv", synced):
+        os.utime(path, (later, later))
+
+    ran = _make_run(checkout, "python3.11")
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [".venv/bin/reelflow-dev ", "launcher"]
