@@ -261,6 +261,7 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
     env = _launcher_environment(amqp_url, prefix)
     run_dir = tmp_path / "run"
     seen_sim_urls = []
+    seen_urls: set[tuple[str, str]] = set()
     project_ids = []
     stored_links: list[str] = []
     runware_links: list[str] = []
@@ -301,6 +302,7 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
             assert _refuses_connections(launched.api_url)
             assert _refuses_connections(launched.sim_url)
             seen_sim_urls.append(launched.sim_url)
+            seen_urls.add((launched.api_url, launched.ws_url))
             project_ids.append(project["project_id"])
             # This run's logs hold this run's lines only (but for its requests of older videos).
             api_log = "\n".join(
@@ -314,6 +316,8 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
         await Stack(config_from_environment(parse_args(args), env)).delete_queues()
     # The simulator listened on the same port the second time: its videoURLs stayed valid.
     assert len(set(seen_sim_urls)) == 1
+    # So did the services (--free-ports keeps the first run's ports): the URLs stayed.
+    assert len(seen_urls) == 1, seen_urls
 
 
 async def test_make_run_refuses_a_queue_prefix_another_stack_consumes_from(

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TextIO, get_args
@@ -29,9 +30,11 @@ from pydantic import SecretStr
 
 from reelflow_common.admin.cli import AdminSettings
 from reelflow_common.settings import LogSettings
+from reelflow_devtools.kept_ports import PORTS_FILE, kept_ports
 from reelflow_devtools.launcher import (
     DEFAULT_PORTS,
     DRAIN_TIMEOUT_S,
+    SERVICES,
     Simulator,
     Stack,
     StackConfig,
@@ -153,7 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--free-ports",
         action="store_true",
-        help=f"free ports instead of {min(DEFAULT_PORTS.values())}-{max(DEFAULT_PORTS.values())}",
+        help=f"free ports instead of {min(DEFAULT_PORTS.values())}-{max(DEFAULT_PORTS.values())};"
+        f" the first run's, kept in the run directory ({PORTS_FILE}), while they are free",
     )
     return parser.parse_args(argv)
 
@@ -316,7 +320,22 @@ def main(argv: list[str] | None = None) -> int:
         raise StartError(f"{exc}, or start this one beside it: {beside(config)}") from exc
 
 
+def with_kept_ports(config: StackConfig) -> StackConfig:
+    """``config`` with the ports its run directory keeps (:func:`kept_ports`), when it is to
+    listen on free ones, saying which had to move; else ``config`` itself."""
+    if config.ports is not None:
+        return config
+    ports, moved = kept_ports(config.run_dir, SERVICES)
+    for move in moved:
+        say(
+            f"reelflow: port {move.was} ({move.service}) is taken: it listens on {move.now}"
+            f" from now on (kept in {config.run_dir / PORTS_FILE})"
+        )
+    return replace(config, ports=ports)
+
+
 def _run(config: StackConfig) -> int:
+    config = with_kept_ports(config)
     check_ports(config)
     say("reelflow: starting")
     state = ensure_rabbitmq(config.amqp_url)

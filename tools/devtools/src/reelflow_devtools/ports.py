@@ -68,13 +68,34 @@ def release_port(port: int) -> None:
         os.close(fd)  # closing the only descriptor drops the lock
 
 
-def _listenable(port: int) -> bool:
+def _listenable(port: int, *, reuse_address: bool = False) -> bool:
     with socket.socket() as sock:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
             return False
         return True
+
+
+def hold_port(port: int) -> bool:
+    """Reserve ``port`` for this process's server, as :func:`free_port` reserves the ports
+    it hands out; False when another process holds it or something listens on it.
+
+    For a server that binds as uvicorn does (``SO_REUSEADDR``): a port whose last
+    connections are in TIME_WAIT, as when its server has just stopped, is free.
+    """
+    return _hold(port, reuse_address=True)
+
+
+def _hold(port: int, *, reuse_address: bool) -> bool:
+    if not _reserve(port):
+        return False
+    if _listenable(port, reuse_address=reuse_address):
+        return True
+    release_port(port)  # some server of another kind has it
+    return False
 
 
 def free_port() -> int:
@@ -84,11 +105,8 @@ def free_port() -> int:
     if low > _LOWEST_PORT:
         for _ in range(100):
             port = random.randrange(_LOWEST_PORT, low)
-            if not _reserve(port):
-                continue
-            if _listenable(port):
+            if _hold(port, reuse_address=False):
                 return port
-            release_port(port)  # some server of another kind has it
     with socket.socket() as sock:  # no room below the range: the kernel's pick
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
