@@ -18,9 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
+from reelflow_common.broker.stacks import take_stack_lock
+from reelflow_common.topology import Topology
 from reelflow_devtools.devrun import ENV_FILE, WS_AUTH, config_from_environment, parse_args
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
@@ -320,36 +323,57 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
     assert len(seen_urls) == 1, seen_urls
 
 
+async def _launched_to_be_refused(amqp_url: str, prefix: str, run_dir: Path) -> str:
+    """What a ``make run`` on ``prefix`` printed before it exited, refused (exit code 1)."""
+    launcher = await asyncio.create_subprocess_exec(
+        console_script("reelflow-dev"),
+        *["--run-dir", str(run_dir), "--free-ports"],
+        env=_launcher_environment(amqp_url, prefix),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        async with asyncio.timeout(START_DEADLINE_S):
+            printed, _ = await launcher.communicate()
+    finally:
+        if launcher.returncode is None:  # it started after all: stopped as Ctrl-C would
+            os.killpg(launcher.pid, signal.SIGINT)
+            await launcher.wait()
+    said = printed.decode()
+    assert launcher.returncode == 1, said
+    assert 'make run RUN_ARGS="--run-dir .run/' in said  # a prefix and directory of its own
+    assert "Traceback" not in said
+    assert not (run_dir / "mongo-data").exists()  # refused before anything of it started
+    return said
+
+
 async def test_make_run_refuses_a_queue_prefix_another_stack_consumes_from(
     amqp_url: str, tmp_path: Path
 ) -> None:
     """Two stacks on one prefix would take each other's work: the second one does not start."""
     prefix = f"makerun-{uuid.uuid4().hex[:8]}."
-    run_dir = tmp_path / "run"
     async with consuming(amqp_url, prefix) as queue:
-        launcher = await asyncio.create_subprocess_exec(
-            console_script("reelflow-dev"),
-            *["--run-dir", str(run_dir), "--free-ports"],
-            env=_launcher_environment(amqp_url, prefix),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            async with asyncio.timeout(START_DEADLINE_S):
-                printed, _ = await launcher.communicate()
-        finally:
-            if launcher.returncode is None:  # it started after all: stopped as Ctrl-C would
-                os.killpg(launcher.pid, signal.SIGINT)
-                await launcher.wait()
+        said = await _launched_to_be_refused(amqp_url, prefix, tmp_path / "run")
 
-    said = printed.decode()
-    assert launcher.returncode == 1, said
     assert f"another reelflow consumes the queues of REELFLOW_AMQP_PREFIX='{prefix}'" in said
     assert f"{queue} (1 consumer)" in said
-    assert 'make run RUN_ARGS="--run-dir .run/' in said  # a prefix and directory of its own
-    assert "Traceback" not in said
-    assert not (run_dir / "mongo-data").exists()  # refused before anything of it started
+
+
+async def test_make_run_refuses_a_queue_prefix_whose_launcher_is_still_starting(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    """Nothing consumes yet, but that launcher holds the prefix's lock: refused all the same."""
+    prefix = f"makerun-{uuid.uuid4().hex[:8]}."
+    other = await aio_pika.connect(amqp_url, timeout=15)  # as that launcher's lock connection
+    try:
+        assert await take_stack_lock(await other.channel(), Topology(prefix=prefix))
+        said = await _launched_to_be_refused(amqp_url, prefix, tmp_path / "run")
+    finally:
+        await other.close()
+
+    assert f"another reelflow runs on the queues of REELFLOW_AMQP_PREFIX='{prefix}'" in said
+    assert f"its launcher holds {prefix}stack.lock" in said
 
 
 def _child_running(parent: int, module: str) -> int:

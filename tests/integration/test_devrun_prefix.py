@@ -1,22 +1,26 @@
-"""``make run`` refuses a queue prefix another stack consumes from, and suggests a free one.
+"""``make run`` refuses a queue prefix another stack holds or consumes from, and suggests a
+free one.
 
 Each test consumes, as a running stack's submitter would, from a work queue of a
-prefix of its own on the shared broker, and deletes it at the end.
+prefix of its own on the shared broker, and deletes it at the end; or holds that
+prefix's lock, as a launcher does, which the broker deletes with its connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
-from reelflow_devtools.devrun import beside, check_prefix
+from reelflow_devtools.devrun import beside, check_prefix, lock_prefix
 from reelflow_devtools.launcher import StackConfig
 from reelflow_devtools.prefixes import consumers, in_use
 from reelflow_devtools.processes import Occupied
 from tests.consumers import consuming
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +57,78 @@ async def test_the_hint_beside_a_stack_skips_a_checkouts_prefix_in_use(
     assert hint.startswith(f"REELFLOW_AMQP_PREFIX={second} ")
     assert f"--run-dir .run/{checkout.name}-2 " in hint
     assert not await asyncio.to_thread(in_use, amqp_url, second)
+
+
+def _taken_and_given_back(config: StackConfig) -> bool:
+    """Whether a launch of ``config`` would get its prefix's lock now (given back at once)."""
+    try:
+        lock = lock_prefix(config)
+    except Occupied:
+        return False
+    lock.release()
+    return True
+
+
+async def test_of_two_launches_that_both_found_a_prefix_free_the_second_is_refused(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    prefix = f"devrun-{uuid.uuid4().hex[:8]}."
+    first, second = (
+        StackConfig(run_dir=tmp_path / name, amqp_url=amqp_url, amqp_prefix=prefix)
+        for name in ("first", "second")
+    )
+    # Started at the same moment: neither's services consume yet, so both checks pass.
+    await asyncio.to_thread(check_prefix, first)
+    await asyncio.to_thread(check_prefix, second)
+
+    held = await asyncio.to_thread(lock_prefix, first)
+    try:
+        with pytest.raises(Occupied) as refused:
+            await asyncio.to_thread(lock_prefix, second)
+        # The hint beside a stack skips a prefix whose launcher is still starting.
+        assert (await asyncio.to_thread(in_use, amqp_url, prefix)).locked
+    finally:
+        held.release()
+
+    said = str(refused.value)
+    assert f"another reelflow runs on the queues of REELFLOW_AMQP_PREFIX='{prefix}'" in said
+    assert f"{prefix}stack.lock" in said
+    assert "guest:guest" not in said
+    # The first stack stopped, its lock given back: the prefix is free again.
+    await eventually(
+        lambda: asyncio.to_thread(_taken_and_given_back, second), "the lock given back"
+    )
+
+
+#: a launcher that holds a prefix's lock until it is killed
+HOLDER = """
+import sys
+from reelflow_devtools.prefixes import PrefixLock
+assert PrefixLock(sys.argv[1], sys.argv[2]).acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_a_prefix_lock_goes_with_the_launcher_that_held_it_however_it_ends(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    prefix = f"devrun-{uuid.uuid4().hex[:8]}."
+    config = StackConfig(run_dir=tmp_path / "run", amqp_url=amqp_url, amqp_prefix=prefix)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *["-c", HOLDER, amqp_url, prefix],
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        async with asyncio.timeout(DEADLINE_S):
+            assert await holder.stdout.readline() == b"held\n"
+        assert not await asyncio.to_thread(_taken_and_given_back, config)
+    finally:
+        holder.kill()  # SIGKILL: it gives nothing back itself
+        await holder.wait()
+    await eventually(
+        lambda: asyncio.to_thread(_taken_and_given_back, config), "the killed launcher's lock gone"
+    )

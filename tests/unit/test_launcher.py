@@ -34,6 +34,7 @@ from reelflow_devtools.launcher import (
     simulator_port,
 )
 from reelflow_devtools.ports import free_port, release_port
+from reelflow_devtools.prefixes import InUse
 from reelflow_devtools.processes import Occupied, StartError
 from reelflow_devtools.simulated_runware import SIMULATOR_POLLING, SIMULATOR_STATE_FILE
 from reelflow_notifier.settings import Settings as NotifierSettings
@@ -219,15 +220,17 @@ def test_the_hint_beside_a_stack_names_a_free_prefix_and_directory_after_the_che
 ) -> None:
     checkout = tmp_path / "Reelflow Copy"
     consumed = {"reelflow-copy.", "reelflow-copy-2."}
+    locked: set[str] = set()
     asked: list[str] = []
 
-    def consumers_of(amqp_url: str, prefix: str) -> dict[str, int]:
+    def in_use_of(amqp_url: str, prefix: str) -> InUse:
         asked.append(prefix)
-        return {f"{prefix}submitter.submit_clip": 1} if prefix in consumed else {}
+        used = {f"{prefix}submitter.submit_clip": 1} if prefix in consumed else {}
+        return InUse(locked=prefix in locked, consumers=used)
 
     def hint(run_dir: Path, prefix: str = "") -> str:
         config = StackConfig(run_dir=run_dir, amqp_prefix=prefix)
-        return beside(config, checkout=checkout, consumers_of=consumers_of)
+        return beside(config, checkout=checkout, in_use_of=in_use_of)
 
     # The first stack (prefix "", .run): the checkout's first free prefix, its own directory.
     consumed.clear()
@@ -244,13 +247,14 @@ def test_the_hint_beside_a_stack_names_a_free_prefix_and_directory_after_the_che
     assert "REELFLOW_AMQP_PREFIX=reelflow-copy-3. " in said
     assert "--run-dir .run/reelflow-copy-3 " in said
     assert asked[-3:] == ["reelflow-copy.", "reelflow-copy-2.", "reelflow-copy-3."]
+    # A stack still starting on the third (its launcher holds the lock, nothing consumes yet).
+    locked.add("reelflow-copy-3.")
+    assert "REELFLOW_AMQP_PREFIX=reelflow-copy-4. " in hint(Path(".run"))
 
-    def unreachable(amqp_url: str, prefix: str) -> dict[str, int]:
+    def unreachable(amqp_url: str, prefix: str) -> InUse:
         raise ConnectionRefusedError(111, "Connection refused")
 
-    unchecked = beside(
-        StackConfig(run_dir=Path(".run")), checkout=checkout, consumers_of=unreachable
-    )
+    unchecked = beside(StackConfig(run_dir=Path(".run")), checkout=checkout, in_use_of=unreachable)
     assert "REELFLOW_AMQP_PREFIX=reelflow-copy. " in unchecked
 
 

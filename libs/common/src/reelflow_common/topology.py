@@ -59,6 +59,10 @@ SUBMIT_LANE = f"{SUBMIT_CLIP}.lane"
 SUBMITTER_SIGNAL_QUEUE = "submitter.signals"
 _LANE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
+#: the lock on a prefix a development stack holds while it runs (``make run``): an exclusive
+#: queue, which the broker gives one connection at a time and deletes with that connection
+STACK_LOCK = "stack.lock"
+
 #: base name of each notifier replica's own queue (``<prefix>notifier.fanout.<uuid>``)
 NOTIFIER_FANOUT = "notifier.fanout"
 #: base name of each api replica's own queue of ``project.finished`` events, which wake
@@ -173,6 +177,11 @@ class Topology:
     @property
     def submitter_signals(self) -> str:
         return self.name(SUBMITTER_SIGNALS)
+
+    @property
+    def stack_lock(self) -> str:
+        """The lock a development stack on this prefix holds (``reelflow_common.broker.stacks``)."""
+        return self.name(STACK_LOCK)
 
     def lane_queue(self, tenant_id: str) -> str:
         """A tenant's submit lane (a quorum queue of its own, declared when first needed)."""

@@ -39,7 +39,14 @@ from reelflow_devtools.launcher import (
     Stack,
     StackConfig,
 )
-from reelflow_devtools.prefixes import free_prefix, in_use, refusal
+from reelflow_devtools.prefixes import (
+    InUse,
+    PrefixLock,
+    consumers,
+    free_prefix,
+    in_use,
+    refusal,
+)
 from reelflow_devtools.processes import Occupied, StartError, console_script
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
 from reelflow_devtools.simulated_runware import simulator_settings, simulator_state_file
@@ -197,11 +204,11 @@ def beside(
     config: StackConfig,
     *,
     checkout: Path | None = None,
-    consumers_of: Callable[[str, str], Mapping[str, int]] = in_use,
+    in_use_of: Callable[[str, str], InUse] = in_use,
 ) -> str:
     """How to start a stack beside the one ``config`` describes: a queue prefix named after
-    the checkout (``checkout``, the current directory) that no running stack consumes
-    from, and a run directory of that name no launcher holds."""
+    the checkout (``checkout``, the current directory) that no running stack uses (holds
+    or consumes from), and a run directory of that name no launcher holds."""
 
     def taken(prefix: str) -> bool:
         run_dir = _run_dir_for(prefix)
@@ -210,7 +217,7 @@ def beside(
         if _holder(run_dir) is not None:
             return True
         try:
-            return bool(consumers_of(config.amqp_url, prefix))
+            return bool(in_use_of(config.amqp_url, prefix))
         except (OSError, TimeoutError, AMQPError):
             return False  # the broker does not answer: the hint goes unchecked
 
@@ -223,14 +230,36 @@ def _run_dir_for(prefix: str) -> Path:
     return RUN_DIR / prefix.rstrip(".")
 
 
-def check_prefix(config: StackConfig) -> None:
-    """Refuse to start (:class:`Occupied`) when another stack consumes this prefix's queues."""
+def lock_prefix(config: StackConfig) -> PrefixLock:
+    """This stack's prefix lock (:class:`PrefixLock`), to hold until the stack has stopped:
+    :class:`Occupied` while another launcher holds it (its stack runs, or is starting)."""
+    prefix = config.amqp_prefix
+
+    def lost(why: BaseException | None) -> None:
+        say(
+            f"reelflow: the lock on REELFLOW_AMQP_PREFIX={prefix!r} is gone with its"
+            f" connection to RabbitMQ ({why!r}): another make run on it is not refused now"
+        )
+
+    lock = PrefixLock(config.amqp_url, prefix, on_lost=lost)
     try:
-        used = in_use(config.amqp_url, config.amqp_prefix)
+        taken = lock.acquire()
+    except (OSError, TimeoutError, AMQPError) as exc:
+        raise StartError(f"RabbitMQ did not give this stack its queues' lock: {exc!r}") from exc
+    if not taken:
+        raise Occupied(refusal(prefix, config.amqp_url, InUse(locked=True)))
+    return lock
+
+
+def check_prefix(config: StackConfig) -> None:
+    """Refuse to start (:class:`Occupied`) when another stack consumes this prefix's queues
+    (one no launcher started: a launcher's holds the lock, :func:`lock_prefix`)."""
+    try:
+        used = asyncio.run(consumers(config.amqp_url, config.amqp_prefix))
     except (OSError, TimeoutError, AMQPError) as exc:
         raise StartError(f"RabbitMQ did not say who consumes this stack's queues: {exc!r}") from exc
     if used:
-        raise Occupied(refusal(config.amqp_prefix, config.amqp_url, used))
+        raise Occupied(refusal(config.amqp_prefix, config.amqp_url, InUse(consumers=used)))
 
 
 def check_ports(config: StackConfig) -> None:
@@ -341,7 +370,15 @@ def _run(config: StackConfig) -> int:
     state = ensure_rabbitmq(config.amqp_url)
     broker = urlsplit(config.amqp_url)
     _announce("rabbitmq", f"{broker.hostname}:{broker.port or 5672} ({state})")
-    check_prefix(config)  # before anything of this stack consumes from its queues
+    lock = lock_prefix(config)  # a second make run on this prefix is refused until it stops
+    try:
+        check_prefix(config)  # before anything of this stack consumes from its queues
+        return _run_stack(config)
+    finally:
+        lock.release()  # once the stack has stopped
+
+
+def _run_stack(config: StackConfig) -> int:
     stack = Stack(config)
     stack.start(_announce)
     env_file = config.run_dir / ENV_FILE

@@ -3,29 +3,48 @@
 Two stacks with one ``REELFLOW_AMQP_PREFIX`` on one broker share their work
 queues: one's submitter takes the other's ``SubmitClip`` messages, submits them
 to its own Runware (simulator) and cannot record them in its own database, so
-the other's clips stay queued for good. A stack's prefix is in use while one of
-its work queues has a consumer: a passive declare of the queue says how many
-(a queue that does not exist has none). Two stacks starting at the same moment
-can still both find a prefix free; one started after another is refused.
+the other's clips stay queued for good. So a launcher holds its prefix's lock
+(:class:`PrefixLock`, an exclusive queue on the broker) from before its check
+until its stack has stopped: of two started at the same moment, the broker
+gives the lock to one and refuses the other. A prefix is also in use while one
+of its work queues has a consumer (a stack not started by a launcher, the
+tests'): a passive declare of the queue says how many.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
-from aio_pika.exceptions import ChannelNotFoundEntity
 
+from reelflow_common.broker.stacks import consumers as queue_consumers
+from reelflow_common.broker.stacks import stack_lock_held, take_stack_lock
 from reelflow_common.topology import WORK_QUEUES, Topology
 
 #: a broker that does not answer within this is taken as having no consumers of a prefix
 _CONNECT_TIMEOUT_S = 10.0
 #: how many numbered prefixes of a checkout :func:`free_prefix` tries (``name-2.`` ...)
 _NUMBERED = 50
+
+
+@dataclass(frozen=True)
+class InUse:
+    """Who uses a prefix's queues now: nobody when false."""
+
+    #: a launcher holds the prefix's lock: its stack runs, or is starting
+    locked: bool = False
+    #: its work queues that have consumers, with how many each
+    consumers: dict[str, int] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.locked or bool(self.consumers)
 
 
 async def consumers(amqp_url: str, prefix: str) -> dict[str, int]:
@@ -39,35 +58,117 @@ async def consumers(amqp_url: str, prefix: str) -> dict[str, int]:
 
 async def _consumers(connection: AbstractConnection, prefix: str) -> dict[str, int]:
     topology = Topology(prefix=prefix)
-    found: dict[str, int] = {}
-    for work_queue in WORK_QUEUES:
-        name = topology.queue(work_queue)
-        # A channel per queue: the broker closes the one a missing queue was asked on.
-        channel = await connection.channel()
+    return await queue_consumers(connection, [topology.queue(name) for name in WORK_QUEUES])
+
+
+async def _in_use(amqp_url: str, prefix: str) -> InUse:
+    connection = await aio_pika.connect(amqp_url, timeout=_CONNECT_TIMEOUT_S)
+    try:
+        locked = await stack_lock_held(connection, Topology(prefix=prefix))
+        return InUse(locked=locked, consumers=await _consumers(connection, prefix))
+    finally:
+        await connection.close()
+
+
+def in_use(amqp_url: str, prefix: str) -> InUse:
+    """Who uses ``prefix``'s queues now, from code that runs no event loop (the launcher's)."""
+    return asyncio.run(_in_use(amqp_url, prefix))
+
+
+def _unheard(_why: BaseException | None) -> None:
+    pass
+
+
+class PrefixLock:
+    """A prefix's lock, held on a connection of its own until :meth:`release` or this
+    process's end (a thread runs that connection's event loop, which answers the broker's
+    heartbeats). ``on_lost`` hears of the connection closing under it (a broker restarted):
+    the lock is gone then, and a second stack on the prefix would not be refused."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        prefix: str,
+        *,
+        on_lost: Callable[[BaseException | None], None] = _unheard,
+    ) -> None:
+        self.amqp_url = amqp_url
+        self.topology = Topology(prefix=prefix)
+        self._on_lost = on_lost
+        self._taken: Future[bool] = Future()
+        self._released = threading.Event()
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._hold()), name="prefix-lock", daemon=True
+        )
+
+    @property
+    def name(self) -> str:
+        """The lock's queue on the broker."""
+        return self.topology.stack_lock
+
+    def acquire(self) -> bool:
+        """Take the lock; False when another connection holds it. Raises what connecting raised."""
+        self._thread.start()
+        return self._taken.result()
+
+    def release(self) -> None:
+        """Give the lock back: its connection closes (and the broker deletes its queue)."""
+        self._released.set()
+        if self._thread.ident is not None:
+            self._thread.join()
+
+    async def _hold(self) -> None:
         try:
-            queue = await channel.declare_queue(name, passive=True)
-        except ChannelNotFoundEntity:
-            continue
-        count = queue.declaration_result.consumer_count or 0
-        await channel.close()
-        if count:
-            found[name] = count
-    return found
+            connection = await aio_pika.connect(self.amqp_url, timeout=_CONNECT_TIMEOUT_S)
+        except BaseException as exc:  # raised by acquire(), in the launcher's thread
+            self._taken.set_exception(exc)
+            return
+        try:
+            taken = await take_stack_lock(await connection.channel(), self.topology)
+        except BaseException as exc:
+            self._taken.set_exception(exc)
+            await connection.close()
+            return
+        self._taken.set_result(taken)
+        if taken:
+            await self._until_released(connection)
+        await connection.close()
+
+    async def _until_released(self, connection: AbstractConnection) -> None:
+        lost = asyncio.Event()
+        why: list[BaseException | None] = []
+
+        def closed(_connection: object, exc: BaseException | None = None) -> None:
+            why.append(exc)
+            lost.set()
+
+        connection.close_callbacks.add(closed)
+        released = asyncio.ensure_future(asyncio.to_thread(self._released.wait))
+        dropped = asyncio.ensure_future(lost.wait())
+        await asyncio.wait([released, dropped], return_when=asyncio.FIRST_COMPLETED)
+        connection.close_callbacks.discard(closed)
+        if not self._released.is_set():
+            self._on_lost(why[0] if why else None)
+        await released  # the thread that waits for release() ends with it
+        dropped.cancel()
 
 
-def in_use(amqp_url: str, prefix: str) -> dict[str, int]:
-    """:func:`consumers`, from code that runs no event loop (the launcher's)."""
-    return asyncio.run(consumers(amqp_url, prefix))
-
-
-def refusal(prefix: str, amqp_url: str, used: dict[str, int]) -> str:
-    """Why a stack does not start on ``prefix``: ``used``, its work queues that have consumers."""
+def refusal(prefix: str, amqp_url: str, used: InUse) -> str:
+    """Why a stack does not start on ``prefix``: ``used``, who uses its queues."""
+    broker = _hidden_password(amqp_url)
+    if used.locked and not used.consumers:
+        return (
+            f"another reelflow runs on the queues of REELFLOW_AMQP_PREFIX={prefix!r} on the"
+            f" broker at {broker}: its launcher holds {Topology(prefix=prefix).stack_lock}."
+            " A second stack with the same prefix would take its messages (and lose them)."
+            " Stop that one"
+        )
     queues = ", ".join(
-        f"{name} ({count} consumer{'s' * (count != 1)})" for name, count in used.items()
+        f"{name} ({count} consumer{'s' * (count != 1)})" for name, count in used.consumers.items()
     )
     return (
         f"another reelflow consumes the queues of REELFLOW_AMQP_PREFIX={prefix!r} on the broker"
-        f" at {_hidden_password(amqp_url)}: {queues}. A second stack with the same prefix would"
+        f" at {broker}: {queues}. A second stack with the same prefix would"
         " take its messages (and lose them). Stop that one"
     )
 
