@@ -68,5 +68,8 @@ chaos: $(VENV)/.synced
 compose-env:
 	$(PYTHON) tools/devtools/src/reelflow_devtools/compose_env.py .env
 
+# First the queues and exchanges this checkout's stacks left on RabbitMQ (reelflow-dev
+# --delete-queues); while one of them runs, that is refused and nothing is removed.
 clean:
+	if [ -d .run ] && [ -x $(BIN)/reelflow-dev ]; then $(BIN)/reelflow-dev --delete-queues; fi
 	rm -rf $(VENV) .tools .run

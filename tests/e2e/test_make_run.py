@@ -21,10 +21,19 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from aio_pika.abc import AbstractConnection
+from aio_pika.exceptions import ChannelNotFoundEntity
 
 from reelflow_common.broker.stacks import take_stack_lock
 from reelflow_common.topology import Topology
-from reelflow_devtools.devrun import ENV_FILE, WS_AUTH, config_from_environment, parse_args
+from reelflow_devtools.cleanup import recorded_topology
+from reelflow_devtools.devrun import (
+    ENV_FILE,
+    WS_AUTH,
+    config_from_environment,
+    delete_queues,
+    parse_args,
+)
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
 from tests.consumers import consuming
@@ -315,12 +324,38 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
             )
             assert project_ids[-1] in api_log
             assert all(earlier not in api_log for earlier in project_ids[:-1])
+        # make clean: what both runs declared goes, as their run directory recorded it.
+        recorded = recorded_topology(run_dir)
+        assert recorded is not None
+        assert recorded.amqp_prefix == prefix
+        cleaning = parse_args(["--delete-queues", "--run-dir", str(run_dir)])
+        assert await asyncio.to_thread(delete_queues, cleaning, env) == 0
+        assert await _existing(amqp_url, Topology.from_settings(recorded).queue_names()) == []
     finally:
         await Stack(config_from_environment(parse_args(args), env)).delete_queues()
     # The simulator listened on the same port the second time: its videoURLs stayed valid.
     assert len(set(seen_sim_urls)) == 1
     # So did the services (--free-ports keeps the first run's ports): the URLs stayed.
     assert len(seen_urls) == 1, seen_urls
+
+
+async def _existing(amqp_url: str, names: list[str]) -> list[str]:
+    """The queues of ``names`` on the broker."""
+    connection = await aio_pika.connect(amqp_url, timeout=15)
+    try:
+        return [name for name in names if await _queue_exists(connection, name)]
+    finally:
+        await connection.close()
+
+
+async def _queue_exists(connection: AbstractConnection, name: str) -> bool:
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(name, passive=True)
+    except ChannelNotFoundEntity:
+        return False
+    await channel.close()
+    return True
 
 
 async def _launched_to_be_refused(amqp_url: str, prefix: str, run_dir: Path) -> str:

@@ -37,10 +37,14 @@ def _script(path: Path, body: str) -> None:
 
 
 def _make_run(checkout: Path, python: str) -> subprocess.CompletedProcess[str]:
+    return _make(checkout, "run", f"PYTHON={python}")
+
+
+def _make(checkout: Path, *args: str) -> subprocess.CompletedProcess[str]:
     make = shutil.which("make")
     assert make is not None
     return subprocess.run(
-        [make, "--no-print-directory", "run", f"PYTHON={python}"],
+        [make, "--no-print-directory", *args],
         cwd=checkout,
         capture_output=True,
         text=True,
@@ -79,3 +83,27 @@ def test_a_make_run_with_everything_installed_prints_what_it_did_before(tmp_path
 
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines() == [".venv/bin/reelflow-dev ", "launcher"]
+
+
+def test_make_clean_deletes_the_checkouts_queues_first_and_keeps_everything_when_refused(
+    tmp_path: Path,
+) -> None:
+    checkout = _checkout(tmp_path)
+    (checkout / ".run").mkdir()
+    launcher = checkout / ".venv" / "bin" / "reelflow-dev"
+    _script(launcher, 'echo "asked: $*"; exit 1')  # refused: a stack of it runs
+
+    refused = _make(checkout, "clean")
+
+    assert refused.returncode != 0
+    assert "asked: --delete-queues" in refused.stdout
+    assert (checkout / ".run").is_dir()
+    assert launcher.exists()
+
+    _script(launcher, 'echo "asked: $*"')
+    cleaned = _make(checkout, "clean")
+
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert "asked: --delete-queues" in cleaned.stdout
+    assert not (checkout / ".run").exists()
+    assert not (checkout / ".venv").exists()

@@ -217,6 +217,10 @@ class Topology:
             names += [self.wait_queue(work_queue, ms) for ms in self.ladders.get(work_queue, ())]
         return names
 
+    def exchange_names(self) -> list[str]:
+        """Every exchange this topology declares."""
+        return [self.events_exchange, self.submitter_signals]
+
     def wait_queue_for(self, work_queue: str, delay_s: float) -> str:
         """The wait queue whose TTL best matches ``delay_s`` (``Backoff.nearest_rung_ms``)."""
         return self.wait_queue(work_queue, self.backoffs[work_queue].nearest_rung_ms(delay_s))

@@ -29,7 +29,13 @@ from aio_pika.exceptions import AMQPError
 from pydantic import SecretStr
 
 from reelflow_common.admin.cli import AdminSettings
-from reelflow_common.settings import LogSettings
+from reelflow_common.settings import LogSettings, TopologySettings
+from reelflow_devtools.cleanup import (
+    delete_unused,
+    record_topology,
+    recorded_beside,
+    recorded_topology,
+)
 from reelflow_devtools.kept_ports import PORTS_FILE, kept_ports
 from reelflow_devtools.launcher import (
     DEFAULT_PORTS,
@@ -166,13 +172,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"free ports instead of {min(DEFAULT_PORTS.values())}-{max(DEFAULT_PORTS.values())};"
         f" the first run's, kept in the run directory ({PORTS_FILE}), while they are free",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--delete-queues",
+        action="store_true",
+        help="start nothing: delete the queues and exchanges the stacks of the run directory"
+        " (and of the run directories inside it) declared, unless one of them runs or a queue"
+        " has consumers (make clean runs this first)",
+    )
+    parser.add_argument(
+        "--prefix",
+        help="with --delete-queues: those make run would declare on this REELFLOW_AMQP_PREFIX"
+        " instead",
+    )
+    args = parser.parse_args(argv)
+    if args.prefix is not None and not args.delete_queues:
+        parser.error("--prefix goes with --delete-queues")
+    return args
 
 
 def config_from_environment(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> StackConfig:
     """The stack ``make run`` starts, as the environment and the options describe it."""
+    config = _config_without_storage(args, env)
+    return replace(config, settings=video_storage(args.run_dir, env) | dict(config.settings))
+
+
+def topology_from_environment(
+    args: argparse.Namespace, prefix: str | None = None, env: Mapping[str, str] = os.environ
+) -> TopologySettings:
+    """The topology ``make run`` would declare, as the environment and the options describe
+    it (on ``prefix``, when given); nothing is written (a run's secret, say)."""
+    config = _config_without_storage(args, env)
+    if prefix is not None:
+        config = replace(config, amqp_prefix=prefix)
+    return Stack(config).topology_settings()
+
+
+def _config_without_storage(args: argparse.Namespace, env: Mapping[str, str]) -> StackConfig:
     real_runware = bool(env.get("RUNWARE_API_KEY") or env.get("REELFLOW_RUNWARE_API_KEY"))
     simulator = None
     if not real_runware:
@@ -180,9 +217,7 @@ def config_from_environment(
             float(env.get("RUNWARE_SIM_SPEEDUP", "10")),
             state_file=simulator_state_file(args.run_dir),
         )
-    settings = video_storage(args.run_dir, env)
-    if simulator is not None:
-        settings |= simulator_settings(env)
+    settings = {} if simulator is None else simulator_settings(env)
     return StackConfig(
         run_dir=args.run_dir,
         amqp_url=env.get("REELFLOW_AMQP_URL", LOCAL_AMQP_URL),
@@ -338,6 +373,8 @@ def _is_launcher(pid: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Start, wait for Ctrl-C, stop: 0, or 1 when a process died on its own."""
     args = parse_args(argv)
+    if args.delete_queues:
+        return delete_queues(args)
     config = config_from_environment(args)
     try:
         pid_file = claim_run_dir(args.run_dir)
@@ -347,6 +384,23 @@ def main(argv: list[str] | None = None) -> int:
             pid_file.unlink(missing_ok=True)
     except Occupied as exc:
         raise StartError(f"{exc}, or start this one beside it: {beside(config)}") from exc
+
+
+def delete_queues(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
+    """``--delete-queues``: 0 when every topology asked for is deleted, else 1 (said why)."""
+    if args.prefix is not None:
+        topologies = [topology_from_environment(args, args.prefix, env)]
+    else:
+        # A run directory from before records were kept: its stack was as make run's now.
+        own = recorded_topology(args.run_dir) or topology_from_environment(args, env=env)
+        topologies = [own, *recorded_beside(args.run_dir)]
+    amqp_url = env.get("REELFLOW_AMQP_URL", LOCAL_AMQP_URL)
+    try:
+        ensure_rabbitmq(amqp_url)
+        return delete_unused(amqp_url, topologies, say)
+    except (StartError, OSError, TimeoutError, AMQPError) as exc:
+        say(f"reelflow: could not delete the queues: {exc}")
+        return 1
 
 
 def with_kept_ports(config: StackConfig) -> StackConfig:
@@ -380,6 +434,8 @@ def _run(config: StackConfig) -> int:
 
 def _run_stack(config: StackConfig) -> int:
     stack = Stack(config)
+    # Before anything is declared: make clean deletes what is recorded (cleanup).
+    record_topology(config.run_dir, stack.topology_settings())
     stack.start(_announce)
     env_file = config.run_dir / ENV_FILE
     try:

@@ -25,6 +25,7 @@ import httpx
 from aio_pika.abc import AbstractConnection
 from pymongo import AsyncMongoClient
 
+from reelflow_common.broker.stacks import delete_topology
 from reelflow_common.ops import EXIT_PORT_TAKEN
 from reelflow_common.settings import AmqpSettings, TopologySettings
 from reelflow_common.store import ApiKeyStore
@@ -367,20 +368,9 @@ class Stack:
 async def delete_topology_queues(
     connection: AbstractConnection, settings: TopologySettings
 ) -> None:
-    """Delete every queue and exchange a topology of these settings declares.
-
-    By name, over AMQP: listing queues would need ``rabbitmqctl``, whose queries
-    were seen to wedge RabbitMQ 3.10 while quorum queues were being deleted.
-    """
-    topology = Topology.from_settings(settings)
-    channel = await connection.channel()
-    try:
-        for name in topology.queue_names():
-            await channel.queue_delete(name)
-        await channel.exchange_delete(topology.events_exchange)
-        await channel.exchange_delete(topology.submitter_signals)
-    finally:
-        await channel.close()
+    """Delete every queue and exchange a topology of these settings declares, whoever
+    consumes them (:func:`reelflow_common.broker.stacks.delete_topology`)."""
+    await delete_topology(connection, Topology.from_settings(settings))
 
 
 @contextmanager

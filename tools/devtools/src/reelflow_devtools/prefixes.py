@@ -155,7 +155,7 @@ class PrefixLock:
 
 def refusal(prefix: str, amqp_url: str, used: InUse) -> str:
     """Why a stack does not start on ``prefix``: ``used``, who uses its queues."""
-    broker = _hidden_password(amqp_url)
+    broker = hidden_password(amqp_url)
     if used.locked and not used.consumers:
         return (
             f"another reelflow runs on the queues of REELFLOW_AMQP_PREFIX={prefix!r} on the"
@@ -173,7 +173,7 @@ def refusal(prefix: str, amqp_url: str, used: InUse) -> str:
     )
 
 
-def _hidden_password(url: str) -> str:
+def hidden_password(url: str) -> str:
     return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 

@@ -1,12 +1,12 @@
 """Stacks sharing one broker, each under its own ``REELFLOW_AMQP_PREFIX``: the lock a
-running stack holds on its prefix, and who consumes a topology's queues.
+running stack holds on its prefix, who consumes a topology's queues, deleting them.
 
 The lock is an exclusive queue named after the prefix (``Topology.stack_lock``):
 the broker gives it to one connection at a time, refuses it to any other
 (RESOURCE_LOCKED, 405, which closes the channel that asked), and deletes it when
 its connection closes, however the process that held it ends.
 
-Queues are asked about by name: listing them would need
+Queues are asked about and deleted by name: listing them would need
 ``rabbitmqctl``, whose queries were seen to wedge RabbitMQ 3.10 while quorum
 queues were being deleted.
 """
@@ -62,3 +62,24 @@ async def consumers(connection: AbstractConnection, names: Iterable[str]) -> dic
         if count:
             found[name] = count
     return found
+
+
+async def delete_topology(connection: AbstractConnection, topology: Topology) -> int:
+    """Delete every queue and exchange ``topology`` declares (those missing are no error);
+    how many messages the queues held.
+
+    Consumers of a deleted queue are cancelled: ask :func:`consumers` first. A tenant's
+    submit lane is not known by name; the broker deletes it ``lane_expires_ms`` after its
+    last consumer left.
+    """
+    channel = await connection.channel()
+    try:
+        messages = 0
+        for name in topology.queue_names():
+            deleted = await channel.queue_delete(name)
+            messages += deleted.message_count or 0
+        for exchange in topology.exchange_names():
+            await channel.exchange_delete(exchange)
+    finally:
+        await channel.close()
+    return messages

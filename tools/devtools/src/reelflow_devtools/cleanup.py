@@ -1,0 +1,99 @@
+"""``make clean``: the queues and exchanges stopped ``make run`` stacks left on the broker.
+
+A stack's queues outlive it on the shared broker, with the messages in them. So
+each ``make run`` records in its run directory the settings its topology is
+named after (``topology.json``: the prefix, and the delays that name its wait
+queues), and ``reelflow-dev --delete-queues``, which ``make clean`` runs first,
+deletes what was so recorded: by the run directory, and by the run directories
+inside it (where the hint beside a stack puts theirs); or, with ``--prefix``,
+the topology ``make run`` would declare on that prefix.
+
+Never while something uses them: the deleting connection takes the prefix's
+lock first (so a ``make run`` on it is refused until the deletion is done, and
+one that runs refuses the deletion), then no queue may have a consumer. A
+tenant's submit lane is not known by name: the broker deletes it
+``REELFLOW_LANE_EXPIRES_S`` (7 days) after it was last used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aio_pika
+
+from reelflow_common.broker.stacks import consumers, delete_topology, take_stack_lock
+from reelflow_common.settings import TopologySettings
+from reelflow_common.topology import Topology
+from reelflow_devtools.prefixes import hidden_password
+from reelflow_devtools.processes import Occupied
+
+#: in a run directory: the topology its stacks declare(d), kept after they stop
+TOPOLOGY_FILE = "topology.json"
+_CONNECT_TIMEOUT_S = 15.0
+
+
+def record_topology(run_dir: Path, settings: TopologySettings) -> None:
+    """Keep in ``run_dir`` what names the queues its stack declares (never the broker's URL)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    kept = settings.model_dump_json(exclude={"amqp_url"}, indent=2)
+    (run_dir / TOPOLOGY_FILE).write_text(f"{kept}\n")
+
+
+def recorded_topology(run_dir: Path) -> TopologySettings | None:
+    """The topology recorded in ``run_dir``, if a stack has run from it."""
+    path = run_dir / TOPOLOGY_FILE
+    if not path.is_file():
+        return None
+    return TopologySettings.model_validate_json(path.read_text())
+
+
+def recorded_beside(run_dir: Path) -> list[TopologySettings]:
+    """The topologies recorded in the run directories inside ``run_dir``."""
+    return [
+        TopologySettings.model_validate_json(path.read_text())
+        for path in sorted(run_dir.glob(f"*/{TOPOLOGY_FILE}"))
+    ]
+
+
+def delete_unused(
+    amqp_url: str, topologies: Sequence[TopologySettings], say: Callable[[str], None]
+) -> int:
+    """Delete each topology's queues and exchanges unless something uses them, saying what
+    was deleted or why not; 0 when every one was, else 1."""
+    refused = 0
+    done: set[str] = set()
+    for settings in topologies:
+        topology = Topology.from_settings(settings)
+        if topology.prefix in done:
+            continue
+        done.add(topology.prefix)
+        where = (
+            f"the queues and exchanges of REELFLOW_AMQP_PREFIX={topology.prefix!r} on the"
+            f" broker at {hidden_password(amqp_url)}"
+        )
+        try:
+            messages = asyncio.run(_delete_unused(amqp_url, topology))
+        except Occupied as exc:
+            say(f"reelflow: not deleting {where}: {exc}")
+            refused += 1
+            continue
+        say(f"reelflow: deleted {where} ({messages} message{'s' * (messages != 1)} in them)")
+    return 1 if refused else 0
+
+
+async def _delete_unused(amqp_url: str, topology: Topology) -> int:
+    connection = await aio_pika.connect(amqp_url, timeout=_CONNECT_TIMEOUT_S)
+    try:
+        if not await take_stack_lock(await connection.channel(), topology):
+            raise Occupied(
+                f"a make run runs on them (it holds {topology.stack_lock}); stop it first"
+            )
+        used = await consumers(connection, topology.queue_names())
+        if used:
+            queues = ", ".join(f"{name} ({count})" for name, count in used.items())
+            raise Occupied(f"they have consumers: {queues}; stop those first")
+        return await delete_topology(connection, topology)
+    finally:
+        await connection.close()
