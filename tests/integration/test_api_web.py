@@ -112,6 +112,39 @@ async def test_cors_answers_the_configured_origins_only(
     assert "location" in created.headers["access-control-expose-headers"].lower()
 
 
+async def test_a_refused_preflight_is_a_problem_saying_what_was_not_allowed(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    settings = settings_for(Settings, cors_allow_origins=["https://app.example.com"])
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        allowed = await api.client.options("/v1/projects", headers=_PREFLIGHT)
+        origin = await api.client.options(
+            "/v1/projects", headers=_PREFLIGHT | {"Origin": "https://evil.example"}
+        )
+        method = await api.client.options(
+            "/v1/projects", headers=_PREFLIGHT | {"Access-Control-Request-Method": "DELETE"}
+        )
+        header = await api.client.options(
+            "/v1/projects",
+            headers=_PREFLIGHT | {"Access-Control-Request-Headers": "authorization,x-debug"},
+        )
+
+    assert allowed.status_code == 200
+    assert allowed.text == "OK"
+    assert assert_problem(origin, 400)["detail"] == (
+        "CORS preflight refused: origin https://evil.example is not allowed."
+    )
+    assert "access-control-allow-origin" not in origin.headers
+    assert assert_problem(method, 400)["detail"] == (
+        "CORS preflight refused: method DELETE is not allowed (allowed: GET, POST)."
+    )
+    assert method.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert assert_problem(header, 400)["detail"] == (
+        "CORS preflight refused: header x-debug is not allowed."
+    )
+    assert header.headers["x-content-type-options"] == "nosniff"
+
+
 # --- typed answers and the OpenAPI document -------------------------------------------
 
 

@@ -5,7 +5,8 @@
   no-store`` to every answer that set no caching of its own (the API's JSON,
   its errors and the probes: a status read once is stale the next second).
 * :func:`install_cors` lets the origins of ``cors_allow_origins`` call the API
-  from a browser; with none (the default) no CORS header is ever sent.
+  from a browser; with none (the default) no CORS header is ever sent. A
+  preflight it refuses is a problem+json naming what was not allowed.
 * :func:`install_docs` serves Swagger UI at ``/docs`` from files in an installed
   package (``fastapi-offline``), never from a CDN, under a CSP that allows only
   those files and the page's one inline script (by its hash).
@@ -23,12 +24,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelflow_api.problems import Problem, problem_response
 from reelflow_common.topology import HTTP_CORRELATION_ID
 
 DOCS_PATH = "/docs"
@@ -65,12 +67,54 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class ProblemCors(CORSMiddleware):
+    """Starlette's CORS, but a preflight it refuses is a 400 problem+json that says what was not
+    allowed (Starlette's is ``text/plain`` 'Disallowed CORS origin'). An allowed preflight is
+    answered as Starlette answers it."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {
+            name: value
+            for name, value in response.headers.items()
+            if name not in ("content-type", "content-length")
+        }
+        detail = f"CORS preflight refused: {'; '.join(self._refused(request_headers))}."
+        return problem_response(
+            Problem(response.status_code, "Bad Request", detail, headers=headers)
+        )
+
+    def _refused(self, request_headers: Headers) -> list[str]:
+        """What the preflight asked that is not allowed, each in a few words."""
+        refused: list[str] = []
+        origin = request_headers["origin"]
+        if not self.is_allowed_origin(origin):
+            refused.append(f"origin {origin} is not allowed")
+        method = request_headers["access-control-request-method"]
+        if method not in self.allow_methods:
+            allowed = ", ".join(self.allow_methods)
+            refused.append(f"method {method} is not allowed (allowed: {allowed})")
+        asked = request_headers.get("access-control-request-headers")
+        names = [] if asked is None else [name.strip().lower() for name in asked.split(",")]
+        # Starlette refuses an empty name too ("a,,b", or the header sent empty).
+        if not_allowed := [name or '""' for name in names if name not in self.allow_headers]:
+            refused.append(
+                f"{'header' if len(not_allowed) == 1 else 'headers'} {', '.join(not_allowed)}"
+                f" {'is' if len(not_allowed) == 1 else 'are'} not allowed"
+            )
+        if "access-control-request-private-network" in request_headers:
+            refused.append("private network access is not allowed")
+        return refused
+
+
 def install_cors(app: FastAPI, origins: list[str]) -> None:
     """Answer CORS preflights and requests from these origins; nothing at all without any."""
     if not origins:
         return
     app.add_middleware(
-        CORSMiddleware,
+        ProblemCors,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", HTTP_CORRELATION_ID],
