@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import re
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from reelflow_api.__main__ import server_config
 from reelflow_api.schemas import ProjectList
@@ -281,3 +284,24 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408(
     assert head.startswith(b"HTTP/1.1 408 ")
     assert b"application/problem+json" in head
     assert b"Request Timeout" in body
+
+
+# --- WebSockets ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/ws", "/static/js/live.js"])
+async def test_a_websocket_handshake_is_a_404_problem_saying_where_websockets_are(
+    settings_for: Callable[..., Any], path: str
+) -> None:
+    # Through real uvicorn: it sends the app's answer to a handshake (its denial extension).
+    async with serving(settings_for(Settings, http_host="127.0.0.1")) as port:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"ws://127.0.0.1:{port}{path}", open_timeout=DEADLINE_S, proxy=None):
+                pass
+
+    answer = refused.value.response
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert json.loads(answer.body)["detail"] == (
+        "No WebSocket on the API: the notifier serves them, at ws_url of GET /v1/config."
+    )

@@ -14,6 +14,7 @@ import aio_pika
 import httpx
 import pytest
 import structlog
+from websockets.exceptions import InvalidStatus
 
 from reelflow_common.broker import Publisher, amqp_channel
 from reelflow_common.domain import ClipRequest, ProjectStatus
@@ -408,6 +409,25 @@ async def test_a_tenant_cannot_watch_another_tenants_project(
 
     async with client(f"{notifier.base_url}/v1/ws/projects/nope", key=world.key) as ws:
         assert await close_of(ws) == (4404, "project not found")
+
+
+@pytest.mark.parametrize("path", ["/v1/wss", "/v1/ws/projects", "/healthz"])
+async def test_a_handshake_to_a_path_not_served_is_a_404_problem(
+    notifier: RunningNotifier, world: World, path: str
+) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        async with client(f"{notifier.base_url}{path}", key=world.key):
+            pass
+
+    answer = refused.value.response
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert json.loads(answer.body) == {
+        "type": "https://reelflow.dev/problems/not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": f"No WebSocket at {path}: connect to /v1/ws or /v1/ws/projects/{{project_id}}.",
+    }
 
 
 async def test_the_key_may_come_as_a_token_query_parameter_and_is_not_logged(

@@ -21,7 +21,7 @@ from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import BodyDeadline
 from reelflow_api.telemetry import CorrelationId, HttpTelemetry
 from reelflow_api.wakeups import Wakeups, subscribed
-from reelflow_api.web import SecurityHeaders, install_cors, install_docs
+from reelflow_api.web import NoWebSockets, SecurityHeaders, install_cors, install_docs
 from reelflow_common.accounting import CostEstimator, UsageStore
 from reelflow_common.batching import Batcher
 from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
@@ -165,6 +165,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
     install_cors(app, settings.cors_allow_origins)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(NoWebSockets)
     return app
 
 

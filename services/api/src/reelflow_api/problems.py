@@ -1,4 +1,6 @@
-"""Every error answer is ``application/problem+json`` (RFC 9457), and only this module knows it."""
+"""Every error answer is ``application/problem+json`` (RFC 9457), and this module makes the
+HTTP ones (the members every problem has, and a refused WebSocket handshake's, are in
+:mod:`reelflow_common.problem_json`, which the notifier shares)."""
 
 from __future__ import annotations
 
@@ -18,13 +20,12 @@ from reelflow_api.validation import said
 from reelflow_common.accounting import LimitExceeded
 from reelflow_common.accounting.limits import Limit
 from reelflow_common.logging import get_logger
+from reelflow_common.problem_json import PROBLEM_JSON, problem_body
 from reelflow_common.store import IdempotencyConflict, InvalidCursor
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.transient import BACKING_SERVICE_ERRORS, is_transient
 
 log = get_logger(__name__)
-
-PROBLEM_JSON = "application/problem+json"
 
 #: seconds a client should wait after a 503: the API was full (it drains in moments) ...
 RETRY_AFTER_OVERLOADED_S = 1
@@ -145,12 +146,7 @@ class Problem(StarletteHTTPException):
 
 
 def problem_response(problem: Problem) -> JSONResponse:
-    body: dict[str, Any] = {
-        "type": f"https://reelflow.dev/problems/{problem.title.lower().replace(' ', '-')}",
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-    }
+    body = problem_body(problem.status, problem.title, problem.detail)
     if problem.errors is not None:
         body["errors"] = problem.errors
     body |= problem.extensions

@@ -7,6 +7,8 @@
 * :func:`install_cors` lets the origins of ``cors_allow_origins`` call the API
   from a browser; with none (the default) no CORS header is ever sent. A
   preflight it refuses is a problem+json naming what was not allowed.
+* :class:`NoWebSockets` answers a WebSocket handshake (the notifier serves
+  them) with a 404 problem+json saying where they are.
 * :func:`install_docs` serves Swagger UI at ``/docs`` from files in an installed
   package (``fastapi-offline``), never from a CDN, under a CSP that allows only
   those files and the page's one inline script (by its hash).
@@ -29,8 +31,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from reelflow_api.problems import Problem, problem_response
+from reelflow_common.problem_json import refuse_handshake
 from reelflow_common.topology import HTTP_CORRELATION_ID
 
 DOCS_PATH = "/docs"
@@ -65,6 +69,25 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class NoWebSockets:
+    """A WebSocket handshake is refused with a 404 problem+json naming where WebSockets are:
+    the API has none (a client that dialled the API's URL got Starlette's bare 403)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        await refuse_handshake(
+            WebSocket(scope, receive, send),
+            404,
+            "Not Found",
+            "No WebSocket on the API: the notifier serves them, at ws_url of GET /v1/config.",
+        )
 
 
 class ProblemCors(CORSMiddleware):

@@ -23,7 +23,7 @@ from reelflow_notifier.hub import Hub
 from reelflow_notifier.keyslots import KeySlots
 from reelflow_notifier.keywatch import KeyWatch
 from reelflow_notifier.replays import Replays
-from reelflow_notifier.routes import routes
+from reelflow_notifier.routes import not_served, routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
 
@@ -74,7 +74,7 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             )
             yield
 
-    return Starlette(routes=[*routes(), *ops_routes(readiness)], lifespan=lifespan)
+    return Starlette(routes=[*routes(), *ops_routes(readiness), not_served()], lifespan=lifespan)
 
 
 async def _link_broker(settings: Settings, hub: Hub, readiness: dict[str, ReadinessCheck]) -> None:

@@ -17,6 +17,9 @@ code  meaning                                   what a client does
 1012  server restarting (a deploy)              reconnect with ``after_seq``
 ====  ========================================  ====================================
 
+A handshake to a path the notifier does not serve is refused before it is
+accepted, with a 404 problem+json (a browser sees only a failed connection).
+
 Keepalive is uvicorn's: the server pings every ``ws_ping_interval_s`` and drops
 a client that has not answered within ``ws_ping_timeout_s`` (close 1011,
 "keepalive ping timeout"). Browsers answer pings by themselves. Text the client
@@ -32,6 +35,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
 from reelflow_common.logging import bound_context, get_logger
+from reelflow_common.problem_json import refuse_handshake
 from reelflow_common.tokenbucket import TokenBucket
 from reelflow_notifier.auth import Credential, authenticate
 from reelflow_notifier.keyslots import CLOSE_TOO_MANY_CONNECTIONS
@@ -131,11 +135,28 @@ def _counted(endpoint: Endpoint) -> Endpoint:
     return counted
 
 
+async def no_such_socket(websocket: WebSocket) -> None:
+    """Any other path: a 404 problem+json naming the paths served (Starlette's answer was a
+    bare 403, which reads as a refused key)."""
+    await refuse_handshake(
+        websocket,
+        404,
+        "Not Found",
+        f"No WebSocket at {websocket.url.path}: connect to /v1/ws or"
+        " /v1/ws/projects/{project_id}.",
+    )
+
+
 def routes() -> list[WebSocketRoute]:
     return [
         WebSocketRoute("/v1/ws/projects/{project_id}", _counted(project_socket)),
         WebSocketRoute("/v1/ws", _counted(multiplex_socket)),
     ]
+
+
+def not_served() -> WebSocketRoute:
+    """Every other WebSocket path (an HTTP route never matches one): the app's last route."""
+    return WebSocketRoute("/{path:path}", no_such_socket)
 
 
 @asynccontextmanager
