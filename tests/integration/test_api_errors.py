@@ -95,6 +95,56 @@ async def test_a_duration_that_is_not_a_finite_number_says_so(
 
 
 @pytest.mark.parametrize(
+    ("scene", "field", "msg"),
+    [
+        pytest.param({"duration": "6"}, "duration", "must be a number, not a string", id="str"),
+        pytest.param(
+            {"duration": True}, "duration", "must be a number, not true or false", id="bool"
+        ),
+        pytest.param({"width": "1280"}, "width", "must be an integer, not a string", id="str-int"),
+        pytest.param(
+            {"width": 1280.5},
+            "width",
+            "must be an integer, not a number with a fraction",
+            id="fraction",
+        ),
+        pytest.param(
+            {"seed": False}, "seed", "must be an integer, not true or false", id="bool-int"
+        ),
+        pytest.param({"prompt": 42}, "prompt", "must be a string, not a number", id="number-str"),
+    ],
+)
+async def test_a_body_value_of_another_json_type_is_a_422_saying_which_it_must_be(
+    api: Api, auth: dict[str, str], scene: dict[str, Any], field: str, msg: str
+) -> None:
+    body = {"scenes": [{"prompt": "a fox"} | scene]}
+
+    response = await api.client.post("/v1/projects", json=body, headers=auth)
+
+    problem = assert_problem(response, 422)
+    assert problem["errors"] == [{"loc": ["body", "scenes", 0, field], "msg": msg}]
+    assert problem["detail"] == f"body.scenes.0.{field}: {msg}"
+    assert await api.drain() == []
+
+
+async def test_numbers_are_json_numbers_and_a_whole_one_is_an_integer(
+    api: Api, auth: dict[str, str]
+) -> None:
+    # Strict, as JSON Schema reads the contract: "6" is no number, and 1280.0 is an integer
+    # (Python's json.dumps writes a float so).
+    as_text = {"scenes": [{"prompt": "a fox", "duration": "6"}]}
+    whole = {"scenes": [{"prompt": "a fox", "duration": 6, "width": 1280.0, "height": 720}]}
+
+    refused = await api.client.post("/v1/projects", json=as_text, headers=auth)
+    accepted = await api.client.post("/v1/projects", json=whole, headers=auth)
+
+    assert_problem(refused, 422)
+    assert accepted.status_code == 202, accepted.text
+    [submit] = await api.drain()
+    assert (submit.body["request"]["duration"], submit.body["request"]["width"]) == (6, 1280)
+
+
+@pytest.mark.parametrize(
     ("model", "scene", "field", "allowed"),
     [
         pytest.param("google:3@3", {"duration": 5}, "duration", [4, 6, 7, 8], id="veo-5s"),

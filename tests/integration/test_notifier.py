@@ -610,6 +610,8 @@ async def test_multiplexed_bad_messages_get_errors_without_closing(
         not_json = await receive(ws)
         await ws.send(json.dumps({"type": "shout", "project_id": ours.id}))
         unknown_type = await receive(ws)
+        await ws.send(json.dumps({"type": "subscribe", "project_id": ours.id, "after_seq": "0"}))
+        seq_as_text = await receive(ws)
         await ws.send(json.dumps({"type": "subscribe", "project_id": theirs.id}))
         not_found = await receive(ws)
         await ws.send(json.dumps({"type": "subscribe", "project_id": ours.id}))
@@ -620,6 +622,10 @@ async def test_multiplexed_bad_messages_get_errors_without_closing(
     assert unknown_type["message"] == (
         "invalid message: unknown type 'shout'; send subscribe or unsubscribe"
     )
+    assert seq_as_text == {
+        "type": "error",
+        "message": "invalid message: subscribe.after_seq: must be an integer, not a string",
+    }
     assert not_found == {"type": "error", "message": "project not found", "project_id": theirs.id}
     assert (snapshot["type"], snapshot["project"]["project_id"]) == ("snapshot", ours.id)
 

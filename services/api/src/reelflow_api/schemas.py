@@ -1,5 +1,7 @@
 """HTTP request and response models (separate from the message models in ``reelflow_common``).
 
+A request body's model is a :class:`~reelflow_common.client_json.ClientJson`: strict JSON types.
+
 A project's status is :class:`reelflow_common.store.ProjectStatusView`: the
 notifier sends the same object in its snapshots.
 """
@@ -8,16 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from reelflow_api.validation import AIR_ID
+from reelflow_common.client_json import ClientJson
 from reelflow_common.store import ProjectStatusView
 
 
-class SceneIn(BaseModel):
+class SceneIn(ClientJson):
     """One scene: becomes one clip, one Runware ``videoInference`` task."""
-
-    model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=2, max_length=2000)
     negative_prompt: str | None = Field(default=None, max_length=2000)
@@ -38,10 +39,8 @@ class SceneIn(BaseModel):
         return prompt
 
 
-class CreateProjectIn(BaseModel):
+class CreateProjectIn(ClientJson):
     """``POST /v1/projects``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     title: str = Field(default="", max_length=500)
     model: str | None = Field(

@@ -1,6 +1,6 @@
 """Validation errors in words a person can act on, where pydantic's own say neither what is
-wrong nor how to fix it: a regular expression, a body that is no JSON object, a character
-offset that reads like a field's path."""
+wrong nor how to fix it: a regular expression, a body that is no JSON object, a value of
+another JSON type than its field's, a character offset that reads like a field's path."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-#: pydantic's error types for a value that should have been an object
-_NOT_AN_OBJECT = frozenset({"model_type", "model_attributes_type", "dict_type"})
+from reelflow_common.client_json import OBJECT_TYPES, json_kind, wrong_type
+
 _SEND_JSON = "send a JSON object with Content-Type: application/json"
 
 
@@ -56,10 +56,12 @@ def _said(error: dict[str, Any], *, content_type: str | None, body: Any) -> dict
     loc, kind, ctx = list(error["loc"]), error.get("type"), error.get("ctx") or {}
     if kind == "json_invalid":
         return {"loc": ["body"], "msg": _not_json(ctx.get("error"), loc, body)}
-    if loc == ["body"] and kind in _NOT_AN_OBJECT:
+    if loc == ["body"] and kind in OBJECT_TYPES:
         return {"loc": loc, "msg": _not_an_object(error.get("input"), content_type)}
     if loc == ["body"] and kind == "missing":
         return {"loc": loc, "msg": f"missing: {_SEND_JSON}"}
+    if loc[:1] == ["body"] and (msg := wrong_type(error)):
+        return {"loc": loc, "msg": msg}
     if kind == "string_pattern_mismatch" and (known := FORMATS.get(str(ctx.get("pattern")))):
         return {"loc": loc, "msg": f"should be {known.description}"}
     return {"loc": loc, "msg": error["msg"]}
@@ -80,7 +82,7 @@ def _not_an_object(value: Any, content_type: str | None) -> str:
     if not _is_json(content_type):
         sent = f"sent as {content_type}" if content_type else "sent without a Content-Type"
         return f"not read as JSON ({sent}): {_SEND_JSON}"
-    return f"must be a JSON object, not {_json_kind(value)}"
+    return f"must be a JSON object, not {json_kind(value)}"
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -94,17 +96,3 @@ def _is_json(content_type: str | None) -> bool:
     return header.get_content_maintype() == "application" and (
         subtype == "json" or subtype.endswith("+json")
     )
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__

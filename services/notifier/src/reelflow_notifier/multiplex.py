@@ -20,8 +20,9 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
+from reelflow_common.client_json import ClientJson, wrong_type
 from reelflow_common.store import ProjectStore
 from reelflow_common.tokenbucket import TokenBucket
 from reelflow_notifier.metrics import WS_REFUSALS_TOTAL
@@ -29,8 +30,8 @@ from reelflow_notifier.session import Session
 from reelflow_notifier.wire import error_message, unsubscribed_message
 
 
-class _ClientMessage(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _ClientMessage(ClientJson):
+    model_config = ConfigDict(frozen=True)
 
     project_id: str = Field(min_length=1, max_length=200)
 
@@ -121,5 +122,6 @@ def _describe(exc: ValidationError) -> str:
         if error["type"] == "union_tag_not_found":
             return "invalid message: no type; send subscribe or unsubscribe"
         where = ".".join(str(part) for part in error["loc"])
-        problems.append(f"{where}: {error['msg']}" if where else error["msg"])
+        msg = wrong_type(error) or error["msg"]
+        problems.append(f"{where}: {msg}" if where else msg)
     return "invalid message: " + "; ".join(problems)

@@ -1,0 +1,75 @@
+"""What a client sends as JSON (an api request body, a WebSocket message) is read by one rule, and
+a value of another JSON type than its field's is refused in the same words everywhere."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+#: pydantic's error types for a value that should have been an object
+OBJECT_TYPES = frozenset({"model_type", "model_attributes_type", "dict_type"})
+#: pydantic's error types for a value of another JSON type than its field's, and the type it must be
+_MUST_BE = {
+    "float_type": "a number",
+    "int_type": "an integer",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "an array",
+    **dict.fromkeys(OBJECT_TYPES, "a JSON object"),
+}
+
+
+class ClientJson(BaseModel):
+    """A JSON document a client sends: every field takes its JSON type only, and an unknown field
+    is refused.
+
+    Strict: a number is a JSON number, never a string (``"6"``) or ``true``, as
+    pydantic's lax mode took them (query parameters, strings by nature, stay lax).
+    An integer may be written with a zero fraction (``1280.0``): JSON Schema's
+    ``integer`` (the contracts' in ``docs/``) is any number without a fractional part.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_numbers_are_integers(cls, data: Any) -> Any:
+        # A float field takes the int in strict mode too; 6.5 stays a float (refused for an
+        # int). On the model, not on "*" fields: a discriminator field may have no validator.
+        if not isinstance(data, dict):
+            return data
+        return {
+            name: int(value) if isinstance(value, float) and value.is_integer() else value
+            for name, value in data.items()
+        }
+
+
+def wrong_type(error: Mapping[str, Any]) -> str | None:
+    """``must be a number, not a string`` for a pydantic error about a value of another JSON type
+    than its field's; None for any other error."""
+    must_be = _MUST_BE.get(str(error.get("type")))
+    return None if must_be is None else f"must be {must_be}, not {json_kind(error.get('input'))}"
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, as a person says it: ``a string``, ``true or false``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN or an infinite number"
+    if isinstance(value, float) and not value.is_integer():
+        return "a number with a fraction"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return type(value).__name__
