@@ -98,7 +98,7 @@ def test_create_and_watch_shows_a_bar_per_clip_and_ends_finished(env: dict[str, 
     text = "\n".join(screen)
     assert "Trip to Lisbon" in text
     bars = [line for line in screen if line.lstrip().startswith("scene ")]
-    assert [line.split()[1] for line in bars] == ["1", "2", "3"], text
+    assert [line.split()[1] for line in bars] == ["0", "1", "2"], text
     assert all("━" in line and line.endswith("done") for line in bars), text
     assert screen[-1] == "Finished: completed, 3 completed / 0 pending / 0 failed of 3"
     assert "Traceback" not in text
@@ -110,9 +110,9 @@ def test_a_failed_clip_shows_its_error_and_the_exit_status_is_1(env: dict[str, s
     screen, status = in_terminal(env, "watch", project["project_id"])
 
     assert status == 1
-    scene_2 = [line for line in screen if line.lstrip().startswith("scene 2")]
-    assert len(scene_2) == 1, screen
-    [failed] = scene_2
+    scene_1 = [line for line in screen if line.lstrip().startswith("scene 1")]
+    assert len(scene_1) == 1, screen
+    [failed] = scene_1
     assert "failed" in failed
     assert "timeoutProvider" in failed
     assert screen[-1] == "Finished: partial, 1 completed / 0 pending / 1 failed of 2"
@@ -207,7 +207,7 @@ def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
     data = Path(video["path"]).read_bytes()
     assert data[4:8] == b"ftyp"  # an MP4 file
     assert len(data) == video["bytes"] > 1000
-    assert Path(video["path"]).name.startswith("scene-01-")
+    assert Path(video["path"]).name.startswith("scene-00-")
 
     # Live: the snapshot, then the changes another client (cancel) makes, to the finish.
     live = created(env, "three [sim:hang]")
@@ -242,8 +242,8 @@ def test_watch_without_a_terminal_prints_one_line_per_change(env: dict[str, str]
     assert watched.returncode == 0, watched.stderr
     lines = watched.stdout.splitlines()
     assert lines[-1] == "Finished: completed, 2 completed / 0 pending / 0 failed of 2"
+    assert "scene 0: success" in lines
     assert "scene 1: success" in lines
-    assert "scene 2: success" in lines
     assert "\x1b[" not in watched.stdout  # no escape codes in a pipe
 
 
@@ -259,7 +259,7 @@ def test_watch_rides_out_a_notifier_restart(env: dict[str, str], shared_stack: S
     try:
         assert watcher.stdout is not None
         first = watcher.stdout.readline()  # it is connected once it has shown something
-        assert first.startswith("scene 1:"), first
+        assert first.startswith("scene 0:"), first
         shared_stack.kill_hard("notifier")
         shared_stack.start_service("notifier")
         out, err = watcher.communicate(timeout=PROCESS_DEADLINE_S)

@@ -173,6 +173,8 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     page.get_by_role("button", name="+ Add scene").click()
     page.locator('[id="scenes.2.prompt"]').fill("fado singer in a small bar [sim:latency=40]")
     page.locator('[id="scenes.2.duration"]').fill("6")
+    # Numbered as the API's scene_index (and its errors' scenes.N), the CLI and the admin tool.
+    expect(page.locator(".scene-number")).to_have_text(["Scene 0", "Scene 1", "Scene 2"])
     dashboard.shot("form")
     page.get_by_role("button", name="Create project").click()
 
@@ -192,6 +194,7 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
         "1",
         "2",
     ]
+    expect(page.locator(".clip .scene-number")).to_have_text(["Scene 0", "Scene 1", "Scene 2"])
     expect(page.locator('.clip[data-status="success"] video')).to_have_count(3)
     # Every video has loaded a playable source and is actually playing.
     page.mouse.move(0, 0)  # no hover controls over the videos in the screenshot

@@ -64,7 +64,7 @@ def test_only_the_clips_own_videos_by_default(
     result = invoke(monkeypatch, answer, "download", PROJECT_ID, str(tmp_path))
 
     assert result.exit_code == 0, result.stderr
-    assert fetched == {f"scene-01-{CLIP_TASK}.mp4": RUNWARE}
+    assert fetched == {f"scene-00-{CLIP_TASK}.mp4": RUNWARE}
 
 
 def test_earlier_also_saves_an_earlier_tasks_billed_video_from_reelflows_copy(
@@ -76,8 +76,8 @@ def test_earlier_also_saves_an_earlier_tasks_billed_video_from_reelflows_copy(
 
     assert result.exit_code == 0, result.stderr
     assert fetched == {
-        f"scene-01-{CLIP_TASK}.mp4": RUNWARE,
-        f"scene-01-earlier-{EARLIER_TASK}.mp4": f"{API_URL}{KEPT}",
+        f"scene-00-{CLIP_TASK}.mp4": RUNWARE,
+        f"scene-00-earlier-{EARLIER_TASK}.mp4": f"{API_URL}{KEPT}",
     }
     report = json.loads(result.stdout)
     assert [(item["task_uuid"], item["earlier"]) for item in report["saved"]] == [

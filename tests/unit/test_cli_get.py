@@ -49,3 +49,13 @@ def test_a_clip_shows_the_whole_link_of_reelflows_copy_else_runwares(
     [not_copied] = [line for line in lines if NOT_COPIED_TASK in line]
     assert copied.split()[-1] == f"{API_URL}{STORED}"
     assert not_copied.split()[-1] == RUNWARE
+
+
+def test_a_clip_is_numbered_by_its_scene_index_as_the_api_and_the_admin_tool_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    result = invoke(monkeypatch, httpx.Response(200, json=PROJECT), "get", PROJECT_ID)
+
+    lines = result.stdout.splitlines()
+    scenes = [line.split()[0] for line in lines if COPIED_TASK in line or NOT_COPIED_TASK in line]
+    assert scenes == ["0", "1"]

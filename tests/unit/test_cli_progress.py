@@ -37,9 +37,9 @@ def test_a_generating_clips_progress_is_shown_as_it_comes() -> None:
 
     assert state.clips[0].progress == 75
     assert out.getvalue().splitlines() == [
-        "scene 1: processing",
-        "scene 1: processing 40 %",
-        "scene 1: processing 75 %",
+        "scene 0: processing",
+        "scene 0: processing 40 %",
+        "scene 0: processing 75 %",
     ]
 
 

@@ -76,7 +76,7 @@ def test_lines_of_a_watched_clip_show_its_error_as_sent() -> None:
 
     ClipLines(Console(file=out, width=200)).show({}, state, changed=True)
 
-    assert out.getvalue().splitlines() == [f"scene 1: failed {MESSAGE}"]
+    assert out.getvalue().splitlines() == [f"scene 0: failed {MESSAGE}"]
 
 
 def test_a_saved_files_path_is_printed_as_it_is(
@@ -101,7 +101,7 @@ def test_a_saved_files_path_is_printed_as_it_is(
     )
 
     assert result.exit_code == 0, result.stderr
-    assert f"saved {folder / f'scene-01-{TASK}.mp4'} (3 bytes)" in result.stdout.replace("\n", "")
+    assert f"saved {folder / f'scene-00-{TASK}.mp4'} (3 bytes)" in result.stdout.replace("\n", "")
 
 
 def test_a_long_line_stays_one_line_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -37,6 +37,8 @@ app = typer.Typer(
         "Server and key: REELFLOW_URL (default http://127.0.0.1:8000) and REELFLOW_API_KEY,"
         " or url and api_key in ~/.config/reelflow/config.toml (REELFLOW_CONFIG names"
         " another file).\n\n"
+        "Scenes count from 0, in the order of the prompts: the API's scene_index, as the"
+        " dashboard and reelflow-admin number them.\n\n"
         "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable,"
         " 4 API key missing or refused, 5 no such project, 6 other server error,"
         " 7 refused by a limit or budget, 8 busy or too much in flight: try again later."
@@ -88,7 +90,8 @@ def _command(name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, 
 @_command()
 def create(
     prompts: Annotated[
-        list[str], typer.Argument(help="One prompt per scene, in order.", show_default=False)
+        list[str],
+        typer.Argument(help="One prompt per scene, in order: scene 0 first.", show_default=False),
     ],
     title: Annotated[str, typer.Option(help="The project's title.")] = "",
     model: Annotated[
@@ -211,7 +214,7 @@ def download_videos(
         ),
     ] = False,
 ) -> None:
-    """Save the finished clips' MP4s into DIRECTORY, named by scene.
+    """Save the finished clips' MP4s into DIRECTORY, named by scene (scene-00-TASK.mp4 first).
 
     From reelflow's own copy when it has one (Runware's links expire), else from Runware.
     """
@@ -240,7 +243,7 @@ def download_videos(
     saved = []
     for clip, source, kind in ready:
         scene = clip["scene_index"]
-        target = directory / f"scene-{scene + 1:02d}-{kind}{clip['task_uuid']}.mp4"
+        target = directory / f"scene-{scene:02d}-{kind}{clip['task_uuid']}.mp4"
         size = download(source, target)
         saved.append(
             {

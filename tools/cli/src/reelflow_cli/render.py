@@ -80,7 +80,7 @@ def project_details(console: Console, project: Json, api_url: str) -> None:
         pad_edge=False,
     )
     for clip in project.get("results", []):
-        scene = str(clip["scene_index"] + 1)
+        scene = str(clip["scene_index"])
         table.add_row(
             scene, styled(clip["status"]), escape(clip["task_uuid"]), _outcome(clip, api_url)
         )
@@ -242,7 +242,7 @@ class ClipBars:
     def _draw(self, clip: ClipState) -> None:
         task = self._tasks.get(clip.scene_index)
         if task is None:
-            task = self._progress.add_task(f"scene {clip.scene_index + 1}", status="")
+            task = self._progress.add_task(f"scene {clip.scene_index}", status="")
             self._tasks[clip.scene_index] = task
         if clip.status == "success":
             self._progress.update(task, total=1, completed=1, status="[green]done[/]")
@@ -271,7 +271,7 @@ class ClipLines:
     def show(self, message: Json, state: ProjectState, changed: bool) -> None:
         for scene in sorted(state.clips):
             clip = state.clips[scene]
-            line = f"scene {scene + 1}: {clip.status}" + (f" {clip.error}" if clip.error else "")
+            line = f"scene {scene}: {clip.status}" + (f" {clip.error}" if clip.error else "")
             if clip.status == "processing" and clip.progress is not None:
                 line += f" {clip.progress} %"
             if self._last.get(scene) != line:

@@ -543,7 +543,7 @@ def _add_assets(groups: Any) -> None:
                 "--scene",
                 type=_scene_index,
                 help="only this scene, counted from 0: the SCENE that assets list shows, the"
-                " API's scene_index (the reelflow CLI's scene 1 is 0)",
+                " API's scene_index, as the reelflow CLI and the dashboard number them",
             )
         parser.set_defaults(command=command)
 

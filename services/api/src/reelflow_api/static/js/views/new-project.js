@@ -43,7 +43,7 @@ export function mountNewProject(container, { api, config }) {
       id: id(name), name, type: 'number', inputmode: 'numeric', value: values[name] ?? '', ...props,
     });
     const remove = scenes.children.length > 1 && h('button', {
-      type: 'button', class: 'quiet', 'aria-label': `Remove scene ${index + 1}`,
+      type: 'button', class: 'quiet', 'aria-label': `Remove scene ${index}`,
       onclick: () => { scenes.children[index].remove(); renumber(); focusLastPrompt(); },
     }, 'Remove');
     const prompt = h('textarea', {
@@ -52,7 +52,7 @@ export function mountNewProject(container, { api, config }) {
     });
     prompt.value = values.prompt ?? '';
     return [
-      h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index + 1}`), remove),
+      h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index}`), remove),
       field(id('prompt'), 'Prompt', prompt),
       h('div', { class: 'row' },
         field(id('duration'), 'Duration (s)', input('duration', { min: 1, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' })),

@@ -115,7 +115,7 @@ export function mountProject(container, { api, live }, projectId) {
     card.dataset.taskUuid = clip.task_uuid;
     const parts = [
       h('div', { class: 'clip-head' },
-        h('span', { class: 'scene-number' }, `Scene ${clip.scene_index + 1}`),
+        h('span', { class: 'scene-number' }, `Scene ${clip.scene_index}`),
         h('span', { class: `badge status-${clip.status}` }, STATUS_TEXT[clip.status] ?? clip.status)),
       media(clip),
     ];
@@ -159,7 +159,7 @@ function earlierText(attempts) {
 }
 
 function media(clip) {
-  const label = `Scene ${clip.scene_index + 1}`;
+  const label = `Scene ${clip.scene_index}`;
   if (clip.status === 'success' && videoUrl(clip)) {
     const video = h('video', {
       src: videoUrl(clip), controls: true, autoplay: true, loop: true, playsinline: true,
