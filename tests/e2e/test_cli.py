@@ -153,18 +153,24 @@ def test_usage_shows_what_the_month_cost_by_day(env: dict[str, str]) -> None:
     assert "no limits set" in shown.stdout
 
 
-def test_list_at_80_columns_keeps_whole_ids_and_the_status(env: dict[str, str]) -> None:
-    project = created(env, "one [sim:hang]", title="a title too long for eighty columns, surely")
+def test_list_in_a_terminal_fits_it_and_in_a_pipe_prints_whole_lines(env: dict[str, str]) -> None:
+    title = "a title too long for eighty columns, surely, and whole in a pipe"
+    project = created(env, "one [sim:hang]", title=title)
 
-    shown = reelflow(env | {"COLUMNS": "80"}, "list")  # not a terminal: rich's 80 columns
+    screen, status = in_terminal(env, "list")
+    piped = reelflow(env | {"COLUMNS": "80"}, "list")  # not a terminal: no width to fit
 
-    assert shown.returncode == 0, shown.stderr
-    header, row = shown.stdout.splitlines()
+    assert status == 0
+    header, row = screen
     assert header.split()[:2] == ["project", "title"]
     assert "status" in header.split()
     assert row.startswith(f"{project['project_id']}  a title")
     assert " generating " in row
-    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    assert title not in row  # shortened to fit the screen
+    assert piped.returncode == 0, piped.stderr
+    header, row = piped.stdout.splitlines()
+    assert header.split() == ["project", "title", "status", "clips", "created"]
+    assert row.startswith(f"{project['project_id']}  {title}  generating  0/1 done  ")
 
 
 # --- scripts ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``reelflow list`` on a screen of any width: the ids whole, what gives way first."""
+"""``reelflow list`` on a screen of any width: the ids whole, what gives way first; in a pipe,
+whole lines."""
 
 from __future__ import annotations
 
@@ -21,9 +22,10 @@ ITEM = {
 }
 
 
-def listed(width: int) -> list[str]:
+def listed(width: int, *, terminal: bool = True) -> list[str]:
     out = io.StringIO()
-    project_list(Console(file=out, width=width), {"items": [ITEM]})
+    console = Console(file=out, width=width, force_terminal=terminal, color_system=None)
+    project_list(console, {"items": [ITEM]})
     return out.getvalue().splitlines()
 
 
@@ -48,3 +50,11 @@ def test_the_id_and_the_status_stay_whole_and_the_rest_gives_way(
     assert "generating" in row.split()
     assert all(cell in row for cell in cells), row
     assert width < 48 or len(row.rstrip()) <= width
+
+
+def test_in_a_pipe_every_line_is_whole_whatever_the_width() -> None:
+    header, row = listed(80, terminal=False)
+
+    assert header.split() == ["project", "title", "status", "clips", "created"]
+    assert f"  {ITEM['title']}  " in row
+    assert row.endswith("1/3 done, 1 failed  2026-12-04 10:11")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -155,6 +156,8 @@ def list_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
 
 
 def project_list(console: Console, page: Json) -> None:
+    """The page's projects, a row each: fitted to a terminal's width (:func:`list_widths`); in a
+    pipe or a log, whole lines (there is no screen to fit, and a script wants every title)."""
     items = page["items"]
     if not items:
         console.print("No projects.")
@@ -169,7 +172,19 @@ def project_list(console: Console, page: Json) -> None:
         }
         for item in items
     ]
-    widths = list_widths(rows, console.width)
+    if console.is_terminal:
+        widths = list_widths(rows, console.width)
+        # Wider than the screen only when the id and the status alone are: whole, all the same.
+        fits = _width_of(widths)
+        console.print(_list_table(rows, widths), width=max(console.width, fits), crop=False)
+    else:
+        _whole(console, _list_table(rows, dict.fromkeys(_COLUMNS)))
+    if page.get("next_cursor"):
+        console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")
+
+
+def _list_table(rows: list[dict[str, str]], widths: Mapping[str, int | None]) -> Table:
+    """The rows in these columns, each of its width (None: as wide as its longest cell)."""
     table = Table(
         *(
             Column(name, no_wrap=True, overflow="ellipsis", min_width=width, max_width=width)
@@ -185,11 +200,7 @@ def project_list(console: Console, page: Json) -> None:
             "created": escape(row["created"][: widths.get("created")]),
         }
         table.add_row(*(cells[name] for name in widths))
-    # Wider than the screen only when the id and the status alone are: whole, all the same.
-    fits = _width_of(widths)
-    console.print(table, width=max(console.width, fits), crop=False)
-    if page.get("next_cursor"):
-        console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")
+    return table
 
 
 def clips_done(counts: Json) -> str:
