@@ -346,7 +346,18 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     dashboard.sign_in()
     expect(clip(page, 0)).to_have_attribute("data-status", "success", timeout=DEADLINE_MS)
 
-    page.get_by_role("button", name="Cancel").click()
+    # One click only asks (the tenant pays for every clip); "No" changes nothing.
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    question = page.get_by_role("group", name="Cancel 2 unfinished clips?")
+    expect(question).to_contain_text("A clip Runware has started is billed all the same.")
+    expect(page.get_by_role("button", name="No, keep them")).to_be_focused()
+    dashboard.shot("cancel-asked")
+    page.get_by_role("button", name="No, keep them").click()
+    expect(question).to_be_hidden()
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
+    assert dashboard.status(project_id)["status"] == "generating"
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    page.get_by_role("button", name="Yes, cancel them").click()
 
     expect(page.locator("#finished")).to_have_text("Cancelled.")
     expect(page.locator('.clip[data-status="cancelled"]')).to_have_count(2)
@@ -355,6 +366,7 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
         "1 completed / 0 pending / 0 failed / 2 cancelled of 3 clips"
     )
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    expect(question).to_be_hidden()
     assert dashboard.status(project_id)["status"] == "cancelled"
     dashboard.shot("cancelled")
     dashboard.assert_no_console_errors()

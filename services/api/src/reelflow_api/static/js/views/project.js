@@ -20,6 +20,7 @@ const FINISHED_TEXT = {
 
 export function mountProject(container, { api, live }, projectId) {
   let state = null;
+  let askingToCancel = false;
   const cards = new Map(); // scene_index -> {card, taskUuid, status}
 
   const title = h('h1', { tabindex: '-1' }, 'Project');
@@ -30,7 +31,16 @@ export function mountProject(container, { api, live }, projectId) {
   const actionError = h('p', { class: 'alert', role: 'alert', hidden: true });
   // Shown once the project is known to be there (and has something to retry or cancel).
   const retry = h('button', { type: 'button', hidden: true, onclick: () => act(() => api.retry(projectId), retry) }, 'Retry failed');
-  const cancel = h('button', { type: 'button', class: 'danger', hidden: true, onclick: () => act(() => api.cancel(projectId), cancel) }, 'Cancel');
+  // One click would stop every unfinished clip the tenant pays for: asked first, in place.
+  const cancel = h('button', { type: 'button', class: 'danger', hidden: true, onclick: () => askToCancel(true) }, 'Cancel');
+  const cancelQuestion = h('span', { id: 'cancel-question' });
+  const keep = h('button', { type: 'button', onclick: () => askToCancel(false) }, 'No, keep them');
+  const confirmCancel = h('button', {
+    type: 'button', class: 'danger',
+    onclick: () => { askingToCancel = false; act(() => api.cancel(projectId), confirmCancel); },
+  }, 'Yes, cancel them');
+  const cancelConfirmation = h('div', { class: 'actions', role: 'group', 'aria-labelledby': 'cancel-question', hidden: true },
+    cancelQuestion, confirmCancel, keep);
   const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
   const loading = h('p', { class: 'muted' }, 'Loading…');
 
@@ -38,8 +48,14 @@ export function mountProject(container, { api, live }, projectId) {
     h('p', {}, h('a', { href: '#/' }, '← Projects')),
     h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'meta' }, badge, cost)),
       h('div', { class: 'actions' }, retry, cancel)),
-    totals, finished, actionError, loading, grid,
+    cancelConfirmation, totals, finished, actionError, loading, grid,
   );
+
+  function askToCancel(asking) {
+    askingToCancel = asking;
+    draw();
+    (asking ? keep : cancel).focus();
+  }
 
   async function act(request, button) {
     button.disabled = true;
@@ -60,6 +76,7 @@ export function mountProject(container, { api, live }, projectId) {
       loading.textContent = 'No such project.';
       retry.hidden = true;
       cancel.hidden = true;
+      cancelConfirmation.hidden = true;
       return;
     }
     loading.hidden = true;
@@ -80,8 +97,12 @@ export function mountProject(container, { api, live }, projectId) {
     finished.className = `finished status-${state.status}`;
     retry.hidden = failedClips(state).length === 0;
     retry.disabled = false;
-    cancel.hidden = done;
+    cancel.hidden = done || askingToCancel;
     cancel.disabled = false;
+    // Runware bills a clip it has started even once cancelled (docs/API.md, cancel).
+    cancelQuestion.textContent = `Cancel ${plural(counts.pending, 'unfinished clip')}? A clip Runware has started is billed all the same.`;
+    cancelConfirmation.hidden = done || !askingToCancel;
+    confirmCancel.disabled = false;
     for (const clip of state.clips) drawClip(clip);
   }
 
