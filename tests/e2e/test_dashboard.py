@@ -173,6 +173,9 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     page.get_by_role("button", name="+ Add scene").click()
     page.locator('[id="scenes.2.prompt"]').fill("fado singer in a small bar [sim:latency=40]")
     page.locator('[id="scenes.2.duration"]').fill("6")
+    # The API's bounds (GET /v1/config): more than 0 (a form's min is inclusive), at most 60.
+    expect(page.locator('[id="scenes.2.duration"]')).to_have_attribute("min", "0")
+    expect(page.locator('[id="scenes.2.duration"]')).to_have_attribute("max", "60")
     # Numbered as the API's scene_index (and its errors' scenes.N), the CLI and the admin tool.
     expect(page.locator(".scene-number")).to_have_text(["Scene 0", "Scene 1", "Scene 2"])
     dashboard.shot("form")

@@ -27,6 +27,7 @@ async def test_config_says_where_the_notifier_is_and_what_a_project_may_hold(api
             "scenes": 50,
             "title_chars": 500,
             "prompt_chars": 2000,
+            "duration_min_exclusive": 0.0,
             "duration_max": 60.0,
             "size_min": 64,
             "size_max": 4096,

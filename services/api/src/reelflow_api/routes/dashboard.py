@@ -48,6 +48,9 @@ class Limits(BaseModel):
     scenes: int
     title_chars: int
     prompt_chars: int
+    duration_min_exclusive: float = Field(
+        description="a scene's duration must be more than this many seconds"
+    )
     duration_max: float
     size_min: int
     size_max: int
@@ -155,6 +158,7 @@ _LIMITS = Limits(
     scenes=_bound(CreateProjectIn, "scenes", annotated_types.MaxLen).max_length,
     title_chars=_bound(CreateProjectIn, "title", annotated_types.MaxLen).max_length,
     prompt_chars=_bound(SceneIn, "prompt", annotated_types.MaxLen).max_length,
+    duration_min_exclusive=_bound(SceneIn, "duration", annotated_types.Gt).gt,
     duration_max=_bound(SceneIn, "duration", annotated_types.Le).le,
     size_min=_bound(SceneIn, "width", annotated_types.Ge).ge,
     size_max=_bound(SceneIn, "width", annotated_types.Le).le,

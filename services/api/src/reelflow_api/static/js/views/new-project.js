@@ -55,7 +55,7 @@ export function mountNewProject(container, { api, config }) {
       h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index}`), remove),
       field(id('prompt'), 'Prompt', prompt),
       h('div', { class: 'row' },
-        field(id('duration'), 'Duration (s)', input('duration', { min: 1, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' })),
+        field(id('duration'), 'Duration (s)', input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' })),
         field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.width })),
         field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.height }))),
     ];
