@@ -120,6 +120,7 @@ async def test_cancel_makes_every_unfinished_clip_cancelled(api: Api) -> None:
     assert statuses.pop(done) == "success"
     assert set(statuses.values()) == {"cancelled"}
     assert (body["completed"], body["pending"], body["all_complete"]) == (1, 0, True)
+    assert body.pop("clips_changed") == 1
     got = await api.client.get(f"/v1/projects/{created['project_id']}", headers=auth)
     assert got.json() == body
     announced = [m.body for m in await api.take(events)]
@@ -140,9 +141,10 @@ async def test_cancel_of_an_untouched_project_makes_it_cancelled(api: Api) -> No
     assert body["status"] == "cancelled"
     assert {r["status"] for r in body["results"]} == {"cancelled"}
     assert set(body["clips"].values()) == {"failed"}  # the seed's column knows no cancel
+    assert body["clips_changed"] == 2
 
 
-async def test_cancel_twice_changes_nothing_the_second_time(api: Api) -> None:
+async def test_cancel_twice_changes_nothing_the_second_time_and_says_so(api: Api) -> None:
     auth = await api.tenant()
     created = (await api.create(auth)).json()
     url = f"/v1/projects/{created['project_id']}/cancel"
@@ -151,7 +153,8 @@ async def test_cancel_twice_changes_nothing_the_second_time(api: Api) -> None:
     second = await api.client.post(url, headers=auth)
 
     assert second.status_code == 202
-    assert second.json() == first.json()
+    assert first.json()["clips_changed"] == 2
+    assert second.json() == first.json() | {"clips_changed": 0}
 
 
 # --- retry -------------------------------------------------------------------------
@@ -176,6 +179,7 @@ async def test_retry_gives_a_clip_runware_failed_a_new_task_and_keeps_the_old_on
     [new] = [uuid for uuid in body["clips"] if uuid != ok]
     assert body["clips"] == {ok: f"https://cdn.test/{ok}.mp4", new: "pending"}
     assert (body["status"], body["pending"], body["failed"]) == ("generating", 1, 0)
+    assert body["clips_changed"] == 1
     by_uuid = {r["task_uuid"]: r for r in body["results"]}
     assert by_uuid[new]["status"] == "queued"
     assert by_uuid[new]["scene_index"] == 0
@@ -224,6 +228,7 @@ async def test_retry_without_failed_clips_changes_and_submits_nothing(api: Api) 
 
     assert response.status_code == 202
     assert response.json()["clips"] == created["clips"]
+    assert response.json()["clips_changed"] == 0  # nothing to do, and the answer says so
     assert await api.drain() == []
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reelflow_api.validation import AIR_ID
 from reelflow_common.client_json import ClientJson
@@ -52,6 +52,25 @@ class CreateProjectIn(ClientJson):
         examples=[AIR_ID.example],
     )
     scenes: list[SceneIn] = Field(min_length=1, max_length=50)
+
+
+class ProjectChanged(ProjectStatusView):
+    """``POST …/retry`` and ``POST …/cancel``: the project's status after the call, and how many
+    clips it changed (a client tells "nothing to do" from work accepted by it, not the 202)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                ProjectStatusView.model_json_schema()["examples"][0] | {"clips_changed": 1}
+            ]
+        }
+    )
+
+    clips_changed: int = Field(
+        ge=0,
+        description="clips this call retried or cancelled; 0: there was nothing to do (no"
+        " failed clip to retry, no unfinished clip to cancel), and the project is as it was",
+    )
 
 
 class ProjectList(BaseModel):

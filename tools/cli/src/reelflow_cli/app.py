@@ -169,6 +169,7 @@ def retry(project_id: ProjectId, as_json: JsonFlag = False) -> None:
         render.print_json(project)
     else:
         render.project_summary(out, project)
+        render.clips_changed(out, project, "retried", nothing="Nothing to retry: no clip failed.")
 
 
 @_command()
@@ -180,6 +181,9 @@ def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
         render.print_json(project)
     else:
         render.project_summary(out, project)
+        render.clips_changed(
+            out, project, "cancelled", nothing="Nothing to cancel: every clip had finished."
+        )
 
 
 @_command()

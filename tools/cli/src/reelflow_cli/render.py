@@ -55,6 +55,15 @@ def project_summary(console: Console, project: Json) -> None:
     )
 
 
+def clips_changed(console: Console, answer: Json, done: str, *, nothing: str) -> None:
+    """What a retry or a cancel did, from its answer's ``clips_changed`` (0: nothing to do)."""
+    changed = answer.get("clips_changed")
+    if changed is None:  # an older server: its answer does not say
+        return
+    said = f"{changed} clip{'' if changed == 1 else 's'} {done}." if changed else nothing
+    console.print(said, highlight=False)
+
+
 def cost_totals(cost: Json | None) -> str:
     """``$1.20``, ``$1.20 + 1 unpriced`` (a task that reported no cost), or "" before any."""
     if not cost or not (cost.get("known") or cost.get("unknown")):

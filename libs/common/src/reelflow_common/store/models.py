@@ -15,7 +15,7 @@ from reelflow_common.domain import (
     ProjectStatus,
     final_project_status,
 )
-from reelflow_common.messages import AttemptView, ClipView, Event
+from reelflow_common.messages import AttemptView, ClipUpdated, ClipView, Event
 from reelflow_common.store.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -559,6 +559,12 @@ class Outcome(_Frozen):
     resubmit: list[int] = Field(default_factory=list)
     #: scenes to watch again under a fresh lease (retry of a timed-out clip): their CheckClip
     rewatch: list[int] = Field(default_factory=list)
+
+    @property
+    def clips_changed(self) -> int:
+        """Clips the operation changed (each change is told by a ``clip.updated``); 0: there
+        was nothing to do (no failed clip to retry, nothing unfinished to cancel)."""
+        return len({e.clip.scene_index for e in self.events if isinstance(e, ClipUpdated)})
 
 
 class TaskSucceeded(_Frozen):

@@ -18,7 +18,7 @@ from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, Tena
 from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
-from reelflow_api.schemas import CreateProjectIn, ProjectList
+from reelflow_api.schemas import CreateProjectIn, ProjectChanged, ProjectList
 from reelflow_api.telemetry import correlation_id
 from reelflow_common.accounting import Charge, LimitExceeded, TenantLimits
 from reelflow_common.accounting.limits import check_shape
@@ -308,6 +308,20 @@ def _status_response(state: AppState, project: Project, *, status_code: int) -> 
     )
 
 
+def _changed_response(state: AppState, outcome: Outcome) -> Response:
+    """A retry's or a cancel's answer: ``202`` whether or not there was anything to do (as it
+    always was), with the project's status and ``clips_changed`` saying which."""
+    project = outcome.project
+    view = project.public_status(include_results=True, links=state.links)
+    changed = ProjectChanged(**dict(view), clips_changed=outcome.clips_changed)
+    return Response(
+        changed.wire_json(),
+        status_code=202,
+        headers={"Location": f"/v1/projects/{project.id}"},
+        media_type="application/json",
+    )
+
+
 async def _wait_s(
     request: Request,
     wait: Annotated[
@@ -438,13 +452,13 @@ async def list_projects(
 @router.post(
     "/{project_id}/retry",
     status_code=202,
-    response_model=ProjectStatusView,
+    response_model=ProjectChanged,
     responses=problem_responses(402, 403, 404, 429),
 )
 async def retry_project(
     project_id: str, request: Request, state: State, grant: TenantGrant
 ) -> Response:
-    """Follow every failed clip again.
+    """Follow every failed clip again; ``clips_changed`` is 0 when there was none.
 
     A clip whose task Runware failed gets a new task (the failed one stays in its
     ``attempts``); a clip that only ran out of time on our side (``timedOut``) is
@@ -494,24 +508,24 @@ async def retry_project(
         raise limit_exceeded(exc, now=state.projects.now()) from exc
     if retried is None:
         raise not_found()
-    project = retried.project
-    return _status_response(state, project, status_code=202)
+    return _changed_response(state, retried)
 
 
 @router.post(
     "/{project_id}/cancel",
     status_code=202,
-    response_model=ProjectStatusView,
+    response_model=ProjectChanged,
     responses=problem_responses(404),
 )
 async def cancel_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> Response:
-    """Stop what has not finished: every clip not yet terminal becomes ``cancelled``."""
+    """Stop what has not finished: every clip not yet terminal becomes ``cancelled``;
+    ``clips_changed`` is 0 when every clip had finished."""
     cancelled = await state.projects.cancel(
         project_id, tenant_id=tenant_id, correlation_id=correlation_id(request)
     )
     if cancelled is None:
         raise not_found()
     await _announce(state, cancelled.events)
-    return _status_response(state, cancelled.project, status_code=202)
+    return _changed_response(state, cancelled)
