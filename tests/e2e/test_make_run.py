@@ -27,15 +27,10 @@ from aio_pika.exceptions import ChannelNotFoundEntity
 from reelflow_common.broker.stacks import take_stack_lock
 from reelflow_common.topology import Topology
 from reelflow_devtools.cleanup import recorded_topology
-from reelflow_devtools.devrun import (
-    ENV_FILE,
-    WS_AUTH,
-    config_from_environment,
-    delete_queues,
-    parse_args,
-)
+from reelflow_devtools.devrun import WS_AUTH, config_from_environment, delete_queues, parse_args
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
+from reelflow_devtools.runfiles import ENV_FILE
 from tests.consumers import consuming
 from tests.waiting import PROCESS_DEADLINE_S, PROCESS_PAUSE_S, eventually_returns
 

@@ -14,18 +14,7 @@ from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_devtools.devrun import (
-    ENV_FILE,
-    PID_FILE,
-    VIDEO_URL_SECRET_FILE,
-    admin_environment,
-    beside,
-    check_ports,
-    claim_run_dir,
-    config_from_environment,
-    parse_args,
-    write_env_file,
-)
+from reelflow_devtools.devrun import beside, check_ports, config_from_environment, parse_args
 from reelflow_devtools.launcher import (
     DEFAULT_PORTS,
     Simulator,
@@ -36,6 +25,13 @@ from reelflow_devtools.launcher import (
 from reelflow_devtools.ports import free_port, release_port
 from reelflow_devtools.prefixes import InUse
 from reelflow_devtools.processes import Occupied, StartError
+from reelflow_devtools.rundir import PID_FILE, claim_run_dir
+from reelflow_devtools.runfiles import (
+    ENV_FILE,
+    VIDEO_URL_SECRET_FILE,
+    admin_environment,
+    write_env_file,
+)
 from reelflow_devtools.simulated_runware import SIMULATOR_POLLING, SIMULATOR_STATE_FILE
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings

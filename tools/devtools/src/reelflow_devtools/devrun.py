@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -22,14 +21,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
-from typing import TextIO, get_args
 from urllib.parse import urlsplit
 
 from aio_pika.exceptions import AMQPError
-from pydantic import SecretStr
 
-from reelflow_common.admin.cli import AdminSettings
-from reelflow_common.settings import LogSettings, TopologySettings
+from reelflow_common.settings import TopologySettings
 from reelflow_devtools.cleanup import (
     delete_unused,
     record_topology,
@@ -55,97 +51,11 @@ from reelflow_devtools.prefixes import (
 )
 from reelflow_devtools.processes import Occupied, StartError, console_script
 from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL, ensure_rabbitmq
+from reelflow_devtools.rundir import claim_run_dir, holder
+from reelflow_devtools.runfiles import ENV_FILE, admin_environment, video_storage, write_env_file
 from reelflow_devtools.simulated_runware import simulator_settings, simulator_state_file
 
 RUN_DIR = Path(".run")
-#: in the run directory while a launcher runs from it: its pid
-PID_FILE = "reelflow-dev.pid"
-_MODULE = b"reelflow_devtools.devrun"
-#: in the run directory while a stack runs: its settings, for ``reelflow-admin --env-file``
-ENV_FILE = "env"
-#: in the run directory: the development stack's key of its video URLs, kept across runs
-VIDEO_URL_SECRET_FILE = "video-url-secret"  # noqa: S105 (a file name, not a secret)
-
-
-def video_storage(run_dir: Path, env: Mapping[str, str]) -> dict[str, str]:
-    """``make run`` keeps every finished video in ``<run dir>/videos``, served by the api.
-
-    Unless the environment chooses otherwise; the URL secret is the run directory's
-    (:func:`kept_secret`), so a link handed out before a restart stays valid for its day.
-    """
-    return {
-        "REELFLOW_STORAGE_BACKEND": env.get("REELFLOW_STORAGE_BACKEND", "local"),
-        "REELFLOW_STORAGE_DIR": env.get("REELFLOW_STORAGE_DIR", str(run_dir.resolve() / "videos")),
-        "REELFLOW_VIDEO_URL_SECRET": env.get("REELFLOW_VIDEO_URL_SECRET")
-        or kept_secret(run_dir / VIDEO_URL_SECRET_FILE),
-    }
-
-
-def kept_secret(path: Path) -> str:
-    """The secret in ``path``, made there (for its owner only) by the first run that needs it."""
-    try:
-        kept = path.read_text().strip()
-    except FileNotFoundError:
-        kept = ""
-    if kept:
-        return kept
-    path.parent.mkdir(parents=True, exist_ok=True)
-    made = secrets.token_urlsafe(32)
-    with _owners_only(path) as out:
-        out.write(f"{made}\n")
-    return made
-
-
-def _owners_only(path: Path) -> TextIO:
-    """``path`` opened for writing, emptied, readable by its owner only; never through a link
-    (one planted there would have us write our secrets where it points)."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    os.fchmod(descriptor, 0o600)  # a file left by an earlier run keeps its own mode otherwise
-    return os.fdopen(descriptor, "w")
-
-
-def admin_environment(services: Mapping[str, str], caller: Mapping[str, str]) -> dict[str, str]:
-    """The settings ``reelflow-admin`` reads, as this stack's services have them.
-
-    ``services``: what the launcher gives every service on top of ``caller``, the
-    environment they inherit. Its log settings stay the admin's own, and a secret the
-    caller gave (a broker's password, a Runware key) stays in the caller's environment:
-    ``reelflow-admin`` reads that too, and the file never holds it.
-    """
-    given = {**caller, **services}
-    shown: dict[str, str] = {}
-    for name, field in AdminSettings.model_fields.items():
-        variable = f"REELFLOW_{name.upper()}"
-        if name in LogSettings.model_fields or variable not in given:
-            continue
-        secret = SecretStr in (field.annotation, *get_args(field.annotation))
-        if secret and caller.get(variable) == given[variable]:
-            continue
-        shown[variable] = given[variable]
-    return shown
-
-
-def write_env_file(path: Path, env: Mapping[str, str]) -> Path:
-    """``env`` as ``NAME="value"`` lines, as ``--env-file`` reads them (python-dotenv, through
-    pydantic-settings), for its owner only: it may hold the development stack's own secrets."""
-    lines = [f"{name}={_dotenv_quoted(name, value)}\n" for name, value in sorted(env.items())]
-    with _owners_only(path) as out:
-        out.write(
-            "# The settings of the stack make run is running, for reelflow-admin --env-file.\n"
-        )
-        out.writelines(lines)
-    return path
-
-
-def _dotenv_quoted(name: str, value: str) -> str:
-    """``value`` in double quotes, its backslashes and quotes escaped. python-dotenv expands
-    ``${...}`` even in quotes, and a line break would end the line: neither can be written."""
-    if "${" in value or "\n" in value or "\r" in value:
-        raise StartError(
-            f"{name} cannot be written to {ENV_FILE}: {value!r} has '${{' or a line break"
-        )
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
 
 
 #: how the banner says to authenticate a WebSocket: docs/API.md's preferred ways, no
@@ -249,7 +159,7 @@ def beside(
         run_dir = _run_dir_for(prefix)
         if prefix == config.amqp_prefix or run_dir.resolve() == config.run_dir.resolve():
             return True
-        if _holder(run_dir) is not None:
+        if holder(run_dir) is not None:
             return True
         try:
             return bool(in_use_of(config.amqp_url, prefix))
@@ -320,54 +230,6 @@ def check_ports(config: StackConfig) -> None:
             f"cannot listen on {host}: {'; '.join(taken)}. Another reelflow? Stop what"
             " listens there"
         )
-
-
-def claim_run_dir(run_dir: Path) -> Path:
-    """Mark ``run_dir`` as this launcher's (``reelflow-dev.pid``); its path, to remove at stop.
-
-    A second ``make run`` on the same directory would fight the first over its
-    database files and ports: it stops here with :class:`Occupied` saying so.
-    """
-    pid_file = run_dir / PID_FILE
-    other = _holder(run_dir)
-    if other is not None and other != os.getpid():
-        raise Occupied(
-            f"reelflow is already running from {run_dir} (process {other}, in {pid_file}):"
-            " stop it with Ctrl-C in its terminal"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{os.getpid()}\n")
-    return pid_file
-
-
-def _holder(run_dir: Path) -> int | None:
-    """The running launcher whose pid ``run_dir`` holds, if any."""
-    try:
-        pid = int((run_dir / PID_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if _is_launcher(pid) else None
-
-
-def _is_launcher(pid: int) -> bool:
-    """Whether ``pid`` is a running ``reelflow-dev`` (on Linux, not a process that took over
-    the pid of one that ended)."""
-    if Path("/proc").is_dir():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            return False
-        # The console script (``.venv/bin/reelflow-dev``), or ``python -m`` of its module.
-        return any(
-            arg.endswith(b"/reelflow-dev") or arg in (b"reelflow-dev", _MODULE) for arg in argv
-        )
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:
