@@ -18,6 +18,7 @@ import aio_pika
 import pytest
 from prometheus_client import REGISTRY
 from pymongo.errors import AutoReconnect
+from structlog.testing import capture_logs
 
 from reelflow_common.accounting import Charge, TenantLimits
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
@@ -39,6 +40,7 @@ from reelflow_common.store import (
 from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.settlesweep import SettleSweep
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -712,3 +714,170 @@ async def test_a_queued_replaced_task_gets_runwares_visibility_grace_from_its_la
     assert rearmed.task_uuid == found.task_uuid
     # The new chain counts the grace from there too.
     assert rearmed.submitted_at == lost.until
+
+
+# --- settlements no message stands behind: the settle sweep -------------------------------
+
+
+class Crashed(Exception):
+    """The writer stopped here (its process died): nothing after this point runs."""
+
+
+def crash_before_the_ledger(store: ProjectStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``store``'s writer dies between an end's write and the ledger's ``$inc``."""
+
+    async def crashed(*_args: Any) -> bool:
+        raise Crashed("died between the end's write and the ledger's $inc")
+
+    monkeypatch.setattr(store.ledgers, "settle", crashed)
+
+
+def settle_sweep(world: World) -> SettleSweep:
+    """The poller's sweep, taking every mark at once (no grace)."""
+    return SettleSweep(world.projects, clock=utcnow, after_s=0.0, batch_size=10)
+
+
+async def charged(world: World, *prompts: str) -> Project:
+    """A project of the world's tenant holding ``ESTIMATE_USD`` per clip on its ledger."""
+    limits = TenantLimits(max_clips_in_flight=10)
+    charge = await world.projects.ledgers.reserve(
+        world.tenant_id, limits, clips=len(prompts), usd=ESTIMATE_USD * len(prompts), now=utcnow()
+    )
+    assert charge is not None
+    new = NewProject(
+        tenant_id=world.tenant_id,
+        title="charged",
+        model="google:3@3",
+        scenes=[
+            ClipRequest(prompt=prompt, duration=4, width=1280, height=720) for prompt in prompts
+        ],
+        charges=charge.split([ESTIMATE_USD] * len(prompts)),
+    )
+    return (await world.projects.create(new)).project
+
+
+async def ledger_now(world: World) -> tuple[int, float]:
+    """The tenant's clips in flight and dollars committed today."""
+    view = await world.projects.ledgers.read(world.tenant_id)
+    return view.open, view.committed_in(utcnow().strftime("%Y-%m-%d"))
+
+
+async def marks_of(mongo_db: Any, project_id: str) -> dict[str, Any]:
+    doc = await mongo_db["projects"].find_one(
+        {"_id": project_id}, {"settle_due_at": 1, "settle_owed": 1, "settled": 1}
+    )
+    assert doc is not None
+    return {key: value for key, value in doc.items() if key != "_id"}
+
+
+async def test_a_settlement_a_crash_cut_from_a_passs_record_is_made_once_by_the_settle_sweep(
+    world: World, settings: Settings, mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.processing(await charged(world, "a fox"))  # its chain is lost
+    task_uuid = project.clips[0].task_uuid
+    await world.until_finished_at_runware(task_uuid)
+    await expired(world, project)
+    with monkeypatch.context() as crashing, capture_logs() as lines:
+        crash_before_the_ledger(world.projects, crashing)
+        assert await reconciler(world, settings).run_once() == 0  # the pass died half-way
+    assert "reconcile_failed" in [line["event"] for line in lines]
+
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.SUCCESS
+    assert await ledger_now(world) == pytest.approx((1, ESTIMATE_USD))  # no message repeats it
+
+    assert await settle_sweep(world).run_once() == 1
+
+    cost = (await world.sim.task(task_uuid))["cost"]
+    assert await ledger_now(world) == pytest.approx((0, cost))
+    marks = await marks_of(mongo_db, project.id)
+    assert "settle_due_at" not in marks
+    assert "settle_owed" not in marks
+    assert [key.split(":", 1)[1] for key in marks["settled"]] == [task_uuid]
+    # Swept again, or the end told again (the lost chain's check after all): nothing more.
+    assert await settle_sweep(world).run_once() == 0
+    await world.projects.record(project.id, 0, task_uuid, TaskSucceeded(video_url="x", cost=cost))
+    assert await ledger_now(world) == pytest.approx((0, cost))
+
+
+async def test_a_settlement_its_pass_made_is_not_made_again_and_its_mark_goes(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    project = await world.processing(await charged(world, "a fox"))
+    task_uuid = project.clips[0].task_uuid
+    await world.until_finished_at_runware(task_uuid)
+    await expired(world, project)
+    assert await reconciler(world, settings).run_once() == 1
+    cost = (await world.sim.task(task_uuid))["cost"]
+    assert await ledger_now(world) == pytest.approx((0, cost))
+    assert "settle_owed" in await marks_of(mongo_db, project.id)
+
+    assert await settle_sweep(world).run_once() == 0
+
+    assert await ledger_now(world) == pytest.approx((0, cost))
+    marks = await marks_of(mongo_db, project.id)
+    assert "settle_due_at" not in marks
+    assert "settle_owed" not in marks
+
+
+class OwedDuringTheSweep(ProjectStore):
+    """A store whose sweep, between its claim and its unmark, meets another end whose writer
+    died before the ledger's ``$inc`` (``writer``)."""
+
+    writer: ProjectStore
+    end: tuple[str, int, str]
+
+    async def _settle_all(self, doc: Any, owed: Any) -> list[str]:
+        project_id, scene_index, task_uuid = self.end
+        with pytest.raises(Crashed):
+            await self.writer.record(
+                project_id,
+                scene_index,
+                task_uuid,
+                TaskFailed(code="x", message="y"),
+                unattended=True,
+            )
+        return await super()._settle_all(doc, owed)
+
+
+async def test_an_end_owed_while_a_sweep_runs_keeps_its_project_marked_for_the_next(
+    world: World, mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.processing(await charged(world, "a fox", "a hare"))
+    writer = ProjectStore(mongo_db, lease_s=LEASE_S)
+    crash_before_the_ledger(writer, monkeypatch)
+    first, second = (clip.task_uuid for clip in project.clips)
+    with pytest.raises(Crashed):
+        await writer.record(
+            project.id, 0, first, TaskFailed(code="x", message="y"), unattended=True
+        )
+    sweeping = OwedDuringTheSweep(mongo_db, lease_s=LEASE_S)
+    sweeping.writer, sweeping.end = writer, (project.id, 1, second)
+
+    made = await SettleSweep(sweeping, clock=utcnow, after_s=0.0, batch_size=10).run_once()
+
+    assert made == 1  # the first end's
+    assert await ledger_now(world) == pytest.approx((1, ESTIMATE_USD))
+    assert "settle_due_at" in await marks_of(mongo_db, project.id)  # the second is owed still
+    assert await settle_sweep(world).run_once() == 1
+    assert await ledger_now(world) == pytest.approx((0, 0.0))
+    assert "settle_due_at" not in await marks_of(mongo_db, project.id)
+
+
+async def test_a_replaced_tasks_settlement_a_crash_cut_from_the_attempts_pass_is_swept(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    found = await replaced(world, "a fox", at_runware=False)
+    await attempt_expired(world, found)
+    with monkeypatch.context() as crashing, capture_logs() as lines:
+        crash_before_the_ledger(world.projects, crashing)
+        assert await reconciler(world, settings, kind=AttemptsReconciler).run_once() == 0
+    assert "reconcile_attempts_failed" in [line["event"] for line in lines]
+
+    ended = (await world.project(found.project.id)).clips[0].attempts[found.task_uuid]
+    assert ended.status is ClipStatus.FAILED
+    assert (await ledger(world, found))[0] == 1  # no message repeats it
+
+    assert await settle_sweep(world).run_once() == 1
+
+    assert await ledger(world, found) == pytest.approx((0, FIRST_COST))
+    assert await settle_sweep(world).run_once() == 0

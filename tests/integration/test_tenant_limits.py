@@ -44,8 +44,9 @@ from reelflow_common.store import (
     transitions,
 )
 from reelflow_common.store.documents import pack_result
-from reelflow_common.store.inflight import TenantClips
+from reelflow_common.store.inflight import SETTLE_WINDOW_S, TenantClips
 from reelflow_common.topology import CHECK_CLIP
+from reelflow_common.tracking.settlesweep import SettleSweep
 from tests.integration.api_helpers import (
     Api,
     assert_problem,
@@ -1335,6 +1336,79 @@ async def test_a_crash_after_the_ledgers_inc_before_the_project_records_it_settl
     await told_again_it_is_settled_once(api, tenant_id, project_id, task)
 
 
+async def test_a_cancels_settlement_a_crash_cut_off_is_made_once_by_the_settle_sweep(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No message stands behind a cancel: the settlement it owes is marked on the project in
+    its write, and the poller's settle sweep makes it if the api's ``$inc`` never came (an
+    outage, or the api dying, between the two writes)."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(1))).json()["project_id"]  # $0.25 reserved
+    await with_a_stray_of_its_own_task(api, project_id, scene_index=0)
+    clip = (await stored(api, project_id)).clips[0]
+    assert clip.charge is not None
+    state = api_state(api)
+
+    async def lost(*_args: Any) -> bool:
+        raise AutoReconnect("the connection went between the cancel's write and the $inc")
+
+    with monkeypatch.context() as losing, capture_logs():
+        losing.setattr(state.projects.ledgers, "settle", lost)
+        response = await api.client.post(f"/v1/projects/{project_id}/cancel", headers=auth)
+    assert_problem(response, 503)
+    assert (await stored(api, project_id)).clips[0].status == "cancelled"
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.25)  # a second cancel finds it ended
+
+    # A poller's sweep, on the clock the api wrote the mark with (the database's).
+    sweep = SettleSweep(api.projects, clock=state.projects.now, after_s=0.0, batch_size=10)
+    assert await sweep.run_once() == 1
+
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.0)
+    assert await sweep.run_once() == 0
+    doc = await project_doc(api, project_id)
+    assert "settle_due_at" not in doc
+    assert doc["settled"] == [f"{clip.charge.id}:{clip.task_uuid}"]
+
+
+async def test_a_cancel_marks_a_settlement_owed_only_where_it_frees_a_charge_itself(
+    api: Api,
+) -> None:
+    """A tenant without a ledger pays nothing for the mark; nor does a cancel that holds a
+    charge with its task (its chain or its follow settles it, a message behind each)."""
+    plain = await api.keys.create_tenant("plain")
+    plain_auth = {"Authorization": f"Bearer {await api.keys.issue_key(plain)}"}
+    _, limited_auth = await limited(api, daily_budget_usd=10.0)
+    owed: dict[str, list[str]] = {}
+    for case, auth in (("plain", plain_auth), ("held", limited_auth), ("freed", limited_auth)):
+        project_id = (await api.create(auth, scenes(2))).json()["project_id"]
+        if case == "freed":
+            await with_a_stray_of_its_own_task(api, project_id, scene_index=1)
+        await cancelled(api, auth, project_id)
+        doc = await project_doc(api, project_id)
+        owed[case] = doc.get("settle_owed", [])
+        assert ("settle_due_at" in doc) == bool(owed[case])
+
+    task = (await stored(api, project_id)).clips[1].task_uuid
+    assert owed == {"plain": [], "held": [], "freed": [f"1:{task}"]}
+
+
+async def project_doc(api: Api, project_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] | None = await api.db["projects"].find_one({"_id": project_id})
+    assert doc is not None
+    return doc
+
+
+async def with_a_stray_of_its_own_task(api: Api, project_id: str, *, scene_index: int) -> None:
+    """The queued clip's own task in its attempts, as a release before could leave it (a
+    stray): its cancel holds nothing for a chain's word, it frees the clip's charge itself."""
+    clip = (await stored(api, project_id)).clips[scene_index]
+    stray = {"status": "failed", "queued_at": clip.queued_at}
+    await api.db["projects"].update_one(
+        {"_id": project_id},
+        {"$set": {f"clips.{scene_index}.attempts.{clip.task_uuid}": stray}},
+    )
+
+
 class Commands(monitoring.CommandListener):
     """Counts the commands a client sends, by name and collection."""
 
@@ -1588,3 +1662,36 @@ async def test_a_recount_waits_for_a_reservation_whose_clips_may_not_be_stored(
     assert out == ""
     assert re.search(r"the tenant reserved clips \d+ s ago, .* run it again in \d+ s", err), err
     assert await ledger_doc(api, tenant_id) == before
+
+
+async def test_a_recount_counts_an_end_owed_to_the_settle_sweep_in_flight_however_old(
+    api: Api, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reconciler's pass died between an end's write and the ledger's ``$inc`` more than
+    SETTLE_WINDOW_S ago (the pollers were down): its settlement is still to come, from the
+    settle sweep, so a recount in between counts it, and the sweep takes it off once."""
+    tenant_id, auth = await limited(api, max_clips_in_flight=5)
+    created = (await api.create(auth, scenes(1))).json()
+    project_id, task = created["project_id"], created["results"][0]["task_uuid"]
+    long_ago = ProjectStore(
+        api.db, clock=lambda: datetime.now(UTC) - timedelta(seconds=SETTLE_WINDOW_S + 60)
+    )
+
+    async def died(*_args: Any) -> bool:
+        raise RuntimeError("the pass died between the end's write and the ledger's $inc")
+
+    monkeypatch.setattr(long_ago.ledgers, "settle", died)
+    with pytest.raises(RuntimeError):
+        await long_ago.record(project_id, 0, task, VIDEO, unattended=True)
+    await reserved_a_while_ago(api, tenant_id)
+
+    code, out, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 0, err
+    assert recounted(out) == ["1", "1", "+0"]
+    sweep = SettleSweep(api.projects, clock=api.projects.now, after_s=0.0, batch_size=10)
+    assert await sweep.run_once() == 1
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4)
+    code, out, err = await admin("tenant", "recount", tenant_id)
+    assert code == 0, err
+    assert recounted(out) == ["0", "0", "+0"]

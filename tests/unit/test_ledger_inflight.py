@@ -129,3 +129,17 @@ def test_a_late_videos_key_shows_the_end_of_its_task_settled() -> None:
 
 def test_clips_of_a_tenant_without_a_ledger_hold_nothing() -> None:
     assert held_by(clip(ClipStatus.QUEUED, charge=None), updated_at=RECENT) == []
+
+
+def test_an_end_whose_settlement_is_owed_is_in_flight_until_made_however_old() -> None:
+    """A reconciler's pass (or a cancel) marks its end's settlement owed on the project: should
+    its writer have stopped before the ``$inc``, the settle sweep makes it, however late."""
+    ended = clip(ClipStatus.SUCCESS, completed_at=LONG_AGO)
+
+    owed = held_by(ended, updated_at=RECENT, owed={"t2"})
+
+    assert owed == [Held(key="c2:t2", ended_at=LONG_AGO, owed=True)]
+    assert in_flight(owed, [], now=NOW) == 1
+    assert in_flight(owed, ["c2:t2"], now=NOW) == 0  # made (recorded, or the list shows it)
+    # Only the end's own key: a late video's owed billing frees nothing.
+    assert in_flight(held_by(ended, updated_at=RECENT, owed={"t2:late"}), [], now=NOW) == 0

@@ -34,6 +34,7 @@ from reelflow_common.topology import (
 from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
 from reelflow_common.tracking.copysweep import CopySweep
+from reelflow_common.tracking.settlesweep import SettleSweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
@@ -140,6 +141,13 @@ async def main(
             )
             for kind in (Reconciler, AttemptsReconciler)
         )
+        # Settlements those passes (and the api's cancels) marked owed: made if lost.
+        settlements = SettleSweep(
+            projects,
+            clock=clock.now,
+            after_s=settings.reconcile_grace_s,
+            batch_size=settings.reconcile_batch_size,
+        )
         copying: list[Awaitable[None]] = []
         links = VideoLinks.from_settings(settings)
         if storage is not None and links is not None:
@@ -228,6 +236,12 @@ async def main(
                     attempts.run_once,
                     stop=stop,
                     name="reconcile_attempts",
+                ),
+                every(
+                    settings.reconcile_interval_s,
+                    settlements.run_once,
+                    stop=stop,
+                    name="settle_sweep",
                 ),
                 every(settings.cost_stats_interval_s, costs.flush, stop=stop, name="cost_stats"),
                 every(

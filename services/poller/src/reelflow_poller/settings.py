@@ -40,15 +40,21 @@ class Settings(
         description="how often the costs this replica saw go to cost_stats (budget estimates)",
     )
     reconcile_interval_s: float = Field(
-        default=10, gt=0, description="how often the reconciler looks for clips whose lease ran out"
+        default=10,
+        gt=0,
+        description="how often the reconciler looks for clips whose lease ran out (and the"
+        " settle sweep for settlements owed)",
     )
     reconcile_grace_s: float = Field(
         default=30,
         ge=0,
-        description="a lease must have run out this long before the reconciler re-arms its clip",
+        description="a lease must have run out this long before the reconciler re-arms its clip"
+        " (and a settlement been owed this long before the settle sweep makes it)",
     )
     reconcile_batch_size: int = Field(
-        default=100, ge=1, description="projects one reconciler pass takes at most"
+        default=100,
+        ge=1,
+        description="projects one reconciler pass (or settle sweep) takes at most",
     )
     progress_step: int = Field(
         default=25,

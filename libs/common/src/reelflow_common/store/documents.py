@@ -50,6 +50,9 @@ PROJECT_INDEXES = [
     # The reconciler's other query: projects with a replaced task whose chain may be lost
     # (finished ones too: the field is only ever set on the rare path, and unset after).
     IndexModel([("attempts_due_at", ASCENDING)], name="attempts_due"),
+    # The settle sweep's query: ends whose settlement no message stands behind, maybe lost
+    # (set only on the rare paths of a reconciler's pass and the api's cancel, unset after).
+    IndexModel([("settle_due_at", ASCENDING)], name="settle_due"),
 ]
 
 #: what every read leaves out unless it needs it: the requests and the event log

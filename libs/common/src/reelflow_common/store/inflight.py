@@ -7,7 +7,9 @@ takes it off ``open``. A settlement is known made when its project records its k
 just after the ledger's ``$inc``) or the ledger's list of its last SETTLED_KEPT keys shows it
 (between the two writes). An ended task whose key neither shows is taken as not settled yet
 while its end is younger than SETTLE_WINDOW_S, and as settled before projects recorded their
-settlements, or lost, once it is older.
+settlements, or lost, once it is older; unless its project marks that end's settlement owed
+(``settle_owed``: its writer had no message behind it), which the settle sweep makes, however
+late: not settled yet, whatever its age.
 """
 
 from __future__ import annotations
@@ -38,16 +40,19 @@ class Held:
 
     key: str
     ended_at: datetime | None
+    #: its project marks that end's settlement owed (the settle sweep makes it)
+    owed: bool = False
 
 
-def held_by(clip: ClipState, *, updated_at: datetime) -> list[Held]:
+def held_by(clip: ClipState, *, updated_at: datetime, owed: Collection[str] = ()) -> list[Held]:
     """The charges the clip's tasks hold, one each: its current task's, then those of the
     tasks it moved to ``attempts`` (its own task followed there after it was given up on
     holds the clip's charge, which the clip's end freed; or which a cancel moved there with
     it, in flight until that follow's end).
 
     An end without ``completed_at`` (a cancel) counts as written at the project's
-    ``updated_at``, no earlier than it was.
+    ``updated_at``, no earlier than it was. ``owed``: the settlement keys (``<task>``) the
+    project marks owed for this clip.
     """
     tasks = [(clip.task_uuid, clip.charge, clip.status, clip.completed_at)]
     tasks += [
@@ -60,7 +65,9 @@ def held_by(clip: ClipState, *, updated_at: datetime) -> list[Held]:
             continue
         ended = status not in OPEN_CLIP_STATUSES and not clip.charge_in_flight(task_uuid)
         ended_at = (completed_at or updated_at) if ended else None
-        found[charge.id] = Held(key=_key(charge, task_uuid), ended_at=ended_at)
+        found[charge.id] = Held(
+            key=_key(charge, task_uuid), ended_at=ended_at, owed=ended and task_uuid in owed
+        )
     return list(found.values())
 
 
@@ -79,7 +86,11 @@ def in_flight(held: Iterable[Held], settled: Collection[str], *, now: datetime) 
         1
         for h in held
         if h.ended_at is None
-        or (h.key not in settled and f"{h.key}:late" not in settled and h.ended_at > horizon)
+        or (
+            h.key not in settled
+            and f"{h.key}:late" not in settled
+            and (h.owed or h.ended_at > horizon)
+        )
     )
 
 
@@ -97,19 +108,30 @@ class TenantClips:
     async def in_flight(self, tenant_id: str, seen: LedgerSnapshot) -> int:
         """How many charges the tenant's clips hold that the ledger ``seen`` counts in flight.
 
-        One read of every project of the tenant (its clips and the settlements it records),
-        on the ``tenant_newest`` index: an operator's command, never the hot path.
+        One read of every project of the tenant (its clips, the settlements it records and
+        those it marks owed), on the ``tenant_newest`` index: an operator's command, never
+        the hot path.
         """
         found = self._projects.find(
             {"tenant_id": tenant_id},
-            {"clips": 1, "created_at": 1, "updated_at": 1, transitions.SETTLED: 1},
+            {
+                "clips": 1,
+                "created_at": 1,
+                "updated_at": 1,
+                transitions.SETTLED: 1,
+                transitions.SETTLE_OWED: 1,
+            },
         )
         held: list[Held] = []
         settled = set(seen.settled or ())
         async for doc in found:
             created_at, updated_at = as_utc(doc["created_at"]), as_utc(doc["updated_at"])
+            owed: dict[int, set[str]] = {}
+            for entry in doc.get(transitions.SETTLE_OWED) or ():
+                scene_index, key, _task = transitions.owed_of(entry)
+                owed.setdefault(scene_index, set()).add(key)
             for scene, raw in doc["clips"].items():
                 clip = clip_from_document(raw, int(scene), created_at=created_at)
-                held += held_by(clip, updated_at=updated_at)
+                held += held_by(clip, updated_at=updated_at, owed=owed.get(int(scene), ()))
             settled.update(doc.get(transitions.SETTLED) or ())
         return in_flight(held, settled, now=self._now())

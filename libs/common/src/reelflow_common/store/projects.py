@@ -452,6 +452,7 @@ class ProjectStore:
         statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
         only_clip: bool = False,
         submit_word: bool = False,
+        unattended: bool = False,
     ) -> Change:
         """The task is over: record it on its clip (or, for an earlier task, in ``attempts``).
 
@@ -466,6 +467,9 @@ class ProjectStore:
         finishes the project in the same update. Should that update not apply (the clip
         has ended already, or the project has more clips after all), the change is written
         as any other: one more round trip, never a wrong finish.
+        ``unattended``: no message stands behind the caller (a reconciler's pass), so nothing
+        would repeat a settlement its writer did not make: the write that records the end
+        marks its settlement owed (:func:`transitions.owed`), for the settle sweep.
         """
         if submit_word and token is None:
             raise ValueError("a submit chain's word names its chain: submit_word needs token")
@@ -487,13 +491,18 @@ class ProjectStore:
             if finished is not None:
                 return Change(True, finished)
         return await self._transition(
-            record(),
+            self._owing(record(), scene_index, unattended=unattended),
             project_id,
             scene_index,
             task_uuid,
             result=result,
             token=token if submit_word else None,
+            unattended=unattended,
         )
+
+    def _owing(self, write: Write, scene_index: int, *, unattended: bool) -> Write:
+        """``write``, its settlement marked owed when no message stands behind its writer."""
+        return transitions.owed(write, scene_index, now=self._now()) if unattended else write
 
     async def never_submitted(
         self,
@@ -714,15 +723,22 @@ class ProjectStore:
         result: TaskResult | None = None,
         token: str | None = None,
         new_token: str | None = None,
+        unattended: bool = False,
     ) -> Change:
         """``token``: of the submit chain whose task Runware took (no ``result``) or whose own
         word ``result`` is (``record(submit_word=True)``), and ``new_token`` of the
-        reconciler's chain that takes it over."""
+        reconciler's chain that takes it over; ``unattended`` as for :meth:`record`."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
         return await self._repair(
-            project_id, scene_index, task_uuid, result, token=token, new_token=new_token
+            project_id,
+            scene_index,
+            task_uuid,
+            result,
+            token=token,
+            new_token=new_token,
+            unattended=unattended,
         )
 
     async def _apply(
@@ -1039,6 +1055,7 @@ class ProjectStore:
         *,
         token: str | None = None,
         new_token: str | None = None,
+        unattended: bool = False,
     ) -> Change:
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
@@ -1047,6 +1064,7 @@ class ProjectStore:
         applied. Otherwise what the task's recorded ends settle and the project does not
         record as settled is settled (a crash came between the write and its settlement,
         or between the settlement and its record: the ledger's list makes that one a no-op).
+        ``unattended``: a write this repair applies marks its settlement owed (:meth:`record`).
         """
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
@@ -1080,16 +1098,16 @@ class ProjectStore:
                 # only on the word of the chain holding its lease, with no submit recorded
                 # there (another chain may have got the task to Runware), as a
                 # never-submitted end does. Our ceiling's end is recorded as any other.
-                failed = await self._apply(
-                    transitions.never_submitted(
-                        project_id,
-                        scene_index,
-                        task_uuid,
-                        {"code": result.code, "message": result.message},
-                        token=token,
-                        now=self._now(),
-                    ),
+                never = transitions.never_submitted(
                     project_id,
+                    scene_index,
+                    task_uuid,
+                    {"code": result.code, "message": result.message},
+                    token=token,
+                    now=self._now(),
+                )
+                failed = await self._apply(
+                    self._owing(never, scene_index, unattended=unattended), project_id
                 )
                 if failed is not None:
                     return Change(True, failed)
@@ -1104,6 +1122,7 @@ class ProjectStore:
                     log_size=self._log_size,
                 )
                 if write is not None:
+                    write = self._owing(write, scene_index, unattended=unattended)
                     late = await self._apply(write, project_id)
                     if late is None:
                         continue  # the clip moved between the read and the write: read again
@@ -1125,14 +1144,20 @@ class ProjectStore:
     async def _settle_unrecorded(self, doc: Document, clip: ClipState, task_uuid: str) -> None:
         """Settle what the recorded ends of ``task_uuid`` settle and the project (``doc``, read
         with its ``settled``) does not record as settled, then record it."""
-        recorded = set(doc.get(transitions.SETTLED) or ())
-        settled: list[str] = []
-        for charge, settlement in transitions.settlements(clip, task_uuid):
-            key = settlement.key_on(charge)
-            if key not in recorded:
-                await self.ledgers.settle(doc["tenant_id"], charge, settlement)
-                settled.append(key)
-        await self._record_settled(doc["_id"], settled)
+        await self._settle_all(doc, _unrecorded(doc, clip, task_uuid))
+
+    async def _settle_all(
+        self, doc: Document, owed: Sequence[tuple[Charge, Settlement]]
+    ) -> list[str]:
+        """Settle each of ``owed`` on the ledger of the project ``doc`` (a no-op where the
+        ledger's list shows it made), then record them all on the project (one update; none
+        for nothing): the keys the ledger applied now."""
+        applied: list[str] = []
+        for charge, settlement in owed:
+            if await self.ledgers.settle(doc["tenant_id"], charge, settlement):
+                applied.append(settlement.key_on(charge))
+        await self._record_settled(doc["_id"], [s.key_on(charge) for charge, s in owed])
+        return applied
 
     # --- the API's operations ----------------------------------------------------------
 
@@ -1168,6 +1193,11 @@ class ProjectStore:
                 lease_as_read=tries < _REPAIR_ATTEMPTS - 1,
                 follow_token=new_token(),
             )
+            # No message stands behind a cancel: a charge it settles is owed until the settle
+            # sweep sees it made. Only where the clip holds one as read (the write is guarded
+            # on its task and status, under which it keeps that charge): a tenant without a
+            # ledger pays nothing for it.
+            write = self._owing(write, clip.scene_index, unattended=clip.charge is not None)
             applied = await self._apply(write, project_id)
             if applied is not None:
                 return applied
@@ -1435,6 +1465,52 @@ class ProjectStore:
         write = transitions.release_attempts(project_id, claimed=claimed, due_at=due_at)
         await self._projects.update_one(write.filter, write.update)
 
+    async def settlements_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Projects with a settlement owed since before ``before`` (an end no message stands
+        behind): (id, ``settle_due_at``)."""
+        return await self._due_by(transitions.SETTLE_DUE, before=before, limit=limit)
+
+    async def settle_owed(self, project_id: str, *, due_at: datetime, now: datetime) -> list[str]:
+        """One settle sweep of a project due at ``due_at``: the keys of the settlements the
+        ledger applied now (lost ones: their writer stopped before the ``$inc``).
+
+        Claims it (``settle_due_at`` moved to ``now``: another replica's sweep of the same
+        mark matches nothing), then takes the repair path for each owed settlement: made
+        unless the project records it, a no-op on the ledger if its list shows it, and
+        recorded. Only the settlement owed, never another end of the same task (one the
+        release before settled has no record, and the ledger's list may have forgotten it).
+        Then the marks go, guarded on the owed list as read. Nothing claimed (another
+        replica's sweep took it): none.
+        """
+        claim = transitions.claim_owed(project_id, due_at=due_at, now=now)
+        doc = await self._projects.find_one_and_update(
+            claim.filter,
+            claim.update,
+            projection={
+                "tenant_id": 1,
+                "created_at": 1,
+                "clips": 1,
+                transitions.SETTLED: 1,
+                transitions.SETTLE_OWED: 1,
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is None:
+            return []
+        entries: list[str] = doc.get(transitions.SETTLE_OWED) or []
+        owed: list[tuple[Charge, Settlement]] = []
+        for entry in dict.fromkeys(entries):  # an entry owed twice is one settlement
+            scene_index, key, task_uuid = transitions.owed_of(entry)
+            raw_clip = doc["clips"].get(str(scene_index))
+            if raw_clip is None:
+                continue
+            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
+            owed += _unrecorded(doc, clip, task_uuid, only=key)
+        applied = await self._settle_all(doc, owed)
+        swept = transitions.owed_swept(project_id, owed_as_read=entries)
+        await self._projects.update_one(swept.filter, swept.update)
+        return applied
+
     async def rearm_attempt(
         self,
         project_id: str,
@@ -1514,6 +1590,19 @@ class ProjectStore:
             return projects, None
         last = projects[limit - 1]
         return projects[:limit], encode_cursor(last.created_at, last.id)
+
+
+def _unrecorded(
+    doc: Document, clip: ClipState, task_uuid: str, *, only: str | None = None
+) -> list[tuple[Charge, Settlement]]:
+    """What the recorded ends of ``task_uuid`` settle (``only``: that settlement key alone)
+    and the project ``doc``, read with its ``settled``, does not record as settled."""
+    recorded = set(doc.get(transitions.SETTLED) or ())
+    return [
+        (charge, settlement)
+        for charge, settlement in transitions.settlements(clip, task_uuid)
+        if settlement.key_on(charge) not in recorded and only in (None, settlement.key)
+    ]
 
 
 def _moves_counts(write: Write) -> bool:

@@ -16,7 +16,7 @@ one count bucket, so the counts it moves are known without reading them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -1618,3 +1618,58 @@ SETTLED = "settled"
 def settled(project_id: str, keys: Sequence[str]) -> Write:
     """The ledger applied the settlements ``keys`` (or had already): the project records them."""
     return Write({"_id": project_id}, {"$addToSet": {SETTLED: {"$each": list(keys)}}})
+
+
+# --- settlements no message stands behind: owed until the settle sweep sees them made ----
+
+#: the earliest end, written by a writer no message stands behind (a reconciler's pass, the
+#: api's cancel), whose settlement the settle sweep has not seen made (``$min``; moved on by
+#: each sweep's claim, unset with :data:`SETTLE_OWED` once the sweep made them all)
+SETTLE_DUE = "settle_due_at"
+#: those ends' settlements, ``<scene index>:<settlement key>`` each (``<task>`` or
+#: ``<task>:late``): what the sweep settles if the ledger's ``$inc`` never came
+SETTLE_OWED = "settle_owed"
+
+
+def owed(write: Write, scene_index: int, *, now: datetime) -> Write:
+    """``write``, marking in the same update the settlement it carries as owed: should its
+    writer stop between this write and the ledger's ``$inc`` (a crash, an outage past its
+    retries), no message would repeat it, and the settle sweep makes it from this mark.
+    ``write`` as it is when it settles nothing.
+
+    Its ``$push`` is no longer events alone, so it is never written together with other
+    clips' changes (:mod:`together`): it goes alone, as those writers' rare writes do.
+    """
+    if write.settle is None:
+        return write
+    update = dict(write.update)
+    update["$min"] = {**update.get("$min", {}), SETTLE_DUE: now}
+    entry = owed_entry(scene_index, write.settle[1].key)
+    update["$push"] = {**update.get("$push", {}), SETTLE_OWED: entry}
+    return replace(write, update=update)
+
+
+def owed_entry(scene_index: int, key: str) -> str:
+    """What :data:`SETTLE_OWED` holds for the settlement ``key`` of the scene's clip."""
+    return f"{scene_index}:{key}"
+
+
+def owed_of(entry: str) -> tuple[int, str, str]:
+    """An :func:`owed_entry` read back: (scene index, settlement key, the key's task)."""
+    scene, key = entry.split(":", 1)
+    return int(scene), key, key.split(":", 1)[0]
+
+
+def claim_owed(project_id: str, *, due_at: datetime, now: datetime) -> Write:
+    """One settle sweep takes the project: it moves ``settle_due_at`` on from what it read (the
+    project is due again a grace after ``now``, should this sweep stop half-way)."""
+    return Write({"_id": project_id, SETTLE_DUE: due_at}, {"$set": {SETTLE_DUE: now}})
+
+
+def owed_swept(project_id: str, *, owed_as_read: Sequence[str]) -> Write:
+    """Every settlement owed as the sweep read them is made: the marks go, unless a writer
+    owed another since (its entry makes the list differ: the project stays due)."""
+    return Write(
+        {"_id": project_id, SETTLE_OWED: list(owed_as_read)},
+        {"$unset": {SETTLE_OWED: "", SETTLE_DUE: ""}},
+    )

@@ -196,9 +196,10 @@ class ReconcilerPass:
         No message stands behind it: should the clip's write land and the ledger's
         settlement after it fail, no redelivery would repeat it, and the clip, terminal
         from then on, is no later pass's. A second record of the same end is the repair
-        path, which settles what the project does not record as settled. A crash between
-        the two writes still loses that settlement (ARCHITECTURE.md, "Money"): the
-        ledger's recount corrects the clips in flight, not the money committed.
+        path, which settles what the project does not record as settled. For a crash
+        between the two writes, or an outage past these tries, the write that records the
+        end marks its settlement owed (``unattended``), and the settle sweep makes it
+        (:mod:`reelflow_common.tracking.settlesweep`; ARCHITECTURE.md, "Money").
         """
         for tried in range(RECORD_TRIES):
             try:
@@ -209,6 +210,7 @@ class ReconcilerPass:
                     result,
                     submitted_at=submitted_at,
                     chain_token=chain_token,
+                    unattended=True,
                 )
             except Exception as exc:
                 if not is_transient(exc) or tried == RECORD_TRIES - 1:

@@ -52,9 +52,11 @@ class ClipRecorder:
         correlation_id: str | None = None,
         chain_token: str | None = None,
         only_clip: bool = False,
+        unattended: bool = False,
     ) -> Change:
         """Record ``result`` (Runware's answer: whatever chain brings it); ``only_clip``: the
-        project has this one clip (:meth:`ProjectStore.record`).
+        project has this one clip; ``unattended``: no message stands behind the caller, its
+        settlement is marked owed for the settle sweep (:meth:`ProjectStore.record`).
 
         ``chain_token``: the token of the chain (or the lease as read) that decided it. Our
         ceiling (``timedOut``) is not Runware's word but a chain's: it ends the clip only
@@ -72,6 +74,7 @@ class ClipRecorder:
             correlation_id=correlation_id,
             token=chain_token if ceiling else None,
             only_clip=only_clip,
+            unattended=unattended,
         )
         await self._publisher.publish_events(change.events)
         # Only the writer that applied the success sends its copy: a duplicate (webhook hint
