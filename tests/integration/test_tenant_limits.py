@@ -411,6 +411,66 @@ async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: 
     assert (await LedgerStore(api.db).read(tenant_id)).open == 2
 
 
+@pytest.mark.parametrize(
+    "limits", [{"max_clips_in_flight": 2}, {"daily_budget_usd": 0.5}], ids=["in flight", "budget"]
+)
+async def test_a_twin_of_a_create_in_progress_is_told_so_never_refused_for_its_room(
+    api: Api, monkeypatch: pytest.MonkeyPatch, limits: dict[str, Any]
+) -> None:
+    """Two POSTs with one Idempotency-Key at once (a client's retry after a timeout): the
+    first holds the room its project needs; the second is its replay, never a 429 or 402 for
+    that room. While the first is not stored, the second is told to come back (409)."""
+    tenant_id, auth = await limited(api, **limits)
+    key = {"Idempotency-Key": "twins"}
+    inserts = Inserts(api, monkeypatch, held=True)
+    first = asyncio.create_task(api.create(auth, scenes(2), headers=key))
+    await asyncio.wait_for(inserts.sent.wait(), DEADLINE_S)  # reserved, its insert on its way
+
+    try:
+        twin = await api.create(auth, scenes(2), headers=key)
+    finally:
+        inserts.released.set()
+    created = await asyncio.wait_for(first, DEADLINE_S)
+
+    problem = assert_problem(twin, 409)
+    assert problem["title"] == "Request In Progress"
+    assert int(twin.headers["Retry-After"]) >= 1
+    assert created.status_code == 202, created.text
+    again = await api.create(auth, scenes(2), headers=key)
+    assert again.status_code == 202, again.text
+    assert again.json()["project_id"] == created.json()["project_id"]
+    assert (await LedgerStore(api.db).read(tenant_id)).open == 2
+    # Another key is no twin: refused for the room the project holds, as ever.
+    other = await api.create(auth, scenes(2), headers={"Idempotency-Key": "another"})
+    assert assert_problem(other, 429 if "max_clips_in_flight" in limits else 402)
+
+
+async def test_a_twin_refused_for_room_after_the_first_was_stored_replays_it(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The twin read no project for its key just before the first's insert landed, so it
+    reserved, and was refused for the room the first holds: it answers with the first's
+    project, as a replay."""
+    _, auth = await limited(api, max_clips_in_flight=2)
+    key = {"Idempotency-Key": "twins, one stored"}
+    created = await api.create(auth, scenes(2), headers=key)
+    assert created.status_code == 202, created.text
+    state = api_state(api)
+    replay_of = state.projects.replay_of
+    reads: list[str] = []
+
+    async def read_before_the_insert(new: Any) -> Any:
+        reads.append(new.idempotency_key)
+        return None if len(reads) == 1 else await replay_of(new)
+
+    monkeypatch.setattr(state.projects, "replay_of", read_before_the_insert)
+
+    twin = await api.create(auth, scenes(2), headers=key)
+
+    assert twin.status_code == 202, twin.text
+    assert twin.json()["project_id"] == created.json()["project_id"]
+
+
 async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) -> None:
     """Runware bills every task that ran: the one given up on and the retry that replaced it.
 

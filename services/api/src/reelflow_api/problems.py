@@ -31,6 +31,8 @@ log = get_logger(__name__)
 RETRY_AFTER_OVERLOADED_S = 1
 #: ... or a backing service did not answer (a restart or a failover takes longer)
 RETRY_AFTER_UNAVAILABLE_S = 5
+#: ... and after a 409 for a twin: the first request's insert lands within moments
+RETRY_AFTER_IN_PROGRESS_S = 1
 
 #: the OpenAPI schema of every error answer (``components.schemas.Problem``)
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -89,6 +91,7 @@ _HEADERS: dict[int, dict[str, Any]] = {
         "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}},
     },
     402: _RETRY_AFTER,
+    409: _RETRY_AFTER,
     429: _RETRY_AFTER,
     503: _RETRY_AFTER,
 }
@@ -99,6 +102,8 @@ _MEANINGS = {
     403: "The tenant's limits do not allow this (a model, scenes per project, or more than a"
     " whole limit at once); `limit` names it.",
     404: "No such resource (or it belongs to another tenant).",
+    409: "A request with this Idempotency-Key is in progress; retry after `Retry-After` for"
+    " its answer.",
     413: "The request body is larger than the API accepts.",
     422: "Invalid request: `errors` names each bad field.",
     429: "The tenant has too many clips in flight; `limit` names it; retry after `Retry-After`.",
@@ -162,6 +167,18 @@ def not_found(what: str = "project") -> Problem:
 def unavailable(detail: str, *, retry_after_s: int = RETRY_AFTER_UNAVAILABLE_S) -> Problem:
     """A 503 that tells the client when to try again."""
     return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_s)})
+
+
+def request_in_progress() -> Problem:
+    """409: a request with this one's Idempotency-Key is still creating its project, whose
+    answer this one gets once it is stored (a replay), as Stripe answers such a twin."""
+    return Problem(
+        409,
+        "Request In Progress",
+        "A request with this Idempotency-Key is in progress; retry after Retry-After seconds"
+        " for its answer.",
+        headers={"Retry-After": str(RETRY_AFTER_IN_PROGRESS_S)},
+    )
 
 
 def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:

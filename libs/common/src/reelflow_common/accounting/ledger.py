@@ -7,7 +7,8 @@ limits pays no database operation for it. One document per tenant::
      "committed": {"2026-12-01": 1.2, "2026-12": 7.9},
      "limits": {"daily_budget_usd": 5.0, ...},
      "settled": ["<charge id>:<task uuid>", ...],
-     "reserved_at": <the last reservation, database clock>}
+     "reserved_at": <the last reservation, database clock>,
+     "reserving": [{"key": "<digest of an Idempotency-Key>", "at": <its reservation>}, ...]}
 
 ``committed`` holds, per UTC day and month, the estimates of clips not yet
 ended plus what ended clips cost (an unknown cost keeps its estimate). A create
@@ -18,16 +19,20 @@ first. A clip's end **settles** its reservation with one ``$inc``, guarded on it
 absence from the bounded list of recently settled keys in the same document; its project
 then records the key (``ProjectStore``), which makes it idempotent however late a duplicate
 comes: the list covers the moment between the two writes.
+A create with an Idempotency-Key leaves the key's digest in ``reserving`` with its
+reservation (the same update): a request refused for room while one with its key may still
+be storing its project is that request's twin, not a refusal (:class:`KeyInProgress`).
 An operator's **recount** sets ``open`` to what the tenant's clips hold, with one
 update guarded on the ledger as read before the count (:meth:`LedgerStore.recount`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -43,7 +48,7 @@ from reelflow_common.accounting.limits import (
     month_key,
     month_resets_at,
 )
-from reelflow_common.errors import TransientError
+from reelflow_common.errors import ReelflowError, TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.mongo import Database, Document
 
@@ -62,6 +67,10 @@ _RESERVE_ATTEMPTS = 3
 #: insert (a retry's writes of its clips), and after an unknown outcome the read and the
 #: release, each take at most REELFLOW_MONGO_TIMEOUT_S (10 s by default); a recount waits it out
 RESERVATION_LANDS_S = 60.0
+#: the Idempotency-Keys of a tenant's last reservations a ledger remembers (each matters for
+#: RESERVATION_LANDS_S): a tenant creating more keyed projects than this in that time may see
+#: a twin refused for the room its first holds, as before keys were remembered
+RESERVING_KEPT = 64
 
 
 class Charge(BaseModel):
@@ -131,11 +140,22 @@ class LedgerStore:
         self._ledgers = db.get_collection(COLLECTION, write_concern=WriteConcern(w="majority"))
 
     async def reserve(
-        self, tenant_id: str, limits: TenantLimits, *, clips: int, usd: float, now: datetime
+        self,
+        tenant_id: str,
+        limits: TenantLimits,
+        *,
+        clips: int,
+        usd: float,
+        now: datetime,
+        idempotency_key: str | None = None,
     ) -> Charge | None:
         """Hold ``clips`` in flight and ``usd`` for today and this month, or raise LimitExceeded.
 
         None when the tenant's limits need no ledger (nothing written).
+        ``idempotency_key``: the create's; remembered with the reservation (``reserving``).
+        Refused for room while a reservation made with the same key less than
+        RESERVATION_LANDS_S ago may not have its project stored yet: raises
+        :class:`KeyInProgress` instead (that request's answer is this one's).
         """
         if not limits.needs_ledger:
             return None
@@ -159,6 +179,10 @@ class LedgerStore:
             # operator's change, which ``set_limits`` wrote there.
             "$setOnInsert": {"limits": limits.model_dump()},
         }
+        digest = None if idempotency_key is None else _digest(idempotency_key)
+        if digest is not None:
+            entry = {"key": digest, "at": now}
+            update["$push"] = {"reserving": {"$each": [entry], "$slice": -RESERVING_KEPT}}
         for _ in range(_RESERVE_ATTEMPTS):
             try:
                 # Upsert: a tenant's first reservation creates its ledger. A ledger that
@@ -166,8 +190,18 @@ class LedgerStore:
                 await self._ledgers.find_one_and_update(guard, update, upsert=True)
                 return Charge(id=secrets.token_hex(6), usd=usd, day=day, month=month)
             except DuplicateKeyError:
-                ledger = await self.read(tenant_id)
-                _refuse_with(limits, ledger, clips=clips, usd=usd, now=now)
+                ledger, reserving = await self._read_refused(tenant_id)
+                try:
+                    _refuse_with(limits, ledger, clips=clips, usd=usd, now=now)
+                except LimitExceeded:
+                    if digest is not None and _reserved_since(
+                        reserving, digest, now - timedelta(seconds=RESERVATION_LANDS_S)
+                    ):
+                        raise KeyInProgress(
+                            "a request with this Idempotency-Key holds the room and may still"
+                            " be storing its project"
+                        ) from None
+                    raise
                 # Room appeared between the write and the read (a clip ended): try again.
         raise TransientError("the tenant's ledger kept changing; the request may be retried")
 
@@ -216,6 +250,17 @@ class LedgerStore:
     async def read(self, tenant_id: str) -> LedgerView:
         doc = await self._ledgers.find_one({"_id": tenant_id}, {"open": 1, "committed": 1})
         return LedgerView() if doc is None else LedgerView.model_validate(doc)
+
+    async def _read_refused(self, tenant_id: str) -> tuple[LedgerView, list[Document]]:
+        """The ledger as a refused reservation reads it (one read): its room, and the keys of
+        its last reservations."""
+        doc = await self._ledgers.find_one(
+            {"_id": tenant_id}, {"open": 1, "committed": 1, "reserving": 1}
+        )
+        if doc is None:
+            return LedgerView(), []
+        reserving = doc.pop("reserving", None) or []
+        return LedgerView.model_validate(doc), reserving
 
     async def recount(
         self, tenant_id: str, count: CountInFlight, *, now: datetime, apply: bool
@@ -288,6 +333,22 @@ class LedgerStore:
             limits=TenantLimits.model_validate(doc.get("limits") or {}),
             ledger=LedgerView.model_validate(doc),
         )
+
+
+class KeyInProgress(ReelflowError):
+    """A reservation was refused for room while one with its Idempotency-Key, which holds that
+    room, may still be storing its project: the request is that one's twin, whose answer is
+    its own (a replay), never a refusal for its room."""
+
+
+def _digest(idempotency_key: str) -> str:
+    """What ``reserving`` remembers of a key: short, whatever the key's length (up to 255)."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def _reserved_since(reserving: list[Document], digest: str, since: datetime) -> bool:
+    """Whether ``reserving`` holds a reservation of the key ``digest`` made after ``since``."""
+    return any(entry.get("key") == digest and entry["at"] > since for entry in reserving)
 
 
 class LedgerMoved(TransientError):

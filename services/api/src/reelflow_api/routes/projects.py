@@ -17,10 +17,16 @@ from pymongo.errors import PyMongoError
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
 from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
-from reelflow_api.problems import Problem, limit_exceeded, not_found, problem_responses
+from reelflow_api.problems import (
+    Problem,
+    limit_exceeded,
+    not_found,
+    problem_responses,
+    request_in_progress,
+)
 from reelflow_api.schemas import CreateProjectIn, ProjectChanged, ProjectList
 from reelflow_api.telemetry import correlation_id
-from reelflow_common.accounting import Charge, LimitExceeded, TenantLimits
+from reelflow_common.accounting import Charge, KeyInProgress, LimitExceeded, TenantLimits
 from reelflow_common.accounting.limits import check_shape
 from reelflow_common.commands import check_command, send_all, submit_command
 from reelflow_common.domain import ClipRequest, ProjectStatus
@@ -153,10 +159,14 @@ async def _reserve(
     limits: TenantLimits,
     model: str,
     scenes: Sequence[ClipRequest],
+    *,
+    idempotency_key: str | None = None,
 ) -> list[Charge] | None:
     """Hold the scenes' clips and estimated cost on the tenant's ledger: one guarded write.
 
-    None for a tenant whose limits need no ledger. Raises ``LimitExceeded``.
+    None for a tenant whose limits need no ledger. Raises ``LimitExceeded``, or
+    ``KeyInProgress`` for a create refused for the room a request with its
+    ``idempotency_key`` holds.
     """
     if not limits.needs_ledger:
         return None
@@ -167,9 +177,47 @@ async def _reserve(
     else:
         estimates = [0.0] * len(scenes)
     charge = await state.projects.ledgers.reserve(
-        tenant_id, limits, clips=len(scenes), usd=sum(estimates), now=state.projects.now()
+        tenant_id,
+        limits,
+        clips=len(scenes),
+        usd=sum(estimates),
+        now=state.projects.now(),
+        idempotency_key=idempotency_key,
     )
     return None if charge is None else charge.split(estimates)
+
+
+async def _reserve_and_create(
+    state: AppState, limits: TenantLimits, new: NewProject, *, correlation: str | None
+) -> CreateResult:
+    """Check the tenant's limits and reserve (403, 429, 402: ``Problem``), then create.
+
+    A create refused for the room a request with its Idempotency-Key holds (its twin,
+    ``KeyInProgress``) answers with that request's project once it is stored, as a replay,
+    and 409 with ``Retry-After`` until then: never a refusal for its own twin's room.
+    """
+    try:
+        check_shape(limits, scenes=len(new.scenes), model=new.model)
+        charges = await _reserve(
+            state,
+            new.tenant_id,
+            limits,
+            new.model,
+            new.scenes,
+            idempotency_key=new.idempotency_key,
+        )
+    except LimitExceeded as exc:
+        log.info("project_refused", limit=exc.limit.value, tenant_id=new.tenant_id)
+        raise limit_exceeded(exc, now=state.projects.now()) from exc
+    except KeyInProgress as exc:
+        replayed = await state.projects.replay_of(new)
+        if replayed is None:
+            log.info("project_twin_in_progress", tenant_id=new.tenant_id)
+            raise request_in_progress() from exc
+        return CreateResult(project=replayed, created=False)
+    return await state.outliving.run(
+        _create_and_dispatch(state, new, charges, correlation=correlation)
+    )
 
 
 #: what :meth:`ProjectStore.create` raises once the server refused its insert: nothing stored
@@ -366,7 +414,7 @@ _STATUS = {"model": ProjectStatusView}
         202: {
             "headers": {"Location": {"description": "the project", "schema": {"type": "string"}}}
         },
-        **problem_responses(402, 403, 413, 429),
+        **problem_responses(402, 403, 409, 413, 429),
     },
 )
 async def create_project(
@@ -381,7 +429,9 @@ async def create_project(
 
     The tenant's limits are checked first, before anything is stored or spent: a
     model or a number of scenes it may not use is 403, too many clips in flight
-    429, a budget without room for the project's estimated cost 402.
+    429, a budget without room for the project's estimated cost 402. A request
+    whose twin (the same Idempotency-Key) holds that room gets the twin's answer
+    once its project is stored, and 409 with ``Retry-After`` until then.
     """
     correlation = correlation_id(request)
     tenant_id = grant.tenant_id
@@ -401,15 +451,7 @@ async def create_project(
     if replayed is not None:
         result = CreateResult(project=replayed, created=False)
     else:
-        try:
-            check_shape(grant.limits, scenes=len(new.scenes), model=new.model)
-            charges = await _reserve(state, tenant_id, grant.limits, new.model, new.scenes)
-        except LimitExceeded as exc:
-            log.info("project_refused", limit=exc.limit.value, tenant_id=tenant_id)
-            raise limit_exceeded(exc, now=state.projects.now()) from exc
-        result = await state.outliving.run(
-            _create_and_dispatch(state, new, charges, correlation=correlation)
-        )
+        result = await _reserve_and_create(state, grant.limits, new, correlation=correlation)
     project = result.project
     with bound_context(project_id=project.id):
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
