@@ -1335,3 +1335,44 @@ def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> N
     video = {"status": "success", "video_url": "https://v/0.mp4", "cost": 0.3}
     done = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": video})})
     assert step(done, cancel(done))["clips"]["0"]["attempts"]["t0"] == video
+
+
+def test_a_write_no_message_stands_behind_marks_its_settlement_owed_in_itself() -> None:
+    """A reconciler's pass or a cancel: the end and the mark are one update, so no crash
+    comes between them; a write that settles nothing is left as it is."""
+    doc = step(new_doc(), to_processing(new_doc(), 0))
+    end = to_terminal(0, VIDEO)
+
+    owed = t.owed(end, 0, now=T0)
+
+    after = step(doc, owed)
+    assert after[t.SETTLE_OWED] == ["0:t0"]
+    assert after[t.SETTLE_DUE] == T0
+    assert after["clips"]["0"]["status"] == "success"
+    assert owed.settle == end.settle
+    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0, until=T0 + LEASE)
+    assert t.owed(renewal, 0, now=T0) == renewal
+    # A second clip's end owed later: listed too, the earliest mark kept.
+    later = t.owed(to_terminal(1, BROKEN), 1, now=T0 + LEASE)
+    both = step(after, later)
+    assert both[t.SETTLE_OWED] == ["0:t0", "1:t1"]
+    assert both[t.SETTLE_DUE] == T0
+    assert t.owed_of("1:t1:late") == (1, "t1:late", "t1")
+
+
+def test_the_settle_sweep_unmarks_only_the_owed_list_it_read() -> None:
+    doc = step(new_doc(), t.owed(to_terminal(0, VIDEO), 0, now=T0))
+    claim = t.claim_owed("p1", due_at=T0, now=T0 + LEASE)
+    claimed = step(doc, claim)
+    assert claimed[t.SETTLE_DUE] == T0 + LEASE
+    assert find_one_and_update(claimed, claim.filter, claim.update) is None  # taken once
+
+    owed_since = step(claimed, t.owed(to_terminal(1, BROKEN), 1, now=T0 + LEASE))
+    assert find_one_and_update(owed_since, *_of(t.owed_swept("p1", owed_as_read=["0:t0"]))) is None
+    swept = step(owed_since, t.owed_swept("p1", owed_as_read=["0:t0", "1:t1"]))
+    assert t.SETTLE_OWED not in swept
+    assert t.SETTLE_DUE not in swept
+
+
+def _of(write: t.Write) -> tuple[dict[str, Any], dict[str, Any]]:
+    return write.filter, write.update

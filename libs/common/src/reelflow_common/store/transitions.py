@@ -1645,7 +1645,7 @@ def owed(write: Write, scene_index: int, *, now: datetime) -> Write:
     update = dict(write.update)
     update["$min"] = {**update.get("$min", {}), SETTLE_DUE: now}
     entry = owed_entry(scene_index, write.settle[1].key)
-    update["$push"] = {**update.get("$push", {}), SETTLE_OWED: entry}
+    update["$push"] = {**update.get("$push", {}), SETTLE_OWED: {"$each": [entry]}}
     return replace(write, update=update)
 
 
@@ -1669,7 +1669,8 @@ def claim_owed(project_id: str, *, due_at: datetime, now: datetime) -> Write:
 def owed_swept(project_id: str, *, owed_as_read: Sequence[str]) -> Write:
     """Every settlement owed as the sweep read them is made: the marks go, unless a writer
     owed another since (its entry makes the list differ: the project stays due)."""
+    # A mark without entries (none is written so; a hand's edit) goes too, unless one came.
+    owed: Any = list(owed_as_read) if owed_as_read else {"$exists": False}
     return Write(
-        {"_id": project_id, SETTLE_OWED: list(owed_as_read)},
-        {"$unset": {SETTLE_OWED: "", SETTLE_DUE: ""}},
+        {"_id": project_id, SETTLE_OWED: owed}, {"$unset": {SETTLE_OWED: "", SETTLE_DUE: ""}}
     )
