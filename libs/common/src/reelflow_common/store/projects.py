@@ -1194,9 +1194,10 @@ class ProjectStore:
                 follow_token=new_token(),
             )
             # No message stands behind a cancel: a charge it settles is owed until the settle
-            # sweep sees it made. Only where the clip holds one as read (the write is guarded
-            # on its task and status, under which it keeps that charge): a tenant without a
-            # ledger pays nothing for it.
+            # sweep sees it made. Only where the clip holds one as read, so a tenant without a
+            # ledger pays nothing for it (the write is guarded on the clip as read; only a
+            # rewatch under a new charge before the last try, which leaves the lease out of
+            # its guard, can bring a charge it did not read).
             write = self._owing(write, clip.scene_index, unattended=clip.charge is not None)
             applied = await self._apply(write, project_id)
             if applied is not None:
