@@ -172,7 +172,8 @@ class ClipWithRequest:
 
     model: str
     clip: ClipState
-    request: ClipRequest
+    #: None for a project stored without its requests
+    request: ClipRequest | None
 
 
 class ProjectStore:
@@ -620,8 +621,9 @@ class ProjectStore:
         clip (the project was deleted).
 
         What the webhook hint learns a finished clip's profile from: one indexed read of the
-        ``_id`` that returns the model, this clip and the requests (one opaque value) — not
-        the project's other clips, so its cost does not grow with the project.
+        ``_id`` that returns the model, this clip and the requests — not the project's other
+        clips' states. The requests are one opaque value, read whole (up to 50 scenes'
+        prompts) but decoded as a model for this scene only.
         """
         fields = {"model": 1, "created_at": 1, clip_path(scene_index): 1, "requests": 1}
         doc = await self._projects.find_one({"_id": project_id}, fields)
@@ -629,7 +631,9 @@ class ProjectStore:
         if doc is None or raw_clip is None:
             return None
         clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-        return ClipWithRequest(doc["model"], clip, unpack_request(doc["requests"], scene_index))
+        stored = doc.get("requests")
+        request = None if stored is None else unpack_request(stored, scene_index)
+        return ClipWithRequest(doc["model"], clip, request)
 
     async def renew_lease(
         self,
