@@ -1,9 +1,11 @@
-"""The notifier's abuse limits, as a client sees them: subscribes past the rate, sockets per key."""
+"""The notifier's abuse limits, as a client sees them: subscribes past the rate, sockets, watches
+and subscribes per key."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -170,3 +172,108 @@ async def _first_message(url: str, key: str) -> dict[str, Any] | None:
         except ConnectionClosed:
             assert ws.close_code == 4429
             return None
+
+
+# --- what one key does on all of its sockets -----------------------------------------------
+
+
+@asynccontextmanager
+async def notifier_with(
+    settings_for: Callable[..., Any], **limits: Any
+) -> AsyncIterator[RunningNotifier]:
+    settings = settings_for(Settings, http_host="127.0.0.1", http_port=0, **limits)
+    async with running_notifier(settings) as running:
+        yield running
+
+
+async def test_subscribes_spread_over_a_keys_sockets_share_one_budget_that_closing_keeps(
+    settings_for: Callable[..., Any], amqp_connection: Any, new_tenant: Callable[[], Any]
+) -> None:
+    """Each socket may send 2 at once, the key 3 in all; then about one every 17 minutes."""
+    limits = {
+        "ws_subscribe_burst": 2,
+        "ws_max_subscriptions": 2,
+        "ws_subscribe_rate_per_s": 0.001,
+        "ws_key_subscribe_burst": 3,
+        "ws_key_subscribe_rate_per_s": 0.001,
+    }
+    tenant, other = await new_tenant(), await new_tenant()
+    first, second, third, fourth = [await tenant.new_project() for _ in range(4)]
+    theirs = await other.new_project()
+    async with notifier_with(settings_for, **limits) as notifier:
+        url = f"{notifier.base_url}/v1/ws"
+        async with client(url, key=tenant.key) as one, client(url, key=tenant.key) as two:
+            await one.send(subscribe(first))
+            await one.send(subscribe(second))
+            snapshots = [await receive(one), await receive(one)]
+            await two.send(subscribe(third))
+            snapshots.append(await receive(two))
+            # The second socket has sent one of its two: the key's budget is what is spent.
+            await two.send(subscribe(fourth))
+            refused = await receive(two)
+        # Sockets that close and open again find the key's budget as they left it.
+        async with client(url, key=tenant.key) as again:
+            await again.send(subscribe(fourth))
+            refused_again = await receive(again)
+        async with client(url, key=other.key) as another_key:
+            await another_key.send(subscribe(theirs))
+            their_answer = await receive(another_key)
+
+    assert [(m["type"], m["project"]["project_id"]) for m in snapshots] == [
+        ("snapshot", first),
+        ("snapshot", second),
+        ("snapshot", third),
+    ]
+    for answer in (refused, refused_again):
+        assert (answer["type"], answer["project_id"]) == ("error", fourth)
+        assert "too many subscribes with this API key" in answer["message"]
+        assert answer["retry_after_s"] == pytest.approx(1000, abs=1)
+    assert (their_answer["type"], their_answer["project"]["project_id"]) == ("snapshot", theirs)
+
+
+async def test_a_subscribe_past_the_projects_a_key_may_watch_is_refused_until_one_is_let_go(
+    settings_for: Callable[..., Any], amqp_connection: Any, new_tenant: Callable[[], Any]
+) -> None:
+    """Two watches for the key, over all its sockets; a single-project socket's counts too."""
+    limits = {"ws_max_subscriptions": 2, "ws_subscribe_burst": 10, "ws_max_watches_per_key": 2}
+    tenant, other = await new_tenant(), await new_tenant()
+    first, second, third = [await tenant.new_project() for _ in range(3)]
+    theirs = await other.new_project()
+    async with notifier_with(settings_for, **limits) as notifier:
+        url = f"{notifier.base_url}/v1/ws"
+        async with client(url, key=tenant.key) as multiplexed:
+            await multiplexed.send(subscribe(first))
+            assert (await receive(multiplexed))["type"] == "snapshot"
+            single_url = f"{notifier.base_url}/v1/ws/projects/{second}"
+            async with client(single_url, key=tenant.key) as single:
+                assert (await receive(single))["type"] == "snapshot"
+                await multiplexed.send(subscribe(third))
+                refused = await receive(multiplexed)
+                # Subscribing again to a project it watches takes no more.
+                await multiplexed.send(subscribe(first))
+                resubscribed = await receive(multiplexed)
+                async with client(url, key=other.key) as another_key:
+                    await another_key.send(subscribe(theirs))
+                    their_answer = await receive(another_key)
+            # The single-project socket closed: its watch is given back once the server saw it.
+            let_go = await eventually_returns(
+                lambda: _snapshot_of(multiplexed, third), "a watch again, once one was let go"
+            )
+
+    assert (refused["type"], refused["project_id"]) == ("error", third)
+    assert "already watches 2 projects" in refused["message"]
+    assert "unsubscribe" in refused["message"]
+    assert "retry_after_s" not in refused
+    assert (resubscribed["type"], resubscribed["project"]["project_id"]) == ("snapshot", first)
+    assert their_answer["type"] == "snapshot"
+    assert let_go["project"]["project_id"] == third
+
+
+async def _snapshot_of(ws: Any, project_id: str) -> dict[str, Any] | None:
+    """The answer to a subscribe to ``project_id``: its snapshot, or None when refused."""
+    await ws.send(subscribe(project_id))
+    answer = await receive(ws)
+    if answer["type"] == "error":
+        assert "already watches" in answer["message"]
+        return None
+    return answer

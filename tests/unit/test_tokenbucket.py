@@ -49,6 +49,20 @@ def test_a_refused_take_takes_nothing() -> None:
     assert bucket.take() == 0.0
 
 
+def test_a_token_given_back_can_be_taken_again_but_never_above_the_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate_per_s=0.001, burst=2, clock=clock)
+    bucket.take()
+    bucket.take()
+
+    bucket.give_back()  # the action it was taken for did not happen
+    assert bucket.take() == 0.0
+    bucket.give_back()
+    bucket.give_back()
+    bucket.give_back()
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, pytest.approx(1000)]
+
+
 def test_a_clock_going_back_adds_no_tokens() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate_per_s=1, burst=1, clock=clock)

@@ -35,6 +35,11 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self._rate_per_s
 
+    def give_back(self) -> None:
+        """Return a token taken for an action that did not happen after all (another limit
+        refused it), so that action is not counted."""
+        self._tokens = min(self._burst, self._tokens + 1.0)
+
     def full(self) -> bool:
         """Whether it holds ``burst`` tokens again (forgetting it would change nothing)."""
         self._refill()

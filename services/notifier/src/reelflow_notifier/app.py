@@ -68,7 +68,12 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
                 hub=hub,
                 tickets=WsTicketStore(db),
                 key_watch=key_watch,
-                key_slots=KeySlots(settings.ws_max_connections_per_key),
+                key_slots=KeySlots(
+                    settings.ws_max_connections_per_key,
+                    max_watches=settings.ws_max_watches_per_key,
+                    subscribe_rate_per_s=settings.ws_key_subscribe_rate_per_s,
+                    subscribe_burst=settings.ws_key_subscribe_burst,
+                ),
                 links=VideoLinks.from_settings(settings),
                 gc_policy=gc_policy,
             )

@@ -12,7 +12,9 @@ WS_CONNECTIONS = Gauge(
 WS_REFUSALS_TOTAL = Counter(
     "reelflow_ws_refusals_total",
     "Client requests refused by an abuse limit, by limit (subscribe_rate: a subscribe past"
-    " REELFLOW_WS_SUBSCRIBE_RATE_PER_S; key_connections: a socket past"
+    " REELFLOW_WS_SUBSCRIBE_RATE_PER_S; key_subscribe_rate: a subscribe past"
+    " REELFLOW_WS_KEY_SUBSCRIBE_RATE_PER_S; key_watches: a subscribe past"
+    " REELFLOW_WS_MAX_WATCHES_PER_KEY; key_connections: a socket past"
     " REELFLOW_WS_MAX_CONNECTIONS_PER_KEY).",
     ["limit"],
 )

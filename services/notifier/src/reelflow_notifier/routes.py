@@ -38,7 +38,7 @@ from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.problem_json import refuse_handshake
 from reelflow_common.tokenbucket import TokenBucket
 from reelflow_notifier.auth import Credential, authenticate
-from reelflow_notifier.keyslots import CLOSE_TOO_MANY_CONNECTIONS
+from reelflow_notifier.keyslots import CLOSE_TOO_MANY_CONNECTIONS, KeySlot
 from reelflow_notifier.keywatch import CLOSE_UNAUTHORIZED
 from reelflow_notifier.metrics import WS_REFUSALS_TOTAL
 from reelflow_notifier.multiplex import Subscriptions
@@ -55,13 +55,17 @@ async def project_socket(websocket: WebSocket) -> None:
     state = state_of(websocket)
     project_id: str = websocket.path_params["project_id"]
     with bound_context(project_id=project_id):
-        async with _admitted(websocket, state) as credential:
-            if credential is not None:
-                await _serve_project(websocket, state, credential, project_id)
+        async with _admitted(websocket, state) as admitted:
+            if admitted is not None:
+                await _serve_project(websocket, state, *admitted, project_id)
 
 
 async def _serve_project(
-    websocket: WebSocket, state: NotifierState, credential: Credential, project_id: str
+    websocket: WebSocket,
+    state: NotifierState,
+    credential: Credential,
+    key_slot: KeySlot,
+    project_id: str,
 ) -> None:
     tenant_id = credential.tenant_id
     raw_after = websocket.query_params.get("after_seq")
@@ -82,7 +86,7 @@ async def _serve_project(
         if not found:
             await websocket.close(CLOSE_NOT_FOUND, "project not found")
             return
-    session = _session(websocket, state, tenant_id, close_when_gone=True)
+    session = _session(websocket, state, tenant_id, key_slot, close_when_gone=True)
     session.watch(project_id, after_seq)
     log.info("ws_opened", after_seq=after_seq)
     with state.key_watch.watching(credential, session):
@@ -92,15 +96,15 @@ async def _serve_project(
 async def multiplex_socket(websocket: WebSocket) -> None:
     """Live changes of the projects the client subscribes to."""
     state = state_of(websocket)
-    async with _admitted(websocket, state) as credential:
-        if credential is not None:
-            await _serve_multiplexed(websocket, state, credential)
+    async with _admitted(websocket, state) as admitted:
+        if admitted is not None:
+            await _serve_multiplexed(websocket, state, *admitted)
 
 
 async def _serve_multiplexed(
-    websocket: WebSocket, state: NotifierState, credential: Credential
+    websocket: WebSocket, state: NotifierState, credential: Credential, key_slot: KeySlot
 ) -> None:
-    session = _session(websocket, state, credential.tenant_id, close_when_gone=False)
+    session = _session(websocket, state, credential.tenant_id, key_slot, close_when_gone=False)
     subscriptions = Subscriptions(
         session,
         tenant_id=credential.tenant_id,
@@ -109,6 +113,7 @@ async def _serve_multiplexed(
         subscribes=TokenBucket(
             state.settings.ws_subscribe_rate_per_s, state.settings.ws_subscribe_burst
         ),
+        key_slot=key_slot,
     )
     log.info("ws_opened", multiplexed=True)
     with state.key_watch.watching(credential, session):
@@ -160,14 +165,16 @@ def not_served() -> WebSocketRoute:
 
 
 @asynccontextmanager
-async def _admitted(websocket: WebSocket, state: NotifierState) -> AsyncIterator[Credential | None]:
-    """The accepted client's credential, holding one of its key's slots; None: it was closed."""
+async def _admitted(
+    websocket: WebSocket, state: NotifierState
+) -> AsyncIterator[tuple[Credential, KeySlot] | None]:
+    """The accepted client's credential and its share of its key; None: it was closed."""
     credential = await _accept(websocket, state)
     if credential is None:
         yield None
         return
-    with state.key_slots.holding(credential.api_key) as held:
-        if not held:
+    with state.key_slots.holding(credential.api_key) as key_slot:
+        if key_slot is None:
             WS_REFUSALS_TOTAL.labels(limit="key_connections").inc()
             log.warning("ws_key_connections_full", cap=state.key_slots.cap)
             await websocket.close(
@@ -177,7 +184,7 @@ async def _admitted(websocket: WebSocket, state: NotifierState) -> AsyncIterator
             )
             yield None
             return
-        yield credential
+        yield credential, key_slot
 
 
 async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | None:
@@ -205,7 +212,12 @@ async def _project_exists(state: NotifierState, project_id: str, tenant_id: str)
 
 
 def _session(
-    websocket: WebSocket, state: NotifierState, tenant_id: str, *, close_when_gone: bool
+    websocket: WebSocket,
+    state: NotifierState,
+    tenant_id: str,
+    key_slot: KeySlot,
+    *,
+    close_when_gone: bool,
 ) -> Session:
     return Session(
         websocket,
@@ -216,6 +228,7 @@ def _session(
         max_backlog=state.settings.ws_max_backlog,
         close_when_gone=close_when_gone,
         links=state.links,
+        key_slot=key_slot,
     )
 
 

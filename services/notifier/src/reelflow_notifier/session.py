@@ -31,6 +31,7 @@ from reelflow_common.tracing import Context, SpanKind, current_context, is_sampl
 from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.frames import FRAME_WRITER, FrameWriter
 from reelflow_notifier.hub import Hub
+from reelflow_notifier.keyslots import KeySlot
 from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
 from reelflow_notifier.replays import Replays
@@ -59,8 +60,11 @@ class Session:
         max_backlog: int,
         close_when_gone: bool,
         links: VideoLinks | None = None,
+        key_slot: KeySlot | None = None,
     ) -> None:
         self._websocket = websocket
+        #: told of each project this connection starts and stops watching (its key's count)
+        self._key_slot = key_slot
         self._tenant_id = tenant_id
         self._projects = projects
         self._replays = replays
@@ -100,12 +104,16 @@ class Session:
             links=self._links,
         )
         self._hub.add(project_id, self)
+        if self._key_slot is not None:
+            self._key_slot.watched()
         self._outbox.put(project_id, Start(after_seq))
 
     def unwatch(self, project_id: str) -> None:
         """Stop; items of the project still queued are skipped by the sender."""
         if self._feeds.pop(project_id, None) is not None:
             self._hub.discard(project_id, self)
+            if self._key_slot is not None:
+                self._key_slot.unwatched()
 
     def watching(self, project_id: str) -> bool:
         return project_id in self._feeds

@@ -39,8 +39,26 @@ class Settings(
         description="subscribes a second one connection may send past its burst; one more is"
         " refused with an error message saying when to send it again",
     )
-    ws_max_connections_per_key: int = Field(
+    ws_key_subscribe_burst: int = Field(
+        default=500,
+        ge=1,
+        description="subscribes all sockets of one API key may send at once on this replica (each"
+        " reads the project); at least ws_subscribe_burst",
+    )
+    ws_key_subscribe_rate_per_s: float = Field(
+        default=50,
+        gt=0,
+        description="subscribes a second all sockets of one API key may send on this replica past"
+        " their burst; one more is refused with an error message saying when to send it again",
+    )
+    ws_max_watches_per_key: int = Field(
         default=20_000,
+        ge=1,
+        description="projects all sockets of one API key may watch at once on this replica; a"
+        " subscribe to one more is refused with an error message",
+    )
+    ws_max_connections_per_key: int = Field(
+        default=2_000,
         ge=0,
         description="WebSockets of one API key open at once on this replica (0: no cap); one"
         " more is closed with 4429",
@@ -69,11 +87,23 @@ class Settings(
     )
 
     @model_validator(mode="after")
-    def _subscribe_burst_covers_a_reconnect(self) -> Settings:
+    def _subscribe_bursts_cover_a_reconnect(self) -> Settings:
         if self.ws_subscribe_burst < self.ws_max_subscriptions:
             raise ValueError(
                 f"ws_subscribe_burst ({self.ws_subscribe_burst}) must be at least"
                 f" ws_max_subscriptions ({self.ws_max_subscriptions}): a client subscribes"
                 " again to every project it watches when it reconnects"
+            )
+        if self.ws_key_subscribe_burst < self.ws_subscribe_burst:
+            raise ValueError(
+                f"ws_key_subscribe_burst ({self.ws_key_subscribe_burst}) must be at least"
+                f" ws_subscribe_burst ({self.ws_subscribe_burst}): one socket's burst must fit"
+                " in its key's"
+            )
+        if self.ws_max_watches_per_key < self.ws_max_subscriptions:
+            raise ValueError(
+                f"ws_max_watches_per_key ({self.ws_max_watches_per_key}) must be at least"
+                f" ws_max_subscriptions ({self.ws_max_subscriptions}): one socket may watch"
+                " that many"
             )
         return self

@@ -25,7 +25,7 @@ class NotifierState:
     hub: Hub
     tickets: WsTicketStore
     key_watch: KeyWatch
-    #: open sockets per API key, capped at ws_max_connections_per_key
+    #: open sockets, watches and subscribe budgets per API key (ws_*_per_key, ws_key_*)
     key_slots: KeySlots
     #: the event-log reads of gap fills, shared between the watchers of a project
     replays: Replays

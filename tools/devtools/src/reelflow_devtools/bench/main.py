@@ -410,7 +410,12 @@ def main(argv: list[str] | None = None) -> int:
     fast = replace(base, sim_speedup=plans.speedup, keep=REAL_TIME)
     # Everything compressed: the live poller sees the provider's clock, scaled.
     slow = replace(base, sim_speedup=plans.polling_speedup, keep=frozenset())
-    realtime = replace(base, sim_speedup=plans.notifier_speedup, keep=frozenset())
+    realtime = replace(
+        base,
+        sim_speedup=plans.notifier_speedup,
+        keep=frozenset(),
+        extra=(*base.extra, *plans.notifier.settings()),
+    )
     results: dict[str, Any] = {
         "config": {
             "command": " ".join(

@@ -66,6 +66,11 @@ class NotifierPlan:
     #: project is created, at real time, and the project is finished just after)
     deadline_s: float = 300
 
+    def settings(self) -> tuple[tuple[str, str], ...]:
+        """The notifier's settings this plan needs beyond production's: every socket is of
+        one key, on one replica, past what a production replica lets one key open."""
+        return (("REELFLOW_WS_MAX_CONNECTIONS_PER_KEY", str(self.connections)),)
+
 
 class LoadProcess:
     """One ``ws_load`` child: a JSON line out, a JSON line back."""
