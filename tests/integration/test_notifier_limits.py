@@ -1,8 +1,9 @@
 """The notifier's abuse limits, as a client sees them: subscribes past the rate, sockets, watches
-and subscribes per key."""
+and subscribes per key, slow clients."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from tests.integration.notifier_helpers import (
     receive,
     running_notifier,
 )
-from tests.waiting import eventually_returns
+from tests.waiting import DEADLINE_S, eventually_returns
 
 pytestmark = pytest.mark.integration
 
@@ -277,3 +278,32 @@ async def _snapshot_of(ws: Any, project_id: str) -> dict[str, Any] | None:
         assert "already watches" in answer["message"]
         return None
     return answer
+
+
+# --- slow clients -------------------------------------------------------------------------
+
+
+async def test_a_connection_that_sends_nothing_or_its_headers_slowly_is_cut_off_not_a_websocket(
+    settings_for: Callable[..., Any], amqp_connection: Any, new_tenant: Callable[[], Any]
+) -> None:
+    tenant = await new_tenant()
+    async with notifier_with(settings_for, http_header_timeout_s=0.5) as notifier:
+        port = int(notifier.http_url.rsplit(":", 1)[1])
+        async with client(f"{notifier.base_url}/v1/ws", key=tenant.key) as websocket:
+            silent = await asyncio.open_connection("127.0.0.1", port)
+            trickling = await asyncio.open_connection("127.0.0.1", port)
+            trickling[1].write(b"GET /v1/ws HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+            await trickling[1].drain()
+            answers = [await _read_all(silent[0]), await _read_all(trickling[0])]
+            for _reader, writer in (silent, trickling):
+                writer.close()
+            # Opened before both, the WebSocket outlived their deadline and still answers.
+            await websocket.send("not json")
+            still_open = await receive(websocket)
+
+    assert answers == [b"", b""]  # closed without an answer
+    assert still_open["type"] == "error"
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    return await asyncio.wait_for(reader.read(), DEADLINE_S)

@@ -108,6 +108,16 @@ class HttpSettings(ReelflowSettings):
     )
 
 
+class SlowClientSettings(ReelflowSettings):
+    """How long a client of a public HTTP server (the api, the notifier) may take to ask."""
+
+    http_header_timeout_s: float = Field(
+        default=10,
+        gt=0,
+        description="a client must send a request's headers within this, else it is disconnected",
+    )
+
+
 class TopologySettings(AmqpSettings):
     """The delay ladders. Every service declares the same topology from these."""
 

@@ -8,10 +8,10 @@ import uvicorn
 
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings
-from reelflow_api.slow_clients import http_protocol
 from reelflow_common.lifecycle import port_taken_exits
 from reelflow_common.logging import configure_logging
 from reelflow_common.ops import bound_socket
+from reelflow_common.slow_headers import http_protocol
 from reelflow_common.tracing import configure_tracing
 
 

@@ -10,6 +10,7 @@ from reelflow_common.settings import (
     LeaseSettings,
     LogSettings,
     MongoSettings,
+    SlowClientSettings,
     StorageSettings,
     TopologySettings,
     WebhookSettings,
@@ -21,6 +22,7 @@ class Settings(
     MongoSettings,
     LogSettings,
     HttpSettings,
+    SlowClientSettings,
     WebhookSettings,
     LeaseSettings,
     AuthSettings,
@@ -119,11 +121,6 @@ class Settings(
             "origins whose pages may call the API from a browser (CORS), as a JSON list,"
             ' e.g. ["https://app.example.com"]; empty: CORS is off'
         ),
-    )
-    http_header_timeout_s: float = Field(
-        default=10,
-        gt=0,
-        description="a client must send a request's headers within this, else it is disconnected",
     )
     http_body_timeout_s: float = Field(
         default=30,

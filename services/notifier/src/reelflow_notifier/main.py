@@ -9,6 +9,7 @@ import uvicorn
 
 from reelflow_common.logging import configure_logging
 from reelflow_common.ops import bound_socket
+from reelflow_common.slow_headers import http_protocol
 from reelflow_common.tracing import configure_tracing
 from reelflow_notifier.app import create_app
 from reelflow_notifier.compression import NotifierWebSocketProtocol
@@ -37,6 +38,9 @@ def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> u
         ws_max_size=CLIENT_MESSAGE_MAX_BYTES,
         log_config=None,  # our structlog set-up formats uvicorn's lines too
         proxy_headers=True,
+        # A connection that sends no request, or its headers slowly, is cut off (as the
+        # api's); idle keep-alive connections close after uvicorn's 5 s.
+        http=http_protocol(settings.http_header_timeout_s),
         # Open WebSockets get close 1012 at shutdown; this bounds the wait for them.
         timeout_graceful_shutdown=10,
     )

@@ -9,13 +9,20 @@ from reelflow_common.settings import (
     HttpSettings,
     LogSettings,
     MongoSettings,
+    SlowClientSettings,
     TopologySettings,
     VideoLinkSettings,
 )
 
 
 class Settings(
-    TopologySettings, MongoSettings, LogSettings, HttpSettings, AuthSettings, VideoLinkSettings
+    TopologySettings,
+    MongoSettings,
+    LogSettings,
+    HttpSettings,
+    SlowClientSettings,
+    AuthSettings,
+    VideoLinkSettings,
 ):
     http_port: int = Field(default=8001, ge=0, le=65535)
     ws_ping_interval_s: float = Field(default=20, gt=0, description="server ping interval")
