@@ -40,7 +40,15 @@ from reelflow_poller.settings import Settings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
-from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, signed_in
+from tests.integration.video_helpers import (
+    SAMPLE,
+    SECRET,
+    copies_from,
+    links,
+    resolves_public,
+    sample_file,
+    signed_in,
+)
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
@@ -97,6 +105,7 @@ def settings(
         **FAST_LADDERS,
         **storage_settings,
         **runware_settings(runware_sim),
+        **copies_from(runware_sim),
     )
     return settings
 
@@ -296,19 +305,24 @@ class FlakyCdn:
         return httpx.Response(200, content=SAMPLE)
 
 
-async def _succeeded_clip(world: World) -> tuple[str, str]:
+async def _succeeded_clip(
+    world: World, video_url: str = "https://cdn.test/v.mp4"
+) -> tuple[str, str]:
     project = await world.processing(await world.new_project("a fox"))
     clip = project.clips[0]
-    video = TaskSucceeded(video_url="https://cdn.test/v.mp4", cost=0.25)
+    video = TaskSucceeded(video_url=video_url, cost=0.25)
     assert (await world.projects.record(project.id, 0, clip.task_uuid, video)).applied
     return project.id, clip.task_uuid
 
 
 def _handler(world: World, storage_dir: Path, cdn: FlakyCdn) -> StoreHandler:
     http = httpx.AsyncClient(transport=httpx.MockTransport(cdn))
+    copier = VideoCopier(
+        http, LocalStorage(storage_dir), max_bytes=1 << 20, resolve=resolves_public
+    )
     return StoreHandler(
         world.projects,
-        VideoCopier(http, LocalStorage(storage_dir), max_bytes=1 << 20),
+        copier,
         world.publisher,
         links(),
         backoff=world.topology.backoffs[STORE_VIDEO],
@@ -326,9 +340,11 @@ async def given_up(world: World, project_id: str) -> ClipState:
     return await eventually_returns(probe, "the copy was given up on")
 
 
-def store_command(project_id: str, task_uuid: str) -> StoreVideo:
+def store_command(
+    project_id: str, task_uuid: str, video_url: str = "https://cdn.test/v"
+) -> StoreVideo:
     return StoreVideo(
-        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url="https://cdn.test/v"
+        project_id=project_id, scene_index=0, task_uuid=task_uuid, video_url=video_url
     )
 
 
@@ -387,6 +403,31 @@ async def test_an_expired_link_is_given_up_on_at_once_with_a_clear_error(
     assert clip.asset.error["code"] == "providerLinkExpired"
     assert clip.asset.attempts == 1
     assert cdn.requests == 1
+
+
+@pytest.mark.parametrize(
+    "video_url",
+    ["https://169.254.169.254/latest/meta-data", "https://10.0.0.7/v.mp4", "http://cdn.test/v.mp4"],
+)
+async def test_a_video_url_it_may_not_fetch_is_given_up_on_at_once_and_runwares_url_stays(
+    world: World, storage_dir: Path, video_url: str
+) -> None:
+    """An internal address, or plain http (the copier as production builds it: no http, any
+    public host); recorded as any copy that cannot pass, not fetched, not retried."""
+    project_id, task_uuid = await _succeeded_clip(world, video_url)
+    cdn = FlakyCdn(failures=0)  # would answer the video, if asked
+    failed = copies("failed")
+    command = store_command(project_id, task_uuid, video_url)
+    async with world.consuming(STORE_VIDEO, StoreVideo, _handler(world, storage_dir, cdn)):
+        await world.publisher.send(STORE_VIDEO, command)
+        clip = await given_up(world, project_id)
+    assert clip.asset is not None
+    assert clip.asset.error is not None
+    assert clip.asset.error["code"] == "urlNotAllowed"
+    assert clip.asset.attempts == 1
+    assert cdn.requests == 0
+    assert (clip.status, clip.video_url) == (ClipStatus.SUCCESS, video_url)
+    assert copies("failed") - failed == 1
 
 
 # --- the copy sweep: a success whose StoreVideo was lost -------------------------------------

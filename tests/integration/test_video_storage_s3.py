@@ -34,7 +34,14 @@ from reelflow_common.topology import STORE_VIDEO
 from reelflow_poller.copies import StoreHandler
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
-from tests.integration.video_helpers import SAMPLE, SECRET, links, sample_file, signed_in
+from tests.integration.video_helpers import (
+    SAMPLE,
+    SECRET,
+    links,
+    resolves_public,
+    sample_file,
+    signed_in,
+)
 from tests.integration.worker_helpers import World, open_world
 from tests.waiting import eventually
 
@@ -111,8 +118,9 @@ async def test_a_storage_that_does_not_answer_is_a_copy_to_try_again(tmp_path: P
         http = httpx.AsyncClient(
             transport=httpx.MockTransport(lambda _: httpx.Response(200, content=SAMPLE))
         )
+        copier = VideoCopier(http, storage, max_bytes=1 << 20, resolve=resolves_public)
         with pytest.raises(CopyFailed) as failed:
-            await VideoCopier(http, storage, max_bytes=1 << 20).copy("https://cdn/v", "k.mp4")
+            await copier.copy("https://cdn/v", "k.mp4")
     assert (failed.value.code, failed.value.retryable) == ("storageUnavailable", True)
 
 
@@ -155,7 +163,13 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
             assert storage is not None
             handler = StoreHandler(
                 world.projects,
-                VideoCopier(http, storage, max_bytes=1 << 20),
+                VideoCopier(
+                    http,
+                    storage,
+                    max_bytes=1 << 20,
+                    allowed_hosts=[httpx.URL(video_url).host],  # the simulator's
+                    allow_http=True,
+                ),
                 world.publisher,
                 links(),
                 backoff=world.topology.backoffs[STORE_VIDEO],

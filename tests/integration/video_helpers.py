@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
+import httpx
 from pydantic import SecretStr
 
 from reelflow_common.storage import VideoLinks
+from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import Api
 from tests.integration.worker_helpers import World
 
@@ -20,6 +24,24 @@ def sample_file(directory: Path) -> Path:
     path = directory / "sample.mp4"
     path.write_bytes(SAMPLE)
     return path
+
+
+def copies_from(sim: RunningSimulator) -> dict[str, Any]:
+    """The poller's settings that let it copy the simulator's videos: http, from its host
+    (a loopback address, so listed itself)."""
+    return {
+        "video_copy_allowed_hosts": [httpx.URL(sim.base_url).host],
+        "video_copy_allow_http": True,
+    }
+
+
+async def resolves_public(host: str, _port: int) -> list[str]:
+    """A mock CDN's resolver: every name is at a public address (the mock connects nowhere);
+    an address is itself, as with a real resolver."""
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        return ["8.8.8.8"]
 
 
 def links(ttl_s: float = 60) -> VideoLinks:

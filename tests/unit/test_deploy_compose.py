@@ -537,8 +537,11 @@ def test_the_real_poller_copies_videos_only_from_runware_as_kubernetes_does() ->
     k8s_hosts = json.loads(configmap["data"]["REELFLOW_VIDEO_COPY_ALLOWED_HOSTS"])
     assert k8s_hosts == ["runware.ai"]
     assert service_settings("poller").video_copy_allowed_hosts == k8s_hosts
-    # The simulator serves its videos from its own host: any host, in development.
-    assert service_settings("poller-sim").video_copy_allowed_hosts == []
+    # The simulator serves its videos over http from its own host, a private address.
+    simulated = service_settings("poller-sim")
+    assert simulated.video_copy_allowed_hosts == [SIMULATOR]
+    assert simulated.video_copy_allow_http
+    assert not service_settings("poller").video_copy_allow_http
 
 
 async def test_the_real_workers_refuse_to_start_without_a_runware_key() -> None:

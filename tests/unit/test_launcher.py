@@ -3,6 +3,7 @@ and a run directory is one launcher's at a time."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -99,6 +100,20 @@ def test_make_run_polls_the_simulator_fast_unless_told_otherwise(tmp_path: Path)
     assert "REELFLOW_RUNWARE_BASE_URL" not in stack_of(real).service_env()
     assert tuned.settings["REELFLOW_POLL_INITIAL_DELAY_S"] == "5"
     assert config_from_environment(parse_args(["--free-ports"]), {}).ports is None
+
+
+def test_a_stack_copies_the_simulators_videos_from_its_host_and_runwares_as_production_does(
+    tmp_path: Path,
+) -> None:
+    """The simulator serves plain http on a loopback address, which the copier refuses unless
+    told; a stack on the real Runware keeps the production defaults (https, runware.ai)."""
+    args = parse_args(["--run-dir", str(tmp_path)])
+    simulated = stack_of(config_from_environment(args, {})).service_env()
+    real = stack_of(config_from_environment(args, {"RUNWARE_API_KEY": "rw"})).service_env()
+
+    assert json.loads(simulated["REELFLOW_VIDEO_COPY_ALLOWED_HOSTS"]) == ["127.0.0.1"]
+    assert simulated["REELFLOW_VIDEO_COPY_ALLOW_HTTP"] == "true"
+    assert not {"REELFLOW_VIDEO_COPY_ALLOWED_HOSTS", "REELFLOW_VIDEO_COPY_ALLOW_HTTP"} & set(real)
 
 
 def test_make_run_estimates_a_default_clip_at_what_the_simulator_charges_for_it(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable
 from importlib.resources import files
@@ -31,6 +32,14 @@ URL = "https://cdn.example/video/v.mp4"
 KEY = "videos/p/0/t.mp4"
 
 
+#: where every host of these tests resolves (any public address: the mock connects nowhere)
+PUBLIC_ADDRESS = "8.8.8.8"
+
+
+async def _public(_host: str, _port: int) -> list[str]:
+    return [PUBLIC_ADDRESS]
+
+
 def _copier(
     tmp_path: Path,
     answer: Callable[[httpx.Request], httpx.Response],
@@ -39,7 +48,13 @@ def _copier(
     **options: Any,
 ) -> VideoCopier:
     http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    options.setdefault("resolve", _public)
     return VideoCopier(http, LocalStorage(tmp_path), max_bytes=max_bytes, **options)
+
+
+def _asked(request: httpx.Request) -> str:
+    """The URL the copier asked for: sent to an address, it names its host in ``Host``."""
+    return str(request.url.copy_with(netloc=request.headers["host"].encode()))
 
 
 async def test_a_valid_mp4_is_stored_with_its_size_and_checksum(tmp_path: Path) -> None:
@@ -176,11 +191,11 @@ async def test_two_puts_of_one_key_at_once_both_land_whole(
 
 
 def _redirects(*hops: str) -> Callable[[httpx.Request], httpx.Response]:
-    """A CDN that sends URL ``i`` on to ``hops[i]`` (absolute), then answers the video."""
+    """A CDN that sends URL ``i`` on to ``hops[i]``, then answers the video."""
     chain = [URL, *hops]
 
     def answer(request: httpx.Request) -> httpx.Response:
-        at = chain.index(str(request.url))
+        at = chain.index(_asked(request))
         if at + 1 < len(chain):
             return httpx.Response(302, headers={"location": chain[at + 1]})
         return httpx.Response(200, content=SAMPLE)
@@ -193,7 +208,7 @@ async def test_a_video_is_fetched_only_from_allowed_hosts_and_redirects(tmp_path
     ok = _copier(tmp_path, _redirects("https://im.runware.ai/v.mp4"), **allowed)
     assert (await ok.copy(URL, KEY)).size_bytes == len(SAMPLE)
     for hops in (
-        ["http://169.254.169.254/latest/meta-data"],
+        ["https://169.254.169.254/latest/meta-data"],
         ["https://im.runware.ai/a", "https://evilrunware.ai/v.mp4"],
         ["file:///etc/passwd"],
     ):
@@ -205,6 +220,107 @@ async def test_a_video_is_fetched_only_from_allowed_hosts_and_redirects(tmp_path
         await _copier(tmp_path, _redirects(), **allowed).copy("ftp://im.runware.ai/v.mp4", KEY)
     assert failed.value.code == "urlNotAllowed"
     assert not (tmp_path / "refused").exists()
+
+
+async def test_plain_http_is_refused_and_so_is_a_redirect_to_it_unless_allowed(
+    tmp_path: Path,
+) -> None:
+    for url, hops in (("http://cdn.example/v.mp4", []), (URL, ["http://cdn.example/v.mp4"])):
+        cdn = _Counting(_redirects(*hops) if url == URL else _video)
+        with pytest.raises(CopyFailed) as failed:
+            await _copier(tmp_path / "refused", cdn).copy(url, KEY)
+        assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False), url
+        assert "not https" in str(failed.value)
+        assert cdn.asked == ([] if url != URL else [URL])  # never the http one
+    assert not (tmp_path / "refused").exists()
+
+    downgraded = _copier(tmp_path, _redirects("http://cdn.example/v.mp4"), allow_http=True)
+    assert (await downgraded.copy(URL, KEY)).size_bytes == len(SAMPLE)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fe80::1",
+        "fd00::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+    ],
+)
+async def test_a_host_that_resolves_to_a_private_address_is_refused_unless_listed_itself(
+    tmp_path: Path, address: str
+) -> None:
+    async def internal(_host: str, _port: int) -> list[str]:
+        return [PUBLIC_ADDRESS, address]  # one bad address is enough
+
+    for allowed in ([], ["example"]):  # any host, or the host under a listed suffix
+        cdn = _Counting(_video)
+        copier = _copier(tmp_path, cdn, resolve=internal, allowed_hosts=allowed)
+        with pytest.raises(CopyFailed) as failed:
+            await copier.copy(URL, KEY)
+        assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False)
+        assert f"resolves to {address}" in str(failed.value)
+        assert cdn.asked == []
+
+    listed = _copier(tmp_path, _video, resolve=internal, allowed_hosts=["cdn.example"])
+    assert (await listed.copy(URL, KEY)).size_bytes == len(SAMPLE)
+
+
+async def test_the_download_goes_to_the_address_that_was_checked(tmp_path: Path) -> None:
+    """A second lookup could answer otherwise (DNS rebinding): there is none."""
+    answers = iter([["8.8.4.4"], ["127.0.0.1"]])
+
+    async def rebinding(_host: str, _port: int) -> list[str]:
+        return next(answers)
+
+    sent_to: list[str] = []
+
+    def cdn(request: httpx.Request) -> httpx.Response:
+        sent_to.append(request.url.host)
+        assert request.headers["host"] == "cdn.example"
+        assert request.extensions["sni_hostname"] == "cdn.example"
+        return _video(request)
+
+    await _copier(tmp_path, cdn, resolve=rebinding).copy(URL, KEY)
+    assert sent_to == ["8.8.4.4"]
+
+
+async def test_a_host_that_does_not_resolve_is_worth_another_try(tmp_path: Path) -> None:
+    async def no_answer(host: str, _port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_AGAIN, f"temporary failure resolving {host}")
+
+    with pytest.raises(CopyFailed) as failed:
+        await _copier(tmp_path, _video, resolve=no_answer).copy(URL, KEY)
+    assert (failed.value.code, failed.value.retryable) == ("providerUnavailable", True)
+
+
+@pytest.mark.parametrize("url", ["https://[::1/v.mp4", "https://cdn.example:99999/v.mp4"])
+async def test_a_url_that_is_no_url_is_refused_not_raised(tmp_path: Path, url: str) -> None:
+    with pytest.raises(CopyFailed) as failed:
+        await _copier(tmp_path, _video).copy(url, KEY)
+    assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False)
+
+
+def _video(_request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, content=SAMPLE)
+
+
+class _Counting:
+    """A CDN, remembering every URL asked of it."""
+
+    def __init__(self, answer: Callable[[httpx.Request], httpx.Response]) -> None:
+        self._answer = answer
+        self.asked: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.asked.append(_asked(request))
+        return self._answer(request)
 
 
 async def test_redirects_are_followed_a_bounded_number_of_times(tmp_path: Path) -> None:

@@ -390,10 +390,18 @@ class StorageSettings(VideoLinkSettings):
     )
     copy_concurrency: int = Field(default=4, ge=1, description="videos copied at once, per poller")
     video_copy_allowed_hosts: list[str] = Field(
-        default_factory=list,
+        default_factory=lambda: ["runware.ai"],
         description=(
             "host suffixes a video may be copied from, the URL and every redirect, as a JSON"
-            ' list, e.g. ["runware.ai"]; empty: any host (the simulator, development)'
+            " list (empty: any host); a host that resolves to a private, loopback or link-local"
+            ' address must be listed itself, e.g. ["127.0.0.1"] for the simulator'
+        ),
+    )
+    video_copy_allow_http: bool = Field(
+        default=False,
+        description=(
+            "copy videos from plain http URLs too (the simulator, development); off: https"
+            " only, redirects included"
         ),
     )
     copy_sweep_after_s: float = Field(

@@ -166,6 +166,7 @@ async def main(
                     timeout_s=settings.copy_timeout_s,
                     gone_retries=settings.copy_gone_retries,
                     allowed_hosts=settings.video_copy_allowed_hosts,
+                    allow_http=settings.video_copy_allow_http,
                 ),
                 publisher,
                 links,

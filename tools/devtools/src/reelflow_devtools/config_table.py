@@ -7,6 +7,7 @@ its markers; a unit test fails when the README and the code disagree.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ def _default(field: FieldInfo) -> str:
         value = value.get_secret_value()
     if value is None:
         return "—"
+    if isinstance(value, list):
+        value = json.dumps(value)  # as the variable is written (JSON), not Python's repr
     return f"`{value}`"
 
 

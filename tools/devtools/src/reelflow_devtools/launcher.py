@@ -12,6 +12,7 @@ database. Every wait has a deadline.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -193,6 +194,10 @@ class Stack:
             env |= {
                 "REELFLOW_RUNWARE_BASE_URL": self.sim_url,
                 "REELFLOW_RUNWARE_API_KEY": SIM_API_KEY,
+                # Its videos are copied from it (when copies are on): plain http, on a
+                # loopback address, which the copier refuses unless the host is listed itself.
+                "REELFLOW_VIDEO_COPY_ALLOWED_HOSTS": json.dumps([httpx.URL(self.sim_url).host]),
+                "REELFLOW_VIDEO_COPY_ALLOW_HTTP": "true",
             }
         if config.webhook_secret is not None:
             env |= {

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -22,7 +23,15 @@ _MP4_BRAND = b"ftyp"
 _GONE = frozenset({403, 404, 410})
 #: redirects followed by one download, each checked like the first URL
 MAX_REDIRECTS = 5
-_SCHEMES = frozenset({"http", "https"})
+
+#: a host's addresses (as strings) for a port
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_host(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to, as the system's resolver answers."""
+    answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for *_, sockaddr in answers]
 
 
 class CopyFailed(Exception):
@@ -49,14 +58,35 @@ def check_mp4_head(head: bytes) -> bool:
     return len(head) >= 8 and head[_MP4_BRAND_AT] == _MP4_BRAND
 
 
+@dataclass(frozen=True)
+class _Target:
+    """A URL that passed the checks, and the address it was checked at."""
+
+    url: httpx.URL
+    address: str
+
+    def request(self, http: httpx.AsyncClient) -> httpx.Request:
+        """A GET of ``url`` sent to ``address``: the connection goes where the check looked,
+        whatever the host resolves to by then (DNS rebinding); TLS still checks the name."""
+        return http.build_request(
+            "GET",
+            self.url.copy_with(host=self.address),
+            headers={"Host": self.url.netloc.decode("ascii")},
+            extensions={"sni_hostname": self.url.raw_host.decode("ascii")},
+        )
+
+
 class VideoCopier:
     """Downloads a video to a temporary file (size-bounded, MP4-checked), then stores it.
 
     ``timeout_s`` bounds a whole copy (download and upload): httpx's own timeout is per
     socket operation, so a server trickling bytes would hold a copy forever.
     ``gone_retries``: the first attempts on which a 403/404/410 is tried again.
-    ``allowed_hosts``: host suffixes the URL and every redirect must be under (empty: any);
-    http and https only, whatever the list.
+    The URL and every redirect are checked (SSRF): https only, or http too with
+    ``allow_http``; under one of ``allowed_hosts`` (host suffixes; empty: any host);
+    and every address the host resolves to public, unless the host itself is in
+    ``allowed_hosts`` (the simulator on 127.0.0.1). The download connects to the
+    address that was checked.
     """
 
     def __init__(
@@ -68,6 +98,8 @@ class VideoCopier:
         timeout_s: float | None = None,
         gone_retries: int = 0,
         allowed_hosts: Sequence[str] = (),
+        allow_http: bool = False,
+        resolve: Resolve = resolve_host,
     ) -> None:
         self._http = http
         self._storage = storage
@@ -75,6 +107,8 @@ class VideoCopier:
         self._timeout_s = timeout_s
         self._gone_retries = gone_retries
         self._allowed = tuple(host.strip(".").lower() for host in allowed_hosts)
+        self._schemes = frozenset({"https", "http"} if allow_http else {"https"})
+        self._resolve = resolve
 
     @property
     def storage(self) -> VideoStorage:
@@ -163,32 +197,91 @@ class VideoCopier:
     async def _get(self, url: str) -> httpx.Response:
         """A streamed GET of ``url``, following redirects only to allowed URLs (SSRF)."""
         for _ in range(MAX_REDIRECTS + 1):
-            self._check_url(url)
-            request = self._http.build_request("GET", url)
-            response = await self._http.send(request, stream=True, follow_redirects=False)
-            if response.next_request is None:
+            target = await self._checked(url)
+            response = await self._http.send(
+                target.request(self._http), stream=True, follow_redirects=False
+            )
+            if not response.has_redirect_location:
                 return response
             await response.aclose()
-            url = str(response.next_request.url)
+            # Relative to the URL asked for, not to the address it was sent to.
+            location = response.headers["location"]
+            try:
+                url = str(target.url.join(location))
+            except httpx.InvalidURL:
+                raise _not_allowed(f"a redirect to {location[:200]!r}, not a valid URL") from None
         raise CopyFailed(
             "tooManyRedirects",
             f"Runware's video URL redirects more than {MAX_REDIRECTS} times",
             retryable=False,
         )
 
-    def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        allowed = not self._allowed or any(
+    async def _checked(self, url: str) -> _Target:
+        """``url`` and the address to fetch it from; :class:`CopyFailed` if it may not be."""
+        parsed = _parsed(url)
+        if parsed is None:
+            raise _not_allowed(f"the video URL {url[:200]!r} is not a valid URL")
+        host = parsed.raw_host.decode("ascii").lower()
+        if parsed.scheme not in self._schemes:
+            raise _not_allowed(
+                f"the video URL {parsed.scheme}://{host} is not https"
+                + (" (video_copy_allow_http allows http)" if parsed.scheme == "http" else "")
+            )
+        if not host or not self._under_allowed(host):
+            raise _not_allowed(
+                f"the video URL's host {host!r} is not under video_copy_allowed_hosts"
+            )
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            addresses = await self._resolve(host, port)
+        except UnicodeError:
+            raise _not_allowed(f"the video URL's host {host!r} is not a valid name") from None
+        except OSError as exc:
+            raise CopyFailed(
+                "providerUnavailable",
+                f"the video URL's host {host!r} did not resolve: {exc}",
+                retryable=True,
+            ) from exc
+        if not addresses:
+            raise CopyFailed(
+                "providerUnavailable",
+                f"the video URL's host {host!r} has no address",
+                retryable=True,
+            )
+        private = [address for address in addresses if not _public(address)]
+        if private and host not in self._allowed:
+            raise _not_allowed(
+                f"the video URL's host {host!r} resolves to {private[0]}, a private, loopback or"
+                " link-local address, and is not itself in video_copy_allowed_hosts"
+            )
+        return _Target(parsed, addresses[0])
+
+    def _under_allowed(self, host: str) -> bool:
+        return not self._allowed or any(
             host == suffix or host.endswith(f".{suffix}") for suffix in self._allowed
         )
-        if parts.scheme not in _SCHEMES or not host or not allowed:
-            raise CopyFailed(
-                "urlNotAllowed",
-                f"the video URL {parts.scheme}://{host} is not http(s) under"
-                " video_copy_allowed_hosts; not fetched",
-                retryable=False,
-            )
+
+
+def _parsed(url: str) -> httpx.URL | None:
+    """``url`` parsed, with an ASCII host and a port that exists; None: it is no such URL."""
+    try:
+        parsed = httpx.URL(url)
+        parsed.raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError):
+        return None
+    return parsed if 0 < (parsed.port or 443) < 65536 else None
+
+
+def _public(address: str) -> bool:
+    """Whether ``address`` is on the public internet (not private, loopback, link-local, …)."""
+    ip = ipaddress.ip_address(address.partition("%")[0])  # an IPv6 scope (fe80::1%eth0)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _not_allowed(why: str) -> CopyFailed:
+    return CopyFailed("urlNotAllowed", f"{why}; not fetched", retryable=False)
 
 
 def _content_length(response: httpx.Response) -> int | None:
