@@ -183,6 +183,28 @@ async def test_the_cache_forgets_the_least_recently_used_key_first(
     assert await cached.tenant_for_key(second) is None  # forgotten, so read again
 
 
+async def test_a_flood_of_unknown_keys_never_pushes_a_valid_one_out_and_is_bounded_itself(
+    keys: ApiKeyStore, mongo_db: Database
+) -> None:
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=2, max_unknown=3, clock=FakeClock())
+    tenant = await keys.create_tenant("acme")
+    (first, _), (second, _) = [await keys.create_key(tenant) for _ in range(2)]
+    assert await cached.tenant_for_key(first) == tenant
+    assert await cached.tenant_for_key(second) == tenant
+    wrong = [f"rf_wrong-{i}" for i in range(10)]
+    for key in wrong:
+        assert await cached.tenant_for_key(key) is None
+
+    await mongo_db["api_keys"].delete_many({})
+    await keys.issue_key(tenant, key=wrong[0])  # the oldest wrong key: forgotten, so read again
+    await keys.issue_key(tenant, key=wrong[-1])  # the newest: still remembered as unknown
+
+    assert await cached.tenant_for_key(first) == tenant  # from memory: never pushed out
+    assert await cached.tenant_for_key(second) == tenant
+    assert await cached.tenant_for_key(wrong[0]) == tenant
+    assert await cached.tenant_for_key(wrong[-1]) is None
+
+
 async def test_the_cache_never_outlives_the_keys_expiry(
     keys: ApiKeyStore, mongo_db: Database
 ) -> None:

@@ -308,7 +308,15 @@ class AuthSettings(ReelflowSettings):
             " still works for at most this long"
         ),
     )
-    auth_cache_size: int = Field(default=10_000, ge=1, description="API keys remembered")
+    auth_cache_size: int = Field(default=10_000, ge=1, description="valid API keys remembered")
+    auth_cache_unknown_size: int = Field(
+        default=1_000,
+        ge=1,
+        description=(
+            "unknown (or revoked, expired) API keys remembered, apart from the valid ones: a"
+            " flood of wrong keys cannot push a valid one out"
+        ),
+    )
 
 
 class VideoLinkSettings(ReelflowSettings):

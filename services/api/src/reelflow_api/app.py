@@ -71,7 +71,10 @@ def create_app(settings: Settings) -> FastAPI:
             clock = await stack.enter_async_context(DbClock(db).running())
             projects_store = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
             api_keys = CachedApiKeyStore(
-                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+                db,
+                ttl_s=settings.auth_cache_ttl_s,
+                max_entries=settings.auth_cache_size,
+                max_unknown=settings.auth_cache_unknown_size,
             )
             ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(

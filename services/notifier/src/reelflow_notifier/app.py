@@ -49,7 +49,10 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             # One store for the handshake and the key watch: a revoked key's sockets
             # close within auth_cache_ttl_s + ws_key_check_interval_s.
             api_keys = CachedApiKeyStore(
-                db, ttl_s=settings.auth_cache_ttl_s, max_entries=settings.auth_cache_size
+                db,
+                ttl_s=settings.auth_cache_ttl_s,
+                max_entries=settings.auth_cache_size,
+                max_unknown=settings.auth_cache_unknown_size,
             )
             key_watch = await stack.enter_async_context(
                 KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()

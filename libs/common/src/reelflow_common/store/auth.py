@@ -7,6 +7,7 @@ key authenticates as no key at all. Operators name a key by its id, the first
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -16,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -34,6 +35,10 @@ KEY_PREFIX = "rf_"
 SHOWN_PREFIX_CHARS = 7
 KEY_ID_LENGTH = 16
 _KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_LENGTH}}}")
+#: lookups of keys not known to be valid that one process runs at once
+UNKNOWN_LOOKUPS_AT_ONCE = 8
+
+V = TypeVar("V")
 
 
 class UnknownTenant(ReelflowError):
@@ -260,9 +265,14 @@ class CachedApiKeyStore(ApiKeyStore):
 
     So an authenticated request costs no database read most of the time. The
     price: a key revoked (or another change made) elsewhere still works here for
-    up to ``ttl_s``; an expiry is honoured to the second. Unknown keys are
-    remembered too, within the same bound of ``max_entries`` (least recently
-    used first out), so a flood of wrong keys cannot grow the memory.
+    up to ``ttl_s``; an expiry is honoured to the second. Valid keys are kept in
+    one table of ``max_entries``, unknown ones (and revoked, expired) in another
+    of ``max_unknown``, each least recently used first out: a flood of wrong keys
+    cannot grow the memory, nor push a valid key out and make its next request
+    read again. A key not known to be valid is looked up at most
+    ``UNKNOWN_LOOKUPS_AT_ONCE`` at a time (the others wait their turn), so that
+    flood costs the database a bounded number of reads at once; a valid key
+    being read again after its ``ttl_s`` never waits for them.
     """
 
     def __init__(
@@ -271,13 +281,19 @@ class CachedApiKeyStore(ApiKeyStore):
         *,
         ttl_s: float,
         max_entries: int,
+        max_unknown: int = 1_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(db)
         self._ttl_s = ttl_s
         self._max_entries = max_entries
+        self._max_unknown = max_unknown
         self._clock = clock
-        self._entries: OrderedDict[str, tuple[Grant | None, float]] = OrderedDict()
+        #: a valid key's grant, and until when it is trusted
+        self._known: OrderedDict[str, tuple[Grant, float]] = OrderedDict()
+        #: until when a key is taken to be unknown
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._unknown_lookups = asyncio.Semaphore(UNKNOWN_LOOKUPS_AT_ONCE)
 
     async def cached_grant(self, key: str) -> Grant | None:
         """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago."""
@@ -285,23 +301,45 @@ class CachedApiKeyStore(ApiKeyStore):
             return await self.grant_for_key(key)
         digest = hash_key(key)
         now = self._clock()
-        cached = self._entries.get(digest)
-        if cached is not None and now < cached[1]:
-            self._entries.move_to_end(digest)
-            return cached[0]
-        grant = await self.grant_for_key(key)
-        until = now + self._ttl_s
-        if grant is not None and grant.expires_at is not None:
-            until = min(until, now + (grant.expires_at - utcnow()).total_seconds())
-        self._entries[digest] = (grant, until)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        known = self._known.get(digest)
+        if known is not None and now < known[1]:
+            self._known.move_to_end(digest)
+            return known[0]
+        unknown_until = self._unknown.get(digest)
+        if unknown_until is not None and now < unknown_until:
+            self._unknown.move_to_end(digest)
+            return None
+        if known is not None:
+            grant = await self.grant_for_key(key)
+        else:
+            async with self._unknown_lookups:
+                grant = await self.grant_for_key(key)
+        self._remember(digest, grant, now)
         return grant
+
+    def _remember(self, digest: str, grant: Grant | None, now: float) -> None:
+        if grant is None:
+            self._known.pop(digest, None)
+            _put(self._unknown, digest, now + self._ttl_s, self._max_unknown)
+            return
+        self._unknown.pop(digest, None)
+        until = now + self._ttl_s
+        if grant.expires_at is not None:
+            until = min(until, now + (grant.expires_at - utcnow()).total_seconds())
+        _put(self._known, digest, (grant, until), self._max_entries)
 
     async def tenant_for_key(self, key: str) -> str | None:
         grant = await self.cached_grant(key)
         return None if grant is None else grant.tenant_id
+
+
+def _put(table: OrderedDict[str, V], digest: str, value: V, max_entries: int) -> None:
+    """Remember ``value`` as the most recently used, forgetting the least recently used past
+    ``max_entries``."""
+    table[digest] = value
+    table.move_to_end(digest)
+    while len(table) > max_entries:
+        table.popitem(last=False)
 
 
 def _tenant(doc: dict[str, Any]) -> Tenant:

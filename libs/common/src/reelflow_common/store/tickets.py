@@ -15,6 +15,7 @@ revoked key closes its sockets), yet whoever reads the collection learns no key.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +31,9 @@ TICKET_PREFIX = "wst_"
 DEFAULT_TICKET_TTL = timedelta(seconds=60)
 
 _NONCE_BYTES = 12
+#: what :meth:`WsTicketStore.issue` makes: the prefix, then 32 random bytes in URL-safe
+#: base64 without padding (43 characters)
+_TICKET = re.compile(rf"{TICKET_PREFIX}[A-Za-z0-9_-]{{43}}")
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,12 @@ class WsTicketStore:
         return IssuedTicket(ticket=ticket, expires_at=expires_at)
 
     async def consume(self, ticket: str) -> Grant | None:
-        """What the ticket grants, once; None if unknown, used or expired."""
-        if not ticket.startswith(TICKET_PREFIX):
+        """What the ticket grants, once; None if unknown, used or expired.
+
+        A string that :meth:`issue` cannot have made (another length or alphabet) is
+        refused without a database operation.
+        """
+        if not _TICKET.fullmatch(ticket):
             return None
         ticket_id = _ticket_id(ticket)
         doc = await self._tickets.find_one_and_delete(
