@@ -69,7 +69,8 @@ compose-env:
 	$(PYTHON) tools/devtools/src/reelflow_devtools/compose_env.py .env
 
 # First the queues and exchanges this checkout's stacks left on RabbitMQ (reelflow-dev
-# --delete-queues); while one of them runs, that is refused and nothing is removed.
+# --delete-queues); while one of them runs, that is refused and nothing is removed. A
+# broker that does not answer keeps them (said how to delete them later), the rest goes.
 clean:
 	if [ -d .run ] && [ -x $(BIN)/reelflow-dev ]; then $(BIN)/reelflow-dev --delete-queues; fi
 	rm -rf $(VENV) .tools .run

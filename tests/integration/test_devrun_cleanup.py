@@ -22,6 +22,7 @@ from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import SUBMIT_CLIP, WORK_QUEUES, Topology, declare_topology
 from reelflow_devtools.cleanup import record_topology
 from reelflow_devtools.devrun import delete_queues, parse_args, topology_from_environment
+from reelflow_devtools.ports import free_port
 from reelflow_devtools.prefixes import PrefixLock
 
 pytestmark = pytest.mark.integration
@@ -181,6 +182,30 @@ async def test_make_clean_refuses_while_a_queue_of_the_prefix_has_consumers(
     said = capsys.readouterr().out
     assert f"they have consumers: {dead_letters} (1); stop those first" in said
     assert await _left(broker, topology) == [*topology.queue_names(), *topology.exchange_names()]
+
+
+async def test_make_clean_leaves_the_queues_on_a_broker_that_does_not_answer_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / ".run"
+    record_topology(run_dir, _small(""))
+    record_topology(run_dir / "beside", _small("beside."))
+    # Not this machine's broker's address, as the launcher tells them apart: were a broker
+    # started or configured for it, this one would be refused first.
+    nobody = f"amqp://guest:guest@127.0.0.2:{free_port()}/"
+
+    assert await _clean(run_dir, nobody) == 0  # make clean goes on, and removes the rest
+
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        "reelflow: left the queues and exchanges of REELFLOW_AMQP_PREFIX='' and 'beside.' on"
+        " the broker at amqp://guest:***@127.0.0.2:"
+    )
+    assert said[0].endswith(
+        "; once it does, `make .venv/.synced && .venv/bin/reelflow-dev --delete-queues"
+        " --prefix '' && .venv/bin/reelflow-dev --delete-queues --prefix beside.` deletes them"
+    )
 
 
 async def _ignored(_message: AbstractIncomingMessage) -> None:

@@ -18,10 +18,12 @@ tenant's submit lane is not known by name: the broker deletes it
 from __future__ import annotations
 
 import asyncio
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aio_pika
+from aio_pika.exceptions import AMQPError
 
 from reelflow_common.broker.stacks import consumers, delete_topology, take_stack_lock
 from reelflow_common.settings import TopologySettings
@@ -61,14 +63,14 @@ def delete_unused(
     amqp_url: str, topologies: Sequence[TopologySettings], say: Callable[[str], None]
 ) -> int:
     """Delete each topology's queues and exchanges unless something uses them, saying what
-    was deleted or why not; 0 when every one was, else 1."""
-    refused = 0
-    done: set[str] = set()
+    was deleted or why not: 1 when one was refused, else 0 (also when the broker does not
+    answer: what is left there is said, with how to delete it later)."""
+    by_prefix: dict[str, Topology] = {}
     for settings in topologies:
         topology = Topology.from_settings(settings)
-        if topology.prefix in done:
-            continue
-        done.add(topology.prefix)
+        by_prefix.setdefault(topology.prefix, topology)
+    refused = 0
+    for done, topology in enumerate(by_prefix.values()):
         where = (
             f"the queues and exchanges of REELFLOW_AMQP_PREFIX={topology.prefix!r} on the"
             f" broker at {hidden_password(amqp_url)}"
@@ -79,8 +81,26 @@ def delete_unused(
             say(f"reelflow: not deleting {where}: {exc}")
             refused += 1
             continue
+        except (OSError, TimeoutError, AMQPError) as exc:
+            say(left_behind(amqp_url, list(by_prefix)[done:], exc))
+            break
         say(f"reelflow: deleted {where} ({messages} message{'s' * (messages != 1)} in them)")
     return 1 if refused else 0
+
+
+def left_behind(amqp_url: str, prefixes: Sequence[str], why: BaseException) -> str:
+    """The line that says the queues of ``prefixes`` stay on a broker that did not answer
+    (``why``), and how to delete them once it does (``.venv`` and the records may be gone)."""
+    named = " and ".join(repr(prefix) for prefix in prefixes)
+    later = " && ".join(
+        f".venv/bin/reelflow-dev --delete-queues --prefix {shlex.quote(prefix)}"
+        for prefix in prefixes
+    )
+    return (
+        f"reelflow: left the queues and exchanges of REELFLOW_AMQP_PREFIX={named} on the broker"
+        f" at {hidden_password(amqp_url)}, which did not answer ({str(why) or repr(why)});"
+        f" once it does, `make .venv/.synced && {later}` deletes them"
+    )
 
 
 async def _delete_unused(amqp_url: str, topology: Topology) -> int:
