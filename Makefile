@@ -68,9 +68,10 @@ chaos: $(VENV)/.synced
 compose-env:
 	$(PYTHON) tools/devtools/src/reelflow_devtools/compose_env.py .env
 
-# First the queues and exchanges this checkout's stacks left on RabbitMQ (reelflow-dev
-# --delete-queues); while one of them runs, that is refused and nothing is removed. A
-# broker that does not answer keeps them (said how to delete them later), the rest goes.
+# First the queues and exchanges the stacks of .run left on RabbitMQ, by name (reelflow-dev
+# --delete-queues; the default prefix's are any checkout's); while one of them runs, that
+# is refused and nothing is removed. A broker that does not answer keeps them (said how
+# to delete them later), the rest goes.
 clean:
 	if [ -d .run ] && [ -x $(BIN)/reelflow-dev ]; then $(BIN)/reelflow-dev --delete-queues; fi
 	rm -rf $(VENV) .tools .run

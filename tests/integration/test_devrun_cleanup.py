@@ -158,6 +158,35 @@ async def test_make_clean_refuses_while_a_make_run_holds_the_prefix(
     assert await _left(broker, topology) == [*topology.queue_names(), *topology.exchange_names()]
 
 
+async def test_make_clean_deletes_nothing_while_one_of_its_stacks_runs(
+    amqp_url: str,
+    tmp_path: Path,
+    broker: AbstractConnection,
+    declared: Callable[..., Awaitable[None]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir = tmp_path / ".run"
+    stopped, runs = _small(_prefix()), _small(_prefix())
+    record_topology(run_dir, stopped)
+    record_topology(run_dir / "beside", runs)
+    for settings in (stopped, runs):
+        await declared(Topology.from_settings(settings))
+    running = PrefixLock(amqp_url, runs.amqp_prefix)
+    assert await asyncio.to_thread(running.acquire)
+    try:
+        assert await _clean(run_dir, amqp_url) == 1
+    finally:
+        await asyncio.to_thread(running.release)
+
+    kept = Topology.from_settings(stopped)  # unused, yet kept: all or nothing
+    assert await _left(broker, kept) == [*kept.queue_names(), *kept.exchange_names()]
+    said = capsys.readouterr().out.splitlines()
+    assert said[-1] == (
+        "reelflow: so nothing was deleted: make clean deletes every prefix's or none"
+    )
+    assert not any(line.startswith("reelflow: deleted") for line in said), said
+
+
 async def test_make_clean_refuses_while_a_queue_of_the_prefix_has_consumers(
     amqp_url: str,
     tmp_path: Path,

@@ -8,11 +8,12 @@ deletes what was so recorded: by the run directory, and by the run directories
 inside it (where the hint beside a stack puts theirs); or, with ``--prefix``,
 the topology ``make run`` would declare on that prefix.
 
-Never while something uses them: the deleting connection takes the prefix's
+Never while something uses them: the deleting connection takes each prefix's
 lock first (so a ``make run`` on it is refused until the deletion is done, and
-one that runs refuses the deletion), then no queue may have a consumer. A
-tenant's submit lane is not known by name: the broker deletes it
-``REELFLOW_LANE_EXPIRES_S`` (7 days) after it was last used.
+one that runs refuses the deletion), then no queue may have a consumer; and
+every prefix is checked before anything is deleted, so one in use keeps the
+queues of all. A tenant's submit lane is not known by name: the broker deletes
+it ``REELFLOW_LANE_EXPIRES_S`` (7 days) after it was last used.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import aio_pika
+from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError
 
 from reelflow_common.broker.stacks import consumers, delete_topology, take_stack_lock
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import Topology
 from reelflow_devtools.prefixes import hidden_password
-from reelflow_devtools.processes import Occupied
 
 #: in a run directory: the topology its stacks declare(d), kept after they stop
 TOPOLOGY_FILE = "topology.json"
@@ -62,30 +63,20 @@ def recorded_beside(run_dir: Path) -> list[TopologySettings]:
 def delete_unused(
     amqp_url: str, topologies: Sequence[TopologySettings], say: Callable[[str], None]
 ) -> int:
-    """Delete each topology's queues and exchanges unless something uses them, saying what
-    was deleted or why not: 1 when one was refused, else 0 (also when the broker does not
-    answer: what is left there is said, with how to delete it later)."""
+    """Delete the queues and exchanges of ``topologies`` unless something uses those of one
+    of them, then none, saying what was deleted or why not: 1 when refused, else 0 (also
+    when the broker does not answer: said what is left there, with how to delete it later)."""
     by_prefix: dict[str, Topology] = {}
     for settings in topologies:
         topology = Topology.from_settings(settings)
         by_prefix.setdefault(topology.prefix, topology)
-    refused = 0
-    for done, topology in enumerate(by_prefix.values()):
-        where = (
-            f"the queues and exchanges of REELFLOW_AMQP_PREFIX={topology.prefix!r} on the"
-            f" broker at {hidden_password(amqp_url)}"
-        )
-        try:
-            messages = asyncio.run(_delete_unused(amqp_url, topology))
-        except Occupied as exc:
-            say(f"reelflow: not deleting {where}: {exc}")
-            refused += 1
-            continue
-        except (OSError, TimeoutError, AMQPError) as exc:
-            say(left_behind(amqp_url, list(by_prefix)[done:], exc))
-            break
-        say(f"reelflow: deleted {where} ({messages} message{'s' * (messages != 1)} in them)")
-    return 1 if refused else 0
+    deleted: list[str] = []
+    try:
+        return asyncio.run(_delete_unused(amqp_url, list(by_prefix.values()), say, deleted))
+    except (OSError, TimeoutError, AMQPError) as exc:
+        left = [prefix for prefix in by_prefix if prefix not in deleted]
+        say(left_behind(amqp_url, left, exc))
+        return 0
 
 
 def left_behind(amqp_url: str, prefixes: Sequence[str], why: BaseException) -> str:
@@ -103,17 +94,51 @@ def left_behind(amqp_url: str, prefixes: Sequence[str], why: BaseException) -> s
     )
 
 
-async def _delete_unused(amqp_url: str, topology: Topology) -> int:
+async def _delete_unused(
+    amqp_url: str, topologies: list[Topology], say: Callable[[str], None], deleted: list[str]
+) -> int:
+    """:func:`delete_unused` on one connection, adding to ``deleted`` each prefix whose
+    topology is deleted."""
     connection = await aio_pika.connect(amqp_url, timeout=_CONNECT_TIMEOUT_S)
     try:
-        if not await take_stack_lock(await connection.channel(), topology):
-            raise Occupied(
-                f"a make run runs on them (it holds {topology.stack_lock}); stop it first"
+        # Every prefix is checked, and its lock held until the connection closes, before
+        # anything is deleted: one in use keeps all the others too.
+        refused = False
+        for topology in topologies:
+            why = await _in_use(connection, topology)
+            if why is not None:
+                say(f"reelflow: not deleting {_where(amqp_url, topology)}: {why}")
+                refused = True
+        if refused:
+            if len(topologies) > 1:
+                say("reelflow: so nothing was deleted: make clean deletes every prefix's or none")
+            return 1
+        for topology in topologies:
+            messages = await delete_topology(connection, topology)
+            deleted.append(topology.prefix)
+            say(
+                f"reelflow: deleted {_where(amqp_url, topology)}"
+                f" ({messages} message{'s' * (messages != 1)} in them)"
             )
-        used = await consumers(connection, topology.queue_names())
-        if used:
-            queues = ", ".join(f"{name} ({count})" for name, count in used.items())
-            raise Occupied(f"they have consumers: {queues}; stop those first")
-        return await delete_topology(connection, topology)
+        return 0
     finally:
         await connection.close()
+
+
+async def _in_use(connection: AbstractConnection, topology: Topology) -> str | None:
+    """Why ``topology`` is not to be deleted, if it is not; else its lock is taken, to hold
+    until ``connection`` closes."""
+    if not await take_stack_lock(await connection.channel(), topology):
+        return f"a make run runs on them (it holds {topology.stack_lock}); stop it first"
+    used = await consumers(connection, topology.queue_names())
+    if used:
+        queues = ", ".join(f"{name} ({count})" for name, count in used.items())
+        return f"they have consumers: {queues}; stop those first"
+    return None
+
+
+def _where(amqp_url: str, topology: Topology) -> str:
+    return (
+        f"the queues and exchanges of REELFLOW_AMQP_PREFIX={topology.prefix!r} on the"
+        f" broker at {hidden_password(amqp_url)}"
+    )

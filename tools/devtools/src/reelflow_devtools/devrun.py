@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="start nothing: delete the queues and exchanges the stacks of the run directory"
         " (and of the run directories inside it) declared, unless one of them runs or a queue"
-        " has consumers (exit 1); a broker that does not answer keeps them (exit 0, said so)."
+        " has consumers (then none: exit 1); a broker that does not answer keeps them (exit 0)."
         " make clean runs this first",
     )
     parser.add_argument(
