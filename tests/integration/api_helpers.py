@@ -21,6 +21,7 @@ from reelflow_api.app import create_app
 from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.broker import Publisher, amqp_channel
+from reelflow_common.broker.stacks import delete_topology
 from reelflow_common.messages import LaneOpened
 from reelflow_common.mongo import Database
 from reelflow_common.store import (
@@ -33,7 +34,6 @@ from reelflow_common.store import (
     TaskSucceeded,
 )
 from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_lane
-from reelflow_devtools.launcher import delete_topology_queues
 from tests.waiting import READY_DEADLINE_S, eventually, eventually_matches
 
 PROBLEM_JSON = "application/problem+json"
@@ -248,7 +248,7 @@ async def isolated_api(amqp_url: str, mongo_url: str, **overrides: Any) -> Async
         async with running_api(settings, client[database], connection) as api:
             yield api
     finally:
-        await delete_topology_queues(connection, settings)
+        await delete_topology(connection, Topology.from_settings(settings))
         await connection.close()
         await client.drop_database(database)
         await client.close()

@@ -17,7 +17,7 @@ import pytest
 
 from reelflow_devtools.devrun import beside, check_prefix, lock_prefix
 from reelflow_devtools.launcher import StackConfig
-from reelflow_devtools.prefixes import consumers, in_use
+from reelflow_devtools.prefixes import in_use, prefix_consumers
 from reelflow_devtools.processes import Occupied
 from tests.consumers import consuming
 from tests.waiting import DEADLINE_S, eventually
@@ -31,7 +31,7 @@ async def test_a_prefix_whose_work_queue_has_a_consumer_is_refused_saying_so(
     prefix = f"devrun-{uuid.uuid4().hex[:8]}."
     config = StackConfig(run_dir=tmp_path / "run", amqp_url=amqp_url, amqp_prefix=prefix)
     async with consuming(amqp_url, prefix) as queue:
-        assert await consumers(amqp_url, prefix) == {queue: 1}
+        assert await prefix_consumers(amqp_url, prefix) == {queue: 1}
 
         with pytest.raises(Occupied) as refused:
             await asyncio.to_thread(check_prefix, config)

@@ -31,10 +31,10 @@ from reelflow_common.broker.stacks import consumers, delete_topology, take_stack
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import Topology
 from reelflow_devtools.prefixes import hidden_password
+from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
 
 #: in a run directory: the topology its stacks declare(d), kept after they stop
 TOPOLOGY_FILE = "topology.json"
-_CONNECT_TIMEOUT_S = 15.0
 
 
 def record_topology(run_dir: Path, settings: TopologySettings) -> None:
@@ -99,7 +99,7 @@ async def _delete_unused(
 ) -> int:
     """:func:`delete_unused` on one connection, adding to ``deleted`` each prefix whose
     topology is deleted."""
-    connection = await aio_pika.connect(amqp_url, timeout=_CONNECT_TIMEOUT_S)
+    connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
     try:
         # Every prefix is checked, and its lock held until the connection closes, before
         # anything is deleted: one in use keeps all the others too.

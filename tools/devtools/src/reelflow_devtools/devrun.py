@@ -45,9 +45,9 @@ from reelflow_devtools.launcher import (
 from reelflow_devtools.prefixes import (
     InUse,
     PrefixLock,
-    consumers,
     free_prefix,
     in_use,
+    prefix_consumers,
     refusal,
 )
 from reelflow_devtools.processes import Occupied, StartError, console_script
@@ -202,7 +202,7 @@ def check_prefix(config: StackConfig) -> None:
     """Refuse to start (:class:`Occupied`) when another stack consumes this prefix's queues
     (one no launcher started: a launcher's holds the lock, :func:`lock_prefix`)."""
     try:
-        used = asyncio.run(consumers(config.amqp_url, config.amqp_prefix))
+        used = asyncio.run(prefix_consumers(config.amqp_url, config.amqp_prefix))
     except (OSError, TimeoutError, AMQPError) as exc:
         raise StartError(f"RabbitMQ did not say who consumes this stack's queues: {exc!r}") from exc
     if used:

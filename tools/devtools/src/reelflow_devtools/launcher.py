@@ -23,7 +23,6 @@ from typing import Any
 
 import aio_pika
 import httpx
-from aio_pika.abc import AbstractConnection
 from pymongo import AsyncMongoClient
 
 from reelflow_common.broker.stacks import delete_topology
@@ -45,7 +44,7 @@ from reelflow_devtools.processes import (
     wait_healthy,
     wait_stopped,
 )
-from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL
+from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S, LOCAL_AMQP_URL
 
 #: they start together and stop together
 SERVICES = ("api", "notifier", "submitter", "poller")
@@ -363,19 +362,11 @@ class Stack:
 
     async def delete_queues(self) -> None:
         """Every queue and the exchange of this stack's topology (its prefix's)."""
-        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
+        connection = await aio_pika.connect(self.config.amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
         try:
-            await delete_topology_queues(connection, self.topology_settings())
+            await delete_topology(connection, Topology.from_settings(self.topology_settings()))
         finally:
             await connection.close()
-
-
-async def delete_topology_queues(
-    connection: AbstractConnection, settings: TopologySettings
-) -> None:
-    """Delete every queue and exchange a topology of these settings declares, whoever
-    consumes them (:func:`reelflow_common.broker.stacks.delete_topology`)."""
-    await delete_topology(connection, Topology.from_settings(settings))
 
 
 @contextmanager

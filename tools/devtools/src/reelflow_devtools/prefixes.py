@@ -24,12 +24,10 @@ from pathlib import Path
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
-from reelflow_common.broker.stacks import consumers as queue_consumers
-from reelflow_common.broker.stacks import stack_lock_held, take_stack_lock
+from reelflow_common.broker.stacks import consumers, stack_lock_held, take_stack_lock
 from reelflow_common.topology import WORK_QUEUES, Topology
+from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
 
-#: a broker that does not answer within this is taken as having no consumers of a prefix
-_CONNECT_TIMEOUT_S = 10.0
 #: how many numbered prefixes of a checkout :func:`free_prefix` tries (``name-2.`` ...)
 _NUMBERED = 50
 
@@ -47,25 +45,25 @@ class InUse:
         return self.locked or bool(self.consumers)
 
 
-async def consumers(amqp_url: str, prefix: str) -> dict[str, int]:
+async def prefix_consumers(amqp_url: str, prefix: str) -> dict[str, int]:
     """The work queues of ``prefix`` that have consumers now, with how many each."""
-    connection = await aio_pika.connect(amqp_url, timeout=_CONNECT_TIMEOUT_S)
+    connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
     try:
-        return await _consumers(connection, prefix)
+        return await _work_queue_consumers(connection, prefix)
     finally:
         await connection.close()
 
 
-async def _consumers(connection: AbstractConnection, prefix: str) -> dict[str, int]:
+async def _work_queue_consumers(connection: AbstractConnection, prefix: str) -> dict[str, int]:
     topology = Topology(prefix=prefix)
-    return await queue_consumers(connection, [topology.queue(name) for name in WORK_QUEUES])
+    return await consumers(connection, [topology.queue(name) for name in WORK_QUEUES])
 
 
 async def _in_use(amqp_url: str, prefix: str) -> InUse:
-    connection = await aio_pika.connect(amqp_url, timeout=_CONNECT_TIMEOUT_S)
+    connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
     try:
         locked = await stack_lock_held(connection, Topology(prefix=prefix))
-        return InUse(locked=locked, consumers=await _consumers(connection, prefix))
+        return InUse(locked=locked, consumers=await _work_queue_consumers(connection, prefix))
     finally:
         await connection.close()
 
@@ -119,7 +117,7 @@ class PrefixLock:
 
     async def _hold(self) -> None:
         try:
-            connection = await aio_pika.connect(self.amqp_url, timeout=_CONNECT_TIMEOUT_S)
+            connection = await aio_pika.connect(self.amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
         except BaseException as exc:  # raised by acquire(), in the launcher's thread
             self._taken.set_exception(exc)
             return
