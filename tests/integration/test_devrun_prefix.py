@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from reelflow_devtools.devrun import beside, check_prefix, lock_prefix
 from reelflow_devtools.launcher import StackConfig
 from reelflow_devtools.prefixes import in_use, prefix_consumers
 from reelflow_devtools.processes import Occupied
+from reelflow_devtools.startchecks import beside, check_prefix, lock_prefix
 from tests.consumers import consuming
 from tests.waiting import DEADLINE_S, eventually
 

@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_devtools.devrun import beside, check_ports, config_from_environment, parse_args
+from reelflow_devtools.devrun import config_from_environment, parse_args
 from reelflow_devtools.launcher import (
     DEFAULT_PORTS,
     Simulator,
@@ -34,6 +34,7 @@ from reelflow_devtools.runfiles import (
     write_env_file,
 )
 from reelflow_devtools.simulated_runware import SIMULATOR_POLLING, SIMULATOR_STATE_FILE
+from reelflow_devtools.startchecks import beside, check_ports
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.models import MODELS, price

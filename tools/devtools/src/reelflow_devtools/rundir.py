@@ -7,6 +7,8 @@ from pathlib import Path
 
 from reelflow_devtools.processes import Occupied
 
+#: make run's run directory (``--run-dir``), with those of the stacks beside it inside
+RUN_DIR = Path(".run")
 #: in the run directory while a launcher runs from it: its pid
 PID_FILE = "reelflow-dev.pid"
 _MODULE = b"reelflow_devtools.devrun"
