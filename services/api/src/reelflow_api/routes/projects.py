@@ -337,36 +337,40 @@ def _status_json(
     *,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
+    clips_changed: int | None = None,
 ) -> Response:
-    """The project's status as the API answers it (``ProjectStatusView.wire``).
+    """The project's status as the API answers it (``ProjectStatusView.wire``); with
+    ``clips_changed``, a retry's or a cancel's (:class:`ProjectChanged`).
 
     Written by pydantic in one pass: ``JSONResponse(view.wire())`` built the dict
     and then walked it again with ``json.dumps`` (34 against 11 µs for a
     10-scene project), on every read and every create.
     """
     view = project.public_status(include_results=True, links=state.links)
+    if clips_changed is not None:
+        view = ProjectChanged(**dict(view), clips_changed=clips_changed)
     return Response(
         view.wire_json(), status_code=status_code, headers=headers, media_type="application/json"
     )
 
 
-def _status_response(state: AppState, project: Project, *, status_code: int) -> Response:
+def _status_response(
+    state: AppState, project: Project, *, status_code: int, clips_changed: int | None = None
+) -> Response:
     return _status_json(
-        state, project, status_code=status_code, headers={"Location": f"/v1/projects/{project.id}"}
+        state,
+        project,
+        status_code=status_code,
+        headers={"Location": f"/v1/projects/{project.id}"},
+        clips_changed=clips_changed,
     )
 
 
 def _changed_response(state: AppState, outcome: Outcome) -> Response:
     """A retry's or a cancel's answer: ``202`` whether or not there was anything to do (as it
     always was), with the project's status and ``clips_changed`` saying which."""
-    project = outcome.project
-    view = project.public_status(include_results=True, links=state.links)
-    changed = ProjectChanged(**dict(view), clips_changed=outcome.clips_changed)
-    return Response(
-        changed.wire_json(),
-        status_code=202,
-        headers={"Location": f"/v1/projects/{project.id}"},
-        media_type="application/json",
+    return _status_response(
+        state, outcome.project, status_code=202, clips_changed=outcome.clips_changed
     )
 
 
