@@ -375,6 +375,36 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     dashboard.assert_no_console_errors()
 
 
+def test_a_cancel_question_left_open_is_gone_once_the_project_finishes(
+    dashboard: Dashboard,
+) -> None:
+    """Asked, not answered, and the project finished otherwise (a cancel from the CLI): a
+    retry reopens it offering Cancel, not with the old question."""
+    page = dashboard.page
+    failing = "fado singer [sim:latency=100][sim:fail=timeoutProvider]"
+    project_id = dashboard.create(failing, "never ends [sim:hang]", title="Asked")
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    question = page.get_by_role("group", name=re.compile(r"^Cancel \d unfinished clips?\?"))
+    expect(question).to_be_visible()
+    expect(clip(page, 0)).to_have_attribute("data-status", "failed", timeout=DEADLINE_MS)
+
+    cancelled = httpx.post(
+        f"{dashboard.stack.api_url}/v1/projects/{project_id}/cancel",
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+    )
+    assert cancelled.status_code == 202
+    expect(page.locator("#finished")).to_be_visible()
+    expect(question).to_be_hidden()
+    page.get_by_role("button", name="Retry failed").click()
+
+    expect(clip(page, 0)).to_have_attribute("data-status", re.compile("queued|processing"))
+    expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_visible()
+    expect(question).to_be_hidden()
+    dashboard.assert_no_console_errors()
+
+
 def test_the_page_catches_up_after_a_notifier_restart(dashboard: Dashboard) -> None:
     page = dashboard.page
     stack = dashboard.stack

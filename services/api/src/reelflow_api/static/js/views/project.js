@@ -92,6 +92,8 @@ export function mountProject(container, { api, live }, projectId) {
     const spent = formatTotals(state.cost);
     cost.textContent = spent ? `Cost ${spent}` : '';
     const done = isFinished(state);
+    // A question left open when the project finished is not asked again when a retry reopens it.
+    if (done) askingToCancel = false;
     finished.hidden = !done;
     finished.textContent = done ? (FINISHED_TEXT[state.status] ?? 'Finished.') : '';
     finished.className = `finished status-${state.status}`;
