@@ -293,6 +293,22 @@ def test_a_duration_or_size_the_model_does_not_make_shows_what_it_allows(
     dashboard.assert_no_console_errors(failed_load(422))
 
 
+def test_the_form_refuses_a_duration_of_0_itself(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open("#/new")
+    dashboard.sign_in()
+    duration = page.locator('[id="scenes.0.duration"]')
+    validity = "el => [el.validity.valid, el.validationMessage]"
+
+    duration.fill("0")  # min="0" alone would take it: an input's min is inclusive
+    assert duration.evaluate(validity) == [False, "Must be more than 0."]
+    page.get_by_role("button", name="+ Add scene").click()  # the scenes are drawn anew
+    assert duration.evaluate(validity) == [False, "Must be more than 0."]
+    duration.fill("0.5")
+    assert duration.evaluate(validity) == [True, ""]
+    dashboard.assert_no_console_errors()
+
+
 def test_a_failed_clip_is_retried_from_the_page(dashboard: Dashboard) -> None:
     page = dashboard.page
     # The simulator fails this prompt every time, so the retried task fails again:

@@ -51,11 +51,13 @@ export function mountNewProject(container, { api, config }) {
       placeholder: 'tram climbing a steep street at dawn',
     });
     prompt.value = values.prompt ?? '';
+    const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' });
+    refuseAtOrBelow(duration, limits.duration_min_exclusive);
     return [
       h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index}`), remove),
       field(id('prompt'), 'Prompt', prompt),
       h('div', { class: 'row' },
-        field(id('duration'), 'Duration (s)', input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' })),
+        field(id('duration'), 'Duration (s)', duration),
         field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.width })),
         field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.height }))),
     ];
@@ -126,6 +128,15 @@ export function mountNewProject(container, { api, config }) {
   appendScene();
   renumber();
   container.append(form);
+}
+
+/** A number input's `min` is inclusive: a bound the API excludes (a duration of 0) is
+ * refused by the input's own validity instead, as the value changes. */
+function refuseAtOrBelow(control, bound) {
+  const check = () => control.setCustomValidity(
+    control.value !== '' && Number(control.value) <= bound ? `Must be more than ${bound}.` : '');
+  control.addEventListener('input', check);
+  check();
 }
 
 /** A label, the control, an optional hint, and the slot its errors go to. */
