@@ -30,6 +30,11 @@ class ClientJson(BaseModel):
     pydantic's lax mode took them (query parameters, strings by nature, stay lax).
     An integer may be written with a zero fraction (``1280.0``): JSON Schema's
     ``integer`` (the contracts' in ``docs/``) is any number without a fractional part.
+
+    So a field takes one of JSON's own types (str, int, float, bool, None, list, dict,
+    a Literal of those, another ClientJson): FastAPI validates a body as the Python
+    objects ``json.loads`` made, and strict mode would refuse the string a client sends
+    for an Enum, datetime or UUID field (``tests/unit/test_api_bodies.py`` checks).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True)
