@@ -86,6 +86,32 @@ def test_a_refused_scene_shows_what_its_model_allows(
     assert stderr.splitlines()[1].strip() == says
 
 
+def test_a_422_that_lists_only_the_first_errors_says_how_many_more_there_are(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    errors = [
+        {"loc": ["body", "scenes", i, "camera"], "msg": "Extra inputs are not permitted"}
+        for i in range(20)
+    ]
+    answer = problem(
+        422,
+        {
+            "title": "Invalid Request",
+            "detail": "body.scenes.0.camera: Extra inputs are not permitted",
+            "errors": errors,
+            "errors_omitted": 30,
+        },
+    )
+
+    code, stderr = run(monkeypatch, answer, "create", "a cat")
+
+    assert code == 2
+    lines = [line.strip() for line in stderr.splitlines()]
+    assert lines[1:] == [
+        f"scenes.{i}.camera: Extra inputs are not permitted" for i in range(20)
+    ] + ["and 30 more"]
+
+
 @pytest.mark.parametrize(
     ("answer", "code", "says"),
     [

@@ -5,7 +5,7 @@ HTTP ones (the members every problem has, and a refused WebSocket handshake's, a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from http import HTTPStatus
 from typing import Any
@@ -27,6 +27,10 @@ from reelflow_common.transient import BACKING_SERVICE_ERRORS, is_transient
 
 log = get_logger(__name__)
 
+#: the bad fields a 422 lists in ``errors``; ``errors_omitted`` counts the rest. The first few say
+#: what to fix, and a body with thousands of mistakes costs no more to answer than one with twenty.
+MAX_LISTED_ERRORS = 20
+
 #: seconds a client should wait after a 503: the API was full (it drains in moments) ...
 RETRY_AFTER_OVERLOADED_S = 1
 #: ... or a backing service did not answer (a restart or a failover takes longer)
@@ -46,7 +50,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string"},
         "errors": {
             "type": "array",
-            "description": "422: each bad field",
+            "description": f"422: each bad field, the first {MAX_LISTED_ERRORS} of them",
             "items": {
                 "type": "object",
                 "required": ["loc", "msg"],
@@ -60,6 +64,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
                     },
                 },
             },
+        },
+        "errors_omitted": {
+            "type": "integer",
+            "minimum": 1,
+            "description": f"422: bad fields past the first {MAX_LISTED_ERRORS}, not listed in"
+            " `errors` (absent when it lists every one)",
         },
         "limit": {
             "type": "string",
@@ -105,7 +115,8 @@ _MEANINGS = {
     409: "A request with this Idempotency-Key is in progress; retry after `Retry-After` for"
     " its answer.",
     413: "The request body is larger than the API accepts.",
-    422: "Invalid request: `errors` names each bad field.",
+    422: f"Invalid request: `errors` names each bad field (the first {MAX_LISTED_ERRORS};"
+    " `errors_omitted` counts the rest).",
     429: "The tenant has too many clips in flight; `limit` names it; retry after `Retry-After`.",
     503: "Too busy, or a backing service is unavailable; retry after `Retry-After` seconds.",
 }
@@ -158,6 +169,22 @@ def problem_response(problem: Problem) -> JSONResponse:
     return JSONResponse(
         body, status_code=problem.status, media_type=PROBLEM_JSON, headers=problem.headers
     )
+
+
+def invalid_request(errors: Sequence[dict[str, Any]], *, total: int | None = None) -> Problem:
+    """A 422 listing the first :data:`MAX_LISTED_ERRORS` of ``errors``, its ``detail`` the first.
+
+    ``total``: how many errors there were, when ``errors`` holds only the first of
+    them (the rest were not worth putting into words); ``errors_omitted`` says how
+    many were left out.
+    """
+    listed = list(errors[:MAX_LISTED_ERRORS])
+    first = listed[0] if listed else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    detail = f"{where}: {first['msg']}" if where else str(first["msg"])
+    omitted = (len(errors) if total is None else total) - len(listed)
+    extensions = {"errors_omitted": omitted} if omitted > 0 else None
+    return Problem(422, "Invalid Request", detail, errors=listed, extensions=extensions)
 
 
 def not_found(what: str = "project") -> Problem:
@@ -237,11 +264,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         content_type = request.headers.get("content-type")
-        errors = said(exc.errors(), content_type=content_type, body=exc.body)
-        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(part) for part in first["loc"])
-        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        return problem_response(Problem(422, "Invalid Request", detail, errors=errors))
+        errors = exc.errors()
+        listed = said(errors[:MAX_LISTED_ERRORS], content_type=content_type, body=exc.body)
+        return problem_response(invalid_request(listed, total=len(errors)))
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

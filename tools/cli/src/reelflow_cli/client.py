@@ -149,6 +149,9 @@ def _problem(answer: httpx.Response, url: str) -> CliError:
     if answer.status_code == 422:
         errors = problem.get("errors") or []
         lines = [_describe(error) for error in errors if isinstance(error, dict)] or [detail]
+        # The API lists the first few errors and counts the rest.
+        if isinstance(omitted := problem.get("errors_omitted"), int) and omitted > 0:
+            lines.append(f"and {omitted} more")
         return BadArgument("the request was refused:\n  " + "\n  ".join(lines))
     if problem.get("limit"):  # 402, 403 or 429: one of the tenant's limits
         return _refused_by_limit(answer, problem, detail)

@@ -19,6 +19,7 @@ from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import (
     Problem,
+    invalid_request,
     limit_exceeded,
     not_found,
     problem_responses,
@@ -106,9 +107,7 @@ async def _check_model_rules(state: AppState, new: NewProject) -> None:
         }
         for v in found
     ]
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"])
-    raise Problem(422, "Invalid Request", f"{where}: {first['msg']}", errors=errors)
+    raise invalid_request(errors)
 
 
 def _allowed(values: Sequence[object] | None) -> str:
