@@ -13,6 +13,7 @@ from reelflow_api.routes.projects import _request_hash
 from reelflow_api.schemas import CreateProjectIn
 from reelflow_common.domain import ClipRequest
 from reelflow_common.store import NewProject
+from reelflow_devtools.contracts import openapi_document
 from tests.integration.api_helpers import Api, assert_problem, error_locs, isolated_api
 
 # Every case is one request that must change nothing: one app serves the module.
@@ -478,6 +479,36 @@ async def test_a_401_comes_before_a_422(api: Api) -> None:
     response = await api.client.post("/v1/projects", json={"scenes": []})
 
     assert_problem(response, 401)
+
+
+#: every operation the contract says needs an API key, as (method, path)
+KEYED_OPERATIONS = [
+    (method.upper(), path)
+    for path, operations in openapi_document()["paths"].items()
+    for method, operation in operations.items()
+    if operation.get("security")
+]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer rf_not-a-key-anyone-has"}],
+    ids=["no-key", "unknown-key"],
+)
+@pytest.mark.parametrize(("method", "path"), KEYED_OPERATIONS)
+async def test_without_a_valid_key_the_body_is_not_read(
+    api: Api, headers: dict[str, str], method: str, path: str
+) -> None:
+    # Not JSON: a route that read it first would answer 422.
+    url = path.format(project_id=uuid.uuid4())
+    content_type = {"Content-Type": "application/json"}
+
+    response = await api.client.request(
+        method, url, content=b'{"scenes": [', headers=headers | content_type
+    )
+
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])

@@ -31,7 +31,7 @@ from reelflow_api.app import READ_BATCH
 from reelflow_api.deps import AppState
 from reelflow_common.batching import Batcher
 from reelflow_common.errors import TransientError
-from reelflow_common.store import ProjectStore
+from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.topology import HINTED_CHECK, SUBMIT_CLIP
 from tests.integration.api_helpers import Api, assert_problem, isolated_api
 
@@ -240,6 +240,31 @@ async def test_a_backing_service_failure_is_a_503_with_retry_after(
 ) -> None:
     with failing_reads(api, error):
         response = await api.client.get(f"/v1/projects/{uuid.uuid4()}", headers=auth)
+
+    problem = assert_problem(response, 503)
+    assert int(response.headers["retry-after"]) > 0
+    assert "backing service" in problem["detail"]
+
+
+class FailingKeys:
+    """A key store whose every lookup raises ``error``."""
+
+    def __init__(self, error: BaseException) -> None:
+        self._error = error
+
+    async def cached_grant(self, _key: str) -> None:
+        raise self._error
+
+
+async def test_a_key_lookup_that_fails_is_a_503(api: Api) -> None:
+    # Looked up before the route runs, outside its exception handlers: the same 503 still.
+    state: AppState = api.app.state.reelflow
+    failing = cast(ApiKeyStore, FailingKeys(ServerSelectionTimeoutError("no primary")))
+    api.app.state.reelflow = dataclasses.replace(state, api_keys=failing)
+    try:
+        response = await api.client.get("/v1/projects", headers={"Authorization": "Bearer rf_x"})
+    finally:
+        api.app.state.reelflow = state
 
     problem = assert_problem(response, 503)
     assert int(response.headers["retry-after"]) > 0

@@ -173,3 +173,48 @@ async def test_one_keys_flood_gets_429_and_leaves_slots_for_another_key(
     assert [response.status_code for response in answers[20:]] == [202] * (LIMIT - PER_KEY)
     assert_problem(one_more, 503)
     assert [response.status_code for response in again] == [202] * PER_KEY
+
+
+class SlowBody:
+    """A request body that sends ``{`` and then nothing until released: a slow client's."""
+
+    def __init__(self, release: asyncio.Event) -> None:
+        self._release = release
+        #: the API asked for more than the first byte: it is reading the body
+        self.reading = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{"
+        self.reading = True
+        await self._release.wait()
+        yield b"}"
+
+
+@pytest.mark.parametrize("key", [None, "rf_made-up-"], ids=["no-key", "made-up-keys"])
+async def test_slow_bodies_without_a_valid_key_hold_no_slot(api: Api, key: str | None) -> None:
+    auth = await api.tenant()
+    release = asyncio.Event()
+    bodies = [SlowBody(release) for _ in range(LIMIT)]
+    # Each with a key of its own, as a flood of guessed keys would be.
+    headers = [{} if key is None else {"Authorization": f"Bearer {key}{i}"} for i in range(LIMIT)]
+    slow = [
+        asyncio.create_task(api.client.post("/v1/projects", content=body, headers=header))
+        for body, header in zip(bodies, headers, strict=True)
+    ]
+    try:
+        await eventually(
+            lambda: all(
+                task.done() or body.reading for task, body in zip(slow, bodies, strict=True)
+            ),
+            "every slow request answered, or its body being read",
+        )
+
+        response = await api.client.get("/v1/projects", headers=auth)
+
+        assert response.status_code == 200, response.text
+        assert not any(body.reading for body in bodies)
+        for task in slow:
+            assert_problem(task.result(), 401)
+    finally:
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)

@@ -21,7 +21,7 @@ from websockets.exceptions import InvalidStatus
 from reelflow_api.__main__ import server_config
 from reelflow_api.schemas import ProjectList
 from reelflow_api.settings import Settings
-from reelflow_common.store import ProjectStatusView
+from reelflow_common.store import ApiKeyStore, ProjectStatusView
 from tests.integration.api_helpers import Api, assert_problem, finish, running_api
 from tests.waiting import DEADLINE_S, eventually
 
@@ -267,14 +267,18 @@ async def test_a_client_whose_headers_trickle_in_is_disconnected(
 
 
 async def test_a_body_that_does_not_arrive_in_time_is_a_408(
-    settings_for: Callable[..., Any],
+    settings_for: Callable[..., Any], mongo_db: Any
 ) -> None:
     settings = settings_for(Settings, http_host="127.0.0.1", http_body_timeout_s=0.5)
+    # A valid key (without one the body is never read: 401); issued before the app starts,
+    # whose index builds must not meet this first insert (see running_api).
+    keys = ApiKeyStore(mongo_db)
+    key = await keys.issue_key(await keys.create_tenant("acme"))
     async with serving(settings) as port:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
-            b"POST /v1/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer rf_x\r\n"
-            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"title"'
+            f"POST /v1/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n".encode()
+            + b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"title"'
         )
         await writer.drain()
         answer = await _read_all(reader)

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
+from reelflow_api.auth import Authentication
 from reelflow_api.deps import AppState
 from reelflow_api.lanes import KnownLanes, listening
 from reelflow_api.middleware import BodyLimit, InFlightLimit
@@ -145,6 +146,13 @@ def create_app(settings: Settings) -> FastAPI:
     # The last one added runs first: shed load before reading any body.
     app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Before any body is read: no valid key, no body. Inside the in-flight limit: a key the
+    # cache has not got costs a MongoDB read, work that limit bounds.
+    app.add_middleware(
+        Authentication,
+        routes=app.router.routes,
+        key_store=lambda: app.state.reelflow.api_keys,
+    )
     app.add_middleware(
         InFlightLimit,
         limit=settings.max_in_flight,

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from reelflow_api.bearer import bearer_token
+from reelflow_api.auth import caller_grant
 from reelflow_api.lanes import KnownLanes
 from reelflow_api.outliving import OutlivingWork
-from reelflow_api.problems import Problem
 from reelflow_api.settings import Settings
 from reelflow_api.wakeups import Wakeups
 from reelflow_common.accounting import CostEstimator, UsageStore
@@ -69,43 +67,9 @@ async def _state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(_state)]
 
 
-def bearer_key(request: Request) -> str:
-    """The key of ``Authorization: Bearer <key>``; a 401 without one (not yet checked)."""
-    key = bearer_token(request.headers.get("authorization", ""))
-    if key is None:
-        raise Problem(
-            401,
-            "Unauthorized",
-            "Send your API key as 'Authorization: Bearer <key>'.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return key
-
-
-#: declares the scheme in the OpenAPI document (``/docs`` gets its Authorize button);
-#: :func:`bearer_key` reads the header, so that every refusal is the same problem+json
-_BEARER = HTTPBearer(
-    auto_error=False,
-    scheme_name="apiKey",
-    bearerFormat="rf_…",
-    description="An API key: `reelflow-admin key create` prints one (`make run` prints a dev key).",
-)
-
-
-async def _grant(
-    request: Request,
-    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
-) -> Grant:
-    grant = await app_state(request).api_keys.cached_grant(bearer_key(request))
-    if grant is None:
-        raise Problem(
-            401, "Unauthorized", "Unknown API key.", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return grant
-
-
-#: the caller's tenant and its limits (read with the key, cached with it)
-TenantGrant = Annotated[Grant, Depends(_grant)]
+#: the caller's tenant and its limits (read with the key, cached with it); a route that takes
+#: it (or TenantId) needs an API key, checked before the request's body is read (reelflow_api.auth)
+TenantGrant = Annotated[Grant, Depends(caller_grant)]
 
 
 async def _tenant(grant: TenantGrant) -> str:

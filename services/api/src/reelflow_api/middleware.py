@@ -28,7 +28,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from reelflow_api.bearer import bearer_token
+from reelflow_api.bearer import request_key
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
@@ -68,9 +68,11 @@ class InFlightLimit:
     """At most ``limit`` requests in progress and ``max_waiters`` waiting; the rest get 503.
 
     And at most ``per_key`` in progress with one API key (the key the ``Authorization``
-    header names, read as the routes read it, however it is spelled; not looked up), the
-    next answered 429 at once: one tenant's flood cannot take every slot. Requests without
-    one (a webhook, a malformed header) share only ``limit``. Waiters are not counted per
+    header names, read as :mod:`reelflow_api.auth` reads it, however it is spelled; not
+    looked up), the next answered 429 at once: one tenant's flood cannot take every slot.
+    Requests without one (a webhook, a malformed header) share only ``limit``; those to a
+    route that needs a key give their slot back at once (:mod:`reelflow_api.auth`, inside
+    this limit, answers them 401 before their body is read). Waiters are not counted per
     key: one key may hold every ``max_waiters`` (others' POSTs then answer at once, 202).
     """
 
@@ -103,7 +105,7 @@ class InFlightLimit:
             response = problem_response(unavailable(detail, retry_after_s=RETRY_AFTER_OVERLOADED_S))
             await response(scope, receive, send)
             return
-        credential = _credential(scope)
+        credential = request_key(scope)
         if credential is not None and self._by_credential.get(credential, 0) >= self._per_key:
             KEY_SHED_TOTAL.inc()
             await problem_response(_key_busy(self._per_key))(scope, receive, send)
@@ -145,14 +147,6 @@ class InFlightLimit:
         self.waiting += waiting
         IN_FLIGHT.set(self.in_flight)
         WAITING.set(self.waiting)
-
-
-def _credential(scope: Scope) -> str | None:
-    """The API key the request's ``Authorization`` header names (not looked up), if any."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return bearer_token(value.decode("latin-1"))
-    return None
 
 
 def _key_busy(per_key: int) -> Problem:

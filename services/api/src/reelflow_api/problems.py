@@ -208,6 +208,17 @@ def request_in_progress() -> Problem:
     )
 
 
+def backing_service_unavailable(exc: Exception) -> Problem:
+    """The 503 of a request that a backing service failed (MongoDB, RabbitMQ, an HTTP call),
+    logged: a warning when it is unreachable, an error when it refused."""
+    error = f"{type(exc).__name__}: {exc}"
+    if is_transient(exc):
+        log.warning("dependency_unavailable", error=error)
+    else:  # refused rather than unreachable (a write concern, an operation failure)
+        log.error("dependency_failed", error=error, exc_info=exc)
+    return unavailable("A backing service is unavailable; try again shortly.")
+
+
 def limit_exceeded(exc: LimitExceeded, *, now: datetime) -> Problem:
     """402 for a budget, 429 for clips in flight (both pass), 403 for what waiting cannot fix
     (a model or a size not allowed, or a request past a whole limit on its own)."""
@@ -300,12 +311,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     async def on_backing_service(_: Request, exc: Exception) -> JSONResponse:
-        error = f"{type(exc).__name__}: {exc}"
-        if is_transient(exc):
-            log.warning("dependency_unavailable", error=error)
-        else:  # refused rather than unreachable (a write concern, an operation failure)
-            log.error("dependency_failed", error=error, exc_info=exc)
-        return problem_response(unavailable("A backing service is unavailable; try again shortly."))
+        return problem_response(backing_service_unavailable(exc))
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         # A bug. Starlette logs the traceback once this answer is sent.

@@ -16,7 +16,8 @@ import math
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from reelflow_api.deps import IndexesEnsured, State, TenantId, bearer_key
+from reelflow_api.auth import caller
+from reelflow_api.deps import IndexesEnsured, State, TenantId
 from reelflow_api.problems import Problem, problem_responses
 from reelflow_common.store.timefmt import rfc3339
 
@@ -48,7 +49,7 @@ class WsTicket(BaseModel):
 )
 async def create_ws_ticket(request: Request, state: State, tenant_id: TenantId) -> WsTicket:
     """A ticket for ``/v1/ws?ticket=…``: valid for ``expires_in`` seconds, for one connection."""
-    key = bearer_key(request)
+    key = caller(request).key
     if (wait_s := state.ticket_rate.take(key)) > 0:
         raise _too_many_tickets(state.settings.ws_ticket_rate_per_s, wait_s)
     issued = await state.tickets.issue(tenant_id, key)
