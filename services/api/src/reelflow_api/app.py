@@ -145,7 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_problem_handlers(app)
     # The last one added runs first: shed load before reading any body.
     app.add_middleware(BodyDeadline, timeout_s=settings.http_body_timeout_s)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, routes=app.router.routes)
     # Before any body is read: no valid key, no body. Inside the in-flight limit: a key the
     # cache has not got costs a MongoDB read, work that limit bounds.
     app.add_middleware(

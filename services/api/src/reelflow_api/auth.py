@@ -24,12 +24,12 @@ from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
 from reelflow_api.problems import Problem, backing_service_unavailable, problem_response
-from reelflow_api.telemetry import flattened_routes
+from reelflow_api.telemetry import route_taking
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.store.auth import Grant
 from reelflow_common.transient import BACKING_SERVICE_ERRORS
@@ -63,7 +63,7 @@ class Authentication:
         self._key_store = key_store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not needs_api_key(_route_taking(self._routes, scope)):
+        if scope["type"] != "http" or not needs_api_key(route_taking(self._routes, scope)):
             await self.app(scope, receive, send)
             return
         try:
@@ -124,16 +124,6 @@ def needs_api_key(route: BaseRoute | None) -> bool:
 
 def _takes(dependant: Dependant, call: Callable[..., Any]) -> bool:
     return any(sub.call is call or _takes(sub, call) for sub in dependant.dependencies)
-
-
-def _route_taking(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
-    """The route the router gives this request to: the first that matches it fully (path and
-    method); None for a 404 or a 405."""
-    for route in flattened_routes(routes):
-        match, _child = route.matches(scope)
-        if match is Match.FULL:
-            return route
-    return None
 
 
 def _unauthorized(detail: str) -> Problem:

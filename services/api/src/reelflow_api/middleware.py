@@ -14,27 +14,38 @@
   arrived pass it; and ``422`` for JSON text with an escaped lone surrogate
   (``"\\ud800"``). Python's ``json`` accepts those and builds strings that
   cannot be encoded again, so the route, MongoDB or the broker would fail later
-  with a 500; refusing them where the bytes enter covers every route.
+  with a 500; refusing them where the bytes enter covers every route. A JSON
+  body that holds more values than any valid body of its route's model is
+  ``422`` too, before it is parsed (:mod:`reelflow_api.json_values`): parsing
+  costs per value, and 1 MiB of tiny ones costs about a valid create's whole work.
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 
 import pydantic_core
+from fastapi.routing import APIRoute
 from prometheus_client import Counter, Gauge
+from pydantic import BaseModel
 from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
+from reelflow_api.json_values import more_separators_than, most_separators
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
+    invalid_request,
     problem_response,
     unavailable,
 )
+from reelflow_api.telemetry import route_taking
+from reelflow_api.validation import reads_as_json
 
 #: where a request's in-flight slot is kept in its ASGI scope
 _SLOT_KEY = "reelflow.in_flight_slot"
@@ -172,11 +183,14 @@ def start_waiting(request: Request) -> bool:
 
 
 class BodyLimit:
-    """Request bodies of at most ``max_bytes``, and no escaped lone surrogate in them."""
+    """Request bodies of at most ``max_bytes``, no escaped lone surrogate in them, and in a JSON
+    body no more values than its route's model allows."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self._max_bytes = max_bytes
+        # The router's own list, read per request: routes added after this is built count.
+        self._routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,7 +200,7 @@ class BodyLimit:
         if declared is not None and declared > self._max_bytes:
             await problem_response(_too_large(self._max_bytes))(scope, receive, send)
             return
-        body = _CheckedBody(receive, self._max_bytes)
+        body = _CheckedBody(receive, self._max_bytes, functools.partial(self._problem, scope))
         started = False
 
         async def send_watched(message: Message) -> None:
@@ -202,13 +216,35 @@ class BodyLimit:
                 raise
             await problem_response(problem)(scope, receive, send)
 
+    def _problem(self, scope: Scope, body: bytes) -> Problem | None:
+        """What is wrong with the whole ``body`` of this request, if anything."""
+        model = _json_body_model(route_taking(self._routes, scope), scope)
+        most = None if model is None else most_separators(model)
+        if most is not None and more_separators_than(body, most):
+            msg = f"more fields and array items than a valid body has (at most {most} ',' and ':')"
+            return invalid_request([{"loc": ["body"], "msg": msg}])
+        return _text_problem(body)
+
+
+def _json_body_model(route: BaseRoute | None, scope: Scope) -> type[BaseModel] | None:
+    """The model a route reads this request's body into, when it reads it as JSON."""
+    if not isinstance(route, APIRoute) or route.body_field is None:
+        return None
+    if not reads_as_json(Headers(scope=scope).get("content-type")):
+        return None
+    model = route.body_field.field_info.annotation
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
 
 class _CheckedBody:
     """A ``receive`` that counts the body's bytes and checks the whole body before its end."""
 
-    def __init__(self, receive: Receive, max_bytes: int) -> None:
+    def __init__(
+        self, receive: Receive, max_bytes: int, check: Callable[[bytes], Problem | None]
+    ) -> None:
         self._receive = receive
         self._max_bytes = max_bytes
+        self._check = check
         self._chunks: list[bytes] = []
         self._size = 0
         self.refused: Problem | None = None
@@ -227,7 +263,7 @@ class _CheckedBody:
         if not message.get("more_body", False):
             body = b"".join(self._chunks)
             self._chunks.clear()
-            if (problem := _text_problem(body)) is not None:
+            if body and (problem := self._check(body)) is not None:
                 self.refused = problem
                 raise problem
         return message

@@ -159,6 +159,16 @@ def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
     return _path_of(partial) or UNMATCHED
 
 
+def route_taking(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route the router will give this request to: the first that matches it fully (path
+    and method); None for a 404 or a 405. For middleware that acts before routing."""
+    for route in flattened_routes(routes):
+        match, _child = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
+
+
 def flattened_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
     """``routes`` with the routes of included routers in their place.
 

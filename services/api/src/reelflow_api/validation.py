@@ -79,13 +79,13 @@ def _not_json(why: object, loc: list[Any], body: Any) -> str:
 
 
 def _not_an_object(value: Any, content_type: str | None) -> str:
-    if not _is_json(content_type):
+    if not reads_as_json(content_type):
         sent = f"sent as {content_type}" if content_type else "sent without a Content-Type"
         return f"not read as JSON ({sent}): {_SEND_JSON}"
     return f"must be a JSON object, not {json_kind(value)}"
 
 
-def _is_json(content_type: str | None) -> bool:
+def reads_as_json(content_type: str | None) -> bool:
     """Whether FastAPI reads a body of this Content-Type as JSON (``application/json``,
     ``application/*+json``)."""
     if not content_type:
