@@ -881,3 +881,17 @@ async def test_a_replaced_tasks_settlement_a_crash_cut_from_the_attempts_pass_is
 
     assert await ledger(world, found) == pytest.approx((0, FIRST_COST))
     assert await settle_sweep(world).run_once() == 0
+
+
+async def test_a_mark_without_entries_goes_with_the_next_sweep(world: World, mongo_db: Any) -> None:
+    """No writer marks without an entry, but a hand's edit can: the sweep settles nothing
+    and removes the mark, so the project is not taken again at every interval."""
+    project = await world.new_project("a fox")
+    await mongo_db["projects"].update_one(
+        {"_id": project.id}, {"$set": {"settle_due_at": utcnow()}}
+    )
+
+    assert await settle_sweep(world).run_once() == 0
+
+    assert await marks_of(mongo_db, project.id) == {}
+    assert await world.projects.settlements_due(before=utcnow(), limit=10) == []

@@ -1376,3 +1376,17 @@ def test_the_settle_sweep_unmarks_only_the_owed_list_it_read() -> None:
 
 def _of(write: t.Write) -> tuple[dict[str, Any], dict[str, Any]]:
     return write.filter, write.update
+
+
+def test_a_mark_without_entries_is_unmarked_too_unless_an_entry_came() -> None:
+    """No writer marks without an entry, but a hand's edit can: the sweep that read none
+    removes it all the same, as long as none was owed since."""
+    doc = dict(new_doc(), **{t.SETTLE_DUE: T0})
+    claim = t.claim_owed("p1", due_at=T0, now=T0 + LEASE)
+    claimed = step(doc, claim)
+
+    owed_since = step(claimed, t.owed(to_terminal(0, VIDEO), 0, now=T0 + LEASE))
+    assert find_one_and_update(owed_since, *_of(t.owed_swept("p1", owed_as_read=[]))) is None
+    swept = step(claimed, t.owed_swept("p1", owed_as_read=[]))
+    assert t.SETTLE_OWED not in swept
+    assert t.SETTLE_DUE not in swept
