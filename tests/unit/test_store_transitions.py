@@ -1368,8 +1368,9 @@ def test_the_settle_sweep_unmarks_only_the_owed_list_it_read() -> None:
     assert find_one_and_update(claimed, claim.filter, claim.update) is None  # taken once
 
     owed_since = step(claimed, t.owed(to_terminal(1, BROKEN), 1, now=T0 + LEASE))
-    assert find_one_and_update(owed_since, *_of(t.owed_swept("p1", owed_as_read=["0:t0"]))) is None
-    swept = step(owed_since, t.owed_swept("p1", owed_as_read=["0:t0", "1:t1"]))
+    read_one = t.owed_swept("p1", owed_as_read=["0:t0"], claimed=T0 + LEASE)
+    assert find_one_and_update(owed_since, *_of(read_one)) is None
+    swept = step(owed_since, t.owed_swept("p1", owed_as_read=["0:t0", "1:t1"], claimed=T0 + LEASE))
     assert t.SETTLE_OWED not in swept
     assert t.SETTLE_DUE not in swept
 
@@ -1386,7 +1387,35 @@ def test_a_mark_without_entries_is_unmarked_too_unless_an_entry_came() -> None:
     claimed = step(doc, claim)
 
     owed_since = step(claimed, t.owed(to_terminal(0, VIDEO), 0, now=T0 + LEASE))
-    assert find_one_and_update(owed_since, *_of(t.owed_swept("p1", owed_as_read=[]))) is None
-    swept = step(claimed, t.owed_swept("p1", owed_as_read=[]))
+    read_none = t.owed_swept("p1", owed_as_read=[], claimed=T0 + LEASE)
+    assert find_one_and_update(owed_since, *_of(read_none)) is None
+    swept = step(claimed, read_none)
     assert t.SETTLE_OWED not in swept
     assert t.SETTLE_DUE not in swept
+
+
+def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep() -> None:
+    """Sweep A claims and stalls past the grace; sweep B claims, settles and unmarks; the
+    same end is owed again (the clip watched again and timed out again). A's unmark, whose
+    list as read equals the new one, leaves it: it is guarded on A's claim too."""
+    timed_out = TaskFailed(code=t.TIMED_OUT, message="no end in time")
+    doc = step(new_doc(), to_processing(new_doc(), 0))
+    doc = step(doc, t.owed(to_terminal(0, timed_out), 0, now=T0))
+    first = T0 + LEASE
+    claimed_by_a = step(doc, t.claim_owed("p1", due_at=T0, now=first))
+    second = first + LEASE
+    claimed_by_b = step(claimed_by_a, t.claim_owed("p1", due_at=first, now=second))
+    swept_by_b = step(claimed_by_b, t.owed_swept("p1", owed_as_read=["0:t0"], claimed=second))
+    clip = project_from_document(swept_by_b).clips[0]
+    rewatched = step(swept_by_b, t.rewatch(
+        "p1", "tenant-a", clip, token="k8", now=second, lease_until=second + LEASE,
+        correlation_id=None, log_size=LOG,
+    ))  # fmt: skip
+    again = second + LEASE
+    owed_again = step(rewatched, t.owed(to_terminal(0, timed_out), 0, now=again))
+    assert owed_again[t.SETTLE_OWED] == ["0:t0"]
+
+    stalled = t.owed_swept("p1", owed_as_read=["0:t0"], claimed=first)
+
+    assert find_one_and_update(owed_again, *_of(stalled)) is None
+    assert owed_again[t.SETTLE_DUE] == again  # due for the next sweep

@@ -1484,8 +1484,8 @@ class ProjectStore:
         unless the project records it, a no-op on the ledger if its list shows it, and
         recorded. Only the settlement owed, never another end of the same task (one the
         release before settled has no record, and the ledger's list may have forgotten it).
-        Then the marks go, guarded on the owed list as read. Nothing claimed (another
-        replica's sweep took it): none.
+        Then the marks go, guarded on the owed list as read and on this sweep's claim.
+        Nothing claimed (another replica's sweep took it): none.
         """
         claim = transitions.claim_owed(project_id, due_at=due_at, now=now)
         doc = await self._projects.find_one_and_update(
@@ -1512,7 +1512,7 @@ class ProjectStore:
             clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
             owed += _unrecorded(doc, clip, task_uuid, only=key)
         applied = await self._settle_all(doc, owed)
-        swept = transitions.owed_swept(project_id, owed_as_read=entries)
+        swept = transitions.owed_swept(project_id, owed_as_read=entries, claimed=now)
         await self._projects.update_one(swept.filter, swept.update)
         return applied
 

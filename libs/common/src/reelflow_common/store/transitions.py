@@ -1666,11 +1666,16 @@ def claim_owed(project_id: str, *, due_at: datetime, now: datetime) -> Write:
     return Write({"_id": project_id, SETTLE_DUE: due_at}, {"$set": {SETTLE_DUE: now}})
 
 
-def owed_swept(project_id: str, *, owed_as_read: Sequence[str]) -> Write:
+def owed_swept(project_id: str, *, owed_as_read: Sequence[str], claimed: datetime) -> Write:
     """Every settlement owed as the sweep read them is made: the marks go, unless a writer
-    owed another since (its entry makes the list differ: the project stays due)."""
+    owed another since (its entry makes the list differ: the project stays due), or another
+    sweep took the project since (``claimed``: this sweep's claim, :func:`claim_owed`'s
+    ``now``). A sweep that stalled past the grace and whose project another sweep unmarked
+    and a writer marked again, with an entry equal to one it read, would otherwise drop that
+    entry unsettled."""
     # A mark without entries (none is written so; a hand's edit) goes too, unless one came.
     owed: Any = list(owed_as_read) if owed_as_read else {"$exists": False}
     return Write(
-        {"_id": project_id, SETTLE_OWED: owed}, {"$unset": {SETTLE_OWED: "", SETTLE_DUE: ""}}
+        {"_id": project_id, SETTLE_OWED: owed, SETTLE_DUE: claimed},
+        {"$unset": {SETTLE_OWED: "", SETTLE_DUE: ""}},
     )
