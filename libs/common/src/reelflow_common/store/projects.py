@@ -470,10 +470,13 @@ class ProjectStore:
         as any other: one more round trip, never a wrong finish.
         ``unattended``: no message stands behind the caller (a reconciler's pass), so nothing
         would repeat a settlement its writer did not make: the write that records the end
-        marks its settlement owed (:func:`transitions.owed`), for the settle sweep.
+        marks its settlement owed (:func:`transitions.owed`), for the settle sweep. Never
+        with ``only_clip``, whose finishing write marks nothing (no caller needs both).
         """
         if submit_word and token is None:
             raise ValueError("a submit chain's word names its chain: submit_word needs token")
+        if only_clip and unattended:
+            raise ValueError("an unattended end is marked owed: only_clip's write marks none")
         record = partial(
             transitions.to_terminal,
             project_id,
