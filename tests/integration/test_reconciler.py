@@ -819,22 +819,38 @@ async def test_a_settlement_its_pass_made_is_not_made_again_and_its_mark_goes(
     assert "settle_owed" not in marks
 
 
+async def test_a_passs_end_of_a_clip_without_a_charge_marks_nothing(
+    world: World, settings: Settings, mongo_db: Any
+) -> None:
+    """A tenant without a ledger has nothing to settle: the pass's end is not marked owed, so
+    no sweep claims and unmarks the project for nothing."""
+    project = await world.processing(await world.new_project("a fox"))
+    await world.until_finished_at_runware(project.clips[0].task_uuid)
+    await expired(world, project)
+
+    assert await reconciler(world, settings).run_once() == 1
+
+    assert (await world.project(project.id)).clips[0].status is ClipStatus.SUCCESS
+    assert await marks_of(mongo_db, project.id) == {}
+
+
 class OwedDuringTheSweep(ProjectStore):
     """A store whose sweep, between its claim and its unmark, meets another end whose writer
     died before the ledger's ``$inc`` (``writer``)."""
 
     writer: ProjectStore
-    end: tuple[str, int, str]
+    #: the project, and the clip as the writer read it
+    end: tuple[str, ClipState]
 
     async def _settle_all(self, doc: Any, owed: Any) -> list[str]:
-        project_id, scene_index, task_uuid = self.end
+        project_id, clip = self.end
         with pytest.raises(Crashed):
             await self.writer.record(
                 project_id,
-                scene_index,
-                task_uuid,
+                clip.scene_index,
+                clip.task_uuid,
                 TaskFailed(code="x", message="y"),
-                unattended=True,
+                unattended=clip,
             )
         return await super()._settle_all(doc, owed)
 
@@ -845,13 +861,13 @@ async def test_an_end_owed_while_a_sweep_runs_keeps_its_project_marked_for_the_n
     project = await world.processing(await charged(world, "a fox", "a hare"))
     writer = ProjectStore(mongo_db, lease_s=LEASE_S)
     crash_before_the_ledger(writer, monkeypatch)
-    first, second = (clip.task_uuid for clip in project.clips)
+    first, second = project.clips
     with pytest.raises(Crashed):
         await writer.record(
-            project.id, 0, first, TaskFailed(code="x", message="y"), unattended=True
+            project.id, 0, first.task_uuid, TaskFailed(code="x", message="y"), unattended=first
         )
     sweeping = OwedDuringTheSweep(mongo_db, lease_s=LEASE_S)
-    sweeping.writer, sweeping.end = writer, (project.id, 1, second)
+    sweeping.writer, sweeping.end = writer, (project.id, second)
 
     made = await SettleSweep(sweeping, clock=utcnow, after_s=0.0, batch_size=10).run_once()
 

@@ -1741,8 +1741,9 @@ async def test_a_recount_counts_an_end_owed_to_the_settle_sweep_in_flight_howeve
         raise RuntimeError("the pass died between the end's write and the ledger's $inc")
 
     monkeypatch.setattr(long_ago.ledgers, "settle", died)
+    read = (await stored(api, project_id)).clips[0]
     with pytest.raises(RuntimeError):
-        await long_ago.record(project_id, 0, task, VIDEO, unattended=True)
+        await long_ago.record(project_id, 0, task, VIDEO, unattended=read)
     await reserved_a_while_ago(api, tenant_id)
 
     code, out, err = await admin("tenant", "recount", tenant_id)

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from reelflow_common.store import ProjectStore, TaskFailed
+from reelflow_common.domain import ClipStatus
+from reelflow_common.store import ClipState, ProjectStore, TaskFailed
 
 
 class NoDatabase:
@@ -23,8 +24,9 @@ async def test_only_clip_and_unattended_together_are_refused() -> None:
     """``only_clip``'s finishing write does not mark a settlement owed, and an unattended
     caller (a reconciler's pass) relies on the mark: the combination is refused."""
     store = ProjectStore(NoDatabase())  # type: ignore[arg-type]
+    read = ClipState(scene_index=0, task_uuid="t0", status=ClipStatus.PROCESSING)
 
     with pytest.raises(ValueError, match="only_clip"):
         await store.record(
-            "p1", 0, "t0", TaskFailed(code="x", message="y"), only_clip=True, unattended=True
+            "p1", 0, "t0", TaskFailed(code="x", message="y"), only_clip=True, unattended=read
         )

@@ -16,7 +16,7 @@ import pytest
 from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
-from reelflow_common.store import NewProject, TaskFailed, TaskSucceeded
+from reelflow_common.store import ClipState, NewProject, TaskFailed, TaskSucceeded
 from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import new_project_document, project_from_document
 from reelflow_common.store.eventlog import LogHead, materialize
@@ -1337,13 +1337,26 @@ def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> N
     assert step(done, cancel(done))["clips"]["0"]["attempts"]["t0"] == video
 
 
+def charged(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with a charge ``c<scene>`` on each clip (its tenant has a ledger)."""
+    clips = {
+        scene: dict(clip, charge=CHARGE | {"id": f"c{scene}"})
+        for scene, clip in doc["clips"].items()
+    }
+    return dict(doc, clips=clips)
+
+
+def clip_of(doc: dict[str, Any], scene: int) -> ClipState:
+    return project_from_document(doc).clips[scene]
+
+
 def test_a_write_no_message_stands_behind_marks_its_settlement_owed_in_itself() -> None:
     """A reconciler's pass or a cancel: the end and the mark are one update, so no crash
     comes between them; a write that settles nothing is left as it is."""
-    doc = step(new_doc(), to_processing(new_doc(), 0))
+    doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
     end = to_terminal(0, VIDEO)
 
-    owed = t.owed(end, 0, now=T0)
+    owed = t.owed(end, clip_of(doc, 0), now=T0)
 
     after = step(doc, owed)
     assert after[t.SETTLE_OWED] == ["0:t0"]
@@ -1351,23 +1364,73 @@ def test_a_write_no_message_stands_behind_marks_its_settlement_owed_in_itself() 
     assert after["clips"]["0"]["status"] == "success"
     assert owed.settle == end.settle
     renewal = t.renew_lease("p1", 0, token="k0", until_was=T0, until=T0 + LEASE)
-    assert t.owed(renewal, 0, now=T0) == renewal
+    assert t.owed(renewal, clip_of(doc, 0), now=T0) == renewal
     # A second clip's end owed later: listed too, the earliest mark kept.
-    later = t.owed(to_terminal(1, BROKEN), 1, now=T0 + LEASE)
+    later = t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE)
     both = step(after, later)
     assert both[t.SETTLE_OWED] == ["0:t0", "1:t1"]
     assert both[t.SETTLE_DUE] == T0
     assert t.owed_of("1:t1:late") == (1, "t1:late", "t1")
 
 
+def test_an_end_owed_is_guarded_on_the_charge_it_settles_as_read() -> None:
+    """The mark names the settlement of the charge the writer read; a retry under another
+    charge between its read and its write makes the write match nothing (read again)."""
+    doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
+    read = clip_of(doc, 0)
+    retried = dict(doc, clips=dict(doc["clips"], **{"0": dict(doc["clips"]["0"], charge=CHARGE)}))
+
+    owed = t.owed(to_terminal(0, VIDEO), read, now=T0)
+
+    assert owed.filter["clips.0.charge.id"] == "c0"
+    assert not matches(retried, owed.filter)
+    assert matches(doc, owed.filter)
+
+
+def test_an_end_of_a_task_without_a_charge_is_not_owed_and_stays_without_one() -> None:
+    """A tenant without a ledger pays nothing for a mark: nothing settles on a ledger. The
+    write is guarded on the clip still holding none (a retry under a charge since: read
+    again)."""
+    doc = step(new_doc(), to_processing(new_doc(), 0))
+    end = to_terminal(0, VIDEO)
+
+    owed = t.owed(end, clip_of(doc, 0), now=T0)
+
+    after = step(doc, owed)
+    assert t.SETTLE_OWED not in after
+    assert t.SETTLE_DUE not in after
+    assert owed.update == end.update
+    assert not matches(charged(doc), owed.filter)
+
+
+def test_an_owed_end_that_moves_its_charge_is_guarded_where_the_charge_was() -> None:
+    """An earlier task's video taken by the open clip settles on the clip's charge after the
+    write, which was the attempt's before it: the mark is guarded there, and names it."""
+    doc = step(new_doc(1), to_processing(new_doc(1), 0))
+    doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing", "charge": CHARGE}}
+    write = t.late_result(
+        "p1", clip_of(doc, 0), "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
+    assert write is not None
+    assert write.settle_from == "clips.0.attempts.t8.charge"
+
+    owed = t.owed(write, clip_of(doc, 0), now=T0)
+
+    assert owed.filter["clips.0.attempts.t8.charge.id"] == "c1"
+    after = step(doc, owed)
+    assert after[t.SETTLE_OWED] == ["0:t8:late"]
+    assert after["clips"]["0"]["charge"] == CHARGE
+
+
 def test_the_settle_sweep_unmarks_only_the_owed_list_it_read() -> None:
-    doc = step(new_doc(), t.owed(to_terminal(0, VIDEO), 0, now=T0))
+    doc = charged(new_doc())
+    doc = step(doc, t.owed(to_terminal(0, VIDEO), clip_of(doc, 0), now=T0))
     claim = t.claim_owed("p1", due_at=T0, now=T0 + LEASE)
     claimed = step(doc, claim)
     assert claimed[t.SETTLE_DUE] == T0 + LEASE
     assert find_one_and_update(claimed, claim.filter, claim.update) is None  # taken once
 
-    owed_since = step(claimed, t.owed(to_terminal(1, BROKEN), 1, now=T0 + LEASE))
+    owed_since = step(claimed, t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE))
     read_one = t.owed_swept("p1", owed_as_read=["0:t0"], claimed=T0 + LEASE)
     assert find_one_and_update(owed_since, *_of(read_one)) is None
     swept = step(owed_since, t.owed_swept("p1", owed_as_read=["0:t0", "1:t1"], claimed=T0 + LEASE))
@@ -1382,11 +1445,11 @@ def _of(write: t.Write) -> tuple[dict[str, Any], dict[str, Any]]:
 def test_a_mark_without_entries_is_unmarked_too_unless_an_entry_came() -> None:
     """No writer marks without an entry, but a hand's edit can: the sweep that read none
     removes it all the same, as long as none was owed since."""
-    doc = dict(new_doc(), **{t.SETTLE_DUE: T0})
+    doc = dict(charged(new_doc()), **{t.SETTLE_DUE: T0})
     claim = t.claim_owed("p1", due_at=T0, now=T0 + LEASE)
     claimed = step(doc, claim)
 
-    owed_since = step(claimed, t.owed(to_terminal(0, VIDEO), 0, now=T0 + LEASE))
+    owed_since = step(claimed, t.owed(to_terminal(0, VIDEO), clip_of(doc, 0), now=T0 + LEASE))
     read_none = t.owed_swept("p1", owed_as_read=[], claimed=T0 + LEASE)
     assert find_one_and_update(owed_since, *_of(read_none)) is None
     swept = step(claimed, read_none)
@@ -1396,23 +1459,26 @@ def test_a_mark_without_entries_is_unmarked_too_unless_an_entry_came() -> None:
 
 def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep() -> None:
     """Sweep A claims and stalls past the grace; sweep B claims, settles and unmarks; the
-    same end is owed again (the clip watched again and timed out again). A's unmark, whose
-    list as read equals the new one, leaves it: it is guarded on A's claim too."""
+    same end is owed again (the clip watched again under the same charge and timed out
+    again). A's unmark, whose list as read equals the new one, leaves it: it is guarded on
+    A's claim too."""
     timed_out = TaskFailed(code=t.TIMED_OUT, message="no end in time")
-    doc = step(new_doc(), to_processing(new_doc(), 0))
-    doc = step(doc, t.owed(to_terminal(0, timed_out), 0, now=T0))
+    doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
+    doc = step(doc, t.owed(to_terminal(0, timed_out), clip_of(doc, 0), now=T0))
     first = T0 + LEASE
     claimed_by_a = step(doc, t.claim_owed("p1", due_at=T0, now=first))
     second = first + LEASE
     claimed_by_b = step(claimed_by_a, t.claim_owed("p1", due_at=first, now=second))
     swept_by_b = step(claimed_by_b, t.owed_swept("p1", owed_as_read=["0:t0"], claimed=second))
-    clip = project_from_document(swept_by_b).clips[0]
+    clip = clip_of(swept_by_b, 0)
     rewatched = step(swept_by_b, t.rewatch(
         "p1", "tenant-a", clip, token="k8", now=second, lease_until=second + LEASE,
-        correlation_id=None, log_size=LOG,
+        correlation_id=None, log_size=LOG, charge=clip.charge,
     ))  # fmt: skip
     again = second + LEASE
-    owed_again = step(rewatched, t.owed(to_terminal(0, timed_out), 0, now=again))
+    owed_again = step(
+        rewatched, t.owed(to_terminal(0, timed_out), clip_of(rewatched, 0), now=again)
+    )
     assert owed_again[t.SETTLE_OWED] == ["0:t0"]
 
     stalled = t.owed_swept("p1", owed_as_read=["0:t0"], claimed=first)

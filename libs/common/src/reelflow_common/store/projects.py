@@ -453,7 +453,7 @@ class ProjectStore:
         statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
         only_clip: bool = False,
         submit_word: bool = False,
-        unattended: bool = False,
+        unattended: ClipState | None = None,
     ) -> Change:
         """The task is over: record it on its clip (or, for an earlier task, in ``attempts``).
 
@@ -468,14 +468,16 @@ class ProjectStore:
         finishes the project in the same update. Should that update not apply (the clip
         has ended already, or the project has more clips after all), the change is written
         as any other: one more round trip, never a wrong finish.
-        ``unattended``: no message stands behind the caller (a reconciler's pass), so nothing
-        would repeat a settlement its writer did not make: the write that records the end
-        marks its settlement owed (:func:`transitions.owed`), for the settle sweep. Never
-        with ``only_clip``, whose finishing write marks nothing (no caller needs both).
+        ``unattended``: the clip as the caller read it, when no message stands behind the
+        caller (a reconciler's pass): nothing would repeat a settlement its writer did not
+        make, so the write that records the end marks its settlement owed, for the settle
+        sweep, where the task holds a charge as read (:func:`transitions.owed`; a write the
+        repair path builds, from its own read). Never with ``only_clip``, whose finishing
+        write marks nothing (no caller needs both).
         """
         if submit_word and token is None:
             raise ValueError("a submit chain's word names its chain: submit_word needs token")
-        if only_clip and unattended:
+        if only_clip and unattended is not None:
             raise ValueError("an unattended end is marked owed: only_clip's write marks none")
         record = partial(
             transitions.to_terminal,
@@ -495,18 +497,19 @@ class ProjectStore:
             if finished is not None:
                 return Change(True, finished)
         return await self._transition(
-            self._owing(record(), scene_index, unattended=unattended),
+            self._owing(record(), unattended),
             project_id,
             scene_index,
             task_uuid,
             result=result,
             token=token if submit_word else None,
-            unattended=unattended,
+            unattended=unattended is not None,
         )
 
-    def _owing(self, write: Write, scene_index: int, *, unattended: bool) -> Write:
-        """``write``, its settlement marked owed when no message stands behind its writer."""
-        return transitions.owed(write, scene_index, now=self._now()) if unattended else write
+    def _owing(self, write: Write, read: ClipState | None) -> Write:
+        """``write``, its settlement marked owed when no message stands behind its writer, who
+        built it from the clip ``read`` (None: a message stands behind it)."""
+        return write if read is None else transitions.owed(write, read, now=self._now())
 
     async def never_submitted(
         self,
@@ -734,7 +737,8 @@ class ProjectStore:
     ) -> Change:
         """``token``: of the submit chain whose task Runware took (no ``result``) or whose own
         word ``result`` is (``record(submit_word=True)``), and ``new_token`` of the
-        reconciler's chain that takes it over; ``unattended`` as for :meth:`record`."""
+        reconciler's chain that takes it over; ``unattended``: no message stands behind the
+        caller (:meth:`record`), a write the repair path builds marks what it owes."""
         applied = await self._apply(write, project_id)
         if applied is not None:
             return Change(True, applied)
@@ -1071,7 +1075,8 @@ class ProjectStore:
         applied. Otherwise what the task's recorded ends settle and the project does not
         record as settled is settled (a crash came between the write and its settlement,
         or between the settlement and its record: the ledger's list makes that one a no-op).
-        ``unattended``: a write this repair applies marks its settlement owed (:meth:`record`).
+        ``unattended``: a write this repair applies marks its settlement owed, from this
+        repair's read of the clip (:meth:`record`).
         """
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
@@ -1114,7 +1119,7 @@ class ProjectStore:
                     now=self._now(),
                 )
                 failed = await self._apply(
-                    self._owing(never, scene_index, unattended=unattended), project_id
+                    self._owing(never, clip if unattended else None), project_id
                 )
                 if failed is not None:
                     return Change(True, failed)
@@ -1129,7 +1134,7 @@ class ProjectStore:
                     log_size=self._log_size,
                 )
                 if write is not None:
-                    write = self._owing(write, scene_index, unattended=unattended)
+                    write = self._owing(write, clip if unattended else None)
                     late = await self._apply(write, project_id)
                     if late is None:
                         continue  # the clip moved between the read and the write: read again
@@ -1201,11 +1206,8 @@ class ProjectStore:
                 follow_token=new_token(),
             )
             # No message stands behind a cancel: a charge it settles is owed until the settle
-            # sweep sees it made. Only where the clip holds one as read, so a tenant without a
-            # ledger pays nothing for it (the write is guarded on the clip as read; only a
-            # rewatch under a new charge before the last try, which leaves the lease out of
-            # its guard, can bring a charge it did not read).
-            write = self._owing(write, clip.scene_index, unattended=clip.charge is not None)
+            # sweep sees it made (only where the clip holds one as read).
+            write = self._owing(write, clip)
             applied = await self._apply(write, project_id)
             if applied is not None:
                 return applied

@@ -60,13 +60,16 @@ class Write:
 
     ``settle``: where the ledger reservation this change settles is (the dotted path of
     a ``charge`` in the document as the write leaves it), and how (applied after the
-    write, once, by :class:`~reelflow_common.store.ProjectStore`).
+    write, once, by :class:`~reelflow_common.store.ProjectStore`). ``settle_from``: where
+    that charge is before the write, when the write moves it there (an attempt's video
+    taken by the clip, a new attempt of the clip's own task); None: at ``settle``'s path.
     """
 
     filter: Document
     update: Document
     events: int = 0
     settle: tuple[str, Settlement] | None = None
+    settle_from: str | None = None
 
 
 @dataclass
@@ -99,6 +102,7 @@ class _Update:
         now: datetime,
         log_size: int,
         settle: tuple[str, Settlement] | None = None,
+        settle_from: str | None = None,
     ) -> Write:
         update: Document = {}
         to_set = dict(self.set)
@@ -119,7 +123,7 @@ class _Update:
             update["$min"] = self.min
         if self.pull:
             update["$pull"] = self.pull
-        return Write(filter_, update, len(self.events), settle)
+        return Write(filter_, update, len(self.events), settle, settle_from)
 
 
 def _guard(
@@ -1249,7 +1253,9 @@ def _attempt_ended(
         on_clip, settlement = found
         path = _charge_of(clip.scene_index, None if on_clip else task_uuid)
         settle = (path, settlement)
-    return update.build(guard, now=now, log_size=log_size, settle=settle)
+    # A new entry of the clip's own task holds the clip's charge (``late_result``).
+    settle_from = _charge_of(clip.scene_index) if new else None
+    return update.build(guard, now=now, log_size=log_size, settle=settle, settle_from=settle_from)
 
 
 def _attempt_end(clip: ClipState, task_uuid: str, ended: Attempt) -> tuple[bool, Settlement] | None:
@@ -1342,8 +1348,14 @@ def _earlier_task_succeeded(
     # chain ends it failed (``taskReplaced``) and frees it.
     settle = task_end(task_uuid, ClipStatus.SUCCESS, result.cost, late=True)
     taken = _took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    # The clip takes the attempt's charge with its video (``_take_video``), if it has one.
+    moved_from = None if attempt.charge is None else _charge_of(clip.scene_index, task_uuid)
     return taken.build(
-        guard, now=now, log_size=log_size, settle=(_charge_of(clip.scene_index), settle)
+        guard,
+        now=now,
+        log_size=log_size,
+        settle=(_charge_of(clip.scene_index), settle),
+        settle_from=moved_from,
     )
 
 
@@ -1631,22 +1643,45 @@ SETTLE_DUE = "settle_due_at"
 SETTLE_OWED = "settle_owed"
 
 
-def owed(write: Write, scene_index: int, *, now: datetime) -> Write:
-    """``write``, marking in the same update the settlement it carries as owed: should its
-    writer stop between this write and the ledger's ``$inc`` (a crash, an outage past its
-    retries), no message would repeat it, and the settle sweep makes it from this mark.
-    ``write`` as it is when it settles nothing.
+def owed(write: Write, clip: ClipState, *, now: datetime) -> Write:
+    """``write``, built by a writer no message stands behind from ``clip`` as it read it,
+    marking in the same update the settlement it carries as owed: should its writer stop
+    between this write and the ledger's ``$inc`` (a crash, an outage past its retries), no
+    message would repeat it, and the settle sweep makes it from this mark.
+
+    Only where the task holds a charge as read (the charge the write settles, read where it
+    is before the write, :attr:`Write.settle_from`): a tenant without a ledger pays nothing
+    for a mark. The write is guarded on that charge as read, present or absent, so it never
+    settles another (a retry under a new charge between the read and the write makes it
+    match nothing: its writer reads again). ``write`` as it is when it settles nothing.
 
     Its ``$push`` is no longer events alone, so it is never written together with other
     clips' changes (:mod:`together`): it goes alone, as those writers' rare writes do.
     """
     if write.settle is None:
         return write
+    where = write.settle_from or write.settle[0]
+    charge = _charge_at(clip, where)
+    filter_ = dict(write.filter)
+    if charge is None:
+        filter_[where] = None  # null or absent, as read
+        return replace(write, filter=filter_)
+    filter_[f"{where}.id"] = charge.id
     update = dict(write.update)
     update["$min"] = {**update.get("$min", {}), SETTLE_DUE: now}
-    entry = owed_entry(scene_index, write.settle[1].key)
+    entry = owed_entry(clip.scene_index, write.settle[1].key)
     update["$push"] = {**update.get("$push", {}), SETTLE_OWED: {"$each": [entry]}}
-    return replace(write, update=update)
+    return replace(write, filter=filter_, update=update)
+
+
+def _charge_at(clip: ClipState, path: str) -> Charge | None:
+    """The charge at ``path`` (:func:`_charge_of`'s) of the clip as read."""
+    if path == _charge_of(clip.scene_index):
+        return clip.charge
+    for task_uuid, attempt in clip.attempts.items():
+        if path == _charge_of(clip.scene_index, task_uuid):
+            return attempt.charge
+    return None  # an attempt not there yet
 
 
 def owed_entry(scene_index: int, key: str) -> str:

@@ -135,7 +135,7 @@ class AttemptsReconciler(ReconcilerPass):
         if isinstance(decision, Record):
             # Not the clip's task: the repair path records it in the attempt and settles it.
             change = await self._record(
-                project.id, clip.scene_index, task_uuid, decision.result, chain_token=lease.token
+                project.id, clip, task_uuid, decision.result, chain_token=lease.token
             )
             return (Action.RECORDED if change.applied else Action.MOVED), None
         return await self._rearm(project, clip, task_uuid, lease, decision, watch, since, outcome)

@@ -183,34 +183,36 @@ class ReconcilerPass:
     async def _record(
         self,
         project_id: str,
-        scene_index: int,
+        clip: ClipState,
         task_uuid: str,
         result: TaskResult,
         *,
         submitted_at: datetime | None = None,
         chain_token: str | None = None,
     ) -> Change:
-        """Record an end this pass decided (``ClipRecorder.record``), again while an outage
-        lasts (``RECORD_TRIES``).
+        """Record an end this pass decided of ``task_uuid`` (the task of ``clip`` as the pass
+        read it, or of one of its ``attempts``) (``ClipRecorder.record``), again while an
+        outage lasts (``RECORD_TRIES``).
 
         No message stands behind it: should the clip's write land and the ledger's
         settlement after it fail, no redelivery would repeat it, and the clip, terminal
         from then on, is no later pass's. A second record of the same end is the repair
         path, which settles what the project does not record as settled. For a crash
         between the two writes, or an outage past these tries, the write that records the
-        end marks its settlement owed (``unattended``), and the settle sweep makes it
-        (:mod:`reelflow_common.tracking.settlesweep`; ARCHITECTURE.md, "Money").
+        end marks its settlement owed where the task holds a charge as read (``unattended``),
+        and the settle sweep makes it (:mod:`reelflow_common.tracking.settlesweep`;
+        ARCHITECTURE.md, "Money").
         """
         for tried in range(RECORD_TRIES):
             try:
                 return await self._recorder.record(
                     project_id,
-                    scene_index,
+                    clip.scene_index,
                     task_uuid,
                     result,
                     submitted_at=submitted_at,
                     chain_token=chain_token,
-                    unattended=True,
+                    unattended=clip,
                 )
             except Exception as exc:
                 if not is_transient(exc) or tried == RECORD_TRIES - 1:

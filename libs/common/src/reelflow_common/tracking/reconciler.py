@@ -150,7 +150,7 @@ class Reconciler(ReconcilerPass):
             if isinstance(decision, Record):
                 change = await self._record(
                     project.id,
-                    clip.scene_index,
+                    clip,
                     clip.task_uuid,
                     decision.result,
                     submitted_at=clip.submitted_at,
@@ -174,7 +174,7 @@ class Reconciler(ReconcilerPass):
         if isinstance(outcome, TaskState):
             result = terminal_result(outcome)
             if result is not None:
-                await self._record(project.id, clip.scene_index, clip.task_uuid, result)
+                await self._record(project.id, clip, clip.task_uuid, result)
                 return Action.RECORDED, None
             if outcome.status != "error":
                 return await self._take_over_processing(project, clip)
@@ -182,7 +182,7 @@ class Reconciler(ReconcilerPass):
             error = None if isinstance(outcome, TaskState) else str(outcome)
             await self._record(
                 project.id,
-                clip.scene_index,
+                clip,
                 clip.task_uuid,
                 self._policy.timed_out(watch, error),
                 chain_token=_token_of(clip),

@@ -21,6 +21,7 @@ from reelflow_common.messages import (
 from reelflow_common.store import (
     TIMED_OUT,
     Change,
+    ClipState,
     ProjectStore,
     TaskFailed,
     TaskResult,
@@ -52,11 +53,12 @@ class ClipRecorder:
         correlation_id: str | None = None,
         chain_token: str | None = None,
         only_clip: bool = False,
-        unattended: bool = False,
+        unattended: ClipState | None = None,
     ) -> Change:
         """Record ``result`` (Runware's answer: whatever chain brings it); ``only_clip``: the
-        project has this one clip; ``unattended``: no message stands behind the caller, its
-        settlement is marked owed for the settle sweep (:meth:`ProjectStore.record`).
+        project has this one clip; ``unattended``: the clip as read by a caller no message
+        stands behind, its settlement is marked owed for the settle sweep
+        (:meth:`ProjectStore.record`).
 
         ``chain_token``: the token of the chain (or the lease as read) that decided it. Our
         ceiling (``timedOut``) is not Runware's word but a chain's: it ends the clip only
