@@ -1407,20 +1407,10 @@ async def test_a_cancels_settlement_a_crash_cut_off_is_made_once_by_the_settle_s
     await with_a_stray_of_its_own_task(api, project_id, scene_index=0)
     clip = (await stored(api, project_id)).clips[0]
     assert clip.charge is not None
-    state = api_state(api)
-
-    async def lost(*_args: Any) -> bool:
-        raise AutoReconnect("the connection went between the cancel's write and the $inc")
-
-    with monkeypatch.context() as losing, capture_logs():
-        losing.setattr(state.projects.ledgers, "settle", lost)
-        response = await api.client.post(f"/v1/projects/{project_id}/cancel", headers=auth)
-    assert_problem(response, 503)
-    assert (await stored(api, project_id)).clips[0].status == "cancelled"
+    await cancelled_before_the_ledger(api, auth, project_id, monkeypatch)
     await ledger_is(api, tenant_id, open_clips=1, usd=0.25)  # a second cancel finds it ended
 
-    # A poller's sweep, on the clock the api wrote the mark with (the database's).
-    sweep = SettleSweep(api.projects, clock=state.projects.now, after_s=0.0, batch_size=10)
+    sweep = settle_sweep(api)
     assert await sweep.run_once() == 1
 
     await ledger_is(api, tenant_id, open_clips=0, usd=0.0)
@@ -1428,6 +1418,49 @@ async def test_a_cancels_settlement_a_crash_cut_off_is_made_once_by_the_settle_s
     doc = await project_doc(api, project_id)
     assert "settle_due_at" not in doc
     assert doc["settled"] == [f"{clip.charge.id}:{clip.task_uuid}"]
+
+
+async def test_a_cancels_owed_settlement_is_its_clips_charges_not_a_strays_of_its_task(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clip's own task as a stray with a video and a reservation of its own (a release
+    before left it, and settled it then: neither the project nor, long after, the ledger's
+    list shows it) ends under the same task: the sweep makes only the settlement the cancel
+    owed, named by its charge."""
+    tenant_id, auth = await limited(api, daily_budget_usd=10.0)
+    project_id = (await api.create(auth, scenes(1))).json()["project_id"]  # $0.25 reserved
+    clip = (await stored(api, project_id)).clips[0]
+    assert clip.charge is not None
+    its_own = clip.charge.model_copy(update={"id": "stray"}).model_dump()
+    video = {"video_url": "https://v/stray.mp4", "cost": 0.1, "charge": its_own}
+    await with_a_stray_of_its_own_task(api, project_id, scene_index=0, status="success", **video)
+    await cancelled_before_the_ledger(api, auth, project_id, monkeypatch)
+
+    assert await settle_sweep(api).run_once() == 1
+
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.0)
+    doc = await project_doc(api, project_id)
+    assert doc["settled"] == [f"{clip.charge.id}:{clip.task_uuid}"]
+
+
+async def cancelled_before_the_ledger(
+    api: Api, auth: dict[str, str], project_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancel the project; the connection goes between the cancel's write and the ``$inc``."""
+
+    async def lost(*_args: Any) -> bool:
+        raise AutoReconnect("the connection went between the cancel's write and the $inc")
+
+    with monkeypatch.context() as losing, capture_logs():
+        losing.setattr(api_state(api).projects.ledgers, "settle", lost)
+        response = await api.client.post(f"/v1/projects/{project_id}/cancel", headers=auth)
+    assert_problem(response, 503)
+    assert (await stored(api, project_id)).clips[0].status == "cancelled"
+
+
+def settle_sweep(api: Api) -> SettleSweep:
+    """A poller's sweep, on the clock the api wrote the mark with (the database's)."""
+    return SettleSweep(api.projects, clock=api_state(api).projects.now, after_s=0.0, batch_size=10)
 
 
 async def test_a_cancel_marks_a_settlement_owed_only_where_it_frees_a_charge_itself(
@@ -1448,8 +1481,9 @@ async def test_a_cancel_marks_a_settlement_owed_only_where_it_frees_a_charge_its
         owed[case] = doc.get("settle_owed", [])
         assert ("settle_due_at" in doc) == bool(owed[case])
 
-    task = (await stored(api, project_id)).clips[1].task_uuid
-    assert owed == {"plain": [], "held": [], "freed": [f"1:{task}"]}
+    clip = (await stored(api, project_id)).clips[1]
+    assert clip.charge is not None
+    assert owed == {"plain": [], "held": [], "freed": [f"1:{clip.charge.id}:{clip.task_uuid}"]}
 
 
 async def project_doc(api: Api, project_id: str) -> dict[str, Any]:
@@ -1458,11 +1492,13 @@ async def project_doc(api: Api, project_id: str) -> dict[str, Any]:
     return doc
 
 
-async def with_a_stray_of_its_own_task(api: Api, project_id: str, *, scene_index: int) -> None:
+async def with_a_stray_of_its_own_task(
+    api: Api, project_id: str, *, scene_index: int, status: str = "failed", **fields: Any
+) -> None:
     """The queued clip's own task in its attempts, as a release before could leave it (a
     stray): its cancel holds nothing for a chain's word, it frees the clip's charge itself."""
     clip = (await stored(api, project_id)).clips[scene_index]
-    stray = {"status": "failed", "queued_at": clip.queued_at}
+    stray = {"status": status, "queued_at": clip.queued_at, **fields}
     await api.db["projects"].update_one(
         {"_id": project_id},
         {"$set": {f"clips.{scene_index}.attempts.{clip.task_uuid}": stray}},

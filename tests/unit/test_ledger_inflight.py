@@ -136,10 +136,12 @@ def test_an_end_whose_settlement_is_owed_is_in_flight_until_made_however_old() -
     its writer have stopped before the ``$inc``, the settle sweep makes it, however late."""
     ended = clip(ClipStatus.SUCCESS, completed_at=LONG_AGO)
 
-    owed = held_by(ended, updated_at=RECENT, owed={"t2"})
+    owed = held_by(ended, updated_at=RECENT, owed={"c2:t2"})
 
     assert owed == [Held(key="c2:t2", ended_at=LONG_AGO, owed=True)]
     assert in_flight(owed, [], now=NOW) == 1
     assert in_flight(owed, ["c2:t2"], now=NOW) == 0  # made (recorded, or the list shows it)
-    # Only the end's own key: a late video's owed billing frees nothing.
-    assert in_flight(held_by(ended, updated_at=RECENT, owed={"t2:late"}), [], now=NOW) == 0
+    # Only the end's own key: a late video's owed billing frees nothing, nor does the end
+    # of the same task under another charge.
+    for other in ("c2:t2:late", "c9:t2"):
+        assert in_flight(held_by(ended, updated_at=RECENT, owed={other}), [], now=NOW) == 0

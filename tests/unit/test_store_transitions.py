@@ -1359,7 +1359,7 @@ def test_a_write_no_message_stands_behind_marks_its_settlement_owed_in_itself() 
     owed = t.owed(end, clip_of(doc, 0), now=T0)
 
     after = step(doc, owed)
-    assert after[t.SETTLE_OWED] == ["0:t0"]
+    assert after[t.SETTLE_OWED] == ["0:c0:t0"]
     assert after[t.SETTLE_DUE] == T0
     assert after["clips"]["0"]["status"] == "success"
     assert owed.settle == end.settle
@@ -1368,9 +1368,9 @@ def test_a_write_no_message_stands_behind_marks_its_settlement_owed_in_itself() 
     # A second clip's end owed later: listed too, the earliest mark kept.
     later = t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE)
     both = step(after, later)
-    assert both[t.SETTLE_OWED] == ["0:t0", "1:t1"]
+    assert both[t.SETTLE_OWED] == ["0:c0:t0", "1:c1:t1"]
     assert both[t.SETTLE_DUE] == T0
-    assert t.owed_of("1:t1:late") == (1, "t1:late", "t1")
+    assert t.owed_of("1:c1.1:t1:late") == (1, "c1.1:t1:late", "t1")
 
 
 def test_an_end_owed_is_guarded_on_the_charge_it_settles_as_read() -> None:
@@ -1418,7 +1418,7 @@ def test_an_owed_end_that_moves_its_charge_is_guarded_where_the_charge_was() -> 
 
     assert owed.filter["clips.0.attempts.t8.charge.id"] == "c1"
     after = step(doc, owed)
-    assert after[t.SETTLE_OWED] == ["0:t8:late"]
+    assert after[t.SETTLE_OWED] == ["0:c1:t8:late"]
     assert after["clips"]["0"]["charge"] == CHARGE
 
 
@@ -1431,9 +1431,11 @@ def test_the_settle_sweep_unmarks_only_the_owed_list_it_read() -> None:
     assert find_one_and_update(claimed, claim.filter, claim.update) is None  # taken once
 
     owed_since = step(claimed, t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE))
-    read_one = t.owed_swept("p1", owed_as_read=["0:t0"], claimed=T0 + LEASE)
+    read_one = t.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=T0 + LEASE)
     assert find_one_and_update(owed_since, *_of(read_one)) is None
-    swept = step(owed_since, t.owed_swept("p1", owed_as_read=["0:t0", "1:t1"], claimed=T0 + LEASE))
+    swept = step(
+        owed_since, t.owed_swept("p1", owed_as_read=["0:c0:t0", "1:c1:t1"], claimed=T0 + LEASE)
+    )
     assert t.SETTLE_OWED not in swept
     assert t.SETTLE_DUE not in swept
 
@@ -1469,7 +1471,7 @@ def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep()
     claimed_by_a = step(doc, t.claim_owed("p1", due_at=T0, now=first))
     second = first + LEASE
     claimed_by_b = step(claimed_by_a, t.claim_owed("p1", due_at=first, now=second))
-    swept_by_b = step(claimed_by_b, t.owed_swept("p1", owed_as_read=["0:t0"], claimed=second))
+    swept_by_b = step(claimed_by_b, t.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=second))
     clip = clip_of(swept_by_b, 0)
     rewatched = step(swept_by_b, t.rewatch(
         "p1", "tenant-a", clip, token="k8", now=second, lease_until=second + LEASE,
@@ -1479,9 +1481,9 @@ def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep()
     owed_again = step(
         rewatched, t.owed(to_terminal(0, timed_out), clip_of(rewatched, 0), now=again)
     )
-    assert owed_again[t.SETTLE_OWED] == ["0:t0"]
+    assert owed_again[t.SETTLE_OWED] == ["0:c0:t0"]
 
-    stalled = t.owed_swept("p1", owed_as_read=["0:t0"], claimed=first)
+    stalled = t.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=first)
 
     assert find_one_and_update(owed_again, *_of(stalled)) is None
     assert owed_again[t.SETTLE_DUE] == again  # due for the next sweep

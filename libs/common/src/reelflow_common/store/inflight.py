@@ -51,8 +51,8 @@ def held_by(clip: ClipState, *, updated_at: datetime, owed: Collection[str] = ()
     it, in flight until that follow's end).
 
     An end without ``completed_at`` (a cancel) counts as written at the project's
-    ``updated_at``, no earlier than it was. ``owed``: the settlement keys (``<task>``) the
-    project marks owed for this clip.
+    ``updated_at``, no earlier than it was. ``owed``: the keys on the ledger
+    (``<charge id>:<task>``, ``…:late``) of the settlements the project marks owed.
     """
     tasks = [(clip.task_uuid, clip.charge, clip.status, clip.completed_at)]
     tasks += [
@@ -65,9 +65,8 @@ def held_by(clip: ClipState, *, updated_at: datetime, owed: Collection[str] = ()
             continue
         ended = status not in OPEN_CLIP_STATUSES and not clip.charge_in_flight(task_uuid)
         ended_at = (completed_at or updated_at) if ended else None
-        found[charge.id] = Held(
-            key=_key(charge, task_uuid), ended_at=ended_at, owed=ended and task_uuid in owed
-        )
+        key = _key(charge, task_uuid)
+        found[charge.id] = Held(key=key, ended_at=ended_at, owed=ended and key in owed)
     return list(found.values())
 
 
@@ -126,12 +125,11 @@ class TenantClips:
         settled = set(seen.settled or ())
         async for doc in found:
             created_at, updated_at = as_utc(doc["created_at"]), as_utc(doc["updated_at"])
-            owed: dict[int, set[str]] = {}
-            for entry in doc.get(transitions.SETTLE_OWED) or ():
-                scene_index, key, _task = transitions.owed_of(entry)
-                owed.setdefault(scene_index, set()).add(key)
+            owed = {
+                transitions.owed_of(entry)[1] for entry in doc.get(transitions.SETTLE_OWED) or ()
+            }
             for scene, raw in doc["clips"].items():
                 clip = clip_from_document(raw, int(scene), created_at=created_at)
-                held += held_by(clip, updated_at=updated_at, owed=owed.get(int(scene), ()))
+                held += held_by(clip, updated_at=updated_at, owed=owed)
             settled.update(doc.get(transitions.SETTLED) or ())
         return in_flight(held, settled, now=self._now())

@@ -1487,8 +1487,9 @@ class ProjectStore:
         Claims it (``settle_due_at`` moved to ``now``: another replica's sweep of the same
         mark matches nothing), then takes the repair path for each owed settlement: made
         unless the project records it, a no-op on the ledger if its list shows it, and
-        recorded. Only the settlement owed, never another end of the same task (one the
-        release before settled has no record, and the ledger's list may have forgotten it).
+        recorded. Only the settlement owed (its key on the ledger, which names its charge),
+        never another end of the same task (one the release before settled has no record,
+        and the ledger's list may have forgotten it).
         Then the marks go, guarded on the owed list as read and on this sweep's claim.
         Nothing claimed (another replica's sweep took it): none.
         """
@@ -1605,13 +1606,14 @@ class ProjectStore:
 def _unrecorded(
     doc: Document, clip: ClipState, task_uuid: str, *, only: str | None = None
 ) -> list[tuple[Charge, Settlement]]:
-    """What the recorded ends of ``task_uuid`` settle (``only``: that settlement key alone)
-    and the project ``doc``, read with its ``settled``, does not record as settled."""
+    """What the recorded ends of ``task_uuid`` settle (``only``: the settlement of that key on
+    the ledger alone) and the project ``doc``, read with its ``settled``, does not record as
+    settled."""
     recorded = set(doc.get(transitions.SETTLED) or ())
     return [
         (charge, settlement)
         for charge, settlement in transitions.settlements(clip, task_uuid)
-        if settlement.key_on(charge) not in recorded and only in (None, settlement.key)
+        if settlement.key_on(charge) not in recorded and only in (None, settlement.key_on(charge))
     ]
 
 

@@ -1638,8 +1638,9 @@ def settled(project_id: str, keys: Sequence[str]) -> Write:
 #: api's cancel), whose settlement the settle sweep has not seen made (``$min``; moved on by
 #: each sweep's claim, unset with :data:`SETTLE_OWED` once the sweep made them all)
 SETTLE_DUE = "settle_due_at"
-#: those ends' settlements, ``<scene index>:<settlement key>`` each (``<task>`` or
-#: ``<task>:late``): what the sweep settles if the ledger's ``$inc`` never came
+#: those ends' settlements, ``<scene index>:<key on the ledger>`` each (``<charge id>:<task>``
+#: or ``…:<task>:late``: the charge named, so an end of the same task under another charge
+#: is never taken for it): what the sweep settles if the ledger's ``$inc`` never came
 SETTLE_OWED = "settle_owed"
 
 
@@ -1669,7 +1670,7 @@ def owed(write: Write, clip: ClipState, *, now: datetime) -> Write:
     filter_[f"{where}.id"] = charge.id
     update = dict(write.update)
     update["$min"] = {**update.get("$min", {}), SETTLE_DUE: now}
-    entry = owed_entry(clip.scene_index, write.settle[1].key)
+    entry = owed_entry(clip.scene_index, write.settle[1].key_on(charge))
     update["$push"] = {**update.get("$push", {}), SETTLE_OWED: {"$each": [entry]}}
     return replace(write, filter=filter_, update=update)
 
@@ -1685,14 +1686,15 @@ def _charge_at(clip: ClipState, path: str) -> Charge | None:
 
 
 def owed_entry(scene_index: int, key: str) -> str:
-    """What :data:`SETTLE_OWED` holds for the settlement ``key`` of the scene's clip."""
+    """What :data:`SETTLE_OWED` holds for the settlement of the scene's clip whose key on the
+    ledger is ``key`` (:meth:`Settlement.key_on`)."""
     return f"{scene_index}:{key}"
 
 
 def owed_of(entry: str) -> tuple[int, str, str]:
-    """An :func:`owed_entry` read back: (scene index, settlement key, the key's task)."""
+    """An :func:`owed_entry` read back: (scene index, key on the ledger, the key's task)."""
     scene, key = entry.split(":", 1)
-    return int(scene), key, key.split(":", 1)[0]
+    return int(scene), key, key.split(":")[1]
 
 
 def claim_owed(project_id: str, *, due_at: datetime, now: datetime) -> Write:
