@@ -911,3 +911,62 @@ async def test_a_mark_without_entries_goes_with_the_next_sweep(world: World, mon
 
     assert await marks_of(mongo_db, project.id) == {}
     assert await world.projects.settlements_due(before=utcnow(), limit=10) == []
+
+
+async def test_a_retry_makes_the_settlement_its_timed_out_clip_owes_before_watching_it_again(
+    world: World, mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass timed the clip out and died before the ledger's ``$inc``; the tenant retries
+    before the sweep: the rewatch replaces the clip's charge and end, so the retry makes
+    the settlement first, from the clip as read, and the sweep finds it made."""
+    project = await world.processing(await charged(world, "a fox"))
+    read = project.clips[0]
+    assert read.charge is not None
+    writer = ProjectStore(mongo_db, lease_s=LEASE_S)
+    crash_before_the_ledger(writer, monkeypatch)
+    timed_out = TaskFailed(code=TIMED_OUT, message="no end in time")
+    with pytest.raises(Crashed):
+        await writer.record(project.id, 0, read.task_uuid, timed_out, unattended=read)
+    limits = TenantLimits(max_clips_in_flight=10)
+
+    async def reserve(_project: Project, clips: list[ClipState]) -> dict[int, Charge]:
+        charge = await world.projects.ledgers.reserve(
+            world.tenant_id, limits, clips=len(clips), usd=ESTIMATE_USD, now=utcnow()
+        )
+        assert charge is not None
+        return {clip.scene_index: charge for clip in clips}
+
+    retried = await world.projects.retry(project.id, tenant_id=world.tenant_id, reserve=reserve)
+
+    assert retried is not None
+    assert retried.rewatch == [0]
+    watched = (await world.project(project.id)).clips[0]
+    assert watched.status is ClipStatus.PROCESSING
+    assert watched.charge is not None
+    assert watched.charge.id != read.charge.id
+    assert await ledger_now(world) == pytest.approx((1, ESTIMATE_USD))  # the retry's alone
+    with capture_logs() as lines:
+        assert await settle_sweep(world).run_once() == 0  # made already
+    assert "settlement_owed_not_found" not in [line["event"] for line in lines]
+    marks = await marks_of(mongo_db, project.id)
+    assert marks == {"settled": [f"{read.charge.id}:{read.task_uuid}"]}
+
+
+async def test_an_owed_settlement_found_nowhere_is_logged_for_a_recount(
+    world: World, mongo_db: Any
+) -> None:
+    """An entry neither made nor on its clip (the clip moved on by a way no one foresaw) is
+    one the sweep cannot make: it says so, so that an operator recounts the ledger."""
+    project = await charged(world, "a fox")
+    entry = f"0:gone:{project.clips[0].task_uuid}"
+    await mongo_db["projects"].update_one(
+        {"_id": project.id}, {"$set": {"settle_due_at": utcnow(), "settle_owed": [entry]}}
+    )
+
+    with capture_logs() as lines:
+        assert await settle_sweep(world).run_once() == 0
+
+    (warning,) = [line for line in lines if line["event"] == "settlement_owed_not_found"]
+    assert warning["entries"] == [entry]
+    assert warning["log_level"] == "warning"
+    assert await marks_of(mongo_db, project.id) == {}

@@ -1487,3 +1487,24 @@ def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep()
 
     assert find_one_and_update(owed_again, *_of(stalled)) is None
     assert owed_again[t.SETTLE_DUE] == again  # due for the next sweep
+
+
+def test_a_retry_is_guarded_on_the_owed_list_as_read() -> None:
+    """A settlement owed after the retry's read (its clip's, maybe, which the retry would
+    then no longer find on the clip) makes the retry match nothing: it reads again."""
+    timed_out = TaskFailed(code=t.TIMED_OUT, message="no end in time")
+    doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
+    doc = step(doc, to_terminal(0, timed_out))
+    clip = clip_of(doc, 0)
+    rewatch = t.rewatch(
+        "p1", "tenant-a", clip, token="k8", now=T0, lease_until=T0 + LEASE,
+        correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+
+    guarded = t.owing_as_read(rewatch, [])
+
+    owed_since = step(doc, t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0))
+    assert not matches(owed_since, guarded.filter)
+    assert matches(doc, guarded.filter)
+    read_again = t.owing_as_read(rewatch, ["1:c1:t1"])
+    assert step(owed_since, read_again)["clips"]["0"]["status"] == "processing"

@@ -1351,9 +1351,18 @@ class ProjectStore:
         correlation_id: str | None,
     ) -> tuple[_Retried | None, list[Event]]:
         """Retry one failed clip as read; read again while a concurrent writer moves it (an
-        entry added to its ``attempts``: a given-up task found, a late video), a bounded few
-        times. What was done (``took``, ``rewatch``, ``resubmit``; None: nothing, the clip
-        is no longer failed) and its events."""
+        entry added to its ``attempts``: a given-up task found, a late video; a settlement
+        owed), a bounded few times. What was done (``took``, ``rewatch``, ``resubmit``;
+        None: nothing, the clip is no longer failed) and its events.
+
+        A retry moves the clip on, after which a settlement one of its ends owes (marked by a
+        writer no message stands behind, who may have stopped before the ledger's ``$inc``)
+        may not be found on it any more: a rewatch replaces the clip's charge and end, a
+        taken video of its own task its end. So (every retry write alike: one rule) a read
+        that shows the clip owing one makes it first, from the clip as read, and the write
+        is guarded on the project's owed list as read (:meth:`_owed_made`).
+        """
+        read: Document | None = None  # the clip's project as last read here, owed list and all
         for _ in range(_REPAIR_ATTEMPTS):
             if clip.status is not ClipStatus.FAILED:
                 return None, []  # a concurrent retry took it
@@ -1370,6 +1379,7 @@ class ProjectStore:
             if taken is not None:
                 # Applied: it reopened the project, which the retry finishes once, after all
                 # its clips.
+                taken = await self._owed_made(taken, clip.scene_index, read)
                 applied = await self._apply(taken, project_id, finish=False)
                 if applied is not None:
                     return "took", applied
@@ -1390,14 +1400,48 @@ class ProjectStore:
                     write = transitions.retry_with_new_task(
                         project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
                     )
+                write = await self._owed_made(write, clip.scene_index, read)
                 applied = await self._apply(write, project_id)
                 if applied is not None:
                     return ("rewatch" if same_task else "resubmit"), applied
-            found = await self._read_clip(project_id, clip.scene_index, tenant_id=tenant_id)
+            found = await self._read_owing(project_id, clip.scene_index, tenant_id=tenant_id)
             if found is None:
                 return None, []
-            clip = found
+            clip, read = found
         return None, []
+
+    async def _read_owing(
+        self, project_id: str, scene_index: int, *, tenant_id: str
+    ) -> tuple[ClipState, Document] | None:
+        """One clip as it is now (majority read), and its project as read with it: its owed
+        list and ``settled``, to build a retry's write from again (:meth:`_owed_made`)."""
+        doc = await self._majority_reads.find_one(
+            {"_id": project_id, "tenant_id": tenant_id},
+            {
+                "tenant_id": 1,
+                "created_at": 1,
+                clip_path(scene_index): 1,
+                transitions.SETTLED: 1,
+                transitions.SETTLE_OWED: 1,
+            },
+        )
+        raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+        if doc is None or raw_clip is None:
+            return None
+        return clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"])), doc
+
+    async def _owed_made(self, write: Write, scene_index: int, read: Document | None) -> Write:
+        """``write``, a retry of the scene's clip as ``read`` (:meth:`_read_owing`), once the
+        settlements the project marks owed for that clip and does not record are made from it
+        (a no-op on the ledger where its list shows one made): guarded on the owed list as
+        read. ``read`` None (the retry's first read, which does not say): guarded on none
+        owed, so a project with marks is read again first."""
+        owed: list[str] = [] if read is None else read.get(transitions.SETTLE_OWED) or []
+        mine = [entry for entry in owed if transitions.owed_of(entry)[0] == scene_index]
+        if read is not None and mine:
+            settlements, _not_found = _owed_settlements(read, mine)  # the sweep logs those
+            await self._settle_all(read, settlements)
+        return transitions.owing_as_read(write, owed)
 
     async def _read_clip(
         self, project_id: str, scene_index: int, *, tenant_id: str | None = None
@@ -1490,8 +1534,9 @@ class ProjectStore:
         recorded. Only the settlement owed (its key on the ledger, which names its charge),
         never another end of the same task (one the release before settled has no record,
         and the ledger's list may have forgotten it).
-        Then the marks go, guarded on the owed list as read and on this sweep's claim.
-        Nothing claimed (another replica's sweep took it): none.
+        Then the marks go, guarded on the owed list as read and on this sweep's claim; an
+        entry found neither made nor on its clip is logged (``settlement_owed_not_found``:
+        a recount is due). Nothing claimed (another replica's sweep took it): none.
         """
         claim = transitions.claim_owed(project_id, due_at=due_at, now=now)
         doc = await self._projects.find_one_and_update(
@@ -1509,14 +1554,11 @@ class ProjectStore:
         if doc is None:
             return []
         entries: list[str] = doc.get(transitions.SETTLE_OWED) or []
-        owed: list[tuple[Charge, Settlement]] = []
-        for entry in dict.fromkeys(entries):  # an entry owed twice is one settlement
-            scene_index, key, task_uuid = transitions.owed_of(entry)
-            raw_clip = doc["clips"].get(str(scene_index))
-            if raw_clip is None:
-                continue
-            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-            owed += _unrecorded(doc, clip, task_uuid, only=key)
+        owed, not_found = _owed_settlements(doc, entries)
+        if not_found:
+            # Neither made (recorded) nor on its clip any more: the ledger's open and
+            # committed stay too high until an operator recounts them.
+            log.warning("settlement_owed_not_found", project_id=project_id, entries=not_found)
         applied = await self._settle_all(doc, owed)
         swept = transitions.owed_swept(project_id, owed_as_read=entries, claimed=now)
         await self._projects.update_one(swept.filter, swept.update)
@@ -1601,6 +1643,30 @@ class ProjectStore:
             return projects, None
         last = projects[limit - 1]
         return projects[:limit], encode_cursor(last.created_at, last.id)
+
+
+def _owed_settlements(
+    doc: Document, entries: Sequence[str]
+) -> tuple[list[tuple[Charge, Settlement]], list[str]]:
+    """What the owed ``entries`` (:data:`transitions.SETTLE_OWED`) settle, from their clips in
+    ``doc`` (read with them and its ``settled``), and the project does not record as settled;
+    and the entries found neither recorded nor on their clip."""
+    recorded = set(doc.get(transitions.SETTLED) or ())
+    owed: list[tuple[Charge, Settlement]] = []
+    not_found: list[str] = []
+    for entry in dict.fromkeys(entries):  # an entry owed twice is one settlement
+        scene_index, key, task_uuid = transitions.owed_of(entry)
+        if key in recorded:
+            continue
+        raw_clip = doc["clips"].get(str(scene_index))
+        found = []
+        if raw_clip is not None:
+            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
+            found = _unrecorded(doc, clip, task_uuid, only=key)
+        owed += found
+        if not found:
+            not_found.append(entry)
+    return owed, not_found
 
 
 def _unrecorded(

@@ -1711,8 +1711,19 @@ def owed_swept(project_id: str, *, owed_as_read: Sequence[str], claimed: datetim
     and a writer marked again, with an entry equal to one it read, would otherwise drop that
     entry unsettled."""
     # A mark without entries (none is written so; a hand's edit) goes too, unless one came.
-    owed: Any = list(owed_as_read) if owed_as_read else {"$exists": False}
     return Write(
-        {"_id": project_id, SETTLE_OWED: owed, SETTLE_DUE: claimed},
+        {"_id": project_id, SETTLE_OWED: _as_read(owed_as_read), SETTLE_DUE: claimed},
         {"$unset": {SETTLE_OWED: "", SETTLE_DUE: ""}},
     )
+
+
+def owing_as_read(write: Write, owed_as_read: Sequence[str]) -> Write:
+    """``write`` (a retry of a clip), guarded on the project's owed list as read: a settlement
+    owed since (on this clip, maybe) makes it match nothing, and its writer reads again and
+    makes it before the retry moves the clip on."""
+    return replace(write, filter={**write.filter, SETTLE_OWED: _as_read(owed_as_read)})
+
+
+def _as_read(owed: Sequence[str]) -> Any:
+    """A guard on the owed list being ``owed``: none there for none."""
+    return list(owed) if owed else {"$exists": False}
