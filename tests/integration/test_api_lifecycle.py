@@ -157,6 +157,68 @@ async def test_cancel_twice_changes_nothing_the_second_time_and_says_so(api: Api
     assert second.json() == first.json() | {"clips_changed": 0}
 
 
+def another_writer_moves_scene_at_every_try(
+    api: Api, monkeypatch: pytest.MonkeyPatch, scene_index: int
+) -> None:
+    """Every guarded write of the app's store on that scene's clip matches nothing, as when
+    another writer (a renewal, a submit, a late video) moves it between each read and write."""
+    store = api.app.state.reelflow.projects
+    apply = store._apply
+    path = f"clips.{scene_index}."
+
+    async def beaten(write: Any, *args: Any, **kwargs: Any) -> Any:
+        if any(name.startswith(path) for name in write.filter):
+            return None
+        return await apply(write, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_apply", beaten)
+
+
+async def test_a_cancel_whose_clip_kept_moving_is_a_503_to_send_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # It answered 202 "clips_changed: 1" as if the busy clip had finished: the CLI said
+    # "every clip had finished" while it ran on, billed.
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    url = f"/v1/projects/{created['project_id']}/cancel"
+    another_writer_moves_scene_at_every_try(api, monkeypatch, 1)
+
+    busy = await api.client.post(url, headers=auth)
+
+    assert_problem(busy, 503)
+    assert busy.headers["Retry-After"] == "1"
+    assert "1 clip(s) kept changing" in busy.json()["detail"]
+    clips = (await stored(api, created["project_id"])).clips
+    assert [clip.status for clip in clips] == ["cancelled", "queued"]
+    monkeypatch.undo()
+    again = await api.client.post(url, headers=auth)
+    assert again.status_code == 202
+    assert (again.json()["clips_changed"], again.json()["status"]) == (1, "cancelled")
+
+
+async def test_a_retry_whose_clip_kept_moving_is_a_503_to_send_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    project_id = created["project_id"]
+    for task_uuid in created["clips"]:
+        await fail(api, project_id, task_uuid)
+    url = f"/v1/projects/{project_id}/retry"
+    another_writer_moves_scene_at_every_try(api, monkeypatch, 0)
+
+    busy = await api.client.post(url, headers=auth)
+
+    assert_problem(busy, 503)
+    assert "were not retried" in busy.json()["detail"]
+    clips = (await stored(api, project_id)).clips
+    assert [clip.status for clip in clips] == ["failed", "queued"]
+    monkeypatch.undo()
+    again = await api.client.post(url, headers=auth)
+    assert (again.status_code, again.json()["clips_changed"]) == (202, 1)
+
+
 # --- retry -------------------------------------------------------------------------
 
 

@@ -118,7 +118,8 @@ _MEANINGS = {
     422: f"Invalid request: `errors` names each bad field (the first {MAX_LISTED_ERRORS};"
     " `errors_omitted` counts the rest).",
     429: "The tenant has too many clips in flight; `limit` names it; retry after `Retry-After`.",
-    503: "Too busy, or a backing service is unavailable; retry after `Retry-After` seconds.",
+    503: "Too busy, a backing service is unavailable, or (a retry or cancel) a clip kept"
+    " changing as it was written; retry after `Retry-After` seconds.",
 }
 
 
@@ -194,6 +195,18 @@ def not_found(what: str = "project") -> Problem:
 def unavailable(detail: str, *, retry_after_s: int = RETRY_AFTER_UNAVAILABLE_S) -> Problem:
     """A 503 that tells the client when to try again."""
     return Problem(503, "Service Unavailable", detail, headers={"Retry-After": str(retry_after_s)})
+
+
+def clips_busy(clips: int, *, done: str) -> Problem:
+    """503: a retry or cancel left ``clips`` clips as they were, each moved by another writer
+    at every try (``Outcome.busy``); sent again, what it did stays done and these go then."""
+    return Problem(
+        503,
+        "Service Unavailable",
+        f"{clips} clip(s) kept changing while this request wrote them and were not {done};"
+        " send the request again (what it did stays done).",
+        headers={"Retry-After": str(RETRY_AFTER_OVERLOADED_S)},
+    )
 
 
 def request_in_progress() -> Problem:

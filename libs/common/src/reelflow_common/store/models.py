@@ -559,6 +559,10 @@ class Outcome(_Frozen):
     resubmit: list[int] = Field(default_factory=list)
     #: scenes to watch again under a fresh lease (retry of a timed-out clip): their CheckClip
     rewatch: list[int] = Field(default_factory=list)
+    #: scenes left as they were: each try found the clip moved by another writer (a renewed
+    #: lease, a submit, a late video) and read it again, a bounded few times. The request
+    #: may be sent again: what it did stays done, and these go then (the API answers 503)
+    busy: list[int] = Field(default_factory=list)
 
     @property
     def clips_changed(self) -> int:

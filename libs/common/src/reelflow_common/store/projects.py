@@ -102,7 +102,8 @@ _GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 #: what a retry did with one failed clip: took its late video, watched its task again, or
 #: gave it a new task to submit
-_Retried = Literal["took", "rewatch", "resubmit"]
+#: what a retry did to one clip; ``busy``: nothing, the clip moved at every try (Outcome.busy)
+_Retried = Literal["took", "rewatch", "resubmit", "busy"]
 
 #: holds money for the failed clips a retry would follow again: a charge per scene, or raises
 Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
@@ -1181,17 +1182,24 @@ class ProjectStore:
         if project is None:
             return None
         events: list[Event] = []
+        busy: list[int] = []
         for clip in project.clips:
-            events += await self._cancel_clip(project_id, tenant_id, clip, correlation_id)
+            cancelled = await self._cancel_clip(project_id, tenant_id, clip, correlation_id)
+            if cancelled is None:
+                busy.append(clip.scene_index)
+            else:
+                events += cancelled
         if not events:
-            return Outcome(project=project, events=[])
-        return Outcome(project=await self._must_get(project_id), events=events)
+            return Outcome(project=project, events=[], busy=busy)
+        return Outcome(project=await self._must_get(project_id), events=events, busy=busy)
 
     async def _cancel_clip(
         self, project_id: str, tenant_id: str, clip: ClipState, correlation_id: str | None
-    ) -> list[Event]:
+    ) -> list[Event] | None:
         """Cancel one clip as read; read again while it moves (submitted, its lease renewed
-        or re-armed), a bounded few times: the last try moves its lease as last read."""
+        or re-armed), a bounded few times: the last try moves its lease as last read. Its
+        events ([]: it had ended, or is gone); None when it moved at every try, still open
+        (``Outcome.busy``)."""
         for tries in range(_REPAIR_ATTEMPTS):
             if clip.status.is_terminal:
                 return []  # it ended meanwhile, which is what cancelling wanted anyway
@@ -1215,7 +1223,7 @@ class ProjectStore:
             if found is None:
                 return []
             clip = found
-        return []
+        return [] if clip.status.is_terminal else None
 
     async def follow_given_up(
         self, project_id: str, scene_index: int, task_uuid: str
@@ -1275,6 +1283,7 @@ class ProjectStore:
         events: list[Event] = []
         resubmit: list[int] = []
         rewatch: list[int] = []
+        busy: list[int] = []
         # Those followed again first: they reopen the project, so one that takes its video
         # after them does not finish it on the way.
         took = False
@@ -1288,13 +1297,16 @@ class ProjectStore:
                     project_id, tenant_id, clip, charge, correlation_id
                 )
                 out = None
-                if charge is not None and done in (None, "took"):
+                if charge is not None and done in (None, "took", "busy"):
                     # A concurrent retry got there first (it sends the commands, and
-                    # reserved), or the clip took a late video that came meanwhile.
+                    # reserved), the clip took a late video that came meanwhile, or it
+                    # kept moving and was left as it was.
                     await self.ledgers.give_back(tenant_id, [charge])
                 events += applied
                 if done == "took":
                     took = True
+                elif done == "busy":
+                    busy.append(clip.scene_index)
                 elif done is not None:
                     (rewatch if done == "rewatch" else resubmit).append(clip.scene_index)
         except BaseException:
@@ -1308,10 +1320,10 @@ class ProjectStore:
             assert head is not None  # projects are never deleted
             events += await self._finish_if_done(project_id, head)
         if not events:
-            return Outcome(project=project, events=[])
+            return Outcome(project=project, events=[], busy=busy)
         after = await self.get(project_id, with_requests=True)
         assert after is not None  # projects are never deleted
-        return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch)
+        return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch, busy=busy)
 
     async def _give_back_unheld(
         self,
@@ -1353,7 +1365,8 @@ class ProjectStore:
         """Retry one failed clip as read; read again while a concurrent writer moves it (an
         entry added to its ``attempts``: a given-up task found, a late video; a settlement
         owed), a bounded few times. What was done (``took``, ``rewatch``, ``resubmit``;
-        None: nothing, the clip is no longer failed) and its events.
+        None: nothing, the clip is no longer failed; ``busy``: nothing, it moved at every
+        try and is still failed) and its events.
 
         A retry moves the clip on, after which a settlement one of its ends owes (marked by a
         writer no message stands behind, who may have stopped before the ledger's ``$inc``)
@@ -1408,7 +1421,7 @@ class ProjectStore:
             if found is None:
                 return None, []
             clip, read = found
-        return None, []
+        return ("busy" if clip.status is ClipStatus.FAILED else None), []
 
     async def _read_owing(
         self, project_id: str, scene_index: int, *, tenant_id: str

@@ -19,6 +19,7 @@ from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
 from reelflow_api.problems import (
     Problem,
+    clips_busy,
     invalid_request,
     limit_exceeded,
     not_found,
@@ -553,6 +554,8 @@ async def retry_project(
         raise limit_exceeded(exc, now=state.projects.now()) from exc
     if retried is None:
         raise not_found()
+    if retried.busy:
+        raise clips_busy(len(retried.busy), done="retried")
     return _changed_response(state, retried)
 
 
@@ -573,4 +576,6 @@ async def cancel_project(
     if cancelled is None:
         raise not_found()
     await _announce(state, cancelled.events)
+    if cancelled.busy:
+        raise clips_busy(len(cancelled.busy), done="cancelled")
     return _changed_response(state, cancelled)
