@@ -316,9 +316,11 @@ async def _succeeded_clip(
 
 
 def _handler(world: World, storage_dir: Path, cdn: FlakyCdn) -> StoreHandler:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(cdn))
     copier = VideoCopier(
-        http, LocalStorage(storage_dir), max_bytes=1 << 20, resolve=resolves_public
+        LocalStorage(storage_dir),
+        max_bytes=1 << 20,
+        resolve=resolves_public,
+        transport=httpx.MockTransport(cdn),
     )
     return StoreHandler(
         world.projects,

@@ -115,10 +115,12 @@ async def test_a_storage_that_does_not_answer_is_a_copy_to_try_again(tmp_path: P
         assert storage is not None
         with pytest.raises(StorageError):
             await storage.put("videos/p/0/t.mp4", sample_file(tmp_path))
-        http = httpx.AsyncClient(
-            transport=httpx.MockTransport(lambda _: httpx.Response(200, content=SAMPLE))
+        copier = VideoCopier(
+            storage,
+            max_bytes=1 << 20,
+            resolve=resolves_public,
+            transport=httpx.MockTransport(lambda _: httpx.Response(200, content=SAMPLE)),
         )
-        copier = VideoCopier(http, storage, max_bytes=1 << 20, resolve=resolves_public)
         with pytest.raises(CopyFailed) as failed:
             await copier.copy("https://cdn/v", "k.mp4")
     assert (failed.value.code, failed.value.retryable) == ("storageUnavailable", True)
@@ -161,15 +163,15 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
             httpx.AsyncClient() as http,
         ):
             assert storage is not None
+            copier = VideoCopier(
+                storage,
+                max_bytes=1 << 20,
+                allowed_hosts=[httpx.URL(video_url).host],  # the simulator's
+                allow_http=True,
+            )
             handler = StoreHandler(
                 world.projects,
-                VideoCopier(
-                    http,
-                    storage,
-                    max_bytes=1 << 20,
-                    allowed_hosts=[httpx.URL(video_url).host],  # the simulator's
-                    allow_http=True,
-                ),
+                copier,
                 world.publisher,
                 links(),
                 backoff=world.topology.backoffs[STORE_VIDEO],
@@ -178,7 +180,7 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
             command = StoreVideo(
                 project_id=project.id, scene_index=0, task_uuid=clip.task_uuid, video_url=video_url
             )
-            async with world.consuming(STORE_VIDEO, StoreVideo, handler):
+            async with copier, world.consuming(STORE_VIDEO, StoreVideo, handler):
                 await world.publisher.send(STORE_VIDEO, command)
 
                 async def stored() -> bool:

@@ -7,7 +7,6 @@ import socket
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 
-import httpx
 from pymongo.errors import PyMongoError
 
 from reelflow_common.accounting import CostBook, CostStats
@@ -151,23 +150,22 @@ async def main(
         copying: list[Awaitable[None]] = []
         links = VideoLinks.from_settings(settings)
         if storage is not None and links is not None:
-            http = await stack.enter_async_context(
-                httpx.AsyncClient(timeout=settings.copy_timeout_s)
-            )
-            store_channel = await stack.enter_async_context(
-                amqp_channel(connection, prefetch=settings.copy_concurrency)
-            )
-            copies = StoreHandler(
-                projects,
+            copier = await stack.enter_async_context(
                 VideoCopier(
-                    http,
                     storage,
                     max_bytes=settings.video_max_bytes,
                     timeout_s=settings.copy_timeout_s,
                     gone_retries=settings.copy_gone_retries,
                     allowed_hosts=settings.video_copy_allowed_hosts,
                     allow_http=settings.video_copy_allow_http,
-                ),
+                )
+            )
+            store_channel = await stack.enter_async_context(
+                amqp_channel(connection, prefetch=settings.copy_concurrency)
+            )
+            copies = StoreHandler(
+                projects,
+                copier,
                 publisher,
                 links,
                 backoff=topology.backoffs[STORE_VIDEO],

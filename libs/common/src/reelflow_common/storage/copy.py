@@ -6,14 +6,17 @@ import asyncio
 import hashlib
 import ipaddress
 import socket
+import ssl
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 import httpx
 
 from reelflow_common.storage.base import MP4, StorageError, VideoStorage
+from reelflow_common.storage.pinned import PinnedAddresses, PinnedTransport
 
 #: an ISO base media file (MP4) begins with a box whose type, at bytes 4-8, is ``ftyp``
 _MP4_BRAND_AT = slice(4, 8)
@@ -23,6 +26,9 @@ _MP4_BRAND = b"ftyp"
 _GONE = frozenset({403, 404, 410})
 #: redirects followed by one download, each checked like the first URL
 MAX_REDIRECTS = 5
+#: how long one address may take to accept a connection before the host's next is tried (a
+#: whole copy's deadline would pass on the first one); the TLS handshake gets as long
+CONNECT_TIMEOUT_S = 10.0
 
 #: a host's addresses (as strings) for a port
 Resolve = Callable[[str, int], Awaitable[list[str]]]
@@ -58,24 +64,6 @@ def check_mp4_head(head: bytes) -> bool:
     return len(head) >= 8 and head[_MP4_BRAND_AT] == _MP4_BRAND
 
 
-@dataclass(frozen=True)
-class _Target:
-    """A URL that passed the checks, and the address it was checked at."""
-
-    url: httpx.URL
-    address: str
-
-    def request(self, http: httpx.AsyncClient) -> httpx.Request:
-        """A GET of ``url`` sent to ``address``: the connection goes where the check looked,
-        whatever the host resolves to by then (DNS rebinding); TLS still checks the name."""
-        return http.build_request(
-            "GET",
-            self.url.copy_with(host=self.address),
-            headers={"Host": self.url.netloc.decode("ascii")},
-            extensions={"sni_hostname": self.url.raw_host.decode("ascii")},
-        )
-
-
 class VideoCopier:
     """Downloads a video to a temporary file (size-bounded, MP4-checked), then stores it.
 
@@ -85,13 +73,14 @@ class VideoCopier:
     The URL and every redirect are checked (SSRF): https only, or http too with
     ``allow_http``; under one of ``allowed_hosts`` (host suffixes; empty: any host);
     and every address the host resolves to public, unless the host itself is in
-    ``allowed_hosts`` (the simulator on 127.0.0.1). The download connects to the
-    address that was checked.
+    ``allowed_hosts`` (the simulator on 127.0.0.1). The download connects only to the
+    addresses that were checked, in their order (:mod:`~reelflow_common.storage.pinned`);
+    ``ssl_context`` checks certificates (None: httpx's default). ``transport`` replaces
+    all of that connecting (tests: an ``httpx.MockTransport``). Close it with ``aclose``.
     """
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
         storage: VideoStorage,
         *,
         max_bytes: int,
@@ -100,8 +89,15 @@ class VideoCopier:
         allowed_hosts: Sequence[str] = (),
         allow_http: bool = False,
         resolve: Resolve = resolve_host,
+        ssl_context: ssl.SSLContext | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._http = http
+        self._pinned = PinnedAddresses()
+        self._http = httpx.AsyncClient(
+            transport=transport or PinnedTransport(self._pinned, ssl_context=ssl_context),
+            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            trust_env=False,  # no proxy from the environment: it would look names up itself
+        )
         self._storage = storage
         self._max_bytes = max_bytes
         self._timeout_s = timeout_s
@@ -113,6 +109,21 @@ class VideoCopier:
     @property
     def storage(self) -> VideoStorage:
         return self._storage
+
+    async def aclose(self) -> None:
+        """Close the connections kept open."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> VideoCopier:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     async def copy(self, url: str, key: str, *, attempt: int = 1) -> CopiedVideo:
         """Copy ``url`` to ``key`` (``attempt`` 1: the first try). Raises :class:`CopyFailed`."""
@@ -197,17 +208,16 @@ class VideoCopier:
     async def _get(self, url: str) -> httpx.Response:
         """A streamed GET of ``url``, following redirects only to allowed URLs (SSRF)."""
         for _ in range(MAX_REDIRECTS + 1):
-            target = await self._checked(url)
+            checked = await self._checked(url)
             response = await self._http.send(
-                target.request(self._http), stream=True, follow_redirects=False
+                self._http.build_request("GET", checked), stream=True, follow_redirects=False
             )
             if not response.has_redirect_location:
                 return response
             await response.aclose()
-            # Relative to the URL asked for, not to the address it was sent to.
             location = response.headers["location"]
             try:
-                url = str(target.url.join(location))
+                url = str(checked.join(location))
             except httpx.InvalidURL:
                 raise _not_allowed(f"a redirect to {location[:200]!r}, not a valid URL") from None
         raise CopyFailed(
@@ -216,8 +226,9 @@ class VideoCopier:
             retryable=False,
         )
 
-    async def _checked(self, url: str) -> _Target:
-        """``url`` and the address to fetch it from; :class:`CopyFailed` if it may not be."""
+    async def _checked(self, url: str) -> httpx.URL:
+        """``url`` parsed, its host pinned to the addresses checked; :class:`CopyFailed` if it
+        may not be fetched."""
         parsed = _parsed(url)
         if parsed is None:
             raise _not_allowed(f"the video URL {url[:200]!r} is not a valid URL")
@@ -254,7 +265,8 @@ class VideoCopier:
                 f"the video URL's host {host!r} resolves to {private[0]}, a private, loopback or"
                 " link-local address, and is not itself in video_copy_allowed_hosts"
             )
-        return _Target(parsed, addresses[0])
+        self._pinned.pin(host, addresses)
+        return parsed
 
     def _under_allowed(self, host: str) -> bool:
         return not self._allowed or any(
