@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
-import socket
 import ssl
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
+from reelflow_common.storage.addresses import Resolve, is_public, resolve_host
 from reelflow_common.storage.base import MP4, StorageError, VideoStorage
 from reelflow_common.storage.pinned import PinnedAddresses, PinnedTransport
 
@@ -29,15 +28,6 @@ MAX_REDIRECTS = 5
 #: how long one address may take to accept a connection before the host's next is tried (a
 #: whole copy's deadline would pass on the first one); the TLS handshake gets as long
 CONNECT_TIMEOUT_S = 10.0
-
-#: a host's addresses (as strings) for a port
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-
-
-async def resolve_host(host: str, port: int) -> list[str]:
-    """The addresses ``host`` resolves to, as the system's resolver answers."""
-    answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [str(sockaddr[0]) for *_, sockaddr in answers]
 
 
 class CopyFailed(Exception):
@@ -259,7 +249,7 @@ class VideoCopier:
                 f"the video URL's host {host!r} has no address",
                 retryable=True,
             )
-        private = [address for address in addresses if not _public(address)]
+        private = [address for address in addresses if not is_public(address)]
         if private and host not in self._allowed:
             raise _not_allowed(
                 f"the video URL's host {host!r} resolves to {private[0]}, a private, loopback or"
@@ -282,14 +272,6 @@ def _parsed(url: str) -> httpx.URL | None:
     except (httpx.InvalidURL, UnicodeError):
         return None
     return parsed if 0 < (parsed.port or 443) < 65536 else None
-
-
-def _public(address: str) -> bool:
-    """Whether ``address`` is on the public internet (not private, loopback, link-local, …)."""
-    ip = ipaddress.ip_address(address.partition("%")[0])  # an IPv6 scope (fe80::1%eth0)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
 
 
 def _not_allowed(why: str) -> CopyFailed:
