@@ -251,6 +251,18 @@ async def test_plain_http_is_refused_and_so_is_a_redirect_to_it_unless_allowed(
         "::ffff:127.0.0.1",
         "0.0.0.0",
         "224.0.0.1",
+        # IPv6 addresses that lead to an internal IPv4 address, or to an internal network
+        "64:ff9b::a9fe:a9fe",  # NAT64 (well-known prefix) to 169.254.169.254
+        "64:ff9b::7f00:1",  # NAT64 to 127.0.0.1
+        "64:ff9b:1::a9fe:a9fe",  # NAT64's local-use prefix: never public
+        "64:ff9b:1::808:808",
+        "2002:a9fe:a9fe::",  # 6to4 of 169.254.169.254
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::a9fe:a9fe",
+        "2001:0:a9fe:a9fe::1",  # Teredo, its server at 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, its client at 10.0.0.1
+        "fec0::1",  # site-local
     ],
 )
 async def test_a_host_that_resolves_to_a_private_address_is_refused_unless_listed_itself(
@@ -270,6 +282,26 @@ async def test_a_host_that_resolves_to_a_private_address_is_refused_unless_liste
 
     listed = _copier(tmp_path, _video, resolve=internal, allowed_hosts=["cdn.example"])
     assert (await listed.copy(URL, KEY)).size_bytes == len(SAMPLE)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2606:4700::1111",
+        "::ffff:8.8.8.8",  # IPv4-mapped
+        "64:ff9b::808:808",  # NAT64 (an IPv6-only network's way to IPv4 hosts)
+        "2002:808:808::1",  # 6to4
+    ],
+)
+async def test_a_host_at_a_public_address_or_one_that_leads_to_one_is_fetched(
+    tmp_path: Path, address: str
+) -> None:
+    async def public(_host: str, _port: int) -> list[str]:
+        return [address]
+
+    assert (await _copier(tmp_path, _video, resolve=public).copy(URL, KEY)).size_bytes == len(
+        SAMPLE
+    )
 
 
 async def test_a_host_that_does_not_resolve_is_worth_another_try(tmp_path: Path) -> None:
