@@ -167,6 +167,7 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
                 storage,
                 max_bytes=1 << 20,
                 allowed_hosts=[httpx.URL(video_url).host],  # the simulator's
+                internal_hosts=[httpx.URL(video_url).host],  # on 127.0.0.1
                 allow_http=True,
             )
             handler = StoreHandler(

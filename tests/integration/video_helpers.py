@@ -28,9 +28,11 @@ def sample_file(directory: Path) -> Path:
 
 def copies_from(sim: RunningSimulator) -> dict[str, Any]:
     """The poller's settings that let it copy the simulator's videos: http, from its host
-    (a loopback address, so listed itself)."""
+    (a loopback address, so internal too)."""
+    host = httpx.URL(sim.base_url).host
     return {
-        "video_copy_allowed_hosts": [httpx.URL(sim.base_url).host],
+        "video_copy_allowed_hosts": [host],
+        "video_copy_internal_hosts": [host],
         "video_copy_allow_http": True,
     }
 

@@ -536,12 +536,16 @@ def test_the_real_poller_copies_videos_only_from_runware_as_kubernetes_does() ->
     configmap = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "configmap.yaml").read_text())
     k8s_hosts = json.loads(configmap["data"]["REELFLOW_VIDEO_COPY_ALLOWED_HOSTS"])
     assert k8s_hosts == ["runware.ai"]
-    assert service_settings("poller").video_copy_allowed_hosts == k8s_hosts
+    assert "REELFLOW_VIDEO_COPY_INTERNAL_HOSTS" not in configmap["data"]
+    real = service_settings("poller")
+    assert real.video_copy_allowed_hosts == k8s_hosts
+    assert real.video_copy_internal_hosts == []  # runware.ai's own addresses must be public
+    assert not real.video_copy_allow_http
     # The simulator serves its videos over http from its own host, a private address.
     simulated = service_settings("poller-sim")
     assert simulated.video_copy_allowed_hosts == [SIMULATOR]
+    assert simulated.video_copy_internal_hosts == [SIMULATOR]
     assert simulated.video_copy_allow_http
-    assert not service_settings("poller").video_copy_allow_http
 
 
 async def test_the_real_workers_refuse_to_start_without_a_runware_key() -> None:

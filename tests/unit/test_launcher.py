@@ -107,14 +107,21 @@ def test_a_stack_copies_the_simulators_videos_from_its_host_and_runwares_as_prod
     tmp_path: Path,
 ) -> None:
     """The simulator serves plain http on a loopback address, which the copier refuses unless
-    told; a stack on the real Runware keeps the production defaults (https, runware.ai)."""
+    told; a stack on the real Runware keeps the production defaults (https, runware.ai, no
+    internal host)."""
     args = parse_args(["--run-dir", str(tmp_path)])
     simulated = stack_of(config_from_environment(args, {})).service_env()
     real = stack_of(config_from_environment(args, {"RUNWARE_API_KEY": "rw"})).service_env()
 
+    copying = {
+        "REELFLOW_VIDEO_COPY_ALLOWED_HOSTS",
+        "REELFLOW_VIDEO_COPY_INTERNAL_HOSTS",
+        "REELFLOW_VIDEO_COPY_ALLOW_HTTP",
+    }
     assert json.loads(simulated["REELFLOW_VIDEO_COPY_ALLOWED_HOSTS"]) == ["127.0.0.1"]
+    assert json.loads(simulated["REELFLOW_VIDEO_COPY_INTERNAL_HOSTS"]) == ["127.0.0.1"]
     assert simulated["REELFLOW_VIDEO_COPY_ALLOW_HTTP"] == "true"
-    assert not {"REELFLOW_VIDEO_COPY_ALLOWED_HOSTS", "REELFLOW_VIDEO_COPY_ALLOW_HTTP"} & set(real)
+    assert not copying & set(real)
 
 
 def test_make_run_estimates_a_default_clip_at_what_the_simulator_charges_for_it(

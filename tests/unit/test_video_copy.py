@@ -265,23 +265,42 @@ async def test_plain_http_is_refused_and_so_is_a_redirect_to_it_unless_allowed(
         "fec0::1",  # site-local
     ],
 )
-async def test_a_host_that_resolves_to_a_private_address_is_refused_unless_listed_itself(
+async def test_a_host_that_resolves_to_a_private_address_is_refused_unless_internal(
     tmp_path: Path, address: str
 ) -> None:
     async def internal(_host: str, _port: int) -> list[str]:
         return [PUBLIC_ADDRESS, address]  # one bad address is enough
 
-    for allowed in ([], ["example"]):  # any host, or the host under a listed suffix
+    refusing: list[dict[str, Any]] = [
+        {},  # any host
+        {"allowed_hosts": ["example"]},  # the host under an allowed suffix
+        {"allowed_hosts": ["cdn.example"]},  # the host allowed itself
+        {"internal_hosts": ["example"]},  # internal hosts are whole names, not suffixes
+    ]
+    for options in refusing:
         cdn = _Counting(_video)
-        copier = _copier(tmp_path, cdn, resolve=internal, allowed_hosts=allowed)
+        copier = _copier(tmp_path, cdn, resolve=internal, **options)
         with pytest.raises(CopyFailed) as failed:
             await copier.copy(URL, KEY)
-        assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False)
+        assert (failed.value.code, failed.value.retryable) == ("urlNotAllowed", False), options
         assert f"resolves to {address}" in str(failed.value)
         assert cdn.asked == []
 
-    listed = _copier(tmp_path, _video, resolve=internal, allowed_hosts=["cdn.example"])
+    listed = _copier(tmp_path, _video, resolve=internal, internal_hosts=["cdn.example"])
     assert (await listed.copy(URL, KEY)).size_bytes == len(SAMPLE)
+
+
+async def test_runwares_own_domain_is_allowed_but_not_internal(tmp_path: Path) -> None:
+    """The default allow-list names runware.ai: its addresses must still be public."""
+
+    async def metadata(_host: str, _port: int) -> list[str]:
+        return ["169.254.169.254"]
+
+    copier = _copier(tmp_path, _video, resolve=metadata, allowed_hosts=["runware.ai"])
+    with pytest.raises(CopyFailed) as failed:
+        await copier.copy("https://runware.ai/v.mp4", KEY)
+    assert failed.value.code == "urlNotAllowed"
+    assert "video_copy_internal_hosts" in str(failed.value)
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,7 @@ def _copier(tmp_path: Path, tls: Tls, addresses: dict[str, list[str]]) -> VideoC
         LocalStorage(tmp_path),
         max_bytes=1 << 20,
         timeout_s=DEADLINE_S,
-        allowed_hosts=list(addresses),  # listed themselves: they may be on 127.0.0.1
+        internal_hosts=list(addresses),  # so they may be on 127.0.0.1
         resolve=resolve,
         ssl_context=tls.client,
     )

@@ -401,8 +401,17 @@ class StorageSettings(VideoLinkSettings):
         default_factory=lambda: ["runware.ai"],
         description=(
             "host suffixes a video may be copied from, the URL and every redirect, as a JSON"
-            " list (empty: any host); a host that resolves to a private, loopback or link-local"
-            ' address must be listed itself, e.g. ["127.0.0.1"] for the simulator'
+            " list (empty: any host); each host must resolve to public addresses only, unless"
+            " it is in video_copy_internal_hosts"
+        ),
+    )
+    video_copy_internal_hosts: list[str] = Field(
+        default_factory=list,
+        description=(
+            "hosts (whole names, not suffixes) a video may be copied from although they resolve"
+            " to an address off the public internet (private, loopback, link-local, ...), as a"
+            ' JSON list: the simulator\'s, e.g. ["127.0.0.1"]; each must also be under'
+            " video_copy_allowed_hosts"
         ),
     )
     video_copy_allow_http: bool = Field(

@@ -157,6 +157,7 @@ async def main(
                     timeout_s=settings.copy_timeout_s,
                     gone_retries=settings.copy_gone_retries,
                     allowed_hosts=settings.video_copy_allowed_hosts,
+                    internal_hosts=settings.video_copy_internal_hosts,
                     allow_http=settings.video_copy_allow_http,
                 )
             )

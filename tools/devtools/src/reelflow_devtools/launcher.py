@@ -190,12 +190,14 @@ class Stack:
         if config.http_host is not None:
             env["REELFLOW_HTTP_HOST"] = config.http_host
         if config.simulator is not None:
+            just_the_sim = json.dumps([httpx.URL(self.sim_url).host])
             env |= {
                 "REELFLOW_RUNWARE_BASE_URL": self.sim_url,
                 "REELFLOW_RUNWARE_API_KEY": SIM_API_KEY,
                 # Its videos are copied from it (when copies are on): plain http, on a
-                # loopback address, which the copier refuses unless the host is listed itself.
-                "REELFLOW_VIDEO_COPY_ALLOWED_HOSTS": json.dumps([httpx.URL(self.sim_url).host]),
+                # loopback address, which the copier refuses unless the host is internal.
+                "REELFLOW_VIDEO_COPY_ALLOWED_HOSTS": just_the_sim,
+                "REELFLOW_VIDEO_COPY_INTERNAL_HOSTS": just_the_sim,
                 "REELFLOW_VIDEO_COPY_ALLOW_HTTP": "true",
             }
         if config.webhook_secret is not None:

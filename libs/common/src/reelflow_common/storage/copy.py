@@ -62,8 +62,8 @@ class VideoCopier:
     ``gone_retries``: the first attempts on which a 403/404/410 is tried again.
     The URL and every redirect are checked (SSRF): https only, or http too with
     ``allow_http``; under one of ``allowed_hosts`` (host suffixes; empty: any host);
-    and every address the host resolves to public, unless the host itself is in
-    ``allowed_hosts`` (the simulator on 127.0.0.1). The download connects only to the
+    and every address the host resolves to public, unless the host is one of
+    ``internal_hosts`` (whole names: the simulator on 127.0.0.1). The download connects only to the
     addresses that were checked, in their order (:mod:`~reelflow_common.storage.pinned`);
     ``ssl_context`` checks certificates (None: httpx's default). ``transport`` replaces
     all of that connecting (tests: an ``httpx.MockTransport``). Close it with ``aclose``.
@@ -77,6 +77,7 @@ class VideoCopier:
         timeout_s: float | None = None,
         gone_retries: int = 0,
         allowed_hosts: Sequence[str] = (),
+        internal_hosts: Sequence[str] = (),
         allow_http: bool = False,
         resolve: Resolve = resolve_host,
         ssl_context: ssl.SSLContext | None = None,
@@ -93,6 +94,7 @@ class VideoCopier:
         self._timeout_s = timeout_s
         self._gone_retries = gone_retries
         self._allowed = tuple(host.strip(".").lower() for host in allowed_hosts)
+        self._internal = frozenset(host.strip(".").lower() for host in internal_hosts)
         self._schemes = frozenset({"https", "http"} if allow_http else {"https"})
         self._resolve = resolve
 
@@ -250,10 +252,10 @@ class VideoCopier:
                 retryable=True,
             )
         private = [address for address in addresses if not is_public(address)]
-        if private and host not in self._allowed:
+        if private and host not in self._internal:
             raise _not_allowed(
-                f"the video URL's host {host!r} resolves to {private[0]}, a private, loopback or"
-                " link-local address, and is not itself in video_copy_allowed_hosts"
+                f"the video URL's host {host!r} resolves to {private[0]}, not a public address,"
+                " and is not in video_copy_internal_hosts"
             )
         self._pinned.pin(host, addresses)
         return parsed
