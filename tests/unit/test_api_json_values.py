@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from reelflow_api.json_values import more_separators_than, most_separators
 from reelflow_api.schemas import CreateProjectIn, SceneIn
 
@@ -34,3 +36,25 @@ def test_the_largest_valid_create_body_is_not_over_and_one_more_member_is() -> N
     assert not more_separators_than(json.dumps(body).encode(), most)
     assert not more_separators_than(json.dumps(body, indent=2).encode(), most)
     assert more_separators_than(json.dumps(body | {"x": 0}).encode(), most)
+
+
+MIB = 1 << 20
+
+
+# A deadline, not a performance assertion: the scan takes milliseconds, and a scan that is
+# quadratic in these bodies took about an hour (this test's own pytest-timeout ends it).
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "start",
+    [b'"\\', b'\\"'],
+    ids=["quote-backslash", "backslash-quote"],
+)
+@pytest.mark.parametrize("end", [b"", b"\\"], ids=["at-the-end", "before-a-lone-backslash"])
+def test_a_string_never_closed_is_read_to_the_end_in_one_pass(start: bytes, end: bytes) -> None:
+    # Every quote after the first is escaped: the first string is never closed, so the
+    # separators after it are in it.
+    separators = b"," * 705
+    body = start * ((MIB - len(separators) - len(end)) // len(start)) + separators + end
+
+    assert not more_separators_than(body, 704)
+    assert more_separators_than(separators + body, 704)

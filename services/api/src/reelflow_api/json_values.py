@@ -20,8 +20,21 @@ from typing import Any, Literal, Union, get_args, get_origin
 import annotated_types
 from pydantic import BaseModel
 
-#: a JSON string (escapes and all), or a separator outside one
-_STRING_OR_SEPARATOR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[,:]', re.DOTALL)
+#: what lies up to the next separator outside the strings, and that separator (none at the
+#: end). Possessive (``*+``, ``++``): nothing consumed is tried again, and every part always
+#: matches (a string that is never closed runs to the end), so the scan is linear. A string
+#: pattern that could fail made it quadratic: from each quote of ``"\"\"\"…``, whose later
+#: quotes are all escaped, it scanned to the end and failed; 1 MiB of it took about an hour.
+_UP_TO_A_SEPARATOR = re.compile(
+    rb"""
+    (?:
+        "[^"\\]*+ (?:\\.[^"\\]*+)*+ (?:"|\\?\Z)  # a string, escapes and all, or its rest
+      | [^",:]++                                   # anything else but a separator
+    )*+
+    (?P<separator>[,:])?
+    """,
+    re.DOTALL | re.VERBOSE,
+)
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -64,13 +77,13 @@ def more_separators_than(text: bytes, most: int) -> bool:
     """Whether the JSON ``text`` holds more than ``most`` separators outside its strings.
 
     Counting all of them is a quick upper bound (bytes.count); only past ``most`` are
-    the strings told apart, and the count stops at ``most + 1``.
+    the strings told apart, in one pass that stops at the ``most + 1``-th separator.
     """
     if text.count(b",") + text.count(b":") <= most:
         return False
     found = 0
-    for token in _STRING_OR_SEPARATOR.finditer(text):
-        if token.end() - token.start() == 1:  # a separator: a string has its two quotes
+    for part in _UP_TO_A_SEPARATOR.finditer(text):
+        if part["separator"] is not None:
             found += 1
             if found > most:
                 return True
