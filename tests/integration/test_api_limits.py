@@ -1,12 +1,13 @@
 """The API in-process: bodies that are too large or not text, and backing-service failures.
 
 Every answer is problem+json: 413 for a body over the limit, 422 for JSON text
-that holds a lone surrogate, 503 with ``Retry-After`` for any MongoDB, RabbitMQ
+that holds a lone surrogate or is not UTF-8, 503 with ``Retry-After`` for any MongoDB, RabbitMQ
 or HTTP failure behind a route, 500 for a bug.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -174,6 +175,82 @@ async def test_an_escaped_backslash_before_u_d800_is_plain_text(
 
     assert response.status_code == 202, response.text
     await api.drain(SUBMIT_CLIP)
+
+
+@pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+)
+@pytest.mark.parametrize("prompt", ['"a cat"', LONE_HIGH], ids=["valid", "lone-surrogate"])
+async def test_a_body_json_would_read_as_utf16_or_utf32_is_a_422(
+    api: Api, auth: dict[str, str], encoding: str, prompt: str
+) -> None:
+    # json.loads reads these too (told by a byte order mark, or by NUL bytes among the first
+    # four); the checks before it read the bytes as UTF-8, and a lone surrogate passed them.
+    body = project_body(prompt).decode().encode(encoding)
+
+    response = await api.client.post("/v1/projects", content=body, headers=json_headers(auth))
+
+    problem = assert_problem(response, 422)
+    msg = (
+        "not UTF-8: its first bytes (a byte order mark, or NUL bytes) make it"
+        f" {encoding.upper()}; send JSON text encoded as UTF-8 (RFC 8259)"
+    )
+    assert problem["errors"] == [{"loc": ["body"], "msg": msg}]
+    assert await api.drain(SUBMIT_CLIP) == []
+
+
+async def test_a_webhook_in_utf16_is_a_422(api: Api) -> None:
+    body = '{"data": [{"taskUUID": "' + str(uuid.uuid4()) + '", "status": "success"}]}'
+
+    response = await api.client.post(
+        f"/v1/webhooks/runware/{SECRET}",
+        params={"project_id": "p-1"},
+        content=body.encode("utf-16"),
+        headers={"Content-Type": "application/json"},
+    )
+
+    problem = assert_problem(response, 422)
+    assert problem["errors"][0]["msg"].startswith("not UTF-8:")
+    assert await api.drain(HINTED_CHECK) == []
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "iso-8859-1", "no-such-charset"])
+async def test_a_json_body_sent_with_a_charset_other_than_utf8_is_a_422(
+    api: Api, auth: dict[str, str], charset: str
+) -> None:
+    headers = auth | {"Content-Type": f"application/json; charset={charset}"}
+
+    # ASCII, the same bytes in any of them: the client says it sent what it did not.
+    response = await api.client.post(
+        "/v1/projects", content=project_body('"a cat"'), headers=headers
+    )
+
+    problem = assert_problem(response, 422)
+    msg = (
+        f"sent as charset={charset}; send JSON text encoded as UTF-8 (RFC 8259),"
+        " with no charset or charset=utf-8"
+    )
+    assert problem["errors"] == [{"loc": ["body"], "msg": msg}]
+    assert await api.drain(SUBMIT_CLIP) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        pytest.param(project_body('"a cat"'), "application/json; charset=UTF-8", id="utf-8"),
+        pytest.param(project_body('"a cat"'), "application/json; charset=us-ascii", id="ascii"),
+        pytest.param(codecs.BOM_UTF8 + project_body('"a cat"'), "application/json", id="utf-8-bom"),
+    ],
+)
+async def test_utf8_json_is_read_with_a_utf8_charset_or_a_byte_order_mark(
+    api: Api, auth: dict[str, str], body: bytes, content_type: str
+) -> None:
+    response = await api.client.post(
+        "/v1/projects", content=body, headers=auth | {"Content-Type": content_type}
+    )
+
+    assert response.status_code == 202, response.text
+    assert len(await api.drain(SUBMIT_CLIP)) == 1
 
 
 async def test_bytes_that_are_not_utf8_are_a_4xx(api: Api, auth: dict[str, str]) -> None:

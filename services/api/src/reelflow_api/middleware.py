@@ -11,7 +11,10 @@
   at once, so one tenant's flood leaves slots for the others.
 * :class:`BodyLimit` answers ``413`` problem+json for a body over ``max_bytes``:
   at once when ``Content-Length`` says so, else as soon as the bytes that
-  arrived pass it; and ``422`` for JSON text with an escaped lone surrogate
+  arrived pass it. It answers ``422`` for a body that is not UTF-8 (one Python's
+  ``json`` would read as UTF-16 or UTF-32, or a JSON body sent with another
+  charset: :mod:`reelflow_api.json_encoding`), first, since the checks after it
+  read the bytes as UTF-8; and for JSON text with an escaped lone surrogate
   (``"\\ud800"``). Python's ``json`` accepts those and builds strings that
   cannot be encoded again, so the route, MongoDB or the broker would fail later
   with a 500; refusing them where the bytes enter covers every route. A JSON
@@ -36,6 +39,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
+from reelflow_api.json_encoding import charset_not_utf8, not_utf8
 from reelflow_api.json_values import more_separators_than, most_separators
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
@@ -183,8 +187,8 @@ def start_waiting(request: Request) -> bool:
 
 
 class BodyLimit:
-    """Request bodies of at most ``max_bytes``, no escaped lone surrogate in them, and in a JSON
-    body no more values than its route's model allows."""
+    """Request bodies of at most ``max_bytes``, in UTF-8, no escaped lone surrogate in them, and
+    in a JSON body no more values than its route's model allows."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, routes: Sequence[BaseRoute]) -> None:
         self.app = app
@@ -218,6 +222,11 @@ class BodyLimit:
 
     def _problem(self, scope: Scope, body: bytes) -> Problem | None:
         """What is wrong with the whole ``body`` of this request, if anything."""
+        # First: the checks below read the bytes as UTF-8, and json reads UTF-16 and UTF-32.
+        content_type = Headers(scope=scope).get("content-type")
+        charset = charset_not_utf8(content_type) if reads_as_json(content_type) else None
+        if (not_text := charset or not_utf8(body)) is not None:
+            return invalid_request([{"loc": ["body"], "msg": not_text}])
         model = _json_body_model(route_taking(self._routes, scope), scope)
         most = None if model is None else most_separators(model)
         if most is not None and more_separators_than(body, most):
