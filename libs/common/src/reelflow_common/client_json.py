@@ -3,13 +3,19 @@ a value of another JSON type than its field's is refused in the same words every
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from collections.abc import Mapping
-from typing import Any
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
+
+#: what ``json.loads`` makes of a JSON scalar, which a strict field takes as it is
+JSON_SCALARS = (str, int, float, bool, type(None))
 
 #: pydantic's error types for a value that should have been an object
 OBJECT_TYPES = frozenset({"model_type", "model_attributes_type", "dict_type"})
@@ -36,10 +42,11 @@ class ClientJson(BaseModel):
     An integer may be written with a zero fraction (``1280.0``): JSON Schema's
     ``integer`` (the contracts' in ``docs/``) is any number without a fractional part.
 
-    So a field takes one of JSON's own types (str, int, float, bool, None, list, dict,
-    a Literal of those, another ClientJson): FastAPI validates a body as the Python
-    objects ``json.loads`` made, and strict mode would refuse the string a client sends
-    for an Enum, datetime or UUID field (``tests/unit/test_api_bodies.py`` checks).
+    So a field takes one of JSON's own types (str, int, float, bool, None, a Literal of
+    those, another ClientJson, a list of them with a ``max_length``): FastAPI validates a
+    body as the Python objects ``json.loads`` made, and strict mode would refuse the
+    string a client sends for an Enum, datetime or UUID field. :func:`most_separators`
+    walks the fields by that rule, and refuses any other type.
 
     An object with more members than the model has fields has unknown ones: it is
     refused whole, in one error, before any member is looked at. Each unknown member
@@ -63,6 +70,67 @@ class ClientJson(BaseModel):
             name: int(value) if isinstance(value, float) and value.is_integer() else value
             for name, value in data.items()
         }
+
+
+@functools.cache
+def most_separators(model: type[BaseModel]) -> int:
+    """The most ``,`` and ``:`` a valid JSON object of ``model`` holds (a member given twice
+    counts twice): a ``:`` per member, a ``,`` between members and between array items.
+
+    The rule for a :class:`ClientJson` field's type, too: one of JSON's own, holding a
+    bounded number of values. Anything else raises TypeError naming the field: an Enum,
+    a datetime (strict mode refuses what a client sends for them), a dict, ``Any`` or a
+    list without a ``max_length`` (nothing bounds the values they hold, and the api
+    refuses a body with more than this before parsing it: :mod:`reelflow_api.json_values`).
+    """
+    fields = model.model_fields
+    total = max(len(fields) - 1, 0)  # the commas between members
+    for name, field in fields.items():
+        try:
+            in_value = _most_in_value(field.annotation, field.metadata)
+        except TypeError as exc:
+            raise TypeError(f"{model.__name__}.{name}: {exc}") from None
+        total += 1 + in_value  # its ":" and what its value holds
+    return total
+
+
+def _most_in_value(annotation: Any, metadata: Iterable[Any]) -> int:
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _most_in_value(args[0], [*metadata, *_rules(args[1:])])
+    if origin in (Union, types.UnionType):
+        return max(_most_in_value(arg, metadata) for arg in args)
+    if origin is Literal:
+        foreign = [value for value in args if type(value) not in JSON_SCALARS]
+        if foreign:
+            raise TypeError(f"a Literal of {foreign!r}, which are no JSON values")
+        return 0
+    if annotation in JSON_SCALARS:
+        return 0
+    if isinstance(annotation, type) and issubclass(annotation, ClientJson):
+        return most_separators(annotation)
+    if origin is list:
+        # annotated_types.MaxLen (or Len), which pydantic makes of a max_length
+        lengths: list[int] = [
+            rule.max_length for rule in metadata if getattr(rule, "max_length", None) is not None
+        ]
+        if not lengths:
+            raise TypeError(f"{annotation!r} without a max_length")
+        most_items = min(lengths)
+        return most_items * _most_in_value(args[0], []) + max(most_items - 1, 0)
+    raise TypeError(
+        f"{annotation!r}: not str, int, float, bool, None, a Literal of those, a ClientJson"
+        " model, or a list of them with a max_length"
+    )
+
+
+def _rules(annotated: Iterable[Any]) -> Iterator[Any]:
+    """The constraints of an ``Annotated``: pydantic's ``Field(...)`` holds its own."""
+    for rule in annotated:
+        if isinstance(rule, FieldInfo):
+            yield from rule.metadata
+        else:
+            yield rule
 
 
 def _too_many_members(data: dict[str, Any], fields: list[str]) -> PydanticCustomError:

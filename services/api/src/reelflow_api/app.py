@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from reelflow_api.auth import Authentication
 from reelflow_api.deps import AppState
 from reelflow_api.lanes import KnownLanes, listening
-from reelflow_api.middleware import BodyLimit, InFlightLimit
+from reelflow_api.middleware import BodyLimit, InFlightLimit, require_bounded_bodies
 from reelflow_api.openapi import install_openapi
 from reelflow_api.outliving import OutlivingWork
 from reelflow_api.problems import install_problem_handlers
@@ -173,6 +173,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes.extend(ops_routes(readiness))
     install_docs(app)
     install_openapi(app, settings)
+    # BodyLimit counts every JSON body's values against its model's bound: a route whose
+    # model has none fails here, not at its first request.
+    require_bounded_bodies(app.router.routes)
     # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
     install_cors(app, settings.cors_allow_origins)
     app.add_middleware(SecurityHeaders)

@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
 from reelflow_api.json_encoding import charset_not_utf8, not_utf8
-from reelflow_api.json_values import more_separators_than, most_separators
+from reelflow_api.json_values import more_separators_than
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
@@ -48,8 +48,9 @@ from reelflow_api.problems import (
     problem_response,
     unavailable,
 )
-from reelflow_api.telemetry import route_taking
+from reelflow_api.telemetry import flattened_routes, route_taking
 from reelflow_api.validation import reads_as_json
+from reelflow_common.client_json import most_separators
 
 #: where a request's in-flight slot is kept in its ASGI scope
 _SLOT_KEY = "reelflow.in_flight_slot"
@@ -224,22 +225,37 @@ class BodyLimit:
         """What is wrong with the whole ``body`` of this request, if anything."""
         # First: the checks below read the bytes as UTF-8, and json reads UTF-16 and UTF-32.
         content_type = Headers(scope=scope).get("content-type")
-        charset = charset_not_utf8(content_type) if reads_as_json(content_type) else None
+        as_json = reads_as_json(content_type)
+        charset = charset_not_utf8(content_type) if as_json else None
         if (not_text := charset or not_utf8(body)) is not None:
             return invalid_request([{"loc": ["body"], "msg": not_text}])
-        model = _json_body_model(route_taking(self._routes, scope), scope)
-        most = None if model is None else most_separators(model)
-        if most is not None and more_separators_than(body, most):
+        model = _body_model(route_taking(self._routes, scope)) if as_json else None
+        if model is not None and more_separators_than(body, most := most_separators(model)):
             msg = f"more fields and array items than a valid body has (at most {most} ',' and ':')"
             return invalid_request([{"loc": ["body"], "msg": msg}])
         return _text_problem(body)
 
 
-def _json_body_model(route: BaseRoute | None, scope: Scope) -> type[BaseModel] | None:
-    """The model a route reads this request's body into, when it reads it as JSON."""
+def require_bounded_bodies(routes: Sequence[BaseRoute]) -> None:
+    """Raise TypeError unless every route that reads a body reads it into a model whose values
+    are bounded (:func:`~reelflow_common.client_json.most_separators`).
+
+    :class:`BodyLimit` counts a JSON body's values against that bound before it is
+    parsed: a route without one would be parsed unbounded, or fail at its first request.
+    ``create_app`` calls this, so such a route fails when the app is built.
+    """
+    for route in flattened_routes(routes):
+        if not isinstance(route, APIRoute) or route.body_field is None:
+            continue
+        model = _body_model(route)
+        if model is None:
+            raise TypeError(f"{route.path}: its body is no model, so nothing bounds its values")
+        most_separators(model)
+
+
+def _body_model(route: BaseRoute | None) -> type[BaseModel] | None:
+    """The model a route reads a body into, if it reads one into a model."""
     if not isinstance(route, APIRoute) or route.body_field is None:
-        return None
-    if not reads_as_json(Headers(scope=scope).get("content-type")):
         return None
     model = route.body_field.field_info.annotation
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
