@@ -20,11 +20,14 @@ from pydantic import BaseModel
 from starlette.routing import Mount, Route
 
 from reelflow_api.app import create_app
+from reelflow_api.json_values import more_separators_than
 from reelflow_api.problems import Problem, limit_exceeded, problem_response
+from reelflow_api.schemas import CreateProjectIn
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common import topology
 from reelflow_common.accounting import LimitExceeded
 from reelflow_common.accounting.limits import Limit
+from reelflow_common.client_json import most_separators
 from reelflow_common.messages import (
     EVENT_TYPES,
     AttemptStored,
@@ -175,6 +178,19 @@ def test_api_md_names_every_http_route() -> None:
         path for path in sorted(_http_paths()) if f"`{path}" not in API_MD and path not in API_MD
     ]
     assert missing == []
+
+
+def test_api_mds_example_of_unknown_fields_is_one_the_api_can_answer() -> None:
+    # The body that example describes must get past the value count, which refuses a body
+    # with more values than a valid one before it is parsed (110,000 fields never can).
+    found = re.search(r"`body\.scenes\.0: (\d+) unknown fields \('(\w+)', ", API_MD)
+    assert found is not None, "API.md no longer shows a scene of unknown fields?"
+    unknown, first = int(found[1]), found[2]
+    names = [first] + [f"{first}-{i}" for i in range(1, unknown)]
+    scene = {"prompt": "a cat"} | dict.fromkeys(names, 0)
+    body = json.dumps({"scenes": [scene]}).encode()
+
+    assert not more_separators_than(body, most_separators(CreateProjectIn))
 
 
 def test_api_md_names_every_websocket_route() -> None:
