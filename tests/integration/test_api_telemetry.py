@@ -11,8 +11,8 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from reelflow_api.matching import UNMATCHED
 from reelflow_api.settings import Settings
-from reelflow_api.telemetry import UNMATCHED
 from reelflow_common.topology import HEADER_CORRELATION_ID, HTTP_CORRELATION_ID
 from tests.integration.api_helpers import Api, running_api
 

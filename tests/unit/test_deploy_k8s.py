@@ -28,8 +28,8 @@ from pydantic_settings import BaseSettings
 from starlette.routing import Mount
 
 from reelflow_api.app import OUTLIVING_DRAIN_S, create_app
+from reelflow_api.matching import flattened_routes
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_api.telemetry import flattened_routes
 from reelflow_common.admin.cli import AdminSettings
 from reelflow_common.broker import consume
 from reelflow_common.ops import OPS_PATHS

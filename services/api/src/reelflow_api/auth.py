@@ -28,8 +28,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
+from reelflow_api.matching import matched
 from reelflow_api.problems import Problem, backing_service_unavailable, problem_response
-from reelflow_api.telemetry import route_taking
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.store.auth import Grant
 from reelflow_common.transient import BACKING_SERVICE_ERRORS
@@ -61,9 +61,12 @@ class Authentication:
         self._routes = routes
         #: the keys, read per request (the lifespan builds the store after this)
         self._key_store = key_store
+        #: whether each route taken so far needs a key, by id: its dependencies are walked
+        #: once, not per request (the route is kept, so its id is never another's)
+        self._needs_key: dict[int, tuple[BaseRoute, bool]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not needs_api_key(route_taking(self._routes, scope)):
+        if scope["type"] != "http" or not self._needs_api_key(matched(self._routes, scope).route):
             await self.app(scope, receive, send)
             return
         try:
@@ -75,6 +78,14 @@ class Authentication:
             await problem_response(backing_service_unavailable(exc))(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _needs_api_key(self, route: BaseRoute | None) -> bool:
+        if route is None:
+            return False
+        known = self._needs_key.get(id(route))
+        if known is None:
+            known = self._needs_key[id(route)] = (route, needs_api_key(route))
+        return known[1]
 
 
 async def authenticate(keys: ApiKeyStore, scope: Scope) -> Caller:

@@ -41,6 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from reelflow_api.bearer import request_key
 from reelflow_api.json_encoding import charset_not_utf8, not_utf8
 from reelflow_api.json_values import more_separators_than
+from reelflow_api.matching import flattened_routes, matched
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
@@ -48,7 +49,6 @@ from reelflow_api.problems import (
     problem_response,
     unavailable,
 )
-from reelflow_api.telemetry import flattened_routes, route_taking
 from reelflow_api.validation import reads_as_json
 from reelflow_common.client_json import most_separators
 
@@ -229,7 +229,7 @@ class BodyLimit:
         charset = charset_not_utf8(content_type) if as_json else None
         if (not_text := charset or not_utf8(body)) is not None:
             return invalid_request([{"loc": ["body"], "msg": not_text}])
-        model = _body_model(route_taking(self._routes, scope)) if as_json else None
+        model = _body_model(matched(self._routes, scope).route) if as_json else None
         if model is not None and more_separators_than(body, most := most_separators(model)):
             msg = f"more fields and array items than a valid body has (at most {most} ',' and ':')"
             return invalid_request([{"loc": ["body"], "msg": msg}])

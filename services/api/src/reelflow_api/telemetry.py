@@ -21,14 +21,15 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from reelflow_api.matching import matched, path_of
 from reelflow_common.logging import bound_context
 from reelflow_common.topology import HTTP_CORRELATION_ID
 from reelflow_common.tracing import SpanKind, extract, mark_error, span
@@ -39,8 +40,6 @@ _SCOPE_KEY = "reelflow.correlation_id"
 _PLAUSIBLE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 #: methods labelled as themselves; anything else is ``other``
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-#: the route label of a path that no route matches (a 404)
-UNMATCHED = "unmatched"
 
 HTTP_REQUESTS_TOTAL = Counter(
     "reelflow_http_requests_total",
@@ -104,8 +103,9 @@ class HttpTelemetry:
             await self.app(scope, receive, send)
             return
         method = scope["method"] if scope["method"] in _METHODS else "other"
-        # As the request arrived: a Mount rewrites the scope's paths on the way in.
-        arrived = {key: scope[key] for key in ("type", "method", "path", "root_path")}
+        # As the request arrived (a Mount rewrites the scope's paths on the way in), and once
+        # for the middleware inside this one too.
+        arrived = matched(self._routes, scope)
         status = 500  # unless the app starts an answer: an exception that escaped everything
         started = time.perf_counter()
 
@@ -129,8 +129,8 @@ class HttpTelemetry:
                 await self.app(scope, receive, send_watched)
             finally:
                 # FastAPI names the route it took; for anything else (a Starlette route, a
-                # request refused before routing: a 503, a 413) the routes are matched here.
-                route = _path_of(scope.get("route")) or route_template(self._routes, arrived)
+                # request refused before routing: a 503, a 413) the match on arrival does.
+                route = path_of(scope.get("route")) or arrived.template
                 current.update_name(f"{method} {route}")
                 current.set_attribute("http.route", route)
                 current.set_attribute("http.response.status_code", status)
@@ -140,51 +140,3 @@ class HttpTelemetry:
                 HTTP_REQUEST_SECONDS.labels(method=method, route=route).observe(
                     time.perf_counter() - started
                 )
-
-
-def route_template(routes: Sequence[BaseRoute], scope: Scope) -> str:
-    """The path template of the route that takes this request; ``unmatched`` for none.
-
-    For a request that FastAPI did not route (a Starlette route, a mount, one
-    refused before routing: a 503, a 413). A route that matches the path but
-    not the method (a 405) still names it.
-    """
-    partial: BaseRoute | None = None
-    for route in flattened_routes(routes):
-        match, _child = route.matches(scope)
-        if match is Match.FULL:
-            return _path_of(route) or UNMATCHED
-        if match is Match.PARTIAL and partial is None:
-            partial = route
-    return _path_of(partial) or UNMATCHED
-
-
-def route_taking(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
-    """The route the router will give this request to: the first that matches it fully (path
-    and method); None for a 404 or a 405. For middleware that acts before routing."""
-    for route in flattened_routes(routes):
-        match, _child = route.matches(scope)
-        if match is Match.FULL:
-            return route
-    return None
-
-
-def flattened_routes(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
-    """``routes`` with the routes of included routers in their place.
-
-    Recent FastAPI keeps an included router as one entry (``original_router``)
-    that matches without naming the route it took; where that shape is unknown,
-    the route FastAPI puts in the scope names it after the request.
-    """
-    for route in routes:
-        inner = getattr(route, "original_router", None)
-        inner_routes = getattr(inner, "routes", None)
-        if isinstance(inner_routes, list):
-            yield from flattened_routes(inner_routes)
-        else:
-            yield route
-
-
-def _path_of(route: object) -> str | None:
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) and path else None
