@@ -1,15 +1,11 @@
-"""The API key of an ``Authorization`` header, read one way wherever it is read."""
+"""The API key of a request's ``Authorization`` header, read one way wherever it is read
+(:func:`reelflow_common.bearer.bearer_token`, which the notifier reads with too)."""
 
 from __future__ import annotations
 
 from starlette.types import Scope
 
-
-def bearer_token(header: str) -> str | None:
-    """The key of ``Bearer <key>`` (the scheme in any case, spaces around the key), or None."""
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    return key if scheme.lower() == "bearer" and key else None
+from reelflow_common.bearer import bearer_token
 
 
 def request_key(scope: Scope) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
+from reelflow_common.bearer import bearer_token
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 
@@ -24,11 +25,11 @@ class Credential:
 
 
 def presented_key(websocket: WebSocket) -> str | None:
-    """The key from the header, else from ``?token=`` (browsers cannot set headers)."""
+    """The key from the header (read as the api reads it), else from ``?token=`` (browsers
+    cannot set headers)."""
     header = websocket.headers.get("authorization")
     if header is not None:
-        scheme, _, key = header.partition(" ")
-        return key.strip() or None if scheme.lower() == "bearer" else None
+        return bearer_token(header)
     return websocket.query_params.get("token") or None
 
 
