@@ -6,6 +6,7 @@ from reelflow_common.store.errors import (
     IdempotencyConflict,
     IdempotencyKeyChurn,
     InvalidCursor,
+    KeyLookupsBusy,
     KeyOfAnotherTenant,
 )
 from reelflow_common.store.models import (
@@ -48,6 +49,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyKeyChurn",
     "InvalidCursor",
+    "KeyLookupsBusy",
     "KeyOfAnotherTenant",
     "Lease",
     "NewProject",
