@@ -237,6 +237,38 @@ async def test_make_clean_leaves_the_queues_on_a_broker_that_does_not_answer_and
     )
 
 
+async def test_make_clean_stops_saying_what_the_broker_refused_when_it_answers_with_an_error(
+    amqp_url: str,
+    tmp_path: Path,
+    broker: AbstractConnection,
+    declared: Callable[..., Awaitable[None]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Any AMQPError was "did not answer" and a 0, after which make clean removed the run
+    # directory and the records of what is still on the broker.
+    run_dir = tmp_path / ".run"
+    settings = _small(_prefix())
+    record_topology(run_dir, settings)
+    topology = Topology.from_settings(settings)
+    locked = topology.queue(SUBMIT_CLIP)
+    await declared(topology, names=[name for name in topology.queue_names() if name != locked])
+    # Exclusive to another connection: the broker closes the channel that asks about it.
+    channel = await broker.channel()
+    await channel.declare_queue(locked, exclusive=True)
+
+    assert await _clean(run_dir, amqp_url) == 1
+
+    said = capsys.readouterr().out.splitlines()
+    assert len(said) == 1, said
+    assert said[0].startswith(
+        "reelflow: could not delete the queues and exchanges of REELFLOW_AMQP_PREFIX="
+        f"'{settings.amqp_prefix}' on the broker at amqp://guest:***@"
+    )
+    assert "ChannelLockedResource: " in said[0]
+    assert "did not answer" not in said[0]
+    assert sorted(await _left(broker, topology)) == sorted(topology.queue_names())  # all kept
+
+
 async def _ignored(_message: AbstractIncomingMessage) -> None:
     pass
 

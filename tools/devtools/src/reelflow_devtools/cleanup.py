@@ -64,8 +64,12 @@ def delete_unused(
     amqp_url: str, topologies: Sequence[TopologySettings], say: Callable[[str], None]
 ) -> int:
     """Delete the queues and exchanges of ``topologies`` unless something uses those of one
-    of them, then none, saying what was deleted or why not: 1 when refused, else 0 (also
-    when the broker does not answer: said what is left there, with how to delete it later)."""
+    of them, then none, saying what was deleted or why not: 1 when refused (in use), or
+    when the broker refused an operation (said which error); else 0, also when the broker
+    does not answer (said what is left there, with how to delete it later).
+
+    ``make clean`` removes the run directory, and the records in it, only after a 0.
+    """
     by_prefix: dict[str, Topology] = {}
     for settings in topologies:
         topology = Topology.from_settings(settings)
@@ -73,25 +77,42 @@ def delete_unused(
     deleted: list[str] = []
     try:
         return asyncio.run(_delete_unused(amqp_url, list(by_prefix.values()), say, deleted))
-    except (OSError, TimeoutError, AMQPError) as exc:
-        left = [prefix for prefix in by_prefix if prefix not in deleted]
-        say(left_behind(amqp_url, left, exc))
+    except (OSError, TimeoutError) as exc:
+        # No connection, or it was lost (aio-pika's AMQPConnectionError is an OSError): an
+        # outage make clean need not wait for.
+        say(left_behind(amqp_url, [prefix for prefix in by_prefix if prefix not in deleted], exc))
         return 0
+    except AMQPError as exc:
+        # The broker answered and refused (a channel closed on a declare or a delete): the
+        # records stay, for a make clean once the cause is seen to.
+        left = [prefix for prefix in by_prefix if prefix not in deleted]
+        say(f"reelflow: could not delete {_of_prefixes(amqp_url, left)}: {_said(exc)}")
+        return 1
 
 
 def left_behind(amqp_url: str, prefixes: Sequence[str], why: BaseException) -> str:
     """The line that says the queues of ``prefixes`` stay on a broker that did not answer
     (``why``), and how to delete them once it does (``.venv`` and the records may be gone)."""
-    named = " and ".join(repr(prefix) for prefix in prefixes)
     later = " && ".join(
         f".venv/bin/reelflow-dev --delete-queues --prefix {shlex.quote(prefix)}"
         for prefix in prefixes
     )
     return (
-        f"reelflow: left the queues and exchanges of REELFLOW_AMQP_PREFIX={named} on the broker"
-        f" at {hidden_password(amqp_url)}, which did not answer ({str(why) or repr(why)});"
-        f" once it does, `make .venv/.synced && {later}` deletes them"
+        f"reelflow: left {_of_prefixes(amqp_url, prefixes)}, which did not answer"
+        f" ({str(why) or repr(why)}); once it does, `make .venv/.synced && {later}` deletes them"
     )
+
+
+def _of_prefixes(amqp_url: str, prefixes: Sequence[str]) -> str:
+    named = " and ".join(repr(prefix) for prefix in prefixes)
+    return (
+        f"the queues and exchanges of REELFLOW_AMQP_PREFIX={named} on the broker at"
+        f" {hidden_password(amqp_url)}"
+    )
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else repr(exc)
 
 
 async def _delete_unused(
@@ -107,7 +128,7 @@ async def _delete_unused(
         for topology in topologies:
             why = await _in_use(connection, topology)
             if why is not None:
-                say(f"reelflow: not deleting {_where(amqp_url, topology)}: {why}")
+                say(f"reelflow: not deleting {_of_prefixes(amqp_url, [topology.prefix])}: {why}")
                 refused = True
         if refused:
             if len(topologies) > 1:
@@ -117,7 +138,7 @@ async def _delete_unused(
             messages = await delete_topology(connection, topology)
             deleted.append(topology.prefix)
             say(
-                f"reelflow: deleted {_where(amqp_url, topology)}"
+                f"reelflow: deleted {_of_prefixes(amqp_url, [topology.prefix])}"
                 f" ({messages} message{'s' * (messages != 1)} in them)"
             )
         return 0
@@ -135,10 +156,3 @@ async def _in_use(connection: AbstractConnection, topology: Topology) -> str | N
         queues = ", ".join(f"{name} ({count})" for name, count in used.items())
         return f"they have consumers: {queues}; stop those first"
     return None
-
-
-def _where(amqp_url: str, topology: Topology) -> str:
-    return (
-        f"the queues and exchanges of REELFLOW_AMQP_PREFIX={topology.prefix!r} on the"
-        f" broker at {hidden_password(amqp_url)}"
-    )

@@ -154,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def delete_queues(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
-    """``--delete-queues``: 1 when a topology asked for is refused (in use), else 0 (said
-    what was deleted, or left on a broker that does not answer)."""
+    """``--delete-queues``: 1 when a topology asked for is refused (in use) or the broker
+    refuses an operation, else 0 (said what was deleted, or left on a broker that does not
+    answer)."""
     if args.prefix is not None:
         topologies = [topology_from_environment(args, args.prefix, env)]
     else:
