@@ -293,19 +293,32 @@ def test_a_duration_or_size_the_model_does_not_make_shows_what_it_allows(
     dashboard.assert_no_console_errors(failed_load(422))
 
 
-def test_the_form_refuses_a_duration_of_0_itself(dashboard: Dashboard) -> None:
+def test_the_form_refuses_a_duration_of_0_itself_and_says_so_by_the_field(
+    dashboard: Dashboard,
+) -> None:
     page = dashboard.page
     dashboard.open("#/new")
     dashboard.sign_in()
     duration = page.locator('[id="scenes.0.duration"]')
+    error = page.locator('[id="error-scenes.0.duration"]')
     validity = "el => [el.validity.valid, el.validationMessage]"
 
+    # The form is novalidate: the input's own validity alone showed a person nothing.
     duration.fill("0")  # min="0" alone would take it: an input's min is inclusive
     assert duration.evaluate(validity) == [False, "Must be more than 0."]
+    expect(error).to_be_visible()
+    expect(error).to_have_text("Must be more than 0.")
+    expect(duration).to_have_attribute("aria-invalid", "true")
     page.get_by_role("button", name="+ Add scene").click()  # the scenes are drawn anew
     assert duration.evaluate(validity) == [False, "Must be more than 0."]
+    expect(error).to_have_text("Must be more than 0.")
+    expect(duration).to_have_attribute("aria-invalid", "true")
+    dashboard.shot("duration-0")
+
     duration.fill("0.5")
     assert duration.evaluate(validity) == [True, ""]
+    expect(error).to_be_hidden()
+    expect(duration).not_to_have_attribute("aria-invalid", "true")
     dashboard.assert_no_console_errors()
 
 

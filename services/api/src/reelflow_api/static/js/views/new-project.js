@@ -52,12 +52,13 @@ export function mountNewProject(container, { api, config }) {
     });
     prompt.value = values.prompt ?? '';
     const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' });
-    refuseAtOrBelow(duration, limits.duration_min_exclusive);
+    const durationField = field(id('duration'), 'Duration (s)', duration);
+    refuseAtOrBelow(duration, limits.duration_min_exclusive, durationField.querySelector('.field-error'));
     return [
       h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index}`), remove),
       field(id('prompt'), 'Prompt', prompt),
       h('div', { class: 'row' },
-        field(id('duration'), 'Duration (s)', duration),
+        durationField,
         field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.width })),
         field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.height }))),
     ];
@@ -131,10 +132,22 @@ export function mountNewProject(container, { api, config }) {
 }
 
 /** A number input's `min` is inclusive: a bound the API excludes (a duration of 0) is
- * refused by the input's own validity instead, as the value changes. */
-function refuseAtOrBelow(control, bound) {
-  const check = () => control.setCustomValidity(
-    control.value !== '' && Number(control.value) <= bound ? `Must be more than ${bound}.` : '');
+ * refused as the value changes, shown as the API's errors are (the form is novalidate: the
+ * input's own validity alone shows nothing): the message in the field's error `slot`, and
+ * aria-invalid. An error of the API's there stays until the next submit. */
+function refuseAtOrBelow(control, bound, slot) {
+  const message = `Must be more than ${bound}.`;
+  const check = () => {
+    const refused = control.value !== '' && Number(control.value) <= bound;
+    control.setCustomValidity(refused ? message : '');
+    if (refused) {
+      slot.textContent = message;
+      control.setAttribute('aria-invalid', 'true');
+    } else if (slot.textContent === message) {
+      slot.textContent = '';
+      control.removeAttribute('aria-invalid');
+    }
+  };
   control.addEventListener('input', check);
   check();
 }
