@@ -6,7 +6,6 @@ from reelflow_common.store.errors import (
     IdempotencyConflict,
     IdempotencyKeyChurn,
     InvalidCursor,
-    KeyLookupsBusy,
     KeyOfAnotherTenant,
 )
 from reelflow_common.store.models import (
@@ -49,7 +48,6 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyKeyChurn",
     "InvalidCursor",
-    "KeyLookupsBusy",
     "KeyOfAnotherTenant",
     "Lease",
     "NewProject",

@@ -7,6 +7,7 @@ key authenticates as no key at all. Operators name a key by its id, the first
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -25,7 +26,7 @@ from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.errors import ReelflowError
 from reelflow_common.mongo import Database
-from reelflow_common.store.errors import KeyLookupsBusy, KeyOfAnotherTenant
+from reelflow_common.store.errors import KeyOfAnotherTenant
 from reelflow_common.store.timefmt import as_utc, utcnow
 
 DEV_TENANT = "dev"
@@ -34,7 +35,7 @@ KEY_PREFIX = "rf_"
 SHOWN_PREFIX_CHARS = 7
 KEY_ID_LENGTH = 16
 _KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_LENGTH}}}")
-#: lookups of keys not known to be valid that one process runs at once; one more is refused
+#: lookups of keys not known to be valid that one process runs at once
 UNKNOWN_LOOKUPS_AT_ONCE = 8
 
 V = TypeVar("V")
@@ -268,15 +269,10 @@ class CachedApiKeyStore(ApiKeyStore):
     one table of ``max_entries``, unknown ones (and revoked, expired) in another
     of ``max_unknown``, each least recently used first out: a flood of wrong keys
     cannot grow the memory, nor push a valid key out and make its next request
-    read again. Keys not known to be valid are looked up at most
-    ``UNKNOWN_LOOKUPS_AT_ONCE`` at a time, so that flood costs the database a
-    bounded number of reads at once; one more raises :class:`KeyLookupsBusy` at
-    once rather than waiting its turn: a waiting lookup held what its caller held
-    (an api request slot, a notifier handshake), and the queue had no end. A valid
-    key this process remembers, read again after its ``ttl_s``, is never refused;
-    one it does not (a new process, a key never used here, or one pushed out of
-    ``max_entries``) is looked up as any unknown key, and may be refused too
-    while a flood of wrong keys keeps those lookups busy.
+    read again. A key not known to be valid is looked up at most
+    ``UNKNOWN_LOOKUPS_AT_ONCE`` at a time (the others wait their turn), so that
+    flood costs the database a bounded number of reads at once; a valid key
+    being read again after its ``ttl_s`` never waits for them.
     """
 
     def __init__(
@@ -297,15 +293,10 @@ class CachedApiKeyStore(ApiKeyStore):
         self._known: OrderedDict[str, tuple[Grant, float]] = OrderedDict()
         #: until when a key is taken to be unknown
         self._unknown: OrderedDict[str, float] = OrderedDict()
-        #: lookups of keys not known to be valid in progress
-        self._unknown_lookups = 0
+        self._unknown_lookups = asyncio.Semaphore(UNKNOWN_LOOKUPS_AT_ONCE)
 
     async def cached_grant(self, key: str) -> Grant | None:
-        """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago.
-
-        :class:`KeyLookupsBusy` for a key not known to be valid while
-        ``UNKNOWN_LOOKUPS_AT_ONCE`` such keys are being looked up.
-        """
+        """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago."""
         if self._ttl_s <= 0:
             return await self.grant_for_key(key)
         digest = hash_key(key)
@@ -321,20 +312,10 @@ class CachedApiKeyStore(ApiKeyStore):
         if known is not None:
             grant = await self.grant_for_key(key)
         else:
-            grant = await self._look_up_unknown(key)
+            async with self._unknown_lookups:
+                grant = await self.grant_for_key(key)
         self._remember(digest, grant, now)
         return grant
-
-    async def _look_up_unknown(self, key: str) -> Grant | None:
-        if self._unknown_lookups >= UNKNOWN_LOOKUPS_AT_ONCE:
-            raise KeyLookupsBusy(
-                f"{UNKNOWN_LOOKUPS_AT_ONCE} keys not known to be valid are being looked up"
-            )
-        self._unknown_lookups += 1
-        try:
-            return await self.grant_for_key(key)
-        finally:
-            self._unknown_lookups -= 1
 
     def _remember(self, digest: str, grant: Grant | None, now: float) -> None:
         if grant is None:
