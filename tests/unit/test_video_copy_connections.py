@@ -217,15 +217,43 @@ class _Network(httpcore.AsyncNetworkBackend):
 async def test_the_addresses_are_tried_in_order_past_one_that_times_out() -> None:
     network = _Network(late={"192.0.2.1"})
     pinned = PinnedAddresses(network)
-    pinned.pin(CDN, ["192.0.2.1", "192.0.2.2", "192.0.2.3"])
-    await pinned.connect_tcp(CDN, 443)
+    with pinned.pin(CDN, ["192.0.2.1", "192.0.2.2", "192.0.2.3"]):
+        await pinned.connect_tcp(CDN, 443)
     assert network.tried == [("192.0.2.1", 443), ("192.0.2.2", 443)]
 
 
 async def test_a_host_never_checked_is_never_connected_to() -> None:
     network = _Network(late=set())
     pinned = PinnedAddresses(network)
-    pinned.pin(CDN, ["192.0.2.1"])
-    with pytest.raises(httpcore.ConnectError, match="no checked address"):
+    with (
+        pinned.pin(CDN, ["192.0.2.1"]),
+        pytest.raises(httpcore.ConnectError, match="no checked address"),
+    ):
         await pinned.connect_tcp(OTHER, 443)
     assert network.tried == []
+
+
+async def test_a_host_is_pinned_only_while_a_request_to_it_is_sent() -> None:
+    network = _Network(late=set())
+    pinned = PinnedAddresses(network)
+    with pinned.pin(CDN, ["192.0.2.1"]):
+        # A concurrent request of the same host pins the addresses its own check found;
+        # the host stays pinned until the last of them is sent.
+        with pinned.pin(CDN, ["192.0.2.2"]):
+            assert pinned.hosts == {CDN}
+        await pinned.connect_tcp(CDN, 443)
+    assert not pinned.hosts
+    with pytest.raises(httpcore.ConnectError, match="no checked address"):
+        await pinned.connect_tcp(CDN, 443)
+    assert network.tried == [("192.0.2.2", 443)]
+
+
+async def test_copies_from_many_hosts_leave_none_pinned(tmp_path: Path, tls: Tls, cdn: Cdn) -> None:
+    # An allow-list suffix may match any number of hosts: none is remembered past its copy.
+    hosts = [f"cdn{n}.example" for n in range(20)]
+    async with _copier(tmp_path, tls, {host: ["127.0.0.1"] for host in [CDN, *hosts]}) as copier:
+        assert (await copier.copy(cdn.url(CDN), KEY)).size_bytes == len(SAMPLE)
+        for host in hosts:  # the certificate is for CDN only: each fails after connecting
+            with pytest.raises(CopyFailed, match="CERTIFICATE_VERIFY_FAILED"):
+                await copier.copy(cdn.url(host), KEY)
+        assert not copier._pinned.hosts  # the table under test

@@ -200,10 +200,11 @@ class VideoCopier:
     async def _get(self, url: str) -> httpx.Response:
         """A streamed GET of ``url``, following redirects only to allowed URLs (SSRF)."""
         for _ in range(MAX_REDIRECTS + 1):
-            checked = await self._checked(url)
-            response = await self._http.send(
-                self._http.build_request("GET", checked), stream=True, follow_redirects=False
-            )
+            checked, host, addresses = await self._checked(url)
+            with self._pinned.pin(host, addresses):
+                response = await self._http.send(
+                    self._http.build_request("GET", checked), stream=True, follow_redirects=False
+                )
             if not response.has_redirect_location:
                 return response
             await response.aclose()
@@ -218,9 +219,9 @@ class VideoCopier:
             retryable=False,
         )
 
-    async def _checked(self, url: str) -> httpx.URL:
-        """``url`` parsed, its host pinned to the addresses checked; :class:`CopyFailed` if it
-        may not be fetched."""
+    async def _checked(self, url: str) -> tuple[httpx.URL, str, list[str]]:
+        """``url`` parsed, its host (as connections name it) and the host's addresses, all
+        checked; :class:`CopyFailed` if it may not be fetched."""
         parsed = _parsed(url)
         if parsed is None:
             raise _not_allowed(f"the video URL {url[:200]!r} is not a valid URL")
@@ -257,8 +258,7 @@ class VideoCopier:
                 f"the video URL's host {host!r} resolves to {private[0]}, not a public address,"
                 " and is not in video_copy_internal_hosts"
             )
-        self._pinned.pin(host, addresses)
-        return parsed
+        return parsed, host, addresses
 
     def _under_allowed(self, host: str) -> bool:
         return not self._allowed or any(

@@ -7,12 +7,18 @@ pool connections by address, and check the certificate against the first name on
 connection made for one host would serve another at the same address. So the URL keeps
 its name (the pool, TLS's SNI and the certificate check go by it), and only the network
 backend, under them all, turns the name into the checked addresses.
+
+A host is pinned only while a request to it is being sent (a new connection, if the pool
+has none to reuse, is made then): every request checks its host again, so an answer kept
+longer would never be used, and the table holds no more hosts than copies run at once.
 """
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import httpcore
 import httpx
@@ -25,18 +31,33 @@ class PinnedAddresses(httpcore.AsyncNetworkBackend):
     """Connects to a host only at the addresses last checked for it, trying them in order;
     never looks a name up itself.
 
-    Every request is checked, and pins its host's addresses, just before it is sent, so a
-    new connection goes to addresses its own check (or a concurrent one of the same host)
-    passed. A host never pinned is not connected to at all.
+    Every request is checked, and pins its host's addresses while it is sent, so a new
+    connection goes to addresses its own check (or a concurrent one of the same host)
+    passed. A host not pinned now is not connected to at all.
     """
 
     def __init__(self, network: httpcore.AsyncNetworkBackend | None = None) -> None:
         self._network = network or httpcore.AnyIOBackend()
         self._addresses: dict[str, tuple[str, ...]] = {}
+        self._holders: Counter[str] = Counter()
 
-    def pin(self, host: str, addresses: Sequence[str]) -> None:
-        """Connect to ``host`` at ``addresses`` (in this order) from now on."""
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The hosts pinned now."""
+        return frozenset(self._addresses)
+
+    @contextmanager
+    def pin(self, host: str, addresses: Sequence[str]) -> Iterator[None]:
+        """Connect to ``host`` at ``addresses`` (in this order) until the block ends, or
+        until another block pins ``host`` again; forget ``host`` when no block holds it."""
         self._addresses[host] = tuple(dict.fromkeys(addresses))
+        self._holders[host] += 1
+        try:
+            yield
+        finally:
+            self._holders[host] -= 1
+            if not self._holders[host]:
+                del self._holders[host], self._addresses[host]
 
     async def connect_tcp(
         self,
