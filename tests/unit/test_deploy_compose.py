@@ -19,9 +19,11 @@ import sys
 import tomllib
 from collections.abc import Iterator, Mapping
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
 import jsonschema
 import pytest
 import yaml
@@ -34,10 +36,12 @@ from reelflow_common.admin.cli import AdminSettings
 from reelflow_common.broker import consume
 from reelflow_common.runware import RunwareClient
 from reelflow_common.runware.errors import RunwareRequestError
+from reelflow_common.storage import CopyFailed, LocalStorage, VideoCopier
 from reelflow_devtools import compose_env
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.config import SimSettings
+from reelflow_runware_sim.responses import video_url
 from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests import ROOT
 
@@ -513,8 +517,25 @@ def simulator_port() -> int:
     return port
 
 
+def simulator_environment() -> dict[str, str]:
+    return {key: interpolate(value) for key, value in service(SIMULATOR)["environment"].items()}
+
+
+def simulator_settings() -> SimSettings:
+    values = {
+        key.removeprefix("RUNWARE_SIM_").lower(): value
+        for key, value in simulator_environment().items()
+    }
+    return cast(SimSettings, validate_without_environment(SimSettings, values))
+
+
+def networks(name: str) -> set[str]:
+    """The compose networks ``name`` is on (compose's own, ``default``, unless it says)."""
+    return set(service(name).get("networks") or ["default"])
+
+
 def test_the_dev_workers_use_the_simulator_with_a_key_it_accepts() -> None:
-    sim_env = {key: interpolate(value) for key, value in service(SIMULATOR)["environment"].items()}
+    sim_env = simulator_environment()
     fields = {f"RUNWARE_SIM_{name}".upper() for name in SimSettings.model_fields}
     assert set(sim_env) <= fields
     sim_keys = {key.strip() for key in sim_env["RUNWARE_SIM_API_KEYS"].split(",")}
@@ -546,6 +567,67 @@ def test_the_real_poller_copies_videos_only_from_runware_as_kubernetes_does() ->
     assert simulated.video_copy_allowed_hosts == [SIMULATOR]
     assert simulated.video_copy_internal_hosts == [SIMULATOR]
     assert simulated.video_copy_allow_http
+
+
+async def test_the_dev_poller_copies_the_videos_the_simulator_advertises(tmp_path: Path) -> None:
+    # The simulator's videoURL, as it builds one, names a host poller-sim reaches by name.
+    url = httpx.URL(video_url((simulator_settings().public_url or "").rstrip("/"), "v-1"))
+    assert url.host == SIMULATOR
+    assert url.port == simulator_port()
+    assert networks("poller-sim") & networks(SIMULATOR)
+    poller = service_settings("poller-sim")
+    assert poller.copies_enabled
+
+    sample = files("reelflow_runware_sim").joinpath("assets/sample.mp4").read_bytes()
+
+    def simulator(request: httpx.Request) -> httpx.Response:
+        assert request.url == url
+        return httpx.Response(200, content=sample)
+
+    async def compose_network(host: str, _port: int) -> list[str]:
+        return {SIMULATOR: ["172.18.0.5"]}[host]  # a private address, as Docker's bridge gives
+
+    def copier(settings: Any) -> VideoCopier:
+        """A copier checking URLs as ``settings`` say, with the simulator behind it."""
+        return VideoCopier(
+            LocalStorage(tmp_path),
+            max_bytes=settings.video_max_bytes,
+            allowed_hosts=settings.video_copy_allowed_hosts,
+            internal_hosts=settings.video_copy_internal_hosts,
+            allow_http=settings.video_copy_allow_http,
+            resolve=compose_network,
+            transport=httpx.MockTransport(simulator),
+        )
+
+    async with copier(poller) as dev:
+        assert (await dev.copy(str(url), "videos/v-1.mp4")).size_bytes == len(sample)
+    # The real poller's checks, as strict as Kubernetes', refuse the very same URL.
+    async with copier(service_settings("poller")) as real:
+        with pytest.raises(CopyFailed) as refused:
+            await real.copy(str(url), "videos/v-1.mp4")
+    assert refused.value.code == "urlNotAllowed"
+
+
+def test_the_api_serves_the_copies_the_pollers_write_in_one_volume() -> None:
+    copying = ("api", "poller", "poller-sim")
+    directories = {service_settings(name).storage_dir for name in copying}
+    assert len(directories) == 1
+    (directory,) = directories
+    for name in copying:
+        assert service_settings(name).storage_backend == "local", name
+        assert service(name)["volumes"] == [f"videos:{directory}"], name
+    assert "videos" in compose()["volumes"]
+    # A new volume takes the owner of the directory it is mounted on: the services' user.
+    user = next(a for i, a in reversed(list(dockerfile_instructions())) if i == "USER")
+    uid, gid = user.split(":")
+    assert any(
+        instruction == "RUN" and f"install -d -o {uid} -g {gid} {directory}" in arguments
+        for instruction, arguments in dockerfile_instructions()
+    )
+    # .env may keep the copies in a bucket instead.
+    bucket = dot_env() | {"REELFLOW_STORAGE_BACKEND": "s3", "REELFLOW_S3_BUCKET": "b"}
+    for name in copying:
+        assert service_settings(name, bucket).storage_backend == "s3", name
 
 
 async def test_the_real_workers_refuse_to_start_without_a_runware_key() -> None:
