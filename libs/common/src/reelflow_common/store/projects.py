@@ -73,6 +73,7 @@ from reelflow_common.store.models import (
     TaskFailed,
     TaskResult,
 )
+from reelflow_common.store.owed import owed_settlements, unrecorded
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 from reelflow_common.store.transitions import Write
 from reelflow_common.transient import is_transient
@@ -1157,7 +1158,7 @@ class ProjectStore:
     async def _settle_unrecorded(self, doc: Document, clip: ClipState, task_uuid: str) -> None:
         """Settle what the recorded ends of ``task_uuid`` settle and the project (``doc``, read
         with its ``settled``) does not record as settled, then record it."""
-        await self._settle_all(doc, _unrecorded(doc, clip, task_uuid))
+        await self._settle_all(doc, unrecorded(doc, clip, task_uuid))
 
     async def _settle_all(
         self, doc: Document, owed: Sequence[tuple[Charge, Settlement]]
@@ -1452,7 +1453,7 @@ class ProjectStore:
         owed: list[str] = [] if read is None else read.get(transitions.SETTLE_OWED) or []
         mine = [entry for entry in owed if transitions.owed_of(entry)[0] == scene_index]
         if read is not None and mine:
-            settlements, _not_found = _owed_settlements(read, mine)  # the sweep logs those
+            settlements, _not_found = owed_settlements(read, mine)  # the sweep logs those
             await self._settle_all(read, settlements)
         return transitions.owing_as_read(write, owed)
 
@@ -1567,7 +1568,7 @@ class ProjectStore:
         if doc is None:
             return []
         entries: list[str] = doc.get(transitions.SETTLE_OWED) or []
-        owed, not_found = _owed_settlements(doc, entries)
+        owed, not_found = owed_settlements(doc, entries)
         if not_found:
             # Neither made (recorded) nor on its clip any more: the ledger's open and
             # committed stay too high until an operator recounts them.
@@ -1656,44 +1657,6 @@ class ProjectStore:
             return projects, None
         last = projects[limit - 1]
         return projects[:limit], encode_cursor(last.created_at, last.id)
-
-
-def _owed_settlements(
-    doc: Document, entries: Sequence[str]
-) -> tuple[list[tuple[Charge, Settlement]], list[str]]:
-    """What the owed ``entries`` (:data:`transitions.SETTLE_OWED`) settle, from their clips in
-    ``doc`` (read with them and its ``settled``), and the project does not record as settled;
-    and the entries found neither recorded nor on their clip."""
-    recorded = set(doc.get(transitions.SETTLED) or ())
-    owed: list[tuple[Charge, Settlement]] = []
-    not_found: list[str] = []
-    for entry in dict.fromkeys(entries):  # an entry owed twice is one settlement
-        scene_index, key, task_uuid = transitions.owed_of(entry)
-        if key in recorded:
-            continue
-        raw_clip = doc["clips"].get(str(scene_index))
-        found = []
-        if raw_clip is not None:
-            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-            found = _unrecorded(doc, clip, task_uuid, only=key)
-        owed += found
-        if not found:
-            not_found.append(entry)
-    return owed, not_found
-
-
-def _unrecorded(
-    doc: Document, clip: ClipState, task_uuid: str, *, only: str | None = None
-) -> list[tuple[Charge, Settlement]]:
-    """What the recorded ends of ``task_uuid`` settle (``only``: the settlement of that key on
-    the ledger alone) and the project ``doc``, read with its ``settled``, does not record as
-    settled."""
-    recorded = set(doc.get(transitions.SETTLED) or ())
-    return [
-        (charge, settlement)
-        for charge, settlement in transitions.settlements(clip, task_uuid)
-        if settlement.key_on(charge) not in recorded and only in (None, settlement.key_on(charge))
-    ]
 
 
 def _moves_counts(write: Write) -> bool:
