@@ -22,6 +22,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.mongo import Document
+from reelflow_common.store.eventlog import LogHead
 from reelflow_common.store.models import Attempt, ClipState, CostTotals, NewProject, Project
 from reelflow_common.store.timefmt import as_utc
 
@@ -59,6 +60,8 @@ PROJECT_INDEXES = [
 WITHOUT_REQUESTS_AND_EVENTS: Document = {"requests": 0, "events": 0}
 #: what a (re-)submission reads: everything but the event log
 WITHOUT_EVENTS: Document = {"events": 0}
+#: what a writer reads back from its own update: enough to number its events and finish
+LOG_HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlation_id": 1}
 
 _DATETIME_FIELDS = ("queued_at", "submitted_at", "completed_at", "watched_since")
 #: what :func:`pack_result` holds
@@ -297,4 +300,15 @@ def project_from_document(doc: Document) -> Project:
         created_at=created_at,
         updated_at=as_utc(doc["updated_at"]),
         finished_at=_utc_or_none(doc.get("finished_at")),
+    )
+
+
+def log_head(project_id: str, doc: Document) -> LogHead:
+    """The head of the project's event log, as ``doc`` (read with :data:`LOG_HEAD`) holds it."""
+    return LogHead(
+        project_id=project_id,
+        tenant_id=doc["tenant_id"],
+        seq=doc["seq"],
+        counts=Counts.model_validate(doc["counts"]),
+        correlation_id=doc.get("correlation_id"),
     )

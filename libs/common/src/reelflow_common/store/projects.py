@@ -46,18 +46,19 @@ from reelflow_common.mongo import Database, Document
 from reelflow_common.store import together, transitions
 from reelflow_common.store.cursor import decode_cursor, encode_cursor
 from reelflow_common.store.documents import (
+    LOG_HEAD,
     PROJECT_INDEXES,
     WITHOUT_EVENTS,
     WITHOUT_REQUESTS_AND_EVENTS,
     clip_from_document,
     clip_path,
+    log_head,
     new_project_document,
     project_from_document,
     unpack_request,
 )
 from reelflow_common.store.errors import IdempotencyConflict, IdempotencyKeyChurn
 from reelflow_common.store.eventlog import (
-    LogHead,
     StoredEvent,
     about_scene,
     materialize,
@@ -81,8 +82,6 @@ from reelflow_common.transient import is_transient
 log = get_logger(__name__)
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-#: what a writer reads back from its own update: enough to number its events and finish
-_HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlation_id": 1}
 #: inserts of one create; each failed one means an expired idempotency key was released
 _CREATE_ATTEMPTS = 3
 #: new projects inserted together (concurrent creates) in one command, at most
@@ -813,7 +812,7 @@ class ProjectStore:
         merged = together.merged(writes)
         if merged is None:
             return None
-        projection = _HEAD | {write.settle[0]: 1 for write in writes if write.settle is not None}
+        projection = LOG_HEAD | {write.settle[0]: 1 for write in writes if write.settle is not None}
         try:
             head = await self._projects.find_one_and_update(
                 merged.filter,
@@ -864,9 +863,9 @@ class ProjectStore:
     async def _apply_alone(
         self, write: Write, project_id: str, *, finish: bool = True
     ) -> list[Event] | None:
-        projection = _HEAD
+        projection = LOG_HEAD
         if write.settle is not None:
-            projection = _HEAD | {write.settle[0]: 1}
+            projection = LOG_HEAD | {write.settle[0]: 1}
         head = await self._projects.find_one_and_update(
             write.filter, write.update, projection=projection, return_document=ReturnDocument.AFTER
         )
@@ -915,7 +914,7 @@ class ProjectStore:
         pushed: list[StoredEvent] = write.update["$push"]["events"]["$each"]
         # The update is atomic, so the seq and counts it returned are exactly those
         # right after its own events.
-        return materialize(_log_head(project_id, head), pushed)
+        return materialize(log_head(project_id, head), pushed)
 
     async def _finish_if_done(self, project_id: str, head: Document) -> list[Event]:
         """The finisher: only a writer that saw no clip pending tries; one of them wins."""
@@ -930,7 +929,7 @@ class ProjectStore:
             log_size=self._log_size,
         )
         finished = await self._projects.find_one_and_update(
-            write.filter, write.update, projection=_HEAD, return_document=ReturnDocument.AFTER
+            write.filter, write.update, projection=LOG_HEAD, return_document=ReturnDocument.AFTER
         )
         # None: another writer finished it, or the counts moved and their writer will.
         return [] if finished is None else self._events_of(write, project_id, finished)
@@ -976,12 +975,12 @@ class ProjectStore:
             if applied is not None:
                 return Change(True, applied)
         doc = await self._majority_reads.find_one(
-            {"_id": project_id}, _HEAD | {"events": 1, clip_path(scene_index): 1}
+            {"_id": project_id}, LOG_HEAD | {"events": 1, clip_path(scene_index): 1}
         )
         if doc is None:
             return Change(False)
         return Change(
-            False, about_scene(materialize(_log_head(project_id, doc), doc["events"]), scene_index)
+            False, about_scene(materialize(log_head(project_id, doc), doc["events"]), scene_index)
         )
 
     async def record_copy_failed(
@@ -1083,7 +1082,7 @@ class ProjectStore:
         for _ in range(_REPAIR_ATTEMPTS):
             doc = await self._majority_reads.find_one(
                 {"_id": project_id},
-                _HEAD
+                LOG_HEAD
                 | {"events": 1, "created_at": 1, clip_path(scene_index): 1, transitions.SETTLED: 1},
             )
             raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
@@ -1141,7 +1140,7 @@ class ProjectStore:
                     if late is None:
                         continue  # the clip moved between the read and the write: read again
                     return Change(True, late)
-            head = _log_head(project_id, doc)
+            head = log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
             if result is not None or clip.status not in _GIVEN_UP or clip.moved_charge(task_uuid):
                 # Not a submit's word on a clip given up before charges moved with its task
@@ -1317,7 +1316,7 @@ class ProjectStore:
                 log.warning("reservation_not_released", project_id=project_id, error=repr(exc))
             raise
         if took:
-            head = await self._projects.find_one({"_id": project_id}, _HEAD)
+            head = await self._projects.find_one({"_id": project_id}, LOG_HEAD)
             assert head is not None  # projects are never deleted
             events += await self._finish_if_done(project_id, head)
         if not events:
@@ -1622,14 +1621,14 @@ class ProjectStore:
         doc = await self._projects.find_one({"_id": project_id})
         if doc is None:
             return None
-        return project_from_document(doc), materialize(_log_head(project_id, doc), doc["events"])
+        return project_from_document(doc), materialize(log_head(project_id, doc), doc["events"])
 
     async def events_after(self, project_id: str, after_seq: int) -> list[Event] | None:
         """The changes after ``after_seq``; None when they can no longer all be replayed."""
-        doc = await self._projects.find_one({"_id": project_id}, _HEAD | {"events": 1})
+        doc = await self._projects.find_one({"_id": project_id}, LOG_HEAD | {"events": 1})
         if doc is None:
             return None
-        return replay_after(_log_head(project_id, doc), doc["events"], after_seq)
+        return replay_after(log_head(project_id, doc), doc["events"], after_seq)
 
     # Last in the class on purpose: below this method, ``list`` names it, not the builtin.
     async def list(
@@ -1661,13 +1660,3 @@ class ProjectStore:
 
 def _moves_counts(write: Write) -> bool:
     return any(name.startswith("counts.") for name in write.update.get("$inc", {}))
-
-
-def _log_head(project_id: str, doc: Document) -> LogHead:
-    return LogHead(
-        project_id=project_id,
-        tenant_id=doc["tenant_id"],
-        seq=doc["seq"],
-        counts=Counts.model_validate(doc["counts"]),
-        correlation_id=doc.get("correlation_id"),
-    )
