@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pymongo.errors import DuplicateKeyError, WriteConcernError, WriteError
 
-from reelflow_common.store.projects import _insert_outcomes
+from reelflow_common.store.inserts import insert_outcomes
 
 DUPLICATE = {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key error"}
 REFUSED = {"index": 2, "code": 121, "errmsg": "Document failed validation"}
@@ -12,7 +12,7 @@ CONCERN = {"code": 64, "errmsg": "waiting for replication timed out"}
 
 
 def test_each_refused_document_gets_its_own_error_and_the_others_none() -> None:
-    outcomes = _insert_outcomes({"writeErrors": [DUPLICATE, REFUSED]}, 4)
+    outcomes = insert_outcomes({"writeErrors": [DUPLICATE, REFUSED]}, 4)
 
     assert [outcomes[0], outcomes[3]] == [None, None]
     assert isinstance(outcomes[1], DuplicateKeyError)
@@ -22,7 +22,7 @@ def test_each_refused_document_gets_its_own_error_and_the_others_none() -> None:
 
 def test_a_write_concern_error_is_every_inserted_documents_but_a_refusal_stays_its_own() -> None:
     # insert_one raises a document's write error before the command's write concern error.
-    outcomes = _insert_outcomes(
+    outcomes = insert_outcomes(
         {"writeErrors": [DUPLICATE], "writeConcernErrors": [{"code": 1}, CONCERN]}, 3
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -22,12 +22,10 @@ from typing import Any, Literal
 from bson.errors import InvalidDocument
 from pymongo import DESCENDING, ReturnDocument, UpdateOne, WriteConcern
 from pymongo.errors import (
-    BulkWriteError,
     DuplicateKeyError,
     OperationFailure,
     PyMongoError,
     WriteConcernError,
-    WriteError,
 )
 from pymongo.read_concern import ReadConcern
 
@@ -64,6 +62,7 @@ from reelflow_common.store.eventlog import (
     materialize,
     replay_after,
 )
+from reelflow_common.store.inserts import MAX_INSERTS, insert_batch, on_id
 from reelflow_common.store.models import (
     ClipState,
     CreateResult,
@@ -84,10 +83,6 @@ log = get_logger(__name__)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 #: inserts of one create; each failed one means an expired idempotency key was released
 _CREATE_ATTEMPTS = 3
-#: new projects inserted together (concurrent creates) in one command, at most
-_MAX_INSERTS = 32
-#: the server's code for a duplicate key, which the driver raises as a DuplicateKeyError
-_DUPLICATE_KEY = 11000
 #: changes of one project's clips written as one update, at most
 _MAX_TOGETHER = 64
 #: what a write written together came to: its events, None (its guard did not hold), or the
@@ -107,28 +102,6 @@ _Retried = Literal["took", "rewatch", "resubmit", "busy"]
 
 #: holds money for the failed clips a retry would follow again: a charge per scene, or raises
 Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
-
-
-def _insert_outcomes(details: Mapping[str, Any], count: int) -> list[BaseException | None]:
-    """Each document's outcome of an unordered insert the server answered with errors, as
-    ``insert_one`` would raise it: the document's own write error (a duplicate key a
-    :class:`DuplicateKeyError`), else the command's write concern error (the last one, as
-    the driver reports it), else none (inserted)."""
-    concern = details.get("writeConcernErrors") or []
-    shared: BaseException | None = None
-    if concern:
-        last = concern[-1]
-        shared = WriteConcernError(last.get("errmsg", ""), last.get("code"), last)
-    outcomes: list[BaseException | None] = [shared] * count
-    for error in details.get("writeErrors", []):
-        kind = DuplicateKeyError if error.get("code") == _DUPLICATE_KEY else WriteError
-        outcomes[error["index"]] = kind(error.get("errmsg", ""), error.get("code"), error)
-    return outcomes
-
-
-def _on_id(exc: DuplicateKeyError) -> bool:
-    """Whether the duplicate key is the document's ``_id`` (not its idempotency key)."""
-    return (exc.details or {}).get("keyPattern") == {"_id": 1}
 
 
 def new_token() -> str:
@@ -197,7 +170,9 @@ class ProjectStore:
         #: the changes of each project's clips waiting to be written together
         self._together: dict[str, Batcher[Write, list[Event] | None]] = {}
         #: new projects waiting to be inserted together
-        self._inserts: Batcher[Document, None] = Batcher(self._insert_many, max_batch=_MAX_INSERTS)
+        self._inserts: Batcher[Document, None] = Batcher(
+            partial(insert_batch, self._projects), max_batch=MAX_INSERTS
+        )
 
     @property
     def lease_s(self) -> float:
@@ -218,7 +193,7 @@ class ProjectStore:
 
         The unique index on (tenant, key) decides races: of two concurrent requests
         with one key, one inserts and the other finds the first's project. Projects
-        created while one insert is out go in the next, together (:meth:`_insert_many`).
+        created while one insert is out go in the next, together (:func:`inserts.insert_batch`).
         ``project_id``: the new project's id (a fresh UUID by default), for a caller that
         must look the project up after an insert whose outcome it does not know; it must
         be a fresh UUID too (a project with it is taken to be this create's). Every
@@ -244,7 +219,7 @@ class ProjectStore:
                 # twice (the driver retried an insert that had landed), whichever unique
                 # index the server names. Without a key only the id can be taken (the
                 # key's index holds only projects with one).
-                if _on_id(exc) or new.idempotency_key is None:
+                if on_id(exc) or new.idempotency_key is None:
                     return CreateResult(project=project_from_document(doc), created=True)
                 existing = await self._replay(new, now=now)
                 if existing is not None and existing.id == project_id:
@@ -256,45 +231,6 @@ class ProjectStore:
         raise IdempotencyKeyChurn(
             "an Idempotency-Key kept changing hands; the request may be retried"
         )
-
-    async def _insert_many(self, docs: Sequence[Document]) -> list[BaseException | None]:
-        """Insert ``docs`` in one command, unordered: each create gets its own document's outcome.
-
-        One ``insert`` of 16 new projects cost the embedded server about a quarter of the
-        CPU of 16 concurrent ones (0.19-0.23 against 0.78-0.80 ms a project), and costs
-        real MongoDB one command instead of 16. Each create gets its own document's
-        outcome (:func:`_insert_outcomes`): the server's refusal of it (a duplicate
-        idempotency key a :class:`DuplicateKeyError`, as ``insert_one`` raises it; a
-        document over the server's size limit its write error, where ``insert_one``
-        would refuse it unsent), else the command's write concern error. A document the
-        driver cannot encode (a value BSON cannot hold) fails the whole command unsent:
-        the documents then go one by one, so only that one's create fails. An outage
-        fails every create of the batch, as it would each alone. The batch runs in the
-        context (log fields) of the create that found none running; nothing here logs.
-        """
-        try:
-            await self._projects.insert_many(list(docs), ordered=False)
-        except BulkWriteError as exc:
-            if not exc.details.get("writeErrors") and not exc.details.get("writeConcernErrors"):
-                raise
-            return _insert_outcomes(exc.details, len(docs))
-        except (InvalidDocument, OverflowError):
-            return [await self._insert_alone(doc) for doc in docs]
-        return [None] * len(docs)
-
-    async def _insert_alone(self, doc: Document) -> BaseException | None:
-        """``doc`` on its own, after its batch could not be encoded: its outcome, not raised."""
-        try:
-            await self._projects.insert_one(doc)
-        except DuplicateKeyError as exc:
-            if _on_id(exc):
-                # A part of the batch the driver sent before the bad document: a new
-                # project's id is a fresh UUID (``create``), so the document there is this one.
-                return None
-            return exc
-        except Exception as exc:  # its create gets it, as insert_one raised it
-            return exc
-        return None
 
     async def replay_of(self, new: NewProject) -> Project | None:
         """The project an earlier request with ``new``'s Idempotency-Key made, if any.
