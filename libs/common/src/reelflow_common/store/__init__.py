@@ -23,14 +23,8 @@ from reelflow_common.store.models import (
     TaskSucceeded,
     TaskVideo,
 )
-from reelflow_common.store.projects import (
-    IDEMPOTENCY_TTL,
-    Change,
-    ClipTask,
-    ClipWithRequest,
-    ProjectStore,
-    new_token,
-)
+from reelflow_common.store.projects import IDEMPOTENCY_TTL, ProjectStore, new_token
+from reelflow_common.store.results import Change, ClipTask, ClipWithRequest
 from reelflow_common.store.transitions import TIMED_OUT
 
 __all__ = [

@@ -14,7 +14,6 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
@@ -33,7 +32,6 @@ from reelflow_common.accounting.ledger import Charge, LedgerStore, Settlement
 from reelflow_common.batching import Batcher
 from reelflow_common.domain import (
     OPEN_CLIP_STATUSES,
-    ClipRequest,
     ClipStatus,
     Counts,
     ProjectStatus,
@@ -74,6 +72,7 @@ from reelflow_common.store.models import (
     TaskResult,
 )
 from reelflow_common.store.owed import owed_settlements, unrecorded
+from reelflow_common.store.results import Change, ClipTask, ClipWithRequest
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 from reelflow_common.store.transitions import Write
 from reelflow_common.transient import is_transient
@@ -107,47 +106,6 @@ Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | Non
 def new_token() -> str:
     """A chain's token: unguessable, so a stale or forged message cannot take a clip over."""
     return secrets.token_hex(8)
-
-
-@dataclass(frozen=True)
-class Change:
-    """What a transition did: whether this writer's update applied, and what to publish.
-
-    ``events`` are the writer's own (and a ``project.finished`` it caused) when it
-    applied; when it did not, the stored events about the clip, for a re-publish.
-    """
-
-    applied: bool
-    events: list[Event] = field(default_factory=list)
-    #: when an applied ``processing`` change happened and the lease it gave (database clock)
-    at: datetime | None = None
-    lease_until: datetime | None = None
-    #: not applied: Runware took the clip's own task after the clip was cancelled (or failed)
-    #: meanwhile, or an earlier task whose attempt had ended so; nobody follows that task
-    #: unless the submitting chain does
-    given_up: bool = False
-
-
-@dataclass(frozen=True)
-class ClipTask:
-    """A clip's current task and its status, as a submit chain reads them before a submit it
-    may no longer want (``ProjectStore.clip_task``)."""
-
-    task_uuid: str
-    status: ClipStatus
-    #: whether the clip's ``attempts`` has an entry of the task the chain asked about: only
-    #: there can a cancel have moved that task with the clip's charge (and the chain's lease)
-    in_attempts: bool = False
-
-
-@dataclass(frozen=True)
-class ClipWithRequest:
-    """A clip, its project's model and its scene's request (``ProjectStore.clip_with_request``)."""
-
-    model: str
-    clip: ClipState
-    #: None for a project stored without its requests
-    request: ClipRequest | None
 
 
 class ProjectStore:
