@@ -8,6 +8,7 @@ from reelflow_common.store.errors import (
     InvalidCursor,
     KeyOfAnotherTenant,
 )
+from reelflow_common.store.leases import new_token
 from reelflow_common.store.models import (
     Attempt,
     ClipState,
@@ -23,7 +24,7 @@ from reelflow_common.store.models import (
     TaskSucceeded,
     TaskVideo,
 )
-from reelflow_common.store.projects import IDEMPOTENCY_TTL, ProjectStore, new_token
+from reelflow_common.store.projects import IDEMPOTENCY_TTL, ProjectStore
 from reelflow_common.store.results import Change, ClipTask, ClipWithRequest
 from reelflow_common.store.transitions import TIMED_OUT
 

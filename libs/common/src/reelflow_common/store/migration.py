@@ -25,7 +25,7 @@ from pymongo.errors import OperationFailure
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.mongo import Database, Document
 from reelflow_common.store.documents import SCHEMA
-from reelflow_common.store.projects import new_token
+from reelflow_common.store.leases import new_token
 
 _REQUEST_FIELDS = tuple(ClipRequest.model_fields)
 _V1_INDEX = "undispatched"
