@@ -2,6 +2,7 @@
 
 from reelflow_common.messages import Event
 from reelflow_common.store.auth import ApiKeyStore, hash_key
+from reelflow_common.store.creation import IDEMPOTENCY_TTL
 from reelflow_common.store.errors import (
     IdempotencyConflict,
     IdempotencyKeyChurn,
@@ -24,7 +25,7 @@ from reelflow_common.store.models import (
     TaskSucceeded,
     TaskVideo,
 )
-from reelflow_common.store.projects import IDEMPOTENCY_TTL, ProjectStore
+from reelflow_common.store.projects import ProjectStore
 from reelflow_common.store.results import Change, ClipTask, ClipWithRequest
 from reelflow_common.store.transitions import TIMED_OUT
 
