@@ -12,9 +12,8 @@ majority read concern, so "already terminal" is never a write a failover rolls b
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from functools import partial
 from typing import Any, Literal
 
 from pymongo import ReturnDocument
@@ -24,7 +23,6 @@ from pymongo.errors import (
 
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import (
-    OPEN_CLIP_STATUSES,
     ClipStatus,
     ProjectStatus,
 )
@@ -32,6 +30,7 @@ from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Document
 from reelflow_common.store import transitions
+from reelflow_common.store.clipwrites import ClipWrites
 from reelflow_common.store.collection import REPAIR_ATTEMPTS
 from reelflow_common.store.creation import ProjectCreation
 from reelflow_common.store.documents import (
@@ -53,11 +52,9 @@ from reelflow_common.store.models import (
     Lease,
     Outcome,
     Project,
-    TaskResult,
 )
 from reelflow_common.store.owed import owed_settlements
 from reelflow_common.store.reads import ProjectReads
-from reelflow_common.store.repair import RepairPath
 from reelflow_common.store.results import Change
 from reelflow_common.store.timefmt import as_utc
 from reelflow_common.store.transitions import Write
@@ -74,196 +71,8 @@ _Retried = Literal["took", "rewatch", "resubmit", "busy"]
 Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
 
 
-class ProjectStore(ProjectCreation, ProjectReads, ChainLeases, RepairPath):
+class ProjectStore(ProjectCreation, ProjectReads, ChainLeases, ClipWrites):
     """The ``projects`` collection."""
-
-    # --- the hot path: one guarded update per public change --------------------
-
-    async def mark_processing(
-        self,
-        project_id: str,
-        scene_index: int,
-        task_uuid: str,
-        *,
-        token: str | None,
-        correlation_id: str | None = None,
-        new_token: str | None = None,
-    ) -> Change:
-        """Runware holds the queued task: ``processing``, if ``token``'s chain holds the clip."""
-        now = self._now()
-        lease_until = now + self._lease
-        write = transitions.to_processing(
-            project_id,
-            scene_index,
-            task_uuid,
-            token=token,
-            new_token=new_token,
-            now=now,
-            lease_until=lease_until,
-            correlation_id=correlation_id,
-            log_size=self._log_size,
-        )
-        change = await self._transition(
-            write, project_id, scene_index, task_uuid, token=token, new_token=new_token
-        )
-        if not change.applied or change.lease_until is not None:
-            return change  # not applied, or a replaced task's: the lease its attempt keeps
-        return Change(True, change.events, at=now, lease_until=lease_until)
-
-    async def record(
-        self,
-        project_id: str,
-        scene_index: int,
-        task_uuid: str,
-        result: TaskResult,
-        *,
-        correlation_id: str | None = None,
-        submitted_at: datetime | None = None,
-        token: str | None = None,
-        statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
-        only_clip: bool = False,
-        submit_word: bool = False,
-        unattended: ClipState | None = None,
-    ) -> Change:
-        """The task is over: record it on its clip (or, for an earlier task, in ``attempts``).
-
-        ``token`` and ``statuses`` narrow the guard (a submit chain fails only a queued
-        clip it still holds); without them any chain's result is recorded.
-        ``submit_word``: the failure is the submit chain of ``token``'s own word on its task
-        (it never got it to Runware, or Runware does not have it past the grace), not
-        Runware's nor our ceiling's: should a cancel have moved the queued task to
-        ``attempts`` meanwhile, that entry ends only under that chain's lease, with no
-        submit recorded there (:func:`transitions.never_submitted`).
-        ``only_clip``: the caller knows the project has this one clip; its end then
-        finishes the project in the same update. Should that update not apply (the clip
-        has ended already, or the project has more clips after all), the change is written
-        as any other: one more round trip, never a wrong finish.
-        ``unattended``: the clip as the caller read it, when no message stands behind the
-        caller (a reconciler's pass): nothing would repeat a settlement its writer did not
-        make, so the write that records the end marks its settlement owed, for the settle
-        sweep, where the task holds a charge as read (:func:`transitions.owed`; a write the
-        repair path builds, from its own read). Never with ``only_clip``, whose finishing
-        write marks nothing (no caller needs both).
-        """
-        if submit_word and token is None:
-            raise ValueError("a submit chain's word names its chain: submit_word needs token")
-        if only_clip and unattended is not None:
-            raise ValueError("an unattended end is marked owed: only_clip's write marks none")
-        record = partial(
-            transitions.to_terminal,
-            project_id,
-            scene_index,
-            task_uuid,
-            result,
-            now=self._now(),
-            correlation_id=correlation_id,
-            log_size=self._log_size,
-            submitted_at=submitted_at,
-            token=token,
-            statuses=statuses,
-        )
-        if only_clip:
-            finished = await self._apply(record(only_clip=True), project_id)
-            if finished is not None:
-                return Change(True, finished)
-        return await self._transition(
-            self._owing(record(), unattended),
-            project_id,
-            scene_index,
-            task_uuid,
-            result=result,
-            token=token if submit_word else None,
-            unattended=unattended is not None,
-        )
-
-    async def never_submitted(
-        self,
-        project_id: str,
-        scene_index: int,
-        task_uuid: str,
-        error: dict[str, str],
-        *,
-        token: str,
-    ) -> bool:
-        """The chain of ``token`` ends the queued task a cancel moved to ``attempts``, which it
-        never got to Runware (:func:`transitions.never_submitted`): its charge is freed.
-        Whether it applied: one write, and the settlement.
-
-        Not applied (ended already, followed, or another chain's): the repair read settles
-        what an end recorded there settles and the project does not record (a crash came
-        between this chain's write and its settlement), as a duplicate result's repair does;
-        it never ends the task itself. Only where the cancel moved the charge: a clip
-        cancelled by the release before had its charge freed by that cancel, whose key the
-        project may not record (and a chain that waited long in its lane could come after
-        the ledger's list forgot it).
-        """
-        write = transitions.never_submitted(
-            project_id, scene_index, task_uuid, error, token=token, now=self._now()
-        )
-        if await self._apply(write, project_id) is not None:
-            return True
-        doc = await self._majority_reads.find_one(
-            {"_id": project_id},
-            {"tenant_id": 1, "created_at": 1, clip_path(scene_index): 1, transitions.SETTLED: 1},
-        )
-        raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
-        if doc is not None and raw_clip is not None:
-            clip = clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"]))
-            if clip.moved_charge(task_uuid):
-                await self._settle_unrecorded(doc, clip, task_uuid)
-        return False
-
-    async def record_progress(
-        self,
-        project_id: str,
-        scene_index: int,
-        task_uuid: str,
-        progress: int,
-        *,
-        submitted_at: datetime | None = None,
-        correlation_id: str | None = None,
-    ) -> Change:
-        """Store Runware's progress of the processing task if it is ahead; one write, no read.
-
-        Not applied (a lower value, a clip that moved on) is not repaired: progress is a
-        hint, and the next one or the clip's end says more.
-        """
-        write = transitions.progress(
-            project_id,
-            scene_index,
-            task_uuid,
-            progress,
-            submitted_at=submitted_at,
-            now=self._now(),
-            correlation_id=correlation_id,
-            log_size=self._log_size,
-        )
-        events = await self._apply(write, project_id)
-        return Change(events is not None, events or [])
-
-    async def record_waiting(
-        self,
-        project_id: str,
-        scene_index: int,
-        task_uuid: str,
-        reason: dict[str, str],
-        *,
-        token: str,
-        correlation_id: str | None = None,
-    ) -> Change:
-        """Store why the queued clip of the chain of ``token`` waits; one write, no read."""
-        write = transitions.waiting(
-            project_id,
-            scene_index,
-            task_uuid,
-            reason,
-            token=token,
-            now=self._now(),
-            correlation_id=correlation_id,
-            log_size=self._log_size,
-        )
-        events = await self._apply(write, project_id)
-        return Change(events is not None, events or [])
 
     # --- reelflow's copies of the videos ----------------------------------------------
 
