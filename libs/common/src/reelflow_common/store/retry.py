@@ -1,0 +1,246 @@
+"""The api's retry of a project: every failed clip followed again (a new task, the same
+task watched again, or a late video taken), with the money it holds reserved first and
+what no clip holds given back; each clip one guarded write built from the clip as read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Literal
+
+from pymongo.errors import PyMongoError
+
+from reelflow_common.accounting.ledger import Charge
+from reelflow_common.domain import ClipStatus
+from reelflow_common.logging import get_logger
+from reelflow_common.messages import Event
+from reelflow_common.mongo import Document
+from reelflow_common.store import transitions
+from reelflow_common.store.collection import REPAIR_ATTEMPTS
+from reelflow_common.store.documents import LOG_HEAD, clip_from_document, clip_path
+from reelflow_common.store.leases import new_token
+from reelflow_common.store.models import ClipState, Outcome, Project
+from reelflow_common.store.owed import owed_settlements
+from reelflow_common.store.reads import ProjectReads
+from reelflow_common.store.timefmt import as_utc
+from reelflow_common.store.transitions import Write
+from reelflow_common.store.writes import ProjectWrites
+
+log = get_logger(__name__)
+
+#: what a retry did with one failed clip: took its late video, watched its task again, or
+#: gave it a new task to submit
+#: what a retry did to one clip; ``busy``: nothing, the clip moved at every try (Outcome.busy)
+_Retried = Literal["took", "rewatch", "resubmit", "busy"]
+
+#: holds money for the failed clips a retry would follow again: a charge per scene, or raises
+Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
+
+
+class ProjectRetry(ProjectReads, ProjectWrites):
+    """A tenant's retry of a project's failed clips."""
+
+    async def retry(
+        self,
+        project_id: str,
+        *,
+        tenant_id: str,
+        correlation_id: str | None = None,
+        reserve: Reserve | None = None,
+    ) -> Outcome | None:
+        """Follow every failed clip again: a new task where Runware failed the old one, the same
+        task where only our ceiling ran out (``timedOut``) or where Runware runs it after all
+        (found there after the clip failed: ``ClipState.runs_at_runware``); a clip with a late
+        video takes it (nothing bought). Cancelled clips stay cancelled.
+
+        The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
+        for ``Outcome.rewatch``, from the project returned (read with its requests).
+        ``reserve`` holds the failed clips' money on the tenant's ledger first (or raises
+        ``LimitExceeded``: nothing is retried); what no clip holds is released: what a
+        concurrent retry made unneeded, and, when an error interrupts the clips' writes,
+        the charges of the clips not written (:meth:`_give_back_unheld`).
+        """
+        project = await self.get(project_id, tenant_id=tenant_id, with_requests=reserve is not None)
+        if project is None:
+            return None
+        charges: dict[int, Charge] = {}
+        failed = [clip for clip in project.clips if clip.status is ClipStatus.FAILED]
+        # A clip with a late video takes it: nothing to buy or hold money for.
+        to_follow = [clip for clip in failed if clip.late_video() is None]
+        if reserve is not None and to_follow:
+            charges = await reserve(project, to_follow) or {}
+        events: list[Event] = []
+        resubmit: list[int] = []
+        rewatch: list[int] = []
+        busy: list[int] = []
+        # Those followed again first: they reopen the project, so one that takes its video
+        # after them does not finish it on the way.
+        took = False
+        untried = dict(charges)  # by scene: the charges no write has carried yet
+        out: tuple[int, Charge] | None = None  # the clip being written, and the charge it carries
+        try:
+            for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
+                charge = untried.pop(clip.scene_index, None)
+                out = None if charge is None else (clip.scene_index, charge)
+                done, applied = await self._retry_clip(
+                    project_id, tenant_id, clip, charge, correlation_id
+                )
+                out = None
+                if charge is not None and done in (None, "took", "busy"):
+                    # A concurrent retry got there first (it sends the commands, and
+                    # reserved), the clip took a late video that came meanwhile, or it
+                    # kept moving and was left as it was.
+                    await self.ledgers.give_back(tenant_id, [charge])
+                events += applied
+                if done == "took":
+                    took = True
+                elif done == "busy":
+                    busy.append(clip.scene_index)
+                elif done is not None:
+                    (rewatch if done == "rewatch" else resubmit).append(clip.scene_index)
+        except BaseException:
+            try:
+                await self._give_back_unheld(project_id, tenant_id, untried.values(), out)
+            except Exception as exc:  # the retry's own error is the one to raise
+                log.warning("reservation_not_released", project_id=project_id, error=repr(exc))
+            raise
+        if took:
+            head = await self._projects.find_one({"_id": project_id}, LOG_HEAD)
+            assert head is not None  # projects are never deleted
+            events += await self._finish_if_done(project_id, head)
+        if not events:
+            return Outcome(project=project, events=[], busy=busy)
+        after = await self.get(project_id, with_requests=True)
+        assert after is not None  # projects are never deleted
+        return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch, busy=busy)
+
+    async def _give_back_unheld(
+        self,
+        project_id: str,
+        tenant_id: str,
+        untried: Iterable[Charge],
+        out: tuple[int, Charge] | None,
+    ) -> None:
+        """Give back the charges of an interrupted retry that no clip holds: at once those of
+        clips it never wrote; the charge of the clip whose write was out (``out``: its scene)
+        only if a read of the clip shows that write did not land. A failed read keeps it: the
+        tenant's room is then understated, never overstated."""
+        await self.ledgers.give_back(tenant_id, untried)
+        if out is None:
+            return
+        scene_index, charge = out
+        try:
+            clip = await self._read_clip(project_id, scene_index)
+        except PyMongoError as exc:
+            log.warning(
+                "reservation_not_released",
+                tenant_id=tenant_id,
+                project_id=project_id,
+                scene_index=scene_index,
+                error=repr(exc),
+            )
+            return
+        if clip is None or not clip.holds(charge):
+            await self.ledgers.give_back(tenant_id, [charge])
+
+    async def _retry_clip(
+        self,
+        project_id: str,
+        tenant_id: str,
+        clip: ClipState,
+        charge: Charge | None,
+        correlation_id: str | None,
+    ) -> tuple[_Retried | None, list[Event]]:
+        """Retry one failed clip as read; read again while a concurrent writer moves it (an
+        entry added to its ``attempts``: a given-up task found, a late video; a settlement
+        owed), a bounded few times. What was done (``took``, ``rewatch``, ``resubmit``;
+        None: nothing, the clip is no longer failed; ``busy``: nothing, it moved at every
+        try and is still failed) and its events.
+
+        A retry moves the clip on, after which a settlement one of its ends owes (marked by a
+        writer no message stands behind, who may have stopped before the ledger's ``$inc``)
+        may not be found on it any more: a rewatch replaces the clip's charge and end, a
+        taken video of its own task its end. So (every retry write alike: one rule) a read
+        that shows the clip owing one makes it first, from the clip as read, and the write
+        is guarded on the project's owed list as read (:meth:`_owed_made`).
+        """
+        read: Document | None = None  # the clip's project as last read here, owed list and all
+        for _ in range(REPAIR_ATTEMPTS):
+            if clip.status is not ClipStatus.FAILED:
+                return None, []  # a concurrent retry took it
+            now = self._now()
+            taken = transitions.take_late_video(
+                project_id,
+                tenant_id,
+                clip,
+                now=now,
+                lease_until=now + self._lease,
+                correlation_id=correlation_id,
+                log_size=self._log_size,
+            )
+            if taken is not None:
+                # Applied: it reopened the project, which the retry finishes once, after all
+                # its clips.
+                taken = await self._owed_made(taken, clip.scene_index, read)
+                applied = await self._apply(taken, project_id, finish=False)
+                if applied is not None:
+                    return "took", applied
+            else:
+                common: dict[str, Any] = {
+                    "token": new_token(),
+                    "now": now,
+                    "lease_until": now + self._lease,
+                    "correlation_id": correlation_id,
+                    "log_size": self._log_size,
+                    "charge": charge,
+                }
+                timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
+                same_task = timed_out or clip.runs_at_runware() is not None
+                if same_task:
+                    write = transitions.rewatch(project_id, tenant_id, clip, **common)
+                else:
+                    write = transitions.retry_with_new_task(
+                        project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
+                    )
+                write = await self._owed_made(write, clip.scene_index, read)
+                applied = await self._apply(write, project_id)
+                if applied is not None:
+                    return ("rewatch" if same_task else "resubmit"), applied
+            found = await self._read_owing(project_id, clip.scene_index, tenant_id=tenant_id)
+            if found is None:
+                return None, []
+            clip, read = found
+        return ("busy" if clip.status is ClipStatus.FAILED else None), []
+
+    async def _read_owing(
+        self, project_id: str, scene_index: int, *, tenant_id: str
+    ) -> tuple[ClipState, Document] | None:
+        """One clip as it is now (majority read), and its project as read with it: its owed
+        list and ``settled``, to build a retry's write from again (:meth:`_owed_made`)."""
+        doc = await self._majority_reads.find_one(
+            {"_id": project_id, "tenant_id": tenant_id},
+            {
+                "tenant_id": 1,
+                "created_at": 1,
+                clip_path(scene_index): 1,
+                transitions.SETTLED: 1,
+                transitions.SETTLE_OWED: 1,
+            },
+        )
+        raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
+        if doc is None or raw_clip is None:
+            return None
+        return clip_from_document(raw_clip, scene_index, created_at=as_utc(doc["created_at"])), doc
+
+    async def _owed_made(self, write: Write, scene_index: int, read: Document | None) -> Write:
+        """``write``, a retry of the scene's clip as ``read`` (:meth:`_read_owing`), once the
+        settlements the project marks owed for that clip and does not record are made from it
+        (a no-op on the ledger where its list shows one made): guarded on the owed list as
+        read. ``read`` None (the retry's first read, which does not say): guarded on none
+        owed, so a project with marks is read again first."""
+        owed: list[str] = [] if read is None else read.get(transitions.SETTLE_OWED) or []
+        mine = [entry for entry in owed if transitions.owed_of(entry)[0] == scene_index]
+        if read is not None and mine:
+            settlements, _not_found = owed_settlements(read, mine)  # the sweep logs those
+            await self._settle_all(read, settlements)
+        return transitions.owing_as_read(write, owed)
