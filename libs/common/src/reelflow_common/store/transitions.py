@@ -3,7 +3,7 @@
 A builder returns a :class:`Write`: the filter (the project, plus the guard on
 the clip's state that makes the change happen at most once), the update (the
 clip's new fields, the move between count buckets, ``seq`` and the events that
-go with it) and how many events it pushes. :mod:`reelflow_common.store.projects`
+go with it) and how many events it pushes. :mod:`reelflow_common.store.writes`
 applies it with one ``find_one_and_update``; a filter that matches nothing means
 the change was made already, or can no longer be made, and nothing is written.
 
