@@ -319,6 +319,23 @@ class AuthSettings(ReelflowSettings):
     )
 
 
+class CostEstimateSettings(ReelflowSettings):
+    """How a clip's cost is estimated before Runware says it (the api's reservations, and
+    ``reelflow-admin`` counting clips in flight that hold no reservation)."""
+
+    cost_fallback_usd_per_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "estimated USD per second of video for a model whose costs were never observed"
+            " (budgets reserve this much until the poller has seen the model's prices)"
+        ),
+    )
+    cost_estimate_ttl_s: float = Field(
+        default=60, ge=0, description="how long the API keeps the observed prices per model"
+    )
+
+
 class VideoLinkSettings(ReelflowSettings):
     """reelflow's own video URLs: signed, expiring links the api serves (``storage.links``).
 

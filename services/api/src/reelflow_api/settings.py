@@ -6,6 +6,7 @@ from pydantic import Field
 
 from reelflow_common.settings import (
     AuthSettings,
+    CostEstimateSettings,
     HttpSettings,
     LeaseSettings,
     LogSettings,
@@ -26,6 +27,7 @@ class Settings(
     WebhookSettings,
     LeaseSettings,
     AuthSettings,
+    CostEstimateSettings,
     StorageSettings,
 ):
     default_model: str = Field(
@@ -87,17 +89,6 @@ class Settings(
             "where browsers reach the notifier, e.g. wss://reelflow.example.com;"
             " unset: port 8001 on the host the dashboard was loaded from"
         ),
-    )
-    cost_fallback_usd_per_s: float = Field(
-        default=0.5,
-        gt=0,
-        description=(
-            "estimated USD per second of video for a model whose costs were never observed"
-            " (budgets reserve this much until the poller has seen the model's prices)"
-        ),
-    )
-    cost_estimate_ttl_s: float = Field(
-        default=60, ge=0, description="how long the API keeps the observed prices per model"
     )
     ws_ticket_ttl_s: float = Field(
         default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
