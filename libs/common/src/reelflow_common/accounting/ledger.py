@@ -8,10 +8,13 @@ limits pays no database operation for it. One document per tenant::
      "limits": {"daily_budget_usd": 5.0, ...},
      "settled": ["<charge id>:<task uuid>", ...],
      "reserved_at": <the last reservation, database clock>,
-     "reserving": [{"key": "<digest of an Idempotency-Key>", "at": <its reservation>}, ...]}
+     "reserving": [{"key": "<digest of an Idempotency-Key>", "at": <its reservation>}, ...],
+     "unreserved": {"2026-12-01": 1.8, "2026-12": 1.8}}
 
 ``committed`` holds, per UTC day and month, the estimates of clips not yet
-ended plus what ended clips cost (an unknown cost keeps its estimate). A create
+ended plus what ended clips cost (an unknown cost keeps its estimate), and what tasks
+that hold no reservation spent (``unreserved``: bought before the tenant had a ledger),
+as last counted from its projects (:meth:`LedgerStore.count_unreserved`). A create
 or a retry **reserves** with one guarded ``find_one_and_update`` (upsert): the
 filter says "still room for this much", so of two concurrent creates that
 together exceed a budget one matches and the other is refused; nothing is read
@@ -312,6 +315,57 @@ class LedgerStore:
             reserved_at=doc.get("reserved_at"),
         )
 
+    async def count_unreserved(
+        self, tenant_id: str, count: CountUnreserved, *, now: datetime, apply: bool = True
+    ) -> Unreserved | None:
+        """Count what the tenant's tasks that hold no charge spent in the day and month of
+        ``now`` (``count``) into ``committed``; None when the tenant has no ledger.
+
+        Those tasks reach the ledger by nothing else, and every other task only by its
+        reservation and settlements, so the two add up whatever runs meanwhile: the count
+        moves ``committed`` by its difference from the last one (``unreserved``), with one
+        update guarded on that as read, never over what a reservation or settlement wrote.
+        A count that another one overtook counts again. ``apply`` False: writes nothing.
+        """
+        for _ in range(_RESERVE_ATTEMPTS):
+            doc = await self._ledgers.find_one({"_id": tenant_id}, {"unreserved": 1})
+            if doc is None:
+                return None
+            spent = await count(tenant_id, now)
+            seen = doc.get("unreserved") or {}
+            before = (seen.get(spent.day), seen.get(spent.month))
+            found = Unreserved(
+                day=spent.day,
+                month=spent.month,
+                day_usd=spent.day_usd,
+                month_usd=spent.month_usd,
+                day_before=float(before[0] or 0.0),
+                month_before=float(before[1] or 0.0),
+            )
+            if not apply or not found.moves:
+                return found
+            # ``None`` matches a period not counted yet (no field).
+            guard = {
+                "_id": tenant_id,
+                f"unreserved.{spent.day}": before[0],
+                f"unreserved.{spent.month}": before[1],
+            }
+            update = {
+                "$set": {
+                    f"unreserved.{spent.day}": spent.day_usd,
+                    f"unreserved.{spent.month}": spent.month_usd,
+                },
+                "$inc": {
+                    f"committed.{spent.day}": spent.day_usd - found.day_before,
+                    f"committed.{spent.month}": spent.month_usd - found.month_before,
+                },
+            }
+            if (await self._ledgers.update_one(guard, update)).matched_count == 1:
+                return found
+        raise LedgerMoved(
+            "other counts of the tenant's unreserved spend kept landing; run it again"
+        )
+
     async def set_limits(self, tenant_id: str, limits: TenantLimits) -> None:
         """The limits the submitter's budget gate reads (the API reads them with the key).
 
@@ -399,6 +453,37 @@ class Recount:
     @property
     def correction(self) -> int:
         return self.counted - self.ledger_open
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What a tenant's tasks without a charge spent in one UTC day and its month (dollars)."""
+
+    day: str
+    month: str
+    day_usd: float
+    month_usd: float
+
+
+#: what a tenant's tasks without a charge spent in the day and month of ``now``
+CountUnreserved = Callable[[str, datetime], Awaitable[Spent]]
+
+
+@dataclass(frozen=True)
+class Unreserved:
+    """What tasks without a charge spent in a day and its month: as counted now, and as the
+    ledger held it before (``*_before``: what it counted last, 0 if it never did)."""
+
+    day: str
+    month: str
+    day_usd: float
+    month_usd: float
+    day_before: float
+    month_before: float
+
+    @property
+    def moves(self) -> bool:
+        return (self.day_usd, self.month_usd) != (self.day_before, self.month_before)
 
 
 @dataclass(frozen=True)
