@@ -38,7 +38,9 @@ Run = Callable[..., tuple[int, str, str]]
 
 @pytest.fixture
 def settings(settings_for: Callable[..., Any]) -> AdminSettings:
-    built: AdminSettings = settings_for(AdminSettings)
+    # ``tenant limits`` counts a new ledger's spend again after the api's key cache and a
+    # create's insert: no cache here, and a short bound
+    built: AdminSettings = settings_for(AdminSettings, auth_cache_ttl_s=0, mongo_timeout_s=2)
     return built
 
 
@@ -175,17 +177,24 @@ def test_tenant_limits_shows_sets_and_clears_limits_and_keys_carry_them(
     )
 
     assert code == 0, err
-    shown = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    limits_shown, committed = out.split("\n\n")
+    shown = dict(line.split(None, 1) for line in limits_shown.splitlines()[1:])
     assert shown["max_clips_in_flight"] == "20"
     assert shown["allowed_models"] == "google:3@3,klingai:5@3"
     assert shown["daily_budget_usd"] == "12.5"
     assert shown["monthly_budget_usd"] == "unlimited"
     # The key issued before carries them: the API reads limits with the key, no other read.
     assert db["api_keys"].find_one({"tenant_id": tenant_id})["limits"]["daily_budget_usd"] == 12.5
+    # What the new ledger holds against them: nothing spent yet.
+    header, today, month, in_flight = (line.split() for line in committed.splitlines())
+    assert header == ["PERIOD", "COMMITTED", "LIMIT", "LEFT"]
+    assert today[1:] == ["$0.00", "$12.50", "$12.50"]
+    assert month[1:] == ["$0.00", "unlimited", "-"]
+    assert in_flight == ["in", "flight", "0", "20", "-"]
 
     code, out, _ = admin("tenant", "limits", tenant_id, "--daily-budget-usd", "none")
     assert code == 0
-    shown = dict(line.split(None, 1) for line in out.splitlines()[1:])
+    shown = dict(line.split(None, 1) for line in out.split("\n\n")[0].splitlines()[1:])
     assert shown["daily_budget_usd"] == "unlimited"
     assert shown["max_clips_in_flight"] == "20"
     assert tenant_of(settings, key) == tenant_id

@@ -45,6 +45,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.documents import pack_result
 from reelflow_common.store.inflight import SETTLE_WINDOW_S, TenantClips
+from reelflow_common.store.unreserved import UnreservedSpend
 from reelflow_common.topology import CHECK_CLIP
 from reelflow_common.tracking.settlesweep import SettleSweep
 from tests.integration.api_helpers import (
@@ -1577,7 +1578,15 @@ Admin = Callable[..., Awaitable[tuple[int, str, str]]]
 def admin(api: Api, settings_for: Callable[..., Any], capsys: pytest.CaptureFixture[str]) -> Admin:
     """``reelflow-admin ARGS`` on the API's database, in a thread (it runs an event loop of
     its own): (exit code, stdout, stderr)."""
-    settings = settings_for(AdminSettings, mongo_database=api.db.name)
+    settings = settings_for(
+        AdminSettings,
+        mongo_database=api.db.name,
+        # ``tenant limits`` counts the tenant's unreserved spend again once the api reserves
+        # with new limits: after this API's key cache (none) and a create's insert
+        auth_cache_ttl_s=0,
+        mongo_timeout_s=2,
+        cost_fallback_usd_per_s=PRICE_PER_S,
+    )
 
     async def run(*argv: str) -> tuple[int, str, str]:
         capsys.readouterr()
@@ -1792,3 +1801,143 @@ async def test_a_recount_counts_an_end_owed_to_the_settle_sweep_in_flight_howeve
     code, out, err = await admin("tenant", "recount", tenant_id)
     assert code == 0, err
     assert recounted(out) == ["0", "0", "+0"]
+
+
+# --- limits set during the day: what the tenant spent before counts ----------------------
+
+
+async def plain(api: Api) -> tuple[str, dict[str, str]]:
+    """A new tenant without limits (no ledger): its id and headers authenticating as it."""
+    tenant_id = await api.keys.create_tenant("plain")
+    return tenant_id, {"Authorization": f"Bearer {await api.keys.issue_key(tenant_id)}"}
+
+
+async def spend(api: Api, auth: dict[str, str], *costs: float) -> str:
+    """A project of one clip per cost, each ended with a video of that cost: its id."""
+    created = (await api.create(auth, scenes(len(costs)))).json()
+    for result, cost in zip(created["results"], costs, strict=True):
+        video = TaskSucceeded(video_url=f"https://cdn.test/{result['task_uuid']}.mp4", cost=cost)
+        await move_clip(api, created["project_id"], result["task_uuid"], video)
+    project_id: str = created["project_id"]
+    return project_id
+
+
+def committed_rows(out: str) -> dict[str, list[str]]:
+    """The table under the limits that ``tenant limits`` prints: period -> the other cells."""
+    _, table = out.split("\n\n", 1)
+    header, *rows = table.splitlines()
+    assert header.split() == ["PERIOD", "COMMITTED", "LIMIT", "LEFT"]
+    return {row.split()[0]: row.split()[1:] for row in rows if not row.startswith("in flight")}
+
+
+async def usage_and_ledger_today(api: Api, auth: dict[str, str]) -> tuple[float, float]:
+    """Today's spend as ``reelflow usage`` shows it, and as the tenant's budget counts it."""
+    usage = (await api.client.get("/v1/usage", headers=auth)).json()
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    spent = next((entry["usd"] for entry in usage["days"] if entry["period"] == day), 0.0)
+    return spent, usage["committed_usd"].get(day, 0.0)
+
+
+async def test_a_daily_budget_set_during_the_day_counts_what_the_tenant_spent_before_it(
+    api: Api, admin: Admin
+) -> None:
+    """A tenant spent $1.80 without limits; an operator sets a $2.00 daily budget: the next
+    project that would go past it is refused, naming the $0.20 left, not the whole $2.00."""
+    tenant_id, auth = await plain(api)
+    await spend(api, auth, 0.5, 0.6, 0.7)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+
+    code, out, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "2")
+
+    assert code == 0, err
+    assert committed_rows(out)[day] == ["$1.80", "$2.00", "$0.20"]
+    problem = assert_problem(await api.create(auth, scenes(3)), 402)  # $0.75 more
+    assert problem["limit"] == "daily_budget_usd"
+    assert f"has $0.20 left for {day}" in problem["detail"]
+    assert_problem(await api.create(auth, scenes(1)), 402)  # $0.25 does not fit either
+    assert await usage_and_ledger_today(api, auth) == pytest.approx((1.8, 1.8))
+    code, out, err = await admin("tenant", "limits", tenant_id)  # shown again, counted once
+    assert code == 0, err
+    assert committed_rows(out)[day] == ["$1.80", "$2.00", "$0.20"]
+
+
+async def test_a_clip_in_flight_and_a_settlement_racing_the_ledgers_first_count_count_once(
+    api: Api, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the first count of what the tenant spent and its write to the new ledger: the
+    clip it counted in flight (at its estimate) ends, and a project the api reserved with the
+    new limits is created and settles. Each counts once: the reserved one by its reservation
+    and settlement only, the other by the counts, the second of which replaces its estimate
+    by its cost."""
+    tenant_id, auth = await plain(api)
+    created = (await api.create(auth, scenes(2))).json()
+    project_id = created["project_id"]
+    running, ended = (result["task_uuid"] for result in created["results"])
+    await move_clip(
+        api, project_id, ended, TaskSucceeded(video_url="https://cdn.test/e.mp4", cost=0.4)
+    )
+    clip = (await stored(api, project_id)).clip_of_task(running)
+    assert clip is not None
+    assert clip.lease is not None
+    await api.projects.mark_processing(
+        project_id, clip.scene_index, running, token=clip.lease.token
+    )
+    count = UnreservedSpend.spent
+    loop = asyncio.get_running_loop()
+    counted: list[float] = []
+
+    async def racing() -> None:
+        video = TaskSucceeded(video_url="https://cdn.test/r.mp4", cost=0.3)
+        await api.projects.record(project_id, clip.scene_index, running, video)
+        reserved = (await api.create(auth, scenes(1))).json()  # $0.25 reserved
+        assert "project_id" in reserved, reserved
+        cheap = TaskSucceeded(video_url="https://cdn.test/c.mp4", cost=0.1)
+        await move_clip(api, reserved["project_id"], reserved["results"][0]["task_uuid"], cheap)
+
+    async def raced(self: UnreservedSpend, tenant: str, now: datetime) -> Any:
+        spent = await count(self, tenant, now)
+        if not counted:
+            # In the command's thread, before the count's write to the ledger.
+            asyncio.run_coroutine_threadsafe(racing(), loop).result(DEADLINE_S)
+        counted.append(spent.day_usd)
+        return spent
+
+    monkeypatch.setattr(UnreservedSpend, "spent", raced)
+
+    code, out, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "5")
+
+    assert code == 0, err
+    # The clip in flight at its estimate, then at its cost; never the reserved project's clip.
+    assert counted == [pytest.approx(0.4 + 0.25), pytest.approx(0.4 + 0.3)]
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.4 + 0.3 + 0.1)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert committed_rows(out)[day] == ["$0.80", "$5.00", "$4.20"]
+    assert await usage_and_ledger_today(api, auth) == pytest.approx((0.8, 0.8))
+
+
+async def test_usage_and_the_ledger_agree_when_a_budget_comes_goes_and_comes_back(
+    api: Api, admin: Admin
+) -> None:
+    """What the tenant spent with a ledger is counted by its reservations, what it spent
+    without one by the counts: however limits change during the day, once every clip ended
+    the budget counts what ``reelflow usage`` shows."""
+    tenant_id, auth = await plain(api)
+    await spend(api, auth, 0.5)
+    assert (await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "10"))[0] == 0
+    await spend(api, auth, 0.3, 0.2)  # reserved
+    assert await usage_and_ledger_today(api, auth) == pytest.approx((1.0, 1.0))
+
+    assert (await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "none"))[0] == 0
+    await spend(api, auth, 0.15)  # no limits: reserved nowhere, the ledger kept
+    code, out, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "1.2")
+
+    assert code == 0, err
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert committed_rows(out)[day] == ["$1.15", "$1.20", "$0.05"]
+    assert await usage_and_ledger_today(api, auth) == pytest.approx((1.15, 1.15))
+    assert_problem(await api.create(auth, scenes(1)), 402)
+    await reserved_a_while_ago(api, tenant_id)
+    code, out, err = await admin("tenant", "recount", tenant_id)  # counts again: no change
+    assert code == 0, err
+    assert f"{day} $0.65 (was $0.65)" in out  # $0.50 + $0.15 without a reservation
+    await ledger_is(api, tenant_id, open_clips=0, usd=1.15)

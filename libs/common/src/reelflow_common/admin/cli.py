@@ -39,8 +39,8 @@ from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from pymongo.errors import PyMongoError
 
-from reelflow_common.accounting import LedgerStore, TenantLimits
-from reelflow_common.accounting.ledger import LedgerMoved
+from reelflow_common.accounting import CostEstimator, LedgerStore, TenantLimits, day_key, month_key
+from reelflow_common.accounting.ledger import LedgerMoved, LedgerView, Unreserved
 from reelflow_common.admin import assets, dlq
 from reelflow_common.admin.projects import project_state, render_pass, render_project
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
@@ -49,12 +49,13 @@ from reelflow_common.clock import DbClock
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import configure_logging, logs_as_json
-from reelflow_common.mongo import mongo_database
+from reelflow_common.mongo import Database, mongo_database
 from reelflow_common.polling import shared_planner
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import (
     AuthSettings,
     CeilingSettings,
+    CostEstimateSettings,
     LeaseSettings,
     LogSettings,
     MongoSettings,
@@ -68,6 +69,7 @@ from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.inflight import TenantClips
 from reelflow_common.store.timefmt import rfc3339, utcnow
+from reelflow_common.store.unreserved import UnreservedSpend
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO, Topology
 from reelflow_common.tracking import Action, ClipRecorder, Policy, Reconciler
 
@@ -80,6 +82,8 @@ Command = Callable[[argparse.Namespace, "AdminSettings"], Coroutine[Any, Any, in
 
 class AdminSettings(
     TopologySettings,
+    AuthSettings,
+    CostEstimateSettings,
     MongoSettings,
     PollingSettings,
     LogSettings,
@@ -90,8 +94,9 @@ class AdminSettings(
     StorageSettings,
 ):
     """The services' settings, from the same variables: the broker, the database, the
-    topology and the logs, and for ``reconcile`` Runware and how the poller follows clips
-    (whether a success it records is copied, too)."""
+    topology and the logs, for ``reconcile`` Runware and how the poller follows clips
+    (whether a success it records is copied, too), and for ``tenant limits`` and ``tenant
+    recount`` how the api caches keys and estimates clips."""
 
 
 def load_settings(env_file: Path | None = None) -> AdminSettings:
@@ -183,10 +188,17 @@ _CLEAR = object()
 
 
 async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> int:
-    """Show a tenant's limits, or change the ones given (the others stay as they are)."""
+    """Show a tenant's limits, or change the ones given (the others stay as they are), and
+    what its ledger holds against them.
+
+    Limits that need a ledger count into it what the tenant's tasks without a reservation
+    spent this UTC day and month (``LedgerStore.count_unreserved``); when the tenant had
+    none, again once every api replica reserves with them: after its key cache
+    (``auth_cache_ttl_s``) and a create's insert already under way (``mongo_timeout_s``).
+    """
     async with mongo_database(settings) as db:
         keys = ApiKeyStore(db)
-        limits = await keys.limits(args.tenant)
+        limits = before = await keys.limits(args.tenant)
         changes = {
             name: getattr(args, name) for name in _LIMIT_OPTIONS if getattr(args, name) is not None
         }
@@ -196,18 +208,63 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
             }
             limits = TenantLimits.model_validate(values)
             await keys.set_limits(args.tenant, limits)
+        clock = DbClock(db)
+        await clock.sync()  # the UTC day and month the api reserves in: the database's
+        if changes and limits.needs_ledger:
+            await _count_unreserved(db, settings, args.tenant, clock.now())
+            if not before.needs_ledger:
+                wait_s = settings.auth_cache_ttl_s + settings.mongo_timeout_s
+                _note(
+                    f"counting again in {wait_s:g} s, once the api reserves with these limits"
+                    " (REELFLOW_AUTH_CACHE_TTL_S + REELFLOW_MONGO_TIMEOUT_S): projects created"
+                    " meanwhile reserve nothing"
+                )
+                await asyncio.sleep(wait_s)
+                await clock.sync()
+                await _count_unreserved(db, settings, args.tenant, clock.now())
+        ledger = await LedgerStore(db).read(args.tenant) if limits.needs_ledger else None
+        now = clock.now()
     rows = [
         (name, "unlimited" if value is None else _shown(value))
         for name, value in limits.model_dump().items()
     ]
     print(_table(("LIMIT", "VALUE"), rows))
+    if ledger is not None:
+        print()
+        print(_committed_table(limits, ledger, now))
     if changes:
         _note(
             "the API applies new limits within REELFLOW_AUTH_CACHE_TTL_S"
-            f" ({AuthSettings.model_fields['auth_cache_ttl_s'].default:g} s by default);"
-            " budgets count UTC days and months"
+            f" ({settings.auth_cache_ttl_s:g} s here);"
+            " budgets count UTC days and months, from what the tenant spent in them so far"
         )
     return 0
+
+
+async def _count_unreserved(
+    db: Database, settings: AdminSettings, tenant_id: str, now: datetime, *, apply: bool = True
+) -> Unreserved | None:
+    estimator = CostEstimator(db, fallback_usd_per_s=settings.cost_fallback_usd_per_s)
+    spend = UnreservedSpend(db, estimator)
+    return await LedgerStore(db).count_unreserved(tenant_id, spend.spent, now=now, apply=apply)
+
+
+def _committed_table(limits: TenantLimits, ledger: LedgerView, now: datetime) -> str:
+    """What the ledger holds this UTC day and month, against the budgets."""
+    rows = []
+    for period, budget in (
+        (day_key(now), limits.daily_budget_usd),
+        (month_key(now), limits.monthly_budget_usd),
+    ):
+        committed = ledger.committed_in(period)
+        left = "-" if budget is None else f"${max(budget - committed, 0.0):.2f}"
+        shown_budget = "unlimited" if budget is None else f"${budget:.2f}"
+        rows.append((period, f"${committed:.2f}", shown_budget, left))
+    in_flight = limits.max_clips_in_flight
+    rows.append(
+        ("in flight", str(ledger.open), "unlimited" if in_flight is None else str(in_flight), "-")
+    )
+    return _table(("PERIOD", "COMMITTED", "LIMIT", "LEFT"), rows)
 
 
 async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> int:
@@ -222,6 +279,11 @@ async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> i
             now=clock.now(),
             apply=not args.dry_run,
         )
+        unreserved = None
+        if found is not None and not found.moved:
+            unreserved = await _count_unreserved(
+                db, settings, args.tenant, clock.now(), apply=not args.dry_run
+            )
     if found is None:
         print(
             f"tenant {args.tenant} has no ledger (no in-flight limit or budget): nothing to count"
@@ -229,6 +291,13 @@ async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> i
         return 0
     row = (str(found.ledger_open), str(found.counted), f"{found.correction:+d}")
     print(_table(("LEDGER_OPEN", "COUNTED", "CORRECTION"), [row]))
+    if unreserved is not None:
+        print(
+            "spent by tasks without a reservation:"
+            f" {unreserved.day} ${unreserved.day_usd:.2f} (was ${unreserved.day_before:.2f}),"
+            f" {unreserved.month} ${unreserved.month_usd:.2f}"
+            f" (was ${unreserved.month_before:.2f})"
+        )
     if found.moved:
         raise LedgerMoved("the tenant's ledger moved while counting; run it again")
     if found.applied:
