@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from datetime import timedelta
 
 import pytest
+from pymongo.errors import AutoReconnect
 
 from reelflow_common.mongo import Database
 from reelflow_common.store import ApiKeyStore, KeyOfAnotherTenant, hash_key
 from reelflow_common.store.auth import CachedApiKeyStore, UnknownApiKey, UnknownTenant
 from reelflow_common.store.timefmt import utcnow
-from tests.waiting import eventually
+from tests.integration.key_reads import key_reads
+from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -218,6 +221,84 @@ async def test_the_cache_never_outlives_the_keys_expiry(
     clock.now += 1.5  # past the expiry, far within the cache's hour
 
     assert await cached.tenant_for_key(key) is None
+
+
+async def test_callers_of_a_key_not_cached_share_one_read_and_its_answer(
+    keys: ApiKeyStore, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each caller read the key itself: 10,000 sockets of one new key were 10,000 reads.
+    clock = FakeClock()
+    cached = CachedApiKeyStore(mongo_db, ttl_s=5, max_entries=100, clock=clock)
+    tenant = await keys.create_tenant("acme")
+    key, _ = await keys.create_key(tenant)
+    reads = key_reads(cached, monkeypatch, held=lambda _key: True)
+
+    callers = [asyncio.create_task(cached.tenant_for_key(key)) for _ in range(50)]
+    wrong = [asyncio.create_task(cached.tenant_for_key("rf_wrong")) for _ in range(50)]
+    await eventually(lambda: len(reads.started) >= 2, "the reads to start")
+    reads.release.set()
+    answers = await asyncio.wait_for(asyncio.gather(*callers, *wrong), DEADLINE_S)
+    clock.now += 5  # due to be read again: one read again, however many ask
+    again = await asyncio.wait_for(
+        asyncio.gather(*(cached.tenant_for_key(key) for _ in range(50))), DEADLINE_S
+    )
+
+    assert answers == [tenant] * 50 + [None] * 50
+    assert again == [tenant] * 50
+    assert (reads.reads_of(key), reads.reads_of("rf_wrong")) == (2, 1)
+
+
+async def test_a_caller_that_gives_up_leaves_the_shared_read_to_the_others(
+    keys: ApiKeyStore, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Awaited unshielded, cancelling one caller (its client gone) cancelled the others' read.
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=100, clock=FakeClock())
+    tenant = await keys.create_tenant("acme")
+    key, _ = await keys.create_key(tenant)
+    reads = key_reads(cached, monkeypatch, held=lambda _key: True)
+
+    leaving, staying = [asyncio.create_task(cached.tenant_for_key(key)) for _ in range(2)]
+    await eventually(lambda: len(reads.started) >= 1, "the read to start")
+    leaving.cancel()
+    await asyncio.wait_for(asyncio.wait([leaving]), DEADLINE_S)
+    alone = asyncio.create_task(cached.tenant_for_key(key))  # joins the same read
+    reads.release.set()
+    answers = await asyncio.wait_for(asyncio.gather(staying, alone), DEADLINE_S)
+    # Every caller gone: the read still ends, and what it read is remembered.
+    reads.release.clear()
+    gone = asyncio.create_task(cached.tenant_for_key("rf_wrong"))
+    await eventually(lambda: len(reads.started) >= 2, "the wrong key's read to start")
+    gone.cancel()
+    await asyncio.wait_for(asyncio.wait([gone]), DEADLINE_S)
+    reads.release.set()
+    await eventually(lambda: "rf_wrong" in reads.finished, "the wrong key's read to end")
+
+    assert leaving.cancelled()
+    assert list(answers) == [tenant, tenant]
+    assert gone.cancelled()
+    assert await cached.tenant_for_key("rf_wrong") is None
+    assert reads.started == [key, "rf_wrong"]  # the last answer from memory
+
+
+async def test_a_failed_read_fails_every_caller_of_it_and_the_next_caller_reads_again(
+    keys: ApiKeyStore, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=100, clock=FakeClock())
+    tenant = await keys.create_tenant("acme")
+    key, _ = await keys.create_key(tenant)
+    reads = key_reads(cached, monkeypatch, held=lambda _key: True)
+    reads.fail = AutoReconnect("MongoDB is failing over")
+
+    callers = [asyncio.create_task(cached.tenant_for_key(key)) for _ in range(3)]
+    await eventually(lambda: len(reads.started) >= 1, "the read to start")
+    reads.release.set()
+    failures = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), DEADLINE_S)
+    reads.fail = None
+    after = await asyncio.wait_for(cached.tenant_for_key(key), DEADLINE_S)
+
+    assert [type(failure) for failure in failures] == [AutoReconnect] * 3
+    assert after == tenant  # not the failure again, nor stuck behind it
+    assert reads.started == [key, key]
 
 
 async def _is_none(value: Awaitable[object]) -> bool:

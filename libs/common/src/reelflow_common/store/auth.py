@@ -8,6 +8,7 @@ key authenticates as no key at all. Operators name a key by its id, the first
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import secrets
@@ -269,10 +270,13 @@ class CachedApiKeyStore(ApiKeyStore):
     one table of ``max_entries``, unknown ones (and revoked, expired) in another
     of ``max_unknown``, each least recently used first out: a flood of wrong keys
     cannot grow the memory, nor push a valid key out and make its next request
-    read again. A key not known to be valid is looked up at most
-    ``UNKNOWN_LOOKUPS_AT_ONCE`` at a time (the others wait their turn), so that
-    flood costs the database a bounded number of reads at once; a valid key
-    being read again after its ``ttl_s`` never waits for them.
+    read again. A key is read by one lookup at a time: the callers of a key
+    that is being looked up share that lookup's answer (one read however many
+    requests or sockets of a new key arrive together), and one who gives up
+    leaves it running for the others. Keys not known to be valid are looked up
+    at most ``UNKNOWN_LOOKUPS_AT_ONCE`` at a time (the others wait their turn),
+    so that flood costs the database a bounded number of reads at once; a valid
+    key being read again after its ``ttl_s`` never waits for them.
     """
 
     def __init__(
@@ -294,6 +298,8 @@ class CachedApiKeyStore(ApiKeyStore):
         #: until when a key is taken to be unknown
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._unknown_lookups = asyncio.Semaphore(UNKNOWN_LOOKUPS_AT_ONCE)
+        #: the lookup in progress of each key being looked up, which its callers share
+        self._lookups: dict[str, asyncio.Task[Grant | None]] = {}
 
     async def cached_grant(self, key: str) -> Grant | None:
         """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago."""
@@ -309,13 +315,47 @@ class CachedApiKeyStore(ApiKeyStore):
         if unknown_until is not None and now < unknown_until:
             self._unknown.move_to_end(digest)
             return None
-        if known is not None:
-            grant = await self.grant_for_key(key)
-        else:
-            async with self._unknown_lookups:
+        lookup = self._lookups.get(digest)
+        if lookup is None:
+            lookup = self._look_up(key, digest, now, known=known is not None)
+        # Shielded: a caller cancelled (its client gone) leaves the lookup to the others.
+        return await asyncio.shield(lookup)
+
+    def _look_up(
+        self, key: str, digest: str, now: float, *, known: bool
+    ) -> asyncio.Task[Grant | None]:
+        """Start the one lookup of ``key`` that its callers meanwhile share."""
+        lookup = asyncio.create_task(
+            self._read(key, digest, now, known=known), name="api_key_lookup"
+        )
+        self._lookups[digest] = lookup
+        # A lookup cancelled before it began never runs its own ``finally``.
+        lookup.add_done_callback(functools.partial(self._looked_up, digest))
+        return lookup
+
+    async def _read(self, key: str, digest: str, now: float, *, known: bool) -> Grant | None:
+        lookup = asyncio.current_task()
+        try:
+            if known:
                 grant = await self.grant_for_key(key)
+            else:
+                async with self._unknown_lookups:
+                    grant = await self.grant_for_key(key)
+        finally:
+            # Done here rather than in the done callback, which runs a moment later: a
+            # caller in between would share a lookup that had already failed.
+            self._forget_lookup(digest, lookup)
         self._remember(digest, grant, now)
         return grant
+
+    def _looked_up(self, digest: str, lookup: asyncio.Task[Grant | None]) -> None:
+        self._forget_lookup(digest, lookup)
+        if not lookup.cancelled():
+            lookup.exception()  # its callers got it; if all had left, it is not worth a log line
+
+    def _forget_lookup(self, digest: str, lookup: asyncio.Task[Any] | None) -> None:
+        if lookup is not None and self._lookups.get(digest) is lookup:
+            del self._lookups[digest]
 
     def _remember(self, digest: str, grant: Grant | None, now: float) -> None:
         if grant is None:
