@@ -22,6 +22,7 @@ from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.store import ProjectStore
 from tests.integration.api_helpers import Api, assert_problem, running_api
+from tests.integration.key_reads import key_reads
 from tests.waiting import DEADLINE_S, eventually
 
 pytestmark = pytest.mark.integration
@@ -218,3 +219,78 @@ async def test_slow_bodies_without_a_valid_key_hold_no_slot(api: Api, key: str |
     finally:
         release.set()
         await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)
+
+
+#: keys not known to be valid the API looks up at once, by default
+LOOKUPS: int = Settings.model_fields["auth_key_lookups_at_once"].default
+
+
+async def test_a_wrong_key_past_the_lookups_at_once_is_a_503_at_once_holding_no_slot(
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It waited for a lookup in its slot: a flood of random keys kept every slot full, and a
+    # valid key the replica had not seen waited behind it.
+    settings = settings_for(Settings, max_in_flight=LOOKUPS + 3)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        known = await api.tenant()
+        assert (await api.client.get("/v1/projects", headers=known)).status_code == 200
+        reads = key_reads(
+            api.app.state.reelflow.api_keys,
+            monkeypatch,
+            held=lambda key: key.startswith("rf_wrong-"),
+        )
+        wrong = [{"Authorization": f"Bearer rf_wrong-{i}"} for i in range(LOOKUPS)]
+        flood = [asyncio.create_task(api.client.get("/v1/projects", headers=h)) for h in wrong]
+        held = list(flood)
+        try:
+            await eventually(lambda: len(reads.started) == len(wrong), "the wrong keys' lookups")
+            one_more = asyncio.create_task(
+                api.client.get("/v1/projects", headers={"Authorization": "Bearer rf_one-more"})
+            )
+            await eventually(one_more.done, "an answer to one more key, the lookups still held")
+            # A request of a key being looked up shares its lookup: never refused.
+            held.append(asyncio.create_task(api.client.get("/v1/projects", headers=wrong[0])))
+            await eventually(lambda: reads.asked.count("rf_wrong-0") == 2, "its second ask")
+            # Slots are left for keys the replica knows.
+            served = await api.client.get("/v1/projects", headers=known)
+        finally:
+            reads.release.set()
+            answers = await asyncio.wait_for(asyncio.gather(*held), DEADLINE_S)
+
+    problem = assert_problem(one_more.result(), 503)
+    assert one_more.result().headers["retry-after"] == "1"
+    assert "API keys" in problem["detail"]
+    assert served.status_code == 200
+    assert [response.status_code for response in answers] == [401] * (LOOKUPS + 1)
+    assert reads.started == [f"rf_wrong-{i}" for i in range(LOOKUPS)]
+
+
+async def test_concurrent_requests_of_a_new_key_cost_one_lookup_and_are_all_served(
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each was a lookup of its own, and took one of the lookups at once.
+    requests = 20  # more than the lookups at once, fewer than one key's slots (24)
+    settings = settings_for(Settings, auth_cache_ttl_s=600)
+    assert LOOKUPS < requests <= settings.max_in_flight_per_key
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        auth = await api.tenant()
+        key = auth["Authorization"].removeprefix("Bearer ")
+        reads = key_reads(api.app.state.reelflow.api_keys, monkeypatch, held=lambda _key: True)
+        pending = [
+            asyncio.create_task(api.client.get("/v1/projects", headers=auth))
+            for _ in range(requests)
+        ]
+        try:
+            await eventually(lambda: len(reads.asked) == requests, "every request's ask")
+        finally:
+            reads.release.set()
+            answers = await asyncio.wait_for(asyncio.gather(*pending), DEADLINE_S)
+
+    assert [response.status_code for response in answers] == [200] * requests
+    assert reads.started == [key]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from reelflow_common.domain import ClipRequest
 from reelflow_common.store import ApiKeyStore, NewProject, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_notifier.settings import Settings
+from tests.integration.key_reads import key_reads
 from tests.integration.notifier_helpers import (
     RunningNotifier,
     client,
@@ -24,7 +25,7 @@ from tests.integration.notifier_helpers import (
     receive,
     running_notifier,
 )
-from tests.waiting import DEADLINE_S, eventually_returns
+from tests.waiting import DEADLINE_S, eventually, eventually_returns
 
 pytestmark = pytest.mark.integration
 
@@ -278,6 +279,82 @@ async def _snapshot_of(ws: Any, project_id: str) -> dict[str, Any] | None:
         assert "already watches" in answer["message"]
         return None
     return answer
+
+
+# --- keys the replica has not seen --------------------------------------------------------
+
+
+#: keys not known to be valid the notifier looks up at once, by default
+LOOKUPS: int = Settings.model_fields["auth_key_lookups_at_once"].default
+
+
+async def test_a_key_met_while_wrong_keys_are_looked_up_is_closed_with_1013_not_queued(
+    settings_for: Callable[..., Any],
+    amqp_connection: Any,
+    new_tenant: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # It waited in a queue with no end; a valid key this replica had not seen (after a
+    # deploy) waited behind every wrong one.
+    tenant = await new_tenant()
+    async with notifier_with(settings_for) as notifier:
+        url = f"{notifier.base_url}/v1/ws/projects/{await tenant.new_project()}"
+        reads = key_reads(
+            notifier.app.state.notifier.api_keys,
+            monkeypatch,
+            held=lambda key: key.startswith("rf_wrong-"),
+        )
+        async with AsyncExitStack() as flood:
+            wrong = [
+                await flood.enter_async_context(client(url, key=f"rf_wrong-{i}"))
+                for i in range(LOOKUPS)
+            ]
+            await eventually(lambda: len(reads.started) == LOOKUPS, "the wrong keys' lookups")
+            async with client(url, key=tenant.key) as valid:
+                refused = await close_of(valid)
+            # Another socket of a key being looked up shares its lookup: never refused.
+            same_key = await flood.enter_async_context(client(url, key="rf_wrong-0"))
+            await eventually(lambda: reads.asked.count("rf_wrong-0") == 2, "its second ask")
+            reads.release.set()
+            closes = [await close_of(ws) for ws in [*wrong, same_key]]
+        async with client(url, key=tenant.key) as valid:
+            first = await receive(valid)
+
+    assert refused == (1013, "server busy; reconnect later")
+    assert [code for code, _reason in closes] == [4401] * (LOOKUPS + 1)
+    assert first["type"] == "snapshot"
+    assert reads.started == [f"rf_wrong-{i}" for i in range(LOOKUPS)] + [tenant.key]
+
+
+async def test_sockets_of_a_new_key_opened_together_cost_one_lookup_and_are_all_served(
+    settings_for: Callable[..., Any],
+    amqp_connection: Any,
+    new_tenant: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each was a lookup of its own: with the 9th such lookup refused, one new key's
+    # concurrent sockets were closed 1013 (the quick bench's 10,000 sockets of one key).
+    sockets = 20  # more than the lookups at once
+    tenant = await new_tenant()
+    async with notifier_with(settings_for, auth_cache_ttl_s=600) as notifier:
+        url = f"{notifier.base_url}/v1/ws/projects/{await tenant.new_project()}"
+        reads = key_reads(notifier.app.state.notifier.api_keys, monkeypatch, held=lambda _k: True)
+        async with AsyncExitStack() as stack:
+            opened = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        stack.enter_async_context(client(url, key=tenant.key))
+                        for _ in range(sockets)
+                    )
+                ),
+                DEADLINE_S,
+            )
+            await eventually(lambda: len(reads.asked) == sockets, "every socket's ask")
+            reads.release.set()
+            first = [await receive(ws) for ws in opened]
+
+    assert [message["type"] for message in first] == ["snapshot"] * sockets
+    assert reads.started == [tenant.key]
 
 
 # --- slow clients -------------------------------------------------------------------------

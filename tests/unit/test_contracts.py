@@ -211,6 +211,7 @@ def test_api_md_describes_every_websocket_close_code() -> None:
         keywatch.CLOSE_UNAUTHORIZED,
         session.CLOSE_NOT_FOUND,
         session.CLOSE_SERVER_ERROR,
+        routes.CLOSE_TRY_AGAIN_LATER,
     }
     assert codes <= set(CLOSE_CODES)
     table_rows = set(re.findall(r"^\| `?(\d{4})`? \|", API_MD, flags=re.M))

@@ -6,7 +6,7 @@ import asyncio
 from contextlib import ExitStack
 from typing import Any, cast
 
-from reelflow_common.store import ApiKeyStore
+from reelflow_common.store import ApiKeyStore, KeyLookupsBusy
 from reelflow_notifier.auth import Credential
 from reelflow_notifier.keywatch import KeyWatch
 
@@ -15,9 +15,13 @@ class Keys:
     def __init__(self) -> None:
         self.tenants: dict[str, str | None] = {"k1": "t1", "k2": "t2"}
         self.lookups = 0
+        #: keys whose lookup is refused, as while wrong keys take every unknown-key lookup
+        self.busy: set[str] = set()
 
     async def tenant_for_key(self, key: str) -> str | None:
         self.lookups += 1
+        if key in self.busy:
+            raise KeyLookupsBusy("8 keys not known to be valid are being looked up")
         return self.tenants.get(key)
 
 
@@ -55,3 +59,21 @@ def test_a_closed_socket_is_forgotten_with_its_key() -> None:
     with watch.watching(Credential("t1", "k1"), Socket()):
         assert watch.watched_keys() == 1
     assert watch.watched_keys() == 0
+
+
+def test_a_key_whose_lookup_is_refused_for_load_is_checked_next_time_and_the_others_now() -> None:
+    keys = Keys()
+    watch = KeyWatch(cast(ApiKeyStore, cast(Any, keys)), interval_s=1)
+    first, second = Socket(), Socket()
+    with watch.watching(Credential("t1", "k1"), first):
+        with watch.watching(Credential("t2", "k2"), second):
+            keys.busy.add("k1")  # pushed out of the cache while a flood of wrong keys is read
+            keys.tenants["k2"] = None  # revoked
+            assert asyncio.run(watch.check_all()) == 1
+        assert second.ended == [(4401, "API key revoked or expired")]
+
+        keys.busy.clear()
+        keys.tenants["k1"] = None
+        assert asyncio.run(watch.check_all()) == 1
+
+    assert first.ended == [(4401, "API key revoked or expired")]

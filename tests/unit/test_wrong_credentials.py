@@ -8,9 +8,13 @@ from typing import Any, cast
 import pytest
 
 from reelflow_common.mongo import Database
-from reelflow_common.store.auth import UNKNOWN_LOOKUPS_AT_ONCE, CachedApiKeyStore, Grant
+from reelflow_common.store import KeyLookupsBusy
+from reelflow_common.store.auth import CachedApiKeyStore, Grant
 from reelflow_common.store.tickets import WsTicketStore
 from tests.waiting import eventually
+
+#: keys not known to be valid the store under test looks up at once
+LOOKUPS = 3
 
 
 class NoDatabase:
@@ -28,14 +32,20 @@ class HeldLookups(CachedApiKeyStore):
 
     def __init__(self, clock: list[float]) -> None:
         super().__init__(
-            cast(Database, NoDatabase()), ttl_s=5, max_entries=10, clock=lambda: clock[0]
+            cast(Database, NoDatabase()),
+            ttl_s=5,
+            max_entries=10,
+            lookups_at_once=LOOKUPS,
+            clock=lambda: clock[0],
         )
         self.released = asyncio.Event()
         self.running = 0
+        self.reads = 0
         self.grants = {"rf_valid": Grant("t1", expires_at=None)}
 
     async def grant_for_key(self, key: str) -> Grant | None:
         self.running += 1
+        self.reads += 1
         try:
             await self.released.wait()
             return self.grants.get(key)
@@ -43,23 +53,33 @@ class HeldLookups(CachedApiKeyStore):
             self.running -= 1
 
 
-async def test_unknown_keys_are_looked_up_a_few_at_a_time_and_a_known_one_never_waits() -> None:
+async def test_a_key_not_known_to_be_valid_past_the_lookups_at_once_is_refused_not_queued() -> None:
     clock = [100.0]
     keys = HeldLookups(clock)
     keys.released.set()
     assert await keys.tenant_for_key("rf_valid") == "t1"
     keys.released.clear()
     clock[0] += 10  # the valid key is due to be read again
+    keys.grants["rf_unseen"] = Grant("t2", expires_at=None)  # valid, never used here
+    reads_before = keys.reads
 
-    wrong = [asyncio.create_task(keys.tenant_for_key(f"rf_wrong-{i}")) for i in range(50)]
-    valid = asyncio.create_task(keys.tenant_for_key("rf_valid"))
-    await eventually(lambda: keys.running > UNKNOWN_LOOKUPS_AT_ONCE, "the lookups to start")
-    running = keys.running
+    wrong = [asyncio.create_task(keys.tenant_for_key(f"rf_wrong-{i}")) for i in range(LOOKUPS)]
+    await eventually(lambda: keys.running == LOOKUPS, "the lookups to start")
+    # Queued, it held what its caller held (an api request slot), in a queue with no end.
+    unseen = asyncio.create_task(keys.tenant_for_key("rf_unseen"))
+    await eventually(unseen.done, "the answer to one more key not known to be valid")
+    # Another caller of a key being looked up shares that lookup: never refused, no read.
+    again = [asyncio.create_task(keys.tenant_for_key(f"rf_wrong-{i}")) for i in range(LOOKUPS)]
+    remembered = asyncio.create_task(keys.tenant_for_key("rf_valid"))
+    await eventually(lambda: keys.running > LOOKUPS, "the valid key's read")
     keys.released.set()
 
-    assert running == UNKNOWN_LOOKUPS_AT_ONCE + 1  # the valid key's read beside the wrong ones
-    assert await valid == "t1"
-    assert await asyncio.gather(*wrong) == [None] * 50
+    with pytest.raises(KeyLookupsBusy):
+        unseen.result()
+    assert await remembered == "t1"  # read beside the wrong ones, never refused
+    assert await asyncio.gather(*wrong, *again) == [None] * (2 * LOOKUPS)
+    assert keys.reads - reads_before == LOOKUPS + 1  # the wrong keys once each, the valid one
+    assert await keys.tenant_for_key("rf_unseen") == "t2"  # once the lookups are done
 
 
 @pytest.mark.parametrize(

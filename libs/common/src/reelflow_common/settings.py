@@ -317,6 +317,15 @@ class AuthSettings(ReelflowSettings):
             " flood of wrong keys cannot push a valid one out"
         ),
     )
+    auth_key_lookups_at_once: int = Field(
+        default=8,
+        ge=1,
+        description=(
+            "API keys not known to be valid looked up in MongoDB at once; a request (api: 503)"
+            " or socket (notifier: close 1013) of one more such key is refused at once, one of"
+            " a key being looked up shares that lookup"
+        ),
+    )
 
 
 class CostEstimateSettings(ReelflowSettings):

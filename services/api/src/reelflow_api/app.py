@@ -76,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
                 ttl_s=settings.auth_cache_ttl_s,
                 max_entries=settings.auth_cache_size,
                 max_unknown=settings.auth_cache_unknown_size,
+                lookups_at_once=settings.auth_key_lookups_at_once,
             )
             ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(

@@ -11,7 +11,11 @@ found with :func:`caller`; nothing else looks a key up.
 It runs inside :class:`~reelflow_api.middleware.InFlightLimit`: looking a key up (in
 memory, or one MongoDB read when the cache has not got it) is work that limit bounds,
 so a burst of requests with keys the cache has not got cannot start unbounded reads.
-A request refused here gives its slot back at once.
+A key is read once however many of its requests arrive meanwhile (they wait for that
+read), and at most ``auth_key_lookups_at_once`` (8) keys not known to be valid are
+being read at once; a request with one more such key is answered ``503`` with
+``Retry-After`` at once (:class:`~reelflow_common.store.KeyLookupsBusy`) rather than
+waiting in its slot for a turn. A request refused here gives its slot back at once.
 """
 
 from __future__ import annotations
@@ -29,8 +33,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
 from reelflow_api.matching import matched
-from reelflow_api.problems import Problem, backing_service_unavailable, problem_response
-from reelflow_common.store import ApiKeyStore
+from reelflow_api.problems import (
+    RETRY_AFTER_OVERLOADED_S,
+    Problem,
+    backing_service_unavailable,
+    problem_response,
+    unavailable,
+)
+from reelflow_common.store import ApiKeyStore, KeyLookupsBusy
 from reelflow_common.store.auth import Grant
 from reelflow_common.transient import BACKING_SERVICE_ERRORS
 
@@ -73,6 +83,9 @@ class Authentication:
             scope[_CALLER_KEY] = await authenticate(self._key_store(), scope)
         except Problem as problem:
             await problem_response(problem)(scope, receive, send)
+            return
+        except KeyLookupsBusy:
+            await problem_response(_lookups_busy())(scope, receive, send)
             return
         except BACKING_SERVICE_ERRORS as exc:
             await problem_response(backing_service_unavailable(exc))(scope, receive, send)
@@ -135,6 +148,14 @@ def needs_api_key(route: BaseRoute | None) -> bool:
 
 def _takes(dependant: Dependant, call: Callable[..., Any]) -> bool:
     return any(sub.call is call or _takes(sub, call) for sub in dependant.dependencies)
+
+
+def _lookups_busy() -> Problem:
+    detail = (
+        "Too many API keys this server has not seen yet are being checked at once;"
+        " try again after Retry-After seconds."
+    )
+    return unavailable(detail, retry_after_s=RETRY_AFTER_OVERLOADED_S)
 
 
 def _unauthorized(detail: str) -> Problem:

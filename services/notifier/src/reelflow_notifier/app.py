@@ -53,6 +53,7 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
                 ttl_s=settings.auth_cache_ttl_s,
                 max_entries=settings.auth_cache_size,
                 max_unknown=settings.auth_cache_unknown_size,
+                lookups_at_once=settings.auth_key_lookups_at_once,
             )
             key_watch = await stack.enter_async_context(
                 KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol
 
 from reelflow_common.logging import get_logger
-from reelflow_common.store import ApiKeyStore
+from reelflow_common.store import ApiKeyStore, KeyLookupsBusy
 from reelflow_notifier.auth import Credential
 
 CLOSE_UNAUTHORIZED = 4401
@@ -65,6 +65,10 @@ class KeyWatch:
         for key in list(self._sockets):
             try:
                 tenant_id = await self._api_keys.tenant_for_key(key)
+            except KeyLookupsBusy:
+                # Pushed out of the cache, and wrong keys are being looked up meanwhile:
+                # this key is checked at the next pass, the others now.
+                continue
             except Exception as exc:
                 # MongoDB unreachable: keep the sockets rather than drop every client.
                 log.warning("ws_key_check_failed", error=repr(exc))

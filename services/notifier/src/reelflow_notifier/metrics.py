@@ -15,7 +15,8 @@ WS_REFUSALS_TOTAL = Counter(
     " REELFLOW_WS_SUBSCRIBE_RATE_PER_S; key_subscribe_rate: a subscribe past"
     " REELFLOW_WS_KEY_SUBSCRIBE_RATE_PER_S; key_watches: a subscribe past"
     " REELFLOW_WS_MAX_WATCHES_PER_KEY; key_connections: a socket past"
-    " REELFLOW_WS_MAX_CONNECTIONS_PER_KEY).",
+    " REELFLOW_WS_MAX_CONNECTIONS_PER_KEY; key_lookups: a socket whose key this replica does"
+    " not know while REELFLOW_AUTH_KEY_LOOKUPS_AT_ONCE other such keys are being looked up).",
     ["limit"],
 )
 

@@ -15,6 +15,8 @@ code  meaning                                   what a client does
       key`` sockets open on this replica         reconnect later, with backoff
 1011  server error (e.g. database unreachable)   reconnect later with ``after_seq``
 1012  server restarting (a deploy)              reconnect with ``after_seq``
+1013  too many unknown keys being checked at    reconnect later, with backoff (a
+      once (a flood of wrong ones)              new ticket)
 ====  ========================================  ====================================
 
 A handshake to a path the notifier does not serve is refused before it is
@@ -36,6 +38,7 @@ from starlette.websockets import WebSocket
 
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.problem_json import refuse_handshake
+from reelflow_common.store import KeyLookupsBusy
 from reelflow_common.tokenbucket import TokenBucket
 from reelflow_notifier.auth import Credential, authenticate
 from reelflow_notifier.keyslots import CLOSE_TOO_MANY_CONNECTIONS, KeySlot
@@ -46,6 +49,8 @@ from reelflow_notifier.session import CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR, Sessi
 from reelflow_notifier.state import NotifierState, state_of
 
 CLOSE_BAD_REQUEST = 4400
+#: RFC 6455's "Try Again Later": a refusal for load, not for the client's request
+CLOSE_TRY_AGAIN_LATER = 1013
 
 log = get_logger(__name__)
 
@@ -192,6 +197,10 @@ async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | No
     await websocket.accept()
     try:
         credential = await authenticate(websocket, state.api_keys, state.tickets)
+    except KeyLookupsBusy:
+        WS_REFUSALS_TOTAL.labels(limit="key_lookups").inc()
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, "server busy; reconnect later")
+        return None
     except Exception:
         log.exception("ws_authentication_failed")
         await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")

@@ -7,6 +7,7 @@ from reelflow_common.store.errors import (
     IdempotencyConflict,
     IdempotencyKeyChurn,
     InvalidCursor,
+    KeyLookupsBusy,
     KeyOfAnotherTenant,
 )
 from reelflow_common.store.leases import new_token
@@ -44,6 +45,7 @@ __all__ = [
     "IdempotencyConflict",
     "IdempotencyKeyChurn",
     "InvalidCursor",
+    "KeyLookupsBusy",
     "KeyOfAnotherTenant",
     "Lease",
     "NewProject",

@@ -27,7 +27,7 @@ from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.errors import ReelflowError
 from reelflow_common.mongo import Database
-from reelflow_common.store.errors import KeyOfAnotherTenant
+from reelflow_common.store.errors import KeyLookupsBusy, KeyOfAnotherTenant
 from reelflow_common.store.timefmt import as_utc, utcnow
 
 DEV_TENANT = "dev"
@@ -36,8 +36,6 @@ KEY_PREFIX = "rf_"
 SHOWN_PREFIX_CHARS = 7
 KEY_ID_LENGTH = 16
 _KEY_ID = re.compile(rf"[0-9a-f]{{{KEY_ID_LENGTH}}}")
-#: lookups of keys not known to be valid that one process runs at once
-UNKNOWN_LOOKUPS_AT_ONCE = 8
 
 V = TypeVar("V")
 
@@ -273,10 +271,17 @@ class CachedApiKeyStore(ApiKeyStore):
     read again. A key is read by one lookup at a time: the callers of a key
     that is being looked up share that lookup's answer (one read however many
     requests or sockets of a new key arrive together), and one who gives up
-    leaves it running for the others. Keys not known to be valid are looked up
-    at most ``UNKNOWN_LOOKUPS_AT_ONCE`` at a time (the others wait their turn),
-    so that flood costs the database a bounded number of reads at once; a valid
-    key being read again after its ``ttl_s`` never waits for them.
+    leaves it running for the others. At most ``lookups_at_once`` keys not
+    known to be valid are looked up at a time, so that flood costs the database
+    a bounded number of reads at once; a caller of one more such key gets
+    :class:`KeyLookupsBusy` at once rather than waiting its turn: a waiting
+    caller held what it held (an api request slot, a notifier handshake), and
+    the queue had no end. A caller of a key being looked up joins that lookup
+    and is never refused. A valid key this process remembers, read again after
+    its ``ttl_s``, is never refused nor counted; one it does not (a new process,
+    a key never used here, or one pushed out of ``max_entries``) is looked up as
+    any unknown key, and may be refused too while a flood of wrong keys keeps
+    those lookups busy.
     """
 
     def __init__(
@@ -286,23 +291,30 @@ class CachedApiKeyStore(ApiKeyStore):
         ttl_s: float,
         max_entries: int,
         max_unknown: int = 1_000,
+        lookups_at_once: int = 8,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__(db)
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._max_unknown = max_unknown
+        self._lookups_at_once = lookups_at_once
         self._clock = clock
         #: a valid key's grant, and until when it is trusted
         self._known: OrderedDict[str, tuple[Grant, float]] = OrderedDict()
         #: until when a key is taken to be unknown
         self._unknown: OrderedDict[str, float] = OrderedDict()
-        self._unknown_lookups = asyncio.Semaphore(UNKNOWN_LOOKUPS_AT_ONCE)
         #: the lookup in progress of each key being looked up, which its callers share
         self._lookups: dict[str, asyncio.Task[Grant | None]] = {}
+        #: the keys among them not known to be valid: at most ``lookups_at_once``
+        self._unknown_lookups: set[str] = set()
 
     async def cached_grant(self, key: str) -> Grant | None:
-        """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago."""
+        """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago.
+
+        :class:`KeyLookupsBusy` for a key not known to be valid, and not being looked
+        up, while ``lookups_at_once`` such keys are being looked up.
+        """
         if self._ttl_s <= 0:
             return await self.grant_for_key(key)
         digest = hash_key(key)
@@ -325,22 +337,22 @@ class CachedApiKeyStore(ApiKeyStore):
         self, key: str, digest: str, now: float, *, known: bool
     ) -> asyncio.Task[Grant | None]:
         """Start the one lookup of ``key`` that its callers meanwhile share."""
-        lookup = asyncio.create_task(
-            self._read(key, digest, now, known=known), name="api_key_lookup"
-        )
+        if not known and len(self._unknown_lookups) >= self._lookups_at_once:
+            raise KeyLookupsBusy(
+                f"{self._lookups_at_once} keys not known to be valid are being looked up"
+            )
+        lookup = asyncio.create_task(self._read(key, digest, now), name="api_key_lookup")
         self._lookups[digest] = lookup
+        if not known:
+            self._unknown_lookups.add(digest)
         # A lookup cancelled before it began never runs its own ``finally``.
         lookup.add_done_callback(functools.partial(self._looked_up, digest))
         return lookup
 
-    async def _read(self, key: str, digest: str, now: float, *, known: bool) -> Grant | None:
+    async def _read(self, key: str, digest: str, now: float) -> Grant | None:
         lookup = asyncio.current_task()
         try:
-            if known:
-                grant = await self.grant_for_key(key)
-            else:
-                async with self._unknown_lookups:
-                    grant = await self.grant_for_key(key)
+            grant = await self.grant_for_key(key)
         finally:
             # Done here rather than in the done callback, which runs a moment later: a
             # caller in between would share a lookup that had already failed.
@@ -356,6 +368,7 @@ class CachedApiKeyStore(ApiKeyStore):
     def _forget_lookup(self, digest: str, lookup: asyncio.Task[Any] | None) -> None:
         if lookup is not None and self._lookups.get(digest) is lookup:
             del self._lookups[digest]
+            self._unknown_lookups.discard(digest)
 
     def _remember(self, digest: str, grant: Grant | None, now: float) -> None:
         if grant is None:

@@ -20,3 +20,8 @@ class InvalidCursor(ReelflowError):
 
 class KeyOfAnotherTenant(ReelflowError):
     """An API key cannot be issued to a tenant: another tenant already holds it."""
+
+
+class KeyLookupsBusy(TransientError):
+    """As many keys not known to be valid as a process looks up at once are being looked up:
+    this one is refused rather than queued; try again shortly."""
