@@ -3,7 +3,12 @@
 The API admits ``max_in_flight`` requests and answers the rest ``503`` with
 ``Retry-After`` at once. The burst comes from many clients, each with its own key and
 fewer requests than one key may have in progress (``max_in_flight_per_key``, past which
-a key's own requests are ``429``): the API's overload, not one client's. This phase
+a key's own requests are ``429``): the API's overload, not one client's. Each key is
+looked up once before the burst, by one ``GET /v1/projects?limit=1`` of its own, one
+after another: the burst then measures overload, not the first lookups of 50 keys the
+API has not seen (it looks up ``auth_key_lookups_at_once`` such keys at once and
+refuses the next with a 503, as it would a flood of wrong keys; a key it remembers is
+never refused so, even once due to be read again). This phase
 measures how soon every answer arrives, and
 how ``/healthz`` answers meanwhile. Requests go over raw sockets, one connection
 each (``Connection: close``): at this concurrency an HTTP client's connection
@@ -69,6 +74,21 @@ async def _exchange(host: str, port: int, request: bytes) -> _Answer:
     )
 
 
+async def _look_up(host: str, port: int, keys: list[str]) -> None:
+    """Have the API look each key up (and remember it), one request at a time."""
+    for key in keys:
+        answer = await _exchange(
+            host,
+            port,
+            (
+                "GET /v1/projects?limit=1 HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+                f"Authorization: Bearer {key}\r\n\r\n"
+            ).encode(),
+        )
+        if answer.status != 200:
+            raise RuntimeError(f"overload: a key's first GET answered {answer.status}, not 200")
+
+
 async def run_overload(stack: BenchStack, plan: OverloadPlan) -> tuple[list[str], dict[str, Any]]:
     """Send the burst and the health probes at once; the burst's keys and the figures."""
     keys = [
@@ -76,6 +96,7 @@ async def run_overload(stack: BenchStack, plan: OverloadPlan) -> tuple[list[str]
     ]
     url = urlsplit(stack.api_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
+    await _look_up(host, port, keys)
     body = json.dumps({"title": "overload", "scenes": [scene("overload", plan.latency_s)]})
     posts = [
         (
