@@ -243,6 +243,7 @@ async def test_a_wrong_key_past_the_lookups_at_once_is_a_503_at_once_holding_no_
             held=lambda key: key.startswith("rf_wrong-"),
         )
         wrong = [{"Authorization": f"Bearer rf_wrong-{i}"} for i in range(LOOKUPS)]
+        shed_before = REGISTRY.get_sample_value("reelflow_api_requests_shed_total") or 0.0
         flood = [asyncio.create_task(api.client.get("/v1/projects", headers=h)) for h in wrong]
         held = list(flood)
         try:
@@ -251,6 +252,7 @@ async def test_a_wrong_key_past_the_lookups_at_once_is_a_503_at_once_holding_no_
                 api.client.get("/v1/projects", headers={"Authorization": "Bearer rf_one-more"})
             )
             await eventually(one_more.done, "an answer to one more key, the lookups still held")
+            shed = REGISTRY.get_sample_value("reelflow_api_requests_shed_total") or 0.0
             # A request of a key being looked up shares its lookup: never refused.
             held.append(asyncio.create_task(api.client.get("/v1/projects", headers=wrong[0])))
             await eventually(lambda: reads.asked.count("rf_wrong-0") == 2, "its second ask")
@@ -263,6 +265,7 @@ async def test_a_wrong_key_past_the_lookups_at_once_is_a_503_at_once_holding_no_
     problem = assert_problem(one_more.result(), 503)
     assert one_more.result().headers["retry-after"] == "1"
     assert "API keys" in problem["detail"]
+    assert shed - shed_before == 1  # the overload alert counts it
     assert served.status_code == 200
     assert [response.status_code for response in answers] == [401] * (LOOKUPS + 1)
     assert reads.started == [f"rf_wrong-{i}" for i in range(LOOKUPS)]

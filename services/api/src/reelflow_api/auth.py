@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
 from reelflow_api.matching import matched
+from reelflow_api.middleware import SHED_TOTAL
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
@@ -85,6 +86,7 @@ class Authentication:
             await problem_response(problem)(scope, receive, send)
             return
         except KeyLookupsBusy:
+            SHED_TOTAL.inc()
             await problem_response(_lookups_busy())(scope, receive, send)
             return
         except BACKING_SERVICE_ERRORS as exc:

@@ -59,7 +59,8 @@ _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 SHED_TOTAL = Counter(
     "reelflow_api_requests_shed_total",
-    "Requests answered 503 at once because the API had too many in progress.",
+    "Requests answered 503 at once because the API had too many in progress"
+    " (requests, or lookups of API keys it had not cached).",
 )
 KEY_SHED_TOTAL = Counter(
     "reelflow_api_requests_key_shed_total",
