@@ -30,6 +30,9 @@ class ClipStatus(StrEnum):
 TERMINAL_CLIP_STATUSES = frozenset({ClipStatus.SUCCESS, ClipStatus.FAILED, ClipStatus.CANCELLED})
 #: states a clip leaves only by a transition guarded on one of them (the ``pending`` bucket)
 OPEN_CLIP_STATUSES = (ClipStatus.QUEUED, ClipStatus.PROCESSING)
+#: a clip (or attempt) that ended without its task's video: Runware may still run and bill
+#: that task, and no chain of the clip's follows it unless one found it there
+GIVEN_UP_CLIP_STATUSES = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 #: the ``counts`` fields a clip is counted in
 Bucket = Literal["pending", "completed", "failed", "cancelled"]

@@ -235,6 +235,20 @@ def _with_utc_lease(values: Document) -> Document:
     return values
 
 
+def attempt_document(attempt: Attempt) -> Document:
+    # Fields an attempt only sometimes has stay out while unset, so an entry without them
+    # reads the same, in this release and in the one before (ARCHITECTURE.md, "Upgrades").
+    unset = {
+        "lease": attempt.lease is None,
+        "watched_since": attempt.watched_since is None,
+        "end_recorded": not attempt.end_recorded,
+        "asset": attempt.asset is None,
+    }
+    doc = attempt.model_dump(exclude={name for name, absent in unset.items() if absent})
+    doc["status"] = attempt.status.value
+    return doc
+
+
 def attempt_from_document(doc: Document) -> Attempt:
     values = _with_utc_lease(_with_utc(doc, _DATETIME_FIELDS))
     return Attempt.model_validate(_with_utc_asset(values))

@@ -9,7 +9,7 @@ majority read concern, so "already terminal" is never a write a failover rolls b
 
 from __future__ import annotations
 
-from reelflow_common.domain import ClipStatus
+from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES
 from reelflow_common.logging import get_logger
 from reelflow_common.store import transitions
 from reelflow_common.store.collection import REPAIR_ATTEMPTS
@@ -22,10 +22,6 @@ from reelflow_common.store.transitions import Write
 from reelflow_common.store.writes import ProjectWrites
 
 log = get_logger(__name__)
-
-#: a clip that ended without its task's video: that task, should Runware take it, is billed
-#: and followed by no chain of the clip's
-_GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 
 class RepairPath(ProjectWrites):
@@ -144,7 +140,11 @@ class RepairPath(ProjectWrites):
                     return Change(True, late)
             head = log_head(project_id, doc)
             events = about_scene(materialize(head, doc["events"]), scene_index)
-            if result is not None or clip.status not in _GIVEN_UP or clip.moved_charge(task_uuid):
+            if (
+                result is not None
+                or clip.status not in GIVEN_UP_CLIP_STATUSES
+                or clip.moved_charge(task_uuid)
+            ):
                 # Not a submit's word on a clip given up before charges moved with its task
                 # (the release before): that end's settlement is its ender's, whose own
                 # redelivery repairs it; this chain may come however late, past the ledger's
@@ -152,7 +152,7 @@ class RepairPath(ProjectWrites):
                 await self._settle_unrecorded(doc, clip, task_uuid)
             if clip.status.is_terminal:
                 events += await self._finish_if_done(project_id, doc)
-            given_up = result is None and clip.status in _GIVEN_UP
+            given_up = result is None and clip.status in GIVEN_UP_CLIP_STATUSES
             return Change(False, events, given_up=given_up)
         return Change(False)
 
@@ -189,7 +189,9 @@ class RepairPath(ProjectWrites):
             # An attempt that ended (failed, say, before a retry) whose task Runware took
             # all the same: Runware bills it, and no other chain knows of it: follow it.
             attempt = clip.attempts.get(task_uuid)
-            return Change(False, given_up=attempt is not None and attempt.status in _GIVEN_UP)
+            return Change(
+                False, given_up=attempt is not None and attempt.status in GIVEN_UP_CLIP_STATUSES
+            )
         found = await self._projects.update_one(write.filter, write.update)
         if found.matched_count == 0:
             # Ended meanwhile (the attempts reconciler found it nowhere, say) or another

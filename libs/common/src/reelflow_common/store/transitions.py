@@ -22,6 +22,7 @@ from typing import Any
 
 from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.domain import (
+    GIVEN_UP_CLIP_STATUSES,
     OPEN_CLIP_STATUSES,
     Bucket,
     ClipStatus,
@@ -33,6 +34,7 @@ from reelflow_common.messages import ClipView
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import (
     TASK_FIELDS,
+    attempt_document,
     clip_path,
     pack_result,
     queued_clip_document,
@@ -48,10 +50,6 @@ from reelflow_common.store.models import Attempt, ClipState, Lease, TaskResult, 
 
 #: the error code of a clip that ran out of time on our side (Runware never said it failed)
 TIMED_OUT = "timedOut"
-
-_OPEN = [status.value for status in OPEN_CLIP_STATUSES]
-#: a clip (or attempt) that ended without its task's video: Runware may bill that task still
-_GIVEN_UP = (ClipStatus.CANCELLED, ClipStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -774,7 +772,7 @@ def follow_given_up(
     attempt = clip.attempts.get(task_uuid)
     lease = {"token": token, "until": until}
     if attempt is None:
-        if task_uuid != clip.task_uuid or clip.status not in _GIVEN_UP:
+        if task_uuid != clip.task_uuid or clip.status not in GIVEN_UP_CLIP_STATUSES:
             return None
         # Its watch starts now, as its first chain's check says (the ceiling of a re-armed
         # chain counts from here too).
@@ -788,7 +786,11 @@ def follow_given_up(
         guard = _guard(project_id, clip.scene_index, status=clip.status.value, task_uuid=task_uuid)
         guard[prefix] = {"$exists": False}
         to_set: Document = {prefix: attempt_document(followed)}
-    elif attempt.status in _GIVEN_UP and attempt.lease is None and not attempt.end_recorded:
+    elif (
+        attempt.status in GIVEN_UP_CLIP_STATUSES
+        and attempt.lease is None
+        and not attempt.end_recorded
+    ):
         # Field by field: what the attempt recorded stays as it is. Never once its end was
         # recorded (a followed task's failure): that end is the task's last word.
         guard = {"_id": project_id, f"{prefix}.status": attempt.status.value}
@@ -961,20 +963,6 @@ def rewatch(
     return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
 
-def attempt_document(attempt: Attempt) -> Document:
-    # Fields an attempt only sometimes has stay out while unset, so an entry without them
-    # reads the same, in this release and in the one before (ARCHITECTURE.md, "Upgrades").
-    unset = {
-        "lease": attempt.lease is None,
-        "watched_since": attempt.watched_since is None,
-        "end_recorded": not attempt.end_recorded,
-        "asset": attempt.asset is None,
-    }
-    doc = attempt.model_dump(exclude={name for name, absent in unset.items() if absent})
-    doc["status"] = attempt.status.value
-    return doc
-
-
 # --- the reconciler ---------------------------------------------------------------
 
 
@@ -1109,7 +1097,7 @@ def late_result(
     attempt = clip.attempts.get(task_uuid)
     video = result if isinstance(result, TaskSucceeded) else None
     new = task_uuid == clip.task_uuid and attempt is None
-    if task_uuid == clip.task_uuid and clip.status not in _GIVEN_UP:
+    if task_uuid == clip.task_uuid and clip.status not in GIVEN_UP_CLIP_STATUSES:
         return None
     if new:
         if video is None:
