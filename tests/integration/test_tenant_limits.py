@@ -41,10 +41,10 @@ from reelflow_common.store import (
     TaskFailed,
     TaskResult,
     TaskSucceeded,
-    transitions,
 )
 from reelflow_common.store.documents import pack_result
 from reelflow_common.store.inflight import SETTLE_WINDOW_S, TenantClips
+from reelflow_common.store.transitions import charges, lateresults, retries
 from reelflow_common.store.unreserved import UnreservedSpend
 from reelflow_common.topology import CHECK_CLIP
 from reelflow_common.tracking.settlesweep import SettleSweep
@@ -570,7 +570,7 @@ async def test_a_crash_between_a_late_videos_write_and_its_settlement_is_settled
         await fail(api, project_id, task, code="timedOut")  # our ceiling: its $0.25 freed
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
     clip = (await stored(api, project_id)).clips[0]
-    write = transitions.late_result(
+    write = lateresults.late_result(
         project_id, clip, task, late, now=datetime.now(UTC), correlation_id=None, log_size=64
     )
     assert write is not None
@@ -610,7 +610,7 @@ async def test_a_late_result_read_before_a_retry_lands_neither_stale_nor_twice(a
     await fail_processing(api, project_id, second)  # attempts: {first: failed}
     read = (await stored(api, project_id)).clips[0]
     late = TaskSucceeded(video_url="https://cdn.test/late.mp4", cost=0.4)
-    stale = transitions.late_result(
+    stale = lateresults.late_result(
         project_id, read, first, late, now=datetime.now(UTC), correlation_id=None, log_size=64
     )
     assert stale is not None
@@ -804,7 +804,7 @@ async def test_a_cancelled_tasks_video_is_billed_once_and_a_failure_frees_its_es
     await cancelled(api, auth, project_id)
     await ledger_is(api, tenant_id, open_clips=3, usd=0.75)
     video = TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
-    ceiling = TaskFailed(code=transitions.TIMED_OUT, message="Runware had not finished it.")
+    ceiling = TaskFailed(code=retries.TIMED_OUT, message="Runware had not finished it.")
 
     # Each end as its follow records it, and again (a webhook and a poll, a redelivery).
     for _ in range(2):
@@ -1286,7 +1286,7 @@ async def test_a_task_found_at_runware_after_an_old_releases_cancel_frees_nothin
         {"$set": {"clips.0.charge": held.model_dump()}, "$unset": {f"clips.0.attempts.{task}": ""}},
     )
     await LedgerStore(api.db).settle(
-        tenant_id, held, transitions.task_end(task, ClipStatus.CANCELLED, None)
+        tenant_id, held, charges.task_end(task, ClipStatus.CANCELLED, None)
     )
     await ledger_is(api, tenant_id, open_clips=0, usd=0)
     await others_fill_the_list(api, tenant_id)

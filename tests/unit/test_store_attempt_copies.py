@@ -13,9 +13,10 @@ from reelflow_common.admin import assets
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import AttemptStored, AttemptSucceeded
 from reelflow_common.storage.links import VideoLinks
-from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import project_from_document
 from reelflow_common.store.eventlog import materialize
+from reelflow_common.store.transitions import markers, retries, videocopies
+from reelflow_common.store.transitions.write import Write
 from reelflow_common.tracking.copysweep import uncopied
 from reelflow_common.tracking.recorder import copies_due
 from tests.unit.mongo_like import matches
@@ -41,8 +42,8 @@ KEY = "videos/p1/0/t0.mp4"
 URL = "/v1/videos/videos/p1/0/t0.mp4?expires=1&signature=x"
 
 
-def attempt_stored(task: str = "t0", scene: int = 0) -> t.Write:
-    return t.video_stored(
+def attempt_stored(task: str = "t0", scene: int = 0) -> Write:
+    return videocopies.video_stored(
         "p1",
         scene,
         task,
@@ -58,8 +59,8 @@ def attempt_stored(task: str = "t0", scene: int = 0) -> t.Write:
     )
 
 
-def attempt_failed(task: str = "t0") -> t.Write:
-    return t.copy_failed(
+def attempt_failed(task: str = "t0") -> Write:
+    return videocopies.copy_failed(
         "p1",
         0,
         task,
@@ -86,7 +87,7 @@ def cancelled_then_finished() -> dict[str, Any]:
 def test_an_attempts_video_is_stored_on_that_attempt_and_nothing_of_the_clip_changes() -> None:
     doc = cancelled_then_finished()
     assert doc["clips"]["0"]["status"] == "cancelled"
-    assert doc[t.COPY_DUE] == T0  # the copy sweep looks for it too
+    assert doc[markers.COPY_DUE] == T0  # the copy sweep looks for it too
     assert not matches(doc, clip_stored().filter)  # the clip's own copy write matches nothing
 
     after = step(doc, attempt_stored())
@@ -149,14 +150,14 @@ def test_a_failed_copy_of_an_attempt_is_marked_by_its_task_and_a_later_copy_clea
 
     given_up = step(doc, attempt_failed())
     assert given_up["seq"] == doc["seq"]  # history, no public change
-    assert given_up[t.ASSET_FAILURES] == ["t0"]
+    assert given_up[markers.ASSET_FAILURES] == ["t0"]
     attempt = project_from_document(given_up).clips[0].attempts["t0"]
     assert attempt.asset is not None
     assert attempt.asset.status == "failed"
     assert attempt.stored_key is None
 
     retried = step(given_up, attempt_stored())
-    assert retried[t.ASSET_FAILURES] == []
+    assert retried[markers.ASSET_FAILURES] == []
 
 
 def test_an_attempts_video_calls_for_a_copy_like_a_clips() -> None:
@@ -207,7 +208,7 @@ def test_a_retry_that_takes_a_stored_late_video_keeps_its_copy() -> None:
     doc = step(doc, attempt_stored())
     clip = project_from_document(doc).clips[0]
 
-    taken = t.take_late_video(
+    taken = retries.take_late_video(
         "p1", "tenant-a", clip, now=T0, lease_until=T0 + LEASE, correlation_id=None, log_size=LOG
     )
     assert taken is not None

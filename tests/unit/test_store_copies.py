@@ -7,9 +7,10 @@ from typing import Any
 from reelflow_common.broker import Publisher
 from reelflow_common.messages import ClipStored, ClipUpdated, Message, ProjectFinished
 from reelflow_common.store import Change, ProjectStore, TaskSucceeded
-from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import project_from_document
 from reelflow_common.store.eventlog import about_scene, materialize
+from reelflow_common.store.transitions import markers, videocopies
+from reelflow_common.store.transitions.write import Write
 from reelflow_common.tracking.recorder import ClipRecorder, copies_due
 from tests.unit.mongo_like import matches
 from tests.unit.test_store_transitions import (
@@ -28,8 +29,8 @@ from tests.unit.test_store_transitions import (
 KEY = "videos/p1/0/t0.mp4"
 
 
-def stored(scene: int = 0, task: str | None = None) -> t.Write:
-    return t.video_stored(
+def stored(scene: int = 0, task: str | None = None) -> Write:
+    return videocopies.video_stored(
         "p1",
         scene,
         task or f"t{scene}",
@@ -44,8 +45,8 @@ def stored(scene: int = 0, task: str | None = None) -> t.Write:
     )
 
 
-def failed(scene: int = 0) -> t.Write:
-    return t.copy_failed(
+def failed(scene: int = 0) -> Write:
+    return videocopies.copy_failed(
         "p1",
         scene,
         f"t{scene}",
@@ -106,12 +107,12 @@ def test_a_failed_copy_is_listed_and_a_later_copy_lists_it_no_more() -> None:
 
     given_up = step(doc, failed())
     assert given_up["seq"] == doc["seq"]  # history, no public change
-    assert given_up[t.ASSET_FAILURES] == [0]
+    assert given_up[markers.ASSET_FAILURES] == [0]
     assert given_up["clips"]["0"]["asset"]["status"] == "failed"
     assert project_from_document(given_up).clips[0].stored_key is None
 
     retried = step(given_up, stored())
-    assert retried[t.ASSET_FAILURES] == []
+    assert retried[markers.ASSET_FAILURES] == []
     assert retried["clips"]["0"]["asset"]["status"] == "stored"
 
 

@@ -13,10 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 from reelflow_common.store import TaskFailed, TaskSucceeded
-from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import project_from_document
 from reelflow_common.store.eventlog import materialize
 from reelflow_common.store.together import clip_of, merged
+from reelflow_common.store.transitions import cancellation, chainleases, clipmoves
+from reelflow_common.store.transitions.write import Write
 from tests.unit.mongo_like import find_one_and_update
 from tests.unit.test_store_transitions import (
     LEASE,
@@ -30,15 +31,15 @@ from tests.unit.test_store_transitions import (
 )
 
 
-def processing(scene: int, *, minutes: int = 0) -> t.Write:
+def processing(scene: int, *, minutes: int = 0) -> Write:
     now = T0 + timedelta(minutes=minutes)
-    return t.to_processing(
+    return clipmoves.to_processing(
         "p1", scene, f"t{scene}", token=f"k{scene}", now=now, lease_until=now + LEASE,
         correlation_id=f"c{scene}", log_size=LOG,
     )  # fmt: skip
 
 
-def one_by_one(doc: dict[str, Any], writes: list[t.Write]) -> dict[str, Any]:
+def one_by_one(doc: dict[str, Any], writes: list[Write]) -> dict[str, Any]:
     for write in writes:
         doc = step(doc, write)
     return doc
@@ -90,13 +91,13 @@ def test_a_cancel_and_a_progress_merged_are_each_applied_in_turn() -> None:
     later = T0 + timedelta(minutes=5)
     clip = project_from_document(doc).clips[1]
     writes = [
-        t.progress(
+        clipmoves.progress(
             "p1", 0, "t0", 40, submitted_at=T0, now=T0 + timedelta(minutes=4),
             correlation_id=None, log_size=LOG,
         ),
         # a processing clip's cancel: its lease moves to its attempt, ``$min`` attempts_due_at
-        t.cancel("p1", "tenant-a", clip, now=later, correlation_id="c", log_size=LOG),
-        t.cancel(
+        cancellation.cancel("p1", "tenant-a", clip, now=later, correlation_id="c", log_size=LOG),
+        cancellation.cancel(
             "p1", "tenant-a", project_from_document(doc).clips[2], now=later,
             correlation_id="c", log_size=LOG,
         ),
@@ -127,13 +128,15 @@ def test_one_guard_that_no_longer_holds_stops_the_merged_write() -> None:
 
 def test_only_changes_of_distinct_clips_of_one_project_merge() -> None:
     video = TaskSucceeded(video_url="https://v/0.mp4", video_uuid="v0", cost=0.5)
-    other_project = t.to_terminal("p2", 1, "t1", video, now=T0, correlation_id=None, log_size=LOG)
+    other_project = clipmoves.to_terminal(
+        "p2", 1, "t1", video, now=T0, correlation_id=None, log_size=LOG
+    )
 
     assert clip_of(processing(3)) == "clips.3"
     assert merged([processing(0)]) is None  # nothing to merge
     assert merged([processing(0), to_terminal(0, video)]) is None  # one clip twice
     assert merged([to_terminal(0, video), other_project]) is None
     assert merged([processing(0), finish(new_doc(2))]) is None
-    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0, until=T0 + LEASE)
+    renewal = chainleases.renew_lease("p1", 0, token="k0", until_was=T0, until=T0 + LEASE)
     assert clip_of(renewal) == "clips.0"  # no events: merges, and pushes none
     assert merged([renewal, processing(1)]) is not None

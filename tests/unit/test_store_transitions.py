@@ -17,9 +17,21 @@ from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
 from reelflow_common.store import ClipState, NewProject, TaskFailed, TaskSucceeded
-from reelflow_common.store import transitions as t
 from reelflow_common.store.documents import new_project_document, project_from_document
 from reelflow_common.store.eventlog import LogHead, materialize
+from reelflow_common.store.transitions import (
+    cancellation,
+    chainleases,
+    charges,
+    clipmoves,
+    follows,
+    lateresults,
+    markers,
+    owing,
+    reconciler,
+    retries,
+)
+from reelflow_common.store.transitions.write import Write
 from tests.unit.mongo_like import find_one_and_update, matches
 from tests.unit.written_before import written_before
 
@@ -47,7 +59,7 @@ def new_doc(scenes: int = 2) -> dict[str, Any]:
     )
 
 
-def step(doc: dict[str, Any], write: t.Write) -> dict[str, Any]:
+def step(doc: dict[str, Any], write: Write) -> dict[str, Any]:
     """Apply ``write``, which must match, and check the document's invariants after it."""
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None, f"guard did not match: {write.filter}"
@@ -73,8 +85,8 @@ def head(doc: dict[str, Any]) -> LogHead:
     return LogHead("p1", doc["tenant_id"], doc["seq"], counts, doc["correlation_id"])
 
 
-def to_processing(doc: dict[str, Any], scene: int, *, token: str | None = None) -> t.Write:
-    return t.to_processing(
+def to_processing(doc: dict[str, Any], scene: int, *, token: str | None = None) -> Write:
+    return clipmoves.to_processing(
         "p1",
         scene,
         f"t{scene}",
@@ -86,8 +98,8 @@ def to_processing(doc: dict[str, Any], scene: int, *, token: str | None = None) 
     )
 
 
-def to_terminal(scene: int, result: Any, task: str | None = None, **kwargs: Any) -> t.Write:
-    return t.to_terminal(
+def to_terminal(scene: int, result: Any, task: str | None = None, **kwargs: Any) -> Write:
+    return clipmoves.to_terminal(
         "p1",
         scene,
         task or f"t{scene}",
@@ -99,8 +111,8 @@ def to_terminal(scene: int, result: Any, task: str | None = None, **kwargs: Any)
     )
 
 
-def finish(doc: dict[str, Any]) -> t.Write:
-    return t.finish(
+def finish(doc: dict[str, Any]) -> Write:
+    return clipmoves.finish(
         "p1", Counts.model_validate(doc["counts"]), now=T0, correlation_id=None, log_size=LOG
     )
 
@@ -108,7 +120,7 @@ def finish(doc: dict[str, Any]) -> t.Write:
 def retry(doc: dict[str, Any], *, now: datetime = T0) -> dict[str, Any]:
     """``doc`` after its failed scene 0 was given the new task ``t9`` (chain ``k9``) at ``now``."""
     clip = project_from_document(doc).clips[0]
-    write = t.retry_with_new_task(
+    write = retries.retry_with_new_task(
         "p1", "tenant-a", clip, new_task_uuid="t9", token="k9", now=now, lease_until=now + LEASE,
         correlation_id=None, log_size=LOG,
     )  # fmt: skip
@@ -183,8 +195,8 @@ def test_a_submit_chain_fails_only_the_queued_clip_it_holds() -> None:
 OUTAGE = {"code": "serviceUnavailable", "message": "Temporary capacity constraint."}
 
 
-def waiting(scene: int, *, token: str | None = None) -> t.Write:
-    return t.waiting(
+def waiting(scene: int, *, token: str | None = None) -> Write:
+    return clipmoves.waiting(
         "p1", scene, f"t{scene}", OUTAGE, token=token or f"k{scene}", now=T0,
         correlation_id=None, log_size=LOG,
     )  # fmt: skip
@@ -237,13 +249,13 @@ def test_a_renewal_needs_the_token_and_the_lease_it_saw_and_only_moves_the_lease
     doc = new_doc()
     later = T0 + 2 * LEASE
 
-    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=later)
+    renewal = chainleases.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=later)
 
     after = find_one_and_update(doc, renewal.filter, renewal.update)
     assert after is not None
     assert after["clips"]["0"]["lease"] == {"token": "k0", "until": later}
     assert (after["seq"], after["due_at"]) == (doc["seq"], doc["due_at"])
-    stale = t.renew_lease("p1", 0, token="k1", until_was=T0 + LEASE, until=later)
+    stale = chainleases.renew_lease("p1", 0, token="k1", until_was=T0 + LEASE, until=later)
     assert not matches(doc, stale.filter)
     assert not matches(after, renewal.filter)  # a fork of the chain renewing second stops
 
@@ -251,7 +263,7 @@ def test_a_renewal_needs_the_token_and_the_lease_it_saw_and_only_moves_the_lease
 def test_an_expired_lease_lowers_due_at() -> None:
     doc = new_doc()
 
-    write = t.expire_lease("p1", 1, token="k1", now=T0)
+    write = chainleases.expire_lease("p1", 1, token="k1", now=T0)
 
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None
@@ -262,11 +274,15 @@ def test_cancel_moves_an_open_clip_to_cancelled() -> None:
     doc = new_doc()
     clip = project_from_document(doc).clips[0]
 
-    after = step(doc, t.cancel("p1", "tenant-a", clip, now=T0, correlation_id=None, log_size=LOG))
+    after = step(
+        doc, cancellation.cancel("p1", "tenant-a", clip, now=T0, correlation_id=None, log_size=LOG)
+    )
 
     assert after["clips"]["0"]["status"] == "cancelled"
     assert after["counts"]["cancelled"] == 1
-    other_tenant = t.cancel("p1", "tenant-b", clip, now=T0, correlation_id=None, log_size=LOG)
+    other_tenant = cancellation.cancel(
+        "p1", "tenant-b", clip, now=T0, correlation_id=None, log_size=LOG
+    )
     assert not matches(doc, other_tenant.filter)
 
 
@@ -279,7 +295,7 @@ def test_a_retry_keeps_the_failed_task_in_attempts_and_queues_a_new_one() -> Non
 
     after = step(
         doc,
-        t.retry_with_new_task(
+        retries.retry_with_new_task(
             "p1", "tenant-a", clip, new_task_uuid="t9", token="k9", now=T0 + LEASE,
             lease_until=T0 + 2 * LEASE, correlation_id=None, log_size=LOG,
         ),
@@ -299,14 +315,14 @@ def test_a_retry_keeps_the_failed_task_in_attempts_and_queues_a_new_one() -> Non
 
 
 def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
-    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    timed_out = TaskFailed(code=retries.TIMED_OUT, message="too long")
     doc = step(step(new_doc(1), to_processing(new_doc(1), 0)), to_terminal(0, timed_out))
     clip = project_from_document(doc).clips[0]
     later = T0 + 3 * LEASE
 
     after = step(
         doc,
-        t.rewatch(
+        retries.rewatch(
             "p1", "tenant-a", clip, token="k9", now=later, lease_until=later + LEASE,
             correlation_id=None, log_size=LOG,
         ),
@@ -323,7 +339,7 @@ def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
     assert "result" not in after["clips"]["0"]
     runware_failed = step(new_doc(1), to_terminal(0, BROKEN))
     failed_clip = project_from_document(runware_failed).clips[0]
-    rewatch = t.rewatch(
+    rewatch = retries.rewatch(
         "p1", "tenant-a", failed_clip, token="k", now=later, lease_until=later,
         correlation_id=None, log_size=LOG,
     )  # fmt: skip
@@ -337,7 +353,7 @@ def test_a_rewatch_keeps_no_reservation_its_timed_out_end_freed(reserved: Charge
     """The timed-out end freed the clip's charge: the clip watched again holds only what its
     retry reserved (nothing, once its tenant's limits went away), never that freed one, which a
     later cancel or end would otherwise settle a second time."""
-    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    timed_out = TaskFailed(code=retries.TIMED_OUT, message="too long")
     doc = new_doc(1)
     doc["clips"]["0"]["charge"] = CHARGE
     doc = step(step(doc, to_processing(doc, 0)), to_terminal(0, timed_out))
@@ -345,7 +361,7 @@ def test_a_rewatch_keeps_no_reservation_its_timed_out_end_freed(reserved: Charge
 
     after = step(
         doc,
-        t.rewatch(
+        retries.rewatch(
             "p1", "tenant-a", clip, token="k9", now=T0, lease_until=T0 + LEASE,
             correlation_id=None, log_size=LOG, charge=reserved,
         ),
@@ -358,7 +374,7 @@ def test_a_rearm_is_guarded_on_the_lease_as_read() -> None:
     doc = new_doc()
     clip = project_from_document(doc).clips[0]
 
-    write = t.rearm("p1", clip, new_token="k9", until=T0 + 2 * LEASE)
+    write = reconciler.rearm("p1", clip, new_token="k9", until=T0 + 2 * LEASE)
 
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None
@@ -369,7 +385,7 @@ def test_a_rearm_is_guarded_on_the_lease_as_read() -> None:
 def test_a_claim_matches_only_the_due_at_that_was_read() -> None:
     doc = new_doc()
 
-    write = t.claim("p1", due_at=doc["due_at"], until=T0 + 2 * LEASE)
+    write = reconciler.claim("p1", due_at=doc["due_at"], until=T0 + 2 * LEASE)
 
     after = find_one_and_update(doc, write.filter, write.update)
     assert after is not None
@@ -386,15 +402,18 @@ def test_a_late_video_of_an_earlier_task_becomes_an_open_clips_video(
         step(new_doc(1), to_terminal(0, TaskFailed(code="taskFailedOrNotFound", message="?")))
     )
     if current == "processing":
-        doc = step(doc, t.to_processing("p1", 0, "t9", token="k9", now=T0, lease_until=T0 + LEASE,
-                                        correlation_id=None, log_size=LOG))  # fmt: skip
-        doc = step(doc, t.progress("p1", 0, "t9", 40, submitted_at=T0, now=T0,
-                                   correlation_id=None, log_size=LOG))  # fmt: skip
+        doc = step(doc, clipmoves.to_processing("p1", 0, "t9", token="k9", now=T0,
+                                                lease_until=T0 + LEASE,
+                                                correlation_id=None, log_size=LOG))  # fmt: skip
+        doc = step(doc, clipmoves.progress("p1", 0, "t9", 40, submitted_at=T0, now=T0,
+                                           correlation_id=None, log_size=LOG))  # fmt: skip
     if shape == "written before":  # the clip as the code before the slim entry left it
         doc = written_before(doc, T0)
     clip = project_from_document(doc).clips[0]
 
-    write = t.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    write = lateresults.late_result(
+        "p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
 
     assert write is not None
     after = step(doc, write)
@@ -433,7 +452,9 @@ def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_sta
     clip = project_from_document(doc).clips[0]
     late_task = "t0"
 
-    write = t.late_result("p1", clip, late_task, VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    write = lateresults.late_result(
+        "p1", clip, late_task, VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
 
     assert write is not None
     after = step(doc, write)
@@ -460,13 +481,13 @@ def test_a_late_video_of_a_finished_failed_clip_is_an_attempt_and_changes_no_sta
     where = f"clips.0.attempts.{late_task}.charge" if own_task else "clips.0.charge"
     assert write.settle == (where, Settlement("t0:late", False, True, 0.5))
     assert not matches(after, write.filter)  # once
-    assert t.late_result("p1", again.clips[0], late_task, VIDEO, now=T0, correlation_id=None,
-                         log_size=LOG) is None  # fmt: skip
+    assert lateresults.late_result("p1", again.clips[0], late_task, VIDEO, now=T0,
+                                   correlation_id=None, log_size=LOG) is None  # fmt: skip
 
     # A retry takes the video: nothing is bought, the cost is not counted again.
-    taken = t.take_late_video("p1", "tenant-a", again.clips[0], now=T0, lease_until=T0 + LEASE,
-                              correlation_id=None,
-                              log_size=LOG)  # fmt: skip
+    taken = retries.take_late_video("p1", "tenant-a", again.clips[0], now=T0,
+                                    lease_until=T0 + LEASE, correlation_id=None,
+                                    log_size=LOG)  # fmt: skip
     assert taken is not None
     assert taken.settle is None
     took = step(after, taken)
@@ -495,8 +516,12 @@ def test_a_late_end_of_an_attempt_still_running_is_recorded_in_its_attempt() -> 
     doc["counts"] = {**doc["counts"], "pending": 0, "completed": 1}
     clip = project_from_document(doc).clips[0]
 
-    failed = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
-    video = t.late_result("p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    failed = lateresults.late_result(
+        "p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG
+    )
+    video = lateresults.late_result(
+        "p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
 
     assert failed is not None
     assert failed.events == 0  # history only
@@ -512,7 +537,8 @@ def test_a_late_end_of_an_attempt_still_running_is_recorded_in_its_attempt() -> 
     assert isinstance(event, AttemptSucceeded)
     assert billed["cost"]["usd"] == 0.5
     assert (
-        t.late_result("p1", clip, "t7", BROKEN, now=T0, correlation_id=None, log_size=LOG) is None
+        lateresults.late_result("p1", clip, "t7", BROKEN, now=T0, correlation_id=None, log_size=LOG)
+        is None
     )
 
 
@@ -525,15 +551,19 @@ def test_an_attempt_written_before_attempts_held_charges_settles_as_that_code_di
     doc["counts"] = {**doc["counts"], "pending": 0, "completed": 1}
     clip = project_from_document(doc).clips[0]
 
-    failed = t.late_result("p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG)
-    video = t.late_result("p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    failed = lateresults.late_result(
+        "p1", clip, "t8", BROKEN, now=T0, correlation_id=None, log_size=LOG
+    )
+    video = lateresults.late_result(
+        "p1", clip, "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
 
     assert failed is not None
     assert failed.settle is None
     assert video is not None
     assert video.settle == ("clips.0.charge", Settlement("t8:late", False, True, 0.5))
     billed = project_from_document(step(doc, video)).clips[0]
-    assert t.settlements(billed, "t8") == [
+    assert charges.settlements(billed, "t8") == [
         (Charge.model_validate(CHARGE), Settlement("t8:late", False, True, 0.5))
     ]
 
@@ -545,13 +575,16 @@ def test_a_video_already_recorded_in_an_attempt_is_not_taken_and_counted_again()
     doc["clips"]["0"]["attempts"]["t0"] |= {"status": "success", "cost": 0.5, "late": True}
     clip = project_from_document(doc).clips[0]
 
-    assert t.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG) is None
+    assert (
+        lateresults.late_result("p1", clip, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+        is None
+    )
 
 
 def test_the_event_log_keeps_only_the_last_events() -> None:
     doc = new_doc(3)
     for scene in range(3):
-        write = t.to_processing(
+        write = clipmoves.to_processing(
             "p1",
             scene,
             f"t{scene}",
@@ -572,7 +605,9 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued"}}
     clip = project_from_document(doc).clips[0]
 
-    write = t.earlier_task_submitted("p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE)
+    write = follows.earlier_task_submitted(
+        "p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE
+    )
 
     assert write is not None
     after = find_one_and_update(doc, write.filter, write.update)
@@ -580,7 +615,7 @@ def test_an_earlier_task_still_queued_that_runware_took_is_processing_in_its_att
     assert after["clips"]["0"]["attempts"]["t8"] == {"status": "processing", "submitted_at": T0}
     assert not matches(after, write.filter)  # once
     assert (
-        t.earlier_task_submitted("p1", clip, "t7", token=None, now=T0, lease_until=T0 + LEASE)
+        follows.earlier_task_submitted("p1", clip, "t7", token=None, now=T0, lease_until=T0 + LEASE)
         is None
     )
 
@@ -591,7 +626,9 @@ def test_an_earlier_task_submitted_is_watched_from_its_submit_not_its_queueing()
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued", "watched_since": T0 - LEASE}}
     clip = project_from_document(doc).clips[0]
 
-    write = t.earlier_task_submitted("p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE)
+    write = follows.earlier_task_submitted(
+        "p1", clip, "t8", token=None, now=T0, lease_until=T0 + LEASE
+    )
 
     assert write is not None
     after = find_one_and_update(doc, write.filter, write.update)
@@ -606,13 +643,13 @@ def test_only_the_chain_holding_an_earlier_tasks_lease_marks_it_processing() -> 
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "queued", "lease": lease}}
     clip = project_from_document(doc).clips[0]
 
-    stale = t.earlier_task_submitted(
+    stale = follows.earlier_task_submitted(
         "p1", clip, "t8", token="chain-b", now=T0, lease_until=T0 + LEASE
     )
     assert stale is not None
     assert not matches(doc, stale.filter)  # another chain's: nothing marked, no lease moved
 
-    write = t.earlier_task_submitted(
+    write = follows.earlier_task_submitted(
         "p1", clip, "t8", token="chain-a", now=T0, lease_until=T0 + LEASE
     )
     assert write is not None
@@ -629,7 +666,7 @@ def test_a_clip_written_before_is_watched_from_its_submit_once_processing() -> N
     doc = written_before(new_doc(1), T0)
     later = T0 + LEASE / 2
 
-    write = t.to_processing(
+    write = clipmoves.to_processing(
         "p1", 0, "t0", token="k0", now=later, lease_until=later + LEASE, correlation_id=None,
         log_size=LOG,
     )  # fmt: skip
@@ -659,20 +696,22 @@ def test_a_retry_of_a_clip_written_before_leaves_nothing_of_the_failed_task() ->
     assert new.attempts["t0"].queued_at == T0
 
 
-@pytest.mark.parametrize("code", [t.TIMED_OUT, "taskFailedOrNotFound"])
+@pytest.mark.parametrize("code", [retries.TIMED_OUT, "taskFailedOrNotFound"])
 def test_a_retry_read_before_a_late_video_came_buys_and_watches_nothing(code: str) -> None:
     doc = step(new_doc(1), to_terminal(0, TaskFailed(code=code, message="?")))
     read = project_from_document(doc).clips[0]
-    late = t.late_result("p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    late = lateresults.late_result(
+        "p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
     assert late is not None
     after = step(doc, late)  # the video came between the retry's read and its write
 
     common: dict[str, Any] = {"token": "k", "now": T0, "lease_until": T0 + LEASE,
                               "correlation_id": None, "log_size": LOG}  # fmt: skip
-    if code == t.TIMED_OUT:
-        write = t.rewatch("p1", "tenant-a", read, **common)
+    if code == retries.TIMED_OUT:
+        write = retries.rewatch("p1", "tenant-a", read, **common)
     else:
-        write = t.retry_with_new_task("p1", "tenant-a", read, new_task_uuid="t9", **common)
+        write = retries.retry_with_new_task("p1", "tenant-a", read, new_task_uuid="t9", **common)
 
     assert matches(doc, write.filter)
     assert not matches(after, write.filter)
@@ -681,9 +720,9 @@ def test_a_retry_read_before_a_late_video_came_buys_and_watches_nothing(code: st
 # --- a task Runware may bill after its clip was given up on: followed under attempts.T -------
 
 
-def cancel(doc: dict[str, Any], *, now: datetime = T0, lease_as_read: bool = True) -> t.Write:
+def cancel(doc: dict[str, Any], *, now: datetime = T0, lease_as_read: bool = True) -> Write:
     clip = project_from_document(doc).clips[0]
-    return t.cancel(
+    return cancellation.cancel(
         "p1", "tenant-a", clip, now=now, correlation_id=None, log_size=LOG,
         lease_as_read=lease_as_read, follow_token="f0",
     )  # fmt: skip
@@ -696,9 +735,11 @@ def charged_processing() -> dict[str, Any]:
     return step(doc, to_processing(doc, 0))
 
 
-def late(doc: dict[str, Any], result: Any, task: str = "t0") -> t.Write | None:
+def late(doc: dict[str, Any], result: Any, task: str = "t0") -> Write | None:
     clip = project_from_document(doc).clips[0]
-    return t.late_result("p1", clip, task, result, now=T0, correlation_id=None, log_size=LOG)
+    return lateresults.late_result(
+        "p1", clip, task, result, now=T0, correlation_id=None, log_size=LOG
+    )
 
 
 @pytest.mark.parametrize("status", ["processing", "queued"])
@@ -727,15 +768,17 @@ def test_cancel_of_a_charged_open_clip_moves_its_lease_and_charge_to_its_own_att
     assert (followed.submitted_at, followed.charge) == (submitted_at, Charge.model_validate(CHARGE))
     assert clip.awaits_submit_word("t0") is (status == "queued")
     # The attempts reconciler finds it if its chain is lost: at most the lease's end.
-    assert after[t.ATTEMPTS_DUE] == later
+    assert after[markers.ATTEMPTS_DUE] == later
     # Runware runs (or may run) the task: its charge moved with it, in flight until its end.
     assert write.settle is None
     assert clip.charge_in_flight("t0")
-    assert t.settlements(clip, "t0") == []
+    assert charges.settlements(clip, "t0") == []
     # Its chain renews the lease there (the clip's own matches nothing now).
-    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
+    renewal = chainleases.renew_lease(
+        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE
+    )
     assert not matches(after, renewal.filter)
-    in_attempt = t.renew_lease(
+    in_attempt = chainleases.renew_lease(
         "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
     )
     assert matches(after, in_attempt.filter)
@@ -746,7 +789,9 @@ def test_cancel_of_a_charged_open_clip_moves_its_lease_and_charge_to_its_own_att
 def test_cancel_is_guarded_on_the_clip_and_its_lease_as_read() -> None:
     queued = new_doc(1)
     doc = charged_processing()
-    renewed = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
+    renewed = chainleases.renew_lease(
+        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE
+    )
     moved = find_one_and_update(doc, renewed.filter, renewed.update)
     assert moved is not None
 
@@ -764,7 +809,7 @@ def test_cancel_is_guarded_on_the_clip_and_its_lease_as_read() -> None:
     # (a submit that gets there after the cancel is followed from there: follow_given_up).
     cancelled = step(queued, cancel(queued))
     assert "attempts" not in cancelled["clips"]["0"]
-    assert t.ATTEMPTS_DUE not in cancelled
+    assert markers.ATTEMPTS_DUE not in cancelled
 
 
 def cancelled_before(doc: dict[str, Any]) -> dict[str, Any]:
@@ -781,16 +826,16 @@ def charged_queued_cancelled() -> dict[str, Any]:
     return step(doc, cancel(doc))
 
 
-def submitted_after_the_cancel(doc: dict[str, Any], *, chain: str = "k0") -> t.Write | None:
+def submitted_after_the_cancel(doc: dict[str, Any], *, chain: str = "k0") -> Write | None:
     clip = project_from_document(doc).clips[0]
-    return t.earlier_task_submitted(
+    return follows.earlier_task_submitted(
         "p1", clip, "t0", token=chain, now=T0, lease_until=T0 + 2 * LEASE
     )
 
 
-def never_submitted(chain: str = "k0") -> t.Write:
+def never_submitted(chain: str = "k0") -> Write:
     given_up = {"code": "clipGivenUp", "message": "x"}
-    return t.never_submitted("p1", 0, "t0", given_up, token=chain, now=T0)
+    return follows.never_submitted("p1", 0, "t0", given_up, token=chain, now=T0)
 
 
 @pytest.mark.parametrize(
@@ -815,7 +860,7 @@ def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str)
     else:
         doc = step(charged_queued_cancelled(), never_submitted())
         clip = project_from_document(doc).clips[0]
-        follow = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+        follow = follows.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
         assert follow is not None
         doc = step(doc, follow)
     seq, counts, status = doc["seq"], doc["counts"], doc["status"]
@@ -846,7 +891,7 @@ def test_a_followed_given_up_tasks_video_is_billed_once_in_its_attempt(how: str)
         settled = Settlement("t0:late", False, True, 0.5)
         repaired = [(charge, Settlement("t0", True, False, None)), (charge, settled)]
     assert write.settle == ("clips.0.attempts.t0.charge", settled)
-    assert t.settlements(clip, "t0") == repaired
+    assert charges.settlements(clip, "t0") == repaired
     # A duplicate (a redelivery, a re-armed chain, a webhook) records nothing more.
     assert not matches(after, write.filter)
     assert late(after, VIDEO) is None
@@ -882,7 +927,9 @@ def test_cancel_of_a_charged_queued_clip_is_guarded_on_its_chains_lease_as_read(
     doc["clips"]["0"]["charge"] = CHARGE
     write = cancel(doc)
     # A renewal (or a re-arm) since the read: read again, as for a processing clip.
-    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE)
+    renewal = chainleases.renew_lease(
+        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE
+    )
     renewed = find_one_and_update(doc, renewal.filter, renewal.update)
     assert renewed is not None
     assert not matches(renewed, write.filter)
@@ -909,7 +956,7 @@ def test_the_chain_of_a_cancelled_queued_task_ends_it_only_while_it_waits_under_
     # Its end frees the charge once; the repair path settles that end again (a no-op).
     assert write.settle == ("clips.0.attempts.t0.charge", freed[1])
     assert not ended.charge_in_flight("t0")
-    assert t.settlements(ended, "t0") == [freed]
+    assert charges.settlements(ended, "t0") == [freed]
     assert ended.view().attempts is None
     # Once: a duplicate matches nothing; nor another chain's word.
     assert not matches(after, write.filter)
@@ -926,18 +973,20 @@ def test_the_chain_of_a_cancelled_queued_task_ends_it_only_while_it_waits_under_
     running = project_from_document(processing).clips[0]
     assert running.charge_in_flight("t0")
     assert not running.awaits_submit_word("t0")
-    assert t.settlements(running, "t0") == []
+    assert charges.settlements(running, "t0") == []
     failure = late(processing, BROKEN)
     assert failure is not None
     assert failure.settle == ("clips.0.attempts.t0.charge", freed[1])
-    assert t.settlements(project_from_document(step(processing, failure)).clips[0], "t0") == [freed]
+    assert charges.settlements(project_from_document(step(processing, failure)).clips[0], "t0") == [
+        freed
+    ]
 
 
 def test_another_chains_submit_of_a_held_task_is_recorded_once_and_outlasts_its_word() -> None:
     doc = charged_queued_cancelled()
     clip = project_from_document(doc).clips[0]
     # A chain under another token (re-armed) got the task to Runware: the entry records when.
-    write = t.held_task_submitted("p1", clip, "t0", now=T0 + LEASE)
+    write = follows.held_task_submitted("p1", clip, "t0", now=T0 + LEASE)
     assert write is not None
     after = step(doc, write)
 
@@ -952,7 +1001,7 @@ def test_another_chains_submit_of_a_held_task_is_recorded_once_and_outlasts_its_
     assert (after["seq"], write.events, write.settle) == (doc["seq"], 0, None)
     assert held.charge_in_flight("t0")
     # Once: the first submit stays (Runware had the task from then).
-    assert t.held_task_submitted("p1", held, "t0", now=T0 + 2 * LEASE) is None
+    assert follows.held_task_submitted("p1", held, "t0", now=T0 + 2 * LEASE) is None
     assert not matches(after, write.filter)
     # The holder's word that Runware never got it matches nothing from now on; its own
     # → processing repair (it found the task there) still follows it under its lease.
@@ -965,7 +1014,7 @@ def test_another_chains_submit_of_a_held_task_is_recorded_once_and_outlasts_its_
     )
     # Nothing to record once the entry is no longer waiting for its chain's word.
     ended = project_from_document(step(doc, never_submitted())).clips[0]
-    assert t.held_task_submitted("p1", ended, "t0", now=T0) is None
+    assert follows.held_task_submitted("p1", ended, "t0", now=T0) is None
 
 
 def test_the_repair_path_settles_a_followed_own_task_by_the_end_that_freed_its_charge() -> None:
@@ -980,19 +1029,19 @@ def test_the_repair_path_settles_a_followed_own_task_by_the_end_that_freed_its_c
     freed = (charge, Settlement("t0", True, False, None))
 
     # Still followed: nothing settled yet. Its failure recorded: that end, once.
-    assert t.settlements(project_from_document(doc).clips[0], "t0") == []
-    assert t.settlements(project_from_document(after).clips[0], "t0") == [freed]
+    assert charges.settlements(project_from_document(doc).clips[0], "t0") == []
+    assert charges.settlements(project_from_document(after).clips[0], "t0") == [freed]
     # A video after that end is billed on its own (its reservation is freed already); the
     # repair settles that end again too (a no-op once made), then the video.
     assert video.settle == ("clips.0.attempts.t0.charge", Settlement("t0:late", False, True, 0.5))
-    assert t.settlements(project_from_document(billed).clips[0], "t0") == [
+    assert charges.settlements(project_from_document(billed).clips[0], "t0") == [
         freed,
         (charge, Settlement("t0:late", False, True, 0.5)),
     ]
     # Cancelled by the release before: only the cancel's end, once, whatever came after.
     for doc_now in (doc, after):
         clip = project_from_document(cancelled_before(doc_now)).clips[0]
-        assert t.settlements(clip, "t0") == [freed]
+        assert charges.settlements(clip, "t0") == [freed]
 
 
 def test_a_given_up_task_is_followed_by_one_chain_only() -> None:
@@ -1000,7 +1049,7 @@ def test_a_given_up_task_is_followed_by_one_chain_only() -> None:
     doc = step(doc, cancel(doc))
     clip = project_from_document(doc).clips[0]
 
-    write = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+    write = follows.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
 
     assert write is not None
     after = step(doc, write)
@@ -1008,24 +1057,24 @@ def test_a_given_up_task_is_followed_by_one_chain_only() -> None:
     attempt = followed.attempts["t0"]
     assert attempt.lease is not None
     assert (attempt.status, attempt.lease.token, attempt.submitted_at) == ("cancelled", "f1", T0)
-    assert after[t.ATTEMPTS_DUE] == T0
+    assert after[markers.ATTEMPTS_DUE] == T0
     # A second chain (a fork, the reconciler, a redelivery) finds it followed.
     assert not matches(after, write.filter)
-    assert t.follow_given_up("p1", followed, "t0", token="f2", now=T0, until=T0) is None
+    assert follows.follow_given_up("p1", followed, "t0", token="f2", now=T0, until=T0) is None
     # Nor is an open clip's own task (its chain follows it), nor a recorded video.
     open_clip = project_from_document(new_doc(1)).clips[0]
-    assert t.follow_given_up("p1", open_clip, "t0", token="f3", now=T0, until=T0) is None
+    assert follows.follow_given_up("p1", open_clip, "t0", token="f3", now=T0, until=T0) is None
     recorded = late(after, VIDEO)
     assert recorded is not None
     done = project_from_document(step(after, recorded)).clips[0]
-    assert t.follow_given_up("p1", done, "t0", token="f4", now=T0, until=T0) is None
+    assert follows.follow_given_up("p1", done, "t0", token="f4", now=T0, until=T0) is None
 
 
 def test_an_earlier_task_whose_attempt_ended_is_followed_field_by_field() -> None:
     doc = retry(step(new_doc(1), to_terminal(0, BROKEN)))
     clip = project_from_document(doc).clips[0]  # t9 queued, t0 failed in attempts
 
-    write = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+    write = follows.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
 
     assert write is not None
     assert "clips.0.attempts.t0" not in write.update["$set"]  # never the whole entry
@@ -1033,7 +1082,7 @@ def test_an_earlier_task_whose_attempt_ended_is_followed_field_by_field() -> Non
     attempt = project_from_document(after).clips[0].attempts["t0"]
     assert attempt.lease is not None
     assert (attempt.status, attempt.error) == ("failed", BROKEN.model_dump())
-    assert after[t.ATTEMPTS_DUE] == T0
+    assert after[markers.ATTEMPTS_DUE] == T0
 
 
 def test_an_earlier_task_that_ended_while_queued_is_followed_from_the_submit_found() -> None:
@@ -1041,7 +1090,7 @@ def test_an_earlier_task_that_ended_while_queued_is_followed_from_the_submit_fou
     read = project_from_document(doc).clips[0]
     assert read.attempts["t0"].submitted_at is None  # failed before Runware took it
 
-    write = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    write = follows.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
 
     assert write is not None
     followed = project_from_document(step(doc, write)).clips[0].attempts["t0"]
@@ -1049,7 +1098,7 @@ def test_an_earlier_task_that_ended_while_queued_is_followed_from_the_submit_fou
     # One whose submit is recorded keeps it.
     doc["clips"]["0"]["attempts"]["t0"]["submitted_at"] = T0 - LEASE
     read = project_from_document(doc).clips[0]
-    write = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    write = follows.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
     assert write is not None
     kept = project_from_document(step(doc, write)).clips[0].attempts["t0"]
     assert kept.submitted_at == T0 - LEASE
@@ -1062,7 +1111,7 @@ def followed_failed_clip(code: str) -> dict[str, Any]:
     doc = step(doc, to_terminal(0, TaskFailed(code=code, message="?")))
     doc = step(doc, finish(doc))
     clip = project_from_document(doc).clips[0]
-    follow = t.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
+    follow = follows.follow_given_up("p1", clip, "t0", token="f1", now=T0, until=T0 + LEASE)
     assert follow is not None
     return step(doc, follow)
 
@@ -1093,7 +1142,7 @@ def test_taking_a_late_video_keeps_the_lease_of_the_followed_task() -> None:
     }  # fmt: skip
     clip = project_from_document(doc).clips[0]
 
-    taken = t.take_late_video(
+    taken = retries.take_late_video(
         "p1", "tenant-a", clip, now=T0, lease_until=T0 + LEASE, correlation_id=None, log_size=LOG
     )
 
@@ -1111,12 +1160,12 @@ def test_taking_a_late_video_keeps_the_lease_of_the_followed_task() -> None:
 
 
 def test_a_rewatch_takes_its_followed_task_back_from_the_attempt() -> None:
-    doc = followed_failed_clip(t.TIMED_OUT)
+    doc = followed_failed_clip(retries.TIMED_OUT)
     clip = project_from_document(doc).clips[0]
 
     after = step(
         doc,
-        t.rewatch(
+        retries.rewatch(
             "p1", "tenant-a", clip, token="k9", now=T0, lease_until=T0 + LEASE,
             correlation_id=None, log_size=LOG,
         ),
@@ -1125,7 +1174,7 @@ def test_a_rewatch_takes_its_followed_task_back_from_the_attempt() -> None:
     again = project_from_document(after).clips[0]
     assert (again.status, again.attempts) == ("processing", {})
     # The attempt's chain stops at its next renewal: one task, one chain.
-    renewal = t.renew_lease(
+    renewal = chainleases.renew_lease(
         "p1", 0, token="f1", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
     )
     assert not matches(after, renewal.filter)
@@ -1140,19 +1189,19 @@ def test_a_late_video_taken_never_overwrites_an_attempt_a_concurrent_writer_adde
                "completed_at": T0, "queued_at": T0 - LEASE},
     }  # fmt: skip
     read = project_from_document(doc).clips[0]
-    taken = t.take_late_video(
+    taken = retries.take_late_video(
         "p1", "tenant-a", read, now=T0, lease_until=T0 + LEASE, correlation_id=None, log_size=LOG
     )
     assert taken is not None
     # Between the retry's read and its write, Runware turns out to hold t0: it is followed.
-    follow = t.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
+    follow = follows.follow_given_up("p1", read, "t0", token="f1", now=T0, until=T0 + LEASE)
     assert follow is not None
     followed = step(doc, follow)
 
     # The whole-entry write matches nothing there (the caller reads again), never clobbers.
     assert matches(doc, taken.filter)
     assert not matches(followed, taken.filter)
-    again = t.take_late_video(
+    again = retries.take_late_video(
         "p1", "tenant-a", project_from_document(followed).clips[0], now=T0,
         lease_until=T0 + LEASE, correlation_id=None, log_size=LOG,
     )  # fmt: skip
@@ -1164,20 +1213,20 @@ def test_a_late_video_taken_never_overwrites_an_attempt_a_concurrent_writer_adde
 
 def test_a_followed_tasks_recorded_end_is_never_followed_again() -> None:
     doc = step(charged_processing(), cancel(charged_processing()))
-    failure = late(doc, TaskFailed(code=t.TIMED_OUT, message="ceiling"))
+    failure = late(doc, TaskFailed(code=retries.TIMED_OUT, message="ceiling"))
     assert failure is not None
     after = step(doc, failure)
     ended = project_from_document(after).clips[0]
     assert (ended.attempts["t0"].status, ended.attempts["t0"].end_recorded) == ("failed", True)
 
     # A submit redelivered, the reconciler: Runware holds the task, but its end is recorded.
-    assert t.follow_given_up("p1", ended, "t0", token="f2", now=T0, until=T0 + LEASE) is None
+    assert follows.follow_given_up("p1", ended, "t0", token="f2", now=T0, until=T0 + LEASE) is None
     # And a follow built from an older read of the same (failed, lease-less) entry matches
     # nothing once that end is recorded.
     read = ended.model_copy(
         update={"attempts": {"t0": ended.attempts["t0"].model_copy(update={"end_recorded": False})}}
     )
-    stale = t.follow_given_up("p1", read, "t0", token="f3", now=T0, until=T0 + LEASE)
+    stale = follows.follow_given_up("p1", read, "t0", token="f3", now=T0, until=T0 + LEASE)
     assert stale is not None
     assert not matches(after, stale.filter)
 
@@ -1197,9 +1246,11 @@ def test_cancel_of_a_processing_clip_without_a_lease_still_follows_its_task() ->
         "f0",
         later,
     )
-    assert after[t.ATTEMPTS_DUE] == later
+    assert after[markers.ATTEMPTS_DUE] == later
     # A re-arm between the read and the write: the cancel reads again.
-    rearmed = t.rearm("p1", project_from_document(doc).clips[0], new_token="k1", until=later)
+    rearmed = reconciler.rearm(
+        "p1", project_from_document(doc).clips[0], new_token="k1", until=later
+    )
     assert not matches(step(doc, rearmed), cancel(doc, now=later).filter)
 
 
@@ -1209,7 +1260,7 @@ def test_only_a_leased_attempt_of_a_clip_not_given_up_on_is_a_stray_to_drop() ->
     doc["clips"]["0"]["attempts"] = {"t0": stray}
     clip = project_from_document(doc).clips[0]
 
-    write = t.drop_stray_attempt("p1", clip, "t0")
+    write = reconciler.drop_stray_attempt("p1", clip, "t0")
 
     assert write is not None
     after = step(doc, write)
@@ -1218,10 +1269,12 @@ def test_only_a_leased_attempt_of_a_clip_not_given_up_on_is_a_stray_to_drop() ->
     # Re-armed since the read: matches nothing. A given-up clip's followed task is no stray.
     held = clip.attempts["t0"].lease
     assert held is not None
-    moved = step(doc, t.rearm_attempt("p1", 0, "t0", held, new_token="s2", until=T0 + LEASE))
+    moved = step(
+        doc, reconciler.rearm_attempt("p1", 0, "t0", held, new_token="s2", until=T0 + LEASE)
+    )
     assert not matches(moved, write.filter)
     cancelled = project_from_document(step(charged_processing(), cancel(charged_processing())))
-    assert t.drop_stray_attempt("p1", cancelled.clips[0], "t0") is None
+    assert reconciler.drop_stray_attempt("p1", cancelled.clips[0], "t0") is None
 
 
 @pytest.mark.parametrize("shape", ["slim", "written before"])
@@ -1238,16 +1291,18 @@ def test_attempts_carry_a_watch_only_where_the_clip_stored_one(shape: str) -> No
     retried = retry(failed)
     assert "watched_since" not in retried["clips"]["0"]["attempts"]["t0"]
     read = project_from_document(widened(retried)).clips[0]
-    take = t.late_result("p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG)
+    take = lateresults.late_result(
+        "p1", read, "t0", VIDEO, now=T0, correlation_id=None, log_size=LOG
+    )
     assert take is not None
     took = step(retried, take)
     assert "watched_since" not in took["clips"]["0"]["attempts"]["t9"]
 
     # A clip watched again after ``timedOut`` stored its watch: its attempt keeps it.
-    timed_out = TaskFailed(code=t.TIMED_OUT, message="too long")
+    timed_out = TaskFailed(code=retries.TIMED_OUT, message="too long")
     doc = step(charged_processing(), to_terminal(0, timed_out))
     later = T0 + 3 * LEASE
-    doc = step(doc, t.rewatch(
+    doc = step(doc, retries.rewatch(
         "p1", "tenant-a", project_from_document(doc).clips[0], token="k9", now=later,
         lease_until=later + LEASE, correlation_id=None, log_size=LOG,
     ))  # fmt: skip
@@ -1298,8 +1353,8 @@ def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> N
     clip = project_from_document(doc).clips[0]
     assert (moved.status, moved.lease) == ("cancelled", clip.lease)
     assert moved.watch_start() == clip.watch_start()  # the clip's watch, not an older one
-    assert step(doc, write)[t.ATTEMPTS_DUE] == T0
-    drop = t.drop_stray_attempt("p1", clip, "t0")
+    assert step(doc, write)[markers.ATTEMPTS_DUE] == T0
+    drop = reconciler.drop_stray_attempt("p1", clip, "t0")
     assert drop is not None
     dropped = step(doc, drop)
     assert not matches(dropped, write.filter)
@@ -1318,7 +1373,7 @@ def test_cancel_follows_its_task_from_an_existing_attempt_guarded_as_read() -> N
     assert (followed.status, followed.lease) == ("cancelled", clips_lease)
     assert followed.error == ended["error"]
     assert project_from_document(after).clips[0].charge_in_flight("t0")
-    assert after[t.ATTEMPTS_DUE] == T0
+    assert after[markers.ATTEMPTS_DUE] == T0
     # Guarded on the entry as read: one leased since matches nothing.
     leased = dict(doc, clips={"0": dict(doc["clips"]["0"], attempts={"t0": ended | {
         "lease": {"token": "f9", "until": T0}}})})  # fmt: skip
@@ -1356,21 +1411,21 @@ def test_a_write_no_message_stands_behind_marks_its_settlement_owed_in_itself() 
     doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
     end = to_terminal(0, VIDEO)
 
-    owed = t.owed(end, clip_of(doc, 0), now=T0)
+    owed = owing.owed(end, clip_of(doc, 0), now=T0)
 
     after = step(doc, owed)
-    assert after[t.SETTLE_OWED] == ["0:c0:t0"]
-    assert after[t.SETTLE_DUE] == T0
+    assert after[markers.SETTLE_OWED] == ["0:c0:t0"]
+    assert after[markers.SETTLE_DUE] == T0
     assert after["clips"]["0"]["status"] == "success"
     assert owed.settle == end.settle
-    renewal = t.renew_lease("p1", 0, token="k0", until_was=T0, until=T0 + LEASE)
-    assert t.owed(renewal, clip_of(doc, 0), now=T0) == renewal
+    renewal = chainleases.renew_lease("p1", 0, token="k0", until_was=T0, until=T0 + LEASE)
+    assert owing.owed(renewal, clip_of(doc, 0), now=T0) == renewal
     # A second clip's end owed later: listed too, the earliest mark kept.
-    later = t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE)
+    later = owing.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE)
     both = step(after, later)
-    assert both[t.SETTLE_OWED] == ["0:c0:t0", "1:c1:t1"]
-    assert both[t.SETTLE_DUE] == T0
-    assert t.owed_of("1:c1.1:t1:late") == (1, "c1.1:t1:late", "t1")
+    assert both[markers.SETTLE_OWED] == ["0:c0:t0", "1:c1:t1"]
+    assert both[markers.SETTLE_DUE] == T0
+    assert owing.owed_of("1:c1.1:t1:late") == (1, "c1.1:t1:late", "t1")
 
 
 def test_an_end_owed_is_guarded_on_the_charge_it_settles_as_read() -> None:
@@ -1380,7 +1435,7 @@ def test_an_end_owed_is_guarded_on_the_charge_it_settles_as_read() -> None:
     read = clip_of(doc, 0)
     retried = dict(doc, clips=dict(doc["clips"], **{"0": dict(doc["clips"]["0"], charge=CHARGE)}))
 
-    owed = t.owed(to_terminal(0, VIDEO), read, now=T0)
+    owed = owing.owed(to_terminal(0, VIDEO), read, now=T0)
 
     assert owed.filter["clips.0.charge.id"] == "c0"
     assert not matches(retried, owed.filter)
@@ -1394,11 +1449,11 @@ def test_an_end_of_a_task_without_a_charge_is_not_owed_and_stays_without_one() -
     doc = step(new_doc(), to_processing(new_doc(), 0))
     end = to_terminal(0, VIDEO)
 
-    owed = t.owed(end, clip_of(doc, 0), now=T0)
+    owed = owing.owed(end, clip_of(doc, 0), now=T0)
 
     after = step(doc, owed)
-    assert t.SETTLE_OWED not in after
-    assert t.SETTLE_DUE not in after
+    assert markers.SETTLE_OWED not in after
+    assert markers.SETTLE_DUE not in after
     assert owed.update == end.update
     assert not matches(charged(doc), owed.filter)
 
@@ -1408,55 +1463,55 @@ def test_an_owed_end_that_moves_its_charge_is_guarded_where_the_charge_was() -> 
     write, which was the attempt's before it: the mark is guarded there, and names it."""
     doc = step(new_doc(1), to_processing(new_doc(1), 0))
     doc["clips"]["0"]["attempts"] = {"t8": {"status": "processing", "charge": CHARGE}}
-    write = t.late_result(
+    write = lateresults.late_result(
         "p1", clip_of(doc, 0), "t8", VIDEO, now=T0, correlation_id=None, log_size=LOG
     )
     assert write is not None
     assert write.settle_from == "clips.0.attempts.t8.charge"
 
-    owed = t.owed(write, clip_of(doc, 0), now=T0)
+    owed = owing.owed(write, clip_of(doc, 0), now=T0)
 
     assert owed.filter["clips.0.attempts.t8.charge.id"] == "c1"
     after = step(doc, owed)
-    assert after[t.SETTLE_OWED] == ["0:c1:t8:late"]
+    assert after[markers.SETTLE_OWED] == ["0:c1:t8:late"]
     assert after["clips"]["0"]["charge"] == CHARGE
 
 
 def test_the_settle_sweep_unmarks_only_the_owed_list_it_read() -> None:
     doc = charged(new_doc())
-    doc = step(doc, t.owed(to_terminal(0, VIDEO), clip_of(doc, 0), now=T0))
-    claim = t.claim_owed("p1", due_at=T0, now=T0 + LEASE)
+    doc = step(doc, owing.owed(to_terminal(0, VIDEO), clip_of(doc, 0), now=T0))
+    claim = owing.claim_owed("p1", due_at=T0, now=T0 + LEASE)
     claimed = step(doc, claim)
-    assert claimed[t.SETTLE_DUE] == T0 + LEASE
+    assert claimed[markers.SETTLE_DUE] == T0 + LEASE
     assert find_one_and_update(claimed, claim.filter, claim.update) is None  # taken once
 
-    owed_since = step(claimed, t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE))
-    read_one = t.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=T0 + LEASE)
+    owed_since = step(claimed, owing.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0 + LEASE))
+    read_one = owing.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=T0 + LEASE)
     assert find_one_and_update(owed_since, *_of(read_one)) is None
     swept = step(
-        owed_since, t.owed_swept("p1", owed_as_read=["0:c0:t0", "1:c1:t1"], claimed=T0 + LEASE)
+        owed_since, owing.owed_swept("p1", owed_as_read=["0:c0:t0", "1:c1:t1"], claimed=T0 + LEASE)
     )
-    assert t.SETTLE_OWED not in swept
-    assert t.SETTLE_DUE not in swept
+    assert markers.SETTLE_OWED not in swept
+    assert markers.SETTLE_DUE not in swept
 
 
-def _of(write: t.Write) -> tuple[dict[str, Any], dict[str, Any]]:
+def _of(write: Write) -> tuple[dict[str, Any], dict[str, Any]]:
     return write.filter, write.update
 
 
 def test_a_mark_without_entries_is_unmarked_too_unless_an_entry_came() -> None:
     """No writer marks without an entry, but a hand's edit can: the sweep that read none
     removes it all the same, as long as none was owed since."""
-    doc = dict(charged(new_doc()), **{t.SETTLE_DUE: T0})
-    claim = t.claim_owed("p1", due_at=T0, now=T0 + LEASE)
+    doc = dict(charged(new_doc()), **{markers.SETTLE_DUE: T0})
+    claim = owing.claim_owed("p1", due_at=T0, now=T0 + LEASE)
     claimed = step(doc, claim)
 
-    owed_since = step(claimed, t.owed(to_terminal(0, VIDEO), clip_of(doc, 0), now=T0 + LEASE))
-    read_none = t.owed_swept("p1", owed_as_read=[], claimed=T0 + LEASE)
+    owed_since = step(claimed, owing.owed(to_terminal(0, VIDEO), clip_of(doc, 0), now=T0 + LEASE))
+    read_none = owing.owed_swept("p1", owed_as_read=[], claimed=T0 + LEASE)
     assert find_one_and_update(owed_since, *_of(read_none)) is None
     swept = step(claimed, read_none)
-    assert t.SETTLE_OWED not in swept
-    assert t.SETTLE_DUE not in swept
+    assert markers.SETTLE_OWED not in swept
+    assert markers.SETTLE_DUE not in swept
 
 
 def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep() -> None:
@@ -1464,47 +1519,49 @@ def test_a_stalled_sweep_never_unmarks_an_entry_owed_again_after_another_sweep()
     same end is owed again (the clip watched again under the same charge and timed out
     again). A's unmark, whose list as read equals the new one, leaves it: it is guarded on
     A's claim too."""
-    timed_out = TaskFailed(code=t.TIMED_OUT, message="no end in time")
+    timed_out = TaskFailed(code=retries.TIMED_OUT, message="no end in time")
     doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
-    doc = step(doc, t.owed(to_terminal(0, timed_out), clip_of(doc, 0), now=T0))
+    doc = step(doc, owing.owed(to_terminal(0, timed_out), clip_of(doc, 0), now=T0))
     first = T0 + LEASE
-    claimed_by_a = step(doc, t.claim_owed("p1", due_at=T0, now=first))
+    claimed_by_a = step(doc, owing.claim_owed("p1", due_at=T0, now=first))
     second = first + LEASE
-    claimed_by_b = step(claimed_by_a, t.claim_owed("p1", due_at=first, now=second))
-    swept_by_b = step(claimed_by_b, t.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=second))
+    claimed_by_b = step(claimed_by_a, owing.claim_owed("p1", due_at=first, now=second))
+    swept_by_b = step(
+        claimed_by_b, owing.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=second)
+    )
     clip = clip_of(swept_by_b, 0)
-    rewatched = step(swept_by_b, t.rewatch(
+    rewatched = step(swept_by_b, retries.rewatch(
         "p1", "tenant-a", clip, token="k8", now=second, lease_until=second + LEASE,
         correlation_id=None, log_size=LOG, charge=clip.charge,
     ))  # fmt: skip
     again = second + LEASE
     owed_again = step(
-        rewatched, t.owed(to_terminal(0, timed_out), clip_of(rewatched, 0), now=again)
+        rewatched, owing.owed(to_terminal(0, timed_out), clip_of(rewatched, 0), now=again)
     )
-    assert owed_again[t.SETTLE_OWED] == ["0:c0:t0"]
+    assert owed_again[markers.SETTLE_OWED] == ["0:c0:t0"]
 
-    stalled = t.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=first)
+    stalled = owing.owed_swept("p1", owed_as_read=["0:c0:t0"], claimed=first)
 
     assert find_one_and_update(owed_again, *_of(stalled)) is None
-    assert owed_again[t.SETTLE_DUE] == again  # due for the next sweep
+    assert owed_again[markers.SETTLE_DUE] == again  # due for the next sweep
 
 
 def test_a_retry_is_guarded_on_the_owed_list_as_read() -> None:
     """A settlement owed after the retry's read (its clip's, maybe, which the retry would
     then no longer find on the clip) makes the retry match nothing: it reads again."""
-    timed_out = TaskFailed(code=t.TIMED_OUT, message="no end in time")
+    timed_out = TaskFailed(code=retries.TIMED_OUT, message="no end in time")
     doc = charged(step(new_doc(), to_processing(new_doc(), 0)))
     doc = step(doc, to_terminal(0, timed_out))
     clip = clip_of(doc, 0)
-    rewatch = t.rewatch(
+    rewatch = retries.rewatch(
         "p1", "tenant-a", clip, token="k8", now=T0, lease_until=T0 + LEASE,
         correlation_id=None, log_size=LOG,
     )  # fmt: skip
 
-    guarded = t.owing_as_read(rewatch, [])
+    guarded = owing.owing_as_read(rewatch, [])
 
-    owed_since = step(doc, t.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0))
+    owed_since = step(doc, owing.owed(to_terminal(1, BROKEN), clip_of(doc, 1), now=T0))
     assert not matches(owed_since, guarded.filter)
     assert matches(doc, guarded.filter)
-    read_again = t.owing_as_read(rewatch, ["1:c1:t1"])
+    read_again = owing.owing_as_read(rewatch, ["1:c1:t1"])
     assert step(owed_since, read_again)["clips"]["0"]["status"] == "processing"

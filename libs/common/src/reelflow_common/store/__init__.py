@@ -28,7 +28,7 @@ from reelflow_common.store.models import (
 )
 from reelflow_common.store.projects import ProjectStore
 from reelflow_common.store.results import Change, ClipTask, ClipWithRequest
-from reelflow_common.store.transitions import TIMED_OUT
+from reelflow_common.store.transitions.retries import TIMED_OUT
 
 __all__ = [
     "IDEMPOTENCY_TTL",

@@ -4,11 +4,11 @@ guarded write built from the clip as read (read again, a bounded few times, whil
 from __future__ import annotations
 
 from reelflow_common.messages import Event
-from reelflow_common.store import transitions
 from reelflow_common.store.collection import REPAIR_ATTEMPTS
 from reelflow_common.store.leases import new_token
 from reelflow_common.store.models import ClipState, Outcome, Project
 from reelflow_common.store.reads import ProjectReads
+from reelflow_common.store.transitions import cancellation
 from reelflow_common.store.writes import ProjectWrites
 
 
@@ -44,7 +44,7 @@ class ProjectCancel(ProjectReads, ProjectWrites):
         for tries in range(REPAIR_ATTEMPTS):
             if clip.status.is_terminal:
                 return []  # it ended meanwhile, which is what cancelling wanted anyway
-            write = transitions.cancel(
+            write = cancellation.cancel(
                 project_id,
                 tenant_id,
                 clip,

@@ -13,12 +13,12 @@ from datetime import datetime
 from functools import partial
 
 from reelflow_common.domain import OPEN_CLIP_STATUSES, ClipStatus
-from reelflow_common.store import transitions
 from reelflow_common.store.documents import clip_from_document, clip_path
 from reelflow_common.store.models import ClipState, TaskResult
 from reelflow_common.store.repair import RepairPath
 from reelflow_common.store.results import Change
 from reelflow_common.store.timefmt import as_utc
+from reelflow_common.store.transitions import clipmoves, follows, markers
 
 
 class ClipWrites(RepairPath):
@@ -37,7 +37,7 @@ class ClipWrites(RepairPath):
         """Runware holds the queued task: ``processing``, if ``token``'s chain holds the clip."""
         now = self._now()
         lease_until = now + self._lease
-        write = transitions.to_processing(
+        write = clipmoves.to_processing(
             project_id,
             scene_index,
             task_uuid,
@@ -78,7 +78,7 @@ class ClipWrites(RepairPath):
         (it never got it to Runware, or Runware does not have it past the grace), not
         Runware's nor our ceiling's: should a cancel have moved the queued task to
         ``attempts`` meanwhile, that entry ends only under that chain's lease, with no
-        submit recorded there (:func:`transitions.never_submitted`).
+        submit recorded there (:func:`follows.never_submitted`).
         ``only_clip``: the caller knows the project has this one clip; its end then
         finishes the project in the same update. Should that update not apply (the clip
         has ended already, or the project has more clips after all), the change is written
@@ -86,7 +86,7 @@ class ClipWrites(RepairPath):
         ``unattended``: the clip as the caller read it, when no message stands behind the
         caller (a reconciler's pass): nothing would repeat a settlement its writer did not
         make, so the write that records the end marks its settlement owed, for the settle
-        sweep, where the task holds a charge as read (:func:`transitions.owed`; a write the
+        sweep, where the task holds a charge as read (:func:`owing.owed`; a write the
         repair path builds, from its own read). Never with ``only_clip``, whose finishing
         write marks nothing (no caller needs both).
         """
@@ -95,7 +95,7 @@ class ClipWrites(RepairPath):
         if only_clip and unattended is not None:
             raise ValueError("an unattended end is marked owed: only_clip's write marks none")
         record = partial(
-            transitions.to_terminal,
+            clipmoves.to_terminal,
             project_id,
             scene_index,
             task_uuid,
@@ -131,7 +131,7 @@ class ClipWrites(RepairPath):
         token: str,
     ) -> bool:
         """The chain of ``token`` ends the queued task a cancel moved to ``attempts``, which it
-        never got to Runware (:func:`transitions.never_submitted`): its charge is freed.
+        never got to Runware (:func:`follows.never_submitted`): its charge is freed.
         Whether it applied: one write, and the settlement.
 
         Not applied (ended already, followed, or another chain's): the repair read settles
@@ -142,14 +142,14 @@ class ClipWrites(RepairPath):
         project may not record (and a chain that waited long in its lane could come after
         the ledger's list forgot it).
         """
-        write = transitions.never_submitted(
+        write = follows.never_submitted(
             project_id, scene_index, task_uuid, error, token=token, now=self._now()
         )
         if await self._apply(write, project_id) is not None:
             return True
         doc = await self._majority_reads.find_one(
             {"_id": project_id},
-            {"tenant_id": 1, "created_at": 1, clip_path(scene_index): 1, transitions.SETTLED: 1},
+            {"tenant_id": 1, "created_at": 1, clip_path(scene_index): 1, markers.SETTLED: 1},
         )
         raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
         if doc is not None and raw_clip is not None:
@@ -173,7 +173,7 @@ class ClipWrites(RepairPath):
         Not applied (a lower value, a clip that moved on) is not repaired: progress is a
         hint, and the next one or the clip's end says more.
         """
-        write = transitions.progress(
+        write = clipmoves.progress(
             project_id,
             scene_index,
             task_uuid,
@@ -197,7 +197,7 @@ class ClipWrites(RepairPath):
         correlation_id: str | None = None,
     ) -> Change:
         """Store why the queued clip of the chain of ``token`` waits; one write, no read."""
-        write = transitions.waiting(
+        write = clipmoves.waiting(
             project_id,
             scene_index,
             task_uuid,

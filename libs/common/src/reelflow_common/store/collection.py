@@ -23,7 +23,7 @@ from reelflow_common.store.documents import PROJECT_INDEXES, clip_from_document,
 from reelflow_common.store.inserts import MAX_INSERTS, insert_batch
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
-from reelflow_common.store.transitions import Write
+from reelflow_common.store.transitions.write import Write
 
 #: attempts of a repair built from a read, which a concurrent writer may overtake
 REPAIR_ATTEMPTS = 3

@@ -8,7 +8,6 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
-from reelflow_common.store import transitions
 from reelflow_common.store.documents import (
     LOG_HEAD,
     WITHOUT_REQUESTS_AND_EVENTS,
@@ -19,6 +18,7 @@ from reelflow_common.store.documents import (
 from reelflow_common.store.eventlog import about_scene, materialize
 from reelflow_common.store.models import Project
 from reelflow_common.store.results import Change
+from reelflow_common.store.transitions import markers, videocopies
 from reelflow_common.store.writes import ProjectWrites
 
 
@@ -57,7 +57,7 @@ class VideoCopies(ProjectWrites):
             "log_size": self._log_size,
         }
         for of_attempt in (False, True):
-            write = transitions.video_stored(
+            write = videocopies.video_stored(
                 project_id, scene_index, task_uuid, of_attempt=of_attempt, **fields
             )
             applied = await self._apply(write, project_id)
@@ -86,7 +86,7 @@ class VideoCopies(ProjectWrites):
         """No copy of the task's video (the clip's, else its attempt's) will land; False if it is
         stored (or no video of that task is recorded) now."""
         for of_attempt in (False, True):
-            write = transitions.copy_failed(
+            write = videocopies.copy_failed(
                 project_id,
                 scene_index,
                 task_uuid,
@@ -104,7 +104,7 @@ class VideoCopies(ProjectWrites):
 
     async def with_failed_copies(self, *, limit: int = 100) -> list[Project]:
         """Projects with a video whose copy was given up on (operators: no index, a scan)."""
-        marked = transitions.ASSET_FAILURES
+        marked = markers.ASSET_FAILURES
         found = self._projects.find(
             # a clip's mark is its scene index, an attempt's its task UUID
             {"$or": [{marked: {"$gte": 0}}, {marked: {"$gte": ""}}]},
@@ -114,14 +114,14 @@ class VideoCopies(ProjectWrites):
 
     async def copies_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects with a success older than ``before`` the sweep has not seen stored."""
-        return await self._due_by(transitions.COPY_DUE, before=before, limit=limit)
+        return await self._due_by(markers.COPY_DUE, before=before, limit=limit)
 
     async def claim_copies(
         self, project_id: str, *, due_at: datetime, now: datetime
     ) -> tuple[Project, datetime] | None:
         """Take a project for one copy sweep (due again ``copy_sweep_after_s`` after ``now``,
         the sweep's clock): the project and the claim's mark; None if another replica did."""
-        write = transitions.claim_copies(project_id, due_at=due_at, now=now)
+        write = videocopies.claim_copies(project_id, due_at=due_at, now=now)
         doc = await self._projects.find_one_and_update(
             write.filter,
             write.update,
@@ -130,9 +130,9 @@ class VideoCopies(ProjectWrites):
         )
         if doc is None:
             return None
-        return project_from_document(doc), doc[transitions.COPY_DUE]
+        return project_from_document(doc), doc[markers.COPY_DUE]
 
     async def copies_swept(self, project: Project, *, claimed: datetime) -> None:
         """Every success of ``project`` (as claimed) is stored or given up on: unmark it."""
-        write = transitions.copies_swept(project.id, claimed=claimed, updated_at=project.updated_at)
+        write = videocopies.copies_swept(project.id, claimed=claimed, updated_at=project.updated_at)
         await self._projects.update_one(write.filter, write.update)

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from reelflow_common.accounting.ledger import Charge, LedgerSnapshot
 from reelflow_common.domain import OPEN_CLIP_STATUSES
 from reelflow_common.mongo import Database
-from reelflow_common.store import transitions
 from reelflow_common.store.documents import clip_from_document
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
+from reelflow_common.store.transitions import markers, owing
 
 #: a task's end is settled just after its write, or, after a crash in between, when its
 #: message is delivered again (seconds); an older end whose settlement neither its project
@@ -117,19 +117,17 @@ class TenantClips:
                 "clips": 1,
                 "created_at": 1,
                 "updated_at": 1,
-                transitions.SETTLED: 1,
-                transitions.SETTLE_OWED: 1,
+                markers.SETTLED: 1,
+                markers.SETTLE_OWED: 1,
             },
         )
         held: list[Held] = []
         settled = set(seen.settled or ())
         async for doc in found:
             created_at, updated_at = as_utc(doc["created_at"]), as_utc(doc["updated_at"])
-            owed = {
-                transitions.owed_of(entry)[1] for entry in doc.get(transitions.SETTLE_OWED) or ()
-            }
+            owed = {owing.owed_of(entry)[1] for entry in doc.get(markers.SETTLE_OWED) or ()}
             for scene, raw in doc["clips"].items():
                 clip = clip_from_document(raw, int(scene), created_at=created_at)
                 held += held_by(clip, updated_at=updated_at, owed=owed)
-            settled.update(doc.get(transitions.SETTLED) or ())
+            settled.update(doc.get(markers.SETTLED) or ())
         return in_flight(held, settled, now=self._now())

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from pymongo import UpdateOne
 
-from reelflow_common.store import transitions
 from reelflow_common.store.collection import REPAIR_ATTEMPTS, ProjectCollection
 from reelflow_common.store.models import Lease
+from reelflow_common.store.transitions import chainleases, follows
 
 
 def new_token() -> str:
@@ -39,7 +39,7 @@ class ChainLeases(ProjectCollection):
         the task if an earlier submit got it to Runware, or else ends the attempt; it never
         submits it again (``clip_task``).
         """
-        write = transitions.renew_lease(
+        write = chainleases.renew_lease(
             project_id, scene_index, token=token, until_was=until_was, until=until
         )
         found = await self._projects.update_one(write.filter, write.update)
@@ -65,7 +65,7 @@ class ChainLeases(ProjectCollection):
         A chain whose clip can hold no lease of it (cancelled or failed: the cancel moved a
         charged queued clip's lease there with its task) renews nothing else.
         """
-        write = transitions.renew_lease(
+        write = chainleases.renew_lease(
             project_id,
             scene_index,
             token=token,
@@ -90,11 +90,11 @@ class ChainLeases(ProjectCollection):
             return
         now = self._now()
         writes = [
-            transitions.expire_lease(project_id, scene, token=token, now=now)
+            chainleases.expire_lease(project_id, scene, token=token, now=now)
             for scene, token in tokens.items()
         ]
         writes += [
-            transitions.expire_lease(
+            chainleases.expire_lease(
                 project_id, scene, token=tokens[scene], now=now, replaced_task=task_uuid
             )
             for scene, task_uuid in (tasks or {}).items()
@@ -120,7 +120,7 @@ class ChainLeases(ProjectCollection):
                 return None
             now = self._now()
             lease = Lease(token=new_token(), until=now + self._lease)
-            write = transitions.follow_given_up(
+            write = follows.follow_given_up(
                 project_id, clip, task_uuid, token=lease.token, now=now, until=lease.until
             )
             if write is None:

@@ -11,23 +11,23 @@ from collections.abc import Sequence
 
 from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.mongo import Document
-from reelflow_common.store import transitions
 from reelflow_common.store.documents import clip_from_document
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import as_utc
+from reelflow_common.store.transitions import charges, markers, owing
 
 
 def owed_settlements(
     doc: Document, entries: Sequence[str]
 ) -> tuple[list[tuple[Charge, Settlement]], list[str]]:
-    """What the owed ``entries`` (:data:`transitions.SETTLE_OWED`) settle, from their clips in
+    """What the owed ``entries`` (:data:`markers.SETTLE_OWED`) settle, from their clips in
     ``doc`` (read with them and its ``settled``), and the project does not record as settled;
     and the entries found neither recorded nor on their clip."""
-    recorded = set(doc.get(transitions.SETTLED) or ())
+    recorded = set(doc.get(markers.SETTLED) or ())
     owed: list[tuple[Charge, Settlement]] = []
     not_found: list[str] = []
     for entry in dict.fromkeys(entries):  # an entry owed twice is one settlement
-        scene_index, key, task_uuid = transitions.owed_of(entry)
+        scene_index, key, task_uuid = owing.owed_of(entry)
         if key in recorded:
             continue
         raw_clip = doc["clips"].get(str(scene_index))
@@ -47,9 +47,9 @@ def unrecorded(
     """What the recorded ends of ``task_uuid`` settle (``only``: the settlement of that key on
     the ledger alone) and the project ``doc``, read with its ``settled``, does not record as
     settled."""
-    recorded = set(doc.get(transitions.SETTLED) or ())
+    recorded = set(doc.get(markers.SETTLED) or ())
     return [
         (charge, settlement)
-        for charge, settlement in transitions.settlements(clip, task_uuid)
+        for charge, settlement in charges.settlements(clip, task_uuid)
         if settlement.key_on(charge) not in recorded and only in (None, settlement.key_on(charge))
     ]

@@ -10,10 +10,10 @@ from pymongo import ReturnDocument
 
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.messages import Event
-from reelflow_common.store import transitions
 from reelflow_common.store.documents import WITHOUT_EVENTS, project_from_document
 from reelflow_common.store.models import ClipState, Lease, Project
-from reelflow_common.store.transitions import Write
+from reelflow_common.store.transitions import markers, reconciler
+from reelflow_common.store.transitions.write import Write
 from reelflow_common.store.writes import ProjectWrites
 
 
@@ -31,7 +31,7 @@ class ReconcilerQueries(ProjectWrites):
 
     async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
         """Take a due project for one pass (with its requests); None if another reconciler did."""
-        return await self._claimed(transitions.claim(project_id, due_at=due_at, until=until))
+        return await self._claimed(reconciler.claim(project_id, due_at=due_at, until=until))
 
     async def _claimed(self, claim: Write) -> Project | None:
         """Apply a reconciler's claim; the project as it left it, or None if not applied."""
@@ -45,33 +45,33 @@ class ReconcilerQueries(ProjectWrites):
 
     async def release(self, project_id: str, *, claimed: datetime, due_at: datetime) -> None:
         """End a pass: the project is due next at ``due_at``."""
-        write = transitions.release(project_id, claimed=claimed, due_at=due_at)
+        write = reconciler.release(project_id, claimed=claimed, due_at=due_at)
         await self._projects.update_one(write.filter, write.update)
 
     async def rearm(self, project_id: str, clip: ClipState, *, token: str, until: datetime) -> bool:
         """Lease an open clip, as read, to a new chain; False if it moved since the read."""
-        write = transitions.rearm(project_id, clip, new_token=token, until=until)
+        write = reconciler.rearm(project_id, clip, new_token=token, until=until)
         found = await self._projects.update_one(write.filter, write.update)
         return found.matched_count == 1
 
     async def attempts_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects (finished ones too) with an open attempt whose lease may have run out
         before ``before``: (id, ``attempts_due_at``)."""
-        return await self._due_by(transitions.ATTEMPTS_DUE, before=before, limit=limit)
+        return await self._due_by(markers.ATTEMPTS_DUE, before=before, limit=limit)
 
     async def claim_attempts(
         self, project_id: str, *, due_at: datetime, until: datetime
     ) -> Project | None:
         """Take a project's due attempts for one pass (with its requests); None if taken."""
         return await self._claimed(
-            transitions.claim_attempts(project_id, due_at=due_at, until=until)
+            reconciler.claim_attempts(project_id, due_at=due_at, until=until)
         )
 
     async def release_attempts(
         self, project_id: str, *, claimed: datetime, due_at: datetime | None
     ) -> None:
         """End a pass over the attempts: due next at ``due_at`` (None: none is open)."""
-        write = transitions.release_attempts(project_id, claimed=claimed, due_at=due_at)
+        write = reconciler.release_attempts(project_id, claimed=claimed, due_at=due_at)
         await self._projects.update_one(write.filter, write.update)
 
     async def rearm_attempt(
@@ -85,7 +85,7 @@ class ReconcilerQueries(ProjectWrites):
         until: datetime,
     ) -> bool:
         """Lease a replaced task, whose lease as read ran out, to a new chain; False if it moved."""
-        write = transitions.rearm_attempt(
+        write = reconciler.rearm_attempt(
             project_id, scene_index, task_uuid, lease, new_token=token, until=until
         )
         found = await self._projects.update_one(write.filter, write.update)
@@ -93,8 +93,8 @@ class ReconcilerQueries(ProjectWrites):
 
     async def drop_stray_attempt(self, project_id: str, clip: ClipState, task_uuid: str) -> bool:
         """Repair: remove a stray leased attempt of the open (or ended) clip's own task, as
-        read (:func:`transitions.drop_stray_attempt`); False if it is none, or moved since."""
-        write = transitions.drop_stray_attempt(project_id, clip, task_uuid)
+        read (:func:`reconciler.drop_stray_attempt`); False if it is none, or moved since."""
+        write = reconciler.drop_stray_attempt(project_id, clip, task_uuid)
         if write is None:
             return False
         found = await self._projects.update_one(write.filter, write.update)

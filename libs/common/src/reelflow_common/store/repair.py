@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES
 from reelflow_common.logging import get_logger
-from reelflow_common.store import transitions
 from reelflow_common.store.collection import REPAIR_ATTEMPTS
 from reelflow_common.store.documents import LOG_HEAD, clip_from_document, clip_path, log_head
 from reelflow_common.store.eventlog import about_scene, materialize
 from reelflow_common.store.models import ClipState, TaskFailed, TaskResult
 from reelflow_common.store.results import Change
 from reelflow_common.store.timefmt import as_utc
-from reelflow_common.store.transitions import Write
+from reelflow_common.store.transitions import follows, lateresults, markers
+from reelflow_common.store.transitions.write import Write
 from reelflow_common.store.writes import ProjectWrites
 
 log = get_logger(__name__)
@@ -70,7 +70,7 @@ class RepairPath(ProjectWrites):
         """A duplicate or late message: re-publish what a crash may have left unpublished.
 
         Never re-applies. A result of a task the clip does not stand for (any more) is
-        recorded where it belongs (:func:`transitions.late_result`): then the change is
+        recorded where it belongs (:func:`lateresults.late_result`): then the change is
         applied. Otherwise what the task's recorded ends settle and the project does not
         record as settled is settled (a crash came between the write and its settlement,
         or between the settlement and its record: the ledger's list makes that one a no-op).
@@ -81,7 +81,7 @@ class RepairPath(ProjectWrites):
             doc = await self._majority_reads.find_one(
                 {"_id": project_id},
                 LOG_HEAD
-                | {"events": 1, "created_at": 1, clip_path(scene_index): 1, transitions.SETTLED: 1},
+                | {"events": 1, "created_at": 1, clip_path(scene_index): 1, markers.SETTLED: 1},
             )
             raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
             if doc is None or raw_clip is None:
@@ -109,7 +109,7 @@ class RepairPath(ProjectWrites):
                 # only on the word of the chain holding its lease, with no submit recorded
                 # there (another chain may have got the task to Runware), as a
                 # never-submitted end does. Our ceiling's end is recorded as any other.
-                never = transitions.never_submitted(
+                never = follows.never_submitted(
                     project_id,
                     scene_index,
                     task_uuid,
@@ -123,7 +123,7 @@ class RepairPath(ProjectWrites):
                 if failed is not None:
                     return Change(True, failed)
             elif result is not None:
-                write = transitions.late_result(
+                write = lateresults.late_result(
                     project_id,
                     clip,
                     task_uuid,
@@ -176,7 +176,7 @@ class RepairPath(ProjectWrites):
             return await self._submitted_for_holder(project_id, clip, task_uuid)
         now = self._now()
         lease_until = now + self._lease
-        write = transitions.earlier_task_submitted(
+        write = follows.earlier_task_submitted(
             project_id,
             clip,
             task_uuid,
@@ -204,10 +204,10 @@ class RepairPath(ProjectWrites):
         self, project_id: str, clip: ClipState, task_uuid: str
     ) -> Change | None:
         """A chain got the queued task a cancel holds for another chain's word to Runware: the
-        entry records that submit for its lease holder (:func:`transitions.held_task_submitted`),
+        entry records that submit for its lease holder (:func:`follows.held_task_submitted`),
         who follows the task (that chain, or the attempts reconciler once its lease runs out);
         this chain stops. None when the entry moved between the read and the write."""
-        write = transitions.held_task_submitted(project_id, clip, task_uuid, now=self._now())
+        write = follows.held_task_submitted(project_id, clip, task_uuid, now=self._now())
         if write is not None:
             found = await self._projects.update_one(write.filter, write.update)
             if found.matched_count == 0:

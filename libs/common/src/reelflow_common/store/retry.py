@@ -15,7 +15,6 @@ from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Document
-from reelflow_common.store import transitions
 from reelflow_common.store.collection import REPAIR_ATTEMPTS
 from reelflow_common.store.documents import LOG_HEAD, clip_from_document, clip_path
 from reelflow_common.store.leases import new_token
@@ -23,7 +22,8 @@ from reelflow_common.store.models import ClipState, Outcome, Project
 from reelflow_common.store.owed import owed_settlements
 from reelflow_common.store.reads import ProjectReads
 from reelflow_common.store.timefmt import as_utc
-from reelflow_common.store.transitions import Write
+from reelflow_common.store.transitions import markers, owing, retries
+from reelflow_common.store.transitions.write import Write
 from reelflow_common.store.writes import ProjectWrites
 
 log = get_logger(__name__)
@@ -169,7 +169,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
             if clip.status is not ClipStatus.FAILED:
                 return None, []  # a concurrent retry took it
             now = self._now()
-            taken = transitions.take_late_video(
+            taken = retries.take_late_video(
                 project_id,
                 tenant_id,
                 clip,
@@ -194,12 +194,12 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                     "log_size": self._log_size,
                     "charge": charge,
                 }
-                timed_out = (clip.error or {}).get("code") == transitions.TIMED_OUT
+                timed_out = (clip.error or {}).get("code") == retries.TIMED_OUT
                 same_task = timed_out or clip.runs_at_runware() is not None
                 if same_task:
-                    write = transitions.rewatch(project_id, tenant_id, clip, **common)
+                    write = retries.rewatch(project_id, tenant_id, clip, **common)
                 else:
-                    write = transitions.retry_with_new_task(
+                    write = retries.retry_with_new_task(
                         project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
                     )
                 write = await self._owed_made(write, clip.scene_index, read)
@@ -223,8 +223,8 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                 "tenant_id": 1,
                 "created_at": 1,
                 clip_path(scene_index): 1,
-                transitions.SETTLED: 1,
-                transitions.SETTLE_OWED: 1,
+                markers.SETTLED: 1,
+                markers.SETTLE_OWED: 1,
             },
         )
         raw_clip = None if doc is None else doc.get("clips", {}).get(str(scene_index))
@@ -238,9 +238,9 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         (a no-op on the ledger where its list shows one made): guarded on the owed list as
         read. ``read`` None (the retry's first read, which does not say): guarded on none
         owed, so a project with marks is read again first."""
-        owed: list[str] = [] if read is None else read.get(transitions.SETTLE_OWED) or []
-        mine = [entry for entry in owed if transitions.owed_of(entry)[0] == scene_index]
+        owed: list[str] = [] if read is None else read.get(markers.SETTLE_OWED) or []
+        mine = [entry for entry in owed if owing.owed_of(entry)[0] == scene_index]
         if read is not None and mine:
             settlements, _not_found = owed_settlements(read, mine)  # the sweep logs those
             await self._settle_all(read, settlements)
-        return transitions.owing_as_read(write, owed)
+        return owing.owing_as_read(write, owed)

@@ -9,8 +9,8 @@ from datetime import datetime
 from pymongo import ReturnDocument
 
 from reelflow_common.logging import get_logger
-from reelflow_common.store import transitions
 from reelflow_common.store.owed import owed_settlements
+from reelflow_common.store.transitions import markers, owing
 from reelflow_common.store.writes import ProjectWrites
 
 log = get_logger(__name__)
@@ -22,7 +22,7 @@ class SettlementsOwed(ProjectWrites):
     async def settlements_due(self, *, before: datetime, limit: int) -> list[tuple[str, datetime]]:
         """Projects with a settlement owed since before ``before`` (an end no message stands
         behind): (id, ``settle_due_at``)."""
-        return await self._due_by(transitions.SETTLE_DUE, before=before, limit=limit)
+        return await self._due_by(markers.SETTLE_DUE, before=before, limit=limit)
 
     async def settle_owed(self, project_id: str, *, due_at: datetime, now: datetime) -> list[str]:
         """One settle sweep of a project due at ``due_at``: the keys of the settlements the
@@ -38,7 +38,7 @@ class SettlementsOwed(ProjectWrites):
         entry found neither made nor on its clip is logged (``settlement_owed_not_found``:
         a recount is due). Nothing claimed (another replica's sweep took it): none.
         """
-        claim = transitions.claim_owed(project_id, due_at=due_at, now=now)
+        claim = owing.claim_owed(project_id, due_at=due_at, now=now)
         doc = await self._projects.find_one_and_update(
             claim.filter,
             claim.update,
@@ -46,20 +46,20 @@ class SettlementsOwed(ProjectWrites):
                 "tenant_id": 1,
                 "created_at": 1,
                 "clips": 1,
-                transitions.SETTLED: 1,
-                transitions.SETTLE_OWED: 1,
+                markers.SETTLED: 1,
+                markers.SETTLE_OWED: 1,
             },
             return_document=ReturnDocument.AFTER,
         )
         if doc is None:
             return []
-        entries: list[str] = doc.get(transitions.SETTLE_OWED) or []
+        entries: list[str] = doc.get(markers.SETTLE_OWED) or []
         owed, not_found = owed_settlements(doc, entries)
         if not_found:
             # Neither made (recorded) nor on its clip any more: the ledger's open and
             # committed stay too high until an operator recounts them.
             log.warning("settlement_owed_not_found", project_id=project_id, entries=not_found)
         applied = await self._settle_all(doc, owed)
-        swept = transitions.owed_swept(project_id, owed_as_read=entries, claimed=now)
+        swept = owing.owed_swept(project_id, owed_as_read=entries, claimed=now)
         await self._projects.update_one(swept.filter, swept.update)
         return applied

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from reelflow_common.mongo import Document
-from reelflow_common.store.transitions import Write
+from reelflow_common.store.transitions.write import Write
 
 #: filter fields a merged write shares (their values must agree)
 _SHARED_FILTER = frozenset({"_id", "tenant_id"})

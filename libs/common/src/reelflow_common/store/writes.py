@@ -23,13 +23,14 @@ from reelflow_common.domain import Counts, ProjectStatus
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Document
-from reelflow_common.store import together, transitions
+from reelflow_common.store import together
 from reelflow_common.store.collection import ProjectCollection
 from reelflow_common.store.documents import LOG_HEAD, log_head
 from reelflow_common.store.eventlog import StoredEvent, materialize
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.owed import unrecorded
-from reelflow_common.store.transitions import Write
+from reelflow_common.store.transitions import clipmoves, owing
+from reelflow_common.store.transitions.write import Write
 from reelflow_common.transient import is_transient
 
 log = get_logger(__name__)
@@ -197,7 +198,7 @@ class ProjectWrites(ProjectCollection):
         (a no-op) and records it then.
         """
         if keys:
-            write = transitions.settled(project_id, keys)
+            write = owing.settled(project_id, keys)
             await self._projects.update_one(write.filter, write.update)
 
     async def _settle_all(
@@ -231,7 +232,7 @@ class ProjectWrites(ProjectCollection):
         counts = Counts.model_validate(head["counts"])
         if counts.pending or ProjectStatus(head["status"]) is not ProjectStatus.GENERATING:
             return []
-        write = transitions.finish(
+        write = clipmoves.finish(
             project_id,
             counts,
             now=self._now(),
@@ -247,7 +248,7 @@ class ProjectWrites(ProjectCollection):
     def _owing(self, write: Write, read: ClipState | None) -> Write:
         """``write``, its settlement marked owed when no message stands behind its writer, who
         built it from the clip ``read`` (None: a message stands behind it)."""
-        return write if read is None else transitions.owed(write, read, now=self._now())
+        return write if read is None else owing.owed(write, read, now=self._now())
 
 
 def _moves_counts(write: Write) -> bool:

@@ -4,7 +4,7 @@ A clip's end settles its charge on the tenant's ledger with one ``$inc`` after t
 write that records the end. When a message stands behind that write, its redelivery
 repeats a settlement a crash cut off (the repair path). A reconciler's pass and the
 api's cancel have none: their write marks the settlement owed instead, in the same
-update (``settle_due_at``, ``settle_owed``: :func:`~reelflow_common.store.transitions.owed`).
+update (``settle_due_at``, ``settle_owed``: :func:`~reelflow_common.store.transitions.owing.owed`).
 Every ``reconcile_interval_s`` each poller looks for projects marked more than
 ``reconcile_grace_s`` ago (index ``settle_due``) and claims each with a conditional update
 on the mark it read (so one replica sweeps a project at a time; no leader), settles what

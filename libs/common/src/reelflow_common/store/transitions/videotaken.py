@@ -1,0 +1,113 @@
+"""A clip takes the video of another of its tasks (an earlier one, or its own given up on),
+and the task it leaves moves to ``attempts``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from reelflow_common.domain import ClipStatus
+from reelflow_common.messages import ClipView
+from reelflow_common.mongo import Document
+from reelflow_common.store.documents import TASK_FIELDS, attempt_document, clip_path, pack_result
+from reelflow_common.store.eventlog import clip_event
+from reelflow_common.store.models import Attempt, ClipState
+from reelflow_common.store.transitions.markers import ASSET_FAILURES, COPY_DUE
+from reelflow_common.store.transitions.write import Update, set_clip
+
+
+def keep_as_attempt(update: Update, guard: Document, clip: ClipState) -> None:
+    """The clip's current task moves to ``attempts`` as the clip leaves it, unless it is there
+    already: followed after it was given up on (its chain's lease) or ended so; that entry
+    is kept as it is, never overwritten whole. The whole entry is written only where none
+    is (``guard``): one a concurrent writer added since the read (a given-up task found at
+    Runware) makes the write match nothing, and the caller reads again."""
+    if clip.task_uuid not in clip.attempts:
+        path = f"{clip_path(clip.scene_index)}.attempts.{clip.task_uuid}"
+        update.set[path] = attempt_document(clip.as_attempt())
+        guard[path] = {"$exists": False}
+
+
+def take_video(clip: ClipState, task_uuid: str, video: Attempt, guard: Document) -> Update:
+    """The clip becomes a success with the video of ``task_uuid``, which leaves ``attempts``.
+
+    The task it stood for moves to ``attempts`` with its reservation (unless it is the
+    same task; ``guard`` then says where none is yet), and nothing else of it stays on
+    the clip.
+    """
+    path = clip_path(clip.scene_index)
+    update = Update()
+    if task_uuid != clip.task_uuid:
+        keep_as_attempt(update, guard, clip)
+    assert video.completed_at is not None  # a video's end is recorded with it
+    ended = pack_result(
+        completed_at=video.completed_at,
+        video_url=video.video_url,
+        video_uuid=video.video_uuid,
+        cost=video.cost,
+        late=True,
+    )
+    times = {"queued_at": video.queued_at, "submitted_at": video.submitted_at}
+    fields: dict[str, Any] = {name: value for name, value in times.items() if value is not None}
+    # A video of an attempt without a charge (written by the code before attempts held
+    # one) is billed late on the clip's current charge, as that code did.
+    charge = video.charge if video.charge is not None else clip.charge
+    if charge is not None:
+        fields["charge"] = charge.model_dump()
+    if video.stored_key is not None and video.asset is not None:
+        # reelflow holds this video already (the attempt's copy): the clip keeps that copy.
+        fields["asset"] = video.asset.model_dump()
+    if video.asset is not None:
+        update.pull[ASSET_FAILURES] = task_uuid  # the attempt, and its mark, are gone
+    set_clip(
+        update,
+        clip.scene_index,
+        task_uuid=task_uuid,
+        status=ClipStatus.SUCCESS,
+        result=ended,
+        **fields,
+    )
+    kept = {"status", "result", *fields}
+    update.unset += [f"{path}.attempts.{task_uuid}"]
+    update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in kept]
+    return update
+
+
+def took_video(
+    update: Update,
+    clip: ClipState,
+    task_uuid: str,
+    video: Attempt,
+    *,
+    now: datetime,
+    correlation_id: str | None,
+    cost_counted: bool = False,
+) -> Update:
+    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``.
+
+    ``cost_counted``: the video's cost is in the project's ``cost`` already (the event says so).
+    """
+    update.min[COPY_DUE] = now
+    update.move(clip.status.bucket, "completed")
+    view = ClipView(
+        task_uuid=task_uuid,
+        scene_index=clip.scene_index,
+        status=ClipStatus.SUCCESS,
+        video_url=video.video_url,
+        cost=video.cost,
+        submitted_at=video.submitted_at,
+        completed_at=video.completed_at,
+    )
+    replaced = clip.task_uuid if task_uuid != clip.task_uuid else None
+    update.events.append(
+        clip_event(
+            view,
+            from_bucket=clip.status.bucket,
+            to_bucket="completed",
+            occurred_at=now,
+            correlation_id=correlation_id,
+            replaces_task_uuid=replaced,
+            cost_counted=cost_counted,
+        )
+    )
+    return update
