@@ -237,6 +237,45 @@ async def test_make_clean_leaves_the_queues_on_a_broker_that_does_not_answer_and
     )
 
 
+async def test_make_clean_goes_by_the_records_alone_never_the_default_prefix(
+    amqp_url: str,
+    tmp_path: Path,
+    broker: AbstractConnection,
+    declared: Callable[..., Awaitable[None]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A checkout whose stacks ran only beside (REELFLOW_AMQP_PREFIX=<checkout>-2. with the
+    # hint's run directory): its own .run records nothing, and the default prefix's queues
+    # are any checkout's.
+    run_dir = tmp_path / ".run"
+    beside = _small(_prefix())
+    record_topology(run_dir / "beside", beside)
+    await declared(Topology.from_settings(beside))
+
+    assert await _clean(run_dir, amqp_url) == 0
+
+    said = capsys.readouterr().out
+    assert f"REELFLOW_AMQP_PREFIX='{beside.amqp_prefix}'" in said
+    assert "REELFLOW_AMQP_PREFIX=''" not in said
+    assert await _left(broker, Topology.from_settings(beside)) == []
+
+
+async def test_make_clean_deletes_nothing_when_nothing_is_recorded_and_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / ".run"
+    (run_dir / "logs").mkdir(parents=True)  # a run directory, but no stack recorded a topology
+    nobody = f"amqp://guest:guest@127.0.0.2:{free_port()}/"
+
+    assert await _clean(run_dir, nobody) == 0
+
+    said = capsys.readouterr().out.splitlines()
+    assert said == [
+        f"reelflow: no stack recorded its queues in {run_dir} (no topology.json in it or in"
+        " the run directories inside it): no queues deleted"
+    ]
+
+
 async def test_make_clean_stops_saying_what_the_broker_refused_when_it_answers_with_an_error(
     amqp_url: str,
     tmp_path: Path,

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from reelflow_common.settings import TopologySettings
 from reelflow_devtools.cleanup import (
+    TOPOLOGY_FILE,
     delete_unused,
     record_topology,
     recorded_beside,
@@ -156,13 +157,22 @@ def main(argv: list[str] | None = None) -> int:
 def delete_queues(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> int:
     """``--delete-queues``: 1 when a topology asked for is refused (in use) or the broker
     refuses an operation, else 0 (said what was deleted, or left on a broker that does not
-    answer)."""
+    answer, or that nothing was recorded).
+
+    Without ``--prefix`` only what the run directory recorded is deleted: no record (a
+    stack that never ran from it, or ran only from the run directories inside it) is no
+    guess at the default prefix, whose queues are any checkout's."""
     if args.prefix is not None:
         topologies = [topology_from_environment(args, args.prefix, env)]
     else:
-        # A run directory from before records were kept: its stack was as make run's now.
-        own = recorded_topology(args.run_dir) or topology_from_environment(args, env=env)
-        topologies = [own, *recorded_beside(args.run_dir)]
+        own = recorded_topology(args.run_dir)
+        topologies = [*([] if own is None else [own]), *recorded_beside(args.run_dir)]
+        if not topologies:
+            say(
+                f"reelflow: no stack recorded its queues in {args.run_dir} (no {TOPOLOGY_FILE}"
+                " in it or in the run directories inside it): no queues deleted"
+            )
+            return 0
     # Connected to as it is: make clean neither starts nor configures a broker.
     return delete_unused(env.get("REELFLOW_AMQP_URL", LOCAL_AMQP_URL), topologies, say)
 
