@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ import aio_pika
 import pexpect
 import pytest
 import structlog
+from pydantic import SecretStr
 from pymongo import AsyncMongoClient, MongoClient
 
 from reelflow_common.admin.cli import AdminSettings, main
@@ -28,6 +30,7 @@ from reelflow_common.topology import (
     Topology,
     declare_topology,
 )
+from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import console_script
 from tests.waiting import DEADLINE_S, eventually
 
@@ -45,19 +48,29 @@ def settings(settings_for: Callable[..., Any]) -> AdminSettings:
 
 
 @pytest.fixture
-def admin(settings: AdminSettings, capsys: pytest.CaptureFixture[str]) -> Run:
+def admin_with(capsys: pytest.CaptureFixture[str]) -> Callable[[AdminSettings], Run]:
+    """``reelflow-admin ARGS`` in this process with the settings given: (exit code, stdout,
+    stderr)."""
+
+    def with_settings(settings: AdminSettings) -> Run:
+        def run(*argv: str) -> tuple[int, str, str]:
+            capsys.readouterr()
+            # The console script sends log lines to stderr (configure_logging); here they
+            # are kept out of the way, as this process's logging is pytest's.
+            with structlog.testing.capture_logs():
+                code = main(argv, settings=settings)
+            out, err = capsys.readouterr()
+            return code, out, err
+
+        return run
+
+    return with_settings
+
+
+@pytest.fixture
+def admin(settings: AdminSettings, admin_with: Callable[[AdminSettings], Run]) -> Run:
     """``reelflow-admin ARGS`` in this process: (exit code, stdout, stderr)."""
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        # The console script sends log lines to stderr (configure_logging); here they
-        # are kept out of the way, as this process's logging is pytest's.
-        with structlog.testing.capture_logs():
-            code = main(argv, settings=settings)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
+    return admin_with(settings)
 
 
 @pytest.fixture
@@ -101,6 +114,38 @@ def test_tenant_create_prints_the_id_and_tenant_list_shows_it(admin: Run, db: An
     header, row = out.splitlines()
     assert header.split() == ["TENANT", "NAME", "CREATED"]
     assert row.split()[:2] == [tenant_id, "acme"]
+
+
+def test_tenant_create_hints_at_key_create_with_the_env_file_it_was_given(
+    admin: Run, db: Any
+) -> None:
+    code, out, err = admin("--env-file", ".run/second/env", "tenant", "create", "acme")
+
+    assert code == 0, err
+    assert f"reelflow-admin --env-file .run/second/env key create --tenant {out.strip()}" in err
+
+
+def test_an_unreachable_database_is_one_line_naming_its_url_said_within_seconds(
+    admin_with: Callable[[AdminSettings], Run], settings: AdminSettings
+) -> None:
+    nobody = f"mongodb://admin:hunter2@127.0.0.1:{free_port()}"
+    run = admin_with(
+        settings.model_copy(update={"mongo_url": SecretStr(nobody), "admin_mongo_wait_s": 0.5})
+    )
+
+    started = time.monotonic()
+    code, out, err = run("tenant", "list")
+    took = time.monotonic() - started
+
+    assert code == 1
+    assert out == ""
+    nobody_shown = nobody.replace("hunter2", "***")
+    assert err.splitlines() == [
+        f"reelflow-admin: MongoDB at {nobody_shown} did not answer within 0.5 s"
+        " (ServerSelectionTimeoutError); under make run, add --env-file .run/env (its stack's"
+        " settings)"
+    ]
+    assert took < settings.mongo_timeout_s  # not the services' per-operation bound
 
 
 def test_a_created_key_is_printed_once_listed_without_it_and_authenticates(

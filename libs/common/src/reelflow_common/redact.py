@@ -44,3 +44,8 @@ def redact_event(
         if isinstance(value, str) and any(marker in value for marker in _MARKERS):
             event_dict[key] = redact(value)
     return event_dict
+
+
+def hidden_password(url: str) -> str:
+    """``url`` with the password of its user part (``//user:secret@``) replaced by ``***``."""
+    return re.sub(r"(//[^:/@]*:)[^@]*@", rf"\1{MASK}@", url)

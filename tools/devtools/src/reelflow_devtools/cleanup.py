@@ -28,9 +28,9 @@ from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError
 
 from reelflow_common.broker.stacks import consumers, delete_topology, take_stack_lock
+from reelflow_common.redact import hidden_password
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import Topology
-from reelflow_devtools.prefixes import hidden_password
 from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
 
 #: in a run directory: the topology its stacks declare(d), kept after they stop

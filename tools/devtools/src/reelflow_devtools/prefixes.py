@@ -25,6 +25,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from reelflow_common.broker.stacks import consumers, stack_lock_held, take_stack_lock
+from reelflow_common.redact import hidden_password
 from reelflow_common.topology import WORK_QUEUES, Topology
 from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
 
@@ -169,10 +170,6 @@ def refusal(prefix: str, amqp_url: str, used: InUse) -> str:
         f" at {broker}: {queues}. A second stack with the same prefix would"
         " take its messages (and lose them). Stop that one"
     )
-
-
-def hidden_password(url: str) -> str:
-    return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def checkout_prefixes(checkout: Path) -> Iterator[str]:

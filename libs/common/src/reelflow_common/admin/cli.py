@@ -28,16 +28,19 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 import sys
-from collections.abc import Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pymongo
 from aio_pika.abc import AbstractChannel
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
-from pymongo.errors import PyMongoError
+from pydantic import Field
+from pymongo.errors import ConnectionFailure, PyMongoError
 
 from reelflow_common.accounting import CostEstimator, LedgerStore, TenantLimits, day_key, month_key
 from reelflow_common.accounting.ledger import LedgerMoved, LedgerView, Unreserved
@@ -51,6 +54,7 @@ from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import configure_logging, logs_as_json
 from reelflow_common.mongo import Database, mongo_database
 from reelflow_common.polling import shared_planner
+from reelflow_common.redact import hidden_password
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import (
     AuthSettings,
@@ -98,6 +102,15 @@ class AdminSettings(
     (whether a success it records is copied, too), and for ``tenant limits`` and ``tenant
     recount`` how the api caches keys and estimates clips."""
 
+    # A person waits for the answer: a database that is not there is said in seconds,
+    # not after the services' REELFLOW_MONGO_TIMEOUT_S (which then bounds each operation).
+    admin_mongo_wait_s: float = Field(
+        default=3.0,
+        gt=0,
+        description="how long reelflow-admin waits for MongoDB's first answer before it"
+        " gives up, saying which URL it tried",
+    )
+
 
 def load_settings(env_file: Path | None = None) -> AdminSettings:
     """The settings from the environment and, under it, ``env_file`` (``NAME=value`` lines:
@@ -110,6 +123,33 @@ def load_settings(env_file: Path | None = None) -> AdminSettings:
             " (.run/env, or env in its --run-dir)"
         )
     return AdminSettings(_env_file=env_file)
+
+
+def _env_file_option(args: argparse.Namespace) -> str:
+    """``--env-file FILE`` as the command was given it (for a hint to repeat), or ``""``."""
+    return "" if args.env_file is None else f" --env-file {shlex.quote(str(args.env_file))}"
+
+
+@asynccontextmanager
+async def _database(args: argparse.Namespace, settings: AdminSettings) -> AsyncIterator[Database]:
+    """The services' database, once it has answered within ``admin_mongo_wait_s``; else one
+    line that says which URL was tried (an error, exit 1)."""
+    async with mongo_database(settings) as db:
+        try:
+            with pymongo.timeout(settings.admin_mongo_wait_s):
+                await db.command("ping")
+        except ConnectionFailure as exc:  # server selection timed out, or the network did
+            url = hidden_password(settings.mongo_url.get_secret_value())
+            hint = (
+                "; under make run, add --env-file .run/env (its stack's settings)"
+                if args.env_file is None
+                else f" (REELFLOW_MONGO_URL, from the environment or {args.env_file})"
+            )
+            raise ReelflowError(
+                f"MongoDB at {url} did not answer within {settings.admin_mongo_wait_s:g} s"
+                f" ({type(exc).__name__}){hint}"
+            ) from exc
+        yield db
 
 
 def duration(text: str) -> timedelta:
@@ -141,20 +181,20 @@ def _note(text: str) -> None:
 
 
 async def tenant_create(args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         await keys.ensure_indexes()
         tenant_id = await keys.create_tenant(args.name)
     print(tenant_id)
     _note(
         f"tenant {args.name!r} created; create its first key with: "
-        f"{PROG} key create --tenant {tenant_id}"
+        f"{PROG}{_env_file_option(args)} key create --tenant {tenant_id}"
     )
     return 0
 
 
-async def tenant_list(_args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+async def tenant_list(args: argparse.Namespace, settings: AdminSettings) -> int:
+    async with _database(args, settings) as db:
         tenants = await ApiKeyStore(db).list_tenants()
     rows = [(t.tenant_id, t.name, rfc3339(t.created_at)) for t in tenants]
     print(_table(("TENANT", "NAME", "CREATED"), rows))
@@ -196,7 +236,7 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
     none, again once every api replica reserves with them: after its key cache
     (``auth_cache_ttl_s``) and a create's insert already under way (``mongo_timeout_s``).
     """
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         limits = before = await keys.limits(args.tenant)
         changes = {
@@ -269,7 +309,7 @@ def _committed_table(limits: TenantLimits, ledger: LedgerView, now: datetime) ->
 
 async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> int:
     """Count the clips the tenant's projects hold in flight and set its ledger's ``open`` to it."""
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         await ApiKeyStore(db).limits(args.tenant)  # UnknownTenant
         clock = DbClock(db)
         await clock.sync()  # one reading: ages of reservations and ends on the database's clock
@@ -317,7 +357,7 @@ def _shown(value: object) -> str:
 
 async def key_create(args: argparse.Namespace, settings: AdminSettings) -> int:
     expires_at = None if args.expires_in is None else utcnow() + args.expires_in
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         await keys.ensure_indexes()
         key, info = await keys.create_key(args.tenant, label=args.label, expires_at=expires_at)
@@ -331,7 +371,7 @@ async def key_create(args: argparse.Namespace, settings: AdminSettings) -> int:
 
 
 async def key_list(args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         if await keys.tenant(args.tenant) is None:
             raise ReelflowError(f"no tenant {args.tenant!r}")
@@ -355,7 +395,7 @@ async def key_list(args: argparse.Namespace, settings: AdminSettings) -> int:
 
 
 async def key_revoke(args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         info = await ApiKeyStore(db).revoke_key(args.key_id)
     print(f"{info.key_id} revoked at {_when(info.revoked_at)}")
     _note(
@@ -458,7 +498,7 @@ async def _depth(channel: AbstractChannel, topology: Topology, work_queue: str) 
 
 
 async def project_show(args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         found = await ProjectStore(db).get_with_events(args.project_id)
     if found is None:
         raise ReelflowError(f"no project {args.project_id!r}")
@@ -470,7 +510,7 @@ async def project_show(args: argparse.Namespace, settings: AdminSettings) -> int
 async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
     """The poller's reconciler, for one project, now: every open clip, whatever its lease."""
     async with AsyncExitStack() as stack:
-        db = await stack.enter_async_context(mongo_database(settings))
+        db = await stack.enter_async_context(_database(args, settings))
         clock = DbClock(db)
         await clock.sync()  # one reading: every stamp and age on the database's clock
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
@@ -535,14 +575,14 @@ async def _projects_for(args: argparse.Namespace, projects: ProjectStore) -> lis
 
 
 async def assets_list(args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         found = await _projects_for(args, ProjectStore(db))
     print(_table(assets.HEADER, assets.rows(found, failed_only=args.project_id is None)))
     return 0
 
 
 async def assets_retry(args: argparse.Namespace, settings: AdminSettings) -> int:
-    async with mongo_database(settings) as db:
+    async with _database(args, settings) as db:
         found = await _projects_for(args, ProjectStore(db))
     if args.scene is not None:
         _check_scene(args.scene, found, one_project=args.project_id is not None)
