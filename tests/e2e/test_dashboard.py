@@ -501,7 +501,9 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     )
     assert cancelled.status_code == 202
     expect(rows.first.locator(".badge")).to_have_text("cancelled")
-    expect(rows.first.locator(".counts")).to_have_text("0 done · 0 pending · 1 failed of 1")
+    # Cancelled clips apart from failed ones, live and as the list answer has them (below).
+    cancelled_counts = "0 done · 0 pending · 0 failed · 1 cancelled of 1"
+    expect(rows.first.locator(".counts")).to_have_text(cancelled_counts)
     expect(rows.first.locator(".project-title")).to_be_focused()
     dashboard.shot("list")
 
@@ -511,6 +513,7 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     expect(page.get_by_role("button", name="Older →")).to_be_disabled()
     page.get_by_role("button", name="← Newer").click()
     expect(rows.first.locator(".project-title")).to_have_text("the newest")
+    expect(rows.first.locator(".counts")).to_have_text(cancelled_counts)
 
     # By keyboard: the project's link, then Enter.
     rows.first.locator(".project-title").focus()

@@ -142,6 +142,12 @@ async def test_cancel_of_an_untouched_project_makes_it_cancelled(api: Api) -> No
     assert {r["status"] for r in body["results"]} == {"cancelled"}
     assert set(body["clips"].values()) == {"failed"}  # the seed's column knows no cancel
     assert body["clips_changed"] == 2
+    # The seed's failed counts them too; cancelled says how many of those were cancelled,
+    # in the list's items as well.
+    assert (body["failed"], body["cancelled"]) == (2, 2)
+    listed = await api.client.get("/v1/projects", headers=auth)
+    (item,) = listed.json()["items"]
+    assert (item["failed"], item["cancelled"]) == (2, 2)
 
 
 async def test_cancel_twice_changes_nothing_the_second_time_and_says_so(api: Api) -> None:

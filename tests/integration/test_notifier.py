@@ -150,18 +150,24 @@ async def test_snapshot_then_each_change_in_seq_order(
             "status": "processing",
             "submitted_at": first["clip"]["submitted_at"],
         },
-        "counts": {"total_clips": 2, "completed": 0, "pending": 2, "failed": 0},
+        "counts": {"total_clips": 2, "completed": 0, "pending": 2, "failed": 0, "cancelled": 0},
     }
     assert (second["seq"], second["clip"]["status"]) == (2, "success")
     assert second["clip"]["video_url"] == f"https://cdn.example/{project.clips[0].task_uuid}.mp4"
-    assert second["counts"] == {"total_clips": 2, "completed": 1, "pending": 1, "failed": 0}
+    assert second["counts"] == {
+        "total_clips": 2,
+        "completed": 1,
+        "pending": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert (third["seq"], third["clip"]["scene_index"]) == (3, 1)
     assert finished == {
         "type": "project.finished",
         "seq": 4,
         "project_id": project.id,
         "status": "completed",
-        "counts": {"total_clips": 2, "completed": 2, "pending": 0, "failed": 0},
+        "counts": {"total_clips": 2, "completed": 2, "pending": 0, "failed": 0, "cancelled": 0},
     }
     assert not {"message_id", "occurred_at", "tenant_id", "schema_version"} & set(second)
 
@@ -202,7 +208,7 @@ async def test_a_late_video_after_the_finish_is_one_attempt_succeeded_and_a_retr
                       key=world.key) as ws:  # fmt: skip
         replayed = await receive(ws)
 
-    failed = {"total_clips": 1, "completed": 0, "pending": 0, "failed": 1}
+    failed = {"total_clips": 1, "completed": 0, "pending": 0, "failed": 1, "cancelled": 0}
     assert told == {
         "type": "clip.attempt_succeeded",
         "seq": finished.seq + 1,

@@ -58,3 +58,14 @@ def test_in_a_pipe_every_line_is_whole_whatever_the_width() -> None:
     assert header.split() == ["project", "title", "status", "clips", "created"]
     assert f"  {ITEM['title']}  " in row
     assert row.endswith("1/3 done, 1 failed  2026-12-04 10:11")
+
+
+def test_cancelled_clips_are_listed_apart_from_failed_ones() -> None:
+    # As the API lists a cancelled project: failed counts the cancelled clips too.
+    cancelled = ITEM | {"status": "cancelled", "failed": 2, "cancelled": 2}
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=False, color_system=None)
+    project_list(console, {"items": [cancelled]})
+
+    assert "1/3 done, 2 cancelled  " in out.getvalue()
+    assert "failed" not in out.getvalue()

@@ -164,8 +164,8 @@ def test_public_status_has_the_seed_fields_first_then_reelflow_fields() -> None:
 
     assert list(status) == [
         "success", "project_id", "total_clips", "completed", "pending", "failed",
-        "all_complete", "clips", "status", "title", "cost", "results", "created_at", "updated_at",
-        "seq",
+        "all_complete", "clips", "cancelled", "status", "title", "cost", "results", "created_at",
+        "updated_at", "seq",
     ]  # fmt: skip
     assert status["clips"] == {"t0": "https://v/0.mp4", "t1": "pending"}
     assert (status["completed"], status["pending"], status["all_complete"]) == (1, 1, False)

@@ -4,7 +4,8 @@ Event messages are the event models without their envelope (``message_id``,
 ``occurred_at``, ``schema_version``, ``correlation_id``, ``tenant_id``), with
 ``type`` first. ``counts.failed`` includes cancelled clips, as the project
 status's ``failed`` does, so a snapshot and the events after it add up the same
-way: ``completed + pending + failed == total_clips``. Fields without a value
+way: ``completed + pending + failed == total_clips``; ``counts.cancelled`` (as the
+status's ``cancelled``) says how many of those were cancelled. Fields without a value
 are left out, never ``null``.
 
 The models are the protocol's definition: ``docs/asyncapi-websocket.json`` is
@@ -41,7 +42,8 @@ class _ServerMessage(BaseModel):
 
 
 class WireCounts(BaseModel):
-    """A project's clip counts; ``failed`` includes cancelled clips."""
+    """A project's clip counts; ``failed`` includes cancelled clips, ``cancelled`` says how
+    many of them were cancelled."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -49,6 +51,7 @@ class WireCounts(BaseModel):
     completed: int
     pending: int
     failed: int
+    cancelled: int
 
 
 class SnapshotMessage(_ServerMessage):
@@ -174,6 +177,7 @@ def counts_message(counts: Counts) -> dict[str, int]:
         "completed": counts.completed,
         "pending": counts.pending,
         "failed": counts.failed + counts.cancelled,
+        "cancelled": counts.cancelled,
     }
 
 

@@ -36,11 +36,19 @@ def styled(status: str) -> str:
     return f"[{STYLES.get(status, 'default')}]{escape(status)}[/]"
 
 
+def failed_and_cancelled(counts: Json) -> tuple[int, int]:
+    """The failed clips and the cancelled ones, apart: the API's ``failed`` counts both, and
+    its ``cancelled`` (absent from an API older than it: 0) the cancelled ones."""
+    cancelled = int(counts.get("cancelled") or 0)
+    return counts["failed"] - cancelled, cancelled
+
+
 def totals(counts: Json) -> str:
-    return (
-        f"{counts['completed']} completed / {counts['pending']} pending / "
-        f"{counts['failed']} failed of {counts['total_clips']}"
-    )
+    failed, cancelled = failed_and_cancelled(counts)
+    text = f"{counts['completed']} completed / {counts['pending']} pending / {failed} failed"
+    if cancelled:
+        text += f" / {cancelled} cancelled"
+    return f"{text} of {counts['total_clips']}"
 
 
 def print_json(value: Any) -> None:
@@ -213,10 +221,13 @@ def _list_table(rows: list[dict[str, str]], widths: Mapping[str, int | None]) ->
 
 
 def clips_done(counts: Json) -> str:
-    """``2/3 done, 1 failed``: short enough for a table."""
+    """``2/4 done, 1 failed, 1 cancelled``: short enough for a table."""
+    failed, cancelled = failed_and_cancelled(counts)
     text = f"{counts['completed']}/{counts['total_clips']} done"
-    if counts["failed"]:
-        text += f", {counts['failed']} failed"
+    if failed:
+        text += f", {failed} failed"
+    if cancelled:
+        text += f", {cancelled} cancelled"
     return text
 
 

@@ -447,6 +447,7 @@ class Project(_Frozen):
             failed=counts.failed + counts.cancelled,
             all_complete=counts.pending == 0,
             clips={clip.task_uuid: clip.seed_value() for clip in self.clips},
+            cancelled=counts.cancelled,
             status=self.shown_status,
             title=self.title,
             cost=self.cost,
@@ -483,6 +484,7 @@ class ProjectStatusView(BaseModel):
                     "failed": 0,
                     "all_complete": False,
                     "clips": {_TASK: _VIDEO, _TASK_2: "pending"},
+                    "cancelled": 0,
                     "status": "generating",
                     "title": "Trip to Lisbon",
                     "cost": {"usd": 0.4, "known": 1, "unknown": 0},
@@ -519,6 +521,11 @@ class ProjectStatusView(BaseModel):
     failed: int = Field(ge=0, description="failed and cancelled clips")
     all_complete: bool = Field(description="no clip is pending")
     clips: dict[str, str] = Field(description='task UUID -> the video URL, "pending" or "failed"')
+    # After the prototype's fields (up to clips), left as they were: failed - cancelled clips
+    # are the failed ones.
+    cancelled: int = Field(
+        default=0, ge=0, description="cancelled clips (counted in failed too, as the prototype's)"
+    )
     status: ProjectStatus
     title: str
     cost: CostTotals

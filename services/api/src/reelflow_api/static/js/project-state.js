@@ -34,7 +34,7 @@ export function apply(state, message) {
   }
   if (!state) return state; // an event before any snapshot: the snapshot will cover it
   if (message.type === 'clip.updated') {
-    const counts = { ...message.counts };
+    const counts = countsOf(message.counts);
     return {
       ...state,
       seq: message.seq,
@@ -65,7 +65,7 @@ export function apply(state, message) {
     };
   }
   if (message.type === 'project.finished') {
-    return { ...state, seq: message.seq, status: message.status, counts: { ...message.counts } };
+    return { ...state, seq: message.seq, status: message.status, counts: countsOf(message.counts) };
   }
   return { ...state, seq: message.seq };
 }
@@ -100,7 +100,15 @@ function countsOf(status) {
     completed: status.completed,
     pending: status.pending,
     failed: status.failed,
+    cancelled: status.cancelled ?? 0,
   };
+}
+
+/** The failed clips and the cancelled ones, apart: the API's ``failed`` counts both, its
+ * ``cancelled`` (0 from an API older than it) the cancelled ones. */
+export function failedApart(counts) {
+  const cancelled = counts.cancelled ?? 0;
+  return { failed: counts.failed - cancelled, cancelled };
 }
 
 function clipsOf(results) {

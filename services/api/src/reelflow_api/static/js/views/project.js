@@ -1,7 +1,7 @@
 // One project: a card per clip in scene order, live; videos play in place; Retry and Cancel.
 
 import { h, formatCost, formatTotals, plural } from '../dom.js';
-import { TERMINAL, apply, failedClips, isFinished, videoUrl } from '../project-state.js';
+import { TERMINAL, apply, failedApart, failedClips, isFinished, videoUrl } from '../project-state.js';
 
 const STATUS_TEXT = {
   queued: 'Queued',
@@ -85,9 +85,9 @@ export function mountProject(container, { api, live }, projectId) {
     badge.textContent = state.status;
     badge.className = `badge status-${state.status}`;
     const { counts } = state;
-    // The API counts cancelled clips as failed (the seed's map shows them so); said apart here.
-    const cancelled = state.clips.filter((clip) => clip.status === 'cancelled').length;
-    const failed = `${counts.failed - cancelled} failed${cancelled ? ` / ${cancelled} cancelled` : ''}`;
+    // The API counts cancelled clips as failed too (the seed's map shows them so); said apart here.
+    const apart = failedApart(counts);
+    const failed = `${apart.failed} failed${apart.cancelled ? ` / ${apart.cancelled} cancelled` : ''}`;
     totals.textContent = `${counts.completed} completed / ${counts.pending} pending / ${failed} of ${plural(counts.total_clips, 'clip')}`;
     const spent = formatTotals(state.cost);
     cost.textContent = spent ? `Cost ${spent}` : '';

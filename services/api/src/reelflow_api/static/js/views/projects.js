@@ -1,7 +1,7 @@
 // The tenant's projects, newest first, a page at a time (the list endpoint's cursor), live.
 
 import { h, formatDate, formatTotals } from '../dom.js';
-import { apply, fromStatus } from '../project-state.js';
+import { apply, failedApart, fromStatus } from '../project-state.js';
 import { usageSummary } from './usage.js';
 
 const PAGE_SIZE = 20;
@@ -79,14 +79,20 @@ export function mountProjects(container, { api, live }) {
   };
 }
 
+/** "1 done · 0 pending · 1 failed · 2 cancelled of 4": cancelled clips apart from failed ones. */
+function countsText(counts) {
+  const { failed, cancelled } = failedApart(counts);
+  const ended = `${failed} failed${cancelled ? ` · ${cancelled} cancelled` : ''}`;
+  return `${counts.completed} done · ${counts.pending} pending · ${ended} of ${counts.total_clips}`;
+}
+
 function rowContent(state) {
   const { counts } = state;
   return [
     h('a', { class: 'project-title', href: `#/projects/${encodeURIComponent(state.id)}` },
       state.title || 'Untitled project'),
     h('span', { class: `badge status-${state.status}` }, state.status),
-    h('span', { class: 'counts' },
-      `${counts.completed} done · ${counts.pending} pending · ${counts.failed} failed of ${counts.total_clips}`),
+    h('span', { class: 'counts' }, countsText(counts)),
     h('span', { class: 'cost' }, formatTotals(state.cost)),
     h('time', { datetime: state.createdAt ?? '' }, formatDate(state.createdAt)),
   ];
