@@ -174,7 +174,8 @@ def retry(project_id: ProjectId, as_json: JsonFlag = False) -> None:
 
 @_command()
 def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
-    """Stop every clip that has not finished."""
+    """Stop every clip that has not finished. A clip Runware has started is billed all the
+    same."""
     with _client() as client:
         project = client.cancel(project_id)
     if as_json:
@@ -184,6 +185,7 @@ def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
         render.clips_changed(
             out, project, "cancelled", nothing="Nothing to cancel: every clip had finished."
         )
+        render.cancel_billed(out, project)
 
 
 @_command()

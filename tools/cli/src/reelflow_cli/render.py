@@ -72,6 +72,26 @@ def clips_changed(console: Console, answer: Json, done: str, *, nothing: str) ->
     console.print(said, highlight=False)
 
 
+def cancel_billed(console: Console, answer: Json) -> None:
+    """After a cancel that changed something: that Runware bills a clip it had started, when
+    a cancelled clip had been submitted (``submitted_at``; an answer without ``results``
+    cannot tell, so then always)."""
+    if answer.get("clips_changed") == 0:
+        return
+    results = answer.get("results")
+    if results is None:
+        console.print("A clip Runware had started is billed all the same.", highlight=False)
+        return
+    started = sum(
+        1 for clip in results if clip.get("status") == "cancelled" and clip.get("submitted_at")
+    )
+    if started:
+        console.print(
+            f"{started} of the cancelled clips had started at Runware: billed all the same.",
+            highlight=False,
+        )
+
+
 def cost_totals(cost: Json | None) -> str:
     """``$1.20``, ``$1.20 + 1 unpriced`` (a task that reported no cost), or "" before any."""
     if not cost or not (cost.get("known") or cost.get("unknown")):
