@@ -287,6 +287,8 @@ async def test_make_run_twice_finishes_a_project_each_time_and_stops_promptly(
             # The banner shows docs/API.md's ways to open a WebSocket, not the legacy ?token=.
             assert WS_AUTH in "".join(launched.printed)
             assert "token=" not in "".join(launched.printed)
+            # On a free port the api is not where the CLI looks by default: it says where.
+            assert f"export REELFLOW_URL={launched.api_url}" in "".join(launched.printed)
             # The link the first run handed out plays in the second too: it is valid a day.
             stored_links.append(await _stored_link(launched, project["project_id"]))
             # So do Runware's links (its videos are kept until their ttl, none here).

@@ -15,7 +15,13 @@ from dotenv import dotenv_values
 from pydantic_settings import BaseSettings
 
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_devtools.devrun import config_from_environment, parse_args
+from reelflow_cli.config import DEFAULT_URL
+from reelflow_devtools.devrun import (
+    CLI_DEFAULT_URL,
+    config_from_environment,
+    parse_args,
+    running_summary,
+)
 from reelflow_devtools.launcher import (
     DEFAULT_PORTS,
     Simulator,
@@ -355,3 +361,16 @@ def test_the_env_file_is_never_written_through_a_link(tmp_path: Path) -> None:
     with pytest.raises(OSError, match="Too many levels of symbolic links"):
         write_env_file(tmp_path / ENV_FILE, {"REELFLOW_AMQP_PREFIX": "x."})
     assert elsewhere.read_text() == "kept\n"
+
+
+def test_the_summary_tells_the_cli_where_the_api_is_when_not_on_its_default_port(
+    tmp_path: Path,
+) -> None:
+    stack = stack_of(StackConfig(run_dir=tmp_path))
+    on_defaults = running_summary(stack, dev_key="rf_x", admin="admin", env_file=tmp_path / "env")
+    stack.ports["api"] = 17011  # --free-ports beside another stack
+    moved = running_summary(stack, dev_key="rf_x", admin="admin", env_file=tmp_path / "env")
+
+    assert CLI_DEFAULT_URL == DEFAULT_URL  # the CLI's, which devtools does not import
+    assert not any("REELFLOW_URL" in line for line in on_defaults)
+    assert moved[-1].split()[:3] == ["CLI", "export", "REELFLOW_URL=http://127.0.0.1:17011"]

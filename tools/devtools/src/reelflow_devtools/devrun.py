@@ -50,6 +50,9 @@ from reelflow_devtools.startchecks import beside, check_ports, check_prefix, loc
 #: how the banner says to authenticate a WebSocket: docs/API.md's preferred ways, no
 #: ``?token=`` (legacy: proxies may log URLs)
 WS_AUTH = "key in Authorization: Bearer, or ?ticket= from POST /v1/ws-tickets"
+#: where the reelflow CLI looks for the API unless REELFLOW_URL says otherwise (its
+#: reelflow_cli.config.DEFAULT_URL: devtools does not depend on the CLI; a test checks them)
+CLI_DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORTS['api']}"
 
 
 def say(line: str = "") -> None:
@@ -215,15 +218,10 @@ def _run_stack(config: StackConfig) -> int:
     try:
         write_env_file(env_file, admin_environment(stack.service_env(), os.environ))
         dev_key = asyncio.run(stack.ensure_dev_key(os.environ.get("REELFLOW_DEV_API_KEY")))
-        api, notifier = stack.api_url, stack.ws_url
         admin = os.path.relpath(console_script("reelflow-admin"))
         say()
-        say("reelflow is running.")
-        say(f"  Dashboard  {api}/   (sign in with the key below)")
-        say(f"  REST API   {api}/v1/projects   (docs: {api}/docs)")
-        say(f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}   ({WS_AUTH})")
-        say(f"  dev key    {dev_key}")
-        say(f"  admin      {admin} --env-file {env_file} --help")
+        for line in running_summary(stack, dev_key=dev_key, admin=admin, env_file=env_file):
+            say(line)
         asked, since = _wait_for_stop(stack, ready="Press Ctrl-C to stop.")
         say("reelflow: stopping")
     finally:
@@ -234,6 +232,26 @@ def _run_stack(config: StackConfig) -> int:
         f"reelflow: stopped in {time.monotonic() - since:.1f} s ({cause} to its last process's end)"
     )
     return 0 if asked else 1
+
+
+def running_summary(stack: Stack, *, dev_key: str, admin: str, env_file: Path) -> list[str]:
+    """What ``make run`` prints once its stack runs: where each thing is, the key, and, when
+    the api is not where the CLI looks by default (``--free-ports``), how to point it there."""
+    api, notifier = stack.api_url, stack.ws_url
+    lines = [
+        "reelflow is running.",
+        f"  Dashboard  {api}/   (sign in with the key below)",
+        f"  REST API   {api}/v1/projects   (docs: {api}/docs)",
+        f"  WebSocket  {notifier}/v1/ws/projects/{{project_id}}   ({WS_AUTH})",
+        f"  dev key    {dev_key}",
+        f"  admin      {admin} --env-file {env_file} --help",
+    ]
+    if api != CLI_DEFAULT_URL:
+        lines.append(
+            f"  CLI        export REELFLOW_URL={api}   (the reelflow CLI looks at port"
+            f" {DEFAULT_PORTS['api']} otherwise)"
+        )
+    return lines
 
 
 def _wait_for_stop(stack: Stack, *, ready: str) -> tuple[bool, float]:
