@@ -18,9 +18,12 @@ $(UV): | installing-notice
 installing-notice:
 	@test -f $(VENV)/.synced || echo "reelflow: first run: installing uv and the locked dependencies into .tools/ and .venv/ (about 2 minutes, this once)"
 
+# Quiet (uv would list every package it installs, ~160 lines the first time; its errors
+# still show), then one line: how many packages .venv holds.
 $(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml
-	$(UV) sync --frozen --python $(PYTHON)
-	touch $@
+	@$(UV) sync --frozen --quiet --python $(PYTHON)
+	@echo "reelflow: $$(ls -d $(VENV)/lib/python*/site-packages/*.dist-info | wc -l | tr -d ' ') packages installed in $(VENV), as uv.lock pins them"
+	@touch $@
 
 # RUN_ARGS passes the launcher's options, e.g. make run RUN_ARGS="--free-ports"
 # (.venv/bin/reelflow-dev --help lists them).

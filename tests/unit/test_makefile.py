@@ -85,6 +85,31 @@ def test_a_make_run_with_everything_installed_prints_what_it_did_before(tmp_path
     assert ran.stdout.splitlines() == [".venv/bin/reelflow-dev ", "launcher"]
 
 
+def test_the_install_lists_no_packages_but_says_how_many_in_one_line(tmp_path: Path) -> None:
+    checkout = _checkout(tmp_path)
+    site = checkout / ".venv" / "lib" / "python3.11" / "site-packages"
+    installs = " && ".join(f"mkdir -p {site}/pkg{n}-1.0.dist-info" for n in range(3))
+    # uv as it installs: a line per package, unless asked to be quiet
+    _script(
+        checkout / ".tools" / "bin" / "uv",
+        f'case " $* " in *" --quiet "*) ;; *) echo " + pkg0==1.0";; esac; {installs}',
+    )
+    _script(checkout / ".venv" / "bin" / "reelflow-dev", "echo launcher")
+    later = max((checkout / name).stat().st_mtime for name in _INSTALL_INPUTS) + 10
+    os.utime(checkout / ".tools" / "bin" / "uv", (later, later))
+
+    ran = _make_run(checkout, "python3.11")
+
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines() == [
+        f"{NOTICE} uv and the locked dependencies into .tools/ and .venv/ (about 2 minutes,"
+        " this once)",
+        "reelflow: 3 packages installed in .venv, as uv.lock pins them",
+        ".venv/bin/reelflow-dev ",
+        "launcher",
+    ]
+
+
 def test_make_clean_deletes_the_checkouts_queues_first_and_keeps_everything_when_refused(
     tmp_path: Path,
 ) -> None:
