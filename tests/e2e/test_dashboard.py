@@ -220,6 +220,28 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     dashboard.assert_no_console_errors()
 
 
+def test_the_forms_placeholders_read_as_examples_or_defaults_never_as_values(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.open()
+    dashboard.sign_in()
+    page.get_by_role("link", name="New project").first.click()
+
+    expect(page.get_by_label("Title")).to_have_attribute("placeholder", "e.g. Trip to Lisbon")
+    expect(page.get_by_label("Prompt")).to_have_attribute("placeholder", re.compile(r"^e\.g\. "))
+    for name in ("model", "scenes.0.duration", "scenes.0.width", "scenes.0.height"):
+        expect(page.locator(f'[id="{name}"]')).to_have_attribute(
+            "placeholder", re.compile(r"^default:? \S+$")
+        )
+    # Set apart from typed text by more than a shade of grey.
+    style = page.get_by_label("Title").evaluate(
+        "el => getComputedStyle(el, '::placeholder').fontStyle"
+    )
+    assert style == "italic"
+    dashboard.assert_no_console_errors()
+
+
 def test_a_generating_clip_shows_runwares_progress(dashboard: Dashboard) -> None:
     page = dashboard.page
     dashboard.open()

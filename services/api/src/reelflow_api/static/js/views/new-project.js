@@ -13,8 +13,8 @@ export function mountNewProject(container, { api, config }) {
   const form = h('form', { class: 'card', novalidate: true },
     h('h1', { tabindex: '-1' }, 'New project'),
     formError,
-    field('title', 'Title', h('input', { id: 'title', name: 'title', maxlength: limits.title_chars, placeholder: 'Trip to Lisbon' })),
-    field('model', 'Model', h('input', { id: 'model', name: 'model', placeholder: defaults.model, spellcheck: 'false' }),
+    field('title', 'Title', h('input', { id: 'title', name: 'title', maxlength: limits.title_chars, placeholder: 'e.g. Trip to Lisbon' })),
+    field('model', 'Model', h('input', { id: 'model', name: 'model', placeholder: `default: ${defaults.model}`, spellcheck: 'false' }),
       `Runware model (AIR id). Empty: ${defaults.model}.`),
     h('fieldset', {},
       h('legend', {}, `Scenes (1 to ${limits.scenes})`),
@@ -48,10 +48,10 @@ export function mountNewProject(container, { api, config }) {
     }, 'Remove');
     const prompt = h('textarea', {
       id: id('prompt'), name: 'prompt', rows: 2, maxlength: limits.prompt_chars, required: true,
-      placeholder: 'tram climbing a steep street at dawn',
+      placeholder: 'e.g. tram climbing a steep street at dawn',
     });
     prompt.value = values.prompt ?? '';
-    const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: defaults.duration, inputmode: 'decimal' });
+    const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: `default ${defaults.duration}`, inputmode: 'decimal' });
     const durationField = field(id('duration'), 'Duration (s)', duration);
     refuseAtOrBelow(duration, limits.duration_min_exclusive, durationField.querySelector('.field-error'));
     return [
@@ -59,8 +59,8 @@ export function mountNewProject(container, { api, config }) {
       field(id('prompt'), 'Prompt', prompt),
       h('div', { class: 'row' },
         durationField,
-        field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.width })),
-        field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: defaults.height }))),
+        field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: `default ${defaults.width}` })),
+        field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: `default ${defaults.height}` }))),
     ];
   }
 
