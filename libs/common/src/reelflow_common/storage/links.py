@@ -4,6 +4,11 @@ An HMAC-SHA256 over the key and the expiry, with ``video_url_secret``: whoever
 holds the URL may fetch that one video until it expires, without an API key (a
 ``<video>`` element cannot send one). The api checks it and sends the file, or
 redirects to a short-lived presigned bucket URL; the bucket itself stays private.
+
+``<key>`` is the storage key whole, as stored with the clip and signed
+(``videos/<project>/<scene>/<task>.mp4``, the objects' folder in the bucket or
+the directory), hence ``/v1/videos/videos/…``: not a join gone wrong, and links
+already handed out name keys so, so the route takes the key as it comes.
 """
 
 from __future__ import annotations
