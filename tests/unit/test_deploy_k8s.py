@@ -637,13 +637,40 @@ def test_ingress_timeouts_fit_long_polls_and_websockets() -> None:
 
 
 def test_public_base_url_is_the_ingress_host() -> None:
-    hosts = {
-        rule["host"] for ingress in objects("Ingress").values() for rule in ingress["spec"]["rules"]
+    ingresses = objects("Ingress").values()
+    hosts = {rule["host"] for ingress in ingresses for rule in ingress["spec"]["rules"]}
+    tls_hosts = {
+        host for ingress in ingresses for tls in ingress["spec"]["tls"] for host in tls["hosts"]
     }
     data = objects("ConfigMap")[CONFIG_MAP]["data"]
+    assert tls_hosts == hosts
     assert hosts == {data["REELFLOW_PUBLIC_BASE_URL"].removeprefix("https://")}
     # The dashboard's browsers reach the notifier through the same Ingress.
     assert hosts == {data["REELFLOW_PUBLIC_WS_URL"].removeprefix("wss://")}
+    # The signed video links too.
+    assert hosts == {data["REELFLOW_VIDEO_PUBLIC_URL"].removeprefix("https://")}
+
+
+def test_production_takes_its_domain_and_bucket_from_the_one_file_the_readme_names() -> None:
+    site_file = K8S / "overlays" / "prod" / "site.yaml"
+    site = yaml.safe_load(site_file.read_text())["data"]
+    base = yaml.safe_load((K8S / "base" / "configmap.yaml").read_text())["data"]
+    ingresses = objects("Ingress").values()
+    data = objects("ConfigMap")[CONFIG_MAP]["data"]
+
+    assert {rule["host"] for ingress in ingresses for rule in ingress["spec"]["rules"]} == {
+        site["host"]
+    }
+    assert data["REELFLOW_PUBLIC_BASE_URL"] == f"https://{site['host']}"
+    assert (data["REELFLOW_S3_BUCKET"], data["REELFLOW_S3_REGION"]) == (
+        site["s3-bucket"],
+        site["s3-region"],
+    )
+    # Not the base's placeholders, and the site's own object is never applied.
+    assert site["host"] not in base["REELFLOW_PUBLIC_BASE_URL"]
+    assert site["s3-bucket"] != base["REELFLOW_S3_BUCKET"]
+    assert "reelflow-site" not in objects("ConfigMap")
+    assert "deploy/k8s/overlays/prod/site.yaml" in (ROOT / "README.md").read_text()
 
 
 # --- the README's kubectl commands --------------------------------------------------
