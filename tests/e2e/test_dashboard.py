@@ -403,7 +403,10 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     # One click only asks (the tenant pays for every clip); "No" changes nothing.
     page.get_by_role("button", name="Cancel", exact=True).click()
     question = page.get_by_role("group", name="Cancel 2 unfinished clips?")
-    expect(question).to_contain_text("A clip Runware has started is billed all the same.")
+    expect(question).to_contain_text(
+        "Clips already sent to Runware, and in the first seconds after creating a project"
+        " every clip, are billed all the same."
+    )
     expect(page.get_by_role("button", name="No, keep them")).to_be_focused()
     dashboard.shot("cancel-asked")
     page.get_by_role("button", name="No, keep them").click()
@@ -414,6 +417,11 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     page.get_by_role("button", name="Yes, cancel them").click()
 
     expect(page.locator("#finished")).to_have_text("Cancelled.")
+    # Both were at Runware (hanging there): the answer's clips_may_be_billed, said.
+    expect(page.locator("#cancel-result")).to_have_text(
+        "Cancelled 2 clips; up to 2 of them may still be billed (already sent to Runware, or"
+        " cancelled in the first seconds after the project was created)."
+    )
     expect(page.locator('.clip[data-status="cancelled"]')).to_have_count(2)
     expect(page.locator(".meta .badge")).to_have_text("cancelled")
     expect(page.locator("#totals")).to_have_text(

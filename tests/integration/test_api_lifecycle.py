@@ -121,6 +121,7 @@ async def test_cancel_makes_every_unfinished_clip_cancelled(api: Api) -> None:
     assert set(statuses.values()) == {"cancelled"}
     assert (body["completed"], body["pending"], body["all_complete"]) == (1, 0, True)
     assert body.pop("clips_changed") == 1
+    assert body.pop("clips_may_be_billed") == 1  # queued within the POST's first seconds
     got = await api.client.get(f"/v1/projects/{created['project_id']}", headers=auth)
     assert got.json() == body
     announced = [m.body for m in await api.take(events)]
@@ -150,6 +151,43 @@ async def test_cancel_of_an_untouched_project_makes_it_cancelled(api: Api) -> No
     assert (item["failed"], item["cancelled"]) == (2, 2)
 
 
+async def test_cancel_right_after_the_post_says_every_clip_may_still_be_billed(
+    api: Api,
+) -> None:
+    # It answered clips_changed 6, cost 0, and 6 videos were billed later: within
+    # submit_read_after_s of the POST a first submit does not read the cancel.
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+
+    response = await api.client.post(f"/v1/projects/{created['project_id']}/cancel", headers=auth)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert (body["clips_changed"], body["clips_may_be_billed"]) == (2, 2)
+
+
+async def test_cancel_counts_a_processing_clip_but_not_a_queued_one_read_before_its_submit(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    settings = settings_for(Settings, submit_read_after_s=0)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        auth = await api.tenant()
+        created = (await api.create(auth)).json()
+        project = await stored(api, created["project_id"])
+        running = project.clips[0]
+        assert running.lease is not None
+        await api.projects.mark_processing(
+            project.id, 0, running.task_uuid, token=running.lease.token
+        )
+        url = f"/v1/projects/{project.id}/cancel"
+
+        first = await api.client.post(url, headers=auth)
+        second = await api.client.post(url, headers=auth)
+
+    assert (first.json()["clips_changed"], first.json()["clips_may_be_billed"]) == (2, 1)
+    assert (second.json()["clips_changed"], second.json()["clips_may_be_billed"]) == (0, 0)
+
+
 async def test_cancel_twice_changes_nothing_the_second_time_and_says_so(api: Api) -> None:
     auth = await api.tenant()
     created = (await api.create(auth)).json()
@@ -160,7 +198,7 @@ async def test_cancel_twice_changes_nothing_the_second_time_and_says_so(api: Api
 
     assert second.status_code == 202
     assert first.json()["clips_changed"] == 2
-    assert second.json() == first.json() | {"clips_changed": 0}
+    assert second.json() == first.json() | {"clips_changed": 0, "clips_may_be_billed": 0}
 
 
 def another_writer_moves_scene_at_every_try(

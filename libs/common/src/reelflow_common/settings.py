@@ -182,6 +182,20 @@ class LeaseSettings(ReelflowSettings):
     )
 
 
+class SubmitReadSettings(ReelflowSettings):
+    """When a clip's first submit reads the clip (cancelled meanwhile?) before buying its task:
+    the submitter applies it, the api's cancel counts the clips it may still buy by it."""
+
+    submit_read_after_s: float = Field(
+        default=10,
+        ge=0,
+        description="a clip's first submit reads the clip first (cancelled meanwhile?) when it"
+        " was queued longer ago than this; sooner, it is submitted without a read, so a cancel"
+        " that soon after the POST may still buy it (followed and billed); the api counts such"
+        " clips in a cancel's clips_may_be_billed: set it alike for both",
+    )
+
+
 class VisibilitySettings(ReelflowSettings):
     not_found_grace_s: float = Field(
         default=120,

@@ -73,6 +73,28 @@ class ProjectChanged(ProjectStatusView):
     )
 
 
+class ProjectCancelled(ProjectChanged):
+    """``POST …/cancel``: a :class:`ProjectChanged` that also says how many of the clips it
+    cancelled Runware may bill all the same."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                ProjectStatusView.model_json_schema()["examples"][0]
+                | {"clips_changed": 1, "clips_may_be_billed": 1}
+            ]
+        }
+    )
+
+    clips_may_be_billed: int = Field(
+        ge=0,
+        description="of the clips this call cancelled, how many Runware may bill all the same"
+        " (an upper bound): processing ones, and queued ones whose submit may still go without"
+        " reading the cancel (the project's first seconds) or may have reached Runware"
+        " unanswered; 0: none of them will be billed",
+    )
+
+
 class ProjectList(BaseModel):
     """``GET /v1/projects``: one page of the tenant's projects, newest first."""
 

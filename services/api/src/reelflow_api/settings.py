@@ -13,6 +13,7 @@ from reelflow_common.settings import (
     MongoSettings,
     SlowClientSettings,
     StorageSettings,
+    SubmitReadSettings,
     TopologySettings,
     WebhookSettings,
 )
@@ -29,6 +30,7 @@ class Settings(
     AuthSettings,
     CostEstimateSettings,
     StorageSettings,
+    SubmitReadSettings,
 ):
     default_model: str = Field(
         default="google:3@3", description="model of a project that names none"

@@ -12,6 +12,7 @@ from reelflow_common.settings import (
     MongoSettings,
     PollingSettings,
     RunwareSettings,
+    SubmitReadSettings,
     TopologySettings,
     VisibilitySettings,
     WebhookSettings,
@@ -29,6 +30,7 @@ class Settings(
     LeaseSettings,
     VisibilitySettings,
     CeilingSettings,
+    SubmitReadSettings,
 ):
     http_port: int = Field(default=8002, ge=0, le=65535, description="/healthz, /readyz, /metrics")
     submit_concurrency: int = Field(
@@ -79,13 +81,6 @@ class Settings(
     )
     rate_limit_max_delay_s: float = Field(
         default=60, gt=0, description="cap of that pause, doubled after each 429 in a row"
-    )
-    submit_read_after_s: float = Field(
-        default=10,
-        ge=0,
-        description="a clip's first submit reads the clip first (cancelled meanwhile?) when it"
-        " was queued longer ago than this; sooner, it is submitted without a read, so a cancel"
-        " that soon after the POST may still buy it (followed and billed)",
     )
     submit_max_attempts: int = Field(
         default=20,

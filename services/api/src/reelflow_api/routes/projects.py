@@ -26,7 +26,7 @@ from reelflow_api.problems import (
     problem_responses,
     request_in_progress,
 )
-from reelflow_api.schemas import CreateProjectIn, ProjectChanged, ProjectList
+from reelflow_api.schemas import CreateProjectIn, ProjectCancelled, ProjectChanged, ProjectList
 from reelflow_api.telemetry import correlation_id
 from reelflow_common.accounting import Charge, KeyInProgress, LimitExceeded, TenantLimits
 from reelflow_common.accounting.limits import check_shape
@@ -338,16 +338,22 @@ def _status_json(
     status_code: int = 200,
     headers: dict[str, str] | None = None,
     clips_changed: int | None = None,
+    clips_may_be_billed: int | None = None,
 ) -> Response:
     """The project's status as the API answers it (``ProjectStatusView.wire``); with
-    ``clips_changed``, a retry's or a cancel's (:class:`ProjectChanged`).
+    ``clips_changed``, a retry's (:class:`ProjectChanged`); with ``clips_may_be_billed`` too,
+    a cancel's (:class:`ProjectCancelled`).
 
     Written by pydantic in one pass: ``JSONResponse(view.wire())`` built the dict
     and then walked it again with ``json.dumps`` (34 against 11 µs for a
     10-scene project), on every read and every create.
     """
     view = project.public_status(include_results=True, links=state.links)
-    if clips_changed is not None:
+    if clips_changed is not None and clips_may_be_billed is not None:
+        view = ProjectCancelled(
+            **dict(view), clips_changed=clips_changed, clips_may_be_billed=clips_may_be_billed
+        )
+    elif clips_changed is not None:
         view = ProjectChanged(**dict(view), clips_changed=clips_changed)
     return Response(
         view.wire_json(), status_code=status_code, headers=headers, media_type="application/json"
@@ -355,7 +361,12 @@ def _status_json(
 
 
 def _status_response(
-    state: AppState, project: Project, *, status_code: int, clips_changed: int | None = None
+    state: AppState,
+    project: Project,
+    *,
+    status_code: int,
+    clips_changed: int | None = None,
+    clips_may_be_billed: int | None = None,
 ) -> Response:
     return _status_json(
         state,
@@ -363,14 +374,20 @@ def _status_response(
         status_code=status_code,
         headers={"Location": f"/v1/projects/{project.id}"},
         clips_changed=clips_changed,
+        clips_may_be_billed=clips_may_be_billed,
     )
 
 
-def _changed_response(state: AppState, outcome: Outcome) -> Response:
+def _changed_response(state: AppState, outcome: Outcome, *, cancel: bool = False) -> Response:
     """A retry's or a cancel's answer: ``202`` whether or not there was anything to do (as it
-    always was), with the project's status and ``clips_changed`` saying which."""
+    always was), with the project's status and ``clips_changed`` saying which; a cancel's
+    with ``clips_may_be_billed`` too."""
     return _status_response(
-        state, outcome.project, status_code=202, clips_changed=outcome.clips_changed
+        state,
+        outcome.project,
+        status_code=202,
+        clips_changed=outcome.clips_changed,
+        clips_may_be_billed=len(outcome.may_be_billed) if cancel else None,
     )
 
 
@@ -562,20 +579,24 @@ async def retry_project(
 @router.post(
     "/{project_id}/cancel",
     status_code=202,
-    response_model=ProjectChanged,
+    response_model=ProjectCancelled,
     responses=problem_responses(404),
 )
 async def cancel_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> Response:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``;
-    ``clips_changed`` is 0 when every clip had finished."""
+    ``clips_changed`` is 0 when every clip had finished; ``clips_may_be_billed`` of those it
+    cancelled Runware may bill all the same (an upper bound)."""
     cancelled = await state.projects.cancel(
-        project_id, tenant_id=tenant_id, correlation_id=correlation_id(request)
+        project_id,
+        tenant_id=tenant_id,
+        correlation_id=correlation_id(request),
+        submit_read_after_s=state.settings.submit_read_after_s,
     )
     if cancelled is None:
         raise not_found()
     await _announce(state, cancelled.events)
     if cancelled.busy:
         raise clips_busy(len(cancelled.busy), done="cancelled")
-    return _changed_response(state, cancelled)
+    return _changed_response(state, cancelled, cancel=True)

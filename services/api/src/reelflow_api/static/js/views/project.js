@@ -37,10 +37,15 @@ export function mountProject(container, { api, live }, projectId) {
   const keep = h('button', { type: 'button', onclick: () => askToCancel(false) }, 'No, keep them');
   const confirmCancel = h('button', {
     type: 'button', class: 'danger',
-    onclick: () => { askingToCancel = false; act(() => api.cancel(projectId), confirmCancel); },
+    onclick: () => {
+      askingToCancel = false;
+      act(async () => { cancelResult.textContent = cancelledText(await api.cancel(projectId)); }, confirmCancel);
+    },
   }, 'Yes, cancel them');
   const cancelConfirmation = h('div', { class: 'actions', role: 'group', 'aria-labelledby': 'cancel-question', hidden: true },
     cancelQuestion, confirmCancel, keep);
+  // What the cancel's answer says may still be billed (clips_may_be_billed), until the next cancel.
+  const cancelResult = h('p', { class: 'muted', id: 'cancel-result', role: 'status' });
   const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
   const loading = h('p', { class: 'muted' }, 'Loading…');
 
@@ -48,7 +53,7 @@ export function mountProject(container, { api, live }, projectId) {
     h('p', {}, h('a', { href: '#/' }, '← Projects')),
     h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'meta' }, badge, cost)),
       h('div', { class: 'actions' }, retry, cancel)),
-    cancelConfirmation, totals, finished, actionError, loading, grid,
+    cancelConfirmation, cancelResult, totals, finished, actionError, loading, grid,
   );
 
   function askToCancel(asking) {
@@ -101,8 +106,9 @@ export function mountProject(container, { api, live }, projectId) {
     retry.disabled = false;
     cancel.hidden = done || askingToCancel;
     cancel.disabled = false;
-    // Runware bills a clip it has started even once cancelled (docs/API.md, cancel).
-    cancelQuestion.textContent = `Cancel ${plural(counts.pending, 'unfinished clip')}? A clip Runware has started is billed all the same.`;
+    // A cancel does not stop what Runware has, nor a submit in the project's first seconds
+    // (docs/API.md, cancel): said before, and counted in the answer after.
+    cancelQuestion.textContent = `Cancel ${plural(counts.pending, 'unfinished clip')}? Clips already sent to Runware, and in the first seconds after creating a project every clip, are billed all the same.`;
     cancelConfirmation.hidden = done || !askingToCancel;
     confirmCancel.disabled = false;
     for (const clip of state.clips) drawClip(clip);
@@ -162,6 +168,16 @@ export function mountProject(container, { api, live }, projectId) {
     }
   });
   return stopWatching;
+}
+
+/** What a cancel's answer says: how many clips it cancelled, and how many of those Runware may
+ * still bill (``clips_may_be_billed``, an upper bound: each only if it ends with a video). */
+export function cancelledText({ clips_changed: changed = 0, clips_may_be_billed: billed = 0 } = {}) {
+  if (changed === 0) return 'Nothing to cancel: every clip had finished.';
+  const done = `Cancelled ${plural(changed, 'clip')}`;
+  if (billed === 0) return `${done}; none of them should be billed.`;
+  const some = changed === 1 ? 'it' : `up to ${billed} of them`;
+  return `${done}; ${some} may still be billed (already sent to Runware, or cancelled in the first seconds after the project was created).`;
 }
 
 /** "Earlier tasks: failed (timeoutProvider); success, $0.40 (video)": what a retried scene
