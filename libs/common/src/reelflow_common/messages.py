@@ -22,6 +22,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.money import Usd
 from reelflow_common.topology import (
     CLIP_ATTEMPT_STORED,
     CLIP_ATTEMPT_SUCCEEDED,
@@ -238,7 +239,7 @@ class AttemptView(BaseModel):
     task_uuid: str
     status: ClipStatus
     video_url: str | None = None
-    cost: float | None = None
+    cost: Usd | None = None
     error: dict[str, str] | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None
@@ -259,7 +260,7 @@ class ClipView(BaseModel):
     scene_index: int
     status: ClipStatus
     video_url: str | None = None
-    cost: float | None = None
+    cost: Usd | None = None
     error: dict[str, str] | None = None
     submitted_at: datetime | None = None
     completed_at: datetime | None = None

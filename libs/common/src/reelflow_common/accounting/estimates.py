@@ -18,6 +18,7 @@ from pymongo import UpdateOne
 
 from reelflow_common.domain import ClipRequest
 from reelflow_common.logging import get_logger
+from reelflow_common.money import round_usd
 from reelflow_common.mongo import Database
 
 COLLECTION = "cost_stats"
@@ -111,6 +112,6 @@ class CostEstimator:
         """Each scene's estimated USD, in scene order."""
         price = await self.price_per_s(model)
         return [
-            round(price * (scene.duration if scene.duration is not None else default_duration), 6)
+            round_usd(price * (scene.duration if scene.duration is not None else default_duration))
             for scene in scenes
         ]

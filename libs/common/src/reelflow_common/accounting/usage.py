@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.accounting.limits import TenantLimits, day_key, month_resets_at
+from reelflow_common.money import round_usd
 from reelflow_common.mongo import Database
 
 
@@ -31,7 +32,7 @@ class PeriodUsage(BaseModel):
     def plus(self, usd: float, known: int, unknown: int) -> PeriodUsage:
         return PeriodUsage(
             period=self.period,
-            usd=round(self.usd + usd, 6),
+            usd=round_usd(self.usd + usd),
             known_cost_clips=self.known_cost_clips + known,
             unknown_cost_clips=self.unknown_cost_clips + unknown,
             projects=self.projects + 1,

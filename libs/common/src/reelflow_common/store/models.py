@@ -16,6 +16,7 @@ from reelflow_common.domain import (
     final_project_status,
 )
 from reelflow_common.messages import AttemptView, ClipUpdated, ClipView, Event
+from reelflow_common.money import Usd
 from reelflow_common.store.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -381,7 +382,9 @@ def _attempt_order(item: tuple[str, Attempt]) -> tuple[float, str]:
 class CostTotals(_Frozen):
     """What the project's finished tasks cost: ``known`` of them said how much, ``unknown`` not."""
 
-    usd: float = Field(default=0.0, description="the sum of the known costs, in US dollars")
+    usd: Usd = Field(
+        default=0.0, description="the sum of the known costs, in US dollars, rounded to 6 decimals"
+    )
     known: int = Field(default=0, description="finished tasks whose cost Runware reported")
     unknown: int = Field(default=0, description="finished tasks whose cost is unknown")
 

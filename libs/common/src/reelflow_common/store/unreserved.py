@@ -21,6 +21,7 @@ from reelflow_common.accounting.ledger import Spent
 from reelflow_common.accounting.limits import day_key, month_key
 from reelflow_common.accounting.usage import month_bounds
 from reelflow_common.domain import OPEN_CLIP_STATUSES, ClipStatus
+from reelflow_common.money import round_usd
 from reelflow_common.mongo import Database
 from reelflow_common.store.documents import clip_from_document, unpack_requests
 from reelflow_common.store.models import ClipState
@@ -86,8 +87,10 @@ class UnreservedSpend:
             for scene, raw in doc["clips"].items():
                 clip = clip_from_document(raw, int(scene), created_at=created_at)
                 duration = requests[int(scene)].duration or 0.0
-                usd += unreserved_usd(clip, round(price * duration, 6))
+                usd += unreserved_usd(clip, round_usd(price * duration))
             month_usd += usd
             if day_key(created_at) == day:
                 day_usd += usd
-        return Spent(day=day, month=month, day_usd=round(day_usd, 6), month_usd=round(month_usd, 6))
+        return Spent(
+            day=day, month=month, day_usd=round_usd(day_usd), month_usd=round_usd(month_usd)
+        )

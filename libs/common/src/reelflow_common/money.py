@@ -1,0 +1,25 @@
+"""Dollar amounts as reelflow shows them: rounded to a millionth of a dollar.
+
+A project's cost is a sum of Runware's float prices kept by ``$inc`` (0.6 + 0.6 + 0.6
+is 1.7999999999999998); every amount a client reads — usage, a project's ``cost``, a
+clip's or an attempt's ``cost`` — is rounded here, once, as it is written out. Stored
+sums stay as MongoDB added them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import PlainSerializer
+
+#: decimals of a dollar amount on the wire; far below any price Runware quotes
+USD_DECIMALS = 6
+
+
+def round_usd(usd: float) -> float:
+    """``usd`` rounded as reelflow shows dollar amounts."""
+    return round(usd, USD_DECIMALS)
+
+
+#: a dollar amount, written out rounded (:func:`round_usd`); read and kept as it is
+Usd = Annotated[float, PlainSerializer(round_usd, return_type=float)]

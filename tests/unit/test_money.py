@@ -1,0 +1,90 @@
+"""Every dollar amount a client reads is rounded as ``GET /v1/usage`` rounds it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from reelflow_common.accounting.usage import PeriodUsage
+from reelflow_common.domain import ClipRequest, ClipStatus, Counts
+from reelflow_common.messages import AttemptSucceeded, AttemptView, ClipUpdated, ClipView
+from reelflow_common.money import round_usd
+from reelflow_common.store import CostTotals, NewProject, Project
+from reelflow_common.store.documents import new_project_document, project_from_document
+from reelflow_common.store.models import Attempt
+from reelflow_notifier.wire import event_message, snapshot_message
+
+T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+#: what MongoDB's $inc makes of three clips of $0.60
+SUM = 0.6 + 0.6 + 0.6
+#: a price times a duration, as a cost may come
+PRICE = 0.1 * 3
+
+
+def test_the_sums_are_what_floats_make_of_them() -> None:
+    assert (SUM, PRICE) == (1.7999999999999998, 0.30000000000000004)
+
+
+def project_costing(usd: float, clip_cost: float) -> Project:
+    new = NewProject(
+        tenant_id="tenant-a",
+        title="t",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt="scene 0")],
+    )
+    doc = new_project_document(
+        new, project_id="p1", task_uuids=["t0"], tokens=["k0"], now=T0, lease_until=T0
+    )
+    project = project_from_document(doc)
+    clip = project.clips[0].model_copy(
+        update={
+            "status": ClipStatus.SUCCESS,
+            "video_url": "https://v/0.mp4",
+            "cost": clip_cost,
+            "attempts": {
+                "old": Attempt(
+                    status=ClipStatus.SUCCESS, video_url="https://v/o.mp4", cost=clip_cost
+                )
+            },
+        }
+    )
+    return project.model_copy(
+        update={"cost": CostTotals(usd=usd, known=3, unknown=0), "clips": [clip]}
+    )
+
+
+def test_a_project_status_shows_its_cost_rounded_as_usage_does() -> None:
+    project = project_costing(SUM, PRICE)
+
+    status = project.public_status()
+    wire = json.loads(status.wire_json())
+
+    assert wire["cost"]["usd"] == status.wire()["cost"]["usd"] == 1.8
+    assert wire["results"][0]["cost"] == 0.3
+    assert wire["results"][0]["attempts"][0]["cost"] == 0.3
+    listed = project.public_status(include_results=False).wire()
+    assert listed["cost"]["usd"] == 1.8
+    assert PeriodUsage(period="2026-12").plus(SUM, 3, 0).usd == round_usd(SUM) == 1.8
+
+
+def test_a_snapshot_shows_the_cost_rounded() -> None:
+    snapshot = snapshot_message(project_costing(SUM, PRICE))
+
+    assert snapshot["project"]["cost"]["usd"] == 1.8
+    assert snapshot["project"]["results"][0]["cost"] == 0.3
+
+
+def test_the_events_show_their_costs_rounded() -> None:
+    counts = Counts(total_clips=1, completed=1, pending=0, failed=0)
+    clip = ClipView(
+        task_uuid="t0", scene_index=0, status=ClipStatus.SUCCESS, video_url="v", cost=PRICE
+    )
+    updated = ClipUpdated(project_id="p1", tenant_id="a", seq=2, clip=clip, counts=counts)
+    attempt = AttemptView(task_uuid="t0", status=ClipStatus.SUCCESS, cost=PRICE)
+    late = AttemptSucceeded(
+        project_id="p1", tenant_id="a", seq=3, scene_index=0, attempt=attempt, counts=counts
+    )
+
+    assert event_message(updated)["clip"]["cost"] == 0.3
+    assert event_message(late)["attempt"]["cost"] == 0.3
+    assert json.loads(updated.model_dump_json())["clip"]["cost"] == 0.3
