@@ -90,8 +90,34 @@ async def test_cors_is_off_by_default(api: Api) -> None:
     preflight = await api.client.options("/v1/projects", headers=_PREFLIGHT)
     plain = await api.client.get("/v1/config", headers={"Origin": "https://app.example.com"})
 
-    assert "access-control-allow-origin" not in preflight.headers
-    assert "access-control-allow-origin" not in plain.headers
+    assert not [name for name in preflight.headers if name.startswith("access-control-")]
+    assert not [name for name in plain.headers if name.startswith("access-control-")]
+    assert plain.status_code == 200
+
+
+async def test_with_cors_off_a_preflight_is_refused_as_the_contract_says_not_a_405(
+    api: Api,
+) -> None:
+    # It was 405 "Method Not Allowed", Allow: GET, POST: about the route, not CORS.
+    evil = _PREFLIGHT | {
+        "Origin": "https://evil.example",
+        "Access-Control-Request-Method": "DELETE",
+    }
+    refused = await api.client.options("/v1/projects", headers=evil)
+    post = await api.client.options("/v1/projects", headers=_PREFLIGHT)
+    not_a_preflight = await api.client.options("/v1/projects")
+
+    assert assert_problem(refused, 400)["detail"] == (
+        "CORS preflight refused: origin https://evil.example is not allowed; method DELETE is"
+        " not allowed (allowed: GET, POST) (CORS is off on this API: no origin is allowed)."
+    )
+    assert assert_problem(post, 400)["detail"] == (
+        "CORS preflight refused: origin https://app.example.com is not allowed"
+        " (CORS is off on this API: no origin is allowed)."
+    )
+    assert not [name for name in refused.headers if name.startswith("access-control-")]
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    assert not_a_preflight.status_code == 405  # a plain OPTIONS is the route's, as before
 
 
 async def test_cors_answers_the_configured_origins_only(

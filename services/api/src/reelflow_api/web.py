@@ -6,7 +6,8 @@
   its errors and the probes: a status read once is stale the next second).
 * :func:`install_cors` lets the origins of ``cors_allow_origins`` call the API
   from a browser; with none (the default) no CORS header is ever sent. A
-  preflight it refuses is a problem+json naming what was not allowed.
+  preflight it refuses is a problem+json naming what was not allowed, CORS on
+  or off (off, the route's 405 said nothing of CORS).
 * :class:`NoWebSockets` answers a WebSocket handshake (the notifier serves
   them) with a 404 problem+json saying where they are.
 * :func:`install_docs` serves Swagger UI at ``/docs`` from files in an installed
@@ -20,7 +21,7 @@ import base64
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
 
@@ -93,7 +94,40 @@ class NoWebSockets:
 class ProblemCors(CORSMiddleware):
     """Starlette's CORS, but a preflight it refuses is a 400 problem+json that says what was not
     allowed (Starlette's is ``text/plain`` 'Disallowed CORS origin'). An allowed preflight is
-    answered as Starlette answers it."""
+    answered as Starlette answers it.
+
+    ``off`` (no origin configured): every preflight is refused so, with no CORS header, and
+    every other request passes untouched, as without CORS. A browser shows neither status,
+    but its network panel shows the body: "origin … is not allowed" says what to do, where
+    the route's 405 ``Allow: GET, POST`` sent a developer after the wrong method.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        off: bool,
+        allow_origins: Sequence[str],
+        allow_methods: Sequence[str],
+        allow_headers: Sequence[str],
+        expose_headers: Sequence[str],
+        max_age: int,
+    ) -> None:
+        super().__init__(
+            app,
+            allow_origins=allow_origins,
+            allow_methods=allow_methods,
+            allow_headers=allow_headers,
+            expose_headers=expose_headers,
+            max_age=max_age,
+        )
+        self._off = off
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._off and not (scope["type"] == "http" and _is_preflight(scope)):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
     def preflight_response(self, request_headers: Headers) -> Response:
         response = super().preflight_response(request_headers)
@@ -103,8 +137,11 @@ class ProblemCors(CORSMiddleware):
             name: value
             for name, value in response.headers.items()
             if name not in ("content-type", "content-length")
+            and not (self._off and name.startswith("access-control-"))
         }
-        detail = f"CORS preflight refused: {'; '.join(self._refused(request_headers))}."
+        refused = "; ".join(self._refused(request_headers))
+        off = " (CORS is off on this API: no origin is allowed)" if self._off else ""
+        detail = f"CORS preflight refused: {refused}{off}."
         return problem_response(
             Problem(response.status_code, "Bad Request", detail, headers=headers)
         )
@@ -132,12 +169,20 @@ class ProblemCors(CORSMiddleware):
         return refused
 
 
+def _is_preflight(scope: Scope) -> bool:
+    """As Starlette tells one: ``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``."""
+    if scope["method"] != "OPTIONS":
+        return False  # every other request, without reading its headers
+    headers = Headers(scope=scope)
+    return "origin" in headers and "access-control-request-method" in headers
+
+
 def install_cors(app: FastAPI, origins: list[str]) -> None:
-    """Answer CORS preflights and requests from these origins; nothing at all without any."""
-    if not origins:
-        return
+    """Answer CORS preflights and requests from these origins; without any, refuse every
+    preflight (a problem+json) and send no CORS header."""
     app.add_middleware(
         ProblemCors,
+        off=not origins,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "Content-Type", "Idempotency-Key", HTTP_CORRELATION_ID],
