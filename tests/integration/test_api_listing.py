@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from reelflow_common.domain import ClipRequest
 from reelflow_common.store import NewProject, Project, ProjectStore
-from tests.integration.api_helpers import Api, finish, isolated_api
+from tests.integration.api_helpers import Api, assert_problem, finish, isolated_api
 
 # Every test lists the projects of a tenant of its own: one app serves the module.
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio(loop_scope="module")]
@@ -157,13 +157,47 @@ async def test_a_tenant_lists_only_its_own_projects(api: Api) -> None:
     assert titles(await other.list()) == ["theirs"]
 
 
-async def test_a_cursor_of_another_tenant_shows_nothing_of_theirs(api: Api) -> None:
+async def test_a_cursor_of_another_tenant_is_a_422(api: Api) -> None:
+    # It was a 200 with an empty page: a cursor is bound to the tenant it was returned to.
     me, other = await tenant(api, "me"), await tenant(api, "other")
     for i in range(3):
         await other.project(f"theirs{i}")
     await me.project("mine")
     their_cursor = (await other.list(limit=1))["next_cursor"]
 
-    page = await me.list(cursor=their_cursor)
+    refused = await api.client.get("/v1/projects", params={"cursor": their_cursor}, headers=me.auth)
 
-    assert all(title == "mine" for title in titles(page))
+    problem = assert_problem(refused, 422)
+    assert problem["detail"] == (
+        "query.cursor: a cursor returned to another tenant's API key; start again without one"
+    )
+    assert [error["loc"] for error in problem["errors"]] == [["query", "cursor"]]
+
+
+async def test_a_cursor_reused_with_another_status_filter_is_a_422_naming_its_own(
+    api: Api,
+) -> None:
+    # It was a 200 with items of the other filter, paged from the wrong place.
+    me = await tenant(api)
+    for i in range(3):
+        cancelled = await me.project(f"c{i}")
+        await api.projects.cancel(cancelled.id, tenant_id=me.tenant_id)
+    cancelled_cursor = (await me.list(status="cancelled", limit=1))["next_cursor"]
+    unfiltered_cursor = (await me.list(limit=1))["next_cursor"]
+
+    other_filter = await api.client.get(
+        "/v1/projects", params={"status": "completed", "cursor": cancelled_cursor}, headers=me.auth
+    )
+    none_then_one = await api.client.get(
+        "/v1/projects", params={"status": "cancelled", "cursor": unfiltered_cursor}, headers=me.auth
+    )
+    same = await me.list(status="cancelled", limit=1, cursor=cancelled_cursor)
+
+    assert assert_problem(other_filter, 422)["detail"] == (
+        "query.cursor: a cursor of the listing with status=cancelled; send it with that"
+        " filter, or start again without a cursor"
+    )
+    assert assert_problem(none_then_one, 422)["detail"].startswith(
+        "query.cursor: a cursor of the listing with no status filter;"
+    )
+    assert titles(same) == ["c1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -291,13 +292,39 @@ def test_timestamps_are_written_as_pydantic_writes_the_events() -> None:
 
 
 def test_cursor_round_trips_at_millisecond_precision() -> None:
-    token = encode_cursor(T0, "p-42")
+    token = encode_cursor(T0, "p-42", tenant_id="tenant-a", status="completed")
 
-    assert decode_cursor(token) == (T0, "p-42")
+    assert decode_cursor(token, tenant_id="tenant-a", status="completed") == (T0, "p-42")
     assert token.replace("-", "").replace("_", "").isalnum()
+    assert b"tenant-a" not in base64.urlsafe_b64decode(token + "==")
 
 
-@pytest.mark.parametrize("garbage", ["", "!!!!", "bm90LWEtY3Vyc29y", "LTE6cA", "MTIzOg"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "!!!!",
+        "bm90LWEtY3Vyc29y",
+        "LTE6cA",
+        "MTIzOg",
+        # the first format, "<millis>:<project id>", bound to nothing
+        base64.urlsafe_b64encode(b"1795521600000:p-42").decode().rstrip("="),
+    ],
+)
 def test_a_cursor_we_did_not_make_is_invalid(garbage: str) -> None:
-    with pytest.raises(InvalidCursor):
-        decode_cursor(garbage)
+    with pytest.raises(InvalidCursor, match="not a cursor this API returned"):
+        decode_cursor(garbage, tenant_id="tenant-a", status=None)
+
+
+def test_a_cursor_is_bound_to_its_tenant_and_its_status_filter() -> None:
+    token = encode_cursor(T0, "p-42", tenant_id="tenant-a", status="completed")
+
+    with pytest.raises(InvalidCursor, match="another tenant"):
+        decode_cursor(token, tenant_id="tenant-b", status="completed")
+    with pytest.raises(InvalidCursor, match="with status=completed; send it with that filter"):
+        decode_cursor(token, tenant_id="tenant-a", status="cancelled")
+    with pytest.raises(InvalidCursor, match="with status=completed"):
+        decode_cursor(token, tenant_id="tenant-a", status=None)
+    unfiltered = encode_cursor(T0, "p-42", tenant_id="tenant-a", status=None)
+    with pytest.raises(InvalidCursor, match="with no status filter"):
+        decode_cursor(unfiltered, tenant_id="tenant-a", status="completed")

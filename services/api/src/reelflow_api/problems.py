@@ -317,7 +317,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(Problem(422, "Idempotency Conflict", detail, errors=errors))
 
     async def on_cursor(_: Request, exc: Exception) -> JSONResponse:
-        said = "not a cursor this API returned"
+        said = str(exc)  # InvalidCursor's messages are written for the client
         errors = [{"loc": ["query", "cursor"], "msg": said}]
         return problem_response(
             Problem(422, "Invalid Request", f"query.cursor: {said}", errors=errors)

@@ -15,7 +15,8 @@ class IdempotencyKeyChurn(TransientError):
 
 
 class InvalidCursor(ReelflowError):
-    """A pagination cursor that this store did not produce."""
+    """A pagination cursor this store did not produce, or produced for another listing (another
+    tenant, another filter); its message says which, in words for the client."""
 
 
 class KeyOfAnotherTenant(ReelflowError):

@@ -127,7 +127,9 @@ class ProjectReads(ProjectCollection):
         if status is not None:
             query["status"] = status.value
         if cursor is not None:
-            created_at, project_id = decode_cursor(cursor)
+            created_at, project_id = decode_cursor(
+                cursor, tenant_id=tenant_id, status=None if status is None else status.value
+            )
             query["$or"] = [
                 {"created_at": {"$lt": created_at}},
                 {"created_at": created_at, "_id": {"$lt": project_id}},
@@ -138,4 +140,9 @@ class ProjectReads(ProjectCollection):
         if len(projects) <= limit:
             return projects, None
         last = projects[limit - 1]
-        return projects[:limit], encode_cursor(last.created_at, last.id)
+        return projects[:limit], encode_cursor(
+            last.created_at,
+            last.id,
+            tenant_id=tenant_id,
+            status=None if status is None else status.value,
+        )
