@@ -312,3 +312,42 @@ def test_the_websocket_schemas_say_what_the_notifier_writes() -> None:
         )
     for name in ("SnapshotMessage", "ClipUpdatedMessage", "ProjectFinishedMessage"):
         assert "type" in schemas[name]["required"]
+
+
+def test_a_clip_updated_message_is_described_without_attempts_as_it_is_sent() -> None:
+    # ClipUpdatedMessage.clip pointed at ClipView, attempts included; none is ever sent.
+    schemas = websocket_asyncapi_document()["components"]["schemas"]
+    clip_ref = schemas["ClipUpdatedMessage"]["properties"]["clip"]["$ref"]
+    clip = schemas[clip_ref.rsplit("/", 1)[-1]]
+
+    assert "attempts" not in clip["properties"]
+    assert "attempts" in schemas["ClipView"]["properties"]  # a snapshot's results have them
+
+
+@pytest.mark.parametrize("name", ["ProjectStatusView", "ProjectChanged", "ProjectCancelled"])
+def test_the_openapi_project_answers_say_what_the_api_writes(name: str) -> None:
+    # ProjectChanged typed results as array | null and did not require success.
+    document = create_app(ApiSettings.model_construct()).openapi()
+    schema = document["components"]["schemas"][name]
+    example = ProjectStatusView.model_json_schema()["examples"][0]
+    extra = {
+        "ProjectStatusView": {},
+        "ProjectChanged": {"clips_changed": 1},
+        "ProjectCancelled": {"clips_changed": 1, "clips_may_be_billed": 0},
+    }[name]
+    written = ProjectStatusView.model_validate(example).wire() | extra
+
+    def check(value: Any) -> None:
+        jsonschema.validate(value, {"$ref": f"#/components/schemas/{name}", **document})
+
+    assert "success" in schema["required"]
+    assert schema["properties"]["results"]["type"] == "array"
+    check(written)
+    check({k: v for k, v in written.items() if k != "results"})  # a list item's shape
+    for nulled in ("results", "success"):
+        with pytest.raises(jsonschema.ValidationError):
+            check(written | {nulled: None})
+    with pytest.raises(jsonschema.ValidationError):
+        check({k: v for k, v in written.items() if k != "success"})
+    with pytest.raises(jsonschema.ValidationError):
+        check(written | {"results": [written["results"][0] | {"cost": None}]})

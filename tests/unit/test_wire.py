@@ -11,7 +11,6 @@ from pydantic import BaseModel
 from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import (
     AttemptStored,
-    AttemptView,
     ClipStored,
     ClipUpdated,
     ClipView,
@@ -51,7 +50,6 @@ EVENTS: list[Event] = [
                 "status": ClipStatus.SUCCESS,
                 "video_url": "https://v/1.mp4",
                 "cost": 0.4,
-                "attempts": [AttemptView(task_uuid="old", status=ClipStatus.FAILED)],
             }
         ),
         counts=COUNTS,

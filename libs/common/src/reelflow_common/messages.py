@@ -247,12 +247,9 @@ class AttemptView(BaseModel):
     stored_url: str | None = None
 
 
-class ClipView(BaseModel):
-    """A clip as frontends see it (REST ``results`` items and WebSocket ``clip``).
-
-    ``attempts`` (earlier tasks of a retried clip) appears in REST results and
-    snapshots; an event carries the clip's current attempt only.
-    """
+class ClipEventView(BaseModel):
+    """A clip as an event shows it (the WebSocket's ``clip.updated``): its current task only,
+    never ``attempts`` (:class:`ClipView` adds them, in REST results and snapshots)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -271,6 +268,16 @@ class ClipView(BaseModel):
     #: why a queued clip is not at Runware yet: Runware is unavailable (its last answer's
     #: code and message); the clip is submitted once Runware is back
     waiting: dict[str, str] | None = None
+
+
+class ClipView(ClipEventView):
+    """A clip as frontends see it (REST ``results`` items and WebSocket ``clip``).
+
+    ``attempts`` (earlier tasks of a retried clip) appears in REST results and
+    snapshots; an event carries the clip's current attempt only (``attempts`` unset: see
+    :class:`ClipEventView`, what the WebSocket's contract shows of it).
+    """
+
     attempts: list[AttemptView] | None = None
 
 

@@ -1,6 +1,8 @@
 """The OpenAPI document: FastAPI's, plus what the routes alone cannot say.
 
 * ``?wait=``'s maximum is the ``max_wait_s`` setting, read when the document is built;
+* a project status (and the models in it) is described as written: no ``null``, and the
+  members with a value by default required (:data:`WRITTEN_WITHOUT_NULLS`);
 * the operations routes (``/healthz``, ``/readyz``, ``/metrics``) are Starlette
   routes shared with the workers; their answers are described here from the
   models in :mod:`reelflow_common.ops`.
@@ -18,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 
 from reelflow_api.problems import PROBLEM_SCHEMA
 from reelflow_api.settings import Settings
+from reelflow_common.json_schema import as_written
 from reelflow_common.ops import Health, Readiness
 
 _REF = "#/components/schemas/{model}"
@@ -37,12 +40,31 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
                 tags=app.openapi_tags,
             )
             _bound_wait(document, settings.max_wait_s)
+            _as_written(document["components"]["schemas"])
             _add_ops_paths(document)
             document["components"]["schemas"]["Problem"] = PROBLEM_SCHEMA
             app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+#: the answers written without ``null``s (``ProjectStatusView.wire``: ``exclude_none``), and
+#: the models in them; every other answer is written as FastAPI writes it
+WRITTEN_WITHOUT_NULLS = (
+    "ProjectStatusView",
+    "ProjectChanged",
+    "ProjectCancelled",
+    "ClipView",
+    "AttemptView",
+    "CostTotals",
+)
+
+
+def _as_written(schemas: dict[str, Any]) -> None:
+    """Those answers' schemas as their JSON holds them (:func:`as_written`): ``success`` always
+    there, ``results`` an array when there (list items leave it out), never ``null``."""
+    as_written({name: schemas[name] for name in WRITTEN_WITHOUT_NULLS if name in schemas})
 
 
 def _bound_wait(document: dict[str, Any], max_wait_s: float) -> None:

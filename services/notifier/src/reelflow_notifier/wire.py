@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow_common.domain import Counts, ProjectStatus
-from reelflow_common.messages import AttemptView, ClipView, Event
+from reelflow_common.messages import AttemptView, ClipEventView, Event
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import Project, ProjectStatusView
 
@@ -68,7 +68,8 @@ class ClipUpdatedMessage(_ServerMessage):
     type: Literal["clip.updated"] = "clip.updated"
     seq: int
     project_id: str
-    clip: ClipView
+    #: an event never carries ``attempts`` (``store.eventlog.clip_event``'s views have none)
+    clip: ClipEventView
     replaces_task_uuid: str | None = Field(
         default=None, description="drop this task's entry from the project's `clips`"
     )

@@ -28,6 +28,7 @@ from pydantic.json_schema import models_json_schema
 from reelflow_api.app import create_app
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common import topology
+from reelflow_common.json_schema import as_written
 from reelflow_common.messages import (
     AttemptStored,
     AttemptSucceeded,
@@ -551,36 +552,12 @@ def websocket_asyncapi_document() -> dict[str, Any]:
         "operations": operations,
         "components": {
             "messages": messages,
-            "schemas": _as_written(
+            "schemas": as_written(
                 _schemas([*server_models, *client_models], incoming=client_models),
                 read=[model.__name__ for model in client_models],
             ),
         },
     }
-
-
-def _as_written(schemas: dict[str, Any], *, read: list[str]) -> dict[str, Any]:
-    """The schemas of what the notifier writes as its JSON holds it (``read``: the client's,
-    as they are): a member with a value by default is always there (``required``: the
-    ``type`` that names a message first), one unset is left out, never ``null``."""
-    for name, schema in schemas.items():
-        if name in read:
-            continue
-        required: list[str] = schema.setdefault("required", [])
-        for member, spec in schema.get("properties", {}).items():
-            if "default" not in spec:
-                continue
-            if spec.pop("default") is not None:
-                required.append(member)
-            elif "anyOf" in spec:
-                kinds = [kind for kind in spec.pop("anyOf") if kind != {"type": "null"}]
-                if len(kinds) == 1:
-                    spec.update(kinds[0])
-                else:
-                    spec["anyOf"] = kinds
-        if not required:
-            del schema["required"]
-    return schemas
 
 
 def openapi_document() -> dict[str, Any]:
