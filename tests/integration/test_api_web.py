@@ -326,12 +326,22 @@ async def test_a_websocket_handshake_is_a_404_problem_saying_where_websockets_ar
     # Through real uvicorn: it sends the app's answer to a handshake (its denial extension).
     async with serving(settings_for(Settings, http_host="127.0.0.1")) as port:
         with pytest.raises(InvalidStatus) as refused:
-            async with connect(f"ws://127.0.0.1:{port}{path}", open_timeout=DEADLINE_S, proxy=None):
+            async with connect(
+                f"ws://127.0.0.1:{port}{path}",
+                open_timeout=DEADLINE_S,
+                proxy=None,
+                additional_headers={"X-Correlation-ID": "req-ws-1"},
+            ):
                 pass
 
     answer = refused.value.response
     assert answer.status_code == 404
     assert answer.headers["Content-Type"] == "application/problem+json"
+    # The headers of every answer (API.md): they were missing from this one.
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["Cache-Control"] == "no-store"
+    assert answer.headers["X-Correlation-ID"] == "req-ws-1"
     assert json.loads(answer.body)["detail"] == (
         "No WebSocket on the API: the notifier serves them, at ws_url of GET /v1/config."
     )

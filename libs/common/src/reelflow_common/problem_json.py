@@ -3,6 +3,7 @@ WebSocket handshake the api or the notifier refuses before accepting it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -24,8 +25,15 @@ def problem_body(status: int, title: str, detail: str) -> dict[str, Any]:
     }
 
 
-async def refuse_handshake(websocket: WebSocket, status: int, title: str, detail: str) -> None:
-    """Refuse a WebSocket handshake with this problem as its HTTP answer.
+async def refuse_handshake(
+    websocket: WebSocket,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """Refuse a WebSocket handshake with this problem as its HTTP answer (with ``headers``).
 
     A server without the denial-response extension (uvicorn's WebSocket protocols
     have it) can only refuse with its bare ``403``.
@@ -35,5 +43,5 @@ async def refuse_handshake(websocket: WebSocket, status: int, title: str, detail
         return
     body = problem_body(status, title, detail)
     await websocket.send_denial_response(
-        JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
+        JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
     )

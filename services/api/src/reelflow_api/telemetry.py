@@ -66,6 +66,14 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex
 
 
+def adopted_correlation_id(headers: Headers) -> str:
+    """The request's ``X-Correlation-ID`` if it is a usable one, else a new id (never refused)."""
+    given = headers.get(HTTP_CORRELATION_ID)
+    if given is not None and _PLAUSIBLE_ID.fullmatch(given):
+        return given
+    return new_correlation_id()
+
+
 class CorrelationId:
     """Adopts the client's ``X-Correlation-ID`` (or makes one) and returns it in the answer."""
 
@@ -76,9 +84,7 @@ class CorrelationId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = Headers(scope=scope).get(HTTP_CORRELATION_ID)
-        value = given if given is not None and _PLAUSIBLE_ID.fullmatch(given) else None
-        value = value or new_correlation_id()
+        value = adopted_correlation_id(Headers(scope=scope))
         scope[_SCOPE_KEY] = value
 
         async def send_with_id(message: Message) -> None:

@@ -9,7 +9,8 @@
   preflight it refuses is a problem+json naming what was not allowed, CORS on
   or off (off, the route's 405 said nothing of CORS).
 * :class:`NoWebSockets` answers a WebSocket handshake (the notifier serves
-  them) with a 404 problem+json saying where they are.
+  them) with a 404 problem+json saying where they are, with the headers every
+  answer has (and its ``X-Correlation-ID``): the HTTP middleware never sees it.
 * :func:`install_docs` serves Swagger UI at ``/docs`` from files in an installed
   package (``fastapi-offline``), never from a CDN, under a CSP that allows only
   those files and the page's one inline script (by its hash).
@@ -35,6 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from reelflow_api.problems import Problem, problem_response
+from reelflow_api.telemetry import adopted_correlation_id
 from reelflow_common.problem_json import refuse_handshake
 from reelflow_common.topology import HTTP_CORRELATION_ID
 
@@ -83,11 +85,15 @@ class NoWebSockets:
         if scope["type"] != "websocket":
             await self.app(scope, receive, send)
             return
+        headers = {name.decode(): value.decode() for name, value in _ALWAYS}
+        headers["Cache-Control"] = "no-store"
+        headers[HTTP_CORRELATION_ID] = adopted_correlation_id(Headers(scope=scope))
         await refuse_handshake(
             WebSocket(scope, receive, send),
             404,
             "Not Found",
             "No WebSocket on the API: the notifier serves them, at ws_url of GET /v1/config.",
+            headers=headers,
         )
 
 
