@@ -69,3 +69,19 @@ def test_cancelled_clips_are_listed_apart_from_failed_ones() -> None:
 
     assert "1/3 done, 2 cancelled  " in out.getvalue()
     assert "failed" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("status", "command"),
+    [
+        (None, "More: reelflow list --cursor c2"),
+        ("completed", "More: reelflow list --status completed --cursor c2"),
+    ],
+)
+def test_the_next_page_command_keeps_the_status_filter(status: str | None, command: str) -> None:
+    # The API binds a cursor to its filter: the next page without it is a 422.
+    out = io.StringIO()
+    console = Console(file=out, width=200, force_terminal=False, color_system=None)
+    project_list(console, {"items": [ITEM], "next_cursor": "c2"}, status=status)
+
+    assert out.getvalue().splitlines()[-1] == command

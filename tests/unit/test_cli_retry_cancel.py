@@ -97,3 +97,30 @@ def test_cancels_help_says_a_started_clip_is_billed(monkeypatch: pytest.MonkeyPa
     result = invoke(monkeypatch, answer("cancelled", 0), "cancel", "--help")
 
     assert "A clip Runware has started is billed all the same." in " ".join(result.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("may_be_billed", "said"),
+    [
+        (
+            2,
+            "2 of the cancelled clips may still be billed: Runware had them, or may have"
+            " (every clip, in the first seconds after creating).",
+        ),
+        (0, "3 clips cancelled."),
+    ],
+)
+def test_cancel_says_how_many_clips_the_server_counts_as_maybe_billed(
+    monkeypatch: pytest.MonkeyPatch, may_be_billed: int, said: str
+) -> None:
+    # A clip cancelled while queued may be on its way to Runware: submitted_at cannot tell,
+    # the server's count (clips_may_be_billed) can.
+    body = cancelled_answer(("cancelled", False), ("cancelled", False), ("cancelled", True)).json()
+    body["clips_may_be_billed"] = may_be_billed
+
+    result = invoke(monkeypatch, httpx.Response(202, json=body), "cancel", PROJECT_ID)
+
+    assert result.exit_code == 0, result.stderr
+    said_last = " ".join(result.stdout.split())
+    assert said_last.endswith(said)
+    assert ("billed" in said_last) == bool(may_be_billed)

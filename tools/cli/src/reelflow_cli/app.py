@@ -146,7 +146,7 @@ def list_projects(
     if as_json:
         render.print_json(page)
     else:
-        render.project_list(out, page)
+        render.project_list(out, page, status=status)
 
 
 @_command()
@@ -175,7 +175,7 @@ def retry(project_id: ProjectId, as_json: JsonFlag = False) -> None:
 @_command()
 def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
     """Stop every clip that has not finished. A clip Runware has started is billed all the
-    same."""
+    same. In the first seconds after creating a project, every clip may be."""
     with _client() as client:
         project = client.cancel(project_id)
     if as_json:

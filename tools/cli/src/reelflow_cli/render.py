@@ -73,10 +73,20 @@ def clips_changed(console: Console, answer: Json, done: str, *, nothing: str) ->
 
 
 def cancel_billed(console: Console, answer: Json) -> None:
-    """After a cancel that changed something: that Runware bills a clip it had started, when
-    a cancelled clip had been submitted (``submitted_at``; an answer without ``results``
-    cannot tell, so then always)."""
+    """After a cancel that changed something: how many of the clips it cancelled Runware may
+    bill all the same, as the server counted them (``clips_may_be_billed``); from an older
+    server, the cancelled clips that had been submitted (``submitted_at``; an answer without
+    ``results`` cannot tell, so then always)."""
     if answer.get("clips_changed") == 0:
+        return
+    may_be_billed = answer.get("clips_may_be_billed")
+    if may_be_billed is not None:
+        if may_be_billed:
+            console.print(
+                f"{may_be_billed} of the cancelled clips may still be billed: Runware had"
+                " them, or may have (every clip, in the first seconds after creating).",
+                highlight=False,
+            )
         return
     results = answer.get("results")
     if results is None:
@@ -192,9 +202,10 @@ def list_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
     return others
 
 
-def project_list(console: Console, page: Json) -> None:
+def project_list(console: Console, page: Json, *, status: str | None = None) -> None:
     """The page's projects, a row each: fitted to a terminal's width (:func:`list_widths`); in a
-    pipe or a log, whole lines (there is no screen to fit, and a script wants every title)."""
+    pipe or a log, whole lines (there is no screen to fit, and a script wants every title).
+    The next page's command repeats the ``status`` filter: its cursor is only good with it."""
     items = page["items"]
     if not items:
         console.print("No projects.")
@@ -217,7 +228,8 @@ def project_list(console: Console, page: Json) -> None:
     else:
         _whole(console, _list_table(rows, dict.fromkeys(_COLUMNS)))
     if page.get("next_cursor"):
-        console.print(f"More: reelflow list --cursor {page['next_cursor']}", style="dim")
+        filtered = "" if status is None else f" --status {status}"
+        console.print(f"More: reelflow list{filtered} --cursor {page['next_cursor']}", style="dim")
 
 
 def _list_table(rows: list[dict[str, str]], widths: Mapping[str, int | None]) -> Table:
