@@ -113,3 +113,35 @@ async def test_the_loop_writes_and_rereads_until_stopped_then_writes_once_more(
 
     doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
     assert doc["n"] == pytest.approx(2.0)
+
+
+async def test_a_stop_does_not_wait_for_a_refresh_held_by_the_database(
+    mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refresh waiting out an outage (a write, then a read: a server selection each) held a
+    # poller's stop for 20 s before its last write waited out a third (make chaos: a SIGTERM
+    # during a MongoDB outage overran its 30 s).
+    stats = await replica(mongo_db)
+    collection = stats._collection
+    real_bulk_write = collection.bulk_write
+    held = asyncio.Event()
+
+    async def first_write_held(*args: Any, **kwargs: Any) -> Any:
+        if not held.is_set():
+            held.set()
+            await asyncio.Event().wait()  # the database that does not answer
+        return await real_bulk_write(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "_collection", collection)
+    monkeypatch.setattr(collection, "bulk_write", first_write_held)
+    stop = asyncio.Event()
+    stats.observe(VEO, elapsed_s=90.0)
+    running = asyncio.create_task(stats.run(stop, interval_s=0.05))
+
+    await asyncio.wait_for(held.wait(), timeout=DEADLINE_S)
+    stop.set()
+    await asyncio.wait_for(running, timeout=DEADLINE_S)
+
+    # The held write's counts were kept for the last one.
+    doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
+    assert doc["n"] == pytest.approx(1.0)

@@ -17,9 +17,10 @@ rare error in a statistic, accepted rather than a second collection to make it e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -88,6 +89,9 @@ class PollStats:
         except PyMongoError as exc:
             self.book.restore_pending(pending)
             raise TransientError(f"poll_stats not written: {exc}") from exc
+        except asyncio.CancelledError:  # a stop: the last flush writes them
+            self.book.restore_pending(pending)
+            raise
         return len(updates)
 
     async def load(self) -> None:
@@ -123,10 +127,28 @@ class PollStats:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except TimeoutError:
-                await self.refresh()
+                await self._until(stop, self.refresh())
                 continue
             await self._quietly(self.flush)
             return
+
+    @staticmethod
+    async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+        """``work``, cancelled if ``stop`` is set first: a refresh waiting out a database
+        outage (a write, then a read, a server selection each) held a stop for 20 s before
+        the last write waited out a third."""
+        running = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not running.done():
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+        if not running.cancelled():
+            running.result()  # what it raised, it raises
 
     async def _quietly(self, step: Callable[[], Any]) -> None:
         # Statistics are an optimisation: a database outage leaves the last plans in place.
