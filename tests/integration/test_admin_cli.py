@@ -128,7 +128,12 @@ def test_tenant_create_hints_at_key_create_with_the_env_file_it_was_given(
 def test_an_unreachable_database_is_one_line_naming_its_url_said_within_seconds(
     admin_with: Callable[[AdminSettings], Run], settings: AdminSettings
 ) -> None:
-    nobody = f"mongodb://admin:hunter2@127.0.0.1:{free_port()}"
+    port = free_port()
+    # Secrets in the user part and in the options: neither is printed, the hosts are.
+    nobody = (
+        f"mongodb://admin:hunter2@127.0.0.1:{port}/?tls=false"
+        "&authMechanismProperties=AWS_SESSION_TOKEN:sesame"
+    )
     run = admin_with(
         settings.model_copy(update={"mongo_url": SecretStr(nobody), "admin_mongo_wait_s": 0.5})
     )
@@ -139,9 +144,8 @@ def test_an_unreachable_database_is_one_line_naming_its_url_said_within_seconds(
 
     assert code == 1
     assert out == ""
-    nobody_shown = nobody.replace("hunter2", "***")
     assert err.splitlines() == [
-        f"reelflow-admin: MongoDB at {nobody_shown} did not answer within 0.5 s"
+        f"reelflow-admin: MongoDB at mongodb://127.0.0.1:{port}/ did not answer within 0.5 s"
         " (ServerSelectionTimeoutError); under make run, add --env-file .run/env (its stack's"
         " settings)"
     ]

@@ -1,4 +1,4 @@
-"""Secrets that travel in URLs never reach a log line.
+"""Secrets that travel in URLs never reach a log line, nor a message that names a URL.
 
 Four do: a browser's API key as ``?token=`` on the WebSocket URL, a WebSocket
 ticket as ``?ticket=`` (single-use, but a line logged before it was used would
@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -46,6 +47,17 @@ def redact_event(
     return event_dict
 
 
-def hidden_password(url: str) -> str:
-    """``url`` with the password of its user part (``//user:secret@``) replaced by ``***``."""
-    return re.sub(r"(//[^:/@]*:)[^@]*@", rf"\1{MASK}@", url)
+def url_location(url: str) -> str:
+    """Where ``url`` points, to print: its scheme, hosts and path, never its user part
+    (``user:secret@``) nor its query, whose options carry secrets too
+    (``tlsCertificateKeyFilePassword=``, ``authMechanismProperties=AWS_SESSION_TOKEN:``).
+    Split as text, never resolved (a ``mongodb+srv`` URL's parser asks DNS); ``***`` for
+    a string that is no URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return MASK
+    if not parts.scheme or not parts.netloc:
+        return MASK
+    hosts = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{hosts}{parts.path}"

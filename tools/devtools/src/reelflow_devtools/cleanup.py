@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError
 
 from reelflow_common.broker.stacks import consumers, delete_topology, take_stack_lock
-from reelflow_common.redact import hidden_password
+from reelflow_common.redact import url_location
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import Topology
 from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
@@ -107,7 +107,7 @@ def _of_prefixes(amqp_url: str, prefixes: Sequence[str]) -> str:
     named = " and ".join(repr(prefix) for prefix in prefixes)
     return (
         f"the queues and exchanges of REELFLOW_AMQP_PREFIX={named} on the broker at"
-        f" {hidden_password(amqp_url)}"
+        f" {url_location(amqp_url)}"
     )
 
 

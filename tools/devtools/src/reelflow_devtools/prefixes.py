@@ -25,7 +25,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from reelflow_common.broker.stacks import consumers, stack_lock_held, take_stack_lock
-from reelflow_common.redact import hidden_password
+from reelflow_common.redact import url_location
 from reelflow_common.topology import WORK_QUEUES, Topology
 from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
 
@@ -154,7 +154,7 @@ class PrefixLock:
 
 def refusal(prefix: str, amqp_url: str, used: InUse) -> str:
     """Why a stack does not start on ``prefix``: ``used``, who uses its queues."""
-    broker = hidden_password(amqp_url)
+    broker = url_location(amqp_url)
     if used.locked and not used.consumers:
         return (
             f"another reelflow runs on the queues of REELFLOW_AMQP_PREFIX={prefix!r} on the"

@@ -54,7 +54,7 @@ from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import configure_logging, logs_as_json
 from reelflow_common.mongo import Database, mongo_database
 from reelflow_common.polling import shared_planner
-from reelflow_common.redact import hidden_password
+from reelflow_common.redact import url_location
 from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import (
     AuthSettings,
@@ -139,7 +139,7 @@ async def _database(args: argparse.Namespace, settings: AdminSettings) -> AsyncI
             with pymongo.timeout(settings.admin_mongo_wait_s):
                 await db.command("ping")
         except ConnectionFailure as exc:  # server selection timed out, or the network did
-            url = hidden_password(settings.mongo_url.get_secret_value())
+            url = url_location(settings.mongo_url.get_secret_value())
             hint = (
                 "; under make run, add --env-file .run/env (its stack's settings)"
                 if args.env_file is None
