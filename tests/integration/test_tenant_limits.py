@@ -1941,3 +1941,107 @@ async def test_usage_and_the_ledger_agree_when_a_budget_comes_goes_and_comes_bac
     assert code == 0, err
     assert f"{day} $0.65 (was $0.65)" in out  # $0.50 + $0.15 without a reservation
     await ledger_is(api, tenant_id, open_clips=0, usd=1.15)
+
+
+async def test_a_late_video_of_a_task_reserved_nowhere_billed_on_its_retrys_charge_counts_once(
+    api: Api, admin: Admin
+) -> None:
+    """A tenant without limits: its task Runware lost fails; an operator sets a budget; the
+    retry's task reserves and ends; the lost task's video comes after all, billed on the
+    retry's charge (``<task>:late``). A count then must not count that video a second time."""
+    tenant_id, auth = await plain(api)
+    created = (await api.create(auth, scenes(1))).json()  # reserved nowhere
+    project_id, lost = created["project_id"], created["results"][0]["task_uuid"]
+    await fail(api, project_id, lost, code="taskFailedOrNotFound")
+    assert (await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "5"))[0] == 0
+    retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert retried.status_code == 202, retried.text  # $0.25 reserved for the new task
+    retry = (await stored(api, project_id)).clips[0].task_uuid
+    await move_clip(
+        api, project_id, retry, TaskSucceeded(video_url="https://cdn.test/q.mp4", cost=0.25)
+    )
+    late = TaskSucceeded(video_url="https://cdn.test/p.mp4", cost=0.3)
+    await api.projects.record(project_id, 0, lost, late)
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.55)  # billed on the retry's charge
+
+    await reserved_a_while_ago(api, tenant_id)
+    code, _, err = await admin("tenant", "recount", tenant_id)
+
+    assert code == 0, err
+    await ledger_is(api, tenant_id, open_clips=0, usd=0.55)
+    assert await usage_and_ledger_today(api, auth) == pytest.approx((0.55, 0.55))
+
+
+async def test_clips_reserved_under_an_in_flight_limit_alone_count_when_a_budget_comes(
+    api: Api, admin: Admin
+) -> None:
+    """An in-flight limit alone reserves each clip's estimate, so a budget set while its clips
+    run counts them (not $0) and the api admits only what is left."""
+    tenant_id, auth = await limited(api, max_clips_in_flight=50)
+    assert (await api.create(auth, scenes(3))).status_code == 202
+    await ledger_is(api, tenant_id, open_clips=3, usd=0.75)
+
+    code, out, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "1")
+
+    assert code == 0, err
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert committed_rows(out)[day] == ["$0.75", "$1.00", "$0.25"]
+    assert_problem(await api.create(auth, scenes(2)), 402)
+    assert (await api.create(auth, scenes(1))).status_code == 202
+
+
+async def test_clips_reserved_at_0_before_estimates_count_at_their_estimate_when_a_budget_comes(
+    api: Api, admin: Admin
+) -> None:
+    """Reserved at $0 by the code before (an in-flight limit alone held no estimate): a budget
+    set while they run counts them at their estimate, an unpriced video settled at $0 too; a
+    priced one as its settlement billed it. The command counts again after the api's cache."""
+    tenant_id, auth = await limited(api, max_clips_in_flight=50)
+    created = (await api.create(auth, scenes(3))).json()
+    project_id = created["project_id"]
+    await api.db["projects"].update_one(
+        {"_id": project_id}, {"$set": {f"clips.{i}.charge.usd": 0.0 for i in range(3)}}
+    )
+    day, month = datetime.now(UTC).strftime("%Y-%m-%d"), datetime.now(UTC).strftime("%Y-%m")
+    await api.db["tenant_ledgers"].update_one(
+        {"_id": tenant_id}, {"$set": {f"committed.{day}": 0.0, f"committed.{month}": 0.0}}
+    )
+    priced, unpriced, _running = (result["task_uuid"] for result in created["results"])
+    await move_clip(
+        api, project_id, priced, TaskSucceeded(video_url="https://cdn.test/a.mp4", cost=0.4)
+    )
+    await move_clip(
+        api, project_id, unpriced, TaskSucceeded(video_url="https://cdn.test/b.mp4", cost=None)
+    )
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.4)
+
+    code, out, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "1")
+
+    assert code == 0, err
+    assert "counting again in 2 s" in err  # a budget new to this ledger
+    # $0.40 billed; the unpriced video and the clip still running at their $0.25 each.
+    assert committed_rows(out)[day] == ["$0.90", "$1.00", "$0.10"]
+    assert_problem(await api.create(auth, scenes(1)), 402)
+
+
+async def test_a_second_count_that_cannot_run_says_how_to_make_it(
+    api: Api, admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant_id, _ = await plain(api)
+    count = LedgerStore.count_unreserved
+    calls: list[int] = []
+
+    async def failing_second(self: LedgerStore, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise AutoReconnect("connection lost")
+        return await count(self, *args, **kwargs)
+
+    monkeypatch.setattr(LedgerStore, "count_unreserved", failing_second)
+
+    code, _, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "5")
+
+    assert code == 1
+    said = [line for line in err.splitlines() if "second count did not run" in line]
+    assert len(said) == 1, err
+    assert f"reelflow-admin tenant recount {tenant_id} after " in said[0]

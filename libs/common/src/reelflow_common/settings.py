@@ -357,6 +357,11 @@ class CostEstimateSettings(ReelflowSettings):
     cost_estimate_ttl_s: float = Field(
         default=60, ge=0, description="how long the API keeps the observed prices per model"
     )
+    # Here, not with the api's other scene defaults: an estimate of a scene stored without a
+    # duration (``reelflow-admin`` counting what a tenant spent) takes the api's default.
+    default_duration: float = Field(
+        default=4, gt=0, description="seconds, for a scene that names none"
+    )
 
 
 class VideoLinkSettings(ReelflowSettings):

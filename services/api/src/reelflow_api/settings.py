@@ -35,9 +35,6 @@ class Settings(
     default_model: str = Field(
         default="google:3@3", description="model of a project that names none"
     )
-    default_duration: float = Field(
-        default=4, gt=0, description="seconds, for a scene that names none"
-    )
     default_width: int = Field(default=1280, ge=64, le=4096, description="pixels, if none given")
     default_height: int = Field(default=720, ge=64, le=4096, description="pixels, if none given")
     max_wait_s: float = Field(default=120, ge=0, description="upper bound of ?wait=")

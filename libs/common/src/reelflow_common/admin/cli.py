@@ -252,16 +252,11 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
         await clock.sync()  # the UTC day and month the api reserves in: the database's
         if changes and limits.needs_ledger:
             await _count_unreserved(db, settings, args.tenant, clock.now())
-            if not before.needs_ledger:
-                wait_s = settings.auth_cache_ttl_s + settings.mongo_timeout_s
-                _note(
-                    f"counting again in {wait_s:g} s, once the api reserves with these limits"
-                    " (REELFLOW_AUTH_CACHE_TTL_S + REELFLOW_MONGO_TIMEOUT_S): projects created"
-                    " meanwhile reserve nothing"
-                )
-                await asyncio.sleep(wait_s)
-                await clock.sync()
-                await _count_unreserved(db, settings, args.tenant, clock.now())
+            # Creates under the api's cached limits meanwhile reserve nothing (no ledger
+            # before), or $0 (no budget before, by an api older than estimates for every
+            # reservation): counted once every replica reserves with these limits.
+            if not before.needs_ledger or (limits.has_budget and not before.has_budget):
+                await _count_again(args, settings, db, clock)
         ledger = await LedgerStore(db).read(args.tenant) if limits.needs_ledger else None
         now = clock.now()
     rows = [
@@ -281,11 +276,35 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
     return 0
 
 
+async def _count_again(
+    args: argparse.Namespace, settings: AdminSettings, db: Database, clock: DbClock
+) -> None:
+    """Count the tenant's unreserved spend again once every api replica reserves with its new
+    limits; if the command is stopped or fails first, say how to make that count."""
+    wait_s = settings.auth_cache_ttl_s + settings.mongo_timeout_s
+    due = rfc3339(clock.now() + timedelta(seconds=wait_s))
+    _note(
+        f"counting again in {wait_s:g} s, once the api reserves with these limits"
+        " (REELFLOW_AUTH_CACHE_TTL_S + REELFLOW_MONGO_TIMEOUT_S): projects created"
+        " meanwhile may reserve nothing"
+    )
+    try:
+        await asyncio.sleep(wait_s)
+        await clock.sync()
+        await _count_unreserved(db, settings, args.tenant, clock.now())
+    except BaseException:  # stopped (Ctrl-C cancels the sleep) or failed: re-raised
+        _note(
+            f"the second count did not run: run {PROG}{_env_file_option(args)}"
+            f" tenant recount {args.tenant} after {due}"
+        )
+        raise
+
+
 async def _count_unreserved(
     db: Database, settings: AdminSettings, tenant_id: str, now: datetime, *, apply: bool = True
 ) -> Unreserved | None:
     estimator = CostEstimator(db, fallback_usd_per_s=settings.cost_fallback_usd_per_s)
-    spend = UnreservedSpend(db, estimator)
+    spend = UnreservedSpend(db, estimator, default_duration=settings.default_duration)
     return await LedgerStore(db).count_unreserved(tenant_id, spend.spent, now=now, apply=apply)
 
 

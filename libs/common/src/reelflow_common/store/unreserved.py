@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from reelflow_common.accounting.estimates import CostEstimator
-from reelflow_common.accounting.ledger import Spent
+from reelflow_common.accounting.ledger import Charge, Spent
 from reelflow_common.accounting.limits import day_key, month_key
 from reelflow_common.accounting.usage import month_bounds
 from reelflow_common.domain import OPEN_CLIP_STATUSES, ClipStatus
@@ -26,6 +26,7 @@ from reelflow_common.mongo import Database
 from reelflow_common.store.documents import clip_from_document, unpack_requests
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import as_utc
+from reelflow_common.store.transitions.charges import counted_on
 
 #: a task given up on that a chain still follows at Runware (a cancelled processing clip's):
 #: Runware may bill it
@@ -33,41 +34,54 @@ _FOLLOWED = (ClipStatus.QUEUED, ClipStatus.PROCESSING, ClipStatus.CANCELLED)
 
 
 def unreserved_usd(clip: ClipState, estimate: float) -> float:
-    """What the clip's tasks that hold no charge spent or may spend; ``estimate``: one task's.
+    """What the clip's tasks that no charge counts spent or may spend; ``estimate``: one task's.
 
     Each task once: the clip stands for its current task, ``attempts`` for the others (and
     for the clip's own task followed after it was given up on, whose video, if one came,
     is there and not on the clip).
     """
-    total = 0.0
-    if not _reserved(clip, clip.task_uuid):
-        if clip.status is ClipStatus.SUCCESS:
-            total += estimate if clip.cost is None else clip.cost
-        elif clip.status in OPEN_CLIP_STATUSES:
-            total += estimate
+    total = _uncounted(
+        counted_on(clip, clip.task_uuid),
+        video=clip.status is ClipStatus.SUCCESS,
+        cost=clip.cost,
+        in_flight=clip.status in OPEN_CLIP_STATUSES,
+        estimate=estimate,
+    )
     for task_uuid, attempt in clip.attempts.items():
-        if _reserved(clip, task_uuid):
-            continue
-        if attempt.status is ClipStatus.SUCCESS:
-            total += estimate if attempt.cost is None else attempt.cost
-        elif attempt.status in _FOLLOWED and not attempt.end_recorded:
-            total += estimate
+        total += _uncounted(
+            counted_on(clip, task_uuid),
+            video=attempt.status is ClipStatus.SUCCESS,
+            cost=attempt.cost,
+            in_flight=attempt.status in _FOLLOWED and not attempt.end_recorded,
+            estimate=estimate,
+        )
     return total
 
 
-def _reserved(clip: ClipState, task_uuid: str) -> bool:
-    """Whether the task holds a charge, on the clip or in ``attempts`` (a cancel moved it)."""
-    attempt = clip.attempts.get(task_uuid)
-    on_clip = task_uuid == clip.task_uuid and clip.charge is not None
-    return on_clip or (attempt is not None and attempt.charge is not None)
+def _uncounted(
+    charge: Charge | None, *, video: bool, cost: float | None, in_flight: bool, estimate: float
+) -> float:
+    """What of one task no ledger counts: all of it without a charge (a video at its cost,
+    at ``estimate`` unpriced; in flight at ``estimate``); with a $0 charge (reserved without
+    an estimate: ``$0`` in flight, an unpriced video settled at $0), ``estimate`` there."""
+    if charge is not None and charge.usd > 0:
+        return 0.0  # its reservation and settlements count it
+    if in_flight:
+        return estimate
+    if not video:
+        return 0.0  # a failed task: Runware bills nothing
+    if cost is None:
+        return estimate  # never $0
+    return cost if charge is None else 0.0  # a $0 charge's settlement billed the cost
 
 
 class UnreservedSpend:
     """The ``projects`` collection, read for what a tenant's unreserved tasks spent."""
 
-    def __init__(self, db: Database, estimator: CostEstimator) -> None:
+    def __init__(self, db: Database, estimator: CostEstimator, *, default_duration: float) -> None:
         self._projects = db["projects"]
         self._estimator = estimator
+        self._default_duration = default_duration
 
     async def spent(self, tenant_id: str, now: datetime) -> Spent:
         """One read of the tenant's projects created in the month of ``now`` (on the
@@ -81,13 +95,16 @@ class UnreservedSpend:
         day_usd = month_usd = 0.0
         async for doc in found:
             created_at = as_utc(doc["created_at"])
-            price = await self._estimator.price_per_s(doc["model"])
-            requests = unpack_requests(doc["requests"])
+            # What a reservation of its scenes would hold (the api's estimate of them).
+            estimates = await self._estimator.estimate(
+                doc["model"],
+                unpack_requests(doc["requests"]),
+                default_duration=self._default_duration,
+            )
             usd = 0.0
             for scene, raw in doc["clips"].items():
                 clip = clip_from_document(raw, int(scene), created_at=created_at)
-                duration = requests[int(scene)].duration or 0.0
-                usd += unreserved_usd(clip, round_usd(price * duration))
+                usd += unreserved_usd(clip, estimates[int(scene)])
             month_usd += usd
             if day_key(created_at) == day:
                 day_usd += usd

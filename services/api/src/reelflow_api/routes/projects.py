@@ -170,12 +170,11 @@ async def _reserve(
     """
     if not limits.needs_ledger:
         return None
-    if limits.has_budget:
-        estimates = await state.estimator.estimate(
-            model, scenes, default_duration=state.settings.default_duration
-        )
-    else:
-        estimates = [0.0] * len(scenes)
+    # The estimate even without a budget (an in-flight limit): a budget set later finds these
+    # clips committed at what they will cost, not $0. The prices are cached: no operation more.
+    estimates = await state.estimator.estimate(
+        model, scenes, default_duration=state.settings.default_duration
+    )
     charge = await state.projects.ledgers.reserve(
         tenant_id,
         limits,

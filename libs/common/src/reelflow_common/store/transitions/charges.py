@@ -91,11 +91,30 @@ def attempt_end(clip: ClipState, task_uuid: str, ended: Attempt) -> tuple[bool, 
     code did: a video on the clip's current charge under ``<task>:late``, freeing nothing;
     a failure not at all (ARCHITECTURE.md, "Upgrades").
     """
-    if ended.charge is None and task_uuid != clip.task_uuid:
+    if _billed_on_clip(clip, task_uuid, ended):
         if ended.status is not ClipStatus.SUCCESS:
             return None
         return True, task_end(task_uuid, ended.status, ended.cost, late=True)
     return False, task_end(task_uuid, ended.status, ended.cost, late=ended.late)
+
+
+def _billed_on_clip(clip: ClipState, task_uuid: str, attempt: Attempt) -> bool:
+    """Whether the attempt's end settles on the clip's current charge (a video, as the code
+    before attempts held charges did) rather than on its own: it holds none."""
+    return attempt.charge is None and task_uuid != clip.task_uuid
+
+
+def counted_on(clip: ClipState, task_uuid: str) -> Charge | None:
+    """The charge of the tenant's ledger that counts the task ``task_uuid`` of the clip as
+    read: the one it holds, or the one its end settles on (:func:`attempt_end`: an attempt
+    without a charge, on the clip's current one). None: no ledger counts the task, by its
+    reservation nor by its end (``store.unreserved`` counts it)."""
+    if task_uuid == clip.task_uuid and clip.charge is not None:
+        return clip.charge
+    attempt = clip.attempts.get(task_uuid)
+    if attempt is None:
+        return None
+    return clip.charge if _billed_on_clip(clip, task_uuid, attempt) else attempt.charge
 
 
 def charge_at(clip: ClipState, path: str) -> Charge | None:
