@@ -42,7 +42,7 @@ from reelflow_common.store import (
     TaskResult,
     TaskSucceeded,
 )
-from reelflow_common.store.documents import pack_result
+from reelflow_common.store.documents import pack_requests, pack_result, unpack_requests
 from reelflow_common.store.inflight import SETTLE_WINDOW_S, TenantClips
 from reelflow_common.store.transitions import charges, lateresults, retries
 from reelflow_common.store.unreserved import UnreservedSpend
@@ -2045,3 +2045,23 @@ async def test_a_second_count_that_cannot_run_says_how_to_make_it(
     said = [line for line in err.splitlines() if "second count did not run" in line]
     assert len(said) == 1, err
     assert f"reelflow-admin tenant recount {tenant_id} after " in said[0]
+
+
+async def test_a_scene_stored_without_a_duration_counts_at_the_default_durations_estimate(
+    api: Api, admin: Admin
+) -> None:
+    """Counted in flight as the api estimates it (``CostEstimator.estimate``): a scene that
+    names no duration lasts ``REELFLOW_DEFAULT_DURATION`` (4 s here), never 0 s."""
+    tenant_id, auth = await plain(api)
+    project_id = (await api.create(auth, scenes(1))).json()["project_id"]
+    doc = await project_doc(api, project_id)
+    scene = unpack_requests(doc["requests"])[0].model_copy(update={"duration": None})
+    await api.db["projects"].update_one(
+        {"_id": project_id}, {"$set": {"requests": pack_requests([scene])}}
+    )
+
+    code, out, err = await admin("tenant", "limits", tenant_id, "--daily-budget-usd", "5")
+
+    assert code == 0, err
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert committed_rows(out)[day] == ["$1.00", "$5.00", "$4.00"]  # 4 s at $0.25
