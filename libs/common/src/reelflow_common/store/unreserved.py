@@ -1,15 +1,18 @@
-"""What a tenant's tasks that hold no reservation spent, per UTC day and month: what its
+"""What a tenant's tasks that no charge counts spent, per UTC day and month: what its
 ledger's ``unreserved`` counts (ARCHITECTURE.md, "The ledger", *Unreserved spend*).
 
-A task holds a charge when it was reserved on the tenant's ledger (``clips.<i>.charge``, or
-``attempts.<task>.charge`` once it moved there): the ledger counts it from its reservation to
-its end's settlement. Every other task (bought while the tenant had no ledger, or by an api
-replica that had not read its new limits yet) reaches no ledger by itself, so it is counted
-from its project, on the day and month the project was created, as ``reelflow usage`` counts
-it: a video at what it cost (at its estimate when Runware did not say: never $0), a task
-queued or still run at Runware at its estimate, a failed one at nothing. The two sets never
-meet (a task either holds a charge or not, in one document read at once), so nothing is
-counted twice whatever the ledger does meanwhile.
+A task is counted by a charge when it holds one (``clips.<i>.charge``, ``attempts.<task>
+.charge``), or when its end settles on the clip's (``transitions.charges.counted_on``, the
+rule ``attempt_end`` settles by): the ledger counts it from its reservation to its end's
+settlement. Every other task (bought while the tenant had no ledger, or by an api replica
+that had not read its new limits yet) reaches no ledger by itself, so it is counted from its
+project, on the day and month the project was created, as a reservation and its settlements
+would have counted it (not as ``usage`` sums, known costs only): a video at what it cost (at
+its estimate when Runware did not say: never $0), a task queued or still run at Runware at
+its estimate, a failed one at nothing. A task under a $0 charge (an in-flight limit alone,
+before every reservation held its estimate) adds its estimate where its ledger holds $0: in
+flight, and an unpriced video. Each task is counted one way, decided from one document read
+at once, whatever the ledger does meanwhile.
 """
 
 from __future__ import annotations
