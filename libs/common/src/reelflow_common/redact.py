@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 from collections.abc import MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
 
 MASK = "***"
 
@@ -51,13 +50,30 @@ def url_location(url: str) -> str:
     """Where ``url`` points, to print: its scheme, hosts and path, never its user part
     (``user:secret@``) nor its query, whose options carry secrets too
     (``tlsCertificateKeyFilePassword=``, ``authMechanismProperties=AWS_SESSION_TOKEN:``).
-    Split as text, never resolved (a ``mongodb+srv`` URL's parser asks DNS); ``***`` for
-    a string that is no URL."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+
+    Split as PyMongo splits a connection string, as text and never resolved (a
+    ``mongodb+srv`` URL's parser asks DNS): the authority ends at the first ``/`` (at the
+    first ``?`` when there is none), the user part at the authority's last ``@``; so a
+    password with ``#``, ``?`` or ``@`` in it, which PyMongo takes unescaped, is never
+    printed. ``***`` for a string that is no URL, whose hosts are not hosts, or with an
+    ``@`` past its authority only (a user part cut short by a ``/`` or ``?`` in it)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or not _SCHEME.fullmatch(scheme):
         return MASK
-    if not parts.scheme or not parts.netloc:
+    if "/" in rest:
+        authority, _, path = rest.partition("/")
+        path = "/" + path.partition("?")[0]
+    else:
+        authority, path = rest.partition("?")[0], ""
+    if "@" in rest and "@" not in authority:
+        return MASK  # a user part cut short by a '/' or '?' in it: nothing is surely a host
+    hosts = authority.rpartition("@")[2]
+    if not _HOSTS.fullmatch(hosts) or not _PATH.fullmatch(path):
         return MASK
-    hosts = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{hosts}{parts.path}"
+    return f"{scheme}://{hosts}{path}"
+
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+#: host names, IPv4 and bracketed IPv6 addresses, ports, commas between them
+_HOSTS = re.compile(r"[A-Za-z0-9._\-:\[\],%]+")
+_PATH = re.compile(r"(/[A-Za-z0-9._\-%/]*)?")

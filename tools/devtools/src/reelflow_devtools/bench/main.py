@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reelflow_common.redact import url_location
 from reelflow_devtools.bench import fairness
 from reelflow_devtools.bench.api_load import ApiPlan, run_api_load
 from reelflow_devtools.bench.ceiling import CeilingPlan
@@ -403,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     problem = asyncio.run(broker_answers(base.amqp_url))
     if problem is not None:
-        print(f"bench: RabbitMQ does not answer at {base.amqp_url}: {problem}", file=sys.stderr)
+        broker = url_location(base.amqp_url)
+        print(f"bench: RabbitMQ does not answer at {broker}: {problem}", file=sys.stderr)
         return 1
     open_files = raise_open_files_limit()  # the notifier inherits it: one socket per watcher
     began = time.monotonic()
