@@ -145,3 +145,40 @@ async def test_a_stop_does_not_wait_for_a_refresh_held_by_the_database(
     # The held write's counts were kept for the last one.
     doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
     assert doc["n"] == pytest.approx(1.0)
+
+
+async def test_a_stop_cancelled_itself_while_a_refresh_winds_down_writes_nothing_more(
+    mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service's own cancellation, come while the cancelled refresh winds down, is not
+    # taken for the refresh's: the loop ends cancelled, without a last write that would wait
+    # out the database again.
+    stats = await replica(mongo_db)
+    collection = stats._collection
+    writes: list[str] = []
+    winding_down = asyncio.Event()
+
+    async def write_held(*args: Any, **kwargs: Any) -> Any:
+        writes.append("write")
+        if len(writes) > 1:
+            return None  # a last write: answered
+        try:
+            await asyncio.Event().wait()  # the database that does not answer
+        except asyncio.CancelledError:
+            winding_down.set()
+            await asyncio.Event().wait()  # until cancelled again
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(collection, "bulk_write", write_held)
+    stop = asyncio.Event()
+    stats.observe(VEO, elapsed_s=90.0)
+    running = asyncio.create_task(stats.run(stop, interval_s=0.05))
+    await eventually(lambda: writes == ["write"], "the refresh's write under way")
+
+    stop.set()
+    await asyncio.wait_for(winding_down.wait(), timeout=DEADLINE_S)
+    running.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(running, timeout=DEADLINE_S)
+    assert writes == ["write"]

@@ -271,4 +271,7 @@ async def last_flushes(stats: Awaitable[None], costs: CostStats) -> None:
         except PyMongoError as exc:
             log.warning("cost_stats_not_flushed", error=repr(exc))
 
-    await asyncio.gather(stats, flush_costs())
+    # Both to their end, whatever one of them raises, then what it raised.
+    for outcome in await asyncio.gather(stats, flush_costs(), return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome

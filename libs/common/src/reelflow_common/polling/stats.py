@@ -17,7 +17,6 @@ rare error in a statistic, accepted rather than a second collection to make it e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable, Coroutine
@@ -145,8 +144,11 @@ class PollStats:
             stopping.cancel()
             if not running.done():
                 running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await running
+                except asyncio.CancelledError:
+                    if _cancelled_itself():  # not only the refresh: this task too
+                        raise
         if not running.cancelled():
             running.result()  # what it raised, it raises
 
@@ -159,6 +161,11 @@ class PollStats:
 
     def _today(self) -> int:
         return int(self._clock() // _DAY_S)
+
+
+def _cancelled_itself() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _increment(key: str, day: int, entry: ProfileCounts) -> UpdateOne:
