@@ -14,7 +14,13 @@ from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import StoreVideo
 from reelflow_common.store import NewProject, ProjectStore, TaskSucceeded
 from reelflow_common.topology import STORE_VIDEO, Topology, declare_topology
-from tests.integration.test_admin_cli import Run, _take_all, admin, settings  # noqa: F401
+from tests.integration.test_admin_cli import (  # noqa: F401
+    Run,
+    _take_all,
+    admin,
+    admin_with,
+    settings,
+)
 
 pytestmark = pytest.mark.integration
 
