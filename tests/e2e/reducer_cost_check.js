@@ -12,8 +12,8 @@ async () => {
     seq: 5,
     project: {
       project_id: 'p', title: '', status: 'partial', total_clips: 2, completed: 1, pending: 0,
-      failed: 1, cost: { usd: 0.4, known: 1, unknown: 0 },
-      results: [{ task_uuid: 't0', scene_index: 0, status: 'success', cost: 0.4 }, failed],
+      failed: 1, cost: { usd: 0.1, known: 1, unknown: 0 },
+      results: [{ task_uuid: 't0', scene_index: 0, status: 'success', cost: 0.1 }, failed],
     },
   };
   const retried = {
@@ -22,7 +22,7 @@ async () => {
   };
   const done = {
     type: 'clip.updated', seq: 7, counts: counts(2, 0, 0),
-    clip: { task_uuid: 'a2', scene_index: 1, status: 'success', cost: 0.5 },
+    clip: { task_uuid: 'a2', scene_index: 1, status: 'success', cost: 0.2 },
   };
   const unpriced = { ...done, seq: 8, clip: { ...done.clip, task_uuid: 'a3', cost: null } };
   // The first task's video came after all: billed, kept among the attempts, the clip unchanged.
@@ -44,6 +44,8 @@ async () => {
     const scene = state.clips[1];
     shown.push({
       cost: formatTotals(state.cost),
+      // as the API would send it: 0.1 + 0.2 is 0.3, rounded as docs/API.md says
+      usd: state.cost.usd,
       task: scene.task_uuid,
       earlier: (scene.attempts ?? []).map((attempt) => `${attempt.task_uuid}:${attempt.status}`),
     });

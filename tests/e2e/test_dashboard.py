@@ -620,15 +620,40 @@ def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
     dashboard.open()
     seen = dashboard.page.evaluate(REDUCER_COST_CHECK.read_text())
     assert seen == [
-        {"cost": "$0.40", "task": "a1", "earlier": []},
-        {"cost": "$0.40", "task": "a2", "earlier": ["a1:failed"]},
-        {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},
-        {"cost": "$0.90", "task": "a2", "earlier": ["a1:failed"]},  # a duplicate adds nothing
-        {"cost": "$0.90 + 1 unpriced", "task": "a3", "earlier": ["a1:failed", "a2:success"]},
-        {"cost": "$1.15 + 1 unpriced", "task": "a3", "earlier": ["a2:success", "a1:success"]},
-        {"cost": "$1.15 + 1 unpriced", "task": "a3", "earlier": ["a2:success", "a1:success"]},
+        {"cost": "$0.10", "usd": 0.1, "task": "a1", "earlier": []},
+        {"cost": "$0.10", "usd": 0.1, "task": "a2", "earlier": ["a1:failed"]},
+        {"cost": "$0.30", "usd": 0.3, "task": "a2", "earlier": ["a1:failed"]},
+        {
+            "cost": "$0.30",
+            "usd": 0.3,
+            "task": "a2",
+            "earlier": ["a1:failed"],
+        },  # a duplicate adds nothing
+        {
+            "cost": "$0.30 + 1 unpriced",
+            "usd": 0.3,
+            "task": "a3",
+            "earlier": ["a1:failed", "a2:success"],
+        },
+        {
+            "cost": "$0.55 + 1 unpriced",
+            "usd": 0.55,
+            "task": "a3",
+            "earlier": ["a2:success", "a1:success"],
+        },
+        {
+            "cost": "$0.55 + 1 unpriced",
+            "usd": 0.55,
+            "task": "a3",
+            "earlier": ["a2:success", "a1:success"],
+        },
         # a retry took a1's late video: counted when it came, not again
-        {"cost": "$1.15 + 1 unpriced", "task": "a1", "earlier": ["a2:success", "a3:success"]},
+        {
+            "cost": "$0.55 + 1 unpriced",
+            "usd": 0.55,
+            "task": "a1",
+            "earlier": ["a2:success", "a3:success"],
+        },
     ]
     dashboard.assert_no_console_errors()
 

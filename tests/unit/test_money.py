@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
-from reelflow_common.accounting.usage import PeriodUsage
+from reelflow_common.accounting.limits import TenantLimits
+from reelflow_common.accounting.usage import PeriodUsage, TenantUsage
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts
 from reelflow_common.messages import AttemptSucceeded, AttemptView, ClipUpdated, ClipView
 from reelflow_common.money import round_usd
@@ -19,10 +21,6 @@ T0 = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
 SUM = 0.6 + 0.6 + 0.6
 #: a price times a duration, as a cost may come
 PRICE = 0.1 * 3
-
-
-def test_the_sums_are_what_floats_make_of_them() -> None:
-    assert (SUM, PRICE) == (1.7999999999999998, 0.30000000000000004)
 
 
 def project_costing(usd: float, clip_cost: float) -> Project:
@@ -64,7 +62,38 @@ def test_a_project_status_shows_its_cost_rounded_as_usage_does() -> None:
     assert wire["results"][0]["attempts"][0]["cost"] == 0.3
     listed = project.public_status(include_results=False).wire()
     assert listed["cost"]["usd"] == 1.8
-    assert PeriodUsage(period="2026-12").plus(SUM, 3, 0).usd == round_usd(SUM) == 1.8
+
+
+def usage_of(*usds: float, committed: dict[str, float]) -> dict[str, Any]:
+    """``GET /v1/usage``'s answer, as JSON, for projects costing ``usds`` in one day."""
+    month, day = PeriodUsage(period="2026-12"), PeriodUsage(period="2026-12-01")
+    for usd in usds:
+        month, day = month.plus(usd, 1, 0), day.plus(usd, 1, 0)
+    usage = TenantUsage(
+        tenant_id="a",
+        month=month,
+        days=[day],
+        limits=TenantLimits(daily_budget_usd=20.0),
+        clips_in_flight=0,
+        committed_usd=committed,
+    )
+    answer: dict[str, Any] = json.loads(usage.model_dump_json())
+    return answer
+
+
+def test_usage_shows_spend_and_what_is_committed_rounded() -> None:
+    # The ledger's $inc sums: three clips of $0.60, and one of them settled back to nothing.
+    usage = usage_of(0.6, 0.6, 0.6, committed={"2026-12-01": SUM, "2026-12": 5.5e-17})
+
+    assert usage["month"]["usd"] == usage["days"][0]["usd"] == 1.8
+    assert usage["committed_usd"] == {"2026-12-01": 1.8, "2026-12": 0.0}
+
+
+def test_usage_rounds_its_sum_once_not_each_project() -> None:
+    # Three projects of 0.4 of a millionth each: rounding each step would keep $0 forever.
+    usage = usage_of(4e-7, 4e-7, 4e-7, committed={})
+
+    assert usage["month"]["usd"] == usage["days"][0]["usd"] == round_usd(3 * 4e-7) == 0.000001
 
 
 def test_a_snapshot_shows_the_cost_rounded() -> None:

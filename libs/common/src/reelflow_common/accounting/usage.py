@@ -14,17 +14,20 @@ from pydantic import BaseModel, ConfigDict
 
 from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.accounting.limits import TenantLimits, day_key, month_resets_at
-from reelflow_common.money import round_usd
+from reelflow_common.money import Usd
 from reelflow_common.mongo import Database
 
 
 class PeriodUsage(BaseModel):
-    """Spend in one period: ``usd`` of ``known_cost_clips``; ``unknown_cost_clips`` are apart."""
+    """Spend in one period: ``usd`` of ``known_cost_clips``; ``unknown_cost_clips`` are apart.
+
+    ``usd`` is kept as the projects' sums add up and rounded once, as it is written out.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     period: str
-    usd: float = 0.0
+    usd: Usd = 0.0
     known_cost_clips: int = 0
     unknown_cost_clips: int = 0
     projects: int = 0
@@ -32,7 +35,7 @@ class PeriodUsage(BaseModel):
     def plus(self, usd: float, known: int, unknown: int) -> PeriodUsage:
         return PeriodUsage(
             period=self.period,
-            usd=round_usd(self.usd + usd),
+            usd=self.usd + usd,
             known_cost_clips=self.known_cost_clips + known,
             unknown_cost_clips=self.unknown_cost_clips + unknown,
             projects=self.projects + 1,
@@ -50,7 +53,7 @@ class TenantUsage(BaseModel):
     limits: TenantLimits
     clips_in_flight: int | None = None
     #: estimates of clips not ended yet plus what ended ones cost, per period (budgeted tenants)
-    committed_usd: dict[str, float] = {}
+    committed_usd: dict[str, Usd] = {}
 
 
 def month_bounds(month: str) -> tuple[datetime, datetime]:

@@ -85,12 +85,17 @@ function costOf(cost) {
   return { usd: cost.usd, known: cost.known ?? 0, unknown: cost.unknown ?? 0 };
 }
 
+/** A dollar amount rounded as the API sends them (docs/API.md): to a millionth of a dollar. */
+function roundUsd(usd) {
+  return Math.round(usd * 1e6) / 1e6;
+}
+
 /** The totals after a task's video (a clip.updated or a clip.attempt_succeeded): the server
  * adds a task's cost when it records its video. */
 function withCost(cost, clip) {
   if (!cost || clip.status !== 'success') return cost;
   return typeof clip.cost === 'number'
-    ? { ...cost, usd: cost.usd + clip.cost, known: cost.known + 1 }
+    ? { ...cost, usd: roundUsd(cost.usd + clip.cost), known: cost.known + 1 }
     : { ...cost, unknown: cost.unknown + 1 };
 }
 
