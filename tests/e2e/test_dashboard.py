@@ -419,7 +419,7 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     expect(page.locator("#finished")).to_have_text("Cancelled.")
     # Both were at Runware (hanging there): the answer's clips_may_be_billed, said.
     expect(page.locator("#cancel-result")).to_have_text(
-        "Cancelled 2 clips; up to 2 of them may still be billed (already sent to Runware, or"
+        "Cancelled 2 clips; 2 of them may still be billed (already sent to Runware, or"
         " cancelled in the first seconds after the project was created)."
     )
     expect(page.locator('.clip[data-status="cancelled"]')).to_have_count(2)

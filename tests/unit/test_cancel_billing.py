@@ -1,4 +1,4 @@
-"""Which clips a cancel cancels that Runware may bill all the same (``may_be_billed``)."""
+"""Which clips a cancel cancels that reelflow knows Runware may bill (``may_be_billed``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from reelflow_api.schemas import ProjectCancelled
 from reelflow_common.domain import ClipStatus
 from reelflow_common.store import ClipState
 from reelflow_common.store.cancel import may_be_billed
@@ -69,3 +70,14 @@ def test_a_queued_clip_whose_submit_may_have_gone_unanswered_may_be_billed(
 @pytest.mark.parametrize("status", [ClipStatus.SUCCESS, ClipStatus.FAILED, ClipStatus.CANCELLED])
 def test_a_terminal_clip_is_not_counted(status: ClipStatus) -> None:
     assert not billed(clip(status, queued_s_ago=0.1))
+
+
+def test_a_submit_in_flight_under_its_lease_goes_uncounted_and_the_answer_does_not_hide_it() -> (
+    None
+):
+    # A submit under way (redelivered after a crash, or tried again after an ambiguous error)
+    # leaves nothing on the clip: it looks like one whose submit will read the cancel.
+    assert not billed(clip(queued_s_ago=60))
+    described = ProjectCancelled.model_fields["clips_may_be_billed"].description or ""
+    assert "upper bound" not in described.replace("Not an upper bound", "")
+    assert "in flight" in described

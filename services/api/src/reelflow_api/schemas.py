@@ -75,7 +75,7 @@ class ProjectChanged(ProjectStatusView):
 
 class ProjectCancelled(ProjectChanged):
     """``POST …/cancel``: a :class:`ProjectChanged` that also says how many of the clips it
-    cancelled Runware may bill all the same."""
+    cancelled reelflow knows Runware may bill all the same."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -88,10 +88,12 @@ class ProjectCancelled(ProjectChanged):
 
     clips_may_be_billed: int = Field(
         ge=0,
-        description="of the clips this call cancelled, how many Runware may bill all the same"
-        " (an upper bound): processing ones, and queued ones whose submit may still go without"
+        description="of the clips this call cancelled, how many reelflow knows Runware may bill"
+        " all the same: processing ones, and queued ones whose submit may still go without"
         " reading the cancel (the project's first seconds) or may have reached Runware"
-        " unanswered; 0: none of them will be billed",
+        " unanswered (an outage, a lost submit chain). Not an upper bound: a clip whose submit"
+        " was in flight, or was tried again after an ambiguous error, may be billed without"
+        " being counted; 0: none that reelflow knows of",
     )
 
 

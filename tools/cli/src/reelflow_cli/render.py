@@ -74,7 +74,8 @@ def clips_changed(console: Console, answer: Json, done: str, *, nothing: str) ->
 
 def cancel_billed(console: Console, answer: Json) -> None:
     """After a cancel that changed something: how many of the clips it cancelled Runware may
-    bill all the same, as the server counted them (``clips_may_be_billed``); from an older
+    bill all the same, as far as the server knows (``clips_may_be_billed``: 0 says nothing, as
+    a clip whose submit was in flight may be billed uncounted); from an older
     server, the cancelled clips that had been submitted (``submitted_at``; an answer without
     ``results`` cannot tell, so then always)."""
     if answer.get("clips_changed") == 0:

@@ -27,8 +27,11 @@ def may_be_billed(clip: ClipState, *, now: datetime, submit_read_after_s: float)
     unanswered when the clip is ``waiting`` (an outage met its submit) or its lease has run
     out (its chain was lost, maybe mid-submit: the reconciler's next one asks Runware). Any of
     these is billed only if Runware has (or gets) the task and it ends with a video, so this
-    says "may". Not seen here: a submit that read the clip a moment before the cancel and is
-    on its way, which no write records (the few clips being sent at that instant).
+    says "may". Not seen here, as no write records them, so this is not an upper bound: a
+    submit in flight (it read the clip a moment before the cancel, or a submitter stopped
+    mid-submit and its message comes again while the lease still runs), and a submit tried
+    again after a retryable error that was not an outage (``SubmitClip.last_ambiguous_at``
+    is in the message only: Runware may have stored the task).
     """
     if clip.status is ClipStatus.PROCESSING:
         return True

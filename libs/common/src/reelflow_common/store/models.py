@@ -573,8 +573,8 @@ class Outcome(_Frozen):
     #: lease, a submit, a late video) and read it again, a bounded few times. The request
     #: may be sent again: what it did stays done, and these go then (the API answers 503)
     busy: list[int] = Field(default_factory=list)
-    #: scenes a cancel cancelled whose task Runware may bill all the same
-    #: (``reelflow_common.store.cancel.may_be_billed``): an upper bound, see there
+    #: scenes a cancel cancelled whose task reelflow knows Runware may bill all the same
+    #: (``reelflow_common.store.cancel.may_be_billed``): not an upper bound, see there
     may_be_billed: list[int] = Field(default_factory=list)
 
     @property

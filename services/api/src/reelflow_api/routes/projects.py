@@ -586,7 +586,7 @@ async def cancel_project(
 ) -> Response:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``;
     ``clips_changed`` is 0 when every clip had finished; ``clips_may_be_billed`` of those it
-    cancelled Runware may bill all the same (an upper bound)."""
+    cancelled, the ones reelflow knows Runware may bill all the same (not an upper bound)."""
     cancelled = await state.projects.cancel(
         project_id,
         tenant_id=tenant_id,

@@ -170,13 +170,14 @@ export function mountProject(container, { api, live }, projectId) {
   return stopWatching;
 }
 
-/** What a cancel's answer says: how many clips it cancelled, and how many of those Runware may
- * still bill (``clips_may_be_billed``, an upper bound: each only if it ends with a video). */
+/** What a cancel's answer says: how many clips it cancelled, and how many of those reelflow
+ * knows Runware may still bill (``clips_may_be_billed``: each only if it ends with a video;
+ * not an upper bound, as a clip whose submit was in flight may be billed uncounted). */
 export function cancelledText({ clips_changed: changed = 0, clips_may_be_billed: billed = 0 } = {}) {
   if (changed === 0) return 'Nothing to cancel: every clip had finished.';
   const done = `Cancelled ${plural(changed, 'clip')}`;
-  if (billed === 0) return `${done}; none of them should be billed.`;
-  const some = changed === 1 ? 'it' : `up to ${billed} of them`;
+  if (billed === 0) return `${done}; none of them is known to be billed.`;
+  const some = changed === 1 ? 'it' : `${billed} of them`;
   return `${done}; ${some} may still be billed (already sent to Runware, or cancelled in the first seconds after the project was created).`;
 }
 
