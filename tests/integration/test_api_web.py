@@ -103,7 +103,9 @@ async def test_with_cors_off_a_preflight_is_refused_as_the_contract_says_not_a_4
         "Origin": "https://evil.example",
         "Access-Control-Request-Method": "DELETE",
     }
-    refused = await api.client.options("/v1/projects", headers=evil)
+    refused = await api.client.options(
+        "/v1/projects", headers=evil | {"X-Correlation-ID": "preflight-1"}
+    )
     post = await api.client.options("/v1/projects", headers=_PREFLIGHT)
     not_a_preflight = await api.client.options("/v1/projects")
 
@@ -117,6 +119,9 @@ async def test_with_cors_off_a_preflight_is_refused_as_the_contract_says_not_a_4
     )
     assert not [name for name in refused.headers if name.startswith("access-control-")]
     assert refused.headers["x-content-type-options"] == "nosniff"
+    # Every answer carries its correlation id, this one too (given, or made).
+    assert refused.headers["x-correlation-id"] == "preflight-1"
+    assert post.headers["x-correlation-id"]
     assert not_a_preflight.status_code == 405  # a plain OPTIONS is the route's, as before
 
 
@@ -135,6 +140,7 @@ async def test_cors_answers_the_configured_origins_only(
 
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert allowed.headers["x-correlation-id"]
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
     assert created.headers["access-control-allow-origin"] == "https://app.example.com"

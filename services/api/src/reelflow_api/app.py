@@ -161,9 +161,6 @@ def create_app(settings: Settings) -> FastAPI:
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )
-    # Outside the limits, so that a shed or refused request is counted, traced and has its id.
-    app.add_middleware(HttpTelemetry, routes=app.router.routes)
-    app.add_middleware(CorrelationId)
     app.include_router(projects.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
@@ -177,10 +174,14 @@ def create_app(settings: Settings) -> FastAPI:
     # BodyLimit counts every JSON body's values against its model's bound: a route whose
     # model has none fails here, not at its first request.
     require_bounded_bodies(app.router.routes)
-    # Web basics outermost, so that every answer (a 503 shed, a 413) gets them.
+    # Web basics outside the limits, so that every answer (a 503 shed, a 413) gets them.
     install_cors(app, settings.cors_allow_origins)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(NoWebSockets)
+    # Outermost, so that every answer is counted, traced and has its id: a shed or refused
+    # request, and a preflight the CORS middleware answers itself (with CORS off, every one).
+    app.add_middleware(HttpTelemetry, routes=app.router.routes)
+    app.add_middleware(CorrelationId)
     return app
 
 
