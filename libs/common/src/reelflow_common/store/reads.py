@@ -11,7 +11,7 @@ from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import Event
 from reelflow_common.mongo import Document
 from reelflow_common.store.collection import ProjectCollection
-from reelflow_common.store.cursor import decode_cursor, encode_cursor
+from reelflow_common.store.cursor import OTHER_TENANT, decode_cursor, encode_cursor
 from reelflow_common.store.documents import (
     LOG_HEAD,
     WITHOUT_EVENTS,
@@ -22,6 +22,7 @@ from reelflow_common.store.documents import (
     project_from_document,
     unpack_request,
 )
+from reelflow_common.store.errors import InvalidCursor
 from reelflow_common.store.eventlog import materialize, replay_after
 from reelflow_common.store.models import Project
 from reelflow_common.store.results import ClipTask, ClipWithRequest
@@ -128,8 +129,12 @@ class ProjectReads(ProjectCollection):
             query["status"] = status.value
         if cursor is not None:
             created_at, project_id = decode_cursor(
-                cursor, tenant_id=tenant_id, status=None if status is None else status.value
+                cursor, status=None if status is None else status.value
             )
+            # The cursor names no tenant: its last project does (one read, by _id).
+            mine = {"_id": project_id, "tenant_id": tenant_id}
+            if await self._projects.find_one(mine, {"_id": 1}) is None:
+                raise InvalidCursor(OTHER_TENANT)
             query["$or"] = [
                 {"created_at": {"$lt": created_at}},
                 {"created_at": created_at, "_id": {"$lt": project_id}},
@@ -143,6 +148,5 @@ class ProjectReads(ProjectCollection):
         return projects[:limit], encode_cursor(
             last.created_at,
             last.id,
-            tenant_id=tenant_id,
             status=None if status is None else status.value,
         )
