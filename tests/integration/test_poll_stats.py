@@ -147,6 +147,37 @@ async def test_a_stop_does_not_wait_for_a_refresh_held_by_the_database(
     assert doc["n"] == pytest.approx(1.0)
 
 
+async def test_a_refresh_write_answered_just_after_a_stop_is_counted_once(
+    mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CI: two pollers stopped together counted 6 completions of 4. A refresh's write that had
+    # reached the database was cancelled by the stop before its answer came, its counts were
+    # given back, and the last write counted them again.
+    stats = await replica(mongo_db)
+    collection = stats._collection
+    real_bulk_write = collection.bulk_write
+    stop = asyncio.Event()
+    landed = asyncio.Event()
+
+    async def answered_after_the_stop(*args: Any, **kwargs: Any) -> Any:
+        result = await real_bulk_write(*args, **kwargs)
+        landed.set()
+        await stop.wait()
+        await asyncio.sleep(0.05)  # the answer on its way back when the stop comes
+        return result
+
+    monkeypatch.setattr(collection, "bulk_write", answered_after_the_stop)
+    stats.observe(VEO, elapsed_s=90.0)
+    running = asyncio.create_task(stats.run(stop, interval_s=0.05))
+    await asyncio.wait_for(landed.wait(), timeout=DEADLINE_S)
+
+    stop.set()
+    await asyncio.wait_for(running, timeout=DEADLINE_S)
+
+    doc = await mongo_db[COLLECTION].find_one({"key": profile_key(VEO)})
+    assert doc["n"] == pytest.approx(1.0)
+
+
 async def test_a_stop_cancelled_itself_while_a_refresh_winds_down_writes_nothing_more(
     mongo_db: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

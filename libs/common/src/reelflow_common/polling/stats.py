@@ -34,6 +34,11 @@ from reelflow_common.polling.plan import ClipProfile
 
 COLLECTION = "poll_stats"
 _DAY_S = 86_400
+# How long a stop lets a refresh under way finish before cancelling it. A write cancelled
+# after it reached the database gives its counts back, and the last write counts them a
+# second time (CI: two pollers stopped together counted 6 completions of 4); a write held
+# by an outage is still cancelled, so a stop does not wait out its server selection.
+STOP_GRACE_S = 2.0
 
 log = get_logger(__name__)
 
@@ -88,7 +93,9 @@ class PollStats:
         except PyMongoError as exc:
             self.book.restore_pending(pending)
             raise TransientError(f"poll_stats not written: {exc}") from exc
-        except asyncio.CancelledError:  # a stop: the last flush writes them
+        except asyncio.CancelledError:
+            # A stop that did not get the answer in STOP_GRACE_S: the last flush writes
+            # them (twice, if this write did reach the database: as with a lost answer).
             self.book.restore_pending(pending)
             raise
         return len(updates)
@@ -133,13 +140,15 @@ class PollStats:
 
     @staticmethod
     async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
-        """``work``, cancelled if ``stop`` is set first: a refresh waiting out a database
-        outage (a write, then a read, a server selection each) held a stop for 20 s before
-        the last write waited out a third."""
+        """``work``, cancelled if it has not ended ``STOP_GRACE_S`` after ``stop`` is set: a
+        refresh waiting out a database outage (a write, then a read, a server selection
+        each) held a stop for 20 s before the last write waited out a third."""
         running = asyncio.ensure_future(work)
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                await asyncio.wait((running,), timeout=STOP_GRACE_S)
         finally:
             stopping.cancel()
             if not running.done():
