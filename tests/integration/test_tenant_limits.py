@@ -446,6 +446,25 @@ async def test_a_twin_of_a_create_in_progress_is_told_so_never_refused_for_its_r
     assert assert_problem(other, 429 if "max_clips_in_flight" in limits else 402)
 
 
+async def test_a_retry_of_a_create_that_failed_is_judged_on_the_room_again(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A create with an Idempotency-Key failed (503) after reserving, and gave its room back;
+    another project took the room. The client's retry with the key is refused for the room,
+    not told for a minute that a request with its key holds it (409)."""
+    tenant_id, auth = await limited(api, max_clips_in_flight=2)
+    key = {"Idempotency-Key": "failed once"}
+    inserts = Inserts(api, monkeypatch, lost=AutoReconnect("connection lost before the insert"))
+    assert_problem(await api.create(auth, scenes(2), headers=key), 503)
+    inserts.lost = None
+    assert (await api.create(auth, scenes(2))).status_code == 202  # the room, taken
+
+    retried = await api.create(auth, scenes(2), headers=key)
+
+    assert_problem(retried, 429)
+    assert (await LedgerStore(api.db).read(tenant_id)).open == 2
+
+
 async def test_a_twin_refused_for_room_after_the_first_was_stored_replays_it(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:

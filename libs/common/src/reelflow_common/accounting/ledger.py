@@ -8,7 +8,8 @@ limits pays no database operation for it. One document per tenant::
      "limits": {"daily_budget_usd": 5.0, ...},
      "settled": ["<charge id>:<task uuid>", ...],
      "reserved_at": <the last reservation, database clock>,
-     "reserving": [{"key": "<digest of an Idempotency-Key>", "at": <its reservation>}, ...],
+     "reserving": [{"key": "<digest of an Idempotency-Key>", "at": <its reservation>,
+                    "id": "<the reservation's id>"}, ...],
      "unreserved": {"2026-12-01": 1.8, "2026-12": 1.8}}
 
 ``committed`` holds, per UTC day and month, the estimates of clips not yet
@@ -24,7 +25,9 @@ then records the key (``ProjectStore``), which makes it idempotent however late 
 comes: the list covers the moment between the two writes.
 A create with an Idempotency-Key leaves the key's digest in ``reserving`` with its
 reservation (the same update): a request refused for room while one with its key may still
-be storing its project is that request's twin, not a refusal (:class:`KeyInProgress`).
+be storing its project is that request's twin, not a refusal (:class:`KeyInProgress`); a
+reservation given back (its create failed) is forgotten there, so its twin is judged on the
+room again.
 An operator's **recount** sets ``open`` to what the tenant's clips hold, with one
 update guarded on the ledger as read before the count (:meth:`LedgerStore.recount`).
 """
@@ -88,6 +91,11 @@ class Charge(BaseModel):
     usd: float
     day: str
     month: str
+
+    @property
+    def reservation_id(self) -> str:
+        """The id of the reservation this charge is part of (:meth:`split` numbers its clips)."""
+        return self.id.partition(".")[0]
 
     def split(self, estimates: list[float]) -> list[Charge]:
         """One charge per clip of this reservation, each with its own estimate."""
@@ -182,16 +190,17 @@ class LedgerStore:
             # operator's change, which ``set_limits`` wrote there.
             "$setOnInsert": {"limits": limits.model_dump()},
         }
+        charge_id = secrets.token_hex(6)
         digest = None if idempotency_key is None else _digest(idempotency_key)
         if digest is not None:
-            entry = {"key": digest, "at": now}
+            entry = {"key": digest, "at": now, "id": charge_id}
             update["$push"] = {"reserving": {"$each": [entry], "$slice": -RESERVING_KEPT}}
         for _ in range(_RESERVE_ATTEMPTS):
             try:
                 # Upsert: a tenant's first reservation creates its ledger. A ledger that
                 # exists but has no room makes the upsert insert a second _id: refused.
                 await self._ledgers.find_one_and_update(guard, update, upsert=True)
-                return Charge(id=secrets.token_hex(6), usd=usd, day=day, month=month)
+                return Charge(id=charge_id, usd=usd, day=day, month=month)
             except DuplicateKeyError:
                 ledger, reserving = await self._read_refused(tenant_id)
                 try:
@@ -209,7 +218,11 @@ class LedgerStore:
         raise TransientError("the tenant's ledger kept changing; the request may be retried")
 
     async def release(self, tenant_id: str, charge: Charge, *, clips: int) -> None:
-        """Give back a reservation nothing was created for (an idempotent replay)."""
+        """Give back a reservation nothing was created for (an idempotent replay, an error).
+
+        Its Idempotency-Key's entry in ``reserving`` goes with it: a create that failed after
+        reserving held its twins' answers to 409 for RESERVATION_LANDS_S, whatever the room.
+        """
         await self._ledgers.update_one(
             {"_id": tenant_id},
             {
@@ -217,7 +230,8 @@ class LedgerStore:
                     "open": -clips,
                     f"committed.{charge.day}": -charge.usd,
                     f"committed.{charge.month}": -charge.usd,
-                }
+                },
+                "$pull": {"reserving": {"id": charge.reservation_id}},
             },
         )
 
