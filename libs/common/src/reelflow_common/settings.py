@@ -228,9 +228,20 @@ class WebhookSettings(ReelflowSettings):
         default=None, description="secret path segment of the webhook URL (per deployment)"
     )
 
+    @field_validator("public_base_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose passes an unset variable as "" (``${REELFLOW_PUBLIC_BASE_URL:-}``).
+        return None if value == "" else value
+
+    @property
+    def webhooks_enabled(self) -> bool:
+        """Whether Runware is given a ``webhookURL`` (and checks are planned as a safety net)."""
+        return self.public_base_url is not None and self.webhook_secret is not None
+
     def webhook_url(self, project_id: str, scene_index: int) -> str | None:
         """The ``webhookURL`` to give Runware for one clip, or None without webhooks."""
-        if not self.public_base_url or self.webhook_secret is None:
+        if self.public_base_url is None or self.webhook_secret is None:
             return None
         base = self.public_base_url.rstrip("/")
         secret = self.webhook_secret.get_secret_value()

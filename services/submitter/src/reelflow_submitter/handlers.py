@@ -275,7 +275,7 @@ class SubmitHandler:
     ) -> None:
         """The chain's first check, under its lease (the clip's, or the one in the attempt of
         its task)."""
-        webhooks = self._settings.webhook_url(message.project_id, message.scene_index) is not None
+        webhooks = self._settings.webhooks_enabled
         check = first_check(
             message, submitted_at=submitted_at, lease_until=until, webhooks=webhooks
         )

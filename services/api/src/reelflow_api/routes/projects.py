@@ -130,7 +130,7 @@ async def _dispatch(
     expires those leases at once instead, so the reconciler re-dispatches the clips
     after its grace. An API that dies before publishing is covered by the leases too.
     """
-    webhooks = state.settings.public_base_url is not None
+    webhooks = state.settings.webhooks_enabled
     submits = [submit_command(project, i, correlation_id=correlation) for i in submit]
     checks = [
         check_command(project, i, webhooks=webhooks, correlation_id=correlation) for i in check
