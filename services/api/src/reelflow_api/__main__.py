@@ -10,6 +10,7 @@ from reelflow_api.app import create_app
 from reelflow_api.settings import Settings
 from reelflow_common.lifecycle import port_taken_exits
 from reelflow_common.logging import configure_logging
+from reelflow_common.openfiles import raise_open_files
 from reelflow_common.ops import bound_socket
 from reelflow_common.slow_headers import http_protocol
 from reelflow_common.tracing import configure_tracing
@@ -38,6 +39,7 @@ def run() -> None:
     settings = Settings()
     configure_logging(settings, service="api")
     configure_tracing(settings, service="api")
+    raise_open_files()  # one file per connection, idle keep-alive ones included
     with port_taken_exits():
         # Bound before the app starts: a taken port stops it before it connects to anything.
         sock = bound_socket(settings.http_host, settings.http_port)

@@ -7,7 +7,8 @@ import socket
 
 import uvicorn
 
-from reelflow_common.logging import configure_logging
+from reelflow_common.logging import configure_logging, get_logger
+from reelflow_common.openfiles import raise_open_files
 from reelflow_common.ops import bound_socket
 from reelflow_common.slow_headers import http_protocol
 from reelflow_common.tracing import configure_tracing
@@ -46,6 +47,8 @@ def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> u
     )
 
 
+log = get_logger(__name__)
+
 #: young objects allocated before the cyclic collector looks at them (CPython's default: 700)
 GC_YOUNG_THRESHOLD = 10_000
 
@@ -72,6 +75,8 @@ async def main(settings: Settings | None = None, *, sock: socket.socket | None =
     settings = settings or Settings()
     configure_logging(settings, service="notifier")
     configure_tracing(settings, service="notifier")
+    # One file per socket: 10,000 of them need more than a container's usual soft 1,024.
+    log.info("open_files_limit", limit=raise_open_files())
     # Bound before the app starts: a taken port stops it before it connects to anything.
     sock = sock or bound_socket(settings.http_host, settings.http_port)
     server = uvicorn.Server(server_config(settings, gc_policy=GcPolicy()))

@@ -8,7 +8,6 @@ broker (``make chaos``), so the shared one is never touched.
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import socket
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from reelflow_common.openfiles import raise_open_files
 from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import Child, ProcessGroup, StartError, wait_stopped
 
@@ -119,15 +119,7 @@ def raise_open_files_for_broker() -> int:
     21,800. Raised to that or to the hard limit, whichever is lower; the soft
     limit now in force is returned.
     """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = BROKER_OPEN_FILES if hard == resource.RLIM_INFINITY else min(BROKER_OPEN_FILES, hard)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return wanted if soft == resource.RLIM_INFINITY else soft
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    except (ValueError, OSError):  # a kernel's nr_open below the hard limit: keep ours
-        return soft
-    return wanted
+    return raise_open_files(BROKER_OPEN_FILES)
 
 
 #: Erlang, evaluated in the broker: a process that restarts ``rabbit_fifo_dlx_sup``

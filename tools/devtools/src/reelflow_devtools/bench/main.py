@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from reelflow_common.openfiles import raise_open_files
 from reelflow_common.redact import url_location
 from reelflow_devtools.bench import fairness
 from reelflow_devtools.bench.api_load import ApiPlan, run_api_load
@@ -79,7 +80,6 @@ from reelflow_devtools.bench.task_queue_run import (
 )
 from reelflow_devtools.bench.task_queue_run import check_ground_truth as check_task_queue_truth
 from reelflow_devtools.bench.throughput import ThroughputPlan, run_size
-from reelflow_devtools.bench.ws_load import raise_open_files_limit
 from reelflow_devtools.processes import StartError
 from reelflow_devtools.rabbitmq import ensure_rabbitmq
 
@@ -407,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         broker = url_location(base.amqp_url)
         print(f"bench: RabbitMQ does not answer at {broker}: {problem}", file=sys.stderr)
         return 1
-    open_files = raise_open_files_limit()  # the notifier inherits it: one socket per watcher
+    open_files = raise_open_files()  # the notifier inherits it: one socket per watcher
     began = time.monotonic()
     fast = replace(base, sim_speedup=plans.speedup, keep=REAL_TIME)
     # Everything compressed: the live poller sees the provider's clock, scaled.

@@ -31,7 +31,6 @@ import contextlib
 import gc
 import json
 import os
-import resource
 import sys
 import time
 from collections import deque
@@ -49,6 +48,7 @@ from websockets.http11 import Response
 from websockets.uri import parse_uri
 
 from reelflow_common.lifecycle import run_service
+from reelflow_common.openfiles import raise_open_files
 from reelflow_devtools.bench.stats import parse_time
 
 
@@ -116,13 +116,6 @@ def yield_to_the_stack() -> dict[str, Any]:
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
             got["policy"] = "SCHED_BATCH"
     return got
-
-
-def raise_open_files_limit() -> int:
-    """Raise this process's soft limit of open files to the hard one; the new limit."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 class Inbox:
@@ -410,7 +403,7 @@ class Load:
 
 
 async def serve() -> None:
-    raise_open_files_limit()
+    raise_open_files()
     priority = yield_to_the_stack()
     load = Load()
     loop = asyncio.get_running_loop()
