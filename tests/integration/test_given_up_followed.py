@@ -56,6 +56,7 @@ from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
     check_handler,
+    handled_first,
     refuse_checks,
     runware_settings,
 )
@@ -342,7 +343,7 @@ async def test_a_task_bought_after_a_cancel_whose_chain_is_lost_is_rearmed_and_r
     await cancel(world, project)
     submitter = submit_handler(world, submitter_settings)
     assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # held: its chain may send it
-    await submitter(submit)
+    await handled_first(world, submitter, submit)  # in the no-read window
     assert world.publisher.sent_to(SUBMIT_CLIP) == []
     (lost,) = world.publisher.sent_to(CHECK_CLIP)  # never delivered
     assert lost.task_uuid == task_uuid
@@ -401,9 +402,10 @@ async def test_a_held_task_another_chain_got_to_runware_is_followed_not_freed_by
     holder = world.submit_of(project)
     await cancel(world, project)  # held under the lease it read: its first chain's
 
-    # A chain under another token gets the task to Runware: it does not hold the entry.
+    # A chain under another token gets the task to Runware (it read the clip just before the
+    # cancel): it does not hold the entry.
     rearmed_chain = holder.model_copy(update={"token": REARMED})
-    await submit_handler(world, submitter_settings)(rearmed_chain)
+    await handled_first(world, submit_handler(world, submitter_settings), rearmed_chain)
 
     assert world.publisher.sent == []  # it leaves the task to the entry's holder
     waiting = await own_attempt(world, project)
@@ -451,7 +453,8 @@ async def test_a_held_task_another_chain_submitted_past_our_ceiling_ends_and_fre
     task_uuid = project.clips[0].task_uuid
     holder = world.submit_of(project)
     await cancel(world, project)
-    await submit_handler(world, submitter_settings)(holder.model_copy(update={"token": REARMED}))
+    rearmed_chain = holder.model_copy(update={"token": REARMED})  # read the clip before the cancel
+    await handled_first(world, submit_handler(world, submitter_settings), rearmed_chain)
     # That submit was recorded longer ago than our ceiling, and the holder's chain is lost.
     await mongo_db["projects"].update_one(
         {"_id": project.id},
@@ -592,7 +595,8 @@ async def test_a_retried_clip_whose_task_runware_took_after_it_failed_buys_no_se
     task_uuid = project.clips[0].task_uuid
     holder = world.submit_of(project)
     # The clip's chain fails it on its own word (over budget, Runware never asked) while a
-    # duplicate of its SubmitClip gets the task to Runware, whose chain then follows it.
+    # duplicate of its SubmitClip, which read the clip queued a moment before, gets the task
+    # to Runware, whose chain then follows it.
     over_budget = TaskFailed(code="budgetExceeded", message="The daily budget is spent.")
     failed = await world.projects.record(
         project.id,
@@ -604,7 +608,7 @@ async def test_a_retried_clip_whose_task_runware_took_after_it_failed_buys_no_se
         submit_word=True,
     )
     assert failed.applied
-    await submit_handler(world, submitter_settings)(holder.model_copy())
+    await handled_first(world, submit_handler(world, submitter_settings), holder.model_copy())
     assert (await world.sim.task(task_uuid))["state"] == "processing"
     followed = (await world.project(project.id)).clips[0].attempts[task_uuid].lease
     assert followed is not None

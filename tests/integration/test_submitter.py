@@ -57,6 +57,7 @@ from tests.integration.worker_helpers import (
     World,
     check_handler,
     died_in,
+    handled_first,
     refuse_checks,
     running,
     runware_settings,
@@ -128,23 +129,6 @@ def handler(world: World, settings: Settings) -> SubmitHandler:
 
 def submit_of(world: World, project: Project, index: int = 0) -> SubmitClip:
     return world.submit_of(project, index)
-
-
-async def handled_first(world: World, handler: SubmitHandler, message: SubmitClip) -> None:
-    """``message`` delivered and handled for the first time, as a chain's first submit is.
-
-    (A handler called directly counts as a redelivery: nothing then says it is the first.)
-    """
-    handled = asyncio.Event()
-
-    async def consumed(delivered: SubmitClip) -> None:
-        await handler(delivered)
-        handled.set()
-
-    await world.publisher.send(SUBMIT_CLIP, message)
-    world.publisher.sent.clear()
-    async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
-        await asyncio.wait_for(handled.wait(), DEADLINE_S)
 
 
 async def test_queued_clip_is_submitted_once_then_processing_and_polled(
@@ -829,10 +813,11 @@ async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_boug
     project = await charged_project(world, TenantLimits(daily_budget_usd=10.0))
     task_uuid = project.clips[0].task_uuid
     # Cancelled while its first submit was on its way, within ``submit_read_after_s`` of
-    # the POST: a prompt first submit reads nothing, so Runware takes the task (and bills it).
+    # the POST: a prompt first submit, handled for the first time, reads nothing, so Runware
+    # takes the task (and bills it).
     await cancel(world, project)
 
-    await handler(submit_of(world, project))
+    await handled_first(world, handler, submit_of(world, project))
 
     # The clip stays cancelled, and the chain follows the task it bought to its video.
     assert reads == []
@@ -939,7 +924,10 @@ async def test_a_task_runware_takes_after_a_cancel_holds_its_charge_until_billed
     # The chain may send it yet (or has): the cancel gives nothing back.
     assert await held(world) == pytest.approx((1, 0.25))
 
-    await submit_handler(world, settings)(message)
+    if how == "unanswered submit":
+        await submit_handler(world, settings)(message)
+    else:
+        await handled_first(world, submit_handler(world, settings), message)
 
     # Runware runs it: in flight still, its estimate committed, followed by the chain under
     # the lease the cancel moved with the task (no fresh token), its clip still cancelled.
@@ -1033,9 +1021,9 @@ async def test_a_duplicate_submit_starts_no_second_chain_and_repeats_the_events(
     assert (event.seq, event.clip.status) == (1, ClipStatus.PROCESSING)
     assert len(world.publisher.sent_to(CHECK_CLIP)) == 1  # one live chain
     truth = await world.sim.task(message.task_uuid)
-    # A first task's duplicate reads nothing and submits again: Runware refuses the
-    # known taskUUID (a conflict), nothing is bought twice.
-    assert (truth["submissions"], truth["billed"]) == (2, True)
+    # A duplicate (not the message's first handling) reads the clip, finds its task
+    # processing, and sends nothing to Runware: nothing is bought twice.
+    assert (truth["submissions"], truth["billed"]) == (1, True)
     assert (await world.sim.stats())["tasks"] == 1
 
 
@@ -1056,6 +1044,93 @@ async def test_a_duplicate_submit_for_a_finished_clip_only_repeats_its_events(
     ]
     assert world.publisher.sent == []
     assert (await world.project(project.id)).seq == 2
+
+
+class OutOfCreditsUntilToppedUp(RunwareClient):
+    """The test's Runware client: the account is out of credits, so every submit is refused
+    outright, until the test tops it up (``topped_up``); then it is the simulator's."""
+
+    def __init__(self, sim: RunningSimulator) -> None:
+        super().__init__(RunwareSettings(**runware_settings(sim)))
+        self.topped_up = False
+
+    async def submit_video(self, request: VideoRequest) -> SubmitResult:
+        if not self.topped_up:
+            raise RunwareError("Insufficient credits.", code="insufficientCredits", http_status=402)
+        return await super().submit_video(request)
+
+
+async def test_a_first_submit_handled_again_after_its_clip_failed_and_was_retried_buys_nothing(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.new_project("a fox")
+    first = submit_of(world, project)
+    handled: list[SubmitClip] = []
+    failed_once = asyncio.Event()
+    retried = asyncio.Event()
+    copy_handled = asyncio.Event()
+    publish_events = world.publisher.publish_events
+
+    async def unconfirmed_once(events: Any) -> None:
+        if not failed_once.is_set():
+            raise PublishError("the broker did not confirm the events")
+        await publish_events(events)
+
+    monkeypatch.setattr(world.publisher, "publish_events", unconfirmed_once)
+    async with aclosing(OutOfCreditsUntilToppedUp(world.sim)) as runware:
+        handler = submit_handler(world, settings, runware=runware)
+
+        async def consumed(message: SubmitClip) -> None:
+            handled.append(message)
+            if len(handled) > 1:  # the copy the consume policy retries
+                await retried.wait()
+                await handler(message)
+                copy_handled.set()
+                return
+            try:
+                await handler(message)
+            finally:
+                failed_once.set()
+
+        await world.publisher.send(SUBMIT_CLIP, first)
+        async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
+            # The clip's first submit, handled for the first time and refused outright (out of
+            # credits), fails the clip unasked; the broker does not confirm its events, so the
+            # consume policy retries the message (a copy, a moment later).
+            await asyncio.wait_for(failed_once.wait(), DEADLINE_S)
+            clip = (await world.project(project.id)).clips[0]
+            assert clip.error is not None
+            assert (clip.status, clip.error["code"]) == (ClipStatus.FAILED, "insufficientCredits")
+            # Credits topped up, the tenant retries the failed clip at once: a new task,
+            # submitted and bought.
+            runware.topped_up = True
+            assert await world.projects.retry(project.id, tenant_id=world.tenant_id)
+            second = submit_of(world, await world.project(project.id))
+            assert second.task_uuid != first.task_uuid
+            await handler(second)
+            retried.set()
+            # The retried copy of the first submit comes within ``submit_read_after_s`` of
+            # the clip's queueing.
+            await asyncio.wait_for(copy_handled.wait(), DEADLINE_S)
+
+    # The copy read the clip and did not send the task the retry replaced: Runware bills the
+    # clip once, for its new task, which alone is followed.
+    assert [message.message_id for message in handled] == [first.message_id] * 2
+    assert (await world.sim.task(first.task_uuid))["submissions"] == 0
+    billed = [task["task_uuid"] for task in await world.sim.tasks() if task["billed"]]
+    assert billed == [second.task_uuid]
+    assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [second.task_uuid]
+    # What the tenant sees: the clip runs its new task; the refused one is a failed attempt
+    # that never reached Runware and costs nothing.
+    clip = (await world.project(project.id)).clips[0]
+    assert (clip.task_uuid, clip.status) == (second.task_uuid, ClipStatus.PROCESSING)
+    refused = clip.attempts[first.task_uuid]
+    assert (refused.status, refused.submitted_at, refused.cost) == (ClipStatus.FAILED, None, None)
+    for queue in (
+        world.topology.queue(SUBMIT_CLIP),
+        world.topology.dead_letter_queue(SUBMIT_CLIP),
+    ):
+        assert await world.ready_count(queue) == 0
 
 
 async def test_a_chain_whose_clip_another_chain_took_starts_nothing(

@@ -26,7 +26,7 @@ from reelflow_common.runware import RunwareClient
 from reelflow_common.settings import RunwareSettings, TopologySettings
 from reelflow_common.store import NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
-from reelflow_common.topology import CHECK_CLIP, Topology, declare_topology
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
 from reelflow_common.tracking import ClipRecorder, Policy
 from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.settings import Settings as PollerSettings
@@ -291,6 +291,26 @@ class World:
             if event.message_id == marker.message_id:
                 return events
             events.append(event)
+
+
+async def handled_first(
+    world: World, handler: Callable[[SubmitClip], Awaitable[None]], message: SubmitClip
+) -> None:
+    """``message`` delivered and handled for the first time, as a chain's first submit is.
+
+    (A handler called directly counts as a redelivery: nothing then says it is the first,
+    and a submit handled so reads its clip before it goes to Runware.)
+    """
+    handled = asyncio.Event()
+
+    async def consumed(delivered: SubmitClip) -> None:
+        await handler(delivered)
+        handled.set()
+
+    await world.publisher.send(SUBMIT_CLIP, message)
+    world.publisher.sent.clear()
+    async with world.consuming(SUBMIT_CLIP, SubmitClip, consumed):
+        await asyncio.wait_for(handled.wait(), DEADLINE_S)
 
 
 def refuse_checks(world: World, monkeypatch: Any, error: Exception) -> None:

@@ -218,8 +218,13 @@ def _submit(**fields: object) -> SubmitClip:
 _QUEUED = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
 
-def _reads(message: SubmitClip, *, after_s: float) -> bool:
-    return reads_before_submit(message, now=_QUEUED + timedelta(seconds=after_s), read_after_s=10)
+def _reads(message: SubmitClip, *, after_s: float, first_handling: bool = True) -> bool:
+    return reads_before_submit(
+        message,
+        now=_QUEUED + timedelta(seconds=after_s),
+        read_after_s=10,
+        may_have_submitted=may_have_submitted(message, first_handling=first_handling),
+    )
 
 
 def test_only_a_clips_prompt_first_submit_reads_nothing_before_it() -> None:
@@ -229,6 +234,14 @@ def test_only_a_clips_prompt_first_submit_reads_nothing_before_it() -> None:
     assert _reads(_submit(attempt=2, queued_at=_QUEUED), after_s=3)
     # A retry's task: an earlier task's late video may replace it before it is submitted.
     assert _reads(_submit(after_earlier_tasks=True, queued_at=_QUEUED), after_s=3)
+
+
+def test_a_first_submit_handled_before_reads_the_clip_however_young() -> None:
+    # A redelivery or a copy retried after a failure: its first handling may have failed the
+    # clip, and the tenant retried it (a new task bought): sent unread, it would be bought too.
+    assert _reads(_submit(queued_at=_QUEUED), after_s=3, first_handling=False)
+    # A chain the reconciler re-armed (its lost predecessor may have submitted).
+    assert _reads(_submit(queued_at=_QUEUED, last_ambiguous_at=_QUEUED), after_s=3)
 
 
 def test_a_first_submit_that_waited_in_its_lane_reads_the_clip() -> None:

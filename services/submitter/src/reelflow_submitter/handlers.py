@@ -7,11 +7,13 @@ task's late video may have replaced a retry's task. If not, the chain never buys
 only asks Runware whether an earlier, unanswered submit got it there, and follows it if
 so (Runware bills it). A chain that provably never submitted (its first submit, handled
 for the first time: ``service.may_have_submitted``) asks nothing of a cancelled or failed
-clip: it ends there, so cancelling a backlog costs no Runware calls. A first submit
-within ``submit_read_after_s`` of the clip being queued reads nothing: a cancel inside
-that window may still buy the clip. A cancelled clip's charge waits with its task in
-``attempts.T`` for this chain's word: the chain frees it when it ends without Runware
-having the task (one write), and holds it with the task it follows otherwise. The one write
+clip: it ends there, so cancelling a backlog costs no Runware calls. The first handling of a
+first submit within ``submit_read_after_s`` of the clip being queued reads nothing (a cancel
+inside that window may still buy the clip); any other copy of it reads, so a copy handled
+after its clip failed and was retried never buys the task the retry replaced. A cancelled
+clip's charge waits with its task in ``attempts.T`` for this chain's word: the chain frees
+it when it ends without Runware having the task (one write), and holds it with the task it
+follows otherwise. The one write
 (``queued → processing``) is guarded on the clip's task and the chain's token.
 Only the chain whose write applied starts the clip's polling; a duplicate whose
 guard fails re-publishes the clip's stored events and stops, and a winner that
@@ -78,6 +80,10 @@ CLIP_GIVEN_UP = {
     "message": "The clip was cancelled or ended before Runware had this task.",
 }
 
+#: the statuses of a clip whose own task a copy that will not submit it repairs the events of
+#: (``SubmitHandler._repeat_events``): not a cancelled one's
+_REPAIRED = (ClipStatus.PROCESSING, ClipStatus.SUCCESS, ClipStatus.FAILED)
+
 
 class SubmitHandler:
     """Moves a clip ``queued → processing`` (or ``failed``).
@@ -131,7 +137,10 @@ class SubmitHandler:
         # clip unasked.
         may_have_sent = may_have_submitted(message, first_handling=first_handling())
         if reads_before_submit(
-            message, now=self._now(), read_after_s=self._settings.submit_read_after_s
+            message,
+            now=self._now(),
+            read_after_s=self._settings.submit_read_after_s,
+            may_have_submitted=may_have_sent,
         ):
             clip = await self._projects.clip_task(
                 message.project_id, message.scene_index, message.task_uuid
@@ -142,7 +151,7 @@ class SubmitHandler:
                 may_have_submitted=may_have_sent,
             )
             if need is not BeforeSubmit.SUBMIT:
-                await self._not_wanted(_as_read(message, need, clip), need)
+                await self._not_wanted(_as_read(message, need, clip), need, clip)
                 return
         if message.charge is not None and message.attempt == 1:
             over_budget = await self._budget_refusal(message)
@@ -167,10 +176,14 @@ class SubmitHandler:
             log.info("clip_already_at_runware")
         await self._accepted(message)
 
-    async def _not_wanted(self, message: SubmitClip, need: BeforeSubmit) -> None:
+    async def _not_wanted(
+        self, message: SubmitClip, need: BeforeSubmit, clip: ClipTask | None
+    ) -> None:
         """Never buy a task the clip no longer wants; an earlier submit of this chain may have
         reached Runware all the same: ask, and follow it if it is there."""
         log.info("clip_submit_not_wanted", attempt=message.attempt, then=need.value)
+        if clip is not None and clip.task_uuid == message.task_uuid and clip.status in _REPAIRED:
+            await self._repeat_events(message)
         if need is BeforeSubmit.NEVER_SUBMITTED:
             await self._never_bought(message, CLIP_GIVEN_UP)
             return
@@ -178,6 +191,25 @@ class SubmitHandler:
             return
         final_error = TASK_REPLACED if need is BeforeSubmit.ASK_REPLACED else CLIP_GIVEN_UP
         await self._verify(message.model_copy(update={"final_error": final_error}))
+
+    async def _repeat_events(self, message: SubmitClip) -> None:
+        """The clip's own task is processing (another chain recorded it), succeeded, or failed
+        (by this chain's first handling, say): this copy (a redelivery after a crash, a copy
+        retried after its events went unconfirmed) sends nothing to Runware, but re-publishes
+        the clip's stored events, which a crash between that write and its publish may have
+        left unpublished, and finishes a project such a crash left unfinished: the repair
+        path of the → processing write (its guard, a queued clip of this task, no longer
+        holds), which records no end. Not for a cancelled clip, whose queued task the cancel
+        may hold in ``attempts`` for this chain's word (that write would take it as
+        submitted)."""
+        change = await self._projects.mark_processing(
+            message.project_id,
+            message.scene_index,
+            message.task_uuid,
+            token=message.token,
+            correlation_id=message.correlation_id,
+        )
+        await self._publisher.publish_events(change.events)
 
     async def _never_bought(self, message: SubmitClip, error: dict[str, str]) -> None:
         """The cancelled clip's task never reached Runware by this chain: a charge the cancel

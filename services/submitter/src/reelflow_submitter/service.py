@@ -62,18 +62,25 @@ class BeforeSubmit(Enum):
     DROP = "drop"
 
 
-def reads_before_submit(message: SubmitClip, *, now: datetime, read_after_s: float) -> bool:
+def reads_before_submit(
+    message: SubmitClip, *, now: datetime, read_after_s: float, may_have_submitted: bool
+) -> bool:
     """Whether the chain reads the clip before this submit (:func:`before_resubmit`).
 
     Every submit after the first (``attempt`` > 1: an outage, an unanswered or refused
     submit came first), since the clip may have been cancelled, or ended otherwise, while
     the chain waited; every submit of a retry's task, which an earlier task's late video
-    may replace; and a first submit of a clip queued more than ``read_after_s`` before
-    ``now`` (database clock), which waited in its tenant's lane long enough to be cancelled
-    meanwhile. Only a clip submitted within ``read_after_s`` of being queued reads nothing:
-    a cancel inside that window may still buy it (the chain then follows it, billed).
+    may replace; every copy of a first submit but its first handling
+    (:func:`may_have_submitted`: a redelivery, a copy retried after a failure, a re-armed
+    chain), since the clip's first handling may have failed it meanwhile and the tenant
+    retried it (a new task bought: this one, sent unread, would be bought as well); and a
+    first submit of a clip queued more than ``read_after_s`` before ``now`` (database
+    clock), which waited in its tenant's lane long enough to be cancelled meanwhile. Only
+    the first handling of a clip's first submit within ``read_after_s`` of its queueing
+    reads nothing: a cancel inside that window may still buy it (the chain then follows
+    it, billed).
     """
-    if message.attempt > 1 or message.after_earlier_tasks:
+    if message.attempt > 1 or message.after_earlier_tasks or may_have_submitted:
         return True
     # A message from before ``queued_at``: its publisher's clock stands in for the database's.
     queued_at = message.queued_at or message.occurred_at
