@@ -16,13 +16,14 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.broker import amqp_channel
+from reelflow_common.broker.consume import first_handling
 from reelflow_common.commands import send_all, submit_command
 from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import SubmitClip
 from reelflow_common.store import ApiKeyStore, NewProject, Project
 from reelflow_common.topology import SUBMIT_CLIP, declare_lane
 from reelflow_runware_sim.testing import RunningSimulator
-from reelflow_submitter.lanes import LaneSorter
+from reelflow_submitter.lanes import Lanes, LaneSorter
 from reelflow_submitter.main import main
 from reelflow_submitter.settings import Settings
 from tests.integration.api_helpers import Api
@@ -137,6 +138,47 @@ async def test_a_lane_left_with_clips_is_served_by_a_replica_that_starts_later(
 
     submitted = {task["task_uuid"] for task in await runware_sim.tasks()}
     assert {clip.task_uuid for clip in project.clips} <= submitted
+
+
+async def test_a_sorters_copy_of_a_redelivered_submit_is_never_handled_as_the_first(
+    world: World, settings: Settings
+) -> None:
+    project = await world.new_project("scene one", "scene two")
+    again, fresh = (submit_command(project, clip.scene_index) for clip in project.clips)
+    shared = world.topology.queue(SUBMIT_CLIP)
+    await world.publisher.send(SUBMIT_CLIP, again)
+    # A sorter took it and lost its channel before its ack (it may have put a copy in the
+    # lane already): the broker delivers it again.
+    async with amqp_channel(world.connection) as channel:
+        taken = await (await channel.get_queue(shared)).get(no_ack=False)
+        assert taken.message_id == again.message_id
+    await world.publisher.send(SUBMIT_CLIP, fresh)
+    first: dict[str, bool] = {}
+    stop = asyncio.Event()
+
+    async def lane_handler(message: SubmitClip) -> None:
+        first[message.message_id] = first_handling()
+
+    async with amqp_channel(world.connection) as lane_channel:
+        lanes = Lanes(
+            declare_channel=world.channel,
+            consume_channel=lane_channel,
+            topology=world.topology,
+            publisher=world.publisher,
+            handler=lane_handler,
+            tenant_concurrency=1,
+            stop=stop,
+            drain_timeout_s=settings.drain_timeout_s,
+        )
+        async with (
+            running(lanes.run(), stop),
+            world.consuming(SUBMIT_CLIP, SubmitClip, LaneSorter(lanes, world.publisher)),
+        ):
+            await eventually(lambda: len(first) == 2, "both clips sorted and handled")
+
+    # Only the copy of a message delivered once is handled as a first (and may be submitted
+    # without reading its clip); the other reads its clip before it goes to Runware.
+    assert first == {again.message_id: False, fresh.message_id: True}
 
 
 # --- the API puts a tenant's clips straight on its lane ---------------------------------------

@@ -90,6 +90,10 @@ HEADER_FAILURES = f"{HEADER_PREFIX}failures"
 #: how many times an operator moved this message back from its dead-letter queue: it was
 #: handled before, so its next handling is never its first (``consume.first_handling``)
 HEADER_REQUEUED = f"{HEADER_PREFIX}requeued"
+#: set by the submitter's sorter on the copy of a delivery the broker redelivered to it: a
+#: sorter before it may have put a copy in the lane already, so this one's handling is never
+#: its first (``consume.first_handling``)
+HEADER_REDELIVERED = f"{HEADER_PREFIX}redelivered"
 
 
 #: The broker's own count of deliveries (``x-delivery-limit``), a backstop for crash loops

@@ -8,8 +8,11 @@ it is (body and headers), to its tenant's own lane,
 ``submitter.submit_clip.lane.<tenant>`` (a quorum queue with the same
 dead-letter queue and limits), publishing the copy before acknowledging the
 original: a crash in between makes a duplicate, which the clip's guarded writes
-absorb, never a loss. Sorting costs no Runware call and no database operation,
-so the shared queue drains at broker speed.
+absorb, never a loss. The copy of a delivery the broker redelivered to the sorter is
+marked (``HEADER_REDELIVERED``), so only the first copy of a clip's first submit is
+handled as its first (``consume.first_handling``), the one that may skip the read
+before Runware (``reelflow_submitter.service.reads_before_submit``). Sorting costs no
+Runware call and no database operation, so the shared queue drains at broker speed.
 
 Then every replica consumes **every lane** with a prefetch of
 ``tenant_submit_concurrency``: a tenant has at most that many submits in
@@ -48,7 +51,7 @@ from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import LaneOpened, SubmitClip
 from reelflow_common.metrics import SUBMIT_LANES
-from reelflow_common.topology import SUBMIT_CLIP, Topology, declare_lane
+from reelflow_common.topology import HEADER_REDELIVERED, SUBMIT_CLIP, Topology, declare_lane
 
 log = get_logger(__name__)
 
@@ -173,6 +176,10 @@ class LaneSorter:
         delivery = current_delivery()
         # Our retry and failure counters go along: a poison message still reaches its DLQ.
         headers = forwarded_headers(delivery.headers or {})
+        if delivery.redelivered:
+            # A sorter before this one may have put a copy in the lane and died before its
+            # ack: this copy is never handled as the first (``consume.first_handling``).
+            headers[HEADER_REDELIVERED] = True
         try:
             await self._publisher.republish(lane, delivery, headers=headers)
         except Unroutable:

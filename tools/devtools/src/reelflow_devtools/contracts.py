@@ -129,6 +129,12 @@ _HEADERS: dict[str, Any] = {
             " queue (`reelflow-admin dlq requeue`); its handler never takes it for a first"
             " handling",
         },
+        topology.HEADER_REDELIVERED: {
+            "type": "boolean",
+            "description": "a copy the submitter's sorter made of a delivery the broker"
+            " redelivered to it (a sorter before it may have made one too): its handler never"
+            " takes it for a first handling",
+        },
     },
 }
 

@@ -59,6 +59,7 @@ from reelflow_common.topology import (
     HEADER_FAILURES,
     HEADER_PREFIX,
     HEADER_PROJECT_ID,
+    HEADER_REDELIVERED,
     HEADER_REQUEUED,
     HEADER_RETRIES,
     HEADER_TASK_UUID,
@@ -438,16 +439,20 @@ def current_delivery() -> AbstractIncomingMessage:
 def first_handling() -> bool:
     """Whether the running handler is this message's first: not a delivery the broker
     redelivered (a consumer before this one held it, and may have acted on it before it
-    crashed or lost its channel), nor a copy this policy republished after a failure (our
-    retry and failure counters, which copies forwarded to other queues keep), nor one an
-    operator moved back from its dead-letter queue (whose counters start afresh). False
-    outside a consume() handler: nothing then says it is the first.
+    crashed or lost its channel), nor a copy forwarded from one (``HEADER_REDELIVERED``: a
+    sorter's crash between its republish and its ack leaves two copies), nor a copy this
+    policy republished after a failure (our retry and failure counters, which copies
+    forwarded to other queues keep), nor one an operator moved back from its dead-letter
+    queue (whose counters start afresh). So of all the copies of one published message, at
+    most one is handled as the first. False outside a consume() handler: nothing then says
+    it is the first.
     """
     delivery = _DELIVERY.get(None)
     if delivery is None or delivery.redelivered:
         return False
     headers = delivery.headers or {}
-    return not {HEADER_RETRIES, HEADER_FAILURES, HEADER_REQUEUED} & headers.keys()
+    marks = {HEADER_RETRIES, HEADER_FAILURES, HEADER_REQUEUED, HEADER_REDELIVERED}
+    return not marks & headers.keys()
 
 
 async def _act(settle: Awaitable[None], outcome: MessageOutcome) -> MessageOutcome:
