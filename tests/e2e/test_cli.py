@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import httpx
 import pexpect
 import pyte
 import pytest
+from pexpect.popen_spawn import PopenSpawn
 
 from reelflow_devtools.launcher import Stack
 from reelflow_devtools.processes import console_script
@@ -77,6 +80,24 @@ def created(env: dict[str, str], *prompts: str, title: str = "cli") -> dict[str,
     assert answer.returncode == 0, answer.stderr
     project: dict[str, Any] = json.loads(answer.stdout)
     return project
+
+
+def first_clip_succeeded(env: dict[str, str], project_id: str) -> None:
+    """Wait until the project's first clip has succeeded, as the API says."""
+
+    async def first_clip_done() -> bool | None:
+        async with httpx.AsyncClient() as http:
+            got = await http.get(
+                f"{env['REELFLOW_URL']}/v1/projects/{project_id}",
+                headers={"Authorization": f"Bearer {env['REELFLOW_API_KEY']}"},
+            )
+        return True if got.json()["results"][0]["status"] == "success" else None
+
+    asyncio.run(
+        eventually_returns(
+            first_clip_done, "the first clip done", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+        )
+    )
 
 
 # --- a person at a terminal ---------------------------------------------------------
@@ -184,19 +205,7 @@ def test_every_command_speaks_json(env: dict[str, str], tmp_path: Path) -> None:
     listed = json.loads(reelflow(env, "list", "--json").stdout)
     assert [item["project_id"] for item in listed["items"]] == [project_id]
 
-    async def first_clip_done() -> bool | None:
-        async with httpx.AsyncClient() as http:
-            got = await http.get(
-                f"{env['REELFLOW_URL']}/v1/projects/{project_id}",
-                headers={"Authorization": f"Bearer {env['REELFLOW_API_KEY']}"},
-            )
-        return True if got.json()["results"][0]["status"] == "success" else None
-
-    asyncio.run(
-        eventually_returns(
-            first_clip_done, "the first clip done", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
-        )
-    )
+    first_clip_succeeded(env, project_id)
     cancelled = json.loads(reelflow(env, "cancel", project_id, "--json").stdout)
     assert cancelled["status"] == "cancelled"
 
@@ -254,26 +263,40 @@ def test_watch_without_a_terminal_prints_one_line_per_change(env: dict[str, str]
 
 
 def test_watch_rides_out_a_notifier_restart(env: dict[str, str], shared_stack: Stack) -> None:
-    project = created(env, "a [sim:latency=100]", "b [sim:latency=120]")
-    watcher = subprocess.Popen(
+    # The second clip runs until the watcher has said it lost its connection and the test
+    # cancels it: with both clips timed, a loaded machine let the project finish before the
+    # notifier's restart, and the watch ended without ever reconnecting (CI).
+    project = created(env, "a [sim:latency=100]", "b [sim:hang]")
+    watcher = PopenSpawn(
         [REELFLOW, "watch", project["project_id"]],
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        encoding="utf-8",
+        timeout=PROCESS_DEADLINE_S,
     )
     try:
-        assert watcher.stdout is not None
-        first = watcher.stdout.readline()  # it is connected once it has shown something
-        assert first.startswith("scene 0:"), first
+        watcher.expect("scene 0: ")  # it is connected once it has shown something
         shared_stack.kill_hard("notifier")
+        watcher.expect("connection lost; reconnecting")
         shared_stack.start_service("notifier")
-        out, err = watcher.communicate(timeout=PROCESS_DEADLINE_S)
+        first_clip_succeeded(env, project["project_id"])
+        cancelled = reelflow(env, "cancel", project["project_id"])
+        assert cancelled.returncode == 0, cancelled.stderr
+
+        watcher.expect(r"Finished: (\w+), (.*) of 2")
+        match = watcher.match
+        assert isinstance(match, re.Match)
+        finished = (match.group(1), match.group(2))
+        lines = watcher.before or ""
+        watcher.expect(pexpect.EOF)
     finally:
-        watcher.kill()
-    assert watcher.returncode == 0, err
-    assert "reconnecting" in out
-    assert out.splitlines()[-1] == "Finished: completed, 2 completed / 0 pending / 0 failed of 2"
+        watcher.kill(signal.SIGKILL)
+        exit_code = watcher.proc.wait()
+        for pipe in (watcher.proc.stdin, watcher.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+    assert finished == ("cancelled", "1 completed / 0 pending / 1 failed")
+    assert exit_code == 1  # a clip did not succeed: cancelled
+    assert "scene 1: cancelled" in lines
 
 
 # --- errors ------------------------------------------------------------------------------
