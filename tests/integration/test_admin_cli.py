@@ -116,6 +116,33 @@ def test_tenant_create_prints_the_id_and_tenant_list_shows_it(admin: Run, db: An
     assert row.split()[:2] == [tenant_id, "acme"]
 
 
+def test_a_tenant_created_without_limits_is_told_it_has_none_and_how_to_set_them(
+    admin: Run,
+) -> None:
+    # Each clip is paid to Runware: a tenant without a budget may spend without end.
+    code, out, err = admin("tenant", "create", "acme")
+
+    assert code == 0, err
+    assert "no limits" in err
+    assert f"tenant limits {out.strip()} --daily-budget-usd" in err
+
+
+def test_a_tenant_created_with_limits_has_them_from_the_start(admin: Run, db: Any) -> None:
+    code, out, err = admin(
+        "tenant", "create", "acme", "--daily-budget-usd", "25", "--max-clips-in-flight", "40"
+    )
+
+    assert code == 0, err
+    tenant_id = out.strip()
+    assert "no limits" not in err
+    code, shown, err = admin("tenant", "limits", tenant_id)
+    assert code == 0, err
+    rows = dict(line.split(None, 1) for line in shown.splitlines()[1:] if line.strip())
+    assert float(rows["daily_budget_usd"]) == 25.0
+    assert int(rows["max_clips_in_flight"]) == 40
+    assert rows["monthly_budget_usd"].strip() == "unlimited"
+
+
 def test_tenant_create_hints_at_key_create_with_the_env_file_it_was_given(
     admin: Run, db: Any
 ) -> None:

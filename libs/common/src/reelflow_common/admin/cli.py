@@ -4,7 +4,7 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin [--env-file FILE] [--verbose] COMMAND …
                                  (make run writes its stack's env file as .run/env)
 
-    reelflow-admin tenant create NAME
+    reelflow-admin tenant create NAME [the limits' options, as tenant limits takes them]
     reelflow-admin tenant list
     reelflow-admin tenant limits ID [--max-clips-in-flight N] [--max-scenes-per-project N]
                                     [--allowed-models M,M] [--daily-budget-usd X]
@@ -181,14 +181,27 @@ def _note(text: str) -> None:
 
 
 async def tenant_create(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """Create a tenant, with the limits given (a tenant has no key yet: nothing to count)."""
+    given = _limit_changes(args)
+    limits = TenantLimits.model_validate(given) if given else None
     async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         await keys.ensure_indexes()
         tenant_id = await keys.create_tenant(args.name)
+        if limits is not None:
+            await keys.set_limits(tenant_id, limits)
     print(tenant_id)
+    env_file = _env_file_option(args)
+    if limits is None:
+        # Each clip is paid to Runware: a tenant without a budget may spend without end.
+        _note(
+            f"tenant {args.name!r} has no limits (no budget, any number of clips in flight);"
+            f" set them before giving it a key: {PROG}{env_file} tenant limits {tenant_id}"
+            " --daily-budget-usd 50 --max-clips-in-flight 100"
+        )
     _note(
         f"tenant {args.name!r} created; create its first key with: "
-        f"{PROG}{_env_file_option(args)} key create --tenant {tenant_id}"
+        f"{PROG}{env_file} key create --tenant {tenant_id}"
     )
     return 0
 
@@ -210,6 +223,11 @@ _LIMIT_OPTIONS: dict[str, Callable[[str], object]] = {
 }
 
 
+def _add_limit_options(parser: argparse.ArgumentParser) -> None:
+    for name in _LIMIT_OPTIONS:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit_value(name))
+
+
 def _limit_value(name: str) -> Callable[[str], object]:
     parse = _LIMIT_OPTIONS[name]
 
@@ -227,6 +245,15 @@ def _limit_value(name: str) -> Callable[[str], object]:
 _CLEAR = object()
 
 
+def _limit_changes(args: argparse.Namespace) -> dict[str, object]:
+    """The limits given on the command line (None for one to remove)."""
+    return {
+        name: None if value is _CLEAR else value
+        for name in _LIMIT_OPTIONS
+        if (value := getattr(args, name)) is not None
+    }
+
+
 async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> int:
     """Show a tenant's limits, or change the ones given (the others stay as they are), and
     what its ledger holds against them.
@@ -239,13 +266,9 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
     async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         limits = before = await keys.limits(args.tenant)
-        changes = {
-            name: getattr(args, name) for name in _LIMIT_OPTIONS if getattr(args, name) is not None
-        }
+        changes = _limit_changes(args)
         if changes:
-            values = limits.model_dump() | {
-                name: None if value is _CLEAR else value for name, value in changes.items()
-            }
+            values = limits.model_dump() | changes
             limits = TenantLimits.model_validate(values)
             await keys.set_limits(args.tenant, limits)
         clock = DbClock(db)
@@ -705,8 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
     tenant = groups.add_parser(
         "tenant", help="create and list tenants, set their limits, recount their ledgers"
     ).add_subparsers(dest="action", required=True)
-    create = tenant.add_parser("create", help="create a tenant; prints its id")
+    create = tenant.add_parser(
+        "create",
+        help="create a tenant, with its limits; prints its id",
+        description="Creates a tenant; the options set its limits as 'tenant limits' does"
+        " (without them it has none: no budget, any number of clips in flight).",
+    )
     create.add_argument("name")
+    _add_limit_options(create)
     create.set_defaults(command=tenant_create)
     tenant.add_parser("list", help="every tenant").set_defaults(command=tenant_list)
     limits = tenant.add_parser(
@@ -718,8 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
         " budget (UTC day / month).",
     )
     limits.add_argument("tenant", help="the tenant's id")
-    for name in _LIMIT_OPTIONS:
-        limits.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit_value(name))
+    _add_limit_options(limits)
     limits.set_defaults(command=tenant_limits)
     recount = tenant.add_parser(
         "recount",
