@@ -361,8 +361,10 @@ class CostEstimateSettings(ReelflowSettings):
         default=0.5,
         gt=0,
         description=(
-            "estimated USD per second of video for a model whose costs were never observed"
-            " (budgets reserve this much until the poller has seen the model's prices)"
+            "estimated USD per second of video for a model whose costs were never observed,"
+            " unless a model seen cost more a second (then that): budgets reserve this much"
+            " until the poller has seen the model's prices; set it to the dearest price per"
+            " second the tenants may use, or a model's first clips may spend past a budget"
         ),
     )
     cost_estimate_ttl_s: float = Field(

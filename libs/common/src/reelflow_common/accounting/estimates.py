@@ -104,7 +104,14 @@ class CostEstimator:
                 if doc.get("seconds")
             }
             self._read_at = now
-        return self._prices.get(model, self._fallback)
+        return self._prices.get(model, self._unseen())
+
+    def _unseen(self) -> float:
+        """A model never seen: the fallback, or the dearest price per second seen, whichever is
+        higher. A budget reserves this much for its clips until their costs come in, so too
+        low a figure lets a tenant's first project on a dear model spend past its budget (an
+        attacker's walkthrough: $5.60 of clips bought on a $2 budget)."""
+        return max([self._fallback, *self._prices.values()])
 
     async def estimate(
         self, model: str, scenes: Sequence[ClipRequest], *, default_duration: float
