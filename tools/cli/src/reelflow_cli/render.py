@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,8 +33,31 @@ Json = dict[str, Any]
 _UNBOUNDED = 100_000
 
 
+#: what a terminal acts on rather than shows: C0 controls but newline and tab (ESC starts the
+#: sequences that clear the screen, retitle the window or write the clipboard), DEL, C1
+#: controls, and the bidirectional overrides and isolates (which reorder what follows)
+_ACTED_ON = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """Text the API sent (a title, a prompt, an error) with each character a terminal would
+    act on printed as its escape (``\\x1b``): a tenant's title must not clear a terminal or
+    write to its clipboard."""
+    return _ACTED_ON.sub(_escaped, text)
+
+
+def shown(text: str) -> str:
+    """:func:`visible` text as markup that prints it as sent: brackets are text."""
+    return escape(visible(text))
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def styled(status: str) -> str:
-    return f"[{STYLES.get(status, 'default')}]{escape(status)}[/]"
+    return f"[{STYLES.get(status, 'default')}]{shown(status)}[/]"
 
 
 def failed_and_cancelled(counts: Json) -> tuple[int, int]:
@@ -58,7 +82,7 @@ def print_json(value: Any) -> None:
 
 def project_summary(console: Console, project: Json) -> None:
     console.print(
-        f"[bold]{escape(project.get('title') or 'Untitled')}[/]  {escape(project['project_id'])}  "
+        f"[bold]{shown(project.get('title') or 'Untitled')}[/]  {shown(project['project_id'])}  "
         f"{styled(project['status'])}  {totals(project)}"
     )
 
@@ -131,7 +155,7 @@ def project_details(console: Console, project: Json, api_url: str) -> None:
     for clip in project.get("results", []):
         scene = str(clip["scene_index"])
         table.add_row(
-            scene, styled(clip["status"]), escape(clip["task_uuid"]), _outcome(clip, api_url)
+            scene, styled(clip["status"]), shown(clip["task_uuid"]), _outcome(clip, api_url)
         )
         for attempt in clip.get("attempts") or []:
             outcome = _outcome(attempt, api_url)
@@ -139,8 +163,8 @@ def project_details(console: Console, project: Json, api_url: str) -> None:
                 outcome += " [dim](kept by reelflow)[/]"
             table.add_row(
                 "",
-                f"[dim]earlier: {escape(attempt['status'])}[/]",
-                escape(attempt["task_uuid"]),
+                f"[dim]earlier: {shown(attempt['status'])}[/]",
+                shown(attempt["task_uuid"]),
                 outcome,
             )
     _whole(console, table)
@@ -167,12 +191,12 @@ def _without_trailing_spaces(line: list[Segment]) -> list[Segment]:
 
 def _outcome(clip: Json, api_url: str) -> str:
     if video := video_link(clip, api_url):
-        return escape(video)
+        return shown(video)
     error = clip.get("error") or {}
     if not error:
         return ""
     said = f"{error.get('message', '')} ({error.get('code', '')})"
-    return f"[red]{escape(said)}[/]"
+    return f"[red]{shown(said)}[/]"
 
 
 _COLUMNS = ("project", "title", "status", "clips", "created")
@@ -245,9 +269,9 @@ def _list_table(rows: list[dict[str, str]], widths: Mapping[str, int | None]) ->
     )
     for row in rows:
         # A shortened creation time is its date; a shortened title ends in an ellipsis.
-        cells = {name: escape(text) for name, text in row.items()} | {
+        cells = {name: shown(text) for name, text in row.items()} | {
             "status": styled(row["status"]),
-            "created": escape(row["created"][: widths.get("created")]),
+            "created": shown(row["created"][: widths.get("created")]),
         }
         table.add_row(*(cells[name] for name in widths))
     return table
@@ -293,7 +317,7 @@ class ClipBars:
             return
         if not self._header_shown:
             self._progress.console.print(
-                f"[bold]{escape(state.title or 'Untitled')}[/]  {escape(state.project_id)}"
+                f"[bold]{shown(state.title or 'Untitled')}[/]  {shown(state.project_id)}"
             )
             self._header_shown = True
         for scene in sorted(state.clips):
@@ -312,7 +336,7 @@ class ClipBars:
             self._progress.update(task, total=1, completed=1, status="[green]done[/]")
         elif clip.status in ("failed", "cancelled"):
             text = f"[red]{clip.status}[/]" + (
-                f" [red]{escape(clip.error)}[/]" if clip.error else ""
+                f" [red]{shown(clip.error)}[/]" if clip.error else ""
             )
             self._progress.update(task, total=1, completed=0, status=text)
         elif clip.status == "processing" and clip.progress is not None:
@@ -335,7 +359,8 @@ class ClipLines:
     def show(self, message: Json, state: ProjectState, changed: bool) -> None:
         for scene in sorted(state.clips):
             clip = state.clips[scene]
-            line = f"scene {scene}: {clip.status}" + (f" {clip.error}" if clip.error else "")
+            error = f" {visible(clip.error)}" if clip.error else ""
+            line = f"scene {scene}: {visible(clip.status)}{error}"
             if clip.status == "processing" and clip.progress is not None:
                 line += f" {clip.progress} %"
             if self._last.get(scene) != line:
@@ -367,7 +392,7 @@ def usage(console: Console, report: Json) -> None:
     unpriced = month["unknown_cost_clips"]
     note = f" + {unpriced} clip(s) of unknown cost" if unpriced else ""
     console.print(
-        f"[bold]{escape(month['period'])}[/]  {money(month['usd'])} over"
+        f"[bold]{shown(month['period'])}[/]  {money(month['usd'])} over"
         f" {month['known_cost_clips']} priced clip(s){note}, {month['projects']} project(s)",
         highlight=False,
     )
@@ -387,8 +412,8 @@ def usage(console: Console, report: Json) -> None:
         console.print("no limits set", style="dim")
         return
     for name, value in limits.items():
-        shown = ",".join(value) if isinstance(value, list) else str(value)
-        console.print(f"limit {name}: {shown}", markup=False, highlight=False)
+        said = ",".join(value) if isinstance(value, list) else str(value)
+        console.print(f"limit {name}: {visible(said)}", markup=False, highlight=False)
     if report.get("clips_in_flight") is not None:
         console.print(f"clips in flight: {report['clips_in_flight']}", highlight=False)
     for period, usd in sorted(report.get("committed_usd", {}).items()):
