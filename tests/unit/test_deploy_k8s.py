@@ -459,6 +459,40 @@ def test_every_container_has_requests_and_limits(name: str) -> None:
         assert {"cpu", "memory"} <= set(resources[bound]), f"{name}: {bound}"
 
 
+def quantity(value: str | int) -> float:
+    """A Kubernetes resource quantity (``250m``, ``640Mi``, ``1Gi``, ``"1"``) as a number."""
+    suffixes = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    text = str(value)
+    for suffix, factor in suffixes.items():
+        if text.endswith(suffix):
+            return float(text.removesuffix(suffix)) * factor
+    return float(text)
+
+
+def benchmarked_notifier_peak_bytes() -> float:
+    """The notifier's peak RSS with 10,000 WebSockets, as docs/BENCHMARKS.md records it."""
+    benchmarks = (ROOT / "docs" / "BENCHMARKS.md").read_text()
+    found = re.search(r"\| notifier peak RSS with 10000 WebSockets \| ([0-9.]+) MB \|", benchmarks)
+    assert found, "docs/BENCHMARKS.md no longer records the notifier's peak RSS"
+    return float(found[1]) * 1e6
+
+
+def test_the_notifier_holds_the_benchmarked_10000_sockets_within_its_memory() -> None:
+    # The API's contract: 10,000 WebSockets per replica in <= 1 GB (10^9 bytes).
+    resources = container("notifier")["resources"]
+    assert quantity(resources["requests"]["memory"]) > benchmarked_notifier_peak_bytes() * 1.2
+    assert quantity(resources["limits"]["memory"]) >= 1e9
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_cpu_requests_leave_the_autoscaler_room_and_limits_stay_at_a_core(name: str) -> None:
+    # The autoscalers aim at 70% of the request: at 100m (70m of CPU) they sat at maxReplicas.
+    resources = container(name)["resources"]
+    assert 0.2 <= quantity(resources["requests"]["cpu"]) <= quantity(resources["limits"]["cpu"])
+    assert quantity(resources["limits"]["cpu"]) <= 1
+    assert quantity(resources["requests"]["memory"]) <= quantity(resources["limits"]["memory"])
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_pods_run_as_the_images_non_root_user_on_a_read_only_root(name: str) -> None:
     pod = pod_spec(name)
