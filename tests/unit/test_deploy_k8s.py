@@ -452,6 +452,29 @@ def test_grace_period_outlasts_pre_stop_and_drain(name: str) -> None:
     assert grace > pre_stop_seconds(name) + drain_timeout_s() + after_drain
 
 
+def test_the_api_has_as_long_to_stop_as_the_workers() -> None:
+    # Its drain is the workers' and more (the creates it cancelled, then closing connections).
+    grace = {name: pod_spec(name)["terminationGracePeriodSeconds"] for name in ("api", *WORKERS)}
+    assert grace["api"] >= max(grace[name] for name in WORKERS), grace
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_replicas_spread_over_nodes_without_blocking_scheduling(name: str) -> None:
+    (spread,) = pod_spec(name)["topologySpreadConstraints"]
+    assert spread["maxSkew"] == 1
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["whenUnsatisfiable"] == "ScheduleAnyway"
+    assert selects(spread["labelSelector"], pod_labels(name))
+    others = [pod_labels(other) for other in SERVICES if other != name]
+    assert not any(selects(spread["labelSelector"], labels) for labels in others)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_pods_get_no_service_link_variables(name: str) -> None:
+    # Settings come only from REELFLOW_* variables; FOO_SERVICE_HOST for every Service is noise.
+    assert pod_spec(name)["enableServiceLinks"] is False
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_container_has_requests_and_limits(name: str) -> None:
     resources = container(name)["resources"]
