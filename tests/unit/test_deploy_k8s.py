@@ -590,6 +590,25 @@ def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_
     assert ports == expected
 
 
+#: NodeLocal DNSCache's default address, where pods of clusters that run it send lookups
+NODE_LOCAL_DNS = "169.254.20.10/32"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_dns_lookups_reach_kube_dns_and_a_node_local_dns_cache(name: str) -> None:
+    dns = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    peers = [
+        peer
+        for spec in policies_selecting(name)
+        for rule in spec.get("egress", [])
+        if rule["ports"] == dns
+        for peer in rule.get("to", [])
+    ]
+    assert {"ipBlock": {"cidr": NODE_LOCAL_DNS}} in peers
+    kube_dns = [peer for peer in peers if "podSelector" in peer]
+    assert [peer["podSelector"] for peer in kube_dns] == [{"matchLabels": {"k8s-app": "kube-dns"}}]
+
+
 def test_the_admin_job_reaches_what_its_commands_need_runware_included() -> None:
     # reconcile asks Runware and assets copy videos to the bucket, both over HTTPS.
     labels = admin_job()["spec"]["template"]["metadata"]["labels"]
