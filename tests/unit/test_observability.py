@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from tests import ROOT
 
 OBSERVABILITY = ROOT / "deploy" / "observability"
@@ -36,6 +38,12 @@ METRIC_MODULES = (
     "reelflow_api.telemetry",
     "reelflow_notifier.metrics",
 )
+
+#: series Prometheus itself writes for every target, with the target labels the rules use
+PROMETHEUS_SERIES = {"up": frozenset({"job", "instance"})}
+
+#: each service's Kubernetes Service: its scrape job's name (a ServiceMonitor's default)
+K8S_BASE = ROOT / "deploy" / "k8s" / "base"
 
 #: Grafana's interval variable, which Prometheus' grammar does not know
 GRAFANA_VARIABLES = {"$__rate_interval": "5m"}
@@ -197,6 +205,58 @@ def test_the_alerts_the_issue_asks_for_are_there() -> None:
         assert metric in {s.name for s in selectors(promql_parser.parse(by_name[alert]))}
 
 
+def service_names() -> set[str]:
+    """The names of the Services deploy/k8s/base defines (one per reelflow service)."""
+    return {
+        doc["metadata"]["name"]
+        for path in K8S_BASE.glob("*.yaml")
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc["kind"] == "Service"
+    }
+
+
+def matcher(expr: str, label: str) -> Any:
+    (selector,) = selectors(promql_parser.parse(expr))
+    (found,) = [m for m in selector.matchers.matchers if m.name == label]
+    return found
+
+
+def test_the_service_down_alert_watches_exactly_the_four_services_scrape_jobs() -> None:
+    job = matcher(dict(rule_expressions())["ReelflowServiceDown"], "job")
+    names = service_names()
+    assert len(names) == 4
+    matched = {name for name in names if re.fullmatch(job.value, name)}
+    assert matched == names
+    assert not re.fullmatch(job.value, "reelflow-runware-sim")
+
+
+def test_each_service_has_an_absent_alert_on_a_metric_only_it_reports() -> None:
+    by_name = dict(rule_expressions())
+    series = exported()
+    # The api's and the notifier's gauges carry no label: exported from the start.
+    for alert, metric, package in (
+        ("ReelflowApiAbsent", "reelflow_api_requests_in_flight", "reelflow_api."),
+        ("ReelflowNotifierAbsent", "reelflow_ws_connections", "reelflow_notifier."),
+    ):
+        assert by_name[alert] == f"absent({metric})"
+        assert series[metric] == frozenset()
+        (collector,) = [c for c, names in REGISTRY._collector_to_names.items() if metric in names]
+        homes = [
+            module
+            for module in METRIC_MODULES
+            if any(value is collector for value in vars(importlib.import_module(module)).values())
+        ]
+        assert homes
+        assert all(home.startswith(package) for home in homes), homes
+    # The workers: the queue each reads from RabbitMQ, which no other service reports.
+    for alert, queue in (
+        ("ReelflowSubmitterAbsent", SUBMIT_CLIP),
+        ("ReelflowPollerAbsent", CHECK_CLIP),
+    ):
+        assert matcher(by_name[alert], "queue").value == queue
+        assert by_name[alert].startswith("absent(reelflow_queue_ready_messages{")
+
+
 def test_the_dashboard_matches_its_schema() -> None:
     board = dashboard()
     jsonschema.validate(board, DASHBOARD_SCHEMA)
@@ -211,7 +271,7 @@ def test_the_dashboard_matches_its_schema() -> None:
 def test_every_expression_names_only_metrics_and_labels_the_code_exports(
     where: str, expr: str
 ) -> None:
-    series = exported()
+    series = exported() | PROMETHEUS_SERIES
     parsed = promql_parser.parse(expr)  # raises on a syntax error
 
     found = list(selectors(parsed))
