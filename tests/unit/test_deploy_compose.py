@@ -460,6 +460,14 @@ def test_the_public_services_publish_their_http_port(name: str) -> None:
     assert ("", port, port) in published_ports(name)
 
 
+@pytest.mark.parametrize("name", ["api", "notifier"])
+def test_the_public_services_may_hold_10000_sockets(name: str) -> None:
+    # A notifier replica is sized for 10,000 WebSockets (docs/BENCHMARKS.md), one file
+    # descriptor each; many Docker hosts give a container a soft limit of 1024.
+    nofile = service(name)["ulimits"]["nofile"]
+    assert nofile["soft"] == nofile["hard"] >= 65536
+
+
 # --- settings --------------------------------------------------------------------------
 
 
