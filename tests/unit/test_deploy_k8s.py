@@ -812,3 +812,11 @@ def test_the_admin_job_runs_reelflow_admin_with_the_services_settings() -> None:
     assert job["securityContext"] == container("api")["securityContext"]
     assert spec["restartPolicy"] == "Never"
     assert admin_job()["spec"]["backoffLimit"] == 0
+
+
+def test_the_admin_job_never_creates_api_keys_into_its_pods_log() -> None:
+    # A Job's stdout is its pod's log: a key printed there outlives the command.
+    (job,) = admin_job()["spec"]["template"]["spec"]["containers"]
+    assert job["args"][:2] != ["key", "create"]
+    assert "Do NOT create API keys with this Job" in ADMIN_JOB.read_text()
+    assert admin_job()["spec"]["template"]["spec"]["enableServiceLinks"] is False
