@@ -255,6 +255,26 @@ def test_the_secret_recipes_create_every_key_the_deployments_read() -> None:
         assert sorted(created) == sorted(wanted), recipe.name
 
 
+def test_the_tls_secret_the_ingresses_serve_is_created_by_the_recipes() -> None:
+    # Nothing in the manifests creates it: the README and the overlay must say how.
+    (secret,) = {
+        tls["secretName"]
+        for ingress in objects("Ingress").values()
+        for tls in ingress["spec"]["tls"]
+    }
+    assert secret not in objects("Secret")
+    for recipe in (
+        K8S / "overlays" / "prod" / "kustomization.yaml",
+        ROOT / "README.md",
+        ROOT / "docs" / "OPERATIONS.md",
+    ):
+        created = re.findall(
+            r"kubectl -n reelflow create secret tls ([a-z0-9-]+) ", recipe.read_text()
+        )
+        assert created, recipe.name
+        assert set(created) == {secret}, recipe.name
+
+
 def test_the_config_maps_pointers_to_the_secret_lead_to_files() -> None:
     comment = (K8S / "base" / "configmap.yaml").read_text()
     pointers = re.findall(r"\S+\.yaml", comment.split("\napiVersion:")[0])
