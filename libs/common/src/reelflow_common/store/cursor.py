@@ -59,9 +59,11 @@ def decode_cursor(cursor: str, *, status: str | None) -> tuple[datetime, str]:
     if made_for not in _FILTERS:
         raise InvalidCursor(NOT_OURS)  # never echoed: only a status value is
     if made_for != (status or ""):
-        was = f"status={made_for}" if made_for else "no status filter"
+        if made_for:
+            was, send = f"status={made_for}", "with that filter"
+        else:
+            was, send = "no status filter", "without a status filter"
         raise InvalidCursor(
-            f"a cursor of the listing with {was}; send it with that filter, or start again"
-            " without a cursor"
+            f"a cursor of the listing with {was}; send it {send}, or start again without a cursor"
         )
     return created_at, project_id
