@@ -434,6 +434,25 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     dashboard.assert_no_console_errors()
 
 
+def test_cancel_asks_about_one_unfinished_clip_as_it(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    project_id = dashboard.create("never ends [sim:hang]", title="Stop one")
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+
+    page.get_by_role("button", name="Cancel", exact=True).click()
+
+    expect(page.get_by_role("group", name="Cancel 1 unfinished clip?")).to_be_visible()
+    expect(page.get_by_role("button", name="No, keep it", exact=True)).to_be_focused()
+    page.get_by_role("button", name="Yes, cancel it", exact=True).click()
+    expect(page.locator("#finished")).to_have_text("Cancelled.")
+    expect(page.locator("#cancel-result")).to_have_text(
+        "Cancelled 1 clip; it may still be billed (already sent to Runware, or cancelled in"
+        " the first seconds after the project was created)."
+    )
+    dashboard.assert_no_console_errors()
+
+
 def test_a_cancel_question_left_open_is_gone_once_the_project_finishes(
     dashboard: Dashboard,
 ) -> None:

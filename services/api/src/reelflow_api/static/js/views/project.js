@@ -109,6 +109,9 @@ export function mountProject(container, { api, live }, projectId) {
     // A cancel does not stop what Runware has, nor a submit in the project's first seconds
     // (docs/API.md, cancel): said before, and counted in the answer after.
     cancelQuestion.textContent = `Cancel ${plural(counts.pending, 'unfinished clip')}? Clips already sent to Runware, and in the first seconds after creating a project every clip, are billed all the same.`;
+    const them = counts.pending === 1 ? 'it' : 'them';
+    confirmCancel.textContent = `Yes, cancel ${them}`;
+    keep.textContent = `No, keep ${them}`;
     cancelConfirmation.hidden = done || !askingToCancel;
     confirmCancel.disabled = false;
     for (const clip of state.clips) drawClip(clip);
@@ -176,7 +179,7 @@ export function mountProject(container, { api, live }, projectId) {
 export function cancelledText({ clips_changed: changed = 0, clips_may_be_billed: billed = 0 } = {}) {
   if (changed === 0) return 'Nothing to cancel: every clip had finished.';
   const done = `Cancelled ${plural(changed, 'clip')}`;
-  if (billed === 0) return `${done}; none of them is known to be billed.`;
+  if (billed === 0) return `${done}; ${changed === 1 ? 'it is not' : 'none of them is'} known to be billed.`;
   const some = changed === 1 ? 'it' : `${billed} of them`;
   return `${done}; ${some} may still be billed (already sent to Runware, or cancelled in the first seconds after the project was created).`;
 }
