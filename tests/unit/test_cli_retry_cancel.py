@@ -6,7 +6,10 @@ from typing import Any
 
 import httpx
 import pytest
+import typer
+from typer.testing import CliRunner
 
+import reelflow_cli.app as cli
 from tests.unit.cli_runner import invoke
 
 PROJECT_ID = "3f6c1a2e-51e0-4b88-9c1a-2d3e4f5a6b7c"
@@ -97,6 +100,21 @@ def test_cancels_help_says_a_started_clip_is_billed(monkeypatch: pytest.MonkeyPa
     result = invoke(monkeypatch, answer("cancelled", 0), "cancel", "--help")
 
     assert "A clip Runware has started is billed all the same." in " ".join(result.stdout.split())
+
+
+def test_the_command_list_wraps_cancel_only_where_the_terminal_ends() -> None:
+    """No line break of its source's: at 120 columns each command's summary is one row."""
+    result = CliRunner().invoke(cli.app, ["--help"], env={"COLUMNS": "120"})
+
+    panel = result.stdout.split("Commands")[1].splitlines()
+    rows = [line.strip("│ ") for line in panel if line.startswith("│")]
+    cancel = next(row for row in rows if row.startswith("cancel "))
+    assert cancel.removeprefix("cancel").strip() == (
+        "Stop every clip that has not finished. A clip Runware has started is billed all the same."
+    )
+    assert sorted(row.split()[0] for row in rows) == sorted(
+        typer.main.get_command(cli.app).commands
+    )
 
 
 @pytest.mark.parametrize(

@@ -173,8 +173,10 @@ def retry(project_id: ProjectId, as_json: JsonFlag = False) -> None:
 
 @_command()
 def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
-    """Stop every clip that has not finished. A clip Runware has started is billed all the
-    same. In the first seconds after creating a project, every clip may be."""
+    """Stop every clip that has not finished. A clip Runware has started is billed all the same.
+
+    In the first seconds after creating a project, every clip may be.
+    """
     with _client() as client:
         project = client.cancel(project_id)
     if as_json:
