@@ -10,10 +10,11 @@ BIN := $(VENV)/bin
 .PHONY: run test test-fast lint format bench chaos sim clean compose-env contracts installing-notice
 
 # The first install takes about two minutes and says nothing while it downloads: one
-# line says so first (installing-notice runs on every make: silent once installed).
+# line says so first (installing-notice runs on every make: silent once installed). Its
+# commands and make run's are not echoed: what they print is what a newcomer reads.
 $(UV): | installing-notice
-	$(PYTHON) -m venv .tools
-	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	@$(PYTHON) -m venv .tools
+	@.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 installing-notice:
 	@test -f $(VENV)/.synced || echo "reelflow: first run: installing uv and the locked dependencies into .tools/ and .venv/ (about 2 minutes, this once)"
@@ -28,7 +29,7 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml libs/common/pyproject.toml service
 # RUN_ARGS passes the launcher's options, e.g. make run RUN_ARGS="--free-ports"
 # (.venv/bin/reelflow-dev --help lists them).
 run: $(VENV)/.synced
-	$(BIN)/reelflow-dev $(RUN_ARGS)
+	@$(BIN)/reelflow-dev $(RUN_ARGS)
 
 sim: $(VENV)/.synced
 	$(BIN)/reelflow-runware-sim
