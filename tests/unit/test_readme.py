@@ -16,7 +16,10 @@ from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
 from reelflow_common.metrics import MessageOutcome, PublishResult
 from reelflow_devtools.config_table import BEGIN, END, render, rows
-from reelflow_devtools.devrun import WS_AUTH
+from reelflow_devtools.devrun import READY, WS_AUTH, running_summary
+from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
+from reelflow_devtools.rundir import RUN_DIR
+from reelflow_devtools.runfiles import ENV_FILE
 from reelflow_runware_sim.directives import parse_directives
 from tests import ROOT
 
@@ -64,6 +67,23 @@ def test_the_quick_start_sets_up_with_exactly_make_run_and_make_test() -> None:
     assert first_block is not None
     lines = [line.split("#", 1)[0].strip() for line in first_block[1].splitlines()]
     assert lines == ["make run", "make test"]
+
+
+def test_the_quick_starts_sample_output_ends_as_make_run_prints_it() -> None:
+    """From "reelflow is running." on, line for line, as on the default ports."""
+    quick_start = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    (sample,) = [
+        block for block in quick_start.split("```")[1::2] if "reelflow is running." in block
+    ]
+    stack = Stack(StackConfig(run_dir=RUN_DIR))
+    stack.ports = dict(DEFAULT_PORTS)
+
+    printed = running_summary(
+        stack, dev_key="rf_…", admin=".venv/bin/reelflow-admin", env_file=RUN_DIR / ENV_FILE
+    )
+
+    shown = sample[sample.index("reelflow is running.") :].splitlines()
+    assert shown == [*printed, READY]
 
 
 def test_every_make_target_the_readme_uses_exists() -> None:

@@ -53,6 +53,8 @@ WS_AUTH = "key in Authorization: Bearer, or ?ticket= from POST /v1/ws-tickets"
 #: where the reelflow CLI looks for the API unless REELFLOW_URL says otherwise (its
 #: reelflow_cli.config.DEFAULT_URL: devtools does not depend on the CLI; a test checks them)
 CLI_DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORTS['api']}"
+#: said once the stack runs and a Ctrl-C stops it
+READY = "Press Ctrl-C to stop."
 
 
 def say(line: str = "") -> None:
@@ -236,7 +238,7 @@ def _run_stack(config: StackConfig) -> Stopped:
         say()
         for line in running_summary(stack, dev_key=dev_key, admin=admin, env_file=env_file):
             say(line)
-        asked, since = _wait_for_stop(stack, ready="Press Ctrl-C to stop.")
+        asked, since = _wait_for_stop(stack, ready=READY)
         say("reelflow: stopping")
     finally:
         env_file.unlink(missing_ok=True)  # its URLs and ports end with this stack
