@@ -86,6 +86,21 @@ def test_the_quick_starts_sample_output_ends_as_make_run_prints_it() -> None:
     assert shown == [*printed, READY]
 
 
+def test_the_curl_walkthrough_pastes_as_it_is() -> None:
+    """No ``<placeholder>`` to fill in: each variable its commands use, one before sets."""
+    section = README.split("### With curl", 1)[1].split("\n## ", 1)[0]
+    script = "\n".join(re.findall(r"```sh\n(.*?)```", section, flags=re.S))
+    assigned: set[str] = set()
+    used = []
+    for line in script.splitlines():
+        used += [(name, name in assigned) for name in re.findall(r"\$(\w+)", line)]
+        assigned |= set(re.findall(r"^(\w+)=", line))
+
+    assert re.findall(r"<\w+>", script) == []
+    assert {"KEY", "PROJECT", "TICKET"} <= {name for name, _ in used}
+    assert [name for name, was_set in used if not was_set] == []
+
+
 def test_every_make_target_the_readme_uses_exists() -> None:
     makefile = (ROOT / "Makefile").read_text()
     targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
