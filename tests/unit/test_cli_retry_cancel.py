@@ -112,9 +112,9 @@ def test_the_command_list_wraps_cancel_only_where_the_terminal_ends() -> None:
     assert cancel.removeprefix("cancel").strip() == (
         "Stop every clip that has not finished. A clip Runware has started is billed all the same."
     )
-    assert sorted(row.split()[0] for row in rows) == sorted(
-        typer.main.get_command(cli.app).commands
-    )
+    group = typer.main.get_command(cli.app)
+    assert isinstance(group, typer.core.TyperGroup)
+    assert sorted(row.split()[0] for row in rows) == sorted(group.commands)
 
 
 @pytest.mark.parametrize(
