@@ -11,7 +11,7 @@ from starlette.requests import Request
 
 from reelflow_api.routes.dashboard import page_security_headers, ws_url
 from reelflow_api.settings import Settings
-from tests.integration.api_helpers import Api, running_api
+from tests.integration.api_helpers import Api, assert_problem, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +27,70 @@ async def test_config_says_where_the_notifier_is_and_what_a_project_may_hold(api
             "scenes": 50,
             "title_chars": 500,
             "prompt_chars": 2000,
+            "prompt_min_chars": 2,
             "duration_min_exclusive": 0.0,
             "duration_max": 60.0,
             "size_min": 64,
             "size_max": 4096,
             "size_step": 8,
         },
+        "models": answer.json()["models"],  # the next test holds them to the API's checks
     }
+    assert answer.json()["models"]["google:3@3"] == {
+        "durations": [4.0, 6.0, 7.0, 8.0],
+        "default_duration": 4.0,
+        "sizes": [
+            {"width": 1280, "height": 720},
+            {"width": 720, "height": 1280},
+            {"width": 1920, "height": 1080},
+            {"width": 1080, "height": 1920},
+        ],
+        "fps": [],
+        "seed": True,
+        "negative_prompt": False,
+    }
+    # Kling makes no 4 s clip: a scene naming no duration gets its shortest.
+    assert answer.json()["models"]["klingai:5@3"]["default_duration"] == 5.0
+
+
+async def test_what_config_says_of_each_model_is_what_a_project_is_held_to(api: Api) -> None:
+    """A form built from ``models`` sends nothing the API refuses, and knows what it would."""
+    auth = await api.tenant()
+    models = (await api.client.get("/v1/config")).json()["models"]
+    assert len(models) >= 5
+
+    for model, rules in models.items():
+        fits = {"prompt": "fits", "duration": rules["default_duration"]}
+        accepted = [{"prompt": "no duration"}]
+        accepted += [fits | {"duration": duration} for duration in rules["durations"] or []]
+        accepted += [fits | size for size in rules["sizes"] or []]
+        accepted += [fits | {"fps": fps} for fps in rules["fps"]]
+        accepted += [fits | {"seed": 7}] if rules["seed"] else []
+        accepted += [fits | {"negative_prompt": "blur"}] if rules["negative_prompt"] else []
+        refused = {"fps": fits | {"fps": 24}}  # no model makes 24 fps
+        if rules["durations"] is not None:
+            refused["duration"] = fits | {"duration": 4.5}
+        if rules["sizes"] is not None:
+            refused["width"] = fits | {"width": 640, "height": 480}
+        if not rules["seed"]:
+            refused["seed"] = fits | {"seed": 7}
+        if not rules["negative_prompt"]:
+            refused["negative_prompt"] = fits | {"negative_prompt": "blur"}
+
+        created = await api.create(auth, {"model": model, "scenes": accepted})
+        refusal = await api.create(auth, {"model": model, "scenes": list(refused.values())})
+
+        assert created.status_code == 202, (model, created.text)
+        errors = assert_problem(refusal, 422)["errors"]
+        allowed = {
+            "duration": rules["durations"],
+            "width": [f"{size['width']}x{size['height']}" for size in rules["sizes"] or []],
+            "fps": rules["fps"] or None,
+        }
+        assert [(error["loc"][3], error.get("allowed")) for error in errors] == [
+            (field, allowed.get(field)) for field in refused
+        ], model
+    await api.drain()
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,14 @@ from reelflow_api.validation import AIR_ID
 from reelflow_common.client_json import ClientJson
 from reelflow_common.store import ProjectStatusView
 
+#: Runware fails a prompt shorter than this (or only whitespace) after a 202
+PROMPT_MIN_CHARS = 2
+
 
 class SceneIn(ClientJson):
     """One scene: becomes one clip, one Runware ``videoInference`` task."""
 
-    prompt: str = Field(min_length=2, max_length=2000)
+    prompt: str = Field(min_length=PROMPT_MIN_CHARS, max_length=2000)
     negative_prompt: str | None = Field(default=None, max_length=2000)
     duration: float | None = Field(
         default=None, gt=0, le=60, allow_inf_nan=False, description="seconds"
@@ -33,9 +36,8 @@ class SceneIn(ClientJson):
     @field_validator("prompt")
     @classmethod
     def _not_blank(cls, prompt: str) -> str:
-        # Runware fails a prompt under 2 characters (or only whitespace) after a 202.
-        if len(prompt.strip()) < 2:
-            raise ValueError("must have at least 2 characters besides whitespace")
+        if len(prompt.strip()) < PROMPT_MIN_CHARS:
+            raise ValueError(f"must have at least {PROMPT_MIN_CHARS} characters besides whitespace")
         return prompt
 
 

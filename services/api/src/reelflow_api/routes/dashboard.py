@@ -1,8 +1,8 @@
 """The dashboard: static files at ``/`` and ``/static``, and ``GET /v1/config`` for clients.
 
 No build step: the page is plain JavaScript modules and CSS inside this package.
-``/v1/config`` tells a client where the notifier is and what a project may hold,
-so neither the page nor the CLI hard-codes a URL or a limit.
+``/v1/config`` tells a client where the notifier is and what a project may hold (each
+known model's rules too), so neither the page nor the CLI hard-codes a URL or a limit.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from reelflow_api.deps import State
 from reelflow_api.schemas import CreateProjectIn, SceneIn
 from reelflow_api.settings import Settings
 from reelflow_api.web import FilesWithHeaders
+from reelflow_common.runware.catalogue import MODEL_RULES, ModelRules, default_duration
 
 STATIC_DIR = Path(str(files("reelflow_api") / "static"))
 #: the notifier's default port: where ``make run`` puts it
@@ -48,6 +49,9 @@ class Limits(BaseModel):
     scenes: int
     title_chars: int
     prompt_chars: int
+    prompt_min_chars: int = Field(
+        description="a prompt must have at least this many characters besides whitespace"
+    )
     duration_min_exclusive: float = Field(
         description="a scene's duration must be more than this many seconds"
     )
@@ -55,6 +59,27 @@ class Limits(BaseModel):
     size_min: int
     size_max: int
     size_step: int
+
+
+class Size(BaseModel):
+    width: int
+    height: int
+
+
+class ModelLimits(BaseModel):
+    """What a scene of one model may ask for, as the API checks it (a ``422`` with ``allowed``
+    otherwise); within ``limits``, which apply to every model."""
+
+    durations: list[float] | None = Field(
+        description="the only durations (s) the model makes; null: any within limits"
+    )
+    default_duration: float = Field(description="a scene's duration when it names none")
+    sizes: list[Size] | None = Field(
+        description="the only width x height pairs it makes; null: any within limits"
+    )
+    fps: list[int] = Field(description="the only fps values it takes; empty: a scene sets no fps")
+    seed: bool = Field(description="whether a scene may set a seed")
+    negative_prompt: bool = Field(description="whether a scene may set a negative_prompt")
 
 
 class ClientConfig(BaseModel):
@@ -66,6 +91,10 @@ class ClientConfig(BaseModel):
     )
     defaults: Defaults
     limits: Limits
+    models: dict[str, ModelLimits] = Field(
+        description="by Runware model (AIR id): the models whose rules the API checks; any"
+        " other model is sent as it is, and Runware judges its scenes"
+    )
 
 
 @router.get("/v1/config", response_model=ClientConfig, tags=["clients"])
@@ -81,6 +110,22 @@ async def client_config(request: Request, state: State) -> ClientConfig:
             height=settings.default_height,
         ),
         limits=_LIMITS,
+        models={
+            model: model_limits(model, rules, settings.default_duration)
+            for model, rules in MODEL_RULES.items()
+        },
+    )
+
+
+def model_limits(model: str, rules: ModelRules, configured_duration: float) -> ModelLimits:
+    """``rules`` as a client reads them (the catalogue's, which the API checks scenes with)."""
+    return ModelLimits(
+        durations=None if rules.durations is None else list(rules.durations),
+        default_duration=default_duration(model, configured_duration),
+        sizes=None if rules.sizes is None else [Size(width=w, height=h) for w, h in rules.sizes],
+        fps=list(rules.fps),
+        seed=rules.accepts_seed,
+        negative_prompt=rules.accepts_negative_prompt,
     )
 
 
@@ -158,6 +203,7 @@ _LIMITS = Limits(
     scenes=_bound(CreateProjectIn, "scenes", annotated_types.MaxLen).max_length,
     title_chars=_bound(CreateProjectIn, "title", annotated_types.MaxLen).max_length,
     prompt_chars=_bound(SceneIn, "prompt", annotated_types.MaxLen).max_length,
+    prompt_min_chars=_bound(SceneIn, "prompt", annotated_types.MinLen).min_length,
     duration_min_exclusive=_bound(SceneIn, "duration", annotated_types.Gt).gt,
     duration_max=_bound(SceneIn, "duration", annotated_types.Le).le,
     size_min=_bound(SceneIn, "width", annotated_types.Ge).ge,
