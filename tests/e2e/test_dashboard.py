@@ -242,6 +242,37 @@ def test_the_forms_placeholders_read_as_examples_or_defaults_never_as_values(
     dashboard.assert_no_console_errors()
 
 
+def test_the_form_offers_the_durations_the_chosen_model_makes(dashboard: Dashboard) -> None:
+    page = dashboard.page
+    dashboard.open()
+    dashboard.sign_in()
+    page.get_by_role("link", name="New project").first.click()
+    page.get_by_role("button", name="+ Add scene").click()
+    duration = page.locator('[id="scenes.1.duration"]')
+    choices = page.locator("datalist#model-durations option")
+
+    # The default model, as GET /v1/config gives its rules: what the API accepts.
+    expect(page.locator('[id="hint-model"]')).to_have_text(
+        "Runware model (AIR id). Empty: google:3@3. Makes clips of 4, 6, 7, 8 s."
+    )
+    expect(duration).to_have_attribute("list", "model-durations")
+    assert choices.evaluate_all("options => options.map(o => o.value)") == ["4", "6", "7", "8"]
+    expect(page.get_by_label("Prompt").first).to_have_attribute("minlength", "2")
+    # Kling makes no 4 s clip: its durations, and its shortest as every scene's default.
+    page.get_by_label("Model").fill("klingai:5@3")
+    expect(choices).to_have_count(2)
+    assert choices.evaluate_all("options => options.map(o => o.value)") == ["5", "10"]
+    expect(duration).to_have_attribute("placeholder", "default 5")
+    expect(page.locator('[id="hint-model"]')).to_have_text(
+        "Runware model (AIR id). Empty: google:3@3. Makes clips of 5, 10 s."
+    )
+    # A model the API does not know: Runware judges, nothing is offered.
+    page.get_by_label("Model").fill("acme:video@1")
+    expect(choices).to_have_count(0)
+    expect(duration).to_have_attribute("placeholder", "default 4")
+    dashboard.assert_no_console_errors()
+
+
 def test_a_generating_clip_shows_runwares_progress(dashboard: Dashboard) -> None:
     page = dashboard.page
     dashboard.open()

@@ -1,5 +1,6 @@
 // A new project: title, model, and scenes (prompt, duration, size). The API validates;
-// each error of its 422 answer is shown next to the field it names.
+// each error of its 422 answer is shown next to the field it names. A known model's
+// durations (GET /v1/config, models) are offered as the duration's choices.
 
 import { h, formatDate } from '../dom.js';
 
@@ -9,13 +10,17 @@ export function mountNewProject(container, { api, config }) {
   const addScene = h('button', { type: 'button', onclick: () => { appendScene(); renumber(); focusLastPrompt(); } }, '+ Add scene');
   const formError = h('p', { class: 'alert', role: 'alert', tabindex: '-1', hidden: true });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create project');
+  const models = config.models ?? {};
+  const modelInput = h('input', { id: 'model', name: 'model', list: 'known-models', placeholder: `default: ${defaults.model}`, spellcheck: 'false', oninput: () => showModelRules() });
+  const durationChoices = h('datalist', { id: 'model-durations' });
 
   const form = h('form', { class: 'card', novalidate: true },
     h('h1', { tabindex: '-1' }, 'New project'),
     formError,
     field('title', 'Title', h('input', { id: 'title', name: 'title', maxlength: limits.title_chars, placeholder: 'e.g. Trip to Lisbon' })),
-    field('model', 'Model', h('input', { id: 'model', name: 'model', placeholder: `default: ${defaults.model}`, spellcheck: 'false' }),
-      `Runware model (AIR id). Empty: ${defaults.model}.`),
+    field('model', 'Model', modelInput, modelHint(defaults.model)),
+    h('datalist', { id: 'known-models' }, Object.keys(models).map((name) => h('option', { value: name }))),
+    durationChoices,
     h('fieldset', {},
       h('legend', {}, `Scenes (1 to ${limits.scenes})`),
       scenes,
@@ -47,11 +52,11 @@ export function mountNewProject(container, { api, config }) {
       onclick: () => { scenes.children[index].remove(); renumber(); focusLastPrompt(); },
     }, 'Remove');
     const prompt = h('textarea', {
-      id: id('prompt'), name: 'prompt', rows: 2, maxlength: limits.prompt_chars, required: true,
+      id: id('prompt'), name: 'prompt', rows: 2, minlength: limits.prompt_min_chars, maxlength: limits.prompt_chars, required: true,
       placeholder: 'e.g. tram climbing a steep street at dawn',
     });
     prompt.value = values.prompt ?? '';
-    const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', placeholder: `default ${defaults.duration}`, inputmode: 'decimal' });
+    const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', list: 'model-durations', placeholder: `default ${modelRules()?.default_duration ?? defaults.duration}`, inputmode: 'decimal' });
     const durationField = field(id('duration'), 'Duration (s)', duration);
     refuseAtOrBelow(duration, limits.duration_min_exclusive, durationField.querySelector('.field-error'));
     return [
@@ -62,6 +67,27 @@ export function mountNewProject(container, { api, config }) {
         field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: `default ${defaults.width}` })),
         field(id('height'), 'Height', input('height', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: `default ${defaults.height}` }))),
     ];
+  }
+
+  /** The rules the API checks a scene of the chosen model with; null for a model it does not know. */
+  function modelRules() {
+    return models[modelInput.value.trim() || defaults.model] ?? null;
+  }
+
+  function modelHint(model) {
+    const durations = models[model]?.durations;
+    const made = durations ? ` Makes clips of ${durations.join(', ')} s.` : '';
+    return `Runware model (AIR id). Empty: ${defaults.model}.${made}`;
+  }
+
+  /** The chosen model's durations as the duration's choices, its default as the placeholder. */
+  function showModelRules() {
+    const rules = modelRules();
+    durationChoices.replaceChildren(...(rules?.durations ?? []).map((value) => h('option', { value })));
+    form.querySelector('[id="hint-model"]').textContent = modelHint(modelInput.value.trim() || defaults.model);
+    for (const duration of form.querySelectorAll('[name="duration"]')) {
+      duration.placeholder = `default ${rules?.default_duration ?? defaults.duration}`;
+    }
   }
 
   function focusLastPrompt() {
@@ -128,6 +154,7 @@ export function mountNewProject(container, { api, config }) {
 
   appendScene();
   renumber();
+  showModelRules();
   container.append(form);
 }
 
