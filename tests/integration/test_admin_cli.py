@@ -116,14 +116,17 @@ def test_tenant_create_prints_the_id_and_tenant_list_shows_it(admin: Run, db: An
     assert row.split()[:2] == [tenant_id, "acme"]
 
 
-def test_a_tenant_created_without_limits_is_told_it_has_none_and_how_to_set_them(
-    admin: Run,
+@pytest.mark.parametrize(
+    "options", [[], ["--allowed-models", "google:3@3"]], ids=["no limits", "no budget"]
+)
+def test_a_tenant_created_without_a_budget_is_told_so_and_how_to_set_one(
+    admin: Run, options: list[str]
 ) -> None:
     # Each clip is paid to Runware: a tenant without a budget may spend without end.
-    code, out, err = admin("tenant", "create", "acme")
+    code, out, err = admin("tenant", "create", "acme", *options)
 
     assert code == 0, err
-    assert "no limits" in err
+    assert "no budget" in err
     assert f"tenant limits {out.strip()} --daily-budget-usd" in err
 
 
@@ -134,7 +137,7 @@ def test_a_tenant_created_with_limits_has_them_from_the_start(admin: Run, db: An
 
     assert code == 0, err
     tenant_id = out.strip()
-    assert "no limits" not in err
+    assert "no budget" not in err
     code, shown, err = admin("tenant", "limits", tenant_id)
     assert code == 0, err
     rows = dict(line.split(None, 1) for line in shown.splitlines()[1:] if line.strip())

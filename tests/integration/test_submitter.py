@@ -1077,8 +1077,11 @@ async def test_a_first_submit_handled_again_after_its_clip_failed_and_was_retrie
         await publish_events(events)
 
     monkeypatch.setattr(world.publisher, "publish_events", unconfirmed_once)
+    # However slow the machine, the copy comes "within submit_read_after_s": only its being
+    # a copy can make it read the clip.
+    prompt = settings.model_copy(update={"submit_read_after_s": 3600.0})
     async with aclosing(OutOfCreditsUntilToppedUp(world.sim)) as runware:
-        handler = submit_handler(world, settings, runware=runware)
+        handler = submit_handler(world, prompt, runware=runware)
 
         async def consumed(message: SubmitClip) -> None:
             handled.append(message)

@@ -10,17 +10,20 @@ from __future__ import annotations
 import resource
 import sys
 
+#: what is asked for where the hard limit is "unlimited" (ten notifiers' worth of sockets)
+_WITHOUT_A_HARD_LIMIT = 100_000
+
 
 def raise_open_files(wanted: int | None = None) -> int:
     """Raise the soft limit of open files to ``wanted`` (at most the hard limit; the hard
     limit itself when None), never lowering it; returns the soft limit now in force
     (``sys.maxsize`` for none)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if wanted is None:
-        target = hard
+    if hard == resource.RLIM_INFINITY:  # macOS: a kernel cap below it refuses "unlimited"
+        target = wanted or _WITHOUT_A_HARD_LIMIT
     else:
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if soft == resource.RLIM_INFINITY or (target != resource.RLIM_INFINITY and soft >= target):
+        target = hard if wanted is None else min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
         return _count(soft)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))

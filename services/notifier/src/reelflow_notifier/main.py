@@ -18,6 +18,8 @@ from reelflow_notifier.gcpause import time_pauses
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.settings import Settings
 
+log = get_logger(__name__)
+
 #: the largest message a client may send (a larger one closes its socket: 1009)
 CLIENT_MESSAGE_MAX_BYTES = 4096
 
@@ -46,8 +48,6 @@ def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> u
         timeout_graceful_shutdown=10,
     )
 
-
-log = get_logger(__name__)
 
 #: young objects allocated before the cyclic collector looks at them (CPython's default: 700)
 GC_YOUNG_THRESHOLD = 10_000

@@ -1,7 +1,8 @@
 """``SubmitClip``: send one clip to Runware and record that Runware has it.
 
-The message carries the request. Every submit but a clip's prompt first reads the clip
-(``service.reads_before_submit``): does the clip still want this task? It may have been
+The message carries the request. Every submit but the first handling of a clip's prompt
+first submit reads the clip (``service.reads_before_submit``): does the clip still want
+this task? It may have been
 cancelled while the chain waited out an outage or in its tenant's lane, or an earlier
 task's late video may have replaced a retry's task. If not, the chain never buys it; it
 only asks Runware whether an earlier, unanswered submit got it there, and follows it if
@@ -82,7 +83,7 @@ CLIP_GIVEN_UP = {
 
 #: the statuses of a clip whose own task a copy that will not submit it repairs the events of
 #: (``SubmitHandler._repeat_events``): not a cancelled one's
-_REPAIRED = (ClipStatus.PROCESSING, ClipStatus.SUCCESS, ClipStatus.FAILED)
+_EVENTS_REPEATED_FOR = (ClipStatus.PROCESSING, ClipStatus.SUCCESS, ClipStatus.FAILED)
 
 
 class SubmitHandler:
@@ -182,7 +183,11 @@ class SubmitHandler:
         """Never buy a task the clip no longer wants; an earlier submit of this chain may have
         reached Runware all the same: ask, and follow it if it is there."""
         log.info("clip_submit_not_wanted", attempt=message.attempt, then=need.value)
-        if clip is not None and clip.task_uuid == message.task_uuid and clip.status in _REPAIRED:
+        if (
+            clip is not None
+            and clip.task_uuid == message.task_uuid
+            and clip.status in _EVENTS_REPEATED_FOR
+        ):
             await self._repeat_events(message)
         if need is BeforeSubmit.NEVER_SUBMITTED:
             await self._never_bought(message, CLIP_GIVEN_UP)

@@ -4,7 +4,8 @@ The poller notes each known cost in memory (:class:`CostBook`, per model: dollar
 and seconds of video) and adds them every ``interval`` to ``cost_stats`` with
 one ``$inc`` per model, never one write per clip. The API reads the per-second
 price of each model from there (:class:`CostEstimator`, cached) and estimates a
-scene as price x duration; a model never seen yet costs the configured fallback.
+scene as price x duration; a model never seen yet costs the configured fallback, or
+the dearest price per second seen if that is higher.
 A flush whose answer is lost may be retried and counted twice: a small error in
 an estimate, accepted, as for the poll statistics.
 """

@@ -182,20 +182,20 @@ def _note(text: str) -> None:
 
 async def tenant_create(args: argparse.Namespace, settings: AdminSettings) -> int:
     """Create a tenant, with the limits given (a tenant has no key yet: nothing to count)."""
-    given = _limit_changes(args)
-    limits = TenantLimits.model_validate(given) if given else None
+    limits = TenantLimits.model_validate(_limit_changes(args))
+    env_file = _env_file_option(args)
     async with _database(args, settings) as db:
         keys = ApiKeyStore(db)
         await keys.ensure_indexes()
         tenant_id = await keys.create_tenant(args.name)
-        if limits is not None:
+        # Said at once: if setting its limits fails, ``tenant limits`` sets them on this id.
+        print(tenant_id, flush=True)
+        if limits != TenantLimits():
             await keys.set_limits(tenant_id, limits)
-    print(tenant_id)
-    env_file = _env_file_option(args)
-    if limits is None:
+    if not limits.has_budget:
         # Each clip is paid to Runware: a tenant without a budget may spend without end.
         _note(
-            f"tenant {args.name!r} has no limits (no budget, any number of clips in flight);"
+            f"tenant {args.name!r} has no budget (nor any limit not given);"
             f" set them before giving it a key: {PROG}{env_file} tenant limits {tenant_id}"
             " --daily-budget-usd 50 --max-clips-in-flight 100"
         )
