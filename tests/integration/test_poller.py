@@ -285,6 +285,28 @@ async def test_finished_task_is_recorded_with_its_video_and_cost_and_ends_the_pr
     assert world.publisher.sent == []
 
 
+async def test_a_checks_cost_is_learnt_for_the_clips_model_and_size(
+    world: World, settings: Settings, costs: CostBook
+) -> None:
+    # Runware's price per second depends on the size (Veo's 4K costs three times its 720p):
+    # budgets estimate each model and size from its own costs.
+    check = check_handler(world, settings, costs=costs)
+    wide = await world.processing(await world.new_project("a fox", width=1920, height=1080))
+    tall = await world.processing(await world.new_project("a hare", width=720, height=1280))
+    tasks = [project.clips[0].task_uuid for project in (wide, tall)]
+    await world.until_finished_at_runware(*tasks)
+
+    await check(await world.check_of(wide))
+    await check(await world.check_of(tall))
+
+    wide_cost = (await world.project(wide.id)).clips[0].cost
+    tall_cost = (await world.project(tall.id)).clips[0].cost
+    assert costs.take() == {
+        "google:3@3|1920x1080": [wide_cost, 4.0, 1],
+        "google:3@3|720x1280": [tall_cost, 4.0, 1],
+    }
+
+
 @pytest.mark.parametrize("webhooks", [False, True])
 async def test_a_one_scene_projects_end_and_finish_are_one_update_unless_webhooks_record_it(
     world: World, check: CheckHandler, monkeypatch: pytest.MonkeyPatch, webhooks: bool
@@ -622,7 +644,7 @@ async def test_a_hint_for_a_finished_task_records_what_runware_says(
     # Its price is what budgets estimate the next clips from (with webhooks on, the hint
     # records most successes; the chain's check then finds them recorded).
     assert clip.cost is not None
-    assert costs.take() == {project.model: [clip.cost, 4.0, 1]}
+    assert costs.take() == {"google:3@3|1280x720": [clip.cost, 4.0, 1]}
 
 
 async def test_a_hints_learning_reads_only_its_own_clip(

@@ -385,9 +385,10 @@ async def test_retry_is_402_while_the_budget_is_spent_and_works_once_it_allows(a
 
 async def test_estimates_come_from_the_prices_observed_per_model(api: Api) -> None:
     book = CostBook()
-    book.observe("bytedance:2@1", 5, 0.5)  # $0.10 a second
-    book.observe("bytedance:2@1", 10, 1.0)
-    book.observe("bytedance:2@1", 4, None)  # no price: not an observation
+    hd = {"width": 1280, "height": 720}  # the api's default size
+    book.observe("bytedance:2@1", 5, 0.5, **hd)  # $0.10 a second
+    book.observe("bytedance:2@1", 10, 1.0, **hd)
+    book.observe("bytedance:2@1", 4, None, **hd)  # no price: not an observation
     await CostStats(api.db, book).flush()
     _, auth = await limited(api, daily_budget_usd=1.0)
     body = {"model": "bytedance:2@1", "scenes": [{"prompt": "a cat", "duration": 4}] * 2}
@@ -397,6 +398,43 @@ async def test_estimates_come_from_the_prices_observed_per_model(api: Api) -> No
 
     assert "$0.80" in problem["detail"]
     assert "$0.20 left" in problem["detail"]
+
+
+async def test_a_size_whose_cost_was_never_seen_is_reserved_at_the_fallback(api: Api) -> None:
+    """Runware's price per second depends on the size (Veo at 4K costs three times 720p):
+    a model seen at 720p only reserves its 4K clips at the fallback, not at its 720p price
+    (where a $1 budget let $2+ of 4K clips run before their costs came in); once a size's
+    cost is seen, its scenes are reserved at it, each scene at its own size's price."""
+    veo = "google:3@2"  # its sizes are left to Runware: 4K passes the api's checks
+    hd = {"width": 1280, "height": 720}
+    uhd = {"width": 3840, "height": 2160}
+    book = CostBook()
+    book.observe(veo, 8, 0.4, **hd)  # $0.05 a second (under the fallback: the dearest seen)
+    await CostStats(api.db, book).flush()
+    _, auth = await limited(api, daily_budget_usd=1.0)
+
+    in_4k = {"model": veo, "scenes": [{"prompt": "a cat", "duration": 8, **uhd}]}
+    problem = assert_problem(await api.create(auth, in_4k), 403)
+
+    # 8 s at the fallback's $0.25, not $0.40 at the 720p price: more than the whole budget.
+    assert "about $2.00, more than the tenant's whole daily budget" in problem["detail"]
+    assert problem["limit"] == "daily_budget_usd"
+    book.observe(veo, 8, 1.2, **uhd)  # 4K seen: $0.15 a second
+    await CostStats(api.db, book).flush()
+    mixed = {
+        "model": veo,
+        "scenes": [
+            {"prompt": "a cat", "duration": 4, **hd},
+            {"prompt": "a dog", "duration": 4, **uhd},
+        ],
+    }
+    created = await api.create(auth, mixed)
+    assert created.status_code == 202, created.text  # $0.20 + $0.60
+    clips = (await stored(api, created.json()["project_id"])).clips
+    assert [clip.charge.usd if clip.charge else None for clip in clips] == [
+        pytest.approx(0.2),
+        pytest.approx(0.6),
+    ]
 
 
 async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: Api) -> None:

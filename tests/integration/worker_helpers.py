@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import SecretStr
 
+from reelflow_common.accounting import CostBook
 from reelflow_common.broker import Publisher, amqp_channel, consume
 from reelflow_common.commands import check_command, submit_command
 from reelflow_common.domain import ClipRequest
@@ -142,6 +143,7 @@ def check_handler(
     *,
     projects: ProjectStore | None = None,
     runware: RunwareClient | None = None,
+    costs: CostBook | None = None,
 ) -> CheckHandler:
     """The poller's CheckClip handler as its ``main()`` builds it, on the world's pieces, but
     sending each next check in a message of its own (no ``CheckBundles``)."""
@@ -153,6 +155,7 @@ def check_handler(
         planner=FixedLadderPlanner.from_settings(settings),
         clock=utcnow,
         lease_s=settings.lease_s,
+        costs=costs,
     )
 
 

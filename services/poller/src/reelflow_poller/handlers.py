@@ -183,7 +183,13 @@ class CheckHandler:
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 self._observe(message, watch)
                 if self._costs is not None:  # what budgets estimate the next clips from
-                    self._costs.observe(message.model, message.duration, decision.result.cost)
+                    self._costs.observe(
+                        message.model,
+                        message.duration,
+                        decision.result.cost,
+                        width=message.width,
+                        height=message.height,
+                    )
             return
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
         if running:
@@ -318,7 +324,9 @@ class HintHandler:
         clip = read.clip
         profile = profile_of_request(read.model, read.request)
         if self._costs is not None:  # an earlier task's late video is billed as well
-            self._costs.observe(profile.model, profile.duration, cost)
+            self._costs.observe(
+                profile.model, profile.duration, cost, width=profile.width, height=profile.height
+            )
         if clip.task_uuid != task_uuid or clip.submitted_at is None or clip.completed_at is None:
             return
         self._planner.observe_completion(
