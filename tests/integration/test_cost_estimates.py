@@ -60,8 +60,12 @@ async def test_a_size_never_seen_is_estimated_at_the_dearest_price_seen(mongo_db
 async def test_a_models_price_from_before_sizes_is_no_sizes_own(mongo_db: Any) -> None:
     """``cost_stats`` as pollers wrote it before sizes (``_id`` the model: a mean over every
     size): only "the dearest price seen", never the price of a size of that model."""
-    await mongo_db["cost_stats"].insert_one({"_id": "google:3@3", "usd": 0.4, "seconds": 4})
-    estimator = CostEstimator(mongo_db, fallback_usd_per_s=0.05)
+    await mongo_db["cost_stats"].insert_many(
+        [
+            {"_id": "google:3@3", "usd": 0.4, "seconds": 4, "n": 1},  # $0.10 a second
+            {"_id": "klingai:5@3", "usd": 2.8, "seconds": 10, "n": 1},  # $0.28 a second
+        ]
+    )
+    estimator = CostEstimator(mongo_db, fallback_usd_per_s=0.2)
 
-    assert await estimator.price_per_s("google:3@3", width=3840, height=2160) == pytest.approx(0.1)
-    assert await estimator.price_per_s("klingai:5@3", **HD) == pytest.approx(0.1)
+    assert await estimator.price_per_s("google:3@3", **HD) == pytest.approx(0.28)
