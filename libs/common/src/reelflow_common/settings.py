@@ -361,14 +361,17 @@ class CostEstimateSettings(ReelflowSettings):
         default=0.5,
         gt=0,
         description=(
-            "estimated USD per second of video for a model whose costs were never observed,"
-            " unless a model seen cost more a second (then that): budgets reserve this much"
-            " until the poller has seen the model's prices; set it to the dearest price per"
-            " second the tenants may use, or a model's first clips may spend past a budget"
+            "estimated USD per second of video for a model and size (width x height) whose"
+            " costs were never observed, unless a model or size seen cost more a second (then"
+            " that): budgets reserve this much until the poller has seen that size's prices;"
+            " set it to the dearest price per second the tenants may use (4K included), or a"
+            " model's or size's first clips may spend past a budget"
         ),
     )
     cost_estimate_ttl_s: float = Field(
-        default=60, ge=0, description="how long the API keeps the observed prices per model"
+        default=60,
+        ge=0,
+        description="how long the API keeps the observed prices per model and size",
     )
     # Here, not with the api's other scene defaults: an estimate of a scene stored without a
     # duration (``reelflow-admin`` counting what a tenant spent) takes the api's default.
