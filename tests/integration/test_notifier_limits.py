@@ -4,6 +4,7 @@ and subscribes per key, slow clients."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import structlog
 from websockets.exceptions import ConnectionClosed
 
 from reelflow_common.domain import ClipRequest
@@ -22,6 +24,7 @@ from tests.integration.notifier_helpers import (
     RunningNotifier,
     client,
     close_of,
+    metric,
     receive,
     running_notifier,
 )
@@ -174,6 +177,91 @@ async def _first_message(url: str, key: str) -> dict[str, Any] | None:
         except ConnectionClosed:
             assert ws.close_code == 4429
             return None
+
+
+# --- sockets per replica ------------------------------------------------------------------
+
+
+async def test_a_socket_past_the_replicas_cap_is_closed_with_1013_before_its_key_is_looked_up(
+    settings_for: Callable[..., Any],
+    amqp_connection: Any,
+    new_tenant: Callable[[], Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two sockets per replica, whatever their keys. A socket refused for another reason
+    gives its place back, and so does one that closes, once the server has seen it."""
+    tenant, other = await new_tenant(), await new_tenant()
+    project_id, theirs = await tenant.new_project(), await other.new_project()
+    refusals_before = metric("reelflow_ws_refusals_total", limit="connections")
+    async with (
+        notifier_with(settings_for, ws_max_connections=2) as notifier,
+        AsyncExitStack() as held,
+    ):
+        url = f"{notifier.base_url}/v1/ws/projects/{project_id}"
+        their_url = f"{notifier.base_url}/v1/ws/projects/{theirs}"
+        reads = key_reads(notifier.app.state.notifier.api_keys, monkeypatch, held=lambda _k: False)
+        full: list[tuple[int, str]] = []  # 1013s met while waiting for a place
+
+        async def admitted(socket_url: str, key: str) -> Any:
+            """A socket of ``key``, open with its snapshot read; None when refused as full."""
+            ws = await held.enter_async_context(client(socket_url, key=key))
+            try:
+                first = await receive(ws)
+            except ConnectionClosed:
+                full.append((ws.close_code or 0, ws.close_reason or ""))
+                assert ws.close_code == 1013, full[-1]
+                return None
+            assert first["type"] == "snapshot"
+            return ws
+
+        async def refused(socket_url: str, key: str) -> int | None:
+            """The close code of a socket refused; None when refused as full (a place that
+            the last one refused has not given back yet)."""
+            async with client(socket_url, key=key) as ws:
+                code, reason = await close_of(ws)
+            if code == 1013:
+                full.append((code, reason))
+                return None
+            return code
+
+        one = await eventually_returns(lambda: admitted(url, tenant.key), "a first socket")
+        # Refused for their own reasons while one place is free: each gives it back.
+        refused_otherwise = []
+        for refused_url, key in (
+            (url, "rf_wrong-key"),
+            (f"{url}?after_seq=x", tenant.key),
+            (their_url, tenant.key),  # another tenant's project
+        ):
+            code = await eventually_returns(
+                functools.partial(refused, refused_url, key), f"a refusal at {refused_url}"
+            )
+            refused_otherwise.append(code)
+        await eventually_returns(
+            lambda: admitted(their_url, other.key), "a second socket, another key's"
+        )
+        with structlog.testing.capture_logs() as lines:
+            async with client(url, key="rf_never-looked-up") as third:
+                past_the_cap = await close_of(third)
+        # One of the two closes: its place is free once the server has seen the close.
+        await one.close()
+        reopened = await eventually_returns(
+            lambda: admitted(url, tenant.key), "a socket again, once one closed"
+        )
+        cap_gauge = metric("reelflow_ws_connections_max")
+
+    assert refused_otherwise == [4401, 4400, 4404]
+    assert past_the_cap == (1013, "server full; reconnect later")
+    assert all(refusal == past_the_cap for refusal in full)
+    assert "rf_never-looked-up" not in reads.asked
+    assert [
+        (line["log_level"], line.get("cap"))
+        for line in lines
+        if line["event"] == "ws_connections_full"
+    ] == [("warning", 2)]
+    assert reopened is not None
+    refusals = metric("reelflow_ws_refusals_total", limit="connections") - refusals_before
+    assert refusals == 1 + len(full)
+    assert cap_gauge == 2
 
 
 # --- what one key does on all of its sockets -----------------------------------------------

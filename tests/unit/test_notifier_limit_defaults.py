@@ -43,3 +43,12 @@ def test_the_benchmark_lets_its_one_key_open_all_its_sockets_on_one_replica() ->
     )
 
     assert raised.ws_max_connections_per_key >= plan.connections
+
+
+def test_a_replica_takes_the_benchmarks_sockets_and_one_keys_cap_before_it_is_full() -> None:
+    """The bench opens its 10,000 sockets on one notifier without raising the replica's cap;
+    one key alone never fills a replica."""
+    settings = Settings()
+
+    assert settings.ws_max_connections >= NotifierPlan().connections
+    assert settings.ws_max_connections > settings.ws_max_connections_per_key

@@ -17,6 +17,7 @@ from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.topology import Topology, declare_topology
+from reelflow_notifier.capacity import Connections
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.hub import Hub
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
                 hub=hub,
                 tickets=WsTicketStore(db),
                 key_watch=key_watch,
+                connections=Connections(settings.ws_max_connections),
                 key_slots=KeySlots(
                     settings.ws_max_connections_per_key,
                     max_watches=settings.ws_max_watches_per_key,

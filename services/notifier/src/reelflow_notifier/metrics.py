@@ -6,12 +6,20 @@ from prometheus_client import Counter, Gauge
 
 WS_CONNECTIONS = Gauge(
     "reelflow_ws_connections",
-    "WebSocket connections open on this replica.",
+    "WebSocket connections open on this replica, from their admission (before their key is"
+    " checked) to their close.",
+)
+
+WS_CONNECTIONS_MAX = Gauge(
+    "reelflow_ws_connections_max",
+    "WebSocket connections this replica holds at once (REELFLOW_WS_MAX_CONNECTIONS); one more"
+    " is closed with 1013. 0: no cap.",
 )
 
 WS_REFUSALS_TOTAL = Counter(
     "reelflow_ws_refusals_total",
-    "Client requests refused by an abuse limit, by limit (subscribe_rate: a subscribe past"
+    "Client requests refused by an abuse or load limit, by limit (connections: a socket past"
+    " REELFLOW_WS_MAX_CONNECTIONS on this replica; subscribe_rate: a subscribe past"
     " REELFLOW_WS_SUBSCRIBE_RATE_PER_S; key_subscribe_rate: a subscribe past"
     " REELFLOW_WS_KEY_SUBSCRIBE_RATE_PER_S; key_watches: a subscribe past"
     " REELFLOW_WS_MAX_WATCHES_PER_KEY; key_connections: a socket past"

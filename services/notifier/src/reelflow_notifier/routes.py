@@ -15,9 +15,16 @@ code  meaning                                   what a client does
       key`` sockets open on this replica         reconnect later, with backoff
 1011  server error (e.g. database unreachable)   reconnect later with ``after_seq``
 1012  server restarting (a deploy)              reconnect with ``after_seq``
-1013  too many unknown keys being checked at    reconnect later, with backoff (a
-      once (a flood of wrong ones)              new ticket)
+1013  this replica is full: it holds            reconnect later, with backoff (a
+      ``ws_max_connections`` sockets (checked   new ticket): it may land on
+      first, before the key is looked up); or   another replica
+      too many unknown keys being checked at
+      once (a flood of wrong ones)
 ====  ========================================  ====================================
+
+Every socket is counted against ``ws_max_connections`` from the start of its
+endpoint to its close (:mod:`reelflow_notifier.capacity`); one refused for any
+other reason gives its place back when it is closed.
 
 A handshake to a path the notifier does not serve is refused before it is
 accepted, with a 404 problem+json (a browser sees only a failed connection).
@@ -51,6 +58,8 @@ from reelflow_notifier.state import NotifierState, state_of
 CLOSE_BAD_REQUEST = 4400
 #: RFC 6455's "Try Again Later": a refusal for load, not for the client's request
 CLOSE_TRY_AGAIN_LATER = 1013
+#: the reason of a 1013 for a replica at ``ws_max_connections``
+SERVER_FULL = "server full; reconnect later"
 
 log = get_logger(__name__)
 
@@ -129,20 +138,37 @@ Endpoint = Callable[[WebSocket], Awaitable[None]]
 
 
 def _counted(endpoint: Endpoint) -> Endpoint:
-    """``endpoint``, telling the process's GC policy (if any) when a socket opens and closes."""
+    """``endpoint`` for a socket this replica has room for, which holds its place until it
+    closes; one past ``ws_max_connections`` is closed with 1013 before its key is looked up.
+
+    The process's GC policy (if any) is told of every socket opened and closed,
+    refused ones included (their handshakes leave garbage too).
+    """
 
     async def counted(websocket: WebSocket) -> None:
-        policy = state_of(websocket).gc_policy
-        if policy is None:
-            await endpoint(websocket)
-            return
-        policy.opened()
+        state = state_of(websocket)
+        policy = state.gc_policy
+        if policy is not None:
+            policy.opened()
         try:
-            await endpoint(websocket)
+            with state.connections.holding() as admitted:
+                if admitted:
+                    await endpoint(websocket)
+                else:
+                    await _refuse_full(websocket, state)
         finally:
-            policy.closed()
+            if policy is not None:
+                policy.closed()
 
     return counted
+
+
+async def _refuse_full(websocket: WebSocket, state: NotifierState) -> None:
+    """Close a socket past ``ws_max_connections`` with 1013, having read nothing for it."""
+    WS_REFUSALS_TOTAL.labels(limit="connections").inc()
+    log.warning("ws_connections_full", cap=state.connections.cap)
+    await websocket.accept()
+    await websocket.close(CLOSE_TRY_AGAIN_LATER, SERVER_FULL)
 
 
 async def no_such_socket(websocket: WebSocket) -> None:

@@ -32,7 +32,7 @@ from reelflow_notifier.feed import Feed, ProjectGone
 from reelflow_notifier.frames import FRAME_WRITER, FrameWriter
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.keyslots import KeySlot
-from reelflow_notifier.metrics import WS_CONNECTIONS, WS_OVERFLOWS_TOTAL
+from reelflow_notifier.metrics import WS_OVERFLOWS_TOTAL
 from reelflow_notifier.outbox import CatchUp, Entry, Notice, Outbox, Start
 from reelflow_notifier.replays import Replays
 from reelflow_notifier.wire import WireMessage, encode, error_message
@@ -132,7 +132,6 @@ class Session:
 
     async def serve(self, on_text: TextHandler | None = None) -> None:
         """Send until the client leaves or the connection fails; client text goes to ``on_text``."""
-        WS_CONNECTIONS.inc()
         started = time.monotonic()
         sender = asyncio.create_task(self._send_loop())
         receiver = asyncio.create_task(self._receive_loop(on_text))
@@ -154,7 +153,6 @@ class Session:
             await asyncio.gather(*tasks, return_exceptions=True)
             for project_id in list(self._feeds):
                 self.unwatch(project_id)
-            WS_CONNECTIONS.dec()
             log.info(
                 "ws_closed", messages_sent=self._sent, seconds=round(time.monotonic() - started, 1)
             )

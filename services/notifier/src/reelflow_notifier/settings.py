@@ -64,6 +64,17 @@ class Settings(
         description="projects all sockets of one API key may watch at once on this replica; a"
         " subscribe to one more is refused with an error message",
     )
+    ws_max_connections: int = Field(
+        # 10,000 sockets peaked at 475 MiB of RSS (docs/BENCHMARKS.md): 12,000 are about
+        # 570 MiB, under the pod's 640Mi request, leaving ~450 MiB of its 1Gi limit for
+        # closed sockets' garbage awaiting a full GC pass, slow readers' backlogs and
+        # snapshots; and 20 % above the 10,000 replicas are sized for, so a rollout or a
+        # lost node's reconnects fit before anything is refused.
+        default=12_000,
+        ge=0,
+        description="WebSockets open at once on this replica, whatever their keys (0: no cap);"
+        " one more is closed with 1013 before its key is checked",
+    )
     ws_max_connections_per_key: int = Field(
         default=2_000,
         ge=0,

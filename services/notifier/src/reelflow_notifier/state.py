@@ -9,6 +9,7 @@ from starlette.websockets import WebSocket
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
+from reelflow_notifier.capacity import Connections
 from reelflow_notifier.gcpolicy import GcPolicy
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.keyslots import KeySlots
@@ -25,6 +26,8 @@ class NotifierState:
     hub: Hub
     tickets: WsTicketStore
     key_watch: KeyWatch
+    #: the sockets open on this replica, admitted up to ws_max_connections
+    connections: Connections
     #: open sockets, watches and subscribe budgets per API key (ws_*_per_key, ws_key_*)
     key_slots: KeySlots
     #: the event-log reads of gap fills, shared between the watchers of a project

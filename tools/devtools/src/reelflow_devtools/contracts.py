@@ -412,8 +412,10 @@ CLOSE_CODES: dict[int, str] = {
     session.CLOSE_SERVER_ERROR: "server error, or the keepalive ping went unanswered:"
     " reconnect later with after_seq",
     CLOSE_SERVICE_RESTART: "the notifier is restarting (a deploy): reconnect with after_seq",
-    routes.CLOSE_TRY_AGAIN_LATER: "too many keys this notifier has not seen are being checked"
-    " at once (a flood of wrong ones): reconnect later with backoff (a new ticket)",
+    routes.CLOSE_TRY_AGAIN_LATER: "this notifier holds REELFLOW_WS_MAX_CONNECTIONS sockets"
+    " (reason: server full), or too many keys it has not seen are being checked at once (a"
+    " flood of wrong ones; reason: server busy): reconnect later with backoff (a new ticket),"
+    " which may reach another replica",
 }
 
 _QUERY_AUTH: dict[str, Any] = {
