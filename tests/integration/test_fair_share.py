@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aio_pika
@@ -32,7 +32,6 @@ from tests.integration.worker_helpers import (
     World,
     running,
     runware_settings,
-    world_in,
 )
 from tests.waiting import eventually
 
@@ -55,17 +54,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    async with world_in(amqp_connection, mongo_db, settings, runware_sim) as world:
-        yield world
 
 
 async def project_of(world: World, tenant_id: str, scenes: int) -> Project:

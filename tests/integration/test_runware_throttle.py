@@ -9,11 +9,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.polling import FixedLadderPlanner
@@ -33,7 +32,6 @@ from tests.integration.worker_helpers import (
     World,
     running,
     runware_settings,
-    world_in,
 )
 from tests.waiting import DEADLINE_S, eventually
 
@@ -62,17 +60,6 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    async with world_in(amqp_connection, mongo_db, settings, runware_sim) as world:
-        yield world
 
 
 def throttled_handler(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from reelflow_common.messages import (
     StoreVideo,
 )
 from reelflow_common.storage import LocalStorage, VideoCopier
-from reelflow_common.store import ClipState, ProjectStore, TaskSucceeded
+from reelflow_common.store import ClipState, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO
 from reelflow_common.tracking.copysweep import CopySweep
@@ -52,7 +52,6 @@ from tests.integration.video_helpers import (
 from tests.integration.worker_helpers import (
     FAST_LADDERS,
     World,
-    open_world,
     running,
     runware_settings,
 )
@@ -108,19 +107,6 @@ def settings(
         **copies_from(runware_sim),
     )
     return settings
-
-
-@pytest.fixture
-async def world(
-    amqp_connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: Settings,
-    runware_sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    store = ProjectStore(mongo_db)
-    await store.ensure_indexes()
-    async with open_world(amqp_connection, settings, store, runware_sim) as world:
-        yield world
 
 
 def copies(outcome: str) -> float:

@@ -348,20 +348,6 @@ async def open_world(
 
 
 @asynccontextmanager
-async def world_in(
-    connection: AbstractRobustConnection,
-    mongo_db: Any,
-    settings: TopologySettings,
-    sim: RunningSimulator,
-) -> AsyncIterator[World]:
-    """A world on the test's own database (indexes ensured) and topology."""
-    store = ProjectStore(mongo_db)
-    await store.ensure_indexes()
-    async with open_world(connection, settings, store, sim) as world:
-        yield world
-
-
-@asynccontextmanager
 async def running(coro: Awaitable[None], stop: asyncio.Event) -> AsyncIterator[asyncio.Task[None]]:
     """Run ``coro`` (a consume loop or a main) in a task; stop it on exit, within the deadline."""
     task: asyncio.Task[None] = asyncio.ensure_future(coro)
