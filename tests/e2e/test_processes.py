@@ -44,10 +44,16 @@ def test_a_new_run_reads_only_what_its_own_simulator_printed(tmp_path: Path) -> 
     first.process.wait()
 
     new = ProcessGroup(log_dir=log_dir)
-    second = new.start("runware-sim", python("print('listening on http://127.0.0.1:2222')"), {})
+    # a simulator keeps running once it has printed its URL (one that exited fails the wait)
+    listening = (
+        "import time; print('listening on http://127.0.0.1:2222', flush=True); time.sleep(60)"
+    )
+    second = new.start("runware-sim", python(listening), {})
 
-    assert wait_for_sim_url(second, deadline_s=30) == "http://127.0.0.1:2222"
-    second.process.wait()
+    try:
+        assert wait_for_sim_url(second, deadline_s=30) == "http://127.0.0.1:2222"
+    finally:
+        new.stop_all(timeout_s=5)
     assert "1111" not in (log_dir / "runware-sim.log").read_text()
 
 

@@ -21,7 +21,8 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from reelflow_devtools.ports import free_port, release_port
-from reelflow_devtools.processes import ProcessGroup, spawn
+from reelflow_devtools.processes import Child, ProcessGroup, spawn
+from reelflow_devtools.waiting import poll_until
 
 #: the embedded server's name among a launcher's children (and its log's)
 MONGODB = "mongo"
@@ -88,21 +89,27 @@ def mongo_url(port: int) -> str:
     return f"mongodb://127.0.0.1:{port}/"
 
 
-def wait_until_answering(url: str, *, deadline_s: float, process: subprocess.Popen[bytes]) -> None:
-    """Ping until the server answers, the process dies, or the deadline passes."""
-    stop_at = time.monotonic() + deadline_s
-    while time.monotonic() < stop_at:
-        if process.poll() is not None:
-            raise EmbeddedMongoError(f"embedded MongoDB exited with code {process.returncode}")
+def wait_until_answering(url: str, *, deadline_s: float, child: Child) -> None:
+    """Ping until the server answers, its process dies, or the deadline passes."""
+
+    def answers() -> bool | None:
         client: MongoClient[dict[str, object]] = MongoClient(url, serverSelectionTimeoutMS=500)
         try:
             client.admin.command("ping")
-            return
+            return True
         except PyMongoError:
-            time.sleep(0.1)  # polling a starting server; the deadline bounds it
+            return None
         finally:
             client.close()
-    raise EmbeddedMongoError(f"embedded MongoDB did not answer within {deadline_s:.0f} s")
+
+    poll_until(
+        answers,
+        what=f"embedded MongoDB to answer at {url}",
+        deadline_s=deadline_s,
+        pause_s=0.1,
+        error=EmbeddedMongoError,
+        child=child,
+    )
 
 
 def _stop(process: subprocess.Popen[bytes], port: int, *, deadline_s: float = 15) -> None:
@@ -145,12 +152,13 @@ def embedded_mongo(
     argv = mongo_command(storage_path, port)
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     if group is not None:
-        process = group.start(MONGODB, argv, {}).process
+        child = group.start(MONGODB, argv, {})
     else:
-        process = spawn(argv, output=log)
+        child = Child(MONGODB, spawn(argv, output=log), log_path)
+    process = child.process
     url = mongo_url(port)
     try:
-        wait_until_answering(url, deadline_s=60, process=process)
+        wait_until_answering(url, deadline_s=60, child=child)
         yield url
     finally:
         _stop(process, port)

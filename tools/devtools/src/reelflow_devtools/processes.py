@@ -22,6 +22,8 @@ from typing import IO
 
 import httpx
 
+from reelflow_devtools.waiting import poll_until
+
 SIM_URL_PATTERN = re.compile(r"listening on (http://\S+)")
 _PR_SET_PDEATHSIG = 1
 
@@ -175,32 +177,40 @@ class ProcessGroup:
 
 
 def wait_healthy(child: Child, url: str, *, deadline_s: float = 60) -> None:
-    """Poll ``url`` until it answers 200, the child dies, or the deadline passes."""
-    stop_at = time.monotonic() + deadline_s
-    while time.monotonic() < stop_at:
-        if not child.alive():
-            raise StartError(
-                f"{child.name} exited ({child.process.returncode}):\n{child.log_tail()}"
-            )
+    """Poll ``url`` until it answers 200, the child dies, or the deadline passes.
+
+    A 200 while the child is dead is not it answering (another process on its port):
+    that is a :class:`StartError`, as is the deadline.
+    """
+
+    def healthy() -> bool | None:
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
+            return httpx.get(url, timeout=1).status_code == 200 or None
         except httpx.HTTPError:
-            pass
-        time.sleep(0.1)  # polling a starting process; bounded by the deadline
-    raise StartError(
-        f"{child.name} not healthy at {url} within {deadline_s:.0f} s:\n{child.log_tail()}"
+            return None
+
+    poll_until(
+        healthy,
+        what=f"{child.name} to answer 200 at {url}",
+        deadline_s=deadline_s,
+        pause_s=0.1,
+        error=StartError,
+        child=child,
     )
 
 
 def wait_for_sim_url(child: Child, *, deadline_s: float = 30) -> str:
     """The URL this simulator printed once it listened (read from its own output only)."""
-    stop_at = time.monotonic() + deadline_s
-    while time.monotonic() < stop_at:
+
+    def printed() -> str | None:
         found = SIM_URL_PATTERN.search(child.output())
-        if found:
-            return found.group(1)
-        if not child.alive():
-            raise StartError(f"simulator exited:\n{child.log_tail()}")
-        time.sleep(0.05)  # waiting for a line in a file; bounded by the deadline
-    raise StartError("the simulator did not print its URL")
+        return found.group(1) if found else None
+
+    return poll_until(
+        printed,
+        what="the simulator to print its URL",
+        deadline_s=deadline_s,
+        pause_s=0.05,
+        error=StartError,
+        child=child,
+    )

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from reelflow_common.openfiles import raise_open_files
 from reelflow_devtools.ports import free_port
 from reelflow_devtools.processes import Child, ProcessGroup, StartError, wait_stopped
+from reelflow_devtools.waiting import poll_until
 
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 #: how long the launcher's connections to a broker wait for it to answer
@@ -93,14 +93,13 @@ def ensure_rabbitmq(url: str) -> Literal["running", "started"]:
             file=sys.stderr,
         )
     subprocess.run([server, "-detached"], check=False)  # noqa: S603 (a fixed local path)
-    deadline = time.monotonic() + _START_DEADLINE_S
-    while not _reachable(host, port):
-        if time.monotonic() > deadline:
-            raise StartError(
-                f"RabbitMQ did not start within {_START_DEADLINE_S} s; "
-                "see its log in /var/log/rabbitmq."
-            )
-        time.sleep(0.5)  # waiting for the broker to listen; bounded by the deadline
+    poll_until(
+        lambda: _reachable(host, port) or None,
+        what=f"RabbitMQ to listen at {host}:{port} (see its log in /var/log/rabbitmq)",
+        deadline_s=_START_DEADLINE_S,
+        pause_s=0.5,
+        error=StartError,
+    )
     guard_dead_letter_supervisor()
     widen_file_handle_cache()
     return "started"
@@ -294,13 +293,14 @@ class OwnNode:
     def wait_listening(self, *, deadline_s: float = _START_DEADLINE_S) -> None:
         """Until the node takes connections; StartError if it exits or the deadline passes."""
         assert self.child is not None, "spawn() first"
-        stop_at = time.monotonic() + deadline_s
-        while not _reachable("127.0.0.1", self.amqp_port):
-            if not self.child.alive():
-                raise StartError(f"RabbitMQ node exited:\n{self.child.log_tail()}")
-            if time.monotonic() > stop_at:
-                raise StartError(f"RabbitMQ node not listening within {deadline_s:.0f} s")
-            time.sleep(0.2)  # waiting for the node to listen; bounded by the deadline
+        poll_until(
+            lambda: _reachable("127.0.0.1", self.amqp_port) or None,
+            what=f"the RabbitMQ node to listen on port {self.amqp_port}",
+            deadline_s=deadline_s,
+            pause_s=0.2,
+            error=StartError,
+            child=self.child,
+        )
 
     def kill_hard(self) -> None:
         """SIGKILL to the node and its helpers (its whole process group)."""

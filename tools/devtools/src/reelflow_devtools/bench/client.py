@@ -25,6 +25,8 @@ from typing import Any
 
 import aiohttp
 
+from reelflow_devtools.waiting import poll_until_async
+
 POLL_INTERVAL_S = 0.25
 #: an idle connection is dropped after this, well before the api closes it (after its
 #: ``http_keepalive_timeout_s``, 5 s): a request sent on a connection the server closes at
@@ -188,13 +190,17 @@ async def list_projects(api: ApiClient, *, status: str | None = None) -> list[An
 
 async def wait_all_terminal(api: ApiClient, *, deadline_s: float) -> float:
     """Poll the tenant's list until no project is generating; the wall time it was seen."""
-    stop_at = time.monotonic() + deadline_s
-    while True:
-        if not await list_projects(api, status="generating"):
-            return time.time()
-        if time.monotonic() > stop_at:
-            raise BenchError(f"projects still generating after {deadline_s:.0f} s")
-        await asyncio.sleep(POLL_INTERVAL_S)  # between list calls; the deadline bounds it
+
+    async def none_generating() -> float | None:
+        return None if await list_projects(api, status="generating") else time.time()
+
+    return await poll_until_async(
+        none_generating,
+        what="no project to be generating",
+        deadline_s=deadline_s,
+        pause_s=POLL_INTERVAL_S,
+        error=BenchError,
+    )
 
 
 async def get_projects(api: ApiClient, ids: list[str], concurrency: int) -> list[Any]:

@@ -40,6 +40,7 @@ from reelflow_devtools.bench.client import (
 from reelflow_devtools.bench.launcher import BenchStack, StackConfig, running_stack
 from reelflow_devtools.bench.stats import parse_time, summary_ms
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
+from reelflow_devtools.waiting import poll_until_async
 
 RUN_DIR = Path(".run/bench")
 MAX_SCENES = 50
@@ -89,14 +90,18 @@ async def post_project(api: ApiClient, title: str, scenes: int) -> str:
 
 async def wait_submitted(api: ApiClient, project_id: str, deadline_s: float) -> Any:
     """GET the project until every clip has a ``submitted_at``; the project then."""
-    stop_at = time.monotonic() + deadline_s
-    while True:
+
+    async def submitted() -> Any:
         project = await get_json(api, f"/v1/projects/{project_id}")
-        if all(clip.get("submitted_at") for clip in project["results"]):
-            return project
-        if time.monotonic() > stop_at:
-            raise BenchError(f"project {project_id} not all submitted after {deadline_s:.0f} s")
-        await asyncio.sleep(WAIT_INTERVAL_S)  # between GETs; the deadline bounds it
+        return project if all(clip.get("submitted_at") for clip in project["results"]) else None
+
+    return await poll_until_async(
+        submitted,
+        what=f"every clip of project {project_id} to be submitted",
+        deadline_s=deadline_s,
+        pause_s=WAIT_INTERVAL_S,
+        error=BenchError,
+    )
 
 
 def submit_delays(project: Any) -> list[float]:

@@ -60,6 +60,7 @@ from reelflow_devtools.processes import (
     wait_for_sim_url,
     wait_healthy,
 )
+from reelflow_devtools.waiting import poll_until_async
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
 
@@ -168,22 +169,25 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
 
 
 async def _wait_consuming(stack: TaskQueueStack, *, deadline_s: float) -> None:
-    """Until every worker consumes the submit queue (a worker that died fails at once)."""
+    """Until every worker consumes the submit queue (a process that died fails at once)."""
     names = Names(stack.config.prefix)
     connection = await aio_pika.connect(stack.config.amqp_url, timeout=15)
+
+    async def consumed() -> bool | None:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(names.submit, passive=True)
+        await channel.close()
+        return (queue.declaration_result.consumer_count or 0) >= WORKERS or None
+
     try:
-        async with asyncio.timeout(deadline_s):
-            while True:
-                channel = await connection.channel()
-                queue = await channel.declare_queue(names.submit, passive=True)
-                await channel.close()
-                consumers = queue.declaration_result.consumer_count or 0
-                if consumers >= WORKERS:
-                    return
-                dead = [name for name, child in stack.children.items() if not child.alive()]
-                if dead:
-                    raise BenchError(f"task-queue baseline: {dead} exited at start")
-                await asyncio.sleep(0.1)  # a starting process; bounded by the deadline
+        await poll_until_async(
+            consumed,
+            what=f"the task-queue baseline's {WORKERS} workers to consume {names.submit}",
+            deadline_s=deadline_s,
+            pause_s=0.1,
+            error=BenchError,
+            child=list(stack.children.values()),
+        )
     finally:
         await connection.close()
 

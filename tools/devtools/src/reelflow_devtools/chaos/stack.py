@@ -79,7 +79,7 @@ class ChaosStack:
         else:
             self.mongo = self.group.restart(self.mongo, argv, {})
         wait_until_answering(
-            mongo_url(self.mongo_port), deadline_s=_MONGO_START_S, process=self.mongo.process
+            mongo_url(self.mongo_port), deadline_s=_MONGO_START_S, child=self.mongo
         )
 
     def kill(self, target: str) -> None:
