@@ -27,9 +27,7 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from reelflow_api.settings import Settings as ApiSettings
-from reelflow_common.backoff import Backoff
 from reelflow_common.broker.dlq import dead_letter_depths
-from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import PROJECT_FINISHED, Topology
 from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.launcher import SERVICES, Simulator, Stack
@@ -108,16 +106,6 @@ class StackConfig:
     def seconds(self) -> dict[str, float]:
         """The services' schedule settings: production, compressed by the speedup."""
         return compressed(self.sim_speedup, keep=self.keep)
-
-    def poll_ladder_ms(self) -> tuple[int, ...]:
-        """The poller's wait queues, as the services build them from these settings."""
-        seconds = self.seconds()
-        poll = Backoff(
-            first_s=seconds["poll_initial_delay_s"],
-            cap_s=seconds["poll_max_delay_s"],
-            factor=float(TopologySettings.model_fields["poll_backoff"].default),
-        )
-        return poll.rungs_ms()
 
     def simulator(self) -> Simulator:
         """The simulator of a stack of this configuration (the task-queue baseline's too)."""

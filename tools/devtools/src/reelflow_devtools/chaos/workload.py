@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import aio_pika
 import httpx
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.topology import WORK_QUEUES, Topology
 from reelflow_devtools.bench.client import auth, scene
 from reelflow_devtools.chaos.plan import ChaosPlan
@@ -32,8 +33,8 @@ from reelflow_devtools.chaos.watchers import WatchLog, watch
 
 FORGED_URL = "http://evil.example/forged.mp4"
 FORGED_CODE = "forgedFailure"
-_RETRY_FIRST_S = 0.5
-_RETRY_CAP_S = 5.0
+#: between the workload's attempts at the api and the broker while they are down
+_RETRY = Backoff(first_s=0.5, cap_s=5.0, factor=1.5)
 
 T = TypeVar("T")
 
@@ -87,13 +88,13 @@ async def _retrying(
     attempt: Callable[[], Awaitable[T | None]], loop: asyncio.AbstractEventLoop, deadline: float
 ) -> T | None:
     """``attempt()`` until it returns something, backing off, until ``deadline``."""
-    delay = _RETRY_FIRST_S
+    failures = 0
     while loop.time() < deadline:
         found = await attempt()
         if found is not None:
             return found
-        await asyncio.sleep(delay)  # between attempts; the deadline bounds it
-        delay = min(_RETRY_CAP_S, delay * 1.5)
+        await asyncio.sleep(_RETRY.delay_s(failures))  # between attempts; the deadline bounds it
+        failures += 1
     return None
 
 
