@@ -20,6 +20,7 @@ from reelflow_common.topology import Topology, declare_topology
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
+from tests.builders import clip_updated
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -45,18 +46,6 @@ class RecordingHub(Hub):
     def catch_up_all(self) -> None:
         self.catch_ups += 1
         super().catch_up_all()
-
-
-def clip_updated(seq: int) -> ClipUpdated:
-    return ClipUpdated.model_validate(
-        {
-            "project_id": "p1",
-            "tenant_id": "t1",
-            "seq": seq,
-            "clip": {"task_uuid": "c1", "scene_index": 0, "status": "processing"},
-            "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0},
-        }
-    )
 
 
 def publish_from_another_thread(amqp_url: str, exchange: str, events: list[ClipUpdated]) -> None:

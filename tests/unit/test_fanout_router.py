@@ -11,11 +11,12 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from prometheus_client import REGISTRY
 
-from reelflow_common.messages import ClipUpdated, Event
+from reelflow_common.messages import Event
 from reelflow_common.topology import HEADER_PROJECT_ID
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.fanout import Router
 from reelflow_notifier.hub import Hub
+from tests.builders import clip_updated
 from tests.waiting import end_of_pass, eventually
 
 #: a batch of one: every handled delivery is acknowledged at once
@@ -87,16 +88,7 @@ class Recording:
 
 
 def event_body(project_id: str, seq: int) -> bytes:
-    event = ClipUpdated.model_validate(
-        {
-            "project_id": project_id,
-            "tenant_id": "t1",
-            "seq": seq,
-            "clip": {"task_uuid": "c1", "scene_index": 0, "status": "processing"},
-            "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0},
-        }
-    )
-    return event.model_dump_json().encode()
+    return clip_updated(seq, project_id=project_id).model_dump_json().encode()
 
 
 def outcome(name: str) -> float:

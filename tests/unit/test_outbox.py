@@ -7,20 +7,8 @@ import gc
 
 from prometheus_client import REGISTRY
 
-from reelflow_common.messages import ClipUpdated
 from reelflow_notifier.outbox import CatchUp, Notice, Outbox, Snapshot, Start
-
-
-def event(project_id: str, seq: int) -> ClipUpdated:
-    return ClipUpdated.model_validate(
-        {
-            "project_id": project_id,
-            "tenant_id": "t",
-            "seq": seq,
-            "clip": {"task_uuid": "c1", "scene_index": 0, "status": "processing"},
-            "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0},
-        }
-    )
+from tests.builders import clip_updated
 
 
 def drain(outbox: Outbox) -> list[object]:
@@ -73,13 +61,13 @@ def test_a_catch_up_after_the_pending_one_was_sent_is_queued_again() -> None:
 def test_a_new_start_drops_what_the_project_had_queued_and_frees_the_backlog() -> None:
     outbox = Outbox(max_backlog=2)
     outbox.put("p1", Start())
-    assert outbox.put_event(event("p1", 1))
-    assert outbox.put_event(event("p1", 2))
-    assert not outbox.put_event(event("p1", 3))  # full
+    assert outbox.put_event(clip_updated(1))
+    assert outbox.put_event(clip_updated(2))
+    assert not outbox.put_event(clip_updated(3))  # full
 
     outbox.put("p1", Start(after_seq=2))
 
-    third = event("p1", 3)
+    third = clip_updated(3)
     assert outbox.put_event(third)
     assert drain(outbox) == [("p1", Start(after_seq=2)), ("p1", third)]
 
@@ -88,7 +76,7 @@ def test_a_reset_leaves_one_snapshot_per_project_and_the_notices() -> None:
     outbox = Outbox(max_backlog=5)
     outbox.notice({"type": "error", "message": "bad"})
     outbox.put("p1", CatchUp())
-    outbox.put_event(event("p2", 4))
+    outbox.put_event(clip_updated(4, project_id="p2"))
 
     outbox.reset(["p1", "p2", "p1"], reason="slow_reader")
     outbox.put("p1", CatchUp())  # behind the snapshot: nothing more
@@ -122,8 +110,8 @@ def test_the_backlog_gauges_count_the_events_queued_for_every_client() -> None:
     assert backlog() == (0, 0)
     slow, quick = Outbox(max_backlog=10), Outbox(max_backlog=10)
     for seq in range(1, 4):
-        slow.put_event(event("p1", seq))
-    quick.put_event(event("p2", 1))
+        slow.put_event(clip_updated(seq))
+    quick.put_event(clip_updated(1, project_id="p2"))
 
     assert backlog() == (4, 3)
     drain(slow)

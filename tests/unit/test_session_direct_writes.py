@@ -19,7 +19,7 @@ from typing import Any, cast
 from opentelemetry import context as otel_context
 from starlette.websockets import WebSocket
 
-from reelflow_common.domain import ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import Counts, ProjectStatus
 from reelflow_common.messages import ClipUpdated, Event
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.tracing import extract
@@ -28,6 +28,7 @@ from reelflow_notifier.hub import Hub
 from reelflow_notifier.replays import Replays
 from reelflow_notifier.session import Session
 from reelflow_notifier.wire import error_message
+from tests.builders import clip_updated
 from tests.waiting import DEADLINE_S, eventually
 
 PROJECT = "p1"
@@ -132,18 +133,6 @@ class Store:
         return [event for event in self.log if event.seq > after_seq]
 
 
-def clip_updated(seq: int) -> ClipUpdated:
-    return ClipUpdated.model_validate(
-        {
-            "project_id": PROJECT,
-            "tenant_id": TENANT,
-            "seq": seq,
-            "clip": {"task_uuid": "c1", "scene_index": 0, "status": ClipStatus.PROCESSING},
-            "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0},
-        }
-    )
-
-
 @dataclass
 class Connection:
     session: Session
@@ -155,7 +144,7 @@ class Connection:
 
     def change(self, seq: int) -> ClipUpdated:
         """The project's change ``seq``, stored as the services store it: before it is published."""
-        event = clip_updated(seq)
+        event = clip_updated(seq, project_id=PROJECT, tenant_id=TENANT)
         self.store.log.append(event)
         return event
 
