@@ -59,3 +59,14 @@ def test_a_clip_is_numbered_by_its_scene_index_as_the_api_and_the_admin_tool_cou
     lines = result.stdout.splitlines()
     scenes = [line.split()[0] for line in lines if COPIED_TASK in line or NOT_COPIED_TASK in line]
     assert scenes == ["0", "1"]
+
+
+def test_a_projects_cost_is_written_as_the_usage_report_writes_dollars(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    costly = PROJECT | {"cost": {"usd": 1234.5, "known": 2, "unknown": 1}}
+
+    result = invoke(monkeypatch, httpx.Response(200, json=costly), "get", PROJECT_ID)
+
+    assert result.exit_code == 0, result.stderr
+    assert "cost $1,234.50 + 1 unpriced" in result.stdout.splitlines()

@@ -8,6 +8,7 @@ from typing import Any
 
 from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.accounting.usage import PeriodUsage, TenantUsage
+from reelflow_common.admin.projects import project_state, render_project
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts
 from reelflow_common.messages import AttemptSucceeded, AttemptView, ClipUpdated, ClipView
 from reelflow_common.money import round_usd
@@ -117,3 +118,13 @@ def test_the_events_show_their_costs_rounded() -> None:
     assert event_message(updated)["clip"]["cost"] == 0.3
     assert event_message(late)["attempt"]["cost"] == 0.3
     assert json.loads(updated.model_dump_json())["clip"]["cost"] == 0.3
+
+
+def test_the_admin_tool_writes_dollars_as_the_cli_does() -> None:
+    """``reelflow-admin project show``: ``$1,234.50``, as ``reelflow get`` and ``usage`` print."""
+    project = project_costing(1234.5, SUM)
+
+    shown = render_project(project_state(project, []), now=T0).splitlines()
+
+    assert "  cost         $1,234.50 (3 priced, 0 unpriced)" in shown
+    assert any(line.endswith("  cost $1.80") for line in shown)  # the clip's, rounded

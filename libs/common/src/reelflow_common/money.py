@@ -21,5 +21,13 @@ def round_usd(usd: float) -> float:
     return round(usd, USD_DECIMALS)
 
 
+def format_usd(usd: float | None) -> str:
+    """A dollar amount as the admin tool prints it: ``$1,234.50``, ``-`` for none.
+
+    The same as the ``reelflow`` CLI's ``render.money`` (which does not import this package).
+    """
+    return "-" if usd is None else f"${usd:,.2f}"
+
+
 #: a dollar amount, written out rounded (:func:`round_usd`); read and kept as it is
 Usd = Annotated[float, PlainSerializer(round_usd, return_type=float)]

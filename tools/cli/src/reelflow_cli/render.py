@@ -131,7 +131,7 @@ def cost_totals(cost: Json | None) -> str:
     """``$1.20``, ``$1.20 + 1 unpriced`` (a task that reported no cost), or "" before any."""
     if not cost or not (cost.get("known") or cost.get("unknown")):
         return ""
-    parts = [f"${cost['usd']:.2f}"] if cost.get("known") else []
+    parts = [money(cost["usd"])] if cost.get("known") else []
     if cost.get("unknown"):
         parts.append(f"{cost['unknown']} unpriced")
     return " + ".join(parts)
@@ -383,6 +383,8 @@ class JsonLines:
 
 
 def money(usd: float | None) -> str:
+    """Every dollar amount the CLI prints: ``$1,234.50`` (``-`` for none). The admin tool's
+    twin is ``reelflow_common.money.format_usd`` (the CLI does not import reelflow_common)."""
     return "-" if usd is None else f"${usd:,.2f}"
 
 

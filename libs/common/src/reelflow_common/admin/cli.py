@@ -52,6 +52,7 @@ from reelflow_common.clock import DbClock
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import ReelflowError
 from reelflow_common.logging import configure_logging, logs_as_json
+from reelflow_common.money import format_usd
 from reelflow_common.mongo import Database, mongo_database
 from reelflow_common.polling import shared_planner
 from reelflow_common.redact import url_location
@@ -339,9 +340,9 @@ def _committed_table(limits: TenantLimits, ledger: LedgerView, now: datetime) ->
         (month_key(now), limits.monthly_budget_usd),
     ):
         committed = ledger.committed_in(period)
-        left = "-" if budget is None else f"${max(budget - committed, 0.0):.2f}"
-        shown_budget = "unlimited" if budget is None else f"${budget:.2f}"
-        rows.append((period, f"${committed:.2f}", shown_budget, left))
+        left = "-" if budget is None else format_usd(max(budget - committed, 0.0))
+        shown_budget = "unlimited" if budget is None else format_usd(budget)
+        rows.append((period, format_usd(committed), shown_budget, left))
     in_flight = limits.max_clips_in_flight
     rows.append(
         ("in flight", str(ledger.open), "unlimited" if in_flight is None else str(in_flight), "-")
@@ -376,9 +377,10 @@ async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> i
     if unreserved is not None:
         print(
             "spent by tasks without a reservation:"
-            f" {unreserved.day} ${unreserved.day_usd:.2f} (was ${unreserved.day_before:.2f}),"
-            f" {unreserved.month} ${unreserved.month_usd:.2f}"
-            f" (was ${unreserved.month_before:.2f})"
+            f" {unreserved.day} {format_usd(unreserved.day_usd)}"
+            f" (was {format_usd(unreserved.day_before)}),"
+            f" {unreserved.month} {format_usd(unreserved.month_usd)}"
+            f" (was {format_usd(unreserved.month_before)})"
         )
     if found.moved:
         raise LedgerMoved("the tenant's ledger moved while counting; run it again")

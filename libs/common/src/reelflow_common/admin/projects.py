@@ -19,6 +19,7 @@ from reelflow_common.messages import (
     ClipUpdated,
     Event,
 )
+from reelflow_common.money import format_usd
 from reelflow_common.store import ClipState, Project
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.tracking import Action, Pass
@@ -90,10 +91,6 @@ def _due(state: Json, now: datetime) -> str:
     return _when(state["due_at"], now)
 
 
-def _usd(cost: float | None) -> str:
-    return "-" if cost is None else f"${cost:.2f}"
-
-
 def _error(error: Json | None) -> str:
     if not error:
         return ""
@@ -109,7 +106,8 @@ def render_project(state: Json, *, now: datetime) -> str:
         f"  status       {state['status']}  (seq {state['seq']}, model {state['model']})",
         f"  clips        {counts['completed']} completed / {counts['pending']} pending / "
         f"{counts['failed']} failed / {counts['cancelled']} cancelled of {counts['total_clips']}",
-        f"  cost         {_usd(cost['usd'])} ({cost['known']} priced, {cost['unknown']} unpriced)",
+        f"  cost         {format_usd(cost['usd'])}"
+        f" ({cost['known']} priced, {cost['unknown']} unpriced)",
         f"  created      {state['created_at']}",
         f"  updated      {state['updated_at']}",
         f"  finished     {state['finished_at'] or '-'}",
@@ -127,7 +125,7 @@ def render_project(state: Json, *, now: datetime) -> str:
 def _clip_lines(clip: Json, now: datetime) -> list[str]:
     lines = [f"  #{clip['scene_index']:<3} {clip['status']:<10}  task {clip['task_uuid']}"]
     if clip["video_url"]:
-        lines.append(f"        video {clip['video_url']}  cost {_usd(clip['cost'])}")
+        lines.append(f"        video {clip['video_url']}  cost {format_usd(clip['cost'])}")
     if clip["error"]:
         lines.append(f"        error {_error(clip['error'])}")
     asset = clip.get("asset")
