@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,3 +86,97 @@ def test_earlier_also_saves_an_earlier_tasks_billed_video_from_reelflows_copy(
         (EARLIER_TASK, True),
     ]
     assert report["not_ready"] == 0
+
+
+def _with_clip(clip: dict[str, object]) -> dict[str, Any]:
+    """PROJECT with one more finished clip, as a hostile or broken server names it."""
+    return {**PROJECT, "results": [*PROJECT["results"], clip | {"status": "success"}]}
+
+
+@pytest.mark.parametrize(
+    ("clip", "said"),
+    [
+        # A path in the task UUID: with DIR/scene-01-../ existing it wrote to DIR/../
+        (
+            {"scene_index": 1, "task_uuid": "../../escaped"},
+            'skipped a video of scene 1: the server sent task_uuid "../../escaped", not a UUID',
+        ),
+        (
+            {"scene_index": 1, "task_uuid": f"{CLIP_TASK}/../../x"},
+            "not a UUID",
+        ),
+        ({"scene_index": 1, "task_uuid": "x" * 5000}, 'task_uuid "xxxxxxxx'),
+        ({"scene_index": 1, "task_uuid": 7}, "the server sent task_uuid 7, not a UUID"),
+        ({"scene_index": 1}, "the server sent task_uuid null, not a UUID"),
+        (
+            {"scene_index": "1", "task_uuid": EARLIER_TASK},
+            'skipped a video: the server sent scene_index "1", not a scene number',
+        ),
+        ({"scene_index": True, "task_uuid": EARLIER_TASK}, "scene_index true, not a scene"),
+        ({"scene_index": -1, "task_uuid": EARLIER_TASK}, "scene_index -1, not a scene"),
+        ({"scene_index": 10**400, "task_uuid": EARLIER_TASK}, "scene_index 1000000000"),
+        ({"scene_index": 1.5, "task_uuid": EARLIER_TASK}, "scene_index 1.5, not a scene"),
+    ],
+)
+def test_a_clip_the_server_names_oddly_is_skipped_and_the_command_fails(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, clip: dict[str, object], said: str
+) -> None:
+    directory = tmp_path / "videos"
+    (directory / "scene-01-..").mkdir(parents=True)  # so a "/../" in a name would resolve
+    written: list[Path] = []
+
+    def download(url: str, target: Path) -> int:
+        written.append(target)
+        return 3
+
+    monkeypatch.setattr(cli, "download", download)
+    answer = httpx.Response(200, json=_with_clip(clip | {"video_url": RUNWARE}))
+    result = invoke(monkeypatch, answer, "download", PROJECT_ID, str(directory))
+
+    # The good clip is saved, the odd one is not, and the exit code says so.
+    assert written == [directory / f"scene-00-{CLIP_TASK}.mp4"]
+    assert result.exit_code == 6
+    warning, error = result.stderr.strip().splitlines()
+    assert warning.startswith("warning: skipped ")
+    assert said in warning
+    assert len(warning) < 250  # a long value is cut short
+    assert error == (
+        "error: 1 video(s) not downloaded: the server's answer named them with an invalid"
+        " scene_index or task_uuid"
+    )
+    assert f"saved {directory / f'scene-00-{CLIP_TASK}.mp4'} (3 bytes)" in result.stdout
+
+
+def test_a_task_uuid_is_named_in_its_canonical_form(
+    monkeypatch: pytest.MonkeyPatch, fetched: dict[str, str], tmp_path: Path
+) -> None:
+    clip = {"scene_index": 1, "task_uuid": "{" + EARLIER_TASK.upper() + "}", "video_url": RUNWARE}
+    answer = httpx.Response(200, json=_with_clip(clip))
+    result = invoke(monkeypatch, answer, "download", PROJECT_ID, str(tmp_path), "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert sorted(fetched) == [f"scene-00-{CLIP_TASK}.mp4", f"scene-01-{EARLIER_TASK}.mp4"]
+    assert [item["task_uuid"] for item in json.loads(result.stdout)["saved"]] == [
+        CLIP_TASK,
+        EARLIER_TASK,
+    ]
+
+
+def test_a_file_that_cannot_be_written_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / f"scene-00-{CLIP_TASK}.mp4").mkdir()  # a directory where the file goes
+
+    def download(url: str, target: Path) -> int:
+        target.with_name(target.name + ".part").write_bytes(b"mp4")
+        target.with_name(target.name + ".part").replace(target)
+        return 3
+
+    monkeypatch.setattr(cli, "download", download)
+    answer = httpx.Response(200, json=PROJECT)
+    result = invoke(monkeypatch, answer, "download", PROJECT_ID, str(tmp_path))
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: cannot write {tmp_path / f'scene-00-{CLIP_TASK}.mp4'}:"
+    )

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -23,7 +25,7 @@ from rich.console import Console
 from reelflow_cli import render
 from reelflow_cli.client import Client, download, video_link
 from reelflow_cli.config import load_config, require_key
-from reelflow_cli.errors import EXIT_FAILED_CLIPS, CliError
+from reelflow_cli.errors import EXIT_FAILED_CLIPS, EXIT_SERVER_ERROR, CliError
 from reelflow_cli.watch import watch as watch_project
 
 P = ParamSpec("P")
@@ -224,6 +226,8 @@ def download_videos(
     """Save the finished clips' MP4s into DIRECTORY, named by scene (scene-00-TASK.mp4 first).
 
     From reelflow's own copy when it has one (Runware's links expire), else from Runware.
+
+    A video named with an invalid scene or task UUID is skipped with a warning (exit 6).
     """
     with _client() as client:
         project = client.get(project_id)
@@ -232,14 +236,14 @@ def download_videos(
     ready = [
         (clip, link, "")
         for clip in clips
-        if clip["status"] == "success" and (link := video_link(clip, base))
+        if clip.get("status") == "success" and (link := video_link(clip, base))
     ]
     if earlier:
         ready += [
-            ({"scene_index": clip["scene_index"]} | attempt, link, "earlier-")
+            ({"scene_index": clip.get("scene_index")} | attempt, link, "earlier-")
             for clip in clips
             for attempt in clip.get("attempts") or []
-            if attempt["status"] == "success" and (link := video_link(attempt, base))
+            if attempt.get("status") == "success" and (link := video_link(attempt, base))
         ]
     if not ready:
         raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
@@ -248,14 +252,23 @@ def download_videos(
     except OSError as exc:
         raise CliError(f"cannot create {directory}: {exc.strerror}", exit_code=2) from exc
     saved = []
+    refused = 0
     for clip, source, kind in ready:
-        scene = clip["scene_index"]
-        target = directory / f"scene-{scene:02d}-{kind}{clip['task_uuid']}.mp4"
-        size = download(source, target)
+        try:
+            scene, task, target = _video_file(directory, clip, kind)
+        except CliError as exc:
+            # The other clips are still worth saving; the exit code says one was not.
+            refused += 1
+            err.print(f"[yellow]warning:[/] {render.shown(str(exc))}", highlight=False)
+            continue
+        try:
+            size = download(source, target)
+        except OSError as exc:
+            raise CliError(f"cannot write {target}: {exc.strerror}", exit_code=2) from exc
         saved.append(
             {
                 "scene_index": scene,
-                "task_uuid": clip["task_uuid"],
+                "task_uuid": task,
                 "earlier": bool(kind),
                 "path": str(target),
                 "bytes": size,
@@ -268,6 +281,50 @@ def download_videos(
         render.print_json({"project_id": project_id, "saved": saved, "not_ready": skipped})
     elif skipped:
         out.print(f"{skipped} clip(s) not downloaded: not finished or not successful.")
+    if refused:
+        raise CliError(
+            f"{refused} video(s) not downloaded: the server's answer named them with an"
+            " invalid scene_index or task_uuid",
+            exit_code=EXIT_SERVER_ERROR,
+        )
+
+
+#: the highest scene number a file is named with (the API allows far fewer scenes)
+_MAX_SCENE_INDEX = 10_000
+
+
+def _video_file(directory: Path, clip: render.Json, kind: str) -> tuple[int, str, Path]:
+    """The scene, the task UUID and the file of a clip's video: ``scene-NN-[earlier-]TASK.mp4``
+    in ``directory``, built only from a scene number and a task UUID in its canonical form.
+    The server's text never becomes a path: a ``task_uuid`` of ``../../x`` would write outside
+    ``directory``. A ``CliError`` (a server error) for a clip named otherwise."""
+    scene, task = clip.get("scene_index"), clip.get("task_uuid")
+    video = "an earlier video" if kind else "a video"
+    # bool is an int to Python, not a scene number to the API
+    if type(scene) is not int or not 0 <= scene <= _MAX_SCENE_INDEX:
+        raise CliError(
+            f"skipped {video}: the server sent scene_index {_excerpt(scene)}, not a scene number"
+            f" (task_uuid {_excerpt(task)})"
+        )
+    try:
+        if not isinstance(task, str):
+            raise ValueError(task)
+        canonical = str(uuid.UUID(task))
+    except ValueError:
+        raise CliError(
+            f"skipped {video} of scene {scene}: the server sent task_uuid {_excerpt(task)},"
+            " not a UUID"
+        ) from None
+    target = directory / f"scene-{scene:02d}-{kind}{canonical}.mp4"
+    if target.parent.resolve() != directory.resolve():  # cannot happen; never write elsewhere
+        raise CliError(f"skipped {video} of scene {scene}: {target} is not in {directory}")
+    return scene, canonical, target
+
+
+def _excerpt(value: object) -> str:
+    """A value the server sent, as JSON would show it, cut short: it may be anything."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 def _watch(client: Client, project_id: str, as_json: bool) -> None:
