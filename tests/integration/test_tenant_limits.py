@@ -450,6 +450,38 @@ async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: 
     assert (await LedgerStore(api.db).read(tenant_id)).open == 2
 
 
+@pytest.mark.parametrize("ledger", [{}, {"daily_budget_usd": 10.0}], ids=["no ledger", "budget"])
+@pytest.mark.parametrize(
+    ("now", "limit"),
+    [
+        ({"max_scenes_per_project": 1}, "max_scenes_per_project"),
+        ({"allowed_models": ["acme:video@2"]}, "allowed_models"),
+    ],
+    ids=["scenes", "model"],
+)
+async def test_a_replay_answers_with_its_project_after_the_limits_changed(
+    api: Api, ledger: dict[str, Any], now: dict[str, Any], limit: str
+) -> None:
+    """A client retrying after a timeout is not told its project was refused (403) while it
+    runs and is billed: the same key and body return the first project, whatever the limits
+    say now, for a tenant with a ledger or without."""
+    tenant_id, auth = await limited(api, **ledger)
+    key = {"Idempotency-Key": "rp-1"}
+    first = await api.create(auth, scenes(2), headers=key)
+    assert first.status_code == 202, first.text
+    await api.keys.set_limits(tenant_id, TenantLimits.model_validate(ledger | now))
+
+    again = await api.create(auth, scenes(2), headers=key)
+
+    assert again.status_code == 202, again.text
+    assert again.json()["project_id"] == first.json()["project_id"]
+    # A new request is judged on the limits as they are now.
+    fresh = await api.create(auth, scenes(2), headers={"Idempotency-Key": "rp-2"})
+    assert assert_problem(fresh, 403)["limit"] == limit
+    listed = await api.client.get("/v1/projects", headers=auth)
+    assert [p["project_id"] for p in listed.json()["items"]] == [first.json()["project_id"]]
+
+
 @pytest.mark.parametrize(
     "limits", [{"max_clips_in_flight": 2}, {"daily_budget_usd": 0.5}], ids=["in flight", "budget"]
 )

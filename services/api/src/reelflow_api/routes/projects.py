@@ -86,18 +86,14 @@ def _new_project(
     )
 
 
-async def _check_model_rules(state: AppState, new: NewProject) -> None:
+def _check_model_rules(new: NewProject) -> None:
     """422 for a scene its model would refuse (docs/RUNWARE.md §2.3), before anything is spent.
 
     The defaults count (a width and height not named are the configured ones). A
-    request replayed with its ``Idempotency-Key`` answers with its project even if
-    the rules (or the defaults) changed since it was accepted: that project is
-    running and billed, and a 422 would invite the client to buy it again.
+    replay does not get it (:func:`_replay_or_check`).
     """
     found = rule_violations(new.model, new.scenes)
     if not found:
-        return
-    if new.idempotency_key is not None and await state.projects.replay_of(new) is not None:
         return
     errors = [
         {
@@ -109,6 +105,53 @@ async def _check_model_rules(state: AppState, new: NewProject) -> None:
         for v in found
     ]
     raise invalid_request(errors)
+
+
+def _check_request(limits: TenantLimits, new: NewProject) -> None:
+    """What refuses a create whatever the tenant holds: a scene its model would refuse
+    (``Problem``, 422), a model or a number of scenes the tenant may not use
+    (``LimitExceeded``, 403)."""
+    _check_model_rules(new)
+    check_shape(limits, scenes=len(new.scenes), model=new.model)
+
+
+def _refused(state: AppState, new: NewProject, exc: LimitExceeded) -> Problem:
+    log.info("project_refused", limit=exc.limit.value, tenant_id=new.tenant_id)
+    return limit_exceeded(exc, now=state.projects.now())
+
+
+async def _replay_or_check(
+    state: AppState, limits: TenantLimits, new: NewProject
+) -> Project | None:
+    """The project an earlier request with ``new``'s Idempotency-Key made, or None once the
+    checks of :func:`_check_request` let ``new`` be created; their refusal otherwise.
+
+    A replay answers with its project whatever the checks say now: the model rules,
+    the defaults or the tenant's limits may have changed since it was accepted, and
+    that project is running and billed; a refusal would tell the client nothing was
+    made, and invite it to buy it again. For a tenant with a ledger the replay is
+    looked up first (it must not reserve its clips again); for the others only when a
+    check refuses, since their create finds a replay by its insert (the key's unique
+    index): a request that passes costs no read more, and one without a key none.
+    """
+    if limits.needs_ledger:
+        replayed = await state.projects.replay_of(new)
+        if replayed is None:
+            try:
+                _check_request(limits, new)
+            except LimitExceeded as exc:
+                raise _refused(state, new, exc) from exc
+        return replayed
+    try:
+        _check_request(limits, new)
+    except (Problem, LimitExceeded) as exc:
+        replayed = await state.projects.replay_of(new)  # without a key: None, no read
+        if replayed is not None:
+            return replayed
+        if isinstance(exc, LimitExceeded):
+            raise _refused(state, new, exc) from exc
+        raise
+    return None
 
 
 def _allowed(values: Sequence[object] | None) -> str:
@@ -189,14 +232,14 @@ async def _reserve(
 async def _reserve_and_create(
     state: AppState, limits: TenantLimits, new: NewProject, *, correlation: str | None
 ) -> CreateResult:
-    """Check the tenant's limits and reserve (403, 429, 402: ``Problem``), then create.
+    """Reserve on the tenant's ledger (429, 402: ``Problem``), then create; the request's
+    checks (:func:`_replay_or_check`) are passed already.
 
     A create refused for the room a request with its Idempotency-Key holds (its twin,
     ``KeyInProgress``) answers with that request's project once it is stored, as a replay,
     and 409 with ``Retry-After`` until then: never a refusal for its own twin's room.
     """
     try:
-        check_shape(limits, scenes=len(new.scenes), model=new.model)
         charges = await _reserve(
             state,
             new.tenant_id,
@@ -206,8 +249,7 @@ async def _reserve_and_create(
             idempotency_key=new.idempotency_key,
         )
     except LimitExceeded as exc:
-        log.info("project_refused", limit=exc.limit.value, tenant_id=new.tenant_id)
-        raise limit_exceeded(exc, now=state.projects.now()) from exc
+        raise _refused(state, new, exc) from exc
     except KeyInProgress as exc:
         replayed = await state.projects.replay_of(new)
         if replayed is None:
@@ -451,7 +493,9 @@ async def create_project(
     model or a number of scenes it may not use is 403, too many clips in flight
     429, a budget without room for the project's estimated cost 402. A request
     whose twin (the same Idempotency-Key) holds that room gets the twin's answer
-    once its project is stored, and 409 with ``Retry-After`` until then.
+    once its project is stored, and 409 with ``Retry-After`` until then. A request
+    repeated with the Idempotency-Key of a project already accepted answers with that
+    project, whatever the limits (or the model rules) say now.
     """
     correlation = correlation_id(request)
     tenant_id = grant.tenant_id
@@ -463,11 +507,7 @@ async def create_project(
         request_hash=_request_hash(body),
         correlation_id=correlation,
     )
-    await _check_model_rules(state, new)
-    replayed = None
-    if grant.limits.needs_ledger:
-        # A replay answers with its project, and must not reserve its clips again.
-        replayed = await state.projects.replay_of(new)
+    replayed = await _replay_or_check(state, grant.limits, new)
     if replayed is not None:
         result = CreateResult(project=replayed, created=False)
     else:
