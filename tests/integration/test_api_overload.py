@@ -31,13 +31,17 @@ LIMIT = 5
 WAITERS = 2
 #: slots one key may hold (the fixture's default leaves every slot to one key)
 PER_KEY = 3
+#: slots one tenant may hold, all its keys together (fewer than LIMIT, as it must be)
+PER_TENANT = LIMIT - 1
 
 
 @pytest.fixture
 async def api(
     settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
 ) -> AsyncIterator[Api]:
-    settings = settings_for(Settings, max_in_flight=LIMIT, max_waiters=WAITERS)
+    settings = settings_for(
+        Settings, max_in_flight=LIMIT, max_in_flight_per_tenant=PER_TENANT, max_waiters=WAITERS
+    )
     async with running_api(settings, mongo_db, amqp_connection) as api:
         yield api
 
@@ -77,9 +81,10 @@ def waiting_gauge() -> float:
 
 
 async def test_1000_concurrent_creates_get_202_or_an_immediate_503(api: Api) -> None:
-    auth = await api.tenant()
+    # From two tenants in turn: one alone may hold only PER_TENANT of the slots.
+    tenants = [await api.tenant(), await api.tenant()]
     with gated_creates(api) as gated:
-        requests = [asyncio.create_task(api.create(auth)) for _ in range(1000)]
+        requests = [asyncio.create_task(api.create(tenants[i % 2])) for i in range(1000)]
 
         def refused_all_answered() -> bool:
             return sum(request.done() for request in requests) == 1000 - LIMIT
@@ -106,11 +111,13 @@ async def test_1000_concurrent_creates_get_202_or_an_immediate_503(api: Api) -> 
 
 async def test_a_post_waiting_for_its_clips_does_not_hold_an_in_flight_slot(api: Api) -> None:
     auth = await api.tenant()
+    other = await api.tenant()  # one tenant may hold only PER_TENANT of the slots
     waiting = [asyncio.create_task(api.create(auth, wait=60)) for _ in range(WAITERS)]
     try:
         await eventually(lambda: waiting_gauge() == WAITERS, "the POSTs waiting")
         with gated_creates(api) as gated:
-            creates = [asyncio.create_task(api.create(auth)) for _ in range(LIMIT)]
+            creates = [asyncio.create_task(api.create(auth)) for _ in range(PER_TENANT)]
+            creates.append(asyncio.create_task(api.create(other)))
             await eventually(lambda: gated.entered == LIMIT, "every create admitted")
             one_more = await api.create(auth)
             gated.gate.set()
@@ -144,7 +151,12 @@ async def test_a_post_finding_too_many_waiters_answers_at_once(api: Api) -> None
 async def test_one_keys_flood_gets_429_and_leaves_slots_for_another_key(
     settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
 ) -> None:
-    settings = settings_for(Settings, max_in_flight=LIMIT, max_in_flight_per_key=PER_KEY)
+    settings = settings_for(
+        Settings,
+        max_in_flight=LIMIT,
+        max_in_flight_per_key=PER_KEY,
+        max_in_flight_per_tenant=PER_TENANT,
+    )
     async with running_api(settings, mongo_db, amqp_connection) as api:
         flooder, other = await api.tenant(), await api.tenant()
         key = flooder["Authorization"].removeprefix("Bearer ")
@@ -221,6 +233,62 @@ async def test_slow_bodies_without_a_valid_key_hold_no_slot(api: Api, key: str |
         await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)
 
 
+async def answered_or_reading(request: asyncio.Task[httpx.Response], body: SlowBody) -> None:
+    await eventually(
+        lambda: request.done() or body.reading, "the slow request answered, or its body read"
+    )
+
+
+async def test_one_tenants_slow_bodies_with_two_keys_leave_slots_for_other_tenants(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    """Two keys of one tenant (as during a rotation), each under the per-key cap, sending
+    bodies slowly: together they hold at most the tenant's share of the slots, the next is
+    429 at once, and another tenant's requests are still served (not 503)."""
+    per_key, per_tenant = 3, 3  # two keys could hold 6 slots: more than LIMIT
+    settings = settings_for(
+        Settings,
+        max_in_flight=LIMIT,
+        max_in_flight_per_key=per_key,
+        max_in_flight_per_tenant=per_tenant,
+    )
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        tenant_id, first = await api.new_tenant("rotating")
+        second = {"Authorization": f"Bearer {await api.keys.issue_key(tenant_id)}"}
+        other = await api.tenant("other")
+        release = asyncio.Event()
+        bodies = [SlowBody(release) for _ in range(2 * per_key)]
+        shed_before = REGISTRY.get_sample_value("reelflow_api_requests_tenant_shed_total") or 0.0
+        slow: list[asyncio.Task[httpx.Response]] = []
+        try:
+            # One after another, the keys in turn: each request answered or its body being read.
+            for i, body in enumerate(bodies):
+                auth = (first, second)[i % 2]
+                slow.append(
+                    asyncio.create_task(api.client.post("/v1/projects", content=body, headers=auth))
+                )
+                await answered_or_reading(slow[-1], body)
+            refused = [task.result() for task in slow if task.done()]
+            reading = sum(body.reading for body in bodies)
+
+            listed = await api.client.get("/v1/projects", headers=other)
+            config = await api.client.get("/v1/config")
+        finally:
+            release.set()
+            await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)
+
+    assert reading == per_tenant
+    assert len(refused) == 2 * per_key - per_tenant
+    for response in refused:
+        problem = assert_problem(response, 429)
+        assert response.headers["retry-after"] == "1"
+        assert "tenant" in problem["detail"]
+    shed = REGISTRY.get_sample_value("reelflow_api_requests_tenant_shed_total") or 0.0
+    assert shed - shed_before == len(refused)
+    assert listed.status_code == 200, listed.text
+    assert config.status_code == 200, config.text
+
+
 #: keys not known to be valid the API looks up at once, by default
 LOOKUPS: int = Settings.model_fields["auth_key_lookups_at_once"].default
 
@@ -233,7 +301,9 @@ async def test_a_wrong_key_past_the_lookups_at_once_is_a_503_at_once_holding_no_
 ) -> None:
     # It waited for a lookup in its slot: a flood of random keys kept every slot full, and a
     # valid key the replica had not seen waited behind it.
-    settings = settings_for(Settings, max_in_flight=LOOKUPS + 3)
+    settings = settings_for(
+        Settings, max_in_flight=LOOKUPS + 3, max_in_flight_per_tenant=LOOKUPS + 2
+    )
     async with running_api(settings, mongo_db, amqp_connection) as api:
         known = await api.tenant()
         assert (await api.client.get("/v1/projects", headers=known)).status_code == 200

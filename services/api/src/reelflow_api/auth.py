@@ -11,6 +11,9 @@ found with :func:`caller`; nothing else looks a key up.
 It runs inside :class:`~reelflow_api.middleware.InFlightLimit`: looking a key up (in
 memory, or one MongoDB read when the cache has not got it) is work that limit bounds,
 so a burst of requests with keys the cache has not got cannot start unbounded reads.
+Once its key is known, a request is counted for its tenant
+(:func:`~reelflow_api.middleware.hold_for_tenant`): a tenant with several keys holds at
+most ``max_in_flight_per_tenant`` slots, the next request answered ``429`` at once.
 A key is read once however many of its requests arrive meanwhile (they wait for that
 read), and at most ``auth_key_lookups_at_once`` (8) keys not known to be valid are
 being read at once; a request with one more such key is answered ``503`` with
@@ -33,7 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from reelflow_api.bearer import request_key
 from reelflow_api.matching import matched
-from reelflow_api.middleware import SHED_TOTAL
+from reelflow_api.middleware import SHED_TOTAL, hold_for_tenant
 from reelflow_api.problems import (
     RETRY_AFTER_OVERLOADED_S,
     Problem,
@@ -81,7 +84,7 @@ class Authentication:
             await self.app(scope, receive, send)
             return
         try:
-            scope[_CALLER_KEY] = await authenticate(self._key_store(), scope)
+            found = await authenticate(self._key_store(), scope)
         except Problem as problem:
             await problem_response(problem)(scope, receive, send)
             return
@@ -92,6 +95,12 @@ class Authentication:
         except BACKING_SERVICE_ERRORS as exc:
             await problem_response(backing_service_unavailable(exc))(scope, receive, send)
             return
+        # Its tenant known: counted for it too, however many keys it has (its body not read).
+        busy = hold_for_tenant(scope, found.grant.tenant_id)
+        if busy is not None:
+            await problem_response(busy)(scope, receive, send)
+            return
+        scope[_CALLER_KEY] = found
         await self.app(scope, receive, send)
 
     def _needs_api_key(self, route: BaseRoute | None) -> bool:

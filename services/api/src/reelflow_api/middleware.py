@@ -7,8 +7,9 @@
   requests admitted stay fast. A POST that waits for its clips (``?wait=``)
   trades its slot for one of ``max_waiters`` (:func:`start_waiting`): waiting
   costs the API almost nothing, and must not keep others out. One API key may
-  hold at most ``per_key`` of the slots; its next request is answered ``429``
-  at once, so one tenant's flood leaves slots for the others.
+  hold at most ``per_key`` of the slots, and one tenant, whatever number of keys
+  it has, ``per_tenant`` (fewer than ``limit``); the next request is answered
+  ``429`` at once, so one tenant's flood leaves slots for the others.
 * :class:`BodyLimit` answers ``413`` problem+json for a body over ``max_bytes``:
   at once when ``Content-Length`` says so, else as soon as the bytes that
   arrived pass it. It answers ``422`` for a body that is not UTF-8 (one Python's
@@ -66,6 +67,11 @@ KEY_SHED_TOTAL = Counter(
     "reelflow_api_requests_key_shed_total",
     "Requests answered 429 at once because their API key had too many in progress.",
 )
+TENANT_SHED_TOTAL = Counter(
+    "reelflow_api_requests_tenant_shed_total",
+    "Requests answered 429 at once because their tenant (all its API keys together) had"
+    " too many in progress.",
+)
 IN_FLIGHT = Gauge("reelflow_api_requests_in_flight", "Requests in progress (waiters excluded).")
 WAITING = Gauge("reelflow_api_requests_waiting", "POSTs waiting for their clips (?wait=).")
 
@@ -73,11 +79,13 @@ WAITING = Gauge("reelflow_api_requests_waiting", "POSTs waiting for their clips 
 class _Slot:
     """One admitted request: in flight, then perhaps waiting."""
 
-    __slots__ = ("credential", "limiter", "waiting")
+    __slots__ = ("credential", "limiter", "tenant", "waiting")
 
     def __init__(self, limiter: InFlightLimit, credential: str | None) -> None:
         self.limiter = limiter
         self.credential = credential
+        #: the tenant this request is counted for, once its key was looked up
+        self.tenant: str | None = None
         self.waiting = False
 
 
@@ -86,11 +94,16 @@ class InFlightLimit:
 
     And at most ``per_key`` in progress with one API key (the key the ``Authorization``
     header names, read as :mod:`reelflow_api.auth` reads it, however it is spelled; not
-    looked up), the next answered 429 at once: one tenant's flood cannot take every slot.
-    Requests without one (a webhook, a malformed header) share only ``limit``; those to a
-    route that needs a key give their slot back at once (:mod:`reelflow_api.auth`, inside
-    this limit, answers them 401 before their body is read). Waiters are not counted per
-    key: one key may hold every ``max_waiters`` (others' POSTs then answer at once, 202).
+    looked up), the next answered 429 at once. Counting the key needs no lookup, so it
+    bounds a key's requests before their key is looked up; but a tenant may have several
+    keys (two during a rotation), so once :mod:`reelflow_api.auth` has looked the key up
+    (:func:`hold_for_tenant`) a request is counted for its tenant too, at most
+    ``per_tenant`` (fewer than ``limit``) and the next answered 429 at once: one tenant's
+    flood, with however many keys, cannot take every slot. Requests without a key (a
+    webhook, a malformed header) share only ``limit``; those to a route that needs a key
+    give their slot back at once (:mod:`reelflow_api.auth`, inside this limit, answers
+    them 401 before their body is read). Waiters are not counted per key or tenant: one
+    key may hold every ``max_waiters`` (others' POSTs then answer at once, 202).
     """
 
     def __init__(
@@ -99,18 +112,22 @@ class InFlightLimit:
         *,
         limit: int,
         per_key: int,
+        per_tenant: int,
         max_waiters: int,
         exempt: Collection[str],
     ) -> None:
         self.app = app
         self._limit = limit
         self._per_key = per_key
+        self.per_tenant = per_tenant
         self._max_waiters = max_waiters
         self._exempt = frozenset(exempt)
         self.in_flight = 0
         self.waiting = 0
         #: requests in progress per credential (none at 0)
         self._by_credential: dict[str, int] = {}
+        #: requests in progress per tenant whose key was looked up (none at 0)
+        self._by_tenant: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._exempt:
@@ -130,40 +147,82 @@ class InFlightLimit:
         slot = _Slot(self, credential)
         scope[_SLOT_KEY] = slot
         self._count(in_flight=1)
-        self._hold(credential, 1)
+        _hold(self._by_credential, credential, 1)
         try:
             await self.app(scope, receive, send)
         finally:
             if slot.waiting:
                 self._count(waiting=-1)
             else:
-                self._count(in_flight=-1)
-                self._hold(credential, -1)
+                self._release(slot)
+
+    def hold_for_tenant(self, slot: _Slot, tenant_id: str) -> bool:
+        """Count ``slot`` for its tenant; False (nothing counted) when it has ``per_tenant``."""
+        if slot.waiting or slot.tenant is not None:
+            return True
+        if self._by_tenant.get(tenant_id, 0) >= self.per_tenant:
+            return False
+        slot.tenant = tenant_id
+        _hold(self._by_tenant, tenant_id, 1)
+        return True
 
     def start_waiting(self, slot: _Slot) -> bool:
         if slot.waiting:
             return True
         if self.waiting >= self._max_waiters:
             return False
+        self._release(slot)
         slot.waiting = True
-        self._count(in_flight=-1, waiting=1)
-        self._hold(slot.credential, -1)
+        self._count(waiting=1)
         return True
 
-    def _hold(self, credential: str | None, change: int) -> None:
-        if credential is None:
-            return
-        held = self._by_credential.get(credential, 0) + change
-        if held:
-            self._by_credential[credential] = held
-        else:
-            del self._by_credential[credential]
+    def _release(self, slot: _Slot) -> None:
+        """Give back what an in-flight ``slot`` holds (not what a waiter does)."""
+        self._count(in_flight=-1)
+        _hold(self._by_credential, slot.credential, -1)
+        _hold(self._by_tenant, slot.tenant, -1)
 
     def _count(self, *, in_flight: int = 0, waiting: int = 0) -> None:
         self.in_flight += in_flight
         self.waiting += waiting
         IN_FLIGHT.set(self.in_flight)
         WAITING.set(self.waiting)
+
+
+def _hold(held: dict[str, int], name: str | None, change: int) -> None:
+    """Change ``name``'s count in ``held`` (a name at 0 is removed); nothing for no name."""
+    if name is None:
+        return
+    count = held.get(name, 0) + change
+    if count:
+        held[name] = count
+    else:
+        del held[name]
+
+
+def hold_for_tenant(scope: Scope, tenant_id: str) -> Problem | None:
+    """Count this request, its key looked up, for its tenant; the ``429`` to answer instead
+    when the tenant has ``per_tenant`` requests in progress already (all its keys together).
+
+    :class:`~reelflow_api.auth.Authentication` calls it: only then is the tenant known.
+    """
+    slot = scope.get(_SLOT_KEY)
+    if not isinstance(slot, _Slot):  # not admitted by the limiter (an exempt path)
+        return None
+    if slot.limiter.hold_for_tenant(slot, tenant_id):
+        return None
+    TENANT_SHED_TOTAL.inc()
+    return _tenant_busy(slot.limiter.per_tenant)
+
+
+def _tenant_busy(per_tenant: int) -> Problem:
+    detail = (
+        f"This tenant has {per_tenant} requests in progress (all its API keys together),"
+        " the most one tenant may have; try again after Retry-After seconds."
+    )
+    return Problem(
+        429, "Too Many Requests", detail, headers={"Retry-After": str(RETRY_AFTER_OVERLOADED_S)}
+    )
 
 
 def _key_busy(per_key: int) -> Problem:

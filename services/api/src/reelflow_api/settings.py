@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from reelflow_common.settings import (
     AuthSettings,
@@ -76,6 +76,13 @@ class Settings(
         description="requests of one API key in progress before its new ones get an immediate"
         " 429 with Retry-After (max_in_flight is shared by every key: this leaves room for others)",
     )
+    max_in_flight_per_tenant: int = Field(
+        default=24,
+        ge=1,
+        description="requests of one tenant (all its API keys together) in progress before its"
+        " new ones get an immediate 429 with Retry-After; less than max_in_flight, so that one"
+        " tenant with several keys (as during a rotation) leaves room for others",
+    )
     max_waiters: int = Field(
         default=100,
         ge=0,
@@ -120,3 +127,13 @@ class Settings(
     http_keepalive_timeout_s: int = Field(
         default=5, ge=1, description="an idle keep-alive connection closes after this"
     )
+
+    @model_validator(mode="after")
+    def _one_tenant_leaves_room(self) -> Settings:
+        if self.max_in_flight_per_tenant >= self.max_in_flight:
+            raise ValueError(
+                f"max_in_flight_per_tenant ({self.max_in_flight_per_tenant}) must be less than"
+                f" max_in_flight ({self.max_in_flight}): one tenant's requests would leave no"
+                " room for other tenants'"
+            )
+        return self
