@@ -158,7 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
         InFlightLimit,
         limit=settings.max_in_flight,
         per_key=settings.max_in_flight_per_key,
-        per_tenant=settings.max_in_flight_per_tenant,
+        per_tenant=settings.tenant_in_flight_cap,
         max_waiters=settings.max_waiters,
         exempt=OPS_PATHS,
     )

@@ -76,12 +76,13 @@ class Settings(
         description="requests of one API key in progress before its new ones get an immediate"
         " 429 with Retry-After (max_in_flight is shared by every key: this leaves room for others)",
     )
-    max_in_flight_per_tenant: int = Field(
-        default=24,
+    max_in_flight_per_tenant: int | None = Field(
+        default=None,
         ge=1,
         description="requests of one tenant (all its API keys together) in progress before its"
         " new ones get an immediate 429 with Retry-After; less than max_in_flight, so that one"
-        " tenant with several keys (as during a rotation) leaves room for others",
+        " tenant with several keys (as during a rotation) leaves room for others; unset: three"
+        " quarters of max_in_flight (24 of 32)",
     )
     max_waiters: int = Field(
         default=100,
@@ -128,11 +129,21 @@ class Settings(
         default=5, ge=1, description="an idle keep-alive connection closes after this"
     )
 
+    @property
+    def tenant_in_flight_cap(self) -> int:
+        """Requests one tenant may have in progress: ``max_in_flight_per_tenant``, or three
+        quarters of ``max_in_flight`` (at least 1) when it is not set, so a deployment that
+        lowered ``max_in_flight`` alone keeps a tenant below it."""
+        if self.max_in_flight_per_tenant is not None:
+            return self.max_in_flight_per_tenant
+        return max(1, self.max_in_flight * 3 // 4)
+
     @model_validator(mode="after")
     def _one_tenant_leaves_room(self) -> Settings:
-        if self.max_in_flight_per_tenant >= self.max_in_flight:
+        cap = self.max_in_flight_per_tenant
+        if cap is not None and cap >= self.max_in_flight:
             raise ValueError(
-                f"max_in_flight_per_tenant ({self.max_in_flight_per_tenant}) must be less than"
+                f"max_in_flight_per_tenant ({cap}) must be less than"
                 f" max_in_flight ({self.max_in_flight}): one tenant's requests would leave no"
                 " room for other tenants'"
             )
