@@ -5,6 +5,7 @@ import uuid
 import httpx
 import pytest
 
+from reelflow_runware_sim import state
 from reelflow_runware_sim.testing import RunningSimulator, running_simulator
 from tests.sim.helpers import client_for, poll, poll_until_done, send, video
 
@@ -93,6 +94,42 @@ async def test_a_failed_generation_moves_to_errors_by_default(
     assert error["message"].startswith("The external provider did not respond")
     truth = await runware_sim.task(task["taskUUID"])
     assert (truth["state"], truth["billed"]) == ("error", False)
+
+
+async def test_fail_once_fails_the_first_task_with_its_prompt_and_lets_a_retry_succeed(
+    http: httpx.AsyncClient,
+) -> None:
+    prompt = f"[sim:latency=0] [sim:fail=once] a storm {uuid.uuid4()}"
+    first, retry, again = video(prompt), video(prompt), video(prompt)
+    other = video(f"[sim:latency=0] [sim:fail=once] another storm {uuid.uuid4()}")
+
+    await send(http, first)
+    failed = await poll_until_done(http, first["taskUUID"])
+    await send(http, retry, other)
+    retried = await poll_until_done(http, retry["taskUUID"])
+    other_body = await poll_until_done(http, other["taskUUID"])
+    await send(http, again)
+    succeeded_again = await poll_until_done(http, again["taskUUID"])
+
+    assert [error["code"] for error in failed["errors"]] == ["timeoutProvider"]
+    assert [item["status"] for item in retried["data"]] == ["success"]
+    assert [item["status"] for item in succeeded_again["data"]] == ["success"]
+    assert [error["code"] for error in other_body["errors"]] == ["timeoutProvider"]
+
+
+async def test_fail_once_remembers_a_bounded_number_of_prompts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(state, "FAILED_ONCE_KEPT", 2)
+    async with running_simulator(speedup=1e6) as sim, client_for(sim) as http:
+        tasks = [video(f"[sim:latency=0] [sim:fail=once] storm {n}") for n in range(3)]
+        await send(http, *tasks)
+        oldest_again = video(tasks[0]["positivePrompt"])
+        await send(http, oldest_again)
+        body = await poll_until_done(http, oldest_again["taskUUID"])
+
+        assert len(sim.state.failed_once) == 2
+    assert [error["code"] for error in body["errors"]] == ["timeoutProvider"]
 
 
 async def test_a_failed_generation_is_an_error_item_in_data_when_configured() -> None:

@@ -120,6 +120,24 @@ async def test_a_task_due_while_the_simulator_was_down_is_done_at_once(tmp_path:
     assert body["data"][0]["status"] == "success"
 
 
+async def test_a_fail_once_prompt_that_failed_before_a_restart_succeeds_after_it(
+    tmp_path: Path,
+) -> None:
+    state_file = tmp_path / "sim-state.json"
+    prompt = "[sim:latency=0] [sim:fail=once] a storm"
+    first, retry = video(prompt), video(prompt)
+    async with running_simulator(speedup=1, state_file=state_file) as sim, client_for(sim) as http:
+        await send(http, first)
+        failed = await poll_until_done(http, first["taskUUID"])
+
+    async with running_simulator(speedup=1, state_file=state_file) as sim, client_for(sim) as http:
+        await send(http, retry)
+        retried = await poll_until_done(http, retry["taskUUID"])
+
+    assert [error["code"] for error in failed["errors"]] == ["timeoutProvider"]
+    assert [item["status"] for item in retried["data"]] == ["success"]
+
+
 async def test_a_kept_video_serves_until_its_ttl_counted_across_the_stop(tmp_path: Path) -> None:
     state_file = tmp_path / "sim-state.json"
     settings: dict[str, Any] = {"speedup": 1, "video_url_ttl": 60, "state_file": state_file}

@@ -6,6 +6,7 @@ A directive is `[sim:NAME]` or `[sim:NAME=VALUE]` anywhere in `positivePrompt`:
 |---|---|
 | `[sim:latency=2.5]` | finish after 2.5 *simulated* seconds (divided by speedup like any latency) |
 | `[sim:fail]`, `[sim:fail=CODE]` | end in error with CODE (default `timeoutProvider`) |
+| `[sim:fail=once]` | `timeoutProvider` for the first task with this prompt, success after |
 | `[sim:hang]` | never finish |
 | `[sim:drop]` | accept the task but lose the answer to its first submit |
 | `[sim:webhook=drop]`, `[sim:webhook=duplicate]` | never deliver / deliver twice |
@@ -13,6 +14,7 @@ A directive is `[sim:NAME]` or `[sim:NAME=VALUE]` anywhere in `positivePrompt`:
 Directives override the random draws and the configured fault rates for that task.
 """
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -31,6 +33,8 @@ class Directives:
 
     latency: float | None = None
     fail: str | None = None
+    #: with `[sim:fail=once]`, a digest of the whole prompt: how later tasks know it failed
+    fail_once: str | None = None
     hang: bool = False
     drop: bool = False
     webhook: Literal["drop", "duplicate"] | None = None
@@ -40,12 +44,15 @@ def parse_directives(prompt: str) -> Directives:
     """Read the `[sim:...]` directives of a prompt; raise DirectiveError on a bad one."""
     latency: float | None = None
     fail: str | None = None
+    fail_once: str | None = None
     hang = drop = False
     webhook: Literal["drop", "duplicate"] | None = None
     for match in _DIRECTIVE.finditer(prompt):
         name, value = match.group(1), match.group(2)
         if name == "latency":
             latency = _seconds(value)
+        elif name == "fail" and value == "once":
+            fail_once = hashlib.sha256(prompt.encode()).hexdigest()
         elif name == "fail":
             fail = value or "timeoutProvider"
         elif name == "hang" and value is None:
@@ -58,7 +65,9 @@ def parse_directives(prompt: str) -> Directives:
             webhook = "duplicate"
         else:
             raise DirectiveError(f"unknown simulator directive {match.group(0)}")
-    return Directives(latency=latency, fail=fail, hang=hang, drop=drop, webhook=webhook)
+    return Directives(
+        latency=latency, fail=fail, fail_once=fail_once, hang=hang, drop=drop, webhook=webhook
+    )
 
 
 def _seconds(value: str | None) -> float:

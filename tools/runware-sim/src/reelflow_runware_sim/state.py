@@ -2,7 +2,8 @@
 
 A task's future is drawn once, on its first accepted submit, from a random generator
 seeded with the simulator seed and the taskUUID, so the same seed gives every task the
-same latency, outcome and videoUUID whatever order tasks arrive in. Its state is then a
+same latency, outcome and videoUUID whatever order tasks arrive in (but for
+`[sim:fail=once]`, which fails the first task with its prompt). Its state is then a
 pure function of the time since submit (`time.monotonic()`). `persistence.py` keeps
 tasks across restarts, on the wall clock.
 """
@@ -21,6 +22,8 @@ from .models import ModelSpec, price
 from .validation import VideoRequest
 
 Outcome = Literal["success", "error", "hang"]
+#: how many `[sim:fail=once]` prompts that have failed are remembered (the oldest go first)
+FAILED_ONCE_KEPT = 10_000
 ItemState = Literal["processing", "success", "error"]
 
 
@@ -125,6 +128,8 @@ class SimState:
         self.task_types: Counter[str] = Counter()
         self.endpoints: Counter[str] = Counter()
         self.http_status: Counter[str] = Counter()
+        #: digests of the `[sim:fail=once]` prompts that have failed, oldest first
+        self.failed_once: dict[str, None] = {}
         #: counts notify() calls, so a periodic save can tell whether anything happened
         self.revision = 0
         self._changed = asyncio.Event()
@@ -135,6 +140,7 @@ class SimState:
             for timer in task.timers:
                 timer.cancel()
         self.fault_rng.seed(self.seed)
+        self.failed_once.clear()
         for container in (self.tasks, self.videos, self.rejected, self.task_types):
             container.clear()
         self.endpoints.clear()
@@ -149,7 +155,15 @@ class SimState:
 
     def track(self, task: SimTask) -> None:
         """Go on with a task accepted by an earlier run (`persistence.py`)."""
+        digest = task.request.directives.fail_once
+        if digest is not None and task.outcome == "error":
+            self._note_failed_once(digest)
         self._remember(task, now=self.clock())
+
+    def _note_failed_once(self, digest: str) -> None:
+        self.failed_once[digest] = None
+        while len(self.failed_once) > FAILED_ONCE_KEPT:
+            del self.failed_once[next(iter(self.failed_once))]
 
     def _remember(self, task: SimTask, now: float) -> None:
         self.tasks[task.request.task_uuid] = task
@@ -167,10 +181,20 @@ class SimState:
         hang_roll, error_roll, drop_roll = rng.random(), rng.random(), rng.random()
         webhook_drop_roll, webhook_duplicate_roll = rng.random(), rng.random()
         directives, config = request.directives, self.config
+        fail, once = directives.fail, directives.fail_once
+        if (
+            fail is None
+            and once is not None
+            and not directives.hang
+            and once not in self.failed_once
+        ):
+            fail = "timeoutProvider"
+            self._note_failed_once(once)
+        drawn = directives.fail is None and once is None  # no fail directive decides
         outcome: Outcome = "success"
-        if directives.hang or (directives.fail is None and hang_roll < config.hang_rate):
+        if directives.hang or (drawn and hang_roll < config.hang_rate):
             outcome = "hang"
-        elif directives.fail is not None or error_roll < config.task_error_rate:
+        elif fail is not None or (drawn and error_roll < config.task_error_rate):
             outcome = "error"
         generations = []
         for _ in range(request.number_results):
@@ -197,7 +221,7 @@ class SimState:
             request=request,
             submitted_at=self.clock(),
             outcome=outcome,
-            error_code=(directives.fail or config.task_error_code) if outcome == "error" else None,
+            error_code=(fail or config.task_error_code) if outcome == "error" else None,
             generations=generations,
             drop_first_answer=directives.drop or drop_roll < config.drop_rate,
             webhook_plan=webhook_plan,
