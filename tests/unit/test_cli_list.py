@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import io
 
+import httpx
 import pytest
 from rich.console import Console
 
 from reelflow_cli.render import project_list
+from tests.unit.cli_runner import invoke
 
 PROJECT_ID = "c4738360-4dd8-4bad-84cd-fee2adfe0abc"
 ITEM = {
@@ -85,3 +87,26 @@ def test_the_next_page_command_keeps_the_status_filter(status: str | None, comma
     project_list(console, {"items": [ITEM], "next_cursor": "c2"}, status=status)
 
     assert out.getvalue().splitlines()[-1] == command
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["--limit", "2"], "More: reelflow list --limit 2 --cursor c2"),
+        (
+            ["--status", "completed", "--limit", "2"],
+            "More: reelflow list --status completed --limit 2 --cursor c2",
+        ),
+        ([], "More: reelflow list --cursor c2"),
+    ],
+)
+def test_the_next_page_command_keeps_the_page_size(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], command: str
+) -> None:
+    # Without --limit the next page would be 20 rows, not the size asked for.
+    page = httpx.Response(200, json={"items": [ITEM], "next_cursor": "c2"})
+
+    result = invoke(monkeypatch, page, "list", *args)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == command

@@ -132,12 +132,16 @@ def watch(project_id: ProjectId, as_json: JsonFlag = False) -> None:
         _watch(client, project_id, as_json)
 
 
+#: `reelflow list`'s page size when --limit is not given
+LIST_LIMIT = 20
+
+
 @_command(name="list")
 def list_projects(
     status: Annotated[
         str | None, typer.Option(help="Only projects in this status (e.g. generating).")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100, help="Projects per page.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Projects per page.")] = LIST_LIMIT,
     cursor: Annotated[str | None, typer.Option(help="The next page's cursor.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -147,7 +151,8 @@ def list_projects(
     if as_json:
         render.print_json(page)
     else:
-        render.project_list(out, page, status=status)
+        shown_limit = None if limit == LIST_LIMIT else limit
+        render.project_list(out, page, status=status, limit=shown_limit)
 
 
 @_command()

@@ -227,10 +227,13 @@ def list_widths(rows: list[dict[str, str]], width: int) -> dict[str, int]:
     return others
 
 
-def project_list(console: Console, page: Json, *, status: str | None = None) -> None:
+def project_list(
+    console: Console, page: Json, *, status: str | None = None, limit: int | None = None
+) -> None:
     """The page's projects, a row each: fitted to a terminal's width (:func:`list_widths`); in a
     pipe or a log, whole lines (there is no screen to fit, and a script wants every title).
-    The next page's command repeats the ``status`` filter: its cursor is only good with it."""
+    The next page's command repeats the ``status`` filter (its cursor is only good with it)
+    and the ``limit`` (None: the default page size, not repeated)."""
     items = page["items"]
     if not items:
         console.print("No projects.")
@@ -254,7 +257,10 @@ def project_list(console: Console, page: Json, *, status: str | None = None) -> 
         _whole(console, _list_table(rows, dict.fromkeys(_COLUMNS)))
     if page.get("next_cursor"):
         filtered = "" if status is None else f" --status {status}"
-        console.print(f"More: reelflow list{filtered} --cursor {page['next_cursor']}", style="dim")
+        sized = "" if limit is None else f" --limit {limit}"
+        console.print(
+            f"More: reelflow list{filtered}{sized} --cursor {page['next_cursor']}", style="dim"
+        )
 
 
 def _list_table(rows: list[dict[str, str]], widths: Mapping[str, int | None]) -> Table:
