@@ -35,7 +35,7 @@ def answer(status: str, clips_changed: int) -> httpx.Response:
     [
         ("retry", "completed", 0, "Nothing to retry: no clip failed."),
         ("retry", "generating", 2, "2 clips retried."),
-        ("cancel", "completed", 0, "Nothing to cancel: every clip had finished."),
+        ("cancel", "completed", 0, "Nothing to cancel: no clip is queued or processing."),
         ("cancel", "cancelled", 1, "1 clip cancelled."),
     ],
 )

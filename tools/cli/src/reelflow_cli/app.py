@@ -191,7 +191,7 @@ def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
     else:
         render.project_summary(out, project)
         render.clips_changed(
-            out, project, "cancelled", nothing="Nothing to cancel: every clip had finished."
+            out, project, "cancelled", nothing="Nothing to cancel: no clip is queued or processing."
         )
         render.cancel_billed(out, project)
 

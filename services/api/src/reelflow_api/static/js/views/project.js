@@ -177,7 +177,7 @@ export function mountProject(container, { api, live }, projectId) {
  * knows Runware may still bill (``clips_may_be_billed``: each only if it ends with a video;
  * not an upper bound, as a clip whose submit was in flight may be billed uncounted). */
 export function cancelledText({ clips_changed: changed = 0, clips_may_be_billed: billed = 0 } = {}) {
-  if (changed === 0) return 'Nothing to cancel: every clip had finished.';
+  if (changed === 0) return 'Nothing to cancel: no clip is queued or processing.';
   const done = `Cancelled ${plural(changed, 'clip')}`;
   if (billed === 0) return `${done}; ${changed === 1 ? 'it is not' : 'none of them is'} known to be billed.`;
   const some = changed === 1 ? 'it' : `${billed} of them`;
