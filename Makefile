@@ -77,5 +77,6 @@ compose-env:
 # is refused and nothing is removed. A broker that does not answer keeps them (said how
 # to delete them later), the rest goes.
 clean:
-	if [ -d .run ] && [ -x $(BIN)/reelflow-dev ]; then $(BIN)/reelflow-dev --delete-queues; fi
-	rm -rf $(VENV) .tools .run
+	@if [ -d .run ] && [ -x $(BIN)/reelflow-dev ]; then $(BIN)/reelflow-dev --delete-queues; fi
+	@gone="$$(echo $$(ls -d $(VENV) .tools .run 2>/dev/null))"; rm -rf $(VENV) .tools .run; \
+	echo "reelflow: removed $${gone:-nothing (there was no $(VENV), .tools or .run)}"

@@ -134,3 +134,22 @@ def test_make_clean_deletes_the_checkouts_queues_first_and_keeps_everything_when
     assert "asked: --delete-queues" in cleaned.stdout
     assert not (checkout / ".run").exists()
     assert not (checkout / ".venv").exists()
+
+
+def test_make_clean_says_what_it_removed_in_one_line_without_echoing_its_commands(
+    tmp_path: Path,
+) -> None:
+    checkout = _checkout(tmp_path)
+    (checkout / ".run").mkdir()
+    (checkout / ".tools").mkdir()
+    _script(checkout / ".venv" / "bin" / "reelflow-dev", "echo queues deleted")
+
+    cleaned = _make(checkout, "clean")
+    again = _make(checkout, "clean")
+
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert cleaned.stdout.splitlines() == ["queues deleted", "reelflow: removed .run .tools .venv"]
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == [
+        "reelflow: removed nothing (there was no .venv, .tools or .run)"
+    ]
