@@ -189,6 +189,8 @@ def test_every_reelflow_cli_command_in_the_readme_exists_and_parses() -> None:
     shown += [["list"], *[shlex.split(c) for c in re.findall(r"`([a-z]+ [A-Z_ ]+)`", prose)]]
     assert len(named) >= 5, prose
     assert sorted(set(named) - set(group.commands)) == []
+    # ... and every command the CLI has is there, in the prose or in a code block.
+    assert sorted(set(group.commands) - {argv[0] for argv in shown} - set(named)) == []
     for argv in shown:
         name, *args = [PLACEHOLDERS.get(word, word) for word in argv]
         assert name in group.commands, f"reelflow {name}: no such command"
