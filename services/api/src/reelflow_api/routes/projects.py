@@ -625,7 +625,7 @@ async def cancel_project(
     project_id: str, request: Request, state: State, tenant_id: TenantId
 ) -> Response:
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``;
-    ``clips_changed`` is 0 when every clip had finished; ``clips_may_be_billed`` of those it
+    ``clips_changed`` is 0 when no clip is queued or processing; ``clips_may_be_billed`` of those it
     cancelled, the ones reelflow knows Runware may bill all the same (not an upper bound)."""
     cancelled = await state.projects.cancel(
         project_id,
