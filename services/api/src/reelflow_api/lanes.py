@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from reelflow_common.broker import Publisher
 from reelflow_common.broker.publisher import Unroutable
-from reelflow_common.broker.replica import consuming_replica_queue
+from reelflow_common.broker.replica import HINT_QUEUE_MAX_LENGTH, consuming_replica_queue
 from reelflow_common.commands import send_all, send_each
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import LaneOpened, Message, SubmitClip
@@ -48,8 +48,6 @@ from reelflow_common.topology import SUBMIT_CLIP, Topology
 
 log = get_logger(__name__)
 
-#: signals the queue holds at most; past it the oldest is dropped (a lane heard of later)
-QUEUE_MAX_LENGTH = 10_000
 #: tenants remembered at most; past it a new one's clips keep going through the sorter
 MAX_LANES = 100_000
 
@@ -149,6 +147,6 @@ async def listening(
         on_signal,
         exchange=topology.submitter_signals,
         binding_keys=[""],
-        max_length=QUEUE_MAX_LENGTH,
+        max_length=HINT_QUEUE_MAX_LENGTH,  # a lane dropped is heard of later
     ) as name:
         yield name

@@ -24,15 +24,12 @@ from contextlib import asynccontextmanager, contextmanager
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
-from reelflow_common.broker.replica import consuming_replica_queue
+from reelflow_common.broker.replica import HINT_QUEUE_MAX_LENGTH, consuming_replica_queue
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import parse_event
 from reelflow_common.topology import PROJECT_FINISHED, Topology
 
 log = get_logger(__name__)
-
-#: events the queue holds at most; past it the oldest is dropped (the safety net reads)
-QUEUE_MAX_LENGTH = 10_000
 
 
 class Wakeups:
@@ -78,7 +75,7 @@ async def subscribed(
     wakeups: Wakeups,
     *,
     queue_name: str,
-    max_length: int = QUEUE_MAX_LENGTH,
+    max_length: int = HINT_QUEUE_MAX_LENGTH,
 ) -> AsyncIterator[str]:
     """Feed ``project.finished`` events to ``wakeups`` until exit; yields the queue's name.
 

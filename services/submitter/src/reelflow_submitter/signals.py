@@ -1,9 +1,10 @@
 """The submitter replicas' signals: lanes opened and Runware throttling, over one fanout.
 
-Each replica has its own exclusive, auto-delete queue bound to the
-``reelflow.submitter`` fanout, consumed without acknowledgements: a signal is a
-hint whose loss costs only time (lanes are re-announced periodically, a 429 is
-seen again at the next submit), so nothing here needs the work queues' policy.
+Each replica has its own queue bound to the ``reelflow.submitter`` fanout
+(``reelflow_common.broker.replica``: exclusive, auto-delete, classic, bounded),
+consumed without acknowledgements: a signal is a hint whose loss costs only time
+(lanes are re-announced periodically, a 429 is seen again at the next submit), so
+nothing here needs the work queues' policy.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from pydantic import ValidationError
 
+from reelflow_common.broker.replica import HINT_QUEUE_MAX_LENGTH, consuming_replica_queue
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import SIGNAL_TYPES, LaneOpened
 from reelflow_common.topology import Topology
@@ -33,10 +35,6 @@ async def listen(
     listening: asyncio.Event | None = None,
 ) -> None:
     """Apply every signal until ``stop``; ``listening`` is set once signals arrive."""
-    queue = await channel.declare_queue(
-        topology.signal_queue(uuid.uuid4().hex), exclusive=True, auto_delete=True
-    )
-    await queue.bind(topology.submitter_signals)
 
     async def on_signal(incoming: AbstractIncomingMessage) -> None:
         model = SIGNAL_TYPES.get(incoming.type or "")
@@ -56,11 +54,14 @@ async def listen(
         else:
             throttle.told(signal.until)
 
-    tag = await queue.consume(on_signal, no_ack=True)
-    if listening is not None:
-        listening.set()
-    try:
+    async with consuming_replica_queue(
+        channel,
+        topology.signal_queue(uuid.uuid4().hex),
+        on_signal,
+        exchange=topology.submitter_signals,
+        binding_keys=[""],
+        max_length=HINT_QUEUE_MAX_LENGTH,
+    ):
+        if listening is not None:
+            listening.set()
         await stop.wait()
-    finally:
-        if not channel.is_closed:
-            await queue.cancel(tag)

@@ -18,6 +18,10 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
+#: hints a replica queue of signals or wake-ups holds at most; past it the oldest is
+#: dropped (each consumer has a safety net for a lost one: a re-announcement, a re-read)
+HINT_QUEUE_MAX_LENGTH = 10_000
+
 
 async def declare_replica_queue(
     channel: AbstractChannel,
