@@ -12,6 +12,7 @@ from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import SubmitClip
 from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import RunwareError, VideoRequest, is_outage
+from reelflow_common.unread_window import in_unread_window
 
 #: the error code of a clip Runware could not take through an outage as long as the ceiling
 RUNWARE_UNAVAILABLE = "runwareUnavailable"
@@ -77,14 +78,16 @@ def reads_before_submit(
     first submit of a clip queued more than ``read_after_s`` before ``now`` (database
     clock), which waited in its tenant's lane long enough to be cancelled meanwhile. Only
     the first handling of a clip's first submit within ``read_after_s`` of its queueing
-    reads nothing: a cancel inside that window may still buy it (the chain then follows
-    it, billed).
+    (``reelflow_common.unread_window``, which the cancel's count of clips that may be billed
+    shares) reads nothing: a cancel inside that window may still buy it (the chain then
+    follows it, billed).
     """
     if message.attempt > 1 or message.after_earlier_tasks or may_have_submitted:
         return True
-    # A message from before ``queued_at``: its publisher's clock stands in for the database's.
+    # A message from before ``queued_at``: its publisher's clock stands in for the database's
+    # (the cancel, which has no message, counts a clip without ``queued_at`` as may be billed).
     queued_at = message.queued_at or message.occurred_at
-    return (now - queued_at).total_seconds() > read_after_s
+    return not in_unread_window(queued_at, now=now, read_after_s=read_after_s)
 
 
 def may_have_submitted(message: SubmitClip, *, first_handling: bool) -> bool:

@@ -15,6 +15,7 @@ from reelflow_common.store.models import ClipState, Outcome, Project
 from reelflow_common.store.reads import ProjectReads
 from reelflow_common.store.transitions import cancellation
 from reelflow_common.store.writes import ProjectWrites
+from reelflow_common.unread_window import in_unread_window
 
 
 def may_be_billed(clip: ClipState, *, now: datetime, submit_read_after_s: float) -> bool:
@@ -23,15 +24,17 @@ def may_be_billed(clip: ClipState, *, now: datetime, submit_read_after_s: float)
     Processing: Runware has the task; it is followed and billed if it ends with a video.
     Queued: the submitter (``reelflow_submitter.service.reads_before_submit``) may still send
     it without reading the cancel when it is the scene's first task queued within
-    ``submit_read_after_s`` of ``now``; an earlier submit may have got it to Runware
-    unanswered when the clip is ``waiting`` (an outage met its submit) or its lease has run
-    out (its chain was lost, maybe mid-submit: the reconciler's next one asks Runware). Any of
-    these is billed only if Runware has (or gets) the task and it ends with a video, so this
-    says "may". Not seen here, as no write records them, so this is not an upper bound: a
-    submit in flight (it read the clip a moment before the cancel, or a submitter stopped
-    mid-submit and its message comes again while the lease still runs), and a submit tried
-    again after a retryable error that was not an outage (``SubmitClip.last_ambiguous_at``
-    is in the message only: Runware may have stored the task).
+    ``submit_read_after_s`` of ``now`` (``reelflow_common.unread_window``, the one rule both
+    apply; a clip without ``queued_at`` counts as within); an earlier submit may have got it
+    to Runware unanswered when the clip is ``waiting`` (an outage met its submit) or its lease
+    has run out (its chain was lost, maybe mid-submit: the reconciler's next one asks
+    Runware). Any of these is billed only if Runware has (or gets) the task and it ends with
+    a video, so this says "may". Not seen here, as no write records them, so this is not an
+    upper bound: a submit in flight (it read the clip a moment before the cancel, or a
+    submitter stopped mid-submit and its message comes again while the lease still runs),
+    and a submit tried again after a retryable error that was not an outage
+    (``SubmitClip.last_ambiguous_at`` is in the message only: Runware may have stored the
+    task).
     """
     if clip.status is ClipStatus.PROCESSING:
         return True
@@ -40,9 +43,14 @@ def may_be_billed(clip: ClipState, *, now: datetime, submit_read_after_s: float)
     if clip.waiting is not None or clip.lease is None or clip.lease.until <= now:
         return True
     if any(task_uuid != clip.task_uuid for task_uuid in clip.attempts):
-        return False  # a retry's task: every submit of it reads the clip first
-    queued_at = clip.queued_at
-    return queued_at is None or (now - queued_at).total_seconds() <= submit_read_after_s
+        # A retry's task (the submitter's ``SubmitClip.after_earlier_tasks``, set from the
+        # clip's ``attempts`` when queued): every submit of it reads the clip first.
+        return False
+    if clip.queued_at is None:
+        # A clip from before ``queued_at``: its age is unknown here (the submitter's message
+        # carries a time of its own), so it is counted: this is a count of what may be billed.
+        return True
+    return in_unread_window(clip.queued_at, now=now, read_after_s=submit_read_after_s)
 
 
 @dataclass(frozen=True, slots=True)
