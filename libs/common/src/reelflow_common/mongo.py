@@ -25,6 +25,10 @@ _close_sockets_on_cancel()  # PyMongo leaves a socket open when a connect is can
 
 #: how long closing a client may try to end its sessions on the server
 CLOSE_TIMEOUT_S = 1.0
+#: tries of a write built from a read and guarded on it (a repair, a follow, a cancel, a
+#: reservation, a create's insert), which a concurrent writer may overtake: each miss reads
+#: again, and this many misses in a row is contention the caller says (or waits out)
+REREAD_ATTEMPTS = 3
 
 
 @asynccontextmanager

@@ -56,7 +56,7 @@ from reelflow_common.accounting.limits import (
 )
 from reelflow_common.errors import ReelflowError, TransientError
 from reelflow_common.logging import get_logger
-from reelflow_common.mongo import Database, Document
+from reelflow_common.mongo import REREAD_ATTEMPTS, Database, Document
 
 log = get_logger(__name__)
 
@@ -68,7 +68,6 @@ SETTLED_KEPT = 1000
 _EPSILON = 1e-6
 #: a clip in flight ends within minutes; the client is told to try again after this
 IN_FLIGHT_RETRY_AFTER_S = 30
-_RESERVE_ATTEMPTS = 3
 #: a reservation's clips are stored, or it is given back or kept, well within this: a create's
 #: insert (a retry's writes of its clips), and after an unknown outcome the read and the
 #: release, each take at most REELFLOW_MONGO_TIMEOUT_S (10 s by default); a recount waits it out
@@ -195,7 +194,7 @@ class LedgerStore:
         if digest is not None:
             entry = {"key": digest, "at": now, "id": charge_id}
             update["$push"] = {"reserving": {"$each": [entry], "$slice": -RESERVING_KEPT}}
-        for _ in range(_RESERVE_ATTEMPTS):
+        for _ in range(REREAD_ATTEMPTS):
             try:
                 # Upsert: a tenant's first reservation creates its ledger. A ledger that
                 # exists but has no room makes the upsert insert a second _id: refused.
@@ -341,7 +340,7 @@ class LedgerStore:
         update guarded on that as read, never over what a reservation or settlement wrote.
         A count that another one overtook counts again. ``apply`` False: writes nothing.
         """
-        for _ in range(_RESERVE_ATTEMPTS):
+        for _ in range(REREAD_ATTEMPTS):
             doc = await self._ledgers.find_one({"_id": tenant_id}, {"unreserved": 1})
             if doc is None:
                 return None

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import Event
-from reelflow_common.store.collection import REPAIR_ATTEMPTS
+from reelflow_common.mongo import REREAD_ATTEMPTS
 from reelflow_common.store.leases import new_token
 from reelflow_common.store.models import ClipState, Outcome, Project
 from reelflow_common.store.reads import ProjectReads
@@ -110,7 +110,7 @@ class ProjectCancel(ProjectReads, ProjectWrites):
         events ([]: it had ended, or is gone) and whether its task may be billed, as the
         write that applied found it; None when it moved at every try, still open
         (``Outcome.busy``)."""
-        for tries in range(REPAIR_ATTEMPTS):
+        for tries in range(REREAD_ATTEMPTS):
             if clip.status.is_terminal:
                 return _Cancelled([])  # it ended meanwhile, which is what cancelling wanted
             now = self._now()
@@ -121,7 +121,7 @@ class ProjectCancel(ProjectReads, ProjectWrites):
                 now=now,
                 correlation_id=correlation_id,
                 log_size=self._log_size,
-                lease_as_read=tries < REPAIR_ATTEMPTS - 1,
+                lease_as_read=tries < REREAD_ATTEMPTS - 1,
                 follow_token=new_token(),
             )
             # No message stands behind a cancel: a charge it settles is owed until the settle

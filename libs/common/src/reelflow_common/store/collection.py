@@ -25,9 +25,6 @@ from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 from reelflow_common.store.transitions.write import Write
 
-#: attempts of a repair built from a read, which a concurrent writer may overtake
-REPAIR_ATTEMPTS = 3
-
 
 class ProjectCollection:
     """The ``projects`` collection, and the state every part of the store shares."""

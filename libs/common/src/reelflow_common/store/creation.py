@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
+from reelflow_common.mongo import REREAD_ATTEMPTS
 from reelflow_common.store.collection import ProjectCollection
 from reelflow_common.store.documents import (
     WITHOUT_REQUESTS_AND_EVENTS,
@@ -22,9 +23,6 @@ from reelflow_common.store.models import CreateResult, NewProject, Project
 from reelflow_common.store.timefmt import as_utc
 
 IDEMPOTENCY_TTL = timedelta(hours=24)
-
-#: inserts of one create; each failed one means an expired idempotency key was released
-_CREATE_ATTEMPTS = 3
 
 
 class ProjectCreation(ProjectCollection):
@@ -44,7 +42,8 @@ class ProjectCreation(ProjectCollection):
         """
         if project_id is None:
             project_id = str(uuid.uuid4())
-        for _ in range(_CREATE_ATTEMPTS):
+        # Each failed insert means an expired idempotency key was released: insert again.
+        for _ in range(REREAD_ATTEMPTS):
             now = self._now()
             doc = new_project_document(
                 new,

@@ -9,7 +9,8 @@ from datetime import datetime
 
 from pymongo import UpdateOne
 
-from reelflow_common.store.collection import REPAIR_ATTEMPTS, ProjectCollection
+from reelflow_common.mongo import REREAD_ATTEMPTS
+from reelflow_common.store.collection import ProjectCollection
 from reelflow_common.store.models import Lease
 from reelflow_common.store.transitions import chainleases, follows
 
@@ -114,7 +115,7 @@ class ChainLeases(ProjectCollection):
         nothing to follow (another chain follows the task, or its end is recorded, or the
         clip took it up again). Read, then written guarded on what was read (again on a race).
         """
-        for _ in range(REPAIR_ATTEMPTS):
+        for _ in range(REREAD_ATTEMPTS):
             clip = await self._read_clip(project_id, scene_index)
             if clip is None:
                 return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES
 from reelflow_common.logging import get_logger
-from reelflow_common.store.collection import REPAIR_ATTEMPTS
+from reelflow_common.mongo import REREAD_ATTEMPTS
 from reelflow_common.store.documents import LOG_HEAD, clip_from_document, clip_path, log_head
 from reelflow_common.store.eventlog import about_scene, materialize
 from reelflow_common.store.models import ClipState, TaskFailed, TaskResult
@@ -77,7 +77,7 @@ class RepairPath(ProjectWrites):
         ``unattended``: a write this repair applies marks its settlement owed, from this
         repair's read of the clip (:meth:`record`).
         """
-        for _ in range(REPAIR_ATTEMPTS):
+        for _ in range(REREAD_ATTEMPTS):
             doc = await self._majority_reads.find_one(
                 {"_id": project_id},
                 LOG_HEAD

@@ -14,8 +14,7 @@ from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
-from reelflow_common.mongo import Document
-from reelflow_common.store.collection import REPAIR_ATTEMPTS
+from reelflow_common.mongo import REREAD_ATTEMPTS, Document
 from reelflow_common.store.documents import LOG_HEAD, clip_from_document, clip_path
 from reelflow_common.store.leases import new_token
 from reelflow_common.store.models import ClipState, Outcome, Project
@@ -165,7 +164,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         is guarded on the project's owed list as read (:meth:`_owed_made`).
         """
         read: Document | None = None  # the clip's project as last read here, owed list and all
-        for _ in range(REPAIR_ATTEMPTS):
+        for _ in range(REREAD_ATTEMPTS):
             if clip.status is not ClipStatus.FAILED:
                 return None, []  # a concurrent retry took it
             now = self._now()
