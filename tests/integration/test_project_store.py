@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DocumentTooLarge
+from pymongo.results import UpdateResult
 
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.errors import TransientError
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, Event, ProjectFinished
-from reelflow_common.mongo import Database
+from reelflow_common.mongo import REREAD_ATTEMPTS, Database
 from reelflow_common.store import (
     TIMED_OUT,
     Change,
@@ -1229,3 +1231,62 @@ async def test_a_chain_that_renewed_after_the_read_keeps_its_clip(store: Project
     )
 
     assert not await store.rearm(project.id, clip, token="fresh", until=later)
+
+
+class _Overtaken:
+    """The store's ``projects`` collection as seen by a writer that a concurrent one overtakes
+    every time: each guarded ``update_one`` matches nothing; reads are the real ones."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.misses = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def update_one(self, *_args: Any, **_kwargs: Any) -> UpdateResult:
+        self.misses += 1
+        return UpdateResult({"n": 0, "nModified": 0, "ok": 1}, acknowledged=True)
+
+
+async def test_a_follow_overtaken_at_every_read_is_retried_later_not_dropped(
+    store: ProjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runware took a cancelled clip's task: its follow is read, then written guarded on the
+    read. Overtaken at every try, the follow must not look like "nothing to follow" (the
+    chain would stop following a task Runware bills): the message is retried later."""
+    project = await created(store, 1)
+    task_uuid = project.clips[0].task_uuid
+    assert await store.cancel(project.id, tenant_id="tenant-a") is not None
+    overtaken = _Overtaken(store._projects)
+    monkeypatch.setattr(store, "_projects", overtaken)
+
+    with pytest.raises(TransientError, match=project.id) as raised:
+        await store.follow_given_up(project.id, 0, task_uuid)
+
+    assert "scene 0" in str(raised.value)
+    assert overtaken.misses == REREAD_ATTEMPTS
+    monkeypatch.undo()  # the contention is over: the retried follow takes the task
+    assert await store.follow_given_up(project.id, 0, task_uuid) is not None
+
+
+async def test_a_stale_chains_submit_of_a_replaced_task_changes_nothing_and_is_not_retried(
+    store: ProjectStore,
+) -> None:
+    """A chain a re-arm replaced (its token no longer the attempt's) got a task that an
+    earlier task's video replaced to Runware: the chain holding the attempt's lease follows
+    it. Not contention: the stale chain stops (no change, no retry)."""
+    project = await created(store, 1)
+    first_task = project.clips[0].task_uuid
+    await fail(store, project, 0, code="taskFailedOrNotFound")
+    retried = await store.retry(project.id, tenant_id="tenant-a")
+    assert retried is not None
+    second_task = retried.project.clips[0].task_uuid
+    late = TaskSucceeded(video_url="https://v/late.mp4", video_uuid="late", cost=0.4)
+    assert (await store.record(project.id, 0, first_task, late)).applied
+    before = (await reread(store, project)).clips[0].attempts[second_task]
+
+    stale = await store.mark_processing(project.id, 0, second_task, token="re-armed-away")
+
+    assert (stale.applied, stale.events, stale.given_up) == (False, [], False)
+    assert (await reread(store, project)).clips[0].attempts[second_task] == before

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pymongo import UpdateOne
 
+from reelflow_common.errors import TransientError
 from reelflow_common.mongo import REREAD_ATTEMPTS
 from reelflow_common.store.collection import ProjectCollection
 from reelflow_common.store.models import Lease
@@ -113,7 +114,9 @@ class ChainLeases(ProjectCollection):
 
         The attempts reconciler re-arms that chain should it be lost. None when there is
         nothing to follow (another chain follows the task, or its end is recorded, or the
-        clip took it up again). Read, then written guarded on what was read (again on a race).
+        clip took it up again). Read, then written guarded on what was read (again on a race);
+        :class:`TransientError` when overtaken at every read (``REREAD_ATTEMPTS``): not
+        "nothing to follow", so the caller's message is retried later, never dropped.
         """
         for _ in range(REREAD_ATTEMPTS):
             clip = await self._read_clip(project_id, scene_index)
@@ -129,4 +132,7 @@ class ChainLeases(ProjectCollection):
             found = await self._projects.update_one(write.filter, write.update)
             if found.matched_count == 1:
                 return lease
-        return None
+        raise TransientError(
+            f"following task {task_uuid} of scene {scene_index} of project {project_id}:"
+            f" the clip moved at each of {REREAD_ATTEMPTS} reads (concurrent writers)"
+        )

@@ -9,7 +9,8 @@ majority read concern, so "already terminal" is never a write a failover rolls b
 
 from __future__ import annotations
 
-from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES
+from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES, ClipStatus
+from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.mongo import REREAD_ATTEMPTS
 from reelflow_common.store.documents import LOG_HEAD, clip_from_document, clip_path, log_head
@@ -75,7 +76,9 @@ class RepairPath(ProjectWrites):
         record as settled is settled (a crash came between the write and its settlement,
         or between the settlement and its record: the ledger's list makes that one a no-op).
         ``unattended``: a write this repair applies marks its settlement owed, from this
-        repair's read of the clip (:meth:`record`).
+        repair's read of the clip (:meth:`record`). :class:`TransientError` when the clip
+        moved between each read and its write (``REREAD_ATTEMPTS``): not "nothing to do",
+        so the caller's message is retried later, never dropped.
         """
         for _ in range(REREAD_ATTEMPTS):
             doc = await self._majority_reads.find_one(
@@ -154,7 +157,10 @@ class RepairPath(ProjectWrites):
                 events += await self._finish_if_done(project_id, doc)
             given_up = result is None and clip.status in GIVEN_UP_CLIP_STATUSES
             return Change(False, events, given_up=given_up)
-        return Change(False)
+        raise TransientError(
+            f"repairing task {task_uuid} of scene {scene_index} of project {project_id}:"
+            f" the clip moved at each of {REREAD_ATTEMPTS} reads (concurrent writers)"
+        )
 
     async def _earlier_submitted(
         self,
@@ -174,6 +180,15 @@ class RepairPath(ProjectWrites):
             and held.lease.token != token
         ):
             return await self._submitted_for_holder(project_id, clip, task_uuid)
+        if (
+            held is not None
+            and held.status is ClipStatus.QUEUED
+            and held.lease is not None
+            and held.lease.token != token
+        ):
+            # Another chain's lease (this one is stale: a re-arm replaced it): the holder
+            # follows the task, this chain stops. Its guarded write would match at no read.
+            return Change(False)
         now = self._now()
         lease_until = now + self._lease
         write = follows.earlier_task_submitted(
