@@ -48,6 +48,7 @@ from reelflow_common.runware import (
 from reelflow_common.store import ClipTask, ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import SUBMIT_CLIP, retry_backoff
+from reelflow_common.tracking.policy import profile_of
 from reelflow_submitter.budget import BudgetGate
 from reelflow_submitter.service import (
     BeforeSubmit,
@@ -57,7 +58,6 @@ from reelflow_submitter.service import (
     before_resubmit,
     may_have_submitted,
     may_hold_task,
-    profile,
     reads_before_submit,
     video_request,
 )
@@ -317,7 +317,7 @@ class SubmitHandler:
             message, submitted_at=submitted_at, lease_until=until, webhooks=webhooks
         )
         delay_s = leases.bounded_step_s(
-            self._planner.first_check_s(profile(message, webhooks=webhooks)),
+            self._planner.first_check_s(profile_of(check)),
             self._settings.lease_s,
         )
         try:

@@ -10,7 +10,6 @@ from enum import Enum
 from reelflow_common.backoff import Backoff
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import SubmitClip
-from reelflow_common.polling import ClipProfile
 from reelflow_common.runware import RunwareError, VideoRequest, is_outage
 from reelflow_common.unread_window import in_unread_window
 
@@ -135,18 +134,6 @@ def video_request(message: SubmitClip, *, webhook_url: str | None) -> VideoReque
         seed=request.seed,
         fps=request.fps,
         webhook_url=webhook_url,
-    )
-
-
-def profile(message: SubmitClip, *, webhooks: bool) -> ClipProfile:
-    """What the poll planner may know of the clip before its first check."""
-    request = message.request
-    return ClipProfile(
-        model=message.model,
-        duration=request.duration,
-        width=request.width,
-        height=request.height,
-        webhooks=webhooks,
     )
 
 
