@@ -125,8 +125,8 @@ class SubmitClip(Message):
     #: the clip had earlier tasks (a retry's task): a late video of one of them may replace
     #: this task while it waits, so the submitter reads the clip before every submit, its
     #: first included (``ProjectStore.clip_task``); a clip's first task has no such task to
-    #: fear: the first handling of its prompt first submit reads nothing
-    #: (``reelflow_submitter.service.reads_before_submit``)
+    #: fear: the first handling of its first submit within ``submit_read_after_s`` of its
+    #: queueing reads nothing (``reelflow_submitter.service.reads_before_submit``)
     after_earlier_tasks: bool = False
     #: when the clip's task was queued (database clock): a first submit of a message older
     #: than ``submit_read_after_s`` (a clip that waited in its tenant's lane) reads the clip

@@ -1,24 +1,24 @@
 """``SubmitClip``: send one clip to Runware and record that Runware has it.
 
-The message carries the request. Every submit but the first handling of a clip's prompt
-first submit reads the clip (``service.reads_before_submit``): does the clip still want
-this task? It may have been
-cancelled while the chain waited out an outage or in its tenant's lane, or an earlier
-task's late video may have replaced a retry's task. If not, the chain never buys it; it
+The message carries the request. Every submit reads the clip first
+(``service.reads_before_submit``: does the clip still want this task?) but one: the first
+handling of the first submit of a clip's first task, within ``submit_read_after_s`` of
+the clip being queued (a cancel inside that window may still buy the clip). The clip may
+have been cancelled while the chain waited out an outage or in its tenant's lane, or an
+earlier task's late video may have replaced a retry's task; and any other copy of a first
+submit reads, so a copy handled after its clip failed and was retried never buys the task
+the retry replaced. If the clip no longer wants the task, the chain never buys it; it
 only asks Runware whether an earlier, unanswered submit got it there, and follows it if
 so (Runware bills it). A chain that provably never submitted (its first submit, handled
 for the first time: ``service.may_have_submitted``) asks nothing of a cancelled or failed
-clip: it ends there, so cancelling a backlog costs no Runware calls. The first handling of a
-first submit within ``submit_read_after_s`` of the clip being queued reads nothing (a cancel
-inside that window may still buy the clip); any other copy of it reads, so a copy handled
-after its clip failed and was retried never buys the task the retry replaced. A cancelled
-clip's charge waits with its task in ``attempts.T`` for this chain's word: the chain frees
-it when it ends without Runware having the task (one write), and holds it with the task it
-follows otherwise. The one write
-(``queued → processing``) is guarded on the clip's task and the chain's token.
-Only the chain whose write applied starts the clip's polling; a duplicate whose
-guard fails re-publishes the clip's stored events and stops, and a winner that
-crashed before starting its checks is covered by its lease and the reconciler.
+clip: it ends there, so cancelling a backlog costs no Runware calls. A cancelled clip's
+charge waits with its task in ``attempts.T`` for this chain's word: the chain frees it
+when it ends without Runware having the task (one write), and holds it with the task it
+follows otherwise. The one write (``queued → processing``) is guarded on the clip's task
+and the chain's token. Only the chain whose write applied starts the clip's polling; a
+duplicate whose guard fails re-publishes the clip's stored events and stops, and a
+winner that crashed before starting its checks is covered by its lease and the
+reconciler.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from reelflow_common.runware import (
     is_outage,
     is_task_not_found,
 )
-from reelflow_common.store import ClipTask, ProjectStore, TaskFailed
+from reelflow_common.store import Change, ClipTask, ProjectStore, TaskFailed
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.topology import SUBMIT_CLIP, retry_backoff
 from reelflow_common.tracking.policy import profile_of
@@ -207,13 +207,7 @@ class SubmitHandler:
         holds), which records no end. Not for a cancelled clip, whose queued task the cancel
         may hold in ``attempts`` for this chain's word (that write would take it as
         submitted)."""
-        change = await self._projects.mark_processing(
-            message.project_id,
-            message.scene_index,
-            message.task_uuid,
-            token=message.token,
-            correlation_id=message.correlation_id,
-        )
+        change = await self._mark_processing(message)
         await self._publisher.publish_events(change.events)
 
     async def _never_bought(self, message: SubmitClip, error: dict[str, str]) -> None:
@@ -274,14 +268,21 @@ class SubmitHandler:
         else:
             await self._fail(message, final_error)
 
-    async def _accepted(self, message: SubmitClip) -> None:
-        change = await self._projects.mark_processing(
+    async def _mark_processing(self, message: SubmitClip) -> Change:
+        """The chain's ``queued → processing`` write of its task (guarded on the task and the
+        chain's token; the repair path when it no longer holds). Its callers handle the
+        change differently on purpose: :meth:`_accepted` starts the polling of a change that
+        applied, :meth:`_repeat_events` only re-publishes."""
+        return await self._projects.mark_processing(
             message.project_id,
             message.scene_index,
             message.task_uuid,
             token=message.token,
             correlation_id=message.correlation_id,
         )
+
+    async def _accepted(self, message: SubmitClip) -> None:
+        change = await self._mark_processing(message)
         if change.applied:
             assert change.at is not None
             assert change.lease_until is not None
