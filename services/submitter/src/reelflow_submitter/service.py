@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from reelflow_common.backoff import Backoff
-from reelflow_common.domain import ClipStatus
+from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES, ClipStatus
 from reelflow_common.messages import SubmitClip
 from reelflow_common.runware import RunwareError, VideoRequest, is_outage
 from reelflow_common.unread_window import in_unread_window
@@ -116,7 +116,7 @@ def before_resubmit(
         return BeforeSubmit.ASK_REPLACED
     if status is ClipStatus.QUEUED:
         return BeforeSubmit.SUBMIT
-    if status in (ClipStatus.CANCELLED, ClipStatus.FAILED):
+    if status in GIVEN_UP_CLIP_STATUSES:
         return BeforeSubmit.ASK_GIVEN_UP if may_have_submitted else BeforeSubmit.NEVER_SUBMITTED
     return BeforeSubmit.DROP
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import (
+    GIVEN_UP_CLIP_STATUSES,
     ClipRequest,
     ClipStatus,
     Counts,
@@ -276,7 +277,7 @@ class ClipState(_Frozen):
         attempt = self.attempts.get(task_uuid)
         return (
             task_uuid == self.task_uuid
-            and self.status not in (ClipStatus.CANCELLED, ClipStatus.FAILED)
+            and self.status not in GIVEN_UP_CLIP_STATUSES
             and attempt is not None
             and attempt.lease is not None
             and attempt.status is not ClipStatus.SUCCESS
