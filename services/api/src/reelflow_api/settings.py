@@ -17,6 +17,7 @@ from reelflow_common.settings import (
     TopologySettings,
     WebhookSettings,
 )
+from reelflow_common.store.tickets import DEFAULT_TICKET_TTL_S
 
 
 class Settings(
@@ -98,7 +99,7 @@ class Settings(
         ),
     )
     ws_ticket_ttl_s: float = Field(
-        default=60, gt=0, le=600, description="lifetime of a WebSocket ticket"
+        default=DEFAULT_TICKET_TTL_S, gt=0, le=600, description="lifetime of a WebSocket ticket"
     )
     ws_ticket_burst: int = Field(
         default=5_000,

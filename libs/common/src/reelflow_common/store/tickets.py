@@ -28,7 +28,9 @@ from reelflow_common.mongo import Database
 from reelflow_common.store.timefmt import utcnow
 
 TICKET_PREFIX = "wst_"
-DEFAULT_TICKET_TTL = timedelta(seconds=60)
+#: a ticket's lifetime unless told (the api's ``ws_ticket_ttl_s`` defaults to it)
+DEFAULT_TICKET_TTL_S = 60
+DEFAULT_TICKET_TTL = timedelta(seconds=DEFAULT_TICKET_TTL_S)
 
 _NONCE_BYTES = 12
 #: what :meth:`WsTicketStore.issue` makes: the prefix, then 32 random bytes in URL-safe
