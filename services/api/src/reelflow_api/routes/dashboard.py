@@ -28,12 +28,9 @@ STATIC_DIR = Path(str(files("reelflow_api") / "static"))
 #: the notifier's default port: where ``make run`` puts it
 DEFAULT_NOTIFIER_PORT = 8001
 
-#: on every dashboard file; revalidated (ETag) so a new version shows on reload
-_FILE_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
-    "Referrer-Policy": "no-referrer",
-}
+#: on every dashboard file; revalidated (ETag) so a new version shows on reload (nosniff
+#: and no-referrer come with every answer: ``reelflow_api.web.SecurityHeaders``)
+_FILE_HEADERS = {"Cache-Control": "no-cache"}
 
 router = APIRouter()
 
