@@ -14,7 +14,7 @@ from reelflow_common.topology import SUBMIT_CLIP, Topology
 @asynccontextmanager
 async def consuming(amqp_url: str, prefix: str) -> AsyncIterator[str]:
     """A consumer on ``prefix``'s submit queue while the block runs; the queue's name."""
-    name = Topology(prefix=prefix).queue(SUBMIT_CLIP)
+    name = Topology.named(prefix).queue(SUBMIT_CLIP)
     connection = await aio_pika.connect(amqp_url, timeout=15)
     try:
         channel = await connection.channel()

@@ -399,7 +399,7 @@ async def test_make_run_refuses_a_queue_prefix_whose_launcher_is_still_starting(
     prefix = f"makerun-{uuid.uuid4().hex[:8]}."
     other = await aio_pika.connect(amqp_url, timeout=15)  # as that launcher's lock connection
     try:
-        assert await take_stack_lock(await other.channel(), Topology(prefix=prefix))
+        assert await take_stack_lock(await other.channel(), Topology.named(prefix))
         said = await _launched_to_be_refused(amqp_url, prefix, tmp_path / "run")
     finally:
         await other.close()

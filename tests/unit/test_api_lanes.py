@@ -9,7 +9,7 @@ from reelflow_common.messages import Message
 from reelflow_common.topology import SUBMIT_CLIP, Topology
 from tests.integration.sample_messages import submit_clip
 
-TOPOLOGY = Topology(prefix="t.")
+TOPOLOGY = Topology.named("t.")
 
 
 class _Clock:

@@ -45,7 +45,7 @@ def test_waking_all_wakes_every_waiter() -> None:
         assert [first.is_set(), second.is_set()] == [True, True]
 
 
-TOPOLOGY = Topology(prefix="t.")
+TOPOLOGY = Topology.named("t.")
 
 
 class _Queue:
@@ -95,7 +95,7 @@ async def test_a_reconnect_of_the_connection_wakes_every_waiter_until_unsubscrib
         async with subscribed(
             robust,
             cast("AbstractChannel", channel),
-            Topology(prefix="t."),
+            Topology.named("t."),
             wakeups,
             queue_name="q.1",
         ) as name:
@@ -115,7 +115,7 @@ async def test_a_subscription_that_fails_half_way_leaves_no_queue_and_retries_it
             async with subscribed(
                 robust,
                 cast("AbstractChannel", channel),
-                Topology(prefix="t."),
+                Topology.named("t."),
                 wakeups,
                 queue_name="q.1",
             ):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -122,21 +122,32 @@ def retry_backoff(settings: TopologySettings) -> Backoff:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Topology:
-    """Names with the deployment's prefix, each work queue's backoff, and the queue limits."""
+    """Names with the deployment's prefix, each work queue's backoff, and the queue limits.
+
+    Built from settings (:meth:`from_settings`, or :meth:`named` for a prefix alone): its
+    fields restate no setting's default.
+    """
 
     prefix: str
     #: each work queue's delays; one wait queue per rung of its ladder
-    backoffs: dict[str, Backoff] = field(default_factory=dict)
+    backoffs: dict[str, Backoff]
     #: how long ``consume()`` waits, in-process, before publishing a retry the broker refused
-    retry: Backoff = field(default_factory=lambda: Backoff(first_s=2.0, cap_s=120.0))
-    max_deliveries: int = 5
-    delivery_limit: int = BACKSTOP_DELIVERY_LIMIT
-    work_queue_max_length: int = 100_000
-    wait_queue_max_length: int = 100_000
+    retry: Backoff
+    max_deliveries: int
+    work_queue_max_length: int
+    wait_queue_max_length: int
     #: x-expires of a tenant's submit lane (0: never)
-    lane_expires_ms: int = 0
+    lane_expires_ms: int
+    delivery_limit: int = BACKSTOP_DELIVERY_LIMIT
+
+    @classmethod
+    def named(cls, prefix: str) -> Topology:
+        """The topology on ``prefix`` of the settings as the environment gives them (their
+        defaults, unless ``REELFLOW_*`` says otherwise): for tools and tests that need the
+        names of a prefix's exchanges and queues, as a service there would declare them."""
+        return cls.from_settings(TopologySettings(amqp_prefix=prefix))
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:

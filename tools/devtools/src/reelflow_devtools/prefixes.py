@@ -56,14 +56,14 @@ async def prefix_consumers(amqp_url: str, prefix: str) -> dict[str, int]:
 
 
 async def _work_queue_consumers(connection: AbstractConnection, prefix: str) -> dict[str, int]:
-    topology = Topology(prefix=prefix)
+    topology = Topology.named(prefix)
     return await consumers(connection, [topology.queue(name) for name in WORK_QUEUES])
 
 
 async def _in_use(amqp_url: str, prefix: str) -> InUse:
     connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
     try:
-        locked = await stack_lock_held(connection, Topology(prefix=prefix))
+        locked = await stack_lock_held(connection, Topology.named(prefix))
         return InUse(locked=locked, consumers=await _work_queue_consumers(connection, prefix))
     finally:
         await connection.close()
@@ -92,7 +92,7 @@ class PrefixLock:
         on_lost: Callable[[BaseException | None], None] = _unheard,
     ) -> None:
         self.amqp_url = amqp_url
-        self.topology = Topology(prefix=prefix)
+        self.topology = Topology.named(prefix)
         self._on_lost = on_lost
         self._taken: Future[bool] = Future()
         self._released = threading.Event()
@@ -158,7 +158,7 @@ def refusal(prefix: str, amqp_url: str, used: InUse) -> str:
     if used.locked and not used.consumers:
         return (
             f"another reelflow runs on the queues of REELFLOW_AMQP_PREFIX={prefix!r} on the"
-            f" broker at {broker}: its launcher holds {Topology(prefix=prefix).stack_lock}."
+            f" broker at {broker}: its launcher holds {Topology.named(prefix).stack_lock}."
             " A second stack with the same prefix would take its messages (and lose them)."
             " Stop that one"
         )
