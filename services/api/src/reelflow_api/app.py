@@ -17,7 +17,7 @@ from reelflow_api.middleware import BodyLimit, InFlightLimit, require_bounded_bo
 from reelflow_api.openapi import install_openapi
 from reelflow_api.outliving import OutlivingWork
 from reelflow_api.problems import install_problem_handlers
-from reelflow_api.routes import dashboard, projects, tickets, usage, videos, webhooks
+from reelflow_api.routes import dashboard, projects, scenes, tickets, usage, videos, webhooks
 from reelflow_api.settings import Settings
 from reelflow_api.slow_clients import BodyDeadline
 from reelflow_api.telemetry import CorrelationId, HttpTelemetry
@@ -163,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
         exempt=OPS_PATHS,
     )
     app.include_router(projects.router)
+    app.include_router(scenes.router)
     app.include_router(webhooks.router)
     app.include_router(tickets.router)
     app.include_router(usage.router)

@@ -58,6 +58,8 @@ WRITTEN_WITHOUT_NULLS = (
     "ClipView",
     "AttemptView",
     "CostTotals",
+    "ProjectScenesView",
+    "SceneView",
 )
 
 

@@ -554,6 +554,86 @@ class ProjectStatusView(BaseModel):
         return self.model_dump_json(exclude_none=True).encode()
 
 
+class SceneView(BaseModel):
+    """What one scene asked for, as the project was created: the defaults it was given filled in
+    (a duration, width and height it did not name are the ones the API applied)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scene_index: int = Field(ge=0, description="the scene's clip in `results` has this index")
+    prompt: str
+    negative_prompt: str | None = Field(default=None, description="absent when none was given")
+    duration: float = Field(description="seconds")
+    width: int = Field(description="pixels")
+    height: int = Field(description="pixels")
+    seed: int | None = Field(default=None, description="absent when none was given")
+    fps: int | None = Field(default=None, description="absent when none was given")
+
+
+class ProjectScenesView(BaseModel):
+    """``GET /v1/projects/{project_id}/scenes``: what the project asked for, which never changes
+    after it is created (the status, :class:`ProjectStatusView`, says how it is going).
+
+    Written as JSON by :meth:`wire_json`: a member not given is left out rather than ``null``.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "project_id": "3f6c1a2e-8b4d-4e7a-9c1f-5d2b7e0a6c48",
+                    "title": "Trip to Lisbon",
+                    "model": "google:3@3",
+                    "scenes": [
+                        {
+                            "scene_index": 0,
+                            "prompt": "tram climbing a steep street at dawn",
+                            "negative_prompt": "blurry",
+                            "duration": 4.0,
+                            "width": 1280,
+                            "height": 720,
+                            "seed": 42,
+                        },
+                        {
+                            "scene_index": 1,
+                            "prompt": "sunset over the river",
+                            "duration": 4.0,
+                            "width": 1280,
+                            "height": 720,
+                        },
+                    ],
+                }
+            ]
+        },
+    )
+
+    project_id: str
+    title: str
+    model: str = Field(description="the Runware model (AIR id) every scene is made with")
+    scenes: list[SceneView] = Field(description="one entry per scene, in scene order")
+
+    @classmethod
+    def of(
+        cls, project_id: str, title: str, model: str, requests: list[ClipRequest]
+    ) -> ProjectScenesView:
+        """The view of a project's stored requests (``Project.requests``)."""
+        return cls(
+            project_id=project_id,
+            title=title,
+            model=model,
+            scenes=[
+                SceneView(scene_index=index, **request.model_dump())
+                for index, request in enumerate(requests)
+            ],
+        )
+
+    def wire_json(self) -> bytes:
+        """The JSON sent: a member not given (a negative prompt, a seed, an fps) is left out."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+
 class CreateResult(_Frozen):
     """The project a create call stands for; ``created`` is False for an idempotent replay."""
 

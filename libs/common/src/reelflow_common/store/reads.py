@@ -21,10 +21,11 @@ from reelflow_common.store.documents import (
     log_head,
     project_from_document,
     unpack_request,
+    unpack_requests,
 )
 from reelflow_common.store.errors import InvalidCursor
 from reelflow_common.store.eventlog import materialize, replay_after
-from reelflow_common.store.models import Project
+from reelflow_common.store.models import Project, ProjectScenesView
 from reelflow_common.store.results import ClipTask, ClipWithRequest
 from reelflow_common.store.timefmt import as_utc
 
@@ -58,6 +59,22 @@ class ProjectReads(ProjectCollection):
                 project if project is not None and project.tenant_id == tenant_id else None
             )
         return projects
+
+    async def scenes(self, project_id: str, *, tenant_id: str) -> ProjectScenesView | None:
+        """What the project asked for (``GET /v1/projects/{id}/scenes``); None when there is no
+        such project of this tenant.
+
+        One indexed read of the ``_id`` that returns the title, the model and the requests:
+        none of the clips' states, which every other read of a project decodes. The requests
+        are written once, with the defaults the API applied, and never change.
+        """
+        query = {"_id": project_id, "tenant_id": tenant_id}
+        doc = await self._projects.find_one(query, {"title": 1, "model": 1, "requests": 1})
+        if doc is None:
+            return None
+        stored = doc.get("requests")
+        requests = [] if stored is None else unpack_requests(stored)
+        return ProjectScenesView.of(project_id, doc["title"], doc["model"], requests)
 
     async def clip_task(
         self, project_id: str, scene_index: int, task_uuid: str | None = None
