@@ -422,6 +422,37 @@ def test_a_failed_clip_is_retried_from_the_page(dashboard: Dashboard) -> None:
     dashboard.assert_no_console_errors()
 
 
+def test_each_card_shows_what_its_scene_asked_for_after_a_reload_too(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    markup = "<b>tram</b> at dawn [sim:latency=10]"
+    # Longer than a card shows: cut short, whole in its title. It fails: which prompt did?
+    failing = "a fado singer in a small bar, " * 6 + "[sim:latency=10][sim:fail=timeoutProvider]"
+    project_id = dashboard.create(markup, failing, title="What was asked")
+    defaults = httpx.get(f"{dashboard.stack.api_url}/v1/config").json()["defaults"]
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+
+    expect(clip(page, 0).locator(".prompt")).to_have_text(markup)
+    expect(clip(page, 0).locator(".prompt b")).to_have_count(0)  # text, never markup
+    expect(clip(page, 0).locator(".scene-meta")).to_have_text(
+        f"{defaults['duration']:g} s · {defaults['width']}×{defaults['height']}"
+    )
+    failed = clip(page, 1)
+    expect(failed).to_have_attribute("data-status", "failed", timeout=DEADLINE_MS)
+    expect(failed.locator(".prompt")).to_have_attribute("title", failing)
+    shown = failed.locator(".prompt").text_content() or ""
+    assert shown.endswith("…") and failing.startswith(shown[:-1].rstrip()), shown
+    assert len(shown) < len(failing)
+    dashboard.shot("prompts")
+
+    page.reload()
+    expect(clip(page, 1).locator(".prompt")).to_have_attribute("title", failing)
+    expect(clip(page, 0).locator(".prompt")).to_have_text(markup)
+    dashboard.assert_no_console_errors()
+
+
 def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     page = dashboard.page
     project_id = dashboard.create(

@@ -60,6 +60,11 @@ export class Api {
     return call(`/v1/projects/${encodeURIComponent(projectId)}`, { key: this.key });
   }
 
+  /** ``GET /v1/projects/{id}/scenes``: what each scene asked for (its prompt, duration, size). */
+  getScenes(projectId) {
+    return call(`/v1/projects/${encodeURIComponent(projectId)}/scenes`, { key: this.key });
+  }
+
   retry(projectId) {
     return call(`/v1/projects/${encodeURIComponent(projectId)}/retry`, { method: 'POST', key: this.key });
   }

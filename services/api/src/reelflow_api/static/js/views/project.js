@@ -2,6 +2,7 @@
 
 import { h, formatCost, formatTotals, plural } from '../dom.js';
 import { TERMINAL, apply, failedApart, failedClips, isFinished, videoUrl } from '../project-state.js';
+import { loadScenes, sceneLines } from '../scenes.js';
 
 const STATUS_TEXT = {
   queued: 'Queued',
@@ -21,6 +22,7 @@ const FINISHED_TEXT = {
 export function mountProject(container, { api, live }, projectId) {
   let state = null;
   let askingToCancel = false;
+  let scenes = new Map(); // scene_index -> what the scene asked for (its prompt), once read
   const cards = new Map(); // scene_index -> {card, taskUuid, status}
 
   const title = h('h1', { tabindex: '-1' }, 'Project');
@@ -123,6 +125,8 @@ export function mountProject(container, { api, live }, projectId) {
     let entry = cards.get(clip.scene_index);
     if (!entry) {
       entry = { card: h('li', { class: 'clip' }), taskUuid: null, status: null, source: null, progress: null, waiting: null };
+      // What the scene asked for: filled in place once read, not by redrawing the card.
+      entry.about = h('div', { class: 'scene-about' }, ...sceneLines(scenes.get(clip.scene_index)));
       cards.set(clip.scene_index, entry);
       const after = [...cards.keys()].sort((a, b) => a - b).filter((index) => index > clip.scene_index)[0];
       grid.insertBefore(entry.card, after === undefined ? null : cards.get(after).card);
@@ -150,6 +154,7 @@ export function mountProject(container, { api, live }, projectId) {
         h('span', { class: 'scene-number' }, `Scene ${clip.scene_index}`),
         h('span', { class: `badge status-${clip.status}` }, STATUS_TEXT[clip.status] ?? clip.status)),
       media(clip),
+      entry.about,
     ];
     if (clip.waiting) {
       parts.push(h('p', { class: 'muted' }, `Waiting for Runware: ${clip.waiting.message ?? 'unavailable'}`,
@@ -170,7 +175,14 @@ export function mountProject(container, { api, live }, projectId) {
       draw();
     }
   });
-  return stopWatching;
+  const stopScenes = loadScenes(api, projectId, (read) => {
+    scenes = read;
+    for (const [index, entry] of cards) entry.about.replaceChildren(...sceneLines(scenes.get(index)));
+  });
+  return () => {
+    stopScenes();
+    stopWatching();
+  };
 }
 
 /** What a cancel's answer says: how many clips it cancelled, and how many of those reelflow
