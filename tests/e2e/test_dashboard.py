@@ -436,14 +436,16 @@ def test_each_card_shows_what_its_scene_asked_for_after_a_reload_too(
 
     expect(clip(page, 0).locator(".prompt")).to_have_text(markup)
     expect(clip(page, 0).locator(".prompt b")).to_have_count(0)  # text, never markup
+    size = f"{defaults['width']}\N{MULTIPLICATION SIGN}{defaults['height']}"
     expect(clip(page, 0).locator(".scene-meta")).to_have_text(
-        f"{defaults['duration']:g} s · {defaults['width']}×{defaults['height']}"
+        f"{defaults['duration']:g} s · {size}"
     )
     failed = clip(page, 1)
     expect(failed).to_have_attribute("data-status", "failed", timeout=DEADLINE_MS)
     expect(failed.locator(".prompt")).to_have_attribute("title", failing)
     shown = failed.locator(".prompt").text_content() or ""
-    assert shown.endswith("…") and failing.startswith(shown[:-1].rstrip()), shown
+    assert shown.endswith("…"), shown
+    assert failing.startswith(shown[:-1].rstrip()), shown
     assert len(shown) < len(failing)
     dashboard.shot("prompts")
 
