@@ -25,7 +25,7 @@ from rich.console import Console
 from reelflow_cli import render
 from reelflow_cli.client import Client, download, video_link
 from reelflow_cli.config import load_config, require_key
-from reelflow_cli.errors import EXIT_FAILED_CLIPS, EXIT_SERVER_ERROR, CliError
+from reelflow_cli.errors import EXIT_FAILED_CLIPS, EXIT_SERVER_ERROR, CliError, NotFound
 from reelflow_cli.watch import watch as watch_project
 
 P = ParamSpec("P")
@@ -157,13 +157,29 @@ def list_projects(
 
 @_command()
 def get(project_id: ProjectId, as_json: JsonFlag = False) -> None:
-    """A project's status and its clips."""
+    """A project's status, its clips, and what each scene asked for (its prompt).
+
+    With --json, the status as the API answers it (GET /v1/projects/ID).
+    """
     with _client() as client:
         project = client.get(project_id)
+        scenes = None if as_json else _scenes(client, project_id)
     if as_json:
         render.print_json(project)
     else:
-        render.project_details(out, project, client.url)
+        render.project_details(out, project, client.url, scenes=scenes)
+
+
+def _scenes(client: Client, project_id: str) -> dict[str, Any] | None:
+    """The project's scenes, or None: a server older than GET /v1/projects/ID/scenes answers
+    404 (nothing said), and a failed read does not hide the status just read (said on stderr)."""
+    try:
+        return client.scenes(project_id)
+    except NotFound:
+        return None
+    except CliError as exc:
+        err.print(f"[yellow]prompts not shown:[/] {render.shown(str(exc))}", highlight=False)
+        return None
 
 
 @_command()

@@ -57,6 +57,10 @@ class Client:
     def get(self, project_id: str) -> Json:
         return self._call("GET", f"/v1/projects/{project_id}")
 
+    def scenes(self, project_id: str) -> Json:
+        """What the project asked for: its model and each scene's prompt, duration, size."""
+        return self._call("GET", f"/v1/projects/{project_id}/scenes")
+
     def list(self, *, status: str | None, limit: int, cursor: str | None) -> Json:
         params: dict[str, str | int] = {"limit": limit}
         if status:

@@ -137,9 +137,12 @@ def cost_totals(cost: Json | None) -> str:
     return " + ".join(parts)
 
 
-def project_details(console: Console, project: Json, api_url: str) -> None:
+def project_details(
+    console: Console, project: Json, api_url: str, *, scenes: Json | None = None
+) -> None:
     """A project with a row per clip, and a dim row per earlier task of a retried scene (one
-    whose video reelflow keeps, a ``stored_url``, says so).
+    whose video reelflow keeps, a ``stored_url``, says so); then, with its ``scenes``
+    (``GET /v1/projects/{id}/scenes``), what each scene asked for.
 
     A finished clip shows reelflow's copy of its video when there is one (Runware's link
     expires), as a whole URL to copy: the table is wider than the screen rather than cut.
@@ -168,6 +171,28 @@ def project_details(console: Console, project: Json, api_url: str) -> None:
                 outcome,
             )
     _whole(console, table)
+    if scenes is not None:
+        scene_prompts(console, scenes)
+
+
+def scene_prompts(console: Console, scenes: Json) -> None:
+    """``scene 0 (4 s, 1280x720): <the prompt>``, a line per scene, under the project's model:
+    the whole prompt as sent, on one line (a line break in it shows as ``\\n``)."""
+    listed = scenes.get("scenes")
+    if not isinstance(listed, list) or not listed:
+        return
+    console.print(f"scenes (model {_one_line(scenes['model'])}):", markup=False, highlight=False)
+    for scene in listed:
+        shape = f"{float(scene['duration']):g} s, {scene['width']}x{scene['height']}"
+        line = f"scene {scene['scene_index']} ({shape}): {_one_line(scene['prompt'])}"
+        if scene.get("negative_prompt"):
+            line += f" (negative: {_one_line(scene['negative_prompt'])})"
+        console.print(line, markup=False, highlight=False)
+
+
+def _one_line(text: object) -> str:
+    """Server text as :func:`visible` shows it, on one line: a line break shows as ``\\n``."""
+    return visible(str(text)).replace("\n", "\\n")
 
 
 def _whole(console: Console, table: Table) -> None:
