@@ -156,6 +156,9 @@ def test_get_shows_the_cost_and_a_retried_scenes_earlier_task(env: dict[str, str
     [earlier] = [line for line in lines if "earlier: failed" in line]
     assert first_task in earlier
     assert "timeoutProvider" in earlier
+    # Which prompt failed, as the API has it (GET /v1/projects/{id}/scenes).
+    [prompt] = [line for line in lines if line.startswith("scene 1 (")]
+    assert prompt.endswith("): bad [sim:latency=20][sim:fail=timeoutProvider]")
 
 
 def test_usage_shows_what_the_month_cost_by_day(env: dict[str, str]) -> None:
