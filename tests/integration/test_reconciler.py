@@ -177,6 +177,39 @@ async def test_a_claim_whose_answer_was_lost_leaves_the_project_due_for_the_next
     assert (await world.project(project.id)).clips[0].status is ClipStatus.SUCCESS
 
 
+async def test_a_pass_that_fails_half_way_leaves_the_clip_it_did_not_settle_due_at_once(
+    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.new_project("a fox", "a cat")  # the API died before publishing
+    stale = await expired(world, project)
+    cat_lease = stale.clips[1].lease
+    assert cat_lease is not None
+    pass_ = reconciler(world, settings)
+    assert isinstance(pass_, Reconciler)
+    settle = pass_._settle
+
+    async def broker_gone_at_the_cat(project: Project, clip: Any, outcome: Any) -> Any:
+        if clip.scene_index == 1:
+            raise aio_pika.exceptions.AMQPConnectionError("the broker went away")
+        return await settle(project, clip, outcome)
+
+    monkeypatch.setattr(pass_, "_settle", broker_gone_at_the_cat)
+    with capture_logs() as lines:
+        assert await pass_.run_once() == 0
+    assert "reconcile_failed" in [line["event"] for line in lines]
+
+    # The fox has a new chain; the cat is due again at the next pass (its lease's end),
+    # not once the fox's new lease or the claim runs out.
+    after = await world.project(project.id)
+    fox_lease = after.clips[0].lease
+    assert fox_lease is not None
+    assert fox_lease.token != stale.clips[0].lease.token  # type: ignore[union-attr]
+    assert after.due_at == cat_lease.until
+    assert await reconciler(world, settings).run_once() == 1
+    sent: list[SubmitClip] = world.publisher.sent_to(SUBMIT_CLIP)
+    assert sorted(message.scene_index for message in sent) == [0, 1]
+
+
 async def test_a_clip_still_running_gets_exactly_one_new_chain_under_a_fresh_token(
     world: World, settings: Settings
 ) -> None:

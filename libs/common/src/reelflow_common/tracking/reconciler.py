@@ -106,6 +106,8 @@ class Reconciler(ReconcilerPass):
             for clip in project.clips
             if not clip.status.is_terminal and clip.lease is not None and clip not in expired
         ]
+        #: the expired clips not settled yet: a pass that fails half-way leaves them due
+        unsettled = {clip.scene_index: clip for clip in expired}
         done = Pass(project_id)
         try:
             with bound_context(correlation_id=project.correlation_id):
@@ -115,6 +117,7 @@ class Reconciler(ReconcilerPass):
                         outcome = outcomes[clip.task_uuid]
                         with bound_context(task_uuid=clip.task_uuid):
                             action, until = await self._settle(project, clip, outcome)
+                        del unsettled[clip.scene_index]
                         CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
                         if until is not None:
                             leases_after.append(until)
@@ -131,7 +134,9 @@ class Reconciler(ReconcilerPass):
                     log.warning("project_finished_by_reconciler")
         finally:
             # Even after a failure half-way: the clips not settled keep their (expired) leases
-            # in this minimum, so the project is due again at once.
+            # in this minimum, so the project is due again at the next pass, not after a
+            # whole lease (the claim's end, or the earliest lease of the other clips).
+            leases_after.extend(_due_again(clip, now) for clip in unsettled.values())
             next_due = min(leases_after, default=claimed_until)
             await self._projects.release(project_id, claimed=claimed_until, due_at=next_due)
         return done
@@ -281,3 +286,9 @@ def _token_of(clip: ClipState) -> str | None:
     """The token of the clip's lease as this pass read it: a ceiling it records holds only
     while no chain took the clip since (a renewal keeps the token; a re-arm does not)."""
     return None if clip.lease is None else clip.lease.token
+
+
+def _due_again(clip: ClipState, now: datetime) -> datetime:
+    """When a clip a failed pass did not settle is due: its expired lease's end (a clip
+    without a lease: now)."""
+    return clip.lease.until if clip.lease is not None else now
