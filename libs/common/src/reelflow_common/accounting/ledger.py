@@ -56,6 +56,7 @@ from reelflow_common.accounting.limits import (
 )
 from reelflow_common.errors import ReelflowError, TransientError
 from reelflow_common.logging import get_logger
+from reelflow_common.money import format_usd
 from reelflow_common.mongo import REREAD_ATTEMPTS, Database, Document
 
 log = get_logger(__name__)
@@ -529,8 +530,8 @@ class Budget:
         spent = [
             LimitExceeded(
                 limit,
-                f"The tenant's {_name(limit)} of ${budget:.2f} is spent"
-                f" (${ledger.committed_in(period):.2f} committed for {period}).",
+                f"The tenant's {_name(limit)} of {format_usd(budget)} is spent"
+                f" ({format_usd(ledger.committed_in(period))} committed for {period}).",
                 value=budget,
                 resets_at=resets_at,
             )
@@ -571,9 +572,9 @@ def _refuse_alone(limits: TenantLimits, *, clips: int, usd: float) -> None:
         if budget is not None and usd > budget + _EPSILON:
             raise LimitExceeded(
                 limit,
-                f"This would cost about ${usd:.2f}, more than the tenant's whole {_name(limit)}"
-                f" of ${budget:.2f} (send fewer scenes at once, or ask the operator for a"
-                " larger budget).",
+                f"This would cost about {format_usd(usd)}, more than the tenant's whole"
+                f" {_name(limit)} of {format_usd(budget)} (send fewer scenes at once, or ask the"
+                " operator for a larger budget).",
                 value=budget,
             )
 
@@ -603,8 +604,9 @@ def _refuse_with(
         if committed + usd > budget + _EPSILON:
             raise LimitExceeded(
                 limit,
-                f"This would cost about ${usd:.2f}; the tenant's {_name(limit)} of ${budget:.2f}"
-                f" has ${max(budget - committed, 0.0):.2f} left for {period}.",
+                f"This would cost about {format_usd(usd)}; the tenant's {_name(limit)} of"
+                f" {format_usd(budget)} has {format_usd(max(budget - committed, 0.0))} left"
+                f" for {period}.",
                 value=budget,
                 resets_at=resets_at,
             )
