@@ -256,7 +256,7 @@ def test_tenant_limits_shows_sets_and_clears_limits_and_keys_carry_them(
     )
 
     assert code == 0, err
-    limits_shown, committed = out.split("\n\n")
+    limits_shown, committed, spent = out.split("\n\n")
     shown = dict(line.split(None, 1) for line in limits_shown.splitlines()[1:])
     assert shown["max_clips_in_flight"] == "20"
     assert shown["allowed_models"] == "google:3@3,klingai:5@3"
@@ -270,6 +270,9 @@ def test_tenant_limits_shows_sets_and_clears_limits_and_keys_carry_them(
     assert today[1:] == ["$0.00", "$12.50", "$12.50"]
     assert month[1:] == ["$0.00", "unlimited", "-"]
     assert in_flight == ["in", "flight", "0", "20", "-"]
+    # What it spent (nothing yet), as /v1/usage sums it: said with a budget or without.
+    day, this_month = today[0], month[0]
+    assert spent.strip() == f"spent {day} $0.00, {this_month} $0.00"
 
     code, out, _ = admin("tenant", "limits", tenant_id, "--daily-budget-usd", "none")
     assert code == 0

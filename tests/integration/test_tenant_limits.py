@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import secrets
 import uuid
@@ -1914,7 +1915,7 @@ async def spend(api: Api, auth: dict[str, str], *costs: float) -> str:
 
 def committed_rows(out: str) -> dict[str, list[str]]:
     """The table under the limits that ``tenant limits`` prints: period -> the other cells."""
-    _, table = out.split("\n\n", 1)
+    _, table, _spent = out.split("\n\n")
     header, *rows = table.splitlines()
     assert header.split() == ["PERIOD", "COMMITTED", "LIMIT", "LEFT"]
     return {row.split()[0]: row.split()[1:] for row in rows if not row.startswith("in flight")}
@@ -2155,3 +2156,39 @@ async def test_a_scene_stored_without_a_duration_counts_at_the_default_durations
     assert code == 0, err
     day = datetime.now(UTC).strftime("%Y-%m-%d")
     assert committed_rows(out)[day] == ["$1.00", "$5.00", "$4.00"]  # 4 s at $0.25
+
+
+async def test_an_operator_sees_the_spend_of_a_tenant_without_a_budget_as_its_key_does(
+    api: Api, admin: Admin
+) -> None:
+    # No budget: no ledger, and until now no admin command showed what it spent.
+    tenant_id = await api.keys.create_tenant("unbudgeted")
+    auth = {"Authorization": f"Bearer {await api.keys.issue_key(tenant_id)}"}
+    for cost in (0.1, 0.2, None):
+        created = (await api.create(auth, scenes(1))).json()
+        video = TaskSucceeded(video_url="https://cdn.test/v.mp4", cost=cost)
+        await move_clip(api, created["project_id"], created["results"][0]["task_uuid"], video)
+    now = datetime.now(UTC)
+    day, month = now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
+
+    code, out, err = await admin("tenant", "usage", tenant_id, "--json")
+
+    assert code == 0, err
+    assert json.loads(out) == (await api.client.get("/v1/usage", headers=auth)).json()
+    assert f"tenant {tenant_id} has no budget" in err
+    code, out, err = await admin("tenant", "usage", tenant_id)
+    assert code == 0, err
+    first, _, header, row = out.splitlines()
+    assert first == (
+        f"{month}  $0.30 over 2 priced clip(s) + 1 clip(s) of unknown cost, 3 project(s)"
+        " (each counted on the UTC day it was created)"
+    )
+    assert header.split() == ["DAY", "SPENT", "PRICED", "UNPRICED", "PROJECTS"]
+    assert row.split() == [day, "$0.30", "2", "1", "3"]
+    code, out, err = await admin("tenant", "limits", tenant_id)
+    assert code == 0, err
+    assert f"spent {day} $0.30, {month} $0.30 (+ 1 clip(s) of unknown cost)" in out.splitlines()
+    code, out, err = await admin("tenant", "usage", tenant_id, "--month", "2000-01", "--json")
+    assert code == 0, err
+    assert json.loads(out) == (await api.client.get("/v1/usage?month=2000-01", headers=auth)).json()
+    assert (await admin("tenant", "usage", "no-such-tenant"))[:2] == (1, "")

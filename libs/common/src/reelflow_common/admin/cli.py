@@ -10,6 +10,7 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
                                     [--allowed-models M,M] [--daily-budget-usd X]
                                     [--monthly-budget-usd X]   (``none`` clears one)
     reelflow-admin tenant recount ID [--dry-run]
+    reelflow-admin tenant usage ID [--month YYYY-MM] [--json]
     reelflow-admin key create --tenant ID [--label L] [--expires-in 30d]
     reelflow-admin key list --tenant ID
     reelflow-admin key revoke KEY_ID
@@ -42,7 +43,15 @@ from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
 from pydantic import Field
 from pymongo.errors import ConnectionFailure, PyMongoError
 
-from reelflow_common.accounting import CostEstimator, LedgerStore, TenantLimits, day_key, month_key
+from reelflow_common.accounting import (
+    CostEstimator,
+    LedgerStore,
+    TenantLimits,
+    TenantUsage,
+    UsageStore,
+    day_key,
+    month_key,
+)
 from reelflow_common.accounting.ledger import LedgerMoved, LedgerView, Unreserved
 from reelflow_common.admin import assets, dlq
 from reelflow_common.admin.projects import project_state, render_pass, render_project
@@ -283,6 +292,8 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
                 await _count_again(args, settings, db, clock)
         ledger = await LedgerStore(db).read(args.tenant) if limits.needs_ledger else None
         now = clock.now()
+        # What /v1/usage says: the spend of a tenant without a budget is nowhere else.
+        usage = await UsageStore(db, LedgerStore(db)).month(args.tenant, month_key(now), limits)
     rows = [
         (name, "unlimited" if value is None else _shown(value))
         for name, value in limits.model_dump().items()
@@ -291,6 +302,8 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
     if ledger is not None:
         print()
         print(_committed_table(limits, ledger, now))
+    print()
+    print(_spent_line(usage, day_key(now)))
     if changes:
         _note(
             "the API applies new limits within REELFLOW_AUTH_CACHE_TTL_S"
@@ -330,6 +343,17 @@ async def _count_unreserved(
     estimator = CostEstimator(db, fallback_usd_per_s=settings.cost_fallback_usd_per_s)
     spend = UnreservedSpend(db, estimator, default_duration=settings.default_duration)
     return await LedgerStore(db).count_unreserved(tenant_id, spend.spent, now=now, apply=apply)
+
+
+def _spent_line(usage: TenantUsage, day: str) -> str:
+    """What the tenant spent ``day`` and its month, as ``/v1/usage`` sums it."""
+    today = next((d for d in usage.days if d.period == day), None)
+    unpriced = usage.month.unknown_cost_clips
+    return (
+        f"spent {day} {format_usd(0.0 if today is None else today.usd)},"
+        f" {usage.month.period} {format_usd(usage.month.usd)}"
+        + (f" (+ {unpriced} clip(s) of unknown cost)" if unpriced else "")
+    )
 
 
 def _committed_table(limits: TenantLimits, ledger: LedgerView, now: datetime) -> str:
@@ -391,6 +415,67 @@ async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> i
     else:
         print("the ledger is right: nothing written")
     return 0
+
+
+_MONTH = re.compile(r"(19[7-9]\d|2\d{3})-(0[1-9]|1[0-2])")  # as /v1/usage takes it
+
+
+def _month(text: str) -> str:
+    if _MONTH.fullmatch(text) is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UTC month as YYYY-MM (e.g. 2026-12)")
+    return text
+
+
+async def tenant_usage(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """What the tenant spent in a UTC month, by day: what ``/v1/usage`` answers its keys."""
+    async with _database(args, settings) as db:
+        limits = await ApiKeyStore(db).limits(args.tenant)  # UnknownTenant
+        month = args.month
+        if month is None:
+            clock = DbClock(db)
+            await clock.sync()  # the month the api counts in: the database's
+            month = month_key(clock.now())
+        usage = await UsageStore(db, LedgerStore(db)).month(args.tenant, month, limits)
+    if args.json:
+        print(usage.model_dump_json())  # the body of GET /v1/usage?month=...
+    else:
+        print(render_usage(usage))
+    if not limits.has_budget:
+        _note(
+            f"tenant {args.tenant} has no budget: nothing stops its spend; set one with"
+            f" {PROG}{_env_file_option(args)} tenant limits {args.tenant} --daily-budget-usd X"
+        )
+    return 0
+
+
+def render_usage(usage: TenantUsage) -> str:
+    """A month's spend, by day, and what the ledger holds in it (``reelflow usage``'s lines)."""
+    month = usage.month
+    unpriced = f" + {month.unknown_cost_clips} clip(s) of unknown cost"
+    lines = [
+        f"{month.period}  {format_usd(month.usd)} over {month.known_cost_clips} priced clip(s)"
+        f"{unpriced if month.unknown_cost_clips else ''}, {month.projects} project(s)"
+        " (each counted on the UTC day it was created)"
+    ]
+    if usage.days:
+        rows = [
+            (
+                day.period,
+                format_usd(day.usd),
+                str(day.known_cost_clips),
+                str(day.unknown_cost_clips),
+                str(day.projects),
+            )
+            for day in usage.days
+        ]
+        lines += ["", _table(("DAY", "SPENT", "PRICED", "UNPRICED", "PROJECTS"), rows)]
+    if usage.clips_in_flight is not None:
+        lines += ["", f"clips in flight: {usage.clips_in_flight}"]
+        lines += [
+            f"committed {period}: {format_usd(usd)}"
+            for period, usd in sorted(usage.committed_usd.items())
+        ]
+    return "\n".join(lines)
 
 
 def _shown(value: object) -> str:
@@ -764,6 +849,22 @@ def build_parser() -> argparse.ArgumentParser:
     recount.add_argument("tenant", help="the tenant's id")
     recount.add_argument("--dry-run", action="store_true", help="count and show; write nothing")
     recount.set_defaults(command=tenant_recount)
+    spend = tenant.add_parser(
+        "usage",
+        help="what a tenant spent in a UTC month, by day (what /v1/usage answers its keys)",
+        description="Sums the cost Runware reported for the clips of the tenant's projects"
+        " created in the month, by the UTC day each was created, as GET /v1/usage does;"
+        " clips finished without a price are counted apart. With a budget or an in-flight"
+        " limit, also what the ledger holds: its clips in flight and what it committed.",
+    )
+    spend.add_argument("tenant", help="the tenant's id")
+    spend.add_argument(
+        "--month", type=_month, help="a UTC month, YYYY-MM (default: the current one)"
+    )
+    spend.add_argument(
+        "--json", action="store_true", help="as one JSON document: the body of GET /v1/usage"
+    )
+    spend.set_defaults(command=tenant_usage)
 
     key = groups.add_parser("key", help="create, list and revoke API keys").add_subparsers(
         dest="action", required=True
