@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from reelflow_common.admin.cli import AdminSettings, main
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.messages import CheckClip, ClipUpdated, ProjectFinished, SubmitClip
 from reelflow_common.store import TaskFailed, TaskSucceeded
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import rfc3339, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
@@ -177,6 +178,92 @@ async def test_project_show_tells_a_stored_copy_and_logs_its_event(
     assert any("clip.stored" in line and line.endswith(logged) for line in lines)
     code, out, err = await admin("project", "show", project_id, "--json")
     assert json.loads(out)["events"][-1]["type"] == "clip.stored"
+
+
+# --- project list --------------------------------------------------------------------------
+
+
+def listed(out: str) -> tuple[list[str], list[list[str]]]:
+    """``project list``'s header and rows, as cells (the title, quoted, is one word here)."""
+    header, *rows = out.splitlines()
+    return header.split(), [row.split() for row in rows]
+
+
+async def test_project_list_finds_a_tenants_projects_and_the_ones_past_their_lease(
+    world: World, admin: Run, mongo_db: Any
+) -> None:
+    for tenant_id in ("tenant-1", "tenant-2"):
+        await mongo_db["tenants"].insert_one(
+            {"_id": tenant_id, "name": tenant_id, "created_at": utcnow()}
+        )
+    stuck = await world.new_project("a fox")
+    world.tenant_id = "tenant-2"
+    other = await world.new_project("a cat")
+    world.tenant_id = "tenant-1"
+    failed = await world.processing(await world.new_project("an owl"))
+    await world.projects.record(
+        failed.id, 0, failed.clips[0].task_uuid, TaskFailed(code="x", message="no")
+    )
+    # A title that would clear the terminal, printed as it is stored, escaped.
+    await mongo_db["projects"].update_one({"_id": failed.id}, {"$set": {"title": "\x1b[2Jowl"}})
+    # The first clip's chain stopped: its lease ran out a minute ago (the reconciler's due_at).
+    lease_ended = utcnow() - timedelta(seconds=60)
+    lease_ended = lease_ended.replace(microsecond=lease_ended.microsecond // 1000 * 1000)
+    await mongo_db["projects"].update_one({"_id": stuck.id}, {"$set": {"due_at": lease_ended}})
+
+    code, out, err = await admin("project", "list", "--tenant", "tenant-1")
+
+    assert code == 0, err
+    header, rows = listed(out)
+    assert header == [
+        "PROJECT", "CREATED", "STATUS", "CLIPS", "COMPLETED", "PENDING", "FAILED", "CANCELLED",
+        "TITLE",
+    ]  # fmt: skip
+    assert [row[0] for row in rows] == [failed.id, stuck.id]  # newest first
+    assert rows[0][2:] == ["failed", "1", "0", "0", "1", "0", "'\\x1b[2Jowl'"]
+    assert rows[1][2:8] == ["generating", "1", "0", "1", "0", "0"]
+    assert "\x1b" not in out
+    code, out, err = await admin("project", "list", "--tenant", "tenant-1", "--status", "failed")
+    assert (code, [row[0] for row in listed(out)[1]]) == (0, [failed.id])
+
+    code, out, err = await admin("project", "list", "--past-lease")
+
+    assert code == 0, err
+    header, rows = listed(out)
+    assert header[:2] == ["PROJECT", "TENANT"]
+    assert header[-2:] == ["LEASE_ENDED", "TITLE"]
+    assert [row[:4] for row in rows] == [
+        [stuck.id, "tenant-1", rfc3339(stuck.created_at), "generating"]
+    ]
+    assert rows[0][header.index("LEASE_ENDED")] == rfc3339(lease_ended)
+    assert "reelflow-admin project show PROJECT_ID" in err
+    code, out, err = await admin("project", "list", "--past-lease", "--tenant", "tenant-2")
+    assert (code, listed(out)[1], err) == (0, [], "no project past its lease\n")
+    code, out, err = await admin("project", "list", "--tenant", "tenant-2", "--json")
+    assert code == 0, err
+    [line] = out.splitlines()
+    assert json.loads(line) | {"created_at": None, "updated_at": None, "due_at": None} == {
+        "project_id": other.id,
+        "tenant_id": "tenant-2",
+        "title": "Trip to Lisbon",
+        "status": "generating",
+        "counts": {"total_clips": 1, "completed": 0, "pending": 1, "failed": 0, "cancelled": 0},
+        "cost": {"usd": 0.0, "known": 0, "unknown": 0},
+        "created_at": None,
+        "updated_at": None,
+        "due_at": None,
+    }
+    code, out, err = await admin("project", "list", "--tenant", "tenant-1", "--limit", "1")
+    assert (code, len(listed(out)[1])) == (0, 1)
+    assert "more than 1 project(s)" in err
+    assert (await admin("project", "list"))[0] == 1
+    assert await admin("project", "list", "--tenant", "nobody") == (
+        1,
+        "",
+        "reelflow-admin: no tenant 'nobody'\n",
+    )
+    code, _, err = await admin("project", "list", "--past-lease", "--status", "failed")
+    assert (code, "--past-lease lists generating projects" in err) == (1, True)
 
 
 # --- reconcile -----------------------------------------------------------------------------

@@ -17,6 +17,8 @@ the one secret it ever prints (a new key) alone on stdout, so a script can take 
     reelflow-admin dlq list [--queue Q] [--peek N] [--json]
     reelflow-admin dlq requeue --queue Q [--limit N]
     reelflow-admin dlq drop --queue Q (--id ID | --all --yes)
+    reelflow-admin project list (--tenant ID | --past-lease) [--status S] [--past-lease]
+                                [--limit N] [--json]
     reelflow-admin project show PROJECT_ID [--json]
     reelflow-admin reconcile PROJECT_ID
     reelflow-admin assets list (--failed | PROJECT_ID)
@@ -54,7 +56,13 @@ from reelflow_common.accounting import (
 )
 from reelflow_common.accounting.ledger import LedgerMoved, LedgerView, Unreserved
 from reelflow_common.admin import assets, dlq
-from reelflow_common.admin.projects import project_state, render_pass, render_project
+from reelflow_common.admin.projects import (
+    list_rows,
+    listed_state,
+    project_state,
+    render_pass,
+    render_project,
+)
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
 from reelflow_common.broker.dlq import dead_letter_depths, requeue_dead_letters
 from reelflow_common.clock import DbClock
@@ -636,6 +644,49 @@ async def project_show(args: argparse.Namespace, settings: AdminSettings) -> int
     return 0
 
 
+async def project_list(args: argparse.Namespace, settings: AdminSettings) -> int:
+    """A tenant's projects, newest first; with ``--past-lease`` the generating ones (every
+    tenant's, or one's) with a clip whose lease ran out, earliest first: each on an index."""
+    status = None if args.status is None else ProjectStatus(args.status)
+    if args.tenant is None and not args.past_lease:
+        raise ReelflowError("whose projects? --tenant ID (tenant list names them), or --past-lease")
+    if args.past_lease and status not in (None, ProjectStatus.GENERATING):
+        raise ReelflowError(
+            "--past-lease lists generating projects (a lease is only followed while generating)"
+        )
+    async with _database(args, settings) as db:
+        if args.tenant is not None and await ApiKeyStore(db).tenant(args.tenant) is None:
+            raise ReelflowError(f"no tenant {args.tenant!r}")
+        projects = ProjectStore(db)
+        if args.past_lease:
+            clock = DbClock(db)
+            await clock.sync()  # leases run out on the database's clock, as the reconciler sees
+            found = await projects.past_lease(
+                before=clock.now(), tenant_id=args.tenant, limit=args.limit + 1
+            )
+            more = len(found) > args.limit
+            found = found[: args.limit]
+        else:
+            found, cursor = await projects.list(args.tenant, status=status, limit=args.limit)
+            more = cursor is not None
+    if args.json:
+        for project in found:
+            print(json.dumps(listed_state(project), ensure_ascii=False))
+    else:
+        header, rows = list_rows(found, with_tenant=args.tenant is None, with_lease=args.past_lease)
+        print(_table(header, rows))
+    if more:
+        _note(f"more than {args.limit} project(s): --limit shows more")
+    if not found:
+        _note("no project" + (" past its lease" if args.past_lease else ""))
+    elif args.past_lease:
+        _note(
+            f"{PROG} project show PROJECT_ID shows a project's clips and leases;"
+            f" {PROG} reconcile PROJECT_ID asks Runware about its open clips now"
+        )
+    return 0
+
+
 async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
     """The poller's reconciler, for one project, now: every open clip, whatever its lease."""
     async with AsyncExitStack() as stack:
@@ -749,6 +800,16 @@ def _check_scene(scene: int, projects: Sequence[Project], *, one_project: bool) 
         f"no project with a copy given up on has a scene {scene} (scenes count from 0, as"
         " assets list shows them)"
     )
+
+
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 1 or more")
+    return number
 
 
 def _scene_index(text: str) -> int:
@@ -921,7 +982,7 @@ def build_parser() -> argparse.ArgumentParser:
     drop.add_argument("--yes", action="store_true", help="with --all: yes, every one")
     drop.set_defaults(command=dlq_drop)
 
-    project = groups.add_parser("project", help="look at a project").add_subparsers(
+    project = groups.add_parser("project", help="find projects, look at one").add_subparsers(
         dest="action", required=True
     )
     show = project.add_parser(
@@ -930,6 +991,31 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("project_id")
     show.add_argument("--json", action="store_true", help="as one JSON document")
     show.set_defaults(command=project_show)
+    listing = project.add_parser(
+        "list",
+        help="a tenant's projects, newest first, or the ones with a clip past its lease",
+        description="One line per project: its id (for project show, reconcile and assets),"
+        " when it was created, its status, its clips' counts and its title. Each list is read"
+        " on an index: a tenant's projects (by status too), or the generating projects whose"
+        " earliest open clip's lease ran out (the reconciler's query, earliest first: the"
+        " ones the ReelflowClipsStuckPastLease alert counts lead, their LEASE_ENDED more"
+        " than the poller's REELFLOW_RECONCILE_GRACE_S ago).",
+    )
+    listing.add_argument("--tenant", help="the tenant's id (tenant list names them)")
+    listing.add_argument(
+        "--status", choices=[status.value for status in ProjectStatus], help="only these"
+    )
+    listing.add_argument(
+        "--past-lease",
+        action="store_true",
+        help="generating projects with a clip whose lease ran out, every tenant's unless"
+        " --tenant: chains the reconciler has to re-arm",
+    )
+    listing.add_argument("--limit", type=_positive, default=50, help="at most this many")
+    listing.add_argument(
+        "--json", action="store_true", help="one JSON line per project (stored counts and cost)"
+    )
+    listing.set_defaults(command=project_list)
 
     heal = groups.add_parser(
         "reconcile",

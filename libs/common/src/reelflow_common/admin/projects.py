@@ -73,6 +73,62 @@ def _clip_state(clip: ClipState, request: ClipRequest | None) -> Json:
     return state
 
 
+def listed_state(project: Project) -> Json:
+    """One project as ``project list --json`` prints it: what its line says, JSON-ready."""
+    return {
+        "project_id": project.id,
+        "tenant_id": project.tenant_id,
+        "title": project.title,
+        "status": project.status.value,
+        "counts": project.counts.model_dump(),
+        "cost": project.cost.model_dump(),
+        "created_at": _time(project.created_at),
+        "updated_at": _time(project.updated_at),
+        "due_at": _time(project.due_at),
+    }
+
+
+def list_rows(
+    projects: Sequence[Project], *, with_tenant: bool, with_lease: bool
+) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """``project list``'s header and one row per project: its id, when it was created, its
+    status, its clips' counts and its title (quoted, control characters escaped, as
+    ``project show`` prints it); the tenant when the list is not one tenant's, and when the
+    earliest lease of its open clips ran out (``due_at``) with ``--past-lease``."""
+    header = (
+        "PROJECT",
+        *(("TENANT",) if with_tenant else ()),
+        "CREATED",
+        "STATUS",
+        "CLIPS",
+        "COMPLETED",
+        "PENDING",
+        "FAILED",
+        "CANCELLED",
+        *(("LEASE_ENDED",) if with_lease else ()),
+        "TITLE",
+    )
+    rows = []
+    for project in projects:
+        counts = project.counts
+        rows.append(
+            (
+                project.id,
+                *((project.tenant_id,) if with_tenant else ()),
+                rfc3339(project.created_at),
+                project.status.value,
+                str(counts.total_clips),
+                str(counts.completed),
+                str(counts.pending),
+                str(counts.failed),
+                str(counts.cancelled),
+                *((_time(project.due_at) or "-",) if with_lease else ()),
+                repr(project.title),
+            )
+        )
+    return header, rows
+
+
 # --- lines for a person ------------------------------------------------------------------
 
 

@@ -10,7 +10,12 @@ from pymongo import ReturnDocument
 
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.messages import Event
-from reelflow_common.store.documents import WITHOUT_EVENTS, project_from_document
+from reelflow_common.mongo import Document
+from reelflow_common.store.documents import (
+    WITHOUT_EVENTS,
+    WITHOUT_REQUESTS_AND_EVENTS,
+    project_from_document,
+)
 from reelflow_common.store.models import ClipState, Lease, Project
 from reelflow_common.store.transitions import markers, reconciler
 from reelflow_common.store.transitions.write import Write
@@ -28,6 +33,20 @@ class ReconcilerQueries(ProjectWrites):
         )
         docs = await found.sort("due_at", 1).limit(limit).to_list()
         return [(doc["_id"], doc["due_at"]) for doc in docs]
+
+    async def past_lease(
+        self, *, before: datetime, tenant_id: str | None = None, limit: int
+    ) -> list[Project]:
+        """What :meth:`due` finds, whole (without requests and events) and of one tenant if
+        given, earliest lease first: for an operator (``reelflow-admin project list
+        --past-lease``). The ``reconcile_due`` index answers it (with a tenant, also
+        ``tenant_status_newest``)."""
+        query: Document = {"status": ProjectStatus.GENERATING.value, "due_at": {"$lt": before}}
+        if tenant_id is not None:
+            query["tenant_id"] = tenant_id
+        found = self._projects.find(query, WITHOUT_REQUESTS_AND_EVENTS)
+        docs = await found.sort("due_at", 1).limit(limit).to_list()
+        return [project_from_document(doc) for doc in docs]
 
     async def claim(self, project_id: str, *, due_at: datetime, until: datetime) -> Project | None:
         """Take a due project for one pass (with its requests); None if another reconciler did."""
