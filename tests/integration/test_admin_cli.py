@@ -19,6 +19,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient, MongoClient
+from yarl import URL
 
 from reelflow_common.admin.cli import AdminSettings, main
 from reelflow_common.store.auth import ApiKeyStore
@@ -180,6 +181,76 @@ def test_an_unreachable_database_is_one_line_naming_its_url_said_within_seconds(
         " settings)"
     ]
     assert took < settings.mongo_timeout_s  # not the services' per-operation bound
+
+
+def test_a_refused_rabbitmq_login_is_one_line_naming_the_url_and_user_said_at_once(
+    admin_with: Callable[[AdminSettings], Run], settings: AdminSettings
+) -> None:
+    right = URL(settings.amqp_url.get_secret_value())
+    wrong = right.with_password("WrongPw9")
+    # However long it may wait: a refused login is no outage, waiting does not change it.
+    run = admin_with(
+        settings.model_copy(update={"amqp_url": SecretStr(str(wrong)), "admin_amqp_wait_s": 60})
+    )
+
+    started = time.monotonic()
+    code, out, err = run("dlq", "list")
+    took = time.monotonic() - started
+
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()
+    assert line.startswith(
+        f"reelflow-admin: RabbitMQ at amqp://{right.host}:{right.port}/ refused the login of"
+        f" user {right.user!r} (ProbableAuthenticationError: ACCESS_REFUSED"
+    )
+    assert line.endswith("; under make run, add --env-file .run/env (its stack's settings)")
+    assert "WrongPw9" not in err
+    assert took < 30
+
+
+def test_an_unreachable_rabbitmq_is_one_line_naming_its_url_said_within_its_wait(
+    admin_with: Callable[[AdminSettings], Run], settings: AdminSettings
+) -> None:
+    port = free_port()
+    nobody = f"amqp://admin:hunter2@127.0.0.1:{port}/"
+    run = admin_with(
+        settings.model_copy(update={"amqp_url": SecretStr(nobody), "admin_amqp_wait_s": 1})
+    )
+
+    started = time.monotonic()
+    code, out, err = run("--env-file", ".run/env", "dlq", "requeue", "--queue", CHECK_CLIP)
+    took = time.monotonic() - started
+
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"reelflow-admin: RabbitMQ at amqp://127.0.0.1:{port}/ did not take a connection within"
+        f" 1 s (Connection refused; AMQPConnectionError: [Errno 111] Connect call failed"
+        f" ('127.0.0.1', {port})) (REELFLOW_AMQP_URL, from the environment or .run/env)"
+    ]
+    assert took < 1 + DEADLINE_S
+
+
+def test_at_a_terminal_a_wait_for_rabbitmq_or_mongodb_is_said_before_it_fails(
+    mongo_url: str, mongo_database: str
+) -> None:
+    port = free_port()
+    env = {name: value for name, value in os.environ.items() if not name.startswith("REELFLOW_")}
+    env |= {"REELFLOW_AMQP_URL": f"amqp://guest:hunter2@127.0.0.1:{port}/"}
+
+    lines, status = in_terminal(env | {"REELFLOW_ADMIN_AMQP_WAIT_S": "4"}, "dlq", "list")
+
+    assert status == 1
+    assert lines[0] == f"waiting for RabbitMQ at amqp://127.0.0.1:{port}/..."
+    assert lines[1].startswith(
+        f"reelflow-admin: RabbitMQ at amqp://127.0.0.1:{port}/ did not take a connection within"
+        " 4 s (Connection refused; "
+    )
+    assert len(lines) == 2  # nothing else: no log line per attempt
+    env |= {"REELFLOW_MONGO_URL": f"mongodb://127.0.0.1:{port}/"}
+    lines, status = in_terminal(env | {"REELFLOW_ADMIN_MONGO_WAIT_S": "3"}, "tenant", "list")
+    assert status == 1
+    assert lines[0] == f"waiting for MongoDB at mongodb://127.0.0.1:{port}/..."
+    assert lines[1].startswith(f"reelflow-admin: MongoDB at mongodb://127.0.0.1:{port}/ did not")
 
 
 def test_a_created_key_is_printed_once_listed_without_it_and_authenticates(

@@ -30,20 +30,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import re
 import shlex
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pymongo
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
+from aiormq.exceptions import ProbableAuthenticationError
 from pydantic import Field
 from pymongo.errors import ConnectionFailure, PyMongoError
+from yarl import URL
 
 from reelflow_common.accounting import (
     CostEstimator,
@@ -63,11 +67,13 @@ from reelflow_common.admin.projects import (
     render_pass,
     render_project,
 )
-from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection
+from reelflow_common.broker import Publisher, PublishError, amqp_channel
 from reelflow_common.broker.dlq import dead_letter_depths, requeue_dead_letters
+from reelflow_common.broker.transport import connect_robust
 from reelflow_common.clock import DbClock
 from reelflow_common.domain import ProjectStatus
 from reelflow_common.errors import ReelflowError
+from reelflow_common.lifecycle import wait_for
 from reelflow_common.logging import configure_logging, logs_as_json
 from reelflow_common.money import format_usd
 from reelflow_common.mongo import Database, mongo_database
@@ -128,6 +134,14 @@ class AdminSettings(
         description="how long reelflow-admin waits for MongoDB's first answer before it"
         " gives up, saying which URL it tried",
     )
+    # The same for RabbitMQ: the services wait for it without end (their wait_for), a
+    # person is told. A refused login is said at once: waiting does not change a password.
+    admin_amqp_wait_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="how long reelflow-admin waits for RabbitMQ to take its connection before"
+        " it gives up, saying which URL it tried and why (a refused login at once)",
+    )
 
 
 def load_settings(env_file: Path | None = None) -> AdminSettings:
@@ -148,26 +162,144 @@ def _env_file_option(args: argparse.Namespace) -> str:
     return "" if args.env_file is None else f" --env-file {shlex.quote(str(args.env_file))}"
 
 
+#: how long a wait for MongoDB or RabbitMQ lasts before a terminal is told of it
+WAIT_SAID_AFTER_S = 2.0
+
+
+def _settings_hint(args: argparse.Namespace, variable: str) -> str:
+    """Where the URL tried came from, to say after a failure to reach it."""
+    if args.env_file is None:
+        return "; under make run, add --env-file .run/env (its stack's settings)"
+    return f" ({variable}, from the environment or {args.env_file})"
+
+
+@contextmanager
+def _waiting_said(what: str) -> Iterator[None]:
+    """At a terminal, one line on stderr if the block lasts beyond ``WAIT_SAID_AFTER_S``:
+    a person sees why nothing happens yet (a log line says so only with --verbose)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    said = asyncio.get_running_loop().call_later(
+        WAIT_SAID_AFTER_S, lambda: print(f"waiting for {what}...", file=sys.stderr, flush=True)
+    )
+    try:
+        yield
+    finally:
+        said.cancel()
+
+
 @asynccontextmanager
 async def _database(args: argparse.Namespace, settings: AdminSettings) -> AsyncIterator[Database]:
     """The services' database, once it has answered within ``admin_mongo_wait_s``; else one
     line that says which URL was tried (an error, exit 1)."""
+    url = url_location(settings.mongo_url.get_secret_value())
     async with mongo_database(settings) as db:
         try:
-            with pymongo.timeout(settings.admin_mongo_wait_s):
+            with pymongo.timeout(settings.admin_mongo_wait_s), _waiting_said(f"MongoDB at {url}"):
                 await db.command("ping")
         except ConnectionFailure as exc:  # server selection timed out, or the network did
-            url = url_location(settings.mongo_url.get_secret_value())
-            hint = (
-                "; under make run, add --env-file .run/env (its stack's settings)"
-                if args.env_file is None
-                else f" (REELFLOW_MONGO_URL, from the environment or {args.env_file})"
-            )
             raise ReelflowError(
                 f"MongoDB at {url} did not answer within {settings.admin_mongo_wait_s:g} s"
-                f" ({type(exc).__name__}){hint}"
+                f" ({type(exc).__name__}){_settings_hint(args, 'REELFLOW_MONGO_URL')}"
             ) from exc
         yield db
+
+
+@asynccontextmanager
+async def _broker(
+    args: argparse.Namespace, settings: AdminSettings
+) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection to the services' RabbitMQ, as ``amqp_connection`` makes it, once the broker
+    has taken it within ``admin_amqp_wait_s``; else one line that says which URL was tried
+    and why it failed (an error, exit 1). A refused login is said at once."""
+    secret = settings.amqp_url.get_secret_value()
+    url = url_location(secret)
+    failures: list[Exception] = []
+
+    async def attempt() -> AbstractRobustConnection:
+        try:
+            return await connect_robust(secret, name=PROG, reconnect_interval_s=2.0)
+        except ProbableAuthenticationError as exc:
+            raise _LoginRefused from exc  # not transient: wait_for raises it at once
+        except Exception as exc:
+            failures.append(exc)
+            raise
+
+    try:
+        async with asyncio.timeout(settings.admin_amqp_wait_s):
+            with _waiting_said(f"RabbitMQ at {url}"), _transport_errors_unlogged():
+                connection = await wait_for("rabbitmq", attempt)  # as the services wait
+    except TimeoutError as exc:
+        why = _why(failures[-1], secret) if failures else "no answer"
+        raise ReelflowError(
+            f"RabbitMQ at {url} did not take a connection within"
+            f" {settings.admin_amqp_wait_s:g} s ({why})"
+            f"{_settings_hint(args, 'REELFLOW_AMQP_URL')}"
+        ) from exc
+    except _LoginRefused as exc:
+        user = _url_part(secret, "user") or "guest"  # aio-pika's when the URL names none
+        raise ReelflowError(
+            f"RabbitMQ at {url} refused the login of user {user!r}"
+            f" ({_why(exc.__cause__ or exc, secret)})"
+            f"{_settings_hint(args, 'REELFLOW_AMQP_URL')}"
+        ) from exc
+    except AMQPError as exc:  # no outage either: said at once
+        raise ReelflowError(
+            f"RabbitMQ at {url} closed the connection it was opening ({_why(exc, secret)}):"
+            " does its virtual host exist, and may the user use it?"
+            f"{_settings_hint(args, 'REELFLOW_AMQP_URL')}"
+        ) from exc
+    try:
+        yield connection
+    finally:
+        try:
+            # A broker that stopped answering must not keep the command alive.
+            await asyncio.wait_for(connection.close(), timeout=10.0)
+        except TimeoutError:
+            _note(f"{PROG}: the connection to RabbitMQ at {url} did not close within 10 s")
+
+
+class _TransportErrors(logging.Filter):
+    """aiormq's line for each connect that failed, an error: the failure is said once, at the
+    end (and logged by ``wait_for`` with each attempt, a warning)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error when creating transport")
+
+
+@contextmanager
+def _transport_errors_unlogged() -> Iterator[None]:
+    logger, dropped = logging.getLogger("aiormq.connection"), _TransportErrors()
+    logger.addFilter(dropped)
+    try:
+        yield
+    finally:
+        logger.removeFilter(dropped)
+
+
+class _LoginRefused(Exception):
+    """RabbitMQ refused the login (ACCESS_REFUSED): a setting to fix, no outage to wait out."""
+
+
+def _url_part(url: str, part: str) -> str | None:
+    """The URL's ``user`` or ``password`` (decoded), None when it has none or is no URL."""
+    try:
+        value: str | None = getattr(URL(url), part)
+    except ValueError:
+        return None
+    return value
+
+
+def _why(exc: BaseException, secret: str) -> str:
+    """An error as one short clause: the system's words for its errno (``Connection refused``)
+    and its class and text, with the URL's password never in it."""
+    password = _url_part(secret, "password")
+    text = f"{type(exc).__name__}: {exc}"
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno > 0:
+        text = f"{os.strerror(errno)}; {text}"
+    return text.replace(password, "***") if password else text
 
 
 def duration(text: str) -> timedelta:
@@ -549,7 +681,7 @@ async def key_revoke(args: argparse.Namespace, settings: AdminSettings) -> int:
 async def dlq_list(args: argparse.Namespace, settings: AdminSettings) -> int:
     topology = Topology.from_settings(settings)
     async with (
-        amqp_connection(settings, name=PROG) as connection,
+        _broker(args, settings) as connection,
         amqp_channel(connection) as channel,
     ):
         for work_queue in dlq.work_queues(topology, args.queue):
@@ -573,7 +705,7 @@ async def dlq_requeue(args: argparse.Namespace, settings: AdminSettings) -> int:
     topology = Topology.from_settings(settings)
     (work_queue,) = dlq.work_queues(topology, args.queue)
     async with (
-        amqp_connection(settings, name=PROG) as connection,
+        _broker(args, settings) as connection,
         amqp_channel(connection) as channel,
     ):
         before = await _depth(channel, topology, work_queue)  # also: does it exist?
@@ -595,7 +727,7 @@ async def dlq_drop(args: argparse.Namespace, settings: AdminSettings) -> int:
     (work_queue,) = dlq.work_queues(topology, args.queue)
     name = topology.dead_letter_queue(work_queue)
     async with (
-        amqp_connection(settings, name=PROG) as connection,
+        _broker(args, settings) as connection,
         amqp_channel(connection) as channel,
     ):
         before = await _depth(channel, topology, work_queue)  # also: does it exist?
@@ -701,7 +833,7 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
             print(f"project {project.id} is {project.status.value}: no clip is open")
             return 0
         runware = await stack.enter_async_context(RunwareClient.open(settings))
-        connection = await stack.enter_async_context(amqp_connection(settings, name=PROG))
+        connection = await stack.enter_async_context(_broker(args, settings))
         channel = await stack.enter_async_context(amqp_channel(connection))
         topology = Topology.from_settings(settings)
         publisher = Publisher(channel, topology, timeout_s=settings.publish_timeout_s)
@@ -769,7 +901,7 @@ async def assets_retry(args: argparse.Namespace, settings: AdminSettings) -> int
     commands = [cmd for project in found for cmd in assets.retries(project, scene=args.scene)]
     if commands:
         async with (
-            amqp_connection(settings, name=PROG) as connection,
+            _broker(args, settings) as connection,
             amqp_channel(connection) as channel,
         ):
             publisher = Publisher(
