@@ -14,7 +14,7 @@ import yaml
 from reelflow_cli import errors as cli_errors
 from reelflow_cli.app import app as cli_app
 from reelflow_common.admin.cli import build_parser
-from reelflow_common.metrics import MessageOutcome, PublishResult
+from reelflow_common.metrics import MessageOutcome, PublishResult, RunwareOutcome
 from reelflow_devtools.config_table import BEGIN, END, render, rows
 from reelflow_devtools.devrun import READY, WS_AUTH, running_summary
 from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
@@ -263,6 +263,7 @@ def test_the_label_values_the_readme_names_are_the_ones_the_code_counts() -> Non
     for counter, module in {
         "MESSAGES_TOTAL": f"{broker}/consume.py",
         "PUBLISHED_TOTAL": f"{broker}/publisher.py",
+        "RUNWARE_REQUESTS_TOTAL": "libs/common/src/reelflow_common/runware/client.py",
     }.items():
         users = [
             source.relative_to(ROOT).as_posix()
@@ -273,8 +274,9 @@ def test_the_label_values_the_readme_names_are_the_ones_the_code_counts() -> Non
     for metric, values in {
         "reelflow_messages_total": typing.get_args(MessageOutcome),
         "reelflow_published_total": typing.get_args(PublishResult),
+        "reelflow_runware_requests_total": typing.get_args(RunwareOutcome),
     }.items():
-        named = set(re.findall(r"`([a-z_]+)`", metric_row(metric)))
+        named = set(re.findall(r"`([a-z_0-9]+)`", metric_row(metric)))
         assert named == set(values), metric
 
 

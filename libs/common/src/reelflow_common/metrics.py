@@ -20,6 +20,11 @@ MessageOutcome = Literal["acked", "rejected", "retried", "failed", "dead_lettere
 #: (``not_connected``: no channel to RabbitMQ yet, counted under ``kind="any"``)
 PublishResult = Literal["confirmed", "refused", "unconfirmed", "unroutable", "not_connected"]
 
+#: ``outcome`` of reelflow_runware_requests_total: how one HTTP request to Runware ended
+#: (``conflict``: a 4xx whose every error is ``conflictTaskUUID``, a resubmit of a task
+#: Runware has, as after a lost answer: expected, not an error)
+RunwareOutcome = Literal["ok", "conflict", "http_4xx", "http_5xx", "transport_error"]
+
 MESSAGES_TOTAL = Counter(
     "reelflow_messages_total",
     "Messages consumed, by work queue and outcome.",
@@ -65,7 +70,9 @@ QUEUE_READY = Gauge(
 
 RUNWARE_REQUESTS_TOTAL = Counter(
     "reelflow_runware_requests_total",
-    "HTTP requests to Runware, by task type and outcome (ok, http_4xx, http_5xx, transport_error).",
+    "HTTP requests to Runware, by task type and outcome (ok; conflict: a resubmit of a task"
+    " Runware has, answered 400 conflictTaskUUID, expected after a lost answer; http_4xx;"
+    " http_5xx; transport_error: no answer).",
     ["task_type", "outcome"],
 )
 

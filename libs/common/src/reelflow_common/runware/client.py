@@ -26,7 +26,11 @@ import aiohttp
 import certifi
 
 from reelflow_common.logging import get_logger
-from reelflow_common.metrics import RUNWARE_REQUEST_SECONDS, RUNWARE_REQUESTS_TOTAL
+from reelflow_common.metrics import (
+    RUNWARE_REQUEST_SECONDS,
+    RUNWARE_REQUESTS_TOTAL,
+    RunwareOutcome,
+)
 from reelflow_common.runware.errors import (
     ErrorCategory,
     RunwareError,
@@ -303,8 +307,8 @@ class RunwareClient:
                 sent.set_attribute("http.response.status_code", status)
                 if status >= 400:
                     mark_error(sent, f"HTTP {status}")
-        _count_request(task_type, _outcome(status), started)
         answer = _read(status, raw)
+        _count_request(task_type, _outcome(answer), started)
         level = log.info if task_type == "videoInference" else log.debug
         level(
             "runware_call_finished",
@@ -356,13 +360,22 @@ def _submitted(
     return SubmitResult(task_uuid=task_uuid)  # an empty ack of the whole request
 
 
-def _outcome(status: int) -> str:
-    if status < 400:
+def _outcome(answer: _Answer) -> RunwareOutcome:
+    """How the request ended, for reelflow_runware_requests_total.
+
+    A 4xx every error of which is ``conflictTaskUUID`` (at the top or in a task's item) is a
+    resubmit of a task Runware has, as after a lost answer: ``conflict``, not an error.
+    """
+    if answer.status < 400:
         return "ok"
-    return "http_5xx" if status >= 500 else "http_4xx"
+    if answer.status >= 500:
+        return "http_5xx"
+    codes = [entry.get("code") for entry in error_entries(answer.body)]
+    codes += [s.error.code for s in parse_task_states(answer.body).values() if s.error is not None]
+    return "conflict" if codes and all(code == _CONFLICT for code in codes) else "http_4xx"
 
 
-def _count_request(task_type: str, outcome: str, started: float) -> None:
+def _count_request(task_type: str, outcome: RunwareOutcome, started: float) -> None:
     RUNWARE_REQUESTS_TOTAL.labels(task_type=task_type, outcome=outcome).inc()
     RUNWARE_REQUEST_SECONDS.labels(task_type=task_type).observe(time.perf_counter() - started)
 
