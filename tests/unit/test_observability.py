@@ -37,6 +37,7 @@ METRIC_MODULES = (
     "reelflow_api.middleware",
     "reelflow_api.telemetry",
     "reelflow_notifier.metrics",
+    "reelflow_submitter.metrics",
 )
 
 #: series Prometheus itself writes for every target, with the target labels the rules use
@@ -201,6 +202,7 @@ def test_the_alerts_the_issue_asks_for_are_there() -> None:
         "ReelflowRunwareErrorRate": "reelflow_runware_requests_total",
         "ReelflowConsumerLag": "reelflow_queue_ready_messages",
         "ReelflowWebSocketBacklog": "reelflow_ws_backlog_max_events",
+        "ReelflowRunwareThrottling": "reelflow_runware_throttles_total",
     }.items():
         assert metric in {s.name for s in selectors(promql_parser.parse(by_name[alert]))}
 

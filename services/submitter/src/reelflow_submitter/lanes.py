@@ -35,6 +35,12 @@ starting), at worst until their leases run out and the reconciler re-dispatches 
 (``lease_s + reconcile_grace_s + reconcile_interval_s`` after they were queued).
 Retries of a lane's messages go through the shared queue's wait ladder, back to the
 shared queue, and are sorted again.
+
+The sorter empties the shared queue at broker speed, so a backlog of submits sits in the
+lanes: every replica reads how many messages are ready in each lane it consumes
+(:meth:`Lanes.report_depths`, every :data:`LANE_DEPTH_INTERVAL_S`) into
+``reelflow_queue_ready_messages{queue="submitter.submit_clip.lanes"}`` (their sum, what the
+lag alerts watch) and ``reelflow_lane_ready_messages_max`` (the fullest lane).
 """
 
 from __future__ import annotations
@@ -42,18 +48,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+from aio_pika.exceptions import ChannelNotFoundEntity
 
-from reelflow_common.broker import Publisher, consume
+from reelflow_common.broker import Publisher, amqp_channel, consume
 from reelflow_common.broker.consume import current_delivery, forwarded_headers
+from reelflow_common.broker.dlq import ready_messages
 from reelflow_common.broker.publisher import Unroutable
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import LaneOpened, SubmitClip
-from reelflow_common.metrics import SUBMIT_LANES
+from reelflow_common.metrics import QUEUE_READY, SUBMIT_LANES
 from reelflow_common.topology import HEADER_REDELIVERED, SUBMIT_CLIP, Topology, declare_lane
+from reelflow_submitter.metrics import LANE_READY_MAX, LANES
 
 log = get_logger(__name__)
+
+#: how often a replica reads its lanes' depths: one passive declare per lane, one at a time
+#: on a channel of their own. A lane per tenant makes hundreds or thousands of them, not the
+#: work queues' four: 30 s keeps that to a few dozen cheap broker requests a second per
+#: replica, and the lag alerts it feeds hold for 10 minutes or more.
+LANE_DEPTH_INTERVAL_S = 30.0
+#: a lane's depth read that takes longer than this ends the pass (the broker is in trouble)
+_READ_TIMEOUT_S = 10.0
 
 Handler = Callable[[SubmitClip], Awaitable[None]]
 
@@ -129,6 +146,21 @@ class Lanes:
         for tenant_id in self.tenants:
             await self._signal(tenant_id)
 
+    async def report_depths(self, connection: AbstractRobustConnection) -> list[int]:
+        """Read the ready messages of every lane consumed here into the gauges: their sum as
+        ``reelflow_queue_ready_messages{queue="submitter.submit_clip.lanes"}``, the largest as
+        ``reelflow_lane_ready_messages_max``. The depths read (a lane gone meanwhile: none).
+
+        Reconnecting, or a read that times out: the gauges keep their last values.
+        """
+        if not connection.connected.is_set():
+            return []
+        names = [self._topology.lane_queue(tenant_id) for tenant_id in self.tenants]
+        depths = await lane_depths(connection, names)
+        QUEUE_READY.labels(queue=LANES).set(sum(depths))
+        LANE_READY_MAX.set(max(depths, default=0))
+        return depths
+
     async def run(self) -> None:
         """Until ``stop``; then every lane's consumer drains."""
         await self._stop.wait()
@@ -162,6 +194,26 @@ class Lanes:
         except TransientError as exc:
             # Best effort: the periodic announcement says it again.
             log.warning("lane_signal_failed", tenant_id=tenant_id, error=str(exc))
+
+
+async def lane_depths(connection: AbstractRobustConnection, names: list[str]) -> list[int]:
+    """The ready messages of each lane of ``names`` that exists, one passive declare each.
+
+    On a channel of their own, one at a time: a lane that is gone (deleted, expired) closes
+    the channel it was asked about, which must not be a consumer's; the rest go on a new one.
+    """
+    depths: list[int] = []
+    left = list(names)
+    while left:
+        async with amqp_channel(connection) as channel:
+            while left:
+                name = left.pop(0)
+                try:
+                    async with asyncio.timeout(_READ_TIMEOUT_S):
+                        depths.append(await ready_messages(channel, name))
+                except ChannelNotFoundEntity:
+                    break  # that channel is closed now
+    return depths
 
 
 class LaneSorter:

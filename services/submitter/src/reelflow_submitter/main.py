@@ -25,7 +25,7 @@ from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_
 from reelflow_common.tracing import configure_tracing
 from reelflow_submitter import signals
 from reelflow_submitter.handlers import SubmitHandler
-from reelflow_submitter.lanes import FairGate, Lanes, LaneSorter
+from reelflow_submitter.lanes import LANE_DEPTH_INTERVAL_S, FairGate, Lanes, LaneSorter
 from reelflow_submitter.settings import Settings
 from reelflow_submitter.throttle import RunwareThrottle
 
@@ -149,6 +149,12 @@ async def main(
                 lambda: report_dead_letter_depths(connection, topology, [SUBMIT_CLIP]),
                 stop=stop,
                 name="dead_letter_depths",
+            ),
+            every(
+                LANE_DEPTH_INTERVAL_S,
+                lambda: lanes.report_depths(connection),
+                stop=stop,
+                name="lane_depths",
             ),
             planning.stats.run(stop, settings.poll_stats_interval_s),
         )

@@ -44,11 +44,12 @@ async def dead_letter_depths(
     """Messages ready in each work queue's DLQ, keyed by work queue (unprefixed name)."""
     depths: dict[str, int] = {}
     for work_queue in work_queues:
-        depths[work_queue] = await _ready_messages(channel, topology.dead_letter_queue(work_queue))
+        depths[work_queue] = await ready_messages(channel, topology.dead_letter_queue(work_queue))
     return depths
 
 
-async def _ready_messages(channel: AbstractChannel, queue: str) -> int:
+async def ready_messages(channel: AbstractChannel, queue: str) -> int:
+    """The messages ready in ``queue``, as the broker counts them now (a passive declare)."""
     # Straight to the broker: aio-pika answers a passive declare of a queue this
     # channel declared before from its own cache, with the count of that time.
     underlay = await channel.get_underlay_channel()
@@ -72,7 +73,7 @@ async def report_dead_letter_depths(
     async with asyncio.timeout(_READ_TIMEOUT_S), amqp_channel(connection) as channel:
         depths = await dead_letter_depths(channel, topology, work_queues)
         for work_queue in work_queues:
-            ready = await _ready_messages(channel, topology.queue(work_queue))
+            ready = await ready_messages(channel, topology.queue(work_queue))
             QUEUE_READY.labels(queue=work_queue).set(ready)
     for work_queue, depth in depths.items():
         DEAD_LETTERS.labels(queue=work_queue).set(depth)
