@@ -203,6 +203,7 @@ def test_the_alerts_the_issue_asks_for_are_there() -> None:
         "ReelflowConsumerLag": "reelflow_queue_ready_messages",
         "ReelflowWebSocketBacklog": "reelflow_ws_backlog_max_events",
         "ReelflowRunwareThrottling": "reelflow_runware_throttles_total",
+        "ReelflowClipsFailing": "reelflow_clips_finished_total",
     }.items():
         assert metric in {s.name for s in selectors(promql_parser.parse(by_name[alert]))}
 

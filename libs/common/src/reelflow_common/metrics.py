@@ -89,6 +89,14 @@ PROJECTS_PAST_LEASE = Gauge(
     " pass found them (at most its batch size): chains the reconciler has to re-arm.",
 )
 
+CLIPS_FINISHED_TOTAL = Counter(
+    "reelflow_clips_finished_total",
+    "Clips that ended, by status (success, failed, cancelled) and, for a failed one, its error"
+    " code (timedOut, budgetExceeded, runwareUnavailable, a Runware code reelflow knows by name,"
+    " or other); counted once, by the writer whose update ended the clip.",
+    ["status", "code"],
+)
+
 CLIPS_RECONCILED_TOTAL = Counter(
     "reelflow_clips_reconciled_total",
     "Clips the reconciler settled after their chain stopped (lease run out), by action.",

@@ -108,6 +108,9 @@ _EXACT_CODES: dict[str, ErrorCategory] = {
     ),
 }
 
+#: the codes this module knows by name (others are classified by prefix or HTTP status)
+KNOWN_CODES = frozenset(_EXACT_CODES)
+
 _VALIDATION_PREFIXES = (
     "invalid",
     "missing",

@@ -26,6 +26,7 @@ from reelflow_common.mongo import Document
 from reelflow_common.store import together
 from reelflow_common.store.collection import ProjectCollection
 from reelflow_common.store.documents import LOG_HEAD, log_head
+from reelflow_common.store.ends import count_ends
 from reelflow_common.store.eventlog import StoredEvent, materialize
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.owed import unrecorded
@@ -223,6 +224,7 @@ class ProjectWrites(ProjectCollection):
         if not write.events:
             return []
         pushed: list[StoredEvent] = write.update["$push"]["events"]["$each"]
+        count_ends(pushed)  # the update applied: the clips it ended, counted once
         # The update is atomic, so the seq and counts it returned are exactly those
         # right after its own events.
         return materialize(log_head(project_id, head), pushed)
