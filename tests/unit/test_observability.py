@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,7 +39,16 @@ METRIC_MODULES = (
     "reelflow_api.telemetry",
     "reelflow_notifier.metrics",
     "reelflow_submitter.metrics",
+    "reelflow_common.tracking.metrics",
 )
+
+#: each service's composition root: what its process imports
+SERVICE_MODULES = {
+    "api": "reelflow_api.app",
+    "notifier": "reelflow_notifier.main",
+    "submitter": "reelflow_submitter.main",
+    "poller": "reelflow_poller.main",
+}
 
 #: series Prometheus itself writes for every target, with the target labels the rules use
 PROMETHEUS_SERIES = {"up": frozenset({"job", "instance"})}
@@ -258,6 +268,80 @@ def test_each_service_has_an_absent_alert_on_a_metric_only_it_reports() -> None:
     ):
         assert matcher(by_name[alert], "queue").value == queue
         assert by_name[alert].startswith("absent(reelflow_queue_ready_messages{")
+
+
+def registered_by(module: str) -> dict[str, list[dict[str, str]]]:
+    """Each reelflow_ metric a fresh process importing ``module`` exports, with the label sets
+    of its series (before any is set: what a healthy, idle replica shows)."""
+    script = (
+        "import importlib, json, sys\n"
+        "from prometheus_client import REGISTRY\n"
+        f"importlib.import_module({module!r})\n"
+        "found = {m.name: [s.labels for s in m.samples] for m in REGISTRY.collect()"
+        " if m.name.startswith('reelflow_')}\n"
+        "print(json.dumps(found))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    found: dict[str, list[dict[str, str]]] = json.loads(done.stdout)
+    return found
+
+
+@pytest.fixture(scope="module")
+def exported_by_service() -> dict[str, dict[str, list[dict[str, str]]]]:
+    return {service: registered_by(module) for service, module in SERVICE_MODULES.items()}
+
+
+def test_a_metric_only_one_service_sets_is_exported_by_that_service_only(
+    exported_by_service: dict[str, dict[str, list[dict[str, str]]]],
+) -> None:
+    # A gauge every service exports at 0 while one sets it reads as that many replicas at 0.
+    for metric, owner in {
+        "reelflow_projects_past_lease": "poller",
+        "reelflow_clips_reconciled": "poller",
+        "reelflow_submit_lanes": "submitter",
+        "reelflow_lane_ready_messages_max": "submitter",
+        "reelflow_runware_throttles": "submitter",
+        "reelflow_ws_refusals": "notifier",
+    }.items():
+        exporters = {service for service, found in exported_by_service.items() if metric in found}
+        assert exporters == {owner}, metric
+
+
+def test_counters_an_alert_or_panel_reads_are_exported_at_zero_before_their_first_event(
+    exported_by_service: dict[str, dict[str, list[dict[str, str]]]],
+) -> None:
+    # Without a series, a panel reads "No data" and rate() has nothing to be 0 of.
+    for service, metric, labels in (
+        ("poller", "reelflow_clips_reconciled_total", {"action": "recorded"}),
+        ("poller", "reelflow_clips_reconciled_total", {"action": "submit_rearmed"}),
+        ("submitter", "reelflow_runware_throttles_total", {"source": "local"}),
+        ("submitter", "reelflow_runware_throttles_total", {"source": "signal"}),
+        ("notifier", "reelflow_ws_refusals_total", {"limit": "connections"}),
+        ("notifier", "reelflow_ws_refusals_total", {"limit": "key_watches"}),
+        ("notifier", "reelflow_ws_snapshots_total", {"reason": "slow_reader"}),
+        ("notifier", "reelflow_fanout_events_total", {"outcome": "dropped"}),
+        ("poller", "reelflow_clips_finished_total", {"status": "failed", "code": "other"}),
+        ("submitter", "reelflow_clips_finished_total", {"status": "success", "code": ""}),
+        ("api", "reelflow_clips_finished_total", {"status": "cancelled", "code": ""}),
+    ):
+        family = metric.removesuffix("_total")
+        assert labels in exported_by_service[service].get(family, []), (service, metric, labels)
+
+
+def test_the_label_values_started_at_zero_are_every_one_the_code_counts() -> None:
+    # The notifier's counters are incremented with literal label values: each must be one
+    # started at 0 (a new limit or reason added without it would read "No data").
+    from reelflow_notifier.metrics import REFUSAL_LIMITS, SNAPSHOT_REASONS
+
+    notifier = ROOT / "services" / "notifier" / "src" / "reelflow_notifier"
+    text = "\n".join(path.read_text() for path in notifier.glob("*.py"))
+    assert set(re.findall(r'WS_REFUSALS_TOTAL\.labels\(limit="(\w+)"\)', text)) == set(
+        REFUSAL_LIMITS
+    )
+    reasons = set(re.findall(r'_snapshot\("(\w+)"\)|reason="(\w+)"', text))
+    assert {value for pair in reasons for value in pair if value} == set(SNAPSHOT_REASONS)
 
 
 def test_the_dashboard_matches_its_schema() -> None:

@@ -3,7 +3,10 @@
 The metric objects live at module level on purpose: prometheus_client keeps one
 process-wide registry, and defining a metric twice raises. They hold no
 connections and read no settings, so importing this module has no side effects
-beyond registering the names.
+beyond registering the names. Every service imports this module, so every service
+exports these: a metric only one service sets lives in that service's own module
+(``reelflow_submitter.metrics``, ``reelflow_common.tracking.metrics`` for the poller's
+reconcilers, ``reelflow_notifier.metrics``), lest the others export it too.
 """
 
 from __future__ import annotations
@@ -50,16 +53,6 @@ PUBLISHED_TOTAL = Counter(
     ["kind", "result"],
 )
 
-RUNWARE_THROTTLES = Counter(
-    "reelflow_runware_throttles_total",
-    "Pauses of every submit after a Runware 429: seen here (local) or told by another replica.",
-    ["source"],
-)
-
-SUBMIT_LANES = Gauge(
-    "reelflow_submit_lanes",
-    "Tenant submit lanes this submitter replica consumes.",
-)
 
 QUEUE_READY = Gauge(
     "reelflow_queue_ready_messages",
@@ -83,11 +76,6 @@ RUNWARE_REQUEST_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-PROJECTS_PAST_LEASE = Gauge(
-    "reelflow_projects_past_lease",
-    "Projects with a clip whose lease ran out more than the grace ago, as the reconciler's last"
-    " pass found them (at most its batch size): chains the reconciler has to re-arm.",
-)
 
 CLIPS_FINISHED_TOTAL = Counter(
     "reelflow_clips_finished_total",
@@ -97,11 +85,6 @@ CLIPS_FINISHED_TOTAL = Counter(
     ["status", "code"],
 )
 
-CLIPS_RECONCILED_TOTAL = Counter(
-    "reelflow_clips_reconciled_total",
-    "Clips the reconciler settled after their chain stopped (lease run out), by action.",
-    ["action"],
-)
 
 VIDEO_COPIES_TOTAL = Counter(
     "reelflow_video_copies_total",

@@ -36,7 +36,7 @@ WS_EVENTS_TOTAL = Counter(
 
 WS_SNAPSHOTS_TOTAL = Counter(
     "reelflow_ws_snapshots_total",
-    "Snapshots sent, by reason (connect, not_replayable, slow_reader).",
+    "Snapshots sent, by reason (connect, not_replayable, slow_reader, direct_write_failed).",
     ["reason"],
 )
 
@@ -64,3 +64,20 @@ FANOUT_EVENTS_TOTAL = Counter(
     " events that were parsed (a watched project's, or one without the header).",
     ["outcome"],
 )
+
+# The label values each counter is exported with at 0 from the start: a counter with no
+# series reads "No data" on a healthy system (prometheus_client: ``labels()`` without ``inc``).
+REFUSAL_LIMITS = (
+    "connections",
+    "key_connections",
+    "key_lookups",
+    "subscribe_rate",
+    "key_subscribe_rate",
+    "key_watches",
+)
+SNAPSHOT_REASONS = ("connect", "not_replayable", "slow_reader", "direct_write_failed")
+for _limit in REFUSAL_LIMITS:
+    WS_REFUSALS_TOTAL.labels(limit=_limit)
+for _reason in SNAPSHOT_REASONS:
+    WS_SNAPSHOTS_TOTAL.labels(reason=_reason)
+FANOUT_EVENTS_TOTAL.labels(outcome="dropped")

@@ -58,9 +58,9 @@ from reelflow_common.broker.publisher import Unroutable
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import LaneOpened, SubmitClip
-from reelflow_common.metrics import QUEUE_READY, SUBMIT_LANES
+from reelflow_common.metrics import QUEUE_READY
 from reelflow_common.topology import HEADER_REDELIVERED, SUBMIT_CLIP, Topology, declare_lane
-from reelflow_submitter.metrics import LANE_READY_MAX, LANES
+from reelflow_submitter.metrics import LANE_READY_MAX, LANES, SUBMIT_LANES
 
 log = get_logger(__name__)
 

@@ -5,7 +5,7 @@ Only the submitter imports this module, so only its ``/metrics`` exports them.
 
 from __future__ import annotations
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from reelflow_common.topology import SUBMIT_LANE
 
@@ -19,3 +19,20 @@ LANE_READY_MAX = Gauge(
     ' sum is reelflow_queue_ready_messages{queue="submitter.submit_clip.lanes"}), read by every'
     " replica (aggregate with max).",
 )
+
+RUNWARE_THROTTLES = Counter(
+    "reelflow_runware_throttles_total",
+    "Pauses of every submit after a Runware 429: seen here (local) or told by another replica.",
+    ["source"],
+)
+
+SUBMIT_LANES = Gauge(
+    "reelflow_submit_lanes",
+    "Tenant submit lanes this submitter replica consumes.",
+)
+
+#: the ``source`` values of reelflow_runware_throttles_total, each exported at 0 from the
+#: start (a counter with no series reads "No data" on a healthy system)
+THROTTLE_SOURCES = ("local", "signal")
+for _source in THROTTLE_SOURCES:
+    RUNWARE_THROTTLES.labels(source=_source)

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from reelflow_common.backoff import Backoff
 from reelflow_common.clock import Clock
 from reelflow_common.logging import get_logger
-from reelflow_common.metrics import RUNWARE_THROTTLES
+from reelflow_submitter.metrics import RUNWARE_THROTTLES
 
 log = get_logger(__name__)
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL
 from reelflow_common.runware import RunwareError, TaskState
 from reelflow_common.store import ClipState, Lease, Project, new_token
 from reelflow_common.topology import CHECK_CLIP
 from reelflow_common.tracking.chains import Action, Pass, ReconcilerPass, Settled
+from reelflow_common.tracking.metrics import CLIPS_RECONCILED_TOTAL, action_label
 from reelflow_common.tracking.policy import Keep, Record, Watch, describe, seconds_between
 
 log = get_logger(__name__)
@@ -87,7 +87,7 @@ class AttemptsReconciler(ReconcilerPass):
                             # expired lease as read stays in the minimum, so the next pass
                             # reads where it is (below any lease it may hold now).
                             del unsettled[task_uuid]
-                        CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
+                        CLIPS_RECONCILED_TOTAL.labels(action=action_label(action)).inc()
                         if until is not None:
                             leases_after.append(until)
                         done.settled.append(

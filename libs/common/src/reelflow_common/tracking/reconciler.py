@@ -33,7 +33,6 @@ from functools import partial
 from reelflow_common.commands import check_command, submit_command
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.metrics import CLIPS_RECONCILED_TOTAL, PROJECTS_PAST_LEASE
 from reelflow_common.runware import RunwareError, TaskState, is_task_not_found
 from reelflow_common.store import (
     ClipState,
@@ -44,6 +43,11 @@ from reelflow_common.store import (
 )
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracking.chains import Action, Pass, ReconcilerPass, Settled
+from reelflow_common.tracking.metrics import (
+    CLIPS_RECONCILED_TOTAL,
+    PROJECTS_PAST_LEASE,
+    action_label,
+)
 from reelflow_common.tracking.policy import (
     Keep,
     Record,
@@ -118,7 +122,7 @@ class Reconciler(ReconcilerPass):
                         with bound_context(task_uuid=clip.task_uuid):
                             action, until = await self._settle(project, clip, outcome)
                         del unsettled[clip.scene_index]
-                        CLIPS_RECONCILED_TOTAL.labels(action=action.name.lower()).inc()
+                        CLIPS_RECONCILED_TOTAL.labels(action=action_label(action)).inc()
                         if until is not None:
                             leases_after.append(until)
                         done.settled.append(
