@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -24,13 +25,17 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from reelflow_common.admin.cli import build_parser
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_devtools.config_table import rows as setting_rows
 from tests import ROOT
 
 OBSERVABILITY = ROOT / "deploy" / "observability"
 RULES = OBSERVABILITY / "alerts.yaml"
 RULE_TESTS = OBSERVABILITY / "alerts.test.yaml"
 DASHBOARD = OBSERVABILITY / "grafana-dashboard.json"
+OPERATIONS = ROOT / "docs" / "OPERATIONS.md"
+RUNBOOK = "Alerts: what to check and what to do"
 
 #: the modules that define the services' metrics (each registers its own at import)
 METRIC_MODULES = (
@@ -398,3 +403,56 @@ def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
         cwd=OBSERVABILITY,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def runbook() -> str:
+    """docs/OPERATIONS.md's section of what to do for each alert."""
+    text = OPERATIONS.read_text()
+    start = text.index(f"## {RUNBOOK}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_every_alert_has_an_entry_in_the_runbook_and_every_entry_an_alert() -> None:
+    entries = re.findall(r"^### (\S+)$", runbook(), flags=re.M)
+    alerts = [name for name, _expr in rule_expressions()]
+
+    assert sorted(entries) == sorted(alerts)
+    assert len(entries) == len(set(entries))
+
+
+def test_an_alert_whose_description_names_no_action_names_the_runbook() -> None:
+    for group in rules()["groups"]:
+        for rule in group["rules"]:
+            if rule["alert"] in (
+                "ReelflowConsumerLagGrowing",
+                "ReelflowPublishesRefused",
+                "ReelflowRunwareSlow",
+                "ReelflowChainsLost",
+            ):
+                description = " ".join(rule["annotations"]["description"].split())
+                assert f'docs/OPERATIONS.md, "{RUNBOOK}"' in description, rule["alert"]
+
+
+def test_the_commands_and_settings_the_runbook_and_alerts_name_exist() -> None:
+    # What an on-call person copies at 3 a.m. must run: each reelflow-admin command parses,
+    # each REELFLOW_ setting is one the services read.
+    texts = [runbook()] + [
+        " ".join(rule["annotations"]["description"].split())
+        for group in rules()["groups"]
+        for rule in group["rules"]
+    ]
+    parser = build_parser()
+    commands = [c for text in texts for c in re.findall(r"`(reelflow-admin [^`]*)`", text)]
+    assert len(commands) >= 8
+    for command in commands:
+        argv = shlex.split(command.replace("{{ $labels.queue }}", "poller.check_clip"))[1:]
+        if argv[-1] == "...":
+            continue  # how to run it, not a command
+        parser.parse_args(argv)
+    settings = {
+        name for variables, *_rest in setting_rows() for name in re.findall(r"`(\w+)`", variables)
+    }
+    named = {name for text in texts for name in re.findall(r"\bREELFLOW_[A-Z0-9_]+\b", text)}
+    assert named
+    assert named <= settings, named - settings
