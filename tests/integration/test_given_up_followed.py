@@ -37,7 +37,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_common.tracking import AttemptsReconciler
+from reelflow_common.tracking.attempts import AttemptsReconciler
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.handlers import SubmitHandler

@@ -36,7 +36,8 @@ from reelflow_common.polling.stats import COLLECTION, PollStats
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology
-from reelflow_common.tracking import ClipRecorder, Policy
+from reelflow_common.tracking.policy import Policy
+from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.main import main as poller_main
 from reelflow_poller.settings import Settings as PollerSettings

@@ -33,7 +33,8 @@ from reelflow_common.settings import RunwareSettings
 from reelflow_common.store import TIMED_OUT, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, HEADER_FAILURES, HINTED_CHECK, SUBMIT_CLIP
-from reelflow_common.tracking import ClipRecorder, Policy
+from reelflow_common.tracking.policy import Policy
+from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.main import main
 from reelflow_poller.settings import Settings

@@ -39,7 +39,10 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
-from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.attempts import AttemptsReconciler
+from reelflow_common.tracking.policy import Policy
+from reelflow_common.tracking.reconciler import Reconciler
+from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_common.tracking.settlesweep import SettleSweep
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator

@@ -28,7 +28,8 @@ from reelflow_common.settings import RunwareSettings, TopologySettings
 from reelflow_common.store import NewProject, Project, ProjectStore
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
-from reelflow_common.tracking import ClipRecorder, Policy
+from reelflow_common.tracking.policy import Policy
+from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.testing import RunningSimulator

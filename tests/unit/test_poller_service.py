@@ -18,7 +18,7 @@ from reelflow_common.runware import (
     TaskState,
 )
 from reelflow_common.store import TaskFailed, TaskSucceeded
-from reelflow_common.tracking import (
+from reelflow_common.tracking.policy import (
     TIMED_OUT,
     Keep,
     Policy,

@@ -39,8 +39,7 @@ from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import CheckBundles, not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
 from reelflow_common.store import TaskSucceeded
-from reelflow_common.tracking import (
-    ClipRecorder,
+from reelflow_common.tracking.policy import (
     Keep,
     Policy,
     Record,
@@ -52,6 +51,7 @@ from reelflow_common.tracking import (
     seconds_between,
     terminal_result,
 )
+from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_common.transient import is_transient
 
 log = get_logger(__name__)

@@ -31,8 +31,11 @@ from reelflow_common.topology import (
     declare_topology,
 )
 from reelflow_common.tracing import configure_tracing
-from reelflow_common.tracking import AttemptsReconciler, ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.attempts import AttemptsReconciler
 from reelflow_common.tracking.copysweep import CopySweep
+from reelflow_common.tracking.policy import Policy
+from reelflow_common.tracking.reconciler import Reconciler
+from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_common.tracking.settlesweep import SettleSweep
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler

@@ -99,7 +99,10 @@ from reelflow_common.store.inflight import TenantClips
 from reelflow_common.store.timefmt import rfc3339, utcnow
 from reelflow_common.store.unreserved import UnreservedSpend
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO, Topology
-from reelflow_common.tracking import Action, ClipRecorder, Policy, Reconciler
+from reelflow_common.tracking.chains import Action
+from reelflow_common.tracking.policy import Policy
+from reelflow_common.tracking.reconciler import Reconciler
+from reelflow_common.tracking.recorder import ClipRecorder
 
 PROG = "reelflow-admin"
 _DURATION = re.compile(r"(\d+)([smhdw])")

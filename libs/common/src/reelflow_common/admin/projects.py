@@ -22,7 +22,7 @@ from reelflow_common.messages import (
 from reelflow_common.money import format_usd
 from reelflow_common.store import ClipState, Project
 from reelflow_common.store.timefmt import rfc3339
-from reelflow_common.tracking import Action, Pass
+from reelflow_common.tracking.chains import Action, Pass
 
 Json = dict[str, Any]
 

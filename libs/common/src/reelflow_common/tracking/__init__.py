@@ -4,44 +4,7 @@ What an answer means (:mod:`policy`, pure), recording it (:mod:`recorder`) and
 the reconciler under every chain (:mod:`reconciler`, and :mod:`attempts` for the tasks
 an earlier task's video replaced). The poller runs them all; ``reelflow-admin
 reconcile`` runs the reconciler for one project.
+
+Import from the modules themselves: a service that needs only :mod:`policy` (the
+submitter) then loads neither the reconcilers nor the metrics only the poller exports.
 """
-
-from reelflow_common.tracking.attempts import AttemptsReconciler
-from reelflow_common.tracking.chains import Action, Pass, Settled
-from reelflow_common.tracking.policy import (
-    TIMED_OUT,
-    Keep,
-    Policy,
-    Record,
-    Watch,
-    describe,
-    profile_of,
-    profile_of_clip,
-    profile_of_request,
-    progress_to_store,
-    seconds_between,
-    terminal_result,
-)
-from reelflow_common.tracking.reconciler import Reconciler
-from reelflow_common.tracking.recorder import ClipRecorder
-
-__all__ = [
-    "TIMED_OUT",
-    "Action",
-    "AttemptsReconciler",
-    "ClipRecorder",
-    "Keep",
-    "Pass",
-    "Policy",
-    "Reconciler",
-    "Record",
-    "Settled",
-    "Watch",
-    "describe",
-    "profile_of",
-    "profile_of_clip",
-    "profile_of_request",
-    "progress_to_store",
-    "seconds_between",
-    "terminal_result",
-]
