@@ -75,14 +75,15 @@ async def test_an_implausible_client_id_is_replaced(api: Api, given: str) -> Non
     assert len(returned) == 32
 
 
-async def test_every_log_line_of_a_request_carries_its_id(api: Api) -> None:
-    auth = await api.tenant()
+async def test_every_log_line_of_a_request_carries_its_id_and_tenant(api: Api) -> None:
+    tenant_id, auth = await api.new_tenant()
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
         await api.create(auth, headers={HTTP_CORRELATION_ID: "req-7"})
 
     created = [line for line in lines if line["event"] == "project_created"]
     assert len(created) == 1
     assert created[0]["correlation_id"] == "req-7"
+    assert created[0]["tenant_id"] == tenant_id
 
 
 async def test_requests_are_counted_and_timed_by_route_template(api: Api) -> None:

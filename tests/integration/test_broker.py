@@ -210,7 +210,12 @@ async def test_send_puts_a_persistent_json_message_with_its_ids_on_the_work_queu
     assert received.message_id == sent.message_id
     assert received.correlation_id == "req-1"
     assert received.timestamp is not None
-    assert received.headers == {"project_id": "p1", "task_uuid": "t1", "correlation_id": "req-1"}
+    assert received.headers == {
+        "project_id": "p1",
+        "tenant_id": "tenant-a",
+        "task_uuid": "t1",
+        "correlation_id": "req-1",
+    }
 
 
 async def test_delayed_send_reaches_the_work_queue_through_the_wait_queue(
@@ -449,6 +454,7 @@ async def test_retried_message_keeps_its_properties_and_counts_retries(
     assert copy.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
     assert copy.headers == {
         "project_id": "p1",
+        "tenant_id": "tenant-a",
         "task_uuid": "t1",
         "correlation_id": "req-3",
         HEADER_RETRIES: 1,
@@ -760,7 +766,12 @@ async def test_handler_logs_carry_the_message_correlation_ids(
         await asyncio.wait_for(done.wait(), DEADLINE_S)
         summary = await logs.wait_for("message_handled")
 
-    ids = {"correlation_id": "req-42", "project_id": "p1", "task_uuid": "t1"}
+    ids = {
+        "correlation_id": "req-42",
+        "project_id": "p1",
+        "task_uuid": "t1",
+        "tenant_id": "tenant-a",
+    }
     (inside,) = logs.named("inside_handler")
     assert ids.items() <= inside.items()
     assert ids.items() <= summary.items()

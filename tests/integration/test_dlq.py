@@ -124,6 +124,7 @@ async def test_requeue_moves_dead_letters_back_to_work_with_a_fresh_start(
     own = {key: value for key, value in back[0].headers.items() if key != "x-delivery-count"}
     assert own == {
         "project_id": "p1",
+        "tenant_id": "tenant-a",
         "task_uuid": "t0",
         "correlation_id": "req-1",
         HEADER_REQUEUED: 1,

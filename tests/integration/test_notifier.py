@@ -696,3 +696,6 @@ async def test_routing_and_pushing_an_event_log_with_its_correlation_id(
     assert len(routed) == len(pushed) == 1
     for line in (*routed, *pushed):
         assert (line["correlation_id"], line["project_id"], line["seq"]) == ("req-9", project.id, 1)
+        assert line["tenant_id"] == world.tenant_id
+    (opened,) = [line for line in lines if line["event"] == "ws_opened"]
+    assert (opened["project_id"], opened["tenant_id"]) == (project.id, world.tenant_id)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
+from reelflow_common.commands import first_check
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
 from reelflow_common.messages import (
     EVENT_TYPES,
@@ -117,7 +118,12 @@ def test_each_message_gets_its_own_id_and_a_following_one_a_new_id() -> None:
 def test_headers_carry_the_correlation_ids() -> None:
     message = submit(correlation_id="req-9")
 
-    assert message.headers() == {"project_id": "p1", "task_uuid": "t1", "correlation_id": "req-9"}
+    assert message.headers() == {
+        "project_id": "p1",
+        "tenant_id": "tenant-a",
+        "task_uuid": "t1",
+        "correlation_id": "req-9",
+    }
 
 
 def test_headers_leave_out_what_is_unknown() -> None:
@@ -125,7 +131,7 @@ def test_headers_leave_out_what_is_unknown() -> None:
         project_id="p1", tenant_id="x", seq=9, status=ProjectStatus.PARTIAL, counts=COUNTS
     )
 
-    assert finished.headers() == {"project_id": "p1"}
+    assert finished.headers() == {"project_id": "p1", "tenant_id": "x"}
 
 
 def test_clip_updated_headers_name_the_clip() -> None:
@@ -232,3 +238,13 @@ def test_one_table_parses_every_event_type() -> None:
     for event in one_of_each_event():
         assert parse_event(event.message_type, event.model_dump_json()) == event
     assert parse_event("submit_clip", b"{}") is None
+
+
+def test_a_check_carries_its_projects_tenant_into_its_headers() -> None:
+    submitted = submit()
+
+    check = first_check(submitted, submitted_at=T0, lease_until=T0, webhooks=False)
+
+    assert check.tenant_id == "tenant-a"
+    assert check.headers()["tenant_id"] == "tenant-a"
+    assert check.following(check=2).headers()["tenant_id"] == "tenant-a"

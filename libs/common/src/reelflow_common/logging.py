@@ -1,6 +1,6 @@
 """structlog set-up: JSON lines in production, a readable console in development.
 
-Context (``service``, ``correlation_id``, ``project_id``, ``task_uuid``) is bound
+Context (``service``, ``correlation_id``, ``project_id``, ``tenant_id``, ``task_uuid``) is bound
 with :func:`bound_context` and appears on every line logged inside it. Values
 that look like secrets are masked before a line is written, and secrets inside
 URLs (``?token=``, the webhook path) are redacted on every line, uvicorn's too.
@@ -106,7 +106,8 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
 
 @contextmanager
 def bound_context(**values: str | None) -> Iterator[None]:
-    """Bind correlation ids (correlation_id, project_id, task_uuid) for the lines logged inside."""
+    """Bind correlation ids (correlation_id, project_id, tenant_id, task_uuid) for the lines
+    logged inside."""
     present = {key: value for key, value in values.items() if value is not None}
     with structlog.contextvars.bound_contextvars(**present):
         yield

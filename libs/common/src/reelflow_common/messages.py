@@ -30,6 +30,7 @@ from reelflow_common.topology import (
     HEADER_CORRELATION_ID,
     HEADER_PROJECT_ID,
     HEADER_TASK_UUID,
+    HEADER_TENANT_ID,
     PROJECT_FINISHED,
 )
 
@@ -79,6 +80,7 @@ class Message(BaseModel):
         found: dict[str, str] = {}
         for header, value in (
             (HEADER_PROJECT_ID, getattr(self, "project_id", None)),
+            (HEADER_TENANT_ID, getattr(self, "tenant_id", None)),
             (HEADER_TASK_UUID, getattr(self, "task_uuid", None)),
             (HEADER_CORRELATION_ID, self.correlation_id),
         ):
@@ -143,6 +145,9 @@ class CheckClip(Message):
 
     message_type: ClassVar[str] = "check_clip"
     project_id: str
+    #: the project's tenant, for the log lines of its checks (None: a message from before
+    #: this field)
+    tenant_id: str | None = None
     scene_index: int = Field(ge=0)
     task_uuid: str
     token: str

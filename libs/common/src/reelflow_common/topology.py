@@ -76,6 +76,7 @@ API_LANES = "api.lanes"
 #: name everywhere: this header, the messages' ``correlation_id`` field, the log key, and
 #: the HTTP header ``X-Correlation-ID`` (``HTTP_CORRELATION_ID``).
 HEADER_PROJECT_ID = "project_id"
+HEADER_TENANT_ID = "tenant_id"
 HEADER_TASK_UUID = "task_uuid"
 HEADER_CORRELATION_ID = "correlation_id"
 #: the HTTP request and response header of the correlation id

@@ -187,7 +187,12 @@ class Router:
             parent = extract(incoming.headers)
             return self._reorder.arrange((event, parent if is_sampled(parent) else None), now)
         except Exception:
-            log.exception("fanout_arrange_failed", project_id=event.project_id, seq=event.seq)
+            log.exception(
+                "fanout_arrange_failed",
+                project_id=event.project_id,
+                tenant_id=event.tenant_id,
+                seq=event.seq,
+            )
             return [(event, None)]
 
     def _release_later(self) -> None:
@@ -231,7 +236,11 @@ class Router:
         try:
             routed = self._hub.route(events)
         except Exception:
-            log.exception("fanout_route_failed", project_id=events[0].project_id)
+            log.exception(
+                "fanout_route_failed",
+                project_id=events[0].project_id,
+                tenant_id=events[0].tenant_id,
+            )
             return
         if log.is_enabled_for(logging.DEBUG):
             for event in events:
@@ -239,6 +248,7 @@ class Router:
                     "fanout_event_routed",
                     correlation_id=event.correlation_id,
                     project_id=event.project_id,
+                    tenant_id=event.tenant_id,
                     seq=event.seq,
                     connections=routed,
                     routed_with=len(events),
@@ -248,7 +258,11 @@ class Router:
     def _route_traced(self, event: Event, parent: Context) -> None:
         # Each connection's push of the event is a child of this span (Session.deliver).
         with (
-            bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
+            bound_context(
+                correlation_id=event.correlation_id,
+                project_id=event.project_id,
+                tenant_id=event.tenant_id,
+            ),
             span(
                 f"{event.message_type} receive",
                 kind=SpanKind.CONSUMER,

@@ -204,7 +204,10 @@ async def _admitted(
     if credential is None:
         yield None
         return
-    with state.key_slots.holding(credential.api_key) as key_slot:
+    with (
+        bound_context(tenant_id=credential.tenant_id),
+        state.key_slots.holding(credential.api_key) as key_slot,
+    ):
         if key_slot is None:
             WS_REFUSALS_TOTAL.labels(limit="key_connections").inc()
             log.warning("ws_key_connections_full", cap=state.key_slots.cap)

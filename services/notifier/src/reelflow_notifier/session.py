@@ -265,7 +265,11 @@ class Session:
             )
         )
         with (
-            bound_context(correlation_id=event.correlation_id, project_id=event.project_id),
+            bound_context(
+                correlation_id=event.correlation_id,
+                project_id=event.project_id,
+                tenant_id=event.tenant_id,
+            ),
             pushing,
         ):
             messages = await self._render((event.project_id, event))
@@ -279,6 +283,7 @@ class Session:
             "ws_event_pushed",
             correlation_id=event.correlation_id,
             project_id=event.project_id,
+            tenant_id=event.tenant_id,
             seq=event.seq,
             event_type=event.message_type,
             sent=sent,

@@ -63,6 +63,7 @@ from reelflow_common.topology import (
     HEADER_REQUEUED,
     HEADER_RETRIES,
     HEADER_TASK_UUID,
+    HEADER_TENANT_ID,
     Topology,
 )
 from reelflow_common.tracing import SpanKind, extract, mark_error, span
@@ -207,6 +208,7 @@ class _Policy:
             bound_context(
                 correlation_id=header_text(headers, HEADER_CORRELATION_ID),
                 project_id=header_text(headers, HEADER_PROJECT_ID),
+                tenant_id=header_text(headers, HEADER_TENANT_ID),
                 task_uuid=header_text(headers, HEADER_TASK_UUID),
             ),
             span(

@@ -72,7 +72,7 @@ class AttemptsReconciler(ReconcilerPass):
         unsettled = {task_uuid: lease.until for _, task_uuid, lease in expired}
         done = Pass(project_id)
         try:
-            with bound_context(correlation_id=project.correlation_id):
+            with bound_context(correlation_id=project.correlation_id, tenant_id=project.tenant_id):
                 if expired:
                     outcomes = await self._runware.get_responses(task for _, task, _ in expired)
                     for clip, task_uuid, lease in expired:

@@ -83,7 +83,7 @@ class Reconciler(ReconcilerPass):
         """
         if project.status is not ProjectStatus.GENERATING or project.due_at is None:
             return None
-        with bound_context(project_id=project.id):
+        with bound_context(project_id=project.id, tenant_id=project.tenant_id):
             return await self._reconcile(project.id, project.due_at, every_open_clip=True)
 
     async def _reconcile(
@@ -114,7 +114,7 @@ class Reconciler(ReconcilerPass):
         unsettled = {clip.scene_index: clip for clip in expired}
         done = Pass(project_id)
         try:
-            with bound_context(correlation_id=project.correlation_id):
+            with bound_context(correlation_id=project.correlation_id, tenant_id=project.tenant_id):
                 if expired:
                     outcomes = await self._runware.get_responses(clip.task_uuid for clip in expired)
                     for clip in expired:

@@ -278,7 +278,7 @@ async def _create_and_dispatch(
         result = await _create_or_release(state, new, charges)
     if result.created:
         project = result.project
-        with bound_context(project_id=project.id):
+        with bound_context(project_id=project.id, tenant_id=project.tenant_id):
             scenes = [clip.scene_index for clip in project.clips]
             await _dispatch(state, project, submit=scenes, correlation=correlation)
             log.info("project_created", clips=len(project.clips), model=project.model)
@@ -513,7 +513,7 @@ async def create_project(
     else:
         result = await _reserve_and_create(state, grant.limits, new, correlation=correlation)
     project = result.project
-    with bound_context(project_id=project.id):
+    with bound_context(project_id=project.id, tenant_id=tenant_id):
         # With too many POSTs waiting already, this one answers at once (202, clips pending).
         if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
@@ -589,7 +589,7 @@ async def retry_project(
             return None
         await _announce(state, retried.events)
         if retried.resubmit or retried.rewatch:
-            with bound_context(project_id=project_id):
+            with bound_context(project_id=project_id, tenant_id=grant.tenant_id):
                 await _dispatch(
                     state,
                     retried.project,
