@@ -9,6 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import capture_logs
 
 from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
@@ -171,7 +173,7 @@ async def test_cancel_counts_a_processing_clip_but_not_a_queued_one_read_before_
 ) -> None:
     settings = settings_for(Settings, submit_read_after_s=0)
     async with running_api(settings, mongo_db, amqp_connection) as api:
-        auth = await api.tenant()
+        tenant_id, auth = await api.new_tenant()
         created = (await api.create(auth)).json()
         project = await stored(api, created["project_id"])
         running = project.clips[0]
@@ -181,11 +183,24 @@ async def test_cancel_counts_a_processing_clip_but_not_a_queued_one_read_before_
         )
         url = f"/v1/projects/{project.id}/cancel"
 
-        first = await api.client.post(url, headers=auth)
-        second = await api.client.post(url, headers=auth)
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+            first = await api.client.post(url, headers=auth)
+            second = await api.client.post(url, headers=auth)
 
     assert (first.json()["clips_changed"], first.json()["clips_may_be_billed"]) == (2, 1)
     assert (second.json()["clips_changed"], second.json()["clips_may_be_billed"]) == (0, 0)
+    # An operator asked why a cancelled project was billed finds the cancel and its answer.
+    logged = [line for line in lines if line["event"] == "project_cancel"]
+    assert [(line["clips_changed"], line["clips_may_be_billed"]) for line in logged] == [
+        (2, 1),
+        (0, 0),
+    ]
+    for line in logged:
+        assert (line["log_level"], line["project_id"], line["tenant_id"]) == (
+            "info",
+            project.id,
+            tenant_id,
+        )
 
 
 async def test_cancel_twice_changes_nothing_the_second_time_and_says_so(api: Api) -> None:

@@ -17,10 +17,12 @@ from typing import Any, cast
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from reelflow_api.deps import AppState
 from reelflow_api.settings import Settings
 from reelflow_common.store import ProjectStore
+from reelflow_common.store.auth import key_id
 from tests.integration.api_helpers import Api, assert_problem, running_api
 from tests.integration.key_reads import key_reads
 from tests.waiting import DEADLINE_S, eventually
@@ -163,7 +165,7 @@ async def test_one_keys_flood_gets_429_and_leaves_slots_for_another_key(
         # One key however its header is spelled: the routes read all of these alike.
         schemes = ("Bearer", "bearer", "BEARER ")
         spellings = [{"Authorization": f"{scheme} {key}"} for scheme in schemes]
-        with gated_creates(api) as gated:
+        with gated_creates(api) as gated, capture_logs() as lines:
             flood = [asyncio.create_task(api.create(spellings[i % 3])) for i in range(20)]
             await eventually(lambda: gated.entered == PER_KEY, "the flooder's admitted creates")
             await eventually(
@@ -186,6 +188,11 @@ async def test_one_keys_flood_gets_429_and_leaves_slots_for_another_key(
     assert [response.status_code for response in answers[20:]] == [202] * (LIMIT - PER_KEY)
     assert_problem(one_more, 503)
     assert [response.status_code for response in again] == [202] * PER_KEY
+    # The sheds are logged by the key's id, sampled (not a line per request), never the key.
+    shed = [line for line in lines if line["event"] == "request_shed"]
+    assert 1 <= len(shed) < 20 - PER_KEY
+    assert {(line["limit"], line["key_id"]) for line in shed} == {("per_key", key_id(key))}
+    assert key not in str(lines)
 
 
 class SlowBody:
@@ -260,22 +267,25 @@ async def test_one_tenants_slow_bodies_with_two_keys_leave_slots_for_other_tenan
         bodies = [SlowBody(release) for _ in range(2 * per_key)]
         shed_before = REGISTRY.get_sample_value("reelflow_api_requests_tenant_shed_total") or 0.0
         slow: list[asyncio.Task[httpx.Response]] = []
-        try:
-            # One after another, the keys in turn: each request answered or its body being read.
-            for i, body in enumerate(bodies):
-                auth = (first, second)[i % 2]
-                slow.append(
-                    asyncio.create_task(api.client.post("/v1/projects", content=body, headers=auth))
-                )
-                await answered_or_reading(slow[-1], body)
-            refused = [task.result() for task in slow if task.done()]
-            reading = sum(body.reading for body in bodies)
+        with capture_logs() as lines:
+            try:
+                # One after another, the keys in turn: each request answered or its body being read.
+                for i, body in enumerate(bodies):
+                    auth = (first, second)[i % 2]
+                    slow.append(
+                        asyncio.create_task(
+                            api.client.post("/v1/projects", content=body, headers=auth)
+                        )
+                    )
+                    await answered_or_reading(slow[-1], body)
+                refused = [task.result() for task in slow if task.done()]
+                reading = sum(body.reading for body in bodies)
 
-            listed = await api.client.get("/v1/projects", headers=other)
-            config = await api.client.get("/v1/config")
-        finally:
-            release.set()
-            await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)
+                listed = await api.client.get("/v1/projects", headers=other)
+                config = await api.client.get("/v1/config")
+            finally:
+                release.set()
+                await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)
 
     assert reading == per_tenant
     assert len(refused) == 2 * per_key - per_tenant
@@ -285,6 +295,13 @@ async def test_one_tenants_slow_bodies_with_two_keys_leave_slots_for_other_tenan
         assert "tenant" in problem["detail"]
     shed = REGISTRY.get_sample_value("reelflow_api_requests_tenant_shed_total") or 0.0
     assert shed - shed_before == len(refused)
+    # Logged by tenant (sampled: tests/unit/test_api_shed_log.py), with the key's id.
+    logged = [line for line in lines if line["event"] == "request_shed"]
+    assert logged
+    keys = {key_id(auth["Authorization"].removeprefix("Bearer ")) for auth in (first, second)}
+    for line in logged:
+        assert (line["limit"], line["tenant_id"]) == ("per_tenant", tenant_id)
+        assert line["key_id"] in keys
     assert listed.status_code == 200, listed.text
     assert config.status_code == 200, config.text
 

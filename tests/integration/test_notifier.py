@@ -30,6 +30,7 @@ from reelflow_common.store import (
     TaskFailed,
     TaskSucceeded,
 )
+from reelflow_common.store.auth import key_id
 from reelflow_common.topology import HEADER_PROJECT_ID, Topology
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
@@ -385,10 +386,19 @@ async def test_a_missing_or_unknown_key_is_refused_with_4401(
     notifier: RunningNotifier, world: World, key: str | None
 ) -> None:
     project = await world.new_project()
-    async with client(project_url(notifier, project), key=key) as ws:
-        code, reason = await close_of(ws)
+    with structlog.testing.capture_logs() as lines:
+        async with client(project_url(notifier, project), key=key) as ws:
+            code, reason = await close_of(ws)
     assert code == 4401
     assert "API key" in reason
+    # Logged, by the key's id (as key list shows ids), never the key.
+    (refused,) = [line for line in lines if line["event"] == "ws_unauthorized"]
+    assert refused["log_level"] == "info"
+    if key is None:
+        assert refused["credential"] == "none"
+    else:
+        assert (refused["credential"], refused["key_id"]) == ("header", key_id(key))
+        assert key not in str(lines)
 
 
 async def test_an_expired_or_revoked_key_is_refused_with_4401(

@@ -46,8 +46,9 @@ from starlette.websockets import WebSocket
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.problem_json import refuse_handshake
 from reelflow_common.store import KeyLookupsBusy
+from reelflow_common.store.auth import key_id
 from reelflow_common.tokenbucket import TokenBucket
-from reelflow_notifier.auth import Credential, authenticate
+from reelflow_notifier.auth import Credential, authenticate, presented_key
 from reelflow_notifier.keyslots import CLOSE_TOO_MANY_CONNECTIONS, KeySlot
 from reelflow_notifier.keywatch import CLOSE_UNAUTHORIZED
 from reelflow_notifier.metrics import WS_REFUSALS_TOTAL
@@ -235,8 +236,21 @@ async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | No
         await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
         return None
     if credential is None:
+        log.info("ws_unauthorized", **_presented(websocket))
         await websocket.close(CLOSE_UNAUTHORIZED, "missing or unknown API key or ticket")
     return credential
+
+
+def _presented(websocket: WebSocket) -> dict[str, str]:
+    """How a refused client presented itself, never the credential: the way it came, and a
+    key's id (``key list`` shows it: a revoked or expired key is told apart so)."""
+    if websocket.query_params.get("ticket") and "authorization" not in websocket.headers:
+        return {"credential": "ticket"}
+    way = "header" if "authorization" in websocket.headers else "token"
+    key = presented_key(websocket)
+    if key is None:
+        return {"credential": way if way == "header" else "none"}
+    return {"credential": way, "key_id": key_id(key)}
 
 
 async def _project_exists(state: NotifierState, project_id: str, tenant_id: str) -> bool:

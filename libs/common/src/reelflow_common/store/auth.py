@@ -57,6 +57,12 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def key_id(key: str) -> str:
+    """The id ``key list`` shows for ``key`` (its hash's start): a key named in a log line
+    without the key. Any string has one, a key never issued too."""
+    return hash_key(key)[:KEY_ID_LENGTH]
+
+
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 

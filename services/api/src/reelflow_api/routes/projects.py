@@ -627,15 +627,23 @@ async def cancel_project(
     """Stop what has not finished: every clip not yet terminal becomes ``cancelled``;
     ``clips_changed`` is 0 when no clip is queued or processing; ``clips_may_be_billed`` of those it
     cancelled, the ones reelflow knows Runware may bill all the same (not an upper bound)."""
-    cancelled = await state.projects.cancel(
-        project_id,
-        tenant_id=tenant_id,
-        correlation_id=correlation_id(request),
-        submit_read_after_s=state.settings.submit_read_after_s,
-    )
-    if cancelled is None:
-        raise not_found()
-    await _announce(state, cancelled.events)
-    if cancelled.busy:
-        raise clips_busy(len(cancelled.busy), done="cancelled")
-    return _changed_response(state, cancelled, cancel=True)
+    with bound_context(project_id=project_id, tenant_id=tenant_id):
+        cancelled = await state.projects.cancel(
+            project_id,
+            tenant_id=tenant_id,
+            correlation_id=correlation_id(request),
+            submit_read_after_s=state.settings.submit_read_after_s,
+        )
+        if cancelled is None:
+            raise not_found()
+        # What a cancel did, and what Runware may bill all the same: a tenant's question later.
+        log.info(
+            "project_cancel",
+            clips_changed=cancelled.clips_changed,
+            clips_may_be_billed=len(cancelled.may_be_billed),
+            clips_busy=len(cancelled.busy),
+        )
+        await _announce(state, cancelled.events)
+        if cancelled.busy:
+            raise clips_busy(len(cancelled.busy), done="cancelled")
+        return _changed_response(state, cancelled, cancel=True)
