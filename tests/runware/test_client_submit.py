@@ -322,3 +322,60 @@ async def test_a_task_alone_with_an_empty_ack_is_accepted_as_before() -> None:
         result = await client.submit_video(request)
 
     assert result == SubmitResult(task_uuid=request.task_uuid)
+
+
+# --- what each answer logs ----------------------------------------------------------------
+
+
+async def test_a_resubmit_answered_with_a_conflict_is_logged_as_such_never_as_failed() -> None:
+    async with sim_and_client() as (_sim, client):
+        request = video()
+        await client.submit_video(request)
+        with capture_logs() as logs:
+            again = await client.submit_video(request)
+
+    assert again.already_submitted
+    assert [(line["event"], line["log_level"]) for line in logs] == [
+        ("runware_task_already_submitted", "info")
+    ]
+    assert logs[0]["task_uuid"] == request.task_uuid
+
+
+@pytest.mark.parametrize("task_type", ["videoInference", "getResponse"])
+async def test_a_refused_call_of_any_task_type_is_a_warning_with_runwares_code(
+    task_type: str,
+) -> None:
+    async with sim_and_client(api_key=BAD_KEY) as (_sim, client):
+        request = video()
+        with capture_logs() as logs:
+            if task_type == "videoInference":
+                await client.submit_videos([request])
+            else:
+                await client.get_responses([request.task_uuid])
+
+    (line,) = logs
+    assert (line["event"], line["log_level"], line["task_type"]) == (
+        "runware_call_failed",
+        "warning",
+        task_type,
+    )
+    assert (line["status_code"], line["error_code"]) == (401, "invalidApiKey")
+    assert isinstance(line["duration_ms"], int)
+    assert BAD_KEY not in str(logs)
+
+
+async def test_an_outage_answer_without_an_error_entry_is_a_warning_too() -> None:
+    async with (
+        answering(502, b"<html>bad gateway</html>", "text/html") as url,
+        RunwareClient.open(client_settings(url, "key")) as client,
+    ):
+        with capture_logs() as logs:
+            await client.get_responses([video().task_uuid])
+
+    (line,) = logs
+    assert (line["event"], line["log_level"], line["status_code"]) == (
+        "runware_call_failed",
+        "warning",
+        502,
+    )
+    assert "error_code" not in line

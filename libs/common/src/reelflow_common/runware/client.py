@@ -309,13 +309,7 @@ class RunwareClient:
                     mark_error(sent, f"HTTP {status}")
         answer = _read(status, raw)
         _count_request(task_type, _outcome(answer), started)
-        level = log.info if task_type == "videoInference" else log.debug
-        level(
-            "runware_call_finished",
-            **about,
-            status_code=status,
-            duration_ms=_ms_since(started),
-        )
+        _log_answer(answer, task_type, about, _ms_since(started))
         return answer
 
 
@@ -360,6 +354,51 @@ def _submitted(
     return SubmitResult(task_uuid=task_uuid)  # an empty ack of the whole request
 
 
+def _log_answer(answer: _Answer, task_type: str, about: dict[str, Any], took_ms: int) -> None:
+    """One line per answer: a 2xx at debug (a submit's at info), a refusal at warning with
+    Runware's error code, and a conflict (a resubmit of a task Runware has) at info."""
+    if 200 <= answer.status < 300:
+        level = log.info if task_type == "videoInference" else log.debug
+        level("runware_call_finished", **about, status_code=answer.status, duration_ms=took_ms)
+        return
+    codes = _error_codes(answer.body)
+    if codes == [_CONFLICT]:  # the same test as _outcome's "conflict"
+        # What resubmitting with the same task UUID is for: the task is Runware's already.
+        log.info(
+            "runware_task_already_submitted",
+            **about,
+            status_code=answer.status,
+            error_code=_CONFLICT,
+            duration_ms=took_ms,
+        )
+        return
+    found: dict[str, Any] = {}
+    if codes:
+        found["error_code"] = codes[0]
+        if len(codes) > 1:
+            found["error_codes"] = codes
+    entries = error_entries(answer.body)
+    if entries:
+        found["error"] = failure_from_entry(entries[0]).message[:200]
+    log.warning(
+        "runware_call_failed", **about, status_code=answer.status, **found, duration_ms=took_ms
+    )
+
+
+def _error_codes(body: Mapping[str, Any]) -> list[str]:
+    """Runware's error codes in an answer, each once: its ``errors`` and its items' ``error``."""
+    entries = list(error_entries(body))
+    data = body.get("data")
+    if isinstance(data, list):
+        entries += [
+            item["error"]
+            for item in data
+            if isinstance(item, Mapping) and isinstance(item.get("error"), Mapping)
+        ]
+    codes = (entry.get("code") for entry in entries)
+    return list(dict.fromkeys(code for code in codes if isinstance(code, str) and code))
+
+
 def _outcome(answer: _Answer) -> RunwareOutcome:
     """How the request ended, for reelflow_runware_requests_total.
 
@@ -370,9 +409,7 @@ def _outcome(answer: _Answer) -> RunwareOutcome:
         return "ok"
     if answer.status >= 500:
         return "http_5xx"
-    codes = [entry.get("code") for entry in error_entries(answer.body)]
-    codes += [s.error.code for s in parse_task_states(answer.body).values() if s.error is not None]
-    return "conflict" if codes and all(code == _CONFLICT for code in codes) else "http_4xx"
+    return "conflict" if _error_codes(answer.body) == [_CONFLICT] else "http_4xx"
 
 
 def _count_request(task_type: str, outcome: RunwareOutcome, started: float) -> None:
