@@ -20,6 +20,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from prometheus_client import REGISTRY
 
+from reelflow_common.admin.dlq import dead_letter
 from reelflow_common.broker import Publisher, PublishError, amqp_channel, amqp_connection, consume
 from reelflow_common.broker.transport import CoalescingWriter
 from reelflow_common.domain import ClipStatus, Counts
@@ -179,10 +180,15 @@ class LogWatch:
 
 @pytest.fixture
 def logs() -> Iterator[LogWatch]:
-    """Log lines of this test, with the bound context (correlation_id, …) merged in."""
+    """Log lines of this test, with the bound context (correlation_id, …) merged in, and
+    their level."""
     watch = LogWatch()
     with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars, watch]
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            watch,
+        ]
     ):
         yield watch
 
@@ -374,6 +380,8 @@ async def test_unreadable_message_goes_to_the_dlq_and_the_next_one_is_handled(
     rejected = logs.named("message_rejected")
     assert len(rejected) == 1
     assert reason in rejected[0]["reason"]
+    # The id dlq list prints, to match the line and the dead letter.
+    assert rejected[0]["message_id"] == dead_letter(dead_lettered).name
 
 
 async def test_handler_raising_invalid_message_sends_it_to_the_dlq_without_retry(
@@ -493,7 +501,9 @@ async def test_a_handler_bug_goes_to_the_dlq_after_max_deliveries_failures(
     failed = logs.named("message_failed") + logs.named("message_dead_lettered")
     assert [line["failures"] for line in failed] == [1, 2]
     assert all(line["exc_info"] for line in failed)
-    assert logs.named("message_dead_lettered")[0]["reason"] == "handler failed on every delivery"
+    (given_up,) = logs.named("message_dead_lettered")
+    assert given_up["reason"] == "handler failed on every delivery"
+    assert given_up["message_id"] == dead_letter(dead_lettered).name == dead_lettered.message_id
 
 
 async def test_redeliveries_after_lost_channels_do_not_count_toward_the_dlq(
@@ -592,7 +602,9 @@ async def test_a_retry_the_broker_refuses_is_published_again_in_process(
     assert len(pauses) == 3
     for pause, ceiling in zip(pauses, [0.05, 0.1, 0.2], strict=True):
         assert ceiling * (1 - RETRY_JITTER) - 0.001 <= pause <= ceiling
-    assert [line["outcome"] for line in logs.named("message_handled")] == ["retried", "acked"]
+    # An ack is every message's usual end: debug; a retry says something, at info.
+    handled = [(line["outcome"], line["level"]) for line in logs.named("message_handled")]
+    assert handled == [("retried", "info"), ("acked", "debug")]
     assert await ready_count(amqp_connection, topology.dead_letter_queue(SUBMIT_CLIP)) == 0
 
 

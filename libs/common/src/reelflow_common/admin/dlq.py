@@ -14,7 +14,6 @@ prints that name, ``dlq drop --id`` takes it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from reelflow_common.broker.dlq import dead_letter_depths, taken_dead_letters
+from reelflow_common.broker.dlq import dead_letter_depths, dead_letter_name, taken_dead_letters
 from reelflow_common.logging import get_logger
 from reelflow_common.topology import HEADER_FAILURES, WORK_QUEUES, Topology
 
@@ -139,9 +138,8 @@ async def drop(
 
 def dead_letter(message: AbstractIncomingMessage) -> DeadLetter:
     headers = dict(message.headers or {})
-    name = message.message_id or f"sha256:{hashlib.sha256(message.body).hexdigest()[:16]}"
     return DeadLetter(
-        name=name,
+        name=dead_letter_name(message.message_id, message.body),
         message_id=message.message_id,
         type=message.type,
         reason=_death_reason(headers),

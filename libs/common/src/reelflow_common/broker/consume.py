@@ -47,6 +47,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 from pydantic import ValidationError
 
+from reelflow_common.broker.dlq import dead_letter_name
 from reelflow_common.broker.headers import header_text
 from reelflow_common.broker.publisher import Publisher, PublishError
 from reelflow_common.errors import InvalidMessage
@@ -229,7 +230,10 @@ class _Policy:
             elapsed = time.perf_counter() - started
             MESSAGES_TOTAL.labels(queue=self._queue, outcome=outcome).inc()
             MESSAGE_SECONDS.labels(queue=self._queue).observe(elapsed)
-            log.info(
+            # Acked is every message's usual end (a hung clip's every poll): debug, counted in
+            # MESSAGES_TOTAL; the others say something went otherwise, and stay at info.
+            level = log.debug if outcome == "acked" else log.info
+            level(
                 "message_handled",
                 queue=self._queue,
                 outcome=outcome,
@@ -246,7 +250,14 @@ class _Policy:
             message = self._parse(incoming)
             await self._handler(message)
         except InvalidMessage as exc:
-            log.warning("message_rejected", queue=self._queue, reason=str(exc))
+            log.warning(
+                "message_rejected",
+                queue=self._queue,
+                reason=str(exc),
+                # as dlq list names it
+                message_id=dead_letter_name(incoming.message_id, incoming.body),
+                message_type=incoming.type,
+            )
             return await _act(incoming.reject(requeue=False), "rejected")
         except PartlyHandled as partly:
             return await self._parts_failed(incoming, headers, partly.parts)
@@ -283,7 +294,7 @@ class _Policy:
         self, incoming: AbstractIncomingMessage, headers: HeadersType, exc: Exception
     ) -> MessageOutcome:
         if _count(headers.get(HEADER_FAILURES)) + 1 >= self._topology.max_deliveries:
-            self._log_dead_letter(headers, exc, part=False)
+            self._log_dead_letter(incoming, headers, exc, None)
             return await _act(incoming.reject(requeue=False), "dead_lettered")
         if await self._failure_copy(incoming, headers, exc, None) is None:
             return "unsettled"
@@ -351,7 +362,7 @@ class _Policy:
         failures = _count(headers.get(HEADER_FAILURES)) + 1
         counters = {HEADER_FAILURES: failures}
         if failures >= self._topology.max_deliveries:
-            self._log_dead_letter(headers, exc, part=True)
+            self._log_dead_letter(incoming, headers, exc, rest)
             dlq = self._topology.dead_letter_queue(self._queue)
             if not await self._republish(incoming, headers, dlq, counters, rest):
                 return None
@@ -369,13 +380,23 @@ class _Policy:
             return None
         return "failed"
 
-    def _log_dead_letter(self, headers: HeadersType, exc: Exception, *, part: bool) -> None:
+    def _log_dead_letter(
+        self,
+        incoming: AbstractIncomingMessage,
+        headers: HeadersType,
+        exc: Exception,
+        rest: Message | None,
+    ) -> None:
+        # A part's copy keeps the original's message_id; its body is the part's.
+        body = incoming.body if rest is None else rest.model_dump_json().encode()
         log.error(
             "message_dead_lettered",
             queue=self._queue,
             reason="handler failed on every delivery",
             failures=_count(headers.get(HEADER_FAILURES)) + 1,
-            part=part,
+            part=rest is not None,
+            message_id=dead_letter_name(incoming.message_id, body),
+            message_type=incoming.type,
             exc_info=exc,
         )
 

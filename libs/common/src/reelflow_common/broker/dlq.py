@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 
 from aio_pika.abc import (
@@ -36,6 +37,12 @@ DEPTH_INTERVAL_S = 15.0
 _READ_TIMEOUT_S = 10.0
 
 log = get_logger(__name__)
+
+
+def dead_letter_name(message_id: str | None, body: bytes) -> str:
+    """What ``reelflow-admin dlq list`` names a dead letter (``dlq drop --id`` takes it): its
+    AMQP ``message_id``, or for a message without one the start of its body's hash."""
+    return message_id or f"sha256:{hashlib.sha256(body).hexdigest()[:16]}"
 
 
 async def dead_letter_depths(
