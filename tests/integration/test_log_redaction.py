@@ -82,6 +82,36 @@ async def test_the_webhook_secret_and_a_video_signature_are_in_no_log_line(
     assert CANARY not in logged
 
 
+async def test_probes_and_scrapes_answered_2xx_leave_no_access_line(
+    settings_for: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kubelet probes every 5-10 s and Prometheus scrapes: a line each, ~26,000 a day a pod."""
+    settings: Settings = settings_for(Settings, http_host="127.0.0.1", log_format="json")
+    configure_logging(settings, service="api")  # as the api's run() does
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = _Server(server_config(settings))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started, "the api serving")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            await eventually(_ready(http), "the api ready", READY_DEADLINE_S)
+            answers = [(await http.get(path)).status_code for path in ("/healthz", "/metrics")]
+            refused = await http.get("/v1/projects")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, DEADLINE_S)
+        sock.close()
+
+    assert answers == [200, 200]
+    assert refused.status_code == 401
+    access = [line for line in capsys.readouterr().err.splitlines() if "uvicorn.access" in line]
+    assert any('"GET /v1/projects HTTP/1.1\\" 401' in line for line in access), access
+    for path in ("/healthz", "/readyz", "/metrics"):  # a 503 of /readyz before ready stays
+        assert not any(f'GET {path} HTTP/1.1\\" 2' in line for line in access), path
+
+
 def _ready(http: httpx.AsyncClient) -> Callable[[], Any]:
     async def ready() -> bool:
         return (await http.get("/readyz")).status_code == 200

@@ -4,6 +4,8 @@ Context (``service``, ``correlation_id``, ``project_id``, ``tenant_id``, ``task_
 with :func:`bound_context` and appears on every line logged inside it. Values
 that look like secrets are masked before a line is written, and secrets inside
 URLs (``?token=``, the webhook path) are redacted on every line, uvicorn's too.
+uvicorn's access line of a probe or a scrape answered 2xx is not written
+(:class:`QuietProbes`): a kubelet's probes and Prometheus alone made thousands a day.
 """
 
 from __future__ import annotations
@@ -41,6 +43,25 @@ def _add_trace_ids(
         event_dict.setdefault("trace_id", format(context.trace_id, "032x"))
         event_dict.setdefault("span_id", format(context.span_id, "016x"))
     return event_dict
+
+
+class QuietProbes(logging.Filter):
+    """Drops uvicorn's access line of a request to one of ``paths`` (exactly: no query)
+    answered 2xx: probes and scrapes every few seconds, each a line saying nothing. Any
+    other answer of theirs (a 503 of ``/readyz``) is still written."""
+
+    def __init__(self, paths: frozenset[str]) -> None:
+        super().__init__()
+        self.paths = paths
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's access line: '%s - "%s %s HTTP/%s" %d' (client, method, path, version, status)
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:
+            path, status = args[2], args[4]
+            if path in self.paths and isinstance(status, int) and 200 <= status < 300:
+                return False
+        return True
 
 
 def logs_as_json(settings: LogSettings) -> bool:
@@ -98,6 +119,12 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # Here, not at the top: ops logs through this module.
+    from reelflow_common.ops import OPS_PATHS
+
+    access = logging.getLogger("uvicorn.access")
+    access.filters[:] = [kept for kept in access.filters if not isinstance(kept, QuietProbes)]
+    access.addFilter(QuietProbes(OPS_PATHS))
     for noisy in ("aio_pika", "aiormq", "pymongo", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
