@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from structlog.testing import capture_logs
 
 from reelflow_common.logging import configure_logging
@@ -18,3 +19,9 @@ def test_a_logger_used_before_logging_was_configured_again_is_captured() -> None
         client.log.warning("captured")
 
     assert [line["event"] for line in logs] == ["captured"]
+
+
+def test_lines_name_their_service_as_traces_and_scrape_jobs_do() -> None:
+    configure_logging(LogSettings(), service="api")
+
+    assert structlog.contextvars.get_contextvars()["service"] == "reelflow-api"

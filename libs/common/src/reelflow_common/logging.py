@@ -1,6 +1,7 @@
 """structlog set-up: JSON lines in production, a readable console in development.
 
-Context (``service``, ``correlation_id``, ``project_id``, ``tenant_id``, ``task_uuid``) is bound
+Context (``service``: ``reelflow-api`` and so on, as traces and scrape jobs name it;
+``correlation_id``, ``project_id``, ``tenant_id``, ``task_uuid``) is bound
 with :func:`bound_context` and appears on every line logged inside it. Values
 that look like secrets are masked before a line is written, and secrets inside
 URLs (``?token=``, the webhook path) are redacted on every line, uvicorn's too.
@@ -128,7 +129,8 @@ def configure_logging(settings: LogSettings, *, service: str) -> None:
     for noisy in ("aio_pika", "aiormq", "pymongo", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
+    # As traces (service.name) and scrape jobs name it: reelflow-api, not api.
+    structlog.contextvars.bind_contextvars(service=f"reelflow-{service}")
 
 
 @contextmanager
