@@ -68,8 +68,10 @@ class AttemptsReconciler(ReconcilerPass):
                     expired.append((clip, task_uuid, attempt.lease))
                 else:
                     leases_after.append(attempt.lease.until)
-        # Until settled, an expired lease stays in the minimum: due again at once on a failure.
-        unsettled = {task_uuid: lease.until for _, task_uuid, lease in expired}
+        # Until settled, an expired attempt keeps the project due: again after the grace (at
+        # ``now``, not at its old lease's end, which would put the project first in every
+        # pass while it keeps failing, ahead of every other project due).
+        unsettled = {task_uuid for _, task_uuid, _ in expired}
         done = Pass(project_id)
         try:
             with bound_context(correlation_id=project.correlation_id, tenant_id=project.tenant_id):
@@ -86,7 +88,7 @@ class AttemptsReconciler(ReconcilerPass):
                             # the attempt since the claim, and it may hold a live lease now; its
                             # expired lease as read stays in the minimum, so the next pass
                             # reads where it is (below any lease it may hold now).
-                            del unsettled[task_uuid]
+                            unsettled.discard(task_uuid)
                         CLIPS_RECONCILED_TOTAL.labels(action=action_label(action)).inc()
                         if until is not None:
                             leases_after.append(until)
@@ -95,7 +97,7 @@ class AttemptsReconciler(ReconcilerPass):
                         )
                     log.warning("attempts_reconciled", attempts=len(expired))
         finally:
-            next_due = min([*leases_after, *unsettled.values()], default=None)
+            next_due = min([*leases_after, *([now] if unsettled else [])], default=None)
             await self._projects.release_attempts(
                 project_id, claimed=claimed_until, due_at=next_due
             )

@@ -137,10 +137,13 @@ class Reconciler(ReconcilerPass):
                     done = Pass(project_id, finished=bool(finished))
                     log.warning("project_finished_by_reconciler")
         finally:
-            # Even after a failure half-way: the clips not settled keep their (expired) leases
-            # in this minimum, so the project is due again at the next pass, not after a
-            # whole lease (the claim's end, or the earliest lease of the other clips).
-            leases_after.extend(_due_again(clip, now) for clip in unsettled.values())
+            # Even after a failure half-way: the clips not settled keep the project due, again
+            # once the grace is over (``now`` in this minimum), not after a whole lease (the
+            # claim's end, or the earliest lease of the other clips); and not at their old
+            # leases' ends, which would put a project that keeps failing first in every pass,
+            # ahead of every other project due.
+            if unsettled:
+                leases_after.append(now)
             next_due = min(leases_after, default=claimed_until)
             await self._projects.release(project_id, claimed=claimed_until, due_at=next_due)
         return done
@@ -290,9 +293,3 @@ def _token_of(clip: ClipState) -> str | None:
     """The token of the clip's lease as this pass read it: a ceiling it records holds only
     while no chain took the clip since (a renewal keeps the token; a re-arm does not)."""
     return None if clip.lease is None else clip.lease.token
-
-
-def _due_again(clip: ClipState, now: datetime) -> datetime:
-    """When a clip a failed pass did not settle is due: its expired lease's end (a clip
-    without a lease: now)."""
-    return clip.lease.until if clip.lease is not None else now
