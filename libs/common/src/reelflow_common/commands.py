@@ -79,7 +79,6 @@ def check_command(
         watched_since = clip.watch_start() or project.created_at
     return CheckClip(
         project_id=project.id,
-        tenant_id=project.tenant_id,
         scene_index=scene_index,
         task_uuid=task_uuid,
         token=lease.token,
@@ -103,7 +102,6 @@ def first_check(
     request = submitted.request
     return CheckClip(
         project_id=submitted.project_id,
-        tenant_id=submitted.tenant_id,
         scene_index=submitted.scene_index,
         task_uuid=submitted.task_uuid,
         token=submitted.token,

@@ -145,9 +145,6 @@ class CheckClip(Message):
 
     message_type: ClassVar[str] = "check_clip"
     project_id: str
-    #: the project's tenant, for the log lines of its checks (None: a message from before
-    #: this field)
-    tenant_id: str | None = None
     scene_index: int = Field(ge=0)
     task_uuid: str
     token: str

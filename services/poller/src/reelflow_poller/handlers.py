@@ -126,7 +126,6 @@ class CheckHandler:
         with bound_context(
             correlation_id=message.correlation_id,
             project_id=message.project_id,
-            tenant_id=message.tenant_id,
             task_uuid=message.task_uuid,
         ):
             try:
