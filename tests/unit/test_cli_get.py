@@ -177,3 +177,18 @@ def test_get_json_is_the_status_as_the_api_answers_it(monkeypatch: pytest.Monkey
 
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == PROJECT
+
+
+def test_get_shows_a_broken_servers_scenes_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    broken = {"scenes": [{"scene_index": 0, "prompt": "a fox", "duration": "4"}, "junk"]}
+    answers = {
+        f"/v1/projects/{PROJECT_ID}": httpx.Response(200, json=PROJECT),
+        f"/v1/projects/{PROJECT_ID}/scenes": httpx.Response(200, json=broken),
+    }
+
+    result = invoke_routed(monkeypatch, answers, "get", PROJECT_ID)
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["scenes (model ?):", "scene 0 (? s, ?x?): a fox"]

@@ -181,13 +181,23 @@ def scene_prompts(console: Console, scenes: Json) -> None:
     listed = scenes.get("scenes")
     if not isinstance(listed, list) or not listed:
         return
-    console.print(f"scenes (model {_one_line(scenes['model'])}):", markup=False, highlight=False)
+    model = _one_line(scenes.get("model", "?"))
+    console.print(f"scenes (model {model}):", markup=False, highlight=False)
     for scene in listed:
-        shape = f"{float(scene['duration']):g} s, {scene['width']}x{scene['height']}"
-        line = f"scene {scene['scene_index']} ({shape}): {_one_line(scene['prompt'])}"
-        if scene.get("negative_prompt"):
-            line += f" (negative: {_one_line(scene['negative_prompt'])})"
-        console.print(line, markup=False, highlight=False)
+        if isinstance(scene, dict):  # anything else from a broken server: not a scene
+            console.print(_scene_line(scene), markup=False, highlight=False)
+
+
+def _scene_line(scene: Json) -> str:
+    """One scene as :func:`scene_prompts` shows it; a field the answer lacks shows as ``?``."""
+    duration = scene.get("duration")
+    seconds = f"{duration:g}" if isinstance(duration, int | float) else "?"
+    size = f"{_one_line(scene.get('width', '?'))}x{_one_line(scene.get('height', '?'))}"
+    index = _one_line(scene.get("scene_index", "?"))
+    line = f"scene {index} ({seconds} s, {size}): {_one_line(scene.get('prompt', ''))}"
+    if scene.get("negative_prompt"):
+        line += f" (negative: {_one_line(scene['negative_prompt'])})"
+    return line
 
 
 def _one_line(text: object) -> str:
