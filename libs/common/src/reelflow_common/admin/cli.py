@@ -297,12 +297,15 @@ def _url_part(url: str, part: str) -> str | None:
 def _why(exc: BaseException, secret: str) -> str:
     """An error as one short clause: the system's words for its errno (``Connection refused``)
     and its class and text, with the URL's password never in it."""
-    password = _url_part(secret, "password")
     text = f"{type(exc).__name__}: {exc}"
     errno = getattr(exc, "errno", None)
     if isinstance(errno, int) and errno > 0:
         text = f"{os.strerror(errno)}; {text}"
-    return text.replace(password, "***") if password else text
+    # As decoded and as written in the URL (``p%40ss``): an error may quote either.
+    for password in (_url_part(secret, "password"), _url_part(secret, "raw_password")):
+        if password:
+            text = text.replace(password, "***")
+    return text
 
 
 def duration(text: str) -> timedelta:
