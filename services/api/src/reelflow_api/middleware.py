@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -57,6 +56,7 @@ from reelflow_api.problems import (
 from reelflow_api.validation import reads_as_json
 from reelflow_common.client_json import most_separators
 from reelflow_common.logging import get_logger
+from reelflow_common.sampledlog import SampledLog
 from reelflow_common.store.auth import key_id
 
 #: where a request's in-flight slot is kept in its ASGI scope
@@ -78,49 +78,10 @@ TENANT_SHED_TOTAL = Counter(
     "Requests answered 429 at once because their tenant (all its API keys together) had"
     " too many in progress.",
 )
-#: a key or tenant shed again within this many seconds of its last line is not logged again
-#: (the next line counts those it left out): a flood is a line every 10 s, not one a request
-SHED_LOG_EVERY_S = 10.0
-#: keys and tenants remembered for that; past it, those not shed within the period are forgotten
-_SHED_LOG_NAMES = 1024
-
 log = get_logger(__name__)
 
 IN_FLIGHT = Gauge("reelflow_api_requests_in_flight", "Requests in progress (waiters excluded).")
 WAITING = Gauge("reelflow_api_requests_waiting", "POSTs waiting for their clips (?wait=).")
-
-
-class _ShedLog:
-    """``request_shed`` lines, at most one per key or tenant per ``every_s``."""
-
-    def __init__(
-        self, every_s: float = SHED_LOG_EVERY_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._every_s = every_s
-        self._clock = clock
-        #: when each name's last line was logged, and the sheds left out since
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def shed(self, name: str, scope: Scope, **fields: Any) -> None:
-        now = self._clock()
-        last = self._last.get(name)
-        if last is not None and now - last[0] < self._every_s:
-            self._last[name] = (last[0], last[1] + 1)
-            return
-        if last is None and len(self._last) >= _SHED_LOG_NAMES:
-            self._last = {
-                known: seen for known, seen in self._last.items() if now - seen[0] < self._every_s
-            }
-            if len(self._last) >= _SHED_LOG_NAMES:
-                self._last.clear()
-        self._last[name] = (now, 0)
-        log.info(
-            "request_shed",
-            **fields,
-            method=scope.get("method"),
-            path=scope.get("path"),
-            not_logged=0 if last is None else last[1],
-        )
 
 
 class _Slot:
@@ -175,7 +136,9 @@ class InFlightLimit:
         self._by_credential: dict[str, int] = {}
         #: requests in progress per tenant whose key was looked up (none at 0)
         self._by_tenant: dict[str, int] = {}
-        self.shed_log = _ShedLog()
+        #: a key or tenant shed again within 10 s of its last line is not logged again (the
+        #: next line counts those it left out): a flood is a line every 10 s, not one a request
+        self.shed_log = SampledLog("request_shed")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self._exempt:
@@ -191,8 +154,8 @@ class InFlightLimit:
         if credential is not None and self._by_credential.get(credential, 0) >= self._per_key:
             KEY_SHED_TOTAL.inc()
             shed = key_id(credential)
-            self.shed_log.shed(
-                f"key:{shed}", scope, limit="per_key", key_id=shed, cap=self._per_key
+            self.shed_log.emit(
+                f"key:{shed}", **_request(scope), limit="per_key", key_id=shed, cap=self._per_key
             )
             await problem_response(_key_busy(self._per_key))(scope, receive, send)
             return
@@ -265,15 +228,20 @@ def hold_for_tenant(scope: Scope, tenant_id: str) -> Problem | None:
         return None
     TENANT_SHED_TOTAL.inc()
     limiter = slot.limiter
-    limiter.shed_log.shed(
+    limiter.shed_log.emit(
         f"tenant:{tenant_id}",
-        scope,
+        **_request(scope),
         limit="per_tenant",
         tenant_id=tenant_id,
         key_id=None if slot.credential is None else key_id(slot.credential),
         cap=limiter.per_tenant,
     )
     return _tenant_busy(slot.limiter.per_tenant)
+
+
+def _request(scope: Scope) -> dict[str, Any]:
+    """What a shed line says of its request."""
+    return {"method": scope.get("method"), "path": scope.get("path")}
 
 
 def _tenant_busy(per_tenant: int) -> Problem:

@@ -167,7 +167,7 @@ def _counted(endpoint: Endpoint) -> Endpoint:
 async def _refuse_full(websocket: WebSocket, state: NotifierState) -> None:
     """Close a socket past ``ws_max_connections`` with 1013, having read nothing for it."""
     WS_REFUSALS_TOTAL.labels(limit="connections").inc()
-    log.warning("ws_connections_full", cap=state.connections.cap)
+    state.full_log.emit("replica", cap=state.connections.cap)
     await websocket.accept()
     await websocket.close(CLOSE_TRY_AGAIN_LATER, SERVER_FULL)
 
@@ -211,7 +211,8 @@ async def _admitted(
     ):
         if key_slot is None:
             WS_REFUSALS_TOTAL.labels(limit="key_connections").inc()
-            log.warning("ws_key_connections_full", cap=state.key_slots.cap)
+            full_key = key_id(credential.api_key)
+            state.key_full_log.emit(full_key, key_id=full_key, cap=state.key_slots.cap)
             await websocket.close(
                 CLOSE_TOO_MANY_CONNECTIONS,
                 f"this API key has {state.key_slots.cap} connections open on this server;"
@@ -236,7 +237,8 @@ async def _accept(websocket: WebSocket, state: NotifierState) -> Credential | No
         await websocket.close(CLOSE_SERVER_ERROR, "server error; reconnect later")
         return None
     if credential is None:
-        log.info("ws_unauthorized", **_presented(websocket))
+        presented = _presented(websocket)
+        state.unauthorized_log.emit(presented.get("key_id") or presented["credential"], **presented)
         await websocket.close(CLOSE_UNAUTHORIZED, "missing or unknown API key or ticket")
     return credential
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket
 
+from reelflow_common.sampledlog import SampledLog
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.tickets import WsTicketStore
@@ -36,6 +37,15 @@ class NotifierState:
     links: VideoLinks | None = None
     #: told of every socket served, to freeze and reclaim their objects; None: GC untouched
     gc_policy: GcPolicy | None = None
+    #: the refusals a reconnect flood repeats, logged at most once per 10 s per replica,
+    #: key or way of presenting (the counters count each)
+    full_log: SampledLog = field(
+        default_factory=lambda: SampledLog("ws_connections_full", level="warning")
+    )
+    key_full_log: SampledLog = field(
+        default_factory=lambda: SampledLog("ws_key_connections_full", level="warning")
+    )
+    unauthorized_log: SampledLog = field(default_factory=lambda: SampledLog("ws_unauthorized"))
 
 
 def state_of(websocket: WebSocket) -> NotifierState:
