@@ -245,20 +245,21 @@ def _request(scope: Scope) -> dict[str, Any]:
 
 
 def _tenant_busy(per_tenant: int) -> Problem:
-    detail = (
+    return _busy(
         f"This tenant has {per_tenant} requests in progress (all its API keys together),"
         " the most one tenant may have; try again after Retry-After seconds."
-    )
-    return Problem(
-        429, "Too Many Requests", detail, headers={"Retry-After": str(RETRY_AFTER_OVERLOADED_S)}
     )
 
 
 def _key_busy(per_key: int) -> Problem:
-    detail = (
+    return _busy(
         f"This API key has {per_key} requests in progress, the most one key may have;"
         " try again after Retry-After seconds."
     )
+
+
+def _busy(detail: str) -> Problem:
+    """A 429 for requests in progress, to be sent again after ``Retry-After``."""
     return Problem(
         429, "Too Many Requests", detail, headers={"Retry-After": str(RETRY_AFTER_OVERLOADED_S)}
     )
