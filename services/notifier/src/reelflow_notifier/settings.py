@@ -65,8 +65,8 @@ class Settings(
         " subscribe to one more is refused with an error message",
     )
     ws_max_connections: int = Field(
-        # 10,000 sockets peaked at 475 MiB of RSS (docs/BENCHMARKS.md): 12,000 are about
-        # 570 MiB, under the pod's 640Mi request, leaving ~450 MiB of its 1Gi limit for
+        # 10,000 sockets peaked at 475-507 MiB of RSS (docs/BENCHMARKS.md): 12,000 are about
+        # 610 MiB, under the pod's 640Mi request, leaving ~400 MiB of its 1Gi limit for
         # closed sockets' garbage awaiting a full GC pass, slow readers' backlogs and
         # snapshots; and 20 % above the 10,000 replicas are sized for, so a rollout or a
         # lost node's reconnects fit before anything is refused.
