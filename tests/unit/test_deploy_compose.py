@@ -311,6 +311,15 @@ def test_compose_env_writes_random_secrets_privately_and_never_overwrites(
     assert compose_env.values()["RABBITMQ_PASSWORD"] != compose_env.values()["RABBITMQ_PASSWORD"]
 
 
+def test_the_replica_set_key_is_one_mongod_accepts() -> None:
+    # mongod --keyFile: 6 to 1024 characters of the base64 alphabet, or it does not start.
+    # A URL-safe token fails about three times in four, so two hundred keys catch it.
+    keys = [compose_env.values()["MONGO_REPLICA_SET_KEY"] for _ in range(200)]
+    for key in keys:
+        assert re.fullmatch(r"[A-Za-z0-9+/=]{6,1024}", key), key
+    assert len(set(keys)) == len(keys)
+
+
 def test_makefile_target_runs_the_script_without_the_virtualenv() -> None:
     makefile = (ROOT / "Makefile").read_text()
     target = makefile.split("\ncompose-env:", 1)[1].split("\n\n", 1)[0]

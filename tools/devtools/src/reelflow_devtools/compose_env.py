@@ -8,6 +8,7 @@ Standard library only, so it runs before any dependency is installed:
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import sys
@@ -25,6 +26,16 @@ def secret() -> str:
     return secrets.token_urlsafe(32)
 
 
+def replica_set_key() -> str:
+    """48 random bytes in base64: 64 characters, no padding.
+
+    mongod reads its ``--keyFile`` as 6 to 1024 characters of the base64 alphabet
+    (A-Za-z0-9+/=) and refuses to start on any other; a URL-safe token has ``-`` and
+    ``_`` in about three keys of four.
+    """
+    return base64.b64encode(secrets.token_bytes(48)).decode("ascii")
+
+
 def values() -> dict[str, str]:
     return {
         "RABBITMQ_USER": "reelflow",
@@ -32,7 +43,7 @@ def values() -> dict[str, str]:
         "MONGO_ROOT_USER": "reelflow",
         "MONGO_ROOT_PASSWORD": secret(),
         # Shared by the replica set's members to authenticate each other (mongod --keyFile).
-        "MONGO_REPLICA_SET_KEY": secret(),
+        "MONGO_REPLICA_SET_KEY": replica_set_key(),
         "REELFLOW_WEBHOOK_SECRET": secret(),
         # Signs reelflow's own video URLs (api, poller, notifier).
         "REELFLOW_VIDEO_URL_SECRET": secret(),
