@@ -769,14 +769,14 @@ def test_production_takes_its_domain_and_bucket_from_the_one_file_the_readme_nam
     assert "deploy/k8s/overlays/prod/site.yaml" in (ROOT / "README.md").read_text()
 
 
-# --- the README's kubectl commands --------------------------------------------------
+# --- the docs' kubectl commands ----------------------------------------------------
 
 
-def readme_kubectl_commands() -> list[list[str]]:
-    """Every ``kubectl`` command line of the README's sh blocks, continuations joined."""
-    readme = (ROOT / "README.md").read_text()
+def docs_kubectl_commands() -> list[list[str]]:
+    """Every ``kubectl`` command line of the README's and OPERATIONS' sh blocks, joined."""
+    docs = (ROOT / "README.md").read_text() + (ROOT / "docs" / "OPERATIONS.md").read_text()
     found = []
-    for block in re.findall(r"```sh\n(.*?)```", readme, flags=re.S):
+    for block in re.findall(r"```sh\n(.*?)```", docs, flags=re.S):
         for line in block.replace("\\\n", " ").splitlines():
             for command in [line, *re.findall(r"\$\(([^()]*)\)", line)]:
                 if command.startswith("kubectl "):
@@ -784,8 +784,8 @@ def readme_kubectl_commands() -> list[list[str]]:
     return found
 
 
-def test_the_readmes_kubectl_commands_name_what_the_manifests_define() -> None:
-    commands = readme_kubectl_commands()
+def test_the_docs_kubectl_commands_name_what_the_manifests_define() -> None:
+    commands = docs_kubectl_commands()
     deployments = objects("Deployment")
     images_set = 0
     assert any("rollout" in command for command in commands)
