@@ -53,6 +53,8 @@ SERVICES = sorted(SETTINGS)
 PUBLIC = ("api", "notifier")
 WORKERS = ("submitter", "poller")
 CONFIG_MAP = "reelflow-config"
+#: ingress-nginx's upstream-keepalive-timeout (its controller ConfigMap's default), seconds
+INGRESS_NGINX_UPSTREAM_KEEPALIVE_S = 60
 SECRET = "reelflow-secrets"
 EXAMPLE_SECRET = K8S / "overlays" / "dev" / "secret.example.yaml"
 #: the Runware simulator the dev overlay runs in place of Runware
@@ -730,6 +732,19 @@ def test_ingress_timeouts_fit_long_polls_and_websockets() -> None:
     ping = NotifierSettings.model_fields["ws_ping_interval_s"].default
     for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
         assert float(ws[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 3600 > ping
+
+
+def test_the_api_keeps_idle_connections_longer_than_the_ingress_reuses_them() -> None:
+    # nginx reuses an idle connection to the api for up to upstream-keepalive-timeout; one
+    # the api closes first meets a request as it closes: a 502 (nginx retries no POST).
+    (variable,) = [
+        name
+        for name, field in env_names(ApiSettings).items()
+        if field == "http_keepalive_timeout_s"
+    ]
+    for overlay in OVERLAYS:
+        data = objects("ConfigMap", overlay)[CONFIG_MAP]["data"]
+        assert int(data[variable]) > INGRESS_NGINX_UPSTREAM_KEEPALIVE_S, overlay
 
 
 def test_public_base_url_is_the_ingress_host() -> None:
