@@ -394,6 +394,8 @@ def test_the_autoscaler_owns_the_replica_count_and_the_budget_guards_the_pods(na
     budget = objects("PodDisruptionBudget")[f"reelflow-{name}"]["spec"]
     assert selects(budget["selector"], pod_labels(name))
     assert budget["maxUnavailable"] == 1
+    # Every replica unready (RabbitMQ or MongoDB down) must not block a node drain.
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
 
 
 @pytest.mark.parametrize("name", SERVICES)
