@@ -603,14 +603,19 @@ def test_only_the_api_and_the_websocket_are_reachable_from_the_ingress(name: str
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_https(
+def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_and_api_https(
     name: str,
 ) -> None:
     ports = egress_ports(policies_selecting(name))
     expected = {("UDP", 53), ("TCP", 53), ("TCP", 5671), ("TCP", 5672), ("TCP", 27017)}
     expected.add(("TCP", 4318))  # the OpenTelemetry collector (OTLP/HTTP), in "monitoring"
     if name in WORKERS:
-        expected.add(("TCP", 443))  # Runware
+        expected.add(("TCP", 443))  # Runware, and the bucket (the poller's copies)
+    if name == "api":
+        # It presigns the bucket's URLs: with no S3 keys in the Secret, the default AWS
+        # credential chain fetches credentials (IRSA: from STS, over HTTPS).
+        assert "s3_access_key_id" in SECRET_SETTINGS[name]
+        expected.add(("TCP", 443))
     assert ports == expected
 
 
