@@ -516,12 +516,16 @@ def quantity(value: str | int) -> float:
     return float(text)
 
 
-def benchmarked_notifier_peak_bytes() -> float:
-    """The notifier's peak RSS with 10,000 WebSockets, as docs/BENCHMARKS.md records it."""
+def benchmarked_notifier_peak_mb() -> str:
+    """The notifier's peak RSS with 10,000 WebSockets in MB, as docs/BENCHMARKS.md records it."""
     benchmarks = (ROOT / "docs" / "BENCHMARKS.md").read_text()
     found = re.search(r"\| notifier peak RSS with 10000 WebSockets \| ([0-9.]+) MB \|", benchmarks)
     assert found, "docs/BENCHMARKS.md no longer records the notifier's peak RSS"
-    return float(found[1]) * 1e6
+    return found[1]
+
+
+def benchmarked_notifier_peak_bytes() -> float:
+    return float(benchmarked_notifier_peak_mb()) * 1e6
 
 
 def test_the_notifier_holds_the_benchmarked_10000_sockets_within_its_memory() -> None:
@@ -529,6 +533,15 @@ def test_the_notifier_holds_the_benchmarked_10000_sockets_within_its_memory() ->
     resources = container("notifier")["resources"]
     assert quantity(resources["requests"]["memory"]) > benchmarked_notifier_peak_bytes() * 1.2
     assert quantity(resources["limits"]["memory"]) >= 1e9
+
+
+def test_the_notifiers_sizing_quotes_the_recorded_peak() -> None:
+    # The manifest's comment and OPERATIONS size replicas by it: a new recorded run's
+    # figure goes there too.
+    peak = f"{benchmarked_notifier_peak_mb()} MB"
+    assert peak in (K8S / "base" / "notifier.yaml").read_text()
+    sizing = (ROOT / "docs" / "OPERATIONS.md").read_text().split("## Sizing the notifier")[1]
+    assert peak in sizing.split("\n## ")[0]
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -47,8 +47,8 @@ TICKET_RATE_KEYS = 10_000
 
 #: At shutdown, after uvicorn's graceful period (``drain_timeout_s``: every request has
 #: ended or been cancelled), how long the creates and retries whose requests were
-#: cancelled get to end. Short: a pod's grace period (30 s in deploy/) must also cover
-#: the preStop sleep (5 s) and the graceful period (20 s).
+#: cancelled get to end. Short: a pod's grace period (45 s in deploy/k8s) must also cover
+#: the preStop sleep (5 s), the graceful period (20 s) and closing the connections.
 OUTLIVING_DRAIN_S = 3.0
 
 
