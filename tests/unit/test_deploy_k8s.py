@@ -615,6 +615,24 @@ def test_only_the_api_and_the_websocket_are_reachable_from_the_ingress(name: str
             assert rule["ports"] == [{"protocol": "TCP", "port": "http"}]
 
 
+@pytest.mark.parametrize("name", PUBLIC)
+def test_forwarded_headers_are_believed_from_any_peer_only_the_ingress_can_be(name: str) -> None:
+    # Behind the ingress every request's peer is an ingress pod: without this, logs and
+    # traces show its address and scheme, not the client's.
+    (variable,) = [
+        v for v, field in env_names(SETTINGS[name]).items() if field == "forwarded_allow_ips"
+    ]
+    assert objects("ConfigMap")[CONFIG_MAP]["data"][variable] == "*"
+    # "*" is safe only while nothing else can send them requests with such headers.
+    sources = {
+        peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+        for spec in policies_selecting(name)
+        for rule in spec.get("ingress", [])
+        for peer in rule["from"]
+    }
+    assert sources == {"ingress-nginx", "monitoring"}  # monitoring: Prometheus scrapes
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_every_service_reaches_dns_the_broker_and_the_database_and_only_workers_and_api_https(
     name: str,

@@ -118,6 +118,20 @@ class SlowClientSettings(ReelflowSettings):
     )
 
 
+class ProxySettings(ReelflowSettings):
+    """What a public HTTP server (the api, the notifier) believes of the proxy in front of it."""
+
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1",
+        min_length=1,
+        description=(
+            "peers whose X-Forwarded-For and X-Forwarded-Proto are believed (the client's"
+            " address and scheme in logs and traces), comma-separated addresses or networks;"
+            " * believes every peer: only where nothing but the proxy can reach the server"
+        ),
+    )
+
+
 class TopologySettings(AmqpSettings):
     """The delay ladders. Every service declares the same topology from these."""
 

@@ -25,7 +25,10 @@ def server_config(settings: Settings) -> uvicorn.Config:
         # Our structlog set-up formats uvicorn's lines too, and redacts the webhook
         # secret in the access log's paths (reelflow_common.redact).
         log_config=None,
+        # The client's address and scheme from X-Forwarded-*, when its peer is a trusted
+        # proxy: a setting like all ours (uvicorn's own FORWARDED_ALLOW_IPS is not read).
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         # Requests in flight (a ?wait= long poll among them) get the same bound as
         # the workers' messages, then are cancelled: SIGTERM never waits minutes.
         timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),

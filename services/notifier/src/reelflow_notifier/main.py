@@ -41,6 +41,7 @@ def server_config(settings: Settings, *, gc_policy: GcPolicy | None = None) -> u
         ws_max_size=CLIENT_MESSAGE_MAX_BYTES,
         log_config=None,  # our structlog set-up formats uvicorn's lines too
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,  # as the api's
         # A connection that sends no request, or its headers slowly, is cut off (as the
         # api's); idle keep-alive connections close after uvicorn's 5 s.
         http=http_protocol(settings.http_header_timeout_s),

@@ -9,6 +9,7 @@ from reelflow_common.settings import (
     HttpSettings,
     LogSettings,
     MongoSettings,
+    ProxySettings,
     SlowClientSettings,
     TopologySettings,
     VideoLinkSettings,
@@ -21,6 +22,7 @@ class Settings(
     LogSettings,
     HttpSettings,
     SlowClientSettings,
+    ProxySettings,
     AuthSettings,
     VideoLinkSettings,
 ):
