@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from reelflow_api.app import OUTLIVING_DRAIN_S
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.admin.cli import AdminSettings
-from reelflow_common.broker import consume
+from reelflow_common.broker import amqp_connection, consume
 from reelflow_common.runware import RunwareClient
 from reelflow_common.runware.errors import RunwareRequestError
 from reelflow_common.storage import CopyFailed, LocalStorage, VideoCopier
@@ -515,12 +515,13 @@ def test_services_start_after_a_healthy_broker_and_database(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", RUNNING)
-def test_stop_grace_period_outlasts_the_drain(name: str) -> None:
+def test_stop_grace_period_outlasts_the_drain_and_the_brokers_close(name: str) -> None:
     drain_s = inspect.signature(consume).parameters["drain_timeout_s"].default
+    close_s = inspect.signature(amqp_connection).parameters["close_timeout_s"].default
     grace = str(service(name)["stop_grace_period"])
     assert grace.endswith("s"), "write the grace period in seconds"
     after_drain = OUTLIVING_DRAIN_S if name == "api" else 0.0  # the api's cancelled creates
-    assert float(grace.removesuffix("s")) > drain_s + after_drain
+    assert float(grace.removesuffix("s")) > drain_s + after_drain + close_s
 
 
 # --- Runware: real or simulated --------------------------------------------------------

@@ -31,8 +31,10 @@ from reelflow_api.app import OUTLIVING_DRAIN_S, create_app
 from reelflow_api.matching import flattened_routes
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.admin.cli import AdminSettings
-from reelflow_common.broker import consume
+from reelflow_common.broker import amqp_connection, consume
+from reelflow_common.mongo import CLOSE_TIMEOUT_S as MONGO_CLOSE_TIMEOUT_S
 from reelflow_common.ops import OPS_PATHS
+from reelflow_notifier.main import server_config as notifier_server_config
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_submitter.settings import Settings as SubmitterSettings
@@ -474,6 +476,15 @@ def test_grace_period_outlasts_pre_stop_and_drain(name: str) -> None:
     # The api then gives the creates and retries whose requests were cancelled their bound.
     after_drain = OUTLIVING_DRAIN_S if name == "api" else 0.0
     assert grace > pre_stop_seconds(name) + drain_timeout_s() + after_drain
+
+
+def test_the_notifiers_grace_period_outlasts_its_sockets_and_connections_closing() -> None:
+    sockets_s = notifier_server_config(NotifierSettings()).timeout_graceful_shutdown
+    assert sockets_s is not None
+    broker_s = inspect.signature(amqp_connection).parameters["close_timeout_s"].default
+    # Its channel's close has the same bound as its connection's; MongoDB's is shorter.
+    closing = pre_stop_seconds("notifier") + sockets_s + 2 * broker_s + MONGO_CLOSE_TIMEOUT_S
+    assert pod_spec("notifier")["terminationGracePeriodSeconds"] > closing
 
 
 def test_the_api_has_as_long_to_stop_as_the_workers() -> None:
