@@ -41,6 +41,35 @@ def test_a_signed_url_is_valid_until_it_expires_and_not_after() -> None:
     assert links.check(KEY, expires=expires, signature=signature) is None
 
 
+def test_reads_a_few_seconds_apart_give_the_same_url_which_verifies_and_expires() -> None:
+    clock = Clock()
+    clock.now = T0 + timedelta(seconds=7)  # not on a window's boundary
+    links = VideoLinks(b"secret", ttl_s=3600, clock=clock)  # a window of 900 s
+    first = links.url(KEY)
+    clock.now += timedelta(seconds=5)
+    assert links.url(KEY) == first
+    _key, expires, signature = _parts(first)
+    assert expires == int(T0.timestamp()) + 3600 + 900  # rounded up to the next window
+    assert links.check(KEY, expires=expires, signature=signature) is True
+    clock.now = datetime.fromtimestamp(expires - 1, UTC)
+    assert links.check(KEY, expires=expires, signature=signature) is True
+    clock.now = datetime.fromtimestamp(expires, UTC)
+    assert links.check(KEY, expires=expires, signature=signature) is None
+
+
+def test_a_url_lasts_at_least_the_ttl_and_at_most_a_window_more_from_any_read() -> None:
+    clock = Clock()
+    links = VideoLinks(b"secret", ttl_s=3600, clock=clock)
+    urls = set()
+    for second in range(0, 3600, 13):
+        clock.now = T0 + timedelta(seconds=second, milliseconds=250)
+        url = links.url(KEY)
+        urls.add(url)
+        lifetime = _parts(url)[1] - clock.now.timestamp()
+        assert 3600 <= lifetime <= 3600 + 900
+    assert len(urls) == 4  # an hour of reads: one URL a window
+
+
 def test_a_url_for_another_key_another_expiry_or_another_secret_is_refused() -> None:
     links = VideoLinks(b"secret", ttl_s=3600, clock=Clock())
     _key, expires, signature = _parts(links.url(KEY))

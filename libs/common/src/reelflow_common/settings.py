@@ -408,7 +408,9 @@ class VideoLinkSettings(ReelflowSettings):
     video_url_ttl_s: float = Field(
         default=86_400,
         gt=0,
-        description="how long one of reelflow's own video URLs stays valid",
+        description="how long one of reelflow's own video URLs stays valid at least; its"
+        " expiry is rounded up to a quarter of this, so that reads meanwhile get the same URL"
+        " (valid up to a quarter longer)",
     )
     video_public_url: str | None = Field(
         default=None,

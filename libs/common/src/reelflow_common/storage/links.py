@@ -9,6 +9,13 @@ redirects to a short-lived presigned bucket URL; the bucket itself stays private
 (``videos/<project>/<scene>/<task>.mp4``, the objects' folder in the bucket or
 the directory), hence ``/v1/videos/videos/…``: not a join gone wrong, and links
 already handed out name keys so, so the route takes the key as it comes.
+
+A link is the same on every read for a while: its expiry is rounded up to a whole
+multiple of a window, a quarter of the TTL (:data:`WINDOW_FRACTION`), counted from
+the Unix epoch. Every read within one window, by any service that signs (the api,
+the notifier, the poller), gives the same URL, so a page that reads a project again
+does not change its ``<video src>`` (the player reloads, the cache misses); a link
+is valid at least ``ttl_s`` from when it was read and at most a window more.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ from urllib.parse import quote, urlencode
 from reelflow_common.settings import VideoLinkSettings
 
 VIDEOS_PATH = "/v1/videos/"
+#: the window an expiry is rounded up to, as a fraction of the TTL: a link stays the same for
+#: a quarter of its lifetime, and lasts at most a quarter longer than the TTL
+WINDOW_FRACTION = 4
 
 
 def _utc_now() -> datetime:
@@ -44,6 +54,7 @@ class VideoLinks:
             raise ValueError("the video URL secret must not be empty")
         self._secret = secret
         self._ttl_s = ttl_s
+        self._window_s = max(1, math.floor(ttl_s / WINDOW_FRACTION))
         self._base = (base_url or "").rstrip("/")
         self._now = clock
 
@@ -62,8 +73,11 @@ class VideoLinks:
         )
 
     def url(self, key: str) -> str:
-        """A URL of ``key`` valid for ``ttl_s`` from now (rounded up to a whole second)."""
-        expires = math.ceil(self._now().timestamp() + self._ttl_s)
+        """A URL of ``key`` valid for ``ttl_s`` from now and at most a window more: its expiry
+        rounded up to a whole multiple of the window (whole seconds, at least 1), so that the
+        URL stays the same across reads."""
+        window = self._window_s
+        expires = math.ceil((self._now().timestamp() + self._ttl_s) / window) * window
         query = urlencode({"expires": expires, "signature": self._sign(key, expires)})
         return f"{self._base}{VIDEOS_PATH}{quote(key)}?{query}"
 
