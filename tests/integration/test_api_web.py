@@ -180,6 +180,40 @@ async def test_a_refused_preflight_is_a_problem_saying_what_was_not_allowed(
     assert header.headers["x-content-type-options"] == "nosniff"
 
 
+#: what browser tracing and monitoring add to every request, and a conditional GET's header
+_TRACING = "traceparent,tracestate,baggage"
+
+
+async def test_a_preflight_for_tracing_and_conditional_headers_is_allowed_and_more_by_setting(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    asks = {
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": f"authorization,if-none-match,{_TRACING}",
+    }
+    sentry = {"Access-Control-Request-Headers": f"authorization,{_TRACING},sentry-trace"}
+    settings = settings_for(Settings, cors_allow_origins=["https://app.example.com"])
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        tracing = await api.client.options("/v1/projects/p1", headers=_PREFLIGHT | asks)
+        sentry_refused = await api.client.options("/v1/projects", headers=_PREFLIGHT | sentry)
+    extra = settings_for(
+        Settings,
+        cors_allow_origins=["https://app.example.com"],
+        cors_allow_headers=["Sentry-Trace"],
+    )
+    async with running_api(extra, mongo_db, amqp_connection) as api:
+        sentry_allowed = await api.client.options("/v1/projects", headers=_PREFLIGHT | sentry)
+        still = await api.client.options("/v1/projects/p1", headers=_PREFLIGHT | asks)
+
+    for allowed in (tracing, sentry_allowed, still):
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert assert_problem(sentry_refused, 400)["detail"] == (
+        "CORS preflight refused: header sentry-trace is not allowed."
+    )
+    assert "sentry-trace" in sentry_allowed.headers["access-control-allow-headers"].lower()
+
+
 # --- typed answers and the OpenAPI document -------------------------------------------
 
 

@@ -177,7 +177,7 @@ def create_app(settings: Settings) -> FastAPI:
     # model has none fails here, not at its first request.
     require_bounded_bodies(app.router.routes)
     # Web basics outside the limits, so that every answer (a 503 shed, a 413) gets them.
-    install_cors(app, settings.cors_allow_origins)
+    install_cors(app, settings.cors_allow_origins, settings.cors_allow_headers)
     app.add_middleware(SecurityHeaders)
     app.add_middleware(NoWebSockets)
     # Outermost, so that every answer is counted, traced and has its id: a shed or refused

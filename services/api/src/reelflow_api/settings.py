@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, model_validator
 
 from reelflow_common.settings import (
     AuthSettings,
@@ -19,6 +21,9 @@ from reelflow_common.settings import (
     WebhookSettings,
 )
 from reelflow_common.store.tickets import DEFAULT_TICKET_TTL_S
+
+#: an HTTP header's name (RFC 9110's token), never the wildcard ``*`` (every header allowed)
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[!#$%&'+.^_`|~0-9A-Za-z-]+$")]
 
 
 class Settings(
@@ -121,6 +126,16 @@ class Settings(
         description=(
             "origins whose pages may call the API from a browser (CORS), as a JSON list,"
             ' e.g. ["https://app.example.com"]; empty: CORS is off'
+        ),
+    )
+    cors_allow_headers: list[HeaderName] = Field(
+        default_factory=list,
+        description=(
+            "request headers those origins' pages may send besides the ones always allowed"
+            " (Authorization, Content-Type, Idempotency-Key, X-Correlation-ID, If-None-Match,"
+            " and browser tracing's traceparent, tracestate and baggage), as a JSON list,"
+            ' e.g. ["sentry-trace"] for a monitoring tool that adds its own; names only, no'
+            " wildcard"
         ),
     )
     http_body_timeout_s: float = Field(

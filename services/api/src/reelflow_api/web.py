@@ -5,7 +5,8 @@
   no-store`` to every answer that set no caching of its own (the API's JSON,
   its errors and the probes: a status read once is stale the next second).
 * :func:`install_cors` lets the origins of ``cors_allow_origins`` call the API
-  from a browser; with none (the default) no CORS header is ever sent. A
+  from a browser, with the headers of :data:`CORS_ALLOW_HEADERS` and those of
+  ``cors_allow_headers``; with none (the default) no CORS header is ever sent. A
   preflight it refuses is a problem+json naming what was not allowed, CORS on
   or off (off, the route's 405 said nothing of CORS).
 * :class:`NoWebSockets` answers a WebSocket handshake (the notifier serves
@@ -50,6 +51,21 @@ _ALWAYS = [
     (b"referrer-policy", b"no-referrer"),
 ]
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+
+#: the request headers a page on an allowed origin may always send (a preflight asking any
+#: other is refused; ``cors_allow_headers`` adds more): the API's own, a conditional GET's,
+#: and those browser tracing adds to every request (W3C Trace Context and Baggage), so that
+#: an app with tracing on is not refused every call
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Idempotency-Key",
+    HTTP_CORRELATION_ID,
+    "If-None-Match",
+    "traceparent",
+    "tracestate",
+    "baggage",
+]
 
 
 class SecurityHeaders:
@@ -183,15 +199,16 @@ def _is_preflight(scope: Scope) -> bool:
     return "origin" in headers and "access-control-request-method" in headers
 
 
-def install_cors(app: FastAPI, origins: list[str]) -> None:
-    """Answer CORS preflights and requests from these origins; without any, refuse every
+def install_cors(app: FastAPI, origins: list[str], extra_headers: Sequence[str] = ()) -> None:
+    """Answer CORS preflights and requests from these origins, allowing the request headers of
+    :data:`CORS_ALLOW_HEADERS` and ``extra_headers``; without any origin, refuse every
     preflight (a problem+json) and send no CORS header."""
     app.add_middleware(
         ProblemCors,
         off=not origins,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", HTTP_CORRELATION_ID],
+        allow_headers=[*CORS_ALLOW_HEADERS, *extra_headers],
         expose_headers=["Location", "Retry-After", HTTP_CORRELATION_ID],
         max_age=600,
     )
