@@ -12,7 +12,7 @@ from reelflow_api.settings import Settings
 from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import SubmitClip
-from tests.integration.api_helpers import Api, assert_problem, running_api
+from tests.integration.api_helpers import Api, assert_problem, finish, running_api
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +178,47 @@ async def test_get_answers_the_same_status_as_create(api: Api) -> None:
 
     assert response.status_code == 200
     assert response.json() == created
+
+
+async def test_a_status_the_client_has_is_a_304_until_the_project_changes(api: Api) -> None:
+    auth = await api.tenant()
+    created = (await api.create(auth)).json()
+    path = f"/v1/projects/{created['project_id']}"
+
+    first = await api.client.get(path, headers=auth)
+    etag = first.headers["etag"]
+    same = await api.client.get(path, headers=auth | {"If-None-Match": etag})
+    listed = await api.client.get(path, headers=auth | {"If-None-Match": f'W/"other", {etag}'})
+    anything = await api.client.get(path, headers=auth | {"If-None-Match": "*"})
+    stale = await api.client.get(path, headers=auth | {"If-None-Match": 'W/"other"'})
+    await finish(api, created["project_id"], created["results"][0]["task_uuid"])
+    changed = await api.client.get(path, headers=auth | {"If-None-Match": etag})
+    again = await api.client.get(path, headers=auth | {"If-None-Match": changed.headers["etag"]})
+
+    assert first.status_code == 200
+    assert etag.startswith('W/"')
+    assert first.headers["cache-control"] == "private, no-cache"
+    for unchanged in (same, listed, anything):
+        assert unchanged.status_code == 304
+        assert unchanged.content == b""
+        assert unchanged.headers["etag"] == etag
+        assert unchanged.headers["cache-control"] == "private, no-cache"
+    assert (stale.status_code, stale.json()) == (200, first.json())
+    assert changed.status_code == 200
+    assert changed.json()["completed"] == 1
+    assert changed.headers["etag"] != etag
+    assert again.status_code == 304
+
+
+async def test_another_tenant_with_the_etag_gets_a_404_not_a_304(api: Api) -> None:
+    auth = await api.tenant("a")
+    created = (await api.create(auth)).json()
+    path = f"/v1/projects/{created['project_id']}"
+    etag = (await api.client.get(path, headers=auth)).headers["etag"]
+
+    other = await api.client.get(path, headers=await api.tenant("b") | {"If-None-Match": etag})
+
+    assert_problem(other, 404)
 
 
 async def test_another_tenants_project_is_not_found(api: Api) -> None:

@@ -144,7 +144,9 @@ async def test_cors_answers_the_configured_origins_only(
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
     assert created.headers["access-control-allow-origin"] == "https://app.example.com"
-    assert "location" in created.headers["access-control-expose-headers"].lower()
+    exposed = created.headers["access-control-expose-headers"].lower()
+    assert "location" in exposed
+    assert "etag" in exposed  # a page reads it, to send it back as If-None-Match
 
 
 async def test_a_refused_preflight_is_a_problem_saying_what_was_not_allowed(

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pymongo.errors import PyMongoError
 
+from reelflow_api.conditional import CACHE_CONTROL, revalidated
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
 from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
@@ -521,13 +522,47 @@ async def create_project(
         return _status_response(state, project, status_code=200 if done else 202)
 
 
-@router.get("/{project_id}", response_model=ProjectStatusView, responses=problem_responses(404))
-async def get_project(project_id: str, state: State, tenant_id: TenantId) -> Response:
-    """The project status; its first fields are exactly the seed's ``check-clips-status``."""
+#: the headers of a status that may be revalidated, and of its 304
+_REVALIDATED = {
+    "ETag": {
+        "description": "the status's entity tag (weak): send it as `If-None-Match` to get a 304"
+        " while the status is the same",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {"description": CACHE_CONTROL, "schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/{project_id}",
+    response_model=ProjectStatusView,
+    responses={
+        200: {"headers": _REVALIDATED},
+        304: {
+            "description": "`If-None-Match` names the status's `ETag`: it is the same (no body)",
+            "headers": _REVALIDATED,
+        },
+        **problem_responses(404),
+    },
+)
+async def get_project(
+    project_id: str,
+    state: State,
+    tenant_id: TenantId,
+    if_none_match: Annotated[
+        str | None,
+        Header(description="the `ETag` of the status the client has: 304 while it is the same"),
+    ] = None,
+) -> Response:
+    """The project status; its first fields are exactly the seed's ``check-clips-status``.
+
+    With an ``ETag``: a client that sends it back as ``If-None-Match`` gets ``304 Not
+    Modified`` without a body while the status is the same.
+    """
     project = await state.project_reads.submit((project_id, tenant_id))
     if project is None:
         raise not_found()
-    return _status_json(state, project)
+    return revalidated(_status_json(state, project), if_none_match)
 
 
 @router.get("", response_model=ProjectList)
