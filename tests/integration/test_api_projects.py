@@ -250,6 +250,9 @@ async def test_same_key_and_body_return_the_first_project_and_submit_once(api: A
     assert again.status_code in (200, 202)
     assert again.json()["project_id"] == first.json()["project_id"]
     assert again.json()["clips"] == first.json()["clips"]
+    assert "idempotency-replayed" not in first.headers
+    assert again.headers["idempotency-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"]
     assert len(await api.drain()) == 2
     listed = (await api.client.get("/v1/projects", headers=auth)).json()
     assert [item["project_id"] for item in listed["items"]] == [first.json()["project_id"]]
@@ -286,6 +289,20 @@ async def test_a_replayed_create_submits_nothing_again(api: Api) -> None:
     await api.create(auth, headers=key)
 
     assert await api.drain() == []
+
+
+async def test_a_replay_that_waits_is_marked_too_and_a_new_key_is_not(api: Api) -> None:
+    auth = await api.tenant()
+    first = await api.create(auth, headers={"Idempotency-Key": "order-1"})
+
+    waited = await api.create(auth, headers={"Idempotency-Key": "order-1"}, wait=0.01)
+    other = await api.create(auth, headers={"Idempotency-Key": "order-2"})
+    keyless = await api.create(auth)
+
+    assert waited.json()["project_id"] == first.json()["project_id"]
+    assert waited.headers["idempotency-replayed"] == "true"
+    assert "idempotency-replayed" not in other.headers
+    assert "idempotency-replayed" not in keyless.headers
 
 
 async def test_a_key_with_an_equivalent_body_is_a_replay(api: Api) -> None:

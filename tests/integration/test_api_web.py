@@ -147,6 +147,7 @@ async def test_cors_answers_the_configured_origins_only(
     exposed = created.headers["access-control-expose-headers"].lower()
     assert "location" in exposed
     assert "etag" in exposed  # a page reads it, to send it back as If-None-Match
+    assert "idempotency-replayed" in exposed
 
 
 async def test_a_refused_preflight_is_a_problem_saying_what_was_not_allowed(

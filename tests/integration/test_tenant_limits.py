@@ -448,6 +448,8 @@ async def test_a_replay_with_the_same_idempotency_key_is_not_counted_again(api: 
 
     assert again.status_code == 202, again.text
     assert again.json()["project_id"] == first.json()["project_id"]
+    assert "idempotency-replayed" not in first.headers
+    assert again.headers["idempotency-replayed"] == "true"
     assert (await LedgerStore(api.db).read(tenant_id)).open == 2
 
 
@@ -476,6 +478,7 @@ async def test_a_replay_answers_with_its_project_after_the_limits_changed(
 
     assert again.status_code == 202, again.text
     assert again.json()["project_id"] == first.json()["project_id"]
+    assert again.headers["idempotency-replayed"] == "true"
     # A new request is judged on the limits as they are now.
     fresh = await api.create(auth, scenes(2), headers={"Idempotency-Key": "rp-2"})
     assert assert_problem(fresh, 403)["limit"] == limit
@@ -560,6 +563,7 @@ async def test_a_twin_refused_for_room_after_the_first_was_stored_replays_it(
 
     assert twin.status_code == 202, twin.text
     assert twin.json()["project_id"] == created.json()["project_id"]
+    assert twin.headers["idempotency-replayed"] == "true"
 
 
 async def test_a_replaced_tasks_late_video_bills_both_tasks_once_each(api: Api) -> None:

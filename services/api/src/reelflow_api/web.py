@@ -209,7 +209,13 @@ def install_cors(app: FastAPI, origins: list[str], extra_headers: Sequence[str] 
         allow_origins=origins,
         allow_methods=["GET", "POST"],
         allow_headers=[*CORS_ALLOW_HEADERS, *extra_headers],
-        expose_headers=["Location", "Retry-After", HTTP_CORRELATION_ID, "ETag"],
+        expose_headers=[
+            "Location",
+            "Retry-After",
+            HTTP_CORRELATION_ID,
+            "ETag",
+            "Idempotency-Replayed",
+        ],
         max_age=600,
     )
 

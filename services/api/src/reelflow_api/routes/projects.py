@@ -55,6 +55,10 @@ router = APIRouter(
 )
 log = get_logger(__name__)
 
+#: on a create's answer that is an earlier request's project (the same Idempotency-Key and
+#: body), not a new one: the client's retry reached a request that had been accepted
+IDEMPOTENCY_REPLAYED = "Idempotency-Replayed"
+
 
 def _request_hash(body: CreateProjectIn) -> str:
     canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -409,12 +413,16 @@ def _status_response(
     status_code: int,
     clips_changed: int | None = None,
     clips_may_be_billed: int | None = None,
+    replayed: bool = False,
 ) -> Response:
+    headers = {"Location": f"/v1/projects/{project.id}"}
+    if replayed:
+        headers[IDEMPOTENCY_REPLAYED] = "true"
     return _status_json(
         state,
         project,
         status_code=status_code,
-        headers={"Location": f"/v1/projects/{project.id}"},
+        headers=headers,
         clips_changed=clips_changed,
         clips_may_be_billed=clips_may_be_billed,
     )
@@ -463,6 +471,15 @@ async def _wait_s(
 
 #: every answer that carries a project status
 _STATUS = {"model": ProjectStatusView}
+#: the headers of a create's answer
+_CREATED_HEADERS = {
+    "Location": {"description": "the project", "schema": {"type": "string"}},
+    IDEMPOTENCY_REPLAYED: {
+        "description": "`true` when the answer is the project of an earlier request with the"
+        " same Idempotency-Key and body (a replay); absent for a project created now",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
 
 
 @router.post(
@@ -473,10 +490,12 @@ _STATUS = {"model": ProjectStatusView}
     response_description="The project is created (or replayed for the same Idempotency-Key);"
     " clips still pending. `Location` names it.",
     responses={
-        200: {**_STATUS, "description": "`wait` was given and every clip is terminal"},
-        202: {
-            "headers": {"Location": {"description": "the project", "schema": {"type": "string"}}}
+        200: {
+            **_STATUS,
+            "description": "`wait` was given and every clip is terminal",
+            "headers": _CREATED_HEADERS,
         },
+        202: {"headers": _CREATED_HEADERS},
         **problem_responses(402, 403, 409, 413, 429),
     },
 )
@@ -496,7 +515,8 @@ async def create_project(
     whose twin (the same Idempotency-Key) holds that room gets the twin's answer
     once its project is stored, and 409 with ``Retry-After`` until then. A request
     repeated with the Idempotency-Key of a project already accepted answers with that
-    project, whatever the limits (or the model rules) say now.
+    project, whatever the limits (or the model rules) say now, marked
+    ``Idempotency-Replayed: true``.
     """
     correlation = correlation_id(request)
     tenant_id = grant.tenant_id
@@ -519,7 +539,9 @@ async def create_project(
         if wait_s > 0 and start_waiting(request):
             project = await _wait_for_terminal(state, project, wait_s)
         done = wait_s > 0 and project.counts.pending == 0
-        return _status_response(state, project, status_code=200 if done else 202)
+        return _status_response(
+            state, project, status_code=200 if done else 202, replayed=not result.created
+        )
 
 
 #: the headers of a status that may be revalidated, and of its 304
