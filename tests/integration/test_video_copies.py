@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from reelflow_common.messages import (
     ClipUpdated,
     StoreVideo,
 )
-from reelflow_common.storage import LocalStorage, VideoCopier
+from reelflow_common.storage import LocalStorage, VideoCopier, video_key
 from reelflow_common.store import ClipState, TaskSucceeded
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO
@@ -39,7 +40,7 @@ from reelflow_poller.main import main
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
-from tests.integration.api_helpers import running_api
+from tests.integration.api_helpers import assert_problem, running_api
 from tests.integration.video_helpers import (
     SAMPLE,
     SECRET,
@@ -271,6 +272,41 @@ async def test_a_signed_url_is_refused_once_expired_or_tampered_with(
         assert (await api.client.get(missing)).status_code == 404
         unsigned = await api.client.get(f"/v1/videos/{key}")
         assert unsigned.status_code == 422
+
+
+async def test_a_signed_url_with_download_is_a_file_to_save_named_by_scene_and_task(
+    world: World,
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: AbstractRobustConnection,
+    storage_settings: dict[str, Any],
+    storage_dir: Path,
+) -> None:
+    task = uuid.uuid4()
+    key = video_key(str(uuid.uuid4()), 3, str(task))
+    await LocalStorage(storage_dir).put(key, sample_file(storage_dir.parent))
+    api_settings = settings_for(ApiSettings, **storage_settings)
+    async with running_api(api_settings, mongo_db, amqp_connection) as api:
+        url = links().url(key)
+        played = await api.client.get(url)
+        saved = {value: await api.client.get(f"{url}&download={value}") for value in ("1", "true")}
+        head = await api.client.head(f"{url}&download=1")
+        not_saved = await api.client.get(f"{url}&download=0")
+        unclear = await api.client.get(f"{url}&download=maybe")
+        forged = await api.client.get(f"{url.replace('/3/', '/4/')}&download=1")
+
+    assert played.status_code == 200
+    assert "content-disposition" not in played.headers
+    for answer in (*saved.values(), head):
+        assert answer.status_code == 200
+        assert answer.headers["content-disposition"] == (
+            f'attachment; filename="scene-03-{task}.mp4"'
+        )
+        assert answer.headers["content-type"] == "video/mp4"
+    assert saved["1"].content == SAMPLE
+    assert "content-disposition" not in not_saved.headers
+    assert_problem(unclear, 422)
+    assert_problem(forged, 403)  # the parameter makes no other key's link valid
 
 
 # --- retries and failures: the copy handler with a CDN that misbehaves -------------------------

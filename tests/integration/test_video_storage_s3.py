@@ -99,6 +99,20 @@ async def test_the_bucket_takes_a_video_tells_its_size_and_presigns_a_get(
     assert unsigned.status_code == 403  # the bucket is private
 
 
+async def test_a_presigned_get_to_save_has_the_bucket_answer_as_an_attachment(
+    s3_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    async with open_storage(StorageSettings(**s3_settings)) as storage:
+        assert storage is not None
+        await storage.put("videos/p/0/t.mp4", sample_file(tmp_path))
+        delivery = await storage.delivery("videos/p/0/t.mp4", download_name="scene-00-t.mp4")
+    assert isinstance(delivery, Redirect)
+    async with httpx.AsyncClient() as http:
+        fetched = await http.get(delivery.url)
+    assert fetched.content == SAMPLE
+    assert fetched.headers["content-disposition"] == 'attachment; filename="scene-00-t.mp4"'
+
+
 async def test_a_storage_that_does_not_answer_is_a_copy_to_try_again(tmp_path: Path) -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
@@ -193,4 +207,13 @@ async def test_a_finished_clip_is_copied_to_the_bucket_and_served_by_redirect(
             redirect = await api.client.get(stored_url)
             assert redirect.status_code == 307
             assert redirect.headers["location"].startswith(s3_settings["s3_endpoint_url"])
-            assert (await http.get(redirect.headers["location"])).content == SAMPLE
+            played = await http.get(redirect.headers["location"])
+            assert played.content == SAMPLE
+            assert "content-disposition" not in played.headers
+            to_save = await api.client.get(f"{stored_url}&download=1")
+            assert to_save.status_code == 307
+            saved = await http.get(to_save.headers["location"])
+            assert saved.content == SAMPLE
+            assert saved.headers["content-disposition"] == (
+                f'attachment; filename="scene-00-{clip.task_uuid}.mp4"'
+            )

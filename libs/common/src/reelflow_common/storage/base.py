@@ -44,8 +44,12 @@ class VideoStorage(Protocol):
         """The stored object's size in bytes; None when there is none."""
         ...
 
-    async def delivery(self, key: str) -> Delivery | None:
-        """How the api hands ``key`` to a client holding a valid signed URL; None: no object."""
+    async def delivery(self, key: str, *, download_name: str | None = None) -> Delivery | None:
+        """How the api hands ``key`` to a client holding a valid signed URL; None: no object.
+
+        ``download_name``: the client saves the video as a file of that name (a redirect's
+        URL has the bucket answer so; a local file's answer says so, the api's own).
+        """
         ...
 
 

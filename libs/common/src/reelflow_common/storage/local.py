@@ -39,7 +39,7 @@ class LocalStorage:
         except OSError as exc:
             raise StorageError(f"cannot read {key}: {exc}") from exc
 
-    async def delivery(self, key: str) -> Delivery | None:
+    async def delivery(self, key: str, *, download_name: str | None = None) -> Delivery | None:
         path = self.path(key)
         return LocalFile(path) if path.is_file() else None
 

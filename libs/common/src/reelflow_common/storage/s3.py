@@ -73,14 +73,16 @@ class S3Storage:
             raise StorageError(f"cannot head {key}: {exc}") from exc
         return int(head["ContentLength"])
 
-    async def delivery(self, key: str) -> Delivery | None:
+    async def delivery(self, key: str, *, download_name: str | None = None) -> Delivery | None:
         # No existence check: a presigned URL of a missing object answers 404 by itself,
         # and serving a video then costs the api no call to the bucket.
+        params = {"Bucket": self._bucket, "Key": key}
+        if download_name is not None:
+            # Signed with the rest of the URL: the bucket answers as an attachment of that name.
+            params["ResponseContentDisposition"] = f'attachment; filename="{download_name}"'
         try:
             url = await self._client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self._bucket, "Key": key},
-                ExpiresIn=self._presign_ttl_s,
+                "get_object", Params=params, ExpiresIn=self._presign_ttl_s
             )
         except _FAILURES as exc:  # e.g. no credentials found: a 503, not a 500
             raise StorageError(f"cannot presign {key}: {exc}") from exc
