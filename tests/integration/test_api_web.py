@@ -21,6 +21,7 @@ from websockets.exceptions import InvalidStatus
 from reelflow_api.__main__ import server_config
 from reelflow_api.schemas import ProjectList
 from reelflow_api.settings import Settings
+from reelflow_common.ops import OPS_PATHS
 from reelflow_common.store import ApiKeyStore, ProjectStatusView
 from tests.integration.api_helpers import Api, assert_problem, finish, running_api
 from tests.waiting import DEADLINE_S, eventually
@@ -263,6 +264,92 @@ async def test_the_openapi_document_types_every_success_answer_and_has_bearer_au
     assert "security" not in document["paths"]["/v1/config"]["get"]
     status_schema = document["components"]["schemas"]["ProjectStatusView"]
     assert status_schema["examples"][0]["success"] is True
+
+
+class _SlowBody:
+    """A request body whose first byte comes at once and the rest once ``release`` is set."""
+
+    def __init__(self, release: asyncio.Event) -> None:
+        self._release = release
+        self.reading = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"{"
+        self.reading = True
+        await self._release.wait()
+        yield b"}"
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, a URL of it, the operation) of every operation but the probes'."""
+    found = []
+    for path, operations in document["paths"].items():
+        if path in OPS_PATHS:
+            continue
+        url = re.sub(r"\{key\}", "videos/p/0/t.mp4", path)
+        url = re.sub(r"\{[^}]+\}", "x", url)
+        found += [(method.upper(), url, operation) for method, operation in operations.items()]
+    return found
+
+
+async def test_every_operation_documents_the_in_flight_and_body_refusals_it_may_get(
+    settings_for: Callable[..., Any], mongo_db: Any, amqp_connection: Any
+) -> None:
+    """The middleware answers before any route: a request with a key at its cap is 429, a full
+    API 503, wherever it goes (but to the probes); a body too large 413 wherever there is one.
+    The document says so on each operation (it said 429 on three, 408 and 413 on one)."""
+    settings = settings_for(
+        Settings,
+        max_in_flight=2,
+        max_in_flight_per_key=1,
+        max_in_flight_per_tenant=1,
+        max_body_bytes=1024,
+    )
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        document = (await api.client.get("/openapi.json")).json()
+        operations = _operations(document)
+        busy, other = await api.tenant("busy"), await api.tenant("other")
+        release = asyncio.Event()
+        slow: list[asyncio.Task[httpx.Response]] = []
+
+        async def hold_a_slot(auth: dict[str, str]) -> None:
+            body = _SlowBody(release)
+            post = api.client.post("/v1/projects", content=body, headers=auth)
+            slow.append(asyncio.create_task(post))
+            await eventually(lambda: body.reading, "a slow body holding its slot")
+
+        try:
+            await hold_a_slot(busy)  # the key's one slot of two
+            too_many = {
+                (method, url): (await api.client.request(method, url, headers=busy)).status_code
+                for method, url, _ in operations
+            }
+            await hold_a_slot(other)  # both slots
+            full = {
+                (method, url): (await api.client.request(method, url)).status_code
+                for method, url, _ in operations
+            }
+        finally:
+            release.set()
+            await asyncio.wait_for(asyncio.gather(*slow, return_exceptions=True), DEADLINE_S)
+        large = {
+            (method, url): (
+                await api.client.request(method, url, headers=other, content=b" " * 1025)
+            ).status_code
+            for method, url, operation in operations
+            if "requestBody" in operation
+        }
+
+    assert set(too_many.values()) == {429}, too_many
+    assert set(full.values()) == {503}, full
+    assert len(large) == 2  # POST /v1/projects and the webhook
+    assert set(large.values()) == {413}, large
+    for method, url, operation in operations:
+        answers = set(operation["responses"])
+        assert {"429", "503"} <= answers, (method, url)
+        if "requestBody" in operation:
+            assert {"408", "413"} <= answers, (method, url)
+    assert document["paths"]["/healthz"]["get"]["responses"].keys() == {"200"}
 
 
 async def test_the_wait_bound_is_the_max_wait_s_setting(

@@ -1,6 +1,9 @@
 """The OpenAPI document: FastAPI's, plus what the routes alone cannot say.
 
 * ``?wait=``'s maximum is the ``max_wait_s`` setting, read when the document is built;
+* the answers the middleware gives before any route runs, on every operation they may
+  come from (:func:`_middleware_answers`): the in-flight limits' ``429`` and ``503`` on
+  every one but the probes', the body's ``408`` and ``413`` on every one that takes a body;
 * a project status (and the models in it) is described as written: no ``null``, and the
   members with a value by default required (:data:`WRITTEN_WITHOUT_NULLS`);
 * the operations routes (``/healthz``, ``/readyz``, ``/metrics``) are Starlette
@@ -18,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from reelflow_api.problems import PROBLEM_SCHEMA
+from reelflow_api.problems import IN_FLIGHT_TOO_MANY, PROBLEM_SCHEMA, problem_responses
 from reelflow_api.settings import Settings
 from reelflow_common.json_schema import as_written
 from reelflow_common.ops import Health, Readiness
@@ -41,6 +44,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
             )
             _bound_wait(document, settings.max_wait_s)
             _as_written(document["components"]["schemas"])
+            _middleware_answers(document)  # before the probes', which the middleware spares
             _add_ops_paths(document)
             document["components"]["schemas"]["Problem"] = PROBLEM_SCHEMA
             app.openapi_schema = document
@@ -73,6 +77,32 @@ def _bound_wait(document: dict[str, Any], max_wait_s: float) -> None:
     for parameter in document["paths"]["/v1/projects"]["post"]["parameters"]:
         if parameter["name"] == "wait":
             parameter["schema"]["maximum"] = max_wait_s
+
+
+def _middleware_answers(document: dict[str, Any]) -> None:
+    """Add what the middleware answers before a route runs to every operation it may come from
+    (an operation that documents a status already keeps its description, the in-flight 429's
+    added to it).
+
+    * ``429`` and ``503`` (:class:`~reelflow_api.middleware.InFlightLimit`): every request
+      but the probes' (not in this document yet) is counted; one with an API key, whatever
+      the route, is refused ``429`` when its key or tenant has too many in progress.
+    * ``408`` (:class:`~reelflow_api.slow_clients.BodyDeadline`) and ``413``
+      (:class:`~reelflow_api.middleware.BodyLimit`): wherever a body is read, an operation
+      with a ``requestBody``.
+    """
+    shared = problem_responses(408, 413, 429, 503)
+    shared[429] = {**shared[429], "description": IN_FLIGHT_TOO_MANY}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            answers: dict[str, Any] = operation["responses"]
+            statuses = [429, 503] + ([408, 413] if "requestBody" in operation else [])
+            for status in statuses:
+                answers.setdefault(str(status), dict(shared[status]))
+            too_many = answers["429"]
+            if too_many["description"] != IN_FLIGHT_TOO_MANY:  # a route's own 429 as well
+                too_many["description"] = f"{too_many['description']} Or: {IN_FLIGHT_TOO_MANY}"
+            operation["responses"] = dict(sorted(answers.items()))
 
 
 def _json(model: type[Health] | type[Readiness], description: str) -> dict[str, Any]:

@@ -106,8 +106,18 @@ _HEADERS: dict[int, dict[str, Any]] = {
     503: _RETRY_AFTER,
 }
 
+#: the 429 of the in-flight limits (:class:`~reelflow_api.middleware.InFlightLimit`), which any
+#: request but the probes' may get: one with an API key when that key, or its tenant, has too
+#: many requests in progress
+IN_FLIGHT_TOO_MANY = (
+    "This API key, or its tenant (all its keys together), has too many requests in progress"
+    " (no `limit`); retry after `Retry-After`."
+)
+
 _MEANINGS = {
     401: "No API key, or an unknown one.",
+    408: "The request body did not arrive within `REELFLOW_HTTP_BODY_TIMEOUT_S` (30 s by"
+    " default) of the request's start; the connection is closed.",
     402: "The tenant's spending budget has no room for this; `limit` names it, `resets_at` when.",
     403: "The tenant's limits do not allow this (a model, scenes per project, or more than a"
     " whole limit at once); `limit` names it.",
