@@ -191,9 +191,10 @@ async def running_api(
 ) -> AsyncIterator[Api]:
     """``create_app(settings)`` with its lifespan running, and a client for it.
 
-    Like a readiness probe, it waits until ``/readyz`` answers 200 (unless told
-    not to): the broker is linked, and tests write to the database only once
-    the app's index builds are done. The embedded SecantusDB hangs when an
+    Unless told not to, it waits until ``/readyz`` says ``"status": "ok"``, every
+    check true: the broker is linked (a 200 ``degraded`` is not enough: its
+    publishes would fail), and tests write to the database only once the app's
+    index builds are done. The embedded SecantusDB hangs when an
     index is built on a collection while another client's insert creates that
     collection.
     """
@@ -207,8 +208,8 @@ async def running_api(
         if wait_until_ready:
             await eventually_matches(
                 lambda: client.get("/readyz"),
-                lambda r: r.status_code == 200,
-                "the API ready",
+                lambda r: r.json()["status"] == "ok",
+                "the API ready and linked to the broker",
                 READY_DEADLINE_S,
             )
         yield Api(

@@ -43,8 +43,9 @@ async def running_notifier(
 ) -> AsyncIterator[RunningNotifier]:
     """A notifier served by uvicorn on a free port, with its lifespan, until exit.
 
-    Like a readiness probe, it waits until ``/readyz`` answers 200 (unless told
-    not to): the fan-out queue exists, so no event published afterwards is missed.
+    Unless told not to, it waits until ``/readyz`` says ``"status": "ok"``, every
+    check true (a 200 ``degraded`` is not enough): the fan-out queue exists, so no
+    event published afterwards is missed.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -72,7 +73,7 @@ async def running_notifier(
 
 async def _ready(notifier: RunningNotifier) -> bool:
     async with httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as http:
-        return (await http.get("/readyz")).status_code == 200
+        return bool((await http.get("/readyz")).json()["status"] == "ok")
 
 
 @asynccontextmanager

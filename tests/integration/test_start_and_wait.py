@@ -23,6 +23,8 @@ import pytest
 from pydantic import SecretStr
 
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.domain import ClipRequest
+from reelflow_common.store import ApiKeyStore, NewProject, Project, ProjectStore, TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology
 from reelflow_devtools.embedded_mongo import embedded_mongo
 from reelflow_devtools.ports import free_port
@@ -32,8 +34,8 @@ from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.main import main as submitter_main
 from reelflow_submitter.settings import Settings as SubmitterSettings
-from tests.integration.api_helpers import assert_problem, running_api
-from tests.integration.notifier_helpers import running_notifier
+from tests.integration.api_helpers import Api, assert_problem, finish, running_api
+from tests.integration.notifier_helpers import client, receive, running_notifier
 from tests.integration.worker_helpers import FAST_LADDERS, running, runware_settings
 from tests.relay import TcpProxy
 from tests.waiting import DEADLINE_S, eventually, eventually_returns
@@ -227,7 +229,7 @@ async def test_a_worker_stopped_while_it_waits_returns_at_once(
 # --- the api and the notifier --------------------------------------------------------
 
 
-async def test_the_api_started_while_rabbitmq_is_down_takes_projects_and_links_up_later(
+async def test_the_api_started_while_rabbitmq_is_down_is_ready_takes_projects_and_links_up_later(
     settings_for: Callable[..., Any],
     amqp_url: str,
     broker: TcpProxy,
@@ -239,10 +241,13 @@ async def test_the_api_started_while_rabbitmq_is_down_takes_projects_and_links_u
         amqp_url=SecretStr(via(amqp_url, broker.port)),
         public_base_url="https://reelflow.test",
         webhook_secret=SecretStr("s3cret"),
+        wait_check_interval_s=0.05,
     )
     async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
-        await until_checks(api.client, 503, {"rabbitmq": False, "mongodb": True})
-        auth = await api.tenant()
+        # Ready (it stays in its Service) without the broker: MongoDB is what it requires.
+        await until_checks(api.client, 200, {"rabbitmq": False, "mongodb": True})
+        assert (await api.client.get("/readyz")).json()["status"] == "degraded"
+        tenant_id, auth = await api.new_tenant()
 
         # Stored, its clips' leases expired at once for the reconciler: still a 202.
         early = await api.create(auth)
@@ -260,12 +265,30 @@ async def test_the_api_started_while_rabbitmq_is_down_takes_projects_and_links_u
         ends = [clip.lease.until - stored.created_at for clip in stored.clips if clip.lease]
         assert len(ends) == len(stored.clips)
         assert all(end < timedelta(seconds=settings.lease_s / 10) for end in ends)
+        read = await api.client.get(f"/v1/projects/{stored.id}", headers=auth)
+        assert read.status_code == 200
+        # No event can wake a ?wait= (no subscription): its re-reads answer it.
+        waiting = asyncio.create_task(api.create(auth, wait=DEADLINE_S))
+        waited = await eventually_returns(
+            lambda: another_project(api, tenant_id, stored.id), "the waiting project stored"
+        )
+        for clip in waited.clips:
+            await finish(api, waited.id, clip.task_uuid)
+        answered = await asyncio.wait_for(waiting, DEADLINE_S)
+        assert (answered.status_code, answered.json()["all_complete"]) == (200, True)
 
         broker.come_back()
         await until_checks(api.client, 200, {"rabbitmq": True, "mongodb": True})
+        assert (await api.client.get("/readyz")).json()["status"] == "ok"
         later = await api.create(auth)
         assert later.status_code == 202
         assert [m.body["project_id"] for m in await api.drain()] == [later.json()["project_id"]] * 2
+
+
+async def another_project(api: Api, tenant_id: str, known: str) -> Project | None:
+    """The tenant's newest project other than ``known``, once it is stored."""
+    page, _cursor = await api.projects.list(tenant_id)
+    return next((project for project in page if project.id != known), None)
 
 
 def notifier_settings(
@@ -281,7 +304,7 @@ def notifier_settings(
     return settings
 
 
-async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it_comes_back(
+async def test_the_notifier_started_while_rabbitmq_is_down_is_ready_and_links_up_later(
     settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy
 ) -> None:
     settings = notifier_settings(settings_for, amqp_url, broker)
@@ -290,10 +313,13 @@ async def test_the_notifier_started_while_rabbitmq_is_down_becomes_ready_when_it
         httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
     ):
         assert (await ops.get("/healthz")).status_code == 200
-        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+        # Ready without the broker: sockets open and get their snapshots from MongoDB.
+        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+        assert (await ops.get("/readyz")).json()["status"] == "degraded"
 
         broker.come_back()
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+        assert (await ops.get("/readyz")).json()["status"] == "ok"
 
 
 async def test_a_notifier_whose_broker_went_away_still_stops_when_asked(
@@ -308,4 +334,50 @@ async def test_a_notifier_whose_broker_went_away_still_stops_when_asked(
         httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
     ):
         broker.go_down()
-        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+
+
+async def test_a_notifier_without_its_broker_serves_sockets_that_catch_up_when_it_returns(
+    settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy, mongo_db: Any
+) -> None:
+    """Why the notifier need not be unready without RabbitMQ: nothing is lost meanwhile.
+
+    Changes are stored but their events never reach it (not at start, nor after a drop);
+    once the broker answers, every socket catches up from the event log by itself.
+    """
+    settings = notifier_settings(settings_for, amqp_url, broker)
+    api_keys = ApiKeyStore(mongo_db)
+    key = await api_keys.issue_key(await api_keys.create_tenant("acme"))
+    projects = ProjectStore(mongo_db)
+    new = NewProject(
+        tenant_id=(await api_keys.tenant_for_key(key)) or "",
+        title="Trip to Lisbon",
+        model="google:3@3",
+        scenes=[ClipRequest(prompt="scene 0")],
+    )
+    project = (await projects.create(new)).project
+    clip = project.clips[0]
+    assert clip.lease is not None
+    async with (
+        running_notifier(settings, wait_until_ready=False) as notifier,
+        httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
+        client(f"{notifier.base_url}/v1/ws/projects/{project.id}", key=key) as ws,
+    ):
+        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+        assert (await receive(ws))["type"] == "snapshot"
+        await projects.mark_processing(project.id, 0, clip.task_uuid, token=clip.lease.token)
+
+        broker.come_back()  # its first link
+        caught_up = await receive(ws)
+        assert (caught_up["type"], caught_up["seq"]) == ("clip.updated", 1)
+        await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+
+        broker.go_down()  # a drop after the link: the robust connection's reconnect
+        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+        video = TaskSucceeded(video_url="https://cdn.example/0.mp4", cost=0.12)
+        await projects.record(project.id, 0, clip.task_uuid, video)
+        broker.come_back()
+        seqs = [(await receive(ws))["seq"]]
+        while seqs[-1] < (await projects.get(project.id) or project).seq:
+            seqs.append((await receive(ws))["seq"])
+        assert seqs == list(range(2, seqs[-1] + 1))

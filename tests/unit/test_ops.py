@@ -15,6 +15,8 @@ from tests.waiting import DEADLINE_S
 
 Check = Callable[[], Awaitable[bool]]
 
+BOTH = frozenset({"rabbitmq", "mongodb"})
+
 
 def answers(value: bool) -> Check:
     async def check() -> bool:
@@ -37,7 +39,7 @@ def client(app: object) -> httpx.AsyncClient:
 
 
 async def test_healthz_answers_ok() -> None:
-    async with client(ops_app({"rabbitmq": answers(False)})) as http:
+    async with client(ops_app({"rabbitmq": answers(False)}, required=BOTH)) as http:
         response = await http.get("/healthz")
 
     assert response.status_code == 200
@@ -45,15 +47,17 @@ async def test_healthz_answers_ok() -> None:
 
 
 async def test_readyz_is_ok_when_every_dependency_answers() -> None:
-    async with client(ops_app({"rabbitmq": answers(True), "mongodb": answers(True)})) as http:
+    app = ops_app({"rabbitmq": answers(True), "mongodb": answers(True)}, required=BOTH)
+    async with client(app) as http:
         response = await http.get("/readyz")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"rabbitmq": True, "mongodb": True}}
 
 
-async def test_readyz_names_the_dependency_that_is_down() -> None:
-    async with client(ops_app({"rabbitmq": answers(False), "mongodb": answers(True)})) as http:
+async def test_readyz_names_the_required_dependency_that_is_down() -> None:
+    app = ops_app({"rabbitmq": answers(False), "mongodb": answers(True)}, required=BOTH)
+    async with client(app) as http:
         response = await http.get("/readyz")
 
     assert response.status_code == 503
@@ -63,10 +67,40 @@ async def test_readyz_names_the_dependency_that_is_down() -> None:
     }
 
 
+async def test_a_dependency_not_required_that_is_down_is_a_200_degraded() -> None:
+    """The api and the notifier serve without RabbitMQ: they stay in their Service."""
+    checks = {"rabbitmq": answers(False), "mongodb": answers(True)}
+    async with client(ops_app(checks, required={"mongodb"})) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "degraded",
+        "checks": {"rabbitmq": False, "mongodb": True},
+    }
+
+
+async def test_a_required_dependency_down_is_a_503_whatever_the_others_say() -> None:
+    checks = {"rabbitmq": answers(True), "mongodb": answers(False)}
+    async with client(ops_app(checks, required={"mongodb"})) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+
+
+async def test_a_required_check_not_yet_registered_is_not_ready() -> None:
+    async with client(ops_app({"rabbitmq": answers(True)}, required=BOTH)) as http:
+        response = await http.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "checks": {"rabbitmq": True}}
+
+
 async def test_a_check_that_raises_or_hangs_counts_as_down() -> None:
     app = FastAPI()
     app.router.routes.extend(
-        ops_routes({"mongodb": raises, "rabbitmq": hangs}, check_timeout_s=0.05)
+        ops_routes({"mongodb": raises, "rabbitmq": hangs}, required=BOTH, check_timeout_s=0.05)
     )
     async with client(app) as http:
         response = await http.get("/readyz")
@@ -77,7 +111,7 @@ async def test_a_check_that_raises_or_hangs_counts_as_down() -> None:
 
 async def test_checks_added_after_the_routes_are_built_are_used() -> None:
     readiness: dict[str, Check] = {}
-    app = ops_app(readiness)
+    app = ops_app(readiness, required={"mongodb"})
     readiness["mongodb"] = answers(False)
 
     async with client(app) as http:
@@ -88,7 +122,7 @@ async def test_checks_added_after_the_routes_are_built_are_used() -> None:
 
 async def test_metrics_are_in_prometheus_text_format() -> None:
     MESSAGES_TOTAL.labels(queue="ops.test", outcome="acked").inc()
-    async with client(ops_app({})) as http:
+    async with client(ops_app({}, required=())) as http:
         response = await http.get("/metrics")
 
     assert response.status_code == 200
@@ -102,7 +136,9 @@ async def test_serve_ops_answers_on_its_port_until_stopped() -> None:
     sock.listen()  # connections wait in the backlog until the server accepts them
     port = sock.getsockname()[1]
     stop = asyncio.Event()
-    server = asyncio.create_task(serve_ops(ops_app({}), "127.0.0.1", port, stop, sock=sock))
+    server = asyncio.create_task(
+        serve_ops(ops_app({}, required=()), "127.0.0.1", port, stop, sock=sock)
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             response = await http.get("/healthz")

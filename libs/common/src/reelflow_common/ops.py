@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Literal
 
@@ -62,9 +62,20 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """``GET /readyz``: 200 when every dependency answers, else 503 with the same body."""
+    """``GET /readyz``: 200 while every dependency the service requires answers, else 503
+    with the same body.
 
-    status: Literal["ok", "unavailable"]
+    ``status`` is ``ok`` only when every check is true; ``degraded`` (still 200) when a
+    dependency the service can serve without is down; ``unavailable`` (503) when a
+    required one is.
+    """
+
+    status: Literal["ok", "degraded", "unavailable"] = Field(
+        description=(
+            "ok: every check true; degraded (200): a dependency the service serves without"
+            " is down; unavailable (503): a required one is"
+        )
+    )
     checks: dict[str, bool] = Field(
         description="each dependency (rabbitmq, mongodb) and whether it answered",
         examples=[{"rabbitmq": True, "mongodb": True}],
@@ -72,13 +83,19 @@ class Readiness(BaseModel):
 
 
 def ops_routes(
-    readiness: Mapping[str, ReadinessCheck], *, check_timeout_s: float = 2.0
+    readiness: Mapping[str, ReadinessCheck],
+    *,
+    required: Collection[str],
+    check_timeout_s: float = 2.0,
 ) -> list[Route]:
     """The three routes, for any Starlette or FastAPI app.
 
     ``readiness`` is read on every request, so an app may fill it in its
-    lifespan after building the routes.
+    lifespan after building the routes. ``required`` names the checks that
+    gate readiness (503 while one is false, or missing); the others are
+    reported, and while one is false the answer is a 200 ``degraded``.
     """
+    gating = frozenset(required)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse(Health().model_dump())
@@ -89,8 +106,12 @@ def ops_routes(
             *(_run_check(readiness[name], check_timeout_s) for name in names)
         )
         checks = dict(zip(names, results, strict=True))
-        if all(results):
+        ready = all(checks.get(name, False) for name in gating)
+        if ready and all(results):
             return JSONResponse(Readiness(status="ok", checks=checks).model_dump())
+        if ready:
+            log.warning("degraded", checks=checks)
+            return JSONResponse(Readiness(status="degraded", checks=checks).model_dump())
         log.warning("not_ready", checks=checks)
         return JSONResponse(
             Readiness(status="unavailable", checks=checks).model_dump(), status_code=503
@@ -106,9 +127,9 @@ def ops_routes(
     ]
 
 
-def ops_app(readiness: Mapping[str, ReadinessCheck]) -> Starlette:
+def ops_app(readiness: Mapping[str, ReadinessCheck], *, required: Collection[str]) -> Starlette:
     """A bare app with only the operations routes (the workers' ops port)."""
-    return Starlette(routes=ops_routes(readiness))
+    return Starlette(routes=ops_routes(readiness, required=required))
 
 
 async def _run_check(check: ReadinessCheck, timeout_s: float) -> bool:

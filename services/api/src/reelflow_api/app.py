@@ -37,6 +37,14 @@ from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.tokenbucket import KeyedBuckets
 from reelflow_common.topology import Topology, declare_topology
 
+#: the checks ``/readyz`` needs true for a 200: MongoDB, which every request but the probes
+#: reads or writes. RabbitMQ is reported, not required (a 200 ``degraded`` without it): a
+#: create still answers 202 (its dispatch is left to the reconciler), reads and the dashboard
+#: are served, a webhook answers 503 so that Runware delivers it again, and a ``?wait=``
+#: re-reads its project every ``wait_check_interval_s``. Were it required, a broker outage
+#: would take every replica out of the Service at once: the whole front door down.
+READY_REQUIRES = frozenset({"mongodb"})
+
 #: most project reads in one query (each of a few KiB; MongoDB's first batch holds 101)
 READ_BATCH = 64
 
@@ -56,7 +64,9 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app; nothing connects until the lifespan starts.
 
     The lifespan never waits for RabbitMQ or MongoDB: the API answers at once,
-    ``/readyz`` names what it still waits for, and it carries on once they answer.
+    ``/readyz`` names what it still waits for (503 until MongoDB answers, a 200
+    ``degraded`` while only RabbitMQ is missing: ``READY_REQUIRES``), and it carries
+    on once they answer.
     """
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
 
@@ -170,7 +180,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(videos.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
-    app.router.routes.extend(ops_routes(readiness))
+    app.router.routes.extend(ops_routes(readiness, required=READY_REQUIRES))
     install_docs(app)
     install_openapi(app, settings)
     # BodyLimit counts every JSON body's values against its model's bound: a route whose

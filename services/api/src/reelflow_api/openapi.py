@@ -131,8 +131,14 @@ def _add_ops_paths(document: dict[str, Any]) -> None:
             "summary": "Readiness",
             "operationId": "readyz",
             "responses": {
-                "200": _json(Readiness, "RabbitMQ and MongoDB answer."),
-                "503": _json(Readiness, "A dependency does not answer; `checks` names it."),
+                "200": _json(
+                    Readiness,
+                    "MongoDB answers: the API serves requests. `status` is `ok` when RabbitMQ"
+                    " answers too, `degraded` while it does not (`checks` says so): creates"
+                    " still answer 202, their clips dispatched by the reconciler, and"
+                    " webhooks 503.",
+                ),
+                "503": _json(Readiness, "MongoDB does not answer; `checks` names it."),
             },
         }
     }

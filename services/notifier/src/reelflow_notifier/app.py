@@ -28,6 +28,14 @@ from reelflow_notifier.routes import not_served, routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
 
+#: the checks ``/readyz`` needs true for a 200: MongoDB, which authenticates a socket and
+#: reads its snapshots and event log. RabbitMQ is reported, not required (a 200 ``degraded``
+#: without it): a socket still opens and gets its snapshot, and live events resume when the
+#: broker answers again, every socket caught up from the event log (the fan-out's queue is
+#: restored before its reconnect callback catches them up; ``fanout.py``). Were it required,
+#: a broker outage would take every replica out of the Service: no socket could open at all.
+READY_REQUIRES = frozenset({"mongodb"})
+
 
 def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Starlette:
     """Build the app; nothing connects until the lifespan starts.
@@ -36,8 +44,10 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
     objects out of the garbage collector's passes while the app runs.
 
     The lifespan never waits for RabbitMQ or MongoDB: the notifier answers at
-    once, ``/readyz`` names what it still waits for, and live events start
-    flowing once the broker answers (connections opened before then catch up).
+    once, ``/readyz`` names what it still waits for (503 until MongoDB answers, a
+    200 ``degraded`` while only RabbitMQ is missing: ``READY_REQUIRES``), and live
+    events start flowing once the broker answers (connections opened before then
+    catch up).
     """
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
 
@@ -85,7 +95,10 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             )
             yield
 
-    return Starlette(routes=[*routes(), *ops_routes(readiness), not_served()], lifespan=lifespan)
+    return Starlette(
+        routes=[*routes(), *ops_routes(readiness, required=READY_REQUIRES), not_served()],
+        lifespan=lifespan,
+    )
 
 
 async def _link_broker(settings: Settings, hub: Hub, readiness: dict[str, ReadinessCheck]) -> None:

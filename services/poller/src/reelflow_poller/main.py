@@ -43,6 +43,10 @@ from reelflow_poller.settings import Settings
 
 log = get_logger(__name__)
 
+#: the checks ``/readyz`` needs true for a 200: both. Without RabbitMQ a worker takes no
+#: message and publishes none; without MongoDB it can record nothing.
+READY_REQUIRES = frozenset({"rabbitmq", "mongodb"})
+
 
 async def main(
     settings: Settings | None = None,
@@ -62,7 +66,12 @@ async def main(
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(
-            ops_server(ops_app(readiness), settings.http_host, settings.http_port, sock=sock)
+            ops_server(
+                ops_app(readiness, required=READY_REQUIRES),
+                settings.http_host,
+                settings.http_port,
+                sock=sock,
+            )
         )
         db = await stack.enter_async_context(mongo_database(settings))
         # Local time until the first reading: the clock never waits for MongoDB.

@@ -133,7 +133,7 @@ def _config_without_storage(args: argparse.Namespace, env: Mapping[str, str]) ->
         ports=None if args.free_ports else DEFAULT_PORTS,
         settings=settings,
         log_format=env.get("REELFLOW_LOG_FORMAT", "json"),
-        ready_path="/healthz",
+        wait_linked=False,
         drain_timeout_s=float(env.get("REELFLOW_DRAIN_TIMEOUT_S") or DRAIN_TIMEOUT_S),
         # The development stack issues its own key: loopback only unless asked otherwise.
         http_host=env.get("REELFLOW_HTTP_HOST", "127.0.0.1"),

@@ -42,6 +42,7 @@ from reelflow_devtools.processes import (
     stop_children,
     wait_for_sim_url,
     wait_healthy,
+    wait_ready,
     wait_stopped,
 )
 from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S, LOCAL_AMQP_URL
@@ -100,8 +101,10 @@ class StackConfig:
     #: ``REELFLOW_HTTP_HOST``; None leaves the services' default (every interface)
     http_host: str | None = None
     log_format: str = "json"
-    #: what a service must answer 200 on before the next one starts
-    ready_path: str = "/readyz"
+    #: what the start waits for from each service: its ``/readyz`` with every check true,
+    #: RabbitMQ and MongoDB linked (True); or only its ``/healthz`` (False: each service
+    #: waits for what is missing by itself)
+    wait_linked: bool = True
     drain_timeout_s: float = DRAIN_TIMEOUT_S
 
 
@@ -272,14 +275,19 @@ class Stack:
         return child
 
     def _wait_healthy(self, child: Child) -> None:
-        """:func:`wait_healthy`; a service that found its port taken is :class:`Occupied`.
+        """:func:`wait_ready` (or :func:`wait_healthy`, as ``wait_linked`` says); a service
+        that found its port taken is :class:`Occupied`.
 
         Its port was free when the stack was configured (``make run`` checks), but
         nothing holds it until the service binds it: another process can take it in
         between (another stack starting at the same moment).
         """
+        base = self.url(child.name)
         try:
-            wait_healthy(child, f"{self.url(child.name)}{self.config.ready_path}")
+            if self.config.wait_linked:
+                wait_ready(child, f"{base}/readyz")
+            else:
+                wait_healthy(child, f"{base}/healthz")
         except StartError:
             if child.process.returncode != EXIT_PORT_TAKEN:
                 raise

@@ -182,16 +182,40 @@ def wait_healthy(child: Child, url: str, *, deadline_s: float = 60) -> None:
     A 200 while the child is dead is not it answering (another process on its port):
     that is a :class:`StartError`, as is the deadline.
     """
+    _wait_answer(child, url, lambda answer: answer.status_code == 200, "200", deadline_s)
 
-    def healthy() -> bool | None:
+
+def wait_ready(child: Child, url: str, *, deadline_s: float = 60) -> None:
+    """Poll a service's ``/readyz`` at ``url`` until every check is true (``"status": "ok"``).
+
+    Not only a 200: the api and the notifier answer a 200 ``degraded`` while RabbitMQ
+    is not linked yet (they serve without it), and what comes next (a benchmark's or a
+    test's first project) needs their publishes and their live events. Else as
+    :func:`wait_healthy`.
+    """
+
+    def every_check(answer: httpx.Response) -> bool:
+        return answer.status_code == 200 and answer.json().get("status") == "ok"
+
+    _wait_answer(child, url, every_check, "every check true", deadline_s)
+
+
+def _wait_answer(
+    child: Child,
+    url: str,
+    accepts: Callable[[httpx.Response], bool],
+    what: str,
+    deadline_s: float,
+) -> None:
+    def answered() -> bool | None:
         try:
-            return httpx.get(url, timeout=1).status_code == 200 or None
-        except httpx.HTTPError:
+            return accepts(httpx.get(url, timeout=1)) or None
+        except (httpx.HTTPError, ValueError):  # ValueError: a body that is not JSON
             return None
 
     poll_until(
-        healthy,
-        what=f"{child.name} to answer 200 at {url}",
+        answered,
+        what=f"{child.name} to answer {what} at {url}",
         deadline_s=deadline_s,
         pause_s=0.1,
         error=StartError,

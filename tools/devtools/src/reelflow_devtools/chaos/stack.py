@@ -23,7 +23,7 @@ from reelflow_devtools.embedded_mongo import (
 )
 from reelflow_devtools.launcher import Simulator, StackConfig
 from reelflow_devtools.ports import free_port
-from reelflow_devtools.processes import Child, ProcessGroup, wait_healthy, wait_stopped
+from reelflow_devtools.processes import Child, ProcessGroup, wait_ready, wait_stopped
 from reelflow_devtools.rabbitmq import OwnNode
 
 WEBHOOK_SECRET = "chaos-webhook-secret"  # noqa: S105 (a local run's path segment, known to the forger)
@@ -52,7 +52,7 @@ class ChaosStack:
                 webhook_secret=WEBHOOK_SECRET,
                 http_host="127.0.0.1",
                 # a restarted service is up once it answers: it waits for what is down itself
-                ready_path="/healthz",
+                wait_linked=False,
                 drain_timeout_s=5,
             )
         )
@@ -66,7 +66,9 @@ class ChaosStack:
             self.rabbitmq.wait_listening()
             for name in SERVICES:
                 child = self.services.children[name]
-                wait_healthy(child, f"{self.services.url(name)}/readyz", deadline_s=120)
+                # every check true: the api and the notifier are ready (a 200 degraded)
+                # before their broker link, and the load must find it made
+                wait_ready(child, f"{self.services.url(name)}/readyz", deadline_s=120)
         except BaseException:
             self.stop()
             raise
