@@ -23,11 +23,13 @@ import pytest
 from pydantic import SecretStr
 
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipRequest
 from reelflow_common.store import ApiKeyStore, NewProject, Project, ProjectStore, TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology
 from reelflow_devtools.embedded_mongo import embedded_mongo
 from reelflow_devtools.ports import free_port
+from reelflow_notifier.fanout import fanout
 from reelflow_notifier.settings import Settings as NotifierSettings
 from reelflow_poller.main import main as poller_main
 from reelflow_poller.settings import Settings as PollerSettings
@@ -381,3 +383,46 @@ async def test_a_notifier_without_its_broker_serves_sockets_that_catch_up_when_i
         while seqs[-1] < (await projects.get(project.id) or project).seq:
             seqs.append((await receive(ws))["seq"])
         assert seqs == list(range(2, seqs[-1] + 1))
+
+
+def failing_once(real: Callable[..., Any]) -> Callable[..., Any]:
+    """``real``, but its first call fails as a broker dropped at that moment would."""
+    calls = 0
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise aio_pika.exceptions.AMQPConnectionError("dropped halfway through the link")
+        return real(*args, **kwargs)
+
+    return call
+
+
+async def test_an_api_whose_first_link_fails_halfway_links_on_the_next_attempt(
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Connected, then dropped before its channels opened: it must not stay degraded for ever
+    (ready, in its Service, every dispatch left to the reconciler and every webhook a 503)."""
+    monkeypatch.setattr("reelflow_api.app.amqp_channel", failing_once(amqp_channel))
+    settings: ApiSettings = settings_for(ApiSettings)
+    async with running_api(settings, mongo_db, amqp_connection) as api:  # waits for "ok"
+        created = await api.create(await api.tenant())
+
+        assert created.status_code == 202
+        assert len(await api.drain()) == 2
+
+
+async def test_a_notifier_whose_first_link_fails_halfway_links_on_the_next_attempt(
+    settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("reelflow_notifier.app.fanout", failing_once(fanout))
+    settings: NotifierSettings = settings_for(NotifierSettings, http_host="127.0.0.1", http_port=0)
+    async with (
+        running_notifier(settings, wait_until_ready=False) as notifier,
+        httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
+    ):
+        await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})

@@ -105,7 +105,14 @@ def create_app(settings: Settings) -> FastAPI:
             storage = await stack.enter_async_context(open_storage(settings))
             await stack.enter_async_context(
                 in_background(
-                    _link_broker(settings, topology, publisher, wakeups, lanes, readiness),
+                    # A link the broker drops halfway (before its channels are open) starts
+                    # over: given up, it would leave this replica ready, degraded for ever.
+                    wait_for(
+                        "rabbitmq",
+                        lambda: _link_broker(
+                            settings, topology, publisher, wakeups, lanes, readiness
+                        ),
+                    ),
                     name="amqp",
                 )
             )

@@ -70,7 +70,12 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
                 KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
             )
             await stack.enter_async_context(
-                in_background(_link_broker(settings, hub, readiness), name="amqp")
+                in_background(
+                    # A link the broker drops halfway (before the fan-out consumes) starts
+                    # over: given up, it would leave this replica ready, degraded for ever.
+                    wait_for("rabbitmq", lambda: _link_broker(settings, hub, readiness)),
+                    name="amqp",
+                )
             )
             if gc_policy is not None:
                 await stack.enter_async_context(gc_policy.running())
