@@ -40,8 +40,9 @@ from reelflow_common.topology import Topology, declare_topology
 #: the checks ``/readyz`` needs true for a 200: MongoDB, which every request but the probes
 #: reads or writes. RabbitMQ is reported, not required (a 200 ``degraded`` without it): a
 #: create still answers 202 (its dispatch is left to the reconciler), reads and the dashboard
-#: are served, a webhook answers 503 so that Runware delivers it again, and a ``?wait=``
-#: re-reads its project every ``wait_check_interval_s``. Were it required, a broker outage
+#: are served, a webhook answers 503 (only a hint: Runware may deliver it again, and polling
+#: finds the result anyway), and a ``?wait=`` re-reads its project every
+#: ``wait_check_interval_s``. Were it required, a broker outage
 #: would take every replica out of the Service at once: the whole front door down.
 READY_REQUIRES = frozenset({"mongodb"})
 
