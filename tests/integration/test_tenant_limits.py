@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import re
 import secrets
@@ -1320,6 +1321,157 @@ async def test_a_retry_of_unknown_outcome_keeps_the_clips_charge_when_it_cannot_
     assert [line["tenant_id"] for line in lines if line["event"] == "reservation_not_released"] == [
         tenant_id
     ]
+
+
+class HeldReservations:
+    """The API's next ``held`` reservations on the ledger, each held until the test lets it go
+    (``go``); ``came`` is set as each arrives. Later ones go through."""
+
+    def __init__(self, api: Api, monkeypatch: pytest.MonkeyPatch, held: int) -> None:
+        ledgers = api_state(api).projects.ledgers
+        reserve = ledgers.reserve
+        self.came = [asyncio.Event() for _ in range(held)]
+        self.go = [asyncio.Event() for _ in range(held)]
+        calls = itertools.count()
+
+        async def played(*args: Any, **kwargs: Any) -> Any:
+            call = next(calls)
+            if call < held:
+                self.came[call].set()
+                await self.go[call].wait()
+            return await reserve(*args, **kwargs)
+
+        monkeypatch.setattr(ledgers, "reserve", played)
+
+    async def arrived(self, call: int) -> None:
+        await asyncio.wait_for(self.came[call].wait(), DEADLINE_S)
+
+
+def retry_at_once(api: Api, project_id: str, auth: dict[str, str]) -> asyncio.Task[Any]:
+    return asyncio.create_task(api.client.post(f"/v1/projects/{project_id}/retry", headers=auth))
+
+
+async def test_a_retry_refused_for_room_the_retry_that_took_its_clips_holds_changes_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent retries each reserve for the failed clips they read before they know whether
+    they win them. One refused for the room the winner (or a loser, briefly) holds is not
+    told the budget is spent (a 402 until midnight): the clips are retried, it did nothing."""
+    tenant_id, auth = await limited(api, daily_budget_usd=0.75)  # room for one retry's $0.50
+    project_id = await two_failed_clips(api, auth)
+    held = HeldReservations(api, monkeypatch, held=1)
+    late = retry_at_once(api, project_id, auth)  # read both clips failed; reserving
+    await held.arrived(0)
+
+    first = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    held.go[0].set()
+    second = await asyncio.wait_for(late, DEADLINE_S)
+
+    assert first.status_code == 202, first.text
+    assert first.json()["clips_changed"] == 2
+    assert second.status_code == 202, second.text
+    assert second.json()["clips_changed"] == 0
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)  # the winner's, nothing more
+
+
+async def test_a_retry_refused_for_clips_another_took_reserves_once_for_those_still_failed(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry read two failed clips; a concurrent one took the first: refused for both, it
+    reserves again for the second alone, which fits."""
+    tenant_id, auth = await limited(api, daily_budget_usd=0.7)  # $0.25 + $0.50 do not fit
+    created = (await api.create(auth, scenes(2))).json()
+    project_id = created["project_id"]
+    first_task, second_task = (result["task_uuid"] for result in created["results"])
+    await fail(api, project_id, first_task)
+    held = HeldReservations(api, monkeypatch, held=2)
+    taking_first = retry_at_once(api, project_id, auth)  # read the first clip failed
+    await held.arrived(0)
+    await fail(api, project_id, second_task)
+    taking_both = retry_at_once(api, project_id, auth)  # read both failed
+    await held.arrived(1)
+
+    held.go[0].set()
+    first = await asyncio.wait_for(taking_first, DEADLINE_S)
+    held.go[1].set()
+    second = await asyncio.wait_for(taking_both, DEADLINE_S)
+
+    assert first.status_code == 202, first.text
+    assert first.json()["clips_changed"] == 1
+    assert second.status_code == 202, second.text
+    assert second.json()["clips_changed"] == 1
+    assert await retried_clips(api, project_id) == [0, 1]
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+
+
+async def test_a_retry_refused_while_the_one_holding_the_room_writes_its_clips_is_409(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refused for room a retry of the same project holds and read before that one wrote
+    its clips, a retry cannot tell yet whether it has anything left to do: 409 with
+    Retry-After, whose retry is answered 0. Not a 402 (a budget spent until midnight)."""
+    tenant_id, auth = await limited(api, daily_budget_usd=0.75)
+    project_id = await two_failed_clips(api, auth)
+    writes = ClipWrites(api, monkeypatch, 0, held=True)
+    winning = retry_at_once(api, project_id, auth)
+    await asyncio.wait_for(writes.sent.wait(), DEADLINE_S)  # reserved, writing its first clip
+
+    refused = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    problem = assert_problem(refused, 409)
+    assert problem["title"] == "Request In Progress"
+    assert refused.headers["Retry-After"] == "1"
+    writes.released.set()
+    won = await asyncio.wait_for(winning, DEADLINE_S)
+    assert won.json()["clips_changed"] == 2
+    again = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+    assert again.status_code == 202, again.text
+    assert again.json()["clips_changed"] == 0
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+    # The winner's clips are written: a refusal for room is judged on the room alone again.
+    await end_retried_clips_failed(api, project_id)
+    assert (await api.create(auth, scenes(2))).status_code == 202  # $0.50 of the $0.75
+    assert_problem(await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth), 402)
+
+
+async def test_concurrent_retries_on_a_tight_budget_are_never_refused_for_each_others_room(
+    api: Api,
+) -> None:
+    """Ten retries of one project at once, with three keys: each clip is followed again once,
+    the others answer that there was nothing left (or 409 while it was written); none is
+    told the budget one retry fits in is spent."""
+    tenant_id, auth = await limited(api, daily_budget_usd=0.75)  # room for one retry's $0.50
+    project_id = await two_failed_clips(api, auth)
+    keys = [auth] + [
+        {"Authorization": f"Bearer {await api.keys.issue_key(tenant_id)}"} for _ in range(2)
+    ]
+
+    answers = await asyncio.gather(
+        *(
+            api.client.post(f"/v1/projects/{project_id}/retry", headers=keys[i % 3])
+            for i in range(10)
+        )
+    )
+
+    statuses = Counter(answer.status_code for answer in answers)
+    assert 402 not in statuses, statuses
+    changed = [answer.json()["clips_changed"] for answer in answers if answer.status_code == 202]
+    assert sum(changed) == 2, changed  # each clip followed again once
+    await ledger_is(api, tenant_id, open_clips=2, usd=0.5)
+
+
+async def two_failed_clips(api: Api, auth: dict[str, str]) -> str:
+    """A two-scene project whose clips both failed (their reservations freed): its id."""
+    created = (await api.create(auth, scenes(2))).json()  # $0.50 reserved
+    project_id: str = created["project_id"]
+    for result in created["results"]:
+        await fail(api, project_id, result["task_uuid"])
+    return project_id
+
+
+async def end_retried_clips_failed(api: Api, project_id: str) -> None:
+    for clip in (await stored(api, project_id)).clips:
+        await fail(api, project_id, clip.task_uuid)
 
 
 # --- a clip's end is settled once, however late its duplicate ---------------------------

@@ -35,7 +35,8 @@ MAX_LISTED_ERRORS = 20
 RETRY_AFTER_OVERLOADED_S = 1
 #: ... or a backing service did not answer (a restart or a failover takes longer)
 RETRY_AFTER_UNAVAILABLE_S = 5
-#: ... and after a 409 for a twin: the first request's insert lands within moments
+#: ... and after a 409 for a twin (a concurrent retry): the first request's insert (the
+#: retry's writes of its clips) lands within moments
 RETRY_AFTER_IN_PROGRESS_S = 1
 
 #: the OpenAPI schema of every error answer (``components.schemas.Problem``)
@@ -122,8 +123,8 @@ _MEANINGS = {
     403: "The tenant's limits do not allow this (a model, scenes per project, or more than a"
     " whole limit at once); `limit` names it.",
     404: "No such resource (or it belongs to another tenant).",
-    409: "A request with this Idempotency-Key is in progress; retry after `Retry-After` for"
-    " its answer.",
+    409: "A request with this Idempotency-Key (a retry: another retry of this project) is in"
+    " progress; retry after `Retry-After` for its answer.",
     413: "The request body is larger than the API accepts.",
     422: f"Invalid request: `errors` names each bad field (the first {MAX_LISTED_ERRORS};"
     " `errors_omitted` counts the rest).",
@@ -227,6 +228,19 @@ def request_in_progress() -> Problem:
         "Request In Progress",
         "A request with this Idempotency-Key is in progress; retry after Retry-After seconds"
         " for its answer.",
+        headers={"Retry-After": str(RETRY_AFTER_IN_PROGRESS_S)},
+    )
+
+
+def retry_in_progress() -> Problem:
+    """409: another retry of this project holds the room in the tenant's limits that this
+    one was refused for, and has not written its clips yet: once it has, this one's answer is
+    that it has nothing to do (``clips_changed`` 0), or a judgement on the room alone."""
+    return Problem(
+        409,
+        "Request In Progress",
+        "Another retry of this project is in progress and holds the room in the tenant's"
+        " limits; retry after Retry-After seconds for this one's answer.",
         headers={"Retry-After": str(RETRY_AFTER_IN_PROGRESS_S)},
     )
 

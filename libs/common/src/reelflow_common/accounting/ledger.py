@@ -8,7 +8,8 @@ limits pays no database operation for it. One document per tenant::
      "limits": {"daily_budget_usd": 5.0, ...},
      "settled": ["<charge id>:<task uuid>", ...],
      "reserved_at": <the last reservation, database clock>,
-     "reserving": [{"key": "<digest of an Idempotency-Key>", "at": <its reservation>,
+     "reserving": [{"key": "<digest of an Idempotency-Key, or a retry's project>",
+                    "at": <its reservation>,
                     "id": "<the reservation's id>"}, ...],
      "unreserved": {"2026-12-01": 1.8, "2026-12": 1.8}}
 
@@ -27,7 +28,10 @@ A create with an Idempotency-Key leaves the key's digest in ``reserving`` with i
 reservation (the same update): a request refused for room while one with its key may still
 be storing its project is that request's twin, not a refusal (:class:`KeyInProgress`); a
 reservation given back (its create failed) is forgotten there, so its twin is judged on the
-room again.
+room again. A retry leaves its project's digest there alike, forgotten once it has written its
+clips (:meth:`LedgerStore.landed`) or given the room back: a retry of the same project refused
+for room meanwhile is not told the budget is spent for room that retry holds, maybe briefly
+(each reserves for the clips it read failed before it knows whether it wins them).
 An operator's **recount** sets ``open`` to what the tenant's clips hold, with one
 update guarded on the ledger as read before the count (:meth:`LedgerStore.recount`).
 """
@@ -159,14 +163,16 @@ class LedgerStore:
         usd: float,
         now: datetime,
         idempotency_key: str | None = None,
+        retrying: str | None = None,
     ) -> Charge | None:
         """Hold ``clips`` in flight and ``usd`` for today and this month, or raise LimitExceeded.
 
         None when the tenant's limits need no ledger (nothing written).
-        ``idempotency_key``: the create's; remembered with the reservation (``reserving``).
-        Refused for room while a reservation made with the same key less than
-        RESERVATION_LANDS_S ago may not have its project stored yet: raises
-        :class:`KeyInProgress` instead (that request's answer is this one's).
+        ``idempotency_key``: the create's; ``retrying``: the project a retry reserves for
+        (one or neither); remembered with the reservation (``reserving``).
+        Refused for room while a reservation made with the same key (a retry of the same
+        project) less than RESERVATION_LANDS_S ago may not have its project (its clips) stored
+        yet: raises :class:`KeyInProgress` instead (that request's answer is this one's).
         """
         if not limits.needs_ledger:
             return None
@@ -191,7 +197,7 @@ class LedgerStore:
             "$setOnInsert": {"limits": limits.model_dump()},
         }
         charge_id = secrets.token_hex(6)
-        digest = None if idempotency_key is None else _digest(idempotency_key)
+        digest = _holder_digest(idempotency_key, retrying)
         if digest is not None:
             entry = {"key": digest, "at": now, "id": charge_id}
             update["$push"] = {"reserving": {"$each": [entry], "$slice": -RESERVING_KEPT}}
@@ -210,8 +216,8 @@ class LedgerStore:
                         reserving, digest, now - timedelta(seconds=RESERVATION_LANDS_S)
                     ):
                         raise KeyInProgress(
-                            "a request with this Idempotency-Key holds the room and may still"
-                            " be storing its project"
+                            "a request with this Idempotency-Key (a retry of this project)"
+                            " holds the room and may still be storing what it reserved for"
                         ) from None
                     raise
                 # Room appeared between the write and the read (a clip ended): try again.
@@ -234,6 +240,17 @@ class LedgerStore:
                 "$pull": {"reserving": {"id": charge.reservation_id}},
             },
         )
+
+    async def landed(self, tenant_id: str, charge: Charge) -> None:
+        """What the reservation of ``charge`` was for is stored (a retry's clips): its entry in
+        ``reserving`` is forgotten, so a request refused for room is judged on the room alone
+        again. If MongoDB fails here, the entry stays its RESERVATION_LANDS_S (logged)."""
+        try:
+            await self._ledgers.update_one(
+                {"_id": tenant_id}, {"$pull": {"reserving": {"id": charge.reservation_id}}}
+            )
+        except PyMongoError as exc:
+            log.warning("reserving_not_forgotten", tenant_id=tenant_id, error=repr(exc))
 
     async def give_back(self, tenant_id: str, charges: Iterable[Charge]) -> None:
         """Release reservations no clip holds (one clip each), for a caller answering something
@@ -406,12 +423,21 @@ class LedgerStore:
 class KeyInProgress(ReelflowError):
     """A reservation was refused for room while one with its Idempotency-Key, which holds that
     room, may still be storing its project: the request is that one's twin, whose answer is
-    its own (a replay), never a refusal for its room."""
+    its own (a replay), never a refusal for its room. Or a retry's, while another retry of the
+    same project holds room and may still be writing its clips."""
 
 
 def _digest(idempotency_key: str) -> str:
     """What ``reserving`` remembers of a key: short, whatever the key's length (up to 255)."""
     return hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+
+
+def _holder_digest(idempotency_key: str | None, retrying: str | None) -> str | None:
+    """What ``reserving`` remembers of a reservation's create (its key) or retry (its project).
+    A retry's holds a newline, which no Idempotency-Key (a header's value) does."""
+    if idempotency_key is not None:
+        return _digest(idempotency_key)
+    return None if retrying is None else _digest(f"retry\n{retrying}")
 
 
 def _reserved_since(reserving: list[Document], digest: str, since: datetime) -> bool:

@@ -10,7 +10,8 @@ from typing import Any, Literal
 
 from pymongo.errors import PyMongoError
 
-from reelflow_common.accounting.ledger import Charge
+from reelflow_common.accounting.ledger import Charge, KeyInProgress
+from reelflow_common.accounting.limits import LimitExceeded
 from reelflow_common.domain import ClipStatus
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import Event
@@ -36,6 +37,17 @@ _Retried = Literal["took", "rewatch", "resubmit", "busy"]
 Reserve = Callable[[Project, list[ClipState]], Awaitable[dict[int, Charge] | None]]
 
 
+def _failed(project: Project) -> tuple[list[ClipState], list[ClipState]]:
+    """The project's failed clips, and those of them to follow again: a clip with a late video
+    takes it (nothing to buy or hold money for)."""
+    failed = [clip for clip in project.clips if clip.status is ClipStatus.FAILED]
+    return failed, [clip for clip in failed if clip.late_video() is None]
+
+
+def _scenes(clips: list[ClipState]) -> set[int]:
+    return {clip.scene_index for clip in clips}
+
+
 class ProjectRetry(ProjectReads, ProjectWrites):
     """A tenant's retry of a project's failed clips."""
 
@@ -55,19 +67,21 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         The caller publishes ``SubmitClip`` for ``Outcome.resubmit`` and ``CheckClip``
         for ``Outcome.rewatch``, from the project returned (read with its requests).
         ``reserve`` holds the failed clips' money on the tenant's ledger first (or raises
-        ``LimitExceeded``: nothing is retried); what no clip holds is released: what a
-        concurrent retry made unneeded, and, when an error interrupts the clips' writes,
-        the charges of the clips not written (:meth:`_give_back_unheld`).
+        ``LimitExceeded``, or ``KeyInProgress`` while another retry of the project holds the
+        room: nothing is retried); what no clip holds is released: what a concurrent retry
+        made unneeded, and, when an error interrupts the clips' writes, the charges of the
+        clips not written (:meth:`_give_back_unheld`); once the clips are written, the
+        reservation is said to have landed (``LedgerStore.landed``). A retry refused for room
+        reads the project again: clips another retry took are not its to pay for
+        (:meth:`_reserve_failed`).
         """
         project = await self.get(project_id, tenant_id=tenant_id, with_requests=reserve is not None)
         if project is None:
             return None
         charges: dict[int, Charge] = {}
-        failed = [clip for clip in project.clips if clip.status is ClipStatus.FAILED]
-        # A clip with a late video takes it: nothing to buy or hold money for.
-        to_follow = [clip for clip in failed if clip.late_video() is None]
-        if reserve is not None and to_follow:
-            charges = await reserve(project, to_follow) or {}
+        if reserve is not None:
+            project, charges = await self._reserve_failed(project, reserve)
+        failed, to_follow = _failed(project)
         events: list[Event] = []
         resubmit: list[int] = []
         rewatch: list[int] = []
@@ -76,6 +90,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         # after them does not finish it on the way.
         took = False
         untried = dict(charges)  # by scene: the charges no write has carried yet
+        held: Charge | None = None  # a charge a written clip holds: the reservation landed
         out: tuple[int, Charge] | None = None  # the clip being written, and the charge it carries
         try:
             for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
@@ -90,6 +105,8 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                     # reserved), the clip took a late video that came meanwhile, or it
                     # kept moving and was left as it was.
                     await self.ledgers.give_back(tenant_id, [charge])
+                elif charge is not None:
+                    held = charge
                 events += applied
                 if done == "took":
                     took = True
@@ -103,6 +120,8 @@ class ProjectRetry(ProjectReads, ProjectWrites):
             except Exception as exc:  # the retry's own error is the one to raise
                 log.warning("reservation_not_released", project_id=project_id, error=repr(exc))
             raise
+        if held is not None:
+            await self.ledgers.landed(tenant_id, held)
         if took:
             head = await self._projects.find_one({"_id": project_id}, LOG_HEAD)
             assert head is not None  # projects are never deleted
@@ -112,6 +131,41 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         after = await self.get(project_id, with_requests=True)
         assert after is not None  # projects are never deleted
         return Outcome(project=after, events=events, resubmit=resubmit, rewatch=rewatch, busy=busy)
+
+    async def _reserve_failed(
+        self, project: Project, reserve: Reserve
+    ) -> tuple[Project, dict[int, Charge]]:
+        """The money of the project's failed clips to follow again, held by ``reserve``: a
+        charge per scene, and the project as read for them (the clips the retry writes).
+
+        A refusal may be for room that concurrent retries of the same clips hold, each of
+        which reserves before it knows whether it wins them (the losers give theirs back):
+        so a refused retry reads the project again. No clip to follow any more (another
+        retry took them): nothing held, the retry does nothing, as that retry's other losers
+        do. Other clips than it was refused for (some taken): ``reserve`` is asked once more,
+        for those. The same ones: refused, ``KeyInProgress`` while a retry of the project that
+        holds room has not written its clips yet (its answer is this one's), else
+        ``LimitExceeded``.
+        """
+        to_follow = _failed(project)[1]
+        if not to_follow:
+            return project, {}
+        try:
+            return project, await reserve(project, to_follow) or {}
+        except (LimitExceeded, KeyInProgress):
+            again = await self.get(project.id, tenant_id=project.tenant_id, with_requests=True)
+            assert again is not None  # projects are never deleted
+            still = _failed(again)[1]
+            if _scenes(still) == _scenes(to_follow):
+                raise
+            log.info(
+                "retry_reserving_again",
+                project_id=project.id,
+                refused_clips=len(to_follow),
+                clips_now=len(still),
+            )
+        # Out of the ``except``: a second refusal is raised as itself.
+        return again, (await reserve(again, still) or {}) if still else {}
 
     async def _give_back_unheld(
         self,

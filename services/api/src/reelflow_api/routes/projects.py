@@ -26,6 +26,7 @@ from reelflow_api.problems import (
     not_found,
     problem_responses,
     request_in_progress,
+    retry_in_progress,
 )
 from reelflow_api.schemas import CreateProjectIn, ProjectCancelled, ProjectChanged, ProjectList
 from reelflow_api.telemetry import correlation_id
@@ -209,12 +210,14 @@ async def _reserve(
     scenes: Sequence[ClipRequest],
     *,
     idempotency_key: str | None = None,
+    retrying: str | None = None,
 ) -> list[Charge] | None:
     """Hold the scenes' clips and estimated cost on the tenant's ledger: one guarded write.
 
     None for a tenant whose limits need no ledger. Raises ``LimitExceeded``, or
     ``KeyInProgress`` for a create refused for the room a request with its
-    ``idempotency_key`` holds.
+    ``idempotency_key`` holds (a retry of the project ``retrying``, for the room another
+    retry of it holds).
     """
     if not limits.needs_ledger:
         return None
@@ -230,6 +233,7 @@ async def _reserve(
         usd=sum(estimates),
         now=state.projects.now(),
         idempotency_key=idempotency_key,
+        retrying=retrying,
     )
     return None if charge is None else charge.split(estimates)
 
@@ -612,7 +616,7 @@ async def list_projects(
     "/{project_id}/retry",
     status_code=202,
     response_model=ProjectChanged,
-    responses=problem_responses(402, 403, 404, 429),
+    responses=problem_responses(402, 403, 404, 409, 429),
 )
 async def retry_project(
     project_id: str, request: Request, state: State, grant: TenantGrant
@@ -623,6 +627,10 @@ async def retry_project(
     ``attempts``); a clip that only ran out of time on our side (``timedOut``) is
     watched again, same task, since Runware may still finish and bill it. A failed
     clip with a late video takes it, at no charge. Cancelled clips stay cancelled.
+
+    Of concurrent retries, one follows each clip again; the others answer 0 (or 409 with
+    ``Retry-After`` while one holds room and has not written its clips), never a 402 or
+    429 for room they hold.
     """
     correlation = correlation_id(request)
 
@@ -631,7 +639,9 @@ async def retry_project(
         check_shape(grant.limits, scenes=len(project.clips), model=project.model)
         assert project.requests is not None  # read with its requests for this
         scenes = [project.requests[clip.scene_index] for clip in failed]
-        charges = await _reserve(state, grant.tenant_id, grant.limits, project.model, scenes)
+        charges = await _reserve(
+            state, grant.tenant_id, grant.limits, project.model, scenes, retrying=project.id
+        )
         if charges is None:
             return None
         return {clip.scene_index: charge for clip, charge in zip(failed, charges, strict=True)}
@@ -665,6 +675,9 @@ async def retry_project(
         retried = await state.outliving.run(retry_and_dispatch())
     except LimitExceeded as exc:
         raise limit_exceeded(exc, now=state.projects.now()) from exc
+    except KeyInProgress as exc:
+        log.info("project_retry_in_progress", project_id=project_id, tenant_id=grant.tenant_id)
+        raise retry_in_progress() from exc
     if retried is None:
         raise not_found()
     if retried.busy:
