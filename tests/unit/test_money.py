@@ -6,12 +6,16 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from reelflow_cli.render import money
 from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.accounting.usage import PeriodUsage, TenantUsage
+from reelflow_common.admin.cli import render_usage
 from reelflow_common.admin.projects import project_state, render_project
 from reelflow_common.domain import ClipRequest, ClipStatus, Counts
 from reelflow_common.messages import AttemptSucceeded, AttemptView, ClipUpdated, ClipView
-from reelflow_common.money import round_usd
+from reelflow_common.money import format_usd, round_usd
 from reelflow_common.store import CostTotals, NewProject, Project
 from reelflow_common.store.documents import new_project_document, project_from_document
 from reelflow_common.store.models import Attempt
@@ -128,3 +132,42 @@ def test_the_admin_tool_writes_dollars_as_the_cli_does() -> None:
 
     assert "  cost         $1,234.50 (3 priced, 0 unpriced)" in shown
     assert any(line.endswith("  cost $1.80") for line in shown)  # the clip's, rounded
+
+
+@pytest.mark.parametrize(
+    ("usd", "shown"),
+    [
+        (5.0, "$5.00"),
+        (23.234, "$23.234"),  # as GET /v1/usage says it
+        (0.0013, "$0.0013"),  # a cheap clip: not $0.00
+        (1234.5, "$1,234.50"),
+        (SUM, "$1.80"),  # $inc's 1.7999999999999998
+        (0.1, "$0.10"),
+        (0.00004, "$0.00"),  # below what Runware quotes
+        (0.12345, "$0.1235"),
+        (0.0, "$0.00"),
+        (None, "-"),
+    ],
+)
+def test_dollars_show_cents_and_up_to_four_decimals_in_the_admin_tool_and_the_cli(
+    usd: float | None, shown: str
+) -> None:
+    assert format_usd(usd) == shown
+    assert money(usd) == shown  # the CLI's twin, which does not import reelflow_common
+
+
+def test_the_admin_tools_usage_shows_what_the_api_says_and_a_cheap_clip_is_not_free() -> None:
+    """``reelflow-admin tenant usage``: ``$23.234`` where ``GET /v1/usage`` says 23.234 (not
+    ``$23.23``), and a clip at Runware's $0.0013 is not ``$0.00``."""
+    month = PeriodUsage(period="2026-12").plus(23.234, 1, 0).plus(0.0013, 1, 0)
+    days = [
+        PeriodUsage(period="2026-12-01").plus(23.234, 1, 0),
+        PeriodUsage(period="2026-12-02").plus(0.0013, 1, 0),
+    ]
+    usage = TenantUsage(tenant_id="a", month=month, days=days, limits=TenantLimits())
+
+    rows = [line.split() for line in render_usage(usage).splitlines()]
+
+    assert rows[0][:2] == ["2026-12", "$23.2353"]
+    assert ["2026-12-01", "$23.234", "1", "0", "1"] in rows
+    assert ["2026-12-02", "$0.0013", "1", "0", "1"] in rows

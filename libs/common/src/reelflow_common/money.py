@@ -21,12 +21,21 @@ def round_usd(usd: float) -> float:
     return round(usd, USD_DECIMALS)
 
 
+#: decimals a printed dollar amount shows at most: Runware quotes prices to four ($0.0013)
+SHOWN_DECIMALS = 4
+
+
 def format_usd(usd: float | None) -> str:
-    """A dollar amount as the admin tool prints it: ``$1,234.50``, ``-`` for none.
+    """A dollar amount as the admin tool, the api's refusals and the CLI print it: cents always,
+    up to SHOWN_DECIMALS decimals when they are not zero (``$5.00``, ``$23.234``, ``$0.0013``,
+    ``$1,234.50``), ``-`` for none.
 
     The same as the ``reelflow`` CLI's ``render.money`` (which does not import this package).
     """
-    return "-" if usd is None else f"${usd:,.2f}"
+    if usd is None:
+        return "-"
+    whole, _, decimals = f"{usd:,.{SHOWN_DECIMALS}f}".partition(".")
+    return f"${whole}.{decimals[:2]}{decimals[2:].rstrip('0')}"
 
 
 #: a dollar amount, written out rounded (:func:`round_usd`); read and kept as it is

@@ -424,9 +424,14 @@ class JsonLines:
 
 
 def money(usd: float | None) -> str:
-    """Every dollar amount the CLI prints: ``$1,234.50`` (``-`` for none). The admin tool's
-    twin is ``reelflow_common.money.format_usd`` (the CLI does not import reelflow_common)."""
-    return "-" if usd is None else f"${usd:,.2f}"
+    """Every dollar amount the CLI prints: cents always, up to four decimals when they are not
+    zero (``$5.00``, ``$23.234``, ``$0.0013``, ``$1,234.50``; ``-`` for none). The admin
+    tool's twin is ``reelflow_common.money.format_usd`` (the CLI does not import
+    reelflow_common); a test holds them to the same answers."""
+    if usd is None:
+        return "-"
+    whole, _, decimals = f"{usd:,.4f}".partition(".")
+    return f"${whole}.{decimals[:2]}{decimals[2:].rstrip('0')}"
 
 
 def usage(console: Console, report: Json) -> None:
