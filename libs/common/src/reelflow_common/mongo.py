@@ -9,15 +9,19 @@ from typing import Any
 
 import pymongo
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from reelflow_common.lifecycle import Stopped, in_background, wait_for
 from reelflow_common.logging import get_logger
 from reelflow_common.mongo_connect import install as _close_sockets_on_cancel
 from reelflow_common.settings import MongoSettings
+from reelflow_common.transient import is_transient
 
 Document = dict[str, Any]
 Database = AsyncDatabase[Document]
+Collection = AsyncCollection[Document]
 
 log = get_logger(__name__)
 
@@ -25,6 +29,9 @@ _close_sockets_on_cancel()  # PyMongo leaves a socket open when a connect is can
 
 #: how long closing a client may try to end its sessions on the server
 CLOSE_TIMEOUT_S = 1.0
+#: MongoDB's codes for a drop of what is not there: the index, or its collection
+_INDEX_NOT_FOUND = 27
+_NAMESPACE_NOT_FOUND = 26
 #: tries of a write built from a read and guarded on it (a repair, a follow, a cancel, a
 #: reservation, a create's insert), which a concurrent writer may overtake: each miss reads
 #: again, and this many misses in a row is contention the caller says (or waits out)
@@ -71,6 +78,33 @@ async def ping(db: Database) -> bool:
     except Exception:
         return False
     return True
+
+
+async def drop_retired_indexes(collection: Collection, names: Sequence[str]) -> None:
+    """Drop the indexes named ``names`` that an earlier release made, if they are there.
+
+    Safe at every start and on several replicas at once: an index already gone (another
+    replica dropped it, or it never existed) is skipped. An outage is raised, for
+    ``Indexes`` to wait out; any other refusal (a user without ``dropIndex``, an index
+    build running on the collection) is logged and the start goes on: a retired index
+    costs writes, never a wrong answer, and the next start tries again.
+    """
+    for name in names:
+        try:
+            await collection.drop_index(name)
+        except OperationFailure as exc:
+            if exc.code in (_INDEX_NOT_FOUND, _NAMESPACE_NOT_FOUND):
+                continue
+            if is_transient(exc):
+                raise
+            log.warning(
+                "retired_index_not_dropped",
+                collection=collection.name,
+                index=name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        else:
+            log.info("retired_index_dropped", collection=collection.name, index=name)
 
 
 class Indexes:

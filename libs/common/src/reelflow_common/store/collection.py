@@ -18,8 +18,13 @@ from pymongo.read_concern import ReadConcern
 from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.batching import Batcher
 from reelflow_common.messages import Event
-from reelflow_common.mongo import Database, Document
-from reelflow_common.store.documents import PROJECT_INDEXES, clip_from_document, clip_path
+from reelflow_common.mongo import Database, Document, drop_retired_indexes
+from reelflow_common.store.documents import (
+    PROJECT_INDEXES,
+    RETIRED_PROJECT_INDEXES,
+    clip_from_document,
+    clip_path,
+)
 from reelflow_common.store.inserts import MAX_INSERTS, insert_batch
 from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
@@ -59,8 +64,11 @@ class ProjectCollection:
         return self._now()
 
     async def ensure_indexes(self) -> None:
-        """Create the indexes the store's queries rely on; safe to call at every start."""
+        """Create the indexes the store's queries rely on, then drop those an earlier
+        release made that none does (first made, then dropped: a sweep always has its
+        index); safe to call at every start, on several replicas at once."""
         await self._projects.create_indexes(PROJECT_INDEXES)
+        await drop_retired_indexes(self._projects, RETIRED_PROJECT_INDEXES)
 
     async def _read_clip(
         self, project_id: str, scene_index: int, *, tenant_id: str | None = None

@@ -45,16 +45,26 @@ PROJECT_INDEXES = [
         partialFilterExpression={"idempotency_key": {"$type": "string"}},
     ),
     # The reconciler's query: generating projects whose earliest lease may have expired.
+    # Dense: every project has ``due_at`` from its insert on.
     IndexModel([("status", ASCENDING), ("due_at", ASCENDING)], name="reconcile_due"),
+    # The three marks below are absent from most projects, so their indexes are sparse:
+    # an insert writes no entry to them, nor an update that leaves the mark absent. A
+    # sweep's ``{mark: {$lt: before}}`` cannot match a project without the mark, so a
+    # sparse index serves it (MongoDB's planner and SecantusDB's alike), sort included.
+    # New names: an index of the same name and other options cannot be created over the
+    # old ones, which ``ensure_indexes`` drops (RETIRED_PROJECT_INDEXES).
     # The copy sweep's query: successes whose video may not have been copied.
-    IndexModel([("copy_due_at", ASCENDING)], name="copy_due"),
+    IndexModel([("copy_due_at", ASCENDING)], name="copy_due_sparse", sparse=True),
     # The reconciler's other query: projects with a replaced task whose chain may be lost
     # (finished ones too: the field is only ever set on the rare path, and unset after).
-    IndexModel([("attempts_due_at", ASCENDING)], name="attempts_due"),
+    IndexModel([("attempts_due_at", ASCENDING)], name="attempts_due_sparse", sparse=True),
     # The settle sweep's query: ends whose settlement no message stands behind, maybe lost
     # (set only on the rare paths of a reconciler's pass and the api's cancel, unset after).
-    IndexModel([("settle_due_at", ASCENDING)], name="settle_due"),
+    IndexModel([("settle_due_at", ASCENDING)], name="settle_due_sparse", sparse=True),
 ]
+#: indexes of ``projects`` that earlier releases made and this one does not use (the
+#: dense indexes of the three marks above): ``ensure_indexes`` drops them
+RETIRED_PROJECT_INDEXES = ("copy_due", "attempts_due", "settle_due")
 
 #: what every read leaves out unless it needs it: the requests and the event log
 WITHOUT_REQUESTS_AND_EVENTS: Document = {"requests": 0, "events": 0}

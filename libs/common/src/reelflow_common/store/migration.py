@@ -17,13 +17,10 @@ fresh snapshot.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 
-from pymongo.errors import OperationFailure
-
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
-from reelflow_common.mongo import Database, Document
+from reelflow_common.mongo import Database, Document, drop_retired_indexes
 from reelflow_common.store.documents import SCHEMA
 from reelflow_common.store.leases import new_token
 
@@ -124,6 +121,5 @@ async def migrate_v1_projects(db: Database, *, now: datetime) -> int:
             {"_id": doc["_id"], "schema": {"$exists": False}}, upgrade_v1(doc, now=now)
         )
         upgraded += result.modified_count
-    with contextlib.suppress(OperationFailure):  # never there, or dropped by an earlier run
-        await projects.drop_index(_V1_INDEX)
+    await drop_retired_indexes(projects, [_V1_INDEX])  # never there, or dropped already
     return upgraded
