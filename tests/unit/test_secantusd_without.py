@@ -23,6 +23,7 @@ def test_every_fix_is_named_by_its_module() -> None:
         "secantusd_index_catalog",
         "secantusd_update_copy",
         "secantusd_range_bracket",
+        "secantusd_profile_level",
     ]
 
 

@@ -16,7 +16,9 @@ Each fix is a module of its own, with the measurement that called for it:
 - :mod:`reelflow_devtools.secantusd_update_copy`: an update copies only the
   parts of the document it changes;
 - :mod:`reelflow_devtools.secantusd_range_bracket`: a one-sided range on an
-  index scans only the entries of its bound's type.
+  index scans only the entries of its bound's type;
+- :mod:`reelflow_devtools.secantusd_profile_level`: a command learns the
+  profiling level without taking the server's lock.
 
 A fix whose target differs (another secantusdb version) is left out, and the
 server says so on stderr. ``REELFLOW_SECANTUSD_WITHOUT=<module>,<module>`` (the
@@ -35,6 +37,7 @@ from reelflow_devtools import (
     secantusd_index_catalog,
     secantusd_index_diff,
     secantusd_point_lookup,
+    secantusd_profile_level,
     secantusd_range_bracket,
     secantusd_read_release,
     secantusd_update_copy,
@@ -60,6 +63,7 @@ FIXES = [
     _fix(secantusd_index_catalog, "reading the index catalog once per write transaction"),
     _fix(secantusd_update_copy, "copying only the updated parts of a document"),
     _fix(secantusd_range_bracket, "scanning only the bound's type for a one-sided range"),
+    _fix(secantusd_profile_level, "keeping the profiling level out of the server's lock"),
 ]
 
 

@@ -90,7 +90,7 @@ def install() -> bool:
         return False
     if getattr(cls._iter_indexes, PATCHED, False):
         return True
-    if not _methods_naming(cls, "_IDX_TABLE") <= _TOUCHING or not all(
+    if not methods_naming(cls, "_IDX_TABLE") <= _TOUCHING or not all(
         hasattr(cls, name) for name in (*WRITERS, "_maybe_mark_multikey")
     ):
         return False
@@ -106,7 +106,8 @@ def install() -> bool:
     return True
 
 
-def _methods_naming(cls: type, name: str) -> frozenset[str]:
+def methods_naming(cls: type, name: str) -> frozenset[str]:
+    """The methods of ``cls`` whose source names ``name`` (how a fix learns who touches a table)."""
     found = set()
     for attr, function in inspect.getmembers(cls, inspect.isfunction):
         try:
