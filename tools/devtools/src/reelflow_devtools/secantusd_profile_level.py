@@ -7,10 +7,10 @@ in ``system.profile`` (``commands._maybe_record_profile``), which asks
 ``Storage.get_profile``: that takes the server's global lock (``Storage._lock``,
 the one every catalog and index operation holds), opens the thread's cursor on
 the settings table (``secantus_profile_settings``) and looks the database up, to
-learn, in every run of reelflow's, that profiling is off. A profile of the server
-under the benchmark's one-scene projects put it at about 3 % of the server's
-samples, besides the commands it kept waiting for the lock. MongoDB keeps a
-database's profiling level in memory.
+learn, in every run of reelflow's, that profiling is off. py-spy of the server
+under ``python -m reelflow_devtools.store_cost`` (one-scene projects) found it in
+12-15 % of the server's samples: 2-3 % reading the table, the rest commands
+waiting for the lock. MongoDB keeps a database's profiling level in memory.
 
 The fix. ``Storage.get_profile`` answers from the settings it keeps per database
 (per server), read from the table the first time a database is asked about.
