@@ -152,6 +152,7 @@ async def test_snapshot_then_each_change_in_seq_order(
             "submitted_at": first["clip"]["submitted_at"],
         },
         "counts": {"total_clips": 2, "completed": 0, "pending": 2, "failed": 0, "cancelled": 0},
+        "cost": {"usd": 0.0, "known": 0, "unknown": 0},
     }
     assert (second["seq"], second["clip"]["status"]) == (2, "success")
     assert second["clip"]["video_url"] == f"https://cdn.example/{project.clips[0].task_uuid}.mp4"
@@ -169,7 +170,10 @@ async def test_snapshot_then_each_change_in_seq_order(
         "project_id": project.id,
         "status": "completed",
         "counts": {"total_clips": 2, "completed": 2, "pending": 0, "failed": 0, "cancelled": 0},
+        "cost": third["cost"],
     }
+    # The project's cost after each change, as its status says it then.
+    assert [m["cost"]["known"] for m in (first, second, third)] == [0, 1, 2]
     assert not {"message_id", "occurred_at", "tenant_id", "schema_version"} & set(second)
 
 
@@ -224,6 +228,7 @@ async def test_a_late_video_after_the_finish_is_one_attempt_succeeded_and_a_retr
             "completed_at": told["attempt"]["completed_at"],
         },
         "counts": failed,
+        "cost": {"usd": 0.4, "known": 1, "unknown": 0},
     }
     assert replayed == told
     # The next change is the retry's: no second project.finished came in between.
@@ -234,6 +239,9 @@ async def test_a_late_video_after_the_finish_is_one_attempt_succeeded_and_a_retr
     )
     assert taken["clip"]["task_uuid"] == late_task
     assert taken.get("replaces_task_uuid") == (None if own_task else clip_task)
+    # The clip as a read shows it: the failed task among its attempts, the late one gone.
+    assert [a["task_uuid"] for a in taken["clip"]["attempts"]] == ([] if own_task else [clip_task])
+    assert taken["cost"] == refinished["cost"] == told["cost"]
     assert (refinished["type"], refinished["status"]) == ("project.finished", "completed")
     # Billed once: the retry bought nothing and counted nothing again.
     assert isinstance(late.events[0], AttemptSucceeded)

@@ -314,14 +314,26 @@ def test_the_websocket_schemas_say_what_the_notifier_writes() -> None:
         assert "type" in schemas[name]["required"]
 
 
-def test_a_clip_updated_message_is_described_without_attempts_as_it_is_sent() -> None:
-    # ClipUpdatedMessage.clip pointed at ClipView, attempts included; none is ever sent.
+def test_a_clip_updated_message_carries_the_clip_as_results_show_it_and_every_event_the_cost() -> (
+    None
+):
+    # An event's clip is a results entry (attempts too, when they changed); every event says
+    # the project's cost, as the status's.
     schemas = websocket_asyncapi_document()["components"]["schemas"]
     clip_ref = schemas["ClipUpdatedMessage"]["properties"]["clip"]["$ref"]
-    clip = schemas[clip_ref.rsplit("/", 1)[-1]]
+    status_ref = schemas["ProjectStatusView"]["properties"]["results"]
 
-    assert "attempts" not in clip["properties"]
-    assert "attempts" in schemas["ClipView"]["properties"]  # a snapshot's results have them
+    assert clip_ref == status_ref["items"]["$ref"] == "#/components/schemas/ClipView"
+    assert "attempts" in schemas["ClipView"]["properties"]
+    cost_ref = schemas["ProjectStatusView"]["properties"]["cost"]["$ref"]
+    for name in (
+        "ClipUpdatedMessage",
+        "ProjectFinishedMessage",
+        "ClipStoredMessage",
+        "AttemptStoredMessage",
+        "AttemptSucceededMessage",
+    ):
+        assert schemas[name]["properties"]["cost"]["$ref"] == cost_ref
 
 
 @pytest.mark.parametrize("name", ["ProjectStatusView", "ProjectChanged", "ProjectCancelled"])

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from reelflow_common.domain import Bucket, ClipStatus, Counts, ProjectStatus
-from reelflow_common.messages import ClipUpdated, ClipView, ProjectFinished
+from reelflow_common.domain import Bucket, ClipStatus, CostTotals, Counts, ProjectStatus
+from reelflow_common.messages import AttemptView, ClipUpdated, ClipView, ProjectFinished
 from reelflow_common.store.eventlog import (
     LogHead,
     StoredEvent,
     about_scene,
+    attempt_event,
     clip_event,
     finish_event,
     materialize,
@@ -132,3 +133,42 @@ def test_a_packed_log_and_one_written_as_subdocuments_read_the_same() -> None:
     assert materialize(HEAD, mixed) == materialize(HEAD, LOG)
     assert replay_after(HEAD, packed_log, 3) == replay_after(HEAD, LOG, 3)
     assert unpacked(packed_log[0])["occurred_at"] == T0  # an aware UTC datetime again
+
+
+def test_each_event_says_the_projects_cost_after_it_rebuilt_backwards() -> None:
+    # Three videos: one priced, one unpriced, an attempt's late one; a retry then takes that
+    # late video (counted when it came: ``cost_counted``), and the project finishes.
+    def success(scene: int, cost: float | None, **kwargs: Any) -> dict[str, Any]:
+        view = ClipView(task_uuid=f"t{scene}", scene_index=scene, status="success", cost=cost)
+        return clip_event(view, from_bucket="pending", to_bucket="completed", occurred_at=T0,
+                          correlation_id=None, **kwargs)  # fmt: skip
+
+    late = AttemptView(task_uuid="t7", status=ClipStatus.SUCCESS, cost=0.2)
+    log = [
+        success(0, 0.1),
+        moved(1, ClipStatus.PROCESSING, "pending", "pending"),
+        success(1, None),
+        attempt_event(2, late, occurred_at=T0, correlation_id=None),
+        success(2, 0.2, cost_counted=True),
+        finish_event(ProjectStatus.COMPLETED, occurred_at=T0, correlation_id=None),
+    ]
+    # As the database adds them: 0.1 + 0.2 is 0.30000000000000004.
+    final = CostTotals(usd=0.1 + 0.2, known=2, unknown=1)
+    done = Counts(total_clips=3, completed=3, pending=0, failed=0)
+    head = LogHead("p1", "tenant-a", 6, done, cost=final)
+
+    events = materialize(head, log)
+
+    assert [e.model_dump(mode="json")["cost"] for e in events] == [
+        {"usd": 0.1, "known": 1, "unknown": 0},
+        {"usd": 0.1, "known": 1, "unknown": 0},
+        {"usd": 0.1, "known": 1, "unknown": 1},
+        {"usd": 0.3, "known": 2, "unknown": 1},
+        {"usd": 0.3, "known": 2, "unknown": 1},  # a video counted already
+        {"usd": 0.3, "known": 2, "unknown": 1},
+    ]
+    assert events[-1].cost == CostTotals(usd=0.3, known=2, unknown=1)  # the document's, shown
+    # A capped log, a replay: the same costs for the events left.
+    assert [e.cost for e in materialize(head, log[3:])] == [e.cost for e in events[3:]]
+    # A head read without the cost (a caller of the release before): no cost, never a wrong one.
+    assert {e.cost for e in materialize(HEAD, LOG)} == {None}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from reelflow_common.accounting.ledger import Charge, Settlement
-from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import ClipRequest, ClipStatus, CostTotals, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
 from reelflow_common.store import ClipState, NewProject, TaskFailed, TaskSucceeded
 from reelflow_common.store.documents import new_project_document, project_from_document
@@ -77,12 +77,15 @@ def step(doc: dict[str, Any], write: Write) -> dict[str, Any]:
         events = materialize(head(after), after["events"])
         assert events[-1].seq == after["seq"]
         assert events[-1].counts == Counts.model_validate(after["counts"])
+        shown = CostTotals.model_validate(after["cost"]).model_dump(mode="json")
+        assert events[-1].model_dump(mode="json")["cost"] == shown
     return after
 
 
 def head(doc: dict[str, Any]) -> LogHead:
     counts = Counts.model_validate(doc["counts"])
-    return LogHead("p1", doc["tenant_id"], doc["seq"], counts, doc["correlation_id"])
+    cost = CostTotals.model_validate(doc["cost"])
+    return LogHead("p1", doc["tenant_id"], doc["seq"], counts, doc["correlation_id"], cost)
 
 
 def to_processing(doc: dict[str, Any], scene: int, *, token: str | None = None) -> Write:
@@ -312,11 +315,21 @@ def test_a_retry_keeps_the_failed_task_in_attempts_and_queues_a_new_one() -> Non
     event = materialize(head(after), after["events"])[-1]
     assert isinstance(event, ClipUpdated)
     assert (event.replaces_task_uuid, event.clip.task_uuid) == ("t0", "t9")
+    # The clip as a read shows it, attempts and all: a client replacing its clip by the
+    # event's keeps the failed task, and no error of it.
+    assert event.clip == project_from_document(after).clips[0].view()
+    assert event.clip.error is None
+    assert [(a.task_uuid, a.error) for a in event.clip.attempts or []] == [
+        ("t0", {"code": "contentPolicyViolation", "message": "no"})
+    ]
 
 
 def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
     timed_out = TaskFailed(code=retries.TIMED_OUT, message="too long")
-    doc = step(step(new_doc(1), to_processing(new_doc(1), 0)), to_terminal(0, timed_out))
+    doc = step(new_doc(1), to_processing(new_doc(1), 0))
+    doc = step(doc, clipmoves.progress("p1", 0, "t0", 75, submitted_at=T0, now=T0,
+                                       correlation_id=None, log_size=LOG))  # fmt: skip
+    doc = step(doc, to_terminal(0, timed_out, submitted_at=T0))
     clip = project_from_document(doc).clips[0]
     later = T0 + 3 * LEASE
 
@@ -337,6 +350,11 @@ def test_a_timed_out_clip_is_watched_again_without_a_new_task() -> None:
     )
     assert (again.watched_since, again.submitted_at) == (later, T0)
     assert "result" not in after["clips"]["0"]
+    # Its event is the clip as a read shows it: the same task's progress, stored before.
+    event = materialize(head(after), after["events"])[-1]
+    assert isinstance(event, ClipUpdated)
+    assert event.clip == again.view(with_attempts=False)
+    assert event.clip.progress == 75
     runware_failed = step(new_doc(1), to_terminal(0, BROKEN))
     failed_clip = project_from_document(runware_failed).clips[0]
     rewatch = retries.rewatch(
@@ -429,6 +447,10 @@ def test_a_late_video_of_an_earlier_task_becomes_an_open_clips_video(
     event = materialize(head(after), after["events"])[-1]
     assert isinstance(event, ClipUpdated)
     assert (event.replaces_task_uuid, event.cost_counted) == ("t9", None)  # counted now
+    # The task it replaced moved to its attempts: the event says them all.
+    assert event.clip == project_from_document(after).clips[0].view()
+    assert [(a.task_uuid, a.status) for a in event.clip.attempts or []] == [("t9", current)]
+    assert event.cost == CostTotals(usd=0.5, known=1)
     # Its own reservation was freed when it failed: billed on its own; the task it
     # replaced keeps its reservation until it ends.
     assert write.settle == ("clips.0.charge", Settlement("t0:late", False, True, 0.5))

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from reelflow_common.money import Usd
+
 
 class ClipStatus(StrEnum):
     """Clip states, as stored and as shown."""
@@ -73,6 +75,25 @@ class Counts(BaseModel):
         values[from_bucket] -= by
         values[to_bucket] += by
         return Counts.model_validate(values)
+
+
+class CostTotals(BaseModel):
+    """What the project's finished tasks cost: ``known`` of them said how much, ``unknown`` not."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    usd: Usd = Field(
+        default=0.0, description="the sum of the known costs, in US dollars, rounded to 6 decimals"
+    )
+    known: int = Field(default=0, description="finished tasks whose cost Runware reported")
+    unknown: int = Field(default=0, description="finished tasks whose cost is unknown")
+
+    def added(self, cost: float | None, *, by: int = 1) -> CostTotals:
+        """These totals with ``by`` more videos of ``cost`` each (None: unknown); ``by=-1``
+        undoes one (an event log rebuilt backwards, as :meth:`Counts.moved` is)."""
+        if cost is None:
+            return self.model_copy(update={"unknown": self.unknown + by})
+        return self.model_copy(update={"usd": self.usd + by * cost, "known": self.known + by})
 
 
 class ClipRequest(BaseModel):

@@ -21,7 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from reelflow_common.accounting.ledger import Charge
-from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import ClipRequest, ClipStatus, CostTotals, Counts, ProjectStatus
 from reelflow_common.money import Usd
 from reelflow_common.topology import (
     CLIP_ATTEMPT_STORED,
@@ -250,9 +250,15 @@ class AttemptView(BaseModel):
     stored_url: str | None = None
 
 
-class ClipEventView(BaseModel):
-    """A clip as an event shows it (the WebSocket's ``clip.updated``): its current task only,
-    never ``attempts`` (:class:`ClipView` adds them, in REST results and snapshots)."""
+class ClipView(BaseModel):
+    """A clip as frontends see it: REST ``results`` items, snapshots, and ``clip.updated``.
+
+    An event's clip is the clip as a read at its ``seq`` shows it, whole (a field it does
+    not carry, the clip does not have), but for ``attempts``: an event carries them only
+    when its change moved a task into or out of them (a retry's new task, a clip taking
+    another task's video), then all of them (``[]``: none); an event without them left them
+    as they were.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -271,16 +277,7 @@ class ClipEventView(BaseModel):
     #: why a queued clip is not at Runware yet: Runware is unavailable (its last answer's
     #: code and message); the clip is submitted once Runware is back
     waiting: dict[str, str] | None = None
-
-
-class ClipView(ClipEventView):
-    """A clip as frontends see it (REST ``results`` items and WebSocket ``clip``).
-
-    ``attempts`` (earlier tasks of a retried clip) appears in REST results and
-    snapshots; an event carries the clip's current attempt only (``attempts`` unset: see
-    :class:`ClipEventView`, what the WebSocket's contract shows of it).
-    """
-
+    #: the scene's earlier tasks, oldest first (see above for events)
     attempts: list[AttemptView] | None = None
 
 
@@ -293,10 +290,14 @@ class ClipUpdated(Message):
     seq: int
     clip: ClipView
     counts: Counts
-    #: on a retry, the failed task this clip replaces (same scene); clients drop that entry
+    #: the project's ``cost`` after this change, as a read at ``seq`` shows it (None: published
+    #: by a writer of the release before, during an upgrade)
+    cost: CostTotals | None = None
+    #: on a retry, the failed task this clip replaces (same scene), now in the clip's
+    #: ``attempts``; the project status's ``clips`` drops that key
     replaces_task_uuid: str | None = None
     #: True when the clip took a video whose cost the project's ``cost`` already holds (a
-    #: retry taking a late video a ``clip.attempt_succeeded`` told): not to be added again
+    #: retry taking a late video a ``clip.attempt_succeeded`` told): the change added nothing
     cost_counted: bool | None = None
 
     @property
@@ -313,6 +314,9 @@ class ProjectFinished(Message):
     seq: int
     status: ProjectStatus
     counts: Counts
+    #: the project's ``cost`` after this change, as a read at ``seq`` shows it (None: published
+    #: by a writer of the release before, during an upgrade)
+    cost: CostTotals | None = None
 
 
 class ClipStored(Message):
@@ -328,6 +332,9 @@ class ClipStored(Message):
     tenant_id: str
     seq: int
     counts: Counts
+    #: the project's ``cost`` after this change, as a read at ``seq`` shows it (None: published
+    #: by a writer of the release before, during an upgrade)
+    cost: CostTotals | None = None
     scene_index: int
     task_uuid: str
     stored_url: str
@@ -349,6 +356,9 @@ class AttemptStored(Message):
     tenant_id: str
     seq: int
     counts: Counts
+    #: the project's ``cost`` after this change, as a read at ``seq`` shows it (None: published
+    #: by a writer of the release before, during an upgrade)
+    cost: CostTotals | None = None
     scene_index: int
     task_uuid: str
     stored_url: str
@@ -371,6 +381,9 @@ class AttemptSucceeded(Message):
     tenant_id: str
     seq: int
     counts: Counts
+    #: the project's ``cost`` after this change, as a read at ``seq`` shows it (None: published
+    #: by a writer of the release before, during an upgrade)
+    cost: CostTotals | None = None
     scene_index: int
     attempt: AttemptView
 

@@ -17,8 +17,9 @@ USD_DECIMALS = 6
 
 
 def round_usd(usd: float) -> float:
-    """``usd`` rounded as reelflow shows dollar amounts."""
-    return round(usd, USD_DECIMALS)
+    """``usd`` rounded as reelflow shows dollar amounts (never ``-0.0``: a sum rebuilt by
+    subtraction may land a hair below zero)."""
+    return round(usd, USD_DECIMALS) + 0.0
 
 
 #: decimals a printed dollar amount shows at most: Runware quotes prices to four ($0.0013)

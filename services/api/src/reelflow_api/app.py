@@ -81,7 +81,11 @@ def create_app(settings: Settings) -> FastAPI:
             publisher = Publisher(None, topology, timeout_s=settings.publish_timeout_s)
             # Local time until the first reading: the clock never waits for MongoDB.
             clock = await stack.enter_async_context(DbClock(db).running())
-            projects_store = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+            links = VideoLinks.from_settings(settings)
+            # With the links: a retry's clip.updated shows the copies a read shows.
+            projects_store = ProjectStore(
+                db, clock=clock.now, lease_s=settings.lease_s, links=links
+            )
             api_keys = CachedApiKeyStore(
                 db,
                 ttl_s=settings.auth_cache_ttl_s,
@@ -144,7 +148,7 @@ def create_app(settings: Settings) -> FastAPI:
                     max_keys=TICKET_RATE_KEYS,
                 ),
                 storage=storage,
-                links=VideoLinks.from_settings(settings),
+                links=links,
             )
             yield
 

@@ -21,8 +21,8 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from reelflow_common.domain import Counts, ProjectStatus
-from reelflow_common.messages import AttemptView, ClipEventView, Event
+from reelflow_common.domain import CostTotals, Counts, ProjectStatus
+from reelflow_common.messages import AttemptView, ClipView, Event
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import Project, ProjectStatusView
 
@@ -62,23 +62,37 @@ class SnapshotMessage(_ServerMessage):
     project: ProjectStatusView
 
 
+def _cost() -> Any:
+    """Every event's ``cost``."""
+    return Field(
+        default=None,
+        description="the project's `cost` after this change, as `GET /v1/projects/{project_id}`"
+        " at this `seq` shows it: replace the one you hold (absent only from a service of the"
+        " release before, during an upgrade: keep yours until the next)",
+    )
+
+
 class ClipUpdatedMessage(_ServerMessage):
-    """One clip changed; after a retry, ``replaces_task_uuid`` names the task it replaces."""
+    """One clip changed: ``clip`` is the clip now, whole, as the project status's ``results``
+    shows it; it replaces the scene's clip. ``attempts`` only when the change moved a task
+    into or out of them (all of them then, ``[]`` for none): without them, keep yours."""
 
     type: Literal["clip.updated"] = "clip.updated"
     seq: int
     project_id: str
-    #: an event never carries ``attempts`` (``store.eventlog.clip_event``'s views have none)
-    clip: ClipEventView
+    clip: ClipView
     replaces_task_uuid: str | None = Field(
-        default=None, description="drop this task's entry from the project's `clips`"
+        default=None,
+        description="a retry's: the task this clip replaces, now in its `attempts`; drop this"
+        " key from the project's `clips`",
     )
     cost_counted: bool | None = Field(
         default=None,
-        description="true: the project's `cost` already holds this clip's cost (a retry took "
-        "a late video a `clip.attempt_succeeded` told); do not add it again",
+        description="true: the clip took a video whose cost the project's `cost` held already"
+        " (a retry took a late video a `clip.attempt_succeeded` told)",
     )
     counts: WireCounts
+    cost: CostTotals | None = _cost()
 
 
 class ProjectFinishedMessage(_ServerMessage):
@@ -89,6 +103,7 @@ class ProjectFinishedMessage(_ServerMessage):
     project_id: str
     status: ProjectStatus
     counts: WireCounts
+    cost: CostTotals | None = _cost()
 
 
 class ClipStoredMessage(_ServerMessage):
@@ -106,6 +121,7 @@ class ClipStoredMessage(_ServerMessage):
     stored_url: str
     size_bytes: int
     counts: WireCounts
+    cost: CostTotals | None = _cost()
 
 
 class AttemptStoredMessage(_ServerMessage):
@@ -120,14 +136,15 @@ class AttemptStoredMessage(_ServerMessage):
     stored_url: str
     size_bytes: int
     counts: WireCounts
+    cost: CostTotals | None = _cost()
 
 
 class AttemptSucceededMessage(_ServerMessage):
     """A task the clip does not stand for delivered a video after all, and Runware billed it.
 
-    Add ``attempt.cost`` to the project's cost and keep ``attempt`` among the scene's
-    ``attempts``; the clip's status and the counts do not change (a failed clip takes
-    the video when it is retried).
+    ``attempt`` replaces the scene's attempt of its ``task_uuid`` (or joins them: the clip's
+    own task, given up on); ``cost`` includes it; the clip's status and the counts do not
+    change (a failed clip takes the video when it is retried).
     """
 
     type: Literal["clip.attempt_succeeded"] = "clip.attempt_succeeded"
@@ -136,6 +153,7 @@ class AttemptSucceededMessage(_ServerMessage):
     scene_index: int
     attempt: AttemptView
     counts: WireCounts
+    cost: CostTotals | None = _cost()
 
 
 class ErrorMessage(_ServerMessage):
@@ -185,8 +203,8 @@ def counts_message(counts: Counts) -> dict[str, int]:
 _ENVELOPE = frozenset(
     {"schema_version", "message_id", "correlation_id", "occurred_at", "tenant_id"}
 )
-#: written first, or reshaped, by event_message itself
-_HEAD = frozenset({"project_id", "seq", "counts"})
+#: written first, or last, or reshaped, by event_message itself
+_HEAD = frozenset({"project_id", "seq", "counts", "cost"})
 
 
 def event_message(event: Event) -> WireMessage:
@@ -197,13 +215,16 @@ def event_message(event: Event) -> WireMessage:
     a unit test holds its output to the message models.
     """
     body = event.model_dump(mode="json", exclude=set(_ENVELOPE | _HEAD), exclude_none=True)
-    return {
+    message = {
         "type": event.message_type,
         "seq": event.seq,
         "project_id": event.project_id,
         **body,
         "counts": counts_message(event.counts),
     }
+    if event.cost is not None:
+        message["cost"] = event.cost.model_dump(mode="json")
+    return message
 
 
 class _EventTexts:

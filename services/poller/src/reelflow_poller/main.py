@@ -76,7 +76,9 @@ async def main(
         db = await stack.enter_async_context(mongo_database(settings))
         # Local time until the first reading: the clock never waits for MongoDB.
         clock = await stack.enter_async_context(DbClock(db).running())
-        projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+        links = VideoLinks.from_settings(settings)
+        # With the links: a late result's clip.updated shows the copies a read shows.
+        projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s, links=links)
         topology = Topology.from_settings(settings)
         planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
         indexes = await stack.enter_async_context(
@@ -160,7 +162,6 @@ async def main(
             batch_size=settings.reconcile_batch_size,
         )
         copying: list[Awaitable[None]] = []
-        links = VideoLinks.from_settings(settings)
         if storage is not None and links is not None:
             copier = await stack.enter_async_context(
                 VideoCopier(

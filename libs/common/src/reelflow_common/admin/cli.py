@@ -93,6 +93,7 @@ from reelflow_common.settings import (
     TopologySettings,
     VisibilitySettings,
 )
+from reelflow_common.storage.links import VideoLinks
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.inflight import TenantClips
@@ -831,7 +832,12 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
         db = await stack.enter_async_context(_database(args, settings))
         clock = DbClock(db)
         await clock.sync()  # one reading: every stamp and age on the database's clock
-        projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
+        projects = ProjectStore(
+            db,
+            clock=clock.now,
+            lease_s=settings.lease_s,
+            links=VideoLinks.from_settings(settings),
+        )
         project = await projects.get(args.project_id, with_requests=True)
         if project is None:
             raise ReelflowError(f"no project {args.project_id!r}")

@@ -1,5 +1,6 @@
 """MongoDB stores shared by the services: projects (with their clips and events) and API keys."""
 
+from reelflow_common.domain import CostTotals
 from reelflow_common.messages import Event
 from reelflow_common.store.auth import ApiKeyStore, hash_key
 from reelflow_common.store.creation import IDEMPOTENCY_TTL
@@ -14,7 +15,6 @@ from reelflow_common.store.leases import new_token
 from reelflow_common.store.models import (
     Attempt,
     ClipState,
-    CostTotals,
     CreateResult,
     Lease,
     NewProject,

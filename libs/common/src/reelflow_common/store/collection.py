@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from pymongo import WriteConcern
 from pymongo.read_concern import ReadConcern
@@ -30,6 +31,9 @@ from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 from reelflow_common.store.transitions.write import Write
 
+if TYPE_CHECKING:
+    from reelflow_common.storage.links import VideoLinks
+
 
 class ProjectCollection:
     """The ``projects`` collection, and the state every part of the store shares."""
@@ -41,6 +45,7 @@ class ProjectCollection:
         clock: Clock = utcnow,
         lease_s: float = 600.0,
         event_log_size: int = 64,
+        links: VideoLinks | None = None,
     ) -> None:
         self._projects = db.get_collection("projects", write_concern=WriteConcern(w="majority"))
         self.ledgers = LedgerStore(db)
@@ -48,6 +53,10 @@ class ProjectCollection:
         self._now = clock
         self._lease = timedelta(seconds=lease_s)
         self._log_size = event_log_size
+        #: signs reelflow's copies of the videos a ``clip.updated`` shows, as a read does: the
+        #: store of a service whose changes move a task's video (the api's retry, the
+        #: poller's late results); None: no copies are kept (or none of its changes show one)
+        self._links = links
         #: the changes of each project's clips waiting to be written together
         self._together: dict[str, Batcher[Write, list[Event] | None]] = {}
         #: new projects waiting to be inserted together

@@ -20,10 +20,10 @@ import bson
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
 from reelflow_common.accounting.ledger import Charge
-from reelflow_common.domain import ClipRequest, ClipStatus, Counts, ProjectStatus
+from reelflow_common.domain import ClipRequest, ClipStatus, CostTotals, Counts, ProjectStatus
 from reelflow_common.mongo import Document
 from reelflow_common.store.eventlog import LogHead
-from reelflow_common.store.models import Attempt, ClipState, CostTotals, NewProject, Project
+from reelflow_common.store.models import Attempt, ClipState, NewProject, Project
 from reelflow_common.store.timefmt import as_utc
 
 SCHEMA = 2
@@ -71,7 +71,14 @@ WITHOUT_REQUESTS_AND_EVENTS: Document = {"requests": 0, "events": 0}
 #: what a (re-)submission reads: everything but the event log
 WITHOUT_EVENTS: Document = {"events": 0}
 #: what a writer reads back from its own update: enough to number its events and finish
-LOG_HEAD: Document = {"tenant_id": 1, "seq": 1, "counts": 1, "status": 1, "correlation_id": 1}
+LOG_HEAD: Document = {
+    "tenant_id": 1,
+    "seq": 1,
+    "counts": 1,
+    "cost": 1,
+    "status": 1,
+    "correlation_id": 1,
+}
 
 _DATETIME_FIELDS = ("queued_at", "submitted_at", "completed_at", "watched_since")
 #: what :func:`pack_result` holds
@@ -335,4 +342,5 @@ def log_head(project_id: str, doc: Document) -> LogHead:
         seq=doc["seq"],
         counts=Counts.model_validate(doc["counts"]),
         correlation_id=doc.get("correlation_id"),
+        cost=CostTotals.model_validate(doc.get("cost") or {}),
     )

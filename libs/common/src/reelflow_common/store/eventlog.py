@@ -1,15 +1,20 @@
 """The capped event log of a project document, numbered by position: pure functions, no I/O.
 
-An update cannot read the document's ``seq`` or ``counts`` while it writes, so a
-stored event holds only what its writer knew: for ``clip.updated`` the clip as
+An update cannot read the document's ``seq``, ``counts`` or ``cost`` while it writes, so
+a stored event holds only what its writer knew: for ``clip.updated`` the clip as
 the writer saw it after the change and the move between count buckets
 (``delta``), for ``project.finished`` the final status. The numbers come from
 the log's position. Every update that adds ``k`` to ``seq`` pushes exactly ``k``
 events in the same update, so ``events[-1]`` has the document's ``seq``, the one
 before it ``seq - 1``, and so on; the counts after ``events[j]`` are the
-document's counts minus the deltas of the events after ``j``.
+document's counts minus the deltas of the events after ``j``. So is the project's
+``cost``: an update adds to it exactly the videos its events tell (:func:`cost_added`,
+checked as each update is built), so the cost after ``events[j]`` is the document's
+minus what the events after ``j`` added. Dollar amounts stored in events are rounded
+(the wire's 6 decimals) while the document adds Runware's own: for a price of more
+decimals, an event before the last of a log may be a millionth off what a read showed then.
 
-:func:`materialize` turns a log and the document's ``(seq, counts)`` into full
+:func:`materialize` turns a log and the document's ``(seq, counts, cost)`` into full
 ``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` / ``AttemptSucceeded`` /
 ``AttemptStored`` messages:
 for a writer, from the ``seq`` and ``counts`` its own update returned; for a replay,
@@ -32,7 +37,7 @@ from datetime import datetime
 import bson
 from bson.codec_options import CodecOptions
 
-from reelflow_common.domain import Bucket, Counts, ProjectStatus
+from reelflow_common.domain import Bucket, ClipStatus, CostTotals, Counts, ProjectStatus
 from reelflow_common.messages import (
     AttemptStored,
     AttemptSucceeded,
@@ -43,6 +48,7 @@ from reelflow_common.messages import (
     Event,
     ProjectFinished,
 )
+from reelflow_common.money import round_usd
 from reelflow_common.mongo import Document
 from reelflow_common.store.timefmt import as_utc
 
@@ -67,7 +73,8 @@ def unpacked(stored: StoredEvent) -> Document:
 
 @dataclass(frozen=True)
 class LogHead:
-    """What a log's events are numbered from: the document's ``seq`` and ``counts`` with it."""
+    """What a log's events are numbered from: the document's ``seq``, and its ``counts`` and
+    ``cost`` with it."""
 
     project_id: str
     tenant_id: str
@@ -75,6 +82,8 @@ class LogHead:
     counts: Counts
     #: the request that created the project: an event's own, when its writer knew none
     correlation_id: str | None = None
+    #: None: not read (the events then carry none)
+    cost: CostTotals | None = None
 
 
 def clip_event(
@@ -169,28 +178,56 @@ def message_id(project_id: str, seq: int) -> str:
     return uuid.uuid5(_ID_NAMESPACE, f"{project_id}/{seq}").hex
 
 
+def cost_added(event: Document) -> list[float | None]:
+    """The costs of the videos a stored event tells the project's ``cost`` took in (None: a
+    video of unknown cost): a clip's success, unless its cost was counted before
+    (``cost_counted``), and an attempt's video."""
+    if event["type"] == ClipUpdated.message_type:
+        clip = event["clip"]
+        if clip["status"] == ClipStatus.SUCCESS.value and not event.get("cost_counted"):
+            return [clip.get("cost")]
+    elif event["type"] == AttemptSucceeded.message_type:
+        return [event["attempt"].get("cost")]
+    return []
+
+
 def materialize(head: LogHead, stored: Sequence[StoredEvent]) -> list[Event]:
     """The messages of the last ``len(stored)`` changes of a project at ``head``."""
     docs = [unpacked(entry) for entry in stored]
-    after: list[Counts] = []
-    counts = head.counts
+    after: list[tuple[Counts, CostTotals | None]] = []
+    counts, cost = head.counts, head.cost
     for doc in reversed(docs):
-        after.append(counts)
+        after.append((counts, cost))
         delta = doc.get("delta")
         if delta:
             counts = counts.moved(delta["to"], delta["from"])  # undo the move
+        if cost is not None:
+            for video in cost_added(doc):
+                cost = cost.added(video, by=-1)  # undo the video
     after.reverse()
     first_seq = head.seq - len(docs) + 1
-    return [_message(head, doc, seq=first_seq + j, counts=after[j]) for j, doc in enumerate(docs)]
+    return [
+        _message(head, doc, seq=first_seq + j, counts=counts, cost=_as_shown(cost))
+        for j, (doc, (counts, cost)) in enumerate(zip(docs, after, strict=True))
+    ]
 
 
-def _message(head: LogHead, doc: Document, *, seq: int, counts: Counts) -> Event:
+def _as_shown(cost: CostTotals | None) -> CostTotals | None:
+    """``cost`` rounded as a read shows it: a writer's message and a replay's of one change are
+    the same message (sums rebuilt by subtraction differ from the database's in the last bits)."""
+    return None if cost is None else cost.model_copy(update={"usd": round_usd(cost.usd)})
+
+
+def _message(
+    head: LogHead, doc: Document, *, seq: int, counts: Counts, cost: CostTotals | None
+) -> Event:
     common = {
         "message_id": message_id(head.project_id, seq),
         "project_id": head.project_id,
         "tenant_id": head.tenant_id,
         "seq": seq,
         "counts": counts,
+        "cost": cost,
         "correlation_id": doc.get("correlation_id") or head.correlation_id,
         "occurred_at": as_utc(doc["occurred_at"]),
     }

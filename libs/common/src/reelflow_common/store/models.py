@@ -12,12 +12,12 @@ from reelflow_common.domain import (
     GIVEN_UP_CLIP_STATUSES,
     ClipRequest,
     ClipStatus,
+    CostTotals,
     Counts,
     ProjectStatus,
     final_project_status,
 )
 from reelflow_common.messages import AttemptView, ClipUpdated, ClipView, Event
-from reelflow_common.money import Usd
 from reelflow_common.store.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -378,16 +378,6 @@ def _attempt_order(item: tuple[str, Attempt]) -> tuple[float, str]:
     _task_uuid, attempt = item
     when = attempt.queued_at or attempt.submitted_at
     return (when.timestamp() if when else 0.0, item[0])
-
-
-class CostTotals(_Frozen):
-    """What the project's finished tasks cost: ``known`` of them said how much, ``unknown`` not."""
-
-    usd: Usd = Field(
-        default=0.0, description="the sum of the known costs, in US dollars, rounded to 6 decimals"
-    )
-    known: int = Field(default=0, description="finished tasks whose cost Runware reported")
-    unknown: int = Field(default=0, description="finished tasks whose cost is unknown")
 
 
 class Project(_Frozen):

@@ -134,6 +134,7 @@ class RepairPath(ProjectWrites):
                     now=self._now(),
                     correlation_id=doc.get("correlation_id"),
                     log_size=self._log_size,
+                    links=self._links,
                 )
                 if write is not None:
                     write = self._owing(write, clip if unattended else None)

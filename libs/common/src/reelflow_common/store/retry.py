@@ -230,6 +230,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                 lease_until=now + self._lease,
                 correlation_id=correlation_id,
                 log_size=self._log_size,
+                links=self._links,
             )
             if taken is not None:
                 # Applied: it reopened the project, which the retry finishes once, after all
@@ -253,7 +254,12 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                     write = retries.rewatch(project_id, tenant_id, clip, **common)
                 else:
                     write = retries.retry_with_new_task(
-                        project_id, tenant_id, clip, new_task_uuid=str(uuid.uuid4()), **common
+                        project_id,
+                        tenant_id,
+                        clip,
+                        new_task_uuid=str(uuid.uuid4()),
+                        links=self._links,
+                        **common,
                     )
                 write = await self._owed_made(write, clip.scene_index, read)
                 applied = await self._apply(write, project_id)

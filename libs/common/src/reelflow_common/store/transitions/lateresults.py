@@ -5,6 +5,7 @@ changes."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES, ClipStatus
 from reelflow_common.store.documents import attempt_document, clip_path
@@ -14,6 +15,9 @@ from reelflow_common.store.transitions.charges import attempt_end, charge_of, ta
 from reelflow_common.store.transitions.markers import ATTEMPTS_DUE, COPY_DUE
 from reelflow_common.store.transitions.videotaken import take_video, took_video
 from reelflow_common.store.transitions.write import Update, Write, clip_guard
+
+if TYPE_CHECKING:
+    from reelflow_common.storage.links import VideoLinks
 
 
 def late_result(
@@ -25,6 +29,7 @@ def late_result(
     now: datetime,
     correlation_id: str | None,
     log_size: int,
+    links: VideoLinks | None = None,
 ) -> Write | None:
     """What a terminal result of a task the clip does not stand for (any more) changes.
 
@@ -39,7 +44,8 @@ def late_result(
       processing clip's, or one Runware took after the cancel) records either end
       there, and its chain is done.
 
-    None when there is nothing to record. Guarded on the clip as read.
+    None when there is nothing to record. Guarded on the clip as read. ``links`` signs the
+    copies a ``clip.updated`` shows (the clip's attempts').
     """
     attempt = clip.attempts.get(task_uuid)
     video = result if isinstance(result, TaskSucceeded) else None
@@ -72,6 +78,7 @@ def late_result(
             now=now,
             correlation_id=correlation_id,
             log_size=log_size,
+            links=links,
         )
     elif attempt.status is ClipStatus.SUCCESS or (
         # Ended: only a video that came after all is new. Unless a chain still follows the
@@ -205,6 +212,7 @@ def _earlier_task_succeeded(
     now: datetime,
     correlation_id: str | None,
     log_size: int,
+    links: VideoLinks | None,
 ) -> Write:
     """An open clip takes an earlier task's video, which Runware billed late."""
     video = attempt.model_copy(
@@ -230,7 +238,9 @@ def _earlier_task_succeeded(
     # (in ``attempts``) until it ends: Runware may hold it (followed and billed), or its
     # chain ends it failed (``taskReplaced``) and frees it.
     settle = task_end(task_uuid, ClipStatus.SUCCESS, result.cost, late=True)
-    taken = took_video(update, clip, task_uuid, video, now=now, correlation_id=correlation_id)
+    taken = took_video(
+        update, clip, task_uuid, video, now=now, correlation_id=correlation_id, links=links
+    )
     # The clip takes the attempt's charge with its video (``take_video``), if it has one.
     moved_from = None if attempt.charge is None else charge_of(clip.scene_index, task_uuid)
     return taken.build(

@@ -4,16 +4,25 @@ watched again, or a late video taken instead (nothing bought); each reopens the 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from reelflow_common.accounting.ledger import Charge
 from reelflow_common.domain import ClipStatus, ProjectStatus
-from reelflow_common.messages import ClipView
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import TASK_FIELDS, clip_path, queued_clip_document
 from reelflow_common.store.eventlog import clip_event
 from reelflow_common.store.models import ClipState
-from reelflow_common.store.transitions.videotaken import keep_as_attempt, take_video, took_video
+from reelflow_common.store.transitions.videotaken import (
+    attempts_after,
+    keep_as_attempt,
+    take_video,
+    took_video,
+    with_attempts,
+)
 from reelflow_common.store.transitions.write import Update, Write, clip_guard, set_clip
+
+if TYPE_CHECKING:
+    from reelflow_common.storage.links import VideoLinks
 
 #: the error code of a clip that ran out of time on our side (Runware never said it failed)
 TIMED_OUT = "timedOut"
@@ -37,10 +46,12 @@ def retry_with_new_task(
     correlation_id: str | None,
     log_size: int,
     charge: Charge | None = None,
+    links: VideoLinks | None = None,
 ) -> Write:
     """A clip whose task Runware failed gets a new task; the failed one moves to ``attempts``.
 
-    ``charge``: the new task's reservation on the tenant's ledger, if it has one.
+    ``charge``: the new task's reservation on the tenant's ledger, if it has one. Its
+    ``clip.updated`` carries the clip's ``attempts`` (``links`` signs their copies).
     """
     path = clip_path(clip.scene_index)
     update = Update()
@@ -62,7 +73,14 @@ def retry_with_new_task(
     update.unset += [f"{path}.{name}" for name in TASK_FIELDS if name not in fresh]
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
-    view = ClipView(task_uuid=new_task_uuid, scene_index=clip.scene_index, status=ClipStatus.QUEUED)
+    after = ClipState(
+        scene_index=clip.scene_index,
+        task_uuid=new_task_uuid,
+        status=ClipStatus.QUEUED,
+        queued_at=now,
+        attempts=attempts_after(clip, new_task_uuid),
+    )
+    view = with_attempts(after, links)
     update.events.append(
         clip_event(
             view,
@@ -132,12 +150,17 @@ def rewatch(
         update.unset.append(f"{path}.charge")
     update.move("failed", "pending")
     _reopen(update, lease_until=lease_until)
-    view = ClipView(
-        task_uuid=clip.task_uuid,
-        scene_index=clip.scene_index,
-        status=ClipStatus.PROCESSING,
-        submitted_at=submitted_at,
-    )
+    # As a read shows it: the end cleared, the progress stored before it kept.
+    view = clip.model_copy(
+        update={
+            "status": ClipStatus.PROCESSING,
+            "submitted_at": submitted_at,
+            "error": None,
+            "video_url": None,
+            "cost": None,
+            "completed_at": None,
+        }
+    ).view(with_attempts=False)
     update.events.append(
         clip_event(
             view,
@@ -172,6 +195,7 @@ def take_late_video(
     lease_until: datetime,
     correlation_id: str | None,
     log_size: int,
+    links: VideoLinks | None = None,
 ) -> Write | None:
     """A retry of a failed clip that has a late video: the clip takes it, nothing is bought.
 
@@ -196,7 +220,14 @@ def take_late_video(
     update = take_video(clip, task_uuid, video, guard)
     # Counted in the project's ``cost`` when it came (``clip.attempt_succeeded``).
     taken = took_video(
-        update, clip, task_uuid, video, now=now, correlation_id=correlation_id, cost_counted=True
+        update,
+        clip,
+        task_uuid,
+        video,
+        now=now,
+        correlation_id=correlation_id,
+        links=links,
+        cost_counted=True,
     )
     _reopen(taken, lease_until=lease_until)
     return taken.build(guard, now=now, log_size=log_size)

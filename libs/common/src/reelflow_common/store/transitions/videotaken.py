@@ -4,7 +4,7 @@ and the task it leaves moves to ``attempts``."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reelflow_common.domain import ClipStatus
 from reelflow_common.messages import ClipView
@@ -14,6 +14,27 @@ from reelflow_common.store.eventlog import clip_event
 from reelflow_common.store.models import Attempt, ClipState
 from reelflow_common.store.transitions.markers import ASSET_FAILURES, COPY_DUE
 from reelflow_common.store.transitions.write import Update, set_clip
+
+if TYPE_CHECKING:
+    from reelflow_common.storage.links import VideoLinks
+
+
+def with_attempts(after: ClipState, links: VideoLinks | None) -> ClipView:
+    """The clip as a read shows it after a change that moved a task into or out of its
+    ``attempts``, attempts and all (``[]``: none left): a ``clip.updated`` then carries them,
+    so that a client replaces the ones it holds. ``links`` signs the copies reelflow holds
+    (the clip's, its attempts'), as a read does."""
+    view = after.view(links=links)
+    return view if view.attempts is not None else view.model_copy(update={"attempts": []})
+
+
+def attempts_after(clip: ClipState, task_uuid: str) -> dict[str, Attempt]:
+    """The clip's ``attempts`` once it stands for ``task_uuid``: that task leaves them, and the
+    task it stood for joins them unless it is there already (:func:`keep_as_attempt`)."""
+    attempts = {uuid: attempt for uuid, attempt in clip.attempts.items() if uuid != task_uuid}
+    if task_uuid != clip.task_uuid and clip.task_uuid not in clip.attempts:
+        attempts[clip.task_uuid] = clip.as_attempt()
+    return attempts
 
 
 def keep_as_attempt(update: Update, guard: Document, clip: ClipState) -> None:
@@ -81,23 +102,32 @@ def took_video(
     *,
     now: datetime,
     correlation_id: str | None,
+    links: VideoLinks | None,
     cost_counted: bool = False,
 ) -> Update:
-    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``.
+    """The count move, the copy and the ``clip.updated`` of a clip that took ``video``: the
+    clip as :func:`take_video` leaves it, with its ``attempts`` and reelflow's copy of the
+    video, if it holds one (signed with ``links``).
 
     ``cost_counted``: the video's cost is in the project's ``cost`` already (the event says so).
     """
     update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
-    view = ClipView(
-        task_uuid=task_uuid,
+    after = ClipState(
         scene_index=clip.scene_index,
+        task_uuid=task_uuid,
         status=ClipStatus.SUCCESS,
         video_url=video.video_url,
+        video_uuid=video.video_uuid,
         cost=video.cost,
+        queued_at=video.queued_at,
         submitted_at=video.submitted_at,
         completed_at=video.completed_at,
+        late=True,
+        attempts=attempts_after(clip, task_uuid),
+        asset=video.asset if video.stored_key is not None else None,
     )
+    view = with_attempts(after, links)
     replaced = clip.task_uuid if task_uuid != clip.task_uuid else None
     update.events.append(
         clip_event(

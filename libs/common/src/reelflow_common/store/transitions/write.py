@@ -12,7 +12,7 @@ from reelflow_common.accounting.ledger import Settlement
 from reelflow_common.domain import Bucket, ClipStatus
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import clip_path
-from reelflow_common.store.eventlog import packed
+from reelflow_common.store.eventlog import cost_added, packed
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,13 @@ class Update:
         update: Document = {}
         to_set = dict(self.set)
         inc = dict(self.inc)
+        # The project's cost moves by exactly the videos the events tell: a replay rebuilds
+        # the cost after each event from them (``eventlog.materialize``).
+        told = [cost for event in self.events for cost in cost_added(event)]
+        assert (inc.get("cost.known", 0), inc.get("cost.unknown", 0)) == (
+            sum(cost is not None for cost in told),
+            sum(cost is None for cost in told),
+        ), "a change of the project's cost that its events do not tell"
         if self.events:
             # The invariant of the log: seq grows by exactly the number of events pushed.
             inc["seq"] = len(self.events)
