@@ -648,6 +648,24 @@ async def test_a_hint_for_a_finished_task_records_what_runware_says(
     assert costs.take() == {"google:3@3|1280x720": [clip.cost, 4.0, 1]}
 
 
+async def test_a_hinted_ends_clip_updated_shows_the_clip_as_a_read_does(
+    world: World, hint: HintHandler
+) -> None:
+    # A client replaces its clip by an event's: the hint's end left out the clip's submit.
+    project = await world.processing(await world.new_project("a fox"))
+    task_uuid = project.clips[0].task_uuid
+    await world.until_finished_at_runware(task_uuid)
+    events = await world.events()
+
+    await hint(CheckHintedTasks(project_id=project.id, scene_index=0, task_uuids=[task_uuid]))
+
+    updated, _finished = await world.settle_events(events)
+    assert isinstance(updated, ClipUpdated)
+    status = (await world.project(project.id)).public_status(include_results=True).wire()
+    assert updated.clip.model_dump(mode="json", exclude_none=True) == status["results"][0]
+    assert updated.clip.submitted_at is not None
+
+
 async def test_a_hints_learning_reads_only_its_own_clip(
     world: World, hint: HintHandler, completions: CompletionsSeen, monkeypatch: pytest.MonkeyPatch
 ) -> None:

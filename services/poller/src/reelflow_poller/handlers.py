@@ -34,11 +34,18 @@ from reelflow_common.broker.consume import PartlyHandled
 from reelflow_common.clock import Clock
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.messages import CheckClip, CheckClips, CheckHintedTasks, Message
+from reelflow_common.messages import (
+    CheckClip,
+    CheckClips,
+    CheckHintedTasks,
+    ClipUpdated,
+    Event,
+    Message,
+)
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import CheckBundles, not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
-from reelflow_common.store import TaskSucceeded
+from reelflow_common.store import ClipWithRequest, TaskSucceeded
 from reelflow_common.tracking.policy import (
     Keep,
     Policy,
@@ -298,40 +305,50 @@ class HintHandler:
                     if scene_index is None:
                         log.info("hint_for_unknown_task")
                         continue
+                # The clip as it is: its submit, which the end's clip.updated shows as a read
+                # does (a check's message carries it), and what it asked for, to learn from.
+                read = await self._recorder.projects.clip_with_request(
+                    message.project_id, scene_index
+                )
+                if read is None:
+                    log.info("hint_for_unknown_task")
+                    continue
+                own = read.clip.task_uuid == task_uuid
                 change = await self._recorder.record(
                     message.project_id,
                     scene_index,
                     task_uuid,
                     result,
+                    submitted_at=read.clip.submitted_at if own else None,
                     correlation_id=message.correlation_id,
                 )
                 if change.applied and isinstance(result, TaskSucceeded):
-                    await self._observe(message.project_id, scene_index, task_uuid, result.cost)
+                    self._observe(read, task_uuid, result.cost, change.events)
         if unanswered:
             # Ask again later (the retry ladder), for a fast result once Runware is back.
             raise TransientError(f"Runware could not say where {len(unanswered)} tasks stand")
 
-    async def _observe(
-        self, project_id: str, scene_index: int, task_uuid: str, cost: float | None
+    def _observe(
+        self, read: ClipWithRequest, task_uuid: str, cost: float | None, events: list[Event]
     ) -> None:
         """Runware posts a webhook as its task ends: the completion counts at the time the
-        success was recorded (one read of this clip, for its submission and request), and its
-        cost is what budgets estimate the next clips from, as a check's is (with webhooks on,
-        the hint records most successes: the check after it finds them recorded)."""
-        read = await self._recorder.projects.clip_with_request(project_id, scene_index)
-        if read is None:
-            return
-        clip = read.clip
+        success was recorded (the clip its ``clip.updated`` shows, a read's ``read`` made
+        before for its request), and its cost is what budgets estimate the next clips from,
+        as a check's is (with webhooks on, the hint records most successes: the check after
+        it finds them recorded)."""
         profile = profile_of_request(read.model, read.request)
         if self._costs is not None:  # an earlier task's late video is billed as well
             self._costs.observe(
                 profile.model, profile.duration, cost, width=profile.width, height=profile.height
             )
-        if clip.task_uuid != task_uuid or clip.submitted_at is None or clip.completed_at is None:
-            return
-        self._planner.observe_completion(
-            profile, elapsed_s=seconds_between(clip.submitted_at, clip.completed_at)
-        )
+        for event in events:
+            if not isinstance(event, ClipUpdated) or event.clip.task_uuid != task_uuid:
+                continue
+            clip = event.clip
+            if clip.submitted_at is not None and clip.completed_at is not None:
+                self._planner.observe_completion(
+                    profile, elapsed_s=seconds_between(clip.submitted_at, clip.completed_at)
+                )
 
     async def _scene_of(self, project_id: str, task_uuid: str) -> int | None:
         """The scene a task belongs to (current or earlier attempt): one read, for old URLs."""
