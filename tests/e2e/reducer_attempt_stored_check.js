@@ -23,9 +23,9 @@ async () => {
     const [only] = state.clips;
     shown.push(`${state.seq}:${videoUrl(only.attempts[0])}:${videoUrl(only)}`);
   }
-  // A failed clip's retry takes an earlier task's video that reelflow keeps: the clip is now
-  // that task, and plays its kept copy (the event carries no stored_url: the copy was the
-  // attempt's); the failed task joins the earlier ones.
+  // A failed clip's retry takes an earlier task's video that reelflow keeps: the event is the
+  // clip now, whole: that task, its kept copy (stored_url) to play, the failed task among the
+  // earlier ones.
   const early = { task_uuid: 'e0', status: 'success', video_url: 'https://runware/e0.mp4', cost: 0.4 };
   const failedClip = { task_uuid: 't1', scene_index: 0, status: 'failed', attempts: [early] };
   let retried = apply(null, {
@@ -38,7 +38,10 @@ async () => {
   retried = apply(retried, {
     type: 'clip.updated', seq: 3, project_id: 'q', replaces_task_uuid: 't1', cost_counted: true,
     counts: { total_clips: 1, completed: 1, pending: 0, failed: 0 },
-    clip: { task_uuid: 'e0', scene_index: 0, status: 'success', video_url: 'https://runware/e0.mp4' },
+    clip: {
+      task_uuid: 'e0', scene_index: 0, status: 'success', video_url: 'https://runware/e0.mp4',
+      stored_url: '/v1/videos/e0', attempts: [{ task_uuid: 't1', status: 'failed' }],
+    },
   });
   const [taken] = retried.clips;
   shown.push(`${retried.seq}:${videoUrl(taken)}:${taken.attempts.map((a) => a.task_uuid).join(',')}`);

@@ -34,5 +34,11 @@ async () => {
     state = apply(state, message);
     shown.push(`${state.seq}:${state.clips[0].status}:${state.status}`);
   }
+  // A clip that timed out on our side, retried: the same task watched again. The seq says it
+  // is news, however its status ranks.
+  const timedOut = { ...snapshot(5, 'failed'), project: { ...snapshot(5, 'failed').project, status: 'failed', pending: 0, failed: 1 } };
+  let watched = apply(null, timedOut);
+  watched = apply(watched, updated(6, 'processing'));
+  shown.push(`${watched.seq}:${watched.clips[0].status}:${watched.status}`);
   return shown;
 }

@@ -47,7 +47,7 @@ T = TypeVar("T")
 DEADLINE_MS = PROCESS_DEADLINE_S * 1000
 #: feeds the page's own reducer messages out of order; returns what it showed after each
 REDUCER_CHECK = Path(__file__).with_name("reducer_check.js")
-#: the same for cost totals and a retried scene's earlier tasks
+#: the same for cost totals, whole clips and a retried scene's earlier tasks
 REDUCER_COST_CHECK = Path(__file__).with_name("reducer_cost_check.js")
 #: the same for reelflow's own copy of a video (clip.stored)
 REDUCER_STORED_CHECK = Path(__file__).with_name("reducer_stored_check.js")
@@ -692,51 +692,37 @@ def test_a_clip_never_goes_backwards_whatever_the_order_of_messages(
         "3:success:generating",
         "4:success:completed",
         "4:success:completed",
+        "6:processing:generating",  # a timed-out clip watched again: the same task, newer news
     ]
     dashboard.assert_no_console_errors()
 
 
-def test_costs_add_up_live_and_a_retried_scene_keeps_its_earlier_tasks(
+def test_each_event_replaces_what_it_carries_cost_and_clip_and_attempts_alike(
     dashboard: Dashboard,
 ) -> None:
-    """The API's cost totals ({usd, known, unknown}) grow with each video the page is told of."""
+    """The page takes the cost totals ({usd, known, unknown}) each event says, and a
+    ``clip.updated``'s clip whole: a success leaves no progress, a retry's new task no error,
+    its earlier tasks kept; an event stored before events carried them still keeps them."""
     dashboard.open()
     seen = dashboard.page.evaluate(REDUCER_COST_CHECK.read_text())
+
+    def row(cost: str, usd: float, task: str, earlier: list[str], **more: Any) -> dict[str, Any]:
+        values = {"progress": None, "error": None, "scene2": "b1:failed:0"} | more
+        return {"cost": cost, "usd": usd, "task": task, "earlier": earlier, **values}
+
+    unpriced = "$0.10 + 1 unpriced"
     assert seen == [
-        {"cost": "$0.10", "usd": 0.1, "task": "a1", "earlier": []},
-        {"cost": "$0.10", "usd": 0.1, "task": "a2", "earlier": ["a1:failed"]},
-        {"cost": "$0.30", "usd": 0.3, "task": "a2", "earlier": ["a1:failed"]},
-        {
-            "cost": "$0.30",
-            "usd": 0.3,
-            "task": "a2",
-            "earlier": ["a1:failed"],
-        },  # a duplicate adds nothing
-        {
-            "cost": "$0.30 + 1 unpriced",
-            "usd": 0.3,
-            "task": "a3",
-            "earlier": ["a1:failed", "a2:success"],
-        },
-        {
-            "cost": "$0.55 + 1 unpriced",
-            "usd": 0.55,
-            "task": "a3",
-            "earlier": ["a2:success", "a1:success"],
-        },
-        {
-            "cost": "$0.55 + 1 unpriced",
-            "usd": 0.55,
-            "task": "a3",
-            "earlier": ["a2:success", "a1:success"],
-        },
-        # a retry took a1's late video: counted when it came, not again
-        {
-            "cost": "$0.55 + 1 unpriced",
-            "usd": 0.55,
-            "task": "a1",
-            "earlier": ["a2:success", "a3:success"],
-        },
+        row("$0.10", 0.1, "a1", [], error="timeoutProvider"),
+        row("$0.10", 0.1, "a2", ["a1:failed"]),  # the retry's: its error gone, a1 kept
+        row("$0.10", 0.1, "a2", ["a1:failed"], progress=74),
+        row(unpriced, 0.1, "a2", ["a1:failed"]),  # a success: no 74 % left
+        row(unpriced, 0.1, "a2", ["a1:failed"]),  # a duplicate changes nothing
+        row("$0.35 + 1 unpriced", 0.35, "a2", ["a1:success"]),  # a late video, billed
+        row("$0.35 + 1 unpriced", 0.35, "a2", ["a1:success"]),
+        row("$0.55 + 1 unpriced", 0.55, "a2", ["a1:success"], scene2="b1:failed:1"),
+        # a retry took b1's late video: counted when it came, gone from the attempts
+        row("$0.55 + 1 unpriced", 0.55, "a2", ["a1:success"], scene2="b1:success:0"),
+        {"cost": "$0.10", "task": "a2", "error": None, "earlier": ["a1:failed"]},
     ]
     dashboard.assert_no_console_errors()
 
