@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,7 @@ from playwright.sync_api import (  # noqa: E402
     Browser,
     Page,
     WebSocket,
+    WebSocketRoute,
     expect,
 )
 
@@ -95,10 +96,32 @@ class Dashboard:
     def open(self, fragment: str = "") -> None:
         self.page.goto(f"{self.stack.api_url}/{fragment}")
 
-    def sign_in(self) -> None:
+    def sign_in(self, *, live: bool = True) -> None:
+        """Sign in with the tenant's key; then wait for the WebSocket, unless ``live`` is off."""
         self.page.get_by_label("API key").fill(self.key)
         self.page.keyboard.press("Enter")
-        expect(self.page.locator("#live-status")).to_have_text("Live")
+        if live:
+            expect(self.page.locator("#live-status")).to_have_text("Live")
+        else:
+            expect(self.page.locator(".topbar")).to_be_visible()
+
+    def refuse_websockets(self) -> Callable[[], None]:
+        """Close every WebSocket the page opens, unopened, as a notifier that cannot be
+        reached would; returns what lets the next ones through to the notifier."""
+        allowed = False
+
+        def route(socket: WebSocketRoute) -> None:
+            if allowed:
+                socket.connect_to_server()
+            else:
+                socket.close()
+
+        def allow() -> None:
+            nonlocal allowed
+            allowed = True
+
+        self.page.route_web_socket(re.compile(r"/v1/ws\?"), route)
+        return allow
 
     def shot(self, step: str) -> None:
         OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
@@ -591,6 +614,28 @@ def test_the_page_catches_up_after_a_notifier_restart(dashboard: Dashboard) -> N
     dashboard.assert_no_console_errors(WEBSOCKET_REFUSED)
 
 
+def test_the_project_page_shows_its_rest_status_while_the_websocket_cannot_connect(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.refuse_websockets()
+    project_id = dashboard.create(
+        "a tram [sim:latency=10]", "never ends [sim:hang]", title="Without a WebSocket"
+    )
+    done = run_async(_until_clip_ends(dashboard, project_id, 0))
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in(live=False)
+
+    expect(page.get_by_role("heading", name="Without a WebSocket")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_text("Reconnecting…")
+    expect(clip(page, 0)).to_have_attribute("data-status", done["status"])
+    expect(clip(page, 1)).to_have_attribute("data-status", re.compile("queued|processing"))
+    expect(page.locator(".meta .badge")).to_have_text("generating")
+    expect(page.locator("#totals")).to_have_text("1 completed / 1 pending / 0 failed of 2 clips")
+    assert dashboard.received == []
+    dashboard.assert_no_console_errors()
+
+
 def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     page = dashboard.page
     for n in range(20):
@@ -786,6 +831,19 @@ async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
     await eventually_returns(
         finished, "the project finished", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
     )
+
+
+async def _until_clip_ends(dashboard: Dashboard, project_id: str, scene: int) -> dict[str, Any]:
+    """The scene's clip, as the API has it once it has ended."""
+
+    async def ended() -> dict[str, Any] | None:
+        result: dict[str, Any] = dashboard.status(project_id)["results"][scene]
+        return result if result["status"] in ("success", "failed", "cancelled") else None
+
+    ended_clip: dict[str, Any] = await eventually_returns(
+        ended, f"scene {scene} ended", PROCESS_DEADLINE_S, pause_s=PROCESS_PAUSE_S
+    )
+    return ended_clip
 
 
 def test_the_projects_page_shows_what_this_month_cost(dashboard: Dashboard) -> None:

@@ -1,7 +1,11 @@
 // One project: a card per clip in scene order, live; videos play in place; Retry and Cancel.
+//
+// Drawn first from its REST status (GET /v1/projects/{id}), then kept up to date from the
+// WebSocket: both go through the reducer by seq, so whichever is newer wins, whatever the
+// order they come in, and a page whose WebSocket cannot connect still shows the project.
 
 import { h, formatCost, formatTotals, plural } from '../dom.js';
-import { TERMINAL, apply, failedApart, failedClips, isFinished, videoUrl } from '../project-state.js';
+import { TERMINAL, apply, failedApart, failedClips, fromStatus, isFinished, videoUrl } from '../project-state.js';
 import { loadScenes, sceneLines } from '../scenes.js';
 
 const STATUS_TEXT = {
@@ -21,6 +25,7 @@ const FINISHED_TEXT = {
 
 export function mountProject(container, { api, live }, projectId) {
   let state = null;
+  let stopped = false;
   let askingToCancel = false;
   let scenes = new Map(); // scene_index -> what the scene asked for (its prompt), once read
   const cards = new Map(); // scene_index -> {card, taskUuid, status}
@@ -168,18 +173,41 @@ export function mountProject(container, { api, live }, projectId) {
     card.replaceChildren(...parts);
   }
 
-  const stopWatching = live.watch(projectId, (message) => {
-    const next = apply(state, message);
+  /** Draw ``next`` if it is a change. */
+  function show(next) {
     if (next !== state) {
       state = next;
       draw();
     }
-  });
+  }
+
+  /** The project's REST status, taken as a snapshot at its seq: older than what is drawn
+   * (a WebSocket message came first), it changes nothing. */
+  async function readStatus() {
+    let status;
+    try {
+      status = await api.getProject(projectId);
+    } catch (error) {
+      if (stopped || state) return; // what is drawn stays; the WebSocket keeps it up to date
+      if (error.status === 404) show({ missing: true });
+      else loading.textContent = `The project could not be read: ${error.message}`;
+      return;
+    }
+    if (stopped) return;
+    // An API older than the status's seq: the status only until the WebSocket's snapshot.
+    show(typeof status.seq === 'number'
+      ? apply(state, { type: 'snapshot', seq: status.seq, project: status })
+      : state ?? fromStatus(status));
+  }
+
+  const stopWatching = live.watch(projectId, (message) => show(apply(state, message)));
+  readStatus();
   const stopScenes = loadScenes(api, projectId, (read) => {
     scenes = read;
     for (const [index, entry] of cards) entry.about.replaceChildren(...sceneLines(scenes.get(index)));
   });
   return () => {
+    stopped = true;
     stopScenes();
     stopWatching();
   };
