@@ -617,22 +617,53 @@ def test_the_page_catches_up_after_a_notifier_restart(dashboard: Dashboard) -> N
 def test_the_project_page_shows_its_rest_status_while_the_websocket_cannot_connect(
     dashboard: Dashboard,
 ) -> None:
+    """Drawn from REST; the WebSocket down for seconds, a banner says so and the status is
+    read again from REST meanwhile; "Reconnect now" once the notifier is reachable again."""
     page = dashboard.page
-    dashboard.refuse_websockets()
+    allow_websockets = dashboard.refuse_websockets()
     project_id = dashboard.create(
-        "a tram [sim:latency=10]", "never ends [sim:hang]", title="Without a WebSocket"
+        "a tram [sim:latency=10]",
+        "a ferry [sim:latency=200]",  # about 10 s at the stack's speed-up
+        "never ends [sim:hang]",
+        title="Without a WebSocket",
     )
-    done = run_async(_until_clip_ends(dashboard, project_id, 0))
+    run_async(_until_clip_ends(dashboard, project_id, 0))
     dashboard.open(f"#/projects/{project_id}")
     dashboard.sign_in(live=False)
 
     expect(page.get_by_role("heading", name="Without a WebSocket")).to_be_visible()
     expect(page.locator("#live-status")).to_have_text("Reconnecting…")
-    expect(clip(page, 0)).to_have_attribute("data-status", done["status"])
+    expect(clip(page, 0)).to_have_attribute("data-status", "success")
     expect(clip(page, 1)).to_have_attribute("data-status", re.compile("queued|processing"))
     expect(page.locator(".meta .badge")).to_have_text("generating")
-    expect(page.locator("#totals")).to_have_text("1 completed / 1 pending / 0 failed of 2 clips")
+    expect(page.locator("#totals")).to_have_text("1 completed / 2 pending / 0 failed of 3 clips")
+    banner = page.locator("#paused")
+    paused = r"^Live updates paused — showing status from \d\d?:\d\d( [AP]M)? \S+Reconnect now$"
+    expect(banner).to_be_visible(timeout=DEADLINE_MS)
+    expect(banner).to_have_text(re.compile(paused))
+    dashboard.shot("paused")
+    # The ferry ends while no WebSocket can tell the page: the next read from REST does.
+    run_async(_until_clip_ends(dashboard, project_id, 1))
+    expect(clip(page, 1)).to_have_attribute("data-status", "success", timeout=DEADLINE_MS)
+    expect(page.locator("#totals")).to_have_text("2 completed / 1 pending / 0 failed of 3 clips")
     assert dashboard.received == []
+
+    allow_websockets()
+    page.get_by_role("button", name="Reconnect now").click()
+    expect(page.locator("#live-status")).to_have_text("Live")
+    expect(banner).to_be_hidden()
+    expect(page.get_by_role("heading", name="Without a WebSocket")).to_be_focused()
+    cancelled = httpx.post(
+        f"{dashboard.stack.api_url}/v1/projects/{project_id}/cancel",
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+    )
+    assert cancelled.status_code == 202
+    expect(page.locator("#finished")).to_have_text("Cancelled.")
+    expect(clip(page, 2)).to_have_attribute("data-status", "cancelled")
+    # Told by the WebSocket: its snapshot, then the cancel's events.
+    heard = [frame["type"] for frame in dashboard.received]
+    assert heard[0] == "snapshot", heard
+    assert "project.finished" in heard, heard
     dashboard.assert_no_console_errors()
 
 

@@ -21,6 +21,13 @@ export function formatDate(value) {
   return value ? dateTime.format(new Date(value)) : '';
 }
 
+const timeOfDay = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit', timeZoneName: 'short' });
+
+/** A time of day, with its zone: "2:05 PM UTC", "14:05 CET". */
+export function formatTime(value) {
+  return value ? timeOfDay.format(new Date(value)) : '';
+}
+
 /** A cost in USD, as Runware reports it. */
 export function formatCost(cost) {
   return typeof cost === 'number' ? `$${cost.toFixed(cost < 0.1 ? 3 : 2)}` : '';

@@ -41,6 +41,7 @@ export class Live extends EventTarget {
   stop() {
     this.#running = false;
     clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
     clearTimeout(this.#healthyTimer);
     const socket = this.#socket;
     this.#socket = null;
@@ -67,15 +68,17 @@ export class Live extends EventTarget {
     };
   }
 
-  /** Reconnect now instead of at the next backoff step (the browser came back online). */
+  /** Reconnect now instead of at the next backoff step (the browser came back online, or a
+   * person asked): only while waiting for that step, never beside a connection under way. */
   retryNow() {
-    if (this.#running && !this.#socket) {
+    if (this.#running && this.#retryTimer !== null) {
       clearTimeout(this.#retryTimer);
       this.#connect();
     }
   }
 
   async #connect() {
+    this.#retryTimer = null;
     if (!this.#running) return;
     this.#setState(this.#attempt === 0 ? 'connecting' : 'reconnecting');
     let ticket;

@@ -3,8 +3,10 @@
 // Drawn first from its REST status (GET /v1/projects/{id}), then kept up to date from the
 // WebSocket: both go through the reducer by seq, so whichever is newer wins, whatever the
 // order they come in, and a page whose WebSocket cannot connect still shows the project.
+// While the WebSocket is down for more than a few seconds, a banner says so (and since when
+// the page shows what it shows), and the status is read again from REST every little while.
 
-import { h, formatCost, formatTotals, plural } from '../dom.js';
+import { h, formatCost, formatTime, formatTotals, plural } from '../dom.js';
 import { TERMINAL, apply, failedApart, failedClips, fromStatus, isFinished, videoUrl } from '../project-state.js';
 import { loadScenes, sceneLines } from '../scenes.js';
 
@@ -16,6 +18,11 @@ const STATUS_TEXT = {
   cancelled: 'Cancelled',
 };
 
+/** down this long, the WebSocket is said to be, and the status read from REST */
+const PAUSED_AFTER_MS = 5000;
+/** how often the status is read again from REST while the WebSocket is down */
+const REFRESH_MS = 15000;
+
 const FINISHED_TEXT = {
   completed: 'Finished: every clip is ready.',
   partial: 'Finished, but some clips failed.',
@@ -26,6 +33,9 @@ const FINISHED_TEXT = {
 export function mountProject(container, { api, live }, projectId) {
   let state = null;
   let stopped = false;
+  let currentAt = null; // when what is drawn was last known current (null: nothing drawn yet)
+  let pauseTimer = null;
+  let refreshTimer = null;
   let askingToCancel = false;
   let scenes = new Map(); // scene_index -> what the scene asked for (its prompt), once read
   const cards = new Map(); // scene_index -> {card, taskUuid, status}
@@ -55,12 +65,16 @@ export function mountProject(container, { api, live }, projectId) {
   const cancelResult = h('p', { class: 'muted', id: 'cancel-result', role: 'status' });
   const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
   const loading = h('p', { class: 'muted' }, 'Loading…');
+  // Down, the topbar's live status says "Reconnecting…" (a live region); this says what it means.
+  const pausedText = h('span');
+  const reconnect = h('button', { type: 'button', onclick: () => live.retryNow() }, 'Reconnect now');
+  const paused = h('div', { class: 'banner', id: 'paused', hidden: true }, pausedText, reconnect);
 
   container.append(
     h('p', {}, h('a', { href: '#/' }, '← Projects')),
     h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'meta' }, badge, cost)),
       h('div', { class: 'actions' }, retry, cancel)),
-    cancelConfirmation, cancelResult, totals, finished, actionError, loading, grid,
+    paused, cancelConfirmation, cancelResult, totals, finished, actionError, loading, grid,
   );
 
   function askToCancel(asking) {
@@ -194,20 +208,55 @@ export function mountProject(container, { api, live }, projectId) {
       return;
     }
     if (stopped) return;
+    currentAt = new Date();
+    showPaused();
     // An API older than the status's seq: the status only until the WebSocket's snapshot.
     show(typeof status.seq === 'number'
       ? apply(state, { type: 'snapshot', seq: status.seq, project: status })
       : state ?? fromStatus(status));
   }
 
+  /** The WebSocket up: live again (the Live module resubscribes, after the last seq it
+   * delivered). Down: said, and read from REST, once it has been down a few seconds. */
+  function onLiveState() {
+    if (live.state === 'live') {
+      clearTimeout(pauseTimer);
+      clearInterval(refreshTimer);
+      pauseTimer = null;
+      refreshTimer = null;
+      // The banner goes: its button does not take the keyboard's place with it.
+      if (paused.contains(document.activeElement)) title.focus();
+      paused.hidden = true;
+      return;
+    }
+    if (pauseTimer !== null) return; // down already
+    if (state) currentAt = new Date(); // what is drawn was current until now
+    pauseTimer = setTimeout(() => {
+      paused.hidden = false;
+      showPaused();
+      readStatus();
+      refreshTimer = setInterval(readStatus, REFRESH_MS);
+    }, PAUSED_AFTER_MS);
+  }
+
+  function showPaused() {
+    const text = currentAt ? `Live updates paused — showing status from ${formatTime(currentAt)}` : 'Live updates paused';
+    if (pausedText.textContent !== text) pausedText.textContent = text;
+  }
+
   const stopWatching = live.watch(projectId, (message) => show(apply(state, message)));
   readStatus();
+  live.addEventListener('state', onLiveState);
+  onLiveState();
   const stopScenes = loadScenes(api, projectId, (read) => {
     scenes = read;
     for (const [index, entry] of cards) entry.about.replaceChildren(...sceneLines(scenes.get(index)));
   });
   return () => {
     stopped = true;
+    clearTimeout(pauseTimer);
+    clearInterval(refreshTimer);
+    live.removeEventListener('state', onLiveState);
     stopScenes();
     stopWatching();
   };
