@@ -417,10 +417,16 @@ def test_a_failed_clip_is_retried_from_the_page(dashboard: Dashboard) -> None:
     first_task = failed.get_attribute("data-task-uuid")
     dashboard.shot("failed")
 
-    page.get_by_role("button", name="Retry failed").click()
+    # By keyboard: the button hides itself once the clip is retried; its place goes to what
+    # the retry did, not to the page's <body>.
+    page.get_by_role("button", name="Retry failed").press("Enter")
+    expect(page.locator("#action-result")).to_have_text("Retried 1 clip.")
+    expect(page.locator("#action-result")).to_be_focused()
     expect(failed).not_to_have_attribute("data-task-uuid", first_task or "")
     expect(failed).to_have_attribute("data-status", re.compile("queued|processing"))
     expect(page.locator("#finished")).to_be_hidden()
+    expect(page.get_by_role("button", name="Retry failed")).to_be_hidden()
+    expect(page.locator("#action-result")).to_be_focused()
     expect(page.get_by_role("button", name="Cancel")).to_be_visible()
     dashboard.shot("retrying")
     expect(failed.locator(".attempts")).to_have_text("Earlier task: failed (timeoutProvider)")
@@ -501,11 +507,13 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
     assert dashboard.status(project_id)["status"] == "generating"
     page.get_by_role("button", name="Cancel", exact=True).click()
-    page.get_by_role("button", name="Yes, cancel them").click()
+    page.get_by_role("button", name="Yes, cancel them").press("Enter")
 
     expect(page.locator("#finished")).to_have_text("Cancelled.")
-    # Both were at Runware (hanging there): the answer's clips_may_be_billed, said.
-    expect(page.locator("#cancel-result")).to_have_text(
+    # Both were at Runware (hanging there): the answer's clips_may_be_billed, said, and the
+    # keyboard's place there (the question and its buttons are gone).
+    expect(page.locator("#action-result")).to_be_focused()
+    expect(page.locator("#action-result")).to_have_text(
         "Cancelled 2 clips; 2 of them may still be billed (already sent to Runware, or"
         " cancelled in the first seconds after the project was created)."
     )
@@ -533,7 +541,7 @@ def test_cancel_asks_about_one_unfinished_clip_as_it(dashboard: Dashboard) -> No
     expect(page.get_by_role("button", name="No, keep it", exact=True)).to_be_focused()
     page.get_by_role("button", name="Yes, cancel it", exact=True).click()
     expect(page.locator("#finished")).to_have_text("Cancelled.")
-    expect(page.locator("#cancel-result")).to_have_text(
+    expect(page.locator("#action-result")).to_have_text(
         "Cancelled 1 clip; it may still be billed (already sent to Runware, or cancelled in"
         " the first seconds after the project was created)."
     )
@@ -696,12 +704,18 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     expect(rows.first.locator(".project-title")).to_be_focused()
     dashboard.shot("list")
 
-    page.get_by_role("button", name="Older →").click()
+    # By keyboard: the last page disables the button pressed; its place goes to the heading
+    # (not to the page's <body>), and the page's number is said.
+    expect(page.locator("#page-info")).to_have_text("Page 1")
+    page.get_by_role("button", name="Older →").press("Enter")
     expect(rows).to_have_count(1)
     expect(rows.first.locator(".project-title")).to_have_text("older 00")
     expect(page.get_by_role("button", name="Older →")).to_be_disabled()
-    page.get_by_role("button", name="← Newer").click()
+    expect(page.get_by_role("heading", name="Projects")).to_be_focused()
+    expect(page.get_by_role("status").filter(has_text="Page 2")).to_have_id("page-info")
+    page.get_by_role("button", name="← Newer").press("Enter")
     expect(rows.first.locator(".project-title")).to_have_text("the newest")
+    expect(page.get_by_role("heading", name="Projects")).to_be_focused()
     expect(rows.first.locator(".counts")).to_have_text(cancelled_counts)
 
     # By keyboard: the project's link, then Enter.

@@ -47,7 +47,9 @@ export function mountProject(container, { api, live }, projectId) {
   const finished = h('p', { class: 'finished', id: 'finished', role: 'status', hidden: true });
   const actionError = h('p', { class: 'alert', role: 'alert', hidden: true });
   // Shown once the project is known to be there (and has something to retry or cancel).
-  const retry = h('button', { type: 'button', hidden: true, onclick: () => act(() => api.retry(projectId), retry) }, 'Retry failed');
+  const retry = h('button', {
+    type: 'button', hidden: true, onclick: () => act(async () => retriedText(await api.retry(projectId)), retry),
+  }, 'Retry failed');
   // One click would stop every unfinished clip the tenant pays for: asked first, in place.
   const cancel = h('button', { type: 'button', class: 'danger', hidden: true, onclick: () => askToCancel(true) }, 'Cancel');
   const cancelQuestion = h('span', { id: 'cancel-question' });
@@ -56,13 +58,15 @@ export function mountProject(container, { api, live }, projectId) {
     type: 'button', class: 'danger',
     onclick: () => {
       askingToCancel = false;
-      act(async () => { cancelResult.textContent = cancelledText(await api.cancel(projectId)); }, confirmCancel);
+      act(async () => cancelledText(await api.cancel(projectId)), confirmCancel, cancel);
     },
   }, 'Yes, cancel them');
   const cancelConfirmation = h('div', { class: 'actions', role: 'group', 'aria-labelledby': 'cancel-question', hidden: true },
     cancelQuestion, confirmCancel, keep);
-  // What the cancel's answer says may still be billed (clips_may_be_billed), until the next cancel.
-  const cancelResult = h('p', { class: 'muted', id: 'cancel-result', role: 'status' });
+  // What the last retry or cancel did (a cancel: what may still be billed, clips_may_be_billed).
+  // Its button goes away (hidden, or disabled while asking): the keyboard's place moves here,
+  // which also reads it out.
+  const actionResult = h('p', { class: 'muted', id: 'action-result', tabindex: '-1' });
   const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
   const loading = h('p', { class: 'muted' }, 'Loading…');
   // Down, the topbar's live status says "Reconnecting…" (a live region); this says what it means.
@@ -74,7 +78,7 @@ export function mountProject(container, { api, live }, projectId) {
     h('p', {}, h('a', { href: '#/' }, '← Projects')),
     h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'meta' }, badge, cost)),
       h('div', { class: 'actions' }, retry, cancel)),
-    paused, cancelConfirmation, cancelResult, totals, finished, actionError, loading, grid,
+    paused, cancelConfirmation, actionResult, totals, finished, actionError, loading, grid,
   );
 
   function askToCancel(asking) {
@@ -83,16 +87,20 @@ export function mountProject(container, { api, live }, projectId) {
     (asking ? keep : cancel).focus();
   }
 
-  async function act(request, button) {
+  /** ``request`` (what changes arrives over the WebSocket, in order) says what it did, and
+   * the focus goes there; refused, the error is said and the focus goes to ``again``. */
+  async function act(request, button, again = button) {
     button.disabled = true;
     actionError.hidden = true;
     try {
-      await request(); // what changes arrives over the WebSocket, in order
+      actionResult.textContent = await request();
+      draw();
+      actionResult.focus();
     } catch (error) {
       actionError.textContent = error.message;
       actionError.hidden = false;
-    } finally {
       draw();
+      (again.hidden ? title : again).focus();
     }
   }
 
@@ -260,6 +268,13 @@ export function mountProject(container, { api, live }, projectId) {
     stopScenes();
     stopWatching();
   };
+}
+
+/** What a retry's answer says: how many failed clips got a new task. */
+export function retriedText({ clips_changed: changed } = {}) {
+  if (changed === undefined) return 'The failed clips are being retried.'; // an older API: not said
+  if (changed === 0) return 'Nothing to retry: no clip failed.';
+  return `Retried ${plural(changed, 'clip')}.`;
 }
 
 /** What a cancel's answer says: how many clips it cancelled, and how many of those reelflow

@@ -14,12 +14,14 @@ export function mountProjects(container, { api, live }) {
   const list = h('ol', { class: 'project-list', 'aria-label': 'Projects' });
   const newer = h('button', { type: 'button', onclick: () => { cursors.pop(); load(); } }, '← Newer');
   const older = h('button', { type: 'button' }, 'Older →');
-  const pageInfo = h('span', { class: 'muted' });
+  // "Page 2", said when it changes.
+  const pageInfo = h('span', { class: 'muted', id: 'page-info', role: 'status' });
   const message = h('p', { class: 'muted', role: 'status' });
+  const heading = h('h1', { tabindex: '-1' }, 'Projects');
 
   container.append(
     h('div', { class: 'page-head' },
-      h('h1', { tabindex: '-1' }, 'Projects'),
+      heading,
       h('a', { class: 'button primary', href: '#/new' }, 'New project')),
     usageSummary(api),
     message,
@@ -40,10 +42,15 @@ export function mountProjects(container, { api, live }) {
     if (disposed) return;
     message.textContent = page.items.length ? '' : (cursors.length === 1 ? 'No projects yet. Create one!' : 'No older projects.');
     list.replaceChildren(...page.items.map((item) => row(fromStatus(item))));
+    const pressed = document.activeElement;
     newer.disabled = cursors.length === 1;
     older.disabled = !page.next_cursor;
     older.onclick = () => { cursors.push(page.next_cursor); load(); };
-    pageInfo.textContent = `Page ${cursors.length}`;
+    const where = `Page ${cursors.length}`;
+    if (pageInfo.textContent !== where) pageInfo.textContent = where;
+    // The first or the last page: the button pressed is disabled, and the keyboard's place
+    // goes to the top of the page it shows.
+    if ((pressed === newer || pressed === older) && pressed.disabled) heading.focus();
   }
 
   /** One project: rendered now from the list, then kept up to date from the WebSocket. */
