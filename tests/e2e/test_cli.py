@@ -161,6 +161,32 @@ def test_get_shows_the_cost_and_a_retried_scenes_earlier_task(env: dict[str, str
     assert prompt.endswith("): bad [sim:latency=20][sim:fail=timeoutProvider]")
 
 
+def test_a_negative_prompt_goes_with_every_scene(env: dict[str, str]) -> None:
+    answer = reelflow(
+        env,
+        "create",
+        "a tram [sim:hang]",
+        "a ferry [sim:hang]",
+        "--model",
+        "klingai:5@3",
+        "--negative-prompt",
+        "blurry, [text] on screen",
+        "--json",
+    )
+    assert answer.returncode == 0, answer.stderr
+    project_id = json.loads(answer.stdout)["project_id"]
+
+    shown = reelflow(env | {"COLUMNS": "200"}, "get", project_id)
+
+    assert shown.returncode == 0, shown.stderr
+    prompts = [line for line in shown.stdout.splitlines() if re.match(r"scene \d+ \(", line)]
+    assert [line.split(": ", 1)[1] for line in prompts] == [
+        "a tram [sim:hang] (negative: blurry, [text] on screen)",
+        "a ferry [sim:hang] (negative: blurry, [text] on screen)",
+    ]
+    assert reelflow(env, "cancel", project_id).returncode == 0
+
+
 def test_usage_shows_what_the_month_cost_by_day(env: dict[str, str]) -> None:
     project = created(env, "one [sim:latency=10]", "two [sim:latency=10]", title="spend")
     assert reelflow(env, "watch", project["project_id"]).returncode == 0
@@ -318,6 +344,12 @@ def test_watch_rides_out_a_notifier_restart(env: dict[str, str], shared_stack: S
             ["create", "a tram", "--duration", "5"],
             2,
             "scenes.0.duration: not a duration this model makes: google:3@3 (allowed: 4, 6, 7, 8)",
+        ),
+        (
+            {},
+            ["create", "a tram", "--negative-prompt", "blurry"],
+            2,
+            "scenes.0.negative_prompt: this model takes no negative prompt",
         ),
         (
             {},

@@ -190,7 +190,9 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     dashboard.sign_in()
     page.get_by_role("link", name="New project").first.click()
     page.get_by_label("Title").fill("Trip to Lisbon")
-    page.get_by_label("Prompt").fill("tram climbing a steep street at dawn [sim:latency=30]")
+    page.get_by_label("Prompt", exact=True).fill(
+        "tram climbing a steep street at dawn [sim:latency=30]"
+    )
     page.get_by_role("button", name="+ Add scene").click()
     page.locator('[id="scenes.1.prompt"]').fill("sunset over the river [sim:latency=50]")
     page.get_by_role("button", name="+ Add scene").click()
@@ -252,7 +254,9 @@ def test_the_forms_placeholders_read_as_examples_or_defaults_never_as_values(
     page.get_by_role("link", name="New project").first.click()
 
     expect(page.get_by_label("Title")).to_have_attribute("placeholder", "e.g. Trip to Lisbon")
-    expect(page.get_by_label("Prompt")).to_have_attribute("placeholder", re.compile(r"^e\.g\. "))
+    expect(page.get_by_label("Prompt", exact=True)).to_have_attribute(
+        "placeholder", re.compile(r"^e\.g\. ")
+    )
     for name in ("model", "scenes.0.duration", "scenes.0.width", "scenes.0.height"):
         expect(page.locator(f'[id="{name}"]')).to_have_attribute(
             "placeholder", re.compile(r"^default:? \S+$")
@@ -280,7 +284,7 @@ def test_the_form_offers_the_durations_the_chosen_model_makes(dashboard: Dashboa
     )
     expect(duration).to_have_attribute("list", "model-durations")
     assert choices.evaluate_all("options => options.map(o => o.value)") == ["4", "6", "7", "8"]
-    expect(page.get_by_label("Prompt").first).to_have_attribute("minlength", "2")
+    expect(page.get_by_label("Prompt", exact=True).first).to_have_attribute("minlength", "2")
     # Kling makes no 4 s clip: its durations, and its shortest as every scene's default.
     page.get_by_label("Model").fill("klingai:5@3")
     expect(choices).to_have_count(2)
@@ -303,7 +307,7 @@ def test_a_generating_clip_shows_runwares_progress(dashboard: Dashboard) -> None
     page.get_by_role("link", name="New project").first.click()
     page.get_by_label("Title").fill("A long take")
     # 10 s at the stack's speedup: checked about every second, its progress stored per 25 points.
-    page.get_by_label("Prompt").fill("the harbour from dawn to noon [sim:latency=200]")
+    page.get_by_label("Prompt", exact=True).fill("the harbour from dawn to noon [sim:latency=200]")
     page.get_by_role("button", name="Create project").click()
 
     bar = page.locator('.clip[data-status="processing"] progress[max="100"]')
@@ -456,7 +460,7 @@ def test_each_card_shows_what_its_scene_asked_for_after_a_reload_too(
 ) -> None:
     page = dashboard.page
     markup = "<b>tram</b> at dawn [sim:latency=10]"
-    # Longer than a card shows: cut short, whole in its title. It fails: which prompt did?
+    # Longer than a card shows: cut short, whole a touch or a key away. It fails: which prompt?
     failing = "a fado singer in a small bar, " * 6 + "[sim:latency=10][sim:fail=timeoutProvider]"
     project_id = dashboard.create(markup, failing, title="What was asked")
     defaults = httpx.get(f"{dashboard.stack.api_url}/v1/config").json()["defaults"]
@@ -465,22 +469,65 @@ def test_each_card_shows_what_its_scene_asked_for_after_a_reload_too(
 
     expect(clip(page, 0).locator(".prompt")).to_have_text(markup)
     expect(clip(page, 0).locator(".prompt b")).to_have_count(0)  # text, never markup
+    expect(clip(page, 0).locator(".negative-prompt")).to_have_count(0)
     size = f"{defaults['width']}\N{MULTIPLICATION SIGN}{defaults['height']}"
     expect(clip(page, 0).locator(".scene-meta")).to_have_text(
         f"{defaults['duration']:g} s · {size}"
     )
     failed = clip(page, 1)
     expect(failed).to_have_attribute("data-status", "failed", timeout=DEADLINE_MS)
-    expect(failed.locator(".prompt")).to_have_attribute("title", failing)
-    shown = failed.locator(".prompt").text_content() or ""
+    summary = failed.locator(".prompt summary")
+    whole = failed.locator(".prompt .prompt-whole")
+    shown = summary.inner_text()
     assert shown.endswith("…"), shown
     assert failing.startswith(shown[:-1].rstrip()), shown
     assert len(shown) < len(failing)
+    expect(whole).to_be_hidden()
+    summary.press("Enter")
+    expect(whole).to_be_visible()
+    expect(whole).to_have_text(failing)
+    expect(summary).to_have_accessible_name("Show less")
     dashboard.shot("prompts")
 
     page.reload()
-    expect(clip(page, 1).locator(".prompt")).to_have_attribute("title", failing)
+    clip(page, 1).locator(".prompt summary").click()
+    expect(clip(page, 1).locator(".prompt .prompt-whole")).to_have_text(failing)
     expect(clip(page, 0).locator(".prompt")).to_have_text(markup)
+    dashboard.assert_no_console_errors()
+
+
+def test_a_negative_prompt_is_asked_for_a_model_that_takes_one_and_shown(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    dashboard.open("#/new")
+    dashboard.sign_in()
+    negative = page.get_by_label("Negative prompt (optional)")
+    # The default model (google:3@3) takes none: not asked.
+    expect(negative).to_be_hidden()
+    page.get_by_label("Model").fill("klingai:5@3")
+    expect(negative).to_be_visible()
+    expect(negative).to_have_attribute("placeholder", re.compile(r"^e\.g\. "))
+    page.get_by_label("Title").fill("Avoiding things")
+    page.get_by_label("Prompt", exact=True).fill("a tram [sim:latency=10]")
+    negative.fill("blurry, " * 15 + "text on screen")
+    page.get_by_role("button", name="Create project").click()
+
+    expect(page).to_have_url(re.compile(r"#/projects/[0-9a-f-]+$"))
+    said = clip(page, 0).locator(".negative-prompt")
+    expect(said.locator("summary .prompt-short")).to_have_text(
+        re.compile(r"^Negative: blurry, .*…$")
+    )
+    said.locator("summary").click()
+    expect(said.locator(".prompt-whole")).to_have_text(
+        "Negative: " + "blurry, " * 15 + "text on screen"
+    )
+    project_id = page.url.rsplit("/", 1)[-1]
+    scenes = httpx.get(
+        f"{dashboard.stack.api_url}/v1/projects/{project_id}/scenes",
+        headers={"Authorization": f"Bearer {dashboard.key}"},
+    ).json()["scenes"]
+    assert scenes[0]["negative_prompt"] == "blurry, " * 15 + "text on screen"
     dashboard.assert_no_console_errors()
 
 

@@ -101,13 +101,23 @@ def create(
     duration: Annotated[
         float | None, typer.Option(help="Seconds per clip; the server's default if omitted.")
     ] = None,
+    negative_prompt: Annotated[
+        str | None,
+        typer.Option(
+            help="What no clip should show, for every scene; only a model that takes one"
+            " (GET /v1/config says which, e.g. klingai:5@3).",
+            show_default=False,
+        ),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", help="Then follow it live.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Create a project: one clip per PROMPT."""
     scenes: list[dict[str, Any]] = [{"prompt": prompt} for prompt in prompts]
-    if duration is not None:
-        for scene in scenes:
+    for scene in scenes:
+        if negative_prompt is not None:
+            scene["negative_prompt"] = negative_prompt
+        if duration is not None:
             scene["duration"] = duration
     body: dict[str, Any] = {"title": title, "scenes": scenes}
     if model:

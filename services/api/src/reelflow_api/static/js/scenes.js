@@ -2,7 +2,7 @@
 
 import { h } from './dom.js';
 
-/** the characters of a prompt a card shows; the whole prompt is its title (shown on hover) */
+/** the characters of a prompt a card shows at first; the whole prompt opens under them */
 export const PROMPT_SHOWN = 100;
 
 /** How many times, and how long apart (ms), a read that failed for a reason that may pass
@@ -17,14 +17,26 @@ export function shortened(text, most = PROMPT_SHOWN) {
   return `${characters.slice(0, most - 1).join('').trimEnd()}…`;
 }
 
-/** A card's lines for what its scene asked for: the prompt (as text, like every title), then
- * its duration and size. Nothing before the scenes are known. */
+/** A card's lines for what its scene asked for: the prompt (as text, like every title), its
+ * negative prompt when it has one, then its duration and size. Nothing before the scenes are
+ * known. */
 export function sceneLines(scene) {
   if (!scene) return [];
-  return [
-    h('p', { class: 'prompt', title: scene.prompt }, shortened(scene.prompt)),
-    h('p', { class: 'muted scene-meta' }, `${scene.duration} s · ${scene.width}×${scene.height}`),
-  ];
+  const lines = [promptLine(scene.prompt, 'prompt')];
+  if (scene.negative_prompt) lines.push(promptLine(`Negative: ${scene.negative_prompt}`, 'prompt negative-prompt'));
+  lines.push(h('p', { class: 'muted scene-meta' }, `${scene.duration} s · ${scene.width}×${scene.height}`));
+  return lines;
+}
+
+/** ``text`` whole; a long one shortened, opening to the whole of it by click, touch or keyboard
+ * (a disclosure: a title attribute is read on hover only). */
+function promptLine(text, className) {
+  const short = shortened(text);
+  if (short === text) return h('p', { class: className }, text);
+  // Open, the summary says "Show less" rather than repeat the start of what it opened.
+  return h('details', { class: className },
+    h('summary', {}, h('span', { class: 'prompt-short' }, short), h('span', { class: 'prompt-less' }, 'Show less')),
+    h('p', { class: 'prompt-whole' }, text));
 }
 
 /** Read the project's scenes once (they never change), and hand them to ``onScenes`` as a Map

@@ -1,6 +1,7 @@
-// A new project: title, model, and scenes (prompt, duration, size). The API validates;
-// each error of its 422 answer is shown next to the field it names. A known model's
-// durations (GET /v1/config, models) are offered as the duration's choices.
+// A new project: title, model, and scenes (prompt, negative prompt, duration, size). The API
+// validates; each error of its 422 answer is shown next to the field it names. A known model's
+// durations (GET /v1/config, models) are offered as the duration's choices, and a negative
+// prompt only to a model that takes one (or one the API does not know: Runware judges).
 
 import { h, formatDate } from '../dom.js';
 
@@ -56,12 +57,20 @@ export function mountNewProject(container, { api, config }) {
       placeholder: 'e.g. tram climbing a steep street at dawn',
     });
     prompt.value = values.prompt ?? '';
+    const negative = h('textarea', {
+      id: id('negative_prompt'), name: 'negative_prompt', rows: 1, placeholder: 'e.g. blurry, text on screen',
+    });
+    negative.value = values.negative_prompt ?? '';
+    const negativeField = field(id('negative_prompt'), 'Negative prompt (optional)', negative, 'What the clip should not show.');
+    negativeField.classList.add('negative-field');
+    negativeField.hidden = !takesNegativePrompt();
     const duration = input('duration', { min: limits.duration_min_exclusive, max: limits.duration_max, step: 'any', list: 'model-durations', placeholder: `default ${modelRules()?.default_duration ?? defaults.duration}`, inputmode: 'decimal' });
     const durationField = field(id('duration'), 'Duration (s)', duration);
     refuseAtOrBelow(duration, limits.duration_min_exclusive, durationField.querySelector('.field-error'));
     return [
       h('div', { class: 'scene-head' }, h('span', { class: 'scene-number' }, `Scene ${index}`), remove),
       field(id('prompt'), 'Prompt', prompt),
+      negativeField,
       h('div', { class: 'row' },
         durationField,
         field(id('width'), 'Width', input('width', { min: limits.size_min, max: limits.size_max, step: limits.size_step, placeholder: `default ${defaults.width}` })),
@@ -72,6 +81,12 @@ export function mountNewProject(container, { api, config }) {
   /** The rules the API checks a scene of the chosen model with; null for a model it does not know. */
   function modelRules() {
     return models[modelInput.value.trim() || defaults.model] ?? null;
+  }
+
+  /** Whether the chosen model takes a negative prompt: as the API's rules say, and yes for a
+   * model it does not know (Runware judges). */
+  function takesNegativePrompt() {
+    return modelRules()?.negative_prompt ?? true;
   }
 
   function modelHint(model) {
@@ -88,6 +103,8 @@ export function mountNewProject(container, { api, config }) {
     for (const duration of form.querySelectorAll('[name="duration"]')) {
       duration.placeholder = `default ${rules?.default_duration ?? defaults.duration}`;
     }
+    // Hidden, what was typed stays (for another model) but is not sent.
+    for (const negative of form.querySelectorAll('.negative-field')) negative.hidden = !takesNegativePrompt();
   }
 
   function focusLastPrompt() {
@@ -100,6 +117,8 @@ export function mountNewProject(container, { api, config }) {
       title: value('title'),
       scenes: [...scenes.children].map((_, index) => {
         const scene = { prompt: form.querySelector(`[id="scenes.${index}.prompt"]`).value };
+        const negative = form.querySelector(`[id="scenes.${index}.negative_prompt"]`);
+        if (!negative.closest('.negative-field').hidden && negative.value.trim()) scene.negative_prompt = negative.value;
         for (const name of ['duration', 'width', 'height']) {
           const raw = value(`scenes.${index}.${name}`);
           if (raw !== '') scene[name] = Number(raw);
