@@ -60,6 +60,17 @@ LIVE_RESUBSCRIBE_CHECK = Path(__file__).with_name("live_resubscribe_check.js")
 USAGE_CHECK = Path(__file__).with_name("usage_check.js")
 
 
+#: counts the changes of each element named (by id) in ``window.__assigned``
+COUNT_ASSIGNMENTS = """ids => {
+  window.__assigned = Object.fromEntries(ids.map((id) => [id, 0]));
+  const changes = { childList: true, characterData: true, subtree: true };
+  for (const id of ids) {
+    const counted = new MutationObserver((records) => { window.__assigned[id] += records.length; });
+    counted.observe(document.getElementById(id), changes);
+  }
+}"""
+
+
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to its end; in a thread, as Playwright's own loop owns this one."""
     with ThreadPoolExecutor(max_workers=1) as worker:
@@ -554,6 +565,10 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     expect(page.get_by_role("button", name="Cancel", exact=True)).to_be_focused()
     assert dashboard.status(project_id)["status"] == "generating"
     page.get_by_role("button", name="Cancel", exact=True).click()
+    # A live region is said again at every assignment of its text: the cancel's burst of
+    # events (a clip.updated per clip, then project.finished) is to change each once.
+    expect(page.locator("#totals")).to_have_text("1 completed / 2 pending / 0 failed of 3 clips")
+    page.evaluate(COUNT_ASSIGNMENTS, ["totals", "finished"])
     page.get_by_role("button", name="Yes, cancel them").press("Enter")
 
     expect(page.locator("#finished")).to_have_text("Cancelled.")
@@ -572,6 +587,7 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(question).to_be_hidden()
     assert dashboard.status(project_id)["status"] == "cancelled"
+    assert page.evaluate("window.__assigned") == {"totals": 1, "finished": 1}
     dashboard.shot("cancelled")
     dashboard.assert_no_console_errors()
 

@@ -15,6 +15,12 @@ export function h(tag, props = {}, ...children) {
   return element;
 }
 
+/** Set an element's text only when it changes: a screen reader says a live region again
+ * at every assignment, the same text too. */
+export function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
 
 export function formatDate(value) {

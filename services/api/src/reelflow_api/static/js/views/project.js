@@ -6,7 +6,7 @@
 // While the WebSocket is down for more than a few seconds, a banner says so (and since when
 // the page shows what it shows), and the status is read again from REST every little while.
 
-import { h, formatCost, formatTime, formatTotals, plural } from '../dom.js';
+import { h, formatCost, formatTime, formatTotals, plural, setText } from '../dom.js';
 import { TERMINAL, apply, failedApart, failedClips, fromStatus, isFinished, videoUrl } from '../project-state.js';
 import { loadScenes, sceneLines } from '../scenes.js';
 
@@ -23,6 +23,10 @@ const PAUSED_AFTER_MS = 5000;
 /** how often the status is read again from REST while the WebSocket is down */
 const REFRESH_MS = 15000;
 
+/** the totals (a live region) change at most this often: a burst of events (a cancel, a
+ * reconnect's replay) is said once, as it ends */
+const TOTALS_EVERY_MS = 2000;
+
 const FINISHED_TEXT = {
   completed: 'Finished: every clip is ready.',
   partial: 'Finished, but some clips failed.',
@@ -36,6 +40,8 @@ export function mountProject(container, { api, live }, projectId) {
   let currentAt = null; // when what is drawn was last known current (null: nothing drawn yet)
   let pauseTimer = null;
   let refreshTimer = null;
+  let totalsTimer = null;
+  let totalsText = ''; // what the totals are to say once the timer fires
   let askingToCancel = false;
   let scenes = new Map(); // scene_index -> what the scene asked for (its prompt), once read
   const cards = new Map(); // scene_index -> {card, taskUuid, status}
@@ -114,22 +120,22 @@ export function mountProject(container, { api, live }, projectId) {
       return;
     }
     loading.hidden = true;
-    title.textContent = state.title || 'Untitled project';
+    setText(title, state.title || 'Untitled project');
     document.title = `${title.textContent} · reelflow`;
-    badge.textContent = state.status;
+    setText(badge, state.status);
     badge.className = `badge status-${state.status}`;
     const { counts } = state;
     // The API counts cancelled clips as failed too (the seed's map shows them so); said apart here.
     const apart = failedApart(counts);
     const failed = `${apart.failed} failed${apart.cancelled ? ` / ${apart.cancelled} cancelled` : ''}`;
-    totals.textContent = `${counts.completed} completed / ${counts.pending} pending / ${failed} of ${plural(counts.total_clips, 'clip')}`;
+    sayTotals(`${counts.completed} completed / ${counts.pending} pending / ${failed} of ${plural(counts.total_clips, 'clip')}`);
     const spent = formatTotals(state.cost);
-    cost.textContent = spent ? `Cost ${spent}` : '';
+    setText(cost, spent ? `Cost ${spent}` : '');
     const done = isFinished(state);
     // A question left open when the project finished is not asked again when a retry reopens it.
     if (done) askingToCancel = false;
     finished.hidden = !done;
-    finished.textContent = done ? (FINISHED_TEXT[state.status] ?? 'Finished.') : '';
+    setText(finished, done ? (FINISHED_TEXT[state.status] ?? 'Finished.') : '');
     finished.className = `finished status-${state.status}`;
     retry.hidden = failedClips(state).length === 0;
     retry.disabled = false;
@@ -137,13 +143,26 @@ export function mountProject(container, { api, live }, projectId) {
     cancel.disabled = false;
     // A cancel does not stop what Runware has, nor a submit in the project's first seconds
     // (docs/API.md, cancel): said before, and counted in the answer after.
-    cancelQuestion.textContent = `Cancel ${plural(counts.pending, 'unfinished clip')}? Clips already sent to Runware, and in the first seconds after creating a project every clip, are billed all the same.`;
+    setText(cancelQuestion, `Cancel ${plural(counts.pending, 'unfinished clip')}? Clips already sent to Runware, and in the first seconds after creating a project every clip, are billed all the same.`);
     const them = counts.pending === 1 ? 'it' : 'them';
-    confirmCancel.textContent = `Yes, cancel ${them}`;
-    keep.textContent = `No, keep ${them}`;
+    setText(confirmCancel, `Yes, cancel ${them}`);
+    setText(keep, `No, keep ${them}`);
     cancelConfirmation.hidden = done || !askingToCancel;
     confirmCancel.disabled = false;
     for (const clip of state.clips) drawClip(clip);
+  }
+
+  /** The totals: the first at once, then what they are at most every TOTALS_EVERY_MS. */
+  function sayTotals(text) {
+    totalsText = text;
+    if (!totals.textContent) {
+      setText(totals, text);
+    } else if (totalsTimer === null && totals.textContent !== text) {
+      totalsTimer = setTimeout(() => {
+        totalsTimer = null;
+        setText(totals, totalsText);
+      }, TOTALS_EVERY_MS);
+    }
   }
 
   /** Update a clip's card in place; its video element is made once per task and source, so it
@@ -249,7 +268,7 @@ export function mountProject(container, { api, live }, projectId) {
 
   function showPaused() {
     const text = currentAt ? `Live updates paused — showing status from ${formatTime(currentAt)}` : 'Live updates paused';
-    if (pausedText.textContent !== text) pausedText.textContent = text;
+    setText(pausedText, text);
   }
 
   const stopWatching = live.watch(projectId, (message) => show(apply(state, message)));
@@ -264,6 +283,7 @@ export function mountProject(container, { api, live }, projectId) {
     stopped = true;
     clearTimeout(pauseTimer);
     clearInterval(refreshTimer);
+    clearTimeout(totalsTimer);
     live.removeEventListener('state', onLiveState);
     stopScenes();
     stopWatching();

@@ -1,6 +1,6 @@
 // The tenant's projects, newest first, a page at a time (the list endpoint's cursor), live.
 
-import { h, formatDate, formatTotals } from '../dom.js';
+import { h, formatDate, formatTotals, setText } from '../dom.js';
 import { apply, failedApart, fromStatus } from '../project-state.js';
 import { usageSummary } from './usage.js';
 
@@ -46,8 +46,7 @@ export function mountProjects(container, { api, live }) {
     newer.disabled = cursors.length === 1;
     older.disabled = !page.next_cursor;
     older.onclick = () => { cursors.push(page.next_cursor); load(); };
-    const where = `Page ${cursors.length}`;
-    if (pageInfo.textContent !== where) pageInfo.textContent = where;
+    setText(pageInfo, `Page ${cursors.length}`);
     // The first or the last page: the button pressed is disabled, and the keyboard's place
     // goes to the top of the page it shows.
     if ((pressed === newer || pressed === older) && pressed.disabled) heading.focus();
