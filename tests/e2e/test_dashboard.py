@@ -256,6 +256,34 @@ def test_a_project_created_from_the_form_plays_every_clip_live(dashboard: Dashbo
     dashboard.assert_no_console_errors()
 
 
+def test_a_finished_clip_waits_to_be_played_when_less_motion_is_asked(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    page.emulate_media(reduced_motion="reduce")
+    project_id = dashboard.create("a tram [sim:latency=10]", title="Still")
+    run_async(_until_finished(dashboard, project_id))
+    dashboard.open(f"#/projects/{project_id}")
+    dashboard.sign_in()
+
+    video = clip(page, 0).locator("video")
+    expect(video).to_have_count(1)
+    # Loaded far enough to have started, were it to autoplay: it has not, and will not.
+    video.evaluate(
+        "v => new Promise((loaded) => v.readyState >= 3 ? loaded() : v.oncanplay = loaded)"
+    )
+    assert video.evaluate("v => [v.autoplay, v.loop, v.paused, v.currentTime]") == [
+        False,
+        False,
+        True,
+        0,
+    ]
+    # Played, it plays (muted here: a play() of a script's own must be, a person's need not).
+    video.evaluate("v => { v.muted = true; return v.play(); }")
+    page.wait_for_function("v => v.currentTime > 0 && !v.paused", arg=video.element_handle())
+    dashboard.assert_no_console_errors()
+
+
 def test_the_forms_placeholders_read_as_examples_or_defaults_never_as_values(
     dashboard: Dashboard,
 ) -> None:

@@ -328,11 +328,14 @@ function earlierText(attempts) {
 function media(clip) {
   const label = `Scene ${clip.scene_index}`;
   if (clip.status === 'success' && videoUrl(clip)) {
+    // Playing in a muted loop, unless the person asked for less motion: then it waits for
+    // them to play it (with its sound).
+    const moving = !matchMedia('(prefers-reduced-motion: reduce)').matches;
     const video = h('video', {
-      src: videoUrl(clip), controls: true, autoplay: true, loop: true, playsinline: true,
+      src: videoUrl(clip), controls: true, autoplay: moving, loop: moving, playsinline: true,
       preload: 'auto', 'aria-label': `${label} video`,
     });
-    video.muted = true; // the attribute alone does not mute a video made by script; autoplay needs it
+    video.muted = moving; // the attribute alone does not mute a video made by script; autoplay needs it
     return video;
   }
   if (TERMINAL.has(clip.status)) return h('div', { class: 'placeholder' }, STATUS_TEXT[clip.status]);
