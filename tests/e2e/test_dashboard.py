@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 import pytest
@@ -305,6 +305,56 @@ def test_the_forms_placeholders_read_as_examples_or_defaults_never_as_values(
         "el => getComputedStyle(el, '::placeholder').fontStyle"
     )
     assert style == "italic"
+    dashboard.assert_no_console_errors()
+
+
+#: the contrast ratio (WCAG 2) of two computed CSS colours, an alpha (a placeholder's opacity)
+#: laid over the second
+CONTRAST = """([front, back, alpha]) => {
+  const rgb = (css) => css.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const [f, b] = [rgb(front), rgb(back)];
+  const over = f.map((c, i) => c * alpha + b[i] * (1 - alpha));
+  const luminance = (c) => {
+    const linear = (v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4);
+    const [r, g, bl] = c.map((v) => linear(v / 255));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [x, y] = [luminance(over), luminance(b)].sort((p, q) => q - p);
+  return (x + 0.05) / (y + 0.05);
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_forms_fields_and_placeholders_stand_out_enough(
+    dashboard: Dashboard, scheme: Literal["light", "dark"]
+) -> None:
+    """WCAG: a field's edge 3:1 against what is around it and its own background, its
+    placeholder 4.5:1 (a placeholder is text to read)."""
+    page = dashboard.page
+    page.emulate_media(color_scheme=scheme)
+    dashboard.open("#/new")
+    dashboard.sign_in()
+    title = page.get_by_label("Title")
+    colours = title.evaluate(
+        """el => {
+          const field = getComputedStyle(el);
+          const placeholder = getComputedStyle(el, '::placeholder');
+          return {
+            border: field.borderTopColor, background: field.backgroundColor,
+            card: getComputedStyle(el.closest('.card')).backgroundColor,
+            placeholder: placeholder.color, opacity: Number(placeholder.opacity),
+          };
+        }"""
+    )
+
+    def contrast(front: str, back: str, alpha: float = 1.0) -> float:
+        ratio: float = page.evaluate(CONTRAST, [front, back, alpha])
+        return ratio
+
+    assert contrast(colours["border"], colours["card"]) >= 3, colours
+    assert contrast(colours["border"], colours["background"]) >= 3, colours
+    placeholder = contrast(colours["placeholder"], colours["background"], colours["opacity"])
+    assert placeholder >= 4.5, colours
     dashboard.assert_no_console_errors()
 
 
