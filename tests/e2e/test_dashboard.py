@@ -868,6 +868,33 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     dashboard.assert_no_console_errors()
 
 
+def test_a_long_title_in_the_list_takes_two_lines_on_a_phone_and_names_its_link_whole(
+    dashboard: Dashboard,
+) -> None:
+    page = dashboard.page
+    title = "A long walk along the river from the old docks to the lighthouse, " * 3
+    dashboard.create("a river [sim:hang]", title=title.strip())
+    page.set_viewport_size({"width": 320, "height": 640})
+    dashboard.open()
+    dashboard.sign_in()
+
+    link = page.get_by_role("link", name=title.strip(), exact=True)
+    expect(link).to_be_visible()
+    # Queried and measured at once: a live update may draw the row's link anew meanwhile.
+    lines = page.evaluate(
+        """() => {
+          const link = document.querySelector('.project-title');
+          const line = parseFloat(getComputedStyle(link).lineHeight);
+          return link.getBoundingClientRect().height / line;
+        }"""
+    )
+    assert round(lines) == 2, lines  # more than one line, and no more than two
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 0, "the page scrolls sideways on a phone"
+    dashboard.shot("long-title-phone")
+    dashboard.assert_no_console_errors()
+
+
 def test_a_project_that_is_not_there_offers_nothing_to_retry_or_cancel(
     dashboard: Dashboard,
 ) -> None:
