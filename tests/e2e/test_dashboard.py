@@ -658,7 +658,7 @@ def test_cancel_stops_the_unfinished_clips(dashboard: Dashboard) -> None:
         " cancelled in the first seconds after the project was created)."
     )
     expect(page.locator('.clip[data-status="cancelled"]')).to_have_count(2)
-    expect(page.locator(".meta .badge")).to_have_text("cancelled")
+    expect(page.locator(".meta .badge")).to_have_text("Cancelled")
     expect(page.locator("#totals")).to_have_text(
         "1 completed / 0 pending / 0 failed / 2 cancelled of 3 clips"
     )
@@ -784,7 +784,7 @@ def test_the_project_page_shows_its_rest_status_while_the_websocket_cannot_conne
     expect(page.locator("#live-status")).to_have_text("Reconnecting…")
     expect(clip(page, 0)).to_have_attribute("data-status", "success")
     expect(clip(page, 1)).to_have_attribute("data-status", re.compile("queued|processing"))
-    expect(page.locator(".meta .badge")).to_have_text("generating")
+    expect(page.locator(".meta .badge")).to_have_text("Generating")
     expect(page.locator("#totals")).to_have_text("1 completed / 2 pending / 0 failed of 3 clips")
     banner = page.locator("#paused")
     paused = r"^Live updates paused — showing status from \d\d?:\d\d( [AP]M)? \S+Reconnect now$"
@@ -828,8 +828,10 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     rows = page.locator(".project-row")
     expect(rows).to_have_count(20)
     expect(rows.first.locator(".project-title")).to_have_text("the newest")
-    expect(rows.first.locator(".badge")).to_have_text("generating")
-    expect(rows.nth(1).locator(".badge")).to_have_text("completed", timeout=DEADLINE_MS)
+    expect(rows.first.locator(".badge")).to_have_text("Generating")
+    # A time says its zone: the API's days and months are UTC ones, the page's times local.
+    expect(rows.first.locator("time")).to_have_text(re.compile(r"\d:\d\d [AP]M \S+$"))  # en-US
+    expect(rows.nth(1).locator(".badge")).to_have_text("Completed", timeout=DEADLINE_MS)
     # Another client (here: the API directly) changes the project; the row follows live,
     # and a keyboard user's place on it stays where it was.
     rows.first.locator(".project-title").focus()
@@ -838,7 +840,7 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
         headers={"Authorization": f"Bearer {dashboard.key}"},
     )
     assert cancelled.status_code == 202
-    expect(rows.first.locator(".badge")).to_have_text("cancelled")
+    expect(rows.first.locator(".badge")).to_have_text("Cancelled")
     # Cancelled clips apart from failed ones, live and as the list answer has them (below).
     cancelled_counts = "0 done · 0 pending · 0 failed · 1 cancelled of 1"
     expect(rows.first.locator(".counts")).to_have_text(cancelled_counts)
@@ -864,6 +866,7 @@ def test_projects_list_pages_and_updates_live(dashboard: Dashboard) -> None:
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(f"#/projects/{newest}$"))
     expect(page.get_by_role("heading", name="the newest")).to_be_focused()
+    expect(page.locator(".meta .badge")).to_have_text("Cancelled")  # the list's word
     dashboard.assert_same_document()
     dashboard.assert_no_console_errors()
 
@@ -1032,9 +1035,9 @@ def test_an_earlier_tasks_stored_copy_is_that_tasks_only(dashboard: Dashboard) -
 
 
 def cost_text(status: dict[str, Any]) -> str:
-    """What the page shows for a project's cost totals, from the API's answer."""
-    usd = status["cost"]["usd"]
-    return f"Cost ${usd:.{3 if usd < 0.1 else 2}f}"
+    """What the page shows for a project's cost totals, from the API's answer: to the cent,
+    as the CLI and reelflow-admin print dollars."""
+    return f"Cost ${status['cost']['usd']:,.2f}"
 
 
 async def _until_finished(dashboard: Dashboard, project_id: str) -> None:
@@ -1068,7 +1071,7 @@ def test_the_projects_page_shows_what_this_month_cost(dashboard: Dashboard) -> N
 
     usage = dashboard.page.locator(".usage")
 
-    spent = f"${usd:.{3 if usd < 0.1 else 2}f}"
+    spent = f"${usd:,.2f}"
     expect(usage).to_contain_text("This month (")
     line = rf"This month \(\d{{4}}-\d\d\): {re.escape(spent)} · today {re.escape(spent)}"
     expect(usage).to_have_text(re.compile(f"^{line}$"))

@@ -129,7 +129,7 @@ def test_a_422_that_lists_only_the_first_errors_says_how_many_more_there_are(
             ),
             7,
             "refused by the limit daily_budget_usd: the daily budget of $5.00 has $0.10 left;"
-            " this needs $0.40 (resets at 2026-12-05T00:00:00Z)",
+            " this needs $0.40 (resets at 2026-12-05 00:00 UTC)",
             id="402-budget",
         ),
         pytest.param(

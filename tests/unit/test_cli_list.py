@@ -34,8 +34,8 @@ def listed(width: int, *, terminal: bool = True) -> list[str]:
 @pytest.mark.parametrize(
     ("width", "columns", "cells"),
     [
-        (200, ["project", "title", "status", "clips", "created"], ["1/3", "2026-12-04", "10:11"]),
-        (100, ["project", "title", "status", "clips", "created"], ["Trip", "10:11"]),
+        (200, ["project", "title", "status", "clips", "created"], ["1/3", "2026-12-04 10:11 UTC"]),
+        (100, ["project", "title", "status", "clips", "created"], ["Trip", "10:11 UTC"]),
         (90, ["project", "title", "status", "clips", "created"], ["Trip", "2026-12-04"]),
         (80, ["project", "title", "status", "clips"], ["Trip", "1/3"]),
         (70, ["project", "status", "clips"], ["1/3"]),
@@ -59,7 +59,7 @@ def test_in_a_pipe_every_line_is_whole_whatever_the_width() -> None:
 
     assert header.split() == ["project", "title", "status", "clips", "created"]
     assert f"  {ITEM['title']}  " in row
-    assert row.endswith("1/3 done, 1 failed  2026-12-04 10:11")
+    assert row.endswith("1/3 done, 1 failed  2026-12-04 10:11 UTC")
 
 
 def test_cancelled_clips_are_listed_apart_from_failed_ones() -> None:
@@ -110,3 +110,19 @@ def test_the_next_page_command_keeps_the_page_size(
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[-1] == command
+
+
+@pytest.mark.parametrize(
+    ("created_at", "shown"),
+    [
+        ("2026-12-04T10:11:12Z", "2026-12-04 10:11 UTC"),
+        ("2026-12-04T11:11:12+01:00", "2026-12-04 10:11 UTC"),  # the same moment, in UTC
+        ("not a time", "not a time"),
+    ],
+)
+def test_a_creation_time_is_said_in_utc(created_at: str, shown: str) -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=False, color_system=None)
+    project_list(console, {"items": [ITEM | {"created_at": created_at}]})
+
+    assert out.getvalue().splitlines()[1].endswith(f"  {shown}")

@@ -19,6 +19,7 @@ from reelflow_cli.errors import (
     Unauthorized,
     Unreachable,
 )
+from reelflow_cli.times import utc_minute
 
 TIMEOUT_S = 30.0
 
@@ -169,7 +170,7 @@ def _refused_by_limit(answer: httpx.Response, problem: Json, detail: str) -> Cli
     refused = f"refused by the limit {problem['limit']}: {detail}"
     if answer.status_code == 429:
         return TryLater(f"{refused}{_later(answer)}")
-    resets = f" (resets at {problem['resets_at']})" if problem.get("resets_at") else ""
+    resets = f" (resets at {utc_minute(problem['resets_at'])})" if problem.get("resets_at") else ""
     return LimitRefused(f"{refused}{resets}")
 
 

@@ -16,6 +16,7 @@ from rich.table import Column, Table
 
 from reelflow_cli.client import video_link
 from reelflow_cli.project import ClipState, ProjectState
+from reelflow_cli.times import utc_minute
 
 STYLES = {
     "queued": "dim",
@@ -279,7 +280,7 @@ def project_list(
             "title": item.get("title") or "",
             "status": item["status"],
             "clips": clips_done(item),
-            "created": str(item.get("created_at", ""))[:16].replace("T", " "),
+            "created": utc_minute(item["created_at"]) if item.get("created_at") else "",
         }
         for item in items
     ]
@@ -309,7 +310,7 @@ def _list_table(rows: list[dict[str, str]], widths: Mapping[str, int | None]) ->
         pad_edge=False,
     )
     for row in rows:
-        # A shortened creation time is its date; a shortened title ends in an ellipsis.
+        # A shortened creation time is its (UTC) date; a shortened title ends in an ellipsis.
         cells = {name: shown(text) for name, text in row.items()} | {
             "status": styled(row["status"]),
             "created": shown(row["created"][: widths.get("created")]),
@@ -444,7 +445,7 @@ def usage(console: Console, report: Json) -> None:
         f" {month['known_cost_clips']} priced clip(s){note}, {month['projects']} project(s)",
         highlight=False,
     )
-    table = Table("day", "spent", "priced", "unpriced", "projects", box=None, pad_edge=False)
+    table = Table("UTC day", "spent", "priced", "unpriced", "projects", box=None, pad_edge=False)
     for day in report["days"]:
         table.add_row(
             day["period"],

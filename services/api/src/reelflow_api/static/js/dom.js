@@ -21,8 +21,13 @@ export function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
 }
 
-const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+// Times are the browser's own, with their zone said: the API's days and months (spend,
+// budgets) are UTC ones, and a time without its zone reads as either.
+const dateTime = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric', month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit', timeZoneName: 'short',
+});
 
+/** A date and time, with its zone: "Dec 4, 2026, 10:11 AM UTC". */
 export function formatDate(value) {
   return value ? dateTime.format(new Date(value)) : '';
 }
@@ -34,9 +39,12 @@ export function formatTime(value) {
   return value ? timeOfDay.format(new Date(value)) : '';
 }
 
-/** A cost in USD, as Runware reports it. */
+const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+
+/** A dollar amount, as every reelflow tool prints one (the CLI's and reelflow-admin's
+ * ``$1,234.50``): to the cent. */
 export function formatCost(cost) {
-  return typeof cost === 'number' ? `$${cost.toFixed(cost < 0.1 ? 3 : 2)}` : '';
+  return typeof cost === 'number' ? usd.format(cost) : '';
 }
 
 /** A project's cost totals ({usd, known, unknown}): "$1.20", "$1.20 + 1 unpriced", or ''. */
@@ -45,6 +53,20 @@ export function formatTotals(cost) {
   const parts = cost.known ? [formatCost(cost.usd)] : [];
   if (cost.unknown) parts.push(`${cost.unknown} unpriced`);
   return parts.join(' + ');
+}
+
+/** A project's status (the API's word, which names its badge's class) as the dashboard says
+ * it, on every page. */
+const PROJECT_STATUS_TEXT = {
+  generating: 'Generating',
+  completed: 'Completed',
+  partial: 'Partly done',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+};
+
+export function projectStatusText(status) {
+  return PROJECT_STATUS_TEXT[status] ?? status;
 }
 
 export function plural(count, word) {

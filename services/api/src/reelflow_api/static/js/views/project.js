@@ -6,7 +6,7 @@
 // While the WebSocket is down for more than a few seconds, a banner says so (and since when
 // the page shows what it shows), and the status is read again from REST every little while.
 
-import { h, formatCost, formatTime, formatTotals, plural, setText } from '../dom.js';
+import { h, formatCost, formatTime, formatTotals, plural, projectStatusText, setText } from '../dom.js';
 import { TERMINAL, apply, failedApart, failedClips, fromStatus, isFinished, videoUrl } from '../project-state.js';
 import { loadScenes, sceneLines } from '../scenes.js';
 
@@ -122,7 +122,7 @@ export function mountProject(container, { api, live }, projectId) {
     loading.hidden = true;
     setText(title, state.title || 'Untitled project');
     document.title = `${title.textContent} · reelflow`;
-    setText(badge, state.status);
+    setText(badge, projectStatusText(state.status));
     badge.className = `badge status-${state.status}`;
     const { counts } = state;
     // The API counts cancelled clips as failed too (the seed's map shows them so); said apart here.

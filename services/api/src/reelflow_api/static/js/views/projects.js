@@ -1,6 +1,6 @@
 // The tenant's projects, newest first, a page at a time (the list endpoint's cursor), live.
 
-import { h, formatDate, formatTotals, setText } from '../dom.js';
+import { h, formatDate, formatTotals, projectStatusText, setText } from '../dom.js';
 import { apply, failedApart, fromStatus } from '../project-state.js';
 import { usageSummary } from './usage.js';
 
@@ -97,7 +97,7 @@ function rowContent(state) {
   return [
     h('a', { class: 'project-title', href: `#/projects/${encodeURIComponent(state.id)}` },
       state.title || 'Untitled project'),
-    h('span', { class: `badge status-${state.status}` }, state.status),
+    h('span', { class: `badge status-${state.status}` }, projectStatusText(state.status)),
     h('span', { class: 'counts' }, countsText(counts)),
     h('span', { class: 'cost' }, formatTotals(state.cost)),
     h('time', { datetime: state.createdAt ?? '' }, formatDate(state.createdAt)),
