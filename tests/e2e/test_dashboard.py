@@ -905,7 +905,13 @@ def test_a_project_that_is_not_there_offers_nothing_to_retry_or_cancel(
     dashboard.open("#/projects/3f6c1a2e-8b4d-4e7a-9c1f-000000000000")
     dashboard.sign_in()
 
-    expect(page.get_by_text("No such project.")).to_be_visible(timeout=DEADLINE_MS)
+    # Said (an alert), and the page's heading and title say it too, not "Project".
+    expect(page.get_by_role("alert")).to_have_text(
+        "No such project: there is none with this id for your API key.", timeout=DEADLINE_MS
+    )
+    expect(page.get_by_role("heading", level=1)).to_have_text("No such project")
+    expect(page).to_have_title("No such project · reelflow")
+    expect(page.get_by_text("Loading…")).to_be_hidden()
     expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
     expect(page.get_by_role("button", name="Retry failed")).to_be_hidden()
     dashboard.assert_no_console_errors(failed_load(404))

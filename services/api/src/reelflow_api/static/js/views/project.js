@@ -75,6 +75,9 @@ export function mountProject(container, { api, live }, projectId) {
   const actionResult = h('p', { class: 'muted', id: 'action-result', tabindex: '-1' });
   const grid = h('ol', { class: 'clips', 'aria-label': 'Clips' });
   const loading = h('p', { class: 'muted' }, 'Loading…');
+  // Why the project cannot be shown: said at once (an alert in the page from the start, so
+  // what is put in it is read out).
+  const problem = h('p', { class: 'alert', id: 'problem', role: 'alert' });
   // Down, the topbar's live status says "Reconnecting…" (a live region); this says what it means.
   const pausedText = h('span');
   const reconnect = h('button', { type: 'button', onclick: () => live.retryNow() }, 'Reconnect now');
@@ -84,7 +87,7 @@ export function mountProject(container, { api, live }, projectId) {
     h('p', {}, h('a', { href: '#/' }, '← Projects')),
     h('div', { class: 'page-head' }, h('div', {}, title, h('div', { class: 'meta' }, badge, cost)),
       h('div', { class: 'actions' }, retry, cancel)),
-    paused, cancelConfirmation, actionResult, totals, finished, actionError, loading, grid,
+    paused, cancelConfirmation, actionResult, totals, finished, actionError, loading, problem, grid,
   );
 
   function askToCancel(asking) {
@@ -113,13 +116,17 @@ export function mountProject(container, { api, live }, projectId) {
   function draw() {
     if (!state) return;
     if (state.missing && state.seq === undefined) {
-      loading.textContent = 'No such project.';
+      loading.hidden = true;
+      setText(title, 'No such project');
+      document.title = 'No such project · reelflow';
+      setText(problem, 'No such project: there is none with this id for your API key.');
       retry.hidden = true;
       cancel.hidden = true;
       cancelConfirmation.hidden = true;
       return;
     }
     loading.hidden = true;
+    setText(problem, '');
     setText(title, state.title || 'Untitled project');
     document.title = `${title.textContent} · reelflow`;
     setText(badge, projectStatusText(state.status));
@@ -231,7 +238,7 @@ export function mountProject(container, { api, live }, projectId) {
     } catch (error) {
       if (stopped || state) return; // what is drawn stays; the WebSocket keeps it up to date
       if (error.status === 404) show({ missing: true });
-      else loading.textContent = `The project could not be read: ${error.message}`;
+      else setText(problem, `The project could not be read: ${error.message}`);
       return;
     }
     if (stopped) return;
