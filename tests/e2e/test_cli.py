@@ -378,6 +378,47 @@ def test_errors_are_one_clear_message_and_an_exit_code(
     assert "Traceback" not in answer.stderr + answer.stdout
 
 
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(env: dict[str, str]) -> None:
+    """``reelflow list | head -1`` whose head has exited: no message, and not 1 (clips
+    failed) but 141, as a shell says of a program SIGPIPE ended."""
+    created(env, "one [sim:hang]", title="piped")
+    reader, writer = os.pipe()
+    os.close(reader)  # gone before the command writes a line: every write fails (EPIPE)
+    try:
+        listed = subprocess.run(
+            [REELFLOW, "list"],
+            env=env,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=PROCESS_DEADLINE_S,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+    assert listed.returncode == 141
+    assert listed.stderr == ""
+
+
+def test_help_in_a_pipe_is_plain_text(env: dict[str, str]) -> None:
+    helped = reelflow(env, "--help")
+
+    assert helped.returncode == 0, helped.stderr
+    assert helped.stdout.startswith("Usage: reelflow [OPTIONS] COMMAND [ARGS]...")
+    assert not set(helped.stdout) & set("─│╭╮╰╯"), helped.stdout
+    # Each command's whole summary: cancel's says what is billed all the same.
+    text = " ".join(helped.stdout.split())
+    assert (
+        "cancel Stop every clip that has not finished. A clip Runware has started is billed"
+        " all the same."
+    ) in text
+    # At a terminal, rich's panels.
+    screen, status = in_terminal(env, "--help")
+    assert status == 0
+    assert any(line.startswith("╭─ Commands") for line in screen), screen
+
+
 def test_the_config_file_is_read_when_the_environment_is_silent(
     env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import httpx
@@ -202,5 +203,25 @@ def test_the_help_names_every_exit_code() -> None:
     assert (
         "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable, 4 API key"
         " missing or refused, 5 no such project, 6 other server error, 7 refused by a limit"
-        " or budget, 8 busy or too much in flight: try again later."
+        " or budget, 8 busy or too much in flight: try again later. 141 (128 + SIGPIPE): the"
+        " output's reader went away (| head)."
     ) in text
+
+
+class _ClosedPipe(io.StringIO):
+    """A stdout whose reader went away (``| head``): every write fails."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_goes_away_ends_the_command_with_141_and_no_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(cli, "out", type(cli.out)(file=_ClosedPipe()))
+    listed = httpx.Response(200, json={"items": [], "next_cursor": None})
+
+    exit_code, stderr = run(monkeypatch, listed, "list")
+
+    assert exit_code == 141  # not 1: that says clips failed
+    assert stderr == ""

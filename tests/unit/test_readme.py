@@ -283,6 +283,6 @@ def test_the_label_values_the_readme_names_are_the_ones_the_code_counts() -> Non
 def test_the_readme_lists_every_exit_code_of_the_cli() -> None:
     start = README.index("exits with a code a script can test:")
     listed = README[start : README.index("`reelflow --help` lists them", start)]
-    named = {int(code) for code in re.findall(r"(?:[:;,]\s)(\d)\s", listed)}
+    named = {int(code) for code in re.findall(r"(?:[:;,]\s)(\d+)\s", listed)}
     codes = {value for name, value in vars(cli_errors).items() if name.startswith("EXIT_")}
     assert named == codes

@@ -6,14 +6,19 @@ unreachable; 4 no API key, or one that is not accepted; 5 no such project;
 6 any other server error; 7 refused by the tenant's limits (a budget, a model
 or a number of scenes not allowed): waiting does not help soon; 8 refused for
 now (too many clips in flight, too many requests, a busy server): try again
-after the wait it names.
+after the wait it names; 141 the reader of the output went away (``| head``), as a
+program SIGPIPE ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
+import inspect
 import json
+import os
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +30,13 @@ from rich.console import Console
 from reelflow_cli import render
 from reelflow_cli.client import Client, download, video_link
 from reelflow_cli.config import load_config, require_key
-from reelflow_cli.errors import EXIT_FAILED_CLIPS, EXIT_SERVER_ERROR, CliError, NotFound
+from reelflow_cli.errors import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED_CLIPS,
+    EXIT_SERVER_ERROR,
+    CliError,
+    NotFound,
+)
 from reelflow_cli.watch import watch as watch_project
 
 P = ParamSpec("P")
@@ -43,15 +54,26 @@ app = typer.Typer(
         "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable,"
         " 4 API key missing or refused, 5 no such project, 6 other server error,"
         " 7 refused by a limit or budget, 8 busy or too much in flight: try again later."
+        " 141 (128 + SIGPIPE): the output's reader went away (| head)."
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
+
+class _Console(Console):
+    """rich's console, but a reader that went away (``| head``) ends the command as
+    :func:`_errors_as_exit_codes` says (141), not with rich's exit 1 (which says clips failed)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
 # A pipe or a log gets whole lines: a terminal wraps them itself, rich would at 80 columns.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+out = _Console(soft_wrap=True)
+err = _Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 ProjectId = Annotated[str, typer.Argument(help="The project's id.", show_default=False)]
@@ -63,7 +85,8 @@ def _client() -> Client:
 
 
 def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
-    """A ``CliError`` becomes one line on stderr and its exit code; Ctrl-C exits 130."""
+    """A ``CliError`` becomes one line on stderr and its exit code; Ctrl-C exits 130; the
+    output's reader gone (``| head``) exits 141, saying nothing."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -74,15 +97,34 @@ def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _drop_stdout()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
     return run
 
 
+def _drop_stdout() -> None:
+    """Send what stdout still holds nowhere: flushed at exit into the closed pipe, it would
+    fail again, with a message on stderr."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # a stdout that is no file (a test's): nothing to flush there
+        pass
+
+
 def _command(name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, R]]:
-    """Register a command whose ``CliError`` ends in a message and an exit code."""
+    """Register a command whose ``CliError`` ends in a message and an exit code.
+
+    The list of commands shows each one's whole first paragraph, in rich help and in plain
+    help alike (click's own would cut it at its first sentence: cancel's says what is billed).
+    """
 
     def register(function: Callable[P, R]) -> Callable[P, R]:
-        app.command(name=name)(_errors_as_exit_codes(function))
+        summary = " ".join(inspect.cleandoc(function.__doc__ or "").partition("\n\n")[0].split())
+        app.command(name=name, short_help=summary or None)(_errors_as_exit_codes(function))
         return function
 
     return register

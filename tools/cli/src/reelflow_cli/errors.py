@@ -11,6 +11,10 @@ EXIT_NOT_FOUND = 5
 EXIT_SERVER_ERROR = 6
 EXIT_LIMIT = 7
 EXIT_TRY_LATER = 8
+#: the reader of the output went away (``reelflow list | head -1``): nothing more is printed,
+#: and the exit status is the one a shell gives a program SIGPIPE ended (128 + 13), as
+#: git's and coreutils' are; not 1, which says clips failed
+EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
