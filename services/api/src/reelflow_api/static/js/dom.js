@@ -39,10 +39,13 @@ export function formatTime(value) {
   return value ? timeOfDay.format(new Date(value)) : '';
 }
 
-const usd = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+const usd = new Intl.NumberFormat('en-US', {
+  style: 'currency', currency: 'USD', minimumFractionDigits: 2, maximumFractionDigits: 4,
+});
 
-/** A dollar amount, as every reelflow tool prints one (the CLI's and reelflow-admin's
- * ``$1,234.50``): to the cent. */
+/** A dollar amount, as every reelflow tool prints one (the CLI's and reelflow-admin's):
+ * cents always, up to four decimals when they are not zero ($5.00, $23.234, $0.0013,
+ * $1,234.50). */
 export function formatCost(cost) {
   return typeof cost === 'number' ? usd.format(cost) : '';
 }
