@@ -495,20 +495,34 @@ async def test_a_stale_chain_stops_at_its_renewal(world: World, check: CheckHand
     assert world.publisher.sent == []  # no next check: the live chain goes on alone
 
 
-async def test_task_still_processing_at_the_ceiling_times_out(
-    world: World, check: CheckHandler
+async def test_task_still_processing_at_the_ceiling_times_out_and_is_followed_on_late(
+    world: World, check: CheckHandler, settings: Settings
 ) -> None:
     project = await world.processing(await world.new_project("a fox [sim:hang]"))
+    decided = await world.check_of(project, check=40, age_s=MAX_AGE_S + 1)
 
-    await check(await world.check_of(project, check=40, age_s=MAX_AGE_S + 1))
+    await check(decided)
 
     after = await world.project(project.id)
-    error = after.clips[0].error
-    assert after.clips[0].status is ClipStatus.FAILED
+    clip = after.clips[0]
+    error = clip.error
+    assert clip.status is ClipStatus.FAILED
     assert error is not None
     assert error["code"] == TIMED_OUT
     assert after.status is ProjectStatus.FAILED
-    assert world.publisher.sent == []
+    # Runware never said it failed: the same chain follows the task on, slowly, under a
+    # lease in its attempt, up to late_follow_s after the ceiling.
+    followed = clip.attempts[clip.task_uuid]
+    assert followed.status is ClipStatus.FAILED
+    assert followed.follow_until is not None
+    assert followed.lease is not None
+    assert followed.lease.token == decided.token
+    (late,) = world.publisher.sent_to(CHECK_CLIP)
+    assert late.follow_until == followed.follow_until
+    assert late.lease_until == followed.lease.until
+    assert late.check == 1
+    window_s = (followed.follow_until - utcnow()).total_seconds()
+    assert settings.late_follow_s - 10 < window_s <= settings.late_follow_s
 
 
 async def test_a_get_response_that_errors_forever_ends_at_the_ceiling_with_the_error(

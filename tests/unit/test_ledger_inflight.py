@@ -86,6 +86,20 @@ def test_a_charge_a_cancel_moved_with_its_running_task_is_in_flight_until_its_fo
     assert in_flight(ended, ["c2:t2"], now=NOW) == 0
 
 
+def test_a_charge_a_timed_out_clips_late_follow_holds_is_in_flight_until_that_follow_ends() -> None:
+    followed = Attempt(status=ClipStatus.FAILED, charge=charge("c2"), follow_until=NOW)
+    timed_out = clip(ClipStatus.FAILED, charge=None, attempts={"t2": followed})
+
+    held = held_by(timed_out, updated_at=RECENT)
+
+    assert held == [Held(key="c2:t2", ended_at=None)]
+    assert in_flight(held, [], now=NOW) == 1
+    ended = followed.model_copy(update={"completed_at": RECENT, "end_recorded": True})
+    done = held_by(timed_out.model_copy(update={"attempts": {"t2": ended}}), updated_at=RECENT)
+    assert done == [Held(key="c2:t2", ended_at=RECENT)]
+    assert in_flight(done, ["c2:t2"], now=NOW) == 0
+
+
 def test_a_charge_a_cancel_moved_with_a_queued_task_is_in_flight_until_its_chain_says() -> None:
     waiting = Attempt(status=ClipStatus.QUEUED, charge=charge("c2"))
     cancelled = clip(ClipStatus.CANCELLED, charge=None, attempts={"t2": waiting})

@@ -3,6 +3,8 @@ each such task once, a reserved one never (its reservation and settlements count
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from reelflow_common.accounting.ledger import Charge
@@ -16,6 +18,8 @@ CHARGE = Charge(id="c", usd=ESTIMATE, day="2026-12-05", month="2026-12")
 OTHER = Charge(id="o", usd=ESTIMATE, day="2026-12-05", month="2026-12")
 #: reserved without an estimate (an in-flight limit only, before every reservation held one)
 FREE = Charge(id="f", usd=0.0, day="2026-12-05", month="2026-12")
+#: the end of a late follow (a timed-out clip's task followed on)
+T = datetime(2026, 12, 6, tzinfo=UTC)
 
 
 def clip(status: ClipStatus, **fields: object) -> ClipState:
@@ -94,6 +98,31 @@ def clip(status: ClipStatus, **fields: object) -> ClipState:
             ),
             0.55,
             id="a-late-video-with-no-charge-to-bill-it-on",
+        ),
+        pytest.param(
+            clip(
+                ClipStatus.FAILED, attempts={"t": Attempt(status=ClipStatus.FAILED, follow_until=T)}
+            ),
+            ESTIMATE,
+            id="a-timed-out-task-followed-late-runware-may-still-bill",
+        ),
+        pytest.param(
+            clip(
+                ClipStatus.FAILED,
+                attempts={
+                    "t": Attempt(status=ClipStatus.FAILED, follow_until=T, end_recorded=True)
+                },
+            ),
+            0.0,
+            id="a-late-follow-ended-without-a-video",
+        ),
+        pytest.param(
+            clip(
+                ClipStatus.FAILED,
+                attempts={"t": Attempt(status=ClipStatus.FAILED, follow_until=T, charge=CHARGE)},
+            ),
+            0.0,
+            id="a-late-follow-holding-the-clips-charge",
         ),
         pytest.param(clip(ClipStatus.PROCESSING, charge=FREE), ESTIMATE, id="held-at-0"),
         pytest.param(clip(ClipStatus.SUCCESS, charge=FREE), ESTIMATE, id="settled-at-0-unpriced"),

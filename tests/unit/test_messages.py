@@ -16,6 +16,7 @@ from reelflow_common.messages import (
     AttemptSucceeded,
     AttemptView,
     CheckClip,
+    CheckClips,
     CheckHintedTasks,
     ClipStored,
     ClipUpdated,
@@ -247,3 +248,14 @@ def test_a_check_carries_no_field_a_poller_of_the_release_before_would_refuse() 
 
     assert "tenant_id" not in check.model_dump()
     assert "tenant_id" not in check.headers()
+
+
+def test_a_check_says_it_is_a_late_follow_only_when_it_is_one() -> None:
+    """``follow_until`` is left out of every other check: a poller of the release before, which
+    refuses the field, takes them all; only a late follow's check (a poller's) carries it."""
+    check = first_check(submit(), submitted_at=T0, lease_until=T0, webhooks=False)
+    late = check.model_copy(update={"follow_until": T0})
+
+    assert "follow_until" not in check.model_dump_json()
+    assert "follow_until" not in CheckClips(checks=[check, check]).model_dump_json()
+    assert CheckClip.model_validate_json(late.model_dump_json()).follow_until == T0

@@ -224,3 +224,33 @@ def test_progress_is_stored_once_per_step(
     progress: int | None, seen_before: int | None, step: int, stored: int | None
 ) -> None:
     assert progress_to_store(progress, seen_before=seen_before, step=step) == stored
+
+
+def test_the_ceiling_is_followed_late_and_a_late_follow_ends_at_its_own_end() -> None:
+    late = Policy(max_age_s=7200, not_found_grace_s=120, late_follow_s=86_400)
+
+    # The clip's ceiling: recorded (timedOut), its task followed on for the late follow.
+    decision = late.decide(_processing(), watch(7200))
+    assert isinstance(decision, Record)
+    assert decision.result.code == TIMED_OUT  # type: ignore[union-attr]
+    assert decision.late_follow_s == 86_400
+    assert POLICY.decide(_processing(), watch(7200)) == Record(  # no late follow
+        POLICY.timed_out(watch(7200), None)
+    )
+    # A late follow keeps going past the clip's ceiling, up to its own end, its last word.
+    following = watch(10_000, ceiling_s=90_000)
+    assert late.decide(_processing(), following) == Keep(progress=None)
+    ended = late.decide(_processing(), watch(90_000, ceiling_s=90_000))
+    assert isinstance(ended, Record)
+    assert ended.late_follow_s == 0
+    assert "late follow is over" in ended.result.message  # type: ignore[union-attr]
+    # Runware's own word ends it at once: a video, a failure, not found.
+    assert isinstance(late.decide(_failed("taskFailedOrNotFound"), following), Record)
+
+
+def test_a_late_follows_checks_grow_to_their_cap_and_never_pass_its_end() -> None:
+    late = Policy(max_age_s=7200, not_found_grace_s=120, late_follow_s=86_400)
+
+    assert [late.late_check_s(n, left_s=86_400) for n in range(5)] == [300, 600, 1200, 1800, 1800]
+    assert late.late_check_s(3, left_s=42.0) == 42.0
+    assert late.late_check_s(3, left_s=-1.0) == 0.0

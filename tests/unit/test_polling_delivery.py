@@ -104,6 +104,27 @@ async def test_a_delay_between_rungs_never_waits_past_it_and_says_when_it_is_due
     assert message.due_at == T0 + timedelta(seconds=44.2)
 
 
+async def test_a_late_follows_check_waits_past_the_top_rung_through_hops() -> None:
+    """No check waits longer than the ladder's top rung, but a late follow's (a task followed
+    on after its clip timed out), whose checks are up to half an hour apart."""
+    wire, now = Wire(), T0
+    late = check().model_copy(update={"follow_until": T0 + timedelta(days=1)})
+    await send_check(wire, late, delay_s=1800.0, now=now)  # type: ignore[arg-type]
+    hops = 0
+    while True:
+        _, message, ttl = wire.sent.pop()
+        assert isinstance(message, CheckClip)
+        assert ttl == LADDER.cap_s
+        now += timedelta(seconds=ttl)
+        wait_s = not_yet_due_s(wire, message, now)  # type: ignore[arg-type]
+        if wait_s is None:
+            break
+        hops += 1
+        await send_check(wire, message, delay_s=wait_s, now=now)  # type: ignore[arg-type]
+
+    assert ((now - T0).total_seconds(), hops) == (1800.0, 5)
+
+
 def test_a_check_without_a_due_time_is_made_when_it_comes() -> None:
     assert not_yet_due_s(Wire(), check(), T0) is None  # type: ignore[arg-type]
 

@@ -16,7 +16,7 @@ import pytest
 from reelflow_common.accounting.ledger import Charge, Settlement
 from reelflow_common.domain import ClipRequest, ClipStatus, CostTotals, Counts, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
-from reelflow_common.store import ClipState, NewProject, TaskFailed, TaskSucceeded
+from reelflow_common.store import ClipState, Lease, NewProject, TaskFailed, TaskSucceeded
 from reelflow_common.store.documents import new_project_document, project_from_document
 from reelflow_common.store.eventlog import LogHead, materialize
 from reelflow_common.store.transitions import (
@@ -1587,3 +1587,172 @@ def test_a_retry_is_guarded_on_the_owed_list_as_read() -> None:
     assert matches(doc, guarded.filter)
     read_again = owing.owing_as_read(rewatch, ["1:c1:t1"])
     assert step(owed_since, read_again)["clips"]["0"]["status"] == "processing"
+
+
+# --- the late follow of a task our ceiling gave up on ----------------------------------------
+
+TIMED_OUT = TaskFailed(code=retries.TIMED_OUT, message="no end in time")
+FOLLOW_UNTIL = T0 + timedelta(hours=24)
+
+
+def timed_out_followed(doc: dict[str, Any], *, token: str = "k0") -> Write:  # noqa: S107
+    """Our ceiling on the processing clip 0 of chain ``token`` (as :meth:`ProjectStore.time_out`
+    builds it from the clip as read): its task followed late by that chain."""
+    clip = clip_of(doc, 0)
+    followed = clip.model_copy(
+        update={"status": ClipStatus.FAILED, "lease": Lease(token=token, until=T0 + LEASE)}
+    ).as_attempt()
+    return to_terminal(
+        0, TIMED_OUT, token=token, follow=followed.model_copy(update={"follow_until": FOLLOW_UNTIL})
+    )
+
+
+def late_at(doc: dict[str, Any], result: Any, now: datetime) -> Write | None:
+    return lateresults.late_result(
+        "p1", clip_of(doc, 0), "t0", result, now=now, correlation_id=None, log_size=LOG
+    )
+
+
+def test_the_ceiling_fails_the_clip_and_its_task_stays_followed_late_with_its_charge() -> None:
+    doc = charged_processing()
+
+    write = timed_out_followed(doc)
+    after = step(doc, write)
+
+    clip = clip_of(after, 0)
+    assert (clip.status, clip.lease, clip.charge) == (ClipStatus.FAILED, None, None)
+    assert clip.error == {"code": retries.TIMED_OUT, "message": "no end in time"}
+    followed = clip.attempts["t0"]
+    assert (followed.status, followed.follow_until, followed.submitted_at) == (
+        ClipStatus.FAILED,
+        FOLLOW_UNTIL,
+        T0,
+    )
+    assert followed.lease == Lease(token="k0", until=T0 + LEASE)
+    assert followed.charge == Charge.model_validate(CHARGE)
+    # The clip's end settles nothing: Runware may still run and bill the task, so its charge
+    # is held in flight until the follow's end.
+    assert write.settle is None
+    assert clip.moved_charge("t0")
+    assert clip.charge_in_flight("t0")
+    assert charges.settlements(clip, "t0") == []
+    assert after[markers.ATTEMPTS_DUE] == T0  # the attempts reconciler re-arms a lost chain
+    # The chain renews its lease there; the project finished (its one clip ended).
+    in_attempt = chainleases.renew_lease(
+        "p1", 0, token="k0", until_was=T0 + LEASE, until=T0 + 2 * LEASE, replaced_task="t0"
+    )
+    assert matches(after, in_attempt.filter)
+    assert clip.view().attempts is None  # the clip says it all until a video comes
+    # Guarded on the charge as read, and on no entry of the task (a stray's, say).
+    other = dict(doc, clips={"0": dict(doc["clips"]["0"], charge=CHARGE | {"id": "c9"})})
+    assert not matches(other, write.filter)
+    assert not matches(after, write.filter)
+    # Without a charge (no ledger), the follow holds nothing; the end settles nothing either.
+    free = step(new_doc(1), to_processing(new_doc(1), 0))
+    plain = step(free, timed_out_followed(free))
+    assert clip_of(plain, 0).attempts["t0"].charge is None
+    assert not clip_of(plain, 0).charge_in_flight("t0")
+
+
+@pytest.mark.parametrize("end", ["video", "runware failed", "window over"])
+def test_the_late_follows_end_settles_the_held_charge_once_and_is_its_last_word(end: str) -> None:
+    doc = step(charged_processing(), timed_out_followed(charged_processing()))
+    result, now = {
+        "video": (VIDEO, T0 + LEASE),
+        "runware failed": (BROKEN, T0 + LEASE),
+        "window over": (TIMED_OUT, FOLLOW_UNTIL),
+    }[end]
+
+    write = late_at(doc, result, now)
+
+    assert write is not None
+    after = step(doc, write)
+    clip = clip_of(after, 0)
+    ended = clip.attempts["t0"]
+    video = end == "video"
+    assert ended.status is (ClipStatus.SUCCESS if video else ClipStatus.FAILED)
+    assert (ended.lease, ended.end_recorded, ended.late) == (None, True, False)
+    assert clip.status is ClipStatus.FAILED  # a terminal clip never changes
+    # Its task's end, on the charge it held: billed (the estimate replaced by the cost) or
+    # freed; as the repair path finds it again (a no-op once made).
+    charge = Charge.model_validate(CHARGE)
+    settled = Settlement("t0", True, video, 0.5 if video else None)
+    assert write.settle == ("clips.0.attempts.t0.charge", settled)
+    assert charges.settlements(clip, "t0") == [(charge, settled)]
+    assert not clip.charge_in_flight("t0")
+    assert after["cost"]["usd"] == (0.5 if video else 0)
+    # A video is told (one ``clip.attempt_succeeded``); a failure is history (no ``seq``).
+    assert after["seq"] == doc["seq"] + video
+    if video:
+        assert isinstance(materialize(head(after), after["events"])[-1], AttemptSucceeded)
+    # Nothing is followed again, nor recorded twice.
+    assert late_at(after, VIDEO if video else BROKEN, now) is None
+    follow = follows.follow_given_up("p1", clip, "t0", token="f1", now=now, until=now + LEASE)
+    assert follow is None
+
+
+def test_the_clips_own_ceiling_again_does_not_end_its_late_follow() -> None:
+    doc = step(charged_processing(), timed_out_followed(charged_processing()))
+
+    # The check that decided the ceiling, redelivered; a fork of the clip's chain; the
+    # reconciler beside it: the clip's ceiling, not the follow's (which ends at its end).
+    assert late_at(doc, TIMED_OUT, T0 + LEASE) is None
+    assert late_at(doc, TIMED_OUT, FOLLOW_UNTIL) is not None
+
+
+def test_a_rewatch_takes_the_reservation_back_from_the_late_follow() -> None:
+    doc = step(charged_processing(), timed_out_followed(charged_processing()))
+    clip = clip_of(doc, 0)
+    later = T0 + LEASE
+    common: dict[str, Any] = {
+        "token": "k9", "now": later, "lease_until": later + LEASE, "correlation_id": None,
+        "log_size": LOG,
+    }  # fmt: skip
+
+    write = retries.rewatch("p1", "tenant-a", clip, **common)
+    after = step(doc, write)
+
+    again = clip_of(after, 0)
+    assert (again.status, again.charge, again.attempts) == (
+        ClipStatus.PROCESSING,
+        Charge.model_validate(CHARGE),
+        {},
+    )
+    assert charges.settlements(again, "t0") == []  # in flight, on the clip again
+    # Its end settles that charge by the same key the follow's end would have.
+    video = step(after, to_terminal(0, VIDEO))
+    charge = Charge.model_validate(CHARGE)
+    assert charges.settlements(clip_of(video, 0), "t0") == [
+        (charge, Settlement("t0", True, True, 0.5))
+    ]
+    # The follow's end since the read: the rewatch matches nothing (its retry reads again).
+    ended = late_at(doc, BROKEN, later)
+    assert ended is not None
+    assert not matches(step(doc, ended), write.filter)
+    # A retry never reserves a second charge for it.
+    reserved = Charge(id="c2", usd=0.5, day="2026-12-02", month="2026-12")
+    with pytest.raises(ValueError, match="reserves no other"):
+        retries.rewatch("p1", "tenant-a", clip, charge=reserved, **common)
+
+
+def test_a_retry_taking_the_late_follows_video_names_the_key_it_was_billed_under() -> None:
+    doc = step(charged_processing(), timed_out_followed(charged_processing()))
+    video = late_at(doc, VIDEO, T0 + LEASE)
+    assert video is not None
+    billed = step(doc, video)
+    assert video.settle is not None
+
+    take = retries.take_late_video(
+        "p1", "tenant-a", clip_of(billed, 0), now=T0 + LEASE, lease_until=T0 + 2 * LEASE,
+        correlation_id=None, log_size=LOG,
+    )  # fmt: skip
+
+    assert take is not None
+    taken = clip_of(step(billed, take), 0)
+    assert (taken.status, taken.charge, taken.late) == (
+        ClipStatus.SUCCESS,
+        Charge.model_validate(CHARGE),
+        False,
+    )
+    # Its end is the one the video settled when it came (a no-op), never billed again late.
+    assert charges.settlements(taken, "t0") == [(Charge.model_validate(CHARGE), video.settle[1])]

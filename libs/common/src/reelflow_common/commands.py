@@ -60,7 +60,8 @@ def check_command(
     """The first ``CheckClip`` of the chain that holds the (processing) scene's lease.
 
     ``submitted_at``: the clip was recorded processing just now, at that time.
-    ``replaced_task``: the chain follows that task of the clip's ``attempts`` (``lease``).
+    ``replaced_task``: the chain follows that task of the clip's ``attempts`` (``lease``); a
+    late follow's (``Attempt.follow_until``) up to its end.
     """
     clip = project.clips[scene_index]
     task_uuid = clip.task_uuid
@@ -68,12 +69,14 @@ def check_command(
     assert lease is not None, "only an open clip with a lease is checked"
     assert project.requests is not None, "read the project with its requests"
     request = project.requests[scene_index]
+    follow_until = None
     if submitted_at is not None:  # just recorded processing: the watch starts now
         watched_since = submitted_at
     elif replaced_task is not None:
         task_uuid, attempt = replaced_task, clip.attempts[replaced_task]
         submitted_at = attempt.submitted_at
         watched_since = attempt.watch_start() or project.created_at
+        follow_until = attempt.follow_until
     else:
         submitted_at = clip.submitted_at
         watched_since = clip.watch_start() or project.created_at
@@ -92,6 +95,7 @@ def check_command(
         webhooks=webhooks,
         correlation_id=correlation_id or project.correlation_id,
         scene_count=len(project.clips),
+        follow_until=follow_until,
     )
 
 

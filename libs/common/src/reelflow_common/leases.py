@@ -5,7 +5,9 @@ renews it only when its next step would come after ``until - margin``; its
 steps are never further apart than half a lease, so a renewed lease always
 outlives the next step by at least a quarter of a lease (broker and handler
 delays included). A chain that stops (a lost or dead-lettered message, a crash)
-stops renewing: its lease runs out and the reconciler re-arms the clip.
+stops renewing: its lease runs out and the reconciler re-arms the clip. A late follow's
+steps (a task followed on after its clip timed out) may be longer: its renewal at such a
+step makes its lease outlive the step (:func:`outliving`).
 """
 
 from __future__ import annotations
@@ -34,3 +36,9 @@ def renewal_due(*, next_at: datetime, lease_until: datetime, lease_s: float) -> 
 
 def renewed_until(now: datetime, lease_s: float) -> datetime:
     return now + timedelta(seconds=lease_s)
+
+
+def outliving(next_at: datetime, lease_s: float) -> datetime:
+    """A lease that outlives a step at ``next_at`` by half a lease: for a chain whose steps may
+    be longer than :func:`max_step_s` (a late follow's), renewed at each such step."""
+    return next_at + timedelta(seconds=max_step_s(lease_s))

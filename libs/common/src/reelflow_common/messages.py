@@ -172,6 +172,12 @@ class CheckClip(Message):
     #: the project's number of scenes: a project of one has its clip's end and its own
     #: finish written in one update (None: a message from before this field, finished apart)
     scene_count: int | None = Field(default=None, ge=1)
+    #: a late follow (database clock): the chain checks its clip's own task after our ceiling
+    #: failed the clip (``timedOut``), under the lease in ``attempts.<task>``, up to this
+    #: time instead of ``poll_max_age_s`` after ``watched_since``, on the late follow's slow
+    #: ladder (``check`` counts its checks). Left out of the message while unset: a poller of
+    #: the release before refuses the field, and only a late follow carries it
+    follow_until: datetime | None = Field(default=None, exclude_if=lambda value: value is None)
 
 
 class CheckClips(Message):

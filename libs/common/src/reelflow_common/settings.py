@@ -232,6 +232,31 @@ class CeilingSettings(ReelflowSettings):
     )
 
 
+class LateFollowSettings(ReelflowSettings):
+    """How long a task the ceiling gave up on is still followed, slowly (the poller, and
+    ``reelflow-admin reconcile``): Runware never said it failed, and may still finish and
+    bill it."""
+
+    late_follow_s: float = Field(
+        default=86_400,
+        ge=0,
+        description=(
+            "a clip that failed timedOut (the ceiling: Runware never said its task failed) has"
+            " its task checked again for this long after, slowly, its reservation held: a"
+            " video that comes is recorded in its attempts and billed once, an error or not"
+            " found ends it; 0: not followed (its video is then lost unless a webhook names it)"
+        ),
+    )
+    late_follow_max_delay_s: float = Field(
+        default=1800,
+        gt=0,
+        description=(
+            "longest wait between two checks of a task followed after its clip timed out"
+            " (they start at poll_max_delay_s and double)"
+        ),
+    )
+
+
 class WebhookSettings(ReelflowSettings):
     """Where Runware can reach reelflow. Without ``public_base_url`` only polling is used."""
 

@@ -7,6 +7,7 @@ from pydantic import Field
 from reelflow_common.settings import (
     CeilingSettings,
     HttpSettings,
+    LateFollowSettings,
     LeaseSettings,
     LogSettings,
     MongoSettings,
@@ -28,6 +29,7 @@ class Settings(
     LeaseSettings,
     VisibilitySettings,
     CeilingSettings,
+    LateFollowSettings,
     StorageSettings,
 ):
     http_port: int = Field(default=8003, ge=0, le=65535, description="/healthz, /readyz, /metrics")

@@ -84,6 +84,7 @@ from reelflow_common.settings import (
     AuthSettings,
     CeilingSettings,
     CostEstimateSettings,
+    LateFollowSettings,
     LeaseSettings,
     LogSettings,
     MongoSettings,
@@ -123,6 +124,7 @@ class AdminSettings(
     LeaseSettings,
     VisibilitySettings,
     CeilingSettings,
+    LateFollowSettings,
     StorageSettings,
 ):
     """The services' settings, from the same variables: the broker, the database, the

@@ -10,7 +10,9 @@ the rest the same way, without asking Runware and without the database (a
 *hop*). Each hop leaves at most 26 % of the wait (1 - 1/1.35), so a 60 s delay
 on the default ladder (1 s … 300 s) takes at most four hops, and the check comes
 within half the shortest rung (0.5 s) of its time. As before, no check waits
-longer than the ladder's top rung (``poll_max_delay_s``, 300 s).
+longer than the ladder's top rung (``poll_max_delay_s``, 300 s), but a late follow's
+(``CheckClip.follow_until``: a task followed on after its clip timed out), which waits up to
+``late_follow_max_delay_s`` (30 min) on that rung, one hop per rung's wait.
 
 Checks made together travel together: :class:`CheckBundles` sends the checks that
 come for the same wait queue within a few milliseconds as one ``CheckClips`` (a
@@ -61,7 +63,7 @@ async def send_check(
 ) -> None:
     """Send ``check`` to be made ``delay_s`` from ``now`` (see the module docstring), or
     after the ladder's top rung (``poll_max_delay_s``) if that is shorter: no check
-    waits longer than the longest wait queue."""
+    waits longer than the longest wait queue, but a late follow's (it hops)."""
     hop, routed = _routed(publisher, check, delay_s=delay_s, now=now)
     await publisher.send(CHECK_CLIP, routed, delay_s=hop)
 
@@ -126,7 +128,8 @@ def _routed(
     """The wait queue's TTL to send ``check`` through (None: straight to the work queue),
     and ``check`` with its ``due_at`` set for that."""
     ladder = publisher.topology.backoffs[CHECK_CLIP]
-    delay_s = min(delay_s, ladder.cap_s)
+    if check.follow_until is None:  # a late follow's checks are further apart: they hop
+        delay_s = min(delay_s, ladder.cap_s)
     hop = hop_s(ladder, delay_s)
     if hop is None:
         return None, check.model_copy(update={"due_at": None})

@@ -1,22 +1,26 @@
 """The hot path: one guarded update per change of a clip by the chains that follow it.
 
-Runware holds the task (``processing``), the task is over (``record``), its progress,
-why a queued clip waits, and the end of a queued task a cancel moved to ``attempts``
-that its chain never got to Runware. Each write is built by :mod:`transitions` (pure)
-and applied by :mod:`writes`; one whose guard does not hold goes to the repair path.
+Runware holds the task (``processing``), the task is over (``record``; our ceiling, with
+its task's late follow: ``time_out``), its progress, why a queued clip waits, and the end of
+a queued task a cancel moved to ``attempts`` that its chain never got to Runware. Each write
+is built by :mod:`transitions` (pure) and applied by :mod:`writes`; one whose guard does not
+hold goes to the repair path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from reelflow_common.domain import OPEN_CLIP_STATUSES, ClipStatus
+from reelflow_common.errors import TransientError
+from reelflow_common.mongo import REREAD_ATTEMPTS
 from reelflow_common.store.documents import clip_from_document, clip_path
-from reelflow_common.store.models import ClipState, TaskResult
+from reelflow_common.store.leases import new_token
+from reelflow_common.store.models import ClipState, Lease, TaskFailed, TaskResult
 from reelflow_common.store.repair import RepairPath
-from reelflow_common.store.results import Change
+from reelflow_common.store.results import Change, LateFollow
 from reelflow_common.store.timefmt import as_utc
 from reelflow_common.store.transitions import clipmoves, follows, markers
 
@@ -119,6 +123,82 @@ class ClipWrites(RepairPath):
             result=result,
             token=token if submit_word else None,
             unattended=unattended is not None,
+        )
+
+    async def time_out(
+        self,
+        project_id: str,
+        scene_index: int,
+        task_uuid: str,
+        result: TaskFailed,
+        *,
+        token: str | None,
+        follow_s: float,
+        goes_on: bool,
+        correlation_id: str | None = None,
+        submitted_at: datetime | None = None,
+        only_clip: bool = False,
+        unattended: ClipState | None = None,
+    ) -> Change | None:
+        """Our ceiling (``result``: ``timedOut``) fails the open clip of ``task_uuid``, whose task
+        Runware never said failed and may still finish (and bill): the task stays followed,
+        late, for ``follow_s`` more, in ``attempts.<task_uuid>`` with the clip's charge, in
+        flight until that follow's end is recorded (``Change.follow``). One read of the clip,
+        then one write guarded on it as read (again on a race).
+
+        ``token``: the chain that decided it (the clip's lease; None: the clip holds none).
+        ``goes_on``: that chain follows the task on, under its token and a fresh lease;
+        otherwise (a reconciler's pass) the follow's lease has run out at once, and the
+        attempts reconciler re-arms it at its next pass. ``only_clip``, ``unattended``: as
+        for :meth:`record`. None when the clip does not stand for that task open under that
+        chain (a duplicate, a stale chain, an attempt's ceiling): the caller records the
+        result as any other (:meth:`record`). :class:`TransientError` when overtaken at
+        every read.
+        """
+        if goes_on and token is None:
+            raise ValueError("a chain that goes on holds the clip's lease: goes_on needs token")
+        for _ in range(REREAD_ATTEMPTS):
+            clip = await self._read_clip(project_id, scene_index)
+            if (
+                clip is None
+                or clip.status not in OPEN_CLIP_STATUSES
+                or clip.task_uuid != task_uuid
+                or task_uuid in clip.attempts  # a stray an old api's rewatch left: as before
+                or (token is not None and (clip.lease is None or clip.lease.token != token))
+            ):
+                return None
+            now = self._now()
+            follow = LateFollow(
+                lease=Lease(token=token, until=now + self._lease)
+                if goes_on and token is not None
+                else Lease(token=new_token(), until=now),
+                until=now + timedelta(seconds=follow_s),
+            )
+            followed = clip.model_copy(
+                update={"status": ClipStatus.FAILED, "lease": follow.lease}
+            ).as_attempt()
+            write = partial(
+                clipmoves.to_terminal,
+                project_id,
+                scene_index,
+                task_uuid,
+                result,
+                now=now,
+                correlation_id=correlation_id,
+                log_size=self._log_size,
+                submitted_at=submitted_at,
+                token=token,
+                follow=followed.model_copy(update={"follow_until": follow.until}),
+            )
+            for alone in ([True] if only_clip else []) + [False]:
+                applied = await self._apply(
+                    self._owing(write(only_clip=alone), unattended), project_id
+                )
+                if applied is not None:
+                    return Change(True, applied, follow=follow)
+        raise TransientError(
+            f"timing out task {task_uuid} of scene {scene_index} of project {project_id}:"
+            f" the clip moved at each of {REREAD_ATTEMPTS} reads (concurrent writers)"
         )
 
     async def never_submitted(

@@ -80,7 +80,7 @@ LOG_HEAD: Document = {
     "correlation_id": 1,
 }
 
-_DATETIME_FIELDS = ("queued_at", "submitted_at", "completed_at", "watched_since")
+_DATETIME_FIELDS = ("queued_at", "submitted_at", "completed_at", "watched_since", "follow_until")
 #: what :func:`pack_result` holds
 _RESULT_FIELDS = ("completed_at", "video_url", "video_uuid", "cost", "late")
 #: stored, but not part of the clip's state: its key says the scene, the packed end is
@@ -260,6 +260,7 @@ def attempt_document(attempt: Attempt) -> Document:
         "watched_since": attempt.watched_since is None,
         "end_recorded": not attempt.end_recorded,
         "asset": attempt.asset is None,
+        "follow_until": attempt.follow_until is None,
     }
     doc = attempt.model_dump(exclude={name for name, absent in unset.items() if absent})
     doc["status"] = attempt.status.value

@@ -101,11 +101,21 @@ class Attempt(_Frozen):
     end_recorded: bool = False
     #: reelflow's copy of the attempt's video (one with a video only), as a clip's ``asset``
     asset: VideoAsset | None = None
+    #: the clip's own task after our ceiling failed the clip (``timedOut``: Runware never said
+    #: it failed), followed late up to here (``late_follow_s`` after the ceiling) instead of
+    #: ``poll_max_age_s`` from its watch; with the clip's charge, which it holds in flight
+    #: until that follow's end is recorded (``end_recorded``)
+    follow_until: datetime | None = None
 
     def watch_start(self) -> datetime | None:
         """When the task's watch began (``watched_since``, else its submit, else its queueing):
         a re-armed chain's ceiling counts from here."""
         return self.watched_since or self.submitted_at or self.queued_at
+
+    @property
+    def followed_late(self) -> bool:
+        """Whether this is a late follow (:attr:`follow_until`) whose end is not recorded yet."""
+        return self.follow_until is not None and not self.end_recorded
 
     @property
     def stored_key(self) -> str | None:
@@ -290,32 +300,36 @@ class ClipState(_Frozen):
         return any(found is not None and found.id == charge.id for found in held)
 
     def moved_charge(self, task_uuid: str) -> bool:
-        """Whether the cancelled clip's own task ``task_uuid`` holds the clip's charge in
-        ``attempts``: the cancel moved it there with the task Runware may still run (the clip
-        has none left), so that task's end settles it, as any task's end does. Not where the
-        clip kept its charge: its end freed it (a failed clip, or one cancelled by a release
-        before this one)."""
+        """Whether the given-up clip's own task ``task_uuid`` holds the clip's charge in
+        ``attempts``: the cancel, or our ceiling (a late follow, :attr:`Attempt.follow_until`),
+        moved it there with the task Runware may still run (the clip has none left), so that
+        task's end settles it, as any task's end does. Not where the clip kept its charge: its
+        end freed it (a failed clip whose task was not followed late, or one cancelled by a
+        release before this one)."""
         attempt = self.attempts.get(task_uuid)
         return (
             task_uuid == self.task_uuid
-            and self.status is ClipStatus.CANCELLED
+            and self.status in GIVEN_UP_CLIP_STATUSES
             and self.charge is None
             and attempt is not None
             and attempt.charge is not None
         )
 
     def charge_in_flight(self, task_uuid: str) -> bool:
-        """Whether the charge the cancel moved to ``attempts[task_uuid]`` (:meth:`moved_charge`)
-        is still in flight: the task's end is not recorded yet. Until then the entry says
+        """Whether the charge moved to ``attempts[task_uuid]`` (:meth:`moved_charge`) is still
+        in flight: the task's end is not recorded yet. Until then a cancelled clip's entry says
         ``queued`` or ``processing`` (a queued clip's task, its submit chain's word to come:
-        :meth:`awaits_submit_word`) or ``cancelled`` (a processing clip's, followed); any
-        end makes it ``success`` or ``failed``. A ``failed`` entry followed again later (a
-        chain found the task at Runware after all) holds nothing: its end freed the charge."""
+        :meth:`awaits_submit_word`) or ``cancelled`` (a processing clip's, followed), and a
+        timed-out clip's is its late follow (``failed`` as the clip, :attr:`Attempt.
+        followed_late`); any end makes it ``success`` or ``failed`` (the end of a late follow
+        is recorded: ``end_recorded``). A cancelled clip's ``failed`` entry followed again
+        later (a chain found the task at Runware after all) holds nothing: its end freed the
+        charge."""
         attempt = self.attempts.get(task_uuid)
         return (
             self.moved_charge(task_uuid)
             and attempt is not None
-            and attempt.status in _HELD_STATUSES
+            and (attempt.status in _HELD_STATUSES or attempt.follow_until is not None)
             and not attempt.end_recorded
         )
 
@@ -335,10 +349,12 @@ class ClipState(_Frozen):
 
     def runs_at_runware(self) -> Attempt | None:
         """This failed clip's own task, given up on and then found at Runware (a chain of it
-        got it there after the clip failed: ``follow_given_up``), still followed: its lease
+        got it there after the clip failed: ``follow_given_up``), or followed late after our
+        ceiling failed the clip (:attr:`Attempt.follow_until`), still followed: its lease
         held, its end not recorded. Runware runs it and will bill it: a retry watches it
         again rather than buy another. Such a follow says ``failed`` (as the clip) with the
-        submit it found; any other entry (a stray an older release left) is not one."""
+        submit it found (or the clip's); any other entry (a stray an older release left) is
+        not one."""
         attempt = self.attempts.get(self.task_uuid)
         if self.status is not ClipStatus.FAILED or attempt is None:
             return None

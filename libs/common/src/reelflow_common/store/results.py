@@ -7,7 +7,7 @@ from datetime import datetime
 
 from reelflow_common.domain import ClipRequest, ClipStatus
 from reelflow_common.messages import Event
-from reelflow_common.store.models import ClipState
+from reelflow_common.store.models import ClipState, Lease
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,19 @@ class Change:
     #: meanwhile, or an earlier task whose attempt had ended so; nobody follows that task
     #: unless the submitting chain does
     given_up: bool = False
+    #: applied: our ceiling failed the clip (``timedOut``) and its task stays followed, late,
+    #: in ``attempts.<task>`` (:meth:`ProjectStore.time_out`)
+    follow: LateFollow | None = None
+
+
+@dataclass(frozen=True)
+class LateFollow:
+    """A task the ceiling gave up on, followed on: the lease its chain holds in the task's
+    ``attempts`` entry (run out: the attempts reconciler re-arms it), and the end of the
+    follow (``Attempt.follow_until``)."""
+
+    lease: Lease
+    until: datetime
 
 
 @dataclass(frozen=True)

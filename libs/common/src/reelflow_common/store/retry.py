@@ -44,6 +44,13 @@ def _failed(project: Project) -> tuple[list[ClipState], list[ClipState]]:
     return failed, [clip for clip in failed if clip.late_video() is None]
 
 
+def _to_reserve(project: Project) -> list[ClipState]:
+    """The failed clips to follow again that need money held: not a timed-out clip whose task
+    is followed late, which holds its reservation there (watched again, it takes that one
+    back: ``retries.rewatch``)."""
+    return [clip for clip in _failed(project)[1] if not _held(clip)]
+
+
 def _scenes(clips: list[ClipState]) -> set[int]:
     return {clip.scene_index for clip in clips}
 
@@ -147,7 +154,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         holds room has not written its clips yet (its answer is this one's), else
         ``LimitExceeded``.
         """
-        to_follow = _failed(project)[1]
+        to_follow = _to_reserve(project)
         if not to_follow:
             return project, {}
         try:
@@ -155,7 +162,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         except (LimitExceeded, KeyInProgress):
             again = await self.get(project.id, tenant_id=project.tenant_id, with_requests=True)
             assert again is not None  # projects are never deleted
-            still = _failed(again)[1]
+            still = _to_reserve(again)
             if _scenes(still) == _scenes(to_follow):
                 raise
             log.info(
@@ -208,7 +215,8 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         entry added to its ``attempts``: a given-up task found, a late video; a settlement
         owed), a bounded few times. What was done (``took``, ``rewatch``, ``resubmit``;
         None: nothing, the clip is no longer failed; ``busy``: nothing, it moved at every
-        try and is still failed) and its events.
+        try and is still failed, or whether its late follow holds its reservation changed
+        since the first read, which decided what was reserved for it) and its events.
 
         A retry moves the clip on, after which a settlement one of its ends owes (marked by a
         writer no message stands behind, who may have stopped before the ledger's ``$inc``)
@@ -218,6 +226,7 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         is guarded on the project's owed list as read (:meth:`_owed_made`).
         """
         read: Document | None = None  # the clip's project as last read here, owed list and all
+        held = _held(clip)  # as the retry's first read: nothing was reserved for it
         for _ in range(REREAD_ATTEMPTS):
             if clip.status is not ClipStatus.FAILED:
                 return None, []  # a concurrent retry took it
@@ -239,6 +248,11 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                 applied = await self._apply(taken, project_id, finish=False)
                 if applied is not None:
                     return "took", applied
+            elif _held(clip) is not held:
+                # Its late follow ended since (its reservation freed) with nothing reserved in
+                # its place, or a new one holds one the retry reserved a second of: the next
+                # retry reserves by what it reads then.
+                return "busy", []
             else:
                 common: dict[str, Any] = {
                     "token": new_token(),
@@ -303,3 +317,9 @@ class ProjectRetry(ProjectReads, ProjectWrites):
             settlements, _not_found = owed_settlements(read, mine)  # the sweep logs those
             await self._settle_all(read, settlements)
         return owing.owing_as_read(write, owed)
+
+
+def _held(clip: ClipState) -> bool:
+    """Whether the failed clip's own task, followed late after our ceiling, holds the clip's
+    reservation (``ClipState.charge_in_flight``)."""
+    return clip.charge_in_flight(clip.task_uuid)

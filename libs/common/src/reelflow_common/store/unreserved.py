@@ -31,8 +31,8 @@ from reelflow_common.store.models import ClipState
 from reelflow_common.store.timefmt import as_utc
 from reelflow_common.store.transitions.charges import counted_on
 
-#: a task given up on that a chain still follows at Runware (a cancelled processing clip's):
-#: Runware may bill it
+#: a task given up on that a chain still follows at Runware (a cancelled processing clip's;
+#: a timed-out clip's, followed late: ``Attempt.followed_late``): Runware may bill it
 _FOLLOWED = (ClipStatus.QUEUED, ClipStatus.PROCESSING, ClipStatus.CANCELLED)
 
 
@@ -55,7 +55,8 @@ def unreserved_usd(clip: ClipState, estimate: float) -> float:
             counted_on(clip, task_uuid),
             video=attempt.status is ClipStatus.SUCCESS,
             cost=attempt.cost,
-            in_flight=attempt.status in _FOLLOWED and not attempt.end_recorded,
+            in_flight=(attempt.status in _FOLLOWED or attempt.followed_late)
+            and not attempt.end_recorded,
             estimate=estimate,
         )
     return total

@@ -4,16 +4,17 @@ A task R that an earlier task's video replaced keeps its chain and its lease in
 ``attempts.R`` (and its reservation) until its end is recorded, whatever the
 project's status (the take has usually finished it). So does a task Runware may bill
 after its clip was given up on: a cancelled processing clip's own task (the cancel
-moves the clip's lease to ``attempts.T``), or one Runware took after the cancel
-(``ProjectStore.follow_given_up``). ``attempts_due_at`` (index ``attempts_due``, set
-only on those rare paths) is at most the end of any lease an attempt holds. Every
-``reconcile_interval_s`` each poller claims the projects whose ``attempts_due_at`` is
-more than ``reconcile_grace_s`` in the past, as the pass over open clips
-(:mod:`reelflow_common.tracking.reconciler`) claims ``due_at``; records the
-end Runware reports (in ``attempts``: billed, or the reservation released) or re-arms
-a ``CheckClip`` under a fresh token; then sets ``attempts_due_at`` to the earliest
-open attempt's lease, or removes it once every attempt whose lease ran out was
-recorded or re-armed by this pass.
+moves the clip's lease to ``attempts.T``), one Runware took after the cancel
+(``ProjectStore.follow_given_up``), or one our ceiling failed its clip on, followed late
+up to its ``follow_until`` (``ProjectStore.time_out``). ``attempts_due_at`` (index
+``attempts_due``, set only on those rare paths) is at most the end of any lease an attempt
+holds. Every ``reconcile_interval_s`` each poller claims the projects whose
+``attempts_due_at`` is more than ``reconcile_grace_s`` in the past, as the pass over open
+clips (:mod:`reelflow_common.tracking.reconciler`) claims ``due_at``; records the end
+Runware reports (in ``attempts``: billed, or the reservation released) or re-arms a
+``CheckClip`` under a fresh token (a late follow's, up to its ``follow_until``); then sets
+``attempts_due_at`` to the earliest open attempt's lease, or removes it once every attempt
+whose lease ran out was recorded or re-armed by this pass.
 """
 
 from __future__ import annotations
@@ -129,13 +130,17 @@ class AttemptsReconciler(ReconcilerPass):
         # with a submit recorded (a cancelled queued clip's, found at Runware by a chain that
         # did not hold its lease: ``held_task_submitted``) counts from that submit.
         since = attempt.submitted_at or max(watched_since, lease.until)
+        late = attempt.follow_until
         watch = Watch(
             since_submit_s=seconds_between(since, now),
             watched_s=seconds_between(watched_since, now),
+            # A late follow (its clip timed out) ends at its own end, not at the ceiling.
+            ceiling_s=None if late is None else seconds_between(watched_since, late),
         )
         decision = self._policy.decide(outcome, watch)
         if isinstance(decision, Record):
-            # Not the clip's task: the repair path records it in the attempt and settles it.
+            # Not the clip's task (or its clip ended): the repair path records it in the
+            # attempt and settles it; an attempt's ceiling is its last word (no late follow).
             change = await self._record(
                 project.id, clip, task_uuid, decision.result, chain_token=lease.token
             )

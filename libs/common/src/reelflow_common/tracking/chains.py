@@ -79,12 +79,19 @@ class ChainStarter:
     """Builds and publishes the first command of a chain a pass re-armed."""
 
     def __init__(
-        self, projects: ProjectStore, publisher: Publisher, *, planner: PollPlanner, clock: Clock
+        self,
+        projects: ProjectStore,
+        publisher: Publisher,
+        *,
+        planner: PollPlanner,
+        clock: Clock,
+        policy: Policy,
     ) -> None:
         self._projects = projects
         self._publisher = publisher
         self._planner = planner
         self._now = clock
+        self._policy = policy
 
     def rearmed_check(
         self,
@@ -100,7 +107,8 @@ class ChainStarter:
     ) -> tuple[CheckClip, float]:
         """The first check of a chain re-armed under ``lease``, and its delay.
 
-        ``replaced_task``: it follows that task of the clip's ``attempts``;
+        ``replaced_task``: it follows that task of the clip's ``attempts`` (a late follow's:
+        its first check at the late ladder's first rung);
         ``submitted_at``: when its visibility grace starts, if not at the recorded submit.
         """
         check = check_command(project, scene_index, lease=lease, replaced_task=replaced_task)
@@ -110,6 +118,9 @@ class ChainStarter:
         if running:  # the planner learns the finish came after this answer
             update |= {"seen_processing_at": self._now(), "seen_progress": decision.progress}
         check = check.model_copy(update=update)
+        if check.follow_until is not None:
+            left_s = (check.follow_until - self._now()).total_seconds()
+            return check, self._policy.late_check_s(0, left_s=left_s)
         delay_s = self._planner.next_check_s(
             profile_of(check), elapsed_s=watch.since_submit_s, progress=decision.progress
         )
@@ -178,7 +189,9 @@ class ReconcilerPass:
         self._grace = timedelta(seconds=grace_s)
         self._batch_size = batch_size
         self._lease = timedelta(seconds=projects.lease_s)
-        self._chains = ChainStarter(projects, publisher, planner=planner, clock=clock)
+        self._chains = ChainStarter(
+            projects, publisher, planner=planner, clock=clock, policy=policy
+        )
 
     async def _record(
         self,
@@ -189,10 +202,13 @@ class ReconcilerPass:
         *,
         submitted_at: datetime | None = None,
         chain_token: str | None = None,
+        late_follow_s: float = 0.0,
     ) -> Change:
         """Record an end this pass decided of ``task_uuid`` (the task of ``clip`` as the pass
         read it, or of one of its ``attempts``) (``ClipRecorder.record``), again while an
-        outage lasts (``RECORD_TRIES``).
+        outage lasts (``RECORD_TRIES``). ``late_follow_s``: our ceiling on the clip, whose
+        task is then followed on, late (the attempts reconciler starts that chain: the
+        follow's lease has run out).
 
         No message stands behind it: should the clip's write land and the ledger's
         settlement after it fail, no redelivery would repeat it, and the clip, terminal
@@ -213,6 +229,7 @@ class ReconcilerPass:
                     submitted_at=submitted_at,
                     chain_token=chain_token,
                     unattended=clip,
+                    late_follow_s=late_follow_s,
                 )
             except Exception as exc:
                 if not is_transient(exc) or tried == RECORD_TRIES - 1:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.domain import ClipRequest
 from reelflow_common.messages import CheckClip
 from reelflow_common.polling import ClipProfile
@@ -22,6 +23,7 @@ from reelflow_common.runware import (
     TaskState,
     is_task_not_found,
 )
+from reelflow_common.settings import LateFollowSettings
 from reelflow_common.store import TIMED_OUT, Project, TaskFailed, TaskResult, TaskSucceeded
 
 __all__ = [
@@ -95,6 +97,9 @@ class Record:
     """The task is over: record this on its clip."""
 
     result: TaskResult
+    #: our ceiling (``timedOut``) on a watch of its own: the clip fails, and its task is
+    #: followed on for this long, late (0: not followed; Runware's own end, a late follow's)
+    late_follow_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,9 @@ class Watch:
     watched_s: float
     #: the last error an earlier check met
     last_error: str | None = None
+    #: a late follow's ceiling (its ``follow_until``, from the watch's start); None: the
+    #: policy's own (``poll_max_age_s``)
+    ceiling_s: float | None = None
 
 
 def terminal_result(state: TaskState) -> TaskResult | None:
@@ -142,23 +150,54 @@ def terminal_result(state: TaskState) -> TaskResult | None:
     return None
 
 
+#: the late follow's ladder at the settings' defaults (``poll_max_delay_s``, 30 min)
+_LATE_CHECKS = Backoff(first_s=300.0, cap_s=1800.0)
+
+
 class PolicySettings(Protocol):
-    """``CeilingSettings`` with ``VisibilitySettings``."""
+    """``CeilingSettings`` with ``VisibilitySettings`` and ``TopologySettings`` (and, where the
+    ceiling is decided, ``LateFollowSettings``)."""
 
     poll_max_age_s: float
     not_found_grace_s: float
+    poll_max_delay_s: float
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How long a clip is followed: the ceiling, and the grace for a task not visible yet."""
+    """How long a clip is followed: the ceiling, and the grace for a task not visible yet;
+    then how long, and how often, its task is still followed late once the ceiling failed it.
+    """
 
     max_age_s: float
     not_found_grace_s: float
+    #: how long a task the ceiling gave up on is followed on (0: not; ``late_follow_s``)
+    late_follow_s: float = 0.0
+    #: the late follow's checks: from the check ladder's top rung (``poll_max_delay_s``),
+    #: doubling, up to ``late_follow_max_delay_s``
+    late_checks: Backoff = _LATE_CHECKS
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> Policy:
-        return cls(max_age_s=settings.poll_max_age_s, not_found_grace_s=settings.not_found_grace_s)
+        """The policy of ``settings``; without ``LateFollowSettings`` (the submitter, which never
+        decides the ceiling), no late follow."""
+        if not isinstance(settings, LateFollowSettings):
+            return cls(
+                max_age_s=settings.poll_max_age_s, not_found_grace_s=settings.not_found_grace_s
+            )
+        return cls(
+            max_age_s=settings.poll_max_age_s,
+            not_found_grace_s=settings.not_found_grace_s,
+            late_follow_s=settings.late_follow_s,
+            late_checks=Backoff(
+                first_s=settings.poll_max_delay_s, cap_s=settings.late_follow_max_delay_s
+            ),
+        )
+
+    def late_check_s(self, checks_made: int, *, left_s: float) -> float:
+        """The delay before a late follow's next check, after ``checks_made`` of its checks:
+        its ladder's, never past the follow's end (``left_s`` away)."""
+        return max(0.0, min(self.late_checks.delay_s(checks_made), left_s))
 
     def decide(self, outcome: TaskState | RunwareError, watch: Watch) -> Decision:
         """What Runware's answer about a task means for its clip."""
@@ -186,16 +225,21 @@ class Policy:
 
     def _keep(self, watch: Watch, error: str | None, *, progress: int | None = None) -> Decision:
         last_error = error or watch.last_error
-        if watch.watched_s >= self.max_age_s:
-            return Record(self.timed_out(watch, last_error))
+        if self.past_ceiling(watch):
+            # A late follow's end is its last word; the ceiling of any other watch follows on.
+            late = 0.0 if watch.ceiling_s is not None else self.late_follow_s
+            return Record(self.timed_out(watch, last_error), late_follow_s=late)
         return Keep(progress=progress, last_error=last_error)
 
     def timed_out(self, watch: Watch, last_error: str | None) -> TaskFailed:
         """The ceiling: the clip fails on our side, saying what was last seen."""
         message = f"Runware had not finished the task {watch.watched_s:.0f} s into its watch."
+        if watch.ceiling_s is not None:
+            message += " Its late follow is over."
         if last_error:
             message += f" Last error: {last_error}"
         return TaskFailed(code=TIMED_OUT, message=message)
 
     def past_ceiling(self, watch: Watch) -> bool:
-        return watch.watched_s >= self.max_age_s
+        ceiling_s = self.max_age_s if watch.ceiling_s is None else watch.ceiling_s
+        return watch.watched_s >= ceiling_s

@@ -11,7 +11,8 @@ the claim itself lasts one lease (a reconciler that dies mid-way is replaced by
 the next one after that). For every open clip whose lease ran out by the grace
 it asks Runware, then:
 
-- records the end Runware reports (or the ceiling, ``timedOut``);
+- records the end Runware reports (or the ceiling, ``timedOut``: its task then followed on,
+  late, by a chain the attempts reconciler starts);
 - re-arms exactly one chain under a fresh token: a ``CheckClip`` for a task
   Runware holds (moving a queued clip to ``processing`` first), a ``SubmitClip``
   for a queued clip Runware does not know or cannot answer about;
@@ -167,6 +168,7 @@ class Reconciler(ReconcilerPass):
                     decision.result,
                     submitted_at=clip.submitted_at,
                     chain_token=_token_of(clip),
+                    late_follow_s=decision.late_follow_s,
                 )
                 if change.applied and isinstance(decision.result, TaskSucceeded):
                     # Finished some time since its submission: when, the lost chain knew.
@@ -198,6 +200,7 @@ class Reconciler(ReconcilerPass):
                 clip.task_uuid,
                 self._policy.timed_out(watch, error),
                 chain_token=_token_of(clip),
+                late_follow_s=self._policy.late_follow_s,
             )
             return Action.RECORDED, None
         if isinstance(outcome, RunwareError) and not is_task_not_found(outcome):

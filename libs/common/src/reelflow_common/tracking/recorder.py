@@ -54,6 +54,8 @@ class ClipRecorder:
         chain_token: str | None = None,
         only_clip: bool = False,
         unattended: ClipState | None = None,
+        late_follow_s: float = 0.0,
+        chain_goes_on: bool = False,
     ) -> Change:
         """Record ``result`` (Runware's answer: whatever chain brings it); ``only_clip``: the
         project has this one clip; ``unattended``: the clip as read by a caller no message
@@ -65,19 +67,41 @@ class ClipRecorder:
         while that chain holds the clip's lease, so a stale chain (one following the task
         in an attempt, or one a re-arm replaced) never times out a clip another chain
         watches; elsewhere (an attempt) it is recorded as any end.
+
+        ``late_follow_s`` (the ceiling's ``Record``): the clip it fails keeps its task followed
+        this long more, with its reservation (:meth:`ProjectStore.time_out`; ``Change.follow``
+        says under which lease); ``chain_goes_on``: the chain of ``chain_token`` follows it on
+        (else the attempts reconciler starts that chain).
         """
         ceiling = isinstance(result, TaskFailed) and result.code == TIMED_OUT
-        change = await self.projects.record(
-            project_id,
-            scene_index,
-            task_uuid,
-            result,
-            submitted_at=submitted_at,
-            correlation_id=correlation_id,
-            token=chain_token if ceiling else None,
-            only_clip=only_clip,
-            unattended=unattended,
-        )
+        change = None
+        if ceiling and late_follow_s > 0:
+            assert isinstance(result, TaskFailed)
+            change = await self.projects.time_out(
+                project_id,
+                scene_index,
+                task_uuid,
+                result,
+                token=chain_token,
+                follow_s=late_follow_s,
+                goes_on=chain_goes_on,
+                submitted_at=submitted_at,
+                correlation_id=correlation_id,
+                only_clip=only_clip,
+                unattended=unattended,
+            )
+        if change is None:
+            change = await self.projects.record(
+                project_id,
+                scene_index,
+                task_uuid,
+                result,
+                submitted_at=submitted_at,
+                correlation_id=correlation_id,
+                token=chain_token if ceiling else None,
+                only_clip=only_clip,
+                unattended=unattended,
+            )
         await self._publisher.publish_events(change.events)
         # Only the writer that applied the success sends its copy: a duplicate (webhook hint
         # and chain, reconciler, redelivery) would download the video again. A crash between
@@ -91,6 +115,8 @@ class ClipRecorder:
             log.info("clip_succeeded", task_uuid=task_uuid, cost=result.cost)
         else:
             log.warning("clip_failed", task_uuid=task_uuid, code=result.code, reason=result.message)
+            if change.follow is not None:
+                log.info("clip_task_followed_late", task_uuid=task_uuid, until=change.follow.until)
         return change
 
 

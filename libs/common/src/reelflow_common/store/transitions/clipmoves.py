@@ -17,7 +17,8 @@ from reelflow_common.domain import (
 from reelflow_common.messages import ClipView
 from reelflow_common.store.documents import clip_path, pack_result
 from reelflow_common.store.eventlog import clip_event, finish_event
-from reelflow_common.store.models import TaskResult, TaskSucceeded
+from reelflow_common.store.models import Attempt, TaskResult, TaskSucceeded
+from reelflow_common.store.transitions import follows
 from reelflow_common.store.transitions.charges import charge_of, task_end
 from reelflow_common.store.transitions.markers import COPY_DUE
 from reelflow_common.store.transitions.write import Update, Write, clip_guard, set_clip
@@ -96,6 +97,7 @@ def to_terminal(
     token: str | None = None,
     statuses: Sequence[ClipStatus] = OPEN_CLIP_STATUSES,
     only_clip: bool = False,
+    follow: Attempt | None = None,
 ) -> Write:
     """The clip's current task is over: success with its video, or failed with a reason.
 
@@ -104,6 +106,8 @@ def to_terminal(
     ``only_clip``: the project has this one clip, so its end is the project's: the same
     update finishes it (as :func:`finish` would after it), guarded on the project having
     one clip, pending, and still generating; a project of more clips leaves it unapplied.
+    ``follow``: our ceiling's end, whose task stays followed late in ``attempts`` with the
+    clip's charge (:func:`follows.late_follow`): then the end settles nothing.
     """
     update = Update()
     fields: dict[str, Any] = {}
@@ -162,6 +166,10 @@ def to_terminal(
             "counts.pending": 1,
             "status": ProjectStatus.GENERATING.value,
         }
+    if follow is not None and follows.late_follow(
+        update, guard, scene_index, task_uuid, follow, now=now
+    ):
+        return update.build(guard, now=now, log_size=log_size)  # the follow's end settles it
     settle = task_end(task_uuid, status, fields.get("cost"))
     return update.build(guard, now=now, log_size=log_size, settle=(charge_of(scene_index), settle))
 

@@ -1,6 +1,7 @@
 """A task the clip no longer stands for, in ``attempts.T``, and the chain that follows it:
 Runware took it (an earlier task still queued, a cancelled clip's held task), never got it,
-or took it after it was given up on. History: no event."""
+took it after it was given up on, or may still run it after our ceiling failed the clip (its
+late follow). History: no event."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from datetime import datetime
 from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES, ClipStatus
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import attempt_document, clip_path
-from reelflow_common.store.models import ClipState, Lease
+from reelflow_common.store.models import Attempt, ClipState, Lease
 from reelflow_common.store.transitions.charges import charge_of, task_end
 from reelflow_common.store.transitions.markers import ATTEMPTS_DUE
-from reelflow_common.store.transitions.write import Write, clip_guard
+from reelflow_common.store.transitions.write import Update, Write, clip_guard
 
 
 def never_submitted(
@@ -145,6 +146,38 @@ def follow_given_up(
     else:
         return None
     return Write(guard, {"$set": to_set, "$min": {ATTEMPTS_DUE: now}})
+
+
+def late_follow(
+    update: Update,
+    guard: Document,
+    scene_index: int,
+    task_uuid: str,
+    followed: Attempt,
+    *,
+    now: datetime,
+) -> bool:
+    """Our ceiling fails the open clip (``timedOut``: Runware never said its task failed), and
+    the task stays followed, late, in a new ``attempts.T`` (``followed``: the clip's task as
+    it leaves it, ``failed`` as the clip, its chain's lease and ``follow_until``), which the
+    attempts reconciler re-arms should that chain be lost. Whether the clip's charge moved
+    there with it (the clip has one: guarded on it as read, or on none): in flight until the
+    follow's end settles it (``<charge>:T``), so the clip's end settles nothing. History (the
+    clip's ``clip.updated`` says the end; the follow adds no event).
+    """
+    assert followed.lease is not None
+    path = clip_path(scene_index)
+    prefix = f"{path}.attempts.{task_uuid}"
+    update.set[prefix] = attempt_document(followed)
+    guard[prefix] = {"$exists": False}
+    # Below the claim of an attempts pass under way, whose release then matches nothing.
+    update.min[ATTEMPTS_DUE] = min(now, followed.lease.until)
+    if followed.charge is None:
+        guard[f"{path}.charge"] = None  # null or absent, as read
+        return False
+    guard[f"{path}.charge.id"] = followed.charge.id
+    update.unset.append(f"{path}.charge")
+    return True
 
 
 def earlier_task_submitted(

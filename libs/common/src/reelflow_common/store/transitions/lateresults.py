@@ -10,9 +10,16 @@ from typing import TYPE_CHECKING
 from reelflow_common.domain import GIVEN_UP_CLIP_STATUSES, ClipStatus
 from reelflow_common.store.documents import attempt_document, clip_path
 from reelflow_common.store.eventlog import attempt_event
-from reelflow_common.store.models import Attempt, ClipState, TaskResult, TaskSucceeded
+from reelflow_common.store.models import (
+    Attempt,
+    ClipState,
+    TaskFailed,
+    TaskResult,
+    TaskSucceeded,
+)
 from reelflow_common.store.transitions.charges import attempt_end, charge_of, task_end
 from reelflow_common.store.transitions.markers import ATTEMPTS_DUE, COPY_DUE
+from reelflow_common.store.transitions.retries import TIMED_OUT
 from reelflow_common.store.transitions.videotaken import take_video, took_video
 from reelflow_common.store.transitions.write import Update, Write, clip_guard
 
@@ -41,8 +48,10 @@ def late_result(
       changes. So does a video of a failed or cancelled clip's own task (under its
       own task UUID in ``attempts``): Runware billed it, and a retry takes it.
     - A task followed after it was given up on (a lease in its attempt: a cancelled
-      processing clip's, or one Runware took after the cancel) records either end
-      there, and its chain is done.
+      processing clip's, one Runware took after the cancel, or one our ceiling failed its
+      clip on, followed late) records either end there, and its chain is done; the clip's
+      own ceiling again (a duplicate of the one that started a late follow) is not the late
+      follow's end, which is its ``follow_until``.
 
     None when there is nothing to record. Guarded on the clip as read. ``links`` signs the
     copies a ``clip.updated`` shows (the clip's attempts').
@@ -85,6 +94,16 @@ def late_result(
         # task (given up on, then found at Runware): whatever end it brings is.
         attempt.status.is_terminal and attempt.lease is None and video is None
     ):
+        return None
+    elif (
+        attempt.followed_late
+        and attempt.follow_until is not None
+        and isinstance(result, TaskFailed)
+        and result.code == TIMED_OUT
+        and now < attempt.follow_until
+    ):
+        # The clip's own ceiling again (the check that decided it, redelivered; a fork of its
+        # chain; the reconciler beside it), not the late follow's: that follow goes on.
         return None
     return _attempt_ended(
         project_id,

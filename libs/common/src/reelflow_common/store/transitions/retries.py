@@ -121,10 +121,16 @@ def rewatch(
     on our side (Runware never said the task failed), or Runware runs its task after all
     (:meth:`ClipState.runs_at_runware`: found there after the clip failed, followed in
     ``attempts``). Either way Runware may still finish it (and bill it): buying a second
-    task would pay twice.
+    task would pay twice. A task followed late after it timed out holds the clip's
+    reservation in ``attempts`` (:meth:`ClipState.charge_in_flight`): the clip takes it back
+    with the task (``charge`` None: the retry reserved nothing for it).
     """
     update = Update()
     followed = clip.runs_at_runware()
+    # Followed late after it timed out, with the clip's reservation: that comes back to it.
+    held = clip.attempts[clip.task_uuid] if clip.charge_in_flight(clip.task_uuid) else None
+    if charge is not None and held is not None:
+        raise ValueError("a clip whose late follow holds its reservation reserves no other")
     submitted_at = clip.submitted_at or (followed.submitted_at if followed else None)
     set_clip(
         update,
@@ -144,6 +150,9 @@ def rewatch(
         update.unset.append(f"{path}.attempts.{clip.task_uuid}")
     if charge is not None:
         update.set[f"{path}.charge"] = charge.model_dump()
+    elif held is not None and held.charge is not None:
+        # Still in flight (its end not recorded: guarded below), so the clip's end settles it.
+        update.set[f"{path}.charge"] = held.charge.model_dump()
     elif clip.charge is not None:
         # The timed-out end freed it; a retry that reserved nothing (the tenant's limits went
         # away) must not leave it there for a later end or cancel to settle a second time.
@@ -177,11 +186,11 @@ def rewatch(
         status=ClipStatus.FAILED.value,
         task_uuid=clip.task_uuid,
     )
-    if followed is not None:
+    if followed is not None or held is not None:
         # Still followed as read: an end of the task recorded since makes this match nothing.
         guard[f"{path}.attempts.{clip.task_uuid}.lease"] = {"$exists": True}
         guard[f"{path}.attempts.{clip.task_uuid}.end_recorded"] = {"$ne": True}
-    else:
+    if followed is None:
         guard[f"{path}.error.code"] = TIMED_OUT
     return update.build(_no_late_video_since(guard, clip), now=now, log_size=log_size)
 
@@ -217,7 +226,10 @@ def take_late_video(
         task_uuid=clip.task_uuid,
     )
     guard[f"{clip_path(clip.scene_index)}.attempts.{task_uuid}.status"] = video.status.value
-    update = take_video(clip, task_uuid, video, guard)
+    # The clip's end names the key the video was billed under when it came: late, but for its
+    # own task followed late with the clip's charge held (billed as that task's end).
+    late = video.late or task_uuid != clip.task_uuid
+    update = take_video(clip, task_uuid, video, guard, late=late)
     # Counted in the project's ``cost`` when it came (``clip.attempt_succeeded``).
     taken = took_video(
         update,

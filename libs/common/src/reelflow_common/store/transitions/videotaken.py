@@ -49,12 +49,16 @@ def keep_as_attempt(update: Update, guard: Document, clip: ClipState) -> None:
         guard[path] = {"$exists": False}
 
 
-def take_video(clip: ClipState, task_uuid: str, video: Attempt, guard: Document) -> Update:
+def take_video(
+    clip: ClipState, task_uuid: str, video: Attempt, guard: Document, *, late: bool = True
+) -> Update:
     """The clip becomes a success with the video of ``task_uuid``, which leaves ``attempts``.
 
     The task it stood for moves to ``attempts`` with its reservation (unless it is the
     same task; ``guard`` then says where none is yet), and nothing else of it stays on
-    the clip.
+    the clip. ``late``: the video was billed as a late video (``<charge>:<task>:late``), as
+    the clip's end then says; False for one billed as its task's end (``<charge>:<task>``:
+    a task followed late with its reservation held), so the clip's end names that same key.
     """
     path = clip_path(clip.scene_index)
     update = Update()
@@ -66,7 +70,7 @@ def take_video(clip: ClipState, task_uuid: str, video: Attempt, guard: Document)
         video_url=video.video_url,
         video_uuid=video.video_uuid,
         cost=video.cost,
-        late=True,
+        late=late,
     )
     times = {"queued_at": video.queued_at, "submitted_at": video.submitted_at}
     fields: dict[str, Any] = {name: value for name, value in times.items() if value is not None}
