@@ -47,19 +47,23 @@ SIM_SEED = 7
 #: how long an unused tenant lane of a benchmark run outlives it
 _LANE_EXPIRES_S = 120.0
 #: the settings that follow the provider's clock: how long to wait for Runware (every
-#: poll_* and retry_* setting in seconds), how long a clip may take, when the
-#: reconciler steps in. Everything else (timeouts, pings, caches, keep-alives) is a
-#: wall-clock bound of one operation or connection, never compressed.
+#: poll_* and retry_* setting in seconds), how long a clip may take (and its task be
+#: followed late after it timed out), when the reconciler steps in. Everything else
+#: (timeouts, pings, caches, keep-alives) is a wall-clock bound of one operation or
+#: connection, never compressed.
 SCHEDULE_PREFIXES = ("poll_", "retry_", "reconcile_")
-SCHEDULE_NAMES = frozenset({"lease_s", "not_found_grace_s"})
+SCHEDULE_NAMES = frozenset(
+    {"lease_s", "not_found_grace_s", "late_follow_s", "late_follow_max_delay_s"}
+)
 #: what a stack timed in real seconds keeps at production values: the safety nets (with
 #: a zero-latency provider at a high speedup, compressed ones would time clips out behind
-#: a backlog) and periodic background work (it costs database operations per real
-#: second, so compressing it would charge the throughput runs for work production does
-#: not do)
+#: a backlog; the late follow that comes after the ceiling with it) and periodic
+#: background work (it costs database operations per real second, so compressing it
+#: would charge the throughput runs for work production does not do)
 REAL_TIME = frozenset(
     {
         "poll_max_age_s",
+        "late_follow_s",
         "lease_s",
         "reconcile_interval_s",
         "reconcile_grace_s",

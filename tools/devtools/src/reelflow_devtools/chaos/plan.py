@@ -90,6 +90,9 @@ class ChaosPlan:
             "REELFLOW_RECONCILE_GRACE_S": "3",
             "REELFLOW_NOT_FOUND_GRACE_S": "10",
             "REELFLOW_POLL_MAX_AGE_S": str(self.poll_max_age_s),
+            # a hung task timed out is followed late as long again, checks a few seconds apart
+            "REELFLOW_LATE_FOLLOW_S": str(self.poll_max_age_s),
+            "REELFLOW_LATE_FOLLOW_MAX_DELAY_S": "4.0",
             "REELFLOW_DRAIN_TIMEOUT_S": "5",
         }
 
