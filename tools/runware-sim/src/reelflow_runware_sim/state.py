@@ -91,6 +91,8 @@ class SimTask:
             "model": self.request.spec.air,
             "submissions": self.submissions,  # every videoInference with this UUID that arrived
             "accepted": True,
+            # A hung task counts as billed: a guess (the payer's worst case); Runware's docs say
+            # nothing of a task that never finishes (docs/RUNWARE.md, section 3.3)
             "billed": self.outcome != "error",
             "cost": round(sum(g.cost for g in self.generations), 4),
             "state": state,
