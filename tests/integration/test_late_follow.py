@@ -20,6 +20,7 @@ import pytest
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.accounting import TenantLimits, UsageStore
 from reelflow_common.accounting.limits import day_key, month_key
+from reelflow_common.admin.projects import project_state, render_project
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, CheckClip, ProjectFinished
 from reelflow_common.polling.delivery import send_check
@@ -201,6 +202,10 @@ async def test_a_task_that_never_finishes_is_followed_until_the_window_ends_then
         await send_check(world.publisher, await world.check_of(project), delay_s=0, now=utcnow())
         followed = await until_timed_out(world, project)
         assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))  # held while followed
+        # An operator's ``reelflow-admin project show`` says so.
+        shown = render_project(project_state(await world.project(project.id), []), now=utcnow())
+        assert f"earlier task {task_uuid}: failed" in shown
+        assert "followed late until" in shown
         attempt = await until_followed_to(world, project, ClipStatus.FAILED)
     polls = (await runware_sim.task(task_uuid))["polls"]
 

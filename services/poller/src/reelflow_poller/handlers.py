@@ -45,8 +45,7 @@ from reelflow_common.messages import (
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import CheckBundles, not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
-from reelflow_common.store import ClipWithRequest, TaskSucceeded
-from reelflow_common.store.results import LateFollow
+from reelflow_common.store import ClipWithRequest, LateFollow, TaskSucceeded
 from reelflow_common.tracking.policy import (
     Keep,
     Policy,

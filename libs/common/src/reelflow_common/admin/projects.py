@@ -202,6 +202,9 @@ def _clip_lines(clip: Json, now: datetime) -> list[str]:
             f"        earlier task {attempt['task_uuid']}: {attempt['status']}"
             + (f" ({detail})" if detail else "")
         )
+        if attempt["follow_until"] is not None and not attempt["end_recorded"]:
+            # A timed-out clip's task, still asked about (ARCHITECTURE.md, "Late follow").
+            lines.append(f"          followed late until {_when(attempt['follow_until'], now)}")
     if clip["request"] is not None:
         lines.append(f"        prompt {clip['request']['prompt']!r}")
     return lines

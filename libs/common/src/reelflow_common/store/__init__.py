@@ -29,7 +29,7 @@ from reelflow_common.store.models import (
     TaskVideo,
 )
 from reelflow_common.store.projects import ProjectStore
-from reelflow_common.store.results import Change, ClipTask, ClipWithRequest
+from reelflow_common.store.results import Change, ClipTask, ClipWithRequest, LateFollow
 from reelflow_common.store.transitions.retries import TIMED_OUT
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "InvalidCursor",
     "KeyLookupsBusy",
     "KeyOfAnotherTenant",
+    "LateFollow",
     "Lease",
     "NewProject",
     "Outcome",
