@@ -68,20 +68,22 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
     return found
 
 
-async def charged_project(world: World, prompt: str) -> Project:
-    """A one-clip project of the world's tenant, its clip holding a reservation on the ledger,
+async def charged_project(world: World, *prompts: str) -> Project:
+    """A project of the world's tenant, each clip holding a reservation on the ledger,
     submitted to Runware and recorded processing (as the submitter leaves it)."""
     limits = TenantLimits(max_clips_in_flight=10, daily_budget_usd=100)
     charge = await world.projects.ledgers.reserve(
-        world.tenant_id, limits, clips=1, usd=ESTIMATE_USD, now=utcnow()
+        world.tenant_id, limits, clips=len(prompts), usd=ESTIMATE_USD * len(prompts), now=utcnow()
     )
     assert charge is not None
     new = NewProject(
         tenant_id=world.tenant_id,
         title="late",
         model="google:3@3",
-        scenes=[ClipRequest(prompt=prompt, duration=4, width=1280, height=720)],
-        charges=[charge],
+        scenes=[
+            ClipRequest(prompt=prompt, duration=4, width=1280, height=720) for prompt in prompts
+        ],
+        charges=charge.split([ESTIMATE_USD] * len(prompts)),
     )
     created = (await world.projects.create(new)).project
     return await world.processing(await world.project(created.id))
@@ -334,6 +336,42 @@ async def test_a_retry_after_the_late_video_takes_it_and_charges_nothing_more(
     video = TaskSucceeded(video_url=attempt.video_url or "", cost=attempt.cost)
     await world.projects.record(project.id, 0, task_uuid, video)
     assert await ledger(world) == pytest.approx(billed)
+
+
+async def test_a_cancel_during_the_follow_leaves_the_timed_out_clip_and_its_follow_alone(
+    world: World, settings: Settings
+) -> None:
+    project = await charged_project(world, FINISHES_LATE, "a second scene [sim:hang]")
+    task_uuid = project.clips[0].task_uuid
+    events = await world.events()
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+        # Only the first clip's chain runs: the second stays processing (its lease holds).
+        await send_check(world.publisher, await world.check_of(project), delay_s=0, now=utcnow())
+        await until_timed_out(world, project)
+        assert (await world.project(project.id)).status is ProjectStatus.GENERATING
+
+        cancelled = await world.projects.cancel(project.id, tenant_id=world.tenant_id)
+
+        assert cancelled is not None
+        await world.publisher.publish_events(cancelled.events)  # as the api does
+        assert cancelled.clips_changed == 1  # the processing one: a failed clip is not open
+        after = await world.project(project.id)
+        assert [clip.status for clip in after.clips] == [ClipStatus.FAILED, ClipStatus.CANCELLED]
+        assert after.status is ProjectStatus.CANCELLED
+        # Both tasks may still be billed: each holds its reservation in its attempt.
+        assert await ledger(world) == pytest.approx((2, 2 * ESTIMATE_USD))
+        attempt = await until_followed_to(world, project, ClipStatus.SUCCESS)
+
+    truth = await world.sim.task(task_uuid)
+    after = await world.project(project.id)
+    assert (after.status, after.clips[0].status) == (ProjectStatus.CANCELLED, ClipStatus.FAILED)
+    assert attempt.cost == truth["cost"]
+    assert after.cost.usd == pytest.approx(truth["cost"])
+    assert await ledger(world) == pytest.approx((1, ESTIMATE_USD + truth["cost"]))
+    seen = await world.settle_events(events)
+    assert len([e for e in seen if isinstance(e, ProjectFinished)]) == 1
+    seqs = [e.seq for e in seen]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
 
 async def test_a_clip_the_reconciler_times_out_is_followed_late_by_a_chain_it_re_arms(
