@@ -192,11 +192,11 @@ async def running_api(
     """``create_app(settings)`` with its lifespan running, and a client for it.
 
     Unless told not to, it waits until ``/readyz`` says ``"status": "ok"``, every
-    check true: the broker is linked (a 200 ``degraded`` is not enough: its
-    publishes would fail), and tests write to the database only once the app's
-    index builds are done. The embedded SecantusDB hangs when an
-    index is built on a collection while another client's insert creates that
-    collection.
+    check true: the broker is linked and answering (a 200 ``degraded``, the broker
+    down after the first link, is not enough: its publishes would fail), and tests
+    write to the database only once the app's index builds are done. The embedded
+    SecantusDB hangs when an index is built on a collection while another client's
+    insert creates that collection.
     """
     app = create_app(settings)
     async with (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import ExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ import aio_pika
 import httpx
 import pytest
 from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.broker import amqp_channel
@@ -231,7 +232,7 @@ async def test_a_worker_stopped_while_it_waits_returns_at_once(
 # --- the api and the notifier --------------------------------------------------------
 
 
-async def test_the_api_started_while_rabbitmq_is_down_is_ready_takes_projects_and_links_up_later(
+async def test_the_api_is_unready_until_its_first_link_then_ready_degraded_in_an_outage(
     settings_for: Callable[..., Any],
     amqp_url: str,
     broker: TcpProxy,
@@ -246,10 +247,25 @@ async def test_the_api_started_while_rabbitmq_is_down_is_ready_takes_projects_an
         wait_check_interval_s=0.05,
     )
     async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
-        # Ready (it stays in its Service) without the broker: MongoDB is what it requires.
+        # Unready until its first link: a new replica takes no request before it, and one
+        # that never links (wrong credentials, a conflicting topology) holds its rollout up.
+        await until_checks(api.client, 503, {"rabbitmq": False, "mongodb": True})
+        assert (await api.client.get("/readyz")).json()["status"] == "unavailable"
+        broker.come_back()
+        await until_checks(api.client, 200, {"rabbitmq": True, "mongodb": True})
+        assert (await api.client.get("/readyz")).json()["status"] == "ok"
+        tenant_id, auth = await api.new_tenant()
+        linked = await api.create(auth)
+        assert linked.status_code == 202
+        assert [m.body["project_id"] for m in await api.drain()] == [
+            linked.json()["project_id"]
+        ] * 2
+
+        # An outage after the link: ready (it stays in its Service), MongoDB is what it
+        # requires now.
+        broker.go_down()
         await until_checks(api.client, 200, {"rabbitmq": False, "mongodb": True})
         assert (await api.client.get("/readyz")).json()["status"] == "degraded"
-        tenant_id, auth = await api.new_tenant()
 
         # Stored, its clips' leases expired at once for the reconciler: still a 202.
         early = await api.create(auth)
@@ -269,10 +285,11 @@ async def test_the_api_started_while_rabbitmq_is_down_is_ready_takes_projects_an
         assert all(end < timedelta(seconds=settings.lease_s / 10) for end in ends)
         read = await api.client.get(f"/v1/projects/{stored.id}", headers=auth)
         assert read.status_code == 200
-        # No event can wake a ?wait= (no subscription): its re-reads answer it.
+        # No event can wake a ?wait= (no broker): its re-reads answer it.
         waiting = asyncio.create_task(api.create(auth, wait=DEADLINE_S))
         waited = await eventually_returns(
-            lambda: another_project(api, tenant_id, stored.id), "the waiting project stored"
+            lambda: another_project(api, tenant_id, linked.json()["project_id"], stored.id),
+            "the waiting project stored",
         )
         for clip in waited.clips:
             await finish(api, waited.id, clip.task_uuid)
@@ -282,15 +299,12 @@ async def test_the_api_started_while_rabbitmq_is_down_is_ready_takes_projects_an
         broker.come_back()
         await until_checks(api.client, 200, {"rabbitmq": True, "mongodb": True})
         assert (await api.client.get("/readyz")).json()["status"] == "ok"
-        later = await api.create(auth)
-        assert later.status_code == 202
-        assert [m.body["project_id"] for m in await api.drain()] == [later.json()["project_id"]] * 2
 
 
-async def another_project(api: Api, tenant_id: str, known: str) -> Project | None:
-    """The tenant's newest project other than ``known``, once it is stored."""
+async def another_project(api: Api, tenant_id: str, *known: str) -> Project | None:
+    """The tenant's newest project other than the ``known`` ones, once it is stored."""
     page, _cursor = await api.projects.list(tenant_id)
-    return next((project for project in page if project.id != known), None)
+    return next((project for project in page if project.id not in known), None)
 
 
 def notifier_settings(
@@ -306,7 +320,7 @@ def notifier_settings(
     return settings
 
 
-async def test_the_notifier_started_while_rabbitmq_is_down_is_ready_and_links_up_later(
+async def test_the_notifier_is_unready_until_its_first_link_then_ready_degraded_in_an_outage(
     settings_for: Callable[..., Any], amqp_url: str, broker: TcpProxy
 ) -> None:
     settings = notifier_settings(settings_for, amqp_url, broker)
@@ -315,13 +329,19 @@ async def test_the_notifier_started_while_rabbitmq_is_down_is_ready_and_links_up
         httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
     ):
         assert (await ops.get("/healthz")).status_code == 200
-        # Ready without the broker: sockets open and get their snapshots from MongoDB.
-        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
-        assert (await ops.get("/readyz")).json()["status"] == "degraded"
+        # Unready until its first link (its fan-out queue declared and consumed).
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+        assert (await ops.get("/readyz")).json()["status"] == "unavailable"
 
         broker.come_back()
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
         assert (await ops.get("/readyz")).json()["status"] == "ok"
+
+        # Ready in an outage after the link: sockets open and get their snapshots from
+        # MongoDB, and catch up once the broker is back.
+        broker.go_down()
+        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+        assert (await ops.get("/readyz")).json()["status"] == "degraded"
 
 
 async def test_a_notifier_whose_broker_went_away_still_stops_when_asked(
@@ -365,7 +385,9 @@ async def test_a_notifier_without_its_broker_serves_sockets_that_catch_up_when_i
         httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
         client(f"{notifier.base_url}/v1/ws/projects/{project.id}", key=key) as ws,
     ):
-        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+        # Unready before its first link (out of its Service), yet a socket opened then
+        # (the pod reached directly) is caught up too.
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
         assert (await receive(ws))["type"] == "snapshot"
         await projects.mark_processing(project.id, 0, clip.task_uuid, token=clip.lease.token)
 
@@ -426,3 +448,48 @@ async def test_a_notifier_whose_first_link_fails_halfway_links_on_the_next_attem
         httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
     ):
         await until_checks(ops, 200, {"rabbitmq": True, "mongodb": True})
+
+
+def refused(what: str) -> Callable[..., Any]:
+    """A stand-in for ``what`` that fails as a declare RabbitMQ refuses does: not an outage,
+    so the link gives up (``background_work_crashed``)."""
+
+    async def call(*_args: Any, **_kwargs: Any) -> None:
+        raise aio_pika.exceptions.ChannelPreconditionFailed(406, f"PRECONDITION_FAILED - {what}")
+
+    return call
+
+
+def crashed(lines: list[MutableMapping[str, Any]]) -> bool:
+    return any(
+        line["event"] == "background_work_crashed" and line["work"] == "amqp" for line in lines
+    )
+
+
+async def test_an_api_whose_link_gave_up_stays_unready(
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A link that gave up retries no more: the replica must not serve without it for ever."""
+    monkeypatch.setattr("reelflow_api.app.declare_topology", refused("inequivalent arg"))
+    settings: ApiSettings = settings_for(ApiSettings)
+    with capture_logs() as lines:
+        async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
+            await eventually(lambda: crashed(lines), "the link given up")
+            await until_checks(api.client, 503, {"rabbitmq": False, "mongodb": True})
+
+
+async def test_a_notifier_whose_link_gave_up_stays_unready(
+    settings_for: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("reelflow_notifier.app.declare_topology", refused("inequivalent arg"))
+    settings: NotifierSettings = settings_for(NotifierSettings, http_host="127.0.0.1", http_port=0)
+    with capture_logs() as lines:
+        async with (
+            running_notifier(settings, wait_until_ready=False) as notifier,
+            httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
+        ):
+            await eventually(lambda: crashed(lines), "the link given up")
+            await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})

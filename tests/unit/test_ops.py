@@ -10,12 +10,14 @@ import httpx
 from fastapi import FastAPI
 
 from reelflow_common.metrics import MESSAGES_TOTAL
-from reelflow_common.ops import ops_app, ops_routes, serve_ops
+from reelflow_common.ops import FirstLink, ops_app, ops_routes, serve_ops
 from tests.waiting import DEADLINE_S
 
 Check = Callable[[], Awaitable[bool]]
 
 BOTH = frozenset({"rabbitmq", "mongodb"})
+CHECKS_UP = {"rabbitmq": True, "mongodb": True}
+CHECKS_DOWN = {"rabbitmq": False, "mongodb": True}
 
 
 def answers(value: bool) -> Check:
@@ -147,3 +149,57 @@ async def test_serve_ops_answers_on_its_port_until_stopped() -> None:
         stop.set()
         await asyncio.wait_for(server, timeout=DEADLINE_S)
         sock.close()
+
+
+async def readyz(app: object) -> tuple[int, dict[str, object]]:
+    async with client(app) as http:
+        response = await http.get("/readyz")
+    return response.status_code, response.json()
+
+
+async def test_a_first_link_is_required_until_it_succeeded_then_only_reported() -> None:
+    readiness: dict[str, Check] = {"rabbitmq": answers(True), "mongodb": answers(True)}
+    required = {"mongodb"}
+    link = FirstLink("rabbitmq", readiness, required)
+    app = ops_app(readiness, required=required)
+    assert await readyz(app) == (503, {"status": "unavailable", "checks": CHECKS_DOWN})
+
+    link.linked(answers(True))
+    assert await readyz(app) == (200, {"status": "ok", "checks": CHECKS_UP})
+    link.linked(answers(False))  # an outage after the link: the connection's check says so
+    assert await readyz(app) == (200, {"status": "degraded", "checks": CHECKS_DOWN})
+
+
+async def test_a_link_task_that_crashed_is_required_again_for_good() -> None:
+    readiness: dict[str, Check] = {"mongodb": answers(True)}
+    required = {"mongodb"}
+    link = FirstLink("rabbitmq", readiness, required)
+    app = ops_app(readiness, required=required)
+    link.linked(answers(True))
+
+    async def gives_up() -> None:
+        raise ValueError("not an outage: retried no more")
+
+    task = asyncio.create_task(gives_up())
+    link.watch(task)
+    await asyncio.gather(task, return_exceptions=True)  # its callbacks ran, watch's first
+
+    assert await readyz(app) == (503, {"status": "unavailable", "checks": CHECKS_DOWN})
+
+
+async def test_a_link_task_cancelled_at_shutdown_leaves_readiness_as_it_was() -> None:
+    readiness: dict[str, Check] = {"mongodb": answers(True)}
+    required = {"mongodb"}
+    link = FirstLink("rabbitmq", readiness, required)
+    app = ops_app(readiness, required=required)
+    link.linked(answers(True))
+
+    async def holds() -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(holds())
+    link.watch(task)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert await readyz(app) == (200, {"status": "ok", "checks": CHECKS_UP})

@@ -90,17 +90,18 @@ def ops_routes(
 ) -> list[Route]:
     """The three routes, for any Starlette or FastAPI app.
 
-    ``readiness`` is read on every request, so an app may fill it in its
-    lifespan after building the routes. ``required`` names the checks that
-    gate readiness (503 while one is false, or missing); the others are
-    reported, and while one is false the answer is a 200 ``degraded``.
+    ``required`` names the checks that gate readiness (503 while one is false,
+    or missing); the others are reported, and while one is false the answer is
+    a 200 ``degraded``. Both are read on every request, so an app may fill them
+    in its lifespan after building the routes (and stop requiring a check:
+    :class:`FirstLink`).
     """
-    gating = frozenset(required)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse(Health().model_dump())
 
     async def readyz(_request: Request) -> Response:
+        gating = frozenset(required)
         names = list(readiness)
         results = await asyncio.gather(
             *(_run_check(readiness[name], check_timeout_s) for name in names)
@@ -153,6 +154,49 @@ def amqp_ready(connection: AbstractConnection) -> ReadinessCheck:
         return connection.connected.is_set() and not connection.is_closed
 
     return check
+
+
+class FirstLink:
+    """A dependency required by ``/readyz`` until the first link to it has succeeded, and
+    only reported after that: RabbitMQ in the api and the notifier.
+
+    Until :meth:`linked` (its queues and subscriptions declared), ``name`` is required:
+    a 503, so a new replica takes no request before its link, and one whose link never
+    comes up (wrong credentials, which ``wait_for`` waits out for ever; a topology that
+    conflicts) holds a rollout up. After it, an outage is a 200 ``degraded``: the link
+    reconnects by itself. A link task that ended in error (:meth:`watch`: not an outage,
+    retried no more) makes it required again, for good: 503 until the pod is replaced.
+
+    Registers ``name`` in ``readiness`` and ``required``, which the app hands to
+    :func:`ops_routes`.
+    """
+
+    def __init__(self, name: str, readiness: dict[str, ReadinessCheck], required: set[str]) -> None:
+        self._name = name
+        self._readiness = readiness
+        self._required = required
+        readiness[name] = not_yet
+        required.add(name)
+
+    def linked(self, check: ReadinessCheck) -> None:
+        """The first link succeeded: ``check`` reports the dependency from now on, and
+        its outages only degrade."""
+        self._readiness[self._name] = check
+        self._required.discard(self._name)
+
+    def watch(self, task: asyncio.Task[None]) -> None:
+        """Required again, for good, once the link's ``task`` ends in error."""
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        self._readiness[self._name] = _gave_up
+        self._required.add(self._name)
+
+
+async def _gave_up() -> bool:
+    return False
 
 
 class _Server(uvicorn.Server):

@@ -29,7 +29,14 @@ from reelflow_common.broker import Publisher, amqp_channel, amqp_connection
 from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import Indexes, mongo_database
-from reelflow_common.ops import OPS_PATHS, ReadinessCheck, amqp_ready, not_yet, ops_routes
+from reelflow_common.ops import (
+    OPS_PATHS,
+    FirstLink,
+    ReadinessCheck,
+    amqp_ready,
+    not_yet,
+    ops_routes,
+)
 from reelflow_common.storage import VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
@@ -37,13 +44,15 @@ from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.tokenbucket import KeyedBuckets
 from reelflow_common.topology import Topology, declare_topology
 
-#: the checks ``/readyz`` needs true for a 200: MongoDB, which every request but the probes
-#: reads or writes. RabbitMQ is reported, not required (a 200 ``degraded`` without it): a
-#: create still answers 202 (its dispatch is left to the reconciler), reads and the dashboard
-#: are served, a webhook answers 503 (only a hint: Runware may deliver it again, and polling
-#: finds the result anyway), and a ``?wait=`` re-reads its project every
-#: ``wait_check_interval_s``. Were it required, a broker outage
-#: would take every replica out of the Service at once: the whole front door down.
+#: the checks ``/readyz`` needs true for a 200 always: MongoDB, which every request but the
+#: probes reads or writes. RabbitMQ is required only until this replica's first link has
+#: succeeded (``FirstLink``: a replica that never links holds its rollout up), then only
+#: reported (a 200 ``degraded`` without it): a create still answers 202 (its dispatch is
+#: left to the reconciler), reads and the dashboard are served, a webhook answers 503 (only
+#: a hint: Runware may deliver it again, and polling finds the result anyway), and a
+#: ``?wait=`` re-reads its project every ``wait_check_interval_s``. Were it required then,
+#: a broker outage would take every replica out of the Service at once: the whole front
+#: door down.
 READY_REQUIRES = frozenset({"mongodb"})
 
 #: most project reads in one query (each of a few KiB; MongoDB's first batch holds 101)
@@ -65,11 +74,13 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app; nothing connects until the lifespan starts.
 
     The lifespan never waits for RabbitMQ or MongoDB: the API answers at once,
-    ``/readyz`` names what it still waits for (503 until MongoDB answers, a 200
-    ``degraded`` while only RabbitMQ is missing: ``READY_REQUIRES``), and it carries
-    on once they answer.
+    ``/readyz`` names what it still waits for (503 until MongoDB answers and the first
+    broker link has succeeded; after that, a 200 ``degraded`` while only RabbitMQ is
+    missing: ``READY_REQUIRES``), and it carries on once they answer.
     """
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
+    required = set(READY_REQUIRES)
+    link = FirstLink("rabbitmq", readiness, required)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,19 +119,19 @@ def create_app(settings: Settings) -> FastAPI:
             wakeups = Wakeups()
             lanes = KnownLanes(settings.lane_ttl_s)
             storage = await stack.enter_async_context(open_storage(settings))
-            await stack.enter_async_context(
+            linking = await stack.enter_async_context(
                 in_background(
                     # A link the broker drops halfway (before its channels are open) starts
-                    # over: given up, it would leave this replica ready, degraded for ever.
+                    # over; one that fails otherwise (a bug, a conflicting topology) ends
+                    # the task, and the replica stays unready (FirstLink.watch).
                     wait_for(
                         "rabbitmq",
-                        lambda: _link_broker(
-                            settings, topology, publisher, wakeups, lanes, readiness
-                        ),
+                        lambda: _link_broker(settings, topology, publisher, wakeups, lanes, link),
                     ),
                     name="amqp",
                 )
             )
+            link.watch(linking)
             # Closed first (the stack unwinds in reverse): creates and retries whose
             # requests are gone finish while MongoDB and RabbitMQ are still there.
             outliving = OutlivingWork()
@@ -192,7 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(videos.router)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.DashboardFiles(), name="static")
-    app.router.routes.extend(ops_routes(readiness, required=READY_REQUIRES))
+    app.router.routes.extend(ops_routes(readiness, required=required))
     install_docs(app)
     install_openapi(app, settings)
     # BodyLimit counts every JSON body's values against its model's bound: a route whose
@@ -215,7 +226,7 @@ async def _link_broker(
     publisher: Publisher,
     wakeups: Wakeups,
     lanes: KnownLanes,
-    readiness: dict[str, ReadinessCheck],
+    link: FirstLink,
 ) -> None:
     """Connect (waiting for RabbitMQ), declare the topology, hand the channel to the publisher,
     subscribe this process's ``?wait=`` requests to ``project.finished`` and listen for the
@@ -248,5 +259,5 @@ async def _link_broker(
                 ),
             )
         wakeups.wake_all()  # events before the subscription were missed: read once
-        readiness["rabbitmq"] = amqp_ready(connection)
+        link.linked(amqp_ready(connection))
         await asyncio.get_running_loop().create_future()

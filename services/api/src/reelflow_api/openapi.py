@@ -133,12 +133,16 @@ def _add_ops_paths(document: dict[str, Any]) -> None:
             "responses": {
                 "200": _json(
                     Readiness,
-                    "MongoDB answers: the API serves requests. `status` is `ok` when RabbitMQ"
-                    " answers too, `degraded` while it does not (`checks` says so): creates"
-                    " still answer 202, their clips dispatched by the reconciler, and"
-                    " webhooks 503.",
+                    "MongoDB answers and this replica's first RabbitMQ link has succeeded:"
+                    " the API serves requests. `status` is `ok` when RabbitMQ answers too,"
+                    " `degraded` while it does not (`checks` says so): creates still answer"
+                    " 202, their clips dispatched by the reconciler, and webhooks 503.",
                 ),
-                "503": _json(Readiness, "MongoDB does not answer; `checks` names it."),
+                "503": _json(
+                    Readiness,
+                    "MongoDB does not answer, or this replica has not linked to RabbitMQ"
+                    " yet (or its link gave up); `checks` names which.",
+                ),
             },
         }
     }

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from reelflow_common.broker import amqp_channel, amqp_connection
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import mongo_database, ping
-from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_routes
+from reelflow_common.ops import FirstLink, ReadinessCheck, amqp_ready, not_yet, ops_routes
 from reelflow_common.storage import VideoLinks
 from reelflow_common.store import ProjectStore
 from reelflow_common.store.auth import CachedApiKeyStore
@@ -28,12 +28,14 @@ from reelflow_notifier.routes import not_served, routes
 from reelflow_notifier.settings import Settings
 from reelflow_notifier.state import NotifierState
 
-#: the checks ``/readyz`` needs true for a 200: MongoDB, which authenticates a socket and
-#: reads its snapshots and event log. RabbitMQ is reported, not required (a 200 ``degraded``
-#: without it): a socket still opens and gets its snapshot, and live events resume when the
-#: broker answers again, every socket caught up from the event log (the fan-out's queue is
-#: restored before its reconnect callback catches them up; ``fanout.py``). Were it required,
-#: a broker outage would take every replica out of the Service: no socket could open at all.
+#: the checks ``/readyz`` needs true for a 200 always: MongoDB, which authenticates a socket
+#: and reads its snapshots and event log. RabbitMQ is required only until this replica's
+#: first link has succeeded (``FirstLink``: a replica that never links holds its rollout up),
+#: then only reported (a 200 ``degraded`` without it): a socket still opens and gets its
+#: snapshot, and live events resume when the broker answers again, every socket caught up
+#: from the event log (the fan-out's queue is restored before its reconnect callback catches
+#: them up; ``fanout.py``). Were it required then, a broker outage would take every replica
+#: out of the Service: no socket could open at all.
 READY_REQUIRES = frozenset({"mongodb"})
 
 
@@ -44,12 +46,14 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
     objects out of the garbage collector's passes while the app runs.
 
     The lifespan never waits for RabbitMQ or MongoDB: the notifier answers at
-    once, ``/readyz`` names what it still waits for (503 until MongoDB answers, a
-    200 ``degraded`` while only RabbitMQ is missing: ``READY_REQUIRES``), and live
-    events start flowing once the broker answers (connections opened before then
-    catch up).
+    once, ``/readyz`` names what it still waits for (503 until MongoDB answers and
+    the first broker link has succeeded; after that, a 200 ``degraded`` while only
+    RabbitMQ is missing: ``READY_REQUIRES``), and live events start flowing once
+    the broker answers (connections opened before then catch up).
     """
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
+    required = set(READY_REQUIRES)
+    link = FirstLink("rabbitmq", readiness, required)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -69,14 +73,16 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             key_watch = await stack.enter_async_context(
                 KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
             )
-            await stack.enter_async_context(
+            linking = await stack.enter_async_context(
                 in_background(
                     # A link the broker drops halfway (before the fan-out consumes) starts
-                    # over: given up, it would leave this replica ready, degraded for ever.
-                    wait_for("rabbitmq", lambda: _link_broker(settings, hub, readiness)),
+                    # over; one that fails otherwise (a bug, a conflicting topology) ends
+                    # the task, and the replica stays unready (FirstLink.watch).
+                    wait_for("rabbitmq", lambda: _link_broker(settings, hub, link)),
                     name="amqp",
                 )
             )
+            link.watch(linking)
             if gc_policy is not None:
                 await stack.enter_async_context(gc_policy.running())
             projects = ProjectStore(db)
@@ -101,12 +107,12 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             yield
 
     return Starlette(
-        routes=[*routes(), *ops_routes(readiness, required=READY_REQUIRES), not_served()],
+        routes=[*routes(), *ops_routes(readiness, required=required), not_served()],
         lifespan=lifespan,
     )
 
 
-async def _link_broker(settings: Settings, hub: Hub, readiness: dict[str, ReadinessCheck]) -> None:
+async def _link_broker(settings: Settings, hub: Hub, link: FirstLink) -> None:
     """Connect (waiting for RabbitMQ), then feed the hub from the fan-out until cancelled."""
     topology = Topology.from_settings(settings)
     async with (
@@ -124,5 +130,5 @@ async def _link_broker(settings: Settings, hub: Hub, readiness: dict[str, Readin
         ):
             # Connections opened while the broker was away may have missed events.
             hub.catch_up_all()
-            readiness["rabbitmq"] = amqp_ready(connection)
+            link.linked(amqp_ready(connection))
             await asyncio.get_running_loop().create_future()

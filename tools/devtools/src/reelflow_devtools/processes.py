@@ -189,9 +189,9 @@ def wait_ready(child: Child, url: str, *, deadline_s: float = 60) -> None:
     """Poll a service's ``/readyz`` at ``url`` until every check is true (``"status": "ok"``).
 
     Not only a 200: the api and the notifier answer a 200 ``degraded`` while RabbitMQ
-    is not linked yet (they serve without it), and what comes next (a benchmark's or a
-    test's first project) needs their publishes and their live events. Else as
-    :func:`wait_healthy`.
+    is down after their first link (they serve without it), and what comes next (a
+    benchmark's or a test's first project) needs their publishes and their live events.
+    Else as :func:`wait_healthy`.
     """
 
     def every_check(answer: httpx.Response) -> bool:

@@ -67,7 +67,8 @@ class ChaosStack:
             for name in SERVICES:
                 child = self.services.children[name]
                 # every check true: the api and the notifier are ready (a 200 degraded)
-                # before their broker link, and the load must find it made
+                # while the broker is down after their first link, and the load must find
+                # the link up
                 wait_ready(child, f"{self.services.url(name)}/readyz", deadline_s=120)
         except BaseException:
             self.stop()
