@@ -1372,6 +1372,7 @@ async def test_a_retry_refused_for_room_the_retry_that_took_its_clips_holds_chan
     assert second.status_code == 202, second.text
     assert second.json()["clips_changed"] == 0
     await ledger_is(api, tenant_id, open_clips=2, usd=0.5)  # the winner's, nothing more
+    assert await reserving(api, tenant_id) == []  # the loser's entry went with its room
 
 
 async def test_a_retry_refused_for_clips_another_took_reserves_once_for_those_still_failed(
@@ -1432,6 +1433,47 @@ async def test_a_retry_refused_while_the_one_holding_the_room_writes_its_clips_i
     await end_retried_clips_failed(api, project_id)
     assert (await api.create(auth, scenes(2))).status_code == 202  # $0.50 of the $0.75
     assert_problem(await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth), 402)
+
+
+async def test_a_retry_refused_while_one_that_gave_a_lost_clip_back_writes_the_other_is_409(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry that lost one of its clips to another retry gives that clip's charge back at
+    once, but it still holds the room of its other clip, which it is writing: a retry refused
+    for that room is told to come back (409), not that the budget is spent (402)."""
+    tenant_id, auth = await limited(api, daily_budget_usd=0.75)
+    created = (await api.create(auth, scenes(2))).json()  # $0.50 reserved
+    project_id = created["project_id"]
+    first_task, second_task = (result["task_uuid"] for result in created["results"])
+    await fail(api, project_id, first_task)
+    held = HeldReservations(api, monkeypatch, held=2)
+    taking_first = retry_at_once(api, project_id, auth)  # read the first clip failed
+    await held.arrived(0)
+    await fail(api, project_id, second_task)
+    taking_both = retry_at_once(api, project_id, auth)  # read both failed
+    await held.arrived(1)
+    held.go[0].set()
+    assert (await asyncio.wait_for(taking_first, DEADLINE_S)).json()["clips_changed"] == 1
+    writes = ClipWrites(api, monkeypatch, 1, held=True)
+    held.go[1].set()  # $0.25 + $0.50: it fits, loses the first clip, gives its $0.25 back
+    await asyncio.wait_for(writes.sent.wait(), DEADLINE_S)  # writing the second clip
+    await end_retried_clips(api, project_id, {0: 0.45})  # $0.45 + $0.25 held: $0.05 left
+
+    refused = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+    assert_problem(refused, 409)
+    writes.released.set()
+    assert (await asyncio.wait_for(taking_both, DEADLINE_S)).json()["clips_changed"] == 1
+    await ledger_is(api, tenant_id, open_clips=1, usd=0.7)
+    assert await reserving(api, tenant_id) == []  # both retries done with their clips
+
+
+async def reserving(api: Api, tenant_id: str) -> list[dict[str, Any]]:
+    """The ledger's entries of reservations that may still be storing what they are for."""
+    ledger = await api.db["tenant_ledgers"].find_one({"_id": tenant_id}, {"reserving": 1})
+    assert ledger is not None
+    entries: list[dict[str, Any]] = ledger.get("reserving", [])
+    return entries
 
 
 async def test_concurrent_retries_on_a_tight_budget_are_never_refused_for_each_others_room(

@@ -28,10 +28,12 @@ A create with an Idempotency-Key leaves the key's digest in ``reserving`` with i
 reservation (the same update): a request refused for room while one with its key may still
 be storing its project is that request's twin, not a refusal (:class:`KeyInProgress`); a
 reservation given back (its create failed) is forgotten there, so its twin is judged on the
-room again. A retry leaves its project's digest there alike, forgotten once it has written its
-clips (:meth:`LedgerStore.landed`) or given the room back: a retry of the same project refused
-for room meanwhile is not told the budget is spent for room that retry holds, maybe briefly
-(each reserves for the clips it read failed before it knows whether it wins them).
+room again. A retry leaves its project's digest there alike, forgotten once it is done with
+its clips, each written or its charge given back (:meth:`LedgerStore.landed`; not at the
+give-back of one clip it lost while it writes others), or when an error ends it and it gives
+the room back: a retry of the same project refused for room meanwhile is not told the
+budget is spent for room that retry holds, maybe briefly (each reserves for the clips it
+read failed before it knows whether it wins them).
 An operator's **recount** sets ``open`` to what the tenant's clips hold, with one
 update guarded on the ledger as read before the count (:meth:`LedgerStore.recount`).
 """
@@ -223,28 +225,32 @@ class LedgerStore:
                 # Room appeared between the write and the read (a clip ended): try again.
         raise TransientError("the tenant's ledger kept changing; the request may be retried")
 
-    async def release(self, tenant_id: str, charge: Charge, *, clips: int) -> None:
+    async def release(
+        self, tenant_id: str, charge: Charge, *, clips: int, forget: bool = True
+    ) -> None:
         """Give back a reservation nothing was created for (an idempotent replay, an error).
 
         Its Idempotency-Key's entry in ``reserving`` goes with it: a create that failed after
         reserving held its twins' answers to 409 for RESERVATION_LANDS_S, whatever the room.
+        ``forget`` False keeps the entry: a retry giving back one clip it lost while it still
+        writes its others (:meth:`landed` forgets it once they are written).
         """
-        await self._ledgers.update_one(
-            {"_id": tenant_id},
-            {
-                "$inc": {
-                    "open": -clips,
-                    f"committed.{charge.day}": -charge.usd,
-                    f"committed.{charge.month}": -charge.usd,
-                },
-                "$pull": {"reserving": {"id": charge.reservation_id}},
-            },
-        )
+        update: Document = {
+            "$inc": {
+                "open": -clips,
+                f"committed.{charge.day}": -charge.usd,
+                f"committed.{charge.month}": -charge.usd,
+            }
+        }
+        if forget:
+            update["$pull"] = {"reserving": {"id": charge.reservation_id}}
+        await self._ledgers.update_one({"_id": tenant_id}, update)
 
     async def landed(self, tenant_id: str, charge: Charge) -> None:
-        """What the reservation of ``charge`` was for is stored (a retry's clips): its entry in
-        ``reserving`` is forgotten, so a request refused for room is judged on the room alone
-        again. If MongoDB fails here, the entry stays its RESERVATION_LANDS_S (logged)."""
+        """What the reservation of ``charge`` was for is done with (a retry's clips: each
+        written holding its charge, or given it back): its entry in ``reserving`` is
+        forgotten, so a request refused for room is judged on the room alone again. If
+        MongoDB fails here, the entry stays its RESERVATION_LANDS_S (logged)."""
         try:
             await self._ledgers.update_one(
                 {"_id": tenant_id}, {"$pull": {"reserving": {"id": charge.reservation_id}}}
@@ -252,13 +258,16 @@ class LedgerStore:
         except PyMongoError as exc:
             log.warning("reserving_not_forgotten", tenant_id=tenant_id, error=repr(exc))
 
-    async def give_back(self, tenant_id: str, charges: Iterable[Charge]) -> None:
+    async def give_back(
+        self, tenant_id: str, charges: Iterable[Charge], *, forget: bool = True
+    ) -> None:
         """Release reservations no clip holds (one clip each), for a caller answering something
         else (an error, a replay). If MongoDB fails here, the rest stay committed: the tenant's
-        room is understated, never overstated (``reservation_not_released`` is logged)."""
+        room is understated, never overstated (``reservation_not_released`` is logged).
+        ``forget``: as for :meth:`release`."""
         try:
             for charge in charges:
-                await self.release(tenant_id, charge, clips=1)
+                await self.release(tenant_id, charge, clips=1, forget=forget)
         except PyMongoError as exc:
             log.warning("reservation_not_released", tenant_id=tenant_id, error=repr(exc))
 

@@ -77,8 +77,10 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         ``LimitExceeded``, or ``KeyInProgress`` while another retry of the project holds the
         room: nothing is retried); what no clip holds is released: what a concurrent retry
         made unneeded, and, when an error interrupts the clips' writes, the charges of the
-        clips not written (:meth:`_give_back_unheld`); once the clips are written, the
-        reservation is said to have landed (``LedgerStore.landed``). A retry refused for room
+        clips not written (:meth:`_give_back_unheld`); once every clip is written or has given
+        its charge back, the reservation is said to have landed (``LedgerStore.landed``: until
+        then a retry refused for room it holds is told it is in progress, 409, even where one
+        clip's charge was given back already). A retry refused for room
         reads the project again: clips another retry took are not its to pay for
         (:meth:`_reserve_failed`).
         """
@@ -97,7 +99,6 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         # after them does not finish it on the way.
         took = False
         untried = dict(charges)  # by scene: the charges no write has carried yet
-        held: Charge | None = None  # a charge a written clip holds: the reservation landed
         out: tuple[int, Charge] | None = None  # the clip being written, and the charge it carries
         try:
             for clip in [*to_follow, *(clip for clip in failed if clip not in to_follow)]:
@@ -110,10 +111,9 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                 if charge is not None and done in (None, "took", "busy"):
                     # A concurrent retry got there first (it sends the commands, and
                     # reserved), the clip took a late video that came meanwhile, or it
-                    # kept moving and was left as it was.
-                    await self.ledgers.give_back(tenant_id, [charge])
-                elif charge is not None:
-                    held = charge
+                    # kept moving and was left as it was. Its entry in ``reserving`` stays
+                    # while the other clips are written (``landed`` forgets it).
+                    await self.ledgers.give_back(tenant_id, [charge], forget=False)
                 events += applied
                 if done == "took":
                     took = True
@@ -127,8 +127,8 @@ class ProjectRetry(ProjectReads, ProjectWrites):
             except Exception as exc:  # the retry's own error is the one to raise
                 log.warning("reservation_not_released", project_id=project_id, error=repr(exc))
             raise
-        if held is not None:
-            await self.ledgers.landed(tenant_id, held)
+        if charges:  # every clip written holding its charge, or given it back
+            await self.ledgers.landed(tenant_id, next(iter(charges.values())))
         if took:
             head = await self._projects.find_one({"_id": project_id}, LOG_HEAD)
             assert head is not None  # projects are never deleted
