@@ -8,6 +8,7 @@ arguments and never edit ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -126,10 +127,36 @@ class ProxySettings(ReelflowSettings):
         min_length=1,
         description=(
             "peers whose X-Forwarded-For and X-Forwarded-Proto are believed (the client's"
-            " address and scheme in logs and traces), comma-separated addresses or networks;"
-            " * believes every peer: only where nothing but the proxy can reach the server"
+            " address and scheme in logs and traces), comma-separated IP addresses or"
+            " networks; * believes every peer, and then the client's address is whatever"
+            " the client put first in X-Forwarded-For"
         ),
     )
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _trusted_peers(cls, value: str) -> str:
+        """``*`` alone, or each entry an IP address or network, written as uvicorn parses it.
+
+        uvicorn takes any entry it cannot parse for a literal, compared with the peer's
+        address as text (a unix socket's path): these servers listen on TCP alone, where
+        such an entry matches no peer, so it is a mistake, refused here at start rather
+        than trusting nobody in silence. A network with host bits set (``10.0.0.1/8``),
+        which uvicorn would take for such a literal, is written as its network.
+        """
+        if value.strip() == "*":
+            return "*"
+        peers: list[str] = []
+        for entry in (part.strip() for part in value.split(",")):
+            try:
+                peer = ipaddress.ip_network(entry, strict=False) if "/" in entry else None
+                peers.append(str(peer or ipaddress.ip_address(entry)))
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network: comma-separated addresses"
+                    " (10.0.0.5, fd00::5) and networks (10.0.0.0/8), or * alone"
+                ) from None
+        return ",".join(peers)
 
 
 class TopologySettings(AmqpSettings):
