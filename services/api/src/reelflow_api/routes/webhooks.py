@@ -4,8 +4,9 @@ A webhook is a hint, never a fact: anyone who learns the URL could send one. So
 the body's results are not recorded; the route publishes ONE ``CheckHintedTasks``
 naming the task UUIDs in the body, and the poller asks Runware about each of
 them now (``getResponse``) and records what Runware answers. The answer is 202
-only once the broker has confirmed that message: otherwise Runware retries the
-delivery.
+only once the broker has confirmed that message: otherwise a 503 with
+``Retry-After`` (whether Runware delivers it again is undocumented; polling finds
+the result anyway).
 
 The secret is checked before anything else is looked at, so a wrong one answers
 ``404`` whatever the query and body hold: the route cannot be probed. Then the
