@@ -22,6 +22,16 @@ from fastapi.responses import Response
 #: on a project status and on its 304
 CACHE_CONTROL = "private, no-cache"
 
+#: the headers of a status that may be revalidated, and of its 304 (the OpenAPI document's)
+REVALIDATED_HEADERS = {
+    "ETag": {
+        "description": "the status's entity tag (weak): send it as `If-None-Match` to get a 304"
+        " while the status is the same",
+        "schema": {"type": "string"},
+    },
+    "Cache-Control": {"description": CACHE_CONTROL, "schema": {"type": "string"}},
+}
+
 
 def etag_of(body: bytes) -> str:
     """The weak entity tag of ``body``: 128 bits of its SHA-256."""

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pymongo.errors import PyMongoError
 
-from reelflow_api.conditional import CACHE_CONTROL, revalidated
+from reelflow_api.conditional import REVALIDATED_HEADERS, revalidated
+from reelflow_api.created import CREATED_HEADERS, IDEMPOTENCY_REPLAYED
 from reelflow_api.deps import AppState, IndexesEnsured, State, TenantGrant, TenantId, app_state
 from reelflow_api.lanes import send_submits
 from reelflow_api.middleware import start_waiting
@@ -55,10 +56,6 @@ router = APIRouter(
     prefix="/v1/projects", tags=["projects"], responses=problem_responses(401, 422, 503)
 )
 log = get_logger(__name__)
-
-#: on a create's answer that is an earlier request's project (the same Idempotency-Key and
-#: body), not a new one: the client's retry reached a request that had been accepted
-IDEMPOTENCY_REPLAYED = "Idempotency-Replayed"
 
 
 def _request_hash(body: CreateProjectIn) -> str:
@@ -475,15 +472,6 @@ async def _wait_s(
 
 #: every answer that carries a project status
 _STATUS = {"model": ProjectStatusView}
-#: the headers of a create's answer
-_CREATED_HEADERS = {
-    "Location": {"description": "the project", "schema": {"type": "string"}},
-    IDEMPOTENCY_REPLAYED: {
-        "description": "`true` when the answer is the project of an earlier request with the"
-        " same Idempotency-Key and body (a replay); absent for a project created now",
-        "schema": {"type": "string", "enum": ["true"]},
-    },
-}
 
 
 @router.post(
@@ -497,9 +485,9 @@ _CREATED_HEADERS = {
         200: {
             **_STATUS,
             "description": "`wait` was given and every clip is terminal",
-            "headers": _CREATED_HEADERS,
+            "headers": CREATED_HEADERS,
         },
-        202: {"headers": _CREATED_HEADERS},
+        202: {"headers": CREATED_HEADERS},
         **problem_responses(402, 403, 409, 413, 429),
     },
 )
@@ -548,25 +536,14 @@ async def create_project(
         )
 
 
-#: the headers of a status that may be revalidated, and of its 304
-_REVALIDATED = {
-    "ETag": {
-        "description": "the status's entity tag (weak): send it as `If-None-Match` to get a 304"
-        " while the status is the same",
-        "schema": {"type": "string"},
-    },
-    "Cache-Control": {"description": CACHE_CONTROL, "schema": {"type": "string"}},
-}
-
-
 @router.get(
     "/{project_id}",
     response_model=ProjectStatusView,
     responses={
-        200: {"headers": _REVALIDATED},
+        200: {"headers": REVALIDATED_HEADERS},
         304: {
             "description": "`If-None-Match` names the status's `ETag`: it is the same (no body)",
-            "headers": _REVALIDATED,
+            "headers": REVALIDATED_HEADERS,
         },
         **problem_responses(404),
     },
