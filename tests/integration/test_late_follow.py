@@ -310,6 +310,60 @@ async def test_a_retry_during_the_follow_watches_the_task_again_and_reserves_not
         assert (usage["month"]["known_cost_clips"], usage["clips_in_flight"]) == (1, 0)
 
 
+async def test_a_retry_after_runware_failed_the_followed_task_buys_a_new_one(
+    world: World,
+    settings: Settings,
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: Any,
+) -> None:
+    async with running_api(settings_for(ApiSettings), mongo_db, amqp_connection) as api:
+        tenant_id, auth = await api.new_tenant("late")
+        await api.keys.set_limits(
+            tenant_id, TenantLimits(max_clips_in_flight=10, daily_budget_usd=100)
+        )
+        body = {"scenes": [{"prompt": "a fox [sim:latency=3000] [sim:fail]", "duration": 4}]}
+        created = await api.create(auth, body)
+        assert created.status_code == 202, created.text
+        project_id = created.json()["project_id"]
+        await api.drain()  # its SubmitClip: the test submits it, as the submitter would
+        project = await world.processing(await world.project(project_id))
+        task_uuid = project.clips[0].task_uuid
+        charge = project.clips[0].charge
+        assert charge is not None
+        async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+            await send_check(
+                world.publisher, await world.check_of(project), delay_s=0, now=utcnow()
+            )
+            await until_timed_out(world, project)
+            ended = await until_followed_to(world, project, ClipStatus.FAILED)
+        assert ended.error is not None
+        assert ended.error["code"] != TIMED_OUT  # Runware's own word
+        # The clip still says timedOut; its reservation was released with the follow's end.
+        failed = (await world.project(project_id)).clips[0]
+        assert (failed.error or {}).get("code") == TIMED_OUT
+        assert await ledger(world, tenant_id) == pytest.approx((0, 0.0))
+
+        retried = await api.client.post(f"/v1/projects/{project_id}/retry", headers=auth)
+
+        assert retried.status_code == 202, retried.text
+        assert retried.json()["clips_changed"] == 1
+        # Runware failed that task: a new one is bought (and reserved for), not the dead one
+        # watched again; the follow's end stays in the clip's attempts.
+        clip = (await world.project(project_id)).clips[0]
+        assert clip.status is ClipStatus.QUEUED
+        assert clip.task_uuid != task_uuid
+        assert clip.charge is not None
+        assert clip.charge.id != charge.id
+        assert clip.attempts == {task_uuid: ended}
+        assert await ledger(world, tenant_id) == pytest.approx((1, clip.charge.usd))
+        submits = await api.drain()
+        assert [message.body["task_uuid"] for message in submits] == [clip.task_uuid]
+        assert await checks_on_their_way(world) == 0  # nothing watches the failed task
+        after = await world.project(project_id)
+        assert (after.status, after.cost.usd, after.cost.known) == (ProjectStatus.GENERATING, 0, 0)
+
+
 async def test_a_retry_after_the_late_video_takes_it_and_charges_nothing_more(
     world: World, settings: Settings
 ) -> None:

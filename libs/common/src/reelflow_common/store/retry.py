@@ -66,7 +66,8 @@ class ProjectRetry(ProjectReads, ProjectWrites):
         correlation_id: str | None = None,
         reserve: Reserve | None = None,
     ) -> Outcome | None:
-        """Follow every failed clip again: a new task where Runware failed the old one, the same
+        """Follow every failed clip again: a new task where Runware failed the old one (also
+        at the end of its late follow, after our ceiling: :func:`_ended_at_runware`), the same
         task where only our ceiling ran out (``timedOut``) or where Runware runs it after all
         (found there after the clip failed: ``ClipState.runs_at_runware``); a clip with a late
         video takes it (nothing bought). Cancelled clips stay cancelled.
@@ -263,7 +264,9 @@ class ProjectRetry(ProjectReads, ProjectWrites):
                     "charge": charge,
                 }
                 timed_out = (clip.error or {}).get("code") == retries.TIMED_OUT
-                same_task = timed_out or clip.runs_at_runware() is not None
+                same_task = clip.runs_at_runware() is not None or (
+                    timed_out and not _ended_at_runware(clip)
+                )
                 if same_task:
                     write = retries.rewatch(project_id, tenant_id, clip, **common)
                 else:
@@ -317,6 +320,21 @@ class ProjectRetry(ProjectReads, ProjectWrites):
             settlements, _not_found = owed_settlements(read, mine)  # the sweep logs those
             await self._settle_all(read, settlements)
         return owing.owing_as_read(write, owed)
+
+
+def _ended_at_runware(clip: ClipState) -> bool:
+    """Whether the failed clip's own task, followed after the clip was given up on (late,
+    after our ceiling), ended there with Runware's word: its error, or not found. Watched
+    again, it would fail at the next check: a retry buys a new task, and that entry keeps
+    how the follow ended. One whose window ran out with no answer (``timedOut`` again) may
+    still finish: it is watched again."""
+    attempt = clip.attempts.get(clip.task_uuid)
+    return (
+        attempt is not None
+        and attempt.end_recorded
+        and attempt.status is ClipStatus.FAILED
+        and (attempt.error or {}).get("code") != retries.TIMED_OUT
+    )
 
 
 def _held(clip: ClipState) -> bool:
