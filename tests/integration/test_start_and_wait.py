@@ -26,6 +26,7 @@ from structlog.testing import capture_logs
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipRequest
+from reelflow_common.ops import FIRST_LINK_GRACE_S, FirstLink
 from reelflow_common.store import ApiKeyStore, NewProject, Project, ProjectStore, TaskSucceeded
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology
 from reelflow_devtools.embedded_mongo import embedded_mongo
@@ -299,6 +300,107 @@ async def test_the_api_is_unready_until_its_first_link_then_ready_degraded_in_an
         broker.come_back()
         await until_checks(api.client, 200, {"rabbitmq": True, "mongodb": True})
         assert (await api.client.get("/readyz")).json()["status"] == "ok"
+
+
+class Clock:
+    """A monotonic clock the test moves: a ``FirstLink``'s grace passes when told."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def moved_by(clock: Clock) -> Callable[..., FirstLink]:
+    """``FirstLink`` on ``clock``, for an app to build its own with."""
+
+    def build(*args: Any, **kwargs: Any) -> FirstLink:
+        return FirstLink(*args, clock=clock, **kwargs)
+
+    return build
+
+
+def with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(netloc=f"{parts.username or 'guest'}:{password}@{host}").geturl()
+
+
+async def test_an_api_started_in_an_outage_is_ready_degraded_once_its_grace_has_passed(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    broker: TcpProxy,
+    mongo_db: Any,
+    amqp_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica that (re)starts while RabbitMQ is unreachable (a drain, an OOM kill, a
+    scale-out) joins the Service, degraded, after the grace: an outage must not shrink the
+    front door to the replicas that happened to link before it."""
+    clock = Clock()
+    monkeypatch.setattr("reelflow_api.app.FirstLink", moved_by(clock))
+    settings: ApiSettings = settings_for(
+        ApiSettings, amqp_url=SecretStr(via(amqp_url, broker.port))
+    )
+    async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
+        await until_checks(api.client, 503, {"rabbitmq": False, "mongodb": True})
+
+        clock.now = FIRST_LINK_GRACE_S
+        await until_checks(api.client, 200, {"rabbitmq": False, "mongodb": True})
+        assert (await api.client.get("/readyz")).json()["status"] == "degraded"
+        broker.come_back()
+        await until_checks(api.client, 200, {"rabbitmq": True, "mongodb": True})
+        assert (await api.client.get("/readyz")).json()["status"] == "ok"
+
+
+def refused_login(lines: list[MutableMapping[str, Any]]) -> bool:
+    return any(
+        line["event"] == "waiting_for_dependency"
+        and line["error"].startswith("ProbableAuthenticationError")
+        for line in lines
+    )
+
+
+async def test_an_api_the_broker_refuses_stays_unready_past_the_grace(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    mongo_db: Any,
+    amqp_connection: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wrong credentials (``ACCESS_REFUSED``) are no outage: the replica must hold its rollout
+    up rather than serve without a broker it will never reach."""
+    clock = Clock()
+    monkeypatch.setattr("reelflow_api.app.FirstLink", moved_by(clock))
+    refused = SecretStr(with_password(amqp_url, "not-the-password"))
+    settings: ApiSettings = settings_for(ApiSettings, amqp_url=refused)
+    with capture_logs() as lines:
+        async with running_api(settings, mongo_db, amqp_connection, wait_until_ready=False) as api:
+            await eventually(lambda: refused_login(lines), "the broker refused the login")
+            clock.now = FIRST_LINK_GRACE_S
+
+            assert await checks(api.client) == (503, {"rabbitmq": False, "mongodb": True})
+
+
+async def test_a_notifier_started_in_an_outage_is_ready_degraded_once_its_grace_has_passed(
+    settings_for: Callable[..., Any],
+    amqp_url: str,
+    broker: TcpProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr("reelflow_notifier.app.FirstLink", moved_by(clock))
+    settings = notifier_settings(settings_for, amqp_url, broker)
+    async with (
+        running_notifier(settings, wait_until_ready=False) as notifier,
+        httpx.AsyncClient(base_url=notifier.http_url, timeout=DEADLINE_S) as ops,
+    ):
+        await until_checks(ops, 503, {"rabbitmq": False, "mongodb": True})
+
+        clock.now = FIRST_LINK_GRACE_S
+        await until_checks(ops, 200, {"rabbitmq": False, "mongodb": True})
+        assert (await ops.get("/readyz")).json()["status"] == "degraded"
 
 
 async def another_project(api: Api, tenant_id: str, *known: str) -> Project | None:

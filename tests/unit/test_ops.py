@@ -7,6 +7,11 @@ import socket
 from collections.abc import Awaitable, Callable
 
 import httpx
+from aio_pika.exceptions import (
+    AMQPConnectionError,
+    ChannelPreconditionFailed,
+    ProbableAuthenticationError,
+)
 from fastapi import FastAPI
 
 from reelflow_common.metrics import MESSAGES_TOTAL
@@ -168,6 +173,75 @@ async def test_a_first_link_is_required_until_it_succeeded_then_only_reported() 
     assert await readyz(app) == (200, {"status": "ok", "checks": CHECKS_UP})
     link.linked(answers(False))  # an outage after the link: the connection's check says so
     assert await readyz(app) == (200, {"status": "degraded", "checks": CHECKS_DOWN})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def first_link(clock: Clock) -> tuple[FirstLink, dict[str, Check], object]:
+    """A ``FirstLink`` on ``clock`` (a 10 s grace) beside a MongoDB that answers; its checks
+    and its app."""
+    readiness: dict[str, Check] = {"mongodb": answers(True)}
+    required = {"mongodb"}
+    link = FirstLink("rabbitmq", readiness, required, grace_s=10.0, clock=clock)
+    return link, readiness, ops_app(readiness, required=required)
+
+
+async def test_a_broker_only_unreachable_is_required_for_the_grace_then_only_reported() -> None:
+    """A replica that starts in an outage joins its Service, degraded, after the grace."""
+    clock = Clock()
+    link, _, app = first_link(clock)
+    link.failed(AMQPConnectionError(111, "Connect call failed"))
+    clock.now = 9.9
+    assert await readyz(app) == (503, {"status": "unavailable", "checks": CHECKS_DOWN})
+
+    clock.now = 10.0
+    assert await readyz(app) == (200, {"status": "degraded", "checks": CHECKS_DOWN})
+    link.linked(answers(True))
+    assert await readyz(app) == (200, {"status": "ok", "checks": CHECKS_UP})
+
+
+async def test_a_broker_that_refused_the_login_is_required_past_the_grace_until_linked() -> None:
+    clock = Clock()
+    link, _, app = first_link(clock)
+    link.failed(ProbableAuthenticationError("ACCESS_REFUSED - Login was refused"))
+    link.failed(AMQPConnectionError(111, "Connect call failed"))  # still the wrong password
+    clock.now = 60.0
+    assert await readyz(app) == (503, {"status": "unavailable", "checks": CHECKS_DOWN})
+
+    link.linked(answers(True))  # the secret fixed: the link's next attempt
+    assert await readyz(app) == (200, {"status": "ok", "checks": CHECKS_UP})
+
+
+async def test_a_probe_that_took_the_waiting_check_before_the_link_decides_nothing_after() -> None:
+    clock = Clock()
+    link, readiness, app = first_link(clock)
+    waiting = readiness["rabbitmq"]  # a probe's, in the grace
+    link.linked(answers(False))  # linked, then an outage
+    assert await waiting() is False  # that probe's check runs only now
+
+    assert await readyz(app) == (200, {"status": "degraded", "checks": CHECKS_DOWN})
+
+
+async def test_a_link_that_gave_up_after_the_grace_is_required_again() -> None:
+    clock = Clock()
+    link, _, app = first_link(clock)
+    clock.now = 10.0
+    assert (await readyz(app))[0] == 200
+
+    async def gives_up() -> None:
+        raise ChannelPreconditionFailed(406, "PRECONDITION_FAILED - inequivalent arg")
+
+    task = asyncio.create_task(gives_up())
+    link.watch(task)
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert await readyz(app) == (503, {"status": "unavailable", "checks": CHECKS_DOWN})
 
 
 async def test_a_link_task_that_crashed_is_required_again_for_good() -> None:

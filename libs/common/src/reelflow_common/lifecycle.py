@@ -69,13 +69,15 @@ async def wait_for(
     *,
     stop: asyncio.Event | None = None,
     backoff: Backoff = WAIT_BACKOFF,
+    on_failure: Callable[[Exception], object] | None = None,
 ) -> T:
     """``attempt()`` until it succeeds; while it fails with an outage, log it and back off.
 
     The one way a service waits for RabbitMQ, MongoDB or anything else at start.
     An error that is not an outage (see ``is_transient``) is raised at once: a
     bug or a bad setting needs a person, not patience. Raises :class:`Stopped`
-    when ``stop`` is set first.
+    when ``stop`` is set first. ``on_failure`` is told each failure waited out, before
+    it is logged (``ops.FirstLink.failed``: what kind of failure keeps a link from coming).
     """
     failures = 0
     while True:
@@ -86,6 +88,8 @@ async def wait_for(
         except Exception as exc:
             if not is_transient(exc):
                 raise
+            if on_failure is not None:
+                on_failure(exc)
             pause_s = backoff.delay_s(failures)
             failures += 1
             log.warning(

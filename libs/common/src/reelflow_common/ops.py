@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Literal
 
 import uvicorn
 from aio_pika.abc import AbstractConnection
+from aio_pika.exceptions import AuthenticationError, ProbableAuthenticationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
@@ -94,18 +96,18 @@ def ops_routes(
     or missing); the others are reported, and while one is false the answer is
     a 200 ``degraded``. Both are read on every request, so an app may fill them
     in its lifespan after building the routes (and stop requiring a check:
-    :class:`FirstLink`).
+    :class:`FirstLink`, whose check may change ``required``: read after the checks).
     """
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse(Health().model_dump())
 
     async def readyz(_request: Request) -> Response:
-        gating = frozenset(required)
         names = list(readiness)
         results = await asyncio.gather(
             *(_run_check(readiness[name], check_timeout_s) for name in names)
         )
+        gating = frozenset(required)  # after the checks, which may change it (FirstLink)
         checks = dict(zip(names, results, strict=True))
         ready = all(checks.get(name, False) for name in gating)
         if ready and all(results):
@@ -156,31 +158,70 @@ def amqp_ready(connection: AbstractConnection) -> ReadinessCheck:
     return check
 
 
-class FirstLink:
-    """A dependency required by ``/readyz`` until the first link to it has succeeded, and
-    only reported after that: RabbitMQ in the api and the notifier.
+#: how long after a replica's start its first broker link is required while RabbitMQ is only
+#: unreachable (refused, timed out, DNS failing): a pod that starts in an outage (a drain, an
+#: OOM kill, a scale-out, a rollout) joins its Service then, degraded, as the replicas that
+#: linked before it stay in theirs (``FirstLink``)
+FIRST_LINK_GRACE_S = 30.0
 
-    Until :meth:`linked` (its queues and subscriptions declared), ``name`` is required:
-    a 503, so a new replica takes no request before its link, and one whose link never
-    comes up (wrong credentials, which ``wait_for`` waits out for ever; a topology that
-    conflicts) holds a rollout up. After it, an outage is a 200 ``degraded``: the link
-    reconnects by itself. A link task that ended in error (:meth:`watch`: not an outage,
-    retried no more) makes it required again, for good: 503 until the pod is replaced.
+#: what the broker answers a link whose settings are wrong, which waiting does not change (each
+#: an outage to ``is_transient``, waited out for ever): a login refused (``ACCESS_REFUSED``:
+#: wrong credentials, no access to the vhost), no authentication mechanism in common
+_REFUSED = (AuthenticationError, ProbableAuthenticationError)
+
+
+class FirstLink:
+    """A dependency required by ``/readyz`` until the first link to it has succeeded, for a
+    bounded grace while it is only unreachable, and only reported after that: RabbitMQ in the
+    api and the notifier.
+
+    Until :meth:`linked` (its queues and subscriptions declared), ``name`` is required for
+    ``grace_s`` after the start (a 503: a new replica takes no request before its link
+    while the broker may be a moment away). Past that, a broker that is down or unreachable
+    (:meth:`failed` told only outages) is a 200 ``degraded``: the link goes on trying, as a
+    linked replica's reconnects, and a replica that starts in an outage serves reads like
+    the others rather than shrink the front door. A link the broker refuses (a login:
+    :data:`_REFUSED`) or that ended in error (:meth:`watch`: a topology that conflicts, a
+    vhost that does not exist, a bug; retried no more) stays required: a 503 that holds a
+    rollout up, until the link succeeds (refused) or for good (ended: until the pod is
+    replaced). After the link, an outage is a 200 ``degraded``: the link reconnects by
+    itself.
 
     Registers ``name`` in ``readiness`` and ``required``, which the app hands to
-    :func:`ops_routes`.
+    :func:`ops_routes`; until the link, its check decides at each probe whether ``name`` is
+    still required. ``clock``: seconds, monotonic (tests move it).
     """
 
-    def __init__(self, name: str, readiness: dict[str, ReadinessCheck], required: set[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        readiness: dict[str, ReadinessCheck],
+        required: set[str],
+        *,
+        grace_s: float = FIRST_LINK_GRACE_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._name = name
         self._readiness = readiness
         self._required = required
-        readiness[name] = not_yet
+        self._clock = clock
+        self._grace_ends = clock() + grace_s
+        self._refused = False
+        #: no link yet, nor a link task that ended: ``_not_yet`` decides
+        self._waiting = True
+        readiness[name] = self._not_yet
         required.add(name)
+
+    def failed(self, exc: Exception) -> None:
+        """A failed attempt of the first link, which it waits out (``wait_for``'s
+        ``on_failure``): one the broker refused keeps ``name`` required until the link."""
+        if isinstance(exc, _REFUSED):
+            self._refused = True
 
     def linked(self, check: ReadinessCheck) -> None:
         """The first link succeeded: ``check`` reports the dependency from now on, and
         its outages only degrade."""
+        self._waiting = False
         self._readiness[self._name] = check
         self._required.discard(self._name)
 
@@ -188,9 +229,21 @@ class FirstLink:
         """Required again, for good, once the link's ``task`` ends in error."""
         task.add_done_callback(self._ended)
 
+    async def _not_yet(self) -> bool:
+        # Required in the grace, or once refused; else only reported (ops_routes reads
+        # ``required`` after the checks ran). Not waiting any more: a probe that got this
+        # check before the link (or its end) runs it after, and decides nothing.
+        if self._waiting:
+            if self._refused or self._clock() < self._grace_ends:
+                self._required.add(self._name)
+            else:
+                self._required.discard(self._name)
+        return False
+
     def _ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or task.exception() is None:
             return
+        self._waiting = False
         self._readiness[self._name] = _gave_up
         self._required.add(self._name)
 

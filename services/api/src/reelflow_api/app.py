@@ -46,13 +46,14 @@ from reelflow_common.topology import Topology, declare_topology
 
 #: the checks ``/readyz`` needs true for a 200 always: MongoDB, which every request but the
 #: probes reads or writes. RabbitMQ is required only until this replica's first link has
-#: succeeded (``FirstLink``: a replica that never links holds its rollout up), then only
-#: reported (a 200 ``degraded`` without it): a create still answers 202 (its dispatch is
-#: left to the reconciler), reads and the dashboard are served, a webhook answers 503 (only
-#: a hint: Runware may deliver it again, and polling finds the result anyway), and a
-#: ``?wait=`` re-reads its project every ``wait_check_interval_s``. Were it required then,
-#: a broker outage would take every replica out of the Service at once: the whole front
-#: door down.
+#: succeeded, and while the broker is only unreachable for no longer than a grace after the
+#: start (``FirstLink``: a replica the broker refuses, or whose link gave up, holds its
+#: rollout up), then only reported (a 200 ``degraded`` without it): a create still answers
+#: 202 (its dispatch is left to the reconciler), reads and the dashboard are served, a
+#: webhook answers 503 (only a hint: Runware may deliver it again, and polling finds the
+#: result anyway), and a ``?wait=`` re-reads its project every ``wait_check_interval_s``.
+#: Were it required then, a broker outage would take every replica out of the Service at
+#: once (or every one that restarts in it): the whole front door down.
 READY_REQUIRES = frozenset({"mongodb"})
 
 #: most project reads in one query (each of a few KiB; MongoDB's first batch holds 101)
@@ -75,8 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     The lifespan never waits for RabbitMQ or MongoDB: the API answers at once,
     ``/readyz`` names what it still waits for (503 until MongoDB answers and the first
-    broker link has succeeded; after that, a 200 ``degraded`` while only RabbitMQ is
-    missing: ``READY_REQUIRES``), and it carries on once they answer.
+    broker link has succeeded, or a grace has passed with the broker only unreachable;
+    after that, a 200 ``degraded`` while only RabbitMQ is missing: ``READY_REQUIRES``), and
+    it carries on once they answer.
     """
     readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     required = set(READY_REQUIRES)
@@ -236,7 +238,7 @@ async def _link_broker(
     reconnects by itself after that first success.
     """
     async with (
-        amqp_connection(settings, name="api") as connection,
+        amqp_connection(settings, name="api", on_failure=link.failed) as connection,
         amqp_channel(connection) as channel,
         amqp_channel(connection) as events_channel,
         AsyncExitStack() as stack,

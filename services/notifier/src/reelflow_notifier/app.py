@@ -30,12 +30,14 @@ from reelflow_notifier.state import NotifierState
 
 #: the checks ``/readyz`` needs true for a 200 always: MongoDB, which authenticates a socket
 #: and reads its snapshots and event log. RabbitMQ is required only until this replica's
-#: first link has succeeded (``FirstLink``: a replica that never links holds its rollout up),
-#: then only reported (a 200 ``degraded`` without it): a socket still opens and gets its
-#: snapshot, and live events resume when the broker answers again, every socket caught up
-#: from the event log (the fan-out's queue is restored before its reconnect callback catches
-#: them up; ``fanout.py``). Were it required then, a broker outage would take every replica
-#: out of the Service: no socket could open at all.
+#: first link has succeeded, and while the broker is only unreachable for no longer than a
+#: grace after the start (``FirstLink``: a replica the broker refuses, or whose link gave up,
+#: holds its rollout up), then only reported (a 200 ``degraded`` without it): a socket still
+#: opens and gets its snapshot, and live events resume when the broker answers again, every
+#: socket caught up from the event log (the fan-out's queue is restored before its reconnect
+#: callback catches them up; ``fanout.py``). Were it required then, a broker outage would take
+#: every replica out of the Service (or every one that restarts in it): no socket could open
+#: at all.
 READY_REQUIRES = frozenset({"mongodb"})
 
 
@@ -47,7 +49,8 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
 
     The lifespan never waits for RabbitMQ or MongoDB: the notifier answers at
     once, ``/readyz`` names what it still waits for (503 until MongoDB answers and
-    the first broker link has succeeded; after that, a 200 ``degraded`` while only
+    the first broker link has succeeded, or a grace has passed with the broker only
+    unreachable; after that, a 200 ``degraded`` while only
     RabbitMQ is missing: ``READY_REQUIRES``), and live events start flowing once
     the broker answers (connections opened before then catch up).
     """
@@ -116,7 +119,7 @@ async def _link_broker(settings: Settings, hub: Hub, link: FirstLink) -> None:
     """Connect (waiting for RabbitMQ), then feed the hub from the fan-out until cancelled."""
     topology = Topology.from_settings(settings)
     async with (
-        amqp_connection(settings, name="notifier") as connection,
+        amqp_connection(settings, name="notifier", on_failure=link.failed) as connection,
         amqp_channel(connection) as channel,
     ):
         await wait_for("rabbitmq", lambda: declare_topology(channel, topology))

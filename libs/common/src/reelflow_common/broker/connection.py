@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
@@ -24,6 +24,7 @@ async def amqp_connection(
     stop: asyncio.Event | None = None,
     reconnect_interval_s: float = 2.0,
     close_timeout_s: float = 10.0,
+    on_failure: Callable[[Exception], object] | None = None,
 ) -> AsyncIterator[AbstractRobustConnection]:
     """A connection that reconnects by itself and restores its channels and consumers.
 
@@ -31,13 +32,15 @@ async def amqp_connection(
     services' connections apart. The first connect waits for the broker, logging
     each failed attempt, until it answers (or ``stop`` is set: ``Stopped``): a
     service started before RabbitMQ serves ``/healthz``, reports itself unready,
-    and carries on once the broker is there, instead of exiting.
+    and carries on once the broker is there, instead of exiting. ``on_failure`` is told
+    each failed attempt of that first connect (``wait_for``).
     """
     url = settings.amqp_url.get_secret_value()
     connection = await wait_for(
         "rabbitmq",
         lambda: connect_robust(url, name=name, reconnect_interval_s=reconnect_interval_s),
         stop=stop,
+        on_failure=on_failure,
     )
     try:
         yield connection
