@@ -152,6 +152,25 @@ async def test_checks_sent_together_to_one_wait_queue_go_in_one_message() -> Non
     assert by_ttl == {RUNGS_S[3]: [["t0", "t1", "t2", "t3", "t4"]], RUNGS_S[6]: [["later"]]}
 
 
+async def test_a_late_follows_check_goes_alone_beside_a_bundle_for_its_wait_queue() -> None:
+    """A poller of the release before refuses a late check: in a bundle, it would take the
+    other chains' checks to the dead letters with it while the pollers roll."""
+    wire = Wire()
+    bundles = CheckBundles(wire)  # type: ignore[arg-type]
+    late = check("late").model_copy(update={"follow_until": T0 + timedelta(days=1)})
+
+    await asyncio.gather(
+        bundles.send(check("t0"), delay_s=LADDER.cap_s, now=T0),
+        bundles.send(late, delay_s=LADDER.cap_s, now=T0),
+        bundles.send(check("t1"), delay_s=LADDER.cap_s, now=T0),
+    )
+
+    sent = sorted(([c.task_uuid for c in checks_in(m)], ttl) for _, m, ttl in wire.sent)
+    assert sent == [(["late"], LADDER.cap_s), (["t0", "t1"], LADDER.cap_s)]
+    (alone,) = [m for _, m, _ in wire.sent if isinstance(m, CheckClip)]
+    assert alone.follow_until == late.follow_until
+
+
 async def test_checks_that_come_while_a_bundle_is_out_go_together_in_the_next() -> None:
     wire = Wire()
     bundles = CheckBundles(wire, linger_s=0.0)  # type: ignore[arg-type]

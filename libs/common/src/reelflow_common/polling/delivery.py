@@ -18,7 +18,9 @@ Checks made together travel together: :class:`CheckBundles` sends the checks tha
 come for the same wait queue within a few milliseconds as one ``CheckClips`` (a
 shared submit's clips, a project's clips checked at the same moment), so they
 cost the broker and both services one publish, one delivery and one
-acknowledgement instead of one each.
+acknowledgement instead of one each. A late follow's check goes alone: a poller of the
+release before refuses it, and would refuse a whole ``CheckClips`` that carried it (the
+other chains' checks dead-lettered with it) while the pollers roll.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ class CheckBundles:
     as its own ``CheckClip``. One message per wait queue is out at a time; the checks
     that come meanwhile go together in the next. Each caller returns once the broker
     confirmed the message with its check, or gets a :class:`PublishError` of its own.
+    A late follow's check (``follow_until``) is sent at once, alone (module docstring).
     """
 
     def __init__(
@@ -94,6 +97,11 @@ class CheckBundles:
     async def send(self, check: CheckClip, *, delay_s: float, now: datetime) -> None:
         """Like :func:`send_check`."""
         hop, routed = _routed(self._publisher, check, delay_s=delay_s, now=now)
+        if routed.follow_until is not None:
+            # Rare (one check per late follow every few minutes), and refused by a poller
+            # of the release before: never in a bundle another chain's checks ride in.
+            await self._publisher.send(CHECK_CLIP, routed, delay_s=hop)
+            return
         bundles = self._by_hop.get(hop)
         if bundles is None:
             bundles = Batcher(
