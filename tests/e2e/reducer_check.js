@@ -2,7 +2,7 @@ async () => {
   // Run in the page by tests/e2e/test_dashboard.py: the dashboard's reducer, fed messages
   // out of order (older than a snapshot, duplicated, a stale snapshot); returns
   // "seq:clip status:project status" after each one.
-  const { apply } = await import('/static/js/project-state.js');
+  const { apply, fromStatus } = await import('/static/js/project-state.js');
   const clip = (status) => ({ task_uuid: 't0', scene_index: 0, status });
   const counts = (done) => ({ total_clips: 1, completed: done ? 1 : 0, pending: done ? 0 : 1, failed: 0 });
   const snapshot = (seq, status) => ({
@@ -40,5 +40,13 @@ async () => {
   let watched = apply(null, timedOut);
   watched = apply(watched, updated(6, 'processing'));
   shown.push(`${watched.seq}:${watched.clips[0].status}:${watched.status}`);
+  // A row of the projects list, from its REST status at seq 3: an event the list read
+  // included already changes nothing, a newer one does. An API without seq: any does.
+  const listed = snapshot(0, 'processing').project;
+  for (const status of [{ ...listed, seq: 3 }, listed]) {
+    let row = fromStatus(status);
+    row = apply(row, updated(2, 'queued'));
+    shown.push(`${row.seq}:${row.clips[0].status}:${row.status}`);
+  }
   return shown;
 }

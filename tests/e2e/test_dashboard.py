@@ -960,6 +960,8 @@ def test_a_clip_never_goes_backwards_whatever_the_order_of_messages(
         "4:success:completed",
         "4:success:completed",
         "6:processing:generating",  # a timed-out clip watched again: the same task, newer news
+        "3:processing:generating",  # a list row read at seq 3: older news changes nothing
+        "2:queued:generating",  # one read from an API without seq: any news replaces it
     ]
     dashboard.assert_no_console_errors()
 

@@ -9,10 +9,11 @@
 
 export const TERMINAL = new Set(['success', 'failed', 'cancelled']);
 
-/** A state from a REST project status (no seq: any message replaces it). */
+/** A state from a REST project status, at its seq: a message at or below it is old news
+ * (an API of the release before says no seq: any message replaces it). */
 export function fromStatus(status) {
   return {
-    seq: -1,
+    seq: typeof status.seq === 'number' ? status.seq : -1,
     id: status.project_id,
     title: status.title ?? '',
     status: status.status,

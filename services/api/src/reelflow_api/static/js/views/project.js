@@ -244,10 +244,10 @@ export function mountProject(container, { api, live }, projectId) {
     if (stopped) return;
     currentAt = new Date();
     showPaused();
-    // An API older than the status's seq: the status only until the WebSocket's snapshot.
-    show(typeof status.seq === 'number'
-      ? apply(state, { type: 'snapshot', seq: status.seq, project: status })
-      : state ?? fromStatus(status));
+    // At or below what is drawn (a WebSocket message came first; an API older than the
+    // status's seq), it changes nothing.
+    const read = fromStatus(status);
+    show(state && read.seq <= state.seq ? state : read);
   }
 
   /** The WebSocket up: live again (the Live module resubscribes, after the last seq it
