@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pymongo.errors import AutoReconnect, OperationFailure
+from pymongo.errors import AutoReconnect, ExecutionTimeout, OperationFailure
 from structlog.testing import capture_logs
 
 from reelflow_common.mongo import drop_retired_indexes
@@ -70,3 +70,17 @@ async def test_an_outage_is_raised_for_the_start_to_wait_out() -> None:
         await _drop(collection, ["a", "b"])
 
     assert collection.dropped == []
+
+
+async def test_a_refusal_that_is_an_outage_is_raised_not_logged() -> None:
+    """An ``OperationFailure`` that ``is_transient`` calls an outage: the drop ran out of the
+    client's ``timeoutMS`` (MaxTimeMSExpired, code 50; a server shutting down or stepping
+    down reaches here as ``NotPrimaryError``, an ``AutoReconnect``, above)."""
+    timed_out = ExecutionTimeout("operation exceeded time limit", code=50)
+    collection = Indexes({"a": timed_out, "b": None})
+
+    with capture_logs() as lines, pytest.raises(ExecutionTimeout):
+        await _drop(collection, ["a", "b"])
+
+    assert collection.dropped == []
+    assert lines == []
