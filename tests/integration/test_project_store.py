@@ -742,6 +742,32 @@ async def test_the_events_a_writer_publishes_are_those_a_replay_gives(store: Pro
     assert published[-1].status is ProjectStatus.PARTIAL
 
 
+async def test_a_replay_gives_the_cost_a_writer_published_for_prices_past_6_decimals(
+    store: ProjectStore,
+) -> None:
+    """Each video's cost is in the project's as its event shows it (6 decimals): taking the
+    later events' costs off the document's gives the cost each writer published, exactly."""
+    project = await created(store, 2)
+    published: list[Event] = []
+    for change in [
+        await processing(store, project, 0),
+        await processing(store, project, 1),
+        await succeed(store, project, 0, cost=0.1234564),
+        await succeed(store, project, 1, cost=0.1234564),
+    ]:
+        published += change.events
+
+    replayed = await store.events_after(project.id, 0)
+
+    assert replayed is not None
+    assert [e.cost for e in replayed] == [e.cost for e in published]
+    assert [e.cost.usd for e in published if e.cost is not None][-3:] == [
+        0.123456,
+        0.246912,  # the sum of what the clips show
+        0.246912,  # project.finished
+    ]
+
+
 # --- leases ------------------------------------------------------------------------------
 
 

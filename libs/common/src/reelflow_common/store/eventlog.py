@@ -11,8 +11,9 @@ document's counts minus the deltas of the events after ``j``. So is the project'
 ``cost``: an update adds to it exactly the videos its events tell (:func:`cost_added`,
 checked as each update is built), so the cost after ``events[j]`` is the document's
 minus what the events after ``j`` added. Dollar amounts stored in events are rounded
-(the wire's 6 decimals) while the document adds Runware's own: for a price of more
-decimals, an event before the last of a log may be a millionth off what a read showed then.
+(the wire's 6 decimals), and so is each cost the document adds (``Update.cost``): the
+difference is the sum a read showed then, for a price of more decimals too (a document
+that added such a price unrounded, before, may leave an event before it a millionth off).
 
 :func:`materialize` turns a log and the document's ``(seq, counts, cost)`` into full
 ``ClipUpdated`` / ``ProjectFinished`` / ``ClipStored`` / ``AttemptSucceeded`` /

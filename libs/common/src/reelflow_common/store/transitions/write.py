@@ -10,6 +10,7 @@ from typing import Any
 
 from reelflow_common.accounting.ledger import Settlement
 from reelflow_common.domain import Bucket, ClipStatus
+from reelflow_common.money import round_usd
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import clip_path
 from reelflow_common.store.eventlog import cost_added, packed
@@ -50,10 +51,13 @@ class Update:
             self.inc[f"counts.{to_bucket}"] = self.inc.get(f"counts.{to_bucket}", 0) + 1
 
     def cost(self, cost: float | None) -> None:
+        """One more video in the project's ``cost``: ``cost`` as its event shows it (rounded,
+        ``round_usd``), so the sum a replay rebuilds by taking the events' costs off the
+        document's is the one this write's own events said (``eventlog.materialize``)."""
         if cost is None:
             self.inc["cost.unknown"] = self.inc.get("cost.unknown", 0) + 1
         else:
-            self.inc["cost.usd"] = self.inc.get("cost.usd", 0) + cost
+            self.inc["cost.usd"] = self.inc.get("cost.usd", 0) + round_usd(cost)
             self.inc["cost.known"] = self.inc.get("cost.known", 0) + 1
 
     def build(
