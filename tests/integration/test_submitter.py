@@ -44,6 +44,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.timefmt import utcnow
 from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
+from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.config import SimConfig
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter import main as submitter_main
@@ -88,6 +89,23 @@ def settings(settings_for: Callable[..., Any], runware_sim: RunningSimulator) ->
         **runware_settings(runware_sim),
     )
     return settings
+
+
+@pytest.fixture
+def poller_settings(
+    settings_for: Callable[..., Any], runware_sim: RunningSimulator
+) -> PollerSettings:
+    """The poller's settings beside ``settings``: its check handler follows what was submitted."""
+    found: PollerSettings = settings_for(
+        PollerSettings,
+        http_host="127.0.0.1",
+        http_port=0,
+        lease_s=LEASE_S,
+        not_found_grace_s=0,
+        **FAST_LADDERS,
+        **runware_settings(runware_sim),
+    )
+    return found
 
 
 class Clock:
@@ -313,7 +331,7 @@ class RecoveringRunware(RunwareClient):
 
 @RUNWARE_DOWN
 async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_once_it_is_back(
-    world: World, settings: Settings
+    world: World, settings: Settings, poller_settings: PollerSettings
 ) -> None:
     outage = 3 * MAX_ATTEMPTS  # every submit refused (503) for three attempt budgets
     project = await world.new_project("a fox")
@@ -323,7 +341,7 @@ async def test_a_runware_outage_spends_no_attempts_and_the_clip_is_submitted_onc
     async with (
         aclosing(RecoveringRunware(world.sim, outage)) as runware,
         world.consuming(SUBMIT_CLIP, SubmitClip, submit_handler(world, settings, runware=runware)),
-        world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)),
+        world.consuming(CHECK_CLIP, CheckClip, check_handler(world, poller_settings)),
     ):
         await world.publisher.send(SUBMIT_CLIP, submit_of(world, project))
         status = await clip_end(world, project)
@@ -773,7 +791,7 @@ async def test_a_clip_cancelled_while_submits_pause_for_a_rate_limit_is_not_boug
 
 
 async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_followed(
-    world: World, settings: Settings
+    world: World, settings: Settings, poller_settings: PollerSettings
 ) -> None:
     limits = TenantLimits(daily_budget_usd=10.0)
     project, again = await stored_unanswered(world, settings, limits)
@@ -787,7 +805,7 @@ async def test_a_task_an_unanswered_submit_got_to_runware_before_a_cancel_is_fol
     # so the video the tenant pays for is recorded beside the cancelled clip.
     assert world.publisher.sent_to(SUBMIT_CLIP) == []
     assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
-    await followed_to_its_video(world, settings, project)
+    await followed_to_its_video(world, poller_settings, project)
 
 
 def clip_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -806,7 +824,10 @@ def clip_reads(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_bought(
-    world: World, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    world: World,
+    settings: Settings,
+    poller_settings: PollerSettings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     handler = submit_handler(world, settings)
     reads = clip_reads(world, monkeypatch)
@@ -822,7 +843,7 @@ async def test_a_first_submit_that_comes_after_a_cancel_follows_the_task_it_boug
     # The clip stays cancelled, and the chain follows the task it bought to its video.
     assert reads == []
     assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
-    await followed_to_its_video(world, settings, project)
+    await followed_to_its_video(world, poller_settings, project)
 
 
 async def test_a_first_submit_that_waited_in_its_lane_past_a_cancel_costs_no_runware_call(
@@ -885,7 +906,7 @@ async def test_a_redelivered_first_submit_of_a_cancelled_clip_asks_runware_first
     await nothing_bought(world, project)
 
 
-async def followed_to_its_video(world: World, settings: Settings, project: Project) -> None:
+async def followed_to_its_video(world: World, settings: PollerSettings, project: Project) -> None:
     """The poll chain the submitter started records the cancelled clip's video in its
     ``attempts``, and the tenant's ledger holds its cost."""
     task_uuid = project.clips[0].task_uuid
@@ -910,7 +931,7 @@ async def followed_to_its_video(world: World, settings: Settings, project: Proje
 
 @pytest.mark.parametrize("how", ["first submit in the no-read window", "unanswered submit"])
 async def test_a_task_runware_takes_after_a_cancel_holds_its_charge_until_billed_once(
-    world: World, settings: Settings, how: str
+    world: World, settings: Settings, poller_settings: PollerSettings, how: str
 ) -> None:
     limits = TenantLimits(daily_budget_usd=10.0, max_clips_in_flight=1)
     if how == "unanswered submit":
@@ -934,13 +955,15 @@ async def test_a_task_runware_takes_after_a_cancel_holds_its_charge_until_billed
     assert await held(world) == pytest.approx((1, 0.25))
     (check,) = world.publisher.sent_to(CHECK_CLIP)
     assert (check.task_uuid, check.token) == (task_uuid, message.token)
-    await followed_to_its_video(world, settings, project)  # billed once: its cost, 0 in flight
+    await followed_to_its_video(
+        world, poller_settings, project
+    )  # billed once: its cost, 0 in flight
     attempt = (await world.project(project.id)).clips[0].attempts[task_uuid]
     assert attempt.late is False  # billed on the charge it held, not on its own
 
 
 async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_followed(
-    world: World, settings: Settings
+    world: World, settings: Settings, poller_settings: PollerSettings
 ) -> None:
     limits = TenantLimits(daily_budget_usd=10.0)
     project, again = await stored_unanswered(world, settings, limits)
@@ -957,7 +980,7 @@ async def test_a_task_runware_took_before_its_clip_failed_and_was_retried_is_fol
     # it, and the open clip takes its video.
     assert world.publisher.sent_to(SUBMIT_CLIP) == []
     assert [check.task_uuid for check in world.publisher.sent_to(CHECK_CLIP)] == [task_uuid]
-    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, settings)):
+    async with world.consuming(CHECK_CLIP, CheckClip, check_handler(world, poller_settings)):
 
         async def recorded() -> bool:
             clip = (await world.project(project.id)).clips[0]

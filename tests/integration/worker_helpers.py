@@ -34,7 +34,6 @@ from reelflow_poller.handlers import CheckHandler
 from reelflow_poller.settings import Settings as PollerSettings
 from reelflow_runware_sim.testing import RunningSimulator
 from reelflow_submitter.service import video_request
-from reelflow_submitter.settings import Settings as SubmitterSettings
 from tests.waiting import DEADLINE_S, eventually
 
 M = TypeVar("M", bound=Message)
@@ -140,7 +139,7 @@ class RecordingPublisher(Publisher):
 
 def check_handler(
     world: World,
-    settings: PollerSettings | SubmitterSettings,
+    settings: PollerSettings,
     *,
     projects: ProjectStore | None = None,
     runware: RunwareClient | None = None,

@@ -6,8 +6,11 @@ way of not knowing ends at the same ceiling, with the last error shown.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.runware import (
     ErrorCategory,
     RunwareError,
@@ -28,7 +31,9 @@ from reelflow_common.tracking.policy import (
     terminal_result,
 )
 
-POLICY = Policy(max_age_s=7200, not_found_grace_s=120)
+#: the late follow's checks at the settings' defaults: poll_max_delay_s, doubling to 30 min
+LATE_CHECKS = Backoff(first_s=300.0, cap_s=1800.0)
+POLICY = Policy(max_age_s=7200, not_found_grace_s=120, late_follow_s=0, late_checks=LATE_CHECKS)
 TASK = "24cd5dff-0000-4000-8000-000000000000"
 
 
@@ -227,7 +232,7 @@ def test_progress_is_stored_once_per_step(
 
 
 def test_the_ceiling_is_followed_late_and_a_late_follow_ends_at_its_own_end() -> None:
-    late = Policy(max_age_s=7200, not_found_grace_s=120, late_follow_s=86_400)
+    late = dataclasses.replace(POLICY, late_follow_s=86_400)
 
     # The clip's ceiling: recorded (timedOut), its task followed on for the late follow.
     decision = late.decide(_processing(), watch(7200))
@@ -249,7 +254,7 @@ def test_the_ceiling_is_followed_late_and_a_late_follow_ends_at_its_own_end() ->
 
 
 def test_a_late_follows_checks_grow_to_their_cap_and_never_pass_its_end() -> None:
-    late = Policy(max_age_s=7200, not_found_grace_s=120, late_follow_s=86_400)
+    late = dataclasses.replace(POLICY, late_follow_s=86_400)
 
     assert [late.late_check_s(n, left_s=86_400) for n in range(5)] == [300, 600, 1200, 1800, 1800]
     assert late.late_check_s(3, left_s=42.0) == 42.0

@@ -18,6 +18,7 @@ from reelflow_common.domain import ClipRequest, ClipStatus, CostTotals, Counts, 
 from reelflow_common.messages import AttemptSucceeded, ClipUpdated, ProjectFinished
 from reelflow_common.store import ClipState, Lease, NewProject, TaskFailed, TaskSucceeded
 from reelflow_common.store.documents import new_project_document, project_from_document
+from reelflow_common.store.errors import UntoldCost
 from reelflow_common.store.eventlog import LogHead, materialize
 from reelflow_common.store.transitions import (
     cancellation,
@@ -31,7 +32,7 @@ from reelflow_common.store.transitions import (
     reconciler,
     retries,
 )
-from reelflow_common.store.transitions.write import Write
+from reelflow_common.store.transitions.write import Update, Write
 from tests.unit.mongo_like import find_one_and_update, matches
 from tests.unit.written_before import written_before
 
@@ -1756,3 +1757,13 @@ def test_a_retry_taking_the_late_follows_video_names_the_key_it_was_billed_under
     )
     # Its end is the one the video settled when it came (a no-op), never billed again late.
     assert charges.settlements(taken, "t0") == [(Charge.model_validate(CHARGE), video.settle[1])]
+
+
+def test_a_cost_its_events_do_not_tell_is_never_written() -> None:
+    """A replay rebuilds the project's cost from the events (``materialize``): a write that
+    adds a video's cost without the event telling it is refused as it is built."""
+    update = Update()
+    update.cost(0.25)
+
+    with pytest.raises(UntoldCost, match="adds 1 known and 0 unknown costs, its events tell 0"):
+        update.build({"_id": "p1"}, now=T0, log_size=LOG)

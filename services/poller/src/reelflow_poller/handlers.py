@@ -45,7 +45,7 @@ from reelflow_common.messages import (
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import CheckBundles, not_yet_due_s, send_check
 from reelflow_common.runware import RunwareClient, RunwareError, TaskChecker, TaskState
-from reelflow_common.store import ClipWithRequest, LateFollow, TaskSucceeded
+from reelflow_common.store import ClipWithRequest, TaskSucceeded
 from reelflow_common.tracking.policy import (
     Keep,
     Policy,
@@ -60,6 +60,7 @@ from reelflow_common.tracking.policy import (
 )
 from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_common.transient import is_transient
+from reelflow_poller.late import LateChecks
 
 log = get_logger(__name__)
 
@@ -95,6 +96,8 @@ class CheckHandler:
         self._slots = asyncio.Semaphore(concurrency)
         #: the next checks, sent together when they come together (None: one message each)
         self._bundles = bundles
+        #: a late follow's start and next checks (``late.py``)
+        self._late = LateChecks(recorder.projects, policy, lease_s=lease_s, send=self._send)
 
     async def __call__(self, message: CheckClip | CheckClips) -> None:
         if isinstance(message, CheckClip):
@@ -193,7 +196,7 @@ class CheckHandler:
                 chain_goes_on=True,
             )
             if change.follow is not None and change.follow.lease.token == message.token:
-                await self._start_late(message, change.follow, now)
+                await self._late.start(message, change.follow, now)
             if change.applied and isinstance(decision.result, TaskSucceeded):
                 if late is None:  # a task hours past its ceiling teaches the planner nothing
                     self._observe(message, watch)
@@ -207,7 +210,7 @@ class CheckHandler:
                     )
             return
         if late is not None:
-            await self._follow_late(message, decision, now, late)
+            await self._late.follow(message, decision, now, late)
             return
         running = isinstance(outcome, TaskState) and outcome.status == "processing"
         if running:
@@ -277,63 +280,6 @@ class CheckHandler:
         )
         await self._send(following, delay_s=delay_s, now=now)
         log.debug("clip_check_scheduled", check=following.check, delay_s=round(delay_s, 3))
-
-    async def _start_late(self, message: CheckClip, follow: LateFollow, now: datetime) -> None:
-        """Our ceiling failed the clip and its task is followed on, late, by this chain: its
-        first late check, under the follow's lease (in ``attempts``), at the late ladder's
-        first rung (within the lease). Should it not be sent, the follow's lease is expired
-        (the attempts reconciler re-arms it after its grace) and the message tried again,
-        whose ceiling is then a duplicate (the repair path: the follow goes on untouched)."""
-        left_s = seconds_between(now, follow.until)
-        delay_s = leases.bounded_step_s(self._policy.late_check_s(0, left_s=left_s), self._lease_s)
-        first = message.following(
-            check=1,
-            lease_until=follow.lease.until,
-            follow_until=follow.until,
-            seen_processing_at=None,
-            seen_progress=None,
-            due_at=None,
-        )
-        try:
-            await self._send(first, delay_s=delay_s, now=now)
-        except TransientError:
-            await self._recorder.projects.expire_leases(
-                message.project_id,
-                {message.scene_index: message.token},
-                tasks={message.scene_index: message.task_uuid},
-            )
-            raise
-        log.info("clip_late_follow_started", until=follow.until, delay_s=round(delay_s, 3))
-
-    async def _follow_late(
-        self, message: CheckClip, decision: Keep, now: datetime, until: datetime
-    ) -> None:
-        """Runware still runs the task its clip timed out on (or cannot say): the late follow's
-        next check, further apart each time (:meth:`Policy.late_check_s`), its lease (in
-        ``attempts``, one write) renewed to outlive it whenever it would not. A renewal that
-        matches nothing: the follow ended, or a retry gave the task back to its clip, or
-        another chain holds it; this chain stops."""
-        delay_s = self._policy.late_check_s(message.check, left_s=seconds_between(now, until))
-        next_at = now + timedelta(seconds=delay_s)
-        lease_until = message.lease_until
-        if leases.renewal_due(next_at=next_at, lease_until=lease_until, lease_s=self._lease_s):
-            lease_until = leases.outliving(next_at, self._lease_s)
-            renewed = await self._recorder.projects.renew_attempt_lease(
-                message.project_id,
-                message.scene_index,
-                message.task_uuid,
-                token=message.token,
-                until_was=message.lease_until,
-                until=lease_until,
-            )
-            if not renewed:
-                log.info("clip_late_follow_stale", check=message.check)
-                return
-        following = message.following(
-            check=message.check + 1, lease_until=lease_until, last_error=decision.last_error
-        )
-        await self._send(following, delay_s=delay_s, now=now)
-        log.debug("clip_late_check_scheduled", check=following.check, delay_s=round(delay_s, 3))
 
 
 class HintHandler:

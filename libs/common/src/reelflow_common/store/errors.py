@@ -26,3 +26,9 @@ class KeyOfAnotherTenant(ReelflowError):
 class KeyLookupsBusy(TransientError):
     """As many keys not known to be valid as a process looks up at once are being looked up:
     this one is refused rather than queued; try again shortly."""
+
+
+class UntoldCost(ReelflowError):
+    """A write whose change of the project's ``cost`` is not the videos its events tell (a bug
+    in the code that built it): a replay would rebuild a wrong cost from them
+    (``eventlog.materialize``), so it is never written."""

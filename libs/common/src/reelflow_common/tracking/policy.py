@@ -23,7 +23,6 @@ from reelflow_common.runware import (
     TaskState,
     is_task_not_found,
 )
-from reelflow_common.settings import LateFollowSettings
 from reelflow_common.store import TIMED_OUT, Project, TaskFailed, TaskResult, TaskSucceeded
 
 __all__ = [
@@ -150,17 +149,15 @@ def terminal_result(state: TaskState) -> TaskResult | None:
     return None
 
 
-#: the late follow's ladder at the settings' defaults (``poll_max_delay_s``, 30 min)
-_LATE_CHECKS = Backoff(first_s=300.0, cap_s=1800.0)
-
-
 class PolicySettings(Protocol):
-    """``CeilingSettings`` with ``VisibilitySettings`` and ``TopologySettings`` (and, where the
-    ceiling is decided, ``LateFollowSettings``)."""
+    """``CeilingSettings`` with ``VisibilitySettings``, ``TopologySettings`` and
+    ``LateFollowSettings``: the poller's, and ``reelflow-admin reconcile``'s."""
 
     poll_max_age_s: float
     not_found_grace_s: float
     poll_max_delay_s: float
+    late_follow_s: float
+    late_follow_max_delay_s: float
 
 
 @dataclass(frozen=True)
@@ -172,19 +169,15 @@ class Policy:
     max_age_s: float
     not_found_grace_s: float
     #: how long a task the ceiling gave up on is followed on (0: not; ``late_follow_s``)
-    late_follow_s: float = 0.0
+    late_follow_s: float
     #: the late follow's checks: from the check ladder's top rung (``poll_max_delay_s``),
     #: doubling, up to ``late_follow_max_delay_s``
-    late_checks: Backoff = _LATE_CHECKS
+    late_checks: Backoff
 
     @classmethod
     def from_settings(cls, settings: PolicySettings) -> Policy:
-        """The policy of ``settings``; without ``LateFollowSettings`` (the submitter, which never
-        decides the ceiling), no late follow."""
-        if not isinstance(settings, LateFollowSettings):
-            return cls(
-                max_age_s=settings.poll_max_age_s, not_found_grace_s=settings.not_found_grace_s
-            )
+        """The policy of ``settings``, every figure from them (their defaults are the only
+        ones)."""
         return cls(
             max_age_s=settings.poll_max_age_s,
             not_found_grace_s=settings.not_found_grace_s,

@@ -240,6 +240,7 @@ def take_late_video(
         correlation_id=correlation_id,
         links=links,
         cost_counted=True,
+        late=late,
     )
     _reopen(taken, lease_until=lease_until)
     return taken.build(guard, now=now, log_size=log_size)

@@ -108,12 +108,14 @@ def took_video(
     correlation_id: str | None,
     links: VideoLinks | None,
     cost_counted: bool = False,
+    late: bool = True,
 ) -> Update:
     """The count move, the copy and the ``clip.updated`` of a clip that took ``video``: the
     clip as :func:`take_video` leaves it, with its ``attempts`` and reelflow's copy of the
     video, if it holds one (signed with ``links``).
 
     ``cost_counted``: the video's cost is in the project's ``cost`` already (the event says so).
+    ``late``: as given to :func:`take_video`.
     """
     update.min[COPY_DUE] = now
     update.move(clip.status.bucket, "completed")
@@ -127,7 +129,7 @@ def took_video(
         queued_at=video.queued_at,
         submitted_at=video.submitted_at,
         completed_at=video.completed_at,
-        late=True,
+        late=late,
         attempts=attempts_after(clip, task_uuid),
         asset=video.asset if video.stored_key is not None else None,
     )

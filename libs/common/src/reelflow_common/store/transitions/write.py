@@ -13,6 +13,7 @@ from reelflow_common.domain import Bucket, ClipStatus
 from reelflow_common.money import round_usd
 from reelflow_common.mongo import Document
 from reelflow_common.store.documents import clip_path
+from reelflow_common.store.errors import UntoldCost
 from reelflow_common.store.eventlog import cost_added, packed
 
 
@@ -75,10 +76,14 @@ class Update:
         # The project's cost moves by exactly the videos the events tell: a replay rebuilds
         # the cost after each event from them (``eventlog.materialize``).
         told = [cost for event in self.events for cost in cost_added(event)]
-        assert (inc.get("cost.known", 0), inc.get("cost.unknown", 0)) == (
-            sum(cost is not None for cost in told),
-            sum(cost is None for cost in told),
-        ), "a change of the project's cost that its events do not tell"
+        counted = (inc.get("cost.known", 0), inc.get("cost.unknown", 0))
+        said = (sum(cost is not None for cost in told), sum(cost is None for cost in told))
+        if counted != said:
+            raise UntoldCost(
+                "a change of the project's cost that its events do not tell: it adds"
+                f" {counted[0]} known and {counted[1]} unknown costs, its events tell"
+                f" {said[0]} and {said[1]}"
+            )
         if self.events:
             # The invariant of the log: seq grows by exactly the number of events pushed.
             inc["seq"] = len(self.events)
