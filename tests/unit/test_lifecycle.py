@@ -9,6 +9,7 @@ import pytest
 from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
 from structlog.testing import capture_logs
 
+from reelflow_common import lifecycle
 from reelflow_common.backoff import Backoff
 from reelflow_common.errors import TransientError
 from reelflow_common.lifecycle import Stopped, wait_for
@@ -128,3 +129,41 @@ async def test_waiting_for_indexes_ends_with_stopped_on_stop() -> None:
         stop.set()
         with pytest.raises(Stopped):
             await asyncio.wait_for(waiting, DEADLINE_S)
+
+
+async def test_periodic_work_under_way_at_stop_is_cancelled_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A sweep held by a database outage (a server selection of 10 s, then the next) held a
+    # poller's stop for 23.8 s in a chaos run: a stop cuts it short.
+    monkeypatch.setattr(lifecycle, "STOP_GRACE_S", 0.01)
+    stop = asyncio.Event()
+    started = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def held() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # never answered
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    running = asyncio.create_task(lifecycle.every(60, held, stop=stop, name="held"))
+    await asyncio.wait_for(started.wait(), DEADLINE_S)
+    stop.set()
+    await asyncio.wait_for(running, DEADLINE_S)
+    assert cancelled.is_set()
+
+
+async def test_periodic_work_that_ends_within_the_grace_is_not_cancelled() -> None:
+    stop = asyncio.Event()
+    ended: list[str] = []
+
+    async def flush() -> None:
+        stop.set()  # the stop comes while the run is under way
+        await asyncio.sleep(0)
+        ended.append("flushed")
+
+    await asyncio.wait_for(lifecycle.every(60, flush, stop=stop, name="flush"), DEADLINE_S)
+    assert ended == ["flushed"]

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, PyMongoError
 
 from reelflow_common.errors import TransientError
+from reelflow_common.lifecycle import cut_short_by
 from reelflow_common.logging import get_logger
 from reelflow_common.mongo import Database
 from reelflow_common.polling.book import CompletionBook, Counts, ProfileCounts
@@ -34,11 +35,6 @@ from reelflow_common.polling.plan import ClipProfile
 
 COLLECTION = "poll_stats"
 _DAY_S = 86_400
-# How long a stop lets a refresh under way finish before cancelling it. A write cancelled
-# after it reached the database gives its counts back, and the last write counts them a
-# second time (CI: two pollers stopped together counted 6 completions of 4); a write held
-# by an outage is still cancelled, so a stop does not wait out its server selection.
-STOP_GRACE_S = 2.0
 
 log = get_logger(__name__)
 
@@ -94,7 +90,7 @@ class PollStats:
             self.book.restore_pending(pending)
             raise TransientError(f"poll_stats not written: {exc}") from exc
         except asyncio.CancelledError:
-            # A stop that did not get the answer in STOP_GRACE_S: the last flush writes
+            # A stop that did not get the answer in lifecycle.STOP_GRACE_S: the last flush writes
             # them (twice, if this write did reach the database: as with a lost answer).
             self.book.restore_pending(pending)
             raise
@@ -133,33 +129,10 @@ class PollStats:
             try:
                 await asyncio.wait_for(stop.wait(), timeout=interval_s)
             except TimeoutError:
-                await self._until(stop, self.refresh())
+                await cut_short_by(stop, self.refresh())
                 continue
             await self._quietly(self.flush)
             return
-
-    @staticmethod
-    async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
-        """``work``, cancelled if it has not ended ``STOP_GRACE_S`` after ``stop`` is set: a
-        refresh waiting out a database outage (a write, then a read, a server selection
-        each) held a stop for 20 s before the last write waited out a third."""
-        running = asyncio.ensure_future(work)
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait((running, stopping), return_when=asyncio.FIRST_COMPLETED)
-            if not running.done():
-                await asyncio.wait((running,), timeout=STOP_GRACE_S)
-        finally:
-            stopping.cancel()
-            if not running.done():
-                running.cancel()
-                try:
-                    await running
-                except asyncio.CancelledError:
-                    if _cancelled_itself():  # not only the refresh: this task too
-                        raise
-        if not running.cancelled():
-            running.result()  # what it raised, it raises
 
     async def _quietly(self, step: Callable[[], Any]) -> None:
         # Statistics are an optimisation: a database outage leaves the last plans in place.
@@ -170,11 +143,6 @@ class PollStats:
 
     def _today(self) -> int:
         return int(self._clock() // _DAY_S)
-
-
-def _cancelled_itself() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _increment(key: str, day: int, entry: ProfileCounts) -> UpdateOne:
