@@ -96,9 +96,12 @@ class Dashboard:
     #: every WebSocket frame the page sent and received, parsed
     sent: list[dict[str, Any]] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
+    #: every WebSocket the page opened, the latest last
+    sockets: list[WebSocket] = field(default_factory=list)
 
     def record_frames(self) -> None:
         def on_socket(socket: WebSocket) -> None:
+            self.sockets.append(socket)
             socket.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
             socket.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
 
@@ -115,6 +118,26 @@ class Dashboard:
             expect(self.page.locator("#live-status")).to_have_text("Live")
         else:
             expect(self.page.locator(".topbar")).to_be_visible()
+
+    def until_received(self, frame_type: str) -> dict[str, Any]:
+        """The first frame of ``frame_type`` the page received, waited for if none has yet.
+
+        "Live" means the WebSocket is open, not that its snapshot has come: the page draws
+        from REST first, so nothing on it tells the two apart.
+        """
+
+        def first() -> dict[str, Any] | None:
+            return next((frame for frame in self.received if frame["type"] == frame_type), None)
+
+        if first() is None:
+            self.sockets[-1].wait_for_event(
+                "framereceived",
+                predicate=lambda payload: json.loads(payload)["type"] == frame_type,
+                timeout=DEADLINE_MS,
+            )
+        frame = first()
+        assert frame is not None, self.received
+        return frame
 
     def refuse_websockets(self) -> Callable[[], None]:
         """Close every WebSocket the page opens, unopened, as a notifier that cannot be
@@ -733,17 +756,20 @@ def test_the_page_catches_up_after_a_notifier_restart(dashboard: Dashboard) -> N
     dashboard.sign_in()
     dashboard.mark_document()
     expect(page.locator(".clip")).to_have_count(3)
+    dashboard.until_received("snapshot")
 
     stack.kill_hard("notifier")
-    expect(page.locator("#live-status")).to_have_text("Reconnecting…")
-    seen_seq = max(frame["seq"] for frame in dashboard.received if "seq" in frame)
-    seen_frames = len(dashboard.received)
-    # The clips finish while no notifier runs: the page cannot have seen it.
-    run_async(_until_finished(dashboard, project_id))
-    expect(page.locator("#finished")).to_be_hidden()
-    dashboard.shot("reconnecting")
-
-    stack.start_service("notifier")
+    try:
+        expect(page.locator("#live-status")).to_have_text("Reconnecting…")
+        seen_seq = max(frame["seq"] for frame in dashboard.received if "seq" in frame)
+        seen_frames = len(dashboard.received)
+        # The clips finish while no notifier runs: the page cannot have seen it.
+        run_async(_until_finished(dashboard, project_id))
+        expect(page.locator("#finished")).to_be_hidden()
+        dashboard.shot("reconnecting")
+    finally:
+        # The stack is shared by the module's next tests: they need it whole, even after a failure.
+        stack.start_service("notifier")
 
     expect(page.locator("#live-status")).to_have_text("Live", timeout=DEADLINE_MS)
     expect(page.locator("#finished")).to_have_text("Finished: every clip is ready.")
