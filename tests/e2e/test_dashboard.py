@@ -828,6 +828,8 @@ def test_the_project_page_shows_its_rest_status_while_the_websocket_cannot_conne
     expect(page.locator("#live-status")).to_have_text("Live")
     expect(banner).to_be_hidden()
     expect(page.get_by_role("heading", name="Without a WebSocket")).to_be_focused()
+    # Subscribed before the cancel, or the snapshot would carry it and no event would.
+    dashboard.until_received("snapshot")
     cancelled = httpx.post(
         f"{dashboard.stack.api_url}/v1/projects/{project_id}/cancel",
         headers={"Authorization": f"Bearer {dashboard.key}"},
