@@ -133,3 +133,27 @@ def test_a_key_names_the_model_and_the_size() -> None:
     assert price_key(VEO, None, None) == "google:3@2|default"
     # A model called like a shape is still another key.
     assert price_key("a|1x1", None, None) != price_key("a", 1, 1)
+
+
+async def test_a_clip_of_a_sliver_of_a_second_is_estimated_as_one_second() -> None:
+    """Of a model with no rules in reelflow, any duration above 0 is taken: a budget must
+    not hold next to nothing for it, or a tenant's budget admits any number of them."""
+    db = FakeDb()
+    await seen(db, (VEO, HD, 8, 1.6))  # $0.20 a second
+
+    estimates = await estimator(db, fallback=0.6).estimate(
+        VEO, [scene(0.0001, HD), scene(0.5, HD), scene(2, HD)], default_duration=4
+    )
+
+    assert estimates == [pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.4)]
+
+
+async def test_a_sliver_of_a_second_billed_teaches_no_huge_price_per_second() -> None:
+    """What it was billed counts as for one second: every tenant's estimate of an unseen
+    shape is the dearest price per second seen, so one outlier would refuse them all."""
+    db = FakeDb()
+    await seen(db, ("some:model@1", HD, 0.001, 0.5))
+
+    estimates = await estimator(db, fallback=0.6).estimate(VEO, [scene(5, UHD)], default_duration=4)
+
+    assert estimates == [pytest.approx(3.0)]  # the fallback's $0.60 a second, not $500

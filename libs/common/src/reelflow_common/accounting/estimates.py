@@ -39,6 +39,12 @@ COLLECTION = "cost_stats"
 KEY_SEPARATOR = "|"
 #: the size of a scene that names no width and height (the model's own default size)
 DEFAULT_SIZE = "default"
+#: Runware's least duration (its generic range is 1-10 s). A clip counts at least this many
+#: seconds, both in its estimate and in the price it teaches: the API takes any duration
+#: above 0 for a model reelflow has no rules of, and a clip of 0.0001 s would otherwise be
+#: reserved at about nothing (a budget admitting any number of them before costs come in)
+#: and, if billed at all, teach every tenant's unseen shapes a huge price per second.
+LEAST_SECONDS = 1.0
 
 log = get_logger(__name__)
 
@@ -80,7 +86,7 @@ class CostBook:
             return
         usd_s_n = self._pending.setdefault(price_key(model, width, height), [0.0, 0.0, 0.0])
         usd_s_n[0] += cost
-        usd_s_n[1] += duration_s
+        usd_s_n[1] += max(duration_s, LEAST_SECONDS)
         usd_s_n[2] += 1
 
     def take(self) -> dict[str, list[float]]:
@@ -173,12 +179,16 @@ class CostEstimator:
     async def estimate(
         self, model: str, scenes: Sequence[ClipRequest], *, default_duration: float
     ) -> list[float]:
-        """Each scene's estimated USD, in scene order, each at its own shape's price."""
+        """Each scene's estimated USD, in scene order, each at its own shape's price, for
+        its duration (at least :data:`LEAST_SECONDS`)."""
         await self._refresh()
         return [
             round_usd(
                 self._price(price_key(model, scene.width, scene.height))
-                * (scene.duration if scene.duration is not None else default_duration)
+                * max(
+                    scene.duration if scene.duration is not None else default_duration,
+                    LEAST_SECONDS,
+                )
             )
             for scene in scenes
         ]
