@@ -21,18 +21,25 @@ from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.accounting import TenantLimits, UsageStore
 from reelflow_common.accounting.limits import day_key, month_key
 from reelflow_common.admin.projects import project_state, render_project
+from reelflow_common.broker import PublishError
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.messages import AttemptSucceeded, CheckClip, ProjectFinished
 from reelflow_common.polling.delivery import send_check
 from reelflow_common.store import TIMED_OUT, Attempt, NewProject, Project, TaskSucceeded
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import as_utc, utcnow
 from reelflow_common.topology import CHECK_CLIP
 from reelflow_common.tracking.attempts import AttemptsReconciler
 from reelflow_poller.settings import Settings
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import running_api
 from tests.integration.test_reconciler import reconciler
-from tests.integration.worker_helpers import FAST_LADDERS, World, check_handler, runware_settings
+from tests.integration.worker_helpers import (
+    FAST_LADDERS,
+    World,
+    check_handler,
+    refuse_checks,
+    runware_settings,
+)
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -487,3 +494,26 @@ async def test_a_redelivered_ceiling_does_not_end_the_late_follow(
     assert await ledger(world) == pytest.approx((1, ESTIMATE_USD))
     late = [check for check in world.publisher.sent_to(CHECK_CLIP) if check.follow_until]
     assert len(late) == 1  # one late follow, one chain
+
+
+async def test_a_late_follow_whose_first_check_is_not_sent_expires_its_lease_at_once(
+    world: World, settings: Settings, mongo_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ceiling is recorded and its task's follow leased in the attempt, but the follow's
+    first check is not confirmed: its lease there expires at once (the attempts reconciler
+    re-arms it after its grace, not a whole lease later) and the check is tried again."""
+    project = await charged_project(world, "a fox [sim:hang]")
+    decided = await world.check_of(project, age_s=MAX_AGE_S + 1)
+    refuse_checks(world, monkeypatch, PublishError("the check was not confirmed"))
+
+    with pytest.raises(PublishError, match="the check was not confirmed"):
+        await check_handler(world, settings)(decided)
+
+    followed = await own_attempt(world, project)
+    assert followed is not None
+    assert followed.follow_until is not None
+    assert followed.lease is not None
+    assert followed.lease.token == decided.token  # the follow's, expired, not taken over
+    assert followed.lease.until <= utcnow()
+    doc = await mongo_db["projects"].find_one({"_id": project.id})
+    assert as_utc(doc["attempts_due_at"]) <= followed.lease.until

@@ -20,7 +20,7 @@ from reelflow_common.clock import Clock
 from reelflow_common.commands import check_command
 from reelflow_common.errors import TransientError
 from reelflow_common.logging import bound_context, get_logger
-from reelflow_common.messages import CheckClip, Message
+from reelflow_common.messages import CheckClip, SubmitClip
 from reelflow_common.polling import PollPlanner
 from reelflow_common.polling.delivery import send_check
 from reelflow_common.runware import RunwareClient
@@ -132,7 +132,7 @@ class ChainStarter:
         clip: ClipState,
         lease: Lease,
         work_queue: str,
-        command: Message,
+        command: SubmitClip | CheckClip,
         delay_s: float | None,
         action: Action,
     ) -> tuple[Action, datetime]:
@@ -145,14 +145,14 @@ class ChainStarter:
             else:
                 await self._publisher.send(work_queue, command, delay_s=delay_s)
         except TransientError as exc:
-            # No chain runs under this lease (the clip's, or the attempt's of a check's task):
-            # due again at once, for the next pass.
+            # No chain runs under this lease: due again at once, for the next pass. It is
+            # the clip's, or the attempt's of the command's task: a check's of a replaced
+            # task, or a submit's a cancel moved there meanwhile (as the api expires both).
             log.warning("chain_not_started", scene_index=clip.scene_index, error=str(exc))
-            tasks = (
-                {clip.scene_index: command.task_uuid} if isinstance(command, CheckClip) else None
-            )
             await self._projects.expire_leases(
-                project.id, {clip.scene_index: lease.token}, tasks=tasks
+                project.id,
+                {clip.scene_index: lease.token},
+                tasks={clip.scene_index: command.task_uuid},
             )
             return Action.NOT_STARTED, self._now()
         return action, lease.until
