@@ -153,7 +153,7 @@ async def test_the_cache_answers_without_the_database_until_its_time_is_up(
     keys: ApiKeyStore, mongo_db: Database
 ) -> None:
     clock = FakeClock()
-    cached = CachedApiKeyStore(mongo_db, ttl_s=5, max_entries=100, clock=clock)
+    cached = CachedApiKeyStore(mongo_db, ttl_s=5, max_entries=100, monotonic=clock)
     tenant = await keys.create_tenant("acme")
     key, info = await keys.create_key(tenant)
     assert await cached.tenant_for_key(key) == tenant
@@ -173,7 +173,7 @@ async def test_the_cache_answers_without_the_database_until_its_time_is_up(
 async def test_the_cache_forgets_the_least_recently_used_key_first(
     keys: ApiKeyStore, mongo_db: Database
 ) -> None:
-    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=2, clock=FakeClock())
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=2, monotonic=FakeClock())
     tenant = await keys.create_tenant("acme")
     (first, _), (second, _), (third, _) = [await keys.create_key(tenant) for _ in range(3)]
     for key in (first, second, first, third):  # second is now the least recently used
@@ -189,7 +189,9 @@ async def test_the_cache_forgets_the_least_recently_used_key_first(
 async def test_a_flood_of_unknown_keys_never_pushes_a_valid_one_out_and_is_bounded_itself(
     keys: ApiKeyStore, mongo_db: Database
 ) -> None:
-    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=2, max_unknown=3, clock=FakeClock())
+    cached = CachedApiKeyStore(
+        mongo_db, ttl_s=60, max_entries=2, max_unknown=3, monotonic=FakeClock()
+    )
     tenant = await keys.create_tenant("acme")
     (first, _), (second, _) = [await keys.create_key(tenant) for _ in range(2)]
     assert await cached.tenant_for_key(first) == tenant
@@ -212,7 +214,7 @@ async def test_the_cache_never_outlives_the_keys_expiry(
     keys: ApiKeyStore, mongo_db: Database
 ) -> None:
     clock = FakeClock()
-    cached = CachedApiKeyStore(mongo_db, ttl_s=3600, max_entries=100, clock=clock)
+    cached = CachedApiKeyStore(mongo_db, ttl_s=3600, max_entries=100, monotonic=clock)
     tenant = await keys.create_tenant("acme")
     key, _ = await keys.create_key(tenant, expires_at=utcnow() + timedelta(seconds=1))
     assert await cached.tenant_for_key(key) == tenant
@@ -228,7 +230,7 @@ async def test_callers_of_a_key_not_cached_share_one_read_and_its_answer(
 ) -> None:
     # Each caller read the key itself: 10,000 sockets of one new key were 10,000 reads.
     clock = FakeClock()
-    cached = CachedApiKeyStore(mongo_db, ttl_s=5, max_entries=100, clock=clock)
+    cached = CachedApiKeyStore(mongo_db, ttl_s=5, max_entries=100, monotonic=clock)
     tenant = await keys.create_tenant("acme")
     key, _ = await keys.create_key(tenant)
     reads = key_reads(cached, monkeypatch, held=lambda _key: True)
@@ -252,7 +254,7 @@ async def test_a_caller_that_gives_up_leaves_the_shared_read_to_the_others(
     keys: ApiKeyStore, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Awaited unshielded, cancelling one caller (its client gone) cancelled the others' read.
-    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=100, clock=FakeClock())
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=100, monotonic=FakeClock())
     tenant = await keys.create_tenant("acme")
     key, _ = await keys.create_key(tenant)
     reads = key_reads(cached, monkeypatch, held=lambda _key: True)
@@ -283,7 +285,7 @@ async def test_a_caller_that_gives_up_leaves_the_shared_read_to_the_others(
 async def test_a_failed_read_fails_every_caller_of_it_and_the_next_caller_reads_again(
     keys: ApiKeyStore, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=100, clock=FakeClock())
+    cached = CachedApiKeyStore(mongo_db, ttl_s=60, max_entries=100, monotonic=FakeClock())
     tenant = await keys.create_tenant("acme")
     key, _ = await keys.create_key(tenant)
     reads = key_reads(cached, monkeypatch, held=lambda _key: True)

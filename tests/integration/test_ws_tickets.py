@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.clock import server_time_of
 from reelflow_common.domain import ClipRequest
 from reelflow_common.logging import configure_logging
 from reelflow_common.settings import LogSettings
@@ -87,7 +88,9 @@ async def test_a_ticket_is_issued_for_a_valid_key_and_lives_a_minute(api: Api) -
     assert len(body["ticket"]) > 40
     assert body["expires_in"] == 60
     expires_at = datetime.fromisoformat(body["expires_at"])
-    assert timedelta(seconds=55) < expires_at - datetime.now(UTC) <= timedelta(seconds=60)
+    # On the database's clock, which the api reads once (within a round trip) and carries on.
+    lives = expires_at - await server_time_of(api.db)
+    assert timedelta(seconds=55) < lives <= timedelta(seconds=60.5)
 
 
 async def test_tickets_past_a_keys_burst_are_429_with_retry_after_and_nothing_stored(
@@ -235,7 +238,7 @@ class EndedSocket:
 async def test_the_key_watch_sees_a_revocation_once_the_cache_forgets_the_key(api: Api) -> None:
     """Through the notifier's cached store: at most auth_cache_ttl_s late, never later."""
     now = [0.0]
-    keys = CachedApiKeyStore(api.db, ttl_s=5, max_entries=10, clock=lambda: now[0])
+    keys = CachedApiKeyStore(api.db, ttl_s=5, max_entries=10, monotonic=lambda: now[0])
     watch = KeyWatch(keys, interval_s=1)
     key = await new_key(api)
     tenant_id = await keys.tenant_for_key(key)

@@ -36,7 +36,7 @@ class HeldLookups(CachedApiKeyStore):
             ttl_s=5,
             max_entries=10,
             lookups_at_once=LOOKUPS,
-            clock=lambda: clock[0],
+            monotonic=lambda: clock[0],
         )
         self.released = asyncio.Event()
         self.running = 0

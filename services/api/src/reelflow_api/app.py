@@ -94,19 +94,17 @@ def create_app(settings: Settings) -> FastAPI:
             publisher = Publisher(None, topology, timeout_s=settings.publish_timeout_s)
             # Local time until the first reading: the clock never waits for MongoDB.
             clock = await stack.enter_async_context(DbClock(db).running())
-            links = VideoLinks.from_settings(settings)
+            # Every stamp and expiry on it: a link or ticket made here is checked by another
+            # replica or the notifier, a key's expiry was set by the admin tool.
+            links = VideoLinks.from_settings(settings, clock=clock.now)
             # With the links: a retry's clip.updated shows the copies a read shows.
             projects_store = ProjectStore(
                 db, clock=clock.now, lease_s=settings.lease_s, links=links
             )
-            api_keys = CachedApiKeyStore(
-                db,
-                ttl_s=settings.auth_cache_ttl_s,
-                max_entries=settings.auth_cache_size,
-                max_unknown=settings.auth_cache_unknown_size,
-                lookups_at_once=settings.auth_key_lookups_at_once,
+            api_keys = CachedApiKeyStore.from_settings(db, settings, clock=clock.now)
+            ws_tickets = WsTicketStore(
+                db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s), clock=clock.now
             )
-            ws_tickets = WsTicketStore(db, ttl=timedelta(seconds=settings.ws_ticket_ttl_s))
             indexes = await stack.enter_async_context(
                 Indexes(
                     db,

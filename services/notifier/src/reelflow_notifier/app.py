@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from starlette.applications import Starlette
 
 from reelflow_common.broker import amqp_channel, amqp_connection
+from reelflow_common.clock import DbClock
 from reelflow_common.lifecycle import in_background, wait_for
 from reelflow_common.mongo import mongo_database, ping
 from reelflow_common.ops import FirstLink, ReadinessCheck, amqp_ready, not_yet, ops_routes
@@ -64,15 +65,13 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             db = await stack.enter_async_context(mongo_database(settings))
             hub = Hub()
             readiness["mongodb"] = lambda: ping(db)
+            # The database's clock, as the api's: a ticket the api issued, a key's expiry
+            # and a video link are judged here on the clock they were made on. Local time
+            # until the first reading: the clock never waits for MongoDB.
+            clock = await stack.enter_async_context(DbClock(db).running())
             # One store for the handshake and the key watch: a revoked key's sockets
             # close within auth_cache_ttl_s + ws_key_check_interval_s.
-            api_keys = CachedApiKeyStore(
-                db,
-                ttl_s=settings.auth_cache_ttl_s,
-                max_entries=settings.auth_cache_size,
-                max_unknown=settings.auth_cache_unknown_size,
-                lookups_at_once=settings.auth_key_lookups_at_once,
-            )
+            api_keys = CachedApiKeyStore.from_settings(db, settings, clock=clock.now)
             key_watch = await stack.enter_async_context(
                 KeyWatch(api_keys, interval_s=settings.ws_key_check_interval_s).running()
             )
@@ -88,14 +87,14 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
             link.watch(linking)
             if gc_policy is not None:
                 await stack.enter_async_context(gc_policy.running())
-            projects = ProjectStore(db)
+            projects = ProjectStore(db, clock=clock.now)
             app.state.notifier = NotifierState(
                 settings=settings,
                 projects=projects,
                 replays=Replays(projects),
                 api_keys=api_keys,
                 hub=hub,
-                tickets=WsTicketStore(db),
+                tickets=WsTicketStore(db, clock=clock.now),
                 key_watch=key_watch,
                 connections=Connections(settings.ws_max_connections),
                 key_slots=KeySlots(
@@ -104,7 +103,7 @@ def create_app(settings: Settings, *, gc_policy: GcPolicy | None = None) -> Star
                     subscribe_rate_per_s=settings.ws_key_subscribe_rate_per_s,
                     subscribe_burst=settings.ws_key_subscribe_burst,
                 ),
-                links=VideoLinks.from_settings(settings),
+                links=VideoLinks.from_settings(settings, clock=clock.now),
                 gc_policy=gc_policy,
             )
             yield

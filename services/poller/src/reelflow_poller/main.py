@@ -76,7 +76,7 @@ async def main(
         db = await stack.enter_async_context(mongo_database(settings))
         # Local time until the first reading: the clock never waits for MongoDB.
         clock = await stack.enter_async_context(DbClock(db).running())
-        links = VideoLinks.from_settings(settings)
+        links = VideoLinks.from_settings(settings, clock=clock.now)
         # With the links: a late result's clip.updated shows the copies a read shows.
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s, links=links)
         topology = Topology.from_settings(settings)

@@ -23,20 +23,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Callable
-from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from reelflow_common.settings import VideoLinkSettings
+from reelflow_common.store.timefmt import Clock, utcnow
 
 VIDEOS_PATH = "/v1/videos/"
 #: the window an expiry is rounded up to, as a fraction of the TTL: a link stays the same for
 #: a quarter of its lifetime, and lasts at most a quarter longer than the TTL
 WINDOW_FRACTION = 4
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class VideoLinks:
@@ -48,7 +43,7 @@ class VideoLinks:
         *,
         ttl_s: float,
         base_url: str | None = None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Clock = utcnow,
     ) -> None:
         if not secret:
             raise ValueError("the video URL secret must not be empty")
@@ -60,7 +55,7 @@ class VideoLinks:
 
     @classmethod
     def from_settings(
-        cls, settings: VideoLinkSettings, *, clock: Callable[[], datetime] = _utc_now
+        cls, settings: VideoLinkSettings, *, clock: Clock = utcnow
     ) -> VideoLinks | None:
         """The links of ``settings``; None when no secret is set (videos are not kept)."""
         if settings.video_url_secret is None:

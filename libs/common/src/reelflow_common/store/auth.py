@@ -27,8 +27,9 @@ from reelflow_common.accounting.ledger import LedgerStore
 from reelflow_common.accounting.limits import TenantLimits
 from reelflow_common.errors import ReelflowError
 from reelflow_common.mongo import Database
+from reelflow_common.settings import AuthSettings
 from reelflow_common.store.errors import KeyLookupsBusy, KeyOfAnotherTenant
-from reelflow_common.store.timefmt import as_utc, utcnow
+from reelflow_common.store.timefmt import Clock, as_utc, utcnow
 
 DEV_TENANT = "dev"
 KEY_PREFIX = "rf_"
@@ -102,10 +103,16 @@ class Grant:
 
 
 class ApiKeyStore:
-    """The ``tenants`` and ``api_keys`` collections."""
+    """The ``tenants`` and ``api_keys`` collections.
 
-    def __init__(self, db: Database) -> None:
+    Every stamp it writes (``created_at``, ``revoked_at``) and every expiry it decides is on
+    ``clock``: the database's in the services (``DbClock.now``), so a key issued by one
+    machine expires at the same moment on every other.
+    """
+
+    def __init__(self, db: Database, *, clock: Clock = utcnow) -> None:
         self._db = db
+        self._now = clock
         self._tenants = db["tenants"]
         self._keys = db["api_keys"]
 
@@ -118,7 +125,7 @@ class ApiKeyStore:
     async def create_tenant(self, name: str) -> str:
         """A new tenant's id."""
         tenant_id = str(uuid.uuid4())
-        await self._tenants.insert_one({"_id": tenant_id, "name": name, "created_at": utcnow()})
+        await self._tenants.insert_one({"_id": tenant_id, "name": name, "created_at": self._now()})
         return tenant_id
 
     async def tenant(self, tenant_id: str) -> Tenant | None:
@@ -178,7 +185,7 @@ class ApiKeyStore:
                     "tenant_id": tenant_id,
                     "label": label,
                     "prefix": key[:SHOWN_PREFIX_CHARS],
-                    "created_at": utcnow(),
+                    "created_at": self._now(),
                     "expires_at": expires_at,
                     "revoked_at": None,
                     "limits": (tenant or {}).get("limits") or {},
@@ -210,7 +217,7 @@ class ApiKeyStore:
         """Revoke the key ``key_id`` names (again: nothing changes); the key as it now is."""
         digest = await self._digest_of(key_id)
         await self._keys.update_one(
-            {"_id": digest, "revoked_at": None}, {"$set": {"revoked_at": utcnow()}}
+            {"_id": digest, "revoked_at": None}, {"$set": {"revoked_at": self._now()}}
         )
         info = await self._key_info(digest)
         assert info is not None  # keys are never deleted
@@ -222,7 +229,7 @@ class ApiKeyStore:
         if doc is None:
             return None
         info = _key_info(doc)
-        if not info.valid_at(utcnow()):
+        if not info.valid_at(self._now()):
             return None
         limits = TenantLimits.model_validate(doc.get("limits") or {})
         return Grant(info.tenant_id, info.expires_at, limits)
@@ -240,7 +247,7 @@ class ApiKeyStore:
         """The ``dev`` tenant (created on first use) and a key of it: ``key``, or a new one."""
         doc = await self._tenants.find_one_and_update(
             {"name": DEV_TENANT},
-            {"$setOnInsert": {"_id": str(uuid.uuid4()), "created_at": utcnow()}},
+            {"$setOnInsert": {"_id": str(uuid.uuid4()), "created_at": self._now()}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )
@@ -298,14 +305,16 @@ class CachedApiKeyStore(ApiKeyStore):
         max_entries: int,
         max_unknown: int = 1_000,
         lookups_at_once: int = 8,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        super().__init__(db)
+        super().__init__(db, clock=clock)
         self._ttl_s = ttl_s
         self._max_entries = max_entries
         self._max_unknown = max_unknown
         self._lookups_at_once = lookups_at_once
-        self._clock = clock
+        #: what the cache's ``ttl_s`` is counted on (a key's expiry is on ``clock``)
+        self._monotonic = monotonic
         #: a valid key's grant, and until when it is trusted
         self._known: OrderedDict[str, tuple[Grant, float]] = OrderedDict()
         #: until when a key is taken to be unknown
@@ -314,6 +323,21 @@ class CachedApiKeyStore(ApiKeyStore):
         self._lookups: dict[str, asyncio.Task[Grant | None]] = {}
         #: the keys among them not known to be valid: at most ``lookups_at_once``
         self._unknown_lookups: set[str] = set()
+
+    @classmethod
+    def from_settings(
+        cls, db: Database, settings: AuthSettings, *, clock: Clock = utcnow
+    ) -> CachedApiKeyStore:
+        """The cache ``settings`` describe (the api's and the notifier's alike), its keys'
+        expiries on ``clock`` (``DbClock.now`` in the services)."""
+        return cls(
+            db,
+            ttl_s=settings.auth_cache_ttl_s,
+            max_entries=settings.auth_cache_size,
+            max_unknown=settings.auth_cache_unknown_size,
+            lookups_at_once=settings.auth_key_lookups_at_once,
+            clock=clock,
+        )
 
     async def cached_grant(self, key: str) -> Grant | None:
         """The key's grant (tenant and limits), from memory when read less than ``ttl_s`` ago.
@@ -324,7 +348,7 @@ class CachedApiKeyStore(ApiKeyStore):
         if self._ttl_s <= 0:
             return await self.grant_for_key(key)
         digest = hash_key(key)
-        now = self._clock()
+        now = self._monotonic()
         known = self._known.get(digest)
         if known is not None and now < known[1]:
             self._known.move_to_end(digest)
@@ -384,7 +408,7 @@ class CachedApiKeyStore(ApiKeyStore):
         self._unknown.pop(digest, None)
         until = now + self._ttl_s
         if grant.expires_at is not None:
-            until = min(until, now + (grant.expires_at - utcnow()).total_seconds())
+            until = min(until, now + (grant.expires_at - self._now()).total_seconds())
         _put(self._known, digest, (grant, until), self._max_entries)
 
     async def tenant_for_key(self, key: str) -> str | None:

@@ -6,10 +6,14 @@ so a ticket opens at most one socket, even when two notifiers race for it.
 
 The ticket is stored only as its SHA-256 (``_id``), with a TTL index that removes
 expired ones; expiry is checked on consumption too, since MongoDB's TTL monitor
-runs only once a minute. The document also carries the API key behind the ticket,
-encrypted with a key derived from the ticket itself: the notifier, which holds the
-ticket, recovers the API key and re-validates it while the socket stays open (a
-revoked key closes its sockets), yet whoever reads the collection learns no key.
+runs only once a minute. The expiry is written and checked on the database's clock
+(``clock``: ``DbClock.now`` in the services), which the TTL monitor uses too: the api
+that issues a ticket and the notifier that consumes it may run on different machines,
+whose own clocks may disagree by more than a ticket's lifetime. The document also
+carries the API key behind the ticket, encrypted with a key derived from the ticket
+itself: the notifier, which holds the ticket, recovers the API key and re-validates it
+while the socket stays open (a revoked key closes its sockets), yet whoever reads the
+collection learns no key.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pymongo import ASCENDING
 
 from reelflow_common.mongo import Database
-from reelflow_common.store.timefmt import utcnow
+from reelflow_common.store.timefmt import Clock, utcnow
 
 TICKET_PREFIX = "wst_"
 #: a ticket's lifetime unless told (the api's ``ws_ticket_ttl_s`` defaults to it)
@@ -67,9 +71,12 @@ def _cipher(ticket: str) -> AESGCM:
 class WsTicketStore:
     """The ``ws_tickets`` collection."""
 
-    def __init__(self, db: Database, *, ttl: timedelta = DEFAULT_TICKET_TTL) -> None:
+    def __init__(
+        self, db: Database, *, ttl: timedelta = DEFAULT_TICKET_TTL, clock: Clock = utcnow
+    ) -> None:
         self._tickets = db["ws_tickets"]
         self._ttl = ttl
+        self._now = clock
 
     async def ensure_indexes(self) -> None:
         # expireAfterSeconds=0: each document goes once its own expires_at has passed.
@@ -83,7 +90,7 @@ class WsTicketStore:
         ticket_id = _ticket_id(ticket)
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = _cipher(ticket).encrypt(nonce, api_key.encode(), ticket_id.encode())
-        expires_at = utcnow() + self._ttl
+        expires_at = self._now() + self._ttl
         await self._tickets.insert_one(
             {
                 "_id": ticket_id,
@@ -104,7 +111,7 @@ class WsTicketStore:
             return None
         ticket_id = _ticket_id(ticket)
         doc = await self._tickets.find_one_and_delete(
-            {"_id": ticket_id, "expires_at": {"$gt": utcnow()}}
+            {"_id": ticket_id, "expires_at": {"$gt": self._now()}}
         )
         if doc is None:
             return None
