@@ -98,7 +98,7 @@ from reelflow_common.storage.links import VideoLinks
 from reelflow_common.store import Project, ProjectStore
 from reelflow_common.store.auth import ApiKeyStore
 from reelflow_common.store.inflight import TenantClips
-from reelflow_common.store.timefmt import rfc3339, utcnow
+from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.store.unreserved import UnreservedSpend
 from reelflow_common.topology import CHECK_CLIP, STORE_VIDEO, Topology
 from reelflow_common.tracking.chains import Action
@@ -339,12 +339,27 @@ def _note(text: str) -> None:
 # --- tenants and keys ------------------------------------------------------------------
 
 
+async def _db_clock(db: Database) -> DbClock:
+    """The database's clock, read once: a command lasts seconds, not the minute between
+    the services' readings."""
+    clock = DbClock(db)
+    await clock.sync()
+    return clock
+
+
+async def _key_store(db: Database) -> tuple[ApiKeyStore, DbClock]:
+    """The key store on the database's clock, as the services': a key's expiry set here,
+    its ``created_at`` and ``revoked_at``, are on the clock the api and notifier judge by."""
+    clock = await _db_clock(db)
+    return ApiKeyStore(db, clock=clock.now), clock
+
+
 async def tenant_create(args: argparse.Namespace, settings: AdminSettings) -> int:
     """Create a tenant, with the limits given (a tenant has no key yet: nothing to count)."""
     limits = TenantLimits.model_validate(_limit_changes(args))
     env_file = _env_file_option(args)
     async with _database(args, settings) as db:
-        keys = ApiKeyStore(db)
+        keys, _ = await _key_store(db)
         await keys.ensure_indexes()
         tenant_id = await keys.create_tenant(args.name)
         # Said at once: if setting its limits fails, ``tenant limits`` sets them on this id.
@@ -634,9 +649,9 @@ def _shown(value: object) -> str:
 
 
 async def key_create(args: argparse.Namespace, settings: AdminSettings) -> int:
-    expires_at = None if args.expires_in is None else utcnow() + args.expires_in
     async with _database(args, settings) as db:
-        keys = ApiKeyStore(db)
+        keys, clock = await _key_store(db)
+        expires_at = None if args.expires_in is None else clock.now() + args.expires_in
         await keys.ensure_indexes()
         key, info = await keys.create_key(args.tenant, label=args.label, expires_at=expires_at)
     print(key)
@@ -650,11 +665,11 @@ async def key_create(args: argparse.Namespace, settings: AdminSettings) -> int:
 
 async def key_list(args: argparse.Namespace, settings: AdminSettings) -> int:
     async with _database(args, settings) as db:
-        keys = ApiKeyStore(db)
+        keys, clock = await _key_store(db)
         if await keys.tenant(args.tenant) is None:
             raise ReelflowError(f"no tenant {args.tenant!r}")
         listed = await keys.list_keys(args.tenant)
-    now = utcnow()
+        now = clock.now()  # valid or expired as the services judge it
     rows = [
         (
             info.key_id,
@@ -674,7 +689,8 @@ async def key_list(args: argparse.Namespace, settings: AdminSettings) -> int:
 
 async def key_revoke(args: argparse.Namespace, settings: AdminSettings) -> int:
     async with _database(args, settings) as db:
-        info = await ApiKeyStore(db).revoke_key(args.key_id)
+        keys, _ = await _key_store(db)
+        info = await keys.revoke_key(args.key_id)
     print(f"{info.key_id} revoked at {_when(info.revoked_at)}")
     _note(
         "services that have the key cached accept it for up to REELFLOW_AUTH_CACHE_TTL_S "
@@ -778,10 +794,11 @@ async def _depth(channel: AbstractChannel, topology: Topology, work_queue: str) 
 async def project_show(args: argparse.Namespace, settings: AdminSettings) -> int:
     async with _database(args, settings) as db:
         found = await ProjectStore(db).get_with_events(args.project_id)
+        now = (await _db_clock(db)).now()  # ages as the services count them
     if found is None:
         raise ReelflowError(f"no project {args.project_id!r}")
     state = project_state(*found)
-    print(json.dumps(state, indent=2) if args.json else render_project(state, now=utcnow()))
+    print(json.dumps(state, indent=2) if args.json else render_project(state, now=now))
     return 0
 
 
