@@ -225,6 +225,32 @@ async def test_the_cache_never_outlives_the_keys_expiry(
     assert await cached.tenant_for_key(key) is None
 
 
+async def test_a_keys_expiry_and_stamps_are_on_the_stores_clock_not_this_machines(
+    mongo_db: Database,
+) -> None:
+    # In the services the store's clock is the database's; here it runs an hour ahead.
+    ahead = FakeClock()
+    start = utcnow() + timedelta(hours=1)
+    cached = CachedApiKeyStore(
+        mongo_db,
+        ttl_s=3600,
+        max_entries=100,
+        clock=lambda: start + timedelta(seconds=ahead.now - 1000.0),
+        monotonic=ahead,
+    )
+    tenant = await cached.create_tenant("acme")
+    key, info = await cached.create_key(tenant, expires_at=start + timedelta(seconds=30))
+    assert info.created_at == start
+    assert await cached.tenant_for_key(key) == tenant
+
+    # The cache keeps the key until its expiry on the store's clock (on this machine's,
+    # an hour and a half later), however long its ttl_s.
+    ahead.now += 31
+    assert await cached.tenant_for_key(key) is None
+    assert await cached.grant_for_key(key) is None  # and read again, it is expired
+    assert (await cached.revoke_key(info.key_id)).revoked_at == start + timedelta(seconds=31)
+
+
 async def test_callers_of_a_key_not_cached_share_one_read_and_its_answer(
     keys: ApiKeyStore, mongo_db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
