@@ -16,6 +16,11 @@ the Unix epoch. Every read within one window, by any service that signs (the api
 the notifier, the poller), gives the same URL, so a page that reads a project again
 does not change its ``<video src>`` (the player reloads, the cache misses); a link
 is valid at least ``ttl_s`` from when it was read and at most a window more.
+
+``clock`` is the database's in the services (``DbClock.now``), as every stamp is: a
+link signed by the notifier or the poller, or by one api replica, is checked by
+another api replica, perhaps on another machine, and services that sign within one
+window sign the same URL only if they agree on the time.
 """
 
 from __future__ import annotations
