@@ -48,6 +48,15 @@ def scenes(count: int, **fields: Any) -> dict[str, Any]:
         pytest.param(
             scenes(1, prompt="p" * 2001), ["body", "scenes", 0, "prompt"], id="long-prompt"
         ),
+        pytest.param(
+            scenes(1, prompt="ab\u0000"), ["body", "scenes", 0, "prompt"], id="nul-prompt"
+        ),
+        pytest.param(
+            scenes(1, negative_prompt="blur\u001b[0m"),
+            ["body", "scenes", 0, "negative_prompt"],
+            id="escape-in-negative-prompt",
+        ),
+        pytest.param(scenes(1) | {"title": "a\u0007b"}, ["body", "title"], id="bell-in-title"),
         pytest.param(scenes(1) | {"model": "not a model"}, ["body", "model"], id="bad-model"),
         pytest.param(scenes(1, width=1001), ["body", "scenes", 0, "width"], id="width-not-x8"),
         pytest.param(scenes(1, duration=0), ["body", "scenes", 0, "duration"], id="duration-0"),
@@ -77,6 +86,34 @@ async def test_an_invalid_create_body_is_a_422_naming_the_field(
     problem = assert_problem(response, 422)
     assert loc in error_locs(problem)
     assert await api.drain() == []
+
+
+async def test_a_control_character_is_named_with_where_it_is(
+    api: Api, auth: dict[str, str]
+) -> None:
+    response = await api.client.post(
+        "/v1/projects", json=scenes(1, prompt="ab\u0000"), headers=auth
+    )
+
+    problem = assert_problem(response, 422)
+    assert problem["errors"] == [
+        {
+            "loc": ["body", "scenes", 0, "prompt"],
+            "msg": "Value error, must not contain control characters: U+0000 at character 2"
+            " (tab, line feed and carriage return are fine)",
+        }
+    ]
+
+
+async def test_a_prompt_of_lines_and_tabs_is_taken(api: Api, auth: dict[str, str]) -> None:
+    prompt = "a fox in the snow\n\tslow pan left\r\nthen a close-up"
+    response = await api.client.post(
+        "/v1/projects", json=scenes(1, prompt=prompt) | {"title": "Line\tby line"}, headers=auth
+    )
+
+    assert response.status_code == 202, response.text
+    [submitted] = await api.drain()
+    assert submitted.body["request"]["prompt"] == prompt
 
 
 async def test_a_body_of_more_values_than_a_valid_one_holds_is_refused_unparsed(

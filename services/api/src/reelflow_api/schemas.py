@@ -8,6 +8,7 @@ notifier sends the same object in its snapshots.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -18,6 +19,20 @@ from reelflow_common.store import ProjectStatusView
 
 #: Runware fails a prompt shorter than this (or only whitespace) after a 202
 PROMPT_MIN_CHARS = 2
+#: control characters, but for tab, line feed and carriage return: no text a person wrote
+#: holds them (a NUL from a script's bad encoding, say), and a clip would fail after a 202
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def without_control_characters(text: str) -> str:
+    """``text``, unless it holds a control character other than tab, LF or CR (a 422 names
+    the first: which and where)."""
+    if found := _CONTROL.search(text):
+        raise ValueError(
+            f"must not contain control characters: U+{ord(found.group()):04X} at character"
+            f" {found.start()} (tab, line feed and carriage return are fine)"
+        )
+    return text
 
 
 class SceneIn(ClientJson):
@@ -38,7 +53,12 @@ class SceneIn(ClientJson):
     def _not_blank(cls, prompt: str) -> str:
         if len(prompt.strip()) < PROMPT_MIN_CHARS:
             raise ValueError(f"must have at least {PROMPT_MIN_CHARS} characters besides whitespace")
-        return prompt
+        return without_control_characters(prompt)
+
+    @field_validator("negative_prompt")
+    @classmethod
+    def _negative_is_text(cls, negative_prompt: str | None) -> str | None:
+        return None if negative_prompt is None else without_control_characters(negative_prompt)
 
 
 class CreateProjectIn(ClientJson):
@@ -54,6 +74,11 @@ class CreateProjectIn(ClientJson):
         examples=[AIR_ID.example],
     )
     scenes: list[SceneIn] = Field(min_length=1, max_length=50)
+
+    @field_validator("title")
+    @classmethod
+    def _title_is_text(cls, title: str) -> str:
+        return without_control_characters(title)
 
 
 class ProjectChanged(ProjectStatusView):
