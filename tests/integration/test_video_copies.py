@@ -147,7 +147,7 @@ async def test_a_finished_clip_still_plays_from_reelflows_url_an_hour_after_runw
         async with running(main(settings, stop=stop), stop):
             await world.publisher.send(CHECK_CLIP, await world.check_of(project), delay_s=0.05)
             clip = await stored_clip(world, project.id)
-            events = await world.settle_events(inbox)
+            events = await world.events_until(inbox, ClipStored)
 
         # The clip was a success at once, with Runware's URL; the copy came after, as an event.
         success = next(e for e in events if isinstance(e, ClipUpdated) and e.clip.video_url)
@@ -209,7 +209,7 @@ async def test_a_cancelled_clips_billed_video_is_kept_and_plays_from_its_attempt
                 return attempt is not None and attempt.stored_key is not None
 
             await eventually(attempt_stored, "the attempt's video was stored")
-            events = await world.settle_events(inbox)
+            events = await world.events_until(inbox, AttemptStored)
 
         after = await world.project(project.id)
         clip = after.clips[0]

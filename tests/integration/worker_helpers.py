@@ -276,6 +276,14 @@ class World:
         await queue.consume(inbox.arrived.put, no_ack=True)
         return inbox
 
+    async def events_until(self, inbox: Inbox, model: type[Event]) -> list[Event]:
+        """Every event up to the first ``model`` one, then every other published so far
+        (:meth:`settle_events`): an event is published after the write a test may have seen."""
+        events: list[Event] = []
+        while not any(isinstance(event, model) for event in events):
+            events.append(event_of(await inbox.next()))
+        return events + await self.settle_events(inbox)
+
     async def settle_events(self, inbox: Inbox) -> list[Event]:
         """Every event published so far: a marker published last is received last."""
         marker = ClipUpdated.model_validate(
