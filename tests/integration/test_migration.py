@@ -1,4 +1,5 @@
-"""Old documents are upgraded by prepare_database, once, however often it runs."""
+"""prepare_database builds the indexes first, and upgrades old documents once, however
+often it runs."""
 
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ async def test_prepare_database_upgrades_v1_projects_once(
     project = await ProjectStore(mongo_db).get("p1")
     assert project is not None
     assert [clip.task_uuid for clip in project.clips] == ["t0", "t1", "t2"]
+
+
+async def test_prepare_database_builds_the_poll_stats_index(
+    mongo_db: Database, mongo_url: str, mongo_database: str
+) -> None:
+    # The poller builds it at start too; building it first keeps it from racing the first write.
+    await prepare_database(mongo_url, mongo_database)
+
+    assert "day" in await mongo_db["poll_stats"].index_information()

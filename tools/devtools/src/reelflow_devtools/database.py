@@ -7,6 +7,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from reelflow_common.clock import server_time_of
+from reelflow_common.polling import CompletionBook, PollStats
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.migration import migrate_v1_projects
 from reelflow_common.store.tickets import WsTicketStore
@@ -31,6 +32,7 @@ async def prepare_database(mongo_url: str, database: str) -> int:
         await ProjectStore(db).ensure_indexes()
         await ApiKeyStore(db).ensure_indexes()
         await WsTicketStore(db).ensure_indexes()
+        await PollStats(db, CompletionBook()).ensure_indexes()
         return await migrate_v1_projects(db, now=await server_time_of(db))
     finally:
         await client.close()
