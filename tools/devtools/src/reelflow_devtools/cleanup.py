@@ -23,7 +23,6 @@ import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import aio_pika
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError
 
@@ -31,7 +30,7 @@ from reelflow_common.broker.stacks import consumers, delete_topology, take_stack
 from reelflow_common.redact import url_location
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import Topology
-from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
+from reelflow_devtools.connections import amqp
 
 #: in a run directory: the topology its stacks declare(d), kept after they stop
 TOPOLOGY_FILE = "topology.json"
@@ -120,8 +119,7 @@ async def _delete_unused(
 ) -> int:
     """:func:`delete_unused` on one connection, adding to ``deleted`` each prefix whose
     topology is deleted."""
-    connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
-    try:
+    async with amqp(amqp_url) as connection:
         # Every prefix is checked, and its lock held until the connection closes, before
         # anything is deleted: one in use keeps all the others too.
         refused = False
@@ -142,8 +140,6 @@ async def _delete_unused(
                 f" ({messages} message{'s' * (messages != 1)} in them)"
             )
         return 0
-    finally:
-        await connection.close()
 
 
 async def _in_use(connection: AbstractConnection, topology: Topology) -> str | None:

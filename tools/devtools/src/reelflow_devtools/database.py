@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pymongo import AsyncMongoClient
-
 from reelflow_common.clock import server_time_of
 from reelflow_common.polling import CompletionBook, PollStats
 from reelflow_common.store import ApiKeyStore, ProjectStore
 from reelflow_common.store.migration import migrate_v1_projects
 from reelflow_common.store.tickets import WsTicketStore
+from reelflow_devtools.connections import mongo
 
 
 async def prepare_database(mongo_url: str, database: str) -> int:
@@ -24,15 +21,10 @@ async def prepare_database(mongo_url: str, database: str) -> int:
     Project documents of the first landing (v1) are upgraded in place, so an old
     ``.run/mongo-data`` keeps working; a second run finds none left to upgrade.
     """
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        mongo_url, uuidRepresentation="standard", tz_aware=True, timeoutMS=30_000
-    )
-    try:
+    async with mongo(mongo_url) as client:
         db = client[database]
         await ProjectStore(db).ensure_indexes()
         await ApiKeyStore(db).ensure_indexes()
         await WsTicketStore(db).ensure_indexes()
         await PollStats(db, CompletionBook()).ensure_indexes()
         return await migrate_v1_projects(db, now=await server_time_of(db))
-    finally:
-        await client.close()

@@ -8,9 +8,8 @@ a ``find_one_and_update`` one of ``commands``), per collection and per kind.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
-from pymongo import AsyncMongoClient
+from reelflow_devtools.connections import mongo
 
 #: the kinds ``top`` counts, besides its ``total``
 KINDS = ("insert", "queries", "update", "remove", "getmore", "commands")
@@ -20,11 +19,8 @@ Counters = dict[str, dict[str, int]]  # collection -> kind (and "total") -> oper
 
 async def operations(mongo_url: str, database: str) -> Counters:
     """What the server has counted so far, per collection of ``database``."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, timeoutMS=10_000)
-    try:
+    async with mongo(mongo_url) as client:
         top = await client.admin.command("top")
-    finally:
-        await client.close()
     prefix = f"{database}."
     return {
         namespace.removeprefix(prefix): {

@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
-from pymongo import AsyncMongoClient
 
 from reelflow_common.broker.stacks import delete_topology
 from reelflow_common.ops import EXIT_PORT_TAKEN
 from reelflow_common.settings import AmqpSettings, TopologySettings
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.topology import Topology
+from reelflow_devtools.connections import amqp, mongo
 from reelflow_devtools.database import prepare_database
 from reelflow_devtools.embedded_mongo import MONGODB, embedded_mongo
 from reelflow_devtools.ports import free_port, release_port
@@ -45,7 +44,7 @@ from reelflow_devtools.processes import (
     wait_ready,
     wait_stopped,
 )
-from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S, LOCAL_AMQP_URL
+from reelflow_devtools.rabbitmq import LOCAL_AMQP_URL
 
 #: they start together and stop together
 SERVICES = ("api", "notifier", "submitter", "poller")
@@ -354,13 +353,8 @@ class Stack:
 
     @asynccontextmanager
     async def _api_keys(self) -> AsyncIterator[ApiKeyStore]:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-            self.mongo_url, timeoutMS=10_000
-        )
-        try:
+        async with mongo(self.mongo_url) as client:
             yield ApiKeyStore(client[self.config.database])
-        finally:
-            await client.close()
 
     async def sim_get(self, path: str) -> Any:
         """A GET on the simulator's own API (``/__sim/...``), as JSON."""
@@ -372,11 +366,8 @@ class Stack:
 
     async def delete_queues(self) -> None:
         """Every queue and the exchange of this stack's topology (its prefix's)."""
-        connection = await aio_pika.connect(self.config.amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
-        try:
+        async with amqp(self.config.amqp_url) as connection:
             await delete_topology(connection, Topology.from_settings(self.topology_settings()))
-        finally:
-            await connection.close()
 
 
 @contextmanager

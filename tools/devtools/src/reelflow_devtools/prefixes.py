@@ -21,13 +21,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from reelflow_common.broker.stacks import consumers, stack_lock_held, take_stack_lock
 from reelflow_common.redact import url_location
 from reelflow_common.topology import WORK_QUEUES, Topology
-from reelflow_devtools.rabbitmq import AMQP_CONNECT_TIMEOUT_S
+from reelflow_devtools.connections import amqp
 
 #: how many numbered prefixes of a checkout :func:`free_prefix` tries (``name-2.`` ...)
 _NUMBERED = 50
@@ -48,11 +47,8 @@ class InUse:
 
 async def prefix_consumers(amqp_url: str, prefix: str) -> dict[str, int]:
     """The work queues of ``prefix`` that have consumers now, with how many each."""
-    connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
-    try:
+    async with amqp(amqp_url) as connection:
         return await _work_queue_consumers(connection, prefix)
-    finally:
-        await connection.close()
 
 
 async def _work_queue_consumers(connection: AbstractConnection, prefix: str) -> dict[str, int]:
@@ -61,12 +57,9 @@ async def _work_queue_consumers(connection: AbstractConnection, prefix: str) -> 
 
 
 async def _in_use(amqp_url: str, prefix: str) -> InUse:
-    connection = await aio_pika.connect(amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
-    try:
+    async with amqp(amqp_url) as connection:
         locked = await stack_lock_held(connection, Topology.named(prefix))
         return InUse(locked=locked, consumers=await _work_queue_consumers(connection, prefix))
-    finally:
-        await connection.close()
 
 
 def in_use(amqp_url: str, prefix: str) -> InUse:
@@ -118,20 +111,15 @@ class PrefixLock:
 
     async def _hold(self) -> None:
         try:
-            connection = await aio_pika.connect(self.amqp_url, timeout=AMQP_CONNECT_TIMEOUT_S)
-        except BaseException as exc:  # raised by acquire(), in the launcher's thread
-            self._taken.set_exception(exc)
-            return
-        try:
-            taken = await take_stack_lock(await connection.channel(), self.topology)
+            async with amqp(self.amqp_url) as connection:
+                taken = await take_stack_lock(await connection.channel(), self.topology)
+                self._taken.set_result(taken)
+                if taken:
+                    await self._until_released(connection)
         except BaseException as exc:
-            self._taken.set_exception(exc)
-            await connection.close()
-            return
-        self._taken.set_result(taken)
-        if taken:
-            await self._until_released(connection)
-        await connection.close()
+            if self._taken.done():
+                raise
+            self._taken.set_exception(exc)  # raised by acquire(), in the launcher's thread
 
     async def _until_released(self, connection: AbstractConnection) -> None:
         lost = asyncio.Event()

@@ -23,8 +23,6 @@ from reelflow_devtools.processes import Child, ProcessGroup, StartError, wait_st
 from reelflow_devtools.waiting import poll_until
 
 LOCAL_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-#: how long the launcher's connections to a broker wait for it to answer
-AMQP_CONNECT_TIMEOUT_S = 15.0
 _LOCAL_HOSTS = ("127.0.0.1", "localhost")
 _START_DEADLINE_S = 90
 #: open files a broker started here gets, when the hard limit allows that many

@@ -22,13 +22,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-from pymongo import AsyncMongoClient
-
 from reelflow_common.domain import ClipRequest
-from reelflow_common.mongo import Document, close_client
+from reelflow_common.mongo import Document
 from reelflow_common.store import NewProject, ProjectStore
 from reelflow_common.store.models import TaskSucceeded
 from reelflow_devtools.bench.launcher import cpu_seconds, embedded_mongo_pid
+from reelflow_devtools.connections import mongo
 from reelflow_devtools.embedded_mongo import embedded_mongo
 
 #: clips moved at once, as replicas of the submitter and the poller would
@@ -56,10 +55,8 @@ async def _in_parallel(jobs: list[Callable[[], Awaitable[Any]]]) -> None:
 
 async def run_size(url: str, database: str, size: int, clips: int) -> dict[str, Any]:
     """Create ``clips`` clips as projects of ``size`` scenes, process each, measure."""
-    client: AsyncMongoClient[Document] = AsyncMongoClient(
-        url, uuidRepresentation="standard", tz_aware=True, timeoutMS=60_000
-    )
-    try:
+    # A longer budget than a tool's usual: the largest projects' writes, many at once.
+    async with mongo(url, timeout_s=60) as client:
         db = client[database]
         store = ProjectStore(db)
         await store.ensure_indexes()
@@ -115,8 +112,6 @@ async def run_size(url: str, database: str, size: int, clips: int) -> dict[str, 
             "clip_fields": list(field_paths(clip)),
             "document_fields": sum(1 for _ in field_paths(done)),
         }
-    finally:
-        await close_client(client)
 
 
 async def main(clips: int, sizes: list[int], rounds: int) -> None:

@@ -17,19 +17,18 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
 import httpx
 from aio_pika.abc import AbstractQueue
-from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.broker.dlq import dead_letter_depths
 from reelflow_common.topology import PROJECT_FINISHED, Topology
 from reelflow_devtools.bench.client import BenchError
+from reelflow_devtools.connections import amqp, mongo
 from reelflow_devtools.launcher import SERVICES, Simulator, Stack
 from reelflow_devtools.launcher import StackConfig as LaunchConfig
 from reelflow_devtools.processes import Child
@@ -247,14 +246,11 @@ async def finished_projects(
     amqp_url: str, exchange: str, routing_key: str = PROJECT_FINISHED
 ) -> AsyncIterator[FinishedProjects]:
     """Projects' end events (``routing_key``) from now on, off ``exchange``: no database read."""
-    connection = await aio_pika.connect(amqp_url, timeout=15)
-    try:
+    async with amqp(amqp_url) as connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(exchange, routing_key)
         yield FinishedProjects(queue)
-    finally:
-        await connection.close()
 
 
 class FinishedProjects:
@@ -345,23 +341,19 @@ class BenchStack(Stack):
     async def dead_letters(self) -> dict[str, int]:
         """Messages in each dead-letter queue, by DLQ name."""
         topology = Topology.from_settings(self.topology_settings())
-        connection = await aio_pika.connect(self.config.amqp_url, timeout=15)
-        try:
+        async with amqp(self.config.amqp_url) as connection:
             channel = await connection.channel()
             depths = await dead_letter_depths(channel, topology)
             return {topology.dead_letter_queue(queue): depth for queue, depth in depths.items()}
-        finally:
-            await connection.close()
 
 
 async def broker_answers(amqp_url: str, *, timeout_s: float = 10) -> str | None:
     """None if RabbitMQ completes a handshake within the timeout, else what went wrong."""
     try:
-        connection = await aio_pika.connect(amqp_url, timeout=timeout_s)
+        async with amqp(amqp_url, timeout_s=timeout_s):
+            return None
     except (aio_pika.exceptions.AMQPError, OSError, TimeoutError) as exc:
         return f"{type(exc).__name__}: {exc}"
-    await connection.close()
-    return None
 
 
 @contextmanager
@@ -416,10 +408,11 @@ def _delete_queues(stack: BenchStack) -> None:
 
 
 def _drop_database(stack: BenchStack) -> None:
-    client: MongoClient[dict[str, Any]] = MongoClient(stack.mongo_url, timeoutMS=10_000)
+    async def drop() -> None:
+        async with mongo(stack.mongo_url) as client:
+            await client.drop_database(stack.config.database)
+
     try:
-        client.drop_database(stack.config.database)
+        asyncio.run(drop())
     except PyMongoError as exc:
         print(f"bench: could not drop the database {stack.config.database}: {exc}", flush=True)
-    finally:
-        client.close()

@@ -30,7 +30,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import httpx
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -38,6 +37,7 @@ from reelflow_common.topology import CLIP_UPDATED, Topology
 from reelflow_devtools.bench.client import BenchError, api_client, create_project, scene
 from reelflow_devtools.bench.launcher import BenchStack, cpu_seconds, memory_kib
 from reelflow_devtools.bench.stats import summary_ms
+from reelflow_devtools.connections import amqp
 
 
 @dataclass(frozen=True)
@@ -131,15 +131,12 @@ async def event_tap(stack: BenchStack) -> AsyncIterator[EventTap]:
     """A queue of the benchmark's own on the event exchange, until exit."""
     tap = EventTap()
     topology = Topology.from_settings(stack.topology_settings())
-    connection = await aio_pika.connect(stack.config.amqp_url, timeout=15)
-    try:
+    async with amqp(stack.config.amqp_url) as connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
         await queue.bind(topology.events_exchange, CLIP_UPDATED)
         await queue.consume(tap.on_message)
         yield tap
-    finally:
-        await connection.close()
 
 
 def _same(answers: list[dict[str, Any]]) -> dict[str, Any] | list[dict[str, Any]]:

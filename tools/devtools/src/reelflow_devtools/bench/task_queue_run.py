@@ -25,9 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import aio_pika
-from pymongo import AsyncMongoClient, MongoClient
-
 from reelflow_common.settings import TopologySettings
 from reelflow_common.topology import BACKSTOP_DELIVERY_LIMIT
 from reelflow_devtools.bench.client import ApiClient, BenchError, api_client, create_project, scene
@@ -44,6 +41,7 @@ from reelflow_devtools.bench.span import Span
 from reelflow_devtools.bench.task_queue.config import Config
 from reelflow_devtools.bench.task_queue.topology import Names, delete_topology
 from reelflow_devtools.bench.throughput import ThroughputPlan, warmup_size
+from reelflow_devtools.connections import amqp, mongo
 from reelflow_devtools.embedded_mongo import embedded_mongo
 from reelflow_devtools.launcher import (
     SIM_API_KEY,
@@ -171,15 +169,14 @@ def running_task_queue(config: StackConfig, run_dir: Path) -> Iterator[TaskQueue
 async def _wait_consuming(stack: TaskQueueStack, *, deadline_s: float) -> None:
     """Until every worker consumes the submit queue (a process that died fails at once)."""
     names = Names(stack.config.prefix)
-    connection = await aio_pika.connect(stack.config.amqp_url, timeout=15)
+    async with amqp(stack.config.amqp_url) as connection:
 
-    async def consumed() -> bool | None:
-        channel = await connection.channel()
-        queue = await channel.declare_queue(names.submit, passive=True)
-        await channel.close()
-        return (queue.declaration_result.consumer_count or 0) >= WORKERS or None
+        async def consumed() -> bool | None:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(names.submit, passive=True)
+            await channel.close()
+            return (queue.declaration_result.consumer_count or 0) >= WORKERS or None
 
-    try:
         await poll_until_async(
             consumed,
             what=f"the task-queue baseline's {WORKERS} workers to consume {names.submit}",
@@ -188,26 +185,18 @@ async def _wait_consuming(stack: TaskQueueStack, *, deadline_s: float) -> None:
             error=BenchError,
             child=list(stack.children.values()),
         )
-    finally:
-        await connection.close()
 
 
 def _clean_up(config: Config, *, keep_database: bool) -> None:
-    asyncio.run(_delete_queues(config))
-    if not keep_database:
-        client: MongoClient[dict[str, Any]] = MongoClient(config.mongo_url, timeoutMS=10_000)
-        try:
-            client.drop_database(config.database)
-        finally:
-            client.close()
+    asyncio.run(_delete(config, keep_database=keep_database))
 
 
-async def _delete_queues(config: Config) -> None:
-    connection = await aio_pika.connect(config.amqp_url, timeout=15)
-    try:
+async def _delete(config: Config, *, keep_database: bool) -> None:
+    async with amqp(config.amqp_url) as connection:
         await delete_topology(await connection.channel(), config)
-    finally:
-        await connection.close()
+    if not keep_database:
+        async with mongo(config.mongo_url) as client:
+            await client.drop_database(config.database)
 
 
 async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> dict[str, Any]:
@@ -256,8 +245,7 @@ async def run_size(stack: TaskQueueStack, plan: ThroughputPlan, size: int) -> di
 
 async def _completed_at(config: Config, ids: list[str]) -> list[float]:
     """Every succeeded clip's ``completed_at``, as a POSIX time (read after the counted span)."""
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.mongo_url, tz_aware=True)
-    try:
+    async with mongo(config.mongo_url) as client:
         projects = client[config.database]["projects"]
         found: list[float] = []
         async for project in projects.find({"_id": {"$in": ids}}, {"clips": 1}):
@@ -267,18 +255,13 @@ async def _completed_at(config: Config, ids: list[str]) -> list[float]:
                 if clip["status"] == "success" and clip["completed_at"] is not None
             ]
         return found
-    finally:
-        await client.close()
 
 
 async def check_ground_truth(stack: TaskQueueStack) -> dict[str, Any]:
     """Every clip the baseline stored against the simulator's tasks (``ground_truth``)."""
     config = stack.config
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(config.mongo_url)
-    try:
+    async with mongo(config.mongo_url) as client:
         projects = await client[config.database]["projects"].find({}).to_list()
-    finally:
-        await client.close()
     tasks = {task["task_uuid"]: task for task in await sim_tasks(stack.sim_url)}
     stats = await sim_get(stack.sim_url, "/__sim/stats")
     return check_stored_projects(projects, tasks, stats, sim_url=stack.sim_url)

@@ -30,8 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import aio_pika
-
 from reelflow_common.topology import WORK_QUEUES, Topology
 from reelflow_devtools.bench.client import (
     REQUEST_ERRORS,
@@ -40,6 +38,7 @@ from reelflow_devtools.bench.client import (
     list_projects,
 )
 from reelflow_devtools.chaos.workload import FORGED_CODE, FORGED_URL, Target, WorkloadLog
+from reelflow_devtools.connections import amqp
 
 OPEN = ("queued", "processing")
 #: the simulator's injected HTTP faults (429/503/504) are outages: a clip fails for them
@@ -166,8 +165,7 @@ async def judge(target: Target, work: WorkloadLog, tasks: list[dict[str, Any]]) 
 async def read_dead_letters(amqp_url: str, topology: Topology) -> dict[str, list[bytes]]:
     """Every message in every DLQ, taken off it (the run is over)."""
     found: dict[str, list[bytes]] = {}
-    connection = await aio_pika.connect(amqp_url, timeout=15)
-    try:
+    async with amqp(amqp_url) as connection:
         channel = await connection.channel()
         for work_queue in WORK_QUEUES:
             queue = await channel.get_queue(topology.dead_letter_queue(work_queue))
@@ -175,8 +173,6 @@ async def read_dead_letters(amqp_url: str, topology: Topology) -> dict[str, list
             while (message := await queue.get(no_ack=True, fail=False, timeout=10)) is not None:
                 bodies.append(message.body)
             found[work_queue] = bodies
-    finally:
-        await connection.close()
     return found
 
 

@@ -10,7 +10,6 @@ was lost never makes a second project.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -30,11 +29,15 @@ from reelflow_common.topology import WORK_QUEUES, Topology
 from reelflow_devtools.bench.client import auth, scene
 from reelflow_devtools.chaos.plan import ChaosPlan
 from reelflow_devtools.chaos.watchers import WatchLog, watch
+from reelflow_devtools.connections import amqp
 
 FORGED_URL = "http://evil.example/forged.mp4"
 FORGED_CODE = "forgedFailure"
 #: between the workload's attempts at the api and the broker while they are down
 _RETRY = Backoff(first_s=0.5, cap_s=5.0, factor=1.5)
+#: a poison publish's connect, shorter than a tool's usual: a broker being killed is
+#: tried again (``_RETRY``) rather than waited for
+_POISON_CONNECT_TIMEOUT_S = 5.0
 
 T = TypeVar("T")
 
@@ -298,22 +301,18 @@ class Workload:
 
             async def publish(body: bytes = body, work_queue: str = work_queue) -> bool | None:
                 try:
-                    connection = await aio_pika.connect(self.target.amqp_url, timeout=5)
+                    async with amqp(
+                        self.target.amqp_url, timeout_s=_POISON_CONNECT_TIMEOUT_S
+                    ) as connection:
+                        channel = await connection.channel()  # publisher confirms
+                        await channel.default_exchange.publish(
+                            aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                            routing_key=self.target.topology.queue(work_queue),
+                            mandatory=True,
+                            timeout=10,
+                        )
                 except (aio_pika.exceptions.AMQPError, OSError, TimeoutError):
                     return None
-                try:
-                    channel = await connection.channel()  # publisher confirms
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
-                        routing_key=self.target.topology.queue(work_queue),
-                        mandatory=True,
-                        timeout=10,
-                    )
-                except (aio_pika.exceptions.AMQPError, OSError, TimeoutError):
-                    return None
-                finally:
-                    with contextlib.suppress(aio_pika.exceptions.AMQPError, OSError):
-                        await connection.close()
                 return True
 
             if await _retrying(publish, loop, deadline):
