@@ -17,6 +17,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from reelflow_common.accounting import CostBook
+from reelflow_common.backoff import Backoff
 from reelflow_common.broker import amqp_channel
 from reelflow_common.domain import ClipStatus, ProjectStatus
 from reelflow_common.errors import TransientError
@@ -797,7 +798,7 @@ async def test_a_late_video_of_a_retried_clips_earlier_task_is_recorded(
         world.runware,
         world.publisher,
         SubmitterSettings(**runware_settings(world.sim), not_found_grace_s=NOT_FOUND_GRACE_S),
-        planner=FixedLadderPlanner(initial_s=0.05, backoff=2, cap_s=0.2),
+        planner=FixedLadderPlanner(Backoff(first_s=0.05, cap_s=0.2, factor=2)),
         clock=utcnow,
     )
     await handler(second)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.polling.evaluate import (
     evaluate,
     evaluate_batched,
@@ -43,7 +44,7 @@ def test_the_seed_polls_every_2_s_below_two_minutes_then_the_browser_every_15_s(
 
 
 def test_the_old_ladder_waits_20_s_then_1_5x_capped_at_120_s() -> None:
-    ladder = FixedLadderPlanner(initial_s=20.0, backoff=1.5, cap_s=120.0)
+    ladder = FixedLadderPlanner(Backoff(first_s=20.0, cap_s=120.0, factor=1.5))
 
     assert check_times(ladder, 500.0) == pytest.approx(
         [20.0, 50.0, 95.0, 162.5, 263.75, 383.75, 503.75]

@@ -123,6 +123,16 @@ def retry_backoff(settings: TopologySettings) -> Backoff:
     )
 
 
+def poll_backoff(settings: TopologySettings) -> Backoff:
+    """The checks' ladder (``CheckClip``'s wait queues, the fixed poll plan): from
+    ``poll_initial_delay_s``, ``poll_backoff`` times longer, to ``poll_max_delay_s``."""
+    return Backoff(
+        first_s=settings.poll_initial_delay_s,
+        cap_s=settings.poll_max_delay_s,
+        factor=settings.poll_backoff,
+    )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Topology:
     """Names with the deployment's prefix, each work queue's backoff, and the queue limits.
@@ -153,11 +163,7 @@ class Topology:
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:
         retry = retry_backoff(settings)
-        poll = Backoff(
-            first_s=settings.poll_initial_delay_s,
-            cap_s=settings.poll_max_delay_s,
-            factor=settings.poll_backoff,
-        )
+        poll = poll_backoff(settings)
         copy = Backoff(first_s=settings.copy_initial_delay_s, cap_s=settings.copy_max_delay_s)
         return cls(
             prefix=settings.amqp_prefix,

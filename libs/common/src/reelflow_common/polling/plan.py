@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from reelflow_common.backoff import Backoff
 from reelflow_common.settings import TopologySettings
+from reelflow_common.topology import poll_backoff
 
 
 @dataclass(frozen=True)
@@ -58,36 +60,33 @@ class PollPlanner(Protocol):
 
 @dataclass(frozen=True)
 class FixedLadderPlanner:
-    """The first landing's ladder: ``initial``, then ``backoff`` times longer each check, capped."""
+    """The first landing's plan: every check one step further up ``ladder`` (its
+    ``first_s``, then ``factor`` times longer each check, up to ``cap_s``)."""
 
-    initial_s: float
-    backoff: float
-    cap_s: float
+    ladder: Backoff
 
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> FixedLadderPlanner:
-        """The poll schedule the settings describe (the same numbers as the poll ladder)."""
-        return cls(
-            initial_s=settings.poll_initial_delay_s,
-            backoff=settings.poll_backoff,
-            cap_s=settings.poll_max_delay_s,
-        )
+        """The poll schedule the settings describe: the checks' wait-queue ladder."""
+        return cls(poll_backoff(settings))
 
     def first_check_s(self, profile: ClipProfile) -> float:
-        return self.initial_s
+        return self.ladder.first_s
 
     def next_check_s(
         self, profile: ClipProfile, *, elapsed_s: float, progress: int | None
     ) -> float:
-        # The delay that follows the one that ended at ``elapsed_s``: grow it step by
-        # step from ``initial`` (no ``backoff**n``, which overflows for long-lived clips).
-        delay, waited = self.initial_s, self.initial_s
-        while waited < elapsed_s and delay < self.cap_s and self.backoff > 1.0:
-            delay = min(self.cap_s, delay * self.backoff)
-            waited += delay
-        if waited < elapsed_s:
-            return self.cap_s
-        return min(self.cap_s, delay * self.backoff) if self.backoff > 1.0 else delay
+        # The delay after the one that ended at ``elapsed_s``: walk the schedule's delays
+        # until they add up to it. Once they stop growing (the cap, or a factor of 1)
+        # and still fall short, the check is late: the cap.
+        ladder = self.ladder
+        attempt, waited = 0, ladder.first_s
+        while waited < elapsed_s:
+            if ladder.delay_s(attempt) >= ladder.cap_s or ladder.factor == 1.0:
+                return ladder.cap_s
+            attempt += 1
+            waited += ladder.delay_s(attempt)
+        return ladder.delay_s(attempt + 1)
 
     def observe_completion(
         self,

@@ -52,7 +52,7 @@ from reelflow_runware_sim.models import MODELS
 #: batching is evaluated on at least this many times ``in_flight`` clips (a steady state)
 _STEADY_ROUNDS = 4
 #: reelflow's first ladder: 20 s, x1.5, capped at 120 s
-OLD_LADDER = FixedLadderPlanner(initial_s=20.0, backoff=1.5, cap_s=120.0)
+OLD_LADDER = FixedLadderPlanner(Backoff(first_s=20.0, cap_s=120.0, factor=1.5))
 
 
 @dataclass(frozen=True)
