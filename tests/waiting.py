@@ -1,10 +1,17 @@
-"""Waiting in tests: for a condition, with a deadline, never a bare sleep."""
+"""Waiting in tests: for a condition, with a deadline, never a bare sleep.
+
+The deadline loop is the devtools' own (:func:`reelflow_devtools.waiting.poll_until_async`):
+a probe still running at the deadline is cancelled, and a test fails with an
+``AssertionError`` that says what it waited for.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
+
+from reelflow_devtools.waiting import poll_until_async
 
 T = TypeVar("T")
 
@@ -45,15 +52,9 @@ async def eventually_returns(
     Fails after ``timeout_s`` saying what never happened. A probe that costs a
     request to a running process is better spaced out with a longer ``pause_s``.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        await asyncio.sleep(pause_s)  # between checks; the deadline bounds the wait
+    return await poll_until_async(
+        probe, what=what, deadline_s=timeout_s, pause_s=pause_s, error=AssertionError
+    )
 
 
 async def eventually_matches(

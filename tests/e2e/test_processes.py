@@ -6,7 +6,6 @@ import json
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from reelflow_devtools.processes import (
     stop_children,
     wait_for_sim_url,
 )
+from reelflow_devtools.waiting import poll_until
 
 pytestmark = pytest.mark.e2e
 
@@ -30,11 +30,14 @@ def python(code: str) -> list[str]:
 
 
 def wait_for_line(child: Child, line: str, deadline_s: float = 30) -> None:
-    stop_at = time.monotonic() + deadline_s
-    while line not in child.output().splitlines():
-        assert child.alive(), child.output()
-        assert time.monotonic() < stop_at, f"{child.name} never printed {line!r}"
-        time.sleep(0.01)  # between reads of its log; the deadline bounds the wait
+    poll_until(
+        lambda: True if line in child.output().splitlines() else None,
+        what=f"{child.name} to print {line!r}",
+        deadline_s=deadline_s,
+        pause_s=0.01,
+        error=AssertionError,
+        child=child,
+    )
 
 
 def test_a_new_run_reads_only_what_its_own_simulator_printed(tmp_path: Path) -> None:

@@ -1,6 +1,5 @@
 """Request builders and waits shared by the simulator's contract tests."""
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,7 +8,7 @@ from typing import Any
 import httpx
 
 from reelflow_runware_sim.testing import RunningSimulator
-from tests.waiting import DEADLINE_S
+from tests.waiting import DEADLINE_S, eventually_returns
 
 
 def video(prompt: str = "a red fox running through fresh snow", **fields: Any) -> dict[str, Any]:
@@ -47,9 +46,10 @@ async def send(http: httpx.AsyncClient, *tasks: dict[str, Any]) -> httpx.Respons
 
 async def poll_until_done(http: httpx.AsyncClient, task_uuid: str) -> dict[str, Any]:
     """Poll until no item is processing any more; return that body."""
-    async with asyncio.timeout(DEADLINE_S):
-        while True:
-            body: dict[str, Any] = (await send(http, poll(task_uuid))).json()
-            if all(item.get("status") != "processing" for item in body.get("data", [])):
-                return body
-            await asyncio.sleep(0.01)
+
+    async def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = (await send(http, poll(task_uuid))).json()
+        processing = any(item.get("status") == "processing" for item in body.get("data", []))
+        return None if processing else body
+
+    return await eventually_returns(done, f"task {task_uuid} to finish", DEADLINE_S, pause_s=0.01)
