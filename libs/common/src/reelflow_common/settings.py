@@ -9,11 +9,29 @@ arguments and never edit ``os.environ``.
 from __future__ import annotations
 
 import ipaddress
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 from urllib.parse import urlencode
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_T = TypeVar("_T")
+
+
+def _empty_is_unset(value: object) -> object:
+    return None if value == "" else value
+
+
+#: An optional setting for which an empty value means unset: Compose passes an unset
+#: variable as "" (``${REELFLOW_PUBLIC_BASE_URL:-}``).
+EmptyIsUnset = Annotated[_T | None, BeforeValidator(_empty_is_unset)]
 
 
 class ReelflowSettings(BaseSettings):
@@ -287,18 +305,12 @@ class LateFollowSettings(ReelflowSettings):
 class WebhookSettings(ReelflowSettings):
     """Where Runware can reach reelflow. Without ``public_base_url`` only polling is used."""
 
-    public_base_url: str | None = Field(
+    public_base_url: EmptyIsUnset[str] = Field(
         default=None, description="e.g. https://reelflow.example.com; enables Runware webhooks"
     )
-    webhook_secret: SecretStr | None = Field(
+    webhook_secret: EmptyIsUnset[SecretStr] = Field(
         default=None, description="secret path segment of the webhook URL (per deployment)"
     )
-
-    @field_validator("public_base_url", "webhook_secret", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # Compose passes an unset variable as "" (``${REELFLOW_PUBLIC_BASE_URL:-}``).
-        return None if value == "" else value
 
     @property
     def webhooks_enabled(self) -> bool:
@@ -484,15 +496,19 @@ class StorageSettings(VideoLinkSettings):
     storage_dir: str = Field(
         default="videos", description="local backend: the directory the videos are kept in"
     )
-    s3_bucket: str | None = Field(default=None, description="s3 backend: the bucket (private)")
-    s3_endpoint_url: str | None = Field(
+    s3_bucket: EmptyIsUnset[str] = Field(
+        default=None, description="s3 backend: the bucket (private)"
+    )
+    s3_endpoint_url: EmptyIsUnset[str] = Field(
         default=None, description="s3 backend: an S3-compatible endpoint; unset: AWS"
     )
     s3_region: str = Field(default="us-east-1", description="s3 backend: the bucket's region")
-    s3_access_key_id: SecretStr | None = Field(
+    s3_access_key_id: EmptyIsUnset[SecretStr] = Field(
         default=None, description="s3 backend (secret); unset: the default AWS credential chain"
     )
-    s3_secret_access_key: SecretStr | None = Field(default=None, description="s3 backend (secret)")
+    s3_secret_access_key: EmptyIsUnset[SecretStr] = Field(
+        default=None, description="s3 backend (secret)"
+    )
     s3_presign_ttl_s: float = Field(
         default=300,
         gt=0,
@@ -558,14 +574,6 @@ class StorageSettings(VideoLinkSettings):
             " StoreVideo again (a lost or dead-lettered command); keep it above the copy ladder"
         ),
     )
-
-    @field_validator(
-        "s3_bucket", "s3_endpoint_url", "s3_access_key_id", "s3_secret_access_key", mode="before"
-    )
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        # Compose passes an unset variable as "" (``${REELFLOW_S3_BUCKET:-}``).
-        return None if value == "" else value
 
     @property
     def copies_enabled(self) -> bool:
