@@ -26,6 +26,7 @@ from reelflow_common.money import Usd
 from reelflow_common.topology import (
     CLIP_ATTEMPT_STORED,
     CLIP_ATTEMPT_SUCCEEDED,
+    CLIP_STORED,
     CLIP_UPDATED,
     HEADER_CORRELATION_ID,
     HEADER_PROJECT_ID,
@@ -333,7 +334,7 @@ class ClipStored(Message):
     ``video_url_ttl_s``; REST answers and snapshots always carry a fresh one.
     """
 
-    message_type: ClassVar[str] = "clip.stored"
+    message_type: ClassVar[str] = CLIP_STORED
     project_id: str
     tenant_id: str
     seq: int
