@@ -19,15 +19,11 @@ from typing import Any
 
 import websockets
 
+from reelflow_common.messages import EVENT_TYPES
+from reelflow_common.topology import CLIP_STORED, CLIP_UPDATED
+
 #: a clip's progress: it may only move forward
 _RANK = {"queued": 0, "processing": 1, "success": 2, "failed": 2, "cancelled": 2}
-_EVENTS = (
-    "clip.updated",
-    "project.finished",
-    "clip.stored",
-    "clip.attempt_succeeded",
-    "clip.attempt_stored",
-)
 
 
 @dataclass
@@ -57,14 +53,14 @@ class WatchLog:
                 self._clip(clip["scene_index"], clip["status"], seq)
             self.last_seq = max(seq, self.last_seq or 0)
             self.finished = bool(project["all_complete"])
-        elif kind in _EVENTS:
+        elif kind in EVENT_TYPES:
             seq = message["seq"]
             if self.last_seq is not None and seq != self.last_seq + 1:
                 what = "gap" if seq > self.last_seq + 1 else "repeat"
                 self.violations.append(f"{what}: seq {seq} after seq {self.last_seq}")
-            if kind == "clip.updated":
+            if kind == CLIP_UPDATED:
                 self._clip(message["clip"]["scene_index"], message["clip"]["status"], seq)
-            elif kind == "clip.stored" and self.clips.get(message["scene_index"]) != "success":
+            elif kind == CLIP_STORED and self.clips.get(message["scene_index"]) != "success":
                 scene = message["scene_index"]
                 self.violations.append(f"scene {scene} stored while {self.clips.get(scene)}")
             self.last_seq = max(seq, self.last_seq or 0)
