@@ -1,5 +1,6 @@
-"""Fixtures of the integration tests: a ``world`` built from the test module's worker
-``settings``, and an ``api`` with the default settings (a module may define its own)."""
+"""Fixtures of the integration tests: a ``channel`` on the test's topology, a ``world``
+built from the test module's worker ``settings``, and an ``api`` with the default
+settings (a module may define its own)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,26 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from aio_pika.abc import AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from reelflow_api.settings import Settings as ApiSettings
+from reelflow_common.broker import amqp_channel
 from reelflow_common.settings import LeaseSettings, TopologySettings
 from reelflow_common.store import ProjectStore
+from reelflow_common.topology import Topology, declare_topology
 from reelflow_runware_sim.testing import RunningSimulator
 from tests.integration.api_helpers import Api, running_api
 from tests.integration.worker_helpers import World, open_world
+
+
+@pytest.fixture
+async def channel(
+    amqp_connection: AbstractRobustConnection, topology: Topology
+) -> AsyncIterator[AbstractChannel]:
+    """A channel of the test's connection, its topology declared."""
+    async with amqp_channel(amqp_connection) as channel:
+        await declare_topology(channel, topology)
+        yield channel
 
 
 @pytest.fixture

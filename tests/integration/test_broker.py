@@ -48,15 +48,6 @@ Handler = Callable[[SubmitClip], Awaitable[None]]
 
 
 @pytest.fixture
-async def channel(
-    amqp_connection: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[AbstractChannel]:
-    async with amqp_channel(amqp_connection) as channel:
-        await declare_topology(channel, topology)
-        yield channel
-
-
-@pytest.fixture
 def publisher(channel: AbstractChannel, topology: Topology) -> Publisher:
     return Publisher(channel, topology, timeout_s=5)
 

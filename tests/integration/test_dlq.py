@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
@@ -36,15 +35,6 @@ from tests.integration.worker_helpers import running
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def channel(
-    amqp_connection: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[AbstractChannel]:
-    async with amqp_channel(amqp_connection) as channel:
-        await declare_topology(channel, topology)
-        yield channel
 
 
 async def dead_letter(

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from reelflow_common.broker import Publisher, amqp_channel
 from reelflow_common.messages import SubmitClip
-from reelflow_common.topology import Topology, declare_topology
+from reelflow_common.topology import Topology
 from reelflow_submitter.lanes import Lanes, lane_depths
 from tests.integration.sample_messages import submit_clip
 from tests.integration.worker_helpers import running
@@ -28,14 +28,11 @@ TENANTS = {"tenant-a": 3, "tenant-b": 5}
 
 
 @pytest.fixture
-async def channel(
-    amqp_connection: AbstractRobustConnection, topology: Topology
-) -> AsyncIterator[AbstractChannel]:
-    async with amqp_channel(amqp_connection) as channel:
-        await declare_topology(channel, topology)
-        yield channel
-        for tenant_id in [*TENANTS, "tenant-gone"]:
-            await channel.queue_delete(topology.lane_queue(tenant_id))
+async def channel(channel: AbstractChannel, topology: Topology) -> AsyncIterator[AbstractChannel]:
+    """The integration tests' channel; the lanes made here are deleted afterwards."""
+    yield channel
+    for tenant_id in [*TENANTS, "tenant-gone"]:
+        await channel.queue_delete(topology.lane_queue(tenant_id))
 
 
 async def ready(channel: AbstractChannel, queue: str) -> int:
