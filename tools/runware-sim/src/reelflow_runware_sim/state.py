@@ -246,10 +246,6 @@ class SimState:
             "webhook_deliveries": 0,
         }
 
-    def video_ready(self, video_uuid: str) -> bool:
-        """Whether a generation with this videoUUID has succeeded by now."""
-        return self.video_state(video_uuid) == "ready"
-
     def video_state(self, video_uuid: str) -> Literal["missing", "ready", "expired"]:
         """Whether the videoURL serves: not before its video succeeded, nor after its ttl."""
         task = self.tasks.get(self.videos.get(video_uuid, ""))
