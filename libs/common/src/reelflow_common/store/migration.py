@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pymongo import WriteConcern
+
 from reelflow_common.domain import ClipRequest, ClipStatus, ProjectStatus
 from reelflow_common.mongo import Database, Document, drop_retired_indexes
 from reelflow_common.store.documents import SCHEMA
@@ -113,8 +115,12 @@ def _attempt(state: Document) -> Document:
 
 
 async def migrate_v1_projects(db: Database, *, now: datetime) -> int:
-    """Upgrade every v1 project document in ``db``; how many this call upgraded."""
-    projects = db["projects"]
+    """Upgrade every v1 project document in ``db``; how many this call upgraded.
+
+    Written with majority write concern, as every write to ``projects``: an upgrade a
+    failover rolled back would leave a v1 document the services cannot read.
+    """
+    projects = db.get_collection("projects", write_concern=WriteConcern(w="majority"))
     upgraded = 0
     async for doc in projects.find({"schema": {"$exists": False}}):
         result = await projects.replace_one(
