@@ -228,6 +228,10 @@ class TopologySettings(AmqpSettings):
     )
 
 
+class WorkerSettings(TopologySettings, MongoSettings, HttpSettings):
+    """What a worker's start reads (``reelflow_common.worker``): the submitter's, the poller's."""
+
+
 class LeaseSettings(ReelflowSettings):
     """How long a clip's one live chain (submit or poll) holds it before the reconciler steps in."""
 

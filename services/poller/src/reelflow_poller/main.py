@@ -10,26 +10,17 @@ from contextlib import AsyncExitStack
 from pymongo.errors import PyMongoError
 
 from reelflow_common.accounting import CostBook, CostStats
-from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
+from reelflow_common.broker import Publisher, amqp_channel, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
-from reelflow_common.clock import DbClock
-from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
+from reelflow_common.lifecycle import Stopped, every, shutdown_event
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import CheckClip, CheckClips, CheckHintedTasks, StoreVideo
-from reelflow_common.mongo import Indexes, mongo_database
-from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import shared_planner
 from reelflow_common.polling.delivery import CheckBundles
 from reelflow_common.runware import GetResponseBatcher, RunwareClient, TaskChecker
 from reelflow_common.storage import VideoCopier, VideoLinks, open_storage
 from reelflow_common.store import ProjectStore
-from reelflow_common.topology import (
-    CHECK_CLIP,
-    HINTED_CHECK,
-    STORE_VIDEO,
-    Topology,
-    declare_topology,
-)
+from reelflow_common.topology import CHECK_CLIP, HINTED_CHECK, STORE_VIDEO
 from reelflow_common.tracing import configure_tracing
 from reelflow_common.tracking.attempts import AttemptsReconciler
 from reelflow_common.tracking.copysweep import CopySweep
@@ -37,15 +28,12 @@ from reelflow_common.tracking.policy import Policy
 from reelflow_common.tracking.reconciler import Reconciler
 from reelflow_common.tracking.recorder import ClipRecorder
 from reelflow_common.tracking.settlesweep import SettleSweep
+from reelflow_common.worker import worker_linked, worker_serving
 from reelflow_poller.copies import StoreHandler
 from reelflow_poller.handlers import CheckHandler, HintHandler
 from reelflow_poller.settings import Settings
 
 log = get_logger(__name__)
-
-#: the checks ``/readyz`` needs true for a 200: both. Without RabbitMQ a worker takes no
-#: message and publishes none; without MongoDB it can record nothing.
-READY_REQUIRES = frozenset({"rabbitmq", "mongodb"})
 
 
 async def main(
@@ -63,46 +51,31 @@ async def main(
     configure_logging(settings, service="poller")
     configure_tracing(settings, service="poller")
     stop = stop or shutdown_event()
-    readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(
-            ops_server(
-                ops_app(readiness, required=READY_REQUIRES),
-                settings.http_host,
-                settings.http_port,
-                sock=sock,
-            )
-        )
-        db = await stack.enter_async_context(mongo_database(settings))
-        # Local time until the first reading: the clock never waits for MongoDB.
-        clock = await stack.enter_async_context(DbClock(db).running())
+        serving = await stack.enter_async_context(worker_serving(settings, sock=sock))
+        db, clock, topology = serving.db, serving.clock, serving.topology
         links = VideoLinks.from_settings(settings, clock=clock.now)
         # With the links: a late result's clip.updated shows the copies a read shows.
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s, links=links)
-        topology = Topology.from_settings(settings)
         planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
-        indexes = await stack.enter_async_context(
-            Indexes(db, [projects.ensure_indexes, planning.stats.ensure_indexes]).in_background()
-        )
-        readiness["mongodb"] = indexes.ready
         try:
-            connection = await stack.enter_async_context(
-                amqp_connection(settings, name="poller", stop=stop)
+            linked = await stack.enter_async_context(
+                worker_linked(
+                    serving,
+                    settings,
+                    name="poller",
+                    stop=stop,
+                    indexes=[projects.ensure_indexes, planning.stats.ensure_indexes],
+                    # The checks', then the hints' (consume() sets the prefetch of the
+                    # channel it is given: one channel per consumer).
+                    prefetches=[settings.poll_concurrency, settings.poll_concurrency],
+                )
             )
-            channel = await stack.enter_async_context(
-                amqp_channel(connection, prefetch=settings.poll_concurrency)
-            )
-            # consume() sets the prefetch of the channel it is given: one channel per consumer.
-            hint_channel = await stack.enter_async_context(
-                amqp_channel(connection, prefetch=settings.poll_concurrency)
-            )
-            await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
-            # Ready once the queues exist: a message published from now on waits for us.
-            readiness["rabbitmq"] = amqp_ready(connection)
-            await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("poller_stopped_while_waiting", dependency=str(stopped))
             return
+        connection = linked.connection
+        channel, hint_channel = linked.channels
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         checker: TaskChecker = runware
         if settings.runware_poll_batch_size > 1:

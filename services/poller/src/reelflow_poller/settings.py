@@ -6,25 +6,21 @@ from pydantic import Field
 
 from reelflow_common.settings import (
     CeilingSettings,
-    HttpSettings,
     LateFollowSettings,
     LeaseSettings,
     LogSettings,
-    MongoSettings,
     PollingSettings,
     RunwareSettings,
     StorageSettings,
-    TopologySettings,
     VisibilitySettings,
+    WorkerSettings,
 )
 
 
 class Settings(
-    TopologySettings,
-    MongoSettings,
+    WorkerSettings,
     PollingSettings,
     LogSettings,
-    HttpSettings,
     RunwareSettings,
     LeaseSettings,
     VisibilitySettings,

@@ -9,20 +9,18 @@ from contextlib import AsyncExitStack
 from pymongo.errors import PyMongoError
 
 from reelflow_common.backoff import Backoff
-from reelflow_common.broker import Publisher, amqp_channel, amqp_connection, consume
+from reelflow_common.broker import Publisher, consume
 from reelflow_common.broker.dlq import DEPTH_INTERVAL_S, report_dead_letter_depths
-from reelflow_common.clock import DbClock
-from reelflow_common.lifecycle import Stopped, every, shutdown_event, wait_for
+from reelflow_common.lifecycle import Stopped, every, shutdown_event
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.messages import SubmitClip
-from reelflow_common.mongo import Indexes, mongo_database
-from reelflow_common.ops import ReadinessCheck, amqp_ready, not_yet, ops_app, ops_server
 from reelflow_common.polling import shared_planner
 from reelflow_common.polling.delivery import CheckBundles
 from reelflow_common.runware import RunwareClient, SubmitBatcher
 from reelflow_common.store import ApiKeyStore, ProjectStore
-from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP, Topology, declare_topology
+from reelflow_common.topology import CHECK_CLIP, SUBMIT_CLIP
 from reelflow_common.tracing import configure_tracing
+from reelflow_common.worker import worker_linked, worker_serving
 from reelflow_submitter import signals
 from reelflow_submitter.handlers import SubmitHandler
 from reelflow_submitter.lanes import LANE_DEPTH_INTERVAL_S, FairGate, Lanes, LaneSorter
@@ -30,10 +28,6 @@ from reelflow_submitter.settings import Settings
 from reelflow_submitter.throttle import RunwareThrottle
 
 log = get_logger(__name__)
-
-#: the checks ``/readyz`` needs true for a 200: both. Without RabbitMQ a worker takes no
-#: message and publishes none; without MongoDB it can record nothing.
-READY_REQUIRES = frozenset({"rabbitmq", "mongodb"})
 
 
 async def main(
@@ -51,47 +45,31 @@ async def main(
     configure_logging(settings, service="submitter")
     configure_tracing(settings, service="submitter")
     stop = stop or shutdown_event()
-    readiness: dict[str, ReadinessCheck] = {"rabbitmq": not_yet, "mongodb": not_yet}
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(
-            ops_server(
-                ops_app(readiness, required=READY_REQUIRES),
-                settings.http_host,
-                settings.http_port,
-                sock=sock,
-            )
-        )
-        db = await stack.enter_async_context(mongo_database(settings))
-        # Local time until the first reading: the clock never waits for MongoDB.
-        clock = await stack.enter_async_context(DbClock(db).running())
+        serving = await stack.enter_async_context(worker_serving(settings, sock=sock))
+        db, clock, topology = serving.db, serving.clock, serving.topology
         projects = ProjectStore(db, clock=clock.now, lease_s=settings.lease_s)
-        topology = Topology.from_settings(settings)
         # The first check's delay, from the pollers' shared completion counts (read only:
         # the submitter sees no completions; the pollers build the index it reads by).
         planning = shared_planner(db, settings, topology.backoffs[CHECK_CLIP])
-        indexes = await stack.enter_async_context(
-            Indexes(db, [projects.ensure_indexes]).in_background()
-        )
-        readiness["mongodb"] = indexes.ready
         try:
-            connection = await stack.enter_async_context(
-                amqp_connection(settings, name="submitter", stop=stop)
+            linked = await stack.enter_async_context(
+                worker_linked(
+                    serving,
+                    settings,
+                    name="submitter",
+                    stop=stop,
+                    indexes=[projects.ensure_indexes],
+                    # The sorter's, the lanes', the signals' (consume() sets the prefetch
+                    # of the channel it is given: one per kind of consumer).
+                    prefetches=[settings.sort_concurrency, settings.tenant_submit_concurrency, 0],
+                )
             )
-            channel = await stack.enter_async_context(
-                amqp_channel(connection, prefetch=settings.sort_concurrency)
-            )
-            # consume() sets the prefetch of the channel it is given: one per kind of consumer.
-            lane_channel = await stack.enter_async_context(
-                amqp_channel(connection, prefetch=settings.tenant_submit_concurrency)
-            )
-            signal_channel = await stack.enter_async_context(amqp_channel(connection))
-            await wait_for("rabbitmq", lambda: declare_topology(channel, topology), stop=stop)
-            # Ready once the queues exist: a message published from now on waits for us.
-            readiness["rabbitmq"] = amqp_ready(connection)
-            await indexes.wait(stop=stop)
         except Stopped as stopped:
             log.info("submitter_stopped_while_waiting", dependency=str(stopped))
             return
+        connection = linked.connection
+        channel, lane_channel, signal_channel = linked.channels
         runware = await stack.enter_async_context(RunwareClient.open(settings))
         shared = SubmitBatcher(
             runware,

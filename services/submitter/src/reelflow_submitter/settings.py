@@ -6,25 +6,21 @@ from pydantic import Field
 
 from reelflow_common.settings import (
     CeilingSettings,
-    HttpSettings,
     LeaseSettings,
     LogSettings,
-    MongoSettings,
     PollingSettings,
     RunwareSettings,
     SubmitReadSettings,
-    TopologySettings,
     VisibilitySettings,
     WebhookSettings,
+    WorkerSettings,
 )
 
 
 class Settings(
-    TopologySettings,
-    MongoSettings,
+    WorkerSettings,
     PollingSettings,
     LogSettings,
-    HttpSettings,
     RunwareSettings,
     WebhookSettings,
     LeaseSettings,
