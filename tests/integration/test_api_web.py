@@ -18,7 +18,7 @@ import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from reelflow_api.__main__ import server_config
+from reelflow_api.main import server_config
 from reelflow_api.schemas import ProjectList
 from reelflow_api.settings import Settings
 from reelflow_common.ops import OPS_PATHS

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from reelflow_api.__main__ import server_config
+from reelflow_api.main import server_config
 from reelflow_api.settings import Settings
 from reelflow_common.logging import configure_logging, get_logger
 from reelflow_common.settings import LogSettings

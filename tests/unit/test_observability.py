@@ -49,7 +49,7 @@ METRIC_MODULES = (
 
 #: each service's composition root: what its process imports
 SERVICE_MODULES = {
-    "api": "reelflow_api.app",
+    "api": "reelflow_api.main",
     "notifier": "reelflow_notifier.main",
     "submitter": "reelflow_submitter.main",
     "poller": "reelflow_poller.main",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from reelflow_api.__main__ import server_config as api_server_config
+from reelflow_api.main import server_config as api_server_config
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_notifier.main import server_config as notifier_server_config
 from reelflow_notifier.settings import Settings as NotifierSettings

@@ -27,7 +27,7 @@ class Stopped(Exception):
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:
-    """Run a worker's ``main()`` to its end on uvloop, as uvicorn runs the api and the notifier.
+    """Run a service's ``main()`` to its end on uvloop: every service's ``__main__`` does.
 
     uvloop's event loop and transports are C: measured on the broker, a confirmed
     publish costs 10-15 % less CPU than on asyncio's own loop, a delivery and its ack
