@@ -18,6 +18,7 @@ import shlex
 import shutil
 import subprocess
 from functools import cache
+from pathlib import Path
 from typing import Any, cast
 
 import kubernetes_validate
@@ -84,10 +85,15 @@ SECRET_SETTINGS = {
 @cache
 def rendered(overlay: str) -> tuple[dict[str, Any], ...]:
     """The overlay as kustomize builds it."""
+    return render(K8S / "overlays" / overlay)
+
+
+def render(directory: Path) -> tuple[dict[str, Any], ...]:
+    """A kustomization directory as kustomize builds it."""
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl (with its built-in kustomize) is needed to render deploy/k8s"
     result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        [kubectl, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -700,6 +706,55 @@ def test_the_ingress_policy_names_the_ingress_controllers_namespace() -> None:
     assert all(
         ingress["spec"]["ingressClassName"] == "nginx" for ingress in objects("Ingress").values()
     )
+
+
+def policy_peer_namespaces(docs: tuple[dict[str, Any], ...]) -> dict[str, set[str]]:
+    """Each NetworkPolicy's name to the namespaces its rules' peers select by name."""
+    return {
+        doc["metadata"]["name"]: {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for direction in ("ingress", "egress")
+            for rule in doc["spec"].get(direction, [])
+            for peer in rule.get("from", rule.get("to", []))
+            if "namespaceSelector" in peer
+        }
+        for doc in docs
+        if doc["kind"] == "NetworkPolicy"
+    }
+
+
+def test_production_takes_the_ingress_and_monitoring_namespaces_from_site_yaml(
+    tmp_path: Path,
+) -> None:
+    # With the ingress controller or Prometheus in another namespace than the policies
+    # name, every request from outside is dropped, or nothing is scraped: site.yaml,
+    # the file an operator edits anyway, decides them.
+    site = yaml.safe_load((K8S / "overlays" / "prod" / "site.yaml").read_text())["data"]
+    assert policy_peer_namespaces(rendered("prod")) == {
+        "reelflow-default-deny": set(),
+        "reelflow-from-ingress": {site["ingress-namespace"]},
+        "reelflow-from-monitoring": {site["monitoring-namespace"]},
+        "reelflow-to-dns-broker-and-database": {"kube-system"},
+        "reelflow-to-otel-collector": {site["monitoring-namespace"]},
+        "reelflow-workers-to-runware": set(),
+        "reelflow-api-to-aws-credentials": set(),
+    }
+    copy_of_k8s = tmp_path / "k8s"
+    shutil.copytree(K8S, copy_of_k8s)
+    site_file = copy_of_k8s / "overlays" / "prod" / "site.yaml"
+    text = site_file.read_text()
+    for key, value in (("ingress-namespace", "edge"), ("monitoring-namespace", "observe")):
+        text, replaced = re.subn(rf"^  {key}: .*$", f"  {key}: {value}", text, flags=re.M)
+        assert replaced == 1, key
+    site_file.write_text(text)
+    peers = policy_peer_namespaces(render(copy_of_k8s / "overlays" / "prod"))
+    assert peers["reelflow-from-ingress"] == {"edge"}
+    assert peers["reelflow-from-monitoring"] == {"observe"}
+    assert peers["reelflow-to-otel-collector"] == {"observe"}
+    # The go-live checklist and the README's deploy steps send operators there.
+    for doc in (ROOT / "README.md", ROOT / "docs" / "OPERATIONS.md"):
+        assert "ingress-namespace" in doc.read_text(), doc.name
+        assert "monitoring-namespace" in doc.read_text(), doc.name
 
 
 # --- ingress ---------------------------------------------------------------------------
