@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -388,12 +389,45 @@ async def tenant_list(args: argparse.Namespace, settings: AdminSettings) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """A count of 1 or more, checked as the command line is read (a usage error, exit 2)."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return number
+
+
+def _not_negative(text: str) -> int:
+    """A count of 0 or more, checked as the command line is read."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 0 or more")
+    return number
+
+
+def _usd(text: str) -> float:
+    """An amount of US dollars, 0 or more, checked as the command line is read."""
+    try:
+        amount = float(text)
+    except ValueError:
+        amount = -1.0
+    if not math.isfinite(amount) or amount < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an amount of USD of 0 or more (e.g. 50)")
+    return amount
+
+
 _LIMIT_OPTIONS: dict[str, Callable[[str], object]] = {
-    "max_clips_in_flight": int,
-    "max_scenes_per_project": int,
+    "max_clips_in_flight": _positive,
+    "max_scenes_per_project": _positive,
     "allowed_models": lambda text: [m.strip() for m in text.split(",") if m.strip()],
-    "daily_budget_usd": float,
-    "monthly_budget_usd": float,
+    "daily_budget_usd": _usd,
+    "monthly_budget_usd": _usd,
 }
 
 
@@ -965,16 +999,6 @@ def _check_scene(scene: int, projects: Sequence[Project], *, one_project: bool) 
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        number = int(text)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of 1 or more")
-    return number
-
-
 def _scene_index(text: str) -> int:
     try:
         scene = int(text)
@@ -999,7 +1023,9 @@ def _add_assets(groups: Any) -> None:
         which.add_argument(
             "--failed", action="store_true", help="every project with a copy given up on"
         )
-        parser.add_argument("--limit", type=int, default=100, help="projects, with --failed")
+        parser.add_argument(
+            "--limit", type=_positive, default=100, help="projects, with --failed (default: 100)"
+        )
         if name == "retry":
             parser.add_argument(
                 "--scene",
@@ -1114,7 +1140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = dead.add_parser("list", help="messages in each DLQ, and a peek at the first")
     listing.add_argument("--queue", help=f"only this one: {queue_help}")
-    listing.add_argument("--peek", type=int, default=3, help="messages shown per DLQ")
+    listing.add_argument("--peek", type=_not_negative, default=3, help="messages shown per DLQ")
     listing.add_argument(
         "--json",
         action="store_true",
@@ -1124,7 +1150,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(command=dlq_list)
     requeue = dead.add_parser("requeue", help="move dead letters back to their work queue")
     requeue.add_argument("--queue", required=True, help=queue_help)
-    requeue.add_argument("--limit", type=int, default=100, help="at most this many messages")
+    requeue.add_argument("--limit", type=_positive, default=100, help="at most this many messages")
     requeue.set_defaults(command=dlq_requeue)
     drop = dead.add_parser(
         "drop",
