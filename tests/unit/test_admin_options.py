@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from reelflow_common.admin.cli import build_parser
+from reelflow_common.admin.cli import _limit_changes, build_parser
+from reelflow_common.runware.catalogue import MODEL_RULES
 
 REFUSED = [
     ["tenant", "limits", "T", "--daily-budget-usd", "-5"],
@@ -17,6 +18,9 @@ REFUSED = [
     ["tenant", "limits", "T", "--max-clips-in-flight", "2.5"],
     ["tenant", "create", "acme", "--daily-budget-usd", "-5"],
     ["tenant", "create", "acme", "--max-clips-in-flight", "-1"],
+    ["tenant", "limits", "T", "--allowed-models", "google:3@3,kling"],
+    ["tenant", "limits", "T", "--allowed-models", "klingai:5"],
+    ["tenant", "create", "acme", "--allowed-models", "veo 3"],
     ["dlq", "list", "--peek", "-1"],
     ["dlq", "requeue", "--queue", "poller.check_clip", "--limit", "0"],
     ["dlq", "requeue", "--queue", "poller.check_clip", "--limit", "-10"],
@@ -38,7 +42,7 @@ def test_a_value_out_of_range_is_a_usage_error_naming_the_option(
     err = capsys.readouterr().err
     option = next(word for word in reversed(argv) if word.startswith("--"))
     assert f"argument {option}" in err
-    assert repr(argv[-1]) in err  # the value given, said back
+    assert repr(argv[-1].split(",")[-1]) in err  # the value given (the wrong one), said back
     assert "ValidationError" not in err
 
 
@@ -62,3 +66,35 @@ def test_values_in_range_and_none_are_taken() -> None:
     assert args.max_clips_in_flight == 1
     assert args.max_scenes_per_project is not None  # "none": remove the limit
     assert build_parser().parse_args(["dlq", "list", "--peek", "0"]).peek == 0
+
+
+def test_allowed_models_not_known_to_reelflow_are_taken_with_a_warning_naming_the_known(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # kling:5@3 for klingai:5@3: Runware may know a model reelflow does not, so it is
+    # set, but said: a typo would lock the tenant out of the model meant.
+    args = build_parser().parse_args(
+        ["tenant", "limits", "T", "--allowed-models", "google:3@3,kling:5@3"]
+    )
+    assert _limit_changes(args) == {"allowed_models": ["google:3@3", "kling:5@3"]}
+    err = capsys.readouterr().err
+    assert "warning" in err
+    assert "'kling:5@3'" in err
+    assert "'google:3@3'" not in err
+    assert all(model in err for model in MODEL_RULES)  # the known ones, to compare with
+
+    args = build_parser().parse_args(
+        ["tenant", "create", "acme", "--allowed-models", "google:3@3,klingai:5@3"]
+    )
+    assert _limit_changes(args) == {"allowed_models": ["google:3@3", "klingai:5@3"]}
+    assert capsys.readouterr().err == ""
+
+
+def test_a_malformed_model_is_refused_naming_the_known_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["tenant", "limits", "T", "--allowed-models", "kling,x:y@z"])
+    err = capsys.readouterr().err
+    assert "'kling': not a Runware AIR id, provider:model@version" in err
+    assert "klingai:5@3" in err

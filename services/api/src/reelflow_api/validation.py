@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reelflow_common.client_json import OBJECT_TYPES, json_kind, wrong_type
+from reelflow_common.runware.catalogue import AIR_ID_PATTERN
 
 _SEND_JSON = "send a JSON object with Content-Type: application/json"
 
@@ -30,7 +31,7 @@ class TextFormat:
 
 
 AIR_ID = TextFormat(
-    pattern=r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$",
+    pattern=AIR_ID_PATTERN,
     name="a Runware AIR id (provider:model@version)",
     example="google:3@3",
 )

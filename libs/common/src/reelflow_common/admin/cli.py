@@ -81,6 +81,7 @@ from reelflow_common.mongo import Database, mongo_database
 from reelflow_common.polling import shared_planner
 from reelflow_common.redact import url_location
 from reelflow_common.runware import RunwareClient
+from reelflow_common.runware.catalogue import AIR_ID_PATTERN, MODEL_RULES
 from reelflow_common.settings import (
     AuthSettings,
     CeilingSettings,
@@ -422,18 +423,62 @@ def _usd(text: str) -> float:
     return amount
 
 
+_AIR_ID = re.compile(AIR_ID_PATTERN)
+
+
+def _models(text: str) -> list[str]:
+    """Runware AIR ids, comma-separated: anything else could never match a project's model."""
+    models = [model.strip() for model in text.split(",") if model.strip()]
+    malformed = [model for model in models if _AIR_ID.fullmatch(model) is None]
+    if malformed:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(map(repr, malformed))}: not a Runware AIR id, provider:model@version"
+            f" (reelflow knows {', '.join(MODEL_RULES)})"
+        )
+    return models
+
+
+def _warn_of_unknown_models(models: object) -> None:
+    """Say which allowed models reelflow has no rules for: a typo of a known one would lock
+    the tenant out of the model meant; Runware may still know it, so not an error."""
+    if not isinstance(models, list):
+        return
+    unknown = [model for model in models if model not in MODEL_RULES]
+    if unknown:
+        _note(
+            f"warning: reelflow knows no model {', '.join(map(repr, unknown))} (it knows"
+            f" {', '.join(MODEL_RULES)}); Runware may, but if it is a typo the tenant may not"
+            " use the model meant"
+        )
+
+
 _LIMIT_OPTIONS: dict[str, Callable[[str], object]] = {
     "max_clips_in_flight": _positive,
     "max_scenes_per_project": _positive,
-    "allowed_models": lambda text: [m.strip() for m in text.split(",") if m.strip()],
+    "allowed_models": _models,
     "daily_budget_usd": _usd,
     "monthly_budget_usd": _usd,
 }
 
 
+_LIMIT_HELP = {
+    "max_clips_in_flight": "clips queued or generating at once, 1 or more",
+    "max_scenes_per_project": "scenes in one project, 1 or more",
+    "allowed_models": "the only models its projects may use: Runware AIR ids,"
+    " comma-separated (e.g. google:3@3,klingai:5@3)",
+    "daily_budget_usd": "USD per UTC day, 0 or more",
+    "monthly_budget_usd": "USD per UTC month, 0 or more",
+}
+
+
 def _add_limit_options(parser: argparse.ArgumentParser) -> None:
     for name in _LIMIT_OPTIONS:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_limit_value(name))
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            type=_limit_value(name),
+            help=f"{_LIMIT_HELP[name]} ('none' removes it)",
+        )
 
 
 def _limit_value(name: str) -> Callable[[str], object]:
@@ -455,11 +500,13 @@ _CLEAR = object()
 
 def _limit_changes(args: argparse.Namespace) -> dict[str, object]:
     """The limits given on the command line (None for one to remove)."""
-    return {
+    changes = {
         name: None if value is _CLEAR else value
         for name in _LIMIT_OPTIONS
         if (value := getattr(args, name)) is not None
     }
+    _warn_of_unknown_models(changes.get("allowed_models"))
+    return changes
 
 
 async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> int:

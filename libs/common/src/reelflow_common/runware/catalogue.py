@@ -18,6 +18,10 @@ from typing import Any
 
 from reelflow_common.domain import ClipRequest
 
+#: a Runware AIR id, provider:model@version (the api checks every scene's model with it,
+#: reelflow-admin every allowed model)
+AIR_ID_PATTERN = r"^[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+$"
+
 #: the pixel pairs Veo 3.1 Fast accepts as width/height (D-VEO)
 _VEO_SIZES = ((1280, 720), (720, 1280), (1920, 1080), (1080, 1920))
 
