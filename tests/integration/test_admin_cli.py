@@ -536,6 +536,11 @@ def test_dlq_requeue_moves_messages_back_with_a_fresh_start(
         f"moved 2 message(s) from {topology.dead_letter_queue(SUBMIT_CLIP)} "
         f"to {topology.queue(SUBMIT_CLIP)}; 1 left"
     )
+    # The rest, and how to move it: a requeue moves 100 unless told otherwise.
+    assert (
+        f"1 message(s) remain in {topology.dead_letter_queue(SUBMIT_CLIP)} (--limit 2 reached);"
+        f" to move them too: reelflow-admin dlq requeue --queue {SUBMIT_CLIP} --limit 1"
+    ) in err
     back = asyncio.run(_take_all(settings, topology.queue(SUBMIT_CLIP)))
     assert [(m.message_id, m.body, m.type) for m in back] == [
         ("m0", b'{"n": 0}', "SubmitClip"),

@@ -98,3 +98,10 @@ def test_a_malformed_model_is_refused_naming_the_known_ones(
     err = capsys.readouterr().err
     assert "'kling': not a Runware AIR id, provider:model@version" in err
     assert "klingai:5@3" in err
+
+
+def test_the_dlq_commands_help_says_their_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, default in ((["dlq", "requeue"], "default: 100"), (["dlq", "list"], "default: 3")):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*argv, "--help"])
+        assert default in " ".join(capsys.readouterr().out.split()), argv

@@ -824,6 +824,14 @@ async def dlq_requeue(args: argparse.Namespace, settings: AdminSettings) -> int:
         f"moved {moved} message(s) from {topology.dead_letter_queue(work_queue)} "
         f"to {topology.queue(work_queue)}; {left} left"
     )
+    if left:
+        # A DLQ holds more than one requeue moves by default: say so, and how to go on.
+        reached = f" (--limit {args.limit} reached)" if moved >= args.limit else ""
+        _note(
+            f"{left} message(s) remain in {topology.dead_letter_queue(work_queue)}{reached};"
+            f" to move them too: {PROG}{_env_file_option(args)} dlq requeue"
+            f" --queue {shlex.quote(args.queue)} --limit {left}"
+        )
     return 0
 
 
@@ -1187,7 +1195,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = dead.add_parser("list", help="messages in each DLQ, and a peek at the first")
     listing.add_argument("--queue", help=f"only this one: {queue_help}")
-    listing.add_argument("--peek", type=_not_negative, default=3, help="messages shown per DLQ")
+    listing.add_argument(
+        "--peek",
+        type=_not_negative,
+        default=3,
+        help="messages shown per DLQ (default: 3; 0: only the counts)",
+    )
     listing.add_argument(
         "--json",
         action="store_true",
@@ -1195,9 +1208,18 @@ def build_parser() -> argparse.ArgumentParser:
         " the counts on stderr",
     )
     listing.set_defaults(command=dlq_list)
-    requeue = dead.add_parser("requeue", help="move dead letters back to their work queue")
+    requeue = dead.add_parser(
+        "requeue",
+        help="move dead letters back to their work queue (at most 100 unless --limit)",
+        description="Copies each dead letter to its work queue with a fresh retry count and"
+        " removes it from the DLQ once the broker confirmed the copy: at most --limit (100 by"
+        " default) of the messages there when it starts. It says how many are left, and the"
+        " command to move them.",
+    )
     requeue.add_argument("--queue", required=True, help=queue_help)
-    requeue.add_argument("--limit", type=_positive, default=100, help="at most this many messages")
+    requeue.add_argument(
+        "--limit", type=_positive, default=100, help="at most this many messages (default: 100)"
+    )
     requeue.set_defaults(command=dlq_requeue)
     drop = dead.add_parser(
         "drop",
