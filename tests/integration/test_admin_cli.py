@@ -380,9 +380,14 @@ def test_unknown_tenants_keys_and_durations_are_refused(admin: Run, db: Any) -> 
 
     code, _, err = admin("key", "list", "--tenant", "no-such-tenant")
     assert (code, "no tenant" in err) == (1, True)
+    # Each says where the right ids are.
+    assert "no tenant 'no-such-tenant'; reelflow-admin tenant list shows the tenants" in err
+    code, _, err = admin("project", "list", "--tenant", "no-such-tenant")
+    assert (code, "; reelflow-admin tenant list shows the tenants" in err) == (1, True)
 
     code, _, err = admin("key", "revoke", "0123456789abcdef")
     assert (code, "no API key" in err) == (1, True)
+    assert "; reelflow-admin key list --tenant TENANT_ID shows a tenant's keys" in err
 
     with pytest.raises(SystemExit) as exited:
         admin("key", "create", "--tenant", "x", "--expires-in", "soon")
@@ -421,10 +426,17 @@ def test_the_console_script_reads_an_env_file_under_the_environment(
     env = {name: value for name, value in os.environ.items() if not name.startswith("REELFLOW_")}
     env |= {"REELFLOW_MONGO_DATABASE": mongo_database}
 
+    # Run as make run's users do, .venv/bin/reelflow-admin from the checkout, not on PATH.
+    script = Path(console_script("reelflow-admin"))
+    checkout = script.parent.parent.parent
+    path = [p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != script.parent]
+    env["PATH"] = os.pathsep.join(path)
+
     def admin(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [console_script("reelflow-admin"), *args],
+            [str(script.relative_to(checkout)), *args],
             env=env,
+            cwd=checkout,
             capture_output=True,
             text=True,
             timeout=60,
@@ -436,6 +448,9 @@ def test_the_console_script_reads_an_env_file_under_the_environment(
 
     assert created.returncode == 0, created.stderr
     assert db["tenants"].find_one({"_id": created.stdout.strip()})["name"] == "initech"
+    # Its hints name the command as it was run, so that they work copied.
+    typed = str(script.resolve().relative_to(checkout.resolve()))
+    assert f"{typed} --env-file {env_file} key create --tenant" in created.stderr
     assert missing.returncode == 1
     assert f"{tmp_path / 'gone'} does not exist: make run writes it" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -260,7 +260,7 @@ async def test_project_list_finds_a_tenants_projects_and_the_ones_past_their_lea
     assert await admin("project", "list", "--tenant", "nobody") == (
         1,
         "",
-        "reelflow-admin: no tenant 'nobody'\n",
+        "reelflow-admin: no tenant 'nobody'; reelflow-admin tenant list shows the tenants\n",
     )
     code, _, err = await admin("project", "list", "--past-lease", "--status", "failed")
     assert (code, "--past-lease lists generating projects" in err) == (1, True)

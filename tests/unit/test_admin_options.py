@@ -3,9 +3,12 @@ could use is a usage error (exit 2) naming the option, before anything is connec
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from reelflow_common.admin.cli import _limit_changes, build_parser
+from reelflow_common.admin.cli import _command, _limit_changes, build_parser
 from reelflow_common.runware.catalogue import MODEL_RULES
 
 REFUSED = [
@@ -105,3 +108,31 @@ def test_the_dlq_commands_help_says_their_defaults(capsys: pytest.CaptureFixture
         with pytest.raises(SystemExit):
             build_parser().parse_args([*argv, "--help"])
         assert default in " ".join(capsys.readouterr().out.split()), argv
+
+
+def test_hints_name_the_command_as_it_can_be_typed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make run's users run .venv/bin/reelflow-admin: a hint saying a bare reelflow-admin
+    # fails when copied there ("command not found").
+    script = tmp_path / ".venv" / "bin" / "reelflow-admin"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "argv", [str(script), "tenant", "list"])
+    assert _command() == ".venv/bin/reelflow-admin"
+    monkeypatch.chdir(script.parent)
+    assert _command() == "./reelflow-admin"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert _command() == str(script.resolve())
+    # On PATH (an image, an installed package): the bare name.
+    monkeypatch.setenv("PATH", str(script.parent))
+    assert _command() == "reelflow-admin"
+    # Not the console script (python -m, a test): the name.
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(sys, "argv", ["pytest"])
+    assert _command() == "reelflow-admin"

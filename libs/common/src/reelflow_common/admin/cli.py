@@ -35,6 +35,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -98,7 +99,7 @@ from reelflow_common.settings import (
 )
 from reelflow_common.storage.links import VideoLinks
 from reelflow_common.store import Project, ProjectStore
-from reelflow_common.store.auth import ApiKeyStore
+from reelflow_common.store.auth import ApiKeyStore, UnknownApiKey, UnknownTenant
 from reelflow_common.store.inflight import TenantClips
 from reelflow_common.store.timefmt import rfc3339
 from reelflow_common.store.unreserved import UnreservedSpend
@@ -163,6 +164,27 @@ def load_settings(env_file: Path | None = None) -> AdminSettings:
             " (.run/env, or env in its --run-dir)"
         )
     return AdminSettings(_env_file=env_file)
+
+
+def _command() -> str:
+    """This command as it can be typed again here, for a hint to copy: ``reelflow-admin``
+    when that is the one on PATH, else the script's path as run (``.venv/bin/reelflow-admin``
+    under make run, relative to the working directory when under it)."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or script.name != PROG:  # python -m, or in another program
+        return PROG
+    try:
+        found = shutil.which(PROG)
+        if found is not None and Path(found).resolve() == script.resolve():
+            return PROG
+        where = script.resolve()
+        try:
+            shown = str(where.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = str(where)
+    except OSError:
+        return PROG
+    return shlex.quote(shown if "/" in shown else f"./{shown}")
 
 
 def _env_file_option(args: argparse.Namespace) -> str:
@@ -372,12 +394,12 @@ async def tenant_create(args: argparse.Namespace, settings: AdminSettings) -> in
         # Each clip is paid to Runware: a tenant without a budget may spend without end.
         _note(
             f"tenant {args.name!r} has no budget (nor any limit not given);"
-            f" set them before giving it a key: {PROG}{env_file} tenant limits {tenant_id}"
+            f" set them before giving it a key: {_command()}{env_file} tenant limits {tenant_id}"
             " --daily-budget-usd 50 --max-clips-in-flight 100"
         )
     _note(
         f"tenant {args.name!r} created; create its first key with: "
-        f"{PROG}{env_file} key create --tenant {tenant_id}"
+        f"{_command()}{env_file} key create --tenant {tenant_id}"
     )
     return 0
 
@@ -576,7 +598,7 @@ async def _count_again(
         await _count_unreserved(db, settings, args.tenant, clock.now())
     except BaseException:  # stopped (Ctrl-C cancels the sleep) or failed: re-raised
         _note(
-            f"the second count did not run: run {PROG}{_env_file_option(args)}"
+            f"the second count did not run: run {_command()}{_env_file_option(args)}"
             f" tenant recount {args.tenant} after {due}"
         )
         raise
@@ -688,7 +710,8 @@ async def tenant_usage(args: argparse.Namespace, settings: AdminSettings) -> int
     if not limits.has_budget:
         _note(
             f"tenant {args.tenant} has no budget: nothing stops its spend; set one with"
-            f" {PROG}{_env_file_option(args)} tenant limits {args.tenant} --daily-budget-usd X"
+            f" {_command()}{_env_file_option(args)} tenant limits {args.tenant}"
+            " --daily-budget-usd X"
         )
     return 0
 
@@ -748,7 +771,7 @@ async def key_list(args: argparse.Namespace, settings: AdminSettings) -> int:
     async with _database(args, settings) as db:
         keys, clock = await _key_store(db)
         if await keys.tenant(args.tenant) is None:
-            raise ReelflowError(f"no tenant {args.tenant!r}")
+            raise UnknownTenant(f"no tenant {args.tenant!r}")
         listed = await keys.list_keys(args.tenant)
         now = clock.now()  # valid or expired as the services judge it
     rows = [
@@ -829,7 +852,7 @@ async def dlq_requeue(args: argparse.Namespace, settings: AdminSettings) -> int:
         reached = f" (--limit {args.limit} reached)" if moved >= args.limit else ""
         _note(
             f"{left} message(s) remain in {topology.dead_letter_queue(work_queue)}{reached};"
-            f" to move them too: {PROG}{_env_file_option(args)} dlq requeue"
+            f" to move them too: {_command()}{_env_file_option(args)} dlq requeue"
             f" --queue {shlex.quote(args.queue)} --limit {left}"
         )
     return 0
@@ -903,7 +926,7 @@ async def project_list(args: argparse.Namespace, settings: AdminSettings) -> int
         )
     async with _database(args, settings) as db:
         if args.tenant is not None and await ApiKeyStore(db).tenant(args.tenant) is None:
-            raise ReelflowError(f"no tenant {args.tenant!r}")
+            raise UnknownTenant(f"no tenant {args.tenant!r}")
         projects = ProjectStore(db)
         if args.past_lease:
             clock = DbClock(db)
@@ -928,8 +951,8 @@ async def project_list(args: argparse.Namespace, settings: AdminSettings) -> int
         _note("no project" + (" past its lease" if args.past_lease else ""))
     elif args.past_lease:
         _note(
-            f"{PROG} project show PROJECT_ID shows a project's clips and leases;"
-            f" {PROG} reconcile PROJECT_ID asks Runware about its open clips now"
+            f"{_command()} project show PROJECT_ID shows a project's clips and leases;"
+            f" {_command()} reconcile PROJECT_ID asks Runware about its open clips now"
         )
     return 0
 
@@ -1295,10 +1318,19 @@ def main(argv: Sequence[str] | None = None, *, settings: AdminSettings | None = 
     try:
         return asyncio.run(command(args, settings or load_settings(args.env_file)))
     except (ReelflowError, ValueError) as exc:
-        _note(f"{PROG}: {exc}")
+        _note(f"{PROG}: {exc}{_where_to_look(exc)}")
     except (PyMongoError, AMQPError, PublishError, OSError) as exc:
         _note(f"{PROG}: {type(exc).__name__}: {exc}")
     return 1
+
+
+def _where_to_look(exc: Exception) -> str:
+    """For an id that names nothing, the command that lists the right ones."""
+    if isinstance(exc, UnknownTenant):
+        return f"; {_command()} tenant list shows the tenants"
+    if isinstance(exc, UnknownApiKey):
+        return f"; {_command()} key list --tenant TENANT_ID shows a tenant's keys (KEY_ID)"
+    return ""
 
 
 def run() -> None:
