@@ -686,6 +686,10 @@ def test_the_console_script_logs_on_stderr_and_prints_only_its_answer(
         f"to {topology.queue(SUBMIT_CLIP)}; 0 left"
     ]
     assert '"event": "dead_letters_requeued"' in requeued.stderr
+    # Named as the services are (reelflow-api, ...), and as its Job is: reelflow-admin.
+    logged = [json.loads(line) for line in requeued.stderr.splitlines() if line.startswith("{")]
+    assert logged
+    assert {line["service"] for line in logged} == {"reelflow-admin"}
 
 
 def in_terminal(env: dict[str, str], *args: str) -> tuple[list[str], int]:

@@ -1342,7 +1342,7 @@ def run() -> None:
         _note(f"{PROG}: {exc}")
         sys.exit(1)
     # stdout is for what the command prints (a new key alone, for scripts).
-    configure_logging(_logged(settings, verbose=args.verbose), service=PROG)
+    configure_logging(_logged(settings, verbose=args.verbose), service="admin")  # reelflow-admin
     sys.exit(main(settings=settings))
 
 
