@@ -13,7 +13,7 @@ import yaml
 
 from reelflow_cli import errors as cli_errors
 from reelflow_cli.app import app as cli_app
-from reelflow_common.admin.cli import build_parser
+from reelflow_common.admin.cli import AdminSettings, build_parser
 from reelflow_common.metrics import MessageOutcome, PublishResult, RunwareOutcome
 from reelflow_devtools.config_table import BEGIN, END, render, rows
 from reelflow_devtools.devrun import READY, WS_AUTH, running_summary
@@ -54,6 +54,15 @@ def commands() -> list[list[str]]:
 def test_configuration_table_matches_the_settings_classes() -> None:
     table = README[README.index(BEGIN) : README.index(END) + len(END)]
     assert table == render(), "run: .venv/bin/python -m reelflow_devtools.config_table --write"
+
+
+def test_the_table_has_every_setting_reelflow_admin_reads() -> None:
+    # Its own waits (REELFLOW_ADMIN_MONGO_WAIT_S, ...) are set like any other setting.
+    listed = {name for variables, *_ in rows() for name in re.findall(r"`(\w+)`", variables)}
+    prefix = str(AdminSettings.model_config.get("env_prefix", ""))
+    wanted = {f"{prefix}{name}".upper() for name in AdminSettings.model_fields}
+    assert {"REELFLOW_ADMIN_MONGO_WAIT_S", "REELFLOW_ADMIN_AMQP_WAIT_S"} <= wanted
+    assert wanted <= listed, wanted - listed
 
 
 def test_every_setting_is_described() -> None:
