@@ -20,6 +20,7 @@ from reelflow_devtools.devrun import READY, WS_AUTH, running_summary
 from reelflow_devtools.launcher import DEFAULT_PORTS, Stack, StackConfig
 from reelflow_devtools.rundir import RUN_DIR
 from reelflow_devtools.runfiles import ENV_FILE
+from reelflow_devtools.startchecks import _run_dir_for
 from reelflow_runware_sim.directives import parse_directives
 from tests import ROOT
 
@@ -63,6 +64,12 @@ def test_the_table_has_every_setting_reelflow_admin_reads() -> None:
     wanted = {f"{prefix}{name}".upper() for name in AdminSettings.model_fields}
     assert {"REELFLOW_ADMIN_MONGO_WAIT_S", "REELFLOW_ADMIN_AMQP_WAIT_S"} <= wanted
     assert wanted <= listed, wanted - listed
+
+
+def test_the_admin_env_file_of_a_second_stack_is_where_the_launcher_puts_it() -> None:
+    # The refusal's command names the run directory after the checkout (its prefix).
+    assert f"`{_run_dir_for('reelflow-wt.') / ENV_FILE}`" in README
+    assert ".run/second/env" not in README
 
 
 def test_every_setting_is_described() -> None:
