@@ -443,6 +443,19 @@ def test_every_config_map_key_is_a_setting_of_some_service() -> None:
     assert objects("ConfigMap", "dev")[CONFIG_MAP]["data"]["REELFLOW_LOG_LEVEL"] == "DEBUG"
 
 
+def test_the_config_map_has_the_budgets_fallback_price_to_edit_at_its_default() -> None:
+    # The go-live checklist says to set it in the ConfigMap: there is a line to edit.
+    (variable,) = [
+        v for v, field in env_names(ApiSettings).items() if field == "cost_fallback_usd_per_s"
+    ]
+    default = ApiSettings.model_fields["cost_fallback_usd_per_s"].default
+    for overlay in OVERLAYS:
+        assert float(objects("ConfigMap", overlay)[CONFIG_MAP]["data"][variable]) == default
+    checklist = (ROOT / "docs" / "OPERATIONS.md").read_text().split("## Go-live checklist")[1]
+    assert f"`{variable}`" in checklist
+    assert "deploy/k8s/base/configmap.yaml" in checklist
+
+
 def test_no_secret_is_in_the_config_map() -> None:
     secret_variables = {
         variable
