@@ -974,6 +974,30 @@ def test_the_admin_job_runs_reelflow_admin_with_the_services_settings() -> None:
     assert admin_job()["spec"]["backoffLimit"] == 0
 
 
+def test_the_admin_job_is_created_with_the_image_the_api_runs() -> None:
+    # No overlay rewrites the example's image: its recipe puts the running api's in place
+    # of the placeholder, and the placeholder is the one the recipe replaces.
+    (job,) = admin_job()["spec"]["template"]["spec"]["containers"]
+    text = ADMIN_JOB.read_text()
+    recipe = re.search(r"sed \"s\|([^|]+)\|\$IMAGE\|\" deploy/k8s/examples/admin-job.yaml", text)
+    assert recipe is not None
+    assert recipe[1] == job["image"]
+    assert "kubectl -n reelflow get deployment/reelflow-api -o jsonpath=" in text
+    assert "'{.spec.template.spec.containers[0].image}'" in text
+    assert len(pod_spec("api")["containers"]) == 1  # [0] in the jsonpath is the api
+
+
+def test_the_readme_builds_and_pushes_the_images_the_prod_overlay_names() -> None:
+    readme = (ROOT / "README.md").read_text()
+    deploy = readme.split("### Deploy on Kubernetes")[1].split("\n### ")[0]
+    for name in SERVICES:
+        image = container(name)["image"]
+        built = deploy.replace("$service", name)
+        assert f"--build-arg SERVICE={name}" in built
+        assert f"-t {image} ." in built, name
+        assert f"docker push {image}" in built, name
+
+
 def test_the_admin_job_never_creates_api_keys_into_its_pods_log() -> None:
     # A Job's stdout is its pod's log: a key printed there outlives the command.
     (job,) = admin_job()["spec"]["template"]["spec"]["containers"]
