@@ -27,6 +27,7 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import BaseSettings
 from starlette.routing import Mount
+from yarl import URL
 
 from reelflow_api.app import OUTLIVING_DRAIN_S, create_app
 from reelflow_api.matching import flattened_routes
@@ -250,6 +251,29 @@ def test_dev_brings_the_example_secret_with_every_key_the_services_read() -> Non
         if "valueFrom" in entry
     }
     assert wanted == set(secret["stringData"])
+
+
+def test_dev_reaches_a_broker_and_database_outside_its_default_deny_namespace() -> None:
+    # Nothing here runs RabbitMQ or MongoDB: the example names Services in a namespace of
+    # their own, as the README says, where reelflow-dev's default-deny does not drop
+    # their traffic; the services' egress to their ports goes to any namespace.
+    urls = example_secret()["stringData"]
+    hosts = {URL(urls[key]).host for key in ("amqp-url", "mongo-url")}
+    namespaces = {host.split(".")[1] for host in hosts if host}
+    assert len(hosts) == 2
+    assert namespaces == {"reelflow-dev-deps"}
+    assert NAMESPACES["dev"] not in namespaces
+    open_egress = [
+        rule
+        for policy in objects("NetworkPolicy", "dev").values()
+        for rule in policy["spec"].get("egress", [])
+        if "to" not in rule
+    ]
+    ports = {port["port"] for rule in open_egress for port in rule["ports"]}
+    assert {5672, 27017} <= ports
+    readme = (ROOT / "README.md").read_text()
+    assert "`reelflow-dev-deps`" in readme
+    assert "so its example keys\nare all it needs" not in readme
 
 
 def test_the_secret_recipes_create_every_key_the_deployments_read() -> None:
