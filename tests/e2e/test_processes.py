@@ -137,7 +137,8 @@ def test_a_service_whose_port_was_taken_meanwhile_stops_the_start_in_one_line(
     assert "\n" not in said
     logged = stack_log(tmp_path, service)
     assert "Traceback" not in logged
-    assert [json.loads(line)["event"] for line in logged.splitlines()][-1] == "http_port_taken"
+    last = json.loads(logged.splitlines()[-1])
+    assert (last["event"], last.get("service")) == ("http_port_taken", f"reelflow-{service}")
     assert f"port {port} on 127.0.0.1" in logged
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from reelflow_common.backoff import Backoff
@@ -34,21 +34,20 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
     15 % less. Where uvloop is not installed (``uvicorn[standard]`` has none on
     Windows or PyPy), asyncio's loop runs it.
     """
-    with port_taken_exits():
-        try:
-            import uvloop  # optional: only where it is installed
-        except ImportError:
-            asyncio.run(main)
-            return
-        uvloop.run(main)
-
-
-@contextmanager
-def port_taken_exits() -> Iterator[None]:
-    """A service whose HTTP port is taken (:class:`PortTaken`) exits with one log line and
-    ``EXIT_PORT_TAKEN``, no traceback: its launcher tells that exit from a crash."""
     try:
-        yield
+        import uvloop  # optional: only where it is installed
+    except ImportError:
+        asyncio.run(_port_taken_exits(main))
+        return
+    uvloop.run(_port_taken_exits(main))
+
+
+async def _port_taken_exits(main: Coroutine[Any, Any, None]) -> None:
+    """A service whose HTTP port is taken (:class:`PortTaken`) exits with one log line and
+    ``EXIT_PORT_TAKEN``, no traceback: its launcher tells that exit from a crash. Logged
+    in the loop, where ``main`` bound the service's name to every line."""
+    try:
+        await main
     except PortTaken as exc:
         log.error("http_port_taken", error=str(exc))
         sys.exit(EXIT_PORT_TAKEN)
