@@ -548,8 +548,7 @@ async def tenant_limits(args: argparse.Namespace, settings: AdminSettings) -> in
             values = limits.model_dump() | changes
             limits = TenantLimits.model_validate(values)
             await keys.set_limits(args.tenant, limits)
-        clock = DbClock(db)
-        await clock.sync()  # the UTC day and month the api reserves in: the database's
+        clock = await _db_clock(db)  # the UTC day and month the api reserves in: the database's
         if changes and limits.needs_ledger:
             await _count_unreserved(db, settings, args.tenant, clock.now())
             # Creates under the api's cached limits meanwhile reserve nothing (no ledger
@@ -645,8 +644,8 @@ async def tenant_recount(args: argparse.Namespace, settings: AdminSettings) -> i
     """Count the clips the tenant's projects hold in flight and set its ledger's ``open`` to it."""
     async with _database(args, settings) as db:
         await ApiKeyStore(db).limits(args.tenant)  # UnknownTenant
-        clock = DbClock(db)
-        await clock.sync()  # one reading: ages of reservations and ends on the database's clock
+        # One reading: ages of reservations and ends on the database's clock.
+        clock = await _db_clock(db)
         found = await LedgerStore(db).recount(
             args.tenant,
             TenantClips(db, clock=clock.now).in_flight,
@@ -699,8 +698,7 @@ async def tenant_usage(args: argparse.Namespace, settings: AdminSettings) -> int
         limits = await ApiKeyStore(db).limits(args.tenant)  # UnknownTenant
         month = args.month
         if month is None:
-            clock = DbClock(db)
-            await clock.sync()  # the month the api counts in: the database's
+            clock = await _db_clock(db)  # the month the api counts in: the database's
             month = month_key(clock.now())
         usage = await UsageStore(db, LedgerStore(db)).month(args.tenant, month, limits)
     if args.json:
@@ -929,8 +927,8 @@ async def project_list(args: argparse.Namespace, settings: AdminSettings) -> int
             raise UnknownTenant(f"no tenant {args.tenant!r}")
         projects = ProjectStore(db)
         if args.past_lease:
-            clock = DbClock(db)
-            await clock.sync()  # leases run out on the database's clock, as the reconciler sees
+            # Leases run out on the database's clock, as the reconciler sees.
+            clock = await _db_clock(db)
             found = await projects.past_lease(
                 before=clock.now(), tenant_id=args.tenant, limit=args.limit + 1
             )
@@ -961,13 +959,12 @@ async def reconcile(args: argparse.Namespace, settings: AdminSettings) -> int:
     """The poller's reconciler, for one project, now: every open clip, whatever its lease."""
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(_database(args, settings))
-        clock = DbClock(db)
-        await clock.sync()  # one reading: every stamp and age on the database's clock
+        clock = await _db_clock(db)  # one reading: every stamp and age on the database's clock
         projects = ProjectStore(
             db,
             clock=clock.now,
             lease_s=settings.lease_s,
-            links=VideoLinks.from_settings(settings),
+            links=VideoLinks.from_settings(settings, clock=clock.now),
         )
         project = await projects.get(args.project_id, with_requests=True)
         if project is None:
