@@ -57,6 +57,9 @@ def scenes(count: int, **fields: Any) -> dict[str, Any]:
             id="escape-in-negative-prompt",
         ),
         pytest.param(scenes(1) | {"title": "a\u0007b"}, ["body", "title"], id="bell-in-title"),
+        pytest.param(
+            scenes(1, prompt="a\u0085b"), ["body", "scenes", 0, "prompt"], id="c1-next-line"
+        ),
         pytest.param(scenes(1) | {"model": "not a model"}, ["body", "model"], id="bad-model"),
         pytest.param(scenes(1, width=1001), ["body", "scenes", 0, "width"], id="width-not-x8"),
         pytest.param(scenes(1, duration=0), ["body", "scenes", 0, "duration"], id="duration-0"),

@@ -273,7 +273,6 @@ def test_dev_reaches_a_broker_and_database_outside_its_default_deny_namespace() 
     assert {5672, 27017} <= ports
     readme = (ROOT / "README.md").read_text()
     assert "`reelflow-dev-deps`" in readme
-    assert "so its example keys\nare all it needs" not in readme
 
 
 def test_the_secret_recipes_create_every_key_the_deployments_read() -> None:

@@ -123,7 +123,7 @@ def retry_backoff(settings: TopologySettings) -> Backoff:
     )
 
 
-def poll_backoff(settings: TopologySettings) -> Backoff:
+def poll_ladder(settings: TopologySettings) -> Backoff:
     """The checks' ladder (``CheckClip``'s wait queues, the fixed poll plan): from
     ``poll_initial_delay_s``, ``poll_backoff`` times longer, to ``poll_max_delay_s``."""
     return Backoff(
@@ -163,7 +163,7 @@ class Topology:
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> Topology:
         retry = retry_backoff(settings)
-        poll = poll_backoff(settings)
+        poll = poll_ladder(settings)
         copy = Backoff(first_s=settings.copy_initial_delay_s, cap_s=settings.copy_max_delay_s)
         return cls(
             prefix=settings.amqp_prefix,

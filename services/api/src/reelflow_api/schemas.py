@@ -19,9 +19,10 @@ from reelflow_common.store import ProjectStatusView
 
 #: Runware fails a prompt shorter than this (or only whitespace) after a 202
 PROMPT_MIN_CHARS = 2
-#: control characters, but for tab, line feed and carriage return: no text a person wrote
-#: holds them (a NUL from a script's bad encoding, say), and a clip would fail after a 202
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: control characters (C0, DEL and C1), but for tab, line feed and carriage return: no
+#: text a person wrote holds them (a NUL from a script's bad encoding, say), and a clip
+#: would fail after a 202
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def without_control_characters(text: str) -> str:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from reelflow_common.backoff import Backoff
 from reelflow_common.settings import TopologySettings
-from reelflow_common.topology import poll_backoff
+from reelflow_common.topology import poll_ladder
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class FixedLadderPlanner:
     @classmethod
     def from_settings(cls, settings: TopologySettings) -> FixedLadderPlanner:
         """The poll schedule the settings describe: the checks' wait-queue ladder."""
-        return cls(poll_backoff(settings))
+        return cls(poll_ladder(settings))
 
     def first_check_s(self, profile: ClipProfile) -> float:
         return self.ladder.first_s
