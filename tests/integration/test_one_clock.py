@@ -1,4 +1,4 @@
-"""Tickets and keys are judged on the database's clock, not on the machine's that judges.
+"""Tickets, keys and video links are judged on the database's clock, not the judge's machine's.
 
 The api issues a ticket and the notifier consumes it, each on a machine of its own; an
 operator sets a key's expiry from a third. Here the database's clock (``DbClock.now``) is
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.clock import DbClock
 from reelflow_common.mongo import Database
+from reelflow_common.storage.links import VideoLinks
 from reelflow_common.store import ApiKeyStore
 from reelflow_common.store.tickets import WsTicketStore
 from reelflow_common.store.timefmt import utcnow
@@ -114,3 +116,30 @@ async def test_a_key_expired_on_the_databases_clock_is_refused_by_the_api_and_th
     assert refused.status_code == 401
     async with client(f"{notifier.base_url}/v1/ws", key=key) as ws:
         assert (await close_of(ws))[0] == 4401
+
+
+async def test_the_api_judges_a_video_link_on_the_databases_clock(
+    db_clock_ahead: None,
+    settings_for: Callable[..., Any],
+    mongo_db: Any,
+    amqp_connection: Any,
+    tmp_path: Path,
+) -> None:
+    """A link signed on this machine's clock (a notifier or poller out of step) for a minute
+    has expired ten minutes ago on the database's: the api that checks it says so."""
+    secret = "a video secret"
+    storage = tmp_path / "videos"
+    key = "videos/p/0/t.mp4"
+    (storage / key).parent.mkdir(parents=True)
+    (storage / key).write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    settings = settings_for(
+        ApiSettings, storage_backend="local", storage_dir=str(storage), video_url_secret=secret
+    )
+    on_database = VideoLinks(secret.encode(), ttl_s=60, clock=db_now)
+    on_this_machine = VideoLinks(secret.encode(), ttl_s=60, clock=utcnow)
+    async with running_api(settings, mongo_db, amqp_connection) as api:
+        fresh = await api.client.get(on_database.url(key))
+        stale = await api.client.get(on_this_machine.url(key))
+
+    assert fresh.status_code == 200, fresh.text
+    assert stale.status_code == 410, stale.text
