@@ -401,6 +401,33 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(env: dict[str
     assert listed.stderr == ""
 
 
+@pytest.mark.parametrize("as_json", [False, True], ids=["lines", "json"])
+def test_a_watch_whose_reader_goes_away_ends_at_once_with_141(
+    env: dict[str, str], as_json: bool
+) -> None:
+    """``reelflow watch P | head -1``: the failed write to the gone reader ends it with 141,
+    not taken for a lost connection to reconnect (it asked for ticket after ticket, and a
+    project that never finished kept it running)."""
+    project = created(env, "one [sim:hang]", title="piped watch")
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        watched = subprocess.run(
+            [REELFLOW, "watch", project["project_id"], *(["--json"] if as_json else [])],
+            env=env,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=PROCESS_DEADLINE_S,  # the clip hangs: only the broken pipe ends the watch
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+    assert watched.returncode == 141, watched.stderr
+    assert watched.stderr == ""
+
+
 def test_help_in_a_pipe_is_plain_text(env: dict[str, str]) -> None:
     helped = reelflow(env, "--help")
 

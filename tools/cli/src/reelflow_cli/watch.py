@@ -62,6 +62,24 @@ async def watch(
         await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
 
+class _OutputFailed(Exception):
+    """Showing a message failed (stdout's reader went away: ``| head -1``): not the
+    connection's fault, so not a reason to reconnect; ``error`` ends the watch."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _shown(show: Callable[..., None], *args: Any) -> None:
+    """``show(*args)``, its ``OSError`` (a broken pipe, a full disk) told apart from the
+    socket's own: the ``except OSError`` that reconnects must not catch it."""
+    try:
+        show(*args)
+    except OSError as exc:
+        raise _OutputFailed(exc) from exc
+
+
 class _Lost(Exception):
     """The connection ended before the project finished: reconnect."""
 
@@ -85,14 +103,20 @@ async def _follow(
             async for raw in socket:
                 if not was_live:
                     was_live = True
-                    on_state("live")
+                    _shown(on_state, "live")
                 message = json.loads(raw)
                 if message.get("type") == "error":
                     raise CliError(f"the server said: {message.get('message')}")
                 changed = state.apply(message)
-                on_message(message, state, changed)
+                _shown(on_message, message, state, changed)
                 if state.finished:
                     return
+    except _OutputFailed as failed:
+        if isinstance(failed.error, BrokenPipeError):
+            raise failed.error from None  # the reader went away: exit 141, saying nothing
+        raise CliError(
+            f"cannot write what is watched: {failed.error.strerror or failed.error}", exit_code=2
+        ) from None
     except InvalidURI as exc:
         raise CliError(f"the server's WebSocket URL is not one: {ws_url}") from exc
     except ConnectionClosed as closed:
