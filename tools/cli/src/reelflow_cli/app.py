@@ -179,7 +179,11 @@ def create(
 
 @_command()
 def watch(project_id: ProjectId, as_json: JsonFlag = False) -> None:
-    """Follow a project live until every clip is done; exit 1 if any failed."""
+    """Follow a project live until every clip is done; exit 1 if any failed.
+
+    A lost connection is tried again (said as "connection lost; reconnecting…": on stderr
+    unless at a terminal) for about 60 to 120 s of waits between tries, then given up: exit 3.
+    """
     with _client() as client:
         _watch(client, project_id, as_json)
 
@@ -407,7 +411,7 @@ def _watch(client: Client, project_id: str, as_json: bool) -> None:
     elif out.is_terminal:
         display = render.ClipBars(out)
     else:
-        display = render.ClipLines(out)
+        display = render.ClipLines(out, notices=err)
 
     async def follow() -> Any:
         return await watch_project(

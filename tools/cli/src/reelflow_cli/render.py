@@ -392,10 +392,12 @@ class ClipBars:
 
 
 class ClipLines:
-    """The same as lines, for a log or a pipe: one line per change of a clip."""
+    """The same as lines, for a log or a pipe: one line per change of a clip; a lost
+    connection is said on ``notices`` (stderr), apart from the lines a script reads."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, notices: Console | None = None) -> None:
         self._console = console
+        self._notices = notices or Console(stderr=True, soft_wrap=True)
         self._last: dict[int, str] = {}
 
     def show(self, message: Json, state: ProjectState, changed: bool) -> None:
@@ -411,7 +413,7 @@ class ClipLines:
 
     def connection(self, state: str) -> None:
         if state == "reconnecting":
-            self._console.print("connection lost; reconnecting…")
+            self._notices.print("connection lost; reconnecting…", markup=False, highlight=False)
 
 
 class JsonLines:

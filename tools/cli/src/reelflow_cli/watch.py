@@ -22,7 +22,7 @@ from reelflow_cli.project import ProjectState
 
 FIRST_DELAY_S = 0.5
 MAX_DELAY_S = 15.0
-#: consecutive failed connects before giving up (about two minutes of backoff)
+#: consecutive failed connects before giving up (:func:`ride_out_s`: one to two minutes)
 MAX_ATTEMPTS = 12
 #: a ticket refused again and again means the notifier and the API disagree
 MAX_REFUSED_TICKETS = 3
@@ -58,8 +58,20 @@ async def watch(
         if attempt > MAX_ATTEMPTS:
             raise Unreachable(f"lost the live connection to {ws_url} and could not get it back")
         on_state("reconnecting")
-        delay = min(MAX_DELAY_S, FIRST_DELAY_S * 2 ** max(attempt - 1, 0))
-        await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+        await asyncio.sleep(_delay_s(attempt) * random.uniform(0.5, 1.0))
+
+
+def _delay_s(attempt: int) -> float:
+    """The wait before the ``attempt``-th try again (0: after a connection that was live)."""
+    return min(MAX_DELAY_S, FIRST_DELAY_S * 2.0 ** max(attempt - 1, 0))
+
+
+def ride_out_s() -> tuple[int, int]:
+    """How long, in whole seconds, a watch waits for a lost connection to come back before
+    it gives up (exit 3): the waits between its tries, each randomised to half to all of its
+    backoff; the tries themselves add to it (at most a connect's timeout each)."""
+    most = sum(_delay_s(attempt) for attempt in range(1, MAX_ATTEMPTS + 1))
+    return int(most / 2), int(most)
 
 
 class _OutputFailed(Exception):
