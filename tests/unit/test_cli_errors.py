@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -193,6 +195,82 @@ def test_a_refusal_by_a_limit_is_not_a_bad_argument_and_a_passing_one_says_try_l
 
     assert exit_code == code
     assert stderr.strip() == f"error: {says}"
+
+
+TOO_SHORT = problem(
+    422,
+    {
+        "title": "Invalid Request",
+        "detail": "body.scenes.0.prompt: must have at least 2 characters besides whitespace",
+        "errors": [
+            {
+                "loc": ["body", "scenes", 0, "prompt"],
+                "msg": "must have at least 2 characters besides whitespace",
+            }
+        ],
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "args", "code"),
+    [
+        pytest.param(TOO_SHORT, ["create", "x"], 2, id="422"),
+        pytest.param(DURATION_5, ["create", "a cat", "--watch"], 2, id="422-watch"),
+        pytest.param(
+            problem(404, {"title": "Not Found", "detail": "no such project"}),
+            ["get", "p1"],
+            5,
+            id="404",
+        ),
+        pytest.param(
+            problem(
+                429, {"title": "Too Many Requests", "detail": "slow down"}, **{"retry-after": "3"}
+            ),
+            ["list"],
+            8,
+            id="429",
+        ),
+    ],
+)
+def test_with_json_a_refusal_is_the_apis_problem_json_on_one_line_of_stderr(
+    monkeypatch: pytest.MonkeyPatch, answer: httpx.Response, args: list[str], code: int
+) -> None:
+    exit_code, stderr = run(monkeypatch, answer, *args, "--json")
+
+    assert exit_code == code
+    assert stderr.endswith("\n")
+    assert stderr.count("\n") == 1, stderr
+    assert json.loads(stderr) == answer.json()
+
+
+def test_with_json_a_local_error_is_a_title_and_a_detail_on_one_line_of_stderr(
+    tmp_path: Path,
+) -> None:
+    env = {"REELFLOW_API_KEY": "", "REELFLOW_CONFIG": str(tmp_path / "none.toml")}
+
+    result = CliRunner().invoke(cli.app, ["list", "--json"], env=env)
+
+    assert result.exit_code == 4
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    said = json.loads(result.stderr)
+    assert said["title"] == "Not authorized"
+    assert said["detail"].startswith("no API key: set REELFLOW_API_KEY")
+    # without --json, text as before
+    text = CliRunner().invoke(cli.app, ["list"], env=env)
+    assert (text.exit_code, text.stderr.startswith("error: no API key")) == (4, True)
+
+
+def test_with_json_an_answer_that_is_no_problem_json_is_told_as_a_local_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    proxy = httpx.Response(502, text="<html>Bad Gateway</html>")
+
+    exit_code, stderr = run(monkeypatch, proxy, "list", "--json")
+
+    assert exit_code == 6
+    assert json.loads(stderr) == {"title": "Error", "detail": "reelflow answered 502: Bad Gateway"}
 
 
 def test_the_help_names_every_exit_code() -> None:

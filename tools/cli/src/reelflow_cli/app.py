@@ -75,7 +75,12 @@ class _Console(Console):
 out = _Console(soft_wrap=True)
 err = _Console(stderr=True, soft_wrap=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+JsonFlag = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print JSON for scripts; an error, too, as a line of JSON on stderr."
+    ),
+]
 ProjectId = Annotated[str, typer.Argument(help="The project's id.", show_default=False)]
 
 
@@ -85,15 +90,19 @@ def _client() -> Client:
 
 
 def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
-    """A ``CliError`` becomes one line on stderr and its exit code; Ctrl-C exits 130; the
-    output's reader gone (``| head``) exits 141, saying nothing."""
+    """A ``CliError`` becomes one line on stderr and its exit code (with ``--json``, a line of
+    JSON: the API's problem+json, or one like it); Ctrl-C exits 130; the output's reader gone
+    (``| head``) exits 141, saying nothing."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
         except CliError as exc:
-            err.print(f"[red]error:[/] {render.shown(str(exc))}", highlight=False)
+            if kwargs.get("as_json"):
+                print(json.dumps(exc.as_json), file=sys.stderr, flush=True)
+            else:
+                err.print(f"[red]error:[/] {render.shown(str(exc))}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

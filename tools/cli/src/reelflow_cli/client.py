@@ -91,7 +91,9 @@ class Client:
         if answer.is_success:
             body: Json = answer.json()
             return body
-        raise _problem(answer, self.url)
+        error = _problem(answer, self.url)
+        error.problem = _problem_json(answer)
+        raise error
 
 
 def video_link(clip: Json, api_url: str) -> str | None:
@@ -163,6 +165,16 @@ def _problem(answer: httpx.Response, url: str) -> CliError:
     if answer.status_code in (429, 503):
         return TryLater(f"reelflow is busy or degraded ({answer.status_code}){_later(answer)}")
     return CliError(f"reelflow answered {answer.status_code}: {detail}")
+
+
+def _problem_json(answer: httpx.Response) -> Json | None:
+    """The API's problem+json (RFC 9457) of a refusal, as it sent it; None when the answer is
+    none (a proxy's HTML page, say): the error is then told as a local one."""
+    try:
+        problem = answer.json()
+    except ValueError:
+        return None
+    return problem if isinstance(problem, dict) and problem.get("title") else None
 
 
 def _refused_by_limit(answer: httpx.Response, problem: Json, detail: str) -> CliError:

@@ -18,47 +18,70 @@ EXIT_BROKEN_PIPE = 141
 
 
 class CliError(Exception):
-    """An error to print as one clear message (no traceback) and exit with ``exit_code``."""
+    """An error to print as one clear message (no traceback) and exit with ``exit_code``.
+
+    With ``--json`` it is printed as :attr:`as_json`: the API's problem+json when the API
+    answered one (``problem``), else an object of the same shape, ``title`` and ``detail``.
+    """
 
     exit_code = EXIT_SERVER_ERROR
+    #: the ``title`` of the JSON a local error is printed as with ``--json``
+    title = "Error"
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        problem: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
+        self.problem = problem
+
+    @property
+    def as_json(self) -> dict[str, object]:
+        return self.problem or {"title": self.title, "detail": str(self)}
 
 
 class BadArgument(CliError):
     """The API found the request invalid (422), or the command line makes no sense."""
 
     exit_code = EXIT_BAD_ARGUMENT
+    title = "Bad argument"
 
 
 class LimitRefused(CliError):
     """The tenant's limits refuse this: a budget (402), or a model or scene count (403)."""
 
     exit_code = EXIT_LIMIT
+    title = "Refused by a limit"
 
 
 class TryLater(CliError):
     """Refused for now, not for good: clips in flight, requests, a busy server (429, 503)."""
 
     exit_code = EXIT_TRY_LATER
+    title = "Try again later"
 
 
 class Unreachable(CliError):
     """No answer from the server at the configured URL."""
 
     exit_code = EXIT_UNREACHABLE
+    title = "Server unreachable"
 
 
 class Unauthorized(CliError):
     """No API key, or one the server does not accept."""
 
     exit_code = EXIT_UNAUTHORIZED
+    title = "Not authorized"
 
 
 class NotFound(CliError):
     """No such project for this key."""
 
     exit_code = EXIT_NOT_FOUND
+    title = "Not found"
