@@ -163,7 +163,12 @@ def create(
     watch: Annotated[bool, typer.Option("--watch", help="Then follow it live.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Create a project: one clip per PROMPT."""
+    """Create a project: one clip per PROMPT.
+
+    With --json, the project as the API answers it (POST /v1/projects). With --json and
+    --watch, only the live messages, one JSON document a line (as watch --json prints them):
+    the project's id is in the first line, a snapshot, at .project.project_id.
+    """
     scenes: list[dict[str, Any]] = [{"prompt": prompt} for prompt in prompts]
     for scene in scenes:
         if negative_prompt is not None:
