@@ -102,10 +102,21 @@ async def test_a_control_character_is_named_with_where_it_is(
     assert problem["errors"] == [
         {
             "loc": ["body", "scenes", 0, "prompt"],
-            "msg": "Value error, must not contain control characters: U+0000 at character 2"
+            "msg": "must not contain control characters: U+0000 at character 2"
             " (tab, line feed and carriage return are fine)",
         }
     ]
+
+
+async def test_a_validators_message_is_said_without_pydantics_value_error_prefix(
+    api: Api, auth: dict[str, str]
+) -> None:
+    response = await api.client.post("/v1/projects", json=scenes(1, prompt=" x "), headers=auth)
+
+    problem = assert_problem(response, 422)
+    said = "must have at least 2 characters besides whitespace"
+    assert problem["detail"] == f"body.scenes.0.prompt: {said}"
+    assert problem["errors"] == [{"loc": ["body", "scenes", 0, "prompt"], "msg": said}]
 
 
 async def test_a_prompt_of_lines_and_tabs_is_taken(api: Api, auth: dict[str, str]) -> None:
@@ -424,6 +435,12 @@ async def test_a_body_that_is_not_json_is_a_422(
             "application/json",
             "body: not valid JSON: expecting ',' delimiter at line 3 column 2",
             id="bad-json-line-3",
+        ),
+        pytest.param(
+            b'{"title": "x", "scenes": [{"prompt": "a\tcat"}]}',
+            "application/json",
+            "body: not valid JSON: invalid control character at line 1 column 40",
+            id="raw-control-character",
         ),
     ],
 )

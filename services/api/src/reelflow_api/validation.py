@@ -5,7 +5,7 @@ another JSON type than its field's, a character offset that reads like a field's
 from __future__ import annotations
 
 import email.message
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,12 +65,21 @@ def _said(error: dict[str, Any], *, content_type: str | None, body: Any) -> dict
         return {"loc": loc, "msg": msg}
     if kind == "string_pattern_mismatch" and (known := FORMATS.get(str(ctx.get("pattern")))):
         return {"loc": loc, "msg": f"should be {known.description}"}
-    return {"loc": loc, "msg": error["msg"]}
+    return {"loc": loc, "msg": without_value_error(error)}
+
+
+def without_value_error(error: Mapping[str, Any]) -> str:
+    """pydantic's ``msg``, without the ``Value error, `` it puts before a validator's own
+    ``ValueError`` (``must have at least 2 characters besides whitespace``): the message is
+    the validator's, said to a person."""
+    msg = str(error["msg"])
+    return msg.removeprefix("Value error, ") if error.get("type") == "value_error" else msg
 
 
 def _not_json(why: object, loc: list[Any], body: Any) -> str:
     """``not valid JSON: expecting value at line 1 column 27``: a position a person can find."""
-    what = str(why or "a syntax error")
+    # Python's json says "Invalid control character at", and then where: said once, below.
+    what = str(why or "a syntax error").removesuffix(" at")
     offset = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else None
     if offset is None or not isinstance(body, str):
         return f"not valid JSON: {what[:1].lower()}{what[1:]}"
