@@ -303,3 +303,36 @@ def test_a_reader_that_goes_away_ends_the_command_with_141_and_no_message(
 
     assert exit_code == 141  # not 1: that says clips failed
     assert stderr == ""
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not-a-url",
+        "127.0.0.1:8000",
+        "ftp://example.com",
+        "http://",
+        "http://host:port",
+        "http://[::1",
+    ],
+)
+def test_a_url_that_is_none_is_a_bad_argument_saying_what_one_looks_like(url: str) -> None:
+    env = {"REELFLOW_URL": url, "REELFLOW_API_KEY": "rf_test"}
+
+    result = CliRunner().invoke(cli.app, ["list"], env=env)
+
+    assert result.exit_code == 2, result.stderr
+    said = " ".join(result.stderr.split())
+    assert f"REELFLOW_URL is '{url}', not a server URL: it must look like http://HOST:PORT" in said
+
+
+def test_a_url_in_the_config_file_that_is_none_names_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('url = "localhost"\napi_key = "rf_test"\n')
+
+    result = CliRunner().invoke(
+        cli.app, ["list"], env={"REELFLOW_URL": "", "REELFLOW_CONFIG": str(config)}
+    )
+
+    assert result.exit_code == 2, result.stderr
+    assert f"url in {config} is 'localhost', not a server URL" in " ".join(result.stderr.split())

@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from reelflow_cli.errors import BadArgument, Unauthorized
 
@@ -45,9 +46,30 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
             values = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise BadArgument(f"cannot read the config file {path}: {exc}") from exc
-    url = env.get("REELFLOW_URL") or _text(values, "url", path) or DEFAULT_URL
+    if url := env.get("REELFLOW_URL"):
+        _check_url(url, "REELFLOW_URL")
+    elif url := _text(values, "url", path):
+        _check_url(url, f"url in {path}")
+    else:
+        url = DEFAULT_URL
     key = env.get("REELFLOW_API_KEY") or _text(values, "api_key", path)
     return Config(url=url.rstrip("/"), api_key=key, path=path)
+
+
+def _check_url(url: str, named: str) -> None:
+    """A ``BadArgument`` (exit 2) for a server URL that is none: no http or https scheme, or
+    no host; the server cannot be reached at it, but the fix is the setting, not the server."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (a port that is no number raises)
+        usable = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, a port out of range
+        usable = False
+    if not usable:
+        raise BadArgument(
+            f"{named} is {url!r}, not a server URL: it must look like http://HOST:PORT or"
+            f" https://HOST (the default is {DEFAULT_URL})"
+        )
 
 
 def require_key(config: Config) -> str:
