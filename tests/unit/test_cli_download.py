@@ -180,3 +180,23 @@ def test_a_file_that_cannot_be_written_is_one_error_line(
     assert result.stderr.startswith(
         f"error: cannot write {tmp_path / f'scene-00-{CLIP_TASK}.mp4'}:"
     )
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("failed", "error: no finished clip to download: the project ended failed"),
+        ("cancelled", "error: no finished clip to download: the project ended cancelled"),
+        ("generating", "error: no finished clip to download yet"),
+    ],
+)
+def test_no_finished_clip_says_yet_only_while_the_project_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: str, said: str
+) -> None:
+    clip = {"scene_index": 0, "task_uuid": FAILED_TASK, "status": "failed", "error": {}}
+    answer = httpx.Response(200, json=PROJECT | {"status": status, "results": [clip]})
+
+    result = invoke(monkeypatch, answer, "download", PROJECT_ID, str(tmp_path))
+
+    assert result.exit_code == 1
+    assert result.stderr.strip() == said

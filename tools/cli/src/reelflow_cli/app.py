@@ -337,6 +337,12 @@ def download_videos(
             if attempt.get("status") == "success" and (link := video_link(attempt, base))
         ]
     if not ready:
+        status = project.get("status")
+        if status in ENDED:  # no clip will finish now (but after a retry)
+            raise CliError(
+                f"no finished clip to download: the project ended {render.visible(str(status))}",
+                exit_code=EXIT_FAILED_CLIPS,
+            )
         raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -379,6 +385,9 @@ def download_videos(
             exit_code=EXIT_SERVER_ERROR,
         )
 
+
+#: a project's statuses once every clip has ended (``generating``: some have not)
+ENDED = frozenset({"completed", "partial", "failed", "cancelled"})
 
 #: the highest scene number a file is named with (the API allows far fewer scenes)
 _MAX_SCENE_INDEX = 10_000
