@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -336,3 +337,25 @@ def test_a_url_in_the_config_file_that_is_none_names_the_file(tmp_path: Path) ->
 
     assert result.exit_code == 2, result.stderr
     assert f"url in {config} is 'localhost', not a server URL" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("create", ["{PROMPT}...", "--title TITLE", "--model MODEL", "--duration SECONDS"]),
+        ("list", ["--status STATUS", "--limit N", "--cursor CURSOR"]),
+        ("usage", ["--month YYYY-MM"]),
+        ("download", ["{PROJECT_ID} {DIRECTORY}"]),
+    ],
+)
+def test_the_help_names_values_as_a_person_would_not_by_python_type(
+    monkeypatch: pytest.MonkeyPatch, command: str, shown: list[str]
+) -> None:
+    monkeypatch.setattr(cli.app, "rich_markup_mode", None)  # plain text, as in a pipe
+    result = CliRunner().invoke(cli.app, [command, "--help"], env={"COLUMNS": "200"})
+
+    assert result.exit_code == 0
+    for words in shown:
+        assert words in result.stdout
+    options = result.stdout.partition("Options")[2]
+    assert not re.search(r"<(str|int|float|int range|float range)>", options), options

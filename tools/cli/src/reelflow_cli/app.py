@@ -81,7 +81,9 @@ JsonFlag = Annotated[
         "--json", help="Print JSON for scripts; an error, too, as a line of JSON on stderr."
     ),
 ]
-ProjectId = Annotated[str, typer.Argument(help="The project's id.", show_default=False)]
+ProjectId = Annotated[
+    str, typer.Argument(metavar="PROJECT_ID", help="The project's id.", show_default=False)
+]
 
 
 def _client() -> Client:
@@ -143,18 +145,27 @@ def _command(name: str | None = None) -> Callable[[Callable[P, R]], Callable[P, 
 def create(
     prompts: Annotated[
         list[str],
-        typer.Argument(help="One prompt per scene, in order: scene 0 first.", show_default=False),
+        typer.Argument(
+            metavar="PROMPT",
+            help="One prompt per scene, in order: scene 0 first.",
+            show_default=False,
+        ),
     ],
-    title: Annotated[str, typer.Option(help="The project's title.")] = "",
+    title: Annotated[str, typer.Option(metavar="TITLE", help="The project's title.")] = "",
     model: Annotated[
-        str | None, typer.Option(help="Runware model (AIR id); the server's default if omitted.")
+        str | None,
+        typer.Option(
+            metavar="MODEL", help="Runware model (AIR id); the server's default if omitted."
+        ),
     ] = None,
     duration: Annotated[
-        float | None, typer.Option(help="Seconds per clip; the server's default if omitted.")
+        float | None,
+        typer.Option(metavar="SECONDS", help="Seconds per clip; the server's default if omitted."),
     ] = None,
     negative_prompt: Annotated[
         str | None,
         typer.Option(
+            metavar="TEXT",
             help="What no clip should show, for every scene; only a model that takes one"
             " (GET /v1/config says which, e.g. klingai:5@3).",
             show_default=False,
@@ -209,10 +220,15 @@ LIST_LIMIT = 20
 @_command(name="list")
 def list_projects(
     status: Annotated[
-        str | None, typer.Option(help="Only projects in this status (e.g. generating).")
+        str | None,
+        typer.Option(metavar="STATUS", help="Only projects in this status (e.g. generating)."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100, help="Projects per page.")] = LIST_LIMIT,
-    cursor: Annotated[str | None, typer.Option(help="The next page's cursor.")] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, max=100, metavar="N", help="Projects per page (1 to 100).")
+    ] = LIST_LIMIT,
+    cursor: Annotated[
+        str | None, typer.Option(metavar="CURSOR", help="The next page's cursor.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Your projects, newest first."""
@@ -285,7 +301,8 @@ def cancel(project_id: ProjectId, as_json: JsonFlag = False) -> None:
 @_command()
 def usage(
     month: Annotated[
-        str | None, typer.Option(help="UTC month as YYYY-MM; the current one if omitted.")
+        str | None,
+        typer.Option(metavar="YYYY-MM", help="UTC month as YYYY-MM; the current one if omitted."),
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -302,7 +319,12 @@ def usage(
 def download_videos(
     project_id: ProjectId,
     directory: Annotated[
-        Path, typer.Argument(file_okay=False, help="Where to save the MP4s (created if needed).")
+        Path,
+        typer.Argument(
+            file_okay=False,
+            metavar="DIRECTORY",
+            help="Where to save the MP4s (created if needed).",
+        ),
     ],
     as_json: JsonFlag = False,
     earlier: Annotated[
