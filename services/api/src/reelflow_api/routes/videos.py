@@ -75,8 +75,9 @@ async def get_video(
     download: Annotated[
         bool,
         Query(
-            description="`1` or `true`: to save, not to play (`Content-Disposition: attachment;"
-            ' filename="scene-NN-<task_uuid>.mp4"`); not part of the signature'
+            description="a yes (`1`, `true`, `t`, `yes`, `y`, `on`, in any case): to save, not"
+            ' to play (`Content-Disposition: attachment; filename="scene-NN-<task_uuid>.mp4"`);'
+            " a no (`0`, `false`, `f`, `no`, `n`, `off`): to play; not part of the signature"
         ),
     ] = False,
 ) -> Response:
