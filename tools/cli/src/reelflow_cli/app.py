@@ -6,8 +6,8 @@ unreachable; 4 no API key, or one that is not accepted; 5 no such project;
 6 any other server error; 7 refused by the tenant's limits (a budget, a model
 or a number of scenes not allowed): waiting does not help soon; 8 refused for
 now (too many clips in flight, too many requests, a busy server): try again
-after the wait it names; 141 the reader of the output went away (``| head``), as a
-program SIGPIPE ends.
+after the wait it names; 130 stopped with Ctrl-C; 141 the reader of the output went away
+(``| head``), as a program SIGPIPE ends.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from reelflow_cli.config import load_config, require_key
 from reelflow_cli.errors import (
     EXIT_BROKEN_PIPE,
     EXIT_FAILED_CLIPS,
+    EXIT_INTERRUPTED,
     EXIT_SERVER_ERROR,
     CliError,
     NotFound,
@@ -54,7 +55,7 @@ app = typer.Typer(
         "Exit codes: 0 ok, 1 clips failed, 2 bad argument, 3 server unreachable,"
         " 4 API key missing or refused, 5 no such project, 6 other server error,"
         " 7 refused by a limit or budget, 8 busy or too much in flight: try again later."
-        " 141 (128 + SIGPIPE): the output's reader went away (| head)."
+        " 141 (128 + SIGPIPE): the output's reader went away (| head). 130: Ctrl-C."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -107,7 +108,7 @@ def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
                 err.print(f"[red]error:[/] {render.shown(str(exc))}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             _drop_stdout()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None

@@ -11,6 +11,8 @@ EXIT_NOT_FOUND = 5
 EXIT_SERVER_ERROR = 6
 EXIT_LIMIT = 7
 EXIT_TRY_LATER = 8
+#: stopped with Ctrl-C (SIGINT): 128 + 2, as a shell says of a program SIGINT ended
+EXIT_INTERRUPTED = 130
 #: the reader of the output went away (``reelflow list | head -1``): nothing more is printed,
 #: and the exit status is the one a shell gives a program SIGPIPE ended (128 + 13), as
 #: git's and coreutils' are; not 1, which says clips failed
