@@ -147,6 +147,20 @@ def test_a_clip_the_server_names_oddly_is_skipped_and_the_command_fails(
     assert f"saved {directory / f'scene-00-{CLIP_TASK}.mp4'} (3 bytes)" in result.stdout
 
 
+def test_with_json_a_clip_the_server_names_oddly_leaves_one_json_line_on_stderr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cli, "download", lambda url, target: 3)
+    clip = {"scene_index": -1, "task_uuid": EARLIER_TASK, "video_url": RUNWARE}
+    answer = httpx.Response(200, json=_with_clip(clip))
+    result = invoke(monkeypatch, answer, "download", PROJECT_ID, str(tmp_path), "--json")
+
+    assert result.exit_code == 6
+    [line] = result.stderr.strip().splitlines()
+    assert json.loads(line)["detail"].startswith("1 video(s) not downloaded")
+    assert json.loads(result.stdout)["saved"][0]["scene_index"] == 0
+
+
 def test_a_task_uuid_is_named_in_its_canonical_form(
     monkeypatch: pytest.MonkeyPatch, fetched: dict[str, str], tmp_path: Path
 ) -> None:

@@ -102,6 +102,7 @@ def _errors_as_exit_codes(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except CliError as exc:
+            # Every command's --json is its parameter ``as_json`` (``JsonFlag``).
             if kwargs.get("as_json"):
                 print(json.dumps(exc.as_json), file=sys.stderr, flush=True)
             else:
@@ -208,7 +209,8 @@ def watch(project_id: ProjectId, as_json: JsonFlag = False) -> None:
     """Follow a project live until every clip is done; exit 1 if any failed.
 
     A lost connection is tried again (said as "connection lost; reconnecting…": on stderr
-    unless at a terminal) for about 60 to 120 s of waits between tries, then given up: exit 3.
+    unless at a terminal; not said with --json) for about 60 to 120 s of waits between
+    tries, then given up: exit 3.
     """
     with _client() as client:
         _watch(client, project_id, as_json)
@@ -379,7 +381,8 @@ def download_videos(
         except CliError as exc:
             # The other clips are still worth saving; the exit code says one was not.
             refused += 1
-            err.print(f"[yellow]warning:[/] {render.shown(str(exc))}", highlight=False)
+            if not as_json:  # with --json, stderr holds the one error line at the end
+                err.print(f"[yellow]warning:[/] {render.shown(str(exc))}", highlight=False)
             continue
         try:
             size = download(source, target)

@@ -30,17 +30,13 @@ class CliError(Exception):
     #: the ``title`` of the JSON a local error is printed as with ``--json``
     title = "Error"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        exit_code: int | None = None,
-        problem: dict[str, object] | None = None,
-    ) -> None:
+    #: the API's problem+json, when the error is the API's answer (set by the client)
+    problem: dict[str, object] | None = None
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
-        self.problem = problem
 
     @property
     def as_json(self) -> dict[str, object]:
