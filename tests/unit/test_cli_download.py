@@ -199,8 +199,8 @@ def test_a_file_that_cannot_be_written_is_one_error_line(
 @pytest.mark.parametrize(
     ("status", "said"),
     [
-        ("failed", "error: no finished clip to download: the project ended failed"),
-        ("cancelled", "error: no finished clip to download: the project ended cancelled"),
+        ("failed", "error: no finished clip to download: the project ended (failed)"),
+        ("cancelled", "error: no finished clip to download: the project ended (cancelled)"),
         ("generating", "error: no finished clip to download yet"),
     ],
 )

@@ -365,7 +365,7 @@ def download_videos(
         status = project.get("status")
         if status in ENDED:  # no clip will finish now (but after a retry)
             raise CliError(
-                f"no finished clip to download: the project ended {render.visible(str(status))}",
+                f"no finished clip to download: the project ended ({render.visible(str(status))})",
                 exit_code=EXIT_FAILED_CLIPS,
             )
         raise CliError("no finished clip to download yet", exit_code=EXIT_FAILED_CLIPS)
