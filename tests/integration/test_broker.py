@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -38,6 +37,7 @@ from reelflow_common.topology import (
     Topology,
     declare_topology,
 )
+from tests.integration.broker_control import close_connection_from_the_broker
 from tests.integration.sample_messages import submit_clip as clip
 from tests.waiting import DEADLINE_S, eventually
 
@@ -251,13 +251,13 @@ async def test_publish_event_reaches_subscribers_and_needs_none(
     await publisher.publish_event(event)  # nobody bound yet: fine
 
     subscriber = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await subscriber.bind(topology.events_exchange, routing_key="clip.*")
+    await subscriber.bind(topology.events_exchange, routing_key="clip.#")
     arrived: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     await subscriber.consume(arrived.put, no_ack=True)
     await publisher.publish_event(event)
 
     received: AbstractIncomingMessage = await next_of(arrived)
-    assert received.routing_key == "clip.updated"
+    assert received.routing_key == "clip.updated.p1"  # its type and its project
     assert ClipUpdated.model_validate_json(received.body) == event
     # What the notifier routes by before it parses anything.
     assert (received.headers or {})[HEADER_PROJECT_ID] == "p1"
@@ -844,33 +844,11 @@ async def test_consumer_resumes_after_the_broker_drops_its_connection(
             await publisher.send(SUBMIT_CLIP, clip("before"))
             assert (await next_of(handled)).task_uuid == "before"
 
-            await _close_connection_from_the_broker(name)
+            await close_connection_from_the_broker(name)
             await asyncio.wait_for(reconnected.wait(), DEADLINE_S)
             await publisher.send(SUBMIT_CLIP, clip("after"))
             assert (await next_of(handled)).task_uuid == "after"
             assert await amqp_ready(connection)()
-
-
-async def _close_connection_from_the_broker(name: str) -> None:
-    """What a broker restart looks like to one client, without disturbing anyone else."""
-    listing = await _rabbitmqctl(
-        "list_connections", "--no-table-headers", "pid", "client_properties"
-    )
-    marker = f'{{"connection_name","{name}"}}'
-    pids = [line.split("\t")[0] for line in listing.splitlines() if marker in line]
-    assert len(pids) == 1, f"connection {name!r} not found"
-    await _rabbitmqctl("close_connection", pids[0], "test: simulated broker restart")
-
-
-async def _rabbitmqctl(*args: str) -> str:
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("needs rabbitmqctl beside the broker")
-    proc = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, f"rabbitmqctl {args[0]} failed"
-    return out.decode()
 
 
 async def test_stop_returns_even_when_the_connection_is_gone(

@@ -1,5 +1,6 @@
 """A notifier replica that falls behind keeps a bounded backlog and catches up from the store;
-one that keeps up gets every event, and acknowledges every delivery (in batches)."""
+one that keeps up gets every event of the projects watched on it, and acknowledges every
+delivery (in batches); its queue is bound to those projects only."""
 
 from __future__ import annotations
 
@@ -14,13 +15,15 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from prometheus_client import REGISTRY
 
 from reelflow_common.broker import amqp_channel
+from reelflow_common.broker import amqp_connection as connect
 from reelflow_common.messages import ClipUpdated, Event
 from reelflow_common.settings import TopologySettings
-from reelflow_common.topology import Topology, declare_topology
+from reelflow_common.topology import Topology, declare_topology, event_routing_key
 from reelflow_notifier.acks import Acks
 from reelflow_notifier.fanout import fanout
 from reelflow_notifier.hub import Hub
 from tests.builders import clip_updated
+from tests.integration.broker_control import close_connection_from_the_broker
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -31,13 +34,28 @@ PREFETCH = 8
 LONG_BURST = 61
 
 
+#: the project the tests' events are about (``clip_updated``'s), watched on the replica
+PROJECT = "p1"
+
+
+class NoListener:
+    """A watcher that takes everything and does nothing with it."""
+
+    def deliver(self, events: Sequence[Event]) -> None:
+        pass
+
+    def catch_up(self) -> None:
+        pass
+
+
 class RecordingHub(Hub):
-    """A hub that remembers what it was asked to do."""
+    """A hub that remembers what it was asked to do; ``PROJECT`` is watched on it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.routed: list[Event] = []
         self.catch_ups = 0
+        self.add(PROJECT, NoListener())
 
     def route(self, events: Sequence[Event]) -> int:
         self.routed.extend(events)
@@ -59,7 +77,7 @@ def publish_from_another_thread(amqp_url: str, exchange: str, events: list[ClipU
             for event in events:
                 await target.publish(
                     aio_pika.Message(event.model_dump_json().encode(), type=event.message_type),
-                    routing_key=event.message_type,
+                    routing_key=event_routing_key(event.message_type, event.project_id),
                 )
 
     asyncio.run(publish())
@@ -77,7 +95,9 @@ async def test_a_replica_that_falls_behind_drops_the_oldest_and_catches_up(
     dropped_before = dropped()
     async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
-        async with fanout(amqp_connection, channel, topology, hub, max_length=2, prefetch=1):
+        async with fanout(
+            amqp_connection, channel, topology, hub, max_length=2, prefetch=1, linger_s=0
+        ):
             events = [clip_updated(seq) for seq in range(1, BURST + 1)]
             # This loop cannot read while the thread publishes: the replica is behind.
             burst = threading.Thread(
@@ -103,13 +123,15 @@ async def test_a_replica_that_keeps_up_routes_every_event_and_never_catches_up(
     hub = RecordingHub()
     async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
-        async with fanout(amqp_connection, channel, topology, hub, max_length=2, prefetch=1):
+        async with fanout(
+            amqp_connection, channel, topology, hub, max_length=2, prefetch=1, linger_s=0
+        ):
             publisher = await channel.get_exchange(topology.events_exchange, ensure=False)
             events = [clip_updated(seq) for seq in range(1, BURST + 1)]
             for event in events:  # one at a time: each is routed before the next is sent
                 await publisher.publish(
                     aio_pika.Message(event.model_dump_json().encode(), type=event.message_type),
-                    routing_key=event.message_type,
+                    routing_key=event_routing_key(event.message_type, event.project_id),
                 )
 
                 def routed(e: ClipUpdated = event) -> bool:
@@ -149,9 +171,17 @@ async def test_a_burst_many_times_the_prefetch_reaches_the_hub_whole_and_in_orde
     async with amqp_channel(amqp_connection) as channel:
         await declare_topology(channel, topology)
         async with fanout(
-            amqp_connection, channel, topology, hub, max_length=10_000, prefetch=PREFETCH
+            amqp_connection,
+            channel,
+            topology,
+            hub,
+            max_length=10_000,
+            prefetch=PREFETCH,
+            linger_s=0,
         ):
-            await publish_all(channel, topology.events_exchange, "clip.updated")
+            await publish_all(
+                channel, topology.events_exchange, event_routing_key("clip.updated", PROJECT)
+            )
             await eventually(lambda: len(hub.routed) >= LONG_BURST, "the whole burst routed")
 
     assert [event.seq for event in hub.routed] == list(range(1, LONG_BURST + 1))
@@ -185,3 +215,40 @@ async def test_after_a_burst_no_delivery_is_left_unacknowledged(
     left = await publishing.declare_queue(queue.name, passive=True)
     assert left.declaration_result.message_count == 0
     await publishing.close()
+
+
+async def test_after_the_broker_drops_the_connection_every_watched_project_is_bound_again(
+    settings_for: Callable[..., Any], amqp_connection: AbstractRobustConnection
+) -> None:
+    settings = settings_for(TopologySettings)
+    topology = Topology.from_settings(settings)
+    hub = RecordingHub()
+    name = f"test-fanout-reconnect-{topology.prefix}"
+    # Slow to come back: the watch below starts while the broker is away, and its bind fails.
+    async with (
+        connect(settings, name=name, reconnect_interval_s=1.0) as connection,
+        amqp_channel(connection) as channel,
+    ):
+        await declare_topology(channel, topology)
+        async with fanout(
+            connection, channel, topology, hub, max_length=100, prefetch=8, linger_s=0
+        ):
+            await close_connection_from_the_broker(name)
+            await eventually(lambda: channel.is_closed, "the connection seen lost")
+            hub.add("during", NoListener())
+            await hub.ready("during")
+
+            # The reconnect's repair binds it before every connection catches up.
+            await eventually(lambda: hub.catch_ups >= 1, "caught up after the reconnect")
+            events = [clip_updated(1), clip_updated(1, project_id="during")]
+            publisher = await amqp_connection.channel()
+            exchange = await publisher.get_exchange(topology.events_exchange, ensure=False)
+            for event in events:
+                await exchange.publish(
+                    aio_pika.Message(event.model_dump_json().encode(), type=event.message_type),
+                    routing_key=event_routing_key(event.message_type, event.project_id),
+                )
+            await eventually(lambda: len(hub.routed) >= 2, "both routed")
+            await publisher.close()
+
+    assert hub.routed == events

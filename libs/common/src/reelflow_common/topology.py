@@ -7,7 +7,9 @@ their work queue: one TTL per queue, so a long delay never holds a short one
 behind it. Work and wait queues have a length limit past which the broker
 refuses publishes (``reject-publish``): overload is an error the publisher sees,
 never a message silently dropped. The WebSocket fan-out uses one exclusive, auto-delete queue per
-notifier replica (``notifier.fanout.<uuid>``), bound to the event exchange.
+notifier replica (``notifier.fanout.<uuid>``), bound to the event exchange for each project
+its sockets watch: an event's routing key is its type and its project
+(:func:`event_routing_key`), so a replica receives only the events it has watchers for.
 """
 
 from __future__ import annotations
@@ -51,7 +53,25 @@ CLIP_STORED = "clip.stored"
 CLIP_ATTEMPT_SUCCEEDED = "clip.attempt_succeeded"
 #: reelflow holds the video of such a task (an attempt's copy landed)
 CLIP_ATTEMPT_STORED = "clip.attempt_stored"
-EVENT_BINDING_KEYS = ("clip.*", "project.*")
+#: what an api replica binds its wakeup queue with: every ``project.finished``, of a publisher
+#: from before per-project routing keys (``project.finished``) too
+PROJECT_FINISHED_BINDING = f"{PROJECT_FINISHED}.#"
+#: the events of publishers from before per-project routing keys (two words: the type alone);
+#: a notifier binds it, so a rolling upgrade loses no live event; nothing matches it after one
+LEGACY_EVENT_BINDING = "*.*"
+
+
+def event_routing_key(message_type: str, project_id: str) -> str:
+    """An event's routing key on the event exchange: ``<type>.<project id>``
+    (``clip.updated.<uuid>``); a notifier binds :func:`project_events_binding` for each
+    project watched on it, so it receives no other project's events."""
+    return f"{message_type}.{project_id}"
+
+
+def project_events_binding(project_id: str) -> str:
+    """The binding key of every event of one project (each event type is two words)."""
+    return f"*.*.{project_id}"
+
 
 #: per-tenant submit lanes: ``<prefix>submitter.submit_clip.lane.<tenant>``
 SUBMIT_LANE = f"{SUBMIT_CLIP}.lane"

@@ -2,12 +2,13 @@
 
 Each api replica holds one queue of its own (``<prefix>api.wakeups.<uuid>``, the
 name picked once per process, see ``reelflow_common.broker.replica``) bound to
-``project.finished`` only: the one event after which a waiting POST has its
-answer. A delivery wakes the waiters of that project in this process; a waiter
-then reads its project once. Between events a waiter costs one read of its
-project every ``wait_check_interval_s`` (the safety net below), so MongoDB sees
-about ``waiters / wait_check_interval_s`` reads a second (waiters bounded by
-``max_waiters``, see ``middleware.py``), not one per poll of a client.
+every project's ``project.finished`` only (``PROJECT_FINISHED_BINDING``): the one
+event after which a waiting POST has its answer. A delivery wakes the waiters of
+that project in this process; a waiter then reads its project once. Between
+events a waiter costs one read of its project every ``wait_check_interval_s``
+(the safety net below), so MongoDB sees about ``waiters /
+wait_check_interval_s`` reads a second (waiters bounded by ``max_waiters``,
+see ``middleware.py``), not one per poll of a client.
 
 An event can still be missed: dropped from a full queue, or published while
 this replica was reconnecting to RabbitMQ. So a waiter also reads its project
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 from reelflow_common.broker.replica import HINT_QUEUE_MAX_LENGTH, consuming_replica_queue
 from reelflow_common.logging import get_logger
 from reelflow_common.messages import parse_event
-from reelflow_common.topology import PROJECT_FINISHED, Topology
+from reelflow_common.topology import PROJECT_FINISHED_BINDING, Topology
 
 log = get_logger(__name__)
 
@@ -102,7 +103,7 @@ async def subscribed(
         queue_name,
         on_message,
         exchange=topology.events_exchange,
-        binding_keys=[PROJECT_FINISHED],
+        binding_keys=[PROJECT_FINISHED_BINDING],
         max_length=max_length,
     ) as name:
         connection.reconnect_callbacks.add(on_reconnect)

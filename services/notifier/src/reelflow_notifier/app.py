@@ -129,6 +129,7 @@ async def _link_broker(settings: Settings, hub: Hub, link: FirstLink) -> None:
             hub,
             max_length=settings.fanout_max_length,
             prefetch=settings.fanout_prefetch,
+            linger_s=settings.fanout_linger_s,
         ):
             # Connections opened while the broker was away may have missed events.
             hub.catch_up_all()

@@ -1,4 +1,10 @@
-"""This replica's own event queue: every project event reaches every replica, which routes it.
+"""This replica's own event queue: the events of the projects watched here, which it routes.
+
+The queue is bound to each project a socket here watches, and no other
+(:mod:`reelflow_notifier.bindings`), and to the events of publishers from
+before per-project routing keys (``LEGACY_EVENT_BINDING``: every project's,
+routed by the project header as before; none come once every publisher is
+upgraded).
 
 The queue is exclusive and auto-delete (it lives and dies with this replica's
 connection) and classic (exclusive queues cannot be quorum queues). Its name is
@@ -44,9 +50,10 @@ from reelflow_common.broker.replica import declare_replica_queue
 from reelflow_common.logging import bound_context, get_logger
 from reelflow_common.messages import Event
 from reelflow_common.messages import parse_event as parse_event_body
-from reelflow_common.topology import EVENT_BINDING_KEYS, HEADER_PROJECT_ID, Topology
+from reelflow_common.topology import HEADER_PROJECT_ID, LEGACY_EVENT_BINDING, Topology
 from reelflow_common.tracing import Context, SpanKind, extract, is_sampled, span
 from reelflow_notifier.acks import Acks
+from reelflow_notifier.bindings import ProjectBindings
 from reelflow_notifier.hub import Hub
 from reelflow_notifier.metrics import FANOUT_EVENTS_TOTAL
 from reelflow_notifier.reorder import Reorder
@@ -75,7 +82,8 @@ class Router:
     """Hands the fan-out's deliveries to the hub in order, a pass's worth at once, then
     acknowledges them.
 
-    Most events are of projects no connection of this replica watches. The
+    Some events are of projects no connection of this replica watches any
+    more (a binding lingers, :mod:`reelflow_notifier.bindings`). The
     header says which project an event is about (``Message.headers``, set by
     the one publisher of events), so such an event is acknowledged without
     parsing its body, tracing or logging it: nothing here would have used it.
@@ -139,6 +147,11 @@ class Router:
         FANOUT_EVENTS_TOTAL.labels(outcome="dropped").inc()
         log.warning("fanout_overflowed", watched_projects=self._hub.watched())
         self._take(incoming, OVERFLOWED)
+
+    def forget(self, project_id: str) -> None:
+        """No more of ``project_id``'s events will come (its binding is gone): whatever
+        comes of it next starts a new run of ``seq``."""
+        self._reorder.forget(project_id)
 
     def reconnected(self) -> None:
         """The broker connection came back: events may have been lost on the way. What is
@@ -291,6 +304,7 @@ async def fanout(
     *,
     max_length: int,
     prefetch: int,
+    linger_s: float,
 ) -> AsyncIterator[str]:
     """Consume this replica's queue into ``hub`` until exit; yields the queue's name.
 
@@ -311,15 +325,21 @@ async def fanout(
         channel,
         topology.fanout_queue(replica_id),
         exchange=topology.events_exchange,
-        binding_keys=EVENT_BINDING_KEYS,
+        binding_keys=[LEGACY_EVENT_BINDING],
         max_length=max_length,
         overflow_to=overflow.name,
     )
 
     router = Router(hub, acks, queue.name)
+    bindings = ProjectBindings(
+        queue, topology.events_exchange, on_unbound=router.forget, linger_s=linger_s
+    )
 
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
         log.warning("fanout_reconnected", watched_projects=hub.watched())
+        # aio-pika restored the bindings it made; what the outage made fail is redone,
+        # and only then do the connections catch up (after it, no event is missed).
+        await bindings.repair()
         router.reconnected()
 
     consumer_tags = [
@@ -327,10 +347,15 @@ async def fanout(
         (queue, await queue.consume(router.on_message)),
     ]
     connection.reconnect_callbacks.add(on_reconnect)
-    log.info("fanout_started", queue=queue.name, max_length=max_length)
+    # Watches from before the queue, and from now on; the caller catches them up after.
+    hub.attach(bindings)
     try:
+        await bindings.want_all(hub.projects())
+        log.info("fanout_started", queue=queue.name, max_length=max_length)
         yield queue.name
     finally:
+        hub.attach(None)
+        bindings.close()
         router.close()
         connection.reconnect_callbacks.discard(on_reconnect)
         # A robust channel waits for the connection to come back before it cancels:

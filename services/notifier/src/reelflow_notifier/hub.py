@@ -1,4 +1,9 @@
-"""Routes events to the connections of this replica that watch their project."""
+"""Routes events to the connections of this replica that watch their project.
+
+It also keeps this replica's queue bound to exactly those projects
+(:mod:`reelflow_notifier.bindings`), once the fan-out has a queue: a project's
+first watcher binds it, its last one's leaving unbinds it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from reelflow_common.messages import Event
+from reelflow_notifier.bindings import ProjectBindings
 
 
 class Listener(Protocol):
@@ -25,8 +31,16 @@ class Hub:
 
     def __init__(self) -> None:
         self._watchers: defaultdict[str, set[Listener]] = defaultdict(set)
+        #: the fan-out queue's bindings; None while there is no queue (the broker is away)
+        self._bindings: ProjectBindings | None = None
+
+    def attach(self, bindings: ProjectBindings | None) -> None:
+        """The fan-out's queue (its bindings) from now on; None: it is gone."""
+        self._bindings = bindings
 
     def add(self, project_id: str, listener: Listener) -> None:
+        if project_id not in self._watchers and self._bindings is not None:
+            self._bindings.want(project_id)
         self._watchers[project_id].add(listener)
 
     def discard(self, project_id: str, listener: Listener) -> None:
@@ -36,6 +50,18 @@ class Hub:
         listeners.discard(listener)
         if not listeners:
             del self._watchers[project_id]
+            if self._bindings is not None:
+                self._bindings.drop(project_id)
+
+    async def ready(self, project_id: str) -> None:
+        """Once the queue is bound to ``project_id``'s events (at once without a queue: the
+        connections catch up when it comes). Read a watch's snapshot after this."""
+        if self._bindings is not None:
+            await self._bindings.bound(project_id)
+
+    def projects(self) -> list[str]:
+        """The projects watched here."""
+        return list(self._watchers)
 
     def watching(self, project_id: str) -> bool:
         """Whether a listener watches ``project_id`` now (the fan-out skips an event if not).

@@ -91,9 +91,10 @@ class Session:
     def watch(self, project_id: str, after_seq: int | None = None) -> None:
         """Start sending ``project_id``'s changes (the caller checked that the tenant owns it).
 
-        The listener is registered before the snapshot is read (the sender reads it
-        later), so no change can fall between the two; events queued meanwhile
-        with ``seq <= snapshot seq`` are dropped by the feed.
+        The listener is registered, and the replica's queue bound to the project's
+        events, before the snapshot is read (the sender reads it later,
+        :meth:`Hub.ready`), so no change can fall between the two; events queued
+        meanwhile with ``seq <= snapshot seq`` are dropped by the feed.
         """
         self.unwatch(project_id)
         self._feeds[project_id] = Feed(
@@ -299,6 +300,9 @@ class Session:
         if isinstance(entry, Notice):
             return [encode(entry.message)]
         project_id, item = entry
+        if isinstance(item, Start):
+            # The snapshot must be read after the queue is bound to the project's events.
+            await self._hub.ready(project_id)
         feed = self._feeds.get(project_id)
         if feed is None:
             return []

@@ -89,6 +89,12 @@ class Settings(
         description="events queued for this replica; past it the oldest are dropped and"
         " every connection catches up from the store",
     )
+    fanout_linger_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="a project nobody on this replica watches any more stays bound to its"
+        " queue this long, so a client that reconnects or comes back costs no new binding",
+    )
     fanout_prefetch: int = Field(
         default=256,
         ge=1,

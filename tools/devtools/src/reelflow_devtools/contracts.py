@@ -237,16 +237,24 @@ def asyncapi_document() -> dict[str, Any]:
         event_refs[model.__name__] = {"$ref": f"#/components/messages/{model.__name__}"}
         assert routing_key == model.message_type  # the routing key is the event's type
     channels["events"] = {
-        "address": "{routing_key}",
+        "address": "{event_type}.{project_id}",
         "title": f"event exchange {topology.EVENTS_EXCHANGE}",
         "description": (
             f"A durable topic exchange (`<amqp_prefix>{topology.EVENTS_EXCHANGE}`); each"
-            " event's routing key is its type. Every notifier replica binds its own"
-            f" exclusive queue (`{topology.NOTIFIER_FANOUT}.<uuid>`) with"
-            f" {', '.join(f'`{key}`' for key in topology.EVENT_BINDING_KEYS)}."
+            " event's routing key is its type and its project"
+            f" (`{topology.event_routing_key('clip.updated', '<project_id>')}`). Every"
+            " notifier replica binds its own exclusive queue"
+            f" (`{topology.NOTIFIER_FANOUT}.<uuid>`) with"
+            f" `{topology.project_events_binding('<project_id>')}` for each project a"
+            " socket on it watches (and with"
+            f" `{topology.LEGACY_EVENT_BINDING}`, the events of publishers from before"
+            " these keys); every api replica binds its own"
+            f" (`{topology.API_WAKEUPS}.<uuid>`) with"
+            f" `{topology.PROJECT_FINISHED_BINDING}`."
         ),
         "parameters": {
-            "routing_key": {"enum": list(EVENTS), "description": "the event's type"},
+            "event_type": {"enum": list(EVENTS), "description": "the event's type"},
+            "project_id": {"description": "the project the event is about"},
         },
         "messages": event_refs,
         "bindings": {

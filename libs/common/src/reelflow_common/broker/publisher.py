@@ -18,9 +18,9 @@ from aio_pika.exceptions import AMQPError, ChannelInvalidStateError, DeliveryErr
 from aio_pika.exceptions import PublishError as ReturnedError
 
 from reelflow_common.errors import TransientError
-from reelflow_common.messages import Message
+from reelflow_common.messages import Event, Message
 from reelflow_common.metrics import PUBLISHED_TOTAL, PublishResult
-from reelflow_common.topology import Topology
+from reelflow_common.topology import Topology, event_routing_key
 from reelflow_common.tracing import Span, SpanKind, inject, span
 
 CONTENT_TYPE = "application/json"
@@ -114,8 +114,9 @@ class Publisher:
                 kind="command",
             )
 
-    async def publish_event(self, event: Message) -> None:
-        """Announce ``event`` on the event exchange; having no subscriber is fine."""
+    async def publish_event(self, event: Event) -> None:
+        """Announce ``event`` on the event exchange, under its type and project
+        (``topology.event_routing_key``); having no subscriber is fine."""
         if self._events is None:
             # Declared by declare_topology(); not re-checked on every publish.
             self._events = await self._open_channel().get_exchange(
@@ -125,12 +126,12 @@ class Publisher:
             await self._publish(
                 self._events,
                 _amqp_message(event),
-                event.message_type,
+                event_routing_key(event.message_type, event.project_id),
                 mandatory=False,
                 kind="event",
             )
 
-    async def publish_events(self, events: Iterable[Message]) -> None:
+    async def publish_events(self, events: Iterable[Event]) -> None:
         """Announce each of ``events``, in order."""
         for event in events:
             await self.publish_event(event)

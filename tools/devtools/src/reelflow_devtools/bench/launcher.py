@@ -26,7 +26,7 @@ from pymongo.errors import PyMongoError
 
 from reelflow_api.settings import Settings as ApiSettings
 from reelflow_common.broker.dlq import dead_letter_depths
-from reelflow_common.topology import PROJECT_FINISHED, Topology
+from reelflow_common.topology import PROJECT_FINISHED_BINDING, Topology
 from reelflow_devtools.bench.client import BenchError
 from reelflow_devtools.connections import amqp, mongo
 from reelflow_devtools.launcher import SERVICES, Simulator, Stack
@@ -243,7 +243,7 @@ def broker_cpu_seconds(amqp_url: str) -> float | None:
 
 @asynccontextmanager
 async def finished_projects(
-    amqp_url: str, exchange: str, routing_key: str = PROJECT_FINISHED
+    amqp_url: str, exchange: str, routing_key: str = PROJECT_FINISHED_BINDING
 ) -> AsyncIterator[FinishedProjects]:
     """Projects' end events (``routing_key``) from now on, off ``exchange``: no database read."""
     async with amqp(amqp_url) as connection:

@@ -134,7 +134,7 @@ async def event_tap(stack: BenchStack) -> AsyncIterator[EventTap]:
     async with amqp(stack.config.amqp_url) as connection:
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
-        await queue.bind(topology.events_exchange, CLIP_UPDATED)
+        await queue.bind(topology.events_exchange, f"{CLIP_UPDATED}.*")
         await queue.consume(tap.on_message)
         yield tap
 
