@@ -32,6 +32,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.auth import key_id
 from reelflow_common.topology import HEADER_PROJECT_ID, Topology
+from reelflow_notifier.bindings import ProjectBindings
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
     RunningNotifier,
@@ -348,6 +349,32 @@ async def test_an_unwatched_projects_events_never_reach_the_replica_and_a_later_
         await world.publish(*await world.success(watched, 0))
         await world.publish(*await world.success(watched, 1))
         assert [(await receive(ws))["seq"] for _ in range(4)] == [2, 3, 4, 5]
+
+
+async def test_a_watch_reads_its_snapshot_only_once_the_queue_is_bound_to_its_events(
+    notifier: RunningNotifier, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = await world.new_project()
+    attempted, answer = asyncio.Event(), asyncio.Event()
+    attempt = ProjectBindings._attempt
+
+    async def slow_broker(bindings: ProjectBindings, call: Any, what: str, project_id: str) -> bool:
+        if (what, project_id) == ("bind", project.id):
+            attempted.set()
+            await answer.wait()
+        return await attempt(bindings, call, what, project_id)
+
+    monkeypatch.setattr(ProjectBindings, "_attempt", slow_broker)
+    async with client(project_url(notifier, project), key=world.key) as ws:
+        await asyncio.wait_for(attempted.wait(), DEADLINE_S)
+        # Stored and published while the bind is unconfirmed: the queue does not get it.
+        await world.publish(*await world.processing(project, 0))
+        answer.set()
+        # So the snapshot is read after the bind, and holds it.
+        snapshot = await receive(ws)
+        assert (snapshot["type"], snapshot["seq"]) == ("snapshot", 1)
+        await world.publish(*await world.success(project, 0))
+        assert (await receive(ws))["seq"] == 2
 
 
 def fanout_outcome(outcome: str) -> float:

@@ -44,7 +44,7 @@ class NoListener:
     def deliver(self, events: Sequence[Event]) -> None:
         pass
 
-    def catch_up(self) -> None:
+    def catch_up(self, project_id: str | None = None) -> None:
         pass
 
 
@@ -55,7 +55,13 @@ class RecordingHub(Hub):
         super().__init__()
         self.routed: list[Event] = []
         self.catch_ups = 0
+        #: projects whose watchers were told to catch up, one by one
+        self.caught_up: list[str] = []
         self.add(PROJECT, NoListener())
+
+    def catch_up(self, project_id: str) -> None:
+        self.caught_up.append(project_id)
+        super().catch_up(project_id)
 
     def route(self, events: Sequence[Event]) -> int:
         self.routed.extend(events)
@@ -224,9 +230,10 @@ async def test_after_the_broker_drops_the_connection_every_watched_project_is_bo
     topology = Topology.from_settings(settings)
     hub = RecordingHub()
     name = f"test-fanout-reconnect-{topology.prefix}"
-    # Slow to come back: the watch below starts while the broker is away, and its bind fails.
+    # Slow to come back: the watch below starts while the broker is away (its snapshot is
+    # read at once), and its bind fails.
     async with (
-        connect(settings, name=name, reconnect_interval_s=1.0) as connection,
+        connect(settings, name=name, reconnect_interval_s=5.0) as connection,
         amqp_channel(connection) as channel,
     ):
         await declare_topology(channel, topology)
@@ -238,8 +245,9 @@ async def test_after_the_broker_drops_the_connection_every_watched_project_is_bo
             hub.add("during", NoListener())
             await hub.ready("during")
 
-            # The reconnect's repair binds it before every connection catches up.
+            # Its bind is tried again until it holds; then its watchers catch up.
             await eventually(lambda: hub.catch_ups >= 1, "caught up after the reconnect")
+            await eventually(lambda: "during" in hub.caught_up, "bound late, and caught up")
             events = [clip_updated(1), clip_updated(1, project_id="during")]
             publisher = await amqp_connection.channel()
             exchange = await publisher.get_exchange(topology.events_exchange, ensure=False)

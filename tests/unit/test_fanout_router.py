@@ -70,7 +70,7 @@ class Listener:
         self.seqs.extend(event.seq for event in events)
         self.calls.append([event.seq for event in events])
 
-    def catch_up(self) -> None:
+    def catch_up(self, project_id: str | None = None) -> None:
         raise AssertionError("no catch-up expected")
 
 
@@ -83,7 +83,7 @@ class Recording:
     def deliver(self, events: Sequence[Event]) -> None:
         self.happened.extend(f"event@{event.seq}" for event in events)
 
-    def catch_up(self) -> None:
+    def catch_up(self, project_id: str | None = None) -> None:
         self.happened.append("catch-up")
 
 

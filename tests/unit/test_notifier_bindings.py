@@ -1,6 +1,6 @@
 """A notifier replica's queue is bound to the projects watched on it: one bind per project,
-an unbind after the linger, in the order asked; what a broker failure left undone is redone
-by the repair after the reconnect."""
+an unbind after the linger, in the order asked; a bind or unbind the broker fails is tried
+again until it holds, and what was read before a late bind is caught up."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 
 from aio_pika.exceptions import ChannelInvalidStateError
 
+from reelflow_common.backoff import Backoff
 from reelflow_notifier.bindings import ProjectBindings
 from tests.waiting import eventually
 
@@ -23,13 +24,13 @@ class BrokerQueue:
         self.keys: set[str] = set()
         self.failing = False
         self.gate: asyncio.Event | None = None
+        self.channel_open = True
 
-    # aio-pika's signatures, timeout included
-    async def bind(self, exchange: str, routing_key: str, *, timeout: float) -> None:  # noqa: ASYNC109
+    async def bind(self, exchange: str, routing_key: str) -> None:
         await self._call("bind", routing_key)
         self.keys.add(routing_key)
 
-    async def unbind(self, exchange: str, routing_key: str, *, timeout: float) -> None:  # noqa: ASYNC109
+    async def unbind(self, exchange: str, routing_key: str) -> None:
         await self._call("unbind", routing_key)
         self.keys.discard(routing_key)
 
@@ -42,21 +43,32 @@ class BrokerQueue:
             raise ChannelInvalidStateError("the broker is away")
 
 
-def bindings(queue: BrokerQueue, *, linger_s: float = 60.0) -> tuple[ProjectBindings, list[str]]:
-    unbound: list[str] = []
+class Told:
+    """What the bindings told: projects bound late (to catch up), projects unbound."""
+
+    def __init__(self) -> None:
+        self.late: list[str] = []
+        self.unbound: list[str] = []
+
+
+def bindings(queue: BrokerQueue, *, linger_s: float = 60.0) -> tuple[ProjectBindings, Told]:
+    told = Told()
     made = ProjectBindings(
         queue,  # type: ignore[arg-type]
         EXCHANGE,
-        on_unbound=unbound.append,
+        channel_open=lambda: queue.channel_open,
+        on_bound_late=told.late.append,
+        on_unbound=told.unbound.append,
         linger_s=linger_s,
+        retry=Backoff(first_s=0.01, cap_s=0.01),
     )
-    return made, unbound
+    return made, told
 
 
 async def test_a_first_watch_binds_and_a_watch_waits_for_its_bind() -> None:
     queue = BrokerQueue()
     queue.gate = asyncio.Event()
-    made, _unbound = bindings(queue)
+    made, _told = bindings(queue)
 
     made.want("p1")
     made.want("p1")  # still wanted: nothing more
@@ -72,7 +84,7 @@ async def test_a_first_watch_binds_and_a_watch_waits_for_its_bind() -> None:
 
 async def test_a_project_left_is_unbound_after_the_linger_unless_watched_again() -> None:
     queue = BrokerQueue()
-    made, unbound = bindings(queue, linger_s=0.05)
+    made, told = bindings(queue, linger_s=0.05)
     made.want("p1")
     made.want("p2")
     await made.bound("p1")
@@ -82,7 +94,7 @@ async def test_a_project_left_is_unbound_after_the_linger_unless_watched_again()
     made.drop("p2")
     made.want("p2")  # back within the linger: still bound, no new bind
     await made.bound("p2")
-    await eventually(lambda: unbound == ["p1"], "p1 unbound after the linger")
+    await eventually(lambda: told.unbound == ["p1"], "p1 unbound after the linger")
 
     assert made.bound_projects() == {"p2"}
     assert queue.calls == [("bind", "p1"), ("bind", "p2"), ("unbind", "p1")]
@@ -90,7 +102,7 @@ async def test_a_project_left_is_unbound_after_the_linger_unless_watched_again()
 
 async def test_a_watch_during_an_unbind_binds_again_after_it() -> None:
     queue = BrokerQueue()
-    made, unbound = bindings(queue, linger_s=0)
+    made, told = bindings(queue, linger_s=0)
     made.want("p1")
     await made.bound("p1")
     queue.gate = asyncio.Event()
@@ -107,30 +119,58 @@ async def test_a_watch_during_an_unbind_binds_again_after_it() -> None:
     assert queue.calls == [("bind", "p1"), ("unbind", "p1"), ("bind", "p1")]
     assert queue.keys == {"*.*.p1"}
     assert made.bound_projects() == {"p1"}
-    assert unbound == ["p1"]
+    assert told.unbound == ["p1"]
 
 
-async def test_what_the_broker_failed_is_redone_by_the_repair() -> None:
+async def test_a_failed_bind_is_tried_again_until_it_holds_and_its_watchers_catch_up() -> None:
     queue = BrokerQueue()
-    made, unbound = bindings(queue, linger_s=0)
-    made.want("stays")
-    made.want("leaves")
-    await made.bound("stays")
-    await made.bound("leaves")
-
+    made, told = bindings(queue)
     queue.failing = True
-    made.want("new")
-    await made.bound("new")  # failed, and said so by returning: the socket gets its snapshot
-    made.drop("leaves")
-    await eventually(lambda: queue.calls[-1] == ("unbind", "leaves"), "the unbind tried")
-    assert made.bound_projects() == {"stays", "leaves"}
+    made.want("p1")
+    await made.bound("p1")  # failed, and said so by returning: the socket gets its snapshot
+    assert made.bound_projects() == set()
+    assert told.late == []
 
     queue.failing = False
-    await made.repair()
+    await eventually(lambda: made.bound_projects() == {"p1"}, "bound at a later attempt")
+    assert told.late == ["p1"]  # read before the bind held: its watchers catch up
+    assert queue.keys == {"*.*.p1"}
 
-    assert made.bound_projects() == {"stays", "new"}
-    assert queue.keys == {"*.*.stays", "*.*.new"}
-    assert unbound == ["leaves"]
+
+async def test_while_the_channel_is_closed_a_watch_does_not_wait_and_catches_up_after() -> None:
+    queue = BrokerQueue()
+    queue.gate = asyncio.Event()  # the broker does not answer
+    queue.channel_open = False
+    made, told = bindings(queue)
+
+    made.want("p1")
+    await asyncio.wait_for(made.bound("p1"), 5)  # at once, not after the broker
+
+    queue.channel_open = True
+    queue.gate.set()
+    await eventually(lambda: made.bound_projects() == {"p1"}, "bound once the broker answers")
+    assert told.late == ["p1"]
+
+
+async def test_a_failed_unbind_is_tried_again_unless_the_project_is_watched_again() -> None:
+    queue = BrokerQueue()
+    made, told = bindings(queue, linger_s=0)
+    made.want("p1")
+    made.want("p2")
+    await made.bound("p1")
+    await made.bound("p2")
+
+    queue.failing = True
+    made.drop("p1")
+    made.drop("p2")
+    await eventually(lambda: queue.calls.count(("unbind", "p1")) >= 2, "p1's unbind tried twice")
+    made.want("p2")  # watched again: its unbind stops, and it is bound again
+    queue.failing = False
+    await made.bound("p2")
+
+    await eventually(lambda: told.unbound == ["p1"], "p1 unbound at last")
+    await eventually(lambda: made.bound_projects() == {"p2"}, "p2 bound")
+    assert queue.keys == {"*.*.p2"}
 
 
 async def test_after_close_nothing_is_bound_or_unbound() -> None:

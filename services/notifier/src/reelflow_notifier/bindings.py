@@ -3,50 +3,68 @@
 An event's routing key is its type and its project (``clip.updated.<project id>``,
 ``reelflow_common.topology.event_routing_key``), so a binding
 ``*.*.<project id>`` per watched project brings a replica its watchers' events
-only: a replica's cost follows its sockets, not every tenant's traffic, and
-adding replicas spreads the fan-out instead of repeating it.
+only: a replica's cost follows its sockets, not every tenant's traffic.
 
 A project's first watcher on this replica binds it (:meth:`ProjectBindings.want`),
-and its snapshot is read only once the binding is in place
-(:meth:`ProjectBindings.bound`): an event published after the bind is
-delivered, and one published before it was stored before it too, so the
-snapshot holds it. The last watcher's leaving unbinds the project after
-``fanout_linger_s`` (10 s), so a client that reconnects, or a page that switches back,
-does not pay a bind each time. A project's binds and unbinds run one after
-the other, in the order they were asked for.
+and its snapshot is read once the bind is confirmed (:meth:`ProjectBindings.bound`):
+an event published after the bind is delivered, and one published before it was
+stored before it too, so the snapshot holds it. The last watcher's leaving
+unbinds the project after ``fanout_linger_s`` (10 s), so a client that
+reconnects, or a page that switches back, costs no new bind. A project's binds
+and unbinds run one after the other, in the order they were asked for.
 
-The broker connection can fail in the middle: a bind that fails leaves the
-project wanted but unbound, an unbind that fails leaves a binding nobody
-wants (aio-pika restores the bindings it made when the connection comes
-back). :meth:`ProjectBindings.repair`, run on every reconnect before the
-connections catch up from the store, binds the one and unbinds the other.
-Until then a socket still gets its snapshot; it catches up after the repair,
-as after any outage.
+A bind the broker does not confirm within :data:`ATTEMPT_S` (it is away, its
+channel is being reopened, or a thousand binds are ahead of this one on the
+channel) is tried again, with a backoff, for as long as the project is
+watched here; :meth:`ProjectBindings.bound` waits for the first attempt only
+(not at all while the channel is known closed), so a socket gets its snapshot
+without waiting for the broker, and once the bind holds, the watchers of a
+project read before it did catch up from the store (``on_bound_late``):
+nothing published meanwhile is missed. An unbind
+that fails is tried again the same way, for as long as the project stays
+unwatched. aio-pika restores the bindings it made when a lost connection
+comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 
 from aio_pika.abc import AbstractQueue
 from aio_pika.exceptions import AMQPError, ChannelInvalidStateError
 
-from reelflow_common.logging import get_logger
+from reelflow_common.backoff import Backoff
+from reelflow_common.sampledlog import SampledLog
 from reelflow_common.topology import project_events_binding
 
-log = get_logger(__name__)
-
-#: a bind or unbind that takes longer than this is given up (the broker is away)
-_CALL_TIMEOUT_S = 10.0
+#: a bind or unbind not confirmed within this is given up, and tried again later
+ATTEMPT_S = 5.0
+#: between two attempts of a bind or unbind
+RETRY = Backoff(first_s=0.5, cap_s=10.0)
 _BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
+
+
+@dataclass(eq=False)
+class _Watched:
+    """A project watched here, from its first watcher to its last one's leaving."""
+
+    #: done once the first attempt to bind it is over (or no bind was needed)
+    first_attempt: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    #: what the store says was read before the bind held: catch up once it does
+    read_unbound: bool = False
 
 
 class ProjectBindings:
     """The bindings of one queue to ``exchange``, one per project watched here.
 
-    ``on_unbound`` is told of each project unbound: no more of its events will
-    come (the router forgets the ``seq`` it expected of it).
+    ``channel_open`` says whether the queue's channel is open now (a bind then
+    has a chance). ``on_bound_late`` is told of a project whose bind held only
+    after something of it was read: its watchers must catch up. ``on_unbound`` is
+    told of each project unbound: no more of its events will come.
     """
 
     def __init__(
@@ -54,73 +72,76 @@ class ProjectBindings:
         queue: AbstractQueue,
         exchange: str,
         *,
+        channel_open: Callable[[], bool],
+        on_bound_late: Callable[[str], None],
         on_unbound: Callable[[str], None],
         linger_s: float,
+        retry: Backoff = RETRY,
     ) -> None:
         self._queue = queue
         self._exchange = exchange
+        self._channel_open = channel_open
+        self._on_bound_late = on_bound_late
         self._on_unbound = on_unbound
         self._linger_s = linger_s
-        #: wanted projects, each with its bind if one was asked for (done: bound, or failed)
-        self._wanted: dict[str, asyncio.Task[None] | None] = {}
+        self._retry = retry
+        self._watched: dict[str, _Watched] = {}
         #: projects bound, as the broker last confirmed
         self._bound: set[str] = set()
         #: projects whose unbind waits out the linger
         self._lingering: dict[str, asyncio.TimerHandle] = {}
         #: each project's last bind or unbind: the next one starts after it
         self._last: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        # An outage fails every watched project's attempts: a line per kind and 10 s.
+        self._failures = SampledLog("fanout_binding_failed", level="warning")
 
     def want(self, project_id: str) -> None:
         """A first watcher of ``project_id`` here: bind it, unless it still is."""
-        if self._closed or project_id in self._wanted:
+        if self._closed or project_id in self._watched:
             return
+        watched = self._watched[project_id] = _Watched()
         lingering = self._lingering.pop(project_id, None)
         if lingering is not None:
             lingering.cancel()
             if project_id in self._bound:
-                self._wanted[project_id] = None
+                watched.first_attempt.set_result(None)
                 return
-        self._wanted[project_id] = self._then(project_id, self._bind)
+        self._then(project_id, lambda: self._bind(project_id, watched))
 
     def drop(self, project_id: str) -> None:
         """The last watcher of ``project_id`` here left: unbind it after the linger."""
-        if self._closed or project_id not in self._wanted:
+        if self._closed or self._watched.pop(project_id, None) is None:
             return
-        del self._wanted[project_id]
         self._lingering[project_id] = asyncio.get_running_loop().call_later(
             self._linger_s, self._unbind_now, project_id
         )
 
     async def bound(self, project_id: str) -> None:
-        """Once ``project_id``'s bind is done, failed or not (the module's doc says what
-        then); at once if it needs none. Never raises."""
-        binding = self._wanted.get(project_id)
-        if binding is not None:
-            await asyncio.wait([binding])
+        """Once the first attempt to bind ``project_id`` is over, whatever came of it; at
+        once while the channel is closed. What is read after it and before the bind holds
+        is caught up once it does (the module's doc). Never raises."""
+        watched = self._watched.get(project_id)
+        if watched is None:
+            return
+        if not watched.first_attempt.done() and self._channel_open():
+            await asyncio.wait([watched.first_attempt])
+        if not watched.first_attempt.done() or project_id not in self._bound:
+            watched.read_unbound = True
 
     def bound_projects(self) -> set[str]:
         """The projects bound now, as the broker last confirmed."""
         return set(self._bound)
 
     async def want_all(self, project_ids: Iterable[str]) -> None:
-        """Bind each of ``project_ids`` (watched before the queue existed); returns once done."""
+        """Bind each of ``project_ids`` (watched before the queue existed); returns once each
+        first attempt is over."""
         wanted = list(project_ids)
         for project_id in wanted:
             self.want(project_id)
         for project_id in wanted:
-            await self.bound(project_id)
-
-    async def repair(self) -> None:
-        """After a reconnect: bind what is wanted and not bound, unbind what is bound and
-        neither wanted nor lingering (what the outage made fail); returns once done."""
-        for project_id in set(self._wanted) - self._bound:
-            self._wanted[project_id] = self._then(project_id, self._bind)
-        for project_id in self._bound - set(self._wanted) - set(self._lingering):
-            self._then(project_id, self._unbind)
-        pending = list(self._last.values())
-        if pending:
-            await asyncio.wait(pending)
+            await self.bound(project_id)  # their snapshots were read before: caught up after
 
     def close(self) -> None:
         """Stop: no more binds or unbinds (the queue goes with the connection)."""
@@ -128,56 +149,69 @@ class ProjectBindings:
         for lingering in self._lingering.values():
             lingering.cancel()
         self._lingering.clear()
-        for task in list(self._last.values()):
+        for task in list(self._tasks):
             task.cancel()
+        for watched in self._watched.values():
+            if not watched.first_attempt.done():
+                watched.first_attempt.set_result(None)
 
     def _unbind_now(self, project_id: str) -> None:
         del self._lingering[project_id]
-        self._then(project_id, self._unbind)
+        self._then(project_id, lambda: self._unbind(project_id))
 
-    def _then(
-        self, project_id: str, operation: Callable[[str], Awaitable[None]]
-    ) -> asyncio.Task[None]:
-        """Run ``operation`` on ``project_id`` after the project's last one."""
-        task = asyncio.create_task(
-            self._after(self._last.get(project_id), operation, project_id),
-            name=f"fanout binding {project_id}",
-        )
+    def _then(self, project_id: str, operation: Callable[[], Awaitable[None]]) -> None:
+        """Run ``operation`` once the project's last bind or unbind is over."""
+        previous = self._last.get(project_id)
+
+        async def in_turn() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])
+            await operation()
+
+        task = asyncio.create_task(in_turn(), name=f"fanout binding {project_id}")
         self._last[project_id] = task
-        task.add_done_callback(lambda done: self._forget(project_id, done))
-        return task
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._done(project_id, done))
 
-    @staticmethod
-    async def _after(
-        previous: asyncio.Task[None] | None,
-        operation: Callable[[str], Awaitable[None]],
-        project_id: str,
-    ) -> None:
-        if previous is not None:
-            await asyncio.wait([previous])
-        await operation(project_id)
-
-    def _forget(self, project_id: str, done: asyncio.Task[None]) -> None:
-        if self._last.get(project_id) is done:
+    def _done(self, project_id: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._last.get(project_id) is task:
             del self._last[project_id]
 
-    async def _bind(self, project_id: str) -> None:
-        try:
-            await self._queue.bind(
-                self._exchange, project_events_binding(project_id), timeout=_CALL_TIMEOUT_S
-            )
-        except _BROKER_ERRORS as exc:
-            log.warning("fanout_bind_failed", project_id=project_id, error=repr(exc))
-            return
-        self._bound.add(project_id)
+    async def _bind(self, project_id: str, watched: _Watched) -> None:
+        """Bind until it holds, while this watch of the project lasts."""
+        attempt = 0
+        while self._watched.get(project_id) is watched:
+            done = await self._attempt(self._queue.bind, "bind", project_id)
+            if not watched.first_attempt.done():
+                watched.first_attempt.set_result(None)
+            if done:
+                self._bound.add(project_id)
+                if watched.read_unbound:
+                    self._on_bound_late(project_id)
+                return
+            await asyncio.sleep(self._retry.delay_s(attempt))
+            attempt += 1
 
     async def _unbind(self, project_id: str) -> None:
+        """Unbind until it holds, while the project is neither watched nor lingering again."""
+        attempt = 0
+        while project_id not in self._watched and project_id not in self._lingering:
+            if await self._attempt(self._queue.unbind, "unbind", project_id):
+                self._bound.discard(project_id)
+                self._on_unbound(project_id)
+                return
+            await asyncio.sleep(self._retry.delay_s(attempt))
+            attempt += 1
+
+    async def _attempt(
+        self, call: Callable[[str, str], Awaitable[object]], what: str, project_id: str
+    ) -> bool:
+        """One bind or unbind; whether the broker confirmed it in time."""
         try:
-            await self._queue.unbind(
-                self._exchange, project_events_binding(project_id), timeout=_CALL_TIMEOUT_S
-            )
+            async with asyncio.timeout(ATTEMPT_S):
+                await call(self._exchange, project_events_binding(project_id))
         except _BROKER_ERRORS as exc:
-            log.warning("fanout_unbind_failed", project_id=project_id, error=repr(exc))
-            return
-        self._bound.discard(project_id)
-        self._on_unbound(project_id)
+            self._failures.emit(what, operation=what, project_id=project_id, error=repr(exc))
+            return False
+        return True

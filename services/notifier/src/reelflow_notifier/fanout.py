@@ -332,14 +332,18 @@ async def fanout(
 
     router = Router(hub, acks, queue.name)
     bindings = ProjectBindings(
-        queue, topology.events_exchange, on_unbound=router.forget, linger_s=linger_s
+        queue,
+        topology.events_exchange,
+        channel_open=lambda: not channel.is_closed,
+        on_bound_late=hub.catch_up,
+        on_unbound=router.forget,
+        linger_s=linger_s,
     )
 
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
+        # aio-pika restored the bindings it made; a bind the outage failed is tried
+        # again until it holds, and its watchers catch up then (ProjectBindings).
         log.warning("fanout_reconnected", watched_projects=hub.watched())
-        # aio-pika restored the bindings it made; what the outage made fail is redone,
-        # and only then do the connections catch up (after it, no event is missed).
-        await bindings.repair()
         router.reconnected()
 
     consumer_tags = [

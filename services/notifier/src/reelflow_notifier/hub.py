@@ -22,8 +22,9 @@ class Listener(Protocol):
         """Take events of one watched project, in the order published (one or a burst):
         queue them, or write them without waiting."""
 
-    def catch_up(self) -> None:
-        """Events may have been missed (the broker connection was lost): recover from the store."""
+    def catch_up(self, project_id: str | None = None) -> None:
+        """Events of ``project_id`` (None: of every project it watches) may have been missed
+        (the broker connection was lost, a bind came late): recover from the store."""
 
 
 class Hub:
@@ -80,6 +81,11 @@ class Hub:
         for listener in tuple(listeners):
             listener.deliver(events)
         return len(listeners)
+
+    def catch_up(self, project_id: str) -> None:
+        """Every listener of ``project_id`` recovers it from the store."""
+        for listener in tuple(self._watchers.get(project_id, ())):
+            listener.catch_up(project_id)
 
     def catch_up_all(self) -> None:
         every = {listener for listeners in self._watchers.values() for listener in listeners}

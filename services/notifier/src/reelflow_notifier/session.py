@@ -215,9 +215,10 @@ class Session:
                 self._log_pushed(event, sent=1)
         return True
 
-    def catch_up(self) -> None:
-        for project_id in self._feeds:
-            self._outbox.put(project_id, CatchUp())
+    def catch_up(self, project_id: str | None = None) -> None:
+        for watched in self._feeds if project_id is None else (project_id,):
+            if watched in self._feeds:
+                self._outbox.put(watched, CatchUp())
 
     # --- the two tasks -----------------------------------------------------------------
 
@@ -300,12 +301,14 @@ class Session:
         if isinstance(entry, Notice):
             return [encode(entry.message)]
         project_id, item = entry
-        if isinstance(item, Start):
-            # The snapshot must be read after the queue is bound to the project's events.
-            await self._hub.ready(project_id)
         feed = self._feeds.get(project_id)
         if feed is None:
             return []
+        if not isinstance(item, EVENT_CLASSES):
+            # What the store says is read once the queue is bound to the project's events.
+            await self._hub.ready(project_id)
+            if self._feeds.get(project_id) is not feed:
+                return []  # unwatched, or watched anew, meanwhile: its own Start follows
         try:
             return await feed.render(item)
         except ProjectGone:

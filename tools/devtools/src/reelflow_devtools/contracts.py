@@ -235,7 +235,7 @@ def asyncapi_document() -> dict[str, Any]:
     for routing_key, model in EVENTS.items():
         messages[model.__name__] = _message(model)
         event_refs[model.__name__] = {"$ref": f"#/components/messages/{model.__name__}"}
-        assert routing_key == model.message_type  # the routing key is the event's type
+        assert routing_key == model.message_type  # the routing key starts with the type
     channels["events"] = {
         "address": "{event_type}.{project_id}",
         "title": f"event exchange {topology.EVENTS_EXCHANGE}",
