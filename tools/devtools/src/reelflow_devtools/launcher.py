@@ -257,6 +257,7 @@ class Stack:
         self._picked_ports = not config.ports
         self.ports = dict(config.ports or {name: free_port() for name in SERVICES})
         # Together: none needs another to start, and the database is prepared.
+        announce("services", f"starting {', '.join(SERVICES)}; each line below once it answers")
         started = [self._spawn_service(name) for name in SERVICES]
         for child in started:
             self._wait_healthy(child)
