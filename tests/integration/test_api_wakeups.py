@@ -52,9 +52,8 @@ async def test_project_finished_under_either_routing_key_wakes_its_waiters_and_n
             await asyncio.wait_for(woken.wait(), DEADLINE_S)
 
         # A clip's change is no project's end: it never reaches the queue.
-        with wakeups.watching("p3") as woken:
+        with wakeups.watching("p3") as woken, wakeups.watching("p4") as after:
             await publisher.publish_event(clip_updated(1, project_id="p3"))
             await publisher.publish_event(finished("p4"))  # delivered after it, in order
-            with wakeups.watching("p4") as after:
-                await asyncio.wait_for(after.wait(), DEADLINE_S)
+            await asyncio.wait_for(after.wait(), DEADLINE_S)
             assert not woken.is_set()

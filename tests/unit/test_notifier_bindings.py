@@ -173,16 +173,52 @@ async def test_a_failed_unbind_is_tried_again_unless_the_project_is_watched_agai
     assert queue.keys == {"*.*.p2"}
 
 
-async def test_after_close_nothing_is_bound_or_unbound() -> None:
+async def test_a_call_that_failed_with_the_connection_waits_for_its_return() -> None:
     queue = BrokerQueue()
-    made, _unbound = bindings(queue, linger_s=0)
+    made, told = bindings(queue)
+    queue.failing, queue.channel_open = True, False  # the connection is gone
+
+    made.want("p1")
+    await made.bound("p1")  # at once: the socket gets its snapshot
+    await eventually(lambda: queue.calls == [("bind", "p1")], "the bind tried")
+    await asyncio.sleep(0.1)  # ten backoffs: none is tried on a timer
+    assert queue.calls == [("bind", "p1")]
+
+    # Back, the queue and its recorded bindings restored: the resume binds it.
+    queue.failing, queue.channel_open = False, True
+    await made.resume()
+    assert made.bound_projects() == {"p1"}
+    await eventually(lambda: told.late == ["p1"], "its watchers told to catch up")
+    assert queue.calls == [("bind", "p1"), ("bind", "p1")]
+
+
+async def test_a_watch_that_ends_before_its_bind_starts_is_waited_for_by_no_one() -> None:
+    queue = BrokerQueue()
+    made, _told = bindings(queue, linger_s=0)
+    made.want("p1")
+    await made.bound("p1")
+    queue.gate = asyncio.Event()
+    made.drop("p1")
+    await eventually(lambda: queue.calls[-1] == ("unbind", "p1"), "the unbind under way")
+
+    made.want("p1")  # its bind waits for the unbind
+    waiting = asyncio.create_task(made.bound("p1"))
+    await asyncio.sleep(0)  # the sender waits for it
+    assert not waiting.done()
+    made.drop("p1")  # and the watch ends before the bind starts
+    await asyncio.wait_for(waiting, 2)  # the sender goes on (it would wait WAIT_S, 5 s)
+    queue.gate.set()
+
+
+async def test_after_close_nothing_is_bound() -> None:
+    queue = BrokerQueue()
+    made, _told = bindings(queue, linger_s=0)
     made.want("p1")
     await made.bound("p1")
 
     made.close()
-    made.drop("p1")
     made.want("p2")
     await made.bound("p2")
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # a bind task, were one made, would have asked by now
 
     assert queue.calls == [("bind", "p1")]

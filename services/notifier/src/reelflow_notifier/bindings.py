@@ -13,17 +13,19 @@ unbinds the project after ``fanout_linger_s`` (10 s), so a client that
 reconnects, or a page that switches back, costs no new bind. A project's binds
 and unbinds run one after the other, in the order they were asked for.
 
-A bind the broker does not confirm within :data:`ATTEMPT_S` (it is away, its
-channel is being reopened, or a thousand binds are ahead of this one on the
-channel) is tried again, with a backoff, for as long as the project is
-watched here; :meth:`ProjectBindings.bound` waits for the first attempt only
-(not at all while the channel is known closed), so a socket gets its snapshot
-without waiting for the broker, and once the bind holds, the watchers of a
-project read before it did catch up from the store (``on_bound_late``):
-nothing published meanwhile is missed. An unbind
-that fails is tried again the same way, for as long as the project stays
-unwatched. aio-pika restores the bindings it made when a lost connection
-comes back.
+The sender waits for a bind at most :data:`WAIT_S`, and not at all while the
+channel is closed: a socket gets its snapshot without waiting for the broker,
+and once the bind holds, the watchers of a project read before it did catch up
+from the store (``on_bound_late``), so nothing published meanwhile is missed.
+A bind or unbind is never cancelled midway (aiormq closes a channel whose call
+is abandoned, and this one consumes the fan-out). One that fails while the
+channel is open (a channel error) is tried again after a jittered backoff, for
+as long as the project is watched (an unbind: unwatched); one that fails with
+the connection waits for it to come back: aio-pika restores the queue and the
+bindings it made, then the reconnect callback calls :meth:`ProjectBindings.resume`,
+which makes the binds still wanted before every connection catches up (a retry
+on a timer could land between the channel's reopening and the queue's
+re-declaration, where the broker refuses it and closes the channel again).
 """
 
 from __future__ import annotations
@@ -39,23 +41,28 @@ from reelflow_common.backoff import Backoff
 from reelflow_common.sampledlog import SampledLog
 from reelflow_common.topology import project_events_binding
 
-#: a bind or unbind not confirmed within this is given up, and tried again later
-ATTEMPT_S = 5.0
-#: between two attempts of a bind or unbind
-RETRY = Backoff(first_s=0.5, cap_s=10.0)
-_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError, TimeoutError)
+#: the longest a socket's sender waits for its project's bind before reading anyway
+WAIT_S = 5.0
+#: between two attempts of a bind or unbind that failed with the channel open
+RETRY = Backoff(first_s=0.5, cap_s=10.0, jitter=0.5)
+_BROKER_ERRORS = (AMQPError, ChannelInvalidStateError, ConnectionError)
 
 
 @dataclass(eq=False)
 class _Watched:
     """A project watched here, from its first watcher to its last one's leaving."""
 
-    #: done once the first attempt to bind it is over (or no bind was needed)
+    #: done once the first attempt to bind it is over, or the watch ended, or no bind is
+    #: needed (it is bound)
     first_attempt: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     #: what the store says was read before the bind held: catch up once it does
     read_unbound: bool = False
+
+    def attempted(self) -> None:
+        if not self.first_attempt.done():
+            self.first_attempt.set_result(None)
 
 
 class ProjectBindings:
@@ -93,6 +100,9 @@ class ProjectBindings:
         #: each project's last bind or unbind: the next one starts after it
         self._last: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: how many times the connection came back (:meth:`resume`), and the event of the next
+        self._resumes = 0
+        self._resumed = asyncio.Event()
         self._closed = False
         # An outage fails every watched project's attempts: a line per kind and 10 s.
         self._failures = SampledLog("fanout_binding_failed", level="warning")
@@ -106,27 +116,31 @@ class ProjectBindings:
         if lingering is not None:
             lingering.cancel()
             if project_id in self._bound:
-                watched.first_attempt.set_result(None)
+                watched.attempted()
                 return
         self._then(project_id, lambda: self._bind(project_id, watched))
 
     def drop(self, project_id: str) -> None:
         """The last watcher of ``project_id`` here left: unbind it after the linger."""
-        if self._closed or self._watched.pop(project_id, None) is None:
+        watched = self._watched.pop(project_id, None)
+        if watched is not None:
+            watched.attempted()  # nobody waits for a watch that ended
+        if self._closed or watched is None:
             return
         self._lingering[project_id] = asyncio.get_running_loop().call_later(
             self._linger_s, self._unbind_now, project_id
         )
 
     async def bound(self, project_id: str) -> None:
-        """Once the first attempt to bind ``project_id`` is over, whatever came of it; at
-        once while the channel is closed. What is read after it and before the bind holds
-        is caught up once it does (the module's doc). Never raises."""
+        """Once the first attempt to bind ``project_id`` is over, whatever came of it, or
+        :data:`WAIT_S` has passed; at once while the channel is closed. What is read after
+        it and before the bind holds is caught up once it does (the module's doc). Never
+        raises."""
         watched = self._watched.get(project_id)
         if watched is None:
             return
         if not watched.first_attempt.done() and self._channel_open():
-            await asyncio.wait([watched.first_attempt])
+            await asyncio.wait([watched.first_attempt], timeout=WAIT_S)
         if not watched.first_attempt.done() or project_id not in self._bound:
             watched.read_unbound = True
 
@@ -143,17 +157,32 @@ class ProjectBindings:
         for project_id in wanted:
             await self.bound(project_id)  # their snapshots were read before: caught up after
 
+    async def resume(self) -> None:
+        """The connection is back, and aio-pika has restored the queue and the bindings it
+        made: bind each project watched and not bound; returns once each was tried (the
+        connections catch up after). Calls that failed with the connection go on."""
+        wanted = [project for project in self._watched if project not in self._bound]
+        results = await asyncio.gather(
+            *(self._attempt(self._queue.bind, "bind", project) for project in wanted)
+        )
+        for project_id, done in zip(wanted, results, strict=True):
+            if done:
+                self._bound.add(project_id)  # unbound after its linger if its watch ended
+        self._resumes += 1
+        resumed, self._resumed = self._resumed, asyncio.Event()
+        resumed.set()
+
     def close(self) -> None:
         """Stop: no more binds or unbinds (the queue goes with the connection)."""
         self._closed = True
         for lingering in self._lingering.values():
             lingering.cancel()
         self._lingering.clear()
+        self._resumed.set()
         for task in list(self._tasks):
             task.cancel()
         for watched in self._watched.values():
-            if not watched.first_attempt.done():
-                watched.first_attempt.set_result(None)
+            watched.attempted()
 
     def _unbind_now(self, project_id: str) -> None:
         del self._lingering[project_id]
@@ -180,37 +209,49 @@ class ProjectBindings:
 
     async def _bind(self, project_id: str, watched: _Watched) -> None:
         """Bind until it holds, while this watch of the project lasts."""
-        attempt = 0
-        while self._watched.get(project_id) is watched:
-            done = await self._attempt(self._queue.bind, "bind", project_id)
-            if not watched.first_attempt.done():
-                watched.first_attempt.set_result(None)
-            if done:
-                self._bound.add(project_id)
-                if watched.read_unbound:
-                    self._on_bound_late(project_id)
-                return
-            await asyncio.sleep(self._retry.delay_s(attempt))
-            attempt += 1
+        try:
+            attempt = 0
+            while self._watched.get(project_id) is watched and project_id not in self._bound:
+                resumes = self._resumes
+                done = await self._attempt(self._queue.bind, "bind", project_id)
+                watched.attempted()
+                if done:
+                    self._bound.add(project_id)
+                    break
+                attempt = await self._wait_to_retry(attempt, resumes)
+            if project_id in self._bound and watched.read_unbound:
+                self._on_bound_late(project_id)
+        finally:
+            watched.attempted()
 
     async def _unbind(self, project_id: str) -> None:
         """Unbind until it holds, while the project is neither watched nor lingering again."""
         attempt = 0
         while project_id not in self._watched and project_id not in self._lingering:
+            resumes = self._resumes
             if await self._attempt(self._queue.unbind, "unbind", project_id):
                 self._bound.discard(project_id)
                 self._on_unbound(project_id)
                 return
+            attempt = await self._wait_to_retry(attempt, resumes)
+
+    async def _wait_to_retry(self, attempt: int, resumes: int) -> int:
+        """After a call that failed (started after ``resumes`` returns of the connection): the
+        backoff if the channel is open, or the connection came back since; else the
+        connection's return (:meth:`resume`). The next attempt's number."""
+        if self._channel_open() or self._resumes != resumes:
             await asyncio.sleep(self._retry.delay_s(attempt))
-            attempt += 1
+        else:
+            await self._resumed.wait()
+        return attempt + 1
 
     async def _attempt(
         self, call: Callable[[str, str], Awaitable[object]], what: str, project_id: str
     ) -> bool:
-        """One bind or unbind; whether the broker confirmed it in time."""
+        """One bind or unbind, never cancelled midway but by :meth:`close`; whether the broker
+        confirmed it."""
         try:
-            async with asyncio.timeout(ATTEMPT_S):
-                await call(self._exchange, project_events_binding(project_id))
+            await call(self._exchange, project_events_binding(project_id))
         except _BROKER_ERRORS as exc:
             self._failures.emit(what, operation=what, project_id=project_id, error=repr(exc))
             return False

@@ -341,9 +341,10 @@ async def fanout(
     )
 
     async def on_reconnect(_connection: AbstractRobustConnection | None, /) -> None:
-        # aio-pika restored the bindings it made; a bind the outage failed is tried
-        # again until it holds, and its watchers catch up then (ProjectBindings).
+        # aio-pika restored the queue and the bindings it made; the binds the outage failed
+        # are made, and only then does every connection catch up (ProjectBindings).
         log.warning("fanout_reconnected", watched_projects=hub.watched())
+        await bindings.resume()
         router.reconnected()
 
     consumer_tags = [
