@@ -137,19 +137,23 @@ async def test_a_failed_bind_is_tried_again_until_it_holds_and_its_watchers_catc
     assert queue.keys == {"*.*.p1"}
 
 
-async def test_while_the_channel_is_closed_a_watch_does_not_wait_and_catches_up_after() -> None:
+async def test_while_the_connection_is_gone_a_watch_waits_for_nothing_and_catches_up_after() -> (
+    None
+):
     queue = BrokerQueue()
-    queue.gate = asyncio.Event()  # the broker does not answer
     queue.channel_open = False
     made, told = bindings(queue)
 
     made.want("p1")
-    await asyncio.wait_for(made.bound("p1"), 5)  # at once, not after the broker
+    await asyncio.wait_for(made.bound("p1"), 5)  # at once: the socket gets its snapshot
+    assert queue.calls == []  # nothing asked of a closed channel
 
+    # Back, the queue restored: the reconnect's resume binds it; its watchers catch up.
     queue.channel_open = True
-    queue.gate.set()
-    await eventually(lambda: made.bound_projects() == {"p1"}, "bound once the broker answers")
-    assert told.late == ["p1"]
+    await made.resume()
+    assert made.bound_projects() == {"p1"}
+    await eventually(lambda: told.late == ["p1"], "its watchers told to catch up")
+    assert queue.calls == [("bind", "p1")]
 
 
 async def test_a_failed_unbind_is_tried_again_unless_the_project_is_watched_again() -> None:
@@ -175,12 +179,14 @@ async def test_a_failed_unbind_is_tried_again_unless_the_project_is_watched_agai
 
 async def test_a_call_that_failed_with_the_connection_waits_for_its_return() -> None:
     queue = BrokerQueue()
+    queue.gate = asyncio.Event()
     made, told = bindings(queue)
-    queue.failing, queue.channel_open = True, False  # the connection is gone
-
     made.want("p1")
-    await made.bound("p1")  # at once: the socket gets its snapshot
-    await eventually(lambda: queue.calls == [("bind", "p1")], "the bind tried")
+    await eventually(lambda: queue.calls == [("bind", "p1")], "the bind under way")
+
+    queue.failing, queue.channel_open = True, False  # the connection goes
+    queue.gate.set()
+    await made.bound("p1")
     await asyncio.sleep(0.1)  # ten backoffs: none is tried on a timer
     assert queue.calls == [("bind", "p1")]
 

@@ -249,7 +249,10 @@ class ProjectBindings:
         self, call: Callable[[str, str], Awaitable[object]], what: str, project_id: str
     ) -> bool:
         """One bind or unbind, never cancelled midway but by :meth:`close`; whether the broker
-        confirmed it."""
+        confirmed it. None is made while the channel is closed: aio-pika would hold it until
+        the connection is back, and then send it before it has re-declared the queue."""
+        if not self._channel_open():
+            return False
         try:
             await call(self._exchange, project_events_binding(project_id))
         except _BROKER_ERRORS as exc:
