@@ -105,7 +105,7 @@ async def measure(stack: Stack, *, until: str) -> dict[int, dict[str, int]]:
     ):
         channel = await connection.channel()
         finished = await channel.declare_queue(exclusive=True)
-        await finished.bind(f"{stack.config.amqp_prefix}reelflow.events", until)
+        await finished.bind(f"{stack.config.amqp_prefix}reelflow.events", f"{until}.*")
         for scenes in (1, 10, 50):
             expected = 1 if until == "project.finished" else scenes
             before = await operations(stack)
