@@ -32,6 +32,7 @@ from reelflow_common.store import (
 )
 from reelflow_common.store.auth import key_id
 from reelflow_common.topology import HEADER_PROJECT_ID, Topology
+from reelflow_notifier import bindings as bindings_module
 from reelflow_notifier.bindings import ProjectBindings
 from reelflow_notifier.settings import Settings
 from tests.integration.notifier_helpers import (
@@ -365,6 +366,8 @@ async def test_a_watch_reads_its_snapshot_only_once_the_queue_is_bound_to_its_ev
         return await attempt(bindings, call, what, project_id)
 
     monkeypatch.setattr(ProjectBindings, "_attempt", slow_broker)
+    # The sender would read anyway after WAIT_S (and catch up later): not within this test.
+    monkeypatch.setattr(bindings_module, "WAIT_S", 10 * DEADLINE_S)
     async with client(project_url(notifier, project), key=world.key) as ws:
         await asyncio.wait_for(attempted.wait(), DEADLINE_S)
         # Stored and published while the bind is unconfirmed: the queue does not get it.

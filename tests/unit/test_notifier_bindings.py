@@ -122,6 +122,26 @@ async def test_a_watch_during_an_unbind_binds_again_after_it() -> None:
     assert told.unbound == ["p1"]
 
 
+async def test_watched_again_within_a_linger_during_an_earlier_unbind_it_is_bound_again() -> None:
+    queue = BrokerQueue()
+    made, _told = bindings(queue, linger_s=0)
+    made.want("p1")
+    await made.bound("p1")
+    queue.gate = asyncio.Event()
+    made.drop("p1")
+    await eventually(lambda: queue.calls[-1] == ("unbind", "p1"), "the unbind under way")
+
+    made.want("p1")  # a bind after the unbind
+    made.drop("p1")  # a re-subscribe: unwatched, a new linger
+    made.want("p1")  # and watched again within it, the unbind still under way
+    queue.gate.set()
+
+    expected = [("bind", "p1"), ("unbind", "p1"), ("bind", "p1")]
+    await eventually(lambda: queue.calls == expected, "bound again after the unbind")
+    await eventually(lambda: made.bound_projects() == {"p1"}, "the bind confirmed")
+    assert queue.keys == {"*.*.p1"}
+
+
 async def test_a_failed_bind_is_tried_again_until_it_holds_and_its_watchers_catch_up() -> None:
     queue = BrokerQueue()
     made, told = bindings(queue)

@@ -31,6 +31,7 @@ re-declaration, where the broker refuses it and closes the channel again).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -115,7 +116,8 @@ class ProjectBindings:
         lingering = self._lingering.pop(project_id, None)
         if lingering is not None:
             lingering.cancel()
-            if project_id in self._bound:
+            # Still bound, and no unbind under way (an earlier linger's may be): nothing to do.
+            if project_id in self._bound and project_id not in self._last:
                 watched.attempted()
                 return
         self._then(project_id, lambda: self._bind(project_id, watched))
@@ -154,8 +156,8 @@ class ProjectBindings:
         wanted = list(project_ids)
         for project_id in wanted:
             self.want(project_id)
-        for project_id in wanted:
-            await self.bound(project_id)  # their snapshots were read before: caught up after
+        # Their snapshots were read before: caught up after. Side by side: one wait in all.
+        await asyncio.gather(*(self.bound(project_id) for project_id in wanted))
 
     async def resume(self) -> None:
         """The connection is back, and aio-pika has restored the queue and the bindings it
@@ -166,8 +168,12 @@ class ProjectBindings:
             *(self._attempt(self._queue.bind, "bind", project) for project in wanted)
         )
         for project_id, done in zip(wanted, results, strict=True):
-            if done:
-                self._bound.add(project_id)  # unbound after its linger if its watch ended
+            if not done:
+                continue
+            self._bound.add(project_id)
+            if project_id not in self._watched and project_id not in self._lingering:
+                # Its watch and its linger ended meanwhile: nothing else will unbind it.
+                self._then(project_id, functools.partial(self._unbind, project_id))
         self._resumes += 1
         resumed, self._resumed = self._resumed, asyncio.Event()
         resumed.set()

@@ -55,8 +55,10 @@ class Hub:
                 self._bindings.drop(project_id)
 
     async def ready(self, project_id: str) -> None:
-        """Once the queue is bound to ``project_id``'s events (at once without a queue: the
-        connections catch up when it comes). Read a watch's snapshot after this."""
+        """Once the queue is bound to ``project_id``'s events, or its bind's first attempt
+        failed or took ``bindings.WAIT_S`` (the watchers then catch up once it holds); at
+        once without a queue (the connections catch up when it comes). Read a watch's
+        snapshot after this."""
         if self._bindings is not None:
             await self._bindings.bound(project_id)
 

@@ -93,8 +93,9 @@ class Session:
 
         The listener is registered, and the replica's queue bound to the project's
         events, before the snapshot is read (the sender reads it later,
-        :meth:`Hub.ready`), so no change can fall between the two; events queued
-        meanwhile with ``seq <= snapshot seq`` are dropped by the feed.
+        :meth:`Hub.ready`; a bind the broker does not confirm in time is followed by
+        a catch-up once it holds), so no change can fall between the two; events
+        queued meanwhile with ``seq <= snapshot seq`` are dropped by the feed.
         """
         self.unwatch(project_id)
         self._feeds[project_id] = Feed(

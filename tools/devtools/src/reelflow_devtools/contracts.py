@@ -284,7 +284,9 @@ def asyncapi_document() -> dict[str, Any]:
     operations["receiveEvent"] = {
         "action": "receive",
         "channel": {"$ref": "#/channels/events"},
-        "summary": "Consumed by every notifier replica, which pushes it to WebSocket clients.",
+        "summary": "Consumed by each notifier replica with a WebSocket watching its project,"
+        " which pushes it to those clients; an api replica consumes `project.finished`"
+        " to answer `?wait=`.",
         "messages": event_messages,
         "bindings": {"amqp": {"ack": True, "bindingVersion": _AMQP_BINDING}},
     }
